@@ -1,0 +1,67 @@
+"""Run commands on this machine: for running mailplan on the mail server itself and
+for the sandbox demo. Same interface as SSH, so every code path above is shared."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+
+from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.errors import HostError
+
+
+class LocalProcess(Process):
+    """A ``/bin/sh -c`` child process; stderr goes to a temporary file (no deadlock)."""
+
+    def __init__(self, command: str) -> None:
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
+        self._proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin = self._proc.stdin
+        self._stdout = self._proc.stdout
+
+    def write(self, data: bytes) -> None:
+        self._stdin.write(data)
+        self._stdin.flush()
+
+    def close_stdin(self) -> None:
+        if not self._stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self._stdin.close()
+
+    def read(self, size: int = 65536) -> bytes:
+        return self._stdout.read1(size)
+
+    def readline(self) -> bytes:
+        return self._stdout.readline()
+
+    def wait(self) -> CommandResult:
+        self.close_stdin()
+        rest = self._stdout.read()
+        code = self._proc.wait()
+        self._err.seek(0)
+        err = self._err.read()
+        self._err.close()
+        return CommandResult(code, rest, err)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+class LocalConnector(Connector):
+    """This machine, through ``/bin/sh``."""
+
+    def start(self, command: str) -> Process:
+        self.channels_opened += 1
+        try:
+            return LocalProcess(self.wrap(command))
+        except OSError as exc:
+            raise HostError(f"cannot start /bin/sh: {exc}", host=self.name) from exc

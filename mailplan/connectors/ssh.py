@@ -1,0 +1,155 @@
+"""SSH connections through Fabric, with host keys checked.
+
+Fabric's :class:`fabric.Connection` reads ``~/.ssh/config``, uses ssh-agent and the
+configured identities, and wraps a paramiko client. Fabric installs paramiko's
+``AutoAddPolicy``, which silently trusts any host key; mailplan replaces it with
+``RejectPolicy`` and loads ``~/.ssh/known_hosts`` (plus any file the spec names), so an
+unknown or changed key is refused. ``accept_new_host_key`` opts in to trusting a key
+seen for the first time (like OpenSSH's ``StrictHostKeyChecking=accept-new``); the key
+is then saved to the known-hosts file. A changed key is always refused.
+
+Commands run on fresh channels of the one transport; stdout is streamed, so mail of
+any size passes through with constant memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.errors import HostError, HostKeyError
+
+
+class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """Trust a host key never seen before and remember it; changed keys still fail."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.known_hosts, "a", encoding="ascii") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class SSHProcess(Process):
+    """One SSH session channel running one command."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._chan = channel
+        self._out = channel.makefile("rb", 1 << 16)
+
+    def write(self, data: bytes) -> None:
+        self._chan.sendall(data)
+
+    def close_stdin(self) -> None:
+        if not self._chan.closed:
+            self._chan.shutdown_write()
+
+    def read(self, size: int = 65536) -> bytes:
+        return self._out.read(size) if size else b""
+
+    def readline(self) -> bytes:
+        return self._out.readline()
+
+    def wait(self) -> CommandResult:
+        self.close_stdin()
+        rest = self._out.read()
+        code = self._chan.recv_exit_status()
+        err = b""
+        while True:
+            chunk = self._chan.recv_stderr(65536)
+            if not chunk:
+                break
+            err += chunk
+        self._chan.close()
+        return CommandResult(code, rest, err)
+
+    def kill(self) -> None:
+        self._chan.close()
+
+
+class SSHConnector(Connector):
+    """A host reached over SSH; see the module docstring for host-key handling."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        address: str,
+        user: str | None = None,
+        port: int | None = None,
+        identity_file: str | None = None,
+        known_hosts: str | None = None,
+        accept_new_host_key: bool = False,
+        connect_timeout: int = 15,
+        sudo: bool = False,
+    ) -> None:
+        super().__init__(name, sudo=sudo)
+        kwargs: dict[str, object] = {"allow_agent": True}
+        if identity_file:
+            kwargs["key_filename"] = [os.path.expanduser(identity_file)]
+        self._conn = Connection(
+            host=address, user=user, port=port, config=Config(),
+            connect_kwargs=kwargs, connect_timeout=connect_timeout,
+        )
+        client = self._conn.client
+        default_known = Path(os.path.expanduser("~/.ssh/known_hosts"))
+        self._known_hosts = Path(os.path.expanduser(known_hosts)) if known_hosts else default_known
+        if default_known.exists() and default_known != self._known_hosts:
+            client.get_host_keys().load(str(default_known))
+        if self._known_hosts.exists():
+            client.get_host_keys().load(str(self._known_hosts))
+        if accept_new_host_key:
+            client.set_missing_host_key_policy(_AcceptNewPolicy(self._known_hosts))
+        else:
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        self._address = f"{address}:{port or 22}"
+
+    def _transport(self) -> paramiko.Transport:
+        if not self._conn.is_connected:
+            try:
+                self._conn.open()
+            except paramiko.BadHostKeyException as exc:
+                raise HostKeyError(
+                    f"the SSH host key of {self._address} has CHANGED (got "
+                    f"{exc.key.get_name()} {exc.key.get_fingerprint().hex()}); refusing to connect",
+                    host=self.name,
+                    hint="if the server was really reinstalled, remove its old key from "
+                    f"{self._known_hosts} and connect again",
+                ) from None
+            except paramiko.SSHException as exc:
+                if "not found in known_hosts" in str(exc):
+                    raise HostKeyError(
+                        f"the SSH host key of {self._address} is unknown; refusing to connect",
+                        host=self.name,
+                        hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
+                        "fingerprint), or set accept_new_host_key: true on this host in the spec",
+                    ) from None
+                raise HostError(f"SSH connection to {self._address} failed: {exc}",
+                                host=self.name) from None
+            except OSError as exc:
+                raise HostError(f"cannot connect to {self._address}: {exc}",
+                                host=self.name) from None
+        transport = self._conn.transport
+        assert transport is not None
+        return transport
+
+    def start(self, command: str) -> Process:
+        transport = self._transport()
+        try:
+            channel = transport.open_session()
+            self.channels_opened += 1
+            channel.exec_command(self.wrap(command))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(f"cannot open an SSH channel: {exc}", host=self.name) from None
+        return SSHProcess(channel)
+
+    def close(self) -> None:
+        self._conn.close()

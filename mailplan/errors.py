@@ -1,0 +1,82 @@
+"""The one exception root of mailplan and its context-carrying subclasses.
+
+Library code raises these; only the CLI turns them into a message and an exit code.
+Every message says what is wrong, where (file and line, or host and step), and what to
+do next. Secrets never go into an exception: callers pass names, not values.
+"""
+
+from __future__ import annotations
+
+
+class MailplanError(Exception):
+    """Root of every error mailplan reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class SpecError(MailplanError):
+    """The migration spec is malformed or inconsistent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        column: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = file
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        text = f"{where}: {message}" if key is None else f"{where}: {key}: {message}"
+        super().__init__(text, hint=hint)
+        self.file, self.line, self.column, self.key = file, line, column, key
+
+
+class SourceDataError(MailplanError):
+    """A file read from the source host (passwd, shadow, mbox, aliases) is malformed."""
+
+    def __init__(self, message: str, *, host: str, path: str, line: int | None = None) -> None:
+        where = f"{host}:{path}" + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.host, self.path, self.line = host, path, line
+
+
+class HostError(MailplanError):
+    """A host could not be reached, refused us, or answered something we cannot use."""
+
+    def __init__(self, message: str, *, host: str, step: str | None = None,
+                 hint: str | None = None) -> None:
+        where = f"host {host}" + (f", step {step}" if step else "")
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.host, self.step = host, step
+
+
+class HostKeyError(HostError):
+    """The SSH host key is unknown or changed, and the user did not opt in."""
+
+
+class StepFailed(HostError):
+    """A change was attempted on the target and did not take effect."""
+
+
+class StateError(MailplanError):
+    """The state file is locked, corrupt, of an unknown version, or does not match."""
+
+
+class StalePlanError(MailplanError):
+    """A saved plan no longer matches the state file or the target."""

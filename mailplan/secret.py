@@ -1,0 +1,48 @@
+"""Values that must never be printed: clear passwords and password hashes.
+
+A :class:`Secret` compares and hashes by value but renders as ``(sensitive)`` in
+``str``, ``repr`` and f-strings, so a secret that slips into a message, a log line or
+an exception text shows up masked. Code that really needs the value calls
+:meth:`Secret.reveal` at the one place it is sent to a host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MASK = "(sensitive)"
+
+
+class Secret:
+    """An opaque string value; see the module docstring."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The clear value, for the single place that transmits it."""
+        return self._value
+
+    def fingerprint(self) -> str:
+        """A short digest, to detect changes in saved plans without storing the value."""
+        return hashlib.sha256(b"mailplan-secret\0" + self._value.encode()).hexdigest()[:16]
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK})"
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)

@@ -1,0 +1,64 @@
+"""Shell command lines built from quoted parts, with secrets masked for display.
+
+No code in mailplan formats untrusted text into a shell line. A :class:`Cmd` holds its
+argv as separate parts; :meth:`Cmd.render` quotes every part with :func:`shlex.quote`
+and :meth:`Cmd.display` does the same but shows :class:`~mailplan.secret.Secret`
+parts as ``(sensitive)``. Secrets that a program reads from standard input (vadddomain's
+postmaster password) are fed by the shell builtin ``printf``, so they never appear in a
+process's argv on the remote host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mailplan.secret import MASK, Secret
+
+Part = str | Secret
+
+
+def _quote(part: Part, reveal: bool) -> str:
+    if isinstance(part, Secret):
+        return shlex.quote(part.reveal()) if reveal else MASK
+    if "\0" in part:
+        raise ValueError("a NUL byte cannot be passed in a command argument")
+    return shlex.quote(part)
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """One program invocation: argv parts plus optional lines piped to its stdin."""
+
+    argv: tuple[Part, ...]
+    stdin_lines: tuple[Part, ...] = field(default=())
+
+    @classmethod
+    def of(cls, *argv: Part, stdin_lines: Sequence[Part] = ()) -> Cmd:
+        """Build a command from its parts."""
+        return cls(tuple(argv), tuple(stdin_lines))
+
+    def _text(self, reveal: bool) -> str:
+        line = " ".join(_quote(p, reveal) for p in self.argv)
+        if self.stdin_lines:
+            feed = " ".join(_quote(p, reveal) for p in self.stdin_lines)
+            return f"printf '%s\\n' {feed} | {line}"
+        return f"{line} </dev/null"
+
+    def render(self) -> str:
+        """The shell text to execute (contains secrets: send it, never print it)."""
+        return self._text(reveal=True)
+
+    def display(self) -> str:
+        """The shell text with secrets masked, for logs and messages."""
+        return self._text(reveal=False)
+
+    def has_secret(self) -> bool:
+        """Whether any part of the command is a secret."""
+        return any(isinstance(p, Secret) for p in (*self.argv, *self.stdin_lines))
+
+
+def join(parts: Iterable[str]) -> str:
+    """Quote plain string parts into one command line."""
+    return " ".join(_quote(p, True) for p in parts)
