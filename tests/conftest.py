@@ -1,0 +1,33 @@
+"""Shared pytest fixtures: the real test sshd and SSH connectors to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sshd_fixture import Sshd, start_sshd
+
+from mailplan.connectors.ssh import SSHConnector
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """One OpenSSH daemon for the whole session."""
+    daemon = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def ssh_connector(sshd: Sshd) -> Iterator[SSHConnector]:
+    """An SSH connector to the test daemon, trusting its host key via known_hosts."""
+    conn = SSHConnector("testhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    yield conn
+    conn.close()
+
+
+def repo_root() -> Path:
+    """The checkout's top directory."""
+    return Path(__file__).resolve().parent.parent
