@@ -1,0 +1,93 @@
+"""What vpopmail accepts as domain, user and alias names, and quota sizes.
+
+The rules follow the recorded behaviour of real vpopmail 5.6.13
+(reference/vpopmail/00-README.md) and are, on purpose, slightly stricter where vpopmail
+accepts names that only cause trouble later: a user name containing ``/`` becomes a
+sub-directory path, a leading ``-`` is read as an option by every vpopmail tool, and a
+domain such as ``.leadingdot.com`` is not a DNS name. Everything vpopmail accepts that
+is merely unusual (``$ & * | ! ~ ' ` { }`` in user names) is accepted: commands are built
+from quoted parts, so such names are passed literally.
+"""
+
+from __future__ import annotations
+
+import re
+
+USER_BYTES = frozenset(
+    "!#$&'*+-./0123456789=?ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz{|}~"
+)
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtT]?)(i?[bB]?)$")
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def domain_problem(name: str) -> str | None:
+    """Why ``name`` is not an acceptable domain, or None. Expects it lower-cased."""
+    if not 3 <= len(name) <= 96:
+        return "a domain name must be 3 to 96 characters long (vpopmail's limit)"
+    if "." not in name:
+        return "a domain name needs at least one dot"
+    labels = name.split(".")
+    for label in labels:
+        if not _LABEL.match(label):
+            return (f"label {label!r} is not valid: use a-z, 0-9 and '-' (not at either end), "
+                    "1 to 63 characters")
+    if not 2 <= len(labels[-1]) <= 63:
+        return "the last label must be 2 to 63 characters"
+    return None
+
+
+def user_problem(name: str) -> str | None:
+    """Why ``name`` is not an acceptable mailbox or alias name, or None."""
+    if len(name) < 2:
+        return "vpopmail rejects one-character user names"
+    if len(name) > 64:
+        return "vpopmail limits user names to 64 characters"
+    bad = sorted({c for c in name if c not in USER_BYTES})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"contains characters vpopmail rejects: {shown}"
+    if "/" in name:
+        return "'/' would make the mailbox a sub-directory path"
+    if name.startswith("-"):
+        return "a leading '-' is read as an option by vpopmail's tools"
+    return None
+
+
+def parse_size(value: str | int) -> int | None:
+    """Bytes for a human size (``500M``, ``1G``, ``2.5 GB``, ``1048576``); None = unlimited.
+
+    Units are binary (k = 1024), as vpopmail's own quota parser reads them.
+    """
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if text == "unlimited":
+        return None
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{value!r} is not a size like 500M, 1G or unlimited")
+    number, unit, suffix = match.groups()
+    if not unit and suffix.lower() not in ("", "b"):
+        raise ValueError(f"{value!r} is not a size like 500M, 1G or unlimited")
+    size = int(float(number) * _UNITS[unit.lower()])
+    if size <= 0:
+        raise ValueError(f"{value!r}: a quota must be positive (or unlimited)")
+    return size
+
+
+def quota_field(size: int | None) -> str:
+    """The quota as vpopmail stores and reports it: ``NOQUOTA`` or ``<bytes>S``."""
+    return "NOQUOTA" if size is None else f"{size}S"
+
+
+def human_size(size: int | None) -> str:
+    """A short human form of a byte count (for plans)."""
+    if size is None:
+        return "unlimited"
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f}M"
+    return f"{size}B" if size < 1024 else f"{size / 1024:.1f}K"

@@ -1,0 +1,236 @@
+"""Read a migration spec: YAML with line numbers, validated against schemas/.
+
+Every error names the file, line and column, the key path and what was expected, and
+is raised before any host is contacted. Semantic checks that need no network (host
+references, vpopmail name rules, duplicate addresses) run here too; checks that need the
+source's accounts run when the desired state is built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mailplan.errors import SpecError
+from mailplan.names import domain_problem, parse_size, user_problem
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SPEC_VERSION = 1
+JsonPath = tuple[str | int, ...]
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """One of the JSON Schemas shipped in schemas/."""
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def key_path(path: JsonPath) -> str:
+    """``domains['example.com'].users[0].quota`` for a JSON path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{part!r}]"
+    return out or "(top level)"
+
+
+@dataclass
+class Spec:
+    """A loaded, validated spec: plain data plus where each value stood in the file."""
+
+    path: Path
+    data: dict[str, Any]
+    marks: dict[JsonPath, tuple[int, int]] = field(repr=False)
+
+    def error(self, message: str, path: JsonPath, *, hint: str | None = None) -> SpecError:
+        """A SpecError pointing at the closest known position of ``path``."""
+        probe = tuple(path)
+        while probe and probe not in self.marks:
+            probe = probe[:-1]
+        line, col = self.marks.get(probe, (None, None))
+        return SpecError(message, file=str(self.path), line=line, column=col,
+                         key=key_path(path), hint=hint)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, relative to the spec's directory."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
+
+
+class _Builder:
+    """Turns a composed YAML node tree into data, remembering node positions."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+        self.loader, self.file = loader, file
+        self.marks: dict[JsonPath, tuple[int, int]] = {}
+
+    def build(self, node: yaml.Node, path: JsonPath) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node)
+                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key, str):
+                    raise SpecError(f"keys must be strings, got {key!r}", file=self.file,
+                                    line=where[0], column=where[1], key=key_path(path))
+                if key in out:
+                    raise SpecError(f"duplicate key {key!r}", file=self.file, line=where[0],
+                                    column=where[1], key=key_path((*path, key)))
+                out[key] = self.build(value_node, (*path, key))
+                self.marks[(*path, key)] = where
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[JsonPath, tuple[int, int]]]:
+    """YAML text to data plus a position for every key path."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError("the file is empty", file=file, line=1)
+        builder = _Builder(loader, file)
+        return builder.build(node, ()), builder.marks
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file=file,
+                        line=line, column=col) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"malformed YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+
+
+_FRIENDLY = [
+    (re.compile(r"(default_quota|quota)$"), "expected a size like 500M, 1G, 2.5G or unlimited"),
+    (re.compile(r"unknown_recipients$"),
+     "expected bounce, delete, {forward: address} or {deliver_to: user}"),
+    (re.compile(r"^hosts\.[^.]+$"),
+     "a host is either {local: true} or an SSH host with address: (and optional user, port, "
+     "identity_file, known_hosts, accept_new_host_key, sudo, connect_timeout)"),
+    (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
+     "source: true"),
+]
+
+
+def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath]:
+    path: JsonPath = tuple(err.absolute_path)
+    dotted = ".".join(str(p) for p in path)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        return (f"unknown key {extra[0]!r} (allowed here: {allowed})", (*path, extra[0]))
+    if err.validator == "required":
+        return f"missing required key: {err.message.split(' is ')[0]}", path
+    for pattern, text in _FRIENDLY:
+        if err.validator in ("oneOf", "anyOf", "maxProperties", "minProperties",
+                             "pattern", "type") and pattern.search(dotted):
+            return f"{text} (got {err.instance!r})", path
+    if err.validator == "const" and path == ("version",):
+        return f"unsupported spec version {err.instance!r}; this mailplan reads version 1", path
+    return err.message, path
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, parse and validate a spec file; raise SpecError on the first problem."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"the spec is not UTF-8 text (byte {exc.start})", file=str(file)) from None
+    data, marks = parse_yaml(text, str(file))
+    spec = Spec(file, data, marks)
+    if not isinstance(data, dict):
+        raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
+    validator = jsonschema.Draft202012Validator(load_schema("spec-v1.schema.json"))
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path),
+                                                                list(map(str, e.absolute_path))))
+    if errors:
+        deepest = max(errors, key=lambda e: len(e.absolute_path))
+        message, where = _schema_message(deepest if deepest.validator != "required"
+                                         else errors[0])
+        raise spec.error(message, where)
+    _check_semantics(spec)
+    return spec
+
+
+def _check_semantics(spec: Spec) -> None:
+    data = spec.data
+    for role in ("source", "target"):
+        name = data[role]["host"]
+        if name not in data["hosts"]:
+            known = ", ".join(sorted(data["hosts"]))
+            raise spec.error(f"host {name!r} is not defined in hosts (defined: {known})",
+                             (role, "host"))
+    seen_domains: dict[str, str] = {}
+    for domain, body in data["domains"].items():
+        lowered = domain.lower()
+        problem = domain_problem(lowered)
+        if problem:
+            raise spec.error(f"{domain!r} is not a domain vpopmail can serve: {problem}",
+                             ("domains", domain))
+        if lowered in seen_domains:
+            raise spec.error(f"domain {domain!r} is the same as {seen_domains[lowered]!r} "
+                             "(domain names are case-insensitive)", ("domains", domain))
+        seen_domains[lowered] = domain
+        _check_domain(spec, domain, body or {})
+
+
+def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
+    for key in ("default_quota",):
+        if key in body:
+            try:
+                parse_size(body[key])
+            except ValueError as exc:
+                raise spec.error(str(exc), ("domains", domain, key)) from None
+    seen: dict[str, int] = {}
+    for i, user in enumerate(body.get("users", [])):
+        where = ("domains", domain, "users", i)
+        name = user["name"]
+        problem = user_problem(name.lower())
+        if problem:
+            raise spec.error(f"user name {name!r} is not acceptable: {problem}", (*where, "name"))
+        if name.lower() == "postmaster":
+            raise spec.error("postmaster is vpopmail's own account, created with the domain; "
+                             "set its password with postmaster_password", (*where, "name"))
+        if name.lower() in seen:
+            first = spec.marks.get(("domains", domain, "users", seen[name.lower()]), (0, 0))[0]
+            raise spec.error(f"two users map to {name.lower()}@{domain.lower()} (the other is "
+                             f"at line {first}; names are case-insensitive)", (*where, "name"))
+        seen[name.lower()] = i
+        if "quota" in user:
+            try:
+                parse_size(user["quota"])
+            except ValueError as exc:
+                raise spec.error(str(exc), (*where, "quota")) from None
+        comment = user.get("comment")
+        if comment is not None and (":" in comment or "\n" in comment):
+            raise spec.error("a comment cannot contain ':' or a newline (vpopmail stores it "
+                             "in a colon-separated line)", (*where, "comment"))
+    imp = body.get("import")
+    if imp and imp.get("uid_min", 1000) > imp.get("uid_max", 59999):
+        raise spec.error("uid_min is larger than uid_max", ("domains", domain, "import"))
+    target = body.get("unknown_recipients")
+    if isinstance(target, dict) and "deliver_to" in target:
+        problem = user_problem(target["deliver_to"].lower())
+        if problem:
+            raise spec.error(f"not a valid user name: {problem}",
+                             ("domains", domain, "unknown_recipients", "deliver_to"))

@@ -1,0 +1,44 @@
+"""Framed batches and lockstep sessions over the local shell and the test sshd."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError
+from mailplan.remote import ShellSession, run_batch
+
+
+@pytest.fixture(params=["local", "ssh"])
+def conn(request):
+    if request.param == "local":
+        return LocalConnector("local")
+    return request.getfixturevalue("ssh_connector")
+
+
+def test_batch_keeps_each_result_apart(conn):
+    results = run_batch(conn, ["printf 'a\\0b'", "echo oops >&2; exit 3", "cat", "true"])
+    assert [r.returncode for r in results] == [0, 3, 0, 0]
+    assert results[0].stdout == b"a\0b"
+    assert results[1].stderr == b"oops\n"
+    assert results[2].stdout == b""  # stdin is /dev/null, not the script
+    assert conn.channels_opened == 1
+
+
+def test_session_is_lockstep_and_keeps_shell_state(conn, tmp_path):
+    marker = tmp_path / "m"
+    with ShellSession(conn) as sh:
+        assert sh.run(f"echo one > {marker}").returncode == 0
+        assert marker.read_text() == "one\n"  # done before the next command is even sent
+        assert sh.run("exit 4").returncode == 4  # a subshell: the session survives
+        assert sh.run(f"cat {marker}").stdout == b"one\n"
+    assert conn.channels_opened == 1
+
+
+def test_dead_shell_is_reported():
+    conn = LocalConnector("box")
+    sh = ShellSession(conn)
+    assert sh.run("true").returncode == 0  # prologue finished: no child of the shell left
+    sh._proc.kill()
+    with pytest.raises(HostError, match="host box"):
+        sh.run("true")
