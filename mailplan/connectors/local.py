@@ -4,6 +4,8 @@ for the sandbox demo. Same interface as SSH, so every code path above is shared.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 
@@ -21,6 +23,7 @@ class LocalProcess(Process):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
+            start_new_session=True,  # kill() reaches the whole command, not only sh -c
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
@@ -51,9 +54,9 @@ class LocalProcess(Process):
         return CommandResult(code, rest, err)
 
     def kill(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
 
 
 class LocalConnector(Connector):
