@@ -1,0 +1,194 @@
+"""Parse a sendmail aliases file (/etc/aliases, /etc/mail/aliases) and resolve :include:.
+
+The syntax is sendmail's aliases(5), read as strictly as sendmail's own ``newaliases``:
+
+- ``#`` in column 1 starts a comment line; blank lines are ignored;
+- ``name: target, target, ...``; a line starting with a blank or TAB continues the
+  previous entry (a blank or comment line ends it), and a continuation line cannot be
+  a comment (sendmail would read it as addresses);
+- a name may be double-quoted (``"name with space": ...``); names are case-insensitive
+  and are returned lower-cased;
+- targets are classified by :mod:`mailplan.routing.addresses`.
+
+Parsing is pure: :func:`parse_aliases` takes the file's bytes. ``:include:`` files are
+read by the caller through :func:`resolve_includes`, which is given a ``read(path)``
+callback (the source connection) and returns a new :class:`AliasFile` whose includes are
+replaced by the included targets, or kept with a ``problem`` when unreadable or looping.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from mailplan.routing.addresses import parse_list
+from mailplan.routing.model import Finding, Include, Origin, RoutingError, Target
+
+Reader = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class AliasEntry:
+    """One ``name: targets`` entry; ``origin`` is the line holding the name."""
+
+    name: str
+    targets: tuple[Target, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class AliasFile:
+    """A parsed aliases file: its entries in file order (duplicates kept)."""
+
+    path: str
+    entries: tuple[AliasEntry, ...]
+
+
+def decode(data: bytes | str) -> str:
+    """Source files as text; undecodable bytes survive (and fail name validation later)."""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]]]:
+    """Join continuation lines: (text, offset where each physical line starts, its number)."""
+    groups: list[list[tuple[int, str]]] = []
+    entry_open = False
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.startswith("#"):
+            entry_open = False
+            continue
+        if line[0] not in " \t":
+            groups.append([(number, line)])
+            entry_open = True
+            continue
+        if not entry_open:
+            raise RoutingError("a line starting with a blank must continue an entry",
+                               origin=Origin(path, number),
+                               hint="remove the leading blanks or join it to the entry above")
+        if line.lstrip().startswith("#"):
+            raise RoutingError("a comment cannot stand in a continuation line "
+                               "(sendmail reads it as addresses)", origin=Origin(path, number),
+                               hint="move the comment to column 1 above the entry")
+        groups[-1].append((number, line))
+    out: list[tuple[str, list[int], list[int]]] = []
+    for group in groups:
+        starts, offset = [], 0
+        for _number, line in group:
+            starts.append(offset)
+            offset += len(line) + 1
+        out.append((" ".join(line for _n, line in group), starts, [n for n, _l in group]))
+    return out
+
+
+def _split_name(text: str, origin: Origin) -> tuple[str, int]:
+    """The alias name and the offset just after its colon."""
+    if text.startswith('"'):
+        end = 1
+        while end < len(text) and text[end] != '"':
+            end += 2 if text[end] == "\\" else 1
+        if end >= len(text):
+            raise RoutingError("unterminated quoted alias name", origin=origin)
+        name = text[1:end].replace('\\"', '"').replace("\\\\", "\\")
+        rest = end + 1
+        while rest < len(text) and text[rest] in " \t":
+            rest += 1
+        if rest >= len(text) or text[rest] != ":":
+            raise RoutingError(f"missing ':' after alias name \"{name}\"", origin=origin)
+        return name, rest + 1
+    colon = text.find(":")
+    if colon < 0:
+        raise RoutingError("missing ':' between alias name and targets", origin=origin,
+                           hint="write entries as  name: target, target")
+    name = text[:colon].strip()
+    if not name or any(c.isspace() for c in name):
+        raise RoutingError(f"{text[:colon].strip()!r} is not an alias name", origin=origin,
+                           hint="quote names that contain spaces")
+    return name, colon + 1
+
+
+def parse_aliases(data: bytes | str, path: str) -> AliasFile:
+    """Parse an aliases file; raises RoutingError naming the path and line on bad syntax."""
+    entries: list[AliasEntry] = []
+    for text, starts, numbers in _logical_lines(decode(data), path):
+
+        def origin_at(offset: int, starts: list[int] = starts,
+                      numbers: list[int] = numbers) -> Origin:
+            return Origin(path, numbers[bisect.bisect_right(starts, offset) - 1])
+
+        origin = Origin(path, numbers[0])
+        name, after = _split_name(text, origin)
+        targets = parse_list(text[after:], lambda off, a=after: origin_at(off + a))
+        if not targets:
+            raise RoutingError(f"alias {name!r} has no targets", origin=origin)
+        entries.append(AliasEntry(name.lower(), tuple(targets), origin))
+    return AliasFile(path, tuple(entries))
+
+
+def parse_include(data: bytes | str, path: str) -> list[Target]:
+    """The targets of an ``:include:`` file: address lists, one or more per line."""
+    targets: list[Target] = []
+    for number, raw in enumerate(decode(data).split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        targets.extend(parse_list(line, lambda _off, n=number: Origin(path, n)))
+    return targets
+
+
+def resolve_includes(aliases: AliasFile, read: Reader) -> AliasFile:
+    """Replace each ``:include:`` by the targets of the file it names, recursively.
+
+    ``read(path)`` returns the file's bytes or None when it cannot be read. An unreadable
+    file or an include loop leaves the :class:`Include` in place with ``problem`` set, so
+    the mapping reports it with its line; a syntax error in an included file raises.
+    """
+    cache: dict[str, list[Target] | None] = {}
+
+    def load(path: str) -> list[Target] | None:
+        if path not in cache:
+            data = read(path)
+            cache[path] = None if data is None else parse_include(data, path)
+        return cache[path]
+
+    def expand(targets: tuple[Target, ...], chain: tuple[str, ...]) -> list[Target]:
+        out: list[Target] = []
+        for target in targets:
+            if not isinstance(target, Include):
+                out.append(target)
+            elif target.path in chain:
+                loop = " -> ".join((*chain, target.path))
+                out.append(replace(target, problem=f"include loop: {loop}"))
+            else:
+                included = load(target.path)
+                if included is None:
+                    out.append(replace(target, problem="file could not be read on the source"))
+                else:
+                    out.extend(expand(tuple(included), (*chain, target.path)))
+        return out
+
+    entries = tuple(replace(e, targets=tuple(expand(e.targets, (aliases.path,))))
+                    for e in aliases.entries)
+    return replace(aliases, entries=entries)
+
+
+def effective_aliases(aliases: AliasFile) -> tuple[dict[str, AliasEntry], list[Finding]]:
+    """Name -> entry as sendmail uses them: a later duplicate replaces an earlier one.
+
+    newaliases prints "duplicate alias name" and keeps the last definition; we do the
+    same and report it as a warning with both lines.
+    """
+    table: dict[str, AliasEntry] = {}
+    findings: list[Finding] = []
+    for entry in aliases.entries:
+        earlier = table.get(entry.name)
+        if earlier is not None:
+            findings.append(Finding(
+                "warning",
+                f"duplicate alias name {entry.name!r}: this definition replaces the one at "
+                f"line {earlier.origin.line}, as newaliases does", entry.origin))
+        table[entry.name] = entry
+    return table, findings

@@ -1,0 +1,128 @@
+"""The vocabulary shared by the routing parsers and the mapping.
+
+A sendmail routing entry (an alias, a ~/.forward line, a virtusertable line) is a list
+of *targets*; every target remembers the file and line it came from (:class:`Origin`) so
+that a warning or an error can point the admin at the exact source line. The target
+kinds are the ones sendmail itself distinguishes: a mail address or local name, a
+``|program``, a ``/file`` delivery, an ``:include:`` list and an ``error:`` code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mailplan.errors import MailplanError
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where a routing entry stood: a file (on the source host or the spec) and a line."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class RoutingError(MailplanError):
+    """A routing source file or routing rule is malformed or unusable; names file and line."""
+
+    def __init__(self, message: str, *, origin: Origin | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(f"{origin}: {message}" if origin else message, hint=hint)
+        self.origin = origin
+
+
+@dataclass(frozen=True)
+class Address:
+    """A mail address (``local@domain``) or a bare local name (``domain`` is None).
+
+    ``escaped`` is sendmail's ``\\user``: deliver to that user's own mailbox without
+    alias or ~/.forward expansion (in a ~/.forward: keep a local copy).
+    """
+
+    local: str
+    domain: str | None
+    origin: Origin
+    escaped: bool = False
+
+    def __str__(self) -> str:
+        text = self.local if self.domain is None else f"{self.local}@{self.domain}"
+        return "\\" + text if self.escaped else text
+
+
+@dataclass(frozen=True)
+class Program:
+    """``|command``: sendmail pipes the message into a shell command."""
+
+    command: str
+    origin: Origin
+
+    def __str__(self) -> str:
+        return "|" + self.command
+
+
+@dataclass(frozen=True)
+class FileDelivery:
+    """``/path/file``: sendmail appends the message to a file."""
+
+    path: str
+    origin: Origin
+
+    def __str__(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class Include:
+    """``:include:/path``: a list of targets read from another file.
+
+    ``problem`` is set by :func:`mailplan.routing.aliases.resolve_includes` when the file
+    could not be read or includes itself; an Include left in a resolved file always
+    carries a problem.
+    """
+
+    path: str
+    origin: Origin
+    problem: str | None = None
+
+    def __str__(self) -> str:
+        return ":include:" + self.path
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """``error:status message``: sendmail rejects the recipient with that status."""
+
+    status: str
+    message: str
+    origin: Origin
+
+    def __str__(self) -> str:
+        return f"error:{self.status} {self.message}".rstrip()
+
+
+Target = Address | Program | FileDelivery | Include | ErrorCode
+
+Severity = Literal["warning", "note"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the admin must read: a warning (no safe equivalent) or a policy note.
+
+    Warnings are what ``--strict`` turns into a failed plan; notes explain a documented
+    policy (postmaster kept, system alias not imported) and never fail a plan.
+    """
+
+    severity: Severity
+    message: str
+    origin: Origin | None = None
+    domain: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.origin}: " if self.origin else ""
+        scope = f"[{self.domain}] " if self.domain else ""
+        return f"{self.severity}: {scope}{where}{self.message}"

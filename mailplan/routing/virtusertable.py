@@ -1,0 +1,103 @@
+"""Parse sendmail's virtusertable source text (the input of ``makemap``).
+
+One entry per line, ``key<blanks>value``; ``#`` comment lines and blank lines are
+ignored. Keys are ``user@domain``, ``user+*@domain`` (any +detail) or ``@domain`` (the
+domain's catch-all, used when no ``user@domain`` key matches); makemap lower-cases keys
+and so does this parser. A value is one address (``user@remote``, a local user or alias
+name, possibly with ``%1`` = the original user, ``%2`` = the +detail, ``%3`` = ``+detail``)
+or ``error:status message``. Pure; malformed lines raise RoutingError with file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailplan.routing.addresses import parse_item, split_items
+from mailplan.routing.aliases import decode
+from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
+
+
+@dataclass(frozen=True)
+class VirtualEntry:
+    """One virtusertable line. ``local`` is None for an ``@domain`` catch-all."""
+
+    local: str | None
+    domain: str
+    target: Address | ErrorCode
+    origin: Origin
+    any_detail: bool = False
+
+    @property
+    def key(self) -> str:
+        """The key as makemap stores it."""
+        local = "" if self.local is None else self.local + ("+*" if self.any_detail else "")
+        return f"{local}@{self.domain}"
+
+    @property
+    def substitutes(self) -> bool:
+        """Whether the value uses %1/%2/%3 (depends on the recipient being looked up)."""
+        return isinstance(self.target, Address) and "%" in str(self.target)
+
+
+@dataclass(frozen=True)
+class Virtusertable:
+    """A parsed virtusertable: entries in file order (duplicates kept)."""
+
+    path: str
+    entries: tuple[VirtualEntry, ...]
+
+
+def _key(text: str, origin: Origin) -> tuple[str | None, str, bool]:
+    local, at, domain = text.lower().rpartition("@")
+    if not at or not domain or "." not in domain.strip("."):
+        raise RoutingError(f"key {text!r} must be user@domain or @domain", origin=origin)
+    any_detail = local.endswith("+*")
+    if any_detail:
+        local = local[:-2]
+        if not local:
+            raise RoutingError(f"key {text!r}: '+*' needs a user before it", origin=origin)
+    return (local or None), domain, any_detail
+
+
+def parse_virtusertable(data: bytes | str, path: str) -> Virtusertable:
+    """Parse virtusertable text; raises RoutingError naming path and line."""
+    entries: list[VirtualEntry] = []
+    for number, raw in enumerate(decode(data).split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        origin = Origin(path, number)
+        if line[0] in " \t":
+            raise RoutingError("a virtusertable line cannot start with a blank "
+                               "(makemap has no continuation lines)", origin=origin)
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise RoutingError(f"key {parts[0]!r} has no value", origin=origin)
+        local, domain, any_detail = _key(parts[0], origin)
+        value = parts[1].strip()
+        items = split_items(value, lambda _off, o=origin: o)
+        if len(items) != 1 and not value.lower().startswith("error:"):
+            raise RoutingError(f"{parts[0]} maps to {len(items)} addresses; a virtusertable "
+                               "value is one address", origin=origin,
+                               hint="map it to an alias in the aliases file instead")
+        target = parse_item(value, origin)
+        if not isinstance(target, Address | ErrorCode):
+            raise RoutingError(f"{parts[0]}: a virtusertable value must be an address or "
+                               f"error:, not {target}", origin=origin)
+        entries.append(VirtualEntry(local, domain, target, origin, any_detail))
+    return Virtusertable(path, tuple(entries))
+
+
+def effective_entries(table: Virtusertable) -> tuple[dict[str, VirtualEntry], list[Finding]]:
+    """Key -> entry as makemap builds the map: the first of duplicate keys wins."""
+    out: dict[str, VirtualEntry] = {}
+    findings: list[Finding] = []
+    for entry in table.entries:
+        first = out.get(entry.key)
+        if first is not None:
+            findings.append(Finding(
+                "warning", f"duplicate virtusertable key {entry.key!r}: ignored, makemap keeps "
+                f"the entry at line {first.origin.line}", entry.origin))
+            continue
+        out[entry.key] = entry
+    return out, findings
