@@ -1,0 +1,147 @@
+"""The ``mailplan`` command line: parse options, call the library, report errors.
+
+Each command calls one function of :mod:`mailplan.engine`; a
+:class:`~mailplan.errors.MailplanError` becomes ``Error: ...`` on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mailplan import __version__
+from mailplan.engine import (
+    apply_plan,
+    check_saved,
+    load_for_apply,
+    make_plan,
+    state_path_for,
+)
+from mailplan.errors import MailplanError
+from mailplan.plan import Change
+from mailplan.render import render_plan, use_colour
+from mailplan.spec import Spec, load_spec
+from mailplan.state import State, locked
+
+EXAMPLES = {
+    "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
+    "plan": "Examples:\n\n\b\n  mailplan plan migration.yaml\n  mailplan plan migration.yaml "
+            "-o plan.json\n  mailplan plan migration.yaml --json --detailed-exitcode",
+    "apply": "Examples:\n\n\b\n  mailplan apply plan.json\n  mailplan apply migration.yaml\n"
+             "  mailplan apply migration.yaml --auto-approve --prune",
+}
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MailplanError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, epilog="Example:\n\n\b\n  mailplan validate migration.yaml && "
+             "mailplan plan migration.yaml")
+@click.version_option(__version__, prog_name="mailplan")
+def main() -> None:
+    """Plan and apply a sendmail -> qmail/vpopmail migration described in a YAML spec."""
+
+
+def _state(spec: Spec, override: str | None) -> Path:
+    return Path(override) if override else state_path_for(spec)
+
+
+@main.command(epilog=EXAMPLES["validate"])
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Check a spec against the schema and vpopmail's rules (no network)."""
+    loaded = load_spec(spec)
+    n = sum(len((d or {}).get("users", [])) for d in loaded.data["domains"].values())
+    click.echo(f"{spec}: valid (spec version 1, {len(loaded.data['domains'])} domain(s), "
+               f"{n} explicit user(s))")
+
+
+@main.command(epilog=EXAMPLES["plan"])
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to FILE "
+              "(JSON) for `mailplan apply FILE`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON "
+              "(schemas/plan-v1.schema.json).")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with "
+              "changes pending, 1 on error.")
+@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+@click.option("-v", "--verbose", is_flag=True, help="Also list what needs no change, and why.")
+def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
+         state: str | None, verbose: bool) -> None:
+    """Read both servers and show what apply would change. Changes nothing."""
+    loaded = load_spec(spec)
+    planned = make_plan(loaded, State.load(_state(loaded, state), fold=False))
+    planned.close()
+    if out:
+        planned.plan.save(Path(out))
+    if as_json:
+        click.echo(json.dumps(planned.plan.to_dict(), indent=2, sort_keys=True))
+    else:
+        target = loaded.data["target"]["host"]
+        click.echo(render_plan(planned.plan, target=target, colour=use_colour(sys.stdout),
+                               verbose=verbose), nl=False)
+        if out:
+            click.echo(f"Saved the plan to {out}. Apply exactly this plan with: "
+                       f"mailplan apply {out}")
+    if detailed_exitcode and planned.plan.changes:
+        sys.exit(2)
+
+
+@main.command(epilog=EXAMPLES["apply"])
+@click.argument("spec_or_plan", type=click.Path(dir_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--prune", is_flag=True, help="Also delete domains and users mailplan created "
+              "that are no longer in the spec.")
+@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None) -> None:
+    """Carry out a saved plan, or plan a spec, confirm, and carry it out."""
+    loaded, saved = load_for_apply(Path(spec_or_plan))
+    state_path = _state(loaded, state)
+    target = loaded.data["target"]["host"]
+    with locked(state_path):
+        current = State.load(state_path)
+        planned = make_plan(loaded, current)
+        try:
+            if saved is not None:
+                check_saved(saved, planned.plan, current)
+            todo = [c for c in planned.plan.changes if prune or c.action != "delete"]
+            if saved is None:
+                click.echo(render_plan(planned.plan, target=target,
+                                       colour=use_colour(sys.stdout)), nl=False)
+            if not todo:
+                click.echo("Nothing to apply.")
+                return
+            if saved is None and not auto_approve:
+                _confirm()
+            click.echo(f"Applying {len(todo)} change(s) to {target}; state: {state_path}")
+            result = apply_plan(planned, current, prune=prune, on_step=_progress)
+        finally:
+            planned.close()
+    click.echo(f"Apply complete: {len(result.done)} change(s) made.")
+    if result.skipped_deletes:
+        click.echo(f"{len(result.skipped_deletes)} deletion(s) not applied (use --prune).")
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise MailplanError("refusing to apply without confirmation: stdin is not a "
+                            "terminal", hint="review the plan, then use --auto-approve, or "
+                            "save it with plan -o FILE and run apply FILE")
+    answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted",
+                          default="", show_default=False)
+    if answer != "yes":
+        raise MailplanError("apply cancelled")
+
+
+def _progress(change: Change, phase: str) -> None:
+    if phase == "done":
+        click.echo(f"  {change.symbol} {change.kind} {change.address}: done")

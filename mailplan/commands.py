@@ -1,0 +1,238 @@
+"""Carry out one change on the target through vpopmail's tools, and check it took effect.
+
+vpopmail's exit status cannot be trusted alone: several failures exit 0, errors are
+printed on stdout, and exit codes are negative error numbers modulo 256
+(reference/vpopmail/17-exit-codes-summary.md). So every step runs its command(s), then
+reads the result back with vuserinfo / vdominfo / cat and compares it with what was
+wanted. A step that did not take effect raises :class:`~mailplan.errors.StepFailed`
+naming the host, the step and vpopmail's own words.
+
+Commands are built from quoted parts (:class:`~mailplan.shell.Cmd`). Clear passwords
+are turned into SHA-512 crypt hashes here (what vpopmail itself stores), except the
+postmaster password that vadddomain reads from stdin through ``printf``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailplan.connectors.base import CommandResult
+from mailplan.desired import Desired, DesiredUser, Password
+from mailplan.diff import catchall_line, password_matches
+from mailplan.errors import StepFailed
+from mailplan.facts.hashes import make_hash
+from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
+from mailplan.names import quota_field
+from mailplan.plan import Change
+from mailplan.remote import ShellSession
+from mailplan.secret import Secret
+from mailplan.shell import Cmd
+
+WRITE_FILE = ('printf "%s" "$1" > "$2.mailplan-tmp" && chown --reference="$3" "$2.mailplan-tmp"'
+              ' && chmod 600 "$2.mailplan-tmp" && mv -f "$2.mailplan-tmp" "$2"')
+
+
+@dataclass
+class Context:
+    """What steps need besides the change: the desired state and where vpopmail lives."""
+
+    desired: Desired
+    vpopmail_dir: str
+    host: str
+
+    def tool(self, name: str) -> str:
+        """Absolute path of a vpopmail program."""
+        return f"{self.vpopmail_dir.rstrip('/')}/bin/{name}"
+
+
+def _words(res: CommandResult, secrets_: list[Secret]) -> str:
+    text = (res.stdout.decode("utf-8", "replace") + "\n" + res.stderr_text).strip()
+    for secret in secrets_:
+        if secret.reveal():
+            text = text.replace(secret.reveal(), "(sensitive)")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Please enter")]
+    errors = [ln for ln in lines if ln.startswith("Error")]
+    return (errors or lines or [f"exit {res.returncode}, no output"])[0][:300]
+
+
+class _Runner:
+    """Runs the commands of one step and turns failures into StepFailed."""
+
+    def __init__(self, session: ShellSession, ctx: Context, change: Change) -> None:
+        self.session, self.ctx, self.change = session, ctx, change
+        self.secrets: list[Secret] = []
+
+    def fail(self, message: str) -> StepFailed:
+        return StepFailed(message, host=self.ctx.host,
+                          step=f"{self.change.symbol} {self.change.kind} {self.change.address}")
+
+    def run(self, cmd: Cmd, *, ok_codes: tuple[int, ...] = (0,)) -> CommandResult:
+        res = self.session.run(cmd.render())
+        out = res.stdout.decode("utf-8", "replace")
+        if res.returncode not in ok_codes or out.startswith("Error"):
+            program = str(cmd.argv[0]).rsplit("/", 1)[-1]
+            raise self.fail(f"{program} failed (exit {res.returncode}): "
+                            f"{_words(res, self.secrets)}")
+        return res
+
+    def read_user(self, address: str) -> Any:
+        res = self.session.run(Cmd.of(self.ctx.tool("vuserinfo"), address).render())
+        if res.returncode != 0:
+            raise self.fail(f"after the change vuserinfo does not find {address}: "
+                            f"{_words(res, self.secrets)}")
+        entries = parse_vuserinfo(res.stdout.decode("utf-8", "replace"))
+        if len(entries) != 1:
+            raise self.fail(f"cannot read {address} back with vuserinfo")
+        return user_from_fields(entries[0])
+
+    def domain_dir(self, domain: str) -> str:
+        res = self.session.run(Cmd.of(self.ctx.tool("vdominfo"), "-n", "-d", domain).render())
+        lines = res.stdout.decode("utf-8", "replace").split("\n")
+        if res.returncode != 0 or len(lines) < 2 or lines[0] != domain:
+            raise self.fail(f"vdominfo does not report domain {domain}: "
+                            f"{_words(res, self.secrets)}")
+        return lines[1]
+
+
+def _hash_for(password: Password) -> Secret:
+    if password.kind == "hash":
+        return password.value
+    return Secret(make_hash(password.value.reveal()))
+
+
+def _user(ctx: Context, change: Change) -> DesiredUser:
+    return ctx.desired.domains[change.domain].users[str(change.user)]
+
+
+def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None) -> None:
+    stored = r.read_user(f"{user.name}@{user.domain}")
+    wrong = []
+    if password is not None and not password_matches(password, stored):
+        wrong.append("password")
+    if stored.quota != quota_field(user.quota):
+        wrong.append(f"quota (is {stored.quota})")
+    if stored.comment != user.comment:
+        wrong.append(f"comment (is {stored.comment!r})")
+    if wrong:
+        raise r.fail("vpopmail reported success but the user's " + ", ".join(wrong) +
+                     " did not take the new value")
+
+
+def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
+    """vadddomain with the postmaster password on stdin; then a hash if one was given."""
+    want = r.ctx.desired.domains[change.domain]
+    pm = want.postmaster
+    clear = pm.value if pm and pm.kind == "clear" else Secret(secrets.token_urlsafe(18))
+    r.secrets += [clear] + ([pm.value] if pm else [])
+    r.run(Cmd.of(r.ctx.tool("vadddomain"), change.domain, stdin_lines=[clear, clear]))
+    r.domain_dir(change.domain)
+    address = f"postmaster@{change.domain}"
+    if pm and pm.kind == "hash":
+        r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", pm.value, address))
+    if pm and not password_matches(pm, r.read_user(address)):
+        raise r.fail("the postmaster password did not take effect")
+    return {"domain": change.domain, "created": True}
+
+
+def create_user(r: _Runner, change: Change) -> dict[str, Any]:
+    """vadduser -e HASH with quota and comment."""
+    user = _user(r.ctx, change)
+    hashed = _hash_for(user.password)
+    r.secrets += [hashed, user.password.value]
+    argv: list[str | Secret] = [r.ctx.tool("vadduser"), "-e", hashed]
+    if user.quota is not None:
+        argv += ["-q", str(user.quota)]
+    argv += ["-c", user.comment, f"{user.name}@{user.domain}"]
+    r.run(Cmd.of(*argv))
+    _check_user(r, user, password=user.password)
+    return {"domain": user.domain, "user": user.name, "created": True}
+
+
+def update_password(r: _Runner, change: Change) -> dict[str, Any]:
+    """vmoduser -e with the new hash (postmaster or a user)."""
+    if change.user == "postmaster":
+        password = r.ctx.desired.domains[change.domain].postmaster
+        assert password is not None
+    else:
+        password = _user(r.ctx, change).password
+    hashed = _hash_for(password)
+    r.secrets += [hashed, password.value]
+    address = f"{change.user}@{change.domain}"
+    r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", hashed, address))
+    if not password_matches(password, r.read_user(address)):
+        raise r.fail("vmoduser reported success but the password did not change")
+    return {"domain": change.domain, "user": change.user}
+
+
+def update_quota(r: _Runner, change: Change) -> dict[str, Any]:
+    """vsetuserquota with the quota in bytes (vpopmail does not understand G/T)."""
+    user = _user(r.ctx, change)
+    value = "NOQUOTA" if user.quota is None else str(user.quota)
+    r.run(Cmd.of(r.ctx.tool("vsetuserquota"), f"{user.name}@{user.domain}", value))
+    _check_user(r, user, password=None)
+    return {"domain": user.domain, "user": user.name}
+
+
+def update_comment(r: _Runner, change: Change) -> dict[str, Any]:
+    """vmoduser -c."""
+    user = _user(r.ctx, change)
+    r.run(Cmd.of(r.ctx.tool("vmoduser"), "-c", user.comment, f"{user.name}@{user.domain}"))
+    _check_user(r, user, password=None)
+    return {"domain": user.domain, "user": user.name}
+
+
+def update_catchall(r: _Runner, change: Change) -> dict[str, Any]:
+    """Write the domain's .qmail-default (owner copied from the domain directory)."""
+    want = r.ctx.desired.domains[change.domain].catchall
+    ddir = r.domain_dir(change.domain)
+    user_dir = None
+    if want.kind == "deliver_to":
+        user_dir = r.read_user(f"{want.target}@{change.domain}").dir
+    line = catchall_line(want, r.ctx.vpopmail_dir, user_dir)
+    assert line is not None
+    path = f"{ddir}/.qmail-default"
+    r.run(Cmd.of("sh", "-c", WRITE_FILE, "sh", line, path, ddir))
+    res = r.run(Cmd.of("cat", "--", path))
+    if res.stdout.decode("utf-8", "replace") != line:
+        raise r.fail(f"{path} does not hold the new catch-all after writing it")
+    return {"domain": change.domain}
+
+
+def delete_user(r: _Runner, change: Change) -> dict[str, Any]:
+    """vdeluser, then make sure vuserinfo no longer knows the user."""
+    address = f"{change.user}@{change.domain}"
+    r.run(Cmd.of(r.ctx.tool("vdeluser"), address))
+    res = r.session.run(Cmd.of(r.ctx.tool("vuserinfo"), "-n", address).render())
+    if res.returncode == 0:
+        raise r.fail(f"vdeluser reported success but {address} still exists")
+    return {"domain": change.domain, "user": change.user, "deleted": True}
+
+
+def delete_domain(r: _Runner, change: Change) -> dict[str, Any]:
+    """vdeldomain (which exits 0 when it refuses), then check the domain is gone."""
+    r.run(Cmd.of(r.ctx.tool("vdeldomain"), change.domain))
+    res = r.session.run(Cmd.of(r.ctx.tool("vdominfo"), "-n", change.domain).render())
+    if res.returncode == 0:
+        raise r.fail("vdeldomain did not remove the domain (alias domains still point "
+                     "at it?)")
+    return {"domain": change.domain, "deleted": True}
+
+
+EXECUTORS: dict[tuple[str, str], Callable[[_Runner, Change], dict[str, Any]]] = {
+    ("create", "domain"): create_domain,
+    ("create", "user"): create_user,
+    ("update", "password"): update_password,
+    ("update", "quota"): update_quota,
+    ("update", "comment"): update_comment,
+    ("update", "catchall"): update_catchall,
+    ("delete", "user"): delete_user,
+    ("delete", "domain"): delete_domain,
+}
+
+
+def execute(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
+    """Carry out one change and verify it; return the journal entry's effect."""
+    return EXECUTORS[(change.action, change.kind)](_Runner(session, ctx, change), change)

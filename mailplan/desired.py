@@ -1,0 +1,217 @@
+"""From a spec and the source's accounts to the desired state of the target. Pure.
+
+Defaults and normalisation live here: lower-cased names, quotas in bytes, comments
+from the source's gecos, passwords resolved to a hash (from shadow or the spec) or a
+clear value (from an environment variable or a file, read now and kept as a Secret).
+Accounts that cannot be migrated as they are (locked, empty or unverifiable hashes,
+names vpopmail rejects) become :class:`Problem` entries, shown in the plan, never
+migrated silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailplan.errors import SourceDataError
+from mailplan.facts.hashes import classify
+from mailplan.facts.source import Account, SourceFacts
+from mailplan.names import parse_size, user_problem
+from mailplan.secret import Secret
+from mailplan.spec import JsonPath, Spec
+
+
+@dataclass(frozen=True)
+class Password:
+    """A resolved password: a crypt hash to store, or a clear value to hash."""
+
+    kind: str  # "hash" or "clear"
+    value: Secret
+    origin: str  # where it came from, for the plan ("shadow", "env PM_PW", ...)
+
+
+@dataclass(frozen=True)
+class Catchall:
+    """What mail to unknown users of a domain gets."""
+
+    kind: str  # "bounce", "delete", "forward", "deliver_to"
+    target: str = ""
+
+    def describe(self) -> str:
+        """Plan wording."""
+        return {"bounce": "bounce", "delete": "delete silently",
+                "forward": f"forward to {self.target}",
+                "deliver_to": f"deliver to {self.target}"}[self.kind]
+
+
+@dataclass(frozen=True)
+class DesiredUser:
+    """One mailbox the target must have."""
+
+    name: str
+    domain: str
+    source: str | None
+    password: Password
+    quota: int | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the plan must show and that mailplan will not do on its own."""
+
+    domain: str
+    user: str | None
+    message: str
+
+
+@dataclass
+class DesiredDomain:
+    """One virtual domain with its users."""
+
+    name: str
+    postmaster: Password | None
+    catchall: Catchall
+    users: dict[str, DesiredUser] = field(default_factory=dict)
+
+
+@dataclass
+class Desired:
+    """The whole desired target state."""
+
+    domains: dict[str, DesiredDomain]
+    problems: list[Problem]
+
+
+def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Password:
+    """A password reference from the spec (env, file or hash) to a Password."""
+    if "env" in ref:
+        value = os.environ.get(ref["env"])
+        if not value:
+            raise spec.error(f"environment variable {ref['env']} is not set or empty",
+                             (*where, "env"), hint=f"export {ref['env']}=... before running")
+        return Password("clear", Secret(value), f"env {ref['env']}")
+    if "file" in ref:
+        path = spec.resolve(ref["file"])
+        try:
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise spec.error(f"cannot read password file {path}: {exc}", (*where, "file")) \
+                from None
+        if not first:
+            raise spec.error(f"password file {path} starts with an empty line",
+                             (*where, "file"))
+        return Password("clear", Secret(first), f"file {ref['file']}")
+    info = classify(ref["hash"])
+    if not info.usable:
+        raise spec.error(f"this hash cannot be used: {info.detail}", (*where, "hash"))
+    return Password("hash", Secret(ref["hash"]), "hash in spec")
+
+
+def _source_password(account: Account, domain: str, name: str) -> Password | Problem:
+    if account.password is None or account.hash_info is None:
+        return Problem(domain, name, f"source account {account.name!r} has no shadow entry")
+    if not account.hash_info.usable:
+        return Problem(domain, name, f"password of source account {account.name!r} cannot "
+                       f"be migrated: {account.hash_info.detail}; not migrated (give it a "
+                       "password in the spec, or leave it out)")
+    return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
+
+
+def _comment(account: Account | None, name: str) -> str:
+    text = account.full_name if account else ""
+    return (text or name)[:64]
+
+
+def build_desired(spec: Spec, source: SourceFacts) -> Desired:
+    """The desired state for every domain of the spec."""
+    domains: dict[str, DesiredDomain] = {}
+    problems: list[Problem] = []
+    for key, body in spec.data["domains"].items():
+        body = body or {}
+        name = key.lower()
+        where: JsonPath = ("domains", key)
+        pm = body.get("postmaster_password")
+        postmaster = resolve_password(spec, pm, (*where, "postmaster_password")) if pm else None
+        domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")))
+        default_quota = parse_size(body.get("default_quota", "unlimited"))
+        explicit = {u["name"].lower() for u in body.get("users", [])}
+        for account in _imported(body.get("import"), source, explicit):
+            uname = account.name.lower()
+            why = user_problem(uname)
+            if why is None and uname in domain.users:
+                why = f"another source account is also {uname!r} once lower-cased"
+            if why:
+                problems.append(Problem(name, account.name, "source account name cannot be "
+                                        f"a vpopmail user: {why}; not migrated"))
+                continue
+            _add(domain, problems, uname, account, None, default_quota, None)
+        for i, user in enumerate(body.get("users", [])):
+            uname = user["name"].lower()
+            src_name = user.get("from", user["name"])
+            account = source.accounts.get(src_name)
+            uwhere = (*where, "users", i)
+            password = None
+            if "password" in user and "source" not in user["password"]:
+                password = resolve_password(spec, user["password"], (*uwhere, "password"))
+            elif account is None:
+                raise spec.error(f"there is no account {src_name!r} on the source "
+                                 f"({source.host}:{source.passwd_path})", (*uwhere, "name"),
+                                 hint="fix the name, add from: OLDNAME, or give a password")
+            elif account.password is None:
+                raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
+                                      "no entry in the shadow file", host=source.host,
+                                      path=source.shadow_path)
+            quota = parse_size(user["quota"]) if "quota" in user else default_quota
+            _add(domain, problems, uname, account, password, quota, user.get("comment"))
+        if domain.catchall.kind == "deliver_to" and domain.catchall.target not in domain.users:
+            raise spec.error(f"unknown_recipients delivers to {domain.catchall.target!r}, "
+                             "which is not a user of this domain",
+                             (*where, "unknown_recipients"))
+        domains[name] = domain
+    return Desired(domains, problems)
+
+
+def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Account | None,
+         password: Password | None, quota: int | None, comment: str | None) -> None:
+    if password is None:
+        assert account is not None
+        resolved = _source_password(account, domain.name, name)
+        if isinstance(resolved, Problem):
+            problems.append(resolved)
+            domain.users.pop(name, None)
+            return
+        password = resolved
+    domain.users[name] = DesiredUser(
+        name, domain.name, account.name if account else None, password, quota,
+        comment if comment is not None else _comment(account, name))
+
+
+def _imported(rule: dict[str, Any] | None, source: SourceFacts,
+              explicit: set[str]) -> list[Account]:
+    if rule is None:
+        return []
+    lo, hi = rule.get("uid_min", 1000), rule.get("uid_max", 59999)
+    include = set(rule["include"]) if "include" in rule else None
+    exclude = set(rule.get("exclude", []))
+    out = []
+    for account in sorted(source.accounts.values(), key=lambda a: a.name):
+        if not lo <= account.uid <= hi or account.name in exclude:
+            continue
+        if include is not None and account.name not in include:
+            continue
+        if account.name.lower() in explicit or account.name.lower() == "postmaster":
+            continue
+        out.append(account)
+    return out
+
+
+def _catchall(value: Any) -> Catchall:
+    if value is None or value == "bounce":
+        return Catchall("bounce")
+    if value == "delete":
+        return Catchall("delete")
+    if "forward" in value:
+        return Catchall("forward", value["forward"])
+    return Catchall("deliver_to", value["deliver_to"].lower())

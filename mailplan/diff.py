@@ -1,0 +1,167 @@
+"""Desired state + observed target state -> the list of changes. Pure: no I/O.
+
+Ordering is the order apply runs them: domains, users, updates, catch-alls, and last
+the deletions (users before their domain). Everything that needs no change is
+explained as a :class:`~mailplan.plan.Noop`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
+from mailplan.facts.hashes import verify
+from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
+from mailplan.names import human_size, quota_field
+from mailplan.plan import Change, Noop
+
+
+@dataclass(frozen=True)
+class Managed:
+    """What the state file says mailplan created (only those may be pruned)."""
+
+    domains: frozenset[str] = frozenset()
+    users: frozenset[tuple[str, str]] = frozenset()  # (domain, user)
+
+
+@dataclass
+class Diff:
+    """The outcome of comparing desired and observed state."""
+
+    changes: list[Change] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    left_alone: list[Noop] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -> str | None:
+    """The .qmail-default content for a policy (None if the target user is not there yet)."""
+    arg = {"bounce": "bounce-no-mailbox", "delete": "delete", "forward": catchall.target,
+           "deliver_to": user_dir}[catchall.kind]
+    if arg is None:
+        return None
+    return f"| {vpopmail_dir.rstrip('/')}/bin/vdelivermail '' {arg}\n"
+
+
+def password_matches(password: Password, stored: TargetUser) -> bool:
+    """Whether the target already has this password."""
+    if password.kind == "hash":
+        return password.value == stored.password
+    return verify(password.value.reveal(), stored.password.reveal()) is True
+
+
+def _describe_user(user: DesiredUser) -> str:
+    return (f"quota {human_size(user.quota)}, comment {user.comment!r}, "
+            f"password from {user.password.origin}")
+
+
+def _fingerprint(password: Password | None) -> str:
+    return password.value.fingerprint() if password else ""
+
+
+def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
+         managed: Managed = Managed()) -> Diff:
+    """Compare and return the changes (see the module docstring for their order)."""
+    out = Diff(problems=list(desired.problems))
+    deletes: list[Change] = []
+    catchalls: list[Change] = []
+    for name in sorted(desired.domains):
+        want = desired.domains[name]
+        if name in observed.alias_of:
+            out.problems.append(Problem(name, None, "exists on the target as an alias of "
+                                        f"{observed.alias_of[name]}; not touched"))
+            continue
+        have = observed.domains.get(name)
+        if have is None:
+            pm = want.postmaster.origin if want.postmaster else "random, not shown"
+            out.changes.append(Change("create", "domain", name, after=(
+                f"postmaster password {pm}; unknown recipients: {want.catchall.describe()}"),
+                sensitive=want.postmaster is not None,
+                fingerprint=_fingerprint(want.postmaster)))
+            for uname in sorted(want.users):
+                user = want.users[uname]
+                out.changes.append(Change("create", "user", name, uname,
+                                          after=_describe_user(user), sensitive=True,
+                                          fingerprint=_fingerprint(user.password)))
+            if want.catchall.kind != "delete":
+                catchalls.append(Change("update", "catchall", name,
+                                        before="delete silently (vadddomain's default)",
+                                        after=want.catchall.describe()))
+            continue
+        _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes)
+    for name in sorted(managed.domains - set(desired.domains)):
+        if name in observed.domains:
+            deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
+                                  "no longer in the spec (applied only with --prune)"))
+    out.changes.extend(catchalls)
+    out.changes.extend(deletes)
+    return out
+
+
+def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, managed: Managed,
+                 out: Diff, catchalls: list[Change], deletes: list[Change]) -> None:
+    name = want.name
+    pm = have.users.get("postmaster")
+    if want.postmaster and pm and not password_matches(want.postmaster, pm):
+        out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",
+                                  "(sensitive)", True, _fingerprint(want.postmaster),
+                                  f"from {want.postmaster.origin}"))
+    for uname in sorted(want.users):
+        user = want.users[uname]
+        stored = have.users.get(uname)
+        if stored is None:
+            out.changes.append(Change("create", "user", name, uname, after=_describe_user(user),
+                                      sensitive=True, fingerprint=_fingerprint(user.password)))
+            continue
+        _diff_user(user, stored, out)
+    for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
+        if (name, uname) in managed.users:
+            deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
+                                  "no longer in the spec (applied only with --prune)"))
+        else:
+            out.left_alone.append(Noop(name, uname, "on the target but not in the spec; "
+                                       "not created by mailplan, left alone"))
+    user_dir = have.users[want.catchall.target].dir if (
+        want.catchall.kind == "deliver_to" and want.catchall.target in have.users) else None
+    line = catchall_line(want.catchall, vpopmail_dir, user_dir)
+    if line is None or have.catchall != line:
+        catchalls.append(Change("update", "catchall", name,
+                                before=_describe_catchall(have.catchall),
+                                after=want.catchall.describe()))
+    else:
+        out.noops.append(Noop(name, None, f"unknown recipients already: "
+                              f"{want.catchall.describe()}"))
+
+
+def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff) -> None:
+    same = []
+    if not password_matches(user.password, stored):
+        out.changes.append(Change("update", "password", user.domain, user.name, "(sensitive)",
+                                  "(sensitive)", True, _fingerprint(user.password),
+                                  f"from {user.password.origin}"))
+    else:
+        same.append("password")
+    want_quota = quota_field(user.quota)
+    if stored.quota != want_quota:
+        out.changes.append(Change("update", "quota", user.domain, user.name, stored.quota,
+                                  f"{want_quota} ({human_size(user.quota)})"))
+    else:
+        same.append("quota")
+    if stored.comment != user.comment:
+        out.changes.append(Change("update", "comment", user.domain, user.name,
+                                  repr(stored.comment), repr(user.comment)))
+    else:
+        same.append("comment")
+    if len(same) == 3:
+        out.noops.append(Noop(user.domain, user.name, "user exists; password, quota and "
+                              "comment match"))
+
+
+def _describe_catchall(content: str | None) -> str:
+    if content is None:
+        return "no .qmail-default"
+    line = content.strip()
+    for word, text in (("bounce-no-mailbox", "bounce"), ("delete", "delete silently")):
+        if line.endswith(f"'' {word}"):
+            return text
+    return f"custom: {line[:80]}"

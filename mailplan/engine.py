@@ -1,0 +1,190 @@
+"""The library entry points behind the CLI: validate, plan and apply a spec.
+
+``make_plan`` reads both hosts (the source read-only, always) and returns the plan with
+everything apply needs in memory; ``apply`` carries it out under the state lock,
+recording each verified step in the journal before starting the next. A saved plan is
+applied only if nothing it was computed from has changed, except when it is the same
+plan resuming after an interrupted apply: then the fresh plan must be a subset of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailplan.commands import Context, execute
+from mailplan.connectors.base import Connector
+from mailplan.desired import Desired, build_desired
+from mailplan.diff import Managed, diff
+from mailplan.errors import MailplanError, StalePlanError
+from mailplan.facts.source import read_source
+from mailplan.facts.vpopmail import TargetFacts, read_target
+from mailplan.hosts import connect
+from mailplan.plan import Change, Plan
+from mailplan.remote import ShellSession
+from mailplan.spec import Spec, load_spec
+from mailplan.state import State, locked
+
+
+def state_path_for(spec: Spec) -> Path:
+    """The spec's ``state:`` path, or ``<spec name>.state.json`` beside the spec."""
+    if "state" in spec.data:
+        return spec.resolve(spec.data["state"])
+    return spec.path.with_name(spec.path.stem + ".state.json")
+
+
+def target_digest(facts: TargetFacts) -> str:
+    """A digest of everything read from the target (secrets included, only as a digest)."""
+    doc: dict[str, Any] = {"alias_of": facts.alias_of, "domains": {}}
+    for name, dom in sorted(facts.domains.items()):
+        doc["domains"][name] = {
+            "dir": dom.dir, "aliases": list(dom.aliases), "catchall": dom.catchall,
+            "users": {u.name: [u.password.reveal(), u.comment, u.flags, u.dir, u.quota]
+                      for u in dom.users.values()},
+        }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Planned:
+    """A plan plus what applying it needs (kept in memory, never saved)."""
+
+    spec: Spec
+    plan: Plan
+    desired: Desired
+    target: TargetFacts
+    connectors: dict[str, Connector] = field(default_factory=dict)
+
+    @property
+    def target_connector(self) -> Connector:
+        """The connection to the target host."""
+        return self.connectors[self.spec.data["target"]["host"]]
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in self.connectors.values():
+            conn.close()
+
+
+def _connectors(spec: Spec) -> dict[str, Connector]:
+    names = {spec.data["source"]["host"], spec.data["target"]["host"]}
+    return {n: connect(n, spec.data["hosts"][n]) for n in sorted(names)}
+
+
+def make_plan(spec: Spec, state: State,
+              connectors: dict[str, Connector] | None = None) -> Planned:
+    """Read both hosts and compute the plan (nothing is written anywhere)."""
+    conns = connectors or _connectors(spec)
+    src, tgt = spec.data["source"], spec.data["target"]
+    try:
+        source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
+                             src.get("shadow", "/etc/shadow"))
+        desired = build_desired(spec, source)
+        domains, users = state.managed()
+        vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
+        target = read_target(conns[tgt["host"]], vpop, set(desired.domains) | domains)
+        result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)))
+    except BaseException:
+        if connectors is None:
+            for conn in conns.values():
+                conn.close()
+        raise
+    plan = Plan(
+        spec_path=str(spec.path.resolve()),
+        spec_digest=hashlib.sha256(spec.path.read_bytes()).hexdigest(),
+        lineage=state.lineage if state.exists else None,
+        serial=state.serial,
+        target_digest=target_digest(target),
+        changes=result.changes, noops=result.noops, left_alone=result.left_alone,
+        problems=result.problems,
+    )
+    return Planned(spec, plan, desired, target, conns)
+
+
+def _same(a: Change, b: Change) -> bool:
+    return (a.id, a.fingerprint, a.after, a.before) == (b.id, b.fingerprint, b.after, b.before)
+
+
+def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
+    """Refuse a saved plan that no longer describes what apply would do."""
+    rerun = "run `mailplan plan` again and review the new plan"
+    if saved.spec_digest != fresh.spec_digest:
+        raise StalePlanError("the spec changed since this plan was saved", hint=rerun)
+    if saved.lineage != fresh.lineage and saved.lineage is not None:
+        raise StalePlanError(f"this plan was made against another state file (lineage "
+                             f"{saved.lineage}, now {fresh.lineage})", hint=rerun)
+    interrupted = [h for h in state.data["history"] if h.get("plan_id") == saved.plan_id]
+    if interrupted:
+        # Resuming this very plan: whatever is still to do must be part of it.
+        known = {c.id: c for c in saved.changes}
+        extra = [c for c in fresh.changes if c.id not in known or not _same(c, known[c.id])]
+        if extra:
+            raise StalePlanError(f"this plan was partly applied and the target has since "
+                                 f"changed in other ways ({extra[0].symbol} {extra[0].kind} "
+                                 f"{extra[0].address})", hint=rerun)
+        return
+    if saved.serial != fresh.serial or (saved.lineage is None and fresh.lineage is not None):
+        raise StalePlanError(f"the state changed since this plan was saved (serial "
+                             f"{saved.serial}, now {fresh.serial})", hint=rerun)
+    if saved.target_digest != fresh.target_digest or len(saved.changes) != len(fresh.changes) \
+            or not all(_same(a, b) for a, b in zip(saved.changes, fresh.changes, strict=True)):
+        raise StalePlanError("the target or the source changed since this plan was saved",
+                             hint=rerun)
+
+
+@dataclass
+class ApplyResult:
+    """What an apply did."""
+
+    done: list[Change]
+    skipped_deletes: list[Change]
+
+
+def apply_plan(planned: Planned, state: State, *, prune: bool,
+               on_step: Callable[[Change, str], None] = lambda c, s: None) -> ApplyResult:
+    """Run the plan's changes in order, verifying and journaling each (caller holds the lock)."""
+    changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
+    skipped = [c for c in planned.plan.changes if c not in changes]
+    tgt = planned.spec.data["target"]
+    ctx = Context(planned.desired, tgt.get("vpopmail_dir", "/home/vpopmail"),
+                  planned.target_connector.name)
+    done: list[Change] = []
+    state.begin(planned.plan.plan_id)
+    result = "failed"
+    try:
+        with ShellSession(planned.target_connector) as session:
+            for change in changes:
+                on_step(change, "start")
+                effect = execute(session, ctx, change)
+                state.record(change.id, effect)
+                done.append(change)
+                on_step(change, "done")
+        result = "ok"
+    except KeyboardInterrupt:
+        result = "interrupted"
+        raise
+    finally:
+        state.finish(result, {"changes_done": len(done), "changes_planned": len(changes)})
+    return ApplyResult(done, skipped)
+
+
+def load_for_apply(path: Path) -> tuple[Spec, Plan | None]:
+    """``apply`` takes a spec or a saved plan; return the spec and the plan if any."""
+    if path.suffix == ".json":
+        saved = Plan.load(path)
+        return load_spec(saved.spec_path), saved
+    return load_spec(path), None
+
+
+def plan_and_lock(spec: Spec) -> tuple[Path, Any]:
+    """The state path and its lock context manager, for apply."""
+    path = state_path_for(spec)
+    return path, locked(path)
+
+
+__all__ = ["MailplanError", "Planned", "apply_plan", "check_saved", "load_for_apply",
+           "make_plan", "plan_and_lock", "state_path_for", "target_digest"]

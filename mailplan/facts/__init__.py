@@ -1,0 +1,1 @@
+"""Read-only observation of hosts: each fact is a command plus a pure parser."""

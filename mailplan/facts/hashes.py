@@ -1,0 +1,100 @@
+"""Classify crypt(3) password hashes: which scheme, and can vpopmail verify it?
+
+vpopmail hands the stored hash to the system's crypt(3) (libxcrypt on Debian 12), so it
+verifies every scheme libxcrypt knows and nothing else
+(reference/vpopmail/05-password-hashes-and-vchkpw.md): DES, BSDi, MD5-crypt, SHA-256,
+SHA-512, bcrypt ($2a$/$2b$/$2y$), yescrypt, gost-yescrypt, scrypt ($7$), SunMD5 and
+NT ($3$). Apache's $apr1$, bare hex digests, {MD5} LDAP values and plain text do not
+authenticate. passlib (libpass) identifies the schemes it implements; yescrypt,
+gost-yescrypt and libxcrypt's $7$ scrypt, which passlib does not implement, are
+recognised by their documented formats.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from passlib.context import CryptContext
+
+# Schemes libxcrypt verifies, by passlib handler name.
+_CRYPT = CryptContext(schemes=[
+    "sha512_crypt", "sha256_crypt", "md5_crypt", "bcrypt", "bsdi_crypt",
+    "sun_md5_crypt", "bsd_nthash", "des_crypt",
+])
+# Hash formats vpopmail stores but cannot verify (identified only to name them).
+_FOREIGN = CryptContext(schemes=["apr_md5_crypt", "ldap_hex_md5", "ldap_md5", "hex_md5",
+                                 "hex_sha1", "hex_sha256", "hex_sha512"])
+_B64 = r"[./0-9A-Za-z]"
+_XCRYPT_ONLY = [
+    ("yescrypt", re.compile(rf"^\$y\${_B64}+\${_B64}*\${_B64}{{43}}$")),
+    ("gost_yescrypt", re.compile(rf"^\$gy\${_B64}+\${_B64}*\${_B64}{{43}}$")),
+    ("scrypt_7", re.compile(rf"^\$7\${_B64}{{11,}}\${_B64}{{43}}$")),
+]
+_LABELS = {
+    "sha512_crypt": "SHA-512 crypt", "sha256_crypt": "SHA-256 crypt",
+    "md5_crypt": "MD5 crypt", "bcrypt": "bcrypt", "bsdi_crypt": "BSDi crypt",
+    "sun_md5_crypt": "SunMD5", "bsd_nthash": "NT hash", "des_crypt": "DES crypt",
+    "yescrypt": "yescrypt", "gost_yescrypt": "gost-yescrypt", "scrypt_7": "scrypt",
+    "apr_md5_crypt": "Apache apr1 MD5", "ldap_hex_md5": "LDAP {MD5}",
+    "ldap_md5": "LDAP {MD5}", "hex_md5": "bare hex MD5", "hex_sha1": "bare hex SHA-1",
+    "hex_sha256": "bare hex SHA-256", "hex_sha512": "bare hex SHA-512",
+}
+
+
+@dataclass(frozen=True)
+class HashInfo:
+    """What a stored password field is. ``usable`` means vpopmail can verify it."""
+
+    status: str  # "ok", "locked", "empty", "unsupported", "malformed"
+    scheme: str | None
+    detail: str
+
+    @property
+    def usable(self) -> bool:
+        """Whether migrating this hash lets the user log in with the old password."""
+        return self.status == "ok"
+
+
+def classify(value: str) -> HashInfo:
+    """Classify a shadow password field or a hash from the spec. Never echoes the value."""
+    if value == "":
+        return HashInfo("empty", None, "empty password field (no password at all)")
+    if value[0] in "!*":
+        return HashInfo("locked", None, "account is locked (password field starts with "
+                        f"{value[0]!r})")
+    if any(c in value for c in ":\n\0") or value != value.strip():
+        return HashInfo("malformed", None, "contains ':', whitespace or control characters")
+    for name, pattern in _XCRYPT_ONLY:
+        if pattern.match(value):
+            return HashInfo("ok", name, _LABELS[name])
+    scheme = _CRYPT.identify(value)
+    if scheme is not None:
+        if scheme == "des_crypt" and value.startswith("$"):
+            scheme = None
+        else:
+            return HashInfo("ok", scheme, _LABELS[scheme])
+    foreign = _FOREIGN.identify(value)
+    if foreign is not None:
+        return HashInfo("unsupported", foreign, f"{_LABELS[foreign]} hashes cannot be "
+                        "verified by vpopmail's crypt(3)")
+    if value.startswith("$"):
+        return HashInfo("unsupported", None, "unknown crypt scheme "
+                        f"'${value.split('$')[1]}$'")
+    return HashInfo("malformed", None, "not a crypt(3) hash")
+
+
+def verify(clear: str, stored: str) -> bool | None:
+    """Whether ``clear`` matches ``stored``; None when passlib cannot check this scheme."""
+    scheme = _CRYPT.identify(stored)
+    if scheme is None:
+        return None
+    try:
+        return bool(_CRYPT.verify(clear, stored))
+    except (ValueError, TypeError):
+        return None
+
+
+def make_hash(clear: str) -> str:
+    """A SHA-512 crypt hash of ``clear``: what vpopmail itself would store."""
+    return str(_CRYPT.handler("sha512_crypt").using(rounds=5000).hash(clear))

@@ -1,0 +1,134 @@
+"""Facts about the old sendmail host: its accounts from passwd and shadow.
+
+The source is only ever read: the one command sent is a batch of ``cat`` calls on one
+channel. The parsers are strict: a malformed line is an error naming host, file and
+line, never skipped silently. NIS compatibility lines (``+``/``-``) are reported as
+errors too, since the accounts they stand for are not in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailplan.connectors.base import Connector
+from mailplan.errors import HostError, SourceDataError
+from mailplan.facts.hashes import HashInfo, classify
+from mailplan.remote import run_batch
+from mailplan.secret import Secret
+from mailplan.shell import join
+
+
+@dataclass(frozen=True)
+class Account:
+    """One source account: passwd fields plus its shadow password field."""
+
+    name: str
+    uid: int
+    gid: int
+    gecos: str
+    home: str
+    shell: str
+    password: Secret | None  # None when the account has no shadow entry
+    hash_info: HashInfo | None
+    line: int
+
+    @property
+    def full_name(self) -> str:
+        """The first comma-separated gecos field (the person's name)."""
+        return self.gecos.split(",", 1)[0].strip()
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """All accounts of the source, keyed by name."""
+
+    host: str
+    passwd_path: str
+    shadow_path: str
+    accounts: dict[str, Account]
+
+
+def _lines(data: bytes, host: str, path: str) -> list[tuple[int, str]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SourceDataError("not UTF-8 text", host=host, path=path, line=line) from None
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line == "" and number == text.count("\n") + 1:
+            continue  # after the final newline
+        out.append((number, line))
+    return out
+
+
+def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, list[str]]]:
+    """passwd bytes to ``name -> (line, fields)``; strict."""
+    entries: dict[str, tuple[int, list[str]]] = {}
+    for number, line in _lines(data, host, path):
+        if line.strip() == "":
+            raise SourceDataError("empty line", host=host, path=path, line=number)
+        if line[0] in "+-":
+            raise SourceDataError("NIS compatibility entry: its accounts are not in this file",
+                                  host=host, path=path, line=number)
+        fields = line.split(":")
+        if len(fields) != 7:
+            raise SourceDataError(f"expected 7 ':'-separated fields, found {len(fields)}",
+                                  host=host, path=path, line=number)
+        name = fields[0]
+        if not name:
+            raise SourceDataError("empty user name", host=host, path=path, line=number)
+        if not (fields[2].isdigit() and fields[3].isdigit()):
+            raise SourceDataError(f"uid/gid of {name!r} are not numbers", host=host,
+                                  path=path, line=number)
+        if name in entries:
+            raise SourceDataError(f"duplicate entry for {name!r} (first at line "
+                                  f"{entries[name][0]})", host=host, path=path, line=number)
+        entries[name] = (number, fields)
+    return entries
+
+
+def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, str]]:
+    """shadow bytes to ``name -> (line, password field)``; strict, never echoes a hash."""
+    entries: dict[str, tuple[int, str]] = {}
+    for number, line in _lines(data, host, path):
+        fields = line.split(":")
+        if line.strip() == "" or len(fields) != 9:
+            raise SourceDataError(f"expected 9 ':'-separated fields, found {len(fields)}",
+                                  host=host, path=path, line=number)
+        name = fields[0]
+        if not name:
+            raise SourceDataError("empty user name", host=host, path=path, line=number)
+        if name in entries:
+            raise SourceDataError(f"duplicate entry for {name!r} (first at line "
+                                  f"{entries[name][0]})", host=host, path=path, line=number)
+        entries[name] = (number, fields[1])
+    return entries
+
+
+def build_accounts(passwd: dict[str, tuple[int, list[str]]],
+                   shadow: dict[str, tuple[int, str]]) -> dict[str, Account]:
+    """Join passwd and shadow entries into accounts."""
+    accounts = {}
+    for name, (line, f) in passwd.items():
+        field = shadow.get(name)
+        secret = Secret(field[1]) if field else None
+        info = classify(field[1]) if field else None
+        accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6], secret, info,
+                                 line)
+    return accounts
+
+
+def read_source(conn: Connector, passwd_path: str, shadow_path: str) -> SourceFacts:
+    """Read passwd and shadow from the source in one channel."""
+    results = run_batch(conn, [join(["cat", "--", passwd_path]),
+                               join(["cat", "--", shadow_path])])
+    for path, res in zip((passwd_path, shadow_path), results, strict=True):
+        if res.returncode != 0:
+            why = res.stderr_text or f"exit {res.returncode}"
+            raise HostError(f"cannot read {path}: {why}",
+                            host=conn.name, step="read source accounts",
+                            hint="the SSH user needs read access (root, or sudo: true on the host)")
+    passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
+    shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
+    return SourceFacts(conn.name, passwd_path, shadow_path, build_accounts(passwd, shadow))

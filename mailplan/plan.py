@@ -1,0 +1,151 @@
+"""The change vocabulary and the plan: what apply will do, and its on-disk form.
+
+A change is one of a small closed set of actions, each printed with its symbol
+(``+`` create, ``~`` update, ``-`` delete). The reason attached to a change is for
+display only; apply decides what to run from the action and kind. A saved plan holds no
+secret: where a change carries one, only a digest is stored, so that applying a saved
+plan notices when the password behind it changed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from mailplan.desired import Problem
+from mailplan.errors import MailplanError, StateError
+from mailplan.spec import load_schema
+
+PLAN_VERSION = 1
+SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
+KINDS = ("domain", "catchall", "user", "password", "quota", "comment")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to the target."""
+
+    action: str  # create | update | delete
+    kind: str  # one of KINDS
+    domain: str
+    user: str | None = None
+    before: str | None = None  # display values; never a secret
+    after: str | None = None
+    sensitive: bool = False
+    fingerprint: str = ""  # digest of the secret inputs, if any
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        """Stable identity of the change within a plan (used by the journal)."""
+        who = f"{self.user}@{self.domain}" if self.user else self.domain
+        return f"{self.action}-{self.kind}:{who}"
+
+    @property
+    def symbol(self) -> str:
+        """The plan symbol of the action."""
+        return SYMBOLS[self.action]
+
+    @property
+    def address(self) -> str:
+        """``user@domain`` or the domain."""
+        return f"{self.user}@{self.domain}" if self.user else self.domain
+
+
+@dataclass(frozen=True)
+class Noop:
+    """Something that needs no change, with the reason."""
+
+    domain: str
+    user: str | None
+    reason: str
+
+
+@dataclass
+class Plan:
+    """The result of ``mailplan plan``."""
+
+    spec_path: str
+    spec_digest: str
+    lineage: str | None
+    serial: int
+    target_digest: str
+    changes: list[Change]
+    noops: list[Noop] = field(default_factory=list)
+    left_alone: list[Noop] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def counts(self) -> dict[str, int]:
+        """How many changes of each action."""
+        out = {"create": 0, "update": 0, "delete": 0}
+        for change in self.changes:
+            out[change.action] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (valid against schemas/plan-v1.schema.json)."""
+        return {
+            "format_version": PLAN_VERSION,
+            "plan_id": self.plan_id,
+            "created_at": self.created_at,
+            "spec": {"path": self.spec_path, "sha256": self.spec_digest},
+            "state": {"lineage": self.lineage, "serial": self.serial},
+            "target_sha256": self.target_digest,
+            "summary": self.counts(),
+            "changes": [{"id": c.id, "symbol": c.symbol, **asdict(c)} for c in self.changes],
+            "noops": [asdict(n) for n in self.noops],
+            "left_alone": [asdict(n) for n in self.left_alone],
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the plan as JSON, mode 0600 (it names every account)."""
+        data = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        tmp = path.with_name(path.name + ".tmp")
+        fd = _open_private(tmp)
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        """Read a saved plan; refuse other format versions and invalid documents."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != PLAN_VERSION:
+            raise StateError(f"{path}: plan format version {version!r}; this mailplan "
+                             f"reads version {PLAN_VERSION}")
+        try:
+            jsonschema.validate(data, load_schema("plan-v1.schema.json"))
+        except jsonschema.ValidationError as exc:
+            raise StateError(f"{path}: not a valid plan file: {exc.message}") from None
+        fields = {f for f in Change.__dataclass_fields__}
+        return cls(
+            spec_path=data["spec"]["path"], spec_digest=data["spec"]["sha256"],
+            lineage=data["state"]["lineage"], serial=data["state"]["serial"],
+            target_digest=data["target_sha256"],
+            changes=[Change(**{k: v for k, v in c.items() if k in fields})
+                     for c in data["changes"]],
+            noops=[Noop(**n) for n in data["noops"]],
+            left_alone=[Noop(**n) for n in data["left_alone"]],
+            problems=[Problem(**p) for p in data["problems"]],
+            plan_id=data["plan_id"], created_at=data["created_at"],
+        )
+
+
+def _open_private(path: Path) -> int:
+    import os
+
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,0 +1,78 @@
+"""Print a plan the way terraform does: one line per change, symbols, a summary.
+
+Secrets never reach this module: changes carry display values only, and sensitive
+ones print ``(sensitive)``. Colour is used on terminals unless NO_COLOR is set.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from mailplan.plan import Change, Plan
+
+_COLOURS = {"+": "32", "~": "33", "-": "31", "!": "35"}
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal and only when NO_COLOR is not set."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _paint(symbol: str, text: str, colour: bool) -> str:
+    return f"\033[{_COLOURS[symbol]}m{text}\033[0m" if colour else text
+
+
+def change_line(change: Change) -> str:
+    """The headline of one change."""
+    if change.action == "update" and change.kind in ("password", "quota", "comment",
+                                                     "catchall"):
+        before = "(sensitive)" if change.sensitive else change.before
+        after = "(sensitive)" if change.sensitive else change.after
+        return f"{change.symbol} {change.kind} {change.address}: {before} -> {after}"
+    return f"{change.symbol} {change.kind} {change.address}"
+
+
+def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False) -> str:
+    """The whole plan as text."""
+    out: list[str] = []
+    if plan.changes:
+        out.append(f"mailplan will make these changes on {target}:")
+        out.append("")
+        for change in plan.changes:
+            out.append("  " + _paint(change.symbol, change_line(change), colour))
+            detail = change.after if change.action == "create" else change.reason
+            if detail and change.action != "update":
+                out.append(f"      {detail}")
+            elif change.reason and change.kind == "password":
+                out.append(f"      {change.reason}")
+        out.append("")
+    if plan.problems:
+        out.append("Problems (these are not migrated):")
+        for p in plan.problems:
+            who = f"{p.user}@{p.domain}" if p.user else p.domain
+            out.append("  " + _paint("!", f"! {who}: {p.message}", colour))
+        out.append("")
+    if plan.left_alone:
+        out.append(f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
+                   "not created by mailplan):")
+        for n in plan.left_alone:
+            out.append(f"  = {n.user}@{n.domain}")
+        out.append("")
+    if verbose and plan.noops:
+        out.append("Unchanged:")
+        for n in plan.noops:
+            who = f"{n.user}@{n.domain}" if n.user else n.domain
+            out.append(f"  = {who}: {n.reason}")
+        out.append("")
+    counts = plan.counts()
+    if plan.changes:
+        line = (f"Plan: {counts['create']} to create, {counts['update']} to change, "
+                f"{counts['delete']} to destroy.")
+        if counts["delete"]:
+            line += " Deletions are applied only with --prune."
+        out.append(line)
+    else:
+        out.append(f"No changes. The target matches the spec "
+                   f"({len(plan.noops)} items checked).")
+    return "\n".join(out) + "\n"

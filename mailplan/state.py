@@ -1,0 +1,222 @@
+"""The state file: what mailplan has done, so re-runs converge and --prune is safe.
+
+Layout: ``STATE`` is a JSON document with a format version, a lineage (a uuid set once)
+and a serial that rises with every recorded step. While an apply runs, each finished
+step is appended to ``STATE.journal`` (one JSON line, flushed and fsynced before the
+next step starts); at the end the journal is folded into ``STATE``, which is replaced
+atomically (temp file, fsync, rename). A run killed at any point leaves a journal that
+the next run folds in first. Both files are created mode 0600. ``STATE.lock`` is held
+with flock for the whole apply, so a second apply on the same state is refused, with
+the holder named.
+
+The target itself is the authority on what exists; the state adds what cannot be read
+there: which domains and users mailplan created (only those may be pruned), and the
+history of applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailplan.errors import StateError
+
+STATE_VERSION = 1
+RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
+           "is enough to rebuild (nothing is duplicated); only the record of what mailplan "
+           "created, used by --prune, is lost")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with ``text``: temp file 0600, fsync, rename, fsync dir."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class State:
+    """An in-memory state document bound to its file."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self._journal: int | None = None
+
+    @property
+    def journal_path(self) -> Path:
+        """Where steps of a running apply are appended."""
+        return self.path.with_name(self.path.name + ".journal")
+
+    @property
+    def exists(self) -> bool:
+        """Whether the state has ever been written."""
+        return self.path.exists()
+
+    @classmethod
+    def load(cls, path: Path, *, fold: bool = True) -> State:
+        """Read the state (folding in a journal left by a killed run), or start a new one.
+
+        ``fold=False`` (for plan, which holds no lock) reads the journal without
+        rewriting any file.
+        """
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise StateError(f"{path}: the state file is unreadable or corrupt ({exc})",
+                                 hint=RECOVER) from None
+            _check_version(path, data)
+        else:
+            data = {"format_version": STATE_VERSION, "lineage": str(uuid.uuid4()),
+                    "serial": 0, "managed": {}, "history": [], "current_apply": None}
+        state = cls(path, data)
+        state._fold_journal(write=fold)
+        return state
+
+    @property
+    def lineage(self) -> str:
+        """The uuid given to this state when it was created."""
+        return str(self.data["lineage"])
+
+    @property
+    def serial(self) -> int:
+        """Rises with every recorded step."""
+        return int(self.data["serial"])
+
+    def managed(self) -> tuple[set[str], set[tuple[str, str]]]:
+        """Domains and (domain, user) pairs mailplan created."""
+        domains = set(self.data["managed"])
+        users = {(d, u) for d, body in self.data["managed"].items() for u in body["users"]}
+        return domains, users
+
+    def begin(self, plan_id: str) -> None:
+        """Start recording an apply of ``plan_id``."""
+        self.data["current_apply"] = {"plan_id": plan_id, "started": _now(), "done": []}
+        self.save()
+        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                0o600)
+
+    def record(self, change_id: str, effect: dict[str, Any]) -> None:
+        """Record one finished step: appended and fsynced before the caller goes on."""
+        entry = {"id": change_id, "at": _now(), **effect}
+        self._apply_entry(entry)
+        if self._journal is None:
+            raise StateError("internal: record() outside an apply")
+        os.write(self._journal, (json.dumps(entry, sort_keys=True) + "\n").encode())
+        os.fsync(self._journal)
+
+    def finish(self, result: str, summary: dict[str, Any]) -> None:
+        """End the apply: history entry, fold the journal, write the state atomically."""
+        current = self.data.get("current_apply") or {}
+        self.data["history"].append({"plan_id": current.get("plan_id"),
+                                     "started": current.get("started"), "finished": _now(),
+                                     "result": result, **summary})
+        self.data["current_apply"] = None
+        self.save()
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+
+    def save(self) -> None:
+        """Write the state document atomically."""
+        write_private(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+
+    def _apply_entry(self, entry: dict[str, Any]) -> None:
+        self.data["serial"] = self.serial + 1
+        current = self.data.get("current_apply")
+        if current is not None:
+            current["done"].append(entry["id"])
+        managed = self.data["managed"]
+        domain, user = entry.get("domain"), entry.get("user")
+        if entry.get("created") and domain:
+            body = managed.setdefault(domain, {"created": entry["at"], "users": {}})
+            if user:
+                body["users"][user] = {"created": entry["at"]}
+        if entry.get("deleted") and domain:
+            if user:
+                managed.get(domain, {"users": {}})["users"].pop(user, None)
+            else:
+                managed.pop(domain, None)
+
+    def _fold_journal(self, *, write: bool) -> None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return
+        lines = raw.split(b"\n")
+        if lines and lines[-1] != b"":
+            lines = lines[:-1]  # a line cut by a kill was never fsynced: never recorded
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            try:
+                self._apply_entry(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StateError(f"{self.journal_path}:{number}: corrupt journal line ({exc})",
+                                 hint=RECOVER) from None
+        current = self.data.get("current_apply") or {}
+        self.data["history"].append({"plan_id": current.get("plan_id"),
+                                     "started": current.get("started"), "finished": None,
+                                     "result": "interrupted"})
+        self.data["current_apply"] = None
+        if write:
+            self.save()
+            self.journal_path.unlink()
+
+
+def _check_version(path: Path, data: Any) -> None:
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
+    version = data.get("format_version")
+    if version != STATE_VERSION:
+        raise StateError(f"{path}: state format version {version!r}, but this mailplan "
+                         f"reads version {STATE_VERSION}",
+                         hint="use the mailplan version that wrote it")
+    for key in ("lineage", "serial", "managed", "history"):
+        if key not in data:
+            raise StateError(f"{path}: state file lacks {key!r}", hint=RECOVER)
+
+
+@contextlib.contextmanager
+def locked(state_path: Path) -> Iterator[None]:
+    """Hold the state's lock; refuse at once, naming the holder, if someone has it."""
+    lock_path = state_path.with_name(state_path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise StateError(f"{state_path} is locked by another mailplan apply ({holder})",
+                             hint="wait for it to finish; if that process is gone the lock "
+                             "is released automatically") from None
+        info = f"pid {os.getpid()} on {socket.gethostname()} since {_now()}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        yield
+    finally:
+        os.close(fd)
