@@ -69,11 +69,18 @@ def classify(value: str) -> HashInfo:
         if pattern.match(value):
             return HashInfo("ok", name, _LABELS[name])
     scheme = _CRYPT.identify(value)
-    if scheme is not None:
-        if scheme == "des_crypt" and value.startswith("$"):
-            scheme = None
-        else:
-            return HashInfo("ok", scheme, _LABELS[scheme])
+    if scheme is not None and not (scheme == "des_crypt" and value.startswith("$")):
+        handler = _CRYPT.handler(scheme)
+        try:
+            if scheme == "bsd_nthash":  # a prefix wrapper without from_string()
+                if not re.fullmatch(r"\$3\$\$[0-9a-fA-F]{32}", value):
+                    raise ValueError(value[:4])
+            elif not handler.from_string(value).checksum:
+                raise ValueError("no checksum")
+        except (ValueError, TypeError):
+            return HashInfo("malformed", scheme, f"looks like {_LABELS[scheme]} but is not "
+                            "a well-formed one")
+        return HashInfo("ok", scheme, _LABELS[scheme])
     foreign = _FOREIGN.identify(value)
     if foreign is not None:
         return HashInfo("unsupported", foreign, f"{_LABELS[foreign]} hashes cannot be "

@@ -1,0 +1,82 @@
+"""The target and source parsers, fed with recorded real outputs."""
+
+from __future__ import annotations
+
+import pytest
+from reference import recorded
+
+from mailplan.errors import SourceDataError
+from mailplan.facts.source import build_accounts, parse_passwd, parse_shadow
+from mailplan.facts.vpopmail import parse_vdominfo_nd, parse_vuserinfo, user_from_fields
+
+
+def test_vuserinfo_listing_of_small_example():
+    code, out = recorded("07-vuserinfo.md", "/home/vpopmail/bin/vuserinfo -D small.example")
+    assert code == 0
+    users = [user_from_fields(f) for f in parse_vuserinfo(out)]
+    assert [u.name for u in users] == ["postmaster", "u1", "u2", "u3"]
+    u1, u2, u3 = users[1:]
+    assert u1.comment == "User One" and u1.quota == "52428800S"
+    assert u1.dir == "/home/vpopmail/domains/small.example/u1"
+    assert u2.password.reveal() == "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
+    assert u3.quota == "104857600S,1000C"
+    assert "saltsalt" not in repr(u2)  # the hash is a Secret
+
+
+def test_vuserinfo_single_user_with_limits_block():
+    code, out = recorded("06-vchkpw.md", "/home/vpopmail/bin/vuserinfo bob@example.com")
+    (fields,) = parse_vuserinfo(out)
+    user = user_from_fields(fields)
+    assert user.flags == 2 and user.comment == "Bob Smith"
+    assert fields["limits"] == "pop access closed"
+
+
+def test_vuserinfo_unicode_gecos():
+    code, out = recorded("07-vuserinfo.md", "/home/vpopmail/bin/vuserinfo unicode@example.com")
+    (fields,) = parse_vuserinfo(out)
+    assert user_from_fields(fields).comment == "Ünïcödé Name"
+
+
+def test_vdominfo_with_alias_domains():
+    code, out = recorded("08-vdominfo.md", "/home/vpopmail/bin/vdominfo -d small.example")
+    # -d alone prints the directory and the alias lines; -n -d adds the name first
+    real, ddir, aliases = parse_vdominfo_nd("small.example\n" + out)
+    assert real == "small.example" and ddir == "/home/vpopmail/domains/small.example"
+    assert aliases[0] == "alias-small.example" and "a..b.example" in aliases
+
+
+def test_vdominfo_unknown_domain_recorded_exit():
+    assert recorded("08-vdominfo.md", "/home/vpopmail/bin/vdominfo nosuch.example") == (
+        245, "Invalid domain name\n")
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice Smith,,,:/home/alice:/bin/sh\n"
+SHADOW = b"root:*:19000:0:99999:7:::\nalice:$6$s$h:19000:0:99999:7:::\n"
+
+
+def test_passwd_and_shadow_join():
+    accounts = build_accounts(parse_passwd(PASSWD, host="h", path="/etc/passwd"),
+                              parse_shadow(SHADOW, host="h", path="/etc/shadow"))
+    assert accounts["alice"].full_name == "Alice Smith"
+    assert accounts["alice"].hash_info.status == "malformed"  # "$6$s$h" is not a real hash
+    assert accounts["root"].hash_info.status == "locked"
+
+
+@pytest.mark.parametrize("data, message, line", [
+    (b"alice:x:1000:1000::/home/a\n", "expected 7", 1),
+    (PASSWD + b"alice:x:1001:1001::/h:/bin/sh\n", "duplicate entry for 'alice'", 3),
+    (b"+::::::\n", "NIS", 1),
+    (b"a:x:ten:1::/h:/bin/sh\n", "not numbers", 1),
+    (b"root:x:0:0::/root:/bin/sh\n\nbob:x:1:1::/h:/bin/sh\n", "empty line", 2),
+    (b"\xff:x:0:0::/:/bin/sh\n", "not UTF-8", 1),
+])
+def test_bad_passwd_names_file_and_line(data, message, line):
+    with pytest.raises(SourceDataError, match=message) as info:
+        parse_passwd(data, host="oldmail", path="/etc/passwd")
+    assert str(info.value).startswith(f"oldmail:/etc/passwd:{line}:")
+
+
+def test_bad_shadow_line_never_echoes_the_hash():
+    with pytest.raises(SourceDataError) as info:
+        parse_shadow(b"alice:$6$secretsalt$xyz:1:2\n", host="h", path="/etc/shadow")
+    assert "secretsalt" not in str(info.value)

@@ -1,0 +1,57 @@
+"""Hash classification against what real vpopmail accepted (05-password-hashes...)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from reference import reference_dir
+
+from mailplan.facts.hashes import classify, make_hash, verify
+
+
+def _recorded_schemes() -> list[tuple[str, str, bool]]:
+    text = (reference_dir() / "vpopmail" / "05-password-hashes-and-vchkpw.md").read_text()
+    cases = []
+    for section in text.split("\n## Scheme: ")[1:]:
+        name = section.split(" ", 1)[0]
+        value = re.search(r"vadduser -e '([^']*)' ", section).group(1)
+        login = re.search(r"HashPass123\\0\\0' \| \S+ /bin/true 3<&0\n```\n- exit code: (\d+)",
+                          section)
+        cases.append((name, value, login.group(1) == "0"))
+    return cases
+
+
+CASES = _recorded_schemes()
+
+
+def test_every_recorded_scheme_is_covered():
+    assert len(CASES) == 19
+
+
+@pytest.mark.parametrize("name, value, authenticates", CASES, ids=[c[0] for c in CASES])
+def test_usable_exactly_when_real_vpopmail_authenticated(name, value, authenticates):
+    info = classify(value)
+    assert info.usable is authenticates, info
+    assert len(value) < 3 or value not in info.detail  # never echo a real hash
+
+
+@pytest.mark.parametrize("name, value, authenticates", [c for c in CASES if c[2]],
+                         ids=[c[0] for c in CASES if c[2]])
+def test_passlib_verifies_the_recorded_password_where_it_can(name, value, authenticates):
+    assert verify("HashPass123", value) in (True, None)
+    assert verify("WrongPass9", value) in (False, None)
+
+
+@pytest.mark.parametrize("value, status", [
+    ("", "empty"), ("!!", "locked"), ("!$6$abc$def", "locked"), ("*LK*", "locked"),
+    ("$6$x$y", "malformed"), ("$1$$", "malformed"), ("ab:cd", "malformed"),
+    ("$9$whatever", "unsupported"),
+])
+def test_problem_fields(value, status):
+    assert classify(value).status == status
+
+
+def test_make_hash_is_sha512_and_verifies():
+    h = make_hash("p@ss w:rd$!;x")
+    assert h.startswith("$6$") and verify("p@ss w:rd$!;x", h) is True
