@@ -53,12 +53,16 @@ class Spec:
     data: dict[str, Any]
     marks: dict[JsonPath, tuple[int, int]] = field(repr=False)
 
-    def error(self, message: str, path: JsonPath, *, hint: str | None = None) -> SpecError:
-        """A SpecError pointing at the closest known position of ``path``."""
+    key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def error(self, message: str, path: JsonPath, *, hint: str | None = None,
+              at_key: bool = False) -> SpecError:
+        """A SpecError pointing at the value of ``path`` (or at its key, ``at_key``)."""
         probe = tuple(path)
-        while probe and probe not in self.marks:
+        marks = self.key_marks if at_key and probe in self.key_marks else self.marks
+        while probe and probe not in marks:
             probe = probe[:-1]
-        line, col = self.marks.get(probe, (None, None))
+        line, col = marks.get(probe, (None, None))
         return SpecError(message, file=str(self.path), line=line, column=col,
                          key=key_path(path), hint=hint)
 
@@ -74,6 +78,7 @@ class _Builder:
     def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
         self.loader, self.file = loader, file
         self.marks: dict[JsonPath, tuple[int, int]] = {}
+        self.key_marks: dict[JsonPath, tuple[int, int]] = {}
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -88,23 +93,26 @@ class _Builder:
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", file=self.file, line=where[0],
                                     column=where[1], key=key_path((*path, key)))
+                self.key_marks[(*path, key)] = where
                 out[key] = self.build(value_node, (*path, key))
-                self.marks[(*path, key)] = where
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self.loader.construct_object(node)
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, dict[JsonPath, tuple[int, int]]]:
-    """YAML text to data plus a position for every key path."""
+Marks = dict[JsonPath, tuple[int, int]]
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
+    """YAML text to data plus the position of every value and every key."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the file is empty", file=file, line=1)
         builder = _Builder(loader, file)
-        return builder.build(node, ()), builder.marks
+        return builder.build(node, ()), builder.marks, builder.key_marks
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -129,22 +137,28 @@ _FRIENDLY = [
 ]
 
 
-def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath]:
+def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, bool]:
     path: JsonPath = tuple(err.absolute_path)
     dotted = ".".join(str(p) for p in path)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        return (f"unknown key {extra[0]!r} (allowed here: {allowed})", (*path, extra[0]))
+        return (f"unknown key {extra[0]!r} (allowed here: {allowed})", (*path, extra[0]),
+                True)
     if err.validator == "required":
-        return f"missing required key: {err.message.split(' is ')[0]}", path
+        return f"missing required key: {err.message.split(' is ')[0]}", path, False
     for pattern, text in _FRIENDLY:
         if err.validator in ("oneOf", "anyOf", "maxProperties", "minProperties",
                              "pattern", "type") and pattern.search(dotted):
-            return f"{text} (got {err.instance!r})", path
+            return f"{text} (got {err.instance!r})", path, False
     if err.validator == "const" and path == ("version",):
-        return f"unsupported spec version {err.instance!r}; this mailplan reads version 1", path
-    return err.message, path
+        return (f"unsupported spec version {err.instance!r}; this mailplan reads version 1",
+                path, False)
+    return err.message, path, False
+
+
+_PRIORITY = {"additionalProperties": 0, "required": 1, "maxProperties": 2, "minProperties": 2,
+             "oneOf": 3}
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -156,18 +170,18 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"the spec is not UTF-8 text (byte {exc.start})", file=str(file)) from None
-    data, marks = parse_yaml(text, str(file))
-    spec = Spec(file, data, marks)
+    data, marks, key_marks = parse_yaml(text, str(file))
+    spec = Spec(file, data, marks, key_marks)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
     validator = jsonschema.Draft202012Validator(load_schema("spec-v1.schema.json"))
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path),
-                                                                list(map(str, e.absolute_path))))
+    errors = list(validator.iter_errors(data))
     if errors:
-        deepest = max(errors, key=lambda e: len(e.absolute_path))
-        message, where = _schema_message(deepest if deepest.validator != "required"
-                                         else errors[0])
-        raise spec.error(message, where)
+        first = min(errors, key=lambda e: (_PRIORITY.get(str(e.validator), 9),
+                                           -len(e.absolute_path),
+                                           list(map(str, e.absolute_path))))
+        message, where, at_key = _schema_message(first)
+        raise spec.error(message, where, at_key=at_key)
     _check_semantics(spec)
     return spec
 
@@ -186,10 +200,11 @@ def _check_semantics(spec: Spec) -> None:
         problem = domain_problem(lowered)
         if problem:
             raise spec.error(f"{domain!r} is not a domain vpopmail can serve: {problem}",
-                             ("domains", domain))
+                             ("domains", domain), at_key=True)
         if lowered in seen_domains:
             raise spec.error(f"domain {domain!r} is the same as {seen_domains[lowered]!r} "
-                             "(domain names are case-insensitive)", ("domains", domain))
+                             "(domain names are case-insensitive)", ("domains", domain),
+                             at_key=True)
         seen_domains[lowered] = domain
         _check_domain(spec, domain, body or {})
 

@@ -1,0 +1,297 @@
+"""Map parsed sendmail routing and the spec's rules to the desired vpopmail routing.
+
+:func:`map_routing` is pure. Per domain it produces valias aliases (``.qmail-NAME`` in
+the domain directory), each migrated user's own ``.qmail`` (their ~/.forward), alias
+domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
+
+1. Aliases come from the aliases file (when ``import_aliases``, filtered by include /
+   exclude and by the system-alias policy in :mod:`mailplan.routing.rules`), then from
+   virtusertable ``user@domain`` lines (sendmail consults virtusertable first, so they
+   win), then from the spec's explicit aliases (which win over both, with a note).
+2. Routing for a name that is a mailbox of the domain never becomes an alias (a
+   ``.qmail-NAME`` would shadow the mailbox): it becomes that mailbox's own ``.qmail``;
+   sendmail's alias-before-~/.forward order is kept (the alias wins, with a note).
+3. ``\\user`` (and a plain self-reference) in a ~/.forward keeps a local copy: the
+   mailbox's own ``./Maildir/`` line, which vdelivermail delivers relative to the user's
+   directory. A .qmail that would only say ``./Maildir/`` is not written.
+4. Catch-all: the spec's policy; else virtusertable's ``@domain`` line when it has an
+   equivalent (an address, a local user, a permanent ``error:`` -> bounce); else bounce,
+   which is what sendmail did for unknown recipients (vpopmail's own default deletes).
+5. Anything without a safe equivalent is a warning with its source line; with
+   ``strict`` the warnings raise one RoutingError listing them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
+
+from mailplan.names import domain_problem, user_problem
+from mailplan.routing.addresses import parse_item
+from mailplan.routing.aliases import AliasEntry, effective_aliases
+from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
+from mailplan.routing.resolve import OWN_MAILDIR, Directory, Resolver
+from mailplan.routing.rules import (
+    MTA_INTERNAL,
+    SYSTEM_ACCOUNTS,
+    VPOPMAIL_OWNED,
+    CatchAll,
+    DomainRouting,
+    DomainRules,
+    RoutingPlan,
+    SourceRouting,
+)
+from mailplan.routing.virtusertable import VirtualEntry, effective_entries
+
+_TEMPORARY = ("4", "tempfail", "ex_tempfail", "75")
+Put = Callable[[str, list[str], Origin | None, str], None]
+
+
+def alias_name_problem(name: str) -> str | None:
+    """Why vpopmail (or qmail-local) cannot carry an alias of this name, or None."""
+    if name == "default" or name.endswith("-default"):
+        return "qmail-local would read .qmail-" + name + " as a catch-all or wildcard"
+    return user_problem(name)
+
+
+def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
+                strict: bool = False) -> RoutingPlan:
+    """Desired vpopmail routing for every domain; raises RoutingError on bad spec rules."""
+    table, findings = ({}, []) if source.aliases is None else effective_aliases(source.aliases)
+    virtual, vfindings = ({}, []) if source.virtusertable is None else \
+        effective_entries(source.virtusertable)
+    findings.extend(vfindings)
+    directory = Directory({r.domain: r for r in domains}, table, source.local_hostnames)
+    _unmigrated_virtual_domains(virtual, directory, findings)
+    result: dict[str, DomainRouting] = {}
+    checks = []
+    for rules in domains:
+        resolver = Resolver(directory, rules.domain)
+        result[rules.domain] = _map_domain(source, rules, table, virtual, resolver)
+        findings.extend(resolver.findings)
+        checks.extend(resolver.checks)
+    for check in checks:
+        target = result[check.domain]
+        if (check.local in target.aliases or check.local == "postmaster"
+                or check.local in directory.rules[check.domain].mailboxes.values()
+                or target.catch_all.kind in ("deliver-to-user", "forward-to-address")):
+            continue
+        findings.append(Finding(
+            "warning", f"{check.context}: {check.local}@{check.domain} is neither a mailbox "
+            f"nor an alias on vpopmail; mail to it will bounce", check.origin, check.domain))
+    plan = RoutingPlan(result, tuple(findings))
+    if strict and plan.warnings:
+        listed = "\n".join(f"  {w}" for w in plan.warnings)
+        raise RoutingError(f"{len(plan.warnings)} routing entries have no safe vpopmail "
+                           f"equivalent (strict mode):\n{listed}",
+                           hint="fix or exclude them on the source, or declare the routing "
+                           "in the spec, then plan again")
+    return plan
+
+
+def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
+                virtual: dict[str, VirtualEntry], resolver: Resolver) -> DomainRouting:
+    domain = rules.domain
+    mailboxes = set(rules.mailboxes.values())
+    login_of = {new: old for old, new in rules.mailboxes.items()}
+    aliases: dict[str, tuple[str, ...]] = {}
+    forwards: dict[str, tuple[str, ...]] = {}
+    origins: dict[str, Origin] = {}
+
+    def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
+        if name in mailboxes:
+            # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
+            # Resolving to the mailbox itself changes nothing (its forward still applies).
+            if not lines or lines == [OWN_MAILDIR]:
+                return
+            if what != "forward" and name in forwards:
+                resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
+                              "sendmail (aliases are expanded before ~/.forward)", origin)
+            forwards[name] = tuple(lines)
+            if origin:
+                origins[name] = origin
+            return
+        problem = alias_name_problem(name)
+        if problem:
+            resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
+        elif not lines:
+            resolver.warn(f"{what} {name!r} resolves to nothing and is not created", origin)
+        else:
+            aliases[name] = tuple(lines)
+            if origin:
+                origins[name] = origin
+
+    # ~/.forward first: aliases and virtusertable for the same name replace it below.
+    if rules.import_forwards:
+        for mailbox in sorted(mailboxes):
+            forward = source.forwards.get(login_of.get(mailbox, mailbox))
+            if forward is None or not forward.targets:
+                continue
+            context = f"~{forward.user}/.forward"
+            lines = resolver.lines(forward.targets, context=context, owner=mailbox,
+                                   chain=(forward.user,))
+            if not lines:
+                resolver.warn(f"{context}: nothing left to forward; mail is delivered to "
+                              f"{mailbox}'s mailbox", forward.targets[0].origin)
+            put(mailbox, lines, forward.targets[0].origin, "forward")
+
+    if rules.import_aliases:
+        for name, entry in table.items():
+            if not _imported(name, rules, resolver, entry.origin):
+                continue
+            owner = name if name in mailboxes else None
+            lines = resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
+                                   chain=(name,))
+            put(name, lines, entry.origin, "alias")
+
+    for entry in virtual.values():
+        if entry.domain == domain and entry.local is not None:
+            _virtual_alias(entry, rules, resolver, put)
+
+    explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
+                        target_names=True)
+    for alias in rules.aliases:
+        name = alias.name.lower()
+        if name in VPOPMAIL_OWNED or name in mailboxes:
+            raise RoutingError(f"alias {name!r} in {domain} would shadow the mailbox of the "
+                               "same name", origin=alias.origin,
+                               hint="route a mailbox's mail with its forward, not an alias")
+        problem = alias_name_problem(name)
+        if problem:
+            raise RoutingError(f"alias {name!r} in {domain}: {problem}", origin=alias.origin)
+        if name in aliases:
+            explicit.note(f"alias {name!r} from the spec replaces the one imported from "
+                          f"{origins.get(name, 'the source')}", alias.origin)
+        origin = alias.origin or Origin("spec", 0)
+        targets = [parse_item(d, origin) for d in alias.destinations]
+        put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
+            alias.origin, "alias")
+
+    return DomainRouting(domain, aliases, forwards, _alias_domains(rules),
+                         _catch_all(rules, virtual, resolver), origins)
+
+
+def _imported(name: str, rules: DomainRules, resolver: Resolver, origin: Origin) -> bool:
+    if name in VPOPMAIL_OWNED:
+        resolver.note(f"alias {name!r} not imported: postmaster stays vpopmail's own "
+                      "account", origin)
+        return False
+    if name in MTA_INTERNAL:
+        resolver.note(f"alias {name!r} not imported: qmail sends and handles bounces itself",
+                      origin)
+        return False
+    if rules.include and not any(fnmatchcase(name, p) for p in rules.include):
+        return False
+    if any(fnmatchcase(name, p) for p in rules.exclude):
+        return False
+    if name in SYSTEM_ACCOUNTS and name not in rules.include:
+        resolver.note(f"system alias {name!r} not imported into {rules.domain} (name it in "
+                      "include to import it); it still resolves as a target", origin)
+        return False
+    return True
+
+
+def _virtual_alias(entry: VirtualEntry, rules: DomainRules, resolver: Resolver,
+                   put: Put) -> None:
+    context = f"virtusertable {entry.key}"
+    if entry.any_detail:
+        resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent (qmail "
+                      "extensions use '-')", entry.origin)
+        return
+    target = entry.target
+    if isinstance(target, Address) and entry.substitutes:
+        text = str(target).replace("%1", entry.local or "")
+        if "%" in text:
+            resolver.warn(f"{context}: {target} uses a substitution with no equivalent here",
+                          entry.origin)
+            return
+        target = parse_item(text, entry.origin)
+    local = entry.local or ""
+    owner = local if local in rules.mailboxes.values() else None
+    lines = resolver.lines([target], context=context, owner=owner, chain=())
+    put(local, lines, entry.origin, "virtusertable address")
+
+
+def _alias_domains(rules: DomainRules) -> tuple[str, ...]:
+    out: list[str] = []
+    for alias in rules.alias_domains:
+        name = alias.lower()
+        problem = domain_problem(name)
+        if problem or name == rules.domain:
+            raise RoutingError(f"alias domain {alias!r} of {rules.domain}: "
+                               f"{problem or 'it is the domain itself'}", origin=rules.origin)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _catch_all(rules: DomainRules, virtual: dict[str, VirtualEntry],
+               resolver: Resolver) -> CatchAll:
+    entry = virtual.get(f"@{rules.domain}")
+    if rules.catch_all is not None:
+        policy = rules.catch_all
+        if policy.kind == "deliver-to-user" and policy.target not in rules.mailboxes.values():
+            raise RoutingError(f"catch-all of {rules.domain}: {policy.target!r} is not a "
+                               "mailbox of the domain", origin=rules.origin)
+        if policy.kind == "forward-to-address" and "@" not in policy.target:
+            raise RoutingError(f"catch-all of {rules.domain}: forward needs a full address, "
+                               f"not {policy.target!r}", origin=rules.origin)
+        if entry is not None:
+            resolver.note(f"catch-all from the spec ({policy.describe()}) replaces "
+                          f"virtusertable {entry.key} -> {entry.target}", entry.origin)
+        return policy
+    if entry is None:
+        resolver.note("no catch-all declared: unknown recipients bounce, as on sendmail "
+                      "(vpopmail's default would delete them)", rules.origin)
+        return CatchAll("bounce")
+    return _catch_all_from_virtual(entry, rules, resolver)
+
+
+def _catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
+                            resolver: Resolver) -> CatchAll:
+    context = f"virtusertable {entry.key}"
+    target = entry.target
+    if isinstance(target, ErrorCode):
+        if target.status.lower().startswith(_TEMPORARY):
+            resolver.warn(f"{context}: temporary {target} has no vpopmail equivalent; "
+                          "unknown recipients bounce instead", entry.origin)
+        else:
+            resolver.note(f"{context}: {target} becomes a bounce (vpopmail's own message "
+                          "text)", entry.origin)
+        return CatchAll("bounce")
+    if entry.substitutes:
+        resolver.warn(f"{context}: {target} rewrites every address; vpopmail's catch-all "
+                      "forwards to one fixed address. If the domain only mirrors another, "
+                      "declare it as an alias domain there. Unknown recipients bounce "
+                      "instead", entry.origin)
+        return CatchAll("bounce")
+    lines = resolver.lines([target], context=context, chain=())
+    if len(lines) == 1 and lines[0].startswith("&"):
+        address = lines[0][1:]
+        local, _, domain = address.rpartition("@")
+        if domain == rules.domain and local in rules.mailboxes.values():
+            return CatchAll("deliver-to-user", local)
+        return CatchAll("forward-to-address", address)
+    if lines:
+        resolver.warn(f"{context}: the catch-all expands to {len(lines)} destinations; "
+                      "vdelivermail forwards to one address. Unknown recipients bounce "
+                      "instead", entry.origin)
+    return CatchAll("bounce")
+
+
+def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Directory,
+                                findings: list[Finding]) -> None:
+    aliased = {a.lower() for r in directory.rules.values() for a in r.alias_domains}
+    seen: set[str] = set()
+    for entry in virtual.values():
+        if entry.domain in directory.rules or entry.domain in seen:
+            continue
+        seen.add(entry.domain)
+        if entry.domain in aliased and entry.local is None and entry.substitutes:
+            continue
+        hint = ""
+        if entry.local is None and entry.substitutes and isinstance(entry.target, Address):
+            hint = f"; to mirror {entry.target.domain}, declare it as an alias domain there"
+        findings.append(Finding(
+            "warning", f"virtusertable entries for {entry.domain} are not migrated: it is "
+            f"not a domain (or a matching alias domain) in the spec{hint}", entry.origin))

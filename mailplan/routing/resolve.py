@@ -1,0 +1,173 @@
+"""Resolve sendmail targets to vpopmail delivery lines for one domain.
+
+sendmail delivers a local name by looking it up in the aliases file first, then as a
+user (whose ~/.forward applies). On vpopmail the same effect is a forward line
+``&mailbox@domain``: vdelivermail then applies that mailbox's own .qmail (the migrated
+~/.forward). Local names therefore resolve recursively through the aliases table and
+through renamed users; loops, unknown names and deliveries with no safe equivalent
+(``|program``, ``/file``, ``error:``, unreadable ``:include:``) become warnings carrying
+the source line. Pure; used by :mod:`mailplan.routing.mapping`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from mailplan.routing.aliases import AliasEntry
+from mailplan.routing.model import (
+    Address,
+    ErrorCode,
+    FileDelivery,
+    Finding,
+    Include,
+    Origin,
+    Program,
+    Target,
+)
+from mailplan.routing.rules import DomainRules
+
+OWN_MAILDIR = "./Maildir/"
+DISCARD = "#"
+
+
+@dataclass
+class Directory:
+    """What the resolver knows about every domain being migrated (read-only)."""
+
+    rules: Mapping[str, DomainRules]
+    aliases: Mapping[str, AliasEntry]
+    local_hostnames: frozenset[str]
+
+    def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
+        """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
+
+        Source files speak in source logins; the spec (``target_names``) in mailbox names.
+        """
+        own = self.rules.get(domain)
+        found: list[tuple[str, str]] = []
+        if own is not None:
+            if target_names and name in own.mailboxes.values():
+                return [(domain, name)]
+            if name in own.mailboxes:
+                return [(domain, own.mailboxes[name])]
+        for other in self.rules.values():
+            if name in other.mailboxes:
+                found.append((other.domain, other.mailboxes[name]))
+        return found
+
+    def renamed(self, local: str, domain: str) -> str:
+        """The mailbox name for ``local@domain`` when ``domain`` is migrated."""
+        rules = self.rules.get(domain)
+        if rules is None:
+            return local
+        return rules.mailboxes.get(local.lower(), local)
+
+
+@dataclass
+class Check:
+    """An address in a migrated domain that must exist there once everything is mapped."""
+
+    local: str
+    domain: str
+    origin: Origin
+    context: str
+
+
+@dataclass
+class Resolver:
+    """Resolves targets for one domain; collects findings and existence checks."""
+
+    directory: Directory
+    domain: str
+    findings: list[Finding] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    target_names: bool = False
+
+    def warn(self, message: str, origin: Origin | None) -> None:
+        """Record a target with no safe equivalent."""
+        self.findings.append(Finding("warning", message, origin, self.domain))
+
+    def note(self, message: str, origin: Origin | None) -> None:
+        """Record a policy decision."""
+        self.findings.append(Finding("note", message, origin, self.domain))
+
+    def lines(self, targets: Iterable[Target], *, context: str, owner: str | None = None,
+              chain: tuple[str, ...] = ()) -> list[str]:
+        """Delivery lines for ``targets``, deduplicated in order.
+
+        ``owner`` is the mailbox whose own .qmail is being built (self-references become
+        ``./Maildir/``); ``chain`` holds the alias names being expanded (loop detection).
+        """
+        out: list[str] = []
+        discard = False
+        for target in targets:
+            if isinstance(target, FileDelivery) and target.path == "/dev/null":
+                discard = True
+                self.note(f"{context}: /dev/null (discard) needs no delivery line",
+                          target.origin)
+                continue
+            for line in self._one(target, context=context, owner=owner, chain=chain):
+                if line not in out:
+                    out.append(line)
+        if not out and discard:
+            self.note(f"{context}: mail is discarded with a '#' line, as /dev/null did", None)
+            return [DISCARD]
+        return out
+
+    def _one(self, target: Target, *, context: str, owner: str | None,
+             chain: tuple[str, ...]) -> list[str]:
+        if isinstance(target, Program):
+            self.warn(f"{context}: program delivery {str(target)!r} has no safe vpopmail "
+                      "equivalent and is not carried over", target.origin)
+        elif isinstance(target, FileDelivery):
+            self.warn(f"{context}: file delivery {target.path!r} has no safe vpopmail "
+                      "equivalent and is not carried over", target.origin)
+        elif isinstance(target, ErrorCode):
+            self.warn(f"{context}: {str(target)!r} rejects mail on sendmail; vpopmail has no "
+                      "per-address error code, so this address will follow the catch-all",
+                      target.origin)
+        elif isinstance(target, Include):
+            why = target.problem or "the file was not read"
+            self.warn(f"{context}: {target} not carried over: {why}", target.origin)
+        elif target.domain is None or target.domain in self.directory.local_hostnames:
+            return self._local(target, context=context, owner=owner, chain=chain)
+        else:
+            return [self._remote(target, context=context, owner=owner)]
+        return []
+
+    def _local(self, target: Address, *, context: str, owner: str | None,
+               chain: tuple[str, ...]) -> list[str]:
+        name = target.local.lower()
+        if name == "postmaster":
+            return [f"&postmaster@{self.domain}"]
+        if not target.escaped and name not in chain and name in self.directory.aliases:
+            entry = self.directory.aliases[name]
+            return self.lines(entry.targets, context=context, owner=owner,
+                              chain=(*chain, name))
+        found = self.directory.mailbox(name, self.domain, target_names=self.target_names)
+        if len(found) == 1:
+            domain, mailbox = found[0]
+            if domain == self.domain and mailbox == owner:
+                return [OWN_MAILDIR]
+            return [f"&{mailbox}@{domain}"]
+        if len(found) > 1:
+            where = ", ".join(f"{m}@{d}" for d, m in found)
+            self.warn(f"{context}: local name {name!r} is a migrated user in several domains "
+                      f"({where}); name the address explicitly", target.origin)
+        elif name in chain:
+            self.warn(f"{context}: alias loop {' -> '.join((*chain, name))}", target.origin)
+        else:
+            self.warn(f"{context}: local name {name!r} resolves to nothing (no alias, no "
+                      "migrated user)", target.origin)
+        return []
+
+    def _remote(self, target: Address, *, context: str, owner: str | None) -> str:
+        assert target.domain is not None
+        if target.domain not in self.directory.rules:
+            return f"&{target.local}@{target.domain}"
+        mailbox = self.directory.renamed(target.local, target.domain)
+        if target.domain == self.domain and owner is not None and mailbox == owner:
+            return OWN_MAILDIR
+        self.checks.append(Check(mailbox, target.domain, target.origin, context))
+        return f"&{mailbox}@{target.domain}"

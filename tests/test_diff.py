@@ -1,0 +1,114 @@
+"""The diff as a pure function: table tests over desired and observed states."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
+from mailplan.diff import Managed, catchall_line, diff
+from mailplan.facts.hashes import make_hash
+from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
+from mailplan.secret import Secret
+
+VP = "/home/vpopmail"
+H1 = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
+H2 = "$6$saltsalt$6s8//kSfi16OXpXR7sbK9HOvpChOK6ho6zs6kMyRtKW0GAE1raHMeAEFe.7DD0Xrdei6BqjKaHr4MmWUl7SiR."
+BOUNCE = f"| {VP}/bin/vdelivermail '' bounce-no-mailbox\n"
+
+
+def want(users=(), catchall=Catchall("bounce"), postmaster=None):
+    dom = DesiredDomain("example.com", postmaster, catchall)
+    for name, pw, quota, comment in users:
+        dom.users[name] = DesiredUser(name, "example.com", name, pw, quota, comment)
+    return Desired({"example.com": dom}, [])
+
+
+def have(users=(), catchall=BOUNCE, exists=True):
+    facts = TargetFacts("new")
+    if exists:
+        tu = {n: TargetUser(n, Secret(h), c, 0, f"{VP}/domains/example.com/{n}", q)
+              for n, h, q, c in users}
+        facts.domains["example.com"] = TargetDomain("example.com",
+                                                    f"{VP}/domains/example.com", (), tu,
+                                                    catchall)
+    return facts
+
+
+PW1 = Password("hash", Secret(H1), "shadow")
+ALICE = ("alice", PW1, 1 << 30, "Alice")
+ALICE_THERE = ("alice", H1, "1073741824S", "Alice")
+
+
+def ids(result):
+    return [c.id for c in result.changes]
+
+
+@pytest.mark.parametrize("desired, observed, managed, expected", [
+    pytest.param(want([ALICE]), have(exists=False), Managed(),
+                 ["create-domain:example.com", "create-user:alice@example.com",
+                  "update-catchall:example.com"], id="new domain"),
+    pytest.param(want([ALICE]), have([ALICE_THERE]), Managed(), [], id="all in place"),
+    pytest.param(want([ALICE]), have([("alice", H2, "1073741824S", "Alice")]), Managed(),
+                 ["update-password:alice@example.com"], id="hash differs"),
+    pytest.param(want([ALICE]), have([("alice", H1, "NOQUOTA", "alice")]), Managed(),
+                 ["update-quota:alice@example.com", "update-comment:alice@example.com"],
+                 id="quota and comment differ"),
+    pytest.param(want([ALICE]), have([ALICE_THERE], catchall=f"| {VP}/bin/vdelivermail '' delete\n"),
+                 Managed(), ["update-catchall:example.com"], id="catch-all deletes"),
+    pytest.param(want([ALICE]), have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]), Managed(),
+                 [], id="unmanaged extra user left alone"),
+    pytest.param(want([ALICE]), have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]),
+                 Managed(frozenset({"example.com"}), frozenset({("example.com", "bob")})),
+                 ["delete-user:bob@example.com"], id="managed user gone from spec"),
+])
+def test_diff_table(desired, observed, managed, expected):
+    assert ids(diff(desired, observed, VP, managed)) == expected
+
+
+def test_noop_reasons_are_given():
+    result = diff(want([ALICE]), have([ALICE_THERE]), VP)
+    reasons = {(n.user, n.reason) for n in result.noops}
+    assert ("alice", "user exists; password, quota and comment match") in reasons
+    assert (None, "unknown recipients already: bounce") in reasons
+
+
+def test_left_alone_listed():
+    result = diff(want([ALICE]), have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]), VP)
+    assert [(n.user, n.domain) for n in result.left_alone] == [("bob", "example.com")]
+
+
+def test_clear_password_compared_by_verifying():
+    clear = Password("clear", Secret("Tr0ub4dor"), "env PW")
+    stored = make_hash("Tr0ub4dor")
+    result = diff(want([("alice", clear, 1 << 30, "Alice")]),
+                  have([("alice", stored, "1073741824S", "Alice")]), VP)
+    assert ids(result) == []
+    result = diff(want([("alice", clear, 1 << 30, "Alice")]),
+                  have([("alice", make_hash("other"), "1073741824S", "Alice")]), VP)
+    assert ids(result) == ["update-password:alice@example.com"]
+    assert "Tr0ub4dor" not in repr(result.changes) and result.changes[0].sensitive
+
+
+def test_managed_domain_removed_from_spec_is_shown_for_deletion():
+    observed = have([ALICE_THERE])
+    observed.domains["old.example"] = TargetDomain("old.example", "/d", (), {}, BOUNCE)
+    result = diff(want([ALICE]), observed, VP, Managed(frozenset({"old.example"})))
+    assert ids(result) == ["delete-domain:old.example"]
+    assert "--prune" in result.changes[0].reason
+
+
+def test_alias_domain_is_a_problem_not_a_change():
+    observed = TargetFacts("new", alias_of={"example.com": "real.example"})
+    result = diff(want([ALICE]), observed, VP)
+    assert result.changes == [] and "alias of real.example" in result.problems[0].message
+
+
+@pytest.mark.parametrize("catchall, user_dir, line", [
+    (Catchall("bounce"), None, BOUNCE),
+    (Catchall("delete"), None, f"| {VP}/bin/vdelivermail '' delete\n"),
+    (Catchall("forward", "x@y.example"), None, f"| {VP}/bin/vdelivermail '' x@y.example\n"),
+    (Catchall("deliver_to", "alice"), "/d/alice", f"| {VP}/bin/vdelivermail '' /d/alice\n"),
+    (Catchall("deliver_to", "alice"), None, None),
+])
+def test_catchall_lines_match_vadddomain_forms(catchall, user_dir, line):
+    assert catchall_line(catchall, VP, user_dir) == line

@@ -1,0 +1,79 @@
+"""Spec validation: every error names file, line, column and key, and what was expected."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from mailplan.errors import SpecError
+from mailplan.spec import load_spec
+
+BASE = """\
+version: 1
+hosts:
+  old: {address: old.example.com}
+  new: {local: true}
+source: {host: old}
+target: {host: new}
+domains:
+  example.com:
+    default_quota: 1G
+    users:
+      - name: alice
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_spec_loads(tmp_path):
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec.data["domains"]["example.com"]["users"][0]["name"] == "alice"
+
+
+@pytest.mark.parametrize("text, where, message", [
+    (BASE + "bogus: 1\n", ":12:1: bogus: ", "unknown key 'bogus'"),
+    (BASE + "        quota: lots\n", ":12:16: domains['example.com'].users[0].quota",
+     "expected a size like 500M"),
+    (BASE + "        colour: red\n", ":12:9: domains['example.com'].users[0].colour",
+     "unknown key 'colour'"),
+    (BASE.replace("version: 1", "version: 2"), ":1:10: version", "unsupported spec version 2"),
+    (BASE.replace("{host: old}", "{host: nowhere}"), ":5:16: source.host",
+     "host 'nowhere' is not defined in hosts"),
+    (BASE + "      - name: Alice\n", ":12:15: domains['example.com'].users[1].name",
+     "two users map to alice@example.com (the other is at line 11"),
+    (BASE + "      - name: 'bad user'\n", ":12:15:", "contains characters vpopmail rejects: ' '"),
+    (BASE + "      - name: 'a/../b'\n", ":12:15:", "sub-directory"),
+    (BASE + "      - name: postmaster\n", ":12:15:", "postmaster is vpopmail's own account"),
+    (BASE + "      - name: bob\n        comment: 'a:b'\n", ":13:18:", "cannot contain ':'"),
+    (BASE.replace("example.com:", "exa_mple.com:"), ":8:3: domains['exa_mple.com']",
+     "is not a domain vpopmail can serve"),
+    (BASE.replace("example.com:", "nodot:"), ":8:3:", "at least one dot"),
+    (BASE + "  Example.COM: {}\n", ":12:3:", "same as 'example.com'"),
+    (BASE.replace("new: {local: true}", "new: {local: true, address: x}"), ":4:8: hosts.new",
+     "a host is either {local: true} or an SSH host"),
+    (BASE + "      - name: bob\n        password: {env: A, hash: b}\n", ":13:19:",
+     "expected exactly one of env"),
+    (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
+    ("version: 1\nhosts: [\n", ":3:1:", "malformed YAML"),
+    (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
+    ("", ":1:", "the file is empty"),
+    ("- 1\n", "m.yaml:1:1", "must be a mapping"),
+])
+def test_errors_name_file_line_and_key(tmp_path, text, where, message):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    text = str(info.value)
+    assert text.startswith(str(path)), text
+    assert where in text, text
+    assert message in text, text
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the spec"):
+        load_spec(tmp_path / "nope.yaml")

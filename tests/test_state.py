@@ -1,0 +1,96 @@
+"""The state file: versioned, atomic, 0600, journaled, locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from mailplan.errors import StateError
+from mailplan.state import State, locked
+
+
+def test_new_state_has_lineage_and_is_written_0600(tmp_path):
+    path = tmp_path / "s.json"
+    state = State.load(path)
+    assert not path.exists() and state.serial == 0
+    state.begin("plan-1")
+    state.record("create-domain:a.example", {"domain": "a.example", "created": True})
+    state.record("create-user:x@a.example", {"domain": "a.example", "user": "x",
+                                             "created": True})
+    state.finish("ok", {})
+    for p in (path, state.journal_path.with_name("s.json.lock")):
+        if p.exists():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    again = State.load(path)
+    assert again.lineage == state.lineage and again.serial == 2
+    assert again.managed() == ({"a.example"}, {("a.example", "x")})
+    assert not state.journal_path.exists()
+
+
+def test_journal_of_a_killed_run_is_folded_in(tmp_path):
+    path = tmp_path / "s.json"
+    code = f"""
+import os
+from mailplan.state import State
+s = State.load(__import__("pathlib").Path({str(path)!r}))
+s.begin("p")
+s.record("create-domain:a.example", {{"domain": "a.example", "created": True}})
+os.write(s._journal, b'{{"id": "half')  # killed in the middle of writing the next line
+os._exit(9)
+"""
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    state = State.load(path)
+    assert state.serial == 1 and state.managed()[0] == {"a.example"}
+    assert state.data["history"][-1]["result"] == "interrupted"
+    assert not state.journal_path.exists()
+
+
+def test_plan_reads_the_journal_without_writing(tmp_path):
+    path = tmp_path / "s.json"
+    s = State.load(path)
+    s.begin("p")
+    s.record("create-domain:a.example", {"domain": "a.example", "created": True})
+    before = path.read_bytes()
+    view = State.load(path, fold=False)
+    assert view.managed()[0] == {"a.example"}
+    assert path.read_bytes() == before and s.journal_path.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format_version": 99, "lineage": "x", "serial": 1, "managed": {}, "history": []}',
+     "state format version 99, but this mailplan reads version 1"),
+    ('{"format_version": 1, "lin', "unreadable or corrupt"),
+    ('[]', "not a mailplan state file"),
+])
+def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    with pytest.raises(StateError, match=message) as info:
+        State.load(path)
+    if "corrupt" in message:
+        assert "the target itself is enough to rebuild" in str(info.value)
+
+
+def test_second_apply_is_refused_naming_the_holder(tmp_path):
+    path = tmp_path / "s.json"
+    with locked(path):
+        code = f"from mailplan.state import locked\nwith locked(__import__('pathlib').Path({str(path)!r})): pass"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert res.returncode != 0
+        assert f"pid {os.getpid()}" in res.stderr and "locked by another mailplan" in res.stderr
+    with locked(path):  # released
+        pass
+
+
+def test_state_file_is_json_with_format_version(tmp_path):
+    path = tmp_path / "s.json"
+    s = State.load(path)
+    s.begin("p")
+    s.finish("ok", {})
+    data = json.loads(path.read_text())
+    assert data["format_version"] == 1 and data["history"][0]["result"] == "ok"
