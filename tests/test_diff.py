@@ -12,11 +12,16 @@ from mailplan.secret import Secret
 
 VP = "/home/vpopmail"
 H1 = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
-H2 = "$6$saltsalt$6s8//kSfi16OXpXR7sbK9HOvpChOK6ho6zs6kMyRtKW0GAE1raHMeAEFe.7DD0Xrdei6BqjKaHr4MmWUl7SiR."
+H2 = ("$6$saltsalt$6s8//kSfi16OXpXR7sbK9HOvpChOK6ho6zs6kMyRtKW0GAE1raHMeAEFe.7DD0Xrdei6"
+      "BqjKaHr4MmWUl7SiR.")
 BOUNCE = f"| {VP}/bin/vdelivermail '' bounce-no-mailbox\n"
 
 
-def want(users=(), catchall=Catchall("bounce"), postmaster=None):
+BOUNCE_POLICY = Catchall("bounce")
+DELETE_LINE = f"| {VP}/bin/vdelivermail '' delete\n"
+
+
+def want(users=(), catchall=BOUNCE_POLICY, postmaster=None):
     dom = DesiredDomain("example.com", postmaster, catchall)
     for name, pw, quota, comment in users:
         dom.users[name] = DesiredUser(name, "example.com", name, pw, quota, comment)
@@ -53,7 +58,7 @@ def ids(result):
     pytest.param(want([ALICE]), have([("alice", H1, "NOQUOTA", "alice")]), Managed(),
                  ["update-quota:alice@example.com", "update-comment:alice@example.com"],
                  id="quota and comment differ"),
-    pytest.param(want([ALICE]), have([ALICE_THERE], catchall=f"| {VP}/bin/vdelivermail '' delete\n"),
+    pytest.param(want([ALICE]), have([ALICE_THERE], catchall=DELETE_LINE),
                  Managed(), ["update-catchall:example.com"], id="catch-all deletes"),
     pytest.param(want([ALICE]), have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]), Managed(),
                  [], id="unmanaged extra user left alone"),

@@ -79,7 +79,8 @@ def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
 def test_second_apply_is_refused_naming_the_holder(tmp_path):
     path = tmp_path / "s.json"
     with locked(path):
-        code = f"from mailplan.state import locked\nwith locked(__import__('pathlib').Path({str(path)!r})): pass"
+        code = ("from pathlib import Path\nfrom mailplan.state import locked\n"
+                f"with locked(Path({str(path)!r})): pass")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert res.returncode != 0
         assert f"pid {os.getpid()}" in res.stderr and "locked by another mailplan" in res.stderr
