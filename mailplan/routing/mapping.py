@@ -97,8 +97,14 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
     aliases: dict[str, tuple[str, ...]] = {}
     forwards: dict[str, tuple[str, ...]] = {}
     origins: dict[str, Origin] = {}
+    mark = [0]  # findings before the entry being mapped: its own warnings say enough
 
     def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
+        if name in VPOPMAIL_OWNED:
+            if lines != [f"&{name}@{domain}"]:
+                resolver.note(f"{what} {name!r} not created: postmaster stays vpopmail's own "
+                              "account", origin)
+            return
         if name in mailboxes:
             # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
             # Resolving to the mailbox itself changes nothing (its forward still applies).
@@ -115,7 +121,9 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
         if problem:
             resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
         elif not lines:
-            resolver.warn(f"{what} {name!r} resolves to nothing and is not created", origin)
+            if not any(f.severity == "warning" for f in resolver.findings[mark[0]:]):
+                resolver.warn(f"{what} {name!r} resolves to nothing and is not created",
+                              origin)
         else:
             aliases[name] = tuple(lines)
             if origin:
@@ -140,12 +148,14 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             if not _imported(name, rules, resolver, entry.origin):
                 continue
             owner = name if name in mailboxes else None
+            mark[0] = len(resolver.findings)
             lines = resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
                                    chain=(name,))
             put(name, lines, entry.origin, "alias")
 
     for entry in virtual.values():
         if entry.domain == domain and entry.local is not None:
+            mark[0] = len(resolver.findings)
             _virtual_alias(entry, rules, resolver, put)
 
     explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
@@ -164,6 +174,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                           f"{origins.get(name, 'the source')}", alias.origin)
         origin = alias.origin or Origin("spec", 0)
         targets = [parse_item(d, origin) for d in alias.destinations]
+        mark[0] = len(resolver.findings)
         put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
             alias.origin, "alias")
 
