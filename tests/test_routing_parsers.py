@@ -1,0 +1,197 @@
+"""Table tests for the sendmail aliases, ~/.forward and virtusertable parsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailplan.errors import MailplanError
+from mailplan.routing.aliases import effective_aliases, parse_aliases, resolve_includes
+from mailplan.routing.forward import parse_forward
+from mailplan.routing.model import (
+    Address,
+    ErrorCode,
+    FileDelivery,
+    Include,
+    Origin,
+    Program,
+    RoutingError,
+)
+from mailplan.routing.virtusertable import effective_entries, parse_virtusertable
+
+DATA = Path(__file__).parent / "data" / "routing"
+ALIASES = "/etc/aliases"
+
+
+def _aliases():
+    return parse_aliases((DATA / "aliases").read_bytes(), ALIASES)
+
+
+def _read(path: str) -> bytes | None:
+    local = DATA / "lists" / Path(path).name
+    return local.read_bytes() if local.exists() else None
+
+
+@pytest.mark.parametrize(("name", "line", "targets"), [
+    ("mailer-daemon", 11, [Address("postmaster", None, Origin(ALIASES, 11))]),
+    ("nobody", 17, [FileDelivery("/dev/null", Origin(ALIASES, 17))]),
+    ("webmaster", 22, [Address("alice", None, Origin(ALIASES, 22)),
+                       Address("bob", None, Origin(ALIASES, 22))]),
+    ("office manager", 23, [Address("carol", None, Origin(ALIASES, 23))]),
+    ("staff", 26, [Address("alice", None, Origin(ALIASES, 26)),
+                   Address("bob", None, Origin(ALIASES, 27), escaped=True),
+                   Address("carol", "example.com", Origin(ALIASES, 28)),
+                   Address("dave", "remote.example", Origin(ALIASES, 29))]),
+    ("all", 30, [Include("/etc/mail/lists/all", Origin(ALIASES, 30))]),
+    ("info", 32, [Address("sales", None, Origin(ALIASES, 32))]),
+    ("sales", 33, [Address("bob", None, Origin(ALIASES, 33)),
+                   Program("/usr/bin/autoreply --from sales", Origin(ALIASES, 33)),
+                   FileDelivery("/var/spool/mail/sales-archive", Origin(ALIASES, 33))]),
+    ("gone", 34, [ErrorCode("nouser", "User has left the company", Origin(ALIASES, 34))]),
+    ("first.last", 38, [Address("carol", None, Origin(ALIASES, 38))]),
+    ("bob", 39, [Address("bob", None, Origin(ALIASES, 39), escaped=True),
+                 Address("bob", "home.example", Origin(ALIASES, 39))]),
+])
+def test_aliases_file(name, line, targets):
+    table, findings = effective_aliases(_aliases())
+    assert findings == []
+    assert table[name].origin == Origin(ALIASES, line)
+    assert list(table[name].targets) == targets
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('x: "|/usr/bin/prog arg, with comma"', [Program("/usr/bin/prog arg, with comma",
+                                                     Origin("f", 1))]),
+    ("x: |/usr/bin/vacation", [Program("/usr/bin/vacation", Origin("f", 1))]),
+    ('x: "error:5.7.1:550 Go away", bob', [ErrorCode("5.7.1:550", "Go away", Origin("f", 1)),
+                                          Address("bob", None, Origin("f", 1))]),
+    ("x: error:nouser No such user", [ErrorCode("nouser", "No such user", Origin("f", 1))]),
+    ("x: :INCLUDE: /etc/list", [Include("/etc/list", Origin("f", 1))]),
+    ('x: "john doe"@example.com', [Address("john doe", "example.com", Origin("f", 1))]),
+    ("x: bob (Bob Smith), <carol@[10.0.0.1]>", [
+        Address("bob", None, Origin("f", 1)), Address("carol", "[10.0.0.1]", Origin("f", 1))]),
+    ("x:a,\n\tb,\n# a comment ends the entry\ny: c",
+     [Address("a", None, Origin("f", 1)), Address("b", None, Origin("f", 2))]),
+    ('"Quoted \\" Name": bob', [Address("bob", None, Origin("f", 1))]),
+    ("x: a,, b ,", [Address("a", None, Origin("f", 1)), Address("b", None, Origin("f", 1))]),
+])
+def test_alias_syntax(text, expected):
+    parsed = parse_aliases(text, "f")
+    assert list(parsed.entries[0].targets) == expected
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("  bob: carol", 1, "must continue an entry"),
+    ("x: a,\n  # comment\n", 2, "comment cannot stand"),
+    ("no colon here", 1, "missing ':'"),
+    ("two words: bob", 1, "not an alias name"),
+    ("x:", 1, "no targets"),
+    ('x: "|prog', 1, "unterminated double quote"),
+    ("x: bob\ny: carol <c@x", 2, "unbalanced"),
+    ("x: bob smith", 1, "not an address"),
+    ("x: bob@", 1, "no valid domain"),
+    ("x: @example.com", 1, "no user part"),
+    ("x: :include:", 1, "without a file name"),
+    ("x: error:", 1, "without a status"),
+    ("x: a)", 1, "without '('"),
+])
+def test_alias_errors_name_file_and_line(text, line, words):
+    with pytest.raises(RoutingError) as caught:
+        parse_aliases(text, "/etc/mail/aliases")
+    assert isinstance(caught.value, MailplanError)
+    assert caught.value.origin == Origin("/etc/mail/aliases", line)
+    assert str(caught.value).startswith(f"/etc/mail/aliases:{line}: ")
+    assert words in str(caught.value)
+
+
+def test_duplicate_alias_last_wins_with_warning():
+    table, findings = effective_aliases(parse_aliases("a: x\nb: y\na: z\n", "f"))
+    assert [str(t) for t in table["a"].targets] == ["z"]
+    assert [(f.severity, f.origin) for f in findings] == [("warning", Origin("f", 3))]
+    assert "line 1" in findings[0].message
+
+
+def test_resolve_includes_expands_keeps_lines_and_detects_loops():
+    table, _ = effective_aliases(resolve_includes(_aliases(), _read))
+    all_targets = table["all"].targets
+    assert [str(t) for t in all_targets[:3]] == ["alice", "bob", "carol"]
+    assert all_targets[2].origin == Origin("/etc/mail/lists/all", 3)
+    loop = all_targets[3]
+    assert isinstance(loop, Include) and loop.problem is not None
+    assert "include loop" in loop.problem
+    broken = table["broken"].targets[0]
+    assert isinstance(broken, Include)
+    assert broken.problem == "file could not be read on the source"
+
+
+def test_include_syntax_error_names_the_included_file():
+    with pytest.raises(RoutingError, match=r"^/lists/bad:2: "):
+        resolve_includes(parse_aliases("x: :include:/lists/bad", "f"),
+                         lambda _p: b"ok\nbad name here\n")
+
+
+@pytest.mark.parametrize(("user", "expected", "local_copy"), [
+    ("alice", [Address("alice", None, Origin("/home/alice/.forward", 1), escaped=True),
+               Address("alice", "gmail.example", Origin("/home/alice/.forward", 1))], True),
+    ("carol", [Program("/usr/bin/procmail -f-", Origin("/home/carol/.forward", 2))], False),
+    ("dave", [Address("dave", None, Origin("/home/dave/.forward", 2), escaped=True),
+              Address("dave", "home.example", Origin("/home/dave/.forward", 3)),
+              FileDelivery("/home/dave/mail-log", Origin("/home/dave/.forward", 5))], True),
+])
+def test_forward_files(user, expected, local_copy):
+    path = f"/home/{user}/.forward"
+    parsed = parse_forward((DATA / f"forward-{user}").read_bytes(), path, user)
+    assert list(parsed.targets) == expected
+    assert parsed.keeps_local_copy() is local_copy
+
+
+@pytest.mark.parametrize(("text", "count"), [("", 0), ("\n\n# only a comment\n", 0)])
+def test_empty_forward_is_no_forward(text, count):
+    assert len(parse_forward(text, "/home/x/.forward", "x").targets) == count
+
+
+def test_forward_syntax_error():
+    with pytest.raises(RoutingError, match=r"^/home/x/.forward:2: "):
+        parse_forward("ok@example.com\n\"unterminated\n", "/home/x/.forward", "x")
+
+
+VT = "/etc/mail/virtusertable"
+
+
+@pytest.mark.parametrize(("key", "line", "target", "substitutes"), [
+    ("info@example.org", 2, "info", False),
+    ("sales@example.org", 3, "bob", False),
+    ("jobs@example.org", 5, "error:nouser 550 No such user here", False),
+    ("tickets+*@example.org", 7, "%1%3@helpdesk.example", True),
+    ("@example.org", 8, "error:nouser User unknown", False),
+    ("@old.example", 9, "%1@example.com", True),
+    ("@example.net", 10, "alice", False),
+])
+def test_virtusertable(key, line, target, substitutes):
+    entries, findings = effective_entries(
+        parse_virtusertable((DATA / "virtusertable").read_bytes(), VT))
+    assert findings == []
+    entry = entries[key]
+    assert (entry.origin, str(entry.target), entry.substitutes) == (
+        Origin(VT, line), target, substitutes)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("info@example.org", "has no value"),
+    ("info  bob", "must be user@domain"),
+    ("info@example.org  a@x.org, b@y.org", "one address"),
+    ("info@example.org  |/bin/prog", "must be an address"),
+    ("  @example.org  bob", "cannot start with a blank"),
+    ("+*@example.org  bob", "needs a user"),
+])
+def test_virtusertable_errors(text, words):
+    with pytest.raises(RoutingError, match=rf"^{VT}:1: .*{words}"):
+        parse_virtusertable(text, VT)
+
+
+def test_virtusertable_duplicate_first_wins():
+    entries, findings = effective_entries(parse_virtusertable(
+        "a@x.org b\nA@X.org c\n", VT))
+    assert str(entries["a@x.org"].target) == "b"
+    assert findings[0].origin == Origin(VT, 2)
