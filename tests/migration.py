@@ -1,0 +1,135 @@
+"""Builders for integration tests: a source tree, a vpopmail target, a spec, the CLI.
+
+The source "host" is a directory holding passwd, shadow and a spool, read over the test
+sshd like a real server's files. The target is the vpopmail stand-in installed in a
+temp directory — or, when MAILPLAN_TEST_VPOPMAIL names a real vpopmail directory (with
+MAILPLAN_TEST_QMAIL for qmail's, default /var/qmail), that real installation: tests use
+unique domain names and remove them afterwards, so they run unchanged against either.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from passlib.hash import sha512_crypt
+
+REAL_VPOPMAIL = os.environ.get("MAILPLAN_TEST_VPOPMAIL")
+
+
+@dataclass
+class SourceAccount:
+    """One account to put in the source's passwd/shadow."""
+
+    name: str
+    uid: int
+    gecos: str = ""
+    password: str | None = None  # clear password; hashed with SHA-512 crypt
+    raw_hash: str | None = None  # used as is when given (locked, apr1, ...)
+    in_shadow: bool = True
+
+    def hash(self) -> str:
+        if self.raw_hash is not None:
+            return self.raw_hash
+        assert self.password is not None
+        return sha512_crypt.using(rounds=5000).hash(self.password)
+
+
+def make_source(root: Path, accounts: list[SourceAccount]) -> Path:
+    """Write ROOT/etc/passwd, ROOT/etc/shadow and ROOT/var/spool/mail; return ROOT."""
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "var/spool/mail").mkdir(parents=True, exist_ok=True)
+    passwd = ["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin"]
+    shadow = ["root:*:19000:0:99999:7:::", "daemon:*:19000:0:99999:7:::"]
+    for a in accounts:
+        passwd.append(f"{a.name}:x:{a.uid}:{a.uid}:{a.gecos}:/home/{a.name}:/bin/sh")
+        if a.in_shadow:
+            shadow.append(f"{a.name}:{a.hash()}:19000:0:99999:7:::")
+    (root / "etc/passwd").write_text("\n".join(passwd) + "\n")
+    (root / "etc/shadow").write_text("\n".join(shadow) + "\n")
+    os.chmod(root / "etc/shadow", 0o640)
+    return root
+
+
+@dataclass
+class Target:
+    """Where vpopmail is, and a helper to run its tools directly."""
+
+    vpopmail_dir: str
+    qmail_dir: str
+    created_domains: list[str]
+
+    def tool(self, name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run([f"{self.vpopmail_dir}/bin/{name}", *args], input=stdin,
+                              capture_output=True, check=False)
+
+    def login_ok(self, address: str, password: str) -> bool:
+        """Authenticate through vchkpw (checkpassword on fd 3), as the POP/IMAP servers do."""
+        r, w = os.pipe()
+        os.write(w, address.encode() + b"\0" + password.encode() + b"\0\0")
+        os.close(w)
+        try:
+            res = subprocess.run([f"{self.vpopmail_dir}/bin/vchkpw", "/bin/true"],
+                                 pass_fds=(r,), stdin=subprocess.DEVNULL, capture_output=True,
+                                 preexec_fn=lambda: os.dup2(r, 3), check=False)
+        finally:
+            os.close(r)
+        return res.returncode == 0
+
+
+def install_target(root: Path) -> Target:
+    """The stand-in in ROOT, or the real vpopmail named by MAILPLAN_TEST_VPOPMAIL."""
+    if REAL_VPOPMAIL:
+        return Target(REAL_VPOPMAIL, os.environ.get("MAILPLAN_TEST_QMAIL", "/var/qmail"), [])
+    sys.path.insert(0, str(Path(__file__).parent / "standin"))
+    from install import install  # the stand-in's installer (tests/standin/install.py)
+
+    paths = install(root)
+    return Target(str(paths.vpopmail_dir), str(paths.qmail_dir), [])
+
+
+def unique_domain(prefix: str = "t") -> str:
+    """A domain name no other test uses (tests may share a real vpopmail)."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}.example"
+
+
+def ssh_host(sshd: object) -> dict[str, object]:
+    """A hosts: entry for the test sshd."""
+    return {"address": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+            "identity_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+
+
+def write_spec(path: Path, *, source_root: Path, target: Target, domains: dict,
+               source_host: dict | None = None, target_host: dict | None = None) -> Path:
+    """Write a spec with two hosts (SSH to the test sshd by default, or local)."""
+    spec = {
+        "version": 1,
+        "hosts": {"oldmail": source_host or {"local": True},
+                  "newmail": target_host or {"local": True}},
+        "source": {"host": "oldmail", "passwd": str(source_root / "etc/passwd"),
+                   "shadow": str(source_root / "etc/shadow"),
+                   "spool": str(source_root / "var/spool/mail")},
+        "target": {"host": "newmail", "vpopmail_dir": target.vpopmail_dir,
+                   "qmail_dir": target.qmail_dir},
+        "domains": domains,
+    }
+    target.created_domains.extend(domains)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def mailplan(*args: str, env: dict[str, str] | None = None, check: bool = False,
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (as an administrator would)."""
+    full_env = {**os.environ, **(env or {})}
+    res = subprocess.run([sys.executable, "-m", "mailplan", *args], capture_output=True,
+                         text=True, env=full_env, cwd=cwd, check=False)
+    if check and res.returncode != 0:
+        raise AssertionError(f"mailplan {' '.join(args)} exited {res.returncode}:\n"
+                             f"{res.stdout}\n{res.stderr}")
+    return res

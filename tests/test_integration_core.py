@@ -1,0 +1,255 @@
+"""plan / apply / plan again, over the real test sshd into the vpopmail stand-in.
+
+Runs unchanged against a real vpopmail when MAILPLAN_TEST_VPOPMAIL is set (see
+tests/migration.py). Every test builds its own source tree and uses its own domains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from migration import (
+    REAL_VPOPMAIL,
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    ssh_host,
+    unique_domain,
+    write_spec,
+)
+
+ODD = "o$&*|!~'`x"  # vpopmail accepts these; they must work and execute nothing
+
+ACCOUNTS = [
+    SourceAccount("alice", 1000, "Alice Smith,Room 1,,", "AlicePw1"),
+    SourceAccount("bob", 1001, "Bob", "B0b-pass word"),
+    SourceAccount("carol", 1002, "", "carolpw"),
+    SourceAccount("locked", 1003, "Locked Out", raw_hash="!$6$abc$def"),
+    SourceAccount("apache", 1004, "", raw_hash="$apr1$saltsalt$I5BAdfxlf6YutHCL4ZNLI/"),
+    SourceAccount("system", 50, "daemonish", "x"),
+]
+
+
+@pytest.fixture
+def target(tmp_path):
+    t = install_target(tmp_path / "target")
+    yield t
+    if REAL_VPOPMAIL:
+        for domain in t.created_domains:
+            t.tool("vdeldomain", domain)
+
+
+@pytest.fixture
+def source(tmp_path):
+    return make_source(tmp_path / "source", ACCOUNTS)
+
+
+def spec_for(tmp_path, source, target, sshd, domain, **extra):
+    body = {"postmaster_password": {"env": "PM_PW"}, "default_quota": "1G",
+            "import": {"uid_min": 1000, "exclude": ["carol"]},
+            "users": [{"name": "bob", "quota": "2.5G", "comment": "Robert"},
+                      {"name": "charlotte", "from": "carol"}]}
+    body.update(extra)
+    return write_spec(tmp_path / "migration.yaml", source_root=source, target=target,
+                      domains={domain: body}, source_host=ssh_host(sshd),
+                      target_host=ssh_host(sshd))
+
+
+ENV = {"PM_PW": "PostMaster#1"}
+
+
+@pytest.mark.ssh
+def test_plan_apply_plan_is_idempotent_and_passwords_work(tmp_path, source, target, sshd):
+    domain = unique_domain()
+    spec = spec_for(tmp_path, source, target, sshd, domain)
+    first = mailplan("plan", str(spec), "--detailed-exitcode", env=ENV)
+    assert first.returncode == 2, first.stderr
+    out = first.stdout
+    assert f"+ domain {domain}" in out and f"+ user alice@{domain}" in out
+    assert f"+ user charlotte@{domain}" in out and f"+ user carol@{domain}" not in out
+    assert f"locked@{domain}: password of source account 'locked' cannot be migrated" in out
+    assert f"apache@{domain}" in out and "apr1" in out
+    assert f"catchall {domain}: delete silently (vadddomain's default) -> bounce" in out
+    assert "Plan: 5 to create, 1 to change, 0 to destroy." in out
+    for secret in ("AlicePw1", "PostMaster#1", "$6$"):
+        assert secret not in out + first.stderr
+
+    applied = mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert "Apply complete: 6 change(s) made." in applied.stdout
+
+    again = mailplan("plan", str(spec), "--detailed-exitcode", env=ENV)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes." in again.stdout
+
+    assert target.login_ok(f"alice@{domain}", "AlicePw1")
+    assert target.login_ok(f"bob@{domain}", "B0b-pass word")
+    assert target.login_ok(f"charlotte@{domain}", "carolpw")
+    assert target.login_ok(f"postmaster@{domain}", "PostMaster#1")
+    assert not target.login_ok(f"alice@{domain}", "wrong")
+    info = target.tool("vuserinfo", f"bob@{domain}").stdout.decode()
+    assert "quota:     2684354560S" in info and "comment/gecos: Robert" in info
+    info = target.tool("vuserinfo", f"alice@{domain}").stdout.decode()
+    assert "comment/gecos: Alice Smith" in info and "quota:     1073741824S" in info
+    ddir = target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0]
+    assert Path(ddir, ".qmail-default").read_text() == (
+        f"| {target.vpopmail_dir}/bin/vdelivermail '' bounce-no-mailbox\n")
+    state = tmp_path / "migration.state.json"
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    assert "AlicePw1" not in state.read_text() and "$6$" not in state.read_text()
+
+
+@pytest.mark.ssh
+def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, sshd):
+    domain = unique_domain()
+    spec = spec_for(tmp_path, source, target, sshd, domain)
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    saved = tmp_path / "p.json"
+    plan = mailplan("plan", str(spec), "-o", str(saved), env=ENV, check=True)
+    assert "No changes." in plan.stdout
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    # someone changes things by hand between plan and apply
+    assert target.tool("vsetuserquota", f"alice@{domain}", "5M").returncode == 0
+    assert target.tool("vadduser", f"intruder@{domain}", "Intrude1").returncode == 0
+    stale = mailplan("apply", str(saved), env=ENV)
+    assert stale.returncode == 1
+    assert "changed since this plan was saved" in stale.stderr
+    fresh = mailplan("plan", str(spec), env=ENV, check=True).stdout
+    assert f"~ quota alice@{domain}: 5242880S -> 1073741824S (1G)" in fresh
+    assert f"= intruder@{domain}" in fresh  # not in the spec, not ours: left alone
+    saved2 = tmp_path / "p2.json"
+    mailplan("plan", str(spec), "-o", str(saved2), env=ENV, check=True)
+    done = mailplan("apply", str(saved2), env=ENV, check=True)
+    assert "Apply complete: 1 change(s) made." in done.stdout
+    doc = json.loads(mailplan("plan", str(spec), "--json", env=ENV, check=True).stdout)
+    assert doc["summary"] == {"create": 0, "update": 0, "delete": 0}
+    assert doc["left_alone"] == [{"domain": domain, "user": "intruder", "reason":
+                                  "on the target but not in the spec; not created by "
+                                  "mailplan, left alone"}]
+
+
+@pytest.mark.ssh
+def test_prune_only_what_mailplan_created(tmp_path, source, target, sshd):
+    domain = unique_domain()
+    spec = spec_for(tmp_path, source, target, sshd, domain)
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    spec2 = spec_for(tmp_path, source, target, sshd, domain,
+                     users=[{"name": "bob", "quota": "2.5G", "comment": "Robert"}])
+    plan = mailplan("plan", str(spec2), env=ENV, check=True).stdout
+    assert f"- user charlotte@{domain}" in plan and "--prune" in plan
+    mailplan("apply", str(spec2), "--auto-approve", env=ENV, check=True)
+    assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode == 0
+    mailplan("apply", str(spec2), "--auto-approve", "--prune", env=ENV, check=True)
+    assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode != 0
+    assert "No changes." in mailplan("plan", str(spec2), env=ENV, check=True).stdout
+
+
+@pytest.mark.ssh
+def test_odd_usernames_work_and_execute_nothing(tmp_path, target, sshd):
+    canary = tmp_path / "canary"
+    name = f"{ODD};touch${{IFS}}{canary}"  # rejected: ';' is not a vpopmail byte
+    src = make_source(tmp_path / "source", [SourceAccount("plain", 1000, "", "pw1")])
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"users": [{"name": name, "from": "plain"}]}})
+    bad = mailplan("validate", str(spec))
+    assert bad.returncode == 1 and "contains characters vpopmail rejects: ';'" in bad.stderr
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"users": [{"name": ODD, "from": "plain",
+                                                   "comment": "$(touch x) `id`"}]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(f"{ODD}@{domain}", "pw1")
+    info = target.tool("vuserinfo", "-c", f"{ODD}@{domain}").stdout.decode()
+    assert info == "$(touch x) `id`\n"
+    assert not canary.exists() and not Path("x").exists()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
+def test_failed_step_stops_and_state_shows_what_was_done(tmp_path, source, target, sshd):
+    if REAL_VPOPMAIL:
+        pytest.skip("replaces a vpopmail program by a failing one")
+    domain = unique_domain()
+    spec = spec_for(tmp_path, source, target, sshd, domain)
+    real = Path(target.vpopmail_dir, "bin/vadduser")
+    saved = real.read_bytes()
+    # vpopmail's habit: an error on stdout and exit 0, here for the second user
+    real.write_bytes(saved.replace(b"#!/bin/sh\n", b"#!/bin/sh\ncase \"$*\" in *bob@*) "
+                     b"echo 'Error: Unable to chown user dir'; exit 0;; esac\n", 1))
+    res = mailplan("apply", str(spec), "--auto-approve", env=ENV)
+    assert res.returncode == 1
+    assert f"step + user bob@{domain}: vadduser failed (exit 0): Error: Unable to chown" \
+        in res.stderr
+    state = json.loads((tmp_path / "migration.state.json").read_text())
+    assert state["history"][-1]["result"] == "failed"
+    assert set(state["managed"][domain]["users"]) == {"alice"}
+    real.write_bytes(saved)
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert "No changes." in mailplan("plan", str(spec), env=ENV, check=True).stdout
+
+
+@pytest.mark.ssh
+def test_killed_apply_converges_on_rerun(tmp_path, target, sshd):
+    accounts = [SourceAccount(f"user{i:03d}", 1000 + i, f"User {i}", f"pw{i}")
+                for i in range(40)]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    journal = tmp_path / "m.state.json.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= 12:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = mailplan("plan", str(spec), check=True).stdout
+    assert "to create" in partial  # work remains
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    listing = target.tool("vuserinfo", "-n", "-D", domain).stdout.decode().split("\n")
+    names = [ln for ln in listing if ln and not ln.startswith("---")]
+    assert sorted(names) == sorted(["postmaster"] + [a.name for a in accounts])
+    assert all(target.login_ok(f"{a.name}@{domain}", a.password) for a in accounts[::7])
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert [h["result"] for h in state["history"]] == ["interrupted", "ok"]
+
+
+@pytest.mark.ssh
+def test_bad_hosts_change_nothing(tmp_path, source, target, sshd):
+    domain = unique_domain()
+    unknown_key = {**ssh_host(sshd), "known_hosts": str(tmp_path / "empty_known_hosts")}
+    (tmp_path / "empty_known_hosts").write_text("")
+    spec = write_spec(tmp_path / "m.yaml", source_root=source, target=target,
+                      source_host=ssh_host(sshd), target_host=unknown_key,
+                      domains={domain: {"import": {}}})
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1 and "host newmail: the SSH host key" in res.stderr
+    assert "unknown; refusing" in res.stderr
+    spec = write_spec(tmp_path / "m.yaml", source_root=source,
+                      target=type(target)("/nonexistent/vpopmail", target.qmail_dir, []),
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {}}})
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1 and "no vpopmail found" in res.stderr
+    spec = write_spec(tmp_path / "m.yaml", source_root=source, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {}})
+    (source / "etc/shadow").rename(source / "etc/shadow.gone")
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1 and "cannot read" in res.stderr and "shadow" in res.stderr
+    assert target.tool("vdominfo", domain).returncode != 0  # nothing was created
