@@ -1,0 +1,262 @@
+"""Table tests for mapping sendmail routing to vpopmail (renames, loops, policies)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailplan.routing.aliases import parse_aliases, resolve_includes
+from mailplan.routing.forward import parse_forward
+from mailplan.routing.mapping import map_routing
+from mailplan.routing.model import Origin, RoutingError
+from mailplan.routing.rules import CatchAll, DomainRules, ExplicitAlias, SourceRouting
+from mailplan.routing.virtusertable import parse_virtusertable
+
+DATA = Path(__file__).parent / "data" / "routing"
+COM = {"alice": "alice", "bob": "robert", "carol": "carol"}
+
+
+def _read(path: str) -> bytes | None:
+    local = DATA / "lists" / Path(path).name
+    return local.read_bytes() if local.exists() else None
+
+
+def _source(**extra) -> SourceRouting:
+    aliases = resolve_includes(parse_aliases((DATA / "aliases").read_bytes(), "/etc/aliases"),
+                               _read)
+    forwards = {u: parse_forward((DATA / f"forward-{u}").read_bytes(), f"/home/{u}/.forward", u)
+                for u in ("alice", "carol", "dave")}
+    vt = parse_virtusertable((DATA / "virtusertable").read_bytes(), "/etc/mail/virtusertable")
+    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=vt, **extra)
+
+
+def _plan(*rules: DomainRules, strict: bool = False, source: SourceRouting | None = None):
+    rules = rules or (DomainRules("example.com", COM, import_aliases=True),
+                      DomainRules("example.org", {"dave": "dave"},
+                                  alias_domains=("old.example",)))
+    return map_routing(source or _source(), rules, strict=strict)
+
+
+def _messages(plan, severity="warning"):
+    return [str(f) for f in plan.findings if f.severity == severity]
+
+
+@pytest.mark.parametrize(("name", "lines"), [
+    ("abuse", ("&alice@example.com",)),                     # abuse -> root -> alice
+    ("webmaster", ("&alice@example.com", "&robert@example.com", "&bob@home.example")),
+    ("staff", ("&alice@example.com", "&robert@example.com", "&carol@example.com",
+               "&dave@remote.example")),                    # \bob: the renamed mailbox
+    ("all", ("&alice@example.com", "&robert@example.com", "&bob@home.example",
+             "&carol@example.com")),                        # via :include:
+    ("info", ("&robert@example.com", "&bob@home.example")),  # Info -> sales, pipe/file dropped
+    ("first.last", ("&carol@example.com",)),
+    ("bob", ("&robert@example.com", "&bob@home.example")),  # old login stays an address
+])
+def test_imported_aliases(name, lines):
+    assert _plan().domains["example.com"].aliases[name] == lines
+
+
+@pytest.mark.parametrize("name", ["postmaster", "mailer-daemon", "root", "bin", "daemon",
+                                  "nobody", "office manager", "broken", "gone", "loop1",
+                                  "loop2", "ghost", "sales-archive"])
+def test_not_created_as_aliases(name):
+    assert name not in _plan().domains["example.com"].aliases
+
+
+@pytest.mark.parametrize(("severity", "origin", "words"), [
+    ("note", Origin("/etc/aliases", 12), "postmaster stays vpopmail's own account"),
+    ("note", Origin("/etc/aliases", 11), "qmail sends and handles bounces"),
+    ("note", Origin("/etc/aliases", 18), "system alias 'root' not imported"),
+    ("warning", Origin("/etc/aliases", 23), "'office manager' cannot be an alias"),
+    ("warning", Origin("/etc/mail/lists/all", 4), "include loop"),
+    ("warning", Origin("/etc/aliases", 31), "could not be read on the source"),
+    ("warning", Origin("/etc/aliases", 33), "program delivery '|/usr/bin/autoreply"),
+    ("warning", Origin("/etc/aliases", 33), "file delivery '/var/spool/mail/sales-archive'"),
+    ("warning", Origin("/etc/aliases", 34), "'error:nouser User has left the company'"),
+    ("warning", Origin("/etc/aliases", 36), "alias loop loop1 -> loop2 -> loop1"),
+    ("warning", Origin("/etc/aliases", 37), "'nosuchuser' resolves to nothing"),
+    ("warning", Origin("/home/carol/.forward", 2), "program delivery '|/usr/bin/procmail"),
+    ("warning", Origin("/home/dave/.forward", 5), "file delivery '/home/dave/mail-log'"),
+    ("warning", Origin("/etc/mail/virtusertable", 7), "'+detail' keys"),
+    ("warning", Origin("/etc/mail/virtusertable", 10), "example.net are not migrated"),
+])
+def test_findings_carry_source_lines(severity, origin, words):
+    found = [f for f in _plan().findings
+             if f.severity == severity and f.origin == origin and words in f.message]
+    assert found, f"no {severity} at {origin} containing {words!r}"
+
+
+def test_one_warning_per_unmappable_entry():
+    gone = [f for f in _plan().findings if "gone" in f.message]
+    assert len(gone) == 1
+
+
+@pytest.mark.parametrize(("domain", "mailbox", "lines"), [
+    ("example.com", "alice", ("./Maildir/", "&alice@gmail.example")),  # \alice keeps a copy
+    ("example.org", "dave", ("./Maildir/", "&dave@home.example")),
+])
+def test_forwards_keep_local_copy(domain, mailbox, lines):
+    assert _plan().domains[domain].forwards[mailbox] == lines
+
+
+def test_forward_with_only_a_program_writes_no_qmail():
+    routing = _plan().domains["example.com"]
+    assert "carol" not in routing.forwards
+    assert any("delivered to carol's mailbox" in m for m in _messages(_plan()))
+
+
+def test_renamed_user_forward_is_read_from_old_login():
+    source = SourceRouting(forwards={"bob": parse_forward("\\bob\nbob@x.example\n",
+                                                          "/home/bob/.forward", "bob")})
+    plan = map_routing(source, [DomainRules("example.com", COM)])
+    assert plan.domains["example.com"].forwards == {
+        "robert": ("./Maildir/", "&bob@x.example")}
+
+
+def test_alias_for_a_mailbox_becomes_its_forward_and_replaces_dotforward():
+    source = SourceRouting(
+        aliases=parse_aliases("alice: \\alice, boss@corp.example\n", "/etc/aliases"),
+        forwards={"alice": parse_forward("elsewhere@x.example\n", "/home/alice/.forward",
+                                         "alice")})
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    routing = plan.domains["example.com"]
+    assert "alice" not in routing.aliases
+    assert routing.forwards["alice"] == ("./Maildir/", "&boss@corp.example")
+    assert any("replaces the mailbox's ~/.forward" in str(f) for f in plan.findings)
+
+
+def test_dev_null_alias_discards_with_comment_line():
+    source = SourceRouting(aliases=parse_aliases("spamtrap: /dev/null\n", "/etc/aliases"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert plan.domains["example.com"].aliases == {"spamtrap": ("#",)}
+    assert plan.warnings == ()
+
+
+@pytest.mark.parametrize(("include", "exclude", "present", "absent"), [
+    ((), (), {"abuse", "staff"}, {"root"}),
+    (("staff", "root"), (), {"staff", "root"}, {"abuse"}),
+    (("*",), ("loop*", "web*"), {"abuse"}, {"webmaster", "root"}),
+])
+def test_include_exclude(include, exclude, present, absent):
+    plan = _plan(DomainRules("example.com", COM, import_aliases=True, include=include,
+                             exclude=exclude))
+    names = set(plan.domains["example.com"].aliases)
+    assert present <= names and not absent & names
+
+
+def test_aliases_not_imported_when_rules_say_no():
+    plan = _plan(DomainRules("example.com", COM))
+    assert plan.domains["example.com"].aliases == {}
+
+
+@pytest.mark.parametrize(("name", "lines"), [
+    ("info", ("&robert@example.com", "&bob@home.example")),  # info -> Info alias -> sales
+    ("sales", ("&robert@example.com", "&bob@home.example")),  # Sales@Example.ORG -> bob
+])
+def test_virtusertable_addresses(name, lines):
+    plan = _plan(DomainRules("example.com", COM), DomainRules("example.org", {"dave": "dave"}))
+    assert plan.domains["example.org"].aliases[name] == lines
+
+
+def test_virtusertable_postmaster_and_identity_entries_create_nothing():
+    plan = _plan(DomainRules("example.com", COM), DomainRules("example.org", {"dave": "dave"}))
+    routing = plan.domains["example.org"]
+    assert "postmaster" not in routing.aliases and "dave" not in routing.aliases
+    assert routing.forwards["dave"] == ("./Maildir/", "&dave@home.example")
+
+
+@pytest.mark.parametrize(("vt", "rules_catch_all", "expected", "severity"), [
+    ("", None, CatchAll("bounce"), "note"),
+    ("@example.com error:nouser User unknown", None, CatchAll("bounce"), "note"),
+    ("@example.com error:4.2.2:450 Mailbox full", None, CatchAll("bounce"), "warning"),
+    ("@example.com bob", None, CatchAll("deliver-to-user", "robert"), None),
+    ("@example.com someone@else.example", None,
+     CatchAll("forward-to-address", "someone@else.example"), None),
+    ("@example.com %1@elsewhere.example", None, CatchAll("bounce"), "warning"),
+    ("@example.com bob", CatchAll("delete"), CatchAll("delete"), "note"),
+    ("", CatchAll("forward-to-address", "x@y.example"),
+     CatchAll("forward-to-address", "x@y.example"), None),
+])
+def test_catch_all(vt, rules_catch_all, expected, severity):
+    source = SourceRouting(virtusertable=parse_virtusertable(vt, "/etc/mail/virtusertable"))
+    plan = map_routing(source, [DomainRules("example.com", COM, catch_all=rules_catch_all)])
+    assert plan.domains["example.com"].catch_all == expected
+    assert [f.severity for f in plan.findings] == ([severity] if severity else [])
+
+
+def test_percent_one_catch_all_of_declared_alias_domain_is_covered():
+    plan = _plan()
+    assert plan.domains["example.org"].alias_domains == ("old.example",)
+    assert not any("old.example" in m for m in _messages(plan))
+
+
+@pytest.mark.parametrize(("alias", "lines"), [
+    (ExplicitAlias("sales", ("robert", "ext@partner.example")),
+     ("&robert@example.com", "&ext@partner.example")),
+    (ExplicitAlias("team", ("staff",)),
+     ("&alice@example.com", "&robert@example.com", "&carol@example.com",
+      "&dave@remote.example")),
+])
+def test_explicit_aliases_use_target_names_and_resolve(alias, lines):
+    plan = _plan(DomainRules("example.com", COM, aliases=(alias,)))
+    assert plan.domains["example.com"].aliases[alias.name] == lines
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("postmaster", "shadow the mailbox"),
+    ("alice", "shadow the mailbox"),
+    ("default", "catch-all or wildcard"),
+    ("list-default", "catch-all or wildcard"),
+    ("bad;name", "characters vpopmail rejects"),
+    ("x", "one-character"),
+])
+def test_explicit_alias_names_are_validated(name, words):
+    alias = ExplicitAlias(name, ("alice",), Origin("mailplan.yaml", 14))
+    with pytest.raises(RoutingError, match=rf"^mailplan.yaml:14: .*{words}"):
+        _plan(DomainRules("example.com", COM, aliases=(alias,)))
+
+
+def test_address_in_migrated_domain_that_does_not_exist_warns():
+    source = SourceRouting(aliases=parse_aliases("x1: nobody-here@example.org\n", "/a"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True),
+                                DomainRules("example.org", {"dave": "dave"})])
+    assert any("nobody-here@example.org is neither a mailbox nor an alias" in str(f)
+               for f in plan.warnings)
+
+
+def test_address_in_migrated_domain_is_renamed():
+    source = SourceRouting(aliases=parse_aliases("x1: bob@example.com\n", "/a"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert plan.domains["example.com"].aliases["x1"] == ("&robert@example.com",)
+    assert plan.warnings == ()
+
+
+def test_ambiguous_local_user_warns():
+    source = SourceRouting(aliases=parse_aliases("x1: sam\n", "/a"))
+    plan = map_routing(source, [
+        DomainRules("a.example", {"sam": "sam"}),
+        DomainRules("b.example", {"sam": "sam"}),
+        DomainRules("c.example", {}, import_aliases=True)])
+    assert any("several domains" in str(f) for f in plan.warnings)
+
+
+def test_strict_turns_warnings_into_one_error_listing_lines():
+    with pytest.raises(RoutingError) as caught:
+        _plan(strict=True)
+    text = str(caught.value)
+    assert "strict mode" in text and "/etc/aliases:33" in text and "/etc/aliases:36" in text
+
+
+def test_strict_passes_with_notes_only():
+    source = SourceRouting(aliases=parse_aliases("postmaster: root\nroot: alice\n"
+                                                 "abuse: root\n", "/etc/aliases"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)],
+                       strict=True)
+    assert plan.domains["example.com"].aliases == {"abuse": ("&alice@example.com",)}
+
+
+@pytest.mark.parametrize("alias_domain", ["example.com", "bad_name.example", "nodot"])
+def test_alias_domain_validation(alias_domain):
+    with pytest.raises(RoutingError, match="alias domain"):
+        _plan(DomainRules("example.com", COM, alias_domains=(alias_domain,)))
