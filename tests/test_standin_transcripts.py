@@ -1,0 +1,393 @@
+"""Replay the recorded real-vpopmail transcripts against the stand-in, plus focused unit tests.
+
+Every ``console`` block of shared/reference/vpopmail/NN-*.md is run (in the order the
+reference server ran them) with ``/bin/sh -c`` against one fresh stand-in install; exit code,
+stdout and stderr bytes and every ``File X:`` block are compared after rewriting the install
+paths and normalising only what varies between runs (salts/hashes of clear passwords, random
+passwords, timestamps, ls dates, pids, od dumps of hash-bearing cdb files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
+from install import install  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REF = Path(os.environ.get("MAILPLAN_REFERENCE") or REPO.parent / "shared" / "reference")
+REF_DIR = REF / "vpopmail" if (REF / "vpopmail").is_dir() else REF
+# chronological order on the reference server (10 ran before 09 and 08)
+ORDER = ["01", "02", "03", "04", "05", "06", "07", "10", "09", "08", "11", "12", "13", "14",
+         "15", "16", "18"]
+
+# Commands that need something absent here. (file prefix, substring of command) -> reason.
+SKIP = {
+    ("05", "mkpasswd -m"): "mkpasswd(1) (whois package) is not installed here",
+    ("07", "vdelivermail"): "vdelivermail (qmail delivery) is not part of the stand-in",
+    ("07", "ls -l /tmp/bigmsg.eml"): "message file built by the skipped delivery step",
+    ("07", "Maildir/new/; cat"): "lists the file written by the skipped vdelivermail run",
+    ("07", "head -c 400"): "shows the message written by the skipped vdelivermail run",
+    ("06", "/work/steering"): "output contains the recording harness' cwd",
+    ("06", "TCPLOCALPORT=25 /home/vpopmail/bin/vchkpw /bin/sh -c 'id -u; pwd"):
+        "prints the caller's cwd (/work/steering on the recorder)",
+    ("15", "stat /home/vpopmail/domains/perm.example /home"): "inode/device/birth times",
+    ("16", "ssh "): "needs the reference sshd on port 2201",
+    ("18", "getent passwd alias"): "qmail system users are not created by the stand-in",
+    ("18", "/var/qmail/alias"): "qmail alias dir is not part of the stand-in",
+    ("18", "qmail-qstat"): "qmail queue tools are not part of the stand-in",
+}
+# Effect of a skipped vdelivermail delivery (maildirsize bookkeeping), applied instead.
+DELIVERY_EFFECT = "printf '2079172 1\\n' >> /home/vpopmail/domains/small.example/{u}/Maildir/maildirsize"
+# stdin given on the reference server ("contents of a file (see text above)"), inferred
+# from the later vchkpw checks / outcomes in the same transcript.
+STDIN = {
+    "vadddomain prompt2.example": "PipedPw1\nPipedPw1\n",
+    "vadduser prompted2@example.com": "Prompted2Pw\nPrompted2Pw\n",
+    "vadduser prompted3@example.com": "first\nsecond\n",
+    "vpasswd m1@mod.example": "Piped1Pw\nPiped1Pw\n",
+}
+
+
+@dataclass
+class Block:
+    """One console command with its recorded results and the File blocks that follow it."""
+
+    cmd: str
+    exit: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdin: bool = False
+    files: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+TEXT_RE = re.compile(r"- (stdout|stderr|contents) \((\d+) bytes, ends with newline: (yes|no)\):"
+                     r"\n```text\n(.*?)\n?```\n", re.S)
+
+
+def parse(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
+    blocks: list[Block] = []
+    pos = 0
+    token = re.compile(r"```console\n# (.*?)\n```\n|File `([^`]+)`:(?: does not exist|\n)", re.S)
+    for m in token.finditer(text):
+        if m.start() < pos:
+            continue
+        if m.group(1) is not None:
+            blocks.append(Block(cmd=m.group(1)))
+            pos = parse_results(text, m.end(), blocks[-1])
+        elif blocks:
+            pos = parse_file(text, m, blocks[-1])
+    return blocks
+
+
+def parse_results(text: str, pos: int, blk: Block) -> int:
+    lines_end = text.find("\n```console", pos)
+    section = text[pos: lines_end if lines_end > 0 else len(text)]
+    cut = section.find("\nFile `")
+    section = section[:cut + 1] if cut >= 0 else section
+    blk.stdin = "- stdin:" in section
+    m = re.search(r"- exit code: (\d+)", section)
+    blk.exit = int(m.group(1)) if m else None
+    for t in TEXT_RE.finditer(section):
+        if t.group(1) in ("stdout", "stderr") and t.start() == section.find(f"- {t.group(1)} ("):
+            setattr(blk, t.group(1), decode_text(t))
+    return pos + len(section)
+
+
+def decode_text(t: re.Match) -> bytes:
+    body = t.group(4).encode("utf-8")
+    data = body + b"\n" if t.group(3) == "yes" else body
+    return data if len(data) == int(t.group(2)) else body
+
+
+def parse_file(text: str, m: re.Match, blk: Block) -> int:
+    if m.group(0).endswith("does not exist"):
+        blk.files.append((m.group(2), None))
+        return m.end()
+    t = TEXT_RE.match(text, m.end())
+    if t:
+        blk.files.append((m.group(2), decode_text(t)))
+        return t.end()
+    return m.end()
+
+
+HASH6 = re.compile(rb"\$6\$[./0-9A-Za-z]{8}\$[./0-9A-Za-z]{86}")
+NORMALISERS = [
+    (re.compile(rb"Random password: (\S*)"), lambda m: b"Random password: <%d>" % len(m[1])),
+    (re.compile(rb"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4}"), lambda m: b"<T>"),
+    (re.compile(rb"[A-Z][a-z]{2} [ 0-9]\d (\d\d:\d\d| \d{4})"), lambda m: b"<D>"),
+    (re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ [+-]\d{4}"), lambda m: b"<T>"),
+    (re.compile(rb"vpasswd\.bak\.\d+"), lambda m: b"vpasswd.bak.<pid>"),
+    (re.compile(rb"^total \d+$", re.M), lambda m: b"total <n>"),
+]
+
+
+def normalise(data: bytes, root: Path) -> bytes:
+    data = data.replace(str(root).encode(), b"")
+    data = HASH6.sub(b"$6$<salt>$<hash>", data)
+    for rx, fn in NORMALISERS:
+        data = rx.sub(fn, data)
+    return data
+
+
+def od_decode(dump: bytes) -> bytes | None:
+    """Turn `od -c` output back into bytes (None if it is not an od -c dump)."""
+    lines = dump.decode("latin-1").split("\n")
+    out = bytearray()
+    prev = b""
+    esc = {"\\0": 0, "\\b": 8, "\\n": 10, "\\r": 13, "\\t": 9, "\\f": 12, "\\v": 11, "\\a": 7}
+    for line in lines:
+        if line == "*":
+            continue
+        m = re.match(r"^([0-7]{7})(.*)$", line)
+        if not m:
+            if line:
+                return None
+            continue
+        off = int(m.group(1), 8)
+        while len(out) < off:
+            out += prev
+        del out[off:]
+        chunk = bytearray()
+        rest = m.group(2)
+        for k in range(0, len(rest), 4):
+            cell = rest[k:k + 4].strip() or " "
+            chunk.append(esc[cell] if cell in esc else int(cell, 8) if cell.isdigit()
+                         else ord(cell.encode("latin-1").decode("latin-1")))
+        prev = bytes(chunk)
+        out += chunk
+    return bytes(out)
+
+
+def same(expected: bytes, actual: bytes, root: Path, cmd: str) -> bool:
+    if cmd.startswith("od -c") or " od -c " in cmd:
+        e, a = od_decode(expected), od_decode(actual.replace(str(root).encode(), b""))
+        if e is not None and a is not None:
+            return HASH6.sub(b"H", e) == HASH6.sub(b"H", a)
+    return normalise(expected, root) == normalise(actual, root)
+
+
+def rewrite(cmd: str, root: Path) -> str:
+    for p in ("/home/vpopmail", "/var/qmail", "/opt/ref", "/tmp/"):
+        cmd = cmd.replace(p, f"{root}{p}")
+    return cmd
+
+
+def skip_reason(prefix: str, cmd: str) -> str | None:
+    for (pre, needle), reason in SKIP.items():
+        if pre == prefix and needle in cmd:
+            return reason
+    return None
+
+
+@dataclass
+class Outcome:
+    """Per-file replay tally."""
+
+    ran: int = 0
+    matched: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
+    stdin = b""
+    for key, value in STDIN.items():
+        if blk.stdin and blk.cmd.endswith(key):
+            stdin = value.encode()
+    proc = subprocess.run(["/bin/sh", "-c", rewrite(blk.cmd, root)], input=stdin,
+                          capture_output=True, cwd=root, timeout=120)
+    problems = []
+    if blk.exit is not None and proc.returncode != blk.exit:
+        problems.append(f"exit {proc.returncode} != {blk.exit}")
+    for name, exp, act in (("stdout", blk.stdout, proc.stdout), ("stderr", blk.stderr, proc.stderr)):
+        if not same(exp, act, root, blk.cmd):
+            problems.append(f"{name}: expected {exp[:300]!r} got {act[:300]!r}")
+    for path, exp in blk.files:
+        real = Path(rewrite(path, root))
+        act = real.read_bytes() if real.exists() else None
+        if exp is None or act is None:
+            if (exp is None) != (act is None):
+                problems.append(f"file {path}: existence differs")
+        elif not same(exp, act, root, ""):
+            problems.append(f"file {path}: expected {exp[:300]!r} got {act[:300]!r}")
+    return problems
+
+
+def replay_file(path: Path, root: Path) -> Outcome:
+    prefix = path.name[:2]
+    res = Outcome()
+    for blk in parse(path):
+        if prefix == "07" and "vdelivermail" in blk.cmd and "EXT=u" in blk.cmd:
+            user = re.search(r"EXT=(u\d)", blk.cmd)[1]  # type: ignore[index]
+            subprocess.run(["/bin/sh", "-c", rewrite(DELIVERY_EFFECT.format(u=user), root)])
+        if skip_reason(prefix, blk.cmd):
+            res.skipped += 1
+            continue
+        run_14_loop(prefix, blk, root)
+        problems = run_block(blk, root, prefix)
+        res.ran += 1
+        if problems:
+            res.failures.append(f"{blk.cmd[:120]}\n    " + "\n    ".join(problems))
+        else:
+            res.matched += 1
+    return res
+
+
+BULK_DONE: set[int] = set()
+
+
+def run_14_loop(prefix: str, blk: Block, root: Path) -> None:
+    """14 says users user001..350 were added in a loop and shows the state after some."""
+    m = re.search(r"grep '\^user(\d+):'", blk.cmd) if prefix == "14" else None
+    target = int(m[1]) if m else (350 if prefix == "14" and "find " in blk.cmd else 0)
+    start = max(BULK_DONE, default=0) + 1
+    for i in range(start, target + 1):
+        subprocess.run([f"{root}/home/vpopmail/bin/vadduser", f"user{i:03d}@bulk.example",
+                        f"Bulk{i:03d}Pw"], check=True)
+        BULK_DONE.add(i)
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    if not REF_DIR.is_dir():
+        pytest.fail(f"reference transcripts not found at {REF_DIR} (set MAILPLAN_REFERENCE)")
+    root = tmp_path_factory.mktemp("replay")
+    install(root)
+    (root / "tmp").mkdir()
+    (root / "opt" / "ref").mkdir(parents=True)
+    BULK_DONE.clear()
+    results = {}
+    files = {p.name[:2]: p for p in REF_DIR.glob("[0-9][0-9]-*.md")}
+    for prefix in ORDER:
+        if prefix in files:
+            results[prefix] = replay_file(files[prefix], root)
+    report = ["", "per-transcript replay (matched/ran, skipped):"]
+    report += [f"  {p}: {o.matched}/{o.ran} exact, {o.skipped} skipped" for p, o in results.items()]
+    print("\n".join(report))
+    return results
+
+
+@pytest.mark.parametrize("prefix", ORDER)
+def test_transcript_replays_exactly(replay: dict[str, Outcome], prefix: str) -> None:
+    outcome = replay[prefix]
+    assert not outcome.failures, (f"{prefix}: {outcome.matched}/{outcome.ran} blocks match\n"
+                                  + "\n".join(outcome.failures))
+
+
+# ---------------------------------------------------------------- focused unit tests
+
+@pytest.fixture()
+def sandbox(tmp_path: Path):
+    paths = install(tmp_path)
+    return paths
+
+
+def tool(paths, name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([str(paths.bin_dir / name), *args], input=stdin, capture_output=True)
+
+
+def cdb_get(data: bytes, key: bytes) -> bytes | None:
+    h = 5381
+    for b in key:
+        h = ((h << 5) + h) & 0xFFFFFFFF ^ b
+    pos, n = struct.unpack_from("<LL", data, (h & 255) * 8)
+    for k in range(n):
+        slot = pos + ((h >> 8) % n + k) % n * 8
+        sh, rp = struct.unpack_from("<LL", data, slot)
+        if rp == 0:
+            return None
+        if sh == h:
+            klen, dlen = struct.unpack_from("<LL", data, rp)
+            if data[rp + 8: rp + 8 + klen] == key:
+                return data[rp + 8 + klen: rp + 8 + klen + dlen]
+    return None
+
+
+def test_user_dir_hashing_past_100(sandbox) -> None:
+    assert tool(sandbox, "vadddomain", "bulk.example", "Pw1").returncode == 0
+    for i in range(1, 202):
+        assert tool(sandbox, "vadduser", f"user{i:03d}@bulk.example", "Pw1").returncode == 0
+    d = sandbox.vpopmail_dir / "domains" / "bulk.example"
+    assert (d / "user098").is_dir() and (d / "0" / "user099").is_dir()
+    assert (d / "0" / "user198").is_dir() and (d / "1" / "user199").is_dir()
+    assert (d / ".dir-control").read_text().split("\n")[-2] == "1"
+
+
+def test_domain_dir_hashing_past_100(sandbox) -> None:
+    for i in range(1, 102):
+        r = tool(sandbox, "vadddomain", "-O", f"bulkdom{i:03d}.example", "Pw1")
+        assert r.returncode == 0, r.stdout
+    out = tool(sandbox, "vdominfo", "-d", "bulkdom100.example").stdout.decode()
+    assert out == f"{sandbox.vpopmail_dir}/domains/0/bulkdom100.example\n"
+    out = tool(sandbox, "vdominfo", "-d", "bulkdom099.example").stdout.decode()
+    assert out == f"{sandbox.vpopmail_dir}/domains/bulkdom099.example\n"
+
+
+QUOTAS = [("50M", "52428800S"), ("52428800", "52428800S"), ("100M,1000C", "104857600S,1000C"),
+          ("1000C", "1000C"), ("NOQUOTA", "NOQUOTA"), ("noquota", ""), ("0", ""), ("0S", ""),
+          ("10k", "10240S"), ("10KB", "10240S"), ("1G", "1S"), ("2.5M", "2097152S"),
+          ("abc", ""), (" ", ""), ("50M,", "52428800S"), ("1000C,50M", "52428800S,1000C"),
+          ("100S,5C,7C", "100S,7C"), ("18446744073709551616", "9223372036854775807S")]
+
+
+@pytest.mark.parametrize(("given", "stored"), QUOTAS)
+def test_quota_parsing(given: str, stored: str) -> None:
+    import vpopmail_standin as s
+    assert s.format_quota(given) == stored
+
+
+NAMES = [("first.last", 0), ("first+tag", 0), ("a_b", 0), (".x", 0), ("x..y", 0),
+         ("back`tick", 0), ("with space", 255), ("semi;colon", 255), ("col:on", 255),
+         ("x", 255), ("m" * 65, 231), ("ümlaut", 255)]
+
+
+@pytest.mark.parametrize(("name", "code"), NAMES)
+def test_username_validation(sandbox, name: str, code: int) -> None:
+    tool(sandbox, "vadddomain", "names.example", "Pw1")
+    assert tool(sandbox, "vadduser", f"{name}@names.example", "Pw1").returncode == code
+
+
+DOMAINS = [("a..b", 244), ("UPPER.Example.COM", 0), ("trailingdash-.com", 0),
+           (".leadingdot.com", 0), ("trailingdot.com.", 244), ("nodot", 244), ("a.b", 244),
+           ("under_score.example", 244), ("c" * 100 + ".example", 230)]
+
+
+@pytest.mark.parametrize(("domain", "code"), DOMAINS)
+def test_domain_validation(sandbox, domain: str, code: int) -> None:
+    assert tool(sandbox, "vadddomain", domain, "Pw1").returncode == code
+
+
+def test_cdb_files_are_readable(sandbox) -> None:
+    tool(sandbox, "vadddomain", "cdb.example", "Pw1")
+    tool(sandbox, "vadduser", "-e", "$1$saltsalt$RiZ4O533shs928qfyqLuE/", "u2@cdb.example")
+    data = (sandbox.vpopmail_dir / "domains/cdb.example/vpasswd.cdb").read_bytes()
+    assert cdb_get(data, b"u2") == (b"$1$saltsalt$RiZ4O533shs928qfyqLuE/:1:0:u2:"
+                                    + str(sandbox.vpopmail_dir).encode()
+                                    + b"/domains/cdb.example/u2:NOQUOTA")
+    users = (sandbox.qmail_dir / "users/cdb").read_bytes()
+    assert cdb_get(users, b"!cdb.example-").startswith(b"cdb.example\x0089\x0089\x00")
+    assert cdb_get(users, b"") == b"-"
+
+
+def test_owners_and_modes(sandbox) -> None:
+    import stat
+    tool(sandbox, "vadddomain", "perm.example", "Pw1")
+    tool(sandbox, "vadduser", "-q", "10M", "p1@perm.example", "Pw1")
+    d = sandbox.vpopmail_dir / "domains/perm.example"
+    for p, mode in ((d, 0o700), (d / "p1/Maildir/new", 0o700), (d / "vpasswd", 0o600),
+                    (d / "p1/lastauth", 0o600), (d / "p1/Maildir/maildirsize", 0o600),
+                    (sandbox.qmail_dir / "users/assign", 0o644)):
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+    assert (d / "p1/lastauth").read_bytes() == b"0.0.0.0"
+    uid = d.stat().st_uid
+    assert all(x.stat().st_uid == uid for x in d.rglob("*"))
