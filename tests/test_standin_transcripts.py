@@ -46,7 +46,8 @@ SKIP = {
     ("18", "qmail-qstat"): "qmail queue tools are not part of the stand-in",
 }
 # Effect of a skipped vdelivermail delivery (maildirsize bookkeeping), applied instead.
-DELIVERY_EFFECT = "printf '2079172 1\\n' >> /home/vpopmail/domains/small.example/{u}/Maildir/maildirsize"
+DELIVERY_EFFECT = ("printf '2079172 1\\n' >> "
+                   "/home/vpopmail/domains/small.example/{u}/Maildir/maildirsize")
 # stdin given on the reference server ("contents of a file (see text above)"), inferred
 # from the later vchkpw checks / outcomes in the same transcript.
 STDIN = {
@@ -214,7 +215,8 @@ def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
     problems = []
     if blk.exit is not None and proc.returncode != blk.exit:
         problems.append(f"exit {proc.returncode} != {blk.exit}")
-    for name, exp, act in (("stdout", blk.stdout, proc.stdout), ("stderr", blk.stderr, proc.stderr)):
+    streams = (("stdout", blk.stdout, proc.stdout), ("stderr", blk.stderr, proc.stderr))
+    for name, exp, act in streams:
         if not same(exp, act, root, blk.cmd):
             problems.append(f"{name}: expected {exp[:300]!r} got {act[:300]!r}")
     for path, exp in blk.files:
@@ -268,6 +270,10 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
         pytest.fail(f"reference transcripts not found at {REF_DIR} (set MAILPLAN_REFERENCE)")
     root = tmp_path_factory.mktemp("replay")
     install(root)
+    for parent in root.parents:  # vchkpw setuid()s to vpopmail before chdir for POP/IMAP
+        if parent == Path("/tmp") or parent == Path("/"):
+            break
+        os.chmod(parent, parent.stat().st_mode | 0o711)
     (root / "tmp").mkdir()
     (root / "opt" / "ref").mkdir(parents=True)
     BULK_DONE.clear()

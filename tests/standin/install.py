@@ -52,7 +52,7 @@ def _ids(user: str, group: str) -> tuple[int, int]:
 def _mkdir(path: Path, mode: int, uid: int, gid: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, mode)
-    try:
+    try:  # noqa: SIM105 (no contextlib import: startup time)
         os.chown(path, uid, gid)
     except PermissionError:
         pass
@@ -61,7 +61,7 @@ def _mkdir(path: Path, mode: int, uid: int, gid: int) -> None:
 def _write(path: Path, text: str, mode: int, uid: int, gid: int) -> None:
     path.write_text(text)
     os.chmod(path, mode)
-    try:
+    try:  # noqa: SIM105 (no contextlib import: startup time)
         os.chown(path, uid, gid)
     except PermissionError:
         pass

@@ -103,7 +103,7 @@ def fail(code: int, prefix: str = "Error: ") -> Exit:
 
 
 def chown(path: str, uid: int, gid: int) -> None:
-    try:
+    try:  # noqa: SIM105 (no contextlib import: startup time)
         os.chown(path, uid, gid)
     except OSError:
         pass
@@ -137,8 +137,8 @@ def getopt(ctx: Ctx, argv: list[str], spec: str, stop_on_error: bool = True
             if pos < 0 or c == ":":
                 err(f"{ctx.prog}: invalid option -- '{c}'\n")
                 opts.append(("?", None))
-                if stop_on_error:
-                    return opts, operands + [x for x in argv[i + 1:]]
+                if stop_on_error:  # optind stays on a partly scanned argument
+                    return opts, operands + argv[i if j + 1 < len(a) else i + 1:]
                 j += 1
                 continue
             takes = spec[pos + 1:pos + 2] == ":"
@@ -367,7 +367,7 @@ class DirControl:
                 + "".join(" ".join(map(str, t)) + "\n"
                           for t in (self.start, self.end, self.mod, self.index))
                 + self.the_dir + "\n")
-        try:
+        try:  # noqa: SIM105 (no contextlib import: startup time)
             write_file(self.path, text.encode("latin-1"), None, uid, gid,
                        tmp=f"{self.path}.{os.getpid()}")
         except OSError:
@@ -384,9 +384,9 @@ class DirControl:
             self.the_dir = DIRLIST[self.start[0]]
             return
         lc = self.level_cur
-        if self.index[lc] == self.end[lc]:
-            if lc == 0 or (lc == 1 and self.index[0] == self.end[0]
-                           and self.index[1] == self.end[1]):
+        if self.index[lc] == self.end[lc] and (
+                lc == 0 or (lc == 1 and self.index[0] == self.end[0]
+                            and self.index[1] == self.end[1])):
                 self._inc(lc)
                 self.level_cur += 1
                 self.the_dir += "/"
@@ -620,12 +620,12 @@ def format_quota(q: str) -> str:
 def update_maildirsize(pw_dir: str, quota: str, uid: int, gid: int) -> None:
     path = pw_dir + "/Maildir/maildirsize"
     if quota in ("NOQUOTA", ""):
-        try:
+        try:  # noqa: SIM105 (no contextlib import: startup time)
             os.unlink(path)
         except OSError:
             pass
         return
-    try:
+    try:  # noqa: SIM105 (no contextlib import: startup time)
         write_file(path, f"{quota}\n0 0\n".encode(), 0o600, uid, gid)
     except OSError:
         pass
@@ -689,8 +689,7 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str,
         return -7
     write_file(udir + "/lastauth", NULL_REMOTE_IP.encode(), 0o600, uid, gid)
     lines = read_vpasswd(ddir)
-    pw = PwEntry(f"{user}:{crypted or mkpasswd(clear)}:1:0:{gecos}:{udir}:NOQUOTA")
-    lines.append(pw.line())
+    lines.append(f"{user}:{crypted or mkpasswd(clear)}:1:0:{gecos}:{udir}:NOQUOTA")
     lines.sort(key=lambda x: x.split(":", 1)[0].encode("utf-8", "surrogateescape"))
     write_vpasswd(ctx, ddir, lines, uid, gid)
     return 0
@@ -1532,7 +1531,7 @@ def valias_delete(ctx: Ctx, target: str) -> int:
     alias, _, domain = target.partition("@")
     entry = valias_entry(ctx, domain)
     if entry is not None:
-        try:
+        try:  # noqa: SIM105 (no contextlib import: startup time)
             os.unlink(alias_file(entry[4], alias))
         except OSError:
             pass
@@ -1695,12 +1694,12 @@ def vchkpw_success(ctx: Ctx, entry: tuple[str, str, int, int, str], pw: PwEntry,
                    login: str, kind: str, argv: list[str]) -> int:
     uid, gid = entry[2], entry[3]
     if kind != "smtp" and not os.path.isdir(pw.dir):
-        try:
+        try:  # noqa: SIM105 (no contextlib import: startup time)
             make_user_dir(pw.dir, uid, gid)
         except OSError:
             pass
     ip = os.environ.get("TCPREMOTEIP", "")
-    try:
+    try:  # noqa: SIM105 (no contextlib import: startup time)
         write_file(pw.dir + "/lastauth", ip.encode(), 0o600, uid, gid)
     except OSError:
         pass
