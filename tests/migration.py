@@ -70,15 +70,10 @@ class Target:
 
     def login_ok(self, address: str, password: str) -> bool:
         """Authenticate through vchkpw (checkpassword on fd 3), as the POP/IMAP servers do."""
-        r, w = os.pipe()
-        os.write(w, address.encode() + b"\0" + password.encode() + b"\0\0")
-        os.close(w)
-        try:
-            res = subprocess.run([f"{self.vpopmail_dir}/bin/vchkpw", "/bin/true"],
-                                 pass_fds=(r,), stdin=subprocess.DEVNULL, capture_output=True,
-                                 preexec_fn=lambda: os.dup2(r, 3), check=False)
-        finally:
-            os.close(r)
+        res = subprocess.run(["/bin/sh", "-c", '"$0" /bin/true 3<&0',
+                              f"{self.vpopmail_dir}/bin/vchkpw"],
+                             input=address.encode() + b"\0" + password.encode() + b"\0\0",
+                             capture_output=True, check=False)
         return res.returncode == 0
 
 
