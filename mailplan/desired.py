@@ -82,6 +82,8 @@ class Desired:
 
     domains: dict[str, DesiredDomain]
     problems: list[Problem]
+    # change id -> routing action (mailplan.routing.integrate), filled in by make_plan
+    routing: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Password:
@@ -136,7 +138,10 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
         postmaster = resolve_password(spec, pm, (*where, "postmaster_password")) if pm else None
         domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")))
         default_quota = parse_size(body.get("default_quota", "unlimited"))
-        explicit = {u["name"].lower() for u in body.get("users", [])}
+        # accounts named explicitly (as a mailbox or as the source of a rename) are not
+        # imported a second time by the rule
+        explicit = {n.lower() for u in body.get("users", [])
+                    for n in (u["name"], u.get("from", u["name"]))}
         for account in _imported(body.get("import"), source, explicit):
             uname = account.name.lower()
             why = user_problem(uname)

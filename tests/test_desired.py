@@ -1,0 +1,88 @@
+"""Spec + source accounts -> desired state (pure, no hosts)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from mailplan.desired import build_desired
+from mailplan.errors import SourceDataError, SpecError
+from mailplan.facts.source import SourceFacts, build_accounts, parse_passwd, parse_shadow
+from mailplan.spec import load_spec
+
+H = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
+
+
+def source(passwd_lines, shadow_lines):
+    p = parse_passwd(("\n".join(passwd_lines) + "\n").encode(), host="old", path="/etc/passwd")
+    s = parse_shadow(("\n".join(shadow_lines) + "\n").encode(), host="old", path="/etc/shadow")
+    return SourceFacts("old", "/etc/passwd", "/etc/shadow", build_accounts(p, s))
+
+
+SRC = source(
+    ["root:x:0:0:root:/root:/bin/sh", "alice:x:1000:1000:Alice A,,,:/home/alice:/bin/sh",
+     "bob:x:1001:1001:Bob B:/home/bob:/bin/sh", "Carl:x:1002:1002::/home/Carl:/bin/sh",
+     "carl:x:1003:1003::/home/carl:/bin/sh", "dave:x:1004:1004::/home/dave:/bin/sh",
+     "eve:x:1005:1005::/home/eve:/bin/sh"],
+    ["root:*:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::", f"bob:{H}:1:0:99999:7:::",
+     f"Carl:{H}:1:0:99999:7:::", f"carl:{H}:1:0:99999:7:::", "dave:!!:1:0:99999:7:::"])
+
+
+def spec(tmp_path, domain_body):
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        hosts: {old: {local: true}, new: {local: true}}
+        source: {host: old}
+        target: {host: new}
+        domains:
+          example.com:
+        """) + textwrap.indent(domain_body, "    "))
+    return load_spec(path)
+
+
+def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
+    s = spec(tmp_path, "default_quota: 1G\nimport: {exclude: [eve]}\n"
+             "users: [{name: robert, from: bob, comment: Rob}]\n")
+    desired = build_desired(s, SRC)
+    users = desired.domains["example.com"].users
+    assert sorted(users) == ["alice", "carl", "robert"]
+    assert users["robert"].source == "bob" and users["robert"].comment == "Rob"
+    assert users["alice"].comment == "Alice A" and users["alice"].quota == 1 << 30
+    problems = {p.user: p.message for p in desired.problems}
+    assert "locked" in problems["dave"]
+    assert "also 'carl' once lower-cased" in problems["carl"]
+
+
+def test_explicit_user_missing_on_source(tmp_path):
+    s = spec(tmp_path, "users: [{name: zed}]\n")
+    with pytest.raises(SpecError, match="there is no account 'zed' on the source"):
+        build_desired(s, SRC)
+
+
+def test_explicit_user_missing_from_shadow(tmp_path):
+    s = spec(tmp_path, "users: [{name: eve}]\n")
+    with pytest.raises(SourceDataError, match="has no entry in the shadow file"):
+        build_desired(s, SRC)
+
+
+def test_password_from_env_must_be_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOPE_PW", raising=False)
+    s = spec(tmp_path, "postmaster_password: {env: NOPE_PW}\n")
+    with pytest.raises(SpecError, match="NOPE_PW is not set"):
+        build_desired(s, SRC)
+
+
+def test_password_file_is_read_and_kept_secret(tmp_path):
+    (tmp_path / "pw").write_text("s3cret\nignored\n")
+    s = spec(tmp_path, "users: [{name: zed, password: {file: pw}}]\n")
+    user = build_desired(s, SRC).domains["example.com"].users["zed"]
+    assert user.password.kind == "clear" and user.password.value.reveal() == "s3cret"
+    assert "s3cret" not in repr(user)
+
+
+def test_unusable_spec_hash_is_refused(tmp_path):
+    s = spec(tmp_path, "users: [{name: zed, password: {hash: '$apr1$x$y'}}]\n")
+    with pytest.raises(SpecError, match="this hash cannot be used"):
+        build_desired(s, SRC)
