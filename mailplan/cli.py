@@ -75,11 +75,13 @@ def validate(spec: str) -> None:
               "changes pending, 1 on error.")
 @click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
 @click.option("-v", "--verbose", is_flag=True, help="Also list what needs no change, and why.")
+@click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
+              "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
 def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
-         state: str | None, verbose: bool) -> None:
+         state: str | None, verbose: bool, strict: bool) -> None:
     """Read both servers and show what apply would change. Changes nothing."""
     loaded = load_spec(spec)
-    planned = make_plan(loaded, State.load(_state(loaded, state), fold=False))
+    planned = make_plan(loaded, State.load(_state(loaded, state), fold=False), strict=strict)
     planned.close()
     if out:
         planned.plan.save(Path(out))
@@ -102,14 +104,17 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
 @click.option("--prune", is_flag=True, help="Also delete domains and users mailplan created "
               "that are no longer in the spec.")
 @click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
-def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None) -> None:
+@click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
+              "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
+def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
+          strict: bool) -> None:
     """Carry out a saved plan, or plan a spec, confirm, and carry it out."""
     loaded, saved = load_for_apply(Path(spec_or_plan))
     state_path = _state(loaded, state)
     target = loaded.data["target"]["host"]
     with locked(state_path):
         current = State.load(state_path)
-        planned = make_plan(loaded, current)
+        planned = make_plan(loaded, current, strict=strict)
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)

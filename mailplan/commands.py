@@ -28,6 +28,7 @@ from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
 from mailplan.names import quota_field
 from mailplan.plan import Change
 from mailplan.remote import ShellSession
+from mailplan.routing.integrate import ROUTING_KINDS, execute_routing
 from mailplan.secret import Secret
 from mailplan.shell import Cmd
 
@@ -235,4 +236,6 @@ EXECUTORS: dict[tuple[str, str], Callable[[_Runner, Change], dict[str, Any]]] = 
 
 def execute(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
     """Carry out one change and verify it; return the journal entry's effect."""
+    if change.kind in ROUTING_KINDS:
+        return execute_routing(session, ctx, change)
     return EXECUTORS[(change.action, change.kind)](_Runner(session, ctx, change), change)

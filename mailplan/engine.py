@@ -26,6 +26,7 @@ from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
+from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
 
@@ -76,7 +77,8 @@ def _connectors(spec: Spec) -> dict[str, Connector]:
 
 
 def make_plan(spec: Spec, state: State,
-              connectors: dict[str, Connector] | None = None) -> Planned:
+              connectors: dict[str, Connector] | None = None, *,
+              strict: bool = False) -> Planned:
     """Read both hosts and compute the plan (nothing is written anywhere)."""
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
@@ -88,6 +90,12 @@ def make_plan(spec: Spec, state: State,
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
         target = read_target(conns[tgt["host"]], vpop, set(desired.domains) | domains)
         result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)))
+        routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
+                               target, state, strict=strict)  # aliases, forwards (issue 4)
+        result.changes = merge_changes(result.changes, routing.changes)
+        result.problems += routing.problems
+        result.noops += routing.noops
+        desired.routing = routing.actions
     except BaseException:
         if connectors is None:
             for conn in conns.values():

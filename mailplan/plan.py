@@ -24,7 +24,8 @@ from mailplan.spec import load_schema
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
-KINDS = ("domain", "catchall", "user", "password", "quota", "comment")
+KINDS = ("domain", "catchall", "user", "password", "quota", "comment",
+         "alias", "forward", "alias_domain")  # the last three: mailplan.routing
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def _paint(symbol: str, text: str, colour: bool) -> str:
 def change_line(change: Change) -> str:
     """The headline of one change."""
     if change.action == "update" and change.kind in ("password", "quota", "comment",
-                                                     "catchall"):
+                                                     "catchall", "alias", "forward"):
         before = "(sensitive)" if change.sensitive else change.before
         after = "(sensitive)" if change.sensitive else change.after
         return f"{change.symbol} {change.kind} {change.address}: {before} -> {after}"

@@ -207,6 +207,9 @@ def _check_semantics(spec: Spec) -> None:
                              at_key=True)
         seen_domains[lowered] = domain
         _check_domain(spec, domain, body or {})
+    from mailplan.routing.config import check_routing_spec  # routing keys (issue 4)
+
+    check_routing_spec(spec)
 
 
 def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplan.errors import StateError
+from mailplan.routing.managed import apply_routing_entry
 
 STATE_VERSION = 1
 RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
@@ -150,6 +151,8 @@ class State:
         current = self.data.get("current_apply")
         if current is not None:
             current["done"].append(entry["id"])
+        if apply_routing_entry(self.data, entry):
+            return  # an alias/forward/alias-domain step: never a domain or user
         managed = self.data["managed"]
         domain, user = entry.get("domain"), entry.get("user")
         if entry.get("created") and domain:

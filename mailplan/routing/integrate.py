@@ -1,0 +1,553 @@
+"""Routing (issue 4) plugged into the core plan and apply: host reads, changes, steps.
+
+:func:`plan_routing` is called by :func:`mailplan.engine.make_plan` once the core has
+its desired state and target facts. It reads the source in one batch (aliases file,
+virtusertable, each migrated user's ~/.forward; a second batch for ``:include:``
+files), maps it with the pure layer, reads the target in one batch (``valias -s``,
+users' own .qmail, alias domains) and returns core :class:`~mailplan.plan.Change`
+objects of kinds ``alias``, ``forward`` and ``alias_domain``, with warnings as plan
+problems (file:line in each) and policy notes as noops. The catch-all stays the core's
+``unknown_recipients``: no routing change ever writes .qmail-default; when the spec
+leaves it unset and virtusertable has an ``@domain`` line, the plan warns and suggests
+the setting that keeps it.
+
+:func:`execute_routing` carries out one such change through ``valias``,
+``vaddaliasdomain`` and the pure layer's write script, then reads the result back
+(vpopmail exits 0 on failures) and returns the journal effect
+(:mod:`mailplan.routing.managed`), so ``--prune`` only removes what mailplan created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from mailplan.connectors.base import CommandResult, Connector
+from mailplan.desired import Problem
+from mailplan.errors import HostError, SourceDataError, StepFailed
+from mailplan.plan import Change, Noop
+from mailplan.remote import run_batch
+from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
+from mailplan.routing.commands import commands_for
+from mailplan.routing.config import (
+    catch_all_of,
+    check_routing_spec,
+    domain_rules,
+    spec_origin,
+)
+from mailplan.routing.diff import (
+    AddAlias,
+    AddAliasDomain,
+    ChangeAlias,
+    RemoveAlias,
+    RemoveForward,
+    SetCatchAll,
+    SetForward,
+    diff_routing,
+    same_lines,
+)
+from mailplan.routing.diff import Change as RoutingChange
+from mailplan.routing.facts import ObservedRouting, parse_dot_qmail, parse_valias_list
+from mailplan.routing.forward import ForwardFile, parse_forward
+from mailplan.routing.managed import ROUTING_KINDS, effect, managed_routing
+from mailplan.routing.mapping import map_routing
+from mailplan.routing.model import Finding, Include, Origin, RoutingError
+from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
+from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
+from mailplan.shell import Cmd, join
+
+if TYPE_CHECKING:
+    from mailplan.commands import Context
+    from mailplan.desired import Desired
+    from mailplan.facts.source import SourceFacts
+    from mailplan.facts.vpopmail import TargetFacts
+    from mailplan.remote import ShellSession
+    from mailplan.spec import Spec
+    from mailplan.state import State
+
+DEFAULT_ALIASES = ("/etc/aliases", "/etc/mail/aliases")
+MAX_INCLUDE_ROUNDS = 8
+PRUNE_REASON = "created by mailplan, no longer wanted (applied only with --prune)"
+
+__all__ = ["ROUTING_KINDS", "RoutingOutcome", "check_routing_spec", "execute_routing",
+           "merge_changes", "plan_routing"]
+
+
+@dataclass
+class RoutingOutcome:
+    """What routing adds to a plan, and what apply needs to carry it out."""
+
+    changes: list[Change] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    actions: dict[str, RoutingChange] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- source
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A file read on the source: whether it exists and its bytes (None: unreadable)."""
+
+    exists: bool
+    data: bytes | None
+
+
+def _read_commands(path: str) -> list[str]:
+    # Only test and cat: the source is never written. A missing file reads as empty.
+    return [join(["test", "-e", path]),
+            join(["test", "!", "-e", path]) + " || " + join(["cat", "--", path])]
+
+
+def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, _Read]:
+    """Read several source files in one batch."""
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        return {}
+    results = run_batch(conn, [c for p in unique for c in _read_commands(p)])
+    out: dict[str, _Read] = {}
+    for i, path in enumerate(unique):
+        probe, body = results[2 * i], results[2 * i + 1]
+        exists = probe.returncode == 0
+        out[path] = _Read(exists, body.stdout if body.returncode == 0 else None)
+    return out
+
+
+def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
+    """A parse error in a source file, naming the host as well as file and line."""
+    if exc.origin is None:
+        return exc
+    message = exc.message.removeprefix(f"{exc.origin}: ")
+    err = SourceDataError(message, host=host, path=exc.origin.path, line=exc.origin.line)
+    err.hint = exc.hint
+    return err
+
+
+def _unreadable(host: str, path: str, what: str) -> HostError:
+    return HostError(f"cannot read {what} {path}", host=host, step="read source routing",
+                     hint="the SSH user needs read access (root, or sudo: true on the host)")
+
+
+def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
+    """Read every :include: file (one batch per nesting level), then resolve."""
+    cache: dict[str, bytes | None] = {}
+    pending = {t.path for e in aliases.entries for t in e.targets if isinstance(t, Include)}
+    for _round in range(MAX_INCLUDE_ROUNDS):
+        pending -= set(cache)
+        if not pending:
+            break
+        for path, read in _read_files(conn, sorted(pending)).items():
+            cache[path] = read.data if read.exists else None
+        nested: set[str] = set()
+        for path in pending:
+            data = cache.get(path)
+            if data is None:
+                continue
+            try:
+                targets = parse_include(data, path)
+            except RoutingError as exc:
+                raise _host_error(exc, conn.name) from None
+            nested |= {t.path for t in targets if isinstance(t, Include)}
+        pending = nested
+    try:
+        return resolve_includes(aliases, lambda path: cache.get(path))
+    except RoutingError as exc:
+        raise _host_error(exc, conn.name) from None
+
+
+def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
+                        desired: Desired, *, need_aliases: bool) -> SourceRouting:
+    """The source's aliases, virtusertable and migrated users' ~/.forward files."""
+    src = spec.data["source"]
+    alias_paths = [src["aliases"]] if "aliases" in src else list(DEFAULT_ALIASES)
+    virtual = src.get("virtusertable")
+    homes: dict[str, str] = {}
+    if src.get("forward", True):
+        for domain in desired.domains.values():
+            for user in domain.users.values():
+                account = source.accounts.get(user.source or "")
+                if account is not None and account.home.startswith("/"):
+                    homes[account.name] = account.home.rstrip("/") + "/.forward"
+    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []),
+                               *homes.values()])
+    host = conn.name
+    aliases = None
+    found = [p for p in alias_paths if reads[p].exists]
+    if not found and ("aliases" in src or need_aliases):
+        raise HostError(f"no aliases file: {' and '.join(alias_paths)} do not exist",
+                        host=host, step="read source routing",
+                        hint="set source.aliases in the spec to where sendmail's AliasFile is")
+    if found:
+        path = found[0]
+        if reads[path].data is None:
+            raise _unreadable(host, path, "the aliases file")
+        try:
+            parsed = parse_aliases(reads[path].data or b"", path)
+        except RoutingError as exc:
+            raise _host_error(exc, host) from None
+        aliases = _resolve_includes(conn, parsed)
+    table = None
+    if virtual:
+        if not reads[virtual].exists or reads[virtual].data is None:
+            raise _unreadable(host, virtual, "the virtusertable")
+        try:
+            table = parse_virtusertable(reads[virtual].data or b"", virtual)
+        except RoutingError as exc:
+            raise _host_error(exc, host) from None
+    forwards: dict[str, ForwardFile] = {}
+    for login, path in homes.items():
+        read = reads[path]
+        if read.data is None:
+            raise _unreadable(host, path, f"the ~/.forward of {login}")
+        try:
+            forwards[login] = parse_forward(read.data, path, login)
+        except RoutingError as exc:
+            raise _host_error(exc, host) from None
+    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table)
+
+
+# ---------------------------------------------------------------------------- mapping
+
+
+def _suggestion(policy: CatchAll) -> str:
+    return {"bounce": "unknown_recipients: bounce", "delete": "unknown_recipients: delete",
+            "deliver-to-user": f"unknown_recipients: {{deliver_to: {policy.target}}}",
+            "forward-to-address": f"unknown_recipients: {{forward: {policy.target}}}",
+            }[policy.kind]
+
+
+def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan:
+    """Map the source's routing with the spec's rules; the core's catch-all applies.
+
+    Where the spec sets no ``unknown_recipients`` but virtusertable has an ``@domain``
+    line, the line is mapped on its own to say what setting would keep it, with a
+    warning carrying its line; the catch-all itself stays the core's default.
+    """
+    keys = {k.lower(): k for k in spec.data["domains"]}
+    names = [d for d in sorted(desired.domains) if d in keys]
+    unset = {d for d in names if "unknown_recipients" not in (spec.data["domains"][keys[d]]
+                                                              or {})}
+    virtual = source.virtusertable
+    wild = {e.domain: e for e in (virtual.entries if virtual else ())
+            if e.local is None and e.domain in unset}
+    findings: list[Finding] = []
+    if wild:
+        probe = map_routing(source, [
+            domain_rules(spec, keys[d], desired.domains[d], catch_all=None) for d in names])
+        seen: set[str] = set()
+        for domain, entry in sorted(wild.items()):
+            if domain in seen:
+                continue
+            seen.add(domain)
+            derived = probe.domains[domain].catch_all
+            findings += [f for f in probe.findings
+                         if f.origin == entry.origin and f.severity == "warning"]
+            findings.append(Finding(
+                "warning", f"virtusertable {entry.key} -> {entry.target}: the spec sets no "
+                f"unknown_recipients for {domain}, so unknown recipients bounce; to keep "
+                f"this catch-all set '{_suggestion(derived)}' in the spec", entry.origin,
+                domain))
+        assert virtual is not None
+        kept = tuple(e for e in virtual.entries if not (e.local is None and e.domain in wild))
+        source = replace(source, virtusertable=Virtusertable(virtual.path, kept))
+    rules = [domain_rules(spec, keys[d], desired.domains[d],
+                          catch_all=catch_all_of(desired.domains[d].catchall)) for d in names]
+    plan = map_routing(source, rules)
+    return RoutingPlan(plan.domains, (*plan.findings, *findings))
+
+
+# ---------------------------------------------------------------------------- target
+
+
+def _tool(vpop: str, name: str) -> str:
+    return f"{vpop.rstrip('/')}/bin/{name}"
+
+
+def _check(res: CommandResult, host: str, what: str) -> None:
+    if res.returncode != 0:
+        out = res.stdout.decode("utf-8", "replace").strip() or res.stderr_text
+        raise HostError(f"{what} failed (exit {res.returncode}): {out[:300]}", host=host,
+                        step="read target routing")
+
+
+def _missing_domain(res: CommandResult) -> bool:
+    text = res.stdout.decode("utf-8", "replace")
+    return res.returncode != 0 and ("Invalid domain" in text or "can't read" in text)
+
+
+@dataclass
+class TargetRouting:
+    """What the target has: per domain, and what each wanted alias domain is now."""
+
+    observed: dict[str, ObservedRouting]
+    alias_domain_owner: dict[str, str | None]  # alias domain -> real domain it serves
+
+
+def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
+                        wanted: dict[str, DomainRouting], state: State) -> TargetRouting:
+    """One batch: valias -s, the .qmail of every mailbox of interest, alias domains."""
+    cmds: list[str] = []
+    jobs: list[tuple[str, str, str]] = []  # (what, domain, name)
+    for name in sorted(wanted):
+        have = target.domains.get(name)
+        if have is None:
+            continue
+        cmds.append(join([_tool(vpop, "valias"), "-s", name]))
+        jobs.append(("valias", name, ""))
+        mailboxes = set(wanted[name].forwards) | managed_routing(state.data, name, "forward")
+        for mailbox in sorted(mailboxes):
+            user = have.users.get(mailbox)
+            if user is None:
+                continue
+            path = user.dir.rstrip("/") + "/.qmail"
+            cmds.append(join(["test", "!", "-e", path]) + " || " + join(["cat", "--", path]))
+            jobs.append(("qmail", name, mailbox))
+    for alias in sorted({a for d in wanted.values() for a in d.alias_domains}):
+        cmds.append(join([_tool(vpop, "vdominfo"), "-n", "-d", alias]))
+        jobs.append(("vdominfo", "", alias))
+    results = run_batch(conn, cmds) if cmds else []
+    aliases: dict[str, dict[str, tuple[str, ...]]] = {}
+    forwards: dict[str, dict[str, tuple[str, ...]]] = {}
+    owner: dict[str, str | None] = {}
+    for (what, domain, name), res in zip(jobs, results, strict=True):
+        if what == "valias":
+            try:
+                aliases[domain] = parse_valias_list(res.stdout.decode("utf-8", "replace"),
+                                                    res.returncode)
+            except RoutingError as exc:
+                raise HostError(f"valias -s {domain}: {exc.message}", host=conn.name,
+                                step="read target routing") from None
+        elif what == "qmail":
+            _check(res, conn.name, f"reading the .qmail of {name}@{domain}")
+            content = res.stdout.decode("utf-8", "replace")
+            forwards.setdefault(domain, {})[name] = parse_dot_qmail(content) if content else ()
+        else:
+            if _missing_domain(res):
+                owner[name] = None
+                continue
+            _check(res, conn.name, f"vdominfo {name}")
+            owner[name] = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].strip()
+    observed = {
+        name: ObservedRouting(name, aliases.get(name, {}), forwards.get(name, {}),
+                              target.domains[name].aliases if name in target.domains else ())
+        for name in wanted}
+    return TargetRouting(observed, owner)
+
+
+# ---------------------------------------------------------------------------- changes
+
+
+def _show(lines: tuple[str, ...]) -> str:
+    return ", ".join(lines) if lines else "(nothing)"
+
+
+def _from(origin: Origin | None) -> str:
+    return f" (from {origin})" if origin else ""
+
+
+def to_core(change: RoutingChange, origins: dict[str, Origin]) -> Change:
+    """The core's view of one routing change (display values only)."""
+    if isinstance(change, AddAlias):
+        return Change("create", "alias", change.domain, change.name,
+                      after=_show(change.destinations) + _from(origins.get(change.name)))
+    if isinstance(change, ChangeAlias):
+        return Change("update", "alias", change.domain, change.name,
+                      before=_show(change.current),
+                      after=_show(change.destinations) + _from(origins.get(change.name)))
+    if isinstance(change, RemoveAlias):
+        return Change("delete", "alias", change.domain, change.name,
+                      before=_show(change.current), reason=PRUNE_REASON)
+    if isinstance(change, SetForward):
+        after = _show(change.lines) + _from(origins.get(change.mailbox))
+        if change.current is None:
+            return Change("create", "forward", change.domain, change.mailbox, after=after)
+        return Change("update", "forward", change.domain, change.mailbox,
+                      before=_show(change.current), after=after)
+    if isinstance(change, RemoveForward):
+        return Change("delete", "forward", change.domain, change.mailbox,
+                      before=_show(change.current), reason=PRUNE_REASON)
+    assert isinstance(change, AddAliasDomain)
+    return Change("create", "alias_domain", change.alias_domain,
+                  after=f"alias of {change.domain} (vaddaliasdomain)")
+
+
+def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
+                 source: SourceFacts, desired: Desired, target: TargetFacts, state: State,
+                 *, strict: bool = False) -> RoutingOutcome:
+    """Everything routing adds to the plan; raises RoutingError in strict mode."""
+    imports = any((b or {}).get("import_aliases") for b in spec.data["domains"].values())
+    src = read_source_routing(source_conn, spec, source, desired, need_aliases=imports)
+    mapped = map_spec(spec, desired, src)
+    # Domains the core will not touch (an alias of another domain on the target): neither.
+    wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
+    vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
+    have = read_target_routing(target_conn, vpop, target, wanted, state)
+    out = RoutingOutcome()
+    findings = list(mapped.findings)
+    for name in sorted(wanted):
+        want = wanted[name]
+        observed = have.observed[name]
+        changes = diff_routing(want, observed, managed_routing(state.data, name, "alias"),
+                               prune=True,
+                               managed_forwards=managed_routing(state.data, name, "forward"))
+        users = target.domains[name].users if name in target.domains else {}
+        for change in changes:
+            if isinstance(change, SetCatchAll):
+                continue  # the core's unknown_recipients owns .qmail-default
+            if isinstance(change, AddAliasDomain):
+                owner = have.alias_domain_owner.get(change.alias_domain)
+                if owner is not None and owner != name:
+                    what = ("a domain of its own" if owner == change.alias_domain
+                            else f"an alias domain of {owner}")
+                    findings.append(Finding("warning", f"alias domain {change.alias_domain} "
+                                            f"is already {what} on the target; not changed",
+                                            _rules_origin(spec, name), name))
+                    continue
+                if owner == name:
+                    continue
+            if isinstance(change, AddAlias) and change.name in users:
+                findings.append(Finding("warning", f"alias {change.name!r} would shadow the "
+                                        f"existing mailbox {change.name}@{name} on the "
+                                        "target; not created", want.origins.get(change.name),
+                                        name))
+                continue
+            core = to_core(change, dict(want.origins))
+            out.changes.append(core)
+            out.actions[core.id] = change
+        ours = managed_routing(state.data, name, "alias")
+        for alias in sorted(set(observed.aliases) - set(want.aliases) - ours):
+            out.noops.append(Noop(name, alias, "alias on the target, not wanted by the spec "
+                                  "and not created by mailplan; left alone"))
+        for alias, lines in sorted(want.aliases.items()):
+            if alias in observed.aliases and same_lines(tuple(lines), observed.aliases[alias]):
+                out.noops.append(Noop(name, alias, f"alias already delivers to {_show(lines)}"))
+    host = source_conn.name
+    for finding in findings:
+        where = f"{finding.origin}: " if finding.origin else ""
+        if finding.severity == "warning":
+            out.problems.append(Problem(finding.domain or host, None,
+                                        f"{where}{finding.message}"))
+            out.warnings.append(str(finding))
+        else:
+            out.noops.append(Noop(finding.domain or host, None,
+                                  f"note: {where}{finding.message}"))
+    if strict and out.warnings:
+        listed = "\n".join(f"  {w}" for w in out.warnings)
+        raise RoutingError(f"{len(out.warnings)} routing entries have no safe vpopmail "
+                           f"equivalent (--strict):\n{listed}",
+                           hint="fix them on the source, exclude them, or declare the "
+                           "routing in the spec, then plan again")
+    return out
+
+
+def _rules_origin(spec: Spec, domain: str) -> Origin:
+    key = next(k for k in spec.data["domains"] if k.lower() == domain)
+    return spec_origin(spec, ("domains", key, "alias_domains"))
+
+
+def merge_changes(core: list[Change], routing: list[Change]) -> list[Change]:
+    """Routing changes after the core's creations and updates, before its deletions.
+
+    Aliases and forwards need their domain and mailboxes to exist first; pruned forwards
+    must go before their mailbox does.
+    """
+    first_delete = next((i for i, c in enumerate(core) if c.action == "delete"), len(core))
+    ordered = ([c for c in routing if c.action != "delete"]
+               + [c for c in routing if c.action == "delete"])
+    return core[:first_delete] + ordered + core[first_delete:]
+
+
+# ---------------------------------------------------------------------------- apply
+
+
+class _Step:
+    """Runs and verifies the commands of one routing change."""
+
+    def __init__(self, session: ShellSession, ctx: Context, change: Change) -> None:
+        self.session, self.ctx, self.change = session, ctx, change
+
+    def fail(self, message: str) -> StepFailed:
+        return StepFailed(message, host=self.ctx.host,
+                          step=f"{self.change.symbol} {self.change.kind} {self.change.address}")
+
+    def run(self, argv: Sequence[str], *, quiet: bool = True) -> CommandResult:
+        """Run one command; exit status and (for quiet tools) any stdout mean failure."""
+        res = self.session.run(Cmd.of(*argv).render())
+        out = res.stdout.decode("utf-8", "replace").strip()
+        if res.returncode != 0 or (quiet and out):
+            words = (out or res.stderr_text.strip() or "no output").split("\n")[0][:300]
+            program = argv[0].rsplit("/", 1)[-1]
+            if program == "sh":
+                program = "writing the file"
+            raise self.fail(f"{program} failed (exit {res.returncode}): {words}")
+        return res
+
+    def alias_lines(self, address: str) -> tuple[str, ...] | None:
+        res = self.session.run(Cmd.of(_tool(self.ctx.vpopmail_dir, "valias"), "-s",
+                                      address).render())
+        text = res.stdout.decode("utf-8", "replace")
+        if res.returncode != 0:
+            if "No aliases" in text:
+                return None
+            raise self.fail(f"valias -s {address} failed (exit {res.returncode}): "
+                            f"{text.strip()[:300]}")
+        try:
+            return next(iter(parse_valias_list(text, 0).values()), None)
+        except RoutingError as exc:
+            raise self.fail(exc.message) from None
+
+    def dot_qmail(self, address: str) -> tuple[str, ...] | None:
+        res = self.run([_tool(self.ctx.vpopmail_dir, "vuserinfo"), "-d", address],
+                       quiet=False)
+        path = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].rstrip("/") + "/.qmail"
+        if self.session.run(Cmd.of("test", "-e", path).render()).returncode != 0:
+            return None
+        content = self.run(["cat", "--", path], quiet=False).stdout.decode("utf-8", "replace")
+        return parse_dot_qmail(content)
+
+
+def execute_routing(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
+    """Carry out one routing change, read it back, and return its journal effect."""
+    actions = getattr(ctx.desired, "routing", None)
+    action = actions.get(change.id) if isinstance(actions, dict) else None
+    step = _Step(session, ctx, change)
+    if action is None:
+        raise step.fail("internal: no routing action planned for this change")
+    for argv in commands_for(action, ctx.vpopmail_dir.rstrip("/")):
+        step.run(argv)
+    if isinstance(action, AddAlias | ChangeAlias | RemoveAlias):
+        address = f"{action.name}@{action.domain}"
+        got = step.alias_lines(address)
+        if isinstance(action, RemoveAlias):
+            if got is not None:
+                raise step.fail(f"valias -d reported success but {address} still exists")
+            return effect("alias", action.domain, action.name, deleted=True)
+        if got is None or not same_lines(action.destinations, got):
+            raise step.fail(f"valias reported success but {address} delivers to "
+                            f"{_show(got or ())}, not {_show(action.destinations)}")
+        return effect("alias", action.domain, action.name,
+                      created=isinstance(action, AddAlias))
+    if isinstance(action, SetForward | RemoveForward):
+        address = f"{action.mailbox}@{action.domain}"
+        got = step.dot_qmail(address)
+        if isinstance(action, RemoveForward):
+            if got is not None:
+                raise step.fail(f"the .qmail of {address} is still there after removing it")
+            return effect("forward", action.domain, action.mailbox, deleted=True)
+        if got is None or not same_lines(action.lines, got):
+            raise step.fail(f"the .qmail of {address} holds {_show(got or ())}, not "
+                            f"{_show(action.lines)}")
+        return effect("forward", action.domain, action.mailbox,
+                      created=action.current is None)
+    assert isinstance(action, AddAliasDomain)
+    res = session.run(Cmd.of(_tool(ctx.vpopmail_dir, "vdominfo"), "-n", "-d",
+                             action.alias_domain).render())
+    real = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].strip()
+    if res.returncode != 0 or real != action.domain:
+        raise step.fail(f"vaddaliasdomain reported success but vdominfo says "
+                        f"{action.alias_domain} is {real or 'unknown'!r}, not an alias of "
+                        f"{action.domain}")
+    return effect("alias_domain", action.domain, action.alias_domain, created=True)
