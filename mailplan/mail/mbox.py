@@ -1,0 +1,708 @@
+"""Incremental mbox reader: a byte stream in, one event stream per message out.
+
+The reader never holds more than a few MiB whatever the size of the mailbox or of a single
+message: it yields a :class:`MessageStart` (From_ line, stored header block, flags), then the
+rest of the stored message as ``bytes`` chunks, then a :class:`MessageEnd` (offsets, size,
+sha256 and occurrence number). The rules below are the ones the README quotes.
+
+Rules
+-----
+
+**Separator.** A line is a message separator when, and only when, it starts at offset 0 or
+right after a ``\\n``, begins with ``From `` and the rest of the line is
+``<sender> <weekday> <month> <day> <hh:mm[:ss]> [zone [zone]] <year> [zone [zone]]``
+optionally followed by `` remote from <host>``, then the line end (``\\n``, ``\\r\\n`` or end
+of file). The sender may be empty, contain spaces or non-ASCII bytes; the separating runs of
+spaces may be longer than one (``From a  Mon Jan  1 ...``); the day may be unpadded; the
+zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after the year.
+A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
+not need a blank line before it (mail.local writes one, but real files lack it).
+
+**Newline ownership.** mail.local ends each message with an extra empty line before the next
+From_ line. That empty line belongs to the mbox framing, not to the message: when the bytes
+between a From_ line and the next one (or end of file) end with an empty line (``\\n\\n`` or
+``\\r\\n\\r\\n``), exactly one line end is removed. Otherwise (no blank line before the next
+separator, or a last message without trailing newline) the bytes are kept as they are: no
+newline is ever added. The one ambiguity of mboxo: a message whose own last line is empty and
+which is *not* followed by the framing blank line loses that line.
+
+**``>From`` escaping.** By default message bytes are kept as stored (``>From `` stays
+``>From ``): mboxo quoting cannot be undone without guessing. ``mboxrd=True`` removes one
+``>`` from every line matching ``^>+From ``. The same input and mode always give the same bytes.
+
+**Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
+the byte at header end + length is the end of the file or the start of a separator line
+(optionally after one blank line, which is then framing). A wrong value is ignored and the
+separator rule applies, so it never swallows the next message. Checking needs the claimed
+end: on seekable streams it is read by seeking; on pipes only when it lies within
+``lookahead`` bytes, else the header is ignored and :attr:`MboxSummary.warnings` says so.
+When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
+
+**Bookkeeping headers** ``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``,
+``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) become Maildir state
+and are removed from the stored bytes, in the header block only; every other byte of the
+message is kept identical. The header block is the lines up to and including the first
+empty line, at most ``header_limit`` bytes (1 MiB); beyond that the rest is body.
+
+**UW-IMAP pseudo message.** A first message whose Subject is ``DON'T DELETE THIS MESSAGE --
+FOLDER INTERNAL DATA`` is skipped and counted in :attr:`MboxSummary.skipped_internal`.
+
+**Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
+(flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
+to ``new/`` when its Status has no ``O`` (never seen by a mail reader) *and* it has no flag;
+otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never dropped).
+
+**Arrival time.** The From_ line date; else the ``Date:`` header; else the mbox mtime given
+by the caller. A From_ date without a zone, or with a zone name the stdlib does not know, is
+read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default).
+
+**Not an mbox.** A non-empty stream that does not start with a separator raises
+:class:`NotAnMbox` with the reason (MMDF ``\\x01\\x01\\x01\\x01``, binary data, text with no
+From_ line, or the count and offset of the bytes before the first From_ line). With
+``skip_leading=True`` those bytes are skipped instead and reported in the summary, never
+dropped silently. An empty stream is an empty mailbox.
+
+**Identity.** ``(sha256 of the stored bytes, occurrence)``: the occurrence counts earlier
+messages of the same folder with the same digest, so the same message twice is imported
+twice and two different messages with the same Message-ID are both imported.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailplan.errors import MailplanError
+
+HEADER_LIMIT = 1 << 20
+READ_SIZE = 1 << 20
+LOOKAHEAD = 8 << 20
+PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
+BOOKKEEPING = frozenset(
+    {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
+     b"content-length"})
+
+_DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_MON = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_ZONE = rb"(?:[A-Za-z]{1,5}|[+-]\d{4})"
+FROM_LINE = re.compile(
+    rb"From (?P<sender>.*?) +(?P<wday>" + _DAY + rb"),? +(?P<mon>" + _MON + rb") +"
+    rb"(?P<mday>\d{1,2}) +(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
+    rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
+_UNESCAPE = re.compile(rb"^>(>*From )", re.M)
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+_UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
+
+
+class MailboxError(MailplanError):
+    """A mailbox could not be read as mail."""
+
+
+class NotAnMbox(MailboxError):
+    """The file is not an mbox; ``reason`` says why. Nothing from it is imported."""
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: not an mbox: {reason}" if path else f"not an mbox: {reason}",
+                         hint="the mailbox is reported as unreadable and skipped")
+        self.reason, self.path = reason, path
+
+
+class Readable(Protocol):
+    """Anything with ``read(n) -> bytes`` (a file, a pipe, a connector process)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FromLine:
+    """A parsed separator line (without its line end)."""
+
+    raw: bytes
+    sender: bytes
+    timestamp: float | None
+
+
+@dataclass(frozen=True)
+class MessageStart:
+    """First event of a message: framing, state and the stored header block."""
+
+    index: int
+    start: int
+    from_line: FromLine
+    headers: bytes
+    flags: str
+    subdir: str
+    keywords: tuple[str, ...]
+    arrival: float | None
+    content_length: int | None
+
+
+@dataclass(frozen=True)
+class MessageEnd:
+    """Last event of a message: its extent in the file and its identity."""
+
+    index: int
+    start: int
+    end: int
+    size: int
+    sha256: str
+    occurrence: int
+    flags: str
+    subdir: str
+    arrival: float | None
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        """``(digest, occurrence)``: what makes this message unique in its folder."""
+        return (self.sha256, self.occurrence)
+
+
+@dataclass
+class MboxSummary:
+    """What a whole read found, complete once the iterator is exhausted."""
+
+    messages: int = 0
+    bytes_stored: int = 0
+    skipped_internal: int = 0
+    leading_offset: int | None = None
+    leading_bytes: int = 0
+    end_offset: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+Event = MessageStart | bytes | MessageEnd
+
+
+def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
+    """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
+    m = FROM_LINE.fullmatch(line)
+    if m is None:
+        return None
+    return FromLine(raw=line.rstrip(b"\r"), sender=m["sender"],
+                    timestamp=_from_date(m, default_utc_offset))
+
+
+def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
+    hms = m["time"].decode()
+    if hms.count(":") == 1:
+        hms += ":00"
+    zones = (m["zb"] + m["za"]).split()
+    text = f"{m['mday'].decode()} {m['mon'].decode()} {m['year'].decode()} {hms}"
+    offset: int | None = None
+    for zone in zones:
+        name = zone.decode()
+        parsed = email.utils.parsedate_tz(f"{text} {name}")
+        if parsed is None:
+            continue
+        if parsed[9] or name.upper() in _UTC_NAMES:
+            offset = parsed[9]
+            break
+    parsed = email.utils.parsedate_tz(text)
+    if parsed is None:
+        return None
+    try:
+        return float(calendar.timegm(parsed[:6] + (0, 0, 0))
+                     - (default_offset if offset is None else offset))
+    except (OverflowError, ValueError):
+        return None
+
+
+def header_date(headers: bytes) -> float | None:
+    """Timestamp of the ``Date:`` header of a header block, ``None`` if absent or bad."""
+    m = re.search(rb"(?im)^date[ \t]*:(.*(?:\r?\n[ \t].*)*)", headers)
+    if m is None:
+        return None
+    try:
+        value = m[1].decode("ascii", "replace").replace("\r", "").replace("\n", "")
+        return email.utils.parsedate_to_datetime(value.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@dataclass
+class _State:
+    status: str = ""
+    xstatus: str = ""
+    keywords: list[str] = field(default_factory=list)
+    content_length: int | None = None
+    subject: bytes = b""
+    imap: bool = False
+
+
+_BOOK_FIELD = re.compile(
+    rb"^(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)[ \t]*:"
+    rb"([^\n]*\n?(?:[ \t][^\n]*\n?)*)", re.I | re.M)
+_SUBJECT = re.compile(rb"^subject[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+
+
+def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
+    """Remove the bookkeeping fields from a header block; return kept bytes and their state."""
+    state = _State()
+    subject = _SUBJECT.search(headers)
+    if subject is not None:
+        state.subject = subject[1].strip()
+    kept: list[bytes] = []
+    last = 0
+    for m in _BOOK_FIELD.finditer(headers):
+        kept.append(headers[last:m.start()])
+        last = m.end()
+        name = m[1].lower()
+        value = re.sub(r"\s+", " ", m[2].decode("latin-1")).strip()
+        if name == b"status":
+            state.status += value
+        elif name == b"x-status":
+            state.xstatus += value
+        elif name == b"x-keywords":
+            state.keywords += [k for k in re.split(r"[\s,]+", value) if k]
+        elif name == b"content-length" and value.isdigit():
+            state.content_length = int(value)
+        elif name in (b"x-imap", b"x-imapbase"):
+            state.imap = True
+    if last == 0:
+        return headers, state
+    kept.append(headers[last:])
+    return b"".join(kept), state
+
+
+def maildir_flags(status: str, xstatus: str) -> tuple[str, str]:
+    """``(flags, subdir)`` for the given Status and X-Status values."""
+    flags = set()
+    if "R" in status:
+        flags.add("S")
+    for char, flag in (("A", "R"), ("F", "F"), ("D", "T"), ("T", "D")):
+        if char in xstatus:
+            flags.add(flag)
+    text = "".join(sorted(flags))
+    return text, ("cur" if "O" in status or text else "new")
+
+
+def classify_not_mbox(data: bytes) -> str:
+    """Why bytes that do not start with a separator are not an mbox (for the report)."""
+    if data.startswith(b"\x01\x01\x01\x01"):
+        return "MMDF mailbox (\\x01\\x01\\x01\\x01 separators), not mboxo"
+    if b"\x00" in data[:4096]:
+        return "binary data (NUL bytes) where a From_ line should start"
+    for first in re.finditer(rb"(?:^|\n)(From [^\n]*)", data):
+        if parse_from_line(first[1]) is not None:
+            at = first.start(1)
+            return (f"{at} bytes before the first From_ line (at offset {at}); "
+                    "the file does not start with a From_ line")
+    return "no From_ line at the start (plain text or headers without a From_ line)"
+
+
+class MboxReader:
+    """Iterate the events of an mbox read from ``stream`` starting at byte ``offset``.
+
+    ``occurrences`` seeds the per-digest counters (for an incremental read that resumes at
+    ``offset``); it is updated in place. After iteration, :attr:`summary` is complete.
+    """
+
+    def __init__(self, stream: Readable, *, offset: int = 0, mboxrd: bool = False,
+                 mtime: float | None = None, default_utc_offset: int = 0,
+                 skip_leading: bool = False, header_limit: int = HEADER_LIMIT,
+                 read_size: int = READ_SIZE, lookahead: int = LOOKAHEAD,
+                 occurrences: dict[str, int] | None = None, path: str | None = None) -> None:
+        self.stream = stream
+        self.mboxrd = mboxrd
+        self.mtime = mtime
+        self.tz = default_utc_offset
+        self.skip_leading = skip_leading
+        self.header_limit = header_limit
+        self.read_size = read_size
+        self.lookahead = lookahead
+        self.occurrences = {} if occurrences is None else occurrences
+        self.path = path
+        self.summary = MboxSummary(end_offset=offset)
+        self._buf = b""
+        self._base = offset  # file offset of _buf[0]
+        self._eof = False
+        self._seekable = _seekable(stream)
+        self._index = 0
+
+    # -- buffer -------------------------------------------------------------------------
+    def _fill(self, pos: int) -> bool:
+        """Drop bytes before ``pos`` and read more; return False at end of stream."""
+        if pos:
+            self._buf = self._buf[pos:]
+            self._base += pos
+        if self._eof:
+            return False
+        data = self.stream.read(self.read_size)
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        return True
+
+    def _line_end(self, i: int) -> int | None:
+        """Index just past the line starting at ``i`` (None: needs more data)."""
+        nl = self._buf.find(b"\n", i)
+        if nl >= 0:
+            return nl + 1
+        return len(self._buf) if self._eof else None
+
+    def _separator_at(self, i: int) -> FromLine | None | bool:
+        """Parse the line at ``i``: FromLine, None (not one), or False (need more data)."""
+        end = self._line_end(i)
+        if end is None:
+            return None if len(self._buf) - i > 4096 else False
+        line = self._buf[i:end]
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        return parse_from_line(line, self.tz)
+
+    def _next_separator(self, start: int) -> int | None | bool:
+        """Index of the next separator line at or after ``start`` (needs a preceding \\n)."""
+        i = start
+        while True:
+            j = self._buf.find(b"\nFrom ", i)
+            if j < 0:
+                return None
+            found = self._separator_at(j + 1)
+            if found is False:
+                return False
+            if found is not None:
+                return j + 1
+            i = j + 1
+
+    # -- iteration ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Event]:
+        pos = self._start()
+        while pos is not None:
+            pos = yield from self._message(pos)
+        self.summary.end_offset = self._base + len(self._buf)
+
+    def _start(self) -> int | None:
+        while len(self._buf) < 8192 and self._fill(0):
+            pass
+        if not self._buf:
+            return None
+        if self._buf.startswith(b"From ") and self._separator_at(0):
+            return 0
+        if not self.skip_leading:
+            raise NotAnMbox(classify_not_mbox(self._buf), path=self.path)
+        start = self._base
+        while True:
+            found = self._next_separator(0)
+            if found is not None and found is not False:
+                break
+            if self._eof:
+                self.summary.leading_offset = start
+                self.summary.leading_bytes = self._base + len(self._buf) - start
+                self.summary.warnings.append(
+                    f"{self.summary.leading_bytes} bytes at offset {start} hold no From_ line")
+                self._buf = b""
+                return None
+            self._fill(max(len(self._buf) - 8192, 0))
+        self.summary.leading_offset = start
+        self.summary.leading_bytes = self._base + found - start
+        self.summary.warnings.append(
+            f"{self.summary.leading_bytes} bytes before the first From_ line "
+            f"(offset {start}) were skipped")
+        return found
+
+    def _message(self, pos: int) -> Iterator[Event]:
+        """Emit one message whose From_ line starts at ``pos``; return the next position."""
+        while True:
+            sep = self._separator_at(pos)
+            if sep is not False:
+                break
+            self._fill(pos)
+            pos = 0
+        assert isinstance(sep, FromLine)
+        start = self._base + pos
+        hstart = self._line_end(pos)
+        assert hstart is not None
+        # Try to hold the whole message in the buffer (the common case).
+        while True:
+            nxt = self._next_separator(hstart - 1)
+            if isinstance(nxt, int) and nxt is not False:
+                break
+            if self._eof:
+                nxt = len(self._buf)
+                break
+            if nxt is None and len(self._buf) - hstart > self.header_limit + self.read_size:
+                break
+            off = pos
+            self._fill(off)
+            pos, hstart = 0, hstart - off
+        if isinstance(nxt, int) and nxt is not False:
+            return (yield from self._whole(pos, hstart, nxt, sep, start))
+        return (yield from self._streamed(pos, hstart, sep, start))
+
+    def _header_end(self, hstart: int, limit: int) -> int:
+        """End of the header block in ``_buf[hstart:limit]`` (empty line, or bounded)."""
+        m = _EMPTY_LINE.search(self._buf, hstart - 1, limit)
+        if m is not None and m.end() - hstart <= self.header_limit:
+            return m.end()
+        if limit - hstart <= self.header_limit:
+            return limit
+        cut = self._buf.rfind(b"\n", hstart, hstart + self.header_limit)
+        return cut + 1 if cut >= 0 else hstart + self.header_limit
+
+    def _head(self, raw_headers: bytes, sep: FromLine, start: int,
+              state: _State) -> MessageStart:
+        flags, subdir = maildir_flags(state.status, state.xstatus)
+        arrival = sep.timestamp
+        if arrival is None:
+            arrival = header_date(raw_headers)
+        if arrival is None:
+            arrival = self.mtime
+        return MessageStart(
+            index=self._index, start=start, from_line=sep, headers=raw_headers,
+            flags=flags, subdir=subdir, keywords=tuple(state.keywords), arrival=arrival,
+            content_length=state.content_length)
+
+    def _is_internal(self, state: _State) -> bool:
+        return self._index == 0 and self.summary.skipped_internal == 0 and (
+            state.subject == PSEUDO_SUBJECT)
+
+    def _finish(self, head: MessageStart, start: int, end: int, size: int,
+                digest: str) -> MessageEnd:
+        occ = self.occurrences.get(digest, 0)
+        self.occurrences[digest] = occ + 1
+        self._index += 1
+        self.summary.messages += 1
+        self.summary.bytes_stored += size
+        self.summary.end_offset = end
+        return MessageEnd(index=head.index, start=start, end=end, size=size, sha256=digest,
+                          occurrence=occ, flags=head.flags, subdir=head.subdir,
+                          arrival=head.arrival)
+
+    def _whole(self, pos: int, hstart: int, nxt: int, sep: FromLine,
+               start: int) -> Iterator[Event]:
+        """The message from ``hstart`` to ``nxt`` is entirely in the buffer."""
+        buf = self._buf
+        hend = self._header_end(hstart, nxt)
+        headers, state = split_bookkeeping(buf[hstart:hend])
+        cl = state.content_length
+        if cl is not None and self._cl_consistent(hend, cl):
+            return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
+                                                hend + cl))
+        seg_end = nxt - _framing(buf, hstart, nxt)
+        if seg_end < hend:
+            headers, state = split_bookkeeping(buf[hstart:seg_end])
+            hend = seg_end
+        body = buf[hend:seg_end]
+        if self.mboxrd:
+            body = _unescape(body, True)
+        next_pos = nxt
+        if self._is_internal(state):
+            self.summary.skipped_internal += 1
+            self.summary.end_offset = self._base + next_pos
+            return next_pos if next_pos < len(buf) or not self._eof else None
+        head = self._head(headers, sep, start, state)
+        yield head
+        if body:
+            yield body
+        digest = hashlib.sha256(headers)
+        digest.update(body)
+        yield self._finish(head, start, self._base + next_pos, len(headers) + len(body),
+                           digest.hexdigest())
+        return next_pos if next_pos < len(buf) or not self._eof else None
+
+    def _streamed(self, pos: int, hstart: int, sep: FromLine,
+                  start: int) -> Iterator[Event]:
+        """A message larger than the buffer: stream the body with a small hold-back."""
+        hend = self._header_end(hstart, len(self._buf))
+        headers, state = split_bookkeeping(self._buf[hstart:hend])
+        cl = state.content_length
+        if cl is not None and self._cl_consistent(hend, cl):
+            return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
+                                                hend + cl))
+        internal = self._is_internal(state)
+        head = self._head(headers, sep, start, state)
+        digest = hashlib.sha256(headers)
+        size = len(headers)
+        if not internal:
+            yield head
+        i, bol = hend, True
+        while True:
+            nxt = self._next_separator(max(i - 1, 0))
+            if isinstance(nxt, int) and nxt is not False:
+                end = nxt - _framing(self._buf, i, nxt)
+                final = True
+            elif self._eof:
+                nxt = len(self._buf)
+                end = nxt - _framing(self._buf, i, nxt)
+                final = True
+            else:
+                # Keep the last line end and 16 bytes unsent: a separator may follow.
+                safe = len(self._buf) - 16
+                nl = self._buf.rfind(b"\n", i, safe)
+                end = nl if nl > i else max(safe, i)
+                final = False
+            chunk = self._buf[i:end]
+            if chunk:
+                if self.mboxrd:
+                    chunk = _unescape(chunk, bol)
+                bol = end > 0 and self._buf[end - 1:end] == b"\n"
+                digest.update(chunk)
+                size += len(chunk)
+                if not internal:
+                    yield chunk
+            if final:
+                break
+            self._fill(end)
+            i = 0
+        if internal:
+            self.summary.skipped_internal += 1
+            self.summary.end_offset = self._base + nxt
+        else:
+            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
+        return nxt if nxt < len(self._buf) or not self._eof else None
+
+    # -- Content-Length -----------------------------------------------------------------
+    def _cl_consistent(self, hend: int, length: int) -> bool:
+        """Whether ``length`` bytes after the header block end at EOF or a separator."""
+        probe = self._probe(self._base + hend + length)
+        if probe is None:
+            self.summary.warnings.append(
+                f"Content-Length at offset {self._base + hend} not checked (beyond lookahead "
+                "on a non-seekable stream); separators used instead")
+            return False
+        if probe is False:
+            return False
+        for lead in (b"", b"\n", b"\r\n"):
+            if not probe.startswith(lead):
+                continue
+            rest = probe[len(lead):]
+            if rest == b"" and len(probe) < 4096:
+                return True
+            nl = rest.find(b"\n")
+            line = rest if nl < 0 else rest[:nl]
+            if line.startswith(b"From ") and parse_from_line(line, self.tz):
+                return True
+        return False
+
+    def _probe(self, target: int) -> bytes | None | bool:
+        """Up to 4 KiB at absolute offset ``target``: None if it cannot be looked at,
+        False if the file is shorter than ``target``."""
+        rel = target - self._base
+        while rel + 4096 > len(self._buf) and not self._eof:
+            if self._seekable:
+                return _seek_read(self.stream, target, self._base + len(self._buf))
+            if len(self._buf) > self.lookahead:
+                return None
+            self._eof = not self._grow()
+        if rel > len(self._buf):
+            return False
+        return self._buf[rel:rel + 4096]
+
+    def _grow(self) -> bool:
+        data = self.stream.read(self.read_size)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _after_cl(self, body_end: int) -> int:
+        for lead in (b"\n", b"\r\n"):
+            if self._buf.startswith(lead, body_end):
+                rest = body_end + len(lead)
+                if rest == len(self._buf) and self._eof:
+                    return rest
+                if self._buf.startswith(b"From ", rest) and self._separator_at(rest):
+                    return rest
+        return body_end
+
+    def _cl_message(self, hstart: int, hend: int, headers: bytes, state: _State,
+                    sep: FromLine, start: int, body_end_rel: int) -> Iterator[Event]:
+        """A message whose body is exactly its (consistent) Content-Length."""
+        internal = self._is_internal(state)
+        head = self._head(headers, sep, start, state)
+        if not internal:
+            yield head
+        digest = hashlib.sha256(headers)
+        size = len(headers)
+        body_end = self._base + body_end_rel
+        i = hend
+        while True:
+            avail_end = min(len(self._buf), body_end - self._base)
+            chunk = self._buf[i:avail_end]
+            if chunk:
+                digest.update(chunk)
+                size += len(chunk)
+                if not internal:
+                    yield chunk
+            if self._base + avail_end >= body_end:
+                i = avail_end
+                break
+            if not self._fill(avail_end):
+                i = len(self._buf)
+                break
+            i = 0
+        while len(self._buf) - i < 4096 and self._fill(i):
+            i = 0
+        nxt = self._after_cl(i)
+        if internal:
+            self.summary.skipped_internal += 1
+            self.summary.end_offset = self._base + nxt
+        else:
+            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
+        return nxt if nxt < len(self._buf) or not self._eof else None
+
+
+def _framing(buf: bytes, lo: int, end: int) -> int:
+    """How many bytes before ``end`` are the framing blank line (0, 1 or 2)."""
+    if end - lo >= 2 and buf[end - 2:end] == b"\n\n":
+        return 1
+    if end - lo >= 4 and buf[end - 4:end] == b"\r\n\r\n":
+        return 2
+    if end - lo == 1 and buf[end - 1:end] == b"\n" and lo > 0 and buf[lo - 1:lo] == b"\n":
+        return 1
+    if end - lo == 2 and buf[end - 2:end] == b"\r\n" and buf[lo - 1:lo] == b"\n":
+        return 2
+    return 0
+
+
+def _unescape(chunk: bytes, bol: bool) -> bytes:
+    if bol:
+        return _UNESCAPE.sub(rb"\1", chunk)
+    nl = chunk.find(b"\n")
+    if nl < 0:
+        return chunk
+    return chunk[:nl + 1] + _UNESCAPE.sub(rb"\1", chunk[nl + 1:])
+
+
+def _seekable(stream: object) -> bool:
+    try:
+        return bool(stream.seekable()) and hasattr(stream, "tell")  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
+    size = stream.seek(0, 2)  # type: ignore[attr-defined]
+    if target > size:
+        stream.seek(resume)  # type: ignore[attr-defined]
+        return False
+    stream.seek(target)  # type: ignore[attr-defined]
+    data = stream.read(4096)  # type: ignore[attr-defined]
+    stream.seek(resume)  # type: ignore[attr-defined]
+    return data
+
+
+def read_mbox(stream: Readable, **options: object) -> tuple[list[tuple[MessageEnd, bytes]],
+                                                            MboxSummary]:
+    """Read a whole (small) mbox into memory: ``[(end, stored bytes)], summary``.
+
+    For tests and small tools only; real imports iterate :class:`MboxReader`.
+    """
+    reader = MboxReader(stream, **options)  # type: ignore[arg-type]
+    out: list[tuple[MessageEnd, bytes]] = []
+    parts: list[bytes] = []
+    for event in reader:
+        if isinstance(event, MessageStart):
+            parts = [event.headers]
+        elif isinstance(event, MessageEnd):
+            out.append((event, b"".join(parts)))
+        else:
+            parts.append(event)
+    return out, reader.summary
