@@ -177,7 +177,9 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     aliases = None
     found = [p for p in alias_paths if reads[p].exists]
     if not found and ("aliases" in src or need_aliases):
-        raise HostError(f"no aliases file: {' and '.join(alias_paths)} do not exist",
+        missing = (f"the aliases file {alias_paths[0]} does not exist" if len(alias_paths) == 1
+                   else f"neither {' nor '.join(alias_paths)} exists")
+        raise HostError(missing,
                         host=host, step="read source routing",
                         hint="set source.aliases in the spec to where sendmail's AliasFile is")
     if found:
@@ -424,6 +426,9 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
         for alias, lines in sorted(want.aliases.items()):
             if alias in observed.aliases and same_lines(tuple(lines), observed.aliases[alias]):
                 out.noops.append(Noop(name, alias, f"alias already delivers to {_show(lines)}"))
+        for mailbox, lines in sorted(want.forwards.items()):
+            if same_lines(tuple(lines), observed.forwards.get(mailbox) or ()):
+                out.noops.append(Noop(name, mailbox, f"forward already {_show(lines)}"))
     host = source_conn.name
     for finding in findings:
         where = f"{finding.origin}: " if finding.origin else ""
