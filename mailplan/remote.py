@@ -9,12 +9,16 @@ never opens a channel per user. Two forms share one framing:
   waiting for its framed result before sending the next, so apply can verify and journal
   each step before the following one starts (and stop after a failure).
 
+* :func:`read_files` fetches many small files (aliases, .forward, .qmail files) with one
+  ``tar`` process instead of one ``cat`` each.
+
 Framing: after a command, the shell prints ``@@mp <tag> <exit> <stdout bytes> <stderr
 bytes>`` and then both outputs verbatim, so binary output is safe.
 """
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Sequence
 
 from mailplan.connectors.base import CommandResult, Connector, Process
@@ -108,3 +112,52 @@ class ShellSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _ProcReader:
+    """A file-like view of a process's stdout, for tarfile's stream mode."""
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+
+    def read(self, size: int = 65536) -> bytes:
+        out = b""
+        while len(out) < size:
+            chunk = self.proc.read(size - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]:
+    """Contents of each path (None when missing, unreadable or not a regular file).
+
+    One channel and one process whatever the number of files: GNU tar reads the NUL
+    separated list from stdin (``-h`` follows symbolic links, ``-P`` keeps the absolute
+    names). Only for small files: contents are held in memory.
+    """
+    unique = list(dict.fromkeys(paths))
+    out: dict[str, bytes | None] = dict.fromkeys(unique)
+    if not unique:
+        return out
+    proc = conn.start("tar -chPf - --hard-dereference --no-recursion --ignore-failed-read "
+                      "--null -T - "
+                      "2>/dev/null")
+    try:
+        proc.write(b"".join(p.encode() + b"\0" for p in unique))
+        proc.close_stdin()
+        with tarfile.open(fileobj=_ProcReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                if member.isfile() and member.name in out:
+                    handle = archive.extractfile(member)
+                    out[member.name] = handle.read() if handle else None
+        res = proc.wait()
+    except (OSError, tarfile.TarError) as exc:
+        proc.kill()
+        raise HostError(f"reading {len(unique)} file(s) with tar failed: {exc}",
+                        host=conn.name) from None
+    if res.returncode != 0:
+        raise HostError(f"tar exited {res.returncode} while reading files (is GNU tar "
+                        "installed?)", host=conn.name)
+    return out

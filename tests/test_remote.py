@@ -42,3 +42,20 @@ def test_dead_shell_is_reported():
     sh._proc.kill()
     with pytest.raises(HostError, match="host box"):
         sh.run("true")
+
+
+def test_read_files_in_one_channel(conn, tmp_path):
+    from mailplan.remote import read_files
+
+    (tmp_path / "a").write_bytes(b"alpha\0\n")
+    (tmp_path / "long").mkdir()
+    deep = tmp_path / ("x" * 120)
+    deep.write_text("deep")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    paths = [str(tmp_path / "a"), str(tmp_path / "missing"), str(tmp_path / "long"),
+             str(deep), str(tmp_path / "link"), str(tmp_path / "odd name; $(x)")]
+    (tmp_path / "odd name; $(x)").write_text("odd")
+    got = read_files(conn, paths)
+    assert got == {paths[0]: b"alpha\0\n", paths[1]: None, paths[2]: None,
+                   paths[3]: b"deep", paths[4]: b"alpha\0\n", paths[5]: b"odd"}
+    assert conn.channels_opened == 1
