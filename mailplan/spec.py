@@ -134,6 +134,7 @@ _FRIENDLY = [
      "identity_file, known_hosts, accept_new_host_key, sudo, connect_timeout)"),
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
+    (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
 ]
 
 

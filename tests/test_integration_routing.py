@@ -302,3 +302,51 @@ def test_spec_errors_and_unreadable_sources_name_their_place(world):
     res = mailplan("plan", str(spec))
     assert res.returncode == 1 and "host oldmail" in res.stderr
     assert f"the aliases file {world.aliases} does not exist" in res.stderr
+
+
+@pytest.mark.ssh
+def test_existing_mailboxes_and_domains_are_not_shadowed(world):
+    d, t = world.domain, world.target
+    # on the target already, made by hand: the domain with a mailbox 'info', and the
+    # would-be alias domain as a real domain of its own
+    assert t.tool("vadddomain", d, "Pm-pass1").returncode == 0
+    assert t.tool("vadduser", f"info@{d}", "Info-pass1").returncode == 0
+    assert t.tool("vadddomain", world.alias_domain, "Pm-pass2").returncode == 0
+    world.target.created_domains.append(world.alias_domain)
+    spec = world.write()
+    plan = mailplan("plan", str(spec), check=True).stdout
+    vt = f"{world.virtusertable}:1"
+    assert (f"{vt}: alias 'info' would shadow the existing mailbox info@{d} on the target; "
+            "not created") in plan
+    assert (f"alias domain {world.alias_domain} is already a domain of its own on the "
+            "target; not changed") in plan
+    assert f"+ alias info@{d}" not in plan and "+ alias_domain" not in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert f"info@{d}" not in world.valias()
+    assert not (world.domain_dir() / ".qmail-info").exists()
+    assert t.tool("vdominfo", "-n", "-d", world.alias_domain).stdout.decode().startswith(
+        f"{world.alias_domain}\n")
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
+def test_a_step_vpopmail_fails_silently_stops_the_apply(world):
+    if REAL_VPOPMAIL:
+        pytest.skip("replaces a vpopmail program by a failing one")
+    d, spec = world.domain, world.write()
+    valias = Path(world.target.vpopmail_dir, "bin/valias")
+    saved = valias.read_bytes()
+    # vpopmail's habit: a message on stdout and exit 0, here for one alias only
+    valias.write_bytes(saved.replace(b"#!/bin/sh\n", b"#!/bin/sh\ncase \"$*\" in *staff@*) "
+                       b"echo 'invalid domain, not in qmail assign file'; exit 0;; esac\n", 1))
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1
+    assert (f"host newmail, step + alias staff@{d}: valias failed (exit 0): invalid domain, "
+            "not in qmail assign file") in res.stderr
+    state = json.loads((world.tmp / "routing.state.json").read_text())
+    assert state["history"][-1]["result"] == "failed"
+    assert set(state["routing"][d]["alias"]) == {"abuse", "info", "sales"}  # done before it
+    valias.write_bytes(saved)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    assert world.valias()[f"staff@{d}"] == [f"&alice@{d}", f"&robert@{d}", f"&carol@{d}"]

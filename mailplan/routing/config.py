@@ -57,11 +57,13 @@ def check_routing_spec(spec: Spec) -> None:
                 raise spec.error(f"alias domain {alias!r}: {problem}",
                                  (*where, "alias_domains", i))
             owner[name] = key
-        explicit = {u["name"].lower() for u in body.get("users", [])} | {"postmaster"}
+        explicit = {u["name"].lower() for u in body.get("users", [])}
         for name, destinations in (body.get("aliases") or {}).items():
             apath = (*where, "aliases", name)
             lowered = name.lower()
             problem = alias_name_problem(lowered)
+            if problem is None and lowered == "postmaster":
+                problem = "postmaster stays vpopmail's own account (created with the domain)"
             if problem is None and lowered in explicit:
                 problem = (f"{lowered!r} is a mailbox of this domain; an alias would shadow "
                            "it (route a mailbox's mail with its ~/.forward instead)")
@@ -71,7 +73,8 @@ def check_routing_spec(spec: Spec) -> None:
                 try:
                     parse_item(dest, spec_origin(spec, (*apath, j)))
                 except RoutingError as exc:
-                    raise spec.error(f"not a usable destination: {exc.message}",
+                    why = exc.message.rsplit(": ", 1)[-1] if exc.origin else exc.message
+                    raise spec.error(f"not a usable destination: {why}",
                                      (*apath, j)) from None
                 if dest.lstrip().startswith(("|", "/", ":include:", "error:")):
                     raise spec.error("a destination is a mailbox name of this domain or an "

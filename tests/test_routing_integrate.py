@@ -1,0 +1,198 @@
+"""Routing wired into the core: spec checks, plan order, journal records, plan model."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import jsonschema
+import pytest
+
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
+from mailplan.errors import SpecError, StateError
+from mailplan.plan import Change, Plan
+from mailplan.render import render_plan
+from mailplan.routing.aliases import parse_aliases
+from mailplan.routing.diff import AddAlias, AddAliasDomain, ChangeAlias, SetForward
+from mailplan.routing.integrate import map_spec, merge_changes, to_core
+from mailplan.routing.model import Origin
+from mailplan.routing.rules import SourceRouting
+from mailplan.routing.virtusertable import parse_virtusertable
+from mailplan.secret import Secret
+from mailplan.spec import load_schema, load_spec
+from mailplan.state import State
+
+BASE = """\
+version: 1
+hosts:
+  old: {address: old.example.com}
+  new: {local: true}
+source: {host: old, aliases: /etc/mail/aliases, virtusertable: /etc/mail/virtusertable}
+target: {host: new}
+domains:
+  example.com:
+    users:
+      - name: alice
+    import_aliases: {include: [info, "list-*"], exclude: [list-old]}
+    aliases:
+      sales: [alice, partner@remote.example]
+    alias_domains: [example.net]
+  example.org: {}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_routing_keys_load(tmp_path):
+    spec = load_spec(write(tmp_path, BASE))
+    body = spec.data["domains"]["example.com"]
+    assert body["aliases"] == {"sales": ["alice", "partner@remote.example"]}
+    assert spec.data["source"]["virtusertable"] == "/etc/mail/virtusertable"
+
+
+@pytest.mark.parametrize(("old", "new", "where", "words"), [
+    ("alias_domains: [example.net]", "alias_domains: [example.org]",
+     ":14:21: domains['example.com'].alias_domains[0]", "is a domain of its own"),
+    ("alias_domains: [example.net]", "alias_domains: [Example.COM]",
+     ":14:21: domains['example.com'].alias_domains[0]", "it is the domain itself"),
+    ("alias_domains: [example.net]", "alias_domains: [bad_name.net]",
+     ":14:21: domains['example.com'].alias_domains[0]", "label 'bad_name' is not valid"),
+    ("  example.org: {}", "  example.org: {alias_domains: [example.net]}",
+     ":15:33: domains['example.org'].alias_domains[0]", "already an alias domain of"),
+    ("sales: [alice,", "alice: [alice,", ":13:7: domains['example.com'].aliases.alice",
+     "would shadow it"),
+    ("sales: [alice,", "postmaster: [alice,", ":13:7:", "stays vpopmail's own account"),
+    ("sales: [alice,", "default: [alice,", ":13:7:", "as a catch-all or wildcard"),
+    ("sales: [alice,", "sales: ['|/bin/prog',", ":13:15: domains['example.com'].aliases.sales[0]",
+     "no programs, files, includes"),
+    ("sales: [alice,", "sales: ['a@b@c',", ":13:15:", "not a usable destination"),
+    ("sales: [alice, partner@remote.example]", "sales: []", ":13:14:", "should be non-empty"),
+    ("import_aliases: {include", "import_aliases: {only", ":11:21:",
+     "expected true, false or {include"),
+    ("virtusertable: /etc/mail/virtusertable}", "virtusertable: mail/vt}", ":5:", "does not match"),
+    ("aliases: /etc/mail/aliases,", "aliases: /etc/mail/aliases, forward: yes please,", ":5:",
+     "is not of type 'boolean'"),
+])
+def test_routing_spec_errors_point_at_the_value(tmp_path, old, new, where, words):
+    assert old in BASE
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, BASE.replace(old, new)))
+    text = str(err.value)
+    assert where in text and words in text, text
+
+
+def test_every_routing_schema_key_has_title_and_description():
+    schema = load_schema("spec-v1.schema.json")
+    keys = {**schema["properties"]["source"]["properties"],
+            **schema["$defs"]["domain"]["properties"]}
+    for name in ("aliases", "virtusertable", "forward", "import_aliases", "alias_domains"):
+        assert keys[name].get("title") and keys[name].get("description"), name
+
+
+def _change(action: str, kind: str, user: str | None = None) -> Change:
+    return Change(action, kind, "example.com", user)
+
+
+def test_routing_changes_run_after_creations_and_before_deletions():
+    core = [_change("create", "domain"), _change("create", "user", "alice"),
+            _change("update", "catchall"), _change("delete", "user", "old"),
+            _change("delete", "domain")]
+    routing = [_change("delete", "forward", "alice"), _change("create", "alias", "info"),
+               _change("update", "forward", "bob")]
+    merged = merge_changes(core, routing)
+    assert [(c.action, c.kind) for c in merged] == [
+        ("create", "domain"), ("create", "user"), ("update", "catchall"),
+        ("create", "alias"), ("update", "forward"), ("delete", "forward"),
+        ("delete", "user"), ("delete", "domain")]
+    assert merge_changes(core[:2], routing)[-1].action == "delete"
+
+
+def test_core_changes_from_routing_changes():
+    origins = {"info": Origin("/etc/aliases", 7)}
+    add = to_core(AddAlias("example.com", "info", ("&alice@example.com",)), origins)
+    assert (add.id, add.symbol, add.after) == (
+        "create-alias:info@example.com", "+", "&alice@example.com (from /etc/aliases:7)")
+    change = to_core(ChangeAlias("example.com", "info", ("&a@x.example",), ("b@y.example",)),
+                     {})
+    assert (change.id, change.before, change.after) == (
+        "update-alias:info@example.com", "b@y.example", "&a@x.example")
+    fwd = to_core(SetForward("example.com", "alice", ("./Maildir/",), ("&x@y.example",)), {})
+    assert fwd.id == "update-forward:alice@example.com"
+    dom = to_core(AddAliasDomain("example.com", "example.net"), {})
+    assert (dom.id, dom.after) == ("create-alias_domain:example.net",
+                                   "alias of example.com (vaddaliasdomain)")
+    plan = Plan("s", "0" * 64, None, 0, "0" * 64, [add, change, fwd, dom])
+    jsonschema.validate(plan.to_dict(), load_schema("plan-v1.schema.json"))
+    text = render_plan(plan, target="newmail")
+    assert "  ~ alias info@example.com: b@y.example -> &a@x.example\n" in text
+    assert "  + alias_domain example.net\n      alias of example.com" in text
+
+
+def test_routing_journal_entries_never_mark_domains_or_users(tmp_path):
+    state = State.load(tmp_path / "s.json")
+    state.begin("p1")
+    state.record("create-alias:info@example.com",
+                 {"domain": "example.com", "routing": "alias", "name": "info", "created": True})
+    state.record("create-forward:alice@example.com", {"domain": "example.com",
+                 "routing": "forward", "name": "alice", "created": True})
+    state.finish("ok", {})
+    state = State.load(tmp_path / "s.json")
+    assert state.managed() == (set(), set())  # the domain was not created by mailplan
+    assert state.data["routing"]["example.com"]["alias"].keys() == {"info"}
+    state.begin("p2")
+    state.record("delete-alias:info@example.com", {"domain": "example.com",
+                 "routing": "alias", "name": "info", "deleted": True})
+    state.record("delete-user:alice@example.com",
+                 {"domain": "example.com", "user": "alice", "deleted": True})
+    state.finish("ok", {})
+    assert state.data["routing"]["example.com"] == {"alias": {}, "forward": {}}
+    state.begin("p3")
+    state.record("create-domain:example.com", {"domain": "example.com", "created": True})
+    state.record("delete-domain:example.com", {"domain": "example.com", "deleted": True})
+    state.finish("ok", {})
+    assert "example.com" not in state.data["routing"]
+
+
+def test_a_damaged_routing_journal_line_is_refused(tmp_path):
+    path = tmp_path / "s.json"
+    State.load(path).save()
+    journal = tmp_path / "s.json.journal"
+    journal.write_text(json.dumps({"id": "x", "domain": "example.com", "routing": "alias"})
+                       + "\n")
+    with pytest.raises(StateError, match="s.json.journal:1: corrupt journal line"):
+        State.load(path)
+
+
+def _desired(*domains: tuple[str, str]) -> Desired:
+    pw = Password("hash", Secret("$6$x$y"), "shadow")
+    out = {}
+    for name, policy in domains:
+        users = {u: DesiredUser(u, name, u, pw, None, u) for u in ("alice", "bob")}
+        out[name] = DesiredDomain(name, None, Catchall(policy), users)
+    return Desired(out, [])
+
+
+def test_virtusertable_catch_all_without_spec_setting_is_a_warning(tmp_path):
+    text = BASE.replace("  example.org: {}", "  example.org:\n    unknown_recipients: delete")
+    spec = load_spec(write(tmp_path, text))
+    vt = parse_virtusertable("@example.com\tbob\n@example.org\talice\n", "/etc/mail/vt")
+    plan = map_spec(spec, _desired(("example.com", "bounce"), ("example.org", "delete")),
+                    SourceRouting(aliases=parse_aliases("info: alice\n", "/etc/aliases"),
+                                  virtusertable=vt))
+    warnings = [str(f) for f in plan.warnings]
+    assert warnings == [
+        "warning: [example.com] /etc/mail/vt:1: virtusertable @example.com -> bob: the spec "
+        "sets no unknown_recipients for example.com, so unknown recipients bounce; to keep "
+        "this catch-all set 'unknown_recipients: {deliver_to: bob}' in the spec"]
+    # the core's catch-all is what the routing layer maps with, never virtusertable's
+    assert plan.domains["example.com"].catch_all.kind == "bounce"
+    assert plan.domains["example.org"].catch_all.kind == "delete"
+    notes = [str(f) for f in plan.findings if f.severity == "note"]
+    assert any("catch-all from the spec (delete mail for unknown recipients) replaces "
+               "virtusertable @example.org" in n for n in notes)
+    assert plan.domains["example.com"].aliases["info"] == ("&alice@example.com",)
+    assert plan.domains["example.com"].alias_domains == ("example.net",)
