@@ -638,7 +638,8 @@ class MboxReader:
                 i = len(self._buf)
                 break
             i = 0
-        while len(self._buf) - i < 4096 and self._fill(i):
+        while len(self._buf) - i < 4096 and not self._eof:
+            self._fill(i)
             i = 0
         nxt = self._after_cl(i)
         if internal:

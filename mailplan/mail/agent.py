@@ -1,0 +1,450 @@
+"""Target-side Maildir writer: a self-contained stdlib-only script driven over stdin/stdout.
+
+mailplan sends this file's source to the target and runs it as ``python3 -c "<source>"``
+(or ``python3 - < agent.py`` with the stream following). It imports nothing from mailplan.
+
+Protocol: every frame is ``type (1 byte) + length (4 bytes, big endian) + payload``.
+Requests (only those marked * get a reply, so a mailbox streams without round trips):
+
+``O``* open      JSON ``{"root", "uid", "gid"}``: select a Maildir (created 0700 if missing)
+                 and delete this agent's stale tmp files (those of dead processes)
+``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
+``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
+``D``  data      raw message bytes
+``E``  end       JSON ``{"subdir", "name", "mtime"}``: check size and sha256 against the
+                 name, set mtime/owner, and queue the file; an identity already present
+                 (a file in new/cur or a ledger line) is discarded instead
+``S``* sync      make every queued file durable (one syncfs, or fsync per file where
+                 syncfs is missing), rename each into new/ or cur/ without overwriting
+                 (renameat2 RENAME_NOREPLACE, else link+unlink), append the ledger, sync
+                 again, reply ``{"durable": [[dir, name]], "present": [[dir, name]]}``
+``L``* scan      ``{"folders": {dir: [[digest, occ, subdir, name]]},
+                 "ledger": [[dir, digest, occ]]}``
+``U``* subscribe JSON ``{"files": {filename: [lines]}}``: add missing lines (never drop any)
+``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
+``Q``* quit      sync what is queued, reply, exit 0
+
+Replies: ``R`` + JSON, or ``X`` + error text (the agent then exits 1). A file is visible in
+new/ or cur/ only after it is complete and durable; a kill at any moment leaves at most a
+file in tmp/ that the next ``O`` removes. Directories are created 0700 and files 0600,
+owned by the given uid/gid (as vpopmail creates them); existing files are never replaced.
+The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
+imported message, so one the user deleted later is not brought back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import re
+import struct
+import sys
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+NAME_RE = re.compile(
+    r"^(?P<time>\d+)\.M(?P<usec>\d+)P(?P<pid>\d+)_mp(?P<digest>[0-9a-f]{64})_(?P<occ>\d+)"
+    r"\.(?P<host>[^/:,]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
+TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
+LEDGER = "mailplan-ledger"
+HEADER = struct.Struct(">cI")
+RENAME_NOREPLACE = 1
+AT_FDCWD = -100
+
+
+class AgentError(Exception):
+    """A request the agent cannot carry out."""
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return lib
+
+
+LIBC = _libc()
+
+
+def rename_noreplace(src: str, dst: str) -> bool:
+    """Rename src to dst unless dst exists; return False when it exists."""
+    if LIBC is not None and hasattr(LIBC, "renameat2"):
+        rc = LIBC.renameat2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst),
+                            RENAME_NOREPLACE)
+        if rc == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == 17:  # EEXIST
+            return False
+        if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back to link
+            raise OSError(err, os.strerror(err), dst)
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        return False
+    os.unlink(src)
+    return True
+
+
+def sync_filesystem(path: str, files: list[str]) -> None:
+    """Make ``files`` (and everything else on path's filesystem) durable."""
+    if LIBC is not None and hasattr(LIBC, "syncfs"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if LIBC.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for name in files:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Agent:
+    """State of one agent process: the open Maildir and the queued, not yet durable files."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.root = None
+        self.uid = self.gid = None
+        self.seq = 0
+        self.present = {}  # dir -> set of (digest, occ)
+        self.ledger = {}  # dir -> set of (digest, occ)
+        self.queue = []  # (dir, tmp path, final path, name, identity)
+        self.current = None  # [fd, hasher, size, dir, tmp path]
+        self.skipped = []  # [dir, name] of identities found already present
+
+    # -- files and ownership --------------------------------------------------------
+    def _own(self, path_or_fd: str | int) -> None:
+        if self.uid is None or os.geteuid() != 0:
+            return
+        if isinstance(path_or_fd, int):
+            os.fchown(path_or_fd, self.uid, self.gid)
+        else:
+            os.chown(path_or_fd, self.uid, self.gid)
+
+    def _mkdir(self, path: str) -> bool:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            return False
+        os.chmod(path, 0o700)
+        self._own(path)
+        return True
+
+    def _folder_path(self, dirname: str) -> str:
+        if dirname and (not dirname.startswith(".") or "/" in dirname or dirname in (".", "..")
+                        or "\0" in dirname):
+            raise AgentError(f"bad folder directory name {dirname!r}")
+        return os.path.join(self.root, dirname) if dirname else self.root
+
+    # -- requests -------------------------------------------------------------------
+    def open(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.queue or self.current:
+            raise AgentError("open while messages are pending")
+        self.root = req["root"]
+        self.uid, self.gid = req.get("uid"), req.get("gid")
+        created = False
+        parent = os.path.dirname(self.root.rstrip("/"))
+        if not os.path.isdir(parent):
+            raise AgentError(f"parent of the Maildir does not exist: {parent}")
+        created = self._mkdir(self.root)
+        for sub in ("cur", "new", "tmp"):
+            self._mkdir(os.path.join(self.root, sub))
+        self.present, self.ledger = {}, self._read_ledger()
+        return {"created": created, "cleaned": self._clean_tmp()}
+
+    def _folders(self) -> Iterator[str]:
+        yield ""
+        for entry in sorted(os.listdir(self.root)):
+            if entry.startswith(".") and entry not in (".", "..") and os.path.isdir(
+                    os.path.join(self.root, entry, "cur")):
+                yield entry
+
+    def _clean_tmp(self) -> int:
+        cleaned = 0
+        for dirname in self._folders():
+            tmp = os.path.join(self._folder_path(dirname), "tmp")
+            try:
+                names = os.listdir(tmp)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                m = TMP_RE.match(name)
+                if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+                    os.unlink(os.path.join(tmp, name))
+                    cleaned += 1
+        return cleaned
+
+    def _read_ledger(self) -> dict[str, set[tuple[str, int]]]:
+        ledger = {}
+        try:
+            with open(os.path.join(self.root, LEDGER), encoding="utf-8") as fh:
+                for line in fh:
+                    parts = line.rstrip("\n").split("\t")
+                    if len(parts) == 3 and parts[2].isdigit():
+                        ledger.setdefault(parts[0], set()).add((parts[1], int(parts[2])))
+        except FileNotFoundError:
+            pass
+        return ledger
+
+    def _scan_dir(self, dirname: str) -> list[tuple[str, int, str, str]]:
+        found = []
+        base = self._folder_path(dirname)
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(os.path.join(base, sub))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                m = NAME_RE.match(name)
+                if m:
+                    found.append((m.group("digest"), int(m.group("occ")), sub, name))
+        return found
+
+    def _present(self, dirname: str) -> set[tuple[str, int]]:
+        known = self.present.get(dirname)
+        if known is None:
+            known = {(d, o) for d, o, _s, _n in self._scan_dir(dirname)}
+            known |= self.ledger.get(dirname, set())
+            self.present[dirname] = known
+        return known
+
+    def folder(self, req: dict[str, Any]) -> None:
+        path = self._folder_path(req["dir"])
+        if not req["dir"]:
+            return
+        self._mkdir(path)
+        for sub in ("cur", "new", "tmp"):
+            self._mkdir(os.path.join(path, sub))
+        marker = os.path.join(path, "maildirfolder")
+        if not os.path.exists(marker):
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._own(fd)
+            os.close(fd)
+
+    def begin(self, dirname: str) -> None:
+        if self.root is None:
+            raise AgentError("begin before open")
+        if self.current is not None:
+            raise AgentError("begin inside a message")
+        base = self._folder_path(dirname)
+        self.seq += 1
+        tmp = os.path.join(base, "tmp", f"mailplan-{os.getpid()}-{self.seq}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.current = [fd, hashlib.sha256(), 0, dirname, tmp]
+
+    def data(self, chunk: bytes) -> None:
+        cur = self.current
+        if cur is None:
+            raise AgentError("data outside a message")
+        view = memoryview(chunk)
+        while view:
+            n = os.write(cur[0], view)
+            view = view[n:]
+        cur[1].update(chunk)
+        cur[2] += len(chunk)
+
+    def end(self, req: dict[str, Any]) -> None:
+        cur = self.current
+        if cur is None:
+            raise AgentError("end outside a message")
+        self.current = None
+        fd, hasher, size, dirname, tmp = cur
+        name, subdir = req["name"], req["subdir"]
+        m = NAME_RE.match(name)
+        try:
+            if m is None or subdir not in ("new", "cur"):
+                raise AgentError(f"bad message name or subdir: {subdir!r} {name!r}")
+            if int(m.group("size")) != size or m.group("digest") != hasher.hexdigest():
+                raise AgentError(f"message {name}: received {size} bytes with sha256 "
+                                 f"{hasher.hexdigest()}")
+            mtime = req.get("mtime")
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+            self._own(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        ident = (m.group("digest"), int(m.group("occ")))
+        known = self._present(dirname)
+        if ident in known:
+            os.unlink(tmp)
+            self.skipped.append([dirname, name])
+            return
+        known.add(ident)
+        final = os.path.join(self._folder_path(dirname), subdir, name)
+        self.queue.append((dirname, tmp, final, name, ident))
+
+    def sync(self) -> dict[str, Any]:
+        queue, self.queue = self.queue, []
+        present, self.skipped = self.skipped, []
+        durable = []
+        if queue:
+            sync_filesystem(self.root, [q[1] for q in queue])
+            lines = []
+            for dirname, tmp, final, name, ident in queue:
+                if rename_noreplace(tmp, final):
+                    durable.append([dirname, name])
+                else:
+                    os.unlink(tmp)
+                    present.append([dirname, name])
+                lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
+                self.ledger.setdefault(dirname, set()).add(ident)
+            path = os.path.join(self.root, LEDGER)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                self._own(fd)
+                os.write(fd, "".join(lines).encode("utf-8"))
+            finally:
+                os.close(fd)
+            dirs = {os.path.dirname(q[2]) for q in queue} | {self.root}
+            sync_filesystem(self.root, sorted(dirs) + [path])
+        return {"durable": durable, "present": present}
+
+    def scan(self) -> dict[str, Any]:
+        folders = {d: [list(x) for x in self._scan_dir(d)] for d in self._folders()}
+        ledger = [[d, dg, o] for d, ids in sorted(self.ledger.items()) for dg, o in sorted(ids)]
+        return {"folders": folders, "ledger": ledger}
+
+    def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
+        added = 0
+        for fname, lines in req["files"].items():
+            if fname not in ("courierimapsubscribed", "subscriptions"):
+                raise AgentError(f"not a subscription file: {fname!r}")
+            path = os.path.join(self.root, fname)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    old = fh.read().splitlines()
+            except FileNotFoundError:
+                old = []
+            new = [ln for ln in lines if ln not in old]
+            if new:
+                self._replace(path, "".join(x + "\n" for x in old + new))
+                added += len(new)
+        return {"added": added}
+
+    def _replace(self, path: str, text: str) -> None:
+        self.seq += 1
+        tmp = os.path.join(self.root, "tmp", f"mailplan-{os.getpid()}-{self.seq}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            self._own(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+
+    def quota(self) -> dict[str, Any]:
+        path = os.path.join(self.root, "maildirsize")
+        try:
+            with open(path, encoding="ascii") as fh:
+                definition = fh.readline().rstrip("\n")
+        except FileNotFoundError:
+            return {"maildirsize": False}
+        total = count = 0
+        for dirname in self._folders():
+            if dirname == ".Trash":
+                continue
+            for sub in ("new", "cur"):
+                try:
+                    names = os.listdir(os.path.join(self._folder_path(dirname), sub))
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    m = re.search(r",S=(\d+)", name)
+                    if m:
+                        size = int(m.group(1))
+                    else:
+                        size = os.stat(os.path.join(self._folder_path(dirname), sub, name)).st_size
+                    total += size
+                    count += 1
+        self._replace(path, f"{definition}\n{total} {count}\n")
+        return {"maildirsize": True, "bytes": total, "messages": count}
+
+
+def read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    data = stream.read(n)
+    if len(data) != n:
+        if not data:
+            return None
+        raise AgentError("input ended inside a frame")
+    return data
+
+
+def send(out: BinaryIO, kind: bytes, obj: Any) -> None:
+    payload = json.dumps(obj).encode("utf-8") if kind == b"R" else obj.encode("utf-8")
+    out.write(HEADER.pack(kind, len(payload)) + payload)
+    out.flush()
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> int:
+    agent = Agent(out)
+    while True:
+        head = read_exact(inp, 5)
+        if head is None:
+            return 0
+        kind, length = HEADER.unpack(head)
+        payload = read_exact(inp, length) if length else b""
+        if payload is None:
+            raise AgentError("input ended inside a frame")
+        if kind == b"D":
+            agent.data(payload)
+        elif kind == b"B":
+            agent.begin(payload.decode("utf-8"))
+        elif kind == b"E":
+            agent.end(json.loads(payload))
+        elif kind == b"F":
+            agent.folder(json.loads(payload))
+        elif kind == b"S":
+            send(out, b"R", agent.sync())
+        elif kind == b"O":
+            send(out, b"R", agent.open(json.loads(payload)))
+        elif kind == b"L":
+            send(out, b"R", agent.scan())
+        elif kind == b"U":
+            send(out, b"R", agent.subscribe(json.loads(payload)))
+        elif kind == b"Z":
+            send(out, b"R", agent.quota())
+        elif kind == b"Q":
+            send(out, b"R", agent.sync())
+            return 0
+        else:
+            raise AgentError(f"unknown frame type {kind!r}")
+
+
+def main() -> int:
+    os.umask(0o077)
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        return serve(inp, out)
+    except (AgentError, OSError, ValueError, KeyError) as exc:
+        with contextlib.suppress(OSError):
+            send(out, b"X", f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(f"mailplan agent: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

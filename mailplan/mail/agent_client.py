@@ -1,0 +1,210 @@
+"""Drive the target-side writer agent (:mod:`mailplan.mail.agent`) over a byte pipe.
+
+The pipe is anything with ``write(bytes)``, ``read(n)``, ``readline()`` and ``close_stdin()``:
+a connector :class:`~mailplan.connectors.base.Process` (local or SSH) or, in tests and
+benchmarks, :class:`LocalAgent`. Requests without a reply are buffered and written in large
+blocks, so a mailbox travels as one stream with a reply only per sync batch.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mailplan.mail.mbox import MailboxError
+
+HEADER = struct.Struct(">cI")
+FLUSH_BYTES = 1 << 18
+
+
+class AgentError(MailboxError):
+    """The agent refused a request or died; the message says what it reported."""
+
+
+class Pipe(Protocol):
+    """The subset of a connector process the client needs."""
+
+    def write(self, data: bytes) -> None: ...
+    def read(self, size: int = ...) -> bytes: ...
+    def readline(self) -> bytes: ...
+    def close_stdin(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """Files made durable by one sync, and identities found already present (skipped)."""
+
+    durable: list[tuple[str, str]]
+    present: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a Maildir already holds: identities per folder dir, and the import ledger."""
+
+    folders: dict[str, set[tuple[str, int]]]
+    ledger: dict[str, set[tuple[str, int]]]
+
+    def known(self, dirname: str) -> set[tuple[str, int]]:
+        """Identities that must not be imported into ``dirname`` again."""
+        return self.folders.get(dirname, set()) | self.ledger.get(dirname, set())
+
+
+def agent_source() -> str:
+    """The agent script's source text (what is sent to the target)."""
+    return (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
+
+
+def agent_command(python: str = "python3") -> str:
+    """A shell command line that runs the agent from its inline source."""
+    return f"{shlex.quote(python)} -c {shlex.quote(agent_source())}"
+
+
+class AgentClient:
+    """Requests to one running agent; see the protocol in :mod:`mailplan.mail.agent`."""
+
+    def __init__(self, pipe: Pipe, *, flush_bytes: int = FLUSH_BYTES) -> None:
+        self.pipe = pipe
+        self.flush_bytes = flush_bytes
+        self._out: list[bytes] = []
+        self._pending = 0
+
+    # -- framing --------------------------------------------------------------------
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        self._out.append(HEADER.pack(kind, len(payload)))
+        self._out.append(payload)
+        self._pending += len(payload) + 5
+        if self._pending >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered frames to the pipe."""
+        if self._out:
+            data = b"".join(self._out)
+            self._out, self._pending = [], 0
+            try:
+                self.pipe.write(data)
+            except OSError as exc:
+                raise AgentError(f"agent pipe closed: {exc}") from exc
+
+    def _read_exact(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        while n:
+            chunk = self.pipe.read(n)
+            if not chunk:
+                raise AgentError("agent ended without replying (killed or crashed)")
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def _request(self, kind: bytes, obj: Any = None) -> dict[str, Any]:
+        self._send(kind, b"" if obj is None else json.dumps(obj).encode())
+        self.flush()
+        head = self._read_exact(5)
+        rkind, length = HEADER.unpack(head)
+        payload = self._read_exact(length) if length else b""
+        if rkind == b"X":
+            raise AgentError(f"agent: {payload.decode('utf-8', 'replace')}")
+        if rkind != b"R":
+            raise AgentError(f"agent sent an unknown reply type {rkind!r}")
+        return json.loads(payload)
+
+    # -- requests -------------------------------------------------------------------
+    def open(self, root: str, *, uid: int | None = None, gid: int | None = None
+             ) -> dict[str, Any]:
+        """Select a Maildir (created if missing) and clean this agent's stale tmp files."""
+        return self._request(b"O", {"root": root, "uid": uid, "gid": gid})
+
+    def create_folder(self, dirname: str) -> None:
+        """Create a Maildir++ folder directory (``.Name``) if it is missing."""
+        self._send(b"F", json.dumps({"dir": dirname}).encode())
+
+    def begin(self, dirname: str) -> None:
+        """Start a message in folder ``dirname`` (``""`` = INBOX)."""
+        self._send(b"B", dirname.encode("utf-8"))
+
+    def data(self, chunk: bytes) -> None:
+        """Append bytes to the current message."""
+        if len(chunk) >= self.flush_bytes:
+            self.flush()
+            self.pipe.write(HEADER.pack(b"D", len(chunk)) + chunk)
+        else:
+            self._send(b"D", chunk)
+
+    def end(self, subdir: str, name: str, mtime: float | None) -> None:
+        """Finish the current message as ``subdir/name`` with file mtime ``mtime``."""
+        self._send(b"E", json.dumps({"subdir": subdir, "name": name, "mtime": mtime}).encode())
+
+    def sync(self) -> SyncResult:
+        """Make queued messages durable and visible; return what became durable."""
+        return _sync_result(self._request(b"S"))
+
+    def scan(self) -> ScanResult:
+        """Identities already in the Maildir and its folders, and the import ledger."""
+        reply = self._request(b"L")
+        folders = {d: {(x[0], int(x[1])) for x in rows} for d, rows in reply["folders"].items()}
+        ledger: dict[str, set[tuple[str, int]]] = {}
+        for d, digest, occ in reply["ledger"]:
+            ledger.setdefault(d, set()).add((digest, int(occ)))
+        return ScanResult(folders=folders, ledger=ledger)
+
+    def subscribe(self, files: dict[str, list[str]]) -> int:
+        """Add subscription lines (courier and dovecot files); return how many were new."""
+        return int(self._request(b"U", {"files": files})["added"])
+
+    def refresh_quota(self) -> dict[str, Any]:
+        """Recompute ``maildirsize`` totals where vpopmail keeps one."""
+        return self._request(b"Z")
+
+    def quit(self) -> SyncResult:
+        """Sync what is queued and stop the agent."""
+        result = _sync_result(self._request(b"Q"))
+        self.pipe.close_stdin()
+        return result
+
+
+def _sync_result(reply: dict[str, Any]) -> SyncResult:
+    return SyncResult(durable=[(d, n) for d, n in reply["durable"]],
+                      present=[(d, n) for d, n in reply["present"]])
+
+
+class LocalAgent:
+    """The agent as a local child process (tests, benchmarks, local targets)."""
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.proc = subprocess.Popen([python, "-c", agent_source()], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in, self._outp = self.proc.stdin, self.proc.stdout
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the agent's stdin."""
+        self._in.write(data)
+        self._in.flush()
+
+    def read(self, size: int = 65536) -> bytes:
+        """Read up to ``size`` bytes of the agent's stdout."""
+        return self._outp.read1(size)
+
+    def readline(self) -> bytes:
+        """Read one line of the agent's stdout."""
+        return self._outp.readline()
+
+    def close_stdin(self) -> None:
+        """Signal end of input."""
+        self._in.close()
+
+    def wait(self) -> int:
+        """Wait for the exit; return its status."""
+        return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the agent."""
+        self.proc.kill()
+        self.proc.wait()

@@ -1,0 +1,130 @@
+"""One mbox into one Maildir folder: reader events -> names -> agent frames -> journal.
+
+This is the glue plan/apply calls per mailbox. It streams: memory stays flat whatever the
+mailbox or message size. Messages whose identity is already known on the target (from a
+scan: files or ledger) are not sent at all; every other message is sent, and reported to
+``on_durable`` only once the agent acknowledged it durable, so the caller journals exactly
+what is safely on disk. A batch is synced every ``batch_messages`` messages or
+``batch_bytes`` bytes (one filesystem sync per batch, not per file).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailplan.mail.agent_client import AgentClient, SyncResult
+from mailplan.mail.maildir import message_name
+from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
+
+HOLD_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A message the agent made durable: where it came from and where it went."""
+
+    dirname: str
+    name: str
+    sha256: str
+    occurrence: int
+    start: int
+    end: int
+    size: int
+
+
+@dataclass
+class ImportReport:
+    """Counts of one mailbox import."""
+
+    durable: int = 0
+    already_present: int = 0
+    bytes_sent: int = 0
+    summary: MboxSummary = field(default_factory=MboxSummary)
+
+
+def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
+                known: set[tuple[str, int]] | None = None, mtime: float | None = None,
+                mboxrd: bool = False, offset: int = 0,
+                occurrences: dict[str, int] | None = None,
+                on_durable: Callable[[list[Delivered]], None] | None = None,
+                batch_messages: int = 2000, batch_bytes: int = 64 << 20,
+                host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
+    """Import every message of ``stream`` into folder ``dirname`` through ``client``.
+
+    ``known`` holds identities already on the target (``ScanResult.known(dirname)``).
+    """
+    known = known or set()
+    host = host or socket.gethostname().split(".")[0]
+    pid = os.getpid()
+    reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
+                        occurrences=occurrences, default_utc_offset=default_utc_offset)
+    report = ImportReport(summary=reader.summary)
+    if dirname:
+        client.create_folder(dirname)
+    batch: dict[str, MessageEnd] = {}
+    batch_size = 0
+    head: MessageStart | None = None
+    held: list[bytes] = []
+    held_size = 0
+    sending = False
+
+    def settle(result: SyncResult) -> None:
+        done: list[Delivered] = []
+        for d, name in result.durable:
+            end = batch.pop(name)
+            done.append(Delivered(d, name, end.sha256, end.occurrence, end.start, end.end,
+                                  end.size))
+        for _d, name in result.present:
+            batch.pop(name, None)
+        report.durable += len(done)
+        report.already_present += len(result.present)
+        if on_durable and done:
+            on_durable(done)
+
+    def start() -> None:
+        # Small messages go as one frame; big ones start streaming once 1 MiB is held.
+        client.begin(dirname)
+        client.data(b"".join([head.headers, *held]))  # type: ignore[union-attr]
+        held.clear()
+
+    for event in reader:
+        if isinstance(event, bytes):
+            if sending:
+                client.data(event)
+                continue
+            held.append(event)
+            held_size += len(event)
+            if held_size >= HOLD_BYTES:
+                start()
+                sending = True
+        elif isinstance(event, MessageStart):
+            head, sending, held_size = event, False, 0
+            held.clear()
+        else:
+            if event.identity in known and not sending:
+                report.already_present += 1
+                continue
+            if not sending:
+                start()
+            name = _finish(client, event, host, pid)
+            batch[name] = event
+            batch_size += event.size
+            report.bytes_sent += event.size
+            if len(batch) >= batch_messages or batch_size >= batch_bytes:
+                settle(client.sync())
+                batch_size = 0
+    settle(client.sync())
+    return report
+
+
+def _finish(client: AgentClient, end: MessageEnd, host: str, pid: int) -> str:
+    now = time.time()
+    name = message_name(arrival=end.arrival, usec=int(now * 1e6) % 1000000, pid=pid,
+                        digest=end.sha256, occurrence=end.occurrence, host=host,
+                        size=end.size, flags=None if end.subdir == "new" else end.flags)
+    client.end(end.subdir, name, end.arrival)
+    return name

@@ -1,0 +1,168 @@
+"""Pure Maildir++ helpers: folder directory names, message file names, subscription lines.
+
+Nothing here touches a disk. The writer agent (:mod:`mailplan.mail.agent`) carries its own
+copy of :data:`NAME_RE` (it must stay stdlib-only); a test keeps the two identical.
+
+Folder names
+------------
+A source folder is a path relative to the user's mail directory (``Work``, ``lists/python``)
+or ``INBOX``. ``INBOX`` is the Maildir root. Every other folder is the directory
+``.`` + its path segments joined by ``.`` (``lists/python`` -> ``.lists.python``), each
+segment in IMAP modified UTF-7 (RFC 3501 5.1.3, what dovecot and courier store on disk).
+A ``.`` *inside* a segment cannot be written as-is (it would create a hierarchy level), so it
+is escaped the way dovecot's listescape plugin reads it: ``\\2e``; a literal ``\\`` becomes
+``\\5c`` so the escape stays reversible (``v1.2`` -> ``.v1\\2e2``). Dovecot with
+``mail_plugins = listescape`` shows the original name; dovecot without it and courier show
+``v1\\2e2`` -- a distinct folder, never merged into ``v1/2``. Empty segments, ``.``/``..``
+segments, NUL, control characters and names longer than 255 bytes on disk are refused.
+
+File names
+----------
+``<arrival>.M<usec>P<pid>_mp<sha256>_<occurrence>.<host>,S=<size>[:2,<flags>]``: the
+unique part embeds the full identity so a scan of new/ and cur/ recovers exactly which
+messages are present (whatever flags a mail reader later added after ``:2,``);
+``,S=<size>`` is what courier and dovecot read for quota and fast sizes.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+from mailplan.errors import MailplanError
+
+NAME_RE = re.compile(
+    r"^(?P<time>\d+)\.M(?P<usec>\d+)P(?P<pid>\d+)_mp(?P<digest>[0-9a-f]{64})_(?P<occ>\d+)"
+    r"\.(?P<host>[^/:,]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class FolderNameError(MailplanError):
+    """A folder name cannot be mapped to a Maildir++ directory."""
+
+
+@dataclass(frozen=True)
+class MessageName:
+    """What a mailplan-written Maildir file name says."""
+
+    arrival: int
+    usec: int
+    pid: int
+    digest: str
+    occurrence: int
+    host: str
+    size: int
+    flags: str | None
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        """``(sha256, occurrence)`` of the stored message."""
+        return (self.digest, self.occurrence)
+
+
+def encode_mutf7(text: str) -> str:
+    """IMAP modified UTF-7 (RFC 3501 5.1.3) of ``text``."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            raw = "".join(pending).encode("utf-16-be")
+            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in text:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(out)
+
+
+def decode_mutf7(text: str) -> str:
+    """Inverse of :func:`encode_mutf7`."""
+    def repl(m: re.Match[str]) -> str:
+        body = m[1]
+        if not body:
+            return "&"
+        b64 = body.replace(",", "/")
+        return base64.b64decode(b64 + "=" * (-len(b64) % 4)).decode("utf-16-be")
+
+    return re.sub(r"&([^-]*)-", repl, text)
+
+
+def folder_dirname(folder: str) -> str:
+    """Maildir++ directory (relative to the Maildir root) for a source folder path.
+
+    ``INBOX`` (any case) -> ``""``; ``Work`` -> ``.Work``; ``a/b`` -> ``.a.b``;
+    ``v1.2`` -> ``.v1\\2e2``.
+    """
+    if folder.upper() == "INBOX":
+        return ""
+    if not folder or _CONTROL.search(folder):
+        raise FolderNameError(f"folder name {folder!r} is empty or holds control characters")
+    segments = folder.split("/")
+    for seg in segments:
+        if seg in ("", ".", ".."):
+            raise FolderNameError(f"folder name {folder!r} has an empty, '.' or '..' part",
+                                  hint="folder paths are relative, without // or ..")
+    escaped = [encode_mutf7(seg).replace("\\", "\\5c").replace(".", "\\2e")
+               for seg in segments]
+    name = "." + ".".join(escaped)
+    if len(name.encode()) > 255:
+        raise FolderNameError(f"folder name {folder!r} is too long for a directory name")
+    return name
+
+
+def folder_from_dirname(dirname: str) -> str:
+    """Inverse of :func:`folder_dirname` (``""`` -> ``INBOX``)."""
+    if dirname == "":
+        return "INBOX"
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        raise FolderNameError(f"{dirname!r} is not a Maildir++ folder directory")
+    parts = dirname[1:].split(".")
+    return "/".join(decode_mutf7(p.replace("\\2e", ".").replace("\\5c", "\\")) for p in parts)
+
+
+def imap_name(folder: str, separator: str = ".") -> str:
+    """The IMAP mailbox name (modified UTF-7) a server shows for a source folder."""
+    if folder.upper() == "INBOX":
+        return "INBOX"
+    return separator.join(encode_mutf7(seg) for seg in folder.split("/"))
+
+
+def subscription_lines(folders: list[str]) -> dict[str, list[str]]:
+    """Lines for ``courierimapsubscribed`` (``INBOX.`` prefixed) and dovecot ``subscriptions``.
+
+    Dot-escaped names are written as they appear on disk so both servers find the folder.
+    """
+    names = [folder_dirname(f)[1:] for f in folders if f.upper() != "INBOX"]
+    return {"courierimapsubscribed": [f"INBOX.{n}" for n in names],
+            "subscriptions": list(names)}
+
+
+def message_name(*, arrival: float | None, usec: int, pid: int, digest: str, occurrence: int,
+                 host: str, size: int, flags: str | None) -> str:
+    """The file name for a message; ``flags=None`` for new/ (no info part)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    safe_host = (host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+                 or "localhost")
+    name = (f"{max(int(arrival or 0), 0)}.M{usec}P{pid}_mp{digest}_{occurrence}"
+            f".{safe_host},S={size}")
+    if flags is not None:
+        name += ":2," + "".join(sorted(set(flags)))
+    return name
+
+
+def parse_message_name(name: str) -> MessageName | None:
+    """Parse a mailplan-written file name; ``None`` for any other Maildir file."""
+    m = NAME_RE.match(name)
+    if m is None:
+        return None
+    return MessageName(arrival=int(m["time"]), usec=int(m["usec"]), pid=int(m["pid"]),
+                       digest=m["digest"], occurrence=int(m["occ"]), host=m["host"],
+                       size=int(m["size"]), flags=m["flags"])
