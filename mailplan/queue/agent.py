@@ -1,0 +1,226 @@
+"""The program mailplan runs on the target to read or change a qmail queue in one go.
+
+It is not imported by mailplan: its source is sent over one SSH channel and run by the
+target's ``python3`` (stdlib only, Python 3.7 or newer), so reading a whole queue costs
+one round trip instead of one per file. The bootstrap in :mod:`mailplan.queue.remote`
+reads this source from stdin; whatever stdin holds after it is this program's input.
+
+Modes (``sys.argv[2:]``):
+
+``dump QUEUE STATUS [ID [full]]``
+    Walk QUEUE without following symlinks and print, for every directory, file and fifo,
+    a record ``E type mode uid gid inode nlink size mtime owner group pathlen datalen``
+    followed by the relative path and the data bytes. Data is the whole file for the small
+    envelope files (info, local, remote, todo, intd) and the header block for mess files
+    (the whole message with ``full``). With ID only that message's files are listed. The
+    first record ``H`` says whether QUEUE and its parent exist and passes STATUS (the exit
+    code of the qmail-send status command the caller ran) through; ``U``/``G`` records map
+    the qmail user and group names to ids.
+
+``apply QUEUE STATUS`` (STATUS is ignored)
+    Read a JSON list of actions from stdin (remove, rmdir, rename, chown, chmod, mkdir,
+    mkfifo, mkfile; paths relative to QUEUE) and carry them out in order, printing one
+    JSON line per action with its outcome. Paths that leave QUEUE are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import os
+import pwd
+import stat
+import sys
+import time
+import typing
+
+ENVELOPE_AREAS = ("info", "local", "remote", "todo", "intd")
+HEADER_LIMIT = 65536
+DATA_LIMIT = 1 << 20
+USERS = ("qmailq", "qmails", "qmailr", "qmaild", "qmaill", "qmailp", "alias")
+GROUPS = ("qmail", "nofiles")
+
+_names: dict = {}
+
+
+def _owner(uid: int) -> str:
+    key = ("u", uid)
+    if key not in _names:
+        try:
+            _names[key] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _names[key] = f"#{uid}"
+    return _names[key]
+
+
+def _group(gid: int) -> str:
+    key = ("g", gid)
+    if key not in _names:
+        try:
+            _names[key] = grp.getgrgid(gid).gr_name
+        except KeyError:
+            _names[key] = f"#{gid}"
+    return _names[key]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISREG(mode):
+        return "f"
+    if stat.S_ISFIFO(mode):
+        return "p"
+    if stat.S_ISLNK(mode):
+        return "l"
+    return "o"
+
+
+def _read(path: str, area: str, full: bool) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            if area == "mess" and not full:
+                block = fh.read(HEADER_LIMIT)
+                end = block.find(b"\n\n")
+                return block if end < 0 else block[:end + 1]
+            if area == "mess":
+                return fh.read()
+            return fh.read(DATA_LIMIT)
+    except OSError:
+        return b""
+
+
+def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> None:
+    path = rel.encode("utf-8", "surrogateescape")
+    fields = (_kind(st.st_mode), format(stat.S_IMODE(st.st_mode), "o"), st.st_uid, st.st_gid,
+              st.st_ino, st.st_nlink, st.st_size, int(st.st_mtime), _owner(st.st_uid),
+              _group(st.st_gid), len(path), len(data))
+    head = "E " + " ".join(str(f) for f in fields) + "\n"
+    out.write(head.encode("ascii"))
+    out.write(path)
+    out.write(data)
+
+
+def dump(queue: str, status: str, only: str | None = None, full: bool = False) -> int:
+    out = sys.stdout.buffer
+    exists = os.path.isdir(queue)
+    parent = os.path.isdir(os.path.dirname(queue.rstrip("/")) or "/")
+    out.write(f"H 1 {int(exists)} {int(parent)} {status} {int(time.time())}\n".encode())
+    for name in USERS:
+        with contextlib.suppress(KeyError):
+            out.write(f"U {name} {pwd.getpwnam(name).pw_uid}\n".encode())
+    for name in GROUPS:
+        with contextlib.suppress(KeyError):
+            out.write(f"G {name} {grp.getgrnam(name).gr_gid}\n".encode())
+    if not exists:
+        return 0
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        full_path = os.path.join(queue, rel) if rel else queue
+        try:
+            st = os.lstat(full_path)
+        except OSError:
+            continue
+        area = rel.split("/", 1)[0]
+        name = rel.rsplit("/", 1)[-1]
+        data = b""
+        wanted = only is None or name == only
+        if stat.S_ISREG(st.st_mode) and area in ENVELOPE_AREAS + ("mess",) and wanted:
+            data = _read(full_path, area, full and name == only)
+        if only is None or stat.S_ISDIR(st.st_mode) or name == only:
+            _record(out, rel, st, data)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(full_path), reverse=True)
+            except OSError as exc:
+                sys.stderr.write(f"cannot list {full_path}: {exc}\n")
+                continue
+            for child in names:
+                stack.append(os.path.join(rel, child) if rel else child)
+    return 0
+
+
+def _inside(queue: str, rel: str) -> str:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or ".." in parts or "" in parts:
+        raise ValueError(f"refusing path outside the queue: {rel!r}")
+    return os.path.join(queue, rel)
+
+
+def _ids(action: dict) -> tuple[int, int]:
+    user = action.get("user")
+    group = action.get("group")
+    uid = pwd.getpwnam(user).pw_uid if user else -1
+    gid = grp.getgrnam(group).gr_gid if group else -1
+    return uid, gid
+
+
+def _do(queue: str, action: dict) -> None:
+    op = action["op"]
+    path = _inside(queue, action["path"])
+    if op == "remove":
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError("is a directory")
+        os.unlink(path)
+    elif op == "rmdir":
+        os.rmdir(path)
+    elif op == "rename":
+        target = _inside(queue, action["to"])
+        if os.path.lexists(target):
+            raise ValueError(f"target {action['to']} exists")
+        os.rename(path, target)
+    elif op == "chown":
+        uid, gid = _ids(action)
+        os.lchown(path, uid, gid)
+    elif op == "chmod":
+        os.chmod(path, action["mode"])
+    elif op in ("mkdir", "mkfifo", "mkfile"):
+        if op == "mkdir":
+            os.mkdir(path, 0o700)
+        elif op == "mkfifo":
+            os.mkfifo(path, 0o600)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"\0" * action.get("size", 0))
+            finally:
+                os.close(fd)
+        uid, gid = _ids(action)
+        os.lchown(path, uid, gid)
+        os.chmod(path, action["mode"])
+    else:
+        raise ValueError(f"unknown action {op!r}")
+
+
+def apply(queue: str) -> int:
+    actions = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    failed = 0
+    for index, action in enumerate(actions):
+        result = {"i": index, "ok": True}
+        try:
+            _do(queue, action)
+        except FileNotFoundError:
+            result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
+            failed += 1
+        except (OSError, ValueError, KeyError) as exc:
+            result = {"i": index, "ok": False, "error": str(exc)}
+            failed += 1
+        sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def main(argv: list[str]) -> int:
+    mode = argv[0]
+    if mode == "dump":
+        only = argv[3] if len(argv) > 3 and argv[3] else None
+        return dump(argv[1], argv[2], only, len(argv) > 4 and argv[4] == "full")
+    if mode == "apply":
+        return apply(argv[1])
+    sys.stderr.write(f"unknown mode {mode!r}\n")
+    return 2
+
+
+sys.exit(main(sys.argv[2:]))

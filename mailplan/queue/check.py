@@ -1,0 +1,255 @@
+"""Check a queue tree the way queue_repair.py does, and say how to repair it (pure).
+
+:func:`check` compares a dump with the expected layout: the directories for the split
+count, owners, groups and modes of every directory and file, message files whose name
+is not the inode of their mess file (qmail names a message by that inode; restoring a
+backup breaks it), files in the wrong split directory, orphans (info, local, remote,
+todo, intd or bounce without a mess file), half-written messages that are stale, and
+files qmail cannot read. Each :class:`Problem` carries the actions ``--repair`` performs;
+an empty list means a human has to look. :func:`repair_actions` orders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailplan.queue import formats
+from mailplan.queue.dump import Dump, Entry
+from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
+from mailplan.queue.model import QueueFile, by_id, queue_files
+
+#: Repair order: create directories, fix owners and modes, remove, rename through a
+#: temporary name (so renames that swap names cannot collide), recreate lock files,
+#: remove directories that should not exist.
+MKDIR, ATTRS, REMOVE, RENAME_TMP, RENAME, CREATE, RMDIR = range(7)
+
+#: qmail-send's own age for cleaning up half-written messages (OSSIFIED, 36 hours).
+STALE_AFTER = 129600
+
+
+@dataclass(frozen=True)
+class Action:
+    """One filesystem change, as the agent's ``apply`` mode takes it."""
+
+    phase: int
+    op: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the queue, and what repair does about it."""
+
+    code: str
+    path: str
+    message: str
+    actions: tuple[Action, ...] = ()
+
+    @property
+    def repairable(self) -> bool:
+        """Whether ``--repair`` fixes it."""
+        return bool(self.actions)
+
+
+@dataclass
+class Report:
+    """The outcome of a check."""
+
+    layout: Layout
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _attrs(entry: Entry, want: Expect, users: dict[str, int],
+           groups: dict[str, int]) -> list[Problem]:
+    out: list[Problem] = []
+    group_ok = want.group is None or entry.group == want.group
+    if (entry.owner != want.user or not group_ok) and want.user in users and (
+            want.group is None or want.group in groups):
+        has = f"{entry.owner}:{entry.group}"
+        should = want.user + (f":{want.group}" if want.group else "")
+        op = {"op": "chown", "path": entry.path, "user": want.user, "group": want.group}
+        out.append(Problem("owner", entry.path, f"owned by {has}, should be {should}",
+                           (Action(ATTRS, op),)))
+    if entry.mode != want.mode:
+        op = {"op": "chmod", "path": entry.path, "mode": want.mode}
+        out.append(Problem("mode", entry.path,
+                           f"mode {entry.mode:04o}, should be {want.mode:04o}",
+                           (Action(ATTRS, op),)))
+    return out
+
+
+def _rel(path: str) -> str:
+    return path or "."
+
+
+def _check_dirs(dump: Dump, layout: Layout, report: Report) -> None:
+    expected = layout.expected_dirs()
+    for path, want in expected.items():
+        entry = dump.entries.get(path)
+        if entry is None:
+            op = {"op": "mkdir", "path": path, "mode": want.mode, "user": want.user,
+                  "group": want.group}
+            report.problems.append(Problem("missing-dir", path, "directory is missing",
+                                           (Action(MKDIR, op),)))
+        elif entry.kind != "d":
+            report.problems.append(Problem(
+                "wrong-type", _rel(path), "should be a directory; move it aside by hand"))
+        else:
+            report.problems += _attrs(entry, want, dump.users, dump.groups)
+    extra = [e for e in dump.entries.values()
+             if e.kind == "d" and len(e.parts) >= 2 and e.parts[0] in MESSAGE_AREAS
+             and e.path not in expected]
+    for entry in sorted(extra, key=lambda e: -len(e.parts)):
+        numbered = len(entry.parts) == 2 and entry.parts[1].isdigit()
+        if numbered and layout.is_split(entry.parts[0]):
+            report.problems.append(Problem(
+                "split-mismatch", entry.path,
+                f"split directory {entry.parts[1]} is beyond the split count "
+                f"{layout.split}; if qmail was built with a larger conf-split, pass --split"))
+            continue
+        report.problems.append(Problem("extra-dir", entry.path,
+                                       "directory qmail does not use",
+                                       (Action(RMDIR, {"op": "rmdir", "path": entry.path}),)))
+
+
+def _check_lock(dump: Dump, report: Report) -> None:
+    for path, (want, size) in LOCK_FILES.items():
+        entry = dump.entries.get(path)
+        create = {"op": "mkfifo" if want.kind == "p" else "mkfile", "path": path,
+                  "mode": want.mode, "user": want.user, "group": want.group, "size": size}
+        if entry is None:
+            report.problems.append(Problem("missing-file", path, "lock file is missing",
+                                           (Action(CREATE, create),)))
+        elif entry.kind != want.kind:
+            kind = "a named pipe" if want.kind == "p" else "a regular file"
+            report.problems.append(Problem(
+                "wrong-type", path, f"should be {kind}",
+                (Action(REMOVE, {"op": "remove", "path": path}), Action(CREATE, create))))
+        else:
+            report.problems += _attrs(entry, want, dump.users, dump.groups)
+
+
+def _remove(qfs: list[QueueFile]) -> tuple[Action, ...]:
+    return tuple(Action(REMOVE, {"op": "remove", "path": qf.entry.path}) for qf in qfs)
+
+
+def _moves(moves: list[tuple[str, str]]) -> tuple[Action, ...]:
+    first, second = [], []
+    for src, dst in moves:
+        tmp = f"{dst.rsplit('/', 1)[0]}/.mailplan-{dst.rsplit('/', 1)[1]}"
+        if src != tmp:
+            first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp}))
+        second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst}))
+    return tuple(first + second)
+
+
+def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
+                   layout: Layout, taken: set[str], stale_after: int,
+                   report: Report) -> set[str]:
+    """Problems of one id; returns the paths that repair removes."""
+    all_files = [qf for qfs in areas.values() for qf in qfs]
+    mess = areas.get("mess", [])
+    if not mess:
+        names = ", ".join(sorted(qf.entry.path for qf in all_files))
+        report.problems.append(Problem("orphan", str(msg_id),
+                                       f"files without a mess file: {names}",
+                                       _remove(all_files)))
+        return {qf.entry.path for qf in all_files}
+    if not areas.get("info") and not areas.get("todo"):
+        age = dump.now - mess[0].entry.mtime
+        if age < stale_after:
+            report.notes.append(f"message {msg_id} is being queued (mess without info or "
+                                f"todo, {age} s old): left alone")
+        else:
+            doomed = mess + areas.get("intd", [])
+            report.problems.append(Problem(
+                "stale-partial", mess[0].entry.path,
+                f"half-written message (mess without info or todo, {age // 3600} h old): "
+                "qmail-queue died while queueing it", _remove(doomed)))
+            return {qf.entry.path for qf in doomed}
+    for area, qfs in areas.items():
+        if len(qfs) > 1:
+            names = ", ".join(qf.entry.path for qf in qfs)
+            report.problems.append(Problem("duplicate", qfs[0].entry.path,
+                                           f"message {msg_id} has {len(qfs)} {area} files "
+                                           f"({names}); keep one by hand"))
+    _check_contents(areas, report)
+    new_id = mess[0].entry.inode
+    moves = [(qf.entry.path, layout.path(qf.area, new_id)) for qf in all_files
+             if qf.entry.path != layout.path(qf.area, new_id)]
+    if not moves:
+        return set()
+    sources = {src for src, _ in moves}
+    clash = [dst for _, dst in moves if dst in taken and dst not in sources]
+    if new_id != msg_id:
+        code, text = "inode-mismatch", (f"message {msg_id}: its mess file has inode {new_id} "
+                                        f"(restored from a backup?); rename it to {new_id}")
+    else:
+        code, text = "misplaced", f"message {msg_id} has files outside split directory " \
+            f"{msg_id % layout.split}: " + ", ".join(sorted(sources))
+    if clash:
+        report.problems.append(Problem(code, mess[0].entry.path,
+                                       f"{text}; cannot: {', '.join(clash)} already exist"))
+    else:
+        report.problems.append(Problem(code, mess[0].entry.path, text,
+                                       _moves(moves)))
+    return set()
+
+
+def _check_contents(areas: dict[str, list[QueueFile]], report: Report) -> None:
+    parsers = {"info": formats.parse_info, "local": formats.parse_recipients,
+               "remote": formats.parse_recipients, "todo": formats.parse_envelope}
+    for area, parse in parsers.items():
+        for qf in areas.get(area, []):
+            try:
+                parse(qf.entry.data)
+            except formats.FormatError as exc:
+                report.problems.append(Problem(
+                    "malformed", qf.entry.path,
+                    f"{exc}; qmail cannot use it: delete the message "
+                    "(mailplan queue delete) after looking at it"))
+
+
+def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Report:
+    """Everything wrong with the queue in ``dump``."""
+    report = Report(layout)
+    missing = [n for n in ("qmailq", "qmails", "qmailr") if n not in dump.users]
+    missing += [f"group {n}" for n in ("qmail",) if n not in dump.groups]
+    if missing:
+        report.problems.append(Problem(
+            "no-users", ".", f"the host has no {', '.join(missing)}: owners cannot be "
+            "checked or fixed; is qmail installed?"))
+    _check_dirs(dump, layout, report)
+    _check_lock(dump, report)
+    files = queue_files(dump)
+    removed: set[str] = set()
+    for qf in files:
+        if qf.msg_id is None:
+            report.problems.append(Problem("stray-file", qf.entry.path,
+                                           "not a qmail message file (name is not an id)",
+                                           _remove([qf])))
+            removed.add(qf.entry.path)
+    taken = {qf.entry.path for qf in files}
+    for msg_id, areas in sorted(by_id(files).items()):
+        removed |= _check_message(msg_id, areas, dump, layout, taken, stale_after, report)
+    for qf in files:
+        if qf.entry.path not in removed:
+            want = MESSAGE_FILES[qf.area]
+            if qf.entry.kind != "f":
+                report.problems.append(Problem("wrong-type", qf.entry.path,
+                                               "should be a regular file; look at it"))
+            else:
+                report.problems += _attrs(qf.entry, want, dump.users, dump.groups)
+    for entry in dump.entries.values():
+        if len(entry.parts) == 2 and entry.parts[0] == "pid" and \
+                dump.now - entry.mtime >= stale_after:
+            report.problems.append(Problem("stale-pid", entry.path,
+                                           "leftover qmail-queue pid file",
+                                           _remove([QueueFile("pid", None, None, entry)])))
+    return report
+
+
+def repair_actions(report: Report) -> list[dict[str, object]]:
+    """The agent actions that fix every repairable problem, in a safe order."""
+    actions = [a for p in report.problems for a in p.actions]
+    return [a.op for a in sorted(actions, key=lambda a: a.phase)]

@@ -1,0 +1,121 @@
+"""The queue as read from a host: every directory, file and fifo with its metadata.
+
+:func:`parse_dump` is the pure parser of what the agent's ``dump`` mode prints (see
+:mod:`mailplan.queue.agent` for the record layout); :func:`read_queue` is the fact: one
+agent run over one channel, then the parser. Nothing here interprets qmail's layout;
+:mod:`mailplan.queue.model` and :mod:`mailplan.queue.check` do that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailplan.connectors.base import Connector
+from mailplan.errors import HostError, MailplanError
+from mailplan.queue.remote import run_agent
+
+DEFAULT_QUEUE = "/var/qmail/queue"
+
+
+class DumpFormatError(MailplanError):
+    """The agent's output does not follow the dump format (a bug or a mangled channel)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object under the queue directory, as lstat saw it."""
+
+    path: str  # relative to the queue directory; "" is the queue directory itself
+    kind: str  # d directory, f regular file, p fifo, l symlink, o other
+    mode: int  # permission bits only
+    uid: int
+    gid: int
+    inode: int
+    nlink: int
+    size: int
+    mtime: int
+    owner: str  # user name, or "#uid" when the host has no name for it
+    group: str
+    data: bytes = b""  # envelope files whole; mess files: the header block
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The path split into its components."""
+        return tuple(self.path.split("/")) if self.path else ()
+
+
+@dataclass
+class Dump:
+    """Everything one read of a queue returned."""
+
+    queue_dir: str
+    exists: bool
+    parent_exists: bool
+    status: int | None  # exit code of the qmail-send status command, None if not run
+    now: int  # the host's clock when it was read
+    users: dict[str, int] = field(default_factory=dict)
+    groups: dict[str, int] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+def _line(data: bytes, pos: int) -> tuple[list[str], int]:
+    end = data.find(b"\n", pos)
+    if end < 0:
+        raise DumpFormatError(f"queue dump truncated at byte {pos}")
+    return data[pos:end].decode("utf-8", "surrogateescape").split(" "), end + 1
+
+
+def parse_dump(data: bytes, queue_dir: str) -> Dump:
+    """Parse the agent's dump output."""
+    fields, pos = _line(data, 0)
+    if fields[:2] != ["H", "1"] or len(fields) != 6:
+        raise DumpFormatError(f"not a queue dump (header {' '.join(fields)[:80]!r})")
+    status = None if fields[4] == "-" else int(fields[4])
+    dump = Dump(queue_dir, fields[2] == "1", fields[3] == "1", status, int(fields[5]))
+    while pos < len(data):
+        fields, pos = _line(data, pos)
+        if fields[0] == "U" and len(fields) == 3:
+            dump.users[fields[1]] = int(fields[2])
+        elif fields[0] == "G" and len(fields) == 3:
+            dump.groups[fields[1]] = int(fields[2])
+        elif fields[0] == "E" and len(fields) == 13:
+            path_len, data_len = int(fields[11]), int(fields[12])
+            if pos + path_len + data_len > len(data):
+                raise DumpFormatError(f"queue dump truncated in the record at byte {pos}")
+            path = data[pos:pos + path_len].decode("utf-8", "surrogateescape")
+            body = data[pos + path_len:pos + path_len + data_len]
+            pos += path_len + data_len
+            dump.entries[path] = Entry(
+                path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
+                gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
+                size=int(fields[7]), mtime=int(fields[8]), owner=fields[9], group=fields[10],
+                data=body)
+        else:
+            raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
+    return dump
+
+
+def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
+               status_command: str | None = None, only_id: int | None = None,
+               full: bool = False, step: str = "read queue") -> Dump:
+    """Read the whole queue (or one message's files) in one command; fail if it is absent."""
+    extra: tuple[str, ...] = ()
+    if only_id is not None:
+        extra = (str(only_id), "full" if full else "headers")
+    result = run_agent(conn, "dump", queue_dir, extra, status_command=status_command,
+                       step=step)
+    dump = parse_dump(result.stdout, queue_dir)
+    if not dump.exists:
+        parent = queue_dir.rstrip("/").rsplit("/", 1)[0] or "/"
+        if not dump.parent_exists:
+            raise HostError(f"qmail does not seem to be installed: neither {queue_dir} nor "
+                            f"{parent} exists", host=conn.name, step=step,
+                            hint="check the host, or pass --queue-dir if qmail lives "
+                            "elsewhere")
+        raise HostError(f"there is no qmail queue directory {queue_dir} ({parent} exists)",
+                        host=conn.name, step=step,
+                        hint="pass --queue-dir with the queue's real path")
+    if result.returncode != 0:
+        raise HostError(f"reading the queue failed: {result.stderr_text}", host=conn.name,
+                        step=step)
+    return dump

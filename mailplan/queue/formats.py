@@ -1,0 +1,133 @@
+"""Parsers for the bytes of qmail's queue files (pure functions, no I/O).
+
+As recorded from notqmail (see ``reference/qmail-queue``):
+
+* ``todo/ID`` and ``intd/ID`` (qmail-queue): ``u<uid>\\0p<pid>\\0F<sender>\\0T<rcpt>\\0...``;
+* ``info/N/ID`` (qmail-send): ``F<sender>\\0``, just ``F\\0`` for the empty sender <>;
+* ``local/N/ID`` and ``remote/N/ID``: ``T<rcpt>\\0`` per recipient still to do, ``D`` instead
+  of ``T`` once done;
+* ``mess/N/ID``: the message; qmail-queue put a ``Received:`` line in front.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+
+#: Envelope senders of bounces: <> for a bounce, #@[] for a double bounce.
+BOUNCE_SENDERS = frozenset({"", "#@[]"})
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class FormatError(ValueError):
+    """A queue file does not have the layout qmail writes."""
+
+
+def text(raw: bytes) -> str:
+    """Queue bytes as text: UTF-8, undecodable bytes shown as backslash escapes."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def printable(value: str) -> str:
+    """``value`` safe for a terminal: control characters become ``_`` (as qmail-qread)."""
+    return _CONTROL.sub("_", value)
+
+
+def _fields(data: bytes, what: str) -> list[bytes]:
+    if not data.endswith(b"\0"):
+        raise FormatError(f"{what} does not end with a NUL byte")
+    return data[:-1].split(b"\0")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What qmail-queue wrote to todo/ (and intd/)."""
+
+    uid: int | None
+    pid: int | None
+    sender: str
+    recipients: tuple[str, ...]
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse a todo/ or intd/ file."""
+    uid = pid = None
+    sender: str | None = None
+    rcpts: list[str] = []
+    for field in _fields(data, "envelope"):
+        kind, value = field[:1], field[1:]
+        if kind == b"u" and value.isdigit():
+            uid = int(value)
+        elif kind == b"p" and value.isdigit():
+            pid = int(value)
+        elif kind == b"F" and sender is None:
+            sender = text(value)
+        elif kind == b"T" and sender is not None:
+            rcpts.append(text(value))
+        elif field == b"":
+            continue
+        else:
+            raise FormatError(f"unexpected envelope field {text(field)[:40]!r}")
+    if sender is None:
+        raise FormatError("envelope has no F (sender) field")
+    return Envelope(uid, pid, sender, tuple(rcpts))
+
+
+def parse_info(data: bytes) -> str:
+    """The envelope sender in an info/ file (``""`` for <>)."""
+    fields = _fields(data, "info file")
+    if len(fields) != 1 or not fields[0].startswith(b"F"):
+        raise FormatError("info file is not a single F<sender> field")
+    return text(fields[0][1:])
+
+
+def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
+    """(address, done) for each recipient in a local/ or remote/ file."""
+    if not data:
+        return []
+    out = []
+    for field in _fields(data, "recipient file"):
+        if field[:1] not in (b"T", b"D"):
+            raise FormatError(f"recipient entry {text(field)[:40]!r} starts with neither T nor D")
+        out.append((text(field[1:]), field[:1] == b"D"))
+    return out
+
+
+def parse_headers(block: bytes) -> list[tuple[str, str]]:
+    """(name, raw value) of each header in a message's header block, continuations joined."""
+    headers: list[tuple[str, str]] = []
+    for line in block.decode("utf-8", "backslashreplace").splitlines():
+        if not line:
+            break
+        if line[0] in " \t" and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+    return headers
+
+
+def header(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first header called ``name`` (case-insensitive), raw."""
+    wanted = name.lower()
+    return next((v for n, v in headers if n.lower() == wanted), None)
+
+
+def decoded(value: str) -> str:
+    """A header value with RFC 2047 encoded words decoded (left as is if they are broken)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return value
+
+
+def plain_local(address: str) -> str:
+    """``DOMAIN-user@DOMAIN`` (a virtualdomains rewrite) as ``user@DOMAIN``; else as is."""
+    local, at, domain = address.rpartition("@")
+    prefix = domain + "-"
+    if at and local.lower().startswith(prefix.lower()) and len(local) > len(prefix):
+        return f"{local[len(prefix):]}@{domain}"
+    return address

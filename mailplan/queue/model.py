@@ -1,0 +1,208 @@
+"""Messages and statistics built from a queue dump (pure functions).
+
+A message is whatever has a ``mess`` file; its other files say how far qmail got:
+``queued`` (qmail-send preprocessed it into info/local/remote), ``todo`` (qmail-queue
+finished, qmail-send has not seen it yet: what qmail-qstat calls "not yet preprocessed")
+or ``partial`` (a mess file with neither info nor todo: qmail-queue is still writing it or
+died while doing so). Files of other areas without a mess file are orphans; they are
+the business of :mod:`mailplan.queue.check`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from mailplan.queue import formats
+from mailplan.queue.dump import Dump, Entry
+from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, Layout
+
+
+@dataclass(frozen=True)
+class QueueFile:
+    """A file in one of the message areas, with the id its name gives."""
+
+    area: str
+    msg_id: int | None  # None: the name is not a number
+    split_dir: str | None  # the numbered subdirectory it sits in, None in a flat area
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One envelope recipient and how far its delivery got."""
+
+    address: str
+    channel: str  # local, remote, or todo (not yet sorted by qmail-send)
+    done: bool
+
+    @property
+    def plain(self) -> str:
+        """The address without qmail's virtualdomains prefix."""
+        return formats.plain_local(self.address) if self.channel == "local" else self.address
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message in the queue."""
+
+    id: int
+    state: str  # queued, todo or partial
+    sender: str | None  # envelope sender; "" is <>; None when no envelope is readable
+    recipients: tuple[Recipient, ...]
+    size: int
+    queued: int  # mtime of the mess file: when qmail-queue wrote it
+    preprocessed: int | None  # mtime of the info file (the date qmail-qread prints)
+    headers: tuple[tuple[str, str], ...]
+    bouncing: bool  # qmail-send is collecting a bounce for it (bounce/ID exists)
+    files: tuple[str, ...]
+    split_dir: str | None
+    damaged: tuple[str, ...] = field(default=())
+
+    @property
+    def is_bounce(self) -> bool:
+        """A bounce (envelope sender <>) or double bounce (#@[])."""
+        return self.sender in formats.BOUNCE_SENDERS
+
+    @property
+    def subject(self) -> str:
+        """The Subject header, RFC 2047 decoded ("" if there is none)."""
+        return formats.decoded(formats.header(list(self.headers), "Subject") or "")
+
+    @property
+    def header_from(self) -> str:
+        """The From header, RFC 2047 decoded ("" if there is none)."""
+        return formats.decoded(formats.header(list(self.headers), "From") or "")
+
+    def age(self, now: int) -> int:
+        """Seconds since the message was queued."""
+        return max(0, now - self.queued)
+
+
+def detect_layout(dump: Dump, split: int = DEFAULT_SPLIT) -> Layout:
+    """The layout: ``split`` as given, big-todo if todo/ has numbered subdirectories."""
+    todo0 = dump.entries.get("todo/0")
+    return Layout(split=split, big_todo=todo0 is not None and todo0.kind == "d")
+
+
+_TEMP = re.compile(r"^\.mailplan-([1-9][0-9]*)$")
+
+
+def name_id(name: str) -> int | None:
+    """The message id a file name stands for (a repair's temporary name counts too)."""
+    if name.isdigit() and not name.startswith("0"):
+        return int(name)
+    temp = _TEMP.match(name)
+    return int(temp.group(1)) if temp else None
+
+
+def queue_files(dump: Dump) -> list[QueueFile]:
+    """Every non-directory in the message areas, wherever it sits."""
+    files: list[QueueFile] = []
+    for entry in dump.entries.values():
+        parts = entry.parts
+        if len(parts) < 2 or parts[0] not in MESSAGE_AREAS or entry.kind == "d":
+            continue
+        split_dir = parts[1] if len(parts) == 3 else None
+        files.append(QueueFile(parts[0], name_id(parts[-1]), split_dir, entry))
+    return files
+
+
+def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
+    """Message files grouped by id, then by area."""
+    out: dict[int, dict[str, list[QueueFile]]] = defaultdict(lambda: defaultdict(list))
+    for qf in files:
+        if qf.msg_id is not None:
+            out[qf.msg_id][qf.area].append(qf)
+    return out
+
+
+def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
+    mess = areas["mess"][0].entry
+    damaged: list[str] = []
+    sender: str | None = None
+    recipients: list[Recipient] = []
+    info = areas.get("info")
+    envelope_file = (areas.get("todo") or areas.get("intd") or [None])[0]
+    if info:
+        try:
+            sender = formats.parse_info(info[0].entry.data)
+        except formats.FormatError as exc:
+            damaged.append(f"{info[0].entry.path}: {exc}")
+        for channel in ("local", "remote"):
+            for qf in areas.get(channel, [])[:1]:
+                try:
+                    recipients += [Recipient(a, channel, d)
+                                   for a, d in formats.parse_recipients(qf.entry.data)]
+                except formats.FormatError as exc:
+                    damaged.append(f"{qf.entry.path}: {exc}")
+        state = "queued"
+    elif envelope_file is not None:
+        try:
+            env = formats.parse_envelope(envelope_file.entry.data)
+            sender = env.sender
+            recipients = [Recipient(a, "todo", False) for a in env.recipients]
+        except formats.FormatError as exc:
+            damaged.append(f"{envelope_file.entry.path}: {exc}")
+        state = "todo" if areas.get("todo") else "partial"
+    else:
+        state = "partial"
+    files = tuple(sorted(qf.entry.path for qfs in areas.values() for qf in qfs))
+    return Message(
+        id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
+        size=mess.size, queued=mess.mtime,
+        preprocessed=info[0].entry.mtime if info else None,
+        headers=tuple(formats.parse_headers(mess.data)), bouncing=bool(areas.get("bounce")),
+        files=files, split_dir=areas["mess"][0].split_dir, damaged=tuple(damaged))
+
+
+def messages(dump: Dump) -> list[Message]:
+    """Every message (everything with a mess file), oldest first."""
+    grouped = by_id(queue_files(dump))
+    found = [_message(i, areas) for i, areas in grouped.items() if areas.get("mess")]
+    return sorted(found, key=lambda m: (m.queued, m.id))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The numbers of ``mailplan queue stat``."""
+
+    messages: int  # files in mess/ (qmail-qstat's "messages in queue")
+    not_preprocessed: int  # files in todo/ (qmail-qstat's second line)
+    with_local: int  # files in local/ (qmHandle's "Messages with local recipients")
+    with_remote: int  # files in remote/
+    local_pending: int
+    local_done: int
+    remote_pending: int
+    remote_done: int
+    bounces: int  # messages with envelope sender <> or #@[]
+    bouncing: int  # files in bounce/ (qmHandle's "Messages with bounces")
+    partial: int
+    oldest: int | None  # queued time of the oldest message
+    total_bytes: int
+
+    def as_dict(self) -> dict[str, int | None]:
+        """The numbers by name, for JSON."""
+        return dict(self.__dict__)
+
+
+def stats(dump: Dump) -> Stats:
+    """Count the queue the way qmail-qstat and qmHandle -s do, plus recipients and bytes."""
+    count: dict[str, int] = defaultdict(int)
+    for qf in queue_files(dump):
+        count[qf.area] += 1
+    msgs = messages(dump)
+    rcpts = [r for m in msgs for r in m.recipients]
+
+    def tally(channel: str, done: bool) -> int:
+        return sum(1 for r in rcpts if r.channel == channel and r.done == done)
+
+    return Stats(
+        messages=count["mess"], not_preprocessed=count["todo"], with_local=count["local"],
+        with_remote=count["remote"], local_pending=tally("local", False),
+        local_done=tally("local", True), remote_pending=tally("remote", False),
+        remote_done=tally("remote", True), bounces=sum(1 for m in msgs if m.is_bounce),
+        bouncing=count["bounce"], partial=sum(1 for m in msgs if m.state == "partial"),
+        oldest=min((m.queued for m in msgs), default=None),
+        total_bytes=sum(m.size for m in msgs))

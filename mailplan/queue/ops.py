@@ -1,0 +1,185 @@
+"""The queue operations: read-only stat/list/show/check, and delete/repair that change it.
+
+Reading costs one channel (the agent's dump). A change costs: one dump to choose what to
+do and to refuse early, one channel to stop qmail-send (if it runs and the control
+method can stop it), a second dump taken with qmail-send stopped (the queue may have
+moved meanwhile, and that dump is what the changes are computed from), one channel for
+all the changes, and one to start qmail-send again; a final dump for repair's re-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailplan.connectors.base import Connector
+from mailplan.errors import HostError, MailplanError
+from mailplan.queue import control as ctl
+from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
+from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
+from mailplan.queue.filters import Filter
+from mailplan.queue.layout import DEFAULT_SPLIT
+from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which host queue to work on and how to treat qmail-send there."""
+
+    conn: Connector
+    queue_dir: str = DEFAULT_QUEUE
+    control: ctl.Control = field(default_factory=ctl.Control)
+
+    def read(self, *, step: str, only_id: int | None = None, full: bool = False) -> Dump:
+        """One dump, with the qmail-send status taken in the same channel."""
+        return read_queue(self.conn, self.queue_dir, status_command=self.control.status(),
+                          only_id=only_id, full=full, step=step)
+
+
+def running(dump: Dump) -> bool:
+    """Whether the status command said qmail-send runs."""
+    return dump.status == 0
+
+
+def show(target: Target, msg_id: int, *, full: bool = False) -> tuple[Message, bytes]:
+    """One message and its header block (or, with ``full``, the whole message)."""
+    dump = target.read(step="show message", only_id=msg_id, full=full)
+    found = [m for m in messages(dump) if m.id == msg_id]
+    if not found:
+        raise UnknownMessage([msg_id], target.conn.name)
+    mess = next(e for e in dump.entries.values()
+                if e.parts[:1] == ("mess",) and e.parts[-1] == str(msg_id))
+    return found[0], mess.data
+
+
+class UnknownMessage(HostError):
+    """An id the user named is not in the queue."""
+
+    def __init__(self, ids: list[int], host: str) -> None:
+        listed = ", ".join(str(i) for i in ids)
+        super().__init__(f"no message {listed} in the queue; nothing was changed", host=host,
+                         hint="list the queue with `mailplan queue list` to see the ids")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``delete`` removes: messages by id and/or those passing a filter."""
+
+    ids: tuple[int, ...] = ()
+    filter: Filter | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ids and self.filter is None:
+            raise MailplanError("say which messages to delete: ids, --match or --bounces")
+
+    def files(self, dump: Dump, host: str, *, strict: bool) -> dict[int, list[str]]:
+        """The files of every chosen message (every area), by id."""
+        grouped = by_id(queue_files(dump))
+        unknown = [i for i in self.ids if i not in grouped]
+        if unknown and strict:
+            raise UnknownMessage(unknown, host)
+        chosen = {i for i in self.ids if i in grouped}
+        if self.filter is not None:
+            chosen |= {m.id for m in self.filter.select(messages(dump), dump.now)}
+        return {i: sorted(qf.entry.path for qfs in grouped[i].values() for qf in qfs)
+                for i in sorted(chosen)}
+
+
+@dataclass
+class Change:
+    """What a delete or repair did (or, in a dry run, would do)."""
+
+    executed: bool
+    was_running: bool
+    stopped: bool = False
+    removed: dict[int, list[str]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    vanished: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    before: Report | None = None
+    after: Report | None = None
+
+
+def _changing(target: Target, first: Dump, work: Callable[[Dump], Change]) -> Change:
+    """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it."""
+    was_running = running(first)
+    if was_running:
+        ctl.stop_and_wait(target.conn, target.control)
+    warning: str | None = None
+    try:
+        second = target.read(step="re-read queue with qmail-send stopped")
+        if running(second):
+            raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
+                                   host=target.conn.name, step="re-read queue")
+        change = work(second)
+    finally:
+        if was_running:
+            warning = ctl.start(target.conn, target.control)
+    change.was_running = change.stopped = was_running
+    if warning:
+        change.warnings.append(warning)
+    return change
+
+
+def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
+    """Remove every file of the chosen messages; a dry run unless ``execute``."""
+    first = target.read(step="read queue")
+    planned = selection.files(first, target.conn.name, strict=True)
+    if not execute or not planned:
+        return Change(executed=False, was_running=running(first), removed=planned)
+
+    def work(dump: Dump) -> Change:
+        now = selection.files(dump, target.conn.name, strict=False)
+        change = Change(executed=True, was_running=False)
+        change.vanished = [i for i in planned if i not in now]
+        paths = [p for files in now.values() for p in files]
+        outcomes = ctl_apply(target, [{"op": "remove", "path": p} for p in paths], "delete")
+        failed = {p for p, o in zip(paths, outcomes, strict=True) if not o["ok"]}
+        change.failed = [f"{p}: {o.get('error')}" for p, o in zip(paths, outcomes, strict=True)
+                         if not o["ok"] and not o.get("gone")]
+        change.removed = {i: [p for p in files if p not in failed] for i, files in now.items()}
+        return change
+
+    return _changing(target, first, work)
+
+
+def ctl_apply(target: Target, actions: list[dict[str, object]],
+              step: str) -> list[dict[str, object]]:
+    """Carry out agent actions on the target's queue."""
+    from mailplan.queue.remote import run_actions
+
+    return run_actions(target.conn, target.queue_dir, actions, step=step)
+
+
+def check_queue(target: Target, *, split: int = DEFAULT_SPLIT,
+                stale_after: int = STALE_AFTER) -> tuple[Dump, Report]:
+    """Read the queue and check it."""
+    dump = target.read(step="read queue")
+    return dump, check(dump, detect_layout(dump, split), stale_after=stale_after)
+
+
+def repair(target: Target, *, split: int = DEFAULT_SPLIT,
+           stale_after: int = STALE_AFTER) -> Change:
+    """Check, fix every repairable problem with qmail-send stopped, and check again."""
+    first, before = check_queue(target, split=split, stale_after=stale_after)
+    mismatch = [p for p in before.problems if p.code == "split-mismatch"]
+    if mismatch:
+        raise MailplanError(f"host {target.conn.name}: the queue has split directories beyond "
+                            f"{split} ({mismatch[0].path}); refusing to repair",
+                            hint="pass --split with the conf-split qmail was built with")
+    if not any(p.repairable for p in before.problems):
+        return Change(executed=False, was_running=running(first), before=before,
+                      after=before)
+
+    def work(dump: Dump) -> Change:
+        report = check(dump, detect_layout(dump, split), stale_after=stale_after)
+        actions = repair_actions(report)
+        outcomes = ctl_apply(target, actions, "repair")
+        change = Change(executed=True, was_running=False, before=report)
+        change.failed = [f"{a['op']} {a['path']}: {o.get('error')}"
+                         for a, o in zip(actions, outcomes, strict=True) if not o["ok"]]
+        return change
+
+    change = _changing(target, first, work)
+    _, change.after = check_queue(target, split=split, stale_after=stale_after)
+    return change
