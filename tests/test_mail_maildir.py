@@ -1,0 +1,93 @@
+"""Tests for the pure Maildir++ helpers (mailplan.mail.maildir)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailplan.mail import agent
+from mailplan.mail.maildir import (
+    NAME_RE,
+    FolderNameError,
+    decode_mutf7,
+    encode_mutf7,
+    folder_dirname,
+    folder_from_dirname,
+    imap_name,
+    message_name,
+    parse_message_name,
+    subscription_lines,
+)
+
+DIGEST = "ab" * 32
+
+
+@pytest.mark.parametrize("folder,dirname", [
+    ("INBOX", ""),
+    ("inbox", ""),
+    ("Work", ".Work"),
+    ("lists/python", ".lists.python"),
+    ("a/b/c", ".a.b.c"),
+    ("v1.2", ".v1\\2e2"),
+    ("back\\slash", ".back\\5cslash"),
+    ("Entw\u00fcrfe", ".Entw&APw-rfe"),
+    ("R&D", ".R&-D"),
+    ("~tilde", ".~tilde"),
+])
+def test_folder_dirname(folder, dirname):
+    assert folder_dirname(folder) == dirname
+    assert folder_from_dirname(dirname) == ("INBOX" if folder.upper() == "INBOX" else folder)
+
+
+@pytest.mark.parametrize("folder", ["", "a//b", "../etc", "a/../b", "/abs", "a/", "x\x00y",
+                                    "tab\there", ".", "a/./b", "x" * 300])
+def test_folder_dirname_refuses(folder):
+    with pytest.raises(FolderNameError):
+        folder_dirname(folder)
+
+
+@given(st.text(min_size=1, max_size=30).filter(lambda s: "/" not in s))
+def test_mutf7_round_trip(text):
+    assert decode_mutf7(encode_mutf7(text)) == text
+
+
+def test_imap_name_and_subscriptions():
+    assert imap_name("lists/python") == "lists.python"
+    assert imap_name("INBOX") == "INBOX"
+    assert subscription_lines(["INBOX", "Work", "a/b"]) == {
+        "courierimapsubscribed": ["INBOX.Work", "INBOX.a.b"],
+        "subscriptions": ["Work", "a.b"]}
+
+
+@pytest.mark.parametrize("flags", [None, "", "S", "FRS", "SRF"])
+def test_message_name_round_trip(flags):
+    name = message_name(arrival=978343200.7, usec=12, pid=34, digest=DIGEST, occurrence=2,
+                        host="mail.example:1/x", size=1234, flags=flags)
+    parsed = parse_message_name(name)
+    assert parsed is not None
+    assert parsed.identity == (DIGEST, 2)
+    assert (parsed.arrival, parsed.size) == (978343200, 1234)
+    assert parsed.flags == (None if flags is None else "".join(sorted(set(flags))))
+    assert "/" not in name and name.count(":") == (0 if flags is None else 1)
+
+
+def test_foreign_names_are_not_ours():
+    assert parse_message_name("1700000000.M1P2.host,S=10:2,S") is None
+    assert parse_message_name("1700000000.12345.host") is None
+
+
+def test_agent_carries_the_same_name_pattern():
+    assert agent.NAME_RE.pattern == NAME_RE.pattern
+
+
+def test_agent_source_is_stdlib_only_and_small():
+    import ast
+    from pathlib import Path
+
+    src = Path(agent.__file__).read_text()
+    assert len(src.encode()) < 100_000
+    tree = ast.parse(src)
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.startswith("mailplan") for m in mods)
