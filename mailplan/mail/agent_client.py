@@ -88,10 +88,13 @@ class AgentClient:
         if self._out:
             data = b"".join(self._out)
             self._out, self._pending = [], 0
-            try:
-                self.pipe.write(data)
-            except OSError as exc:
-                raise AgentError(f"agent pipe closed: {exc}") from exc
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.pipe.write(data)
+        except OSError as exc:
+            raise AgentError(f"agent pipe closed: {exc}") from exc
 
     def _read_exact(self, n: int) -> bytes:
         parts: list[bytes] = []
@@ -133,7 +136,7 @@ class AgentClient:
         """Append bytes to the current message."""
         if len(chunk) >= self.flush_bytes:
             self.flush()
-            self.pipe.write(HEADER.pack(b"D", len(chunk)) + chunk)
+            self._write(HEADER.pack(b"D", len(chunk)) + chunk)
         else:
             self._send(b"D", chunk)
 

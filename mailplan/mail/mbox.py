@@ -60,7 +60,9 @@ read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default)
 :class:`NotAnMbox` with the reason (MMDF ``\\x01\\x01\\x01\\x01``, binary data, text with no
 From_ line, or the count and offset of the bytes before the first From_ line). With
 ``skip_leading=True`` those bytes are skipped instead and reported in the summary, never
-dropped silently. An empty stream is an empty mailbox.
+dropped silently. An empty stream is an empty mailbox. A read resumed at ``offset > 0``
+(the spool grew) may start with one line end before the From_ line: that is the framing
+blank line of the previous last message, written when the new mail was appended.
 
 **Identity.** ``(sha256 of the stored bytes, occurrence)``: the occurrence counts earlier
 messages of the same folder with the same digest, so the same message twice is imported
@@ -385,6 +387,12 @@ class MboxReader:
             return None
         if self._buf.startswith(b"From ") and self._separator_at(0):
             return 0
+        if self._base > 0:
+            # Resuming after a last message that had no framing blank line yet: the line
+            # end appended before the next From_ line is framing.
+            for lead in (b"\n", b"\r\n"):
+                if self._buf.startswith(lead + b"From ") and self._separator_at(len(lead)):
+                    return len(lead)
         if not self.skip_leading:
             raise NotAnMbox(classify_not_mbox(self._buf), path=self.path)
         start = self._base

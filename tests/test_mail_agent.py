@@ -1,0 +1,255 @@
+"""The writer agent for real: a child process writing Maildirs, killed, restarted, re-run."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailplan.mail.agent_client import AgentClient, AgentError, LocalAgent
+from mailplan.mail.convert import import_mbox
+from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.mbox import read_mbox
+
+SEP = b"From a@example.org Mon Jan  1 10:00:00 2001\n"
+MBOX = (SEP + b"Status: RO\nX-Status: A\nSubject: one\n\nfirst\n\n"
+        + b"From b@example.org  Tue Jan  2 11:00 2001\nSubject: two\n\n>From quoted\n\n"
+        + SEP + b"Status: O\nX-Status: T\nSubject: draft\n\ndraft body\n\n"
+        + b"From b@example.org  Tue Jan  2 11:00 2001\nSubject: two\n\n>From quoted\n")
+
+
+def maildir_state(root: Path) -> set[tuple[str, str, str, str | None, bytes, int]]:
+    """(folder, subdir, identity, flags, bytes, mtime) of every message file."""
+    out = set()
+    for dirpath, _dirs, files in os.walk(root):
+        sub = os.path.basename(dirpath)
+        if sub not in ("new", "cur"):
+            continue
+        folder = os.path.relpath(os.path.dirname(dirpath), root)
+        for name in files:
+            parsed = parse_message_name(name)
+            assert parsed is not None, name
+            p = Path(dirpath, name)
+            out.add((folder, sub, f"{parsed.digest}/{parsed.occurrence}", parsed.flags,
+                     p.read_bytes(), int(p.stat().st_mtime)))
+    return out
+
+
+@pytest.fixture
+def client():
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    yield c
+    proc.kill()
+
+
+def test_import_writes_exact_files_modes_owner_and_times(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root), uid=12345, gid=23456)
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    state = maildir_state(root)
+    expected_msgs = read_mbox(io.BytesIO(MBOX))[0]
+    for folder in (".", ".Work"):
+        got = sorted((s, f, b, t) for fo, s, _i, f, b, t in state if fo == folder)
+        want = sorted((e.subdir, None if e.subdir == "new" else e.flags, b, int(e.arrival))
+                      for e, b in expected_msgs)
+        assert got == want
+    assert (root / ".Work" / "maildirfolder").is_file()
+    assert not list((root / "tmp").iterdir()) and not list((root / ".Work" / "tmp").iterdir())
+    for p in [root, *root.rglob("*")]:
+        st_ = p.stat()
+        assert (st_.st_uid, st_.st_gid) == (12345, 23456), p
+        assert stat.S_IMODE(st_.st_mode) == (0o700 if p.is_dir() else 0o600), p
+
+
+def test_reimport_is_a_noop_and_deleted_mail_is_not_brought_back(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    first = import_mbox(client, io.BytesIO(MBOX), dirname="")
+    assert first.durable == 4
+    before = maildir_state(root)
+    # known identities are not even sent; without them the agent still refuses duplicates
+    known = client.scan().known("")
+    again = import_mbox(client, io.BytesIO(MBOX), dirname="", known=known)
+    assert (again.durable, again.already_present, again.bytes_sent) == (0, 4, 0)
+    blind = import_mbox(client, io.BytesIO(MBOX), dirname="")
+    assert (blind.durable, blind.already_present) == (0, 4)
+    assert maildir_state(root) == before
+    # the user deletes a message on the new server: the ledger keeps it from coming back
+    victim = next((root / "cur").iterdir())
+    victim.unlink()
+    blind = import_mbox(client, io.BytesIO(MBOX), dirname="")
+    assert blind.durable == 0 and not victim.exists()
+
+
+def test_a_grown_mailbox_imports_only_the_tail(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    journal = []
+    first = import_mbox(client, io.BytesIO(MBOX), dirname="", on_durable=journal.extend)
+    end = max(d.end for d in journal)
+    occ: dict[str, int] = {}
+    read_mbox(io.BytesIO(MBOX), occurrences=occ)
+    tail = SEP + b"Subject: new\n\nnew mail\n"
+    grown = MBOX + b"\n" + tail
+    second = import_mbox(client, io.BytesIO(grown[end:]), dirname="", offset=end,
+                         occurrences=occ)
+    assert (first.durable, second.durable) == (4, 1)
+    assert len(maildir_state(root)) == 5
+
+
+def test_existing_file_is_never_overwritten(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    name = next((root / "new").iterdir()).name
+    client.begin("")
+    client.data(b"different bytes")
+    with pytest.raises(AgentError, match="sha256"):
+        client.end("new", name, None)
+        client.sync()
+
+
+def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    (root / "subscriptions").write_text("Existing\n")
+    assert client.subscribe({"subscriptions": ["Existing", "Work"],
+                             "courierimapsubscribed": ["INBOX.Work"]}) == 2
+    assert (root / "subscriptions").read_text() == "Existing\nWork\n"
+    assert (root / "courierimapsubscribed").read_text() == "INBOX.Work\n"
+    assert client.refresh_quota() == {"maildirsize": False}
+    (root / "maildirsize").write_text("10485760S\n0 0\n")
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    total = sum(e.size for e, _b in read_mbox(io.BytesIO(MBOX))[0])
+    assert client.refresh_quota()["bytes"] == total
+    assert (root / "maildirsize").read_text() == f"10485760S\n{total} 4\n"
+
+
+def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path):
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(root))
+    c.begin("")
+    c.data(b"Subject: partial\n\nhalf a mess")
+    c.flush()
+    # the file exists in tmp/ once the agent has read the frames
+    for _ in range(200):
+        if list((root / "tmp").iterdir()):
+            break
+        import time
+        time.sleep(0.01)
+    proc.kill()
+    assert list((root / "tmp").iterdir())
+    assert not list((root / "new").iterdir()) and not list((root / "cur").iterdir())
+    proc2 = LocalAgent()
+    c2 = AgentClient(proc2)
+    assert c2.open(str(root))["cleaned"] == 1
+    assert not list((root / "tmp").iterdir())
+    c2.quit()
+    assert proc2.wait() == 0
+
+
+class KillingPipe:
+    """Forwards writes to an agent and SIGKILLs it after ``limit`` bytes."""
+
+    def __init__(self, agent: LocalAgent, limit: int) -> None:
+        self.agent, self.limit, self.sent = agent, limit, 0
+
+    def write(self, data: bytes) -> None:
+        if self.sent + len(data) > self.limit:
+            cut = self.limit - self.sent
+            if cut > 0:
+                self.agent.write(data[:cut])
+            self.agent.kill()
+            raise BrokenPipeError("agent killed")
+        self.sent += len(data)
+        self.agent.write(data)
+
+    def read(self, size: int = 65536) -> bytes:
+        return self.agent.read(size)
+
+    def readline(self) -> bytes:
+        return self.agent.readline()
+
+    def close_stdin(self) -> None:
+        self.agent.close_stdin()
+
+
+def big_mbox() -> bytes:
+    parts = []
+    for i in range(40):
+        parts.append(SEP + b"Subject: m%d\n%s\n" % (i, b"Status: RO\n" if i % 3 else b"")
+                     + b"x" * (i * 997 % 5000) + b"\n\n")
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("limit", [100, 3000, 20_000, 45_000, 70_000, 90_000])
+def test_chaos_kill_at_many_points_then_rerun_equals_clean_run(tmp_path, limit):
+    data = big_mbox()
+    clean = tmp_path / "clean"
+    proc = LocalAgent()
+    c = AgentClient(proc, flush_bytes=1024)
+    c.open(str(clean))
+    import_mbox(c, io.BytesIO(data), dirname=".F", batch_messages=7)
+    c.quit()
+    root = tmp_path / "chaos"
+    proc = LocalAgent()
+    c = AgentClient(KillingPipe(proc, limit), flush_bytes=1024)
+    journal = []
+    with pytest.raises(AgentError):
+        c.open(str(root))
+        import_mbox(c, io.BytesIO(data), dirname=".F", batch_messages=7,
+                    on_durable=journal.extend)
+    # journaled messages are really there
+    for d in journal:
+        assert any(p.name == d.name for p in (root / ".F").rglob("*"))
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    if root.exists():
+        c.open(str(root))
+    else:
+        c.open(str(root))
+    import_mbox(c, io.BytesIO(data), dirname=".F", known=c.scan().known(".F"))
+    c.quit()
+    strip = {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(clean)}
+    assert {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(root)} == strip
+    assert not list((root / ".F" / "tmp").iterdir())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(
+    st.sampled_from([b"", b"Status: O\n", b"Status: RO\n", b"Status: RO\nX-Status: AFT\n"]),
+    st.integers(1, 28),
+    st.binary(max_size=300).map(lambda b: b.replace(b"\nFrom ", b"\n>From ")),
+    st.booleans()), max_size=8))
+def test_property_every_message_arrives_once_with_bytes_flags_and_mtime(tmp_path_factory,
+                                                                        msgs):
+    root = tmp_path_factory.mktemp("prop") / "Maildir"
+    data = b""
+    for book, day, body, blank in msgs:
+        body = b"Subject: p\n\n" + (body if not body.startswith(b"From ") else b">" + body)
+        if not body.endswith(b"\n"):
+            body += b"\n"
+        data += b"From x  Mon Jan %2d 10:00 2001\n" % day + book + body
+        if blank or body.endswith(b"\n\n"):
+            data += b"\n"
+    expected = read_mbox(io.BytesIO(data))[0]
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(root))
+    report = import_mbox(c, io.BytesIO(data), dirname="")
+    c.quit()
+    assert report.durable == len(msgs) == len(expected)
+    got = sorted((s, f, b, t) for _fo, s, _i, f, b, t in maildir_state(root))
+    want = sorted((e.subdir, None if e.subdir == "new" else e.flags, b, int(e.arrival))
+                  for e, b in expected)
+    assert got == want
