@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +143,13 @@ def normalise(data: bytes, root: Path) -> bytes:
     return data
 
 
+def cdb_hash(key: bytes) -> int:
+    h = 5381
+    for b in key:
+        h = ((h << 5) + h) & 0xFFFFFFFF ^ b
+    return h
+
+
 def od_decode(dump: bytes) -> bytes | None:
     """Turn `od -c` output back into bytes (None if it is not an od -c dump)."""
     lines = dump.decode("latin-1").split("\n")
@@ -175,12 +185,126 @@ def od_decode(dump: bytes) -> bytes | None:
     return bytes(out)
 
 
+def cdb_records(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The (key, value) records of a cdb file in file order (None if it is not a cdb)."""
+    if len(data) < 2048:
+        return None
+    end = min(struct.unpack_from("<L", data, i * 8)[0] for i in range(256))
+    pos, records = 2048, []
+    while pos < end:
+        klen, dlen = struct.unpack_from("<LL", data, pos)
+        records.append((data[pos + 8: pos + 8 + klen], data[pos + 8 + klen: pos + 8 + klen + dlen]))
+        pos += 8 + klen + dlen
+    return records if pos == end else None
+
+
+def cdb_build(records: list[tuple[bytes, bytes]]) -> bytes:
+    """cdbmake's layout (header, records, 256 hash tables of twice their entry count)."""
+    body, pos = bytearray(), 2048
+    tables: list[list[tuple[int, int]]] = [[] for _ in range(256)]
+    for key, data in records:
+        h = cdb_hash(key)
+        tables[h & 255].append((h, pos))
+        body += struct.pack("<LL", len(key), len(data)) + key + data
+        pos += 8 + len(key) + len(data)
+    header, tail = bytearray(), bytearray()
+    for entries in tables:
+        n = len(entries) * 2
+        header += struct.pack("<LL", pos, n)
+        slots = [(0, 0)] * n
+        for h, p in entries:
+            w = (h >> 8) % n
+            while slots[w][1]:
+                w = (w + 1) % n
+            slots[w] = (h, p)
+        tail += b"".join(struct.pack("<LL", h, p) for h, p in slots)
+        pos += n * 8
+    return bytes(header + body + tail)
+
+
+def same_od(expected: bytes, actual: bytes, root: Path) -> bool | None:
+    """Compare two `od -c` dumps as bytes; cdb files are compared as decoded content.
+
+    users/cdb and vpasswd.cdb hold absolute directory paths, so the longer install root
+    shifts every offset and hash-table pointer of the dump.  For a cdb the actual file's
+    records are rewritten (root removed) and the cdb rebuilt with cdbmake's layout; the
+    result must equal the recorded bytes exactly (record order, hash tables, pointers), with
+    only random $6$ salts/hashes masked.  None: not an od -c dump.
+    """
+    e, a = od_decode(expected), od_decode(actual)
+    if e is None or a is None:
+        return None
+    records = cdb_records(a)
+    if records is not None and cdb_records(e) is not None:
+        r = str(root).encode()
+        a = cdb_build([(k.replace(r, b""), v.replace(r, b"")) for k, v in records])
+    return HASH6.sub(b"H", e) == HASH6.sub(b"H", a)
+
+
 def same(expected: bytes, actual: bytes, root: Path, cmd: str) -> bool:
     if cmd.startswith("od -c") or " od -c " in cmd:
-        e, a = od_decode(expected), od_decode(actual.replace(str(root).encode(), b""))
-        if e is not None and a is not None:
-            return HASH6.sub(b"H", e) == HASH6.sub(b"H", a)
+        verdict = same_od(expected, actual, root)
+        if verdict is not None:
+            return verdict
     return normalise(expected, root) == normalise(actual, root)
+
+
+LS_LINE = re.compile(rb"^([-dlcbps][-rwxsStT]{9}[.+]? +\d+ +\S+ +\S+)( +)(\d+)( .*)$")
+FIND_LINE = re.compile(rb"^([-dl][-rwxsStT]{9} \S+:\S+ )( *)(\d+)( (/.*))$")
+
+
+def root_delta(path: Path, root: bytes) -> int:
+    """How many bytes the install root adds to a file (it embeds absolute paths)."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return 0
+        return path.read_bytes().count(root) * len(root)
+    except OSError:
+        return 0
+
+
+def size_width(directory: Path, root: bytes) -> tuple[int, int]:
+    """Width of `ls -la`'s size column for a directory: as listed, and with the root removed."""
+    names = [".", ".."] + (os.listdir(directory) if directory.is_dir() else [])
+    sizes = [((directory / n).lstat().st_size, root_delta(directory / n, root)) for n in names]
+    return max(len(str(s)) for s, _ in sizes), max(len(str(s - d)) for s, d in sizes)
+
+
+def unroot_sizes(actual: bytes, root: Path, cmd: str) -> bytes:
+    """Subtract from `ls -l`/`find -printf %s` sizes what the install root adds to them.
+
+    vpasswd, vpasswd.cdb, .qmail-default, users/assign, users/cdb ... embed absolute paths,
+    so under ROOT/home/vpopmail they are len(ROOT) bytes longer per path than on the
+    reference server.  The size recorded there must equal the actual size minus that; ls's
+    column padding is recomputed over the whole directory as ls does.  Modes, owners, link
+    counts and every size of a file without an embedded path are compared unchanged.
+    """
+    r = str(root).encode()
+    is_ls, is_find = re.search(r"\bls -\w*l", cmd), "-printf" in cmd and "%" in cmd
+    if not (is_ls or is_find):
+        return actual
+    listed = re.search(r"\bls -\w+((?: +[^ |;&<>]+)+)", rewrite(cmd, root)) if is_ls else None
+    args = [a for a in listed.group(1).split() if not a.startswith("-")] if listed else []
+    directory = Path(args[0]) if len(args) == 1 else None
+    widths: dict[Path, tuple[int, int]] = {}
+    lines = actual.split(b"\n")
+    for i, line in enumerate(lines):
+        if is_ls and line.endswith(b":") and line.startswith(r):
+            directory = Path(os.fsdecode(line[:-1]))
+            continue
+        m = LS_LINE.match(line) if is_ls else FIND_LINE.match(line)
+        if is_ls and m and directory is not None:
+            name = re.sub(rb"^ \S+ +\d+ +[\d:]+ ", b"", m.group(4))
+            delta = root_delta(directory / os.fsdecode(name), r)
+            width = widths.setdefault(directory, size_width(directory, r))
+            field = m.group(2) + m.group(3)
+            new = str(int(m.group(3)) - delta).encode().rjust(len(field) - (width[0] - width[1]))
+            lines[i] = m.group(1) + new + m.group(4)
+        elif is_find and m:
+            delta = root_delta(Path(os.fsdecode(m.group(5))), r)
+            size = str(int(m.group(3)) - delta).encode()
+            lines[i] = m.group(1) + size.rjust(5 if "%5s" in cmd else 0) + m.group(4)
+    return b"\n".join(lines)
 
 
 def rewrite(cmd: str, root: Path) -> str:
@@ -217,6 +341,7 @@ def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
         problems.append(f"exit {proc.returncode} != {blk.exit}")
     streams = (("stdout", blk.stdout, proc.stdout), ("stderr", blk.stderr, proc.stderr))
     for name, exp, act in streams:
+        act = unroot_sizes(act, root, blk.cmd) if name == "stdout" else act
         if not same(exp, act, root, blk.cmd):
             problems.append(f"{name}: expected {exp[:300]!r} got {act[:300]!r}")
     for path, exp in blk.files:
@@ -264,18 +389,27 @@ def run_14_loop(prefix: str, blk: Block, root: Path) -> None:
         BULK_DONE.add(i)
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    if not REF_DIR.is_dir():
-        pytest.fail(f"reference transcripts not found at {REF_DIR} (set MAILPLAN_REFERENCE)")
-    root = tmp_path_factory.mktemp("replay")
+def make_replay_root() -> Path:
+    """A fresh install laid out like the reference server's file system.
+
+    Not under pytest's tmp dir: /tmp/pytest-of-root is 0700, and vchkpw (POP/IMAP) setuid()s
+    to vpopmail and chdir()s into the user's directory, which uid 89 must be able to reach,
+    exactly as on the real server where /home/vpopmail is world-traversable.
+    """
+    root = Path(tempfile.mkdtemp(prefix="standin-replay-"))
+    os.chmod(root, 0o755)
     install(root)
-    for parent in root.parents:  # vchkpw setuid()s to vpopmail before chdir for POP/IMAP
-        if parent == Path("/tmp") or parent == Path("/"):
-            break
-        os.chmod(parent, parent.stat().st_mode | 0o711)
+    (root / "home" / "admin").mkdir(mode=0o755)  # reference /home had a second home dir
     (root / "tmp").mkdir()
     (root / "opt" / "ref").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[dict[str, Outcome]]:
+    if not REF_DIR.is_dir():
+        pytest.fail(f"reference transcripts not found at {REF_DIR} (set MAILPLAN_REFERENCE)")
+    root = make_replay_root()
     BULK_DONE.clear()
     results = {}
     files = {p.name[:2]: p for p in REF_DIR.glob("[0-9][0-9]-*.md")}
@@ -285,7 +419,8 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     report = ["", "per-transcript replay (matched/ran, skipped):"]
     report += [f"  {p}: {o.matched}/{o.ran} exact, {o.skipped} skipped" for p, o in results.items()]
     print("\n".join(report))
-    return results
+    yield results
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("prefix", ORDER)
@@ -308,9 +443,7 @@ def tool(paths, name: str, *args: str, stdin: bytes = b"") -> subprocess.Complet
 
 
 def cdb_get(data: bytes, key: bytes) -> bytes | None:
-    h = 5381
-    for b in key:
-        h = ((h << 5) + h) & 0xFFFFFFFF ^ b
+    h = cdb_hash(key)
     pos, n = struct.unpack_from("<LL", data, (h & 255) * 8)
     for k in range(n):
         slot = pos + ((h >> 8) % n + k) % n * 8

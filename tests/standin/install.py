@@ -1,9 +1,12 @@
 """Install the vpopmail stand-in into a sandbox root, laid out like a fresh real install.
 
-``install(root)`` creates ``root/home/vpopmail/{bin,domains,etc}`` and
-``root/var/qmail/{users,control,bin}`` (owners/modes as in 01-before-any-domain.md and
-15-maildir-layout-permissions.md) and one ``#!/bin/sh`` wrapper per tool that execs the
-stand-in with the two directories baked in.  Test-only: never shipped with mailplan.
+``install(root)`` creates ``root/home/vpopmail/{bin,doc,domains,etc,include,lib}`` and
+``root/var/qmail/{alias,bin,boot,control,doc,man,queue,users}`` (the directories, owners and
+modes of a real install, as listed in 01, 15 and 18-final-server-state.md) and one wrapper per
+tool.  A wrapper is a tiny Python script (``#!PYTHON -SE``) that imports the stand-in (so its
+byte code is cached) with the two directories baked in; being exec'd directly, it hands the
+caller's environment to the stand-in untouched, which vchkpw passes on to its child.
+Test-only: never shipped with mailplan.
 CLI: ``python3 tests/standin/install.py ROOT``.
 """
 
@@ -22,10 +25,21 @@ VPOP_TOOLS = ("vadddomain", "vdeldomain", "vadduser", "vdeluser", "vmoduser", "v
               "vsetuserquota", "vuserinfo", "vdominfo", "valias", "vaddaliasdomain", "vchkpw")
 QMAIL_TOOLS = ("qmail-newu",)
 PASSWORD_STRENGTH = """\
-# vpopmail password policy (as installed by vpopmail 5.6.13)
+# vpopmail password policy (stand-in; not the upstream file, which is larger)
 Policy = Passwords must be at least one character long
 MinLength = 1
 """
+# ~vpopmail/etc as "make install" leaves it: name -> (text, owned by vpopmail (else root)).
+# inc_deps/lib_deps are what vpopmail's Makefile writes for this build (cdb, -lcrypt);
+# the three config files are short stand-in texts, not copies of the upstream ones.
+ETC_FILES = {
+    "inc_deps": ("-I{vpop}/include\n", False),
+    "lib_deps": ("-L{vpop}/lib -lvpopmail  -lcrypt \n", False),
+    "password_strength.conf": (PASSWORD_STRENGTH, False),
+    "vlimits.default": ("# default domain limits (stand-in placeholder)\n", True),
+    "vusagec.conf": ("# vusaged client configuration (stand-in placeholder)\n", True),
+}
+MAX_SHEBANG = 127  # older kernels truncate longer #! lines
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,17 @@ def _write(path: Path, text: str, mode: int, uid: int, gid: int) -> None:
 
 
 def _wrapper(tool_path: Path, vpop: Path, qmail: Path) -> str:
+    """A directly exec'd Python wrapper; falls back to /bin/sh if the #! line is too long.
+
+    The /bin/sh form works too, but dash re-orders the exported environment and adds PWD,
+    which the child that vchkpw runs would see.
+    """
+    shebang = f"#!{sys.executable} -SE"
+    if len(shebang) <= MAX_SHEBANG and " " not in sys.executable:
+        return (f"{shebang}\n# vpopmail stand-in wrapper, written by {Path(__file__).name}\n"
+                f"import sys\nsys.path[0] = {str(STANDIN.parent)!r}\n"
+                "from vpopmail_standin import main\n"
+                f"sys.exit(main([sys.argv[0], {str(vpop)!r}, {str(qmail)!r}, *sys.argv[1:]]))\n")
     python = shlex.quote(sys.executable)
     args = " ".join(shlex.quote(str(x)) for x in (STANDIN, tool_path, vpop, qmail))
     return f'#!/bin/sh\nexec {python} -S -E {args} "$@"\n'
@@ -80,12 +105,15 @@ def install(root: Path) -> StandinPaths:
     vuid, vgid = _ids("vpopmail", "vchkpw")
     _, qgid = _ids("root", "qmail")
     _mkdir(vpop, 0o755, vuid, vgid)
-    for sub in ("bin", "etc"):
+    for sub in ("bin", "etc", "include", "lib", "doc/doc_html", "doc/man_html"):
         _mkdir(vpop / sub, 0o755, vuid, vgid)
+    _mkdir(vpop / "doc", 0o755, vuid, vgid)
     _mkdir(vpop / "domains", 0o700, vuid, vgid)
-    _write(vpop / "etc" / "password_strength.conf", PASSWORD_STRENGTH, 0o644, vuid, vgid)
+    for name, (text, vpop_owned) in ETC_FILES.items():
+        owner = (vuid, vgid) if vpop_owned else (0, 0)
+        _write(vpop / "etc" / name, text.format(vpop=vpop), 0o644, *owner)
     _mkdir(qmail, 0o755, 0, qgid)
-    for sub in ("users", "control", "bin"):
+    for sub in ("alias", "bin", "boot", "control", "doc", "man", "queue", "users"):
         _mkdir(qmail / sub, 0o755, 0, qgid)
     for name in ("me", "locals", "rcpthosts", "defaultdomain", "plusdomain"):
         _write(qmail / "control" / name, "localhost\n", 0o644, 0, 0)

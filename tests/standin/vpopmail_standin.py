@@ -1637,6 +1637,26 @@ def tool_vchkpw(ctx: Ctx, argv: list[str]) -> int:
     return vchkpw_success(ctx, entry, pw, login.lower(), kind, argv)  # type: ignore[arg-type]
 
 
+def caller_environ() -> dict[str, str]:
+    """The environment exactly as this process received it (order included).
+
+    os.environ is not that: in the C locale Python adds LC_CTYPE=C.UTF-8 (PEP 538 locale
+    coercion, which -E cannot turn off), and the real vchkpw hands its child only what it
+    got plus USER/HOME/SHELL/VPOPUSER.  /proc/self/environ still holds the original block.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return dict(os.environ)
+    env: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env.setdefault(os.fsdecode(key), os.fsdecode(value))
+    return env
+
+
 def read_fd3() -> bytes | None:
     try:
         chunks = []
@@ -1703,15 +1723,12 @@ def vchkpw_success(ctx: Ctx, entry: tuple[str, str, int, int, str], pw: PwEntry,
         write_file(pw.dir + "/lastauth", ip.encode(), 0o600, uid, gid)
     except OSError:
         pass
-    env = dict(os.environ)
+    env = caller_environ()
     env.update(USER=pw.name, HOME=pw.dir, SHELL="NOLOGIN", VPOPUSER=login)
     if kind != "smtp":
         os.setgid(gid)
         os.setuid(uid)
         os.chdir(pw.dir)
-        env["PWD"] = pw.dir if "PWD" in os.environ else env.get("PWD", pw.dir)
-        if "PWD" not in os.environ:
-            env.pop("PWD", None)
     if not argv:
         return 0
     sys.stdout.flush()
