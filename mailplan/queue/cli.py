@@ -1,0 +1,239 @@
+"""The ``queue`` click group: stat, list, show, delete and check a host's qmail queue.
+
+Each command parses options, calls one function of :mod:`mailplan.queue.ops` and prints
+through :mod:`mailplan.queue.render`. The group is complete on its own (tests drive it
+with click's CliRunner); the main CLI adds it with ``main.add_command(queue)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from mailplan.errors import MailplanError
+from mailplan.queue import ops, render
+from mailplan.queue.check import STALE_AFTER
+from mailplan.queue.control import METHODS, Control
+from mailplan.queue.dump import DEFAULT_QUEUE
+from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
+from mailplan.queue.host import HostOptions, connect_host
+from mailplan.queue.layout import DEFAULT_SPLIT
+from mailplan.queue.model import messages, stats
+
+PROBLEMS_EXIT = 2
+
+
+class _QueueGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailplanError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def _examples(*lines: str) -> str:
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def host_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """HOST and the options that say how to reach it and where its queue is."""
+    options = [
+        click.argument("host"),
+        click.option("--identity", metavar="FILE", help="SSH private key for ssh:// hosts."),
+        click.option("--known-hosts", metavar="FILE",
+                     help="known_hosts file to check the host key against."),
+        click.option("--accept-new-host-key", is_flag=True,
+                     help="Trust and remember a host key seen for the first time."),
+        click.option("--sudo", is_flag=True, help="Run the commands under sudo -n."),
+        click.option("--spec", metavar="FILE",
+                     help="Read HOST as a host name of this migration spec."),
+        click.option("--queue-dir", default=DEFAULT_QUEUE, show_default=True,
+                     help="The qmail queue directory on the host."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How qmail-send is found running, stopped and started."""
+    options = [
+        click.option("--control", type=click.Choice(METHODS), default="process",
+                     show_default=True,
+                     help="How to stop/start qmail-send: process only detects it (pgrep) "
+                     "and refuses while it runs; svc, systemctl or custom stop and restart it."),
+        click.option("--service", default="/service/qmail-send", show_default=True,
+                     help="Service directory for --control svc."),
+        click.option("--unit", default="qmail", show_default=True,
+                     help="systemd unit for --control systemctl."),
+        click.option("--status-cmd", help="custom: shell command exiting 0 while qmail-send "
+                     "runs."),
+        click.option("--stop-cmd", help="custom: shell command stopping qmail-send."),
+        click.option("--start-cmd", help="custom: shell command starting qmail-send."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _target(kw: dict[str, Any]) -> ops.Target:
+    conn = connect_host(kw.pop("host"), HostOptions(
+        identity=kw.pop("identity"), known_hosts=kw.pop("known_hosts"),
+        accept_new_host_key=kw.pop("accept_new_host_key"), sudo=kw.pop("sudo"),
+        spec=kw.pop("spec")))
+    control = Control()
+    if "control" in kw:
+        control = Control(method=kw.pop("control"), service=kw.pop("service"),
+                          unit=kw.pop("unit"), status_cmd=kw.pop("status_cmd"),
+                          stop_cmd=kw.pop("stop_cmd"), start_cmd=kw.pop("start_cmd"))
+    return ops.Target(conn, kw.pop("queue_dir"), control)
+
+
+@click.group(cls=_QueueGroup, epilog=_examples(
+    "mailplan queue stat ssh://root@mx1.example.com",
+    "mailplan queue list local --bounces --older-than 2d",
+    "mailplan queue check ssh://root@mx1.example.com --repair --control svc"))
+def queue() -> None:
+    """Inspect, clean and repair the qmail queue of a host.
+
+    HOST is `local`, `ssh://user@host[:port]`, or with --spec a host name of the spec.
+    """
+
+
+@queue.command(epilog=_examples("mailplan queue stat ssh://root@mx1.example.com",
+                                "mailplan queue stat local --json"))
+@host_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stat(as_json: bool, **kw: Any) -> None:
+    """Count messages (as qmail-qstat), recipients, bounces, age and bytes."""
+    target = _target(kw)
+    dump = target.read(step="read queue")
+    numbers = stats(dump)
+    out = render.stat_json if as_json else render.stat_text
+    click.echo(out(numbers, dump.now, dump.status), nl=False)
+
+
+@queue.command(name="list", epilog=_examples(
+    "mailplan queue list ssh://root@mx1.example.com",
+    "mailplan queue list local --sender alice@example.com --older-than 1d",
+    "mailplan queue list local --subject '^failure notice' --regex --json"))
+@host_options
+@click.option("--sender", metavar="PATTERN", help="Envelope sender contains PATTERN.")
+@click.option("--recipient", metavar="PATTERN", help="A recipient contains PATTERN.")
+@click.option("--subject", metavar="PATTERN", help="Subject contains PATTERN.")
+@click.option("--regex", is_flag=True, help="Read the patterns as regular expressions.")
+@click.option("--older-than", metavar="AGE", help="Queued longer ago than AGE (30m, 2h, 3d).")
+@click.option("--newer-than", metavar="AGE", help="Queued within AGE.")
+@click.option("--bounces", is_flag=True, help="Only bounces (envelope sender <> or #@[]).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(sender: str | None, recipient: str | None, subject: str | None, regex: bool,
+          older_than: str | None, newer_than: str | None, bounces: bool, as_json: bool,
+          **kw: Any) -> None:
+    """One line per message: id, date, size, sender, subject, recipients and their state."""
+    def pat(text: str | None) -> Pattern | None:
+        return None if text is None else Pattern(text, regex)
+
+    chosen = Filter(sender=pat(sender), recipient=pat(recipient), subject=pat(subject),
+                    older_than=parse_age(older_than) if older_than else None,
+                    newer_than=parse_age(newer_than) if newer_than else None, bounces=bounces)
+    target = _target(kw)
+    dump = target.read(step="read queue")
+    found = chosen.select(messages(dump), dump.now)
+    click.echo((render.list_json if as_json else render.list_text)(found), nl=False)
+
+
+@queue.command(epilog=_examples("mailplan queue show local 1475289",
+                                "mailplan queue show ssh://root@mx1.example.com 1475289 --full"))
+@host_options
+@click.argument("msg_id", metavar="ID", type=int)
+@click.option("--full", is_flag=True, help="The whole message, not only its headers.")
+def show(msg_id: int, full: bool, **kw: Any) -> None:
+    """Show a message's envelope and headers (all of it with --full)."""
+    message, data = ops.show(_target(kw), msg_id, full=full)
+    click.echo(render.show_text(message, data), nl=False)
+
+
+@queue.command(epilog=_examples(
+    "mailplan queue delete local 1475289 1475291",
+    "mailplan queue delete ssh://root@mx1.example.com --bounces --control svc --execute",
+    "mailplan queue delete local --match subject 'failure notice' --execute"))
+@host_options
+@click.argument("ids", metavar="[ID]...", nargs=-1, type=int)
+@click.option("--match", nargs=2, metavar="FIELD PATTERN",
+              help="Messages whose FIELD (from, to or subject) contains PATTERN.")
+@click.option("--regex", is_flag=True, help="Read PATTERN as a regular expression.")
+@click.option("--bounces", is_flag=True, help="All bounces (envelope sender <> or #@[]).")
+@click.option("--execute", is_flag=True,
+              help="Really delete; without it, only show what would be removed.")
+@control_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bounces: bool,
+           execute: bool, as_json: bool, **kw: Any) -> None:
+    """Remove messages and every file they have (mess, info, local, remote, todo, intd,
+    bounce), with qmail-send stopped. A dry run unless --execute is given."""
+    chosen: Filter | None = None
+    if match:
+        chosen = match_filter(match[0].lower(), match[1], regex)
+    if bounces:
+        chosen = Filter(bounces=True) if chosen is None else replace(chosen, bounces=True)
+    change = ops.delete(_target(kw), ops.Selection(ids, chosen), execute=execute)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"executed": change.executed, "removed": change.removed,
+                               "failed": change.failed, "vanished": change.vanished,
+                               "warnings": change.warnings}, indent=2))
+    else:
+        click.echo(render.delete_text(change), nl=False)
+    if change.failed:
+        sys.exit(1)
+
+
+@queue.command(epilog=_examples(
+    "mailplan queue check ssh://root@mx1.example.com",
+    "mailplan queue check local --repair --control systemctl --unit qmail",
+    "mailplan queue check local --split 101 --json"))
+@host_options
+@click.option("--repair", is_flag=True,
+              help="Fix what can be fixed, with qmail-send stopped, then check again.")
+@click.option("--split", type=click.IntRange(1, 1000), default=DEFAULT_SPLIT,
+              show_default=True, help="conf-split qmail was built with.")
+@click.option("--stale-after", metavar="AGE", default=f"{STALE_AFTER}s", show_default=True,
+              help="Age after which a half-written message counts as abandoned.")
+@control_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def check(repair: bool, split: int, stale_after: str, as_json: bool, **kw: Any) -> None:
+    """Verify the queue like queue_repair.py: tree vs split count, owners, groups and
+    modes, names vs inodes, orphans, half-written messages. Exit 2 if problems remain."""
+    target = _target(kw)
+    stale = parse_age(stale_after)
+    if repair:
+        change = ops.repair(target, split=split, stale_after=stale)
+        before, after = change.before, change.after
+        assert before is not None and after is not None
+    else:
+        _, before = ops.check_queue(target, split=split, stale_after=stale)
+        after, change = before, None
+    if as_json:
+        import json
+
+        data: dict[str, Any] = {"problems": render.report_dict(before)}
+        if change is not None:
+            data.update(repaired=change.executed, failed=change.failed,
+                        warnings=change.warnings, after=render.report_dict(after))
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(render.report_text(before), nl=False)
+        if change is not None and change.executed:
+            click.echo("\nrepaired" + (" (qmail-send was stopped and started again)"
+                                       if change.stopped else "") + "; check now says:")
+            click.echo("".join(f"FAILED: {f}\n" for f in change.failed), nl=False)
+            click.echo(render.report_text(after), nl=False)
+            click.echo("".join(f"warning: {w}\n" for w in change.warnings), nl=False)
+    if after.problems:
+        sys.exit(PROBLEMS_EXIT)

@@ -1,0 +1,165 @@
+"""Text and JSON output of the queue commands (pure: values in, strings out).
+
+Everything that came from the queue (addresses, subjects) goes through
+:func:`~mailplan.queue.formats.printable`, so a crafted message cannot send terminal
+escape sequences to the admin's screen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mailplan.queue.check import Report
+from mailplan.queue.formats import printable
+from mailplan.queue.model import Message, Recipient, Stats
+from mailplan.queue.ops import Change
+
+
+def utc(ts: int | None) -> str | None:
+    """A timestamp as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    return None if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def duration(seconds: int) -> str:
+    """``3d 4h``, ``2h 5m``, ``40s``."""
+    days, rest = divmod(max(0, seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def sender_text(sender: str | None) -> str:
+    """An envelope sender as qmail-qread shows it: ``<addr>``, ``<>``, ``?`` if unknown."""
+    return "?" if sender is None else f"<{printable(sender)}>"
+
+
+def running_text(status: int | None) -> str:
+    """The status command's verdict in words."""
+    return {None: "not checked", 0: "running"}.get(status, "not running")
+
+
+def stat_text(stats: Stats, now: int, status: int | None) -> str:
+    """``queue stat``: qmail-qstat's two lines, then the rest."""
+    oldest = "none" if stats.oldest is None else \
+        f"{utc(stats.oldest)} UTC ({duration(now - stats.oldest)} ago)"
+    lines = [
+        f"messages in queue: {stats.messages}",
+        f"messages in queue but not yet preprocessed: {stats.not_preprocessed}",
+        f"messages with local recipients: {stats.with_local}",
+        f"messages with remote recipients: {stats.with_remote}",
+        f"local recipients: {stats.local_pending} pending, {stats.local_done} done",
+        f"remote recipients: {stats.remote_pending} pending, {stats.remote_done} done",
+        f"bounces (envelope sender <> or #@[]): {stats.bounces}",
+        f"messages bouncing now (bounce/): {stats.bouncing}",
+        f"half-written messages: {stats.partial}",
+        f"oldest message: {oldest}",
+        f"total size: {stats.total_bytes} bytes",
+        f"qmail-send: {running_text(status)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def stat_json(stats: Stats, now: int, status: int | None) -> str:
+    """``queue stat --json``."""
+    data = stats.as_dict()
+    data["oldest_age"] = None if stats.oldest is None else now - stats.oldest
+    data["qmail_send"] = running_text(status)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def recipient_text(r: Recipient) -> str:
+    """``local:addr``, ``remote:addr (done)``, ``todo:addr``."""
+    return f"{r.channel}:{printable(r.address)}" + (" (done)" if r.done else "")
+
+
+def list_text(msgs: list[Message]) -> str:
+    """``queue list``: one line per message."""
+    if not msgs:
+        return "no messages\n"
+    rows = [("ID", "QUEUED (UTC)", "SIZE", "STATE", "SENDER", "SUBJECT", "RECIPIENTS")]
+    for m in msgs:
+        subject = printable(m.subject)
+        subject = subject if len(subject) <= 40 else subject[:39] + "…"
+        state = m.state + (",bouncing" if m.bouncing else "")
+        rows.append((str(m.id), utc(m.queued) or "", str(m.size), state,
+                     sender_text(m.sender), subject or "-",
+                     ", ".join(recipient_text(r) for r in m.recipients) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
+             for r in rows]
+    return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n"
+
+
+def message_dict(m: Message) -> dict[str, object]:
+    """One message for JSON output."""
+    return {
+        "id": m.id, "state": m.state, "queued": utc(m.queued),
+        "preprocessed": utc(m.preprocessed), "size": m.size, "sender": m.sender,
+        "bounce": m.is_bounce, "bouncing": m.bouncing, "from": m.header_from,
+        "subject": m.subject,
+        "recipients": [{"address": r.address, "plain": r.plain, "channel": r.channel,
+                        "done": r.done} for r in m.recipients],
+        "files": list(m.files), "damaged": list(m.damaged),
+    }
+
+
+def list_json(msgs: list[Message]) -> str:
+    """``queue list --json``."""
+    return json.dumps([message_dict(m) for m in msgs], indent=2, ensure_ascii=False) + "\n"
+
+
+def show_text(m: Message, data: bytes) -> str:
+    """``queue show``: the envelope, then the message (headers or all of it)."""
+    lines = [f"message {m.id} ({m.state}), {m.size} bytes, queued {utc(m.queued)} UTC",
+             f"envelope sender: {sender_text(m.sender)}"]
+    lines += [f"recipient: {recipient_text(r)}" for r in m.recipients]
+    lines += [f"files: {', '.join(m.files)}", ""]
+    body = data.decode("utf-8", "backslashreplace")
+    kept = "\n".join(printable(line) for line in body.split("\n"))
+    return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
+
+
+def delete_text(change: Change) -> str:
+    """``queue delete``: what was (or would be) removed."""
+    verb = "removed" if change.executed else "would remove"
+    lines = []
+    for msg_id, files in change.removed.items():
+        lines.append(f"{verb} message {msg_id}: {', '.join(files) or 'nothing'}")
+    lines += [f"message {i} left the queue before it could be deleted" for i in change.vanished]
+    lines += [f"FAILED: {f}" for f in change.failed]
+    if not change.removed:
+        lines.append("no message matched; nothing to delete")
+    elif not change.executed:
+        lines.append(f"dry run: {len(change.removed)} message(s); add --execute to delete" +
+                     (" (qmail-send runs: it will be stopped and started again)"
+                      if change.was_running else ""))
+    elif change.stopped:
+        lines.append("qmail-send was stopped for this and started again")
+    lines += [f"warning: {w}" for w in change.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def report_text(report: Report) -> str:
+    """``queue check``: one line per problem."""
+    lines = [f"{p.code}: {p.path}: {p.message}" + ("" if p.repairable else " [not repairable]")
+             for p in report.problems]
+    lines += [f"note: {n}" for n in report.notes]
+    fixable = sum(1 for p in report.problems if p.repairable)
+    lines.append(f"{len(report.problems)} problem(s), {fixable} repairable with --repair"
+                 if report.problems else
+                 f"queue is healthy (split {report.layout.split}"
+                 f"{', big-todo' if report.layout.big_todo else ''})")
+    return "\n".join(lines) + "\n"
+
+
+def report_dict(report: Report) -> dict[str, object]:
+    """A check report for JSON."""
+    return {"split": report.layout.split, "big_todo": report.layout.big_todo,
+            "problems": [{"code": p.code, "path": p.path, "message": p.message,
+                          "repairable": p.repairable} for p in report.problems],
+            "notes": report.notes}
