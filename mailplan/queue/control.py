@@ -41,6 +41,7 @@ class Control:
     status_cmd: str | None = None
     stop_cmd: str | None = None
     start_cmd: str | None = None
+    timeout: float = 30.0  # how long to wait for qmail-send to stop
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -88,8 +89,9 @@ class Control:
                 "custom": "the custom commands"}[self.method]
 
 
-def stop_and_wait(conn: Connector, control: Control, *, timeout: float = 30.0) -> None:
+def stop_and_wait(conn: Connector, control: Control) -> None:
     """Stop qmail-send and wait until the status says it is gone (one channel)."""
+    timeout = control.timeout
     stop = control.stop()
     if stop is None:
         raise QmailRunning("qmail-send is running and the control method 'process' cannot "

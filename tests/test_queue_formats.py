@@ -1,0 +1,155 @@
+"""Queue file parsers against the bytes recorded (od -c) from a real notqmail queue."""
+
+from __future__ import annotations
+
+import pytest
+from queue_builder import od_block, od_bytes, recorded
+
+from mailplan.queue import formats
+from mailplan.queue.dump import DumpFormatError, parse_dump
+
+T01 = "01-inject-and-todo-state.md"
+T02 = "02-preprocessed-state.md"
+
+
+def od_file(name: str, command: str) -> bytes:
+    return od_bytes(recorded(name, command))
+
+
+def find_od(cmd_id: str, path: str) -> bytes:
+    command = (f"for d in info local remote; do f=$(find /var/qmail/queue/$d -name {cmd_id}); "
+               '[ -n "$f" ] && { echo "== $f"; od -c $f; }; done')
+    return od_block(T02, command, path)
+
+
+def test_od_reader_gives_the_recorded_lengths():
+    data = od_file(T01, "od -c /var/qmail/queue/todo/1474861")
+    assert len(data) == 0o71 == 57  # od's last offset, and ls -la's size of todo/1474861
+
+
+def test_todo_envelope():
+    env = formats.parse_envelope(od_file(T01, "od -c /var/qmail/queue/todo/1474861"))
+    assert env == formats.Envelope(0, 32421, "sender1@remote.example.net", ("alice@example.com",))
+
+
+def test_todo_envelope_with_empty_sender():
+    env = formats.parse_envelope(od_file(T01, "od -c /var/qmail/queue/todo/1475301"))
+    assert env.sender == ""
+    assert env.recipients == ("original-sender@remote.example.net",)
+    assert env.pid == 32610
+
+
+def test_info_file():
+    data = od_block(T02, "f=$(find /var/qmail/queue/info -name 1475269); echo $f; od -c $f",
+                    "/var/qmail/queue/info/3/1475269")
+    assert formats.parse_info(data) == "sender6@remote.example.net"
+
+
+def test_local_file_keeps_the_virtualdomains_prefix():
+    data = od_block(T02, "f=$(find /var/qmail/queue/local -name 1475269); echo $f; od -c $f",
+                    "/var/qmail/queue/local/3/1475269")
+    assert formats.parse_recipients(data) == [("bulk.example-user250@bulk.example", False)]
+    assert formats.plain_local("bulk.example-user250@bulk.example") == "user250@bulk.example"
+
+
+def test_remote_file_with_two_recipients():
+    command = ("f=$(find /var/qmail/queue/remote -name 1475297); echo $f; od -c $f; "
+               "f=$(find /var/qmail/queue/info -name 1475297); echo $f; od -c $f")
+    remote = od_block(T02, command, "/var/qmail/queue/remote/8/1475297")
+    assert formats.parse_recipients(remote) == [("postmaster@localhost.localhost", False),
+                                                ("root@localhost.localhost", False)]
+    info = od_block(T02, command, "/var/qmail/queue/info/8/1475297")
+    assert formats.parse_info(info) == "sender10@remote.example.net"
+
+
+def test_newsletter_local_and_remote():
+    command = ("for d in info local remote mess; do f=$(find /var/qmail/queue/$d -name 1475299); "
+               'echo "== $f"; [ $d = mess ] && head -5 $f || od -c $f; done')
+    local = formats.parse_recipients(od_block(T02, command, "/var/qmail/queue/local/10/1475299"))
+    remote = formats.parse_recipients(
+        od_block(T02, command, "/var/qmail/queue/remote/10/1475299"))
+    assert len(local) == len(remote) == 6
+    assert local[0] == ("example.com-alice@example.com", False)
+    assert remote[-1] == ("a6@remote3.example.com", False)
+    assert formats.parse_info(od_block(T02, command, "/var/qmail/queue/info/10/1475299")) == \
+        "news@remote.example.net"
+
+
+def test_bounce_and_double_bounce_senders():
+    assert find_od("1475301", "/var/qmail/queue/info/12/1475301") == b"F\0"
+    assert formats.parse_info(find_od("1475301", "/var/qmail/queue/info/12/1475301")) == ""
+    assert formats.parse_info(find_od("1475305", "/var/qmail/queue/info/16/1475305")) == "#@[]"
+    assert formats.parse_recipients(find_od("1475305", "/var/qmail/queue/local/16/1475305")) \
+        == [("postmaster@localhost", False)]
+    assert {"", "#@[]"} == formats.BOUNCE_SENDERS
+
+
+def test_done_recipients():
+    data = b"Texample.com-alice@example.com\0Dexample.com-bob@example.com\0"
+    assert formats.parse_recipients(data) == [("example.com-alice@example.com", False),
+                                              ("example.com-bob@example.com", True)]
+
+
+def test_mess_headers_as_recorded():
+    text = recorded(T01, "M=$(find /var/qmail/queue/mess -name 1474861); head -12 $M")
+    headers = formats.parse_headers(text.encode())
+    assert headers[0] == ("Received", "(qmail 32421 invoked by uid 0); 28 Nov 2026 15:46:34 -0000")
+    assert formats.header(headers, "subject") == "local 1: to alice"
+    assert formats.header(headers, "From") == "Sender One <sender1@remote.example.net>"
+    assert "Hello" not in " ".join(v for _, v in headers)  # the body is not a header
+
+
+def test_encoded_words_are_decoded():
+    assert formats.decoded("=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=") == "Grüße"
+    assert formats.decoded("=?UTF-8?B?SsO8cmdlbg==?= <juergen@remote.example.net>") == \
+        "Jürgen <juergen@remote.example.net>"
+    assert formats.decoded("=?bogus?Q?x?=") == "=?bogus?Q?x?="
+
+
+def test_folded_header():
+    headers = formats.parse_headers(b"Subject: a\n  b\nFrom: x\n\nbody: no\n")
+    assert headers == [("Subject", "a b"), ("From", "x")]
+
+
+@pytest.mark.parametrize("parser,data", [
+    (formats.parse_info, b"Fsender"),  # no NUL
+    (formats.parse_info, b"Xsender\0"),
+    (formats.parse_info, b"Fa\0Fb\0"),
+    (formats.parse_recipients, b"Xbob@example.com\0"),
+    (formats.parse_recipients, b"Tbob@example.com"),
+    (formats.parse_envelope, b"u0\0p1\0Tbob@example.com\0"),  # no sender
+    (formats.parse_envelope, b"u0\0p1\0Fa\0Qx\0"),
+])
+def test_malformed_files_are_refused(parser, data):
+    with pytest.raises(formats.FormatError):
+        parser(data)
+
+
+def test_printable_strips_terminal_escapes():
+    assert formats.printable("ok\x1b[31mred\x07") == "ok_[31mred_"
+
+
+def test_plain_local_leaves_other_addresses():
+    assert formats.plain_local("alias-postmaster@localhost") == "alias-postmaster@localhost"
+    assert formats.plain_local("friend@remote.example.net") == "friend@remote.example.net"
+    assert formats.plain_local("example.com-UPPERCASE@EXAMPLE.COM") == "UPPERCASE@EXAMPLE.COM"
+
+
+def test_dump_parser():
+    body = b"Fa@b\0"
+    record = b"E f 600 7 1 99 1 5 1000 qmails qmail 9 5\ninfo/3/99" + body
+    dump = parse_dump(b"H 1 1 1 0 2000\nU qmails 7\nG qmail 1\n" + record, "/q")
+    entry = dump.entries["info/3/99"]
+    assert (entry.mode, entry.owner, entry.inode, entry.data) == (0o600, "qmails", 99, body)
+    assert dump.status == 0 and dump.now == 2000 and dump.users == {"qmails": 7}
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"hello\n",
+    b"H 1 1 1 - 2000\nE f 600 7 1 99 1 5 1000 qmails qmail 10 50\ninfo/3/99Fa@b\0",
+    b"H 1 1 1 - 2000\nX what\n",
+])
+def test_dump_parser_refuses_garbage(data):
+    with pytest.raises(DumpFormatError):
+        parse_dump(data, "/q")
