@@ -485,6 +485,38 @@ def read_vpasswd(ddir: str) -> list[str]:
         return []
 
 
+REAL_VPOPDIR = "/home/vpopmail"  # compiled-in path on the reference server
+MAX_BUFF = 300  # vpopmail.h; vgetent() reads vpasswd with fgets(line, MAX_BUFF)
+
+
+def getall(ctx: Ctx, ddir: str) -> list[PwEntry]:
+    """vauth_getall() over a vpasswd file: vgetent() per fgets(299 bytes) chunk.
+
+    A line longer than 299 bytes is read in pieces; the first piece whose text has fewer
+    than 6 ':' ends the enumeration (so `vuserinfo -D` stops before such a user).  Lengths
+    are measured as if the tree lived at /home/vpopmail, like the server this mimics, so a
+    longer sandbox root does not change which users are listed.
+    """
+    vpop, mark = ctx.vpop.encode(), b"\x01" * len(REAL_VPOPDIR)
+    try:
+        with open(ddir + "/vpasswd", "rb") as f:
+            text = f.read().replace(vpop, mark)
+    except OSError:
+        return []
+    entries = []
+    pos = 0
+    while pos < len(text):
+        end = text.find(b"\n", pos)
+        end = len(text) if end < 0 else end + 1
+        chunk = text[pos:min(end, pos + MAX_BUFF - 1)]
+        pos += len(chunk)
+        if chunk.count(b":") < 6:
+            break
+        line = chunk.rstrip(b"\n").replace(mark, vpop)
+        entries.append(PwEntry(line.decode("utf-8", "surrogateescape")))
+    return entries
+
+
 def getpw(ctx: Ctx, user: str, domain: str) -> PwEntry | None:
     entry = Assign(ctx).get(domain)
     if entry is None:
@@ -682,10 +714,9 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str,
             chown(f"{ddir}/{sub}", uid, gid)
         dc.write(uid, gid)
     udir = f"{ddir}/{sub}/{user}" if sub else f"{ddir}/{user}"
-    try:
+    try:  # like make_user_dir(), a failure does not give the hash slot back
         make_user_dir(udir, uid, gid)
     except OSError:
-        dec_dir_control(ddir + "/.dir-control", uid, gid)
         return -7
     write_file(udir + "/lastauth", NULL_REMOTE_IP.encode(), 0o600, uid, gid)
     lines = read_vpasswd(ddir)
@@ -1298,9 +1329,9 @@ def vuserinfo_domain(ctx: Ctx, domain: str, show: set[str]) -> int:
     entry = Assign(ctx).get(domain)
     if entry is None:
         return 0
-    for line in read_vpasswd(entry[4]):
+    for pw in getall(ctx, entry[4]):
         out(SEP42 + "\n")
-        display_user(PwEntry(line), show, "(null)")
+        display_user(pw, show, "(null)")
     return 0
 
 
