@@ -55,6 +55,8 @@ class DesiredUser:
     password: Password
     quota: int | None
     comment: str
+    spool: str | None = None  # INBOX mbox on the source, when not SPOOL/ACCOUNT
+    folders: str | None = None  # folder directory on the source, when not HOME/<folders>
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class DesiredDomain:
     postmaster: Password | None
     catchall: Catchall
     users: dict[str, DesiredUser] = field(default_factory=dict)
+    import_mail: bool = True
 
 
 @dataclass
@@ -136,7 +139,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
         where: JsonPath = ("domains", key)
         pm = body.get("postmaster_password")
         postmaster = resolve_password(spec, pm, (*where, "postmaster_password")) if pm else None
-        domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")))
+        domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")),
+                               import_mail=bool(body.get("import_mail", True)))
         default_quota = parse_size(body.get("default_quota", "unlimited"))
         # accounts named explicitly (as a mailbox or as the source of a rename) are not
         # imported a second time by the rule
@@ -169,7 +173,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                                       "no entry in the shadow file", host=source.host,
                                       path=source.shadow_path)
             quota = parse_size(user["quota"]) if "quota" in user else default_quota
-            _add(domain, problems, uname, account, password, quota, user.get("comment"))
+            _add(domain, problems, uname, account, password, quota, user.get("comment"),
+                 user.get("spool"), user.get("folders"))
         if domain.catchall.kind == "deliver_to" and domain.catchall.target not in domain.users:
             raise spec.error(f"unknown_recipients delivers to {domain.catchall.target!r}, "
                              "which is not a user of this domain",
@@ -179,7 +184,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
 
 
 def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Account | None,
-         password: Password | None, quota: int | None, comment: str | None) -> None:
+         password: Password | None, quota: int | None, comment: str | None,
+         spool: str | None = None, folders: str | None = None) -> None:
     if password is None:
         assert account is not None
         resolved = _source_password(account, domain.name, name)
@@ -190,7 +196,7 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
         password = resolved
     domain.users[name] = DesiredUser(
         name, domain.name, account.name if account else None, password, quota,
-        comment if comment is not None else _comment(account, name))
+        comment if comment is not None else _comment(account, name), spool, folders)
 
 
 def _imported(rule: dict[str, Any] | None, source: SourceFacts,

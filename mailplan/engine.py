@@ -24,6 +24,7 @@ from mailplan.errors import MailplanError, StalePlanError
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
+from mailplan.mailboxes import MailImporter, MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
@@ -59,6 +60,7 @@ class Planned:
     desired: Desired
     target: TargetFacts
     connectors: dict[str, Connector] = field(default_factory=dict)
+    mail_jobs: dict[str, MailJob] = field(default_factory=dict)
 
     @property
     def target_connector(self) -> Connector:
@@ -96,6 +98,11 @@ def make_plan(spec: Spec, state: State,
         result.problems += routing.problems
         result.noops += routing.noops
         desired.routing = routing.actions
+        mail = plan_mail(spec.data, conns[src["host"]], conns[tgt["host"]], desired, source,
+                         target, state.mail())  # mailboxes (issue 3)
+        result.changes += mail.changes
+        result.problems += mail.problems
+        result.noops += mail.noops
     except BaseException:
         if connectors is None:
             for conn in conns.values():
@@ -110,7 +117,7 @@ def make_plan(spec: Spec, state: State,
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems,
     )
-    return Planned(spec, plan, desired, target, conns)
+    return Planned(spec, plan, desired, target, conns, mail.jobs)
 
 
 def _same(a: Change, b: Change) -> bool:
@@ -165,12 +172,22 @@ def apply_plan(planned: Planned, state: State, *, prune: bool,
     result = "failed"
     try:
         with ShellSession(planned.target_connector) as session:
-            for change in changes:
-                on_step(change, "start")
-                effect = execute(session, ctx, change)
-                state.record(change.id, effect)
-                done.append(change)
-                on_step(change, "done")
+            importer = MailImporter(
+                planned.connectors[planned.spec.data["source"]["host"]],
+                planned.target_connector, session, ctx.vpopmail_dir,
+                bool(planned.spec.data["source"].get("mboxrd", False)), state.record)
+            try:
+                for change in changes:
+                    on_step(change, "start")
+                    if change.kind == "mailbox":
+                        effect = importer.run(change, planned.mail_jobs[change.id])
+                    else:
+                        effect = execute(session, ctx, change)
+                    state.record(change.id, effect)
+                    done.append(change)
+                    on_step(change, "done")
+            finally:
+                importer.close()
         result = "ok"
     except KeyboardInterrupt:
         result = "interrupted"

@@ -24,7 +24,7 @@ from mailplan.spec import load_schema
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
-KINDS = ("domain", "catchall", "user", "password", "quota", "comment",
+KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox",
          "alias", "forward", "alias_domain")  # the last three: mailplan.routing
 
 
@@ -41,12 +41,13 @@ class Change:
     sensitive: bool = False
     fingerprint: str = ""  # digest of the secret inputs, if any
     reason: str = ""
+    item: str | None = None  # what inside the address: a mail folder, for "mailbox"
 
     @property
     def id(self) -> str:
         """Stable identity of the change within a plan (used by the journal)."""
         who = f"{self.user}@{self.domain}" if self.user else self.domain
-        return f"{self.action}-{self.kind}:{who}"
+        return f"{self.action}-{self.kind}:{who}" + (f"/{self.item}" if self.item else "")
 
     @property
     def symbol(self) -> str:
@@ -56,7 +57,8 @@ class Change:
     @property
     def address(self) -> str:
         """``user@domain`` or the domain."""
-        return f"{self.user}@{self.domain}" if self.user else self.domain
+        base = f"{self.user}@{self.domain}" if self.user else self.domain
+        return f"{base} {self.item}" if self.item else base
 
 
 @dataclass(frozen=True)

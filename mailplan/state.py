@@ -106,6 +106,10 @@ class State:
         """Rises with every recorded step."""
         return int(self.data["serial"])
 
+    def mail(self) -> dict[str, Any]:
+        """Per mailbox (``user@domain/FOLDER``): messages and bytes imported, checkpoint."""
+        return dict(self.data.get("mail", {}))
+
     def managed(self) -> tuple[set[str], set[tuple[str, str]]]:
         """Domains and (domain, user) pairs mailplan created."""
         domains = set(self.data["managed"])
@@ -153,6 +157,14 @@ class State:
             current["done"].append(entry["id"])
         if apply_routing_entry(self.data, entry):
             return  # an alias/forward/alias-domain step: never a domain or user
+        if "mailbox" in entry:
+            box = self.data.setdefault("mail", {}).setdefault(
+                entry["mailbox"], {"imported": 0, "bytes": 0})
+            box["imported"] += int(entry.get("imported", 0))
+            box["bytes"] += int(entry.get("bytes", 0))
+            if "checkpoint" in entry:
+                box["checkpoint"] = entry["checkpoint"]
+            return
         managed = self.data["managed"]
         domain, user = entry.get("domain"), entry.get("user")
         if entry.get("created") and domain:

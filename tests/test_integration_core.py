@@ -181,10 +181,13 @@ def test_failed_step_stops_and_state_shows_what_was_done(tmp_path, source, targe
     domain = unique_domain()
     spec = spec_for(tmp_path, source, target, sshd, domain)
     real = Path(target.vpopmail_dir, "bin/vadduser")
-    saved = real.read_bytes()
+    hidden = Path(target.vpopmail_dir, "bin/.orig/vadduser")
+    hidden.parent.mkdir()
+    real.rename(hidden)
     # vpopmail's habit: an error on stdout and exit 0, here for the second user
-    real.write_bytes(saved.replace(b"#!/bin/sh\n", b"#!/bin/sh\ncase \"$*\" in *bob@*) "
-                     b"echo 'Error: Unable to chown user dir'; exit 0;; esac\n", 1))
+    real.write_text("#!/bin/sh\ncase \"$*\" in *bob@*) echo 'Error: Unable to chown user "
+                    f"dir'; exit 0;; esac\nexec {hidden} \"$@\"\n")
+    real.chmod(0o755)
     res = mailplan("apply", str(spec), "--auto-approve", env=ENV)
     assert res.returncode == 1
     assert f"step + user bob@{domain}: vadduser failed (exit 0): Error: Unable to chown" \
@@ -192,7 +195,7 @@ def test_failed_step_stops_and_state_shows_what_was_done(tmp_path, source, targe
     state = json.loads((tmp_path / "migration.state.json").read_text())
     assert state["history"][-1]["result"] == "failed"
     assert set(state["managed"][domain]["users"]) == {"alice"}
-    real.write_bytes(saved)
+    hidden.rename(real)
     mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
     assert "No changes." in mailplan("plan", str(spec), env=ENV, check=True).stdout
 

@@ -1,0 +1,272 @@
+"""Facts about mailboxes: which mbox files the source has, what each holds, and which
+messages the target's Maildirs already have.
+
+Source (read only): one ``find`` lists every spool file and every folder file of the
+migrated users; each mailbox is then read as a stream (``tail -c +N``) through the mbox
+reader, which keeps only identities and sizes. When an earlier apply recorded a
+checkpoint for a mailbox (the offset it imported through and digests of the first and
+the last 4 KiB before it) and both windows still match, only the bytes after the
+checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads.
+
+Target (read only at plan time): one ``find`` over the users' Maildirs lists the file
+names mailplan wrote (they embed each message's identity) and one ``tar`` reads the
+import ledgers, so messages a user deleted on the new server are not brought back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mailplan.connectors.base import Connector
+from mailplan.errors import HostError
+from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
+from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.remote import read_files, run_batch
+from mailplan.shell import join
+
+WINDOW = 4096
+LEDGER = "mailplan-ledger"
+_FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
+_CHUNK = 500  # paths per find command (argv stays far below ARG_MAX)
+
+
+@dataclass(frozen=True)
+class MailboxRef:
+    """Where one user's mail lives on the source."""
+
+    domain: str
+    user: str
+    account: str
+    spool: str
+    folders: str
+
+
+@dataclass(frozen=True)
+class SourceMailbox:
+    """One mbox file on the source and the folder it becomes."""
+
+    domain: str
+    user: str
+    folder: str  # "INBOX" or a path such as "Work/2025"
+    path: str
+    size: int
+    mtime: float
+    inode: int
+
+    @property
+    def key(self) -> str:
+        """Stable name of this mailbox in plans and checkpoints."""
+        return f"{self.user}@{self.domain}/{self.folder}"
+
+    @property
+    def dirname(self) -> str:
+        """The Maildir++ directory it is imported into (``""`` = INBOX)."""
+        return folder_dirname(self.folder)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What an earlier apply imported through, to read only what was appended since."""
+
+    path: str
+    inode: int
+    offset: int
+    head: str  # sha256 of the first WINDOW bytes
+    tail: str  # sha256 of the WINDOW bytes before offset
+    occurrences: dict[str, int]
+
+
+@dataclass
+class MailboxScan:
+    """The messages of one mailbox from ``start`` on (identities and sizes only)."""
+
+    mailbox: SourceMailbox
+    start: int
+    seed: dict[str, int]
+    messages: list[tuple[str, int, int]] = field(default_factory=list)  # digest, occ, size
+    end: int = 0
+    skipped_internal: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    occurrences: dict[str, int] = field(default_factory=dict)
+
+
+def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
+    out = []
+    for record in data.split(b"\0"):
+        if not record:
+            continue
+        size, mtime, inode, path = record.split(b"\t", 3)
+        out.append((int(size), float(mtime), int(inode), path.decode("utf-8", "surrogateescape")))
+    return out
+
+
+def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
+                          ) -> tuple[list[SourceMailbox], list[str]]:
+    """Every spool and folder file of ``refs`` (one batch); plus notes on skipped files."""
+    spools = sorted({r.spool for r in refs})
+    roots = sorted({r.folders for r in refs})
+    cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "f", "-printf", _FIND_FORMAT])
+            + " 2>/dev/null; true" for chunk in _chunks(spools, _CHUNK)]
+    cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
+             for chunk in _chunks(roots, _CHUNK)]
+    found: dict[str, tuple[int, float, int]] = {}
+    for res in run_batch(conn, cmds) if cmds else []:
+        for size, mtime, inode, path in _parse_find(res.stdout):
+            found[path] = (size, mtime, inode)
+    mailboxes: list[SourceMailbox] = []
+    notes: list[str] = []
+    for ref in refs:
+        if ref.spool in found:
+            size, mtime, inode = found[ref.spool]
+            mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
+                                           mtime, inode))
+        prefix = ref.folders.rstrip("/") + "/"
+        for path in sorted(p for p in found if p.startswith(prefix)):
+            rel = path[len(prefix):]
+            if any(part.startswith(".") for part in rel.split("/")):
+                continue  # hidden files: IMAP servers do not show them as folders
+            if rel.upper() == "INBOX":
+                notes.append(f"{ref.user}@{ref.domain}: {path} is named INBOX; merged into "
+                             "the INBOX")
+            try:
+                folder_dirname(rel)
+            except FolderNameError as exc:
+                notes.append(f"{ref.user}@{ref.domain}: {path}: {exc.message}; not imported")
+                continue
+            size, mtime, inode = found[path]
+            mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
+                                           inode))
+    return mailboxes, notes
+
+
+def _window_cmd(path: str, offset: int) -> str:
+    start = max(offset - WINDOW, 0)
+    return (join(["head", "-c", str(WINDOW), "--", path]) + "; "
+            + join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
+            + join(["head", "-c", str(offset - start)]))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]]
+                ) -> list[bool]:
+    """Whether each mailbox still starts with what its checkpoint recorded (one batch)."""
+    todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
+            if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
+    ok = [False] * len(pairs)
+    if not todo:
+        return ok
+    results = run_batch(conn, [_window_cmd(mb.path, cp.offset) for _i, mb, cp in todo])
+    for (i, _mb, cp), res in zip(todo, results, strict=True):
+        head_len = min(WINDOW, cp.offset) if cp.offset else 0
+        data = res.stdout
+        if res.returncode == 0 and len(data) == head_len + min(WINDOW, cp.offset):
+            ok[i] = _digest(data[:head_len]) == cp.head and _digest(data[head_len:]) == cp.tail
+        elif cp.offset == 0:
+            ok[i] = True
+    return ok
+
+
+def checkpoint_windows(conn: Connector, path: str, offset: int) -> tuple[str, str]:
+    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``."""
+    (res,) = run_batch(conn, [_window_cmd(path, offset)])
+    head_len = min(WINDOW, offset)
+    if res.returncode != 0 or len(res.stdout) != head_len + min(WINDOW, offset):
+        raise HostError(f"cannot re-read {path} to record its checkpoint", host=conn.name)
+    return _digest(res.stdout[:head_len]), _digest(res.stdout[head_len:])
+
+
+def open_stream(conn: Connector, path: str, start: int) -> object:
+    """A streaming reader of ``path`` from byte ``start`` (one channel)."""
+    return conn.start(join(["tail", "-c", f"+{start + 1}", "--", path]))
+
+
+def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
+                 *, mboxrd: bool) -> MailboxScan:
+    """Read a mailbox from ``start`` and list its messages' identities and sizes."""
+    scan = MailboxScan(mailbox, start, dict(seed))
+    occurrences = dict(seed)
+    proc = open_stream(conn, mailbox.path, start)
+    reader = MboxReader(proc, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
+                        occurrences=occurrences, path=f"{conn.name}:{mailbox.path}",
+                        skip_leading=start > 0)
+    try:
+        for event in reader:
+            if isinstance(event, MessageEnd):
+                scan.messages.append((event.sha256, event.occurrence, event.size))
+    except MailboxError as exc:
+        scan.error = exc.message
+        proc.kill()  # type: ignore[attr-defined]
+        return scan
+    res = proc.wait()  # type: ignore[attr-defined]
+    if res.returncode != 0:
+        scan.error = f"cannot read {mailbox.path}: {res.stderr_text or res.returncode}"
+    scan.end = reader.summary.end_offset
+    scan.skipped_internal = reader.summary.skipped_internal
+    scan.warnings = list(reader.summary.warnings)
+    scan.occurrences = occurrences
+    return scan
+
+
+@dataclass
+class MaildirFacts:
+    """Identities already in one user's Maildir, per folder directory."""
+
+    present: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    ledger: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+
+    def known(self, dirname: str) -> set[tuple[str, int]]:
+        """Identities that must not be imported into ``dirname`` again."""
+        return self.present.get(dirname, set()) | self.ledger.get(dirname, set())
+
+
+def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
+    """The agent's ledger file: ``dir TAB sha256 TAB occurrence`` per line."""
+    ledger: dict[str, set[tuple[str, int]]] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].isdigit():
+            ledger.setdefault(parts[0], set()).add((parts[1], int(parts[2])))
+    return ledger
+
+
+def read_maildirs(conn: Connector, maildirs: Sequence[str]) -> dict[str, MaildirFacts]:
+    """What each Maildir holds (missing Maildirs read as empty); read-only."""
+    facts = {m: MaildirFacts() for m in maildirs}
+    if not maildirs:
+        return facts
+    cmds = [join(["find", *chunk, "-mindepth", "2", "-maxdepth", "3", "-type", "f",
+                  "-name", "*_mp*", "-printf", "%p\\0"]) + " 2>/dev/null; true"
+            for chunk in _chunks(sorted(maildirs), _CHUNK)]
+    for res in run_batch(conn, cmds):
+        for raw in res.stdout.split(b"\0"):
+            path = raw.decode("utf-8", "surrogateescape")
+            for root in _owners(path, facts):
+                rel = path[len(root) + 1:].split("/")
+                dirname, name = ("", rel[-1]) if len(rel) == 2 else (rel[0], rel[-1])
+                parsed = parse_message_name(name)
+                if parsed is not None and rel[-2] in ("new", "cur"):
+                    facts[root].present.setdefault(dirname, set()).add(parsed.identity)
+    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
+        if data is not None:
+            facts[path[: -len(LEDGER) - 1]].ledger = parse_ledger(data)
+    return facts
+
+
+def _owners(path: str, facts: dict[str, MaildirFacts]) -> list[str]:
+    parts = path.split("/")
+    for cut in (2, 3):  # ROOT/new/NAME or ROOT/.Folder/cur/NAME
+        root = "/".join(parts[:-cut])
+        if root in facts:
+            return [root]
+    return []

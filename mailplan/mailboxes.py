@@ -1,0 +1,303 @@
+"""Mailbox import: plan which messages each mailbox still needs, then move them.
+
+Plan: list the source mailboxes of every migrated user (spool file = INBOX, files under
+the folder directory = folders), read each one as a stream (only the part after the last
+checkpoint when its first and last 4 KiB still match), and compare message identities
+with what the user's Maildir already holds (file names and the import ledger). One
+``mailbox`` change per folder with messages to import; everything else is explained.
+
+Apply: one writer agent per apply on the target (a stdlib Python program started over
+one channel, see :mod:`mailplan.mail.agent`) and one streaming read per mailbox on the
+source. Messages are written to tmp/, synced in batches and renamed into new/ or cur/
+without ever overwriting; each durable batch is journaled before the next one is sent,
+and the mailbox's checkpoint is recorded once it is complete, so the next run reads
+only what was appended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailplan.connectors.base import Connector, Process
+from mailplan.desired import Desired, Problem
+from mailplan.errors import HostError, StepFailed
+from mailplan.facts.mailboxes import (
+    Checkpoint,
+    MailboxRef,
+    MailboxScan,
+    MaildirFacts,
+    SourceMailbox,
+    checkpoint_windows,
+    list_source_mailboxes,
+    open_stream,
+    read_maildirs,
+    scan_mailbox,
+    still_valid,
+)
+from mailplan.facts.source import SourceFacts
+from mailplan.facts.vpopmail import TargetFacts
+from mailplan.mail.agent_client import AgentClient, AgentError, agent_command
+from mailplan.mail.convert import Delivered, import_mbox
+from mailplan.mail.maildir import subscription_lines
+from mailplan.mail.mbox import MailboxError
+from mailplan.names import human_size
+from mailplan.plan import Change, Noop
+from mailplan.remote import ShellSession, read_files
+from mailplan.shell import Cmd
+
+
+@dataclass
+class MailJob:
+    """What apply needs to import one mailbox (kept in memory, never saved)."""
+
+    mailbox: SourceMailbox
+    start: int
+    seed: dict[str, int]
+    count: int
+    size: int
+    subscribe: bool
+    checkpoint_count: int  # messages imported through ``start`` by earlier runs
+
+
+@dataclass
+class MailPlan:
+    """The mailbox part of a plan."""
+
+    changes: list[Change] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    jobs: dict[str, MailJob] = field(default_factory=dict)
+
+
+def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
+    src = spec_data["source"]
+    spool_dir = src.get("spool", "/var/spool/mail").rstrip("/")
+    folders = src.get("folders", "mail")
+    refs = []
+    for dname, domain in sorted(desired.domains.items()):
+        if not domain.import_mail:
+            continue
+        for uname, user in sorted(domain.users.items()):
+            account = source.accounts.get(user.source) if user.source else None
+            if account is None and not (user.spool or user.folders):
+                continue
+            acct = account.name if account else uname
+            home = account.home.rstrip("/") if account else ""
+            folder_dir = user.folders or (folders.replace("%u", acct) if folders.startswith("/")
+                                          else f"{home}/{folders}")
+            refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
+                                   folder_dir))
+    return refs
+
+
+def maildir_of(user_dir: str) -> str:
+    """vpopmail keeps a user's mail in USERDIR/Maildir."""
+    return f"{user_dir.rstrip('/')}/Maildir"
+
+
+def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
+    raw = state_mail.get(key, {}).get("checkpoint")
+    if not raw:
+        return None
+    return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"], {})
+
+
+def _seed(known: set[tuple[str, int]]) -> dict[str, int]:
+    seed: dict[str, int] = {}
+    for digest, occ in known:
+        seed[digest] = max(seed.get(digest, 0), occ + 1)
+    return seed
+
+
+def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Connector,
+              desired: Desired, source: SourceFacts, target: TargetFacts,
+              state_mail: dict[str, Any]) -> MailPlan:
+    """The mailbox changes: read-only on both hosts."""
+    out = MailPlan()
+    refs = _refs(spec_data, desired, source)
+    if not refs:
+        return out
+    mboxrd = bool(spec_data["source"].get("mboxrd", False))
+    mailboxes, notes = list_source_mailboxes(source_conn, refs)
+    for note in notes:
+        user, _, rest = note.partition(": ")
+        out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))
+    dirs = {}
+    for mb in mailboxes:
+        tdom = target.domains.get(mb.domain)
+        tuser = tdom.users.get(mb.user) if tdom else None
+        if tuser is not None:
+            dirs[(mb.domain, mb.user)] = maildir_of(tuser.dir)
+    maildirs = read_maildirs(target_conn, sorted(set(dirs.values())))
+    subscribed = _subscriptions(source_conn, refs, source)
+    checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
+    with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
+    valid = dict(zip([mb.key for mb, _ in with_cp],
+                     still_valid(source_conn, with_cp), strict=True))
+    for mb, cp in checkpoints:
+        facts = maildirs.get(dirs.get((mb.domain, mb.user), ""), MaildirFacts())
+        known = facts.known(mb.dirname)
+        start, seed, cp_count = 0, {}, 0
+        if cp is not None and valid.get(mb.key):
+            recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
+            if len(facts.ledger.get(mb.dirname, set())) >= recorded:
+                start, seed, cp_count = cp.offset, _seed(known), recorded
+        scan = scan_mailbox(source_conn, mb, start, seed, mboxrd=mboxrd)
+        _judge(out, mb, scan, known, start, seed, cp_count, subscribed)
+    return out
+
+
+def _subscriptions(conn: Connector, refs: list[MailboxRef],
+                   source: SourceFacts) -> dict[tuple[str, str], set[str] | None]:
+    """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list."""
+    paths = {}
+    for ref in refs:
+        account = source.accounts.get(ref.account)
+        if account is not None:
+            paths[(ref.domain, ref.user)] = f"{account.home.rstrip('/')}/.mailboxlist"
+    data = read_files(conn, sorted(set(paths.values()))) if paths else {}
+    out: dict[tuple[str, str], set[str] | None] = {}
+    for key, path in paths.items():
+        raw = data.get(path)
+        if raw is None:
+            out[key] = None
+            continue
+        names = set()
+        for line in raw.decode("utf-8", "replace").splitlines():
+            line = line.strip()
+            if line.startswith("mail/"):
+                line = line[len("mail/"):]
+            if line:
+                names.add(line)
+        out[key] = names
+    return out
+
+
+def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
+           start: int, seed: dict[str, int], cp_count: int,
+           subscribed: dict[tuple[str, str], set[str] | None]) -> None:
+    if scan.error:
+        out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
+                                    f"readable as mail: {scan.error}; nothing is imported "
+                                    "from it"))
+        return
+    for warning in scan.warnings:
+        out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}): {warning}"))
+    todo = [(d, o, s) for d, o, s in scan.messages if (d, o) not in known]
+    there = len(scan.messages) - len(todo)
+    skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
+        if scan.skipped_internal else ""
+    read = f" (read from byte {start}: unchanged before)" if start else ""
+    if not todo:
+        out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + cp_count} "
+                              f"messages already on the target{read}{skipped}"))
+        if start == 0 or scan.end > start:
+            # nothing to move, but a checkpoint lets the next plan read only new mail
+            pass
+        return
+    size = sum(s for _d, _o, s in todo)
+    subs = subscribed.get((mb.domain, mb.user))
+    change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
+                    after=f"{len(todo)} message(s), {human_size(size)} to import into "
+                    f"{mb.folder}" + (f"; {there} already on the target" if there else "")
+                    + read + skipped,
+                    fingerprint=_fp(todo))
+    out.changes.append(change)
+    out.jobs[change.id] = MailJob(mb, start, seed, len(todo), size,
+                                  mb.folder == "INBOX" or subs is None or mb.folder in subs,
+                                  cp_count)
+
+
+def _fp(todo: list[tuple[str, int, int]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for d, o, _s in todo:
+        h.update(f"{d}:{o};".encode())
+    return h.hexdigest()[:16]
+
+
+class MailImporter:
+    """Runs mailbox changes during apply: one writer agent on the target, reused."""
+
+    def __init__(self, source: Connector, target: Connector, session: ShellSession,
+                 vpopmail_dir: str, mboxrd: bool,
+                 record: Callable[[str, dict[str, Any]], None]) -> None:
+        self.source, self.target, self.session = source, target, session
+        self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
+        self._proc: Process | None = None
+        self._client: AgentClient | None = None
+
+    def _agent(self) -> AgentClient:
+        if self._client is None:
+            self._proc = self.target.start(agent_command())
+            self._client = AgentClient(self._proc)
+        return self._client
+
+    def _user_dir(self, change: Change) -> tuple[str, int, int]:
+        address = f"{change.user}@{change.domain}"
+        res = self.session.run(Cmd.of(f"{self.vpopmail_dir}/bin/vuserinfo", "-d",
+                                      address).render())
+        udir = res.stdout.decode("utf-8", "replace").split("\n")[0]
+        if res.returncode != 0 or not udir.startswith("/"):
+            raise StepFailed(f"vuserinfo does not know {address}", host=self.target.name,
+                             step=f"+ mailbox {change.address}")
+        st = self.session.run(Cmd.of("stat", "-c", "%u %g", udir).render())
+        try:
+            uid, gid = (int(x) for x in st.stdout.split())
+        except ValueError:
+            raise StepFailed(f"cannot stat {udir}", host=self.target.name,
+                             step=f"+ mailbox {change.address}") from None
+        return udir, uid, gid
+
+    def run(self, change: Change, job: MailJob) -> dict[str, Any]:
+        """Import one mailbox; journal each durable batch; return the final effect."""
+        step = f"+ mailbox {change.address}"
+        mb = job.mailbox
+        udir, uid, gid = self._user_dir(change)
+        client = self._agent()
+        try:
+            client.open(maildir_of(udir), uid=uid, gid=gid)
+            known = client.scan().known(mb.dirname)
+            if mb.dirname:
+                client.create_folder(mb.dirname)
+            stream = open_stream(self.source, mb.path, job.start)
+
+            def durable(batch: list[Delivered]) -> None:
+                self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
+                                        "bytes": sum(d.size for d in batch)})
+
+            report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
+                                 mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,
+                                 occurrences=dict(job.seed), on_durable=durable,
+                                 host=self.target.name)
+            res = stream.wait()  # type: ignore[attr-defined]
+            if res.returncode != 0:
+                raise StepFailed(f"reading {mb.path} on the source failed: "
+                                 f"{res.stderr_text}", host=self.source.name, step=step)
+            if job.subscribe and mb.dirname:
+                client.subscribe(subscription_lines([mb.folder]))
+            client.refresh_quota()
+        except (AgentError, MailboxError) as exc:
+            raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
+                             step=step) from None
+        except OSError as exc:
+            raise HostError(f"connection lost during the mailbox import: {exc}",
+                            host=self.target.name, step=step) from None
+        end = report.summary.end_offset
+        head, tail = checkpoint_windows(self.source, mb.path, end) if end else ("", "")
+        count = job.checkpoint_count + report.summary.messages
+        return {"mailbox": mb.key, "checkpoint": {
+            "path": mb.path, "inode": mb.inode, "offset": end, "head": head, "tail": tail,
+            "count": count}, "domain": change.domain, "user": change.user}
+
+    def close(self) -> None:
+        """Stop the agent (it syncs anything still queued)."""
+        if self._client is not None:
+            with contextlib.suppress(AgentError, OSError):
+                self._client.quit()
+            if self._proc is not None:
+                self._proc.wait()
