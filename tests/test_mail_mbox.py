@@ -77,7 +77,8 @@ def test_default_utc_offset_for_zoneless_dates():
 # -- message boundaries and framing ----------------------------------------------------
 @pytest.mark.parametrize("data,expected", [
     # mail.local framing: the blank line before the next From_ is not part of the message
-    (SEP + b"A: 1\n\nbody\n\n" + SEP + b"A: 2\n\nbody2\n\n", [b"A: 1\n\nbody\n", b"A: 2\n\nbody2\n"]),
+    (SEP + b"A: 1\n\nbody\n\n" + SEP + b"A: 2\n\nbody2\n\n",
+     [b"A: 1\n\nbody\n", b"A: 2\n\nbody2\n"]),
     # no blank line before the separator: a new message anyway, nothing removed
     (SEP + b"A: 1\n\nbody\n" + SEP + b"A: 2\n\nx\n", [b"A: 1\n\nbody\n", b"A: 2\n\nx\n"]),
     # last message without trailing newline: kept as stored
