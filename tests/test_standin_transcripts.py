@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 REF = Path(os.environ.get("MAILPLAN_REFERENCE") or REPO.parent / "shared" / "reference")
 REF_DIR = REF / "vpopmail" if (REF / "vpopmail").is_dir() else REF
 # chronological order on the reference server (10 ran before 09 and 08)
-ORDER = ["01", "02", "03", "04", "05", "06", "07", "10", "09", "08", "11", "12", "13", "14",
+ORDER = ["01", "02", "03", "04", "05", "06", "07", "10", "08", "09", "11", "12", "13", "14",
          "15", "16", "18"]
 
 # Commands that need something absent here. (file prefix, substring of command) -> reason.
