@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
-from mailplan.errors import SpecError, StateError
+from mailplan.errors import SourceDataError, SpecError, StateError
 from mailplan.plan import Change, Plan
 from mailplan.render import render_plan
 from mailplan.routing.aliases import parse_aliases
@@ -196,3 +196,29 @@ def test_virtusertable_catch_all_without_spec_setting_is_a_warning(tmp_path):
                "virtusertable @example.org" in n for n in notes)
     assert plan.domains["example.com"].aliases["info"] == ("&alice@example.com",)
     assert plan.domains["example.com"].alias_domains == ("example.net",)
+
+
+def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_path,
+                                                                           monkeypatch):
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.source import SourceFacts
+    from mailplan.routing import integrate
+
+    reads = {"/etc/aliases": integrate._Read(True, b"# ok\nno colon here\n"),
+             "/etc/mail/aliases": integrate._Read(False, b"")}
+    monkeypatch.setattr(integrate, "_read_files", lambda conn, paths: reads)
+    text = BASE.replace(" aliases: /etc/mail/aliases, virtusertable: /etc/mail/virtusertable",
+                        " forward: false")
+    spec = load_spec(write(tmp_path, text))
+    conn = LocalConnector("oldmail")
+    source = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {})
+    findings: list = []
+    got = integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=False,
+                                        findings=findings)
+    assert got.aliases is None
+    assert [str(f) for f in findings] == [
+        "warning: oldmail:/etc/aliases:2: missing ':' between alias name and targets; "
+        "local names are resolved without the aliases file (no domain imports it)"]
+    with pytest.raises(SourceDataError, match="oldmail:/etc/aliases:2: missing"):
+        integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=True,
+                                      findings=[])

@@ -159,8 +159,14 @@ def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
 
 
 def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
-                        desired: Desired, *, need_aliases: bool) -> SourceRouting:
-    """The source's aliases, virtusertable and migrated users' ~/.forward files."""
+                        desired: Desired, *, need_aliases: bool,
+                        findings: list[Finding]) -> SourceRouting:
+    """The source's aliases, virtusertable and migrated users' ~/.forward files.
+
+    An aliases file nobody asked for (default path, no domain imports aliases) that
+    cannot be read or parsed is a warning appended to ``findings``, not an error: it is
+    then only missing for resolving local names.
+    """
     src = spec.data["source"]
     alias_paths = [src["aliases"]] if "aliases" in src else list(DEFAULT_ALIASES)
     virtual = src.get("virtusertable")
@@ -182,15 +188,22 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
         raise HostError(missing,
                         host=host, step="read source routing",
                         hint="set source.aliases in the spec to where sendmail's AliasFile is")
+    relied = "aliases" in src or need_aliases
     if found:
         path = found[0]
-        if reads[path].data is None:
-            raise _unreadable(host, path, "the aliases file")
         try:
-            parsed = parse_aliases(reads[path].data or b"", path)
-        except RoutingError as exc:
-            raise _host_error(exc, host) from None
-        aliases = _resolve_includes(conn, parsed)
+            if reads[path].data is None:
+                raise _unreadable(host, path, "the aliases file")
+            try:
+                parsed = parse_aliases(reads[path].data or b"", path)
+            except RoutingError as exc:
+                raise _host_error(exc, host) from None
+            aliases = _resolve_includes(conn, parsed)
+        except (HostError, SourceDataError, RoutingError) as exc:
+            if relied:
+                raise
+            findings.append(Finding("warning", f"{exc.message}; local names are resolved "
+                                    "without the aliases file (no domain imports it)"))
     table = None
     if virtual:
         if not reads[virtual].exists or reads[virtual].data is None:
@@ -380,15 +393,18 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                  source: SourceFacts, desired: Desired, target: TargetFacts, state: State,
                  *, strict: bool = False) -> RoutingOutcome:
     """Everything routing adds to the plan; raises RoutingError in strict mode."""
-    imports = any((b or {}).get("import_aliases") for b in spec.data["domains"].values())
-    src = read_source_routing(source_conn, spec, source, desired, need_aliases=imports)
+    imports = any((b or {}).get("import_aliases", False) is not False
+                  for b in spec.data["domains"].values())
+    read_findings: list[Finding] = []
+    src = read_source_routing(source_conn, spec, source, desired, need_aliases=imports,
+                              findings=read_findings)
     mapped = map_spec(spec, desired, src)
     # Domains the core will not touch (an alias of another domain on the target): neither.
     wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
     vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
     have = read_target_routing(target_conn, vpop, target, wanted, state)
     out = RoutingOutcome()
-    findings = list(mapped.findings)
+    findings = [*read_findings, *mapped.findings]
     for name in sorted(wanted):
         want = wanted[name]
         observed = have.observed[name]
