@@ -41,13 +41,16 @@ class SourceAccount:
 
 
 def make_source(root: Path, accounts: list[SourceAccount]) -> Path:
-    """Write ROOT/etc/passwd, ROOT/etc/shadow and ROOT/var/spool/mail; return ROOT."""
+    """Write ROOT/etc/passwd, ROOT/etc/shadow, ROOT/var/spool/mail and homes under
+    ROOT/home; return ROOT."""
     (root / "etc").mkdir(parents=True, exist_ok=True)
     (root / "var/spool/mail").mkdir(parents=True, exist_ok=True)
     passwd = ["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin"]
     shadow = ["root:*:19000:0:99999:7:::", "daemon:*:19000:0:99999:7:::"]
     for a in accounts:
-        passwd.append(f"{a.name}:x:{a.uid}:{a.uid}:{a.gecos}:/home/{a.name}:/bin/sh")
+        home = root / "home" / a.name
+        home.mkdir(parents=True, exist_ok=True)
+        passwd.append(f"{a.name}:x:{a.uid}:{a.uid}:{a.gecos}:{home}:/bin/sh")
         if a.in_shadow:
             shadow.append(f"{a.name}:{a.hash()}:19000:0:99999:7:::")
     (root / "etc/passwd").write_text("\n".join(passwd) + "\n")

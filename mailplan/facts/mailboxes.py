@@ -149,7 +149,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
 
 def _window_cmd(path: str, offset: int) -> str:
     start = max(offset - WINDOW, 0)
-    return (join(["head", "-c", str(WINDOW), "--", path]) + "; "
+    return (join(["head", "-c", str(min(WINDOW, offset)), "--", path]) + "; "
             + join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
             + join(["head", "-c", str(offset - start)]))
 

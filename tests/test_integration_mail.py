@@ -1,0 +1,181 @@
+"""Mailbox import over real SSH into the stand-in: plan counts, exact bytes, flags, dates,
+incremental runs, user deletions, rewritten spools, kill -9 mid-import."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    ssh_host,
+    unique_domain,
+    write_spec,
+)
+
+from mailplan.mail.maildir import parse_message_name
+
+
+def msg(sender: str, date: str, subject: str, extra: str = "", body: str = "hello\n") -> bytes:
+    return (f"From {sender} {date}\nFrom: {sender}\nSubject: {subject}\n{extra}\n{body}\n"
+            ).encode()
+
+
+INBOX = (msg("a@x.example", "Mon Nov  2 10:00:00 2026", "unseen")
+         + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "read", "Status: RO\n")
+         + msg("c@x.example", "Wed Nov  4 12:00:00 2026", "answered+flagged",
+               "Status: RO\nX-Status: AF\n", body="line\n>From the archive\n"))
+WORK = msg("d@x.example", "Thu Nov  5 09:00:00 2026", "work", "Status: O\n")
+PYTHON = (b"From MAILER-DAEMON Fri Nov  6 00:00:00 2026\nDate: 06 Nov 2026\n"
+          b"From: Mail System Internal Data <MAILER-DAEMON@old>\n"
+          b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n"
+          b"X-IMAP: 1234 0000000002\n\nThis text is part of the internal format.\n\n"
+          + msg("e@x.example", "Sat Nov  7 08:00:00 2026", "list mail", "Status: RO\n"))
+
+
+@pytest.fixture
+def setup(tmp_path, sshd):
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1"),
+                                            SourceAccount("bob", 1001, "Bob", "pw2"),
+                                            SourceAccount("carol", 1002, "Carol", "pw3")])
+    (src / "var/spool/mail/alice").write_bytes(INBOX)
+    (src / "var/spool/mail/bob").write_bytes(b"\x01\x01\x01\x01\nFrom: mmdf\n\nx\n\x01\x01\x01\x01\n")
+    home = src / "home/alice"
+    (home / "mail/Lists").mkdir(parents=True)
+    (home / "mail/Work").write_bytes(WORK)
+    (home / "mail/Lists/Python").write_bytes(PYTHON)
+    (home / ".mailboxlist").write_text("mail/Work\n")
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    return src, target, domain, spec
+
+
+def maildir(target, address) -> Path:
+    udir = target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0]
+    return Path(udir) / "Maildir"
+
+
+def files(root: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for sub in ("new", "cur"):
+        for f in sorted((root / sub).iterdir()):
+            out.setdefault(sub, []).append(f)
+    return out
+
+
+def test_import_bytes_flags_dates_and_idempotence(setup):
+    src, target, domain, spec = setup
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox alice@{domain} INBOX" in plan
+    assert "3 message(s)" in plan
+    assert f"+ mailbox alice@{domain} Work" in plan
+    assert f"+ mailbox alice@{domain} Lists/Python" in plan
+    assert "1 UW-IMAP internal message skipped" in plan
+    assert f"bob@{domain}: INBOX" in plan and "not readable as mail" in plan
+    assert "MMDF" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+    inbox = files(root)
+    assert [f.name.split(":2,")[-1] for f in inbox["cur"]] == ["RS", "S"] or \
+        sorted(f.name.split(":2,")[-1] for f in inbox["cur"]) == ["FRS", "S"]
+    (unseen,) = inbox["new"]
+    assert unseen.read_bytes() == (b"From: a@x.example\nSubject: unseen\n\nhello\n")
+    assert int(unseen.stat().st_mtime) == calendar.timegm((2026, 11, 2, 10, 0, 0))
+    flagged = next(f for f in inbox["cur"] if "answered" in f.read_text())
+    assert flagged.name.endswith(":2,FRS")
+    assert flagged.read_bytes().endswith(b"line\n>From the archive\n")  # mboxo: kept as stored
+    assert b"Status:" not in flagged.read_bytes()
+    name = parse_message_name(flagged.name)
+    assert name is not None and name.size == flagged.stat().st_size
+    st = root.stat()
+    assert oct(st.st_mode & 0o777) == "0o700"
+    assert (st.st_uid, st.st_gid) == (root.parent.stat().st_uid, root.parent.stat().st_gid)
+    assert oct(flagged.stat().st_mode & 0o777) == "0o600"
+    assert (root / ".Work/maildirfolder").exists()
+    assert [f.name for f in (root / ".Lists.Python/cur").iterdir()][0].endswith(":2,S")
+    assert "Work" in (root / "subscriptions").read_text()
+    assert "Lists" not in (root / "subscriptions").read_text()  # not in ~/.mailboxlist
+    assert "INBOX.Work" in (root / "courierimapsubscribed").read_text()
+    assert not any((root / "tmp").iterdir())
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+    assert "No changes." in again.stdout
+
+
+def test_incremental_run_moves_only_new_mail_and_respects_deletions(setup):
+    src, target, domain, spec = setup
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+    # the user deletes a message on the new server
+    victim = next(f for f in files(root)["cur"] if "read" in f.read_text())
+    victim.unlink()
+    spool = src / "var/spool/mail/alice"
+    before = spool.stat().st_size
+    with open(spool, "ab") as fh:
+        fh.write(msg("n@x.example", "Sun Nov  8 10:00:00 2026", "new one"))
+        fh.write(msg("a@x.example", "Mon Nov  2 10:00:00 2026", "unseen"))  # same as #1
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "2 message(s)" in plan and f"read from byte {before}" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    subjects = sorted(f.read_text().split("Subject: ")[1].split("\n")[0]
+                      for sub in files(root).values() for f in sub)
+    assert subjects == ["answered+flagged", "new one", "unseen", "unseen"]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # the old server's reader rewrites the spool (deletes the first message): full rescan,
+    # still nothing to import, nothing duplicated
+    spool.write_bytes(spool.read_bytes()[len(INBOX.split(b"\nFrom b@")[0]) + 1:])
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
+    src, target, domain, spec = setup
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    (tmp_path / "m.state.json").unlink()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_kill_during_import_then_rerun(tmp_path, sshd):
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw")])
+    body = "x" * 2000 + "\n"
+    data = b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body=body)
+                    for i in range(6000))
+    (src / "var/spool/mail/big").write_bytes(data)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    journal = tmp_path / "m.state.json.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.exists() and b'"imported"' in journal.read_bytes():
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"big@{domain}")
+    names = [f.name for sub in files(root).values() for f in sub]
+    assert len(names) == 6000
+    assert len({parse_message_name(n).identity for n in names}) == 6000
+    assert not any((root / "tmp").iterdir())
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    box = state["mail"][f"big@{domain}/INBOX"]
+    assert box["imported"] == 6000 and box["checkpoint"]["offset"] == len(data)
