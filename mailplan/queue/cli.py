@@ -20,7 +20,7 @@ from mailplan.queue.check import STALE_AFTER
 from mailplan.queue.control import METHODS, Control
 from mailplan.queue.dump import DEFAULT_QUEUE
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
-from mailplan.queue.host import HostOptions, connect_host
+from mailplan.queue.host import HostOptions, connect_host, spec_queue_dir
 from mailplan.queue.layout import DEFAULT_SPLIT
 from mailplan.queue.model import messages, stats
 
@@ -52,8 +52,8 @@ def host_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sudo", is_flag=True, help="Run the commands under sudo -n."),
         click.option("--spec", metavar="FILE",
                      help="Read HOST as a host name of this migration spec."),
-        click.option("--queue-dir", default=DEFAULT_QUEUE, show_default=True,
-                     help="The qmail queue directory on the host."),
+        click.option("--queue-dir", help=f"The qmail queue directory on the host [default: "
+                     f"the spec target's qmail_dir/queue, else {DEFAULT_QUEUE}]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -82,16 +82,19 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _target(kw: dict[str, Any]) -> ops.Target:
-    conn = connect_host(kw.pop("host"), HostOptions(
+    host = kw.pop("host")
+    options = HostOptions(
         identity=kw.pop("identity"), known_hosts=kw.pop("known_hosts"),
         accept_new_host_key=kw.pop("accept_new_host_key"), sudo=kw.pop("sudo"),
-        spec=kw.pop("spec")))
+        spec=kw.pop("spec"))
+    conn = connect_host(host, options)
+    queue_dir = kw.pop("queue_dir") or spec_queue_dir(host, options) or DEFAULT_QUEUE
     control = Control()
     if "control" in kw:
         control = Control(method=kw.pop("control"), service=kw.pop("service"),
                           unit=kw.pop("unit"), status_cmd=kw.pop("status_cmd"),
                           stop_cmd=kw.pop("stop_cmd"), start_cmd=kw.pop("start_cmd"))
-    return ops.Target(conn, kw.pop("queue_dir"), control)
+    return ops.Target(conn, queue_dir, control)
 
 
 @click.group(cls=_QueueGroup, epilog=_examples(
@@ -101,7 +104,8 @@ def _target(kw: dict[str, Any]) -> ops.Target:
 def queue() -> None:
     """Inspect, clean and repair the qmail queue of a host.
 
-    HOST is `local`, `ssh://user@host[:port]`, or with --spec a host name of the spec.
+    HOST is `local`, `ssh://user@host[:port]`, or with --spec a host name of the
+    spec or its role (`target`, `source`).
     """
 
 

@@ -8,6 +8,7 @@ with ``--spec`` the name is looked up in the spec's ``hosts:`` and connected exa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from mailplan.connectors.base import Connector
@@ -26,17 +27,38 @@ class HostOptions:
     spec: str | None = None
 
 
+def _spec_host(host: str, spec_file: str) -> tuple[str, dict[str, Any], str | None]:
+    """(name, hosts entry, queue dir from the spec's qmail_dir if HOST is the target)."""
+    from mailplan.spec import load_spec
+
+    data = load_spec(spec_file).data
+    roles = {role: data[role]["host"] for role in ("source", "target")
+             if isinstance(data.get(role), dict) and "host" in data[role]}
+    name = roles.get(host, host)
+    if name not in data["hosts"]:
+        raise MailplanError(f"host {host!r} is not in {spec_file} (hosts: "
+                            f"{', '.join(sorted(data['hosts']))}; or say source or target)")
+    queue_dir = None
+    if name == roles.get("target") and data["target"].get("qmail_dir"):
+        queue_dir = data["target"]["qmail_dir"].rstrip("/") + "/queue"
+    return name, data["hosts"][name], queue_dir
+
+
+def spec_queue_dir(host: str, options: HostOptions) -> str | None:
+    """The queue directory the spec implies for ``host`` (its target's qmail_dir/queue)."""
+    return _spec_host(host, options.spec)[2] if options.spec else None
+
+
 def connect_host(host: str, options: HostOptions) -> Connector:
-    """A connector for ``host`` (nothing is contacted until the first command)."""
+    """A connector for ``host`` (nothing is contacted until the first command).
+
+    With a spec, HOST is a name from its ``hosts:`` or the role ``source``/``target``.
+    """
     if options.spec:
         from mailplan.hosts import connect
-        from mailplan.spec import load_spec
 
-        hosts = load_spec(options.spec).data["hosts"]
-        if host not in hosts:
-            raise MailplanError(f"host {host!r} is not in {options.spec} (hosts: "
-                                f"{', '.join(sorted(hosts))})")
-        return connect(host, hosts[host])
+        name, entry, _ = _spec_host(host, options.spec)
+        return connect(name, entry)
     if host == "local":
         return LocalConnector("local", sudo=options.sudo)
     if host.startswith("ssh://"):

@@ -35,8 +35,9 @@ def agent_command(mode: str, queue_dir: str, extra: tuple[str, ...] = (),
     ``status_command`` run just before (``-`` when there is none).
     """
     source = agent_source()
+    # Without python3, drain stdin first so the sender does not die of a broken pipe.
     probe = ("command -v python3 >/dev/null 2>&1 || { echo 'python3 not found' >&2; "
-             f"exit {_NO_PYTHON}; }}; ")
+             f"while read -r _; do :; done; exit {_NO_PYTHON}; }}; ")
     status = "st=-"
     if status_command:
         status = f"( {status_command}\n) </dev/null >/dev/null 2>&1; st=$?"

@@ -1,0 +1,203 @@
+"""The queue click group standalone: help texts, host strings, options; pure check cases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from queue_builder import SPLIT, QueueBuilder
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError, MailplanError
+from mailplan.queue import ops
+from mailplan.queue.check import check, repair_actions
+from mailplan.queue.cli import queue as queue_cli
+from mailplan.queue.control import Control
+from mailplan.queue.dump import read_queue
+from mailplan.queue.filters import Filter, Pattern, parse_age
+from mailplan.queue.host import HostOptions, connect_host
+from mailplan.queue.layout import Layout
+from mailplan.queue.model import detect_layout
+
+COMMANDS = ["stat", "list", "show", "delete", "check"]
+
+
+def test_every_command_has_help_with_an_example():
+    assert sorted(queue_cli.commands) == sorted(COMMANDS)
+    for name in COMMANDS:
+        result = CliRunner().invoke(queue_cli, [name, "--help"])
+        assert result.exit_code == 0
+        command = queue_cli.commands[name]
+        assert command.help and len(command.help) > 20, name
+        assert "Example" in result.output and f"mailplan queue {name} " in result.output, name
+        assert "--queue-dir" in result.output and "--identity" in result.output
+
+
+def test_delete_and_check_have_the_control_options():
+    for name in ("delete", "check"):
+        params = {p.name for p in queue_cli.commands[name].params}
+        assert {"control", "service", "unit", "status_cmd", "stop_cmd", "start_cmd"} <= params
+    assert {"execute", "match", "bounces", "regex"} <= \
+        {p.name for p in queue_cli.commands["delete"].params}
+
+
+def test_group_can_be_added_to_another_cli():
+    @click.group()
+    def main() -> None:
+        """Main."""
+
+    main.add_command(queue_cli)
+    result = CliRunner().invoke(main, ["queue", "stat", "--help"])
+    assert result.exit_code == 0 and "qmail-qstat" in result.output
+
+
+@pytest.mark.parametrize("text", ["mx1", "ssh://", "ssh://host:notaport", "ssh://u:pw@host",
+                                  "http://host"])
+def test_bad_host_strings(text):
+    with pytest.raises(MailplanError):
+        connect_host(text, HostOptions())
+
+
+def test_host_strings():
+    assert isinstance(connect_host("local", HostOptions()), LocalConnector)
+    conn = connect_host("ssh://admin@mx1.example.com:2222", HostOptions())
+    assert conn.name == "mx1.example.com" and conn._address == "mx1.example.com:2222"
+
+
+def test_host_from_a_spec(tmp_path):
+    spec = tmp_path / "m.yaml"
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.net", remote=("x@remote.example",))
+    spec.write_text("version: 1\nhosts: {old: {local: true}, new: {local: true}}\n"
+                    "source: {host: old}\n"
+                    f"target: {{host: new, qmail_dir: {tmp_path / 'qmail'}}}\n"
+                    "domains:\n  example.com:\n    default_quota: 1G\n")
+    options = HostOptions(spec=str(spec))
+    assert connect_host("new", options).name == "new"
+    assert connect_host("target", options).name == "new"
+    assert connect_host("source", options).name == "old"
+    with pytest.raises(MailplanError, match="not in"):
+        connect_host("other", options)
+    # the target's queue is found through the spec's qmail_dir
+    result = CliRunner().invoke(queue_cli, ["stat", "target", "--spec", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("messages in queue: 1\n")
+
+
+def test_custom_control_needs_its_three_commands():
+    with pytest.raises(MailplanError, match="--status-cmd"):
+        Control("custom", status_cmd="true")
+    with pytest.raises(MailplanError, match="unknown"):
+        Control("init.d")
+
+
+def test_control_commands_are_quoted():
+    svc = Control("svc", service="/service/qmail send")
+    assert svc.stop() == "svc -d '/service/qmail send'"
+    assert "pgrep -x qmail-send" in svc.status()
+    assert Control("systemctl", unit="qmail").start() == "systemctl start qmail"
+    assert Control().stop() is None and Control().status() == "pgrep -x qmail-send >/dev/null"
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("15m", 900), ("2h", 7200),
+                                          ("3d", 259200), ("1w", 604800)])
+def test_ages(text, seconds):
+    assert parse_age(text) == seconds
+
+
+def test_bad_age_and_regex():
+    with pytest.raises(MailplanError):
+        parse_age("yesterday")
+    with pytest.raises(MailplanError, match="regular expression"):
+        Pattern("(", regex=True)
+
+
+def test_process_method_deletes_when_qmail_send_is_not_running(tmp_path):
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    result = CliRunner().invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                            str(msg), "--execute"])
+    assert result.exit_code == 0, result.output
+    assert q.files() == ["lock/sendmutex", "lock/tcpto", "lock/trigger"]
+
+
+def test_missing_python3_is_explained(tmp_path, monkeypatch):
+    q = QueueBuilder(tmp_path)
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(HostError, match="python3 is not installed"):
+        read_queue(LocalConnector("bare"), str(q.queue))
+
+
+def test_agent_refuses_paths_outside_the_queue(tmp_path):
+    q = QueueBuilder(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)),
+                             [{"op": "remove", "path": "../victim"},
+                              {"op": "remove", "path": "/etc/passwd"}], "test")
+    assert [o["ok"] for o in outcomes] == [False, False]
+    assert "outside the queue" in outcomes[0]["error"] and victim.exists()
+
+
+def test_filter_needs_all_conditions():
+    f = Filter(sender=Pattern("a@"), bounces=True)
+    assert f.select([], 0) == []
+
+
+# -- pure check cases on small trees --------------------------------------------------------
+
+def read(q: QueueBuilder):
+    return read_queue(LocalConnector("l"), str(q.queue))
+
+
+def test_misplaced_file_is_moved_to_its_split(tmp_path):
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    wrong = q.queue / "info" / str((msg + 1) % SPLIT) / str(msg)
+    q.path("info", msg).rename(wrong)
+    report = check(read(q), Layout())
+    assert [p.code for p in report.problems] == ["misplaced"]
+    ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), repair_actions(report), "t")
+    assert q.path("info", msg).exists() and not wrong.exists()
+    assert check(read(q), Layout()).problems == []
+
+
+def test_orphan_todo_and_malformed_info(tmp_path):
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    q.path("info", msg).write_bytes(b"garbage")
+    todo = q.queue / "todo" / "77"
+    todo.write_bytes(b"u0\0p1\0Fa@b\0Tc@d\0")
+    os.chown(todo, q.queue.stat().st_uid, 0)
+    report = check(read(q), Layout())
+    codes = {p.code: p for p in report.problems}
+    assert set(codes) == {"malformed", "orphan"}
+    assert not codes["malformed"].repairable and "mailplan queue delete" in \
+        codes["malformed"].message
+
+
+def test_big_todo_is_detected(tmp_path):
+    q = QueueBuilder(tmp_path)
+    for area in ("todo", "intd"):
+        for n in range(SPLIT):
+            d = q.queue / area / str(n)
+            d.mkdir()
+            os.chmod(d, 0o750 if area == "todo" else 0o700)
+            os.chown(d, (q.queue / area).stat().st_uid, (q.queue / area).stat().st_gid)
+    dump = read(q)
+    layout = detect_layout(dump)
+    assert layout.big_todo and layout.path("todo", 47) == "todo/1/47"
+    assert check(dump, layout).problems == []
+
+
+def test_split_mismatch_is_not_repaired(tmp_path: Path):
+    q = QueueBuilder(tmp_path)
+    (q.queue / "info" / "30").mkdir()
+    report = check(read(q), Layout())
+    assert [p.code for p in report.problems][-1] == "split-mismatch"
+    assert not report.problems[-1].repairable
