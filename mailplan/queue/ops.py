@@ -20,6 +20,7 @@ from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
 from mailplan.queue.layout import DEFAULT_SPLIT
 from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
+from mailplan.queue.remote import run_actions
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,10 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     first = target.read(step="read queue")
     planned = selection.files(first, target.conn.name, strict=True)
     if not execute or not planned:
-        return Change(executed=False, was_running=running(first), removed=planned)
+        change = Change(executed=False, was_running=running(first), removed=planned)
+        if planned and change.was_running:
+            change.warnings.append(_running_note(target.control))
+        return change
 
     def work(dump: Dump) -> Change:
         now = selection.files(dump, target.conn.name, strict=False)
@@ -143,11 +147,17 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     return _changing(target, first, work)
 
 
+def _running_note(control: ctl.Control) -> str:
+    if control.stop() is None:
+        return ("qmail-send is running and --control process cannot stop it: --execute "
+                "will refuse; stop it first or pass --control svc|systemctl|custom")
+    return f"qmail-send is running: --execute stops it via {control.describe()} and " \
+        "starts it again"
+
+
 def ctl_apply(target: Target, actions: list[dict[str, object]],
               step: str) -> list[dict[str, object]]:
     """Carry out agent actions on the target's queue."""
-    from mailplan.queue.remote import run_actions
-
     return run_actions(target.conn, target.queue_dir, actions, step=step)
 
 

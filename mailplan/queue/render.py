@@ -135,9 +135,7 @@ def delete_text(change: Change) -> str:
     if not change.removed:
         lines.append("no message matched; nothing to delete")
     elif not change.executed:
-        lines.append(f"dry run: {len(change.removed)} message(s); add --execute to delete" +
-                     (" (qmail-send runs: it will be stopped and started again)"
-                      if change.was_running else ""))
+        lines.append(f"dry run: {len(change.removed)} message(s); add --execute to delete")
     elif change.stopped:
         lines.append("qmail-send was stopped for this and started again")
     lines += [f"warning: {w}" for w in change.warnings]
