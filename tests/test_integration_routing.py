@@ -293,6 +293,13 @@ def test_spec_errors_and_unreadable_sources_name_their_place(world):
     res = mailplan("validate", str(spec))
     assert res.returncode == 1 and "no programs, files" in res.stderr
     spec = world.write()
+    dave = world.root / "home/dave/.forward"
+    dave.unlink()
+    dave.mkdir()  # exists but cannot be read (a directory: cat fails even for root)
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1 and "host oldmail, step read source routing" in res.stderr
+    assert f"cannot read the ~/.forward of dave {dave}" in res.stderr
+    dave.rmdir()
     world.aliases.write_text(world.aliases.read_text() + "\n  stray continuation\n")
     res = mailplan("plan", str(spec))
     assert res.returncode == 1

@@ -96,23 +96,29 @@ class _Read:
     data: bytes | None
 
 
-def _read_commands(path: str) -> list[str]:
-    # Only test and cat: the source is never written. A missing file reads as empty.
-    return [join(["test", "-e", path]),
-            join(["test", "!", "-e", path]) + " || " + join(["cat", "--", path])]
+MISSING = 3  # exit status of a read command when the file does not exist
+
+
+def read_command(path: str) -> str:
+    """One read-only command for a file: its bytes, or exit 3 when it does not exist.
+
+    Only test and cat run (the source is never written); each runs in its own subshell
+    of the batch, so ``exit`` ends only this command.
+    """
+    return (f"if {join(['test', '-e', path])}; then {join(['cat', '--', path])}; "
+            f"else exit {MISSING}; fi")
 
 
 def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, _Read]:
-    """Read several source files in one batch."""
+    """Read several source files in one batch (one command per file)."""
     unique = list(dict.fromkeys(paths))
     if not unique:
         return {}
-    results = run_batch(conn, [c for p in unique for c in _read_commands(p)])
     out: dict[str, _Read] = {}
-    for i, path in enumerate(unique):
-        probe, body = results[2 * i], results[2 * i + 1]
-        exists = probe.returncode == 0
-        out[path] = _Read(exists, body.stdout if body.returncode == 0 else None)
+    for path, res in zip(unique, run_batch(conn, [read_command(p) for p in unique]),
+                         strict=True):
+        exists = res.returncode != MISSING
+        out[path] = _Read(exists, res.stdout if res.returncode == 0 else None)
     return out
 
 
@@ -215,6 +221,8 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     forwards: dict[str, ForwardFile] = {}
     for login, path in homes.items():
         read = reads[path]
+        if not read.exists:
+            continue  # no ~/.forward: mail stays in the mailbox
         if read.data is None:
             raise _unreadable(host, path, f"the ~/.forward of {login}")
         try:
@@ -317,8 +325,7 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
             user = have.users.get(mailbox)
             if user is None:
                 continue
-            path = user.dir.rstrip("/") + "/.qmail"
-            cmds.append(join(["test", "!", "-e", path]) + " || " + join(["cat", "--", path]))
+            cmds.append(read_command(user.dir.rstrip("/") + "/.qmail"))
             jobs.append(("qmail", name, mailbox))
     for alias in sorted({a for d in wanted.values() for a in d.alias_domains}):
         cmds.append(join([_tool(vpop, "vdominfo"), "-n", "-d", alias]))
@@ -336,8 +343,9 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
                 raise HostError(f"valias -s {domain}: {exc.message}", host=conn.name,
                                 step="read target routing") from None
         elif what == "qmail":
-            _check(res, conn.name, f"reading the .qmail of {name}@{domain}")
-            content = res.stdout.decode("utf-8", "replace")
+            if res.returncode != MISSING:
+                _check(res, conn.name, f"reading the .qmail of {name}@{domain}")
+            content = res.stdout.decode("utf-8", "replace") if res.returncode == 0 else ""
             forwards.setdefault(domain, {})[name] = parse_dot_qmail(content) if content else ()
         else:
             if _missing_domain(res):
