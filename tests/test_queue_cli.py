@@ -17,7 +17,7 @@ from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
 from mailplan.queue.dump import read_queue
-from mailplan.queue.filters import Filter, Pattern, parse_age
+from mailplan.queue.filters import Pattern, parse_age
 from mailplan.queue.host import HostOptions, connect_host
 from mailplan.queue.layout import Layout
 from mailplan.queue.model import detect_layout
@@ -144,11 +144,6 @@ def test_agent_refuses_paths_outside_the_queue(tmp_path):
     assert "outside the queue" in outcomes[0]["error"] and victim.exists()
 
 
-def test_filter_needs_all_conditions():
-    f = Filter(sender=Pattern("a@"), bounces=True)
-    assert f.select([], 0) == []
-
-
 # -- pure check cases on small trees --------------------------------------------------------
 
 def read(q: QueueBuilder):
@@ -201,3 +196,15 @@ def test_split_mismatch_is_not_repaired(tmp_path: Path):
     report = check(read(q), Layout())
     assert [p.code for p in report.problems][-1] == "split-mismatch"
     assert not report.problems[-1].repairable
+
+
+def test_counting_reads_no_message_text(tmp_path):
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", remote=("x@remote.example",), body="secret body\n")
+    mess = f"mess/{msg % SPLIT}/{msg}"
+    assert read_queue(LocalConnector("l"), str(q.queue), mess="none").entries[mess].data == b""
+    headers = read_queue(LocalConnector("l"), str(q.queue)).entries[mess].data
+    assert b"Subject: test" in headers and b"secret" not in headers
+    full = read_queue(LocalConnector("l"), str(q.queue), only_id=msg, mess="full")
+    assert full.entries[mess].data.endswith(b"secret body\n")
+    assert {e.parts[-1] for e in full.entries.values() if e.kind == "f"} == {str(msg)}

@@ -7,12 +7,13 @@ reads this source from stdin; whatever stdin holds after it is this program's in
 
 Modes (``sys.argv[2:]``):
 
-``dump QUEUE STATUS [ID [full]]``
+``dump QUEUE STATUS [MESS [ID]]``
     Walk QUEUE without following symlinks and print, for every directory, file and fifo,
     a record ``E type mode uid gid inode nlink size mtime owner group pathlen datalen``
     followed by the relative path and the data bytes. Data is the whole file for the small
-    envelope files (info, local, remote, todo, intd) and the header block for mess files
-    (the whole message with ``full``). With ID only that message's files are listed. The
+    envelope files (info, local, remote, todo, intd); for mess files MESS says: ``headers``
+    (the default) the header block, ``full`` the whole message, ``none`` nothing. With ID
+    only that message's files are listed. The
     first record ``H`` says whether QUEUE and its parent exist and passes STATUS (the exit
     code of the qmail-send status command the caller ran) through; ``U``/``G`` records map
     the qmail user and group names to ids.
@@ -76,10 +77,12 @@ def _kind(mode: int) -> str:
     return "o"
 
 
-def _read(path: str, area: str, full: bool) -> bytes:
+def _read(path: str, area: str, mess: str) -> bytes:
+    if area == "mess" and mess == "none":
+        return b""
     try:
         with open(path, "rb") as fh:
-            if area == "mess" and not full:
+            if area == "mess" and mess != "full":
                 block = fh.read(HEADER_LIMIT)
                 end = block.find(b"\n\n")
                 return block if end < 0 else block[:end + 1]
@@ -101,7 +104,7 @@ def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> 
     out.write(data)
 
 
-def dump(queue: str, status: str, only: str | None = None, full: bool = False) -> int:
+def dump(queue: str, status: str, mess: str = "headers", only: str | None = None) -> int:
     out = sys.stdout.buffer
     exists = os.path.isdir(queue)
     parent = os.path.isdir(os.path.dirname(queue.rstrip("/")) or "/")
@@ -127,7 +130,7 @@ def dump(queue: str, status: str, only: str | None = None, full: bool = False) -
         data = b""
         wanted = only is None or name == only
         if stat.S_ISREG(st.st_mode) and area in ENVELOPE_AREAS + ("mess",) and wanted:
-            data = _read(full_path, area, full and name == only)
+            data = _read(full_path, area, mess)
         if only is None or stat.S_ISDIR(st.st_mode) or name == only:
             _record(out, rel, st, data)
         if stat.S_ISDIR(st.st_mode):
@@ -215,8 +218,9 @@ def apply(queue: str) -> int:
 def main(argv: list[str]) -> int:
     mode = argv[0]
     if mode == "dump":
-        only = argv[3] if len(argv) > 3 and argv[3] else None
-        return dump(argv[1], argv[2], only, len(argv) > 4 and argv[4] == "full")
+        mess = argv[3] if len(argv) > 3 else "headers"
+        only = argv[4] if len(argv) > 4 and argv[4] else None
+        return dump(argv[1], argv[2], mess, only)
     if mode == "apply":
         return apply(argv[1])
     sys.stderr.write(f"unknown mode {mode!r}\n")

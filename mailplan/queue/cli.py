@@ -116,7 +116,7 @@ def queue() -> None:
 def stat(as_json: bool, **kw: Any) -> None:
     """Count messages (as qmail-qstat), recipients, bounces, age and bytes."""
     target = _target(kw)
-    dump = target.read(step="read queue")
+    dump = target.read(step="read queue", mess="none")
     numbers = stats(dump)
     out = render.stat_json if as_json else render.stat_text
     click.echo(out(numbers, dump.now, dump.status), nl=False)

@@ -97,11 +97,13 @@ def parse_dump(data: bytes, queue_dir: str) -> Dump:
 
 def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
                status_command: str | None = None, only_id: int | None = None,
-               full: bool = False, step: str = "read queue") -> Dump:
-    """Read the whole queue (or one message's files) in one command; fail if it is absent."""
-    extra: tuple[str, ...] = ()
-    if only_id is not None:
-        extra = (str(only_id), "full" if full else "headers")
+               mess: str = "headers", step: str = "read queue") -> Dump:
+    """Read the whole queue (or one message's files) in one command; fail if it is absent.
+
+    ``mess`` says what of each message file comes along: ``headers``, ``full`` or
+    ``none`` (enough for counting and checking, and much less to transfer).
+    """
+    extra: tuple[str, ...] = (mess,) if only_id is None else (mess, str(only_id))
     result = run_agent(conn, "dump", queue_dir, extra, status_command=status_command,
                        step=step)
     dump = parse_dump(result.stdout, queue_dir)

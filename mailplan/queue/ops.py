@@ -31,10 +31,10 @@ class Target:
     queue_dir: str = DEFAULT_QUEUE
     control: ctl.Control = field(default_factory=ctl.Control)
 
-    def read(self, *, step: str, only_id: int | None = None, full: bool = False) -> Dump:
+    def read(self, *, step: str, only_id: int | None = None, mess: str = "headers") -> Dump:
         """One dump, with the qmail-send status taken in the same channel."""
         return read_queue(self.conn, self.queue_dir, status_command=self.control.status(),
-                          only_id=only_id, full=full, step=step)
+                          only_id=only_id, mess=mess, step=step)
 
 
 def running(dump: Dump) -> bool:
@@ -44,7 +44,7 @@ def running(dump: Dump) -> bool:
 
 def show(target: Target, msg_id: int, *, full: bool = False) -> tuple[Message, bytes]:
     """One message and its header block (or, with ``full``, the whole message)."""
-    dump = target.read(step="show message", only_id=msg_id, full=full)
+    dump = target.read(step="show message", only_id=msg_id, mess="full" if full else "headers")
     found = [m for m in messages(dump) if m.id == msg_id]
     if not found:
         raise UnknownMessage([msg_id], target.conn.name)
@@ -101,14 +101,15 @@ class Change:
     after: Report | None = None
 
 
-def _changing(target: Target, first: Dump, work: Callable[[Dump], Change]) -> Change:
+def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
+              mess: str = "headers") -> Change:
     """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it."""
     was_running = running(first)
     if was_running:
         ctl.stop_and_wait(target.conn, target.control)
     warning: str | None = None
     try:
-        second = target.read(step="re-read queue with qmail-send stopped")
+        second = target.read(step="re-read queue with qmail-send stopped", mess=mess)
         if running(second):
             raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                    host=target.conn.name, step="re-read queue")
@@ -164,7 +165,7 @@ def ctl_apply(target: Target, actions: list[dict[str, object]],
 def check_queue(target: Target, *, split: int = DEFAULT_SPLIT,
                 stale_after: int = STALE_AFTER) -> tuple[Dump, Report]:
     """Read the queue and check it."""
-    dump = target.read(step="read queue")
+    dump = target.read(step="read queue", mess="none")
     return dump, check(dump, detect_layout(dump, split), stale_after=stale_after)
 
 
@@ -190,6 +191,6 @@ def repair(target: Target, *, split: int = DEFAULT_SPLIT,
                          for a, o in zip(actions, outcomes, strict=True) if not o["ok"]]
         return change
 
-    change = _changing(target, first, work)
+    change = _changing(target, first, work, mess="none")
     _, change.after = check_queue(target, split=split, stale_after=stale_after)
     return change
