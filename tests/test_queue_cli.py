@@ -208,3 +208,19 @@ def test_counting_reads_no_message_text(tmp_path):
     full = read_queue(LocalConnector("l"), str(q.queue), only_id=msg, mess="full")
     assert full.entries[mess].data.endswith(b"secret body\n")
     assert {e.parts[-1] for e in full.entries.values() if e.kind == "f"} == {str(msg)}
+
+
+def test_queue_root_and_stale_partial_with_leftovers(tmp_path):
+    q = QueueBuilder(tmp_path)
+    os.chmod(q.queue, 0o755)
+    msg = q.add("a@example.net", preprocessed=False, todo=False, age=2 * 86400)
+    remote = q.path("remote", msg)
+    remote.write_bytes(b"Tx@remote.example\0")
+    os.chown(remote, *(q.queue / "remote").stat()[4:6])
+    os.chmod(remote, 0o600)
+    report = check(read(q), Layout())
+    assert sorted(p.code for p in report.problems) == ["mode", "stale-partial"]
+    ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), repair_actions(report), "t")
+    assert q.queue.stat().st_mode & 0o777 == 0o750
+    assert not remote.exists() and not q.path("mess", msg).exists()
+    assert check(read(q), Layout()).problems == []

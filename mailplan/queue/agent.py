@@ -145,6 +145,8 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
 
 
 def _inside(queue: str, rel: str) -> str:
+    if rel == ".":
+        return queue
     parts = rel.split("/")
     if not rel or rel.startswith("/") or ".." in parts or "" in parts:
         raise ValueError(f"refusing path outside the queue: {rel!r}")

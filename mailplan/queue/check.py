@@ -62,17 +62,18 @@ class Report:
 def _attrs(entry: Entry, want: Expect, users: dict[str, int],
            groups: dict[str, int]) -> list[Problem]:
     out: list[Problem] = []
+    path = entry.path or "."
     group_ok = want.group is None or entry.group == want.group
     if (entry.owner != want.user or not group_ok) and want.user in users and (
             want.group is None or want.group in groups):
         has = f"{entry.owner}:{entry.group}"
         should = want.user + (f":{want.group}" if want.group else "")
-        op = {"op": "chown", "path": entry.path, "user": want.user, "group": want.group}
-        out.append(Problem("owner", entry.path, f"owned by {has}, should be {should}",
+        op = {"op": "chown", "path": path, "user": want.user, "group": want.group}
+        out.append(Problem("owner", path, f"owned by {has}, should be {should}",
                            (Action(ATTRS, op),)))
     if entry.mode != want.mode:
-        op = {"op": "chmod", "path": entry.path, "mode": want.mode}
-        out.append(Problem("mode", entry.path,
+        op = {"op": "chmod", "path": path, "mode": want.mode}
+        out.append(Problem("mode", path,
                            f"mode {entry.mode:04o}, should be {want.mode:04o}",
                            (Action(ATTRS, op),)))
     return out
@@ -161,7 +162,7 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
             report.notes.append(f"message {msg_id} is being queued (mess without info or "
                                 f"todo, {age} s old): left alone")
         else:
-            doomed = mess + areas.get("intd", [])
+            doomed = all_files
             report.problems.append(Problem(
                 "stale-partial", mess[0].entry.path,
                 f"half-written message (mess without info or todo, {age // 3600} h old): "
