@@ -106,8 +106,10 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
 @click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Import the mail of N users at a time.")
 def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
-          strict: bool) -> None:
+          strict: bool, parallel: int) -> None:
     """Carry out a saved plan, or plan a spec, confirm, and carry it out."""
     loaded, saved = load_for_apply(Path(spec_or_plan))
     state_path = _state(loaded, state)
@@ -128,7 +130,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
             if saved is None and not auto_approve:
                 _confirm()
             click.echo(f"Applying {len(todo)} change(s) to {target}; state: {state_path}")
-            result = apply_plan(planned, current, prune=prune, on_step=_progress)
+            result = apply_plan(planned, current, prune=prune, parallel=parallel,
+                                on_step=_progress)
         finally:
             planned.close()
     click.echo(f"Apply complete: {len(result.done)} change(s) made.")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,41 +161,70 @@ class ApplyResult:
     skipped_deletes: list[Change]
 
 
-def apply_plan(planned: Planned, state: State, *, prune: bool,
+def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1,
                on_step: Callable[[Change, str], None] = lambda c, s: None) -> ApplyResult:
-    """Run the plan's changes in order, verifying and journaling each (caller holds the lock)."""
+    """Run the plan's changes in order, verifying and journaling each (caller holds the lock).
+
+    Accounts and routing run one at a time in one remote shell; mailbox imports run
+    after them, ``parallel`` users at a time (each worker with its own remote shell and
+    writer agent; the journal is shared under a lock).
+    """
     changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
     skipped = [c for c in planned.plan.changes if c not in changes]
     tgt = planned.spec.data["target"]
     ctx = Context(planned.desired, tgt.get("vpopmail_dir", "/home/vpopmail"),
                   planned.target_connector.name)
     done: list[Change] = []
+    lock = threading.Lock()
+
+    def record(change_id: str, effect: dict[str, Any]) -> None:
+        with lock:
+            state.record(change_id, effect)
+
+    def finished(change: Change, effect: dict[str, Any]) -> None:
+        record(change.id, effect)
+        with lock:
+            done.append(change)
+        on_step(change, "done")
+
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
         with ShellSession(planned.target_connector) as session:
-            importer = MailImporter(
-                planned.connectors[planned.spec.data["source"]["host"]],
-                planned.target_connector, session, ctx.vpopmail_dir,
-                bool(planned.spec.data["source"].get("mboxrd", False)), state.record)
-            try:
-                for change in changes:
-                    on_step(change, "start")
-                    if change.kind == "mailbox":
-                        effect = importer.run(change, planned.mail_jobs[change.id])
-                    else:
-                        effect = execute(session, ctx, change)
-                    state.record(change.id, effect)
-                    done.append(change)
-                    on_step(change, "done")
-            finally:
-                importer.close()
+            for change in [c for c in changes if c.kind != "mailbox"]:
+                on_step(change, "start")
+                finished(change, execute(session, ctx, change))
+        by_user: dict[str, list[Change]] = {}
+        for change in [c for c in changes if c.kind == "mailbox"]:
+            by_user.setdefault(change.address.split(" ")[0], []).append(change)
+
+        def import_user(user_changes: list[Change]) -> None:
+            with ShellSession(planned.target_connector) as session:
+                importer = MailImporter(
+                    planned.connectors[planned.spec.data["source"]["host"]],
+                    planned.target_connector, session, ctx.vpopmail_dir,
+                    bool(planned.spec.data["source"].get("mboxrd", False)), record)
+                try:
+                    for change in user_changes:
+                        on_step(change, "start")
+                        finished(change, importer.run(change, planned.mail_jobs[change.id]))
+                finally:
+                    importer.close()
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = [pool.submit(import_user, group) for group in by_user.values()]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()  # type: ignore[misc]
         result = "ok"
     except KeyboardInterrupt:
         result = "interrupted"
         raise
     finally:
-        state.finish(result, {"changes_done": len(done), "changes_planned": len(changes)})
+        with lock:
+            state.finish(result, {"changes_done": len(done), "changes_planned": len(changes)})
     return ApplyResult(done, skipped)
 
 

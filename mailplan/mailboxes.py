@@ -147,7 +147,22 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                 start, seed, cp_count = cp.offset, _seed(known), recorded
         scan = scan_mailbox(source_conn, mb, start, seed, mboxrd=mboxrd)
         _judge(out, mb, scan, known, start, seed, cp_count, subscribed)
+    _quota_warnings(out, desired)
     return out
+
+
+def _quota_warnings(out: MailPlan, desired: Desired) -> None:
+    totals: dict[tuple[str, str], int] = {}
+    for job in out.jobs.values():
+        key = (job.mailbox.domain, job.mailbox.user)
+        totals[key] = totals.get(key, 0) + job.size
+    for (domain, user), size in sorted(totals.items()):
+        quota = desired.domains[domain].users[user].quota
+        if quota is not None and size > quota:
+            out.problems.append(Problem(domain, user, f"mail to import ({human_size(size)}) "
+                                        f"exceeds the quota ({human_size(quota)}); it is "
+                                        "imported anyway (mail is never dropped), but new "
+                                        "mail will bounce until the quota is raised"))
 
 
 def _subscriptions(conn: Connector, refs: list[MailboxRef],

@@ -60,7 +60,9 @@ def setup(tmp_path, sshd):
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "users": [{"name": "carol", "quota": 50}]}})
+    (src / "var/spool/mail/carol").write_bytes(WORK + WORK)
     return src, target, domain, spec
 
 
@@ -87,6 +89,7 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     assert "1 UW-IMAP internal message skipped" in plan
     assert f"bob@{domain}: INBOX" in plan and "not readable as mail" in plan
     assert "MMDF" in plan
+    assert f"carol@{domain}: mail to import (" in plan and "exceeds the quota (50B)" in plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     root = maildir(target, f"alice@{domain}")
     inbox = files(root)
@@ -179,3 +182,25 @@ def test_kill_during_import_then_rerun(tmp_path, sshd):
     state = json.loads((tmp_path / "m.state.json").read_text())
     box = state["mail"][f"big@{domain}/INBOX"]
     assert box["imported"] == 6000 and box["checkpoint"]["offset"] == len(data)
+
+
+def test_parallel_import_of_several_users(tmp_path, sshd):
+    users = [SourceAccount(f"p{i}", 1000 + i, f"P {i}", f"pw{i}") for i in range(5)]
+    src = make_source(tmp_path / "source", users)
+    for i, u in enumerate(users):
+        (src / "var/spool/mail" / u.name).write_bytes(b"".join(
+            msg(f"s{j}@x.example", "Mon Nov  2 10:00:00 2026", f"{u.name}-{j}")
+            for j in range(50 + i)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    out = mailplan("apply", str(spec), "--auto-approve", "--parallel", "3", check=True).stdout
+    assert "Apply complete: 12 change(s) made." in out  # domain, catch-all, 5 users, 5 boxes
+    for i, u in enumerate(users):
+        root = maildir(target, f"{u.name}@{domain}")
+        assert len(list((root / "new").iterdir())) == 50 + i
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert sum(b["imported"] for b in state["mail"].values()) == sum(50 + i for i in range(5))
