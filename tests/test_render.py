@@ -1,0 +1,69 @@
+"""Golden plan output: the terraform-style text and the JSON document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from mailplan.desired import Problem
+from mailplan.plan import Change, Noop, Plan
+from mailplan.render import render_plan
+from mailplan.spec import load_schema
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+
+
+def sample_plan() -> Plan:
+    return Plan(
+        spec_path="/srv/migration.yaml", spec_digest="0" * 64, lineage=None, serial=0,
+        target_digest="1" * 64, plan_id="00000000-0000-0000-0000-000000000000",
+        created_at="2026-11-28T12:00:00+00:00",
+        changes=[
+            Change("create", "domain", "example.com", after="postmaster password env PM; "
+                   "unknown recipients: bounce", sensitive=True, fingerprint="a" * 16),
+            Change("create", "user", "example.com", "alice", after="quota 1G, comment "
+                   "'Alice', password from shadow (SHA-512 crypt)", sensitive=True,
+                   fingerprint="b" * 16),
+            Change("update", "password", "example.com", "bob", "(sensitive)", "(sensitive)",
+                   True, "c" * 16, "from shadow (MD5 crypt)"),
+            Change("update", "quota", "example.com", "bob", "NOQUOTA", "1073741824S (1G)"),
+            Change("update", "catchall", "example.com", before="delete silently "
+                   "(vadddomain's default)", after="bounce"),
+            Change("create", "mailbox", "example.com", "alice", item="INBOX",
+                   after="3 message(s), 1.2K to import into INBOX"),
+            Change("delete", "user", "example.com", "olduser", reason="created by mailplan, "
+                   "no longer in the spec (applied only with --prune)"),
+        ],
+        noops=[Noop("example.com", "carol", "user exists; password, quota and comment match")],
+        left_alone=[Noop("example.com", "legacy", "on the target but not in the spec; not "
+                         "created by mailplan, left alone")],
+        problems=[Problem("example.com", "dave", "password of source account 'dave' cannot "
+                          "be migrated: account is locked")],
+    )
+
+
+def test_text_matches_golden():
+    text = render_plan(sample_plan(), target="newmail", verbose=True)
+    assert text == (GOLDEN / "plan.txt").read_text()
+
+
+def test_json_is_valid_and_matches_golden():
+    doc = sample_plan().to_dict()
+    jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
+    assert json.dumps(doc, indent=2, sort_keys=True) + "\n" == (GOLDEN / "plan.json").read_text()
+
+
+def test_colour_only_when_asked():
+    plain = render_plan(sample_plan(), target="t")
+    assert "\033[" not in plain
+    assert "\033[32m+ domain example.com\033[0m" in render_plan(sample_plan(), target="t",
+                                                                 colour=True)
+
+
+def test_no_changes_wording():
+    plan = sample_plan()
+    plan.changes = []
+    assert render_plan(plan, target="t").endswith("No changes. The target matches the spec "
+                                                  "(1 items checked).\n")
