@@ -153,3 +153,12 @@ def _confirm() -> None:
 def _progress(change: Change, phase: str) -> None:
     if phase == "done":
         click.echo(f"  {change.symbol} {change.kind} {change.address}: done")
+
+
+def _register_subcommands() -> None:
+    from mailplan.queue.cli import queue
+
+    main.add_command(queue)
+
+
+_register_subcommands()
