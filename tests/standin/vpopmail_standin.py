@@ -1176,10 +1176,12 @@ def vmoduser_domain(ctx: Ctx, domain: str, o: dict) -> int:
     lines = read_vpasswd(entry[4]) if entry else []
     if not lines:
         return 0
-    if o["q"] is not None:
+    if o["q"] is not None:  # update_maildirsize() also sets umask(VPOPMAIL_UMASK)
+        os.umask(0o077)
         first = PwEntry(lines[0])
         update_maildirsize(first.dir, o["q"], entry[2], entry[3])  # type: ignore[index]
-    os.umask(0o022)
+    # vauth_setpw() fopen()s vpasswd.bak.<pid> with the caller's umask, then dies in
+    # vcdb_strip_char(pw_clear_passwd == NULL) before writing anything
     fd = os.open(f"{entry[4]}/vpasswd.bak.{os.getpid()}",  # type: ignore[index]
                  os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     os.close(fd)
