@@ -204,8 +204,8 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
     from mailplan.facts.source import SourceFacts
     from mailplan.routing import integrate
 
-    reads = {"/etc/aliases": integrate._Read(True, b"# ok\nno colon here\n"),
-             "/etc/mail/aliases": integrate._Read(False, b"")}
+    reads = {"/etc/aliases": integrate.FileRead(True, b"# ok\nno colon here\n"),
+             "/etc/mail/aliases": integrate.FileRead(False, b"")}
     monkeypatch.setattr(integrate, "_read_files", lambda conn, paths: reads)
     text = BASE.replace(" aliases: /etc/mail/aliases, virtusertable: /etc/mail/virtusertable",
                         " forward: false")
@@ -222,3 +222,29 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
     with pytest.raises(SourceDataError, match="oldmail:/etc/aliases:2: missing"):
         integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=True,
                                       findings=[])
+
+
+def test_many_files_are_read_exactly_with_a_few_commands(tmp_path, monkeypatch):
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.remote import run_batch
+    from mailplan.routing import readfiles
+
+    monkeypatch.setattr(readfiles, "CHUNK", 3)
+    contents = {"plain": b"alice@x.example\n", "no-newline": b"\\bob, bob@y.example",
+                "empty": b"", "binary": bytes(range(256)), "forged": b"\n@@abc 1 0\n@@",
+                "odd $(name) 'q'": b"x\n"}
+    paths = []
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    (tmp_path / "dir").mkdir()
+    paths += [str(tmp_path / "missing"), str(tmp_path / "dir")]
+    request = readfiles.read_request(paths + paths[:2])
+    assert len(request.commands) == 3  # 8 distinct files, 3 per command
+    conn = LocalConnector("oldmail")
+    got = request.decode(run_batch(conn, list(request.commands)), "oldmail")
+    assert conn.channels_opened == 1
+    for name, data in contents.items():
+        assert got[str(tmp_path / name)] == readfiles.FileRead(True, data), name
+    assert got[str(tmp_path / "missing")] == readfiles.FileRead(False, None)
+    assert got[str(tmp_path / "dir")] == readfiles.FileRead(True, None)

@@ -53,6 +53,7 @@ from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.managed import ROUTING_KINDS, effect, managed_routing
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
+from mailplan.routing.readfiles import FileRead, read_request
 from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
 from mailplan.shell import Cmd, join
@@ -88,38 +89,12 @@ class RoutingOutcome:
 # ---------------------------------------------------------------------------- source
 
 
-@dataclass(frozen=True)
-class _Read:
-    """A file read on the source: whether it exists and its bytes (None: unreadable)."""
-
-    exists: bool
-    data: bytes | None
-
-
-MISSING = 3  # exit status of a read command when the file does not exist
-
-
-def read_command(path: str) -> str:
-    """One read-only command for a file: its bytes, or exit 3 when it does not exist.
-
-    Only test and cat run (the source is never written); each runs in its own subshell
-    of the batch, so ``exit`` ends only this command.
-    """
-    return (f"if {join(['test', '-e', path])}; then {join(['cat', '--', path])}; "
-            f"else exit {MISSING}; fi")
-
-
-def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, _Read]:
-    """Read several source files in one batch (one command per file)."""
-    unique = list(dict.fromkeys(paths))
-    if not unique:
+def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, FileRead]:
+    """Read several source files in one batch (a few commands, not one per file)."""
+    request = read_request(paths)
+    if not request.paths:
         return {}
-    out: dict[str, _Read] = {}
-    for path, res in zip(unique, run_batch(conn, [read_command(p) for p in unique]),
-                         strict=True):
-        exists = res.returncode != MISSING
-        out[path] = _Read(exists, res.stdout if res.returncode == 0 else None)
-    return out
+    return request.decode(run_batch(conn, list(request.commands)), conn.name)
 
 
 def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
@@ -314,6 +289,7 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
     """One batch: valias -s, the .qmail of every mailbox of interest, alias domains."""
     cmds: list[str] = []
     jobs: list[tuple[str, str, str]] = []  # (what, domain, name)
+    qmail: dict[tuple[str, str], str] = {}  # (domain, mailbox) -> path of its .qmail
     for name in sorted(wanted):
         have = target.domains.get(name)
         if have is None:
@@ -323,18 +299,25 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
         mailboxes = set(wanted[name].forwards) | managed_routing(state.data, name, "forward")
         for mailbox in sorted(mailboxes):
             user = have.users.get(mailbox)
-            if user is None:
-                continue
-            cmds.append(read_command(user.dir.rstrip("/") + "/.qmail"))
-            jobs.append(("qmail", name, mailbox))
+            if user is not None:
+                qmail[(name, mailbox)] = user.dir.rstrip("/") + "/.qmail"
     for alias in sorted({a for d in wanted.values() for a in d.alias_domains}):
         cmds.append(join([_tool(vpop, "vdominfo"), "-n", "-d", alias]))
         jobs.append(("vdominfo", "", alias))
-    results = run_batch(conn, cmds) if cmds else []
     aliases: dict[str, dict[str, tuple[str, ...]]] = {}
     forwards: dict[str, dict[str, tuple[str, ...]]] = {}
     owner: dict[str, str | None] = {}
-    for (what, domain, name), res in zip(jobs, results, strict=True):
+    request = read_request(list(qmail.values()))
+    results = run_batch(conn, cmds + list(request.commands)) if cmds or qmail else []
+    files = request.decode(results[len(cmds):], conn.name)
+    for (domain, mailbox), path in qmail.items():
+        read = files[path]
+        if read.exists and read.data is None:
+            raise HostError(f"cannot read {path} (the .qmail of {mailbox}@{domain})",
+                            host=conn.name, step="read target routing")
+        content = (read.data or b"").decode("utf-8", "replace")
+        forwards.setdefault(domain, {})[mailbox] = parse_dot_qmail(content) if content else ()
+    for (what, domain, name), res in zip(jobs, results[:len(cmds)], strict=True):
         if what == "valias":
             try:
                 aliases[domain] = parse_valias_list(res.stdout.decode("utf-8", "replace"),
@@ -342,11 +325,6 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
             except RoutingError as exc:
                 raise HostError(f"valias -s {domain}: {exc.message}", host=conn.name,
                                 step="read target routing") from None
-        elif what == "qmail":
-            if res.returncode != MISSING:
-                _check(res, conn.name, f"reading the .qmail of {name}@{domain}")
-            content = res.stdout.decode("utf-8", "replace") if res.returncode == 0 else ""
-            forwards.setdefault(domain, {})[name] = parse_dot_qmail(content) if content else ()
         else:
             if _missing_domain(res):
                 owner[name] = None
