@@ -34,7 +34,7 @@ from mailplan.facts.mailboxes import (
     list_source_mailboxes,
     open_stream,
     read_maildirs,
-    scan_mailbox,
+    scan_mailboxes,
     still_valid,
 )
 from mailplan.facts.source import SourceFacts
@@ -137,6 +137,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     valid = dict(zip([mb.key for mb, _ in with_cp],
                      still_valid(source_conn, with_cp), strict=True))
+    jobs = []
     for mb, cp in checkpoints:
         facts = maildirs.get(dirs.get((mb.domain, mb.user), ""), MaildirFacts())
         known = facts.known(mb.dirname)
@@ -145,7 +146,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
             if len(facts.ledger.get(mb.dirname, set())) >= recorded:
                 start, seed, cp_count = cp.offset, _seed(known), recorded
-        scan = scan_mailbox(source_conn, mb, start, seed, mboxrd=mboxrd)
+        jobs.append((mb, start, seed, cp_count, known))
+    scans = scan_mailboxes(source_conn, [(mb, start, seed) for mb, start, seed, _c, _k in jobs],
+                           mboxrd=mboxrd)
+    for (mb, start, seed, cp_count, known), scan in zip(jobs, scans, strict=True):
         _judge(out, mb, scan, known, start, seed, cp_count, subscribed)
     _quota_warnings(out, desired)
     return out

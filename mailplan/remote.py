@@ -114,7 +114,7 @@ class ShellSession:
         self.close()
 
 
-class _ProcReader:
+class ProcessReader:
     """A file-like view of a process's stdout, for tarfile's stream mode."""
 
     def __init__(self, proc: Process) -> None:
@@ -147,7 +147,7 @@ def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]
     try:
         proc.write(b"".join(p.encode() + b"\0" for p in unique))
         proc.close_stdin()
-        with tarfile.open(fileobj=_ProcReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
                 if member.isfile() and member.name in out:
                     handle = archive.extractfile(member)

@@ -16,6 +16,7 @@ import ledgers, so messages a user deleted on the new server are not brought bac
 from __future__ import annotations
 
 import hashlib
+import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
-from mailplan.remote import read_files, run_batch
+from mailplan.remote import ProcessReader, read_files, run_batch
 from mailplan.shell import join
 
 WINDOW = 4096
@@ -191,14 +192,12 @@ def open_stream(conn: Connector, path: str, start: int) -> object:
     return conn.start(join(["tail", "-c", f"+{start + 1}", "--", path]))
 
 
-def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 *, mboxrd: bool) -> MailboxScan:
-    """Read a mailbox from ``start`` and list its messages' identities and sizes."""
+def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
+                 mboxrd: bool, host: str) -> MailboxScan:
     scan = MailboxScan(mailbox, start, dict(seed))
     occurrences = dict(seed)
-    proc = open_stream(conn, mailbox.path, start)
-    reader = MboxReader(proc, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
-                        occurrences=occurrences, path=f"{conn.name}:{mailbox.path}",
+    reader = MboxReader(stream, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
+                        occurrences=occurrences, path=f"{host}:{mailbox.path}",
                         skip_leading=start > 0)
     try:
         for event in reader:
@@ -206,16 +205,77 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict
                 scan.messages.append((event.sha256, event.occurrence, event.size))
     except MailboxError as exc:
         scan.error = exc.message
-        proc.kill()  # type: ignore[attr-defined]
         return scan
-    res = proc.wait()  # type: ignore[attr-defined]
-    if res.returncode != 0:
-        scan.error = f"cannot read {mailbox.path}: {res.stderr_text or res.returncode}"
     scan.end = reader.summary.end_offset
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
     scan.occurrences = occurrences
     return scan
+
+
+def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
+                 *, mboxrd: bool) -> MailboxScan:
+    """Read a mailbox from ``start`` and list its messages' identities and sizes."""
+    if start and start == mailbox.size:
+        return MailboxScan(mailbox, start, dict(seed), end=start, occurrences=dict(seed))
+    proc = open_stream(conn, mailbox.path, start)
+    scan = _scan_stream(proc, mailbox, start, seed, mboxrd, conn.name)
+    if scan.error:
+        proc.kill()  # type: ignore[attr-defined]
+        return scan
+    res = proc.wait()  # type: ignore[attr-defined]
+    if res.returncode != 0:
+        scan.error = f"cannot read {mailbox.path}: {res.stderr_text or res.returncode}"
+    return scan
+
+
+class _MemberReader:
+    """Only ``read``: the mbox reader must not try to seek inside a tar stream."""
+
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+
+    def read(self, size: int = 65536) -> bytes:
+        return self._handle.read(size)  # type: ignore[attr-defined,no-any-return]
+
+
+def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool
+                   ) -> dict[str, MailboxScan] | None:
+    """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
+    by_path = {mb.path: mb for mb in mailboxes}
+    proc = conn.start("tar -cPf - --no-recursion --null -T - 2>/dev/null")
+    out: dict[str, MailboxScan] = {}
+    try:
+        proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))
+        proc.close_stdin()
+        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                mb = by_path.get(member.name)
+                handle = archive.extractfile(member) if mb and member.isfile() else None
+                if mb is not None and handle is not None:
+                    out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, {}, mboxrd,
+                                                conn.name)
+        res = proc.wait()
+    except (OSError, tarfile.TarError):
+        proc.kill()
+        return None
+    # tar exits non-zero when a file changed or vanished while it was read: read those
+    # mailboxes again one by one rather than trust a padded or cut copy
+    return out if res.returncode == 0 and len(out) == len(by_path) else None
+
+
+def scan_mailboxes(conn: Connector, jobs: Sequence[tuple[SourceMailbox, int, dict[str, int]]],
+                   *, mboxrd: bool) -> list[MailboxScan]:
+    """Scan each (mailbox, start offset, occurrence seed): full reads share one channel."""
+    full = [mb for mb, start, _seed in jobs if start == 0]
+    shared = _scan_with_tar(conn, full, mboxrd) if len(full) > 1 else None
+    scans = []
+    for mb, start, seed in jobs:
+        if shared is not None and start == 0:
+            scans.append(shared[mb.path])
+        else:
+            scans.append(scan_mailbox(conn, mb, start, seed, mboxrd=mboxrd))
+    return scans
 
 
 @dataclass
