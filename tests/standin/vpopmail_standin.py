@@ -941,12 +941,12 @@ def tool_vdeldomain(ctx: Ctx, argv: list[str]) -> int:
     if not assign.exists:
         out(f"Error: Can't get domain entries - {ERR[-37]}\n")
         return 219
-    entry = assign.get(domain)
-    if entry is None or "." not in domain:
+    entries = domain_entries(assign, domain)
+    if not entries:
         raise fail(-11)
-    real = entry[1]
-    aliases = [e[0] for e in assign.entries if e[1] == real and e[0] != real and "." in e[0]]
-    if aliases and domain == real:
+    aliases = [e[0] for e in entries if e[0] != e[1]]
+    parent = next((e[0] for e in entries if e[0] == e[1]), "")
+    if aliases and rest[0] == parent:  # compares the argument as typed (not lower-cased)
         out("Warning: Alias domains deleted:\n" if force else "Warning: Alias domains exist:\n")
         out("".join(f"   {a}\n" for a in aliases))
         if not force:
@@ -1446,16 +1446,26 @@ def tool_vdominfo(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
+def domain_entries(assign: Assign, domain: str) -> list[tuple[str, str, int, int, str]]:
+    """get_domain_entries(domain): assign lines (names with a '.') of its real domain.
+
+    The argument is first mapped to its real domain through users/cdb (vget_assign), so
+    an alias without a dot (`nodot`) still finds its real domain, but is never listed.
+    """
+    entry = assign.get(domain)
+    real = entry[1] if entry else domain
+    return [e for e in assign.entries if "." in e[0] and e[1] == real]
+
+
 def vdominfo_one(ctx: Ctx, assign: Assign, domain: str, show: set[str]) -> int:
-    entry = assign.get(domain) if valid_chars(domain, DOMAIN_OK) else None
-    if entry is None:
+    entries = domain_entries(assign, domain)
+    if not entries:
         out("Invalid domain name\n")
         return 245
-    real = assign.get(entry[1]) or entry
-    display_domain(ctx, real, show, all_domains=False)
-    for e in assign.entries:
-        if e[1] == real[0] and e[0] != real[0] and "." in e[0]:
-            out(f"alias: {e[0]}\n")
+    for e in entries:
+        if e[0] == e[1]:
+            display_domain(ctx, e, show, all_domains=False)
+    out("".join(f"alias: {e[0]}\n" for e in entries if e[0] != e[1]))
     return 0
 
 
