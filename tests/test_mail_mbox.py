@@ -292,6 +292,10 @@ def test_generated_mbox_round_trips(msgs, blank, no_final_newline, read_size):
             b"\n", b"\r\n")
         if (blank[i] or ends_empty) and not (last and no_final_newline):
             framed += b"\n"
+        elif ends_empty:
+            # the documented mboxo ambiguity: a message whose own last line is empty and
+            # that no framing line follows loses that line (one line end)
+            stored = stored[:-2] if stored.endswith(b"\r\n") else stored[:-1]
         data += framed
         expected.append((stored, ts))
     got, summary = read_mbox(Pipe(data, read_size), read_size=read_size)
