@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-
-import os
 
 import pytest
 from hypothesis import settings
 from sshd_fixture import Sshd, start_sshd
 
 from mailplan.connectors.ssh import SSHConnector
-
 
 # CI runs property tests with a fixed seed so that a landing is reproducible; by hand
 # they explore new examples on every run.
