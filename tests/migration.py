@@ -10,9 +10,12 @@ unique domain names and remove them afterwards, so they run unchanged against ei
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,3 +134,21 @@ def mailplan(*args: str, env: dict[str, str] | None = None, check: bool = False,
         raise AssertionError(f"mailplan {' '.join(args)} exited {res.returncode}:\n"
                              f"{res.stdout}\n{res.stderr}")
     return res
+
+
+def kill_apply_when(spec: Path, ready: Callable[[bytes], bool], *, timeout: float = 120,
+                    args: tuple[str, ...] = ()) -> None:
+    """Start ``mailplan apply SPEC --auto-approve`` and kill -9 it once its journal
+    (SPEC's state journal) satisfies ``ready`` (or the timeout passes)."""
+    journal = spec.with_name(spec.stem + ".state.json.journal")
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and ready(journal.read_bytes()):
+            break
+        time.sleep(0.005)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -7,11 +7,6 @@ tests/migration.py). Every test builds its own source tree and uses its own doma
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +14,7 @@ from migration import (
     REAL_VPOPMAIL,
     SourceAccount,
     install_target,
+    kill_apply_when,
     mailplan,
     make_source,
     ssh_host,
@@ -209,17 +205,7 @@ def test_killed_apply_converges_on_rerun(tmp_path, target, sshd):
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       source_host=ssh_host(sshd), target_host=ssh_host(sshd),
                       domains={domain: {"import": {"uid_min": 1000}}})
-    journal = tmp_path / "m.state.json.journal"
-    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
-                             "--auto-approve"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count("\n") >= 12:
-            break
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_apply_when(spec, lambda data: data.count(b"\n") >= 12)
     partial = mailplan("plan", str(spec), check=True).stdout
     assert "to create" in partial  # work remains
     mailplan("apply", str(spec), "--auto-approve", check=True)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from migration import (
     SourceAccount,
     install_target,
+    kill_apply_when,
     mailplan,
     make_source,
     ssh_host,
@@ -161,17 +157,7 @@ def test_kill_during_import_then_rerun(tmp_path, sshd):
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       source_host=ssh_host(sshd), target_host=ssh_host(sshd),
                       domains={domain: {"import": {"uid_min": 1000}}})
-    journal = tmp_path / "m.state.json.journal"
-    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
-                             "--auto-approve"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if journal.exists() and b'"imported"' in journal.read_bytes():
-            break
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_apply_when(spec, lambda data: b'"imported"' in data)
     mailplan("apply", str(spec), "--auto-approve", check=True)
     root = maildir(target, f"big@{domain}")
     names = [f.name for sub in files(root).values() for f in sub]
