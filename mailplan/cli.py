@@ -157,8 +157,10 @@ def _progress(change: Change, phase: str) -> None:
 
 def _register_subcommands() -> None:
     from mailplan.queue.cli import queue
+    from mailplan.verify_cli import verify_command
 
     main.add_command(queue)
+    main.add_command(verify_command, name="verify")
 
 
 _register_subcommands()

@@ -93,6 +93,12 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> l
     return refs
 
 
+def mailbox_refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts
+                 ) -> list[MailboxRef]:
+    """Where each migrated user's mail lives on the source (also used by verify)."""
+    return _refs(spec_data, desired, source)
+
+
 def maildir_of(user_dir: str) -> str:
     """vpopmail keeps a user's mail in USERDIR/Maildir."""
     return f"{user_dir.rstrip('/')}/Maildir"

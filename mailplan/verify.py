@@ -1,0 +1,285 @@
+"""``mailplan verify``: proof, before MX is switched, that the target holds what the source has.
+
+Read-only on both hosts, and batched like plan (each remote command costs a channel):
+the source's accounts (one batch), the target's domains and users (two), routing (the
+same batched reads plan uses), every source mailbox streamed through ONE ``tar`` channel
+and read by the mbox reader (memory stays flat), and on the target one ``find`` over all
+Maildirs (name, size, mtime) plus one ``tar`` for the import ledgers. Messages are
+matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
+see :mod:`mailplan.verify_model` for what counts as a difference.
+
+The optional live login check runs vpopmail's ``vchkpw`` on the target the way POP and
+IMAP servers do (checkpassword protocol on fd 3, reference/vpopmail/06-vchkpw.md); the
+password travels on the command's stdin, never in argv, output or the report.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mailplan.connectors.base import Connector, Process
+from mailplan.desired import build_desired
+from mailplan.diff import diff
+from mailplan.errors import HostError, MailplanError
+from mailplan.facts.mailboxes import LEDGER, SourceMailbox, list_source_mailboxes, parse_ledger
+from mailplan.facts.source import read_source
+from mailplan.facts.vpopmail import TargetFacts, read_target
+from mailplan.hosts import connect
+from mailplan.mail.maildir import folder_from_dirname, parse_message_name
+from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.mailboxes import mailbox_refs, maildir_of
+from mailplan.remote import read_files, run_batch
+from mailplan.routing.integrate import plan_routing
+from mailplan.secret import Secret
+from mailplan.shell import join
+from mailplan.spec import Spec
+from mailplan.state import State
+from mailplan.verify_model import (
+    FolderCheck,
+    Identity,
+    Report,
+    SourceMessage,
+    TargetMessage,
+    check_account,
+    compare_folder,
+)
+
+STEP = "verify"
+
+
+class _TarStream:
+    """A file-like view of a running ``tar -c`` on the source, for tarfile's stream mode."""
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+
+    def read(self, size: int = 65536) -> bytes:
+        out = b""
+        while len(out) < size:
+            chunk = self.proc.read(size - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool
+                     ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
+    """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
+
+    Returns messages per mailbox path and, per path, why it could not be verified.
+    """
+    by_path = {mb.path: mb for mb in mailboxes}
+    messages: dict[str, dict[Identity, SourceMessage]] = {}
+    errors: dict[str, str] = {}
+    if not by_path:
+        return messages, errors
+    proc = conn.start("tar -cPf - --no-recursion --ignore-failed-read --null -T -")
+    try:
+        proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))
+        proc.close_stdin()
+        with tarfile.open(fileobj=_TarStream(proc), mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                mb = by_path.get(member.name)
+                handle = archive.extractfile(member) if member.isfile() else None
+                if mb is None or handle is None:
+                    continue
+                found: dict[Identity, SourceMessage] = {}
+                reader = MboxReader(handle, mboxrd=mboxrd, mtime=mb.mtime,
+                                    path=f"{conn.name}:{mb.path}")
+                try:
+                    for event in reader:
+                        if isinstance(event, MessageEnd):
+                            flags = event.flags if event.subdir == "cur" else ""
+                            found[event.identity] = SourceMessage(event.size, flags,
+                                                                  event.arrival)
+                except MailboxError as exc:
+                    errors[mb.path] = exc.message
+                messages[mb.path] = found
+        res = proc.wait()
+    except (OSError, tarfile.TarError) as exc:
+        proc.kill()
+        raise HostError(f"reading {len(by_path)} mailbox(es) with tar failed: {exc}",
+                        host=conn.name, step=f"{STEP}: read source mailboxes") from None
+    if res.returncode not in (0, 1):
+        raise HostError(f"tar exited {res.returncode}: {res.stderr_text[:300]}",
+                        host=conn.name, step=f"{STEP}: read source mailboxes",
+                        hint="is GNU tar installed on the source?")
+    for line in res.stderr_text.splitlines():
+        # GNU tar: "PATH: file changed as we read it" / "PATH: File shrank by N bytes"
+        for path in by_path:
+            if f"{path}: " in line and ("changed as we read" in line or "shrank" in line):
+                errors.setdefault(path, "")
+                errors[path] = f"changed while verify read it ({line.split(': ', 1)[-1]})"
+    return messages, errors
+
+
+_FIND = "%T@\\t%s\\t%p\\0"
+
+
+def read_target_mail(conn: Connector, maildirs: Sequence[str]
+                     ) -> tuple[dict[str, dict[str, dict[Identity, list[TargetMessage]]]],
+                                dict[str, dict[str, set[Identity]]]]:
+    """mailplan-written files per Maildir and folder, and each Maildir's ledger (2 channels)."""
+    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
+    if not maildirs:
+        return files, {}
+    cmd = join(["find", *sorted(maildirs), "-mindepth", "2", "-maxdepth", "3", "-type", "f",
+                "-name", "*_mp*", "-printf", _FIND]) + " 2>/dev/null; true"
+    (res,) = run_batch(conn, [cmd])
+    for record in res.stdout.split(b"\0"):
+        if not record:
+            continue
+        mtime, size, raw = record.split(b"\t", 2)
+        path = raw.decode("utf-8", "surrogateescape")
+        parts = path.split("/")
+        for cut in (2, 3):
+            root = "/".join(parts[:-cut])
+            if root in files:
+                break
+        else:
+            continue
+        rel = parts[len(root.split("/")):]
+        dirname, sub, name = ("", rel[0], rel[1]) if len(rel) == 2 else tuple(rel)
+        parsed = parse_message_name(name)
+        if parsed is None or sub not in ("new", "cur"):
+            continue
+        msg = TargetMessage(parsed.size, int(size), parsed.flags or "", float(mtime), path)
+        files[root].setdefault(dirname, {}).setdefault(parsed.identity, []).append(msg)
+    ledgers = {}
+    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
+        ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
+    return files, ledgers
+
+
+def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secret
+                ) -> dict[str, Any]:
+    """Authenticate ``address`` through vchkpw on the target; the password goes on stdin."""
+    vchkpw = f"{vpopmail_dir.rstrip('/')}/bin/vchkpw"
+    res = conn.run(join([vchkpw, "/bin/true"]) + " 3<&0",
+                   stdin=address.encode() + b"\0" + password.reveal().encode() + b"\0\0")
+    if res.returncode in (0, 3):
+        return {"address": address, "ok": res.returncode == 0,
+                "detail": "accepted" if res.returncode == 0 else "rejected (vchkpw exit 3)"}
+    raise HostError(f"vchkpw exited {res.returncode} while checking {address}",
+                    host=conn.name, step=f"{STEP}: login check")
+
+
+def verify(spec: Spec, state: State, *, login: tuple[str, Secret] | None = None,
+           connectors: dict[str, Connector] | None = None) -> Report:
+    """Compare source and target for every user of the spec; change nothing anywhere."""
+    src, tgt = spec.data["source"], spec.data["target"]
+    conns = connectors or {n: connect(n, spec.data["hosts"][n])
+                           for n in sorted({src["host"], tgt["host"]})}
+    try:
+        return _verify(spec, state, conns, login)
+    finally:
+        if connectors is None:
+            for conn in conns.values():
+                conn.close()
+
+
+def _verify(spec: Spec, state: State, conns: dict[str, Connector],
+            login: tuple[str, Secret] | None) -> Report:
+    src, tgt = spec.data["source"], spec.data["target"]
+    source_conn, target_conn = conns[src["host"]], conns[tgt["host"]]
+    vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
+    source = read_source(source_conn, src.get("passwd", "/etc/passwd"),
+                         src.get("shadow", "/etc/shadow"))
+    desired = build_desired(spec, source)
+    target = read_target(target_conn, vpop, set(desired.domains))
+    report = Report(target_conn.name)
+    for problem in desired.problems:
+        who = f"{problem.user}@{problem.domain}" if problem.user else problem.domain
+        report.explained.append(f"{who}: {problem.message}")
+    for dname, dom in sorted(desired.domains.items()):
+        have = target.domains.get(dname)
+        for uname, user in sorted(dom.users.items()):
+            report.accounts.append(check_account(user, have.users.get(uname) if have else None))
+    core = diff(desired, target, vpop)
+    report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in core.changes
+                       if c.kind in ("catchall", "domain")]
+    routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
+    report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
+    _verify_mail(spec, desired, source, target, source_conn, target_conn, report)
+    if login is not None:
+        report.login = check_login(target_conn, vpop, login[0], login[1])
+    return report
+
+
+def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
+                 source_conn: Connector, target_conn: Connector, report: Report) -> None:
+    refs = mailbox_refs(spec.data, desired, source)
+    mailboxes, notes = list_source_mailboxes(source_conn, refs)
+    report.explained += notes
+    mboxrd = bool(spec.data["source"].get("mboxrd", False))
+    messages, errors = read_source_mail(source_conn, mailboxes, mboxrd=mboxrd)
+    maildirs: dict[tuple[str, str], str] = {}
+    for ref in refs:
+        tdom = target.domains.get(ref.domain)
+        tuser = tdom.users.get(ref.user) if tdom else None
+        if tuser is not None:
+            maildirs[(ref.domain, ref.user)] = maildir_of(tuser.dir)
+    files, ledgers = read_target_mail(target_conn, sorted(set(maildirs.values())))
+    by_user: dict[tuple[str, str], list[SourceMailbox]] = {}
+    for mb in mailboxes:
+        by_user.setdefault((mb.domain, mb.user), []).append(mb)
+    for ref in refs:
+        key = (ref.domain, ref.user)
+        root = maildirs.get(key)
+        tfolders = files.get(root, {}) if root else {}
+        ledger = ledgers.get(root, {}) if root else {}
+        seen: set[str] = set()
+        for mb in sorted(by_user.get(key, []), key=lambda m: (m.dirname, m.path)):
+            if mb.dirname in seen:
+                continue  # a folder file named INBOX merged into the INBOX: counted once
+            seen.add(mb.dirname)
+            check = FolderCheck(ref.domain, ref.user, mb.folder)
+            err = errors.get(mb.path)
+            if err is not None and err.startswith("changed while"):
+                check.changed_during_read = err
+            elif err is not None:
+                check.error = err
+                report.explained.append(f"{ref.user}@{ref.domain}: {mb.folder} ({mb.path}) "
+                                        f"is not readable as mail: {err}")
+                continue
+            report.folders.append(compare_folder(check, messages.get(mb.path, {}),
+                                                 tfolders.get(mb.dirname, {}),
+                                                 ledger.get(mb.dirname, set())))
+        for dirname in sorted((set(tfolders) | set(ledger)) - seen):
+            check = FolderCheck(ref.domain, ref.user, _folder_name(dirname))
+            report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),
+                                                 ledger.get(dirname, set())))
+
+
+def _folder_name(dirname: str) -> str:
+    try:
+        return folder_from_dirname(dirname)
+    except MailplanError:
+        return dirname
+
+
+def password_from_env(var: str) -> Secret:
+    """The login check's password, from an environment variable (never an argument)."""
+    value = os.environ.get(var)
+    if not value:
+        raise MailplanError(f"environment variable {var} is not set or empty",
+                            hint=f"export {var}=... (the password of the test account)")
+    return Secret(value)
+
+
+def iter_failures(report: Report) -> Iterator[str]:
+    """One line per failing item (for the summary)."""
+    for a in report.accounts:
+        if not a.ok:
+            yield f"account {a.user}@{a.domain}"
+    for f in report.folders:
+        if not f.ok:
+            yield f"folder {f.user}@{f.domain} {f.folder}"
+    for r in report.routing:
+        yield f"routing {r}"
+    if report.login is not None and not report.login["ok"]:
+        yield f"login {report.login['address']}"

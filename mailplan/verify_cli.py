@@ -1,0 +1,57 @@
+"""The ``mailplan verify`` command: options in, one library call, the report out.
+
+Registered on the main group by :mod:`mailplan.cli`. Exit 0 when everything matches,
+3 when something differs, 1 on an error (like every other command).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mailplan.engine import state_path_for
+from mailplan.errors import MailplanError
+from mailplan.spec import load_spec
+from mailplan.state import State
+from mailplan.verify import password_from_env, verify
+from mailplan.verify_render import render_report
+
+EXIT_DIFFERENT = 3
+EXAMPLE = ("Examples:\n\n\b\n  mailplan verify migration.yaml\n  mailplan verify "
+           "migration.yaml --json > proof.json\n  TEST_PW=... mailplan verify migration.yaml "
+           "--check-login test@example.com --password-env TEST_PW")
+
+
+@click.command(epilog=EXAMPLE)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+@click.option("--check-login", metavar="ADDRESS", help="Also log in as ADDRESS on the target "
+              "through vchkpw (needs --password-env).")
+@click.option("--password-env", metavar="VAR", help="Environment variable holding the "
+              "password for --check-login (never given on the command line).")
+def verify_command(spec: str, as_json: bool, state: str | None, check_login: str | None,
+                   password_env: str | None) -> None:
+    """Compare source and target user by user and message by message. Changes nothing.
+
+    Exits 0 when accounts, mailboxes (by message identity, size, flags and date) and
+    routing all match, 3 when something differs, 1 on an error.
+    """
+    if bool(check_login) != bool(password_env):
+        raise MailplanError("--check-login and --password-env go together",
+                            hint="mailplan verify SPEC --check-login USER@DOMAIN "
+                            "--password-env VAR")
+    login = (check_login, password_from_env(password_env)) \
+        if check_login and password_env else None
+    loaded = load_spec(spec)
+    state_path = Path(state) if state else state_path_for(loaded)
+    report = verify(loaded, State.load(state_path, fold=False), login=login)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(render_report(report), nl=False)
+    if not report.ok:
+        sys.exit(EXIT_DIFFERENT)

@@ -1,0 +1,161 @@
+"""What ``mailplan verify`` found, and the pure comparisons that decide it.
+
+The I/O lives in :mod:`mailplan.verify`; everything here takes plain data read from the
+two hosts and returns findings, so each rule is a table test. A finding either fails the
+verification (missing mail, a different hash, ...) or is *explained*: listed, but expected
+(a message the user deleted on the new server, a mailbox the plan reports as unreadable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mailplan.desired import DesiredUser
+from mailplan.diff import password_matches
+from mailplan.facts.vpopmail import TargetUser
+from mailplan.names import quota_field
+
+Identity = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    """One message of a source mbox, as the importer would store it."""
+
+    size: int
+    flags: str  # Maildir flags ("" for a message that goes to new/)
+    arrival: float | None
+
+
+@dataclass(frozen=True)
+class TargetMessage:
+    """One mailplan-written file in a Maildir folder."""
+
+    name_size: int  # the ,S= field
+    file_size: int
+    flags: str  # after :2, ("" in new/)
+    mtime: float
+    path: str
+
+
+@dataclass
+class AccountCheck:
+    """One user of the spec on the target."""
+
+    domain: str
+    user: str
+    present: bool
+    password: str  # "identical", "different", "-" (absent)
+    quota: tuple[str, str]  # (wanted, found)
+    comment: tuple[str, str]
+
+    @property
+    def ok(self) -> bool:
+        """Present, same password, quota and comment as specified."""
+        return (self.present and self.password == "identical"
+                and self.quota[0] == self.quota[1] and self.comment[0] == self.comment[1])
+
+
+@dataclass
+class FolderCheck:
+    """One folder: source messages against target files and the import ledger."""
+
+    domain: str
+    user: str
+    folder: str
+    source: int = 0
+    target: int = 0
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)  # size differs (name, file or source)
+    flags: list[str] = field(default_factory=list)  # a source flag missing on the target
+    dates: list[str] = field(default_factory=list)
+    # explained, never failing:
+    deleted_on_target: list[str] = field(default_factory=list)
+    gone_from_source: list[str] = field(default_factory=list)
+    flags_added_on_target: list[str] = field(default_factory=list)
+    error: str | None = None  # the source mailbox could not be read (the plan says so)
+    changed_during_read: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No missing, extra, different or unverifiable message."""
+        return not (self.missing or self.extra or self.content or self.flags or self.dates
+                    or self.changed_during_read)
+
+
+@dataclass
+class Report:
+    """The whole verification."""
+
+    target_host: str
+    accounts: list[AccountCheck] = field(default_factory=list)
+    folders: list[FolderCheck] = field(default_factory=list)
+    routing: list[str] = field(default_factory=list)  # pending routing/catch-all changes
+    explained: list[str] = field(default_factory=list)  # problems the plan reports
+    login: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Everything matches (explained differences do not count)."""
+        return (all(a.ok for a in self.accounts) and all(f.ok for f in self.folders)
+                and not self.routing and (self.login is None or bool(self.login["ok"])))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document (never holds a password or a hash)."""
+        return {"format_version": 1, "ok": self.ok, "target": self.target_host,
+                "accounts": [{**asdict(a), "ok": a.ok} for a in self.accounts],
+                "folders": [{**asdict(f), "ok": f.ok} for f in self.folders],
+                "routing": list(self.routing), "explained": list(self.explained),
+                "login": self.login}
+
+
+def check_account(want: DesiredUser, have: TargetUser | None) -> AccountCheck:
+    """Compare one user (the hash is compared, never shown)."""
+    quota = quota_field(want.quota)
+    if have is None:
+        return AccountCheck(want.domain, want.name, False, "-", (quota, "-"),
+                            (want.comment, "-"))
+    same = password_matches(want.password, have)
+    return AccountCheck(want.domain, want.name, True, "identical" if same else "different",
+                        (quota, have.quota), (want.comment, have.comment))
+
+
+def _short(ident: Identity) -> str:
+    return f"{ident[0][:12]}#{ident[1]}"
+
+
+def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
+                   target: dict[Identity, list[TargetMessage]],
+                   ledger: set[Identity]) -> FolderCheck:
+    """Fill ``check`` from one folder's messages on both sides and its ledger lines."""
+    check.source = len(source)
+    check.target = sum(len(v) for v in target.values())
+    for ident in sorted(source.keys() - target.keys()):
+        (check.deleted_on_target if ident in ledger else check.missing).append(_short(ident))
+    for ident in sorted(target.keys() - source.keys()):
+        (check.gone_from_source if ident in ledger else check.extra).append(_short(ident))
+    for ident in sorted(target.keys()):
+        files = target[ident]
+        if len(files) > 1:
+            check.extra.append(f"{_short(ident)} (stored {len(files)} times)")
+        want = source.get(ident)
+        for have in files:
+            sizes = {have.name_size, have.file_size} | ({want.size} if want else set())
+            if len(sizes) > 1:
+                check.content.append(f"{_short(ident)}: size {have.file_size}, name says "
+                                     f"{have.name_size}" + (f", source {want.size}"
+                                                            if want else ""))
+            if want is None:
+                continue
+            lost, added = set(want.flags) - set(have.flags), set(have.flags) - set(want.flags)
+            if lost:
+                check.flags.append(f"{_short(ident)}: source {want.flags or '-'}, target "
+                                   f"{have.flags or '-'}")
+            elif added:
+                check.flags_added_on_target.append(f"{_short(ident)}: +{''.join(sorted(added))}")
+            if want.arrival is not None and int(have.mtime) != int(want.arrival):
+                check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
+                                   f"{int(have.mtime)}")
+    return check

@@ -1,0 +1,82 @@
+"""Text form of a verification report: a table per section, then the verdict.
+
+Never shows a password or a hash: accounts say ``identical`` or ``DIFFERENT``.
+"""
+
+from __future__ import annotations
+
+from mailplan.verify_model import AccountCheck, FolderCheck, Report
+
+_LIMIT = 5  # messages listed per kind of difference; the counts are always complete
+
+
+def _account_line(a: AccountCheck) -> str:
+    if not a.present:
+        return f"  FAIL  {a.user}@{a.domain}: missing on the target"
+    notes = []
+    notes.append("password identical" if a.password == "identical" else "password DIFFERENT")
+    notes.append(f"quota {a.quota[1]}" if a.quota[0] == a.quota[1]
+                 else f"quota {a.quota[1]} (spec: {a.quota[0]})")
+    notes.append(f"comment {a.comment[1]!r}" if a.comment[0] == a.comment[1]
+                 else f"comment {a.comment[1]!r} (spec: {a.comment[0]!r})")
+    return f"  {'ok  ' if a.ok else 'FAIL'}  {a.user}@{a.domain}: {', '.join(notes)}"
+
+
+def _details(f: FolderCheck) -> list[str]:
+    lines = []
+    for label, items in (("missing on the target", f.missing), ("extra", f.extra),
+                         ("content differs", f.content), ("flags lost", f.flags),
+                         ("date differs", f.dates),
+                         ("deleted by the user on the target (not a failure)",
+                          f.deleted_on_target),
+                         ("no longer on the source (not a failure)", f.gone_from_source),
+                         ("flags added on the target (not a failure)",
+                          f.flags_added_on_target)):
+        if items:
+            shown = ", ".join(items[:_LIMIT]) + (f", ... ({len(items)} in all)"
+                                                 if len(items) > _LIMIT else "")
+            lines.append(f"          {label}: {shown}")
+    if f.changed_during_read:
+        lines.append(f"          source mailbox {f.changed_during_read}; run verify again")
+    return lines
+
+
+def render_report(report: Report) -> str:
+    """The report as text (ends with a newline)."""
+    out = [f"Accounts on {report.target_host}:"]
+    out += [_account_line(a) for a in report.accounts] or ["  (no users in the spec)"]
+    out.append("")
+    out.append("Mailboxes (messages):")
+    header = (f"  {'':4}  {'folder':<40} {'source':>6} {'target':>6} {'missing':>7} "
+              f"{'extra':>5} {'content':>7} {'flags':>5} {'dates':>5} {'deleted':>7}")
+    out.append(header)
+    for f in report.folders:
+        name = f"{f.user}@{f.domain} {f.folder}"
+        out.append(f"  {'ok  ' if f.ok else 'FAIL'}  {name:<40} {f.source:>6} {f.target:>6} "
+                   f"{len(f.missing):>7} {len(f.extra):>5} {len(f.content):>7} "
+                   f"{len(f.flags):>5} {len(f.dates):>5} {len(f.deleted_on_target):>7}")
+        out += _details(f)
+    if not report.folders:
+        out.append("  (no mailboxes)")
+    out.append("")
+    if report.routing:
+        out.append("Routing not as specified (run `mailplan plan` to see the changes):")
+        out += [f"  FAIL  {r}" for r in report.routing]
+    else:
+        out.append("Routing: domains, catch-alls, aliases and forwards as specified.")
+    if report.login is not None:
+        mark = "ok  " if report.login["ok"] else "FAIL"
+        out.append(f"Login check: {mark}  {report.login['address']}: {report.login['detail']}")
+    if report.explained:
+        out.append("")
+        out.append("Explained (listed by plan too; not failures):")
+        out += [f"  ! {e}" for e in report.explained]
+    out.append("")
+    if report.ok:
+        out.append("Verified: the target matches the source and the spec.")
+    else:
+        failing = (sum(not a.ok for a in report.accounts) + sum(not f.ok for f in report.folders)
+                   + len(report.routing)
+                   + (report.login is not None and not report.login["ok"]))
+        out.append(f"NOT verified: {failing} item(s) differ.")
+    return "\n".join(out) + "\n"

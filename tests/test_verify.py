@@ -1,0 +1,204 @@
+"""mailplan verify: the pure comparisons as table tests, then the command over real SSH."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    ssh_host,
+    unique_domain,
+    write_spec,
+)
+
+from mailplan.desired import DesiredUser, Password
+from mailplan.facts.vpopmail import TargetUser
+from mailplan.mail.maildir import parse_message_name
+from mailplan.secret import Secret
+from mailplan.verify_model import (
+    FolderCheck,
+    SourceMessage,
+    TargetMessage,
+    check_account,
+    compare_folder,
+)
+
+A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
+
+
+def tm(size=10, flags="", mtime=100.0, file_size=None):
+    return TargetMessage(size, size if file_size is None else file_size, flags, mtime, "/x")
+
+
+@pytest.mark.parametrize(("source", "target", "ledger", "field", "expected", "ok"), [
+    ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="S")]}, {A}, None, None, True),
+    ({A: SourceMessage(10, "", 100.0)}, {}, set(), "missing", ["aaaaaaaaaaaa#0"], False),
+    ({A: SourceMessage(10, "", 100.0)}, {}, {A}, "deleted_on_target", ["aaaaaaaaaaaa#0"],
+     True),
+    ({}, {B: [tm()]}, set(), "extra", ["bbbbbbbbbbbb#0"], False),
+    ({}, {B: [tm()]}, {B}, "gone_from_source", ["bbbbbbbbbbbb#0"], True),
+    ({A: SourceMessage(10, "", 100.0)}, {A: [tm(), tm()]}, {A}, "extra",
+     ["aaaaaaaaaaaa#0 (stored 2 times)"], False),
+    ({A: SourceMessage(10, "", 100.0)}, {A: [tm(file_size=7)]}, {A}, "content",
+     ["aaaaaaaaaaaa#0: size 7, name says 10, source 10"], False),
+    ({A: SourceMessage(11, "", 100.0)}, {A: [tm()]}, {A}, "content",
+     ["aaaaaaaaaaaa#0: size 10, name says 10, source 11"], False),
+    ({A: SourceMessage(10, "FS", 100.0)}, {A: [tm(flags="S")]}, {A}, "flags",
+     ["aaaaaaaaaaaa#0: source FS, target S"], False),
+    ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="RS")]}, {A},
+     "flags_added_on_target", ["aaaaaaaaaaaa#0: +R"], True),
+    ({A: SourceMessage(10, "", 100.0)}, {A: [tm(mtime=160.0)]}, {A}, "dates",
+     ["aaaaaaaaaaaa#0: source 100, target 160"], False),
+    ({A: SourceMessage(10, "", None)}, {A: [tm(mtime=160.0)]}, {A}, None, None, True),
+])
+def test_compare_folder(source, target, ledger, field, expected, ok):
+    check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source, target, ledger)
+    assert check.ok is ok
+    if field is not None:
+        assert getattr(check, field) == expected
+    assert check.source == len(source)
+
+
+def test_check_account_compares_hash_without_showing_it():
+    hashed = "$6$salt$abcdefghijklmnop"
+    want = DesiredUser("alice", "d.example", "alice", Password("hash", Secret(hashed), "shadow"),
+                       1 << 30, "Alice")
+    have = TargetUser("alice", Secret(hashed), "Alice", 0, "/x", "1073741824S")
+    good = check_account(want, have)
+    assert good.ok and good.password == "identical"
+    bad = check_account(want, TargetUser("alice", Secret("$6$salt$other"), "Al", 0, "/x",
+                                         "NOQUOTA"))
+    assert not bad.ok and bad.password == "different"
+    assert bad.quota == ("1073741824S", "NOQUOTA") and bad.comment == ("Alice", "Al")
+    assert hashed not in repr(bad) and hashed not in json.dumps(bad.__dict__)
+    assert not check_account(want, None).ok
+
+
+def msg(sender: str, date: str, subject: str, extra: str = "") -> bytes:
+    return (f"From {sender} {date}\nFrom: {sender}\nSubject: {subject}\n{extra}\nhi\n\n"
+            ).encode()
+
+
+INBOX = (msg("a@x.example", "Mon Nov  2 10:00:00 2026", "new")
+         + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "seen", "Status: RO\n")
+         + msg("c@x.example", "Wed Nov  4 12:00:00 2026", "flagged",
+               "Status: RO\nX-Status: F\n"))
+
+
+def tree_digest(root: Path) -> str:
+    """Names, modes, sizes, mtimes and contents of every file under root."""
+    h = hashlib.sha256()
+    for dirpath, dirs, names in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(dirpath, name)
+            st = p.lstat()
+            h.update(f"{p}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if p.is_file() and not p.is_symlink():
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def migrated(tmp_path, sshd):
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "AlicePw1"),
+                                            SourceAccount("bob", 1001, "Bob", "BobPw2")])
+    (src / "var/spool/mail/alice").write_bytes(INBOX)
+    (src / "home/alice/mail").mkdir()
+    (src / "home/alice/mail/Work").write_bytes(msg("w@x.example", "Thu Nov  5 09:00:00 2026",
+                                                   "work", "Status: O\n"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("v")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "aliases": {"sales": ["alice"]}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    udir = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
+    return src, target, domain, spec, Path(udir) / "Maildir"
+
+
+@pytest.mark.ssh
+def test_verify_passes_after_apply_and_is_read_only(migrated, tmp_path):
+    src, target, domain, spec, root = migrated
+    before = (tree_digest(src), tree_digest(Path(target.vpopmail_dir)))
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert f"ok    alice@{domain}: password identical, quota NOQUOTA, comment 'Alice'" in out
+    assert f"alice@{domain} INBOX" in out and f"alice@{domain} Work" in out
+    assert "Routing: domains, catch-alls, aliases and forwards as specified." in out
+    assert out.endswith("Verified: the target matches the source and the spec.\n")
+    doc = json.loads(mailplan("verify", str(spec), "--json", check=True).stdout)
+    assert doc["ok"] is True
+    inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert (inbox["source"], inbox["target"], inbox["missing"]) == (3, 3, [])
+    assert (tree_digest(src), tree_digest(Path(target.vpopmail_dir))) == before
+    for secret in ("AlicePw1", "BobPw2", "$6$"):
+        assert secret not in out and secret not in json.dumps(doc)
+
+
+@pytest.mark.ssh
+def test_verify_finds_each_kind_of_difference(migrated):
+    src, target, domain, spec, root = migrated
+    cur = sorted((root / "cur").iterdir())
+    seen = next(f for f in cur if b"Subject: seen" in f.read_bytes())
+    flagged = next(f for f in cur if b"Subject: flagged" in f.read_bytes())
+    (unseen,) = (root / "new").iterdir()
+    # a user deletes one message on the new server: explained, verify still passes
+    seen.unlink()
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout
+    assert "deleted by the user on the target (not a failure)" in res.stdout
+    # a flag lost, a date changed, a truncated file, a quota changed, an alias removed
+    flagged.rename(flagged.with_name(flagged.name.replace(":2,FS", ":2,S")))
+    os.utime(unseen, (1, 1))
+    work = next((root / ".Work/cur").iterdir())
+    work.write_bytes(work.read_bytes()[:-2])
+    assert target.tool("vsetuserquota", f"bob@{domain}", "5M").returncode == 0
+    assert target.tool("valias", "-d", f"sales@{domain}").returncode == 0
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    out = res.stdout
+    assert f"FAIL  bob@{domain}: password identical, quota 5242880S (spec: NOQUOTA)" in out
+    assert "flags lost: " in out and "source FS, target S" in out
+    assert "date differs: " in out and "target 1" in out
+    assert "content differs: " in out
+    assert f"FAIL  + alias sales@{domain}" in out
+    assert "NOT verified: 4 item(s) differ." in out
+    # a message missing (not in the ledger either: never imported)
+    ledger = root / "mailplan-ledger"
+    digest = parse_message_name(unseen.name).digest
+    ledger.write_text("".join(ln for ln in ledger.read_text().splitlines(keepends=True)
+                              if digest not in ln))
+    unseen.unlink()
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert inbox["missing"] == [f"{digest[:12]}#0"] and not inbox["ok"]
+
+
+@pytest.mark.ssh
+def test_verify_login_check_never_shows_the_password(migrated):
+    src, target, domain, spec, root = migrated
+    ok = mailplan("verify", str(spec), "--check-login", f"alice@{domain}", "--password-env",
+                  "TEST_PW", env={"TEST_PW": "AlicePw1"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"Login check: ok    alice@{domain}: accepted" in ok.stdout
+    bad = mailplan("verify", str(spec), "--check-login", f"alice@{domain}", "--password-env",
+                   "TEST_PW", env={"TEST_PW": "WrongPw9"})
+    assert bad.returncode == 3
+    assert f"Login check: FAIL  alice@{domain}: rejected (vchkpw exit 3)" in bad.stdout
+    for res in (ok, bad):
+        assert "AlicePw1" not in res.stdout + res.stderr
+        assert "WrongPw9" not in res.stdout + res.stderr
+    unset = mailplan("verify", str(spec), "--check-login", f"alice@{domain}",
+                     "--password-env", "NOPE_UNSET")
+    assert unset.returncode == 1
+    assert "environment variable NOPE_UNSET is not set or empty" in unset.stderr
