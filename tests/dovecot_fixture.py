@@ -62,15 +62,26 @@ class Dovecot:
 
 
 def start_dovecot(workdir: Path, users: dict[str, str], *, uid: int, gid: int,
-                  listescape: bool = False) -> Dovecot:
-    """Start dovecot for ``users`` (name -> clear password); mail owned by uid:gid."""
+                  listescape: bool = False, accounts: list[str] | None = None) -> Dovecot:
+    """Start dovecot for ``users`` (name -> clear password); mail owned by uid:gid.
+
+    ``accounts`` replaces both: ready passwd-file lines
+    (``user:{CRYPT}hash:uid:gid::home::``) used as passdb and userdb, e.g. built from
+    vpopmail's vpasswd files after a migration.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     home_root = workdir / "homes"
     home_root.mkdir(exist_ok=True)
     (workdir / "run").mkdir(exist_ok=True)
     (workdir / "state").mkdir(exist_ok=True)
     passwd = workdir / "passwd"
-    passwd.write_text("".join(f"{u}:{{CRYPT}}{sha512_crypt(p)}\n" for u, p in users.items()))
+    if accounts is not None:
+        passwd.write_text("".join(line + "\n" for line in accounts))
+        userdb = f"driver = passwd-file\n  args = {passwd}"
+    else:
+        passwd.write_text("".join(f"{u}:{{CRYPT}}{sha512_crypt(p)}\n"
+                                  for u, p in users.items()))
+        userdb = f"driver = static\n  args = uid={uid} gid={gid} home={home_root}/%u"
     port = free_port()
     version = subprocess.run([DOVECOT, "--version"], capture_output=True, text=True,
                              check=True).stdout.split()[0]
@@ -100,8 +111,7 @@ passdb {{
   args = scheme=CRYPT {passwd}
 }}
 userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={home_root}/%u
+  {userdb}
 }}
 service imap-login {{
   inet_listener imap {{
