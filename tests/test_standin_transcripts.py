@@ -136,6 +136,15 @@ NORMALISERS = [
     (re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ [+-]\d{4}"), lambda m: b"<T>"),
     (re.compile(rb"vpasswd\.bak\.\d+"), lambda m: b"vpasswd.bak.<pid>"),
     (re.compile(rb"^total \d+$", re.M), lambda m: b"total <n>"),
+    # the ".<pid>" temp file vwrite_dir_control() leaves for a uid without passwd entry
+    (re.compile(rb"^(-rw------- +1 root +root +34 <D> )\.\d+$", re.M), lambda m: m[1] + b".<pid>"),
+]
+# Differences in the recorded data that no recorded command explains: (file, command,
+# recorded bytes, bytes compared instead) - each with the reason.
+EXPECTED_FIXUPS = [
+    # perm.example has 3 users (18 lists them; 15 shows its .dir-control counting 3), yet
+    # the final vdominfo counts 4: one unrecorded add/increment happened after 15.
+    ("18", "/home/vpopmail/bin/vdominfo -n -t", b"\nperm.example\n4\n", b"\nperm.example\n3\n"),
 ]
 
 
@@ -346,6 +355,9 @@ def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
         problems.append(f"exit {code} != {blk.exit}")
     streams = (("stdout", blk.stdout, proc.stdout), ("stderr", blk.stderr, proc.stderr))
     for name, exp, act in streams:
+        for pre, cmd, recorded, instead in EXPECTED_FIXUPS:
+            if pre == prefix and cmd == blk.cmd and name == "stdout":
+                exp = exp.replace(recorded, instead)
         act = unroot_sizes(act, root, blk.cmd) if name == "stdout" else act
         if not same(exp, act, root, blk.cmd):
             problems.append(f"{name}: expected {exp[:300]!r} got {act[:300]!r}")
@@ -361,9 +373,10 @@ def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
 
 
 # Blocks recorded later than their file's place in ORDER: (file, substring) -> file after
-# which they ran.  03's "Leftover options" (sopt/vopt) came after 08: 08 still counts 52
-# users in example.com, 18 counts 54 and lists sopt and vopt.
-LATER = {("03", "sopt@"): "08", ("03", "vopt@"): "08"}
+# which they ran.  03's "Leftover options" (sopt/vopt) came after 15: 08 still counts 52
+# users in example.com and 15 shows its .dir-control as rewritten by 08's vdominfo
+# (0644, not vadduser's 0600); 18 counts 54 and lists sopt and vopt.
+LATER = {("03", "sopt@"): "15", ("03", "vopt@"): "15"}
 # State changes that a transcript describes in prose instead of showing them:
 # (file, exact command, occurrence) -> shell commands run (unchecked) just before that block.
 BIN = "/home/vpopmail/bin"

@@ -29,16 +29,26 @@ PASSWORD_STRENGTH = """\
 Policy = Passwords must be at least one character long
 MinLength = 1
 """
-# ~vpopmail/etc as "make install" leaves it: name -> (text, owned by vpopmail (else root)).
-# inc_deps/lib_deps are what vpopmail's Makefile writes for this build (cdb, -lcrypt);
-# the three config files are short stand-in texts, not copies of the upstream ones.
+# ~vpopmail/etc as "make install" leaves it: name -> (text, owned by vpopmail (else root),
+# size of the installed upstream file).  inc_deps/lib_deps are what vpopmail's Makefile
+# writes for this build (cdb, -lcrypt).  The three config files are NOT copies of the
+# upstream ones (nothing reads them here): short stand-in texts padded with '#' lines to
+# the size the real install has, so directory listings (18-final-server-state.md) match.
 ETC_FILES = {
-    "inc_deps": ("-I{vpop}/include\n", False),
-    "lib_deps": ("-L{vpop}/lib -lvpopmail  -lcrypt \n", False),
-    "password_strength.conf": (PASSWORD_STRENGTH, False),
-    "vlimits.default": ("# default domain limits (stand-in placeholder)\n", True),
-    "vusagec.conf": ("# vusaged client configuration (stand-in placeholder)\n", True),
+    "inc_deps": ("-I{vpop}/include\n", False, 0),
+    "lib_deps": ("-L{vpop}/lib -lvpopmail  -lcrypt \n", False, 0),
+    "password_strength.conf": (PASSWORD_STRENGTH, False, 2115),
+    "vlimits.default": ("# default domain limits (stand-in placeholder)\n", True, 1161),
+    "vusagec.conf": ("# vusaged client configuration (stand-in placeholder)\n", True, 1114),
 }
+
+
+def _padded(text: str, size: int) -> str:
+    """text followed by '#' comment lines up to exactly size bytes (0: unchanged)."""
+    while size and len(text) < size:
+        room = size - len(text)
+        text += "#" * (min(room, 72) - 1) + "\n" if room > 1 else "\n"
+    return text
 MAX_SHEBANG = 127  # older kernels truncate longer #! lines
 
 
@@ -109,9 +119,9 @@ def install(root: Path) -> StandinPaths:
         _mkdir(vpop / sub, 0o755, vuid, vgid)
     _mkdir(vpop / "doc", 0o755, vuid, vgid)
     _mkdir(vpop / "domains", 0o700, vuid, vgid)
-    for name, (text, vpop_owned) in ETC_FILES.items():
+    for name, (text, vpop_owned, size) in ETC_FILES.items():
         owner = (vuid, vgid) if vpop_owned else (0, 0)
-        _write(vpop / "etc" / name, text.format(vpop=vpop), 0o644, *owner)
+        _write(vpop / "etc" / name, _padded(text.format(vpop=vpop), size), 0o644, *owner)
     _mkdir(qmail, 0o755, 0, qgid)
     for sub in ("alias", "bin", "boot", "control", "doc", "man", "queue", "users"):
         _mkdir(qmail / sub, 0o755, 0, qgid)

@@ -250,14 +250,24 @@ class Assign:
     def add(self, name: str, real: str, uid: int, gid: int, path: str) -> None:
         self.entries.append((name, real, uid, gid, path))
         self.save()
-        control_add(self.ctx, "rcpthosts", name)
+        # add_domain_assign(): with 50 or more lines in rcpthosts the name goes to
+        # morercpthosts instead, compiled by qmail-newmrh
+        if len(read_lines(f"{self.ctx.qmail}/control/rcpthosts")) >= 50:
+            control_add(self.ctx, "morercpthosts", name)
+            qmail_newmrh(self.ctx)
+        else:
+            control_add(self.ctx, "rcpthosts", name)
         control_add(self.ctx, "virtualdomains", f"{name}:{name}")
 
     def remove(self, names: list[str]) -> None:
         self.entries = [e for e in self.entries if e[0] not in names]
         self.save()
+        rcpt = f"{self.ctx.qmail}/control/rcpthosts"
         for n in names:
-            control_remove(self.ctx, "rcpthosts", n)
+            if n in read_lines(rcpt):
+                control_remove(self.ctx, "rcpthosts", n)
+            else:  # del_control(): not in rcpthosts, so try morercpthosts
+                remove_morercpthosts(self.ctx, n)
             control_remove(self.ctx, "virtualdomains", f"{n}:{n}")
         control_remove(self.ctx, "locals", None)
 
@@ -294,6 +304,31 @@ def control_remove(ctx: Ctx, name: str, line: str | None) -> None:
     lines = [x for x in read_lines(path) if x != line]
     lock(path + ".lock")
     write_file(path, "".join(x + "\n" for x in lines).encode("latin-1"), 0o644, 0, 0)
+
+
+def remove_morercpthosts(ctx: Ctx, name: str) -> None:
+    path = f"{ctx.qmail}/control/morercpthosts"
+    lock(path + ".lock")
+    lines = read_lines(path)
+    if name not in lines:
+        return
+    lines.remove(name)
+    if lines:
+        write_file(path, "".join(x + "\n" for x in lines).encode("latin-1"), 0o644, 0, 0)
+        qmail_newmrh(ctx)
+        return
+    for f in (path, path + ".cdb"):  # emptied: both files are deleted
+        try:  # noqa: SIM105 (no contextlib import: startup time)
+            os.unlink(f)
+        except OSError:
+            pass
+
+
+def qmail_newmrh(ctx: Ctx) -> None:
+    """notqmail's qmail-newmrh: control/morercpthosts -> morercpthosts.cdb (keys only)."""
+    path = f"{ctx.qmail}/control/morercpthosts"
+    records = [(x.lower().encode("latin-1"), b"") for x in read_lines(path)]
+    write_file(path + ".cdb", cdb_bytes(records), 0o644, 0, 0)
 
 
 def read_lines(path: str) -> list[str]:
@@ -363,6 +398,9 @@ class DirControl:
         self.the_dir = lines[7]
 
     def write(self, uid: int, gid: int) -> None:
+        if self.path.endswith("/"):  # dc_filename() == "": only the temp file is written
+            self._write_orphan()
+            return
         text = (f"{self.cur}\n{self.level_cur}\n{self.level_max}\n"
                 + "".join(" ".join(map(str, t)) + "\n"
                           for t in (self.start, self.end, self.mod, self.index))
@@ -372,6 +410,15 @@ class DirControl:
                        tmp=f"{self.path}.{os.getpid()}")
         except OSError:
             pass
+
+    def _write_orphan(self) -> None:
+        text = (f"{self.cur}\n{self.level_cur}\n{self.level_max}\n"
+                + "".join(" ".join(map(str, t)) + "\n"
+                          for t in (self.start, self.end, self.mod, self.index))
+                + self.the_dir + "\n")
+        fd = os.open(f"{self.path}.{os.getpid()}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "w", encoding="latin-1") as f:
+            f.write(text)
 
     def next_dir(self) -> str:
         self.cur += 1
@@ -440,15 +487,20 @@ def strtoll(s: str) -> int:
     return max(min(v, 2**63 - 1), -(2**63))
 
 
-def domains_dir_control(ctx: Ctx, uid: int) -> str | None:
-    """dc_filename("dom_<uid>"): only the vpopmail uid has a home to count in."""
+def domains_dir_control(ctx: Ctx, uid: int, cwd: str) -> str:
+    """dc_filename("dom_<uid>"): the vpopmail home, else the uid's passwd home.
+
+    For a uid without a passwd entry it is "": vwrite_dir_control() then writes
+    ".<pid>" relative to the current directory (DIR/domains) and rename(".<pid>", "")
+    fails, so that file stays (18-final-server-state.md lists it after `vadddomain -i 1234`).
+    """
     if uid == ctx.uid:
         return ctx.vpop + "/domains/.dir-control"
     try:
         import pwd
         return pwd.getpwuid(uid).pw_dir + "/domains/.dir-control"
     except (KeyError, ImportError):
-        return None
+        return cwd + "/"
 
 
 def dec_dir_control(path: str | None, uid: int, gid: int) -> None:
@@ -897,7 +949,7 @@ def add_domain(ctx: Ctx, domain: str, base: str, uid: int, gid: int) -> int:
     if not os.path.isdir(droot):
         os.mkdir(droot, 0o700)
         chown(droot, uid, gid)
-    dcpath = domains_dir_control(ctx, uid)
+    dcpath = domains_dir_control(ctx, uid, droot)
     sub = ""
     if dcpath:
         dc = DirControl(dcpath)
@@ -959,8 +1011,10 @@ def tool_vdeldomain(ctx: Ctx, argv: list[str]) -> int:
 
 
 def del_domain(ctx: Ctx, domain: str) -> int:
-    """vdeldomain() from vpopmail.c: alias -> drop its lines; real -> everything."""
-    os.umask(0o077)
+    """vdeldomain() from vpopmail.c: alias -> drop its lines; real -> everything.
+
+    It sets no umask, so the domains-level .dir-control it rewrites gets the caller's.
+    """
     assign = Assign(ctx)
     entry = assign.get(domain)
     if entry is None:
@@ -979,7 +1033,7 @@ def del_domain(ctx: Ctx, domain: str) -> int:
         err(f"Warning: Failed to delete dir_control for {domain}\n")
     if not os.path.isdir(ddir) or not rmtree(ddir):
         err(f"Warning: Failed to delete directory tree: {domain}\n")
-    dec_dir_control(domains_dir_control(ctx, uid), ctx.uid, ctx.gid)
+    dec_dir_control(domains_dir_control(ctx, uid, ctx.vpop + "/domains"), ctx.uid, ctx.gid)
     return 0
 
 
@@ -1756,16 +1810,17 @@ def connection_type(argv: list[str]) -> str:
 def vchkpw_success(ctx: Ctx, entry: tuple[str, str, int, int, str], pw: PwEntry,
                    login: str, kind: str, argv: list[str]) -> int:
     uid, gid = entry[2], entry[3]
-    if kind != "smtp" and not os.path.isdir(pw.dir):
-        try:  # noqa: SIM105 (no contextlib import: startup time)
-            make_user_dir(pw.dir, uid, gid)
-        except OSError:
-            pass
     ip = os.environ.get("TCPREMOTEIP", "")
+    # vset_lastauth() at login: fails silently if the user's directory is gone
     try:  # noqa: SIM105 (no contextlib import: startup time)
         write_file(pw.dir + "/lastauth", ip.encode(), 0o600, uid, gid)
     except OSError:
         pass
+    if kind != "smtp" and not os.path.isdir(pw.dir):  # vmake_maildir() after the chdir
+        try:  # noqa: SIM105 (no contextlib import: startup time)
+            make_user_dir(pw.dir, uid, gid)
+        except OSError:
+            pass
     env = caller_environ()
     env.update(USER=pw.name, HOME=pw.dir, SHELL="NOLOGIN", VPOPUSER=login)
     if kind != "smtp":
