@@ -21,10 +21,10 @@ from mailplan.engine import (
     state_path_for,
 )
 from mailplan.errors import MailplanError
-from mailplan.plan import Change
 from mailplan.render import render_plan, use_colour
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
+from mailplan.watch import ApplyWatch
 
 EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
@@ -108,35 +108,47 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Import the mail of N users at a time.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (needs "
+              "--auto-approve or a saved plan).")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Write the apply "
+              "log to FILE [default: STATE.logs/apply-TIMESTAMP.log].")
 def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
-          strict: bool, parallel: int) -> None:
-    """Carry out a saved plan, or plan a spec, confirm, and carry it out."""
+          strict: bool, parallel: int, quiet: bool, log_file: str | None) -> None:
+    """Carry out a saved plan, or plan a spec, confirm, and carry it out.
+
+    Shows progress (a live display on a terminal, status lines otherwise) and logs
+    every remote command to a file. Ctrl-C stops after the current step; run the
+    same command again to resume.
+    """
     loaded, saved = load_for_apply(Path(spec_or_plan))
+    if quiet and saved is None and not auto_approve:
+        raise MailplanError("--quiet shows no plan to confirm", hint="add --auto-approve, "
+                            "or save the plan with plan -o FILE and run apply -q FILE")
     state_path = _state(loaded, state)
     target = loaded.data["target"]["host"]
-    with locked(state_path):
+    resume = " ".join(["mailplan apply", spec_or_plan, *(["--prune"] if prune else []),
+                       *(["--state", state] if state else [])])
+    with locked(state_path), ApplyWatch(state_path, resume=resume, quiet=quiet,
+                                        log_path=Path(log_file) if log_file else None) as watch:
         current = State.load(state_path)
-        planned = make_plan(loaded, current, strict=strict)
+        planned = make_plan(loaded, current, strict=strict, connectors=watch.connect(loaded))
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)
             todo = [c for c in planned.plan.changes if prune or c.action != "delete"]
-            if saved is None:
+            if saved is None and not quiet:
                 click.echo(render_plan(planned.plan, target=target,
                                        colour=use_colour(sys.stdout)), nl=False)
             if not todo:
-                click.echo("Nothing to apply.")
+                watch.nothing()
                 return
             if saved is None and not auto_approve:
                 _confirm()
-            click.echo(f"Applying {len(todo)} change(s) to {target}; state: {state_path}")
-            result = apply_plan(planned, current, prune=prune, parallel=parallel,
-                                on_step=_progress)
+            watch.begin(planned, todo, target)
+            watch.finish(apply_plan(planned, current, prune=prune, parallel=parallel,
+                                    on_step=watch.on_step, on_mail=watch.on_mail))
         finally:
             planned.close()
-    click.echo(f"Apply complete: {len(result.done)} change(s) made.")
-    if result.skipped_deletes:
-        click.echo(f"{len(result.skipped_deletes)} deletion(s) not applied (use --prune).")
 
 
 def _confirm() -> None:
@@ -148,11 +160,6 @@ def _confirm() -> None:
                           default="", show_default=False)
     if answer != "yes":
         raise MailplanError("apply cancelled")
-
-
-def _progress(change: Change, phase: str) -> None:
-    if phase == "done":
-        click.echo(f"  {change.symbol} {change.kind} {change.address}: done")
 
 
 def _register_subcommands() -> None:

@@ -71,7 +71,7 @@ class _Runner:
                           step=f"{self.change.symbol} {self.change.kind} {self.change.address}")
 
     def run(self, cmd: Cmd, *, ok_codes: tuple[int, ...] = (0,)) -> CommandResult:
-        res = self.session.run(cmd.render())
+        res = self.session.run(cmd)
         out = res.stdout.decode("utf-8", "replace")
         if res.returncode not in ok_codes or out.startswith("Error"):
             program = str(cmd.argv[0]).rsplit("/", 1)[-1]

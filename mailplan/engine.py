@@ -162,12 +162,14 @@ class ApplyResult:
 
 
 def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1,
-               on_step: Callable[[Change, str], None] = lambda c, s: None) -> ApplyResult:
+               on_step: Callable[[Change, str], None] = lambda c, s: None,
+               on_mail: Callable[[Change, int, int], None] | None = None) -> ApplyResult:
     """Run the plan's changes in order, verifying and journaling each (caller holds the lock).
 
     Accounts and routing run one at a time in one remote shell; mailbox imports run
     after them, ``parallel`` users at a time (each worker with its own remote shell and
-    writer agent; the journal is shared under a lock).
+    writer agent; the journal is shared under a lock). ``on_mail(change, messages,
+    bytes)`` is told about each durable, journaled batch of a mailbox import.
     """
     changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
     skipped = [c for c in planned.plan.changes if c not in changes]
@@ -203,7 +205,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                 importer = MailImporter(
                     planned.connectors[planned.spec.data["source"]["host"]],
                     planned.target_connector, session, ctx.vpopmail_dir,
-                    bool(planned.spec.data["source"].get("mboxrd", False)), record)
+                    bool(planned.spec.data["source"].get("mboxrd", False)), record,
+                    on_mail)
                 try:
                     for change in user_changes:
                         on_step(change, "start")

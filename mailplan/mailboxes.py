@@ -250,9 +250,12 @@ class MailImporter:
 
     def __init__(self, source: Connector, target: Connector, session: ShellSession,
                  vpopmail_dir: str, mboxrd: bool,
-                 record: Callable[[str, dict[str, Any]], None]) -> None:
+                 record: Callable[[str, dict[str, Any]], None],
+                 on_batch: Callable[[Change, int, int], None] | None = None) -> None:
         self.source, self.target, self.session = source, target, session
         self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
+        #: told (change, messages, bytes) after each durable batch has been journaled
+        self.on_batch = on_batch
         self._proc: Process | None = None
         self._client: AgentClient | None = None
 
@@ -292,8 +295,11 @@ class MailImporter:
             stream = open_stream(self.source, mb.path, job.start)
 
             def durable(batch: list[Delivered]) -> None:
+                size = sum(d.size for d in batch)
                 self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
-                                        "bytes": sum(d.size for d in batch)})
+                                        "bytes": size})
+                if self.on_batch is not None:
+                    self.on_batch(change, len(batch), size)
 
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,

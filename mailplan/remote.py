@@ -19,10 +19,12 @@ bytes>`` and then both outputs verbatim, so binary output is safe.
 from __future__ import annotations
 
 import tarfile
+import time
 from collections.abc import Sequence
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import HostError
+from mailplan.shell import Cmd
 
 _PROLOGUE = (
     "umask 077\n"
@@ -65,6 +67,7 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
 def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
     """Run shell command lines in order on one channel; return each one's result."""
     script = _PROLOGUE + "".join(_framed(i, c) for i, c in enumerate(commands))
+    started = time.monotonic()
     proc = conn.start("/bin/sh -s")
     try:
         proc.write(script.encode())
@@ -75,6 +78,11 @@ def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
         proc.kill()
         raise HostError(f"connection lost during a batch of reads: {exc}",
                         host=conn.name) from None
+    if conn.observer is not None:
+        took = time.monotonic() - started
+        for i, (command, res) in enumerate(zip(commands, results, strict=True)):
+            conn.observer(command, res, took, f"batch {i + 1}/{len(commands)}, "
+                          f"{took:.3f}s for the batch")
     return results
 
 
@@ -90,14 +98,23 @@ class ShellSession:
         except OSError as exc:
             raise HostError(f"cannot start a remote shell: {exc}", host=conn.name) from None
 
-    def run(self, command: str) -> CommandResult:
-        """Run one command line; return once its result has arrived."""
+    def run(self, command: str | Cmd) -> CommandResult:
+        """Run one command line (a :class:`Cmd` is logged with its secrets masked);
+        return once its result has arrived."""
+        text = command.render() if isinstance(command, Cmd) else command
         self._tag += 1
+        started = time.monotonic()
         try:
-            self._proc.write(_framed(self._tag, command).encode())
+            self._proc.write(_framed(self._tag, text).encode())
         except OSError as exc:
             raise HostError(f"connection lost: {exc}", host=self.conn.name) from None
-        return _read_frame(self._proc, self._tag, self.conn.name)
+        res = _read_frame(self._proc, self._tag, self.conn.name)
+        if self.conn.observer is not None:
+            shown, logged = command, res
+            if isinstance(command, Cmd):
+                shown, logged = command.display(), _masked(res, command)
+            self.conn.observer(str(shown), logged, time.monotonic() - started, "")
+        return res
 
     def close(self) -> None:
         """End the shell (its EXIT trap removes the temporary directory)."""
@@ -130,6 +147,16 @@ class ProcessReader:
         return out
 
 
+def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
+    """The result with every secret of ``cmd`` replaced, for the log."""
+    out, err = res.stdout, res.stderr
+    for part in (*cmd.argv, *cmd.stdin_lines):
+        if not isinstance(part, str) and part.reveal():
+            value = part.reveal().encode()
+            out, err = out.replace(value, b"(sensitive)"), err.replace(value, b"(sensitive)")
+    return CommandResult(res.returncode, out, err)
+
+
 def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]:
     """Contents of each path (None when missing, unreadable or not a regular file).
 
@@ -141,6 +168,7 @@ def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]
     out: dict[str, bytes | None] = dict.fromkeys(unique)
     if not unique:
         return out
+    started = time.monotonic()
     proc = conn.start("tar -chPf - --hard-dereference --no-recursion --ignore-failed-read "
                       "--null -T - "
                       "2>/dev/null")
@@ -157,6 +185,9 @@ def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]
         proc.kill()
         raise HostError(f"reading {len(unique)} file(s) with tar failed: {exc}",
                         host=conn.name) from None
+    if conn.observer is not None:
+        conn.observer(f"tar -c (read {len(unique)} file(s), first {unique[0]})", res,
+                      time.monotonic() - started, "")
     if res.returncode != 0:
         raise HostError(f"tar exited {res.returncode} while reading files (is GNU tar "
                         "installed?)", host=conn.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailplan.errors import HostError
@@ -20,6 +21,10 @@ class CommandResult:
     def stderr_text(self) -> str:
         """Stderr decoded for messages (undecodable bytes replaced)."""
         return self.stderr.decode("utf-8", "replace").strip()
+
+
+#: ``observer(display text, result or None, seconds, note)``; the text has secrets masked.
+CommandObserver = Callable[[str, "CommandResult | None", float, str], None]
 
 
 class Process(abc.ABC):
@@ -70,6 +75,8 @@ class Connector(abc.ABC):
         self.sudo = sudo
         #: How many command channels (SSH sessions or local processes) were opened.
         self.channels_opened = 0
+        #: Told about every framed command (mailplan.applylog writes the apply log).
+        self.observer: CommandObserver | None = None
 
     def wrap(self, command: str) -> str:
         """The command as it is sent: under ``sudo -n`` when the host asks for it."""

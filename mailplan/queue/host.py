@@ -62,21 +62,39 @@ def connect_host(host: str, options: HostOptions) -> Connector:
     if host == "local":
         return LocalConnector("local", sudo=options.sudo)
     if host.startswith("ssh://"):
-        parts = urlsplit(host)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if not parts.hostname or port == -1 or parts.path not in ("", "/") or parts.password:
-            raise MailplanError(f"cannot read the connection string {host!r}",
-                                hint="write ssh://user@host or ssh://user@host:2222")
+        entry = host_entry(host, options)
         from mailplan.connectors.ssh import SSHConnector
 
-        return SSHConnector(parts.hostname, address=parts.hostname, user=parts.username,
-                            port=port, identity_file=options.identity,
+        return SSHConnector(entry["address"], address=entry["address"],
+                            user=entry.get("user"), port=entry.get("port"),
+                            identity_file=options.identity,
                             known_hosts=options.known_hosts,
                             accept_new_host_key=options.accept_new_host_key,
                             sudo=options.sudo)
     raise MailplanError(f"unknown host {host!r}",
                         hint="give `local`, `ssh://user@host[:port]`, or a host name of the "
                         "spec named with --spec")
+
+
+def host_entry(host: str, options: HostOptions) -> dict[str, Any]:
+    """A spec ``hosts:`` entry for a connection string (``local`` or ``ssh://...``)."""
+    if host == "local":
+        return {"local": True, **({"sudo": True} if options.sudo else {})}
+    parts = urlsplit(host)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (parts.scheme != "ssh" or not parts.hostname or port == -1
+            or parts.path not in ("", "/") or parts.password):
+        raise MailplanError(f"cannot read the connection string {host!r}",
+                            hint="write local, ssh://user@host or ssh://user@host:2222")
+    entry: dict[str, Any] = {"address": parts.hostname}
+    optional = {"user": parts.username, "port": port, "identity_file": options.identity,
+                "known_hosts": options.known_hosts}
+    entry.update({k: v for k, v in optional.items() if v})
+    if options.accept_new_host_key:
+        entry["accept_new_host_key"] = True
+    if options.sudo:
+        entry["sudo"] = True
+    return entry

@@ -1,0 +1,116 @@
+"""The apply log: one file per apply with every remote command, the steps and a summary.
+
+By default the log goes beside the state file, ``STATE.logs/apply-<UTC timestamp>.log``
+(directory 0700, file 0600). Each remote command is written as the connector's observer
+reports it (:attr:`mailplan.connectors.base.Connector.observer`): the display form of
+the command (secrets shown as ``(sensitive)``, never the rendered text), how long it
+took, its exit status and output sizes, and the first line of its error output. Command
+output itself is not logged: vuserinfo prints password hashes. The summary at the end
+counts what was created, changed, deleted, imported, skipped and failed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailplan import __version__
+from mailplan.connectors.base import CommandObserver, CommandResult
+from mailplan.names import human_size
+
+MAX_COMMAND = 2000
+
+
+def default_log_path(state_path: Path, now: datetime | None = None) -> Path:
+    """``STATE.logs/apply-YYYYmmddTHHMMSSZ.log`` beside the state file."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+    return state_path.with_name(state_path.name + ".logs") / f"apply-{stamp}.log"
+
+
+@dataclass
+class Summary:
+    """What one apply did, counted for the log and the final message."""
+
+    created: int = 0
+    changed: int = 0
+    deleted: int = 0
+    imported_messages: int = 0
+    imported_bytes: int = 0
+    mailboxes: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    result: str = "ok"
+
+    def lines(self) -> list[str]:
+        """The summary as text lines."""
+        out = [f"result: {self.result}",
+               f"created: {self.created}", f"changed: {self.changed}",
+               f"deleted: {self.deleted}",
+               f"imported: {self.imported_messages} message(s), "
+               f"{human_size(self.imported_bytes)} into {self.mailboxes} mailbox(es) completed",
+               f"skipped: {self.skipped}", f"failed: {len(self.failed)}"]
+        out += [f"  failed: {f}" for f in self.failed]
+        return out
+
+
+class ApplyLog:
+    """An open apply log; thread-safe (parallel mail workers write to it too)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+        self.commands = 0
+
+    def write(self, text: str) -> None:
+        """One timestamped line (or block)."""
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._file.write(f"{stamp} {text}\n")
+
+    def header(self, **fields: object) -> None:
+        """What this apply is: version, spec, plan, target, ..."""
+        self.write(f"mailplan {__version__} apply")
+        for key, value in fields.items():
+            self.write(f"  {key}: {value}")
+
+    def observer(self, host: str) -> CommandObserver:
+        """A connector observer writing each command of ``host`` to this log."""
+        def observe(command: str, result: CommandResult | None, seconds: float,
+                    note: str) -> None:
+            self.command(host, command, result, seconds, note)
+        return observe
+
+    def command(self, host: str, command: str, result: CommandResult | None, seconds: float,
+                note: str = "") -> None:
+        """Log one remote command (``command`` is already the masked display form)."""
+        self.commands += 1
+        shown = command if len(command) <= MAX_COMMAND else (
+            command[:MAX_COMMAND] + f" ... ({len(command) - MAX_COMMAND} more characters)")
+        status = "started" if result is None else (
+            f"exit {result.returncode}, stdout {len(result.stdout)} B, "
+            f"stderr {len(result.stderr)} B")
+        if result is not None and result.returncode != 0 and result.stderr_text:
+            status += f": {result.stderr_text.splitlines()[0][:300]}"
+        extra = f" ({note})" if note else ""
+        self.write(f"[{host}] {seconds:.3f}s {status}{extra}\n    $ " + shown.replace(
+            "\n", "\n      "))
+
+    def summary(self, summary: Summary) -> None:
+        """The closing summary."""
+        self.write("summary:")
+        for line in summary.lines():
+            self.write(f"  {line}")
+        self.write(f"  remote commands logged: {self.commands}")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        with self._lock:
+            self._file.close()
+

@@ -1,0 +1,285 @@
+"""Progress of a long apply: per phase, and messages/bytes, rate and ETA during mail import.
+
+Three reporters share one interface: :class:`LiveReporter` (a rich display that redraws
+in place, for terminals), :class:`PlainReporter` (a line per finished step and a status
+line every few seconds, for logs and pipes) and :class:`QuietReporter` (nothing; errors
+still reach stderr through the CLI). :class:`MailCounter` does the arithmetic (totals
+from the plan, done from the journaled batches, rate and ETA) and is pure apart from
+the clock it is given. Colours follow NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from mailplan.names import human_size
+from mailplan.plan import Change
+
+INTERVAL_ENV = "MAILPLAN_PROGRESS_INTERVAL"
+
+
+def user_of(change: Change) -> str:
+    """``user@domain`` of a mailbox change."""
+    return f"{change.user}@{change.domain}"
+
+
+@dataclass
+class Tally:
+    """Messages and bytes: planned and done."""
+
+    messages_total: int = 0
+    bytes_total: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+    def text(self) -> str:
+        """``12/300 messages, 1.0 MiB/20.0 MiB (5%)``."""
+        pct = f" ({100 * self.bytes // self.bytes_total}%)" if self.bytes_total else ""
+        return (f"{self.messages}/{self.messages_total} messages, "
+                f"{human_size(self.bytes)}/{human_size(self.bytes_total)}{pct}")
+
+
+def duration(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``."""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@dataclass
+class MailCounter:
+    """Mail import totals, overall and per user, with rate and ETA."""
+
+    clock: Callable[[], float] = time.monotonic
+    overall: Tally = field(default_factory=Tally)
+    users: dict[str, Tally] = field(default_factory=dict)
+    started: float | None = None
+
+    def plan(self, change: Change, messages: int, size: int) -> None:
+        """Add one planned mailbox to the totals."""
+        user = self.users.setdefault(user_of(change), Tally())
+        for tally in (user, self.overall):
+            tally.messages_total += messages
+            tally.bytes_total += size
+
+    def add(self, change: Change, messages: int, size: int) -> None:
+        """Count a journaled batch."""
+        if self.started is None:
+            self.started = self.clock()
+        user = self.users.setdefault(user_of(change), Tally())
+        for tally in (user, self.overall):
+            tally.messages += messages
+            tally.bytes += size
+
+    def start(self) -> None:
+        """The import begins now (rate is measured from here)."""
+        if self.started is None:
+            self.started = self.clock()
+
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        if self.started is None:
+            return 0.0
+        elapsed = self.clock() - self.started
+        return self.overall.bytes / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the current rate (None until something was imported)."""
+        rate = self.rate()
+        if rate <= 0:
+            return None
+        return max(0.0, (self.overall.bytes_total - self.overall.bytes) / rate)
+
+    def status(self) -> str:
+        """One line: done/total, rate, ETA."""
+        eta = self.eta()
+        return (f"mail: {self.overall.text()}, {human_size(int(self.rate()))}/s, "
+                f"ETA {duration(eta) if eta is not None else '?'}")
+
+
+class Reporter:
+    """What apply tells the operator. The base class reports nothing (``--quiet``)."""
+
+    def __init__(self) -> None:
+        self.mail = MailCounter()
+        self.lock = threading.Lock()
+        self.pending: dict[str, int] = {}  # user -> mailboxes not finished yet
+
+    def plan_mail(self, change: Change, messages: int, size: int) -> None:
+        """A mailbox the apply will import (before the import starts)."""
+        self.mail.plan(change, messages, size)
+        self.pending[user_of(change)] = self.pending.get(user_of(change), 0) + 1
+
+    def phase(self, name: str, steps: int) -> None:
+        """A phase begins: ``accounts and routing`` or ``mail import``."""
+
+    def step_started(self, change: Change) -> None:
+        """A step begins."""
+
+    def step_done(self, change: Change) -> None:
+        """A step finished and is journaled."""
+
+    def batch(self, change: Change, messages: int, size: int) -> None:
+        """A batch of mail was journaled."""
+        with self.lock:
+            self.mail.add(change, messages, size)
+
+    def note(self, text: str) -> None:
+        """A line for the operator (log path, stop requested, ...)."""
+
+    def close(self) -> None:
+        """Stop drawing."""
+
+
+QuietReporter = Reporter
+
+
+class PlainReporter(Reporter):
+    """Lines only: each finished step, and a mail status every ``interval`` seconds."""
+
+    def __init__(self, stream: TextIO, interval: float | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval if interval is not None else float(
+            os.environ.get(INTERVAL_ENV, "10"))
+        self._last = 0.0
+        self._current: dict[str, Change] = {}
+
+    def _print(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def phase(self, name: str, steps: int) -> None:
+        """Print the phase heading."""
+        extra = f"; {self.mail.overall.text()}" if name == "mail import" else ""
+        self._print(f"{name}: {steps} step(s){extra}")
+        if name == "mail import":
+            self.mail.start()
+            self._last = time.monotonic()
+
+    def step_done(self, change: Change) -> None:
+        """``  + user a@b: done`` (mailboxes with their counts)."""
+        extra = ""
+        if change.kind == "mailbox":
+            user = self.mail.users.get(user_of(change))
+            extra = f" ({user.text()} for this user)" if user else ""
+        self._print(f"  {change.symbol} {change.kind} {change.address}: done{extra}")
+
+    def batch(self, change: Change, messages: int, size: int) -> None:
+        """Count it; print the status when the interval has passed."""
+        super().batch(change, messages, size)
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            user = self.mail.users[user_of(change)]
+            self._print(f"  {self.mail.status()}; {user_of(change)} {user.text()}")
+
+    def note(self, text: str) -> None:
+        """Print it."""
+        self._print(text)
+
+
+class LiveReporter(Reporter):
+    """A rich progress display redrawn in place: phase, overall mail, active users."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.console = Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")),
+                               highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.fields[detail]}"), DownloadColumn(binary_units=True),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=False, refresh_per_second=4)
+        self._phase: int | None = None
+        self._overall: int | None = None
+        self._users: dict[str, int] = {}
+        self.progress.start()
+
+    def phase(self, name: str, steps: int) -> None:
+        """A bar for the phase (steps), and for mail the overall bytes."""
+        if self._phase is not None:
+            self.progress.update(self._phase, visible=False)
+        self._phase = self.progress.add_task(f"[bold]{name}", total=None, detail=f"0/{steps} steps")
+        self._steps = (0, steps)
+        if name == "mail import":
+            self.mail.start()
+            total = self.mail.overall
+            self._overall = self.progress.add_task(
+                "all mail", total=total.bytes_total or None,
+                detail=f"0/{total.messages_total} msgs")
+
+    def step_started(self, change: Change) -> None:
+        """Show the user's bar when its first mailbox starts."""
+        if change.kind != "mailbox":
+            return
+        who = user_of(change)
+        with self.lock:
+            if who not in self._users:
+                tally = self.mail.users.get(who, Tally())
+                self._users[who] = self.progress.add_task(
+                    f"  {who}", total=tally.bytes_total or None,
+                    detail=f"{tally.messages}/{tally.messages_total} msgs")
+
+    def step_done(self, change: Change) -> None:
+        """Print the finished step above the bars; advance the phase."""
+        done, total = self._steps
+        self._steps = (done + 1, total)
+        if self._phase is not None:
+            self.progress.update(self._phase, detail=f"{done + 1}/{total} steps")
+        self.progress.console.print(
+            f"  {change.symbol} {change.kind} {change.address}: done",
+            style={"+": "green", "~": "yellow", "-": "red"}.get(change.symbol))
+        if change.kind == "mailbox":
+            who = user_of(change)
+            with self.lock:
+                self.pending[who] = self.pending.get(who, 1) - 1
+                if who in self._users and self.pending[who] <= 0:
+                    self.progress.update(self._users[who], visible=False)
+
+    def batch(self, change: Change, messages: int, size: int) -> None:
+        """Advance the user's bar and the overall one."""
+        super().batch(change, messages, size)
+        who = user_of(change)
+        tally, overall = self.mail.users[who], self.mail.overall
+        if who in self._users:
+            self.progress.update(self._users[who], completed=tally.bytes,
+                                 detail=f"{tally.messages}/{tally.messages_total} msgs")
+        if self._overall is not None:
+            self.progress.update(self._overall, completed=overall.bytes,
+                                 detail=f"{overall.messages}/{overall.messages_total} msgs")
+
+    def note(self, text: str) -> None:
+        """Print above the bars."""
+        self.progress.console.print(text, markup=False)
+
+    def close(self) -> None:
+        """Draw the last state and stop."""
+        self.progress.stop()
+
+
+def reporter_for(stream: TextIO | None = None, *, quiet: bool = False) -> Reporter:
+    """Live on a terminal, plain lines otherwise, nothing with ``quiet``."""
+    stream = stream or sys.stdout
+    if quiet:
+        return QuietReporter()
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        return LiveReporter(stream)
+    return PlainReporter(stream)

@@ -1,0 +1,207 @@
+"""Watching one apply: the log file, the progress display and a clean Ctrl-C.
+
+:class:`ApplyWatch` is what ``mailplan apply`` wraps around planning and applying. It
+opens the apply log (path printed at the start and the end), puts its observer on every
+connection so each remote command is logged, feeds the progress reporter from
+``apply_plan``'s ``on_step`` and ``on_mail`` callbacks, and counts the summary.
+
+Ctrl-C: the first SIGINT only asks to stop. The running step finishes (a mailbox import
+stops after its current batch is durable and journaled), then :class:`StopRequested`
+(a ``KeyboardInterrupt``, so the engine records the apply as interrupted) ends the run
+and the operator is told what was done and how to resume. A second Ctrl-C stops at once;
+the journal still holds every finished step.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from mailplan.applylog import ApplyLog, Summary, default_log_path
+from mailplan.connectors.base import Connector
+from mailplan.errors import MailplanError
+from mailplan.hosts import connect
+from mailplan.plan import Change
+from mailplan.progress import Reporter, reporter_for
+from mailplan.spec import Spec
+
+if TYPE_CHECKING:
+    from mailplan.engine import ApplyResult, Planned
+
+INTERRUPTED_EXIT = 130
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C was pressed; raised at the next safe point."""
+
+
+class Interrupted(MailplanError):
+    """The apply stopped on Ctrl-C after recording what was done."""
+
+    exit_code = INTERRUPTED_EXIT
+
+
+class ApplyWatch:
+    """Log, progress and Ctrl-C handling around one apply (a context manager)."""
+
+    def __init__(self, state_path: Path, *, resume: str, log_path: Path | None = None,
+                 quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.state_path = state_path
+        self.resume = resume
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.log = ApplyLog(log_path or default_log_path(state_path))
+        self.reporter: Reporter = Reporter()
+        self.summary = Summary()
+        self.connectors: list[Connector] = []
+        self.stop = False
+        self._previous: Any = None
+        self._lock = threading.Lock()
+        self._running: dict[str, Change] = {}
+        self._planned = 0
+        self._phase: str | None = None
+        self._todo_counts: dict[str, int] = {}
+        self._echo(f"Logging this apply to {self.log.path}")
+
+    def _echo(self, text: str) -> None:
+        if not self.quiet:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> ApplyWatch:
+        return self
+
+    def connect(self, spec: Spec) -> dict[str, Connector]:
+        """The spec's source and target connections, each logging to this apply's log."""
+        names = sorted({spec.data["source"]["host"], spec.data["target"]["host"]})
+        out = {}
+        for name in names:
+            conn = connect(name, spec.data["hosts"][name])
+            conn.observer = self.log.observer(name)
+            self.connectors.append(conn)
+            out[name] = conn
+        self.log.header(spec=spec.path.resolve(), state=self.state_path.resolve(),
+                        source=spec.data["source"]["host"],
+                        target=spec.data["target"]["host"])
+        return out
+
+    def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
+        """Start applying: reporter, totals, Ctrl-C handler."""
+        self._planned = len(todo)
+        for change in todo:
+            phase = _phase_of(change)
+            self._todo_counts[phase] = self._todo_counts.get(phase, 0) + 1
+        self.log.write(f"plan {planned.plan.plan_id}: {len(todo)} change(s) to apply")
+        self._echo(f"Applying {len(todo)} change(s) to {target}; state: {self.state_path}")
+        self.reporter = reporter_for(self.stream, quiet=self.quiet)
+        for change in todo:
+            job = planned.mail_jobs.get(change.id)
+            if change.kind == "mailbox" and job is not None:
+                self.reporter.plan_mail(change, job.count, job.size)
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._sigint)
+
+    def _sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.stop = True
+        self.log.write("Ctrl-C: stopping at the next safe point")
+        self.reporter.note("Stopping after the current step (Ctrl-C again to stop at once; "
+                           "finished steps stay recorded)...")
+
+    def _check(self) -> None:
+        if self.stop:
+            raise StopRequested
+
+    def on_step(self, change: Change, phase: str) -> None:
+        """``apply_plan``'s per step callback."""
+        if phase == "start":
+            self._check()
+            phase_name = _phase_of(change)
+            with self._lock:
+                first = phase_name != self._phase
+                self._phase = phase_name
+                self._running[change.id] = change
+            if first:
+                self.reporter.phase(phase_name, self._todo_counts.get(phase_name, 0))
+            self.log.write(f"step start: {change.symbol} {change.kind} {change.address}")
+            self.reporter.step_started(change)
+        elif phase == "done":
+            with self._lock:
+                self._running.pop(change.id, None)
+                self._count_done(change)
+            self.log.write(f"step done: {change.symbol} {change.kind} {change.address}")
+            self.reporter.step_done(change)
+
+    def _count_done(self, change: Change) -> None:
+        if change.kind == "mailbox":
+            self.summary.mailboxes += 1
+        elif change.action == "create":
+            self.summary.created += 1
+        elif change.action == "update":
+            self.summary.changed += 1
+        else:
+            self.summary.deleted += 1
+
+    def on_mail(self, change: Change, messages: int, size: int) -> None:
+        """``apply_plan``'s per durable mail batch callback (a safe point)."""
+        with self._lock:
+            self.summary.imported_messages += messages
+            self.summary.imported_bytes += size
+        self.log.write(f"mail: {messages} message(s), {size} bytes durable and journaled "
+                       f"in {change.address}")
+        self.reporter.batch(change, messages, size)
+        self._check()
+
+    def nothing(self) -> None:
+        """Nothing to apply."""
+        self.summary.result = "nothing to apply"
+        self._echo("Nothing to apply.")
+
+    def finish(self, result: ApplyResult) -> None:
+        """The apply completed."""
+        self.reporter.close()
+        self.summary.skipped = len(result.skipped_deletes)
+        self._echo(f"Apply complete: {len(result.done)} change(s) made.")
+        if result.skipped_deletes:
+            self._echo(f"{len(result.skipped_deletes)} deletion(s) not applied (use --prune).")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        self.reporter.close()
+        for conn in self.connectors:
+            conn.observer = None
+            conn.close()  # make_plan leaves connections it was given open on errors
+        done = (self.summary.created + self.summary.changed + self.summary.deleted
+                + self.summary.mailboxes)
+        interrupted = exc is not None and isinstance(exc, KeyboardInterrupt)
+        if exc is not None:
+            self.summary.result = "interrupted" if interrupted else "failed"
+            self.summary.skipped = max(0, self._planned - done - len(self._running)) \
+                + self.summary.skipped
+            if interrupted:
+                self.summary.skipped += len(self._running)
+            else:
+                self.summary.failed = [f"{c.symbol} {c.kind} {c.address}: "
+                                       f"{str(exc).splitlines()[0]}"
+                                       for c in self._running.values()] or [str(exc)]
+        self.log.summary(self.summary)
+        self.log.close()
+        if exc is not None:
+            self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
+        self._echo(f"Log: {self.log.path}")
+        if interrupted:
+            raise Interrupted(f"apply interrupted after {done} of {self._planned} change(s); "
+                              f"everything finished is recorded in {self.state_path}",
+                              hint=f"resume with: {self.resume}") from None
+
+
+def _phase_of(change: Change) -> str:
+    return "mail import" if change.kind == "mailbox" else "accounts and routing"
