@@ -163,10 +163,13 @@ def _confirm() -> None:
 
 
 def _register_subcommands() -> None:
+    from mailplan.cli_tools import init, show
     from mailplan.queue.cli import queue
     from mailplan.verify_cli import verify_command
 
     main.add_command(queue)
+    main.add_command(init)
+    main.add_command(show)
     main.add_command(verify_command, name="verify")
 
 

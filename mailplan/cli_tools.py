@@ -1,0 +1,114 @@
+"""The ``init`` and ``show`` commands: start a spec from the old server, look at records.
+
+Thin like :mod:`mailplan.cli`: each command parses options and calls
+:mod:`mailplan.init` or :mod:`mailplan.show`; the main CLI adds them with
+``main.add_command``. HOST takes the same forms as ``mailplan queue`` (``local`` or
+``ssh://user@host[:port]``), parsed by :func:`mailplan.queue.host.host_entry`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mailplan.hosts import connect
+from mailplan.init import (
+    choose,
+    choose_domains,
+    render_spec,
+    schema_reference,
+    write_spec_file,
+)
+from mailplan.queue.host import HostOptions, host_entry
+from mailplan.show import load_shown, render
+
+
+def _examples(*lines: str) -> str:
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.command(epilog=_examples(
+    "mailplan init --source ssh://root@oldmail.example.com -o migration.yaml",
+    "mailplan init --source ssh://admin@10.0.0.5:2222 --sudo --domain example.com "
+    "--domain example.net --target ssh://admin@newmail.example.com -o migration.yaml",
+    "mailplan init --source local --root /mnt/oldmail -o migration.yaml"))
+@click.option("--source", "source", required=True, metavar="HOST",
+              help="The old sendmail server: local or ssh://user@host[:port].")
+@click.option("--target", "target", metavar="HOST", help="The qmail + vpopmail server, "
+              "written into the spec (same forms; default: a placeholder to edit).")
+@click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help="Mail domain "
+              "(repeatable; the first is the primary, the others deliver like it). "
+              "Default: the local domains in sendmail's configuration.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the spec to FILE "
+              "(default: standard output).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--identity", metavar="FILE", help="SSH private key for ssh:// hosts.")
+@click.option("--known-hosts", metavar="FILE",
+              help="known_hosts file to check the host keys against.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and remember a host key seen for the first time.")
+@click.option("--sudo", is_flag=True, help="Read the source under sudo -n (shadow needs "
+              "root).")
+@click.option("--root", default="", metavar="DIR", help="Read the source's files under DIR "
+              "(a copy or mount of the old server's disk; home directories are used as "
+              "passwd names them).")
+@click.option("--uid-min", type=int, default=1000, show_default=True,
+              help="Accounts with a smaller uid are system accounts.")
+@click.option("--uid-max", type=int, default=59999, show_default=True,
+              help="Accounts with a larger uid are system accounts.")
+def init(source: str, target: str | None, domains: tuple[str, ...], out: str | None,
+         force: bool, identity: str | None, known_hosts: str | None,
+         accept_new_host_key: bool, sudo: bool, root: str, uid_min: int,
+         uid_max: int) -> None:
+    """Read the old server and write a first, commented spec that validates.
+
+    Reads passwd, whether shadow is readable and which accounts are locked (no hash is
+    ever written), spool and folder sizes, the aliases file, virtusertable and sendmail's
+    local domains, in two batched reads. Lists the accounts to migrate and, as
+    comments, why each other one is left out.
+    """
+    from mailplan.facts.survey import survey_source
+
+    options = HostOptions(identity=identity, known_hosts=known_hosts,
+                          accept_new_host_key=accept_new_host_key, sudo=sudo)
+    entry = host_entry(source, options)
+    target_entry = host_entry(target, HostOptions(
+        identity=identity, known_hosts=known_hosts,
+        accept_new_host_key=accept_new_host_key)) if target else {
+        "address": "newmail.example.com", "user": "root"}
+    with connect("oldmail", entry) as conn:
+        survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max)
+    chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
+    path = Path(out) if out else None
+    text = render_spec(survey, entry, target_entry, choose_domains(survey, list(domains)),
+                       chosen, schema_ref=schema_reference(path), uid_min=uid_min,
+                       uid_max=uid_max)
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    write_spec_file(text, path, force=force)
+    migrated = sum(1 for c in chosen if not c.reason)
+    click.echo(f"Wrote {path}: {migrated} account(s) to migrate, "
+               f"{len(chosen) - migrated} left out (see the comments). "
+               f"Next: mailplan validate {path} && mailplan plan {path}", err=True)
+
+
+@click.command(epilog=_examples("mailplan show migration.yaml",
+                                "mailplan show migration.state.json --json",
+                                "mailplan show plan.json"))
+@click.argument("file", default="migration.yaml", metavar="[SPEC|STATE|PLAN.json]",
+                type=click.Path(dir_okay=False))
+@click.option("--state", help="State file to show for SPEC (default: from the spec).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(file: str, state: str | None, as_json: bool) -> None:
+    """Show the state (what mailplan manages, last apply, mail imported per user) or a
+    saved plan. Reads local files only."""
+    doc = load_shown(Path(file), state_override=Path(state) if state else None)
+    if as_json:
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        click.echo(render(doc), nl=False)

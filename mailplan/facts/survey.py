@@ -1,0 +1,188 @@
+"""What ``mailplan init`` reads from the old sendmail host, in two batched reads.
+
+The first batch reads passwd and shadow, lists the spool directories with one ``find``,
+checks which routing files exist and reads sendmail's local domains
+(``local-host-names``, ``sendmail.cw`` and the ``Cw``/``Fw`` lines of ``sendmail.cf``).
+The second lists the mail folders of the candidate accounts (one ``find`` over their
+folder directories) and any ``Fw`` file not read yet. Everything here only reads: each
+fact is a command plus a pure parser. Shadow password fields stay :class:`Secret`
+values; only their classification (locked, unsupported, ...) leaves this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailplan.connectors.base import CommandResult, Connector
+from mailplan.errors import HostError
+from mailplan.facts.hashes import HashInfo, classify
+from mailplan.facts.source import parse_passwd, parse_shadow
+from mailplan.remote import run_batch
+from mailplan.shell import join
+
+SPOOL_DIRS = ("/var/spool/mail", "/var/mail")
+ALIASES = ("/etc/aliases", "/etc/mail/aliases")
+VIRTUSERTABLE = "/etc/mail/virtusertable"
+LOCAL_HOST_NAMES = "/etc/mail/local-host-names"
+SENDMAIL_CW = "/etc/mail/sendmail.cw"
+SENDMAIL_CF = "/etc/mail/sendmail.cf"
+
+
+@dataclass(frozen=True)
+class SurveyAccount:
+    """One passwd entry with what init needs to judge it (never its hash)."""
+
+    name: str
+    uid: int
+    gecos: str
+    home: str
+    shell: str
+    password: HashInfo | None  # None: no shadow entry, or shadow unreadable
+
+
+@dataclass
+class Survey:
+    """Everything init learned about the source."""
+
+    host: str
+    root: str
+    passwd_path: str
+    shadow_path: str
+    accounts: list[SurveyAccount]
+    shadow_readable: bool
+    shadow_error: str = ""
+    spool_dir: str = SPOOL_DIRS[0]
+    spools: dict[str, int] = field(default_factory=dict)  # account -> spool bytes
+    folders: dict[str, tuple[int, int]] = field(default_factory=dict)  # home -> files, bytes
+    aliases: str | None = None
+    virtusertable: str | None = None
+    domains: list[tuple[str, str]] = field(default_factory=list)  # (name, where found)
+
+
+def parse_local_names(text: str, origin: str) -> list[tuple[str, str]]:
+    """local-host-names / sendmail.cw: one name per line, ``#`` comments."""
+    out = []
+    for line in text.splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            out.extend((word, origin) for word in name.split())
+    return out
+
+
+def parse_sendmail_cf(text: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """``Cw`` names and the files of ``Fw`` lines of a sendmail.cf."""
+    names: list[tuple[str, str]] = []
+    files: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("Cw"):
+            names.extend((word, f"{origin} (Cw)") for word in line[2:].split())
+        elif line.startswith("Fw"):
+            words = line[2:].split()
+            if words and words[0] == "-o":
+                words = words[1:]
+            if words and words[0].startswith("/"):
+                files.append(words[0])
+    return names, files
+
+
+def parse_find(data: bytes) -> list[tuple[str, str, int]]:
+    """``find -printf '%H\\0%P\\0%s\\0'`` output: (start point, relative path, size).
+
+    NUL-separated, so any file name (tabs, newlines) reads back exactly."""
+    fields = data.decode("utf-8", "surrogateescape").split("\0")
+    out = []
+    for i in range(0, len(fields) - 2, 3):
+        if fields[i + 2].isdigit():
+            out.append((fields[i], fields[i + 1], int(fields[i + 2])))
+    return out
+
+
+def _find(starts: list[str], *, depth: str | None = None) -> str:
+    # Hidden files are skipped, as the mailbox import skips them.
+    args = ["find", "-L", *starts]
+    if depth:
+        args += ["-maxdepth", depth]
+    return (join(args) + " -name '.?*' -prune -o -type f -printf '%H\\0%P\\0%s\\0' "
+            "2>/dev/null; true")
+
+
+def _exists(paths: list[str]) -> str:
+    return "for f in " + join(paths) + '; do test -f "$f" && printf \'%s\\n\' "$f"; done; true'
+
+
+def _bytes(res: CommandResult) -> bytes:
+    # find exits non-zero when one start point is missing; the others are still listed
+    return res.stdout
+
+
+def _text(res: CommandResult) -> str:
+    return res.stdout.decode("utf-8", "replace") if res.returncode == 0 else ""
+
+
+def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
+                  uid_max: int = 59999, folders: str = "mail") -> Survey:
+    """Read the source in two batches; ``root`` prefixes every system path read."""
+    def at(path: str) -> str:
+        return root.rstrip("/") + path
+
+    passwd, shadow = at("/etc/passwd"), at("/etc/shadow")
+    spools = [at(d) for d in SPOOL_DIRS]
+    first = run_batch(conn, [
+        join(["cat", "--", passwd]),
+        join(["cat", "--", shadow]),
+        "for d in " + join(spools) + '; do test -d "$d" && printf \'%s\\n\' "$d"; done; true',
+        _find(spools, depth="1"),
+        _exists([at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
+        join(["cat", "--", at(LOCAL_HOST_NAMES)]),
+        join(["cat", "--", at(SENDMAIL_CW)]),
+        join(["grep", "-E", "^(Cw|Fw)", "--", at(SENDMAIL_CF)]),
+    ])
+    if first[0].returncode != 0:
+        raise HostError(f"cannot read {passwd}: {first[0].stderr_text or 'exit status'} "
+                        f"{first[0].returncode}", host=conn.name, step="survey the source")
+    entries = parse_passwd(first[0].stdout, host=conn.name, path=passwd)
+    shadow_ok = first[1].returncode == 0
+    hashes = parse_shadow(first[1].stdout, host=conn.name, path=shadow) if shadow_ok else {}
+    accounts = []
+    for name, (_line, f) in entries.items():
+        entry = hashes.get(name)
+        accounts.append(SurveyAccount(name, int(f[2]), f[4], f[5], f[6],
+                                      classify(entry[1]) if entry else None))
+    survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
+                    "" if shadow_ok else first[1].stderr_text or "not readable")
+    present_spools = _text(first[2]).split()
+    survey.spool_dir = present_spools[0] if present_spools else spools[0]
+    for start, rel, size in parse_find(_bytes(first[3])):
+        if start.rstrip("/") == survey.spool_dir.rstrip("/") and "/" not in rel:
+            survey.spools[rel] = size
+    found = set(_text(first[4]).split("\n"))
+    survey.aliases = next((at(p) for p in ALIASES if at(p) in found), None)
+    survey.virtusertable = at(VIRTUSERTABLE) if at(VIRTUSERTABLE) in found else None
+    survey.domains += parse_local_names(_text(first[5]), LOCAL_HOST_NAMES)
+    survey.domains += parse_local_names(_text(first[6]), SENDMAIL_CW)
+    cw, fw_files = parse_sendmail_cf(_text(first[7]), SENDMAIL_CF)
+    survey.domains += cw
+    extra = [at(p) for p in fw_files if p not in (LOCAL_HOST_NAMES, SENDMAIL_CW)]
+    _second_batch(conn, survey, extra, uid_min, uid_max, folders)
+    return survey
+
+
+def folder_dir(account: SurveyAccount, folders: str) -> str:
+    """Where the account's mail folders are (as the mailbox import finds them)."""
+    if folders.startswith("/"):
+        return folders.replace("%u", account.name)
+    return f"{account.home.rstrip('/')}/{folders}"
+
+
+def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min: int,
+                  uid_max: int, folders: str) -> None:
+    dirs = sorted({folder_dir(a, folders) for a in survey.accounts
+                   if uid_min <= a.uid <= uid_max and a.home.startswith("/")})
+    commands = [_find(dirs) if dirs else "true"]
+    commands += [join(["cat", "--", f]) for f in fw_files]
+    results = run_batch(conn, commands)
+    for start, _rel, size in parse_find(_bytes(results[0])):
+        files, total = survey.folders.get(start, (0, 0))
+        survey.folders[start] = (files + 1, total + size)
+    for path, res in zip(fw_files, results[1:], strict=True):
+        survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")

@@ -1,0 +1,202 @@
+"""``mailplan init``: write a first, commented spec from what the old server holds.
+
+The survey (:mod:`mailplan.facts.survey`) says which accounts, mailboxes, routing files
+and local domains exist; :func:`choose` decides which accounts to migrate and why each
+other one is left out (system account, no mailbox, locked or unusable password, a name
+vpopmail cannot carry); :func:`render_spec` writes the YAML with those reasons as
+comments. The result is validated like any spec before it is written, and it never holds
+a secret: passwords come from the source's shadow file at plan time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailplan.errors import MailplanError
+from mailplan.facts.survey import Survey, SurveyAccount, folder_dir
+from mailplan.names import domain_problem, human_size, user_problem
+from mailplan.spec import SCHEMA_DIR, load_spec
+
+NOT_DOMAINS = {"localhost", "localhost.localdomain", "localdomain"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One account and what init does with it."""
+
+    account: SurveyAccount
+    name: str  # the mailbox name (lower-cased account name)
+    reason: str  # why it is left out; "" when it is migrated
+    mailbox: str  # a short description of its mail
+
+
+@dataclass(frozen=True)
+class Domains:
+    """The primary domain, the ones delivering like it, and names that were skipped."""
+
+    primary: str
+    aliases: list[str]
+    skipped: list[str]  # "name (origin): why"
+
+
+def choose_domains(survey: Survey, given: list[str]) -> Domains:
+    """``--domain`` values, else the local domains from sendmail's configuration."""
+    if given:
+        names = [d.lower() for d in given]
+        for name in names:
+            problem = domain_problem(name)
+            if problem:
+                raise MailplanError(f"--domain {name}: {problem}")
+        unique = list(dict.fromkeys(names))
+        return Domains(unique[0], unique[1:], [])
+    found: dict[str, str] = {}
+    skipped = []
+    for raw, origin in survey.domains:
+        name = raw.lower().rstrip(".")
+        if name in found:
+            continue
+        problem = ("a local host name, not a mail domain" if name in NOT_DOMAINS
+                   or name.startswith("[") else domain_problem(name))
+        if problem:
+            skipped.append(f"{raw} ({origin}): {problem}")
+            continue
+        found[name] = origin
+    if not found:
+        raise MailplanError(f"no mail domain found in sendmail's configuration on "
+                            f"{survey.host}", hint="name it: mailplan init --domain "
+                            "example.com ...")
+    names = list(found)
+    # the primary is the first name that is not a sub-domain of another one
+    primary = next((n for n in names if not any(n.endswith("." + o) for o in names)), names[0])
+    return Domains(primary, [n for n in names if n != primary], skipped)
+
+
+def _mailbox(survey: Survey, account: SurveyAccount, folders: str) -> str:
+    parts = []
+    spool = survey.spools.get(account.name)
+    if spool is not None:
+        parts.append(f"INBOX {human_size(spool)}")
+    files, size = survey.folders.get(folder_dir(account, folders), (0, 0))
+    if files:
+        parts.append(f"{files} folder(s) {human_size(size)}")
+    return ", ".join(parts)
+
+
+def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
+           folders: str = "mail") -> list[Choice]:
+    """Every account of the source, in passwd order, migrated or with the reason why not."""
+    out = []
+    taken: dict[str, str] = {}
+    for account in survey.accounts:
+        name = account.name.lower()
+        mailbox = _mailbox(survey, account, folders)
+        reason = ""
+        if not uid_min <= account.uid <= uid_max:
+            reason = f"system account (uid {account.uid} outside {uid_min}-{uid_max})"
+        elif not mailbox:
+            reason = "no mailbox (no spool file, no mail folders)"
+        elif survey.shadow_readable and account.password is None:
+            reason = "no entry in the shadow file"
+        elif account.password is not None and not account.password.usable:
+            reason = account.password.detail
+        elif problem := user_problem(name):
+            reason = f"not a name vpopmail accepts: {problem}"
+        elif name in taken or name == "postmaster":
+            reason = (f"same mailbox name as account {taken[name]!r} once lower-cased"
+                      if name in taken else "postmaster is vpopmail's own account")
+        if not reason:
+            taken[name] = account.name
+        out.append(Choice(account, name, reason, mailbox))
+    return out
+
+
+def _scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 16)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _comment(text: str) -> str:
+    return text.replace("\n", " ")
+
+
+def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[str, Any],
+                domains: Domains, choices: list[Choice], *, schema_ref: str,
+                uid_min: int = 1000, uid_max: int = 59999) -> str:
+    """The commented YAML spec."""
+    out = [f"# yaml-language-server: $schema={schema_ref}",
+           f"# Written by `mailplan init` from {survey.host}. Review it, then run",
+           "#   mailplan validate THIS_FILE && mailplan plan THIS_FILE",
+           "# It holds no secret: users keep their passwords (the crypt hashes are read",
+           "# from the source's shadow file when you plan, never written here).",
+           "version: 1", "hosts:", "  oldmail:                # the sendmail server (only read)"]
+    out += [f"    {k}: {_scalar(v)}" for k, v in host_entry.items()]
+    out.append("  newmail:                # the qmail + vpopmail server: check these")
+    out += [f"    {k}: {_scalar(v)}" for k, v in target_entry.items()]
+    out += ["source:", "  host: oldmail", f"  passwd: {_scalar(survey.passwd_path)}",
+            f"  shadow: {_scalar(survey.shadow_path)}"]
+    if not survey.shadow_readable:
+        out.append(f"  # WARNING: {survey.shadow_path} was not readable "
+                   f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
+                   "set sudo: true")
+    out.append(f"  spool: {_scalar(survey.spool_dir)}")
+    if survey.aliases:
+        out.append(f"  aliases: {_scalar(survey.aliases)}")
+    else:
+        out.append("  # no aliases file found (/etc/aliases, /etc/mail/aliases)")
+    if survey.virtusertable:
+        out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")
+    out += ["target:", "  host: newmail", "  vpopmail_dir: /home/vpopmail",
+            "  qmail_dir: /var/qmail", "domains:"]
+    for skipped in domains.skipped:
+        out.append(f"  # not a domain: {_comment(skipped)}")
+    out.append(f"  {_scalar(domains.primary)}:")
+    out.append("    # default_quota: 1G      # unlimited unless set")
+    out.append("    unknown_recipients: bounce")
+    if survey.aliases:
+        out.append("    import_aliases: true  # system aliases (root, bin, ...) stay out")
+    if domains.aliases:
+        out.append("    alias_domains:        # also local on the old server: deliver alike")
+        out += [f"      - {_scalar(d)}" for d in domains.aliases]
+    migrated = [c for c in choices if not c.reason]
+    left = [c for c in choices if c.reason]
+    out.append(f"    # {len(migrated)} account(s) to migrate (uid {uid_min}-{uid_max}, "
+               "with mail); each keeps its password from shadow")
+    if migrated:
+        out.append("    users:")
+    for c in migrated:
+        out.append(f"      - name: {_scalar(c.name)}"
+                   + (f"\n        from: {_scalar(c.account.name)}"
+                      if c.name != c.account.name else "")
+                   + f"  # uid {c.account.uid}; {_comment(c.mailbox)}")
+    if left:
+        out.append(f"    # {len(left)} account(s) left out (add one under users: to "
+                   "migrate it anyway):")
+        out += [f"    #   {_comment(c.account.name)}: {_comment(c.reason)}" for c in left]
+    return "\n".join(out) + "\n"
+
+
+def schema_reference(out: Path | None) -> str:
+    """The schema path for the yaml-language-server comment, relative to the spec."""
+    schema = (SCHEMA_DIR / "spec-v1.schema.json").resolve()
+    if out is None:
+        return str(schema)
+    return os.path.relpath(schema, out.resolve().parent)
+
+
+def write_spec_file(text: str, out: Path, *, force: bool) -> None:
+    """Validate ``text`` as a spec, then write it to ``out`` (refusing to overwrite)."""
+    if out.exists() and not force:
+        raise MailplanError(f"{out} already exists", hint="choose another -o, or --force")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        load_spec(tmp)
+    except MailplanError as exc:
+        tmp.unlink()
+        raise MailplanError(f"internal: the generated spec does not validate: {exc}") from None
+    os.replace(tmp, out)

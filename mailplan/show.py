@@ -1,0 +1,118 @@
+"""``mailplan show``: what the state file records, or what a saved plan holds.
+
+Given a spec, the state is the spec's state file and the target host is named; given a
+state file or a saved plan (JSON), that file is read. The state is shown as what
+mailplan manages (domains, users, aliases, forwards, alias domains it created), the last
+applies and the per-mailbox import counts; a plan as its changes and problems. Reading
+only: nothing is contacted, no lock is taken, a pending journal is read, not folded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mailplan.errors import MailplanError
+from mailplan.names import human_size
+from mailplan.plan import Plan
+from mailplan.render import render_plan
+from mailplan.state import State
+
+LABELS = {"alias": "aliases", "forward": "forwards", "alias_domain": "alias domains"}
+
+
+def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, Any]:
+    """The document ``show`` prints: ``{"kind": "state"|"plan", ...}``."""
+    if not path.exists():
+        raise MailplanError(f"{path}: no such file",
+                            hint="give a spec, a state file (*.state.json) or a saved plan")
+    if path.suffix != ".json":
+        from mailplan.engine import state_path_for
+        from mailplan.spec import load_spec
+
+        spec = load_spec(path)
+        state_path = state_override or state_path_for(spec)
+        return state_document(state_path, target=spec.data["target"]["host"],
+                              source=spec.data["source"]["host"])
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MailplanError(f"{path}: not readable as JSON ({exc})") from None
+    if isinstance(raw, dict) and "plan_id" in raw and "changes" in raw:
+        return {"kind": "plan", "path": str(path), "plan": Plan.load(path).to_dict()}
+    return state_document(path)
+
+
+def state_document(path: Path, *, target: str | None = None,
+                   source: str | None = None) -> dict[str, Any]:
+    """The state as ``show`` reports it."""
+    if not path.exists():
+        return {"kind": "state", "path": str(path), "exists": False, "target": target,
+                "source": source, "managed": {}, "mail": {}, "history": []}
+    state = State.load(path, fold=False)
+    data = state.data
+    managed: dict[str, Any] = {}
+    for domain, body in sorted(data.get("managed", {}).items()):
+        managed[domain] = {"created": body.get("created"), "users": sorted(body["users"])}
+    for domain, kinds in sorted(data.get("routing", {}).items()):
+        entry = managed.setdefault(domain, {"created": None, "users": []})
+        for kind, names in kinds.items():
+            entry[kind] = sorted(names)
+    mail: dict[str, Any] = {}
+    for key, box in sorted(data.get("mail", {}).items()):
+        user, _, folder = key.partition("/")
+        mail.setdefault(user, {})[folder or "INBOX"] = {
+            "imported": box.get("imported", 0), "bytes": box.get("bytes", 0),
+            "complete_through_byte": (box.get("checkpoint") or {}).get("offset")}
+    history = data.get("history", [])
+    return {"kind": "state", "path": str(path), "exists": True, "target": target,
+            "source": source, "lineage": state.lineage, "serial": state.serial,
+            "managed": managed, "mail": mail, "history": history,
+            "last_apply": history[-1] if history else None}
+
+
+def render_state(doc: dict[str, Any]) -> str:
+    """The state document as text."""
+    where = f" on {doc['target']}" if doc.get("target") else ""
+    if not doc["exists"]:
+        return (f"No state yet at {doc['path']}: nothing has been applied{where}.\n")
+    out = [f"State {doc['path']} (lineage {doc['lineage']}, serial {doc['serial']})", ""]
+    out.append(f"Managed by mailplan{where}:" if doc["managed"] else
+               f"mailplan manages nothing{where} yet.")
+    for domain, body in doc["managed"].items():
+        created = f" (created {body['created']})" if body.get("created") else ""
+        out.append(f"  {domain}{created}")
+        if body["users"]:
+            out.append(f"    users ({len(body['users'])}): {', '.join(body['users'])}")
+        for kind, label in LABELS.items():
+            if body.get(kind):
+                out.append(f"    {label} ({len(body[kind])}): {', '.join(body[kind])}")
+    last = doc["last_apply"]
+    out.append("")
+    if last:
+        done = (f", {last['changes_done']} of {last['changes_planned']} change(s)"
+                if "changes_done" in last else "")
+        out.append(f"Last apply: {last.get('result')}, started {last.get('started')}, "
+                   f"finished {last.get('finished') or '-'}{done} "
+                   f"({len(doc['history'])} apply(s) recorded)")
+    else:
+        out.append("No apply recorded.")
+    if doc["mail"]:
+        out += ["", "Mail imported (messages, bytes):"]
+        for user, folders in doc["mail"].items():
+            total = sum(f["imported"] for f in folders.values())
+            size = sum(f["bytes"] for f in folders.values())
+            parts = ", ".join(f"{name} {f['imported']}" for name, f in folders.items())
+            out.append(f"  {user}: {total} message(s), {human_size(size)} ({parts})")
+    return "\n".join(out) + "\n"
+
+
+def render(doc: dict[str, Any]) -> str:
+    """A state or a plan document as text."""
+    if doc["kind"] == "state":
+        return render_state(doc)
+    plan = doc["plan"]
+    head = (f"Saved plan {doc['path']} (id {plan['plan_id']}, made {plan['created_at']}, "
+            f"for {plan['spec']['path']}, state serial {plan['state']['serial']})\n\n")
+    return head + render_plan(Plan.load(Path(doc["path"])), target="the target")

@@ -1,0 +1,183 @@
+"""mailplan init: awkward source trees give specs that validate, hold no secret, and plan
+exactly what the source contains."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+from migration import SourceAccount, install_target, mailplan, make_source
+
+from mailplan.facts.survey import Survey, parse_find, parse_local_names, parse_sendmail_cf
+from mailplan.init import choose_domains
+from mailplan.spec import load_spec
+
+MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n"
+APR1 = "$apr1$abcdefgh$0123456789abcdefghijkl"
+ALIAS_DOMAINS = ["example.net", "extra.example", "mail.example.com"]
+
+
+def test_sendmail_config_parsers():
+    assert parse_local_names("# names\nexample.com\n\n  mail.example.com # mx\n", "lhn") == [
+        ("example.com", "lhn"), ("mail.example.com", "lhn")]
+    names, files = parse_sendmail_cf("Cwlocalhost example.org\nCw other.example\n"
+                                     "Fw-o /etc/mail/local-host-names\nFw/etc/extra %[^#]\n"
+                                     "DSsmarthost\n", "cf")
+    assert names == [("localhost", "cf (Cw)"), ("example.org", "cf (Cw)"),
+                     ("other.example", "cf (Cw)")]
+    assert files == ["/etc/mail/local-host-names", "/etc/extra"]
+    assert parse_find(b"/s\0alice\x0012\0/s\0we\tird\nname\x003\0/s\0cut") == [
+        ("/s", "alice", 12), ("/s", "we\tird\nname", 3)]
+
+
+@pytest.mark.parametrize(("found", "given", "primary", "aliases"), [
+    (["mail.example.com", "example.com", "example.net"], [], "example.com",
+     ["mail.example.com", "example.net"]),
+    (["localhost", "Example.COM.", "[192.0.2.1]", "example.com"], [], "example.com", []),
+    (["example.com"], ["b.example", "A.example", "b.example"], "b.example", ["a.example"]),
+])
+def test_choose_domains(found, given, primary, aliases):
+    survey = Survey("h", "", "/etc/passwd", "/etc/shadow", [], True,
+                    domains=[(n, "lhn") for n in found])
+    chosen = choose_domains(survey, given)
+    assert (chosen.primary, chosen.aliases) == (primary, aliases)
+
+
+def test_no_domain_is_an_error_naming_the_fix():
+    survey = Survey("h", "", "/etc/passwd", "/etc/shadow", [], True,
+                    domains=[("localhost", "lhn")])
+    with pytest.raises(Exception, match="--domain"):
+        choose_domains(survey, [])
+
+
+def awkward_source(root):
+    accounts = [SourceAccount("alice", 1000, "Alice Liddell,Room 1", "pw-alice"),
+                SourceAccount("Bob", 1001, "Bob", "pw-bob"),
+                SourceAccount("carol", 1002, "Carol", raw_hash="!$6$salt$lockedhashvalue"),
+                SourceAccount("dave", 1003, "Dave, no mail", "pw-dave"),
+                SourceAccount("erin", 1004, "Erin", raw_hash=APR1),
+                SourceAccount("frank", 1005, "Frank", "pw-frank", in_shadow=False),
+                SourceAccount("x", 1006, "One letter", "pw-x"),
+                SourceAccount("gina", 1007, "Gina", "pw-gina"),
+                SourceAccount("henry", 70000, "High uid", "pw-henry"),
+                SourceAccount("o'neil", 1008, "Shaun O'Neil", "pw-oneil"),
+                SourceAccount("Ivan", 1009, "Ivan", "pw-ivan1"),
+                SourceAccount("ivan", 1010, "ivan", "pw-ivan2")]
+    src = make_source(root, accounts)
+    spool = src / "var/spool/mail"
+    for name in ("alice", "Bob", "carol", "erin", "frank", "x", "henry", "o'neil", "Ivan",
+                 "ivan"):
+        (spool / name).write_bytes(MBOX)
+    (spool / ".hidden").write_bytes(MBOX)
+    (spool / "nobody-here").write_bytes(b"")  # a spool with no account: ignored
+    (src / "home/gina/mail").mkdir(parents=True)
+    (src / "home/gina/mail/Work").write_bytes(MBOX)
+    (src / "etc/mail").mkdir()
+    (src / "etc/mail/local-host-names").write_text(
+        "# sendmail local names\nlocalhost\nmail.example.com\nexample.com\n")
+    (src / "etc/mail/sendmail.cf").write_text("Cwlocalhost example.net\nFw-o /etc/extra\n")
+    (src / "etc/extra").write_text("extra.example\n")
+    (src / "etc/aliases").write_text("root: alice\ninfo: alice, bob\n")
+    (src / "etc/mail/virtusertable").write_text("sales@example.com alice\n")
+    return src, accounts
+
+
+def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp_path):
+    src, accounts = awkward_source(tmp_path / "old")
+    out = tmp_path / "migration.yaml"
+    res = mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), check=True)
+    assert "5 account(s) to migrate, 9 left out" in res.stderr
+    text = out.read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    schema = text.splitlines()[0].split("=", 1)[1]
+    assert (out.parent / schema).resolve().name == "spec-v1.schema.json"
+    assert (out.parent / schema).resolve().exists()
+    for account in accounts:
+        if account.in_shadow:
+            assert account.hash() not in text
+    assert "$6$" not in text and "$apr1$" not in text and "pw-" not in text
+    load_spec(out)  # validates
+    assert mailplan("validate", str(out)).returncode == 0
+    data = yaml.safe_load(text)
+    body = data["domains"]["example.com"]
+    assert [(u["name"], u.get("from")) for u in body["users"]] == [
+        ("alice", None), ("bob", "Bob"), ("gina", None), ("o'neil", None), ("ivan", "Ivan")]
+    assert body["alias_domains"] == ["mail.example.com", "example.net", "extra.example"]
+    assert body["import_aliases"] is True
+    assert data["source"]["virtusertable"] == f"{src}/etc/mail/virtusertable"
+    assert data["source"]["aliases"] == f"{src}/etc/aliases"
+    reasons = {line.split(": ", 1)[0].strip("# "): line.split(": ", 1)[1]
+               for line in text.splitlines() if line.startswith("    #   ")}
+    assert reasons["carol"].startswith("account is locked")
+    assert reasons["dave"] == "no mailbox (no spool file, no mail folders)"
+    assert "Apache apr1" in reasons["erin"]
+    assert reasons["frank"] == "no entry in the shadow file"
+    assert reasons["x"].startswith("not a name vpopmail accepts")
+    assert reasons["henry"].startswith("system account (uid 70000")
+    assert reasons["root"].startswith("system account (uid 0")
+    assert reasons["ivan"] == "same mailbox name as account 'Ivan' once lower-cased"
+    assert "  # not a domain: localhost" in text
+
+    # point the spec at the stand-in target and plan: exactly the source's content
+    target = install_target(tmp_path / "target")
+    data["hosts"]["newmail"] = {"local": True}
+    data["target"].update(vpopmail_dir=target.vpopmail_dir, qmail_dir=target.qmail_dir)
+    runnable = tmp_path / "run.yaml"
+    runnable.write_text(yaml.safe_dump(data, sort_keys=False))
+    planned = json.loads(mailplan("plan", str(runnable), "--json", check=True).stdout)
+    changes = {(c["kind"], c["user"], c["item"]) for c in planned["changes"]
+               if c["kind"] in ("user", "mailbox")}
+    assert changes == {("user", u, None) for u in ("alice", "bob", "gina", "o'neil", "ivan")} | {
+        ("mailbox", "alice", "INBOX"), ("mailbox", "bob", "INBOX"), ("mailbox", "gina", "Work"),
+        ("mailbox", "o'neil", "INBOX"), ("mailbox", "ivan", "INBOX")}
+    kinds = {(c["kind"], c["user"] or c["domain"]) for c in planned["changes"]}
+    assert ("alias", "info") in kinds and ("alias", "sales") in kinds
+    assert ("alias", "root") not in kinds
+    assert sorted(c["domain"] for c in planned["changes"]
+                  if c["kind"] == "alias_domain") == ALIAS_DOMAINS
+    assert not [p for p in planned["problems"]
+                if p["user"] in ("alice", "bob", "gina", "o'neil", "ivan")
+                and "cannot" in p["message"]]
+
+
+def test_init_reads_var_mail_and_says_when_shadow_is_unreadable(tmp_path):
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail").rmdir()
+    (src / "var/mail").mkdir()
+    (src / "var/mail/zoe").write_bytes(MBOX)
+    os.chmod(src / "etc/shadow", 0)
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+                   "--uid-min", "1500")
+    os.chmod(src / "etc/shadow", 0o640)
+    if os.geteuid() == 0:  # root reads a 0000 file: the warning cannot appear
+        assert "WARNING" not in res.stdout
+    else:
+        assert "was not readable" in res.stdout
+    data = yaml.safe_load(res.stdout)
+    assert data["source"]["spool"] == f"{src}/var/mail"
+    assert [u["name"] for u in data["domains"]["zoe.example"]["users"]] == ["zoe"]
+    assert "no aliases file found" in res.stdout
+
+
+def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
+    src, _ = awkward_source(tmp_path / "old")
+    out = tmp_path / "m.yaml"
+    mailplan("init", "--source", f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", "--identity",
+             str(sshd.client_key), "--known-hosts", str(sshd.known_hosts), "--root", str(src),
+             "--domain", "example.org", "-o", str(out), check=True)
+    data = load_spec(out).data
+    assert data["hosts"]["oldmail"] == {"address": "127.0.0.1", "user": sshd.user,
+                                        "port": sshd.port,
+                                        "identity_file": str(sshd.client_key),
+                                        "known_hosts": str(sshd.known_hosts)}
+    assert len(data["domains"]["example.org"]["users"]) == 5
+    again = mailplan("init", "--source", "local", "--root", str(src), "-o", str(out))
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_init_refuses_a_bad_host_string(tmp_path):
+    res = mailplan("init", "--source", "ftp://old", "-o", str(tmp_path / "m.yaml"))
+    assert res.returncode == 1 and "cannot read the connection string" in res.stderr
+    assert not (tmp_path / "m.yaml").exists()
