@@ -153,8 +153,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             if len(facts.ledger.get(mb.dirname, set())) >= recorded:
                 start, seed, cp_count = cp.offset, _seed(known), recorded
         jobs.append((mb, start, seed, cp_count, known))
-    scans = scan_mailboxes(source_conn, [(mb, start, seed) for mb, start, seed, _c, _k in jobs],
-                           mboxrd=mboxrd)
+    scans = scan_mailboxes(source_conn, [(mb, start, seed, known)
+                                         for mb, start, seed, _c, known in jobs], mboxrd=mboxrd)
     for (mb, start, seed, cp_count, known), scan in zip(jobs, scans, strict=True):
         _judge(out, mb, scan, known, start, seed, cp_count, subscribed)
     _quota_warnings(out, desired)
@@ -211,38 +211,28 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
         return
     for warning in scan.warnings:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}): {warning}"))
-    todo = [(d, o, s) for d, o, s in scan.messages if (d, o) not in known]
-    there = len(scan.messages) - len(todo)
+    there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
     read = f" (read from byte {start}: unchanged before)" if start else ""
-    if not todo:
+    if not scan.todo:
         out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + cp_count} "
                               f"messages already on the target{read}{skipped}"))
         if start == 0 or scan.end > start:
             # nothing to move, but a checkpoint lets the next plan read only new mail
             pass
         return
-    size = sum(s for _d, _o, s in todo)
+    size = scan.todo_bytes
     subs = subscribed.get((mb.domain, mb.user))
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
-                    after=f"{len(todo)} message(s), {human_size(size)} to import into "
+                    after=f"{scan.todo} message(s), {human_size(size)} to import into "
                     f"{mb.folder}" + (f"; {there} already on the target" if there else "")
                     + read + skipped,
-                    fingerprint=_fp(todo))
+                    fingerprint=scan.todo_digest)
     out.changes.append(change)
-    out.jobs[change.id] = MailJob(mb, start, seed, len(todo), size,
+    out.jobs[change.id] = MailJob(mb, start, seed, scan.todo, size,
                                   mb.folder == "INBOX" or subs is None or mb.folder in subs,
                                   cp_count)
-
-
-def _fp(todo: list[tuple[str, int, int]]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for d, o, _s in todo:
-        h.update(f"{d}:{o};".encode())
-    return h.hexdigest()[:16]
 
 
 class MailImporter:

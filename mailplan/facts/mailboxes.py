@@ -86,7 +86,10 @@ class MailboxScan:
     mailbox: SourceMailbox
     start: int
     seed: dict[str, int]
-    messages: list[tuple[str, int, int]] = field(default_factory=list)  # digest, occ, size
+    total: int = 0  # messages read from ``start`` on
+    todo: int = 0  # of those, not yet on the target
+    todo_bytes: int = 0
+    todo_digest: str = ""  # digest over the identities still to import
     end: int = 0
     skipped_internal: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -193,19 +196,26 @@ def open_stream(conn: Connector, path: str, start: int) -> object:
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 mboxrd: bool, host: str) -> MailboxScan:
+                 mboxrd: bool, host: str, known: set[tuple[str, int]]) -> MailboxScan:
+    # Only counts and a running digest are kept: memory does not grow with the mailbox.
     scan = MailboxScan(mailbox, start, dict(seed))
     occurrences = dict(seed)
+    todo = hashlib.sha256()
     reader = MboxReader(stream, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
                         occurrences=occurrences, path=f"{host}:{mailbox.path}",
                         skip_leading=start > 0)
     try:
         for event in reader:
             if isinstance(event, MessageEnd):
-                scan.messages.append((event.sha256, event.occurrence, event.size))
+                scan.total += 1
+                if event.identity not in known:
+                    scan.todo += 1
+                    scan.todo_bytes += event.size
+                    todo.update(f"{event.sha256}:{event.occurrence};".encode())
     except MailboxError as exc:
         scan.error = exc.message
         return scan
+    scan.todo_digest = todo.hexdigest()[:16]
     scan.end = reader.summary.end_offset
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
@@ -214,12 +224,12 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 *, mboxrd: bool) -> MailboxScan:
-    """Read a mailbox from ``start`` and list its messages' identities and sizes."""
+                 *, mboxrd: bool, known: set[tuple[str, int]]) -> MailboxScan:
+    """Read a mailbox from ``start``: how many messages, and which are not in ``known``."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, dict(seed), end=start, occurrences=dict(seed))
     proc = open_stream(conn, mailbox.path, start)
-    scan = _scan_stream(proc, mailbox, start, seed, mboxrd, conn.name)
+    scan = _scan_stream(proc, mailbox, start, seed, mboxrd, conn.name, known)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
         return scan
@@ -239,8 +249,8 @@ class _MemberReader:
         return self._handle.read(size)  # type: ignore[attr-defined,no-any-return]
 
 
-def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool
-                   ) -> dict[str, MailboxScan] | None:
+def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,
+                   known: dict[str, set[tuple[str, int]]]) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
     proc = conn.start("tar -cPf - --no-recursion --null -T - 2>/dev/null")
@@ -254,7 +264,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
                 handle = archive.extractfile(member) if mb and member.isfile() else None
                 if mb is not None and handle is not None:
                     out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, {}, mboxrd,
-                                                conn.name)
+                                                conn.name, known[mb.path])
         res = proc.wait()
     except (OSError, tarfile.TarError):
         proc.kill()
@@ -264,17 +274,21 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     return out if res.returncode == 0 and len(out) == len(by_path) else None
 
 
-def scan_mailboxes(conn: Connector, jobs: Sequence[tuple[SourceMailbox, int, dict[str, int]]],
-                   *, mboxrd: bool) -> list[MailboxScan]:
-    """Scan each (mailbox, start offset, occurrence seed): full reads share one channel."""
-    full = [mb for mb, start, _seed in jobs if start == 0]
-    shared = _scan_with_tar(conn, full, mboxrd) if len(full) > 1 else None
+Job = tuple[SourceMailbox, int, dict[str, int], set[tuple[str, int]]]
+
+
+def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> list[MailboxScan]:
+    """Scan each (mailbox, start offset, occurrence seed, identities already on the
+    target): full reads share one channel."""
+    full = [mb for mb, start, _seed, _known in jobs if start == 0]
+    known = {mb.path: k for mb, _s, _seed, k in jobs}
+    shared = _scan_with_tar(conn, full, mboxrd, known) if len(full) > 1 else None
     scans = []
-    for mb, start, seed in jobs:
+    for mb, start, seed, k in jobs:
         if shared is not None and start == 0:
             scans.append(shared[mb.path])
         else:
-            scans.append(scan_mailbox(conn, mb, start, seed, mboxrd=mboxrd))
+            scans.append(scan_mailbox(conn, mb, start, seed, mboxrd=mboxrd, known=k))
     return scans
 
 
