@@ -5,6 +5,17 @@ reference server ran them) with ``/bin/sh -c`` against one fresh stand-in instal
 stdout and stderr bytes and every ``File X:`` block are compared after rewriting the install
 paths and normalising only what varies between runs (salts/hashes of clear passwords, random
 passwords, timestamps, ls dates, pids, od dumps of hash-bearing cdb files).
+
+The install root is longer than "/", so files that embed absolute paths are longer: ls/find
+sizes are compared after subtracting exactly what the root adds (unroot_sizes) and cdb dumps
+are compared as rebuilt cdb files (same_od).  Commands run with bash -c, as on the recorder.
+SKIP lists what cannot exist here, LATER/SETUP reproduce the recording order and the steps a
+transcript only describes in prose, EXPECTED_FIXUPS the one recorded value nothing explains.
+
+Known differences from real vpopmail that remain (not exercised by the transcripts):
+vdelivermail/qmail-send are not implemented; getopt warnings show the wrapper path as argv[0]
+(a real binary run via PATH shows the bare name); MAX_PW_DIR (160) path-length checks of
+make_user_dir are not emulated.
 """
 
 from __future__ import annotations

@@ -1867,10 +1867,15 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"vpopmail_standin: unknown tool {argv[0]}\n")
         return 100
     try:
-        code = tool(ctx, argv[3:])
-    except Exit as e:
-        code = e.code
-    sys.stdout.flush()
+        try:
+            code = tool(ctx, argv[3:])
+        except Exit as e:
+            code = e.code
+        sys.stdout.flush()
+    except BrokenPipeError:  # a C tool writing into a closed pipe dies of SIGPIPE, silently
+        import _signal
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGPIPE)
     return code
 
 
