@@ -14,7 +14,6 @@ import click
 
 from mailplan import __version__
 from mailplan.engine import (
-    apply_plan,
     check_saved,
     load_for_apply,
     make_plan,
@@ -22,6 +21,7 @@ from mailplan.engine import (
 )
 from mailplan.errors import MailplanError
 from mailplan.render import render_plan, use_colour
+from mailplan.retry import apply_with_retries
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
 from mailplan.watch import ApplyWatch
@@ -145,10 +145,18 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
             if saved is None and not auto_approve:
                 _confirm()
             watch.begin(planned, todo, target)
-            watch.finish(apply_plan(planned, current, prune=prune, parallel=parallel,
-                                    on_step=watch.on_step, on_mail=watch.on_mail))
+            watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
+                planned, current, saved=saved, prune=prune, parallel=parallel,
+                on_step=watch.on_step, on_mail=watch.on_mail, on_retry=_retrying,
+                replan=lambda st: make_plan(loaded, st, strict=strict,
+                                            connectors=watch.connect(loaded))))
         finally:
             planned.close()
+
+
+def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
+    click.echo(f"Warning: {exc}\n  reconnecting and planning again in {wait:g}s "
+               f"(retry {attempt})", err=True)
 
 
 def _confirm() -> None:

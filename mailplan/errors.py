@@ -66,6 +66,14 @@ class HostError(MailplanError):
         self.host, self.step = host, step
 
 
+class ConnectionLost(HostError):
+    """The connection to a host broke or could not be made: worth a bounded retry."""
+
+
+class SourceChanged(HostError):
+    """A source mailbox changed while it was being read: re-plan and read it again."""
+
+
 class HostKeyError(HostError):
     """The SSH host key is unknown or changed, and the user did not opt in."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from mailplan.connectors.base import Connector, Process
 from mailplan.desired import Desired, Problem
-from mailplan.errors import HostError, StepFailed
+from mailplan.errors import ConnectionLost, HostError, SourceChanged, StepFailed
 from mailplan.facts.mailboxes import (
     Checkpoint,
     MailboxRef,
@@ -32,17 +32,17 @@ from mailplan.facts.mailboxes import (
     SourceMailbox,
     checkpoint_windows,
     list_source_mailboxes,
-    open_stream,
     read_maildirs,
     scan_mailboxes,
     still_valid,
 )
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
-from mailplan.mail.agent_client import AgentClient, AgentError, agent_command
+from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, agent_command
 from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import subscription_lines
 from mailplan.mail.mbox import MailboxError
+from mailplan.mail.snapshot import SnapshotStream
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
 from mailplan.remote import ShellSession, read_files
@@ -282,7 +282,8 @@ class MailImporter:
             known = client.scan().known(mb.dirname)
             if mb.dirname:
                 client.create_folder(mb.dirname)
-            stream = open_stream(self.source, mb.path, job.start)
+            # exactly what the plan listed, proven untorn (mail.snapshot)
+            stream = SnapshotStream(self.source, mb.path, job.start, mb.size, step=step)
 
             def durable(batch: list[Delivered]) -> None:
                 size = sum(d.size for d in batch)
@@ -302,6 +303,12 @@ class MailImporter:
             if job.subscribe and mb.dirname:
                 client.subscribe(subscription_lines([mb.folder]))
             client.refresh_quota()
+        except SourceChanged:
+            self.abort()  # what is queued may hold a torn message: never sync it
+            raise
+        except AgentLost as exc:
+            raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
+                                 host=self.target.name, step=step) from None
         except (AgentError, MailboxError) as exc:
             raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
                              step=step) from None
@@ -314,6 +321,12 @@ class MailImporter:
         return {"mailbox": mb.key, "checkpoint": {
             "path": mb.path, "inode": mb.inode, "offset": end, "head": head, "tail": tail,
             "count": count}, "domain": change.domain, "user": change.user}
+
+    def abort(self) -> None:
+        """Drop the agent without a sync: queued files stay in tmp/, removed next time."""
+        if self._proc is not None:
+            self._proc.kill()
+        self._proc, self._client = None, None
 
     def close(self) -> None:
         """Stop the agent (it syncs anything still queued)."""

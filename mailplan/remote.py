@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 
 from mailplan.connectors.base import CommandResult, Connector, Process
-from mailplan.errors import HostError
+from mailplan.errors import ConnectionLost, HostError
 from mailplan.shell import Cmd
 
 _PROLOGUE = (
@@ -49,7 +49,7 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
         rest = proc.wait()
         detail = (header + rest.stdout)[:200].decode("utf-8", "replace").strip()
         err = rest.stderr.decode("utf-8", "replace").strip()[:300]
-        raise HostError(
+        raise ConnectionLost(
             f"the remote shell stopped answering (exit {rest.returncode}); "
             f"got {detail!r}{'; stderr: ' + err if err else ''}",
             host=host,
@@ -59,7 +59,7 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
         out = proc.read_exact(out_len)
         err = proc.read_exact(err_len)
     except (EOFError, OSError) as exc:
-        raise HostError(f"connection lost while reading a command's output: {exc}",
+        raise ConnectionLost(f"connection lost while reading a command's output: {exc}",
                         host=host) from None
     return CommandResult(code, out, err)
 
@@ -76,7 +76,7 @@ def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
         proc.wait()
     except OSError as exc:
         proc.kill()
-        raise HostError(f"connection lost during a batch of reads: {exc}",
+        raise ConnectionLost(f"connection lost during a batch of reads: {exc}",
                         host=conn.name) from None
     if conn.observer is not None:
         took = time.monotonic() - started
@@ -96,7 +96,7 @@ class ShellSession:
         try:
             self._proc.write(_PROLOGUE.encode())
         except OSError as exc:
-            raise HostError(f"cannot start a remote shell: {exc}", host=conn.name) from None
+            raise ConnectionLost(f"cannot start a remote shell: {exc}", host=conn.name) from None
 
     def run(self, command: str | Cmd) -> CommandResult:
         """Run one command line (a :class:`Cmd` is logged with its secrets masked);
@@ -107,7 +107,7 @@ class ShellSession:
         try:
             self._proc.write(_framed(self._tag, text).encode())
         except OSError as exc:
-            raise HostError(f"connection lost: {exc}", host=self.conn.name) from None
+            raise ConnectionLost(f"connection lost: {exc}", host=self.conn.name) from None
         res = _read_frame(self._proc, self._tag, self.conn.name)
         if self.conn.observer is not None:
             shown, logged = command, res

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailplan.errors import HostError
+from mailplan.errors import ConnectionLost
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Connector(abc.ABC):
             return proc.wait()
         except OSError as exc:
             proc.kill()
-            raise HostError(f"connection lost while running a command: {exc}",
+            raise ConnectionLost(f"connection lost while running a command: {exc}",
                             host=self.name) from exc
 
     def close(self) -> None:  # noqa: B027 - optional hook

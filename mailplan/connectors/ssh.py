@@ -21,7 +21,7 @@ import paramiko
 from fabric import Config, Connection
 
 from mailplan.connectors.base import CommandResult, Connector, Process
-from mailplan.errors import HostError, HostKeyError
+from mailplan.errors import ConnectionLost, HostError, HostKeyError
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -46,7 +46,10 @@ class SSHProcess(Process):
         self._out = channel.makefile("rb", 1 << 16)
 
     def write(self, data: bytes) -> None:
-        self._chan.sendall(data)
+        try:
+            self._chan.sendall(data)
+        except (EOFError, paramiko.SSHException) as exc:  # paramiko's "transport is gone"
+            raise OSError(f"SSH connection lost ({type(exc).__name__}: {exc})") from exc
 
     def close_stdin(self) -> None:
         if not self._chan.closed:
@@ -135,7 +138,7 @@ class SSHConnector(Connector):
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None
             except OSError as exc:
-                raise HostError(f"cannot connect to {self._address}: {exc}",
+                raise ConnectionLost(f"cannot connect to {self._address}: {exc}",
                                 host=self.name) from None
         transport = self._conn.transport
         assert transport is not None
@@ -148,7 +151,7 @@ class SSHConnector(Connector):
             self.channels_opened += 1
             channel.exec_command(self.wrap(command))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostError(f"cannot open an SSH channel: {exc}", host=self.name) from None
+            raise ConnectionLost(f"cannot open an SSH channel: {exc}", host=self.name) from None
         return SSHProcess(channel)
 
     def close(self) -> None:

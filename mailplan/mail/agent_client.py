@@ -27,6 +27,10 @@ class AgentError(MailboxError):
     """The agent refused a request or died; the message says what it reported."""
 
 
+class AgentLost(AgentError):
+    """The agent's channel broke (connection lost or the agent was killed)."""
+
+
 class Pipe(Protocol):
     """The subset of a connector process the client needs."""
 
@@ -94,14 +98,14 @@ class AgentClient:
         try:
             self.pipe.write(data)
         except OSError as exc:
-            raise AgentError(f"agent pipe closed: {exc}") from exc
+            raise AgentLost(f"agent pipe closed: {exc}") from exc
 
     def _read_exact(self, n: int) -> bytes:
         parts: list[bytes] = []
         while n:
             chunk = self.pipe.read(n)
             if not chunk:
-                raise AgentError("agent ended without replying (killed or crashed)")
+                raise AgentLost("agent ended without replying (killed or crashed)")
             parts.append(chunk)
             n -= len(chunk)
         return b"".join(parts)

@@ -1,0 +1,109 @@
+"""Read a source mailbox up to the size the plan saw, and prove the read was not torn.
+
+The old server keeps working while mailplan reads it: new mail is appended to a spool,
+and a mail reader may rewrite it (deleting messages) in place. A plain ``tail -c`` to
+the end of the file could then end inside a message being appended, or splice the
+start of one version of the file to the rest of another. This stream therefore reads
+exactly ``[start, end)`` — ``end`` being the file size the plan listed, so mail that
+arrives later is left for the next run — and, when the read reaches its end and
+*before* returning end-of-file to the mbox reader (so that the last message is never
+finished, sent or journaled first), checks with one more read-only command that:
+
+* all ``end - start`` bytes arrived and the command succeeded (else the connection
+  dropped, :class:`~mailplan.errors.ConnectionLost`, or the file shrank);
+* the first and the last 4 KiB read are still what the file holds there (a rewrite
+  shifts them);
+* the file ends at ``end`` or continues with a ``From `` separator (possibly after the
+  blank line mail.local writes), so ``end`` is a message boundary, not the middle of a
+  message being appended.
+
+Any other outcome raises :class:`~mailplan.errors.SourceChanged`: apply stops before the
+affected message, and a re-plan (which the retry logic does) reads the mailbox again.
+"""
+
+from __future__ import annotations
+
+from mailplan.connectors.base import CommandResult, Connector
+from mailplan.errors import ConnectionLost, SourceChanged
+from mailplan.shell import join
+
+WINDOW = 4096
+
+
+def _slice(path: str, start: int, length: int) -> str:
+    return (join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
+            + join(["head", "-c", str(length)]))
+
+
+class SnapshotStream:
+    """A readable ``[start, end)`` of ``path`` on ``conn``; see the module docstring."""
+
+    def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str) -> None:
+        self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
+        self._proc = conn.start(_slice(path, start, end - start))
+        self._proc.close_stdin()
+        self._count = 0
+        self._head = b""
+        self._tail = b""
+        self._result: CommandResult | None = None
+
+    def read(self, size: int = 65536) -> bytes:
+        """Up to ``size`` bytes; ``b''`` only once the read is proven whole."""
+        if self._result is not None:
+            return b""
+        try:
+            chunk = self._proc.read(size)
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
+                                 host=self.conn.name, step=self.step) from None
+        if chunk:
+            self._count += len(chunk)
+            if len(self._head) < WINDOW:
+                self._head += chunk[: WINDOW - len(self._head)]
+            self._tail = (self._tail + chunk)[-WINDOW:]
+            return chunk
+        self._finish()
+        return b""
+
+    def _finish(self) -> None:
+        try:
+            res = self._proc.wait()
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
+                                 host=self.conn.name, step=self.step) from None
+        want = self.end - self.start
+        if res.returncode != 0 and self._count < want:
+            raise ConnectionLost(f"reading {self.path} stopped after {self._count} of {want} "
+                                 f"bytes (exit {res.returncode})", host=self.conn.name,
+                                 step=self.step)
+        if self._count != want:
+            raise SourceChanged(f"{self.path} shrank while it was read ({self._count} of "
+                                f"{want} bytes)", host=self.conn.name, step=self.step,
+                                hint="run apply again: the mailbox is read afresh")
+        tail_len = len(self._tail)
+        check = self.conn.run(f"{_slice(self.path, self.start, len(self._head))}; "
+                              f"{_slice(self.path, self.end - tail_len, tail_len)}; "
+                              f"{_slice(self.path, self.end, 6)}")
+        out = check.stdout
+        head, tail = out[:len(self._head)], out[len(self._head):len(self._head) + tail_len]
+        after = out[len(self._head) + tail_len:]
+        if check.returncode != 0 or head != self._head or tail != self._tail:
+            raise SourceChanged(f"{self.path} was rewritten while it was read",
+                                host=self.conn.name, step=self.step,
+                                hint="run apply again: the mailbox is read afresh")
+        if after not in (b"", b"\n") and not after.startswith((b"From ", b"\nFrom ")):
+            raise SourceChanged(f"a message was being appended to {self.path} while it was "
+                                "read", host=self.conn.name, step=self.step,
+                                hint="run apply again: the new mail is read then")
+        self._result = res
+
+    def wait(self) -> CommandResult:
+        """The read command's result (after end-of-file)."""
+        if self._result is None:
+            self._proc.kill()
+            return CommandResult(1, b"", b"read not finished")
+        return self._result
+
+    def kill(self) -> None:
+        """Abandon the read."""
+        self._proc.kill()

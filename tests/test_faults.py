@@ -1,0 +1,421 @@
+"""Faults apply must survive, each over the real test sshd into the vpopmail stand-in.
+
+kill -9 at 30+ seeded points across whole migrations, dropped SSH sessions (with and
+without retries), a full target disk, mail arriving and a spool rewritten during the
+read, two applies at once, a damaged state file. Every source tree is checksummed when
+built and again when the module ends (files a test changes on purpose excepted): the
+source is only read. A saved plan gone stale and a fresh plan showing drift are
+covered by tests/test_integration_core.py::test_drift_is_shown_and_a_saved_plan_goes_stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from migration import (
+    REAL_VPOPMAIL,
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    ssh_host,
+    write_spec,
+)
+
+from mailplan.facts.vpopmail import parse_vuserinfo
+from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.mbox import read_mbox
+
+pytestmark = [pytest.mark.ssh,
+              pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="each scenario needs its own "
+                                 "throw-away target (and one mounts a tmpfs in it)")]
+SEED = 20261128
+ENV = {"PM_PW": "PostMaster#1"}
+_SOURCES: list[tuple[Path, str, frozenset[str]]] = []
+
+
+def digest_tree(root: Path, skip: frozenset[str] = frozenset()) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirs, names in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(dirpath, name)
+            if str(p) in skip:
+                continue
+            st = p.lstat()
+            h.update(f"{p}\0{st.st_mode:o}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def track_source(root: Path, *, changed: tuple[Path, ...] = ()) -> None:
+    skip = frozenset(str(p) for p in changed)
+    _SOURCES.append((root, digest_tree(root, skip), skip))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def source_stays_untouched():
+    yield
+    for root, before, skip in _SOURCES:
+        assert digest_tree(root, skip) == before, f"the source tree {root} was modified"
+
+
+def msg(i: int, body: str = "hello\n", status: str = "") -> bytes:
+    day = 1 + i % 28
+    return (f"From s{i}@x.example Mon Nov {day:2d} 10:{i % 60:02d}:00 2026\n"
+            f"From: s{i}@x.example\nSubject: m{i}\n{status}\n{body}\n").encode()
+
+
+def spool(n: int, *, seed: int = 0, size: int = 100) -> bytes:
+    rng = random.Random(seed)
+    return b"".join(msg(seed * 100000 + i, "x" * rng.randint(size // 2, size) + "\n",
+                        rng.choice(["", "Status: RO\n", "Status: O\nX-Status: AF\n"]))
+                    for i in range(n))
+
+
+# -- target comparison ------------------------------------------------------------------
+
+def maildir_state(root: Path, *, settled: bool = True) -> set[tuple[str, str, str, int, str]]:
+    """Every visible message (each must be whole); after a finished run tmp/ is empty."""
+    out = set()
+    for sub in root.rglob("*"):
+        if sub.is_file() and sub.parent.name in ("new", "cur"):
+            parsed = parse_message_name(sub.name)
+            assert parsed is not None, sub
+            data = sub.read_bytes()
+            assert len(data) == parsed.size and hashlib.sha256(data).hexdigest() == \
+                parsed.digest, f"torn or partial message visible: {sub}"
+            folder = str(sub.parent.parent.relative_to(root))
+            out.add((folder, sub.parent.name, parsed.digest, parsed.occurrence,
+                     parsed.flags or ""))
+    if settled and (root / "tmp").exists():
+        assert not any((root / "tmp").iterdir()), "a finished run left files in tmp/"
+    return out
+
+
+def snapshot(target, domains: list[str]) -> dict:
+    """Users, quotas, comments, hashes (not postmaster's: a random salt), Maildirs by
+    identity+flags, aliases and catch-alls, with the install path taken out."""
+    doc = {}
+    for d in domains:
+        listing = target.tool("vuserinfo", "-D", d).stdout.decode()
+        users = {}
+        for f in parse_vuserinfo(listing):
+            md = Path(f["dir"]) / "Maildir"
+            users[f["name"]] = (f.get("comment/gecos"), f["quota"],
+                                None if f["name"] == "postmaster" else f["passwd"],
+                                sorted(maildir_state(md)) if md.exists() else [])
+        aliases = sorted(target.tool("valias", "-s", d).stdout.decode().splitlines())
+        ddir = target.tool("vdominfo", "-d", d).stdout.decode().split("\n")[0]
+        default = Path(ddir, ".qmail-default").read_text().replace(target.vpopmail_dir, "V")
+        doc[d] = {"users": users, "aliases": aliases, "default": default}
+    return doc
+
+
+# -- the whole-migration fixture ---------------------------------------------------------
+
+DOMAINS = ["one.example", "two.example"]
+
+
+def whole_source(root: Path) -> Path:
+    accounts = [SourceAccount(f"u{i}", 1000 + i, f"User {i}", f"pw{i}") for i in range(8)]
+    src = make_source(root, accounts)
+    sp = src / "var/spool/mail"
+    for i in range(8):
+        (sp / f"u{i}").write_bytes(spool(20 + 15 * i, seed=i))
+    (sp / "u0").write_bytes(spool(1200, seed=99, size=1500))  # the long mid-mailbox window
+    for i in (1, 5):
+        (src / f"home/u{i}/mail/Lists").mkdir(parents=True)
+        (src / f"home/u{i}/mail/Work").write_bytes(spool(40, seed=50 + i))
+        (src / f"home/u{i}/mail/Lists/py").write_bytes(spool(25, seed=60 + i))
+    track_source(src)
+    return src
+
+
+def whole_spec(path: Path, src: Path, target, sshd) -> Path:
+    body1 = {"postmaster_password": {"env": "PM_PW"}, "default_quota": "1G",
+             "import": {"uid_min": 1000, "uid_max": 1003},
+             "aliases": {"sales": ["u1", "u2"], "info": ["u0"]}}
+    body2 = {"postmaster_password": {"env": "PM_PW"}, "import": {"uid_min": 1004},
+             "users": [{"name": "robert", "from": "u7", "quota": "2G"}],
+             "unknown_recipients": {"deliver_to": "u4"}}
+    spec = write_spec(path, source_root=src, target=target, source_host=ssh_host(sshd),
+                      target_host=ssh_host(sshd), domains={DOMAINS[0]: body1,
+                                                            DOMAINS[1]: body2})
+    return spec
+
+
+def start_apply(spec: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **ENV})
+
+
+def kill_when(spec: Path, *, lines: int | None = None, delay: float | None = None,
+              timeout: float = 120) -> bool:
+    """kill -9 an apply once its journal has ``lines`` lines or after ``delay`` seconds;
+    True when it was killed before finishing."""
+    journal = spec.with_name(spec.stem + ".state.json.journal")
+    proc = start_apply(spec)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout and proc.poll() is None:
+        if delay is not None and time.monotonic() - started >= delay:
+            break
+        if lines is not None and journal.exists() and \
+                journal.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.003)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    return killed
+
+
+@pytest.mark.slow
+def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
+    src = whole_source(tmp_path / "source")
+    clean_target = install_target(tmp_path / "clean")
+    clean_spec = whole_spec(tmp_path / "clean.yaml", src, clean_target, sshd)
+    t0 = time.monotonic()
+    mailplan("apply", str(clean_spec), "--auto-approve", env=ENV, check=True)
+    duration = time.monotonic() - t0
+    steps = json.loads((tmp_path / "clean.state.json").read_text())["serial"]
+    clean = snapshot(clean_target, DOMAINS)
+    assert sum(len(u[3]) for d in clean.values() for u in d["users"].values()) > 1500
+    assert mailplan("verify", str(clean_spec), env=ENV).returncode == 0
+
+    rng = random.Random(SEED)
+    kills, rounds, log = 0, 0, []
+    while kills < 32:
+        rounds += 1
+        target = install_target(tmp_path / f"t{rounds}")
+        spec = whole_spec(tmp_path / f"r{rounds}.yaml", src, target, sshd)
+        while kills < 32:
+            if rng.random() < 0.5:
+                point = {"lines": rng.randint(1, steps)}
+            else:
+                point = {"delay": round(rng.uniform(0.2, duration), 3)}
+            if not kill_when(spec, **point):
+                break  # this apply finished first: the round is complete
+            kills += 1
+            log.append(point)
+        mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+        res = mailplan("verify", str(spec), env=ENV)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert snapshot(target, DOMAINS) == clean, f"round {rounds} after kills at {log}"
+        plan = mailplan("plan", str(spec), "--detailed-exitcode", env=ENV)
+        assert plan.returncode == 0, plan.stdout
+    assert kills >= 30
+    assert any("lines" in p for p in log) and any("delay" in p for p in log)
+
+
+# -- one big mailbox: connection drops, disk full, concurrent applies -----------------------
+
+def big_setup(tmp_path: Path, sshd, *, messages: int = 4000, host_extra: dict | None = None,
+              target=None):
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    (src / "var/spool/mail/big").write_bytes(spool(messages, seed=7, size=2000))
+    track_source(src)
+    target = target or install_target(tmp_path / "target")
+    host = {**ssh_host(sshd), **(host_extra or {})}
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=host, target_host=host,
+                      domains={"big.example": {"import": {"uid_min": 1000}}})
+    return src, target, spec
+
+
+def wait_journal(spec: Path, needle: bytes, proc: subprocess.Popen, timeout: float = 60) -> None:
+    journal = spec.with_name(spec.stem + ".state.json.journal")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and needle in journal.read_bytes():
+            return
+        time.sleep(0.003)
+    raise AssertionError(f"apply never journaled {needle!r}")
+
+
+def test_connection_drop_stops_with_host_and_step_then_rerun_completes(tmp_path, sshd):
+    src, target, spec = big_setup(tmp_path, sshd, host_extra={"retries": 0})
+    proc = start_apply(spec)
+    wait_journal(spec, b'"imported"', proc)
+    sshd.kill_sessions()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out.decode() + err.decode()
+    text = err.decode()
+    assert "Error: host " in text and ", step + mailbox big@big.example INBOX: " in text, text
+    assert any(w in text for w in ("connection lost", "interrupted", "stopped")), text
+    assert "run the same apply again" in text
+    root = Path(target.vpopmail_dir, "domains/big.example/big/Maildir")
+    maildir_state(root, settled=False)  # whatever is visible is whole
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(maildir_state(root)) == 4000
+
+
+def test_connection_drop_is_retried_with_backoff(tmp_path, sshd):
+    src, target, spec = big_setup(tmp_path, sshd, host_extra={"retries": 2,
+                                                              "retry_delay": 0.2})
+    proc = start_apply(spec)
+    wait_journal(spec, b'"imported"', proc)
+    sshd.kill_sessions()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out.decode() + err.decode()
+    assert "reconnecting and planning again in 0.2s (retry 1)" in err.decode()
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert [h["result"] for h in state["history"]] == ["failed", "ok"]
+    assert state["mail"]["big@big.example/INBOX"]["imported"] == 4000
+
+
+def test_two_applies_at_once_the_second_is_refused(tmp_path, sshd):
+    src, target, spec = big_setup(tmp_path, sshd, messages=3000)
+    first = start_apply(spec)
+    wait_journal(spec, b"create-domain", first)
+    second = mailplan("apply", str(spec), "--auto-approve")
+    assert second.returncode == 1
+    assert "is locked by another mailplan apply (pid " in second.stderr
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert mailplan("verify", str(spec)).returncode == 0
+
+
+def test_target_disk_full_during_import(tmp_path, sshd):
+    target = install_target(tmp_path / "target")
+    domains = Path(target.vpopmail_dir, "domains")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=755", "tmpfs",
+                              str(domains)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the target here: {mounted.stderr.strip()}")
+    try:
+        src, target, spec = big_setup(tmp_path, sshd, messages=3000, target=target)
+        res = mailplan("apply", str(spec), "--auto-approve")
+        assert res.returncode == 1, res.stdout
+        assert "host newmail, step + mailbox big@big.example INBOX: " in res.stderr
+        assert "No space left on device" in res.stderr
+        root = domains / "big.example/big/Maildir"
+        visible = maildir_state(root, settled=False)  # each visible file is whole
+        state = json.loads((tmp_path / "m.state.json").read_text())
+        recorded = state.get("mail", {}).get("big@big.example/INBOX", {}).get("imported", 0)
+        assert recorded <= len(visible)
+        ledger = (root / "mailplan-ledger").read_text().splitlines() \
+            if (root / "mailplan-ledger").exists() else []
+        assert len(ledger) == len(visible)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(domains)], check=True)
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        assert mailplan("verify", str(spec)).returncode == 0
+        assert len(maildir_state(root)) == 3000
+    finally:
+        subprocess.run(["umount", "-l", str(domains)], check=False)
+
+
+# -- the source changes while it is read -------------------------------------------------
+
+def identities(data: bytes) -> set[tuple[str, int]]:
+    return {end.identity for end, _ in read_mbox(__import__("io").BytesIO(data))[0]}
+
+
+def _busy_spec(tmp_path, sshd, data: bytes):
+    src = make_source(tmp_path / "source", [SourceAccount("busy", 1000, "Busy", "pw")])
+    box = src / "var/spool/mail/busy"
+    box.write_bytes(data)
+    track_source(src, changed=(box,))
+    target = install_target(tmp_path / "target")
+    host = {**ssh_host(sshd), "retry_delay": 0.1}
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, source_host=host,
+                      target_host=host, domains={"busy.example": {"import": {"uid_min": 1000}}})
+    return box, spec, Path(target.vpopmail_dir, "domains/busy.example/busy/Maildir")
+
+
+def test_mail_arriving_during_the_read_is_never_torn_and_comes_next_run(tmp_path, sshd):
+    box, spec, root = _busy_spec(tmp_path, sshd, spool(1500, seed=3, size=2000))
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            data = msg(900000 + i, "appended " * 50 + "\n")
+            with open(box, "ab") as fh:  # like mail.local: one message, written in parts
+                fh.write(data[:40])
+                fh.flush()
+                time.sleep(0.002)
+                fh.write(data[40:])
+            i += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    proc = start_apply(spec)
+    thread.start()
+    out, err = proc.communicate(timeout=120)
+    stop.set()
+    thread.join()
+    final = identities(box.read_bytes())
+    got = {(d, o) for _f, _s, d, o, _fl in maildir_state(root, settled=False)}
+    assert got <= final, "a message not in the source (torn) was imported"
+    assert len(final) > 1500 and len(got) >= (1500 if proc.returncode == 0 else 0)
+    if proc.returncode != 0:
+        assert "while it was read" in err.decode(), err.decode()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {(d, o) for _f, _s, d, o, _fl in maildir_state(root)} == final
+
+
+def test_spool_rewritten_during_the_read_imports_no_torn_message(tmp_path, sshd):
+    original = spool(1500, seed=4, size=2000)
+    box, spec, root = _busy_spec(tmp_path, sshd, original)
+    cut = original.index(b"\nFrom s400100 ") + 1  # a mail reader deletes the first 100
+    rewritten = original[cut:]
+    proc = start_apply(spec)
+    wait_journal(spec, b"create-user", proc)
+    time.sleep(0.3)
+    with open(box, "r+b") as fh:  # in place, as UW-IMAP rewrites a spool
+        fh.write(rewritten)
+        fh.truncate()
+    out, err = proc.communicate(timeout=120)
+    allowed = identities(original) | identities(rewritten)
+    got = {(d, o) for _f, _s, d, o, _fl in maildir_state(root, settled=False)}
+    assert got <= allowed, "a spliced message was imported"
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert identities(rewritten) <= {(d, o) for _f, _s, d, o, _fl in maildir_state(root)}
+
+
+# -- damaged state -----------------------------------------------------------------------
+
+def test_damaged_state_is_refused_and_replanning_without_it_duplicates_nothing(tmp_path,
+                                                                              sshd):
+    src, target, spec = big_setup(tmp_path, sshd, messages=300)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    state = tmp_path / "m.state.json"
+    root = Path(target.vpopmail_dir, "domains/big.example/big/Maildir")
+    before = maildir_state(root)
+    for damage in (state.read_bytes()[: state.stat().st_size // 2], b"\x00garbage{",
+                   json.dumps({"format_version": 1}).encode()):
+        state.write_bytes(damage)
+        for cmd in (("plan", str(spec)), ("apply", str(spec), "--auto-approve")):
+            res = mailplan(*cmd)
+            assert res.returncode == 1
+            assert str(state) in res.stderr
+            assert "move the damaged file aside and run `mailplan plan` again" in res.stderr
+    state.rename(tmp_path / "m.state.json.damaged")
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert maildir_state(root) == before
+    assert mailplan("verify", str(spec)).returncode == 0
+    doc = yaml.safe_load(spec.read_text())
+    assert doc["domains"]["big.example"]["import"] == {"uid_min": 1000}
