@@ -9,6 +9,7 @@ blocks, so a mailbox travels as one stream with a reply only per sync batch.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import struct
 import subprocess
@@ -21,6 +22,7 @@ from mailplan.mail.mbox import MailboxError
 
 HEADER = struct.Struct(">cI")
 FLUSH_BYTES = 1 << 18
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')  # JSON-encodes as itself
 
 
 class AgentError(MailboxError):
@@ -146,7 +148,24 @@ class AgentClient:
 
     def end(self, subdir: str, name: str, mtime: float | None) -> None:
         """Finish the current message as ``subdir/name`` with file mtime ``mtime``."""
-        self._send(b"E", json.dumps({"subdir": subdir, "name": name, "mtime": mtime}).encode())
+        self._send(b"E", _end_payload(subdir, name, mtime))
+
+    def message(self, dirname: str, data: bytes, subdir: str, name: str,
+                mtime: float | None) -> None:
+        """A whole message at once: the ``B``, ``D`` and ``E`` frames in one buffer entry."""
+        folder = dirname.encode("utf-8")
+        end = _end_payload(subdir, name, mtime)
+        if len(data) >= self.flush_bytes:
+            self.begin(dirname)
+            self.data(data)
+            self._send(b"E", end)
+            return
+        pack = HEADER.pack
+        self._out.append(b"".join((pack(b"B", len(folder)), folder, pack(b"D", len(data)), data,
+                                   pack(b"E", len(end)), end)))
+        self._pending += len(folder) + len(data) + len(end) + 15
+        if self._pending >= self.flush_bytes:
+            self.flush()
 
     def sync(self) -> SyncResult:
         """Make queued messages durable and visible; return what became durable."""
@@ -174,6 +193,16 @@ class AgentClient:
         result = _sync_result(self._request(b"Q"))
         self.pipe.close_stdin()
         return result
+
+
+def _end_payload(subdir: str, name: str, mtime: float | None) -> bytes:
+    """``json.dumps({"subdir", "name", "mtime"})``, formatted directly in the common case
+    (plain ASCII names and a finite number): the same bytes, a fraction of the cost."""
+    if (_PLAIN.fullmatch(name) and _PLAIN.fullmatch(subdir)
+            and (mtime is None or type(mtime) in (int, float) and mtime - mtime == 0)):
+        num = "null" if mtime is None else repr(mtime)
+        return f'{{"subdir": "{subdir}", "name": "{name}", "mtime": {num}}}'.encode()
+    return json.dumps({"subdir": subdir, "name": name, "mtime": mtime}).encode()
 
 
 def _sync_result(reply: dict[str, Any]) -> SyncResult:

@@ -105,12 +105,18 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             head, sending, held_size = event, False, 0
             held.clear()
         else:
-            if event.identity in known and not sending:
-                report.already_present += 1
-                continue
             if not sending:
-                start()
-            name = _finish(client, event, host, pid)
+                if event.identity in known:
+                    report.already_present += 1
+                    continue
+                # the common case: the whole message was held; B, D and E go out together
+                name = _name(event, host, pid)
+                client.message(dirname, b"".join([head.headers, *held]),  # type: ignore[union-attr]
+                               event.subdir, name, event.arrival)
+                held.clear()
+            else:
+                name = _name(event, host, pid)
+                client.end(event.subdir, name, event.arrival)
             batch[name] = event
             batch_size += event.size
             report.bytes_sent += event.size
@@ -121,10 +127,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     return report
 
 
-def _finish(client: AgentClient, end: MessageEnd, host: str, pid: int) -> str:
-    now = time.time()
-    name = message_name(arrival=end.arrival, usec=int(now * 1e6) % 1000000, pid=pid,
+def _name(end: MessageEnd, host: str, pid: int) -> str:
+    return message_name(arrival=end.arrival, usec=int(time.time() * 1e6) % 1000000, pid=pid,
                         digest=end.sha256, occurrence=end.occurrence, host=host,
                         size=end.size, flags=None if end.subdir == "new" else end.flags)
-    client.end(end.subdir, name, end.arrival)
-    return name
