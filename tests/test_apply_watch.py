@@ -1,0 +1,233 @@
+"""Watching an apply: progress (terminal in tmux, plain lines, --quiet), the apply log, and
+Ctrl-C stopping at a safe point, then resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    ssh_host,
+    unique_domain,
+    write_spec,
+)
+
+from mailplan.applylog import ApplyLog, Summary, default_log_path
+from mailplan.connectors.local import LocalConnector
+from mailplan.plan import Change
+from mailplan.progress import MailCounter, PlainReporter, Tally, duration
+from mailplan.remote import ShellSession, run_batch
+from mailplan.secret import Secret
+from mailplan.shell import Cmd
+
+
+def box(n: int, size: int = 2000) -> bytes:
+    body = "x" * size + "\n"
+    return b"".join(f"From s{i}@x.example Mon Nov  2 10:00:00 2026\nSubject: m{i}\n\n{body}\n"
+                    .encode() for i in range(n))
+
+
+def change(user: str, folder: str = "INBOX") -> Change:
+    return Change("create", "mailbox", "d.example", user, item=folder)
+
+
+def test_counter_rate_eta_and_texts():
+    now = [100.0]
+    counter = MailCounter(clock=lambda: now[0])
+    counter.plan(change("a"), 10, 1000)
+    counter.plan(change("b"), 30, 3000)
+    assert counter.eta() is None and counter.rate() == 0.0
+    counter.start()
+    now[0] = 110.0
+    counter.add(change("a"), 10, 1000)
+    assert counter.rate() == 100.0
+    assert counter.eta() == 30.0
+    assert counter.users["a@d.example"].text() == "10/10 messages, 1000B/1000B (100%)"
+    assert counter.status() == ("mail: 10/40 messages, 1000B/3.9K (25%), 100B/s, ETA 0:30")
+    assert duration(3725) == "1:02:05" and duration(65) == "1:05"
+    assert Tally().text() == "0/0 messages, 0B/0B"
+
+
+def test_plain_reporter_prints_status_lines_at_its_interval(tmp_path):
+    out = (tmp_path / "out").open("w+")
+    reporter = PlainReporter(out, interval=0)
+    reporter.plan_mail(change("a"), 4, 400)
+    reporter.phase("mail import", 1)
+    reporter.batch(change("a"), 2, 200)
+    reporter.step_done(change("a"))
+    out.seek(0)
+    lines = out.read().splitlines()
+    assert lines[0] == "mail import: 1 step(s); 0/4 messages, 0B/400B (0%)"
+    assert lines[1].startswith("  mail: 2/4 messages, 200B/400B (50%), ")
+    assert lines[1].endswith("a@d.example 2/4 messages, 200B/400B (50%)")
+    assert lines[2] == ("  + mailbox a@d.example INBOX: done "
+                        "(2/4 messages, 200B/400B (50%) for this user)")
+
+
+def test_log_masks_secrets_in_commands_and_their_output(tmp_path):
+    log = ApplyLog(default_log_path(tmp_path / "m.state.json"))
+    conn = LocalConnector("here")
+    conn.observer = log.observer("here")
+    secret = Secret("hunter2-very-secret")
+    with ShellSession(conn) as session:
+        res = session.run(Cmd.of("sh", "-c", 'echo "bad $0" >&2; exit 3', secret))
+        assert res.returncode == 3 and b"hunter2" in res.stderr  # the caller sees it
+        session.run(Cmd.of("true"))
+    run_batch(conn, ["echo one", "exit 4"])
+    log.summary(Summary(created=2, imported_messages=5, imported_bytes=2048, failed=["x"]))
+    log.close()
+    text = log.path.read_text()
+    assert "hunter2" not in text
+    assert "exit 3, stdout 0 B, stderr 16 B: bad (sensitive)" in text
+    assert "$ sh -c 'echo \"bad $0\" >&2; exit 3' (sensitive) </dev/null" in text
+    assert "exit 4" in text and "batch 2/2" in text
+    assert "  created: 2" in text and "  imported: 5 message(s), 2K into 0 mailbox(es)" in text
+    assert "  failed: 1" in text and "remote commands logged: 4" in text
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.path.parent.stat().st_mode) == 0o700
+    assert log.path.parent.name == "m.state.json.logs"
+
+
+@pytest.fixture
+def big(tmp_path, sshd):
+    """Two users with 6000 and 200 messages, over SSH into the stand-in."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw-big"),
+                                            SourceAccount("small", 1001, "Small", "pw-s")])
+    (src / "var/spool/mail/big").write_bytes(box(6000))
+    (src / "var/spool/mail/small").write_bytes(box(200, 100))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    return spec, domain
+
+
+def logs(spec: Path) -> list[Path]:
+    return sorted(spec.with_name("m.state.json.logs").glob("apply-*.log"))
+
+
+def test_plain_progress_log_file_and_quiet(big):
+    spec, domain = big
+    res = mailplan("apply", str(spec), "--auto-approve", env={"MAILPLAN_PROGRESS_INTERVAL": "0"},
+                   check=True)
+    out = res.stdout
+    (log,) = logs(spec)
+    assert f"Logging this apply to {log}" in out and out.rstrip().endswith(f"Log: {log}")
+    assert "accounts and routing: 4 step(s)" in out  # domain, catch-all, 2 users
+    assert "mail import: 2 step(s); 0/6200 messages" in out
+    assert "  mail: 2000/6200 messages" in out and "/s, ETA " in out
+    assert f"big@{domain} 2000/6000 messages" in out
+    assert f"  + mailbox big@{domain} INBOX: done (6000/6000 messages" in out
+    assert "Apply complete: 6 change(s) made." in out
+    text = log.read_text()
+    assert "vadduser" in text and "(sensitive)" in text
+    assert "pw-big" not in text and "$6$" not in text
+    assert "step done: + mailbox big@" in text
+    assert "result: ok" in text and "created: 3" in text and "changed: 1" in text  # catch-all
+    assert "imported: 6200 message(s)" in text and "into 2 mailbox(es)" in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    quiet = mailplan("apply", str(spec), "--auto-approve", "--quiet", check=True)
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert len(logs(spec)) == 2 and "result: nothing to apply" in logs(spec)[-1].read_text()
+    shown = json.loads(mailplan("show", str(spec), "--json", check=True).stdout)
+    assert shown["mail"][f"big@{domain}"]["INBOX"]["imported"] == 6000
+    assert shown["last_apply"]["result"] == "ok"
+    text_show = mailplan("show", str(spec), check=True).stdout
+    assert f"big@{domain}: 6000 message(s)" in text_show
+    assert "users (2): big, small" in text_show
+
+
+def wait_for(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def journal_has_mail(spec: Path) -> bool:
+    journal = spec.with_name("m.state.json.journal")
+    return journal.exists() and b'"imported"' in journal.read_bytes()
+
+
+def test_ctrl_c_stops_at_a_safe_point_then_resume(big):
+    spec, domain = big
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MAILPLAN_PROGRESS_INTERVAL": "0"})
+    wait_for(lambda: journal_has_mail(spec))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Stopping after the current step" in out
+    assert f"resume with: mailplan apply {spec}" in err
+    assert "Apply complete" not in out
+    assert "result: interrupted" in out
+    state = json.loads(spec.with_name("m.state.json").read_text())
+    assert state["history"][-1]["result"] == "interrupted"
+    done = state["mail"][f"big@{domain}/INBOX"]["imported"]
+    assert 0 < done < 6000 and done % 2000 == 0  # whole durable batches only
+    assert "result: interrupted" in logs(spec)[-1].read_text()
+    resumed = mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "Apply complete" in resumed.stdout
+    state = json.loads(spec.with_name("m.state.json").read_text())
+    assert state["mail"][f"big@{domain}/INBOX"]["imported"] == 6000
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def coloured(screen: str) -> bool:
+    """Whether any SGR sequence sets a foreground colour (30-37, 90-97, 38;...)."""
+    for params in re.findall(r"\x1b\[([0-9;]*)m", screen):
+        codes = [int(c) for c in params.split(";") if c]
+        if any(30 <= c <= 38 or 90 <= c <= 97 for c in codes):
+            return True
+    return False
+
+
+def tmux(sock: Path, *args: str) -> str:
+    return subprocess.run(["tmux", "-S", str(sock), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by "
+                    "scripts/install-test-deps.sh")
+@pytest.mark.parametrize("no_color", [False, True])
+def test_live_display_in_a_terminal_and_ctrl_c(big, tmp_path, no_color):
+    spec, domain = big
+    sock = tmp_path / "tmux.sock"
+    env = "NO_COLOR=1 " if no_color else ""
+    command = (f"env -u NO_COLOR {env}TERM=xterm-256color {sys.executable} -m mailplan apply "
+               f"{spec} --auto-approve; echo EXIT=$?; sleep 600")
+    tmux(sock, "new-session", "-d", "-x", "160", "-y", "50", command)
+    try:
+        wait_for(lambda: journal_has_mail(spec))
+        screen = tmux(sock, "capture-pane", "-p", "-e")
+        assert "all mail" in screen and "msgs" in screen
+        assert f"big@{domain}" in screen
+        assert coloured(screen) is not no_color
+        tmux(sock, "send-keys", "C-c")
+        wait_for(lambda: "EXIT=" in tmux(sock, "capture-pane", "-p", "-S", "-200"))
+        screen = tmux(sock, "capture-pane", "-p", "-J", "-S", "-200")
+        assert "EXIT=130" in screen
+        assert "Stopping after the current step" in screen
+        assert f"resume with: mailplan apply {spec}" in screen
+    finally:
+        subprocess.run(["tmux", "-S", str(sock), "kill-server"], check=False)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
