@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,15 @@ LINE = b"x" * 999 + b"\n"
 
 
 def write_spool(path: Path, total_mb: int, big_mb: int) -> int:
-    """Small messages, one big one in the middle; returns the number of messages."""
+    """~50 KB messages around one big one in the middle; returns the number of messages."""
     count = 0
+    body = LINE * 50
     with open(path, "wb") as fh:
-        small = (total_mb - big_mb) * 1024  # ~1 KB messages, half before the big one
+        small = (total_mb - big_mb) * 1024 // 50
         for part in range(2):
-            for i in range(small // 2 if small > 1 else 0):
+            for i in range(small // 2):
                 fh.write(f"From a{i}@x.example Mon Nov  2 10:00:00 2026\nSubject: s{part}-{i}"
-                         f"\n\n".encode() + LINE + b"\n")
+                         f"\n\n".encode() + body + b"\n")
                 count += 1
             if part == 0:
                 fh.write(b"From big@x.example Tue Nov  3 10:00:00 2026\nSubject: big\n\n")
@@ -48,12 +48,14 @@ def write_spool(path: Path, total_mb: int, big_mb: int) -> int:
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of a child command."""
+    """Wall seconds and peak RSS (MiB) of one child command (its own rusage)."""
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - start, max(after, before) / 1024
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[2:4]} exited {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def main() -> None:
