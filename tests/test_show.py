@@ -1,0 +1,72 @@
+"""mailplan show: a state file (managed objects, last apply, mail counts) and a saved plan,
+as text and JSON, without contacting any host."""
+
+from __future__ import annotations
+
+import json
+
+from migration import mailplan
+
+from mailplan.plan import Change, Plan
+from mailplan.state import State
+
+
+def make_state(path):
+    state = State.load(path)
+    state.begin("plan-1")
+    state.record("create-domain:example.com", {"domain": "example.com", "created": True})
+    state.record("create-user:alice@example.com",
+                 {"domain": "example.com", "user": "alice", "created": True})
+    state.record("create-alias:info@example.com",
+                 {"domain": "example.com", "routing": "alias", "name": "info",
+                  "created": True})
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX", "imported": 2000, "bytes": 4096})
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX", "imported": 5, "bytes": 10,
+                  "checkpoint": {"offset": 99}})
+    state.record("create-mailbox:alice@example.com/Work",
+                 {"mailbox": "alice@example.com/Work", "imported": 3, "bytes": 30})
+    state.finish("ok", {"changes_done": 5, "changes_planned": 5})
+
+
+def test_show_state_text_and_json(tmp_path):
+    path = tmp_path / "m.state.json"
+    make_state(path)
+    text = mailplan("show", str(path), check=True).stdout
+    assert "Managed by mailplan:" in text
+    assert "  example.com (created " in text
+    assert "    users (1): alice" in text and "    aliases (1): info" in text
+    assert "Last apply: ok, started " in text and ", 5 of 5 change(s)" in text
+    assert "  alice@example.com: 2008 message(s), 4.0K (INBOX 2005, Work 3)" in text
+    doc = json.loads(mailplan("show", str(path), "--json", check=True).stdout)
+    assert doc["kind"] == "state" and doc["serial"] == 6
+    assert doc["managed"]["example.com"]["users"] == ["alice"]
+    assert doc["mail"]["alice@example.com"]["INBOX"] == {
+        "imported": 2005, "bytes": 4106, "complete_through_byte": 99}
+    assert doc["last_apply"]["result"] == "ok"
+
+
+def test_show_a_saved_plan(tmp_path):
+    plan = Plan("/x/m.yaml", "0" * 64, None, 0, "1" * 64,
+                [Change("create", "user", "example.com", "bob", after="quota 1G"),
+                 Change("update", "password", "example.com", "carol", before="a", after="b",
+                        sensitive=True)])
+    plan.save(tmp_path / "p.json")
+    text = mailplan("show", str(tmp_path / "p.json"), check=True).stdout
+    assert text.startswith(f"Saved plan {tmp_path / 'p.json'} (id {plan.plan_id}")
+    assert "  + user bob@example.com" in text
+    assert "~ password carol@example.com: (sensitive) -> (sensitive)" in text
+    doc = json.loads(mailplan("show", "--json", str(tmp_path / "p.json"), check=True).stdout)
+    assert doc["kind"] == "plan" and doc["plan"]["summary"] == {"create": 1, "update": 1,
+                                                                 "delete": 0}
+
+
+def test_show_spec_without_state_and_missing_file(tmp_path):
+    spec = tmp_path / "m.yaml"
+    spec.write_text("version: 1\nhosts: {a: {local: true}}\nsource: {host: a}\n"
+                    "target: {host: a}\ndomains: {example.com: {}}\n")
+    text = mailplan("show", str(spec), check=True).stdout
+    assert text == f"No state yet at {tmp_path / 'm.state.json'}: nothing has been applied on a.\n"
+    missing = mailplan("show", str(tmp_path / "nope.json"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
