@@ -192,21 +192,13 @@ class LiveReporter(Reporter):
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self.console = Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")),
                                highlight=False)
+        # one text column: phases count steps, mail rows count messages and bytes
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.fields[detail]}"), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TimeRemainingColumn(),
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
             console=self.console, transient=False, refresh_per_second=4)
         self._phase: int | None = None
         self._overall: int | None = None
@@ -217,14 +209,14 @@ class LiveReporter(Reporter):
         """A bar for the phase (steps), and for mail the overall bytes."""
         if self._phase is not None:
             self.progress.update(self._phase, visible=False)
-        self._phase = self.progress.add_task(f"[bold]{name}", total=None, detail=f"0/{steps} steps")
+        self._phase = self.progress.add_task(f"[bold]{name}", total=steps or None,
+                                             detail=f"0/{steps} steps")
         self._steps = (0, steps)
         if name == "mail import":
             self.mail.start()
-            total = self.mail.overall
             self._overall = self.progress.add_task(
-                "all mail", total=total.bytes_total or None,
-                detail=f"0/{total.messages_total} msgs")
+                "all mail", total=self.mail.overall.bytes_total or None,
+                detail=self.mail.status().removeprefix("mail: "))
 
     def step_started(self, change: Change) -> None:
         """Show the user's bar when its first mailbox starts."""
@@ -235,15 +227,15 @@ class LiveReporter(Reporter):
             if who not in self._users:
                 tally = self.mail.users.get(who, Tally())
                 self._users[who] = self.progress.add_task(
-                    f"  {who}", total=tally.bytes_total or None,
-                    detail=f"{tally.messages}/{tally.messages_total} msgs")
+                    f"  {who}", total=tally.bytes_total or None, detail=tally.text())
 
     def step_done(self, change: Change) -> None:
         """Print the finished step above the bars; advance the phase."""
         done, total = self._steps
         self._steps = (done + 1, total)
         if self._phase is not None:
-            self.progress.update(self._phase, detail=f"{done + 1}/{total} steps")
+            self.progress.update(self._phase, completed=done + 1,
+                                 detail=f"{done + 1}/{total} steps")
         self.progress.console.print(
             f"  {change.symbol} {change.kind} {change.address}: done",
             style={"+": "green", "~": "yellow", "-": "red"}.get(change.symbol))
@@ -260,11 +252,10 @@ class LiveReporter(Reporter):
         who = user_of(change)
         tally, overall = self.mail.users[who], self.mail.overall
         if who in self._users:
-            self.progress.update(self._users[who], completed=tally.bytes,
-                                 detail=f"{tally.messages}/{tally.messages_total} msgs")
+            self.progress.update(self._users[who], completed=tally.bytes, detail=tally.text())
         if self._overall is not None:
             self.progress.update(self._overall, completed=overall.bytes,
-                                 detail=f"{overall.messages}/{overall.messages_total} msgs")
+                                 detail=self.mail.status().removeprefix("mail: "))
 
     def note(self, text: str) -> None:
         """Print above the bars."""

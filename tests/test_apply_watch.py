@@ -218,7 +218,7 @@ def test_live_display_in_a_terminal_and_ctrl_c(big, tmp_path, no_color):
     try:
         wait_for(lambda: journal_has_mail(spec))
         screen = tmux(sock, "capture-pane", "-p", "-e")
-        assert "all mail" in screen and "msgs" in screen
+        assert "all mail" in screen and "messages" in screen and "ETA" in screen
         assert f"big@{domain}" in screen
         assert coloured(screen) is not no_color
         tmux(sock, "send-keys", "C-c")
