@@ -187,8 +187,23 @@ def load_spec(path: str | Path) -> Spec:
     return spec
 
 
+def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
+    """Paths, names and addresses never hold NUL or other control characters."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _control_characters(spec, key, where)
+            _control_characters(spec, item, (*where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _control_characters(spec, item, (*where, i))
+    elif isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value) \
+            and not (where and where[-1] == "comment"):
+        raise spec.error(f"{value!r} contains a control character (NUL, newline, ...)", where)
+
+
 def _check_semantics(spec: Spec) -> None:
     data = spec.data
+    _control_characters(spec, {k: v for k, v in data.items() if k != "domains"}, ())
     for role in ("source", "target"):
         name = data[role]["host"]
         if name not in data["hosts"]:

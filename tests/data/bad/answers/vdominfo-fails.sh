@@ -1,0 +1,3 @@
+#!/bin/sh
+# fake vdominfo: vdominfo-fails
+echo "Error: cannot read tcp.smtp"; exit 1

@@ -1,0 +1,3 @@
+#!/bin/sh
+# fake vdominfo: vdominfo-one-line
+echo onlyoneline

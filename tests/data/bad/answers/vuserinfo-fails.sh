@@ -1,0 +1,3 @@
+#!/bin/sh
+# fake vuserinfo: vuserinfo-fails
+echo "vuserinfo: out of memory" >&2; exit 2

@@ -1,0 +1,3 @@
+#!/bin/sh
+# fake vuserinfo: vuserinfo-garbled
+echo "name:   ann"; echo "passwd: x"

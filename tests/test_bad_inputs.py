@@ -1,0 +1,103 @@
+"""The bad input corpus: every case in tests/data/bad/cases.yaml, with its exact error.
+
+A case is a spec (``specs/``), optionally source files put in place of a good source
+tree's (``files``: source path -> corpus file), fake vpopmail tools standing in for the
+target's (``tools``: tool -> corpus script) or a vpopmail directory (``vpopmail``). Each
+runs ``mailplan COMMAND SPEC``, must exit 1 with exactly ``Error: <error>`` on stderr
+(placeholders: @SPEC@, @SRC@, @VPOP@), must name where the problem is, and must leave the
+target tree byte for byte unchanged. ``MAILPLAN_BAD_RECORD=1`` rewrites the expected
+texts from what mailplan prints (review the diff before committing it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from migration import SourceAccount, install_target, mailplan, make_source
+
+CORPUS = Path(__file__).parent / "data/bad"
+CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
+RECORD = os.environ.get("MAILPLAN_BAD_RECORD") == "1"
+_recorded: dict[str, str] = {}
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirs, names in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(dirpath, name)
+            st = p.lstat()
+            h.update(f"{p}\0{st.st_mode:o}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if p.is_file() and not p.is_symlink():
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    return install_target(tmp_path_factory.mktemp("bad-target"))
+
+
+def test_corpus_is_large_and_every_case_has_its_files():
+    assert len(CASES) >= 40
+    assert len({c["name"] for c in CASES}) == len(CASES)
+    for case in CASES:
+        assert (CORPUS / case["spec"]).is_file(), case["name"]
+        for rel in [*case.get("files", {}).values(), *case.get("tools", {}).values()]:
+            assert (CORPUS / rel).is_file(), (case["name"], rel)
+        assert case["error"] and case["error"] != "?", case["name"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_bad_input(case, tmp_path, target):
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    (src / "etc/aliases").write_text("postmaster: root\nsales: ann\n")
+    for rel, corpus_file in case.get("files", {}).items():
+        shutil.copyfile(CORPUS / corpus_file, src / rel)
+    vpop = case.get("vpopmail", target.vpopmail_dir)
+    if "tools" in case:
+        vpop = str(tmp_path / "fakevpop")
+        (tmp_path / "fakevpop/bin").mkdir(parents=True)
+        for tool in Path(target.vpopmail_dir, "bin").iterdir():
+            os.symlink(tool, tmp_path / "fakevpop/bin" / tool.name)
+        for tool, script in case["tools"].items():
+            fake = tmp_path / "fakevpop/bin" / tool
+            fake.unlink()
+            shutil.copyfile(CORPUS / script, fake)
+            fake.chmod(0o755)
+    subst = {"@SRC@": str(src), "@VPOP@": vpop, "@QMAIL@": target.qmail_dir}
+    text = (CORPUS / case["spec"]).read_text()
+    for key, value in subst.items():
+        text = text.replace(key, value)
+    spec = tmp_path / "m.yaml"
+    spec.write_text(text)
+    subst["@SPEC@"] = str(spec)
+    before = tree_digest(Path(target.vpopmail_dir).parent.parent)
+    res = mailplan(case["command"], str(spec))
+    assert tree_digest(Path(target.vpopmail_dir).parent.parent) == before, "target changed"
+    assert res.returncode == 1, res.stdout + res.stderr
+    actual = res.stderr.rstrip("\n")
+    for key in ("@SPEC@", "@SRC@", "@VPOP@"):
+        actual = actual.replace(subst[key], key)
+    assert "Traceback" not in actual
+    if RECORD:
+        _recorded[case["name"]] = actual.removeprefix("Error: ")
+        return
+    assert actual == "Error: " + case["error"]
+    # every error says where: the spec file, a source file, or a host
+    assert any(where in actual for where in ("@SPEC@", "@SRC@", "host ")), actual
+
+
+def teardown_module() -> None:
+    if RECORD and _recorded:
+        for case in CASES:
+            if case["name"] in _recorded:
+                case["error"] = _recorded[case["name"]]
+        (CORPUS / "cases.yaml").write_text(yaml.safe_dump(CASES, sort_keys=False, width=200,
+                                                          allow_unicode=True))
