@@ -150,20 +150,24 @@ class AgentClient:
         """Finish the current message as ``subdir/name`` with file mtime ``mtime``."""
         self._send(b"E", _end_payload(subdir, name, mtime))
 
-    def message(self, dirname: str, data: bytes, subdir: str, name: str,
+    def message(self, dirname: str, parts: list[bytes], subdir: str, name: str,
                 mtime: float | None) -> None:
-        """A whole message at once: the ``B``, ``D`` and ``E`` frames in one buffer entry."""
+        """A whole message at once, given as the pieces it was read in: its ``B``, ``D`` and
+        ``E`` frames are queued without joining the pieces (``flush`` copies them once)."""
         folder = dirname.encode("utf-8")
         end = _end_payload(subdir, name, mtime)
-        if len(data) >= self.flush_bytes:
+        size = sum(map(len, parts))
+        if size >= self.flush_bytes:
             self.begin(dirname)
-            self.data(data)
+            self.data(b"".join(parts))
             self._send(b"E", end)
             return
         pack = HEADER.pack
-        self._out.append(b"".join((pack(b"B", len(folder)), folder, pack(b"D", len(data)), data,
-                                   pack(b"E", len(end)), end)))
-        self._pending += len(folder) + len(data) + len(end) + 15
+        out = self._out
+        out += (pack(b"B", len(folder)), folder, pack(b"D", size))
+        out += parts
+        out += (pack(b"E", len(end)), end)
+        self._pending += len(folder) + size + len(end) + 15
         if self._pending >= self.flush_bytes:
             self.flush()
 

@@ -111,7 +111,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                     continue
                 # the common case: the whole message was held; B, D and E go out together
                 name = _name(event, host, pid)
-                client.message(dirname, b"".join([head.headers, *held]),  # type: ignore[union-attr]
+                client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
                                event.subdir, name, event.arrival)
                 held.clear()
             else:
