@@ -307,6 +307,10 @@ class MailImporter:
             self.abort()  # what is queued may hold a torn message: never sync it
             raise
         except AgentLost as exc:
+            said = self._last_words()
+            if said is not None:  # the agent failed (disk full, ...), not the connection
+                raise StepFailed(f"mailbox import failed: {said}", host=self.target.name,
+                                 step=step) from None
             raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
                                  host=self.target.name, step=step) from None
         except (AgentError, MailboxError) as exc:
@@ -321,6 +325,20 @@ class MailImporter:
         return {"mailbox": mb.key, "checkpoint": {
             "path": mb.path, "inode": mb.inode, "offset": end, "head": head, "tail": tail,
             "count": count}, "domain": change.domain, "user": change.user}
+
+    def _last_words(self) -> str | None:
+        """The error a dead agent wrote on stderr; None when the connection died."""
+        proc, self._proc, self._client = self._proc, None, None
+        if proc is None:
+            return None
+        try:
+            res = proc.wait()
+        except (OSError, EOFError):
+            return None
+        for line in res.stderr_text.splitlines():
+            if line.startswith("mailplan agent: "):
+                return "agent: " + line[len("mailplan agent: "):]
+        return None
 
     def abort(self) -> None:
         """Drop the agent without a sync: queued files stay in tmp/, removed next time."""

