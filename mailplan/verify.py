@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from mailplan.connectors.base import Connector, Process
+from mailplan.connectors.base import Connector
 from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
@@ -31,7 +31,7 @@ from mailplan.hosts import connect
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mailboxes import mailbox_refs, maildir_of
-from mailplan.remote import read_files, run_batch
+from mailplan.remote import ProcessReader, read_files, run_batch
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import join
@@ -50,22 +50,6 @@ from mailplan.verify_model import (
 STEP = "verify"
 
 
-class _TarStream:
-    """A file-like view of a running ``tar -c`` on the source, for tarfile's stream mode."""
-
-    def __init__(self, proc: Process) -> None:
-        self.proc = proc
-
-    def read(self, size: int = 65536) -> bytes:
-        out = b""
-        while len(out) < size:
-            chunk = self.proc.read(size - len(out))
-            if not chunk:
-                break
-            out += chunk
-        return out
-
-
 def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool
                      ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
     """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
@@ -81,7 +65,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     try:
         proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))
         proc.close_stdin()
-        with tarfile.open(fileobj=_TarStream(proc), mode="r|") as archive:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
                 mb = by_path.get(member.name)
                 handle = archive.extractfile(member) if member.isfile() else None
