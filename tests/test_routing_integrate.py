@@ -226,10 +226,9 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
 
 def test_many_files_are_read_exactly_with_a_few_commands(tmp_path, monkeypatch):
     from mailplan.connectors.local import LocalConnector
-    from mailplan.remote import run_batch
     from mailplan.routing import readfiles
 
-    monkeypatch.setattr(readfiles, "CHUNK", 3)
+    monkeypatch.setattr(readfiles, "CHUNK_BYTES", 3 * len(str(tmp_path / "no-newline")))
     contents = {"plain": b"alice@x.example\n", "no-newline": b"\\bob, bob@y.example",
                 "empty": b"", "binary": bytes(range(256)), "forged": b"\n@@abc 1 0\n@@",
                 "odd $(name) 'q'": b"x\n"}
@@ -240,11 +239,36 @@ def test_many_files_are_read_exactly_with_a_few_commands(tmp_path, monkeypatch):
     (tmp_path / "dir").mkdir()
     paths += [str(tmp_path / "missing"), str(tmp_path / "dir")]
     request = readfiles.read_request(paths + paths[:2])
-    assert len(request.commands) == 3  # 8 distinct files, 3 per command
+    assert len(request.commands) >= 3  # 8 distinct files, about 3 per command
     conn = LocalConnector("oldmail")
-    got = request.decode(run_batch(conn, list(request.commands)), "oldmail")
-    assert conn.channels_opened == 1
+    got, others = readfiles.run_reads(conn, request, ["echo small"])
+    assert conn.channels_opened == len(request.commands) and others[0].stdout == b"small\n"
     for name, data in contents.items():
         assert got[str(tmp_path / name)] == readfiles.FileRead(True, data), name
     assert got[str(tmp_path / "missing")] == readfiles.FileRead(False, None)
     assert got[str(tmp_path / "dir")] == readfiles.FileRead(True, None)
+
+
+def test_big_reads_do_not_deadlock_the_batch(tmp_path):
+    import threading
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.routing import readfiles
+
+    # ~400 KiB of paths and ~1 MiB of output: both far beyond a pipe's buffer
+    home = tmp_path / ("h" * 60)
+    home.mkdir()
+    (home / ".forward").write_bytes(b"x" * 200 + b"\n")
+    # one file, 5000 distinct spellings of its path
+    paths = [f"{home}/{'./' * (i % 50)}{'/' * (i // 50)}.forward" for i in range(5000)]
+    request = readfiles.read_request(paths)
+    assert sum(len(p) for p in request.paths) > 300_000
+    done: dict = {}
+    worker = threading.Thread(target=lambda: done.update(result=readfiles.run_reads(
+        LocalConnector("oldmail"), request, ["echo after"])), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the batch deadlocked"
+    files, others = done["result"]
+    assert len(files) == len(request.paths) and others[0].stdout == b"after\n"
+    assert all(f.data == b"x" * 200 + b"\n" for f in files.values())

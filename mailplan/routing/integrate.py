@@ -27,7 +27,6 @@ from mailplan.connectors.base import CommandResult, Connector
 from mailplan.desired import Problem
 from mailplan.errors import HostError, SourceDataError, StepFailed
 from mailplan.plan import Change, Noop
-from mailplan.remote import run_batch
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
 from mailplan.routing.commands import commands_for
 from mailplan.routing.config import (
@@ -53,7 +52,7 @@ from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.managed import ROUTING_KINDS, effect, managed_routing
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
-from mailplan.routing.readfiles import FileRead, read_request
+from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
 from mailplan.shell import Cmd, join
@@ -91,10 +90,7 @@ class RoutingOutcome:
 
 def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, FileRead]:
     """Read several source files in one batch (a few commands, not one per file)."""
-    request = read_request(paths)
-    if not request.paths:
-        return {}
-    return request.decode(run_batch(conn, list(request.commands)), conn.name)
+    return run_reads(conn, read_request(paths))[0]
 
 
 def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
@@ -307,9 +303,7 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
     aliases: dict[str, dict[str, tuple[str, ...]]] = {}
     forwards: dict[str, dict[str, tuple[str, ...]]] = {}
     owner: dict[str, str | None] = {}
-    request = read_request(list(qmail.values()))
-    results = run_batch(conn, cmds + list(request.commands)) if cmds or qmail else []
-    files = request.decode(results[len(cmds):], conn.name)
+    files, results = run_reads(conn, read_request(list(qmail.values())), cmds)
     for (domain, mailbox), path in qmail.items():
         read = files[path]
         if read.exists and read.data is None:
@@ -317,7 +311,7 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
                             host=conn.name, step="read target routing")
         content = (read.data or b"").decode("utf-8", "replace")
         forwards.setdefault(domain, {})[mailbox] = parse_dot_qmail(content) if content else ()
-    for (what, domain, name), res in zip(jobs, results[:len(cmds)], strict=True):
+    for (what, domain, name), res in zip(jobs, results, strict=True):
         if what == "valias":
             try:
                 aliases[domain] = parse_valias_list(res.stdout.decode("utf-8", "replace"),

@@ -2,11 +2,18 @@
 
 A framed batch command costs several process starts; thousands of users' ~/.forward
 files read one command each would dominate a plan. Here one constant ``sh -c`` script
-reads up to :data:`CHUNK` files given as positional parameters (never formatted into
-the script): per file it prints a header, the bytes (``cat``; the only program it
-runs) and a trailer with cat's exit status, or status 3 when the file does not exist.
-Headers and trailers carry a random marker chosen per call, so no file content can
-forge one. Read-only: usable on the source.
+reads files given as positional parameters (never formatted into the script): per file
+it prints a header, the bytes (``cat``; the only program it runs) and a trailer with
+cat's exit status, or status 3 when the file does not exist. Headers and trailers carry
+a random marker chosen per call, so no file content can forge one. Read-only: usable on
+the source.
+
+A batch is written to the remote shell while it runs, and its output is only read once
+all of it is written. A read command is large (its paths) and its output can be large
+too, so each one must be the *first* command of its batch, followed only by small ones:
+the shell then has read it whole before it prints anything. Paths are split into
+commands of at most :data:`CHUNK_BYTES` (far below the kernel's argument limits); more
+than one command means more than one batch (about 20,000 users each).
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailplan.connectors.base import CommandResult
+from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
+from mailplan.remote import run_batch
 from mailplan.shell import join
 
 MISSING = 3
-CHUNK = 1000
+CHUNK_BYTES = 512 * 1024
 READ_SCRIPT = (
     'm=$1; shift; i=0; '
     'for f do '
@@ -47,12 +55,12 @@ class ReadRequest:
     paths: tuple[str, ...]
     marker: str
     commands: tuple[str, ...]
+    chunks: tuple[tuple[str, ...], ...]
 
     def decode(self, results: Sequence[CommandResult], host: str) -> dict[str, FileRead]:
         """Path -> FileRead from the results of :attr:`commands`, in order."""
         out: dict[str, FileRead] = {}
-        for n, res in enumerate(results):
-            chunk = self.paths[n * CHUNK:(n + 1) * CHUNK]
+        for chunk, res in zip(self.chunks, results, strict=True):
             if res.returncode != 0:
                 raise HostError(f"reading {len(chunk)} files failed (exit {res.returncode}): "
                                 f"{res.stderr_text[:300]}", host=host, step="read files")
@@ -64,9 +72,33 @@ def read_request(paths: Sequence[str]) -> ReadRequest:
     """Commands reading every path (duplicates read once)."""
     unique = tuple(dict.fromkeys(paths))
     marker = secrets.token_hex(16)
-    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker,
-                           *unique[i:i + CHUNK]]) for i in range(0, len(unique), CHUNK))
-    return ReadRequest(unique, marker, commands)
+    chunks: list[tuple[str, ...]] = []
+    current: list[str] = []
+    size = 0
+    for path in unique:
+        if current and size + len(path) + 1 > CHUNK_BYTES:
+            chunks.append(tuple(current))
+            current, size = [], 0
+        current.append(path)
+        size += len(path.encode("utf-8", "surrogateescape")) + 1
+    if current:
+        chunks.append(tuple(current))
+    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, *chunk])
+                     for chunk in chunks)
+    return ReadRequest(unique, marker, commands, tuple(chunks))
+
+
+def run_reads(conn: Connector, request: ReadRequest,
+              others: Sequence[str] = ()) -> tuple[dict[str, FileRead], list[CommandResult]]:
+    """Run the read commands (each first in its own batch) and ``others`` (small ones).
+
+    Returns the files read and the results of ``others``, in order.
+    """
+    if not request.commands:
+        return {}, (run_batch(conn, list(others)) if others else [])
+    first = run_batch(conn, [request.commands[0], *others])
+    results = [first[0]] + [run_batch(conn, [c])[0] for c in request.commands[1:]]
+    return request.decode(results, conn.name), first[1:]
 
 
 def _parse(data: bytes, paths: Sequence[str], marker: bytes,
