@@ -211,10 +211,11 @@ def test_kill9_at_seeded_points_converges_to_the_clean_result(tmp_path, sshd):
         target = install_target(tmp_path / f"t{rounds}")
         spec = whole_spec(tmp_path / f"r{rounds}.yaml", src, target, sshd)
         while kills < 32:
-            if rng.random() < 0.5:  # somewhere in what is left of this migration
-                point = {"lines": rng.randint(1, max(1, steps - recorded(spec)))}
-            else:  # anywhere, the plan phase and mid-mailbox included
-                point = {"delay": round(rng.uniform(0.3, duration), 3)}
+            left = max(1, steps - recorded(spec))  # somewhere in what is left to do
+            if rng.random() < 0.5:
+                point = {"lines": rng.randint(1, left)}
+            else:  # by time: the plan phase and mid-mailbox included
+                point = {"delay": round(rng.uniform(0.3, duration * max(0.4, left / steps)), 3)}
             if not kill_when(spec, **point):
                 break  # this apply finished first: the round is complete
             kills += 1
