@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
-   || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null; then
+   || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
+   || ! command -v openssl >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux >/dev/null
+    dovecot-imapd mb2md procps tmux openssl >/dev/null
 fi
 getent group vchkpw >/dev/null || groupadd -g 89 vchkpw
 getent passwd vpopmail >/dev/null || useradd -u 89 -g 89 -d /home/vpopmail -M -s /usr/sbin/nologin vpopmail
