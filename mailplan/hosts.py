@@ -24,4 +24,5 @@ def connect(name: str, entry: dict[str, Any]) -> Connector:
         accept_new_host_key=bool(entry.get("accept_new_host_key", False)),
         connect_timeout=int(entry.get("connect_timeout", 15)),
         sudo=bool(entry.get("sudo", False)),
+        stream_transport=str(entry.get("stream_transport", "auto")),
     )

@@ -251,7 +251,7 @@ class MailImporter:
 
     def _agent(self) -> AgentClient:
         if self._client is None:
-            self._proc = self.target.start(agent_command())
+            self._proc = self.target.start_stream(agent_command())
             self._client = AgentClient(self._proc)
         return self._client
 

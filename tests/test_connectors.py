@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from mailplan.connectors.local import LocalConnector
+from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.connectors.ssh import SSHConnector
-from mailplan.errors import HostKeyError
+from mailplan.errors import HostError, HostKeyError
 
 
 def _roundtrip(conn):
@@ -63,3 +67,81 @@ def test_changed_host_key_refused_even_with_opt_in(sshd, tmp_path):
                         accept_new_host_key=True)
     with pytest.raises(HostKeyError, match="CHANGED"):
         conn.run("true")
+
+
+def _stream_bytes(proc) -> int:
+    total = 0
+    while chunk := proc.read(1 << 16):
+        total += len(chunk)
+    return total
+
+
+def _sessions(sshd) -> set[str]:
+    return set(subprocess.run(["pgrep", "-P", str(sshd.process.pid)], capture_output=True,
+                              text=True, check=False).stdout.split())
+
+
+def test_ssh_streams_go_through_openssh_multiplexed(sshd):
+    before = _sessions(sshd)
+    conn = SSHConnector("host", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    procs = [conn.start_stream(f"head -c {n} /dev/zero; echo oops >&2; exit 3")
+             for n in (5_000_000, 7)]
+    assert conn.stream_transport == "openssh"
+    assert [_stream_bytes(p) for p in procs] == [5_000_000, 7]
+    assert [(r.returncode, r.stderr) for r in (p.wait() for p in procs)] == [(3, b"oops\n")] * 2
+    # stdin reaches the remote command; the master serves every stream on one connection
+    proc = conn.start_stream("wc -c")
+    proc.write(b"x" * 3_000_000)
+    proc.close_stdin()
+    assert proc.wait().stdout.strip() == b"3000000"
+    assert len(_sessions(sshd) - before) == 2  # Fabric's connection and one OpenSSH master
+    socket_dir = conn._streams._dir  # type: ignore[union-attr]
+    conn.close()
+    assert not os.path.exists(socket_dir)
+
+
+def test_ssh_stream_reports_a_lost_connection_as_oserror(sshd):
+    conn = SSHConnector("host", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    proc = conn.start_stream("sleep 30")
+    assert conn.stream_transport == "openssh"
+    sshd.kill_sessions()
+    with pytest.raises(OSError, match="SSH connection lost"):
+        proc.wait()
+    # the next stream starts a new master (Fabric's own connection needs its retry logic)
+    assert _stream_bytes(conn.start_stream("echo back")) == 5
+    conn.close()
+
+
+def test_ssh_streams_fall_back_to_paramiko_or_fail_as_configured(sshd, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh client on PATH
+    args = {"address": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+            "identity_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts)}
+    auto = SSHConnector("host", **args)
+    assert _stream_bytes(auto.start_stream("head -c 1000 /dev/zero")) == 1000
+    assert auto.stream_transport == "paramiko (no ssh client installed)"
+    auto.close()
+    strict = SSHConnector("host", stream_transport="openssh", **args)
+    with pytest.raises(HostError, match="stream_transport is openssh but no ssh client"):
+        strict.start_stream("true")
+    strict.close()
+
+
+def test_openssh_streams_check_host_keys_like_fabric(sshd, tmp_path):
+    # the key Fabric trusts is in the spec's known_hosts file only; ssh must use that file
+    # and nothing else: with another key for the host there, it refuses to log in
+    other = tmp_path / "known_hosts"
+    other.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
+                     "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    streams = OpenSSHStreams(address="127.0.0.1", user=sshd.user, port=sshd.port,
+                             identity_file=str(sshd.client_key), known_hosts=[str(other)],
+                             connect_timeout=10)
+    why = streams.probe()
+    streams.close()
+    assert why is not None and "could not log in" in why
+    good = OpenSSHStreams(address="127.0.0.1", user=sshd.user, port=sshd.port,
+                          identity_file=str(sshd.client_key), known_hosts=[str(sshd.known_hosts)],
+                          connect_timeout=10)
+    assert good.probe() is None
+    good.close()

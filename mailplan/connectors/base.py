@@ -88,6 +88,11 @@ class Connector(abc.ABC):
     def start(self, command: str) -> Process:
         """Start a shell command line (already quoted) and return the running process."""
 
+    def start_stream(self, command: str) -> Process:
+        """Start a command that moves bulk data (a mailbox read, the writer agent).
+        Connectors with a faster data path for streams override this."""
+        return self.start(command)
+
     def run(self, command: str, stdin: bytes = b"") -> CommandResult:
         """Run a command to completion, feeding ``stdin``; return its outputs."""
         proc = self.start(command)

@@ -14,12 +14,13 @@ from mailplan.errors import HostError
 
 
 class LocalProcess(Process):
-    """A ``/bin/sh -c`` child process; stderr goes to a temporary file (no deadlock)."""
+    """A ``/bin/sh -c`` child process (or ``argv`` as given); stderr goes to a temporary
+    file (no deadlock)."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str | list[str]) -> None:
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            ["/bin/sh", "-c", command] if isinstance(command, str) else command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,

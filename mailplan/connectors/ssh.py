@@ -9,7 +9,9 @@ seen for the first time (like OpenSSH's ``StrictHostKeyChecking=accept-new``); t
 is then saved to the known-hosts file. A changed key is always refused.
 
 Commands run on fresh channels of the one transport; stdout is streamed, so mail of
-any size passes through with constant memory.
+any size passes through with constant memory. Bulk streams (mailbox reads, the writer
+agent) go through the OpenSSH client when it can log in the same way, because paramiko
+is the bottleneck there (see :mod:`mailplan.connectors.openssh`; ``stream_transport``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import paramiko
 from fabric import Config, Connection
 
 from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
+
+STREAM_TRANSPORTS = ("auto", "openssh", "paramiko")
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -95,8 +100,11 @@ class SSHConnector(Connector):
         accept_new_host_key: bool = False,
         connect_timeout: int = 15,
         sudo: bool = False,
+        stream_transport: str = "auto",
     ) -> None:
         super().__init__(name, sudo=sudo)
+        if stream_transport not in STREAM_TRANSPORTS:
+            raise ValueError(f"stream_transport must be one of {STREAM_TRANSPORTS}")
         kwargs: dict[str, object] = {"allow_agent": True}
         if identity_file:
             kwargs["key_filename"] = [os.path.expanduser(identity_file)]
@@ -116,6 +124,13 @@ class SSHConnector(Connector):
         else:
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         self._address = f"{address}:{port or 22}"
+        self._stream_mode = stream_transport
+        self._streams: OpenSSHStreams | None = None
+        self._streams_checked = stream_transport == "paramiko"
+        self._streams_args = {"address": address, "user": user, "port": port,
+                              "identity_file": identity_file, "connect_timeout": connect_timeout}
+        #: how streams travel: "openssh", or "paramiko" with the reason
+        self.stream_transport = "paramiko" if stream_transport == "paramiko" else "undecided"
 
     def _transport(self) -> paramiko.Transport:
         if not self._conn.is_connected:
@@ -156,5 +171,41 @@ class SSHConnector(Connector):
             raise ConnectionLost(f"cannot open an SSH channel: {exc}", host=self.name) from None
         return SSHProcess(channel)
 
+    def _open_streams(self) -> OpenSSHStreams | None:
+        """The OpenSSH stream path, probed once (after Fabric has checked the host key)."""
+        if not self._streams_checked:
+            self._streams_checked = True
+            self._transport()  # host key verified (and saved, if accepted) by Fabric first
+            # the files Fabric trusts, read now: accept_new_host_key may just have written one
+            files = (self._known_hosts, Path(os.path.expanduser("~/.ssh/known_hosts")))
+            known = list(dict.fromkeys(str(p) for p in files if p.exists()))
+            streams = OpenSSHStreams(known_hosts=known, **self._streams_args)  # type: ignore[arg-type]
+            why_not = streams.probe()
+            if why_not is None:
+                self._streams, self.stream_transport = streams, "openssh"
+            else:
+                streams.close()
+                if self._stream_mode == "openssh":
+                    raise HostError(f"stream_transport is openssh but {why_not}",
+                                    host=self.name,
+                                    hint="let ssh log in with a key and the same known_hosts "
+                                    "file, or set stream_transport: auto")
+                self.stream_transport = f"paramiko ({why_not})"
+        return self._streams
+
+    def start_stream(self, command: str) -> Process:
+        streams = self._open_streams()
+        if streams is None:
+            return self.start(command)
+        try:
+            proc = streams.start(self.wrap(command))
+        except OSError as exc:
+            raise ConnectionLost(f"cannot start ssh: {exc}", host=self.name) from None
+        self.channels_opened += 1
+        return proc
+
     def close(self) -> None:
+        if self._streams is not None:
+            self._streams.close()
+            self._streams = None
         self._conn.close()

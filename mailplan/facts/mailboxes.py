@@ -192,7 +192,7 @@ def checkpoint_windows(conn: Connector, path: str, offset: int) -> tuple[str, st
 
 def open_stream(conn: Connector, path: str, start: int) -> object:
     """A streaming reader of ``path`` from byte ``start`` (one channel)."""
-    return conn.start(join(["tail", "-c", f"+{start + 1}", "--", path]))
+    return conn.start_stream(join(["tail", "-c", f"+{start + 1}", "--", path]))
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
@@ -253,7 +253,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
                    known: dict[str, set[tuple[str, int]]]) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
-    proc = conn.start("tar -cPf - --no-recursion --null -T - 2>/dev/null")
+    proc = conn.start_stream("tar -cPf - --no-recursion --null -T - 2>/dev/null")
     out: dict[str, MailboxScan] = {}
     try:
         proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))

@@ -40,7 +40,7 @@ class SnapshotStream:
 
     def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str) -> None:
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
-        self._proc = conn.start(_slice(path, start, end - start))
+        self._proc = conn.start_stream(_slice(path, start, end - start))
         self._proc.close_stdin()
         self._count = 0
         self._head = b""
