@@ -253,3 +253,31 @@ def test_property_every_message_arrives_once_with_bytes_flags_and_mtime(tmp_path
     want = sorted((e.subdir, None if e.subdir == "new" else e.flags, b, int(e.arrival))
                   for e, b in expected)
     assert got == want
+
+
+def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    journaled: list[list] = []
+    report = import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=3,
+                         syncs_in_flight=2, on_durable=journaled.append)
+    assert report.durable == 40 and sum(map(len, journaled)) == 40
+    assert len(journaled) == 14  # 13 full batches of 3 and the last one
+    assert len(maildir_state(root)) == 40
+    # a request sent while a sync is outstanding waits for it; its result is kept
+    client.sync_async()
+    assert client.outstanding == 1
+    assert len(client.scan().known("")) == 40
+    assert client.outstanding == 0
+    assert [(r.durable, r.present) for r in client.synced()] == [([], [])]
+    assert client.synced() == []
+
+
+def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    (root / "mailplan-ledger").mkdir()  # the sync thread cannot append the ledger
+    with pytest.raises(AgentError, match="IsADirectoryError"):
+        import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=5)
+    with pytest.raises(AgentError, match="IsADirectoryError"):
+        client.scan()

@@ -3,17 +3,21 @@
 The pipe is anything with ``write(bytes)``, ``read(n)``, ``readline()`` and ``close_stdin()``:
 a connector :class:`~mailplan.connectors.base.Process` (local or SSH) or, in tests and
 benchmarks, :class:`LocalAgent`. Requests without a reply are buffered and written in large
-blocks, so a mailbox travels as one stream with a reply only per sync batch.
+blocks, so a mailbox travels as one stream with a reply only per sync batch, and a sync
+can be asked for without waiting (:meth:`AgentClient.sync_async`): a thread collects the
+replies, so the stream goes on while the target makes the previous batch durable.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shlex
 import struct
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,6 +84,11 @@ class AgentClient:
         self.flush_bytes = flush_bytes
         self._out: list[bytes] = []
         self._pending = 0
+        self._replies: queue.Queue[dict[str, Any] | AgentError] | None = None
+        self._failed: AgentError | None = None
+        #: syncs asked for with ``sync_async`` whose reply has not been taken yet
+        self.outstanding = 0
+        self._ready: list[SyncResult] = []
 
     # -- framing --------------------------------------------------------------------
     def _send(self, kind: bytes, payload: bytes) -> None:
@@ -112,9 +121,7 @@ class AgentClient:
             n -= len(chunk)
         return b"".join(parts)
 
-    def _request(self, kind: bytes, obj: Any = None) -> dict[str, Any]:
-        self._send(kind, b"" if obj is None else json.dumps(obj).encode())
-        self.flush()
+    def _read_reply(self) -> dict[str, Any]:
         head = self._read_exact(5)
         rkind, length = HEADER.unpack(head)
         payload = self._read_exact(length) if length else b""
@@ -122,7 +129,43 @@ class AgentClient:
             raise AgentError(f"agent: {payload.decode('utf-8', 'replace')}")
         if rkind != b"R":
             raise AgentError(f"agent sent an unknown reply type {rkind!r}")
-        return json.loads(payload)
+        return json.loads(payload)  # type: ignore[no-any-return]
+
+    def _collect(self) -> None:
+        """The reply thread: every reply in order, then the first error (and stop)."""
+        assert self._replies is not None
+        while True:
+            try:
+                self._replies.put(self._read_reply())
+            except AgentError as exc:
+                self._replies.put(exc)
+                return
+            except (OSError, ValueError) as exc:
+                self._replies.put(AgentLost(f"agent pipe broken: {exc}"))
+                return
+
+    def _reply(self, block: bool = True) -> dict[str, Any] | None:
+        """The next reply (None when ``block`` is false and none has arrived yet)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._replies is None:
+            return self._read_reply()
+        try:
+            item = self._replies.get(block)
+        except queue.Empty:
+            return None
+        if isinstance(item, AgentError):
+            self._failed = item
+            raise item
+        return item
+
+    def _request(self, kind: bytes, obj: Any = None) -> dict[str, Any]:
+        self._send(kind, b"" if obj is None else json.dumps(obj).encode())
+        self.flush()
+        self.synced(keep=0, hold=True)  # replies come in request order
+        reply = self._reply()
+        assert reply is not None
+        return reply
 
     # -- requests -------------------------------------------------------------------
     def open(self, root: str, *, uid: int | None = None, gid: int | None = None
@@ -174,6 +217,31 @@ class AgentClient:
     def sync(self) -> SyncResult:
         """Make queued messages durable and visible; return what became durable."""
         return _sync_result(self._request(b"S"))
+
+    def sync_async(self) -> None:
+        """Ask for a sync without waiting for it; :meth:`synced` returns the result."""
+        if self._replies is None:
+            self._replies = queue.Queue()
+            threading.Thread(target=self._collect, daemon=True,
+                             name="mailplan-agent-replies").start()
+        self._send(b"S", b"")
+        self.flush()
+        self.outstanding += 1
+
+    def synced(self, keep: int = 0, *, hold: bool = False) -> list[SyncResult]:
+        """Results of earlier :meth:`sync_async` calls, in order: every one that has
+        arrived, waiting until at most ``keep`` are still outstanding. With ``hold`` they
+        are kept for the next call instead (a request must not lose them)."""
+        while self.outstanding:
+            reply = self._reply(block=self.outstanding > keep)
+            if reply is None:
+                break
+            self.outstanding -= 1
+            self._ready.append(_sync_result(reply))
+        if hold:
+            return []
+        ready, self._ready = self._ready, []
+        return ready
 
     def scan(self) -> ScanResult:
         """Identities already in the Maildir and its folders, and the import ledger."""

@@ -5,7 +5,9 @@ mailbox or message size. Messages whose identity is already known on the target 
 scan: files or ledger) are not sent at all; every other message is sent, and reported to
 ``on_durable`` only once the agent acknowledged it durable, so the caller journals exactly
 what is safely on disk. A batch is synced every ``batch_messages`` messages or
-``batch_bytes`` bytes (one filesystem sync per batch, not per file).
+``batch_bytes`` bytes (one filesystem sync per batch, not per file), without waiting:
+the next batch streams while the target syncs the last one, and at most
+``syncs_in_flight`` syncs are outstanding before the import waits for the oldest.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 occurrences: dict[str, int] | None = None,
                 on_durable: Callable[[list[Delivered]], None] | None = None,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
+                syncs_in_flight: int = 1,
                 host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
@@ -65,8 +68,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     report = ImportReport(summary=reader.summary)
     if dirname:
         client.create_folder(dirname)
-    batch: dict[str, MessageEnd] = {}
-    batch_size = 0
+    batch: dict[str, MessageEnd] = {}  # sent, not yet acknowledged durable
+    batch_size = batch_count = 0
     head: MessageStart | None = None
     held: list[bytes] = []
     held_size = 0
@@ -119,11 +122,16 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 client.end(event.subdir, name, event.arrival)
             batch[name] = event
             batch_size += event.size
+            batch_count += 1
             report.bytes_sent += event.size
-            if len(batch) >= batch_messages or batch_size >= batch_bytes:
-                settle(client.sync())
-                batch_size = 0
-    settle(client.sync())
+            if batch_count >= batch_messages or batch_size >= batch_bytes:
+                client.sync_async()
+                batch_size = batch_count = 0
+                for result in client.synced(keep=syncs_in_flight):
+                    settle(result)
+    client.sync_async()
+    for result in client.synced():
+        settle(result)
     return report
 
 
