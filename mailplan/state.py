@@ -107,7 +107,13 @@ class State:
         return int(self.data["serial"])
 
     def mail(self) -> dict[str, Any]:
-        """Per mailbox (``user@domain/FOLDER``): messages and bytes imported, checkpoint."""
+        """Per mailbox (``user@domain/FOLDER``): messages and bytes imported, checkpoint.
+
+        ``imported``/``bytes`` count what apply journaled. Syncs are pipelined, so a run
+        killed at the wrong moment can leave one batch durable on the target but not
+        journaled; the next run finds it there (never imports it twice) and does not
+        count it. ``checkpoint.count`` is the exact number of messages through the
+        checkpoint."""
         return dict(self.data.get("mail", {}))
 
     def managed(self) -> tuple[set[str], set[tuple[str, str]]]:

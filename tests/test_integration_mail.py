@@ -167,7 +167,10 @@ def test_kill_during_import_then_rerun(tmp_path, sshd):
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     state = json.loads((tmp_path / "m.state.json").read_text())
     box = state["mail"][f"big@{domain}/INBOX"]
-    assert box["imported"] == 6000 and box["checkpoint"]["offset"] == len(data)
+    assert box["checkpoint"]["offset"] == len(data) and box["checkpoint"]["count"] == 6000
+    # "imported" counts journaled messages: a batch the target made durable after the
+    # kill (syncs are pipelined) is found on the target by the re-run, not counted again
+    assert 6000 - 2000 <= box["imported"] <= 6000
 
 
 def test_parallel_import_of_several_users(tmp_path, sshd):

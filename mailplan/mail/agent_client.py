@@ -150,10 +150,9 @@ class AgentClient:
             raise self._failed
         if self._replies is None:
             return self._read_reply()
-        try:
-            item = self._replies.get(block)
-        except queue.Empty:
+        if not block and self._replies.empty():
             return None
+        item = self._replies.get()
         if isinstance(item, AgentError):
             self._failed = item
             raise item

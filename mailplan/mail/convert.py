@@ -127,6 +127,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             if batch_count >= batch_messages or batch_size >= batch_bytes:
                 client.sync_async()
                 batch_size = batch_count = 0
+            if client.outstanding:  # journal each acknowledgement as soon as it is here
                 for result in client.synced(keep=syncs_in_flight):
                     settle(result)
     client.sync_async()
