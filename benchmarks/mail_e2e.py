@@ -120,6 +120,14 @@ class CountingConnector(Connector):
         self.channels_opened += 1
         return CountingProcess(self.inner.start(command), self)
 
+    def start_stream(self, command: str) -> Process:
+        self.channels_opened += 1
+        return CountingProcess(self.inner.start_stream(command), self)
+
+    @property
+    def stream_transport(self) -> str:
+        return str(getattr(self.inner, "stream_transport", "local"))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -158,6 +166,7 @@ def child_apply(spec_path: str, do_apply: bool) -> dict[str, Any]:
             out["apply_s"] = time.perf_counter() - t
             out["apply_read"] = source.bytes_read - out["plan_read"]
             out["done"] = len(result.done)
+        out["transport"] = source.stream_transport
         planned.close()
     out["rss_kb"] = _self_rss_kb()
     return out
@@ -173,7 +182,9 @@ def child_convert(spool: str, dest: str) -> dict[str, Any]:
 
 def child_paramiko(host: dict[str, Any], mode: str, path: str,
                    target: dict[str, Any] | None = None) -> dict[str, Any]:
-    """paramiko ceilings through mailplan's SSH connector: read, write, or relay a file."""
+    """Ceilings through mailplan's SSH connector: read, write, or relay a file over
+    paramiko channels; ``stream-relay`` relays over the connector's stream path (the
+    OpenSSH client when it can log in), which is what mailplan's mail streams use."""
     from mailplan.hosts import connect
 
     conn = connect("a", host)
@@ -181,6 +192,9 @@ def child_paramiko(host: dict[str, Any], mode: str, path: str,
     conn.run("true")
     other.run("true")  # connect and authenticate before the clock starts
     moved = 0
+    if mode == "stream-relay":
+        conn.start_stream("true").wait()
+        other.start_stream("true").wait()  # the OpenSSH masters too
     t = time.perf_counter()
     if mode == "read":
         proc = conn.start(f"cat {path}")
@@ -196,7 +210,9 @@ def child_paramiko(host: dict[str, Any], mode: str, path: str,
         sink.close_stdin()
         sink.wait()
     else:  # relay
-        proc, sink = conn.start(f"cat {path}"), other.start("cat > /dev/null")
+        start = {"relay": lambda c, cmd: c.start(cmd),
+                 "stream-relay": lambda c, cmd: c.start_stream(cmd)}[mode]
+        proc, sink = start(conn, f"cat {path}"), start(other, "cat > /dev/null")
         while chunk := proc.read(CHUNK):
             sink.write(chunk)
             moved += len(chunk)
@@ -323,8 +339,8 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     assert r["journaled"] == count, r
     row("convert  mailplan (local agent)", r["s"], nbytes, count, "",
         f"{mib(r['rss_kb'])} + agent {mib(r['agent_rss_kb'])}")
-    shutil.rmtree(base / "conv-mb2md")
-    shutil.rmtree(base / "conv-mailplan")
+    # outputs are deleted only when the profile is done: ext4 creates files more slowly
+    # right after many deletions, which would handicap whichever run comes next
 
     # the manual pipeline: scp, then mb2md on the target
     manual = base / "manual"
@@ -356,7 +372,8 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     got = count_files(Path(udir) / "Maildir")
     assert got == count, (got, count, r)
     row("mailplan plan (reads the spool)", r["plan_s"], nbytes, count, human(r["plan_read"]))
-    row("mailplan apply (streams it)", r["apply_s"], nbytes, count, human(r["apply_read"]))
+    row(f"mailplan apply (streams: {r['transport'].split(' (')[0]})", r["apply_s"], nbytes, count,
+        human(r["apply_read"]))
     e2e = r["plan_s"] + r["apply_s"]
     row("mailplan TOTAL apply SPEC", e2e, nbytes, count, human(r["plan_read"] + r["apply_read"]),
         f"{mib(r['rss_kb'])} + agent {mib(watch.peak_kb)}")
@@ -390,7 +407,8 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     # raw ceilings of the transports, on the same file
     for mode, label in (("read", "paramiko cat FILE -> /dev/null"),
                         ("write", "paramiko FILE -> cat >/dev/null"),
-                        ("relay", "paramiko relay src cat -> tgt cat")):
+                        ("relay", "paramiko relay src cat -> tgt cat"),
+                        ("stream-relay", "stream relay src cat -> tgt cat")):
         r = run_child("paramiko", host, mode, str(spool), host)
         row(f"ceiling  {label}", r["s"], r["bytes"], count, "", mib(r["rss_kb"]))
     s, rss, _ = timed(["bash", "-o", "pipefail", "-c",

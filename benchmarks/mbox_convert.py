@@ -5,6 +5,9 @@ Generates two deterministic spools (mixed sizes ~1 GB / ~22k messages; small ~20
 mailplan (every message identified, named by digest, synced once per batch and journaled
 from the agent's acknowledgements), printing MB/s, messages/s and peak RSS of each run.
 
+Each tool runs ``--rounds`` times per profile, alternating which goes first, and the
+medians are compared (single runs on a shared VM disk vary by 30% and more).
+
     python3 benchmarks/mbox_convert.py --scale 0.1
 """
 
@@ -15,6 +18,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,15 +60,17 @@ def make_spool(path: Path, total_bytes: int, sizes: list[int], seed: int) -> int
     return count
 
 
-def child_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-
-
 def run_mb2md(spool: Path, out: Path) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of one ``mb2md`` run, measured by ``/usr/bin/time`` (a
+    small C parent: wait4 from here would report this Python process's RSS at fork)."""
     t = time.perf_counter()
-    subprocess.run(["mb2md", "-s", str(spool), "-d", str(out)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t, child_rss_kb()
+    res = subprocess.run(["/usr/bin/time", "-f", "RSS=%M", "mb2md", "-s", str(spool),
+                          "-d", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         check=True)
+    elapsed = time.perf_counter() - t
+    rss = [int(x[4:]) for x in res.stderr.decode(errors="replace").splitlines()
+           if x.startswith("RSS=")]
+    return elapsed, rss[-1]
 
 
 def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int]:
@@ -92,6 +98,8 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="shrink both profiles")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each tool, alternating which goes first (default 3)")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep generated files")
     args = ap.parse_args()
@@ -102,27 +110,40 @@ def main() -> None:
                   [800, 2000, 4000, 8000, 20000, 60000, 150000, 100000], 1),
         "small": (int(200_000_000 * args.scale), [3800, 4000, 4200], 2),
     }
+    print(f"{args.rounds} rounds per tool, alternating which runs first; the median is "
+          "compared. Outputs are deleted only at the end: ext4 slows down file creation "
+          "right after many deletions, which would favour whichever tool runs later.")
     print("peak RSS for mailplan = reader process + agent process")
-    print(f"{'profile':8} {'tool':9} {'MB':>8} {'msgs':>7} {'s':>7} {'MB/s':>8} "
-          f"{'msgs/s':>8} {'peak RSS':>14}")
+    print(f"{'profile':8} {'tool':9} {'MB':>8} {'msgs':>7} {'median s':>9} {'MB/s':>8} "
+          f"{'msgs/s':>8} {'peak RSS':>14}  all runs (s)")
     try:
-        for name, (size, sizes, seed) in profiles.items():
-            spool = work / f"{name}.mbox"
-            count = make_spool(spool, size, sizes, seed)
+        spools = {name: (work / f"{name}.mbox",
+                         make_spool(work / f"{name}.mbox", size, sizes, seed))
+                  for name, (size, sizes, seed) in profiles.items()}
+        for name, (spool, count) in spools.items():
             mb = spool.stat().st_size / 1e6
-            os.sync()
-            t_mb, rss_mb = run_mb2md(spool, work / f"{name}-mb2md")
-            os.sync()
-            t_mp, rss_self, rss_agent, journaled = run_mailplan(spool, work / f"{name}-mailplan")
-            assert journaled == count, (journaled, count)
-            print(f"{name:8} {'mb2md':9} {mb:8.1f} {count:7d} {t_mb:7.2f} {mb / t_mb:8.1f} "
-                  f"{count / t_mb:8.0f} {rss_mb / 1024:10.1f} MiB")
-            print(f"{name:8} {'mailplan':9} {mb:8.1f} {count:7d} {t_mp:7.2f} {mb / t_mp:8.1f} "
-                  f"{count / t_mp:8.0f} {rss_self / 1024:6.1f}+{rss_agent / 1024:.1f} MiB")
-            print(f"{name:8} speed-up  {t_mb / t_mp:.2f}x (journaled {journaled} messages)")
-            if not args.keep:
-                for p in work.glob(f"{name}*"):
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            times: dict[str, list[float]] = {"mb2md": [], "mailplan": []}
+            rss: dict[str, str] = {}
+            for rnd in range(args.rounds):
+                order = ["mb2md", "mailplan"] if rnd % 2 == 0 else ["mailplan", "mb2md"]
+                for tool in order:
+                    out = work / f"{name}-{tool}-{rnd}"
+                    os.sync()
+                    if tool == "mb2md":
+                        t, kb = run_mb2md(spool, out)
+                        rss[tool] = f"{kb / 1024:10.1f} MiB"
+                    else:
+                        t, kb_self, kb_agent, journaled = run_mailplan(spool, out)
+                        assert journaled == count, (journaled, count)
+                        rss[tool] = f"{kb_self / 1024:6.1f}+{kb_agent / 1024:.1f} MiB"
+                    times[tool].append(t)
+            med = {tool: statistics.median(ts) for tool, ts in times.items()}
+            for tool in ("mb2md", "mailplan"):
+                runs = " ".join(f"{t:.2f}" for t in times[tool])
+                print(f"{name:8} {tool:9} {mb:8.1f} {count:7d} {med[tool]:9.2f} "
+                      f"{mb / med[tool]:8.1f} {count / med[tool]:8.0f} {rss[tool]:>14}  {runs}")
+            print(f"{name:8} speed-up  {med['mb2md'] / med['mailplan']:.2f}x "
+                  f"(mailplan journaled all {count} messages in every run)")
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(work, ignore_errors=True)
