@@ -31,6 +31,8 @@ WINDOW = 4096
 
 
 def _slice(path: str, start: int, length: int) -> str:
+    if start == 0:  # one process, no pipe: the whole first read of a mailbox
+        return join(["head", "-c", str(length), "--", path])
     return (join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
             + join(["head", "-c", str(length)]))
 
