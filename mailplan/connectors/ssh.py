@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import paramiko
@@ -180,7 +181,14 @@ class SSHConnector(Connector):
             files = (self._known_hosts, Path(os.path.expanduser("~/.ssh/known_hosts")))
             known = list(dict.fromkeys(str(p) for p in files if p.exists()))
             streams = OpenSSHStreams(known_hosts=known, **self._streams_args)  # type: ignore[arg-type]
+            started = time.monotonic()
             why_not = streams.probe()
+            if self.observer is not None:
+                self.observer("ssh -o BatchMode=yes ... exit 0 (can the OpenSSH client log in?)",
+                              CommandResult(0 if why_not is None else 1, b"",
+                                            (why_not or "").encode()),
+                              time.monotonic() - started,
+                              "mail streams: " + ("openssh" if why_not is None else "paramiko"))
             if why_not is None:
                 self._streams, self.stream_transport = streams, "openssh"
             else:
