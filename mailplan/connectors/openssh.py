@@ -28,6 +28,7 @@ sends its *streams* (never its control commands, which stay on Fabric) through a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -64,6 +65,7 @@ class OpenSSHStreams:
         self.address = address
         self._dir = tempfile.mkdtemp(prefix="mailplan-ssh-")  # 0700
         self._socket = os.path.join(self._dir, "master")
+        atexit.register(self.close)  # also when the caller never closes the connector
         files = " ".join(f'"{path}"' for path in known_hosts) or "/dev/null"
         self._options = [
             "-T", "-x", "-a", "-e", "none",
@@ -112,7 +114,8 @@ class OpenSSHStreams:
         return OpenSSHProcess(self.argv(command))
 
     def close(self) -> None:
-        """Stop the master connection and remove its socket directory."""
+        """Stop the master connection and remove its socket directory (idempotent)."""
+        atexit.unregister(self.close)
         if os.path.exists(self._socket):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(["ssh", "-o", f"ControlPath={self._socket}", "-O", "exit",
