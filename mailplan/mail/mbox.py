@@ -326,6 +326,9 @@ class MboxReader:
         self._eof = False
         self._seekable = _seekable(stream)
         self._index = 0
+        # the separator found at the end of one message is parsed again as the start of
+        # the next: remember the last line parsed (date parsing is the reader's hot spot)
+        self._parsed: tuple[bytes, FromLine | None] = (b"", None)
 
     # -- buffer -------------------------------------------------------------------------
     def _fill(self, pos: int) -> bool:
@@ -357,7 +360,11 @@ class MboxReader:
         line = self._buf[i:end]
         if line.endswith(b"\n"):
             line = line[:-1]
-        return parse_from_line(line, self.tz)
+        if line == self._parsed[0]:
+            return self._parsed[1]
+        found = parse_from_line(line, self.tz)
+        self._parsed = (line, found)
+        return found
 
     def _next_separator(self, start: int) -> int | None | bool:
         """Index of the next separator line at or after ``start`` (needs a preceding \\n)."""
