@@ -6,8 +6,10 @@ scan: files or ledger) are not sent at all; every other message is sent, and rep
 ``on_durable`` only once the agent acknowledged it durable, so the caller journals exactly
 what is safely on disk. A batch is synced every ``batch_messages`` messages or
 ``batch_bytes`` bytes (one filesystem sync per batch, not per file), without waiting:
-the next batch streams while the target syncs the last one, and at most
-``syncs_in_flight`` syncs are outstanding before the import waits for the oldest.
+the next batch streams while the target syncs the last one. A batch's sync is asked
+for only once ``syncs_in_flight`` (default 0) earlier ones are acknowledged and
+journaled, so a run killed or cut off leaves at most one batch durable on the target
+but not journaled (the next run finds it there and does not import it again).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 occurrences: dict[str, int] | None = None,
                 on_durable: Callable[[list[Delivered]], None] | None = None,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
-                syncs_in_flight: int = 1,
+                syncs_in_flight: int = 0,
                 host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
@@ -125,6 +127,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             batch_count += 1
             report.bytes_sent += event.size
             if batch_count >= batch_messages or batch_size >= batch_bytes:
+                for result in client.synced(keep=syncs_in_flight):
+                    settle(result)
                 client.sync_async()
                 batch_size = batch_count = 0
             if client.outstanding:  # journal each acknowledgement as soon as it is here
