@@ -352,4 +352,5 @@ class MailImporter:
             with contextlib.suppress(AgentError, OSError):
                 self._client.quit()
             if self._proc is not None:
-                self._proc.wait()
+                with contextlib.suppress(OSError):  # the connection is gone: the error
+                    self._proc.wait()  # that ended the import is the one to report

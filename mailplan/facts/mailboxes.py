@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
-from mailplan.errors import HostError
+from mailplan.errors import ConnectionLost, HostError
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.remote import ProcessReader, read_files, run_batch
@@ -233,7 +233,11 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
         return scan
-    res = proc.wait()  # type: ignore[attr-defined]
+    try:
+        res = proc.wait()  # type: ignore[attr-defined]
+    except OSError as exc:  # the connection dropped: not a property of the mailbox
+        raise ConnectionLost(f"connection lost while reading {mailbox.path}: {exc}",
+                             host=conn.name) from None
     if res.returncode != 0:
         scan.error = f"cannot read {mailbox.path}: {res.stderr_text or res.returncode}"
     return scan
