@@ -126,6 +126,12 @@ def _same(a: Change, b: Change) -> bool:
     return (a.id, a.fingerprint, a.after, a.before) == (b.id, b.fingerprint, b.after, b.before)
 
 
+def same_intent(a: Change, b: Change) -> bool:
+    """The same change with the same result (what it finds before may differ: the part
+    of the plan already applied changes that, e.g. a new domain's default catch-all)."""
+    return (a.id, a.fingerprint, a.after) == (b.id, b.fingerprint, b.after)
+
+
 def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     """Refuse a saved plan that no longer describes what apply would do."""
     rerun = "run `mailplan plan` again and review the new plan"
@@ -138,7 +144,8 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     if interrupted:
         # Resuming this very plan: whatever is still to do must be part of it.
         known = {c.id: c for c in saved.changes}
-        extra = [c for c in fresh.changes if c.id not in known or not _same(c, known[c.id])]
+        extra = [c for c in fresh.changes
+                 if c.id not in known or not same_intent(c, known[c.id])]
         if extra:
             raise StalePlanError(f"this plan was partly applied and the target has since "
                                  f"changed in other ways ({extra[0].symbol} {extra[0].kind} "

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mailplan.engine import ApplyResult, Planned, apply_plan
+from mailplan.engine import ApplyResult, Planned, apply_plan, same_intent
 from mailplan.errors import ConnectionLost, HostError, SourceChanged, StalePlanError
 from mailplan.plan import Change, Plan
 from mailplan.state import State
@@ -49,8 +49,7 @@ def _within(saved: Plan, fresh: Plan) -> None:
     known = {c.id: c for c in saved.changes}
     for c in fresh.changes:
         old = known.get(c.id)
-        if old is None or (old.fingerprint, old.after, old.before) != (c.fingerprint, c.after,
-                                                                        c.before):
+        if old is None or not same_intent(old, c):
             raise StalePlanError(f"after reconnecting, the target needs a change the saved "
                                  f"plan does not have ({c.symbol} {c.kind} {c.address})",
                                  hint="run `mailplan plan` again and review the new plan")
@@ -94,6 +93,10 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
                     mine.append(live)
                     if saved is not None:
                         _within(saved, live.plan)
+                if saved is not None:
+                    # the apply carries out the saved plan: its id goes into the state's
+                    # history, so running that plan file again is recognised as a resume
+                    live.plan.plan_id = saved.plan_id
                 result = apply_plan(live, state, prune=prune, parallel=parallel,
                                     on_step=track, **options)
                 return ApplyResult(done, result.skipped_deletes)

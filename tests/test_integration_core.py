@@ -7,6 +7,11 @@ tests/migration.py). Every test builds its own source tree and uses its own doma
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +247,40 @@ def test_bad_hosts_change_nothing(tmp_path, source, target, sshd):
     res = mailplan("plan", str(spec))
     assert res.returncode == 1 and "cannot read" in res.stderr and "shadow" in res.stderr
     assert target.tool("vdominfo", domain).returncode != 0  # nothing was created
+
+
+@pytest.mark.ssh
+def test_a_saved_plan_resumes_after_a_kill_and_goes_stale_after_it_is_done(tmp_path, target,
+                                                                           sshd):
+    accounts = [SourceAccount(f"user{i:03d}", 1000 + i, f"User {i}", f"pw{i}")
+                for i in range(30)]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    saved = tmp_path / "p.json"
+    mailplan("plan", str(spec), "-o", str(saved), check=True)
+    plan_id = json.loads(saved.read_text())["plan_id"]
+    journal = tmp_path / "m.state.json.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(saved)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 10:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL, "the apply finished before it could be killed"
+    # the same saved plan again: a resume of that plan, not a stale plan
+    resumed = mailplan("apply", str(saved))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert [(h["plan_id"], h["result"]) for h in state["history"]] == [
+        (plan_id, "interrupted"), (plan_id, "ok")]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # once done, the plan is used up: someone changes the target, the old plan is refused
+    assert target.tool("vsetuserquota", f"user000@{domain}", "5M").returncode == 0
+    stale = mailplan("apply", str(saved))
+    assert stale.returncode == 1 and "partly applied and the target has since changed" in (
+        stale.stderr), stale.stderr
