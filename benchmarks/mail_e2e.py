@@ -120,9 +120,9 @@ class CountingConnector(Connector):
         self.channels_opened += 1
         return CountingProcess(self.inner.start(command), self)
 
-    def start_stream(self, command: str) -> Process:
+    def start_stream(self, command: str, *, display: str | None = None) -> Process:
         self.channels_opened += 1
-        return CountingProcess(self.inner.start_stream(command), self)
+        return CountingProcess(self.inner.start_stream(command, display=display), self)
 
     @property
     def stream_transport(self) -> str:

@@ -9,9 +9,9 @@ with what the user's Maildir already holds (file names and the import ledger). O
 Apply: one writer agent per apply on the target (a stdlib Python program started over
 one channel, see :mod:`mailplan.mail.agent`) and one streaming read per mailbox on the
 source. Messages are written to tmp/, synced in batches and renamed into new/ or cur/
-without ever overwriting; each durable batch is journaled before the next one is sent,
-and the mailbox's checkpoint is recorded once it is complete, so the next run reads
-only what was appended.
+without ever overwriting; each durable batch is journaled as soon as the writer
+acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
+recorded once it is complete, so the next run reads only what was appended.
 """
 
 from __future__ import annotations
@@ -251,7 +251,8 @@ class MailImporter:
 
     def _agent(self) -> AgentClient:
         if self._client is None:
-            self._proc = self.target.start_stream(agent_command())
+            self._proc = self.target.start_stream(
+                agent_command(), display="python3 -c '<mailplan's Maildir writer agent>'")
             self._client = AgentClient(self._proc)
         return self._client
 

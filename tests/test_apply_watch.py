@@ -137,6 +137,21 @@ def test_plain_progress_log_file_and_quiet(big):
     assert "vadduser" in text and "(sensitive)" in text
     assert "pw-big" not in text and "$6$" not in text
     assert "step done: + mailbox big@" in text
+    # the mail streams are logged like every other remote command: started, then how
+    # they ended, with their duration and the bytes they moved
+    spool = str(spec.parent / "source/var/spool/mail/big")
+    size = Path(spool).stat().st_size
+    read = [ln for ln in text.splitlines() if ln.endswith(f"$ head -c {size} -- {spool}")]
+    assert len(read) == 2, read  # started, ended
+    ended = re.compile(r"\[oldmail\] [0-9.]+s exit 0, stdout 0 B, stderr 0 B \(stream: "
+                       r"(\d+) B out, 0 B in\)\n    \$ head -c \d+ -- ")
+    assert sorted(int(n) for n in ended.findall(text)) == sorted(
+        p.stat().st_size for p in (spec.parent / "source/var/spool/mail").iterdir())
+    agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ python3 -c '<mailplan's Maildir "
+                       r"writer agent>'", text)
+    assert agent[0] == "started (stream over OpenSSH)"
+    assert re.fullmatch(r"exit 0, stdout 0 B, stderr 0 B \(stream: \d+ B out, \d+ B in\)",
+                        agent[-1]), agent
     assert "result: ok" in text and "created: 3" in text and "changed: 1" in text  # catch-all
     assert "imported: 6200 message(s)" in text and "into 2 mailbox(es)" in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600

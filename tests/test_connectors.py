@@ -86,14 +86,20 @@ def test_ssh_streams_go_through_openssh_multiplexed(sshd):
     conn = SSHConnector("host", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
     seen: list[tuple[str, int, str]] = []
-    conn.observer = lambda cmd, res, secs, note: seen.append((cmd, res.returncode, note))
+    conn.observer = lambda cmd, res, secs, note: seen.append(
+        (cmd, None if res is None else res.returncode, note))
     procs = [conn.start_stream(f"head -c {n} /dev/zero; echo oops >&2; exit 3")
              for n in (5_000_000, 7)]
     assert conn.stream_transport == "openssh"
     assert [(r, n) for c, r, n in seen if "OpenSSH client log in" in c] == [
         (0, "mail streams: openssh")]  # the apply log says which transport streams use
+    assert [(c, r, n) for c, r, n in seen if c.startswith("head")] == [
+        (f"head -c {n} /dev/zero; echo oops >&2; exit 3", None, "stream over OpenSSH")
+        for n in (5_000_000, 7)]
     assert [_stream_bytes(p) for p in procs] == [5_000_000, 7]
     assert [(r.returncode, r.stderr) for r in (p.wait() for p in procs)] == [(3, b"oops\n")] * 2
+    assert [(r, n) for c, r, n in seen if c.startswith("head") and r is not None] == [
+        (3, "stream: 5000000 B out, 0 B in"), (3, "stream: 7 B out, 0 B in")]
     # stdin reaches the remote command; the master serves every stream on one connection
     proc = conn.start_stream("wc -c")
     proc.write(b"x" * 3_000_000)

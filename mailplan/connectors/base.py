@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,10 +89,25 @@ class Connector(abc.ABC):
     def start(self, command: str) -> Process:
         """Start a shell command line (already quoted) and return the running process."""
 
-    def start_stream(self, command: str) -> Process:
-        """Start a command that moves bulk data (a mailbox read, the writer agent).
-        Connectors with a faster data path for streams override this."""
+    def start_stream(self, command: str, *, display: str | None = None) -> Process:
+        """Start a command that moves bulk data (a mailbox read, the writer agent). The
+        observer (the apply log) is told when it starts and how it ended, under
+        ``display`` when given (the command line itself may be long)."""
+        started = time.monotonic()
+        proc = self._start_stream(command)
+        if self.observer is None:
+            return proc
+        shown = display or command
+        self.observer(shown, None, 0.0, f"stream over {self.stream_path()}")
+        return _ObservedStream(proc, self, shown, started)
+
+    def _start_stream(self, command: str) -> Process:
+        """Connectors with a faster data path for streams override this."""
         return self.start(command)
+
+    def stream_path(self) -> str:
+        """How streams travel (for the apply log)."""
+        return "the connection"
 
     def run(self, command: str, stdin: bytes = b"") -> CommandResult:
         """Run a command to completion, feeding ``stdin``; return its outputs."""
@@ -120,3 +136,47 @@ def _sh_quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+class _ObservedStream(Process):
+    """A stream process that reports to its connector's observer how it ended."""
+
+    def __init__(self, inner: Process, conn: Connector, shown: str, started: float) -> None:
+        self._inner, self._conn, self._shown, self._started = inner, conn, shown, started
+        self._read = self._written = 0
+
+    def _report(self, result: CommandResult, note: str) -> None:
+        if self._conn.observer is not None:
+            self._conn.observer(self._shown, result, time.monotonic() - self._started,
+                                f"stream: {self._read} B out, {self._written} B in{note}")
+
+    def write(self, data: bytes) -> None:
+        self._inner.write(data)
+        self._written += len(data)
+
+    def close_stdin(self) -> None:
+        self._inner.close_stdin()
+
+    def read(self, size: int = 65536) -> bytes:
+        chunk = self._inner.read(size)
+        self._read += len(chunk)
+        return chunk
+
+    def readline(self) -> bytes:
+        line = self._inner.readline()
+        self._read += len(line)
+        return line
+
+    def wait(self) -> CommandResult:
+        try:
+            res = self._inner.wait()
+        except OSError as exc:
+            self._report(CommandResult(-1, b"", str(exc).encode()), ", connection lost")
+            raise
+        self._read += len(res.stdout)
+        self._report(res, "")
+        return res
+
+    def kill(self) -> None:
+        self._inner.kill()
+        self._report(CommandResult(-1, b"", b"stopped by mailplan"), ", stopped")

@@ -63,6 +63,9 @@ class LocalProcess(Process):
 class LocalConnector(Connector):
     """This machine, through ``/bin/sh``."""
 
+    def stream_path(self) -> str:
+        return "a local pipe"
+
     def start(self, command: str) -> Process:
         self.channels_opened += 1
         try:

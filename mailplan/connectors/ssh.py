@@ -201,7 +201,10 @@ class SSHConnector(Connector):
                 self.stream_transport = f"paramiko ({why_not})"
         return self._streams
 
-    def start_stream(self, command: str) -> Process:
+    def stream_path(self) -> str:
+        return "OpenSSH" if self._streams is not None else "Fabric (paramiko)"
+
+    def _start_stream(self, command: str) -> Process:
         streams = self._open_streams()
         if streams is None:
             return self.start(command)
