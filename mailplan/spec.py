@@ -250,6 +250,7 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
             raise spec.error(f"two users map to {name.lower()}@{domain.lower()} (the other is "
                              f"at line {first}; names are case-insensitive)", (*where, "name"))
         seen[name.lower()] = i
+        _control_characters(spec, user, where)  # spool and folders paths, ...
         if "quota" in user:
             try:
                 parse_size(user["quota"])

@@ -81,6 +81,9 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
         if not (fields[2].isdigit() and fields[3].isdigit()):
             raise SourceDataError(f"uid/gid of {name!r} are not numbers", host=host,
                                   path=path, line=number)
+        if any(ord(c) < 32 or ord(c) == 127 for c in fields[5]):
+            raise SourceDataError(f"the home directory of {name!r} contains a control "
+                                  "character", host=host, path=path, line=number)
         if name in entries:
             raise SourceDataError(f"duplicate entry for {name!r} (first at line "
                                   f"{entries[name][0]})", host=host, path=path, line=number)
