@@ -296,7 +296,7 @@ class MailImporter:
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,
                                  occurrences=dict(job.seed), on_durable=durable,
-                                 host=self.target.name)
+                                 host=self.target.name, before_sync=stream.check_so_far)
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
                 raise StepFailed(f"reading {mb.path} on the source failed: "

@@ -281,3 +281,45 @@ def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path)
         import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=5)
     with pytest.raises(AgentError, match="IsADirectoryError"):
         client.scan()
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tmp_path,
+                                                                              checked):
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.errors import SourceChanged
+    from mailplan.mail.snapshot import SnapshotStream
+
+    msgs = [SEP + b"Subject: m%d\n\n" % i + b"line %d of a long message\n" % i * 120 + b"\n"
+            for i in range(3000)]  # ~3.6 KB each: ~11 MB, far more than any pipe holds
+    spool = tmp_path / "spool"
+    spool.write_bytes(b"".join(msgs))
+    originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
+    stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, spool.stat().st_size,
+                            step="+ mailbox test")
+    boundaries: list[int] = []
+
+    def reader_expunges_then_check() -> None:
+        boundaries.append(len(boundaries))
+        if len(boundaries) == 2:  # a mail reader deletes message 5 in place: the rest shifts
+            with open(spool, "r+b") as fh:
+                fh.write(b"".join(msgs[:5] + msgs[6:]))
+                fh.truncate()
+        if checked:
+            stream.check_so_far()
+
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    client = AgentClient(proc)
+    client.open(str(root))
+    with pytest.raises(SourceChanged, match="rewritten while it was read" if checked
+                       else "shrank while it was read"):  # found only at the end
+        import_mbox(client, stream, dirname="", batch_messages=400,
+                    before_sync=reader_expunges_then_check)
+    proc.kill()
+    visible = [b for _f, _s, _i, _fl, b, _t in maildir_state(root)]
+    spliced = [b for b in visible if b not in originals]
+    if checked:  # only the batch read before the rewrite became visible, all of it whole
+        assert len(visible) == 400 and not spliced
+    else:  # without the check, batches read after the rewrite were made visible
+        assert len(boundaries) > 2 and spliced

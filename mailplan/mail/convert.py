@@ -57,10 +57,13 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 on_durable: Callable[[list[Delivered]], None] | None = None,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
                 syncs_in_flight: int = 0,
+                before_sync: Callable[[], None] | None = None,
                 host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
     ``known`` holds identities already on the target (``ScanResult.known(dirname)``).
+    ``before_sync`` runs before each batch's sync is asked for (the source read checks
+    there that it is not torn); an exception from it stops the import unsynced.
     """
     known = known or set()
     host = host or socket.gethostname().split(".")[0]
@@ -129,6 +132,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             if batch_count >= batch_messages or batch_size >= batch_bytes:
                 for result in client.synced(keep=syncs_in_flight):
                     settle(result)
+                if before_sync is not None:
+                    before_sync()
                 client.sync_async()
                 batch_size = batch_count = 0
             if client.outstanding:  # journal each acknowledgement as soon as it is here
