@@ -6,7 +6,9 @@ same batched reads plan uses), every source mailbox streamed through ONE ``tar``
 and read by the mbox reader (memory stays flat), and on the target one ``find`` over all
 Maildirs (name, size, mtime) plus one ``tar`` for the import ledgers. Messages are
 matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
-see :mod:`mailplan.verify_model` for what counts as a difference.
+see :mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
+exactly last time is not read again while its source file and its Maildir are unchanged
+(:mod:`mailplan.verify_cache`; ``--full`` reads everything).
 
 The optional live login check runs vpopmail's ``vchkpw`` on the target the way POP and
 IMAP servers do (checkpassword protocol on fd 3, reference/vpopmail/06-vchkpw.md); the
@@ -18,13 +20,21 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
-from mailplan.facts.mailboxes import LEDGER, SourceMailbox, list_source_mailboxes, parse_ledger
+from mailplan.facts.mailboxes import (
+    LEDGER,
+    Checkpoint,
+    SourceMailbox,
+    list_source_mailboxes,
+    parse_ledger,
+    still_valid,
+)
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
@@ -37,6 +47,9 @@ from mailplan.secret import Secret
 from mailplan.shell import join
 from mailplan.spec import Spec
 from mailplan.state import State
+from mailplan.verify_cache import Proven, Windows, cache_path, key, source_digest, target_digest
+from mailplan.verify_cache import load as load_proven
+from mailplan.verify_cache import save as save_proven
 from mailplan.verify_model import (
     FolderCheck,
     Identity,
@@ -50,11 +63,13 @@ from mailplan.verify_model import (
 STEP = "verify"
 
 
-def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool
+def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool,
+                     windows: dict[str, Windows] | None = None
                      ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
     """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
 
-    Returns messages per mailbox path and, per path, why it could not be verified.
+    Returns messages per mailbox path and, per path, why it could not be verified;
+    ``windows`` (when given) receives per path what was read (size, first and last 4 KiB).
     """
     by_path = {mb.path: mb for mb in mailboxes}
     messages: dict[str, dict[Identity, SourceMessage]] = {}
@@ -72,7 +87,10 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
                 if mb is None or handle is None:
                     continue
                 found: dict[Identity, SourceMessage] = {}
-                reader = MboxReader(handle, mboxrd=mboxrd, mtime=mb.mtime,
+                seen = Windows(handle)
+                if windows is not None:
+                    windows[mb.path] = seen
+                reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime,
                                     path=f"{conn.name}:{mb.path}")
                 try:
                     for event in reader:
@@ -153,13 +171,14 @@ def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secr
 
 
 def verify(spec: Spec, state: State, *, login: tuple[str, Secret] | None = None,
-           connectors: dict[str, Connector] | None = None) -> Report:
-    """Compare source and target for every user of the spec; change nothing anywhere."""
+           connectors: dict[str, Connector] | None = None, full: bool = False) -> Report:
+    """Compare source and target for every user of the spec; change nothing on either
+    host. ``full``: read every mailbox even where the last verify's record still holds."""
     src, tgt = spec.data["source"], spec.data["target"]
     conns = connectors or {n: connect(n, spec.data["hosts"][n])
                            for n in sorted({src["host"], tgt["host"]})}
     try:
-        return _verify(spec, state, conns, login)
+        return _verify(spec, state, conns, login, full)
     finally:
         if connectors is None:
             for conn in conns.values():
@@ -167,7 +186,7 @@ def verify(spec: Spec, state: State, *, login: tuple[str, Secret] | None = None,
 
 
 def _verify(spec: Spec, state: State, conns: dict[str, Connector],
-            login: tuple[str, Secret] | None) -> Report:
+            login: tuple[str, Secret] | None, full: bool) -> Report:
     src, tgt = spec.data["source"], spec.data["target"]
     source_conn, target_conn = conns[src["host"]], conns[tgt["host"]]
     vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
@@ -188,19 +207,20 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
                        if c.kind in ("catchall", "domain")]
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
-    _verify_mail(spec, desired, source, target, source_conn, target_conn, report)
+    _verify_mail(spec, desired, source, target, source_conn, target_conn, report,
+                 cache_path(state.path), full)
     if login is not None:
         report.login = check_login(target_conn, vpop, login[0], login[1])
     return report
 
 
 def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
-                 source_conn: Connector, target_conn: Connector, report: Report) -> None:
+                 source_conn: Connector, target_conn: Connector, report: Report,
+                 record: Path, full: bool) -> None:
     refs = mailbox_refs(spec.data, desired, source)
     mailboxes, notes = list_source_mailboxes(source_conn, refs)
     report.explained += notes
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
-    messages, errors = read_source_mail(source_conn, mailboxes, mboxrd=mboxrd)
     maildirs: dict[tuple[str, str], str] = {}
     for ref in refs:
         tdom = target.domains.get(ref.domain)
@@ -208,20 +228,49 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
         if tuser is not None:
             maildirs[(ref.domain, ref.user)] = maildir_of(tuser.dir)
     files, ledgers = read_target_mail(target_conn, sorted(set(maildirs.values())))
+
+    def folder_key(mb: SourceMailbox) -> str:
+        return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd)
+
+    def target_files(mb: SourceMailbox) -> dict[Identity, list[TargetMessage]]:
+        root = maildirs.get((mb.domain, mb.user))
+        return files.get(root, {}).get(mb.dirname, {}) if root else {}
+
+    # folders proven identical last time: unchanged source (one batched window check)
+    # and the same digest from the target's listing -> not read again
+    old = {} if full else load_proven(record)
+    pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
+             and old[folder_key(mb)].size == mb.size]
+    valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail,
+                                                      {})) for mb, p in pairs])
+    reused = {mb.path: p for (mb, p), ok in zip(pairs, valid, strict=True)
+              if ok and target_digest(target_files(mb)) == p.digest}
+    windows: dict[str, Windows] = {}
+    messages, errors = read_source_mail(source_conn,
+                                        [mb for mb in mailboxes if mb.path not in reused],
+                                        mboxrd=mboxrd, windows=windows)
+    proven: dict[str, Proven] = {}
     by_user: dict[tuple[str, str], list[SourceMailbox]] = {}
     for mb in mailboxes:
         by_user.setdefault((mb.domain, mb.user), []).append(mb)
     for ref in refs:
-        key = (ref.domain, ref.user)
-        root = maildirs.get(key)
+        key_ = (ref.domain, ref.user)
+        root = maildirs.get(key_)
         tfolders = files.get(root, {}) if root else {}
         ledger = ledgers.get(root, {}) if root else {}
         seen: set[str] = set()
-        for mb in sorted(by_user.get(key, []), key=lambda m: (m.dirname, m.path)):
+        for mb in sorted(by_user.get(key_, []), key=lambda m: (m.dirname, m.path)):
             if mb.dirname in seen:
                 continue  # a folder file named INBOX merged into the INBOX: counted once
             seen.add(mb.dirname)
             check = FolderCheck(ref.domain, ref.user, mb.folder)
+            if mb.path in reused:
+                proof = reused[mb.path]
+                check.source = check.target = proof.count
+                check.reused = True
+                proven[folder_key(mb)] = proof
+                report.folders.append(check)
+                continue
             err = errors.get(mb.path)
             if err is not None and err.startswith("changed while"):
                 check.changed_during_read = err
@@ -230,13 +279,31 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                 report.explained.append(f"{ref.user}@{ref.domain}: {mb.folder} ({mb.path}) "
                                         f"is not readable as mail: {err}")
                 continue
-            report.folders.append(compare_folder(check, messages.get(mb.path, {}),
-                                                 tfolders.get(mb.dirname, {}),
-                                                 ledger.get(mb.dirname, set())))
+            source_msgs = messages.get(mb.path, {})
+            result = compare_folder(check, source_msgs, tfolders.get(mb.dirname, {}),
+                                    ledger.get(mb.dirname, set()))
+            report.folders.append(result)
+            proof = _proof(mb, result, source_msgs, windows.get(mb.path))
+            if proof is not None:
+                proven[folder_key(mb)] = proof
         for dirname in sorted((set(tfolders) | set(ledger)) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname))
             report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),
                                                  ledger.get(dirname, set())))
+    save_proven(record, proven)
+
+
+def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, SourceMessage],
+           seen: Windows | None) -> Proven | None:
+    """What to remember of a folder that matched exactly (None: nothing to remember)."""
+    if seen is None or seen.size != mb.size or not check.ok or check.error or (
+            check.deleted_on_target or check.gone_from_source or check.flags_added_on_target):
+        return None
+    digest = source_digest(messages)
+    if digest is None:
+        return None
+    head, tail = seen.digests()
+    return Proven(mb.path, mb.inode, mb.size, head, tail, len(messages), digest)
 
 
 def _folder_name(dirname: str) -> str:

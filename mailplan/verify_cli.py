@@ -33,8 +33,10 @@ EXAMPLE = ("Examples:\n\n\b\n  mailplan verify migration.yaml\n  mailplan verify
               "through vchkpw (needs --password-env).")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the "
               "password for --check-login (never given on the command line).")
+@click.option("--full", is_flag=True, help="Read every source mailbox, also those the last "
+              "verify proved identical and that have not changed since.")
 def verify_command(spec: str, as_json: bool, state: str | None, check_login: str | None,
-                   password_env: str | None) -> None:
+                   password_env: str | None, full: bool) -> None:
     """Compare source and target user by user and message by message. Changes nothing.
 
     Exits 0 when accounts, mailboxes (by message identity, size, flags and date) and
@@ -48,7 +50,7 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         if check_login and password_env else None
     loaded = load_spec(spec)
     state_path = Path(state) if state else state_path_for(loaded)
-    report = verify(loaded, State.load(state_path, fold=False), login=login)
+    report = verify(loaded, State.load(state_path, fold=False), login=login, full=full)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

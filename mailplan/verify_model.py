@@ -77,6 +77,7 @@ class FolderCheck:
     flags_added_on_target: list[str] = field(default_factory=list)
     error: str | None = None  # the source mailbox could not be read (the plan says so)
     changed_during_read: str | None = None
+    reused: bool = False  # exactly as the last verify proved it; not read again
 
     @property
     def ok(self) -> bool:

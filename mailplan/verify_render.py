@@ -58,6 +58,10 @@ def render_report(report: Report) -> str:
         out += _details(f)
     if not report.folders:
         out.append("  (no mailboxes)")
+    reused = sum(f.reused for f in report.folders)
+    if reused:
+        out.append(f"  ({reused} folder(s) exactly as the last verify proved them: source "
+                   "file and Maildir unchanged, not read again; --full re-reads them)")
     out.append("")
     if report.routing:
         out.append("Routing not as specified (run `mailplan plan` to see the changes):")

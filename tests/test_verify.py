@@ -202,3 +202,101 @@ def test_verify_login_check_never_shows_the_password(migrated):
                      "--password-env", "NOPE_UNSET")
     assert unset.returncode == 1
     assert "environment variable NOPE_UNSET is not set or empty" in unset.stderr
+
+
+class _Counted:
+    """Counts the stdout bytes of every command a connector runs (what was read)."""
+
+    def __init__(self, inner, box: list[int]) -> None:
+        self._inner, self._box = inner, box
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def read(self, size=65536):
+        data = self._inner.read(size)
+        self._box[0] += len(data)
+        return data
+
+    def readline(self):
+        data = self._inner.readline()
+        self._box[0] += len(data)
+        return data
+
+    def wait(self):
+        res = self._inner.wait()
+        self._box[0] += len(res.stdout)
+        return res
+
+
+def _counting(conn, box: list[int]):
+    start, start_stream = conn.start, conn.start_stream
+    conn.start = lambda command: _Counted(start(command), box)
+    conn.start_stream = lambda command, **kw: _Counted(start_stream(command, **kw), box)
+    return conn
+
+
+@pytest.mark.ssh
+def test_verify_rereads_only_what_changed_since_the_last_proof(tmp_path, sshd):
+    from mailplan.engine import state_path_for
+    from mailplan.hosts import connect
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+    from mailplan.verify import verify
+
+    src = make_source(tmp_path / "source", [SourceAccount("carol", 1000, "Carol", "CarolPw3")])
+    spool = src / "var/spool/mail/carol"
+    spool.write_bytes(b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}",
+                                   "Status: RO\n" if i % 2 else "") + b"x" * 3000 + b"\n\n"
+                               for i in range(200)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("c")
+    spec_path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                           source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                           domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    spec = load_spec(spec_path)
+    state_path = state_path_for(spec)
+
+    def run(full: bool = False):
+        box = [0]
+        conns = {n: _counting(connect(n, spec.data["hosts"][n]), box) if n == "oldmail"
+                 else connect(n, spec.data["hosts"][n]) for n in ("oldmail", "newmail")}
+        try:
+            report = verify(spec, State.load(state_path, fold=False), connectors=conns,
+                            full=full)
+        finally:
+            for conn in conns.values():
+                conn.close()
+        (inbox,) = [f for f in report.folders if f.folder == "INBOX"]
+        return report, inbox, box[0]
+
+    size = spool.stat().st_size
+    first, inbox, read = run()
+    assert first.ok and not inbox.reused and read > size  # the whole spool, through tar
+    assert oct(Path(f"{state_path}.verified").stat().st_mode & 0o777) == "0o600"
+    again, inbox, read = run()
+    assert again.ok and inbox.reused and (inbox.source, inbox.target) == (200, 200)
+    assert read < 20_000, read  # passwd, shadow, listings and two 4 KiB windows
+    assert "not read again; --full re-reads them" in mailplan("verify", str(spec_path),
+                                                             check=True).stdout
+    _r, inbox, read = run(full=True)
+    assert not inbox.reused and read > size
+    # the source rewritten in place (same size, other bytes at the end): read again
+    data = spool.read_bytes()
+    with open(spool, "r+b") as fh:
+        fh.seek(len(data) - 6)
+        fh.write(b"yyyy\n\n")
+    changed, inbox, read = run()
+    assert not inbox.reused and read > size and not changed.ok
+    with open(spool, "r+b") as fh:
+        fh.write(data)
+    _r, inbox, read = run()
+    assert inbox.source == 200 and not inbox.reused and inbox.ok  # proven again
+    # a message removed on the target: noticed without any help from the record
+    udir = target.tool("vuserinfo", "-d", f"carol@{domain}").stdout.decode().split("\n")[0]
+    victim = sorted(Path(udir, "Maildir/cur").iterdir())[0]
+    victim.unlink()
+    after, inbox, read = run()
+    assert not inbox.reused and read > size and len(inbox.deleted_on_target) == 1
+    assert inbox.target == 199

@@ -1,0 +1,128 @@
+"""What the last ``verify`` proved, so the next one does not re-read unchanged mailboxes.
+
+``verify`` must be cheap to re-run (an admin runs it again and again before switching
+MX). Reading every source mailbox in full each time is what makes it expensive, so for
+every folder that matched exactly, verify records in ``STATE.verified`` (next to the
+state file, mode 0600; verify changes nothing on either host):
+
+* the source mailbox as it was read: path, inode, size and sha256 digests of the first
+  and the last 4 KiB *of the bytes verify read* (so a file changed after the read is
+  not mistaken for the one verified);
+* ``count`` and a digest of the folder's messages as the comparison saw them: identity
+  (sha256 of the stored bytes + occurrence), size, Maildir flags and arrival second.
+
+The next verify checks those windows with one batched command (like the plan's
+checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and computes the same digest
+from the target's file names (identity, ``,S=`` size, flags) and mtimes, which it lists
+anyway. When the source is unchanged and the target's digest is the recorded one, the
+folder is exactly as proven before and is not read again; any difference (a message
+deleted, a flag or date changed, a truncated file, a grown spool) sends that mailbox
+through the full comparison. ``verify --full`` ignores the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mailplan.state import write_private
+from mailplan.verify_model import Identity, SourceMessage, TargetMessage
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Proven:
+    """One folder verify found identical on both sides, and the source it read."""
+
+    path: str
+    inode: int
+    size: int
+    head: str
+    tail: str
+    count: int
+    digest: str
+
+
+def cache_path(state_path: Path) -> Path:
+    """Where verify keeps its record: next to the state file."""
+    return state_path.with_name(state_path.name + ".verified")
+
+
+def key(domain: str, user: str, dirname: str, path: str, mboxrd: bool) -> str:
+    """The record's key for one folder read from one source file."""
+    return "\t".join((domain, user, dirname, path, "mboxrd" if mboxrd else "mboxo"))
+
+
+def load(path: Path) -> dict[str, Proven]:
+    """The record of the last verify (empty when missing or unreadable: then verify
+    simply reads everything)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("version") != VERSION:
+            return {}
+        return {k: Proven(**v) for k, v in doc["folders"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def save(path: Path, proven: dict[str, Proven]) -> None:
+    """Write the record atomically, mode 0600."""
+    doc = {"version": VERSION, "folders": {k: asdict(v) for k, v in sorted(proven.items())}}
+    with contextlib.suppress(OSError):  # a read-only directory: the next verify reads all
+        write_private(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _digest(rows: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for row in sorted(rows):
+        h.update(row.encode() + b"\n")
+    return h.hexdigest()
+
+
+def source_digest(messages: dict[Identity, SourceMessage]) -> str | None:
+    """The folder's messages as the source has them (None: a date is unknown, so the
+    comparison cannot be reproduced from the target alone)."""
+    if any(m.arrival is None for m in messages.values()):
+        return None
+    return _digest(f"{d}:{o}:{m.size}:{''.join(sorted(m.flags))}:{int(m.arrival or 0)}"
+                   for (d, o), m in messages.items())
+
+
+def target_digest(files: dict[Identity, list[TargetMessage]]) -> str | None:
+    """The same digest from the target's files (None: a file is stored twice or its size
+    disagrees with its name, which only the full comparison reports properly)."""
+    rows = []
+    for (d, o), found in files.items():
+        if len(found) != 1 or found[0].file_size != found[0].name_size:
+            return None
+        m = found[0]
+        rows.append(f"{d}:{o}:{m.name_size}:{''.join(sorted(m.flags))}:{int(m.mtime)}")
+    return _digest(rows)
+
+
+class Windows:
+    """A read-through wrapper recording size and the first and last 4 KiB read."""
+
+    def __init__(self, handle: object, window: int = 4096) -> None:
+        self._handle, self._window = handle, window
+        self.size = 0
+        self._head = b""
+        self._tail = b""
+
+    def read(self, size: int = 65536) -> bytes:
+        chunk: bytes = self._handle.read(size)  # type: ignore[attr-defined]
+        if chunk:
+            self.size += len(chunk)
+            if len(self._head) < self._window:
+                self._head += chunk[: self._window - len(self._head)]
+            self._tail = (self._tail + chunk)[-self._window:]
+        return chunk
+
+    def digests(self) -> tuple[str, str]:
+        """sha256 of the first and of the last window read (as checkpoints record them)."""
+        return hashlib.sha256(self._head).hexdigest(), hashlib.sha256(self._tail).hexdigest()
