@@ -4,7 +4,8 @@ Each remote command costs a shell start-up (about 85 ms over SSH here), so mailp
 never opens a channel per user. Two forms share one framing:
 
 * :func:`run_batch` sends a whole list of read-only commands as one ``/bin/sh -s``
-  script and parses the framed results (used to read facts).
+  script (written from a thread while the results are read, so no size deadlocks) and
+  parses the framed results (used to read facts).
 * :class:`ShellSession` keeps one ``/bin/sh -s`` open and sends one command at a time,
   waiting for its framed result before sending the next, so apply can verify and journal
   each step before the following one starts (and stop after a failure).
@@ -19,6 +20,7 @@ bytes>`` and then both outputs verbatim, so binary output is safe.
 from __future__ import annotations
 
 import tarfile
+import threading
 import time
 from collections.abc import Sequence
 
@@ -69,15 +71,32 @@ def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
     script = _PROLOGUE + "".join(_framed(i, c) for i, c in enumerate(commands))
     started = time.monotonic()
     proc = conn.start("/bin/sh -s")
+    failed: list[OSError] = []
+
+    def feed() -> None:
+        # written from a thread while the results are read: a script and outputs both
+        # larger than the pipe and channel buffers cannot deadlock
+        try:
+            proc.write(script.encode())
+            proc.close_stdin()
+        except OSError as exc:
+            failed.append(exc)
+
+    writer = threading.Thread(target=feed, name="mailplan-batch-writer", daemon=True)
+    writer.start()
     try:
-        proc.write(script.encode())
-        proc.close_stdin()
         results = [_read_frame(proc, i, conn.name) for i in range(len(commands))]
+        writer.join()
+        if failed:
+            raise failed[0]
         proc.wait()
     except OSError as exc:
         proc.kill()
         raise ConnectionLost(f"connection lost during a batch of reads: {exc}",
                         host=conn.name) from None
+    except BaseException:
+        proc.kill()  # the writer thread ends once the channel is closed
+        raise
     if conn.observer is not None:
         took = time.monotonic() - started
         for i, (command, res) in enumerate(zip(commands, results, strict=True)):

@@ -59,3 +59,19 @@ def test_read_files_in_one_channel(conn, tmp_path):
     assert got == {paths[0]: b"alpha\0\n", paths[1]: None, paths[2]: None,
                    paths[3]: b"deep", paths[4]: b"alpha\0\n", paths[5]: b"odd"}
     assert conn.channels_opened == 1
+
+
+def test_a_batch_with_a_big_script_and_big_outputs_does_not_deadlock(conn):
+    import threading
+
+    # ~1 MB of script and ~6 MB of output: far beyond any pipe or channel buffer
+    commands = [f"head -c 2000 /dev/zero; : {'x' * 300}" for _ in range(3000)]
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(run_batch(conn, commands)),
+                              daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the batch deadlocked"
+    (results,) = out
+    assert len(results) == 3000
+    assert all(r.returncode == 0 and r.stdout == b"\0" * 2000 for r in results)
