@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -26,7 +27,7 @@ from mailplan.errors import MailplanError, StalePlanError
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.mailboxes import MailImporter, MailJob, plan_mail
+from mailplan.mailboxes import MailImporter, MailJob, plan_mail, user_dirs
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
@@ -160,6 +161,60 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
                              hint=rerun)
 
 
+def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel: int,
+                 record: Callable[[str, dict[str, Any]], None],
+                 finished: Callable[[Change, dict[str, Any]], None],
+                 on_step: Callable[[Change, str], None],
+                 on_mail: Callable[[Change, int, int], None] | None) -> None:
+    """Mailbox imports, ``parallel`` users at a time. Each worker keeps one remote shell
+    and one writer agent for all the users it takes (never one per user); the users'
+    directories come from the plan's facts, and those created by this apply are asked
+    for in one batch."""
+    by_user: dict[str, list[Change]] = {}
+    for change in changes:
+        by_user.setdefault(f"{change.user}@{change.domain}", []).append(change)
+    if not by_user:
+        return
+    known = {f"{u}@{d}": user.dir for d, dom in planned.target.domains.items()
+             for u, user in dom.users.items()}
+    dirs = {a: known[a] for a in by_user if a in known}
+    dirs.update(user_dirs(planned.target_connector, ctx.vpopmail_dir,
+                          [a for a in by_user if a not in dirs]))
+    todo: queue.SimpleQueue[list[Change]] = queue.SimpleQueue()
+    for group in by_user.values():
+        todo.put(group)
+    stop = threading.Event()
+    source = planned.connectors[planned.spec.data["source"]["host"]]
+    mboxrd = bool(planned.spec.data["source"].get("mboxrd", False))
+
+    def worker() -> None:
+        with ShellSession(planned.target_connector) as session:
+            importer = MailImporter(source, planned.target_connector, session,
+                                    ctx.vpopmail_dir, mboxrd, record, on_mail, user_dirs=dirs)
+            try:
+                while not stop.is_set():
+                    try:
+                        group = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    for change in group:
+                        on_step(change, "start")
+                        finished(change, importer.run(change, planned.mail_jobs[change.id]))
+            except BaseException:
+                stop.set()  # the other workers finish their current user, then stop
+                raise
+            finally:
+                importer.close()
+
+    workers = max(1, min(parallel, len(by_user)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                stop.set()
+                raise future.exception()  # type: ignore[misc]
+
+
 @dataclass
 class ApplyResult:
     """What an apply did."""
@@ -203,31 +258,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
             for change in [c for c in changes if c.kind != "mailbox"]:
                 on_step(change, "start")
                 finished(change, execute(session, ctx, change))
-        by_user: dict[str, list[Change]] = {}
-        for change in [c for c in changes if c.kind == "mailbox"]:
-            by_user.setdefault(change.address.split(" ")[0], []).append(change)
-
-        def import_user(user_changes: list[Change]) -> None:
-            with ShellSession(planned.target_connector) as session:
-                importer = MailImporter(
-                    planned.connectors[planned.spec.data["source"]["host"]],
-                    planned.target_connector, session, ctx.vpopmail_dir,
-                    bool(planned.spec.data["source"].get("mboxrd", False)), record,
-                    on_mail)
-                try:
-                    for change in user_changes:
-                        on_step(change, "start")
-                        finished(change, importer.run(change, planned.mail_jobs[change.id]))
-                finally:
-                    importer.close()
-
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = [pool.submit(import_user, group) for group in by_user.values()]
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise future.exception()  # type: ignore[misc]
+        _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"], parallel,
+                     record, finished, on_step, on_mail)
         result = "ok"
     except KeyboardInterrupt:
         result = "interrupted"

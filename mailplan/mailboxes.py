@@ -45,7 +45,7 @@ from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
-from mailplan.remote import ShellSession, read_files
+from mailplan.remote import ShellSession, read_files, run_batch
 from mailplan.shell import Cmd
 
 
@@ -235,15 +235,34 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                                   cp_count)
 
 
+def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[str, str]:
+    """Each address's user directory (``vuserinfo -d``), all in one channel; addresses
+    vuserinfo does not know are left out (the import then says so for that user)."""
+    if not addresses:
+        return {}
+    results = run_batch(conn, [Cmd.of(f"{vpopmail_dir}/bin/vuserinfo", "-d", a).render()
+                               for a in addresses])
+    found = {}
+    for address, res in zip(addresses, results, strict=True):
+        udir = res.stdout.decode("utf-8", "replace").split("\n")[0]
+        if res.returncode == 0 and udir.startswith("/"):
+            found[address] = udir
+    return found
+
+
 class MailImporter:
     """Runs mailbox changes during apply: one writer agent on the target, reused."""
 
     def __init__(self, source: Connector, target: Connector, session: ShellSession,
                  vpopmail_dir: str, mboxrd: bool,
                  record: Callable[[str, dict[str, Any]], None],
-                 on_batch: Callable[[Change, int, int], None] | None = None) -> None:
+                 on_batch: Callable[[Change, int, int], None] | None = None,
+                 user_dirs: dict[str, str] | None = None) -> None:
         self.source, self.target, self.session = source, target, session
         self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
+        #: ``user@domain`` -> user directory, known from the plan's facts or read in one
+        #: batch for the users this apply created (see :func:`user_dirs`)
+        self.user_dirs = user_dirs or {}
         #: told (change, messages, bytes) after each durable batch has been journaled
         self.on_batch = on_batch
         self._proc: Process | None = None
@@ -256,30 +275,27 @@ class MailImporter:
             self._client = AgentClient(self._proc)
         return self._client
 
-    def _user_dir(self, change: Change) -> tuple[str, int, int]:
+    def _user_dir(self, change: Change) -> str:
         address = f"{change.user}@{change.domain}"
+        known = self.user_dirs.get(address)
+        if known is not None:
+            return known
         res = self.session.run(Cmd.of(f"{self.vpopmail_dir}/bin/vuserinfo", "-d",
                                       address).render())
         udir = res.stdout.decode("utf-8", "replace").split("\n")[0]
         if res.returncode != 0 or not udir.startswith("/"):
             raise StepFailed(f"vuserinfo does not know {address}", host=self.target.name,
                              step=f"+ mailbox {change.address}")
-        st = self.session.run(Cmd.of("stat", "-c", "%u %g", udir).render())
-        try:
-            uid, gid = (int(x) for x in st.stdout.split())
-        except ValueError:
-            raise StepFailed(f"cannot stat {udir}", host=self.target.name,
-                             step=f"+ mailbox {change.address}") from None
-        return udir, uid, gid
+        return udir
 
     def run(self, change: Change, job: MailJob) -> dict[str, Any]:
         """Import one mailbox; journal each durable batch; return the final effect."""
         step = f"+ mailbox {change.address}"
         mb = job.mailbox
-        udir, uid, gid = self._user_dir(change)
+        udir = self._user_dir(change)
         client = self._agent()
         try:
-            client.open(maildir_of(udir), uid=uid, gid=gid)
+            client.open(maildir_of(udir), owner_of_parent=True)
             known = client.scan().known(mb.dirname)
             if mb.dirname:
                 client.create_folder(mb.dirname)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,17 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     state = json.loads((tmp_path / "m.state.json").read_text())
     assert sum(b["imported"] for b in state["mail"].values()) == sum(50 + i for i in range(5))
+    # the target's commands do not grow per user: one writer agent per worker (3), the
+    # new users' directories asked for in one batch, no stat; owners as vpopmail made them
+    (log,) = (tmp_path / "m.state.json.logs").glob("apply-*.log")
+    text = log.read_text()
+    assert text.count("started (stream over OpenSSH)\n    $ python3 -c '<mailplan") == 3
+    asked = re.findall(r"\(batch \d+/(\d+), [0-9.]+s for the batch\)\n    \$ \S*/vuserinfo -d "
+                       r"p\d@", text)
+    assert asked == ["5"] * 5, asked
+    assert "stat -c" not in text
+    for u in users:
+        root = maildir(target, f"{u.name}@{domain}")
+        user_dir = root.parent.stat()
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in [root, *root.rglob("*")]} == {
+            (user_dir.st_uid, user_dir.st_gid)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +129,7 @@ class SSHConnector(Connector):
         self._stream_mode = stream_transport
         self._streams: OpenSSHStreams | None = None
         self._streams_checked = stream_transport == "paramiko"
+        self._streams_lock = threading.Lock()
         self._streams_args = {"address": address, "user": user, "port": port,
                               "identity_file": identity_file, "connect_timeout": connect_timeout}
         #: how streams travel: "openssh", or "paramiko" with the reason
@@ -173,7 +175,12 @@ class SSHConnector(Connector):
         return SSHProcess(channel)
 
     def _open_streams(self) -> OpenSSHStreams | None:
-        """The OpenSSH stream path, probed once (after Fabric has checked the host key)."""
+        """The OpenSSH stream path, probed once (after Fabric has checked the host key);
+        parallel mail workers wait for the probe instead of racing past it."""
+        with self._streams_lock:
+            return self._probe_streams()
+
+    def _probe_streams(self) -> OpenSSHStreams | None:
         if not self._streams_checked:
             self._streams_checked = True
             self._transport()  # host key verified (and saved, if accepted) by Fabric first

@@ -6,8 +6,10 @@ mailplan sends this file's source to the target and runs it as ``python3 -c "<so
 Protocol: every frame is ``type (1 byte) + length (4 bytes, big endian) + payload``.
 Requests (only those marked * get a reply, so a mailbox streams without round trips):
 
-``O``* open      JSON ``{"root", "uid", "gid"}``: select a Maildir (created 0700 if missing)
-                 and delete this agent's stale tmp files (those of dead processes)
+``O``* open      JSON ``{"root", "uid", "gid"}`` (or ``"owner": "parent"``: the owner of the
+                 Maildir's parent, the user directory vadduser made): select a Maildir
+                 (created 0700 if missing) and delete this agent's stale tmp files (those
+                 of dead processes)
 ``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
 ``D``  data      raw message bytes
@@ -217,6 +219,9 @@ class Agent:
         parent = os.path.dirname(self.root.rstrip("/"))
         if not os.path.isdir(parent):
             raise AgentError(f"parent of the Maildir does not exist: {parent}")
+        if req.get("owner") == "parent":  # the user's directory, as vadduser made it
+            st = os.stat(parent)
+            self.uid, self.gid = st.st_uid, st.st_gid
         created = self._mkdir(self.root)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))

@@ -167,10 +167,15 @@ class AgentClient:
         return reply
 
     # -- requests -------------------------------------------------------------------
-    def open(self, root: str, *, uid: int | None = None, gid: int | None = None
-             ) -> dict[str, Any]:
-        """Select a Maildir (created if missing) and clean this agent's stale tmp files."""
-        return self._request(b"O", {"root": root, "uid": uid, "gid": gid})
+    def open(self, root: str, *, uid: int | None = None, gid: int | None = None,
+             owner_of_parent: bool = False) -> dict[str, Any]:
+        """Select a Maildir (created if missing) and clean this agent's stale tmp files.
+        Files get ``uid``/``gid``, or with ``owner_of_parent`` the owner of the Maildir's
+        parent directory (the user directory vpopmail made: no extra ``stat`` command)."""
+        req: dict[str, Any] = {"root": root, "uid": uid, "gid": gid}
+        if owner_of_parent:
+            req["owner"] = "parent"
+        return self._request(b"O", req)
 
     def create_folder(self, dirname: str) -> None:
         """Create a Maildir++ folder directory (``.Name``) if it is missing."""
