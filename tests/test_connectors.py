@@ -155,3 +155,55 @@ def test_openssh_streams_check_host_keys_like_fabric(sshd, tmp_path):
                           connect_timeout=10)
     assert good.probe() is None
     good.close()
+
+
+def _recorder(conn) -> list[tuple[str, int | None, bytes, float, str]]:
+    seen: list[tuple[str, int | None, bytes, float, str]] = []
+    conn.observer = lambda cmd, res, secs, note: seen.append(
+        (cmd, None if res is None else res.returncode, b"" if res is None else res.stderr,
+         secs, note))
+    return seen
+
+
+def test_run_is_logged_with_duration_and_result_never_its_stdin():
+    conn = LocalConnector("here")
+    seen = _recorder(conn)
+    res = conn.run("cat >/dev/null; sleep 0.05; echo bad >&2; exit 5", stdin=b"hunter2\n")
+    assert res.returncode == 5
+    ((cmd, code, err, secs, note),) = seen
+    assert (cmd, code, err, note) == (
+        "cat >/dev/null; sleep 0.05; echo bad >&2; exit 5", 5, b"bad\n", "")
+    assert secs >= 0.05
+
+
+def test_a_stream_end_is_logged_once_even_if_killed_after_it_ended():
+    conn = LocalConnector("here")
+    seen = _recorder(conn)
+    proc = conn.start_stream("printf abc", display="the stream")
+    assert proc.read() == b"abc"
+    assert proc.wait().returncode == 0
+    proc.kill()  # what an error path does to a stream that may still run
+    assert [(c, r, n) for c, r, _e, _s, n in seen] == [
+        ("the stream", None, "stream over a local pipe"),
+        ("the stream", 0, "stream: 3 B out, 0 B in")]
+    stopped = conn.start_stream("sleep 30")
+    stopped.kill()
+    stopped.kill()
+    assert [(r, e, n) for c, r, e, _s, n in seen if c == "sleep 30"] == [
+        (None, b"", "stream over a local pipe"),
+        (-1, b"stopped by mailplan", "stream: 0 B out, 0 B in, stopped")]
+
+
+def test_commands_that_cannot_start_are_logged_with_the_error(sshd, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(empty))
+    seen = _recorder(conn)
+    with pytest.raises(HostKeyError):
+        conn.run("true")
+    with pytest.raises(HostKeyError):
+        conn.start_stream("head -c 10 /dev/zero", display="the source read")
+    assert [(c, r, n) for c, r, _e, _s, n in seen] == [
+        ("true", -1, "could not start"), ("the source read", -1, "stream could not start")]
+    assert all(b"unknown; refusing" in e for _c, _r, e, _s, _n in seen)

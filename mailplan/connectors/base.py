@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailplan.errors import ConnectionLost
+from mailplan.errors import ConnectionLost, MailplanError
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,14 @@ class Connector(abc.ABC):
         observer (the apply log) is told when it starts and how it ended, under
         ``display`` when given (the command line itself may be long)."""
         started = time.monotonic()
-        proc = self._start_stream(command)
+        shown = display or command
+        try:
+            proc = self._start_stream(command)
+        except (OSError, MailplanError) as exc:
+            self._observe(shown, _failed(exc), started, "stream could not start")
+            raise
         if self.observer is None:
             return proc
-        shown = display or command
         self.observer(shown, None, 0.0, f"stream over {self.stream_path()}")
         return _ObservedStream(proc, self, shown, started)
 
@@ -110,17 +114,31 @@ class Connector(abc.ABC):
         return "the connection"
 
     def run(self, command: str, stdin: bytes = b"") -> CommandResult:
-        """Run a command to completion, feeding ``stdin``; return its outputs."""
-        proc = self.start(command)
+        """Run a command to completion, feeding ``stdin``; return its outputs. The
+        observer (the apply log) is told the command, its duration and how it ended
+        (``stdin`` is never shown: it may carry a password)."""
+        started = time.monotonic()
+        try:
+            proc = self.start(command)
+        except (OSError, MailplanError) as exc:
+            self._observe(command, _failed(exc), started, "could not start")
+            raise
         try:
             if stdin:
                 proc.write(stdin)
             proc.close_stdin()
-            return proc.wait()
+            res = proc.wait()
         except OSError as exc:
             proc.kill()
+            self._observe(command, _failed(exc), started, "connection lost")
             raise ConnectionLost(f"connection lost while running a command: {exc}",
                             host=self.name) from exc
+        self._observe(command, res, started, "")
+        return res
+
+    def _observe(self, shown: str, result: CommandResult, started: float, note: str) -> None:
+        if self.observer is not None:
+            self.observer(shown, result, time.monotonic() - started, note)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
@@ -138,17 +156,28 @@ def _sh_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def _failed(exc: BaseException) -> CommandResult:
+    """A command that never ran to its end, as the log shows it (exit -1, the error)."""
+    message = exc.message if isinstance(exc, MailplanError) else str(exc)
+    return CommandResult(-1, b"", message.encode("utf-8", "replace"))
+
+
 class _ObservedStream(Process):
     """A stream process that reports to its connector's observer how it ended."""
 
     def __init__(self, inner: Process, conn: Connector, shown: str, started: float) -> None:
         self._inner, self._conn, self._shown, self._started = inner, conn, shown, started
         self._read = self._written = 0
+        self._reported = False
 
     def _report(self, result: CommandResult, note: str) -> None:
-        if self._conn.observer is not None:
-            self._conn.observer(self._shown, result, time.monotonic() - self._started,
-                                f"stream: {self._read} B out, {self._written} B in{note}")
+        # once: the end of a stream is how it first ended (a kill after the exit, or a
+        # second kill, changes nothing the log should say)
+        if self._reported:
+            return
+        self._reported = True
+        self._conn._observe(self._shown, result, self._started,
+                            f"stream: {self._read} B out, {self._written} B in{note}")
 
     def write(self, data: bytes) -> None:
         self._inner.write(data)
