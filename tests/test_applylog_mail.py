@@ -5,9 +5,18 @@ duration and result, like every other remote command, and no secret is."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from migration import mailplan
-from test_integration_mail import setup  # noqa: F401  (the fixture: 3 users, 5 mailboxes)
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    unique_domain,
+    write_spec,
+)
+from passlib.hash import sha512_crypt
+from test_integration_mail import msg, setup  # noqa: F401  (setup: 3 users, 5 mailboxes)
 
 ENTRY = re.compile(r"^\S+ \[(?P<host>[^\]]+)\] (?P<secs>[0-9.]+)s (?P<status>started|exit "
                    r"-?\d+, stdout \d+ B, stderr \d+ B(?:: [^\n]*?)?)(?: \((?P<note>[^\n]*)\))?"
@@ -63,3 +72,45 @@ def test_log_has_each_mailbox_read_and_the_agent_with_duration_and_result(setup)
         assert secret not in text
     assert "$6$" not in text
     assert f"step done: + mailbox carol@{domain} INBOX" in text
+
+
+def test_import_for_existing_users_asks_the_target_nothing_per_user(tmp_path):
+    """Users that existed at plan time: their directories come from the plan's facts, so
+    the import runs the writer agent and nothing else on the target whatever the number
+    of users — including users past the 100th, whose directories vpopmail hashes."""
+    n = 103
+    hashed = sha512_crypt.using(rounds=1000).hash("pw-shared-secret")
+    users = [SourceAccount(f"u{i:03d}", 2000 + i, f"U {i}", raw_hash=hashed) for i in range(n)]
+    src = make_source(tmp_path / "source", users)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 2000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)  # the users, no mail yet
+    for u in users:
+        (src / "var/spool/mail" / u.name).write_bytes(
+            msg("a@x.example", "Mon Nov  2 10:00:00 2026", f"{u.name} 1")
+            + msg("b@x.example", "Tue Nov  3 11:30:00 2026", f"{u.name} 2", "Status: RO\n"))
+    out = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    assert f"Apply complete: {n} change(s) made." in out  # one mailbox per user
+    second = sorted(spec.with_name("m.state.json.logs").glob("apply-*.log"))[-1]
+    text = second.read_text()
+    applying = text[text.index(f": {n} change(s) to apply"):]
+    target_cmds = [m.groupdict() for m in ENTRY.finditer(applying) if m["host"] == "newmail"]
+    assert [(e["status"][:6], e["cmd"]) for e in target_cmds] == [
+        ("starte", "python3 -c '<mailplan's Maildir writer agent>'"),
+        ("exit 0", "python3 -c '<mailplan's Maildir writer agent>'")], target_cmds
+    assert "vuserinfo -d" not in text and "stat -c" not in text
+    assert "pw-shared-secret" not in text and hashed not in text
+    # same places and owners as vpopmail made them, hashed directories included
+    domain_dir = Path(target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0])
+    nested = 0
+    for u in users:
+        address = f"{u.name}@{domain}"
+        udir = Path(target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0])
+        nested += udir.parent != domain_dir
+        root = udir / "Maildir"
+        assert len(list((root / "new").iterdir())) + len(list((root / "cur").iterdir())) == 2
+        owner = (udir.stat().st_uid, udir.stat().st_gid)
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in [root, *root.rglob("*")]} == {owner}
+    assert 0 < nested < 10  # vpopmail nests the last few (its level holds 100 entries)
