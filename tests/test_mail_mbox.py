@@ -10,12 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplan.errors import MailplanError
+from mailplan.mail.fromline import parse_from_line
 from mailplan.mail.mbox import (
     MboxReader,
     MessageEnd,
     MessageStart,
     NotAnMbox,
-    parse_from_line,
     read_mbox,
 )
 
@@ -185,7 +185,7 @@ def test_arrival_fallbacks():
     assert read_mbox(io.BytesIO(SEP + b"A: 1\n\nx\n"))[0][0][0].arrival == T2001
     # a From_ line without a parseable date is not a separator, so Date: fallback applies
     # only through the header of a message whose From_ date overflows; test the helper path
-    from mailplan.mail.mbox import header_date
+    from mailplan.mail.fromline import header_date
     assert header_date(b"Date: Tue, 2 Jan 2001 10:00:00 +0000\n") == T2001 + 86400
     assert header_date(b"Subject: none\n") is None
 

@@ -8,15 +8,8 @@ sha256 and occurrence number). The rules below are the ones the README quotes.
 Rules
 -----
 
-**Separator.** A line is a message separator when, and only when, it starts at offset 0 or
-right after a ``\\n``, begins with ``From `` and the rest of the line is
-``<sender> <weekday> <month> <day> <hh:mm[:ss]> [zone [zone]] <year> [zone [zone]]``
-optionally followed by `` remote from <host>``, then the line end (``\\n``, ``\\r\\n`` or end
-of file). The sender may be empty, contain spaces or non-ASCII bytes; the separating runs of
-spaces may be longer than one (``From a  Mon Jan  1 ...``); the day may be unpadded; the
-zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after the year.
-A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
-not need a blank line before it (mail.local writes one, but real files lack it).
+**Separator.** A line is a message separator when it begins with ``From `` and ends in a
+date: the precise rule is in :mod:`mailplan.mail.fromline`.
 
 **Newline ownership.** mail.local ends each message with an extra empty line before the next
 From_ line. That empty line belongs to the mbox framing, not to the message: when the bytes
@@ -38,23 +31,16 @@ end: on seekable streams it is read by seeking; on pipes only when it lies withi
 ``lookahead`` bytes, else the header is ignored and :attr:`MboxSummary.warnings` says so.
 When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
 
-**Bookkeeping headers** ``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``,
-``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) become Maildir state
-and are removed from the stored bytes, in the header block only; every other byte of the
-message is kept identical. The header block is the lines up to and including the first
-empty line, at most ``header_limit`` bytes (1 MiB); beyond that the rest is body.
+**Header block.** The lines up to and including the first empty line, at most
+``header_limit`` bytes (1 MiB); beyond that the rest is body. Its bookkeeping headers
+(``Status``, ``X-Status``, ...) become Maildir state and flags and are removed from the
+stored bytes: the rules are in :mod:`mailplan.mail.bookkeeping`.
 
 **UW-IMAP pseudo message.** A first message whose Subject is ``DON'T DELETE THIS MESSAGE --
 FOLDER INTERNAL DATA`` is skipped and counted in :attr:`MboxSummary.skipped_internal`.
 
-**Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
-(flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
-to ``new/`` when its Status has no ``O`` (never seen by a mail reader) *and* it has no flag;
-otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never dropped).
-
 **Arrival time.** The From_ line date; else the ``Date:`` header; else the mbox mtime given
-by the caller. A From_ date without a zone, or with a zone name the stdlib does not know, is
-read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default).
+by the caller (dates are read as :mod:`mailplan.mail.fromline` says).
 
 **Not an mbox.** A non-empty stream that does not start with a separator raises
 :class:`NotAnMbox` with the reason (MMDF ``\\x01\\x01\\x01\\x01``, binary data, text with no
@@ -71,8 +57,6 @@ twice and two different messages with the same Message-ID are both imported.
 
 from __future__ import annotations
 
-import calendar
-import email.utils
 import hashlib
 import re
 from collections.abc import Iterator
@@ -80,26 +64,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailplan.errors import MailplanError
+from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping
+from mailplan.mail.fromline import FromLine, header_date, parse_from_line
 
 HEADER_LIMIT = 1 << 20
 READ_SIZE = 1 << 20
 LOOKAHEAD = 8 << 20
 PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
-BOOKKEEPING = frozenset(
-    {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
-     b"content-length"})
-
-_DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
-_MON = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_ZONE = rb"(?:[A-Za-z]{1,5}|[+-]\d{4})"
-FROM_LINE = re.compile(
-    rb"From (?P<sender>.*?) +(?P<wday>" + _DAY + rb"),? +(?P<mon>" + _MON + rb") +"
-    rb"(?P<mday>\d{1,2}) +(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
-    rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
-    rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
 _UNESCAPE = re.compile(rb"^>(>*From )", re.M)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
-_UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
 
 
 class MailboxError(MailplanError):
@@ -119,15 +92,6 @@ class Readable(Protocol):
     """Anything with ``read(n) -> bytes`` (a file, a pipe, a connector process)."""
 
     def read(self, size: int = ..., /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class FromLine:
-    """A parsed separator line (without its line end)."""
-
-    raw: bytes
-    sender: bytes
-    timestamp: float | None
 
 
 @dataclass(frozen=True)
@@ -179,109 +143,6 @@ class MboxSummary:
 
 
 Event = MessageStart | bytes | MessageEnd
-
-
-def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
-    """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
-    m = FROM_LINE.fullmatch(line)
-    if m is None:
-        return None
-    return FromLine(raw=line.rstrip(b"\r"), sender=m["sender"],
-                    timestamp=_from_date(m, default_utc_offset))
-
-
-def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
-    hms = m["time"].decode()
-    if hms.count(":") == 1:
-        hms += ":00"
-    zones = (m["zb"] + m["za"]).split()
-    text = f"{m['mday'].decode()} {m['mon'].decode()} {m['year'].decode()} {hms}"
-    offset: int | None = None
-    for zone in zones:
-        name = zone.decode()
-        parsed = email.utils.parsedate_tz(f"{text} {name}")
-        if parsed is None:
-            continue
-        if parsed[9] or name.upper() in _UTC_NAMES:
-            offset = parsed[9]
-            break
-    parsed = email.utils.parsedate_tz(text)
-    if parsed is None:
-        return None
-    try:
-        return float(calendar.timegm(parsed[:6] + (0, 0, 0))
-                     - (default_offset if offset is None else offset))
-    except (OverflowError, ValueError):
-        return None
-
-
-def header_date(headers: bytes) -> float | None:
-    """Timestamp of the ``Date:`` header of a header block, ``None`` if absent or bad."""
-    m = re.search(rb"(?im)^date[ \t]*:(.*(?:\r?\n[ \t].*)*)", headers)
-    if m is None:
-        return None
-    try:
-        value = m[1].decode("ascii", "replace").replace("\r", "").replace("\n", "")
-        return email.utils.parsedate_to_datetime(value.strip()).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-@dataclass
-class _State:
-    status: str = ""
-    xstatus: str = ""
-    keywords: list[str] = field(default_factory=list)
-    content_length: int | None = None
-    subject: bytes = b""
-    imap: bool = False
-
-
-_BOOK_FIELD = re.compile(
-    rb"^(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)[ \t]*:"
-    rb"([^\n]*\n?(?:[ \t][^\n]*\n?)*)", re.I | re.M)
-_SUBJECT = re.compile(rb"^subject[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
-
-
-def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
-    """Remove the bookkeeping fields from a header block; return kept bytes and their state."""
-    state = _State()
-    subject = _SUBJECT.search(headers)
-    if subject is not None:
-        state.subject = subject[1].strip()
-    kept: list[bytes] = []
-    last = 0
-    for m in _BOOK_FIELD.finditer(headers):
-        kept.append(headers[last:m.start()])
-        last = m.end()
-        name = m[1].lower()
-        value = re.sub(r"\s+", " ", m[2].decode("latin-1")).strip()
-        if name == b"status":
-            state.status += value
-        elif name == b"x-status":
-            state.xstatus += value
-        elif name == b"x-keywords":
-            state.keywords += [k for k in re.split(r"[\s,]+", value) if k]
-        elif name == b"content-length" and value.isdigit():
-            state.content_length = int(value)
-        elif name in (b"x-imap", b"x-imapbase"):
-            state.imap = True
-    if last == 0:
-        return headers, state
-    kept.append(headers[last:])
-    return b"".join(kept), state
-
-
-def maildir_flags(status: str, xstatus: str) -> tuple[str, str]:
-    """``(flags, subdir)`` for the given Status and X-Status values."""
-    flags = set()
-    if "R" in status:
-        flags.add("S")
-    for char, flag in (("A", "R"), ("F", "F"), ("D", "T"), ("T", "D")):
-        if char in xstatus:
-            flags.add(flag)
-    text = "".join(sorted(flags))
-    return text, ("cur" if "O" in status or text else "new")
 
 
 def classify_not_mbox(data: bytes) -> str:

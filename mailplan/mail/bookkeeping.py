@@ -1,0 +1,86 @@
+"""Mbox bookkeeping headers: the mail readers' per-message state, turned into Maildir state.
+
+:class:`mailplan.mail.mbox.MboxReader` passes each message's header block to
+:func:`split_bookkeeping`, stores the bytes it keeps and turns the state it returns into a
+Maildir flag string and subdirectory with :func:`maildir_flags`.
+
+Rules
+-----
+
+**Bookkeeping headers** ``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``,
+``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) become Maildir state
+and are removed from the stored bytes, in the header block only; every other byte of the
+message is kept identical.
+
+**Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
+(flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
+to ``new/`` when its Status has no ``O`` (never seen by a mail reader) *and* it has no flag;
+otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never dropped).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+BOOKKEEPING = frozenset(
+    {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
+     b"content-length"})
+
+
+@dataclass
+class _State:
+    status: str = ""
+    xstatus: str = ""
+    keywords: list[str] = field(default_factory=list)
+    content_length: int | None = None
+    subject: bytes = b""
+    imap: bool = False
+
+
+_BOOK_FIELD = re.compile(
+    rb"^(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)[ \t]*:"
+    rb"([^\n]*\n?(?:[ \t][^\n]*\n?)*)", re.I | re.M)
+_SUBJECT = re.compile(rb"^subject[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+
+
+def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
+    """Remove the bookkeeping fields from a header block; return kept bytes and their state."""
+    state = _State()
+    subject = _SUBJECT.search(headers)
+    if subject is not None:
+        state.subject = subject[1].strip()
+    kept: list[bytes] = []
+    last = 0
+    for m in _BOOK_FIELD.finditer(headers):
+        kept.append(headers[last:m.start()])
+        last = m.end()
+        name = m[1].lower()
+        value = re.sub(r"\s+", " ", m[2].decode("latin-1")).strip()
+        if name == b"status":
+            state.status += value
+        elif name == b"x-status":
+            state.xstatus += value
+        elif name == b"x-keywords":
+            state.keywords += [k for k in re.split(r"[\s,]+", value) if k]
+        elif name == b"content-length" and value.isdigit():
+            state.content_length = int(value)
+        elif name in (b"x-imap", b"x-imapbase"):
+            state.imap = True
+    if last == 0:
+        return headers, state
+    kept.append(headers[last:])
+    return b"".join(kept), state
+
+
+def maildir_flags(status: str, xstatus: str) -> tuple[str, str]:
+    """``(flags, subdir)`` for the given Status and X-Status values."""
+    flags = set()
+    if "R" in status:
+        flags.add("S")
+    for char, flag in (("A", "R"), ("F", "F"), ("D", "T"), ("T", "D")):
+        if char in xstatus:
+            flags.add(flag)
+    text = "".join(sorted(flags))
+    return text, ("cur" if "O" in status or text else "new")
+

@@ -1,0 +1,94 @@
+"""The mbox From_ separator line: recognising it, and the dates it and the header carry.
+
+:class:`mailplan.mail.mbox.MboxReader` asks :func:`parse_from_line` whether a line is a
+message separator; the timestamp it returns (or :func:`header_date`, when the From_ line has
+no usable date) is the message's arrival time.
+
+Rules
+-----
+
+**Separator.** A line is a message separator when, and only when, it starts at offset 0 or
+right after a ``\\n``, begins with ``From `` and the rest of the line is
+``<sender> <weekday> <month> <day> <hh:mm[:ss]> [zone [zone]] <year> [zone [zone]]``
+optionally followed by `` remote from <host>``, then the line end (``\\n``, ``\\r\\n`` or end
+of file). The sender may be empty, contain spaces or non-ASCII bytes; the separating runs of
+spaces may be longer than one (``From a  Mon Jan  1 ...``); the day may be unpadded; the
+zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after the year.
+A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
+not need a blank line before it (mail.local writes one, but real files lack it).
+
+**Dates.** A From_ date without a zone, or with a zone name the stdlib does not know, is
+read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default).
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import re
+from dataclasses import dataclass
+
+_DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_MON = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_ZONE = rb"(?:[A-Za-z]{1,5}|[+-]\d{4})"
+FROM_LINE = re.compile(
+    rb"From (?P<sender>.*?) +(?P<wday>" + _DAY + rb"),? +(?P<mon>" + _MON + rb") +"
+    rb"(?P<mday>\d{1,2}) +(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
+    rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
+_UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
+
+
+@dataclass(frozen=True)
+class FromLine:
+    """A parsed separator line (without its line end)."""
+
+    raw: bytes
+    sender: bytes
+    timestamp: float | None
+
+
+def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
+    """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
+    m = FROM_LINE.fullmatch(line)
+    if m is None:
+        return None
+    return FromLine(raw=line.rstrip(b"\r"), sender=m["sender"],
+                    timestamp=_from_date(m, default_utc_offset))
+
+
+def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
+    hms = m["time"].decode()
+    if hms.count(":") == 1:
+        hms += ":00"
+    zones = (m["zb"] + m["za"]).split()
+    text = f"{m['mday'].decode()} {m['mon'].decode()} {m['year'].decode()} {hms}"
+    offset: int | None = None
+    for zone in zones:
+        name = zone.decode()
+        parsed = email.utils.parsedate_tz(f"{text} {name}")
+        if parsed is None:
+            continue
+        if parsed[9] or name.upper() in _UTC_NAMES:
+            offset = parsed[9]
+            break
+    parsed = email.utils.parsedate_tz(text)
+    if parsed is None:
+        return None
+    try:
+        return float(calendar.timegm(parsed[:6] + (0, 0, 0))
+                     - (default_offset if offset is None else offset))
+    except (OverflowError, ValueError):
+        return None
+
+
+def header_date(headers: bytes) -> float | None:
+    """Timestamp of the ``Date:`` header of a header block, ``None`` if absent or bad."""
+    m = re.search(rb"(?im)^date[ \t]*:(.*(?:\r?\n[ \t].*)*)", headers)
+    if m is None:
+        return None
+    try:
+        value = m[1].decode("ascii", "replace").replace("\r", "").replace("\n", "")
+        return email.utils.parsedate_to_datetime(value.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
