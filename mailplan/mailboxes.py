@@ -294,6 +294,7 @@ class MailImporter:
         mb = job.mailbox
         udir = self._user_dir(change)
         client = self._agent()
+        stream: SnapshotStream | None = None
         try:
             client.open(maildir_of(udir), owner_of_parent=True)
             known = client.scan().known(mb.dirname)
@@ -336,6 +337,9 @@ class MailImporter:
         except OSError as exc:
             raise HostError(f"connection lost during the mailbox import: {exc}",
                             host=self.target.name, step=step) from None
+        finally:
+            if stream is not None:
+                stream.close()  # a read cut short by a failure still ends (and is logged)
         end = report.summary.end_offset
         head, tail = checkpoint_windows(self.source, mb.path, end) if end else ("", "")
         count = job.checkpoint_count + report.summary.messages

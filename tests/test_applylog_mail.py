@@ -5,13 +5,16 @@ duration and result, like every other remote command, and no secret is."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
+import pytest
 from migration import (
     SourceAccount,
     install_target,
     mailplan,
     make_source,
+    ssh_host,
     unique_domain,
     write_spec,
 )
@@ -114,3 +117,44 @@ def test_import_for_existing_users_asks_the_target_nothing_per_user(tmp_path):
         owner = (udir.stat().st_uid, udir.stat().st_gid)
         assert {(p.stat().st_uid, p.stat().st_gid) for p in [root, *root.rglob("*")]} == {owner}
     assert 0 < nested < 10  # vpopmail nests the last few (its level holds 100 entries)
+
+
+def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, sshd):
+    """The target's disk fills up mid-mailbox: the agent's exit and error, and the source
+    read it cut short (stopped by mailplan), are in the log; no stream is left open."""
+    target = install_target(tmp_path / "target")
+    domains = Path(target.vpopmail_dir, "domains")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=755", "tmpfs",
+                              str(domains)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the target here: {mounted.stderr.strip()}")
+    try:
+        src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+        box = src / "var/spool/mail/big"
+        box.write_bytes(b"".join(
+            msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body="x" * 2000 + "\n")
+            for i in range(2500)))
+        spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                          domains={unique_domain(): {"import": {"uid_min": 1000}}})
+        res = mailplan("apply", str(spec), "--auto-approve")
+        assert res.returncode == 1 and "No space left on device" in res.stderr, res.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(domains)], check=False)
+    (log,) = spec.with_name("m.state.json.logs").glob("apply-*.log")
+    text = log.read_text()
+    entries = [m.groupdict() for m in ENTRY.finditer(text)]
+    size = box.stat().st_size
+    read = [e for e in entries if e["cmd"] == f"head -c {size} -- {box}"]
+    assert [(e["status"], e["note"].split(", ")[-1]) for e in read] == [
+        ("started", "stream over OpenSSH"),
+        ("exit -1, stdout 0 B, stderr 19 B: stopped by mailplan", "stopped")]
+    assert float(read[1]["secs"]) > 0
+    agent = [e for e in entries if e["cmd"] == "python3 -c '<mailplan's Maildir writer agent>'"]
+    assert agent[0]["status"] == "started" and len(agent) == 2
+    assert re.fullmatch(r"exit 1, stdout \d+ B, stderr \d+ B: mailplan agent: .*No space left "
+                        r"on device", agent[1]["status"]), agent[1]
+    started = [e["cmd"] for e in entries if e["status"] == "started"]
+    ended = [e["cmd"] for e in entries if e["note"] and e["note"].startswith("stream: ")]
+    assert sorted(started) == sorted(ended)
+    assert "result: failed" in text and "BigPw1" not in text and "$6$" not in text

@@ -26,6 +26,8 @@ versions of a rewritten file is ever made visible.
 
 from __future__ import annotations
 
+import contextlib
+
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
 from mailplan.shell import join
@@ -51,6 +53,7 @@ class SnapshotStream:
         self._head = b""
         self._tail = b""
         self._result: CommandResult | None = None
+        self._ended = False  # the process was waited for or killed
 
     def read(self, size: int = 65536) -> bytes:
         """Up to ``size`` bytes; ``b''`` only once the read is proven whole."""
@@ -71,6 +74,7 @@ class SnapshotStream:
         return b""
 
     def _finish(self) -> None:
+        self._ended = True
         try:
             res = self._proc.wait()
         except OSError as exc:
@@ -119,10 +123,19 @@ class SnapshotStream:
     def wait(self) -> CommandResult:
         """The read command's result (after end-of-file)."""
         if self._result is None:
-            self._proc.kill()
+            if not self._ended:
+                self.kill()
             return CommandResult(1, b"", b"read not finished")
         return self._result
 
     def kill(self) -> None:
         """Abandon the read."""
+        self._ended = True
         self._proc.kill()
+
+    def close(self) -> None:
+        """End the read if it has not ended (an import that failed elsewhere): the
+        process is stopped, and the apply log says so."""
+        if not self._ended:
+            with contextlib.suppress(OSError):  # the error that ended the import counts
+                self.kill()
