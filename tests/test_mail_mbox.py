@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import email.utils
 import io
 
 import pytest
@@ -72,6 +73,32 @@ def test_not_separators(line):
 
 def test_default_utc_offset_for_zoneless_dates():
     assert parse_from_line(SEP[:-1], 3600).timestamp == T2001 - 3600
+
+
+@settings(max_examples=300)
+@given(mday=st.integers(0, 99), mon=st.sampled_from(list(calendar.month_abbr)[1:]),
+       year=st.one_of(st.integers(0, 99).map(lambda y: f"{y:02d}"),
+                      st.integers(0, 9999).map(lambda y: f"{y:04d}")),
+       hms=st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+       seconds=st.booleans(), zone=st.sampled_from(["", "EST", "MET DST", "-0330", "UTC"]),
+       offset=st.sampled_from([0, 3600, -18000]))
+def test_from_dates_equal_the_stdlib_reading_of_the_whole_date(mday, mon, year, hms, seconds,
+                                                               zone, offset):
+    """The per-day cache is exact: the timestamp is what ``email.utils.parsedate_tz`` makes
+    of the line's whole date (two-digit years, out-of-range fields, zones, bad years)."""
+    time = f"{hms[0]}:{hms[1]:02d}" + (f":{hms[2]:02d}" if seconds else "")
+    line = f"From a@b Mon {mon} {mday} {time} {zone} {year}".replace("  ", " ")
+    parsed = parse_from_line(line.encode(), offset)
+    assert parsed is not None
+    stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:"
+                                      f"{hms[2] if seconds else 0}")
+    zoned = email.utils.parsedate_tz(f"{mday} {mon} {year} 0:0:0 {zone.split(' ')[0]}")
+    known = zone and (zoned[9] or zone == "UTC")
+    try:
+        want = float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
+    except (OverflowError, ValueError):
+        want = None
+    assert parsed.timestamp == want
 
 
 # -- message boundaries and framing ----------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import functools
 import re
 from dataclasses import dataclass
 
@@ -58,26 +59,36 @@ def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None
 
 
 def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
-    hms = m["time"].decode()
-    if hms.count(":") == 1:
-        hms += ":00"
-    zones = (m["zb"] + m["za"]).split()
-    text = f"{m['mday'].decode()} {m['mon'].decode()} {m['year'].decode()} {hms}"
     offset: int | None = None
-    for zone in zones:
-        name = zone.decode()
-        parsed = email.utils.parsedate_tz(f"{text} {name}")
-        if parsed is None:
-            continue
-        if parsed[9] or name.upper() in _UTC_NAMES:
-            offset = parsed[9]
-            break
-    parsed = email.utils.parsedate_tz(text)
+    zones = m["zb"] + m["za"]
+    if zones:
+        text = f"{m['mday'].decode()} {m['mon'].decode()} {m['year'].decode()} 00:00:00"
+        for zone in zones.split():
+            name = zone.decode()
+            parsed = email.utils.parsedate_tz(f"{text} {name}")
+            if parsed is None:
+                continue
+            if parsed[9] or name.upper() in _UTC_NAMES:
+                offset = parsed[9]
+                break
+    day = _day_start(m["mday"], m["mon"], m["year"])
+    if day is None:
+        return None
+    hms = [int(x) for x in m["time"].split(b":")]
+    seconds = hms[0] * 3600 + hms[1] * 60 + (hms[2] if len(hms) == 3 else 0)
+    return float(day + seconds - (default_offset if offset is None else offset))
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_start(mday: bytes, mon: bytes, year: bytes) -> int | None:
+    """UTC seconds of the day's midnight, read as the stdlib's ``parsedate_tz`` reads it
+    (two-digit years included); cached: a spool's messages share few days, and this is per
+    message. ``calendar.timegm`` is linear in the time of day, so adding it after is exact."""
+    parsed = email.utils.parsedate_tz(f"{mday.decode()} {mon.decode()} {year.decode()} 00:00:00")
     if parsed is None:
         return None
     try:
-        return float(calendar.timegm(parsed[:6] + (0, 0, 0))
-                     - (default_offset if offset is None else offset))
+        return calendar.timegm(parsed[:3] + (0, 0, 0, 0, 0, 0))
     except (OverflowError, ValueError):
         return None
 
