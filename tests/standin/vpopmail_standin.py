@@ -604,8 +604,9 @@ def setpw(ctx: Ctx, domain: str, pw: PwEntry) -> None:
 
 # ---------------------------------------------------------------- shared helpers
 
-def parse_email(email: str) -> tuple[str, str]:
-    """parse_email(): lower-case, split at the first of '@', '%', '/', validate."""
+def parse_email(email: str, invalid: Exception | None = None) -> tuple[str, str]:
+    """parse_email(): lower-case, split at the first of '@', '%', '/', validate; an invalid
+    name prints vpopmail's message and raises ``invalid`` (default: exit -1)."""
     email = email.lower()
     user, domain = email, ""
     for ch in "@%/":
@@ -614,10 +615,10 @@ def parse_email(email: str) -> tuple[str, str]:
             break
     if not valid_chars(user, USER_OK):
         err(f"user invalid {user}\n")
-        raise fail(-1)
+        raise invalid or fail(-1)
     if not valid_chars(domain, DOMAIN_OK):
         err(f"domain invalid {domain}\n")
-        raise fail(-1)
+        raise invalid or fail(-1)
     return user, domain
 
 
@@ -1721,7 +1722,7 @@ def tool_vchkpw(ctx: Ctx, argv: list[str]) -> int:
     if not password:
         return 13
     try:
-        user, domain = parse_email_quiet(login)
+        user, domain = parse_email(login, ValueError())
     except ValueError:
         return 20
     entry = Assign(ctx).get(domain) if domain else None
@@ -1767,22 +1768,6 @@ def read_fd3() -> bytes | None:
         return b"".join(chunks)
     except OSError:
         return None
-
-
-def parse_email_quiet(login: str) -> tuple[str, str]:
-    login = login.lower()
-    user, domain = login, ""
-    for ch in "@%/":
-        if ch in login:
-            user, domain = login.split(ch, 1)
-            break
-    if not valid_chars(user, USER_OK):
-        err(f"user invalid {user}\n")
-        raise ValueError
-    if not valid_chars(domain, DOMAIN_OK):
-        err(f"domain invalid {domain}\n")
-        raise ValueError
-    return user, domain
 
 
 def check_password(clear: str, stored: str) -> bool:
