@@ -22,7 +22,8 @@ from __future__ import annotations
 import tarfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError
@@ -166,6 +167,21 @@ class ProcessReader:
         return out
 
 
+def tar_members(proc: Process, paths: Iterable[str]) -> Iterator[tuple[str, IO[bytes]]]:
+    """Give a started ``tar -cPf - --null -T -`` its NUL-separated list of ``paths`` and
+    yield ``(name, contents)`` for each regular file of the archive it streams back, in the
+    order tar reads them: one channel for any number of files. Each ``contents`` is readable
+    only until the next item (stream mode); errors (``OSError``, ``tarfile.TarError``) and
+    tar's exit status are the caller's."""
+    proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
+    proc.close_stdin()
+    with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
+        for member in archive:
+            handle = archive.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                yield member.name, handle
+
+
 def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
     """The result with every secret of ``cmd`` replaced, for the log."""
     out, err = res.stdout, res.stderr
@@ -192,13 +208,9 @@ def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]
                       "--null -T - "
                       "2>/dev/null")
     try:
-        proc.write(b"".join(p.encode() + b"\0" for p in unique))
-        proc.close_stdin()
-        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
-            for member in archive:
-                if member.isfile() and member.name in out:
-                    handle = archive.extractfile(member)
-                    out[member.name] = handle.read() if handle else None
+        for name, handle in tar_members(proc, unique):
+            if name in out:
+                out[name] = handle.read()
         res = proc.wait()
     except (OSError, tarfile.TarError) as exc:
         proc.kill()

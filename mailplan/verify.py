@@ -41,7 +41,7 @@ from mailplan.hosts import connect
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mailboxes import mailbox_refs, maildir_of
-from mailplan.remote import ProcessReader, read_files, run_batch
+from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import join
@@ -78,29 +78,25 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
         return messages, errors
     proc = conn.start("tar -cPf - --no-recursion --ignore-failed-read --null -T -")
     try:
-        proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))
-        proc.close_stdin()
-        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
-            for member in archive:
-                mb = by_path.get(member.name)
-                handle = archive.extractfile(member) if member.isfile() else None
-                if mb is None or handle is None:
-                    continue
-                found: dict[Identity, SourceMessage] = {}
-                seen = Windows(handle)
-                if windows is not None:
-                    windows[mb.path] = seen
-                reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime,
-                                    path=f"{conn.name}:{mb.path}")
-                try:
-                    for event in reader:
-                        if isinstance(event, MessageEnd):
-                            flags = event.flags if event.subdir == "cur" else ""
-                            found[event.identity] = SourceMessage(event.size, flags,
-                                                                  event.arrival)
-                except MailboxError as exc:
-                    errors[mb.path] = exc.message
-                messages[mb.path] = found
+        for name, handle in tar_members(proc, by_path):
+            mb = by_path.get(name)
+            if mb is None:
+                continue
+            found: dict[Identity, SourceMessage] = {}
+            seen = Windows(handle)
+            if windows is not None:
+                windows[mb.path] = seen
+            reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime,
+                                path=f"{conn.name}:{mb.path}")
+            try:
+                for event in reader:
+                    if isinstance(event, MessageEnd):
+                        flags = event.flags if event.subdir == "cur" else ""
+                        found[event.identity] = SourceMessage(event.size, flags,
+                                                              event.arrival)
+            except MailboxError as exc:
+                errors[mb.path] = exc.message
+            messages[mb.path] = found
         res = proc.wait()
     except (OSError, tarfile.TarError) as exc:
         proc.kill()

@@ -24,7 +24,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost, HostError
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
-from mailplan.remote import ProcessReader, read_files, run_batch
+from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.shell import join
 
 WINDOW = 4096
@@ -260,15 +260,11 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     proc = conn.start_stream("tar -cPf - --no-recursion --null -T - 2>/dev/null")
     out: dict[str, MailboxScan] = {}
     try:
-        proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in by_path))
-        proc.close_stdin()
-        with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
-            for member in archive:
-                mb = by_path.get(member.name)
-                handle = archive.extractfile(member) if mb and member.isfile() else None
-                if mb is not None and handle is not None:
-                    out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, {}, mboxrd,
-                                                conn.name, known[mb.path])
+        for name, handle in tar_members(proc, by_path):
+            mb = by_path.get(name)
+            if mb is not None:
+                out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, {}, mboxrd,
+                                            conn.name, known[mb.path])
         res = proc.wait()
     except (OSError, tarfile.TarError):
         proc.kill()
