@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailplan.routing.addresses import parse_list
-from mailplan.routing.aliases import decode
-from mailplan.routing.model import Address, Origin, Target
+from mailplan.routing.aliases import parse_include
+from mailplan.routing.model import Address, Target
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,6 @@ class ForwardFile:
 
 
 def parse_forward(data: bytes | str, path: str, user: str) -> ForwardFile:
-    """Parse ~/.forward of ``user``; raises RoutingError naming path and line."""
-    targets: list[Target] = []
-    for number, raw in enumerate(decode(data).split("\n"), start=1):
-        line = raw.rstrip("\r")
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        targets.extend(parse_list(line, lambda _off, n=number: Origin(path, n)))
-    return ForwardFile(user, path, tuple(targets))
+    """Parse ~/.forward of ``user``; raises RoutingError naming path and line. Its lines
+    are read like an ``:include:`` file's (address lists; blank and ``#`` lines skipped)."""
+    return ForwardFile(user, path, tuple(parse_include(data, path)))
