@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +158,33 @@ def test_openssh_streams_check_host_keys_like_fabric(sshd, tmp_path):
                           connect_timeout=10)
     assert good.probe() is None
     good.close()
+
+
+def test_socket_dirs_left_by_a_killed_mailplan_are_swept(sshd, monkeypatch):
+    """``kill -9`` skips the clean-up; the next mailplan removes a directory whose process
+    and master are gone, and leaves those of running processes and live masters alone."""
+    # a short directory: the master's socket path must fit a sockaddr_un (108 bytes)
+    tmp_path = Path(tempfile.mkdtemp(prefix="mp-sweep-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"mailplan-ssh-{dead.pid}-abc"
+    running = tmp_path / f"mailplan-ssh-{os.getpid()}-def"
+    master = tmp_path / f"mailplan-ssh-{dead.pid}-ghi"
+    other = tmp_path / "mailplan-ssh-notapid"
+    for path in (stale, running, master, other):
+        path.mkdir()
+    (master / "master").write_text("")  # stands for a master still listening
+    streams = OpenSSHStreams(address="127.0.0.1", user=sshd.user, port=sshd.port,
+                             identity_file=str(sshd.client_key),
+                             known_hosts=[str(sshd.known_hosts)], connect_timeout=10)
+    assert streams.probe() is None
+    mine = [p for p in tmp_path.iterdir() if (p / "master").is_socket()]
+    assert len(mine) == 1 and mine[0].name.startswith(f"mailplan-ssh-{os.getpid()}-")
+    assert not stale.exists() and running.exists() and master.exists() and other.exists()
+    streams.close()
+    assert not mine[0].exists()
+    shutil.rmtree(tmp_path)
 
 
 def _recorder(conn) -> list[tuple[str, int | None, bytes, float, str]]:

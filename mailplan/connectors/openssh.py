@@ -19,7 +19,10 @@ sends its *streams* (never its control commands, which stay on Fabric) through a
 * one master connection per host (``ControlMaster=auto`` on a private socket in a 0700
   directory), so a stream costs a channel, not a handshake. The master exits 60 s after
   its last stream (``ControlPersist``), so a killed mailplan leaves nothing running for
-  long; a later stream starts a new master if the old one is gone;
+  long; a later stream starts a new master if the old one is gone. The directory is
+  named after mailplan's process id; one left behind by a mailplan that was killed
+  (``kill -9`` skips the clean-up) is removed by the next mailplan once that process and
+  its master are gone;
 * no tty, no agent or X11 forwarding, no escape character; AES-GCM preferred.
 
 ``ssh`` exits 255 when the connection fails; the process then raises ``OSError`` from
@@ -34,6 +37,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 from mailplan.connectors.base import CommandResult
 from mailplan.connectors.local import LocalProcess
@@ -44,6 +48,34 @@ SSH_FAILED = 255
 #: chacha20-poly1305 here); every entry is known to OpenSSH 6.5 and later
 CIPHERS = ("aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
            "aes128-ctr,aes192-ctr,aes256-ctr")
+
+
+DIR_PREFIX = "mailplan-ssh-"
+
+
+def sweep_stale_dirs() -> None:
+    """Remove this user's socket directories left by killed mailplan processes: the
+    process named in the directory is gone and so is its master (no socket)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        pid = path.name[len(DIR_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid() or path.is_symlink():
+                continue
+            if (path / "master").exists() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class OpenSSHProcess(LocalProcess):
@@ -63,7 +95,8 @@ class OpenSSHStreams:
                  identity_file: str | None, known_hosts: list[str],
                  connect_timeout: int) -> None:
         self.address = address
-        self._dir = tempfile.mkdtemp(prefix="mailplan-ssh-")  # 0700
+        sweep_stale_dirs()
+        self._dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")  # 0700
         self._socket = os.path.join(self._dir, "master")
         atexit.register(self.close)  # also when the caller never closes the connector
         files = " ".join(f'"{path}"' for path in known_hosts) or "/dev/null"
