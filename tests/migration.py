@@ -9,6 +9,7 @@ unique domain names and remove them afterwards, so they run unchanged against ei
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -92,6 +93,23 @@ def install_target(root: Path) -> Target:
 
     paths = install(root)
     return Target(str(paths.vpopmail_dir), str(paths.qmail_dir), [])
+
+
+def tree_digest(root: Path, skip: frozenset[str] = frozenset()) -> str:
+    """Names, modes, sizes, mtimes and contents of every file under ``root`` (paths in
+    ``skip`` left out): equal digests mean nothing under it changed."""
+    h = hashlib.sha256()
+    for dirpath, dirs, names in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(dirpath, name)
+            if str(p) in skip:
+                continue
+            st = p.lstat()
+            h.update(f"{p}\0{st.st_mode:o}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if p.is_file() and not p.is_symlink():
+                h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def unique_domain(prefix: str = "t") -> str:

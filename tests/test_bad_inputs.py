@@ -11,32 +11,18 @@ texts from what mailplan prints (review the diff before committing it).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from migration import SourceAccount, install_target, mailplan, make_source
+from migration import SourceAccount, install_target, mailplan, make_source, tree_digest
 
 CORPUS = Path(__file__).parent / "data/bad"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
 RECORD = os.environ.get("MAILPLAN_BAD_RECORD") == "1"
 _recorded: dict[str, str] = {}
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirs, names in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(names):
-            p = Path(dirpath, name)
-            st = p.lstat()
-            h.update(f"{p}\0{st.st_mode:o}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            if p.is_file() and not p.is_symlink():
-                h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from migration import (
     mailplan,
     make_source,
     ssh_host,
+    tree_digest,
     write_spec,
 )
 
@@ -45,30 +46,16 @@ ENV = {"PM_PW": "PostMaster#1"}
 _SOURCES: list[tuple[Path, str, frozenset[str]]] = []
 
 
-def digest_tree(root: Path, skip: frozenset[str] = frozenset()) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirs, names in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(names):
-            p = Path(dirpath, name)
-            if str(p) in skip:
-                continue
-            st = p.lstat()
-            h.update(f"{p}\0{st.st_mode:o}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def track_source(root: Path, *, changed: tuple[Path, ...] = ()) -> None:
     skip = frozenset(str(p) for p in changed)
-    _SOURCES.append((root, digest_tree(root, skip), skip))
+    _SOURCES.append((root, tree_digest(root, skip), skip))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def source_stays_untouched():
     yield
     for root, before, skip in _SOURCES:
-        assert digest_tree(root, skip) == before, f"the source tree {root} was modified"
+        assert tree_digest(root, skip) == before, f"the source tree {root} was modified"
 
 
 def msg(i: int, body: str = "hello\n", status: str = "") -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from migration import (
     mailplan,
     make_source,
     ssh_host,
+    tree_digest,
     unique_domain,
     write_spec,
 )
@@ -90,20 +90,6 @@ INBOX = (msg("a@x.example", "Mon Nov  2 10:00:00 2026", "new")
          + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "seen", "Status: RO\n")
          + msg("c@x.example", "Wed Nov  4 12:00:00 2026", "flagged",
                "Status: RO\nX-Status: F\n"))
-
-
-def tree_digest(root: Path) -> str:
-    """Names, modes, sizes, mtimes and contents of every file under root."""
-    h = hashlib.sha256()
-    for dirpath, dirs, names in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(names):
-            p = Path(dirpath, name)
-            st = p.lstat()
-            h.update(f"{p}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            if p.is_file() and not p.is_symlink():
-                h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture
