@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,28 @@ class ImportReport:
     summary: MboxSummary = field(default_factory=MboxSummary)
 
 
+class _Background:
+    """A call run on its own thread; :meth:`result` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 known: set[tuple[str, int]] | None = None, mtime: float | None = None,
                 mboxrd: bool = False, offset: int = 0,
@@ -63,7 +86,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
 
     ``known`` holds identities already on the target (``ScanResult.known(dirname)``).
     ``before_sync`` runs before each batch's sync is asked for (the source read checks
-    there that it is not torn); an exception from it stops the import unsynced.
+    there that it is not torn), on its own thread while the previous batch's
+    acknowledgement is awaited; an exception from it stops the import unsynced.
     """
     known = known or set()
     host = host or socket.gethostname().split(".")[0]
@@ -130,10 +154,18 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             batch_count += 1
             report.bytes_sent += event.size
             if batch_count >= batch_messages or batch_size >= batch_bytes:
-                for result in client.synced(keep=syncs_in_flight):
-                    settle(result)
-                if before_sync is not None:
-                    before_sync()
+                # the check of what was read so far (a remote command) runs while the
+                # previous batch's acknowledgement is awaited; nothing is read meanwhile,
+                # so it covers exactly this batch, and the sync is asked only once it passed
+                check = _Background(before_sync) if before_sync is not None else None
+                try:
+                    for result in client.synced(keep=syncs_in_flight):
+                        settle(result)
+                finally:
+                    if check is not None:
+                        check.join()
+                if check is not None:
+                    check.result()
                 client.sync_async()
                 batch_size = batch_count = 0
             if client.outstanding:  # journal each acknowledgement as soon as it is here
