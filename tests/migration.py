@@ -9,6 +9,7 @@ unique domain names and remove them afterwards, so they run unchanged against ei
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,22 @@ def tree_digest(root: Path, skip: frozenset[str] = frozenset()) -> str:
             if p.is_file() and not p.is_symlink():
                 h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "3m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``path`` for the block (a target disk that fills up);
+    the test is skipped where this machine cannot mount one."""
+    import pytest  # only tests use this helper
+
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=755", "tmpfs",
+                              str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the target here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def unique_domain(prefix: str = "t") -> str:

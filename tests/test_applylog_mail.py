@@ -5,15 +5,14 @@ duration and result, like every other remote command, and no secret is."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
-import pytest
 from migration import (
     SourceAccount,
     install_target,
     mailplan,
     make_source,
+    small_disk,
     ssh_host,
     unique_domain,
     write_spec,
@@ -124,11 +123,7 @@ def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, ssh
     read it cut short (stopped by mailplan), are in the log; no stream is left open."""
     target = install_target(tmp_path / "target")
     domains = Path(target.vpopmail_dir, "domains")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=755", "tmpfs",
-                              str(domains)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the target here: {mounted.stderr.strip()}")
-    try:
+    with small_disk(domains):
         src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
         box = src / "var/spool/mail/big"
         box.write_bytes(b"".join(
@@ -139,8 +134,6 @@ def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, ssh
                           domains={unique_domain(): {"import": {"uid_min": 1000}}})
         res = mailplan("apply", str(spec), "--auto-approve")
         assert res.returncode == 1 and "No space left on device" in res.stderr, res.stderr
-    finally:
-        subprocess.run(["umount", "-l", str(domains)], check=False)
     (log,) = spec.with_name("m.state.json.logs").glob("apply-*.log")
     text = log.read_text()
     entries = [m.groupdict() for m in ENTRY.finditer(text)]

@@ -29,6 +29,7 @@ from migration import (
     install_target,
     mailplan,
     make_source,
+    small_disk,
     ssh_host,
     tree_digest,
     write_spec,
@@ -290,11 +291,7 @@ def test_two_applies_at_once_the_second_is_refused(tmp_path, sshd):
 def test_target_disk_full_during_import(tmp_path, sshd):
     target = install_target(tmp_path / "target")
     domains = Path(target.vpopmail_dir, "domains")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=755", "tmpfs",
-                              str(domains)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the target here: {mounted.stderr.strip()}")
-    try:
+    with small_disk(domains):
         src, target, spec = big_setup(tmp_path, sshd, messages=3000, target=target)
         res = mailplan("apply", str(spec), "--auto-approve")
         assert res.returncode == 1, res.stdout
@@ -312,8 +309,6 @@ def test_target_disk_full_during_import(tmp_path, sshd):
         mailplan("apply", str(spec), "--auto-approve", check=True)
         assert mailplan("verify", str(spec)).returncode == 0
         assert len(maildir_state(root)) == 3000
-    finally:
-        subprocess.run(["umount", "-l", str(domains)], check=False)
 
 
 # -- the source changes while it is read -------------------------------------------------

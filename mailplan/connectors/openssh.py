@@ -41,6 +41,7 @@ from pathlib import Path
 
 from mailplan.connectors.base import CommandResult
 from mailplan.connectors.local import LocalProcess
+from mailplan.mail.agent import pid_alive  # the agent is self-contained: its copy serves
 
 PERSIST_SECONDS = 60
 SSH_FAILED = 255
@@ -61,21 +62,11 @@ def sweep_stale_dirs() -> None:
         try:
             if not pid.isdigit() or path.lstat().st_uid != os.getuid() or path.is_symlink():
                 continue
-            if (path / "master").exists() or _alive(int(pid)):
+            if (path / "master").exists() or pid_alive(int(pid)):
                 continue
         except OSError:
             continue
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class OpenSSHProcess(LocalProcess):
