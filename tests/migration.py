@@ -117,7 +117,7 @@ def tree_digest(root: Path, skip: frozenset[str] = frozenset()) -> str:
 def small_disk(path: Path, size: str = "3m") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``path`` for the block (a target disk that fills up);
     the test is skipped where this machine cannot mount one."""
-    import pytest  # only tests use this helper
+    import pytest  # here, not at the top: the benchmarks import this module without it
 
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=755", "tmpfs",
                               str(path)], capture_output=True, text=True)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
@@ -49,28 +49,6 @@ class ImportReport:
     already_present: int = 0
     bytes_sent: int = 0
     summary: MboxSummary = field(default_factory=MboxSummary)
-
-
-class _Background:
-    """A call run on its own thread; :meth:`result` re-raises what it raised."""
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        if self._error is not None:
-            raise self._error
 
 
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
@@ -157,13 +135,10 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 # the check of what was read so far (a remote command) runs while the
                 # previous batch's acknowledgement is awaited; nothing is read meanwhile,
                 # so it covers exactly this batch, and the sync is asked only once it passed
-                check = _Background(before_sync) if before_sync is not None else None
-                try:
+                with ThreadPoolExecutor(max_workers=1) as pool:  # leaving it joins the check
+                    check = pool.submit(before_sync) if before_sync is not None else None
                     for result in client.synced(keep=syncs_in_flight):
                         settle(result)
-                finally:
-                    if check is not None:
-                        check.join()
                 if check is not None:
                     check.result()
                 client.sync_async()
