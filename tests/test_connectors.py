@@ -117,8 +117,11 @@ def test_ssh_streams_go_through_openssh_multiplexed(sshd):
 def test_ssh_stream_reports_a_lost_connection_as_oserror(sshd):
     conn = SSHConnector("host", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
-    proc = conn.start_stream("sleep 30")
+    proc = conn.start_stream("echo running; exec sleep 30")
     assert conn.stream_transport == "openssh"
+    # wait until the command runs on the server: killed earlier, the ssh client would
+    # quietly open a fresh connection for it (a race, not the drop under test)
+    assert proc.readline() == b"running\n"
     sshd.kill_sessions()
     with pytest.raises(OSError, match="SSH connection lost"):
         proc.wait()
