@@ -20,6 +20,7 @@ otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never dro
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -28,35 +29,44 @@ BOOKKEEPING = frozenset(
      b"content-length"})
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     status: str = ""
     xstatus: str = ""
     keywords: list[str] = field(default_factory=list)
     content_length: int | None = None
-    subject: bytes = b""
     imap: bool = False
 
 
+# A field is matched with the line end before it, searched in "\n" + the block: a pattern
+# that starts with a literal is scanned by sre's fast prefix search, five times faster
+# than ^ in MULTILINE mode (tried at every byte); this runs for every message.
 _BOOK_FIELD = re.compile(
-    rb"^(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)[ \t]*:"
-    rb"([^\n]*\n?(?:[ \t][^\n]*\n?)*)", re.I | re.M)
+    rb"\n(?=[SsXxCc])(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)"
+    rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 _SUBJECT = re.compile(rb"^subject[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+_SPACES = re.compile(r"\s+")
+
+
+def subject(headers: bytes) -> bytes:
+    """The first Subject of a header block, stripped (``b""`` when there is none)."""
+    m = _SUBJECT.search(headers)
+    return b"" if m is None else m[1].strip()
 
 
 def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
     """Remove the bookkeeping fields from a header block; return kept bytes and their state."""
     state = _State()
-    subject = _SUBJECT.search(headers)
-    if subject is not None:
-        state.subject = subject[1].strip()
     kept: list[bytes] = []
     last = 0
-    for m in _BOOK_FIELD.finditer(headers):
+    padded = b"\n" + headers
+    for m in _BOOK_FIELD.finditer(padded):
+        # removed: the field from its first byte through its line end (when it has one)
+        end = m.end()
         kept.append(headers[last:m.start()])
-        last = m.end()
+        last = end if padded[end:end + 1] == b"\n" else end - 1
         name = m[1].lower()
-        value = re.sub(r"\s+", " ", m[2].decode("latin-1")).strip()
+        value = _SPACES.sub(" ", m[2].decode("latin-1")).strip()
         if name == b"status":
             state.status += value
         elif name == b"x-status":
@@ -73,8 +83,10 @@ def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
     return b"".join(kept), state
 
 
+@functools.lru_cache(maxsize=1024)
 def maildir_flags(status: str, xstatus: str) -> tuple[str, str]:
-    """``(flags, subdir)`` for the given Status and X-Status values."""
+    """``(flags, subdir)`` for the given Status and X-Status values (cached: a mailbox
+    has a handful of distinct values, and this runs for every message)."""
     flags = set()
     if "R" in status:
         flags.add("S")

@@ -61,10 +61,10 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mailplan.errors import MailplanError
-from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping
+from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import FromLine, header_date, parse_from_line
 
 HEADER_LIMIT = 1 << 20
@@ -94,9 +94,11 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class MessageStart:
-    """First event of a message: framing, state and the stored header block."""
+class MessageStart(NamedTuple):
+    """First event of a message: framing, state and the stored header block.
+
+    The two events of every message are named tuples: immutable like a frozen dataclass,
+    at a fifth of its construction cost (the reader makes two per message)."""
 
     index: int
     start: int
@@ -109,8 +111,7 @@ class MessageStart:
     content_length: int | None
 
 
-@dataclass(frozen=True)
-class MessageEnd:
+class MessageEnd(NamedTuple):
     """Last event of a message: its extent in the file and its identity."""
 
     index: int
@@ -335,9 +336,9 @@ class MboxReader:
             flags=flags, subdir=subdir, keywords=tuple(state.keywords), arrival=arrival,
             content_length=state.content_length)
 
-    def _is_internal(self, state: _State) -> bool:
+    def _is_internal(self, headers: bytes) -> bool:
         return self._index == 0 and self.summary.skipped_internal == 0 and (
-            state.subject == PSEUDO_SUBJECT)
+            subject(headers) == PSEUDO_SUBJECT)
 
     def _finish(self, head: MessageStart, start: int, end: int, size: int,
                 digest: str) -> MessageEnd:
@@ -369,7 +370,7 @@ class MboxReader:
         if self.mboxrd:
             body = _unescape(body, True)
         next_pos = nxt
-        if self._is_internal(state):
+        if self._is_internal(headers):
             self.summary.skipped_internal += 1
             self.summary.end_offset = self._base + next_pos
             return next_pos if next_pos < len(buf) or not self._eof else None
@@ -392,7 +393,7 @@ class MboxReader:
         if cl is not None and self._cl_consistent(hend, cl):
             return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
                                                 hend + cl))
-        internal = self._is_internal(state)
+        internal = self._is_internal(headers)
         head = self._head(headers, sep, start, state)
         digest = hashlib.sha256(headers)
         size = len(headers)
@@ -491,7 +492,7 @@ class MboxReader:
     def _cl_message(self, hstart: int, hend: int, headers: bytes, state: _State,
                     sep: FromLine, start: int, body_end_rel: int) -> Iterator[Event]:
         """A message whose body is exactly its (consistent) Content-Length."""
-        internal = self._is_internal(state)
+        internal = self._is_internal(headers)
         head = self._head(headers, sep, start, state)
         if not internal:
             yield head
