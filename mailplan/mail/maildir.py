@@ -27,6 +27,7 @@ messages are present (whatever flags a mail reader later added after ``:2,``);
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 
@@ -147,15 +148,26 @@ def subscription_lines(folders: list[str]) -> dict[str, list[str]]:
 def message_name(*, arrival: float | None, usec: int, pid: int, digest: str, occurrence: int,
                  host: str, size: int, flags: str | None) -> str:
     """The file name for a message; ``flags=None`` for new/ (no info part)."""
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
-    safe_host = (host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
-                 or "localhost")
     name = (f"{max(int(arrival or 0), 0)}.M{usec}P{pid}_mp{digest}_{occurrence}"
-            f".{safe_host},S={size}")
+            f".{_safe_host(host)},S={size}")
     if flags is not None:
-        name += ":2," + "".join(sorted(set(flags)))
+        name += ":2," + _info_flags(flags)
     return name
+
+
+@functools.lru_cache(maxsize=64)
+def _safe_host(host: str) -> str:
+    """The host part of a file name: ``/``, ``:`` and ``,`` escaped as in qmail's maildir
+    spec (cached: it is the same for every message of a run)."""
+    return (host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+            or "localhost")
+
+
+@functools.lru_cache(maxsize=256)
+def _info_flags(flags: str) -> str:
+    return "".join(sorted(set(flags)))
 
 
 def parse_message_name(name: str) -> MessageName | None:
