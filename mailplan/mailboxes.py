@@ -218,9 +218,6 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     if not scan.todo:
         out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + cp_count} "
                               f"messages already on the target{read}{skipped}"))
-        if start == 0 or scan.end > start:
-            # nothing to move, but a checkpoint lets the next plan read only new mail
-            pass
         return
     size = scan.todo_bytes
     subs = subscribed.get((mb.domain, mb.user))
@@ -313,7 +310,7 @@ class MailImporter:
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,
                                  occurrences=dict(job.seed), on_durable=durable,
-                                 host=self.target.name, before_sync=stream.check_so_far)
+                                 host=self.target.name, checkpoint=stream.checkpoint)
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
                 raise StepFailed(f"reading {mb.path} on the source failed: "

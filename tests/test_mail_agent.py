@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,61 @@ def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_
     assert client.synced() == []
 
 
+def test_a_sync_through_n_makes_only_the_first_n_messages_visible(client, tmp_path):
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    for i in range(5):
+        client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
+    client.sync_async(through=3)
+    (first,) = client.synced()
+    assert len(first.durable) == 3 and len(maildir_state(root)) == 3
+    assert len(os.listdir(root / "tmp")) == 2  # written, invisible until a later sync
+    client.sync_async()
+    (rest,) = client.synced()
+    assert len(rest.durable) == 2 and len(maildir_state(root)) == 5
+    assert os.listdir(root / "tmp") == []
+
+
+def name_for(i: int) -> str:
+    import hashlib
+
+    from mailplan.mail.maildir import message_name
+
+    body = b"Subject: %d\n\nbody\n" % i
+    return message_name(arrival=1e9, usec=i, pid=1, digest=hashlib.sha256(body).hexdigest(),
+                        occurrence=0, host="h", size=len(body), flags=None)
+
+
+def test_the_stream_goes_on_while_a_batch_is_checked_and_syncs_wait_for_the_check(
+        client, tmp_path):
+    import threading
+
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    second_batch_read = threading.Event()
+    seen_during_check: list[int] = []
+    boundaries: list[int] = []
+
+    def checkpoint() -> Callable[[], None]:
+        boundaries.append(client.ended)
+        if len(boundaries) == 2:
+            second_batch_read.set()
+
+        def check() -> None:
+            if len(boundaries) == 1:  # the first check ends only once the next batch is read
+                assert second_batch_read.wait(30)
+                seen_during_check.append(len(maildir_state(root)))
+        return check
+
+    journaled: list[list] = []
+    report = import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=10,
+                         checkpoint=checkpoint, on_durable=journaled.append)
+    assert boundaries == [10, 20, 30, 40]
+    assert seen_during_check == [0]  # nothing was synced before its check passed
+    assert [len(b) for b in journaled] == [10, 10, 10, 10]  # each sync took its batch only
+    assert report.durable == 40 and len(maildir_state(root)) == 40
+
+
 def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))
@@ -299,14 +355,13 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
                             step="+ mailbox test")
     boundaries: list[int] = []
 
-    def reader_expunges_then_check() -> None:
+    def reader_expunges_then_checkpoint() -> Callable[[], None] | None:
         boundaries.append(len(boundaries))
         if len(boundaries) == 2:  # a mail reader deletes message 5 in place: the rest shifts
             with open(spool, "r+b") as fh:
                 fh.write(b"".join(msgs[:5] + msgs[6:]))
                 fh.truncate()
-        if checked:
-            stream.check_so_far()
+        return stream.checkpoint() if checked else None
 
     root = tmp_path / "Maildir"
     proc = LocalAgent()
@@ -315,7 +370,7 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
     with pytest.raises(SourceChanged, match="rewritten while it was read" if checked
                        else "shrank while it was read"):  # found only at the end
         import_mbox(client, stream, dirname="", batch_messages=400,
-                    before_sync=reader_expunges_then_check)
+                    checkpoint=reader_expunges_then_checkpoint)
     proc.kill()
     visible = [b for _f, _s, _i, _fl, b, _t in maildir_state(root)]
     spliced = [b for b in visible if b not in originals]

@@ -20,6 +20,10 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  syncfs is missing), rename each into new/ or cur/ without overwriting
                  (renameat2 RENAME_NOREPLACE, else link+unlink), append the ledger, sync
                  again, reply ``{"durable": [[dir, name]], "present": [[dir, name]]}``.
+                 With payload JSON ``{"through": n}`` only the messages among the first
+                 ``n`` ``E`` frames of the session are taken (later ones stay in tmp/,
+                 invisible, for a later sync): the sender can go on streaming while it
+                 checks the source before asking for a batch's sync.
                  The agent does this on a second thread while it goes on writing the
                  next messages to tmp/, so the disk flush overlaps the stream; replies
                  still come in request order (any other request waits for pending syncs)
@@ -160,11 +164,12 @@ class Agent:
         self.root = None
         self.uid = self.gid = None
         self.seq = 0
+        self.ended = 0  # E frames received: the numbering an S "through" refers to
         self.present = {}  # dir -> set of (digest, occ)
         self.ledger = {}  # dir -> set of (digest, occ)
-        self.queue = []  # (dir, tmp name, subdir, name, identity)
+        self.queue = []  # (E number, dir, tmp name, subdir, name, identity, tmp fd, dst fd)
         self.current = None  # [fd, hasher, size, dir, tmp name]
-        self.skipped = []  # [dir, name] of identities found already present
+        self.skipped = []  # (E number, [dir, name]) of identities found already present
         self.pid = os.getpid()
         self.euid = os.geteuid()
         self.dir_fds = {}  # (folder dir, subdir) -> open directory fd
@@ -325,6 +330,7 @@ class Agent:
         if cur is None:
             raise AgentError("end outside a message")
         self.current = None
+        self.ended += 1
         fd, hasher, size, dirname, tmp = cur
         name, subdir = req["name"], req["subdir"]
         m = NAME_RE.match(name)
@@ -347,10 +353,10 @@ class Agent:
         known = self._present(dirname)
         if ident in known:
             os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
-            self.skipped.append([dirname, name])
+            self.skipped.append((self.ended, [dirname, name]))
             return
         known.add(ident)
-        self.queue.append((dirname, tmp, subdir, name, ident,
+        self.queue.append((self.ended, dirname, tmp, subdir, name, ident,
                            self._dir_fd(dirname, "tmp"), self._dir_fd(dirname, subdir)))
 
     def sync(self) -> dict[str, Any]:
@@ -358,12 +364,13 @@ class Agent:
         self.drain()
         return self._sync_batch(*self._take())
 
-    def sync_later(self) -> None:
-        """Hand what is queued to the sync thread, which replies when it is durable."""
+    def sync_later(self, through: int | None = None) -> None:
+        """Hand what is queued (of the first ``through`` messages, when given) to the sync
+        thread, which replies when it is durable."""
         if self.syncer is None:
             self.syncer = threading.Thread(target=self._sync_thread, daemon=True)
             self.syncer.start()
-        self.jobs.put(self._take())
+        self.jobs.put(self._take(through))
 
     def drain(self) -> None:
         """Wait until the sync thread has replied to every batch handed to it."""
@@ -373,10 +380,16 @@ class Agent:
     def reply(self, kind: bytes, obj: Any) -> None:
         send(self.out, kind, obj)
 
-    def _take(self) -> tuple[list[Any], list[list[str]]]:
-        batch, self.queue = self.queue, []
-        present, self.skipped = self.skipped, []
-        return batch, present
+    def _take(self, through: int | None = None) -> tuple[list[Any], list[list[str]]]:
+        if through is None:
+            batch, self.queue = self.queue, []
+            skipped, self.skipped = self.skipped, []
+        else:
+            cut = _count_through(self.queue, through)
+            batch, self.queue = self.queue[:cut], self.queue[cut:]
+            cut = _count_through(self.skipped, through)
+            skipped, self.skipped = self.skipped[:cut], self.skipped[cut:]
+        return batch, [entry for _n, entry in skipped]
 
     def _sync_thread(self) -> None:
         while True:
@@ -391,10 +404,10 @@ class Agent:
     def _sync_batch(self, batch: list[Any], present: list[list[str]]) -> dict[str, Any]:
         durable = []
         if batch:
-            sync_filesystem(self.root, (os.path.join(self._folder_path(q[0]), "tmp", q[1])
+            sync_filesystem(self.root, (os.path.join(self._folder_path(q[1]), "tmp", q[2])
                                         for q in batch))
             lines = []
-            for dirname, tmp, _subdir, name, ident, tmp_fd, dst_fd in batch:
+            for _n, dirname, tmp, _subdir, name, ident, tmp_fd, dst_fd in batch:
                 if rename_noreplace_at(tmp_fd, tmp, dst_fd, name):
                     durable.append([dirname, name])
                 else:
@@ -410,7 +423,7 @@ class Agent:
                 os.write(fd, "".join(lines).encode("utf-8"))
             finally:
                 os.close(fd)
-            dirs = {os.path.join(self._folder_path(q[0]), q[2]) for q in batch} | {self.root}
+            dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
             sync_filesystem(self.root, sorted(dirs) + [path])
         return {"durable": durable, "present": present}
 
@@ -476,6 +489,15 @@ class Agent:
         return {"maildirsize": True, "bytes": total, "messages": count}
 
 
+def _count_through(entries: list[Any], through: int) -> int:
+    """How many of ``entries`` (in E order, each starting with its E number) are among
+    the first ``through`` messages."""
+    n = 0
+    while n < len(entries) and entries[n][0] <= through:
+        n += 1
+    return n
+
+
 def read_exact(stream: BinaryIO, n: int) -> bytes | None:
     data = stream.read(n)
     if len(data) != n:
@@ -522,7 +544,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         elif kind == b"F":
             agent.folder(json.loads(payload))
         elif kind == b"S":
-            agent.sync_later()
+            agent.sync_later(json.loads(payload)["through"] if payload else None)
         elif kind in replying:
             agent.drain()  # replies go out in request order
             agent.reply(b"R", replying[kind](payload))

@@ -87,6 +87,8 @@ class AgentClient:
         #: syncs asked for with ``sync_async`` whose reply has not been taken yet
         self.outstanding = 0
         self._ready: list[SyncResult] = []
+        #: ``E`` frames sent (whole messages): what ``sync_async(through=...)`` counts in
+        self.ended = 0
 
     # -- framing --------------------------------------------------------------------
     def _send(self, kind: bytes, payload: bytes) -> None:
@@ -193,6 +195,7 @@ class AgentClient:
 
     def end(self, subdir: str, name: str, mtime: float | None) -> None:
         """Finish the current message as ``subdir/name`` with file mtime ``mtime``."""
+        self.ended += 1
         self._send(b"E", _end_payload(subdir, name, mtime))
 
     def message(self, dirname: str, parts: list[bytes], subdir: str, name: str,
@@ -202,6 +205,7 @@ class AgentClient:
         folder = dirname.encode("utf-8")
         end = _end_payload(subdir, name, mtime)
         size = sum(map(len, parts))
+        self.ended += 1
         if size >= self.flush_bytes:
             self.begin(dirname)
             self.data(b"".join(parts))
@@ -220,13 +224,15 @@ class AgentClient:
         """Make queued messages durable and visible; return what became durable."""
         return _sync_result(self._request(b"S"))
 
-    def sync_async(self) -> None:
-        """Ask for a sync without waiting for it; :meth:`synced` returns the result."""
+    def sync_async(self, through: int | None = None) -> None:
+        """Ask for a sync without waiting for it; :meth:`synced` returns the result.
+        With ``through``, only messages among the first ``through`` sent (``ended``
+        counts them) are synced; later ones wait for a later sync."""
         if self._replies is None:
             self._replies = queue.Queue()
             threading.Thread(target=self._collect, daemon=True,
                              name="mailplan-agent-replies").start()
-        self._send(b"S", b"")
+        self._send(b"S", b"" if through is None else b'{"through": %d}' % through)
         self.flush()
         self.outstanding += 1
 

@@ -6,10 +6,12 @@ scan: files or ledger) are not sent at all; every other message is sent, and rep
 ``on_durable`` only once the agent acknowledged it durable, so the caller journals exactly
 what is safely on disk. A batch is synced every ``batch_messages`` messages or
 ``batch_bytes`` bytes (one filesystem sync per batch, not per file), without waiting:
-the next batch streams while the target syncs the last one. A batch's sync is asked
-for only once ``syncs_in_flight`` (default 0) earlier ones are acknowledged and
-journaled, so a run killed or cut off leaves at most one batch durable on the target
-but not journaled (the next run finds it there and does not import it again).
+the stream goes on while the source is checked for the batch and the target syncs it.
+A batch's sync is asked for (naming the last message it holds: later ones stay
+invisible in tmp/) only once its source check passed and ``syncs_in_flight``
+(default 0) earlier syncs are acknowledged and journaled, so a run killed or cut off
+leaves at most one batch durable on the target but not journaled (the next run finds
+it there and does not import it again).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
@@ -26,6 +29,8 @@ from mailplan.mail.maildir import message_name
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
 HOLD_BYTES = 1 << 20
+MAX_PENDING = 2  # batches read ahead of their source check before the read waits
+POLL_EVERY = 64  # messages between looks for acknowledgements and passed checks
 
 
 @dataclass(frozen=True)
@@ -58,14 +63,15 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 on_durable: Callable[[list[Delivered]], None] | None = None,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
                 syncs_in_flight: int = 0,
-                before_sync: Callable[[], None] | None = None,
+                checkpoint: Callable[[], Callable[[], None] | None] | None = None,
                 host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
     ``known`` holds identities already on the target (``ScanResult.known(dirname)``).
-    ``before_sync`` runs before each batch's sync is asked for (the source read checks
-    there that it is not torn), on its own thread while the previous batch's
-    acknowledgement is awaited; an exception from it stops the import unsynced.
+    ``checkpoint`` is called at the end of each batch, in the reading thread; the check
+    it returns (the source read proving it is not torn so far) runs on a worker thread
+    while the stream goes on, and the batch's sync is asked for only once it returned.
+    An exception from a check stops the import with that batch and later ones unsynced.
     """
     known = known or set()
     host = host or socket.gethostname().split(".")[0]
@@ -81,6 +87,29 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     held: list[bytes] = []
     held_size = 0
     sending = False
+    # batches read whose sync is not asked for yet: (messages sent through it, its check)
+    pending: deque[tuple[int, Future[None] | None]] = deque()
+    checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplan-source-check")
+
+    def advance(*, block: bool) -> None:
+        """Journal the acknowledgements that are here, and ask for each pending batch's
+        sync, in order, once its check passed and at most ``syncs_in_flight`` earlier
+        syncs are unacknowledged; with ``block``, wait until every pending one is asked."""
+        while True:
+            for result in client.synced(keep=syncs_in_flight if block else client.outstanding):
+                settle(result)
+            if not pending:
+                return
+            through, check = pending[0]
+            if not block and (client.outstanding > syncs_in_flight
+                              or (check is not None and not check.done())):
+                return
+            if check is not None:
+                check.result()  # raises what the check found
+            if client.outstanding > syncs_in_flight:
+                continue
+            pending.popleft()
+            client.sync_async(through=through)
 
     def settle(result: SyncResult) -> None:
         done: list[Delivered] = []
@@ -101,54 +130,58 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
         client.data(b"".join([head.headers, *held]))  # type: ignore[union-attr]
         held.clear()
 
-    for event in reader:
-        if isinstance(event, bytes):
-            if sending:
-                client.data(event)
-                continue
-            held.append(event)
-            held_size += len(event)
-            if held_size >= HOLD_BYTES:
-                start()
-                sending = True
-        elif isinstance(event, MessageStart):
-            head, sending, held_size = event, False, 0
-            held.clear()
-        else:
-            if not sending:
-                if event.identity in known:
-                    report.already_present += 1
+    try:
+        for event in reader:
+            if isinstance(event, bytes):
+                if sending:
+                    client.data(event)
                     continue
-                # the common case: the whole message was held; B, D and E go out together
-                name = _name(event, host, pid)
-                client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
-                               event.subdir, name, event.arrival)
+                held.append(event)
+                held_size += len(event)
+                if held_size >= HOLD_BYTES:
+                    start()
+                    sending = True
+            elif isinstance(event, MessageStart):
+                head, sending, held_size = event, False, 0
                 held.clear()
             else:
-                name = _name(event, host, pid)
-                client.end(event.subdir, name, event.arrival)
-            batch[name] = event
-            batch_size += event.size
-            batch_count += 1
-            report.bytes_sent += event.size
-            if batch_count >= batch_messages or batch_size >= batch_bytes:
-                # the check of what was read so far (a remote command) runs while the
-                # previous batch's acknowledgement is awaited; nothing is read meanwhile,
-                # so it covers exactly this batch, and the sync is asked only once it passed
-                with ThreadPoolExecutor(max_workers=1) as pool:  # leaving it joins the check
-                    check = pool.submit(before_sync) if before_sync is not None else None
-                    for result in client.synced(keep=syncs_in_flight):
-                        settle(result)
-                if check is not None:
-                    check.result()
-                client.sync_async()
-                batch_size = batch_count = 0
-            if client.outstanding:  # journal each acknowledgement as soon as it is here
-                for result in client.synced(keep=syncs_in_flight):
-                    settle(result)
-    client.sync_async()
-    for result in client.synced():
-        settle(result)
+                if not sending:
+                    if event.identity in known:
+                        report.already_present += 1
+                        continue
+                    # the common case: the whole message was held; B, D and E go out together
+                    name = _name(event, host, pid)
+                    client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
+                                   event.subdir, name, event.arrival)
+                    held.clear()
+                else:
+                    name = _name(event, host, pid)
+                    client.end(event.subdir, name, event.arrival)
+                batch[name] = event
+                batch_size += event.size
+                batch_count += 1
+                report.bytes_sent += event.size
+                if batch_count >= batch_messages or batch_size >= batch_bytes:
+                    check = checkpoint() if checkpoint is not None else None
+                    pending.append((client.ended, checks.submit(check) if check else None))
+                    batch_size = batch_count = 0
+                    advance(block=len(pending) > MAX_PENDING)
+                elif (pending or client.outstanding) and not batch_count % POLL_EVERY:
+                    advance(block=False)  # journal acknowledgements soon after they arrive
+        pending.append((client.ended, None))  # the rest, checked by the read's own end
+        advance(block=True)
+        for result in client.synced():
+            settle(result)
+    except BaseException as exc:
+        # a torn source found by a batch's check comes first: the read may have ended
+        # badly because of that very rewrite
+        torn = next((f.exception() for _t, f in pending
+                     if f is not None and f.exception() is not None), None)
+        if torn is not None and torn is not exc:
+            raise torn from exc
+        raise
+    finally:
+        checks.shutdown(wait=True)
     return report
 
 

@@ -20,13 +20,14 @@ finished, sent or journaled first), checks with one more read-only command that:
 Any other outcome raises :class:`~mailplan.errors.SourceChanged`: apply stops before the
 affected message, and a re-plan (which the retry logic does) reads the mailbox again.
 The same window check runs before every sync batch of a long read
-(:meth:`SnapshotStream.check_so_far`), so no batch holding a message spliced from two
+(:meth:`SnapshotStream.checkpoint`), so no batch holding a message spliced from two
 versions of a rewritten file is ever made visible.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
@@ -89,36 +90,47 @@ class SnapshotStream:
             raise SourceChanged(f"{self.path} shrank while it was read ({self._count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        after = self._check_windows(f"; {_slice(self.path, self.end, 6)}")
+        after = self._check_windows(self._window(), f"; {_slice(self.path, self.end, 6)}")
         if after not in (b"", b"\n") and not after.startswith((b"From ", b"\nFrom ")):
             raise SourceChanged(f"a message was being appended to {self.path} while it was "
                                 "read", host=self.conn.name, step=self.step,
                                 hint="run apply again: the new mail is read then")
         self._result = res
 
-    def check_so_far(self) -> None:
-        """Called before the messages read so far may become visible (a sync batch):
-        the file must still hold the first and the latest 4 KiB read where they were
-        read. A reader that rewrites the spool in place (deleting messages) shifts them,
-        so a message spliced from two versions of the file is never made durable; the
-        import stops with :class:`~mailplan.errors.SourceChanged` and a re-plan reads the
-        mailbox again."""
-        if self._count and self._result is None:
-            self._check_windows()
+    def checkpoint(self) -> Callable[[], None] | None:
+        """The check to pass before the messages read so far may become visible (a sync
+        batch): the file must still hold the first and the latest 4 KiB read so far
+        where they were read. A reader that rewrites the spool in place (deleting
+        messages) shifts them, so a message spliced from two versions of the file is
+        never made durable; the check raises :class:`~mailplan.errors.SourceChanged` and
+        a re-plan reads the mailbox again. The windows are taken now, so the check may
+        run on another thread while the read goes on (it then covers at least the
+        messages read so far)."""
+        if not self._count or self._result is not None:
+            return None
+        window = self._window()
 
-    def _check_windows(self, extra: str = "") -> bytes:
-        """Compare the head and the latest tail window with the file; return the output
-        of ``extra`` (more commands run in the same channel)."""
-        pos, tail_len = self.start + self._count, len(self._tail)
-        check = self.conn.run(f"{_slice(self.path, self.start, len(self._head))}; "
-                              f"{_slice(self.path, pos - tail_len, tail_len)}{extra}")
+        def check() -> None:
+            self._check_windows(window)
+        return check
+
+    def _window(self) -> tuple[int, bytes, bytes]:
+        """Where the read is, and the first and the latest 4 KiB read."""
+        return self.start + self._count, self._head, self._tail
+
+    def _check_windows(self, window: tuple[int, bytes, bytes], extra: str = "") -> bytes:
+        """Compare the head and the tail window ending at ``pos`` with the file; return
+        the output of ``extra`` (more commands run in the same channel)."""
+        pos, head, tail = window
+        check = self.conn.run(f"{_slice(self.path, self.start, len(head))}; "
+                              f"{_slice(self.path, pos - len(tail), len(tail))}{extra}")
         out = check.stdout
-        head, tail = out[:len(self._head)], out[len(self._head):len(self._head) + tail_len]
-        if check.returncode != 0 or head != self._head or tail != self._tail:
+        got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
+        if check.returncode != 0 or got_head != head or got_tail != tail:
             raise SourceChanged(f"{self.path} was rewritten while it was read",
                                 host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        return out[len(self._head) + tail_len:]
+        return out[len(head) + len(tail):]
 
     def wait(self) -> CommandResult:
         """The read command's result (after end-of-file)."""
