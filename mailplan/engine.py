@@ -254,6 +254,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
+        if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
+            planned.target_connector.prepare_streams()
         with ShellSession(planned.target_connector) as session:
             for change in [c for c in changes if c.kind != "mailbox"]:
                 on_step(change, "start")

@@ -126,6 +126,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     refs = _refs(spec_data, desired, source)
     if not refs:
         return out
+    source_conn.prepare_streams()  # the mailbox scan streams: set that up meanwhile
     mboxrd = bool(spec_data["source"].get("mboxrd", False))
     mailboxes, notes = list_source_mailboxes(source_conn, refs)
     for note in notes:

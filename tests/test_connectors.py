@@ -142,6 +142,27 @@ def test_ssh_streams_fall_back_to_paramiko_or_fail_as_configured(sshd, monkeypat
     with pytest.raises(HostError, match="stream_transport is openssh but no ssh client"):
         strict.start_stream("true")
     strict.close()
+    # probed in the background beforehand: the first stream raises what the probe found
+    early = SSHConnector("host", stream_transport="openssh", **args)
+    early.prepare_streams()
+    with pytest.raises(HostError, match="stream_transport is openssh but no ssh client"):
+        early.start_stream("true")
+    early.close()
+
+
+def test_prepare_streams_probes_openssh_in_the_background(sshd):
+    conn = SSHConnector("host", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    seen: list[str] = []
+    conn.observer = lambda cmd, res, secs, note: seen.append(cmd)
+    conn.prepare_streams()
+    assert conn.run("echo meanwhile").stdout == b"meanwhile\n"  # commands go on meanwhile
+    conn._preparing.join(30)  # type: ignore[union-attr]
+    assert conn.stream_transport == "openssh"  # decided before any stream started
+    assert [c for c in seen if "OpenSSH client log in" in c] != []
+    assert _stream_bytes(conn.start_stream("head -c 10 /dev/zero")) == 10
+    assert len([c for c in seen if "OpenSSH client log in" in c]) == 1  # probed once
+    conn.close()
 
 
 def test_openssh_streams_check_host_keys_like_fabric(sshd, tmp_path):

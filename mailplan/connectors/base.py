@@ -105,6 +105,10 @@ class Connector(abc.ABC):
         self.observer(shown, None, 0.0, f"stream over {self.stream_path()}")
         return _ObservedStream(proc, self, shown, started)
 
+    def prepare_streams(self) -> None:  # noqa: B027 - optional hook
+        """Streams will follow: a connector whose stream path needs setting up may start
+        that now, in the background, so it overlaps the commands that come first."""
+
     def _start_stream(self, command: str) -> Process:
         """Connectors with a faster data path for streams override this."""
         return self.start(command)

@@ -130,6 +130,8 @@ class SSHConnector(Connector):
         self._streams: OpenSSHStreams | None = None
         self._streams_checked = stream_transport == "paramiko"
         self._streams_lock = threading.Lock()
+        self._preparing: threading.Thread | None = None
+        self._prepare_error: Exception | None = None
         self._streams_args = {"address": address, "user": user, "port": port,
                               "identity_file": identity_file, "connect_timeout": connect_timeout}
         #: how streams travel: "openssh", or "paramiko" with the reason
@@ -174,10 +176,29 @@ class SSHConnector(Connector):
             raise ConnectionLost(f"cannot open an SSH channel: {exc}", host=self.name) from None
         return SSHProcess(channel)
 
+    def prepare_streams(self) -> None:
+        """Probe the OpenSSH stream path on a thread (its ssh login takes as long as a
+        command or two); the first stream waits for it."""
+        if not self._streams_checked and self._preparing is None:
+            self._transport()  # connected (and the host key checked) in this thread
+            self._preparing = threading.Thread(target=self._prepare, daemon=True,
+                                               name=f"mailplan-ssh-probe-{self.name}")
+            self._preparing.start()
+
+    def _prepare(self) -> None:
+        try:
+            self._open_streams()
+        except Exception as exc:  # noqa: BLE001 - the first stream raises it again
+            self._prepare_error = exc
+
     def _open_streams(self) -> OpenSSHStreams | None:
         """The OpenSSH stream path, probed once (after Fabric has checked the host key);
         parallel mail workers wait for the probe instead of racing past it."""
         with self._streams_lock:
+            if self._prepare_error is not None:  # the background probe failed: say why now
+                exc, self._prepare_error = self._prepare_error, None
+                self._streams_checked = False
+                raise exc
             return self._probe_streams()
 
     def _probe_streams(self) -> OpenSSHStreams | None:
@@ -223,6 +244,9 @@ class SSHConnector(Connector):
         return proc
 
     def close(self) -> None:
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
         if self._streams is not None:
             self._streams.close()
             self._streams = None
