@@ -88,12 +88,21 @@ def make_plan(spec: Spec, state: State,
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
     try:
-        source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
-                             src.get("shadow", "/etc/shadow"))
-        desired = build_desired(spec, source)
         domains, users = state.managed()
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
-        target = read_target(conns[tgt["host"]], vpop, set(desired.domains) | domains)
+        named = {key.lower() for key in spec.data["domains"]} | domains  # desired's, too
+        # two hosts are read at once (each read is a remote command: a shell start-up)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
+                if src["host"] != tgt["host"] else None
+            source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
+                                 src.get("shadow", "/etc/shadow"))
+            desired = build_desired(spec, source)
+        wanted = set(desired.domains) | domains
+        if target_read is not None and wanted <= named:
+            target = target_read.result()
+        else:
+            target = read_target(conns[tgt["host"]], vpop, wanted)
         result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)

@@ -284,3 +284,36 @@ def test_a_saved_plan_resumes_after_a_kill_and_goes_stale_after_it_is_done(tmp_p
     stale = mailplan("apply", str(saved))
     assert stale.returncode == 1 and "partly applied and the target has since changed" in (
         stale.stderr), stale.stderr
+
+
+def test_plan_reads_the_source_and_the_target_at_once(tmp_path):
+    """Each host read is a remote command (a shell start-up): the target's starts
+    without waiting for the source's. The source read here waits for the target's to
+    begin, which it would never see if the two ran one after the other."""
+    import threading
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.engine import make_plan, state_path_for
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    src = make_source(tmp_path / "source", ACCOUNTS[:2])
+    target = install_target(tmp_path / "target")
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={unique_domain("par"): {"import": {"uid_min": 1000}}}))
+    target_started = threading.Event()
+
+    class Target(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            target_started.set()
+            return super().start(command)
+
+    class Source(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            assert target_started.wait(20), "the target was read only after the source"
+            return super().start(command)
+
+    planned = make_plan(spec, State.load(state_path_for(spec)),
+                        {"oldmail": Source("oldmail"), "newmail": Target("newmail")})
+    assert {c.user for c in planned.plan.changes if c.kind == "user"} >= {"alice", "bob"}
+    planned.close()
