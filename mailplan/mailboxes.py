@@ -295,7 +295,7 @@ class MailImporter:
         stream: SnapshotStream | None = None
         try:
             client.open(maildir_of(udir), owner_of_parent=True)
-            known = client.scan().known(mb.dirname)
+            known = client.scan(mb.dirname).known(mb.dirname)
             if mb.dirname:
                 client.create_folder(mb.dirname)
             # exactly what the plan listed, proven untorn (mail.snapshot)

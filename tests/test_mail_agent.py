@@ -269,6 +269,7 @@ def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_
     client.sync_async()
     assert client.outstanding == 1
     assert len(client.scan().known("")) == 40
+    assert len(client.scan("").known("")) == 40 and client.scan(".Other").known("") == set()
     assert client.outstanding == 0
     assert [(r.durable, r.present) for r in client.synced()] == [([], [])]
     assert client.synced() == []

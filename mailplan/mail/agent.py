@@ -27,8 +27,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  The agent does this on a second thread while it goes on writing the
                  next messages to tmp/, so the disk flush overlaps the stream; replies
                  still come in request order (any other request waits for pending syncs)
-``L``* scan      ``{"folders": {dir: [[digest, occ, subdir, name]]},
-                 "ledger": [[dir, digest, occ]]}``
+``L``* scan      ``{"folders": {dir: [[digest, occ]]}, "ledger": [[dir, digest, occ]]}``:
+                 the identities in new/ and cur/ of every folder, or with payload JSON
+                 ``{"dir": d}`` of folder ``d`` only (an import needs one folder's)
 ``U``* subscribe JSON ``{"files": {filename: [lines]}}``: add missing lines (never drop any)
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
@@ -427,9 +428,12 @@ class Agent:
             sync_filesystem(self.root, sorted(dirs) + [path])
         return {"durable": durable, "present": present}
 
-    def scan(self) -> dict[str, Any]:
-        folders = {d: [list(x) for x in self._scan_dir(d)] for d in self._folders()}
-        ledger = [[d, dg, o] for d, ids in sorted(self.ledger.items()) for dg, o in sorted(ids)]
+    def scan(self, req: dict[str, Any]) -> dict[str, Any]:
+        only = req.get("dir")
+        dirs = [only] if only is not None else list(self._folders())
+        folders = {d: [[dg, o] for dg, o, _s, _n in self._scan_dir(d)] for d in dirs}
+        ledger = [[d, dg, o] for d, ids in sorted(self.ledger.items()) for dg, o in sorted(ids)
+                  if only is None or d == only]
         return {"folders": folders, "ledger": ledger}
 
     def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -524,7 +528,8 @@ def fail(out: BinaryIO, exc: BaseException) -> None:
 
 def serve(inp: BinaryIO, out: BinaryIO) -> int:
     agent = Agent(out)
-    replying = {b"O": lambda p: agent.open(json.loads(p)), b"L": lambda p: agent.scan(),
+    replying = {b"O": lambda p: agent.open(json.loads(p)),
+                b"L": lambda p: agent.scan(json.loads(p) if p else {}),
                 b"U": lambda p: agent.subscribe(json.loads(p)), b"Z": lambda p: agent.quota()}
     while True:
         head = read_exact(inp, 5)

@@ -106,6 +106,8 @@ class AgentClient:
             self._write(data)
 
     def _write(self, data: bytes) -> None:
+        if self._failed is not None:  # the agent reported an error and stopped
+            raise self._failed
         try:
             self.pipe.write(data)
         except OSError as exc:
@@ -251,9 +253,10 @@ class AgentClient:
         ready, self._ready = self._ready, []
         return ready
 
-    def scan(self) -> ScanResult:
-        """Identities already in the Maildir and its folders, and the import ledger."""
-        reply = self._request(b"L")
+    def scan(self, dirname: str | None = None) -> ScanResult:
+        """Identities already in the Maildir and its folders (only in folder ``dirname``
+        when given), and the import ledger."""
+        reply = self._request(b"L", None if dirname is None else {"dir": dirname})
         folders = {d: {(x[0], int(x[1])) for x in rows} for d, rows in reply["folders"].items()}
         ledger: dict[str, set[tuple[str, int]]] = {}
         for d, digest, occ in reply["ledger"]:
