@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailplan.connectors.base import Connector, Process
+from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.desired import Desired, Problem
 from mailplan.errors import ConnectionLost, HostError, SourceChanged, StepFailed
 from mailplan.facts.mailboxes import (
@@ -265,6 +265,14 @@ class MailImporter:
         self.on_batch = on_batch
         self._proc: Process | None = None
         self._client: AgentClient | None = None
+        self._source_shell: ShellSession | None = None
+
+    def _source_run(self, command: str) -> CommandResult:
+        """A read-only command on the source, in one shell kept for the whole import
+        (the per-batch checks would otherwise each start a remote shell)."""
+        if self._source_shell is None:
+            self._source_shell = ShellSession(self.source)
+        return self._source_shell.run(command)
 
     def _agent(self) -> AgentClient:
         if self._client is None:
@@ -299,7 +307,8 @@ class MailImporter:
             if mb.dirname:
                 client.create_folder(mb.dirname)
             # exactly what the plan listed, proven untorn (mail.snapshot)
-            stream = SnapshotStream(self.source, mb.path, job.start, mb.size, step=step)
+            stream = SnapshotStream(self.source, mb.path, job.start, mb.size, step=step,
+                                    run=self._source_run)
 
             def durable(batch: list[Delivered]) -> None:
                 size = sum(d.size for d in batch)
@@ -339,7 +348,8 @@ class MailImporter:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)
         end = report.summary.end_offset
-        head, tail = checkpoint_windows(self.source, mb.path, end) if end else ("", "")
+        head, tail = checkpoint_windows(self.source, mb.path, end, self._source_run) \
+            if end else ("", "")
         count = job.checkpoint_count + report.summary.messages
         return {"mailbox": mb.key, "checkpoint": {
             "path": mb.path, "inode": mb.inode, "offset": end, "head": head, "tail": tail,
@@ -366,7 +376,11 @@ class MailImporter:
         self._proc, self._client = None, None
 
     def close(self) -> None:
-        """Stop the agent (it syncs anything still queued)."""
+        """Stop the agent (it syncs anything still queued) and the source shell."""
+        if self._source_shell is not None:
+            with contextlib.suppress(OSError, HostError):  # a lost source: reported already
+                self._source_shell.close()
+            self._source_shell = None
         if self._client is not None:
             with contextlib.suppress(AgentError, OSError):
                 self._client.quit()

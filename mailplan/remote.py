@@ -107,12 +107,14 @@ def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
 
 
 class ShellSession:
-    """One long-lived remote shell that runs commands one at a time, in lockstep."""
+    """One long-lived remote shell that runs commands one at a time, in lockstep (threads
+    may share it: each command waits for the one before)."""
 
     def __init__(self, conn: Connector) -> None:
         self.conn = conn
         self._proc = conn.start("/bin/sh -s")
         self._tag = 0
+        self._lock = threading.Lock()
         try:
             self._proc.write(_PROLOGUE.encode())
         except OSError as exc:
@@ -122,13 +124,14 @@ class ShellSession:
         """Run one command line (a :class:`Cmd` is logged with its secrets masked);
         return once its result has arrived."""
         text = command.render() if isinstance(command, Cmd) else command
-        self._tag += 1
-        started = time.monotonic()
-        try:
-            self._proc.write(_framed(self._tag, text).encode())
-        except OSError as exc:
-            raise ConnectionLost(f"connection lost: {exc}", host=self.conn.name) from None
-        res = _read_frame(self._proc, self._tag, self.conn.name)
+        with self._lock:
+            self._tag += 1
+            started = time.monotonic()
+            try:
+                self._proc.write(_framed(self._tag, text).encode())
+            except OSError as exc:
+                raise ConnectionLost(f"connection lost: {exc}", host=self.conn.name) from None
+            res = _read_frame(self._proc, self._tag, self.conn.name)
         if self.conn.observer is not None:
             shown, logged = command, res
             if isinstance(command, Cmd):

@@ -208,3 +208,37 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
         user_dir = root.parent.stat()
         assert {(p.stat().st_uid, p.stat().st_gid) for p in [root, *root.rglob("*")]} == {
             (user_dir.st_uid, user_dir.st_gid)}
+
+
+def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
+    """A mailbox of three sync batches is checked before each batch and at its end, and
+    its checkpoint is read: all in one long-lived source shell, besides the read itself
+    (each remote command is a shell start-up)."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.spec import load_spec
+    from mailplan.state import State, locked
+
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    (src / "var/spool/mail/big").write_bytes(b"".join(
+        msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}") for i in range(5000)))
+    target = install_target(tmp_path / "target")
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={unique_domain(): {"import": {"uid_min": 1000}}}))
+    started: list[str] = []
+
+    class Source(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            started.append(command)
+            return super().start(command)
+
+    path = state_path_for(spec)
+    with locked(path):
+        state = State.load(path)
+        planned = make_plan(spec, state, {"oldmail": Source("oldmail"),
+                                          "newmail": LocalConnector("newmail")})
+        del started[:]
+        result = apply_plan(planned, state, prune=False)
+        planned.close()
+    assert any(c.kind == "mailbox" for c in result.done)
+    assert [c.split(" ")[0] for c in started] == ["head", "/bin/sh"], started

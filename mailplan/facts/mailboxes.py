@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, HostError
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
@@ -181,9 +181,11 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     return ok
 
 
-def checkpoint_windows(conn: Connector, path: str, offset: int) -> tuple[str, str]:
-    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``."""
-    (res,) = run_batch(conn, [_window_cmd(path, offset)])
+def checkpoint_windows(conn: Connector, path: str, offset: int,
+                       run: Callable[[str], CommandResult] | None = None) -> tuple[str, str]:
+    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``
+    (read by ``run`` when given, e.g. a long-lived shell)."""
+    res = run(_window_cmd(path, offset)) if run else run_batch(conn, [_window_cmd(path, offset)])[0]
     head_len = min(WINDOW, offset)
     if res.returncode != 0 or len(res.stdout) != head_len + min(WINDOW, offset):
         raise HostError(f"cannot re-read {path} to record its checkpoint", host=conn.name)

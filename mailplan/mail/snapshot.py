@@ -46,8 +46,12 @@ def _slice(path: str, start: int, length: int) -> str:
 class SnapshotStream:
     """A readable ``[start, end)`` of ``path`` on ``conn``; see the module docstring."""
 
-    def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str) -> None:
+    def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str,
+                 run: Callable[[str], CommandResult] | None = None) -> None:
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
+        #: runs the read-only checks (default: a command of their own on ``conn``; apply
+        #: passes a long-lived source shell, so a check costs no shell start-up)
+        self._run = run or conn.run
         self._proc = conn.start_stream(_slice(path, start, end - start))
         self._proc.close_stdin()
         self._count = 0
@@ -122,7 +126,7 @@ class SnapshotStream:
         """Compare the head and the tail window ending at ``pos`` with the file; return
         the output of ``extra`` (more commands run in the same channel)."""
         pos, head, tail = window
-        check = self.conn.run(f"{_slice(self.path, self.start, len(head))}; "
+        check = self._run(f"{_slice(self.path, self.start, len(head))}; "
                               f"{_slice(self.path, pos - len(tail), len(tail))}{extra}")
         out = check.stdout
         got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
