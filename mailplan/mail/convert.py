@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
 from mailplan.mail.maildir import message_name
@@ -33,9 +34,9 @@ MAX_PENDING = 2  # batches read ahead of their source check before the read wait
 POLL_EVERY = 64  # messages between looks for acknowledgements and passed checks
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """A message the agent made durable: where it came from and where it went."""
+class Delivered(NamedTuple):
+    """A message the agent made durable: where it came from and where it went (a named
+    tuple: one is made per message)."""
 
     dirname: str
     name: str
