@@ -295,7 +295,18 @@ class MailImporter:
         return udir
 
     def run(self, change: Change, job: MailJob) -> dict[str, Any]:
-        """Import one mailbox; journal each durable batch; return the final effect."""
+        """Import one mailbox; journal each durable batch; return the final effect.
+
+        On any failure or stop (Ctrl-C stops at a journaled batch) the agent is dropped
+        without a sync: what was streamed since the last sync stays invisible in tmp/
+        (the next run removes it) instead of becoming durable unjournaled."""
+        try:
+            return self._import(change, job)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _import(self, change: Change, job: MailJob) -> dict[str, Any]:
         step = f"+ mailbox {change.address}"
         mb = job.mailbox
         udir = self._user_dir(change)
@@ -329,8 +340,7 @@ class MailImporter:
                 client.subscribe(subscription_lines([mb.folder]))
             client.refresh_quota()
         except SourceChanged:
-            self.abort()  # what is queued may hold a torn message: never sync it
-            raise
+            raise  # what is queued may hold a torn message: never synced (run aborts)
         except AgentLost as exc:
             said = self._last_words()
             if said is not None:  # the agent failed (disk full, ...), not the connection
@@ -372,7 +382,8 @@ class MailImporter:
     def abort(self) -> None:
         """Drop the agent without a sync: queued files stay in tmp/, removed next time."""
         if self._proc is not None:
-            self._proc.kill()
+            with contextlib.suppress(OSError):  # it may have exited already
+                self._proc.kill()
         self._proc, self._client = None, None
 
     def close(self) -> None:
