@@ -261,3 +261,17 @@ def test_commands_that_cannot_start_are_logged_with_the_error(sshd, tmp_path):
     assert [(c, r, n) for c, r, _e, _s, n in seen] == [
         ("true", -1, "could not start"), ("the source read", -1, "stream could not start")]
     assert all(b"unknown; refusing" in e for _c, _r, e, _s, _n in seen)
+
+
+def test_local_streams_are_read_through_a_large_pipe():
+    """Stream output arrives in reads of up to 1 MiB (the mbox reader copies its buffer
+    per read); where Linux refuses the size, the default pipe still works."""
+    import fcntl
+
+    from mailplan.connectors.local import PIPE_SIZE
+
+    proc = LocalConnector("here").start_stream("head -c 3000000 /dev/zero")
+    size = fcntl.fcntl(proc._stdout.fileno(), fcntl.F_GETPIPE_SZ)  # type: ignore[attr-defined]
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) >= PIPE_SIZE:
+        assert size == PIPE_SIZE
+    assert _stream_bytes(proc) == 3_000_000
