@@ -90,7 +90,8 @@ def make_plan(spec: Spec, state: State,
     try:
         domains, users = state.managed()
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
-        named = {key.lower() for key in spec.data["domains"]} | domains  # desired's, too
+        # the desired state's domains are the spec's, lower-cased (desired.build_desired)
+        named = {key.lower() for key in spec.data["domains"]} | domains
         # two hosts are read at once (each read is a remote command: a shell start-up)
         with ThreadPoolExecutor(max_workers=1) as pool:
             target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
@@ -98,11 +99,8 @@ def make_plan(spec: Spec, state: State,
             source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
                                  src.get("shadow", "/etc/shadow"))
             desired = build_desired(spec, source)
-        wanted = set(desired.domains) | domains
-        if target_read is not None and wanted <= named:
-            target = target_read.result()
-        else:
-            target = read_target(conns[tgt["host"]], vpop, wanted)
+        target = target_read.result() if target_read is not None else \
+            read_target(conns[tgt["host"]], vpop, named)
         result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)

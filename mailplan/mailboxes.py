@@ -23,7 +23,7 @@ from typing import Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.desired import Desired, Problem
-from mailplan.errors import ConnectionLost, HostError, SourceChanged, StepFailed
+from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.facts.mailboxes import (
     Checkpoint,
     MailboxRef,
@@ -339,8 +339,6 @@ class MailImporter:
             if job.subscribe and mb.dirname:
                 client.subscribe(subscription_lines([mb.folder]))
             client.refresh_quota()
-        except SourceChanged:
-            raise  # what is queued may hold a torn message: never synced (run aborts)
         except AgentLost as exc:
             said = self._last_words()
             if said is not None:  # the agent failed (disk full, ...), not the connection

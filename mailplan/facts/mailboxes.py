@@ -182,10 +182,10 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
 
 
 def checkpoint_windows(conn: Connector, path: str, offset: int,
-                       run: Callable[[str], CommandResult] | None = None) -> tuple[str, str]:
-    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``
-    (read by ``run`` when given, e.g. a long-lived shell)."""
-    res = run(_window_cmd(path, offset)) if run else run_batch(conn, [_window_cmd(path, offset)])[0]
+                       run: Callable[[str], CommandResult]) -> tuple[str, str]:
+    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``, read
+    on ``conn`` by ``run`` (apply's long-lived source shell)."""
+    res = run(_window_cmd(path, offset))
     head_len = min(WINDOW, offset)
     if res.returncode != 0 or len(res.stdout) != head_len + min(WINDOW, offset):
         raise HostError(f"cannot re-read {path} to record its checkpoint", host=conn.name)

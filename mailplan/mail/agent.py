@@ -382,14 +382,10 @@ class Agent:
         send(self.out, kind, obj)
 
     def _take(self, through: int | None = None) -> tuple[list[Any], list[list[str]]]:
-        if through is None:
-            batch, self.queue = self.queue, []
-            skipped, self.skipped = self.skipped, []
-        else:
-            cut = _count_through(self.queue, through)
-            batch, self.queue = self.queue[:cut], self.queue[cut:]
-            cut = _count_through(self.skipped, through)
-            skipped, self.skipped = self.skipped[:cut], self.skipped[cut:]
+        cut = _count_through(self.queue, through)
+        batch, self.queue = self.queue[:cut], self.queue[cut:]
+        cut = _count_through(self.skipped, through)
+        skipped, self.skipped = self.skipped[:cut], self.skipped[cut:]
         return batch, [entry for _n, entry in skipped]
 
     def _sync_thread(self) -> None:
@@ -493,9 +489,11 @@ class Agent:
         return {"maildirsize": True, "bytes": total, "messages": count}
 
 
-def _count_through(entries: list[Any], through: int) -> int:
+def _count_through(entries: list[Any], through: int | None) -> int:
     """How many of ``entries`` (in E order, each starting with its E number) are among
-    the first ``through`` messages."""
+    the first ``through`` messages (all of them when ``through`` is None)."""
+    if through is None:
+        return len(entries)
     n = 0
     while n < len(entries) and entries[n][0] <= through:
         n += 1

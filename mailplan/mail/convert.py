@@ -107,8 +107,6 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 return
             if check is not None:
                 check.result()  # raises what the check found
-            if client.outstanding > syncs_in_flight:
-                continue
             pending.popleft()
             client.sync_async(through=through)
 

@@ -73,11 +73,8 @@ def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
     day = _day_start(mday, mon, year)
     if day is None:
         return None
-    if len(clock) == 8:  # hh:mm:ss, the usual form
-        seconds = int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:])
-    else:
-        hms = [int(x) for x in clock.split(b":")]
-        seconds = hms[0] * 3600 + hms[1] * 60 + (hms[2] if len(hms) == 3 else 0)
+    hms = [int(x) for x in clock.split(b":")]
+    seconds = hms[0] * 3600 + hms[1] * 60 + (hms[2] if len(hms) == 3 else 0)
     return float(day + seconds - (default_offset if offset is None else offset))
 
 
