@@ -17,6 +17,7 @@ from mailplan.engine import (
     check_saved,
     load_for_apply,
     make_plan,
+    record_settled,
     state_path_for,
 )
 from mailplan.errors import MailplanError
@@ -140,7 +141,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                 click.echo(render_plan(planned.plan, target=target,
                                        colour=use_colour(sys.stdout)), nl=False)
             if not todo:
-                watch.nothing()
+                watch.nothing(record_settled(planned, current))
                 return
             if saved is None and not auto_approve:
                 _confirm()

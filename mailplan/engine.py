@@ -64,6 +64,9 @@ class Planned:
     target: TargetFacts
     connectors: dict[str, Connector] = field(default_factory=dict)
     mail_jobs: dict[str, MailJob] = field(default_factory=dict)
+    #: checkpoints of mailboxes found complete on the target (state only, see
+    #: :func:`mailplan.mailboxes.plan_mail`)
+    mail_settled: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def target_connector(self) -> Connector:
@@ -127,7 +130,7 @@ def make_plan(spec: Spec, state: State,
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems,
     )
-    return Planned(spec, plan, desired, target, conns, mail.jobs)
+    return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled)
 
 
 def _same(a: Change, b: Change) -> bool:
@@ -261,6 +264,7 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
+        _record_settled(planned, record)
         if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
             planned.target_connector.prepare_streams()
         with ShellSession(planned.target_connector) as session:
@@ -279,6 +283,27 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     return ApplyResult(done, skipped)
 
 
+def _record_settled(planned: Planned, record: Callable[[str, dict[str, Any]], None]) -> None:
+    for entry in planned.mail_settled:
+        record(f"checkpoint {entry['mailbox']}", entry)
+
+
+def record_settled(planned: Planned, state: State) -> int:
+    """For an apply with no change to make: record the checkpoints of mailboxes the plan
+    found complete (nothing is written on either host); return how many."""
+    if not planned.mail_settled:
+        return 0
+    state.begin(planned.plan.plan_id)
+    result = "failed"
+    try:
+        _record_settled(planned, state.record)
+        result = "ok"
+    finally:
+        state.finish(result, {"changes_done": 0, "changes_planned": 0,
+                              "checkpoints_recorded": len(planned.mail_settled)})
+    return len(planned.mail_settled)
+
+
 def load_for_apply(path: Path) -> tuple[Spec, Plan | None]:
     """``apply`` takes a spec or a saved plan; return the spec and the plan if any."""
     if path.suffix == ".json":
@@ -294,4 +319,4 @@ def plan_and_lock(spec: Spec) -> tuple[Path, Any]:
 
 
 __all__ = ["MailplanError", "Planned", "apply_plan", "check_saved", "load_for_apply",
-           "make_plan", "plan_and_lock", "state_path_for", "target_digest"]
+           "make_plan", "plan_and_lock", "record_settled", "state_path_for", "target_digest"]

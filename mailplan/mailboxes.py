@@ -4,14 +4,17 @@ Plan: list the source mailboxes of every migrated user (spool file = INBOX, file
 the folder directory = folders), read each one as a stream (only the part after the last
 checkpoint when its first and last 4 KiB still match), and compare message identities
 with what the user's Maildir already holds (file names and the import ledger). One
-``mailbox`` change per folder with messages to import; everything else is explained.
+``mailbox`` change per folder with messages to import; everything else is explained. A
+mailbox read whole (or past its checkpoint) and found entirely on the target gets a
+checkpoint for apply to record in the state only (``MailPlan.settled``).
 
 Apply: one writer agent per apply on the target (a stdlib Python program started over
 one channel, see :mod:`mailplan.mail.agent`) and one streaming read per mailbox on the
 source. Messages are written to tmp/, synced in batches and renamed into new/ or cur/
 without ever overwriting; each durable batch is journaled as soon as the writer
 acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
-recorded once it is complete, so the next run reads only what was appended.
+recorded once it is complete (from the bytes the import read), so the next run reads
+only what was appended.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from mailplan.facts.mailboxes import (
     MailboxScan,
     MaildirFacts,
     SourceMailbox,
-    checkpoint_windows,
     list_source_mailboxes,
     read_maildirs,
     scan_mailboxes,
@@ -43,6 +45,7 @@ from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import subscription_lines
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
+from mailplan.mail.windows import WINDOW, digest
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
 from mailplan.remote import ShellSession, read_files, run_batch
@@ -60,6 +63,7 @@ class MailJob:
     size: int
     subscribe: bool
     checkpoint_count: int  # messages imported through ``start`` by earlier runs
+    checkpoint_head: str  # that checkpoint's digest of the file's first 4 KiB
 
 
 @dataclass
@@ -70,6 +74,20 @@ class MailPlan:
     noops: list[Noop] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     jobs: dict[str, MailJob] = field(default_factory=dict)
+    #: checkpoints of mailboxes read to their end and found already on the target
+    #: (state entries: apply records them, so later plans read only what is appended)
+    settled: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a mailbox is read from: 0, or an earlier checkpoint's offset (with the
+    occurrence seed of the messages before it, their number and the file's head digest)."""
+
+    offset: int = 0
+    seed: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    head: str = ""
 
 
 def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
@@ -113,8 +131,8 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
 
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:
     seed: dict[str, int] = {}
-    for digest, occ in known:
-        seed[digest] = max(seed.get(digest, 0), occ + 1)
+    for sha, occ in known:
+        seed[sha] = max(seed.get(sha, 0), occ + 1)
     return seed
 
 
@@ -144,20 +162,20 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     valid = dict(zip([mb.key for mb, _ in with_cp],
                      still_valid(source_conn, with_cp), strict=True))
-    jobs = []
+    reads = []
     for mb, cp in checkpoints:
         facts = maildirs.get(dirs.get((mb.domain, mb.user), ""), MaildirFacts())
         known = facts.known(mb.dirname)
-        start, seed, cp_count = 0, {}, 0
+        begin = _Start()
         if cp is not None and valid.get(mb.key):
             recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
             if len(facts.ledger.get(mb.dirname, set())) >= recorded:
-                start, seed, cp_count = cp.offset, _seed(known), recorded
-        jobs.append((mb, start, seed, cp_count, known))
-    scans = scan_mailboxes(source_conn, [(mb, start, seed, known)
-                                         for mb, start, seed, _c, known in jobs], mboxrd=mboxrd)
-    for (mb, start, seed, cp_count, known), scan in zip(jobs, scans, strict=True):
-        _judge(out, mb, scan, known, start, seed, cp_count, subscribed)
+                begin = _Start(cp.offset, _seed(known), recorded, cp.head)
+        reads.append((mb, begin, known))
+    scans = scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
+                                         for mb, begin, known in reads], mboxrd=mboxrd)
+    for (mb, begin, known), scan in zip(reads, scans, strict=True):
+        _judge(out, mb, scan, known, begin, subscribed)
     _quota_warnings(out, desired)
     return out
 
@@ -203,8 +221,7 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
-           start: int, seed: dict[str, int], cp_count: int,
-           subscribed: dict[tuple[str, str], set[str] | None]) -> None:
+           begin: _Start, subscribed: dict[tuple[str, str], set[str] | None]) -> None:
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
@@ -215,9 +232,14 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
-    read = f" (read from byte {start}: unchanged before)" if start else ""
+    read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
-        out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + cp_count} "
+        settled = _settled(mb, scan, begin)
+        if settled is not None:
+            out.settled.append(settled)
+            read += (f"; apply records that it is complete through byte {scan.end}, so "
+                     "later plans read only what arrives after")
+        out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + begin.count} "
                               f"messages already on the target{read}{skipped}"))
         return
     size = scan.todo_bytes
@@ -228,9 +250,25 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                     + read + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
-    out.jobs[change.id] = MailJob(mb, start, seed, scan.todo, size,
+    out.jobs[change.id] = MailJob(mb, begin.offset, begin.seed, scan.todo, size,
                                   mb.folder == "INBOX" or subs is None or mb.folder in subs,
-                                  cp_count)
+                                  begin.count, begin.head)
+
+
+def _settled(mb: SourceMailbox, scan: MailboxScan, begin: _Start) -> dict[str, Any] | None:
+    """The checkpoint of a mailbox whose messages are all on the target already (a run
+    killed between its last sync and journaling it, a state file deleted, a spool the
+    old server rewrote): without it every later plan would read it whole again. The
+    windows come from the bytes this plan read, like an import's."""
+    seen = scan.seen
+    if not scan.total or seen is None or scan.end <= begin.offset \
+            or scan.end != begin.offset + seen.size \
+            or (begin.offset and len(seen.tail) < WINDOW):
+        return None  # nothing new was read, or the 4 KiB window reaches before the read
+    head = begin.head if begin.offset else digest(seen.head)
+    return {"mailbox": mb.key, "checkpoint": {
+        "path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
+        "tail": digest(seen.tail), "count": begin.count + scan.total}}
 
 
 def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[str, str]:
@@ -356,12 +394,14 @@ class MailImporter:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)
         end = report.summary.end_offset
-        head, tail = checkpoint_windows(self.source, mb.path, end, self._source_run) \
-            if end else ("", "")
-        count = job.checkpoint_count + report.summary.messages
-        return {"mailbox": mb.key, "checkpoint": {
-            "path": mb.path, "inode": mb.inode, "offset": end, "head": head, "tail": tail,
-            "count": count}, "domain": change.domain, "user": change.user}
+        digests = ("", "") if not end else \
+            stream.checkpoint_digests(job.checkpoint_head) if end == stream.end else None
+        checkpoint = None if digests is None else {
+            "path": mb.path, "inode": mb.inode, "offset": end, "head": digests[0],
+            "tail": digests[1], "count": job.checkpoint_count + report.summary.messages}
+        # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
+        return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
+                "user": change.user}
 
     def _last_words(self) -> str | None:
         """The error a dead agent wrote on stderr; None when the connection died."""

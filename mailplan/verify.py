@@ -40,6 +40,7 @@ from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.mail.windows import Windows
 from mailplan.mailboxes import mailbox_refs, maildir_of
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
@@ -47,7 +48,7 @@ from mailplan.secret import Secret
 from mailplan.shell import join
 from mailplan.spec import Spec
 from mailplan.state import State
-from mailplan.verify_cache import Proven, Windows, cache_path, key, source_digest, target_digest
+from mailplan.verify_cache import Proven, cache_path, key, source_digest, target_digest
 from mailplan.verify_cache import load as load_proven
 from mailplan.verify_cache import save as save_proven
 from mailplan.verify_model import (

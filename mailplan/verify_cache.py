@@ -103,26 +103,3 @@ def target_digest(files: dict[Identity, list[TargetMessage]]) -> str | None:
         m = found[0]
         rows.append(f"{d}:{o}:{m.name_size}:{''.join(sorted(m.flags))}:{int(m.mtime)}")
     return _digest(rows)
-
-
-class Windows:
-    """A read-through wrapper recording size and the first and last 4 KiB read."""
-
-    def __init__(self, handle: object, window: int = 4096) -> None:
-        self._handle, self._window = handle, window
-        self.size = 0
-        self._head = b""
-        self._tail = b""
-
-    def read(self, size: int = 65536) -> bytes:
-        chunk: bytes = self._handle.read(size)  # type: ignore[attr-defined]
-        if chunk:
-            self.size += len(chunk)
-            if len(self._head) < self._window:
-                self._head += chunk[: self._window - len(self._head)]
-            self._tail = (self._tail + chunk)[-self._window:]
-        return chunk
-
-    def digests(self) -> tuple[str, str]:
-        """sha256 of the first and of the last window read (as checkpoints record them)."""
-        return hashlib.sha256(self._head).hexdigest(), hashlib.sha256(self._tail).hexdigest()

@@ -158,10 +158,13 @@ class ApplyWatch:
         self.reporter.batch(change, messages, size)
         self._check()
 
-    def nothing(self) -> None:
-        """Nothing to apply."""
+    def nothing(self, settled: int = 0) -> None:
+        """Nothing to apply (``settled``: checkpoints recorded in the state only)."""
         self.summary.result = "nothing to apply"
         self._echo("Nothing to apply.")
+        if settled:
+            self._echo(f"Recorded that {settled} mailbox(es) are complete on the target "
+                       "(state only): later plans read only the mail that arrives after.")
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""

@@ -138,6 +138,27 @@ def test_incremental_run_moves_only_new_mail_and_respects_deletions(setup):
     # still nothing to import, nothing duplicated
     spool.write_bytes(spool.read_bytes()[len(INBOX.split(b"\nFrom b@")[0]) + 1:])
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # ... and its new end is recorded, so later plans stop reading it whole
+    assert_settled_then_read_from_the_end(spec, f"alice@{domain}", spool)
+
+
+def assert_settled_then_read_from_the_end(spec: Path, address: str, spool: Path) -> None:
+    """A mailbox found complete is read whole until apply records where it ends (state
+    only); after that, plans read only what follows."""
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    line = next(x for x in plan.splitlines() if f"{address}: INBOX: all" in x)
+    assert f"apply records that it is complete through byte {spool.stat().st_size}" in line
+    assert "read from byte" not in line
+    res = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    assert "Nothing to apply." in res and "Recorded that" in res
+    state = json.loads(spec.with_name("m.state.json").read_text())
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["offset"] == spool.stat().st_size
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert "No changes." in plan
+    line = next(x for x in plan.splitlines() if f"{address}: INBOX: all" in x)
+    assert f"read from byte {spool.stat().st_size}" in line and "apply records" not in line
+    assert "Recorded that" not in mailplan("apply", str(spec), "--auto-approve",
+                                           check=True).stdout
 
 
 def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
@@ -145,6 +166,8 @@ def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
     mailplan("apply", str(spec), "--auto-approve", check=True)
     (tmp_path / "m.state.json").unlink()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    assert_settled_then_read_from_the_end(spec, f"alice@{domain}",
+                                          src / "var/spool/mail/alice")
 
 
 def test_kill_during_import_then_rerun(tmp_path, sshd):
@@ -242,3 +265,49 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
         planned.close()
     assert any(c.kind == "mailbox" for c in result.done)
     assert [c.split(" ")[0] for c in started] == ["head", "/bin/sh"], started
+
+
+def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch):
+    """The old server rewrites the spool right after the import read it (a reader deletes
+    the first message, new mail arrives): the checkpoint must describe what was read, not
+    the rewritten file, or the next plan would start reading inside the new message."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.mail.agent_client import AgentClient
+    from mailplan.spec import load_spec
+    from mailplan.state import State, locked
+
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    spool = src / "var/spool/mail/ann"
+    old = [msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}") for i in range(20)]
+    spool.write_bytes(b"".join(old))
+    late = msg("late@x.example", "Tue Nov  3 10:00:00 2026", "late", body="y" * 9000 + "\n")
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={domain: {"import": {"uid_min": 1000}}}))
+    real_refresh = AgentClient.refresh_quota
+
+    def rewrite_then_refresh(self):  # type: ignore[no-untyped-def]
+        with open(spool, "r+b") as fh:  # in place, as UW-IMAP rewrites a spool
+            fh.write(b"".join(old[1:]) + late)
+        return real_refresh(self)
+
+    def apply_once() -> None:
+        path = state_path_for(spec)
+        with locked(path):
+            state = State.load(path)
+            planned = make_plan(spec, state, {"oldmail": LocalConnector("oldmail"),
+                                              "newmail": LocalConnector("newmail")})
+            try:
+                apply_plan(planned, state, prune=False)
+            finally:
+                planned.close()
+
+    monkeypatch.setattr(AgentClient, "refresh_quota", rewrite_then_refresh)
+    apply_once()
+    monkeypatch.setattr(AgentClient, "refresh_quota", real_refresh)
+    apply_once()
+    subjects = sorted(f.read_text().split("Subject: ")[1].split("\n")[0]
+                      for sub in files(maildir(target, f"ann@{domain}")).values() for f in sub)
+    assert subjects == sorted([f"m{i}" for i in range(20)] + ["late"])

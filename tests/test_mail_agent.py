@@ -379,3 +379,45 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
         assert len(visible) == 400 and not spliced
     else:  # without the check, batches read after the rewrite were made visible
         assert len(boundaries) > 2 and spliced
+
+
+def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
+    """The checkpoint an import records is the one the next plan accepts: of a whole
+    read, of a short read after an earlier checkpoint (its window reaches back before
+    the read), and none before the read is proven whole."""
+    import hashlib
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import Checkpoint, SourceMailbox, still_valid
+    from mailplan.mail.snapshot import SnapshotStream
+
+    conn = LocalConnector("oldmail")
+    spool = tmp_path / "spool"
+    data = b"".join(SEP + b"Subject: m%d\n\n" % i + b"x" * 900 + b"\n\n" for i in range(30))
+    spool.write_bytes(data)
+
+    def read(start: int, end: int, head: str) -> tuple[str, str] | None:
+        stream = SnapshotStream(conn, str(spool), start, end, step="+ mailbox test")
+        assert stream.checkpoint_digests(head) is None  # not read yet
+        while stream.read(1000):
+            pass
+        return stream.checkpoint_digests(head)
+
+    def valid(offset: int, digests: tuple[str, str]) -> bool:
+        st = spool.stat()
+        mb = SourceMailbox("d.example", "u", "INBOX", str(spool), st.st_size, st.st_mtime,
+                           st.st_ino)
+        cp = Checkpoint(str(spool), st.st_ino, offset, digests[0], digests[1], {})
+        return still_valid(conn, [(mb, cp)]) == [True]
+
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    first = data.rindex(b"\n\n" + SEP) + 2  # the last message: under 1 KB
+    whole = read(0, first, "")
+    assert whole == (sha(data[:4096]), sha(data[first - 4096:first])) and valid(first, whole)
+    short = read(first, len(data), whole[0])  # the window reaches back before the read
+    assert short == (whole[0], sha(data[-4096:])) and valid(len(data), short)
+    with open(spool, "ab") as fh:
+        fh.write(SEP + b"Subject: new\n\nx\n")
+    assert valid(len(data), short)  # an append keeps it; a rewrite does not
+    spool.write_bytes(data[10:] + b"x" * 10)
+    assert not valid(len(data), short)

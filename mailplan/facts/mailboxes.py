@@ -6,7 +6,9 @@ migrated users; each mailbox is then read as a stream (``tail -c +N``) through t
 reader, which keeps only identities and sizes. When an earlier apply recorded a
 checkpoint for a mailbox (the offset it imported through and digests of the first and
 the last 4 KiB before it) and both windows still match, only the bytes after the
-checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads.
+checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads. Each scan keeps the
+first and last 4 KiB it read, so a mailbox found entirely on the target can be given a
+checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
 
 Target (read only at plan time): one ``find`` over the users' Maildirs lists the file
 names mailplan wrote (they embed each message's identity) and one ``tar`` reads the
@@ -17,17 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mailplan.connectors.base import CommandResult, Connector
-from mailplan.errors import ConnectionLost, HostError
+from mailplan.connectors.base import Connector
+from mailplan.errors import ConnectionLost
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.mail.windows import WINDOW, Windows, digest
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.shell import join
 
-WINDOW = 4096
 LEDGER = "mailplan-ledger"
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
 _CHUNK = 500  # paths per find command (argv stays far below ARG_MAX)
@@ -95,6 +97,8 @@ class MailboxScan:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     occurrences: dict[str, int] = field(default_factory=dict)
+    #: the first and last 4 KiB of what was read (from ``start`` to ``end``)
+    seen: Windows | None = None
 
 
 def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
@@ -158,10 +162,6 @@ def _window_cmd(path: str, offset: int) -> str:
             + join(["head", "-c", str(offset - start)]))
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]]
                 ) -> list[bool]:
     """Whether each mailbox still starts with what its checkpoint recorded (one batch)."""
@@ -175,21 +175,10 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
         head_len = min(WINDOW, cp.offset) if cp.offset else 0
         data = res.stdout
         if res.returncode == 0 and len(data) == head_len + min(WINDOW, cp.offset):
-            ok[i] = _digest(data[:head_len]) == cp.head and _digest(data[head_len:]) == cp.tail
+            ok[i] = digest(data[:head_len]) == cp.head and digest(data[head_len:]) == cp.tail
         elif cp.offset == 0:
             ok[i] = True
     return ok
-
-
-def checkpoint_windows(conn: Connector, path: str, offset: int,
-                       run: Callable[[str], CommandResult]) -> tuple[str, str]:
-    """Digests of the first WINDOW bytes and of the WINDOW bytes before ``offset``, read
-    on ``conn`` by ``run`` (apply's long-lived source shell)."""
-    res = run(_window_cmd(path, offset))
-    head_len = min(WINDOW, offset)
-    if res.returncode != 0 or len(res.stdout) != head_len + min(WINDOW, offset):
-        raise HostError(f"cannot re-read {path} to record its checkpoint", host=conn.name)
-    return _digest(res.stdout[:head_len]), _digest(res.stdout[head_len:])
 
 
 def open_stream(conn: Connector, path: str, start: int) -> object:
@@ -200,10 +189,10 @@ def open_stream(conn: Connector, path: str, start: int) -> object:
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
                  mboxrd: bool, host: str, known: set[tuple[str, int]]) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
-    scan = MailboxScan(mailbox, start, dict(seed))
+    scan = MailboxScan(mailbox, start, dict(seed), seen=Windows(stream))
     occurrences = dict(seed)
     todo = hashlib.sha256()
-    reader = MboxReader(stream, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
+    reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
                         occurrences=occurrences, path=f"{host}:{mailbox.path}",
                         skip_leading=start > 0)
     try:

@@ -31,9 +31,8 @@ from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
+from mailplan.mail.windows import WINDOW, Windows, digest
 from mailplan.shell import join
-
-WINDOW = 4096
 
 
 def _slice(path: str, start: int, length: int) -> str:
@@ -54,9 +53,7 @@ class SnapshotStream:
         self._run = run or conn.run
         self._proc = conn.start_stream(_slice(path, start, end - start))
         self._proc.close_stdin()
-        self._count = 0
-        self._head = b""
-        self._tail = b""
+        self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
         self._result: CommandResult | None = None
         self._ended = False  # the process was waited for or killed
 
@@ -65,15 +62,11 @@ class SnapshotStream:
         if self._result is not None:
             return b""
         try:
-            chunk = self._proc.read(size)
+            chunk = self.seen.read(size)
         except OSError as exc:
             raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
                                  host=self.conn.name, step=self.step) from None
         if chunk:
-            self._count += len(chunk)
-            if len(self._head) < WINDOW:
-                self._head += chunk[: WINDOW - len(self._head)]
-            self._tail = (self._tail + chunk)[-WINDOW:]
             return chunk
         self._finish()
         return b""
@@ -85,13 +78,13 @@ class SnapshotStream:
         except OSError as exc:
             raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
                                  host=self.conn.name, step=self.step) from None
-        want = self.end - self.start
-        if res.returncode != 0 and self._count < want:
-            raise ConnectionLost(f"reading {self.path} stopped after {self._count} of {want} "
+        want, count = self.end - self.start, self.seen.size
+        if res.returncode != 0 and count < want:
+            raise ConnectionLost(f"reading {self.path} stopped after {count} of {want} "
                                  f"bytes (exit {res.returncode})", host=self.conn.name,
                                  step=self.step)
-        if self._count != want:
-            raise SourceChanged(f"{self.path} shrank while it was read ({self._count} of "
+        if count != want:
+            raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
         after = self._check_windows(self._window(), f"; {_slice(self.path, self.end, 6)}")
@@ -110,7 +103,7 @@ class SnapshotStream:
         a re-plan reads the mailbox again. The windows are taken now, so the check may
         run on another thread while the read goes on (it then covers at least the
         messages read so far)."""
-        if not self._count or self._result is not None:
+        if not self.seen.size or self._result is not None:
             return None
         window = self._window()
 
@@ -118,9 +111,29 @@ class SnapshotStream:
             self._check_windows(window)
         return check
 
+    def checkpoint_digests(self, head: str) -> tuple[str, str] | None:
+        """The checkpoint of the whole read, from the bytes it read (never from a second
+        look at a file that may have changed since): sha256 of the file's first 4 KiB
+        (``head``, the earlier checkpoint's, when the read started after one) and of the
+        4 KiB before ``end``. A read shorter than that which started after a checkpoint
+        takes the bytes before it from the file; had they changed meanwhile, the next
+        plan finds the window different and reads the whole mailbox. None until the read
+        is proven whole, or when those bytes cannot be read."""
+        if self._result is None:
+            return None
+        if self.start == 0:
+            head = digest(self.seen.head)
+        tail, want = self.seen.tail, min(WINDOW, self.end)
+        if len(tail) < want:
+            res = self._run(_slice(self.path, self.end - want, want - len(tail)))
+            if res.returncode != 0 or len(res.stdout) != want - len(tail):
+                return None
+            tail = res.stdout + tail
+        return head, digest(tail)
+
     def _window(self) -> tuple[int, bytes, bytes]:
         """Where the read is, and the first and the latest 4 KiB read."""
-        return self.start + self._count, self._head, self._tail
+        return self.start + self.seen.size, self.seen.head, self.seen.tail
 
     def _check_windows(self, window: tuple[int, bytes, bytes], extra: str = "") -> bytes:
         """Compare the head and the tail window ending at ``pos`` with the file; return

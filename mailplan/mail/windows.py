@@ -1,0 +1,47 @@
+"""The first and the last 4 KiB of a read: how mailplan recognises a mailbox later.
+
+A checkpoint records the sha256 of a spool's first 4 KiB and of the 4 KiB before the
+offset an import reached; a rewrite of the file in place (a mail reader deleting
+messages) shifts those bytes, an append does not. :class:`Windows` wraps any stream
+read front to back (a snapshot read, a plan's scan, verify's read) and keeps exactly
+those two windows of what went through it, so they come from the bytes that were
+actually read, never from a second look at a file that may have changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+WINDOW = 4096
+
+
+def digest(data: bytes) -> str:
+    """How a window is recorded in a checkpoint."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class Windows:
+    """A read-through wrapper recording the size and the first and last WINDOW bytes read."""
+
+    def __init__(self, handle: object, window: int = WINDOW) -> None:
+        self._handle, self._window = handle, window
+        self.size = 0
+        self.head = b""
+        self.tail = b""
+
+    def read(self, size: int = 65536) -> bytes:
+        """Read from the wrapped stream, recording what went through."""
+        chunk: bytes = self._handle.read(size)  # type: ignore[attr-defined]
+        if chunk:
+            self.size += len(chunk)
+            if len(self.head) < self._window:
+                self.head += chunk[: self._window - len(self.head)]
+            if len(chunk) >= self._window:
+                self.tail = chunk[-self._window:]
+            else:
+                self.tail = (self.tail + chunk)[-self._window:]
+        return chunk
+
+    def digests(self) -> tuple[str, str]:
+        """sha256 of the first and of the last window read (as checkpoints record them)."""
+        return digest(self.head), digest(self.tail)
