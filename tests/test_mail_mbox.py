@@ -329,3 +329,17 @@ def test_generated_mbox_round_trips(msgs, blank, no_final_newline, read_size):
     assert [(b, e.arrival) for e, b in got] == [(s, float(t)) for s, t in expected]
     assert summary.messages == len(msgs)
     assert sum(e.end - e.start for e, _b in got) == len(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\nFrom ", b"From ", b"\n", b"F", b"x" * 700, b"rom ",
+                                 b"\nFro", b" "]), max_size=40),
+       st.integers(min_value=0, max_value=40000))
+def test_the_fast_separator_search_finds_what_bytes_find_finds(parts, start):
+    from mailplan.mail.search import find_separator
+
+    buf = b"".join(parts)
+    start = min(start, len(buf) + 3)
+    assert find_separator(buf, start) == buf.find(b"\nFrom ", start)
+    for at in range(max(len(buf) - 8, 0), len(buf) + 2):  # the end of the buffer
+        assert find_separator(buf, at) == buf.find(b"\nFrom ", at)

@@ -66,6 +66,7 @@ from typing import NamedTuple, Protocol
 from mailplan.errors import MailplanError
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import FromLine, header_date, parse_from_line
+from mailplan.mail.search import find_separator
 
 HEADER_LIMIT = 1 << 20
 READ_SIZE = 1 << 20
@@ -232,7 +233,7 @@ class MboxReader:
         """Index of the next separator line at or after ``start`` (needs a preceding \\n)."""
         i = start
         while True:
-            j = self._buf.find(b"\nFrom ", i)
+            j = find_separator(self._buf, i)
             if j < 0:
                 return None
             found = self._separator_at(j + 1)
