@@ -33,6 +33,7 @@ from mailplan.facts.mailboxes import (
     MailboxScan,
     MaildirFacts,
     SourceMailbox,
+    count_mailboxes,
     list_source_mailboxes,
     read_maildirs,
     scan_mailboxes,
@@ -171,11 +172,19 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
             if len(facts.ledger.get(mb.dirname, set())) >= recorded:
                 begin = _Start(cp.offset, _seed(known), recorded, cp.head)
-        reads.append((mb, begin, known))
-    scans = scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
-                                         for mb, begin, known in reads], mboxrd=mboxrd)
-    for (mb, begin, known), scan in zip(reads, scans, strict=True):
-        _judge(out, mb, scan, known, begin, subscribed)
+        reads.append((mb, begin, known, len(facts.ledger.get(mb.dirname, set()))))
+    # a folder with nothing on the target yet takes every message: counted on the source
+    first = [not begin.offset and not known for _mb, begin, known, _n in reads]
+    counted = iter(count_mailboxes(source_conn, [r[0] for r, f in zip(reads, first,
+                                                                      strict=True) if f],
+                                   mboxrd=mboxrd))
+    read = iter(scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
+                                             for (mb, begin, known, _n), f
+                                             in zip(reads, first, strict=True) if not f],
+                               mboxrd=mboxrd))
+    scans = [next(counted) if f else next(read) for f in first]
+    for (mb, begin, known, ledger), scan in zip(reads, scans, strict=True):
+        _judge(out, mb, scan, known, begin, ledger, subscribed)
     _quota_warnings(out, desired)
     return out
 
@@ -221,7 +230,8 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
-           begin: _Start, subscribed: dict[tuple[str, str], set[str] | None]) -> None:
+           begin: _Start, ledger: int,
+           subscribed: dict[tuple[str, str], set[str] | None]) -> None:
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
@@ -234,7 +244,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
         if scan.skipped_internal else ""
     read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
-        settled = _settled(mb, scan, begin)
+        settled = _settled(mb, scan, begin, ledger)
         if settled is not None:
             out.settled.append(settled)
             read += (f"; apply records that it is complete through byte {scan.end}, so "
@@ -244,10 +254,12 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
         return
     size = scan.todo_bytes
     subs = subscribed.get((mb.domain, mb.user))
+    how = " (first import: From_ lines counted on the source, the mbox's size)" \
+        if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
                     f"{mb.folder}" + (f"; {there} already on the target" if there else "")
-                    + read + skipped,
+                    + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
     out.jobs[change.id] = MailJob(mb, begin.offset, begin.seed, scan.todo, size,
@@ -255,20 +267,23 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                                   begin.count, begin.head)
 
 
-def _settled(mb: SourceMailbox, scan: MailboxScan, begin: _Start) -> dict[str, Any] | None:
+def _settled(mb: SourceMailbox, scan: MailboxScan, begin: _Start,
+             ledger: int) -> dict[str, Any] | None:
     """The checkpoint of a mailbox whose messages are all on the target already (a run
     killed between its last sync and journaling it, a state file deleted, a spool the
     old server rewrote): without it every later plan would read it whole again. The
-    windows come from the bytes this plan read, like an import's."""
+    windows come from the bytes this plan read, like an import's. None when a plan
+    would not trust it (the folder's ledger holds fewer messages than it counts)."""
     seen = scan.seen
-    if not scan.total or seen is None or scan.end <= begin.offset \
+    count = begin.count + scan.total
+    if not scan.total or seen is None or scan.end <= begin.offset or ledger < count \
             or scan.end != begin.offset + seen.size \
             or (begin.offset and len(seen.tail) < WINDOW):
-        return None  # nothing new was read, or the 4 KiB window reaches before the read
+        return None  # nothing new read, an untrusted count, or a window before the read
     head = begin.head if begin.offset else digest(seen.head)
     return {"mailbox": mb.key, "checkpoint": {
         "path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
-        "tail": digest(seen.tail), "count": begin.count + scan.total}}
+        "tail": digest(seen.tail), "count": count}}
 
 
 def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[str, str]:

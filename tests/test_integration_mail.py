@@ -168,6 +168,12 @@ def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     assert_settled_then_read_from_the_end(spec, f"alice@{domain}",
                                           src / "var/spool/mail/alice")
+    # without the import ledger a plan would not trust a checkpoint's count: none offered
+    (maildir(target, f"alice@{domain}") / "mailplan-ledger").unlink()
+    (tmp_path / "m.state.json").unlink()
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    line = next(x for x in plan.splitlines() if f"alice@{domain}: INBOX: all" in x)
+    assert "No changes." in plan and "apply records" not in line
 
 
 def test_kill_during_import_then_rerun(tmp_path, sshd):

@@ -343,3 +343,36 @@ def test_the_fast_separator_search_finds_what_bytes_find_finds(parts, start):
     assert find_separator(buf, start) == buf.find(b"\nFrom ", start)
     for at in range(max(len(buf) - 8, 0), len(buf) + 2):  # the end of the buffer
         assert find_separator(buf, at) == buf.find(b"\nFrom ", at)
+
+
+_PIECES = [b"From ", b"From", b"a@b", b"John Q. Smith", b"j\xc3\xb6rg", b" ", b"  ", b"Mon",
+           b"Mon,", b"Tue", b"Jan", b"Feb", b"Dec", b"1", b"01", b"31", b"123", b"10:00",
+           b"10:00:00", b"9:5:00", b"EST", b"MET", b"DST", b"+0100", b"-0530", b"ABCDEF",
+           b"2001", b"01", b"20011", b"remote from uucp", b"\r", b"x", b">", b":", b"\t"]
+_SEPARATORS = [b"From a@b Mon Jan  1 10:00:00 2001", b"From a@b Mon Jan 1 10:00 2001",
+               b"From a@b Mon Jan  1 10:00:00 MET DST 2001 +0100",
+               b"From  Tue, Feb 29 9:05 01 EST\r", b"From x Sun Dec 31 23:59:59 2001   ",
+               b"From a@b Mon Jan  1 10:00:00 2001 remote from uucphost"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_SEPARATORS),
+                          st.lists(st.sampled_from(_PIECES), max_size=14).map(b"".join),
+                          st.lists(st.sampled_from(_SEPARATORS + _PIECES), max_size=4)
+                          .map(b" ".join)), min_size=1, max_size=40))
+def test_grep_counts_the_separators_the_reader_finds(tmp_path_factory, lines):
+    """First imports are counted on the source with grep -E and FROM_LINE_ERE: it must
+    accept exactly the lines parse_from_line accepts."""
+    import subprocess
+
+    from mailplan.mail.fromline import FROM_LINE_ERE
+
+    lines = [x.replace(b"\n", b"") for x in lines]
+    path = tmp_path_factory.mktemp("grep") / "lines"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    res = subprocess.run(["grep", "-a", "-n", "-E", FROM_LINE_ERE, str(path)],
+                         capture_output=True, env={"LC_ALL": "C"}, check=False)
+    assert res.returncode in (0, 1), res.stderr
+    matched = {int(x.split(b":", 1)[0]) for x in res.stdout.split(b"\n") if x}
+    expected = {n for n, line in enumerate(lines, 1) if parse_from_line(line) is not None}
+    assert matched == expected, [lines[n - 1] for n in matched ^ expected]

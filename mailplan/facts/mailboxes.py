@@ -18,12 +18,14 @@ import ledgers, so messages a user deleted on the new server are not brought bac
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
+from mailplan.mail.fromline import FROM_LINE_ERE
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest
@@ -31,6 +33,7 @@ from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.shell import join
 
 LEDGER = "mailplan-ledger"
+HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
 _CHUNK = 500  # paths per find command (argv stays far below ARG_MAX)
 
@@ -99,6 +102,8 @@ class MailboxScan:
     occurrences: dict[str, int] = field(default_factory=dict)
     #: the first and last 4 KiB of what was read (from ``start`` to ``end``)
     seen: Windows | None = None
+    #: a first import: From_ lines counted on the source, only the head read here
+    counted: bool = False
 
 
 def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
@@ -234,8 +239,45 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict
     return scan
 
 
+def _count_command(mb: SourceMailbox) -> str:
+    # the separators in [0, size) (what apply will read), then the first bytes
+    return (join(["head", "-c", str(mb.size), "--", mb.path]) + " | LC_ALL=C "
+            + join(["grep", "-a", "-c", "-E", FROM_LINE_ERE]) + "; "
+            + join(["head", "-c", str(HEAD_BYTES), "--", mb.path]))
+
+
+def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
+                    mboxrd: bool) -> list[MailboxScan]:
+    """First imports: nothing of these mailboxes is on the target yet, so every message
+    is to be imported and the plan need not read them here (apply reads them once).
+    Their From_ lines are counted where they are (``grep -c`` with the reader's own rule,
+    all mailboxes in one batch), and only the first 64 KiB of each are read and parsed,
+    for what the plan must report: not an mbox, no From_ line at the start, the UW-IMAP
+    pseudo message (not counted). The bytes to import are the file's size."""
+    if not mailboxes:
+        return []
+    scans = []
+    for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb) for mb in mailboxes]),
+                       strict=True):
+        first, _, head = res.stdout.partition(b"\n")
+        scan = _scan_stream(_MemberReader(io.BytesIO(head)), mb, 0, {}, mboxrd, conn.name,
+                            set())
+        if res.returncode != 0 or not first.isdigit():
+            scan.error = scan.error or f"cannot read {mb.path}: " + (
+                res.stderr_text.strip() or f"exit {res.returncode}")
+        if scan.error is None:
+            count = max(int(first) - scan.skipped_internal, 0)
+            scan = MailboxScan(
+                mb, 0, {}, total=count, todo=count, todo_bytes=mb.size, end=mb.size,
+                todo_digest=hashlib.sha256(f"{mb.path}\0{mb.size}\0{mb.inode}\0{count}\0"
+                                           .encode() + head).hexdigest()[:16],
+                skipped_internal=scan.skipped_internal, counted=True)
+        scans.append(scan)
+    return scans
+
+
 class _MemberReader:
-    """Only ``read``: the mbox reader must not try to seek inside a tar stream."""
+    """Only ``read``: the mbox reader must not seek inside a tar stream (or past a head)."""
 
     def __init__(self, handle: object) -> None:
         self._handle = handle

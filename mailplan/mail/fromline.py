@@ -38,6 +38,14 @@ FROM_LINE = re.compile(
     rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
     rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
 _UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
+#: The same rule as a POSIX extended regular expression, for ``grep -E`` on the source
+#: (counting a mailbox's separators where it is, in C locale, without reading it here;
+#: the tests check both patterns agree). The trailing CR is a literal byte.
+_ERE_ZONE = "([A-Za-z]{1,5}|[+-][0-9]{4})"
+FROM_LINE_ERE = (
+    "^From .* +(Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|"
+    "Dec) +[0-9]{1,2} +[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?( +" + _ERE_ZONE + "){0,2} +"
+    "([0-9]{4}|[0-9]{2})( +" + _ERE_ZONE + "){0,2}( +remote from .*)? *\r?$")
 
 
 class FromLine(NamedTuple):
