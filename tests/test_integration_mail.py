@@ -317,3 +317,48 @@ def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch
     subjects = sorted(f.read_text().split("Subject: ")[1].split("\n")[0]
                       for sub in files(maildir(target, f"ann@{domain}")).values() for f in sub)
     assert subjects == sorted([f"m{i}" for i in range(20)] + ["late"])
+
+
+def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path):
+    """Nothing of the folder is on the target yet: the plan counts the From_ lines where
+    the mailbox is (grep) and reads only its head, not the 3 MB; the count is exact for
+    an mbox whose bodies hold lines that look like From_ lines but are not separators."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.engine import make_plan
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    body = "From here on, text.\n>From a@b Mon Jan  1 10:00:00 2001\n" + "x" * 3000 + "\n"
+    (src / "var/spool/mail/big").write_bytes(PYTHON.replace(b"list mail", b"m0") + b"".join(
+        msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body=body)
+        for i in range(1, 1000)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={domain: {"import": {"uid_min": 1000}}}))
+    received = [0]
+
+    class Counted:
+        def __init__(self, proc):  # type: ignore[no-untyped-def]
+            self._proc = proc
+
+        def read(self, size: int = 65536) -> bytes:
+            data = self._proc.read(size)
+            received[0] += len(data)
+            return data  # type: ignore[no-any-return]
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self._proc, name)
+
+    class Source(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            return Counted(super().start(command))
+
+    planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
+                        {"oldmail": Source("oldmail"), "newmail": LocalConnector("newmail")})
+    planned.close()
+    (change,) = [c for c in planned.plan.changes if c.kind == "mailbox"]
+    assert change.after.startswith("1000 message(s)") and "first import" in change.after
+    assert "1 UW-IMAP internal message skipped" in change.after
+    assert received[0] < 200_000, received  # the spool is over 3 MB
