@@ -8,9 +8,10 @@ For each profile (``mixed``: ~1 GB of mixed sizes, ~22k messages; ``small``: ~20
 * the manual pipeline of the old guides: ``scp`` of the spool to the target directory,
   then ``mb2md -s FILE -d DIR`` run there over ``ssh``;
 * mailplan end to end: ``mailplan apply`` in-process (``make_plan`` + ``apply_plan``) from a
-  source tree read over SSH into the vpopmail stand-in reached over SSH (plan reads the
-  spool once to count and identify the messages, apply streams it again through one
-  source channel into the writer agent on one target channel);
+  source tree read over SSH into the vpopmail stand-in reached over SSH (the plan of this
+  first import counts the spool's From_ lines on the source and reads its first 64 KiB;
+  apply streams the spool through one source channel into the writer agent on one
+  target channel);
 * the raw ceilings of the transports: paramiko streaming ``cat FILE`` into /dev/null,
   paramiko writing the file into ``cat > /dev/null``, paramiko relaying source ``cat`` into
   target ``cat > /dev/null`` (mailplan's own data path without parsing or writing),
@@ -371,7 +372,7 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
                           capture_output=True, text=True, check=True).stdout.split("\n")[0]
     got = count_files(Path(udir) / "Maildir")
     assert got == count, (got, count, r)
-    row("mailplan plan (reads the spool)", r["plan_s"], nbytes, count, human(r["plan_read"]))
+    row("mailplan plan (counts on the source)", r["plan_s"], nbytes, count, human(r["plan_read"]))
     row(f"mailplan apply (streams: {r['transport'].split(' (')[0]})", r["apply_s"], nbytes, count,
         human(r["apply_read"]))
     e2e = r["plan_s"] + r["apply_s"]
