@@ -60,11 +60,13 @@ class MailCounter:
     overall: Tally = field(default_factory=Tally)
     users: dict[str, Tally] = field(default_factory=dict)
     started: float | None = None
+    #: per mailbox change: what the plan expected, and what was journaled so far
+    boxes: dict[str, Tally] = field(default_factory=dict)
 
     def plan(self, change: Change, messages: int, size: int) -> None:
         """Add one planned mailbox to the totals."""
         user = self.users.setdefault(user_of(change), Tally())
-        for tally in (user, self.overall):
+        for tally in (user, self.overall, self.boxes.setdefault(change.id, Tally())):
             tally.messages_total += messages
             tally.bytes_total += size
 
@@ -73,9 +75,21 @@ class MailCounter:
         if self.started is None:
             self.started = self.clock()
         user = self.users.setdefault(user_of(change), Tally())
-        for tally in (user, self.overall):
+        for tally in (user, self.overall, self.boxes.setdefault(change.id, Tally())):
             tally.messages += messages
             tally.bytes += size
+
+    def settle(self, change: Change) -> None:
+        """A mailbox finished: its share of the totals becomes what it imported. The
+        plan's figures are what it expected: a first import's are counted on the source
+        (its size is the mbox's, From_ lines and bookkeeping headers included), and a
+        message found on the target meanwhile is not imported again."""
+        box = self.boxes.pop(change.id, None)
+        if box is None:
+            return
+        for tally in (self.users.setdefault(user_of(change), Tally()), self.overall):
+            tally.messages_total += box.messages - box.messages_total
+            tally.bytes_total += box.bytes - box.bytes_total
 
     def start(self) -> None:
         """The import begins now (rate is measured from here)."""
@@ -123,7 +137,10 @@ class Reporter:
         """A step begins."""
 
     def step_done(self, change: Change) -> None:
-        """A step finished and is journaled."""
+        """A step finished and is journaled (a mailbox's totals are settled)."""
+        if change.kind == "mailbox":
+            with self.lock:
+                self.mail.settle(change)
 
     def batch(self, change: Change, messages: int, size: int) -> None:
         """A batch of mail was journaled."""
@@ -166,6 +183,7 @@ class PlainReporter(Reporter):
 
     def step_done(self, change: Change) -> None:
         """``  + user a@b: done`` (mailboxes with their counts)."""
+        super().step_done(change)
         extra = ""
         if change.kind == "mailbox":
             user = self.mail.users.get(user_of(change))
@@ -231,6 +249,10 @@ class LiveReporter(Reporter):
 
     def step_done(self, change: Change) -> None:
         """Print the finished step above the bars; advance the phase."""
+        super().step_done(change)
+        if change.kind == "mailbox" and self._overall is not None:
+            self.progress.update(self._overall, total=self.mail.overall.bytes_total or None,
+                                 detail=self.mail.status().removeprefix("mail: "))
         done, total = self._steps
         self._steps = (done + 1, total)
         if self._phase is not None:

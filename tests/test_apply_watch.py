@@ -73,8 +73,25 @@ def test_plain_reporter_prints_status_lines_at_its_interval(tmp_path):
     assert lines[0] == "mail import: 1 step(s); 0/4 messages, 0B/400B (0%)"
     assert lines[1].startswith("  mail: 2/4 messages, 200B/400B (50%), ")
     assert lines[1].endswith("a@d.example 2/4 messages, 200B/400B (50%)")
+    # done: the user's totals become what was imported (2 of the 4 planned messages were
+    # found on the target meanwhile, or the plan's count was an estimate)
     assert lines[2] == ("  + mailbox a@d.example INBOX: done "
-                        "(2/4 messages, 200B/400B (50%) for this user)")
+                        "(2/2 messages, 200B/200B (100%) for this user)")
+
+
+def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
+    counter = MailCounter()
+    counter.plan(change("a"), 1, 95)  # a first import: the mbox's size
+    counter.plan(change("a", "Work"), 3, 300)
+    counter.plan(change("b"), 5, 500)
+    counter.add(change("a"), 1, 48)  # the stored message, without From_ line and Status
+    counter.settle(change("a"))
+    counter.add(change("a", "Work"), 1, 100)
+    assert counter.users["a@d.example"].text() == "2/4 messages, 148B/348B (42%)"
+    assert counter.overall.text() == "2/9 messages, 148B/848B (17%)"
+    counter.settle(change("a", "Work"))
+    assert counter.users["a@d.example"].text() == "2/2 messages, 148B/148B (100%)"
+    assert counter.overall.text() == "2/7 messages, 148B/648B (22%)"
 
 
 def test_log_masks_secrets_in_commands_and_their_output(tmp_path):

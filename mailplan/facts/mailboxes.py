@@ -2,8 +2,10 @@
 messages the target's Maildirs already have.
 
 Source (read only): one ``find`` lists every spool file and every folder file of the
-migrated users; each mailbox is then read as a stream (``tail -c +N``) through the mbox
-reader, which keeps only identities and sizes. When an earlier apply recorded a
+migrated users. A mailbox whose folder has nothing on the target yet is only counted
+where it is (:func:`count_mailboxes`: every message of it is to be imported). Any other
+is read as a stream (``tail -c +N``) through the mbox reader, which keeps only
+identities and sizes, and compared with the target. When an earlier apply recorded a
 checkpoint for a mailbox (the offset it imported through and digests of the first and
 the last 4 KiB before it) and both windows still match, only the bytes after the
 checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads. Each scan keeps the
