@@ -174,15 +174,15 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                 begin = _Start(cp.offset, _seed(known), recorded, cp.head)
         reads.append((mb, begin, known, len(facts.ledger.get(mb.dirname, set()))))
     # a folder with nothing on the target yet takes every message: counted on the source
-    first = [not begin.offset and not known for _mb, begin, known, _n in reads]
-    counted = iter(count_mailboxes(source_conn, [r[0] for r, f in zip(reads, first,
-                                                                      strict=True) if f],
-                                   mboxrd=mboxrd))
-    read = iter(scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
-                                             for (mb, begin, known, _n), f
-                                             in zip(reads, first, strict=True) if not f],
-                               mboxrd=mboxrd))
-    scans = [next(counted) if f else next(read) for f in first]
+    first = [r[0] for r in reads if not r[1].offset and not r[2]]
+    counted = dict(zip(first, count_mailboxes(source_conn, first, mboxrd=mboxrd),
+                       strict=True))
+    todo = [r for r in reads if counted.get(r[0]) is None]  # the rest is read here
+    read = dict(zip([r[0] for r in todo],
+                    scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
+                                                 for mb, begin, known, _n in todo],
+                                   mboxrd=mboxrd), strict=True))
+    scans = [counted.get(r[0]) or read[r[0]] for r in reads]
     for (mb, begin, known, ledger), scan in zip(reads, scans, strict=True):
         _judge(out, mb, scan, known, begin, ledger, subscribed)
     _quota_warnings(out, desired)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import re
 from pathlib import Path
 
@@ -319,7 +320,7 @@ def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch
     assert subjects == sorted([f"m{i}" for i in range(20)] + ["late"])
 
 
-def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path):
+def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, monkeypatch):
     """Nothing of the folder is on the target yet: the plan counts the From_ lines where
     the mailbox is (grep) and reads only its head, not the 3 MB; the count is exact for
     an mbox whose bodies hold lines that look like From_ lines but are not separators."""
@@ -355,10 +356,23 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path):
         def start(self, command: str):  # type: ignore[no-untyped-def]
             return Counted(super().start(command))
 
-    planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
-                        {"oldmail": Source("oldmail"), "newmail": LocalConnector("newmail")})
-    planned.close()
-    (change,) = [c for c in planned.plan.changes if c.kind == "mailbox"]
-    assert change.after.startswith("1000 message(s)") and "first import" in change.after
-    assert "1 UW-IMAP internal message skipped" in change.after
-    assert received[0] < 200_000, received  # the spool is over 3 MB
+    def plan() -> tuple[str, int]:
+        received[0] = 0
+        planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
+                            {"oldmail": Source("oldmail"), "newmail": LocalConnector("newmail")})
+        planned.close()
+        (change,) = [c for c in planned.plan.changes if c.kind == "mailbox"]
+        assert change.after.startswith("1000 message(s)"), change.after
+        assert "1 UW-IMAP internal message skipped" in change.after
+        return change.after, received[0]
+
+    after, read = plan()
+    assert "first import" in after and read < 200_000, read  # the spool is over 3 MB
+    # a source without a grep that can count: the plan reads the mailbox instead
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "grep").write_text("#!/bin/sh\necho 'grep: unrecognized option' >&2\nexit 2\n")
+    (fake / "grep").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    after, read = plan()
+    assert "first import" not in after and read > 3_000_000

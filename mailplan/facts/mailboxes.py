@@ -249,22 +249,26 @@ def _count_command(mb: SourceMailbox) -> str:
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
-                    mboxrd: bool) -> list[MailboxScan]:
+                    mboxrd: bool) -> list[MailboxScan | None]:
     """First imports: nothing of these mailboxes is on the target yet, so every message
     is to be imported and the plan need not read them here (apply reads them once).
     Their From_ lines are counted where they are (``grep -c`` with the reader's own rule,
     all mailboxes in one batch), and only the first 64 KiB of each are read and parsed,
     for what the plan must report: not an mbox, no From_ line at the start, the UW-IMAP
-    pseudo message (not counted). The bytes to import are the file's size."""
+    pseudo message (not counted). The bytes to import are the file's size. None for a
+    mailbox grep could not count (no GNU grep there): the caller reads that one."""
     if not mailboxes:
         return []
-    scans = []
+    scans: list[MailboxScan | None] = []
     for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb) for mb in mailboxes]),
                        strict=True):
         first, _, head = res.stdout.partition(b"\n")
+        if res.returncode == 0 and not first.isdigit():
+            scans.append(None)
+            continue
         scan = _scan_stream(_MemberReader(io.BytesIO(head)), mb, 0, {}, mboxrd, conn.name,
                             set())
-        if res.returncode != 0 or not first.isdigit():
+        if res.returncode != 0:
             scan.error = scan.error or f"cannot read {mb.path}: " + (
                 res.stderr_text.strip() or f"exit {res.returncode}")
         if scan.error is None:
