@@ -27,7 +27,8 @@ from mailplan.errors import MailplanError, StalePlanError
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.mailboxes import MailImporter, MailJob, plan_mail, user_dirs
+from mailplan.importer import MailImporter, user_dirs
+from mailplan.mailboxes import MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing

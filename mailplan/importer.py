@@ -1,0 +1,196 @@
+"""Mailbox import during apply: move the messages a plan listed into the user's Maildir.
+
+One writer agent per apply worker on the target (a stdlib Python program started over
+one channel, see :mod:`mailplan.mail.agent`) serves every user the worker takes, and one
+streaming read per mailbox on the source (:class:`~mailplan.mail.snapshot.SnapshotStream`,
+proven untorn). Messages are written to tmp/, synced in batches and renamed into new/ or
+cur/ without ever overwriting; each durable batch is journaled as soon as the writer
+acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
+recorded once it is complete, from the bytes the import read, so the next run reads
+only what was appended. The plan side is :mod:`mailplan.mailboxes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.errors import ConnectionLost, HostError, StepFailed
+from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, agent_command
+from mailplan.mail.convert import Delivered, import_mbox
+from mailplan.mail.maildir import subscription_lines
+from mailplan.mail.mbox import MailboxError
+from mailplan.mail.snapshot import SnapshotStream
+from mailplan.mailboxes import MailJob, maildir_of
+from mailplan.plan import Change
+from mailplan.remote import ShellSession, run_batch
+from mailplan.shell import Cmd
+
+
+def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[str, str]:
+    """Each address's user directory (``vuserinfo -d``), all in one channel; addresses
+    vuserinfo does not know are left out (the import then says so for that user)."""
+    if not addresses:
+        return {}
+    results = run_batch(conn, [Cmd.of(f"{vpopmail_dir}/bin/vuserinfo", "-d", a).render()
+                               for a in addresses])
+    found = {}
+    for address, res in zip(addresses, results, strict=True):
+        udir = res.stdout.decode("utf-8", "replace").split("\n")[0]
+        if res.returncode == 0 and udir.startswith("/"):
+            found[address] = udir
+    return found
+
+
+class MailImporter:
+    """Runs mailbox changes during apply: one writer agent on the target, reused."""
+
+    def __init__(self, source: Connector, target: Connector, session: ShellSession,
+                 vpopmail_dir: str, mboxrd: bool,
+                 record: Callable[[str, dict[str, Any]], None],
+                 on_batch: Callable[[Change, int, int], None] | None = None,
+                 user_dirs: dict[str, str] | None = None) -> None:
+        self.source, self.target, self.session = source, target, session
+        self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
+        #: ``user@domain`` -> user directory, known from the plan's facts or read in one
+        #: batch for the users this apply created (see :func:`user_dirs`)
+        self.user_dirs = user_dirs or {}
+        #: told (change, messages, bytes) after each durable batch has been journaled
+        self.on_batch = on_batch
+        self._proc: Process | None = None
+        self._client: AgentClient | None = None
+        self._source_shell: ShellSession | None = None
+
+    def _source_run(self, command: str) -> CommandResult:
+        """A read-only command on the source, in one shell kept for the whole import
+        (the per-batch checks would otherwise each start a remote shell)."""
+        if self._source_shell is None:
+            self._source_shell = ShellSession(self.source)
+        return self._source_shell.run(command)
+
+    def _agent(self) -> AgentClient:
+        if self._client is None:
+            self._proc = self.target.start_stream(
+                agent_command(), display="python3 -c '<mailplan's Maildir writer agent>'")
+            self._client = AgentClient(self._proc)
+        return self._client
+
+    def _user_dir(self, change: Change) -> str:
+        address = f"{change.user}@{change.domain}"
+        known = self.user_dirs.get(address)
+        if known is not None:
+            return known
+        res = self.session.run(Cmd.of(f"{self.vpopmail_dir}/bin/vuserinfo", "-d",
+                                      address).render())
+        udir = res.stdout.decode("utf-8", "replace").split("\n")[0]
+        if res.returncode != 0 or not udir.startswith("/"):
+            raise StepFailed(f"vuserinfo does not know {address}", host=self.target.name,
+                             step=f"+ mailbox {change.address}")
+        return udir
+
+    def run(self, change: Change, job: MailJob) -> dict[str, Any]:
+        """Import one mailbox; journal each durable batch; return the final effect.
+
+        On any failure or stop (Ctrl-C stops at a journaled batch) the agent is dropped
+        without a sync: what was streamed since the last sync stays invisible in tmp/
+        (the next run removes it) instead of becoming durable unjournaled."""
+        try:
+            return self._import(change, job)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _import(self, change: Change, job: MailJob) -> dict[str, Any]:
+        step = f"+ mailbox {change.address}"
+        mb = job.mailbox
+        udir = self._user_dir(change)
+        client = self._agent()
+        stream: SnapshotStream | None = None
+        try:
+            client.open(maildir_of(udir), owner_of_parent=True)
+            known = client.scan(mb.dirname).known(mb.dirname)
+            if mb.dirname:
+                client.create_folder(mb.dirname)
+            # exactly what the plan listed, proven untorn (mail.snapshot)
+            stream = SnapshotStream(self.source, mb.path, job.start, mb.size, step=step,
+                                    run=self._source_run)
+
+            def durable(batch: list[Delivered]) -> None:
+                size = sum(d.size for d in batch)
+                self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
+                                        "bytes": size})
+                if self.on_batch is not None:
+                    self.on_batch(change, len(batch), size)
+
+            report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
+                                 mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,
+                                 occurrences=dict(job.seed), on_durable=durable,
+                                 host=self.target.name, checkpoint=stream.checkpoint)
+            res = stream.wait()  # type: ignore[attr-defined]
+            if res.returncode != 0:
+                raise StepFailed(f"reading {mb.path} on the source failed: "
+                                 f"{res.stderr_text}", host=self.source.name, step=step)
+            if job.subscribe and mb.dirname:
+                client.subscribe(subscription_lines([mb.folder]))
+            client.refresh_quota()
+        except AgentLost as exc:
+            said = self._last_words()
+            if said is not None:  # the agent failed (disk full, ...), not the connection
+                raise StepFailed(f"mailbox import failed: {said}", host=self.target.name,
+                                 step=step) from None
+            raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
+                                 host=self.target.name, step=step) from None
+        except (AgentError, MailboxError) as exc:
+            raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
+                             step=step) from None
+        except OSError as exc:
+            raise HostError(f"connection lost during the mailbox import: {exc}",
+                            host=self.target.name, step=step) from None
+        finally:
+            if stream is not None:
+                stream.close()  # a read cut short by a failure still ends (and is logged)
+        end = report.summary.end_offset
+        digests = ("", "") if not end else \
+            stream.checkpoint_digests(job.checkpoint_head) if end == stream.end else None
+        checkpoint = None if digests is None else {
+            "path": mb.path, "inode": mb.inode, "offset": end, "head": digests[0],
+            "tail": digests[1], "count": job.checkpoint_count + report.summary.messages}
+        # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
+        return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
+                "user": change.user}
+
+    def _last_words(self) -> str | None:
+        """The error a dead agent wrote on stderr; None when the connection died."""
+        proc, self._proc, self._client = self._proc, None, None
+        if proc is None:
+            return None
+        try:
+            res = proc.wait()
+        except (OSError, EOFError):
+            return None
+        for line in res.stderr_text.splitlines():
+            if line.startswith("mailplan agent: "):
+                return "agent: " + line[len("mailplan agent: "):]
+        return None
+
+    def abort(self) -> None:
+        """Drop the agent without a sync: queued files stay in tmp/, removed next time."""
+        if self._proc is not None:
+            with contextlib.suppress(OSError):  # it may have exited already
+                self._proc.kill()
+        self._proc, self._client = None, None
+
+    def close(self) -> None:
+        """Stop the agent (it syncs anything still queued) and the source shell."""
+        if self._source_shell is not None:
+            with contextlib.suppress(OSError, HostError):  # a lost source: reported already
+                self._source_shell.close()
+            self._source_shell = None
+        if self._client is not None:
+            with contextlib.suppress(AgentError, OSError):
+                self._client.quit()
+            if self._proc is not None:
+                with contextlib.suppress(OSError):  # the connection is gone: the error
+                    self._proc.wait()  # that ended the import is the one to report
