@@ -60,13 +60,24 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
 
-from mailplan.errors import MailplanError
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import FromLine, header_date, parse_from_line
+from mailplan.mail.mboxcl import ContentLength, _seekable
+from mailplan.mail.mboxtypes import (
+    Event,
+    MailboxError,
+    MboxSummary,
+    MessageEnd,
+    MessageStart,
+    NotAnMbox,
+    Readable,
+    classify_not_mbox,
+)
 from mailplan.mail.search import find_separator
+
+__all__ = ["Event", "MailboxError", "MboxReader", "MboxSummary", "MessageEnd", "MessageStart",
+           "NotAnMbox", "Readable", "classify_not_mbox", "read_mbox"]
 
 HEADER_LIMIT = 1 << 20
 READ_SIZE = 1 << 20
@@ -76,92 +87,7 @@ _UNESCAPE = re.compile(rb"^>(>*From )", re.M)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 
-class MailboxError(MailplanError):
-    """A mailbox could not be read as mail."""
-
-
-class NotAnMbox(MailboxError):
-    """The file is not an mbox; ``reason`` says why. Nothing from it is imported."""
-
-    def __init__(self, reason: str, *, path: str | None = None) -> None:
-        super().__init__(f"{path}: not an mbox: {reason}" if path else f"not an mbox: {reason}",
-                         hint="the mailbox is reported as unreadable and skipped")
-        self.reason, self.path = reason, path
-
-
-class Readable(Protocol):
-    """Anything with ``read(n) -> bytes`` (a file, a pipe, a connector process)."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-
-class MessageStart(NamedTuple):
-    """First event of a message: framing, state and the stored header block.
-
-    The two events of every message are named tuples: immutable like a frozen dataclass,
-    at a fifth of its construction cost (the reader makes two per message)."""
-
-    index: int
-    start: int
-    from_line: FromLine
-    headers: bytes
-    flags: str
-    subdir: str
-    keywords: tuple[str, ...]
-    arrival: float | None
-    content_length: int | None
-
-
-class MessageEnd(NamedTuple):
-    """Last event of a message: its extent in the file and its identity."""
-
-    index: int
-    start: int
-    end: int
-    size: int
-    sha256: str
-    occurrence: int
-    flags: str
-    subdir: str
-    arrival: float | None
-
-    @property
-    def identity(self) -> tuple[str, int]:
-        """``(digest, occurrence)``: what makes this message unique in its folder."""
-        return (self.sha256, self.occurrence)
-
-
-@dataclass
-class MboxSummary:
-    """What a whole read found, complete once the iterator is exhausted."""
-
-    messages: int = 0
-    bytes_stored: int = 0
-    skipped_internal: int = 0
-    leading_offset: int | None = None
-    leading_bytes: int = 0
-    end_offset: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-Event = MessageStart | bytes | MessageEnd
-
-
-def classify_not_mbox(data: bytes) -> str:
-    """Why bytes that do not start with a separator are not an mbox (for the report)."""
-    if data.startswith(b"\x01\x01\x01\x01"):
-        return "MMDF mailbox (\\x01\\x01\\x01\\x01 separators), not mboxo"
-    if b"\x00" in data[:4096]:
-        return "binary data (NUL bytes) where a From_ line should start"
-    for first in re.finditer(rb"(?:^|\n)(From [^\n]*)", data):
-        if parse_from_line(first[1]) is not None:
-            at = first.start(1)
-            return (f"{at} bytes before the first From_ line (at offset {at}); "
-                    "the file does not start with a From_ line")
-    return "no From_ line at the start (plain text or headers without a From_ line)"
-
-
-class MboxReader:
+class MboxReader(ContentLength):
     """Iterate the events of an mbox read from ``stream`` starting at byte ``offset``.
 
     ``occurrences`` seeds the per-digest counters (for an incremental read that resumes at
@@ -436,97 +362,6 @@ class MboxReader:
             yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
         return nxt if nxt < len(self._buf) or not self._eof else None
 
-    # -- Content-Length -----------------------------------------------------------------
-    def _cl_consistent(self, hend: int, length: int) -> bool:
-        """Whether ``length`` bytes after the header block end at EOF or a separator."""
-        probe = self._probe(self._base + hend + length)
-        if probe is None:
-            self.summary.warnings.append(
-                f"Content-Length at offset {self._base + hend} not checked (beyond lookahead "
-                "on a non-seekable stream); separators used instead")
-            return False
-        if probe is False:
-            return False
-        for lead in (b"", b"\n", b"\r\n"):
-            if not probe.startswith(lead):
-                continue
-            rest = probe[len(lead):]
-            if rest == b"" and len(probe) < 4096:
-                return True
-            nl = rest.find(b"\n")
-            line = rest if nl < 0 else rest[:nl]
-            if line.startswith(b"From ") and parse_from_line(line, self.tz):
-                return True
-        return False
-
-    def _probe(self, target: int) -> bytes | None | bool:
-        """Up to 4 KiB at absolute offset ``target``: None if it cannot be looked at,
-        False if the file is shorter than ``target``."""
-        rel = target - self._base
-        while rel + 4096 > len(self._buf) and not self._eof:
-            if self._seekable:
-                return _seek_read(self.stream, target, self._base + len(self._buf))
-            if len(self._buf) > self.lookahead:
-                return None
-            self._eof = not self._grow()
-        if rel > len(self._buf):
-            return False
-        return self._buf[rel:rel + 4096]
-
-    def _grow(self) -> bool:
-        data = self.stream.read(self.read_size)
-        if not data:
-            return False
-        self._buf += data
-        return True
-
-    def _after_cl(self, body_end: int) -> int:
-        for lead in (b"\n", b"\r\n"):
-            if self._buf.startswith(lead, body_end):
-                rest = body_end + len(lead)
-                if rest == len(self._buf) and self._eof:
-                    return rest
-                if self._buf.startswith(b"From ", rest) and self._separator_at(rest):
-                    return rest
-        return body_end
-
-    def _cl_message(self, hstart: int, hend: int, headers: bytes, state: _State,
-                    sep: FromLine, start: int, body_end_rel: int) -> Iterator[Event]:
-        """A message whose body is exactly its (consistent) Content-Length."""
-        internal = self._is_internal(headers)
-        head = self._head(headers, sep, start, state)
-        if not internal:
-            yield head
-        digest = hashlib.sha256(headers)
-        size = len(headers)
-        body_end = self._base + body_end_rel
-        i = hend
-        while True:
-            avail_end = min(len(self._buf), body_end - self._base)
-            chunk = self._buf[i:avail_end]
-            if chunk:
-                digest.update(chunk)
-                size += len(chunk)
-                if not internal:
-                    yield chunk
-            if self._base + avail_end >= body_end:
-                i = avail_end
-                break
-            if not self._fill(avail_end):
-                i = len(self._buf)
-                break
-            i = 0
-        while len(self._buf) - i < 4096 and not self._eof:
-            self._fill(i)
-            i = 0
-        nxt = self._after_cl(i)
-        if internal:
-            self.summary.skipped_internal += 1
-            self.summary.end_offset = self._base + nxt
-        else:
-            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
-        return nxt if nxt < len(self._buf) or not self._eof else None
-
 
 def _framing(buf: bytes, lo: int, end: int) -> int:
     """How many bytes before ``end`` are the framing blank line (0, 1 or 2)."""
@@ -548,24 +383,6 @@ def _unescape(chunk: bytes, bol: bool) -> bytes:
     if nl < 0:
         return chunk
     return chunk[:nl + 1] + _UNESCAPE.sub(rb"\1", chunk[nl + 1:])
-
-
-def _seekable(stream: object) -> bool:
-    try:
-        return bool(stream.seekable()) and hasattr(stream, "tell")  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
-    size = stream.seek(0, 2)  # type: ignore[attr-defined]
-    if target > size:
-        stream.seek(resume)  # type: ignore[attr-defined]
-        return False
-    stream.seek(target)  # type: ignore[attr-defined]
-    data = stream.read(4096)  # type: ignore[attr-defined]
-    stream.seek(resume)  # type: ignore[attr-defined]
-    return data
 
 
 def read_mbox(stream: Readable, **options: object) -> tuple[list[tuple[MessageEnd, bytes]],

@@ -1,0 +1,153 @@
+"""Content-Length (Solaris mboxcl2) for the mbox reader: honoured only when the file agrees.
+
+A mixin of :class:`mailplan.mail.mbox.MboxReader` (it works on the reader's buffer): the
+byte at header end + length must be the end of the file or the start of a separator line
+(optionally after one blank line, which is then framing). Checking needs the claimed end:
+on seekable streams it is read by seeking; on pipes only within ``lookahead`` bytes, else
+the header is ignored and the summary says so. When honoured, the body is taken as
+stored (no mboxrd unescaping, no blank-line stripping).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from mailplan.mail.bookkeeping import _State
+from mailplan.mail.fromline import FromLine, parse_from_line
+from mailplan.mail.mboxtypes import Event, MboxSummary
+
+if TYPE_CHECKING:
+    from mailplan.mail.mboxtypes import MessageEnd, MessageStart, Readable
+
+
+class ContentLength:
+    """The reader's Content-Length handling (state lives in :class:`MboxReader`)."""
+
+    stream: Readable
+    summary: MboxSummary
+    tz: int
+    lookahead: int
+    read_size: int
+    _buf: bytes
+    _base: int
+    _eof: bool
+    _seekable: bool
+
+    if TYPE_CHECKING:
+        def _fill(self, pos: int) -> bool: ...
+        def _separator_at(self, i: int) -> FromLine | None | bool: ...
+        def _is_internal(self, headers: bytes) -> bool: ...
+        def _head(self, raw_headers: bytes, sep: FromLine, start: int,
+                  state: _State) -> MessageStart: ...
+        def _finish(self, head: MessageStart, start: int, end: int, size: int,
+                    digest: str) -> MessageEnd: ...
+
+    def _cl_consistent(self, hend: int, length: int) -> bool:
+        """Whether ``length`` bytes after the header block end at EOF or a separator."""
+        probe = self._probe(self._base + hend + length)
+        if probe is None:
+            self.summary.warnings.append(
+                f"Content-Length at offset {self._base + hend} not checked (beyond lookahead "
+                "on a non-seekable stream); separators used instead")
+            return False
+        if probe is False:
+            return False
+        for lead in (b"", b"\n", b"\r\n"):
+            if not probe.startswith(lead):
+                continue
+            rest = probe[len(lead):]
+            if rest == b"" and len(probe) < 4096:
+                return True
+            nl = rest.find(b"\n")
+            line = rest if nl < 0 else rest[:nl]
+            if line.startswith(b"From ") and parse_from_line(line, self.tz):
+                return True
+        return False
+
+    def _probe(self, target: int) -> bytes | None | bool:
+        """Up to 4 KiB at absolute offset ``target``: None if it cannot be looked at,
+        False if the file is shorter than ``target``."""
+        rel = target - self._base
+        while rel + 4096 > len(self._buf) and not self._eof:
+            if self._seekable:
+                return _seek_read(self.stream, target, self._base + len(self._buf))
+            if len(self._buf) > self.lookahead:
+                return None
+            self._eof = not self._grow()
+        if rel > len(self._buf):
+            return False
+        return self._buf[rel:rel + 4096]
+
+    def _grow(self) -> bool:
+        data = self.stream.read(self.read_size)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _after_cl(self, body_end: int) -> int:
+        for lead in (b"\n", b"\r\n"):
+            if self._buf.startswith(lead, body_end):
+                rest = body_end + len(lead)
+                if rest == len(self._buf) and self._eof:
+                    return rest
+                if self._buf.startswith(b"From ", rest) and self._separator_at(rest):
+                    return rest
+        return body_end
+
+    def _cl_message(self, hstart: int, hend: int, headers: bytes, state: _State,
+                    sep: FromLine, start: int, body_end_rel: int) -> Iterator[Event]:
+        """A message whose body is exactly its (consistent) Content-Length."""
+        internal = self._is_internal(headers)
+        head = self._head(headers, sep, start, state)
+        if not internal:
+            yield head
+        digest = hashlib.sha256(headers)
+        size = len(headers)
+        body_end = self._base + body_end_rel
+        i = hend
+        while True:
+            avail_end = min(len(self._buf), body_end - self._base)
+            chunk = self._buf[i:avail_end]
+            if chunk:
+                digest.update(chunk)
+                size += len(chunk)
+                if not internal:
+                    yield chunk
+            if self._base + avail_end >= body_end:
+                i = avail_end
+                break
+            if not self._fill(avail_end):
+                i = len(self._buf)
+                break
+            i = 0
+        while len(self._buf) - i < 4096 and not self._eof:
+            self._fill(i)
+            i = 0
+        nxt = self._after_cl(i)
+        if internal:
+            self.summary.skipped_internal += 1
+            self.summary.end_offset = self._base + nxt
+        else:
+            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
+        return nxt if nxt < len(self._buf) or not self._eof else None
+
+
+def _seekable(stream: object) -> bool:
+    try:
+        return bool(stream.seekable()) and hasattr(stream, "tell")  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
+    size = stream.seek(0, 2)  # type: ignore[attr-defined]
+    if target > size:
+        stream.seek(resume)  # type: ignore[attr-defined]
+        return False
+    stream.seek(target)  # type: ignore[attr-defined]
+    data = stream.read(4096)  # type: ignore[attr-defined]
+    stream.seek(resume)  # type: ignore[attr-defined]
+    return data
