@@ -11,24 +11,21 @@ problems (file:line in each) and policy notes as noops. The catch-all stays the 
 leaves it unset and virtusertable has an ``@domain`` line, the plan warns and suggests
 the setting that keeps it.
 
-:func:`execute_routing` carries out one such change through ``valias``,
-``vaddaliasdomain`` and the pure layer's write script, then reads the result back
-(vpopmail exits 0 on failures) and returns the journal effect
-(:mod:`mailplan.routing.managed`), so ``--prune`` only removes what mailplan created.
+:func:`execute_routing` (:mod:`mailplan.routing.execute`) carries out one such change;
+the target's side is read by :mod:`mailplan.routing.target`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mailplan.connectors.base import CommandResult, Connector
+from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
-from mailplan.errors import HostError, SourceDataError, StepFailed
+from mailplan.errors import HostError, SourceDataError
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
-from mailplan.routing.commands import commands_for
 from mailplan.routing.config import (
     catch_all_of,
     check_routing_spec,
@@ -47,22 +44,20 @@ from mailplan.routing.diff import (
     same_lines,
 )
 from mailplan.routing.diff import Change as RoutingChange
-from mailplan.routing.facts import ObservedRouting, parse_dot_qmail, parse_valias_list
+from mailplan.routing.execute import execute_routing, show_lines
 from mailplan.routing.forward import ForwardFile, parse_forward
-from mailplan.routing.managed import ROUTING_KINDS, effect, managed_routing
+from mailplan.routing.managed import ROUTING_KINDS, managed_routing
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
 from mailplan.routing.readfiles import FileRead, read_request, run_reads
-from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
+from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
+from mailplan.routing.target import read_target_routing
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
-from mailplan.shell import Cmd, join
 
 if TYPE_CHECKING:
-    from mailplan.commands import Context
     from mailplan.desired import Desired
     from mailplan.facts.source import SourceFacts
     from mailplan.facts.vpopmail import TargetFacts
-    from mailplan.remote import ShellSession
     from mailplan.spec import Spec
     from mailplan.state import State
 
@@ -253,90 +248,7 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
     return RoutingPlan(plan.domains, (*plan.findings, *findings))
 
 
-# ---------------------------------------------------------------------------- target
-
-
-def _tool(vpop: str, name: str) -> str:
-    return f"{vpop.rstrip('/')}/bin/{name}"
-
-
-def _check(res: CommandResult, host: str, what: str) -> None:
-    if res.returncode != 0:
-        out = res.stdout.decode("utf-8", "replace").strip() or res.stderr_text
-        raise HostError(f"{what} failed (exit {res.returncode}): {out[:300]}", host=host,
-                        step="read target routing")
-
-
-def _missing_domain(res: CommandResult) -> bool:
-    text = res.stdout.decode("utf-8", "replace")
-    return res.returncode != 0 and ("Invalid domain" in text or "can't read" in text)
-
-
-@dataclass
-class TargetRouting:
-    """What the target has: per domain, and what each wanted alias domain is now."""
-
-    observed: dict[str, ObservedRouting]
-    alias_domain_owner: dict[str, str | None]  # alias domain -> real domain it serves
-
-
-def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
-                        wanted: dict[str, DomainRouting], state: State) -> TargetRouting:
-    """One batch: valias -s, the .qmail of every mailbox of interest, alias domains."""
-    cmds: list[str] = []
-    jobs: list[tuple[str, str, str]] = []  # (what, domain, name)
-    qmail: dict[tuple[str, str], str] = {}  # (domain, mailbox) -> path of its .qmail
-    for name in sorted(wanted):
-        have = target.domains.get(name)
-        if have is None:
-            continue
-        cmds.append(join([_tool(vpop, "valias"), "-s", name]))
-        jobs.append(("valias", name, ""))
-        mailboxes = set(wanted[name].forwards) | managed_routing(state.data, name, "forward")
-        for mailbox in sorted(mailboxes):
-            user = have.users.get(mailbox)
-            if user is not None:
-                qmail[(name, mailbox)] = user.dir.rstrip("/") + "/.qmail"
-    for alias in sorted({a for d in wanted.values() for a in d.alias_domains}):
-        cmds.append(join([_tool(vpop, "vdominfo"), "-n", "-d", alias]))
-        jobs.append(("vdominfo", "", alias))
-    aliases: dict[str, dict[str, tuple[str, ...]]] = {}
-    forwards: dict[str, dict[str, tuple[str, ...]]] = {}
-    owner: dict[str, str | None] = {}
-    files, results = run_reads(conn, read_request(list(qmail.values())), cmds)
-    for (domain, mailbox), path in qmail.items():
-        read = files[path]
-        if read.exists and read.data is None:
-            raise HostError(f"cannot read {path} (the .qmail of {mailbox}@{domain})",
-                            host=conn.name, step="read target routing")
-        content = (read.data or b"").decode("utf-8", "replace")
-        forwards.setdefault(domain, {})[mailbox] = parse_dot_qmail(content) if content else ()
-    for (what, domain, name), res in zip(jobs, results, strict=True):
-        if what == "valias":
-            try:
-                aliases[domain] = parse_valias_list(res.stdout.decode("utf-8", "replace"),
-                                                    res.returncode)
-            except RoutingError as exc:
-                raise HostError(f"valias -s {domain}: {exc.message}", host=conn.name,
-                                step="read target routing") from None
-        else:
-            if _missing_domain(res):
-                owner[name] = None
-                continue
-            _check(res, conn.name, f"vdominfo {name}")
-            owner[name] = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].strip()
-    observed = {
-        name: ObservedRouting(name, aliases.get(name, {}), forwards.get(name, {}),
-                              target.domains[name].aliases if name in target.domains else ())
-        for name in wanted}
-    return TargetRouting(observed, owner)
-
-
 # ---------------------------------------------------------------------------- changes
-
-
-def _show(lines: tuple[str, ...]) -> str:
-    return ", ".join(lines) if lines else "(nothing)"
 
 
 def _from(origin: Origin | None) -> str:
@@ -347,23 +259,23 @@ def to_core(change: RoutingChange, origins: dict[str, Origin]) -> Change:
     """The core's view of one routing change (display values only)."""
     if isinstance(change, AddAlias):
         return Change("create", "alias", change.domain, change.name,
-                      after=_show(change.destinations) + _from(origins.get(change.name)))
+                      after=show_lines(change.destinations) + _from(origins.get(change.name)))
     if isinstance(change, ChangeAlias):
         return Change("update", "alias", change.domain, change.name,
-                      before=_show(change.current),
-                      after=_show(change.destinations) + _from(origins.get(change.name)))
+                      before=show_lines(change.current),
+                      after=show_lines(change.destinations) + _from(origins.get(change.name)))
     if isinstance(change, RemoveAlias):
         return Change("delete", "alias", change.domain, change.name,
-                      before=_show(change.current), reason=PRUNE_REASON)
+                      before=show_lines(change.current), reason=PRUNE_REASON)
     if isinstance(change, SetForward):
-        after = _show(change.lines) + _from(origins.get(change.mailbox))
+        after = show_lines(change.lines) + _from(origins.get(change.mailbox))
         if change.current is None:
             return Change("create", "forward", change.domain, change.mailbox, after=after)
         return Change("update", "forward", change.domain, change.mailbox,
-                      before=_show(change.current), after=after)
+                      before=show_lines(change.current), after=after)
     if isinstance(change, RemoveForward):
         return Change("delete", "forward", change.domain, change.mailbox,
-                      before=_show(change.current), reason=PRUNE_REASON)
+                      before=show_lines(change.current), reason=PRUNE_REASON)
     assert isinstance(change, AddAliasDomain)
     return Change("create", "alias_domain", change.alias_domain,
                   after=f"alias of {change.domain} (vaddaliasdomain)")
@@ -421,10 +333,11 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                                   "and not created by mailplan; left alone"))
         for alias, lines in sorted(want.aliases.items()):
             if alias in observed.aliases and same_lines(tuple(lines), observed.aliases[alias]):
-                out.noops.append(Noop(name, alias, f"alias already delivers to {_show(lines)}"))
+                out.noops.append(Noop(name, alias,
+                                      f"alias already delivers to {show_lines(lines)}"))
         for mailbox, lines in sorted(want.forwards.items()):
             if same_lines(tuple(lines), observed.forwards.get(mailbox) or ()):
-                out.noops.append(Noop(name, mailbox, f"forward already {_show(lines)}"))
+                out.noops.append(Noop(name, mailbox, f"forward already {show_lines(lines)}"))
     host = source_conn.name
     for finding in findings:
         where = f"{finding.origin}: " if finding.origin else ""
@@ -459,96 +372,3 @@ def merge_changes(core: list[Change], routing: list[Change]) -> list[Change]:
     ordered = ([c for c in routing if c.action != "delete"]
                + [c for c in routing if c.action == "delete"])
     return core[:first_delete] + ordered + core[first_delete:]
-
-
-# ---------------------------------------------------------------------------- apply
-
-
-class _Step:
-    """Runs and verifies the commands of one routing change."""
-
-    def __init__(self, session: ShellSession, ctx: Context, change: Change) -> None:
-        self.session, self.ctx, self.change = session, ctx, change
-
-    def fail(self, message: str) -> StepFailed:
-        return StepFailed(message, host=self.ctx.host,
-                          step=f"{self.change.symbol} {self.change.kind} {self.change.address}")
-
-    def run(self, argv: Sequence[str], *, quiet: bool = True) -> CommandResult:
-        """Run one command; exit status and (for quiet tools) any stdout mean failure."""
-        res = self.session.run(Cmd.of(*argv).render())
-        out = res.stdout.decode("utf-8", "replace").strip()
-        if res.returncode != 0 or (quiet and out):
-            words = (out or res.stderr_text.strip() or "no output").split("\n")[0][:300]
-            program = argv[0].rsplit("/", 1)[-1]
-            if program == "sh":
-                program = "writing the file"
-            raise self.fail(f"{program} failed (exit {res.returncode}): {words}")
-        return res
-
-    def alias_lines(self, address: str) -> tuple[str, ...] | None:
-        res = self.session.run(Cmd.of(_tool(self.ctx.vpopmail_dir, "valias"), "-s",
-                                      address).render())
-        text = res.stdout.decode("utf-8", "replace")
-        if res.returncode != 0:
-            if "No aliases" in text:
-                return None
-            raise self.fail(f"valias -s {address} failed (exit {res.returncode}): "
-                            f"{text.strip()[:300]}")
-        try:
-            return next(iter(parse_valias_list(text, 0).values()), None)
-        except RoutingError as exc:
-            raise self.fail(exc.message) from None
-
-    def dot_qmail(self, address: str) -> tuple[str, ...] | None:
-        res = self.run([_tool(self.ctx.vpopmail_dir, "vuserinfo"), "-d", address],
-                       quiet=False)
-        path = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].rstrip("/") + "/.qmail"
-        if self.session.run(Cmd.of("test", "-e", path).render()).returncode != 0:
-            return None
-        content = self.run(["cat", "--", path], quiet=False).stdout.decode("utf-8", "replace")
-        return parse_dot_qmail(content)
-
-
-def execute_routing(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
-    """Carry out one routing change, read it back, and return its journal effect."""
-    actions = getattr(ctx.desired, "routing", None)
-    action = actions.get(change.id) if isinstance(actions, dict) else None
-    step = _Step(session, ctx, change)
-    if action is None:
-        raise step.fail("internal: no routing action planned for this change")
-    for argv in commands_for(action, ctx.vpopmail_dir.rstrip("/")):
-        step.run(argv)
-    if isinstance(action, AddAlias | ChangeAlias | RemoveAlias):
-        address = f"{action.name}@{action.domain}"
-        got = step.alias_lines(address)
-        if isinstance(action, RemoveAlias):
-            if got is not None:
-                raise step.fail(f"valias -d reported success but {address} still exists")
-            return effect("alias", action.domain, action.name, deleted=True)
-        if got is None or not same_lines(action.destinations, got):
-            raise step.fail(f"valias reported success but {address} delivers to "
-                            f"{_show(got or ())}, not {_show(action.destinations)}")
-        return effect("alias", action.domain, action.name,
-                      created=isinstance(action, AddAlias))
-    if isinstance(action, SetForward | RemoveForward):
-        address = f"{action.mailbox}@{action.domain}"
-        got = step.dot_qmail(address)
-        if isinstance(action, RemoveForward):
-            if got is not None:
-                raise step.fail(f"the .qmail of {address} is still there after removing it")
-            return effect("forward", action.domain, action.mailbox, deleted=True)
-        if got is None or not same_lines(action.lines, got):
-            raise step.fail(f"the .qmail of {address} holds {_show(got or ())}, not "
-                            f"{_show(action.lines)}")
-        return effect("forward", action.domain, action.mailbox,
-                      created=action.current is None)
-    assert isinstance(action, AddAliasDomain)
-    res = session.run(Cmd.of(_tool(ctx.vpopmail_dir, "vdominfo"), "-n", "-d",
-                             action.alias_domain).render())
-    real = res.stdout.decode("utf-8", "replace").split("\n", 1)[0].strip()
-    if res.returncode != 0 or real != action.domain:
-        raise step.fail(f"vaddaliasdomain reported success but vdominfo says "
-                        f"{action.alias_domain} is {real or 'unknown'!r}, not an alias of "
-                        f"{action.domain}")
-    return effect("alias_domain", action.domain, action.alias_domain, created=True)
