@@ -144,6 +144,15 @@ def same_intent(a: Change, b: Change) -> bool:
     return (a.id, a.fingerprint, a.after) == (b.id, b.fingerprint, b.after)
 
 
+def what_is_left(saved: Change, fresh: Change) -> bool:
+    """Whether ``fresh`` is what remains of ``saved`` after part of a plan was applied:
+    the same intent, or the same mailbox import (its messages already on the target
+    are no longer counted, so its figures and fingerprint differ; mail that arrived
+    since is imported with the rest)."""
+    return same_intent(saved, fresh) or (
+        saved.kind == fresh.kind == "mailbox" and saved.id == fresh.id)
+
+
 def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     """Refuse a saved plan that no longer describes what apply would do."""
     rerun = "run `mailplan plan` again and review the new plan"
@@ -157,7 +166,7 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
         # Resuming this very plan: whatever is still to do must be part of it.
         known = {c.id: c for c in saved.changes}
         extra = [c for c in fresh.changes
-                 if c.id not in known or not same_intent(c, known[c.id])]
+                 if c.id not in known or not what_is_left(known[c.id], c)]
         if extra:
             raise StalePlanError(f"this plan was partly applied and the target has since "
                                  f"changed in other ways ({extra[0].symbol} {extra[0].kind} "

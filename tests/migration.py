@@ -172,13 +172,14 @@ def mailplan(*args: str, env: dict[str, str] | None = None, check: bool = False,
 
 
 def kill_apply_when(spec: Path, ready: Callable[[bytes], bool], *, timeout: float = 120,
-                    args: tuple[str, ...] = ()) -> None:
-    """Start ``mailplan apply SPEC --auto-approve`` and kill -9 it once its journal
-    (SPEC's state journal) satisfies ``ready`` (or the timeout passes)."""
+                    args: tuple[str, ...] = (), plan: Path | None = None) -> None:
+    """Start ``mailplan apply SPEC --auto-approve`` (or ``mailplan apply PLAN``, a saved
+    plan of SPEC) and kill -9 it once its journal (SPEC's state journal) satisfies
+    ``ready`` (or the timeout passes)."""
     journal = spec.with_name(spec.stem + ".state.json.journal")
-    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
-                             "--auto-approve", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    command = [str(plan)] if plan is not None else [str(spec), "--auto-approve"]
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", *command, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.exists() and ready(journal.read_bytes()):

@@ -376,3 +376,26 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, 
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     after, read = plan()
     assert "first import" not in after and read > 3_000_000
+
+
+def test_a_saved_plan_resumes_after_a_kill_during_its_mail_import(tmp_path):
+    """``mailplan apply PLAN.json`` killed mid-import and run again: the mailbox change
+    is what is left of the saved one (fewer messages to go), not a new change."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    body = "x" * 2000 + "\n"
+    data = b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body=body)
+                    for i in range(6000))
+    (src / "var/spool/mail/big").write_bytes(data)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    saved = tmp_path / "p.json"
+    mailplan("plan", str(spec), "-o", str(saved), check=True)
+    kill_apply_when(spec, lambda data: b'"imported"' in data, plan=saved)
+    assert (tmp_path / "m.state.json.journal").exists()  # killed mid-apply
+    mailplan("apply", str(saved), check=True)
+    root = maildir(target, f"big@{domain}")
+    names = [f.name for sub in files(root).values() for f in sub]
+    assert len(names) == len({parse_message_name(n).identity for n in names}) == 6000
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
