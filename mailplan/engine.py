@@ -153,6 +153,13 @@ def what_is_left(saved: Change, fresh: Change) -> bool:
         saved.kind == fresh.kind == "mailbox" and saved.id == fresh.id)
 
 
+def beyond(saved: Plan, fresh: Plan) -> list[Change]:
+    """The changes of ``fresh`` that are not what is left of one of ``saved``'s (a saved
+    plan being resumed, after an interruption or a reconnect, must have none)."""
+    known = {c.id: c for c in saved.changes}
+    return [c for c in fresh.changes if c.id not in known or not what_is_left(known[c.id], c)]
+
+
 def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     """Refuse a saved plan that no longer describes what apply would do."""
     rerun = "run `mailplan plan` again and review the new plan"
@@ -164,9 +171,7 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     interrupted = [h for h in state.data["history"] if h.get("plan_id") == saved.plan_id]
     if interrupted:
         # Resuming this very plan: whatever is still to do must be part of it.
-        known = {c.id: c for c in saved.changes}
-        extra = [c for c in fresh.changes
-                 if c.id not in known or not what_is_left(known[c.id], c)]
+        extra = beyond(saved, fresh)
         if extra:
             raise StalePlanError(f"this plan was partly applied and the target has since "
                                  f"changed in other ways ({extra[0].symbol} {extra[0].kind} "

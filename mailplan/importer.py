@@ -114,7 +114,7 @@ class MailImporter:
             if mb.dirname:
                 client.create_folder(mb.dirname)
             # exactly what the plan listed, proven untorn (mail.snapshot)
-            stream = SnapshotStream(self.source, mb.path, job.start, mb.size, step=step,
+            stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
                                     run=self._source_run)
 
             def durable(batch: list[Delivered]) -> None:
@@ -125,8 +125,8 @@ class MailImporter:
                     self.on_batch(change, len(batch), size)
 
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
-                                 mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.start,
-                                 occurrences=dict(job.seed), on_durable=durable,
+                                 mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,
+                                 occurrences=dict(job.begin.seed), on_durable=durable,
                                  host=self.target.name, checkpoint=stream.checkpoint)
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
@@ -151,12 +151,11 @@ class MailImporter:
         finally:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)
-        end = report.summary.end_offset
-        digests = ("", "") if not end else \
-            stream.checkpoint_digests(job.checkpoint_head) if end == stream.end else None
+        # the read is proven to have ended at stream.end (mail.snapshot)
+        digests = stream.checkpoint_digests(job.begin.head)
         checkpoint = None if digests is None else {
-            "path": mb.path, "inode": mb.inode, "offset": end, "head": digests[0],
-            "tail": digests[1], "count": job.checkpoint_count + report.summary.messages}
+            "path": mb.path, "inode": mb.inode, "offset": stream.end, "head": digests[0],
+            "tail": digests[1], "count": job.begin.count + report.summary.messages}
         # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
         return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
                 "user": change.user}

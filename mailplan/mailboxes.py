@@ -41,18 +41,26 @@ from mailplan.plan import Change, Noop
 from mailplan.remote import read_files
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a mailbox is read from: 0, or an earlier checkpoint's offset (with the
+    occurrence seed of the messages before it, their number and the file's head digest)."""
+
+    offset: int = 0
+    seed: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    head: str = ""
+
+
 @dataclass
 class MailJob:
     """What apply needs to import one mailbox (kept in memory, never saved)."""
 
     mailbox: SourceMailbox
-    start: int
-    seed: dict[str, int]
+    begin: Start
     count: int
     size: int
     subscribe: bool
-    checkpoint_count: int  # messages imported through ``start`` by earlier runs
-    checkpoint_head: str  # that checkpoint's digest of the file's first 4 KiB
 
 
 @dataclass
@@ -66,17 +74,6 @@ class MailPlan:
     #: checkpoints of mailboxes read to their end and found already on the target
     #: (state entries: apply records them, so later plans read only what is appended)
     settled: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Start:
-    """Where a mailbox is read from: 0, or an earlier checkpoint's offset (with the
-    occurrence seed of the messages before it, their number and the file's head digest)."""
-
-    offset: int = 0
-    seed: dict[str, int] = field(default_factory=dict)
-    count: int = 0
-    head: str = ""
 
 
 def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
@@ -155,11 +152,11 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     for mb, cp in checkpoints:
         facts = maildirs.get(dirs.get((mb.domain, mb.user), ""), MaildirFacts())
         known = facts.known(mb.dirname)
-        begin = _Start()
+        begin = Start()
         if cp is not None and valid.get(mb.key):
             recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
             if len(facts.ledger.get(mb.dirname, set())) >= recorded:
-                begin = _Start(cp.offset, _seed(known), recorded, cp.head)
+                begin = Start(cp.offset, _seed(known), recorded, cp.head)
         reads.append((mb, begin, known, len(facts.ledger.get(mb.dirname, set()))))
     # a folder with nothing on the target yet takes every message: counted on the source
     first = [r[0] for r in reads if not r[1].offset and not r[2]]
@@ -218,7 +215,7 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
-           begin: _Start, ledger: int,
+           begin: Start, ledger: int,
            subscribed: dict[tuple[str, str], set[str] | None]) -> None:
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
@@ -250,12 +247,11 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
-    out.jobs[change.id] = MailJob(mb, begin.offset, begin.seed, scan.todo, size,
-                                  mb.folder == "INBOX" or subs is None or mb.folder in subs,
-                                  begin.count, begin.head)
+    out.jobs[change.id] = MailJob(mb, begin, scan.todo, size,
+                                  mb.folder == "INBOX" or subs is None or mb.folder in subs)
 
 
-def _settled(mb: SourceMailbox, scan: MailboxScan, begin: _Start,
+def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
              ledger: int) -> dict[str, Any] | None:
     """The checkpoint of a mailbox whose messages are all on the target already (a run
     killed between its last sync and journaling it, a state file deleted, a spool the

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mailplan.engine import ApplyResult, Planned, apply_plan, what_is_left
+from mailplan.engine import ApplyResult, Planned, apply_plan, beyond
 from mailplan.errors import ConnectionLost, HostError, SourceChanged, StalePlanError
 from mailplan.plan import Change, Plan
 from mailplan.state import State
@@ -46,13 +46,12 @@ def backoff(delay: float, attempt: int) -> float:
 
 
 def _within(saved: Plan, fresh: Plan) -> None:
-    known = {c.id: c for c in saved.changes}
-    for c in fresh.changes:
-        old = known.get(c.id)
-        if old is None or not what_is_left(old, c):
-            raise StalePlanError(f"after reconnecting, the target needs a change the saved "
-                                 f"plan does not have ({c.symbol} {c.kind} {c.address})",
-                                 hint="run `mailplan plan` again and review the new plan")
+    extra = beyond(saved, fresh)
+    if extra:
+        c = extra[0]
+        raise StalePlanError(f"after reconnecting, the target needs a change the saved "
+                             f"plan does not have ({c.symbol} {c.kind} {c.address})",
+                             hint="run `mailplan plan` again and review the new plan")
 
 
 def _with_step(exc: HostError, step: str | None) -> HostError:

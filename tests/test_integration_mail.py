@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from migration import (
     SourceAccount,
+    Target,
     install_target,
     kill_apply_when,
     mailplan,
@@ -177,8 +178,9 @@ def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
     assert "No changes." in plan and "apply records" not in line
 
 
-def test_kill_during_import_then_rerun(tmp_path, sshd):
-    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw")])
+def six_thousand(tmp_path: Path, **hosts: dict) -> tuple[bytes, Target, str, Path]:
+    """A user "big" with 6000 messages of 2 KB: (spool bytes, target, domain, spec)."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
     body = "x" * 2000 + "\n"
     data = b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body=body)
                     for i in range(6000))
@@ -186,15 +188,24 @@ def test_kill_during_import_then_rerun(tmp_path, sshd):
     target = install_target(tmp_path / "target")
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
-    kill_apply_when(spec, lambda data: b'"imported"' in data)
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+                      domains={domain: {"import": {"uid_min": 1000}}}, **hosts)
+    return data, target, domain, spec
+
+
+def assert_each_once(target: Target, domain: str) -> None:
+    """All 6000 messages of big@domain are there, each once, and tmp/ is empty."""
     root = maildir(target, f"big@{domain}")
     names = [f.name for sub in files(root).values() for f in sub]
-    assert len(names) == 6000
-    assert len({parse_message_name(n).identity for n in names}) == 6000
+    assert len(names) == len({parse_message_name(n).identity for n in names}) == 6000
     assert not any((root / "tmp").iterdir())
+
+
+def test_kill_during_import_then_rerun(tmp_path, sshd):
+    data, target, domain, spec = six_thousand(tmp_path, source_host=ssh_host(sshd),
+                                              target_host=ssh_host(sshd))
+    kill_apply_when(spec, lambda data: b'"imported"' in data)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert_each_once(target, domain)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     state = json.loads((tmp_path / "m.state.json").read_text())
     box = state["mail"][f"big@{domain}/INBOX"]
@@ -381,21 +392,11 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, 
 def test_a_saved_plan_resumes_after_a_kill_during_its_mail_import(tmp_path):
     """``mailplan apply PLAN.json`` killed mid-import and run again: the mailbox change
     is what is left of the saved one (fewer messages to go), not a new change."""
-    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
-    body = "x" * 2000 + "\n"
-    data = b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body=body)
-                    for i in range(6000))
-    (src / "var/spool/mail/big").write_bytes(data)
-    target = install_target(tmp_path / "target")
-    domain = unique_domain()
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      domains={domain: {"import": {"uid_min": 1000}}})
+    _data, target, domain, spec = six_thousand(tmp_path)
     saved = tmp_path / "p.json"
     mailplan("plan", str(spec), "-o", str(saved), check=True)
     kill_apply_when(spec, lambda data: b'"imported"' in data, plan=saved)
     assert (tmp_path / "m.state.json.journal").exists()  # killed mid-apply
     mailplan("apply", str(saved), check=True)
-    root = maildir(target, f"big@{domain}")
-    names = [f.name for sub in files(root).values() for f in sub]
-    assert len(names) == len({parse_message_name(n).identity for n in names}) == 6000
+    assert_each_once(target, domain)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout

@@ -30,7 +30,7 @@ from mailplan.errors import ConnectionLost
 from mailplan.mail.fromline import FROM_LINE_ERE
 from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
-from mailplan.mail.windows import WINDOW, Windows, digest
+from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.shell import join
 
@@ -163,10 +163,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
 
 
 def _window_cmd(path: str, offset: int) -> str:
-    start = max(offset - WINDOW, 0)
-    return (join(["head", "-c", str(min(WINDOW, offset)), "--", path]) + "; "
-            + join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
-            + join(["head", "-c", str(offset - start)]))
+    width = min(WINDOW, offset)
+    return f"{slice_command(path, 0, width)}; {slice_command(path, offset - width, width)}"
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]]
@@ -243,9 +241,9 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict
 
 def _count_command(mb: SourceMailbox) -> str:
     # the separators in [0, size) (what apply will read), then the first bytes
-    return (join(["head", "-c", str(mb.size), "--", mb.path]) + " | LC_ALL=C "
+    return (slice_command(mb.path, 0, mb.size) + " | LC_ALL=C "
             + join(["grep", "-a", "-c", "-E", FROM_LINE_ERE]) + "; "
-            + join(["head", "-c", str(HEAD_BYTES), "--", mb.path]))
+            + slice_command(mb.path, 0, HEAD_BYTES))
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,

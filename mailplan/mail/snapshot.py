@@ -31,15 +31,7 @@ from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
-from mailplan.mail.windows import WINDOW, Windows, digest
-from mailplan.shell import join
-
-
-def _slice(path: str, start: int, length: int) -> str:
-    if start == 0:  # one process, no pipe: the whole first read of a mailbox
-        return join(["head", "-c", str(length), "--", path])
-    return (join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
-            + join(["head", "-c", str(length)]))
+from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 
 
 class SnapshotStream:
@@ -51,7 +43,7 @@ class SnapshotStream:
         #: runs the read-only checks (default: a command of their own on ``conn``; apply
         #: passes a long-lived source shell, so a check costs no shell start-up)
         self._run = run or conn.run
-        self._proc = conn.start_stream(_slice(path, start, end - start))
+        self._proc = conn.start_stream(slice_command(path, start, end - start))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
         self._result: CommandResult | None = None
@@ -87,7 +79,7 @@ class SnapshotStream:
             raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        after = self._check_windows(self._window(), f"; {_slice(self.path, self.end, 6)}")
+        after = self._check_windows(self._window(), f"; {slice_command(self.path, self.end, 6)}")
         if after not in (b"", b"\n") and not after.startswith((b"From ", b"\nFrom ")):
             raise SourceChanged(f"a message was being appended to {self.path} while it was "
                                 "read", host=self.conn.name, step=self.step,
@@ -125,7 +117,7 @@ class SnapshotStream:
             head = digest(self.seen.head)
         tail, want = self.seen.tail, min(WINDOW, self.end)
         if len(tail) < want:
-            res = self._run(_slice(self.path, self.end - want, want - len(tail)))
+            res = self._run(slice_command(self.path, self.end - want, want - len(tail)))
             if res.returncode != 0 or len(res.stdout) != want - len(tail):
                 return None
             tail = res.stdout + tail
@@ -139,8 +131,8 @@ class SnapshotStream:
         """Compare the head and the tail window ending at ``pos`` with the file; return
         the output of ``extra`` (more commands run in the same channel)."""
         pos, head, tail = window
-        check = self._run(f"{_slice(self.path, self.start, len(head))}; "
-                              f"{_slice(self.path, pos - len(tail), len(tail))}{extra}")
+        check = self._run(f"{slice_command(self.path, self.start, len(head))}; "
+                              f"{slice_command(self.path, pos - len(tail), len(tail))}{extra}")
         out = check.stdout
         got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
         if check.returncode != 0 or got_head != head or got_tail != tail:

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import hashlib
 
+from mailplan.shell import join
+
 WINDOW = 4096
+
+
+def slice_command(path: str, start: int, length: int) -> str:
+    """A shell command printing ``length`` bytes of ``path`` from byte ``start`` (how a
+    window, a checkpoint's prefix or a snapshot read is taken on the source)."""
+    if start == 0:  # one process, no pipe: the whole first read of a mailbox
+        return join(["head", "-c", str(length), "--", path])
+    return (join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
+            + join(["head", "-c", str(length)]))
 
 
 def digest(data: bytes) -> str:
