@@ -279,6 +279,17 @@ class MboxReader(ContentLength):
                           occurrence=occ, flags=head.flags, subdir=head.subdir,
                           arrival=head.arrival)
 
+    def _close(self, head: MessageStart, start: int, nxt: int, size: int,
+               digest: hashlib._Hash, internal: bool) -> Iterator[Event]:
+        """End a streamed message whose next separator is at ``nxt``: its MessageEnd (or
+        the count of a skipped pseudo message); return the next position."""
+        if internal:
+            self.summary.skipped_internal += 1
+            self.summary.end_offset = self._base + nxt
+        else:
+            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
+        return nxt if nxt < len(self._buf) or not self._eof else None
+
     def _whole(self, pos: int, hstart: int, nxt: int, sep: FromLine,
                start: int) -> Iterator[Event]:
         """The message from ``hstart`` to ``nxt`` is entirely in the buffer."""
@@ -355,12 +366,7 @@ class MboxReader(ContentLength):
                 break
             self._fill(end)
             i = 0
-        if internal:
-            self.summary.skipped_internal += 1
-            self.summary.end_offset = self._base + nxt
-        else:
-            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
-        return nxt if nxt < len(self._buf) or not self._eof else None
+        return (yield from self._close(head, start, nxt, size, digest, internal))
 
 
 def _framing(buf: bytes, lo: int, end: int) -> int:

@@ -19,7 +19,7 @@ from mailplan.mail.fromline import FromLine, parse_from_line
 from mailplan.mail.mboxtypes import Event, MboxSummary
 
 if TYPE_CHECKING:
-    from mailplan.mail.mboxtypes import MessageEnd, MessageStart, Readable
+    from mailplan.mail.mboxtypes import MessageStart, Readable
 
 
 class ContentLength:
@@ -41,8 +41,8 @@ class ContentLength:
         def _is_internal(self, headers: bytes) -> bool: ...
         def _head(self, raw_headers: bytes, sep: FromLine, start: int,
                   state: _State) -> MessageStart: ...
-        def _finish(self, head: MessageStart, start: int, end: int, size: int,
-                    digest: str) -> MessageEnd: ...
+        def _close(self, head: MessageStart, start: int, nxt: int, size: int,
+                   digest: hashlib._Hash, internal: bool) -> Iterator[Event]: ...
 
     def _cl_consistent(self, hend: int, length: int) -> bool:
         """Whether ``length`` bytes after the header block end at EOF or a separator."""
@@ -127,12 +127,7 @@ class ContentLength:
             self._fill(i)
             i = 0
         nxt = self._after_cl(i)
-        if internal:
-            self.summary.skipped_internal += 1
-            self.summary.end_offset = self._base + nxt
-        else:
-            yield self._finish(head, start, self._base + nxt, size, digest.hexdigest())
-        return nxt if nxt < len(self._buf) or not self._eof else None
+        return (yield from self._close(head, start, nxt, size, digest, internal))
 
 
 def _seekable(stream: object) -> bool:
