@@ -69,6 +69,34 @@ def test_import_writes_exact_files_modes_owner_and_times(client, tmp_path):
         assert stat.S_IMODE(st_.st_mode) == (0o700 if p.is_dir() else 0o600), p
 
 
+
+def test_whole_message_frames_write_what_streamed_frames_write(tmp_path):
+    """A held message goes as one ``M`` frame, a big one as ``B``, ``D`` and ``E``
+    frames (here: every message, with a 16-byte flush size); both write the same files,
+    and the ``M`` frame is checked against its name like ``E``."""
+    states = []
+    for flush in (1 << 18, 16):
+        proc = LocalAgent()
+        c = AgentClient(proc, flush_bytes=flush)
+        root = tmp_path / f"flush{flush}"
+        c.open(str(root))
+        import_mbox(c, io.BytesIO(MBOX), dirname="")
+        import_mbox(c, io.BytesIO(MBOX), dirname=".Work")
+        c.quit()
+        proc.wait()
+        states.append(maildir_state(root))
+    assert states[0] == states[1] and len(states[0]) == 8
+    assert {(fo, sub) for fo, sub, *_rest in states[0]} == {
+        (".", "new"), (".", "cur"), (".Work", "new"), (".Work", "cur")}
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(tmp_path / "bad"))
+    name = next((tmp_path / "flush16" / "new").iterdir()).name
+    c.message("", [b"other ", b"bytes"], "new", name, None)
+    with pytest.raises(AgentError, match="sha256"):
+        c.sync()
+    proc.kill()
+
 def test_reimport_is_a_noop_and_deleted_mail_is_not_brought_back(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))

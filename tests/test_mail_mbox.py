@@ -345,6 +345,19 @@ def test_the_fast_separator_search_finds_what_bytes_find_finds(parts, start):
         assert find_separator(buf, at) == buf.find(b"\nFrom ", at)
 
 
+
+def test_the_separator_search_finds_one_straddling_its_first_window():
+    """bytes.find looks through the first window, memmem through the rest: a separator
+    across the boundary, or just after it, is found (off by one in either direction
+    fails here)."""
+    from mailplan.mail.search import _NEAR, find_separator
+
+    for start in (0, 1, 7):
+        for shift in range(-8, 9):
+            buf = b"x" * (start + _NEAR + shift) + b"\nFrom a" + b"y" * 3000
+            assert find_separator(buf, start) == start + _NEAR + shift, (start, shift)
+        assert find_separator(b"x" * (start + _NEAR + 2), start) == -1
+
 _PIECES = [b"From ", b"From", b"a@b", b"John Q. Smith", b"j\xc3\xb6rg", b" ", b"  ", b"Mon",
            b"Mon,", b"Tue", b"Jan", b"Feb", b"Dec", b"1", b"01", b"31", b"123", b"10:00",
            b"10:00:00", b"9:5:00", b"EST", b"MET", b"DST", b"+0100", b"-0530", b"ABCDEF",

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from mailplan.mail.mbox import MailboxError
 
 HEADER = struct.Struct(">cI")
+MESSAGE = struct.Struct(">BBHd")  # an M frame's head; see mailplan.mail.agent
 FLUSH_BYTES = 1 << 18
 
 
@@ -202,23 +203,25 @@ class AgentClient:
 
     def message(self, dirname: str, parts: list[bytes], subdir: str, name: str,
                 mtime: float | None) -> None:
-        """A whole message at once, given as the pieces it was read in: its ``B``, ``D`` and
-        ``E`` frames are queued without joining the pieces (``flush`` copies them once)."""
-        folder = dirname.encode("utf-8")
-        end = _end_payload(subdir, name, mtime)
+        """A whole message at once, given as the pieces it was read in: one ``M`` frame,
+        queued without joining the pieces (``flush`` copies them once). A message too
+        big to hold goes as ``B``, ``D`` and ``E`` frames."""
         size = sum(map(len, parts))
-        self.ended += 1
-        if size >= self.flush_bytes:
+        folder = dirname.encode("utf-8")
+        if size >= self.flush_bytes or subdir not in ("new", "cur") or len(folder) > 255:
             self.begin(dirname)
             self.data(b"".join(parts))
-            self._send(b"E", end)
+            self.end(subdir, name, mtime)
             return
-        pack = HEADER.pack
+        self.ended += 1
+        label = name.encode("utf-8")
+        flags = (1 if subdir == "cur" else 0) | (0 if mtime is None else 2)
+        head = MESSAGE.pack(flags, len(folder), len(label), mtime or 0.0)
+        length = len(head) + len(folder) + len(label) + size
         out = self._out
-        out += (pack(b"B", len(folder)), folder, pack(b"D", size))
+        out += (HEADER.pack(b"M", length), head, folder, label)
         out += parts
-        out += (pack(b"E", len(end)), end)
-        self._pending += len(folder) + size + len(end) + 15
+        self._pending += length + 5
         if self._pending >= self.flush_bytes:
             self.flush()
 
