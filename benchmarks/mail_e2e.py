@@ -62,7 +62,7 @@ if CODE:
     sys.path.insert(0, CODE)
 # bind the tree under test before mbox_convert (which imports mailplan) puts REPO first
 MAILPLAN = importlib.import_module("mailplan")
-from mbox_convert import make_spool  # noqa: E402
+from mbox_convert import filesystem_note, make_spool  # noqa: E402
 
 from mailplan.connectors.base import CommandResult, Connector, Process  # noqa: E402
 
@@ -469,6 +469,8 @@ def main() -> None:
     code = run_child("where")["code"]
     print(f"mail_e2e: scale {args.scale}, {os.cpu_count()} CPUs, work dir {work}, mailplan "
           f"from {code}; rates are of the spool's bytes and messages")
+    if note := filesystem_note(work):
+        print(note)
     print(HEAD)
     results: dict[str, list[Row]] = {}
     try:

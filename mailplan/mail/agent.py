@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import hashlib
 import json
@@ -94,11 +93,12 @@ class AgentError(Exception):
 
 
 def _libc(kind: type[ctypes.CDLL] = ctypes.CDLL) -> ctypes.CDLL | None:
+    """The C library: the symbols already loaded into this process (no
+    ``ctypes.util.find_library``, which runs ldconfig and compilers to look for it)."""
     try:
-        lib = kind(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return kind(None, use_errno=True)
     except OSError:
         return None
-    return lib
 
 
 LIBC = _libc()
