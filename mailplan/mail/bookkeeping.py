@@ -45,7 +45,6 @@ _BOOK_FIELD = re.compile(
     rb"\n(?=[SsXxCc])(status|x-status|x-keywords|x-uid|x-imap|x-imapbase|content-length)"
     rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 _SUBJECT = re.compile(rb"^subject[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
-_SPACES = re.compile(r"\s+")
 
 
 def subject(headers: bytes) -> bytes:
@@ -66,7 +65,7 @@ def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
         kept.append(headers[last:m.start()])
         last = end if padded[end:end + 1] == b"\n" else end - 1
         name = m[1].lower()
-        value = _SPACES.sub(" ", m[2].decode("latin-1")).strip()
+        value = " ".join(m[2].decode("latin-1").split())  # whitespace runs -> one space
         if name == b"status":
             state.status += value
         elif name == b"x-status":
