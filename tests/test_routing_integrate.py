@@ -272,3 +272,48 @@ def test_big_reads_do_not_deadlock_the_batch(tmp_path):
     files, others = done["result"]
     assert len(files) == len(request.paths) and others[0].stdout == b"after\n"
     assert all(f.data == b"x" * 200 + b"\n" for f in files.values())
+
+
+def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spec(
+        tmp_path, monkeypatch):
+    """Class w comes from local-host-names, sendmail.cw, the Cw lines of sendmail.cf and
+    the files its Fw lines name (read in a second batch), and the host's own names (its
+    /etc/hostname and the /etc/hosts line naming it); ``source.local_hostnames`` in the
+    spec replaces all of that, and then none of those files is read."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.source import SourceFacts
+    from mailplan.routing import integrate
+
+    etc = tmp_path / "mail"
+    etc.mkdir()
+    (etc / "local-host-names").write_text("# names\nOldBox.Example.ORG.\nlists.example.com\n")
+    (etc / "sendmail.cf").write_text(f"Cwmx1 mx2\nFw-o {tmp_path}/more %[^\\#]\nDj$w.x\n")
+    (tmp_path / "more").write_text("third.example\n")
+    (tmp_path / "hostname").write_text("oldbox\n")
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n10.1.2.3 oldbox.corp.example "
+                                    "oldbox mailhub # the mail server\n10.1.2.4 other\n")
+    (tmp_path / "aliases").write_text("postmaster: root\n")
+    monkeypatch.setattr(integrate, "HOSTNAME_FILE", str(tmp_path / "hostname"))
+    monkeypatch.setattr(integrate, "HOSTS_FILE", str(tmp_path / "hosts"))
+    asked: list[str] = []
+    real = integrate._read_files
+    monkeypatch.setattr(integrate, "_read_files",
+                        lambda conn, paths: asked.extend(paths) or real(conn, paths))
+    source_line = ("source: {host: old, aliases: /etc/mail/aliases, "
+                   "virtusertable: /etc/mail/virtusertable}")
+    conn = LocalConnector("oldmail")
+    facts = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {})
+    for extra, want in [
+        (f"sendmail_dir: {etc}", {"localhost", "oldbox.example.org", "lists.example.com",
+                                  "mx1", "mx2", "third.example", "oldbox",
+                                  "oldbox.corp.example", "mailhub"}),
+        ("local_hostnames: [Mail.Example.NET]", {"localhost", "mail.example.net"}),
+    ]:
+        asked.clear()
+        text = BASE.replace(source_line, "source: {host: old, aliases: "
+                            f"{tmp_path}/aliases, forward: false, {extra}}}")
+        spec = load_spec(write(tmp_path, text))
+        got = integrate.read_source_routing(conn, spec, facts, _desired(), need_aliases=True,
+                                            findings=[])
+        assert got.local_hostnames == want
+    assert asked == [f"{tmp_path}/aliases"]  # the spec's names: no sendmail file is read

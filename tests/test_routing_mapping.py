@@ -232,6 +232,25 @@ def test_address_in_migrated_domain_is_renamed():
     assert plan.warnings == ()
 
 
+
+def test_a_name_of_the_old_host_is_local_and_a_migrated_domain_keeps_its_users():
+    """sendmail's class w: bob@oldbox.example.org is the local bob (renamed robert), as
+    sendmail delivered it, not a forward to the old server; without the name it is one.
+    A migrated domain in class w keeps its own users (carol@example.org is not the
+    example.com carol)."""
+    text = "x1: bob@oldbox.example.org\nx2: carol@example.org\n"
+    rules = [DomainRules("example.com", COM, import_aliases=True),
+             DomainRules("example.org", {"dave": "dave"})]
+    classw = frozenset({"localhost", "oldbox.example.org", "example.org"})
+    plan = map_routing(SourceRouting(aliases=parse_aliases(text, "/a"),
+                                     local_hostnames=classw), rules)
+    assert plan.domains["example.com"].aliases["x1"] == ("&robert@example.com",)
+    assert plan.domains["example.com"].aliases["x2"] == ("&carol@example.org",)
+    assert any("carol@example.org is neither a mailbox nor an alias" in str(f)
+               for f in plan.warnings)
+    plan = map_routing(SourceRouting(aliases=parse_aliases(text, "/a")), rules)
+    assert plan.domains["example.com"].aliases["x1"] == ("&bob@oldbox.example.org",)
+
 def test_ambiguous_local_user_warns():
     source = SourceRouting(aliases=parse_aliases("x1: sam\n", "/a"))
     plan = map_routing(source, [

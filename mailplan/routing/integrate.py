@@ -17,13 +17,14 @@ the target's side is read by :mod:`mailplan.routing.target`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.errors import HostError, SourceDataError
+from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
 from mailplan.routing.config import (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from mailplan.state import State
 
 DEFAULT_ALIASES = ("/etc/aliases", "/etc/mail/aliases")
+HOSTNAME_FILE, HOSTS_FILE = "/etc/hostname", "/etc/hosts"
 MAX_INCLUDE_ROUNDS = 8
 PRUNE_REASON = "created by mailplan, no longer wanted (applied only with --prune)"
 
@@ -149,8 +151,10 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                 account = source.accounts.get(user.source or "")
                 if account is not None and account.home.startswith("/"):
                     homes[account.name] = account.home.rstrip("/") + "/.forward"
+    named = src.get("local_hostnames")
+    config = [] if named is not None else _class_w_files(src.get("sendmail_dir", "/etc/mail"))
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []),
-                               *homes.values()])
+                               *homes.values(), *config])
     host = conn.name
     aliases = None
     found = [p for p in alias_paths if reads[p].exists]
@@ -195,7 +199,59 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             forwards[login] = parse_forward(read.data, path, login)
         except RoutingError as exc:
             raise _host_error(exc, host) from None
-    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table)
+    hostnames = (_clean_names(named) if named is not None
+                 else _read_class_w(conn, reads, config))
+    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
+                         local_hostnames=hostnames | {"localhost"})
+
+
+def _class_w_files(sendmail_dir: str) -> list[str]:
+    """The files sendmail's class w (the host's own names) comes from: local-host-names,
+    sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line."""
+    base = sendmail_dir.rstrip("/")
+    return [f"{base}/local-host-names", f"{base}/sendmail.cw", f"{base}/sendmail.cf",
+            HOSTNAME_FILE, HOSTS_FILE]
+
+
+def _read_class_w(conn: Connector, reads: dict[str, FileRead],
+                  config: list[str]) -> frozenset[str]:
+    """Class w from what ``_class_w_files`` read (missing files are fine); files named by
+    Fw lines and not read yet are read in one more batch."""
+    def text(path: str) -> str:
+        read = reads.get(path)
+        data = read.data if read is not None and read.exists else None
+        return (data or b"").decode("utf-8", "replace")
+
+    lhn, cw, cf, hostname, hosts = config
+    names = [n for n, _o in parse_local_names(text(lhn), lhn) + parse_local_names(text(cw), cw)]
+    cf_names, fw_files = parse_sendmail_cf(text(cf), cf)
+    names += [n for n, _o in cf_names]
+    extra = [f for f in fw_files if f not in reads]
+    if extra:
+        reads = {**reads, **_read_files(conn, extra)}
+    for path in fw_files:
+        names += [n for n, _o in parse_local_names(text(path), path)]
+    return _clean_names(names) | host_names(text(hostname), text(hosts))
+
+
+def host_names(hostname: str, hosts: str) -> frozenset[str]:
+    """The host's own names as sendmail finds them: the name in /etc/hostname, and every
+    name on an /etc/hosts line that names it (its canonical name and aliases)."""
+    first = hostname.split("#", 1)[0].split()
+    if not first:
+        return frozenset()
+    own = first[0].lower().rstrip(".")
+    names = {own}
+    for line in hosts.splitlines():
+        words = [w.lower().rstrip(".") for w in line.split("#", 1)[0].split()[1:]]
+        if own in words:
+            names.update(words)
+    names.add(own.split(".")[0])  # $w, the short name, is in class w too
+    return _clean_names(names)
+
+
+def _clean_names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(n.lower().rstrip(".") for n in names if n.strip(". "))
 
 
 # ---------------------------------------------------------------------------- mapping

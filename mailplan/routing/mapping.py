@@ -61,7 +61,11 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     virtual, vfindings = ({}, []) if source.virtusertable is None else \
         effective_entries(source.virtusertable)
     findings.extend(vfindings)
-    directory = Directory({r.domain: r for r in domains}, table, source.local_hostnames)
+    # a migrated domain (or alias domain) named in class w keeps its own users: an
+    # address there is resolved in that domain, not as a local name of the old host
+    served = {r.domain for r in domains} | {a for r in domains for a in r.alias_domains}
+    directory = Directory({r.domain: r for r in domains}, table,
+                          source.local_hostnames - served)
     _unmigrated_virtual_domains(virtual, directory, findings)
     result: dict[str, DomainRouting] = {}
     checks = []
