@@ -278,23 +278,22 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
         tmp_path, monkeypatch):
     """Class w comes from local-host-names, sendmail.cw, the Cw lines of sendmail.cf and
     the files its Fw lines name (read in a second batch), and the host's own names (its
-    /etc/hostname and the /etc/hosts line naming it); ``source.local_hostnames`` in the
-    spec replaces all of that, and then none of those files is read."""
+    hostname file and the hosts line naming it, next to the source's passwd); a source
+    tree without them has only localhost. ``source.local_hostnames`` in the spec replaces
+    all of that, and then none of those files is read. ``plan -v`` notes the names."""
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.source import SourceFacts
     from mailplan.routing import integrate
 
-    etc = tmp_path / "mail"
-    etc.mkdir()
-    (etc / "local-host-names").write_text("# names\nOldBox.Example.ORG.\nlists.example.com\n")
-    (etc / "sendmail.cf").write_text(f"Cwmx1 mx2\nFw-o {tmp_path}/more %[^\\#]\nDj$w.x\n")
+    etc = tmp_path / "etc"
+    (etc / "mail").mkdir(parents=True)
+    (etc / "mail/local-host-names").write_text("# names\nOldBox.Example.ORG.\nlists.example.com\n")
+    (etc / "mail/sendmail.cf").write_text(f"Cwmx1 mx2\nFw-o {tmp_path}/more %[^\\#]\nDj$w.x\n")
     (tmp_path / "more").write_text("third.example\n")
-    (tmp_path / "hostname").write_text("oldbox\n")
-    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n10.1.2.3 oldbox.corp.example "
-                                    "oldbox mailhub # the mail server\n10.1.2.4 other\n")
+    (etc / "hostname").write_text("oldbox\n")
+    (etc / "hosts").write_text("127.0.0.1 localhost\n10.1.2.3 oldbox.corp.example "
+                               "oldbox mailhub # the mail server\n10.1.2.4 other\n")
     (tmp_path / "aliases").write_text("postmaster: root\n")
-    monkeypatch.setattr(integrate, "HOSTNAME_FILE", str(tmp_path / "hostname"))
-    monkeypatch.setattr(integrate, "HOSTS_FILE", str(tmp_path / "hosts"))
     asked: list[str] = []
     real = integrate._read_files
     monkeypatch.setattr(integrate, "_read_files",
@@ -304,16 +303,20 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
     conn = LocalConnector("oldmail")
     facts = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {})
     for extra, want in [
-        (f"sendmail_dir: {etc}", {"localhost", "oldbox.example.org", "lists.example.com",
-                                  "mx1", "mx2", "third.example", "oldbox",
-                                  "oldbox.corp.example", "mailhub"}),
+        (f"passwd: {etc}/passwd", {"localhost", "oldbox.example.org", "lists.example.com",
+                                   "mx1", "mx2", "third.example", "oldbox",
+                                   "oldbox.corp.example", "mailhub"}),
+        (f"passwd: {tmp_path}/bare/passwd", {"localhost"}),
         ("local_hostnames: [Mail.Example.NET]", {"localhost", "mail.example.net"}),
     ]:
         asked.clear()
         text = BASE.replace(source_line, "source: {host: old, aliases: "
                             f"{tmp_path}/aliases, forward: false, {extra}}}")
         spec = load_spec(write(tmp_path, text))
+        findings: list = []
         got = integrate.read_source_routing(conn, spec, facts, _desired(), need_aliases=True,
-                                            findings=[])
+                                            findings=findings)
         assert got.local_hostnames == want
+        names = ", ".join(sorted(want - {"localhost"}))
+        assert [f.message.endswith(names) for f in findings] == ([True] if names else [])
     assert asked == [f"{tmp_path}/aliases"]  # the spec's names: no sendmail file is read

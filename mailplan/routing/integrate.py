@@ -17,6 +17,7 @@ the target's side is read by :mod:`mailplan.routing.target`.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
     from mailplan.state import State
 
 DEFAULT_ALIASES = ("/etc/aliases", "/etc/mail/aliases")
-HOSTNAME_FILE, HOSTS_FILE = "/etc/hostname", "/etc/hosts"
 MAX_INCLUDE_ROUNDS = 8
 PRUNE_REASON = "created by mailplan, no longer wanted (applied only with --prune)"
 
@@ -152,7 +152,9 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                 if account is not None and account.home.startswith("/"):
                     homes[account.name] = account.home.rstrip("/") + "/.forward"
     named = src.get("local_hostnames")
-    config = [] if named is not None else _class_w_files(src.get("sendmail_dir", "/etc/mail"))
+    etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
+    sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
+    config = [] if named is not None else _class_w_files(sendmail_dir, etc)
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []),
                                *homes.values(), *config])
     host = conn.name
@@ -201,16 +203,23 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             raise _host_error(exc, host) from None
     hostnames = (_clean_names(named) if named is not None
                  else _read_class_w(conn, reads, config))
+    if hostnames - {"localhost"}:
+        where = ("source.local_hostnames in the spec" if named is not None else
+                 f"{sendmail_dir} and the host name")
+        findings.append(Finding("note", "an address at one of the old host's own names "
+                                f"(sendmail's class w, from {where}) is a local name: "
+                                + ", ".join(sorted(hostnames - {"localhost"}))))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          local_hostnames=hostnames | {"localhost"})
 
 
-def _class_w_files(sendmail_dir: str) -> list[str]:
+def _class_w_files(sendmail_dir: str, etc: str) -> list[str]:
     """The files sendmail's class w (the host's own names) comes from: local-host-names,
-    sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line."""
+    sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line
+    (``hostname`` and ``hosts`` in ``etc``, the directory of the source's passwd file)."""
     base = sendmail_dir.rstrip("/")
     return [f"{base}/local-host-names", f"{base}/sendmail.cw", f"{base}/sendmail.cf",
-            HOSTNAME_FILE, HOSTS_FILE]
+            f"{etc}/hostname", f"{etc}/hosts"]
 
 
 def _read_class_w(conn: Connector, reads: dict[str, FileRead],
