@@ -5,7 +5,9 @@ folder directory = folders). A mailbox whose folder has nothing on the target ye
 every message: it is only counted on the source. Any other is read as a stream (only the
 part after the last checkpoint when its first and last 4 KiB still match) and its
 message identities are compared with what the user's Maildir already holds (file names
-and the import ledger). One ``mailbox`` change per folder with messages to import;
+and the import ledger; a mailbox unchanged since its checkpoint needs only its folder's
+ledger count, so its Maildir is not listed). One ``mailbox`` change per folder with
+messages to import;
 everything else is explained. A mailbox read whole (or past its checkpoint) and found
 entirely on the target gets a checkpoint for apply to record in the state only
 (``MailPlan.settled``).
@@ -29,6 +31,7 @@ from mailplan.facts.mailboxes import (
     SourceMailbox,
     count_mailboxes,
     list_source_mailboxes,
+    read_ledger_counts,
     read_maildirs,
     scan_mailboxes,
     still_valid,
@@ -142,22 +145,37 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         tuser = tdom.users.get(mb.user) if tdom else None
         if tuser is not None:
             dirs[(mb.domain, mb.user)] = maildir_of(tuser.dir)
-    maildirs = read_maildirs(target_conn, sorted(set(dirs.values())))
     subscribed = _subscriptions(source_conn, refs, source)
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     valid = dict(zip([mb.key for mb, _ in with_cp],
                      still_valid(source_conn, with_cp), strict=True))
+    recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
+                for mb, _cp in with_cp}
+    # A mailbox unchanged since its checkpoint needs only its folder's ledger count (the
+    # trust check below); the others need the identities already in their Maildir.
+    unchanged = {mb.key for mb, cp in with_cp if valid[mb.key] and mb.size == cp.offset}
+    where = {mb.key: dirs.get((mb.domain, mb.user), "") for mb in mailboxes}
+    counts = read_ledger_counts(target_conn, sorted({where[k] for k in unchanged} - {""}))
+    ledger_lines = {mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0)
+                    for mb in mailboxes if mb.key in unchanged}
+    quiet = {key for key, n in ledger_lines.items() if n >= recorded[key]}
+    maildirs = read_maildirs(target_conn, sorted({where[mb.key] for mb in mailboxes
+                                                  if mb.key not in quiet} - {""}))
     reads = []
     for mb, cp in checkpoints:
-        facts = maildirs.get(dirs.get((mb.domain, mb.user), ""), MaildirFacts())
+        if mb.key in quiet:  # nothing to read: no identities, no occurrence seed needed
+            assert cp is not None
+            begin = Start(cp.offset, {}, recorded[mb.key], cp.head)
+            reads.append((mb, begin, set(), ledger_lines[mb.key]))
+            continue
+        facts = maildirs.get(where[mb.key], MaildirFacts())
         known = facts.known(mb.dirname)
+        ledger = len(facts.ledger.get(mb.dirname, set()))
         begin = Start()
-        if cp is not None and valid.get(mb.key):
-            recorded = state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
-            if len(facts.ledger.get(mb.dirname, set())) >= recorded:
-                begin = Start(cp.offset, _seed(known), recorded, cp.head)
-        reads.append((mb, begin, known, len(facts.ledger.get(mb.dirname, set()))))
+        if cp is not None and valid.get(mb.key) and ledger >= recorded[mb.key]:
+            begin = Start(cp.offset, _seed(known), recorded[mb.key], cp.head)
+        reads.append((mb, begin, known, ledger))
     # a folder with nothing on the target yet takes every message: counted on the source
     first = [r[0] for r in reads if not r[1].offset and not r[2]]
     counted = dict(zip(first, count_mailboxes(source_conn, first, mboxrd=mboxrd),

@@ -400,3 +400,55 @@ def test_a_saved_plan_resumes_after_a_kill_during_its_mail_import(tmp_path):
     mailplan("apply", str(saved), check=True)
     assert_each_once(target, domain)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maildirs(
+        tmp_path):
+    """Right after the cutover most mailboxes are unchanged since their checkpoint: the
+    plan then counts each folder's ledger lines on the target instead of listing every
+    message file (6000 names here). A ledger that no longer holds what the checkpoint
+    counted (a wiped or replaced Maildir) is not trusted: the Maildir is listed and the
+    mailbox read whole, as before."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.engine import make_plan
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    data, target, domain, spec_path = six_thousand(tmp_path)
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    spec = load_spec(spec_path)
+    received = [0]
+
+    class Counted:
+        def __init__(self, proc):  # type: ignore[no-untyped-def]
+            self._proc = proc
+
+        def read(self, size: int = 65536) -> bytes:
+            out = self._proc.read(size)
+            received[0] += len(out)
+            return out  # type: ignore[no-any-return]
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self._proc, name)
+
+    class Target(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            return Counted(super().start(command))
+
+    def plan() -> tuple[str, int]:
+        received[0] = 0
+        planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
+                            {"oldmail": LocalConnector("oldmail"), "newmail": Target("newmail")})
+        planned.close()
+        assert not planned.plan.changes
+        (line,) = [n.reason for n in planned.plan.noops if "INBOX: all" in n.reason]
+        return line, received[0]
+
+    line, read = plan()
+    assert f"all 6000 messages already on the target (read from byte {len(data)}" in line
+    assert read < 20_000, read  # listing the 6000 files reads over 300 kB
+    ledger = maildir(target, f"big@{domain}") / "mailplan-ledger"
+    ledger.write_bytes(b"".join(ledger.read_bytes().splitlines(keepends=True)[:-1]))
+    line, read = plan()
+    assert "all 6000 messages already on the target" in line and "read from byte" not in line
+    assert read > 300_000, read

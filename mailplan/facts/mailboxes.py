@@ -14,7 +14,10 @@ checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
 
 Target (read only at plan time): one ``find`` over the users' Maildirs lists the file
 names mailplan wrote (they embed each message's identity) and one ``tar`` reads the
-import ledgers, so messages a user deleted on the new server are not brought back.
+import ledgers, so messages a user deleted on the new server are not brought back. A
+Maildir whose mailboxes are all unchanged since their checkpoints is not listed: only
+its ledger's lines per folder are counted there (:func:`read_ledger_counts`), so a
+re-plan right after the cutover does not carry every message name of every user.
 """
 
 from __future__ import annotations
@@ -372,6 +375,33 @@ def read_maildirs(conn: Connector, maildirs: Sequence[str]) -> dict[str, Maildir
         if data is not None:
             facts[path[: -len(LEDGER) - 1]].ledger = parse_ledger(data)
     return facts
+
+
+# per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
+# parse_ledger keeps (three fields, a numeric occurrence)
+_LEDGER_COUNT = ("awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
+                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"")
+
+
+def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
+    """How many messages each Maildir's ledger records per folder dir, counted on the
+    target (one batch; a few bytes per folder come back). For a mailbox unchanged since
+    its checkpoint the plan needs only this, not the Maildir's identities, so a re-plan
+    does not list every message file of every user. A missing ledger counts nothing."""
+    counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
+    if not maildirs:
+        return counts
+    chunks = list(_chunks(sorted(maildirs), _CHUNK))
+    cmds = ["i=0; for f in " + join([f"{m}/{LEDGER}" for m in chunk])
+            + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; done; true"
+            for chunk in chunks]
+    for chunk, res in zip(chunks, run_batch(conn, cmds), strict=True):
+        for line in res.stdout.decode("utf-8", "replace").split("\n"):
+            index, _, rest = line.partition("\t")
+            dirname, _, lines = rest.rpartition("\t")
+            if index.isdigit() and lines.isdigit() and 0 < int(index) <= len(chunk):
+                counts[chunk[int(index) - 1]][dirname] = int(lines)
+    return counts
 
 
 def _owners(path: str, facts: dict[str, MaildirFacts]) -> list[str]:
