@@ -160,8 +160,11 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     ledger_lines = {mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0)
                     for mb in mailboxes if mb.key in unchanged}
     quiet = {key for key, n in ledger_lines.items() if n >= recorded[key]}
-    maildirs = read_maildirs(target_conn, sorted({where[mb.key] for mb in mailboxes
-                                                  if mb.key not in quiet} - {""}))
+    wanted: dict[str, set[str]] = {}
+    for mb in mailboxes:
+        if mb.key not in quiet and where[mb.key]:
+            wanted.setdefault(where[mb.key], set()).add(mb.dirname)
+    maildirs = read_maildirs(target_conn, wanted)
     reads = []
     for mb, cp in checkpoints:
         if mb.key in quiet:  # nothing to read: no identities, no occurrence seed needed

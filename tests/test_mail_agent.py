@@ -449,3 +449,35 @@ def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
     assert valid(len(data), short)  # an append keeps it; a rewrite does not
     spool.write_bytes(data[10:] + b"x" * 10)
     assert not valid(len(data), short)
+
+
+def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_are(
+        client, tmp_path):
+    """read_maildirs lists only the folder dirs asked for (a user's archive folders are
+    not listed when only the INBOX grew) and reads the whole ledger; read_ledger_counts
+    counts each folder's ledger lines on the target, as parse_ledger keeps them."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import parse_ledger, read_ledger_counts, read_maildirs
+
+    root = tmp_path / "u 1'$(x)" / "Maildir"
+    root.parent.mkdir()
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    client.sync()
+    everything = {(fo, ident) for fo, _s, ident, *_rest in maildir_state(root)}
+    with open(root / "mailplan-ledger", "a") as fh:
+        fh.write("torn line\n.Work\tabc\tnot-a-number\n")
+    conn = LocalConnector("newmail")
+    missing = str(tmp_path / "nobody" / "Maildir")
+    facts = read_maildirs(conn, {str(root): {""}, missing: {""}})
+    inbox = facts[str(root)]
+    assert set(inbox.present) == {""} and {f"{d}/{o}" for d, o in inbox.present[""]} == {
+        ident for fo, ident in everything if fo == "."}
+    assert {d: len(v) for d, v in inbox.ledger.items()} == {"": 4, ".Work": 4}
+    assert facts[missing].present == {} and facts[missing].ledger == {}
+    both = read_maildirs(conn, {str(root): {"", ".Work"}})[str(root)]
+    assert {d: len(v) for d, v in both.present.items()} == {"": 4, ".Work": 4}
+    counts = read_ledger_counts(conn, [str(root), missing])
+    ledger = parse_ledger((root / "mailplan-ledger").read_bytes())
+    assert counts == {str(root): {d: len(v) for d, v in ledger.items()}, missing: {}}

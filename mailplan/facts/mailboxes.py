@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
@@ -354,24 +354,27 @@ def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
     return ledger
 
 
-def read_maildirs(conn: Connector, maildirs: Sequence[str]) -> dict[str, MaildirFacts]:
-    """What each Maildir holds (missing Maildirs read as empty); read-only."""
-    facts = {m: MaildirFacts() for m in maildirs}
-    if not maildirs:
+def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
+                  ) -> dict[str, MaildirFacts]:
+    """What each Maildir holds in the given folder dirs (``""`` = INBOX; missing Maildirs
+    and folders read as empty), and its whole import ledger; read-only. Only the folders
+    a plan reads are listed: a user's archive folders are not, when only the INBOX grew."""
+    facts = {m: MaildirFacts() for m in folders}
+    if not folders:
         return facts
-    cmds = [join(["find", *chunk, "-mindepth", "2", "-maxdepth", "3", "-type", "f",
-                  "-name", "*_mp*", "-printf", "%p\\0"]) + " 2>/dev/null; true"
-            for chunk in _chunks(sorted(maildirs), _CHUNK)]
+    starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
+              for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
+    cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
+                  "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
+            for chunk in _chunks(sorted(starts), _CHUNK)]
     for res in run_batch(conn, cmds):
-        for raw in res.stdout.split(b"\0"):
-            path = raw.decode("utf-8", "surrogateescape")
-            for root in _owners(path, facts):
-                rel = path[len(root) + 1:].split("/")
-                dirname, name = ("", rel[-1]) if len(rel) == 2 else (rel[0], rel[-1])
-                parsed = parse_message_name(name)
-                if parsed is not None and rel[-2] in ("new", "cur"):
-                    facts[root].present.setdefault(dirname, set()).add(parsed.identity)
-    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
+        fields = res.stdout.split(b"\0")
+        for i in range(0, len(fields) - 1, 2):
+            owner = starts.get(fields[i].decode("utf-8", "surrogateescape"))
+            parsed = parse_message_name(fields[i + 1].decode("utf-8", "surrogateescape"))
+            if owner is not None and parsed is not None:
+                facts[owner[0]].present.setdefault(owner[1], set()).add(parsed.identity)
+    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
         if data is not None:
             facts[path[: -len(LEDGER) - 1]].ledger = parse_ledger(data)
     return facts
@@ -403,11 +406,3 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, di
                 counts[chunk[int(index) - 1]][dirname] = int(lines)
     return counts
 
-
-def _owners(path: str, facts: dict[str, MaildirFacts]) -> list[str]:
-    parts = path.split("/")
-    for cut in (2, 3):  # ROOT/new/NAME or ROOT/.Folder/cur/NAME
-        root = "/".join(parts[:-cut])
-        if root in facts:
-            return [root]
-    return []
