@@ -22,6 +22,7 @@ from migration import (
     write_spec,
 )
 
+from mailplan.connectors.local import LocalConnector
 from mailplan.mail.maildir import parse_message_name
 
 
@@ -178,6 +179,24 @@ def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
     assert "No changes." in plan and "apply records" not in line
 
 
+
+class CountingConnector(LocalConnector):
+    """A local connector that counts the bytes its commands send back (``received``)."""
+
+    received = 0
+
+    def start(self, command: str):  # type: ignore[no-untyped-def]
+        proc = super().start(command)
+        read = proc.read
+
+        def counted(size: int = 65536) -> bytes:
+            data = read(size)
+            self.received += len(data)
+            return data  # type: ignore[no-any-return]
+
+        proc.read = counted  # type: ignore[method-assign]
+        return proc
+
 def six_thousand(tmp_path: Path, **hosts: dict) -> tuple[bytes, Target, str, Path]:
     """A user "big" with 6000 messages of 2 KB: (spool bytes, target, domain, spec)."""
     src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
@@ -255,7 +274,6 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     """A mailbox of three sync batches is checked before each batch and at its end, and
     its checkpoint is read: all in one long-lived source shell, besides the read itself
     (each remote command is a shell start-up)."""
-    from mailplan.connectors.local import LocalConnector
     from mailplan.engine import apply_plan, make_plan, state_path_for
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
@@ -289,7 +307,6 @@ def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch
     """The old server rewrites the spool right after the import read it (a reader deletes
     the first message, new mail arrives): the checkpoint must describe what was read, not
     the rewritten file, or the next plan would start reading inside the new message."""
-    from mailplan.connectors.local import LocalConnector
     from mailplan.engine import apply_plan, make_plan, state_path_for
     from mailplan.mail.agent_client import AgentClient
     from mailplan.spec import load_spec
@@ -335,7 +352,6 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, 
     """Nothing of the folder is on the target yet: the plan counts the From_ lines where
     the mailbox is (grep) and reads only its head, not the 3 MB; the count is exact for
     an mbox whose bodies hold lines that look like From_ lines but are not separators."""
-    from mailplan.connectors.local import LocalConnector
     from mailplan.engine import make_plan
     from mailplan.spec import load_spec
     from mailplan.state import State
@@ -349,33 +365,17 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, 
     domain = unique_domain()
     spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                                 domains={domain: {"import": {"uid_min": 1000}}}))
-    received = [0]
-
-    class Counted:
-        def __init__(self, proc):  # type: ignore[no-untyped-def]
-            self._proc = proc
-
-        def read(self, size: int = 65536) -> bytes:
-            data = self._proc.read(size)
-            received[0] += len(data)
-            return data  # type: ignore[no-any-return]
-
-        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-            return getattr(self._proc, name)
-
-    class Source(LocalConnector):
-        def start(self, command: str):  # type: ignore[no-untyped-def]
-            return Counted(super().start(command))
+    source = CountingConnector("oldmail")
 
     def plan() -> tuple[str, int]:
-        received[0] = 0
+        source.received = 0
         planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
-                            {"oldmail": Source("oldmail"), "newmail": LocalConnector("newmail")})
+                            {"oldmail": source, "newmail": LocalConnector("newmail")})
         planned.close()
         (change,) = [c for c in planned.plan.changes if c.kind == "mailbox"]
         assert change.after.startswith("1000 message(s)"), change.after
         assert "1 UW-IMAP internal message skipped" in change.after
-        return change.after, received[0]
+        return change.after, source.received
 
     after, read = plan()
     assert "first import" in after and read < 200_000, read  # the spool is over 3 MB
@@ -409,7 +409,6 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     message file (6000 names here). A ledger that no longer holds what the checkpoint
     counted (a wiped or replaced Maildir) is not trusted: the Maildir is listed and the
     mailbox read whole, as before."""
-    from mailplan.connectors.local import LocalConnector
     from mailplan.engine import make_plan
     from mailplan.spec import load_spec
     from mailplan.state import State
@@ -417,32 +416,16 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     data, target, domain, spec_path = six_thousand(tmp_path)
     mailplan("apply", str(spec_path), "--auto-approve", check=True)
     spec = load_spec(spec_path)
-    received = [0]
-
-    class Counted:
-        def __init__(self, proc):  # type: ignore[no-untyped-def]
-            self._proc = proc
-
-        def read(self, size: int = 65536) -> bytes:
-            out = self._proc.read(size)
-            received[0] += len(out)
-            return out  # type: ignore[no-any-return]
-
-        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-            return getattr(self._proc, name)
-
-    class Target(LocalConnector):
-        def start(self, command: str):  # type: ignore[no-untyped-def]
-            return Counted(super().start(command))
+    target_conn = CountingConnector("newmail")
 
     def plan() -> tuple[str, int]:
-        received[0] = 0
+        target_conn.received = 0
         planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
-                            {"oldmail": LocalConnector("oldmail"), "newmail": Target("newmail")})
+                            {"oldmail": LocalConnector("oldmail"), "newmail": target_conn})
         planned.close()
         assert not planned.plan.changes
         (line,) = [n.reason for n in planned.plan.noops if "INBOX: all" in n.reason]
-        return line, received[0]
+        return line, target_conn.received
 
     line, read = plan()
     assert f"all 6000 messages already on the target (read from byte {len(data)}" in line
