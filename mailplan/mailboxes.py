@@ -7,10 +7,9 @@ part after the last checkpoint when its first and last 4 KiB still match) and it
 message identities are compared with what the user's Maildir already holds (file names
 and the import ledger; a mailbox unchanged since its checkpoint needs only its folder's
 ledger count, so its Maildir is not listed). One ``mailbox`` change per folder with
-messages to import;
-everything else is explained. A mailbox read whole (or past its checkpoint) and found
-entirely on the target gets a checkpoint for apply to record in the state only
-(``MailPlan.settled``).
+messages to import; everything else is explained. A mailbox read whole (or past its
+checkpoint) and found entirely on the target gets a checkpoint for apply to record in
+the state only (``MailPlan.settled``).
 
 Apply carries out the ``mailbox`` changes with the jobs kept here: see
 :mod:`mailplan.importer`.
@@ -139,12 +138,11 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     for note in notes:
         user, _, rest = note.partition(": ")
         out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))
-    dirs = {}
+    where = {}  # mailbox -> the Maildir of its user on the target ("" while there is none)
     for mb in mailboxes:
         tdom = target.domains.get(mb.domain)
         tuser = tdom.users.get(mb.user) if tdom else None
-        if tuser is not None:
-            dirs[(mb.domain, mb.user)] = maildir_of(tuser.dir)
+        where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
     subscribed = _subscriptions(source_conn, refs, source)
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
@@ -152,14 +150,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                      still_valid(source_conn, with_cp), strict=True))
     recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
                 for mb, _cp in with_cp}
-    # A mailbox unchanged since its checkpoint needs only its folder's ledger count (the
-    # trust check below); the others need the identities already in their Maildir.
-    unchanged = {mb.key for mb, cp in with_cp if valid[mb.key] and mb.size == cp.offset}
-    where = {mb.key: dirs.get((mb.domain, mb.user), "") for mb in mailboxes}
-    counts = read_ledger_counts(target_conn, sorted({where[k] for k in unchanged} - {""}))
-    ledger_lines = {mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0)
-                    for mb in mailboxes if mb.key in unchanged}
-    quiet = {key for key, n in ledger_lines.items() if n >= recorded[key]}
+    quiet = _quiet(target_conn, [mb for mb, cp in with_cp
+                                 if valid[mb.key] and mb.size == cp.offset], where, recorded)
     wanted: dict[str, set[str]] = {}
     for mb in mailboxes:
         if mb.key not in quiet and where[mb.key]:
@@ -170,7 +162,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         if mb.key in quiet:  # nothing to read: no identities, no occurrence seed needed
             assert cp is not None
             begin = Start(cp.offset, {}, recorded[mb.key], cp.head)
-            reads.append((mb, begin, set(), ledger_lines[mb.key]))
+            reads.append((mb, begin, set(), quiet[mb.key]))
             continue
         facts = maildirs.get(where[mb.key], MaildirFacts())
         known = facts.known(mb.dirname)
@@ -193,6 +185,18 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         _judge(out, mb, scan, known, begin, ledger, subscribed)
     _quota_warnings(out, desired)
     return out
+
+
+def _quiet(target_conn: Connector, unchanged: list[SourceMailbox], where: dict[str, str],
+           recorded: dict[str, int]) -> dict[str, int]:
+    """The mailboxes unchanged since their checkpoint whose folder's ledger still holds
+    the messages the checkpoint counts (the trust check that catches a wiped or replaced
+    Maildir), with that ledger count. They need nothing more from the target: their
+    Maildirs are not listed for them (a few bytes per folder come back, counted there)."""
+    counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in unchanged}
+                                                    - {""}))
+    lines = {mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in unchanged}
+    return {key: n for key, n in lines.items() if n >= recorded[key]}
 
 
 def _quota_warnings(out: MailPlan, desired: Desired) -> None:

@@ -12,12 +12,12 @@ checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads. Each scan ke
 first and last 4 KiB it read, so a mailbox found entirely on the target can be given a
 checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
 
-Target (read only at plan time): one ``find`` over the users' Maildirs lists the file
-names mailplan wrote (they embed each message's identity) and one ``tar`` reads the
-import ledgers, so messages a user deleted on the new server are not brought back. A
-Maildir whose mailboxes are all unchanged since their checkpoints is not listed: only
-its ledger's lines per folder are counted there (:func:`read_ledger_counts`), so a
-re-plan right after the cutover does not carry every message name of every user.
+Target (read only at plan time): one ``find`` over the Maildir folders a plan reads lists
+the file names mailplan wrote (they embed each message's identity) and one ``tar`` reads
+their import ledgers, so messages a user deleted on the new server are not brought back.
+A mailbox unchanged since its checkpoint needs neither: only its ledger's lines per
+folder are counted there (:func:`read_ledger_counts`), so a re-plan right after the
+cutover does not carry every message name of every user.
 """
 
 from __future__ import annotations

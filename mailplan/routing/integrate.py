@@ -201,16 +201,16 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             forwards[login] = parse_forward(read.data, path, login)
         except RoutingError as exc:
             raise _host_error(exc, host) from None
-    hostnames = (_clean_names(named) if named is not None
-                 else _read_class_w(conn, reads, config))
-    if hostnames - {"localhost"}:
+    own = (_clean_names(named) if named is not None
+           else _read_class_w(conn, reads, config)) - {"localhost"}
+    if own:
         where = ("source.local_hostnames in the spec" if named is not None else
                  f"{sendmail_dir} and the host name")
         findings.append(Finding("note", "an address at one of the old host's own names "
                                 f"(sendmail's class w, from {where}) is a local name: "
-                                + ", ".join(sorted(hostnames - {"localhost"}))))
+                                + ", ".join(sorted(own))))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
-                         local_hostnames=hostnames | {"localhost"})
+                         local_hostnames=own | {"localhost"})
 
 
 def _class_w_files(sendmail_dir: str, etc: str) -> list[str]:
@@ -240,10 +240,10 @@ def _read_class_w(conn: Connector, reads: dict[str, FileRead],
         reads = {**reads, **_read_files(conn, extra)}
     for path in fw_files:
         names += [n for n, _o in parse_local_names(text(path), path)]
-    return _clean_names(names) | host_names(text(hostname), text(hosts))
+    return _clean_names(names) | _host_names(text(hostname), text(hosts))
 
 
-def host_names(hostname: str, hosts: str) -> frozenset[str]:
+def _host_names(hostname: str, hosts: str) -> frozenset[str]:
     """The host's own names as sendmail finds them: the name in /etc/hostname, and every
     name on an /etc/hosts line that names it (its canonical name and aliases)."""
     first = hostname.split("#", 1)[0].split()
