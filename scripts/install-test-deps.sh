@@ -2,17 +2,17 @@
 # Installs everything the test suite needs on a fresh Debian machine (run as root):
 # OpenSSH (the suite starts its own sshd), dovecot (IMAP end-to-end tests), mb2md
 # (the reference converter), the vpopmail/qmail system users the stand-in assigns files
-# to, tmux (the terminal progress display is tested in it), and mailplan itself with its
-# test extras.
+# to, tmux (the terminal progress display is tested in it), awk (a plan counts import
+# ledgers with it on the target), and mailplan itself with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
-   || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ]; then
+   || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time >/dev/null
+    dovecot-imapd mb2md procps tmux openssl time mawk >/dev/null
 fi
 getent group vchkpw >/dev/null || groupadd -g 89 vchkpw
 getent passwd vpopmail >/dev/null || useradd -u 89 -g 89 -d /home/vpopmail -M -s /usr/sbin/nologin vpopmail
