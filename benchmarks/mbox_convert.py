@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="shrink both profiles")
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs of each tool, alternating which goes first (default 3)")
+    ap.add_argument("--profiles", default="mixed,small", help="comma-separated")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep generated files")
     args = ap.parse_args()
@@ -143,7 +144,8 @@ def main() -> None:
     try:
         spools = {name: (work / f"{name}.mbox",
                          make_spool(work / f"{name}.mbox", size, sizes, seed))
-                  for name, (size, sizes, seed) in profiles.items()}
+                  for name, (size, sizes, seed) in profiles.items()
+                  if name in args.profiles.split(",")}
         for name, (spool, count) in spools.items():
             mb = spool.stat().st_size / 1e6
             times: dict[str, list[float]] = {"mb2md": [], "mailplan": []}

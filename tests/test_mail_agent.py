@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -361,11 +362,78 @@ def test_the_stream_goes_on_while_a_batch_is_checked_and_syncs_wait_for_the_chec
 def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))
-    (root / "mailplan-ledger").mkdir()  # the sync thread cannot append the ledger
+    (root / "mailplan-ledger").mkdir()  # the sync process cannot append the ledger
     with pytest.raises(AgentError, match="IsADirectoryError"):
         import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=5)
     with pytest.raises(AgentError, match="IsADirectoryError"):
         client.scan()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_one_agent_syncs_into_each_maildir_it_opens_in_turn(client, tmp_path):
+    # the sync process is forked at the first sync, holding that Maildir's directories;
+    # later batches of another Maildir must land in that one
+    roots = [tmp_path / "a" / "Maildir", tmp_path / "b" / "Maildir"]
+    for root in roots:
+        root.parent.mkdir()
+        client.open(str(root))
+        report = import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=7)
+        assert report.durable == 40
+    for root in roots:
+        assert len(maildir_state(root)) == 40
+        assert len((root / "mailplan-ledger").read_text().splitlines()) == 40
+        assert os.listdir(root / "tmp") == []
+
+
+def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(root))
+    # the sync process renames the batch, then blocks opening the ledger (a FIFO)
+    os.mkfifo(root / "mailplan-ledger")
+    for i in range(3):
+        c.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
+    c.sync_async()
+    import time
+    deadline = time.monotonic() + 30
+    while len(os.listdir(root / "new")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (syncer,) = children_of(proc.proc.pid)
+    try:
+        proc.kill()
+        while Path(f"/proc/{syncer}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        alive = Path(f"/proc/{syncer}").exists() and "Z" not in Path(
+            f"/proc/{syncer}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert not alive, "the sync process outlived the agent"
+    finally:  # let a stray sync process through its open, to its end
+        with contextlib.suppress(OSError):
+            os.close(os.open(root / "mailplan-ledger", os.O_RDONLY | os.O_NONBLOCK))
+
+
+def test_a_quit_agent_leaves_no_sync_process_behind(tmp_path):
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(tmp_path / "Maildir"))
+    import_mbox(c, io.BytesIO(big_mbox()), dirname="", batch_messages=7)
+    (syncer,) = children_of(proc.proc.pid)
+    c.quit()
+    assert proc.wait() == 0
+    assert not Path(f"/proc/{syncer}").exists()  # ended and reaped by the agent
 
 
 @pytest.mark.parametrize("checked", [True, False])
