@@ -107,7 +107,7 @@ def _libc() -> ctypes.CDLL | None:
 LIBC = _libc()
 RENAMEAT2 = getattr(LIBC, "renameat2", None)
 PR_SET_PDEATHSIG = 1
-JOB = struct.Struct(">I")  # the length of a job sent to the sync process
+JOB = struct.Struct(">II")  # a job for the sync process: JSON head and batch lengths
 
 
 def rename_noreplace_at(src_dir: int, src: str, dst_dir: int, dst: str) -> bool:
@@ -390,9 +390,12 @@ class Agent:
         if self.syncer is None:
             self._start_syncer()
         batch, present = self._take(through)
-        job = json.dumps({"root": self.root, "uid": self.uid, "gid": self.gid,
-                          "batch": batch, "present": present}).encode("utf-8")
-        write_all(self.job_w, JOB.pack(len(job)) + job)
+        head = json.dumps({"root": self.root, "uid": self.uid, "gid": self.gid,
+                           "present": present}).encode("utf-8")
+        # the batch as NUL-separated fields (no name holds a NUL): a third of JSON's cost
+        body = "\0".join([f"{d}\0{t}\0{s}\0{n}\0{i[0]}\0{i[1]}"
+                          for _e, d, t, s, n, i in batch]).encode("utf-8")
+        write_all(self.job_w, b"".join((JOB.pack(len(head), len(body)), head, body)))
         self.jobs_sent += 1
 
     def drain(self) -> None:
@@ -463,12 +466,16 @@ class Agent:
             head = read_exact(jobs, JOB.size)
             if head is None:
                 return 0
-            job = json.loads(read_exact(jobs, JOB.unpack(head)[0]) or b"")
+            head_len, body_len = JOB.unpack(head)
+            job = json.loads(read_exact(jobs, head_len) or b"")
+            fields = (read_exact(jobs, body_len) or b"").decode("utf-8").split("\0")
+            batch = [(0, *fields[k:k + 4], (fields[k + 4], int(fields[k + 5])))
+                     for k in range(0, len(fields) - 5, 6)]
             try:
                 if job["root"] != self.root:
                     self._close_dirs()
                 self.root, self.uid, self.gid = job["root"], job["uid"], job["gid"]
-                self.reply(b"R", self._sync_batch(job["batch"], job["present"]))
+                self.reply(b"R", self._sync_batch(batch, job["present"]))
             except (AgentError, OSError, ValueError, KeyError) as exc:
                 fail(self.out, exc)
                 return 1

@@ -80,7 +80,11 @@ __all__ = ["Event", "MailboxError", "MboxReader", "MboxSummary", "MessageEnd", "
            "NotAnMbox", "Readable", "classify_not_mbox", "read_mbox"]
 
 HEADER_LIMIT = 1 << 20
-READ_SIZE = 1 << 20
+# Reads are small enough for malloc to serve from its heap: with 1 MiB reads every
+# refill was a fresh mmap (the read, then the buffer it is appended to), and their page
+# faults cost the reader 6 us per 4 KB message (sys time 0.74 s -> 0.15 s per 100k).
+# A message that does not fit makes the next read as large as the buffer (see _fill).
+READ_SIZE = 64 << 10
 LOOKAHEAD = 8 << 20
 PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
 _UNESCAPE = re.compile(rb"^>(>*From )", re.M)
@@ -121,13 +125,15 @@ class MboxReader(ContentLength):
 
     # -- buffer -------------------------------------------------------------------------
     def _fill(self, pos: int) -> bool:
-        """Drop bytes before ``pos`` and read more; return False at end of stream."""
+        """Drop bytes before ``pos`` and read more; return False at end of stream. The
+        read is at least as large as what is kept, so a message held whole while the
+        buffer grows is copied a bounded number of times, not once per ``read_size``."""
         if pos:
             self._buf = self._buf[pos:]
             self._base += pos
         if self._eof:
             return False
-        data = self.stream.read(self.read_size)
+        data = self.stream.read(max(self.read_size, len(self._buf)))
         if not data:
             self._eof = True
             return False

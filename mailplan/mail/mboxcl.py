@@ -81,7 +81,7 @@ class ContentLength:
         return self._buf[rel:rel + 4096]
 
     def _grow(self) -> bool:
-        data = self.stream.read(self.read_size)
+        data = self.stream.read(max(self.read_size, len(self._buf)))  # as in _fill
         if not data:
             return False
         self._buf += data
