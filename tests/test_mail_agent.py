@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailplan.mail.agent_client import AgentClient, AgentError, LocalAgent
+from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.convert import import_mbox
 from mailplan.mail.maildir import parse_message_name
 from mailplan.mail.mbox import read_mbox
@@ -97,6 +97,20 @@ def test_whole_message_frames_write_what_streamed_frames_write(tmp_path):
     with pytest.raises(AgentError, match="sha256"):
         c.sync()
     proc.kill()
+
+
+def test_a_name_with_a_nul_byte_is_refused_before_it_reaches_a_sync_job(tmp_path):
+    # sync jobs are NUL-separated fields: a NUL in a name would shift every later field
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(tmp_path / "Maildir"))
+    body = b"Subject: 0\n\nbody\n"
+    c.message("", [body], "new", name_for(0).replace(".h,", ".h\0x,"), 1e9)
+    c.message("", [b"Subject: 1\n\nbody\n"], "new", name_for(1), 1e9)
+    with pytest.raises(AgentError, match="bad message name"):
+        c.sync()
+    proc.kill()
+    assert os.listdir(tmp_path / "Maildir" / "new") == []
 
 def test_reimport_is_a_noop_and_deleted_mail_is_not_brought_back(client, tmp_path):
     root = tmp_path / "Maildir"
@@ -423,6 +437,38 @@ def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_
     finally:  # let a stray sync process through its open, to its end
         with contextlib.suppress(OSError):
             os.close(os.open(root / "mailplan-ledger", os.O_RDONLY | os.O_NONBLOCK))
+
+
+def test_a_sync_process_killed_between_batches_stops_the_agent_with_an_error(tmp_path):
+    import threading
+
+    proc = LocalAgent()
+    c = AgentClient(proc)
+    c.open(str(tmp_path / "Maildir"))
+    c.message("", [b"Subject: 0\n\nbody\n"], "new", name_for(0), 1e9)
+    c.sync_async()
+    assert len(c.synced()[0].durable) == 1
+    (syncer,) = children_of(proc.proc.pid)
+    os.kill(syncer, 9)
+    # the next batch gets an error, not a wait for a reply that never comes
+    outcome: list[BaseException | None] = []
+
+    def next_batch() -> None:
+        try:
+            c.message("", [b"Subject: 1\n\nbody\n"], "new", name_for(1), 1e9)
+            c.sync()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=next_batch, daemon=True)
+    waiting.start()
+    waiting.join(30)
+    before_kill = list(outcome)  # (killing the agent would end any wait with an error)
+    proc.kill()
+    assert before_kill and isinstance(before_kill[0], AgentError), before_kill
+    assert "sync process ended" in str(before_kill[0]) or isinstance(before_kill[0],
+                                                                      AgentLost)
 
 
 def test_a_quit_agent_leaves_no_sync_process_behind(tmp_path):
