@@ -455,8 +455,9 @@ class Agent:
 
     def _start_syncer(self) -> None:
         """Fork the sync process. It shares nothing with this one but the open files:
-        jobs (a JSON head and NUL-separated fields) come over one pipe, a byte per finished job goes back over another,
-        replies go straight to stdout (this process replies only after ``drain``)."""
+        jobs (a JSON head and NUL-separated fields) come over one pipe, a byte per
+        finished job goes back over another, replies go straight to stdout (this
+        process replies only after ``drain``)."""
         job_r, self.job_w = os.pipe()
         with contextlib.suppress(OSError):  # room for whole jobs: no wait on a busy syncer
             fcntl.fcntl(self.job_w, F_SETPIPE_SZ, IN_BUFFER)
