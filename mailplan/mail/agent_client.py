@@ -202,11 +202,13 @@ class AgentClient:
         self._send(b"E", _end_payload(subdir, name, mtime))
 
     def message(self, dirname: str, parts: list[bytes], subdir: str, name: str,
-                mtime: float | None) -> None:
-        """A whole message at once, given as the pieces it was read in: one ``M`` frame,
-        queued without joining the pieces (``flush`` copies them once). A message too
-        big to hold goes as ``B``, ``D`` and ``E`` frames."""
-        size = sum(map(len, parts))
+                mtime: float | None, *, size: int | None = None) -> None:
+        """A whole message at once, given as the pieces it was read in (``size``: their
+        total length, when the caller knows it): one ``M`` frame, queued without joining
+        the pieces (``flush`` copies them once). A message too big to hold goes as
+        ``B``, ``D`` and ``E`` frames."""
+        if size is None:
+            size = sum(map(len, parts))
         folder = dirname.encode("utf-8")
         if size >= self.flush_bytes or subdir not in ("new", "cur") or len(folder) > 255:
             self.begin(dirname)

@@ -145,13 +145,13 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 held.clear()
             else:
                 if not sending:
-                    if event.identity in known:
+                    if known and event.identity in known:  # a first import knows none
                         report.already_present += 1
                         continue
                     # the common case: the whole message was held; B, D and E go out together
                     name = _name(event, host, pid)
                     client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
-                                   event.subdir, name, event.arrival)
+                                   event.subdir, name, event.arrival, size=event.size)
                     held.clear()
                 else:
                     name = _name(event, host, pid)
