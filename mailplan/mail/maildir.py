@@ -35,7 +35,7 @@ from mailplan.errors import MailplanError
 
 NAME_RE = re.compile(
     r"^(?P<time>\d+)\.M(?P<usec>\d+)P(?P<pid>\d+)_mp(?P<digest>[0-9a-f]{64})_(?P<occ>\d+)"
-    r"\.(?P<host>[^/:,]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
+    r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
