@@ -331,11 +331,7 @@ class Agent:
         cur = self.current
         if cur is None:
             raise AgentError("data outside a message")
-        n = os.write(cur[0], chunk)
-        if n < len(chunk):
-            view = memoryview(chunk)[n:]
-            while view:
-                view = view[os.write(cur[0], view):]
+        write_all(cur[0], chunk)
         cur[1].update(chunk)
         cur[2] += len(chunk)
 
@@ -631,10 +627,13 @@ def fail(out: BinaryIO, exc: BaseException) -> None:
     sys.stderr.flush()
 
 
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (a pipe or a disk may take less per call)."""
+    n = os.write(fd, data)
+    if n < len(data):  # rare: no memoryview for the common case
+        view = memoryview(data)[n:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> int:

@@ -75,17 +75,10 @@ class ContentLength:
                 return _seek_read(self.stream, target, self._base + len(self._buf))
             if len(self._buf) > self.lookahead:
                 return None
-            self._eof = not self._grow()
+            self._fill(0)  # sets _eof at the end of the stream
         if rel > len(self._buf):
             return False
         return self._buf[rel:rel + 4096]
-
-    def _grow(self) -> bool:
-        data = self.stream.read(max(self.read_size, len(self._buf)))  # as in _fill
-        if not data:
-            return False
-        self._buf += data
-        return True
 
     def _after_cl(self, body_end: int) -> int:
         for lead in (b"\n", b"\r\n"):
