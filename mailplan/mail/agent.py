@@ -48,7 +48,8 @@ imported message, so one the user deleted later is not brought back.
 
 Cost per message (the hot path): frames come from a 1 MiB stdin buffer (the pipe is
 enlarged to 1 MiB where allowed), so reading costs one read(2) per megabyte, not two per
-frame; a held message is one ``M`` frame (a struct, not JSON); files are created,
+frame; a held message is one ``M`` frame (a struct, not JSON), written, hashed and
+checked in one call (no hasher object or state list of its own); files are created,
 unlinked and renamed relative to directory fds kept open for the session, so the kernel
 does not walk the Maildir path each time. Syncs and renames run in a second process
 forked from the agent, not in a thread: a thread shares the interpreter lock, and while
@@ -318,14 +319,18 @@ class Agent:
             os.close(fd)
 
     def begin(self, dirname: str) -> None:
+        fd, tmp = self._create(dirname)
+        self.current = [fd, hashlib.sha256(), 0, dirname, tmp]
+
+    def _create(self, dirname: str) -> tuple[int, str]:
+        """A new file in the folder's tmp/: its fd and name."""
         if self.root is None:
             raise AgentError("begin before open")
         if self.current is not None:
             raise AgentError("begin inside a message")
         self.seq += 1
         tmp = f"mailplan-{self.pid}-{self.seq}.tmp"
-        fd = os.open(tmp, CREATE, 0o600, dir_fd=self._dir_fd(dirname, "tmp"))
-        self.current = [fd, hashlib.sha256(), 0, dirname, tmp]
+        return os.open(tmp, CREATE, 0o600, dir_fd=self._dir_fd(dirname, "tmp")), tmp
 
     def data(self, chunk: bytes | memoryview) -> None:
         cur = self.current
@@ -336,32 +341,48 @@ class Agent:
         cur[2] += len(chunk)
 
     def message(self, payload: bytes) -> None:
-        """An ``M`` frame: begin, data and end of a whole message."""
+        """An ``M`` frame: what begin, data and end do, for a whole message (the hot
+        path: no per-message hasher object or state list)."""
         if len(payload) < MESSAGE.size:
             raise AgentError("message frame too short")
         flags, dlen, nlen, mtime = MESSAGE.unpack_from(payload)
         start = MESSAGE.size + dlen
-        if len(payload) < start + nlen:
+        stop = start + nlen
+        if len(payload) < stop:
             raise AgentError("message frame too short")
-        self.begin(payload[MESSAGE.size:start].decode("utf-8"))
-        self.data(memoryview(payload)[start + nlen:])
-        self.end(payload[start:start + nlen].decode("utf-8"), "cur" if flags & 1 else "new",
-                 mtime if flags & 2 else None)
+        dirname = payload[MESSAGE.size:start].decode("utf-8")
+        fd, tmp = self._create(dirname)
+        body = memoryview(payload)[stop:]
+        try:
+            write_all(fd, body)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
+            raise
+        self._finish(fd, hashlib.sha256(body).hexdigest(), len(body), dirname, tmp,
+                     payload[start:stop].decode("utf-8"), "cur" if flags & 1 else "new",
+                     mtime if flags & 2 else None)
 
     def end(self, name: str, subdir: str, mtime: float | None) -> None:
         cur = self.current
         if cur is None:
             raise AgentError("end outside a message")
         self.current = None
-        self.ended += 1
         fd, hasher, size, dirname, tmp = cur
+        self._finish(fd, hasher.hexdigest(), size, dirname, tmp, name, subdir, mtime)
+
+    def _finish(self, fd: int, digest: str, size: int, dirname: str, tmp: str, name: str,
+                subdir: str, mtime: float | None) -> None:
+        """Check the written file against its name, set its mtime and owner, close it,
+        and queue it for the next sync (or discard it: its identity is present)."""
+        self.ended += 1
         m = NAME_RE.match(name)
         try:
             if m is None or subdir not in ("new", "cur"):
                 raise AgentError(f"bad message name or subdir: {subdir!r} {name!r}")
-            if int(m.group("size")) != size or m.group("digest") != hasher.hexdigest():
+            if int(m.group("size")) != size or m.group("digest") != digest:
                 raise AgentError(f"message {name}: received {size} bytes with sha256 "
-                                 f"{hasher.hexdigest()}")
+                                 f"{digest}")
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))
             self._own(fd)
@@ -370,8 +391,10 @@ class Agent:
             os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
             raise
         os.close(fd)
-        ident = (m.group("digest"), int(m.group("occ")))
-        known = self._present(dirname)
+        ident = (digest, int(m.group("occ")))
+        known = self.present.get(dirname)
+        if known is None:
+            known = self._present(dirname)
         if ident in known:
             os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
             self.skipped.append((self.ended, [dirname, name]))
