@@ -18,7 +18,13 @@ from typing import Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
-from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, agent_command
+from mailplan.mail.agent_client import (
+    DISPLAY,
+    AgentClient,
+    AgentError,
+    AgentLost,
+    agent_command,
+)
 from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import subscription_lines
 from mailplan.mail.mbox import MailboxError
@@ -73,7 +79,7 @@ class MailImporter:
     def _agent(self) -> AgentClient:
         if self._client is None:
             self._proc = self.target.start_stream(
-                agent_command(), display="python3 -c '<mailplan's Maildir writer agent>'")
+                agent_command(), display=DISPLAY)
             self._client = AgentClient(self._proc)
         return self._client
 

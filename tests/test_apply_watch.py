@@ -164,7 +164,7 @@ def test_plain_progress_log_file_and_quiet(big):
                        r"(\d+) B out, 0 B in\)\n    \$ head -c \d+ -- ")
     assert sorted(int(n) for n in ended.findall(text)) == sorted(
         p.stat().st_size for p in (spec.parent / "source/var/spool/mail").iterdir())
-    agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ python3 -c '<mailplan's Maildir "
+    agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ python3 -I -S -c '<mailplan's Maildir "
                        r"writer agent>'", text)
     assert agent[0] == "started (stream over OpenSSH)"
     assert re.fullmatch(r"exit 0, stdout 0 B, stderr 0 B \(stream: \d+ B out, \d+ B in\)",

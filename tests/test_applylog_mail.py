@@ -20,6 +20,8 @@ from migration import (
 from passlib.hash import sha512_crypt
 from test_integration_mail import msg, setup  # noqa: F401  (setup: 3 users, 5 mailboxes)
 
+AGENT = "python3 -I -S -c '<mailplan's Maildir writer agent>'"
+
 ENTRY = re.compile(r"^\S+ \[(?P<host>[^\]]+)\] (?P<secs>[0-9.]+)s (?P<status>started|exit "
                    r"-?\d+, stdout \d+ B, stderr \d+ B(?:: [^\n]*?)?)(?: \((?P<note>[^\n]*)\))?"
                    r"\n    \$ (?P<cmd>[^\n]*)$", re.M)
@@ -53,7 +55,7 @@ def test_log_has_each_mailbox_read_and_the_agent_with_duration_and_result(setup)
             ("oldmail", "exit 0", None)], check
         assert float(check[0]["secs"]) > 0
 
-    agent = [e for e in entries if e["cmd"] == "python3 -c '<mailplan's Maildir writer agent>'"]
+    agent = [e for e in entries if e["cmd"] == AGENT]
     assert [(e["host"], e["status"]) for e in agent] == [
         ("newmail", "started"), ("newmail", "exit 0, stdout 0 B, stderr 0 B")], agent
     moved = re.fullmatch(r"stream: (\d+) B out, (\d+) B in", agent[1]["note"])
@@ -100,8 +102,7 @@ def test_import_for_existing_users_asks_the_target_nothing_per_user(tmp_path):
     applying = text[text.index(f": {n} change(s) to apply"):]
     target_cmds = [m.groupdict() for m in ENTRY.finditer(applying) if m["host"] == "newmail"]
     assert [(e["status"][:6], e["cmd"]) for e in target_cmds] == [
-        ("starte", "python3 -c '<mailplan's Maildir writer agent>'"),
-        ("exit 0", "python3 -c '<mailplan's Maildir writer agent>'")], target_cmds
+        ("starte", AGENT), ("exit 0", AGENT)], target_cmds
     assert "vuserinfo -d" not in text and "stat -c" not in text
     assert "pw-shared-secret" not in text and hashed not in text
     # same places and owners as vpopmail made them, hashed directories included
@@ -143,7 +144,7 @@ def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, ssh
         ("started", "stream over OpenSSH"),
         ("exit -1, stdout 0 B, stderr 19 B: stopped by mailplan", "stopped")]
     assert float(read[1]["secs"]) > 0
-    agent = [e for e in entries if e["cmd"] == "python3 -c '<mailplan's Maildir writer agent>'"]
+    agent = [e for e in entries if e["cmd"] == AGENT]
     assert agent[0]["status"] == "started" and len(agent) == 2
     assert re.fullmatch(r"exit 1, stdout \d+ B, stderr \d+ B: mailplan agent: .*No space left "
                         r"on device", agent[1]["status"]), agent[1]

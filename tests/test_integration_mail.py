@@ -258,7 +258,7 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
     # new users' directories asked for in one batch, no stat; owners as vpopmail made them
     (log,) = (tmp_path / "m.state.json.logs").glob("apply-*.log")
     text = log.read_text()
-    assert text.count("started (stream over OpenSSH)\n    $ python3 -c '<mailplan") == 3
+    assert text.count("started (stream over OpenSSH)\n    $ python3 -I -S -c '<mailplan") == 3
     asked = re.findall(r"\(batch \d+/(\d+), [0-9.]+s for the batch\)\n    \$ \S*/vuserinfo -d "
                        r"p\d@", text)
     assert asked == ["5"] * 5, asked
