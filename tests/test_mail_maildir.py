@@ -72,6 +72,23 @@ def test_message_name_round_trip(flags):
     assert "/" not in name and name.count(":") == (0 if flags is None else 1)
 
 
+@pytest.mark.parametrize("arrival,subdir,flags", [
+    (978343200.7, "cur", "SR"), (978343200.0, "new", ""), (None, "cur", "TDF"), (-5.0, "new", "")])
+def test_the_importer_names_a_message_as_message_name_does(arrival, subdir, flags):
+    # the importer formats names itself (message_name's checks and per-run parts hoisted
+    # out of its per-message loop); the two must give the same name
+    from mailplan.mail.convert import _name
+    from mailplan.mail.maildir import name_tail
+    from mailplan.mail.mboxtypes import MessageEnd
+
+    end = MessageEnd(0, 0, 100, 1234, DIGEST, 2, flags, subdir, arrival)
+    name = _name(end, name_tail("mail.example:1/x"), 34)
+    usec = int(name.split(".M", 1)[1].split("P", 1)[0])
+    assert name == message_name(arrival=arrival, usec=usec, pid=34, digest=DIGEST,
+                                occurrence=2, host="mail.example:1/x", size=1234,
+                                flags=None if subdir == "new" else flags)
+
+
 def test_foreign_names_are_not_ours():
     assert parse_message_name("1700000000.M1P2.host,S=10:2,S") is None
     assert parse_message_name("1700000000.12345.host") is None

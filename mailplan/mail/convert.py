@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
-from mailplan.mail.maildir import message_name
+from mailplan.mail.maildir import format_name, info_flags, name_tail
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
 HOLD_BYTES = 1 << 20
@@ -75,7 +75,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     An exception from a check stops the import with that batch and later ones unsynced.
     """
     known = known or set()
-    host = host or socket.gethostname().split(".")[0]
+    tail = name_tail(host or socket.gethostname().split(".")[0])
     pid = os.getpid()
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
                         occurrences=occurrences, default_utc_offset=default_utc_offset)
@@ -149,12 +149,12 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                         report.already_present += 1
                         continue
                     # the common case: the whole message was held; B, D and E go out together
-                    name = _name(event, host, pid)
+                    name = _name(event, tail, pid)
                     client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
                                    event.subdir, name, event.arrival, size=event.size)
                     held.clear()
                 else:
-                    name = _name(event, host, pid)
+                    name = _name(event, tail, pid)
                     client.end(event.subdir, name, event.arrival)
                 batch[name] = event
                 batch_size += event.size
@@ -184,7 +184,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     return report
 
 
-def _name(end: MessageEnd, host: str, pid: int) -> str:
-    return message_name(arrival=end.arrival, usec=int(time.time() * 1e6) % 1000000, pid=pid,
-                        digest=end.sha256, occurrence=end.occurrence, host=host,
-                        size=end.size, flags=None if end.subdir == "new" else end.flags)
+def _name(end: MessageEnd, tail: str, pid: int) -> str:
+    """The message's file name (``message_name``'s, with ``tail`` from ``name_tail``)."""
+    return format_name(max(int(end.arrival or 0), 0), int(time.time() * 1e6) % 1000000, pid,
+                       end.sha256, end.occurrence, tail, end.size,
+                       None if end.subdir == "new" else info_flags(end.flags))
