@@ -37,6 +37,14 @@ FROM_LINE = re.compile(
     rb"(?P<mday>\d{1,2}) +(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
     rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
     rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
+# The line mail.local writes (a sender without spaces, no zone, no "remote from"), matched
+# without FROM_LINE's backtracking over the sender (2.7 -> 1.2 us a line). Wherever it
+# matches, FROM_LINE matches with the same fields (its lazy sender cannot end before the
+# first space, and the rest has one reading); any other line goes to FROM_LINE. The tests
+# compare the two readings.
+_COMMON = re.compile(
+    rb"From ([^ ]+) +(?:" + _DAY + rb"),? +(" + _MON + rb") +(\d{1,2}) +(\d{1,2}):(\d{2})"
+    rb"(?::(\d{2}))? +(\d{4}|\d{2}) *\r?")  # groups by position: names cost 0.6 us a line
 _UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
 #: The same rule as a POSIX extended regular expression, for ``grep -E`` on the source
 #: (counting a mailbox's separators where it is, in C locale, without reading it here;
@@ -59,6 +67,18 @@ class FromLine(NamedTuple):
 
 def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
     """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
+    c = _COMMON.fullmatch(line)
+    if c is not None:
+        sender, mon, mday, h, mi, sec, year = c.groups()
+        day = _day_start(mday, mon, year)
+        return FromLine(line.rstrip(b"\r"), sender, None if day is None else float(
+            day + int(h) * 3600 + int(mi) * 60 + (int(sec) if sec else 0)
+            - default_utc_offset))
+    return parse_general(line, default_utc_offset)
+
+
+def parse_general(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
+    """:func:`parse_from_line` without its fast path for the common line."""
     m = FROM_LINE.fullmatch(line)
     if m is None:
         return None
