@@ -122,6 +122,9 @@ class MboxReader(ContentLength):
         # the separator found at the end of one message is parsed again as the start of
         # the next: remember the last line parsed (date parsing is the reader's hot spot)
         self._parsed: tuple[bytes, FromLine | None] = (b"", None)
+        # the last separator found (file offsets of its start and line end): the one that
+        # ended a message starts the next, which takes it from here
+        self._known: tuple[int, FromLine | None, int] = (-1, None, -1)
 
     # -- buffer -------------------------------------------------------------------------
     def _fill(self, pos: int) -> bool:
@@ -159,6 +162,8 @@ class MboxReader(ContentLength):
             return self._parsed[1]
         found = parse_from_line(line, self.tz)
         self._parsed = (line, found)
+        if found is not None:
+            self._known = (self._base + i, found, self._base + end)
         return found
 
     def _next_separator(self, start: int) -> int | None | bool:
@@ -219,16 +224,21 @@ class MboxReader(ContentLength):
 
     def _message(self, pos: int) -> Iterator[Event]:
         """Emit one message whose From_ line starts at ``pos``; return the next position."""
-        while True:
-            sep = self._separator_at(pos)
-            if sep is not False:
-                break
-            self._fill(pos)
-            pos = 0
+        at, sep, line_end = self._known
+        if at == self._base + pos:
+            hstart = line_end - self._base
+        else:
+            while True:
+                sep = self._separator_at(pos)
+                if sep is not False:
+                    break
+                self._fill(pos)
+                pos = 0
+            found = self._line_end(pos)
+            assert found is not None
+            hstart = found
         assert isinstance(sep, FromLine)
         start = self._base + pos
-        hstart = self._line_end(pos)
-        assert hstart is not None
         # Try to hold the whole message in the buffer (the common case).
         while True:
             nxt = self._next_separator(hstart - 1)
