@@ -383,7 +383,8 @@ class Agent:
         try:
             if m is None or subdir not in ("new", "cur"):
                 raise AgentError(f"bad message name or subdir: {subdir!r} {name!r}")
-            if int(m.group("size")) != size or m.group("digest") != digest:
+            named, occ, stated = m.group("digest", "occ", "size")  # one call: per message
+            if int(stated) != size or named != digest:
                 raise AgentError(f"message {name}: received {size} bytes with sha256 "
                                  f"{digest}")
             if mtime is not None:
@@ -394,7 +395,7 @@ class Agent:
             os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
             raise
         os.close(fd)
-        ident = (digest, int(m.group("occ")))
+        ident = (digest, int(occ))
         known = self.present.get(dirname)
         if known is None:
             known = self._present(dirname)
