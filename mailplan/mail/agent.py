@@ -114,6 +114,8 @@ def _libc() -> ctypes.CDLL | None:
 
 LIBC = _libc()
 RENAMEAT2 = getattr(LIBC, "renameat2", None)
+# os.fsencode's codec, without its Python-level call (two per message in the sync process)
+FS_CODEC = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 PR_SET_PDEATHSIG = 1  # prctl: a signal for this process when its parent dies
 JOB = struct.Struct(">II")  # a job for the sync process: JSON head and batch lengths
 
@@ -124,7 +126,7 @@ def rename_noreplace_at(src_dir: int, src: str, dst_dir: int, dst: str) -> bool:
     kernel from walking the whole Maildir path for every message."""
     global RENAMEAT2
     if RENAMEAT2 is not None:
-        if RENAMEAT2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst),
+        if RENAMEAT2(src_dir, src.encode(*FS_CODEC), dst_dir, dst.encode(*FS_CODEC),
                      RENAME_NOREPLACE) == 0:
             return True
         err = ctypes.get_errno()
