@@ -72,8 +72,9 @@ def agent_source() -> str:
 
 # The agent needs nothing but the standard library: ``-S`` skips the site module and the
 # ``.pth`` files of every installed package (60 ms of a 90 ms start where an editable
-# install and certifi have theirs), ``-I`` keeps PYTHONPATH and the like from putting
-# other modules before the standard library's in a process that may run as root.
+# install and certifi have theirs), ``-I`` keeps PYTHONPATH and the current directory (the
+# login's, with ``-c``) from putting other modules before the standard library's in a
+# process that may run as root.
 PYTHON_FLAGS = ("-I", "-S")
 DISPLAY = "python3 -I -S -c '<mailplan's Maildir writer agent>'"
 
