@@ -595,3 +595,21 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     counts = read_ledger_counts(conn, [str(root), missing])
     ledger = parse_ledger((root / "mailplan-ledger").read_bytes())
     assert counts == {str(root): {d: len(v) for d, v in ledger.items()}, missing: {}}
+
+
+def test_the_agent_imports_nothing_from_the_login_directory_or_pythonpath(tmp_path):
+    """The agent runs as root on the target with ``python3 -c``, in whatever directory
+    the SSH login starts: a ``json.py`` there (or on PYTHONPATH) must not be imported in
+    place of the standard library's."""
+    import subprocess
+    import sys
+
+    from mailplan.mail.agent_client import agent_command
+
+    marker = tmp_path / "imported"
+    (tmp_path / "json.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    res = subprocess.run(agent_command(sys.executable), shell=True, cwd=tmp_path, env=env,
+                         input=b"", capture_output=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()
