@@ -158,10 +158,11 @@ class MboxReader(ContentLength):
         line = self._buf[i:end]
         if line.endswith(b"\n"):
             line = line[:-1]
-        if line == self._parsed[0]:
-            return self._parsed[1]
-        found = parse_from_line(line, self.tz)
-        self._parsed = (line, found)
+        if line == self._parsed[0]:  # two messages in a row may have the same line
+            found = self._parsed[1]
+        else:
+            found = parse_from_line(line, self.tz)
+            self._parsed = (line, found)
         if found is not None:
             self._known = (self._base + i, found, self._base + end)
         return found
