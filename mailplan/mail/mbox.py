@@ -119,12 +119,10 @@ class MboxReader(ContentLength):
         self._eof = False
         self._seekable = _seekable(stream)
         self._index = 0
-        # the separator found at the end of one message is parsed again as the start of
-        # the next: remember the last line parsed (date parsing is the reader's hot spot)
-        self._parsed: tuple[bytes, FromLine | None] = (b"", None)
-        # the last separator found (file offsets of its start and line end): the one that
-        # ended a message starts the next, which takes it from here
-        self._known: tuple[int, FromLine | None, int] = (-1, None, -1)
+        # the last line parsed: file offsets of its start and end, and what it is. The
+        # separator that ended a message starts the next, which takes it from here
+        # (date parsing is the reader's hot spot); bytes at a file offset never change
+        self._parsed: tuple[int, FromLine | None, int] = (-1, None, -1)
 
     # -- buffer -------------------------------------------------------------------------
     def _fill(self, pos: int) -> bool:
@@ -151,20 +149,19 @@ class MboxReader(ContentLength):
         return len(self._buf) if self._eof else None
 
     def _separator_at(self, i: int) -> FromLine | None | bool:
-        """Parse the line at ``i``: FromLine, None (not one), or False (need more data)."""
+        """Parse the line at ``i``: FromLine, None (not one), or False (need more data).
+        When it is not False, ``_parsed`` holds it and where its line ends."""
+        at, found, _end = self._parsed
+        if at == self._base + i:
+            return found
         end = self._line_end(i)
         if end is None:
             return None if len(self._buf) - i > 4096 else False
         line = self._buf[i:end]
         if line.endswith(b"\n"):
             line = line[:-1]
-        if line == self._parsed[0]:  # two messages in a row may have the same line
-            found = self._parsed[1]
-        else:
-            found = parse_from_line(line, self.tz)
-            self._parsed = (line, found)
-        if found is not None:
-            self._known = (self._base + i, found, self._base + end)
+        found = parse_from_line(line, self.tz)
+        self._parsed = (self._base + i, found, self._base + end)
         return found
 
     def _next_separator(self, start: int) -> int | None | bool:
@@ -225,20 +222,14 @@ class MboxReader(ContentLength):
 
     def _message(self, pos: int) -> Iterator[Event]:
         """Emit one message whose From_ line starts at ``pos``; return the next position."""
-        at, sep, line_end = self._known
-        if at == self._base + pos:
-            hstart = line_end - self._base
-        else:
-            while True:
-                sep = self._separator_at(pos)
-                if sep is not False:
-                    break
-                self._fill(pos)
-                pos = 0
-            found = self._line_end(pos)
-            assert found is not None
-            hstart = found
+        while True:
+            sep = self._separator_at(pos)
+            if sep is not False:
+                break
+            self._fill(pos)
+            pos = 0
         assert isinstance(sep, FromLine)
+        hstart = self._parsed[2] - self._base
         start = self._base + pos
         # Try to hold the whole message in the buffer (the common case).
         while True:
