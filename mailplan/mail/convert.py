@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
-from mailplan.mail.maildir import format_name, info_flags, name_tail
+from mailplan.mail.maildir import format_name, name_tail
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
 HOLD_BYTES = 1 << 20
@@ -186,6 +186,5 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
 
 def _name(end: MessageEnd, tail: str, pid: int) -> str:
     """The message's file name (``message_name``'s, with ``tail`` from ``name_tail``)."""
-    return format_name(max(int(end.arrival or 0), 0), int(time.time() * 1e6) % 1000000, pid,
-                       end.sha256, end.occurrence, tail, end.size,
-                       None if end.subdir == "new" else info_flags(end.flags))
+    return format_name(end.arrival, int(time.time() * 1e6) % 1000000, pid, end.sha256,
+                       end.occurrence, tail, end.size, None if end.subdir == "new" else end.flags)
