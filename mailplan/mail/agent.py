@@ -358,12 +358,7 @@ class Agent:
         dirname = payload[MESSAGE.size:start].decode("utf-8")
         fd, tmp = self._create(dirname)
         body = memoryview(payload)[stop:]
-        try:
-            write_all(fd, body)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
-            raise
+        write_all(fd, body)  # a failure stops the agent; the next open removes the tmp file
         self._finish(fd, hashlib.sha256(body).hexdigest(), len(body), dirname, tmp,
                      payload[start:stop].decode("utf-8"), "cur" if flags & 1 else "new",
                      mtime if flags & 2 else None)
@@ -398,9 +393,7 @@ class Agent:
             raise
         os.close(fd)
         ident = (digest, int(occ))
-        known = self.present.get(dirname)
-        if known is None:
-            known = self._present(dirname)
+        known = self._present(dirname)
         if ident in known:
             os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
             self.skipped.append((self.ended, [dirname, name]))

@@ -76,7 +76,7 @@ def agent_source() -> str:
 # login's, with ``-c``) from putting other modules before the standard library's in a
 # process that may run as root.
 PYTHON_FLAGS = ("-I", "-S")
-DISPLAY = "python3 -I -S -c '<mailplan's Maildir writer agent>'"
+DISPLAY = f"python3 {' '.join(PYTHON_FLAGS)} -c '<mailplan's Maildir writer agent>'"
 
 
 def agent_command(python: str = "python3") -> str:
