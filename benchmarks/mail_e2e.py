@@ -130,6 +130,7 @@ class CountingConnector(Connector):
         return str(getattr(self.inner, "stream_transport", "local"))
 
     def close(self) -> None:
+        super().close()
         self.inner.close()
 
 

@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,13 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
     source = planned.connectors[planned.spec.data["source"]["host"]]
     mboxrd = bool(planned.spec.data["source"].get("mboxrd", False))
 
+    workers = max(1, min(parallel, len(by_user)))
+
     def worker() -> None:
-        with ShellSession(planned.target_connector) as session:
+        # a single worker uses the connection's shared shell; several keep one each, so
+        # that their commands do not wait for each other
+        with (ShellSession(planned.target_connector) if workers > 1
+              else nullcontext(planned.target_connector.shell())) as session:
             importer = MailImporter(source, planned.target_connector, session,
                                     ctx.vpopmail_dir, mboxrd, record, on_mail, user_dirs=dirs)
             try:
@@ -231,7 +237,6 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
             finally:
                 importer.close()
 
-    workers = max(1, min(parallel, len(by_user)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(worker) for _ in range(workers)]
         for future in as_completed(futures):
@@ -282,10 +287,10 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
         _record_settled(planned, record)
         if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
             planned.target_connector.prepare_streams()
-        with ShellSession(planned.target_connector) as session:
-            for change in [c for c in changes if c.kind != "mailbox"]:
-                on_step(change, "start")
-                finished(change, execute(session, ctx, change))
+        session = planned.target_connector.shell()
+        for change in [c for c in changes if c.kind != "mailbox"]:
+            on_step(change, "start")
+            finished(change, execute(session, ctx, change))
         _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"], parallel,
                      record, finished, on_step, on_mail)
         result = "ok"

@@ -67,14 +67,11 @@ class MailImporter:
         self.on_batch = on_batch
         self._proc: Process | None = None
         self._client: AgentClient | None = None
-        self._source_shell: ShellSession | None = None
 
     def _source_run(self, command: str) -> CommandResult:
-        """A read-only command on the source, in one shell kept for the whole import
-        (the per-batch checks would otherwise each start a remote shell)."""
-        if self._source_shell is None:
-            self._source_shell = ShellSession(self.source)
-        return self._source_shell.run(command)
+        """A read-only command on the source, in the connection's shared shell (the
+        per-batch checks would otherwise each start a remote shell)."""
+        return self.source.shell().run(command)
 
     def _agent(self) -> AgentClient:
         if self._client is None:
@@ -115,13 +112,14 @@ class MailImporter:
         client = self._agent()
         stream: SnapshotStream | None = None
         try:
+            # exactly what the plan listed, proven untorn (mail.snapshot); started first,
+            # so that its start-up on the source overlaps the agent's on the target
+            stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
+                                    run=self._source_run)
             client.open(maildir_of(udir), owner_of_parent=True)
             known = client.scan(mb.dirname).known(mb.dirname)
             if mb.dirname:
                 client.create_folder(mb.dirname)
-            # exactly what the plan listed, proven untorn (mail.snapshot)
-            stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
-                                    run=self._source_run)
 
             def durable(batch: list[Delivered]) -> None:
                 size = sum(d.size for d in batch)
@@ -188,11 +186,7 @@ class MailImporter:
         self._proc, self._client = None, None
 
     def close(self) -> None:
-        """Stop the agent (it syncs anything still queued) and the source shell."""
-        if self._source_shell is not None:
-            with contextlib.suppress(OSError, HostError):  # a lost source: reported already
-                self._source_shell.close()
-            self._source_shell = None
+        """Stop the agent (it syncs anything still queued)."""
         if self._client is not None:
             with contextlib.suppress(AgentError, OSError):
                 self._client.quit()

@@ -1,14 +1,17 @@
 """Many commands over one channel, each with its own exit status and outputs.
 
-Each remote command costs a shell start-up (about 85 ms over SSH here), so mailplan
-never opens a channel per user. Two forms share one framing:
+Each remote command costs a shell start-up (about 85 ms over SSH here, more with a
+heavy login profile), so mailplan never opens a channel per user, nor per batch: a
+:class:`ShellSession` keeps one ``/bin/sh -s`` open, and each connector shares one for a
+whole run (:meth:`~mailplan.connectors.base.Connector.shell`). It takes commands in two
+forms that share one framing:
 
-* :func:`run_batch` sends a whole list of read-only commands as one ``/bin/sh -s``
-  script (written from a thread while the results are read, so no size deadlocks) and
-  parses the framed results (used to read facts).
-* :class:`ShellSession` keeps one ``/bin/sh -s`` open and sends one command at a time,
-  waiting for its framed result before sending the next, so apply can verify and journal
-  each step before the following one starts (and stop after a failure).
+* :func:`run_batch` (:meth:`ShellSession.batch`) sends a whole list of read-only
+  commands at once (written from a thread while the results are read, so no size
+  deadlocks) and parses the framed results (used to read facts);
+* :meth:`ShellSession.run` sends one command at a time, waiting for its framed result
+  before sending the next, so apply can verify and journal each step before the
+  following one starts (and stop after a failure).
 
 * :func:`read_files` fetches many small files (aliases, .forward, .qmail files) with one
   ``tar`` process instead of one ``cat`` each.
@@ -68,56 +71,28 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
 
 
 def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
-    """Run shell command lines in order on one channel; return each one's result."""
-    script = _PROLOGUE + "".join(_framed(i, c) for i, c in enumerate(commands))
-    started = time.monotonic()
-    proc = conn.start("/bin/sh -s")
-    failed: list[OSError] = []
-
-    def feed() -> None:
-        # written from a thread while the results are read: a script and outputs both
-        # larger than the pipe and channel buffers cannot deadlock
-        try:
-            proc.write(script.encode())
-            proc.close_stdin()
-        except OSError as exc:
-            failed.append(exc)
-
-    writer = threading.Thread(target=feed, name="mailplan-batch-writer", daemon=True)
-    writer.start()
-    try:
-        results = [_read_frame(proc, i, conn.name) for i in range(len(commands))]
-        writer.join()
-        if failed:
-            raise failed[0]
-        proc.wait()
-    except OSError as exc:
-        proc.kill()
-        raise ConnectionLost(f"connection lost during a batch of reads: {exc}",
-                        host=conn.name) from None
-    except BaseException:
-        proc.kill()  # the writer thread ends once the channel is closed
-        raise
-    if conn.observer is not None:
-        took = time.monotonic() - started
-        for i, (command, res) in enumerate(zip(commands, results, strict=True)):
-            conn.observer(command, res, took, f"batch {i + 1}/{len(commands)}, "
-                          f"{took:.3f}s for the batch")
-    return results
+    """Run shell command lines in order in the connection's shared shell
+    (:meth:`Connector.shell`); return each one's result."""
+    return conn.shell().batch(commands)
 
 
 class ShellSession:
-    """One long-lived remote shell that runs commands one at a time, in lockstep (threads
-    may share it: each command waits for the one before)."""
+    """One long-lived remote shell that runs commands in order: one at a time in lockstep
+    (:meth:`run`) or a whole list at once (:meth:`batch`). Threads may share it: each
+    call waits for the one before. A session whose framing was cut off (a lost
+    connection, an interrupt mid-command) is :attr:`broken` and killed; the connector's
+    :meth:`~mailplan.connectors.base.Connector.shell` then starts a new one."""
 
     def __init__(self, conn: Connector) -> None:
         self.conn = conn
+        self.broken = False
         self._proc = conn.start("/bin/sh -s")
         self._tag = 0
         self._lock = threading.Lock()
         try:
             self._proc.write(_PROLOGUE.encode())
         except OSError as exc:
+            self.broken = True
             raise ConnectionLost(f"cannot start a remote shell: {exc}", host=conn.name) from None
 
     def run(self, command: str | Cmd) -> CommandResult:
@@ -125,13 +100,8 @@ class ShellSession:
         return once its result has arrived."""
         text = command.render() if isinstance(command, Cmd) else command
         with self._lock:
-            self._tag += 1
             started = time.monotonic()
-            try:
-                self._proc.write(_framed(self._tag, text).encode())
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost: {exc}", host=self.conn.name) from None
-            res = _read_frame(self._proc, self._tag, self.conn.name)
+            (res,) = self._exchange([text], "connection lost")
         if self.conn.observer is not None:
             shown, logged = command, res
             if isinstance(command, Cmd):
@@ -139,8 +109,70 @@ class ShellSession:
             self.conn.observer(str(shown), logged, time.monotonic() - started, "")
         return res
 
+    def batch(self, commands: Sequence[str]) -> list[CommandResult]:
+        """Send all ``commands`` at once, then read their results in order."""
+        if not commands:
+            return []
+        with self._lock:
+            started = time.monotonic()
+            results = self._exchange(commands, "connection lost during a batch of reads")
+        if self.conn.observer is not None:
+            took = time.monotonic() - started
+            for i, (command, res) in enumerate(zip(commands, results, strict=True)):
+                self.conn.observer(command, res, took, f"batch {i + 1}/{len(commands)}, "
+                                   f"{took:.3f}s for the batch")
+        return results
+
+    def _exchange(self, commands: Sequence[str], lost: str) -> list[CommandResult]:
+        """Write the framed commands (from a thread when there are several, so a script
+        and outputs both larger than the pipe and channel buffers cannot deadlock) and
+        read one frame each. The caller holds the lock."""
+        if self.broken:
+            raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
+        first = self._tag + 1
+        self._tag += len(commands)
+        script = "".join(_framed(first + i, c) for i, c in enumerate(commands)).encode()
+        failed: list[OSError] = []
+
+        def feed() -> None:
+            try:
+                self._proc.write(script)
+            except OSError as exc:
+                failed.append(exc)
+
+        writer = None
+        try:
+            if len(commands) == 1:
+                feed()
+            else:
+                writer = threading.Thread(target=feed, name="mailplan-batch-writer",
+                                          daemon=True)
+                writer.start()
+            if failed:
+                raise failed[0]
+            results = [_read_frame(self._proc, first + i, self.conn.name)
+                       for i in range(len(commands))]
+            if writer is not None:
+                writer.join()
+            if failed:
+                raise failed[0]
+            return results
+        except OSError as exc:
+            self._break()
+            raise ConnectionLost(f"{lost}: {exc}", host=self.conn.name) from None
+        except BaseException:
+            self._break()  # the writer thread ends once the channel is closed
+            raise
+
+    def _break(self) -> None:
+        self.broken = True
+        self._proc.kill()
+
     def close(self) -> None:
         """End the shell (its EXIT trap removes the temporary directory)."""
+        if self.broken:
+            return
+        self.broken = True  # no command after this one
         try:
             self._proc.close_stdin()
             self._proc.wait()
