@@ -152,6 +152,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                 for mb, _cp in with_cp}
     quiet = _quiet(target_conn, [mb for mb, cp in with_cp
                                  if valid[mb.key] and mb.size == cp.offset], where, recorded)
+    if len(quiet) < len(mailboxes):  # mail may be imported: an apply's agents will stream
+        target_conn.prepare_streams()
     wanted: dict[str, set[str]] = {}
     for mb in mailboxes:
         if mb.key not in quiet and where[mb.key]:
