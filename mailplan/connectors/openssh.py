@@ -118,12 +118,15 @@ class OpenSSHStreams:
         return ["ssh", *self._options, "--", self.address, command]
 
     def probe(self) -> str | None:
-        """Start the master and check a login works; None when it does, else why not."""
+        """Start the master and check a login works; None when it does, else why not.
+        ``-N``: no remote command, so no login shell starts (with ``ControlPersist``
+        the client goes to the background as the master once it has logged in)."""
         if shutil.which("ssh") is None:
             return "no ssh client installed"
         with tempfile.TemporaryFile() as err:
             try:
-                res = subprocess.run(self.argv("exit 0"), stdin=subprocess.DEVNULL,
+                res = subprocess.run(["ssh", *self._options, "-N", "--", self.address],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=err, check=False)
             except OSError as exc:
                 return f"cannot run ssh: {exc}"

@@ -212,7 +212,7 @@ class SSHConnector(Connector):
             started = time.monotonic()
             why_not = streams.probe()
             if self.observer is not None:
-                self.observer("ssh -o BatchMode=yes ... exit 0 (can the OpenSSH client log in?)",
+                self.observer("ssh -o BatchMode=yes ... -N (can the OpenSSH client log in?)",
                               CommandResult(0 if why_not is None else 1, b"",
                                             (why_not or "").encode()),
                               time.monotonic() - started,
@@ -244,6 +244,7 @@ class SSHConnector(Connector):
         return proc
 
     def close(self) -> None:
+        super().close()
         if self._preparing is not None:
             self._preparing.join()
             self._preparing = None
