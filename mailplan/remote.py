@@ -14,7 +14,7 @@ forms that share one framing:
   following one starts (and stop after a failure).
 
 * :func:`read_files` fetches many small files (aliases, .forward, .qmail files) with one
-  ``tar`` process instead of one ``cat`` each.
+  ``tar`` command in that shell instead of one ``cat`` each.
 
 Framing: after a command, the shell prints ``@@mp <tag> <exit> <stdout bytes> <stderr
 bytes>`` and then both outputs verbatim, so binary output is safe.
@@ -22,6 +22,8 @@ bytes>`` and then both outputs verbatim, so binary output is safe.
 
 from __future__ import annotations
 
+import io
+import shlex
 import tarfile
 import threading
 import time
@@ -95,18 +97,18 @@ class ShellSession:
             self.broken = True
             raise ConnectionLost(f"cannot start a remote shell: {exc}", host=conn.name) from None
 
-    def run(self, command: str | Cmd) -> CommandResult:
-        """Run one command line (a :class:`Cmd` is logged with its secrets masked);
-        return once its result has arrived."""
+    def run(self, command: str | Cmd, *, shown: str | None = None) -> CommandResult:
+        """Run one command line (a :class:`Cmd` is logged with its secrets masked, a long
+        one as ``shown``); return once its result has arrived."""
         text = command.render() if isinstance(command, Cmd) else command
         with self._lock:
             started = time.monotonic()
             (res,) = self._exchange([text], "connection lost")
         if self.conn.observer is not None:
-            shown, logged = command, res
+            logged = res
             if isinstance(command, Cmd):
-                shown, logged = command.display(), _masked(res, command)
-            self.conn.observer(str(shown), logged, time.monotonic() - started, "")
+                shown, logged = shown or command.display(), _masked(res, command)
+            self.conn.observer(shown or text, logged, time.monotonic() - started, "")
         return res
 
     def batch(self, commands: Sequence[str]) -> list[CommandResult]:
@@ -131,12 +133,13 @@ class ShellSession:
             raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
         first = self._tag + 1
         self._tag += len(commands)
-        script = "".join(_framed(first + i, c) for i, c in enumerate(commands)).encode()
+        script = "".join(_framed(first + i, c) for i, c in enumerate(commands))
+        data = script.encode("utf-8", "surrogateescape")  # paths as the host spells them
         failed: list[OSError] = []
 
         def feed() -> None:
             try:
-                self._proc.write(script)
+                self._proc.write(data)
             except OSError as exc:
                 failed.append(exc)
 
@@ -230,31 +233,28 @@ def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
 def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]:
     """Contents of each path (None when missing, unreadable or not a regular file).
 
-    One channel and one process whatever the number of files: GNU tar reads the NUL
-    separated list from stdin (``-h`` follows symbolic links, ``-P`` keeps the absolute
-    names). Only for small files: contents are held in memory.
+    One command in the connection's shared shell whatever the number of files: GNU tar
+    reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
+    keeps the absolute names). Only for small files: contents are held in memory.
     """
     unique = list(dict.fromkeys(paths))
     out: dict[str, bytes | None] = dict.fromkeys(unique)
     if not unique:
         return out
-    started = time.monotonic()
-    proc = conn.start("tar -chPf - --hard-dereference --no-recursion --ignore-failed-read "
-                      "--null -T - "
-                      "2>/dev/null")
-    try:
-        for name, handle in tar_members(proc, unique):
-            if name in out:
-                out[name] = handle.read()
-        res = proc.wait()
-    except (OSError, tarfile.TarError) as exc:
-        proc.kill()
-        raise HostError(f"reading {len(unique)} file(s) with tar failed: {exc}",
-                        host=conn.name) from None
-    if conn.observer is not None:
-        conn.observer(f"tar -c (read {len(unique)} file(s), first {unique[0]})", res,
-                      time.monotonic() - started, "")
+    res = conn.shell().run(
+        f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
+        "tar -chPf - --hard-dereference --no-recursion --ignore-failed-read --null -T - "
+        "2>/dev/null", shown=f"tar -c (read {len(unique)} file(s), first {unique[0]})")
     if res.returncode != 0:
         raise HostError(f"tar exited {res.returncode} while reading files (is GNU tar "
                         "installed?)", host=conn.name)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(res.stdout), mode="r|") as archive:
+            for member in archive:
+                handle = archive.extractfile(member) if member.isfile() else None
+                if handle is not None and member.name in out:
+                    out[member.name] = handle.read()
+    except tarfile.TarError as exc:
+        raise HostError(f"reading {len(unique)} file(s) with tar failed: {exc}",
+                        host=conn.name) from None
     return out
