@@ -273,8 +273,11 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
 def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     """A mailbox of three sync batches is checked before each batch and at its end, and
     its checkpoint is read: all in the one long-lived source shell the plan's reads
-    started, besides the read itself (each remote command is a shell start-up)."""
+    started, besides the read itself (each remote command is a shell start-up). On the
+    target, the plan's reads, the account steps and the import's commands share one
+    shell too, besides the writer agent."""
     from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.mail.agent_client import agent_command
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
 
@@ -285,23 +288,31 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                                 domains={unique_domain(): {"import": {"uid_min": 1000}}}))
     started: list[str] = []
+    target_started: list[str] = []
 
     class Source(LocalConnector):
         def start(self, command: str):  # type: ignore[no-untyped-def]
             started.append(command)
             return super().start(command)
 
+    class Target(LocalConnector):
+        def start(self, command: str):  # type: ignore[no-untyped-def]
+            target_started.append(command)
+            return super().start(command)
+
     path = state_path_for(spec)
     with locked(path):
         state = State.load(path)
         planned = make_plan(spec, state, {"oldmail": Source("oldmail"),
-                                          "newmail": LocalConnector("newmail")})
+                                          "newmail": Target("newmail")})
         planning = len(started)
         result = apply_plan(planned, state, prune=False)
         planned.close()
+    assert any(c.kind == "user" for c in result.done)
     assert any(c.kind == "mailbox" for c in result.done)
     assert [c.split(" ")[0] for c in started[planning:]] == ["head"], started
     assert [c for c in started if c.startswith("/bin/sh")] == ["/bin/sh -s"], started
+    assert target_started == ["/bin/sh -s", agent_command()], target_started
 
 
 def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch):

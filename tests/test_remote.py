@@ -6,7 +6,7 @@ import pytest
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
-from mailplan.remote import ShellSession, run_batch
+from mailplan.remote import ShellSession, read_files, run_batch
 
 
 @pytest.fixture(params=["local", "ssh"])
@@ -44,9 +44,30 @@ def test_dead_shell_is_reported():
         sh.run("true")
 
 
-def test_read_files_in_one_channel(conn, tmp_path):
-    from mailplan.remote import read_files
+def test_batches_lockstep_commands_and_file_reads_share_one_shell(conn, tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert run_batch(conn, ["echo a"])[0].stdout == b"a\n"
+    assert conn.shell().run("echo b").stdout == b"b\n"
+    assert read_files(conn, [str(tmp_path / "f")]) == {str(tmp_path / "f"): b"x"}
+    assert run_batch(conn, ["echo c", "echo d"])[1].stdout == b"d\n"
+    assert conn.channels_opened == 1
 
+
+def test_a_broken_shared_shell_is_replaced_by_the_next_call():
+    conn = LocalConnector("box")
+    first = conn.shell()
+    assert run_batch(conn, ["true"])[0].returncode == 0
+    first._proc.kill()
+    with pytest.raises(HostError, match="host box"):
+        run_batch(conn, ["true"])
+    assert first.broken
+    assert run_batch(conn, ["echo again"])[0].stdout == b"again\n"
+    assert conn.shell() is not first and conn.channels_opened == 2
+    conn.close()
+    assert conn.shell() is not first  # close ended it: a later use starts a new one
+
+
+def test_read_files_in_one_channel(conn, tmp_path):
     (tmp_path / "a").write_bytes(b"alpha\0\n")
     (tmp_path / "long").mkdir()
     deep = tmp_path / ("x" * 120)
