@@ -28,7 +28,7 @@ from mailplan.errors import MailplanError, StalePlanError
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.importer import MailImporter, user_dirs
+from mailplan.importer import EarlyAgent, MailImporter, user_dirs
 from mailplan.mailboxes import MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
@@ -191,11 +191,12 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                  record: Callable[[str, dict[str, Any]], None],
                  finished: Callable[[Change, dict[str, Any]], None],
                  on_step: Callable[[Change, str], None],
-                 on_mail: Callable[[Change, int, int], None] | None) -> None:
+                 on_mail: Callable[[Change, int, int], None] | None,
+                 early: EarlyAgent | None = None) -> None:
     """Mailbox imports, ``parallel`` users at a time. Each worker keeps one remote shell
-    and one writer agent for all the users it takes (never one per user); the users'
-    directories come from the plan's facts, and those created by this apply are asked
-    for in one batch."""
+    and one writer agent for all the users it takes (never one per user; the first
+    worker takes the ``early`` one); the users' directories come from the plan's facts,
+    and those created by this apply are asked for in one batch."""
     by_user: dict[str, list[Change]] = {}
     for change in changes:
         by_user.setdefault(f"{change.user}@{change.domain}", []).append(change)
@@ -221,7 +222,8 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
         with (ShellSession(planned.target_connector) if workers > 1
               else nullcontext(planned.target_connector.shell())) as session:
             importer = MailImporter(source, planned.target_connector, session,
-                                    ctx.vpopmail_dir, mboxrd, record, on_mail, user_dirs=dirs)
+                                    ctx.vpopmail_dir, mboxrd, record, on_mail, user_dirs=dirs,
+                                    agent=early.take() if early is not None else None)
             try:
                 while not stop.is_set():
                     try:
@@ -285,14 +287,20 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     result = "failed"
     try:
         _record_settled(planned, record)
+        early = None
         if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
             planned.target_connector.prepare_streams()
-        session = planned.target_connector.shell()
-        for change in [c for c in changes if c.kind != "mailbox"]:
-            on_step(change, "start")
-            finished(change, execute(session, ctx, change))
-        _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"], parallel,
-                     record, finished, on_step, on_mail)
+            early = EarlyAgent(planned.target_connector)  # starts during the accounts
+        try:
+            session = planned.target_connector.shell()
+            for change in [c for c in changes if c.kind != "mailbox"]:
+                on_step(change, "start")
+                finished(change, execute(session, ctx, change))
+            _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"],
+                         parallel, record, finished, on_step, on_mail, early)
+        finally:
+            if early is not None:
+                early.discard()
         result = "ok"
     except KeyboardInterrupt:
         result = "interrupted"

@@ -13,6 +13,7 @@ only what was appended. The plan side is :mod:`mailplan.mailboxes`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,37 @@ def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[
     return found
 
 
+class EarlyAgent:
+    """A writer agent started on a thread before it is needed, so that its start-up (a
+    channel and a Python interpreter on the target) overlaps apply's account steps. The
+    first importer takes it; one nobody took is stopped by :meth:`discard`."""
+
+    def __init__(self, target: Connector) -> None:
+        self._proc: Process | None = None
+        self._thread = threading.Thread(target=self._start, args=(target,), daemon=True,
+                                        name="mailplan-agent-start")
+        self._thread.start()
+
+    def _start(self, target: Connector) -> None:
+        # a failed start leaves nothing: the importer then starts its own agent, and that
+        # start reports the error where the import can handle it
+        with contextlib.suppress(Exception):
+            self._proc = target.start_stream(agent_command(), display=DISPLAY)
+
+    def take(self) -> Process | None:
+        """The started agent, to the first caller only."""
+        self._thread.join()
+        proc, self._proc = self._proc, None
+        return proc
+
+    def discard(self) -> None:
+        """Stop the agent if nobody took it."""
+        proc = self.take()
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+
 class MailImporter:
     """Runs mailbox changes during apply: one writer agent on the target, reused."""
 
@@ -57,7 +89,8 @@ class MailImporter:
                  vpopmail_dir: str, mboxrd: bool,
                  record: Callable[[str, dict[str, Any]], None],
                  on_batch: Callable[[Change, int, int], None] | None = None,
-                 user_dirs: dict[str, str] | None = None) -> None:
+                 user_dirs: dict[str, str] | None = None,
+                 agent: Process | None = None) -> None:
         self.source, self.target, self.session = source, target, session
         self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
         #: ``user@domain`` -> user directory, known from the plan's facts or read in one
@@ -65,7 +98,8 @@ class MailImporter:
         self.user_dirs = user_dirs or {}
         #: told (change, messages, bytes) after each durable batch has been journaled
         self.on_batch = on_batch
-        self._proc: Process | None = None
+        #: the agent's process, when started (``agent``: started early, see EarlyAgent)
+        self._proc: Process | None = agent
         self._client: AgentClient | None = None
 
     def _source_run(self, command: str) -> CommandResult:
@@ -75,8 +109,8 @@ class MailImporter:
 
     def _agent(self) -> AgentClient:
         if self._client is None:
-            self._proc = self.target.start_stream(
-                agent_command(), display=DISPLAY)
+            if self._proc is None:
+                self._proc = self.target.start_stream(agent_command(), display=DISPLAY)
             self._client = AgentClient(self._proc)
         return self._client
 
@@ -187,6 +221,8 @@ class MailImporter:
 
     def close(self) -> None:
         """Stop the agent (it syncs anything still queued)."""
+        if self._client is None and self._proc is not None:  # started early, never used
+            self._client = AgentClient(self._proc)
         if self._client is not None:
             with contextlib.suppress(AgentError, OSError):
                 self._client.quit()

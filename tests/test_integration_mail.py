@@ -447,3 +447,67 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     line, read = plan()
     assert "all 6000 messages already on the target" in line and "read from byte" not in line
     assert read > 300_000, read
+
+
+def test_an_early_agent_goes_to_one_taker_and_one_nobody_took_is_stopped():
+    from mailplan.errors import ConnectionLost
+    from mailplan.importer import EarlyAgent
+
+    streams: list = []
+
+    class Target(LocalConnector):
+        def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
+            proc = super().start_stream(command, display=display)
+            streams.append(proc)
+            return proc
+
+    early = EarlyAgent(Target("newmail"))
+    proc = early.take()
+    assert proc is streams[0] and early.take() is None
+    proc.kill()
+    EarlyAgent(Target("newmail")).discard()
+    assert streams[1]._proc.wait(timeout=10) is not None  # stopped, not left running
+
+    class Unreachable(LocalConnector):
+        def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
+            raise ConnectionLost("gone", host=self.name)
+
+    assert EarlyAgent(Unreachable("newmail")).take() is None  # the importer starts its own
+
+
+def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
+        tmp_path, monkeypatch):
+    from mailplan import engine
+    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.errors import StepFailed
+    from mailplan.spec import load_spec
+    from mailplan.state import State, locked
+
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    (src / "var/spool/mail/ann").write_bytes(msg("s@x.example", "Mon Nov  2 10:00:00 2026", "m"))
+    target = install_target(tmp_path / "target")
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={unique_domain(): {"import": {"uid_min": 1000}}}))
+    streams: list = []
+
+    class Target(LocalConnector):
+        def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
+            proc = super().start_stream(command, display=display)
+            streams.append(proc)
+            return proc
+
+    def refused(session, ctx, change):  # type: ignore[no-untyped-def]
+        raise StepFailed("refused by the test", host="newmail", step=change.address)
+
+    monkeypatch.setattr(engine, "execute", refused)
+    path = state_path_for(spec)
+    with locked(path):
+        state = State.load(path)
+        planned = make_plan(spec, state, {"oldmail": LocalConnector("oldmail"),
+                                          "newmail": Target("newmail")})
+        assert any(c.kind == "mailbox" for c in planned.plan.changes)
+        with pytest.raises(StepFailed, match="refused by the test"):
+            apply_plan(planned, state, prune=False)
+        planned.close()
+    assert len(streams) == 1  # the agent, started while the accounts were being made
+    assert streams[0]._proc.wait(timeout=10) is not None
