@@ -58,6 +58,7 @@ class EarlyAgent:
 
     def __init__(self, target: Connector) -> None:
         self._proc: Process | None = None
+        self._lock = threading.Lock()  # parallel workers each ask for it
         self._thread = threading.Thread(target=self._start, args=(target,), daemon=True,
                                         name="mailplan-agent-start")
         self._thread.start()
@@ -71,7 +72,8 @@ class EarlyAgent:
     def take(self) -> Process | None:
         """The started agent, to the first caller only."""
         self._thread.join()
-        proc, self._proc = self._proc, None
+        with self._lock:
+            proc, self._proc = self._proc, None
         return proc
 
     def discard(self) -> None:
