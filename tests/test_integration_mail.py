@@ -449,24 +449,30 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     assert read > 300_000, read
 
 
+class StreamRecorder(LocalConnector):
+    """A local target that keeps every stream it starts (the writer agents)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.streams: list = []
+
+    def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
+        proc = super().start_stream(command, display=display)
+        self.streams.append(proc)
+        return proc
+
+
 def test_an_early_agent_goes_to_one_taker_and_one_nobody_took_is_stopped():
     from mailplan.errors import ConnectionLost
     from mailplan.importer import EarlyAgent
 
-    streams: list = []
-
-    class Target(LocalConnector):
-        def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
-            proc = super().start_stream(command, display=display)
-            streams.append(proc)
-            return proc
-
-    early = EarlyAgent(Target("newmail"))
+    target = StreamRecorder("newmail")
+    early = EarlyAgent(target)
     proc = early.take()
-    assert proc is streams[0] and early.take() is None
+    assert proc is target.streams[0] and early.take() is None
     proc.kill()
-    EarlyAgent(Target("newmail")).discard()
-    assert streams[1]._proc.wait(timeout=10) is not None  # stopped, not left running
+    EarlyAgent(target).discard()
+    assert target.streams[1]._proc.wait(timeout=10) is not None  # stopped, not left running
 
     class Unreachable(LocalConnector):
         def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
@@ -488,13 +494,7 @@ def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
     target = install_target(tmp_path / "target")
     spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                                 domains={unique_domain(): {"import": {"uid_min": 1000}}}))
-    streams: list = []
-
-    class Target(LocalConnector):
-        def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
-            proc = super().start_stream(command, display=display)
-            streams.append(proc)
-            return proc
+    target_conn = StreamRecorder("newmail")
 
     def refused(session, ctx, change):  # type: ignore[no-untyped-def]
         raise StepFailed("refused by the test", host="newmail", step=change.address)
@@ -504,10 +504,11 @@ def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
     with locked(path):
         state = State.load(path)
         planned = make_plan(spec, state, {"oldmail": LocalConnector("oldmail"),
-                                          "newmail": Target("newmail")})
+                                          "newmail": target_conn})
         assert any(c.kind == "mailbox" for c in planned.plan.changes)
         with pytest.raises(StepFailed, match="refused by the test"):
             apply_plan(planned, state, prune=False)
         planned.close()
+    streams = target_conn.streams
     assert len(streams) == 1  # the agent, started while the accounts were being made
     assert streams[0]._proc.wait(timeout=10) is not None
