@@ -133,8 +133,8 @@ class MailImporter:
         """Import one mailbox; journal each durable batch; return the final effect.
 
         On any failure or stop (Ctrl-C stops at a journaled batch) the agent is dropped
-        without a sync: what was streamed since the last sync stays invisible in tmp/
-        (the next run removes it) instead of becoming durable unjournaled."""
+        without a sync: what was streamed since the last sync never becomes visible (the
+        agent removes it from tmp/) instead of becoming durable unjournaled."""
         try:
             return self._import(change, job)
         except BaseException:
@@ -215,7 +215,8 @@ class MailImporter:
         return None
 
     def abort(self) -> None:
-        """Drop the agent without a sync: queued files stay in tmp/, removed next time."""
+        """Drop the agent without a sync: its queued files never become visible, and it
+        removes them from tmp/ when its input ends (mail.agent)."""
         if self._proc is not None:
             with contextlib.suppress(OSError):  # it may have exited already
                 self._proc.kill()

@@ -333,6 +333,32 @@ def test_a_sync_through_n_makes_only_the_first_n_messages_visible(client, tmp_pa
     assert os.listdir(root / "tmp") == []
 
 
+@pytest.mark.parametrize("how", ["between messages", "inside a frame", "mid-message"])
+def test_an_agent_dropped_before_a_sync_removes_its_own_tmp_files(tmp_path, how):
+    """The sender drops the agent (closes its input: the source changed under the read)
+    before syncing the last messages: they never become visible, and the agent removes
+    them from tmp/ as it exits, even while another agent's files sit there."""
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := LocalAgent())
+    client.open(str(root))
+    other = root / "tmp" / f"mailplan-{os.getpid()}-1.tmp"  # a live agent's file
+    other.write_bytes(b"in progress")
+    for i in range(5):
+        client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
+    client.sync_async(through=2)
+    (first,) = client.synced()
+    if how == "mid-message":
+        client.begin("")
+        client.data(b"Subject: half")
+    client.flush()
+    if how == "inside a frame":
+        proc.write(b"M\x00\x00\x01\x00partial")
+    proc.close_stdin()
+    proc.wait()
+    assert len(first.durable) == 2 and len(maildir_state(root)) == 2
+    assert os.listdir(root / "tmp") == [other.name]
+
+
 def name_for(i: int) -> str:
     import hashlib
 

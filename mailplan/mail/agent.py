@@ -40,9 +40,11 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 ``Q``* quit      sync what is queued, reply, exit 0
 
 Replies: ``R`` + JSON, or ``X`` + error text (the agent then exits 1). A file is visible in
-new/ or cur/ only after it is complete and durable; a kill at any moment leaves at most a
-file in tmp/ that the next ``O`` removes. Directories are created 0700 and files 0600,
-owned by the given uid/gid (as vpopmail creates them); existing files are never replaced.
+new/ or cur/ only after it is complete and durable. When the input ends (or a request
+fails) before a sync, the agent removes its own files from tmp/ as it exits; only a
+killed agent leaves files there, and the next ``O`` removes them. Directories are created
+0700 and files 0600, owned by the given uid/gid (as vpopmail creates them); existing files
+are never replaced.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
 imported message, so one the user deleted later is not brought back.
 
@@ -275,6 +277,31 @@ class Agent:
                     os.unlink(os.path.join(tmp, name))
                     cleaned += 1
         return cleaned
+
+    def discard_unsynced(self) -> int:
+        """Remove this agent's files still in tmp/ (queued for a sync that never came, or
+        half-written when the input ended). Called once the sync process has stopped, so
+        nothing renames them any more: a sender that drops the agent (closes its input,
+        as mailplan does when the source changed under a read) leaves no debris. Only a
+        killed agent does, and the next ``O`` of another agent removes it."""
+        if self.current is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.current[0])
+            self.current = None
+        self.queue = []
+        if self.root is None:
+            return 0
+        removed = 0
+        for dirname in self._folders():
+            tmp = os.path.join(self._folder_path(dirname), "tmp")
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(tmp):
+                    m = TMP_RE.match(name)
+                    if m and int(m.group(1)) == self.pid:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(tmp, name))
+                        removed += 1
+        return removed
 
     def _read_ledger(self) -> dict[str, set[tuple[str, int]]]:
         ledger = {}
@@ -666,8 +693,12 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         with contextlib.suppress(AgentError, OSError):
             agent.drain()  # the replies the sync process owes go out before the error
         agent.stop(kill=True)
+        with contextlib.suppress(OSError):
+            agent.discard_unsynced()
         raise
     agent.stop()
+    if agent.queue or agent.current:  # the input ended without a sync: dropped
+        agent.discard_unsynced()
     return code
 
 
