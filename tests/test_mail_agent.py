@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -188,7 +189,6 @@ def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path
     for _ in range(200):
         if list((root / "tmp").iterdir()):
             break
-        import time
         time.sleep(0.01)
     proc.kill()
     assert list((root / "tmp").iterdir())
@@ -357,6 +357,35 @@ def test_an_agent_dropped_before_a_sync_removes_its_own_tmp_files(tmp_path, how)
     proc.wait()
     assert len(first.durable) == 2 and len(maildir_state(root)) == 2
     assert os.listdir(root / "tmp") == [other.name]
+
+
+def test_a_zombie_counts_as_gone_so_its_tmp_files_are_cleaned(tmp_path):
+    """An agent orphaned when its SSH session ends is reparented to PID 1, which may reap
+    it late: its stale tmp/ files are removed while it is still a zombie."""
+    from mailplan.mail.agent import pid_alive
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        for _ in range(500):  # until it has exited (a zombie: this process does not wait)
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        os.kill(pid, 0)  # still there for kill(2)
+        assert not pid_alive(pid)
+        assert pid_alive(os.getpid())
+        root = tmp_path / "Maildir"
+        (root / "tmp").mkdir(parents=True)
+        (root / "tmp" / f"mailplan-{pid}-1.tmp").write_bytes(b"left by a zombie")
+        proc = LocalAgent()
+        client = AgentClient(proc)
+        assert client.open(str(root))["cleaned"] == 1
+        client.quit()
+        assert proc.wait() == 0
+    finally:
+        os.waitpid(pid, 0)
 
 
 def name_for(i: int) -> str:

@@ -170,13 +170,22 @@ def sync_filesystem(path: str, files: Iterable[str]) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (exited, not yet reaped) counts as
+    gone: an agent whose parent ended first is reparented to PID 1, and some PID 1s
+    (container and VM init programs) reap it only seconds later, or never."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:  # no /proc (not Linux): kill(2) is all there is
         return True
-    return True
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]  # after "pid (comm) "
+    return state != b"Z"
 
 
 class Agent:
