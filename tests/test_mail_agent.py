@@ -388,6 +388,40 @@ def test_a_zombie_counts_as_gone_so_its_tmp_files_are_cleaned(tmp_path):
         os.waitpid(pid, 0)
 
 
+def test_a_message_another_writer_synced_meanwhile_is_not_made_visible_twice(tmp_path):
+    """A writer dropped by a failed run may still be finishing the sync it was asked for
+    when the next run's writer has already looked at the Maildir: whichever syncs second
+    finds the other's copies (the ledger grew under the Maildir's lock) and drops its own,
+    even in a later batch."""
+    root = tmp_path / "Maildir"
+    bodies = [b"Subject: %d\n\nbody\n" % i for i in range(4)]
+    old, new = AgentClient(old_proc := LocalAgent()), AgentClient(new_proc := LocalAgent())
+    old.open(str(root))
+    for i in (0, 1, 2):
+        old.message("", [bodies[i]], "new", name_for(i), 1e9)
+    old.flush()
+    new.open(str(root))
+    assert new.scan().known("") == set()
+    for i in (1, 2, 3):
+        new.message("", [bodies[i]], "new", name_for(i).replace("P1_", "P2_"), 1e9)
+    new.sync_async()
+    (synced,) = new.synced()
+    assert len(synced.durable) == 3
+    old.sync_async(through=2)  # messages 0 and 1: 1 is there now
+    (first,) = old.synced()
+    old.sync_async()  # message 2, in a later batch: there too
+    (second,) = old.synced()
+    assert [n for _d, n in first.durable] == [name_for(0)]
+    assert [n for _d, n in first.present] == [name_for(1)]
+    assert second.durable == [] and [n for _d, n in second.present] == [name_for(2)]
+    digests = sorted(parse_message_name(p.name).digest for p in (root / "new").iterdir())
+    assert len(digests) == 4 and len(set(digests)) == 4
+    assert os.listdir(root / "tmp") == []
+    for client, proc in ((old, old_proc), (new, new_proc)):
+        client.quit()
+        assert proc.wait() == 0
+
+
 def name_for(i: int) -> str:
     import hashlib
 

@@ -24,6 +24,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  syncfs is missing), rename each into new/ or cur/ without overwriting
                  (renameat2 RENAME_NOREPLACE, else link+unlink), append the ledger, sync
                  again, reply ``{"durable": [[dir, name]], "present": [[dir, name]]}``.
+                 Renames and ledger happen under an ``flock`` of the Maildir directory;
+                 a message another writer made visible meanwhile (the ledger grew) is
+                 dropped and replied as present.
                  With payload JSON ``{"through": n}`` only the messages among the first
                  ``n`` ``E`` frames of the session are taken (later ones stay in tmp/,
                  invisible, for a later sync): the sender can go on streaming while it
@@ -208,6 +211,13 @@ class Agent:
         self.syncer = None  # pid of the sync process, once forked
         self.job_w = self.ack_r = -1  # its job pipe and acknowledgement pipe
         self.jobs_sent = self.jobs_done = 0
+        #: the ledger's size when ``open`` read it, and after this agent's last sync into
+        #: each (Maildir, folder): another size means another writer synced meanwhile
+        self.ledger_size = 0
+        self.ledger_after = {}
+        #: what a scan found when another writer had synced into a folder; later batches
+        #: for it are checked against this too (the sync process only)
+        self.rescanned = {}
 
     def _dir_fd(self, dirname: str, sub: str) -> int:
         fd = self.dir_fds.get((dirname, sub))
@@ -313,9 +323,12 @@ class Agent:
         return removed
 
     def _read_ledger(self) -> dict[str, set[tuple[str, int]]]:
+        """The ledger's identities by folder; ``ledger_size`` is set to its size then."""
         ledger = {}
+        self.ledger_size = 0
         try:
             with open(os.path.join(self.root, LEDGER), encoding="utf-8") as fh:
+                self.ledger_size = os.fstat(fh.fileno()).st_size
                 for line in fh:
                     parts = line.rstrip("\n").split("\t")
                     if len(parts) == 3 and parts[2].isdigit():
@@ -449,7 +462,8 @@ class Agent:
             self._start_syncer()
         batch, present = self._take(through)
         head = json.dumps({"root": self.root, "uid": self.uid, "gid": self.gid,
-                           "present": present}).encode("utf-8")
+                           "present": present, "ledger_size": self.ledger_size}
+                          ).encode("utf-8")
         # the batch as NUL-separated fields (no name holds a NUL): a third of JSON's cost
         body = "\0".join([f"{d}\0{t}\0{s}\0{n}\0{i[0]}\0{i[1]}"
                           for _e, d, t, s, n, i in batch]).encode("utf-8")
@@ -555,6 +569,7 @@ class Agent:
                 if job["root"] != self.root:
                     self._close_dirs()
                 self.root, self.uid, self.gid = job["root"], job["uid"], job["gid"]
+                self.ledger_size = job["ledger_size"]
                 self.reply(b"R", self._sync_batch(batch, job["present"]))
             except Exception as exc:  # noqa: BLE001 - reported to the sender, then it ends
                 fail(self.out, exc)
@@ -566,25 +581,70 @@ class Agent:
         if batch:
             sync_filesystem(self.root, (os.path.join(self._folder_path(q[1]), "tmp", q[2])
                                         for q in batch))
-            lines = []
-            for _n, dirname, tmp, subdir, name, ident in batch:
-                tmp_fd = self._dir_fd(dirname, "tmp")
-                if rename_noreplace_at(tmp_fd, tmp, self._dir_fd(dirname, subdir), name):
-                    durable.append([dirname, name])
-                else:
-                    os.unlink(tmp, dir_fd=tmp_fd)
-                    present.append([dirname, name])
-                lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
-            path = os.path.join(self.root, LEDGER)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            lock = os.open(self.root, DIR_FLAGS)
             try:
-                self._own(fd)
-                os.write(fd, "".join(lines).encode("utf-8"))
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one writer's renames and ledger at a time
+                durable = self._rename_batch(batch, present)
             finally:
-                os.close(fd)
+                os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
-            sync_filesystem(self.root, sorted(dirs) + [path])
+            sync_filesystem(self.root, sorted(dirs) + [os.path.join(self.root, LEDGER)])
         return {"durable": durable, "present": present}
+
+    def _rename_batch(self, batch: list[Any], present: list[list[str]]) -> list[list[str]]:
+        """Rename a durable batch into new/ or cur/ and append its ledger lines (under the
+        Maildir's lock); return the ``[dir, name]`` of each message made visible."""
+        durable = []
+        batch = self._drop_foreign(batch, present)
+        lines = []
+        for _n, dirname, tmp, subdir, name, ident in batch:
+            tmp_fd = self._dir_fd(dirname, "tmp")
+            if rename_noreplace_at(tmp_fd, tmp, self._dir_fd(dirname, subdir), name):
+                durable.append([dirname, name])
+            else:
+                os.unlink(tmp, dir_fd=tmp_fd)
+                present.append([dirname, name])
+            lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
+        path = os.path.join(self.root, LEDGER)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._own(fd)
+            os.write(fd, "".join(lines).encode("utf-8"))
+            size = os.fstat(fd).st_size
+            for dirname in {q[1] for q in batch}:
+                self.ledger_after[(self.root, dirname)] = size
+        finally:
+            os.close(fd)
+        return durable
+
+    def _drop_foreign(self, batch: list[Any], present: list[list[str]]) -> list[Any]:
+        """The batch without the messages another writer made visible since this agent
+        looked (an earlier run's writer, dropped, that was still finishing the sync it
+        had been asked for). Every writer appends the ledger under the lock, so the
+        ledger's size tells whether one did: usually it is the size this agent left or
+        read, and nothing is scanned. Once one did, the folder's visible messages are
+        listed, and this and every later batch for it is checked against that list."""
+        try:
+            size = os.stat(os.path.join(self.root, LEDGER)).st_size
+        except FileNotFoundError:
+            size = 0
+        folders = {q[1] for q in batch}
+        for dirname in folders:
+            if size not in (self.ledger_size, self.ledger_after.get((self.root, dirname))):
+                self.rescanned[(self.root, dirname)] = {
+                    (d, o) for d, o, _s, _n in self._scan_dir(dirname)}
+        theirs = {dirname: self.rescanned[(self.root, dirname)] for dirname in folders
+                  if (self.root, dirname) in self.rescanned}
+        if not theirs:
+            return batch
+        kept = []
+        for q in batch:
+            if q[1] in theirs and q[5] in theirs[q[1]]:
+                os.unlink(q[2], dir_fd=self._dir_fd(q[1], "tmp"))
+                present.append([q[1], q[4]])
+            else:
+                kept.append(q)
+        return kept
 
     def scan(self, req: dict[str, Any]) -> dict[str, Any]:
         only = req.get("dir")
