@@ -147,13 +147,18 @@ class MailImporter:
         udir = self._user_dir(change)
         client = self._agent()
         stream: SnapshotStream | None = None
+        opened: dict[str, Any] = {}
         try:
             # exactly what the plan listed, proven untorn (mail.snapshot); started first,
             # so that its start-up on the source overlaps the agent's on the target
             stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
                                     run=self._source_run)
-            client.open(maildir_of(udir), owner_of_parent=True)
-            known = client.scan(mb.dirname).known(mb.dirname)
+            opened = client.open(maildir_of(udir), owner_of_parent=True)
+            # a read from a checkpoint sends every appended message: the writer drops one
+            # already there (the plan found few, if any), so the folder is not listed back
+            # here; a whole read skips what the folder holds rather than resend it
+            known = client.scan(mb.dirname).known(mb.dirname) if not job.begin.offset \
+                else set()
             if mb.dirname:
                 client.create_folder(mb.dirname)
 
@@ -196,6 +201,12 @@ class MailImporter:
         checkpoint = None if digests is None else {
             "path": mb.path, "inode": mb.inode, "offset": stream.end, "head": digests[0],
             "tail": digests[1], "count": job.begin.count + report.summary.messages}
+        ledger = report.ledger_size if report.ledger_size is not None \
+            else opened.get("ledger")
+        if checkpoint is not None and isinstance(ledger, int):
+            # every message before the offset has its ledger line before this size: the
+            # next plan numbers appended messages from those lines only (mailboxes.py)
+            checkpoint["ledger"] = ledger
         # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
         return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
                 "user": change.user}

@@ -5,11 +5,13 @@ folder directory = folders). A mailbox whose folder has nothing on the target ye
 every message: it is only counted on the source. Any other is read as a stream (only the
 part after the last checkpoint when its first and last 4 KiB still match) and its
 message identities are compared with what the user's Maildir already holds (file names
-and the import ledger; a mailbox unchanged since its checkpoint needs only its folder's
-ledger count, so its Maildir is not listed). One ``mailbox`` change per folder with
-messages to import; everything else is explained. A mailbox read whole (or past its
-checkpoint) and found entirely on the target gets a checkpoint for apply to record in
-the state only (``MailPlan.settled``).
+and the import ledger). A mailbox unchanged since its checkpoint needs only its folder's
+ledger count, so its Maildir is not listed; one that grew since needs only the target's
+identities with the digests of the appended messages (looked up there after the read,
+:func:`_look_up_appended`); only a mailbox read whole has its folder listed. One
+``mailbox`` change per folder with messages to import; everything else is explained.
+A mailbox read whole (or past its checkpoint) and found entirely on the target gets a
+checkpoint for apply to record in the state only (``MailPlan.settled``).
 
 Apply carries out the ``mailbox`` changes with the jobs kept here: see
 :mod:`mailplan.importer`.
@@ -23,6 +25,7 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.facts.mailboxes import (
+    LEDGER_BYTES,
     Checkpoint,
     MailboxRef,
     MailboxScan,
@@ -30,6 +33,7 @@ from mailplan.facts.mailboxes import (
     SourceMailbox,
     count_mailboxes,
     list_source_mailboxes,
+    look_up_digests,
     read_ledger_counts,
     read_maildirs,
     scan_mailboxes,
@@ -52,6 +56,9 @@ class Start:
     seed: dict[str, int] = field(default_factory=dict)
     count: int = 0
     head: str = ""
+    #: the checkpoint's ledger size (see Checkpoint.ledger): the plan numbers appended
+    #: messages from the ledger lines before it
+    ledger: int | None = None
 
 
 @dataclass
@@ -114,7 +121,9 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
     raw = state_mail.get(key, {}).get("checkpoint")
     if not raw:
         return None
-    return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"], {})
+    ledger = raw.get("ledger")
+    return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"], {},
+                      ledger if isinstance(ledger, int) else None)
 
 
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:
@@ -150,29 +159,35 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                      still_valid(source_conn, with_cp), strict=True))
     recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
                 for mb, _cp in with_cp}
-    quiet = _quiet(target_conn, [mb for mb, cp in with_cp
-                                 if valid[mb.key] and mb.size == cp.offset], where, recorded)
+    # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
+    # holds the messages the checkpoint counts (counted on the target: a few bytes back)
+    lines, sizes = _ledger_lines(target_conn, [mb for mb, _cp in with_cp if valid[mb.key]],
+                                 where)
+    trusted = {mb.key for mb, _cp in with_cp
+               if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]}
+    # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
+    quiet = {mb.key: lines[mb.key] for mb, cp in with_cp
+             if mb.key in trusted and mb.size == cp.offset}
     if len(quiet) < len(mailboxes):  # mail may be imported: an apply's agents will stream
         target_conn.prepare_streams()
     wanted: dict[str, set[str]] = {}
     for mb in mailboxes:
-        if mb.key not in quiet and where[mb.key]:
+        if mb.key not in trusted and where[mb.key]:
             wanted.setdefault(where[mb.key], set()).add(mb.dirname)
     maildirs = read_maildirs(target_conn, wanted)
-    reads = []
+    reads: list[tuple[SourceMailbox, Start, set[tuple[str, int]] | None, int]] = []
     for mb, cp in checkpoints:
-        if mb.key in quiet:  # nothing to read: no identities, no occurrence seed needed
+        if mb.key in trusted:
             assert cp is not None
-            begin = Start(cp.offset, {}, recorded[mb.key], cp.head)
-            reads.append((mb, begin, set(), quiet[mb.key]))
+            # grown since the checkpoint (or unchanged): only the appended part is read,
+            # and the target is asked about those messages only (known is None: after)
+            begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger)
+            reads.append((mb, begin, set() if mb.key in quiet else None, lines[mb.key]))
             continue
         facts = maildirs.get(where[mb.key], MaildirFacts())
-        known = facts.known(mb.dirname)
-        ledger = len(facts.ledger.get(mb.dirname, set()))
-        begin = Start()
-        if cp is not None and valid.get(mb.key) and ledger >= recorded[mb.key]:
-            begin = Start(cp.offset, _seed(known), recorded[mb.key], cp.head)
-        reads.append((mb, begin, known, ledger))
+        sizes[where[mb.key]] = facts.ledger_size
+        reads.append((mb, Start(), facts.known(mb.dirname),
+                      facts.ledger_count.get(mb.dirname, 0)))
     # a folder with nothing on the target yet takes every message: counted on the source
     first = [r[0] for r in reads if not r[1].offset and not r[2]]
     counted = dict(zip(first, count_mailboxes(source_conn, first, mboxrd=mboxrd),
@@ -183,22 +198,52 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                                                  for mb, begin, known, _n in todo],
                                    mboxrd=mboxrd), strict=True))
     scans = [counted.get(r[0]) or read[r[0]] for r in reads]
+    reads = _look_up_appended(target_conn, reads, scans, where)
     for (mb, begin, known, ledger), scan in zip(reads, scans, strict=True):
-        _judge(out, mb, scan, known, begin, ledger, subscribed)
+        _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
+               subscribed)
     _quota_warnings(out, desired)
     return out
 
 
-def _quiet(target_conn: Connector, unchanged: list[SourceMailbox], where: dict[str, str],
-           recorded: dict[str, int]) -> dict[str, int]:
-    """The mailboxes unchanged since their checkpoint whose folder's ledger still holds
-    the messages the checkpoint counts (the trust check that catches a wiped or replaced
-    Maildir), with that ledger count. They need nothing more from the target: their
-    Maildirs are not listed for them (a few bytes per folder come back, counted there)."""
-    counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in unchanged}
+def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
+                  where: dict[str, str]) -> tuple[dict[str, int], dict[str, int | None]]:
+    """How many identities each mailbox's folder ledger holds, and each Maildir's ledger
+    size in bytes (counted on the target, in one batch; their Maildirs are not listed)."""
+    counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in mailboxes}
                                                     - {""}))
-    lines = {mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in unchanged}
-    return {key: n for key, n in lines.items() if n >= recorded[key]}
+    return ({mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in mailboxes},
+            {m: c.get(LEDGER_BYTES) for m, c in counts.items()})
+
+
+Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]
+
+
+def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[MailboxScan],
+                      where: dict[str, str]) -> list[Read]:
+    """For each mailbox read from its checkpoint (``known`` None), ask its folder on the
+    target about the digests of the appended messages only, then number them (the
+    occurrence seed: how often each digest is there already) and count what is still to
+    import. Memory follows the appended mail, not the size of the user's folder."""
+    pending = [(i, r, scans[i]) for i, r in enumerate(reads)
+               if r[2] is None and not scans[i].error]
+    only: dict[tuple[str, str], set[str]] = {}
+    for _i, (mb, _b, _k, _n), scan in pending:
+        only.setdefault((where[mb.key], mb.dirname), set()).update(
+            sha for sha, _rel, _size in scan.appended)
+    before = {(where[mb.key], mb.dirname): begin.ledger
+              for _i, (mb, begin, _k, _n), _s in pending}
+    found, early = look_up_digests(target_conn, only, before) if only else ({}, {})
+    out = list(reads)
+    for i, (mb, begin, _k, ledger), scan in pending:
+        key = (where[mb.key], mb.dirname)
+        # the seed counts the copies before the checkpoint only: messages a killed run
+        # made durable after it (their ledger lines come later) are appended ones
+        seed = _seed(early[key])
+        scan.number(seed, found[key])
+        out[i] = (mb, Start(begin.offset, seed, begin.count, begin.head, begin.ledger),
+                  found[key], ledger)
+    return out
 
 
 def _quota_warnings(out: MailPlan, desired: Desired) -> None:
@@ -242,8 +287,10 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
-           begin: Start, ledger: int,
+           begin: Start, ledger: tuple[int, int | None],
            subscribed: dict[tuple[str, str], set[str] | None]) -> None:
+    """Explain the mailbox or add its change. ``ledger``: how many identities its
+    folder's ledger holds, and the ledger's size in bytes (None: not known)."""
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
@@ -279,7 +326,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
 
 
 def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
-             ledger: int) -> dict[str, Any] | None:
+             ledger: tuple[int, int | None]) -> dict[str, Any] | None:
     """The checkpoint of a mailbox whose messages are all on the target already (a run
     killed between its last sync and journaling it, a state file deleted, a spool the
     old server rewrote): without it every later plan would read it whole again. The
@@ -287,11 +334,13 @@ def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
     would not trust it (the folder's ledger holds fewer messages than it counts)."""
     seen = scan.seen
     count = begin.count + scan.total
-    if not scan.total or seen is None or scan.end <= begin.offset or ledger < count \
+    if not scan.total or seen is None or scan.end <= begin.offset or ledger[0] < count \
             or scan.end != begin.offset + seen.size \
             or (begin.offset and len(seen.tail) < WINDOW):
         return None  # nothing new read, an untrusted count, or a window before the read
     head = begin.head if begin.offset else digest(seen.head)
-    return {"mailbox": mb.key, "checkpoint": {
-        "path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
-        "tail": digest(seen.tail), "count": count}}
+    checkpoint = {"path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
+                  "tail": digest(seen.tail), "count": count}
+    if ledger[1] is not None:  # every message it counts is there: its line comes before
+        checkpoint["ledger"] = ledger[1]
+    return {"mailbox": mb.key, "checkpoint": checkpoint}

@@ -449,6 +449,56 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     assert read > 300_000, read
 
 
+def test_a_grown_mailbox_is_looked_up_on_the_target_by_its_new_digests_only(tmp_path):
+    """A mailbox that grew since its checkpoint: the plan reads the appended messages and
+    asks the target about their digests only, so what comes back (and what the plan
+    holds) follows the new mail, not the 6000 messages of the folder. Their numbering
+    still counts the copies before the checkpoint (a byte-identical copy of message 0 is
+    its second occurrence), and messages already there (a run killed after they became
+    durable, before they were journaled) are found."""
+    from mailplan.engine import make_plan
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    data, target, domain, spec_path = six_thousand(tmp_path)
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    state_path = tmp_path / "m.state.json"
+    before = state_path.read_bytes()
+    spool = tmp_path / "source/var/spool/mail/big"
+    first = data[: data.index(b"\nFrom ", 1) + 1]
+    with open(spool, "ab") as fh:
+        fh.write(msg("n1@x.example", "Tue Nov  3 10:00:00 2026", "new 1") + first
+                 + msg("n2@x.example", "Tue Nov  3 11:00:00 2026", "new 2"))
+    target_conn = CountingConnector("newmail")
+
+    def plan():  # type: ignore[no-untyped-def]
+        target_conn.received = 0
+        planned = make_plan(load_spec(spec_path), State.load(state_path),
+                            {"oldmail": LocalConnector("oldmail"), "newmail": target_conn})
+        planned.close()
+        return planned.plan
+
+    grown = plan()
+    (change,) = grown.changes
+    assert change.after.startswith("3 message(s)") and f"read from byte {len(data)}" in \
+        change.after, change.after
+    assert target_conn.received < 20_000, target_conn.received  # the listing is 300 kB+
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    root = maildir(target, f"big@{domain}")
+    names = [f.name for sub in files(root).values() for f in sub]
+    idents = {parse_message_name(n).identity for n in names}
+    assert len(names) == len(idents) == 6003
+    sha0 = next(i[0] for i in idents if i[1] == 1)
+    assert (sha0, 0) in idents  # the copy is occurrence 1 of message 0's digest
+    # as if that apply had been killed after its sync, before journaling it
+    state_path.write_bytes(before)
+    again = plan()
+    assert not again.changes
+    (line,) = [n.reason for n in again.noops if "INBOX: all" in n.reason]
+    assert f"all 6003 messages already on the target (read from byte {len(data)}" in line
+    assert target_conn.received < 20_000, target_conn.received
+
+
 class StreamRecorder(LocalConnector):
     """A local target that keeps every stream it starts (the writer agents)."""
 

@@ -660,7 +660,12 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     not listed when only the INBOX grew) and reads the whole ledger; read_ledger_counts
     counts each folder's ledger lines on the target, as parse_ledger keeps them."""
     from mailplan.connectors.local import LocalConnector
-    from mailplan.facts.mailboxes import parse_ledger, read_ledger_counts, read_maildirs
+    from mailplan.facts.mailboxes import (
+        look_up_digests,
+        parse_ledger,
+        read_ledger_counts,
+        read_maildirs,
+    )
 
     root = tmp_path / "u 1'$(x)" / "Maildir"
     root.parent.mkdir()
@@ -675,15 +680,38 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     missing = str(tmp_path / "nobody" / "Maildir")
     facts = read_maildirs(conn, {str(root): {""}, missing: {""}})
     inbox = facts[str(root)]
-    assert set(inbox.present) == {""} and {f"{d}/{o}" for d, o in inbox.present[""]} == {
+    assert set(inbox.ids) == {""} and {f"{d}/{o}" for d, o in inbox.ids[""]} == {
         ident for fo, ident in everything if fo == "."}
-    assert {d: len(v) for d, v in inbox.ledger.items()} == {"": 4, ".Work": 4}
-    assert facts[missing].present == {} and facts[missing].ledger == {}
+    assert inbox.ledger_count == {"": 4, ".Work": 4}
+    assert facts[missing].ids == {} and facts[missing].ledger_count == {}
     both = read_maildirs(conn, {str(root): {"", ".Work"}})[str(root)]
-    assert {d: len(v) for d, v in both.present.items()} == {"": 4, ".Work": 4}
+    assert {d: len(v) for d, v in both.ids.items()} == {"": 4, ".Work": 4}
+    # only the identities with the given digests, from the files and the ledger alike
+    some = {next(iter(both.ids[""]))[0], next(iter(both.ids[".Work"]))[0]}
+    wanted = {(str(root), ""): some, (str(root), ".Work"): some, (missing, ""): some}
+    only, early = look_up_digests(conn, wanted)
+    assert only[(str(root), "")] == {i for i in both.ids[""] if i[0] in some}
+    assert only[(str(root), ".Work")] == {i for i in both.ids[".Work"] if i[0] in some}
+    assert len(only[(str(root), "")]) >= 1 and only[(missing, "")] == set()
+    assert early == only  # every ledger line counts when no offset is given
+    # lines from an offset on (a later run's) are found, but not counted as earlier
+    size = (root / "mailplan-ledger").stat().st_size
+    _found, early = look_up_digests(conn, wanted, {(str(root), ""): 0,
+                                                   (str(root), ".Work"): size})
+    assert early[(str(root), "")] == set() and early[(str(root), ".Work")] == only[
+        (str(root), ".Work")]
+    # the ledger alone still counts (a message the user deleted on the new server)
+    for f in (root / "cur").iterdir():
+        f.unlink()
+    for f in (root / "new").iterdir():
+        f.unlink()
+    assert look_up_digests(conn, {(str(root), ""): some})[0] == {(str(root), ""): only[
+        (str(root), "")]}
     counts = read_ledger_counts(conn, [str(root), missing])
     ledger = parse_ledger((root / "mailplan-ledger").read_bytes())
-    assert counts == {str(root): {d: len(v) for d, v in ledger.items()}, missing: {}}
+    assert counts == {str(root): {**{d: len(v) for d, v in ledger.items()},
+                                  "/": (root / "mailplan-ledger").stat().st_size},
+                      missing: {}}
 
 
 def test_the_agent_imports_nothing_from_the_login_directory_or_pythonpath(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class Checkpoint:
     head: str  # sha256 of the first WINDOW bytes
     tail: str  # sha256 of the WINDOW bytes before offset
     occurrences: dict[str, int]
+    #: the Maildir ledger's size when it was taken: the ledger line of every message
+    #: before ``offset`` comes before it (None: not known, from an older state file)
+    ledger: int | None = None
 
 
 @dataclass
@@ -109,6 +113,24 @@ class MailboxScan:
     seen: Windows | None = None
     #: a first import: From_ lines counted on the source, only the head read here
     counted: bool = False
+    #: read with no identities to compare (``known`` None): each message's digest, its
+    #: occurrence among the messages read and its size, until :meth:`number`
+    appended: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def number(self, seed: dict[str, int], known: set[tuple[str, int]]) -> None:
+        """Number the ``appended`` messages after the ``seed`` (how often each digest
+        comes before ``start``) and count those not in ``known``, as a read with both
+        would have."""
+        todo = hashlib.sha256()
+        self.todo = self.todo_bytes = 0
+        for sha, rel, size in self.appended:
+            occurrence = seed.get(sha, 0) + rel
+            if (sha, occurrence) not in known:
+                self.todo += 1
+                self.todo_bytes += size
+                todo.update(f"{sha}:{occurrence};".encode())
+        self.todo_digest = todo.hexdigest()[:16]
+        self.appended = []
 
 
 def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
@@ -195,8 +217,10 @@ def open_stream(conn: Connector, path: str, start: int) -> object:
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 mboxrd: bool, host: str, known: set[tuple[str, int]]) -> MailboxScan:
+                 mboxrd: bool, host: str, known: set[tuple[str, int]] | None) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
+    # With ``known`` None (a read from a checkpoint), each message's identity is kept
+    # for MailboxScan.number instead: memory grows with the appended mail only.
     scan = MailboxScan(mailbox, start, dict(seed), seen=Windows(stream))
     occurrences = dict(seed)
     todo = hashlib.sha256()
@@ -207,7 +231,9 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
         for event in reader:
             if isinstance(event, MessageEnd):
                 scan.total += 1
-                if event.identity not in known:
+                if known is None:
+                    scan.appended.append((event.sha256, event.occurrence, event.size))
+                elif event.identity not in known:
                     scan.todo += 1
                     scan.todo_bytes += event.size
                     todo.update(f"{event.sha256}:{event.occurrence};".encode())
@@ -223,8 +249,9 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 *, mboxrd: bool, known: set[tuple[str, int]]) -> MailboxScan:
-    """Read a mailbox from ``start``: how many messages, and which are not in ``known``."""
+                 *, mboxrd: bool, known: set[tuple[str, int]] | None) -> MailboxScan:
+    """Read a mailbox from ``start``: how many messages, and which are not in ``known``
+    (None: keep their identities for :meth:`MailboxScan.number`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, dict(seed), end=start, occurrences=dict(seed))
     proc = open_stream(conn, mailbox.path, start)
@@ -294,7 +321,8 @@ class _MemberReader:
 
 
 def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,
-                   known: dict[str, set[tuple[str, int]]]) -> dict[str, MailboxScan] | None:
+                   known: dict[str, set[tuple[str, int]] | None]
+                   ) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
     proc = conn.start_stream("tar -cPf - --no-recursion --null -T - 2>/dev/null")
@@ -314,7 +342,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     return out if res.returncode == 0 and len(out) == len(by_path) else None
 
 
-Job = tuple[SourceMailbox, int, dict[str, int], set[tuple[str, int]]]
+Job = tuple[SourceMailbox, int, dict[str, int], "set[tuple[str, int]] | None"]
 
 
 def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> list[MailboxScan]:
@@ -334,14 +362,17 @@ def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> lis
 
 @dataclass
 class MaildirFacts:
-    """Identities already in one user's Maildir, per folder directory."""
+    """Identities already in one user's Maildir, per folder directory: its message files
+    and its import ledger together (one set: a message is usually in both), and how many
+    identities the ledger holds."""
 
-    present: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
-    ledger: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    ledger_count: dict[str, int] = field(default_factory=dict)
+    ledger_size: int = 0  # bytes
 
     def known(self, dirname: str) -> set[tuple[str, int]]:
         """Identities that must not be imported into ``dirname`` again."""
-        return self.present.get(dirname, set()) | self.ledger.get(dirname, set())
+        return self.ids.get(dirname, set())
 
 
 def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
@@ -357,40 +388,108 @@ def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
 def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                   ) -> dict[str, MaildirFacts]:
     """What each Maildir holds in the given folder dirs (``""`` = INBOX; missing Maildirs
-    and folders read as empty), and its whole import ledger; read-only. Only the folders
-    a plan reads are listed: a user's archive folders are not, when only the INBOX grew."""
+    and folders read as empty), from its message files and its import ledger; read-only.
+    Only the folders a plan reads are listed: a user's archive folders are not, when only
+    the INBOX grew."""
     facts = {m: MaildirFacts() for m in folders}
     if not folders:
         return facts
+
+    def add(maildir: str, dirname: str, identity: tuple[str, int]) -> None:
+        facts[maildir].ids.setdefault(dirname, set()).add(identity)
+
     starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
               for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
     cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
                   "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
             for chunk in _chunks(sorted(starts), _CHUNK)]
     for res in run_batch(conn, cmds):
-        fields = res.stdout.split(b"\0")
-        for i in range(0, len(fields) - 1, 2):
-            owner = starts.get(fields[i].decode("utf-8", "surrogateescape"))
-            parsed = parse_message_name(fields[i + 1].decode("utf-8", "surrogateescape"))
+        for m in _FOUND.finditer(res.stdout):  # no list of every name at once
+            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
+            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
             if owner is not None and parsed is not None:
-                facts[owner[0]].present.setdefault(owner[1], set()).add(parsed.identity)
+                add(owner[0], owner[1], parsed.identity)
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
-        if data is not None:
-            facts[path[: -len(LEDGER) - 1]].ledger = parse_ledger(data)
+        if data is None:
+            continue
+        maildir = path[: -len(LEDGER) - 1]
+        facts[maildir].ledger_size = len(data)
+        counts = facts[maildir].ledger_count
+        for m in _LEDGER_LINE.finditer(data):
+            dirname = m[1].decode("utf-8", "replace")
+            counts[dirname] = counts.get(dirname, 0) + 1  # lines, as read_ledger_counts
+            if dirname in folders[maildir]:
+                add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
     return facts
 
 
+_FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
+_DIGESTS_PER_COMMAND = 1000  # grep patterns per command (about 70 kB of arguments)
+
+
+Key = tuple[str, str]  # (Maildir, folder dir)
+
+
+def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
+                    before: Mapping[Key, int | None] | None = None
+                    ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
+    """The identities with the given digests that each (Maildir, folder dir) holds, in
+    its message files or its ledger, and those of them in ledger lines before byte
+    ``before[key]`` of the ledger (all of its lines when that is None); read-only.
+    Filtered on the target (``grep -F``), so what comes back follows the digests asked
+    about, not the size of the folder: a plan asks only about the messages appended to
+    a mailbox since its checkpoint."""
+    found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
+    early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
+    jobs: list[tuple[tuple[str, str], str]] = []
+    for (maildir, dirname), digests in wanted.items():
+        base = f"{maildir}/{dirname}" if dirname else maildir
+        for chunk in _chunks(sorted(set(digests)), _DIGESTS_PER_COMMAND):
+            names = [arg for sha in chunk for arg in ("-e", f"_mp{sha}_")]
+            lines = [arg for sha in chunk for arg in ("-e", f"\t{sha}\t")]
+            jobs.append(((maildir, dirname), join(
+                ["find", f"{base}/new", f"{base}/cur", "-maxdepth", "1", "-type", "f",
+                 "-name", "*_mp*", "-printf", "%f\\0"]) + " 2>/dev/null | "
+                + join(["grep", "-zaF", *names]) + "; "
+                + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
+                + " 2>/dev/null; true"))
+    for (key, _cmd), res in zip(jobs, run_batch(conn, [cmd for _k, cmd in jobs]),
+                                strict=True):
+        names, _, ledger = res.stdout.rpartition(b"\0")
+        for name in names.split(b"\0") if names else []:
+            parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
+            if parsed is not None:
+                found[key].add(parsed.identity)
+        limit = (before or {}).get(key)
+        for m in _OFFSET_LEDGER_LINE.finditer(ledger):
+            if m[2].decode("utf-8", "replace") == key[1]:
+                identity = (m[3].decode("utf-8", "replace"), int(m[4]))
+                found[key].add(identity)
+                if limit is None or int(m[1]) < limit:
+                    early[key].add(identity)
+    return found, early
+#: a ledger line as parse_ledger keeps it (three fields, a numeric occurrence)
+_LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
+#: the same, after the byte offset ``grep -b`` puts before it
+_OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
+
+
 # per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
-# parse_ledger keeps (three fields, a numeric occurrence)
-_LEDGER_COUNT = ("awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
-                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"")
+# parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
+_LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
+                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"; "
+                 "printf '%d\\t/\\t%d\\n' \"$i\" \"$(($(wc -c < \"$f\")))\"; }")
+#: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
+#: dir holds a "/")
+LEDGER_BYTES = "/"
 
 
 def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
     """How many messages each Maildir's ledger records per folder dir, counted on the
-    target (one batch; a few bytes per folder come back). For a mailbox unchanged since
-    its checkpoint the plan needs only this, not the Maildir's identities, so a re-plan
-    does not list every message file of every user. A missing ledger counts nothing."""
+    target (one batch; a few bytes per folder come back), and its size in bytes (under
+    :data:`LEDGER_BYTES`). For a mailbox unchanged since its checkpoint the plan needs
+    only this, not the Maildir's identities, so a re-plan does not list every message
+    file of every user. A missing ledger counts nothing."""
     counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
     if not maildirs:
         return counts

@@ -273,7 +273,7 @@ class Agent:
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
         self.present, self.ledger = {}, self._read_ledger()
-        return {"created": created, "cleaned": self._clean_tmp()}
+        return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size}
 
     def _folders(self) -> Iterator[str]:
         yield ""
@@ -584,16 +584,19 @@ class Agent:
             lock = os.open(self.root, DIR_FLAGS)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one writer's renames and ledger at a time
-                durable = self._rename_batch(batch, present)
+                durable, size = self._rename_batch(batch, present)
             finally:
                 os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
             sync_filesystem(self.root, sorted(dirs) + [os.path.join(self.root, LEDGER)])
+            return {"durable": durable, "present": present, "ledger": size}
         return {"durable": durable, "present": present}
 
-    def _rename_batch(self, batch: list[Any], present: list[list[str]]) -> list[list[str]]:
+    def _rename_batch(self, batch: list[Any], present: list[list[str]]
+                      ) -> tuple[list[list[str]], int]:
         """Rename a durable batch into new/ or cur/ and append its ledger lines (under the
-        Maildir's lock); return the ``[dir, name]`` of each message made visible."""
+        Maildir's lock); return the ``[dir, name]`` of each message made visible, and the
+        ledger's size after those lines."""
         durable = []
         batch = self._drop_foreign(batch, present)
         lines = []
@@ -615,7 +618,7 @@ class Agent:
                 self.ledger_after[(self.root, dirname)] = size
         finally:
             os.close(fd)
-        return durable
+        return durable, size
 
     def _drop_foreign(self, batch: list[Any], present: list[list[str]]) -> list[Any]:
         """The batch without the messages another writer made visible since this agent

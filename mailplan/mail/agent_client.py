@@ -51,6 +51,8 @@ class SyncResult:
 
     durable: list[tuple[str, str]]
     present: list[tuple[str, str]]
+    #: the ledger's size after this sync's lines (None: nothing was synced)
+    ledger: int | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,8 @@ def _plain_ascii(text: str) -> bool:
 
 def _sync_result(reply: dict[str, Any]) -> SyncResult:
     return SyncResult(durable=[(d, n) for d, n in reply["durable"]],
-                      present=[(d, n) for d, n in reply["present"]])
+                      present=[(d, n) for d, n in reply["present"]],
+                      ledger=reply.get("ledger"))
 
 
 class LocalAgent:

@@ -55,6 +55,8 @@ class ImportReport:
     already_present: int = 0
     bytes_sent: int = 0
     summary: MboxSummary = field(default_factory=MboxSummary)
+    #: the Maildir ledger's size after the last sync (None: nothing was synced)
+    ledger_size: int | None = None
 
 
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
@@ -120,6 +122,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             batch.pop(name, None)
         report.durable += len(done)
         report.already_present += len(result.present)
+        if result.ledger is not None:
+            report.ledger_size = result.ledger
         if on_durable and done:
             on_durable(done)
 
