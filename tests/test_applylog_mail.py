@@ -127,9 +127,11 @@ def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, ssh
     with small_disk(domains):
         src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
         box = src / "var/spool/mail/big"
+        # 20 MB: far more than the streams' buffers hold once the writer has stopped, so
+        # the read cannot end on its own before mailplan stops it (3 MB fill the disk)
         box.write_bytes(b"".join(
             msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}", body="x" * 2000 + "\n")
-            for i in range(2500)))
+            for i in range(10000)))
         spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                           source_host=ssh_host(sshd), target_host=ssh_host(sshd),
                           domains={unique_domain(): {"import": {"uid_min": 1000}}})

@@ -761,13 +761,14 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
     agent = Agent(out)
     try:
         code = _serve(agent, inp)
-    except (AgentError, OSError, ValueError, KeyError):
+    except (AgentError, OSError, ValueError, KeyError) as exc:
         with contextlib.suppress(AgentError, OSError):
             agent.drain()  # the replies the sync process owes go out before the error
         agent.stop(kill=True)
+        fail(out, exc)  # the sender learns of it now, not after the clean-up
         with contextlib.suppress(OSError):
             agent.discard_unsynced()
-        raise
+        return 1
     agent.stop()
     if agent.queue or agent.current:  # the input ended without a sync: dropped
         agent.discard_unsynced()
