@@ -386,6 +386,37 @@ def test_spool_rewritten_during_the_read_imports_no_torn_message(tmp_path, sshd)
     assert identities(rewritten) <= {(d, o) for _f, _s, d, o, _fl in maildir_state(root)}
 
 
+def test_kill9_during_an_incremental_import_then_rerun_imports_each_message_once(tmp_path,
+                                                                                 sshd):
+    """The second run of a migration (new mail since the first) is killed once a batch of
+    the new mail is durable; the checkpoint still ends where the first run ended. The
+    next run recognizes what the killed one wrote (numbered as an uninterrupted run
+    numbers it: byte-identical copies of an earlier message included) and imports the
+    rest once."""
+    first = spool(1000, seed=5, size=2000)
+    box, spec, root = _busy_spec(tmp_path, sshd, first)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    journal = spec.with_name(spec.stem + ".state.json.journal")
+    assert not journal.exists() or b'"imported"' not in journal.read_bytes()
+    copy = first[: first.index(b"\nFrom ", 1) + 1]  # byte-identical to the first message
+    grown = first + copy + spool(5000, seed=6, size=2000) + copy
+    with open(box, "ab") as fh:  # new mail appended, as mail.local does
+        fh.write(grown[len(first):])
+    proc = start_apply(spec)
+    wait_journal(spec, b'"imported"', proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    written = sum(1 for f in root.rglob("*") if f.parent.name in ("new", "cur"))
+    assert 1000 < written < 6002, written  # killed in the middle of the new mail
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert mailplan("verify", str(spec)).returncode == 0
+    want = identities(grown)
+    assert len(want) == 6002  # the copies are occurrences 1 and 2 of the first message
+    names = [f.name for f in root.rglob("*") if f.parent.name in ("new", "cur")]
+    assert len(names) == 6002, len(names)
+    assert {(d, o) for _f, _s, d, o, _fl in maildir_state(root)} == want
+
+
 # -- damaged state -----------------------------------------------------------------------
 
 def test_damaged_state_is_refused_and_replanning_without_it_duplicates_nothing(tmp_path,
