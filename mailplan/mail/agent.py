@@ -744,8 +744,9 @@ def fail(out: BinaryIO, exc: BaseException) -> None:
     """Report ``exc`` as an ``X`` reply and on stderr (the agent then exits 1)."""
     with contextlib.suppress(OSError):
         send(out, b"X", f"{type(exc).__name__}: {exc}")
-    sys.stderr.write(f"mailplan agent: {exc}\n")
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # the connection may be gone: the clean-up goes on
+        sys.stderr.write(f"mailplan agent: {exc}\n")
+        sys.stderr.flush()
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
