@@ -583,7 +583,10 @@ class Agent:
                                         for q in batch))
             lock = os.open(self.root, DIR_FLAGS)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one writer's renames and ledger at a time
+                # one writer's renames and ledger at a time; where the filesystem has no
+                # locks (ENOLCK on an NFS without lockd) the ledger check still runs
+                with contextlib.suppress(OSError):
+                    fcntl.flock(lock, fcntl.LOCK_EX)
                 durable, size = self._rename_batch(batch, present)
             finally:
                 os.close(lock)
