@@ -160,8 +160,7 @@ def kill_when(spec: Path, *, lines: int | None = None, delay: float | None = Non
     while time.monotonic() - started < timeout and proc.poll() is None:
         if delay is not None and time.monotonic() - started >= delay:
             break
-        if lines is not None and journal.exists() and \
-                journal.read_bytes().count(b"\n") >= lines:
+        if lines is not None and _read(journal).count(b"\n") >= lines:
             break
         time.sleep(0.003)
     killed = proc.poll() is None
@@ -176,7 +175,16 @@ def recorded(spec: Path) -> int:
     state = spec.with_name(spec.stem + ".state.json")
     journal = spec.with_name(spec.stem + ".state.json.journal")
     serial = json.loads(state.read_text())["serial"] if state.exists() else 0
-    return serial + (journal.read_bytes().count(b"\n") if journal.exists() else 0)
+    return serial + _read(journal).count(b"\n")
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, or none: an apply removes its journal when it ends, maybe
+    between a look at it and the read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 @pytest.mark.slow
@@ -235,7 +243,7 @@ def wait_journal(spec: Path, needle: bytes, proc: subprocess.Popen, timeout: flo
     journal = spec.with_name(spec.stem + ".state.json.journal")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and needle in journal.read_bytes():
+        if needle in _read(journal):
             return
         time.sleep(0.003)
     raise AssertionError(f"apply never journaled {needle!r}")

@@ -400,7 +400,7 @@ def test_a_message_another_writer_synced_meanwhile_is_not_made_visible_twice(tmp
     for i in (0, 1, 2):
         old.message("", [bodies[i]], "new", name_for(i), 1e9)
     old.flush()
-    new.open(str(root))
+    new._request(b"O", {"root": str(root), "writer_wait": 0})  # not waiting for the old
     assert new.scan().known("") == set()
     for i in (1, 2, 3):
         new.message("", [bodies[i]], "new", name_for(i).replace("P1_", "P2_"), 1e9)
@@ -418,6 +418,51 @@ def test_a_message_another_writer_synced_meanwhile_is_not_made_visible_twice(tmp
     assert len(digests) == 4 and len(set(digests)) == 4
     assert os.listdir(root / "tmp") == []
     for client, proc in ((old, old_proc), (new, new_proc)):
+        client.quit()
+        assert proc.wait() == 0
+
+
+def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp_path):
+    """The writer of a killed run may still be finishing its last sync when the next
+    run's writer opens the Maildir: the new one waits for it (bounded), so no file of
+    the old one is left in tmp/ after the new run. Files named after a running process
+    that is not a writer (a reused id) are not waited for."""
+    import threading
+
+    root = tmp_path / "Maildir"
+    old = AgentClient(old_proc := LocalAgent())
+    old.open(str(root))
+    for i in range(3):
+        old.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
+    old.flush()
+    for _ in range(500):  # the files are in tmp/ once the old writer read the frames
+        if len(os.listdir(root / "tmp")) == 3:
+            break
+        time.sleep(0.01)
+    (root / "tmp" / f"mailplan-{os.getpid()}-9.tmp").write_bytes(b"")  # not a writer
+    new = AgentClient(new_proc := LocalAgent())
+    opened: list[dict] = []
+    opener = threading.Thread(target=lambda: opened.append(new.open(str(root))))
+    opener.start()
+    time.sleep(0.3)
+    assert opener.is_alive() and not opened  # waiting for the old writer
+    old_proc.close_stdin()  # dropped: it removes its unsynced files and ends
+    opener.join(timeout=30)
+    assert opened and opened[0]["waited"] >= 0.3
+    assert os.listdir(root / "tmp") == [f"mailplan-{os.getpid()}-9.tmp"]
+    old_proc.wait()
+    # a writer that does not end is waited for only so long
+    stuck = AgentClient(stuck_proc := LocalAgent())
+    stuck.open(str(root))
+    stuck.message("", [b"Subject: 0\n\nbody\n"], "new", name_for(0), 1e9)
+    stuck.flush()
+    for _ in range(500):
+        if len(os.listdir(root / "tmp")) == 2:
+            break
+        time.sleep(0.01)
+    late = AgentClient(late_proc := LocalAgent())
+    assert 0.3 <= late._request(b"O", {"root": str(root), "writer_wait": 0.3})["waited"] < 5
+    for client, proc in ((new, new_proc), (late, late_proc), (stuck, stuck_proc)):
         client.quit()
         assert proc.wait() == 0
 

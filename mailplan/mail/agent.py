@@ -82,6 +82,7 @@ import re
 import signal
 import struct
 import sys
+import time
 from collections.abc import Iterable, Iterator
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
@@ -94,6 +95,10 @@ NAME_RE = re.compile(
     r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
+#: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
+AGENT_MARK = b"Target-side Maildir writer: a self-contained"
+#: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
+WRITER_WAIT = 30.0
 HEADER = struct.Struct(">cI")
 MESSAGE = struct.Struct(">BBHd")  # the head of an M frame: flags, dir length, name length, mtime
 RENAME_NOREPLACE = 1
@@ -170,6 +175,16 @@ def sync_filesystem(path: str, files: Iterable[str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _is_agent(pid: int) -> bool:
+    """Whether process ``pid`` runs this agent (its command line holds this source), not
+    a process that reuses the id of one that ended; False where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return AGENT_MARK in fh.read()
+    except OSError:
+        return False
 
 
 def pid_alive(pid: int) -> bool:
@@ -272,8 +287,34 @@ class Agent:
         created = self._mkdir(self.root)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
+        waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         self.present, self.ledger = {}, self._read_ledger()
-        return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size}
+        return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
+                "waited": waited}
+
+    def _wait_for_writers(self, limit: float) -> float:
+        """Wait, up to ``limit`` seconds, until no other running agent has files in this
+        Maildir's tmp/ folders; return the seconds waited. The writer of a run that was
+        killed or failed finishes the sync it was asked for and removes its other files
+        as it exits (a second or two): waiting for it leaves no debris behind this run
+        and a complete ledger to read. One that does not end (its connection hangs) is
+        not waited for longer: the ledger check at each sync still keeps its messages
+        from being imported twice."""
+        started = time.monotonic()
+        while self._other_writers() and time.monotonic() - started < limit:
+            time.sleep(0.05)
+        return round(time.monotonic() - started, 3)
+
+    def _other_writers(self) -> bool:
+        """Whether another running agent has files in tmp/ of the open Maildir."""
+        for dirname in self._folders():
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(os.path.join(self._folder_path(dirname), "tmp")):
+                    m = TMP_RE.match(name)
+                    if m and int(m.group(1)) != self.pid and pid_alive(int(m.group(1))) \
+                            and _is_agent(int(m.group(1))):
+                        return True
+        return False
 
     def _folders(self) -> Iterator[str]:
         yield ""
