@@ -307,14 +307,22 @@ class Agent:
 
     def _other_writers(self) -> bool:
         """Whether another running agent has files in tmp/ of the open Maildir."""
+        return any(pid != self.pid and pid_alive(pid) and _is_agent(pid)
+                   for _path, pid in self._tmp_files())
+
+    def _tmp_files(self) -> Iterator[tuple[str, int]]:
+        """Each agent file in the tmp/ folders of the open Maildir: its path, and the
+        process id its name holds."""
         for dirname in self._folders():
-            with contextlib.suppress(FileNotFoundError):
-                for name in os.listdir(os.path.join(self._folder_path(dirname), "tmp")):
-                    m = TMP_RE.match(name)
-                    if m and int(m.group(1)) != self.pid and pid_alive(int(m.group(1))) \
-                            and _is_agent(int(m.group(1))):
-                        return True
-        return False
+            tmp = os.path.join(self._folder_path(dirname), "tmp")
+            try:
+                names = os.listdir(tmp)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                m = TMP_RE.match(name)
+                if m:
+                    yield os.path.join(tmp, name), int(m.group(1))
 
     def _folders(self) -> Iterator[str]:
         yield ""
@@ -325,17 +333,10 @@ class Agent:
 
     def _clean_tmp(self) -> int:
         cleaned = 0
-        for dirname in self._folders():
-            tmp = os.path.join(self._folder_path(dirname), "tmp")
-            try:
-                names = os.listdir(tmp)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                m = TMP_RE.match(name)
-                if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
-                    os.unlink(os.path.join(tmp, name))
-                    cleaned += 1
+        for path, pid in list(self._tmp_files()):
+            if pid != self.pid and not pid_alive(pid):
+                os.unlink(path)
+                cleaned += 1
         return cleaned
 
     def discard_unsynced(self) -> int:
@@ -352,15 +353,11 @@ class Agent:
         if self.root is None:
             return 0
         removed = 0
-        for dirname in self._folders():
-            tmp = os.path.join(self._folder_path(dirname), "tmp")
-            with contextlib.suppress(FileNotFoundError):
-                for name in os.listdir(tmp):
-                    m = TMP_RE.match(name)
-                    if m and int(m.group(1)) == self.pid:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(os.path.join(tmp, name))
-                        removed += 1
+        for path, pid in list(self._tmp_files()):
+            if pid == self.pid:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                removed += 1
         return removed
 
     def _read_ledger(self) -> dict[str, set[tuple[str, int]]]:
