@@ -38,6 +38,9 @@ _PROLOGUE = (
     "umask 077\n"
     'T=$(mktemp -d "${TMPDIR:-/tmp}/mailplan.XXXXXX") || exit 97\n'
     "trap 'rm -rf \"$T\"' EXIT\n"
+    # a signal ends the shell through the EXIT trap (dash skips it otherwise): a channel
+    # closed under a running command ends in SIGPIPE at the shell's next write
+    "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM\n"
 )
 
 

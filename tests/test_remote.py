@@ -96,3 +96,27 @@ def test_a_batch_with_a_big_script_and_big_outputs_does_not_deadlock(conn):
     (results,) = out
     assert len(results) == 3000
     assert all(r.returncode == 0 and r.stdout == b"\0" * 2000 for r in results)
+
+
+def test_a_session_cut_off_mid_command_removes_its_temp_directory(ssh_connector):
+    """The shell's scratch directory (its commands' output and error files) goes when
+    the channel is closed under a running command, as when mailplan is interrupted or
+    the connection drops: the shell's next write fails (SIGPIPE) and it exits through
+    its clean-up, not around it."""
+    import os
+    import threading
+    import time
+
+    sh = ShellSession(ssh_connector)
+    scratch = sh.run('printf %s "$T"').stdout.decode()
+    assert os.path.isdir(scratch)
+    worker = threading.Thread(target=lambda: pytest.raises(HostError, sh.run, "sleep 1"),
+                              daemon=True)
+    worker.start()
+    time.sleep(0.3)
+    sh._proc.kill()
+    worker.join(10)
+    deadline = time.monotonic() + 10
+    while os.path.isdir(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.isdir(scratch)
