@@ -25,19 +25,21 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.facts.mailboxes import (
-    LEDGER_BYTES,
     Checkpoint,
     MailboxRef,
     MailboxScan,
-    MaildirFacts,
     SourceMailbox,
     count_mailboxes,
     list_source_mailboxes,
+    scan_mailboxes,
+    still_valid,
+)
+from mailplan.facts.maildirs import (
+    LEDGER_BYTES,
+    MaildirFacts,
     look_up_digests,
     read_ledger_counts,
     read_maildirs,
-    scan_mailboxes,
-    still_valid,
 )
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts

@@ -11,12 +11,14 @@ process's argv on the remote host.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailplan.secret import MASK, Secret
 
 Part = str | Secret
+T = TypeVar("T")
 
 
 def _quote(part: Part, reveal: bool) -> str:
@@ -62,3 +64,14 @@ class Cmd:
 def join(parts: Iterable[str]) -> str:
     """Quote plain string parts into one command line."""
     return " ".join(_quote(p, True) for p in parts)
+
+
+#: paths per command line when a list of paths is spread over several commands: the
+#: argv stays far below ARG_MAX whatever the paths
+PATHS_PER_COMMAND = 500
+
+
+def chunks(items: Sequence[T], n: int = PATHS_PER_COMMAND) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``n``."""
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

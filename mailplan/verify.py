@@ -28,13 +28,12 @@ from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
 from mailplan.facts.mailboxes import (
-    LEDGER,
     Checkpoint,
     SourceMailbox,
     list_source_mailboxes,
-    parse_ledger,
     still_valid,
 )
+from mailplan.facts.maildirs import LEDGER, parse_ledger
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect

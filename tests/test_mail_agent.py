@@ -705,7 +705,7 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     not listed when only the INBOX grew) and reads the whole ledger; read_ledger_counts
     counts each folder's ledger lines on the target, as parse_ledger keeps them."""
     from mailplan.connectors.local import LocalConnector
-    from mailplan.facts.mailboxes import (
+    from mailplan.facts.maildirs import (
         look_up_digests,
         parse_ledger,
         read_ledger_counts,
@@ -719,15 +719,16 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
     client.sync()
     everything = {(fo, ident) for fo, _s, ident, *_rest in maildir_state(root)}
-    with open(root / "mailplan-ledger", "a") as fh:
-        fh.write("torn line\n.Work\tabc\tnot-a-number\n")
+    with open(root / "mailplan-ledger", "ab") as fh:  # lines of other shapes: skipped
+        fh.write(b"torn line\n.Work\tabc\tnot-a-number\n.Work\tabc\t\xc2\xb2\n"
+                 b".Work\tabc\t7\rX\n\xff\tabc\t3\n")  # (the last: a folder of its own)
     conn = LocalConnector("newmail")
     missing = str(tmp_path / "nobody" / "Maildir")
     facts = read_maildirs(conn, {str(root): {""}, missing: {""}})
     inbox = facts[str(root)]
     assert set(inbox.ids) == {""} and {f"{d}/{o}" for d, o in inbox.ids[""]} == {
         ident for fo, ident in everything if fo == "."}
-    assert inbox.ledger_count == {"": 4, ".Work": 4}
+    assert inbox.ledger_count == {"": 4, ".Work": 4, "\ufffd": 1}
     assert facts[missing].ids == {} and facts[missing].ledger_count == {}
     both = read_maildirs(conn, {str(root): {"", ".Work"}})[str(root)]
     assert {d: len(v) for d, v in both.ids.items()} == {"": 4, ".Work": 4}
@@ -754,6 +755,9 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
         (str(root), "")]}
     counts = read_ledger_counts(conn, [str(root), missing])
     ledger = parse_ledger((root / "mailplan-ledger").read_bytes())
+    # the agent reads the ledger by the same rule (a new open reads it again)
+    client.open(str(root))
+    assert client.scan().ledger == ledger
     assert counts == {str(root): {**{d: len(v) for d, v in ledger.items()},
                                   "/": (root / "mailplan-ledger").stat().st_size},
                       missing: {}}

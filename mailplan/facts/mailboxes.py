@@ -1,47 +1,36 @@
-"""Facts about mailboxes: which mbox files the source has, what each holds, and which
-messages the target's Maildirs already have.
+"""Facts about the source's mailboxes (read only): which mbox files it has, what each holds.
 
-Source (read only): one ``find`` lists every spool file and every folder file of the
-migrated users. A mailbox whose folder has nothing on the target yet is only counted
-where it is (:func:`count_mailboxes`: every message of it is to be imported). Any other
-is read as a stream (``tail -c +N``) through the mbox reader, which keeps only
-identities and sizes, and compared with the target. When an earlier apply recorded a
-checkpoint for a mailbox (the offset it imported through and digests of the first and
-the last 4 KiB before it) and both windows still match, only the bytes after the
-checkpoint are read: an unchanged 1 GB spool costs two 4 KiB reads. Each scan keeps the
-first and last 4 KiB it read, so a mailbox found entirely on the target can be given a
-checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
-
-Target (read only at plan time): one ``find`` over the Maildir folders a plan reads lists
-the file names mailplan wrote (they embed each message's identity) and one ``tar`` reads
-their import ledgers, so messages a user deleted on the new server are not brought back.
-A mailbox unchanged since its checkpoint needs neither: only its ledger's lines per
-folder are counted there (:func:`read_ledger_counts`), so a re-plan right after the
-cutover does not carry every message name of every user.
+One ``find`` lists every spool file and every folder file of the migrated users. A
+mailbox whose folder has nothing on the target yet is only counted where it is
+(:func:`count_mailboxes`: every message of it is to be imported). Any other is read as
+a stream (``tail -c +N``) through the mbox reader, which keeps only identities and
+sizes, to be compared with what the target holds (:mod:`mailplan.facts.maildirs`).
+When an earlier apply recorded a checkpoint for a mailbox (the offset it imported
+through and digests of the first and the last 4 KiB before it) and both windows still
+match, only the bytes after the checkpoint are read: an unchanged 1 GB spool costs two
+4 KiB reads. Each scan keeps the first and last 4 KiB it read, so a mailbox found
+entirely on the target can be given a checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
 import tarfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.mail.fromline import FROM_LINE_ERE
-from mailplan.mail.maildir import FolderNameError, folder_dirname, parse_message_name
+from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
-from mailplan.remote import read_files, run_batch, tar_members
-from mailplan.shell import join
+from mailplan.remote import run_batch, tar_members
+from mailplan.shell import chunks, join
 
-LEDGER = "mailplan-ledger"
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
-_CHUNK = 500  # paths per find command (argv stays far below ARG_MAX)
 
 
 @dataclass(frozen=True)
@@ -143,20 +132,15 @@ def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
     return out
 
 
-def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-
-
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                           ) -> tuple[list[SourceMailbox], list[str]]:
     """Every spool and folder file of ``refs`` (one batch); plus notes on skipped files."""
     spools = sorted({r.spool for r in refs})
     roots = sorted({r.folders for r in refs})
     cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "f", "-printf", _FIND_FORMAT])
-            + " 2>/dev/null; true" for chunk in _chunks(spools, _CHUNK)]
+            + " 2>/dev/null; true" for chunk in chunks(spools)]
     cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
-             for chunk in _chunks(roots, _CHUNK)]
+             for chunk in chunks(roots)]
     found: dict[str, tuple[int, float, int]] = {}
     for res in run_batch(conn, cmds) if cmds else []:
         for size, mtime, inode, path in _parse_find(res.stdout):
@@ -358,150 +342,3 @@ def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> lis
         else:
             scans.append(scan_mailbox(conn, mb, start, seed, mboxrd=mboxrd, known=k))
     return scans
-
-
-@dataclass
-class MaildirFacts:
-    """Identities already in one user's Maildir, per folder directory: its message files
-    and its import ledger together (one set: a message is usually in both), and how many
-    identities the ledger holds."""
-
-    ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
-    ledger_count: dict[str, int] = field(default_factory=dict)
-    ledger_size: int = 0  # bytes
-
-    def known(self, dirname: str) -> set[tuple[str, int]]:
-        """Identities that must not be imported into ``dirname`` again."""
-        return self.ids.get(dirname, set())
-
-
-def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
-    """The agent's ledger file: ``dir TAB sha256 TAB occurrence`` per line."""
-    ledger: dict[str, set[tuple[str, int]]] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[2].isdigit():
-            ledger.setdefault(parts[0], set()).add((parts[1], int(parts[2])))
-    return ledger
-
-
-def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
-                  ) -> dict[str, MaildirFacts]:
-    """What each Maildir holds in the given folder dirs (``""`` = INBOX; missing Maildirs
-    and folders read as empty), from its message files and its import ledger; read-only.
-    Only the folders a plan reads are listed: a user's archive folders are not, when only
-    the INBOX grew."""
-    facts = {m: MaildirFacts() for m in folders}
-    if not folders:
-        return facts
-
-    def add(maildir: str, dirname: str, identity: tuple[str, int]) -> None:
-        facts[maildir].ids.setdefault(dirname, set()).add(identity)
-
-    starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
-              for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
-    cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
-                  "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
-            for chunk in _chunks(sorted(starts), _CHUNK)]
-    for res in run_batch(conn, cmds):
-        for m in _FOUND.finditer(res.stdout):  # no list of every name at once
-            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
-            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
-            if owner is not None and parsed is not None:
-                add(owner[0], owner[1], parsed.identity)
-    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
-        if data is None:
-            continue
-        maildir = path[: -len(LEDGER) - 1]
-        facts[maildir].ledger_size = len(data)
-        counts = facts[maildir].ledger_count
-        for m in _LEDGER_LINE.finditer(data):
-            dirname = m[1].decode("utf-8", "replace")
-            counts[dirname] = counts.get(dirname, 0) + 1  # lines, as read_ledger_counts
-            if dirname in folders[maildir]:
-                add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
-    return facts
-
-
-_FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
-_DIGESTS_PER_COMMAND = 1000  # grep patterns per command (about 70 kB of arguments)
-
-
-Key = tuple[str, str]  # (Maildir, folder dir)
-
-
-def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
-                    before: Mapping[Key, int | None] | None = None
-                    ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
-    """The identities with the given digests that each (Maildir, folder dir) holds, in
-    its message files or its ledger, and those of them in ledger lines before byte
-    ``before[key]`` of the ledger (all of its lines when that is None); read-only.
-    Filtered on the target (``grep -F``), so what comes back follows the digests asked
-    about, not the size of the folder: a plan asks only about the messages appended to
-    a mailbox since its checkpoint."""
-    found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
-    early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
-    jobs: list[tuple[tuple[str, str], str]] = []
-    for (maildir, dirname), digests in wanted.items():
-        base = f"{maildir}/{dirname}" if dirname else maildir
-        for chunk in _chunks(sorted(set(digests)), _DIGESTS_PER_COMMAND):
-            names = [arg for sha in chunk for arg in ("-e", f"_mp{sha}_")]
-            lines = [arg for sha in chunk for arg in ("-e", f"\t{sha}\t")]
-            jobs.append(((maildir, dirname), join(
-                ["find", f"{base}/new", f"{base}/cur", "-maxdepth", "1", "-type", "f",
-                 "-name", "*_mp*", "-printf", "%f\\0"]) + " 2>/dev/null | "
-                + join(["grep", "-zaF", *names]) + "; "
-                + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
-                + " 2>/dev/null; true"))
-    for (key, _cmd), res in zip(jobs, run_batch(conn, [cmd for _k, cmd in jobs]),
-                                strict=True):
-        names, _, ledger = res.stdout.rpartition(b"\0")
-        for name in names.split(b"\0") if names else []:
-            parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
-            if parsed is not None:
-                found[key].add(parsed.identity)
-        limit = (before or {}).get(key)
-        for m in _OFFSET_LEDGER_LINE.finditer(ledger):
-            if m[2].decode("utf-8", "replace") == key[1]:
-                identity = (m[3].decode("utf-8", "replace"), int(m[4]))
-                found[key].add(identity)
-                if limit is None or int(m[1]) < limit:
-                    early[key].add(identity)
-    return found, early
-#: a ledger line as parse_ledger keeps it (three fields, a numeric occurrence)
-_LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
-#: the same, after the byte offset ``grep -b`` puts before it
-_OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
-
-
-# per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
-# parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
-_LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
-                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"; "
-                 "printf '%d\\t/\\t%d\\n' \"$i\" \"$(($(wc -c < \"$f\")))\"; }")
-#: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
-#: dir holds a "/")
-LEDGER_BYTES = "/"
-
-
-def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
-    """How many messages each Maildir's ledger records per folder dir, counted on the
-    target (one batch; a few bytes per folder come back), and its size in bytes (under
-    :data:`LEDGER_BYTES`). For a mailbox unchanged since its checkpoint the plan needs
-    only this, not the Maildir's identities, so a re-plan does not list every message
-    file of every user. A missing ledger counts nothing."""
-    counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
-    if not maildirs:
-        return counts
-    chunks = list(_chunks(sorted(maildirs), _CHUNK))
-    cmds = ["i=0; for f in " + join([f"{m}/{LEDGER}" for m in chunk])
-            + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; done; true"
-            for chunk in chunks]
-    for chunk, res in zip(chunks, run_batch(conn, cmds), strict=True):
-        for line in res.stdout.decode("utf-8", "replace").split("\n"):
-            index, _, rest = line.partition("\t")
-            dirname, _, lines = rest.rpartition("\t")
-            if index.isdigit() and lines.isdigit() and 0 < int(index) <= len(chunk):
-                counts[chunk[int(index) - 1]][dirname] = int(lines)
-    return counts
-

@@ -365,11 +365,14 @@ class Agent:
         ledger = {}
         self.ledger_size = 0
         try:
-            with open(os.path.join(self.root, LEDGER), encoding="utf-8") as fh:
+            # the rule of mailplan's own ledger readers: lines end at \n only, three
+            # fields, an ASCII-numeric occurrence; another line (a hand edit) is skipped
+            with open(os.path.join(self.root, LEDGER), encoding="utf-8", errors="replace",
+                      newline="\n") as fh:
                 self.ledger_size = os.fstat(fh.fileno()).st_size
                 for line in fh:
                     parts = line.rstrip("\n").split("\t")
-                    if len(parts) == 3 and parts[2].isdigit():
+                    if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit():
                         ledger.setdefault(parts[0], set()).add((parts[1], int(parts[2])))
         except FileNotFoundError:
             pass

@@ -1,0 +1,176 @@
+"""Facts about the target's Maildirs: which messages mailplan already put there.
+
+Read only, at plan and verify time. Every message file mailplan writes is named after
+its identity (``..._mp<sha256>_<occurrence>...``, :mod:`mailplan.mail.maildir`), and the
+writer agent appends each imported identity to the Maildir's ledger
+(``mailplan-ledger``: ``dir TAB sha256 TAB occurrence`` per line), so a message the user
+deleted on the new server is not brought back. Three ways to ask, from the most to the
+least data carried back:
+
+* :func:`read_maildirs`: every identity of the folders a plan reads (one ``find`` and
+  one ``tar`` of the ledgers), for a mailbox read whole;
+* :func:`look_up_digests`: only the identities with given digests, filtered on the
+  target (``grep -F``), for the messages appended to a mailbox since its checkpoint;
+* :func:`read_ledger_counts`: only the ledger's line count per folder and its size,
+  counted on the target, for a mailbox unchanged since its checkpoint.
+
+The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts.mailboxes`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mailplan.connectors.base import Connector
+from mailplan.mail.maildir import parse_message_name
+from mailplan.remote import read_files, run_batch
+from mailplan.shell import chunks, join
+
+LEDGER = "mailplan-ledger"
+
+_FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
+_DIGESTS_PER_COMMAND = 1000  # grep patterns per command (about 70 kB of arguments)
+#: a ledger line (three fields, an ASCII-numeric occurrence; lines end at \n only): the
+#: rule of parse_ledger, of the agent and of the count on the target (_LEDGER_COUNT)
+_LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
+#: the same, after the byte offset ``grep -b`` puts before it
+_OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
+
+
+@dataclass
+class MaildirFacts:
+    """Identities already in one user's Maildir, per folder directory: its message files
+    and its import ledger together (one set: a message is usually in both), and how many
+    identities the ledger holds."""
+
+    ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    ledger_count: dict[str, int] = field(default_factory=dict)
+    ledger_size: int = 0  # bytes
+
+    def known(self, dirname: str) -> set[tuple[str, int]]:
+        """Identities that must not be imported into ``dirname`` again."""
+        return self.ids.get(dirname, set())
+
+
+def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
+    """The agent's ledger file: ``dir TAB sha256 TAB occurrence`` per line (a line of
+    another shape is skipped)."""
+    ledger: dict[str, set[tuple[str, int]]] = {}
+    for m in _LEDGER_LINE.finditer(data):
+        ledger.setdefault(m[1].decode("utf-8", "replace"), set()).add(
+            (m[2].decode("utf-8", "replace"), int(m[3])))
+    return ledger
+
+
+def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
+                  ) -> dict[str, MaildirFacts]:
+    """What each Maildir holds in the given folder dirs (``""`` = INBOX; missing Maildirs
+    and folders read as empty), from its message files and its import ledger; read-only.
+    Only the folders a plan reads are listed: a user's archive folders are not, when only
+    the INBOX grew."""
+    facts = {m: MaildirFacts() for m in folders}
+    if not folders:
+        return facts
+
+    def add(maildir: str, dirname: str, identity: tuple[str, int]) -> None:
+        facts[maildir].ids.setdefault(dirname, set()).add(identity)
+
+    starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
+              for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
+    cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
+                  "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
+            for chunk in chunks(sorted(starts))]
+    for res in run_batch(conn, cmds):
+        for m in _FOUND.finditer(res.stdout):  # no list of every name at once
+            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
+            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
+            if owner is not None and parsed is not None:
+                add(owner[0], owner[1], parsed.identity)
+    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
+        if data is None:
+            continue
+        maildir = path[: -len(LEDGER) - 1]
+        facts[maildir].ledger_size = len(data)
+        counts = facts[maildir].ledger_count
+        for m in _LEDGER_LINE.finditer(data):
+            dirname = m[1].decode("utf-8", "replace")
+            counts[dirname] = counts.get(dirname, 0) + 1  # lines, as read_ledger_counts
+            if dirname in folders[maildir]:
+                add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
+    return facts
+
+
+Key = tuple[str, str]  # (Maildir, folder dir)
+
+
+def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
+                    before: Mapping[Key, int | None] | None = None
+                    ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
+    """The identities with the given digests that each (Maildir, folder dir) holds, in
+    its message files or its ledger, and those of them in ledger lines before byte
+    ``before[key]`` of the ledger (all of its lines when that is None); read-only.
+    Filtered on the target (``grep -F``), so what comes back follows the digests asked
+    about, not the size of the folder: a plan asks only about the messages appended to
+    a mailbox since its checkpoint."""
+    found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
+    early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
+    jobs: list[tuple[tuple[str, str], str]] = []
+    for (maildir, dirname), digests in wanted.items():
+        base = f"{maildir}/{dirname}" if dirname else maildir
+        for chunk in chunks(sorted(set(digests)), _DIGESTS_PER_COMMAND):
+            names = [arg for sha in chunk for arg in ("-e", f"_mp{sha}_")]
+            lines = [arg for sha in chunk for arg in ("-e", f"\t{sha}\t")]
+            jobs.append(((maildir, dirname), join(
+                ["find", f"{base}/new", f"{base}/cur", "-maxdepth", "1", "-type", "f",
+                 "-name", "*_mp*", "-printf", "%f\\0"]) + " 2>/dev/null | "
+                + join(["grep", "-zaF", *names]) + "; "
+                + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
+                + " 2>/dev/null; true"))
+    for (key, _cmd), res in zip(jobs, run_batch(conn, [cmd for _k, cmd in jobs]),
+                                strict=True):
+        names, _, ledger = res.stdout.rpartition(b"\0")
+        for name in names.split(b"\0") if names else []:
+            parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
+            if parsed is not None:
+                found[key].add(parsed.identity)
+        limit = (before or {}).get(key)
+        for m in _OFFSET_LEDGER_LINE.finditer(ledger):
+            if m[2].decode("utf-8", "replace") == key[1]:
+                identity = (m[3].decode("utf-8", "replace"), int(m[4]))
+                found[key].add(identity)
+                if limit is None or int(m[1]) < limit:
+                    early[key].add(identity)
+    return found, early
+# per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
+# parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
+_LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
+                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"; "
+                 "printf '%d\\t/\\t%d\\n' \"$i\" \"$(($(wc -c < \"$f\")))\"; }")
+#: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
+#: dir holds a "/")
+LEDGER_BYTES = "/"
+
+
+def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
+    """How many messages each Maildir's ledger records per folder dir, counted on the
+    target (one batch; a few bytes per folder come back), and its size in bytes (under
+    :data:`LEDGER_BYTES`). For a mailbox unchanged since its checkpoint the plan needs
+    only this, not the Maildir's identities, so a re-plan does not list every message
+    file of every user. A missing ledger counts nothing."""
+    counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
+    if not maildirs:
+        return counts
+    groups = list(chunks(sorted(maildirs)))
+    cmds = ["i=0; for f in " + join([f"{m}/{LEDGER}" for m in chunk])
+            + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; done; true"
+            for chunk in groups]
+    for chunk, res in zip(groups, run_batch(conn, cmds), strict=True):
+        for line in res.stdout.decode("utf-8", "replace").split("\n"):
+            index, _, rest = line.partition("\t")
+            dirname, _, lines = rest.rpartition("\t")
+            if index.isdigit() and lines.isdigit() and 0 < int(index) <= len(chunk):
+                counts[chunk[int(index) - 1]][dirname] = int(lines)
+    return counts
+
