@@ -88,7 +88,6 @@ class MailboxScan:
 
     mailbox: SourceMailbox
     start: int
-    seed: dict[str, int]
     total: int = 0  # messages read from ``start`` on
     todo: int = 0  # of those, not yet on the target
     todo_bytes: int = 0
@@ -97,7 +96,6 @@ class MailboxScan:
     skipped_internal: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
-    occurrences: dict[str, int] = field(default_factory=dict)
     #: the first and last 4 KiB of what was read (from ``start`` to ``end``)
     seen: Windows | None = None
     #: a first import: From_ lines counted on the source, only the head read here
@@ -205,11 +203,10 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
     # for MailboxScan.number instead: memory grows with the appended mail only.
-    scan = MailboxScan(mailbox, start, dict(seed), seen=Windows(stream))
-    occurrences = dict(seed)
+    scan = MailboxScan(mailbox, start, seen=Windows(stream))
     todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
-                        occurrences=occurrences, path=f"{host}:{mailbox.path}",
+                        occurrences=dict(seed), path=f"{host}:{mailbox.path}",
                         skip_leading=start > 0)
     try:
         for event in reader:
@@ -228,7 +225,6 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
     scan.end = reader.summary.end_offset
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
-    scan.occurrences = occurrences
     return scan
 
 
@@ -237,7 +233,7 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict
     """Read a mailbox from ``start``: how many messages, and which are not in ``known``
     (None: keep their identities for :meth:`MailboxScan.number`)."""
     if start and start == mailbox.size:
-        return MailboxScan(mailbox, start, dict(seed), end=start, occurrences=dict(seed))
+        return MailboxScan(mailbox, start, end=start)
     proc = open_stream(conn, mailbox.path, start)
     scan = _scan_stream(proc, mailbox, start, seed, mboxrd, conn.name, known)
     if scan.error:
@@ -286,7 +282,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
         if scan.error is None:
             count = max(int(first) - scan.skipped_internal, 0)
             scan = MailboxScan(
-                mb, 0, {}, total=count, todo=count, todo_bytes=mb.size, end=mb.size,
+                mb, 0, total=count, todo=count, todo_bytes=mb.size, end=mb.size,
                 todo_digest=hashlib.sha256(f"{mb.path}\0{mb.size}\0{mb.inode}\0{count}\0"
                                            .encode() + head).hexdigest()[:16],
                 skipped_internal=scan.skipped_internal, counted=True)
