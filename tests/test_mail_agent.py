@@ -266,6 +266,11 @@ def test_chaos_kill_at_many_points_then_rerun_equals_clean_run(tmp_path, limit):
     strip = {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(clean)}
     assert {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(root)} == strip
     assert not list((root / ".F" / "tmp").iterdir())
+    # every visible message has its ledger line, and no pending record is left
+    ledger = (root / "mailplan-ledger").read_text()
+    assert all(f".F\t{i.replace('/', chr(9))}\n" in ledger for _f, _s, i, *_r in
+               maildir_state(root))
+    assert not list(root.glob("mailplan-pending-*"))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -779,3 +784,60 @@ def test_the_agent_imports_nothing_from_the_login_directory_or_pythonpath(tmp_pa
                          input=b"", capture_output=True, check=False)
     assert res.returncode == 0, res.stderr
     assert not marker.exists()
+
+
+def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
+        tmp_path, monkeypatch):
+    """The batch a sync makes visible is recorded before its renames; a writer that dies
+    after them but before appending the ledger (here: the agent run in this process,
+    stopped at that point) leaves visible messages without ledger lines, and the next
+    open appends exactly those lines, then removes the record."""
+    import json
+
+    from mailplan.mail import agent as writer
+    from mailplan.mail.agent_client import HEADER, MESSAGE
+    from mailplan.mail.maildir import message_name
+
+    root = tmp_path / "Maildir"
+
+    def frame(kind: bytes, payload: bytes) -> bytes:
+        return HEADER.pack(kind, len(payload)) + payload
+
+    opening = frame(b"O", json.dumps({"root": str(root)}).encode())
+    frames = [opening]
+    messages, _summary = read_mbox(io.BytesIO(MBOX), mtime=0.0)
+    ends = [end for end, _body in messages]
+    for end, body in messages:
+        name = message_name(arrival=end.arrival, usec=1, pid=1, digest=end.sha256,
+                            occurrence=end.occurrence, host="t", size=end.size,
+                            flags=end.flags)
+        frames.append(frame(b"M", MESSAGE.pack(1, 0, len(name), end.arrival or 0.0)
+                            + name.encode() + body))
+    frames.append(frame(b"Q", b""))
+
+    class Died(BaseException):
+        pass
+
+    def die(self, lines):
+        raise Died
+
+    with monkeypatch.context() as m:
+        m.setattr(writer.Agent, "_append_ledger", die)
+        with pytest.raises(Died):
+            writer.serve(io.BytesIO(b"".join(frames)), io.BytesIO())
+    visible = {i for _f, _s, i, *_r in maildir_state(root)}
+    assert len(visible) == len(ends) and not (root / "mailplan-ledger").exists()
+    assert len(list(root.glob("mailplan-pending-*"))) == 1
+    out = io.BytesIO()
+    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), out) == 0
+    first = json.loads(out.getvalue()[5:5 + HEADER.unpack(out.getvalue()[:5])[1]])
+    assert first["recovered"] == len(ends)
+    lines = (root / "mailplan-ledger").read_text().splitlines()
+    assert sorted(lines) == sorted(f"\t{i.replace('/', chr(9))}" for i in visible)
+    assert not list(root.glob("mailplan-pending-*"))
+    # a record whose files never became visible (killed before its renames) adds nothing
+    (root / f"mailplan-pending-{os.getpid()}").write_bytes(
+        b"\0".join([b"", b"cur", b"1.M1P1_mp" + b"a" * 64 + b"_0.t,S=1", b"a" * 64, b"0"]))
+    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+    assert (root / "mailplan-ledger").read_text().splitlines() == lines
+    assert not list(root.glob("mailplan-pending-*"))

@@ -49,7 +49,11 @@ killed agent leaves files there, and the next ``O`` removes them. Directories ar
 0700 and files 0600, owned by the given uid/gid (as vpopmail creates them); existing files
 are never replaced.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
-imported message, so one the user deleted later is not brought back.
+imported message, so one the user deleted later is not brought back. Before a sync makes
+a batch visible, the batch's names and identities go to ``mailplan-pending-PID``
+(durable with the batch, removed once its ledger lines are): a writer killed between its
+renames and its ledger append leaves messages visible without ledger lines, and the next
+``O`` appends the lines of those it finds visible.
 
 Cost per message (the hot path): frames come from a 1 MiB stdin buffer (the pipe is
 enlarged to 1 MiB where allowed), so reading costs one read(2) per megabyte, not two per
@@ -95,6 +99,7 @@ NAME_RE = re.compile(
     r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
+PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
 #: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
@@ -288,9 +293,64 @@ class Agent:
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
+        recovered = self._recover_pending()
         self.present, self.ledger = {}, self._read_ledger()
         return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
-                "waited": waited}
+                "waited": waited, "recovered": recovered}
+
+    def _recover_pending(self) -> int:
+        """Append the ledger lines a killed writer owed: of each batch it recorded as
+        pending (see ``_sync_batch``), the messages visible under their names whose
+        identity the ledger lacks. Then its record goes. Return how many lines were
+        added. A running agent's record is left alone: it is still working."""
+        stale = []
+        for entry in os.listdir(self.root):
+            m = PENDING_RE.match(entry)
+            if m and (int(m.group(1)) == self.pid or not (
+                    pid_alive(int(m.group(1))) and _is_agent(int(m.group(1))))):
+                stale.append(os.path.join(self.root, entry))
+        if not stale:
+            return 0
+        lock = os.open(self.root, DIR_FLAGS)
+        try:
+            with contextlib.suppress(OSError):  # as in _sync_batch
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            ledger, lines = self._read_ledger(), []
+            for path in stale:
+                for dirname, subdir, name, ident in self._read_pending(path):
+                    if ident in ledger.get(dirname, ()) or not os.path.exists(
+                            os.path.join(self._folder_path(dirname), subdir, name)):
+                        continue
+                    ledger.setdefault(dirname, set()).add(ident)
+                    lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
+            if lines:
+                self._append_ledger(lines)
+                sync_filesystem(self.root, [os.path.join(self.root, LEDGER)])
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        finally:
+            os.close(lock)
+        return len(lines)
+
+    def _read_pending(self, path: str) -> Iterator[tuple[str, str, str, tuple[str, int]]]:
+        """The (dir, subdir, name, identity) entries of a pending record; a torn or
+        foreign entry is skipped."""
+        try:
+            with open(path, "rb") as fh:
+                fields = fh.read().decode("utf-8", "replace").split("\0")
+        except FileNotFoundError:
+            return
+        for k in range(0, len(fields) - 4, 5):
+            dirname, subdir, name, digest, occ = fields[k:k + 5]
+            m = NAME_RE.match(name)
+            if (subdir in ("new", "cur") and m is not None and m.group("digest") == digest
+                    and m.group("occ") == occ and occ.isascii() and occ.isdigit()):
+                try:
+                    self._folder_path(dirname)
+                except AgentError:
+                    continue
+                yield dirname, subdir, name, (digest, int(occ))
 
     def _wait_for_writers(self, limit: float) -> float:
         """Wait, up to ``limit`` seconds, until no other running agent has files in this
@@ -620,8 +680,20 @@ class Agent:
     def _sync_batch(self, batch: list[Any], present: list[list[str]]) -> dict[str, Any]:
         durable = []
         if batch:
-            sync_filesystem(self.root, (os.path.join(self._folder_path(q[1]), "tmp", q[2])
-                                        for q in batch))
+            # what is about to become visible, durable with the files: should this
+            # process die between its renames and its ledger lines, the next open
+            # appends the lines (``_recover_pending``)
+            pending = os.path.join(self.root, f"mailplan-pending-{self.pid}")
+            fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                self._own(fd)
+                write_all(fd, "\0".join([f"{q[1]}\0{q[3]}\0{q[4]}\0{q[5][0]}\0{q[5][1]}"
+                                         for q in batch]).encode("utf-8"))
+            finally:
+                os.close(fd)
+            sync_filesystem(self.root, (path for group in (
+                [pending], (os.path.join(self._folder_path(q[1]), "tmp", q[2]) for q in batch))
+                for path in group))
             lock = os.open(self.root, DIR_FLAGS)
             try:
                 # one writer's renames and ledger at a time; where the filesystem has no
@@ -633,6 +705,7 @@ class Agent:
                 os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
             sync_filesystem(self.root, sorted(dirs) + [os.path.join(self.root, LEDGER)])
+            os.unlink(pending)
             return {"durable": durable, "present": present, "ledger": size}
         return {"durable": durable, "present": present}
 
@@ -652,17 +725,22 @@ class Agent:
                 os.unlink(tmp, dir_fd=tmp_fd)
                 present.append([dirname, name])
             lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
-        path = os.path.join(self.root, LEDGER)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        size = self._append_ledger(lines)
+        for dirname in {q[1] for q in batch}:
+            self.ledger_after[(self.root, dirname)] = size
+        return durable, size
+
+    def _append_ledger(self, lines: list[str]) -> int:
+        """Append ``lines`` to the ledger (the caller holds the Maildir's lock); return
+        the ledger's size after them."""
+        fd = os.open(os.path.join(self.root, LEDGER), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o600)
         try:
             self._own(fd)
-            os.write(fd, "".join(lines).encode("utf-8"))
-            size = os.fstat(fd).st_size
-            for dirname in {q[1] for q in batch}:
-                self.ledger_after[(self.root, dirname)] = size
+            write_all(fd, "".join(lines).encode("utf-8"))
+            return os.fstat(fd).st_size
         finally:
             os.close(fd)
-        return durable, size
 
     def _drop_foreign(self, batch: list[Any], present: list[list[str]]) -> list[Any]:
         """The batch without the messages another writer made visible since this agent
