@@ -8,8 +8,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 
 ``O``* open      JSON ``{"root", "uid", "gid"}`` (or ``"owner": "parent"``: the owner of the
                  Maildir's parent, the user directory vadduser made): select a Maildir
-                 (created 0700 if missing) and delete this agent's stale tmp files (those
-                 of dead processes)
+                 (created 0700 if missing), delete stale tmp files (those of dead
+                 processes) and append the ledger lines a killed writer owed (see
+                 "mailplan-pending" below)
 ``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
 ``D``  data      raw message bytes
