@@ -786,6 +786,40 @@ def test_the_agent_imports_nothing_from_the_login_directory_or_pythonpath(tmp_pa
     assert not marker.exists()
 
 
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    from mailplan.mail.agent_client import HEADER
+
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def _message_payloads(mbox: bytes, pid: int = 1) -> list[bytes]:
+    """The payload of an ``M`` frame for every message of ``mbox`` (into cur/), named as
+    by a sender with process id ``pid``."""
+    from mailplan.mail.agent_client import MESSAGE
+    from mailplan.mail.maildir import message_name
+
+    messages, _summary = read_mbox(io.BytesIO(mbox), mtime=0.0)
+    payloads = []
+    for end, body in messages:
+        name = message_name(arrival=end.arrival, usec=1, pid=pid, digest=end.sha256,
+                            occurrence=end.occurrence, host="t", size=end.size,
+                            flags=end.flags)
+        payloads.append(MESSAGE.pack(1, 0, len(name), end.arrival or 0.0) + name.encode()
+                        + body)
+    return payloads
+
+
+def _in_process_session(root: Path, mbox: bytes) -> tuple[bytes, bytes, int]:
+    """The frames of an agent session (the ``O`` frame; the ``M`` frames of every message
+    of ``mbox`` then a ``Q``) for :func:`mailplan.mail.agent.serve` run in this process:
+    ``Q`` syncs there, with no sync process forked, so a test can patch the sync."""
+    import json
+
+    payloads = _message_payloads(mbox)
+    return (_frame(b"O", json.dumps({"root": str(root)}).encode()),
+            b"".join(_frame(b"M", p) for p in payloads) + _frame(b"Q", b""), len(payloads))
+
+
 def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
         tmp_path, monkeypatch):
     """The batch a sync makes visible is recorded before its renames; a writer that dies
@@ -795,25 +829,11 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     import json
 
     from mailplan.mail import agent as writer
-    from mailplan.mail.agent_client import HEADER, MESSAGE
-    from mailplan.mail.maildir import message_name
+    from mailplan.mail.agent_client import HEADER
 
     root = tmp_path / "Maildir"
-
-    def frame(kind: bytes, payload: bytes) -> bytes:
-        return HEADER.pack(kind, len(payload)) + payload
-
-    opening = frame(b"O", json.dumps({"root": str(root)}).encode())
-    frames = [opening]
-    messages, _summary = read_mbox(io.BytesIO(MBOX), mtime=0.0)
-    ends = [end for end, _body in messages]
-    for end, body in messages:
-        name = message_name(arrival=end.arrival, usec=1, pid=1, digest=end.sha256,
-                            occurrence=end.occurrence, host="t", size=end.size,
-                            flags=end.flags)
-        frames.append(frame(b"M", MESSAGE.pack(1, 0, len(name), end.arrival or 0.0)
-                            + name.encode() + body))
-    frames.append(frame(b"Q", b""))
+    opening, rest, count = _in_process_session(root, MBOX)
+    frame = _frame
 
     class Died(BaseException):
         pass
@@ -824,14 +844,14 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     with monkeypatch.context() as m:
         m.setattr(writer.Agent, "_append_ledger", die)
         with pytest.raises(Died):
-            writer.serve(io.BytesIO(b"".join(frames)), io.BytesIO())
+            writer.serve(io.BytesIO(opening + rest), io.BytesIO())
     visible = {i for _f, _s, i, *_r in maildir_state(root)}
-    assert len(visible) == len(ends) and not (root / "mailplan-ledger").exists()
+    assert len(visible) == count and not (root / "mailplan-ledger").exists()
     assert len(list(root.glob("mailplan-pending-*"))) == 1
     out = io.BytesIO()
     assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), out) == 0
     first = json.loads(out.getvalue()[5:5 + HEADER.unpack(out.getvalue()[:5])[1]])
-    assert first["recovered"] == len(ends)
+    assert first["recovered"] == count
     lines = (root / "mailplan-ledger").read_text().splitlines()
     assert sorted(lines) == sorted(f"\t{i.replace('/', chr(9))}" for i in visible)
     assert not list(root.glob("mailplan-pending-*"))
@@ -841,3 +861,39 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
     assert (root / "mailplan-ledger").read_text().splitlines() == lines
     assert not list(root.glob("mailplan-pending-*"))
+
+
+def test_a_filesystem_without_locks_does_not_stop_a_sync(tmp_path, monkeypatch):
+    """Where flock fails (ENOLCK: an NFS without lockd) the renames and the ledger still
+    happen, and the ledger check still keeps a message another writer made visible from
+    being made visible twice."""
+    import errno
+    import fcntl
+
+    from mailplan.mail import agent as writer
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    root = tmp_path / "Maildir"
+    opening, rest, count = _in_process_session(root, MBOX)
+    assert writer.serve(io.BytesIO(opening + rest), io.BytesIO()) == 0
+    assert len(maildir_state(root)) == count
+    assert len((root / "mailplan-ledger").read_text().splitlines()) == count
+    # the same messages from a writer that looked at the folder before those were synced:
+    # the ledger grew since it looked, so it lists the folder and drops its copies
+    root2 = tmp_path / "Maildir2"
+    other = writer.Agent(io.BytesIO())
+    other.open({"root": str(root2)})
+    other.seq = 10**6  # its tmp names apart from the first writer's (same process id)
+    payloads = _message_payloads(MBOX, pid=2)  # other names for the same identities
+    other.message(payloads[0])  # it lists the (empty) folder here
+    opening, rest, count = _in_process_session(root2, MBOX)
+    assert writer.serve(io.BytesIO(opening + rest), io.BytesIO()) == 0
+    for payload in payloads[1:]:
+        other.message(payload)
+    reply = other.sync()
+    assert reply["durable"] == [] and len(reply["present"]) == count
+    assert len(maildir_state(root2)) == count
+    assert not list((root2 / "tmp").iterdir())
