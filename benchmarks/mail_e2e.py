@@ -125,6 +125,11 @@ class CountingConnector(Connector):
         self.channels_opened += 1
         return CountingProcess(self.inner.start_stream(command, display=display), self)
 
+    def prepare_streams(self) -> None:
+        # as mailplan calls it on a real connector: the stream path is set up during the
+        # plan's first commands (without this, the benchmark's apply waited for it)
+        self.inner.prepare_streams()
+
     @property
     def stream_transport(self) -> str:
         return str(getattr(self.inner, "stream_transport", "local"))
