@@ -35,10 +35,20 @@ def test_session_is_lockstep_and_keeps_shell_state(conn, tmp_path):
     assert conn.channels_opened == 1
 
 
-def test_dead_shell_is_reported():
+def _scratch(sh: ShellSession):
+    """The session's scratch directory, removed at the end of the test: a shell killed
+    with SIGKILL (as these tests do) cannot remove it itself."""
+    import shutil
+
+    path = sh.run('printf %s "$T"').stdout.decode()
+    assert path.startswith("/")
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def test_dead_shell_is_reported(request):
     conn = LocalConnector("box")
     sh = ShellSession(conn)
-    assert sh.run("true").returncode == 0  # prologue finished: no child of the shell left
+    request.addfinalizer(_scratch(sh))  # also: the prologue finished, no child left
     sh._proc.kill()
     with pytest.raises(HostError, match="host box"):
         sh.run("true")
@@ -53,10 +63,11 @@ def test_batches_lockstep_commands_and_file_reads_share_one_shell(conn, tmp_path
     assert conn.channels_opened == 1
 
 
-def test_a_broken_shared_shell_is_replaced_by_the_next_call():
+def test_a_broken_shared_shell_is_replaced_by_the_next_call(request):
     conn = LocalConnector("box")
     first = conn.shell()
     assert run_batch(conn, ["true"])[0].returncode == 0
+    request.addfinalizer(_scratch(first))
     first._proc.kill()
     with pytest.raises(HostError, match="host box"):
         run_batch(conn, ["true"])
