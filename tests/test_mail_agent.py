@@ -861,6 +861,17 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
     assert (root / "mailplan-ledger").read_text().splitlines() == lines
     assert not list(root.glob("mailplan-pending-*"))
+    # the record of a process still running is left alone: it may be a writer at work
+    import subprocess
+
+    with subprocess.Popen(["sleep", "30"]) as running:
+        record = root / f"mailplan-pending-{running.pid}"
+        record.write_bytes(b"")
+        assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+        assert record.exists()
+        running.kill()
+    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+    assert not record.exists()
 
 
 def test_a_filesystem_without_locks_does_not_stop_a_sync(tmp_path, monkeypatch):

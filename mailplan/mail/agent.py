@@ -303,12 +303,12 @@ class Agent:
         """Append the ledger lines a killed writer owed: of each batch it recorded as
         pending (see ``_sync_batch``), the messages visible under their names whose
         identity the ledger lacks. Then its record goes. Return how many lines were
-        added. A running agent's record is left alone: it is still working."""
+        added. The record of a process still running is left alone, as its tmp/ files
+        are (``_clean_tmp``): it may be a writer still at work."""
         stale = []
         for entry in os.listdir(self.root):
             m = PENDING_RE.match(entry)
-            if m and (int(m.group(1)) == self.pid or not (
-                    pid_alive(int(m.group(1))) and _is_agent(int(m.group(1))))):
+            if m and (int(m.group(1)) == self.pid or not pid_alive(int(m.group(1)))):
                 stale.append(os.path.join(self.root, entry))
         if not stale:
             return 0
@@ -706,7 +706,8 @@ class Agent:
                 os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
             sync_filesystem(self.root, sorted(dirs) + [os.path.join(self.root, LEDGER)])
-            os.unlink(pending)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pending)
             return {"durable": durable, "present": present, "ledger": size}
         return {"durable": durable, "present": present}
 
