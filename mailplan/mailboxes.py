@@ -196,7 +196,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                        strict=True))
     todo = [r for r in reads if counted.get(r[0]) is None]  # the rest is read here
     read = dict(zip([r[0] for r in todo],
-                    scan_mailboxes(source_conn, [(mb, begin.offset, begin.seed, known)
+                    scan_mailboxes(source_conn, [(mb, begin.offset, known)
                                                  for mb, begin, known, _n in todo],
                                    mboxrd=mboxrd), strict=True))
     scans = [counted.get(r[0]) or read[r[0]] for r in reads]

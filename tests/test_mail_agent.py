@@ -833,8 +833,6 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
 
     root = tmp_path / "Maildir"
     opening, rest, count = _in_process_session(root, MBOX)
-    frame = _frame
-
     class Died(BaseException):
         pass
 
@@ -849,7 +847,7 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     assert len(visible) == count and not (root / "mailplan-ledger").exists()
     assert len(list(root.glob("mailplan-pending-*"))) == 1
     out = io.BytesIO()
-    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), out) == 0
+    assert writer.serve(io.BytesIO(opening + _frame(b"Q", b"")), out) == 0
     first = json.loads(out.getvalue()[5:5 + HEADER.unpack(out.getvalue()[:5])[1]])
     assert first["recovered"] == count
     lines = (root / "mailplan-ledger").read_text().splitlines()
@@ -858,7 +856,7 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     # a record whose files never became visible (killed before its renames) adds nothing
     (root / f"mailplan-pending-{os.getpid()}").write_bytes(
         b"\0".join([b"", b"cur", b"1.M1P1_mp" + b"a" * 64 + b"_0.t,S=1", b"a" * 64, b"0"]))
-    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+    assert writer.serve(io.BytesIO(opening + _frame(b"Q", b"")), io.BytesIO()) == 0
     assert (root / "mailplan-ledger").read_text().splitlines() == lines
     assert not list(root.glob("mailplan-pending-*"))
     # the record of a process still running is left alone: it may be a writer at work
@@ -867,10 +865,10 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     with subprocess.Popen(["sleep", "30"]) as running:
         record = root / f"mailplan-pending-{running.pid}"
         record.write_bytes(b"")
-        assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+        assert writer.serve(io.BytesIO(opening + _frame(b"Q", b"")), io.BytesIO()) == 0
         assert record.exists()
         running.kill()
-    assert writer.serve(io.BytesIO(opening + frame(b"Q", b"")), io.BytesIO()) == 0
+    assert writer.serve(io.BytesIO(opening + _frame(b"Q", b"")), io.BytesIO()) == 0
     assert not record.exists()
 
 

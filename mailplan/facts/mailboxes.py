@@ -198,15 +198,16 @@ def open_stream(conn: Connector, path: str, start: int) -> object:
     return conn.start_stream(join(["tail", "-c", f"+{start + 1}", "--", path]))
 
 
-def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 mboxrd: bool, host: str, known: set[tuple[str, int]] | None) -> MailboxScan:
+def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
+                 known: set[tuple[str, int]] | None) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
-    # for MailboxScan.number instead: memory grows with the appended mail only.
+    # for MailboxScan.number instead (numbered there, after the messages before
+    # ``start``): memory grows with the appended mail only.
     scan = MailboxScan(mailbox, start, seen=Windows(stream))
     todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
-                        occurrences=dict(seed), path=f"{host}:{mailbox.path}",
+                        path=f"{host}:{mailbox.path}",
                         skip_leading=start > 0)
     try:
         for event in reader:
@@ -228,14 +229,14 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, seed: dict[
     return scan
 
 
-def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, seed: dict[str, int],
-                 *, mboxrd: bool, known: set[tuple[str, int]] | None) -> MailboxScan:
+def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
+                 known: set[tuple[str, int]] | None) -> MailboxScan:
     """Read a mailbox from ``start``: how many messages, and which are not in ``known``
     (None: keep their identities for :meth:`MailboxScan.number`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, end=start)
     proc = open_stream(conn, mailbox.path, start)
-    scan = _scan_stream(proc, mailbox, start, seed, mboxrd, conn.name, known)
+    scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
         return scan
@@ -274,7 +275,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
         if res.returncode == 0 and not first.isdigit():
             scans.append(None)
             continue
-        scan = _scan_stream(_MemberReader(io.BytesIO(head)), mb, 0, {}, mboxrd, conn.name,
+        scan = _scan_stream(_MemberReader(io.BytesIO(head)), mb, 0, mboxrd, conn.name,
                             set())
         if res.returncode != 0:
             scan.error = scan.error or f"cannot read {mb.path}: " + (
@@ -311,7 +312,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
         for name, handle in tar_members(proc, by_path):
             mb = by_path.get(name)
             if mb is not None:
-                out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, {}, mboxrd,
+                out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, mboxrd,
                                             conn.name, known[mb.path])
         res = proc.wait()
     except (OSError, tarfile.TarError):
@@ -322,19 +323,19 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     return out if res.returncode == 0 and len(out) == len(by_path) else None
 
 
-Job = tuple[SourceMailbox, int, dict[str, int], "set[tuple[str, int]] | None"]
+Job = tuple[SourceMailbox, int, "set[tuple[str, int]] | None"]
 
 
 def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> list[MailboxScan]:
-    """Scan each (mailbox, start offset, occurrence seed, identities already on the
-    target): full reads share one channel."""
-    full = [mb for mb, start, _seed, _known in jobs if start == 0]
-    known = {mb.path: k for mb, _s, _seed, k in jobs}
+    """Scan each (mailbox, start offset, identities already on the target): full reads
+    share one channel."""
+    full = [mb for mb, start, _known in jobs if start == 0]
+    known = {mb.path: k for mb, _s, k in jobs}
     shared = _scan_with_tar(conn, full, mboxrd, known) if len(full) > 1 else None
     scans = []
-    for mb, start, seed, k in jobs:
+    for mb, start, k in jobs:
         if shared is not None and start == 0:
             scans.append(shared[mb.path])
         else:
-            scans.append(scan_mailbox(conn, mb, start, seed, mboxrd=mboxrd, known=k))
+            scans.append(scan_mailbox(conn, mb, start, mboxrd=mboxrd, known=k))
     return scans
