@@ -177,7 +177,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         if mb.key not in trusted and where[mb.key]:
             wanted.setdefault(where[mb.key], set()).add(mb.dirname)
     maildirs = read_maildirs(target_conn, wanted)
-    reads: list[tuple[SourceMailbox, Start, set[tuple[str, int]] | None, int]] = []
+    reads: list[Read] = []
     for mb, cp in checkpoints:
         if mb.key in trusted:
             assert cp is not None
