@@ -846,6 +846,12 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     visible = {i for _f, _s, i, *_r in maildir_state(root)}
     assert len(visible) == count and not (root / "mailplan-ledger").exists()
     assert len(list(root.glob("mailplan-pending-*"))) == 1
+    # meanwhile a mail reader renamed two of them: one flagged seen and replied, one
+    # moved back to new/ (a reader moves new/ to cur/; either way the name changes)
+    first, second = sorted((root / "cur").iterdir())[:2]
+    first.rename(first.with_name(first.name.split(":2,")[0] + ":2,RS"))
+    second.rename(root / "new" / second.name.split(":2,")[0])
+    assert {i for _f, _s, i, *_r in maildir_state(root)} == visible
     out = io.BytesIO()
     assert writer.serve(io.BytesIO(opening + _frame(b"Q", b"")), out) == 0
     first = json.loads(out.getvalue()[5:5 + HEADER.unpack(out.getvalue()[:5])[1]])

@@ -54,7 +54,8 @@ imported message, so one the user deleted later is not brought back. Before a sy
 a batch visible, the batch's names and identities go to ``mailplan-pending-PID``
 (durable with the batch, removed once its ledger lines are): a writer killed between its
 renames and its ledger append leaves messages visible without ledger lines, and the next
-``O`` appends the lines of those it finds visible.
+``O`` appends the lines of those it finds visible (by identity: a mail reader may have
+renamed one since).
 
 Cost per message (the hot path): frames come from a 1 MiB stdin buffer (the pipe is
 enlarged to 1 MiB where allowed), so reading costs one read(2) per megabyte, not two per
@@ -301,10 +302,13 @@ class Agent:
 
     def _recover_pending(self) -> int:
         """Append the ledger lines a killed writer owed: of each batch it recorded as
-        pending (see ``_sync_batch``), the messages visible under their names whose
-        identity the ledger lacks. Then its record goes. Return how many lines were
-        added. The record of a process still running is left alone, as its tmp/ files
-        are (``_clean_tmp``): it may be a writer still at work."""
+        pending (see ``_sync_batch``), the messages visible in their folder whose
+        identity the ledger lacks. Visible by identity, in new/ or cur/ under any flags:
+        a mail reader may have moved or renamed one since (new/ to cur/, a flag set); a
+        message no longer there at all (never renamed, or deleted since) adds nothing.
+        Then its record goes. Return how many lines were added. The record of a process
+        still running is left alone, as its tmp/ files are (``_clean_tmp``): it may be
+        a writer still at work."""
         stale = []
         for entry in os.listdir(self.root):
             m = PENDING_RE.match(entry)
@@ -317,10 +321,14 @@ class Agent:
             with contextlib.suppress(OSError):  # as in _sync_batch
                 fcntl.flock(lock, fcntl.LOCK_EX)
             ledger, lines = self._read_ledger(), []
+            visible: dict[str, set[tuple[str, int]]] = {}
             for path in stale:
-                for dirname, subdir, name, ident in self._read_pending(path):
-                    if ident in ledger.get(dirname, ()) or not os.path.exists(
-                            os.path.join(self._folder_path(dirname), subdir, name)):
+                for dirname, ident in self._read_pending(path):
+                    if ident in ledger.get(dirname, ()):
+                        continue
+                    if dirname not in visible:
+                        visible[dirname] = {(d, o) for d, o, _s, _n in self._scan_dir(dirname)}
+                    if ident not in visible[dirname]:
                         continue
                     ledger.setdefault(dirname, set()).add(ident)
                     lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
@@ -334,9 +342,9 @@ class Agent:
             os.close(lock)
         return len(lines)
 
-    def _read_pending(self, path: str) -> Iterator[tuple[str, str, str, tuple[str, int]]]:
-        """The (dir, subdir, name, identity) entries of a pending record; a torn or
-        foreign entry is skipped."""
+    def _read_pending(self, path: str) -> Iterator[tuple[str, tuple[str, int]]]:
+        """The (dir, identity) entries of a pending record; a torn or foreign entry is
+        skipped."""
         try:
             with open(path, "rb") as fh:
                 fields = fh.read().decode("utf-8", "replace").split("\0")
@@ -351,7 +359,7 @@ class Agent:
                     self._folder_path(dirname)
                 except AgentError:
                     continue
-                yield dirname, subdir, name, (digest, int(occ))
+                yield dirname, (digest, int(occ))
 
     def _wait_for_writers(self, limit: float) -> float:
         """Wait, up to ``limit`` seconds, until no other running agent has files in this
