@@ -453,7 +453,9 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
     assert opener.is_alive() and not opened  # waiting for the old writer
     old_proc.close_stdin()  # dropped: it removes its unsynced files and ends
     opener.join(timeout=30)
-    assert opened and opened[0]["waited"] >= 0.3
+    # it reports a wait (its own clock starts when its O frame arrives, which on a
+    # loaded machine is well after the thread started: no lower bound beyond zero)
+    assert opened and opened[0]["waited"] > 0
     assert os.listdir(root / "tmp") == [f"mailplan-{os.getpid()}-9.tmp"]
     old_proc.wait()
     # a writer that does not end is waited for only so long
