@@ -411,3 +411,101 @@ def test_grep_counts_the_separators_the_reader_finds(tmp_path_factory, lines):
     matched = {int(x.split(b":", 1)[0]) for x in res.stdout.split(b"\n") if x}
     expected = {n for n, line in enumerate(lines, 1) if parse_from_line(line) is not None}
     assert matched == expected, [lines[n - 1] for n in matched ^ expected]
+
+
+# -- property: a message streamed reads as the same message held whole ------------------
+piece_st = st.sampled_from([
+    b"From a@b Mon Jan  1 10:00:00 2001\n", b"From John Smith  Tue Feb 2 9:15 2002\r\n",
+    b"From a@b Mon Jan  1 10:00:00 2001", b"From nodate\n", b"From ", b"From", b"rom ",
+    b">", b">>", b">From quoted\n", b">>From twice\n", b"\n", b"\r", b"\r\n", b" ",
+    b"x" * 30 + b"\n", b"w" * 3000 + b"\n", b"Subject: s\n", b"Status: RO\n",
+    b"Date: Wed, 3 Mar 2004 10:00:00 +0000\n", b"X-Status: AF\n", b"Content-Length: 5\n",
+    b"Content-Length: 0\n", b"Content-Length: 3001\n", b"tail", b"\xff\xfe\n",
+    b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n",
+])
+
+
+class ShortReads(io.BytesIO):
+    """A seekable stream whose reads return at most ``n`` bytes."""
+
+    def __init__(self, data: bytes, n: int) -> None:
+        super().__init__(data)
+        self.n = n
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(self.n if size is None or size < 0 else min(size, self.n))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(piece_st, max_size=40), mboxrd=st.booleans(),
+       header_limit=st.sampled_from([8, 40]), read_size=st.sampled_from([1, 3, 16, 64, 999]),
+       seekable=st.booleans(),
+       first=st.sampled_from([b"", b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL "
+                              b"DATA\n\n", b"Content-Length: 9000\n\n",
+                              b"Content-Length: 9001\n\n"]))
+def test_a_message_streamed_reads_as_the_same_message_held_whole(
+        pieces, mboxrd, header_limit, read_size, seekable, first):
+    """Past the reader's first 8 KiB, a message longer than ``header_limit + read_size``
+    is streamed in chunks (its own separator search, framing, ``>From`` unescaping
+    across chunk ends, date fallbacks, Content-Length check and pseudo-message skip);
+    with a large read size the same bytes are held whole. Both readings must give the
+    same messages (bytes, identities, flags, arrival, offsets, summary), however short
+    the stream's reads: an identity must not depend on where a pipe's reads end.
+    This found three ways a streamed message differed: a From_ line arriving over two
+    short reads became body (two messages merged), a CRLF framing line was kept, and a
+    ``>From`` line cut between chunks stayed quoted."""
+    data = SEP + first + b"v" * 9000 + b"\n" + b"".join(pieces)
+    stream = ShortReads if seekable else Pipe
+
+    def read(size: int) -> object:
+        try:
+            got, summary = read_mbox(stream(data, size), read_size=size, mboxrd=mboxrd,
+                                     header_limit=header_limit, mtime=7.0)
+        except NotAnMbox as exc:
+            return str(exc)
+        return got, (summary.messages, summary.skipped_internal, summary.end_offset,
+                     summary.bytes_stored, summary.warnings)
+
+    assert read(read_size) == read(1 << 20)
+
+
+class Chunked:
+    """A stream whose reads end at the given offsets (and never return more than asked),
+    as reads from a pipe end wherever the data that had arrived ends."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        self.data, self.pos, self.cuts = data, 0, sorted(cuts)
+
+    def read(self, size: int = -1) -> bytes:
+        stop = min([c for c in self.cuts if c > self.pos] + [len(self.data)])
+        chunk = self.data[self.pos:min(stop, self.pos + size)]
+        self.pos += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("split", [1, 6, 12, 20, 30])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_a_from_line_arriving_in_pieces_after_a_streamed_message_still_separates(split, eol):
+    """A message past the hold limit (1 MiB of header room + a 64 KiB read) is streamed;
+    the next From_ line may arrive over several short reads (a pipe from ssh returns what
+    has arrived). Its partial line was once sent on as body, merging the two messages;
+    and a CRLF framing line cut by a read was kept in the message."""
+    big = b"Subject: big" + eol + eol + b"attachment line" * 80_000 + eol  # 1.2 MB
+    second = b"Subject: second\n\nhello\n"
+    sep2 = b"From b@example.org Tue Jan  2 11:00:00 2001\n"
+    data = SEP + big + eol + sep2 + second  # the framing blank line, then the From_ line
+    at = len(SEP) + len(big) + len(eol)  # where the second From_ line starts
+    got, summary = read_mbox(Chunked(data, [at - 1, at + split, at + split + 3]))
+    assert [b for _e, b in got] == [big, second]
+    assert summary.messages == 2
+
+
+@pytest.mark.parametrize("cut", [1, 10, 20, 30, 33])
+def test_an_mboxrd_quote_cut_by_a_read_in_a_streamed_message_is_still_undone(cut):
+    """In a streamed message, a deeply quoted ``>From`` line whose start a read cuts
+    (``>>>>...>Fr`` | ``om``) is unescaped as when it arrives whole."""
+    head = b"Subject: big\n\n" + b"x" * 1_200_000 + b"\n"
+    data = SEP + head + b">" * 30 + b"From the quoted line\nend\n"
+    at = len(SEP) + len(head)
+    got, _summary = read_mbox(Chunked(data, [at - 1, at + cut, at + cut + 1]), mboxrd=True)
+    assert [b for _e, b in got] == [head + b">" * 29 + b"From the quoted line\nend\n"]

@@ -21,7 +21,8 @@ which is *not* followed by the framing blank line loses that line.
 
 **``>From`` escaping.** By default message bytes are kept as stored (``>From `` stays
 ``>From ``): mboxo quoting cannot be undone without guessing. ``mboxrd=True`` removes one
-``>`` from every line matching ``^>+From ``. The same input and mode always give the same bytes.
+``>`` from every line matching ``^>+From `` (up to :data:`MAX_QUOTES` ``>``). The same
+input and mode always give the same bytes, however the stream's reads are cut.
 
 **Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
 the byte at header end + length is the end of the file or the start of a separator line
@@ -87,7 +88,10 @@ HEADER_LIMIT = 1 << 20
 READ_SIZE = 64 << 10
 LOOKAHEAD = 8 << 20
 PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
-_UNESCAPE = re.compile(rb"^>(>*From )", re.M)
+#: an mboxrd-quoted From_ line has at most this many ``>`` (a line quoted deeper is kept
+#: as stored): a streamed message holds back an undecided quote this long, not longer
+MAX_QUOTES = 4096
+_UNESCAPE = re.compile(rb"^>(>{0,%d}From )" % (MAX_QUOTES - 1), re.M)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 
@@ -343,21 +347,38 @@ class MboxReader(ContentLength):
         size = len(headers)
         if not internal:
             yield head
-        i, bol = hend, True
+        # i: the first byte not sent yet; lo: where the message starts (negative once
+        # its start left the buffer), so the framing check sees what _whole sees
+        i, lo, bol = hend, hstart, True
         while True:
             nxt = self._next_separator(max(i - 1, 0))
             if isinstance(nxt, int) and nxt is not False:
-                end = nxt - _framing(self._buf, i, nxt)
+                end = nxt - _framing(self._buf, lo, nxt)
                 final = True
             elif self._eof:
                 nxt = len(self._buf)
-                end = nxt - _framing(self._buf, i, nxt)
+                end = nxt - _framing(self._buf, lo, nxt)
                 final = True
+            elif nxt is False:
+                # a From_ line still arriving (the last line, unterminated): keep it and
+                # the line end before it (CRLF too: it may be framing) unsent
+                end = self._buf.rfind(b"\n")
+                if self._buf[end - 1:end] == b"\r":
+                    end -= 1
+                end = max(end, i)
+                final = False
             else:
-                # Keep the last line end and 16 bytes unsent: a separator may follow.
-                safe = len(self._buf) - 16
+                # Keep the last line end and 16 bytes unsent: a separator may follow
+                # (after a short read the buffer may hold fewer: then nothing goes yet).
+                safe = max(len(self._buf) - 16, i)
                 nl = self._buf.rfind(b"\n", i, safe)
-                end = nl if nl > i else max(safe, i)
+                end = nl if nl > i else safe
+                if self.mboxrd and end > i:
+                    # a line cut while it may still be a quoted From_ line (">>Fr") would
+                    # be unescaped by neither chunk: cut before it instead
+                    start_of_line = self._buf.rfind(b"\n", 0, end) + 1
+                    if start_of_line >= i and _undecided_quote(self._buf[start_of_line:end]):
+                        end = start_of_line
                 final = False
             chunk = self._buf[i:end]
             if chunk:
@@ -370,8 +391,11 @@ class MboxReader(ContentLength):
                     yield chunk
             if final:
                 break
-            self._fill(end)
-            i = 0
+            # the last bytes sent stay in the buffer: the separator search looks one byte
+            # behind what is unsent, the framing check up to four
+            keep = max(end - 4, 0)
+            self._fill(keep)
+            i, lo = end - keep, lo - keep
         return (yield from self._close(head, start, nxt, size, digest, internal))
 
 
@@ -386,6 +410,13 @@ def _framing(buf: bytes, lo: int, end: int) -> int:
     if end - lo == 2 and buf[end - 2:end] == b"\r\n" and buf[lo - 1:lo] == b"\n":
         return 2
     return 0
+
+
+def _undecided_quote(line: bytes) -> bool:
+    """Whether a line's first bytes may still become an mboxrd-quoted From_ line."""
+    rest = line.lstrip(b">")
+    quotes = len(line) - len(rest)
+    return 0 < quotes <= MAX_QUOTES and len(rest) < 5 and b"From ".startswith(rest)
 
 
 def _unescape(chunk: bytes, bol: bool) -> bytes:

@@ -136,6 +136,11 @@ def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
         stream.seek(resume)  # type: ignore[attr-defined]
         return False
     stream.seek(target)  # type: ignore[attr-defined]
-    data = stream.read(4096)  # type: ignore[attr-defined]
+    data = b""
+    while len(data) < 4096:  # a read may return less than asked before the end
+        more = stream.read(4096 - len(data))  # type: ignore[attr-defined]
+        if not more:
+            break
+        data += more
     stream.seek(resume)  # type: ignore[attr-defined]
     return data
