@@ -664,6 +664,44 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
         assert len(boundaries) > 2 and spliced
 
 
+@pytest.mark.parametrize("appended", ["whole", "partial", "framing"])
+def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp_path,
+                                                                              appended):
+    """The plan lists the spool's size; sendmail may have been half-way through
+    appending a message then. The read stops at that size, and before the reader sees
+    the end it checks what follows: a separator (or nothing) means the size was a
+    message boundary and the messages before it go in; anything else means a message
+    was cut, and nothing of the read is made visible (a re-plan reads it again)."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.errors import SourceChanged
+    from mailplan.mail.snapshot import SnapshotStream
+
+    msgs = [SEP + b"Subject: m%d\n\nbody %d\n\n" % (i, i) for i in range(3)]
+    spool = tmp_path / "spool"
+    spool.write_bytes(msgs[0] + msgs[1] + msgs[2])
+    end = {"whole": len(msgs[0] + msgs[1]),  # the size when message 2 had not begun
+           "framing": len(msgs[0] + msgs[1]) - 1,  # message 1's framing line not yet there
+           "partial": len(msgs[0] + msgs[1]) + len(SEP) + 5}[appended]  # inside message 2
+    stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, end,
+                            step="+ mailbox test")
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    client = AgentClient(proc)
+    client.open(str(root))
+    if appended == "partial":
+        with pytest.raises(SourceChanged, match="was being appended"):
+            import_mbox(client, stream, dirname="")
+        proc.kill()
+        assert maildir_state(root) == set()
+        return
+    report = import_mbox(client, stream, dirname="")
+    client.quit()
+    assert proc.wait() == 0
+    assert report.durable == 2
+    assert sorted(b for _f, _s, _i, _fl, b, _t in maildir_state(root)) == [
+        b"Subject: m0\n\nbody 0\n", b"Subject: m1\n\nbody 1\n"]
+
+
 def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
     """The checkpoint an import records is the one the next plan accepts: of a whole
     read, of a short read after an earlier checkpoint (its window reaches back before
