@@ -66,7 +66,14 @@ def _line(data: bytes, pos: int) -> tuple[list[str], int]:
 
 
 def parse_dump(data: bytes, queue_dir: str) -> Dump:
-    """Parse the agent's dump output."""
+    """Parse the agent's dump output; a malformed one raises :class:`DumpFormatError`."""
+    try:
+        return _parse_dump(data, queue_dir)
+    except ValueError as exc:  # a number field that is not one
+        raise DumpFormatError(f"queue dump has a malformed number ({exc})") from None
+
+
+def _parse_dump(data: bytes, queue_dir: str) -> Dump:
     fields, pos = _line(data, 0)
     if fields[:2] != ["H", "1"] or len(fields) != 6:
         raise DumpFormatError(f"not a queue dump (header {' '.join(fields)[:80]!r})")
@@ -80,7 +87,7 @@ def parse_dump(data: bytes, queue_dir: str) -> Dump:
             dump.groups[fields[1]] = int(fields[2])
         elif fields[0] == "E" and len(fields) == 13:
             path_len, data_len = int(fields[11]), int(fields[12])
-            if pos + path_len + data_len > len(data):
+            if min(path_len, data_len) < 0 or pos + path_len + data_len > len(data):
                 raise DumpFormatError(f"queue dump truncated in the record at byte {pos}")
             path = data[pos:pos + path_len].decode("utf-8", "surrogateescape")
             body = data[pos + path_len:pos + path_len + data_len]
@@ -106,7 +113,11 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
     extra: tuple[str, ...] = (mess,) if only_id is None else (mess, str(only_id))
     result = run_agent(conn, "dump", queue_dir, extra, status_command=status_command,
                        step=step)
-    dump = parse_dump(result.stdout, queue_dir)
+    try:
+        dump = parse_dump(result.stdout, queue_dir)
+    except DumpFormatError as exc:
+        raise HostError(f"cannot read the queue of {queue_dir}: {exc.message}",
+                        host=conn.name, step=step) from None
     if not dump.exists:
         parent = queue_dir.rstrip("/").rsplit("/", 1)[0] or "/"
         if not dump.parent_exists:
