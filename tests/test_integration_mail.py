@@ -118,6 +118,47 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     assert "No changes." in again.stdout
 
 
+@pytest.mark.parametrize("mboxrd", [False, True])
+def test_messages_past_a_mebibyte_arrive_as_the_whole_file_reading_gives(tmp_path, sshd,
+                                                                        mboxrd):
+    """Messages larger than the reader holds whole (1 MiB of header room + a read) are
+    streamed from the source's pipe, whose reads end wherever ssh's packets do: each
+    arrives byte for byte as reading the spool file whole gives it, CRLF framing and
+    (with mboxrd) deeply quoted From_ lines included, and a re-plan has nothing to do."""
+    import io
+
+    from mailplan.mail.mbox import read_mbox
+
+    line = b"An attachment line, base64 or not: ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    quoted = b">" * 40 + b"From the archive, quoted forty deep\n>From once\n"
+    big_lf = (b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: big lf\nStatus: RO\n\n"
+              + (line * 997 + quoted) * 24 + b"end\n\n")
+    crlf = line.replace(b"\n", b"\r\n")
+    big_crlf = (b"From b@x.example Tue Nov  3 11:00:00 2026\r\nSubject: big crlf\r\n\r\n"
+                + crlf * 21_000 + b"end\r\n\r\n")
+    small = b"From c@x.example Wed Nov  4 12:00:00 2026\nSubject: small\n\nhello\n"
+    spool = big_lf + big_crlf + small
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    (src / "var/spool/mail/big").write_bytes(spool)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    if mboxrd:
+        text = spec.read_text().replace("source:\n", "source:\n  mboxrd: true\n", 1)
+        spec.write_text(text)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    expected, _summary = read_mbox(io.BytesIO(spool), mboxrd=mboxrd)
+    assert [len(body) > 1 << 20 for _e, body in expected] == [True, True, False]
+    assert (b"\n" + b">" * 39 + b"From the archive" in expected[0][1]) is mboxrd  # unescaped
+    root = maildir(target, f"big@{domain}")
+    got = sorted(f.read_bytes() for sub in ("new", "cur") for f in (root / sub).iterdir())
+    assert got == sorted(body for _e, body in expected)
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+
+
 def test_incremental_run_moves_only_new_mail_and_respects_deletions(setup):
     src, target, domain, spec = setup
     mailplan("apply", str(spec), "--auto-approve", check=True)
