@@ -509,3 +509,30 @@ def test_an_mboxrd_quote_cut_by_a_read_in_a_streamed_message_is_still_undone(cut
     at = len(SEP) + len(head)
     got, _summary = read_mbox(Chunked(data, [at - 1, at + cut, at + cut + 1]), mboxrd=True)
     assert [b for _e, b in got] == [head + b">" * 29 + b"From the quoted line\nend\n"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(msgs=st.lists(message_st(), min_size=1, max_size=6), data=st.data(),
+       read_size=st.sampled_from([1, 7, 1 << 20]), mboxrd=st.booleans())
+def test_a_read_resumed_at_a_message_end_gives_the_rest_of_the_whole_read(msgs, data,
+                                                                          read_size, mboxrd):
+    """What an incremental run does: the read resumes at a message end a checkpoint
+    recorded (the stream starts there, ``offset`` says where it is in the file) with the
+    occurrence counts of the messages before it. It must give exactly the messages
+    the whole read gives after that point, identities included; also when the
+    checkpoint was taken before the framing blank line of its last message was written
+    (the resumed read then starts with that line end)."""
+    spool = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in msgs)
+    whole, _summary = read_mbox(io.BytesIO(spool), mboxrd=mboxrd)
+    k = data.draw(st.integers(min_value=0, max_value=len(whole) - 1))
+    cut = whole[k][0].end  # where message k's framing line ends
+    if data.draw(st.booleans()) and spool[cut - 1:cut] == b"\n" and k + 1 < len(whole):
+        cut -= 1  # the checkpoint saw the message without its framing line
+    seed: dict[str, int] = {}
+    for end, _body in whole[:k + 1]:
+        seed[end.sha256] = seed.get(end.sha256, 0) + 1
+    rest, _summary = read_mbox(Pipe(spool[cut:], read_size), offset=cut, occurrences=seed,
+                               read_size=read_size, mboxrd=mboxrd)
+    want = whole[k + 1:]
+    assert [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in rest] == \
+        [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in want]
