@@ -377,7 +377,8 @@ class MboxReader(ContentLength):
                     # a line cut while it may still be a quoted From_ line (">>Fr") would
                     # be unescaped by neither chunk: cut before it instead
                     start_of_line = self._buf.rfind(b"\n", 0, end) + 1
-                    if start_of_line >= i and _undecided_quote(self._buf[start_of_line:end]):
+                    if start_of_line >= i and _undecided_quote(
+                            self._buf[start_of_line:min(end, start_of_line + MAX_QUOTES + 5)]):
                         end = start_of_line
                 final = False
             chunk = self._buf[i:end]
