@@ -19,7 +19,7 @@ Apply carries out the ``mailbox`` changes with the jobs kept here: see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailplan.connectors.base import Connector
@@ -30,12 +30,14 @@ from mailplan.facts.mailboxes import (
     MailboxScan,
     SourceMailbox,
     count_mailboxes,
+    grown_head,
     list_source_mailboxes,
     scan_mailboxes,
     still_valid,
 )
 from mailplan.facts.maildirs import (
     LEDGER_BYTES,
+    PENDING_KEY,
     MaildirFacts,
     look_up_digests,
     read_ledger_counts,
@@ -61,6 +63,9 @@ class Start:
     #: the checkpoint's ledger size (see Checkpoint.ledger): the plan numbers appended
     #: messages from the ledger lines before it
     ledger: int | None = None
+    #: the file's bytes before a checkpoint taken while it was smaller than a window
+    #: (its head window then; see facts.mailboxes.grown_head), else empty
+    before: bytes = b""
 
 
 @dataclass
@@ -157,14 +162,16 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     subscribed = _subscriptions(source_conn, refs, source)
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
+    small_heads: dict[int, bytes] = {}
     valid = dict(zip([mb.key for mb, _ in with_cp],
-                     still_valid(source_conn, with_cp), strict=True))
+                     still_valid(source_conn, with_cp, small_heads), strict=True))
+    before = {with_cp[i][0].key: data for i, data in small_heads.items()}
     recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
                 for mb, _cp in with_cp}
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
     # holds the messages the checkpoint counts (counted on the target: a few bytes back)
-    lines, sizes = _ledger_lines(target_conn, [mb for mb, _cp in with_cp if valid[mb.key]],
-                                 where)
+    lines, sizes, pending = _ledger_lines(
+        target_conn, [mb for mb, _cp in with_cp if valid[mb.key]], where)
     trusted = {mb.key for mb, _cp in with_cp
                if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]}
     # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
@@ -177,13 +184,15 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         if mb.key not in trusted and where[mb.key]:
             wanted.setdefault(where[mb.key], set()).add(mb.dirname)
     maildirs = read_maildirs(target_conn, wanted)
+    pending |= {m for m, facts in maildirs.items() if facts.pending}
     reads: list[Read] = []
     for mb, cp in checkpoints:
         if mb.key in trusted:
             assert cp is not None
             # grown since the checkpoint (or unchanged): only the appended part is read,
             # and the target is asked about those messages only (known is None: after)
-            begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger)
+            begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
+                          before.get(mb.key, b""))
             reads.append((mb, begin, set() if mb.key in quiet else None, lines[mb.key]))
             continue
         facts = maildirs.get(where[mb.key], MaildirFacts())
@@ -203,19 +212,22 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     reads = _look_up_appended(target_conn, reads, scans, where)
     for (mb, begin, known, ledger), scan in zip(reads, scans, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
-               subscribed)
+               subscribed, where[mb.key] in pending)
     _quota_warnings(out, desired)
     return out
 
 
 def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
-                  where: dict[str, str]) -> tuple[dict[str, int], dict[str, int | None]]:
-    """How many identities each mailbox's folder ledger holds, and each Maildir's ledger
-    size in bytes (counted on the target, in one batch; their Maildirs are not listed)."""
+                  where: dict[str, str]
+                  ) -> tuple[dict[str, int], dict[str, int | None], set[str]]:
+    """How many identities each mailbox's folder ledger holds, each Maildir's ledger
+    size in bytes, and the Maildirs holding a stopped writer's pending record (counted
+    on the target, in one batch; their Maildirs are not listed)."""
     counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in mailboxes}
                                                     - {""}))
     return ({mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in mailboxes},
-            {m: c.get(LEDGER_BYTES) for m, c in counts.items()})
+            {m: c.get(LEDGER_BYTES) for m, c in counts.items()},
+            {m for m, c in counts.items() if c.get(PENDING_KEY)})
 
 
 Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]
@@ -243,8 +255,7 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
         # made durable after it (their ledger lines come later) are appended ones
         seed = _seed(early[key])
         scan.number(seed, found[key])
-        out[i] = (mb, Start(begin.offset, seed, begin.count, begin.head, begin.ledger),
-                  found[key], ledger)
+        out[i] = (mb, replace(begin, seed=seed), found[key], ledger)
     return out
 
 
@@ -290,9 +301,10 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
            begin: Start, ledger: tuple[int, int | None],
-           subscribed: dict[tuple[str, str], set[str] | None]) -> None:
+           subscribed: dict[tuple[str, str], set[str] | None], pending: bool) -> None:
     """Explain the mailbox or add its change. ``ledger``: how many identities its
-    folder's ledger holds, and the ledger's size in bytes (None: not known)."""
+    folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
+    its Maildir holds the record of a writer stopped before its ledger lines."""
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
@@ -306,6 +318,18 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
         settled = _settled(mb, scan, begin, ledger)
+        if settled is None and pending and scan.total:
+            # its ledger lacks lines a stopped writer owed, and only a writer opening the
+            # Maildir appends them: without this no run would, and every plan would read
+            # the mailbox whole (and a message the user deletes meanwhile would come back)
+            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
+                            after=f"nothing to import ({there} already on the target); "
+                            "completes the import record an interrupted run left in the "
+                            "Maildir, so later plans read only new mail" + skipped,
+                            fingerprint=scan.todo_digest)
+            out.changes.append(change)
+            out.jobs[change.id] = MailJob(mb, begin, 0, 0, False)
+            return
         if settled is not None:
             out.settled.append(settled)
             read += (f"; apply records that it is complete through byte {scan.end}, so "
@@ -340,7 +364,8 @@ def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
             or scan.end != begin.offset + seen.size \
             or (begin.offset and len(seen.tail) < WINDOW):
         return None  # nothing new read, an untrusted count, or a window before the read
-    head = begin.head if begin.offset else digest(seen.head)
+    head = grown_head(begin.head, begin.before, seen.head) if begin.offset \
+        else digest(seen.head)
     checkpoint = {"path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
                   "tail": digest(seen.tail), "count": count}
     if ledger[1] is not None:  # every message it counts is there: its line comes before

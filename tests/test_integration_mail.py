@@ -603,3 +603,106 @@ def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
     streams = target_conn.streams
     assert len(streams) == 1  # the agent, started while the accounts were being made
     assert streams[0]._proc.wait(timeout=10) is not None
+
+
+def _small_spool_grown_past_a_window(tmp_path: Path) -> tuple[Path, Target, str, Path, bytes]:
+    """A spool of 3 KB imported (its checkpoint's head window is the whole file), then
+    grown past 4 KiB and imported again: (spool, target, domain, spec, the state file
+    as the first run left it)."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    spool = src / "var/spool/mail/big"
+    spool.write_bytes(b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}")
+                               for i in range(40)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    earlier = (tmp_path / "m.state.json").read_bytes()
+    first = spool.stat().st_size
+    with open(spool, "ab") as fh:  # new mail (over 4 KiB of it), imported by a second run
+        fh.write(b"".join(msg(f"n{i}@x.example", "Tue Nov  3 10:00:00 2026", f"n{i}")
+                          for i in range(60)))
+    assert first < 4096 < spool.stat().st_size - first
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    return spool, target, domain, spec, earlier
+
+
+@pytest.mark.parametrize("journaled", [True, False])
+def test_a_spool_that_grew_past_its_first_window_is_read_from_its_checkpoint(tmp_path,
+                                                                            journaled):
+    """A first checkpoint taken while the spool was smaller than the 4 KiB head window
+    recorded the digest of the whole file; the next one (the import of the new mail,
+    or a plan that finds the new mail already there because the run that imported it
+    was stopped before journaling it) records the digest of the first 4 KiB now. Both
+    were once recorded with the old digest, so every later plan read the mailbox whole
+    once more."""
+    spool, target, domain, spec, earlier = _small_spool_grown_past_a_window(tmp_path)
+    if not journaled:
+        (tmp_path / "m.state.json").write_bytes(earlier)
+        plan = mailplan("plan", str(spec), "-v", check=True).stdout
+        assert f"apply records that it is complete through byte {spool.stat().st_size}" \
+            in plan, plan
+        assert "Recorded that" in mailplan("apply", str(spec), "--auto-approve",
+                                           check=True).stdout
+    again = mailplan("plan", str(spec), "-v", check=True).stdout
+    line = next(x for x in again.splitlines() if f"big@{domain}: INBOX: all" in x)
+    assert f"read from byte {spool.stat().st_size}" in line and "apply records" not in line
+
+
+def _stop_writer_before_its_ledger_lines(root: Path, how_many: int) -> None:
+    """Leave a Maildir as a writer leaves it when it is stopped between renaming its last
+    batch into view and appending that batch's ledger lines: the last ``how_many``
+    messages are visible, their ledger lines are missing, and the writer's pending
+    record (of a process that is gone) lists them."""
+    import subprocess
+
+    ledger = root / "mailplan-ledger"
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    dropped = lines[-how_many:]
+    ledger.write_bytes(b"".join(lines[:-how_many]))
+    wanted = {tuple(line.decode().rstrip("\n").split("\t")[1:]) for line in dropped}
+    fields = []
+    for sub in ("new", "cur"):
+        for f in (root / sub).iterdir():
+            parsed = parse_message_name(f.name)
+            if parsed is not None and (parsed.digest, str(parsed.occurrence)) in wanted:
+                fields += ["", sub, f.name, parsed.digest, str(parsed.occurrence)]
+    assert len(fields) == 5 * how_many
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (root / f"mailplan-pending-{gone.pid}").write_bytes("\0".join(fields).encode())
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "earlier"])
+def test_a_writer_stopped_before_its_ledger_lines_is_completed_by_the_next_apply(tmp_path,
+                                                                                 checkpoint):
+    """A run stopped between its last batch becoming visible and that batch's ledger
+    lines leaves every message on the target but a ledger short of them. Only a writer
+    opening the Maildir completes it; with no mail left to import none would, and every
+    later plan would read the mailbox again (and a message the user deleted meanwhile
+    would be imported again). The plan sees the writer's record and asks apply to open
+    the Maildir: the lines come back, nothing is imported twice, and the next plan reads
+    nothing. Whether the mailbox had no checkpoint (a first import: read whole) or an
+    earlier one (an incremental run: the appended part is read)."""
+    spool, target, domain, spec, earlier = _small_spool_grown_past_a_window(tmp_path)
+    state = tmp_path / "m.state.json"
+    root = maildir(target, f"big@{domain}")
+    # ... which was stopped before its last ledger lines and before journaling its end
+    _stop_writer_before_its_ledger_lines(root, 10)
+    if checkpoint == "none":
+        state.unlink()
+    else:
+        state.write_bytes(earlier)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox big@{domain} INBOX" in plan, plan
+    assert "completes the import record an interrupted run left" in plan
+    before = sorted(f.name for sub in ("new", "cur") for f in (root / sub).iterdir())
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert sorted(f.name for sub in ("new", "cur") for f in (root / sub).iterdir()) == before
+    assert len((root / "mailplan-ledger").read_bytes().splitlines()) == 100
+    assert not list(root.glob("mailplan-pending-*"))
+    again = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert "No changes." in again
+    line = next(x for x in again.splitlines() if f"big@{domain}: INBOX: all" in x)
+    assert f"read from byte {spool.stat().st_size}" in line, (line, state.read_text())

@@ -737,6 +737,13 @@ def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
     assert whole == (sha(data[:4096]), sha(data[first - 4096:first])) and valid(first, whole)
     short = read(first, len(data), whole[0])  # the window reaches back before the read
     assert short == (whole[0], sha(data[-4096:])) and valid(len(data), short)
+    # a first checkpoint before 4 KiB: its head window was the whole file then, and the
+    # next checkpoint's head (the file's first 4 KiB now) takes bytes from before its read
+    early = data.index(b"\n\n" + SEP, 2000) + 2  # the end of a message, before 4 KiB
+    small = read(0, early, "")
+    assert small == (sha(data[:early]), sha(data[:early])) and valid(early, small)
+    grown = read(early, len(data), small[0])
+    assert grown == (sha(data[:4096]), sha(data[-4096:])) and valid(len(data), grown)
     with open(spool, "ab") as fh:
         fh.write(SEP + b"Subject: new\n\nx\n")
     assert valid(len(data), short)  # an append keeps it; a rewrite does not

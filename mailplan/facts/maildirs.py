@@ -29,6 +29,7 @@ from mailplan.remote import read_files, run_batch
 from mailplan.shell import chunks, join
 
 LEDGER = "mailplan-ledger"
+PENDING = "mailplan-pending-"  # the agent's record of a batch it is making visible
 
 _FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
 _DIGESTS_PER_COMMAND = 1000  # grep patterns per command (about 70 kB of arguments)
@@ -48,6 +49,10 @@ class MaildirFacts:
     ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     ledger_count: dict[str, int] = field(default_factory=dict)
     ledger_size: int = 0  # bytes
+    #: a writer stopped between making a batch visible and writing its ledger lines
+    #: left its record (``mailplan-pending-PID``): the next writer to open the Maildir
+    #: appends those lines
+    pending: bool = False
 
     def known(self, dirname: str) -> set[tuple[str, int]]:
         """Identities that must not be imported into ``dirname`` again."""
@@ -82,10 +87,18 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
     cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
                   "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
             for chunk in chunks(sorted(starts))]
+    cmds += [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name",
+                   f"{PENDING}*", "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
+             for chunk in chunks(sorted(folders))]
     for res in run_batch(conn, cmds):
         for m in _FOUND.finditer(res.stdout):  # no list of every name at once
-            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
-            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
+            start = m[1].decode("utf-8", "surrogateescape")
+            name = m[2].decode("utf-8", "surrogateescape")
+            if start in facts and name.startswith(PENDING):
+                facts[start].pending = True
+                continue
+            owner = starts.get(start)
+            parsed = parse_message_name(name)
             if owner is not None and parsed is not None:
                 add(owner[0], owner[1], parsed.identity)
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
@@ -151,20 +164,29 @@ _LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]+
 #: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
 #: dir holds a "/")
 LEDGER_BYTES = "/"
+#: the key, with the value 1, of a Maildir holding a stopped writer's pending record
+#: (see MaildirFacts.pending)
+PENDING_KEY = "//"
+# per Maildir: "INDEX TAB // TAB 1" when it holds a pending record (a shell glob: the
+# Maildir's own directory is read, no process is started)
+_PENDING_LOOK = (f'for p in "${{f%/*}}"/{PENDING}*; do [ -e "$p" ] && '
+                 "printf '%d\\t//\\t1\\n' \"$i\"; break; done")
 
 
 def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
     """How many messages each Maildir's ledger records per folder dir, counted on the
-    target (one batch; a few bytes per folder come back), and its size in bytes (under
-    :data:`LEDGER_BYTES`). For a mailbox unchanged since its checkpoint the plan needs
-    only this, not the Maildir's identities, so a re-plan does not list every message
-    file of every user. A missing ledger counts nothing."""
+    target (one batch; a few bytes per folder come back), its size in bytes (under
+    :data:`LEDGER_BYTES`) and whether a pending record is there (:data:`PENDING_KEY`).
+    For a mailbox unchanged since its checkpoint the plan needs only this, not the
+    Maildir's identities, so a re-plan does not list every message file of every user.
+    A missing ledger counts nothing."""
     counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
     if not maildirs:
         return counts
     groups = list(chunks(sorted(maildirs)))
     cmds = ["i=0; for f in " + join([f"{m}/{LEDGER}" for m in chunk])
-            + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; done; true"
+            + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; " + _PENDING_LOOK
+            + "; done; true"
             for chunk in groups]
     for chunk, res in zip(groups, run_batch(conn, cmds), strict=True):
         for line in res.stdout.decode("utf-8", "replace").split("\n"):

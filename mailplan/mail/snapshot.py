@@ -106,15 +106,24 @@ class SnapshotStream:
     def checkpoint_digests(self, head: str) -> tuple[str, str] | None:
         """The checkpoint of the whole read, from the bytes it read (never from a second
         look at a file that may have changed since): sha256 of the file's first 4 KiB
-        (``head``, the earlier checkpoint's, when the read started after one) and of the
-        4 KiB before ``end``. A read shorter than that which started after a checkpoint
-        takes the bytes before it from the file; had they changed meanwhile, the next
-        plan finds the window different and reads the whole mailbox. None until the read
+        (``head``, the earlier checkpoint's, when the read started after one at 4 KiB or
+        later) and of the 4 KiB before ``end``. A read shorter than that which started
+        after a checkpoint takes the bytes before it from the file (so does the head of
+        one that started before 4 KiB); had they changed meanwhile, the next plan finds
+        the window different and reads the whole mailbox. None until the read
         is proven whole, or when those bytes cannot be read."""
         if self._result is None:
             return None
         if self.start == 0:
             head = digest(self.seen.head)
+        elif self.start < WINDOW:
+            # the earlier checkpoint's window was the whole (smaller) file: this one's
+            # takes the bytes before the read from the file, checked against it
+            res = self._run(slice_command(self.path, 0, self.start))
+            if res.returncode != 0 or len(res.stdout) != self.start or \
+                    digest(res.stdout) != head:
+                return None
+            head = digest((res.stdout + self.seen.head)[:WINDOW])
         tail, want = self.seen.tail, min(WINDOW, self.end)
         if len(tail) < want:
             res = self._run(slice_command(self.path, self.end - want, want - len(tail)))
