@@ -197,7 +197,7 @@ class MailImporter:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)
         # the read is proven to have ended at stream.end (mail.snapshot)
-        digests = stream.checkpoint_digests(job.begin.head)
+        digests = stream.checkpoint_digests(job.begin.head, job.begin.before)
         checkpoint = None if digests is None else {
             "path": mb.path, "inode": mb.inode, "offset": stream.end, "head": digests[0],
             "tail": digests[1], "count": job.begin.count + report.summary.messages}

@@ -30,7 +30,6 @@ from mailplan.facts.mailboxes import (
     MailboxScan,
     SourceMailbox,
     count_mailboxes,
-    grown_head,
     list_source_mailboxes,
     scan_mailboxes,
     still_valid,
@@ -45,7 +44,7 @@ from mailplan.facts.maildirs import (
 )
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
-from mailplan.mail.windows import WINDOW, digest
+from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
 from mailplan.remote import read_files
@@ -64,7 +63,7 @@ class Start:
     #: messages from the ledger lines before it
     ledger: int | None = None
     #: the file's bytes before a checkpoint taken while it was smaller than a window
-    #: (its head window then; see facts.mailboxes.grown_head), else empty
+    #: (its head window then; see mail.windows.grown_head), else empty
     before: bytes = b""
 
 

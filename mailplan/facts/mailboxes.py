@@ -179,7 +179,7 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     """Whether each mailbox still starts with what its checkpoint recorded (one batch).
     ``heads`` receives, by index, the bytes before a valid checkpoint taken before the
     file reached one window (its head window was the whole file: a later checkpoint's
-    head is those bytes and more, see :func:`grown_head`)."""
+    head is those bytes and more, see :func:`mailplan.mail.windows.grown_head`)."""
     todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
             if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
     ok = [False] * len(pairs)
@@ -196,13 +196,6 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
         elif cp.offset == 0:
             ok[i] = True
     return ok
-
-
-def grown_head(head: str, before: bytes, read_head: bytes) -> str:
-    """The head digest of a checkpoint after a read that started at an earlier one:
-    ``head`` (the earlier one's) when that was at a window or later, else the digest of
-    the window made of the bytes ``before`` it and the first bytes read."""
-    return head if not before else digest((before + read_head)[:WINDOW])
 
 
 def open_stream(conn: Connector, path: str, start: int) -> object:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
-from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
+from mailplan.mail.windows import WINDOW, Windows, digest, grown_head, slice_command
 
 
 class SnapshotStream:
@@ -103,27 +103,19 @@ class SnapshotStream:
             self._check_windows(window)
         return check
 
-    def checkpoint_digests(self, head: str) -> tuple[str, str] | None:
+    def checkpoint_digests(self, head: str, before: bytes = b"") -> tuple[str, str] | None:
         """The checkpoint of the whole read, from the bytes it read (never from a second
         look at a file that may have changed since): sha256 of the file's first 4 KiB
-        (``head``, the earlier checkpoint's, when the read started after one at 4 KiB or
-        later) and of the 4 KiB before ``end``. A read shorter than that which started
-        after a checkpoint takes the bytes before it from the file (so does the head of
-        one that started before 4 KiB); had they changed meanwhile, the next plan finds
-        the window different and reads the whole mailbox. None until the read
+        (from ``head``, the earlier checkpoint's, and ``before``, the file's bytes before
+        it when it was under 4 KiB: :func:`~mailplan.mail.windows.grown_head`) and of the
+        4 KiB before ``end``. A read shorter than that which started after a checkpoint
+        takes the bytes before it from the file; had they changed meanwhile, the next
+        plan finds the window different and reads the whole mailbox. None until the read
         is proven whole, or when those bytes cannot be read."""
         if self._result is None:
             return None
-        if self.start == 0:
-            head = digest(self.seen.head)
-        elif self.start < WINDOW:
-            # the earlier checkpoint's window was the whole (smaller) file: this one's
-            # takes the bytes before the read from the file, checked against it
-            res = self._run(slice_command(self.path, 0, self.start))
-            if res.returncode != 0 or len(res.stdout) != self.start or \
-                    digest(res.stdout) != head:
-                return None
-            head = digest((res.stdout + self.seen.head)[:WINDOW])
+        head = grown_head(head, before, self.seen.head) if self.start \
+            else digest(self.seen.head)
         tail, want = self.seen.tail, min(WINDOW, self.end)
         if len(tail) < want:
             res = self._run(slice_command(self.path, self.end - want, want - len(tail)))

@@ -31,6 +31,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def grown_head(head: str, before: bytes, read_head: bytes) -> str:
+    """The head digest of a checkpoint after a read that started at an earlier one:
+    ``head`` (the earlier one's) when that was at a window or later, else the digest of
+    the window made of the file's bytes ``before`` the read (the earlier checkpoint's
+    whole window, as its check read them) and the first bytes read."""
+    return head if not before else digest((before + read_head)[:WINDOW])
+
+
 class Windows:
     """A read-through wrapper recording the size and the first and last WINDOW bytes read."""
 
