@@ -169,8 +169,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                 for mb, _cp in with_cp}
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
     # holds the messages the checkpoint counts (counted on the target: a few bytes back)
-    lines, sizes, pending = _ledger_lines(
-        target_conn, [mb for mb, _cp in with_cp if valid[mb.key]], where)
+    # (of every mailbox's Maildir: the same look finds a stopped writer's record)
+    lines, sizes, pending = _ledger_lines(target_conn, mailboxes, where)
     trusted = {mb.key for mb, _cp in with_cp
                if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]}
     # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
@@ -183,7 +183,6 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         if mb.key not in trusted and where[mb.key]:
             wanted.setdefault(where[mb.key], set()).add(mb.dirname)
     maildirs = read_maildirs(target_conn, wanted)
-    pending |= {m for m, facts in maildirs.items() if facts.pending}
     reads: list[Read] = []
     for mb, cp in checkpoints:
         if mb.key in trusted:

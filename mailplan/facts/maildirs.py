@@ -49,10 +49,6 @@ class MaildirFacts:
     ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     ledger_count: dict[str, int] = field(default_factory=dict)
     ledger_size: int = 0  # bytes
-    #: a writer stopped between making a batch visible and writing its ledger lines
-    #: left its record (``mailplan-pending-PID``): the next writer to open the Maildir
-    #: appends those lines
-    pending: bool = False
 
     def known(self, dirname: str) -> set[tuple[str, int]]:
         """Identities that must not be imported into ``dirname`` again."""
@@ -87,18 +83,10 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
     cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
                   "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
             for chunk in chunks(sorted(starts))]
-    cmds += [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name",
-                   f"{PENDING}*", "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
-             for chunk in chunks(sorted(folders))]
     for res in run_batch(conn, cmds):
         for m in _FOUND.finditer(res.stdout):  # no list of every name at once
-            start = m[1].decode("utf-8", "surrogateescape")
-            name = m[2].decode("utf-8", "surrogateescape")
-            if start in facts and name.startswith(PENDING):
-                facts[start].pending = True
-                continue
-            owner = starts.get(start)
-            parsed = parse_message_name(name)
+            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
+            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
             if owner is not None and parsed is not None:
                 add(owner[0], owner[1], parsed.identity)
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
@@ -164,8 +152,9 @@ _LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]+
 #: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
 #: dir holds a "/")
 LEDGER_BYTES = "/"
-#: the key, with the value 1, of a Maildir holding a stopped writer's pending record
-#: (see MaildirFacts.pending)
+#: the key, with the value 1, of a Maildir holding the record a writer stopped between
+#: making a batch visible and writing its ledger lines left (``mailplan-pending-PID``:
+#: the next writer to open the Maildir appends those lines)
 PENDING_KEY = "//"
 # per Maildir: "INDEX TAB // TAB 1" when it holds a pending record (a shell glob: the
 # Maildir's own directory is read, no process is started)
