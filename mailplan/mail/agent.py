@@ -51,11 +51,11 @@ killed agent leaves files there, and the next ``O`` removes them. Directories ar
 are never replaced.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
 imported message, so one the user deleted later is not brought back. Before a sync makes
-a batch visible, the batch's names and identities go to ``mailplan-pending-PID``
-(durable with the batch, removed once its ledger lines are): a writer killed between its
-renames and its ledger append leaves messages visible without ledger lines, and the next
-``O`` appends the lines of those it finds visible (by identity: a mail reader may have
-renamed one since).
+a batch visible, its identities (``dir NUL sha256 NUL occurrence`` each, NUL-separated)
+go to ``mailplan-pending-PID`` (durable with the batch, removed once its ledger lines
+are): a writer killed between its renames and its ledger append leaves messages visible
+without ledger lines, and the next ``O`` appends the lines of those it finds visible (by
+identity: a mail reader may have renamed one since).
 
 Cost per message (the hot path): frames come from a 1 MiB stdin buffer (the pipe is
 enlarged to 1 MiB where allowed), so reading costs one read(2) per megabyte, not two per
@@ -102,6 +102,7 @@ NAME_RE = re.compile(
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
 #: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
@@ -350,11 +351,9 @@ class Agent:
                 fields = fh.read().decode("utf-8", "replace").split("\0")
         except FileNotFoundError:
             return
-        for k in range(0, len(fields) - 4, 5):
-            dirname, subdir, name, digest, occ = fields[k:k + 5]
-            m = NAME_RE.match(name)
-            if (subdir in ("new", "cur") and m is not None and m.group("digest") == digest
-                    and m.group("occ") == occ and occ.isascii() and occ.isdigit()):
+        for k in range(0, len(fields) - 2, 3):
+            dirname, digest, occ = fields[k:k + 3]
+            if DIGEST_RE.match(digest) and occ.isascii() and occ.isdigit():
                 try:
                     self._folder_path(dirname)
                 except AgentError:
@@ -696,7 +695,7 @@ class Agent:
             fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 self._own(fd)
-                write_all(fd, "\0".join([f"{q[1]}\0{q[3]}\0{q[4]}\0{q[5][0]}\0{q[5][1]}"
+                write_all(fd, "\0".join([f"{q[1]}\0{q[5][0]}\0{q[5][1]}"
                                          for q in batch]).encode("utf-8"))
             finally:
                 os.close(fd)
