@@ -296,27 +296,29 @@ class Agent:
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
-        recovered = self._recover_pending()
-        self.present, self.ledger = {}, self._read_ledger()
+        recovered, ledger = self._recover_pending()
+        # the ledger as recovery left it (read under the lock), or read now
+        self.present, self.ledger = {}, ledger if ledger is not None else self._read_ledger()
         return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
                 "waited": waited, "recovered": recovered}
 
-    def _recover_pending(self) -> int:
+    def _recover_pending(self) -> tuple[int, dict[str, set[tuple[str, int]]] | None]:
         """Append the ledger lines a killed writer owed: of each batch it recorded as
         pending (see ``_sync_batch``), the messages visible in their folder whose
         identity the ledger lacks. Visible by identity, in new/ or cur/ under any flags:
         a mail reader may have moved or renamed one since (new/ to cur/, a flag set); a
         message no longer there at all (never renamed, or deleted since) adds nothing.
-        Then its record goes. Return how many lines were added. The record of a process
-        still running is left alone, as its tmp/ files are (``_clean_tmp``): it may be
-        a writer still at work."""
+        Then its record goes. Return how many lines were added, and the ledger (with
+        them; ``ledger_size`` is its size) when there was a record to read it for. The
+        record of a process still running is left alone, as its tmp/ files are
+        (``_clean_tmp``): it may be a writer still at work."""
         stale = []
         for entry in os.listdir(self.root):
             m = PENDING_RE.match(entry)
             if m and (int(m.group(1)) == self.pid or not pid_alive(int(m.group(1)))):
                 stale.append(os.path.join(self.root, entry))
         if not stale:
-            return 0
+            return 0, None
         lock = os.open(self.root, DIR_FLAGS)
         try:
             with contextlib.suppress(OSError):  # as in _sync_batch
@@ -334,14 +336,14 @@ class Agent:
                     ledger.setdefault(dirname, set()).add(ident)
                     lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
             if lines:
-                self._append_ledger(lines)
+                self.ledger_size = self._append_ledger(lines)
                 sync_filesystem(self.root, [os.path.join(self.root, LEDGER)])
             for path in stale:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
         finally:
             os.close(lock)
-        return len(lines)
+        return len(lines), ledger
 
     def _read_pending(self, path: str) -> Iterator[tuple[str, tuple[str, int]]]:
         """The (dir, identity) entries of a pending record; a torn or foreign entry is
