@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import stat
@@ -41,6 +42,35 @@ def maildir_state(root: Path) -> set[tuple[str, str, str, str | None, bytes, int
             out.add((folder, sub, f"{parsed.digest}/{parsed.occurrence}", parsed.flags,
                      p.read_bytes(), int(p.stat().st_mtime)))
     return out
+
+
+_LocalAgent = LocalAgent
+
+
+@pytest.fixture(autouse=True, params=["anonymous", "named"])
+def tmp_files(request, monkeypatch) -> str:
+    """Every test runs with both kinds of tmp/ file: anonymous (``O_TMPFILE``, linked by
+    descriptor), and named then renamed, the agent's way where the filesystem has no
+    ``O_TMPFILE``, forced here by an open-file limit too low for any anonymous file."""
+    if request.param == "named":
+        monkeypatch.setitem(globals(), "LocalAgent", functools.partial(
+            _LocalAgent, wrapper=("prlimit", "--nofile=128:128")))
+    return request.param
+
+
+def unsynced(proc: LocalAgent, root: Path, kind: str) -> int:
+    """Messages the agent wrote in root's tmp/ and has not made visible: files named
+    there, or its open anonymous files there that have no name yet (their /proc link
+    reads ``tmp/#INODE``; one linked already, not closed yet, has a link count)."""
+    tmp = root / "tmp"
+    if kind == "named":
+        return len(os.listdir(tmp))
+    count = 0
+    for fd in Path(f"/proc/{proc.proc.pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            if os.readlink(fd).startswith(f"{tmp}/#") and fd.stat().st_nlink == 0:
+                count += 1
+    return count
 
 
 @pytest.fixture
@@ -177,7 +207,8 @@ def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
     assert (root / "maildirsize").read_text() == f"10485760S\n{total} 4\n"
 
 
-def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path):
+def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path,
+                                                                       tmp_files):
     root = tmp_path / "Maildir"
     proc = LocalAgent()
     c = AgentClient(proc)
@@ -187,11 +218,16 @@ def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path
     c.flush()
     # the file exists in tmp/ once the agent has read the frames
     for _ in range(200):
-        if list((root / "tmp").iterdir()):
+        if unsynced(proc, root, tmp_files) == 1:
             break
         time.sleep(0.01)
+    assert unsynced(proc, root, tmp_files) == 1
     proc.kill()
-    assert list((root / "tmp").iterdir())
+    # left: the partial file, named; or the marker only (an anonymous file dies with
+    # the process that held it)
+    assert len(os.listdir(root / "tmp")) == 1
+    if tmp_files == "anonymous":
+        assert (root / "tmp" / os.listdir(root / "tmp")[0]).stat().st_size == 0
     assert not list((root / "new").iterdir()) and not list((root / "cur").iterdir())
     proc2 = LocalAgent()
     c2 = AgentClient(proc2)
@@ -323,19 +359,23 @@ def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_
     assert client.synced() == []
 
 
-def test_a_sync_through_n_makes_only_the_first_n_messages_visible(client, tmp_path):
+def test_a_sync_through_n_makes_only_the_first_n_messages_visible(tmp_path, tmp_files):
     root = tmp_path / "Maildir"
+    client = AgentClient(proc := LocalAgent())
     client.open(str(root))
     for i in range(5):
         client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
     client.sync_async(through=3)
     (first,) = client.synced()
     assert len(first.durable) == 3 and len(maildir_state(root)) == 3
-    assert len(os.listdir(root / "tmp")) == 2  # written, invisible until a later sync
+    assert unsynced(proc, root, tmp_files) == 2  # written, invisible until a later sync
     client.sync_async()
     (rest,) = client.synced()
     assert len(rest.durable) == 2 and len(maildir_state(root)) == 5
-    assert os.listdir(root / "tmp") == []
+    # nothing left, not even the marker of anonymous files: it goes with the last batch
+    assert unsynced(proc, root, tmp_files) == 0 and os.listdir(root / "tmp") == []
+    client.quit()
+    assert proc.wait() == 0
 
 
 @pytest.mark.parametrize("how", ["between messages", "inside a frame", "mid-message"])
@@ -427,7 +467,8 @@ def test_a_message_another_writer_synced_meanwhile_is_not_made_visible_twice(tmp
         assert proc.wait() == 0
 
 
-def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp_path):
+def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp_path,
+                                                                             tmp_files):
     """The writer of a killed run may still be finishing its last sync when the next
     run's writer opens the Maildir: the new one waits for it (bounded), so no file of
     the old one is left in tmp/ after the new run. Files named after a running process
@@ -441,7 +482,7 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
         old.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
     old.flush()
     for _ in range(500):  # the files are in tmp/ once the old writer read the frames
-        if len(os.listdir(root / "tmp")) == 3:
+        if unsynced(old_proc, root, tmp_files) == 3:
             break
         time.sleep(0.01)
     (root / "tmp" / f"mailplan-{os.getpid()}-9.tmp").write_bytes(b"")  # not a writer
@@ -464,7 +505,7 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
     stuck.message("", [b"Subject: 0\n\nbody\n"], "new", name_for(0), 1e9)
     stuck.flush()
     for _ in range(500):
-        if len(os.listdir(root / "tmp")) == 2:
+        if unsynced(stuck_proc, root, tmp_files) == 1:
             break
         time.sleep(0.01)
     late = AgentClient(late_proc := LocalAgent())
@@ -551,6 +592,27 @@ def test_one_agent_syncs_into_each_maildir_it_opens_in_turn(client, tmp_path):
         assert len(maildir_state(root)) == 40
         assert len((root / "mailplan-ledger").read_text().splitlines()) == 40
         assert os.listdir(root / "tmp") == []
+
+
+def test_past_its_budget_of_open_files_the_agent_names_files_and_frees_synced_ones(
+        tmp_path, tmp_files):
+    """Anonymous files stay open until their batch is linked: with an open-file limit of
+    4,400 the agent may hold 2,136. The stream runs ahead of the syncs, so it reaches
+    that: it closes what the sync process acknowledged (the pipe it learns that from,
+    made at the first sync, has a descriptor past 1,024) and names the rest in tmp/.
+    Every message lands once, with its ledger line, and nothing is left in tmp/."""
+    if tmp_files == "named":
+        pytest.skip("this test sets its own open-file limit")
+    mbox = b"".join(SEP + b"Subject: %d\n\nbody %d\n\n" % (i, i) for i in range(5000))
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := _LocalAgent(wrapper=("prlimit", "--nofile=4400:4400")))
+    client.open(str(root))
+    report = import_mbox(client, io.BytesIO(mbox), dirname="", batch_messages=1200)
+    client.quit()
+    assert proc.wait() == 0
+    assert report.durable == 5000 and len(maildir_state(root)) == 5000
+    assert len((root / "mailplan-ledger").read_text().splitlines()) == 5000
+    assert os.listdir(root / "tmp") == []
 
 
 def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):

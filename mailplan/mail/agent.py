@@ -13,6 +13,7 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  "mailplan-pending" below)
 ``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
+                 (see "Files in tmp/")
 ``D``  data      raw message bytes
 ``E``  end       JSON ``{"subdir", "name", "mtime"}``: check size and sha256 against the
                  name, set mtime/owner, and queue the file; an identity already present
@@ -22,8 +23,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  1 = cur/, 2 = an mtime is given; folder dir length; name length; mtime)
                  + folder dir + name + message bytes
 ``S``* sync      make every queued file durable (one syncfs, or fsync per file where
-                 syncfs is missing), rename each into new/ or cur/ without overwriting
-                 (renameat2 RENAME_NOREPLACE, else link+unlink), append the ledger, sync
+                 syncfs is missing), link or rename each into new/ or cur/ without
+                 overwriting (linkat; renameat2 RENAME_NOREPLACE, else link+unlink),
+                 append the ledger, sync
                  again, reply ``{"durable": [[dir, name]], "present": [[dir, name]]}``.
                  Renames and ledger happen under an ``flock`` of the Maildir directory;
                  a message another writer made visible meanwhile (the ledger grew) is
@@ -49,6 +51,19 @@ fails) before a sync, the agent removes its own files from tmp/ as it exits; onl
 killed agent leaves files there, and the next ``O`` removes them. Directories are created
 0700 and files 0600, owned by the given uid/gid (as vpopmail creates them); existing files
 are never replaced.
+
+Files in tmp/: where the filesystem has ``O_TMPFILE`` (Linux ext4, xfs, btrfs, tmpfs), a
+message is written to a file with no name in the folder's tmp/, kept open, and given its
+name in new/ or cur/ by ``linkat`` of ``/proc/AGENT/fd/N`` once durable: no name is made
+in tmp/ and removed again (measured on ext4 with and without a journal, 50,000 small
+messages: 3.4-5.0 s against 4.9-6.1 s, a quarter less kernel time), and a killed agent
+leaves nothing behind, the kernel frees the file. While it holds such files the agent
+keeps an empty marker ``mailplan-PID-SEQ.tmp`` in the Maildir's tmp/, so that another
+agent's ``O`` waits for it and cleans up after it as for named files. Files stay open
+until their batch is linked, so at most about half the open-file limit are held (the
+agent raises its soft limit to the hard one, at most 65,536); past that, and where
+``O_TMPFILE`` or /proc is missing, a message is a named file ``mailplan-PID-SEQ.tmp``
+renamed into place.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
 imported message, so one the user deleted later is not brought back. Before a sync makes
 a batch visible, its identities (``dir NUL sha256 NUL occurrence`` each, NUL-separated)
@@ -71,9 +86,7 @@ with the agent alone replaying 12.5k small messages: wall 1.0-1.2 s -> 0.9 s, fo
 it, else at the end of its current batch, when it finds its job pipe closed), and the
 agent stops with an error when the sync process dies (SIGCHLD), so the sender never
 waits for a reply that cannot come. What is left is
-what the delivery discipline needs: open, write, utime, fchown (as root), close, rename.
-(Anonymous ``O_TMPFILE`` files linked by descriptor were measured slower on ext4: every
-one goes through the journaled orphan list.)
+what the delivery discipline needs: open, write, utime, fchown (as root), link, close.
 """
 
 from __future__ import annotations
@@ -114,6 +127,9 @@ AT_FDCWD = -100
 F_SETPIPE_SZ = 1031
 IN_BUFFER = 1 << 20
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+#: a file with no name yet in a directory's filesystem (Linux ``O_TMPFILE``); 0 where none
+ANONYMOUS = (os.O_WRONLY | os.O_TMPFILE | getattr(os, "O_CLOEXEC", 0)
+             if hasattr(os, "O_TMPFILE") else 0)
 DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -160,6 +176,36 @@ def rename_noreplace_at(src_dir: int, src: str, dst_dir: int, dst: str) -> bool:
         return False
     os.unlink(src, dir_fd=None if src_dir == AT_FDCWD else src_dir)
     return True
+
+
+def link_noreplace(src: str, dst_dir: int, dst: str) -> bool:
+    """Give the anonymous file ``src`` (``/proc/PID/fd/N`` of a descriptor open on it) the
+    name ``dst`` in directory fd ``dst_dir`` unless that name exists; return False when
+    it exists (linkat never replaces a name)."""
+    try:
+        os.link(src, dst, dst_dir_fd=dst_dir, follow_symlinks=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def fd_budget() -> int:
+    """How many anonymous files this agent may hold open at once: half its open-file
+    limit (raised to the hard limit, at most 65536) less 64 for everything else. The
+    sync process links them through this process's descriptors, so they stay open until
+    their batch is acknowledged; past the budget a file gets a name in tmp/ instead."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return (1 << 15) - 64
+        want = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+        if want > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    except (ImportError, ValueError, OSError):
+        soft = 1024
+    return max(0, soft // 2 - 64)
 
 
 def rename_noreplace(src: str, dst: str) -> bool:
@@ -225,8 +271,10 @@ class Agent:
         self.ended = 0  # E frames received: the numbering an S "through" refers to
         self.present = {}  # dir -> set of (digest, occ)
         self.ledger = {}  # dir -> set of (digest, occ)
-        self.queue = []  # (E number, dir, tmp name, subdir, name, identity)
-        self.current = None  # [fd, hasher, size, dir, tmp name]
+        # (E number, dir, source, subdir, name, identity, fd): the source is the tmp/
+        # name, or for an anonymous file /proc/PID/fd/N of its fd (-1 for a named one)
+        self.queue = []
+        self.current = None  # [fd, hasher, size, dir, source]
         self.skipped = []  # (E number, [dir, name]) of identities found already present
         self.pid = os.getpid()
         self.euid = os.geteuid()
@@ -234,6 +282,13 @@ class Agent:
         self.syncer = None  # pid of the sync process, once forked
         self.job_w = self.ack_r = -1  # its job pipe and acknowledgement pipe
         self.jobs_sent = self.jobs_done = 0
+        #: anonymous files: None until the first one in the open Maildir tells whether
+        #: they work there; the fds of each unacknowledged job; how many are open
+        self.anonymous = None
+        self.job_fds = []
+        self.held = 0
+        self.budget = fd_budget() if ANONYMOUS else 0
+        self.marker = None  # this writer's named file in tmp/ (see ``_mark``)
         #: the ledger's size when ``open`` read it, and after this agent's last sync into
         #: each (Maildir, folder): another size means another writer synced meanwhile
         self.ledger_size = 0
@@ -282,7 +337,9 @@ class Agent:
     def open(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.queue or self.current:
             raise AgentError("open while messages are pending")
+        self._unmark()
         self._close_dirs()
+        self.anonymous = None  # another Maildir may be on another filesystem
         self.root = req["root"]
         self.uid, self.gid = req.get("uid"), req.get("gid")
         created = False
@@ -414,12 +471,17 @@ class Agent:
         half-written when the input ended). Called once the sync process has stopped, so
         nothing renames them any more: a sender that drops the agent (closes its input,
         as mailplan does when the source changed under a read) leaves no debris. Only a
-        killed agent does, and the next ``O`` of another agent removes it."""
+        killed agent does (named files and the marker only: anonymous files go with the
+        process), and the next ``O`` of another agent removes them."""
+        fds = [f for fds in self.job_fds for f in fds] + [q[6] for q in self.queue]
         if self.current is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.current[0])
+            fds.append(self.current[0])
             self.current = None
-        self.queue = []
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.queue, self.job_fds, self.held, self.marker = [], [], 0, None
         if self.root is None:
             return 0
         removed = 0
@@ -488,14 +550,72 @@ class Agent:
         self.current = [fd, hashlib.sha256(), 0, dirname, tmp]
 
     def _create(self, dirname: str) -> tuple[int, str]:
-        """A new file in the folder's tmp/: its fd and name."""
+        """A new file in the folder's tmp/: its fd and its source for the sync (see
+        ``queue``). Anonymous where the filesystem has them and the budget allows: no
+        name is made in tmp/ and removed again, and a killed writer leaves nothing."""
         if self.root is None:
             raise AgentError("begin before open")
         if self.current is not None:
             raise AgentError("begin inside a message")
+        tmp_dir = self._dir_fd(dirname, "tmp")
+        if self.anonymous is not False:
+            if self.held >= self.budget and self.jobs_done < self.jobs_sent:
+                self._collect(block=False)
+            if self.held < self.budget and (self.marker is not None or self._mark()):
+                try:
+                    fd = os.open(".", ANONYMOUS, 0o600, dir_fd=tmp_dir)
+                except OSError:  # a folder on a filesystem without them: names from now
+                    self.anonymous = False
+                else:
+                    self.held += 1
+                    return fd, f"/proc/{self.pid}/fd/{fd}"
         self.seq += 1
         tmp = f"mailplan-{self.pid}-{self.seq}.tmp"
-        return os.open(tmp, CREATE, 0o600, dir_fd=self._dir_fd(dirname, "tmp")), tmp
+        return os.open(tmp, CREATE, 0o600, dir_fd=tmp_dir), tmp
+
+    def _mark(self) -> bool:
+        """Make a marker ``tmp/mailplan-PID-SEQ.tmp`` (empty) the way anonymous files
+        become visible, and so learn whether they work in this Maildir. While this
+        writer holds files there, it has a marker: another writer's ``open`` waits for it
+        as for named files in tmp/ (``_wait_for_writers``), and the next ``open`` removes
+        it once this process is gone (``_clean_tmp``). The sync process removes it after
+        the batch that took the writer's last file (see ``sync_later``)."""
+        tmp_dir = self._dir_fd("", "tmp")
+        self.seq += 1
+        name = f"mailplan-{self.pid}-{self.seq}.tmp"
+        try:
+            fd = os.open(".", ANONYMOUS, 0o600, dir_fd=tmp_dir)
+            try:
+                self._own(fd)
+                link_noreplace(f"/proc/{self.pid}/fd/{fd}", tmp_dir, name)  # False: ours
+            finally:
+                os.close(fd)
+        except OSError:  # no O_TMPFILE here (EOPNOTSUPP, EISDIR), no /proc (ENOENT), ...
+            self.anonymous = False
+            return False
+        self.anonymous, self.marker = True, name
+        return True
+
+    def _unmark(self) -> None:
+        """Remove the marker: this writer holds no file in the Maildir any more."""
+        if self.marker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.marker, dir_fd=self._dir_fd("", "tmp"))
+            self.marker = None
+
+    def _close(self, fds: Iterable[int]) -> None:
+        """Close anonymous files (those not linked vanish)."""
+        for fd in fds:
+            os.close(fd)
+            self.held -= 1
+
+    def _discard(self, dirname: str, source: str, fd: int) -> None:
+        """Drop a file that will not become visible: close it when anonymous (the sync
+        process's link is done by then), else unlink its name from tmp/."""
+        if fd >= 0:
+            self._close((fd,))
+        elif not source.startswith("/"):
+            os.unlink(source, dir_fd=self._dir_fd(dirname, "tmp"))
 
     def data(self, chunk: bytes | memoryview) -> None:
         cur = self.current
@@ -531,12 +651,14 @@ class Agent:
         fd, hasher, size, dirname, tmp = cur
         self._finish(fd, hasher.hexdigest(), size, dirname, tmp, name, subdir, mtime)
 
-    def _finish(self, fd: int, digest: str, size: int, dirname: str, tmp: str, name: str,
-                subdir: str, mtime: float | None) -> None:
-        """Check the written file against its name, set its mtime and owner, close it,
-        and queue it for the next sync (or discard it: its identity is present)."""
+    def _finish(self, fd: int, digest: str, size: int, dirname: str, source: str,
+                name: str, subdir: str, mtime: float | None) -> None:
+        """Check the written file against its name, set its mtime and owner, close it
+        (an anonymous one stays open until the sync process linked it), and queue it for
+        the next sync (or discard it: its identity is present)."""
         self.ended += 1
         m = NAME_RE.match(name)
+        anonymous = source.startswith("/")
         try:
             if m is None or subdir not in ("new", "cur"):
                 raise AgentError(f"bad message name or subdir: {subdir!r} {name!r}")
@@ -548,23 +670,33 @@ class Agent:
                 os.utime(fd, (mtime, mtime))
             self._own(fd)
         except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
+            if anonymous:
+                self._close((fd,))
+            else:
+                os.close(fd)
+                os.unlink(source, dir_fd=self._dir_fd(dirname, "tmp"))
             raise
-        os.close(fd)
+        if not anonymous:
+            os.close(fd)
+            fd = -1
         ident = (digest, int(occ))
         known = self._present(dirname)
         if ident in known:
-            os.unlink(tmp, dir_fd=self._dir_fd(dirname, "tmp"))
+            self._discard(dirname, source, fd)
             self.skipped.append((self.ended, [dirname, name]))
             return
         known.add(ident)
-        self.queue.append((self.ended, dirname, tmp, subdir, name, ident))
+        self.queue.append((self.ended, dirname, source, subdir, name, ident, fd))
 
     def sync(self) -> dict[str, Any]:
         """Make everything queued durable now (after any batch the sync process holds)."""
         self.drain()
-        return self._sync_batch(*self._take())
+        batch, present = self._take()
+        try:
+            return self._sync_batch(batch, present)
+        finally:
+            self._close([q[6] for q in batch if q[6] >= 0])
+            self._unmark()
 
     def sync_later(self, through: int | None = None) -> None:
         """Hand what is queued (of the first ``through`` messages, when given) to the sync
@@ -572,22 +704,43 @@ class Agent:
         if self.syncer is None:
             self._start_syncer()
         batch, present = self._take(through)
+        self.job_fds.append([q[6] for q in batch if q[6] >= 0])
+        unmark = None
+        if not self.queue and self.current is None:  # the marker goes with this batch
+            unmark, self.marker = self.marker, None
         head = json.dumps({"root": self.root, "uid": self.uid, "gid": self.gid,
-                           "present": present, "ledger_size": self.ledger_size}
-                          ).encode("utf-8")
+                           "present": present, "ledger_size": self.ledger_size,
+                           "unmark": unmark}).encode("utf-8")
         # the batch as NUL-separated fields (no name holds a NUL): a third of JSON's cost
         body = "\0".join([f"{d}\0{t}\0{s}\0{n}\0{i[0]}\0{i[1]}"
-                          for _e, d, t, s, n, i in batch]).encode("utf-8")
+                          for _e, d, t, s, n, i, _fd in batch]).encode("utf-8")
         write_all(self.job_w, b"".join((JOB.pack(len(head), len(body)), head, body)))
         self.jobs_sent += 1
 
     def drain(self) -> None:
         """Wait until the sync process has replied to every batch handed to it."""
+        self._collect(block=True)
+        if not self.queue and self.current is None:
+            self._unmark()
+
+    def _collect(self, *, block: bool) -> None:
+        """Take the sync process's acknowledgements (all, waiting for them; or those
+        already here) and close the anonymous files of each acknowledged batch."""
         while self.jobs_done < self.jobs_sent:
+            if not block:
+                import select  # only when the budget of open files is reached
+                poll = select.poll()  # not select(): the pipe's fd may be past 1024
+                poll.register(self.ack_r, select.POLLIN)
+                if not poll.poll(0):
+                    return
             acks = os.read(self.ack_r, 4096)
             if not acks:
                 raise AgentError("the sync process ended without finishing its batches")
+            for _ack in acks:
+                self._close(self.job_fds.pop(0))
             self.jobs_done += len(acks)
+            if not block:
+                return
 
     def stop(self, *, kill: bool = False) -> None:
         """End the sync process (drained, or killed) and reap it."""
@@ -628,8 +781,8 @@ class Agent:
         batch, self.queue = self.queue[:cut], self.queue[cut:]
         cut = _count_through(self.skipped, through)
         skipped, self.skipped = self.skipped[:cut], self.skipped[cut:]
-        for _n, dirname, _tmp, _subdir, _name, ident in batch:
-            self.ledger.setdefault(dirname, set()).add(ident)
+        for q in batch:
+            self.ledger.setdefault(q[1], set()).add(q[5])
         return batch, [entry for _n, entry in skipped]
 
     def _start_syncer(self) -> None:
@@ -649,6 +802,11 @@ class Agent:
             try:
                 os.close(self.job_w)
                 os.close(self.ack_r)
+                # the agent's own: this process links them through /proc/AGENT/fd/N
+                for fd in [q[6] for q in self.queue] + [f for fds in self.job_fds
+                                                        for f in fds]:
+                    if fd >= 0:
+                        os.close(fd)
                 if LIBC is not None and hasattr(LIBC, "prctl"):  # SIGKILL when the agent dies
                     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 if os.getppid() == parent:
@@ -675,13 +833,17 @@ class Agent:
                 head_len, body_len = JOB.unpack(head)
                 job = json.loads(read_exact(jobs, head_len) or b"")
                 fields = (read_exact(jobs, body_len) or b"").decode("utf-8").split("\0")
-                batch = [(0, *fields[k:k + 4], (fields[k + 4], int(fields[k + 5])))
+                batch = [(0, *fields[k:k + 4], (fields[k + 4], int(fields[k + 5])), -1)
                          for k in range(0, len(fields) - 5, 6)]
                 if job["root"] != self.root:
                     self._close_dirs()
                 self.root, self.uid, self.gid = job["root"], job["uid"], job["gid"]
                 self.ledger_size = job["ledger_size"]
-                self.reply(b"R", self._sync_batch(batch, job["present"]))
+                result = self._sync_batch(batch, job["present"])
+                if job["unmark"] is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.root, "tmp", job["unmark"]))
+                self.reply(b"R", result)
             except Exception as exc:  # noqa: BLE001 - reported to the sender, then it ends
                 fail(self.out, exc)
                 return 1
@@ -728,12 +890,14 @@ class Agent:
         durable = []
         batch = self._drop_foreign(batch, present)
         lines = []
-        for _n, dirname, tmp, subdir, name, ident in batch:
-            tmp_fd = self._dir_fd(dirname, "tmp")
-            if rename_noreplace_at(tmp_fd, tmp, self._dir_fd(dirname, subdir), name):
+        for _n, dirname, source, subdir, name, ident, _fd in batch:
+            if (link_noreplace(source, self._dir_fd(dirname, subdir), name)
+                    if source.startswith("/") else rename_noreplace_at(
+                        self._dir_fd(dirname, "tmp"), source, self._dir_fd(dirname, subdir),
+                        name)):
                 durable.append([dirname, name])
-            else:
-                os.unlink(tmp, dir_fd=tmp_fd)
+            else:  # the name exists: an anonymous file goes when the agent closes it
+                self._discard(dirname, source, -1)
                 present.append([dirname, name])
             lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
         size = self._append_ledger(lines)
@@ -776,7 +940,7 @@ class Agent:
         kept = []
         for q in batch:
             if q[1] in theirs and q[5] in theirs[q[1]]:
-                os.unlink(q[2], dir_fd=self._dir_fd(q[1], "tmp"))
+                self._discard(q[1], q[2], -1)
                 present.append([q[1], q[4]])
             else:
                 kept.append(q)

@@ -319,8 +319,9 @@ def _sync_result(reply: dict[str, Any]) -> SyncResult:
 class LocalAgent:
     """The agent as a local child process (tests, benchmarks, local targets)."""
 
-    def __init__(self, python: str = sys.executable) -> None:
-        self.proc = subprocess.Popen([python, *PYTHON_FLAGS, "-c", agent_source()],
+    def __init__(self, python: str = sys.executable, *, wrapper: tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command that runs the agent (``("prlimit", "--nofile=128")``)."""
+        self.proc = subprocess.Popen([*wrapper, python, *PYTHON_FLAGS, "-c", agent_source()],
                                      stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdin is not None and self.proc.stdout is not None
