@@ -3,8 +3,8 @@
 One writer agent per apply worker on the target (a stdlib Python program started over
 one channel, see :mod:`mailplan.mail.agent`) serves every user the worker takes, and one
 streaming read per mailbox on the source (:class:`~mailplan.mail.snapshot.SnapshotStream`,
-proven untorn). Messages are written to tmp/, synced in batches and renamed into new/ or
-cur/ without ever overwriting; each durable batch is journaled as soon as the writer
+proven untorn). Messages are written to tmp/, synced in batches and only then named in
+new/ or cur/, never overwriting; each durable batch is journaled as soon as the writer
 acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
 recorded once it is complete, from the bytes the import read, so the next run reads
 only what was appended. The plan side is :mod:`mailplan.mailboxes`.
