@@ -7,6 +7,7 @@ import functools
 import io
 import os
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -613,6 +614,32 @@ def test_past_its_budget_of_open_files_the_agent_names_files_and_frees_synced_on
     assert report.durable == 5000 and len(maildir_state(root)) == 5000
     assert len((root / "mailplan-ledger").read_text().splitlines()) == 5000
     assert os.listdir(root / "tmp") == []
+
+
+def test_anonymous_files_work_in_a_pid_namespace_whose_proc_is_another_namespaces(
+        tmp_path, tmp_files):
+    """In a PID namespace with the parent's /proc (``unshare --pid`` without remounting
+    it), the agent's own process id names another process in /proc: it finds itself
+    through /proc/self instead, so its files are linked from its own descriptors."""
+    if tmp_files == "named":
+        pytest.skip("this test runs the agent its own way")
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.skip("unshare --pid is not permitted here")
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := _LocalAgent(wrapper=("unshare", "--pid", "--fork")))
+    client.open(str(root))
+    for i in range(5):
+        client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
+    client.sync_async(through=3)
+    (first,) = client.synced()
+    assert len(first.durable) == 3 and len(maildir_state(root)) == 3
+    # two messages written, not visible: anonymous, so tmp/ holds the (empty) marker only
+    (marker,) = os.listdir(root / "tmp")
+    assert (root / "tmp" / marker).stat().st_size == 0
+    client.quit()
+    assert proc.wait() == 0
+    assert len(maildir_state(root)) == 5 and os.listdir(root / "tmp") == []
 
 
 def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):

@@ -289,6 +289,7 @@ class Agent:
         self.held = 0
         self.budget = fd_budget() if ANONYMOUS else 0
         self.marker = None  # this writer's named file in tmp/ (see ``_mark``)
+        self.proc_fds = ""  # /proc/PID/fd/ of this process (see ``_mark``)
         #: the ledger's size when ``open`` read it, and after this agent's last sync into
         #: each (Maildir, folder): another size means another writer synced meanwhile
         self.ledger_size = 0
@@ -568,7 +569,7 @@ class Agent:
                     self.anonymous = False
                 else:
                     self.held += 1
-                    return fd, f"/proc/{self.pid}/fd/{fd}"
+                    return fd, f"{self.proc_fds}{fd}"
         self.seq += 1
         tmp = f"mailplan-{self.pid}-{self.seq}.tmp"
         return os.open(tmp, CREATE, 0o600, dir_fd=tmp_dir), tmp
@@ -584,10 +585,13 @@ class Agent:
         self.seq += 1
         name = f"mailplan-{self.pid}-{self.seq}.tmp"
         try:
+            # this process as /proc knows it: in a PID namespace whose /proc is another
+            # namespace's, /proc/PID would be another process
+            self.proc_fds = f"/proc/{os.readlink('/proc/self')}/fd/"
             fd = os.open(".", ANONYMOUS, 0o600, dir_fd=tmp_dir)
             try:
                 self._own(fd)
-                link_noreplace(f"/proc/{self.pid}/fd/{fd}", tmp_dir, name)  # False: ours
+                link_noreplace(f"{self.proc_fds}{fd}", tmp_dir, name)  # False: ours
             finally:
                 os.close(fd)
         except OSError:  # no O_TMPFILE here (EOPNOTSUPP, EISDIR), no /proc (ENOENT), ...
