@@ -360,15 +360,20 @@ def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_
     assert client.synced() == []
 
 
-def test_a_sync_through_n_makes_only_the_first_n_messages_visible(tmp_path, tmp_files):
-    root = tmp_path / "Maildir"
-    client = AgentClient(proc := LocalAgent())
+def five_sent_three_synced(client: AgentClient, root: Path) -> None:
+    """Open ``root``, send five messages and sync the first three: only they are there."""
     client.open(str(root))
     for i in range(5):
         client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
     client.sync_async(through=3)
     (first,) = client.synced()
     assert len(first.durable) == 3 and len(maildir_state(root)) == 3
+
+
+def test_a_sync_through_n_makes_only_the_first_n_messages_visible(tmp_path, tmp_files):
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := LocalAgent())
+    five_sent_three_synced(client, root)
     assert unsynced(proc, root, tmp_files) == 2  # written, invisible until a later sync
     client.sync_async()
     (rest,) = client.synced()
@@ -628,12 +633,7 @@ def test_anonymous_files_work_in_a_pid_namespace_whose_proc_is_another_namespace
         pytest.skip("unshare --pid is not permitted here")
     root = tmp_path / "Maildir"
     client = AgentClient(proc := _LocalAgent(wrapper=("unshare", "--pid", "--fork")))
-    client.open(str(root))
-    for i in range(5):
-        client.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
-    client.sync_async(through=3)
-    (first,) = client.synced()
-    assert len(first.durable) == 3 and len(maildir_state(root)) == 3
+    five_sent_three_synced(client, root)
     # two messages written, not visible: anonymous, so tmp/ holds the (empty) marker only
     (marker,) = os.listdir(root / "tmp")
     assert (root / "tmp" / marker).stat().st_size == 0
