@@ -559,7 +559,7 @@ class Agent:
         if self.current is not None:
             raise AgentError("begin inside a message")
         tmp_dir = self._dir_fd(dirname, "tmp")
-        if self.anonymous is not False:
+        if self.anonymous is not False and self.budget:
             if self.held >= self.budget and self.jobs_done < self.jobs_sent:
                 self._collect(block=False)
             if self.held < self.budget and (self.marker is not None or self._mark()):
