@@ -82,20 +82,23 @@ def filesystem_note(path: Path) -> str:
             "the end.")
 
 
-def run_mb2md(spool: Path, out: Path) -> tuple[float, int]:
-    """Seconds and peak RSS (KiB) of one ``mb2md`` run, measured by ``/usr/bin/time`` (a
-    small C parent: wait4 from here would report this Python process's RSS at fork)."""
+def run_mb2md(spool: Path, out: Path) -> tuple[float, int, float]:
+    """Seconds, peak RSS (KiB) and CPU seconds (user + system) of one ``mb2md`` run,
+    measured by ``/usr/bin/time`` (a small C parent: wait4 from here would report this
+    Python process's RSS at fork)."""
     t = time.perf_counter()
-    res = subprocess.run(["/usr/bin/time", "-f", "RSS=%M", "mb2md", "-s", str(spool),
-                          "-d", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         check=True)
+    res = subprocess.run(["/usr/bin/time", "-f", "RSS=%M CPU=%U %S", "mb2md", "-s",
+                          str(spool), "-d", str(out)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, check=True)
     elapsed = time.perf_counter() - t
-    rss = [int(x[4:]) for x in res.stderr.decode(errors="replace").splitlines()
-           if x.startswith("RSS=")]
-    return elapsed, rss[-1]
+    last = [x.split() for x in res.stderr.decode(errors="replace").splitlines()
+            if x.startswith("RSS=")][-1]
+    return elapsed, int(last[0][4:]), float(last[1][4:]) + float(last[2])
 
 
-def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int]:
+def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
+    """Seconds, peak RSS (KiB) of the reader and of the agent, messages journaled, and
+    CPU seconds (user + system) of the reader, the agent and its sync process."""
     journal = 0
 
     def on_durable(batch: list) -> None:
@@ -103,6 +106,7 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int]:
         journal += len(batch)
 
     t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     agent = LocalAgent()
     client = AgentClient(agent)
     client.open(str(out))
@@ -113,8 +117,11 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int]:
     _pid, _status, usage = os.wait4(agent.proc.pid, 0)
     agent.proc.returncode = 0
     elapsed = time.perf_counter() - t
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return elapsed, self_rss, usage.ru_maxrss, journal if report.durable == journal else -1
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+           + usage.ru_utime + usage.ru_stime)  # the agent's includes its reaped sync process
+    return (elapsed, after.ru_maxrss, usage.ru_maxrss,
+            journal if report.durable == journal else -1, cpu)
 
 
 def main() -> None:
@@ -139,8 +146,10 @@ def main() -> None:
           "compared. Outputs are deleted only at the end: ext4 slows down file creation "
           "right after many deletions, which would favour whichever tool runs later.")
     print("peak RSS for mailplan = reader process + agent process")
+    print("CPU s = user + system seconds of the tool's processes (median); the kernel's "
+          "writeback of what they wrote is not in it")
     print(f"{'profile':8} {'tool':9} {'MB':>8} {'msgs':>7} {'median s':>9} {'MB/s':>8} "
-          f"{'msgs/s':>8} {'peak RSS':>14}  all runs (s)")
+          f"{'msgs/s':>8} {'CPU s':>6} {'peak RSS':>14}  all runs (s)")
     try:
         spools = {name: (work / f"{name}.mbox",
                          make_spool(work / f"{name}.mbox", size, sizes, seed))
@@ -149,6 +158,7 @@ def main() -> None:
         for name, (spool, count) in spools.items():
             mb = spool.stat().st_size / 1e6
             times: dict[str, list[float]] = {"mb2md": [], "mailplan": []}
+            cpus: dict[str, list[float]] = {"mb2md": [], "mailplan": []}
             rss: dict[str, str] = {}
             for rnd in range(args.rounds):
                 order = ["mb2md", "mailplan"] if rnd % 2 == 0 else ["mailplan", "mb2md"]
@@ -156,18 +166,20 @@ def main() -> None:
                     out = work / f"{name}-{tool}-{rnd}"
                     os.sync()
                     if tool == "mb2md":
-                        t, kb = run_mb2md(spool, out)
+                        t, kb, cpu = run_mb2md(spool, out)
                         rss[tool] = f"{kb / 1024:10.1f} MiB"
                     else:
-                        t, kb_self, kb_agent, journaled = run_mailplan(spool, out)
+                        t, kb_self, kb_agent, journaled, cpu = run_mailplan(spool, out)
                         assert journaled == count, (journaled, count)
                         rss[tool] = f"{kb_self / 1024:6.1f}+{kb_agent / 1024:.1f} MiB"
                     times[tool].append(t)
+                    cpus[tool].append(cpu)
             med = {tool: statistics.median(ts) for tool, ts in times.items()}
             for tool in ("mb2md", "mailplan"):
                 runs = " ".join(f"{t:.2f}" for t in times[tool])
                 print(f"{name:8} {tool:9} {mb:8.1f} {count:7d} {med[tool]:9.2f} "
-                      f"{mb / med[tool]:8.1f} {count / med[tool]:8.0f} {rss[tool]:>14}  {runs}")
+                      f"{mb / med[tool]:8.1f} {count / med[tool]:8.0f} "
+                      f"{statistics.median(cpus[tool]):6.2f} {rss[tool]:>14}  {runs}")
             print(f"{name:8} speed-up  {med['mb2md'] / med['mailplan']:.2f}x "
                   f"(mailplan journaled all {count} messages in every run)")
     finally:
