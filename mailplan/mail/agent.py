@@ -196,15 +196,16 @@ def fd_budget() -> int:
     their batch is acknowledged; past the budget a file gets a name in tmp/ instead."""
     try:
         import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            return (1 << 15) - 64
-        want = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
-        if want > soft:
+    except ImportError:  # not a Unix: no O_TMPFILE either
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return (1 << 15) - 64
+    want = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if want > soft:
+        with contextlib.suppress(ValueError, OSError):  # the soft limit stays
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want
-    except (ImportError, ValueError, OSError):
-        soft = 1024
     return max(0, soft // 2 - 64)
 
 
