@@ -642,6 +642,24 @@ def test_anonymous_files_work_in_a_pid_namespace_whose_proc_is_another_namespace
     assert len(maildir_state(root)) == 5 and os.listdir(root / "tmp") == []
 
 
+def test_without_proc_the_agent_names_its_files_in_tmp(tmp_path, tmp_files):
+    """Anonymous files are linked through /proc: where it is missing (here an empty
+    /proc in a mount namespace of the agent's own), each message is a named file in
+    tmp/, renamed into place."""
+    if tmp_files == "named":
+        pytest.skip("this test runs the agent its own way")
+    hide = ("unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /proc && exec "$0" "$@"')
+    if subprocess.run([*hide, "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("unshare --mount is not permitted here")
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := _LocalAgent(wrapper=hide))
+    five_sent_three_synced(client, root)
+    assert len(os.listdir(root / "tmp")) == 2  # the two unsynced messages, named
+    client.quit()
+    assert proc.wait() == 0
+    assert len(maildir_state(root)) == 5 and os.listdir(root / "tmp") == []
+
+
 def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):
     root = tmp_path / "Maildir"
     proc = LocalAgent()
