@@ -23,6 +23,7 @@ from mailplan.mail.agent_client import (
     DISPLAY,
     AgentClient,
     AgentError,
+    AgentFailed,
     AgentLost,
     agent_command,
 )
@@ -187,6 +188,11 @@ class MailImporter:
                                  step=step) from None
             raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
                                  host=self.target.name, step=step) from None
+        except AgentFailed as exc:
+            # it said why and exits by itself: its own exit, not a kill, goes to the log
+            self._last_words()
+            raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
+                             step=step) from None
         except (AgentError, MailboxError) as exc:
             raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
                              step=step) from None
@@ -212,11 +218,14 @@ class MailImporter:
                 "user": change.user}
 
     def _last_words(self) -> str | None:
-        """The error a dead agent wrote on stderr; None when the connection died."""
+        """The error a dead (or ending) agent wrote on stderr; None when the connection
+        died. Its input is closed first: an agent still reading ends at its end."""
         proc, self._proc, self._client = self._proc, None, None
         if proc is None:
             return None
         try:
+            with contextlib.suppress(OSError):
+                proc.close_stdin()
             res = proc.wait()
         except (OSError, EOFError):
             return None

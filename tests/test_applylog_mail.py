@@ -148,9 +148,35 @@ def test_a_failed_import_still_logs_how_each_of_its_commands_ended(tmp_path, ssh
     assert float(read[1]["secs"]) > 0
     agent = [e for e in entries if e["cmd"] == AGENT]
     assert agent[0]["status"] == "started" and len(agent) == 2
+    # the writer's error, or its sync process's (which may name the file it wrote)
     assert re.fullmatch(r"exit 1, stdout \d+ B, stderr \d+ B: mailplan agent: .*No space left "
-                        r"on device", agent[1]["status"]), agent[1]
+                        r"on device.*", agent[1]["status"]), agent[1]
     started = [e["cmd"] for e in entries if e["status"] == "started"]
     ended = [e["cmd"] for e in entries if e["note"] and e["note"].startswith("stream: ")]
     assert sorted(started) == sorted(ended)
     assert "result: failed" in text and "BigPw1" not in text and "$6$" not in text
+
+
+def test_an_agent_that_reports_an_error_is_logged_with_its_own_exit(tmp_path):
+    """The writer refuses a request and says why (an ``X`` reply; here the user's
+    Maildir/tmp is a plain file, so opening the Maildir fails). It ends by itself after
+    that: mailplan waits for it instead of stopping it, so the log shows its exit and
+    error, not a kill."""
+    src = make_source(tmp_path / "source", [SourceAccount("dora", 1000, "Dora", "DoraPw1")])
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)  # the user, no mail yet
+    (src / "var/spool/mail/dora").write_bytes(msg("a@x.example", "Mon Nov  2 10:00:00 2026",
+                                                  "one"))
+    udir = Path(target.tool("vuserinfo", "-d", f"dora@{domain}").stdout.decode().split("\n")[0])
+    (udir / "Maildir" / "tmp").rmdir()
+    (udir / "Maildir" / "tmp").write_bytes(b"")
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1 and "Not a directory" in res.stderr, res.stderr
+    second = sorted(spec.with_name("m.state.json.logs").glob("apply-*.log"))[-1]
+    agent = [m.groupdict() for m in ENTRY.finditer(second.read_text()) if m["cmd"] == AGENT]
+    assert agent[0]["status"] == "started" and len(agent) == 2, agent
+    assert re.fullmatch(r"exit 1, stdout \d+ B, stderr \d+ B: mailplan agent: .*Not a "
+                        r"directory.*", agent[1]["status"]), agent[1]

@@ -36,6 +36,10 @@ class AgentLost(AgentError):
     """The agent's channel broke (connection lost or the agent was killed)."""
 
 
+class AgentFailed(AgentError):
+    """The agent replied with an error (an ``X`` reply); it exits by itself after one."""
+
+
 class Pipe(Protocol):
     """The subset of a connector process the client needs."""
 
@@ -140,7 +144,7 @@ class AgentClient:
         rkind, length = HEADER.unpack(head)
         payload = self._read_exact(length) if length else b""
         if rkind == b"X":
-            raise AgentError(f"agent: {payload.decode('utf-8', 'replace')}")
+            raise AgentFailed(f"agent: {payload.decode('utf-8', 'replace')}")
         if rkind != b"R":
             raise AgentError(f"agent sent an unknown reply type {rkind!r}")
         return json.loads(payload)  # type: ignore[no-any-return]
