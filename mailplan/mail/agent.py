@@ -601,12 +601,13 @@ class Agent:
         self.anonymous, self.marker = True, name
         return True
 
-    def _unmark(self) -> None:
-        """Remove the marker: this writer holds no file in the Maildir any more."""
-        if self.marker is not None:
+    def _unmark(self, marker: str | None = None) -> None:
+        """Remove this writer's marker (or ``marker``, the one a job names, in the sync
+        process): the writer holds no file in the Maildir any more."""
+        name, self.marker = marker or self.marker, None
+        if name is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.marker, dir_fd=self._dir_fd("", "tmp"))
-            self.marker = None
+                os.unlink(name, dir_fd=self._dir_fd("", "tmp"))
 
     def _close(self, fds: Iterable[int]) -> None:
         """Close anonymous files (those not linked vanish)."""
@@ -675,11 +676,9 @@ class Agent:
                 os.utime(fd, (mtime, mtime))
             self._own(fd)
         except BaseException:
-            if anonymous:
-                self._close((fd,))
-            else:
+            if not anonymous:
                 os.close(fd)
-                os.unlink(source, dir_fd=self._dir_fd(dirname, "tmp"))
+            self._discard(dirname, source, fd if anonymous else -1)
             raise
         if not anonymous:
             os.close(fd)
@@ -846,8 +845,7 @@ class Agent:
                 self.ledger_size = job["ledger_size"]
                 result = self._sync_batch(batch, job["present"])
                 if job["unmark"] is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(self.root, "tmp", job["unmark"]))
+                    self._unmark(job["unmark"])
                 self.reply(b"R", result)
             except Exception as exc:  # noqa: BLE001 - reported to the sender, then it ends
                 fail(self.out, exc)
