@@ -762,7 +762,8 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
                        else "shrank while it was read"):  # found only at the end
         import_mbox(client, stream, dirname="", batch_messages=400,
                     checkpoint=reader_expunges_then_checkpoint)
-    proc.kill()
+    proc.close_stdin()  # dropped: it finishes the syncs asked for (not a kill racing them)
+    proc.wait()
     visible = [b for _f, _s, _i, _fl, b, _t in maildir_state(root)]
     spliced = [b for b in visible if b not in originals]
     if checked:  # only the batch read before the rewrite became visible, all of it whole
