@@ -183,9 +183,8 @@ def child_convert(spool: str, dest: str) -> dict[str, Any]:
     """mailplan's conversion alone (reader + local agent), as ``mbox_convert`` runs it."""
     from mbox_convert import run_mailplan
 
-    elapsed, rss_self, rss_agent, journaled, cpu = run_mailplan(Path(spool), Path(dest))
-    return {"s": elapsed, "rss_kb": rss_self, "agent_rss_kb": rss_agent, "journaled": journaled,
-            "cpu_s": cpu}
+    elapsed, rss_self, rss_agent, journaled, _cpu = run_mailplan(Path(spool), Path(dest))
+    return {"s": elapsed, "rss_kb": rss_self, "agent_rss_kb": rss_agent, "journaled": journaled}
 
 
 def child_paramiko(host: dict[str, Any], mode: str, path: str,

@@ -15,9 +15,8 @@ from mailplan.connectors.ssh import SSHConnector
 # CI runs property tests with a fixed seed so that a landing is reproducible; by hand
 # they explore new examples on every run. No deadline in either: speed is measured in
 # benchmarks/, and a slow example on a loaded machine is not a failure.
-settings.register_profile("ci", derandomize=True, deadline=None)
-settings.register_profile("local", deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") else "local")
+settings.register_profile("mailplan", derandomize=bool(os.environ.get("CI")), deadline=None)
+settings.load_profile("mailplan")
 
 
 @pytest.fixture(scope="session")
