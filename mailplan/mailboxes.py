@@ -8,8 +8,10 @@ message identities are compared with what the user's Maildir already holds (file
 and the import ledger). A mailbox unchanged since its checkpoint needs only its folder's
 ledger count, so its Maildir is not listed; one that grew since needs only the target's
 identities with the digests of the appended messages (looked up there after the read,
-:func:`_look_up_appended`); only a mailbox read whole has its folder listed. One
-``mailbox`` change per folder with messages to import; everything else is explained.
+:func:`_look_up_appended`); only a mailbox read whole has its folder listed, a group of
+Maildirs at a time (:func:`_whole_read_groups`: memory follows the largest folder, not
+the number of users). One ``mailbox`` change per folder with messages to import;
+everything else is explained.
 A mailbox read whole (or past its checkpoint) and found entirely on the target gets a
 checkpoint for apply to record in the state only (``MailPlan.settled``).
 
@@ -178,12 +180,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
              if mb.key in trusted and mb.size == cp.offset}
     if len(quiet) < len(mailboxes):  # mail may be imported: an apply's agents will stream
         target_conn.prepare_streams()
-    wanted: dict[str, set[str]] = {}
-    for mb in mailboxes:
-        if mb.key not in trusted and where[mb.key]:
-            wanted.setdefault(where[mb.key], set()).add(mb.dirname)
-    maildirs = read_maildirs(target_conn, wanted)
-    reads: list[Read] = []
+    reads: dict[str, Read] = {}
+    scans: dict[str, MailboxScan] = {}
     for mb, cp in checkpoints:
         if mb.key in trusted:
             assert cp is not None
@@ -191,28 +189,82 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             # and the target is asked about those messages only (known is None: after)
             begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
                           before.get(mb.key, b""))
-            reads.append((mb, begin, set() if mb.key in quiet else None, lines[mb.key]))
-            continue
-        facts = maildirs.get(where[mb.key], MaildirFacts())
-        sizes[where[mb.key]] = facts.ledger_size
-        reads.append((mb, Start(), facts.known(mb.dirname),
-                      facts.ledger_count.get(mb.dirname, 0)))
+            reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
+        elif not where[mb.key]:  # no Maildir yet: nothing there
+            reads[mb.key] = (mb, Start(), set(), 0)
+            sizes[""] = 0
+    # a mailbox read whole is compared with its folder's identities on the target: those
+    # are listed a group of Maildirs at a time, each dropped once its group is read
+    for group in _whole_read_groups([mb for mb in mailboxes if mb.key not in reads],
+                                    where, sizes):
+        _read_whole(group, where, source_conn, target_conn, mboxrd, reads, scans, sizes)
+    ordered = [reads[mb.key] for mb in mailboxes]
     # a folder with nothing on the target yet takes every message: counted on the source
-    first = [r[0] for r in reads if not r[1].offset and not r[2]]
+    first = [r[0] for r in ordered if r[0].key not in scans and not r[1].offset and not r[2]]
     counted = dict(zip(first, count_mailboxes(source_conn, first, mboxrd=mboxrd),
                        strict=True))
-    todo = [r for r in reads if counted.get(r[0]) is None]  # the rest is read here
-    read = dict(zip([r[0] for r in todo],
-                    scan_mailboxes(source_conn, [(mb, begin.offset, known)
-                                                 for mb, begin, known, _n in todo],
-                                   mboxrd=mboxrd), strict=True))
-    scans = [counted.get(r[0]) or read[r[0]] for r in reads]
-    reads = _look_up_appended(target_conn, reads, scans, where)
-    for (mb, begin, known, ledger), scan in zip(reads, scans, strict=True):
+    todo = [r for r in ordered if r[0].key not in scans and counted.get(r[0]) is None]
+    scans.update(zip([r[0].key for r in todo],
+                     scan_mailboxes(source_conn, [(mb, begin.offset, known)
+                                                  for mb, begin, known, _n in todo],
+                                    mboxrd=mboxrd), strict=True))
+    scanned = [counted.get(r[0]) or scans[r[0].key] for r in ordered]
+    done = _look_up_appended(target_conn, ordered, scanned, where)
+    for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
                subscribed, where[mb.key] in pending)
     _quota_warnings(out, desired)
     return out
+
+
+def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: Connector,
+                target_conn: Connector, mboxrd: bool, reads: dict[str, Read],
+                scans: dict[str, MailboxScan], sizes: dict[str, int | None]) -> None:
+    """List the identities a group of mailboxes read whole has on the target and read
+    those that have some (the others, empty there, are counted later with every first
+    import): their scans go to ``scans``, their reads to ``reads`` with the identities
+    dropped, each Maildir's ledger size to ``sizes``."""
+    wanted: dict[str, set[str]] = {}
+    for mb in group:
+        wanted.setdefault(where[mb.key], set()).add(mb.dirname)
+    maildirs = read_maildirs(target_conn, wanted)
+    there = []
+    for mb in group:
+        facts = maildirs.get(where[mb.key], MaildirFacts())
+        sizes[where[mb.key]] = facts.ledger_size
+        known = facts.known(mb.dirname)
+        reads[mb.key] = (mb, Start(), set(), facts.ledger_count.get(mb.dirname, 0))
+        if known:
+            there.append((mb, 0, known))
+    scans.update(zip([mb.key for mb, _s, _k in there],
+                     scan_mailboxes(source_conn, there, mboxrd=mboxrd), strict=True))
+
+
+#: ledger bytes of the Maildirs whose identities a plan holds at once for mailboxes read
+#: whole (about 100,000 identities: their sets, the listing of their message files and
+#: the ledgers, some 50 MB); a Maildir with a larger ledger is listed alone
+WHOLE_READ_LEDGER_BYTES = 8 << 20
+
+
+def _whole_read_groups(mailboxes: list[SourceMailbox], where: dict[str, str],
+                       ledger_bytes: dict[str, int | None]) -> list[list[SourceMailbox]]:
+    """The mailboxes read whole, in groups of Maildirs whose ledgers together hold at
+    most :data:`WHOLE_READ_LEDGER_BYTES` (the ledger lists every message imported, so
+    its size bounds the identities a folder has): a plan holds one group's identities
+    at a time, so its memory follows the largest Maildir, not the number of users."""
+    by_maildir: dict[str, list[SourceMailbox]] = {}
+    for mb in mailboxes:
+        by_maildir.setdefault(where[mb.key], []).append(mb)
+    groups: list[list[SourceMailbox]] = []
+    held = 0
+    for maildir, its in by_maildir.items():
+        size = ledger_bytes.get(maildir) or 0
+        if not groups or held + size > WHOLE_READ_LEDGER_BYTES:
+            groups.append([])
+            held = 0
+        groups[-1] += its
+        held += size
+    return groups
 
 
 def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],

@@ -2,9 +2,13 @@
 
 Read-only on both hosts, and batched like plan (each remote command costs a channel):
 the source's accounts (one batch), the target's domains and users (two), routing (the
-same batched reads plan uses), every source mailbox streamed through ONE ``tar`` channel
-and read by the mbox reader (memory stays flat), and on the target one ``find`` over all
-Maildirs (name, size, mtime) plus one ``tar`` for the import ledgers. Messages are
+same batched reads plan uses), the sizes of the import ledgers (one ``find``), then the
+users a group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
+:data:`GROUP_SOURCE_BYTES` of mailboxes: usually all of them at once). Per group, its
+source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader,
+and on the target one ``find`` over its Maildirs (name, size, mtime) plus one ``tar``
+for its ledgers; its messages are dropped before the next group is read, so memory
+follows the largest user, not the message size or the number of users. Messages are
 matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
 see :mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
 exactly last time is not read again while its source file and its Maildir are unchanged
@@ -33,7 +37,7 @@ from mailplan.facts.mailboxes import (
     list_source_mailboxes,
     still_valid,
 )
-from mailplan.facts.maildirs import LEDGER, parse_ledger
+from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
@@ -61,6 +65,11 @@ from mailplan.verify_model import (
 )
 
 STEP = "verify"
+#: what verify reads at once: the users of a group whose Maildir ledgers hold this many
+#: bytes together (about 50,000 messages, some 70 MB of both sides' messages held) ...
+GROUP_LEDGER_BYTES = 4 << 20
+#: ... and whose source mailboxes this many (mail not imported yet has no ledger line)
+GROUP_SOURCE_BYTES = 256 << 20
 
 
 def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool,
@@ -223,7 +232,51 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
         tuser = tdom.users.get(ref.user) if tdom else None
         if tuser is not None:
             maildirs[(ref.domain, ref.user)] = maildir_of(tuser.dir)
-    files, ledgers = read_target_mail(target_conn, sorted(set(maildirs.values())))
+    by_user: dict[tuple[str, str], list[SourceMailbox]] = {}
+    for mb in mailboxes:
+        by_user.setdefault((mb.domain, mb.user), []).append(mb)
+    old = {} if full else load_proven(record)  # the folders proven last time
+    proven: dict[str, Proven] = {}
+    # the users a group at a time, each group's messages dropped before the next
+    sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
+    for group in _user_groups(refs, maildirs, by_user, sizes):
+        _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
+                      report, proven)
+    save_proven(record, proven)
+
+
+def _user_groups(refs: Sequence[Any], maildirs: dict[tuple[str, str], str],
+                 by_user: dict[tuple[str, str], list[SourceMailbox]],
+                 ledger_bytes: dict[str, int]) -> list[list[Any]]:
+    """The users (``refs``, in order) in consecutive groups whose Maildir ledgers hold
+    at most :data:`GROUP_LEDGER_BYTES` and whose source mailboxes at most
+    :data:`GROUP_SOURCE_BYTES` together: verify holds one group's messages at a time
+    (both sides' identities, sizes, flags and dates), so its memory follows the largest
+    user, not the number of users. A user past either bound is a group alone."""
+    groups: list[list[Any]] = []
+    held = [0, 0]
+    for ref in refs:
+        key_ = (ref.domain, ref.user)
+        size = [ledger_bytes.get(maildirs.get(key_, ""), 0),
+                sum(mb.size for mb in by_user.get(key_, []))]
+        if not groups or held[0] + size[0] > GROUP_LEDGER_BYTES \
+                or held[1] + size[1] > GROUP_SOURCE_BYTES:
+            groups.append([])
+            held = [0, 0]
+        groups[-1].append(ref)
+        held = [held[0] + size[0], held[1] + size[1]]
+    return groups
+
+
+def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
+                  by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
+                  target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
+                  report: Report, proven: dict[str, Proven]) -> None:
+    """Compare the mail of a group of users: the target's listing and ledgers of their
+    Maildirs (two channels), their source mailboxes through one ``tar`` channel."""
+    files, ledgers = read_target_mail(target_conn, sorted(
+        {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
+    mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
 
     def folder_key(mb: SourceMailbox) -> str:
         return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd)
@@ -234,7 +287,6 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
 
     # folders proven identical last time: unchanged source (one batched window check)
     # and the same digest from the target's listing -> not read again
-    old = {} if full else load_proven(record)
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
              and old[folder_key(mb)].size == mb.size]
     valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail,
@@ -245,10 +297,6 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     messages, errors = read_source_mail(source_conn,
                                         [mb for mb in mailboxes if mb.path not in reused],
                                         mboxrd=mboxrd, windows=windows)
-    proven: dict[str, Proven] = {}
-    by_user: dict[tuple[str, str], list[SourceMailbox]] = {}
-    for mb in mailboxes:
-        by_user.setdefault((mb.domain, mb.user), []).append(mb)
     for ref in refs:
         key_ = (ref.domain, ref.user)
         root = maildirs.get(key_)
@@ -286,7 +334,6 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname))
             report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),
                                                  ledger.get(dirname, set())))
-    save_proven(record, proven)
 
 
 def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, SourceMessage],

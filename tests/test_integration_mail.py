@@ -4,9 +4,11 @@ incremental runs, user deletions, rewritten spools, kill -9 mid-import."""
 from __future__ import annotations
 
 import calendar
+import gc
 import json
 import os
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from migration import (
     kill_apply_when,
     mailplan,
     make_source,
+    source_with_mail,
     ssh_host,
     unique_domain,
     write_spec,
@@ -276,12 +279,8 @@ def test_kill_during_import_then_rerun(tmp_path, sshd):
 
 
 def test_parallel_import_of_several_users(tmp_path, sshd):
-    users = [SourceAccount(f"p{i}", 1000 + i, f"P {i}", f"pw{i}") for i in range(5)]
-    src = make_source(tmp_path / "source", users)
-    for i, u in enumerate(users):
-        (src / "var/spool/mail" / u.name).write_bytes(b"".join(
-            msg(f"s{j}@x.example", "Mon Nov  2 10:00:00 2026", f"{u.name}-{j}")
-            for j in range(50 + i)))
+    src = source_with_mail(tmp_path / "source", "p", [50 + i for i in range(5)])
+    users = [f"p{i}" for i in range(5)]
     target = install_target(tmp_path / "target")
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
@@ -290,7 +289,7 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
     out = mailplan("apply", str(spec), "--auto-approve", "--parallel", "3", check=True).stdout
     assert "Apply complete: 12 change(s) made." in out  # domain, catch-all, 5 users, 5 boxes
     for i, u in enumerate(users):
-        root = maildir(target, f"{u.name}@{domain}")
+        root = maildir(target, f"{u}@{domain}")
         assert len(list((root / "new").iterdir())) == 50 + i
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     state = json.loads((tmp_path / "m.state.json").read_text())
@@ -305,7 +304,7 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
     assert asked == ["5"] * 5, asked
     assert "stat -c" not in text
     for u in users:
-        root = maildir(target, f"{u.name}@{domain}")
+        root = maildir(target, f"{u}@{domain}")
         user_dir = root.parent.stat()
         assert {(p.stat().st_uid, p.stat().st_gid) for p in [root, *root.rglob("*")]} == {
             (user_dir.st_uid, user_dir.st_gid)}
@@ -488,6 +487,64 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
     line, read = plan()
     assert "all 6000 messages already on the target" in line and "read from byte" not in line
     assert read > 300_000, read
+
+
+def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_path,
+                                                                         monkeypatch):
+    """Without a checkpoint (state file lost, or spools the old server rewrote since the
+    last run: the usual state right after the cutover) every mailbox is read whole and
+    compared with its folder's identities on the target. The plan lists those a group of
+    Maildirs at a time (bounded by their ledgers' size) and drops each group's before the
+    next, so its memory does not grow with the number of users; the plan is the same."""
+    from mailplan import mailboxes
+    from mailplan.engine import make_plan
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    src = source_with_mail(tmp_path / "source", "g", [20, 21, 22, 23])
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec_path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                           domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    (tmp_path / "m.state.json").unlink()
+    for i in (1, 3):  # new mail for two of them
+        with open(src / "var/spool/mail" / f"g{i}", "ab") as fh:
+            fh.write(b"".join(msg(f"s{j}@x.example", "Mon Nov  2 10:00:00 2026", f"g{i}-{j}")
+                              for j in range(20 + i, 25 + i)))
+    asked: list[list[str]] = []
+    held: list[weakref.ref] = []  # the identity sets of the groups listed before
+    listed = mailboxes.read_maildirs
+
+    def read_maildirs(conn, folders):  # type: ignore[no-untyped-def]
+        gc.collect()
+        assert all(ref() is None for ref in held), "an earlier group's identities are held"
+        asked.append(sorted(Path(m).parent.name for m in folders))
+        facts = listed(conn, folders)
+        held.extend(weakref.ref(ids) for f in facts.values() for ids in f.ids.values())
+        return facts
+
+    monkeypatch.setattr(mailboxes, "read_maildirs", read_maildirs)
+    spec = load_spec(spec_path)
+
+    def plan() -> tuple[list[str], list[str]]:
+        planned = make_plan(spec, State.load(tmp_path / "m.state.json"),
+                            {"oldmail": LocalConnector("oldmail"),
+                             "newmail": LocalConnector("newmail")})
+        planned.close()
+        return ([f"{c.user}: {c.after}" for c in planned.plan.changes if c.kind == "mailbox"],
+                sorted(n.reason for n in planned.plan.noops if "INBOX" in n.reason))
+
+    whole = plan()
+    assert asked == [["g0", "g1", "g2", "g3"]]
+    assert whole[0] == ["g1: 5 message(s), 210B to import into INBOX; 21 already on the "
+                        "target", "g3: 5 message(s), 210B to import into INBOX; 23 already "
+                        "on the target"]
+    assert len(whole[1]) == 2 and all("already on the target" in n for n in whole[1])
+    asked.clear()
+    monkeypatch.setattr(mailboxes, "WHOLE_READ_LEDGER_BYTES", 1)  # every Maildir alone
+    assert plan() == whole
+    assert asked == [["g0"], ["g1"], ["g2"], ["g3"]]
 
 
 def test_a_grown_mailbox_is_looked_up_on_the_target_by_its_new_digests_only(tmp_path):

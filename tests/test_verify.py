@@ -12,6 +12,7 @@ from migration import (
     install_target,
     mailplan,
     make_source,
+    source_with_mail,
     ssh_host,
     tree_digest,
     unique_domain,
@@ -286,3 +287,53 @@ def test_verify_rereads_only_what_changed_since_the_last_proof(tmp_path, sshd):
     after, inbox, read = run()
     assert not inbox.reused and read > size and len(inbox.deleted_on_target) == 1
     assert inbox.target == 199
+
+
+def test_verify_reads_the_users_a_group_at_a_time_with_the_same_report(tmp_path, monkeypatch):
+    """Verify holds both sides' messages of a group of users at a time (bounded by their
+    ledgers' and mailboxes' sizes), so its memory follows the largest user, not the
+    number of users; the report is the one of reading everyone at once. Here every
+    user is a group alone, and one has a difference to find."""
+    from mailplan import verify as verify_mod
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    src = source_with_mail(tmp_path / "source", "v", [5, 6, 7])
+    (src / "home/v1/mail").mkdir(parents=True)
+    (src / "home/v1/mail/Work").write_bytes(msg("w@x.example", "Thu Nov  5 09:00:00 2026",
+                                                "work", "Status: O\n"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("v")
+    spec_path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                           domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    with open(src / "var/spool/mail/v2", "ab") as fh:  # new mail, not imported yet
+        fh.write(msg("late@x.example", "Tue Nov  3 10:00:00 2026", "late"))
+    spec = load_spec(spec_path)
+    groups: list[list[str]] = []
+    listed = verify_mod.read_target_mail
+
+    def read_target_mail(conn, maildirs):  # type: ignore[no-untyped-def]
+        groups.append(sorted(Path(m).parent.name for m in maildirs))
+        return listed(conn, maildirs)
+
+    monkeypatch.setattr(verify_mod, "read_target_mail", read_target_mail)
+
+    def report() -> dict:
+        return verify_mod.verify(spec, State.load(tmp_path / "m.state.json"),
+                                 full=True).to_dict()
+
+    whole = report()
+    assert groups == [["v0", "v1", "v2"]]
+    assert not whole["ok"]
+    assert [(f["user"], f["folder"], len(f["missing"])) for f in whole["folders"]] == [
+        ("v0", "INBOX", 0), ("v1", "INBOX", 0), ("v1", "Work", 0), ("v2", "INBOX", 1)]
+    groups.clear()
+    monkeypatch.setattr(verify_mod, "GROUP_LEDGER_BYTES", 1)  # every user alone
+    assert report() == whole
+    assert groups == [["v0"], ["v1"], ["v2"]]
+    groups.clear()
+    monkeypatch.setattr(verify_mod, "GROUP_LEDGER_BYTES", 1 << 30)
+    monkeypatch.setattr(verify_mod, "GROUP_SOURCE_BYTES", 1)  # the other bound
+    assert report() == whole
+    assert groups == [["v0"], ["v1"], ["v2"]]

@@ -162,6 +162,22 @@ _PENDING_LOOK = (f'for p in "${{f%/*}}"/{PENDING}*; do [ -e "$p" ] && '
                  "printf '%d\\t//\\t1\\n' \"$i\"; break; done")
 
 
+def ledger_sizes(conn: Connector, maildirs: Sequence[str]) -> dict[str, int]:
+    """Each Maildir's ledger size in bytes (one batch: a ``find`` of the ledger files,
+    nothing read; a Maildir without one is left out). The ledger lists every message
+    imported, so its size tells how many identities reading the Maildir would bring."""
+    sizes: dict[str, int] = {}
+    cmds = [join(["find", *[f"{m}/{LEDGER}" for m in chunk], "-maxdepth", "0", "-type", "f",
+                  "-printf", "%s\\t%p\\0"]) + " 2>/dev/null; true"
+            for chunk in chunks(sorted(maildirs))]
+    for res in run_batch(conn, cmds):
+        for record in res.stdout.split(b"\0"):
+            size, _, path = record.decode("utf-8", "surrogateescape").partition("\t")
+            if size.isdigit() and path.endswith(f"/{LEDGER}"):
+                sizes[path[: -len(LEDGER) - 1]] = int(size)
+    return sizes
+
+
 def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
     """How many messages each Maildir's ledger records per folder dir, counted on the
     target (one batch; a few bytes per folder come back), its size in bytes (under
