@@ -50,6 +50,7 @@ from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
 from mailplan.remote import read_files
+from mailplan.shell import chunks_within
 
 
 @dataclass(frozen=True)
@@ -255,16 +256,9 @@ def _whole_read_groups(mailboxes: list[SourceMailbox], where: dict[str, str],
     by_maildir: dict[str, list[SourceMailbox]] = {}
     for mb in mailboxes:
         by_maildir.setdefault(where[mb.key], []).append(mb)
-    groups: list[list[SourceMailbox]] = []
-    held = 0
-    for maildir, its in by_maildir.items():
-        size = ledger_bytes.get(maildir) or 0
-        if not groups or held + size > WHOLE_READ_LEDGER_BYTES:
-            groups.append([])
-            held = 0
-        groups[-1] += its
-        held += size
-    return groups
+    groups = chunks_within(by_maildir.items(), lambda its: (ledger_bytes.get(its[0]) or 0,),
+                           (WHOLE_READ_LEDGER_BYTES,))
+    return [[mb for _maildir, its in group for mb in its] for group in groups]
 
 
 def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],

@@ -11,7 +11,7 @@ process's argv on the remote host.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -75,3 +75,20 @@ def chunks(items: Sequence[T], n: int = PATHS_PER_COMMAND) -> Iterator[Sequence[
     """``items`` in consecutive slices of at most ``n``."""
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+def chunks_within(items: Iterable[T], weigh: Callable[[T], Sequence[int]],
+                  limits: Sequence[int]) -> list[list[T]]:
+    """``items`` in consecutive groups whose weights (``weigh`` gives one per limit) add
+    up to at most ``limits``; an item past a limit is a group alone."""
+    groups: list[list[T]] = []
+    held = [0] * len(limits)
+    for item in items:
+        weights = weigh(item)
+        if not groups or any(h + w > lim for h, w, lim in zip(held, weights, limits,
+                                                                strict=True)):
+            groups.append([])
+            held = [0] * len(limits)
+        groups[-1].append(item)
+        held = [h + w for h, w in zip(held, weights, strict=True)]
+    return groups

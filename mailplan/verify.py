@@ -48,7 +48,7 @@ from mailplan.mailboxes import mailbox_refs, maildir_of
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
-from mailplan.shell import join
+from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec
 from mailplan.state import State
 from mailplan.verify_cache import Proven, cache_path, key, source_digest, target_digest
@@ -253,19 +253,12 @@ def _user_groups(refs: Sequence[Any], maildirs: dict[tuple[str, str], str],
     :data:`GROUP_SOURCE_BYTES` together: verify holds one group's messages at a time
     (both sides' identities, sizes, flags and dates), so its memory follows the largest
     user, not the number of users. A user past either bound is a group alone."""
-    groups: list[list[Any]] = []
-    held = [0, 0]
-    for ref in refs:
+    def weigh(ref: Any) -> tuple[int, int]:
         key_ = (ref.domain, ref.user)
-        size = [ledger_bytes.get(maildirs.get(key_, ""), 0),
-                sum(mb.size for mb in by_user.get(key_, []))]
-        if not groups or held[0] + size[0] > GROUP_LEDGER_BYTES \
-                or held[1] + size[1] > GROUP_SOURCE_BYTES:
-            groups.append([])
-            held = [0, 0]
-        groups[-1].append(ref)
-        held = [held[0] + size[0], held[1] + size[1]]
-    return groups
+        return (ledger_bytes.get(maildirs.get(key_, ""), 0),
+                sum(mb.size for mb in by_user.get(key_, [])))
+
+    return chunks_within(refs, weigh, (GROUP_LEDGER_BYTES, GROUP_SOURCE_BYTES))
 
 
 def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],

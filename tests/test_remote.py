@@ -7,6 +7,7 @@ import pytest
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
 from mailplan.remote import ShellSession, read_files, run_batch
+from mailplan.shell import chunks_within
 
 
 @pytest.fixture(params=["local", "ssh"])
@@ -131,3 +132,12 @@ def test_a_session_cut_off_mid_command_removes_its_temp_directory(ssh_connector)
     while os.path.isdir(scratch) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not os.path.isdir(scratch)
+
+
+def test_chunks_within_keeps_order_and_every_bound():
+    """Consecutive groups within every limit; an item past a limit is a group alone."""
+    items = [(3, 0), (3, 0), (5, 0), (1, 9), (1, 1), (20, 0), (2, 2)]
+    assert chunks_within(items, lambda x: x, (6, 10)) == [
+        [(3, 0), (3, 0)], [(5, 0), (1, 9)], [(1, 1)], [(20, 0)], [(2, 2)]]
+    assert chunks_within([], lambda x: x, (1,)) == []
+    assert chunks_within(items, lambda x: x, (100, 100)) == [items]
