@@ -158,8 +158,7 @@ class MailImporter:
             # a read from a checkpoint sends every appended message: the writer drops one
             # already there (the plan found few, if any), so the folder is not listed back
             # here; a whole read skips what the folder holds rather than resend it
-            known = client.scan(mb.dirname).known(mb.dirname) if not job.begin.offset \
-                else set()
+            known = client.known(mb.dirname) if not job.begin.offset else set()
             if mb.dirname:
                 client.create_folder(mb.dirname)
 

@@ -165,6 +165,36 @@ def test_reimport_is_a_noop_and_deleted_mail_is_not_brought_back(client, tmp_pat
     assert blind.durable == 0 and not victim.exists()
 
 
+def test_known_is_the_union_of_a_folders_files_and_ledger_lines(client, tmp_path):
+    """What an import asks for (``known``, one text) is exactly what ``scan`` lists give:
+    the identities of the folder's files and of its ledger lines, each once. Here a
+    message the user deleted (its ledger line only), one whose ledger line was lost (its
+    file only) and a folder that does not exist yet."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    deleted = next((root / "cur").iterdir())
+    deleted.unlink()
+    ledger = root / "mailplan-ledger"
+    lines = ledger.read_text().splitlines(keepends=True)
+    gone = parse_message_name(deleted.name).identity
+    lost = next(x for x in lines if x.startswith("\t") and x != f"\t{gone[0]}\t{gone[1]}\n")
+    ledger.write_text("".join(x for x in lines if x != lost))
+    new = AgentClient(LocalAgent())  # a later run's agent, which reads the ledger afresh
+    try:
+        new.open(str(root))
+        for folder in ("", ".Work", ".Later"):
+            assert new.known(folder) == new.scan(folder).known(folder), folder
+        known = new.known("")
+        assert len(known) == 4 and gone in known
+        _dir, digest, occ = lost.rstrip("\n").split("\t")
+        assert (digest, int(occ)) in known
+        assert len(new.known(".Work")) == 4 and new.known(".Later") == set()
+    finally:
+        new.pipe.kill()
+
+
 def test_a_grown_mailbox_imports_only_the_tail(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))

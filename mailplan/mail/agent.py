@@ -40,7 +40,11 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  request order (any other request waits for pending syncs)
 ``L``* scan      ``{"folders": {dir: [[digest, occ]]}, "ledger": [[dir, digest, occ]]}``:
                  the identities in new/ and cur/ of every folder, or with payload JSON
-                 ``{"dir": d}`` of folder ``d`` only (an import needs one folder's)
+                 ``{"dir": d}`` of folder ``d`` only. With ``{"dir": d, "known": true}``
+                 (what an import asks): ``{"known": "DIGEST OCC\\n..."}``, the identities
+                 this agent holds as present in folder ``d`` (its files and its ledger
+                 lines, one of each) as one text: a fraction of the lists' memory on
+                 both sides for a folder of many messages
 ``U``* subscribe JSON ``{"files": {filename: [lines]}}``: add missing lines (never drop any)
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
@@ -951,6 +955,10 @@ class Agent:
 
     def scan(self, req: dict[str, Any]) -> dict[str, Any]:
         only = req.get("dir")
+        if req.get("known"):
+            if only is None:
+                raise AgentError("known needs a folder")
+            return {"known": "".join([f"{dg} {o}\n" for dg, o in self._present(only)])}
         dirs = [only] if only is not None else list(self._folders())
         folders = {d: [[dg, o] for dg, o, _s, _n in self._scan_dir(d)] for d in dirs}
         ledger = [[d, dg, o] for d, ids in sorted(self.ledger.items()) for dg, o in sorted(ids)
