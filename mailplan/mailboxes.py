@@ -193,7 +193,6 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
         elif not where[mb.key]:  # no Maildir yet: nothing there
             reads[mb.key] = (mb, Start(), set(), 0)
-            sizes[""] = 0
     # a mailbox read whole is compared with its folder's identities on the target: those
     # are listed a group of Maildirs at a time, each dropped once its group is read
     for group in _whole_read_groups([mb for mb in mailboxes if mb.key not in reads],

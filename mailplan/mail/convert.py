@@ -70,7 +70,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
-    ``known`` holds identities already on the target (``ScanResult.known(dirname)``).
+    ``known`` holds identities already on the target (``AgentClient.known(dirname)``).
     ``checkpoint`` is called at the end of each batch, in the reading thread; the check
     it returns (the source read proving it is not torn so far) runs on a worker thread
     while the stream goes on, and the batch's sync is asked for only once it returned.
