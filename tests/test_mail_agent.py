@@ -1114,3 +1114,47 @@ def test_a_filesystem_without_locks_does_not_stop_a_sync(tmp_path, monkeypatch):
     assert reply["durable"] == [] and len(reply["present"]) == count
     assert len(maildir_state(root2)) == count
     assert not list((root2 / "tmp").iterdir())
+
+
+def test_the_writer_holds_a_folders_identities_compactly_and_streams_its_known_reply(
+        tmp_path):
+    """A folder's identities (here 40,000 ledger lines) cost the writer under 150 bytes
+    each with the ledger read (as tuples of the hex digest and the occurrence: 274), and the
+    ``known`` reply is written in pieces: its peak is a fraction of the text it sends
+    (building the text, then its JSON, took several times the text). The reply is the
+    ledger exactly, in a frame of the right length."""
+    import hashlib
+    import json
+    import tracemalloc
+
+    from mailplan.mail import agent as writer
+    from mailplan.mail.agent_client import HEADER
+
+    root = tmp_path / "Maildir"
+    root.mkdir()
+    count = 40_000
+    idents = {(hashlib.sha256(b"%d" % i).hexdigest(), i % 3) for i in range(count)}
+    (root / "mailplan-ledger").write_text(
+        "".join(f"\t{d}\t{o}\n" for d, o in sorted(idents)) + ".Other\tnot-a-digest\t0\n")
+    agent = writer.Agent(io.BytesIO())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        agent.open({"root": str(root)})  # reads the ledger
+        known = agent._present("")
+        held = tracemalloc.get_traced_memory()[0] - before
+        assert len(known) == count and held / count < 150, held / count
+        with open(tmp_path / "reply", "wb", buffering=0) as out:
+            agent.out = out
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            agent.reply_known({"dir": ""})
+            peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    frame = (tmp_path / "reply").read_bytes()
+    kind, length = HEADER.unpack(frame[:5])
+    assert kind == b"R" and length == len(frame) - 5
+    text = json.loads(frame[5:])["known"]
+    assert {(d, int(o)) for d, o in (x.split(" ") for x in text.splitlines())} == idents
+    assert peak < len(text) / 2, (peak, len(text))

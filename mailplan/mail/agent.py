@@ -983,7 +983,7 @@ class Agent:
 
     def reply_known(self, req: dict[str, Any]) -> None:
         """Reply to ``L`` with ``known``: ``{"known": "DIGEST OCC\\n..."}``, written a
-        few thousand lines at a time (its length is known beforehand: every line is 64
+        thousand lines at a time (its length is known beforehand: every line is 64
         hex digits, a space, the occurrence's digits and ``\\n``, two bytes in JSON), so
         the text is never whole in memory here, nor its JSON."""
         if req.get("dir") is None:
@@ -995,7 +995,7 @@ class Agent:
         lines = []
         for k in known:
             lines.append(b"%s %s\\n" % (k[:32].hex().encode(), k[32:]))
-            if len(lines) == 4096:
+            if len(lines) == 1024:
                 self.out.write(b"".join(lines))
                 lines.clear()
         self.out.write(b"".join(lines) + tail)
