@@ -201,8 +201,7 @@ def test_a_grown_mailbox_imports_only_the_tail(client, tmp_path):
     journal = []
     first = import_mbox(client, io.BytesIO(MBOX), dirname="", on_durable=journal.extend)
     end = max(d.end for d in journal)
-    occ: dict[str, int] = {}
-    read_mbox(io.BytesIO(MBOX), occurrences=occ)
+    occ = {e.sha256: e.occurrence + 1 for e, _b in read_mbox(io.BytesIO(MBOX))[0]}
     tail = SEP + b"Subject: new\n\nnew mail\n"
     grown = MBOX + b"\n" + tail
     second = import_mbox(client, io.BytesIO(grown[end:]), dirname="", offset=end,
