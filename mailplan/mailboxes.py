@@ -131,7 +131,7 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
     if not raw:
         return None
     ledger = raw.get("ledger")
-    return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"], {},
+    return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"],
                       ledger if isinstance(ledger, int) else None)
 
 

@@ -282,8 +282,8 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     # and the same digest from the target's listing -> not read again
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
              and old[folder_key(mb)].size == mb.size]
-    valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail,
-                                                      {})) for mb, p in pairs])
+    valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail))
+                                      for mb, p in pairs])
     reused = {mb.path: p for (mb, p), ok in zip(pairs, valid, strict=True)
               if ok and target_digest(target_files(mb)) == p.digest}
     windows: dict[str, Windows] = {}

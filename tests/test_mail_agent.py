@@ -881,7 +881,7 @@ def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
         st = spool.stat()
         mb = SourceMailbox("d.example", "u", "INBOX", str(spool), st.st_size, st.st_mtime,
                            st.st_ino)
-        cp = Checkpoint(str(spool), st.st_ino, offset, digests[0], digests[1], {})
+        cp = Checkpoint(str(spool), st.st_ino, offset, digests[0], digests[1])
         heads.clear()
         return still_valid(conn, [(mb, cp)], heads) == [True]
 

@@ -76,7 +76,6 @@ class Checkpoint:
     offset: int
     head: str  # sha256 of the first WINDOW bytes
     tail: str  # sha256 of the WINDOW bytes before offset
-    occurrences: dict[str, int]
     #: the Maildir ledger's size when it was taken: the ledger line of every message
     #: before ``offset`` comes before it (None: not known, from an older state file)
     ledger: int | None = None
