@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +71,33 @@ class ScanResult:
     def known(self, dirname: str) -> set[tuple[str, int]]:
         """Identities that must not be imported into ``dirname`` again."""
         return self.folders.get(dirname, set()) | self.ledger.get(dirname, set())
+
+
+class Identities(Set[tuple[str, int]]):
+    """A set of ``(digest, occurrence)`` identities held as the digest's 32 bytes and the
+    occurrence's digits (the writer's own form): about 100 bytes each, against 215 for
+    a set of tuples of the hex text and a number. Membership takes an identity tuple."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: set[bytes] | None = None) -> None:
+        self._keys = keys if keys is not None else set()
+
+    @staticmethod
+    def key(identity: tuple[str, int]) -> bytes:
+        return bytes.fromhex(identity[0]) + b"%d" % identity[1]
+
+    def __contains__(self, identity: object) -> bool:
+        try:
+            return self.key(identity) in self._keys  # type: ignore[arg-type]
+        except (TypeError, ValueError, IndexError):  # not an identity tuple
+            return False
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return ((k[:32].hex(), int(k[32:])) for k in self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def agent_source() -> str:
@@ -284,13 +312,13 @@ class AgentClient:
             ledger.setdefault(d, set()).add((digest, int(occ)))
         return ScanResult(folders=folders, ledger=ledger)
 
-    def known(self, dirname: str) -> set[tuple[str, int]]:
+    def known(self, dirname: str) -> Identities:
         """Identities that must not be imported into folder ``dirname`` again: those of
         its message files and of its ledger lines (what ``scan(dirname).known(dirname)``
-        gives), sent by the agent as one text of ``digest occ`` lines and parsed without
-        a list per identity: the peak is under half of :meth:`scan`'s."""
+        gives), sent by the agent as one text of ``digest occ`` lines, parsed without a
+        list per identity and held compactly (:class:`Identities`)."""
         text = self._request(b"L", {"dir": dirname, "known": True})["known"]
-        return {(m[1], int(m[2])) for m in _KNOWN.finditer(text)}
+        return Identities({bytes.fromhex(m[1]) + m[2].encode() for m in _KNOWN.finditer(text)})
 
     def subscribe(self, files: dict[str, list[str]]) -> int:
         """Add subscription lines (courier and dovecot files); return how many were new."""

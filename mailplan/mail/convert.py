@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -60,7 +60,7 @@ class ImportReport:
 
 
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
-                known: set[tuple[str, int]] | None = None, mtime: float | None = None,
+                known: Set[tuple[str, int]] | None = None, mtime: float | None = None,
                 mboxrd: bool = False, offset: int = 0,
                 occurrences: dict[str, int] | None = None,
                 on_durable: Callable[[list[Delivered]], None] | None = None,
@@ -76,7 +76,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     while the stream goes on, and the batch's sync is asked for only once it returned.
     An exception from a check stops the import with that batch and later ones unsynced.
     """
-    known = known or set()
+    known = known or frozenset()
     tail = name_tail(host or socket.gethostname().split(".")[0])
     pid = os.getpid()
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
