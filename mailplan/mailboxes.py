@@ -242,7 +242,7 @@ def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: 
 
 #: ledger bytes of the Maildirs whose identities a plan holds at once for mailboxes read
 #: whole (about 100,000 identities: their sets, the listing of their message files and
-#: the ledgers, some 50 MB); a Maildir with a larger ledger is listed alone
+#: the ledgers, some 45 MB); a Maildir with a larger ledger is listed alone
 WHOLE_READ_LEDGER_BYTES = 8 << 20
 
 

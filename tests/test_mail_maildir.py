@@ -10,6 +10,7 @@ from mailplan.mail import agent
 from mailplan.mail.maildir import (
     NAME_RE,
     FolderNameError,
+    Identities,
     decode_mutf7,
     encode_mutf7,
     folder_dirname,
@@ -108,3 +109,20 @@ def test_agent_source_is_stdlib_only_and_small():
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and m.startswith("mailplan") for m in mods)
+
+
+def test_identities_hold_identity_tuples_as_digest_bytes():
+    """``Identities`` answers and lists identity tuples like a set of them, leaves out
+    what is no message's identity, and its set operations give plain sets."""
+    other = "0f" * 32
+    ids = Identities()
+    for identity in [(DIGEST, 0), (DIGEST, 12), (other, 0), (DIGEST, 0),
+                     ("not-a-digest", 0), ("AB" * 32, 1), ("", 0)]:
+        ids.add(identity)
+    assert len(ids) == 3 and ids
+    assert ids == {(DIGEST, 0), (DIGEST, 12), (other, 0)} == set(ids)
+    assert (DIGEST, 12) in ids and (DIGEST, 1) not in ids and (other, 12) not in ids
+    assert ("not-a-digest", 0) not in ids and "junk" not in ids and (DIGEST,) not in ids
+    assert ids - {(other, 0)} == {(DIGEST, 0), (DIGEST, 12)}
+    assert isinstance(ids & {(other, 0)}, set)
+    assert not Identities() and Identities() == set()

@@ -24,7 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
-from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.maildir import Identities, parse_message_name
 from mailplan.remote import read_files, run_batch
 from mailplan.shell import chunks, join
 
@@ -46,13 +46,13 @@ class MaildirFacts:
     and its import ledger together (one set: a message is usually in both), and how many
     identities the ledger holds."""
 
-    ids: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    ids: dict[str, Identities] = field(default_factory=dict)
     ledger_count: dict[str, int] = field(default_factory=dict)
     ledger_size: int = 0  # bytes
 
-    def known(self, dirname: str) -> set[tuple[str, int]]:
+    def known(self, dirname: str) -> Identities:
         """Identities that must not be imported into ``dirname`` again."""
-        return self.ids.get(dirname, set())
+        return self.ids.get(dirname, Identities())
 
 
 def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
@@ -76,7 +76,7 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
         return facts
 
     def add(maildir: str, dirname: str, identity: tuple[str, int]) -> None:
-        facts[maildir].ids.setdefault(dirname, set()).add(identity)
+        facts[maildir].ids.setdefault(dirname, Identities()).add(identity)
 
     starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
               for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}

@@ -18,11 +18,11 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
 
 HEADER = struct.Struct(">cI")
@@ -71,33 +71,6 @@ class ScanResult:
     def known(self, dirname: str) -> set[tuple[str, int]]:
         """Identities that must not be imported into ``dirname`` again."""
         return self.folders.get(dirname, set()) | self.ledger.get(dirname, set())
-
-
-class Identities(Set[tuple[str, int]]):
-    """A set of ``(digest, occurrence)`` identities held as the digest's 32 bytes and the
-    occurrence's digits (the writer's own form): about 100 bytes each, against 215 for
-    a set of tuples of the hex text and a number. Membership takes an identity tuple."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: set[bytes] | None = None) -> None:
-        self._keys = keys if keys is not None else set()
-
-    @staticmethod
-    def key(identity: tuple[str, int]) -> bytes:
-        return bytes.fromhex(identity[0]) + b"%d" % identity[1]
-
-    def __contains__(self, identity: object) -> bool:
-        try:
-            return self.key(identity) in self._keys  # type: ignore[arg-type]
-        except (TypeError, ValueError, IndexError):  # not an identity tuple
-            return False
-
-    def __iter__(self) -> Iterator[tuple[str, int]]:
-        return ((k[:32].hex(), int(k[32:])) for k in self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
 
 def agent_source() -> str:

@@ -1,4 +1,5 @@
-"""Pure Maildir++ helpers: folder directory names, message file names, subscription lines.
+"""Pure Maildir++ helpers: folder directory names, message file names, subscription lines,
+and a compact set of message identities (:class:`Identities`).
 
 Nothing here touches a disk. The writer agent (:mod:`mailplan.mail.agent`) carries its own
 copy of :data:`NAME_RE` (it must stay stdlib-only); a test keeps the two identical.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 
 from mailplan.errors import MailplanError
@@ -189,3 +191,44 @@ def parse_message_name(name: str) -> MessageName | None:
     return MessageName(arrival=int(m["time"]), usec=int(m["usec"]), pid=int(m["pid"]),
                        digest=m["digest"], occurrence=int(m["occ"]), host=m["host"],
                        size=int(m["size"]), flags=m["flags"])
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class Identities(Set[tuple[str, int]]):
+    """A set of ``(digest, occurrence)`` identities held as the digest's 32 bytes and the
+    occurrence's digits (the writer's own form): about 100 bytes each, against 215 for
+    a set of tuples of the hex text and a number. Membership takes an identity tuple;
+    iterating gives identity tuples."""
+
+    __slots__ = ("_keys", "__weakref__")
+
+    def __init__(self, keys: set[bytes] | None = None) -> None:
+        self._keys = keys if keys is not None else set()
+
+    @staticmethod
+    def key(identity: tuple[str, int]) -> bytes:
+        return bytes.fromhex(identity[0]) + b"%d" % identity[1]
+
+    def __contains__(self, identity: object) -> bool:
+        try:
+            return self.key(identity) in self._keys  # type: ignore[arg-type]
+        except (TypeError, ValueError, IndexError):  # not an identity tuple
+            return False
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return ((k[:32].hex(), int(k[32:])) for k in self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, identity: tuple[str, int]) -> None:
+        """Add an identity; one whose digest is not 64 lowercase hex digits (a
+        hand-edited ledger line) is no message's and is left out."""
+        if _DIGEST.fullmatch(identity[0]):
+            self._keys.add(self.key(identity))
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+        return set(it)  # what ``&``, ``|`` and ``-`` give: a plain set of identity tuples
