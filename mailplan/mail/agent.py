@@ -117,7 +117,7 @@ from collections.abc import Iterable, Iterator
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
 if TYPE_CHECKING:  # annotations only
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, TextIO
 
 # a name holds no NUL byte: the sync process's jobs are NUL-separated fields
 NAME_RE = re.compile(
@@ -308,7 +308,6 @@ class Agent:
         #: the ledger's size when ``open`` read it, and after this agent's last sync into
         #: each (Maildir, folder): another size means another writer synced meanwhile
         self.ledger_size = 0
-        self._ledger_read = 0  # the size of the ledger ``_ledger_lines`` read last
         self.ledger_after = {}
         #: what a scan found when another writer had synced into a folder; later batches
         #: for it are checked against this too (the sync process only)
@@ -516,28 +515,24 @@ class Agent:
     def _read_ledger(self) -> tuple[dict[str, set[bytes]], int]:
         """The ledger's identities by folder (``key``'s bytes), and its size then."""
         ledger: dict[str, set[bytes]] = {}
-        for dirname, digest, occ in self._ledger_lines():
-            if DIGEST_RE.match(digest):  # no message has another (a hand edit)
-                ledger.setdefault(dirname, set()).add(key(digest, occ))
-        return ledger, self._ledger_read
+        fh = self._ledger_file()
+        if fh is None:
+            return ledger, 0
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            for dirname, digest, occ in _ledger_lines(fh):
+                if DIGEST_RE.match(digest):  # no message has another (a hand edit)
+                    ledger.setdefault(dirname, set()).add(key(digest, occ))
+        return ledger, size
 
-    def _ledger_lines(self) -> Iterator[tuple[str, str, int]]:
-        """Each ledger line as ``(dir, digest, occurrence)``; ``_ledger_read`` is the
-        ledger's size once they are all read (0: there is none)."""
-        self._ledger_read = 0
+    def _ledger_file(self) -> TextIO | None:
+        """The ledger, open for reading as mailplan's readers read it (None: there is
+        none yet)."""
         try:
-            # the rule of mailplan's own ledger readers: lines end at \n only, three
-            # fields, an ASCII-numeric occurrence; another line (a hand edit) is skipped
-            with open(os.path.join(self.root, LEDGER), encoding="utf-8", errors="replace",
-                      newline="\n") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                for line in fh:
-                    parts = line.rstrip("\n").split("\t")
-                    if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit():
-                        yield parts[0], parts[1], int(parts[2])
-                self._ledger_read = size
+            return open(os.path.join(self.root, LEDGER), encoding="utf-8",  # noqa: SIM115
+                        errors="replace", newline="\n")
         except FileNotFoundError:
-            pass
+            return None
 
     def _scan_dir(self, dirname: str) -> Iterator[tuple[str, int, str, str]]:
         """``(digest, occurrence, subdir, name)`` of each message file in the folder's
@@ -984,9 +979,12 @@ class Agent:
         dirs = [only] if only is not None else list(self._folders())
         folders = {d: [[dg, o] for dg, o, _s, _n in self._scan_dir(d)] for d in dirs}
         # the ledger as it is on disk now (the agent keeps only its identities, by folder)
-        ledger = sorted({(d, dg, o) for d, dg, o in self._ledger_lines()
-                         if only is None or d == only})
-        return {"folders": folders, "ledger": [list(x) for x in ledger]}
+        lines: set[tuple[str, str, int]] = set()
+        fh = self._ledger_file()
+        if fh is not None:
+            with fh:
+                lines = {x for x in _ledger_lines(fh) if only is None or x[0] == only}
+        return {"folders": folders, "ledger": [list(x) for x in sorted(lines)]}
 
     def reply_known(self, req: dict[str, Any]) -> None:
         """Reply to ``L`` with ``known``: ``{"known": "DIGEST OCC\\n..."}``, written a
@@ -1065,6 +1063,16 @@ class Agent:
         return {"maildirsize": True, "bytes": total, "messages": count}
 
 
+def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:
+    """Each ledger line of ``fh`` as ``(dir, digest, occurrence)``, by the rule of
+    mailplan's own ledger readers: lines end at \\n only, three fields, an ASCII-numeric
+    occurrence; another line (a hand edit) is skipped."""
+    for line in fh:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit():
+            yield parts[0], parts[1], int(parts[2])
+
+
 def key(digest: str, occ: int) -> bytes:
     """An identity as the agent holds it: the digest's 32 bytes, then the occurrence in
     decimal (72 bytes of memory, against 190 for a tuple of the hex text and an int)."""
@@ -1135,7 +1143,6 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
 
 def _serve(agent: Agent, inp: BinaryIO) -> int:
     replying = {b"O": lambda p: agent.open(json.loads(p)),
-                b"L": lambda p: agent.scan(json.loads(p) if p else {}),
                 b"U": lambda p: agent.subscribe(json.loads(p)), b"Z": lambda p: agent.quota()}
     while True:
         head = read_exact(inp, 5)
@@ -1159,9 +1166,13 @@ def _serve(agent: Agent, inp: BinaryIO) -> int:
             agent.folder(json.loads(payload))
         elif kind == b"S":
             agent.sync_later(json.loads(payload)["through"] if payload else None)
-        elif kind == b"L" and payload and (req := json.loads(payload)).get("known"):
+        elif kind == b"L":
             agent.drain()  # replies go out in request order
-            agent.reply_known(req)
+            req = json.loads(payload) if payload else {}
+            if req.get("known"):
+                agent.reply_known(req)  # written in pieces, not as one JSON value
+            else:
+                agent.reply(b"R", agent.scan(req))
         elif kind in replying:
             agent.drain()  # replies go out in request order
             agent.reply(b"R", replying[kind](payload))

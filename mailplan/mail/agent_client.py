@@ -291,7 +291,7 @@ class AgentClient:
         gives), sent by the agent as one text of ``digest occ`` lines, parsed without a
         list per identity and held compactly (:class:`Identities`)."""
         text = self._request(b"L", {"dir": dirname, "known": True})["known"]
-        return Identities({bytes.fromhex(m[1]) + m[2].encode() for m in _KNOWN.finditer(text)})
+        return Identities({Identities.key((m[1], int(m[2]))) for m in _KNOWN.finditer(text)})
 
     def subscribe(self, files: dict[str, list[str]]) -> int:
         """Add subscription lines (courier and dovecot files); return how many were new."""

@@ -193,7 +193,8 @@ def parse_message_name(name: str) -> MessageName | None:
                        size=int(m["size"]), flags=m["flags"])
 
 
-_DIGEST = re.compile(r"[0-9a-f]{64}")
+#: a sha256 as message names and ledger lines carry it
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class Identities(Set[tuple[str, int]]):
@@ -226,7 +227,7 @@ class Identities(Set[tuple[str, int]]):
     def add(self, identity: tuple[str, int]) -> None:
         """Add an identity; one whose digest is not 64 lowercase hex digits (a
         hand-edited ledger line) is no message's and is left out."""
-        if _DIGEST.fullmatch(identity[0]):
+        if DIGEST_RE.fullmatch(identity[0]):
             self._keys.add(self.key(identity))
 
     @classmethod

@@ -64,6 +64,7 @@ from collections.abc import Iterator
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import FromLine, header_date, parse_from_line
+from mailplan.mail.maildir import DIGEST_RE
 from mailplan.mail.mboxcl import ContentLength, _seekable
 from mailplan.mail.mboxtypes import (
     Event,
@@ -93,7 +94,6 @@ PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
 MAX_QUOTES = 4096
 _UNESCAPE = re.compile(rb"^>(>{0,%d}From )" % (MAX_QUOTES - 1), re.M)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class MboxReader(ContentLength):
@@ -120,7 +120,7 @@ class MboxReader(ContentLength):
         self.read_size = read_size
         self.lookahead = lookahead
         self.occurrences = {bytes.fromhex(k): n for k, n in (occurrences or {}).items()
-                            if _HEX_DIGEST.fullmatch(k)}  # another key matches no message
+                            if DIGEST_RE.fullmatch(k)}  # another key matches no message
         self.path = path
         self.summary = MboxSummary(end_offset=offset)
         self._buf = b""
