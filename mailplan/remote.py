@@ -22,13 +22,15 @@ bytes>`` and then both outputs verbatim, so binary output is safe.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError
@@ -53,7 +55,8 @@ def _framed(tag: int, command: str) -> str:
     )
 
 
-def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
+def _read_header(proc: Process, tag: int, host: str) -> tuple[int, int, int]:
+    """A frame's exit status and the lengths of the stdout and stderr that follow."""
     header = proc.readline()
     parts = header.split()
     if len(parts) != 5 or parts[0] != b"@@mp" or parts[1] != str(tag).encode():
@@ -65,7 +68,11 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
             f"got {detail!r}{'; stderr: ' + err if err else ''}",
             host=host,
         )
-    code, out_len, err_len = int(parts[2]), int(parts[3]), int(parts[4])
+    return int(parts[2]), int(parts[3]), int(parts[4])
+
+
+def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
+    code, out_len, err_len = _read_header(proc, tag, host)
     try:
         out = proc.read_exact(out_len)
         err = proc.read_exact(err_len)
@@ -127,6 +134,38 @@ class ShellSession:
                 self.conn.observer(command, res, took, f"batch {i + 1}/{len(commands)}, "
                                    f"{took:.3f}s for the batch")
         return results
+
+    @contextlib.contextmanager
+    def stream(self, command: str, *, shown: str | None = None) -> Iterator[Streamed]:
+        """Run one command line and give its stdout as a stream while it is read: for
+        outputs that would be large held whole (listings of big folders). Its exit
+        status is known before its output (the shell holds a command's outputs until it
+        ends). Output left unread when the block ends is read and dropped; an exception
+        out of the block ends the session, whose framing it cut short."""
+        with self._lock:
+            if self.broken:
+                raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
+            self._tag += 1
+            started = time.monotonic()
+            try:
+                try:
+                    self._proc.write(_framed(self._tag, command).encode("utf-8",
+                                                                         "surrogateescape"))
+                except OSError as exc:
+                    raise ConnectionLost(f"connection lost: {exc}",
+                                         host=self.conn.name) from None
+                code, out_len, err_len = _read_header(self._proc, self._tag, self.conn.name)
+                raw = _FrameOutput(self._proc, out_len, self.conn.name)
+                yield Streamed(code, io.BufferedReader(raw, 1 << 16))
+                while raw.read(1 << 20):  # what the block left unread
+                    pass
+                err = raw.take(err_len)
+            except BaseException:
+                self._break()
+                raise
+        if self.conn.observer is not None:
+            self.conn.observer(shown or command, CommandResult(code, b"", err),
+                               time.monotonic() - started, f"stdout streamed, {out_len} B")
 
     def _exchange(self, commands: Sequence[str], lost: str) -> list[CommandResult]:
         """Write the framed commands (from a thread when there are several, so a script
@@ -192,6 +231,44 @@ class ShellSession:
         self.close()
 
 
+@dataclass
+class Streamed:
+    """A command run by :meth:`ShellSession.stream`: its exit status and its stdout."""
+
+    returncode: int
+    stdout: IO[bytes]
+
+
+class _FrameOutput(io.RawIOBase):
+    """The ``size`` bytes of a frame's stdout, read from the shell as they are asked for."""
+
+    def __init__(self, proc: Process, size: int, host: str) -> None:
+        self.proc, self.left, self.host = proc, size, host
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.left:
+            return 0
+        try:
+            chunk = self.proc.read(min(len(buffer), self.left))
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while reading a command's output: {exc}",
+                                 host=self.host) from None
+        if not chunk:
+            raise ConnectionLost(f"connection lost while reading a command's output: it "
+                                 f"ended {self.left} bytes early", host=self.host)
+        buffer[:len(chunk)] = chunk
+        self.left -= len(chunk)
+        return len(chunk)
+
+    def take(self, size: int) -> bytes:
+        """The ``size`` bytes after the stdout (the frame's stderr)."""
+        self.left = size
+        return b"".join(iter(lambda: self.read(1 << 20), b""))
+
+
 class ProcessReader:
     """A file-like view of a process's stdout, for tarfile's stream mode."""
 
@@ -234,30 +311,46 @@ def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
 
 
 def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]:
-    """Contents of each path (None when missing, unreadable or not a regular file).
+    """Contents of each path (None when missing, unreadable or not a regular file), held
+    in memory: for small files (see :func:`each_file`)."""
+    out: dict[str, bytes | None] = dict.fromkeys(paths)
+
+    def keep(path: str, handle: IO[bytes]) -> None:
+        out[path] = handle.read()
+
+    each_file(conn, paths, keep)
+    return out
+
+
+def each_file(conn: Connector, paths: Sequence[str],
+              consume: Callable[[str, IO[bytes]], None]) -> None:
+    """Call ``consume(path, contents)`` for each of ``paths`` that is a regular file, in
+    the order they come, as its contents stream in (readable only during the call).
 
     One command in the connection's shared shell whatever the number of files: GNU tar
     reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
-    keeps the absolute names). Only for small files: contents are held in memory.
+    keeps the absolute names), and its archive is read as it arrives.
     """
     unique = list(dict.fromkeys(paths))
-    out: dict[str, bytes | None] = dict.fromkeys(unique)
     if not unique:
-        return out
-    res = conn.shell().run(
-        f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
-        "tar -chPf - --hard-dereference --no-recursion --ignore-failed-read --null -T - "
-        "2>/dev/null", shown=f"tar -c (read {len(unique)} file(s), first {unique[0]})")
-    if res.returncode != 0:
-        raise HostError(f"tar exited {res.returncode} while reading files (is GNU tar "
-                        "installed?)", host=conn.name)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(res.stdout), mode="r|") as archive:
-            for member in archive:
-                handle = archive.extractfile(member) if member.isfile() else None
-                if handle is not None and member.name in out:
-                    out[member.name] = handle.read()
-    except tarfile.TarError as exc:
-        raise HostError(f"reading {len(unique)} file(s) with tar failed: {exc}",
-                        host=conn.name) from None
-    return out
+        return
+    command = (f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
+               "tar -chPf - --hard-dereference --no-recursion --ignore-failed-read --null "
+               "-T - 2>/dev/null")
+    wanted = set(unique)
+    broken = None  # raised once the frame is read through: the shell stays usable
+    with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
+                                            f"{unique[0]})") as res:
+        if res.returncode != 0:
+            broken = f"tar exited {res.returncode} while reading files (is GNU tar installed?)"
+        else:
+            try:
+                with tarfile.open(fileobj=res.stdout, mode="r|") as archive:
+                    for member in archive:
+                        handle = archive.extractfile(member) if member.isfile() else None
+                        if handle is not None and member.name in wanted:
+                            consume(member.name, handle)
+            except tarfile.TarError as exc:
+                broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
+    if broken is not None:
+        raise HostError(broken, host=conn.name)

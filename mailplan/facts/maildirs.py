@@ -20,12 +20,13 @@ The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from mailplan.connectors.base import Connector
 from mailplan.mail.maildir import Identities, parse_message_name
-from mailplan.remote import read_files, run_batch
+from mailplan.remote import each_file, run_batch
 from mailplan.shell import chunks, join
 
 LEDGER = "mailplan-ledger"
@@ -80,27 +81,44 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
 
     starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
               for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
-    cmds = [join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name", "*_mp*",
-                  "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
-            for chunk in chunks(sorted(starts))]
-    for res in run_batch(conn, cmds):
-        for m in _FOUND.finditer(res.stdout):  # no list of every name at once
-            owner = starts.get(m[1].decode("utf-8", "surrogateescape"))
-            parsed = parse_message_name(m[2].decode("utf-8", "surrogateescape"))
+    # streamed, not held: the listing of a big folder is a few times its identities' size
+    listing = "\n".join(join(["find", *chunk, "-maxdepth", "1", "-type", "f", "-name",
+                               "*_mp*", "-printf", "%H\\0%f\\0"]) + " 2>/dev/null; true"
+                         for chunk in chunks(sorted(starts)))
+    with conn.shell().stream(listing, shown=f"find (list {len(starts)} Maildir dirs, first "
+                                            f"{min(starts)})") as res:
+        for start, name in _pairs(res.stdout):
+            owner = starts.get(start.decode("utf-8", "surrogateescape"))
+            parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
             if owner is not None and parsed is not None:
                 add(owner[0], owner[1], parsed.identity)
-    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in folders]).items():
-        if data is None:
-            continue
+
+    def ledger(path: str, contents: IO[bytes]) -> None:
         maildir = path[: -len(LEDGER) - 1]
-        facts[maildir].ledger_size = len(data)
         counts = facts[maildir].ledger_count
-        for m in _LEDGER_LINE.finditer(data):
+        for line in contents:  # lines end at \n only
+            facts[maildir].ledger_size += len(line)
+            m = _LEDGER_LINE.match(line)
+            if m is None:
+                continue
             dirname = m[1].decode("utf-8", "replace")
             counts[dirname] = counts.get(dirname, 0) + 1  # lines, as read_ledger_counts
             if dirname in folders[maildir]:
                 add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
+
+    each_file(conn, [f"{m}/{LEDGER}" for m in folders], ledger)
     return facts
+
+
+def _pairs(stream: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """``find -printf '%H\\0%f\\0'`` records as they arrive on ``stream``."""
+    rest = b""
+    while chunk := stream.read(1 << 16):
+        data, end = rest + chunk, 0
+        for m in _FOUND.finditer(data):
+            yield m[1], m[2]
+            end = m.end()
+        rest = data[end:]
 
 
 Key = tuple[str, str]  # (Maildir, folder dir)
