@@ -14,6 +14,7 @@ from mailplan.facts.hashes import verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
 from mailplan.plan import Change, Noop
+from mailplan.shell import dot_qmail_program
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -
            "deliver_to": user_dir}[catchall.kind]
     if arg is None:
         return None
-    return f"| {vpopmail_dir.rstrip('/')}/bin/vdelivermail '' {arg}\n"
+    return dot_qmail_program([f"{vpopmail_dir.rstrip('/')}/bin/vdelivermail", "", arg]) + "\n"
 
 
 def password_matches(password: Password, stored: TargetUser) -> bool:

@@ -66,6 +66,14 @@ def join(parts: Iterable[str]) -> str:
     return " ".join(_quote(p, True) for p in parts)
 
 
+def dot_qmail_program(argv: Iterable[str]) -> str:
+    """A ``.qmail`` program delivery line (without its newline). qmail-local runs what
+    follows ``|`` with ``/bin/sh -c``, so every part is quoted: a plain address or path
+    comes out as vpopmail writes it (``| /home/vpopmail/bin/vdelivermail '' delete``),
+    anything else cannot run as shell code at delivery."""
+    return "| " + join(argv)
+
+
 #: paths per command line when a list of paths is spread over several commands: the
 #: argv stays far below ARG_MAX whatever the paths
 PATHS_PER_COMMAND = 500

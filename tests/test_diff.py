@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
@@ -117,3 +119,25 @@ def test_alias_domain_is_a_problem_not_a_change():
 ])
 def test_catchall_lines_match_vadddomain_forms(catchall, user_dir, line):
     assert catchall_line(catchall, VP, user_dir) == line
+
+
+@pytest.mark.parametrize("catchall, user_dir", [
+    (Catchall("forward", "x;touch${IFS}PWNED;@remote.example"), None),
+    (Catchall("forward", "t`touch PWNED`k@remote.example"), None),
+    (Catchall("deliver_to", "a&b"), "/d/a&b"),
+])
+def test_catchall_line_runs_no_shell_code_at_delivery(tmp_path, catchall, user_dir):
+    """qmail-local runs a ``|`` line with /bin/sh -c: the address or path must reach
+    vdelivermail as one literal argument, not run as shell code (a spec's forward address
+    and vpopmail user names may hold ; & ` $)."""
+    line = catchall_line(catchall, str(tmp_path / "vp"), user_dir)
+    assert line is not None
+    prog = tmp_path / "vp" / "bin" / "vdelivermail"
+    prog.parent.mkdir(parents=True)
+    prog.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "[$a]"; done\n')
+    prog.chmod(0o755)
+    res = subprocess.run(["/bin/sh", "-c", line[1:]], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    want = catchall.target if catchall.kind == "forward" else user_dir
+    assert res.stdout == f"[]\n[{want}]\n"
+    assert not (tmp_path / "PWNED").exists()

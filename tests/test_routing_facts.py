@@ -231,3 +231,13 @@ def test_write_refuses_missing_directory(tmp_path):
     [argv] = commands_for(SetForward("small.example", "u1", ("./Maildir/",)))
     done = _run_write(argv, tmp_path, "''")
     assert done.returncode == 1 and "no directory" in done.stderr
+
+
+def test_catch_all_line_quotes_a_forward_address_with_shell_characters():
+    """The line is run by /bin/sh -c at delivery: a forward address from the spec with
+    ``;`` or backquotes is one quoted argument, and reads back as the same policy."""
+    policy = CatchAll("forward-to-address", "x;touch${IFS}P;@remote.example")
+    line = qmail_default_line(policy, "catch2.example")
+    assert line == ("| /home/vpopmail/bin/vdelivermail '' "
+                    "'x;touch${IFS}P;@remote.example'")
+    assert parse_qmail_default(line + "\n", "catch2.example") == policy

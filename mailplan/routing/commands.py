@@ -23,6 +23,7 @@ from mailplan.routing.diff import (
     SetForward,
 )
 from mailplan.routing.rules import CatchAll
+from mailplan.shell import dot_qmail_program
 
 VPOPMAIL_DIR = "/home/vpopmail"
 
@@ -52,7 +53,7 @@ def qmail_default_line(policy: CatchAll, domain: str, vpopmail_dir: str = VPOPMA
         "deliver-to-user": f"{policy.target}@{domain}",
         "forward-to-address": policy.target,
     }[policy.kind]
-    return f"| {vpopmail_dir}/bin/vdelivermail '' {what}"
+    return dot_qmail_program([f"{vpopmail_dir}/bin/vdelivermail", "", what])
 
 
 def _write(tool: str, who: str, name: str, lines: tuple[str, ...]) -> list[str]:
