@@ -324,7 +324,7 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
         account = source.accounts.get(ref.account)
         if account is not None:
             paths[(ref.domain, ref.user)] = f"{account.home.rstrip('/')}/.mailboxlist"
-    data = read_files(conn, sorted(set(paths.values()))) if paths else {}
+    data = read_files(conn, sorted(set(paths.values())), follow=False) if paths else {}
     out: dict[tuple[str, str], set[str] | None] = {}
     for key, path in paths.items():
         raw = data.get(path)

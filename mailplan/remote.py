@@ -310,7 +310,8 @@ def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
     return CommandResult(res.returncode, out, err)
 
 
-def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]:
+def read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
+               ) -> dict[str, bytes | None]:
     """Contents of each path (None when missing, unreadable or not a regular file), held
     in memory: for small files (see :func:`each_file`)."""
     out: dict[str, bytes | None] = dict.fromkeys(paths)
@@ -318,25 +319,27 @@ def read_files(conn: Connector, paths: Sequence[str]) -> dict[str, bytes | None]
     def keep(path: str, handle: IO[bytes]) -> None:
         out[path] = handle.read()
 
-    each_file(conn, paths, keep)
+    each_file(conn, paths, keep, follow=follow)
     return out
 
 
 def each_file(conn: Connector, paths: Sequence[str],
-              consume: Callable[[str, IO[bytes]], None]) -> None:
+              consume: Callable[[str, IO[bytes]], None], *, follow: bool = True) -> None:
     """Call ``consume(path, contents)`` for each of ``paths`` that is a regular file, in
     the order they come, as its contents stream in (readable only during the call).
 
     One command in the connection's shared shell whatever the number of files: GNU tar
     reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
-    keeps the absolute names), and its archive is read as it arrives.
+    keeps the absolute names), and its archive is read as it arrives. ``follow=False``
+    for files a user controls: a symbolic link is then not a regular file (a link in a
+    home directory to ``/etc/shadow`` is not read as root).
     """
     unique = list(dict.fromkeys(paths))
     if not unique:
         return
     command = (f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
-               "tar -chPf - --hard-dereference --no-recursion --ignore-failed-read --null "
-               "-T - 2>/dev/null")
+               f"tar -c{'h' if follow else ''}Pf - --hard-dereference --no-recursion "
+               "--ignore-failed-read --null -T - 2>/dev/null")
     wanted = set(unique)
     broken = None  # raised once the frame is read through: the shell stays usable
     with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "

@@ -360,3 +360,25 @@ def test_a_step_vpopmail_fails_silently_stops_the_apply(world):
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     assert world.valias()[f"staff@{d}"] == [f"&alice@{d}", f"&robert@{d}", f"&carol@{d}"]
+
+
+@pytest.mark.ssh
+def test_a_forward_linked_to_another_file_is_not_read(world, tmp_path):
+    """mailplan reads users' files as root; sendmail reads a ~/.forward as its user. A
+    ~/.forward that is a symbolic link (here to a shadow file) is not read: a warning
+    names it, and nothing of the file it points at reaches the plan, its JSON or show.
+    A ~/.mailboxlist linked the same way is not read either."""
+    secret = "$6$Xk3Lq9$zzSecretHashValueForTheTest"
+    shadow = tmp_path / "shadow-copy"
+    shadow.write_text(f"alice:{secret}:19000:0:99999:7:::\nroot:{secret}2:19000::::::\n")
+    forward = world.root / "home/carol/.forward"
+    forward.unlink()
+    forward.symlink_to(shadow)
+    (world.root / "home/alice/.mailboxlist").symlink_to(shadow)
+    spec = world.write()
+    saved = tmp_path / "p.json"
+    res = mailplan("plan", str(spec), "-v", "-o", str(saved), check=True)
+    assert f"the ~/.forward of carol ({forward}) is a symbolic link: not read" in res.stdout
+    shown = mailplan("show", str(saved), check=True).stdout
+    for text in (res.stdout, res.stderr, saved.read_text(), shown):
+        assert "zzsecret" not in text.lower() and "19000" not in text

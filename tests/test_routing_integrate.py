@@ -206,7 +206,7 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
 
     reads = {"/etc/aliases": integrate.FileRead(True, b"# ok\nno colon here\n"),
              "/etc/mail/aliases": integrate.FileRead(False, b"")}
-    monkeypatch.setattr(integrate, "_read_files", lambda conn, paths: reads)
+    monkeypatch.setattr(integrate, "_read_files", lambda conn, paths, **kw: reads)
     text = BASE.replace(" aliases: /etc/mail/aliases, virtusertable: /etc/mail/virtusertable",
                         " forward: false")
     spec = load_spec(write(tmp_path, text))
@@ -298,7 +298,8 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
     asked: list[str] = []
     real = integrate._read_files
     monkeypatch.setattr(integrate, "_read_files",
-                        lambda conn, paths: asked.extend(paths) or real(conn, paths))
+                        lambda conn, paths, **kw: asked.extend(paths) or real(conn, paths,
+                                                                              **kw))
     source_line = ("source: {host: old, aliases: /etc/mail/aliases, "
                    "virtusertable: /etc/mail/virtusertable}")
     conn = LocalConnector("oldmail")

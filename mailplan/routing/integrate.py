@@ -85,9 +85,10 @@ class RoutingOutcome:
 # ---------------------------------------------------------------------------- source
 
 
-def _read_files(conn: Connector, paths: Sequence[str]) -> dict[str, FileRead]:
+def _read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
+                ) -> dict[str, FileRead]:
     """Read several source files in one batch (a few commands, not one per file)."""
-    return run_reads(conn, read_request(paths))[0]
+    return run_reads(conn, read_request(paths, follow=follow))[0]
 
 
 def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
@@ -155,8 +156,10 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
     sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
     config = [] if named is not None else _class_w_files(sendmail_dir, etc)
-    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []),
-                               *homes.values(), *config])
+    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config])
+    # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
+    # the user; mailplan reads as root and would read whatever the link names)
+    reads.update(_read_files(conn, list(homes.values()), follow=False))
     host = conn.name
     aliases = None
     found = [p for p in alias_paths if reads[p].exists]
@@ -193,6 +196,12 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     forwards: dict[str, ForwardFile] = {}
     for login, path in homes.items():
         read = reads[path]
+        if read.link:
+            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
+                                    "symbolic link: not read, so not migrated (mailplan does "
+                                    "not follow links in users' files); copy what it "
+                                    "should say into a file there, or into the spec"))
+            continue
         if not read.exists:
             continue  # no ~/.forward: mail stays in the mailbox
         if read.data is None:

@@ -28,12 +28,14 @@ from mailplan.remote import run_batch
 from mailplan.shell import join
 
 MISSING = 3
+LINK = 4  # a symbolic link, not read (``follow=False``)
 CHUNK_BYTES = 512 * 1024
 READ_SCRIPT = (
-    'm=$1; shift; i=0; '
+    'm=$1; l=$2; shift 2; i=0; '
     'for f do '
     'printf "@@%s %s\\n" "$m" "$i"; '
-    'if [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
+    'if [ "$l" = nofollow ] && [ -L "$f" ]; then rc=4; '
+    'elif [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
     'printf "\\n@@%s %s %s\\n" "$m" "$i" "$rc"; '
     'i=$((i+1)); '
     'done'
@@ -46,6 +48,7 @@ class FileRead:
 
     exists: bool
     data: bytes | None
+    link: bool = False  # a symbolic link left unread (``follow=False``)
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ class ReadRequest:
         return out
 
 
-def read_request(paths: Sequence[str]) -> ReadRequest:
-    """Commands reading every path (duplicates read once)."""
+def read_request(paths: Sequence[str], *, follow: bool = True) -> ReadRequest:
+    """Commands reading every path (duplicates read once). ``follow=False`` for files a
+    user controls (``~/.forward``): the migration account reads as root, and a link to
+    ``/etc/shadow`` would hand it the hashes; such a link is reported, not read."""
     unique = tuple(dict.fromkeys(paths))
     marker = secrets.token_hex(16)
     chunks: list[tuple[str, ...]] = []
@@ -83,7 +88,8 @@ def read_request(paths: Sequence[str]) -> ReadRequest:
         size += len(path.encode("utf-8", "surrogateescape")) + 1
     if current:
         chunks.append(tuple(current))
-    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, *chunk])
+    mode = "follow" if follow else "nofollow"
+    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, mode, *chunk])
                      for chunk in chunks)
     return ReadRequest(unique, marker, commands, tuple(chunks))
 
@@ -119,6 +125,7 @@ def _parse(data: bytes, paths: Sequence[str], marker: bytes,
                             step="read files")
         text = data[end + len(trailer):eol]
         status = int(text) if text.isdigit() else -1
-        out[path] = FileRead(status != MISSING, data[start:end] if status == 0 else None)
+        out[path] = FileRead(status not in (MISSING, LINK),
+                             data[start:end] if status == 0 else None, status == LINK)
         pos = eol + 1
     return out

@@ -11,6 +11,7 @@ the source line. Pure; used by :mod:`mailplan.routing.mapping`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from mailplan.routing.model import (
 from mailplan.routing.rules import DomainRules
 
 OWN_MAILDIR = "./Maildir/"
+#: a local name shown as it is in a warning; any other text is described, not echoed
+_PLAIN_NAME = re.compile(r"[a-z0-9._+=-]{1,64}")
 DISCARD = "#"
 
 
@@ -157,8 +160,12 @@ class Resolver:
                       f"({where}); name the address explicitly", target.origin)
         elif name in chain:
             self.warn(f"{context}: alias loop {' -> '.join((*chain, name))}", target.origin)
-        else:
+        elif _PLAIN_NAME.fullmatch(name):
             self.warn(f"{context}: local name {name!r} resolves to nothing (no alias, no "
+                      "migrated user)", target.origin)
+        else:  # not echoed: a line of any file a user can point a ~/.forward at
+            self.warn(f"{context}: a {len(name)}-character entry that is not a plain local "
+                      "name (letters, digits, . _ + = -) resolves to nothing (no alias, no "
                       "migrated user)", target.origin)
         return []
 
