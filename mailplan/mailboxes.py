@@ -349,12 +349,12 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
     its Maildir holds the record of a writer stopped before its ledger lines."""
     if scan.error:
-        out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}) is not "
+        out.problems.append(Problem(mb.domain, mb.user, f"{mb.name} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
                                     "from it"))
         return
     for warning in scan.warnings:
-        out.problems.append(Problem(mb.domain, mb.user, f"{mb.folder} ({mb.path}): {warning}"))
+        out.problems.append(Problem(mb.domain, mb.user, f"{mb.name} ({mb.path}): {warning}"))
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
@@ -365,7 +365,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             # its ledger lacks lines a stopped writer owed, and only a writer opening the
             # Maildir appends them: without this no run would, and every plan would read
             # the mailbox whole (and a message the user deletes meanwhile would come back)
-            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
+            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                             after=f"nothing to import ({there} already on the target); "
                             "completes the import record an interrupted run left in the "
                             "Maildir, so later plans read only new mail" + skipped,
@@ -377,14 +377,14 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             out.settled.append(settled)
             read += (f"; apply records that it is complete through byte {scan.end}, so "
                      "later plans read only what arrives after")
-        out.noops.append(Noop(mb.domain, mb.user, f"{mb.folder}: all {there + begin.count} "
+        out.noops.append(Noop(mb.domain, mb.user, f"{mb.name}: all {there + begin.count} "
                               f"messages already on the target{read}{skipped}"))
         return
     size = scan.todo_bytes
     subs = subscribed.get((mb.domain, mb.user))
     how = " (first import: From_ lines counted on the source, the mbox's size)" \
         if scan.counted else ""
-    change = Change("create", "mailbox", mb.domain, mb.user, item=mb.folder,
+    change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
                     f"{mb.folder}" + (f"; {there} already on the target" if there else "")
                     + read + how + skipped,

@@ -763,3 +763,31 @@ def test_a_writer_stopped_before_its_ledger_lines_is_completed_by_the_next_apply
     assert "No changes." in again
     line = next(x for x in again.splitlines() if f"big@{domain}: INBOX: all" in x)
     assert f"read from byte {spool.stat().st_size}" in line, (line, state.read_text())
+
+
+@pytest.mark.ssh
+def test_a_folder_file_named_INBOX_is_merged_not_lost(setup):
+    """~/mail/INBOX is merged into the INBOX like any spelling of that name, and is a
+    mailbox of its own beside the spool: both are imported, and later mail of both."""
+    src, target, domain, spec = setup
+    folder = src / "home/alice/mail/INBOX"
+    folder.write_bytes(WORK)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox alice@{domain} INBOX\n" in plan
+    assert f"+ mailbox alice@{domain} INBOX (folder file)\n" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+
+    def subjects() -> list[str]:
+        return sorted(re.search(rb"Subject: (.*)", f.read_bytes())[1].decode()
+                      for sub in files(root).values() for f in sub)
+
+    assert subjects() == ["answered+flagged", "read", "unseen", "work"]
+    with open(src / "var/spool/mail/alice", "ab") as fh:
+        fh.write(msg("f@x.example", "Sun Nov  8 08:00:00 2026", "spool later"))
+    with open(folder, "ab") as fh:
+        fh.write(msg("g@x.example", "Sun Nov  8 09:00:00 2026", "folder later"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert subjects() == ["answered+flagged", "folder later", "read", "spool later",
+                          "unseen", "work"]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

@@ -55,11 +55,20 @@ class SourceMailbox:
     size: int
     mtime: float
     inode: int
+    folder_file: bool = False  # a file under the folders directory, not the spool
 
     @property
     def key(self) -> str:
-        """Stable name of this mailbox in plans and checkpoints."""
-        return f"{self.user}@{self.domain}/{self.folder}"
+        """Stable name of this mailbox in plans and checkpoints. A folder file named
+        ``INBOX`` (merged into the INBOX like any spelling of that name) is not the spool:
+        its key says so, or the two would share reads, scans and checkpoints."""
+        return f"{self.user}@{self.domain}/{self.name}"
+
+    @property
+    def name(self) -> str:
+        """The folder, as plans show it (unique among a user's mailboxes)."""
+        return "INBOX (folder file)" if self.folder_file and self.folder == "INBOX" \
+            else self.folder
 
     @property
     def dirname(self) -> str:
@@ -164,7 +173,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                 continue
             size, mtime, inode = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
-                                           inode))
+                                           inode, folder_file=True))
     return mailboxes, notes
 
 
