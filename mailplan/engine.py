@@ -169,8 +169,12 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     if saved.lineage != fresh.lineage and saved.lineage is not None:
         raise StalePlanError(f"this plan was made against another state file (lineage "
                              f"{saved.lineage}, now {fresh.lineage})", hint=rerun)
-    interrupted = [h for h in state.data["history"] if h.get("plan_id") == saved.plan_id]
-    if interrupted:
+    runs = [h for h in state.data["history"] if h.get("plan_id") == saved.plan_id]
+    applied = [h for h in runs if h.get("result") == "ok"]
+    if applied:
+        raise StalePlanError(f"this plan was already applied (finished "
+                             f"{applied[-1].get('finished') or 'earlier'})", hint=rerun)
+    if runs:
         # Resuming this very plan: whatever is still to do must be part of it.
         extra = beyond(saved, fresh)
         if extra:
