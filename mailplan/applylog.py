@@ -20,6 +20,7 @@ from pathlib import Path
 from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
 from mailplan.names import human_size
+from mailplan.state import open_private_append
 
 MAX_COMMAND = 2000
 
@@ -62,7 +63,7 @@ class ApplyLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private_append(path)
         os.fchmod(fd, 0o600)
         self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()

@@ -21,6 +21,7 @@ import jsonschema
 from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
 from mailplan.spec import load_schema
+from mailplan.state import write_private
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
@@ -112,12 +113,7 @@ class Plan:
 
     def save(self, path: Path) -> None:
         """Write the plan as JSON, mode 0600 (it names every account)."""
-        data = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        tmp = path.with_name(path.name + ".tmp")
-        fd = _open_private(tmp)
-        with open(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        tmp.replace(path)
+        write_private(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -147,8 +143,3 @@ class Plan:
             plan_id=data["plan_id"], created_at=data["created_at"],
         )
 
-
-def _open_private(path: Path) -> int:
-    import os
-
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -40,16 +41,38 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a disk may take less per call)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def open_private_append(path: Path) -> int:
+    """``path`` opened for appending, mode 0600 also when it existed with another mode; a
+    symbolic link there is refused (``O_NOFOLLOW``), not written through."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def write_private(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with ``text``: temp file 0600, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Atomically replace ``path`` with ``text``: temp file 0600, fsync, rename, fsync dir.
+    The temp file is new (``mkstemp``: an unpredictable name, created exclusively), so a
+    file or symbolic link left under some name beside ``path`` is never written through
+    nor keeps its mode."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            write_all(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
@@ -126,8 +149,7 @@ class State:
         """Start recording an apply of ``plan_id``."""
         self.data["current_apply"] = {"plan_id": plan_id, "started": _now(), "done": []}
         self.save()
-        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                                0o600)
+        self._journal = open_private_append(self.journal_path)
 
     def record(self, change_id: str, effect: dict[str, Any]) -> None:
         """Record one finished step: appended and fsynced before the caller goes on."""
@@ -226,7 +248,8 @@ def _check_version(path: Path, data: Any) -> None:
 def locked(state_path: Path) -> Iterator[None]:
     """Hold the state's lock; refuse at once, naming the holder, if someone has it."""
     lock_path = state_path.with_name(state_path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -95,3 +95,39 @@ def test_state_file_is_json_with_format_version(tmp_path):
     s.finish("ok", {})
     data = json.loads(path.read_text())
     assert data["format_version"] == 1 and data["history"][0]["result"] == "ok"
+
+
+def test_private_files_are_never_written_through_what_lies_beside_them(tmp_path):
+    """Plan files, state files, journals and locks: a file or symbolic link someone left
+    under a temp name beside them (``p.json.tmp`` was the plan's fixed temp name) is
+    neither written through nor lends its mode; an existing journal or log that had
+    another mode is made 0600; a journal that is a symbolic link is refused."""
+    from mailplan.plan import Plan
+    from mailplan.state import open_private_append, write_private
+
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    for name in ("p.json", "s.json"):
+        (tmp_path / f"{name}.tmp").symlink_to(victim)
+        loose = tmp_path / f".{name}.{os.getpid()}.tmp"
+        loose.write_text("")
+        loose.chmod(0o644)
+    Plan(spec_path="m.yaml", spec_digest="0" * 64, lineage=None, serial=0,
+         target_digest="0" * 64, changes=[]).save(tmp_path / "p.json")
+    write_private(tmp_path / "s.json", "{}\n")
+    assert victim.read_text() == "untouched\n"
+    for name in ("p.json", "s.json"):
+        path = tmp_path / name
+        assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == sorted(
+        [".p.json.%d.tmp" % os.getpid(), ".s.json.%d.tmp" % os.getpid(), "p.json.tmp",
+         "s.json.tmp"])  # nothing of its own left behind
+    journal = tmp_path / "j"
+    journal.write_text("")
+    journal.chmod(0o644)
+    os.close(open_private_append(journal))
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(OSError):
+        open_private_append(tmp_path / "link")
+    assert victim.read_text() == "untouched\n"
