@@ -275,3 +275,27 @@ def test_local_streams_are_read_through_a_large_pipe():
     if int(Path("/proc/sys/fs/pipe-max-size").read_text()) >= PIPE_SIZE:
         assert size == PIPE_SIZE
     assert _stream_bytes(proc) == 3_000_000
+
+
+def test_a_proxyjump_hops_unknown_host_key_is_refused_too(sshd, tmp_path, monkeypatch):
+    """A ProxyJump in ~/.ssh/config makes Fabric connect through a hop with a client of
+    its own, which accepted any key: the hop's key is checked like the host's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh/config").write_text(
+        f"Host 127.0.0.1\n  ProxyJump {sshd.user}@localhost:{sshd.port}\n"
+        f"Host localhost\n  IdentityFile {sshd.client_key}\n")
+    conn = SSHConnector("viajump", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    with pytest.raises(HostKeyError, match=r"\[localhost\]:\d+ \(a ProxyJump hop to "
+                       r"127.0.0.1:\d+\) is unknown; refusing"):
+        conn.run("true")
+    conn.close()
+    # with the hop's key known, the same connection works
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts.read_text()
+                  + f"[localhost]:{sshd.port} {sshd.host_pubkey}\n")
+    conn = SSHConnector("viajump", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(kh))
+    assert conn.run("echo through").stdout == b"through\n"
+    conn.close()

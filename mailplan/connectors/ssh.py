@@ -114,17 +114,22 @@ class SSHConnector(Connector):
             host=address, user=user, port=port, config=Config(),
             connect_kwargs=kwargs, connect_timeout=connect_timeout,
         )
-        client = self._conn.client
         default_known = Path(os.path.expanduser("~/.ssh/known_hosts"))
         self._known_hosts = Path(os.path.expanduser(known_hosts)) if known_hosts else default_known
-        if default_known.exists() and default_known != self._known_hosts:
-            client.get_host_keys().load(str(default_known))
-        if self._known_hosts.exists():
-            client.get_host_keys().load(str(self._known_hosts))
-        if accept_new_host_key:
-            client.set_missing_host_key_policy(_AcceptNewPolicy(self._known_hosts))
-        else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        # the host and every ProxyJump hop before it (Fabric makes each hop a Connection
+        # of its own, whose client would accept any key)
+        hop: object = self._conn
+        while isinstance(hop, Connection):
+            client = hop.client
+            if default_known.exists() and default_known != self._known_hosts:
+                client.get_host_keys().load(str(default_known))
+            if self._known_hosts.exists():
+                client.get_host_keys().load(str(self._known_hosts))
+            if accept_new_host_key:
+                client.set_missing_host_key_policy(_AcceptNewPolicy(self._known_hosts))
+            else:
+                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            hop = hop.gateway
         self._address = f"{address}:{port or 22}"
         self._stream_mode = stream_transport
         self._streams: OpenSSHStreams | None = None
@@ -136,6 +141,11 @@ class SSHConnector(Connector):
                               "identity_file": identity_file, "connect_timeout": connect_timeout}
         #: how streams travel: "openssh", or "paramiko" with the reason
         self.stream_transport = "paramiko" if stream_transport == "paramiko" else "undecided"
+
+    def _known_name(self) -> str:
+        """This host as known_hosts names it (``[host]:port`` off port 22)."""
+        host, _, port = self._address.rpartition(":")
+        return host if port == "22" else f"[{host}]:{port}"
 
     def _transport(self) -> paramiko.Transport:
         if not self._conn.is_connected:
@@ -151,8 +161,11 @@ class SSHConnector(Connector):
                 ) from None
             except paramiko.SSHException as exc:
                 if "not found in known_hosts" in str(exc):
+                    hop = str(exc).split("'")[1] if str(exc).count("'") >= 2 else ""
+                    which = self._address if hop in ("", self._known_name()) else (
+                        f"{hop} (a ProxyJump hop to {self._address})")
                     raise HostKeyError(
-                        f"the SSH host key of {self._address} is unknown; refusing to connect",
+                        f"the SSH host key of {which} is unknown; refusing to connect",
                         host=self.name,
                         hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
                         "fingerprint), or set accept_new_host_key: true on this host in the spec",
