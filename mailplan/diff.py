@@ -56,13 +56,14 @@ def _describe_user(user: DesiredUser) -> str:
             f"password from {user.password.origin}")
 
 
-def _fingerprint(password: Password | None) -> str:
-    return password.value.fingerprint() if password else ""
+def _fingerprint(password: Password | None, key: bytes) -> str:
+    return password.value.fingerprint(key) if password else ""
 
 
 def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
-         managed: Managed = Managed()) -> Diff:
-    """Compare and return the changes (see the module docstring for their order)."""
+         managed: Managed = Managed(), key: bytes = b"") -> Diff:
+    """Compare and return the changes (see the module docstring for their order).
+    ``key``: what password fingerprints are keyed with (:func:`Secret.fingerprint`)."""
     out = Diff(problems=list(desired.problems))
     deletes: list[Change] = []
     catchalls: list[Change] = []
@@ -78,18 +79,18 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
             out.changes.append(Change("create", "domain", name, after=(
                 f"postmaster password {pm}; unknown recipients: {want.catchall.describe()}"),
                 sensitive=want.postmaster is not None,
-                fingerprint=_fingerprint(want.postmaster)))
+                fingerprint=_fingerprint(want.postmaster, key)))
             for uname in sorted(want.users):
                 user = want.users[uname]
                 out.changes.append(Change("create", "user", name, uname,
                                           after=_describe_user(user), sensitive=True,
-                                          fingerprint=_fingerprint(user.password)))
+                                          fingerprint=_fingerprint(user.password, key)))
             if want.catchall.kind != "delete":
                 catchalls.append(Change("update", "catchall", name,
                                         before="delete silently (vadddomain's default)",
                                         after=want.catchall.describe()))
             continue
-        _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes)
+        _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes, key)
     for name in sorted(managed.domains - set(desired.domains)):
         if name in observed.domains:
             deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
@@ -100,21 +101,23 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
 
 
 def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, managed: Managed,
-                 out: Diff, catchalls: list[Change], deletes: list[Change]) -> None:
+                 out: Diff, catchalls: list[Change], deletes: list[Change],
+                 key: bytes) -> None:
     name = want.name
     pm = have.users.get("postmaster")
     if want.postmaster and pm and not password_matches(want.postmaster, pm):
         out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",
-                                  "(sensitive)", True, _fingerprint(want.postmaster),
+                                  "(sensitive)", True, _fingerprint(want.postmaster, key),
                                   f"from {want.postmaster.origin}"))
     for uname in sorted(want.users):
         user = want.users[uname]
         stored = have.users.get(uname)
         if stored is None:
             out.changes.append(Change("create", "user", name, uname, after=_describe_user(user),
-                                      sensitive=True, fingerprint=_fingerprint(user.password)))
+                                      sensitive=True,
+                                      fingerprint=_fingerprint(user.password, key)))
             continue
-        _diff_user(user, stored, out)
+        _diff_user(user, stored, out, key)
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
         if (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
@@ -134,11 +137,11 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                               f"{want.catchall.describe()}"))
 
 
-def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff) -> None:
+def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes) -> None:
     same = []
     if not password_matches(user.password, stored):
         out.changes.append(Change("update", "password", user.domain, user.name, "(sensitive)",
-                                  "(sensitive)", True, _fingerprint(user.password),
+                                  "(sensitive)", True, _fingerprint(user.password, key),
                                   f"from {user.password.origin}"))
     else:
         same.append("password")

@@ -34,7 +34,7 @@ from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.spec import Spec, load_spec
-from mailplan.state import State, locked
+from mailplan.state import State, fingerprint_key, locked
 
 
 def state_path_for(spec: Spec) -> Path:
@@ -106,7 +106,8 @@ def make_plan(spec: Spec, state: State,
             desired = build_desired(spec, source)
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
-        result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)))
+        result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)),
+                      fingerprint_key(state.path))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)
         result.changes = merge_changes(result.changes, routing.changes)

@@ -9,6 +9,7 @@ an exception text shows up masked. Code that really needs the value calls
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 MASK = "(sensitive)"
 
@@ -25,9 +26,12 @@ class Secret:
         """The clear value, for the single place that transmits it."""
         return self._value
 
-    def fingerprint(self) -> str:
-        """A short digest, to detect changes in saved plans without storing the value."""
-        return hashlib.sha256(b"mailplan-secret\0" + self._value.encode()).hexdigest()[:16]
+    def fingerprint(self, key: bytes) -> str:
+        """A short keyed digest (HMAC-SHA256), to detect changes in saved plans without
+        storing the value. ``key`` is kept apart from the plan (see
+        :func:`mailplan.state.fingerprint_key`): a plain digest in a plan file would let
+        anyone holding the file test guesses of a clear password offline."""
+        return hmac.new(key, self._value.encode(), hashlib.sha256).hexdigest()[:16]
 
     def __str__(self) -> str:
         return MASK

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import socket
 import tempfile
 import uuid
@@ -46,6 +47,35 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def fingerprint_key(state_path: Path) -> bytes:
+    """The key saved plans' password fingerprints are made with: random, kept in
+    ``STATE.key`` beside the state file (0600, made by the first plan), never in a plan.
+    A plan file alone then tells nothing about a password; ``apply p.json`` needs the
+    key file that made it (the same state directory)."""
+    path = state_path.with_name(state_path.name + ".key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            write_all(fd, secrets.token_hex(32).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{path}: cannot read the plan fingerprint key: {exc}",
+                         hint="remove it and run `mailplan plan` again (saved plans made "
+                         "with it are then refused as stale)") from None
+    if len(key) < 16:
+        raise StateError(f"{path}: the plan fingerprint key is too short",
+                         hint="remove it and run `mailplan plan` again")
+    return key
 
 
 def open_private_append(path: Path) -> int:

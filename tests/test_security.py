@@ -3,6 +3,9 @@ files are 0600, unknown host keys need an explicit opt-in."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 from pathlib import Path
 
@@ -104,8 +107,16 @@ def test_no_secret_in_any_output_and_private_files(tmp_path, sshd):
     for secret in [*pw.values(), "PmSecret#3", "Wrong#9", *hashes]:
         assert not any(secret in t for t in texts), secret
     for p in files:
-        if p.name.endswith((".state.json", ".json", ".journal", ".lock")) or p.suffix == ".log":
+        if p.name.endswith((".state.json", ".json", ".journal", ".lock", ".key")) or \
+                p.suffix == ".log":
             assert oct(p.stat().st_mode & 0o777) == "0o600", p
+    # a saved plan's password fingerprints are keyed with a key kept beside the state,
+    # not a plain digest anyone holding the plan file could test guesses against
+    saved = json.loads((tmp_path / "p.json").read_text())
+    (fp,) = [c["fingerprint"] for c in saved["changes"] if c["kind"] == "domain"]
+    assert fp and fp != hashlib.sha256(b"mailplan-secret\0PmSecret#3").hexdigest()[:16]
+    key = bytes.fromhex((tmp_path / "m.state.json.key").read_text())
+    assert fp == hmac.new(key, b"PmSecret#3", hashlib.sha256).hexdigest()[:16]
 
 
 def test_unknown_host_key_needs_the_opt_in(tmp_path, sshd):

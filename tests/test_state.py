@@ -120,7 +120,7 @@ def test_private_files_are_never_written_through_what_lies_beside_them(tmp_path)
         path = tmp_path / name
         assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == sorted(
-        [".p.json.%d.tmp" % os.getpid(), ".s.json.%d.tmp" % os.getpid(), "p.json.tmp",
+        [f".p.json.{os.getpid()}.tmp", f".s.json.{os.getpid()}.tmp", "p.json.tmp",
          "s.json.tmp"])  # nothing of its own left behind
     journal = tmp_path / "j"
     journal.write_text("")
