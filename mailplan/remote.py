@@ -13,17 +13,25 @@ forms that share one framing:
   before sending the next, so apply can verify and journal each step before the
   following one starts (and stop after a failure).
 
+* :meth:`ShellSession.stream` gives one command's stdout as a stream while it arrives
+  (listings of big folders);
 * :func:`read_files` fetches many small files (aliases, .forward, .qmail files) with one
-  ``tar`` command in that shell instead of one ``cat`` each.
+  ``tar`` command in that shell instead of one ``cat`` each (:func:`each_file` streams
+  them).
 
-Framing: after a command, the shell prints ``@@mp <tag> <exit> <stdout bytes> <stderr
-bytes>`` and then both outputs verbatim, so binary output is safe.
+Framing: a command's stdout passes straight through; after it the shell prints a newline,
+``@@<nonce> <tag> <exit> <stderr bytes>``, a newline and the stderr, which it held in a
+shell variable meanwhile. The nonce is random per session (nothing on the host can know
+it, so no output forges a trailer), binary output is safe, and nothing is written to a
+file on the host: on the source, a file of a command's output would be a write and a
+copy of what it read (the shadow file among it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import secrets
 import shlex
 import tarfile
 import threading
@@ -36,50 +44,92 @@ from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError
 from mailplan.shell import Cmd
 
+#: the shell's start: files it makes are private; a signal ends it (dash would otherwise
+#: go on after a SIGPIPE from a channel closed under a running command)
 _PROLOGUE = (
     "umask 077\n"
-    'T=$(mktemp -d "${TMPDIR:-/tmp}/mailplan.XXXXXX") || exit 97\n'
-    "trap 'rm -rf \"$T\"' EXIT\n"
-    # a signal ends the shell through the EXIT trap (dash skips it otherwise): a channel
-    # closed under a running command ends in SIGPIPE at the shell's next write
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM\n"
 )
 
 
-def _framed(tag: int, command: str) -> str:
+def _framed(tag: int, nonce: str, command: str) -> str:
+    """``command`` with its stdout passed straight through, then the frame's trailer
+    (newline, ``@@NONCE TAG EXIT STDERR-BYTES``, newline) and its stderr, which the shell
+    holds in a variable meanwhile: nothing is written to a file on the host (the source
+    is only read; a file of a command's output there would be a copy of what it read,
+    /etc/shadow included, left behind if the shell were killed)."""
     return (
-        f"( {command}\n) </dev/null >\"$T/o\" 2>\"$T/e\"; rc=$?\n"
-        f"printf '@@mp %s %s %s %s\\n' {tag} \"$rc\" \"$(wc -c <\"$T/o\")\" "
-        f"\"$(wc -c <\"$T/e\")\"\n"
-        "cat \"$T/o\" \"$T/e\"\n"
+        # "x" after the stderr: $( ) would drop its trailing newlines
+        f"{{ e=$( ( {command}\n) </dev/null 2>&1 1>&3 3>&-; r=$?; printf x; exit $r ); "
+        "rc=$?; } 3>&1; e=${e%x}\n"
+        "if [ -n \"$e\" ]; then n=$(printf %s \"$e\" | wc -c); else n=0; fi\n"
+        f"printf '\\n@@%s %s %s %s\\n' {nonce} {tag} \"$rc\" $n; printf %s \"$e\"\n"
     )
 
 
-def _read_header(proc: Process, tag: int, host: str) -> tuple[int, int, int]:
-    """A frame's exit status and the lengths of the stdout and stderr that follow."""
-    header = proc.readline()
-    parts = header.split()
-    if len(parts) != 5 or parts[0] != b"@@mp" or parts[1] != str(tag).encode():
-        rest = proc.wait()
-        detail = (header + rest.stdout)[:200].decode("utf-8", "replace").strip()
-        err = rest.stderr.decode("utf-8", "replace").strip()[:300]
-        raise ConnectionLost(
-            f"the remote shell stopped answering (exit {rest.returncode}); "
-            f"got {detail!r}{'; stderr: ' + err if err else ''}",
-            host=host,
-        )
-    return int(parts[2]), int(parts[3]), int(parts[4])
+class _Frames:
+    """Reads a session's frames off its stdout: a command's output runs until the
+    trailer that ends it, recognised by a nonce chosen for the session (a command's
+    output cannot forge it: nothing on the host knows it); bytes past a frame wait in
+    a buffer for the next one."""
 
+    def __init__(self, proc: Process, nonce: str, host: str) -> None:
+        self.proc, self.nonce, self.host = proc, nonce.encode(), host
+        self.buf = b""
 
-def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
-    code, out_len, err_len = _read_header(proc, tag, host)
-    try:
-        out = proc.read_exact(out_len)
-        err = proc.read_exact(err_len)
-    except (EOFError, OSError) as exc:
-        raise ConnectionLost(f"connection lost while reading a command's output: {exc}",
-                        host=host) from None
-    return CommandResult(code, out, err)
+    def _more(self) -> bytes:
+        try:
+            chunk = self.proc.read(1 << 16)
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while reading a command's output: {exc}",
+                                 host=self.host) from None
+        if not chunk:
+            rest = self.proc.wait()
+            detail = (self.buf + rest.stdout)[-200:].decode("utf-8", "replace").strip()
+            err = rest.stderr.decode("utf-8", "replace").strip()[:300]
+            raise ConnectionLost(
+                f"the remote shell stopped answering (exit {rest.returncode}); "
+                f"got {detail!r}{'; stderr: ' + err if err else ''}",
+                host=self.host,
+            )
+        return chunk
+
+    def stdout(self, tag: int) -> Iterator[bytes]:
+        """The frame's stdout, piece by piece, up to its trailer (left in the buffer)."""
+        marker = b"\n@@" + self.nonce + b" %d " % tag
+        keep = len(marker) - 1  # a marker may be cut by a read: its start is held back
+        while True:
+            at = self.buf.find(marker)
+            if at >= 0:
+                if at:
+                    yield self.buf[:at]
+                self.buf = self.buf[at + len(marker):]
+                return
+            if len(self.buf) > keep:
+                yield self.buf[:-keep]
+                self.buf = self.buf[-keep:]
+            self.buf += self._more()
+
+    def trailer(self) -> tuple[int, bytes]:
+        """After :meth:`stdout`: the exit status and the stderr."""
+        while b"\n" not in self.buf:
+            self.buf += self._more()
+        line, self.buf = self.buf.split(b"\n", 1)
+        parts = line.split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ConnectionLost(f"the remote shell's answer is garbled ({line[:80]!r})",
+                                 host=self.host)
+        code, size = int(parts[0]), int(parts[1])
+        while len(self.buf) < size:
+            self.buf += self._more()
+        err, self.buf = self.buf[:size], self.buf[size:]
+        return code, err
+
+    def result(self, tag: int) -> CommandResult:
+        """One whole frame."""
+        out = b"".join(self.stdout(tag))
+        code, err = self.trailer()
+        return CommandResult(code, out, err)
 
 
 def run_batch(conn: Connector, commands: Sequence[str]) -> list[CommandResult]:
@@ -100,6 +150,8 @@ class ShellSession:
         self.broken = False
         self._proc = conn.start("/bin/sh -s")
         self._tag = 0
+        self._nonce = secrets.token_hex(16)
+        self._frames = _Frames(self._proc, self._nonce, conn.name)
         self._lock = threading.Lock()
         try:
             self._proc.write(_PROLOGUE.encode())
@@ -137,11 +189,11 @@ class ShellSession:
 
     @contextlib.contextmanager
     def stream(self, command: str, *, shown: str | None = None) -> Iterator[Streamed]:
-        """Run one command line and give its stdout as a stream while it is read: for
+        """Run one command line and give its stdout as a stream while it arrives: for
         outputs that would be large held whole (listings of big folders). Its exit
-        status is known before its output (the shell holds a command's outputs until it
-        ends). Output left unread when the block ends is read and dropped; an exception
-        out of the block ends the session, whose framing it cut short."""
+        status and stderr are known once the block has read the stream to its end (what
+        it leaves unread is read and dropped after it). An exception out of the block
+        ends the session, whose framing it cut short."""
         with self._lock:
             if self.broken:
                 raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
@@ -149,23 +201,24 @@ class ShellSession:
             started = time.monotonic()
             try:
                 try:
-                    self._proc.write(_framed(self._tag, command).encode("utf-8",
-                                                                         "surrogateescape"))
+                    self._proc.write(_framed(self._tag, self._nonce, command).encode(
+                        "utf-8", "surrogateescape"))
                 except OSError as exc:
                     raise ConnectionLost(f"connection lost: {exc}",
                                          host=self.conn.name) from None
-                code, out_len, err_len = _read_header(self._proc, self._tag, self.conn.name)
-                raw = _FrameOutput(self._proc, out_len, self.conn.name)
-                yield Streamed(code, io.BufferedReader(raw, 1 << 16))
-                while raw.read(1 << 20):  # what the block left unread
-                    pass
-                err = raw.take(err_len)
+                pieces = _Pieces(self._frames.stdout(self._tag))
+                streamed = Streamed(io.BufferedReader(pieces, 1 << 16))
+                yield streamed
+                for piece in pieces.rest:  # what the block left unread
+                    pieces.size += len(piece)
+                streamed.returncode, err = self._frames.trailer()
             except BaseException:
                 self._break()
                 raise
         if self.conn.observer is not None:
-            self.conn.observer(shown or command, CommandResult(code, b"", err),
-                               time.monotonic() - started, f"stdout streamed, {out_len} B")
+            self.conn.observer(shown or command, CommandResult(streamed.returncode, b"", err),
+                               time.monotonic() - started,
+                               f"stdout streamed, {pieces.size} B")
 
     def _exchange(self, commands: Sequence[str], lost: str) -> list[CommandResult]:
         """Write the framed commands (from a thread when there are several, so a script
@@ -175,7 +228,7 @@ class ShellSession:
             raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
         first = self._tag + 1
         self._tag += len(commands)
-        script = "".join(_framed(first + i, c) for i, c in enumerate(commands))
+        script = "".join(_framed(first + i, self._nonce, c) for i, c in enumerate(commands))
         data = script.encode("utf-8", "surrogateescape")  # paths as the host spells them
         failed: list[OSError] = []
 
@@ -195,8 +248,7 @@ class ShellSession:
                 writer.start()
             if failed:
                 raise failed[0]
-            results = [_read_frame(self._proc, first + i, self.conn.name)
-                       for i in range(len(commands))]
+            results = [self._frames.result(first + i) for i in range(len(commands))]
             if writer is not None:
                 writer.join()
             if failed:
@@ -233,40 +285,33 @@ class ShellSession:
 
 @dataclass
 class Streamed:
-    """A command run by :meth:`ShellSession.stream`: its exit status and its stdout."""
+    """A command run by :meth:`ShellSession.stream`: its stdout, and its exit status
+    once the stdout is read to its end (-1 until then)."""
 
-    returncode: int
     stdout: IO[bytes]
+    returncode: int = -1
 
 
-class _FrameOutput(io.RawIOBase):
-    """The ``size`` bytes of a frame's stdout, read from the shell as they are asked for."""
+class _Pieces(io.RawIOBase):
+    """A frame's stdout pieces as a readable stream."""
 
-    def __init__(self, proc: Process, size: int, host: str) -> None:
-        self.proc, self.left, self.host = proc, size, host
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self.rest, self.pending, self.size = pieces, b"", 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if not self.left:
-            return 0
-        try:
-            chunk = self.proc.read(min(len(buffer), self.left))
-        except OSError as exc:
-            raise ConnectionLost(f"connection lost while reading a command's output: {exc}",
-                                 host=self.host) from None
-        if not chunk:
-            raise ConnectionLost(f"connection lost while reading a command's output: it "
-                                 f"ended {self.left} bytes early", host=self.host)
-        buffer[:len(chunk)] = chunk
-        self.left -= len(chunk)
-        return len(chunk)
-
-    def take(self, size: int) -> bytes:
-        """The ``size`` bytes after the stdout (the frame's stderr)."""
-        self.left = size
-        return b"".join(iter(lambda: self.read(1 << 20), b""))
+        while not self.pending:
+            piece = next(self.rest, None)
+            if piece is None:
+                return 0
+            self.pending = piece
+            self.size += len(piece)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
 
 
 class ProcessReader:
@@ -344,16 +389,15 @@ def each_file(conn: Connector, paths: Sequence[str],
     broken = None  # raised once the frame is read through: the shell stays usable
     with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
                                             f"{unique[0]})") as res:
-        if res.returncode != 0:
-            broken = f"tar exited {res.returncode} while reading files (is GNU tar installed?)"
-        else:
-            try:
-                with tarfile.open(fileobj=res.stdout, mode="r|") as archive:
-                    for member in archive:
-                        handle = archive.extractfile(member) if member.isfile() else None
-                        if handle is not None and member.name in wanted:
-                            consume(member.name, handle)
-            except tarfile.TarError as exc:
-                broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
+        try:
+            with tarfile.open(fileobj=res.stdout, mode="r|") as archive:
+                for member in archive:
+                    handle = archive.extractfile(member) if member.isfile() else None
+                    if handle is not None and member.name in wanted:
+                        consume(member.name, handle)
+        except tarfile.TarError as exc:
+            broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
+    if res.returncode != 0:  # known once the stream is read; tar's failure explains more
+        broken = f"tar exited {res.returncode} while reading files (is GNU tar installed?)"
     if broken is not None:
         raise HostError(broken, host=conn.name)

@@ -17,10 +17,12 @@ is the bottleneck there (see :mod:`mailplan.connectors.openssh`; ``stream_transp
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Config, Connection
@@ -46,12 +48,28 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
             fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
+class _ChannelOutput(io.RawIOBase):
+    """A channel's stdout as a raw stream: each read returns what has arrived (paramiko's
+    own ``makefile`` waits until the whole size asked for is there)."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._chan = channel
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._chan.recv(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 class SSHProcess(Process):
     """One SSH session channel running one command."""
 
     def __init__(self, channel: paramiko.Channel) -> None:
         self._chan = channel
-        self._out = channel.makefile("rb", 1 << 16)
+        self._out = io.BufferedReader(_ChannelOutput(channel), 1 << 16)
 
     def write(self, data: bytes) -> None:
         try:
@@ -65,7 +83,7 @@ class SSHProcess(Process):
                 self._chan.shutdown_write()  # on a dead transport: nothing left to close
 
     def read(self, size: int = 65536) -> bytes:
-        return self._out.read(size) if size else b""
+        return self._out.read1(size) if size else b""
 
     def readline(self) -> bytes:
         return self._out.readline()
