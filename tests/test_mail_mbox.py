@@ -207,6 +207,18 @@ def test_content_length_never_swallows_next_message():
     assert bodies(data) == [b"\nshort\n", b"A: 2\n\nsecond message\n"]
 
 
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb9", b"\xbc", b"-5", b"5 5", b"0x10"])
+def test_a_content_length_that_is_not_ascii_digits_is_ignored(value):
+    """str.isdigit() accepts the latin-1 superscript digits, which int() refuses: the
+    reader once crashed with ValueError (not a MailboxError) on ``Content-Length: \xb2``."""
+    data = (SEP + b"Subject: a\nContent-Length: " + value + b"\n\nbody\n\n"
+            + SEP + b"Subject: b\n\nx\n")
+    got, _summary = read_mbox(io.BytesIO(data))
+    assert [b for _e, b in got] == [b"Subject: a\n\nbody\n", b"Subject: b\n\nx\n"]
+    starts = [e for e in MboxReader(io.BytesIO(data)) if isinstance(e, MessageStart)]
+    assert [s.content_length for s in starts] == [None, None]
+
+
 # -- arrival time -------------------------------------------------------------------------
 def test_arrival_fallbacks():
     assert read_mbox(io.BytesIO(SEP + b"A: 1\n\nx\n"))[0][0][0].arrival == T2001
