@@ -425,6 +425,33 @@ def test_grep_counts_the_separators_the_reader_finds(tmp_path_factory, lines):
     assert matched == expected, [lines[n - 1] for n in matched ^ expected]
 
 
+def test_a_long_run_of_spaces_after_from_is_body_and_read_in_linear_time():
+    """A body line ``From`` + 1 MB of spaces is not a separator. FROM_LINE's sender was a
+    lazy ``.*?`` before `` +``: it tried the rest once per byte of the run, quadratic
+    (40k spaces: 21 s; 1 MB: hours). Read in a child process under a generous timeout
+    (it takes well under a second), so the old pattern fails instead of hanging."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io\n"
+        "from mailplan.mail.fromline import parse_general\n"
+        "from mailplan.mail.mbox import read_mbox\n"
+        f"sep = {SEP!r}\n"
+        "for tail in (b'x', b'', b' Mon Jan 1 10:00 2001'):\n"
+        "    line = b'From ' + b' ' * (1 << 20) + tail\n"
+        "    found = parse_general(line)\n"
+        "    print(found and len(found.sender), end=' ')\n"
+        "    if found is None:\n"
+        "        got, _ = read_mbox(io.BytesIO(sep + b'A: 1\\n\\n' + line + b'\\nend\\n'))\n"
+        "        print([len(b) for _e, b in got], end=' ')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                         check=True)
+    # with a date after the spaces it is a From_ line with an empty sender
+    assert res.stdout.split() == [b"None", b"[%d]" % ((1 << 20) + 17), b"None",
+                                  b"[%d]" % ((1 << 20) + 16), b"0"]
+
+
 # -- property: a message streamed reads as the same message held whole ------------------
 piece_st = st.sampled_from([
     b"From a@b Mon Jan  1 10:00:00 2001\n", b"From John Smith  Tue Feb 2 9:15 2002\r\n",
