@@ -219,6 +219,21 @@ def test_a_content_length_that_is_not_ascii_digits_is_ignored(value):
     assert [s.content_length for s in starts] == [None, None]
 
 
+@pytest.mark.parametrize("into", [1, 0, -1, 5])  # 0: the ">From" line start, not a From_
+def test_a_content_length_ending_inside_a_line_is_ignored(into):
+    """A wrong length that ends at the ``F`` of a quoted ``>From`` line in the next
+    message (or elsewhere inside that line) is not honoured: the claimed end must be a
+    line start. It once took the next message's From_ line into the first message."""
+    second = SEP + b"Subject: second\n\n>From a@b Mon Jan  1 10:00:00 2001\nsecond body\n"
+    first = b"hello\n\n"
+    length = len(first) + second.index(b">From") + into
+    data = SEP + b"Subject: first\nContent-Length: %d\n\n" % length + first + second
+    want = [b"Subject: first\n\nhello\n",
+            b"Subject: second\n\n>From a@b Mon Jan  1 10:00:00 2001\nsecond body\n"]
+    assert bodies(data) == want
+    assert [b for _e, b in read_mbox(Pipe(data, 7), read_size=7)[0]] == want
+
+
 # -- arrival time -------------------------------------------------------------------------
 def test_arrival_fallbacks():
     assert read_mbox(io.BytesIO(SEP + b"A: 1\n\nx\n"))[0][0][0].arrival == T2001

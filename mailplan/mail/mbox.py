@@ -25,12 +25,14 @@ which is *not* followed by the framing blank line loses that line.
 input and mode always give the same bytes, however the stream's reads are cut.
 
 **Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
-the byte at header end + length is the end of the file or the start of a separator line
-(optionally after one blank line, which is then framing). A wrong value is ignored and the
-separator rule applies, so it never swallows the next message. Checking needs the claimed
-end: on seekable streams it is read by seeking; on pipes only when it lies within
-``lookahead`` bytes, else the header is ignored and :attr:`MboxSummary.warnings` says so.
-When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
+the byte at header end + length is the end of the file or a line start (right after a
+``\\n``) where a separator line begins, optionally after one blank line (which is then
+framing). A wrong value is ignored and the separator rule applies, so it never swallows
+the next message (not even when it ends at the ``F`` of a quoted ``>From`` line). Checking
+needs the claimed end: on seekable streams it is read by seeking; on pipes only when it
+lies within ``lookahead`` bytes, else the header is ignored and
+:attr:`MboxSummary.warnings` says so. When honoured, the body is taken as stored (no mboxrd
+unescaping, no blank-line stripping).
 
 **Header block.** The lines up to and including the first empty line, at most
 ``header_limit`` bytes (1 MiB); beyond that the rest is body. Its bookkeeping headers

@@ -1,11 +1,11 @@
 """Content-Length (Solaris mboxcl2) for the mbox reader: honoured only when the file agrees.
 
 A mixin of :class:`mailplan.mail.mbox.MboxReader` (it works on the reader's buffer): the
-byte at header end + length must be the end of the file or the start of a separator line
-(optionally after one blank line, which is then framing). Checking needs the claimed end:
-on seekable streams it is read by seeking; on pipes only within ``lookahead`` bytes, else
-the header is ignored and the summary says so. When honoured, the body is taken as
-stored (no mboxrd unescaping, no blank-line stripping).
+byte at header end + length must be the end of the file or a line start (right after a
+``\n``) where a separator line begins, optionally after one blank line (which is then
+framing). Checking needs the claimed end: on seekable streams it is read by seeking; on
+pipes only within ``lookahead`` bytes, else the header is ignored and the summary says so.
+When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
 """
 
 from __future__ import annotations
@@ -45,20 +45,29 @@ class ContentLength:
                    digest: hashlib._Hash, internal: bool) -> Iterator[Event]: ...
 
     def _cl_consistent(self, hend: int, length: int) -> bool:
-        """Whether ``length`` bytes after the header block end at EOF or a separator."""
-        probe = self._probe(self._base + hend + length)
+        """Whether ``length`` bytes after the header block end at EOF, or at a line start
+        (right after a ``\\n``) where a separator line begins, optionally after one blank
+        line. A line start is checked: a length ending at the ``F`` of a quoted ``>From``
+        line must not take the next message's From_ line in."""
+        # from the claimed end's previous byte (the header block's last when length is 0)
+        probe = self._probe(self._base + hend + length - 1)
         if probe is None:
             self.summary.warnings.append(
                 f"Content-Length at offset {self._base + hend} not checked (beyond lookahead "
                 "on a non-seekable stream); separators used instead")
             return False
-        if probe is False:
+        if not probe:  # False, or the file ends before the claimed end
+            return False
+        after = probe[1:]
+        if after == b"" and len(probe) < 4096:
+            return True  # the end of the file
+        if probe[0] != 0x0A:  # "\n": not a line start
             return False
         for lead in (b"", b"\n", b"\r\n"):
-            if not probe.startswith(lead):
+            if not after.startswith(lead):
                 continue
-            rest = probe[len(lead):]
-            if rest == b"" and len(probe) < 4096:
+            rest = after[len(lead):]
+            if lead and rest == b"" and len(probe) < 4096:
                 return True
             nl = rest.find(b"\n")
             line = rest if nl < 0 else rest[:nl]
