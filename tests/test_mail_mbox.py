@@ -234,6 +234,24 @@ def test_a_content_length_ending_inside_a_line_is_ignored(into):
     assert [b for _e, b in read_mbox(Pipe(data, 7), read_size=7)[0]] == want
 
 
+@pytest.mark.parametrize("skip", [0, 3])
+def test_a_resumed_read_checks_a_content_length_in_the_stream_not_at_the_file_offset(skip):
+    """A read resumed at ``offset`` over a seekable stream that holds the file's tail
+    (or that is already ``skip`` bytes in) checks a Content-Length reaching past the
+    buffer by seeking in that stream: it once seeked to the file offset, read the wrong
+    bytes and split the message at its body's From_ line."""
+    m1 = SEP + b"Subject: one\n\n" + b"p" * 20_000 + b"\n\n"
+    body = BODY_WITH_FROM + b"line\n" * 8000
+    m2 = SEP + b"Subject: two\nContent-Length: %d\n\n" % len(body) + body
+    tail = b"\n" + SEP + b"Subject: three\n\ny\n"
+    stream = io.BytesIO(b"x" * skip + m2 + tail)
+    stream.seek(skip)
+    got, _summary = read_mbox(stream, offset=len(m1), read_size=4096)
+    whole, _summary = read_mbox(io.BytesIO(m1 + m2 + tail), read_size=4096)
+    assert [b for _e, b in got] == [b"Subject: two\n\n" + body, b"Subject: three\n\ny\n"]
+    assert [(e.start, e.end, b) for e, b in got] == [(e.start, e.end, b) for e, b in whole[1:]]
+
+
 # -- arrival time -------------------------------------------------------------------------
 def test_arrival_fallbacks():
     assert read_mbox(io.BytesIO(SEP + b"A: 1\n\nx\n"))[0][0][0].arrival == T2001

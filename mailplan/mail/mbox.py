@@ -67,7 +67,7 @@ from collections.abc import Iterator
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import FromLine, header_date, parse_from_line
 from mailplan.mail.maildir import DIGEST_RE
-from mailplan.mail.mboxcl import ContentLength, _seekable
+from mailplan.mail.mboxcl import ContentLength, _stream_shift
 from mailplan.mail.mboxtypes import (
     Event,
     MailboxError,
@@ -128,7 +128,9 @@ class MboxReader(ContentLength):
         self._buf = b""
         self._base = offset  # file offset of _buf[0]
         self._eof = False
-        self._seekable = _seekable(stream)
+        shift = _stream_shift(stream, offset)
+        self._seekable = shift is not None
+        self._shift = shift or 0
         self._index = 0
         # the last line parsed: file offsets of its start and end, and what it is. The
         # separator that ended a message starts the next, which takes it from here

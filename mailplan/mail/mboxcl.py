@@ -34,6 +34,7 @@ class ContentLength:
     _base: int
     _eof: bool
     _seekable: bool
+    _shift: int  # a seekable stream's position of a file offset X is X + _shift
 
     if TYPE_CHECKING:
         def _fill(self, pos: int) -> bool: ...
@@ -81,7 +82,8 @@ class ContentLength:
         rel = target - self._base
         while rel + 4096 > len(self._buf) and not self._eof:
             if self._seekable:
-                return _seek_read(self.stream, target, self._base + len(self._buf))
+                return _seek_read(self.stream, target + self._shift,
+                                  self._base + len(self._buf) + self._shift)
             if len(self._buf) > self.lookahead:
                 return None
             self._fill(0)  # sets _eof at the end of the stream
@@ -132,14 +134,21 @@ class ContentLength:
         return (yield from self._close(head, start, nxt, size, digest, internal))
 
 
-def _seekable(stream: object) -> bool:
+def _stream_shift(stream: object, offset: int) -> int | None:
+    """For a seekable stream read from file ``offset`` on: its position minus the file
+    offset (the stream may hold only the file's tail, as a resumed read's does); None
+    when it cannot seek (then it is read, never seeked)."""
     try:
-        return bool(stream.seekable()) and hasattr(stream, "tell")  # type: ignore[attr-defined]
+        if not stream.seekable() or not hasattr(stream, "tell"):  # type: ignore[attr-defined]
+            return None
+        return int(stream.tell()) - offset  # type: ignore[attr-defined]
     except (AttributeError, OSError, ValueError):
-        return False
+        return None
 
 
 def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
+    """Up to 4 KiB at stream position ``target`` (False past the end), then back to
+    ``resume``."""
     size = stream.seek(0, 2)  # type: ignore[attr-defined]
     if target > size:
         stream.seek(resume)  # type: ignore[attr-defined]
