@@ -148,6 +148,24 @@ def test_from_quoting_kept_by_default_and_unescaped_in_mboxrd():
     assert bodies(data, mboxrd=True) == [b"A: 1\n\nFrom x\n>From y\n> From z\nab>From\n"]
 
 
+@pytest.mark.parametrize("message,want", [
+    (b">From x\nline2\n", b"From x\nline2\n"),                  # no empty line: all header
+    (b">From x\nA: 1\n\n>From y\n", b"From x\nA: 1\n\nFrom y\n"),  # in the header block
+    (b"A: 1\n>>From x\n\nb\n", b"A: 1\n>From x\n\nb\n"),
+])
+@pytest.mark.parametrize("read_size", [1, 1 << 16])
+@pytest.mark.parametrize("header_limit", [6, 1 << 20])
+def test_mboxrd_unescapes_every_line_of_the_message(message, want, read_size, header_limit):
+    """mboxrd quotes every line of a message, header block included: a message without an
+    empty line (all of it header block) once kept its ``>From`` lines quoted. Streamed
+    (9 KB and more, reads of a byte) or held whole, the bytes are the same."""
+    filler = b"z" * 9000 + b"\n"
+    data = SEP + message + filler + b"\n" + SEP + b"A: 2\n\n>From z\n"
+    got, _summary = read_mbox(Pipe(data, read_size), read_size=read_size, mboxrd=True,
+                              header_limit=header_limit)
+    assert [b for _e, b in got] == [want + filler, b"A: 2\n\nFrom z\n"]
+
+
 # -- bookkeeping headers and flags --------------------------------------------------------
 @pytest.mark.parametrize("headers,flags,subdir", [
     (b"", "", "new"),

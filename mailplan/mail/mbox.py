@@ -21,8 +21,9 @@ which is *not* followed by the framing blank line loses that line.
 
 **``>From`` escaping.** By default message bytes are kept as stored (``>From `` stays
 ``>From ``): mboxo quoting cannot be undone without guessing. ``mboxrd=True`` removes one
-``>`` from every line matching ``^>+From `` (up to :data:`MAX_QUOTES` ``>``). The same
-input and mode always give the same bytes, however the stream's reads are cut.
+``>`` from every line of the message matching ``^>+From `` (up to :data:`MAX_QUOTES`
+``>``), in the header block too (a message with no empty line is all header block). The
+same input and mode always give the same bytes, however the stream's reads are cut.
 
 **Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
 the byte at header end + length is the end of the file or a line start (right after a
@@ -325,7 +326,10 @@ class MboxReader(ContentLength):
             hend = seg_end
         body = buf[hend:seg_end]
         if self.mboxrd:
-            body = _unescape(body, True)
+            # a header block cut mid-line (a first line longer than header_limit, which
+            # is at least MAX_QUOTES + 5 by default) goes on in the body, not at a line start
+            headers = _unescape(headers, True)
+            body = _unescape(body, buf[hend - 1:hend] == b"\n")
         next_pos = nxt
         if self._is_internal(headers):
             self.summary.skipped_internal += 1
@@ -350,6 +354,9 @@ class MboxReader(ContentLength):
         if cl is not None and self._cl_consistent(hend, cl):
             return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
                                                 hend + cl))
+        bol = self._buf[hend - 1:hend] == b"\n"  # the header block may end mid-line
+        if self.mboxrd:
+            headers = _unescape(headers, True)
         internal = self._is_internal(headers)
         head = self._head(headers, sep, start, state)
         digest = hashlib.sha256(headers)
@@ -358,7 +365,7 @@ class MboxReader(ContentLength):
             yield head
         # i: the first byte not sent yet; lo: where the message starts (negative once
         # its start left the buffer), so the framing check sees what _whole sees
-        i, lo, bol = hend, hstart, True
+        i, lo = hend, hstart
         while True:
             nxt = self._next_separator(max(i - 1, 0))
             if isinstance(nxt, int) and nxt is not False:
