@@ -75,30 +75,66 @@ def test_default_utc_offset_for_zoneless_dates():
     assert parse_from_line(SEP[:-1], 3600).timestamp == T2001 - 3600
 
 
-@settings(max_examples=300)
-@given(mday=st.integers(0, 99), mon=st.sampled_from(list(calendar.month_abbr)[1:]),
+@settings(max_examples=500)
+@given(mday=st.one_of(st.integers(1, 31), st.integers(0, 99)),
+       mon=st.sampled_from(list(calendar.month_abbr)[1:]),
        year=st.one_of(st.integers(0, 99).map(lambda y: f"{y:02d}"),
+                      st.integers(1965, 2105).map(str),
                       st.integers(0, 9999).map(lambda y: f"{y:04d}")),
-       hms=st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+       hms=st.one_of(st.tuples(st.integers(0, 23), st.integers(0, 59), st.integers(0, 60)),
+                     st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99))),
        seconds=st.booleans(), zone=st.sampled_from(["", "EST", "MET DST", "-0330", "UTC"]),
        offset=st.sampled_from([0, 3600, -18000]))
-def test_from_dates_equal_the_stdlib_reading_of_the_whole_date(mday, mon, year, hms, seconds,
-                                                               zone, offset):
-    """The per-day cache is exact: the timestamp is what ``email.utils.parsedate_tz`` makes
-    of the line's whole date (two-digit years, out-of-range fields, zones, bad years)."""
+def test_from_dates_in_range_are_the_stdlib_reading_and_others_no_date(mday, mon, year, hms,
+                                                                       seconds, zone, offset):
+    """A From_ date whose fields are in range is what ``email.utils.parsedate_tz`` makes of
+    the line's whole date (two-digit years, zones; the per-day cache is exact). One out of
+    range is no date (None: the arrival falls back to the Date: header, then the mtime),
+    not the other date the stdlib rolls it over to (Feb 30 -> Mar 2, Jan 99, 99:99:99)
+    nor a year it misreads (0050 -> 2050, 9999). The line is a separator either way. A
+    leap second (60) reads as 59, the same minute."""
     time = f"{hms[0]}:{hms[1]:02d}" + (f":{hms[2]:02d}" if seconds else "")
     line = f"From a@b Mon {mon} {mday} {time} {zone} {year}".replace("  ", " ")
     parsed = parse_from_line(line.encode(), offset)
     assert parsed is not None
-    stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:"
-                                      f"{hms[2] if seconds else 0}")
+    full_year = int(year) + (0 if len(year) == 4 else 1900 if int(year) > 68 else 2000)
+    month = list(calendar.month_abbr).index(mon)
+    if not (1970 <= full_year <= 2100 and 1 <= mday <= calendar.monthrange(full_year, month)[1]
+            and hms[0] <= 23 and hms[1] <= 59 and (hms[2] <= 60 or not seconds)):
+        assert parsed.timestamp is None
+        return
+    second = min(hms[2], 59) if seconds else 0
+    stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:{second}")
     zoned = email.utils.parsedate_tz(f"{mday} {mon} {year} 0:0:0 {zone.split(' ')[0]}")
     known = zone and (zoned[9] or zone == "UTC")
-    try:
-        want = float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
-    except (OverflowError, ValueError):
-        want = None
-    assert parsed.timestamp == want
+    assert parsed.timestamp == float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
+
+
+@pytest.mark.parametrize("line", [
+    b"From a@b Mon Feb 30 10:00:00 2001", b"From a@b Mon Jan 99 10:00:00 2001",
+    b"From a@b Mon Jan 1 99:99:99 2001", b"From a@b Mon Jan 1 24:00 2001",
+    b"From a@b Mon Jan  1 10:00:00 0050", b"From a@b Mon Jan  1 10:00:00 9999",
+    b"From a@b Mon Jan  1 10:00:00 EST 0001",
+])
+def test_a_from_date_out_of_range_falls_back_to_the_date_header(line):
+    """The line still separates messages; its date is no date, so the Date: header gives
+    the arrival time (Feb 30 was read as Mar 2 even with a valid Date: header)."""
+    data = line + b"\nDate: Tue, 2 Jan 2001 10:00:00 +0000\n\nx\n\n" + line + b"\nA: 2\n\ny\n"
+    got, _summary = read_mbox(io.BytesIO(data), mtime=7.0)
+    assert [(e.arrival, b[-2:]) for e, b in got] == [(T2001 + 86400, b"x\n"), (7.0, b"y\n")]
+
+
+@pytest.mark.parametrize("value", [b"Tue, 30 Feb 2001 10:00:00 +0000",
+                                   b"Tue, 2 Jan 0050 10:00:00 +0000",
+                                   b"Tue, 2 Jan 9999 10:00:00 +0000",
+                                   b"Tue, 2 Jan 1900 10:00:00 +0000"])
+def test_a_date_header_out_of_range_is_no_date(value):
+    from mailplan.mail.fromline import header_date
+
+    assert header_date(b"Date: " + value + b"\n") is None
+    assert header_date(b"Date: " + value.replace(b"30 Feb", b"2 Jan")
+                       .replace(b" 0050 ", b" 2001 ").replace(b" 9999 ", b" 2001 ")
+                       .replace(b" 1900 ", b" 2001 ") + b"\n") == T2001 + 86400
 
 
 # -- message boundaries and framing ----------------------------------------------------
