@@ -626,6 +626,26 @@ def test_a_from_line_arriving_in_pieces_after_a_streamed_message_still_separates
     assert summary.messages == 2
 
 
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("cut", [None, 1000, 4090, 4500, 5000])
+def test_a_from_line_longer_than_4_kib_is_never_a_separator(big, cut):
+    """A From_ line over MAX_LINE (4096 bytes without its line end) is body, however the
+    reads are cut and whether the message before it is held whole or (past 1 MiB)
+    streamed: it was a separator when the buffer happened to hold it whole and body when
+    a read ended more than 4 KiB into it. One of 4096 bytes is a separator."""
+    from mailplan.mail.fromline import MAX_LINE
+
+    date = b" Mon Jan  1 10:00:00 2001"
+    first = SEP + b"A: 1\n\n" + b"x" * (1_200_000 if big else 100) + b"\n"
+    for size, parts in ((MAX_LINE + 1, 1), (MAX_LINE, 2), (20_000, 1)):
+        line = b"From " + b"s" * (size - 5 - len(date)) + date
+        data = first + line + b"\nA: 2\n\ny\n"
+        cuts = [] if cut is None else [len(first) + cut, len(first) + cut + 1]
+        got, _summary = read_mbox(Chunked(data, cuts), read_size=4096)
+        assert len(got) == parts
+        assert b"".join(b for _e, b in got[1:]) == (b"A: 2\n\ny\n" if parts == 2 else b"")
+
+
 @pytest.mark.parametrize("cut", [1, 10, 20, 30, 33])
 def test_an_mboxrd_quote_cut_by_a_read_in_a_streamed_message_is_still_undone(cut):
     """In a streamed message, a deeply quoted ``>From`` line whose start a read cuts

@@ -15,7 +15,10 @@ of file). The sender may be empty, contain spaces or non-ASCII bytes; the separa
 spaces may be longer than one (``From a  Mon Jan  1 ...``); the day may be unpadded; the
 zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after the year.
 A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
-not need a blank line before it (mail.local writes one, but real files lack it).
+not need a blank line before it (mail.local writes one, but real files lack it). A line
+longer than :data:`MAX_LINE` (4096 bytes without its ``\\n``) is never a separator: a reader
+must decide without holding a line of any length (:data:`FROM_LINE_ERE` has no such bound,
+so ``grep`` counts such a line; no mailer writes one).
 
 **Dates.** A From_ date without a zone, or with a zone name the stdlib does not know, is
 read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default). A
@@ -57,12 +60,15 @@ FROM_LINE = re.compile(
 _COMMON = re.compile(
     rb"From ([^ ]+) +(?:" + _DAY + rb"),? +(" + _MON + rb") +(\d{1,2}) +(\d{1,2}):(\d{2})"
     rb"(?::(\d{2}))? +(\d{4}|\d{2}) *\r?")  # groups by position: names cost 0.6 us a line
+#: the longest line (without its ``\\n``) that may be a separator
+MAX_LINE = 4096
 _UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
 #: the years a From_ or Date: date may have; a date outside them is no date
 YEARS = range(1970, 2101)
 #: The same rule as a POSIX extended regular expression, for ``grep -E`` on the source
 #: (counting a mailbox's separators where it is, in C locale, without reading it here;
-#: the tests check both patterns agree). The trailing CR is a literal byte.
+#: the tests check both patterns agree). The trailing CR is a literal byte. It does not
+#: bound the line's length (MAX_LINE): a From_ line over 4 KiB is counted, not read as one.
 _ERE_ZONE = "([A-Za-z]{1,5}|[+-][0-9]{4})"
 FROM_LINE_ERE = (
     "^From .* +(Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|"
@@ -81,6 +87,8 @@ class FromLine(NamedTuple):
 
 def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
     """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
+    if len(line) > MAX_LINE:
+        return None
     c = _COMMON.fullmatch(line)
     if c is not None:
         sender, mon, mday, h, mi, sec, year = c.groups()

@@ -66,7 +66,7 @@ import re
 from collections.abc import Iterator
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
-from mailplan.mail.fromline import FromLine, header_date, parse_from_line
+from mailplan.mail.fromline import MAX_LINE, FromLine, header_date, parse_from_line
 from mailplan.mail.maildir import DIGEST_RE
 from mailplan.mail.mboxcl import ContentLength, _stream_shift
 from mailplan.mail.mboxtypes import (
@@ -170,7 +170,7 @@ class MboxReader(ContentLength):
             return found
         end = self._line_end(i)
         if end is None:
-            return None if len(self._buf) - i > 4096 else False
+            return None if len(self._buf) - i > MAX_LINE else False
         line = self._buf[i:end]
         if line.endswith(b"\n"):
             line = line[:-1]

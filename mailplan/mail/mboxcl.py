@@ -15,11 +15,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from mailplan.mail.bookkeeping import _State
-from mailplan.mail.fromline import FromLine, parse_from_line
+from mailplan.mail.fromline import MAX_LINE, FromLine, parse_from_line
 from mailplan.mail.mboxtypes import Event, MboxSummary
 
 if TYPE_CHECKING:
     from mailplan.mail.mboxtypes import MessageStart, Readable
+
+
+# what is looked at the claimed end: the byte before it, a blank line and a whole From_ line
+_PROBE = 2 * MAX_LINE
 
 
 class ContentLength:
@@ -60,7 +64,8 @@ class ContentLength:
         if not probe:  # False, or the file ends before the claimed end
             return False
         after = probe[1:]
-        if after == b"" and len(probe) < 4096:
+        at_eof = len(probe) < _PROBE  # the probe holds the rest of the file
+        if after == b"" and at_eof:
             return True  # the end of the file
         if probe[0] != 0x0A:  # "\n": not a line start
             return False
@@ -68,19 +73,21 @@ class ContentLength:
             if not after.startswith(lead):
                 continue
             rest = after[len(lead):]
-            if lead and rest == b"" and len(probe) < 4096:
+            if lead and rest == b"" and at_eof:
                 return True
             nl = rest.find(b"\n")
+            if nl < 0 and not at_eof:
+                continue  # longer than the probe: longer than MAX_LINE, not a separator
             line = rest if nl < 0 else rest[:nl]
             if line.startswith(b"From ") and parse_from_line(line, self.tz):
                 return True
         return False
 
     def _probe(self, target: int) -> bytes | None | bool:
-        """Up to 4 KiB at absolute offset ``target``: None if it cannot be looked at,
-        False if the file is shorter than ``target``."""
+        """Up to ``_PROBE`` bytes at absolute offset ``target``: None if it cannot be
+        looked at, False if the file is shorter than ``target``."""
         rel = target - self._base
-        while rel + 4096 > len(self._buf) and not self._eof:
+        while rel + _PROBE > len(self._buf) and not self._eof:
             if self._seekable:
                 return _seek_read(self.stream, target + self._shift,
                                   self._base + len(self._buf) + self._shift)
@@ -89,7 +96,7 @@ class ContentLength:
             self._fill(0)  # sets _eof at the end of the stream
         if rel > len(self._buf):
             return False
-        return self._buf[rel:rel + 4096]
+        return self._buf[rel:rel + _PROBE]
 
     def _after_cl(self, body_end: int) -> int:
         for lead in (b"\n", b"\r\n"):
@@ -127,7 +134,7 @@ class ContentLength:
                 i = len(self._buf)
                 break
             i = 0
-        while len(self._buf) - i < 4096 and not self._eof:
+        while len(self._buf) - i < _PROBE and not self._eof:  # the next From_ line, whole
             self._fill(i)
             i = 0
         nxt = self._after_cl(i)
@@ -147,16 +154,16 @@ def _stream_shift(stream: object, offset: int) -> int | None:
 
 
 def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
-    """Up to 4 KiB at stream position ``target`` (False past the end), then back to
-    ``resume``."""
+    """Up to ``_PROBE`` bytes at stream position ``target`` (False past the end), then
+    back to ``resume``."""
     size = stream.seek(0, 2)  # type: ignore[attr-defined]
     if target > size:
         stream.seek(resume)  # type: ignore[attr-defined]
         return False
     stream.seek(target)  # type: ignore[attr-defined]
     data = b""
-    while len(data) < 4096:  # a read may return less than asked before the end
-        more = stream.read(4096 - len(data))  # type: ignore[attr-defined]
+    while len(data) < _PROBE:  # a read may return less than asked before the end
+        more = stream.read(_PROBE - len(data))  # type: ignore[attr-defined]
         if not more:
             break
         data += more
