@@ -326,8 +326,9 @@ class MboxReader(ContentLength):
             hend = seg_end
         body = buf[hend:seg_end]
         if self.mboxrd:
-            # a header block cut mid-line (a first line longer than header_limit, which
-            # is at least MAX_QUOTES + 5 by default) goes on in the body, not at a line start
+            # a header block cut mid-line (a first line longer than header_limit) goes on
+            # in the body, not at a line start; the default limit (1 MiB) never cuts a
+            # quote (at most MAX_QUOTES + 5 bytes)
             headers = _unescape(headers, True)
             body = _unescape(body, buf[hend - 1:hend] == b"\n")
         next_pos = nxt
