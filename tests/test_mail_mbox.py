@@ -75,30 +75,66 @@ def test_default_utc_offset_for_zoneless_dates():
     assert parse_from_line(SEP[:-1], 3600).timestamp == T2001 - 3600
 
 
-@settings(max_examples=300)
-@given(mday=st.integers(0, 99), mon=st.sampled_from(list(calendar.month_abbr)[1:]),
+@settings(max_examples=500)
+@given(mday=st.one_of(st.integers(1, 31), st.integers(0, 99)),
+       mon=st.sampled_from(list(calendar.month_abbr)[1:]),
        year=st.one_of(st.integers(0, 99).map(lambda y: f"{y:02d}"),
+                      st.integers(1965, 2105).map(str),
                       st.integers(0, 9999).map(lambda y: f"{y:04d}")),
-       hms=st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+       hms=st.one_of(st.tuples(st.integers(0, 23), st.integers(0, 59), st.integers(0, 60)),
+                     st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99))),
        seconds=st.booleans(), zone=st.sampled_from(["", "EST", "MET DST", "-0330", "UTC"]),
        offset=st.sampled_from([0, 3600, -18000]))
-def test_from_dates_equal_the_stdlib_reading_of_the_whole_date(mday, mon, year, hms, seconds,
-                                                               zone, offset):
-    """The per-day cache is exact: the timestamp is what ``email.utils.parsedate_tz`` makes
-    of the line's whole date (two-digit years, out-of-range fields, zones, bad years)."""
+def test_from_dates_in_range_are_the_stdlib_reading_and_others_no_date(mday, mon, year, hms,
+                                                                       seconds, zone, offset):
+    """A From_ date whose fields are in range is what ``email.utils.parsedate_tz`` makes of
+    the line's whole date (two-digit years, zones; the per-day cache is exact). One out of
+    range is no date (None: the arrival falls back to the Date: header, then the mtime),
+    not the other date the stdlib rolls it over to (Feb 30 -> Mar 2, Jan 99, 99:99:99)
+    nor a year it misreads (0050 -> 2050, 9999). The line is a separator either way. A
+    leap second (60) reads as 59, the same minute."""
     time = f"{hms[0]}:{hms[1]:02d}" + (f":{hms[2]:02d}" if seconds else "")
     line = f"From a@b Mon {mon} {mday} {time} {zone} {year}".replace("  ", " ")
     parsed = parse_from_line(line.encode(), offset)
     assert parsed is not None
-    stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:"
-                                      f"{hms[2] if seconds else 0}")
+    full_year = int(year) + (0 if len(year) == 4 else 1900 if int(year) > 68 else 2000)
+    month = list(calendar.month_abbr).index(mon)
+    if not (1970 <= full_year <= 2100 and 1 <= mday <= calendar.monthrange(full_year, month)[1]
+            and hms[0] <= 23 and hms[1] <= 59 and (hms[2] <= 60 or not seconds)):
+        assert parsed.timestamp is None
+        return
+    second = min(hms[2], 59) if seconds else 0
+    stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:{second}")
     zoned = email.utils.parsedate_tz(f"{mday} {mon} {year} 0:0:0 {zone.split(' ')[0]}")
     known = zone and (zoned[9] or zone == "UTC")
-    try:
-        want = float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
-    except (OverflowError, ValueError):
-        want = None
-    assert parsed.timestamp == want
+    assert parsed.timestamp == float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
+
+
+@pytest.mark.parametrize("line", [
+    b"From a@b Mon Feb 30 10:00:00 2001", b"From a@b Mon Jan 99 10:00:00 2001",
+    b"From a@b Mon Jan 1 99:99:99 2001", b"From a@b Mon Jan 1 24:00 2001",
+    b"From a@b Mon Jan  1 10:00:00 0050", b"From a@b Mon Jan  1 10:00:00 9999",
+    b"From a@b Mon Jan  1 10:00:00 EST 0001",
+])
+def test_a_from_date_out_of_range_falls_back_to_the_date_header(line):
+    """The line still separates messages; its date is no date, so the Date: header gives
+    the arrival time (Feb 30 was read as Mar 2 even with a valid Date: header)."""
+    data = line + b"\nDate: Tue, 2 Jan 2001 10:00:00 +0000\n\nx\n\n" + line + b"\nA: 2\n\ny\n"
+    got, _summary = read_mbox(io.BytesIO(data), mtime=7.0)
+    assert [(e.arrival, b[-2:]) for e, b in got] == [(T2001 + 86400, b"x\n"), (7.0, b"y\n")]
+
+
+@pytest.mark.parametrize("value", [b"Tue, 30 Feb 2001 10:00:00 +0000",
+                                   b"Tue, 2 Jan 0050 10:00:00 +0000",
+                                   b"Tue, 2 Jan 9999 10:00:00 +0000",
+                                   b"Tue, 2 Jan 1900 10:00:00 +0000"])
+def test_a_date_header_out_of_range_is_no_date(value):
+    from mailplan.mail.fromline import header_date
+
+    assert header_date(b"Date: " + value + b"\n") is None
+    assert header_date(b"Date: " + value.replace(b"30 Feb", b"2 Jan")
+                       .replace(b" 0050 ", b" 2001 ").replace(b" 9999 ", b" 2001 ")
+                       .replace(b" 1900 ", b" 2001 ") + b"\n") == T2001 + 86400
 
 
 # -- message boundaries and framing ----------------------------------------------------
@@ -146,6 +182,24 @@ def test_from_quoting_kept_by_default_and_unescaped_in_mboxrd():
     data = SEP + b"A: 1\n\n>From x\n>>From y\n> From z\nab>From\n"
     assert bodies(data) == [b"A: 1\n\n>From x\n>>From y\n> From z\nab>From\n"]
     assert bodies(data, mboxrd=True) == [b"A: 1\n\nFrom x\n>From y\n> From z\nab>From\n"]
+
+
+@pytest.mark.parametrize("message,want", [
+    (b">From x\nline2\n", b"From x\nline2\n"),                  # no empty line: all header
+    (b">From x\nA: 1\n\n>From y\n", b"From x\nA: 1\n\nFrom y\n"),  # in the header block
+    (b"A: 1\n>>From x\n\nb\n", b"A: 1\n>From x\n\nb\n"),
+])
+@pytest.mark.parametrize("read_size", [1, 1 << 16])
+@pytest.mark.parametrize("header_limit", [6, 1 << 20])
+def test_mboxrd_unescapes_every_line_of_the_message(message, want, read_size, header_limit):
+    """mboxrd quotes every line of a message, header block included: a message without an
+    empty line (all of it header block) once kept its ``>From`` lines quoted. Streamed
+    (9 KB and more, reads of a byte) or held whole, the bytes are the same."""
+    filler = b"z" * 9000 + b"\n"
+    data = SEP + message + filler + b"\n" + SEP + b"A: 2\n\n>From z\n"
+    got, _summary = read_mbox(Pipe(data, read_size), read_size=read_size, mboxrd=True,
+                              header_limit=header_limit)
+    assert [b for _e, b in got] == [want + filler, b"A: 2\n\nFrom z\n"]
 
 
 # -- bookkeeping headers and flags --------------------------------------------------------
@@ -205,6 +259,51 @@ def test_content_length(length, tail, expected):
 def test_content_length_never_swallows_next_message():
     data = SEP + b"Content-Length: 40\n\nshort\n\n" + SEP + b"A: 2\n\nsecond message\n"
     assert bodies(data) == [b"\nshort\n", b"A: 2\n\nsecond message\n"]
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb9", b"\xbc", b"-5", b"5 5", b"0x10"])
+def test_a_content_length_that_is_not_ascii_digits_is_ignored(value):
+    """str.isdigit() accepts the latin-1 superscript digits, which int() refuses: the
+    reader once crashed with ValueError (not a MailboxError) on ``Content-Length: \xb2``."""
+    data = (SEP + b"Subject: a\nContent-Length: " + value + b"\n\nbody\n\n"
+            + SEP + b"Subject: b\n\nx\n")
+    got, _summary = read_mbox(io.BytesIO(data))
+    assert [b for _e, b in got] == [b"Subject: a\n\nbody\n", b"Subject: b\n\nx\n"]
+    starts = [e for e in MboxReader(io.BytesIO(data)) if isinstance(e, MessageStart)]
+    assert [s.content_length for s in starts] == [None, None]
+
+
+@pytest.mark.parametrize("into", [1, 0, -1, 5])  # 0: the ">From" line start, not a From_
+def test_a_content_length_ending_inside_a_line_is_ignored(into):
+    """A wrong length that ends at the ``F`` of a quoted ``>From`` line in the next
+    message (or elsewhere inside that line) is not honoured: the claimed end must be a
+    line start. It once took the next message's From_ line into the first message."""
+    second = SEP + b"Subject: second\n\n>From a@b Mon Jan  1 10:00:00 2001\nsecond body\n"
+    first = b"hello\n\n"
+    length = len(first) + second.index(b">From") + into
+    data = SEP + b"Subject: first\nContent-Length: %d\n\n" % length + first + second
+    want = [b"Subject: first\n\nhello\n",
+            b"Subject: second\n\n>From a@b Mon Jan  1 10:00:00 2001\nsecond body\n"]
+    assert bodies(data) == want
+    assert [b for _e, b in read_mbox(Pipe(data, 7), read_size=7)[0]] == want
+
+
+@pytest.mark.parametrize("skip", [0, 3])
+def test_a_resumed_read_checks_a_content_length_in_the_stream_not_at_the_file_offset(skip):
+    """A read resumed at ``offset`` over a seekable stream that holds the file's tail
+    (or that is already ``skip`` bytes in) checks a Content-Length reaching past the
+    buffer by seeking in that stream: it once seeked to the file offset, read the wrong
+    bytes and split the message at its body's From_ line."""
+    m1 = SEP + b"Subject: one\n\n" + b"p" * 20_000 + b"\n\n"
+    body = BODY_WITH_FROM + b"line\n" * 8000
+    m2 = SEP + b"Subject: two\nContent-Length: %d\n\n" % len(body) + body
+    tail = b"\n" + SEP + b"Subject: three\n\ny\n"
+    stream = io.BytesIO(b"x" * skip + m2 + tail)
+    stream.seek(skip)
+    got, _summary = read_mbox(stream, offset=len(m1), read_size=4096)
+    whole, _summary = read_mbox(io.BytesIO(m1 + m2 + tail), read_size=4096)
+    assert [b for _e, b in got] == [b"Subject: two\n\n" + body, b"Subject: three\n\ny\n"]
+    assert [(e.start, e.end, b) for e, b in got] == [(e.start, e.end, b) for e, b in whole[1:]]
 
 
 # -- arrival time -------------------------------------------------------------------------
@@ -413,6 +512,33 @@ def test_grep_counts_the_separators_the_reader_finds(tmp_path_factory, lines):
     assert matched == expected, [lines[n - 1] for n in matched ^ expected]
 
 
+def test_a_long_run_of_spaces_after_from_is_body_and_read_in_linear_time():
+    """A body line ``From`` + 1 MB of spaces is not a separator. FROM_LINE's sender was a
+    lazy ``.*?`` before `` +``: it tried the rest once per byte of the run, quadratic
+    (40k spaces: 21 s; 1 MB: hours). Read in a child process under a generous timeout
+    (it takes well under a second), so the old pattern fails instead of hanging."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io\n"
+        "from mailplan.mail.fromline import parse_general\n"
+        "from mailplan.mail.mbox import read_mbox\n"
+        f"sep = {SEP!r}\n"
+        "for tail in (b'x', b'', b' Mon Jan 1 10:00 2001'):\n"
+        "    line = b'From ' + b' ' * (1 << 20) + tail\n"
+        "    found = parse_general(line)\n"
+        "    print(found and len(found.sender), end=' ')\n"
+        "    if found is None:\n"
+        "        got, _ = read_mbox(io.BytesIO(sep + b'A: 1\\n\\n' + line + b'\\nend\\n'))\n"
+        "        print([len(b) for _e, b in got], end=' ')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                         check=True)
+    # with a date after the spaces it is a From_ line with an empty sender
+    assert res.stdout.split() == [b"None", b"[%d]" % ((1 << 20) + 17), b"None",
+                                  b"[%d]" % ((1 << 20) + 16), b"0"]
+
+
 # -- property: a message streamed reads as the same message held whole ------------------
 piece_st = st.sampled_from([
     b"From a@b Mon Jan  1 10:00:00 2001\n", b"From John Smith  Tue Feb 2 9:15 2002\r\n",
@@ -498,6 +624,26 @@ def test_a_from_line_arriving_in_pieces_after_a_streamed_message_still_separates
     got, summary = read_mbox(Chunked(data, [at - 1, at + split, at + split + 3]))
     assert [b for _e, b in got] == [big, second]
     assert summary.messages == 2
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("cut", [None, 1000, 4090, 4500, 5000])
+def test_a_from_line_longer_than_4_kib_is_never_a_separator(big, cut):
+    """A From_ line over MAX_LINE (4096 bytes without its line end) is body, however the
+    reads are cut and whether the message before it is held whole or (past 1 MiB)
+    streamed: it was a separator when the buffer happened to hold it whole and body when
+    a read ended more than 4 KiB into it. One of 4096 bytes is a separator."""
+    from mailplan.mail.fromline import MAX_LINE
+
+    date = b" Mon Jan  1 10:00:00 2001"
+    first = SEP + b"A: 1\n\n" + b"x" * (1_200_000 if big else 100) + b"\n"
+    for size, parts in ((MAX_LINE + 1, 1), (MAX_LINE, 2), (20_000, 1)):
+        line = b"From " + b"s" * (size - 5 - len(date)) + date
+        data = first + line + b"\nA: 2\n\ny\n"
+        cuts = [] if cut is None else [len(first) + cut, len(first) + cut + 1]
+        got, _summary = read_mbox(Chunked(data, cuts), read_size=4096)
+        assert len(got) == parts
+        assert b"".join(b for _e, b in got[1:]) == (b"A: 2\n\ny\n" if parts == 2 else b"")
 
 
 @pytest.mark.parametrize("cut", [1, 10, 20, 30, 33])

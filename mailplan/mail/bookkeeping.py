@@ -10,7 +10,8 @@ Rules
 **Bookkeeping headers** ``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``,
 ``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) become Maildir state
 and are removed from the stored bytes, in the header block only; every other byte of the
-message is kept identical.
+message is kept identical. A ``Content-Length`` whose value is not ASCII digits (``\xb2``,
+the latin-1 superscript two, is not a digit here) is removed and ignored.
 
 **Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
 (flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
@@ -72,7 +73,9 @@ def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
             state.xstatus += value
         elif name == b"x-keywords":
             state.keywords += [k for k in re.split(r"[\s,]+", value) if k]
-        elif name == b"content-length" and value.isdigit():
+        elif name == b"content-length" and value.isascii() and value.isdigit():
+            # ASCII only: str.isdigit() also accepts "\xb2" (latin-1 superscript two),
+            # which int() refuses; any other value is not a length and is ignored
             state.content_length = int(value)
         elif name in (b"x-imap", b"x-imapbase"):
             state.imap = True

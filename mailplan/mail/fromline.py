@@ -15,10 +15,21 @@ of file). The sender may be empty, contain spaces or non-ASCII bytes; the separa
 spaces may be longer than one (``From a  Mon Jan  1 ...``); the day may be unpadded; the
 zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after the year.
 A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
-not need a blank line before it (mail.local writes one, but real files lack it).
+not need a blank line before it (mail.local writes one, but real files lack it). A line
+longer than :data:`MAX_LINE` (4096 bytes without its ``\\n``) is never a separator: a reader
+must decide without holding a line of any length (:data:`FROM_LINE_ERE` has no such bound,
+so ``grep`` counts such a line; no mailer writes one).
 
 **Dates.** A From_ date without a zone, or with a zone name the stdlib does not know, is
-read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default).
+read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default). A
+two-digit year is 1969-1999 (69-99) or 2000-2068 (00-68), as the stdlib reads it; four
+digits are the year as written. A date out of range is no date, and the arrival time falls
+back (to the ``Date:`` header, then the mbox mtime): a day the month does not have
+(Feb 30), an hour over 23, a minute over 59, a second over 60 (60, a leap second, is read
+as 59), a year outside 1970-2100 (:data:`YEARS`). It is never moved to another, valid
+date. The line is a separator all the same (the separator rule does not read the date's
+values). A ``Date:`` header is read by the stdlib; one outside 1970-2100, or with a year
+written as four digits from 0 (``0050``, which the stdlib reads as 2050), is no date.
 """
 
 from __future__ import annotations
@@ -32,8 +43,12 @@ from typing import NamedTuple
 _DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _MON = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _ZONE = rb"(?:[A-Za-z]{1,5}|[+-]\d{4})"
+# The sender is empty or ends in a byte that is not a space: the same lines and fields as
+# a lazy ``.*?`` before the `` +`` (the shortest sender never ends in a space, a shorter one
+# would match), but each run of spaces is tried once, where it starts, not once per byte
+# of it: ``.*?`` made "From " + 40k spaces take 21 s (quadratic), this takes milliseconds.
 FROM_LINE = re.compile(
-    rb"From (?P<sender>.*?) +(?P<wday>" + _DAY + rb"),? +(?P<mon>" + _MON + rb") +"
+    rb"From (?P<sender>(?:.*?[^ ])??) +(?P<wday>" + _DAY + rb"),? +(?P<mon>" + _MON + rb") +"
     rb"(?P<mday>\d{1,2}) +(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
     rb"(?P<zb>(?: +" + _ZONE + rb"){0,2}) +(?P<year>\d{4}|\d{2})"
     rb"(?P<za>(?: +" + _ZONE + rb"){0,2})(?: +remote from .*)? *\r?", re.S)
@@ -45,10 +60,15 @@ FROM_LINE = re.compile(
 _COMMON = re.compile(
     rb"From ([^ ]+) +(?:" + _DAY + rb"),? +(" + _MON + rb") +(\d{1,2}) +(\d{1,2}):(\d{2})"
     rb"(?::(\d{2}))? +(\d{4}|\d{2}) *\r?")  # groups by position: names cost 0.6 us a line
+#: the longest line (without its ``\\n``) that may be a separator
+MAX_LINE = 4096
 _UTC_NAMES = frozenset({"UT", "UTC", "GMT", "Z"})
+#: the years a From_ or Date: date may have; a date outside them is no date
+YEARS = range(1970, 2101)
 #: The same rule as a POSIX extended regular expression, for ``grep -E`` on the source
 #: (counting a mailbox's separators where it is, in C locale, without reading it here;
-#: the tests check both patterns agree). The trailing CR is a literal byte.
+#: the tests check both patterns agree). The trailing CR is a literal byte. It does not
+#: bound the line's length (MAX_LINE): a From_ line over 4 KiB is counted, not read as one.
 _ERE_ZONE = "([A-Za-z]{1,5}|[+-][0-9]{4})"
 FROM_LINE_ERE = (
     "^From .* +(Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|"
@@ -67,12 +87,17 @@ class FromLine(NamedTuple):
 
 def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
     """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
+    if len(line) > MAX_LINE:
+        return None
     c = _COMMON.fullmatch(line)
     if c is not None:
         sender, mon, mday, h, mi, sec, year = c.groups()
         day = _day_start(mday, mon, year)
-        return FromLine(line.rstrip(b"\r"), sender, None if day is None else float(
-            day + int(h) * 3600 + int(mi) * 60 + (int(sec) if sec else 0)
+        hour, minute, second = int(h), int(mi), int(sec) if sec else 0
+        # _seconds inline (a call costs 5% of this): out of range is no date; 60 is 59
+        return FromLine(line.rstrip(b"\r"), sender, None if (
+            day is None or hour > 23 or minute > 59 or second > 60) else float(
+            day + hour * 3600 + minute * 60 + (second if second < 60 else 59)
             - default_utc_offset))
     return parse_general(line, default_utc_offset)
 
@@ -102,22 +127,38 @@ def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
     if day is None:
         return None
     hms = [int(x) for x in clock.split(b":")]
-    seconds = hms[0] * 3600 + hms[1] * 60 + (hms[2] if len(hms) == 3 else 0)
+    seconds = _seconds(hms[0], hms[1], hms[2] if len(hms) == 3 else 0)
+    if seconds is None:
+        return None
     return float(day + seconds - (default_offset if offset is None else offset))
+
+
+def _seconds(hour: int, minute: int, second: int) -> int | None:
+    """Seconds since midnight; None when a field is out of range (a leap second, 60, is
+    read as 59: the same minute, not the next one)."""
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    return hour * 3600 + minute * 60 + min(second, 59)
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}  # not locale's month_abbr
 
 
 @functools.lru_cache(maxsize=4096)
 def _day_start(mday: bytes, mon: bytes, year: bytes) -> int | None:
-    """UTC seconds of the day's midnight, read as the stdlib's ``parsedate_tz`` reads it
-    (two-digit years included); cached: a spool's messages share few days, and this is per
-    message. ``calendar.timegm`` is linear in the time of day, so adding it after is exact."""
-    parsed = email.utils.parsedate_tz(f"{mday.decode()} {mon.decode()} {year.decode()} 00:00:00")
-    if parsed is None:
+    """UTC seconds of the day's midnight; None when the day is not a day of that month or
+    the year is outside :data:`YEARS`. A two-digit year is read as the stdlib's
+    ``parsedate_tz`` reads it (69-99: 1900s, 00-68: 2000s); four digits as written.
+    Cached: a spool's messages share few days, and this is per message."""
+    y = int(year)
+    if len(year) == 2:
+        y += 1900 if y > 68 else 2000
+    month = _MONTHS[mon]
+    d = int(mday)
+    if y not in YEARS or not 1 <= d <= calendar.monthrange(y, month)[1]:
         return None
-    try:
-        return calendar.timegm(parsed[:3] + (0, 0, 0, 0, 0, 0))
-    except (OverflowError, ValueError):
-        return None
+    return calendar.timegm((y, month, d, 0, 0, 0, 0, 0, 0))
 
 
 def header_date(headers: bytes) -> float | None:
@@ -127,6 +168,13 @@ def header_date(headers: bytes) -> float | None:
         return None
     try:
         value = m[1].decode("ascii", "replace").replace("\r", "").replace("\n", "")
-        return email.utils.parsedate_to_datetime(value.strip()).timestamp()
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    # the stdlib reads a year written 0050 as 2050 (as if it were 50): no date either
+    if when.year not in YEARS or _ZERO_YEAR.search(value):
+        return None
+    return when.timestamp()
+
+
+_ZERO_YEAR = re.compile(r"(?<![\d+-])0\d{3}(?!\d)")

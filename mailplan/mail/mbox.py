@@ -21,16 +21,19 @@ which is *not* followed by the framing blank line loses that line.
 
 **``>From`` escaping.** By default message bytes are kept as stored (``>From `` stays
 ``>From ``): mboxo quoting cannot be undone without guessing. ``mboxrd=True`` removes one
-``>`` from every line matching ``^>+From `` (up to :data:`MAX_QUOTES` ``>``). The same
-input and mode always give the same bytes, however the stream's reads are cut.
+``>`` from every line of the message matching ``^>+From `` (up to :data:`MAX_QUOTES`
+``>``), in the header block too (a message with no empty line is all header block). The
+same input and mode always give the same bytes, however the stream's reads are cut.
 
 **Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
-the byte at header end + length is the end of the file or the start of a separator line
-(optionally after one blank line, which is then framing). A wrong value is ignored and the
-separator rule applies, so it never swallows the next message. Checking needs the claimed
-end: on seekable streams it is read by seeking; on pipes only when it lies within
-``lookahead`` bytes, else the header is ignored and :attr:`MboxSummary.warnings` says so.
-When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
+the byte at header end + length is the end of the file or a line start (right after a
+``\\n``) where a separator line begins, optionally after one blank line (which is then
+framing). A wrong value is ignored and the separator rule applies, so it never swallows
+the next message (not even when it ends at the ``F`` of a quoted ``>From`` line). Checking
+needs the claimed end: on seekable streams it is read by seeking; on pipes only when it
+lies within ``lookahead`` bytes, else the header is ignored and
+:attr:`MboxSummary.warnings` says so. When honoured, the body is taken as stored (no mboxrd
+unescaping, no blank-line stripping).
 
 **Header block.** The lines up to and including the first empty line, at most
 ``header_limit`` bytes (1 MiB); beyond that the rest is body. Its bookkeeping headers
@@ -63,9 +66,9 @@ import re
 from collections.abc import Iterator
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
-from mailplan.mail.fromline import FromLine, header_date, parse_from_line
+from mailplan.mail.fromline import MAX_LINE, FromLine, header_date, parse_from_line
 from mailplan.mail.maildir import DIGEST_RE
-from mailplan.mail.mboxcl import ContentLength, _seekable
+from mailplan.mail.mboxcl import ContentLength, _stream_shift
 from mailplan.mail.mboxtypes import (
     Event,
     MailboxError,
@@ -126,7 +129,9 @@ class MboxReader(ContentLength):
         self._buf = b""
         self._base = offset  # file offset of _buf[0]
         self._eof = False
-        self._seekable = _seekable(stream)
+        shift = _stream_shift(stream, offset)
+        self._seekable = shift is not None
+        self._shift = shift or 0
         self._index = 0
         # the last line parsed: file offsets of its start and end, and what it is. The
         # separator that ended a message starts the next, which takes it from here
@@ -165,7 +170,7 @@ class MboxReader(ContentLength):
             return found
         end = self._line_end(i)
         if end is None:
-            return None if len(self._buf) - i > 4096 else False
+            return None if len(self._buf) - i > MAX_LINE else False
         line = self._buf[i:end]
         if line.endswith(b"\n"):
             line = line[:-1]
@@ -321,7 +326,11 @@ class MboxReader(ContentLength):
             hend = seg_end
         body = buf[hend:seg_end]
         if self.mboxrd:
-            body = _unescape(body, True)
+            # a header block cut mid-line (a first line longer than header_limit) goes on
+            # in the body, not at a line start; the default limit (1 MiB) never cuts a
+            # quote (at most MAX_QUOTES + 5 bytes)
+            headers = _unescape(headers, True)
+            body = _unescape(body, buf[hend - 1:hend] == b"\n")
         next_pos = nxt
         if self._is_internal(headers):
             self.summary.skipped_internal += 1
@@ -346,6 +355,9 @@ class MboxReader(ContentLength):
         if cl is not None and self._cl_consistent(hend, cl):
             return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
                                                 hend + cl))
+        bol = self._buf[hend - 1:hend] == b"\n"  # the header block may end mid-line
+        if self.mboxrd:
+            headers = _unescape(headers, True)
         internal = self._is_internal(headers)
         head = self._head(headers, sep, start, state)
         digest = hashlib.sha256(headers)
@@ -354,7 +366,7 @@ class MboxReader(ContentLength):
             yield head
         # i: the first byte not sent yet; lo: where the message starts (negative once
         # its start left the buffer), so the framing check sees what _whole sees
-        i, lo, bol = hend, hstart, True
+        i, lo = hend, hstart
         while True:
             nxt = self._next_separator(max(i - 1, 0))
             if isinstance(nxt, int) and nxt is not False:

@@ -1,11 +1,11 @@
 """Content-Length (Solaris mboxcl2) for the mbox reader: honoured only when the file agrees.
 
 A mixin of :class:`mailplan.mail.mbox.MboxReader` (it works on the reader's buffer): the
-byte at header end + length must be the end of the file or the start of a separator line
-(optionally after one blank line, which is then framing). Checking needs the claimed end:
-on seekable streams it is read by seeking; on pipes only within ``lookahead`` bytes, else
-the header is ignored and the summary says so. When honoured, the body is taken as
-stored (no mboxrd unescaping, no blank-line stripping).
+byte at header end + length must be the end of the file or a line start (right after a
+``\n``) where a separator line begins, optionally after one blank line (which is then
+framing). Checking needs the claimed end: on seekable streams it is read by seeking; on
+pipes only within ``lookahead`` bytes, else the header is ignored and the summary says so.
+When honoured, the body is taken as stored (no mboxrd unescaping, no blank-line stripping).
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from mailplan.mail.bookkeeping import _State
-from mailplan.mail.fromline import FromLine, parse_from_line
+from mailplan.mail.fromline import MAX_LINE, FromLine, parse_from_line
 from mailplan.mail.mboxtypes import Event, MboxSummary
 
 if TYPE_CHECKING:
     from mailplan.mail.mboxtypes import MessageStart, Readable
+
+
+# what is looked at the claimed end: the byte before it, a blank line and a whole From_ line
+_PROBE = 2 * MAX_LINE
 
 
 class ContentLength:
@@ -34,6 +38,7 @@ class ContentLength:
     _base: int
     _eof: bool
     _seekable: bool
+    _shift: int  # a seekable stream's position of a file offset X is X + _shift
 
     if TYPE_CHECKING:
         def _fill(self, pos: int) -> bool: ...
@@ -45,40 +50,53 @@ class ContentLength:
                    digest: hashlib._Hash, internal: bool) -> Iterator[Event]: ...
 
     def _cl_consistent(self, hend: int, length: int) -> bool:
-        """Whether ``length`` bytes after the header block end at EOF or a separator."""
-        probe = self._probe(self._base + hend + length)
+        """Whether ``length`` bytes after the header block end at EOF, or at a line start
+        (right after a ``\\n``) where a separator line begins, optionally after one blank
+        line. A line start is checked: a length ending at the ``F`` of a quoted ``>From``
+        line must not take the next message's From_ line in."""
+        # from the claimed end's previous byte (the header block's last when length is 0)
+        probe = self._probe(self._base + hend + length - 1)
         if probe is None:
             self.summary.warnings.append(
                 f"Content-Length at offset {self._base + hend} not checked (beyond lookahead "
                 "on a non-seekable stream); separators used instead")
             return False
-        if probe is False:
+        if not probe:  # False, or the file ends before the claimed end
+            return False
+        after = probe[1:]
+        at_eof = len(probe) < _PROBE  # the probe holds the rest of the file
+        if after == b"" and at_eof:
+            return True  # the end of the file
+        if probe[0] != 0x0A:  # "\n": not a line start
             return False
         for lead in (b"", b"\n", b"\r\n"):
-            if not probe.startswith(lead):
+            if not after.startswith(lead):
                 continue
-            rest = probe[len(lead):]
-            if rest == b"" and len(probe) < 4096:
+            rest = after[len(lead):]
+            if lead and rest == b"" and at_eof:
                 return True
             nl = rest.find(b"\n")
+            if nl < 0 and not at_eof:
+                continue  # longer than the probe: longer than MAX_LINE, not a separator
             line = rest if nl < 0 else rest[:nl]
             if line.startswith(b"From ") and parse_from_line(line, self.tz):
                 return True
         return False
 
     def _probe(self, target: int) -> bytes | None | bool:
-        """Up to 4 KiB at absolute offset ``target``: None if it cannot be looked at,
-        False if the file is shorter than ``target``."""
+        """Up to ``_PROBE`` bytes at absolute offset ``target``: None if it cannot be
+        looked at, False if the file is shorter than ``target``."""
         rel = target - self._base
-        while rel + 4096 > len(self._buf) and not self._eof:
+        while rel + _PROBE > len(self._buf) and not self._eof:
             if self._seekable:
-                return _seek_read(self.stream, target, self._base + len(self._buf))
+                return _seek_read(self.stream, target + self._shift,
+                                  self._base + len(self._buf) + self._shift)
             if len(self._buf) > self.lookahead:
                 return None
             self._fill(0)  # sets _eof at the end of the stream
         if rel > len(self._buf):
             return False
-        return self._buf[rel:rel + 4096]
+        return self._buf[rel:rel + _PROBE]
 
     def _after_cl(self, body_end: int) -> int:
         for lead in (b"\n", b"\r\n"):
@@ -116,29 +134,36 @@ class ContentLength:
                 i = len(self._buf)
                 break
             i = 0
-        while len(self._buf) - i < 4096 and not self._eof:
+        while len(self._buf) - i < _PROBE and not self._eof:  # the next From_ line, whole
             self._fill(i)
             i = 0
         nxt = self._after_cl(i)
         return (yield from self._close(head, start, nxt, size, digest, internal))
 
 
-def _seekable(stream: object) -> bool:
+def _stream_shift(stream: object, offset: int) -> int | None:
+    """For a seekable stream read from file ``offset`` on: its position minus the file
+    offset (the stream may hold only the file's tail, as a resumed read's does); None
+    when it cannot seek (then it is read, never seeked)."""
     try:
-        return bool(stream.seekable()) and hasattr(stream, "tell")  # type: ignore[attr-defined]
+        if not stream.seekable() or not hasattr(stream, "tell"):  # type: ignore[attr-defined]
+            return None
+        return int(stream.tell()) - offset  # type: ignore[attr-defined]
     except (AttributeError, OSError, ValueError):
-        return False
+        return None
 
 
 def _seek_read(stream: object, target: int, resume: int) -> bytes | bool:
+    """Up to ``_PROBE`` bytes at stream position ``target`` (False past the end), then
+    back to ``resume``."""
     size = stream.seek(0, 2)  # type: ignore[attr-defined]
     if target > size:
         stream.seek(resume)  # type: ignore[attr-defined]
         return False
     stream.seek(target)  # type: ignore[attr-defined]
     data = b""
-    while len(data) < 4096:  # a read may return less than asked before the end
-        more = stream.read(4096 - len(data))  # type: ignore[attr-defined]
+    while len(data) < _PROBE:  # a read may return less than asked before the end
+        more = stream.read(_PROBE - len(data))  # type: ignore[attr-defined]
         if not more:
             break
         data += more
