@@ -20,6 +20,7 @@ from mailplan.facts.source import Account, SourceFacts
 from mailplan.names import parse_size, user_problem
 from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
+from mailplan.text import has_control
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,18 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
     return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
 
 
+def _gecos_problem(source: SourceFacts, account: Account, domain: str,
+                   user: str | None = None) -> Problem | None:
+    """A Problem when the account's full name, the mailbox's comment, holds a control
+    character (a NUL cannot even be passed to vadduser)."""
+    if not has_control(account.full_name):
+        return None
+    return Problem(domain, user or account.name,
+                   f"{source.host}:{source.passwd_path}:{account.line}: the full name (gecos) "
+                   f"of source account {account.name!r} contains a control character; not "
+                   "migrated (list it under users: with a comment: to migrate it)")
+
+
 def _comment(account: Account | None, name: str) -> str:
     text = account.full_name if account else ""
     return (text or name)[:64]
@@ -155,6 +168,9 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                 problems.append(Problem(name, account.name, "source account name cannot be "
                                         f"a vpopmail user: {why}; not migrated"))
                 continue
+            if gecos := _gecos_problem(source, account, name):
+                problems.append(gecos)
+                continue
             _add(domain, problems, uname, account, None, default_quota, None)
         for i, user in enumerate(body.get("users", [])):
             uname = user["name"].lower()
@@ -172,6 +188,10 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
                                       "no entry in the shadow file", host=source.host,
                                       path=source.shadow_path)
+            if account is not None and "comment" not in user and \
+                    (gecos := _gecos_problem(source, account, name, uname)):
+                problems.append(gecos)
+                continue
             quota = parse_size(user["quota"]) if "quota" in user else default_quota
             _add(domain, problems, uname, account, password, quota, user.get("comment"),
                  user.get("spool"), user.get("folders"))

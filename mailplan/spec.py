@@ -20,6 +20,7 @@ import yaml
 
 from mailplan.errors import SpecError
 from mailplan.names import domain_problem, parse_size, user_problem
+from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SPEC_VERSION = 1
@@ -196,7 +197,7 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _control_characters(spec, item, (*where, i))
-    elif isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value) \
+    elif isinstance(value, str) and has_control(value) \
             and not (where and where[-1] == "comment"):
         raise spec.error(f"{value!r} contains a control character (NUL, newline, ...)", where)
 
@@ -257,9 +258,11 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
             except ValueError as exc:
                 raise spec.error(str(exc), (*where, "quota")) from None
         comment = user.get("comment")
-        if comment is not None and (":" in comment or "\n" in comment):
-            raise spec.error("a comment cannot contain ':' or a newline (vpopmail stores it "
-                             "in a colon-separated line)", (*where, "comment"))
+        if comment is not None and (":" in comment or has_control(comment)):
+            raise spec.error("a comment cannot contain ':', a newline or another control "
+                             "character (vpopmail stores it in a colon-separated line)",
+                             (*where, "comment"))
+    _control_characters(spec, body, ("domains", domain))  # aliases, catch-all, ...
     imp = body.get("import")
     if imp and imp.get("uid_min", 1000) > imp.get("uid_max", 59999):
         raise spec.error("uid_min is larger than uid_max", ("domains", domain, "import"))

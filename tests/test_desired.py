@@ -95,3 +95,22 @@ def test_dot_and_dotdot_source_accounts_are_listed_problems(tmp_path):
     assert sorted(desired.domains["example.com"].users) == ["alice"]
     problems = {p.user: p.message for p in desired.problems}
     assert "names a directory itself or its parent" in problems[".."]
+
+
+@pytest.mark.parametrize("gecos", ["B\0ob", "Bob\x1b[31mRED\x07", "Bo\rb"])
+def test_control_characters_in_gecos_are_a_listed_problem(tmp_path, gecos):
+    src = source([f"bob:x:1000:1000:{gecos},,,:/home/bob:/bin/sh",
+                  "alice:x:1001:1001:Alice:/home/a:/bin/sh"],
+                 [f"bob:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    problems = {p.user: p.message for p in desired.problems}
+    assert problems["bob"].startswith("old:/etc/passwd:1: the full name (gecos) of source "
+                                      "account 'bob' contains a control character")
+    assert gecos not in problems["bob"]
+    # a comment from the spec replaces the gecos: then the account is migrated
+    desired = build_desired(spec(tmp_path, "users: [{name: bob, comment: Bob}]\n"), src)
+    assert desired.domains["example.com"].users["bob"].comment == "Bob"
+    desired = build_desired(spec(tmp_path, "users: [{name: bob}]\n"), src)
+    assert "bob" not in desired.domains["example.com"].users
+    assert [p.user for p in desired.problems] == ["bob"]
