@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from migration import SourceAccount, install_target, mailplan, make_source, tree_digest
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    tree_digest,
+    write_spec,
+)
 
 CORPUS = Path(__file__).parent / "data/bad"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -87,3 +94,25 @@ def teardown_module() -> None:
                 case["error"] = _recorded[case["name"]]
         (CORPUS / "cases.yaml").write_text(yaml.safe_dump(CASES, sort_keys=False, width=200,
                                                           allow_unicode=True))
+
+
+MSG = b"From a@x.example Mon Nov  2 10:00:00 2026\nFrom: a@x.example\nSubject: s\n\nhi\n\n"
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_listed_problem(tmp_path):
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1"),
+                                         SourceAccount("bob", 1001, "Bob", "BobPw1")])
+    mail = src / "home/ann/mail"
+    mail.mkdir()
+    (mail / "Good").write_bytes(MSG)
+    with open(os.fsencode(mail) + b"/latin\xe9\xff", "wb") as f:
+        f.write(MSG)
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert (f"! ann@example.com: {mail}/latin\\xe9\\xff: folder name 'latin\\xe9\\xff' is not "
+            "UTF-8 text") in res.stdout
+    assert "+ mailbox ann@example.com Good" in res.stdout
+    assert "+ user bob@example.com" in res.stdout

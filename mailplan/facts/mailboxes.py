@@ -28,6 +28,7 @@ from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
 from mailplan.shell import chunks, join
+from mailplan.text import escape
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
@@ -160,7 +161,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
             try:
                 folder_dirname(rel)
             except FolderNameError as exc:
-                notes.append(f"{ref.user}@{ref.domain}: {path}: {exc.message}; not imported")
+                notes.append(f"{ref.user}@{ref.domain}: {escape(path)}: {exc.message}; "
+                             "not imported")
                 continue
             size, mtime, inode = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
