@@ -32,6 +32,7 @@ from typing import IO
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError
+from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
 _PROLOGUE = (
@@ -58,8 +59,9 @@ def _read_frame(proc: Process, tag: int, host: str) -> CommandResult:
     parts = header.split()
     if len(parts) != 5 or parts[0] != b"@@mp" or parts[1] != str(tag).encode():
         rest = proc.wait()
-        detail = (header + rest.stdout)[:200].decode("utf-8", "replace").strip()
-        err = rest.stderr.decode("utf-8", "replace").strip()[:300]
+        detail = mask_output((header + rest.stdout)[:4096].decode("utf-8", "replace"))
+        detail = detail.strip()[:200]
+        err = mask_output(rest.stderr[:4096].decode("utf-8", "replace")).strip()[:300]
         raise ConnectionLost(
             f"the remote shell stopped answering (exit {rest.returncode}); "
             f"got {detail!r}{'; stderr: ' + err if err else ''}",

@@ -14,7 +14,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
-from mailplan.secret import Secret
+from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
 
 
@@ -128,7 +128,7 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str) -> SourceFa
                                join(["cat", "--", shadow_path])])
     for path, res in zip((passwd_path, shadow_path), results, strict=True):
         if res.returncode != 0:
-            why = res.stderr_text or f"exit {res.returncode}"
+            why = mask_output(res.stderr_text)[:300] or f"exit {res.returncode}"
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
                             hint="the SSH user needs read access (root, or sudo: true on the host)")
