@@ -120,8 +120,9 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
         return Problem(domain, name, f"source account {account.name!r} has no shadow entry")
     if not account.hash_info.usable:
         return Problem(domain, name, f"password of source account {account.name!r} cannot "
-                       f"be migrated: {account.hash_info.detail}; not migrated (give it a "
-                       "password in the spec, or leave it out)")
+                       f"be migrated (shadow line {account.shadow_line}): "
+                       f"{account.hash_info.detail}; not migrated (give it a password in the "
+                       "spec, or leave it out)")
     return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
 
 

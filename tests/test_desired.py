@@ -114,3 +114,13 @@ def test_control_characters_in_gecos_are_a_listed_problem(tmp_path, gecos):
     desired = build_desired(spec(tmp_path, "users: [{name: bob}]\n"), src)
     assert "bob" not in desired.domains["example.com"].users
     assert [p.user for p in desired.problems] == ["bob"]
+
+
+def test_an_unusable_shadow_field_names_its_line_and_never_its_value(tmp_path):
+    src = source(["bob:x:1000:1000::/home/bob:/bin/sh"],
+                 ["root:*:1:0:99999:7:::", "bob:$Tr0ub4dor&3:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    (problem,) = desired.problems
+    assert problem.message.startswith("password of source account 'bob' cannot be migrated "
+                                      "(shadow line 2): starts with '$' but is no crypt(3)")
+    assert "Tr0ub" not in problem.message

@@ -31,6 +31,7 @@ class Account:
     password: Secret | None  # None when the account has no shadow entry
     hash_info: HashInfo | None
     line: int
+    shadow_line: int | None = None  # the line of its shadow entry, when it has one
 
     @property
     def full_name(self) -> str:
@@ -118,7 +119,7 @@ def build_accounts(passwd: dict[str, tuple[int, list[str]]],
         secret = Secret(field[1]) if field else None
         info = classify(field[1]) if field else None
         accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6], secret, info,
-                                 line)
+                                 line, field[0] if field else None)
     return accounts
 
 
