@@ -15,6 +15,12 @@ import unicodedata
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer in ASCII digits (``str.isdigit`` and
+    ``int`` also take ``١٠٠٠`` or ``¹``)."""
+    return text.isascii() and text.isdigit()
+
+
 def is_control(char: str) -> bool:
     """Whether ``char`` is a control character (C0, DEL or C1)."""
     return unicodedata.category(char) == "Cc"
@@ -34,6 +40,12 @@ def _escaped(char: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_lines(text: str) -> str:
+    """:func:`escape` for a text whose newlines are meant (an error with its hint): each
+    line escaped, the newlines kept."""
+    return "\n".join(escape(line) for line in text.split("\n"))
 
 
 def escape(text: str) -> str:

@@ -16,6 +16,7 @@ from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
 from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
+from mailplan.text import is_number
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
         name = fields[0]
         if not name:
             raise SourceDataError("empty user name", host=host, path=path, line=number)
-        if not (fields[2].isdigit() and fields[3].isdigit()):
+        if not (is_number(fields[2]) and is_number(fields[3])):
             raise SourceDataError(f"uid/gid of {name!r} are not numbers", host=host,
                                   path=path, line=number)
         if any(ord(c) < 32 or ord(c) == 127 for c in fields[5]):

@@ -20,6 +20,7 @@ from mailplan.facts.source import parse_passwd, parse_shadow
 from mailplan.remote import run_batch
 from mailplan.secret import mask_output
 from mailplan.shell import join
+from mailplan.text import is_number
 
 SPOOL_DIRS = ("/var/spool/mail", "/var/mail")
 ALIASES = ("/etc/aliases", "/etc/mail/aliases")
@@ -93,7 +94,7 @@ def parse_find(data: bytes) -> list[tuple[str, str, int]]:
     fields = data.decode("utf-8", "surrogateescape").split("\0")
     out = []
     for i in range(0, len(fields) - 2, 3):
-        if fields[i + 2].isdigit():
+        if is_number(fields[i + 2]):
             out.append((fields[i], fields[i + 1], int(fields[i + 2])))
     return out
 
