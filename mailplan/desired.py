@@ -22,6 +22,9 @@ from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
 from mailplan.text import has_control
 
+#: a password file holds one line; anything larger is a mistake (``{file: /dev/zero}``)
+MAX_PASSWORD_FILE = 4096
+
 
 @dataclass(frozen=True)
 class Password:
@@ -101,13 +104,25 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
     if "file" in ref:
         path = spec.resolve(ref["file"])
         try:
-            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise spec.error(f"cannot read password file {path}: {exc}", (*where, "file")) \
+            with path.open("rb") as f:
+                data = f.read(MAX_PASSWORD_FILE + 1)
+        except OSError as exc:
+            raise spec.error(f"cannot read password file {path}: {exc.strerror or exc}",
+                             (*where, "file")) from None
+        if len(data) > MAX_PASSWORD_FILE:
+            raise spec.error(f"password file {path} is larger than {MAX_PASSWORD_FILE} bytes "
+                             "(a password file holds one line)", (*where, "file"))
+        try:  # the error never quotes the file's bytes: they are the password
+            first = data.decode("utf-8").split("\n", 1)[0]
+        except UnicodeDecodeError:
+            raise spec.error(f"password file {path} is not UTF-8 text", (*where, "file")) \
                 from None
         if not first:
             raise spec.error(f"password file {path} starts with an empty line",
                              (*where, "file"))
+        if has_control(first.replace("\t", "")):
+            raise spec.error(f"the first line of password file {path} holds a control "
+                             "character (a CRLF line end, a NUL, ...)", (*where, "file"))
         return Password("clear", Secret(first), f"file {ref['file']}")
     info = classify(ref["hash"])
     if not info.usable:

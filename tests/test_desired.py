@@ -124,3 +124,23 @@ def test_an_unusable_shadow_field_names_its_line_and_never_its_value(tmp_path):
     assert problem.message.startswith("password of source account 'bob' cannot be migrated "
                                       "(shadow line 2): starts with '$' but is no crypt(3)")
     assert "Tr0ub" not in problem.message
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"Sekr1t" * 1000, "is larger than 4096 bytes"),
+    (b"Sekr1t\xff\n", "is not UTF-8 text"),
+    (b"Sekr1t\r\n", "holds a control character"),
+])
+def test_a_bad_password_file_is_refused_without_quoting_it(tmp_path, content, words):
+    (tmp_path / "pw").write_bytes(content)
+    s = spec(tmp_path, "users: [{name: zed, password: {file: pw}}]\n")
+    with pytest.raises(SpecError, match=words) as info:
+        build_desired(s, SRC)
+    assert "Sekr1t" not in str(info.value) and "0xff" not in str(info.value)
+    assert ":1:" in str(info.value) or "users[0].password.file" in str(info.value)
+
+
+def test_a_password_file_is_read_with_a_limit(tmp_path):
+    s = spec(tmp_path, "users: [{name: zed, password: {file: /dev/zero}}]\n")
+    with pytest.raises(SpecError, match="is larger than 4096 bytes"):
+        build_desired(s, SRC)
