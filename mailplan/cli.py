@@ -25,6 +25,7 @@ from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
+from mailplan.text import escape_lines
 from mailplan.watch import ApplyWatch
 
 EXAMPLES = {
@@ -41,7 +42,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MailplanError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {escape_lines(str(exc))}", err=True)
             sys.exit(exc.exit_code)
 
 

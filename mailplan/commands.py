@@ -29,7 +29,7 @@ from mailplan.names import quota_field
 from mailplan.plan import Change
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import ROUTING_KINDS, execute_routing
-from mailplan.secret import Secret
+from mailplan.secret import Secret, mask_output
 from mailplan.shell import Cmd
 
 WRITE_FILE = ('printf "%s" "$1" > "$2.mailplan-tmp" && chown --reference="$3" "$2.mailplan-tmp"'
@@ -54,6 +54,7 @@ def _words(res: CommandResult, secrets_: list[Secret]) -> str:
     for secret in secrets_:
         if secret.reveal():
             text = text.replace(secret.reveal(), "(sensitive)")
+    text = mask_output(text)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Please enter")]
     errors = [ln for ln in lines if ln.startswith("Error")]
     return (errors or lines or [f"exit {res.returncode}, no output"])[0][:300]

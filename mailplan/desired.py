@@ -20,6 +20,10 @@ from mailplan.facts.source import Account, SourceFacts
 from mailplan.names import parse_size, user_problem
 from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
+from mailplan.text import has_control
+
+#: a password file holds one line; anything larger is a mistake (``{file: /dev/zero}``)
+MAX_PASSWORD_FILE = 4096
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,25 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
     if "file" in ref:
         path = spec.resolve(ref["file"])
         try:
-            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise spec.error(f"cannot read password file {path}: {exc}", (*where, "file")) \
+            with path.open("rb") as f:
+                data = f.read(MAX_PASSWORD_FILE + 1)
+        except OSError as exc:
+            raise spec.error(f"cannot read password file {path}: {exc.strerror or exc}",
+                             (*where, "file")) from None
+        if len(data) > MAX_PASSWORD_FILE:
+            raise spec.error(f"password file {path} is larger than {MAX_PASSWORD_FILE} bytes "
+                             "(a password file holds one line)", (*where, "file"))
+        try:  # the error never quotes the file's bytes: they are the password
+            first = data.decode("utf-8").split("\n", 1)[0]
+        except UnicodeDecodeError:
+            raise spec.error(f"password file {path} is not UTF-8 text", (*where, "file")) \
                 from None
         if not first:
             raise spec.error(f"password file {path} starts with an empty line",
                              (*where, "file"))
+        if has_control(first.replace("\t", "")):
+            raise spec.error(f"the first line of password file {path} holds a control "
+                             "character (a CRLF line end, a NUL, ...)", (*where, "file"))
         return Password("clear", Secret(first), f"file {ref['file']}")
     info = classify(ref["hash"])
     if not info.usable:
@@ -119,9 +135,22 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
         return Problem(domain, name, f"source account {account.name!r} has no shadow entry")
     if not account.hash_info.usable:
         return Problem(domain, name, f"password of source account {account.name!r} cannot "
-                       f"be migrated: {account.hash_info.detail}; not migrated (give it a "
-                       "password in the spec, or leave it out)")
+                       f"be migrated (shadow line {account.shadow_line}): "
+                       f"{account.hash_info.detail}; not migrated (give it a password in the "
+                       "spec, or leave it out)")
     return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
+
+
+def _gecos_problem(source: SourceFacts, account: Account, domain: str,
+                   user: str | None = None) -> Problem | None:
+    """A Problem when the account's full name, the mailbox's comment, holds a control
+    character (a NUL cannot even be passed to vadduser)."""
+    if not has_control(account.full_name):
+        return None
+    return Problem(domain, user or account.name,
+                   f"{source.host}:{source.passwd_path}:{account.line}: the full name (gecos) "
+                   f"of source account {account.name!r} contains a control character; not "
+                   "migrated (list it under users: with a comment: to migrate it)")
 
 
 def _comment(account: Account | None, name: str) -> str:
@@ -155,6 +184,9 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                 problems.append(Problem(name, account.name, "source account name cannot be "
                                         f"a vpopmail user: {why}; not migrated"))
                 continue
+            if gecos := _gecos_problem(source, account, name):
+                problems.append(gecos)
+                continue
             _add(domain, problems, uname, account, None, default_quota, None)
         for i, user in enumerate(body.get("users", [])):
             uname = user["name"].lower()
@@ -172,6 +204,10 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
                                       "no entry in the shadow file", host=source.host,
                                       path=source.shadow_path)
+            if account is not None and "comment" not in user and \
+                    (gecos := _gecos_problem(source, account, name, uname)):
+                problems.append(gecos)
+                continue
             quota = parse_size(user["quota"]) if "quota" in user else default_quota
             _add(domain, problems, uname, account, password, quota, user.get("comment"),
                  user.get("spool"), user.get("folders"))

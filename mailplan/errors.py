@@ -88,3 +88,12 @@ class StateError(MailplanError):
 
 class StalePlanError(MailplanError):
     """A saved plan no longer matches the state file or the target."""
+
+
+class UnsafeArgument(MailplanError, ValueError):
+    """A command argument holds a NUL byte, which no program can receive.
+
+    Names, addresses and comments are checked when the plan is made; this is the last
+    guard, so that such text never reaches a host (nor a traceback the user). The
+    argument itself is never shown: it may be a secret.
+    """

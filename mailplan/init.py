@@ -21,6 +21,7 @@ from mailplan.errors import MailplanError
 from mailplan.facts.survey import Survey, SurveyAccount, folder_dir
 from mailplan.names import domain_problem, human_size, user_problem
 from mailplan.spec import SCHEMA_DIR, load_spec
+from mailplan.text import escape
 
 NOT_DOMAINS = {"localhost", "localhost.localdomain", "localdomain"}
 
@@ -121,7 +122,9 @@ def _scalar(value: Any) -> str:
 
 
 def _comment(text: str) -> str:
-    return text.replace("\n", " ")
+    """``text`` fit for a YAML comment: one line (a ``\\r`` ends a line in YAML too), its
+    control characters escaped."""
+    return escape(text.replace("\n", " ").replace("\r", " "))
 
 
 def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[str, Any],

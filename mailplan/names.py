@@ -3,7 +3,9 @@
 The rules follow the recorded behaviour of real vpopmail 5.6.13
 (reference/vpopmail/00-README.md) and are, on purpose, slightly stricter where vpopmail
 accepts names that only cause trouble later: a user name containing ``/`` becomes a
-sub-directory path, a leading ``-`` is read as an option by every vpopmail tool, and a
+sub-directory path, the names ``.`` and ``..`` are the directory itself or its parent (the
+user's directory would be the domain's or its parent), a leading ``-`` is read as an option
+by every vpopmail tool, and a
 domain such as ``.leadingdot.com`` is not a DNS name. Everything vpopmail accepts that
 is merely unusual (``$ & * | ! ~ ' ` { }`` in user names) is accepted: commands are built
 from quoted parts, so such names are passed literally.
@@ -49,6 +51,8 @@ def user_problem(name: str) -> str | None:
         return f"contains characters vpopmail rejects: {shown}"
     if "/" in name:
         return "'/' would make the mailbox a sub-directory path"
+    if name in (".", ".."):
+        return f"{name!r} names a directory itself or its parent, not a mailbox directory"
     if name.startswith("-"):
         return "a leading '-' is read as an option by vpopmail's tools"
     return None

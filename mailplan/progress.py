@@ -20,6 +20,7 @@ from typing import TextIO
 
 from mailplan.names import human_size
 from mailplan.plan import Change
+from mailplan.text import escape, escape_lines
 
 INTERVAL_ENV = "MAILPLAN_PROGRESS_INTERVAL"
 
@@ -188,7 +189,7 @@ class PlainReporter(Reporter):
         if change.kind == "mailbox":
             user = self.mail.users.get(user_of(change))
             extra = f" ({user.text()} for this user)" if user else ""
-        self._print(f"  {change.symbol} {change.kind} {change.address}: done{extra}")
+        self._print(f"  {change.symbol} {change.kind} {escape(change.address)}: done{extra}")
 
     def batch(self, change: Change, messages: int, size: int) -> None:
         """Count it; print the status when the interval has passed."""
@@ -197,11 +198,11 @@ class PlainReporter(Reporter):
         if now - self._last >= self.interval:
             self._last = now
             user = self.mail.users[user_of(change)]
-            self._print(f"  {self.mail.status()}; {user_of(change)} {user.text()}")
+            self._print(f"  {self.mail.status()}; {escape(user_of(change))} {user.text()}")
 
     def note(self, text: str) -> None:
         """Print it."""
-        self._print(text)
+        self._print(escape_lines(text))
 
 
 class LiveReporter(Reporter):
@@ -259,7 +260,7 @@ class LiveReporter(Reporter):
             self.progress.update(self._phase, completed=done + 1,
                                  detail=f"{done + 1}/{total} steps")
         self.progress.console.print(
-            f"  {change.symbol} {change.kind} {change.address}: done",
+            f"  {change.symbol} {change.kind} {escape(change.address)}: done", markup=False,
             style={"+": "green", "~": "yellow", "-": "red"}.get(change.symbol))
         if change.kind == "mailbox":
             who = user_of(change)
@@ -281,7 +282,7 @@ class LiveReporter(Reporter):
 
     def note(self, text: str) -> None:
         """Print above the bars."""
-        self.progress.console.print(text, markup=False)
+        self.progress.console.print(escape_lines(text), markup=False)
 
     def close(self) -> None:
         """Draw the last state and stop."""

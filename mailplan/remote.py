@@ -42,6 +42,7 @@ from typing import IO, Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError
+from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
 #: the shell's start: files it makes are private; a signal ends it (dash would otherwise
@@ -85,8 +86,9 @@ class _Frames:
                                  host=self.host) from None
         if not chunk:
             rest = self.proc.wait()
-            detail = (self.buf + rest.stdout)[-200:].decode("utf-8", "replace").strip()
-            err = rest.stderr.decode("utf-8", "replace").strip()[:300]
+            detail = mask_output((self.buf + rest.stdout)[-4096:].decode("utf-8", "replace"))
+            detail = detail.strip()[-200:]
+            err = mask_output(rest.stderr[:4096].decode("utf-8", "replace")).strip()[:300]
             raise ConnectionLost(
                 f"the remote shell stopped answering (exit {rest.returncode}); "
                 f"got {detail!r}{'; stderr: ' + err if err else ''}",

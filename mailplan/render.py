@@ -1,7 +1,10 @@
 """Print a plan the way terraform does: one line per change, symbols, a summary.
 
 Secrets never reach this module: changes carry display values only, and sensitive
-ones print ``(sensitive)``. Colour is used on terminals unless NO_COLOR is set.
+ones print ``(sensitive)``. Every text that can come from the source, the target or the
+spec (names, folder paths, messages) is escaped (:func:`mailplan.text.escape`): a newline
+or a terminal escape sequence in a folder name prints as ``\\n`` or ``\\x1b``. Colour is
+used on terminals unless NO_COLOR is set.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 from typing import TextIO
 
 from mailplan.plan import Change, Plan
+from mailplan.text import escape
 
 _COLOURS = {"+": "32", "~": "33", "-": "31", "!": "35"}
 
@@ -27,10 +31,10 @@ def change_line(change: Change) -> str:
     """The headline of one change."""
     if change.action == "update" and change.kind in ("password", "quota", "comment",
                                                      "catchall", "alias", "forward"):
-        before = "(sensitive)" if change.sensitive else change.before
-        after = "(sensitive)" if change.sensitive else change.after
-        return f"{change.symbol} {change.kind} {change.address}: {before} -> {after}"
-    return f"{change.symbol} {change.kind} {change.address}"
+        before = "(sensitive)" if change.sensitive else escape(str(change.before))
+        after = "(sensitive)" if change.sensitive else escape(str(change.after))
+        return f"{change.symbol} {change.kind} {escape(change.address)}: {before} -> {after}"
+    return f"{change.symbol} {change.kind} {escape(change.address)}"
 
 
 def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False) -> str:
@@ -43,27 +47,27 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
             out.append("  " + _paint(change.symbol, change_line(change), colour))
             detail = change.after if change.action == "create" else change.reason
             if detail and change.action != "update":
-                out.append(f"      {detail}")
+                out.append(f"      {escape(str(detail))}")
             elif change.reason and change.kind == "password":
-                out.append(f"      {change.reason}")
+                out.append(f"      {escape(change.reason)}")
         out.append("")
     if plan.problems:
         out.append("Problems (these are not migrated):")
         for p in plan.problems:
-            who = f"{p.user}@{p.domain}" if p.user else p.domain
-            out.append("  " + _paint("!", f"! {who}: {p.message}", colour))
+            who = escape(f"{p.user}@{p.domain}" if p.user else p.domain)
+            out.append("  " + _paint("!", f"! {who}: {escape(p.message)}", colour))
         out.append("")
     if plan.left_alone:
         out.append(f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
                    "not created by mailplan):")
         for n in plan.left_alone:
-            out.append(f"  = {n.user}@{n.domain}")
+            out.append(f"  = {escape(f'{n.user}@{n.domain}')}")
         out.append("")
     if verbose and plan.noops:
         out.append("Unchanged:")
         for n in plan.noops:
-            who = f"{n.user}@{n.domain}" if n.user else n.domain
-            out.append(f"  = {who}: {n.reason}")
+            who = escape(f"{n.user}@{n.domain}" if n.user else n.domain)
+            out.append(f"  = {who}: {escape(n.reason)}")
         out.append("")
     counts = plan.counts()
     if plan.changes:

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 MASK = "(sensitive)"
+
+_PASSWD_LINE = re.compile(r"(?im)^([ \t]*(?:clear[ \t]+)?passwd[ \t]*:).*$")
+_CRYPT = re.compile(r"\$(?:1|2[abxy]?|3|5|6|7|y|gy|md5|sha1|apr1)[$,][^\s:'\"]*")
+
+
+def mask_output(text: str) -> str:
+    """Output of a remote command made fit for a message or a log: the values of
+    vuserinfo's ``passwd:`` and ``clear passwd:`` lines, and anything that looks like a
+    crypt hash (``$6$...``), read ``(sensitive)``. Mask before cutting the text short."""
+    return _CRYPT.sub(MASK, _PASSWD_LINE.sub(rf"\1 {MASK}", text))
 
 
 class Secret:

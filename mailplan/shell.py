@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from mailplan.errors import UnsafeArgument
 from mailplan.secret import MASK, Secret
 
 Part = str | Secret
@@ -23,9 +24,13 @@ T = TypeVar("T")
 
 def _quote(part: Part, reveal: bool) -> str:
     if isinstance(part, Secret):
+        if "\0" in part.reveal():
+            raise UnsafeArgument("a secret holds a NUL byte, which cannot be passed in a "
+                                 "command argument")
         return shlex.quote(part.reveal()) if reveal else MASK
     if "\0" in part:
-        raise ValueError("a NUL byte cannot be passed in a command argument")
+        raise UnsafeArgument("a NUL byte cannot be passed in a command argument; the "
+                             "command was not run")
     return shlex.quote(part)
 
 

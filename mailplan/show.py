@@ -18,6 +18,7 @@ from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
 from mailplan.state import State
+from mailplan.text import escape
 
 LABELS = {"alias": "aliases", "forward": "forwards", "alias_domain": "alias domains"}
 
@@ -105,7 +106,7 @@ def render_state(doc: dict[str, Any]) -> str:
             size = sum(f["bytes"] for f in folders.values())
             parts = ", ".join(f"{name} {f['imported']}" for name, f in folders.items())
             out.append(f"  {user}: {total} message(s), {human_size(size)} ({parts})")
-    return "\n".join(out) + "\n"
+    return "\n".join(escape(line) for line in out) + "\n"
 
 
 def render(doc: dict[str, Any]) -> str:

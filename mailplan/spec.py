@@ -20,6 +20,7 @@ import yaml
 
 from mailplan.errors import SpecError
 from mailplan.names import domain_problem, parse_size, user_problem
+from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SPEC_VERSION = 1
@@ -72,10 +73,74 @@ class Spec:
         return p if p.is_absolute() else self.path.parent / p
 
 
+#: how deep a spec may nest (the real spec needs 8 levels; the YAML composer and the
+#: builder recurse, so a deeper document would end in a RecursionError)
+MAX_DEPTH = 64
+#: how many values YAML aliases may add in all (``*name`` repeats its anchor's whole
+#: value; nested aliases grow exponentially, "billion laughs")
+MAX_ALIASED = 100_000
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that refuses recursive aliases, excessive alias expansion and deep
+    nesting while it composes, naming the line (before any of it is built)."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+        self.aliased = 0
+        self.open_anchors: list[str] = []
+        self.sizes: dict[int, int] = {}
+
+    def _error(self, message: str, mark: yaml.Mark) -> SpecError:
+        return SpecError(message, file=self.file, line=mark.line + 1, column=mark.column + 1)
+
+    def _size(self, node: yaml.Node) -> int:
+        """Values ``node`` stands for once every alias in it is expanded (memoised)."""
+        if id(node) not in self.sizes:
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._size(item) for item in node.value)
+            else:
+                size = 1
+            self.sizes[id(node)] = size
+        return self.sizes[id(node)]
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise self._error(f"the YAML alias *{event.anchor} is inside the value it "
+                                  "refers to (a recursive alias)", event.start_mark)
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self.aliased += self._size(target)
+                if self.aliased > MAX_ALIASED:
+                    raise self._error(f"YAML aliases expand to more than {MAX_ALIASED} "
+                                      f"values (at *{event.anchor}); write the spec out "
+                                      "without nested aliases", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        anchor = getattr(event, "anchor", None)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._error(f"the spec nests more than {MAX_DEPTH} levels deep",
+                              event.start_mark)
+        if anchor is not None:
+            self.open_anchors.append(anchor)
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.pop()
+
+
 class _Builder:
     """Turns a composed YAML node tree into data, remembering node positions."""
 
-    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+    def __init__(self, loader: _Loader, file: str) -> None:
         self.loader, self.file = loader, file
         self.marks: dict[JsonPath, tuple[int, int]] = {}
         self.key_marks: dict[JsonPath, tuple[int, int]] = {}
@@ -85,8 +150,12 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node)
                 where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise SpecError("keys must be strings, got a list or mapping",
+                                    file=self.file, line=where[0], column=where[1],
+                                    key=key_path(path))
+                key = self.loader.construct_object(key_node)
                 if not isinstance(key, str):
                     raise SpecError(f"keys must be strings, got {key!r}", file=self.file,
                                     line=where[0], column=where[1], key=key_path(path))
@@ -106,7 +175,7 @@ Marks = dict[JsonPath, tuple[int, int]]
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
     """YAML text to data plus the position of every value and every key."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text, file)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -121,6 +190,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
                         line=line, column=col) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"malformed YAML: {exc}", file=file) from None
+    except RecursionError:  # a last guard: _Loader refuses deep nesting before this
+        mark = loader.get_mark()
+        raise SpecError("the spec nests too deeply", file=file, line=mark.line + 1) from None
     finally:
         loader.dispose()
 
@@ -196,7 +268,7 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _control_characters(spec, item, (*where, i))
-    elif isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value) \
+    elif isinstance(value, str) and has_control(value) \
             and not (where and where[-1] == "comment"):
         raise spec.error(f"{value!r} contains a control character (NUL, newline, ...)", where)
 
@@ -257,9 +329,11 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
             except ValueError as exc:
                 raise spec.error(str(exc), (*where, "quota")) from None
         comment = user.get("comment")
-        if comment is not None and (":" in comment or "\n" in comment):
-            raise spec.error("a comment cannot contain ':' or a newline (vpopmail stores it "
-                             "in a colon-separated line)", (*where, "comment"))
+        if comment is not None and (":" in comment or has_control(comment)):
+            raise spec.error("a comment cannot contain ':', a newline or another control "
+                             "character (vpopmail stores it in a colon-separated line)",
+                             (*where, "comment"))
+    _control_characters(spec, body, ("domains", domain))  # aliases, catch-all, ...
     imp = body.get("import")
     if imp and imp.get("uid_min", 1000) > imp.get("uid_max", 59999):
         raise spec.error("uid_min is larger than uid_max", ("domains", domain, "import"))

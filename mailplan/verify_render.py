@@ -5,6 +5,7 @@ Never shows a password or a hash: accounts say ``identical`` or ``DIFFERENT``.
 
 from __future__ import annotations
 
+from mailplan.text import escape
 from mailplan.verify_model import AccountCheck, FolderCheck, Report
 
 _LIMIT = 5  # messages listed per kind of difference; the counts are always complete
@@ -83,4 +84,4 @@ def render_report(report: Report) -> str:
                    + len(report.routing)
                    + (report.login is not None and not report.login["ok"]))
         out.append(f"NOT verified: {failing} item(s) differ.")
-    return "\n".join(out) + "\n"
+    return "\n".join(escape(line) for line in out) + "\n"

@@ -28,6 +28,7 @@ from mailplan.hosts import connect
 from mailplan.plan import Change
 from mailplan.progress import Reporter, reporter_for
 from mailplan.spec import Spec
+from mailplan.text import escape, escape_lines
 
 if TYPE_CHECKING:
     from mailplan.engine import ApplyResult, Planned
@@ -129,13 +130,15 @@ class ApplyWatch:
                 self._running[change.id] = change
             if first:
                 self.reporter.phase(phase_name, self._todo_counts.get(phase_name, 0))
-            self.log.write(f"step start: {change.symbol} {change.kind} {change.address}")
+            self.log.write(f"step start: {change.symbol} {change.kind} "
+                           f"{escape(change.address)}")
             self.reporter.step_started(change)
         elif phase == "done":
             with self._lock:
                 self._running.pop(change.id, None)
                 self._count_done(change)
-            self.log.write(f"step done: {change.symbol} {change.kind} {change.address}")
+            self.log.write(f"step done: {change.symbol} {change.kind} "
+                           f"{escape(change.address)}")
             self.reporter.step_done(change)
 
     def _count_done(self, change: Change) -> None:
@@ -154,7 +157,7 @@ class ApplyWatch:
             self.summary.imported_messages += messages
             self.summary.imported_bytes += size
         self.log.write(f"mail: {messages} message(s), {size} bytes durable and journaled "
-                       f"in {change.address}")
+                       f"in {escape(change.address)}")
         self.reporter.batch(change, messages, size)
         self._check()
 
@@ -192,9 +195,10 @@ class ApplyWatch:
             if interrupted:
                 self.summary.skipped += len(self._running)
             else:
-                self.summary.failed = [f"{c.symbol} {c.kind} {c.address}: "
-                                       f"{str(exc).splitlines()[0]}"
-                                       for c in self._running.values()] or [str(exc)]
+                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: "
+                                       f"{escape((str(exc).splitlines() or [''])[0])}"
+                                       for c in self._running.values()] or \
+                    [escape_lines(str(exc))]
         self.log.summary(self.summary)
         self.log.close()
         if exc is not None:

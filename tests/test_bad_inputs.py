@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from migration import SourceAccount, install_target, mailplan, make_source, tree_digest
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    tree_digest,
+    write_spec,
+)
 
 CORPUS = Path(__file__).parent / "data/bad"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -87,3 +94,59 @@ def teardown_module() -> None:
                 case["error"] = _recorded[case["name"]]
         (CORPUS / "cases.yaml").write_text(yaml.safe_dump(CASES, sort_keys=False, width=200,
                                                           allow_unicode=True))
+
+
+MSG = b"From a@x.example Mon Nov  2 10:00:00 2026\nFrom: a@x.example\nSubject: s\n\nhi\n\n"
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_listed_problem(tmp_path):
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1"),
+                                         SourceAccount("bob", 1001, "Bob", "BobPw1")])
+    mail = src / "home/ann/mail"
+    mail.mkdir()
+    (mail / "Good").write_bytes(MSG)
+    with open(os.fsencode(mail) + b"/latin\xe9\xff", "wb") as f:
+        f.write(MSG)
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert (f"! ann@example.com: {mail}/latin\\xe9\\xff: folder name 'latin\\xe9\\xff' is not "
+            "UTF-8 text") in res.stdout
+    assert "+ mailbox ann@example.com Good" in res.stdout
+    assert "+ user bob@example.com" in res.stdout
+
+
+def test_hostile_source_data_is_listed_escaped_and_apply_goes_on(tmp_path):
+    """'..' as a login, a NUL in a gecos and in a ~/.forward, a newline and an escape
+    sequence in folder names: plan lists each (escaped, with file:line), apply makes the
+    rest and never shows a traceback."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1"),
+                                         SourceAccount("bob", 1001, "Bob", "BobPw1"),
+                                         SourceAccount("..", 1002, "Dots", "DotPw1")])
+    passwd = src / "etc/passwd"
+    passwd.write_text(passwd.read_text().replace(":Bob:", ":B\0ob:"))
+    (src / "home/ann/.forward").write_bytes(b"keep@remote.example, foo\0bar@remote.example\n")
+    mail = src / "home/ann/mail"
+    mail.mkdir()
+    for name in ("Good", "new\nline", "esc\x1b[2Jape"):
+        (mail / name).write_bytes(MSG)
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    plan = mailplan("plan", str(spec))
+    assert plan.returncode == 0, plan.stderr
+    assert not any(c in plan.stdout for c in "\0\x1b"), plan.stdout
+    assert "+ user ..@example.com" not in plan.stdout
+    assert f"{mail}/new\\nline: folder name" in plan.stdout
+    assert f"{mail}/esc\\x1b[2Jape: folder name" in plan.stdout
+    assert f"{src}/etc/passwd:4: the full name (gecos) of source account 'bob'" in plan.stdout
+    assert (f"{src}/home/ann/.forward:1: ~ann/.forward: 'foo\\x00bar@remote.example' "
+            "contains a control character") in plan.stdout
+    applied = mailplan("apply", str(spec), "--auto-approve")
+    assert applied.returncode == 0 and "Traceback" not in applied.stderr, applied.stderr
+    assert not any(c in applied.stdout for c in "\0\x1b"), applied.stdout
+    udir = target.tool("vuserinfo", "-d", "ann@example.com").stdout.decode().split("\n")[0]
+    assert Path(udir, "Maildir/.Good").is_dir()
+    assert Path(udir, ".qmail").read_text() == "&keep@remote.example\n"

@@ -86,3 +86,61 @@ def test_unusable_spec_hash_is_refused(tmp_path):
     s = spec(tmp_path, "users: [{name: zed, password: {hash: '$apr1$x$y'}}]\n")
     with pytest.raises(SpecError, match="this hash cannot be used"):
         build_desired(s, SRC)
+
+
+def test_dot_and_dotdot_source_accounts_are_listed_problems(tmp_path):
+    src = source(["..:x:1000:1000::/home/dd:/bin/sh", "alice:x:1001:1001::/home/a:/bin/sh"],
+                 [f"..:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    problems = {p.user: p.message for p in desired.problems}
+    assert "names a directory itself or its parent" in problems[".."]
+
+
+@pytest.mark.parametrize("gecos", ["B\0ob", "Bob\x1b[31mRED\x07", "Bo\rb"])
+def test_control_characters_in_gecos_are_a_listed_problem(tmp_path, gecos):
+    src = source([f"bob:x:1000:1000:{gecos},,,:/home/bob:/bin/sh",
+                  "alice:x:1001:1001:Alice:/home/a:/bin/sh"],
+                 [f"bob:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    problems = {p.user: p.message for p in desired.problems}
+    assert problems["bob"].startswith("old:/etc/passwd:1: the full name (gecos) of source "
+                                      "account 'bob' contains a control character")
+    assert gecos not in problems["bob"]
+    # a comment from the spec replaces the gecos: then the account is migrated
+    desired = build_desired(spec(tmp_path, "users: [{name: bob, comment: Bob}]\n"), src)
+    assert desired.domains["example.com"].users["bob"].comment == "Bob"
+    desired = build_desired(spec(tmp_path, "users: [{name: bob}]\n"), src)
+    assert "bob" not in desired.domains["example.com"].users
+    assert [p.user for p in desired.problems] == ["bob"]
+
+
+def test_an_unusable_shadow_field_names_its_line_and_never_its_value(tmp_path):
+    src = source(["bob:x:1000:1000::/home/bob:/bin/sh"],
+                 ["root:*:1:0:99999:7:::", "bob:$Tr0ub4dor&3:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    (problem,) = desired.problems
+    assert problem.message.startswith("password of source account 'bob' cannot be migrated "
+                                      "(shadow line 2): starts with '$' but is no crypt(3)")
+    assert "Tr0ub" not in problem.message
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"Sekr1t" * 1000, "is larger than 4096 bytes"),
+    (b"Sekr1t\xff\n", "is not UTF-8 text"),
+    (b"Sekr1t\r\n", "holds a control character"),
+])
+def test_a_bad_password_file_is_refused_without_quoting_it(tmp_path, content, words):
+    (tmp_path / "pw").write_bytes(content)
+    s = spec(tmp_path, "users: [{name: zed, password: {file: pw}}]\n")
+    with pytest.raises(SpecError, match=words) as info:
+        build_desired(s, SRC)
+    assert "Sekr1t" not in str(info.value) and "0xff" not in str(info.value)
+    assert ":1:" in str(info.value) or "users[0].password.file" in str(info.value)
+
+
+def test_a_password_file_is_read_with_a_limit(tmp_path):
+    s = spec(tmp_path, "users: [{name: zed, password: {file: /dev/zero}}]\n")
+    with pytest.raises(SpecError, match="is larger than 4096 bytes"):
+        build_desired(s, SRC)

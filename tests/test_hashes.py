@@ -55,3 +55,11 @@ def test_problem_fields(value, status):
 def test_make_hash_is_sha512_and_verifies():
     h = make_hash("p@ss w:rd$!;x")
     assert h.startswith("$6$") and verify("p@ss w:rd$!;x", h) is True
+
+
+@pytest.mark.parametrize("value", ["$Tr0ub4dor&3", "$Tr0ub4dor&3$x", "$9$Sekr1t", "!Sekr1t",
+                                   "*Sekr1t", "Sekr1t Pw", "Sekr1tPlain", "$6$Sekr1t",
+                                   "$apr1$Sekr1t$abc", "Sekr1t\0x", "$1$$Sekr1t"])
+def test_no_part_of_a_shadow_field_is_echoed(value):
+    detail = classify(value).detail
+    assert "Sekr1t" not in detail and "Tr0ub" not in detail, (value, detail)

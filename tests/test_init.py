@@ -161,6 +161,25 @@ def test_init_reads_var_mail_and_says_when_shadow_is_unreadable(tmp_path):
     assert "no aliases file found" in res.stdout
 
 
+def test_init_comments_stay_comments_whatever_the_passwd_names(tmp_path):
+    accounts = [SourceAccount("zoe", 1500, "Zoe", "pw"),
+                SourceAccount("ev\rbad", 1501, "Evil", "pw"),
+                SourceAccount("esc\x1b[2J", 1502, "Esc", "pw")]
+    src = make_source(tmp_path / "old", accounts)
+    passwd = src / "etc/passwd"
+    for a in accounts:
+        (src / "var/spool/mail" / a.name).write_bytes(MBOX)
+        passwd.write_bytes(passwd.read_bytes().replace(f"/home/{a.name}:".encode(),
+                                                       b"/home/zoe:"))
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+                   "--uid-min", "1500", check=True)
+    assert "\r" not in res.stdout and "\x1b" not in res.stdout
+    data = yaml.safe_load(res.stdout)
+    assert set(data) == {"version", "hosts", "source", "target", "domains"}
+    assert [u["name"] for u in data["domains"]["zoe.example"]["users"]] == ["zoe"]
+    assert "#   esc\\x1b[2J: not a name vpopmail accepts" in res.stdout
+
+
 def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     src, _ = awkward_source(tmp_path / "old")
     out = tmp_path / "m.yaml"

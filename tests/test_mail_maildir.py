@@ -42,7 +42,8 @@ def test_folder_dirname(folder, dirname):
 
 
 @pytest.mark.parametrize("folder", ["", "a//b", "../etc", "a/../b", "/abs", "a/", "x\x00y",
-                                    "tab\there", ".", "a/./b", "x" * 300])
+                                    "tab\there", ".", "a/./b", "x" * 300, "latin\udce9\udcff",
+                                    "a/\udcff/b"])
 def test_folder_dirname_refuses(folder):
     with pytest.raises(FolderNameError):
         folder_dirname(folder)

@@ -216,4 +216,6 @@ def test_a_mangled_spec_is_refused_with_its_file_or_accepted(tmp_path, monkeypat
             except MailplanError as exc:
                 assert "fuzz.yaml" in str(exc), (path, value, delete, str(exc))
                 outcomes["refused"] += 1
-    assert outcomes["accepted"] > 100 and outcomes["refused"] > 100, outcomes
+    # (a control character in a comment or an exclude pattern is refused since the spec
+    # checks every string of a domain: 100 of the mutations are accepted)
+    assert outcomes["accepted"] >= 100 and outcomes["refused"] > 100, outcomes

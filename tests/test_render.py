@@ -67,3 +67,18 @@ def test_no_changes_wording():
     plan.changes = []
     assert render_plan(plan, target="t").endswith("No changes. The target matches the spec "
                                                   "(1 items checked).\n")
+
+
+def test_text_from_outside_is_escaped_never_printed_raw():
+    plan = sample_plan()
+    plan.changes.append(Change("create", "mailbox", "example.com", "alice",
+                               item="new\nline\x1b[2J", after="1 message(s) into new\nline"))
+    plan.problems.append(Problem("example.com", "al\x00ice", "/home/alice/mail/x\x1b]0;t\x07\n"
+                                "y\u202e: folder name is not UTF-8 text; not imported"))
+    text = render_plan(plan, target="newmail", verbose=True)
+    assert not any(c in text for c in "\x00\x07\x1b\u202e")
+    assert "+ mailbox alice@example.com new\\nline\\x1b[2J\n" in text
+    assert ("! al\\x00ice@example.com: /home/alice/mail/x\\x1b]0;t\\x07\\ny\\u202e: folder "
+            "name") in text
+    assert text.count("\n") == render_plan(sample_plan(), target="newmail",
+                                           verbose=True).count("\n") + 3

@@ -114,6 +114,32 @@ def test_renamed_user_forward_is_read_from_old_login():
         "robert": ("./Maildir/", "&bob@x.example")}
 
 
+@pytest.mark.parametrize("text", ["foo\0bar@remote.example", '"foo\0bar"@remote.example',
+                                  '"a\x1b[31m"@remote.example', "x\x7fy", ":include:/a\0b"])
+def test_control_characters_in_a_forward_are_a_warning_the_rest_goes_on(text):
+    source = SourceRouting(forwards={"alice": parse_forward(
+        f"keep@x.example, {text}\n", "/home/alice/.forward", "alice")})
+    plan = map_routing(source, [DomainRules("example.com", COM)])
+    assert plan.domains["example.com"].forwards == {"alice": ("&keep@x.example",)}
+    found = [f for f in plan.findings if f.severity == "warning"
+             and f.origin == Origin("/home/alice/.forward", 1)
+             and "contains a control character" in f.message]
+    assert found, plan.findings
+
+
+def test_an_include_path_with_a_control_character_is_not_read():
+    def read(path: str) -> bytes | None:
+        raise AssertionError(f"read {path!r}")
+
+    aliases = resolve_includes(parse_aliases('staff: ":include:/etc/l\0x", ann@x.example\n',
+                                             "/etc/aliases"), read)
+    source = SourceRouting(aliases=aliases)
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert plan.domains["example.com"].aliases["staff"] == ("&ann@x.example",)
+    assert any("control character" in str(f) and f.origin == Origin("/etc/aliases", 1)
+               for f in plan.findings)
+
+
 def test_alias_for_a_mailbox_becomes_its_forward_and_replaces_dotforward():
     source = SourceRouting(
         aliases=parse_aliases("alice: \\alice, boss@corp.example\n", "/etc/aliases"),

@@ -62,7 +62,7 @@ def classify(value: str) -> HashInfo:
         return HashInfo("empty", None, "empty password field (no password at all)")
     if value[0] in "!*":
         return HashInfo("locked", None, "account is locked (password field starts with "
-                        f"{value[0]!r})")
+                        "'!' or '*')")
     if any(c in value for c in ":\n\0") or value != value.strip():
         return HashInfo("malformed", None, "contains ':', whitespace or control characters")
     for name, pattern in _XCRYPT_ONLY:
@@ -85,9 +85,9 @@ def classify(value: str) -> HashInfo:
     if foreign is not None:
         return HashInfo("unsupported", foreign, f"{_LABELS[foreign]} hashes cannot be "
                         "verified by vpopmail's crypt(3)")
-    if value.startswith("$"):
-        return HashInfo("unsupported", None, "unknown crypt scheme "
-                        f"'${value.split('$')[1]}$'")
+    if value.startswith("$"):  # its scheme name is not shown: it may be a clear password
+        return HashInfo("unsupported", None, "starts with '$' but is no crypt(3) scheme "
+                        "vpopmail can verify")
     return HashInfo("malformed", None, "not a crypt(3) hash")
 
 

@@ -27,7 +27,9 @@ from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
+from mailplan.secret import mask_output
 from mailplan.shell import chunks, join
+from mailplan.text import escape
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
@@ -169,7 +171,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
             try:
                 folder_dirname(rel)
             except FolderNameError as exc:
-                notes.append(f"{ref.user}@{ref.domain}: {path}: {exc.message}; not imported")
+                notes.append(f"{ref.user}@{ref.domain}: {escape(path)}: {exc.message}; "
+                             "not imported")
                 continue
             size, mtime, inode = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
@@ -259,7 +262,8 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
         raise ConnectionLost(f"connection lost while reading {mailbox.path}: {exc}",
                              host=conn.name) from None
     if res.returncode != 0:
-        scan.error = f"cannot read {mailbox.path}: {res.stderr_text or res.returncode}"
+        why = mask_output(res.stderr_text)[:300] or res.returncode
+        scan.error = f"cannot read {mailbox.path}: {why}"
     return scan
 
 
@@ -292,7 +296,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
                             set())
         if res.returncode != 0:
             scan.error = scan.error or f"cannot read {mb.path}: " + (
-                res.stderr_text.strip() or f"exit {res.returncode}")
+                mask_output(res.stderr_text.strip())[:300] or f"exit {res.returncode}")
         if scan.error is None:
             count = max(int(first) - scan.skipped_internal, 0)
             scan = MailboxScan(

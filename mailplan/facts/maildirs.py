@@ -28,6 +28,7 @@ from mailplan.connectors.base import Connector
 from mailplan.mail.maildir import Identities, parse_message_name
 from mailplan.remote import each_file, run_batch
 from mailplan.shell import chunks, join
+from mailplan.text import is_number
 
 LEDGER = "mailplan-ledger"
 PENDING = "mailplan-pending-"  # the agent's record of a batch it is making visible
@@ -191,7 +192,7 @@ def ledger_sizes(conn: Connector, maildirs: Sequence[str]) -> dict[str, int]:
     for res in run_batch(conn, cmds):
         for record in res.stdout.split(b"\0"):
             size, _, path = record.decode("utf-8", "surrogateescape").partition("\t")
-            if size.isdigit() and path.endswith(f"/{LEDGER}"):
+            if is_number(size) and path.endswith(f"/{LEDGER}"):
                 sizes[path[: -len(LEDGER) - 1]] = int(size)
     return sizes
 
@@ -215,7 +216,7 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, di
         for line in res.stdout.decode("utf-8", "replace").split("\n"):
             index, _, rest = line.partition("\t")
             dirname, _, lines = rest.rpartition("\t")
-            if index.isdigit() and lines.isdigit() and 0 < int(index) <= len(chunk):
+            if is_number(index) and is_number(lines) and 0 < int(index) <= len(chunk):
                 counts[chunk[int(index) - 1]][dirname] = int(lines)
     return counts
 

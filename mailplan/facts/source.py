@@ -14,8 +14,9 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
-from mailplan.secret import Secret
+from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
+from mailplan.text import is_number
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Account:
     password: Secret | None  # None when the account has no shadow entry
     hash_info: HashInfo | None
     line: int
+    shadow_line: int | None = None  # the line of its shadow entry, when it has one
 
     @property
     def full_name(self) -> str:
@@ -78,7 +80,7 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
         name = fields[0]
         if not name:
             raise SourceDataError("empty user name", host=host, path=path, line=number)
-        if not (fields[2].isdigit() and fields[3].isdigit()):
+        if not (is_number(fields[2]) and is_number(fields[3])):
             raise SourceDataError(f"uid/gid of {name!r} are not numbers", host=host,
                                   path=path, line=number)
         if any(ord(c) < 32 or ord(c) == 127 for c in fields[5]):
@@ -118,7 +120,7 @@ def build_accounts(passwd: dict[str, tuple[int, list[str]]],
         secret = Secret(field[1]) if field else None
         info = classify(field[1]) if field else None
         accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6], secret, info,
-                                 line)
+                                 line, field[0] if field else None)
     return accounts
 
 
@@ -128,7 +130,7 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str) -> SourceFa
                                join(["cat", "--", shadow_path])])
     for path, res in zip((passwd_path, shadow_path), results, strict=True):
         if res.returncode != 0:
-            why = res.stderr_text or f"exit {res.returncode}"
+            why = mask_output(res.stderr_text)[:300] or f"exit {res.returncode}"
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
                             hint="the SSH user needs read access (root, or sudo: true on the host)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.remote import run_batch
-from mailplan.secret import Secret
+from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
 
 DASHES = "-" * 42
@@ -112,7 +112,8 @@ def _tool(vpopmail_dir: str, name: str) -> str:
 
 def _check(res: CommandResult, host: str, what: str) -> None:
     if res.returncode != 0:
-        out = res.stdout.decode("utf-8", "replace").strip() or res.stderr_text
+        # vuserinfo prints password hashes: never echo them
+        out = mask_output(res.stdout.decode("utf-8", "replace").strip() or res.stderr_text)
         raise HostError(f"{what} failed (exit {res.returncode}): {out[:300]}", host=host,
                         step="read target state")
 

@@ -15,7 +15,8 @@ is escaped the way dovecot's listescape plugin reads it: ``\\2e``; a literal ``\
 ``\\5c`` so the escape stays reversible (``v1.2`` -> ``.v1\\2e2``). Dovecot with
 ``mail_plugins = listescape`` shows the original name; dovecot without it and courier show
 ``v1\\2e2`` -- a distinct folder, never merged into ``v1/2``. Empty segments, ``.``/``..``
-segments, NUL, control characters and names longer than 255 bytes on disk are refused.
+segments, NUL, control characters, names that are not UTF-8 and names longer than 255
+bytes on disk are refused.
 
 File names
 ----------
@@ -34,11 +35,13 @@ from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 
 from mailplan.errors import MailplanError
+from mailplan.text import escape
 
 NAME_RE = re.compile(
     r"^(?P<time>\d+)\.M(?P<usec>\d+)P(?P<pid>\d+)_mp(?P<digest>[0-9a-f]{64})_(?P<occ>\d+)"
     r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 class FolderNameError(MailplanError):
@@ -107,6 +110,9 @@ def folder_dirname(folder: str) -> str:
         return ""
     if not folder or _CONTROL.search(folder):
         raise FolderNameError(f"folder name {folder!r} is empty or holds control characters")
+    if _NOT_UTF8.search(folder):
+        raise FolderNameError(f"folder name '{escape(folder)}' is not UTF-8 text (rename "
+                              "the file on the source to import it)")
     segments = folder.split("/")
     for seg in segments:
         if seg in ("", ".", ".."):

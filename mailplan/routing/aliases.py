@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from mailplan.routing.addresses import parse_list
 from mailplan.routing.model import Finding, Include, Origin, RoutingError, Target
+from mailplan.text import has_control
 
 Reader = Callable[[str], bytes | None]
 
@@ -159,6 +160,8 @@ def resolve_includes(aliases: AliasFile, read: Reader) -> AliasFile:
         for target in targets:
             if not isinstance(target, Include):
                 out.append(target)
+            elif has_control(target.path):
+                out.append(replace(target, problem="its path holds a control character"))
             elif target.path in chain:
                 loop = " -> ".join((*chain, target.path))
                 out.append(replace(target, problem=f"include loop: {loop}"))

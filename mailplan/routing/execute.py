@@ -27,6 +27,7 @@ from mailplan.routing.diff import (
 from mailplan.routing.facts import parse_dot_qmail, parse_valias_list
 from mailplan.routing.managed import effect
 from mailplan.routing.model import RoutingError
+from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ class _Step:
         res = self.session.run(Cmd.of(*argv).render())
         out = res.stdout.decode("utf-8", "replace").strip()
         if res.returncode != 0 or (quiet and out):
-            words = (out or res.stderr_text.strip() or "no output").split("\n")[0][:300]
+            words = mask_output(out or res.stderr_text.strip() or "no output").split("\n")[0]
+            words = words[:300]
             program = argv[0].rsplit("/", 1)[-1]
             if program == "sh":
                 program = "writing the file"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from mailplan.routing.model import RoutingError
 from mailplan.routing.rules import CatchAll
+from mailplan.secret import mask_output
 
 NO_ALIASES = "No aliases found for domain "
 
@@ -54,13 +55,14 @@ def parse_valias_list(stdout: str, exit_code: int) -> dict[str, tuple[str, ...]]
     if exit_code != 0:
         if lines and lines[-1].startswith(NO_ALIASES):
             return {}
-        raise RoutingError(f"valias -s failed (exit {exit_code}): {stdout.strip()!r}")
+        raise RoutingError(f"valias -s failed (exit {exit_code}): "
+                           f"{mask_output(stdout.strip())[:300]!r}")
     out: dict[str, list[str]] = {}
     for line in lines:
         address, sep, delivery = line.partition(" -> ")
         name, at, _domain = address.rpartition("@")
         if not sep or not at or not name:
-            raise RoutingError(f"unexpected line in valias -s output: {line!r}")
+            raise RoutingError(f"unexpected line in valias -s output: {mask_output(line)!r}")
         out.setdefault(name.lower(), []).append(delivery)
     return {name: tuple(deliveries) for name, deliveries in out.items()}
 
@@ -79,7 +81,7 @@ def parse_vdominfo(stdout: str) -> DomainInfo:
         if sep and key in ("domain", "dir") and key not in fields:
             fields[key] = value.strip()
     if "domain" not in fields or "dir" not in fields:
-        raise RoutingError(f"unexpected vdominfo output: {stdout.strip()[:200]!r}")
+        raise RoutingError(f"unexpected vdominfo output: {mask_output(stdout.strip())[:200]!r}")
     return DomainInfo(fields["domain"], fields["dir"], parse_alias_domains(stdout))
 
 

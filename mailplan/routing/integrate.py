@@ -55,6 +55,7 @@ from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
 from mailplan.routing.target import read_target_routing
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
+from mailplan.text import has_control
 
 if TYPE_CHECKING:
     from mailplan.desired import Desired
@@ -109,7 +110,8 @@ def _unreadable(host: str, path: str, what: str) -> HostError:
 def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
     """Read every :include: file (one batch per nesting level), then resolve."""
     cache: dict[str, bytes | None] = {}
-    pending = {t.path for e in aliases.entries for t in e.targets if isinstance(t, Include)}
+    pending = {t.path for e in aliases.entries for t in e.targets
+               if isinstance(t, Include) and not has_control(t.path)}
     for _round in range(MAX_INCLUDE_ROUNDS):
         pending -= set(cache)
         if not pending:
@@ -125,7 +127,8 @@ def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
                 targets = parse_include(data, path)
             except RoutingError as exc:
                 raise _host_error(exc, conn.name) from None
-            nested |= {t.path for t in targets if isinstance(t, Include)}
+            nested |= {t.path for t in targets
+                       if isinstance(t, Include) and not has_control(t.path)}
         pending = nested
     try:
         return resolve_includes(aliases, lambda path: cache.get(path))

@@ -5,7 +5,8 @@ user (whose ~/.forward applies). On vpopmail the same effect is a forward line
 ``&mailbox@domain``: vdelivermail then applies that mailbox's own .qmail (the migrated
 ~/.forward). Local names therefore resolve recursively through the aliases table and
 through renamed users; loops, unknown names and deliveries with no safe equivalent
-(``|program``, ``/file``, ``error:``, unreadable ``:include:``) become warnings carrying
+(``|program``, ``/file``, ``error:``, unreadable ``:include:``) and targets holding a
+control character (a NUL cannot even be passed to a command) become warnings carrying
 the source line. Pure; used by :mod:`mailplan.routing.mapping`.
 """
 
@@ -27,6 +28,7 @@ from mailplan.routing.model import (
     Target,
 )
 from mailplan.routing.rules import DomainRules
+from mailplan.text import has_control
 
 OWN_MAILDIR = "./Maildir/"
 #: a local name shown as it is in a warning; any other text is described, not echoed
@@ -120,7 +122,10 @@ class Resolver:
 
     def _one(self, target: Target, *, context: str, owner: str | None,
              chain: tuple[str, ...]) -> list[str]:
-        if isinstance(target, Program):
+        if has_control(str(target)):
+            self.warn(f"{context}: {str(target)!r} contains a control character (NUL, "
+                      "newline, ...) and is not carried over", target.origin)
+        elif isinstance(target, Program):
             self.warn(f"{context}: program delivery {str(target)!r} has no safe vpopmail "
                       "equivalent and is not carried over", target.origin)
         elif isinstance(target, FileDelivery):

@@ -18,6 +18,7 @@ from mailplan.routing.managed import managed_routing
 from mailplan.routing.model import RoutingError
 from mailplan.routing.readfiles import read_request, run_reads
 from mailplan.routing.rules import DomainRouting
+from mailplan.secret import mask_output
 from mailplan.shell import join
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def _check(res: CommandResult, host: str, what: str) -> None:
     if res.returncode != 0:
-        out = res.stdout.decode("utf-8", "replace").strip() or res.stderr_text
+        out = mask_output(res.stdout.decode("utf-8", "replace").strip() or res.stderr_text)
         raise HostError(f"{what} failed (exit {res.returncode}): {out[:300]}", host=host,
                         step="read target routing")
 

@@ -1,0 +1,44 @@
+"""Command lines built from quoted parts (a NUL byte never reaches a host), and remote
+output masked before it is shown (no password hash in a message)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailplan.errors import MailplanError
+from mailplan.routing.facts import parse_valias_list
+from mailplan.routing.model import RoutingError
+from mailplan.secret import MASK, Secret, mask_output
+from mailplan.shell import Cmd, join
+
+
+def test_parts_are_quoted_and_secrets_masked():
+    cmd = Cmd.of("vadduser", "a b", Secret("pw'1"))
+    assert cmd.render() == "vadduser 'a b' 'pw'\"'\"'1' </dev/null"
+    assert cmd.display() == f"vadduser 'a b' {MASK} </dev/null"
+
+
+@pytest.mark.parametrize("part", ["foo\0bar", Secret("Zq\0Xy7")])
+def test_a_nul_byte_is_a_mailplan_error_that_shows_no_secret(part):
+    with pytest.raises(MailplanError, match="NUL byte") as info:
+        Cmd.of("valias", "-i", part, "x@example.com").render()
+    assert "Xy7" not in str(info.value) and "foo" not in str(info.value)
+    with pytest.raises(MailplanError):
+        join(["cat", "--", "a\0b"])
+
+
+def test_remote_output_is_masked_before_it_reaches_a_message():
+    text = ("name:   ann\npasswd: $6$SaltSalt$Zz9Hash\nclear passwd: Hunter2\n"
+            "  Passwd:  DESabcdefghi\nError: no $1$ab$Cd9: x, $2b$10$Ee9 or $md5,rounds=9$Ff9$")
+    shown = mask_output(text)
+    for secret in ("Zz9Hash", "Hunter2", "DESabcdefghi", "Cd9", "Ee9", "Ff9"):
+        assert secret not in shown
+    assert shown.startswith("name:   ann\npasswd: (sensitive)\nclear passwd: (sensitive)\n")
+    assert "Error: no (sensitive): x, (sensitive) or (sensitive)" in shown
+    assert mask_output("vuserinfo: out of memory; user a$b") == "vuserinfo: out of memory; user a$b"
+
+
+def test_a_failing_valias_never_echoes_a_hash():
+    with pytest.raises(RoutingError) as info:
+        parse_valias_list("oops\npasswd: $6$SaltSalt$Zz9Hash\n", 1)
+    assert "Zz9Hash" not in str(info.value) and "(sensitive)" in str(info.value)
