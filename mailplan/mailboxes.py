@@ -358,6 +358,12 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
+    if scan.held_back:
+        # apply reads (and its checkpoint ends) where that message starts: the next
+        # run reads it from its From_ line, as a whole read would
+        skipped += ("; last message incomplete (no blank line at the end of the spool yet), "
+                    "left for the next run")
+        mb = replace(mb, size=scan.end)
     read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
         settled = _settled(mb, scan, begin, ledger)

@@ -143,6 +143,7 @@ def test_messages_past_a_mebibyte_arrive_as_the_whole_file_reading_gives(tmp_pat
     spool = big_lf + big_crlf + small
     src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
     (src / "var/spool/mail/big").write_bytes(spool)
+    settle(src / "var/spool/mail/big")  # its last message has no framing blank line
     target = install_target(tmp_path / "target")
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
@@ -791,3 +792,80 @@ def test_a_folder_file_named_INBOX_is_merged_not_lost(setup):
     assert subjects() == ["answered+flagged", "folder later", "read", "spool later",
                           "unseen", "work"]
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def settle(path: Path) -> None:
+    """Make a mailbox settled: not modified for longer than SETTLED_AFTER."""
+    old = path.stat().st_mtime - 3600
+    os.utime(path, (old, old))
+
+
+def one_user(tmp_path: Path, spool: bytes) -> tuple[Path, Target, str, Path]:
+    """A user "ursula" whose spool holds ``spool``: (spool path, target, domain, spec)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "UrsPw1")])
+    path = src / "var/spool/mail/ursula"
+    path.write_bytes(spool)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    return path, target, domain, spec
+
+
+def stored(target: Target, address: str) -> list[bytes]:
+    root = maildir(target, address)
+    return sorted(f.read_bytes() for sub in files(root).values() for f in sub)
+
+
+def whole_read(data: bytes) -> list[bytes]:
+    import io
+
+    from mailplan.mail.mbox import read_mbox
+    return sorted(body for _e, body in read_mbox(io.BytesIO(data))[0])
+
+
+def test_a_delivery_in_progress_is_left_for_the_next_run(tmp_path):
+    """A spool read while a delivery is writing its last message (m2 cut inside its body):
+    that message is neither imported cut short nor checkpointed inside; once the rest
+    and more mail arrived, every message is imported once, complete, without a warning."""
+    m1, m2, m3 = (msg("s@x.example", f"Mon Nov  2 1{i}:00:00 2026", f"m{i}",
+                      body=f"hello {i}\n") for i in (1, 2, 3))
+    path, target, domain, spec = one_user(tmp_path, m1 + m2[:-8])  # ends "\n\nh"
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "last message incomplete" in plan and "left for the next run" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, f"ursula@{domain}") == whole_read(m1)
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["mail"][f"ursula@{domain}/INBOX"]["checkpoint"]["offset"] == len(m1)
+    with path.open("ab") as fh:
+        fh.write(m2[-8:] + m3)
+    plan = mailplan("plan", str(spec), check=True)
+    assert "skipped" not in plan.stdout + plan.stderr and "incomplete" not in plan.stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, f"ursula@{domain}") == whole_read(m1 + m2 + m3)
+    (tmp_path / "m.state.json").unlink()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_last_message_without_a_newline_is_imported_once(tmp_path):
+    """A last message without a trailing newline in a spool just written is left for the
+    next run; once a delivery appended "\\nFrom ...", it is imported as a whole read
+    gives it, so a plan without the state file finds everything there. In a settled
+    (hand-made) mailbox such a message is final and imported as stored."""
+    m1 = b"From s@x.example Mon Nov  2 10:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+    m2 = b"\nFrom s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m2\n\nbody2\n\n"
+    path, target, domain, spec = one_user(tmp_path, m1)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with path.open("ab") as fh:
+        fh.write(m2)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, f"ursula@{domain}") == whole_read(m1 + m2)
+    (tmp_path / "m.state.json").unlink()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, f"ursula@{domain}") == whole_read(m1 + m2)
+
+    path, target, domain, spec = one_user(tmp_path / "settled", m1)
+    settle(path)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, f"ursula@{domain}") == [b"From: s\nSubject: m1\n\nbody"]

@@ -10,6 +10,19 @@ through and digests of the first and the last 4 KiB before it) and both windows 
 match, only the bytes after the checkpoint are read: an unchanged 1 GB spool costs two
 4 KiB reads. Each scan keeps the first and last 4 KiB it read, so a mailbox found
 entirely on the target can be given a checkpoint too (:func:`mailplan.mailboxes.plan_mail`).
+
+**Where a read may end.** A read ends at the size the listing saw, and the end of the data
+read is a message boundary (for importing the last message and for a checkpoint) only
+when the data ends the way a finished delivery leaves it: mail.local ends each message
+with a blank line, so the data ends in ``\\n\\n`` (or ``\\r\\n\\r\\n``). A last message
+not so terminated (a delivery still being written, or a writer that puts the blank line
+before the next message) is left for the next run: it is not counted, and the read ends
+(and apply's read, and its checkpoint, end) at its From_ line, exactly where a whole read
+starts that message, so the next read resumes at a From_ line. A mailbox not modified for
+:data:`SETTLED_AFTER` seconds (by the source's clock) is settled: its end is final
+whatever its last bytes (a hand-made file whose last message has no newline). A
+checkpoint whose offset is not followed by a From_ line (taken by an older version inside
+a message) is not trusted: the mailbox is read whole (:func:`still_valid`).
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +46,10 @@ from mailplan.shell import chunks, join
 from mailplan.text import escape
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
+#: seconds since its last modification after which a mailbox's end is final even when
+#: its last message does not end with a blank line (no delivery is still writing it)
+SETTLED_AFTER = 300
+_BLANK_END = (b"\n\n", b"\r\n\r\n")
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
 
 
@@ -57,6 +75,8 @@ class SourceMailbox:
     size: int
     mtime: float
     inode: int
+    #: not modified for SETTLED_AFTER seconds: the end of the file is a message boundary
+    settled: bool = True
     folder_file: bool = False  # a file under the folders directory, not the spool
 
     @property
@@ -113,6 +133,9 @@ class MailboxScan:
     #: read with no identities to compare (``known`` None): each message's digest, its
     #: occurrence among the messages read and its size, until :meth:`number`
     appended: list[tuple[str, int, int]] = field(default_factory=list)
+    #: the last message read was left for the next run (not terminated by a blank line
+    #: in a mailbox not settled): ``end`` is its From_ line, where apply's read ends
+    held_back: bool = False
 
     def number(self, seed: dict[str, int], known: set[tuple[str, int]]) -> None:
         """Number the ``appended`` messages after the ``seed`` (how often each digest
@@ -144,13 +167,19 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                           ) -> tuple[list[SourceMailbox], list[str]]:
     """Every spool and folder file of ``refs`` (one batch); plus notes on skipped files."""
     spools = sorted({r.spool for r in refs})
+    if not refs:
+        return [], []
     roots = sorted({r.folders for r in refs})
     cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "f", "-printf", _FIND_FORMAT])
             + " 2>/dev/null; true" for chunk in chunks(spools)]
     cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
              for chunk in chunks(roots)]
     found: dict[str, tuple[int, float, int]] = {}
-    for res in run_batch(conn, cmds) if cmds else []:
+    results = run_batch(conn, ["date +%s", *cmds])
+    clock = results[0].stdout.strip()
+    # the source's clock, as the mtimes are (the local one where date has no %s)
+    now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
+    for res in results[1:]:
         for size, mtime, inode, path in _parse_find(res.stdout):
             found[path] = (size, mtime, inode)
     mailboxes: list[SourceMailbox] = []
@@ -159,7 +188,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
         if ref.spool in found:
             size, mtime, inode = found[ref.spool]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
-                                           mtime, inode))
+                                           mtime, inode, now - mtime >= SETTLED_AFTER))
         prefix = ref.folders.rstrip("/") + "/"
         for path in sorted(p for p in found if p.startswith(prefix)):
             rel = path[len(prefix):]
@@ -176,21 +205,32 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                 continue
             size, mtime, inode = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
-                                           inode, folder_file=True))
+                                           inode, now - mtime >= SETTLED_AFTER,
+                                           folder_file=True))
     return mailboxes, notes
+
+
+#: what may follow a checkpoint: a From_ line, possibly after the line end that ends the
+#: last message read when it had no blank line yet (see MboxReader: resumed reads)
+_BOUNDARY = (b"From ", b"\nFrom ", b"\r\nFrom ")
+_PEEK = 7
 
 
 def _window_cmd(path: str, offset: int) -> str:
     width = min(WINDOW, offset)
-    return f"{slice_command(path, 0, width)}; {slice_command(path, offset - width, width)}"
+    return (f"{slice_command(path, 0, width)}; {slice_command(path, offset - width, width)}; "
+            f"{slice_command(path, offset, _PEEK)}")
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
                 heads: dict[int, bytes] | None = None) -> list[bool]:
-    """Whether each mailbox still starts with what its checkpoint recorded (one batch).
-    ``heads`` receives, by index, the bytes before a valid checkpoint taken before the
-    file reached one window (its head window was the whole file: a later checkpoint's
-    head is those bytes and more, see :func:`mailplan.mail.windows.grown_head`)."""
+    """Whether each mailbox still starts with what its checkpoint recorded (one batch),
+    and a From_ line follows the checkpoint (or nothing yet): a checkpoint inside a
+    message (taken by an older version at the end of a delivery still being written) is
+    not trusted, so the mailbox is read whole. ``heads`` receives, by index, the bytes
+    before a valid checkpoint taken before the file reached one window (its head window
+    was the whole file: a later checkpoint's head is those bytes and more, see
+    :func:`mailplan.mail.windows.grown_head`)."""
     todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
             if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
     ok = [False] * len(pairs)
@@ -199,9 +239,13 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     results = run_batch(conn, [_window_cmd(mb.path, cp.offset) for _i, mb, cp in todo])
     for (i, _mb, cp), res in zip(todo, results, strict=True):
         head_len = min(WINDOW, cp.offset) if cp.offset else 0
-        data = res.stdout
-        if res.returncode == 0 and len(data) == head_len + min(WINDOW, cp.offset):
-            ok[i] = digest(data[:head_len]) == cp.head and digest(data[head_len:]) == cp.tail
+        data, want = res.stdout, head_len + min(WINDOW, cp.offset)
+        after = data[want:]
+        if res.returncode == 0 and len(data) >= want:
+            data = data[:want]
+            ok[i] = digest(data[:head_len]) == cp.head and digest(data[head_len:]) == cp.tail \
+                and (after == b"" or any(b.startswith(after) or after.startswith(b)
+                                         for b in _BOUNDARY))
             if ok[i] and heads is not None and cp.offset < WINDOW:
                 heads[i] = data[:head_len]
         elif cp.offset == 0:
@@ -209,9 +253,10 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     return ok
 
 
-def open_stream(conn: Connector, path: str, start: int) -> object:
-    """A streaming reader of ``path`` from byte ``start`` (one channel)."""
-    return conn.start_stream(join(["tail", "-c", f"+{start + 1}", "--", path]))
+def open_stream(conn: Connector, path: str, start: int, end: int) -> object:
+    """A streaming reader of ``path`` from byte ``start`` to ``end`` (one channel): the
+    bytes apply reads, not more mail that arrived since the listing."""
+    return conn.start_stream(slice_command(path, start, end - start))
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
@@ -220,26 +265,40 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
     # for MailboxScan.number instead (numbered there, after the messages before
     # ``start``): memory grows with the appended mail only.
-    scan = MailboxScan(mailbox, start, seen=Windows(stream))
+    # The reader is given what apply's gives it (no skip_leading: a read from a checkpoint
+    # starts at a From_ line, still_valid saw to that). A message is taken into account
+    # once the next one starts: the last one only if the end read is a message boundary.
+    scan = MailboxScan(mailbox, start, seen=Windows(_Limit(stream, mailbox.size - start)))
     todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
-                        path=f"{host}:{mailbox.path}",
-                        skip_leading=start > 0)
+                        path=f"{host}:{mailbox.path}")
+
+    def take(event: MessageEnd) -> None:
+        scan.total += 1
+        if known is None:
+            scan.appended.append((event.sha256, event.occurrence, event.size))
+        elif event.identity not in known:
+            scan.todo += 1
+            scan.todo_bytes += event.size
+            todo.update(f"{event.sha256}:{event.occurrence};".encode())
+
+    last: MessageEnd | None = None
     try:
         for event in reader:
             if isinstance(event, MessageEnd):
-                scan.total += 1
-                if known is None:
-                    scan.appended.append((event.sha256, event.occurrence, event.size))
-                elif event.identity not in known:
-                    scan.todo += 1
-                    scan.todo_bytes += event.size
-                    todo.update(f"{event.sha256}:{event.occurrence};".encode())
+                if last is not None:
+                    take(last)
+                last = event
     except MailboxError as exc:
         scan.error = exc.message
         return scan
-    scan.todo_digest = todo.hexdigest()[:16]
     scan.end = reader.summary.end_offset
+    if last is not None:
+        if mailbox.settled or scan.seen.tail.endswith(_BLANK_END):
+            take(last)
+        else:  # a delivery may still be writing it: left for the next run
+            scan.held_back, scan.end = True, last.start
+    scan.todo_digest = todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
     return scan
@@ -251,7 +310,7 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
     (None: keep their identities for :meth:`MailboxScan.number`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, end=start)
-    proc = open_stream(conn, mailbox.path, start)
+    proc = open_stream(conn, mailbox.path, start, mailbox.size)
     scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
@@ -268,8 +327,10 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
 
 
 def _count_command(mb: SourceMailbox) -> str:
-    # the separators in [0, size) (what apply will read), then the first bytes
-    return (slice_command(mb.path, 0, mb.size) + " | LC_ALL=C "
+    # the separators in [0, size) (what apply will read), then the first bytes; a mailbox
+    # not settled, its last 4 bytes first (does it end with a blank line?)
+    tail = "" if mb.settled or mb.size < 4 else slice_command(mb.path, mb.size - 4, 4) + "; "
+    return (tail + slice_command(mb.path, 0, mb.size) + " | LC_ALL=C "
             + join(["grep", "-a", "-c", "-E", FROM_LINE_ERE]) + "; "
             + slice_command(mb.path, 0, HEAD_BYTES))
 
@@ -282,13 +343,21 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
     all mailboxes in one batch), and only the first 64 KiB of each are read and parsed,
     for what the plan must report: not an mbox, no From_ line at the start, the UW-IMAP
     pseudo message (not counted). The bytes to import are the file's size. None for a
-    mailbox grep could not count (no GNU grep there): the caller reads that one."""
+    mailbox grep could not count (no GNU grep there), and for one whose last message may
+    still be being written (not settled, no blank line at its end): the caller reads that
+    one (and leaves that message for the next run)."""
     if not mailboxes:
         return []
     scans: list[MailboxScan | None] = []
     for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb) for mb in mailboxes]),
                        strict=True):
-        first, _, head = res.stdout.partition(b"\n")
+        out = res.stdout
+        if not mb.settled and mb.size >= 4:
+            end, out = out[:4], out[4:]
+            if not end.endswith(_BLANK_END):
+                scans.append(None)
+                continue
+        first, _, head = out.partition(b"\n")
         if res.returncode == 0 and not first.isdigit():
             scans.append(None)
             continue
@@ -316,6 +385,21 @@ class _MemberReader:
 
     def read(self, size: int = 65536) -> bytes:
         return self._handle.read(size)  # type: ignore[attr-defined,no-any-return]
+
+
+class _Limit:
+    """Only ``read``, and at most ``left`` bytes: a scan reads what apply will read (the
+    size listed), not mail appended since (a tar member is the file as tar found it)."""
+
+    def __init__(self, handle: object, left: int) -> None:
+        self._handle, self._left = handle, left
+
+    def read(self, size: int = 65536) -> bytes:
+        if self._left <= 0:
+            return b""
+        data: bytes = self._handle.read(min(size, self._left))  # type: ignore[attr-defined]
+        self._left -= len(data)
+        return data
 
 
 def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,

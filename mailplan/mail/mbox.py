@@ -51,8 +51,11 @@ by the caller (dates are read as :mod:`mailplan.mail.fromline` says).
 From_ line, or the count and offset of the bytes before the first From_ line). With
 ``skip_leading=True`` those bytes are skipped instead and reported in the summary, never
 dropped silently. An empty stream is an empty mailbox. A read resumed at ``offset > 0``
-(the spool grew) may start with one line end before the From_ line: that is the framing
-blank line of the previous last message, written when the new mail was appended.
+(the spool grew) starts where the plan placed the checkpoint: at a From_ line when the
+last message read had no blank line at its end (it was left for that next read, see
+:mod:`mailplan.facts.mailboxes`), or after a final last message, where it may start with
+one line end before the From_ line: that is the framing blank line of that message,
+written when the new mail was appended. Plan and apply read a resumed read alike.
 
 **Identity.** ``(sha256 of the stored bytes, occurrence)``: the occurrence counts earlier
 messages of the same folder with the same digest, so the same message twice is imported
