@@ -898,3 +898,20 @@ def test_arrival_dates_are_read_in_the_source_time_zone(setup, tmp_path):
     bad.write_text(text.replace("source:\n", "source:\n  timezone: Mars/Olympus\n", 1))
     res = mailplan("validate", str(bad))
     assert res.returncode != 0 and "timezone" in res.stderr and "Mars/Olympus" in res.stderr
+
+
+@pytest.mark.ssh
+def test_the_quota_warning_counts_what_earlier_applies_imported(setup):
+    """A user over quota after the first import stays warned about when a little more
+    mail arrives: the plan adds what earlier applies imported to what it will import."""
+    src, target, domain, spec = setup
+    spec.write_text(spec.read_text().replace("quota: 50", "quota: 200"))
+    assert "carol@" not in "".join(
+        line for line in mailplan("plan", str(spec), check=True).stdout.splitlines()
+        if "exceeds the quota" in line)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with open(src / "var/spool/mail/carol", "ab") as fh:
+        fh.write(msg("f@x.example", "Sun Nov  8 08:00:00 2026", "more", body="x" * 150 + "\n"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"carol@{domain}: mail to import (" in plan
+    assert "with what earlier applies imported (" in plan and "exceeds the quota (200B)" in plan
