@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class Planned:
     #: checkpoints of mailboxes found complete on the target (state only, see
     #: :func:`mailplan.mailboxes.plan_mail`)
     mail_settled: list[dict[str, Any]] = field(default_factory=list)
+    #: the source's time zone: dates without a zone in its mailboxes are read in it
+    source_zone: tzinfo | None = None
 
     @property
     def target_connector(self) -> Connector:
@@ -102,7 +105,7 @@ def make_plan(spec: Spec, state: State,
             target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
                 if src["host"] != tgt["host"] else None
             source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
-                                 src.get("shadow", "/etc/shadow"))
+                                 src.get("shadow", "/etc/shadow"), src.get("timezone"))
             desired = build_desired(spec, source)
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
@@ -133,7 +136,7 @@ def make_plan(spec: Spec, state: State,
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems,
     )
-    return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled)
+    return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone)
 
 
 def _same(a: Change, b: Change) -> bool:
@@ -228,7 +231,8 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
               else nullcontext(planned.target_connector.shell())) as session:
             importer = MailImporter(source, planned.target_connector, session,
                                     ctx.vpopmail_dir, mboxrd, record, on_mail, user_dirs=dirs,
-                                    agent=early.take() if early is not None else None)
+                                    agent=early.take() if early is not None else None,
+                                    zone=planned.source_zone)
             try:
                 while not stop.is_set():
                     try:

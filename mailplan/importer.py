@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from datetime import tzinfo
 from typing import Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
@@ -94,8 +95,9 @@ class MailImporter:
                  record: Callable[[str, dict[str, Any]], None],
                  on_batch: Callable[[Change, int, int], None] | None = None,
                  user_dirs: dict[str, str] | None = None,
-                 agent: Process | None = None) -> None:
+                 agent: Process | None = None, zone: tzinfo | None = None) -> None:
         self.source, self.target, self.session = source, target, session
+        self.zone = zone  # the source's time zone (dates without a zone)
         self.vpopmail_dir, self.mboxrd, self.record = vpopmail_dir, mboxrd, record
         #: ``user@domain`` -> user directory, known from the plan's facts or read in one
         #: batch for the users this apply created (see :func:`user_dirs`)
@@ -173,7 +175,8 @@ class MailImporter:
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,
                                  occurrences=dict(job.begin.seed), on_durable=durable,
-                                 host=self.target.name, checkpoint=stream.checkpoint)
+                                 host=self.target.name, checkpoint=stream.checkpoint,
+                                 zone=self.zone)
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
                 raise StepFailed(f"reading {mb.path} on the source failed: "

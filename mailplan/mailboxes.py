@@ -213,7 +213,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
                subscribed, where[mb.key] in pending)
-    _quota_warnings(out, desired)
+    _quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
+                    state_mail)
     return out
 
 
@@ -302,18 +303,29 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
     return out
 
 
-def _quota_warnings(out: MailPlan, desired: Desired) -> None:
+def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str, str]],
+                    state_mail: dict[str, Any]) -> None:
+    """A problem for each user whose mail to import, with what earlier applies imported
+    (the state's record), exceeds the quota."""
     totals: dict[tuple[str, str], int] = {}
     for job in out.jobs.values():
         key = (job.mailbox.domain, job.mailbox.user)
         totals[key] = totals.get(key, 0) + job.size
+    before: dict[tuple[str, str], int] = {}
+    for mailbox, owner in owners.items():
+        if owner in totals:
+            before[owner] = before.get(owner, 0) + int(
+                (state_mail.get(mailbox) or {}).get("bytes", 0))
     for (domain, user), size in sorted(totals.items()):
         quota = desired.domains[domain].users[user].quota
-        if quota is not None and size > quota:
-            out.problems.append(Problem(domain, user, f"mail to import ({human_size(size)}) "
-                                        f"exceeds the quota ({human_size(quota)}); it is "
-                                        "imported anyway (mail is never dropped), but new "
-                                        "mail will bounce until the quota is raised"))
+        had = before.get((domain, user), 0)
+        if quota is not None and size + had > quota:
+            what = f"mail to import ({human_size(size)})" + (
+                f" with what earlier applies imported ({human_size(had)})" if had else "")
+            out.problems.append(Problem(domain, user, f"{what} exceeds the quota "
+                                        f"({human_size(quota)}); it is imported anyway (mail "
+                                        "is never dropped), but new mail will bounce until "
+                                        "the quota is raised"))
 
 
 def _subscriptions(conn: Connector, refs: list[MailboxRef],

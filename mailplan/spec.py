@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -273,6 +275,16 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
         raise spec.error(f"{value!r} contains a control character (NUL, newline, ...)", where)
 
 
+def zone_named(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (from this machine's time zone database); ValueError
+    when there is none of that name."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone this machine knows (an IANA name "
+                         "such as Europe/Berlin; Debian's tzdata package has them)") from None
+
+
 def _check_semantics(spec: Spec) -> None:
     data = spec.data
     _control_characters(spec, {k: v for k, v in data.items() if k != "domains"}, ())
@@ -282,6 +294,11 @@ def _check_semantics(spec: Spec) -> None:
             known = ", ".join(sorted(data["hosts"]))
             raise spec.error(f"host {name!r} is not defined in hosts (defined: {known})",
                              (role, "host"))
+    if "timezone" in data["source"]:
+        try:
+            zone_named(data["source"]["timezone"])
+        except ValueError as exc:
+            raise spec.error(str(exc), ("source", "timezone")) from None
     seen_domains: dict[str, str] = {}
     for domain, body in data["domains"].items():
         lowered = domain.lower()

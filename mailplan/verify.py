@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ GROUP_SOURCE_BYTES = 256 << 20
 
 
 def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool,
-                     windows: dict[str, Windows] | None = None
+                     windows: dict[str, Windows] | None = None, zone: tzinfo | None = None
                      ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
     """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
 
@@ -95,7 +96,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
             seen = Windows(handle)
             if windows is not None:
                 windows[mb.path] = seen
-            reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime,
+            reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime, zone=zone,
                                 path=f"{conn.name}:{mb.path}")
             try:
                 for event in reader:
@@ -196,7 +197,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     source_conn, target_conn = conns[src["host"]], conns[tgt["host"]]
     vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
     source = read_source(source_conn, src.get("passwd", "/etc/passwd"),
-                         src.get("shadow", "/etc/shadow"))
+                         src.get("shadow", "/etc/shadow"), src.get("timezone"))
     desired = build_desired(spec, source)
     target = read_target(target_conn, vpop, set(desired.domains))
     report = Report(target_conn.name)
@@ -241,7 +242,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven)
+                      report, proven, source.zone)
     save_proven(record, proven)
 
 
@@ -264,7 +265,7 @@ def _user_groups(refs: Sequence[Any], maildirs: dict[tuple[str, str], str],
 def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
-                  report: Report, proven: dict[str, Proven]) -> None:
+                  report: Report, proven: dict[str, Proven], zone: tzinfo | None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel."""
     files, ledgers = read_target_mail(target_conn, sorted(
@@ -289,7 +290,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     windows: dict[str, Windows] = {}
     messages, errors = read_source_mail(source_conn,
                                         [mb for mb in mailboxes if mb.path not in reused],
-                                        mboxrd=mboxrd, windows=windows)
+                                        mboxrd=mboxrd, windows=windows, zone=zone)
     for ref in refs:
         key_ = (ref.domain, ref.user)
         root = maildirs.get(key_)

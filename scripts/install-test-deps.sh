@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
-   || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null; then
+   || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
+   || ! [ -e /usr/share/zoneinfo/America/New_York ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time mawk >/dev/null
+    dovecot-imapd mb2md procps tmux openssl time mawk tzdata >/dev/null
 fi
 getent group vchkpw >/dev/null || groupadd -g 89 vchkpw
 getent passwd vpopmail >/dev/null || useradd -u 89 -g 89 -d /home/vpopmail -M -s /usr/sbin/nologin vpopmail

@@ -869,3 +869,49 @@ def test_a_last_message_without_a_newline_is_imported_once(tmp_path):
     settle(path)
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert stored(target, f"ursula@{domain}") == [b"From: s\nSubject: m1\n\nbody"]
+
+
+@pytest.mark.ssh
+def test_arrival_dates_are_read_in_the_source_time_zone(setup, tmp_path):
+    """mail.local writes From_ dates in the server's local time: they are read in the
+    zone of the source's /etc/localtime (here New York: EST in November, EDT in
+    July), so IMAP's INTERNALDATE is the moment the mail arrived; source.timezone in
+    the spec overrides it."""
+    import shutil
+
+    src, target, domain, spec = setup
+    shutil.copyfile("/usr/share/zoneinfo/America/New_York", src / "etc/localtime")
+    spool = src / "var/spool/mail/alice"
+    spool.write_bytes(INBOX[:INBOX.index(b"From b@")]
+                      + msg("z@x.example", "Wed Jul  1 09:00:00 2026", "summer"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+
+    def arrivals() -> dict[str, int]:
+        return {re.search(rb"Subject: (.*)", f.read_bytes())[1].decode(): int(f.stat().st_mtime)
+                for sub in files(maildir(target, f"alice@{domain}")).values() for f in sub}
+
+    assert arrivals() == {"unseen": calendar.timegm((2026, 11, 2, 15, 0, 0)),
+                          "summer": calendar.timegm((2026, 7, 1, 13, 0, 0))}
+    # the spec's zone wins (an invalid one is refused by validate, naming the key)
+    text = spec.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("source:\n", "source:\n  timezone: Mars/Olympus\n", 1))
+    res = mailplan("validate", str(bad))
+    assert res.returncode != 0 and "timezone" in res.stderr and "Mars/Olympus" in res.stderr
+
+
+@pytest.mark.ssh
+def test_the_quota_warning_counts_what_earlier_applies_imported(setup):
+    """A user over quota after the first import stays warned about when a little more
+    mail arrives: the plan adds what earlier applies imported to what it will import."""
+    src, target, domain, spec = setup
+    spec.write_text(spec.read_text().replace("quota: 50", "quota: 200"))
+    assert "carol@" not in "".join(
+        line for line in mailplan("plan", str(spec), check=True).stdout.splitlines()
+        if "exceeds the quota" in line)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with open(src / "var/spool/mail/carol", "ab") as fh:
+        fh.write(msg("f@x.example", "Sun Nov  8 08:00:00 2026", "more", body="x" * 150 + "\n"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"carol@{domain}: mail to import (" in plan
+    assert "with what earlier applies imported (" in plan and "exceeds the quota (200B)" in plan

@@ -5,13 +5,14 @@ from __future__ import annotations
 import calendar
 import email.utils
 import io
+from datetime import timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplan.errors import MailplanError
-from mailplan.mail.fromline import parse_from_line
+from mailplan.mail.fromline import header_date, parse_from_line
 from mailplan.mail.mbox import (
     MboxReader,
     MessageEnd,
@@ -71,8 +72,32 @@ def test_not_separators(line):
     assert parse_from_line(line) is None
 
 
-def test_default_utc_offset_for_zoneless_dates():
-    assert parse_from_line(SEP[:-1], 3600).timestamp == T2001 - 3600
+def test_zoneless_dates_are_read_in_the_source_zone_with_its_daylight_saving_time():
+    """mail.local writes the server's local time: a date without a zone is read in the
+    source's zone, with the offset of that date (EST in January, EDT in July); a zone in
+    the line wins, +0000 included (it was taken for an unknown name, and the source's
+    offset applied); a Date: header without a zone is read in the source's zone too, not
+    in the zone of the machine mailplan runs on."""
+    from zoneinfo import ZoneInfo
+
+    ny = ZoneInfo("America/New_York")
+    assert parse_from_line(SEP[:-1]).timestamp == T2001  # no zone given: UTC
+    assert parse_from_line(SEP[:-1], ny).timestamp == T2001 + 5 * 3600
+    july = b"From a@b Sun Jul  1 10:00:00 2001"
+    assert parse_from_line(july, ny).timestamp == T2001 + 181 * 86400 + 4 * 3600
+    for line in (b"From a@b Mon Jan  1 10:00:00 +0000 2001",
+                 b"From a@b Mon Jan  1 10:00:00 2001 +0000",
+                 b"From a@b Mon Jan  1 10:00:00 UTC 2001"):
+        assert parse_from_line(line, ny).timestamp == T2001, line
+        assert parse_from_line(line, timezone(timedelta(hours=1))).timestamp == T2001, line
+    assert parse_from_line(b"From a@b Mon Jan  1 10:00:00 -0500 2001").timestamp == \
+        T2001 + 5 * 3600
+    # the hour a clock change skips (2:30 on 2001-04-01 in New York) reads as EST
+    assert parse_from_line(b"From a@b Sun Apr  1 02:30:00 2001", ny).timestamp == \
+        calendar.timegm((2001, 4, 1, 7, 30, 0))
+    assert header_date(b"Date: Mon, 1 Jan 2001 10:00:00\n", ny) == T2001 + 5 * 3600
+    assert header_date(b"Date: Mon, 1 Jan 2001 10:00:00 -0000\n") == T2001
+    assert header_date(b"Date: Mon, 1 Jan 2001 10:00:00 +0100\n", ny) == T2001 - 3600
 
 
 @settings(max_examples=500)
@@ -83,8 +108,10 @@ def test_default_utc_offset_for_zoneless_dates():
                       st.integers(0, 9999).map(lambda y: f"{y:04d}")),
        hms=st.one_of(st.tuples(st.integers(0, 23), st.integers(0, 59), st.integers(0, 60)),
                      st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99))),
-       seconds=st.booleans(), zone=st.sampled_from(["", "EST", "MET DST", "-0330", "UTC"]),
-       offset=st.sampled_from([0, 3600, -18000]))
+       seconds=st.booleans(), zone=st.sampled_from(["", "EST", "MET DST", "-0330", "UTC",
+                                                     "+0000"]),
+       offset=st.sampled_from([0, 3600, -18000]).map(
+           lambda s: timezone(timedelta(seconds=s))))
 def test_from_dates_in_range_are_the_stdlib_reading_and_others_no_date(mday, mon, year, hms,
                                                                        seconds, zone, offset):
     """A From_ date whose fields are in range is what ``email.utils.parsedate_tz`` makes of
@@ -106,8 +133,9 @@ def test_from_dates_in_range_are_the_stdlib_reading_and_others_no_date(mday, mon
     second = min(hms[2], 59) if seconds else 0
     stdlib = email.utils.parsedate_tz(f"{mday} {mon} {year} {hms[0]}:{hms[1]}:{second}")
     zoned = email.utils.parsedate_tz(f"{mday} {mon} {year} 0:0:0 {zone.split(' ')[0]}")
-    known = zone and (zoned[9] or zone == "UTC")
-    assert parsed.timestamp == float(calendar.timegm(stdlib[:6]) - (zoned[9] if known else offset))
+    known = zone and (zoned[9] or zone in ("UTC", "+0000"))
+    assert parsed.timestamp == float(calendar.timegm(stdlib[:6]) - (
+        zoned[9] if known else offset.utcoffset(None).total_seconds()))
 
 
 @pytest.mark.parametrize("line", [
@@ -483,10 +511,13 @@ _SEPARATORS = [b"From a@b Mon Jan  1 10:00:00 2001", b"From a@b Mon Jan 1 10:00 
 def test_the_common_from_line_reads_as_the_general_rule_reads_it(line):
     """parse_from_line matches mail.local's usual line with a pattern of its own, without
     the general one's backtracking: it must accept and read every line as FROM_LINE does."""
+    from zoneinfo import ZoneInfo
+
     from mailplan.mail.fromline import parse_general
 
     line = line.replace(b"\n", b"")
-    assert parse_from_line(line, 3600) == parse_general(line, 3600)
+    for zone in (None, timezone(timedelta(hours=1)), ZoneInfo("America/New_York")):
+        assert parse_from_line(line, zone) == parse_general(line, zone)
 
 
 @settings(max_examples=60, deadline=None)

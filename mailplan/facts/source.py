@@ -8,14 +8,19 @@ errors too, since the accounts they stand for are not in the file.
 
 from __future__ import annotations
 
+import io
+import posixpath
+import zoneinfo
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
 from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
+from mailplan.spec import zone_named
 from mailplan.text import is_number
 
 
@@ -42,12 +47,15 @@ class Account:
 
 @dataclass(frozen=True)
 class SourceFacts:
-    """All accounts of the source, keyed by name."""
+    """All accounts of the source, keyed by name, and the source's time zone."""
 
     host: str
     passwd_path: str
     shadow_path: str
     accounts: dict[str, Account]
+    #: where dates without a zone in its mailboxes are read (None: UTC), and whence
+    zone: tzinfo | None = None
+    zone_origin: str = "UTC: no time zone given"
 
 
 def _lines(data: bytes, host: str, path: str) -> list[tuple[int, str]]:
@@ -124,11 +132,16 @@ def build_accounts(passwd: dict[str, tuple[int, list[str]]],
     return accounts
 
 
-def read_source(conn: Connector, passwd_path: str, shadow_path: str) -> SourceFacts:
-    """Read passwd and shadow from the source in one channel."""
+def read_source(conn: Connector, passwd_path: str, shadow_path: str,
+                timezone: str | None = None) -> SourceFacts:
+    """Read passwd and shadow from the source in one channel, and its time zone:
+    ``timezone`` (an IANA name, the spec's) or the ``localtime`` file next to the passwd
+    file (a TZif file, as /etc/localtime is; no such file: UTC)."""
+    localtime = posixpath.join(posixpath.dirname(passwd_path), "localtime")
     results = run_batch(conn, [join(["cat", "--", passwd_path]),
-                               join(["cat", "--", shadow_path])])
-    for path, res in zip((passwd_path, shadow_path), results, strict=True):
+                               join(["cat", "--", shadow_path]),
+                               *([] if timezone else [join(["cat", "--", localtime])])])
+    for path, res in zip((passwd_path, shadow_path), results[:2], strict=True):
         if res.returncode != 0:
             why = mask_output(res.stderr_text)[:300] or f"exit {res.returncode}"
             raise HostError(f"cannot read {path}: {why}",
@@ -136,4 +149,20 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str) -> SourceFa
                             hint="the SSH user needs read access (root, or sudo: true on the host)")
     passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
-    return SourceFacts(conn.name, passwd_path, shadow_path, build_accounts(passwd, shadow))
+    zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \
+        _zone_file(results[2], localtime, conn.name)
+    return SourceFacts(conn.name, passwd_path, shadow_path, build_accounts(passwd, shadow),
+                       zone, origin)
+
+
+def _zone_file(res: CommandResult, path: str, host: str) -> tuple[tzinfo | None, str]:
+    """The source's time zone from its TZif file, or None (UTC) when it has none."""
+    if res.returncode != 0:
+        return None, f"UTC: {path} was not found on {host}"
+    try:
+        zone = zoneinfo.ZoneInfo.from_file(io.BytesIO(res.stdout))
+    except (ValueError, OSError) as exc:
+        raise SourceDataError(f"not a time zone file ({exc}); set source.timezone in the "
+                              "spec", host=host, path=path) from None
+    now = datetime.now(zone).tzname() or "?"
+    return zone, f"{path} on {host} (now {now})"

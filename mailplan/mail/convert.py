@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
@@ -67,7 +68,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
                 syncs_in_flight: int = 0,
                 checkpoint: Callable[[], Callable[[], None] | None] | None = None,
-                host: str | None = None, default_utc_offset: int = 0) -> ImportReport:
+                host: str | None = None, zone: tzinfo | None = None) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
     ``known`` holds identities already on the target (``AgentClient.known(dirname)``).
@@ -80,7 +81,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     tail = name_tail(host or socket.gethostname().split(".")[0])
     pid = os.getpid()
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
-                        occurrences=occurrences, default_utc_offset=default_utc_offset)
+                        occurrences=occurrences, zone=zone)
     report = ImportReport(summary=reader.summary)
     if dirname:
         client.create_folder(dirname)

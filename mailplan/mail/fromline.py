@@ -21,7 +21,9 @@ must decide without holding a line of any length (:data:`FROM_LINE_ERE` has no s
 so ``grep`` counts such a line; no mailer writes one).
 
 **Dates.** A From_ date without a zone, or with a zone name the stdlib does not know, is
-read in ``default_utc_offset`` (seconds; the source host's offset, 0 by default). A
+read in ``zone``: the source host's time zone (mail.local writes its local time), with the
+offset it had on that date (daylight saving time included); UTC when none is given. A
+numeric zone (``+0000``, ``-0500``) is that offset. A
 two-digit year is 1969-1999 (69-99) or 2000-2068 (00-68), as the stdlib reads it; four
 digits are the year as written. A date out of range is no date, and the arrival time falls
 back (to the ``Date:`` header, then the mbox mtime): a day the month does not have
@@ -29,7 +31,9 @@ back (to the ``Date:`` header, then the mbox mtime): a day the month does not ha
 as 59), a year outside 1970-2100 (:data:`YEARS`). It is never moved to another, valid
 date. The line is a separator all the same (the separator rule does not read the date's
 values). A ``Date:`` header is read by the stdlib; one outside 1970-2100, or with a year
-written as four digits from 0 (``0050``, which the stdlib reads as 2050), is no date.
+written as four digits from 0 (``0050``, which the stdlib reads as 2050), is no date; one
+without a zone (or ``-0000``) is read in ``zone`` too, never in the time zone of the
+machine mailplan runs on.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import calendar
 import email.utils
 import functools
 import re
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import NamedTuple
 
 _DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
@@ -85,7 +90,7 @@ class FromLine(NamedTuple):
     timestamp: float | None
 
 
-def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
+def parse_from_line(line: bytes, zone: tzinfo | None = None) -> FromLine | None:
     """Parse a separator line (without ``\\n``); ``None`` when it is not one."""
     if len(line) > MAX_LINE:
         return None
@@ -98,28 +103,37 @@ def parse_from_line(line: bytes, default_utc_offset: int = 0) -> FromLine | None
         return FromLine(line.rstrip(b"\r"), sender, None if (
             day is None or hour > 23 or minute > 59 or second > 60) else float(
             day + hour * 3600 + minute * 60 + (second if second < 60 else 59)
-            - default_utc_offset))
-    return parse_general(line, default_utc_offset)
+            - (_offset(zone, day + hour * 3600 + minute * 60) if zone else 0)))
+    return parse_general(line, zone)
 
 
-def parse_general(line: bytes, default_utc_offset: int = 0) -> FromLine | None:
+def parse_general(line: bytes, zone: tzinfo | None = None) -> FromLine | None:
     """:func:`parse_from_line` without its fast path for the common line."""
     m = FROM_LINE.fullmatch(line)
     if m is None:
         return None
-    return FromLine(line.rstrip(b"\r"), m["sender"], _from_date(m, default_utc_offset))
+    return FromLine(line.rstrip(b"\r"), m["sender"], _from_date(m, zone))
 
 
-def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
+_NUMERIC_ZONE = re.compile(rb"([+-])(\d\d)(\d\d)")
+
+
+def _from_date(m: re.Match[bytes], zone: tzinfo | None) -> float | None:
     mday, mon, year, clock, zb, za = m.group("mday", "mon", "year", "time", "zb", "za")
     offset: int | None = None
     if zb or za:
         text = f"{mday.decode()} {mon.decode()} {year.decode()} 00:00:00"
-        for zone in (zb + za).split():
-            name = zone.decode()
+        for word in (zb + za).split():
+            numeric = _NUMERIC_ZONE.fullmatch(word)
+            if numeric is not None:  # +0000 too: an offset of 0 is not "unknown"
+                sign = -1 if numeric[1] == b"-" else 1
+                offset = sign * (int(numeric[2]) * 3600 + int(numeric[3]) * 60)
+                break
+            name = word.decode()
             parsed = email.utils.parsedate_tz(f"{text} {name}")
             if parsed is None:
                 continue
+            # the stdlib gives 0 for a name it does not know: only UTC's names are 0
             if parsed[9] or name.upper() in _UTC_NAMES:
                 offset = parsed[9]
                 break
@@ -130,7 +144,25 @@ def _from_date(m: re.Match[bytes], default_offset: int) -> float | None:
     seconds = _seconds(hms[0], hms[1], hms[2] if len(hms) == 3 else 0)
     if seconds is None:
         return None
-    return float(day + seconds - (default_offset if offset is None else offset))
+    if offset is None:
+        offset = _offset(zone, day + seconds) if zone else 0
+    return float(day + seconds - offset)
+
+
+def _offset(zone: tzinfo, local: int) -> int:
+    """The UTC offset (seconds) ``zone`` has at wall-clock time ``local`` (seconds since
+    1970-01-01 00:00 of that wall clock). A time a clock change skipped or repeated is
+    read with the offset before the change (``fold=0``)."""
+    return _quarter_offset(zone, local // 900)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _quarter_offset(zone: tzinfo, quarter: int) -> int:
+    """:func:`_offset` for a quarter of an hour of wall-clock time (clock changes fall on
+    quarter hours): cached, as messages arrive close together."""
+    wall = datetime(1970, 1, 1) + timedelta(seconds=quarter * 900)
+    delta = wall.replace(tzinfo=zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
 
 
 def _seconds(hour: int, minute: int, second: int) -> int | None:
@@ -161,8 +193,9 @@ def _day_start(mday: bytes, mon: bytes, year: bytes) -> int | None:
     return calendar.timegm((y, month, d, 0, 0, 0, 0, 0, 0))
 
 
-def header_date(headers: bytes) -> float | None:
-    """Timestamp of the ``Date:`` header of a header block, ``None`` if absent or bad."""
+def header_date(headers: bytes, zone: tzinfo | None = None) -> float | None:
+    """Timestamp of the ``Date:`` header of a header block, ``None`` if absent or bad; a
+    date without a zone is read in ``zone`` (UTC when None)."""
     m = re.search(rb"(?im)^date[ \t]*:(.*(?:\r?\n[ \t].*)*)", headers)
     if m is None:
         return None
@@ -174,6 +207,8 @@ def header_date(headers: bytes) -> float | None:
     # the stdlib reads a year written 0050 as 2050 (as if it were 50): no date either
     if when.year not in YEARS or _ZERO_YEAR.search(value):
         return None
+    if when.tzinfo is None:  # no zone, or -0000: not this machine's zone
+        when = when.replace(tzinfo=zone or UTC)
     return when.timestamp()
 
 

@@ -67,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from datetime import tzinfo
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
 from mailplan.mail.fromline import MAX_LINE, FromLine, header_date, parse_from_line
@@ -113,14 +114,14 @@ class MboxReader(ContentLength):
     """
 
     def __init__(self, stream: Readable, *, offset: int = 0, mboxrd: bool = False,
-                 mtime: float | None = None, default_utc_offset: int = 0,
+                 mtime: float | None = None, zone: tzinfo | None = None,
                  skip_leading: bool = False, header_limit: int = HEADER_LIMIT,
                  read_size: int = READ_SIZE, lookahead: int = LOOKAHEAD,
                  occurrences: dict[str, int] | None = None, path: str | None = None) -> None:
         self.stream = stream
         self.mboxrd = mboxrd
         self.mtime = mtime
-        self.tz = default_utc_offset
+        self.tz = zone  # where a date without a zone is read (fromline)
         self.skip_leading = skip_leading
         self.header_limit = header_limit
         self.read_size = read_size
@@ -280,7 +281,7 @@ class MboxReader(ContentLength):
         flags, subdir = maildir_flags(state.status, state.xstatus)
         arrival = sep.timestamp
         if arrival is None:
-            arrival = header_date(raw_headers)
+            arrival = header_date(raw_headers, self.tz)
         if arrival is None:
             arrival = self.mtime
         # positional: a named tuple built from keywords costs a third more, per message
