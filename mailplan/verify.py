@@ -155,7 +155,10 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]
         parsed = parse_message_name(name)
         if parsed is None or sub not in ("new", "cur"):
             continue
-        msg = TargetMessage(parsed.size, int(size), parsed.flags or "", float(mtime), path)
+        # system flags only: keyword letters (a-z) map through the folder's
+        # dovecot-keywords, and verify compares what the mbox flags say
+        flags = "".join(c for c in parsed.flags or "" if not c.islower())
+        msg = TargetMessage(parsed.size, int(size), flags, float(mtime), path)
         files[root].setdefault(dirname, {}).setdefault(parsed.identity, []).append(msg)
     ledgers = {}
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():

@@ -238,6 +238,31 @@ def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
     assert (root / "maildirsize").read_text() == f"10485760S\n{total} 4\n"
 
 
+def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
+    """X-Keywords become letters after the flags in the file name, by the folder's
+    dovecot-keywords: lines already there keep their numbers (dovecot's own, a user's
+    labels), new keywords take free numbers, 26 at most; a keyword that is not an IMAP
+    atom is not carried; a message with keywords is in cur/ even unseen."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    (root / "dovecot-keywords").write_text("0 $Label1\n2 Work\n")
+    words = " ".join(f"k{i}" for i in range(30))
+    mbox = (b"From a@b Mon Jan  1 10:00:00 2001\nStatus: RO\nX-Keywords: Junk $Label1\n"
+            b"Subject: one\n\nx\n\n"
+            b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: Work, bad(atom) \\Seen\n\ny\n\n"
+            b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: " + words.encode()
+            + b"\n\nz\n\n")
+    import_mbox(client, io.BytesIO(mbox), dirname="")
+    client.sync()
+    lines = (root / "dovecot-keywords").read_text().splitlines()
+    assert lines[:3] == ["0 $Label1", "2 Work", "1 Junk"]
+    assert len(lines) == 26 and sorted(int(x.split()[0]) for x in lines) == list(range(26))
+    flags = sorted(parse_message_name(p.name).flags or "" for p in (root / "cur").iterdir())
+    assert not list((root / "new").iterdir())
+    assert flags[0] == "Sab" and flags[1] == "c"
+    assert len(flags[2]) == 23 and flags[2] == "".join(sorted(flags[2]))  # 3 to 25: k0..k22
+
+
 def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path,
                                                                        tmp_files):
     root = tmp_path / "Maildir"

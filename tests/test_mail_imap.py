@@ -22,7 +22,7 @@ from dovecot_fixture import DOVECOT, Dovecot, start_dovecot
 from mailplan.mail.agent_client import AgentClient, LocalAgent
 from mailplan.mail.convert import import_mbox
 from mailplan.mail.maildir import folder_dirname, subscription_lines
-from mailplan.mail.mbox import read_mbox
+from mailplan.mail.mbox import MboxReader, MessageStart, read_mbox
 
 pytestmark = pytest.mark.skipif(not os.path.exists(DOVECOT) or os.geteuid() != 0,
                                 reason="needs Debian dovecot and root")
@@ -47,6 +47,8 @@ MAILBOXES = {
                  + sep(5) + b"Status: RO\nX-Status: D\nSubject: deleted\n\nbye\n\n"),
         "lists/python": sep(6) + b"Subject: nested \xe9\n\n\xff binary-ish \x00 body\n\n",
         "v1.2": sep(7) + b"Status: RO\nSubject: dotted folder\n\nx\n",
+        "Labels": (sep(9) + b"Status: RO\nX-Keywords: $Label1 Junk\nSubject: labelled\n\na\n\n"
+                   + sep(9) + b"X-Keywords: Junk\nSubject: unseen, a keyword\n\nb\n\n"),
     },
     "bob": {"INBOX": sep(8) + b"Subject: only one\n\nbody\n"},
 }
@@ -98,12 +100,16 @@ def fetch_all(imap: imaplib.IMAP4, mailbox: str) -> list[tuple[bytes, frozenset[
 
 
 def expected(data: bytes) -> list[tuple[bytes, frozenset[str], int]]:
+    """What IMAP must show of each message: its bytes, its flags and X-Keywords, and
+    its arrival time."""
+    keywords = [e.keywords for e in MboxReader(io.BytesIO(data)) if isinstance(e, MessageStart)]
     out = []
-    for end, body in read_mbox(io.BytesIO(data))[0]:
+    for (end, body), words in zip(read_mbox(io.BytesIO(data))[0], keywords, strict=True):
         # IMAP sends CRLF line ends, and dovecot sends NUL as 0x80 (no BINARY in FETCH);
         # the file on disk holds the exact bytes (checked in test_mail_agent).
         wire = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n").replace(b"\0", b"\x80")
-        out.append((wire, frozenset(FLAG_NAMES[f] for f in end.flags), int(end.arrival)))
+        out.append((wire, frozenset(FLAG_NAMES[f] for f in end.flags) | set(words),
+                    int(end.arrival)))
     return out
 
 
@@ -132,8 +138,8 @@ def test_folders_listed_and_subscribed(migrated):
         imap.login("alice", USERS["alice"])
         _typ, listed = imap.list()
         names = {re.search(rb'"\." (.*)$', x).group(1).strip(b'"').decode() for x in listed}
-        assert names == {"INBOX", "Work", "lists", "lists.python", "v1\\\\2e2"} or names == {
-            "INBOX", "Work", "lists", "lists.python", "v1\\2e2"}
+        assert names == {"INBOX", "Work", "lists", "lists.python", "v1\\\\2e2", "Labels"} or \
+            names == {"INBOX", "Work", "lists", "lists.python", "v1\\2e2", "Labels"}
         _typ, subscribed = imap.lsub()
         subs = {re.search(rb'"\." (.*)$', x).group(1).strip(b'"').decode() for x in subscribed}
         assert {"Work", "lists.python"} <= subs

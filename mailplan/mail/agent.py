@@ -46,6 +46,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  lines, one of each) as one text: a fraction of the lists' memory on
                  both sides for a folder of many messages
 ``U``* subscribe JSON ``{"files": {filename: [lines]}}``: add missing lines (never drop any)
+``K``* keywords  JSON ``{"dir", "keywords": [...]}``: the file-name letters of these IMAP
+                 keywords in folder ``dir`` (dovecot's ``dovecot-keywords``, extended
+                 with the missing ones): ``{"letters": {keyword: letter}}``
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
 
@@ -1028,12 +1031,40 @@ class Agent:
         tmp = os.path.join(self.root, "tmp", f"mailplan-{os.getpid()}-{self.seq}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, text.encode("utf-8"))
+            os.write(fd, text.encode("utf-8", "surrogateescape"))
             self._own(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
+
+    def keywords(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``K``: the letters IMAP keywords have in folder ``dir``, by dovecot's
+        ``dovecot-keywords`` (``N name`` lines; keyword N is the letter ``a`` + N among a
+        file name's flags), adding those missing (26 at most; its lines are never
+        dropped or renumbered). A keyword that finds no letter is left out."""
+        if self.root is None:
+            raise AgentError("keywords before open")
+        path = os.path.join(self._folder_path(req["dir"]), "dovecot-keywords")
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        slots = {}
+        for line in lines:
+            number, _, name = line.partition(" ")
+            if number.isascii() and number.isdigit() and int(number) < 26 and name:
+                slots.setdefault(name, int(number))
+        added = []
+        for name in req["keywords"]:
+            free = [i for i in range(26) if i not in slots.values()]
+            if name not in slots and free:
+                slots[name] = free[0]
+                added.append(f"{free[0]} {name}")
+        if added:
+            self._replace(path, "".join(x + "\n" for x in lines + added))
+        return {"letters": {k: chr(97 + slots[k]) for k in req["keywords"] if k in slots}}
 
     def quota(self) -> dict[str, Any]:
         path = os.path.join(self.root, "maildirsize")
@@ -1143,7 +1174,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
 
 def _serve(agent: Agent, inp: BinaryIO) -> int:
     replying = {b"O": lambda p: agent.open(json.loads(p)),
-                b"U": lambda p: agent.subscribe(json.loads(p)), b"Z": lambda p: agent.quota()}
+                b"U": lambda p: agent.subscribe(json.loads(p)), b"Z": lambda p: agent.quota(),
+                b"K": lambda p: agent.keywords(json.loads(p))}
     while True:
         head = read_exact(inp, 5)
         if head is None:

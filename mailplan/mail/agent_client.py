@@ -297,6 +297,11 @@ class AgentClient:
         """Add subscription lines (courier and dovecot files); return how many were new."""
         return int(self._request(b"U", {"files": files})["added"])
 
+    def keyword_letters(self, dirname: str, keywords: list[str]) -> dict[str, str]:
+        """The file-name letters of IMAP ``keywords`` in folder ``dirname`` (dovecot's
+        ``dovecot-keywords``, extended on the target); a keyword without one is left out."""
+        return dict(self._request(b"K", {"dir": dirname, "keywords": keywords})["letters"])
+
     def refresh_quota(self) -> dict[str, Any]:
         """Recompute ``maildirsize`` totals where vpopmail keeps one."""
         return self._request(b"Z")

@@ -15,8 +15,15 @@ the latin-1 superscript two, is not a digit here) is removed and ignored.
 
 **Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
 (flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
-to ``new/`` when its Status has no ``O`` (never seen by a mail reader) *and* it has no flag;
-otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never dropped).
+to ``new/`` when its Status has no ``O`` (never seen by a mail reader) *and* it has no flag
+and no keyword; otherwise to ``cur/`` (a file in new/ cannot carry flags, so a flag is never
+dropped).
+
+**Keywords.** ``X-Keywords`` (UW-IMAP's IMAP keywords, e.g. ``$Label1 Junk``) become the
+message's IMAP keywords the way dovecot keeps them in a Maildir: each keyword of a folder
+has a letter ``a``-``z`` (its line ``N name`` in the folder's ``dovecot-keywords``, which
+the writer extends), and the letters follow the flags in the file name (``:2,Sab``). A
+keyword that is not an IMAP atom, or past a folder's 26, is not carried.
 """
 
 from __future__ import annotations

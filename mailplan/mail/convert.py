@@ -17,6 +17,7 @@ it there and does not import it again).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -85,6 +86,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     report = ImportReport(summary=reader.summary)
     if dirname:
         client.create_folder(dirname)
+    letters = _Keywords(client, dirname)
     batch: dict[str, MessageEnd] = {}  # sent, not yet acknowledged durable
     batch_size = batch_count = 0
     head: MessageStart | None = None
@@ -154,12 +156,12 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                         report.already_present += 1
                         continue
                     # the common case: the whole message was held; B, D and E go out together
-                    name = _name(event, tail, pid)
+                    name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
                     client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
                                    event.subdir, name, event.arrival, size=event.size)
                     held.clear()
                 else:
-                    name = _name(event, tail, pid)
+                    name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
                     client.end(event.subdir, name, event.arrival)
                 batch[name] = event
                 batch_size += event.size
@@ -189,7 +191,32 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     return report
 
 
-def _name(end: MessageEnd, tail: str, pid: int) -> str:
-    """The message's file name (``message_name``'s, with ``tail`` from ``name_tail``)."""
+def _name(end: MessageEnd, tail: str, pid: int, keywords: str = "") -> str:
+    """The message's file name (``message_name``'s, with ``tail`` from ``name_tail``);
+    ``keywords``: the letters of its IMAP keywords, after its flags."""
     return format_name(end.arrival, int(time.time() * 1e6) % 1000000, pid, end.sha256,
-                       end.occurrence, tail, end.size, None if end.subdir == "new" else end.flags)
+                       end.occurrence, tail, end.size,
+                       None if end.subdir == "new" else end.flags + keywords)
+
+
+#: an IMAP keyword (an atom, not a system flag): what X-Keywords may carry into a name
+KEYWORD = re.compile(r"[A-Za-z0-9$!#&'+\-.:;<=>?@^_`|~/]{1,64}")
+
+
+class _Keywords:
+    """A folder's keyword letters, asked of the writer once per keyword it has not seen
+    (a round trip only when a new keyword appears, not per message)."""
+
+    def __init__(self, client: AgentClient, dirname: str) -> None:
+        self.client, self.dirname = client, dirname
+        self.letters: dict[str, str] = {}
+        self.asked: set[str] = set()
+
+    def __call__(self, keywords: tuple[str, ...]) -> str:
+        if not keywords:
+            return ""
+        new = [k for k in dict.fromkeys(keywords) if k not in self.asked and KEYWORD.fullmatch(k)]
+        if new:
+            self.asked.update(new)
+            self.letters.update(self.client.keyword_letters(self.dirname, new))
+        return "".join(sorted({self.letters[k] for k in keywords if k in self.letters}))

@@ -279,6 +279,8 @@ class MboxReader(ContentLength):
     def _head(self, raw_headers: bytes, sep: FromLine, start: int,
               state: _State) -> MessageStart:
         flags, subdir = maildir_flags(state.status, state.xstatus)
+        if state.keywords:  # IMAP keywords are flags of the file's name: not in new/
+            subdir = "cur"
         arrival = sep.timestamp
         if arrival is None:
             arrival = header_date(raw_headers, self.tz)
