@@ -14,7 +14,7 @@ from mailplan.facts.survey import Survey, parse_find, parse_local_names, parse_s
 from mailplan.init import choose_domains
 from mailplan.spec import load_spec
 
-MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n\n"  # as mail.local ends it
+MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n\n"  # mail.local's end
 APR1 = "$apr1$abcdefgh$0123456789abcdefghijkl"
 ALIAS_DOMAINS = ["example.net", "extra.example", "mail.example.com"]
 
