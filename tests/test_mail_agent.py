@@ -263,6 +263,25 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     assert len(flags[2]) == 23 and flags[2] == "".join(sorted(flags[2]))  # 3 to 25: k0..k22
 
 
+def _maildirsize_totals(root: Path) -> tuple[int, int]:
+    lines = (root / "maildirsize").read_text().splitlines()[1:]
+    return sum(int(x.split()[0]) for x in lines), sum(int(x.split()[1]) for x in lines)
+
+
+def test_each_batch_is_counted_in_maildirsize_as_it_becomes_visible(client, tmp_path):
+    """A batch made visible is added to vpopmail's quota accounting then, as a delivery
+    is (a ``bytes count`` line): a run killed before the import's closing recount
+    leaves maildirsize right, with no later run needed to fix it."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    (root / "maildirsize").write_text("10485760S\n0 0\n")
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    client.sync()  # no refresh_quota
+    total = sum(e.size for e, _b in read_mbox(io.BytesIO(MBOX))[0])
+    assert _maildirsize_totals(root) == (total, 4)
+    assert client.refresh_quota()["bytes"] == total  # the recount agrees
+
+
 def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path,
                                                                        tmp_files):
     root = tmp_path / "Maildir"
@@ -1059,6 +1078,9 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
 
     root = tmp_path / "Maildir"
     opening, rest, count = _in_process_session(root, MBOX)
+    root.mkdir()
+    (root / "maildirsize").write_text("10485760S\n0 0\n")  # vpopmail's quota accounting
+
     class Died(BaseException):
         pass
 
@@ -1085,6 +1107,9 @@ def test_a_writer_killed_between_its_renames_and_its_ledger_lines_owes_nothing(
     lines = (root / "mailplan-ledger").read_text().splitlines()
     assert sorted(lines) == sorted(f"\t{i.replace('/', chr(9))}" for i in visible)
     assert not list(root.glob("mailplan-pending-*"))
+    # the quota accounting it owed too, once (as a delivery counts: a bytes count line)
+    assert _maildirsize_totals(root) == (sum(e.size for e, _b in read_mbox(
+        io.BytesIO(MBOX))[0]), count)
     # a record whose files never became visible (killed before its renames) adds nothing
     (root / f"mailplan-pending-{os.getpid()}").write_bytes(
         b"\0".join([b"", b"a" * 64, b"0"]))

@@ -25,7 +25,8 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 ``S``* sync      make every queued file durable (one syncfs, or fsync per file where
                  syncfs is missing), link or rename each into new/ or cur/ without
                  overwriting (linkat; renameat2 RENAME_NOREPLACE, else link+unlink),
-                 append the ledger, sync
+                 append the ledger, count the batch in ``maildirsize`` (a ``bytes
+                 count`` line, as a delivery adds; where the file exists), sync
                  again, reply ``{"durable": [[dir, name]], "present": [[dir, name]]}``.
                  Renames and ledger happen under an ``flock`` of the Maildir directory;
                  a message another writer made visible meanwhile (the ledger grew) is
@@ -403,20 +404,23 @@ class Agent:
             with contextlib.suppress(OSError):  # as in _sync_batch
                 fcntl.flock(lock, fcntl.LOCK_EX)
             (ledger, self.ledger_size), lines = self._read_ledger(), []
-            visible: dict[str, set[bytes]] = {}
+            owed: dict[str, set[bytes]] = {}  # dir -> identities the ledger lacks
             for path in stale:
                 for dirname, (digest, occ) in self._read_pending(path):
                     ident = key(digest, occ)
-                    if ident in ledger.get(dirname, ()):
-                        continue
-                    if dirname not in visible:
-                        visible[dirname] = {key(d, o) for d, o, _s, _n in self._scan_dir(dirname)}
-                    if ident not in visible[dirname]:
-                        continue
-                    ledger.setdefault(dirname, set()).add(ident)
-                    lines.append(f"{dirname}\t{digest}\t{occ}\n")
+                    if ident not in ledger.get(dirname, ()):
+                        owed.setdefault(dirname, set()).add(ident)
+            names: list[list[str]] = []  # the owed ones still visible, under their names
+            for dirname, idents in owed.items():
+                for d, o, _s, name in self._scan_dir(dirname):
+                    ident = key(d, o)
+                    if ident in idents and ident not in ledger.get(dirname, ()):
+                        ledger.setdefault(dirname, set()).add(ident)
+                        lines.append(f"{dirname}\t{d}\t{o}\n")
+                        names.append([dirname, name])
             if lines:
                 self.ledger_size = self._append_ledger(lines)
+                self._count_quota(names)  # it died before counting them too
                 sync_filesystem(self.root, [os.path.join(self.root, LEDGER)])
             for path in stale:
                 with contextlib.suppress(FileNotFoundError):
@@ -932,9 +936,31 @@ class Agent:
                 present.append([dirname, name])
             lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
         size = self._append_ledger(lines)
+        self._count_quota(durable)
         for dirname in {q[1] for q in batch}:
             self.ledger_after[(self.root, dirname)] = size
         return durable, size
+
+    def _count_quota(self, visible: list[list[str]]) -> None:
+        """Add the messages just made visible to vpopmail's quota accounting, as a
+        delivery does: one ``bytes count`` line appended to ``maildirsize`` (Maildir++),
+        where the Maildir has one; ``.Trash`` is not counted (as ``quota``). The import's
+        end recomputes the file anyway (``Z``); this keeps it right when a run is killed
+        before that, so no later run has to."""
+        path = os.path.join(self.root, "maildirsize")
+        total = count = 0
+        for dirname, name in visible:
+            m = NAME_RE.match(name)
+            if m is not None and dirname != ".Trash":
+                total += int(m.group("size"))
+                count += 1
+        if not count or not os.path.exists(path):
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_all(fd, f"{total} {count}\n".encode("ascii"))
+        finally:
+            os.close(fd)
 
     def _append_ledger(self, lines: list[str]) -> int:
         """Append ``lines`` to the ledger (the caller holds the Maildir's lock); return
