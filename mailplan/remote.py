@@ -268,7 +268,7 @@ class ShellSession:
         self._proc.kill()
 
     def close(self) -> None:
-        """End the shell (its EXIT trap removes the temporary directory)."""
+        """End the shell."""
         if self.broken:
             return
         self.broken = True  # no command after this one
