@@ -340,7 +340,13 @@ def tar_members(proc: Process, paths: Iterable[str]) -> Iterator[tuple[str, IO[b
     tar's exit status are the caller's."""
     proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
     proc.close_stdin()
-    with tarfile.open(fileobj=ProcessReader(proc), mode="r|") as archive:  # type: ignore[call-overload]
+    yield from regular_members(ProcessReader(proc))
+
+
+def regular_members(stream: object) -> Iterator[tuple[str, IO[bytes]]]:
+    """``(name, contents)`` of each regular file of the tar archive read from ``stream``
+    as it arrives (stream mode: each ``contents`` only until the next item)."""
+    with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
             handle = archive.extractfile(member) if member.isfile() else None
             if handle is not None:
@@ -392,11 +398,9 @@ def each_file(conn: Connector, paths: Sequence[str],
     with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
                                             f"{unique[0]})") as res:
         try:
-            with tarfile.open(fileobj=res.stdout, mode="r|") as archive:
-                for member in archive:
-                    handle = archive.extractfile(member) if member.isfile() else None
-                    if handle is not None and member.name in wanted:
-                        consume(member.name, handle)
+            for name, handle in regular_members(res.stdout):
+                if name in wanted:
+                    consume(name, handle)
         except tarfile.TarError as exc:
             broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
     if res.returncode != 0:  # known once the stream is read; tar's failure explains more

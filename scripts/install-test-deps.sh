@@ -3,7 +3,8 @@
 # OpenSSH (the suite starts its own sshd), dovecot (IMAP end-to-end tests), mb2md
 # (the reference converter), the vpopmail/qmail system users the stand-in assigns files
 # to, tmux (the terminal progress display is tested in it), awk (a plan counts import
-# ledgers with it on the target), and mailplan itself with its test extras.
+# ledgers with it on the target), tzdata (time-zone tests), and mailplan itself with
+# its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive

@@ -948,13 +948,15 @@ class Agent:
         end recomputes the file anyway (``Z``); this keeps it right when a run is killed
         before that, so no later run has to."""
         path = os.path.join(self.root, "maildirsize")
+        if not visible or not os.path.exists(path):  # no quota: no name is parsed
+            return
         total = count = 0
         for dirname, name in visible:
             m = NAME_RE.match(name)
             if m is not None and dirname != ".Trash":
                 total += int(m.group("size"))
                 count += 1
-        if not count or not os.path.exists(path):
+        if not count:
             return
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:

@@ -32,6 +32,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from mailplan.text import is_number
+
 BOOKKEEPING = frozenset(
     {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
      b"content-length"})
@@ -80,9 +82,9 @@ def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
             state.xstatus += value
         elif name == b"x-keywords":
             state.keywords += [k for k in re.split(r"[\s,]+", value) if k]
-        elif name == b"content-length" and value.isascii() and value.isdigit():
-            # ASCII only: str.isdigit() also accepts "\xb2" (latin-1 superscript two),
-            # which int() refuses; any other value is not a length and is ignored
+        elif name == b"content-length" and is_number(value):
+            # ASCII digits only (str.isdigit() also accepts "\xb2", the latin-1
+            # superscript two, which int() refuses); any other value is ignored
             state.content_length = int(value)
         elif name in (b"x-imap", b"x-imapbase"):
             state.imap = True
