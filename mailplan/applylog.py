@@ -20,7 +20,6 @@ from pathlib import Path
 from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
 from mailplan.names import human_size
-from mailplan.secret import mask_output
 from mailplan.state import open_private_append
 
 MAX_COMMAND = 2000
@@ -99,7 +98,7 @@ class ApplyLog:
             f"exit {result.returncode}, stdout {len(result.stdout)} B, "
             f"stderr {len(result.stderr)} B")
         if result is not None and result.returncode != 0 and result.stderr_text:
-            status += f": {mask_output(result.stderr_text.splitlines()[0])[:300]}"
+            status += f": {result.stderr_text.splitlines()[0][:300]}"
         extra = f" ({note})" if note else ""
         self.write(f"[{host}] {seconds:.3f}s {status}{extra}\n    $ " + shown.replace(
             "\n", "\n      "))

@@ -35,7 +35,6 @@ from mailplan.mail.snapshot import SnapshotStream
 from mailplan.mailboxes import MailJob, maildir_of
 from mailplan.plan import Change
 from mailplan.remote import ShellSession, run_batch
-from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
 
@@ -180,7 +179,7 @@ class MailImporter:
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
                 raise StepFailed(f"reading {mb.path} on the source failed: "
-                                 f"{mask_output(res.stderr_text)[:300]}",
+                                 f"{res.stderr_text[:300]}",
                                  host=self.source.name, step=step)
             if job.subscribe and mb.dirname:
                 client.subscribe(subscription_lines([mb.folder]))

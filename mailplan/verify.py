@@ -48,7 +48,7 @@ from mailplan.mail.windows import Windows
 from mailplan.mailboxes import mailbox_refs, maildir_of
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
-from mailplan.secret import Secret, mask_output
+from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec
 from mailplan.state import State
@@ -113,7 +113,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
         raise HostError(f"reading {len(by_path)} mailbox(es) with tar failed: {exc}",
                         host=conn.name, step=f"{STEP}: read source mailboxes") from None
     if res.returncode not in (0, 1):
-        raise HostError(f"tar exited {res.returncode}: {mask_output(res.stderr_text)[:300]}",
+        raise HostError(f"tar exited {res.returncode}: {res.stderr_text[:300]}",
                         host=conn.name, step=f"{STEP}: read source mailboxes",
                         hint="is GNU tar installed on the source?")
     for line in res.stderr_text.splitlines():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailplan.errors import ConnectionLost, MailplanError
+from mailplan.secret import mask_output
 
 if TYPE_CHECKING:
     from mailplan.remote import ShellSession
@@ -25,8 +26,10 @@ class CommandResult:
 
     @property
     def stderr_text(self) -> str:
-        """Stderr decoded for messages (undecodable bytes replaced)."""
-        return self.stderr.decode("utf-8", "replace").strip()
+        """Stderr decoded for messages (undecodable bytes replaced), with anything that
+        may be a secret masked (:func:`mailplan.secret.mask_output`): every error and log
+        line that quotes a command's stderr takes it from here."""
+        return mask_output(self.stderr.decode("utf-8", "replace").strip())
 
 
 #: ``observer(display text, result or None, seconds, note)``; the text has secrets masked.

@@ -41,7 +41,6 @@ from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
-from mailplan.secret import mask_output
 from mailplan.shell import chunks, join
 from mailplan.text import escape
 
@@ -321,7 +320,7 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
         raise ConnectionLost(f"connection lost while reading {mailbox.path}: {exc}",
                              host=conn.name) from None
     if res.returncode != 0:
-        why = mask_output(res.stderr_text)[:300] or res.returncode
+        why = res.stderr_text[:300] or res.returncode
         scan.error = f"cannot read {mailbox.path}: {why}"
     return scan
 
@@ -365,7 +364,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
                             set())
         if res.returncode != 0:
             scan.error = scan.error or f"cannot read {mb.path}: " + (
-                mask_output(res.stderr_text.strip())[:300] or f"exit {res.returncode}")
+                res.stderr_text[:300] or f"exit {res.returncode}")
         if scan.error is None:
             count = max(int(first) - scan.skipped_internal, 0)
             scan = MailboxScan(

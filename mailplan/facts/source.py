@@ -18,7 +18,7 @@ from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
-from mailplan.secret import Secret, mask_output
+from mailplan.secret import Secret
 from mailplan.shell import join
 from mailplan.spec import zone_named
 from mailplan.text import is_number
@@ -143,7 +143,7 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
                                *([] if timezone else [join(["cat", "--", localtime])])])
     for path, res in zip((passwd_path, shadow_path), results[:2], strict=True):
         if res.returncode != 0:
-            why = mask_output(res.stderr_text)[:300] or f"exit {res.returncode}"
+            why = res.stderr_text[:300] or f"exit {res.returncode}"
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
                             hint="the SSH user needs read access (root, or sudo: true on the host)")

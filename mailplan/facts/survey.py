@@ -18,7 +18,6 @@ from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.source import parse_passwd, parse_shadow
 from mailplan.remote import run_batch
-from mailplan.secret import mask_output
 from mailplan.shell import join
 from mailplan.text import is_number
 
@@ -140,7 +139,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         join(["grep", "-E", "^(Cw|Fw)", "--", at(SENDMAIL_CF)]),
     ])
     if first[0].returncode != 0:
-        why = mask_output(first[0].stderr_text)[:300] or "exit status"
+        why = first[0].stderr_text[:300] or "exit status"
         raise HostError(f"cannot read {passwd}: {why} "
                         f"{first[0].returncode}", host=conn.name, step="survey the source")
     entries = parse_passwd(first[0].stdout, host=conn.name, path=passwd)
@@ -152,7 +151,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         accounts.append(SurveyAccount(name, int(f[2]), f[4], f[5], f[6],
                                       classify(entry[1]) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
-                    "" if shadow_ok else mask_output(first[1].stderr_text)[:300] or "not readable")
+                    "" if shadow_ok else first[1].stderr_text[:300] or "not readable")
     present_spools = _text(first[2]).split()
     survey.spool_dir = present_spools[0] if present_spools else spools[0]
     for start, rel, size in parse_find(_bytes(first[3])):

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.remote import run_batch
-from mailplan.secret import mask_output
 from mailplan.shell import join
 
 MISSING = 3
@@ -67,7 +66,7 @@ class ReadRequest:
         for chunk, res in zip(self.chunks, results, strict=True):
             if res.returncode != 0:
                 raise HostError(f"reading {len(chunk)} files failed (exit {res.returncode}): "
-                                f"{mask_output(res.stderr_text)[:300]}", host=host,
+                                f"{res.stderr_text[:300]}", host=host,
                                 step="read files")
             out.update(_parse(res.stdout, chunk, self.marker.encode(), host))
         return out
