@@ -7,8 +7,9 @@ users a group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
 :data:`GROUP_SOURCE_BYTES` of mailboxes: usually all of them at once). Per group, its
 source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader,
 and on the target one ``find`` over its Maildirs (name, size, mtime) plus one ``tar``
-for its ledgers; its messages are dropped before the next group is read, so memory
-follows the largest user, not the message size or the number of users. Messages are
+for its ledgers (and one for the folders' ``dovecot-keywords``, where there are any);
+its messages are dropped before the next group is read, so memory follows the largest
+user, not the message size or the number of users. Messages are
 matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
 see :mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
 exactly last time is not read again while its source file and its Maildir are unchanged
@@ -24,9 +25,10 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import build_desired
@@ -42,8 +44,9 @@ from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
+from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
-from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import mailbox_refs, maildir_of
 from mailplan.remote import read_files, run_batch, tar_members
@@ -98,12 +101,15 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
                 windows[mb.path] = seen
             reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime, zone=zone,
                                 path=f"{conn.name}:{mb.path}")
+            keywords: frozenset[str] = frozenset()
             try:
                 for event in reader:
-                    if isinstance(event, MessageEnd):
+                    if isinstance(event, MessageStart):
+                        keywords = carried_keywords(event.keywords)
+                    elif isinstance(event, MessageEnd):
                         flags = event.flags if event.subdir == "cur" else ""
                         found[event.identity] = SourceMessage(event.size, flags,
-                                                              event.arrival)
+                                                              event.arrival, keywords)
             except MailboxError as exc:
                 errors[mb.path] = exc.message
             messages[mb.path] = found
@@ -126,44 +132,77 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
 
 
 _FIND = "%T@\\t%s\\t%p\\0"
+KEYWORDS_FILE = "dovecot-keywords"
 
 
-def read_target_mail(conn: Connector, maildirs: Sequence[str]
-                     ) -> tuple[dict[str, dict[str, dict[Identity, list[TargetMessage]]]],
-                                dict[str, dict[str, set[Identity]]]]:
-    """mailplan-written files per Maildir and folder, and each Maildir's ledger (2 channels)."""
+class TargetMail(NamedTuple):
+    """What verify reads of a group's Maildirs, per Maildir then folder directory."""
+
+    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]]
+    ledgers: dict[str, dict[str, set[Identity]]]
+    #: the keywords each folder's dovecot-keywords names (folders that have one)
+    keywords: dict[str, dict[str, frozenset[str]]]
+
+
+def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
+    """mailplan-written files per Maildir and folder, each Maildir's ledger, and the
+    folders' keywords (2 channels; a third where a folder has a dovecot-keywords)."""
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
     if not maildirs:
-        return files, {}
-    cmd = join(["find", *sorted(maildirs), "-mindepth", "2", "-maxdepth", "3", "-type", "f",
-                "-name", "*_mp*", "-printf", _FIND]) + " 2>/dev/null; true"
+        return TargetMail(files, {}, {})
+    cmd = join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3", "-type", "f",
+                "(", "-name", "*_mp*", "-o", "-name", KEYWORDS_FILE, ")", "-printf", _FIND]
+               ) + " 2>/dev/null; true"
     (res,) = run_batch(conn, [cmd])
+    # (Maildir, folder directory, identity, TargetMessage without keywords, letters)
+    found: list[tuple[str, str, Identity, TargetMessage, str]] = []
+    keyword_files: dict[tuple[str, str], str] = {}
     for record in res.stdout.split(b"\0"):
         if not record:
             continue
         mtime, size, raw = record.split(b"\t", 2)
         path = raw.decode("utf-8", "surrogateescape")
         parts = path.split("/")
-        for cut in (2, 3):
-            root = "/".join(parts[:-cut])
-            if root in files:
-                break
-        else:
+        root = next(("/".join(parts[:-cut]) for cut in (1, 2, 3)
+                     if "/".join(parts[:-cut]) in files), None)
+        if root is None:
             continue
         rel = parts[len(root.split("/")):]
+        if rel[-1] == KEYWORDS_FILE:
+            if len(rel) <= 2:  # the INBOX's, or a folder's
+                keyword_files[(root, rel[0] if len(rel) == 2 else "")] = path
+            continue
+        if len(rel) < 2:
+            continue
         dirname, sub, name = ("", rel[0], rel[1]) if len(rel) == 2 else tuple(rel)
         parsed = parse_message_name(name)
         if parsed is None or sub not in ("new", "cur"):
             continue
-        # system flags only: keyword letters (a-z) map through the folder's
-        # dovecot-keywords, and verify compares what the mbox flags say
-        flags = "".join(c for c in parsed.flags or "" if not c.islower())
+        # system flags are capitals; the letters a-z are keywords, named by the
+        # folder's dovecot-keywords (read below)
+        info = parsed.flags or ""
+        flags = "".join(c for c in info if not c.islower())
         msg = TargetMessage(parsed.size, int(size), flags, float(mtime), path)
-        files[root].setdefault(dirname, {}).setdefault(parsed.identity, []).append(msg)
+        found.append((root, dirname, parsed.identity, msg,
+                      "".join(c for c in info if c.islower())))
+    names: dict[tuple[str, str], dict[str, str]] = {}
+    if keyword_files:  # a file a user may replace: not read through a symbolic link
+        texts = read_files(conn, sorted(keyword_files.values()), follow=False)
+        names = {where: keyword_letters(
+                     (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
+                 for where, path in keyword_files.items()}
+    for root, dirname, ident, msg, letters in found:
+        if letters:
+            named = names.get((root, dirname), {})
+            msg = replace(msg, keywords=frozenset(named[c] for c in letters if c in named))
+        files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
+    keywords: dict[str, dict[str, frozenset[str]]] = {}
+    for (root, dirname), named in names.items():
+        keywords.setdefault(root, {})[dirname] = frozenset(named.values())
     ledgers = {}
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
         ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
-    return files, ledgers
+    return TargetMail(files, ledgers, keywords)
 
 
 def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secret
@@ -271,7 +310,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   report: Report, proven: dict[str, Proven], zone: tzinfo | None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel."""
-    files, ledgers = read_target_mail(target_conn, sorted(
+    files, ledgers, keywords = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
 
@@ -299,6 +338,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         root = maildirs.get(key_)
         tfolders = files.get(root, {}) if root else {}
         ledger = ledgers.get(root, {}) if root else {}
+        named = keywords.get(root, {}) if root else {}
         seen: set[str] = set()
         for mb in sorted(by_user.get(key_, []), key=lambda m: (m.dirname, m.path)):
             if mb.dirname in seen:
@@ -322,7 +362,8 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                 continue
             source_msgs = messages.get(mb.path, {})
             result = compare_folder(check, source_msgs, tfolders.get(mb.dirname, {}),
-                                    ledger.get(mb.dirname, set()))
+                                    ledger.get(mb.dirname, set()),
+                                    named.get(mb.dirname, frozenset()))
             report.folders.append(result)
             proof = _proof(mb, result, source_msgs, windows.get(mb.path))
             if proof is not None:
@@ -337,7 +378,8 @@ def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, Sourc
            seen: Windows | None) -> Proven | None:
     """What to remember of a folder that matched exactly (None: nothing to remember)."""
     if seen is None or seen.size != mb.size or not check.ok or check.error or (
-            check.deleted_on_target or check.gone_from_source or check.flags_added_on_target):
+            check.deleted_on_target or check.gone_from_source or check.flags_added_on_target
+            or check.keywords_not_carried):
         return None
     digest = source_digest(messages)
     if digest is None:

@@ -9,11 +9,13 @@ state file, mode 0600; verify changes nothing on either host):
   and the last 4 KiB *of the bytes verify read* (so a file changed after the read is
   not mistaken for the one verified);
 * ``count`` and a digest of the folder's messages as the comparison saw them: identity
-  (sha256 of the stored bytes + occurrence), size, Maildir flags and arrival second.
+  (sha256 of the stored bytes + occurrence), size, Maildir flags, IMAP keywords and
+  arrival second.
 
 The next verify checks those windows with one batched command (like the plan's
 checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and computes the same digest
-from the target's file names (identity, ``,S=`` size, flags) and mtimes, which it lists
+from the target's file names (identity, ``,S=`` size, flags and keyword letters named
+by the folder's dovecot-keywords) and mtimes, which it lists
 anyway. When the source is unchanged and the target's digest is the recorded one, the
 folder is exactly as proven before and is not read again; any difference (a message
 deleted, a flag or date changed, a truncated file, a grown spool) sends that mailbox
@@ -90,7 +92,7 @@ def source_digest(messages: dict[Identity, SourceMessage]) -> str | None:
     if any(m.arrival is None for m in messages.values()):
         return None
     return _digest(f"{d}:{o}:{m.size}:{''.join(sorted(m.flags))}:{int(m.arrival or 0)}"
-                   for (d, o), m in messages.items())
+                   f":{' '.join(sorted(m.keywords))}" for (d, o), m in messages.items())
 
 
 def target_digest(files: dict[Identity, list[TargetMessage]]) -> str | None:
@@ -101,5 +103,6 @@ def target_digest(files: dict[Identity, list[TargetMessage]]) -> str | None:
         if len(found) != 1 or found[0].file_size != found[0].name_size:
             return None
         m = found[0]
-        rows.append(f"{d}:{o}:{m.name_size}:{''.join(sorted(m.flags))}:{int(m.mtime)}")
+        rows.append(f"{d}:{o}:{m.name_size}:{''.join(sorted(m.flags))}:{int(m.mtime)}"
+                    f":{' '.join(sorted(m.keywords))}")
     return _digest(rows)

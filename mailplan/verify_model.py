@@ -26,6 +26,7 @@ class SourceMessage:
     size: int
     flags: str  # Maildir flags ("" for a message that goes to new/)
     arrival: float | None
+    keywords: frozenset[str] = frozenset()  # IMAP keywords an import carries (X-Keywords)
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,11 @@ class TargetMessage:
 
     name_size: int  # the ,S= field
     file_size: int
-    flags: str  # after :2, ("" in new/)
+    flags: str  # system flags after :2, ("" in new/)
     mtime: float
     path: str
+    #: IMAP keywords: the name's keyword letters read through the folder's dovecot-keywords
+    keywords: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -69,12 +72,14 @@ class FolderCheck:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     content: list[str] = field(default_factory=list)  # size differs (name, file or source)
-    flags: list[str] = field(default_factory=list)  # a source flag missing on the target
+    flags: list[str] = field(default_factory=list)  # a source flag or keyword missing there
     dates: list[str] = field(default_factory=list)
     # explained, never failing:
     deleted_on_target: list[str] = field(default_factory=list)
     gone_from_source: list[str] = field(default_factory=list)
     flags_added_on_target: list[str] = field(default_factory=list)
+    #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
+    keywords_not_carried: list[str] = field(default_factory=list)
     error: str | None = None  # the source mailbox could not be read (the plan says so)
     changed_during_read: str | None = None
     reused: bool = False  # exactly as the last verify proved it; not read again
@@ -127,10 +132,21 @@ def _short(ident: Identity) -> str:
     return f"{ident[0][:12]}#{ident[1]}"
 
 
+def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
+    """Flags and keywords as a finding shows them: ``FS $Label1 Junk``, ``-`` for none."""
+    return " ".join(["".join(sorted(flags))] * bool(flags) + sorted(keywords)) or "-"
+
+
 def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                    target: dict[Identity, list[TargetMessage]],
-                   ledger: set[Identity]) -> FolderCheck:
-    """Fill ``check`` from one folder's messages on both sides and its ledger lines."""
+                   ledger: set[Identity], keywords: frozenset[str] = frozenset()
+                   ) -> FolderCheck:
+    """Fill ``check`` from one folder's messages on both sides and its ledger lines.
+
+    ``keywords``: the names the folder's ``dovecot-keywords`` holds. Once it holds 26, a
+    source keyword not among them had no letter left: the import could not carry it, and
+    it is listed as such, not as lost."""
+    full = len(keywords) >= 26
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
     for ident in sorted(source.keys() - target.keys()):
@@ -150,12 +166,17 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                                                             if want else ""))
             if want is None:
                 continue
-            lost, added = set(want.flags) - set(have.flags), set(have.flags) - set(want.flags)
-            if lost:
-                check.flags.append(f"{_short(ident)}: source {want.flags or '-'}, target "
-                                   f"{have.flags or '-'}")
-            elif added:
-                check.flags_added_on_target.append(f"{_short(ident)}: +{''.join(sorted(added))}")
+            expected = want.keywords & keywords if full else want.keywords
+            if full and want.keywords - keywords:
+                check.keywords_not_carried.append(
+                    f"{_short(ident)}: {_state('', want.keywords - keywords)}")
+            if set(want.flags) - set(have.flags) or expected - have.keywords:
+                check.flags.append(f"{_short(ident)}: source {_state(want.flags, expected)}, "
+                                   f"target {_state(have.flags, have.keywords)}")
+            elif set(have.flags) - set(want.flags) or have.keywords - expected:
+                added = _state("".join(set(have.flags) - set(want.flags)),
+                               have.keywords - expected)
+                check.flags_added_on_target.append(f"{_short(ident)}: +{added}")
             if want.arrival is not None and int(have.mtime) != int(want.arrival):
                 check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
                                    f"{int(have.mtime)}")

@@ -32,7 +32,9 @@ def _details(f: FolderCheck) -> list[str]:
                           f.deleted_on_target),
                          ("no longer on the source (not a failure)", f.gone_from_source),
                          ("flags added on the target (not a failure)",
-                          f.flags_added_on_target)):
+                          f.flags_added_on_target),
+                         ("keywords the folder had no letter left for (dovecot keeps 26; "
+                          "not a failure)", f.keywords_not_carried)):
         if items:
             shown = ", ".join(items[:_LIMIT]) + (f", ... ({len(items)} in all)"
                                                  if len(items) > _LIMIT else "")

@@ -32,10 +32,12 @@ from mailplan.verify_model import (
 )
 
 A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
+KW = frozenset({"$Label1", "Junk"})
 
 
-def tm(size=10, flags="", mtime=100.0, file_size=None):
-    return TargetMessage(size, size if file_size is None else file_size, flags, mtime, "/x")
+def tm(size=10, flags="", mtime=100.0, file_size=None, keywords=frozenset()):
+    return TargetMessage(size, size if file_size is None else file_size, flags, mtime, "/x",
+                         frozenset(keywords))
 
 
 @pytest.mark.parametrize(("source", "target", "ledger", "field", "expected", "ok"), [
@@ -58,6 +60,15 @@ def tm(size=10, flags="", mtime=100.0, file_size=None):
     ({A: SourceMessage(10, "", 100.0)}, {A: [tm(mtime=160.0)]}, {A}, "dates",
      ["aaaaaaaaaaaa#0: source 100, target 160"], False),
     ({A: SourceMessage(10, "", None)}, {A: [tm(mtime=160.0)]}, {A}, None, None, True),
+    # keywords count as flags do: one lost fails, one added on the target is explained
+    ({A: SourceMessage(10, "S", 100.0, KW)}, {A: [tm(flags="S", keywords=KW)]}, {A}, None,
+     None, True),
+    ({A: SourceMessage(10, "S", 100.0, KW)}, {A: [tm(flags="S", keywords={"Junk"})]}, {A},
+     "flags", ["aaaaaaaaaaaa#0: source S $Label1 Junk, target S Junk"], False),
+    ({A: SourceMessage(10, "", 100.0, KW)}, {A: [tm()]}, {A}, "flags",
+     ["aaaaaaaaaaaa#0: source $Label1 Junk, target -"], False),
+    ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="FS", keywords={"Junk"})]}, {A},
+     "flags_added_on_target", ["aaaaaaaaaaaa#0: +F Junk"], True),
 ])
 def test_compare_folder(source, target, ledger, field, expected, ok):
     check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source, target, ledger)
@@ -65,6 +76,25 @@ def test_compare_folder(source, target, ledger, field, expected, ok):
     if field is not None:
         assert getattr(check, field) == expected
     assert check.source == len(source)
+
+
+def test_compare_folder_with_a_full_keyword_file():
+    """A folder whose dovecot-keywords names 26 keywords has no letter for another: the
+    import could not carry it (listed, not a failure); one it names must still be there."""
+    named = frozenset({"Junk", *(f"k{i}" for i in range(25))})
+    source = {A: SourceMessage(10, "S", 100.0, KW)}
+    check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source,
+                           {A: [tm(flags="S", keywords={"Junk"})]}, {A}, named)
+    assert check.ok and check.keywords_not_carried == ["aaaaaaaaaaaa#0: $Label1"]
+    check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source,
+                           {A: [tm(flags="S")]}, {A}, named)
+    assert not check.ok and check.flags == ["aaaaaaaaaaaa#0: source S Junk, target S"]
+    # with room left in the file, the same keyword is lost, not uncarried
+    check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source,
+                           {A: [tm(flags="S", keywords={"Junk"})]}, {A}, frozenset({"Junk"}))
+    assert not check.ok and check.flags == [
+        "aaaaaaaaaaaa#0: source S $Label1 Junk, target S Junk"]
+    assert not check.keywords_not_carried
 
 
 def test_check_account_compares_hash_without_showing_it():
@@ -169,6 +199,54 @@ def test_verify_finds_each_kind_of_difference(migrated):
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert inbox["missing"] == [f"{digest[:12]}#0"] and not inbox["ok"]
+
+
+@pytest.mark.ssh
+def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
+    """X-Keywords arrive as letters named by the folder's dovecot-keywords; verify reads
+    the names back and compares them as it compares flags: one lost fails, one a user
+    added on the new server is listed and passes, a symbolic link in place of the file
+    is not read (the letters then name nothing: lost)."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "AlicePw1")])
+    (src / "var/spool/mail/alice").write_bytes(
+        msg("a@x.example", "Mon Nov  2 10:00:00 2026", "labelled",
+            "Status: RO\nX-Keywords: $Label1 Junk\n")
+        + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "plain", "Status: RO\n"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("k")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    udir = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
+    root = Path(udir) / "Maildir"
+    assert mailplan("verify", str(spec)).returncode == 0
+    labelled = next(f for f in (root / "cur").iterdir() if b"labelled" in f.read_bytes())
+    plain = next(f for f in (root / "cur").iterdir() if b"plain" in f.read_bytes())
+    letters = labelled.name.rsplit(":2,", 1)[1]
+    assert letters == "Sab"
+    # the user removes one keyword and labels the other message on the new server
+    labelled.rename(labelled.with_name(labelled.name[:-1]))
+    plain.rename(plain.with_name(plain.name + "a"))
+    res = mailplan("verify", str(spec), "--full")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "source S $Label1 Junk, target S $Label1" in res.stdout
+    assert ": +$Label1" in res.stdout
+    # put back: passes again, the added label listed but not failing
+    lost = next(f for f in (root / "cur").iterdir() if f.name.endswith(":2,Sa")
+                and b"labelled" in f.read_bytes())
+    lost.rename(lost.with_name(lost.name + "b"))
+    res = mailplan("verify", str(spec), "--full")
+    assert res.returncode == 0, res.stdout
+    assert "flags added on the target (not a failure)" in res.stdout
+    # a dovecot-keywords replaced by a link to another file is not read through it
+    keywords = root / "dovecot-keywords"
+    (tmp_path / "elsewhere").write_bytes(keywords.read_bytes())
+    keywords.unlink()
+    keywords.symlink_to(tmp_path / "elsewhere")
+    res = mailplan("verify", str(spec), "--full")
+    assert res.returncode == 3, res.stdout
+    assert "flags lost: " in res.stdout and "source S $Label1 Junk, target S\n" in res.stdout
 
 
 @pytest.mark.ssh

@@ -94,6 +94,28 @@ def split_bookkeeping(headers: bytes) -> tuple[bytes, _State]:
     return b"".join(kept), state
 
 
+#: an IMAP keyword (an atom, not a system flag): what X-Keywords may carry into a name
+KEYWORD = re.compile(r"[A-Za-z0-9$!#&'+\-.:;<=>?@^_`|~/]{1,64}")
+
+
+def carried_keywords(keywords: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """The keywords of a message an import carries: those that are IMAP atoms (of
+    those, a folder holds 26 at most: one a letter in its ``dovecot-keywords``)."""
+    return frozenset(k for k in keywords if KEYWORD.fullmatch(k))
+
+
+def keyword_letters(text: str) -> dict[str, str]:
+    """A folder's ``dovecot-keywords`` as ``{letter: keyword}`` (``N name`` lines,
+    keyword N is the letter ``a`` + N; another line is skipped, the first of two lines
+    for one number counts, as the writer reads it)."""
+    letters: dict[str, str] = {}
+    for line in text.splitlines():
+        number, _, name = line.partition(" ")
+        if number.isascii() and number.isdigit() and int(number) < 26 and name:
+            letters.setdefault(chr(97 + int(number)), name)
+    return letters
+
+
 @functools.lru_cache(maxsize=1024)
 def maildir_flags(status: str, xstatus: str) -> tuple[str, str]:
     """``(flags, subdir)`` for the given Status and X-Status values (cached: a mailbox

@@ -17,7 +17,6 @@ it there and does not import it again).
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from datetime import tzinfo
 from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
+from mailplan.mail.bookkeeping import KEYWORD
 from mailplan.mail.maildir import format_name, name_tail
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
@@ -197,10 +197,6 @@ def _name(end: MessageEnd, tail: str, pid: int, keywords: str = "") -> str:
     return format_name(end.arrival, int(time.time() * 1e6) % 1000000, pid, end.sha256,
                        end.occurrence, tail, end.size,
                        None if end.subdir == "new" else end.flags + keywords)
-
-
-#: an IMAP keyword (an atom, not a system flag): what X-Keywords may carry into a name
-KEYWORD = re.compile(r"[A-Za-z0-9$!#&'+\-.:;<=>?@^_`|~/]{1,64}")
 
 
 class _Keywords:
