@@ -123,6 +123,18 @@ INBOX = (msg("a@x.example", "Mon Nov  2 10:00:00 2026", "new")
                "Status: RO\nX-Status: F\n"))
 
 
+def migrate_over_ssh(tmp_path: Path, sshd, src: Path, prefix: str):  # type: ignore[no-untyped-def]
+    """Apply a spec for ``src`` (users from uid 1000, into a new domain) over SSH;
+    return the target, the domain and the spec's path."""
+    target = install_target(tmp_path / "target")
+    domain = unique_domain(prefix)
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    return target, domain, spec
+
+
 @pytest.fixture
 def migrated(tmp_path, sshd):
     src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "AlicePw1"),
@@ -212,12 +224,7 @@ def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
         msg("a@x.example", "Mon Nov  2 10:00:00 2026", "labelled",
             "Status: RO\nX-Keywords: $Label1 Junk\n")
         + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "plain", "Status: RO\n"))
-    target = install_target(tmp_path / "target")
-    domain = unique_domain("k")
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+    target, domain, spec = migrate_over_ssh(tmp_path, sshd, src, "k")
     udir = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
     root = Path(udir) / "Maildir"
     assert mailplan("verify", str(spec)).returncode == 0
@@ -314,12 +321,7 @@ def test_verify_rereads_only_what_changed_since_the_last_proof(tmp_path, sshd):
     spool.write_bytes(b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}",
                                    "Status: RO\n" if i % 2 else "") + b"x" * 3000 + b"\n\n"
                                for i in range(200)))
-    target = install_target(tmp_path / "target")
-    domain = unique_domain("c")
-    spec_path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                           source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                           domains={domain: {"import": {"uid_min": 1000}}})
-    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    target, domain, spec_path = migrate_over_ssh(tmp_path, sshd, src, "c")
     spec = load_spec(spec_path)
     state_path = state_path_for(spec)
 
