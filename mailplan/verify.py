@@ -41,6 +41,7 @@ from mailplan.facts.mailboxes import (
     still_valid,
 )
 from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
+from mailplan.facts.noatime import tar_read
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
@@ -89,7 +90,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     errors: dict[str, str] = {}
     if not by_path:
         return messages, errors
-    proc = conn.start("tar -cPf - --no-recursion --ignore-failed-read --null -T -")
+    proc = conn.start(f"{tar_read(conn)} --no-recursion --ignore-failed-read --null -T -")
     try:
         for name, handle in tar_members(proc, by_path):
             mb = by_path.get(name)

@@ -10,6 +10,7 @@ unique domain names and remove them afterwards, so they run unchanged against ei
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -201,3 +202,23 @@ def kill_apply_when(spec: Path, ready: Callable[[bytes], bool], *, timeout: floa
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+@functools.cache
+def _source_noatime() -> bool:
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.noatime import read_tools
+
+    conn = LocalConnector("oldmail")
+    try:
+        return read_tools(conn).dd
+    finally:
+        conn.close()
+
+
+def source_slice(path: object, start: int, length: int) -> str:
+    """The command mailplan reads a byte range of a source mailbox with here (the test
+    source is this machine, reached as the same user: GNU dd as root, else head/tail)."""
+    from mailplan.mail.windows import slice_command
+
+    return slice_command(str(path), start, length, noatime=_source_noatime())

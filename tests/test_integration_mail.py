@@ -19,6 +19,7 @@ from migration import (
     kill_apply_when,
     mailplan,
     make_source,
+    source_slice,
     source_with_mail,
     ssh_host,
     unique_domain,
@@ -351,7 +352,8 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
         planned.close()
     assert any(c.kind == "user" for c in result.done)
     assert any(c.kind == "mailbox" for c in result.done)
-    assert [c.split(" ")[0] for c in started[planning:]] == ["head"], started
+    assert [c.split(" ")[0] for c in started[planning:]] == [
+        source_slice("x", 0, 1).split(" ")[0]], started
     assert [c for c in started if c.startswith("/bin/sh")] == ["/bin/sh -s"], started
     assert target_started == ["/bin/sh -s", agent_command()], target_started
 

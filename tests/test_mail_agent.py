@@ -804,9 +804,11 @@ def test_a_quit_agent_leaves_no_sync_process_behind(tmp_path):
     assert not Path(f"/proc/{syncer}").exists()  # ended and reaped by the agent
 
 
+@pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("checked", [True, False])
 def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tmp_path,
-                                                                              checked):
+                                                                              checked,
+                                                                              noatime):
     from mailplan.connectors.local import LocalConnector
     from mailplan.errors import SourceChanged
     from mailplan.mail.snapshot import SnapshotStream
@@ -817,7 +819,7 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
     spool.write_bytes(b"".join(msgs))
     originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
     stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, spool.stat().st_size,
-                            step="+ mailbox test")
+                            step="+ mailbox test", noatime=noatime)
     boundaries: list[int] = []
     first_checked = threading.Event()
 
@@ -859,9 +861,11 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
         assert len(boundaries) > 2 and spliced
 
 
+@pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("appended", ["whole", "partial", "framing"])
 def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp_path,
-                                                                              appended):
+                                                                              appended,
+                                                                              noatime):
     """The plan lists the spool's size; sendmail may have been half-way through
     appending a message then. The read stops at that size, and before the reader sees
     the end it checks what follows: a separator (or nothing) means the size was a
@@ -878,7 +882,7 @@ def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp
            "framing": len(msgs[0] + msgs[1]) - 1,  # message 1's framing line not yet there
            "partial": len(msgs[0] + msgs[1]) + len(SEP) + 5}[appended]  # inside message 2
     stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, end,
-                            step="+ mailbox test")
+                            step="+ mailbox test", noatime=noatime)
     root = tmp_path / "Maildir"
     proc = LocalAgent()
     client = AgentClient(proc)
@@ -897,7 +901,8 @@ def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp
         b"Subject: m0\n\nbody 0\n", b"Subject: m1\n\nbody 1\n"]
 
 
-def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
+@pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
+def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path, noatime):
     """The checkpoint an import records is the one the next plan accepts: of a whole
     read, of a short read after an earlier checkpoint (its window reaches back before
     the read), and none before the read is proven whole."""
@@ -913,7 +918,8 @@ def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path):
     spool.write_bytes(data)
 
     def read(start: int, end: int, head: str, before: bytes = b"") -> tuple[str, str] | None:
-        stream = SnapshotStream(conn, str(spool), start, end, step="+ mailbox test")
+        stream = SnapshotStream(conn, str(spool), start, end, step="+ mailbox test",
+                                noatime=noatime)
         assert stream.checkpoint_digests(head, before) is None  # not read yet
         while stream.read(1000):
             pass

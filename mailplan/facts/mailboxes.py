@@ -3,8 +3,10 @@
 One ``find`` lists every spool file and every folder file of the migrated users. A
 mailbox whose folder has nothing on the target yet is only counted where it is
 (:func:`count_mailboxes`: every message of it is to be imported). Any other is read as
-a stream (``tail -c +N``) through the mbox reader, which keeps only identities and
-sizes, to be compared with what the target holds (:mod:`mailplan.facts.maildirs`).
+a stream (a byte range, :func:`mailplan.mail.windows.slice_command`) through the mbox
+reader, which keeps only identities and sizes, to be compared with what the target
+holds (:mod:`mailplan.facts.maildirs`). Where the source allows it, no read changes a
+mailbox's access time (:mod:`mailplan.facts.noatime`).
 When an earlier apply recorded a checkpoint for a mailbox (the offset it imported
 through and digests of the first and the last 4 KiB before it) and both windows still
 match, only the bytes after the checkpoint are read: an unchanged 1 GB spool costs two
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
+from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.mail.fromline import FROM_LINE_ERE
 from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
@@ -215,10 +218,10 @@ _BOUNDARY = (b"From ", b"\nFrom ", b"\r\nFrom ")
 _PEEK = 7
 
 
-def _window_cmd(path: str, offset: int) -> str:
+def _window_cmd(path: str, offset: int, noatime: bool) -> str:
     width = min(WINDOW, offset)
-    return (f"{slice_command(path, 0, width)}; {slice_command(path, offset - width, width)}; "
-            f"{slice_command(path, offset, _PEEK)}")
+    return "; ".join(slice_command(path, start, length, noatime=noatime) for start, length
+                     in ((0, width), (offset - width, width), (offset, _PEEK)))
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
@@ -235,7 +238,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     ok = [False] * len(pairs)
     if not todo:
         return ok
-    results = run_batch(conn, [_window_cmd(mb.path, cp.offset) for _i, mb, cp in todo])
+    noatime = read_tools(conn).dd
+    results = run_batch(conn, [_window_cmd(mb.path, cp.offset, noatime) for _i, mb, cp in todo])
     for (i, _mb, cp), res in zip(todo, results, strict=True):
         head_len = min(WINDOW, cp.offset) if cp.offset else 0
         data, want = res.stdout, head_len + min(WINDOW, cp.offset)
@@ -255,7 +259,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
 def open_stream(conn: Connector, path: str, start: int, end: int) -> object:
     """A streaming reader of ``path`` from byte ``start`` to ``end`` (one channel): the
     bytes apply reads, not more mail that arrived since the listing."""
-    return conn.start_stream(slice_command(path, start, end - start))
+    return conn.start_stream(slice_command(path, start, end - start,
+                                           noatime=read_tools(conn).dd))
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
@@ -325,13 +330,14 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
     return scan
 
 
-def _count_command(mb: SourceMailbox) -> str:
+def _count_command(mb: SourceMailbox, noatime: bool) -> str:
     # the separators in [0, size) (what apply will read), then the first bytes; a mailbox
     # not settled, its last 4 bytes first (does it end with a blank line?)
-    tail = "" if mb.settled or mb.size < 4 else slice_command(mb.path, mb.size - 4, 4) + "; "
-    return (tail + slice_command(mb.path, 0, mb.size) + " | LC_ALL=C "
+    tail = "" if mb.settled or mb.size < 4 else slice_command(
+        mb.path, mb.size - 4, 4, noatime=noatime) + "; "
+    return (tail + slice_command(mb.path, 0, mb.size, noatime=noatime) + " | LC_ALL=C "
             + join(["grep", "-a", "-c", "-E", FROM_LINE_ERE]) + "; "
-            + slice_command(mb.path, 0, HEAD_BYTES))
+            + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
@@ -348,8 +354,9 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
     if not mailboxes:
         return []
     scans: list[MailboxScan | None] = []
-    for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb) for mb in mailboxes]),
-                       strict=True):
+    noatime = read_tools(conn).dd
+    for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb, noatime)
+                                                   for mb in mailboxes]), strict=True):
         out = res.stdout
         if not mb.settled and mb.size >= 4:
             end, out = out[:4], out[4:]
@@ -406,7 +413,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
                    ) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
-    proc = conn.start_stream("tar -cPf - --no-recursion --null -T - 2>/dev/null")
+    proc = conn.start_stream(f"{tar_read(conn)} --no-recursion --null -T - 2>/dev/null")
     out: dict[str, MailboxScan] = {}
     try:
         for name, handle in tar_members(proc, by_path):

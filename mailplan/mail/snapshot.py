@@ -38,12 +38,13 @@ class SnapshotStream:
     """A readable ``[start, end)`` of ``path`` on ``conn``; see the module docstring."""
 
     def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str,
-                 run: Callable[[str], CommandResult] | None = None) -> None:
+                 noatime: bool, run: Callable[[str], CommandResult] | None = None) -> None:
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
         #: runs the read-only checks (default: a command of their own on ``conn``; apply
         #: passes a long-lived source shell, so a check costs no shell start-up)
         self._run = run or conn.run
-        self._proc = conn.start_stream(slice_command(path, start, end - start))
+        self._noatime = noatime
+        self._proc = conn.start_stream(self._slice(start, end - start))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
         self._result: CommandResult | None = None
@@ -79,7 +80,7 @@ class SnapshotStream:
             raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        after = self._check_windows(self._window(), f"; {slice_command(self.path, self.end, 6)}")
+        after = self._check_windows(self._window(), f"; {self._slice(self.end, 6)}")
         if after not in (b"", b"\n") and not after.startswith((b"From ", b"\nFrom ")):
             raise SourceChanged(f"a message was being appended to {self.path} while it was "
                                 "read", host=self.conn.name, step=self.step,
@@ -118,11 +119,14 @@ class SnapshotStream:
             else digest(self.seen.head)
         tail, want = self.seen.tail, min(WINDOW, self.end)
         if len(tail) < want:
-            res = self._run(slice_command(self.path, self.end - want, want - len(tail)))
+            res = self._run(self._slice(self.end - want, want - len(tail)))
             if res.returncode != 0 or len(res.stdout) != want - len(tail):
                 return None
             tail = res.stdout + tail
         return head, digest(tail)
+
+    def _slice(self, start: int, length: int) -> str:
+        return slice_command(self.path, start, length, noatime=self._noatime)
 
     def _window(self) -> tuple[int, bytes, bytes]:
         """Where the read is, and the first and the latest 4 KiB read."""
@@ -132,8 +136,8 @@ class SnapshotStream:
         """Compare the head and the tail window ending at ``pos`` with the file; return
         the output of ``extra`` (more commands run in the same channel)."""
         pos, head, tail = window
-        check = self._run(f"{slice_command(self.path, self.start, len(head))}; "
-                              f"{slice_command(self.path, pos - len(tail), len(tail))}{extra}")
+        check = self._run(f"{self._slice(self.start, len(head))}; "
+                          f"{self._slice(pos - len(tail), len(tail))}{extra}")
         out = check.stdout
         got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
         if check.returncode != 0 or got_head != head or got_tail != tail:

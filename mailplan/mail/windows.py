@@ -17,9 +17,14 @@ from mailplan.shell import join
 WINDOW = 4096
 
 
-def slice_command(path: str, start: int, length: int) -> str:
+def slice_command(path: str, start: int, length: int, *, noatime: bool) -> str:
     """A shell command printing ``length`` bytes of ``path`` from byte ``start`` (how a
-    window, a checkpoint's prefix or a snapshot read is taken on the source)."""
+    window, a checkpoint's prefix or a snapshot read is taken on the source); with
+    ``noatime``, one that leaves the file's access time (GNU dd as root, see
+    :mod:`mailplan.facts.noatime`)."""
+    if noatime:
+        return join(["dd", f"if={path}", "iflag=noatime,skip_bytes,count_bytes",
+                     f"skip={start}", f"count={length}", "bs=1M", "status=none"])
     if start == 0:  # one process, no pipe: the whole first read of a mailbox
         return join(["head", "-c", str(length), "--", path])
     return (join(["tail", "-c", f"+{start + 1}", "--", path]) + " | "
