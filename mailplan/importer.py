@@ -20,7 +20,6 @@ from typing import Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
-from mailplan.facts.noatime import read_tools
 from mailplan.mail.agent_client import (
     DISPLAY,
     AgentClient,
@@ -156,7 +155,7 @@ class MailImporter:
             # exactly what the plan listed, proven untorn (mail.snapshot); started first,
             # so that its start-up on the source overlaps the agent's on the target
             stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
-                                    noatime=read_tools(self.source).dd, run=self._source_run)
+                                    run=self._source_run)
             opened = client.open(maildir_of(udir), owner_of_parent=True)
             # a read from a checkpoint sends every appended message: the writer drops one
             # already there (the plan found few, if any), so the folder is not listed back

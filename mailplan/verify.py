@@ -164,8 +164,8 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         mtime, size, raw = record.split(b"\t", 2)
         path = raw.decode("utf-8", "surrogateescape")
         parts = path.split("/")
-        root = next(("/".join(parts[:-cut]) for cut in (1, 2, 3)
-                     if "/".join(parts[:-cut]) in files), None)
+        root = next((r for r in ("/".join(parts[:-cut]) for cut in (1, 2, 3)) if r in files),
+                    None)
         if root is None:
             continue
         rel = parts[len(root.split("/")):]

@@ -170,13 +170,14 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
             if full and want.keywords - keywords:
                 check.keywords_not_carried.append(
                     f"{_short(ident)}: {_state('', want.keywords - keywords)}")
+            added_flags = "".join(set(have.flags) - set(want.flags))
+            added_keywords = have.keywords - expected
             if set(want.flags) - set(have.flags) or expected - have.keywords:
                 check.flags.append(f"{_short(ident)}: source {_state(want.flags, expected)}, "
                                    f"target {_state(have.flags, have.keywords)}")
-            elif set(have.flags) - set(want.flags) or have.keywords - expected:
-                added = _state("".join(set(have.flags) - set(want.flags)),
-                               have.keywords - expected)
-                check.flags_added_on_target.append(f"{_short(ident)}: +{added}")
+            elif added_flags or added_keywords:
+                check.flags_added_on_target.append(
+                    f"{_short(ident)}: +{_state(added_flags, added_keywords)}")
             if want.arrival is not None and int(have.mtime) != int(want.arrival):
                 check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
                                    f"{int(have.mtime)}")

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
+from mailplan.facts.noatime import read_tools
 from mailplan.mail.windows import WINDOW, Windows, digest, grown_head, slice_command
 
 
@@ -38,12 +39,15 @@ class SnapshotStream:
     """A readable ``[start, end)`` of ``path`` on ``conn``; see the module docstring."""
 
     def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str,
-                 noatime: bool, run: Callable[[str], CommandResult] | None = None) -> None:
+                 noatime: bool | None = None,
+                 run: Callable[[str], CommandResult] | None = None) -> None:
+        """``noatime``: read with GNU dd, leaving the file's access time (None: as the
+        host allows, :func:`mailplan.facts.noatime.read_tools`)."""
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
         #: runs the read-only checks (default: a command of their own on ``conn``; apply
         #: passes a long-lived source shell, so a check costs no shell start-up)
         self._run = run or conn.run
-        self._noatime = noatime
+        self._noatime = read_tools(conn).dd if noatime is None else noatime
         self._proc = conn.start_stream(self._slice(start, end - start))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
