@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
-from mailplan.mail.fromline import FROM_LINE_ERE
+from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
@@ -335,22 +335,21 @@ def _count_command(mb: SourceMailbox, noatime: bool) -> str:
     # not settled, its last 4 bytes first (does it end with a blank line?)
     tail = "" if mb.settled or mb.size < 4 else slice_command(
         mb.path, mb.size - 4, 4, noatime=noatime) + "; "
-    return (tail + slice_command(mb.path, 0, mb.size, noatime=noatime) + " | LC_ALL=C "
-            + join(["grep", "-a", "-c", "-E", FROM_LINE_ERE]) + "; "
-            + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
+    return (tail + slice_command(mb.path, 0, mb.size, noatime=noatime) + " | "
+            + COUNT_SEPARATORS + "; " + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
                     mboxrd: bool) -> list[MailboxScan | None]:
-    """First imports: nothing of these mailboxes is on the target yet, so every message
-    is to be imported and the plan need not read them here (apply reads them once).
-    Their From_ lines are counted where they are (``grep -c`` with the reader's own rule,
-    all mailboxes in one batch), and only the first 64 KiB of each are read and parsed,
-    for what the plan must report: not an mbox, no From_ line at the start, the UW-IMAP
-    pseudo message (not counted). The bytes to import are the file's size. None for a
-    mailbox grep could not count (no GNU grep there), and for one whose last message may
-    still be being written (not settled, no blank line at its end): the caller reads that
-    one (and leaves that message for the next run)."""
+    """First imports: nothing of these mailboxes is on the target yet, so every message is to be
+    imported and the plan need not read them here (apply reads them once). Their From_ lines
+    are counted where they are (``grep`` with the reader's own rule,
+    :data:`~mailplan.mail.fromline.COUNT_SEPARATORS`; all mailboxes in one batch), and only
+    the first 64 KiB of each are read and parsed, for what the plan must report: not an
+    mbox, no From_ line at the start, the UW-IMAP pseudo message (not counted). The bytes to
+    import are the file's size. None for a mailbox grep could not count (no GNU grep there),
+    and for one whose last message may still be being written (not settled, no blank line at
+    its end): the caller reads that one (and leaves that message for the next run)."""
     if not mailboxes:
         return []
     scans: list[MailboxScan | None] = []

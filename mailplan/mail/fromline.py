@@ -17,8 +17,8 @@ zone may be a name (``EST``, ``MET DST``) or a numeric offset, before or after t
 A body line ``From here on ...`` is *not* a separator (no date at its end). A separator does
 not need a blank line before it (mail.local writes one, but real files lack it). A line
 longer than :data:`MAX_LINE` (4096 bytes without its ``\\n``) is never a separator: a reader
-must decide without holding a line of any length (:data:`FROM_LINE_ERE` has no such bound,
-so ``grep`` counts such a line; no mailer writes one).
+must decide without holding a line of any length (no mailer writes one). The count on the
+source (:data:`COUNT_SEPARATORS`) leaves such lines out too.
 
 **Dates.** A From_ date without a zone, or with a zone name the stdlib does not know, is
 read in ``zone``: the source host's time zone (mail.local writes its local time), with the
@@ -42,6 +42,7 @@ import calendar
 import email.utils
 import functools
 import re
+import shlex
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import NamedTuple
 
@@ -73,12 +74,19 @@ YEARS = range(1970, 2101)
 #: The same rule as a POSIX extended regular expression, for ``grep -E`` on the source
 #: (counting a mailbox's separators where it is, in C locale, without reading it here;
 #: the tests check both patterns agree). The trailing CR is a literal byte. It does not
-#: bound the line's length (MAX_LINE): a From_ line over 4 KiB is counted, not read as one.
+#: bound the line's length: :data:`COUNT_SEPARATORS` drops the lines over MAX_LINE.
 _ERE_ZONE = "([A-Za-z]{1,5}|[+-][0-9]{4})"
 FROM_LINE_ERE = (
     "^From .* +(Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|"
     "Dec) +[0-9]{1,2} +[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?( +" + _ERE_ZONE + "){0,2} +"
     "([0-9]{4}|[0-9]{2})( +" + _ERE_ZONE + "){0,2}( +remote from .*)? *\r?$")
+
+#: A shell pipeline that prints how many separators the stream on its stdin holds, as the
+#: reader counts them: the lines FROM_LINE_ERE matches, less those longer than MAX_LINE
+#: bytes (the reader takes such a line for body); both greps in C locale, bytes as bytes.
+COUNT_SEPARATORS = (
+    "LC_ALL=C grep -a -E " + shlex.quote(FROM_LINE_ERE)
+    + f" | LC_ALL=C grep -a -c -v -E '^.{{{MAX_LINE + 1}}}'")
 
 
 class FromLine(NamedTuple):
