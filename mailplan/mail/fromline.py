@@ -84,9 +84,11 @@ FROM_LINE_ERE = (
 #: A shell pipeline that prints how many separators the stream on its stdin holds, as the
 #: reader counts them: the lines FROM_LINE_ERE matches, less those longer than MAX_LINE
 #: bytes (the reader takes such a line for body); both greps in C locale, bytes as bytes.
+#: A line of MAX_LINE + 1 = 4097 = 17 * 241 bytes is matched as 17 runs of 241: no count
+#: past POSIX's RE_DUP_MAX (255), so a grep with that limit takes the pattern too.
 COUNT_SEPARATORS = (
     "LC_ALL=C grep -a -E " + shlex.quote(FROM_LINE_ERE)
-    + f" | LC_ALL=C grep -a -c -v -E '^.{{{MAX_LINE + 1}}}'")
+    + " | LC_ALL=C grep -a -c -v -E '^(.{241}){17}'")
 
 
 class FromLine(NamedTuple):
