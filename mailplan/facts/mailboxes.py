@@ -341,15 +341,16 @@ def _count_command(mb: SourceMailbox, noatime: bool) -> str:
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
                     mboxrd: bool) -> list[MailboxScan | None]:
-    """First imports: nothing of these mailboxes is on the target yet, so every message is to be
-    imported and the plan need not read them here (apply reads them once). Their From_ lines
-    are counted where they are (``grep`` with the reader's own rule,
-    :data:`~mailplan.mail.fromline.COUNT_SEPARATORS`; all mailboxes in one batch), and only
-    the first 64 KiB of each are read and parsed, for what the plan must report: not an
-    mbox, no From_ line at the start, the UW-IMAP pseudo message (not counted). The bytes to
-    import are the file's size. None for a mailbox grep could not count (no GNU grep there),
-    and for one whose last message may still be being written (not settled, no blank line at
-    its end): the caller reads that one (and leaves that message for the next run)."""
+    """First imports: nothing of these mailboxes is on the target yet, so every message
+    is to be imported and the plan need not read them here (apply reads them once).
+    Their From_ lines are counted where they are (``grep`` with the reader's own rule,
+    :data:`~mailplan.mail.fromline.COUNT_SEPARATORS`; all mailboxes in one batch), and
+    only the first 64 KiB of each are read and parsed, for what the plan must report:
+    not an mbox, no From_ line at the start, the UW-IMAP pseudo message (not counted).
+    The bytes to import are the file's size. None for a mailbox grep could not count (no
+    GNU grep there), and for one whose last message may still be being written (not
+    settled, no blank line at its end): the caller reads that one (and leaves that
+    message for the next run)."""
     if not mailboxes:
         return []
     scans: list[MailboxScan | None] = []
