@@ -42,9 +42,10 @@ import calendar
 import email.utils
 import functools
 import re
-import shlex
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import NamedTuple
+
+from mailplan.shell import join
 
 _DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _MON = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
@@ -81,14 +82,18 @@ FROM_LINE_ERE = (
     "Dec) +[0-9]{1,2} +[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?( +" + _ERE_ZONE + "){0,2} +"
     "([0-9]{4}|[0-9]{2})( +" + _ERE_ZONE + "){0,2}( +remote from .*)? *\r?$")
 
+#: POSIX's least RE_DUP_MAX: no interval count in a pattern for the source's grep exceeds it
+_DUP_MAX = 255
+_RUNS, _REST = divmod(MAX_LINE + 1, _DUP_MAX)
+#: a line longer than MAX_LINE: its first MAX_LINE + 1 bytes, as runs a grep with the least
+#: RE_DUP_MAX takes too (GNU grep allows 32767)
+_LONG_LINE = f"^(.{{{_DUP_MAX}}}){{{_RUNS}}}.{{{_REST}}}"
 #: A shell pipeline that prints how many separators the stream on its stdin holds, as the
 #: reader counts them: the lines FROM_LINE_ERE matches, less those longer than MAX_LINE
 #: bytes (the reader takes such a line for body); both greps in C locale, bytes as bytes.
-#: A line of MAX_LINE + 1 = 4097 = 17 * 241 bytes is matched as 17 runs of 241: no count
-#: past POSIX's RE_DUP_MAX (255), so a grep with that limit takes the pattern too.
 COUNT_SEPARATORS = (
-    "LC_ALL=C grep -a -E " + shlex.quote(FROM_LINE_ERE)
-    + " | LC_ALL=C grep -a -c -v -E '^(.{241}){17}'")
+    "LC_ALL=C " + join(["grep", "-a", "-E", FROM_LINE_ERE])
+    + " | LC_ALL=C " + join(["grep", "-a", "-c", "-v", "-E", _LONG_LINE]))
 
 
 class FromLine(NamedTuple):
