@@ -102,7 +102,11 @@ def run_mb2md(spool: Path, out: Path) -> tuple[float, int, float]:
 
 def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
     """Seconds, peak RSS (KiB) of the reader and of the agent, messages journaled, and
-    CPU seconds (user + system) of the reader, the agent and its sync process."""
+    CPU seconds (user + system) of the reader, the agent and its sync process.
+
+    The agent runs under ``/usr/bin/time``, which reports its peak RSS (with its sync
+    process's): ``wait4`` from here would count the RSS this process had when it forked
+    the agent, since the kernel keeps a process's peak across ``exec``."""
     journal = 0
 
     def on_durable(batch: list) -> None:
@@ -111,7 +115,7 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
 
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_SELF)
-    agent = LocalAgent()
+    agent = LocalAgent(wrapper=("/usr/bin/time", "-f", "RSS=%M"))
     client = AgentClient(agent)
     client.open(str(out))
     with open(spool, "rb") as fh:
@@ -123,8 +127,11 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
     elapsed = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-           + usage.ru_utime + usage.ru_stime)  # the agent's includes its reaped sync process
-    return (elapsed, after.ru_maxrss, usage.ru_maxrss,
+           + usage.ru_utime + usage.ru_stime)  # time's: the agent and its sync process
+    assert agent.proc.stderr is not None
+    lines = agent.proc.stderr.read().decode(errors="replace").splitlines()
+    rss_agent = int([x for x in lines if x.startswith("RSS=")][-1][4:])
+    return (elapsed, after.ru_maxrss, rss_agent,
             journal if report.durable == journal else -1, cpu)
 
 
