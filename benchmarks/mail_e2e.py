@@ -62,7 +62,7 @@ if CODE:
     sys.path.insert(0, CODE)
 # bind the tree under test before mbox_convert (which imports mailplan) puts REPO first
 MAILPLAN = importlib.import_module("mailplan")
-from mbox_convert import filesystem_note, make_spool  # noqa: E402
+from mbox_convert import filesystem_note, make_spool, time_rss  # noqa: E402
 
 from mailplan.connectors.base import CommandResult, Connector, Process  # noqa: E402
 
@@ -258,14 +258,7 @@ def timed(argv: list[str]) -> tuple[float, int, bytes]:
     if res.returncode != 0:
         raise RuntimeError(f"{argv} exited {res.returncode}: "
                            f"{res.stderr.decode(errors='replace')}")
-    return elapsed, remote_rss(res.stderr), res.stderr
-
-
-def remote_rss(err: bytes) -> int:
-    """The last ``RSS=<KiB>`` line ``/usr/bin/time -f RSS=%M`` printed (here or remote)."""
-    found = [int(x[4:]) for x in err.decode(errors="replace").splitlines()
-             if x.startswith("RSS=")]
-    return found[0] if found else 0
+    return elapsed, time_rss(res.stderr), res.stderr
 
 
 class AgentWatch:
@@ -361,10 +354,10 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     s_mb, _rss, err = timed([*ssh, f"/usr/bin/time -f RSS=%M mb2md -s {manual}/{USER} "
                              f"-d {manual}/Maildir"])
     assert count_files(manual / "Maildir") == count
-    row("manual   ssh target mb2md", s_mb, nbytes, count, "", f"{mib(remote_rss(err))} (mb2md)")
+    row("manual   ssh target mb2md", s_mb, nbytes, count, "", f"{mib(time_rss(err))} (mb2md)")
     manual_total = s_scp + s_mb
     row("manual   TOTAL scp + mb2md", manual_total, nbytes, count, "",
-        f"{mib(max(rss_scp, remote_rss(err)))}")
+        f"{mib(max(rss_scp, time_rss(err)))}")
 
     # mailplan end to end
     target = install_target(base / "target")

@@ -100,6 +100,13 @@ def run_mb2md(spool: Path, out: Path) -> tuple[float, int, float]:
     return elapsed, int(last[0][4:]), float(last[1][4:]) + float(last[2])
 
 
+def time_rss(err: bytes) -> int:
+    """The last ``RSS=<KiB>`` line ``/usr/bin/time -f RSS=%M`` printed (0: none)."""
+    found = [int(x[4:]) for x in err.decode(errors="replace").splitlines()
+             if x.startswith("RSS=")]
+    return found[-1] if found else 0
+
+
 def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
     """Seconds, peak RSS (KiB) of the reader and of the agent, messages journaled, and
     CPU seconds (user + system) of the reader, the agent and its sync process.
@@ -129,8 +136,7 @@ def run_mailplan(spool: Path, out: Path) -> tuple[float, int, int, int, float]:
     cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
            + usage.ru_utime + usage.ru_stime)  # time's: the agent and its sync process
     assert agent.proc.stderr is not None
-    lines = agent.proc.stderr.read().decode(errors="replace").splitlines()
-    rss_agent = int([x for x in lines if x.startswith("RSS=")][-1][4:])
+    rss_agent = time_rss(agent.proc.stderr.read())
     return (elapsed, after.ru_maxrss, rss_agent,
             journal if report.durable == journal else -1, cpu)
 
