@@ -22,7 +22,11 @@ For each profile (``mixed``: ~1 GB of mixed sizes, ~22k messages; ``small``: ~20
   wrapping the source connector);
 * peak RSS of every run: each in-process run is a child process (``getrusage`` self),
   external commands are measured by ``wait4`` or ``/usr/bin/time`` on the target side, and
-  the writer agent (a grandchild of sshd) by sampling its ``VmHWM`` in /proc.
+  the writer agent (a grandchild of sshd) by sampling its ``VmHWM`` in /proc;
+* where the CPU time goes, in the manual pipeline and in mailplan's first import: the
+  CPU seconds of each kind of process (writer, mailplan, sshd, SSH clients, mb2md, the
+  kernel's workers, which write dirty pages back) and how busy both CPUs were, sampled
+  from /proc.
 
 Both hosts are one real OpenSSH sshd on 127.0.0.1 (``tests/sshd_fixture.py``), so the
 source and target sides, sshd's crypto and the tools all share this machine's CPUs; the
@@ -261,38 +265,103 @@ def timed(argv: list[str]) -> tuple[float, int, bytes]:
     return elapsed, time_rss(res.stderr), res.stderr
 
 
-class AgentWatch:
-    """Samples the peak RSS (VmHWM) of writer agents (sshd's grandchildren) from /proc."""
+class ProcessWatch:
+    """Samples, from /proc, the peak RSS (VmHWM) of writer agents (sshd's grandchildren)
+    and the CPU seconds every process used while it ran, by kind (:func:`cpu_kind`), with
+    how busy the machine's CPUs were. A process that ends between two samples loses the
+    CPU time it used since the last one (at most ``interval`` seconds' worth)."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak_kb = 0
+        self.cpu: dict[str, float] = {}  # kind -> CPU seconds while watched
+        self.busy = 0.0  # share of all CPUs' time not idle while watched
+        self._seen: dict[int, tuple[str, int]] = {}  # pid -> (kind, CPU ticks at start)
+        self._last: dict[int, int] = {}  # pid -> CPU ticks at the last sample
+        self._ended: list[tuple[str, int]] = []  # (kind, ticks) of pids used again since
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> AgentWatch:
+    def __enter__(self) -> ProcessWatch:
+        self._stat = _cpu_stat()
+        self._sample(first=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()
+        busy, total = (b - a for a, b in zip(self._stat, _cpu_stat(), strict=True))
+        self.busy = busy / total if total else 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        used = [(kind, self._last[pid] - start) for pid, (kind, start) in self._seen.items()]
+        for kind, ticks in used + self._ended:
+            self.cpu[kind] = self.cpu.get(kind, 0.0) + ticks / tick
+
+    def summary(self) -> str:
+        """The CPU seconds by kind, largest first, and how busy the CPUs were."""
+        kinds = ", ".join(f"{kind} {s:.2f}" for kind, s in
+                          sorted(self.cpu.items(), key=lambda kv: -kv[1]) if s >= 0.01)
+        return f"CPU s: {kinds}; all CPUs {self.busy:.0%} busy"
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
+            self._sample()
+
+    def _sample(self, *, first: bool = False) -> None:
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    stat = fh.read()
+                fields = stat[stat.rfind(b")") + 2:].split()
+                ticks = int(fields[11]) + int(fields[12])  # utime + stime
+                if pid in self._seen and ticks < self._last[pid]:  # the pid was reused
+                    kind, start = self._seen.pop(pid)
+                    self._ended.append((kind, self._last[pid] - start))
+                if pid not in self._seen:
                     with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                        if AGENT_MARK.encode() not in fh.read(4096):
-                            continue
+                        cmdline = fh.read(4096)
+                    comm = stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace")
+                    # a process started while watched counts from its start
+                    self._seen[pid] = (cpu_kind(comm, cmdline), ticks if first else 0)
+                self._last[pid] = ticks
+                if self._seen[pid][0] == "writer":
                     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
                         for line in fh:
                             if line.startswith("VmHWM:"):
                                 self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-                except OSError:
-                    continue
+            except (OSError, ValueError, IndexError):
+                continue
+
+
+def cpu_kind(comm: str, cmdline: bytes) -> str:
+    """What a process is, for :class:`ProcessWatch`'s CPU seconds."""
+    if AGENT_MARK.encode() in cmdline:
+        return "writer"  # the agent and its sync process
+    if b"--child" in cmdline and Path(__file__).name.encode() in cmdline:
+        return "mailplan"
+    if comm == "perl" or b"mb2md" in cmdline:
+        return "mb2md"
+    if comm.startswith("sshd"):
+        return "sshd"
+    if comm in ("ssh", "scp"):
+        return "ssh/scp client"
+    if comm.startswith("kworker"):
+        return "kernel workers"
+    return "other"
+
+
+def _cpu_stat() -> tuple[int, int]:
+    """All CPUs' busy and total ticks so far (/proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 # -- one profile ----------------------------------------------------------------------
@@ -346,18 +415,20 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     manual = base / "manual"
     manual.mkdir()
     os.sync()
-    s_scp, rss_scp, _ = timed(["scp", "-q", "-P", str(sshd.port), "-i", str(sshd.client_key),
-                               "-o", "BatchMode=yes", "-o",
-                               f"UserKnownHostsFile={sshd.known_hosts}",
-                               str(spool), f"{sshd.user}@127.0.0.1:{manual}/{USER}"])
-    row("manual   scp spool -> target", s_scp, nbytes, count, "", f"{mib(rss_scp)} (scp)")
-    s_mb, _rss, err = timed([*ssh, f"/usr/bin/time -f RSS=%M mb2md -s {manual}/{USER} "
-                             f"-d {manual}/Maildir"])
-    assert count_files(manual / "Maildir") == count
-    row("manual   ssh target mb2md", s_mb, nbytes, count, "", f"{mib(time_rss(err))} (mb2md)")
+    with ProcessWatch() as watch_manual:  # CPU seconds of both steps
+        s_scp, rss_scp, _ = timed(["scp", "-q", "-P", str(sshd.port), "-i", str(sshd.client_key),
+                                   "-o", "BatchMode=yes", "-o",
+                                   f"UserKnownHostsFile={sshd.known_hosts}",
+                                   str(spool), f"{sshd.user}@127.0.0.1:{manual}/{USER}"])
+        row("manual   scp spool -> target", s_scp, nbytes, count, "", f"{mib(rss_scp)} (scp)")
+        s_mb, _rss, err = timed([*ssh, f"/usr/bin/time -f RSS=%M mb2md -s {manual}/{USER} "
+                                 f"-d {manual}/Maildir"])
+        assert count_files(manual / "Maildir") == count
+        row("manual   ssh target mb2md", s_mb, nbytes, count, "", f"{mib(time_rss(err))} (mb2md)")
     manual_total = s_scp + s_mb
     row("manual   TOTAL scp + mb2md", manual_total, nbytes, count, "",
         f"{mib(max(rss_scp, time_rss(err)))}")
+    log(f"   {watch_manual.summary()}")
 
     # mailplan end to end
     target = install_target(base / "target")
@@ -365,7 +436,7 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
                       domains={DOMAIN: {"import": {"uid_min": 1000}}},
                       source_host=host, target_host=host)
     os.sync()
-    with AgentWatch() as watch:
+    with ProcessWatch() as watch:
         r = run_child("apply", str(spec), True)
     udir = subprocess.run([f"{target.vpopmail_dir}/bin/vuserinfo", "-d", f"{USER}@{DOMAIN}"],
                           capture_output=True, text=True, check=True).stdout.split("\n")[0]
@@ -380,6 +451,7 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     log(f"   -> end to end: mailplan {e2e:.2f} s vs scp+mb2md {manual_total:.2f} s: "
         f"{manual_total / e2e:.2f}x ({'faster' if e2e < manual_total else 'SLOWER'}); "
         f"apply alone {manual_total / r['apply_s']:.2f}x")
+    log(f"   {watch.summary()}")
 
     # re-plans
     r = run_child("apply", str(spec), False)
@@ -394,7 +466,7 @@ def bench_profile(name: str, work: Path, scale: float, sshd: Any, log: Callable[
     r = run_child("apply", str(spec), False)
     row(f"re-plan grown by 1% (+{human(added)})", r["plan_s"], 0, 0,
         human(r["plan_read"]), mib(r["rss_kb"]))
-    with AgentWatch() as watch:
+    with ProcessWatch() as watch:
         r = run_child("apply", str(spec), True)
     assert count_files(Path(udir) / "Maildir") == count + grown
     row("apply grown 1% (plan + apply)", r["plan_s"] + r["apply_s"], added, grown,
