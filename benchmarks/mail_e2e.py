@@ -276,9 +276,11 @@ class ProcessWatch:
         self.peak_kb = 0
         self.cpu: dict[str, float] = {}  # kind -> CPU seconds while watched
         self.busy = 0.0  # share of all CPUs' time not idle while watched
-        self._seen: dict[int, tuple[str, int]] = {}  # pid -> (kind, CPU ticks at start)
-        self._last: dict[int, int] = {}  # pid -> CPU ticks at the last sample
-        self._ended: list[tuple[str, int]] = []  # (kind, ticks) of pids used again since
+        #: pid -> [kind, CPU ticks when first seen (0: started while watched), at the last
+        #: sample]; a pid used again by a new process first moves to ``_ended``
+        self._procs: dict[int, list[Any]] = {}
+        self._ended: list[list[Any]] = []
+        self._stat = (0, 0)  # all CPUs' busy and total ticks when the watch began
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -295,9 +297,8 @@ class ProcessWatch:
         busy, total = (b - a for a, b in zip(self._stat, _cpu_stat(), strict=True))
         self.busy = busy / total if total else 0.0
         tick = os.sysconf("SC_CLK_TCK")
-        used = [(kind, self._last[pid] - start) for pid, (kind, start) in self._seen.items()]
-        for kind, ticks in used + self._ended:
-            self.cpu[kind] = self.cpu.get(kind, 0.0) + ticks / tick
+        for kind, start, last in [*self._procs.values(), *self._ended]:
+            self.cpu[kind] = self.cpu.get(kind, 0.0) + (last - start) / tick
 
     def summary(self) -> str:
         """The CPU seconds by kind, largest first, and how busy the CPUs were."""
@@ -320,17 +321,18 @@ class ProcessWatch:
                     stat = fh.read()
                 fields = stat[stat.rfind(b")") + 2:].split()
                 ticks = int(fields[11]) + int(fields[12])  # utime + stime
-                if pid in self._seen and ticks < self._last[pid]:  # the pid was reused
-                    kind, start = self._seen.pop(pid)
-                    self._ended.append((kind, self._last[pid] - start))
-                if pid not in self._seen:
+                proc = self._procs.get(pid)
+                if proc is not None and ticks < proc[2]:  # the pid was reused
+                    self._ended.append(self._procs.pop(pid))
+                    proc = None
+                if proc is None:
                     with open(f"/proc/{pid}/cmdline", "rb") as fh:
                         cmdline = fh.read(4096)
                     comm = stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace")
                     # a process started while watched counts from its start
-                    self._seen[pid] = (cpu_kind(comm, cmdline), ticks if first else 0)
-                self._last[pid] = ticks
-                if self._seen[pid][0] == "writer":
+                    proc = self._procs[pid] = [cpu_kind(comm, cmdline), ticks if first else 0, 0]
+                proc[2] = ticks
+                if proc[0] == "writer":
                     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
                         for line in fh:
                             if line.startswith("VmHWM:"):
