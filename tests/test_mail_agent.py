@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
-from mailplan.mail.convert import import_mbox
+from mailplan.mail.convert import MAX_PENDING, import_mbox
 from mailplan.mail.maildir import parse_message_name
 from mailplan.mail.mbox import read_mbox
 
@@ -338,9 +338,9 @@ class KillingPipe:
         self.agent.close_stdin()
 
 
-def big_mbox() -> bytes:
+def big_mbox(count: int = 40) -> bytes:
     parts = []
-    for i in range(40):
+    for i in range(count):
         parts.append(SEP + b"Subject: m%d\n%s\n" % (i, b"Status: RO\n" if i % 3 else b"")
                      + b"x" * (i * 997 % 5000) + b"\n\n")
     return b"".join(parts)
@@ -422,7 +422,10 @@ def test_syncs_overlap_the_stream_and_replies_stay_in_request_order(client, tmp_
     report = import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=3,
                          syncs_in_flight=2, on_durable=journaled.append)
     assert report.durable == 40 and sum(map(len, journaled)) == 40
-    assert len(journaled) == 14  # 13 full batches of 3 and the last one
+    # each sync during the read took one batch of 3; the last took the rest (1) with the
+    # batches read but not asked for yet (at most MAX_PENDING): one flush at the end
+    assert all(len(b) == 3 for b in journaled[:-1])
+    assert len(journaled[-1]) in {1 + 3 * k for k in range(MAX_PENDING + 1)}
     assert len(maildir_state(root)) == 40
     # a request sent while a sync is outstanding waits for it; its result is kept
     client.sync_async()
@@ -633,6 +636,34 @@ def test_the_stream_goes_on_while_a_batch_is_checked_and_syncs_wait_for_the_chec
     assert seen_during_check == [0]  # nothing was synced before its check passed
     assert [len(b) for b in journaled] == [10, 10, 10, 10]  # each sync took its batch only
     assert report.durable == 40 and len(maildir_state(root)) == 40
+
+
+def test_batches_still_waiting_for_their_check_when_the_read_ends_go_in_one_sync(
+        client, tmp_path):
+    """Both batches' checks end only once the read has reached the end of the stream:
+    then the two batches and the rest are made durable by one sync, not three in turn."""
+    import threading
+
+    read_all = threading.Event()
+
+    class Stream(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            data = super().read(size)
+            if not data:
+                read_all.set()
+            return data
+
+    def checkpoint() -> Callable[[], None]:
+        return lambda: None if read_all.wait(30) else pytest.fail("the read did not end")
+
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    journaled: list[list] = []
+    report = import_mbox(client, Stream(big_mbox(25)), dirname="", batch_messages=10,
+                         checkpoint=checkpoint, on_durable=journaled.append)
+    assert [len(b) for b in journaled] == [25]
+    assert report.durable == 25 and len(maildir_state(root)) == 25
+    assert len((root / "mailplan-ledger").read_text().splitlines()) == 25
 
 
 def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path):

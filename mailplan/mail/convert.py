@@ -10,8 +10,10 @@ the stream goes on while the source is checked for the batch and the target sync
 A batch's sync is asked for (naming the last message it holds: later ones stay
 invisible in tmp/) only once its source check passed and ``syncs_in_flight``
 (default 0) earlier syncs are acknowledged and journaled, so a run killed or cut off
-leaves at most one batch durable on the target but not journaled (the next run finds
-it there and does not import it again).
+leaves at most one sync's messages durable on the target but not journaled (the next
+run finds them there and does not import them again): one batch, or at the end of the
+read the batches still waiting and the rest, which go in one sync rather than one
+flush after another.
 """
 
 from __future__ import annotations
@@ -174,7 +176,14 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                     advance(block=len(pending) > MAX_PENDING)
                 elif (pending or client.outstanding) and not batch_count % POLL_EVERY:
                     advance(block=False)  # journal acknowledgements soon after they arrive
-        pending.append((client.ended, None))  # the rest, checked by the read's own end
+        # The read is over: the batches still waiting for their sync go in one sync with
+        # the rest (checked by the read's own end), not in turn, each waiting for the
+        # previous one's flush.
+        for _through, check in pending:
+            if check is not None:
+                check.result()  # raises what the check found
+        pending.clear()
+        pending.append((client.ended, None))
         advance(block=True)
         for result in client.synced():
             settle(result)
