@@ -21,6 +21,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
+from mailplan import interpreter
 from mailplan.commands import Context, execute
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, build_desired
@@ -30,6 +31,7 @@ from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.importer import EarlyAgent, MailImporter, user_dirs
+from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mailboxes import MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
@@ -119,6 +121,10 @@ def make_plan(spec: Spec, state: State,
         desired.routing = routing.actions
         mail = plan_mail(spec.data, conns[src["host"]], conns[tgt["host"]], desired, source,
                          target, state.mail())  # mailboxes (issue 3)
+        if any(c.kind == "mailbox" for c in mail.changes):
+            # the writer runs on the target's Python: a missing or too old one is said
+            # now, not after the accounts were made
+            interpreter.check(conns[tgt["host"]], WRITER, step="check the target's Python")
         result.changes += mail.changes
         result.problems += mail.problems
         result.noops += mail.noops

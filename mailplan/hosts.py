@@ -10,8 +10,9 @@ from mailplan.connectors.local import LocalConnector
 
 def connect(name: str, entry: dict[str, Any]) -> Connector:
     """A connector for one ``hosts:`` entry (nothing is contacted until first use)."""
+    python = str(entry.get("python", "python3"))
     if entry.get("local"):
-        return LocalConnector(name, sudo=bool(entry.get("sudo", False)))
+        return LocalConnector(name, sudo=bool(entry.get("sudo", False)), python=python)
     from mailplan.connectors.ssh import SSHConnector
 
     return SSHConnector(
@@ -25,4 +26,5 @@ def connect(name: str, entry: dict[str, Any]) -> Connector:
         connect_timeout=int(entry.get("connect_timeout", 15)),
         sudo=bool(entry.get("sudo", False)),
         stream_transport=str(entry.get("stream_transport", "auto")),
+        python=python,
     )

@@ -18,15 +18,16 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import Any
 
+from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.mail.agent_client import (
-    DISPLAY,
     AgentClient,
     AgentError,
     AgentFailed,
     AgentLost,
     agent_command,
+    agent_display,
 )
 from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import subscription_lines
@@ -53,6 +54,11 @@ def user_dirs(conn: Connector, vpopmail_dir: str, addresses: list[str]) -> dict[
     return found
 
 
+def start_agent(target: Connector) -> Process:
+    """Start a writer agent on ``target`` with the host's Python."""
+    return target.start_stream(agent_command(target.python), display=agent_display(target.python))
+
+
 class EarlyAgent:
     """A writer agent started on a thread before it is needed, so that its start-up (a
     channel and a Python interpreter on the target) overlaps apply's account steps. The
@@ -69,7 +75,7 @@ class EarlyAgent:
         # a failed start leaves nothing: the importer then starts its own agent, and that
         # start reports the error where the import can handle it
         with contextlib.suppress(Exception):
-            self._proc = target.start_stream(agent_command(), display=DISPLAY)
+            self._proc = start_agent(target)
 
     def take(self) -> Process | None:
         """The started agent, to the first caller only."""
@@ -115,7 +121,7 @@ class MailImporter:
     def _agent(self) -> AgentClient:
         if self._client is None:
             if self._proc is None:
-                self._proc = self.target.start_stream(agent_command(), display=DISPLAY)
+                self._proc = start_agent(self.target)
             self._client = AgentClient(self._proc)
         return self._client
 
@@ -186,9 +192,12 @@ class MailImporter:
             client.refresh_quota()
         except AgentLost as exc:
             said = self._last_words()
-            if said is not None:  # the agent failed (disk full, ...), not the connection
+            if said is not None and interpreter.about_interpreter(said):
                 raise StepFailed(f"mailbox import failed: {said}", host=self.target.name,
-                                 step=step) from None
+                                 step=step, hint=interpreter.hint(self.target)) from None
+            if said is not None:  # the agent failed (disk full, ...), not the connection
+                raise StepFailed(f"mailbox import failed: agent: {said}",
+                                 host=self.target.name, step=step) from None
             raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
                                  host=self.target.name, step=step) from None
         except AgentFailed as exc:
@@ -221,8 +230,9 @@ class MailImporter:
                 "user": change.user}
 
     def _last_words(self) -> str | None:
-        """The error a dead (or ending) agent wrote on stderr; None when the connection
-        died. Its input is closed first: an agent still reading ends at its end."""
+        """The error a dead (or ending) agent, or the check of its interpreter, wrote on
+        stderr (:func:`mailplan.interpreter.complaint`); None when the connection died.
+        Its input is closed first: an agent still reading ends at its end."""
         proc, self._proc, self._client = self._proc, None, None
         if proc is None:
             return None
@@ -232,10 +242,7 @@ class MailImporter:
             res = proc.wait()
         except (OSError, EOFError):
             return None
-        for line in res.stderr_text.splitlines():
-            if line.startswith("mailplan agent: "):
-                return "agent: " + line[len("mailplan agent: "):]
-        return None
+        return interpreter.complaint(res.stderr_text)
 
     def abort(self) -> None:
         """Drop the agent without a sync: its queued files never become visible, and it

@@ -209,6 +209,8 @@ _FRIENDLY = [
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
+    (re.compile(r"^hosts\.[^.]+\.python$"), "expected a command name like python3 or an "
+     "absolute path like /usr/bin/python3 (letters, digits and _ . / + -, not starting with -)"),
 ]
 
 

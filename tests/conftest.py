@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from migration import TEST_PYTHON
 from sshd_fixture import Sshd, start_sshd
 
+from mailplan.connectors.base import Connector
 from mailplan.connectors.ssh import SSHConnector
 
 # CI runs property tests with a fixed seed so that a landing is reproducible; by hand
@@ -17,6 +19,21 @@ from mailplan.connectors.ssh import SSHConnector
 # benchmarks/, and a slow example on a loaded machine is not a failure.
 settings.register_profile("mailplan", derandomize=bool(os.environ.get("CI")), deadline=None)
 settings.load_profile("mailplan")
+
+
+@pytest.fixture(autouse=True)
+def _programs_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connector a test makes runs the programs with MAILPLAN_TEST_PYTHON, when
+    it is set (unless the test names another interpreter than python3)."""
+    if TEST_PYTHON:
+        init = Connector.__init__
+
+        def with_python(self: Connector, *args: object, **kwargs: object) -> None:
+            if kwargs.get("python", "python3") == "python3":
+                kwargs["python"] = TEST_PYTHON
+            init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Connector, "__init__", with_python)
 
 
 @pytest.fixture(scope="session")

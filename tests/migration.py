@@ -25,7 +25,16 @@ from pathlib import Path
 import yaml
 from passlib.hash import sha512_crypt
 
+from mailplan.mail.agent_client import agent_display
+
 REAL_VPOPMAIL = os.environ.get("MAILPLAN_TEST_VPOPMAIL")
+#: MAILPLAN_TEST_PYTHON: the Python the tests run mailplan's target-side programs with
+#: (the Maildir writer, the queue reader) in specs (:func:`write_spec`), connectors
+#: (conftest) and the writer's own tests, e.g. an old one, to check that they run there;
+#: by default python3 (the connectors') or the one running the tests (test_mail_agent)
+TEST_PYTHON = os.environ.get("MAILPLAN_TEST_PYTHON")
+#: how the apply log shows the writer agent's command
+AGENT_DISPLAY = agent_display(TEST_PYTHON or "python3")
 
 
 @dataclass
@@ -157,10 +166,13 @@ def ssh_host(sshd: object) -> dict[str, object]:
 def write_spec(path: Path, *, source_root: Path, target: Target, domains: dict,
                source_host: dict | None = None, target_host: dict | None = None) -> Path:
     """Write a spec with two hosts (SSH to the test sshd by default, or local)."""
+    hosts = {"oldmail": source_host or {"local": True},
+             "newmail": target_host or {"local": True}}
+    if TEST_PYTHON:  # the programs run with the Python under test (conftest)
+        hosts = {name: {"python": TEST_PYTHON, **entry} for name, entry in hosts.items()}
     spec = {
         "version": 1,
-        "hosts": {"oldmail": source_host or {"local": True},
-                  "newmail": target_host or {"local": True}},
+        "hosts": hosts,
         "source": {"host": "oldmail", "passwd": str(source_root / "etc/passwd"),
                    "shadow": str(source_root / "etc/shadow"),
                    "spool": str(source_root / "var/spool/mail")},

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from migration import (
+    AGENT_DISPLAY,
     SourceAccount,
     install_target,
     mailplan,
@@ -165,8 +166,7 @@ def test_plain_progress_log_file_and_quiet(big):
                        r"(\d+) B out, 0 B in\)\n    \$ (?:head -c \d+ -- |dd if=)")
     assert sorted(int(n) for n in ended.findall(text)) == sorted(
         p.stat().st_size for p in (spec.parent / "source/var/spool/mail").iterdir())
-    agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ python3 -I -S -c '<mailplan's Maildir "
-                       r"writer agent>'", text)
+    agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ " + re.escape(AGENT_DISPLAY), text)
     assert agent[0] == "started (stream over OpenSSH)"
     assert re.fullmatch(r"exit 0, stdout 0 B, stderr 0 B \(stream: \d+ B out, \d+ B in\)",
                         agent[-1]), agent

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from migration import (
+    AGENT_DISPLAY,
     SourceAccount,
     install_target,
     mailplan,
@@ -21,7 +22,7 @@ from migration import (
 from passlib.hash import sha512_crypt
 from test_integration_mail import msg, setup  # noqa: F401  (setup: 3 users, 5 mailboxes)
 
-AGENT = "python3 -I -S -c '<mailplan's Maildir writer agent>'"
+AGENT = AGENT_DISPLAY
 
 ENTRY = re.compile(r"^\S+ \[(?P<host>[^\]]+)\] (?P<secs>[0-9.]+)s (?P<status>started|exit "
                    r"-?\d+, stdout \d+ B, stderr \d+ B(?:: [^\n]*?)?)(?: \((?P<note>[^\n]*)\))?"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from migration import (
+    AGENT_DISPLAY,
     SourceAccount,
     Target,
     install_target,
@@ -300,7 +301,7 @@ def test_parallel_import_of_several_users(tmp_path, sshd):
     # new users' directories asked for in one batch, no stat; owners as vpopmail made them
     (log,) = (tmp_path / "m.state.json.logs").glob("apply-*.log")
     text = log.read_text()
-    assert text.count("started (stream over OpenSSH)\n    $ python3 -I -S -c '<mailplan") == 3
+    assert text.count(f"started (stream over OpenSSH)\n    $ {AGENT_DISPLAY}") == 3
     asked = re.findall(r"\(batch \d+/(\d+), [0-9.]+s for the batch\)\n    \$ \S*/vuserinfo -d "
                        r"p\d@", text)
     assert asked == ["5"] * 5, asked
@@ -345,8 +346,8 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     path = state_path_for(spec)
     with locked(path):
         state = State.load(path)
-        planned = make_plan(spec, state, {"oldmail": Source("oldmail"),
-                                          "newmail": Target("newmail")})
+        tgt = Target("newmail")
+        planned = make_plan(spec, state, {"oldmail": Source("oldmail"), "newmail": tgt})
         planning = len(started)
         result = apply_plan(planned, state, prune=False)
         planned.close()
@@ -355,7 +356,7 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     assert [c.split(" ")[0] for c in started[planning:]] == [
         source_slice("x", 0, 1).split(" ")[0]], started
     assert [c for c in started if c.startswith("/bin/sh")] == ["/bin/sh -s"], started
-    assert target_started == ["/bin/sh -s", agent_command()], target_started
+    assert target_started == ["/bin/sh -s", agent_command(tgt.python)], target_started
 
 
 def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch):

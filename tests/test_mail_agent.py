@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from migration import TEST_PYTHON
 
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.convert import MAX_PENDING, import_mbox
@@ -46,6 +47,8 @@ def maildir_state(root: Path) -> set[tuple[str, str, str, str | None, bytes, int
     return out
 
 
+if TEST_PYTHON:  # the agent under another Python (tests/migration.py)
+    LocalAgent = functools.partial(LocalAgent, TEST_PYTHON)  # type: ignore[misc]
 _LocalAgent = LocalAgent
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from queue_builder import SPLIT, QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.errors import HostError, MailplanError
+from mailplan.errors import MailplanError
 from mailplan.queue import ops
 from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
@@ -122,15 +122,6 @@ def test_process_method_deletes_when_qmail_send_is_not_running(tmp_path):
                                             str(msg), "--execute"])
     assert result.exit_code == 0, result.output
     assert q.files() == ["lock/sendmutex", "lock/tcpto", "lock/trigger"]
-
-
-def test_missing_python3_is_explained(tmp_path, monkeypatch):
-    q = QueueBuilder(tmp_path)
-    empty = tmp_path / "empty-path"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(HostError, match="python3 is not installed"):
-        read_queue(LocalConnector("bare"), str(q.queue))
 
 
 def test_agent_refuses_paths_outside_the_queue(tmp_path):

@@ -79,9 +79,12 @@ class Process(abc.ABC):
 class Connector(abc.ABC):
     """A host mailplan can run shell commands on."""
 
-    def __init__(self, name: str, *, sudo: bool = False) -> None:
+    def __init__(self, name: str, *, sudo: bool = False, python: str = "python3") -> None:
         self.name = name
         self.sudo = sudo
+        #: The Python 3 interpreter that runs mailplan's programs on this host (the
+        #: Maildir writer, the queue reader): a command name on the login's PATH or a path.
+        self.python = python
         #: How many command channels (SSH sessions or local processes) were opened.
         self.channels_opened = 0
         #: Told about every framed command (mailplan.applylog writes the apply log).

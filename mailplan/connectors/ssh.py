@@ -121,8 +121,9 @@ class SSHConnector(Connector):
         connect_timeout: int = 15,
         sudo: bool = False,
         stream_transport: str = "auto",
+        python: str = "python3",
     ) -> None:
-        super().__init__(name, sudo=sudo)
+        super().__init__(name, sudo=sudo, python=python)
         if stream_transport not in STREAM_TRANSPORTS:
             raise ValueError(f"stream_transport must be one of {STREAM_TRANSPORTS}")
         kwargs: dict[str, object] = {"allow_agent": True}

@@ -1,7 +1,9 @@
 """Target-side Maildir writer: a self-contained stdlib-only script driven over stdin/stdout.
 
-mailplan sends this file's source to the target and runs it as ``python3 -I -S -c "<source>"``
-(or ``python3 - < agent.py`` with the stream following). It imports nothing from mailplan.
+mailplan sends this file's source to the target and runs it with the host's Python, as
+``python3 -I -S -c "<version check; exec of argv[1]>" "<source>"`` (mailplan.interpreter),
+or ``python3 - < agent.py`` with the stream following. It imports nothing from mailplan
+and needs Python 3.7 or newer.
 
 Protocol: every frame is ``type (1 byte) + length (4 bytes, big endian) + payload``.
 Requests (only those marked * get a reply, so a mailbox streams without round trips):
@@ -818,7 +820,7 @@ class Agent:
             return
         self.syncer = None
         how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit status {os.waitstatus_to_exitcode(status)}")
+               else f"exit status {os.WEXITSTATUS(status)}")
         raise AgentError(f"the sync process ended unexpectedly ({how})")
 
     def reply(self, kind: bytes, obj: Any) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import queue
 import re
-import shlex
 import struct
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mailplan.interpreter import FLAGS, launch
 from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
 
@@ -78,18 +78,22 @@ def agent_source() -> str:
     return (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
 
 
-# The agent needs nothing but the standard library: ``-S`` skips the site module and the
-# ``.pth`` files of every installed package (60 ms of a 90 ms start where an editable
-# install and certifi have theirs), ``-I`` keeps PYTHONPATH and the current directory (the
-# login's, with ``-c``) from putting other modules before the standard library's in a
-# process that may run as root.
-PYTHON_FLAGS = ("-I", "-S")
-DISPLAY = f"python3 {' '.join(PYTHON_FLAGS)} -c '<mailplan's Maildir writer agent>'"
+#: what the writer is called in errors about its interpreter
+PROGRAM = "mailplan's Maildir writer"
+PYTHON_FLAGS = FLAGS
+#: the bootstrap after the version check: the agent's source is its first argument
+_BOOT = "exec(compile(sys.argv[1], 'mailplan-agent', 'exec'))"
 
 
 def agent_command(python: str = "python3") -> str:
-    """A shell command line that runs the agent from its inline source."""
-    return f"{shlex.quote(python)} {' '.join(PYTHON_FLAGS)} -c {shlex.quote(agent_source())}"
+    """A shell command line that runs the agent with ``python`` (a missing or too old
+    one says so on stderr: :mod:`mailplan.interpreter`)."""
+    return launch(python, _BOOT, [agent_source()], program=PROGRAM)
+
+
+def agent_display(python: str = "python3") -> str:
+    """The agent's command as the apply log shows it (without the source)."""
+    return f"{python} {' '.join(PYTHON_FLAGS)} -c '<mailplan's Maildir writer agent>'"
 
 
 class AgentClient:
