@@ -37,6 +37,11 @@ mb2md, paramiko/fabric):
     python3 benchmarks/mail_e2e.py                       # full size: ~1 GB + ~200 MB
     python3 benchmarks/mail_e2e.py --scale 0.25          # quarter size
     python3 benchmarks/mail_e2e.py --profiles small --scale 0.5 --keep --dir /tmp/b
+
+The spec's hosts run the writer with ``python3`` from the SSH login's PATH, or with
+``MAILPLAN_TEST_PYTHON`` when it is set (``python:`` in the spec, as in the tests):
+
+    MAILPLAN_TEST_PYTHON=/usr/bin/python3 python3 benchmarks/mail_e2e.py --profiles small
 """
 
 from __future__ import annotations
@@ -540,8 +545,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     sshd = start_sshd(work / "sshd")
     code = run_child("where")["code"]
+    python = os.environ.get("MAILPLAN_TEST_PYTHON") or "python3 on the login's PATH"
     print(f"mail_e2e: scale {args.scale}, {os.cpu_count()} CPUs, work dir {work}, mailplan "
-          f"from {code}; rates are of the spool's bytes and messages")
+          f"from {code}, writer run by {python}; rates are of the spool's bytes and messages")
     if note := filesystem_note(work):
         print(note)
     print(HEAD)
