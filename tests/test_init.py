@@ -119,6 +119,11 @@ def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp
     assert reasons["root"].startswith("system account (uid 0")
     assert reasons["ivan"] == "same mailbox name as account 'Ivan' once lower-cased"
     assert "  # not a domain: localhost" in text
+    # the target's Python is named in a comment that is a valid entry once uncommented
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("    # python: ")]
+    uncommented = out.parent / "uncommented.yaml"
+    uncommented.write_text(text.replace(line, "    python: /usr/bin/python3"))
+    assert load_spec(uncommented).data["hosts"]["newmail"]["python"] == "/usr/bin/python3"
 
     # point the spec at the stand-in target and plan: exactly the source's content
     target = install_target(tmp_path / "target")
