@@ -28,6 +28,7 @@ from mailplan import interpreter
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.mail.agent_client import PROGRAM as WRITER
+from mailplan.mail.agent_client import agent_command, agent_source
 from mailplan.queue.dump import read_queue
 from mailplan.queue.model import messages
 
@@ -166,3 +167,16 @@ def test_the_queue_reader_runs_with_the_hosts_python_or_says_why_not(tmp_path, m
             else "is Python 3.5; mailplan's qmail queue reader needs Python 3.7 or newer")
     assert said in str(info.value)
     assert "hosts.qhost.python" in str(info.value.hint)
+
+
+def test_the_writers_command_line_fits_in_one_argument_of_a_linux_exec():
+    """sshd hands the command line to the login shell as one argument of ``-c`` (under
+    sudo, quoted once more), and the shell hands the writer's source to Python as one
+    argument: Linux refuses any single argument over 32 pages (MAX_ARG_STRLEN, 128 KiB)
+    with "Argument list too long", so the writer would not start at all."""
+    limit = 32 * 4096
+    line = agent_command("/opt/some/long/path/to/python3")
+    for sudo in (False, True):
+        sent = LocalConnector("t", sudo=sudo).wrap(line)
+        assert len(sent.encode()) < limit * 0.75, "the writer's source is nearing the limit"
+    assert len(agent_source().encode()) < limit * 0.75
