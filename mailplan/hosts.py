@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import DEFAULT_PYTHON, Connector
 from mailplan.connectors.local import LocalConnector
 
 
 def connect(name: str, entry: dict[str, Any]) -> Connector:
     """A connector for one ``hosts:`` entry (nothing is contacted until first use)."""
-    python = str(entry.get("python", "python3"))
+    python = str(entry.get("python", DEFAULT_PYTHON))
     if entry.get("local"):
         return LocalConnector(name, sudo=bool(entry.get("sudo", False)), python=python)
     from mailplan.connectors.ssh import SSHConnector

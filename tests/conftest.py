@@ -11,7 +11,7 @@ from hypothesis import settings
 from migration import TEST_PYTHON
 from sshd_fixture import Sshd, start_sshd
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import DEFAULT_PYTHON, Connector
 from mailplan.connectors.ssh import SSHConnector
 
 # CI runs property tests with a fixed seed so that a landing is reproducible; by hand
@@ -29,7 +29,7 @@ def _programs_python(monkeypatch: pytest.MonkeyPatch) -> None:
         init = Connector.__init__
 
         def with_python(self: Connector, *args: object, **kwargs: object) -> None:
-            if kwargs.get("python", "python3") == "python3":
+            if kwargs.get("python", DEFAULT_PYTHON) == DEFAULT_PYTHON:
                 kwargs["python"] = TEST_PYTHON
             init(self, *args, **kwargs)  # type: ignore[arg-type]
 

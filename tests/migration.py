@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 from passlib.hash import sha512_crypt
 
+from mailplan.connectors.base import DEFAULT_PYTHON
 from mailplan.mail.agent_client import agent_display
 
 REAL_VPOPMAIL = os.environ.get("MAILPLAN_TEST_VPOPMAIL")
@@ -34,7 +35,7 @@ REAL_VPOPMAIL = os.environ.get("MAILPLAN_TEST_VPOPMAIL")
 #: by default python3 (the connectors') or the one running the tests (test_mail_agent)
 TEST_PYTHON = os.environ.get("MAILPLAN_TEST_PYTHON")
 #: how the apply log shows the writer agent's command
-AGENT_DISPLAY = agent_display(TEST_PYTHON or "python3")
+AGENT_DISPLAY = agent_display(TEST_PYTHON or DEFAULT_PYTHON)
 
 
 @dataclass

@@ -76,10 +76,14 @@ class Process(abc.ABC):
         return b"".join(chunks)
 
 
+#: the interpreter a host runs mailplan's programs with when its spec entry names none
+DEFAULT_PYTHON = "python3"
+
+
 class Connector(abc.ABC):
     """A host mailplan can run shell commands on."""
 
-    def __init__(self, name: str, *, sudo: bool = False, python: str = "python3") -> None:
+    def __init__(self, name: str, *, sudo: bool = False, python: str = DEFAULT_PYTHON) -> None:
         self.name = name
         self.sudo = sudo
         #: The Python 3 interpreter that runs mailplan's programs on this host (the

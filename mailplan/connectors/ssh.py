@@ -27,7 +27,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector, Process
 from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
 
@@ -121,7 +121,7 @@ class SSHConnector(Connector):
         connect_timeout: int = 15,
         sudo: bool = False,
         stream_transport: str = "auto",
-        python: str = "python3",
+        python: str = DEFAULT_PYTHON,
     ) -> None:
         super().__init__(name, sudo=sudo, python=python)
         if stream_transport not in STREAM_TRANSPORTS:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mailplan.connectors.base import DEFAULT_PYTHON
 from mailplan.interpreter import FLAGS, launch
 from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
@@ -80,20 +81,19 @@ def agent_source() -> str:
 
 #: what the writer is called in errors about its interpreter
 PROGRAM = "mailplan's Maildir writer"
-PYTHON_FLAGS = FLAGS
 #: the bootstrap after the version check: the agent's source is its first argument
 _BOOT = "exec(compile(sys.argv[1], 'mailplan-agent', 'exec'))"
 
 
-def agent_command(python: str = "python3") -> str:
+def agent_command(python: str = DEFAULT_PYTHON) -> str:
     """A shell command line that runs the agent with ``python`` (a missing or too old
     one says so on stderr: :mod:`mailplan.interpreter`)."""
     return launch(python, _BOOT, [agent_source()], program=PROGRAM)
 
 
-def agent_display(python: str = "python3") -> str:
+def agent_display(python: str = DEFAULT_PYTHON) -> str:
     """The agent's command as the apply log shows it (without the source)."""
-    return f"{python} {' '.join(PYTHON_FLAGS)} -c '<mailplan's Maildir writer agent>'"
+    return f"{python} {' '.join(FLAGS)} -c '<mailplan's Maildir writer agent>'"
 
 
 class AgentClient:
@@ -347,7 +347,7 @@ class LocalAgent:
 
     def __init__(self, python: str = sys.executable, *, wrapper: tuple[str, ...] = ()) -> None:
         """``wrapper``: a command that runs the agent (``("prlimit", "--nofile=128")``)."""
-        self.proc = subprocess.Popen([*wrapper, python, *PYTHON_FLAGS, "-c", agent_source()],
+        self.proc = subprocess.Popen([*wrapper, python, *FLAGS, "-c", agent_source()],
                                      stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdin is not None and self.proc.stdout is not None

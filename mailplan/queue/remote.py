@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 
 from mailplan import interpreter
-from mailplan.connectors.base import CommandResult, Connector
+from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.shell import join
 
@@ -30,7 +30,8 @@ def agent_source() -> bytes:
 
 
 def agent_command(mode: str, queue_dir: str, extra: tuple[str, ...] = (),
-                  status_command: str | None = None, python: str = "python3") -> str:
+                  status_command: str | None = None,
+                  python: str = DEFAULT_PYTHON) -> str:
     """The shell line running the agent with ``python`` (its source comes on stdin).
 
     The agent gets ``mode queue_dir STATUS *extra``, STATUS being the exit code of
