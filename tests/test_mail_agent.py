@@ -264,6 +264,60 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     assert not list((root / "new").iterdir())
     assert flags[0] == "Sab" and flags[1] == "c"
     assert len(flags[2]) == 23 and flags[2] == "".join(sorted(flags[2]))  # 3 to 25: k0..k22
+    # the same keywords for courier-imap: a file per message, named as the message up to
+    # ":", a keyword per line (read by a real courier in test_mail_imap)
+    courier = {p.name: p.read_text().splitlines() for p in (root / "courierimapkeywords").iterdir()}
+    by_flags = {parse_message_name(p.name).flags: p.name.partition(":")[0]
+                for p in (root / "cur").iterdir()}
+    assert courier[by_flags["Sab"]] == ["$Label1", "Junk"]
+    assert courier[by_flags["c"]] == ["Work"]
+    assert courier[by_flags[flags[2]]] == [f"k{i}" for i in range(23)]
+    assert len(courier) == 3
+    assert stat.S_IMODE((root / "courierimapkeywords").stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (root / "courierimapkeywords").iterdir()} \
+        == {0o600}
+    assert not list((root / "tmp").glob("mailplan-*"))
+
+
+def test_courier_keyword_files_are_shared_by_messages_with_the_same_keywords(client, tmp_path):
+    """Messages of a batch with the same keywords get hard links to one keyword file (a
+    link costs a third of a file); a message with other keywords gets its own; courier
+    removing or renaming one file leaves the others' names in place."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    msg = b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: %s\nSubject: %d\n\nx\n\n"
+    mbox = b"".join(msg % (b"NonJunk", i) for i in range(5)) + msg % (b"Junk", 5)
+    import_mbox(client, io.BytesIO(mbox), dirname="")
+    client.sync()
+    files = list((root / "courierimapkeywords").iterdir())
+    assert len(files) == 6
+    texts = sorted(p.read_text() for p in files)
+    assert texts == ["Junk\n"] + ["NonJunk\n"] * 5
+    links = {p.read_text(): (p.stat().st_ino, p.stat().st_nlink) for p in files}
+    assert links["NonJunk\n"][1] == 5 and links["Junk\n"][1] == 1
+    assert len({p.stat().st_ino for p in files}) == 2
+
+
+def test_courier_keyword_file_taken_by_courier_is_not_linked_to(tmp_path):
+    """When courier has renamed the file a batch links to (it folds an update into its
+    :list once the message is in the folder), the next message gets a new file."""
+    from mailplan.mail.agent import Agent
+
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "dovecot-keywords").write_text("0 NonJunk\n")
+    agent = Agent(io.BytesIO())
+    agent.root = str(root)
+    name = "1.M1P1_mp" + "a" * 64 + "_{}.host,S=1:2,Sa"
+    agent._courier_keywords("", name.format(0))
+    first = root / "courierimapkeywords" / name.format(0).partition(":")[0]
+    first.rename(first.with_name(".29000000." + first.name))
+    agent._courier_keywords("", name.format(1))
+    second = root / "courierimapkeywords" / name.format(1).partition(":")[0]
+    assert second.read_text() == "NonJunk\n" and second.stat().st_nlink == 1
+    agent._courier_keywords("", name.format(2))  # linked to the second
+    assert second.stat().st_nlink == 2
 
 
 def _maildirsize_totals(root: Path) -> tuple[int, int]:
@@ -341,12 +395,38 @@ class KillingPipe:
         self.agent.close_stdin()
 
 
+KEYWORDS = [b"", b"X-Keywords: NonJunk\n", b"", b"X-Keywords: $Label1 Junk\n"]
+
+
 def big_mbox(count: int = 40) -> bytes:
+    """Messages of many sizes, some seen, some with IMAP keywords."""
     parts = []
     for i in range(count):
-        parts.append(SEP + b"Subject: m%d\n%s\n" % (i, b"Status: RO\n" if i % 3 else b"")
+        parts.append(SEP + b"Subject: m%d\n%s%s\n" % (i, b"Status: RO\n" if i % 3 else b"",
+                                                     KEYWORDS[i % 4])
                      + b"x" * (i * 997 % 5000) + b"\n\n")
     return b"".join(parts)
+
+
+def courier_keywords(folder: Path) -> dict[str, list[str]]:
+    """Message name (up to ":") -> its keywords, by courier's per-message files."""
+    kw_dir = folder / "courierimapkeywords"
+    return {p.name: p.read_text().splitlines() for p in kw_dir.iterdir()} \
+        if kw_dir.exists() else {}
+
+
+def keywords_by_letters(folder: Path) -> dict[str, list[str]]:
+    """Message name (up to ":") -> its keywords, by its letters and dovecot-keywords."""
+    names = {}
+    if (folder / "dovecot-keywords").exists():
+        names = {chr(97 + int(n)): w for n, w in (
+            line.split(" ", 1) for line in (folder / "dovecot-keywords").read_text().splitlines())}
+    out = {}
+    for p in (folder / "cur").iterdir():
+        letters = [c for c in p.name.rpartition(":2,")[2] if c.islower()]
+        if letters:
+            out[p.name.partition(":")[0]] = sorted(names[c] for c in letters)
+    return out
 
 
 @pytest.mark.parametrize("limit", [100, 3000, 20_000, 45_000, 70_000, 90_000])
@@ -380,6 +460,16 @@ def test_chaos_kill_at_many_points_then_rerun_equals_clean_run(tmp_path, limit):
     strip = {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(clean)}
     assert {(f, s, i, fl, b) for f, s, i, fl, b, _t in maildir_state(root)} == strip
     assert not list((root / ".F" / "tmp").iterdir())
+    # every visible message with keywords has them for courier too (its file is written
+    # before the message is linked); a file for a message killed before its link may be
+    # left over, courier removes those
+    by_letters = keywords_by_letters(root / ".F")
+    assert len(by_letters) == 20
+    courier = courier_keywords(root / ".F")
+    assert {n: sorted(courier.get(n, [])) for n in by_letters} == by_letters
+    assert keywords_by_letters(clean / ".F").values() and \
+        sorted(courier_keywords(clean / ".F").values()) == sorted(
+            keywords_by_letters(clean / ".F").values())
     # every visible message has its ledger line, and no pending record is left
     ledger = (root / "mailplan-ledger").read_text()
     assert all(f".F\t{i.replace('/', chr(9))}\n" in ledger for _f, _s, i, *_r in

@@ -51,7 +51,12 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 ``U``* subscribe JSON ``{"files": {filename: [lines]}}``: add missing lines (never drop any)
 ``K``* keywords  JSON ``{"dir", "keywords": [...]}``: the file-name letters of these IMAP
                  keywords in folder ``dir`` (dovecot's ``dovecot-keywords``, extended
-                 with the missing ones): ``{"letters": {keyword: letter}}``
+                 with the missing ones): ``{"letters": {keyword: letter}}``. Courier
+                 keeps keywords elsewhere: a message whose name carries keyword letters
+                 also gets, right before the sync links it, a file named after it (its
+                 name up to ``:``) in the folder's ``courierimapkeywords/``, one keyword
+                 per line, as courier's ``maildir_kwSave`` writes one; courier folds such
+                 files into its ``:list`` when it next reads the folder
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
 
@@ -322,6 +327,13 @@ class Agent:
         #: what a scan found when another writer had synced into a folder; later batches
         #: for it are checked against this too (the sync process only)
         self.rescanned = {}
+        #: (Maildir, folder) -> keyword letter -> name, as dovecot-keywords says (read by
+        #: the sync process when a name carries a letter it does not know yet)
+        self.keyword_names = {}
+        #: the keyword files written for the batch being synced, and by (folder, their
+        #: contents) the name of one to link the next message with the same keywords to
+        self.courier_files = []
+        self.courier_shared = {}
 
     def _dir_fd(self, dirname: str, sub: str) -> int:
         fd = self.dir_fds.get((dirname, sub))
@@ -925,7 +937,10 @@ class Agent:
             finally:
                 os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
-            sync_filesystem(self.root, sorted(dirs) + [os.path.join(self.root, LEDGER)])
+            dirs |= {os.path.dirname(path) for path in self.courier_files}
+            sync_filesystem(self.root, sorted(dirs) + self.courier_files
+                            + [os.path.join(self.root, LEDGER)])
+            self.courier_files, self.courier_shared = [], {}
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pending)
             return {"durable": durable, "present": present, "ledger": size}
@@ -940,6 +955,8 @@ class Agent:
         batch = self._drop_foreign(batch, present)
         lines = []
         for _n, dirname, source, subdir, name, ident, _fd in batch:
+            if "a" <= name[-1] <= "z":  # keyword letters come last among the flags
+                self._courier_keywords(dirname, name)
             if source.startswith("/"):
                 fds, _, number = source.rpartition("/")
                 made = link_noreplace(number, self._dir_fd(dirname, subdir), name,
@@ -958,6 +975,59 @@ class Agent:
         for dirname in {q[1] for q in batch}:
             self.ledger_after[(self.root, dirname)] = size
         return durable, size
+
+    def _courier_keywords(self, dirname: str, name: str) -> None:
+        """Write the IMAP keywords of message ``name`` for courier: a file named after
+        the message (up to ``:``) in the folder's ``courierimapkeywords/``, a keyword per
+        line, which courier-imap reads as a keyword update for that message.
+
+        Courier reads such a file only for a message in its folder, so the file is
+        written whole before its message is linked: it may be created under its own
+        name. Messages of a batch with the same keywords share one file (hard links to
+        it, as many as the filesystem allows): a link costs a third of a new file and no
+        writeback (measured on ext4, 50,000 files: 0.85 s of CPU against 2.3 s, and 0.01
+        s of sync against 0.56 s); courier never writes into these files, it only reads,
+        renames and removes them. A writer killed before the link leaves a file for a
+        message that never appears (courier removes it after 15 minutes; the next run
+        writes it again for the message's new name). A file already there is kept. It
+        is made durable with the batch."""
+        folder = self._folder_path(dirname)
+        letters = [c for c in name.rpartition(":2,")[2] if "a" <= c <= "z"]
+        names = self.keyword_names.get((self.root, dirname), {})
+        if any(c not in names for c in letters):
+            names = self.keyword_names[(self.root, dirname)] = {
+                chr(97 + number): word for word, number in _dovecot_keywords(folder)[1].items()}
+        words = [names[c] for c in letters if c in names]
+        if not words:
+            return
+        kw_dir = os.path.join(folder, "courierimapkeywords")
+        if (dirname, "courierimapkeywords") not in self.dir_fds:
+            self._mkdir(kw_dir)
+        kw_fd = self._dir_fd(dirname, "courierimapkeywords")
+        base = name.partition(":")[0]
+        data = "".join(w + "\n" for w in words).encode("utf-8", "surrogateescape")
+        shared = self.courier_shared.get((dirname, data))
+        if shared is not None:
+            try:
+                os.link(shared, base, src_dir_fd=kw_fd, dst_dir_fd=kw_fd)
+            except FileExistsError:
+                return
+            except OSError:  # gone (courier took it), or its links are at the limit
+                pass
+            else:
+                self.courier_files.append(os.path.join(kw_dir, base))
+                return
+        try:
+            fd = os.open(base, CREATE, 0o600, dir_fd=kw_fd)
+        except FileExistsError:
+            return
+        try:
+            write_all(fd, data)
+            self._own(fd)
+        finally:
+            os.close(fd)
+        self.courier_shared[(dirname, data)] = base
+        self.courier_files.append(os.path.join(kw_dir, base))
 
     def _count_quota(self, visible: list[list[str]]) -> None:
         """Add the messages just made visible to vpopmail's quota accounting, as a
@@ -1091,17 +1161,8 @@ class Agent:
         dropped or renumbered). A keyword that finds no letter is left out."""
         if self.root is None:
             raise AgentError("keywords before open")
-        path = os.path.join(self._folder_path(req["dir"]), "dovecot-keywords")
-        try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-                lines = fh.read().splitlines()
-        except FileNotFoundError:
-            lines = []
-        slots = {}
-        for line in lines:
-            number, _, name = line.partition(" ")
-            if number.isascii() and number.isdigit() and int(number) < 26 and name:
-                slots.setdefault(name, int(number))
+        folder = self._folder_path(req["dir"])
+        lines, slots = _dovecot_keywords(folder)
         added = []
         for name in req["keywords"]:
             free = [i for i in range(26) if i not in slots.values()]
@@ -1109,7 +1170,8 @@ class Agent:
                 slots[name] = free[0]
                 added.append(f"{free[0]} {name}")
         if added:
-            self._replace(path, "".join(x + "\n" for x in lines + added))
+            self._replace(os.path.join(folder, "dovecot-keywords"),
+                          "".join(x + "\n" for x in lines + added))
         return {"letters": {k: chr(97 + slots[k]) for k in req["keywords"] if k in slots}}
 
     def quota(self) -> dict[str, Any]:
@@ -1138,6 +1200,23 @@ class Agent:
                     count += 1
         self._replace(path, f"{definition}\n{total} {count}\n")
         return {"maildirsize": True, "bytes": total, "messages": count}
+
+
+def _dovecot_keywords(folder: str) -> tuple[list[str], dict[str, int]]:
+    """A folder's ``dovecot-keywords``: its lines, and keyword -> number (``N name``
+    lines with N below 26; a keyword's first line counts)."""
+    try:
+        with open(os.path.join(folder, "dovecot-keywords"), encoding="utf-8",
+                  errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    slots: dict[str, int] = {}
+    for line in lines:
+        number, _, name = line.partition(" ")
+        if number.isascii() and number.isdigit() and int(number) < 26 and name:
+            slots.setdefault(name, int(number))
+    return lines, slots
 
 
 def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:

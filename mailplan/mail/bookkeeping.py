@@ -22,8 +22,10 @@ dropped).
 **Keywords.** ``X-Keywords`` (UW-IMAP's IMAP keywords, e.g. ``$Label1 Junk``) become the
 message's IMAP keywords the way dovecot keeps them in a Maildir: each keyword of a folder
 has a letter ``a``-``z`` (its line ``N name`` in the folder's ``dovecot-keywords``, which
-the writer extends), and the letters follow the flags in the file name (``:2,Sab``). A
-keyword that is not an IMAP atom, or past a folder's 26, is not carried.
+the writer extends), and the letters follow the flags in the file name (``:2,Sab``); the
+writer also gives courier-imap the same keywords, in the folder's ``courierimapkeywords/``
+(see the agent's ``K``). A keyword that is not an IMAP atom, or past a folder's 26, is
+not carried.
 """
 
 from __future__ import annotations
