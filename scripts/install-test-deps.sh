@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine (run as root):
-# OpenSSH (the suite starts its own sshd), dovecot (IMAP end-to-end tests), mb2md
-# (the reference converter), the vpopmail/qmail system users the stand-in assigns files
-# to, tmux (the terminal progress display is tested in it), awk (a plan counts import
-# ledgers with it on the target), tzdata (time-zone tests), and mailplan itself with
-# its test extras.
+# OpenSSH (the suite starts its own sshd), dovecot (IMAP end-to-end tests), courier-imap's
+# imapd (keywords and subscriptions as courier reads them), mb2md (the reference
+# converter), the vpopmail/qmail system users the stand-in assigns files to, tmux (the
+# terminal progress display is tested in it), awk (a plan counts import ledgers with it
+# on the target), tzdata (time-zone tests), and mailplan itself with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +15,23 @@ if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command 
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
     dovecot-imapd mb2md procps tmux openssl time mawk tzdata >/dev/null
+fi
+# courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
+# MTA: its libraries are installed as packages, its imapd only unpacked from the .deb
+# into /opt/courier-imap (the tests run it preauthenticated on a pipe, as offlineimap's
+# preauthtunnel does: no daemon, no authdaemon, no port)
+COURIER=/opt/courier-imap
+if ! [ -x "$COURIER/usr/bin/imapd" ]; then
+  if ! dpkg -s courier-authlib libcourier-unicode4 gamin libidn12 >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends courier-authlib libcourier-unicode4 \
+      gamin libidn12 >/dev/null
+  fi
+  debs=$(mktemp -d)
+  (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root courier-imap)
+  mkdir -p "$COURIER"
+  dpkg-deb -x "$debs"/courier-imap_*.deb "$COURIER"
+  rm -rf "$debs"
 fi
 getent group vchkpw >/dev/null || groupadd -g 89 vchkpw
 getent passwd vpopmail >/dev/null || useradd -u 89 -g 89 -d /home/vpopmail -M -s /usr/sbin/nologin vpopmail

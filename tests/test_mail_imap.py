@@ -1,7 +1,11 @@
-"""End to end through a real IMAP server: mboxes -> agent -> Maildirs -> dovecot -> imaplib.
+"""End to end through real IMAP servers: mboxes -> agent -> Maildirs -> dovecot -> imaplib,
+and the same Maildirs -> courier-imap -> imaplib.
 
-Per user and folder, what an IMAP client sees (message count, BODY[] bytes, FLAGS and
-INTERNALDATE) must equal what the source mbox holds.
+Per user and folder, what an IMAP client sees (message count, BODY[] bytes, FLAGS with
+keywords, and INTERNALDATE) must equal what the source mbox holds. Courier's imapd runs
+preauthenticated on a pipe (``imapd Maildir``, as offlineimap's preauthtunnel runs it),
+unpacked from Debian's courier-imap by scripts/install-test-deps.sh: the package itself
+conflicts with dovecot-imapd.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import imaplib
 import io
 import os
 import re
+import shlex
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +31,7 @@ from mailplan.mail.mbox import MboxReader, MessageStart, read_mbox
 
 pytestmark = pytest.mark.skipif(not os.path.exists(DOVECOT) or os.geteuid() != 0,
                                 reason="needs Debian dovecot and root")
+COURIER_IMAPD = os.environ.get("MAILPLAN_TEST_COURIER_IMAPD", "/opt/courier-imap/usr/bin/imapd")
 UID = GID = 5000
 USERS = {"alice": "Alice-pw-1", "bob": "b0b secret"}
 FLAG_NAMES = {"S": "\\Seen", "R": "\\Answered", "F": "\\Flagged", "T": "\\Deleted",
@@ -79,7 +85,10 @@ def migrated() -> Iterator[Dovecot]:
 FETCH_RE = re.compile(rb'FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" BODY\[\] \{(\d+)\}')
 
 
-def fetch_all(imap: imaplib.IMAP4, mailbox: str) -> list[tuple[bytes, frozenset[str], int]]:
+def fetch_all(imap: imaplib.IMAP4, mailbox: str, nul: bytes = b"\x80"
+              ) -> list[tuple[bytes, frozenset[str], int]]:
+    """Every message of ``mailbox`` as (BODY[] with NUL bytes back, flags, INTERNALDATE);
+    ``nul``: what the server sends for a NUL byte (dovecot 0x80, courier NUL itself)."""
     typ, data = imap.select(mailbox, readonly=True)
     assert typ == "OK", (mailbox, data)
     if int(data[0]) == 0:
@@ -95,19 +104,25 @@ def fetch_all(imap: imaplib.IMAP4, mailbox: str) -> list[tuple[bytes, frozenset[
         flags = frozenset(f for f in m[1].decode().split() if f != "\\Recent")
         when = calendar.timegm(imaplib.Internaldate2tuple(b'INTERNALDATE "' + m[2] + b'"'))
         when -= 0  # Internaldate2tuple returns local time; TZ is UTC in the test runner
-        out.append((item[1], flags, when))
+        out.append((item[1].replace(nul, b"\0"), flags, when))
     return out
 
 
-def expected(data: bytes) -> list[tuple[bytes, frozenset[str], int]]:
+def expected(data: bytes, *, courier: bool = False
+             ) -> list[tuple[bytes, frozenset[str], int]]:
     """What IMAP must show of each message: its bytes, its flags and X-Keywords, and
     its arrival time."""
     keywords = [e.keywords for e in MboxReader(io.BytesIO(data)) if isinstance(e, MessageStart)]
     out = []
     for (end, body), words in zip(read_mbox(io.BytesIO(data))[0], keywords, strict=True):
-        # IMAP sends CRLF line ends, and dovecot sends NUL as 0x80 (no BINARY in FETCH);
-        # the file on disk holds the exact bytes (checked in test_mail_agent).
-        wire = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n").replace(b"\0", b"\x80")
+        # IMAP sends CRLF line ends (fetch_all puts back what a server sends for a NUL
+        # byte); the file on disk holds the exact bytes (checked in test_mail_agent).
+        # Courier puts a CR before every LF, also after the CR of a message stored with
+        # CRLF line ends (as it shows one mb2md kept so)
+        if courier:
+            wire = body.replace(b"\n", b"\r\n")
+        else:
+            wire = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         out.append((wire, frozenset(FLAG_NAMES[f] for f in end.flags) | set(words),
                     int(end.arrival)))
     return out
@@ -151,3 +166,59 @@ def test_time_zone_of_runner_is_utc():
     # fetch_all compares INTERNALDATE via Internaldate2tuple, which yields local time
     import time
     assert time.timezone == 0 or os.environ.get("TZ") in (None, "UTC", "")
+
+
+@pytest.fixture(scope="module")
+def courier(migrated) -> Iterator[Callable[[str], imaplib.IMAP4]]:
+    """Log a user in to courier-imap over a copy of the migrated Maildirs (courier writes
+    its own files into a Maildir it serves: dovecot's tests keep the originals)."""
+    if not os.path.exists(COURIER_IMAPD):
+        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD} "
+                    "(scripts/install-test-deps.sh unpacks it)")
+    workdir = Path(tempfile.mkdtemp(prefix="mailplan-courier-"))
+    try:
+        for user in MAILBOXES:
+            shutil.copytree(migrated.maildir(user), workdir / user / "Maildir", symlinks=True)
+
+        def login(user: str) -> imaplib.IMAP4:
+            # IMAP_KEYWORDS=1 as Debian's /etc/courier/imapd sets it (the bare imapd
+            # reads no configuration file)
+            return imaplib.IMAP4_stream(
+                f"cd {shlex.quote(str(workdir / user))} && exec env IMAP_KEYWORDS=1 "
+                f"{shlex.quote(COURIER_IMAPD)} Maildir 2>/dev/null")
+
+        yield login
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("user", sorted(MAILBOXES))
+def test_courier_reads_every_folder_as_the_source(courier, user):
+    """courier-imap, the IMAP server of most vpopmail installs, shows every message of
+    every folder as the source holds it: bytes, flags, the X-Keywords (which courier
+    reads from courierimapkeywords/, not from the file name as dovecot does) and the
+    arrival date. Folders are courier's INBOX.Name."""
+    imap = courier(user)
+    try:
+        assert imap.state == "AUTH"  # PREAUTH
+        for folder, data in MAILBOXES[user].items():
+            name = "INBOX" if folder == "INBOX" else "INBOX" + folder_dirname(folder)
+            got = fetch_all(imap, imap_quote(name), nul=b"\0")
+            want = expected(data, courier=True)
+            assert len(got) == len(want), folder
+            assert sorted(got, key=repr) == sorted(want, key=repr), folder
+    finally:
+        imap.logout()
+
+
+def test_courier_lists_the_subscribed_folders(courier):
+    imap = courier("alice")
+    try:
+        _typ, subscribed = imap.lsub()
+        # names come as IMAP quoted strings, a backslash doubled
+        subs = {re.sub(r'\\(.)', r'\1', re.search(r'"\." "(.*)"$', x.decode()).group(1))
+                for x in subscribed}
+        want = {"INBOX" + folder_dirname(f) for f in MAILBOXES["alice"] if f != "INBOX"}
+        assert want <= subs, subscribed
+    finally:
+        imap.logout()
