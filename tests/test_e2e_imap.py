@@ -1,7 +1,8 @@
 """End to end: a whole migration over SSH, then a real dovecot IMAP server over the
 migrated Maildirs with a passdb built from the migrated vpopmail accounts. Each user logs
 in with the old clear password and finds every message of every folder: same count,
-BODY[] bytes, FLAGS and INTERNALDATE as the source."""
+BODY[] bytes, FLAGS (keywords too) and INTERNALDATE as the source; then courier-imap,
+preauthenticated, finds the same."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from migration import (
     write_spec,
 )
 from passlib.hash import md5_crypt
-from test_mail_imap import expected, fetch_all, imap_quote
+from test_mail_imap import COURIER_IMAPD, courier_imap, expected, fetch_all, imap_quote
 
 from mailplan.mail.maildir import folder_dirname
 
@@ -40,7 +41,8 @@ MAIL = {
                   + sep(4) + b"From: c@x\nSubject: flagged\nStatus: RO\nX-Status: AF\n\nz\n"),
         "Projects/2026": sep(5) + b"From: d@x\nSubject: nested\nStatus: O\n\nnested\n\n",
     },
-    "bob": {"INBOX": sep(6) + b"From: e@x\nSubject: draft\nStatus: RO\nX-Status: T\n\nd\n\n"},
+    "bob": {"INBOX": sep(6) + b"From: e@x\nSubject: draft\nStatus: RO\nX-Status: T\n"
+                     b"X-Keywords: $Label1 NonJunk\n\nd\n\n"},
 }
 PASSWORDS = {"alice": "Alice-Old-Pw1", "bob": "b0b's old pw"}
 
@@ -71,15 +73,16 @@ def migrated(sshd):
                           domains={domain: {"import": {"uid_min": 1000}}})
         mailplan("apply", str(spec), "--auto-approve", check=True)
         ddir = target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0]
-        accounts = []
+        accounts, homes = [], {}
         for line in Path(ddir, "vpasswd").read_text().splitlines():
             name, hashed, _uid, _gid, _gecos, udir, _quota = line.split(":")
+            homes[name] = Path(udir)
             st = Path(udir).stat()
             accounts.append(f"{name}@{domain}:{{CRYPT}}{hashed}:{st.st_uid}:{st.st_gid}::"
                             f"{udir}::")
         daemon = start_dovecot(work / "dovecot", {}, uid=0, gid=0, accounts=accounts)
         try:
-            yield daemon, domain
+            yield daemon, domain, homes
         finally:
             daemon.stop()
     finally:
@@ -88,7 +91,7 @@ def migrated(sshd):
 
 @pytest.mark.parametrize("user", sorted(MAIL))
 def test_user_logs_in_with_old_password_and_finds_every_message(migrated, user):
-    daemon, domain = migrated
+    daemon, domain, homes = migrated
     imap = imaplib.IMAP4("127.0.0.1", daemon.port)
     try:
         with pytest.raises(imaplib.IMAP4.error):
@@ -100,5 +103,16 @@ def test_user_logs_in_with_old_password_and_finds_every_message(migrated, user):
             want = expected(data)
             assert len(got) == len(want), (folder, daemon.log()[-2000:])
             assert sorted(got, key=repr) == sorted(want, key=repr), folder
+    finally:
+        imap.logout()
+    if not os.path.exists(COURIER_IMAPD):
+        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    imap = courier_imap(homes[user])
+    try:
+        for folder, data in MAIL[user].items():
+            name = "INBOX" if folder == "INBOX" else "INBOX" + folder_dirname(folder)
+            got = fetch_all(imap, imap_quote(name), nul=b"\0")
+            assert sorted(got, key=repr) == sorted(expected(data, courier=True), key=repr), \
+                folder
     finally:
         imap.logout()

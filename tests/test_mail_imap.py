@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,6 +169,19 @@ def test_time_zone_of_runner_is_utc():
     assert time.timezone == 0 or os.environ.get("TZ") in (None, "UTC", "")
 
 
+def courier_imap(home: Path) -> imaplib.IMAP4:
+    """A courier-imap session, preauthenticated, on ``home``/Maildir, run as the
+    Maildir's owner (as vpopmail's authentication runs it: courier refuses a Maildir
+    another user owns)."""
+    st = (home / "Maildir").stat()
+    # IMAP_KEYWORDS=1 as Debian's /etc/courier/imapd sets it (the bare imapd reads no
+    # configuration file)
+    return imaplib.IMAP4_stream(
+        f"cd {shlex.quote(str(home))} && exec setpriv --reuid={st.st_uid} "
+        f"--regid={st.st_gid} --clear-groups env IMAP_KEYWORDS=1 "
+        f"{shlex.quote(COURIER_IMAPD)} Maildir 2>/dev/null")
+
+
 @pytest.fixture(scope="module")
 def courier(migrated) -> Iterator[Callable[[str], imaplib.IMAP4]]:
     """Log a user in to courier-imap over a copy of the migrated Maildirs (courier writes
@@ -176,18 +190,18 @@ def courier(migrated) -> Iterator[Callable[[str], imaplib.IMAP4]]:
         pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD} "
                     "(scripts/install-test-deps.sh unpacks it)")
     workdir = Path(tempfile.mkdtemp(prefix="mailplan-courier-"))
+    os.chmod(workdir, 0o755)
     try:
         for user in MAILBOXES:
-            shutil.copytree(migrated.maildir(user), workdir / user / "Maildir", symlinks=True)
+            (workdir / user).mkdir(mode=0o755)
+            # modes and times as they are, owned by vpopmail as on a vpopmail host
+            # (courier looks the owner up in the passwd file: uid 5000 is in none)
+            subprocess.run(["cp", "-a", str(migrated.maildir(user)), str(workdir / user)],
+                           check=True)
+            subprocess.run(["chown", "-R", "vpopmail:vchkpw", str(workdir / user / "Maildir")],
+                           check=True)
 
-        def login(user: str) -> imaplib.IMAP4:
-            # IMAP_KEYWORDS=1 as Debian's /etc/courier/imapd sets it (the bare imapd
-            # reads no configuration file)
-            return imaplib.IMAP4_stream(
-                f"cd {shlex.quote(str(workdir / user))} && exec env IMAP_KEYWORDS=1 "
-                f"{shlex.quote(COURIER_IMAPD)} Maildir 2>/dev/null")
-
-        yield login
+        yield lambda user: courier_imap(workdir / user)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
