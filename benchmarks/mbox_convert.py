@@ -1,7 +1,10 @@
 """Conversion alone, side by side: mailplan (reader + local agent) vs Debian's mb2md.
 
 Generates two deterministic spools (mixed sizes ~1 GB / ~22k messages; small ~200 MB /
-~46k messages of ~4 KB; ``--scale`` shrinks both), then converts each with mb2md and with
+~46k messages of ~4 KB; ``--scale`` shrinks both; on request a third, ``keywords``: the
+small one with ``X-Keywords: NonJunk`` in every message, as Thunderbird's junk controls
+leave it on UW-IMAP, which mailplan also writes for courier-imap as a file per message),
+then converts each with mb2md and with
 mailplan (every message identified, named by digest, synced once per batch and journaled
 from the agent's acknowledgements), printing MB/s, messages/s and peak RSS of each run.
 
@@ -38,8 +41,10 @@ WORDS = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", b"From", b"mail", b"serv
          b"vpopmail", b"migration", b"message", b"\xc3\xa9t\xc3\xa9", b"data"]
 
 
-def make_spool(path: Path, total_bytes: int, sizes: list[int], seed: int) -> int:
-    """Write a deterministic mbox of about ``total_bytes``; return its message count."""
+def make_spool(path: Path, total_bytes: int, sizes: list[int], seed: int,
+               keywords: bytes = b"") -> int:
+    """Write a deterministic mbox of about ``total_bytes``; return its message count.
+    ``keywords``: an X-Keywords value for every message."""
     rng = random.Random(seed)
     line = b" ".join(rng.choice(WORDS) for _ in range(12)) + b"\n"
     count = written = 0
@@ -53,7 +58,8 @@ def make_spool(path: Path, total_bytes: int, sizes: list[int], seed: int) -> int
                     % (count % 97, day, count % 10, count % 60, count % 59)
                     + b"Received: from mx.example.org by mail.example.org\n"
                     + b"Message-ID: <%d@example.org>\nSubject: message %d\n" % (count, count)
-                    + status + b"\n")
+                    + status + (b"X-Keywords: %s\n" % keywords if keywords else b"")
+                    + b"\n")
             body = (line * (max(size - len(head), 0) // len(line) + 1))[:max(size - len(head), 1)]
             if not body.endswith(b"\n"):
                 body = body[:-1] + b"\n"
@@ -146,7 +152,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="shrink both profiles")
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs of each tool, alternating which goes first (default 3)")
-    ap.add_argument("--profiles", default="mixed,small", help="comma-separated")
+    ap.add_argument("--profiles", default="mixed,small",
+                    help="comma-separated: mixed, small, keywords")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep generated files")
     args = ap.parse_args()
@@ -154,8 +161,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     profiles = {
         "mixed": (int(1_000_000_000 * args.scale),
-                  [800, 2000, 4000, 8000, 20000, 60000, 150000, 100000], 1),
-        "small": (int(200_000_000 * args.scale), [3800, 4000, 4200], 2),
+                  [800, 2000, 4000, 8000, 20000, 60000, 150000, 100000], 1, b""),
+        "small": (int(200_000_000 * args.scale), [3800, 4000, 4200], 2, b""),
+        "keywords": (int(200_000_000 * args.scale), [3800, 4000, 4200], 2, b"NonJunk"),
     }
     if note := filesystem_note(work):
         print(note)
@@ -171,8 +179,8 @@ def main() -> None:
           f"{'msgs/s':>8} {'CPU s':>6} {'sync s':>6} {'peak RSS':>14}  all runs (s)")
     try:
         spools = {name: (work / f"{name}.mbox",
-                         make_spool(work / f"{name}.mbox", size, sizes, seed))
-                  for name, (size, sizes, seed) in profiles.items()
+                         make_spool(work / f"{name}.mbox", size, sizes, seed, keywords))
+                  for name, (size, sizes, seed, keywords) in profiles.items()
                   if name in args.profiles.split(",")}
         for name, (spool, count) in spools.items():
             mb = spool.stat().st_size / 1e6

@@ -318,6 +318,10 @@ def test_courier_keyword_file_taken_by_courier_is_not_linked_to(tmp_path):
     assert second.read_text() == "NonJunk\n" and second.stat().st_nlink == 1
     agent._courier_keywords("", name.format(2))  # linked to the second
     assert second.stat().st_nlink == 2
+    # where there is no syncfs, the batch fsyncs the directory and each of these names
+    kw_dir = root / "courierimapkeywords"
+    assert list(agent._courier_paths()) == [str(kw_dir)] + [
+        str(kw_dir / name.format(i).partition(":")[0]) for i in range(3)]
 
 
 def _maildirsize_totals(root: Path) -> tuple[int, int]:

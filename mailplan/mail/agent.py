@@ -119,6 +119,7 @@ import contextlib
 import ctypes
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -138,6 +139,7 @@ NAME_RE = re.compile(
     r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
+COURIER_KEYWORDS = "courierimapkeywords"  # a folder's keyword updates for courier-imap
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
@@ -328,10 +330,13 @@ class Agent:
         #: for it are checked against this too (the sync process only)
         self.rescanned = {}
         #: (Maildir, folder) -> keyword letter -> name, as dovecot-keywords says (read by
-        #: the sync process when a name carries a letter it does not know yet)
+        #: the sync process when a name carries a letter it does not know yet), and
+        #: (Maildir, folder, a name's flags) -> the text of its courier keyword file
         self.keyword_names = {}
-        #: the keyword files written for the batch being synced, and by (folder, their
-        #: contents) the name of one to link the next message with the same keywords to
+        self.courier_texts = {}
+        #: the (folder, name) of the keyword files written for the batch being synced,
+        #: and by (folder, their text) the name of one the next message with the same
+        #: keywords is linked to
         self.courier_files = []
         self.courier_shared = {}
 
@@ -937,9 +942,8 @@ class Agent:
             finally:
                 os.close(lock)
             dirs = {os.path.join(self._folder_path(q[1]), q[3]) for q in batch} | {self.root}
-            dirs |= {os.path.dirname(path) for path in self.courier_files}
-            sync_filesystem(self.root, sorted(dirs) + self.courier_files
-                            + [os.path.join(self.root, LEDGER)])
+            sync_filesystem(self.root, itertools.chain(
+                sorted(dirs), self._courier_paths(), [os.path.join(self.root, LEDGER)]))
             self.courier_files, self.courier_shared = [], {}
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pending)
@@ -991,21 +995,17 @@ class Agent:
         message that never appears (courier removes it after 15 minutes; the next run
         writes it again for the message's new name). A file already there is kept. It
         is made durable with the batch."""
-        folder = self._folder_path(dirname)
-        letters = [c for c in name.rpartition(":2,")[2] if "a" <= c <= "z"]
-        names = self.keyword_names.get((self.root, dirname), {})
-        if any(c not in names for c in letters):
-            names = self.keyword_names[(self.root, dirname)] = {
-                chr(97 + number): word for word, number in _dovecot_keywords(folder)[1].items()}
-        words = [names[c] for c in letters if c in names]
-        if not words:
+        flags = name.rpartition(":2,")[2]
+        data = self.courier_texts.get((self.root, dirname, flags))
+        if data is None:
+            data = self._courier_text(dirname, flags)
+        if not data:
             return
-        kw_dir = os.path.join(folder, "courierimapkeywords")
-        if (dirname, "courierimapkeywords") not in self.dir_fds:
-            self._mkdir(kw_dir)
-        kw_fd = self._dir_fd(dirname, "courierimapkeywords")
+        kw_fd = self.dir_fds.get((dirname, COURIER_KEYWORDS))
+        if kw_fd is None:
+            self._mkdir(os.path.join(self._folder_path(dirname), COURIER_KEYWORDS))
+            kw_fd = self._dir_fd(dirname, COURIER_KEYWORDS)
         base = name.partition(":")[0]
-        data = "".join(w + "\n" for w in words).encode("utf-8", "surrogateescape")
         shared = self.courier_shared.get((dirname, data))
         if shared is not None:
             try:
@@ -1015,7 +1015,7 @@ class Agent:
             except OSError:  # gone (courier took it), or its links are at the limit
                 pass
             else:
-                self.courier_files.append(os.path.join(kw_dir, base))
+                self.courier_files.append((dirname, base))
                 return
         try:
             fd = os.open(base, CREATE, 0o600, dir_fd=kw_fd)
@@ -1027,7 +1027,33 @@ class Agent:
         finally:
             os.close(fd)
         self.courier_shared[(dirname, data)] = base
-        self.courier_files.append(os.path.join(kw_dir, base))
+        self.courier_files.append((dirname, base))
+
+    def _courier_paths(self) -> Iterator[str]:
+        """The keyword directories and files the batch wrote (for fsync where there is
+        no syncfs: otherwise never asked for)."""
+        for dirname in sorted({d for d, _b in self.courier_files}):
+            yield os.path.join(self._folder_path(dirname), COURIER_KEYWORDS)
+        for dirname, base in self.courier_files:
+            yield os.path.join(self._folder_path(dirname), COURIER_KEYWORDS, base)
+
+    def _courier_text(self, dirname: str, flags: str) -> bytes:
+        """The keyword file's text for a message with these flags in folder ``dirname``
+        (empty when none of its keyword letters is named): a keyword per line, by the
+        folder's dovecot-keywords, read again when a letter is new; kept for the next
+        message with the same flags once every letter is named."""
+        key = (self.root, dirname)
+        letters = [c for c in flags if "a" <= c <= "z"]
+        names = self.keyword_names.get(key, {})
+        if any(c not in names for c in letters):
+            names = self.keyword_names[key] = {
+                chr(97 + number): word for word, number in
+                _dovecot_keywords(self._folder_path(dirname))[1].items()}
+        data = "".join(names[c] + "\n" for c in letters if c in names).encode(
+            "utf-8", "surrogateescape")
+        if all(c in names for c in letters):
+            self.courier_texts[(self.root, dirname, flags)] = data
+        return data
 
     def _count_quota(self, visible: list[list[str]]) -> None:
         """Add the messages just made visible to vpopmail's quota accounting, as a
