@@ -298,6 +298,22 @@ def test_courier_keyword_files_are_shared_by_messages_with_the_same_keywords(cli
     assert len({p.stat().st_ino for p in files}) == 2
 
 
+def test_a_courier_keyword_directory_that_is_a_link_is_not_written_through(client, tmp_path):
+    """A folder's courierimapkeywords/ replaced by a symbolic link stops the sync with an
+    error: no file is written where the link points."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "courierimapkeywords").symlink_to(elsewhere)
+    mbox = b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: Junk\n\nx\n"
+    with pytest.raises(AgentError, match="courierimapkeywords"):
+        import_mbox(client, io.BytesIO(mbox), dirname="")
+        client.sync()
+    assert not list(elsewhere.iterdir())
+    assert not list((root / "cur").iterdir())
+
+
 def test_courier_keyword_file_taken_by_courier_is_not_linked_to(tmp_path):
     """When courier has renamed the file a batch links to (it folds an update into its
     :list once the message is in the folder), the next message gets a new file."""

@@ -1002,9 +1002,11 @@ class Agent:
         if not data:
             return
         kw_fd = self.dir_fds.get((dirname, COURIER_KEYWORDS))
-        if kw_fd is None:
-            self._mkdir(os.path.join(self._folder_path(dirname), COURIER_KEYWORDS))
-            kw_fd = self._dir_fd(dirname, COURIER_KEYWORDS)
+        if kw_fd is None:  # never through a link: files go where the folder is
+            path = os.path.join(self._folder_path(dirname), COURIER_KEYWORDS)
+            self._mkdir(path)
+            kw_fd = self.dir_fds[(dirname, COURIER_KEYWORDS)] = os.open(
+                path, DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0))
         base = name.partition(":")[0]
         shared = self.courier_shared.get((dirname, data))
         if shared is not None:
