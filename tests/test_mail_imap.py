@@ -14,6 +14,7 @@ import calendar
 import imaplib
 import io
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -234,5 +235,49 @@ def test_courier_lists_the_subscribed_folders(courier):
                 for x in subscribed}
         want = {"INBOX" + folder_dirname(f) for f in MAILBOXES["alice"] if f != "INBOX"}
         assert want <= subs, subscribed
+    finally:
+        imap.logout()
+
+
+def test_courier_keeps_its_keywords_and_reads_those_of_a_later_run(tmp_path):
+    """The run after the cutover adds mail to folders courier already opened (it has
+    folded the first run's keyword files into its :list and renamed them): courier shows
+    the keywords of both runs, and a keyword a user changed in courier stays changed."""
+    if not os.path.exists(COURIER_IMAPD):
+        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    owner = pwd.getpwnam("vpopmail")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chown(home, owner.pw_uid, owner.pw_gid)
+    first = (sep(1) + b"Status: RO\nX-Keywords: NonJunk\nSubject: one\n\na\n\n"
+             + sep(2) + b"Status: RO\nX-Keywords: $Label1\nSubject: two\n\nb\n\n")
+    later = first + sep(3) + b"Status: RO\nX-Keywords: NonJunk $Label2\nSubject: three\n\nc\n\n"
+
+    def run(data: bytes) -> None:
+        client = AgentClient(LocalAgent())
+        client.open(str(home / "Maildir"), uid=owner.pw_uid, gid=owner.pw_gid)
+        import_mbox(client, io.BytesIO(data), dirname="", known=client.scan().known(""))
+        client.quit()
+
+    def keywords(imap: imaplib.IMAP4) -> dict[bytes, frozenset[str]]:
+        return {body.split(b"Subject: ")[1][:5].split(b"\r")[0]: flags - {"\\Seen"}
+                for body, flags, _t in fetch_all(imap, "INBOX", nul=b"\0")}
+
+    run(first)
+    imap = courier_imap(home)
+    try:
+        assert keywords(imap) == {b"one": {"NonJunk"}, b"two": {"$Label1"}}
+        imap.select("INBOX")
+        typ, _ = imap.store("2", "-FLAGS", "($Label1)")  # the user unlabels one
+        assert typ == "OK"
+    finally:
+        imap.logout()
+    assert (home / "Maildir/courierimapkeywords/:list").exists()
+    run(later)
+    imap = courier_imap(home)
+    try:
+        assert keywords(imap) == {b"one": {"NonJunk"}, b"two": frozenset(),
+                                  b"three": {"NonJunk", "$Label2"}}
     finally:
         imap.logout()
