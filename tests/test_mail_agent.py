@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from migration import TEST_PYTHON
 
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
+from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.convert import MAX_PENDING, import_mbox
 from mailplan.mail.maildir import parse_message_name
 from mailplan.mail.mbox import read_mbox
@@ -279,6 +280,23 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     assert not list((root / "tmp").glob("mailplan-*"))
 
 
+def test_keyword_letters_follow_how_dovecot_keywords_is_read(tmp_path):
+    """A dovecot-keywords with two lines for one number (not one dovecot writes) is read
+    as verify reads it, the first line for a number counting: a keyword named only on a
+    later line gets a free number, and courier's file says what that letter means."""
+    from mailplan.mail.agent import Agent
+
+    root = tmp_path / "Maildir"
+    (root / "tmp").mkdir(parents=True)
+    (root / "dovecot-keywords").write_text("0 A\n0 B\n1 A\n")
+    agent = Agent(io.BytesIO())
+    agent.root = str(root)
+    letters = agent.keywords({"dir": "", "keywords": ["A", "B", "C"]})["letters"]
+    names = keyword_letters((root / "dovecot-keywords").read_text())
+    assert {k: names[v] for k, v in letters.items()} == {"A": "A", "B": "B", "C": "C"}
+    assert agent._courier_text("", "S" + "".join(sorted(letters.values()))) == b"A\nB\nC\n"
+
+
 def test_courier_keyword_files_are_shared_by_messages_with_the_same_keywords(client, tmp_path):
     """Messages of a batch with the same keywords get hard links to one keyword file (a
     link costs a third of a file); a message with other keywords gets its own; courier
@@ -437,10 +455,8 @@ def courier_keywords(folder: Path) -> dict[str, list[str]]:
 
 def keywords_by_letters(folder: Path) -> dict[str, list[str]]:
     """Message name (up to ":") -> its keywords, by its letters and dovecot-keywords."""
-    names = {}
-    if (folder / "dovecot-keywords").exists():
-        names = {chr(97 + int(n)): w for n, w in (
-            line.split(" ", 1) for line in (folder / "dovecot-keywords").read_text().splitlines())}
+    path = folder / "dovecot-keywords"
+    names = keyword_letters(path.read_text()) if path.exists() else {}
     out = {}
     for p in (folder / "cur").iterdir():
         letters = [c for c in p.name.rpartition(":2,")[2] if c.islower()]

@@ -329,10 +329,7 @@ class Agent:
         #: what a scan found when another writer had synced into a folder; later batches
         #: for it are checked against this too (the sync process only)
         self.rescanned = {}
-        #: (Maildir, folder) -> keyword letter -> name, as dovecot-keywords says (read by
-        #: the sync process when a name carries a letter it does not know yet), and
         #: (Maildir, folder, a name's flags) -> the text of its courier keyword file
-        self.keyword_names = {}
         self.courier_texts = {}
         #: the (folder, name) of the keyword files written for the batch being synced,
         #: and by (folder, their text) the name of one the next message with the same
@@ -1042,15 +1039,10 @@ class Agent:
     def _courier_text(self, dirname: str, flags: str) -> bytes:
         """The keyword file's text for a message with these flags in folder ``dirname``
         (empty when none of its keyword letters is named): a keyword per line, by the
-        folder's dovecot-keywords, read again when a letter is new; kept for the next
-        message with the same flags once every letter is named."""
-        key = (self.root, dirname)
+        folder's dovecot-keywords (read once per flags string: a folder has a few);
+        kept for the next message with the same flags once every letter is named."""
+        names = _dovecot_keywords(self._folder_path(dirname))[1]
         letters = [c for c in flags if "a" <= c <= "z"]
-        names = self.keyword_names.get(key, {})
-        if any(c not in names for c in letters):
-            names = self.keyword_names[key] = {
-                chr(97 + number): word for word, number in
-                _dovecot_keywords(self._folder_path(dirname))[1].items()}
         data = "".join(names[c] + "\n" for c in letters if c in names).encode(
             "utf-8", "surrogateescape")
         if all(c in names for c in letters):
@@ -1190,11 +1182,16 @@ class Agent:
         if self.root is None:
             raise AgentError("keywords before open")
         folder = self._folder_path(req["dir"])
-        lines, slots = _dovecot_keywords(folder)
+        lines, letters = _dovecot_keywords(folder)
+        slots = {}
+        for letter, name in letters.items():
+            slots.setdefault(name, ord(letter) - 97)
         added = []
         for name in req["keywords"]:
-            free = [i for i in range(26) if i not in slots.values()]
+            # a number is taken by its first line, whatever keyword it names
+            free = [i for i in range(26) if chr(97 + i) not in letters]
             if name not in slots and free:
+                letters[chr(97 + free[0])] = name
                 slots[name] = free[0]
                 added.append(f"{free[0]} {name}")
         if added:
@@ -1230,21 +1227,23 @@ class Agent:
         return {"maildirsize": True, "bytes": total, "messages": count}
 
 
-def _dovecot_keywords(folder: str) -> tuple[list[str], dict[str, int]]:
-    """A folder's ``dovecot-keywords``: its lines, and keyword -> number (``N name``
-    lines with N below 26; a keyword's first line counts)."""
+def _dovecot_keywords(folder: str) -> tuple[list[str], dict[str, str]]:
+    """A folder's ``dovecot-keywords``: its lines, and ``{letter: keyword}`` (``N name``
+    lines, keyword N is the letter ``a`` + N; another line is skipped, the first of two
+    lines for one number counts), the rule of mailplan's ``bookkeeping.keyword_letters``,
+    which verify reads the file with (this program imports nothing from mailplan)."""
     try:
         with open(os.path.join(folder, "dovecot-keywords"), encoding="utf-8",
                   errors="surrogateescape") as fh:
             lines = fh.read().splitlines()
     except FileNotFoundError:
         lines = []
-    slots: dict[str, int] = {}
+    letters: dict[str, str] = {}
     for line in lines:
         number, _, name = line.partition(" ")
         if number.isascii() and number.isdigit() and int(number) < 26 and name:
-            slots.setdefault(name, int(number))
-    return lines, slots
+            letters.setdefault(chr(97 + int(number)), name)
+    return lines, letters
 
 
 def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:
