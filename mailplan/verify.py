@@ -7,7 +7,8 @@ users a group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
 :data:`GROUP_SOURCE_BYTES` of mailboxes: usually all of them at once). Per group, its
 source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader,
 and on the target one ``find`` over its Maildirs (name, size, mtime) plus one ``tar``
-for its ledgers (and one for the folders' ``dovecot-keywords``, where there are any);
+for its ledgers (and one for the folders' ``dovecot-keywords`` and one for courier-imap's
+keyword files, where there are any);
 its messages are dropped before the next group is read, so memory follows the largest
 user, not the message size or the number of users. Messages are
 matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
@@ -45,6 +46,7 @@ from mailplan.facts.noatime import tar_read
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
+from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
@@ -132,8 +134,21 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     return messages, errors
 
 
-_FIND = "%T@\\t%s\\t%p\\0"
+_FIND = "%y\\t%T@\\t%s\\t%i\\t%p\\0"
 KEYWORDS_FILE = "dovecot-keywords"
+#: the file each server keeps in a folder it opened (its UID list)
+SERVED_BY = {"dovecot-uidlist": "dovecot", "courierimapuiddb": "courier"}
+
+
+def keyword_views(served: set[str]) -> tuple[bool, bool]:
+    """Whether a folder's keywords are checked as dovecot reads them (the letters in the
+    file names) and as courier-imap does (its own files), given the servers that opened
+    it (``served``). The import writes both; each server keeps up only its own: courier
+    renames a message whose flags a client changes without dovecot's letters, dovecot
+    never writes courier's files. So a folder only one of them opened is checked as that
+    one reads it, and a folder none or both opened, both ways."""
+    return ("dovecot" in served or "courier" not in served,
+            "courier" in served or "dovecot" not in served)
 
 
 class TargetMail(NamedTuple):
@@ -147,21 +162,27 @@ class TargetMail(NamedTuple):
 
 def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     """mailplan-written files per Maildir and folder, each Maildir's ledger, and the
-    folders' keywords (2 channels; a third where a folder has a dovecot-keywords)."""
+    folders' keywords as dovecot and courier-imap read them (2 channels; a third where a
+    folder has a dovecot-keywords or courier keyword files)."""
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
     if not maildirs:
         return TargetMail(files, {}, {})
-    cmd = join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3", "-type", "f",
-                "(", "-name", "*_mp*", "-o", "-name", KEYWORDS_FILE, ")", "-printf", _FIND]
+    cmd = join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
+                "(", "-type", "f", "(", "-name", "*_mp*", "-o", "-name", KEYWORDS_FILE,
+                "-o", "-name", courierkw.LIST, *(a for n in SERVED_BY for a in ("-o", "-name", n)),
+                ")",
+                "-o", "-type", "d", "-name", courierkw.DIRECTORY, ")", "-printf", _FIND]
                ) + " 2>/dev/null; true"
     (res,) = run_batch(conn, [cmd])
     # (Maildir, folder directory, identity, TargetMessage without keywords, letters)
     found: list[tuple[str, str, Identity, TargetMessage, str]] = []
     keyword_files: dict[tuple[str, str], str] = {}
+    served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
+    courier = _CourierFiles()
     for record in res.stdout.split(b"\0"):
         if not record:
             continue
-        mtime, size, raw = record.split(b"\t", 2)
+        kind, mtime, size, inode, raw = record.split(b"\t", 4)
         path = raw.decode("utf-8", "surrogateescape")
         parts = path.split("/")
         root = next((r for r in ("/".join(parts[:-cut]) for cut in (1, 2, 3)) if r in files),
@@ -169,9 +190,19 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         if root is None:
             continue
         rel = parts[len(root.split("/")):]
-        if rel[-1] == KEYWORDS_FILE:
-            if len(rel) <= 2:  # the INBOX's, or a folder's
-                keyword_files[(root, rel[0] if len(rel) == 2 else "")] = path
+        if kind == b"d":
+            courier.folder(root, rel)
+            continue
+        if courier.entry(root, rel, int(inode), path):
+            continue
+        if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
+            if len(rel) > 2:  # not the INBOX's or a folder's
+                continue
+            where = (root, rel[0] if len(rel) == 2 else "")
+            if rel[-1] == KEYWORDS_FILE:
+                keyword_files[where] = path
+            else:
+                served.setdefault(where, set()).add(SERVED_BY[rel[-1]])
             continue
         if len(rel) < 2:
             continue
@@ -192,10 +223,14 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         names = {where: keyword_letters(
                      (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
                  for where, path in keyword_files.items()}
+    courier.read(conn)
     for root, dirname, ident, msg, letters in found:
+        dovecot, courier_view = keyword_views(served.get((root, dirname), set()))
         if letters:
             named = names.get((root, dirname), {})
             msg = replace(msg, keywords=frozenset(named[c] for c in letters if c in named))
+        msg = replace(msg, dovecot=dovecot, courier=courier.keywords(root, dirname, msg.path)
+                      if courier_view else None)
         files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
     keywords: dict[str, dict[str, frozenset[str]]] = {}
     for (root, dirname), named in names.items():
@@ -204,6 +239,61 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
         ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
     return TargetMail(files, ledgers, keywords)
+
+
+class _CourierFiles:
+    """The folders' ``courierimapkeywords/`` as the listing shows them, then the files
+    courier would read there (:mod:`mailplan.mail.courierkw`): each folder's ``:list``
+    and the newest update of each message, one path per inode (mailplan's import links
+    one file for every message of a batch with the same keywords). A folder without the
+    directory has no courier view (courier makes it when it first opens the folder:
+    where it is missing, courier-imap is not what serves the folder, or it never did)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
+        self.updates: dict[tuple[str, str], dict[str, str]] = {}
+        self.listed: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+        self.texts: dict[tuple[str, str], dict[str, bytes | None]] = {}
+
+    def folder(self, root: str, rel: list[str]) -> None:
+        """A ``courierimapkeywords`` directory (the INBOX's or a folder's)."""
+        if rel[-1] == courierkw.DIRECTORY and len(rel) <= 2:
+            self.entries.setdefault((root, rel[0] if len(rel) == 2 else ""), {})
+
+    def entry(self, root: str, rel: list[str], inode: int, path: str) -> bool:
+        """Note a file inside a ``courierimapkeywords`` directory (True: it is one)."""
+        if len(rel) < 2 or rel[-2] != courierkw.DIRECTORY or len(rel) > 3:
+            return False
+        self.entries.setdefault((root, rel[0] if len(rel) == 3 else ""), {})[rel[-1]] = (
+            inode, path)
+        return True
+
+    def read(self, conn: Connector) -> None:
+        """Read each folder's ``:list`` and newest updates (one channel for all)."""
+        by_inode: dict[int, str] = {}
+        for where, entries in self.entries.items():
+            self.updates[where] = courierkw.newest_updates(entries)
+            wanted = [*self.updates[where].values(), courierkw.LIST]
+            for entry in wanted:
+                if entry in entries:
+                    by_inode.setdefault(entries[entry][0], entries[entry][1])
+        if not by_inode:
+            return
+        texts = read_files(conn, sorted(by_inode.values()), follow=False)
+        for where, entries in self.entries.items():
+            self.texts[where] = {e: texts.get(by_inode[inode])
+                                 for e, (inode, _p) in entries.items() if inode in by_inode}
+            self.listed[where] = courierkw.parse_list(
+                self.texts[where].get(courierkw.LIST) or b"")
+
+    def keywords(self, root: str, dirname: str, path: str) -> frozenset[str] | None:
+        """The keywords courier-imap shows for the message at ``path`` (None: the folder
+        has no ``courierimapkeywords``)."""
+        where = (root, dirname)
+        if where not in self.entries:
+            return None
+        return courierkw.keywords_of(path.rsplit("/", 1)[-1], self.updates.get(where, {}),
+                                     self.texts.get(where, {}), self.listed.get(where, {}))
 
 
 def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secret

@@ -15,7 +15,8 @@ state file, mode 0600; verify changes nothing on either host):
 The next verify checks those windows with one batched command (like the plan's
 checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and computes the same digest
 from the target's file names (identity, ``,S=`` size, flags and keyword letters named
-by the folder's dovecot-keywords) and mtimes, which it lists
+by the folder's dovecot-keywords, or courier-imap's keywords where only courier opened
+the folder, and those too where both are checked and differ) and mtimes, which it lists
 anyway. When the source is unchanged and the target's digest is the recorded one, the
 folder is exactly as proven before and is not read again; any difference (a message
 deleted, a flag or date changed, a truncated file, a grown spool) sends that mailbox
@@ -103,6 +104,12 @@ def target_digest(files: dict[Identity, list[TargetMessage]]) -> str | None:
         if len(found) != 1 or found[0].file_size != found[0].name_size:
             return None
         m = found[0]
+        # the keywords as checked (dovecot's, else courier-imap's); courier-imap's as
+        # well where both are checked and differ: the source's digest has one set, so
+        # such a folder is compared in full again
+        kw = m.keywords if m.dovecot or m.courier is None else m.courier
         rows.append(f"{d}:{o}:{m.name_size}:{''.join(sorted(m.flags))}:{int(m.mtime)}"
-                    f":{' '.join(sorted(m.keywords))}")
+                    f":{' '.join(sorted(kw))}"
+                    + (f":courier:{' '.join(sorted(m.courier))}"
+                       if m.courier is not None and m.courier != kw else ""))
     return _digest(rows)

@@ -40,6 +40,11 @@ class TargetMessage:
     path: str
     #: IMAP keywords: the name's keyword letters read through the folder's dovecot-keywords
     keywords: frozenset[str] = frozenset()
+    #: the keywords courier-imap shows (courierimapkeywords/; None: not checked, the
+    #: folder has no such directory or only dovecot opened it)
+    courier: frozenset[str] | None = None
+    #: False: ``keywords`` are not checked (only courier-imap opened the folder)
+    dovecot: bool = True
 
 
 @dataclass
@@ -145,7 +150,10 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
 
     ``keywords``: the names the folder's ``dovecot-keywords`` holds. Once it holds 26, a
     source keyword not among them had no letter left: the import could not carry it, and
-    it is listed as such, not as lost."""
+    it is listed as such, not as lost. Keywords are compared as dovecot reads them (the
+    name's letters) and as courier-imap does (its own files,
+    :mod:`mailplan.mail.courierkw`), each where the target message says so
+    (:func:`mailplan.verify.keyword_views`)."""
     full = len(keywords) >= 26
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
@@ -171,13 +179,20 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                 check.keywords_not_carried.append(
                     f"{_short(ident)}: {_state('', want.keywords - keywords)}")
             added_flags = "".join(set(have.flags) - set(want.flags))
-            added_keywords = have.keywords - expected
-            if set(want.flags) - set(have.flags) or expected - have.keywords:
-                check.flags.append(f"{_short(ident)}: source {_state(want.flags, expected)}, "
-                                   f"target {_state(have.flags, have.keywords)}")
+            wanted, letters = (expected, have.keywords) if have.dovecot else (set(), set())
+            added_keywords = letters - wanted
+            if set(want.flags) - set(have.flags) or wanted - letters:
+                check.flags.append(f"{_short(ident)}: source {_state(want.flags, wanted)}, "
+                                   f"target {_state(have.flags, letters)}")
             elif added_flags or added_keywords:
                 check.flags_added_on_target.append(
                     f"{_short(ident)}: +{_state(added_flags, added_keywords)}")
+            if have.courier is not None and expected - have.courier:
+                check.flags.append(f"{_short(ident)}: source {_state('', expected)}, "
+                                   f"courier-imap {_state('', have.courier)}")
+            elif have.courier is not None and have.courier - expected:
+                check.flags_added_on_target.append(
+                    f"{_short(ident)}: +{_state('', have.courier - expected)} (courier-imap)")
             if want.arrival is not None and int(have.mtime) != int(want.arrival):
                 check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
                                    f"{int(have.mtime)}")

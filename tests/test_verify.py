@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from test_mail_imap import COURIER_IMAPD, courier_imap
 
 from mailplan.desired import DesiredUser, Password
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.maildir import parse_message_name
 from mailplan.secret import Secret
+from mailplan.verify import keyword_views
 from mailplan.verify_model import (
     FolderCheck,
     SourceMessage,
@@ -35,9 +38,9 @@ A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
 KW = frozenset({"$Label1", "Junk"})
 
 
-def tm(size=10, flags="", mtime=100.0, file_size=None, keywords=frozenset()):
+def tm(size=10, flags="", mtime=100.0, file_size=None, keywords=frozenset(), courier=None):
     return TargetMessage(size, size if file_size is None else file_size, flags, mtime, "/x",
-                         frozenset(keywords))
+                         frozenset(keywords), None if courier is None else frozenset(courier))
 
 
 @pytest.mark.parametrize(("source", "target", "ledger", "field", "expected", "ok"), [
@@ -69,6 +72,16 @@ def tm(size=10, flags="", mtime=100.0, file_size=None, keywords=frozenset()):
      ["aaaaaaaaaaaa#0: source $Label1 Junk, target -"], False),
     ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="FS", keywords={"Junk"})]}, {A},
      "flags_added_on_target", ["aaaaaaaaaaaa#0: +F Junk"], True),
+    # and again as courier-imap shows them, where the folder has its keyword directory
+    ({A: SourceMessage(10, "S", 100.0, KW)}, {A: [tm(flags="S", keywords=KW, courier=KW)]},
+     {A}, None, None, True),
+    ({A: SourceMessage(10, "S", 100.0, KW)},
+     {A: [tm(flags="S", keywords=KW, courier={"Junk"})]}, {A}, "flags",
+     ["aaaaaaaaaaaa#0: source $Label1 Junk, courier-imap Junk"], False),
+    ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="S", courier={"Junk"})]}, {A},
+     "flags_added_on_target", ["aaaaaaaaaaaa#0: +Junk (courier-imap)"], True),
+    ({A: SourceMessage(10, "S", 100.0, KW)}, {A: [tm(flags="S", keywords=KW, courier=())]},
+     {A}, "flags", ["aaaaaaaaaaaa#0: source $Label1 Junk, courier-imap -"], False),
 ])
 def test_compare_folder(source, target, ledger, field, expected, ok):
     check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source, target, ledger)
@@ -213,20 +226,27 @@ def test_verify_finds_each_kind_of_difference(migrated):
     assert inbox["missing"] == [f"{digest[:12]}#0"] and not inbox["ok"]
 
 
+def migrate_labelled(tmp_path: Path, sshd, prefix: str):  # type: ignore[no-untyped-def]
+    """Migrate alice's INBOX of a message with keywords ($Label1 Junk) and one without;
+    return the spec and her home directory on the target."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "AlicePw1")])
+    (src / "var/spool/mail/alice").write_bytes(
+        msg("a@x.example", "Mon Nov  2 10:00:00 2026", "labelled",
+            "Status: RO\nX-Keywords: $Label1 Junk\n")
+        + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "plain", "Status: RO\n"))
+    target, domain, spec = migrate_over_ssh(tmp_path, sshd, src, prefix)
+    home = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
+    return spec, Path(home)
+
+
 @pytest.mark.ssh
 def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     """X-Keywords arrive as letters named by the folder's dovecot-keywords; verify reads
     the names back and compares them as it compares flags: one lost fails, one a user
     added on the new server is listed and passes, a symbolic link in place of the file
     is not read (the letters then name nothing: lost)."""
-    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "AlicePw1")])
-    (src / "var/spool/mail/alice").write_bytes(
-        msg("a@x.example", "Mon Nov  2 10:00:00 2026", "labelled",
-            "Status: RO\nX-Keywords: $Label1 Junk\n")
-        + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "plain", "Status: RO\n"))
-    target, domain, spec = migrate_over_ssh(tmp_path, sshd, src, "k")
-    udir = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
-    root = Path(udir) / "Maildir"
+    spec, home = migrate_labelled(tmp_path, sshd, "k")
+    root = home / "Maildir"
     assert mailplan("verify", str(spec)).returncode == 0
     labelled = next(f for f in (root / "cur").iterdir() if b"labelled" in f.read_bytes())
     plain = next(f for f in (root / "cur").iterdir() if b"plain" in f.read_bytes())
@@ -254,6 +274,69 @@ def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     res = mailplan("verify", str(spec), "--full")
     assert res.returncode == 3, res.stdout
     assert "flags lost: " in res.stdout and "source S $Label1 Junk, target S\n" in res.stdout
+
+
+@pytest.mark.parametrize(("served", "views"), [
+    (set(), (True, True)),  # before the cutover: the import wrote both, both must hold
+    ({"dovecot"}, (True, False)),
+    ({"courier"}, (False, True)),
+    ({"dovecot", "courier"}, (True, True)),
+])
+def test_keyword_views_follow_the_servers_that_opened_the_folder(served, views):
+    assert keyword_views(served) == views
+
+
+@pytest.mark.ssh
+def test_verify_compares_keywords_as_courier_imap_shows_them(tmp_path, sshd):
+    """The keywords are also checked as courier-imap reads them, from its own files: those
+    the import wrote, and once a real courier served the folder (folding them into its
+    :list), what courier keeps. Each server keeps up only its own: a folder only dovecot
+    opened is not checked through courier's files, one only courier opened not through
+    the letters (courier drops them when a client changes a message's flags). A keyword
+    the user removes in courier fails verify even without --full."""
+    if not os.path.exists(COURIER_IMAPD):
+        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    spec, home = migrate_labelled(tmp_path, sshd, "ck")
+    root = home / "Maildir"
+    assert mailplan("verify", str(spec)).returncode == 0
+    # without the import's update file courier would show no keywords
+    (update,) = (root / "courierimapkeywords").iterdir()
+    text = update.read_bytes()
+    update.unlink()
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3 and "source $Label1 Junk, courier-imap -" in res.stdout, \
+        res.stdout
+    (root / "dovecot-uidlist").write_text("3 V1 N3\n")  # dovecot opened it, not courier
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout
+    (root / "dovecot-uidlist").unlink()
+    update.write_bytes(text)
+    assert mailplan("verify", str(spec)).returncode == 0
+    # a real courier-imap opens the folder: it folds the update into its :list
+    subprocess.run(["chown", "-R", "vpopmail:vchkpw", str(home)], check=True)
+    imap = courier_imap(home)
+    try:
+        assert imap.select("INBOX")[0] == "OK"
+        typ, data = imap.search(None, "KEYWORD", "Junk")
+        (number,) = data[0].split()
+    finally:
+        imap.logout()
+    assert (root / "courierimapkeywords" / ":list").exists()
+    res = mailplan("verify", str(spec), "--full")
+    assert res.returncode == 0, res.stdout + res.stderr
+    # the user removes a keyword in courier (which also renames the message without
+    # dovecot's letters): the one courier-imap finding, though the last verify proved it
+    imap = courier_imap(home)
+    try:
+        imap.select("INBOX")
+        assert imap.store(number.decode(), "-FLAGS", "(Junk)")[0] == "OK"
+    finally:
+        imap.logout()
+    res = mailplan("verify", str(spec), "--json")
+    assert res.returncode == 3, res.stdout + res.stderr
+    (inbox,) = json.loads(res.stdout)["folders"]
+    assert [f.split(": ", 1)[1] for f in inbox["flags"]] == [
+        "source $Label1 Junk, courier-imap $Label1"]
 
 
 @pytest.mark.ssh
