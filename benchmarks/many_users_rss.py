@@ -12,6 +12,10 @@ command with those bounds lifted (every user at once), on the same files. Local 
 
     python3 benchmarks/many_users_rss.py                  # 40 users x 10,000 messages
     python3 benchmarks/many_users_rss.py --users 10 --messages 2000
+    python3 benchmarks/many_users_rss.py --keywords       # every message with a keyword
+
+``--keywords`` gives every message ``X-Keywords: NonJunk``: the import then also writes
+courier-imap's keyword file for each, which verify lists and reads.
 """
 
 from __future__ import annotations
@@ -66,10 +70,13 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--messages", type=int, default=10_000, help="per user")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--keywords", action="store_true",
+                    help="every message with X-Keywords: NonJunk")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mailplan-replan-"))
     try:
-        src = source_with_mail(work / "source", "u", [args.messages] * args.users)
+        src = source_with_mail(work / "source", "u", [args.messages] * args.users,
+                               "X-Keywords: NonJunk\n" if args.keywords else "")
         target = install_target(work / "target")
         spec = write_spec(work / "m.yaml", source_root=src, target=target,
                           domains={unique_domain(): {"import": {"uid_min": 1000}}})

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -174,8 +173,9 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
                 "-o", "-type", "d", "-name", courierkw.DIRECTORY, ")", "-printf", _FIND]
                ) + " 2>/dev/null; true"
     (res,) = run_batch(conn, [cmd])
-    # (Maildir, folder directory, identity, TargetMessage without keywords, letters)
-    found: list[tuple[str, str, Identity, TargetMessage, str]] = []
+    # (Maildir, folder directory, identity, the fields of its TargetMessage before the
+    # keywords, its keyword letters): the message is made once they are known
+    found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
     keyword_files: dict[tuple[str, str], str] = {}
     served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
     courier = _CourierFiles()
@@ -193,7 +193,7 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         if kind == b"d":
             courier.folder(root, rel)
             continue
-        if courier.entry(root, rel, int(inode), path):
+        if courier.entry(root, rel, int(inode)):
             continue
         if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
             if len(rel) > 2:  # not the INBOX's or a folder's
@@ -214,8 +214,8 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         # folder's dovecot-keywords (read below)
         info = parsed.flags or ""
         flags = "".join(c for c in info if not c.islower())
-        msg = TargetMessage(parsed.size, int(size), flags, float(mtime), path)
-        found.append((root, dirname, parsed.identity, msg,
+        found.append((root, dirname, parsed.identity,
+                      (parsed.size, int(size), flags, float(mtime), path),
                       "".join(c for c in info if c.islower())))
     names: dict[tuple[str, str], dict[str, str]] = {}
     if keyword_files:  # a file a user may replace: not read through a symbolic link
@@ -224,13 +224,14 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
                      (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
                  for where, path in keyword_files.items()}
     courier.read(conn)
-    for root, dirname, ident, msg, letters in found:
+    none: frozenset[str] = frozenset()
+    for root, dirname, ident, fields, letters in found:
         dovecot, courier_view = keyword_views(served.get((root, dirname), set()))
-        if letters:
-            named = names.get((root, dirname), {})
-            msg = replace(msg, keywords=frozenset(named[c] for c in letters if c in named))
-        msg = replace(msg, dovecot=dovecot, courier=courier.keywords(root, dirname, msg.path)
-                      if courier_view else None)
+        named = names.get((root, dirname), {})
+        msg = TargetMessage(*fields, keywords=frozenset(named[c] for c in letters if c in named)
+                            if letters else none, dovecot=dovecot,
+                            courier=courier.keywords(root, dirname, fields[4])
+                            if courier_view else None)
         files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
     keywords: dict[str, dict[str, frozenset[str]]] = {}
     for (root, dirname), named in names.items():
@@ -244,56 +245,64 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
 class _CourierFiles:
     """The folders' ``courierimapkeywords/`` as the listing shows them, then the files
     courier would read there (:mod:`mailplan.mail.courierkw`): each folder's ``:list``
-    and the newest update of each message, one path per inode (mailplan's import links
-    one file for every message of a batch with the same keywords). A folder without the
-    directory has no courier view (courier makes it when it first opens the folder:
-    where it is missing, courier-imap is not what serves the folder, or it never did)."""
+    and the newest update of each message, read and parsed once per inode (mailplan's
+    import links one file for every message of a batch with the same keywords). A
+    folder without the directory has no courier view (courier makes it when it first
+    opens the folder: where it is missing, courier-imap is not what serves the folder,
+    or it never did). Per update file it keeps a name and an inode number, not a path."""
 
     def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
-        self.updates: dict[tuple[str, str], dict[str, str]] = {}
+        #: per folder, the entries listed: name -> inode, until ``read``
+        self.entries: dict[tuple[str, str], dict[str, int]] = {}
+        #: per folder, message name -> inode of its newest update (after ``read``)
+        self.updates: dict[tuple[str, str], dict[str, int]] = {}
+        self.words: dict[int, frozenset[str]] = {}  # an update's keywords, by inode
         self.listed: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
-        self.texts: dict[tuple[str, str], dict[str, bytes | None]] = {}
 
     def folder(self, root: str, rel: list[str]) -> None:
         """A ``courierimapkeywords`` directory (the INBOX's or a folder's)."""
         if rel[-1] == courierkw.DIRECTORY and len(rel) <= 2:
             self.entries.setdefault((root, rel[0] if len(rel) == 2 else ""), {})
 
-    def entry(self, root: str, rel: list[str], inode: int, path: str) -> bool:
+    def entry(self, root: str, rel: list[str], inode: int) -> bool:
         """Note a file inside a ``courierimapkeywords`` directory (True: it is one)."""
         if len(rel) < 2 or rel[-2] != courierkw.DIRECTORY or len(rel) > 3:
             return False
-        self.entries.setdefault((root, rel[0] if len(rel) == 3 else ""), {})[rel[-1]] = (
-            inode, path)
+        self.entries.setdefault((root, rel[0] if len(rel) == 3 else ""), {})[rel[-1]] = inode
         return True
 
     def read(self, conn: Connector) -> None:
         """Read each folder's ``:list`` and newest updates (one channel for all)."""
-        by_inode: dict[int, str] = {}
-        for where, entries in self.entries.items():
-            self.updates[where] = courierkw.newest_updates(entries)
-            wanted = [*self.updates[where].values(), courierkw.LIST]
-            for entry in wanted:
-                if entry in entries:
-                    by_inode.setdefault(entries[entry][0], entries[entry][1])
-        if not by_inode:
+        paths: dict[int, str] = {}  # one path per inode wanted
+        lists: dict[tuple[str, str], int] = {}
+        for (root, dirname), entries in self.entries.items():
+            where = (root, dirname)
+            base = "/".join(p for p in (root, dirname, courierkw.DIRECTORY) if p)
+            newest = courierkw.newest_updates(entries)
+            self.updates[where] = {name: entries[e] for name, e in newest.items()}
+            for e in newest.values():
+                paths.setdefault(entries[e], f"{base}/{e}")
+            if courierkw.LIST in entries:
+                lists[where] = entries[courierkw.LIST]
+                paths.setdefault(lists[where], f"{base}/{courierkw.LIST}")
+        self.entries = {}
+        if not paths:
             return
-        texts = read_files(conn, sorted(by_inode.values()), follow=False)
-        for where, entries in self.entries.items():
-            self.texts[where] = {e: texts.get(by_inode[inode])
-                                 for e, (inode, _p) in entries.items() if inode in by_inode}
-            self.listed[where] = courierkw.parse_list(
-                self.texts[where].get(courierkw.LIST) or b"")
+        texts = read_files(conn, sorted(paths.values()), follow=False)
+        listed = set(lists.values())
+        self.words = {inode: courierkw.parse_update(texts.get(path) or b"")
+                      for inode, path in paths.items() if inode not in listed}
+        self.listed = {where: courierkw.parse_list(texts.get(paths[inode]) or b"")
+                       for where, inode in lists.items()}
 
     def keywords(self, root: str, dirname: str, path: str) -> frozenset[str] | None:
         """The keywords courier-imap shows for the message at ``path`` (None: the folder
         has no ``courierimapkeywords``)."""
-        where = (root, dirname)
-        if where not in self.entries:
+        updates = self.updates.get((root, dirname))
+        if updates is None:
             return None
-        return courierkw.keywords_of(path.rsplit("/", 1)[-1], self.updates.get(where, {}),
-                                     self.texts.get(where, {}), self.listed.get(where, {}))
+        return courierkw.keywords_of(path.rsplit("/", 1)[-1], updates, self.words,
+                                     self.listed.get((root, dirname), {}))
 
 
 def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secret

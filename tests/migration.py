@@ -96,16 +96,17 @@ class Target:
         return res.returncode == 0
 
 
-def source_with_mail(root: Path, prefix: str, counts: list[int]) -> Path:
+def source_with_mail(root: Path, prefix: str, counts: list[int], headers: str = "") -> Path:
     """:func:`make_source` with users PREFIX0, PREFIX1, ... (uids from 1000, password
-    ``pwI``) whose spools hold ``counts[i]`` small messages each (subject PREFIXi-j)."""
+    ``pwI``) whose spools hold ``counts[i]`` small messages each (subject PREFIXi-j,
+    and ``headers``, e.g. ``"X-Keywords: NonJunk\n"``)."""
     users = [SourceAccount(f"{prefix}{i}", 1000 + i, f"{prefix.upper()} {i}", f"pw{i}")
              for i in range(len(counts))]
     src = make_source(root, users)
     for user, count in zip(users, counts, strict=True):
         (src / "var/spool/mail" / user.name).write_bytes(b"".join(
             f"From s{j}@x.example Mon Nov  2 10:00:00 2026\nFrom: s{j}@x.example\n"
-            f"Subject: {user.name}-{j}\n\nhello\n\n".encode() for j in range(count)))
+            f"Subject: {user.name}-{j}\n{headers}\nhello\n\n".encode() for j in range(count)))
     return src
 
 

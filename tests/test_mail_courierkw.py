@@ -64,11 +64,11 @@ def test_parse_update_stops_at_an_empty_line():
 def test_keywords_of_prefers_the_update_to_the_list():
     listed = {"m1": frozenset({"Junk"}), "m2": frozenset({"Junk"})}
     updates = {"m2": "m2", "m3": ".5.m3"}
-    texts: dict[str, bytes | None] = {"m2": b"work\n", ".5.m3": b"NonJunk\n"}
-    assert courierkw.keywords_of("m1:2,S", updates, texts, listed) == {"Junk"}
-    assert courierkw.keywords_of("m2:2,S", updates, texts, listed) == {"work"}
-    assert courierkw.keywords_of("m3", updates, texts, listed) == {"NonJunk"}
-    assert courierkw.keywords_of("m4:2,", updates, texts, listed) == frozenset()
+    words = {"m2": frozenset({"work"}), ".5.m3": frozenset({"NonJunk"})}
+    assert courierkw.keywords_of("m1:2,S", updates, words, listed) == {"Junk"}
+    assert courierkw.keywords_of("m2:2,S", updates, words, listed) == {"work"}
+    assert courierkw.keywords_of("m3", updates, words, listed) == {"NonJunk"}
+    assert courierkw.keywords_of("m4:2,", updates, words, listed) == frozenset()
     assert courierkw.keywords_of("m2:2,S", updates, {}, listed) == frozenset()  # unreadable
 
 
@@ -108,9 +108,9 @@ def test_real_courier_shows_what_the_rules_say():
         (kw / "1600000000.M9P9_mpgone").write_bytes(b"Junk\n")  # no such message
         entries = os.listdir(kw)
         updates = courierkw.newest_updates(entries)
-        texts = {e: (kw / e).read_bytes() for e in entries}
-        listed = courierkw.parse_list(texts[courierkw.LIST])
-        want = {subject: courierkw.keywords_of(f"{base}:2,S", updates, texts, listed)
+        words = {e: courierkw.parse_update((kw / e).read_bytes()) for e in entries}
+        listed = courierkw.parse_list((kw / courierkw.LIST).read_bytes())
+        want = {subject: courierkw.keywords_of(f"{base}:2,S", updates, words, listed)
                 for subject, base in bases.items()}
         assert want == {"m1": {"Junk", "work"}, "m2": {"NonJunk"}, "m3": {"newer", "Junk"},
                         "m4": {"work"}, "m5": frozenset(), "m6": frozenset()}

@@ -21,13 +21,15 @@ them in the folder's ``courierimapkeywords/`` directory instead (courier-libs,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 DIRECTORY = "courierimapkeywords"
 LIST = ":list"
 _NEWEST = 1 << 62  # a plain ``NAME`` update outranks every ``.N.NAME``
 _DOTTED = re.compile(r"\.(\d+)[^.]*\.(.+)", re.DOTALL)  # courier: atotime, then the next dot
 _ATOI = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(\d+)")
+K = TypeVar("K")
 
 
 def base_name(name: str) -> str:
@@ -102,13 +104,14 @@ def parse_list(data: bytes) -> dict[str, frozenset[str]]:
     return out
 
 
-def keywords_of(name: str, updates: dict[str, str], texts: dict[str, bytes | None],
-                listed: dict[str, frozenset[str]]) -> frozenset[str]:
-    """What courier shows for message file ``name``: its newest update (``updates`` from
-    :func:`newest_updates`, ``texts`` their contents by entry; None: unreadable, which
-    counts as no keywords), else its ``:list`` entry, else none."""
+def keywords_of(name: str, updates: Mapping[str, K], words: Mapping[K, frozenset[str]],
+                listed: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """What courier shows for message file ``name``: its newest update (``updates``: the
+    key of each message's newest update, as :func:`newest_updates` names them or by any
+    other key; ``words``: the keywords of each, :func:`parse_update`; an update missing
+    there, unreadable, counts as no keywords), else its ``:list`` entry (``listed``,
+    :func:`parse_list`), else none."""
     base = base_name(name)
-    entry = updates.get(base)
-    if entry is not None:
-        return parse_update(texts.get(entry) or b"")
+    if base in updates:
+        return words.get(updates[base], frozenset())
     return listed.get(base, frozenset())
