@@ -159,6 +159,18 @@ class TargetMail(NamedTuple):
     keywords: dict[str, dict[str, frozenset[str]]]
 
 
+def _find_command(maildirs: Sequence[str]) -> str:
+    """The listing of the Maildirs: mailplan's message files, each folder's
+    dovecot-keywords and UID lists, and courier's keyword directories with what is in
+    them (its update files are named after the messages, ``*_mp*``, and its ``:list``)."""
+    names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY)
+             for a in ("-o", "-name", n)][1:]
+    return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
+                 "(", "-type", "f", "(", *names, ")",
+                 "-o", "-type", "d", "-name", courierkw.DIRECTORY, ")", "-printf", _FIND]
+                ) + " 2>/dev/null; true"
+
+
 def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     """mailplan-written files per Maildir and folder, each Maildir's ledger, and the
     folders' keywords as dovecot and courier-imap read them (2 channels; a third where a
@@ -166,13 +178,7 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
     if not maildirs:
         return TargetMail(files, {}, {})
-    cmd = join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
-                "(", "-type", "f", "(", "-name", "*_mp*", "-o", "-name", KEYWORDS_FILE,
-                "-o", "-name", courierkw.LIST, *(a for n in SERVED_BY for a in ("-o", "-name", n)),
-                ")",
-                "-o", "-type", "d", "-name", courierkw.DIRECTORY, ")", "-printf", _FIND]
-               ) + " 2>/dev/null; true"
-    (res,) = run_batch(conn, [cmd])
+    (res,) = run_batch(conn, [_find_command(maildirs)])
     # (Maildir, folder directory, identity, the fields of its TargetMessage before the
     # keywords, its keyword letters): the message is made once they are known
     found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
