@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -229,7 +229,8 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         names = {where: keyword_letters(
                      (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
                  for where, path in keyword_files.items()}
-    courier.read(conn)
+    courier.read(conn, [w for w in courier.entries
+                        if keyword_views(served.get(w, set()))[1]])
     none: frozenset[str] = frozenset()
     for root, dirname, ident, fields, letters in found:
         dovecot, courier_view = keyword_views(served.get((root, dirname), set()))
@@ -277,12 +278,14 @@ class _CourierFiles:
         self.entries.setdefault((root, rel[0] if len(rel) == 3 else ""), {})[rel[-1]] = inode
         return True
 
-    def read(self, conn: Connector) -> None:
-        """Read each folder's ``:list`` and newest updates (one channel for all)."""
+    def read(self, conn: Connector, folders: Iterable[tuple[str, str]]) -> None:
+        """Read the ``:list`` and newest updates of ``folders`` (those whose courier view
+        is checked; one channel for all); the others have none from now on."""
         paths: dict[int, str] = {}  # one path per inode wanted
         lists: dict[tuple[str, str], int] = {}
-        for (root, dirname), entries in self.entries.items():
-            where = (root, dirname)
+        for where in folders:
+            root, dirname = where
+            entries = self.entries[where]
             base = "/".join(p for p in (root, dirname, courierkw.DIRECTORY) if p)
             newest = courierkw.newest_updates(entries)
             self.updates[where] = {name: entries[e] for name, e in newest.items()}

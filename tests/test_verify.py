@@ -21,9 +21,11 @@ from migration import (
 )
 from test_mail_imap import COURIER_IMAPD, courier_imap
 
+from mailplan import verify as verify_mod
+from mailplan.connectors.local import LocalConnector
 from mailplan.desired import DesiredUser, Password
 from mailplan.facts.vpopmail import TargetUser
-from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.maildir import message_name, parse_message_name
 from mailplan.secret import Secret
 from mailplan.verify import keyword_views
 from mailplan.verify_model import (
@@ -284,6 +286,57 @@ def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
 ])
 def test_keyword_views_follow_the_servers_that_opened_the_folder(served, views):
     assert keyword_views(served) == views
+
+
+def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypatch):
+    """The target listing per folder: dovecot's letters, courier's files (an update
+    linked to several messages read once, a symbolic link never read: no keywords), and
+    which server's view counts (a folder only dovecot opened has no courier view, one
+    only courier opened no letters checked)."""
+    root = tmp_path / "Maildir"
+    names = {}
+    for dirname, n, served in (("", 0, None), (".Work", 1, "dovecot-uidlist"),
+                               (".Old", 2, "courierimapuiddb")):
+        folder = root / dirname if dirname else root
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True)
+        (folder / "dovecot-keywords").write_text("0 Junk\n1 $Label1\n")
+        (folder / "courierimapkeywords").mkdir(mode=0o700)
+        if served:
+            (folder / served).write_text("x\n")
+        for i in range(3):
+            digest = f"{n}{i}".ljust(64, "0")
+            name = message_name(arrival=100, usec=i, pid=1, digest=digest, occurrence=0,
+                                host="h", size=1, flags="Sa")
+            (folder / "cur" / name).write_bytes(b"x")
+            names[(dirname, i)] = name
+        kw = folder / "courierimapkeywords"
+        first = kw / names[(dirname, 0)].split(":")[0]
+        first.write_text("Junk\n$Label1\n")
+        os.link(first, kw / names[(dirname, 1)].split(":")[0])  # as the import links them
+        (tmp_path / f"elsewhere{n}").write_text("Junk\n")
+        (kw / names[(dirname, 2)].split(":")[0]).symlink_to(tmp_path / f"elsewhere{n}")
+    read: list[list[str]] = []
+    real = verify_mod.read_files
+
+    def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
+        read.append(list(paths))
+        return real(conn, paths, **kw)
+
+    monkeypatch.setattr(verify_mod, "read_files", counting)
+    mail = verify_mod.read_target_mail(LocalConnector("here"), [str(root)])
+    got = {(d, i): next(m for ms in mail.files[str(root)][d].values() for m in ms
+                        if m.path.endswith(names[(d, i)]))
+           for d, i in names}
+    both = frozenset({"Junk", "$Label1"})
+    for i, courier in enumerate((both, both, frozenset())):
+        assert (got[("", i)].keywords, got[("", i)].courier, got[("", i)].dovecot) == (
+            frozenset({"Junk"}), courier, True)
+        assert (got[(".Work", i)].courier, got[(".Work", i)].dovecot) == (None, True)
+        assert (got[(".Old", i)].courier, got[(".Old", i)].dovecot) == (courier, False)
+    (courier_read,) = [paths for paths in read if any("courierimapkeywords" in p
+                                                      for p in paths)]
+    assert len(courier_read) == 2  # the linked update of the INBOX and of .Old, once each
 
 
 @pytest.mark.ssh
