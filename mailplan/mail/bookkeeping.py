@@ -8,10 +8,13 @@ Rules
 -----
 
 **Bookkeeping headers** ``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``,
-``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) become Maildir state
-and are removed from the stored bytes, in the header block only; every other byte of the
-message is kept identical. A ``Content-Length`` whose value is not ASCII digits (``\xb2``,
-the latin-1 superscript two, is not a digit here) is removed and ignored.
+``X-IMAPbase`` and ``Content-Length`` (with their continuation lines) are removed from the
+stored bytes, in the header block only; every other byte of the message is kept
+identical. The first three become Maildir state (flags and keywords, below); UW-IMAP's
+UIDs (``X-UID``, ``X-IMAPbase``) are not carried: the new IMAP server numbers the
+messages itself (the README says why). A ``Content-Length`` whose value is not ASCII
+digits (``\xb2``, the latin-1 superscript two, is not a digit here) is removed and
+ignored.
 
 **Flags.** Status ``R`` -> ``S`` (seen); X-Status ``A`` -> ``R`` (replied), ``F`` -> ``F``
 (flagged), ``D`` -> ``T`` (trashed), ``T`` -> ``D`` (draft); sorted ASCII. A message goes
