@@ -4,17 +4,18 @@
 # imapd (keywords and subscriptions as courier reads them), mb2md (the reference
 # converter), the vpopmail/qmail system users the stand-in assigns files to, tmux (the
 # terminal progress display is tested in it), awk (a plan counts import ledgers with it
-# on the target), tzdata (time-zone tests), and mailplan itself with its test extras.
+# on the target), tzdata (time-zone tests), strace (makes syncfs fail, to test the
+# writer's fsync fallback), and mailplan itself with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
    || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
-   || ! [ -e /usr/share/zoneinfo/America/New_York ]; then
+   || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time mawk tzdata >/dev/null
+    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import os
+import shutil
 import stat
 import subprocess
 import threading
@@ -892,6 +893,47 @@ def test_without_proc_the_agent_names_its_files_in_tmp(tmp_path, tmp_files):
     client.quit()
     assert proc.wait() == 0
     assert len(maildir_state(root)) == 5 and os.listdir(root / "tmp") == []
+
+
+def test_where_syncfs_fails_each_file_is_fsynced(tmp_path, tmp_files):
+    """Where syncfs is missing or fails (here strace makes every call fail with ENOSYS),
+    each batch fsyncs what it makes durable, in the sync process: before the links every
+    message file and the list of pending identities, after them the directories the
+    messages went into, the Maildir, courier's keyword files with their directory, and
+    the ledger. The result is the same Maildir."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    log = tmp_path / "strace.log"
+    limit = ("prlimit", "--nofile=128:128") if tmp_files == "named" else ()
+    trace = ("strace", "-f", "-qq", "-y", "-e", "trace=fsync,syncfs",
+             "-e", "inject=syncfs:error=ENOSYS", "-o", str(log))
+    root = tmp_path / "Maildir"
+    client = AgentClient(proc := _LocalAgent(wrapper=(*limit, *trace)))
+    client.open(str(root))
+    mbox = b"".join(b"From a@b Mon Jan  1 10:00:00 2001\nStatus: RO\n%sSubject: %d\n\nx\n\n"
+                    % (KEYWORDS[i % 4], i) for i in range(6))
+    import_mbox(client, io.BytesIO(mbox), dirname="")
+    import_mbox(client, io.BytesIO(mbox), dirname=".Work")
+    client.quit()
+    assert proc.wait() == 0
+    calls = log.read_text().splitlines()
+    syncfs = [c for c in calls if " syncfs(" in c]
+    assert syncfs and all("ENOSYS" in c and "INJECTED" in c for c in syncfs)
+    sync_process = {c.split()[0] for c in syncfs}  # the writer fsyncs its dovecot-keywords
+    synced = [c.split("<", 1)[1].split(">", 1)[0] for c in calls
+              if " fsync(" in c and c.rstrip().endswith("= 0") and c.split()[0] in sync_process]
+    # the message files, each fsynced once, while still in tmp/ (anonymous: tmp/#INODE)
+    in_tmp = [p for p in synced if p.startswith((f"{root}/tmp/", f"{root}/.Work/tmp/"))]
+    assert len(in_tmp) == 12 and len(set(in_tmp)) == 12
+    courier = {f"{folder}/courierimapkeywords/{name}" for folder in (root, root / ".Work")
+               for name in courier_keywords(folder)}
+    assert len(courier) == 6  # three keyworded messages in each folder
+    assert {str(root), f"{root}/cur", f"{root}/.Work/cur", f"{root}/mailplan-ledger",
+            f"{root}/courierimapkeywords", f"{root}/.Work/courierimapkeywords",
+            *courier} <= set(synced)
+    assert any(p.startswith(f"{root}/mailplan-pending-") for p in synced)
+    assert len(maildir_state(root)) == 12
+    assert courier_keywords(root) == keywords_by_letters(root)
 
 
 def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):
