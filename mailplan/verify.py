@@ -202,9 +202,9 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         if courier.entry(root, rel, int(inode)):
             continue
         if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
-            if len(rel) > 2:  # not the INBOX's or a folder's
+            where = _in_folder(root, rel)
+            if where is None:  # not the INBOX's or a folder's
                 continue
-            where = (root, rel[0] if len(rel) == 2 else "")
             if rel[-1] == KEYWORDS_FILE:
                 keyword_files[where] = path
             else:
@@ -249,6 +249,12 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     return TargetMail(files, ledgers, keywords)
 
 
+def _in_folder(root: str, rel: list[str]) -> tuple[str, str] | None:
+    """``(Maildir, folder directory)`` of the entry ``rel`` (its path below ``root``)
+    when it sits directly in the INBOX or in a folder (``.Name``), else None."""
+    return (root, rel[0]) if len(rel) == 2 else (root, "") if len(rel) == 1 else None
+
+
 class _CourierFiles:
     """The folders' ``courierimapkeywords/`` as the listing shows them, then the files
     courier would read there (:mod:`mailplan.mail.courierkw`): each folder's ``:list``
@@ -268,14 +274,16 @@ class _CourierFiles:
 
     def folder(self, root: str, rel: list[str]) -> None:
         """A ``courierimapkeywords`` directory (the INBOX's or a folder's)."""
-        if rel[-1] == courierkw.DIRECTORY and len(rel) <= 2:
-            self.entries.setdefault((root, rel[0] if len(rel) == 2 else ""), {})
+        where = _in_folder(root, rel)
+        if rel[-1] == courierkw.DIRECTORY and where is not None:
+            self.entries.setdefault(where, {})
 
     def entry(self, root: str, rel: list[str], inode: int) -> bool:
         """Note a file inside a ``courierimapkeywords`` directory (True: it is one)."""
-        if len(rel) < 2 or rel[-2] != courierkw.DIRECTORY or len(rel) > 3:
+        where = _in_folder(root, rel[:-1])
+        if len(rel) < 2 or rel[-2] != courierkw.DIRECTORY or where is None:
             return False
-        self.entries.setdefault((root, rel[0] if len(rel) == 3 else ""), {})[rel[-1]] = inode
+        self.entries.setdefault(where, {})[rel[-1]] = inode
         return True
 
     def read(self, conn: Connector, folders: Iterable[tuple[str, str]]) -> None:

@@ -23,8 +23,8 @@ fi
 # preauthtunnel does: no daemon, no authdaemon, no port)
 COURIER=/opt/courier-imap
 if ! [ -x "$COURIER/usr/bin/imapd" ]; then
+  apt-get update -qq  # also for the download below: the package lists may be missing
   if ! dpkg -s courier-authlib libcourier-unicode4 gamin libidn12 >/dev/null 2>&1; then
-    apt-get update -qq
     apt-get install -y -qq --no-install-recommends courier-authlib libcourier-unicode4 \
       gamin libidn12 >/dev/null
   fi
