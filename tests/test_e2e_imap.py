@@ -25,7 +25,7 @@ from migration import (
     write_spec,
 )
 from passlib.hash import md5_crypt
-from test_mail_imap import COURIER_IMAPD, courier_imap, expected, fetch_all, imap_quote
+from test_mail_imap import courier_imap, expected, fetch_all, imap_quote, need_courier
 
 from mailplan.mail.maildir import folder_dirname
 
@@ -105,8 +105,7 @@ def test_user_logs_in_with_old_password_and_finds_every_message(migrated, user):
             assert sorted(got, key=repr) == sorted(want, key=repr), folder
     finally:
         imap.logout()
-    if not os.path.exists(COURIER_IMAPD):
-        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    need_courier()
     imap = courier_imap(homes[user])
     try:
         for folder, data in MAIL[user].items():

@@ -268,7 +268,7 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     assert len(flags[2]) == 23 and flags[2] == "".join(sorted(flags[2]))  # 3 to 25: k0..k22
     # the same keywords for courier-imap: a file per message, named as the message up to
     # ":", a keyword per line (read by a real courier in test_mail_imap)
-    courier = {p.name: p.read_text().splitlines() for p in (root / "courierimapkeywords").iterdir()}
+    courier = courier_keywords(root)
     by_flags = {parse_message_name(p.name).flags: p.name.partition(":")[0]
                 for p in (root / "cur").iterdir()}
     assert courier[by_flags["Sab"]] == ["$Label1", "Junk"]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_mail_imap import COURIER_IMAPD, courier_imap
+from test_mail_imap import courier_imap, need_courier
 
 from mailplan.mail import courierkw
 
@@ -80,8 +80,9 @@ def test_real_courier_shows_what_the_rules_say():
     """A folder with a ``:list``, updates of every kind (plain, dotted, several for one
     message, an empty one), a scratch file and an update for a message that is not there:
     courier-imap's FLAGS for each message are the keywords :func:`keywords_of` gives."""
-    if not os.path.exists(COURIER_IMAPD) or os.geteuid() != 0:
-        pytest.skip(f"needs root and courier-imap's imapd at {COURIER_IMAPD}")
+    need_courier()
+    if os.geteuid() != 0:
+        pytest.skip("needs root (courier runs as the Maildir's owner)")
     tn = int(time.time()) // 300
     home = Path(tempfile.mkdtemp(prefix="mailplan-courierkw-"))
     try:

@@ -170,6 +170,13 @@ def test_time_zone_of_runner_is_utc():
     assert time.timezone == 0 or os.environ.get("TZ") in (None, "UTC", "")
 
 
+def need_courier() -> None:
+    """Skip the calling test where courier-imap's imapd is not installed."""
+    if not os.path.exists(COURIER_IMAPD):
+        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD} "
+                    "(scripts/install-test-deps.sh unpacks it)")
+
+
 def courier_imap(home: Path) -> imaplib.IMAP4:
     """A courier-imap session, preauthenticated, on ``home``/Maildir, run as the
     Maildir's owner (as vpopmail's authentication runs it: courier refuses a Maildir
@@ -187,9 +194,7 @@ def courier_imap(home: Path) -> imaplib.IMAP4:
 def courier(migrated) -> Iterator[Callable[[str], imaplib.IMAP4]]:
     """Log a user in to courier-imap over a copy of the migrated Maildirs (courier writes
     its own files into a Maildir it serves: dovecot's tests keep the originals)."""
-    if not os.path.exists(COURIER_IMAPD):
-        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD} "
-                    "(scripts/install-test-deps.sh unpacks it)")
+    need_courier()
     workdir = Path(tempfile.mkdtemp(prefix="mailplan-courier-"))
     os.chmod(workdir, 0o755)
     try:
@@ -243,8 +248,7 @@ def test_courier_keeps_its_keywords_and_reads_those_of_a_later_run(tmp_path):
     """The run after the cutover adds mail to folders courier already opened (it has
     folded the first run's keyword files into its :list and renamed them): courier shows
     the keywords of both runs, and a keyword a user changed in courier stays changed."""
-    if not os.path.exists(COURIER_IMAPD):
-        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    need_courier()
     owner = pwd.getpwnam("vpopmail")
     home = tmp_path / "home"
     home.mkdir()

@@ -19,7 +19,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
-from test_mail_imap import COURIER_IMAPD, courier_imap
+from test_mail_imap import courier_imap, need_courier
 
 from mailplan import verify as verify_mod
 from mailplan.connectors.local import LocalConnector
@@ -347,8 +347,7 @@ def test_verify_compares_keywords_as_courier_imap_shows_them(tmp_path, sshd):
     opened is not checked through courier's files, one only courier opened not through
     the letters (courier drops them when a client changes a message's flags). A keyword
     the user removes in courier fails verify even without --full."""
-    if not os.path.exists(COURIER_IMAPD):
-        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD}")
+    need_courier()
     spec, home = migrate_labelled(tmp_path, sshd, "ck")
     root = home / "Maildir"
     assert mailplan("verify", str(spec)).returncode == 0
