@@ -87,6 +87,32 @@ def test_host_from_a_spec(tmp_path):
     assert result.output.startswith("messages in queue: 1\n")
 
 
+def test_commands_that_write_refuse_the_specs_source_host(tmp_path):
+    """mailplan never writes to the source: with a spec, --repair and --execute on its
+    source host are refused before anything is contacted; reading it, and writing on a
+    host that is also the target, are not refused."""
+    queue_dir = tmp_path / "qmail" / "queue"
+    spec = tmp_path / "m.yaml"
+    spec.write_text("version: 1\nhosts: {old: {local: true}, new: {local: true}}\n"
+                    "source: {host: old}\ntarget: {host: new}\n"
+                    "domains:\n  example.com:\n    default_quota: 1G\n")
+    runner = CliRunner()
+    for host in ("source", "old"):
+        for args in (["check", host, "--repair"], ["delete", host, "--bounces", "--execute"]):
+            result = runner.invoke(queue_cli, [*args, "--spec", str(spec),
+                                               "--queue-dir", str(queue_dir)])
+            assert result.exit_code != 0, args
+            assert "never writes to the source" in result.output, result.output
+    assert not queue_dir.exists()  # repair would have made the whole tree
+    dry = runner.invoke(queue_cli, ["delete", "source", "--bounces", "--spec", str(spec),
+                                    "--queue-dir", str(queue_dir)])
+    assert "never writes" not in dry.output
+    spec.write_text(spec.read_text().replace("target: {host: new}", "target: {host: old}"))
+    both = runner.invoke(queue_cli, ["check", "source", "--repair", "--spec", str(spec),
+                                     "--queue-dir", str(queue_dir)])
+    assert "never writes" not in both.output
+
+
 def test_custom_control_needs_its_three_commands():
     with pytest.raises(MailplanError, match="--status-cmd"):
         Control("custom", status_cmd="true")

@@ -20,7 +20,7 @@ from mailplan.queue.check import STALE_AFTER
 from mailplan.queue.control import METHODS, Control
 from mailplan.queue.dump import DEFAULT_QUEUE
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
-from mailplan.queue.host import HostOptions, connect_host, spec_queue_dir
+from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
 from mailplan.queue.layout import DEFAULT_SPLIT
 from mailplan.queue.model import messages, stats
 
@@ -81,12 +81,16 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _target(kw: dict[str, Any]) -> ops.Target:
+def _target(kw: dict[str, Any], writes: str | None = None) -> ops.Target:
+    """The host and queue a command works on; ``writes``: what it changes there (refused
+    on the spec's source host)."""
     host = kw.pop("host")
     options = HostOptions(
         identity=kw.pop("identity"), known_hosts=kw.pop("known_hosts"),
         accept_new_host_key=kw.pop("accept_new_host_key"), sudo=kw.pop("sudo"),
         spec=kw.pop("spec"))
+    if writes:
+        refuse_source(host, options, writes)
     conn = connect_host(host, options)
     queue_dir = kw.pop("queue_dir") or spec_queue_dir(host, options) or DEFAULT_QUEUE
     control = Control()
@@ -185,7 +189,8 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
         chosen = match_filter(match[0].lower(), match[1], regex)
     if bounces:
         chosen = Filter(bounces=True) if chosen is None else replace(chosen, bounces=True)
-    change = ops.delete(_target(kw), ops.Selection(ids, chosen), execute=execute)
+    change = ops.delete(_target(kw, "delete queue messages" if execute else None),
+                        ops.Selection(ids, chosen), execute=execute)
     if as_json:
         import json
 
@@ -214,7 +219,7 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
 def check(repair: bool, split: int, stale_after: str, as_json: bool, **kw: Any) -> None:
     """Verify the queue like queue_repair.py: tree vs split count, owners, groups and
     modes, names vs inodes, orphans, half-written messages. Exit 2 if problems remain."""
-    target = _target(kw)
+    target = _target(kw, "repair the queue" if repair else None)
     stale = parse_age(stale_after)
     if repair:
         change = ops.repair(target, split=split, stale_after=stale)

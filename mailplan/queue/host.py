@@ -49,6 +49,24 @@ def spec_queue_dir(host: str, options: HostOptions) -> str | None:
     return _spec_host(host, options.spec)[2] if options.spec else None
 
 
+def refuse_source(host: str, options: HostOptions, doing: str) -> None:
+    """Refuse ``doing`` (a command that writes) on the spec's source host: mailplan only
+    ever reads the old server. A host that is also the spec's target is the target."""
+    if not options.spec:
+        return
+    from mailplan.spec import load_spec
+
+    data = load_spec(options.spec).data
+    name = _spec_host(host, options.spec)[0]
+    roles = {role: data[role].get("host") for role in ("source", "target")
+             if isinstance(data.get(role), dict)}
+    if name == roles.get("source") and name != roles.get("target"):
+        raise MailplanError(f"{host!r} is {options.spec}'s source host {name!r}: mailplan "
+                            f"never writes to the source, so it does not {doing} there",
+                            hint="run it without --spec and a connection string if this "
+                            "host's qmail queue really is to be changed")
+
+
 def connect_host(host: str, options: HostOptions) -> Connector:
     """A connector for ``host`` (nothing is contacted until the first command).
 
