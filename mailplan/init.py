@@ -11,6 +11,7 @@ a secret: passwords come from the source's shadow file at plan time.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,14 +194,26 @@ def schema_reference(out: Path | None) -> str:
 
 
 def write_spec_file(text: str, out: Path, *, force: bool) -> None:
-    """Validate ``text`` as a spec, then write it to ``out`` (refusing to overwrite)."""
+    """Validate ``text`` as a spec, then write it to ``out`` (refusing to overwrite).
+    The temp file beside ``out`` is made by ``mkstemp`` (an unpredictable name, created
+    exclusively): a symbolic link planted under a guessable name in a shared directory
+    is never written through. It gets the mode a new file gets (the umask's)."""
     if out.exists() and not force:
         raise MailplanError(f"{out} already exists", hint="choose another -o, or --force")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    tmp = Path(name)
     try:
-        load_spec(tmp)
-    except MailplanError as exc:
-        tmp.unlink()
-        raise MailplanError(f"internal: the generated spec does not validate: {exc}") from None
-    os.replace(tmp, out)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fh.fileno(), 0o666 & ~umask)
+            fh.write(text)
+        try:
+            load_spec(tmp)
+        except MailplanError as exc:
+            raise MailplanError(
+                f"internal: the generated spec does not validate: {exc}") from None
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from migration import SourceAccount, install_target, mailplan, make_source
 
+from mailplan.errors import MailplanError
 from mailplan.facts.survey import Survey, parse_find, parse_local_names, parse_sendmail_cf
-from mailplan.init import choose_domains
+from mailplan.init import choose_domains, write_spec_file
 from mailplan.spec import load_spec
 
 MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n\n"  # mail.local's end
@@ -205,3 +206,30 @@ def test_init_refuses_a_bad_host_string(tmp_path):
     res = mailplan("init", "--source", "ftp://old", "-o", str(tmp_path / "m.yaml"))
     assert res.returncode == 1 and "cannot read the connection string" in res.stderr
     assert not (tmp_path / "m.yaml").exists()
+
+
+def test_the_spec_file_is_written_through_a_fresh_temp_file(tmp_path):
+    """The temp file beside ``-o`` has an unpredictable name, created exclusively: a link
+    planted under the name an earlier version used (``.NAME.PID.tmp``) is not written
+    through, nothing is left beside the spec, and the spec gets the umask's mode."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    out = tmp_path / "migration.yaml"
+    (tmp_path / f".{out.name}.{os.getpid()}.tmp").symlink_to(victim)
+    text = ("version: 1\nhosts: {old: {local: true}, new: {local: true}}\n"
+            "source: {host: old}\ntarget: {host: new}\n"
+            "domains:\n  example.com:\n    default_quota: 1G\n")
+    old = os.umask(0o027)
+    try:
+        write_spec_file(text, out, force=False)
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "untouched\n"
+    assert out.read_text() == text and out.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".{out.name}.{os.getpid()}.tmp", "migration.yaml", "victim"]
+    with pytest.raises(MailplanError, match="already exists"):
+        write_spec_file(text, out, force=False)
+    with pytest.raises(MailplanError, match="does not validate"):
+        write_spec_file("version: 2\n", out, force=True)
+    assert out.read_text() == text and len(list(tmp_path.iterdir())) == 3
