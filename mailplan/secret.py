@@ -16,13 +16,19 @@ MASK = "(sensitive)"
 
 _PASSWD_LINE = re.compile(r"(?im)^([ \t]*(?:clear[ \t]+)?passwd[ \t]*:).*$")
 _CRYPT = re.compile(r"\$(?:1|2[abxy]?|3|5|6|7|y|gy|md5|sha1|apr1)[$,][^\s:'\"]*")
+# the password field of a shadow (or an old passwd) line, whatever its scheme: DES and
+# BSDi hashes have no ``$`` for _CRYPT to see ("alice:abJnggxhB/yWI:19000:..."); the
+# placeholders x, * and ! stay readable
+_SHADOW_FIELD = re.compile(r"(?m)^([^:\s]+:)(?!(?:x|\*|!|!!):)[^:\n]+(?=:\d*:)")
 
 
 def mask_output(text: str) -> str:
     """Output of a remote command made fit for a message or a log: the values of
-    vuserinfo's ``passwd:`` and ``clear passwd:`` lines, and anything that looks like a
-    crypt hash (``$6$...``), read ``(sensitive)``. Mask before cutting the text short."""
-    return _CRYPT.sub(MASK, _PASSWD_LINE.sub(rf"\1 {MASK}", text))
+    vuserinfo's ``passwd:`` and ``clear passwd:`` lines, the password field of anything
+    shaped like a shadow or passwd line, and anything that looks like a crypt hash
+    (``$6$...``), read ``(sensitive)``. Mask before cutting the text short."""
+    text = _SHADOW_FIELD.sub(rf"\1{MASK}", _PASSWD_LINE.sub(rf"\1 {MASK}", text))
+    return _CRYPT.sub(MASK, text)
 
 
 class Secret:

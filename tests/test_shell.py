@@ -38,6 +38,21 @@ def test_remote_output_is_masked_before_it_reaches_a_message():
     assert mask_output("vuserinfo: out of memory; user a$b") == "vuserinfo: out of memory; user a$b"
 
 
+def test_shadow_and_passwd_lines_are_masked_whatever_the_hash_scheme():
+    """DES (13 characters) and BSDi (``_`` and 19) hashes have no ``$``: a shadow line
+    quoted by a broken read (a shell that died while reading /etc/shadow) must not show
+    them either. Placeholders, other fields and text with colons stay as they are."""
+    text = ("alice:abJnggxhB/yWI:19000:0:99999:7:::\neve:_J9..rasm1BJxpAA2bo:19000::::::\n"
+            "bob:x:1000:1000:Bob:/home/bob:/bin/sh\ncarol:!!:19000::::::\ndan:*:1:\n"
+            "old:abJnggxhB/yWI:1001:1001:Old passwd:/home/old:/bin/sh\n"
+            "Subject: lunch: at 12:30:00\n")
+    assert mask_output(text) == (
+        "alice:(sensitive):19000:0:99999:7:::\neve:(sensitive):19000::::::\n"
+        "bob:x:1000:1000:Bob:/home/bob:/bin/sh\ncarol:!!:19000::::::\ndan:*:1:\n"
+        "old:(sensitive):1001:1001:Old passwd:/home/old:/bin/sh\n"
+        "Subject: lunch: at 12:30:00\n")
+
+
 def test_a_failing_valias_never_echoes_a_hash():
     with pytest.raises(RoutingError) as info:
         parse_valias_list("oops\npasswd: $6$SaltSalt$Zz9Hash\n", 1)
