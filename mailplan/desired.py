@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailplan.errors import SourceDataError
-from mailplan.facts.hashes import classify
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.names import parse_size, user_problem
 from mailplan.secret import Secret
@@ -124,10 +123,7 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
             raise spec.error(f"the first line of password file {path} holds a control "
                              "character (a CRLF line end, a NUL, ...)", (*where, "file"))
         return Password("clear", Secret(first), f"file {ref['file']}")
-    info = classify(ref["hash"])
-    if not info.usable:
-        raise spec.error(f"this hash cannot be used: {info.detail}", (*where, "hash"))
-    return Password("hash", Secret(ref["hash"]), "hash in spec")
+    return Password("hash", Secret(ref["hash"]), "hash in spec")  # checked by load_spec
 
 
 def _source_password(account: Account, domain: str, name: str) -> Password | Problem:

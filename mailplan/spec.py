@@ -214,9 +214,23 @@ _FRIENDLY = [
 ]
 
 
+def _secret_path(path: JsonPath) -> bool:
+    """Whether ``path`` leads into a password reference, whose ``hash:`` is a secret."""
+    return any(isinstance(p, str) and p.endswith("password") for p in path)
+
+
 def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, bool]:
     path: JsonPath = tuple(err.absolute_path)
     dotted = ".".join(str(p) for p in path)
+    if _secret_path(path):  # jsonschema's messages quote the value: a hash is never shown
+        for pattern, text in _FRIENDLY:
+            if pattern.search(dotted):
+                return text, path, False
+        if err.validator == "type":
+            return (f"expected a {err.schema['type']} here (the value is not shown: it may "
+                    "be a password hash)", path, False)
+        return (f"not a valid password reference here ({err.validator} check of the "
+                "schema; the value is not shown)", path, False)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
@@ -274,7 +288,8 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
             _control_characters(spec, item, (*where, i))
     elif isinstance(value, str) and has_control(value) \
             and not (where and where[-1] == "comment"):
-        raise spec.error(f"{value!r} contains a control character (NUL, newline, ...)", where)
+        shown = "the value (not shown)" if _secret_path(where) else repr(value)
+        raise spec.error(f"{shown} contains a control character (NUL, newline, ...)", where)
 
 
 def zone_named(name: str) -> tzinfo:
@@ -319,7 +334,20 @@ def _check_semantics(spec: Spec) -> None:
     check_routing_spec(spec)
 
 
+def _check_hash(spec: Spec, ref: Any, where: JsonPath) -> None:
+    """A ``hash:`` reference is one vpopmail's crypt(3) can verify (checked here, so that
+    ``validate`` says so, not only ``plan``); the message never shows the hash."""
+    if isinstance(ref, dict) and "hash" in ref:
+        from mailplan.facts.hashes import classify
+
+        info = classify(ref["hash"])
+        if not info.usable:
+            raise spec.error(f"this hash cannot be used: {info.detail}", (*where, "hash"))
+
+
 def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
+    _check_hash(spec, body.get("postmaster_password"), ("domains", domain,
+                                                         "postmaster_password"))
     for key in ("default_quota",):
         if key in body:
             try:
@@ -342,6 +370,7 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
                              f"at line {first}; names are case-insensitive)", (*where, "name"))
         seen[name.lower()] = i
         _control_characters(spec, user, where)  # spool and folders paths, ...
+        _check_hash(spec, user.get("password"), (*where, "password"))
         if "quota" in user:
             try:
                 parse_size(user["quota"])

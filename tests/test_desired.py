@@ -82,12 +82,6 @@ def test_password_file_is_read_and_kept_secret(tmp_path):
     assert "s3cret" not in repr(user)
 
 
-def test_unusable_spec_hash_is_refused(tmp_path):
-    s = spec(tmp_path, "users: [{name: zed, password: {hash: '$apr1$x$y'}}]\n")
-    with pytest.raises(SpecError, match="this hash cannot be used"):
-        build_desired(s, SRC)
-
-
 def test_dot_and_dotdot_source_accounts_are_listed_problems(tmp_path):
     src = source(["..:x:1000:1000::/home/dd:/bin/sh", "alice:x:1001:1001::/home/a:/bin/sh"],
                  [f"..:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])

@@ -62,6 +62,10 @@ def test_valid_spec_loads(tmp_path):
      "not starting with -"),
     (BASE + "      - name: bob\n        password: {env: A, hash: b}\n", ":13:19:",
      "expected exactly one of env"),
+    (BASE + "      - name: bob\n        password: {hash: '$apr1$x$y'}\n", ":13:26: "
+     "domains['example.com'].users[1].password.hash", "this hash cannot be used"),
+    (BASE + "    postmaster_password: {hash: 'abc'}\n", ":12:33: "
+     "domains['example.com'].postmaster_password.hash", "this hash cannot be used"),
     (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
     ("version: 1\nhosts: [\n", ":3:1:", "malformed YAML"),
     (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
@@ -76,6 +80,27 @@ def test_errors_name_file_line_and_key(tmp_path, text, where, message):
     assert text.startswith(str(path)), text
     assert where in text, text
     assert message in text, text
+
+
+@pytest.mark.parametrize("reference", [
+    "{hash: '$6$saltsalt$SECRETHASH0123', env: PM}",
+    "{hash: ['$6$saltsalt$SECRETHASH0123']}",
+    "{hash: {x: '$6$saltsalt$SECRETHASH0123'}}",
+    "\"$6$saltsalt$SECRETHASH0123\"",
+    "{hash: \"$6$saltsalt$SECRETHASH0123\\u0001\"}",
+    "{hash: '!$6$saltsalt$SECRETHASH0123'}",
+    "{hash: 'SECRETHASH0123'}",
+])
+def test_errors_never_show_a_password_hash(tmp_path, reference):
+    """jsonschema's messages quote the value they reject: under a password reference the
+    value is left out, whatever the check that failed."""
+    for key in ("postmaster_password", "users: [{name: bob, password"):
+        close = "}]" if key.startswith("users") else ""
+        path = write(tmp_path, BASE.split("    users:")[0] + f"    {key}: {reference}{close}\n")
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert "SECRETHASH" not in str(info.value), str(info.value)
+        assert "password" in str(info.value)
 
 
 def test_missing_file(tmp_path):
