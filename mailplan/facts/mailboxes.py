@@ -171,7 +171,9 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
     spools = sorted({r.spool for r in refs})
     if not refs:
         return [], []
-    roots = sorted({r.folders for r in refs})
+    # without a trailing slash: find would follow a folders directory that is a
+    # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
+    roots = sorted({r.folders.rstrip("/") or "/" for r in refs})
     cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "f", "-printf", _FIND_FORMAT])
             + " 2>/dev/null; true" for chunk in chunks(spools)]
     cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
