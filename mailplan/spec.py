@@ -177,7 +177,15 @@ Marks = dict[JsonPath, tuple[int, int]]
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
     """YAML text to data plus the position of every value and every key."""
-    loader = _Loader(text, file)
+    try:
+        loader = _Loader(text, file)
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids (ESC, NUL, ...)
+        before = text[:exc.position]
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError(f"malformed YAML: character U+{code:04X} is not allowed in YAML "
+                        "(a control character: remove it)", file=file,
+                        line=before.count("\n") + 1,
+                        column=exc.position - (before.rfind("\n") + 1) + 1) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -68,6 +68,8 @@ def test_valid_spec_loads(tmp_path):
      "domains['example.com'].postmaster_password.hash", "this hash cannot be used"),
     (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
     ("version: 1\nhosts: [\n", ":3:1:", "malformed YAML"),
+    ("version: 1 # \x1b[1m\n", ":1:14:", "character U+001B is not allowed in YAML"),
+    (BASE + "      - name: b\x00ob\n", ":12:16:", "character U+0000 is not allowed"),
     (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
     ("", ":1:", "the file is empty"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
