@@ -1063,11 +1063,12 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
         assert len(boundaries) > 2 and spliced
 
 
+@pytest.mark.parametrize("nl", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("appended", ["whole", "partial", "framing"])
 def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp_path,
                                                                               appended,
-                                                                              noatime):
+                                                                              noatime, nl):
     """The plan lists the spool's size; sendmail may have been half-way through
     appending a message then. The read stops at that size, and before the reader sees
     the end it checks what follows: a separator (or nothing) means the size was a
@@ -1077,11 +1078,13 @@ def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp
     from mailplan.errors import SourceChanged
     from mailplan.mail.snapshot import SnapshotStream
 
-    msgs = [SEP + b"Subject: m%d\n\nbody %d\n\n" % (i, i) for i in range(3)]
+    msgs = [(SEP + b"Subject: m%d\n\nbody %d\n\n" % (i, i)).replace(b"\n", nl)
+            for i in range(3)]
     spool = tmp_path / "spool"
     spool.write_bytes(msgs[0] + msgs[1] + msgs[2])
     end = {"whole": len(msgs[0] + msgs[1]),  # the size when message 2 had not begun
-           "framing": len(msgs[0] + msgs[1]) - 1,  # message 1's framing line not yet there
+           # message 1's framing line not yet there
+           "framing": len(msgs[0] + msgs[1]) - len(nl),
            "partial": len(msgs[0] + msgs[1]) + len(SEP) + 5}[appended]  # inside message 2
     stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, end,
                             step="+ mailbox test", noatime=noatime)
@@ -1100,7 +1103,8 @@ def test_a_message_being_appended_at_the_size_the_plan_saw_is_never_imported(tmp
     assert proc.wait() == 0
     assert report.durable == 2
     assert sorted(b for _f, _s, _i, _fl, b, _t in maildir_state(root)) == [
-        b"Subject: m0\n\nbody 0\n", b"Subject: m1\n\nbody 1\n"]
+        b"Subject: m0\n\nbody 0\n".replace(b"\n", nl),
+        b"Subject: m1\n\nbody 1\n".replace(b"\n", nl)]
 
 
 @pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
