@@ -167,12 +167,25 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
         domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")),
                                import_mail=bool(body.get("import_mail", True)))
         default_quota = parse_size(body.get("default_quota", "unlimited"))
-        # accounts named explicitly (as a mailbox or as the source of a rename) are not
-        # imported a second time by the rule
-        explicit = {n.lower() for u in body.get("users", [])
-                    for n in (u["name"], u.get("from", u["name"]))}
-        for account in _imported(body.get("import"), source, explicit):
+        # accounts named explicitly (as a user or as the source of a rename) are not
+        # imported a second time by the rule; one whose name a rename of another account
+        # takes is not migrated, and the plan says so
+        users = body.get("users", [])
+        explicit = {n.lower() for u in users for n in (u["name"], u.get("from", u["name"]))}
+        renamed = {u["name"].lower(): u["from"] for u in users
+                   if u.get("from", u["name"]).lower() != u["name"].lower()}
+        sources = {u.get("from", u["name"]).lower() for u in users}
+        for account in _imported(body.get("import"), source, explicit - set(renamed)):
             uname = account.name.lower()
+            if uname in sources:
+                continue
+            if uname in renamed:
+                problems.append(Problem(
+                    name, account.name, f"source account {account.name!r} is not migrated: "
+                    f"the spec's user {uname!r} is made from source account "
+                    f"{renamed[uname]!r}; give this one a user of its own (another name, "
+                    f"from: {account.name}) or exclude it from the import rule"))
+                continue
             why = user_problem(uname)
             if why is None and uname in domain.users:
                 why = f"another source account is also {uname!r} once lower-cased"

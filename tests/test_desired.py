@@ -55,6 +55,25 @@ def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
     assert "also 'carl' once lower-cased" in problems["carl"]
 
 
+def test_an_account_whose_name_a_rename_takes_is_a_listed_problem(tmp_path):
+    """alice is migrated under bob's name: the source account bob, which the import rule
+    matches, cannot also be bob@ and must not vanish from the plan silently. An account
+    that is itself the source of a user (renamed or not) is covered by that user."""
+    s = spec(tmp_path, "import: {exclude: [eve, carl, Carl, dave]}\n"
+             "users: [{name: bob, from: alice}]\n")
+    desired = build_desired(s, SRC)
+    assert sorted(desired.domains["example.com"].users) == ["bob"]
+    assert desired.domains["example.com"].users["bob"].source == "alice"
+    (problem,) = desired.problems
+    assert problem.user == "bob" and "is not migrated: the spec's user 'bob' is made from " \
+        "source account 'alice'" in problem.message and "from: bob" in problem.message
+    s = spec(tmp_path, "import: {exclude: [eve, carl, Carl, dave]}\n"
+             "users: [{name: bob, from: alice}, {name: robert, from: bob}]\n")
+    desired = build_desired(s, SRC)
+    assert sorted(desired.domains["example.com"].users) == ["bob", "robert"]
+    assert desired.problems == []
+
+
 def test_explicit_user_missing_on_source(tmp_path):
     s = spec(tmp_path, "users: [{name: zed}]\n")
     with pytest.raises(SpecError, match="there is no account 'zed' on the source"):
