@@ -161,7 +161,8 @@ class MailImporter:
             # exactly what the plan listed, proven untorn (mail.snapshot); started first,
             # so that its start-up on the source overlaps the agent's on the target
             stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
-                                    run=self._source_run)
+                                    run=self._source_run,
+                                    prior=(job.begin.head, job.begin.tail), ident=mb.ident)
             opened = client.open(maildir_of(udir), owner_of_parent=True)
             # a read from a checkpoint sends every appended message: the writer drops one
             # already there (the plan found few, if any), so the folder is not listed back
@@ -206,6 +207,8 @@ class MailImporter:
             raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
                              step=step) from None
         except (AgentError, MailboxError) as exc:
+            if isinstance(exc, MailboxError) and stream is not None:
+                stream.check_prior()  # a read from a checkpoint of a rewritten mailbox
             raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
                              step=step) from None
         except OSError as exc:

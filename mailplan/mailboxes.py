@@ -68,6 +68,9 @@ class Start:
     #: the file's bytes before a checkpoint taken while it was smaller than a window
     #: (its head window then; see mail.windows.grown_head), else empty
     before: bytes = b""
+    #: the checkpoint's digest of the window before ``offset`` (apply's read proves the
+    #: file still holds it and ``head``: mail.snapshot's ``prior``)
+    tail: str = ""
 
 
 @dataclass
@@ -189,7 +192,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             # grown since the checkpoint (or unchanged): only the appended part is read,
             # and the target is asked about those messages only (known is None: after)
             begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
-                          before.get(mb.key, b""))
+                          before.get(mb.key, b""), cp.tail)
             reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
         elif not where[mb.key]:  # no Maildir yet: nothing there
             reads[mb.key] = (mb, Start(), set(), 0)

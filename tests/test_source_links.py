@@ -5,13 +5,16 @@ directory with a link to someone else's spool must get nothing from it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 from migration import SourceAccount, install_target, make_source, unique_domain, write_spec
 
 from mailplan.engine import apply_plan, make_plan, state_path_for
+from mailplan.errors import SourceChanged
 from mailplan.spec import load_spec
 from mailplan.state import State
 
@@ -52,3 +55,74 @@ def test_a_linked_folders_directory_is_not_followed_even_written_with_a_slash(tm
     finally:
         planned.close()
     assert subjects(target, f"mallory@{domain}") == [b"Subject: mallory's own"]
+
+
+def test_a_folder_file_swapped_for_a_link_after_the_plan_gives_nothing(tmp_path):
+    """The plan lists mallory's ~/mail/notes, a regular file as long as alice's spool;
+    before apply reads it (the confirmation prompt is time enough), mallory makes it a
+    link to alice's spool. The read opens the file once and checks it is the one listed
+    (device and inode): the import stops with SourceChanged, nothing of alice's arrives,
+    and the next plan does not list a link at all."""
+    src, target, domain = two_users(tmp_path)
+    secret = msg("ALICE-PRIVATE-1") + msg("ALICE-PRIVATE-2")
+    (src / "var/spool/mail/alice").write_bytes(secret)
+    (src / "home/mallory/mail").mkdir()
+    notes = src / "home/mallory/mail/notes"
+    notes.write_bytes(msg("decoy").ljust(len(secret) - 2, b"x") + b"\n\n")
+    os.utime(notes, (1e9, 1e9))  # settled
+    path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "mallory"}]}})
+    spec = load_spec(path)
+    state = State.load(state_path_for(spec))
+    planned = make_plan(spec, state)
+    assert any(c.kind == "mailbox" and "notes" in c.address + (c.item or "")
+               for c in planned.plan.changes)
+    notes.unlink()
+    notes.symlink_to(src / "var/spool/mail/alice")
+    try:
+        with pytest.raises(SourceChanged, match="no longer the file the plan listed"):
+            apply_plan(planned, state, prune=False)
+    finally:
+        planned.close()
+    state = State.load(state_path_for(spec))
+    planned = make_plan(spec, state)
+    try:
+        assert not any("notes" in c.address + (c.item or "") for c in planned.plan.changes)
+        apply_plan(planned, state, prune=False)
+    finally:
+        planned.close()
+    assert subjects(target, f"mallory@{domain}") == [b"Subject: mallory's own"]
+
+
+def test_every_read_of_a_listed_mailbox_checks_the_file_it_opened(tmp_path):
+    """Plan-time reads too (the windows of a checkpoint, a count, a scan): a file
+    replaced after the listing is not read, whatever reads it."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import (
+        Checkpoint,
+        MailboxRef,
+        count_mailboxes,
+        list_source_mailboxes,
+        scan_mailbox,
+        still_valid,
+    )
+
+    spool = tmp_path / "spool"
+    spool.write_bytes(msg("mine"))
+    os.utime(spool, (1e9, 1e9))
+    other = tmp_path / "other"
+    other.write_bytes(msg("someone else's"))
+    conn = LocalConnector("oldmail")
+    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("example.com", "u", "u", str(spool),
+                                                            str(tmp_path / "none"))])
+    assert mb.ident == (os.stat(spool).st_dev, os.stat(spool).st_ino)
+    assert scan_mailbox(conn, mb, 0, mboxrd=False, known=set()).error is None
+    spool.unlink()
+    spool.symlink_to(other)
+    scan = scan_mailbox(conn, mb, 0, mboxrd=False, known=set())
+    assert "is not the file listed" in (scan.error or "")
+    (counted,) = count_mailboxes(conn, [mb], mboxrd=False)
+    assert counted is not None and "is not the file listed" in (counted.error or "")
+    head = hashlib.sha256(msg("mine")[:4096]).hexdigest()
+    assert still_valid(conn, [(mb, Checkpoint(str(spool), mb.inode, mb.size, head, head))]) \
+        == [False]

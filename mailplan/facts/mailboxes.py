@@ -33,7 +33,7 @@ import hashlib
 import io
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
@@ -42,7 +42,7 @@ from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import FolderNameError, folder_dirname
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
-from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
+from mailplan.mail.windows import OPENED, WINDOW, Windows, digest, guarded, slice_command
 from mailplan.remote import run_batch, tar_members
 from mailplan.shell import chunks, join
 from mailplan.text import escape
@@ -52,7 +52,7 @@ HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 #: its last message does not end with a blank line (no delivery is still writing it)
 SETTLED_AFTER = 300
 _BLANK_END = (b"\n\n", b"\r\n\r\n")
-_FIND_FORMAT = "%s\\t%T@\\t%i\\t%p\\0"
+_FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,13 @@ class SourceMailbox:
     #: not modified for SETTLED_AFTER seconds: the end of the file is a message boundary
     settled: bool = True
     folder_file: bool = False  # a file under the folders directory, not the spool
+    device: int = 0  # st_dev as listed (0: not known, in hand-made ones)
+
+    @property
+    def ident(self) -> tuple[int, int] | None:
+        """Device and inode as listed: every read checks the file it opened is this one
+        (:func:`mailplan.mail.windows.guarded`); None where the device is not known."""
+        return (self.device, self.inode) if self.device else None
 
     @property
     def key(self) -> str:
@@ -155,13 +162,14 @@ class MailboxScan:
         self.appended = []
 
 
-def _parse_find(data: bytes) -> list[tuple[int, float, int, str]]:
+def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
     out = []
     for record in data.split(b"\0"):
         if not record:
             continue
-        size, mtime, inode, path = record.split(b"\t", 3)
-        out.append((int(size), float(mtime), int(inode), path.decode("utf-8", "surrogateescape")))
+        size, mtime, inode, device, path = record.split(b"\t", 4)
+        out.append((int(size), float(mtime), int(inode), int(device),
+                    path.decode("utf-8", "surrogateescape")))
     return out
 
 
@@ -178,21 +186,22 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
             + " 2>/dev/null; true" for chunk in chunks(spools)]
     cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
              for chunk in chunks(roots)]
-    found: dict[str, tuple[int, float, int]] = {}
+    found: dict[str, tuple[int, float, int, int]] = {}
     results = run_batch(conn, ["date +%s", *cmds])
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
     for res in results[1:]:
-        for size, mtime, inode, path in _parse_find(res.stdout):
-            found[path] = (size, mtime, inode)
+        for size, mtime, inode, device, path in _parse_find(res.stdout):
+            found[path] = (size, mtime, inode, device)
     mailboxes: list[SourceMailbox] = []
     notes: list[str] = []
     for ref in refs:
         if ref.spool in found:
-            size, mtime, inode = found[ref.spool]
+            size, mtime, inode, device = found[ref.spool]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
-                                           mtime, inode, now - mtime >= SETTLED_AFTER))
+                                           mtime, inode, now - mtime >= SETTLED_AFTER,
+                                           device=device))
         prefix = ref.folders.rstrip("/") + "/"
         for path in sorted(p for p in found if p.startswith(prefix)):
             rel = path[len(prefix):]
@@ -207,10 +216,10 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                 notes.append(f"{ref.user}@{ref.domain}: {escape(path)}: {exc.message}; "
                              "not imported")
                 continue
-            size, mtime, inode = found[path]
+            size, mtime, inode, device = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
-                                           folder_file=True))
+                                           folder_file=True, device=device))
     return mailboxes, notes
 
 
@@ -220,10 +229,18 @@ _BOUNDARY = (b"From ", b"\nFrom ", b"\r\nFrom ")
 _PEEK = 7
 
 
-def _window_cmd(path: str, offset: int, noatime: bool) -> str:
+def reading(mb: SourceMailbox, body: Callable[[str], str]) -> str:
+    """``body(path)``, the commands reading the mailbox, run on the file the listing
+    found only (:func:`mailplan.mail.windows.guarded`)."""
+    ident = mb.ident
+    return body(mb.path) if ident is None else guarded(mb.path, ident, body(OPENED))
+
+
+def _window_cmd(mb: SourceMailbox, offset: int, noatime: bool) -> str:
     width = min(WINDOW, offset)
-    return "; ".join(slice_command(path, start, length, noatime=noatime) for start, length
-                     in ((0, width), (offset - width, width), (offset, _PEEK)))
+    return reading(mb, lambda path: "; ".join(
+        slice_command(path, start, length, noatime=noatime)
+        for start, length in ((0, width), (offset - width, width), (offset, _PEEK))))
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
@@ -241,7 +258,7 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     if not todo:
         return ok
     noatime = read_tools(conn).dd
-    results = run_batch(conn, [_window_cmd(mb.path, cp.offset, noatime) for _i, mb, cp in todo])
+    results = run_batch(conn, [_window_cmd(mb, cp.offset, noatime) for _i, mb, cp in todo])
     for (i, _mb, cp), res in zip(todo, results, strict=True):
         head_len = min(WINDOW, cp.offset) if cp.offset else 0
         data, want = res.stdout, head_len + min(WINDOW, cp.offset)
@@ -258,11 +275,12 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     return ok
 
 
-def open_stream(conn: Connector, path: str, start: int, end: int) -> object:
-    """A streaming reader of ``path`` from byte ``start`` to ``end`` (one channel): the
-    bytes apply reads, not more mail that arrived since the listing."""
-    return conn.start_stream(slice_command(path, start, end - start,
-                                           noatime=read_tools(conn).dd))
+def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -> object:
+    """A streaming reader of the mailbox from byte ``start`` to ``end`` (one channel):
+    the bytes apply reads, not more mail that arrived since the listing."""
+    noatime = read_tools(conn).dd
+    return conn.start_stream(reading(mailbox, lambda path: slice_command(
+        path, start, end - start, noatime=noatime)))
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
@@ -316,7 +334,7 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
     (None: keep their identities for :meth:`MailboxScan.number`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, end=start)
-    proc = open_stream(conn, mailbox.path, start, mailbox.size)
+    proc = open_stream(conn, mailbox, start, mailbox.size)
     scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
@@ -335,10 +353,12 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
 def _count_command(mb: SourceMailbox, noatime: bool) -> str:
     # the separators in [0, size) (what apply will read), then the first bytes; a mailbox
     # not settled, its last 4 bytes first (does it end with a blank line?)
-    tail = "" if mb.settled or mb.size < 4 else slice_command(
-        mb.path, mb.size - 4, 4, noatime=noatime) + "; "
-    return (tail + slice_command(mb.path, 0, mb.size, noatime=noatime) + " | "
-            + COUNT_SEPARATORS + "; " + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
+    def body(path: str) -> str:
+        tail = "" if mb.settled or mb.size < 4 else slice_command(
+            path, mb.size - 4, 4, noatime=noatime) + "; "
+        return (tail + slice_command(path, 0, mb.size, noatime=noatime) + " | "
+                + COUNT_SEPARATORS + "; " + slice_command(path, 0, HEAD_BYTES, noatime=noatime))
+    return reading(mb, body)
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,

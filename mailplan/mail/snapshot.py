@@ -32,7 +32,16 @@ from collections.abc import Callable
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
 from mailplan.facts.noatime import read_tools
-from mailplan.mail.windows import WINDOW, Windows, digest, grown_head, slice_command
+from mailplan.mail.windows import (
+    NOT_LISTED,
+    OPENED,
+    WINDOW,
+    Windows,
+    digest,
+    grown_head,
+    guarded,
+    slice_command,
+)
 
 
 class SnapshotStream:
@@ -40,15 +49,25 @@ class SnapshotStream:
 
     def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str,
                  noatime: bool | None = None,
-                 run: Callable[[str], CommandResult] | None = None) -> None:
+                 run: Callable[[str], CommandResult] | None = None,
+                 prior: tuple[str, str] | None = None,
+                 ident: tuple[int, int] | None = None) -> None:
         """``noatime``: read with GNU dd, leaving the file's access time (None: as the
-        host allows, :func:`mailplan.facts.noatime.read_tools`)."""
+        host allows, :func:`mailplan.facts.noatime.read_tools`). ``prior``: for a read
+        from a checkpoint, its digests of the file's first window and of the window
+        before ``start``; every check also proves the file still holds them, so a
+        mailbox rewritten after the plan looked (a message before ``start`` deleted) is
+        never read from an offset that no longer means what the checkpoint says.
+        ``ident``: the device and inode the listing found; every command then reads the
+        file it opened only if it is that one (:func:`mailplan.mail.windows.guarded`)."""
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
+        self.prior = prior if start else None
+        self.ident = ident
         #: runs the read-only checks (default: a command of their own on ``conn``; apply
         #: passes a long-lived source shell, so a check costs no shell start-up)
         self._run = run or conn.run
         self._noatime = read_tools(conn).dd if noatime is None else noatime
-        self._proc = conn.start_stream(self._slice(start, end - start))
+        self._proc = conn.start_stream(self._reading(self._slice(start, end - start)))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
         self._result: CommandResult | None = None
@@ -76,6 +95,11 @@ class SnapshotStream:
             raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
                                  host=self.conn.name, step=self.step) from None
         want, count = self.end - self.start, self.seen.size
+        if res.returncode == NOT_LISTED:
+            raise SourceChanged(f"{self.path} is no longer the file the plan listed (it "
+                                "was replaced, or made a link)", host=self.conn.name,
+                                step=self.step, hint="run apply again: the mailboxes are "
+                                "listed afresh")
         if res.returncode != 0 and count < want:
             raise ConnectionLost(f"reading {self.path} stopped after {count} of {want} "
                                  f"bytes (exit {res.returncode})", host=self.conn.name,
@@ -126,32 +150,66 @@ class SnapshotStream:
             else digest(self.seen.head)
         tail, want = self.seen.tail, min(WINDOW, self.end)
         if len(tail) < want:
-            res = self._run(self._slice(self.end - want, want - len(tail)))
+            res = self._run(self._reading(self._slice(self.end - want, want - len(tail))))
             if res.returncode != 0 or len(res.stdout) != want - len(tail):
                 return None
             tail = res.stdout + tail
         return head, digest(tail)
 
     def _slice(self, start: int, length: int) -> str:
-        return slice_command(self.path, start, length, noatime=self._noatime)
+        """A byte range of the file (run inside ``_reading``)."""
+        return slice_command(OPENED if self.ident else self.path, start, length,
+                             noatime=self._noatime)
+
+    def _reading(self, body: str) -> str:
+        """``body`` run on the file the listing found only (with ``ident``)."""
+        return guarded(self.path, self.ident, body) if self.ident else body
 
     def _window(self) -> tuple[int, bytes, bytes]:
         """Where the read is, and the first and the latest 4 KiB read."""
         return self.start + self.seen.size, self.seen.head, self.seen.tail
 
     def _check_windows(self, window: tuple[int, bytes, bytes], extra: str = "") -> bytes:
-        """Compare the head and the tail window ending at ``pos`` with the file; return
-        the output of ``extra`` (more commands run in the same channel)."""
+        """Compare the head and the tail window ending at ``pos`` with the file (and the
+        checkpoint's windows, with ``prior``); return the output of ``extra`` (more
+        commands run in the same channel)."""
         pos, head, tail = window
-        check = self._run(f"{self._slice(self.start, len(head))}; "
-                          f"{self._slice(pos - len(tail), len(tail))}{extra}")
-        out = check.stdout
+        before, width = self._prior_command()
+        check = self._run(self._reading(f"{before}{self._slice(self.start, len(head))}; "
+                                        f"{self._slice(pos - len(tail), len(tail))}{extra}"))
+        out = self._prior_held(check, width)
         got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
         if check.returncode != 0 or got_head != head or got_tail != tail:
             raise SourceChanged(f"{self.path} was rewritten while it was read",
                                 host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
         return out[len(head) + len(tail):]
+
+    def check_prior(self) -> None:
+        """Raise :class:`~mailplan.errors.SourceChanged` when the file no longer holds
+        the checkpoint's windows (``prior``): what the read found (not an mbox where the
+        checkpoint's offset should start a message, say) is then the rewrite's doing."""
+        before, width = self._prior_command()
+        if width:
+            self._prior_held(self._run(self._reading(before)), width)
+
+    def _prior_command(self) -> tuple[str, int]:
+        """Commands printing the checkpoint's two windows, and their width (0: none)."""
+        width = min(WINDOW, self.start) if self.prior else 0
+        if not width:
+            return "", 0
+        return f"{self._slice(0, width)}; {self._slice(self.start - width, width)}; ", width
+
+    def _prior_held(self, check: CommandResult, width: int) -> bytes:
+        """The output after the checkpoint's windows, once they are proven unchanged."""
+        out = check.stdout
+        if width and (check.returncode != 0 or (digest(out[:width]),
+                                                digest(out[width:2 * width])) != self.prior):
+            raise SourceChanged(f"{self.path} was rewritten since the plan read it (the "
+                                "part imported earlier changed)", host=self.conn.name,
+                                step=self.step, hint="run apply again: the mailbox is read "
+                                "afresh")
+        return out[2 * width:]
 
     def wait(self) -> CommandResult:
         """The read command's result (after end-of-file)."""

@@ -15,6 +15,26 @@ import hashlib
 from mailplan.shell import join
 
 WINDOW = 4096
+#: where a :func:`guarded` command reads the mailbox it opened
+OPENED = "/dev/fd/3"
+#: the exit status of a :func:`guarded` command whose file is not the one listed
+NOT_LISTED = 86
+
+
+def guarded(path: str, ident: tuple[int, int], body: str) -> str:
+    """``body`` (commands reading :data:`OPENED`) run on ``path`` opened once, and only
+    when what was opened is the file the listing found (``ident``: its device and inode
+    numbers). The source is read as root: a user who replaces a listed folder file, or
+    the spool in a world-writable spool directory, with a link to another user's spool
+    between the listing and a read must get nothing from it; the open follows such a
+    link, the check then sees another file, and the command exits :data:`NOT_LISTED`
+    with a line on stderr. ``body`` reopens :data:`OPENED` (``/proc/self/fd/3``: the
+    opened file itself, with an offset and flags of its own)."""
+    dev, inode = ident
+    refused = join(["echo", f"mailplan: {path} is not the file listed (it was replaced, "
+                    "or is a link)"])
+    return (f"( exec 3<{join([path])} && [ \"$(stat -L -c %d:%i {OPENED})\" = "
+            f"{int(dev)}:{int(inode)} ] || {{ {refused} >&2; exit {NOT_LISTED}; }}; {body} )")
 
 
 def slice_command(path: str, start: int, length: int, *, noatime: bool) -> str:
