@@ -94,8 +94,10 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         click.echo(render_plan(planned.plan, target=target, colour=use_colour(sys.stdout),
                                verbose=verbose), nl=False)
         if out:
+            prune = any(c.action == "delete" for c in planned.plan.changes)
             click.echo(f"Saved the plan to {out}. Apply exactly this plan with: "
-                       f"mailplan apply {out}")
+                       f"mailplan apply {'--prune ' if prune else ''}{out}"
+                       + (" (without --prune its deletions are left out)" if prune else ""))
     if detailed_exitcode and planned.plan.changes:
         sys.exit(2)
 
@@ -142,7 +144,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                 click.echo(render_plan(planned.plan, target=target,
                                        colour=use_colour(sys.stdout)), nl=False)
             if not todo:
-                watch.nothing(record_settled(planned, current))
+                watch.nothing(record_settled(planned, current),
+                              skipped=len(planned.plan.changes))
                 return
             if saved is None and not auto_approve:
                 _confirm()

@@ -109,14 +109,18 @@ def _user(ctx: Context, change: Change) -> DesiredUser:
     return ctx.desired.domains[change.domain].users[str(change.user)]
 
 
-def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None) -> None:
+def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None,
+                fields: tuple[str, ...] = ("quota", "comment")) -> None:
+    """Read the account back: the password (when given) and ``fields`` must hold what
+    the step set. A step checks only what it set: a user whose quota and comment both
+    change gets two steps, and the comment is not yet new when the quota is checked."""
     stored = r.read_user(f"{user.name}@{user.domain}")
     wrong = []
     if password is not None and not password_matches(password, stored):
         wrong.append("password")
-    if stored.quota != quota_field(user.quota):
+    if "quota" in fields and stored.quota != quota_field(user.quota):
         wrong.append(f"quota (is {stored.quota})")
-    if stored.comment != user.comment:
+    if "comment" in fields and stored.comment != user.comment:
         wrong.append(f"comment (is {stored.comment!r})")
     if wrong:
         raise r.fail("vpopmail reported success but the user's " + ", ".join(wrong) +
@@ -174,7 +178,7 @@ def update_quota(r: _Runner, change: Change) -> dict[str, Any]:
     user = _user(r.ctx, change)
     value = "NOQUOTA" if user.quota is None else str(user.quota)
     r.run(Cmd.of(r.ctx.tool("vsetuserquota"), f"{user.name}@{user.domain}", value))
-    _check_user(r, user, password=None)
+    _check_user(r, user, password=None, fields=("quota",))
     return {"domain": user.domain, "user": user.name}
 
 
@@ -182,7 +186,7 @@ def update_comment(r: _Runner, change: Change) -> dict[str, Any]:
     """vmoduser -c."""
     user = _user(r.ctx, change)
     r.run(Cmd.of(r.ctx.tool("vmoduser"), "-c", user.comment, f"{user.name}@{user.domain}"))
-    _check_user(r, user, password=None)
+    _check_user(r, user, password=None, fields=("comment",))
     return {"domain": user.domain, "user": user.name}
 
 

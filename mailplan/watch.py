@@ -161,10 +161,14 @@ class ApplyWatch:
         self.reporter.batch(change, messages, size)
         self._check()
 
-    def nothing(self, settled: int = 0) -> None:
-        """Nothing to apply (``settled``: checkpoints recorded in the state only)."""
+    def nothing(self, settled: int = 0, skipped: int = 0) -> None:
+        """Nothing to apply (``settled``: checkpoints recorded in the state only;
+        ``skipped``: deletions left out, without --prune)."""
         self.summary.result = "nothing to apply"
-        self._echo("Nothing to apply.")
+        self.summary.skipped = skipped
+        self._echo("Nothing to apply." if not skipped else
+                   f"Nothing to apply: the plan's {skipped} deletion(s) are left out "
+                   "without --prune.")
         if settled:
             self._echo(f"Recorded that {settled} mailbox(es) are complete on the target "
                        "(state only): later plans read only the mail that arrives after.")

@@ -134,6 +134,14 @@ def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, ss
     assert doc["left_alone"] == [{"domain": domain, "user": "intruder", "reason":
                                   "on the target but not in the spec; not created by "
                                   "mailplan, left alone"}]
+    # a quota and a comment changed together: two steps, each checks what it set
+    spec = spec_for(tmp_path, source, target, sshd, domain,
+                    users=[{"name": "bob", "quota": "3G", "comment": "Robert D."},
+                           {"name": "charlotte", "from": "carol"}])
+    both = mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert "Apply complete: 2 change(s) made." in both.stdout
+    info = target.tool("vuserinfo", f"bob@{domain}").stdout.decode()
+    assert "quota:     3221225472S" in info and "comment/gecos: Robert D." in info
 
 
 @pytest.mark.ssh
@@ -145,9 +153,13 @@ def test_prune_only_what_mailplan_created(tmp_path, source, target, sshd):
                      users=[{"name": "bob", "quota": "2.5G", "comment": "Robert"}])
     plan = mailplan("plan", str(spec2), env=ENV, check=True).stdout
     assert f"- user charlotte@{domain}" in plan and "--prune" in plan
-    mailplan("apply", str(spec2), "--auto-approve", env=ENV, check=True)
+    no_prune = mailplan("apply", str(spec2), "--auto-approve", env=ENV, check=True).stdout
+    assert "the plan's 1 deletion(s) are left out without --prune" in no_prune
     assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode == 0
-    mailplan("apply", str(spec2), "--auto-approve", "--prune", env=ENV, check=True)
+    saved = tmp_path / "prune.json"
+    said = mailplan("plan", str(spec2), "-o", str(saved), env=ENV, check=True).stdout
+    assert f"Apply exactly this plan with: mailplan apply --prune {saved}" in said
+    mailplan("apply", "--prune", str(saved), env=ENV, check=True)
     assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode != 0
     assert "No changes." in mailplan("plan", str(spec2), env=ENV, check=True).stdout
 
