@@ -1450,3 +1450,110 @@ def test_an_import_holds_a_full_folders_identities_compactly(tmp_path):
     some = next(iter(idents))
     assert some in known and (some[0], some[1] + 3) not in known
     assert ("not a digest", 0) not in known and "junk" not in known
+
+
+@pytest.fixture
+def reachable(tmp_path_factory):
+    """A directory the Maildir owner can reach (pytest's own are 0700, root's)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="mailplan-owner-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _user_dir(base: Path, uid: int = 4242) -> Path:
+    """vpopmail's user directory and a Maildir as vadduser leaves them, owned by uid."""
+    home = base / "domains" / "d.example" / "bob"
+    home.mkdir(parents=True)
+    for p in (base / "domains", home.parent, home):
+        os.chown(p, uid, uid)
+    for sub in ("", "cur", "new", "tmp"):
+        (home / "Maildir" / sub).mkdir(mode=0o700, exist_ok=True)
+        os.chown(home / "Maildir" / sub, uid, uid)
+    return home
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+def test_the_writer_runs_as_the_maildir_owner_so_planted_links_lead_nowhere(reachable):
+    """Run as root, the writer becomes the owner of the user's directory before it
+    touches the Maildir (as qmail-local and vdelivermail deliver): links the owner
+    planted in the Maildir (the ledger, maildirsize, a folder) to root's files would
+    otherwise be written and chowned through."""
+    outside = reachable / "root-file"
+    outside.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    root_dir = reachable / "root-dir"
+    root_dir.mkdir(mode=0o755)
+    home = _user_dir(reachable)
+    maildir = home / "Maildir"
+    (maildir / "mailplan-ledger").symlink_to(outside)
+    (maildir / ".Work").symlink_to(root_dir)
+    for target, dirname in ((maildir / "mailplan-ledger", ""), (maildir / ".Work", ".Work")):
+        agent = LocalAgent()
+        client = AgentClient(agent)
+        try:
+            client.open(str(maildir), owner_of_parent=True)
+            with pytest.raises(AgentError, match="Permission denied"):
+                import_mbox(client, io.BytesIO(MBOX), dirname=dirname)
+        finally:
+            agent.kill()
+        target.unlink()
+    assert outside.read_text() == "root:x:0:0:root:/root:/bin/sh\n"
+    assert outside.stat().st_uid == 0 and list(root_dir.iterdir()) == []
+    # without links: the messages arrive, every file is the owner's, made by the owner
+    agent = LocalAgent()
+    client = AgentClient(agent)
+    client.open(str(maildir), owner_of_parent=True)
+    status = Path(f"/proc/{agent.proc.pid}/status").read_text()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()}
+    assert ids["Uid"] == ["4242"] * 4 and ids["Gid"] == ["4242"] * 4 and ids["Groups"] == []
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    client.quit()
+    assert agent.wait() == 0
+    files = [p for p in maildir.rglob("*") if p.is_file()]
+    assert len([p for p in files if p.parent.name in ("new", "cur")]) == \
+        2 * len(read_mbox(io.BytesIO(MBOX))[0])
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in files} == {(4242, 4242)}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+def test_a_writer_stays_root_only_where_no_one_else_can_have_put_anything(reachable):
+    """A user directory of root's (a sandbox without a vpopmail user): the writer stays
+    root, but not when others may write there (a link to /tmp as the user directory) or
+    the Maildir is someone else's; and a writer that switched to one owner refuses a
+    Maildir of another."""
+    shared = reachable / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    home = reachable / "home"
+    home.mkdir(mode=0o755)
+    theirs = reachable / "theirs"
+    theirs.mkdir(mode=0o755)
+    (theirs / "Maildir").mkdir()
+    os.chown(theirs / "Maildir", 4242, 4242)
+    other = _user_dir(reachable / "other", uid=4343)
+    first = _user_dir(reachable / "first")
+    for parent, why in ((shared, "writable by others"), (theirs, "not a directory of root's")):
+        agent = LocalAgent()
+        try:
+            with pytest.raises(AgentError, match=why):
+                AgentClient(agent).open(str(parent / "Maildir"), owner_of_parent=True)
+        finally:
+            agent.kill()
+    agent = LocalAgent()
+    client = AgentClient(agent)
+    client.open(str(home / "Maildir"), owner_of_parent=True)
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    client.quit()
+    assert agent.wait() == 0
+    assert {p.stat().st_uid for p in (home / "Maildir").rglob("*")} == {0}
+    agent = LocalAgent()
+    client = AgentClient(agent)
+    try:
+        client.open(str(first / "Maildir"), owner_of_parent=True)
+        with pytest.raises(AgentError, match="one writer per owner"):
+            client.open(str(other / "Maildir"), owner_of_parent=True)
+    finally:
+        agent.kill()

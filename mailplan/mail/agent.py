@@ -115,6 +115,7 @@ what the delivery discipline needs: open, write, utime, fchown (as root), link, 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import fcntl
@@ -124,6 +125,7 @@ import json
 import os
 import re
 import signal
+import stat
 import struct
 import sys
 import time
@@ -177,6 +179,7 @@ RENAMEAT2 = getattr(LIBC, "renameat2", None)
 # os.fsencode's codec, without its Python-level call (two per message in the sync process)
 FS_CODEC = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 PR_SET_PDEATHSIG = 1  # prctl: a signal for this process when its parent dies
+PR_SET_DUMPABLE = 4  # prctl: after setuid, let the sync process use /proc/WRITER/fd again
 JOB = struct.Struct(">II")  # a job for the sync process: JSON head and batch lengths
 
 
@@ -281,10 +284,10 @@ def pid_alive(pid: int) -> bool:
         pass
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
+            line = fh.read()
     except OSError:  # no /proc (not Linux): kill(2) is all there is
         return True
-    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]  # after "pid (comm) "
+    state = line[line.rfind(b")") + 2:line.rfind(b")") + 3]  # after "pid (comm) "
     return state != b"Z"
 
 
@@ -309,6 +312,8 @@ class Agent:
         self.skipped = []  # (E number, [dir, name]) of identities found already present
         self.pid = os.getpid()
         self.euid = os.geteuid()
+        self.became = None  # (uid, gid) this agent switched to (see ``_become``)
+        self.undumpable = False  # switched, and PR_SET_DUMPABLE failed
         self.dir_fds = {}  # (folder dir, subdir) -> open directory fd
         self.fd_dirs = {}  # /proc/PID/fd -> an open directory fd on it (the sync process)
         self.syncer = None  # pid of the sync process, once forked
@@ -366,6 +371,59 @@ class Agent:
         else:
             os.chown(path_or_fd, self.uid, self.gid)
 
+    def _become(self, parent: str) -> None:
+        """Run as the owner of the user's directory from now on, as qmail-local and
+        vdelivermail deliver: a writer running as root would follow a link the Maildir's
+        owner planted (``mailplan-ledger`` -> ``/etc/passwd``, a folder -> ``/root``) and
+        write or chown what it points to. As that user, a link leads only where the user
+        could write anyway. Under a user directory of root's the writer stays root only
+        where no one else can have put anything (``_stay_root``). Once per agent: later
+        Maildirs must have the owner of the first."""
+        if self.became is None and self.euid != 0:
+            return  # not root: files are the caller's, nothing to switch
+        if self.uid == 0 and self.became is None:
+            self._stay_root(parent)
+            return
+        if self.became is not None:
+            if self.became != (self.uid, self.gid):
+                raise AgentError(f"the Maildir's parent {parent} belongs to uid {self.uid} "
+                                 f"gid {self.gid}, but this writer runs as uid "
+                                 f"{self.became[0]} gid {self.became[1]} (one writer per "
+                                 "owner)")
+            return
+        # what is imported on first use, imported now: as that user, Python's own files
+        # may be out of reach (an interpreter installed under /root)
+        import select  # noqa: F401
+        for name in ("ascii", "latin-1", FS_CODEC[0]):
+            codecs.lookup(name)
+        os.setgroups([])
+        os.setresgid(self.gid, self.gid, self.gid)
+        os.setresuid(self.uid, self.uid, self.uid)
+        self.became, self.euid = (self.uid, self.gid), self.uid
+        # the kernel made this process undumpable (its /proc/PID/fd root's): the sync
+        # process, of the same user, links the anonymous files through it
+        if LIBC is None or not hasattr(LIBC, "prctl") or \
+                LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+            self.anonymous, self.undumpable = False, True
+
+    def _stay_root(self, parent: str) -> None:
+        """A user directory of root's own (a sandbox on a machine without a vpopmail
+        user; vpopmail's belong to vpopmail): the writer stays root, which is safe only
+        where no one else can have put anything: refused when the directory is writable
+        by its group or others (a link to /tmp there would let anyone plant links in the
+        Maildir) or the Maildir is not root's."""
+        st = os.stat(parent)
+        if st.st_mode & 0o022:
+            raise AgentError(f"the Maildir's parent {parent} belongs to root and is writable "
+                             "by others; the writer does not write there as root")
+        try:
+            md = os.lstat(self.root)
+        except FileNotFoundError:
+            return
+        if md.st_uid != 0 or not stat.S_ISDIR(md.st_mode):
+            raise AgentError(f"the Maildir {self.root} is not a directory of root's, in a "
+                             "user directory of root's; the writer does not write there")
+
     def _mkdir(self, path: str) -> bool:
         try:
             os.mkdir(path, 0o700)
@@ -387,7 +445,9 @@ class Agent:
             raise AgentError("open while messages are pending")
         self._unmark()
         self._close_dirs()
-        self.anonymous = None  # another Maildir may be on another filesystem
+        # another Maildir may be on another filesystem; none once the switch to the
+        # owner left /proc/PID/fd closed to the sync process (see ``_become``)
+        self.anonymous = False if self.undumpable else None
         self.root = req["root"]
         self.uid, self.gid = req.get("uid"), req.get("gid")
         created = False
@@ -397,6 +457,7 @@ class Agent:
         if req.get("owner") == "parent":  # the user's directory, as vadduser made it
             st = os.stat(parent)
             self.uid, self.gid = st.st_uid, st.st_gid
+            self._become(parent)
         created = self._mkdir(self.root)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))

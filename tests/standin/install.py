@@ -16,7 +16,9 @@ import grp
 import os
 import pwd
 import shlex
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,11 +110,38 @@ def _wrapper(tool_path: Path, vpop: Path, qmail: Path) -> str:
     return f'#!/bin/sh\nexec {python} -S -E {args} "$@"\n'
 
 
+#: where the stand-in's tools find the owner fixed at install time (vpopmail's ids), in
+#: the sandbox root: no listing of a transcript shows it
+OWNER_FILE = ".standin-owner"
+
+
+def _reachable(root: Path) -> bool:
+    """Make ``root``'s ancestors searchable by others where they are temp directories
+    made for a run (pytest's, a benchmark's: 0700), as a real install's / and /home are;
+    return whether every ancestor then is. mailplan's writer runs as the Maildir's owner
+    (vpopmail), which must reach it; a directory elsewhere (a checkout in /root) is never
+    changed: the sandbox then belongs to the caller instead."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    ok = True
+    for parent in root.parents:
+        mode = parent.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        if temp in parent.parents and parent.stat().st_uid == os.getuid():
+            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
+        else:
+            ok = False
+    return ok
+
+
 def install(root: Path) -> StandinPaths:
-    """Create a fresh stand-in vpopmail + qmail tree under ``root`` and return its paths."""
+    """Create a fresh stand-in vpopmail + qmail tree under ``root`` and return its paths.
+    Its files belong to vpopmail:vchkpw where those exist and can reach ``root``, else to
+    the caller (recorded in OWNER_FILE, which the tools read)."""
     root = Path(root).resolve()
     vpop, qmail = root / "home" / "vpopmail", root / "var" / "qmail"
-    vuid, vgid = _ids("vpopmail", "vchkpw")
+    root.mkdir(parents=True, exist_ok=True)
+    vuid, vgid = _ids("vpopmail", "vchkpw") if _reachable(root) else (os.getuid(), os.getgid())
     _, qgid = _ids("root", "qmail")
     _mkdir(vpop, 0o755, vuid, vgid)
     for sub in ("bin", "etc", "include", "lib", "doc/doc_html", "doc/man_html"):
@@ -122,6 +151,7 @@ def install(root: Path) -> StandinPaths:
     for name, (text, vpop_owned, size) in ETC_FILES.items():
         owner = (vuid, vgid) if vpop_owned else (0, 0)
         _write(vpop / "etc" / name, _padded(text.format(vpop=vpop), size), 0o644, *owner)
+    _write(root / OWNER_FILE, f"{vuid} {vgid}\n", 0o644, 0, 0)
     _mkdir(qmail, 0o755, 0, qgid)
     for sub in ("alias", "bin", "boot", "control", "doc", "man", "queue", "users"):
         _mkdir(qmail / sub, 0o755, 0, qgid)
