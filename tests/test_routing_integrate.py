@@ -250,6 +250,57 @@ def test_many_files_are_read_exactly_with_a_few_commands(tmp_path, monkeypatch):
     assert got[str(tmp_path / "dir")] == readfiles.FileRead(True, None)
 
 
+def test_a_forward_swapped_for_a_link_while_it_is_read_is_never_read_through(tmp_path):
+    """``follow=False`` (a user's ~/.forward, read as root): a link is reported, not
+    read, and so is a file swapped for one between the look and the open (the open
+    follows it). A user flipping ~/.forward between a file and a link to a root-only
+    file as fast as possible never gets that file read (before: 67 reads in 300)."""
+    import os
+    import threading
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.routing import readfiles
+
+    secret = tmp_path / "root-only"
+    secret.write_text("ROOT-ONLY-CONTENT\n")
+    os.chmod(secret, 0o600)
+    fwd, reg = tmp_path / ".forward", tmp_path / "reg"
+    reg.write_text("bob@example.org\n")
+    stop = threading.Event()
+
+    def swapper() -> None:
+        while not stop.is_set():
+            os.link(reg, tmp_path / "t1")
+            os.rename(tmp_path / "t1", fwd)
+            os.symlink(secret, tmp_path / "t2")
+            os.rename(tmp_path / "t2", fwd)
+
+    worker = threading.Thread(target=swapper, daemon=True)
+    worker.start()
+    conn = LocalConnector("oldmail")
+    seen = set()
+    try:
+        for _ in range(150):
+            files, _ = readfiles.run_reads(conn, readfiles.read_request([str(fwd)],
+                                                                        follow=False))
+            got = files[str(fwd)]
+            assert got.data is None or b"ROOT-ONLY" not in got.data
+            seen.add("link" if got.link else got.data)
+    finally:
+        stop.set()
+        worker.join(10)
+        conn.close()
+    assert "link" in seen and b"bob@example.org\n" in seen  # both states were met
+    fwd.unlink()
+    fwd.write_text("alice@example.org\n")
+    (tmp_path / "linked").symlink_to(reg)
+    files, _ = readfiles.run_reads(LocalConnector("oldmail"), readfiles.read_request(
+        [str(fwd), str(tmp_path / "linked"), str(tmp_path / "missing")], follow=False))
+    assert files[str(fwd)] == readfiles.FileRead(True, b"alice@example.org\n")
+    assert files[str(tmp_path / "linked")].link
+    assert files[str(tmp_path / "missing")] == readfiles.FileRead(False, None)
+
+
 def test_big_reads_do_not_deadlock_the_batch(tmp_path):
     import threading
 

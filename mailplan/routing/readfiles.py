@@ -3,10 +3,10 @@
 A framed batch command costs several process starts; thousands of users' ~/.forward
 files read one command each would dominate a plan. Here one constant ``sh -c`` script
 reads files given as positional parameters (never formatted into the script): per file
-it prints a header, the bytes (``cat``; the only program it runs) and a trailer with
-cat's exit status, or status 3 when the file does not exist. Headers and trailers carry
-a random marker chosen per call, so no file content can forge one. Read-only: usable on
-the source.
+it prints a header, the bytes (``cat``; with ``follow=False`` also ``stat``, twice) and
+a trailer with cat's exit status, or status 3 when the file does not exist. Headers and
+trailers carry a random marker chosen per call, so no file content can forge one.
+Read-only: usable on the source.
 
 A batch is written to the remote shell while it runs, and its output is only read once
 all of it is written. A read command is large (its paths) and its output can be large
@@ -30,11 +30,19 @@ from mailplan.shell import join
 MISSING = 3
 LINK = 4  # a symbolic link, not read (``follow=False``)
 CHUNK_BYTES = 512 * 1024
+# ``nofollow``: a link is not read, and neither is a file swapped for one between that
+# look and the open (the open follows it): the file is opened once (fd 3) and read only
+# when what was opened is what the name holds now (device and inode of each), else it
+# counts as a link
 READ_SCRIPT = (
     'm=$1; l=$2; shift 2; i=0; '
     'for f do '
     'printf "@@%s %s\\n" "$m" "$i"; '
-    'if [ "$l" = nofollow ] && [ -L "$f" ]; then rc=4; '
+    'if [ "$l" = nofollow ]; then '
+    'if [ -L "$f" ]; then rc=4; elif [ -e "$f" ]; then rc=1; else rc=3; fi; '
+    'if [ $rc = 1 ]; then { o=$(stat -L -c %d:%i /dev/fd/3); n=$(stat -c %d:%i -- "$f"); '
+    'if [ -n "$o" ] && [ "$o" = "$n" ]; then cat <&3; rc=$?; else rc=4; fi; } '
+    '3<"$f" 2>/dev/null; fi; '
     'elif [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
     'printf "\\n@@%s %s %s\\n" "$m" "$i" "$rc"; '
     'i=$((i+1)); '
@@ -75,7 +83,8 @@ class ReadRequest:
 def read_request(paths: Sequence[str], *, follow: bool = True) -> ReadRequest:
     """Commands reading every path (duplicates read once). ``follow=False`` for files a
     user controls (``~/.forward``): the migration account reads as root, and a link to
-    ``/etc/shadow`` would hand it the hashes; such a link is reported, not read."""
+    ``/etc/shadow`` would hand it the hashes; such a link is reported, not read, and so
+    is a file the user swaps for one while it is read (see READ_SCRIPT)."""
     unique = tuple(dict.fromkeys(paths))
     marker = secrets.token_hex(16)
     chunks: list[tuple[str, ...]] = []
