@@ -81,3 +81,29 @@ def test_a_spool_rewritten_after_the_plan_is_read_again_whole(tmp_path, shift):
     assert subjects(target, f"ursula@{domain}") == want
     run(spec)
     assert subjects(target, f"ursula@{domain}") == want
+
+
+def test_a_from_line_being_written_after_the_checkpoint_is_left_for_the_next_run(tmp_path):
+    """A delivery caught writing its From_ line right after where the last run stopped:
+    the read from the checkpoint holds only part of that line. That is no reason to call
+    the spool unreadable: nothing is new yet, and once the message is whole it goes in."""
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    spool.write_bytes(message(10))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("partial")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    run(spec)
+    for cut in (3, 20):  # "Fro", and "From s11@x.example M"
+        spool.write_bytes(message(10) + message(11)[:cut])
+        loaded = load_spec(spec)
+        planned = make_plan(loaded, State.load(state_path_for(loaded)),
+                            {"oldmail": LocalConnector("oldmail"),
+                             "newmail": LocalConnector("newmail")})
+        planned.close()
+        assert not planned.plan.problems, planned.plan.problems
+        assert not [c for c in planned.plan.changes if c.kind == "mailbox"]
+    spool.write_bytes(message(10) + message(11))
+    run(spec)
+    assert subjects(target, f"ursula@{domain}") == ["m10", "m11"]

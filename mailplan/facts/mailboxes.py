@@ -314,6 +314,12 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                     take(last)
                 last = event
     except MailboxError as exc:
+        if start and not mailbox.settled and _unfinished_separator(scan.seen):
+            # a delivery writing its From_ line right after the checkpoint: nothing new
+            # yet (a whole read would hold that message back the same way)
+            scan.held_back, scan.end = True, start
+            scan.todo_digest = todo.hexdigest()[:16]
+            return scan
         scan.error = exc.message
         return scan
     scan.end = reader.summary.end_offset
@@ -326,6 +332,19 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
     return scan
+
+
+def _unfinished_separator(seen: Windows) -> bool:
+    """Whether all a read from a checkpoint found is the start of a From_ line still
+    being written: no line end after the framing one, and a prefix of ``From ``."""
+    if seen.size > len(seen.head):
+        return False
+    rest = seen.head
+    for lead in (b"\r\n", b"\n"):
+        if rest.startswith(lead):
+            rest = rest[len(lead):]
+            break
+    return b"\n" not in rest and (rest.startswith(b"From ") or b"From ".startswith(rest))
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
