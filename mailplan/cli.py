@@ -26,7 +26,7 @@ from mailplan.retry import apply_with_retries
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
 from mailplan.text import escape_lines
-from mailplan.watch import ApplyWatch
+from mailplan.watch import ApplyWatch, Cancelled
 
 EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
@@ -166,13 +166,13 @@ def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
 
 def _confirm() -> None:
     if not sys.stdin.isatty():
-        raise MailplanError("refusing to apply without confirmation: stdin is not a "
+        raise Cancelled("refusing to apply without confirmation: stdin is not a "
                             "terminal", hint="review the plan, then use --auto-approve, or "
                             "save it with plan -o FILE and run apply FILE")
     answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted",
                           default="", show_default=False)
     if answer != "yes":
-        raise MailplanError("apply cancelled")
+        raise Cancelled("apply cancelled: nothing was changed")
 
 
 def _register_subcommands() -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from mailplan.applylog import ApplyLog, Summary, default_log_path
 from mailplan.connectors.base import Connector
-from mailplan.errors import MailplanError
+from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.plan import Change
 from mailplan.progress import Reporter, reporter_for
@@ -44,6 +44,10 @@ class Interrupted(MailplanError):
     """The apply stopped on Ctrl-C after recording what was done."""
 
     exit_code = INTERRUPTED_EXIT
+
+
+class Cancelled(MailplanError):
+    """The operator did not confirm the plan: nothing was started."""
 
 
 class ApplyWatch:
@@ -192,7 +196,13 @@ class ApplyWatch:
         done = (self.summary.created + self.summary.changed + self.summary.deleted
                 + self.summary.mailboxes)
         interrupted = exc is not None and isinstance(exc, KeyboardInterrupt)
-        if exc is not None:
+        # not confirmed, or a saved plan that no longer applies: nothing was started, and
+        # the error says why (a summary of "failed" steps would only repeat it)
+        not_started = isinstance(exc, (Cancelled, StalePlanError))
+        if not_started:
+            self.summary.result = "cancelled" if isinstance(exc, Cancelled) else \
+                "not applied: the saved plan is stale"
+        elif exc is not None:
             self.summary.result = "interrupted" if interrupted else "failed"
             self.summary.skipped = max(0, self._planned - done - len(self._running)) \
                 + self.summary.skipped
@@ -205,7 +215,7 @@ class ApplyWatch:
                     [escape_lines(str(exc))]
         self.log.summary(self.summary)
         self.log.close()
-        if exc is not None:
+        if exc is not None and not not_started:
             self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
         self._echo(f"Log: {self.log.path}")
         if interrupted:

@@ -230,6 +230,16 @@ def _source_noatime() -> bool:
         conn.close()
 
 
+def source_read(path: object, start: int, length: int) -> str:
+    """The whole command mailplan reads a byte range of a listed source mailbox with:
+    ``source_slice`` of the file it opened, once it proved that file is the one listed
+    (:func:`mailplan.mail.windows.guarded`)."""
+    from mailplan.mail.windows import OPENED, guarded
+
+    st = os.stat(str(path))
+    return guarded(str(path), (st.st_dev, st.st_ino), source_slice(OPENED, start, length))
+
+
 def source_slice(path: object, start: int, length: int) -> str:
     """The command mailplan reads a byte range of a source mailbox with here (the test
     source is this machine, reached as the same user: GNU dd as root, else head/tail)."""

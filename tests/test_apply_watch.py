@@ -21,7 +21,7 @@ from migration import (
     install_target,
     mailplan,
     make_source,
-    source_slice,
+    source_read,
     ssh_host,
     unique_domain,
     write_spec,
@@ -160,10 +160,10 @@ def test_plain_progress_log_file_and_quiet(big):
     # they ended, with their duration and the bytes they moved
     spool = str(spec.parent / "source/var/spool/mail/big")
     size = Path(spool).stat().st_size
-    read = [ln for ln in text.splitlines() if ln.endswith("$ " + source_slice(spool, 0, size))]
+    read = [ln for ln in text.splitlines() if ln.endswith("$ " + source_read(spool, 0, size))]
     assert len(read) == 2, read  # started, ended
     ended = re.compile(r"\[oldmail\] [0-9.]+s exit 0, stdout 0 B, stderr 0 B \(stream: "
-                       r"(\d+) B out, 0 B in\)\n    \$ (?:head -c \d+ -- |dd if=)")
+                       r"(\d+) B out, 0 B in\)\n    \$ \( exec 3<")
     assert sorted(int(n) for n in ended.findall(text)) == sorted(
         p.stat().st_size for p in (spec.parent / "source/var/spool/mail").iterdir())
     agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ " + re.escape(AGENT_DISPLAY), text)
@@ -264,3 +264,30 @@ def test_live_display_in_a_terminal_and_ctrl_c(big, tmp_path, no_color):
         subprocess.run(["tmux", "-S", str(sock), "kill-server"], check=False)
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_plan_not_confirmed_is_cancelled_not_failed(tmp_path):
+    """Answering anything but yes (on a terminal) starts nothing: the run says so once,
+    with no summary of "failed" steps, and its log's result is "cancelled"."""
+    import pty
+
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={unique_domain(): {"import": {"uid_min": 1000}}})
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec)],
+                                stdin=secondary, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+        os.write(primary, b"no\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 1
+    assert "apply cancelled: nothing was changed" in err.decode()
+    assert "Summary:" not in out.decode() and "failed" not in out.decode()
+    (log,) = logs(spec)
+    assert "result: cancelled" in log.read_text()
+    assert "No changes." not in mailplan("plan", str(spec), check=True).stdout  # nothing made
