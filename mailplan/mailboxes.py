@@ -382,7 +382,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
         settled = _settled(mb, scan, begin, ledger)
-        if settled is None and pending and scan.total:
+        if pending and scan.total:
             # its ledger lacks lines a stopped writer owed, and only a writer opening the
             # Maildir appends them: without this no run would, and every plan would read
             # the mailbox whole (and a message the user deletes meanwhile would come back)

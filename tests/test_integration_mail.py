@@ -773,6 +773,58 @@ def test_a_writer_stopped_before_its_ledger_lines_is_completed_by_the_next_apply
     assert f"read from byte {spool.stat().st_size}" in line, (line, state.read_text())
 
 
+@pytest.mark.parametrize("then", ["deleted on the target", "delivered again"])
+def test_a_stopped_writers_record_is_completed_also_when_the_spool_was_rewritten(tmp_path,
+                                                                                 then):
+    """The same, after the old server rewrote the spool (messages deleted there): the
+    folder's ledger then holds at least as many lines as the spool has messages, and the
+    plan would record the mailbox as complete (a checkpoint) without opening the Maildir,
+    so the missing lines would wait. Then a message of that batch the user deletes on the
+    new server came back at the next whole read, and the same message delivered again
+    was counted as the one already there (numbered from the short ledger)."""
+    def m(i: int) -> bytes:
+        return msg(f"s{i}@x.example", f"Mon Nov  2 1{i % 10}:00:00 2026", f"m{i}",
+                   body=f"hello {i}\n")
+
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    spool.write_bytes(b"".join(m(i) for i in range(4)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    state = tmp_path / "m.state.json"
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    earlier = state.read_bytes()
+    # the old server's reader deletes m0 and m1, m4 arrives; a run imports m4 and is
+    # stopped after making it visible, before its ledger line and its journal entry
+    spool.write_bytes(m(2) + m(3) + m(4))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    _stop_writer_before_its_ledger_lines(root, 1)
+    state.write_bytes(earlier)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "completes the import record an interrupted run left" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert not list(root.glob("mailplan-pending-*"))
+
+    def subjects() -> list[str]:
+        return sorted(re.search(rb"Subject: (\S+)", f.read_bytes())[1].decode()
+                      for sub in ("new", "cur") for f in (root / sub).iterdir())
+
+    if then == "deleted on the target":
+        next(f for sub in ("new", "cur") for f in (root / sub).iterdir()
+             if b"Subject: m4\n" in f.read_bytes()).unlink()
+        spool.write_bytes(m(3) + m(4) + m(5))  # rewritten again (m2 deleted), m5 arrives
+        want = ["m0", "m1", "m2", "m3", "m5"]
+    else:
+        with spool.open("ab") as fh:
+            fh.write(m(4))  # the same message delivered a second time
+        want = ["m0", "m1", "m2", "m3", "m4", "m4"]
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert subjects() == want
+
+
 @pytest.mark.ssh
 def test_a_folder_file_named_INBOX_is_merged_not_lost(setup):
     """~/mail/INBOX is merged into the INBOX like any spelling of that name, and is a
