@@ -38,6 +38,7 @@ from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, fingerprint_key, locked
+from mailplan.text import escape
 
 
 def state_path_for(spec: Spec) -> Path:
@@ -197,8 +198,29 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
                              f"{saved.serial}, now {fresh.serial})", hint=rerun)
     if saved.target_digest != fresh.target_digest or len(saved.changes) != len(fresh.changes) \
             or not all(_same(a, b) for a, b in zip(saved.changes, fresh.changes, strict=True)):
-        raise StalePlanError("the target or the source changed since this plan was saved",
-                             hint=rerun)
+        raise StalePlanError("the target or the source changed since this plan was saved"
+                             f"{_first_difference(saved, fresh)}", hint=rerun)
+
+
+def _first_difference(saved: Plan, fresh: Plan) -> str:
+    """Where a fresh plan first differs from a saved one, for the error (``""``: only in
+    what the target holds beyond the changes)."""
+    old = {c.id: c for c in saved.changes}
+    new = {c.id: c for c in fresh.changes}
+    for change in fresh.changes:
+        if change.id not in old or not _same(old[change.id], change):
+            verb = "now" if change.id not in old else "changed"
+            return f" ({verb}: {_shown(change)})"
+    for change in saved.changes:
+        if change.id not in new:
+            return f" (no longer: {_shown(change)})"
+    return ""
+
+
+def _shown(change: Change) -> str:
+    """A change as the plan's heading line names it."""
+    item = f" {change.item}" if change.item else ""
+    return escape(f"{change.symbol} {change.kind} {change.address}{item}")
 
 
 def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel: int,

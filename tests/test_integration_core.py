@@ -122,6 +122,7 @@ def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, ss
     stale = mailplan("apply", str(saved), env=ENV)
     assert stale.returncode == 1
     assert "changed since this plan was saved" in stale.stderr
+    assert f"(now: ~ quota alice@{domain})" in stale.stderr  # the first difference
     assert "Summary:" not in stale.stdout and "failed" not in stale.stdout  # said once
     fresh = mailplan("plan", str(spec), env=ENV, check=True).stdout
     assert f"~ quota alice@{domain}: 5242880S -> 1073741824S (1G)" in fresh
