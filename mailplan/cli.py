@@ -14,6 +14,7 @@ import click
 
 from mailplan import __version__
 from mailplan.engine import (
+    STATE_HELP,
     check_saved,
     load_for_apply,
     make_plan,
@@ -75,7 +76,7 @@ def validate(spec: str) -> None:
               "(schemas/plan-v1.schema.json).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with "
               "changes pending, 1 on error.")
-@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+@click.option("--state", help=STATE_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also list what needs no change, and why.")
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
@@ -107,7 +108,7 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--prune", is_flag=True, help="Also delete domains and users mailplan created "
               "that are no longer in the spec.")
-@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+@click.option("--state", help=STATE_HELP)
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,

@@ -40,6 +40,10 @@ from mailplan.spec import Spec, load_spec
 from mailplan.state import State, fingerprint_key, locked
 from mailplan.text import escape
 
+#: the --state option's help (plan, apply, verify), as ``state_path_for`` decides
+STATE_HELP = ("State file (default: the spec's state:, else the spec's name with .state.json "
+              "for its extension, beside it: migration.yaml -> migration.state.json).")
+
 
 def state_path_for(spec: Spec) -> Path:
     """The spec's ``state:`` path, or ``<spec name>.state.json`` beside the spec."""

@@ -7,6 +7,10 @@ do next. Secrets never go into an exception: callers pass names, not values.
 
 from __future__ import annotations
 
+#: the hint of a source file mailplan may not read
+READ_ACCESS_HINT = ("mailplan's user on that host (the SSH login, or who runs mailplan for a "
+                    "local host) needs read access: root, or sudo: true on the host")
+
 
 class MailplanError(Exception):
     """Root of every error mailplan reports to a user."""

@@ -212,8 +212,9 @@ _FRIENDLY = [
     (re.compile(r"unknown_recipients$"),
      "expected bounce, delete, {forward: address} or {deliver_to: user}"),
     (re.compile(r"^hosts\.[^.]+$"),
-     "a host is either {local: true} or an SSH host with address: (and optional user, port, "
-     "identity_file, known_hosts, accept_new_host_key, sudo, connect_timeout)"),
+     "a host is either {local: true} or an SSH host with address: (either may have sudo, "
+     "python, retries, retry_delay; an SSH host also user, port, identity_file, "
+     "known_hosts, accept_new_host_key, connect_timeout, stream_transport)"),
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mailplan.engine import state_path_for
+from mailplan.engine import STATE_HELP, state_path_for
 from mailplan.errors import MailplanError
 from mailplan.spec import load_spec
 from mailplan.state import State
@@ -28,7 +28,7 @@ EXAMPLE = ("Examples:\n\n\b\n  mailplan verify migration.yaml\n  mailplan verify
 @click.command(epilog=EXAMPLE)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--state", help="State file (default: from the spec, or SPEC.state.json).")
+@click.option("--state", help=STATE_HELP)
 @click.option("--check-login", metavar="ADDRESS", help="Also log in as ADDRESS on the target "
               "through vchkpw (needs --password-env).")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the "

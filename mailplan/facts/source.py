@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from mailplan.connectors.base import CommandResult, Connector
-from mailplan.errors import HostError, SourceDataError
+from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.remote import run_batch
 from mailplan.secret import Secret
@@ -146,7 +146,7 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
             why = res.stderr_text[:300] or f"exit {res.returncode}"
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
-                            hint="the SSH user needs read access (root, or sudo: true on the host)")
+                            hint=READ_ACCESS_HINT)
     passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
     zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
-from mailplan.errors import HostError, SourceDataError
+from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
@@ -104,7 +104,7 @@ def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
 
 def _unreadable(host: str, path: str, what: str) -> HostError:
     return HostError(f"cannot read {what} {path}", host=host, step="read source routing",
-                     hint="the SSH user needs read access (root, or sudo: true on the host)")
+                     hint=READ_ACCESS_HINT)
 
 
 def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
