@@ -159,7 +159,8 @@ class _Builder:
                                     key=key_path(path))
                 key = self.loader.construct_object(key_node)
                 if not isinstance(key, str):
-                    raise SpecError(f"keys must be strings, got {key!r}", file=self.file,
+                    raise SpecError(f"keys must be strings, got {_yaml_words(key)} (quote it: "
+                                    f"'{key_node.value}':)", file=self.file,
                                     line=where[0], column=where[1], key=key_path(path))
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", file=self.file, line=where[0],
@@ -251,10 +252,36 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
         if err.validator in ("oneOf", "anyOf", "maxProperties", "minProperties",
                              "pattern", "type") and pattern.search(dotted):
             return f"{text} (got {err.instance!r})", path, False
+    if err.validator == "type":
+        wanted = err.schema["type"]
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"expected {_TYPE_WORDS.get(wanted, wanted)}, got {_yaml_words(err.instance)}", \
+            path, False
+    if err.validator == "pattern":
+        return (f"{_yaml_words(err.instance)} does not have the form this key takes "
+                f"(the pattern {err.schema['pattern']})", path, False)
     if err.validator == "const" and path == ("version",):
         return (f"unsupported spec version {err.instance!r}; this mailplan reads version 1",
                 path, False)
     return err.message, path, False
+
+
+_TYPE_WORDS = {"string": "text", "boolean": "true or false", "array": "a list",
+               "object": "a mapping of keys", "integer": "a whole number",
+               "number": "a number", "null": "nothing"}
+
+
+def _yaml_words(value: Any) -> str:
+    """A value as the spec's YAML would show it, for an error (not Python's repr)."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (YAML reads yes, no, on, off as true or false)"
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
 
 
 _PRIORITY = {"additionalProperties": 0, "required": 1, "maxProperties": 2, "minProperties": 2,

@@ -73,9 +73,10 @@ def test_routing_keys_load(tmp_path):
     ("sales: [alice, partner@remote.example]", "sales: []", ":13:14:", "should be non-empty"),
     ("import_aliases: {include", "import_aliases: {only", ":11:21:",
      "expected true, false or {include"),
-    ("virtusertable: /etc/mail/virtusertable}", "virtusertable: mail/vt}", ":5:", "does not match"),
+    ("virtusertable: /etc/mail/virtusertable}", "virtusertable: mail/vt}", ":5:",
+     "does not have the form this key takes"),
     ("aliases: /etc/mail/aliases,", "aliases: /etc/mail/aliases, forward: yes please,", ":5:",
-     "is not of type 'boolean'"),
+     "expected true or false, got 'yes please'"),
 ])
 def test_routing_spec_errors_point_at_the_value(tmp_path, old, new, where, words):
     assert old in BASE

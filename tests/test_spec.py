@@ -69,6 +69,12 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
     ("version: 1\nhosts: [\n", ":3:1:", "malformed YAML"),
     ("version: 1 # \x1b[1m\n", ":1:14:", "character U+001B is not allowed in YAML"),
+    (BASE + "      - name: yes\n", ":12:15: domains['example.com'].users[1].name",
+     "expected text, got true (YAML reads yes, no, on, off as true or false)"),
+    (BASE + "  no: {}\n", ":12:3: domains", "keys must be strings, got false (YAML reads "
+     "yes, no, on, off as true or false) (quote it: 'no':)"),
+    (BASE.replace("      - name: alice\n", ""), ":10:11: domains['example.com'].users",
+     "expected a list, got nothing (an empty value)"),
     (BASE + "      - name: b\x00ob\n", ":12:16:", "character U+0000 is not allowed"),
     (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
     ("", ":1:", "the file is empty"),
