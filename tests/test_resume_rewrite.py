@@ -9,6 +9,7 @@ the re-plan reads the whole mailbox, so no message is skipped."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -107,3 +108,33 @@ def test_a_from_line_being_written_after_the_checkpoint_is_left_for_the_next_run
     spool.write_bytes(message(10) + message(11))
     run(spec)
     assert subjects(target, f"ursula@{domain}") == ["m10", "m11"]
+
+
+def test_a_solaris_delivery_being_written_is_never_cut_at_a_from_line_in_its_body(tmp_path):
+    """Solaris mail.local writes Content-Length and does not quote From_ lines in the
+    body. Read while such a message is being written, its length reaches past the end
+    of what was read, so it is read by the separators, and a From_ line in its body
+    would cut it in two (the part before imported as a message, the rest later as
+    another). It is left for the next run, which honours the length: one message."""
+    body = (b"see the archive below\n\nFrom c@y.example Sun Nov  1 09:00:00 2026\n"
+            b"Subject: archived\n\nold text\n")
+    solaris = (b"From b@x.example Mon Nov  2 11:00:00 2026\nFrom: b\nSubject: m2\n"
+               + b"Content-Length: %d\n\n" % len(body) + body + b"\n")
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    cut = solaris.index(b"Subject: archived")  # the writer is past the From_ line in the body
+    spool.write_bytes(message(10) + solaris[:cut])  # modified now: not settled
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("solaris")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    run(spec)
+    assert subjects(target, f"ursula@{domain}") == ["m10"]
+    spool.write_bytes(message(10) + solaris)
+    os.utime(spool, (1e9, 1e9))  # settled
+    run(spec)
+    home = target.tool("vuserinfo", "-d", f"ursula@{domain}").stdout.decode().split("\n")[0]
+    stored = sorted(f.read_bytes() for f in Path(home, "Maildir").rglob("*")
+                    if f.is_file() and f.parent.name in ("new", "cur"))
+    assert stored == sorted([b"From: s10@x.example\nSubject: m10\n\nhello 10\n",
+                             b"From: b\nSubject: m2\n\n" + body])

@@ -41,7 +41,7 @@ from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import FolderNameError, folder_dirname
-from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd
+from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import OPENED, WINDOW, Windows, digest, guarded, slice_command
 from mailplan.remote import run_batch, tar_members
 from mailplan.shell import chunks, join
@@ -313,6 +313,19 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                 if last is not None:
                     take(last)
                 last = event
+            elif isinstance(event, MessageStart) and not mailbox.settled \
+                    and reader.summary.cl_past_end is not None:
+                # a Solaris delivery still writing a message its Content-Length says is
+                # longer: its body may hold unquoted From_ lines, which would cut it in
+                # two; it and what follows are left for the next run (as a whole read
+                # then honours that length)
+                if last is not None:
+                    take(last)
+                scan.held_back, scan.end = True, reader.summary.cl_past_end
+                scan.todo_digest = todo.hexdigest()[:16]
+                scan.skipped_internal = reader.summary.skipped_internal
+                scan.warnings = list(reader.summary.warnings)
+                return scan
     except MailboxError as exc:
         if start and not mailbox.settled and _unfinished_separator(scan.seen):
             # a delivery writing its From_ line right after the checkpoint: nothing new

@@ -137,6 +137,7 @@ class MboxReader(ContentLength):
         self._seekable = shift is not None
         self._shift = shift or 0
         self._index = 0
+        self._message_start = offset
         # the last line parsed: file offsets of its start and end, and what it is. The
         # separator that ended a message starts the next, which takes it from here
         # (date parsing is the reader's hot spot); bytes at a file offset never change
@@ -248,7 +249,7 @@ class MboxReader(ContentLength):
             pos = 0
         assert isinstance(sep, FromLine)
         hstart = self._parsed[2] - self._base
-        start = self._base + pos
+        start = self._message_start = self._base + pos
         # Try to hold the whole message in the buffer (the common case).
         while True:
             nxt = self._next_separator(hstart - 1)

@@ -39,6 +39,7 @@ class ContentLength:
     _eof: bool
     _seekable: bool
     _shift: int  # a seekable stream's position of a file offset X is X + _shift
+    _message_start: int  # file offset of the From_ line of the message being read
 
     if TYPE_CHECKING:
         def _fill(self, pos: int) -> bool: ...
@@ -62,6 +63,8 @@ class ContentLength:
                 "on a non-seekable stream); separators used instead")
             return False
         if not probe:  # False, or the file ends before the claimed end
+            if self.summary.cl_past_end is None:
+                self.summary.cl_past_end = self._message_start
             return False
         after = probe[1:]
         at_eof = len(probe) < _PROBE  # the probe holds the rest of the file

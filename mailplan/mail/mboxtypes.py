@@ -77,6 +77,10 @@ class MboxSummary:
     leading_bytes: int = 0
     end_offset: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: file offset of the first message whose Content-Length reaches past the end of
+    #: what was read (read by the separators instead): in a spool still being written,
+    #: a Solaris delivery not finished yet
+    cl_past_end: int | None = None
 
 
 Event = MessageStart | bytes | MessageEnd
