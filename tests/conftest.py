@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,28 @@ from mailplan.connectors.ssh import SSHConnector
 # benchmarks/, and a slow example on a loaded machine is not a failure.
 settings.register_profile("mailplan", derandomize=bool(os.environ.get("CI")), deadline=None)
 settings.load_profile("mailplan")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session works in a base directory of its own (unless --basetemp names one).
+    The writer switches to vpopmail, which must reach the stand-in's Maildirs, so the
+    stand-in makes their temp ancestors searchable (tests/standin/install.py); pytest's
+    shared /tmp/pytest-of-USER is made private again by every session that starts, which
+    would cut off the writers of a session still running."""
+    if config.option.basetemp is None:
+        base = tempfile.mkdtemp(prefix="mailplan-tests-")
+        config.option.basetemp = base
+        config.stash[_OWN_BASETEMP] = base
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's own base directory (kept with MAILPLAN_KEEP_TEST_FILES=1)."""
+    base = config.stash.get(_OWN_BASETEMP, None)
+    if base and not os.environ.get("MAILPLAN_KEEP_TEST_FILES"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 @pytest.fixture(autouse=True)

@@ -110,7 +110,8 @@ def test_import_for_existing_users_asks_the_target_nothing_per_user(tmp_path):
     target_cmds = [m.groupdict() for m in ENTRY.finditer(applying) if m["host"] == "newmail"]
     assert [(e["status"][:6], e["cmd"]) for e in target_cmds] == [
         ("starte", AGENT), ("exit 0", AGENT)], target_cmds
-    assert "vuserinfo -d" not in text and "stat -c" not in text
+    target_text = "\n".join(e["cmd"] for e in ENTRY.finditer(text) if e["host"] == "newmail")
+    assert "vuserinfo -d" not in target_text and "stat -c" not in target_text
     assert "pw-shared-secret" not in text and hashed not in text
     # same places and owners as vpopmail made them, hashed directories included
     domain_dir = Path(target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0])
