@@ -5,7 +5,6 @@ directory with a link to someone else's spool must get nothing from it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -94,35 +93,32 @@ def test_a_folder_file_swapped_for_a_link_after_the_plan_gives_nothing(tmp_path)
     assert subjects(target, f"mallory@{domain}") == [b"Subject: mallory's own"]
 
 
-def test_every_read_of_a_listed_mailbox_checks_the_file_it_opened(tmp_path):
-    """Plan-time reads too (the windows of a checkpoint, a count, a scan): a file
-    replaced after the listing is not read, whatever reads it."""
+def test_apply_reads_only_the_file_the_listing_found(tmp_path):
+    """apply's read of a mailbox (and each of its checks) opens the file once and goes on
+    only if it is the one listed (device and inode): swapped for a link between the
+    listing and the read, it gives nothing."""
     from mailplan.connectors.local import LocalConnector
-    from mailplan.facts.mailboxes import (
-        Checkpoint,
-        MailboxRef,
-        count_mailboxes,
-        list_source_mailboxes,
-        scan_mailbox,
-        still_valid,
-    )
+    from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
+    from mailplan.mail.snapshot import SnapshotStream
 
     spool = tmp_path / "spool"
     spool.write_bytes(msg("mine"))
-    os.utime(spool, (1e9, 1e9))
     other = tmp_path / "other"
     other.write_bytes(msg("someone else's"))
     conn = LocalConnector("oldmail")
-    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("example.com", "u", "u", str(spool),
-                                                            str(tmp_path / "none"))])
+    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("example.com", "u", "u",
+                                                            str(spool), str(tmp_path / "no"))])
     assert mb.ident == (os.stat(spool).st_dev, os.stat(spool).st_ino)
-    assert scan_mailbox(conn, mb, 0, mboxrd=False, known=set()).error is None
+
+    def read() -> bytes:
+        stream = SnapshotStream(conn, str(spool), 0, mb.size, step="test", ident=mb.ident)
+        data = b""
+        while chunk := stream.read(65536):
+            data += chunk
+        return data
+
+    assert read() == msg("mine")
     spool.unlink()
     spool.symlink_to(other)
-    scan = scan_mailbox(conn, mb, 0, mboxrd=False, known=set())
-    assert "is not the file listed" in (scan.error or "")
-    (counted,) = count_mailboxes(conn, [mb], mboxrd=False)
-    assert counted is not None and "is not the file listed" in (counted.error or "")
-    head = hashlib.sha256(msg("mine")[:4096]).hexdigest()
-    assert still_valid(conn, [(mb, Checkpoint(str(spool), mb.inode, mb.size, head, head))]) \
-        == [False]
+    with pytest.raises(SourceChanged, match="no longer the file the plan listed"):
+        read()
