@@ -299,3 +299,21 @@ def test_a_proxyjump_hops_unknown_host_key_is_refused_too(sshd, tmp_path, monkey
                         identity_file=str(sshd.client_key), known_hosts=str(kh))
     assert conn.run("echo through").stdout == b"through\n"
     conn.close()
+
+
+def test_a_refused_connection_says_why_in_words_with_a_hint():
+    """paramiko reports "[Errno None] Unable to connect to port N on ..." around the real
+    reasons: the error says "connection refused", and what to check."""
+    import socket
+
+    from mailplan.errors import ConnectionLost
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    conn = SSHConnector("old", address="127.0.0.1", port=port, user="root")
+    with pytest.raises(ConnectionLost) as info:
+        conn.run("true")
+    text = str(info.value)
+    assert f"cannot connect to 127.0.0.1:{port}: connection refused" in text, text
+    assert "Errno" not in text and "hint: check the host's address and port" in text

@@ -192,8 +192,10 @@ class SSHConnector(Connector):
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None
             except OSError as exc:
-                raise ConnectionLost(f"cannot connect to {self._address}: {exc}",
-                                host=self.name) from None
+                raise ConnectionLost(f"cannot connect to {self._address}: {_why(exc)}",
+                                     host=self.name, hint="check the host's address and port "
+                                     "in the spec, that its sshd runs, and that no firewall "
+                                     "is in the way") from None
         transport = self._conn.transport
         assert transport is not None
         return transport
@@ -284,3 +286,12 @@ class SSHConnector(Connector):
             self._streams.close()
             self._streams = None
         self._conn.close()
+
+
+def _why(exc: OSError) -> str:
+    """Why a connection failed, in words (paramiko's NoValidConnectionsError says
+    "[Errno None] Unable to connect to port 22 on ..." around the real reasons)."""
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, dict) and errors:
+        return "; ".join(sorted({str(e.strerror or e).lower() for e in errors.values()}))
+    return exc.strerror.lower() if exc.strerror else str(exc)
