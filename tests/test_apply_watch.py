@@ -198,8 +198,23 @@ def journal_has_mail(spec: Path) -> bool:
     return journal.exists() and b'"imported"' in journal.read_bytes()
 
 
-def test_ctrl_c_stops_at_a_safe_point_then_resume(big):
-    spec, domain = big
+@pytest.fixture
+def many(tmp_path, sshd):
+    """One user with 30,000 small messages (15 sync batches), over SSH: however fast
+    the machine, an interrupt sent once the first batch is journaled lands mid-mailbox
+    (with 3 batches, a fast run had made all three durable by then)."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw-big")])
+    (src / "var/spool/mail/big").write_bytes(box(30000, 400))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    return spec, domain
+
+
+def test_ctrl_c_stops_at_a_safe_point_then_resume(many):
+    spec, domain = many
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
                              "--auto-approve"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
@@ -215,12 +230,12 @@ def test_ctrl_c_stops_at_a_safe_point_then_resume(big):
     state = json.loads(spec.with_name("m.state.json").read_text())
     assert state["history"][-1]["result"] == "interrupted"
     done = state["mail"][f"big@{domain}/INBOX"]["imported"]
-    assert 0 < done < 6000 and done % 2000 == 0  # whole durable batches only
+    assert 0 < done < 30000 and done % 2000 == 0  # whole durable batches only
     assert "result: interrupted" in logs(spec)[-1].read_text()
     resumed = mailplan("apply", str(spec), "--auto-approve", check=True)
     assert "Apply complete" in resumed.stdout
     state = json.loads(spec.with_name("m.state.json").read_text())
-    assert state["mail"][f"big@{domain}/INBOX"]["imported"] == 6000
+    assert state["mail"][f"big@{domain}/INBOX"]["imported"] == 30000
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
 
 
