@@ -1557,3 +1557,19 @@ def test_a_writer_stays_root_only_where_no_one_else_can_have_put_anything(reacha
             client.open(str(other / "Maildir"), owner_of_parent=True)
     finally:
         agent.kill()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+def test_a_maildir_its_owner_may_not_write_is_refused_when_opened(reachable):
+    """A Maildir made by hand as root (mb2md run as root, no chown) under a user
+    directory of vpopmail's: vpopmail could not deliver there, and the writer running as
+    that owner could not write; it says so when the Maildir is opened, naming it."""
+    home = _user_dir(reachable)
+    os.chown(home / "Maildir" / "cur", 0, 0)
+    agent = LocalAgent()
+    try:
+        with pytest.raises(AgentError, match=r"Maildir/cur is uid 0's, and the writer, "
+                           r"running as the owner of .* \(uid 4242\), may not write there"):
+            AgentClient(agent).open(str(home / "Maildir"), owner_of_parent=True)
+    finally:
+        agent.kill()

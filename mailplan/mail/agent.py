@@ -461,6 +461,14 @@ class Agent:
         created = self._mkdir(self.root)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
+        if self.became is not None:  # say so now, not at the first message
+            for path in (self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))):
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise AgentError(
+                        f"{path} is uid {os.stat(path).st_uid}'s, and the writer, running "
+                        f"as the owner of {parent} (uid {self.uid}), may not write there "
+                        "(nor could vpopmail deliver there): chown -R the Maildir to that "
+                        "owner")
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         recovered, ledger = self._recover_pending()
         # the ledger as recovery left it (read under the lock), or read now
