@@ -1546,9 +1546,12 @@ def test_a_writer_stays_root_only_where_no_one_else_can_have_put_anything(reacha
     client = AgentClient(agent)
     client.open(str(home / "Maildir"), owner_of_parent=True)
     import_mbox(client, io.BytesIO(MBOX), dirname="")
-    client.quit()
-    assert agent.wait() == 0
+    with pytest.raises(AgentError, match="one writer per owner"):  # root stays root
+        client.open(str(first / "Maildir"), owner_of_parent=True)
+    agent.kill()
     assert {p.stat().st_uid for p in (home / "Maildir").rglob("*")} == {0}
+    assert len([p for p in (home / "Maildir").rglob("*")
+                if p.parent.name in ("new", "cur")]) == len(read_mbox(io.BytesIO(MBOX))[0])
     agent = LocalAgent()
     client = AgentClient(agent)
     try:

@@ -378,19 +378,20 @@ class Agent:
         write or chown what it points to. As that user, a link leads only where the user
         could write anyway. Under a user directory of root's the writer stays root only
         where no one else can have put anything (``_stay_root``). Once per agent: later
-        Maildirs must have the owner of the first."""
+        Maildirs must have the owner of the first, root included (a sync process forked
+        while the writer stayed root would stay root after a switch)."""
         if self.became is None and self.euid != 0:
             return  # not root: files are the caller's, nothing to switch
-        if self.uid == 0 and self.became is None:
+        if self.became is not None and self.became != (self.uid, self.gid):
+            raise AgentError(f"the Maildir's parent {parent} belongs to uid {self.uid} "
+                             f"gid {self.gid}, but this writer runs as uid "
+                             f"{self.became[0]} gid {self.became[1]} (one writer per owner)")
+        if self.uid == 0:
             self._stay_root(parent)
+            self.became = (self.uid, self.gid)
             return
         if self.became is not None:
-            if self.became != (self.uid, self.gid):
-                raise AgentError(f"the Maildir's parent {parent} belongs to uid {self.uid} "
-                                 f"gid {self.gid}, but this writer runs as uid "
-                                 f"{self.became[0]} gid {self.became[1]} (one writer per "
-                                 "owner)")
-            return
+            return  # already this owner
         # what is imported on first use, imported now: as that user, Python's own files
         # may be out of reach (an interpreter installed under /root)
         import select  # noqa: F401
