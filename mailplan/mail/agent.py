@@ -464,7 +464,7 @@ class Agent:
             self._mkdir(os.path.join(self.root, sub))
         if self.became is not None:  # say so now, not at the first message
             for path in (self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))):
-                if not os.access(path, os.W_OK | os.X_OK):
+                if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
                     raise AgentError(
                         f"{path} is uid {os.stat(path).st_uid}'s, and the writer, running "
                         f"as the owner of {parent} (uid {self.uid}), may not write there "
