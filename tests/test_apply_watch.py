@@ -120,19 +120,26 @@ def test_log_masks_secrets_in_commands_and_their_output(tmp_path):
     assert log.path.parent.name == "m.state.json.logs"
 
 
-@pytest.fixture
-def big(tmp_path, sshd):
-    """Two users with 6000 and 200 messages, over SSH into the stand-in."""
-    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw-big"),
-                                            SourceAccount("small", 1001, "Small", "pw-s")])
-    (src / "var/spool/mail/big").write_bytes(box(6000))
-    (src / "var/spool/mail/small").write_bytes(box(200, 100))
+def over_ssh(tmp_path: Path, sshd, spools: dict[str, bytes]) -> tuple[Path, str]:
+    """A spec migrating one user per entry of ``spools`` (name -> spool bytes, uids from
+    1000), over SSH into the stand-in: (spec path, domain)."""
+    src = make_source(tmp_path / "source", [
+        SourceAccount(name, 1000 + i, name.title(), f"pw-{name}")
+        for i, name in enumerate(spools)])
+    for name, data in spools.items():
+        (src / "var/spool/mail" / name).write_bytes(data)
     target = install_target(tmp_path / "target")
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       source_host=ssh_host(sshd), target_host=ssh_host(sshd),
                       domains={domain: {"import": {"uid_min": 1000}}})
     return spec, domain
+
+
+@pytest.fixture
+def big(tmp_path, sshd):
+    """Two users with 6000 and 200 messages, over SSH into the stand-in."""
+    return over_ssh(tmp_path, sshd, {"big": box(6000), "small": box(200, 100)})
 
 
 def logs(spec: Path) -> list[Path]:
@@ -203,14 +210,7 @@ def many(tmp_path, sshd):
     """One user with 30,000 small messages (15 sync batches), over SSH: however fast
     the machine, an interrupt sent once the first batch is journaled lands mid-mailbox
     (with 3 batches, a fast run had made all three durable by then)."""
-    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "pw-big")])
-    (src / "var/spool/mail/big").write_bytes(box(30000, 400))
-    target = install_target(tmp_path / "target")
-    domain = unique_domain()
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
-    return spec, domain
+    return over_ssh(tmp_path, sshd, {"big": box(30000, 400)})
 
 
 def test_ctrl_c_stops_at_a_safe_point_then_resume(many):
