@@ -305,6 +305,7 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
             todo.update(f"{event.sha256}:{event.occurrence};".encode())
 
     last: MessageEnd | None = None
+    cut: int | None = None  # where what is left for the next run starts, if not at ``last``
     try:
         for event in reader:
             if isinstance(event, MessageEnd):
@@ -317,28 +318,26 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                 # longer: its body may hold unquoted From_ lines, which would cut it in
                 # two; it and what follows are left for the next run (as a whole read
                 # then honours that length)
-                if last is not None:
-                    take(last)
-                scan.held_back, scan.end = True, reader.summary.cl_past_end
-                scan.todo_digest = todo.hexdigest()[:16]
-                scan.skipped_internal = reader.summary.skipped_internal
-                scan.warnings = list(reader.summary.warnings)
-                return scan
+                cut = reader.summary.cl_past_end
+                break
     except MailboxError as exc:
-        if start and not mailbox.settled and _unfinished_separator(scan.seen):
-            # a delivery writing its From_ line right after the checkpoint: nothing new
-            # yet (a whole read would hold that message back the same way)
-            scan.held_back, scan.end = True, start
-            scan.todo_digest = todo.hexdigest()[:16]
+        if not (start and not mailbox.settled and _unfinished_separator(scan.seen)):
+            scan.error = exc.message
             return scan
-        scan.error = exc.message
-        return scan
-    scan.end = reader.summary.end_offset
-    if last is not None:
-        if mailbox.settled or scan.seen.tail.endswith(_BLANK_END):
+        # a delivery writing its From_ line right after the checkpoint: nothing new yet
+        # (a whole read would hold that message back the same way)
+        cut = start
+    if cut is not None:
+        if last is not None:
             take(last)
-        else:  # a delivery may still be writing it: left for the next run
-            scan.held_back, scan.end = True, last.start
+        scan.held_back, scan.end = True, cut
+    else:
+        scan.end = reader.summary.end_offset
+        if last is not None:
+            if mailbox.settled or scan.seen.tail.endswith(_BLANK_END):
+                take(last)
+            else:  # a delivery may still be writing it: left for the next run
+                scan.held_back, scan.end = True, last.start
     scan.todo_digest = todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
     scan.warnings = list(reader.summary.warnings)
