@@ -237,8 +237,8 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
             if pattern.search(dotted):
                 return text, path, False
         if err.validator == "type":
-            return (f"expected a {err.schema['type']} here (the value is not shown: it may "
-                    "be a password hash)", path, False)
+            return (f"{_expected(err)} here (the value is not shown: it may be a password "
+                    "hash)", path, False)
         return (f"not a valid password reference here ({err.validator} check of the "
                 "schema; the value is not shown)", path, False)
     if err.validator == "additionalProperties":
@@ -253,10 +253,7 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
                              "pattern", "type") and pattern.search(dotted):
             return f"{text} (got {err.instance!r})", path, False
     if err.validator == "type":
-        wanted = err.schema["type"]
-        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return f"expected {_TYPE_WORDS.get(wanted, wanted)}, got {_yaml_words(err.instance)}", \
-            path, False
+        return f"{_expected(err)}, got {_yaml_words(err.instance)}", path, False
     if err.validator == "pattern":
         return (f"{_yaml_words(err.instance)} does not have the form this key takes "
                 f"(the pattern {err.schema['pattern']})", path, False)
@@ -269,6 +266,14 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "array": "a list",
                "object": "a mapping of keys", "integer": "a whole number",
                "number": "a number", "null": "nothing"}
+
+
+def _expected(err: jsonschema.ValidationError) -> str:
+    """What a ``type`` check wanted, in words."""
+    wanted = err.schema["type"]
+    if isinstance(wanted, list):
+        return "expected " + " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+    return f"expected {_TYPE_WORDS.get(wanted, wanted)}"
 
 
 def _yaml_words(value: Any) -> str:
