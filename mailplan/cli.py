@@ -167,9 +167,9 @@ def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
 
 def _confirm() -> None:
     if not sys.stdin.isatty():
-        raise Cancelled("refusing to apply without confirmation: stdin is not a "
-                            "terminal", hint="review the plan, then use --auto-approve, or "
-                            "save it with plan -o FILE and run apply FILE")
+        raise Cancelled("refusing to apply without confirmation: stdin is not a terminal",
+                        hint="review the plan, then use --auto-approve, or save it with plan "
+                        "-o FILE and run apply FILE")
     answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted",
                           default="", show_default=False)
     if answer != "yes":
