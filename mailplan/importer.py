@@ -175,8 +175,9 @@ class MailImporter:
                 size = sum(d.size for d in batch)
                 self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
                                         "bytes": size})
-                if self.on_batch is not None:
-                    self.on_batch(change, len(batch), size)
+                if self.on_batch is not None:  # in the plan's measure (see MailJob)
+                    self.on_batch(change, len(batch), sum(d.end - d.start for d in batch)
+                                  if job.counted else size)
 
             report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,

@@ -82,6 +82,9 @@ class MailJob:
     count: int
     size: int
     subscribe: bool
+    #: ``size`` is the mbox's (a first import counted on the source): progress counts
+    #: each message's bytes in the mbox, not as stored, so that it ends at the total
+    counted: bool = False
 
 
 @dataclass
@@ -412,7 +415,8 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
     out.jobs[change.id] = MailJob(mb, begin, scan.todo, size,
-                                  mb.folder == "INBOX" or subs is None or mb.folder in subs)
+                                  mb.folder == "INBOX" or subs is None or mb.folder in subs,
+                                  scan.counted)
 
 
 def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
