@@ -92,9 +92,22 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
             continue
         _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes, key)
     for name in sorted(managed.domains - set(desired.domains)):
-        if name in observed.domains:
-            deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
-                                  "no longer in the spec (applied only with --prune)"))
+        have = observed.domains.get(name)
+        if have is None:
+            continue
+        # vdeldomain takes every account with it: never one mailplan did not create
+        foreign = sorted(u for u in set(have.users) - {"postmaster"}
+                         if (name, u) not in managed.users)
+        if foreign:
+            out.problems.append(Problem(name, None, (
+                "created by mailplan, no longer in the spec, but it holds "
+                f"{len(foreign)} account(s) mailplan did not create ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}): not deleted, even with --prune "
+                "(vdeldomain would delete them and their mail); put the domain back in the "
+                "spec, or move those accounts and delete it by hand")))
+            continue
+        deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
+                              "no longer in the spec (applied only with --prune)"))
     out.changes.extend(catchalls)
     out.changes.extend(deletes)
     return out

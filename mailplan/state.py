@@ -170,8 +170,9 @@ class State:
         return dict(self.data.get("mail", {}))
 
     def managed(self) -> tuple[set[str], set[tuple[str, str]]]:
-        """Domains and (domain, user) pairs mailplan created."""
-        domains = set(self.data["managed"])
+        """Domains and (domain, user) pairs mailplan created (a domain that only holds
+        users mailplan created is not one: it was there before)."""
+        domains = {d for d, body in self.data["managed"].items() if "created" in body}
         users = {(d, u) for d, body in self.data["managed"].items() for u in body["users"]}
         return domains, users
 
@@ -226,9 +227,11 @@ class State:
         managed = self.data["managed"]
         domain, user = entry.get("domain"), entry.get("user")
         if entry.get("created") and domain:
-            body = managed.setdefault(domain, {"created": entry["at"], "users": {}})
+            body = managed.setdefault(domain, {"users": {}})
             if user:
                 body["users"][user] = {"created": entry["at"]}
+            else:  # the domain itself: only its own step says mailplan created it
+                body.setdefault("created", entry["at"])
         if entry.get("deleted") and domain:
             if user:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)

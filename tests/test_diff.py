@@ -104,6 +104,20 @@ def test_managed_domain_removed_from_spec_is_shown_for_deletion():
     assert "--prune" in result.changes[0].reason
 
 
+def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_deleted():
+    # vdeldomain would take the hand-made account and its mail with it
+    observed = have([ALICE_THERE])
+    observed.domains["old.example"] = TargetDomain("old.example", "/d", (), {
+        name: TargetUser(name, Secret(H1), name, 0, "/d/" + name, "NOQUOTA")
+        for name in ("postmaster", "made", "ceo")}, BOUNCE)
+    result = diff(want([ALICE]), observed, VP, Managed(
+        frozenset({"old.example"}), frozenset({("old.example", "made")})))
+    assert ids(result) == []
+    (problem,) = [p for p in result.problems if p.domain == "old.example"]
+    assert "1 account(s) mailplan did not create (ceo)" in problem.message
+    assert "not deleted, even with --prune" in problem.message
+
+
 def test_alias_domain_is_a_problem_not_a_change():
     observed = TargetFacts("new", alias_of={"example.com": "real.example"})
     result = diff(want([ALICE]), observed, VP)

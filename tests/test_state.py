@@ -32,6 +32,17 @@ def test_new_state_has_lineage_and_is_written_0600(tmp_path):
     assert not state.journal_path.exists()
 
 
+def test_a_user_added_to_a_domain_that_was_there_does_not_make_it_mailplans(tmp_path):
+    # only the domain's own step says mailplan created it (else --prune would delete a
+    # domain made by hand, with its other accounts)
+    state = State.load(tmp_path / "s.json")
+    state.begin("plan-1")
+    state.record("create-user:x@old.example", {"domain": "old.example", "user": "x",
+                                               "created": True})
+    state.finish("ok", {})
+    assert State.load(tmp_path / "s.json").managed() == (set(), {("old.example", "x")})
+
+
 def test_journal_of_a_killed_run_is_folded_in(tmp_path):
     path = tmp_path / "s.json"
     code = f"""
