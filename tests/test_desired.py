@@ -157,3 +157,18 @@ def test_a_password_file_is_read_with_a_limit(tmp_path):
     s = spec(tmp_path, "users: [{name: zed, password: {file: /dev/zero}}]\n")
     with pytest.raises(SpecError, match="is larger than 4096 bytes"):
         build_desired(s, SRC)
+
+
+def test_an_account_the_old_server_no_longer_lets_in_is_a_problem(tmp_path):
+    # migrated with its hash, an expired account would log in again on the new server
+    src = source(["fired:x:1000:1000::/home/fired:/bin/sh", "kept:x:1001:1001::/h:/bin/sh"],
+                 [f"fired:{H}:19000:0:99999:7::19500:", f"kept:{H}:19000:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["kept"]
+    (problem,) = desired.problems
+    assert problem.user == "fired" and "shadow line 1" in problem.message
+    assert "the account expired on 2023-05-23" in problem.message and H not in problem.message
+    (tmp_path / "pw").write_text("Sekr1t\n")
+    given = build_desired(spec(tmp_path, "users: [{name: fired, password: {file: pw}}]\n"),
+                          src)  # the admin's choice: migrated with the spec's password
+    assert "fired" in given.domains["example.com"].users and not given.problems

@@ -68,7 +68,6 @@ def test_passwd_and_shadow_join():
     (b"+::::::\n", "NIS", 1),
     (b"a:x:ten:1::/h:/bin/sh\n", "not numbers", 1),
     (b"root:x:0:0::/root:/bin/sh\n\nbob:x:1:1::/h:/bin/sh\n", "empty line", 2),
-    (b"\xff:x:0:0::/:/bin/sh\n", "not UTF-8", 1),
 ])
 def test_bad_passwd_names_file_and_line(data, message, line):
     with pytest.raises(SourceDataError, match=message) as info:
@@ -80,3 +79,35 @@ def test_bad_shadow_line_never_echoes_the_hash():
     with pytest.raises(SourceDataError) as info:
         parse_shadow(b"alice:$6$secretsalt$xyz:1:2\n", host="h", path="/etc/shadow")
     assert "secretsalt" not in str(info.value)
+
+
+def test_a_line_not_utf8_is_read_as_latin1_not_refused():
+    # an old server's full names in its 8-bit locale: one must not stop the migration
+    data = PASSWD + b"jose:x:1002:1002:Jos\xe9 Garc\xeda:/home/jose:/bin/sh\n"
+    assert parse_passwd(data, host="h", path="/etc/passwd")["jose"][1][4] == "José García"
+
+
+@pytest.mark.parametrize("fields, expired", [
+    ("19000:0:99999:7::1:", "the account expired on 1970-01-02"),
+    ("19000:0:99999:7:::", None),
+    ("19000:0:99999:7::20001:", None),  # expires in the future (today is day 20000)
+    ("19000:0:99999:7::20000:", "the account expired on 2024-10-04"),  # from that day
+    ("19000:0:900:7:30::", "its password expired on 2024-06-26 and the account is inactive "
+     "since 2024-07-26"),
+    ("19000:0:900:7:100::", "its password expired on 2024-06-26"),  # inactive from today
+    ("19000:0:900:7:101::", None),
+    ("18000:0:900:7:100::", "its password expired on 2021-09-30"),
+    ("18000:0:900:7:::", None),  # expired password, no inactivity limit: must change it
+    ("0:0:90:7:0::", None),  # 0: must change at next login, not locked out
+    ("19000:0:-1:-1:-1:-1:", None),
+])
+def test_shadow_expiry_as_login_judges_it(fields, expired):
+    entry = parse_shadow(f"a:$6$x$y:{fields}\n".encode(), host="h", path="/etc/shadow")["a"]
+    why = entry.expired(20000)
+    assert (why is None) if expired is None else why.startswith(expired), why
+
+
+def test_a_bad_shadow_date_names_the_line():
+    with pytest.raises(SourceDataError, match="date fields of 'a'") as info:
+        parse_shadow(b"a:$6$x$y:soon:0:99999:7:::\n", host="h", path="/etc/shadow")
+    assert str(info.value).startswith("h:/etc/shadow:1:")

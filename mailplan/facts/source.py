@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 import posixpath
+import time
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
@@ -38,6 +40,9 @@ class Account:
     hash_info: HashInfo | None
     line: int
     shadow_line: int | None = None  # the line of its shadow entry, when it has one
+    #: why the old server refuses this account's logins by date (shadow's account
+    #: expiry, or a password expired past its inactivity period), as of the plan's day
+    expired: str | None = None
 
     @property
     def full_name(self) -> str:
@@ -59,17 +64,54 @@ class SourceFacts:
 
 
 def _lines(data: bytes, host: str, path: str) -> list[tuple[int, str]]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SourceDataError("not UTF-8 text", host=host, path=path, line=line) from None
+    """The file's lines, each UTF-8 or else Latin-1 (old systems wrote full names in
+    their locale's 8-bit charset; every byte is a Latin-1 character, so no account is
+    lost to one such name: a name that is not ASCII is refused later as a vpopmail user)."""
     out = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line == "" and number == text.count("\n") + 1:
-            continue  # after the final newline
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # after the final newline
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("latin-1")
         out.append((number, line))
     return out
+
+
+class ShadowEntry(NamedTuple):
+    """One shadow line: where it is, its password field, and its dates (days since
+    1970; None where the field is empty)."""
+
+    line: int
+    password: str
+    changed: int | None
+    max_days: int | None
+    inactive: int | None
+    expires: int | None
+
+    def expired(self, today: int) -> str | None:
+        """Why login(1) refuses this account on ``today`` (a day number), as shadow's
+        ``isexpired`` decides, or None."""
+        if self.expires is not None and self.expires > 0 and today >= self.expires:
+            return f"the account expired on {_day(self.expires)} (shadow's expiry date)"
+        if (self.changed and self.max_days is not None and self.inactive is not None
+                and self.max_days >= 0 and self.inactive >= 0):
+            ended = self.changed + self.max_days
+            if today >= ended + self.inactive:
+                return (f"its password expired on {_day(ended)} and the account is inactive "
+                        f"since {_day(ended + self.inactive)}")
+        return None
+
+
+def _day(number: int) -> str:
+    return (datetime(1970, 1, 1) + timedelta(days=number)).date().isoformat()
+
+
+def today_number() -> int:
+    """Today as shadow counts days (since 1970-01-01, UTC)."""
+    return int(time.time() // 86400)
 
 
 def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, list[str]]]:
@@ -101,9 +143,9 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
     return entries
 
 
-def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, str]]:
-    """shadow bytes to ``name -> (line, password field)``; strict, never echoes a hash."""
-    entries: dict[str, tuple[int, str]] = {}
+def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, ShadowEntry]:
+    """shadow bytes to ``name -> entry``; strict, never echoes a hash."""
+    entries: dict[str, ShadowEntry] = {}
     for number, line in _lines(data, host, path):
         fields = line.split(":")
         if line.strip() == "" or len(fields) != 9:
@@ -115,20 +157,34 @@ def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, s
         if name in entries:
             raise SourceDataError(f"duplicate entry for {name!r} (first at line "
                                   f"{entries[name][0]})", host=host, path=path, line=number)
-        entries[name] = (number, fields[1])
+        dates = [int(f) if f else None for f in (fields[2], fields[4], fields[6], fields[7])
+                 if f == "" or _number(f)]
+        if len(dates) != 4:
+            raise SourceDataError(f"the date fields of {name!r} (3, 5, 7, 8) are not day "
+                                  "numbers", host=host, path=path, line=number)
+        entries[name] = ShadowEntry(number, fields[1], *dates)
     return entries
 
 
+def _number(field: str) -> bool:
+    """A shadow day field: digits, or -1 (what some tools write for "none")."""
+    return is_number(field) or field == "-1"
+
+
 def build_accounts(passwd: dict[str, tuple[int, list[str]]],
-                   shadow: dict[str, tuple[int, str]]) -> dict[str, Account]:
-    """Join passwd and shadow entries into accounts."""
+                   shadow: dict[str, ShadowEntry], today: int | None = None
+                   ) -> dict[str, Account]:
+    """Join passwd and shadow entries into accounts (expiry judged on ``today``, a
+    shadow day number; default: today)."""
+    day = today_number() if today is None else today
     accounts = {}
     for name, (line, f) in passwd.items():
-        field = shadow.get(name)
-        secret = Secret(field[1]) if field else None
-        info = classify(field[1]) if field else None
+        entry = shadow.get(name)
+        secret = Secret(entry.password) if entry else None
+        info = classify(entry.password) if entry else None
         accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6], secret, info,
-                                 line, field[0] if field else None)
+                                 line, entry.line if entry else None,
+                                 entry.expired(day) if entry else None)
     return accounts
 
 

@@ -149,7 +149,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     for name, (_line, f) in entries.items():
         entry = hashes.get(name)
         accounts.append(SurveyAccount(name, int(f[2]), f[4], f[5], f[6],
-                                      classify(entry[1]) if entry else None))
+                                      classify(entry.password) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
                     "" if shadow_ok else first[1].stderr_text[:300] or "not readable")
     present_spools = _text(first[2]).split()
