@@ -362,14 +362,15 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     report = Report(target_conn.name)
     for problem in desired.problems:
         who = f"{problem.user}@{problem.domain}" if problem.user else problem.domain
-        report.explained.append(f"{who}: {problem.message}")
+        report.unmigrated.append(f"{who}: {problem.message}")
     for dname, dom in sorted(desired.domains.items()):
         have = target.domains.get(dname)
         for uname, user in sorted(dom.users.items()):
             report.accounts.append(check_account(user, have.users.get(uname) if have else None))
     core = diff(desired, target, vpop)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in core.changes
-                       if c.kind in ("catchall", "domain")]
+                       if c.kind in ("catchall", "domain")
+                       or (c.kind == "password" and c.user == "postmaster")]
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,

@@ -67,10 +67,16 @@ def render_report(report: Report) -> str:
                    "file and Maildir unchanged, not read again; --full re-reads them)")
     out.append("")
     if report.routing:
-        out.append("Routing not as specified (run `mailplan plan` to see the changes):")
+        out.append("Domains and routing not as specified (run `mailplan plan` to see the "
+                   "changes):")
         out += [f"  FAIL  {r}" for r in report.routing]
     else:
         out.append("Routing: domains, catch-alls, aliases and forwards as specified.")
+    if report.unmigrated:
+        out.append("")
+        out.append("Not migrated (the plan's problems: leave each out of the spec, or say "
+                   "in it how to migrate it):")
+        out += [f"  FAIL  {e}" for e in report.unmigrated]
     if report.login is not None:
         mark = "ok  " if report.login["ok"] else "FAIL"
         out.append(f"Login check: {mark}  {report.login['address']}: {report.login['detail']}")
@@ -83,7 +89,7 @@ def render_report(report: Report) -> str:
         out.append("Verified: the target matches the source and the spec.")
     else:
         failing = (sum(not a.ok for a in report.accounts) + sum(not f.ok for f in report.folders)
-                   + len(report.routing)
+                   + len(report.routing) + len(report.unmigrated)
                    + (report.login is not None and not report.login["ok"]))
         out.append(f"NOT verified: {failing} item(s) differ.")
     return "\n".join(escape(line) for line in out) + "\n"

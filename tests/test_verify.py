@@ -19,6 +19,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from passlib.hash import sha512_crypt
 from test_mail_imap import courier_imap, need_courier
 
 from mailplan import verify as verify_mod
@@ -226,6 +227,37 @@ def test_verify_finds_each_kind_of_difference(migrated):
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert inbox["missing"] == [f"{digest[:12]}#0"] and not inbox["ok"]
+
+
+@pytest.mark.ssh
+def test_verify_fails_on_what_the_spec_covers_but_was_not_migrated(migrated, sshd):
+    src, target, domain, spec, root = migrated
+    # an account the import rule takes, locked on the old server, with mail in its spool
+    with open(src / "etc/passwd", "a") as fh:
+        fh.write(f"sales:x:1002:1002:Sales:{src}/home/sales:/bin/sh\n")
+    with open(src / "etc/shadow", "a") as fh:
+        fh.write("sales:!$6$x$y:19000:0:99999:7:::\n")
+    (src / "var/spool/mail/sales").write_bytes(INBOX)
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Not migrated (the plan's problems" in res.stdout
+    assert f"  FAIL  sales@{domain}: password of source account 'sales'" in res.stdout
+    assert "NOT verified: 1 item(s) differ." in res.stdout
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    assert doc["ok"] is False and len(doc["unmigrated"]) == 1
+    # the admin's decision, in the spec (and a postmaster password): verified again
+    pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster1")
+    write_spec(spec, source_root=src, target=target, source_host=ssh_host(sshd),
+               target_host=ssh_host(sshd),
+               domains={domain: {"import": {"uid_min": 1000, "exclude": ["sales"]},
+                                 "aliases": {"sales": ["alice"]},
+                                 "postmaster_password": {"hash": pm_hash}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert mailplan("verify", str(spec)).returncode == 0
+    # the postmaster's password changed by hand on the new server: plan would change it
+    assert target.tool("vpasswd", f"postmaster@{domain}", "Other1pw").returncode == 0
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3 and f"FAIL  ~ password postmaster@{domain}" in res.stdout
 
 
 def migrate_labelled(tmp_path: Path, sshd, prefix: str):  # type: ignore[no-untyped-def]
