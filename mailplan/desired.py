@@ -16,7 +16,7 @@ from typing import Any
 
 from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
-from mailplan.names import parse_size, user_problem
+from mailplan.names import MAX_CLEAR_PASSWORD, MAX_GECOS, parse_size, user_problem
 from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
 from mailplan.text import has_control
@@ -99,7 +99,8 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
         if not value:
             raise spec.error(f"environment variable {ref['env']} is not set or empty",
                              (*where, "env"), hint=f"export {ref['env']}=... before running")
-        return Password("clear", Secret(value), f"env {ref['env']}")
+        return _clear(spec, value, f"environment variable {ref['env']}", (*where, "env"),
+                      f"env {ref['env']}")
     if "file" in ref:
         path = spec.resolve(ref["file"])
         try:
@@ -119,11 +120,21 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
         if not first:
             raise spec.error(f"password file {path} starts with an empty line",
                              (*where, "file"))
-        if has_control(first.replace("\t", "")):
-            raise spec.error(f"the first line of password file {path} holds a control "
-                             "character (a CRLF line end, a NUL, ...)", (*where, "file"))
-        return Password("clear", Secret(first), f"file {ref['file']}")
+        return _clear(spec, first, f"the first line of password file {path}",
+                      (*where, "file"), f"file {ref['file']}")
     return Password("hash", Secret(ref["hash"]), "hash in spec")  # checked by load_spec
+
+
+def _clear(spec: Spec, value: str, what: str, where: JsonPath, origin: str) -> Password:
+    """A clear password vpopmail would take (never quoted in an error)."""
+    if has_control(value.replace("\t", "")):
+        raise spec.error(f"{what} holds a control character (a CRLF line end, a NUL, ...)",
+                         where)
+    if len(value.encode()) > MAX_CLEAR_PASSWORD:
+        raise spec.error(f"{what} is {len(value.encode())} bytes long; vpopmail takes at "
+                         f"most {MAX_CLEAR_PASSWORD} (vpasswd refuses a longer one, and its "
+                         "vchkpw would not accept it at login)", where)
+    return Password("clear", Secret(value), origin)
 
 
 def _source_password(account: Account, domain: str, name: str) -> Password | Problem:
@@ -155,8 +166,10 @@ def _gecos_problem(source: SourceFacts, account: Account, domain: str,
 
 
 def _comment(account: Account | None, name: str) -> str:
-    text = account.full_name if account else ""
-    return (text or name)[:64]
+    """The source's full name (or the user's name) cut to vpopmail's 64 bytes, on a
+    character's boundary."""
+    text = (account.full_name if account else "") or name
+    return text.encode()[:MAX_GECOS].decode("utf-8", "ignore")
 
 
 def build_desired(spec: Spec, source: SourceFacts) -> Desired:

@@ -64,7 +64,7 @@ def parse_size(value: str | int) -> int | None:
     Units are binary (k = 1024), as vpopmail's own quota parser reads them.
     """
     if isinstance(value, int):
-        return value
+        return _quota_in_range(value, repr(value))
     text = value.strip()
     if text == "unlimited":
         return None
@@ -74,9 +74,25 @@ def parse_size(value: str | int) -> int | None:
     number, unit, suffix = match.groups()
     if not unit and suffix.lower() not in ("", "b"):
         raise ValueError(f"{value!r} is not a size like 500M, 1G or unlimited")
-    size = int(float(number) * _UNITS[unit.lower()])
+    return _quota_in_range(int(float(number) * _UNITS[unit.lower()]), repr(value))
+
+
+#: vpopmail's limits on a comment (gecos) and a clear password, in bytes (vadduser,
+#: vmoduser and vpasswd refuse longer ones: "gecos too long (max=64)", "password too long
+#: (max=128)")
+MAX_GECOS = 64
+MAX_CLEAR_PASSWORD = 128
+
+#: the largest quota vpopmail stores as given (it keeps a larger one as this many bytes)
+MAX_QUOTA = (1 << 63) - 1
+
+
+def _quota_in_range(size: int, shown: str) -> int:
     if size <= 0:
-        raise ValueError(f"{value!r}: a quota must be positive (or unlimited)")
+        raise ValueError(f"{shown}: a quota must be positive (or unlimited)")
+    if size > MAX_QUOTA:
+        raise ValueError(f"{shown}: a quota is at most {MAX_QUOTA} bytes (8E), the largest "
+                         "vpopmail stores; use unlimited")
     return size
 
 

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from mailplan.errors import SpecError
-from mailplan.names import domain_problem, parse_size, user_problem
+from mailplan.names import MAX_GECOS, domain_problem, parse_size, user_problem
 from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -421,6 +421,10 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
         if comment is not None and (":" in comment or has_control(comment)):
             raise spec.error("a comment cannot contain ':', a newline or another control "
                              "character (vpopmail stores it in a colon-separated line)",
+                             (*where, "comment"))
+        if comment is not None and len(comment.encode()) > MAX_GECOS:
+            raise spec.error(f"a comment is at most {MAX_GECOS} bytes (vpopmail's limit); "
+                             f"this one is {len(comment.encode())} in UTF-8",
                              (*where, "comment"))
     _control_characters(spec, body, ("domains", domain))  # aliases, catch-all, ...
     imp = body.get("import")

@@ -93,6 +93,29 @@ def test_password_from_env_must_be_set(tmp_path, monkeypatch):
         build_desired(s, SRC)
 
 
+@pytest.mark.parametrize(("value", "words"), [
+    ("Sekr1t" * 22, "is 132 bytes long; vpopmail takes at most 128"),
+    ("Sekr1t\n", "holds a control character"),
+])
+def test_a_password_vpopmail_would_not_take_is_refused_without_quoting_it(
+        tmp_path, monkeypatch, value, words):
+    monkeypatch.setenv("LONG_PW", value)
+    s = spec(tmp_path, "users: [{name: zed, password: {env: LONG_PW}}]\n")
+    with pytest.raises(SpecError, match=words) as info:
+        build_desired(s, SRC)
+    assert "Sekr1t" not in str(info.value) and "environment variable LONG_PW" in str(info.value)
+    monkeypatch.setenv("LONG_PW", "é" * 64)  # 128 bytes: vpopmail's own limit, taken
+    assert build_desired(s, SRC).domains["example.com"].users["zed"].password.kind == "clear"
+
+
+def test_a_long_full_name_is_cut_to_vpopmails_64_bytes_on_a_character(tmp_path):
+    src = source(["jose:x:1000:1000:" + "José " * 15 + ":/h:/bin/sh"],
+                 [f"jose:{H}:19000:0:99999:7:::"])
+    comment = build_desired(spec(tmp_path, "import: {}\n"), src
+                            ).domains["example.com"].users["jose"].comment
+    assert len(comment.encode()) == 63 and ("José " * 15).startswith(comment)
+
+
 def test_password_file_is_read_and_kept_secret(tmp_path):
     (tmp_path / "pw").write_text("s3cret\nignored\n")
     s = spec(tmp_path, "users: [{name: zed, password: {file: pw}}]\n")

@@ -50,6 +50,13 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "      - name: 'a/../b'\n", ":12:15:", "sub-directory"),
     (BASE + "      - name: postmaster\n", ":12:15:", "postmaster is vpopmail's own account"),
     (BASE + "      - name: bob\n        comment: 'a:b'\n", ":13:18:", "cannot contain ':'"),
+    # vmoduser -c '' changes nothing: an empty comment never converges
+    (BASE + "      - name: bob\n        comment: ''\n", ":13:18:", "should be non-empty"),
+    # vpopmail counts bytes: 40 characters, 80 bytes
+    (BASE + "      - name: bob\n        comment: " + "ü" * 40 + "\n", ":13:18:",
+     "a comment is at most 64 bytes (vpopmail's limit); this one is 80 in UTF-8"),
+    (BASE + "        quota: 9000000T\n", ":12:16:", "a quota is at most 9223372036854775807 "
+     "bytes"),
     (BASE.replace("example.com:", "exa_mple.com:"), ":8:3: domains['exa_mple.com']",
      "is not a domain vpopmail can serve"),
     (BASE.replace("example.com:", "nodot:"), ":8:3:", "at least one dot"),
