@@ -185,17 +185,25 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
         domain = DesiredDomain(name, postmaster, _catchall(body.get("unknown_recipients")),
                                import_mail=bool(body.get("import_mail", True)))
         default_quota = parse_size(body.get("default_quota", "unlimited"))
-        # accounts named explicitly (as a user or as the source of a rename) are not
-        # imported a second time by the rule; one whose name a rename of another account
-        # takes is not migrated, and the plan says so
+        # the accounts users are made of are not imported a second time by the rule; one
+        # whose name (lower-cased) a user of the spec takes is not migrated, and the plan
+        # says so
         users = body.get("users", [])
-        explicit = {n.lower() for u in users for n in (u["name"], u.get("from", u["name"]))}
         renamed = {u["name"].lower(): u["from"] for u in users
                    if u.get("from", u["name"]).lower() != u["name"].lower()}
-        sources = {u.get("from", u["name"]).lower() for u in users}
-        for account in _imported(body.get("import"), source, explicit - set(renamed)):
+        sources = {u.get("from", u["name"]).lower(): (u.get("from", u["name"]), u["name"])
+                   for u in users}
+        for account in _imported(body.get("import"), source,
+                                 {exact for exact, _user in sources.values()}):
             uname = account.name.lower()
-            if uname in sources:
+            if uname in sources:  # another account, the same name once lower-cased
+                other, user = sources[uname]
+                problems.append(Problem(
+                    name, account.name, f"source account {account.name!r} is not migrated: "
+                    f"vpopmail names are lower-case, and the spec migrates source account "
+                    f"{other!r} (as user {user.lower()!r}); give this one a user of its own "
+                    f"(another name, from: {account.name}) or exclude it from the import "
+                    "rule"))
                 continue
             if uname in renamed:
                 problems.append(Problem(
@@ -263,7 +271,7 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
 
 
 def _imported(rule: dict[str, Any] | None, source: SourceFacts,
-              explicit: set[str]) -> list[Account]:
+              made: set[str]) -> list[Account]:
     if rule is None:
         return []
     lo, hi = rule.get("uid_min", 1000), rule.get("uid_max", 59999)
@@ -275,7 +283,7 @@ def _imported(rule: dict[str, Any] | None, source: SourceFacts,
             continue
         if include is not None and account.name not in include:
             continue
-        if account.name.lower() in explicit or account.name.lower() == "postmaster":
+        if account.name in made or account.name.lower() == "postmaster":
             continue
         out.append(account)
     return out

@@ -195,3 +195,20 @@ def test_an_account_the_old_server_no_longer_lets_in_is_a_problem(tmp_path):
     given = build_desired(spec(tmp_path, "users: [{name: fired, password: {file: pw}}]\n"),
                           src)  # the admin's choice: migrated with the spec's password
     assert "fired" in given.domains["example.com"].users and not given.problems
+
+
+@pytest.mark.parametrize(("users", "as_user"), [
+    ("[{name: carl}]", "carl"),
+    ("[{name: charles, from: carl}]", "charles"),
+])
+def test_an_account_the_same_once_lower_cased_as_a_users_source_is_a_problem(
+        tmp_path, users, as_user):
+    # Carl and carl: the spec makes a user of carl; Carl, which the rule takes, is not
+    # migrated, and must not vanish from the plan silently
+    desired = build_desired(spec(tmp_path, f"import: {{exclude: [eve]}}\nusers: {users}\n"),
+                            SRC)
+    assert "Carl" not in desired.domains["example.com"].users
+    problems = {p.user: p.message for p in desired.problems}
+    assert problems["Carl"].startswith("source account 'Carl' is not migrated: vpopmail "
+                                       f"names are lower-case, and the spec migrates source "
+                                       f"account 'carl' (as user '{as_user}')")
