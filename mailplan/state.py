@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mailplan.errors import StateError
+from mailplan.errors import MailplanError, StateError
 from mailplan.routing.managed import apply_routing_entry
 
 STATE_VERSION = 1
@@ -91,7 +91,12 @@ def write_private(path: Path, text: str) -> None:
     The temp file is new (``mkstemp``: an unpredictable name, created exclusively), so a
     file or symbolic link left under some name beside ``path`` is never written through
     nor keeps its mode."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise MailplanError(f"cannot write {path}: {exc.strerror or exc}",
+                            hint=f"the directory {path.parent} must exist and be writable"
+                            ) from None
     try:
         try:
             write_all(fd, text.encode("utf-8"))
@@ -275,13 +280,33 @@ def _check_version(path: Path, data: Any) -> None:
     for key in ("lineage", "serial", "managed", "history"):
         if key not in data:
             raise StateError(f"{path}: state file lacks {key!r}", hint=RECOVER)
+    managed = data["managed"]
+    for key, ok, what in (
+            ("lineage", isinstance(data["lineage"], str), "text"),
+            ("serial", type(data["serial"]) is int, "a whole number"),
+            ("history", isinstance(data["history"], list), "a list"),
+            ("managed", isinstance(managed, dict) and all(
+                isinstance(body, dict) and isinstance(body.get("users"), dict)
+                for body in managed.values()), "domains, each with its users"),
+            ("mail", isinstance(data.get("mail", {}), dict), "mailboxes"),
+            ("routing", isinstance(data.get("routing", {}), dict), "domains"),
+            ("current_apply", isinstance(data.get("current_apply") or {}, dict),
+             "an apply")):
+        if not ok:
+            raise StateError(f"{path}: the state file's {key!r} does not hold {what}",
+                             hint=RECOVER)
 
 
 @contextlib.contextmanager
 def locked(state_path: Path) -> Iterator[None]:
     """Hold the state's lock; refuse at once, naming the holder, if someone has it."""
     lock_path = state_path.with_name(state_path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the state's lock file {lock_path}: "
+                         f"{exc.strerror or exc}", hint=f"the directory {lock_path.parent} "
+                         "must exist and be writable (or choose another --state)") from None
     os.fchmod(fd, 0o600)
     try:
         try:

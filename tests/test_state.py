@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from mailplan.errors import StateError
-from mailplan.state import State, locked
+from mailplan.errors import MailplanError, StateError
+from mailplan.state import State, locked, write_private
 
 
 def test_new_state_has_lineage_and_is_written_0600(tmp_path):
@@ -77,6 +77,17 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
      "state format version 99, but this mailplan reads version 1"),
     ('{"format_version": 1, "lin', "unreadable or corrupt"),
     ('[]', "not a mailplan state file"),
+    # the right keys holding the wrong things (a hand edit, another tool's file)
+    ('{"format_version": 1, "lineage": "x", "serial": "abc", "managed": {}, "history": []}',
+     "the state file's 'serial' does not hold a whole number"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": [], "history": []}',
+     "the state file's 'managed' does not hold domains, each with its users"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {"a.example": {}}, '
+     '"history": []}', "the state file's 'managed' does not hold domains"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": {}}',
+     "the state file's 'history' does not hold a list"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"mail": []}', "the state file's 'mail' does not hold mailboxes"),
 ])
 def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path = tmp_path / "s.json"
@@ -142,3 +153,13 @@ def test_private_files_are_never_written_through_what_lies_beside_them(tmp_path)
     with pytest.raises(OSError):
         open_private_append(tmp_path / "link")
     assert victim.read_text() == "untouched\n"
+
+
+def test_a_state_or_plan_in_a_missing_directory_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere" / "s.json"
+    with pytest.raises(StateError, match="cannot open the state's lock file .*: No such file"
+                       ) as info, locked(missing):
+        pass
+    assert "must exist and be writable" in str(info.value)
+    with pytest.raises(MailplanError, match=f"cannot write {missing}: No such file"):
+        write_private(missing, "{}")
