@@ -61,9 +61,12 @@ def _fingerprint(password: Password | None, key: bytes) -> str:
 
 
 def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
-         managed: Managed = Managed(), key: bytes = b"") -> Diff:
+         managed: Managed = Managed(), key: bytes = b"", *, keep_passwords: bool = False
+         ) -> Diff:
     """Compare and return the changes (see the module docstring for their order).
-    ``key``: what password fingerprints are keyed with (:func:`Secret.fingerprint`)."""
+    ``key``: what password fingerprints are keyed with (:func:`Secret.fingerprint`);
+    ``keep_passwords`` (the spec's ``target.passwords: create_only``): a password that
+    differs on an existing user or postmaster is kept, not changed."""
     out = Diff(problems=list(desired.problems))
     deletes: list[Change] = []
     catchalls: list[Change] = []
@@ -90,7 +93,8 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                                         before="delete silently (vadddomain's default)",
                                         after=want.catchall.describe()))
             continue
-        _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes, key)
+        _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes, key,
+                     keep_passwords)
     for name in sorted(managed.domains - set(desired.domains)):
         have = observed.domains.get(name)
         if have is None:
@@ -115,13 +119,16 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
 
 def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, managed: Managed,
                  out: Diff, catchalls: list[Change], deletes: list[Change],
-                 key: bytes) -> None:
+                 key: bytes, keep_passwords: bool) -> None:
     name = want.name
     pm = have.users.get("postmaster")
     if want.postmaster and pm and not password_matches(want.postmaster, pm):
-        out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",
-                                  "(sensitive)", True, _fingerprint(want.postmaster, key),
-                                  f"from {want.postmaster.origin}"))
+        if keep_passwords:
+            out.noops.append(Noop(name, "postmaster", KEPT))
+        else:
+            out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",
+                                      "(sensitive)", True, _fingerprint(want.postmaster, key),
+                                      f"from {want.postmaster.origin}"))
     for uname in sorted(want.users):
         user = want.users[uname]
         stored = have.users.get(uname)
@@ -130,7 +137,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                                       sensitive=True,
                                       fingerprint=_fingerprint(user.password, key)))
             continue
-        _diff_user(user, stored, out, key)
+        _diff_user(user, stored, out, key, keep_passwords)
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
         if (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
@@ -150,14 +157,21 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                               f"{want.catchall.describe()}"))
 
 
-def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes) -> None:
+#: why a password that differs is not changed
+KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
+
+
+def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
+               keep_passwords: bool) -> None:
     same = []
-    if not password_matches(user.password, stored):
+    if password_matches(user.password, stored):
+        same.append("password")
+    elif keep_passwords:
+        out.noops.append(Noop(user.domain, user.name, KEPT))
+    else:
         out.changes.append(Change("update", "password", user.domain, user.name, "(sensitive)",
                                   "(sensitive)", True, _fingerprint(user.password, key),
                                   f"from {user.password.origin}"))
-    else:
-        same.append("password")
     want_quota = quota_field(user.quota)
     if stored.quota != want_quota:
         out.changes.append(Change("update", "quota", user.domain, user.name, stored.quota,

@@ -36,7 +36,7 @@ from mailplan.mailboxes import MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
-from mailplan.spec import Spec, load_spec
+from mailplan.spec import Spec, keeps_passwords, load_spec
 from mailplan.state import State, fingerprint_key, locked
 from mailplan.text import escape
 
@@ -117,7 +117,7 @@ def make_plan(spec: Spec, state: State,
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
         result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)),
-                      fingerprint_key(state.path))
+                      fingerprint_key(state.path), keep_passwords=keeps_passwords(spec.data))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)
         result.changes = merge_changes(result.changes, routing.changes)

@@ -333,6 +333,12 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
         raise spec.error(f"{shown} contains a control character (NUL, newline, ...)", where)
 
 
+def keeps_passwords(data: dict[str, Any]) -> bool:
+    """``target.passwords: create_only``: passwords are set only when mailplan creates a
+    user or domain, never changed afterwards."""
+    return bool(data["target"].get("passwords") == "create_only")
+
+
 def zone_named(name: str) -> tzinfo:
     """The IANA time zone ``name`` (from this machine's time zone database); ValueError
     when there is none of that name."""

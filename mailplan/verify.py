@@ -55,7 +55,7 @@ from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
-from mailplan.spec import Spec
+from mailplan.spec import Spec, keeps_passwords
 from mailplan.state import State
 from mailplan.verify_cache import Proven, cache_path, key, source_digest, target_digest
 from mailplan.verify_cache import load as load_proven
@@ -366,8 +366,9 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     for dname, dom in sorted(desired.domains.items()):
         have = target.domains.get(dname)
         for uname, user in sorted(dom.users.items()):
-            report.accounts.append(check_account(user, have.users.get(uname) if have else None))
-    core = diff(desired, target, vpop)
+            report.accounts.append(check_account(user, have.users.get(uname) if have else None,
+                                                 keep=keeps_passwords(spec.data)))
+    core = diff(desired, target, vpop, keep_passwords=keeps_passwords(spec.data))
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in core.changes
                        if c.kind in ("catchall", "domain")
                        or (c.kind == "password" and c.user == "postmaster")]

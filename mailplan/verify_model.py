@@ -61,7 +61,7 @@ class AccountCheck:
     @property
     def ok(self) -> bool:
         """Present, same password, quota and comment as specified."""
-        return (self.present and self.password == "identical"
+        return (self.present and self.password in ("identical", "kept")
                 and self.quota[0] == self.quota[1] and self.comment[0] == self.comment[1])
 
 
@@ -128,14 +128,17 @@ class Report:
                 "login": self.login}
 
 
-def check_account(want: DesiredUser, have: TargetUser | None) -> AccountCheck:
-    """Compare one user (the hash is compared, never shown)."""
+def check_account(want: DesiredUser, have: TargetUser | None, *, keep: bool = False
+                  ) -> AccountCheck:
+    """Compare one user (the hash is compared, never shown). ``keep``: a password that
+    differs was changed on the target and is kept (``target.passwords: create_only``)."""
     quota = quota_field(want.quota)
     if have is None:
         return AccountCheck(want.domain, want.name, False, "-", (quota, "-"),
                             (want.comment, "-"))
     same = password_matches(want.password, have)
-    return AccountCheck(want.domain, want.name, True, "identical" if same else "different",
+    return AccountCheck(want.domain, want.name, True,
+                        "identical" if same else "kept" if keep else "different",
                         (quota, have.quota), (want.comment, have.comment))
 
 

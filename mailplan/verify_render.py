@@ -15,7 +15,9 @@ def _account_line(a: AccountCheck) -> str:
     if not a.present:
         return f"  FAIL  {a.user}@{a.domain}: missing on the target"
     notes = []
-    notes.append("password identical" if a.password == "identical" else "password DIFFERENT")
+    notes.append({"identical": "password identical",
+                  "kept": "password changed on the target (kept: create_only)"}.get(
+                      a.password, "password DIFFERENT"))
     notes.append(f"quota {a.quota[1]}" if a.quota[0] == a.quota[1]
                  else f"quota {a.quota[1]} (spec: {a.quota[0]})")
     notes.append(f"comment {a.comment[1]!r}" if a.comment[0] == a.comment[1]

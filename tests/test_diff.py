@@ -155,3 +155,19 @@ def test_catchall_line_runs_no_shell_code_at_delivery(tmp_path, catchall, user_d
     want = catchall.target if catchall.kind == "forward" else user_dir
     assert res.stdout == f"[]\n[{want}]\n"
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_create_only_keeps_a_password_changed_on_the_target_and_sets_new_ones():
+    # after the cutover users change their passwords on the new server: a later apply
+    # with target.passwords: create_only must not set the old ones back
+    pm = Password("hash", Secret(H1), "spec")
+    observed = have([("alice", H2, "1073741824S", "Alice"), ("postmaster", H2, "NOQUOTA", "")])
+    result = diff(want([ALICE, ("bob", PW1, 1 << 30, "Bob")], postmaster=pm), observed, VP,
+                  keep_passwords=True)
+    assert ids(result) == ["create-user:bob@example.com"]
+    kept = {n.user: n.reason for n in result.noops if "kept" in n.reason}
+    assert kept == {u: "password differs from the spec's; kept (target.passwords: "
+                    "create_only)" for u in ("alice", "postmaster")}
+    synced = diff(want([ALICE], postmaster=pm), observed, VP)
+    assert ids(synced) == ["update-password:postmaster@example.com",
+                           "update-password:alice@example.com"]

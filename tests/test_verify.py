@@ -126,6 +126,9 @@ def test_check_account_compares_hash_without_showing_it():
     assert bad.quota == ("1073741824S", "NOQUOTA") and bad.comment == ("Alice", "Al")
     assert hashed not in repr(bad) and hashed not in json.dumps(bad.__dict__)
     assert not check_account(want, None).ok
+    kept = check_account(want, TargetUser("alice", Secret("$6$salt$other"), "Alice", 0, "/x",
+                                          "1073741824S"), keep=True)  # create_only
+    assert kept.ok and kept.password == "kept"
 
 
 def msg(sender: str, date: str, subject: str, extra: str = "") -> bytes:
