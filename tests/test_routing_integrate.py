@@ -294,10 +294,12 @@ def test_a_forward_swapped_for_a_link_while_it_is_read_is_never_read_through(tmp
     assert "link" in seen and b"bob@example.org\n" in seen  # both states were met
     fwd.unlink()
     fwd.write_text("alice@example.org\n")
+    os.chmod(fwd, 0o644)
     (tmp_path / "linked").symlink_to(reg)
     files, _ = readfiles.run_reads(LocalConnector("oldmail"), readfiles.read_request(
         [str(fwd), str(tmp_path / "linked"), str(tmp_path / "missing")], follow=False))
-    assert files[str(fwd)] == readfiles.FileRead(True, b"alice@example.org\n")
+    assert files[str(fwd)] == readfiles.FileRead(True, b"alice@example.org\n", mode=0o644,
+                                                 uid=os.getuid())
     assert files[str(tmp_path / "linked")].link
     assert files[str(tmp_path / "missing")] == readfiles.FileRead(False, None)
 

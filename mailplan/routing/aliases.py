@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from mailplan.routing.addresses import parse_list
-from mailplan.routing.model import Finding, Include, Origin, RoutingError, Target
+from mailplan.routing.model import Address, Finding, Include, Origin, RoutingError, Target
 from mailplan.text import has_control
 
 Reader = Callable[[str], bytes | None]
@@ -140,19 +140,35 @@ def parse_include(data: bytes | str, path: str) -> list[Target]:
     return targets
 
 
-def resolve_includes(aliases: AliasFile, read: Reader) -> AliasFile:
+def parse_listed(data: bytes | str, path: str) -> list[Target]:
+    """The targets of an ``:include:`` file, marked ``listed``; a syntax error names the
+    file and line but does not quote the text (the file is read as root and may be
+    anything, a configuration file with a password for one)."""
+    try:
+        targets = parse_include(data, path)
+    except RoutingError as exc:
+        raise RoutingError("not an address list (its text is not shown: mailplan reads "
+                           ":include: files as root)", origin=exc.origin,
+                           hint="check that the aliases file names the right file, and "
+                           "the syntax of that line") from None
+    return [replace(t, listed=True) if isinstance(t, Address) else t for t in targets]
+
+
+def resolve_includes(aliases: AliasFile, read: Reader,
+                     why: Callable[[str], str | None] = lambda _path: None) -> AliasFile:
     """Replace each ``:include:`` by the targets of the file it names, recursively.
 
-    ``read(path)`` returns the file's bytes or None when it cannot be read. An unreadable
-    file or an include loop leaves the :class:`Include` in place with ``problem`` set, so
-    the mapping reports it with its line; a syntax error in an included file raises.
+    ``read(path)`` returns the file's bytes or None when it cannot be read (``why(path)``
+    then says why, when it knows). An unreadable file or an include loop leaves the
+    :class:`Include` in place with ``problem`` set, so the mapping reports it with its
+    line; a syntax error in an included file raises (see :func:`parse_listed`).
     """
     cache: dict[str, list[Target] | None] = {}
 
     def load(path: str) -> list[Target] | None:
         if path not in cache:
             data = read(path)
-            cache[path] = None if data is None else parse_include(data, path)
+            cache[path] = None if data is None else parse_listed(data, path)
         return cache[path]
 
     def expand(targets: tuple[Target, ...], chain: tuple[str, ...]) -> list[Target]:
@@ -168,7 +184,8 @@ def resolve_includes(aliases: AliasFile, read: Reader) -> AliasFile:
             else:
                 included = load(target.path)
                 if included is None:
-                    out.append(replace(target, problem="file could not be read on the source"))
+                    out.append(replace(target, problem=why(target.path)
+                                       or "file could not be read on the source"))
                 else:
                     out.extend(expand(tuple(included), (*chain, target.path)))
         return out

@@ -27,7 +27,7 @@ from mailplan.desired import Problem
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
-from mailplan.routing.aliases import AliasFile, parse_aliases, parse_include, resolve_includes
+from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
 from mailplan.routing.config import (
     catch_all_of,
     check_routing_spec,
@@ -107,31 +107,51 @@ def _unreadable(host: str, path: str, what: str) -> HostError:
                      hint=READ_ACCESS_HINT)
 
 
+def _include_problem(read: FileRead) -> str | None:
+    """Why an :include: file is not used, or None: a symbolic link is not followed
+    (mailplan reads as root; sendmail reads it as its owner), and a group- or
+    world-writable one is refused as sendmail refuses it by default."""
+    if read.link:
+        return ("it is a symbolic link: not followed (mailplan reads as root); put the "
+                "list in a plain file")
+    unsafe = read.unsafe()
+    if unsafe:
+        return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail "
+                "GroupWritableIncludeFile/WorldWritableIncludeFile unset)")
+    return None
+
+
 def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
-    """Read every :include: file (one batch per nesting level), then resolve."""
+    """Read every :include: file (one batch per nesting level), then resolve. Files are
+    read like users' ~/.forward (``follow=False``): a list kept where a user can write
+    must not let that user have mailplan read another file as root."""
     cache: dict[str, bytes | None] = {}
+    why: dict[str, str] = {}
     pending = {t.path for e in aliases.entries for t in e.targets
                if isinstance(t, Include) and not has_control(t.path)}
     for _round in range(MAX_INCLUDE_ROUNDS):
         pending -= set(cache)
         if not pending:
             break
-        for path, read in _read_files(conn, sorted(pending)).items():
-            cache[path] = read.data if read.exists else None
+        for path, read in _read_files(conn, sorted(pending), follow=False).items():
+            problem = _include_problem(read)
+            if problem:
+                why[path] = problem
+            cache[path] = read.data if read.exists and not problem else None
         nested: set[str] = set()
         for path in pending:
             data = cache.get(path)
             if data is None:
                 continue
             try:
-                targets = parse_include(data, path)
+                targets = parse_listed(data, path)
             except RoutingError as exc:
                 raise _host_error(exc, conn.name) from None
             nested |= {t.path for t in targets
                        if isinstance(t, Include) and not has_control(t.path)}
         pending = nested
     try:
-        return resolve_includes(aliases, lambda path: cache.get(path))
+        return resolve_includes(aliases, lambda path: cache.get(path), why.get)
     except RoutingError as exc:
         raise _host_error(exc, conn.name) from None
 
@@ -149,12 +169,14 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     alias_paths = [src["aliases"]] if "aliases" in src else list(DEFAULT_ALIASES)
     virtual = src.get("virtusertable")
     homes: dict[str, str] = {}
+    uids: dict[str, int] = {}
     if src.get("forward", True):
         for domain in desired.domains.values():
             for user in domain.users.values():
                 account = source.accounts.get(user.source or "")
                 if account is not None and account.home.startswith("/"):
                     homes[account.name] = account.home.rstrip("/") + "/.forward"
+                    uids[account.name] = account.uid
     named = src.get("local_hostnames")
     etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
     sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
@@ -209,6 +231,13 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             continue  # no ~/.forward: mail stays in the mailbox
         if read.data is None:
             raise _unreadable(host, path, f"the ~/.forward of {login}")
+        unsafe = read.unsafe(owners=(uids[login], 0))
+        if unsafe:  # sendmail: SFF_NOGWFILES, SFF_NOWWFILES, SFF_MUSTOWN|SFF_ROOTOK
+            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is "
+                                    f"{unsafe}: sendmail ignores such a file, so it is not "
+                                    f"migrated (mail stays in {login}'s mailbox); fix its "
+                                    "mode or owner on the source if it should apply"))
+            continue
         try:
             forwards[login] = parse_forward(read.data, path, login)
         except RoutingError as exc:

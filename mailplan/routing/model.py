@@ -40,13 +40,16 @@ class Address:
     """A mail address (``local@domain``) or a bare local name (``domain`` is None).
 
     ``escaped`` is sendmail's ``\\user``: deliver to that user's own mailbox without
-    alias or ~/.forward expansion (in a ~/.forward: keep a local copy).
+    alias or ~/.forward expansion (in a ~/.forward: keep a local copy). ``listed``: read
+    from an ``:include:`` file, whose text a warning never quotes (mailplan reads it as
+    root; it may hold anything).
     """
 
     local: str
     domain: str | None
     origin: Origin
     escaped: bool = False
+    listed: bool = False
 
     def __str__(self) -> str:
         text = self.local if self.domain is None else f"{self.local}@{self.domain}"

@@ -4,7 +4,9 @@ A framed batch command costs several process starts; thousands of users' ~/.forw
 files read one command each would dominate a plan. Here one constant ``sh -c`` script
 reads files given as positional parameters (never formatted into the script): per file
 it prints a header, the bytes (``cat``; with ``follow=False`` also ``stat``, twice) and
-a trailer with cat's exit status, or status 3 when the file does not exist. Headers and
+a trailer with cat's exit status, or status 3 when the file does not exist; with
+``follow=False`` the trailer also holds the mode and owner of the file read (from the
+same ``stat`` that checks it is the file named), for sendmail's file-safety rules. Headers and
 trailers carry a random marker chosen per call, so no file content can forge one.
 Read-only: usable on the source.
 
@@ -35,16 +37,17 @@ CHUNK_BYTES = 512 * 1024
 # when what was opened is what the name holds now (device and inode of each), else it
 # counts as a link
 READ_SCRIPT = (
-    'm=$1; l=$2; shift 2; i=0; '
+    'm=$1; l=$2; shift 2; i=0; s=; '
     'for f do '
     'printf "@@%s %s\\n" "$m" "$i"; '
     'if [ "$l" = nofollow ]; then '
     'if [ -L "$f" ]; then rc=4; elif [ -e "$f" ]; then rc=1; else rc=3; fi; '
-    'if [ $rc = 1 ]; then { o=$(stat -L -c %d:%i /dev/fd/3); n=$(stat -c %d:%i -- "$f"); '
-    'if [ -n "$o" ] && [ "$o" = "$n" ]; then cat <&3; rc=$?; else rc=4; fi; } '
-    '3<"$f" 2>/dev/null; fi; '
+    'if [ $rc = 1 ]; then { o=$(stat -L -c "%d:%i %a %u" /dev/fd/3); '
+    'n=$(stat -c %d:%i -- "$f"); '
+    'if [ -n "$o" ] && [ "${o%% *}" = "$n" ]; then cat <&3; rc=$?; s=${o#* }; '
+    'else rc=4; fi; } 3<"$f" 2>/dev/null; fi; '
     'elif [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
-    'printf "\\n@@%s %s %s\\n" "$m" "$i" "$rc"; '
+    'printf "\\n@@%s %s %s %s\\n" "$m" "$i" "$rc" "$s"; s=; '
     'i=$((i+1)); '
     'done'
 )
@@ -57,6 +60,22 @@ class FileRead:
     exists: bool
     data: bytes | None
     link: bool = False  # a symbolic link left unread (``follow=False``)
+    # ``follow=False`` only, for a file read: its permission bits and owner, of the very
+    # file read (taken from the opened descriptor), for sendmail's file-safety checks
+    mode: int | None = None
+    uid: int | None = None
+
+    def unsafe(self, owners: tuple[int, ...] | None = None) -> str | None:
+        """Why sendmail would refuse to read this file, or None: group- or
+        world-writable (its default SFF_NOGWFILES / SFF_NOWWFILES) or, with ``owners``,
+        owned by none of them (SFF_MUSTOWN with SFF_ROOTOK: the user or root)."""
+        if self.mode is not None and self.mode & 0o002:
+            return "world-writable"
+        if self.mode is not None and self.mode & 0o020:
+            return "group-writable"
+        if owners is not None and self.uid is not None and self.uid not in owners:
+            return f"owned by uid {self.uid}, neither its user nor root"
+        return None
 
 
 @dataclass(frozen=True)
@@ -133,9 +152,17 @@ def _parse(data: bytes, paths: Sequence[str], marker: bytes,
         if eol < 0:
             raise HostError(f"truncated output while reading {path}", host=host,
                             step="read files")
-        text = data[end + len(trailer):eol]
-        status = int(text) if text.isdigit() else -1
+        fields = data[end + len(trailer):eol].split()
+        status = int(fields[0]) if fields and fields[0].isdigit() else -1
+        mode = uid = None
+        if len(fields) == 3 and fields[2].isdigit():  # nofollow: "STATUS MODE UID"
+            try:
+                mode, uid = int(fields[1], 8), int(fields[2])
+            except ValueError:
+                raise HostError(f"unexpected file mode while reading {path}", host=host,
+                                step="read files") from None
         out[path] = FileRead(status not in (MISSING, LINK),
-                             data[start:end] if status == 0 else None, status == LINK)
+                             data[start:end] if status == 0 else None, status == LINK,
+                             mode, uid)
         pos = eol + 1
     return out

@@ -32,7 +32,9 @@ from mailplan.text import has_control
 
 OWN_MAILDIR = "./Maildir/"
 #: a local name shown as it is in a warning; any other text is described, not echoed
-_PLAIN_NAME = re.compile(r"[a-z0-9._+=-]{1,64}")
+#: (no '=': ``key=value`` is a configuration line, not a name), and neither is a name
+#: read from an :include: file (``Address.listed``), which could be any file's line
+_PLAIN_NAME = re.compile(r"[a-z0-9._+-]{1,64}")
 DISCARD = "#"
 
 
@@ -165,12 +167,16 @@ class Resolver:
                       f"({where}); name the address explicitly", target.origin)
         elif name in chain:
             self.warn(f"{context}: alias loop {' -> '.join((*chain, name))}", target.origin)
-        elif _PLAIN_NAME.fullmatch(name):
+        elif _PLAIN_NAME.fullmatch(name) and not target.listed:
             self.warn(f"{context}: local name {name!r} resolves to nothing (no alias, no "
                       "migrated user)", target.origin)
+        elif target.listed:  # not echoed: a line of an :include: file read as root
+            self.warn(f"{context}: a {len(name)}-character name in an :include: file "
+                      "resolves to nothing (no alias, no migrated user; its text is not "
+                      "shown)", target.origin)
         else:  # not echoed: a line of any file a user can point a ~/.forward at
             self.warn(f"{context}: a {len(name)}-character entry that is not a plain local "
-                      "name (letters, digits, . _ + = -) resolves to nothing (no alias, no "
+                      "name (letters, digits, . _ + -) resolves to nothing (no alias, no "
                       "migrated user)", target.origin)
         return []
 

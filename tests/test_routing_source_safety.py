@@ -1,0 +1,157 @@
+"""Source files mailplan reads as root for routing: only what sendmail itself would read.
+
+:include: files and users' ~/.forward are read without following links, their text is
+not echoed into the plan, and a ~/.forward sendmail would ignore (group- or
+world-writable, or owned by someone else) is not migrated. Run over the local connector,
+so the real read script is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
+from mailplan.errors import SourceDataError
+from mailplan.facts.source import Account, SourceFacts
+from mailplan.routing.aliases import parse_aliases
+from mailplan.routing.integrate import _resolve_includes, read_source_routing
+from mailplan.routing.mapping import map_routing
+from mailplan.routing.model import Include, RoutingError
+from mailplan.routing.rules import DomainRules, SourceRouting
+from mailplan.secret import Secret
+from mailplan.spec import load_spec
+
+SECRET = "hunter2topsecret"
+
+
+def _secret_file(tmp_path: Path) -> Path:
+    secret = tmp_path / "my.cnf"
+    secret.write_text(f"[client]\npassword={SECRET}\n")
+    os.chmod(secret, 0o600)
+    return secret
+
+
+def _include_plan(tmp_path: Path, list_path: Path) -> tuple[SourceRouting, str]:
+    aliases = parse_aliases(f"team: :include:{list_path}, alice\n", "/etc/aliases")
+    resolved = _resolve_includes(LocalConnector("oldmail"), aliases)
+    plan = map_routing(SourceRouting(aliases=resolved),
+                       [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)])
+    shown = "\n".join(str(f) for f in plan.findings) + repr(plan.domains)
+    return SourceRouting(aliases=resolved), shown
+
+
+def test_an_include_file_that_is_a_link_is_not_followed(tmp_path):
+    team = tmp_path / "team"
+    team.symlink_to(_secret_file(tmp_path))
+    source, shown = _include_plan(tmp_path, team)
+    assert SECRET not in shown
+    assert source.aliases is not None
+    include = source.aliases.entries[0].targets[0]
+    assert isinstance(include, Include) and "symbolic link" in (include.problem or "")
+    assert f"{team} not carried over: it is a symbolic link" in shown
+
+
+def test_names_from_an_include_file_are_not_echoed(tmp_path):
+    # a plain file (not a link) still may hold anything: its unresolved names are not shown
+    team = tmp_path / "team"
+    team.write_text(f"password={SECRET}\n{SECRET}\n")
+    os.chmod(team, 0o644)
+    _source, shown = _include_plan(tmp_path, team)
+    assert SECRET not in shown
+    assert f"{team}:1: alias team: a 25-character name in an :include: file resolves " \
+           "to nothing" in shown
+
+
+def test_a_syntax_error_in_an_include_file_does_not_quote_it(tmp_path):
+    team = tmp_path / "team"
+    team.write_text(f"password = {SECRET}\n")
+    os.chmod(team, 0o644)
+    try:
+        _include_plan(tmp_path, team)
+    except (RoutingError, SourceDataError) as exc:
+        assert SECRET not in str(exc) and f"{team}:1: not an address list" in str(exc)
+    else:
+        raise AssertionError("a malformed include file was accepted")
+
+
+def test_a_group_or_world_writable_include_file_is_refused_as_sendmail_does(tmp_path):
+    team = tmp_path / "team"
+    team.write_text("carol@remote.example\n")
+    os.chmod(team, 0o666)
+    _source, shown = _include_plan(tmp_path, team)
+    assert "carol@remote.example" not in shown.split("warning")[0]
+    assert "it is world-writable: sendmail refuses such a file" in shown
+
+
+def _forward_world(tmp_path: Path, mode: int, uid: int | None = None,
+                   chown: int | None = None) -> tuple[SourceRouting, list[str]]:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: alice\n")
+    home = tmp_path / "home" / "carol"
+    home.mkdir(parents=True)
+    forward = home / ".forward"
+    forward.write_text("evil@attacker.example\n")
+    os.chmod(forward, mode)
+    if chown is not None:
+        os.chown(forward, chown, chown)
+    spec_path = tmp_path / "m.yaml"
+    spec_path.write_text(textwrap.dedent(f"""\
+        version: 1
+        hosts:
+          old: {{local: true}}
+          new: {{local: true}}
+        source: {{host: old, aliases: {aliases}}}
+        target: {{host: new}}
+        domains:
+          example.com: {{}}
+        """))
+    spec = load_spec(spec_path)
+    pw = Password("hash", Secret("$6$x$y"), "shadow")
+    user = DesiredUser("carol", "example.com", "carol", pw, None, "carol")
+    desired = Desired({"example.com": DesiredDomain("example.com", None, Catchall("bounce"),
+                                                    {"carol": user})}, [])
+    owner = os.getuid() if uid is None else uid
+    account = Account("carol", owner, owner, "Carol", str(home), "/bin/sh", None, None, 1)
+    source = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {"carol": account})
+    findings: list = []
+    got = read_source_routing(LocalConnector("oldmail"), spec, source, desired,
+                              need_aliases=False, findings=findings)
+    return got, [str(f) for f in findings if f.severity == "warning"]
+
+
+def test_a_safe_forward_is_migrated(tmp_path):
+    got, findings = _forward_world(tmp_path, 0o644)
+    assert "carol" in got.forwards and findings == []
+
+
+def test_a_forward_sendmail_ignores_is_not_migrated(tmp_path):
+    for mode, why in ((0o666, "world-writable"), (0o664, "group-writable")):
+        sub = tmp_path / oct(mode)
+        sub.mkdir()
+        got, findings = _forward_world(sub, mode)
+        assert "carol" not in got.forwards
+        assert any(f"is {why}: sendmail ignores such a file, so it is not migrated" in f
+                   for f in findings), findings
+
+
+def test_a_forward_owned_by_another_user_is_not_migrated(tmp_path):
+    """SFF_MUSTOWN|SFF_ROOTOK: the user's own file or root's. As root the file is given
+    to a third uid; otherwise it stays the runner's and the account is someone else."""
+    if os.getuid() == 0:
+        got, findings = _forward_world(tmp_path, 0o644, uid=1000, chown=4242)
+        owner = 4242
+    else:
+        got, findings = _forward_world(tmp_path, 0o644, uid=os.getuid() + 4242)
+        owner = os.getuid()
+    assert "carol" not in got.forwards
+    assert any(f"owned by uid {owner}, neither its user nor root" in f for f in findings)
+
+
+def test_a_forward_owned_by_root_is_migrated(tmp_path):
+    if os.getuid() != 0:
+        return  # only root can make a file root's
+    got, _findings = _forward_world(tmp_path, 0o644, uid=1000)
+    assert "carol" in got.forwards
