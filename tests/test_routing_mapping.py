@@ -305,3 +305,37 @@ def test_strict_passes_with_notes_only():
 def test_alias_domain_validation(alias_domain):
     with pytest.raises(RoutingError, match="alias domain"):
         _plan(DomainRules("example.com", COM, alias_domains=(alias_domain,)))
+
+
+@pytest.mark.parametrize("value", ["error:nouser 550 No such user", "nobodyhere"])
+def test_a_virtusertable_line_without_equivalent_still_wins_over_the_alias(value):
+    """sendmail looks virtusertable up first: info@example.com was rejected (or went
+    nowhere), never to the aliases file's info. The alias is not created, and the one
+    warning says where the mail goes now (the catch-all), not a vague 'will follow'."""
+    source = SourceRouting(
+        aliases=parse_aliases("info: alice\n", "/etc/aliases"),
+        virtusertable=parse_virtusertable(f"info@example.com\t{value}\n", "/etc/vt"))
+    for policy, words in ((None, "bounce mail for unknown recipients"),
+                          (CatchAll("deliver-to-user", "alice"),
+                           "deliver mail for unknown recipients to alice")):
+        plan = map_routing(source, [DomainRules("example.com", {"alice": "alice"},
+                                                import_aliases=True, catch_all=policy)])
+        assert "info" not in plan.domains["example.com"].aliases
+        warnings = [f for f in plan.warnings if f.origin == Origin("/etc/vt", 1)]
+        assert len(warnings) == 1, warnings
+        assert warnings[0].message.endswith(
+            "the alias 'info' from /etc/aliases:1 is dropped (sendmail looked virtusertable "
+            "up first and never reached it), so mail to info@example.com goes to the "
+            f"domain's catch-all: {words}")
+        assert "will follow the catch-all" not in str(plan.findings)
+
+
+def test_a_virtusertable_error_for_a_mailbox_says_the_mailbox_gets_the_mail():
+    source = SourceRouting(virtusertable=parse_virtusertable(
+        "alice@example.com\terror:nouser 550 Gone\n", "/etc/vt"))
+    plan = map_routing(source, [DomainRules("example.com", {"alice": "alice"})])
+    (warning,) = plan.warnings
+    assert "catch-all" not in warning.message
+    assert warning.message.endswith("alice is a mailbox on vpopmail, so mail to "
+                                    "alice@example.com is delivered to its mailbox, where "
+                                    "sendmail did not deliver it")

@@ -24,6 +24,7 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from mailplan.names import domain_problem, user_problem
@@ -102,6 +103,20 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
     forwards: dict[str, tuple[str, ...]] = {}
     origins: dict[str, Origin] = {}
     mark = [0]  # findings before the entry being mapped: its own warnings say enough
+    # what unknown recipients get, to say where mail for an entry left out goes (the
+    # findings of this early look are dropped: the real one below reports them)
+    catch_all = _catch_all(rules, virtual, Resolver(resolver.directory, domain))
+
+    def outcome(name: str, what: str, consequence: str, origin: Origin | None) -> None:
+        """Say what happens to mail for ``name``: appended to the entry's own first
+        warning (one warning per entry), else a warning of its own."""
+        for i in range(mark[0], len(resolver.findings)):
+            finding = resolver.findings[i]
+            if finding.severity == "warning":
+                resolver.findings[i] = replace(finding,
+                                               message=f"{finding.message}; {consequence}")
+                return
+        resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
 
     def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
         if name in VPOPMAIL_OWNED:
@@ -112,6 +127,12 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
         if name in mailboxes:
             # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
             # Resolving to the mailbox itself changes nothing (its forward still applies).
+            if not lines and what != "forward":
+                how = (f"as its own .qmail says ({', '.join(forwards[name])})"
+                       if name in forwards else "to its mailbox")
+                outcome(name, what, f"{name} is a mailbox on vpopmail, so mail to "
+                        f"{name}@{domain} is delivered {how}, where sendmail did not "
+                        "deliver it", origin)
             if not lines or lines == [OWN_MAILDIR]:
                 return
             if what != "forward" and name in forwards:
@@ -125,9 +146,17 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
         if problem:
             resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
         elif not lines:
-            if not any(f.severity == "warning" for f in resolver.findings[mark[0]:]):
-                resolver.warn(f"{what} {name!r} resolves to nothing and is not created",
-                              origin)
+            # nothing on vpopmail for this name: the address falls to the catch-all. A
+            # virtusertable line wins over the aliases file (sendmail looks it up first),
+            # so an alias of the same name imported before is dropped, not kept.
+            left = f"no alias {name!r} is created"
+            if what.startswith("virtusertable") and name in aliases:
+                aliases.pop(name)
+                was = origins.pop(name, None)
+                left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
+                        "(sendmail looked virtusertable up first and never reached it)")
+            outcome(name, what, f"{left}, so mail to {name}@{domain} goes to the domain's "
+                    f"catch-all: {catch_all.describe()}", origin)
         else:
             aliases[name] = tuple(lines)
             if origin:
@@ -140,6 +169,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             if forward is None or not forward.targets:
                 continue
             context = f"~{forward.user}/.forward"
+            mark[0] = len(resolver.findings)
             lines = resolver.lines(forward.targets, context=context, owner=mailbox,
                                    chain=(forward.user,))
             if not lines:

@@ -135,8 +135,7 @@ class Resolver:
                       "equivalent and is not carried over", target.origin)
         elif isinstance(target, ErrorCode):
             self.warn(f"{context}: {str(target)!r} rejects mail on sendmail; vpopmail has no "
-                      "per-address error code, so this address will follow the catch-all",
-                      target.origin)
+                      "per-address error code", target.origin)
         elif isinstance(target, Include):
             why = target.problem or "the file was not read"
             self.warn(f"{context}: {target} not carried over: {why}", target.origin)
