@@ -212,9 +212,37 @@ def test_catch_all(vt, rules_catch_all, expected, severity):
 
 
 def test_percent_one_catch_all_of_declared_alias_domain_is_covered():
+    # virtusertable: @old.example  %1@example.com -- the alias domain must be example.com's
+    plan = _plan(DomainRules("example.com", COM, alias_domains=("old.example",)),
+                 DomainRules("example.org", {"dave": "dave"}))
+    assert plan.domains["example.com"].alias_domains == ("old.example",)
+    assert not any("old.example" in m for m in _messages(plan))
+
+
+def test_an_alias_domain_of_another_domain_than_the_catch_all_names_is_a_warning():
+    # old.example is declared an alias of example.org, but sendmail sent it to example.com
     plan = _plan()
     assert plan.domains["example.org"].alias_domains == ("old.example",)
-    assert not any("old.example" in m for m in _messages(plan))
+    (warning,) = [f for f in plan.warnings if "old.example" in f.message]
+    assert warning.origin == Origin("/etc/mail/virtusertable", 9)
+    assert "@old.example -> %1@example.com: old.example is an alias domain of example.org" \
+        in warning.message
+
+
+def test_every_entry_of_an_alias_domain_is_checked_whatever_comes_first():
+    """A specific entry after the alias domain's own catch-all was silently dropped."""
+    vt = ("@alias.example\t%1@example.com\ninfo@alias.example\tbob@remote.example\n"
+          "@other.example\t%1@example.com\n")
+    for text in (vt, "\n".join(reversed(vt.splitlines())) + "\n"):
+        plan = map_routing(
+            SourceRouting(virtusertable=parse_virtusertable(text, "/etc/vt")),
+            [DomainRules("example.com", {"alice": "alice"},
+                         alias_domains=("alias.example",))])
+        warned = [f.message for f in plan.warnings]
+        assert len(warned) == 2, warned
+        assert any("virtusertable info@alias.example -> bob@remote.example: alias.example "
+                   "is an alias domain of example.com" in m for m in warned)
+        assert any("entries for other.example are not migrated" in m for m in warned)
 
 
 @pytest.mark.parametrize(("alias", "lines"), [
