@@ -367,3 +367,39 @@ def test_a_virtusertable_error_for_a_mailbox_says_the_mailbox_gets_the_mail():
     assert warning.message.endswith("alice is a mailbox on vpopmail, so mail to "
                                     "alice@example.com is delivered to its mailbox, where "
                                     "sendmail did not deliver it")
+
+
+def test_an_escaped_name_whose_mailbox_has_a_forward_is_a_warning():
+    """sendmail: \\bob is bob's mailbox, ~/.forward not applied; vpopmail: &robert@...
+    goes through robert's .qmail (the migrated ~/.forward). Said, not silently changed."""
+    source = SourceRouting(
+        aliases=parse_aliases("staff: alice, \\bob\nteam: alice, bob\n", "/etc/aliases"),
+        forwards={"bob": parse_forward("bob@home.example\n", "/home/bob/.forward", "bob")})
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    (warning,) = plan.warnings
+    assert warning.origin == Origin("/etc/aliases", 1)
+    assert warning.message == (
+        "alias staff: \\bob delivered to the mailbox itself on sendmail, without its "
+        "~/.forward; on vpopmail &robert@example.com goes through robert's own .qmail "
+        "(&bob@home.example), so this mail is delivered as that says")
+    # no forward: \bob is just the mailbox, nothing to say
+    quiet = map_routing(SourceRouting(aliases=source.aliases),
+                        [DomainRules("example.com", COM, import_aliases=True)])
+    assert quiet.warnings == ()
+
+
+def test_a_virtusertable_line_that_becomes_a_mailbox_qmail_reached_by_aliases_warns():
+    source = SourceRouting(
+        aliases=parse_aliases("staff: alice, carol\n", "/etc/aliases"),
+        virtusertable=parse_virtusertable("carol@example.com\tcarol@gmail.example\n",
+                                          "/etc/vt"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert plan.domains["example.com"].forwards["carol"] == ("&carol@gmail.example",)
+    (warning,) = plan.warnings
+    assert warning.origin == Origin("/etc/vt", 1)
+    assert "becomes carol's own .qmail (&carol@gmail.example), which vpopmail applies to " \
+           "all mail for carol: mail reaching it through alias staff@example.com follows " \
+           "it too" in warning.message
+    alone = map_routing(SourceRouting(virtusertable=source.virtusertable),
+                        [DomainRules("example.com", COM)])
+    assert alone.warnings == ()

@@ -23,7 +23,7 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from fnmatch import fnmatchcase
 
@@ -31,7 +31,7 @@ from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry, effective_aliases
 from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
-from mailplan.routing.resolve import OWN_MAILDIR, Directory, Resolver
+from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
     SYSTEM_ACCOUNTS,
@@ -70,11 +70,16 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     _unmigrated_virtual_domains(virtual, directory, findings)
     result: dict[str, DomainRouting] = {}
     checks = []
+    escapes = []
     for rules in domains:
         resolver = Resolver(directory, rules.domain)
         result[rules.domain] = _map_domain(source, rules, table, virtual, resolver)
         findings.extend(resolver.findings)
         checks.extend(resolver.checks)
+        escapes.extend(resolver.escapes)
+    findings.extend(_escapes_through_qmail(escapes, result))
+    if source.virtusertable is not None:
+        findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
         target = result[check.domain]
         if (check.local in target.aliases or check.local == "postmaster"
@@ -193,7 +198,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             _virtual_alias(entry, rules, resolver, put)
 
     explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
-                        target_names=True)
+                        target_names=True, escapes=resolver.escapes)
     for alias in rules.aliases:
         name = alias.name.lower()
         if name in VPOPMAIL_OWNED or name in mailboxes:
@@ -361,3 +366,48 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
         findings.append(Finding(
             "warning", f"virtusertable entries for {entry.domain} are not migrated: it is "
             f"not a domain (or a matching alias domain) in the spec{hint}", entry.origin))
+
+
+def _escapes_through_qmail(escapes: Sequence[Check],
+                           result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """``\\user`` put mail in the user's mailbox without its ~/.forward; the vpopmail line
+    ``&user@domain`` goes through the mailbox's own .qmail. Warn where it has one."""
+    out: list[Finding] = []
+    for escape in escapes:
+        lines = result[escape.domain].forwards.get(escape.local) if escape.domain in result \
+            else None
+        if not lines:
+            continue
+        out.append(Finding(
+            "warning", f"{escape.context} delivered to the mailbox itself on sendmail, "
+            f"without its ~/.forward; on vpopmail &{escape.local}@{escape.domain} goes through "
+            f"{escape.local}'s own .qmail ({', '.join(lines)}), so this mail is delivered as "
+            "that says", escape.origin, escape.domain))
+    return out
+
+
+def _virtual_qmail_reached_otherwise(virtual_path: str,
+                                     result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """A virtusertable ``user@domain`` line of a mailbox becomes the mailbox's own .qmail,
+    which vpopmail applies to all its mail: warn when aliases or forwards reach that
+    mailbox too (on sendmail they got the user's mailbox or ~/.forward, not that line)."""
+    out: list[Finding] = []
+    for domain, routing in sorted(result.items()):
+        for mailbox, origin in sorted(routing.origins.items()):
+            if mailbox not in routing.forwards or origin.path != virtual_path:
+                continue
+            line = f"&{mailbox}@{domain}"
+            via = sorted({f"alias {name}@{other}" for other, r in result.items()
+                          for name, lines in r.aliases.items() if line in lines}
+                         | {f"the .qmail of {name}@{other}" for other, r in result.items()
+                            for name, lines in r.forwards.items()
+                            if line in lines and (other, name) != (domain, mailbox)})
+            if not via:
+                continue
+            out.append(Finding(
+                "warning", f"virtusertable {mailbox}@{domain} becomes {mailbox}'s own .qmail "
+                f"({', '.join(routing.forwards[mailbox])}), which vpopmail applies to all mail "
+                f"for {mailbox}: mail reaching it through {', '.join(via)} follows it too, "
+                f"where sendmail delivered that to {mailbox}'s mailbox (or ~/.forward)",
+                origin, domain))
+    return out

@@ -90,6 +90,10 @@ class Resolver:
     findings: list[Finding] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     target_names: bool = False
+    #: ``\\user`` deliveries: sendmail put them in the mailbox without its ~/.forward,
+    #: ``&user@domain`` on vpopmail goes through the mailbox's .qmail (checked once the
+    #: mailboxes' .qmail files are known)
+    escapes: list[Check] = field(default_factory=list)
 
     def warn(self, message: str, origin: Origin | None) -> None:
         """Record a target with no safe equivalent."""
@@ -159,6 +163,9 @@ class Resolver:
             domain, mailbox = found[0]
             if domain == self.domain and mailbox == owner:
                 return [OWN_MAILDIR]
+            if target.escaped:
+                self.escapes.append(Check(mailbox, domain, target.origin,
+                                          f"{context}: \\{name}"))
             return [f"&{mailbox}@{domain}"]
         if len(found) > 1:
             where = ", ".join(f"{m}@{d}" for d, m in found)
