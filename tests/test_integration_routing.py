@@ -382,3 +382,37 @@ def test_a_forward_linked_to_another_file_is_not_read(world, tmp_path):
     shown = mailplan("show", str(saved), check=True).stdout
     for text in (res.stdout, res.stderr, saved.read_text(), shown):
         assert "zzsecret" not in text.lower() and "19000" not in text
+
+
+@pytest.mark.ssh
+def test_a_changed_alias_never_stops_existing_when_vpopmail_fails(world):
+    """A changed alias used to be deleted (valias -d) and re-inserted line by line: an
+    insert failing in between left the address bouncing. It is now replaced whole, so a
+    valias that refuses every insert changes nothing, and the result reads back with
+    valias and as the file valias itself would have written."""
+    if REAL_VPOPMAIL:
+        pytest.skip("replaces a vpopmail program")
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    t = world.target
+    before = world.valias()[f"abuse@{d}"]
+    assert t.tool("valias", "-d", f"abuse@{d}").returncode == 0
+    assert t.tool("valias", "-i", "admin@x.example", f"abuse@{d}").returncode == 0
+    valias = Path(t.vpopmail_dir, "bin/valias")
+    real = valias.parent / "real" / "valias"
+    real.parent.mkdir()
+    valias.rename(real)
+    valias.write_text("#!/bin/sh\ncase \"$1\" in -i|-d) echo 'Error: disk full' >&2; "
+                      "exit 255;; esac\nexec '" + str(real) + "' \"$@\"\n")
+    valias.chmod(0o755)
+    try:
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+    finally:
+        real.rename(valias)
+    assert world.valias()[f"abuse@{d}"] == before
+    domain_dir = Path(t.tool("vdominfo", "-d", d).stdout.decode().split("\n", 1)[0])
+    qmail = domain_dir / ".qmail-abuse"
+    assert qmail.read_text() == "".join(f"{line}\n" for line in before)
+    assert oct(qmail.stat().st_mode & 0o777) == "0o600"
+    assert qmail.stat().st_uid == domain_dir.stat().st_uid
+    assert "No changes." in mailplan("plan", str(spec)).stdout

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mailplan.routing.commands import commands_for, qmail_default_line
+from mailplan.routing.commands import WRITE_SCRIPT, commands_for, qmail_default_line
 from mailplan.routing.diff import (
     AddAlias,
     AddAliasDomain,
@@ -182,9 +182,10 @@ def test_plan_after_apply_is_empty():
     (AddAlias("small.example", "first.last", ("&john@remote.example", "| prog")),
      [["/home/vpopmail/bin/valias", "-i", "&john@remote.example", "first.last@small.example"],
       ["/home/vpopmail/bin/valias", "-i", "| prog", "first.last@small.example"]]),
-    (ChangeAlias("small.example", "info", ("&a@b.example",), ("x@y.example",)),
-     [["/home/vpopmail/bin/valias", "-d", "info@small.example"],
-      ["/home/vpopmail/bin/valias", "-i", "&a@b.example", "info@small.example"]]),
+    (ChangeAlias("small.example", "first.last", ("&a@b.example", "c@d.example"),
+                 ("x@y.example",)),
+     [["sh", "-c", WRITE_SCRIPT, "mailplan-write", "/home/vpopmail/bin/vdominfo",
+       "small.example", ".qmail-first:last", "&a@b.example", "c@d.example"]]),
     (RemoveAlias("small.example", "info", ("x@y.example",)),
      [["/home/vpopmail/bin/valias", "-d", "info@small.example"]]),
     (AddAliasDomain("small.example", "alias-small.example"),
@@ -241,3 +242,22 @@ def test_catch_all_line_quotes_a_forward_address_with_shell_characters():
     assert line == ("| /home/vpopmail/bin/vdelivermail '' "
                     "'x;touch${IFS}P;@remote.example'")
     assert parse_qmail_default(line + "\n", "catch2.example") == policy
+
+
+def test_a_changed_alias_is_replaced_whole_never_deleted_first(tmp_path):
+    """valias -d then -i left the address bouncing when an insert failed: the new file
+    is written under a temporary name and renamed over the old one, in the very form
+    valias keeps (reference 09: .qmail-first:last, one line each, mode 600)."""
+    domain_dir = tmp_path / "small.example"
+    domain_dir.mkdir()
+    old = domain_dir / ".qmail-first:last"
+    old.write_text("x@y.example\n")
+    change = ChangeAlias("small.example", "first.last", ("&a@b.example", "c@d.example"),
+                         ("x@y.example",))
+    argvs = commands_for(change)
+    assert not any(a[0].endswith("/valias") for a in argvs)
+    [argv] = argvs
+    assert _run_write(argv, tmp_path, f"'{domain_dir}'").returncode == 0
+    assert old.read_text() == "&a@b.example\nc@d.example\n"
+    assert oct(old.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in domain_dir.iterdir()) == [".qmail-first:last"]

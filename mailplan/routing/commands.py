@@ -2,7 +2,10 @@
 
 Aliases use vpopmail's own ``valias`` (``-i LINE ALIAS@DOMAIN`` appends one line to
 .qmail-NAME, ``-d`` deletes the whole alias; see reference 09) and alias domains
-``vaddaliasdomain REAL ALIAS`` (reference 10). Files vpopmail has no tool for — a
+``vaddaliasdomain REAL ALIAS`` (reference 10). A *changed* alias is not deleted and
+re-inserted (a failure in between would leave the address bouncing): its .qmail-NAME is
+written whole, exactly as valias's cdb backend keeps it, and renamed into place. That
+file, files vpopmail has no tool for — a
 domain's .qmail-default and a mailbox's own .qmail — are written by one constant
 ``sh -c`` script whose data (tool, address, file name, lines) arrive as positional
 parameters: the directory is asked from ``vdominfo -d`` / ``vuserinfo -d`` at apply time
@@ -56,6 +59,12 @@ def qmail_default_line(policy: CatchAll, domain: str, vpopmail_dir: str = VPOPMA
     return dot_qmail_program([f"{vpopmail_dir}/bin/vdelivermail", "", what])
 
 
+def alias_file_name(name: str) -> str:
+    """The file valias (cdb backend) keeps an alias in, in the domain directory: each
+    line of it one line of the file, '.' in the name stored as ':' (reference 09)."""
+    return ".qmail-" + name.replace(".", ":")
+
+
 def _write(tool: str, who: str, name: str, lines: tuple[str, ...]) -> list[str]:
     return ["sh", "-c", WRITE_SCRIPT, "mailplan-write", tool, who, name, *lines]
 
@@ -64,12 +73,17 @@ def commands_for(change: Change, vpopmail_dir: str = VPOPMAIL_DIR) -> list[list[
     """The argv lists that carry out ``change``, in order."""
     bin_dir = f"{vpopmail_dir}/bin"
     valias = f"{bin_dir}/valias"
-    if isinstance(change, AddAlias | ChangeAlias | RemoveAlias):
+    if isinstance(change, ChangeAlias):
+        # valias can only delete a whole alias and append lines: delete-then-insert
+        # leaves the address bouncing when a step fails in between. The new .qmail-NAME
+        # is written whole and renamed over the old one instead.
+        return [_write(f"{bin_dir}/vdominfo", change.domain, alias_file_name(change.name),
+                       change.destinations)]
+    if isinstance(change, AddAlias | RemoveAlias):
         address = f"{change.name}@{change.domain}"
-        out = [] if isinstance(change, AddAlias) else [[valias, "-d", address]]
-        if not isinstance(change, RemoveAlias):
-            out += [[valias, "-i", line, address] for line in change.destinations]
-        return out
+        if isinstance(change, RemoveAlias):
+            return [[valias, "-d", address]]
+        return [[valias, "-i", line, address] for line in change.destinations]
     if isinstance(change, AddAliasDomain):
         return [[f"{bin_dir}/vaddaliasdomain", change.domain, change.alias_domain]]
     if isinstance(change, SetCatchAll):
