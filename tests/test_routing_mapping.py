@@ -403,3 +403,12 @@ def test_a_virtusertable_line_that_becomes_a_mailbox_qmail_reached_by_aliases_wa
     alone = map_routing(SourceRouting(virtusertable=source.virtusertable),
                         [DomainRules("example.com", COM)])
     assert alone.warnings == ()
+
+
+def test_a_mixed_case_local_part_at_a_migrated_domain_is_that_name():
+    source = SourceRouting(aliases=parse_aliases("team: Info@example.com\ninfo: alice\n",
+                                                 "/etc/aliases"))
+    rules = [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)]
+    plan = map_routing(source, rules, strict=True)  # no false "will bounce" warning
+    assert plan.domains["example.com"].aliases["team"] == ("&info@example.com",)
+    assert plan.warnings == ()

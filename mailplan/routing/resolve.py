@@ -190,7 +190,9 @@ class Resolver:
         assert target.domain is not None
         if target.domain not in self.directory.rules:
             return f"&{target.local}@{target.domain}"
-        mailbox = self.directory.renamed(target.local, target.domain)
+        # vpopmail names are lower-case (vpopmail and qmail-local fold the recipient):
+        # Info@ is info@, which the existence check below must find
+        mailbox = self.directory.renamed(target.local.lower(), target.domain)
         if target.domain == self.domain and owner is not None and mailbox == owner:
             return OWN_MAILDIR
         self.checks.append(Check(mailbox, target.domain, target.origin, context))
