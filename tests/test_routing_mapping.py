@@ -412,3 +412,10 @@ def test_a_mixed_case_local_part_at_a_migrated_domain_is_that_name():
     plan = map_routing(source, rules, strict=True)  # no false "will bounce" warning
     assert plan.domains["example.com"].aliases["team"] == ("&info@example.com",)
     assert plan.warnings == ()
+
+
+def test_spec_aliases_differing_only_in_case_are_refused():
+    rules = DomainRules("example.com", COM, aliases=(ExplicitAlias("Sales", ("alice",)),
+                                                     ExplicitAlias("sales", ("robert",))))
+    with pytest.raises(RoutingError, match="'sales' in example.com is declared twice"):
+        map_routing(SourceRouting(), [rules])

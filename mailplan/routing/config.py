@@ -58,10 +58,15 @@ def check_routing_spec(spec: Spec) -> None:
                                  (*where, "alias_domains", i))
             owner[name] = key
         explicit = {u["name"].lower() for u in body.get("users", [])}
+        spelled: dict[str, str] = {}  # lower-cased alias name -> as first written
         for name, destinations in (body.get("aliases") or {}).items():
             apath = (*where, "aliases", name)
             lowered = name.lower()
             problem = alias_name_problem(lowered)
+            if problem is None and lowered in spelled:
+                problem = (f"it is the same alias as {spelled[lowered]!r} (alias names are "
+                           "case-insensitive); merge their destinations into one")
+            spelled.setdefault(lowered, name)
             if problem is None and lowered == "postmaster":
                 problem = "postmaster stays vpopmail's own account (created with the domain)"
             if problem is None and lowered in explicit:

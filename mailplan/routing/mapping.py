@@ -199,8 +199,13 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
 
     explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
                         target_names=True, escapes=resolver.escapes)
+    declared: set[str] = set()
     for alias in rules.aliases:
         name = alias.name.lower()
+        if name in declared:
+            raise RoutingError(f"alias {alias.name!r} in {domain} is declared twice (alias "
+                               "names are case-insensitive)", origin=alias.origin)
+        declared.add(name)
         if name in VPOPMAIL_OWNED or name in mailboxes:
             raise RoutingError(f"alias {name!r} in {domain} would shadow the mailbox of the "
                                "same name", origin=alias.origin,
