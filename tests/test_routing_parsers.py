@@ -195,3 +195,18 @@ def test_virtusertable_duplicate_first_wins():
         "a@x.org b\nA@X.org c\n", VT))
     assert str(entries["a@x.org"].target) == "b"
     assert findings[0].origin == Origin(VT, 2)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # backslash-newline joins the lines (sendmail's readaliases)
+    ("staff: alice, \\\nbob\n", [("staff", ["alice", "bob"], [1, 2])]),
+    ("staff: ali\\\nce, bob\n", [("staff", ["alice", "bob"], [1, 2])]),
+    # a line of blanks inside an entry continues it with nothing
+    ("staff: alice,\n   \n\tbob\n", [("staff", ["alice", "bob"], [1, 3])]),
+    # a comment ending in a backslash swallows the next line, as in sendmail
+    ("# old: \\\nx: y\nstaff: alice\n", [("staff", ["alice"], [3])]),
+])
+def test_continuations_sendmail_accepts(text, expected):
+    got = [(e.name, [str(t) for t in e.targets], [t.origin.line for t in e.targets])
+           for e in parse_aliases(text, "/etc/aliases").entries]
+    assert got == expected

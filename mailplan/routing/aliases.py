@@ -4,7 +4,8 @@ The syntax is sendmail's aliases(5), read as strictly as sendmail's own ``newali
 
 - ``#`` in column 1 starts a comment line; blank lines are ignored;
 - ``name: target, target, ...``; a line starting with a blank or TAB continues the
-  previous entry (a blank or comment line ends it), and a continuation line cannot be
+  previous entry (even one holding only blanks; an empty or comment line ends it), a
+  line ending in a backslash is joined to the next, and a continuation line cannot be
   a comment (sendmail would read it as addresses);
 - a name may be double-quoted (``"name with space": ...``); names are case-insensitive
   and are returned lower-cased;
@@ -54,16 +55,31 @@ def decode(data: bytes | str) -> str:
 
 
 def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]]]:
-    """Join continuation lines: (text, offset where each physical line starts, its number)."""
-    groups: list[list[tuple[int, str]]] = []
+    """Join continuation lines: (text, offset where each physical line starts, its number).
+
+    As sendmail's readaliases: a line ending in a backslash is joined to the next one
+    (the backslash and the newline removed); a line starting with a blank continues the
+    entry, even when it holds nothing else; an empty line or a comment ends it.
+    """
+    groups: list[list[tuple[int, str, str]]] = []  # (number, text, joined to previous by)
     entry_open = False
+    glued = False  # the previous line ended in a backslash
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
+        was_glued, glued = glued, line.endswith("\\")
+        if glued:
+            line = line[:-1]
+        if was_glued:  # part of the line before: an entry's, or a comment's
+            if entry_open:
+                groups[-1].append((number, line, ""))
+            continue
+        if not line.strip() and line and entry_open:
+            continue  # blanks only: a continuation line that adds nothing
         if not line.strip() or line.startswith("#"):
             entry_open = False
             continue
         if line[0] not in " \t":
-            groups.append([(number, line)])
+            groups.append([(number, line, "")])
             entry_open = True
             continue
         if not entry_open:
@@ -74,14 +90,16 @@ def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]
             raise RoutingError("a comment cannot stand in a continuation line "
                                "(sendmail reads it as addresses)", origin=Origin(path, number),
                                hint="move the comment to column 1 above the entry")
-        groups[-1].append((number, line))
+        groups[-1].append((number, line, " "))
     out: list[tuple[str, list[int], list[int]]] = []
     for group in groups:
-        starts, offset = [], 0
-        for _number, line in group:
+        starts, offset, parts = [], 0, []
+        for _number, line, sep in group:
+            offset += len(sep) if parts else 0
             starts.append(offset)
-            offset += len(line) + 1
-        out.append((" ".join(line for _n, line in group), starts, [n for n, _l in group]))
+            parts.append((sep if parts else "") + line)
+            offset += len(line)
+        out.append(("".join(parts), starts, [n for n, _l, _s in group]))
     return out
 
 
