@@ -210,3 +210,15 @@ def test_continuations_sendmail_accepts(text, expected):
     got = [(e.name, [str(t) for t in e.targets], [t.origin.line for t in e.targets])
            for e in parse_aliases(text, "/etc/aliases").entries]
     assert got == expected
+
+
+def test_a_single_label_domain_key_is_accepted_and_reported_not_migrated():
+    from mailplan.routing.mapping import map_routing
+    from mailplan.routing.rules import DomainRules, SourceRouting
+
+    vt = parse_virtusertable("info@example.com\tbob\nhelp@intranet\tbob\n", "/etc/vt")
+    assert [e.key for e in vt.entries] == ["info@example.com", "help@intranet"]
+    plan = map_routing(SourceRouting(virtusertable=vt),
+                       [DomainRules("example.com", {"bob": "bob"})])
+    assert [f.origin.line for f in plan.warnings if "intranet are not migrated"
+            in f.message] == [2]

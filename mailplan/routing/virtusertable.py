@@ -49,7 +49,8 @@ class Virtusertable:
 
 def _key(text: str, origin: Origin) -> tuple[str | None, str, bool]:
     local, at, domain = text.lower().rpartition("@")
-    if not at or not domain or "." not in domain.strip("."):
+    # a single-label domain (help@intranet) is a valid key for makemap and sendmail
+    if not at or not domain.strip("."):
         raise RoutingError(f"key {text!r} must be user@domain or @domain", origin=origin)
     any_detail = local.endswith("+*")
     if any_detail:
