@@ -8,11 +8,15 @@ makes it loop on missing files. So changes happen only while it is stopped. A
   cannot stop anything, so changes are refused while qmail-send runs;
 * ``svc``: daemontools (``svc -d``/``svc -u`` on a service directory, ``svstat``);
 * ``systemctl``: a systemd unit (``systemctl stop``/``start``/``is-active``);
-* ``custom``: the operator's own status, stop and start commands (status exit code 0
-  means running), run through ``/bin/sh`` as given.
+* ``custom``: the operator's own status, stop and start commands, run through
+  ``/bin/sh`` as given.
 
-With svc and systemctl a ``qmail-send`` process seen by pgrep also counts as running, so
-a qmail started some other way is never edited under.
+Every status command says one of three things by its exit code: 0 qmail-send runs,
+1 it does not (:data:`STOPPED`), anything else nobody knows (pgrep missing, exit 127,
+or failing, 2 and 3; systemctl or svstat unable to tell). Only an explicit "not running"
+counts as stopped; an unknown state refuses every change. With svc and systemctl a
+``qmail-send`` process seen by pgrep also counts as running, so a qmail started some
+other way is never edited under.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from mailplan.shell import join
 
 METHODS = ("process", "svc", "systemctl", "custom")
 _PGREP = "pgrep -x qmail-send >/dev/null"
+#: The exit code of a status command meaning "qmail-send does not run"; 0 means it
+#: runs, any other code that its state is unknown.
+RUNNING, STOPPED = 0, 1
+# After the service manager said "stopped": pgrep's verdict, its 1 (no such process) the
+# only way to "stopped", its other failures (2, 3, 127 when missing) "unknown".
+_PGREP_TOO = f"{_PGREP}; r=$?; [ $r -le 1 ] && exit $r; exit 2"
+
+
+def state(status: int | None) -> str:
+    """A status command's exit code in words: running, stopped, unknown or not checked."""
+    if status is None:
+        return "not checked"
+    return {RUNNING: "running", STOPPED: "stopped"}.get(status, "unknown")
 
 
 class QmailRunning(HostError):
@@ -51,15 +68,23 @@ class Control:
                                             and self.start_cmd):
             raise MailplanError("the custom control method needs --status-cmd, --stop-cmd "
                                 "and --start-cmd",
-                                hint="status exits 0 while qmail-send runs, e.g. "
-                                "--status-cmd 'pgrep -x qmail-send'")
+                                hint="status exits 0 while qmail-send runs and 1 when it "
+                                "does not (any other exit: unknown, changes are refused), "
+                                "e.g. --status-cmd 'pgrep -x qmail-send'")
 
     def status(self) -> str:
-        """Shell text exiting 0 while qmail-send runs."""
+        """Shell text exiting 0 while qmail-send runs, 1 when it does not, else unknown."""
         if self.method == "svc":
-            return f"{join(['svstat', self.service])} | grep -q ': up ' || {_PGREP}"
+            # svstat says "SERVICE: up (pid N) ..." or "SERVICE: down ..."; anything else
+            # (supervise not running, no such directory) is no answer.
+            return (f"s=$({join(['svstat', self.service])} 2>/dev/null) || exit 2\n"
+                    'case $s in *": up "*) exit 0;; *": down "*) ;; *) exit 2;; esac\n'
+                    f"{_PGREP_TOO}")
         if self.method == "systemctl":
-            return f"{join(['systemctl', 'is-active', '--quiet', self.unit])} || {_PGREP}"
+            # is-active: 0 active, 3 not running; 4 (no such unit) and the rest: unknown
+            return (f"{join(['systemctl', 'is-active', '--quiet', self.unit])}; r=$?\n"
+                    "[ $r -eq 0 ] && exit 0; [ $r -eq 3 ] || exit 2\n"
+                    f"{_PGREP_TOO}")
         if self.method == "custom":
             assert self.status_cmd is not None
             return self.status_cmd
@@ -99,16 +124,25 @@ def stop_and_wait(conn: Connector, control: Control) -> None:
                            hint="stop qmail-send yourself, or pass --control svc|systemctl|"
                            "custom so mailplan stops and restarts it")
     tries = max(1, int(timeout / 0.5))
+    # Wait for an explicit "stopped" (1); the last status code is printed on a timeout.
     script = (f"( {stop}\n) </dev/null >/dev/null 2>&1 || exit 3\n"
-              f"i=0; while ( {control.status()}\n) </dev/null >/dev/null 2>&1; do\n"
-              f"  i=$((i+1)); [ $i -ge {tries} ] && exit 4; sleep 0.5\ndone\n")
+              f"i=0; while :; do\n"
+              f"  ( {control.status()}\n) </dev/null >/dev/null 2>&1; st=$?\n"
+              f"  [ $st -eq {STOPPED} ] && exit 0\n"
+              f"  i=$((i+1)); [ $i -ge {tries} ] && {{ echo $st; exit 4; }}; sleep 0.5\n"
+              "done\n")
     result = conn.run(script)
     if result.returncode == 3:
         raise HostError(f"stopping qmail-send via {control.describe()} failed; nothing was "
                         "changed", host=conn.name, step="stop qmail-send",
                         hint="run the stop command by hand to see its error")
     if result.returncode != 0:
-        raise QmailRunning(f"qmail-send still runs {timeout:.0f} s after stopping it via "
+        last = result.stdout.decode("ascii", "replace").strip()
+        if last == str(RUNNING):
+            what = "still runs"
+        else:
+            what = f"is in an unknown state (status command exit {last or '?'})"
+        raise QmailRunning(f"qmail-send {what} {timeout:.0f} s after stopping it via "
                            f"{control.describe()}; nothing was changed", host=conn.name,
                            step="stop qmail-send")
 

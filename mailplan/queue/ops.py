@@ -39,7 +39,19 @@ class Target:
 
 def running(dump: Dump) -> bool:
     """Whether the status command said qmail-send runs."""
-    return dump.status == 0
+    return dump.status == ctl.RUNNING
+
+
+def _refuse_unknown(target: Target, dump: Dump, step: str) -> None:
+    """Refuse a change unless the status command said plainly "running" or "stopped"."""
+    if dump.status in (ctl.RUNNING, ctl.STOPPED):
+        return
+    raise ctl.QmailRunning(
+        f"cannot tell whether qmail-send runs (the status command exited {dump.status}); "
+        "nothing was changed", host=target.conn.name, step=step,
+        hint="the status command must exit 0 while qmail-send runs and 1 when it does not "
+        "(a missing pgrep exits 127); install procps, or pass --control svc|systemctl|"
+        "custom")
 
 
 def show(target: Target, msg_id: int, *, full: bool = False) -> tuple[Message, bytes]:
@@ -104,6 +116,7 @@ class Change:
 def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
               mess: str = "headers") -> Change:
     """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it."""
+    _refuse_unknown(target, first, "read queue")
     was_running = running(first)
     if was_running:
         ctl.stop_and_wait(target.conn, target.control)
@@ -113,6 +126,7 @@ def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
         if running(second):
             raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                    host=target.conn.name, step="re-read queue")
+        _refuse_unknown(target, second, "re-read queue")
         change = work(second)
     finally:
         if was_running:
@@ -131,6 +145,9 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         change = Change(executed=False, was_running=running(first), removed=planned)
         if planned and change.was_running:
             change.warnings.append(_running_note(target.control))
+        elif planned and first.status != ctl.STOPPED:
+            change.warnings.append(f"cannot tell whether qmail-send runs (status command "
+                                   f"exit {first.status}): --execute will refuse")
         return change
 
     def work(dump: Dump) -> Change:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+from mailplan.queue import control
 from mailplan.queue.check import Report
 from mailplan.queue.formats import printable
 from mailplan.queue.model import Message, Recipient, Stats
@@ -39,8 +40,11 @@ def sender_text(sender: str | None) -> str:
 
 
 def running_text(status: int | None) -> str:
-    """The status command's verdict in words."""
-    return {None: "not checked", 0: "running"}.get(status, "not running")
+    """The status command's verdict in words (only its exit 1 means "not running")."""
+    said = control.state(status)
+    if said == "unknown":
+        return f"unknown (status command exit {status})"
+    return "not running" if said == "stopped" else said
 
 
 def stat_text(stats: Stats, now: int, status: int | None) -> str:

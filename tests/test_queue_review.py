@@ -1,0 +1,102 @@
+"""Defects a review of `mailplan queue` found, each pinned by a test on a local queue tree.
+
+qmail-send is stood in for by status/stop/start commands (custom control) or by fake
+``pgrep``, ``systemctl`` and ``svstat`` programs early in PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from queue_builder import QueueBuilder
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.queue import ops
+from mailplan.queue.cli import queue as queue_cli
+from mailplan.queue.control import Control, QmailRunning
+
+
+def run(*args: str):
+    return CliRunner().invoke(queue_cli, list(args))
+
+
+def fake_bin(tmp_path: Path, **programs: str) -> Path:
+    """A directory of shell scripts named by ``programs`` (body: the script text)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir(exist_ok=True)
+    for name, body in programs.items():
+        path = bindir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    return bindir
+
+
+def bare_path(tmp_path: Path) -> Path:
+    """A PATH directory with what the agent and the control scripts need, but no pgrep."""
+    bindir = tmp_path / "bare"
+    bindir.mkdir()
+    for tool in ("sh", "mktemp", "head", "rm", "sleep", "grep", "cat", "test", "touch"):
+        found = shutil.which(tool)
+        if found:
+            os.symlink(os.path.realpath(found), bindir / tool)
+    os.symlink(sys.executable, bindir / "python3")
+    return bindir
+
+
+# -- #4: a status nobody can read is "unknown", never "stopped" ------------------------------
+
+def test_no_pgrep_is_unknown_and_delete_refuses(tmp_path, monkeypatch):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    monkeypatch.setenv("PATH", str(bare_path(tmp_path)))
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(msg), "--execute")
+    assert result.exit_code == 1, result.output
+    assert "cannot tell whether qmail-send runs" in result.output
+    assert "exited 127" in result.output and "nothing was changed" in result.output
+    assert q.path("mess", msg).exists()
+    stat = run("stat", "local", "--queue-dir", str(q.queue))
+    assert "qmail-send: unknown (status command exit 127)" in stat.output
+    dry = run("delete", "local", "--queue-dir", str(q.queue), str(msg))
+    assert "--execute will refuse" in dry.output
+
+
+@pytest.mark.parametrize("code,deleted", [(1, True), (2, False), (3, False), (127, False)])
+def test_custom_status_only_exit_1_means_stopped(tmp_path, code, deleted):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    control = Control("custom", status_cmd=f"exit {code}", stop_cmd="true", start_cmd="true")
+    target = ops.Target(LocalConnector("l"), str(q.queue), control)
+    if deleted:
+        ops.delete(target, ops.Selection((msg,)), execute=True)
+    else:
+        with pytest.raises(QmailRunning, match="cannot tell"):
+            ops.delete(target, ops.Selection((msg,)), execute=True)
+    assert q.path("mess", msg).exists() is not deleted
+
+
+def status_of(control: Control, bindir: Path) -> int:
+    path = f"{bindir}:{os.environ['PATH']}"
+    return subprocess.run(["sh", "-c", f"( {control.status()}\n) >/dev/null 2>&1"],
+                          env={**os.environ, "PATH": path}, check=False).returncode
+
+
+@pytest.mark.parametrize("active,pgrep,expect", [
+    (0, 1, 0), (3, 1, 1), (3, 0, 0), (4, 1, 2), (1, 1, 2), (3, 2, 2), (3, 127, 2)])
+def test_systemctl_status_codes(tmp_path, active, pgrep, expect):
+    bindir = fake_bin(tmp_path, systemctl=f"exit {active}", pgrep=f"exit {pgrep}")
+    assert status_of(Control("systemctl"), bindir) == expect
+
+
+@pytest.mark.parametrize("said,pgrep,expect", [
+    ("up (pid 5) 9 seconds", 1, 0), ("down 4 seconds, normally up", 1, 1),
+    ("down 4 seconds, normally up", 0, 0), ("down 4 seconds", 127, 2),
+    ("supervise not running", 1, 2)])
+def test_svc_status_codes(tmp_path, said, pgrep, expect):
+    bindir = fake_bin(tmp_path, svstat=f'echo "$1: {said}"', pgrep=f"exit {pgrep}")
+    assert status_of(Control("svc"), bindir) == expect
