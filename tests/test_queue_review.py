@@ -100,3 +100,63 @@ def test_systemctl_status_codes(tmp_path, active, pgrep, expect):
 def test_svc_status_codes(tmp_path, said, pgrep, expect):
     bindir = fake_bin(tmp_path, svstat=f'echo "$1: {said}"', pgrep=f"exit {pgrep}")
     assert status_of(Control("svc"), bindir) == expect
+
+
+# -- #5: once a stop was issued, qmail-send is started again ---------------------------------
+
+class Service:
+    """A qmail-send that is a flag file; its stop and start commands are logged."""
+
+    def __init__(self, root: Path, stop: str = "rm -f {flag}", start: str = "touch {flag}"):
+        self.flag, self.logfile = root / "running", root / "log"
+        self.flag.touch()
+        self.status = f"test -e {self.flag}"
+        self.stop = f"echo stop >> {self.logfile}; " + stop.format(flag=self.flag)
+        self.start = f"echo start >> {self.logfile}; " + start.format(flag=self.flag)
+
+    @property
+    def log(self) -> list[str]:
+        return self.logfile.read_text().split() if self.logfile.exists() else []
+
+    def options(self) -> list[str]:
+        return ["--control", "custom", "--status-cmd", self.status, "--stop-cmd", self.stop,
+                "--start-cmd", self.start]
+
+
+@pytest.mark.parametrize("stop,said", [("true", "still runs 1 s after stopping"),
+                                       ("false", "stopping qmail-send via the custom "
+                                        "commands failed")])
+def test_a_failed_or_slow_stop_is_followed_by_a_start(tmp_path, stop, said):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    svc = Service(tmp_path, stop=stop)
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(msg), "--execute",
+                 "--stop-timeout", "1", *svc.options())
+    assert result.exit_code == 1, result.output
+    assert said in result.output and "nothing was changed" in result.output
+    assert "qmail-send was started again" in result.output
+    assert svc.log == ["stop", "start"] and q.path("mess", msg).exists()
+
+
+def test_a_start_that_fails_after_a_stop_timeout_is_said_loudly(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    svc = Service(tmp_path, stop="true", start="exit 5")
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(msg), "--execute",
+                 "--stop-timeout", "1", *svc.options())
+    assert result.exit_code == 1, result.output
+    assert "qmail-send IS LEFT STOPPED" in result.output and "exit 5" in result.output
+    assert svc.log == ["stop", "start"]
+
+
+def test_a_failure_after_the_stop_restarts_and_a_failed_restart_is_a_warning(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    svc = Service(tmp_path, start="exit 5")
+    control = Control("custom", status_cmd=svc.status, stop_cmd=svc.stop,
+                      start_cmd=svc.start)
+    change = ops.delete(ops.Target(LocalConnector("l"), str(q.queue), control),
+                        ops.Selection((msg,)), execute=True)
+    assert change.executed and not q.path("mess", msg).exists()
+    assert any("IS LEFT STOPPED" in w for w in change.warnings)
+    assert svc.log == ["stop", "start"]

@@ -75,6 +75,10 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "runs."),
         click.option("--stop-cmd", help="custom: shell command stopping qmail-send."),
         click.option("--start-cmd", help="custom: shell command starting qmail-send."),
+        click.option("--stop-timeout", type=click.IntRange(1, 3600), default=30,
+                     show_default=True, metavar="SECONDS",
+                     help="How long to wait for qmail-send to stop before giving up (it "
+                     "is started again either way)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -97,7 +101,8 @@ def _target(kw: dict[str, Any], writes: str | None = None) -> ops.Target:
     if "control" in kw:
         control = Control(method=kw.pop("control"), service=kw.pop("service"),
                           unit=kw.pop("unit"), status_cmd=kw.pop("status_cmd"),
-                          stop_cmd=kw.pop("stop_cmd"), start_cmd=kw.pop("start_cmd"))
+                          stop_cmd=kw.pop("stop_cmd"), start_cmd=kw.pop("start_cmd"),
+                          timeout=kw.pop("stop_timeout"))
     return ops.Target(conn, queue_dir, control)
 
 

@@ -58,7 +58,7 @@ class Control:
     status_cmd: str | None = None
     stop_cmd: str | None = None
     start_cmd: str | None = None
-    timeout: float = 30.0  # how long to wait for qmail-send to stop
+    timeout: float = 30.0  # how long to wait for qmail-send to stop (--stop-timeout)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -114,15 +114,25 @@ class Control:
                 "custom": "the custom commands"}[self.method]
 
 
-def stop_and_wait(conn: Connector, control: Control) -> None:
-    """Stop qmail-send and wait until the status says it is gone (one channel)."""
-    timeout = control.timeout
+def can_stop(conn: Connector, control: Control) -> str:
+    """The stop command; refuses (before anything is issued) when the method has none."""
     stop = control.stop()
     if stop is None:
         raise QmailRunning("qmail-send is running and the control method 'process' cannot "
                            "stop it; nothing was changed", host=conn.name, step="stop qmail-send",
                            hint="stop qmail-send yourself, or pass --control svc|systemctl|"
                            "custom so mailplan stops and restarts it")
+    return stop
+
+
+def stop_and_wait(conn: Connector, control: Control) -> None:
+    """Stop qmail-send and wait until the status says it is gone (one channel).
+
+    Raises when the stop command fails or qmail-send is not seen stopped within
+    ``control.timeout``; the caller starts it again in both cases.
+    """
+    timeout = control.timeout
+    stop = can_stop(conn, control)
     tries = max(1, int(timeout / 0.5))
     # Wait for an explicit "stopped" (1); the last status code is printed on a timeout.
     script = (f"( {stop}\n) </dev/null >/dev/null 2>&1 || exit 3\n"

@@ -115,26 +115,52 @@ class Change:
 
 def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
               mess: str = "headers") -> Change:
-    """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it."""
+    """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it.
+
+    Once the stop command was issued, qmail-send is started again whatever happens next
+    (a stop that failed or timed out included: ``svc -d`` stays in force); if that start
+    fails, the error or the change's warnings say that qmail-send is left stopped.
+    """
     _refuse_unknown(target, first, "read queue")
     was_running = running(first)
     if was_running:
-        ctl.stop_and_wait(target.conn, target.control)
-    warning: str | None = None
+        ctl.can_stop(target.conn, target.control)
     try:
+        if was_running:
+            ctl.stop_and_wait(target.conn, target.control)
         second = target.read(step="re-read queue with qmail-send stopped", mess=mess)
         if running(second):
             raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                    host=target.conn.name, step="re-read queue")
         _refuse_unknown(target, second, "re-read queue")
         change = work(second)
-    finally:
+    except BaseException as exc:
         if was_running:
-            warning = ctl.start(target.conn, target.control)
+            _tell(exc, _start_again(target) or "qmail-send was started again")
+        raise
+    warning = _start_again(target) if was_running else None
     change.was_running = change.stopped = was_running
     if warning:
         change.warnings.append(warning)
     return change
+
+
+def _start_again(target: Target) -> str | None:
+    """Start qmail-send after mailplan stopped it; a loud warning if that failed."""
+    try:
+        failed = ctl.start(target.conn, target.control)
+    except MailplanError as exc:
+        failed = f"starting qmail-send via {target.control.describe()} failed: {exc}"
+    return None if failed is None else f"qmail-send IS LEFT STOPPED: {failed}"
+
+
+def _tell(exc: BaseException, what: str) -> None:
+    """Add ``what`` happened to qmail-send to an error on its way to the user."""
+    if isinstance(exc, MailplanError):
+        exc.message = f"{exc.message}; {what}"
+        exc.args = (exc.message,)
+    else:
+        exc.add_note(what)
 
 
 def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
