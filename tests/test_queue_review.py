@@ -18,8 +18,12 @@ from queue_builder import QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.queue import ops
+from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
+from mailplan.queue.dump import read_queue
+from mailplan.queue.layout import Layout
+from mailplan.queue.model import detect_layout
 
 
 def run(*args: str):
@@ -160,3 +164,78 @@ def test_a_failure_after_the_stop_restarts_and_a_failed_restart_is_a_warning(tmp
     assert change.executed and not q.path("mess", msg).exists()
     assert any("IS LEFT STOPPED" in w for w in change.warnings)
     assert svc.log == ["stop", "start"]
+
+
+# -- #3: a cut-off inode-mismatch repair is resumed, never taken for orphans ------------------
+
+def restored(q: QueueBuilder, msg: int) -> int:
+    """Give message ``msg``'s mess file a new inode, as a restore does; the new inode."""
+    mess = q.path("mess", msg)
+    st = mess.stat()
+    copy = mess.with_name("copy")
+    shutil.copy2(mess, copy)
+    os.chown(copy, st.st_uid, st.st_gid)
+    os.rename(copy, mess)
+    return mess.stat().st_ino
+
+
+def read(q: QueueBuilder):
+    return read_queue(LocalConnector("l"), str(q.queue), mess="none")
+
+
+def test_every_cut_of_an_inode_repair_is_finished_by_the_next_repair(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    old = q.add("alice@example.com", local=("example.com-bob@example.com",),
+                remote=("friend@remote.example.net",))
+    new = restored(q, old)
+    target = ops.Target(LocalConnector("l"), str(q.queue))
+    actions = repair_actions(check(read(q), detect_layout(read(q))))
+    assert len(actions) == 8 and all(a["group"] == f"message {old}" for a in actions)
+    contents = {area: q.path(area, old).read_bytes() for area in ("info", "local", "remote")}
+    for cut in range(len(actions)):
+        if cut:  # put the message back under its old names, then cut the repair there
+            for area in ("mess", "info", "local", "remote"):
+                os.rename(q.path(area, new), q.path(area, old))
+        ops.ctl_apply(target, actions[:cut], "cut")
+        report = check(read(q), detect_layout(read(q)))
+        assert [p.code for p in report.problems] == \
+            ["inode-mismatch" if cut == 0 else "unfinished-repair"], (cut, report.problems)
+        ops.ctl_apply(target, repair_actions(report), "resume")
+        assert check(read(q), detect_layout(read(q))).problems == [], cut
+        for area, data in contents.items():
+            assert q.path(area, new).read_bytes() == data, (cut, area)
+
+
+def test_a_file_renamed_ahead_of_its_mess_is_not_an_orphan(tmp_path):
+    """As left by a cut-off repair of an older mailplan: info under .mailplan-NEW."""
+    q = QueueBuilder(tmp_path / "qmail")
+    old = q.add("alice@example.com", remote=("friend@remote.example.net",))
+    new = restored(q, old)
+    ahead = q.queue / "info" / str(new % 23) / f".mailplan-{new}"
+    os.rename(q.path("info", old), ahead)
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert "orphan" not in result.output and result.exit_code == 0, result.output
+    assert q.path("info", new).read_bytes() == b"Falice@example.com\0"
+    assert q.path("remote", new).exists() and q.path("mess", new).exists()
+
+
+def test_the_agent_stops_a_group_at_its_first_failure(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    (q.queue / "pid" / "a").write_text("a")
+    (q.queue / "pid" / "b").write_text("b")
+    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), [
+        {"op": "rename", "path": "pid/missing", "to": "pid/x", "group": "g"},
+        {"op": "rename", "path": "pid/a", "to": "pid/y", "group": "g"},
+        {"op": "rename", "path": "pid/b", "to": "pid/z"}], "t")
+    assert [o["ok"] for o in outcomes] == [False, False, True]
+    assert "skipped" in outcomes[1]["error"]
+    assert (q.queue / "pid" / "a").exists() and (q.queue / "pid" / "z").exists()
+
+
+def test_recipients_without_info_are_a_problem_not_a_message_being_queued(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("alice@example.com", remote=("friend@remote.example.net",))
+    q.path("info", msg).unlink()
+    report = check(read(q), Layout())
+    assert [p.code for p in report.problems] == ["no-info"]
+    assert not report.problems[0].repairable and report.notes == []

@@ -21,7 +21,9 @@ Modes (``sys.argv[2:]``):
 ``apply QUEUE STATUS`` (STATUS is ignored)
     Read a JSON list of actions from stdin (remove, rmdir, rename, chown, chmod, mkdir,
     mkfifo, mkfile; paths relative to QUEUE) and carry them out in order, printing one
-    JSON line per action with its outcome. Paths that leave QUEUE are refused.
+    JSON line per action with its outcome. Paths that leave QUEUE are refused. Actions
+    with the same ``group`` stand or fall together: after one of them fails, the rest
+    of its group are skipped (reported as failed).
 """
 
 from __future__ import annotations
@@ -202,9 +204,13 @@ def _do(queue: str, action: dict) -> None:
 def apply(queue: str) -> int:
     actions = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     failed = 0
+    broken = set()  # groups (one message's renames) with a failed action: skip the rest
     for index, action in enumerate(actions):
         result = {"i": index, "ok": True}
+        group = action.get("group")
         try:
+            if group is not None and group in broken:
+                raise ValueError(f"skipped: an earlier step of {group} failed")
             _do(queue, action)
         except FileNotFoundError:
             result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
@@ -212,6 +218,8 @@ def apply(queue: str) -> int:
         except (OSError, ValueError, KeyError) as exc:
             result = {"i": index, "ok": False, "error": str(exc)}
             failed += 1
+        if not result["ok"] and group is not None:
+            broken.add(group)
         sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 1 if failed else 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
-from mailplan.queue.model import QueueFile, by_id, queue_files
+from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name
 
 #: Repair order: create directories, fix owners and modes, remove, rename through a
 #: temporary name (so renames that swap names cannot collide), recreate lock files,
@@ -134,13 +134,25 @@ def _remove(qfs: list[QueueFile]) -> tuple[Action, ...]:
     return tuple(Action(REMOVE, {"op": "remove", "path": qf.entry.path}) for qf in qfs)
 
 
-def _moves(moves: list[tuple[str, str]]) -> tuple[Action, ...]:
+def _moves(msg_id: int, new_id: int,
+           moves: list[tuple[QueueFile, str]]) -> tuple[Action, ...]:
+    """Rename each file to its place through ``.mailplan-OLD-NEW`` in the target directory
+    (a file already there, from a cut-off repair, goes on from it). All renames of one
+    message form a group: the agent skips the rest of a group after its first failure,
+    so a message is never left half under one id and half under the other."""
     first, second = [], []
-    for src, dst in moves:
-        tmp = f"{dst.rsplit('/', 1)[0]}/.mailplan-{dst.rsplit('/', 1)[1]}"
+    group = f"message {msg_id}"
+    for qf, dst in moves:
+        src = qf.entry.path
+        folder = dst.rsplit("/", 1)[0]
+        tmp = f"{folder}/{temp_name(msg_id, new_id)}"
+        if qf.temp_for == new_id and src.rsplit("/", 1)[0] == folder:
+            tmp = src
         if src != tmp:
-            first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp}))
-        second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst}))
+            first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp,
+                                             "group": group}))
+        second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst,
+                                      "group": group}))
     return tuple(first + second)
 
 
@@ -152,13 +164,26 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
     mess = areas.get("mess", [])
     if not mess:
         names = ", ".join(sorted(qf.entry.path for qf in all_files))
+        if any(qf.temp_for is not None for qf in all_files):
+            report.problems.append(Problem(
+                "orphan", str(msg_id), f"files of a cut-off repair, without a mess file: "
+                f"{names}; look for the message's mess file by hand"))
+            return set()
         report.problems.append(Problem("orphan", str(msg_id),
                                        f"files without a mess file: {names}",
                                        _remove(all_files)))
         return {qf.entry.path for qf in all_files}
     if not areas.get("info") and not areas.get("todo"):
         age = dump.now - mess[0].entry.mtime
-        if age < stale_after:
+        if age < stale_after and (areas.get("local") or areas.get("remote")):
+            # qmail-queue never writes local/remote: something removed the info file
+            names = ", ".join(sorted(qf.entry.path for qf in all_files))
+            report.problems.append(Problem(
+                "no-info", mess[0].entry.path,
+                f"message {msg_id} has recipients but no info file ({names}): qmail-send "
+                "never delivers it; look at it (mailplan queue show) and requeue or delete "
+                "it by hand"))
+        elif age < stale_after:
             report.notes.append(f"message {msg_id} is being queued (mess without info or "
                                 f"todo, {age} s old): left alone")
         else:
@@ -176,13 +201,16 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
                                            f"({names}); keep one by hand"))
     _check_contents(areas, report)
     new_id = mess[0].entry.inode
-    moves = [(qf.entry.path, layout.path(qf.area, new_id)) for qf in all_files
+    moves = [(qf, layout.path(qf.area, new_id)) for qf in all_files
              if qf.entry.path != layout.path(qf.area, new_id)]
     if not moves:
         return set()
-    sources = {src for src, _ in moves}
+    sources = {qf.entry.path for qf, _ in moves}
     clash = [dst for _, dst in moves if dst in taken and dst not in sources]
-    if new_id != msg_id:
+    if any(qf.temp_for is not None for qf, _ in moves):
+        code, text = "unfinished-repair", (f"message {msg_id}: an earlier repair was cut "
+                                           f"off while renaming it to {new_id}; finish it")
+    elif new_id != msg_id:
         code, text = "inode-mismatch", (f"message {msg_id}: its mess file has inode {new_id} "
                                         f"(restored from a backup?); rename it to {new_id}")
     else:
@@ -193,7 +221,7 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
                                        f"{text}; cannot: {', '.join(clash)} already exist"))
     else:
         report.problems.append(Problem(code, mess[0].entry.path, text,
-                                       _moves(moves)))
+                                       _moves(msg_id, new_id, moves)))
     return set()
 
 

@@ -27,6 +27,7 @@ class QueueFile:
     msg_id: int | None  # None: the name is not a number
     split_dir: str | None  # the numbered subdirectory it sits in, None in a flat area
     entry: Entry
+    temp_for: int | None = None  # a repair's temporary name: the id it was renaming to
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,29 @@ def detect_layout(dump: Dump, split: int = DEFAULT_SPLIT) -> Layout:
     return Layout(split=split, big_todo=todo0 is not None and todo0.kind == "d")
 
 
-_TEMP = re.compile(r"^\.mailplan-([1-9][0-9]*)$")
+#: A repair's temporary name: ``.mailplan-OLD-NEW`` (``.mailplan-NEW`` from older
+#: versions of mailplan, which did not record the old id).
+_TEMP = re.compile(r"^\.mailplan-([1-9][0-9]*)(?:-([1-9][0-9]*))?$")
+
+
+def temp_name(old: int, new: int) -> str:
+    """The temporary name a repair gives a file of message ``old`` on its way to ``new``."""
+    return f".mailplan-{old}-{new}"
 
 
 def name_id(name: str) -> int | None:
-    """The message id a file name stands for (a repair's temporary name counts too)."""
+    """The message id a file name stands for; a repair's temporary name stands for the id
+    the message had when that repair began (both ids are in it)."""
     if name.isdigit() and not name.startswith("0"):
         return int(name)
     temp = _TEMP.match(name)
     return int(temp.group(1)) if temp else None
+
+
+def temp_target(name: str) -> int | None:
+    """The id a repair's temporary name was renaming to, None for any other name."""
+    temp = _TEMP.match(name)
+    return int(temp.group(2) or temp.group(1)) if temp else None
 
 
 def queue_files(dump: Dump) -> list[QueueFile]:
@@ -105,16 +120,35 @@ def queue_files(dump: Dump) -> list[QueueFile]:
         if len(parts) < 2 or parts[0] not in MESSAGE_AREAS or entry.kind == "d":
             continue
         split_dir = parts[1] if len(parts) == 3 else None
-        files.append(QueueFile(parts[0], name_id(parts[-1]), split_dir, entry))
+        files.append(QueueFile(parts[0], name_id(parts[-1]), split_dir, entry,
+                               temp_target(parts[-1])))
     return files
 
 
 def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
-    """Message files grouped by id, then by area."""
+    """Message files grouped by id, then by area.
+
+    The files of a message whose renaming (a repair of an inode mismatch) was cut off
+    carry several names: the old id, the temporary ``.mailplan-OLD-NEW`` and the new id.
+    A group without a mess file joins the message whose mess file has the inode its
+    name (or its temporary names' NEW) gives, so none of it ever passes for an orphan.
+    """
     out: dict[int, dict[str, list[QueueFile]]] = defaultdict(lambda: defaultdict(list))
     for qf in files:
         if qf.msg_id is not None:
             out[qf.msg_id][qf.area].append(qf)
+    home_of: dict[int, int] = {}  # a mess file's inode -> the id of its group
+    for key, areas in out.items():
+        for qf in areas.get("mess", []):
+            home_of.setdefault(qf.entry.inode, key)
+    for key in [k for k, areas in out.items() if not areas.get("mess")]:
+        wanted = {key} | {qf.temp_for for qfs in out[key].values() for qf in qfs
+                          if qf.temp_for is not None}
+        homes = {home_of[i] for i in wanted if i in home_of}
+        if len(homes) == 1:
+            home = homes.pop()
+            for area, qfs in out.pop(key).items():
+                out[home][area] += qfs
     return out
 
 
