@@ -239,3 +239,40 @@ def test_recipients_without_info_are_a_problem_not_a_message_being_queued(tmp_pa
     report = check(read(q), Layout())
     assert [p.code for p in report.problems] == ["no-info"]
     assert not report.problems[0].repairable and report.notes == []
+
+
+# -- #1: a --split other than the tree's is refused, the tree's is the default --------------
+
+def tree_of(q: QueueBuilder) -> list[str]:
+    return sorted(str(p.relative_to(q.queue)) for p in q.queue.rglob("*"))
+
+
+def test_repair_with_a_wrong_split_moves_nothing(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    ids = [q.add("a@example.net", remote=(f"x{i}@remote.example",)) for i in range(3)]
+    before = tree_of(q)
+    result = run("check", "local", "--queue-dir", str(q.queue), "--split", "101", "--repair")
+    assert result.exit_code == 1 and "refusing to repair" in result.output, result.output
+    assert "pass --split 23" in result.output
+    assert tree_of(q) == before and all(q.path("mess", i).exists() for i in ids)
+    checked = run("check", "local", "--queue-dir", str(q.queue), "--split", "101")
+    assert checked.exit_code == 2 and "misplaced" not in checked.output
+    assert checked.output.startswith("split-mismatch: mess: the tree has split directories "
+                                     "0..22 (conf-split 23), not 0..100")
+
+
+def test_the_split_count_is_read_from_the_tree(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    for area in ("mess", "info", "local", "remote"):
+        for n in range(23, 31):
+            d = q.queue / area / str(n)
+            d.mkdir()
+            st = (q.queue / area / "0").stat()
+            os.chown(d, st.st_uid, st.st_gid)
+            os.chmod(d, st.st_mode & 0o777)
+    result = run("check", "local", "--queue-dir", str(q.queue))
+    assert result.exit_code == 0 and "queue is healthy (split 31)" in result.output, \
+        result.output
+    os.rmdir(q.queue / "remote" / "30")  # one missing top directory is just missing
+    result = run("check", "local", "--queue-dir", str(q.queue))
+    assert "missing-dir: remote/30" in result.output and "mismatch" not in result.output

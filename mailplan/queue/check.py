@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
-from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name
+from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name, tree_split
 
 #: Repair order: create directories, fix owners and modes, remove, rename through a
 #: temporary name (so renames that swap names cannot collide), recreate lock files,
@@ -248,6 +248,16 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
         report.problems.append(Problem(
             "no-users", ".", f"the host has no {', '.join(missing)}: owners cannot be "
             "checked or fixed; is qmail installed?"))
+    tree = tree_split(dump)
+    if tree is not None and tree != layout.split:
+        # Another --split than the tree's: every message would look misplaced and be
+        # moved out of qmail's reach. Nothing else is checked until --split is right.
+        report.problems.append(Problem(
+            "split-mismatch", "mess", f"the tree has split directories 0..{tree - 1} "
+            f"(conf-split {tree}), not 0..{layout.split - 1}; pass --split {tree}, or leave "
+            "--split out: the tree's split count is the default"))
+        report.notes.append("nothing else was checked: it depends on the split count")
+        return report
     _check_dirs(dump, layout, report)
     _check_lock(dump, report)
     files = queue_files(dump)

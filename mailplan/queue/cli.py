@@ -21,7 +21,6 @@ from mailplan.queue.control import METHODS, Control
 from mailplan.queue.dump import DEFAULT_QUEUE
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
-from mailplan.queue.layout import DEFAULT_SPLIT
 from mailplan.queue.model import messages, stats
 
 PROBLEMS_EXIT = 2
@@ -215,13 +214,14 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
 @host_options
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed, with qmail-send stopped, then check again.")
-@click.option("--split", type=click.IntRange(1, 1000), default=DEFAULT_SPLIT,
-              show_default=True, help="conf-split qmail was built with.")
+@click.option("--split", type=click.IntRange(1, 1000), default=None,
+              help="conf-split qmail was built with [default: the tree's, from its mess/N "
+              "directories; 23 for a tree without any].")
 @click.option("--stale-after", metavar="AGE", default=f"{STALE_AFTER}s", show_default=True,
               help="Age after which a half-written message counts as abandoned.")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def check(repair: bool, split: int, stale_after: str, as_json: bool, **kw: Any) -> None:
+def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw: Any) -> None:
     """Verify the queue like queue_repair.py: tree vs split count, owners, groups and
     modes, names vs inodes, orphans, half-written messages. Exit 2 if problems remain."""
     target = _target(kw, "repair the queue" if repair else None)

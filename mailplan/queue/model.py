@@ -11,12 +11,12 @@ the business of :mod:`mailplan.queue.check`.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
-from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, Layout
+from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, SPLIT_AREAS, Layout
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,28 @@ class Message:
         return max(0, now - self.queued)
 
 
-def detect_layout(dump: Dump, split: int = DEFAULT_SPLIT) -> Layout:
-    """The layout: ``split`` as given, big-todo if todo/ has numbered subdirectories."""
+def split_count(dump: Dump, area: str) -> int | None:
+    """One more than the highest numbered subdirectory of ``area`` (None: it has none)."""
+    numbers = [int(e.parts[1]) for e in dump.entries.values()
+               if e.kind == "d" and len(e.parts) == 2 and e.parts[0] == area
+               and e.parts[1].isdigit()]
+    return max(numbers) + 1 if numbers else None
+
+
+def tree_split(dump: Dump) -> int | None:
+    """The split count the tree was made with: the one most of mess, info, local and
+    remote have (mess's on a tie), so that one stray or missing top directory does not
+    change it; None for a tree without numbered directories."""
+    counts = [c for c in (split_count(dump, a) for a in SPLIT_AREAS) if c is not None]
+    return Counter(counts).most_common(1)[0][0] if counts else None
+
+
+def detect_layout(dump: Dump, split: int | None = None) -> Layout:
+    """The layout: ``split`` as given (else the tree's, else 23), big-todo if todo/ has
+    numbered subdirectories."""
     todo0 = dump.entries.get("todo/0")
-    return Layout(split=split, big_todo=todo0 is not None and todo0.kind == "d")
+    return Layout(split=split or tree_split(dump) or DEFAULT_SPLIT,
+                  big_todo=todo0 is not None and todo0.kind == "d")
 
 
 #: A repair's temporary name: ``.mailplan-OLD-NEW`` (``.mailplan-NEW`` from older

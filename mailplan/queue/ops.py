@@ -18,7 +18,6 @@ from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
 from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
-from mailplan.queue.layout import DEFAULT_SPLIT
 from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
 from mailplan.queue.remote import run_actions
 
@@ -205,21 +204,22 @@ def ctl_apply(target: Target, actions: list[dict[str, object]],
     return run_actions(target.conn, target.queue_dir, actions, step=step)
 
 
-def check_queue(target: Target, *, split: int = DEFAULT_SPLIT,
+def check_queue(target: Target, *, split: int | None = None,
                 stale_after: int = STALE_AFTER) -> tuple[Dump, Report]:
-    """Read the queue and check it."""
+    """Read the queue and check it (``split``: conf-split, None to read it from the tree)."""
     dump = target.read(step="read queue", mess="none")
     return dump, check(dump, detect_layout(dump, split), stale_after=stale_after)
 
 
-def repair(target: Target, *, split: int = DEFAULT_SPLIT,
+def repair(target: Target, *, split: int | None = None,
            stale_after: int = STALE_AFTER) -> Change:
     """Check, fix every repairable problem with qmail-send stopped, and check again."""
     first, before = check_queue(target, split=split, stale_after=stale_after)
     mismatch = [p for p in before.problems if p.code == "split-mismatch"]
     if mismatch:
-        raise MailplanError(f"host {target.conn.name}: the queue has split directories beyond "
-                            f"{split} ({mismatch[0].path}); refusing to repair",
+        raise MailplanError(f"host {target.conn.name}: the queue's split directories do not "
+                            f"match split {before.layout.split} ({mismatch[0].path}: "
+                            f"{mismatch[0].message}); refusing to repair",
                             hint="pass --split with the conf-split qmail was built with")
     if not any(p.repairable for p in before.problems):
         return Change(executed=False, was_running=running(first), before=before,
