@@ -276,3 +276,29 @@ def test_the_split_count_is_read_from_the_tree(tmp_path):
     os.rmdir(q.queue / "remote" / "30")  # one missing top directory is just missing
     result = run("check", "local", "--queue-dir", str(q.queue))
     assert "missing-dir: remote/30" in result.output and "mismatch" not in result.output
+
+
+# -- #2: big-todo is detected from any numbered todo/intd directory --------------------------
+
+def test_big_todo_without_todo_0_is_repaired_not_dismantled(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    for area in ("todo", "intd"):
+        st = (q.queue / area).stat()
+        for n in range(23):
+            d = q.queue / area / str(n)
+            d.mkdir()
+            os.chown(d, st.st_uid, st.st_gid)
+            os.chmod(d, st.st_mode & 0o777)
+    msg = q.add("alice@example.com", remote=("x@remote.example",), preprocessed=False)
+    if msg % 23 == 0:
+        msg = q.add("alice@example.com", remote=("y@remote.example",), preprocessed=False)
+    for area in ("todo", "intd"):
+        os.rename(q.queue / area / str(msg), q.queue / area / str(msg % 23) / str(msg))
+    (q.queue / "todo" / "0").rmdir()
+    report = check(read(q), detect_layout(read(q)))
+    assert report.layout.big_todo
+    assert [(p.code, p.path) for p in report.problems] == [("missing-dir", "todo/0")]
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert result.exit_code == 0 and "healthy (split 23, big-todo)" in result.output
+    assert (q.queue / "todo" / "0").is_dir()
+    assert (q.queue / "todo" / str(msg % 23) / str(msg)).exists()

@@ -98,11 +98,10 @@ def tree_split(dump: Dump) -> int | None:
 
 
 def detect_layout(dump: Dump, split: int | None = None) -> Layout:
-    """The layout: ``split`` as given (else the tree's, else 23), big-todo if todo/ has
-    numbered subdirectories."""
-    todo0 = dump.entries.get("todo/0")
-    return Layout(split=split or tree_split(dump) or DEFAULT_SPLIT,
-                  big_todo=todo0 is not None and todo0.kind == "d")
+    """The layout: ``split`` as given (else the tree's, else 23), big-todo if todo/ or
+    intd/ has any numbered subdirectory (not only todo/0: that one may be the missing one)."""
+    big_todo = any(split_count(dump, area) is not None for area in ("todo", "intd"))
+    return Layout(split=split or tree_split(dump) or DEFAULT_SPLIT, big_todo=big_todo)
 
 
 #: A repair's temporary name: ``.mailplan-OLD-NEW`` (``.mailplan-NEW`` from older
