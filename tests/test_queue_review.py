@@ -302,3 +302,26 @@ def test_big_todo_without_todo_0_is_repaired_not_dismantled(tmp_path):
     assert result.exit_code == 0 and "healthy (split 23, big-todo)" in result.output
     assert (q.queue / "todo" / "0").is_dir()
     assert (q.queue / "todo" / str(msg % 23) / str(msg)).exists()
+
+
+# -- #12: delete removes only the message it chose, not a new one under the same id ---------
+
+def test_a_new_message_under_a_chosen_id_is_not_deleted(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("victim@remote.example",), subject="BUY NOW")
+    other = q.add("spam@bad.example", remote=("other@remote.example",), subject="BUY NOW")
+    svc = Service(tmp_path)
+    mess, info, remote = (q.path(a, msg) for a in ("mess", "info", "remote"))
+    # while qmail-send stops, the spam is delivered and a new message takes its inode
+    svc_stop = (f"{svc.stop}; printf 'From: ceo@example.com\\nSubject: contract\\n\\nhi\\n' "
+                f"> {mess}; printf 'Fceo@example.com\\0' > {info}; "
+                f"printf 'Tlawyer@remote.example\\0' > {remote}")
+    options = ["--control", "custom", "--status-cmd", svc.status, "--stop-cmd", svc_stop,
+               "--start-cmd", svc.start]
+    result = run("delete", "local", "--queue-dir", str(q.queue), "--match", "subject",
+                 "BUY NOW", "--execute", *options)
+    assert result.exit_code == 0, result.output
+    assert f"message {msg} vanished" in result.output
+    assert f"removed message {other}" in result.output
+    assert mess.exists() and b"contract" in mess.read_bytes() and info.exists()
+    assert not q.path("mess", other).exists()

@@ -9,7 +9,7 @@ Modes (``sys.argv[2:]``):
 
 ``dump QUEUE STATUS [MESS [ID]]``
     Walk QUEUE without following symlinks and print, for every directory, file and fifo,
-    a record ``E type mode uid gid inode nlink size mtime owner group pathlen datalen``
+    a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen``
     followed by the relative path and the data bytes. Data is the whole file for the small
     envelope files (info, local, remote, todo, intd); for mess files MESS says: ``headers``
     (the default) the header block, ``full`` the whole message, ``none`` nothing. With ID
@@ -98,7 +98,8 @@ def _read(path: str, area: str, mess: str) -> bytes:
 def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> None:
     path = rel.encode("utf-8", "surrogateescape")
     fields = (_kind(st.st_mode), format(stat.S_IMODE(st.st_mode), "o"), st.st_uid, st.st_gid,
-              st.st_ino, st.st_nlink, st.st_size, int(st.st_mtime), _owner(st.st_uid),
+              st.st_ino, st.st_nlink, st.st_size, int(st.st_mtime), st.st_ctime_ns,
+              _owner(st.st_uid),
               _group(st.st_gid), len(path), len(data))
     head = "E " + " ".join(str(f) for f in fields) + "\n"
     out.write(head.encode("ascii"))

@@ -34,6 +34,7 @@ class Entry:
     nlink: int
     size: int
     mtime: int
+    ctime: int  # in nanoseconds: changes with every write, rename or chmod
     owner: str  # user name, or "#uid" when the host has no name for it
     group: str
     data: bytes = b""  # envelope files whole; mess files: the header block
@@ -85,8 +86,8 @@ def _parse_dump(data: bytes, queue_dir: str) -> Dump:
             dump.users[fields[1]] = int(fields[2])
         elif fields[0] == "G" and len(fields) == 3:
             dump.groups[fields[1]] = int(fields[2])
-        elif fields[0] == "E" and len(fields) == 13:
-            path_len, data_len = int(fields[11]), int(fields[12])
+        elif fields[0] == "E" and len(fields) == 14:
+            path_len, data_len = int(fields[12]), int(fields[13])
             if min(path_len, data_len) < 0 or pos + path_len + data_len > len(data):
                 raise DumpFormatError(f"queue dump truncated in the record at byte {pos}")
             path = data[pos:pos + path_len].decode("utf-8", "surrogateescape")
@@ -95,8 +96,8 @@ def _parse_dump(data: bytes, queue_dir: str) -> Dump:
             dump.entries[path] = Entry(
                 path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
                 gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
-                size=int(fields[7]), mtime=int(fields[8]), owner=fields[9], group=fields[10],
-                data=body)
+                size=int(fields[7]), mtime=int(fields[8]), ctime=int(fields[9]),
+                owner=fields[10], group=fields[11], data=body)
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
     return dump

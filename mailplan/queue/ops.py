@@ -9,7 +9,7 @@ all the changes, and one to start qmail-send again; a final dump for repair's re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
@@ -97,6 +97,19 @@ class Selection:
                 for i in sorted(chosen)}
 
 
+def identities(dump: Dump, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
+    """(inode, ctime, size) of each message's mess file (None: it has none), so that a
+    message read twice is known to be the same one: an id is an inode number, and a
+    freed inode goes to the next message qmail-queue writes."""
+    grouped = by_id(queue_files(dump))
+    out: dict[int, tuple[int, int, int] | None] = {}
+    for i in ids:
+        mess = grouped[i].get("mess") if i in grouped else None
+        out[i] = None if not mess else (mess[0].entry.inode, mess[0].entry.ctime,
+                                        mess[0].entry.size)
+    return out
+
+
 @dataclass
 class Change:
     """What a delete or repair did (or, in a dry run, would do)."""
@@ -175,8 +188,14 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
                                    f"exit {first.status}): --execute will refuse")
         return change
 
+    seen = identities(first, planned)
+
     def work(dump: Dump) -> Change:
+        # Only what was chosen in the first read, and only if it is still the same
+        # message: a message delivered meanwhile may have left its id to a new one.
         now = selection.files(dump, target.conn.name, strict=False)
+        same = identities(dump, [i for i in now if i in planned])
+        now = {i: files for i, files in now.items() if i in same and same[i] == seen[i]}
         change = Change(executed=True, was_running=False)
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]

@@ -134,10 +134,13 @@ def delete_text(change: Change) -> str:
     lines = []
     for msg_id, files in change.removed.items():
         lines.append(f"{verb} message {msg_id}: {', '.join(files) or 'nothing'}")
-    lines += [f"message {i} left the queue before it could be deleted" for i in change.vanished]
+    lines += [f"message {i} vanished: it left the queue (or its id now names another "
+              "message) before it could be deleted; not deleted" for i in change.vanished]
     lines += [f"FAILED: {f}" for f in change.failed]
-    if not change.removed:
+    if not change.removed and not change.vanished:
         lines.append("no message matched; nothing to delete")
+    elif not change.removed:
+        lines.append("nothing was deleted")
     elif not change.executed:
         lines.append(f"dry run: {len(change.removed)} message(s); add --execute to delete")
     elif change.stopped:
