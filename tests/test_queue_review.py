@@ -325,3 +325,54 @@ def test_a_new_message_under_a_chosen_id_is_not_deleted(tmp_path):
     assert f"removed message {other}" in result.output
     assert mess.exists() and b"contract" in mess.read_bytes() and info.exists()
     assert not q.path("mess", other).exists()
+
+
+# -- #11: the repair agent follows no symlink and changes only what the check saw -----------
+
+def test_chmod_of_a_file_swapped_for_a_symlink_is_refused(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    os.chmod(q.path("mess", msg), 0o600)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret\n")
+    os.chmod(secret, 0o600)
+    actions = repair_actions(check(read(q), Layout()))
+    assert [a["op"] for a in actions] == ["chmod"]
+    q.path("mess", msg).unlink()
+    os.symlink(secret, q.path("mess", msg))
+    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), actions, "t")
+    assert not outcomes[0]["ok"] and secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_chmod_of_a_file_swapped_for_another_is_refused(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    os.chmod(q.path("info", msg), 0o644)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret\n")
+    os.chmod(secret, 0o600)
+    actions = repair_actions(check(read(q), Layout()))
+    q.path("info", msg).unlink()
+    os.link(secret, q.path("info", msg))  # a hard link: no symlink to notice
+    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), actions, "t")
+    assert not outcomes[0]["ok"] and "no longer the object" in outcomes[0]["error"]
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_action_goes_through_a_split_directory_swapped_for_a_symlink(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep")
+    (outside / "other").write_text("keep")
+    os.rmdir(q.queue / "info" / "5")
+    os.symlink(outside, q.queue / "info" / "5")
+    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), [
+        {"op": "remove", "path": "info/5/victim"},
+        {"op": "rename", "path": "info/5/other", "to": "info/6/other"},
+        {"op": "chmod", "path": "info/5/other", "mode": 0o666},
+        {"op": "mkdir", "path": "info/5/new", "mode": 0o700, "user": "root",
+         "group": "root"}], "t")
+    assert [o["ok"] for o in outcomes] == [False] * 4
+    assert sorted(p.name for p in outside.iterdir()) == ["other", "victim"]
+    assert (outside / "other").stat().st_mode & 0o777 != 0o666

@@ -21,7 +21,11 @@ Modes (``sys.argv[2:]``):
 ``apply QUEUE STATUS`` (STATUS is ignored)
     Read a JSON list of actions from stdin (remove, rmdir, rename, chown, chmod, mkdir,
     mkfifo, mkfile; paths relative to QUEUE) and carry them out in order, printing one
-    JSON line per action with its outcome. Paths that leave QUEUE are refused. Actions
+    JSON line per action with its outcome. Paths that leave QUEUE are refused, and no
+    symlink below QUEUE is followed: directories are walked with ``dir_fd`` and
+    ``O_NOFOLLOW``, owners and modes are changed through an fd (``fchown``/``fchmod``)
+    of the directory, file or fifo itself, and an action carrying ``ino`` (the inode the
+    caller's dump saw) is refused when the object there has another. Actions
     with the same ``group`` stand or fall together: after one of them fails, the rest
     of its group are skipped (reported as failed).
 """
@@ -147,13 +151,14 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
     return 0
 
 
-def _inside(queue: str, rel: str) -> str:
+def _inside(rel: str) -> list:
+    """The components of ``rel`` (relative to the queue); paths that leave it are refused."""
     if rel == ".":
-        return queue
+        return []
     parts = rel.split("/")
-    if not rel or rel.startswith("/") or ".." in parts or "" in parts:
+    if not rel or rel.startswith("/") or ".." in parts or "" in parts or "." in parts:
         raise ValueError(f"refusing path outside the queue: {rel!r}")
-    return os.path.join(queue, rel)
+    return parts
 
 
 def _ids(action: dict) -> tuple[int, int]:
@@ -164,46 +169,123 @@ def _ids(action: dict) -> tuple[int, int]:
     return uid, gid
 
 
-def _do(queue: str, action: dict) -> None:
-    op = action["op"]
-    path = _inside(queue, action["path"])
-    if op == "remove":
-        st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise ValueError("is a directory")
-        os.unlink(path)
-    elif op == "rmdir":
-        os.rmdir(path)
-    elif op == "rename":
-        target = _inside(queue, action["to"])
-        if os.path.lexists(target):
-            raise ValueError(f"target {action['to']} exists")
-        os.rename(path, target)
-    elif op == "chown":
-        uid, gid = _ids(action)
-        os.lchown(path, uid, gid)
-    elif op == "chmod":
-        os.chmod(path, action["mode"])
-    elif op in ("mkdir", "mkfifo", "mkfile"):
-        if op == "mkdir":
-            os.mkdir(path, 0o700)
-        elif op == "mkfifo":
-            os.mkfifo(path, 0o600)
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, b"\0" * action.get("size", 0))
-            finally:
-                os.close(fd)
-        uid, gid = _ids(action)
-        os.lchown(path, uid, gid)
-        os.chmod(path, action["mode"])
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def _parent(root: int, parts: list) -> int:
+    """A new fd of the directory holding ``parts[-1]``, reached from ``root`` without
+    following any symlink (a split directory swapped for one is refused)."""
+    fd = os.dup(root)
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _expect(st: os.stat_result, action: dict) -> None:
+    """Refuse an object the caller's dump did not see there (``ino``: its inode then)."""
+    if "ino" in action and st.st_ino != action["ino"]:
+        raise ValueError("{} is no longer the object the check saw (inode {}, now {}); "
+                         "refusing".format(action["path"], action["ino"], st.st_ino))
+
+
+def _attrs(root: int, parts: list, action: dict, op: str) -> None:
+    """chown or chmod through an fd opened without following symlinks, once it is known
+    to be the directory, file or fifo the dump saw (never a device, never a link)."""
+    if parts:
+        folder = _parent(root, parts)
+        try:
+            st = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+                    or stat.S_ISFIFO(st.st_mode)):
+                raise ValueError("not a directory, file or fifo; refusing")
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_NOCTTY, dir_fd=folder)
+        finally:
+            os.close(folder)
     else:
-        raise ValueError(f"unknown action {op!r}")
+        fd = os.dup(root)
+        st = os.fstat(fd)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise ValueError("changed while being opened; refusing")
+        _expect(now, action)
+        if op == "chmod":
+            os.fchmod(fd, action["mode"])
+        else:
+            uid, gid = _ids(action)
+            os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _do(root: int, action: dict) -> None:
+    """One action; every path is walked from the queue's fd without following symlinks."""
+    op = action["op"]
+    parts = _inside(action["path"])
+    if op in ("chown", "chmod"):
+        _attrs(root, parts, action, op)
+        return
+    if not parts:
+        raise ValueError(f"refusing to {op} the queue directory itself")
+    folder = _parent(root, parts)
+    name = parts[-1]
+    try:
+        if op == "remove":
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise ValueError("is a directory")
+            _expect(st, action)
+            os.unlink(name, dir_fd=folder)
+        elif op == "rmdir":
+            os.rmdir(name, dir_fd=folder)
+        elif op == "rename":
+            to = _inside(action["to"])
+            if not to:
+                raise ValueError("refusing to rename onto the queue directory")
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            _expect(st, action)
+            target = _parent(root, to)
+            try:
+                try:
+                    os.stat(to[-1], dir_fd=target, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise ValueError("target {} exists".format(action["to"]))
+                os.rename(name, to[-1], src_dir_fd=folder, dst_dir_fd=target)
+            finally:
+                os.close(target)
+        elif op in ("mkdir", "mkfifo", "mkfile"):
+            if op == "mkdir":
+                os.mkdir(name, 0o700, dir_fd=folder)
+            elif op == "mkfifo":
+                os.mkfifo(name, 0o600, dir_fd=folder)
+            else:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600, dir_fd=folder)
+                try:
+                    os.write(fd, b"\0" * action.get("size", 0))
+                finally:
+                    os.close(fd)
+            made = {k: v for k, v in action.items() if k != "ino"}
+            _attrs(root, parts, made, "chown")
+            _attrs(root, parts, made, "chmod")
+        else:
+            raise ValueError(f"unknown action {op!r}")
+    finally:
+        os.close(folder)
 
 
 def apply(queue: str) -> int:
     actions = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    root = os.open(queue, os.O_RDONLY | os.O_DIRECTORY)
     failed = 0
     broken = set()  # groups (one message's renames) with a failed action: skip the rest
     for index, action in enumerate(actions):
@@ -212,7 +294,7 @@ def apply(queue: str) -> int:
         try:
             if group is not None and group in broken:
                 raise ValueError(f"skipped: an earlier step of {group} failed")
-            _do(queue, action)
+            _do(root, action)
         except FileNotFoundError:
             result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
             failed += 1

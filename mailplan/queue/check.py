@@ -68,11 +68,12 @@ def _attrs(entry: Entry, want: Expect, users: dict[str, int],
             want.group is None or want.group in groups):
         has = f"{entry.owner}:{entry.group}"
         should = want.user + (f":{want.group}" if want.group else "")
-        op = {"op": "chown", "path": path, "user": want.user, "group": want.group}
+        op = {"op": "chown", "path": path, "user": want.user, "group": want.group,
+              "ino": entry.inode}
         out.append(Problem("owner", path, f"owned by {has}, should be {should}",
                            (Action(ATTRS, op),)))
     if entry.mode != want.mode:
-        op = {"op": "chmod", "path": path, "mode": want.mode}
+        op = {"op": "chmod", "path": path, "mode": want.mode, "ino": entry.inode}
         out.append(Problem("mode", path,
                            f"mode {entry.mode:04o}, should be {want.mode:04o}",
                            (Action(ATTRS, op),)))
@@ -125,13 +126,15 @@ def _check_lock(dump: Dump, report: Report) -> None:
             kind = "a named pipe" if want.kind == "p" else "a regular file"
             report.problems.append(Problem(
                 "wrong-type", path, f"should be {kind}",
-                (Action(REMOVE, {"op": "remove", "path": path}), Action(CREATE, create))))
+                (Action(REMOVE, {"op": "remove", "path": path, "ino": entry.inode}),
+                 Action(CREATE, create))))
         else:
             report.problems += _attrs(entry, want, dump.users, dump.groups)
 
 
 def _remove(qfs: list[QueueFile]) -> tuple[Action, ...]:
-    return tuple(Action(REMOVE, {"op": "remove", "path": qf.entry.path}) for qf in qfs)
+    return tuple(Action(REMOVE, {"op": "remove", "path": qf.entry.path,
+                                 "ino": qf.entry.inode}) for qf in qfs)
 
 
 def _moves(msg_id: int, new_id: int,
@@ -150,9 +153,9 @@ def _moves(msg_id: int, new_id: int,
             tmp = src
         if src != tmp:
             first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp,
-                                             "group": group}))
+                                             "group": group, "ino": qf.entry.inode}))
         second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst,
-                                      "group": group}))
+                                      "group": group, "ino": qf.entry.inode}))
     return tuple(first + second)
 
 

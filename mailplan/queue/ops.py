@@ -199,7 +199,9 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         change = Change(executed=True, was_running=False)
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]
-        outcomes = ctl_apply(target, [{"op": "remove", "path": p} for p in paths], "delete")
+        outcomes = ctl_apply(target, [{"op": "remove", "path": p,
+                                       "ino": dump.entries[p].inode} for p in paths],
+                             "delete")
         failed = {p for p, o in zip(paths, outcomes, strict=True) if not o["ok"]}
         change.failed = [f"{p}: {o.get('error')}" for p, o in zip(paths, outcomes, strict=True)
                          if not o["ok"] and not o.get("gone")]
