@@ -376,3 +376,16 @@ def test_no_action_goes_through_a_split_directory_swapped_for_a_symlink(tmp_path
     assert [o["ok"] for o in outcomes] == [False] * 4
     assert sorted(p.name for p in outside.iterdir()) == ["other", "victim"]
     assert (outside / "other").stat().st_mode & 0o777 != 0o666
+
+
+# -- #7: envelope files are read whole ------------------------------------------------------
+
+def test_a_big_recipient_list_is_read_whole(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    rcpts = tuple(f"member{i:05d}@lists.remote.example" for i in range(40000))
+    msg = q.add("list-owner@example.com", remote=rcpts)
+    assert q.path("remote", msg).stat().st_size > 1 << 20
+    report = check(read(q), Layout())
+    assert report.problems == []
+    stat = run("stat", "local", "--queue-dir", str(q.queue))
+    assert "remote recipients: 40000 pending, 0 done" in stat.output

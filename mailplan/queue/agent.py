@@ -44,7 +44,6 @@ import typing
 
 ENVELOPE_AREAS = ("info", "local", "remote", "todo", "intd")
 HEADER_LIMIT = 65536
-DATA_LIMIT = 1 << 20
 USERS = ("qmailq", "qmails", "qmailr", "qmaild", "qmaill", "qmailp", "alias")
 GROUPS = ("qmail", "nofiles")
 
@@ -92,9 +91,9 @@ def _read(path: str, area: str, mess: str) -> bytes:
                 block = fh.read(HEADER_LIMIT)
                 end = block.find(b"\n\n")
                 return block if end < 0 else block[:end + 1]
-            if area == "mess":
-                return fh.read()
-            return fh.read(DATA_LIMIT)
+            # mess with MESS=full, and envelope files always: whole (a mailing list's
+            # remote/ file holds every recipient; a cut one would look malformed)
+            return fh.read()
     except OSError:
         return b""
 
