@@ -23,7 +23,7 @@ from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
 from mailplan.queue.dump import read_queue
 from mailplan.queue.layout import Layout
-from mailplan.queue.model import detect_layout
+from mailplan.queue.model import detect_layout, messages
 
 
 def run(*args: str):
@@ -389,3 +389,20 @@ def test_a_big_recipient_list_is_read_whole(tmp_path):
     assert report.problems == []
     stat = run("stat", "local", "--queue-dir", str(q.queue))
     assert "remote recipients: 40000 pending, 0 done" in stat.output
+
+
+# -- #8: a message still in todo/ is in state todo, whatever info/local/remote hold ---------
+
+def test_a_message_half_preprocessed_is_todo_with_its_todo_envelope(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("alice@example.com", remote=("bob@remote.example",), preprocessed=False)
+    # qmail-send was killed while writing info/ and remote/ (both cut short)
+    for area, data in (("info", b"Falice@exa"), ("remote", b"Tbob@rem")):
+        q.path(area, msg).write_bytes(data)
+        shutil.chown(q.path(area, msg), "qmails", "qmail")
+        os.chmod(q.path(area, msg), 0o600)
+    [message] = messages(read_queue(LocalConnector("l"), str(q.queue)))
+    assert message.state == "todo" and message.sender == "alice@example.com"
+    assert [(r.address, r.channel) for r in message.recipients] == \
+        [("bob@remote.example", "todo")] and message.damaged == ()
+    assert check(read(q), Layout()).problems == []

@@ -231,6 +231,9 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
 def _check_contents(areas: dict[str, list[QueueFile]], report: Report) -> None:
     parsers = {"info": formats.parse_info, "local": formats.parse_recipients,
                "remote": formats.parse_recipients, "todo": formats.parse_envelope}
+    if areas.get("todo"):
+        # qmail-send died preprocessing it: it rewrites info/local/remote from todo/
+        parsers = {"todo": formats.parse_envelope}
     for area, parse in parsers.items():
         for qf in areas.get(area, []):
             try:

@@ -2,7 +2,8 @@
 
 A message is whatever has a ``mess`` file; its other files say how far qmail got:
 ``queued`` (qmail-send preprocessed it into info/local/remote), ``todo`` (qmail-queue
-finished, qmail-send has not seen it yet: what qmail-qstat calls "not yet preprocessed")
+finished, qmail-send has not seen it yet: what qmail-qstat calls "not yet preprocessed";
+also when info/local/remote exist too, as qmail-send ignores them while todo/ID exists)
 or ``partial`` (a mess file with neither info nor todo: qmail-queue is still writing it or
 died while doing so). Files of other areas without a mess file are orphans; they are
 the business of :mod:`mailplan.queue.check`.
@@ -176,7 +177,9 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
     recipients: list[Recipient] = []
     info = areas.get("info")
     envelope_file = (areas.get("todo") or areas.get("intd") or [None])[0]
-    if info:
+    # While todo/ID exists qmail-send ignores info/local/remote (it may have died while
+    # writing them, and redoes them from todo), so todo's envelope is the one that counts.
+    if info and not areas.get("todo"):
         try:
             sender = formats.parse_info(info[0].entry.data)
         except formats.FormatError as exc:
