@@ -406,3 +406,16 @@ def test_a_message_half_preprocessed_is_todo_with_its_todo_envelope(tmp_path):
     assert [(r.address, r.channel) for r in message.recipients] == \
         [("bob@remote.example", "todo")] and message.damaged == ()
     assert check(read(q), Layout()).problems == []
+
+
+# -- #6: a queue directory that is a symlink is read through -----------------------------------
+
+def test_a_symlinked_queue_directory_is_read(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("alice@example.com", remote=("bob@remote.example",))
+    link = tmp_path / "queue-link"
+    os.symlink(q.queue, link)
+    stat = run("stat", "local", "--queue-dir", str(link))
+    assert stat.output.startswith("messages in queue: 1\n"), stat.output
+    checked = run("check", "local", "--queue-dir", str(link))
+    assert checked.exit_code == 0 and "queue is healthy" in checked.output, checked.output

@@ -8,7 +8,8 @@ reads this source from stdin; whatever stdin holds after it is this program's in
 Modes (``sys.argv[2:]``):
 
 ``dump QUEUE STATUS [MESS [ID]]``
-    Walk QUEUE without following symlinks and print, for every directory, file and fifo,
+    Walk QUEUE (itself followed if it is a symlink) without following symlinks below it
+    and print, for every directory, file and fifo,
     a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen``
     followed by the relative path and the data bytes. Data is the whole file for the small
     envelope files (info, local, remote, todo, intd); for mess files MESS says: ``headers``
@@ -128,7 +129,9 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
         rel = stack.pop()
         full_path = os.path.join(queue, rel) if rel else queue
         try:
-            st = os.lstat(full_path)
+            # QUEUE itself may be a symlink (/var/qmail/queue -> /data/queue): followed
+            # once, as qmail does; nothing below it is.
+            st = os.lstat(full_path) if rel else os.stat(full_path)
         except OSError:
             continue
         area = rel.split("/", 1)[0]
