@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from queue_builder import QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.queue import ops
+from mailplan.queue import formats, ops
 from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
@@ -419,3 +419,27 @@ def test_a_symlinked_queue_directory_is_read(tmp_path):
     assert stat.output.startswith("messages in queue: 1\n"), stat.output
     checked = run("check", "local", "--queue-dir", str(link))
     assert checked.exit_code == 0 and "queue is healthy" in checked.output, checked.output
+
+
+# -- #9, #10: no control character from the queue reaches the terminal ----------------------
+
+@pytest.mark.parametrize("char", ["\n", "\t", "\r", "\x1b", "\x9b", "\x85", "\u2028",
+                                  "\u2029", "\u202e"])
+def test_printable_leaves_no_control_character(char):
+    assert formats.printable(f"a{char}b") == "a_b"
+
+
+def test_a_subject_cannot_forge_a_list_row(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.net", remote=("x@remote.example",),
+          subject="=?UTF-8?Q?hi=0A9999999__2020-01-01=09x=C2=9B2J?=")
+    out = run("list", "local", "--queue-dir", str(q.queue)).output
+    assert len(out.splitlines()) == 3 and "\t" not in out and "\x9b" not in out, out
+
+
+def test_check_prints_file_names_sanitised(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    (q.queue / "mess" / "3" / "x\x1b[2K\rqueue is healthy (split 23)\nfake").write_text("")
+    out = run("check", "local", "--queue-dir", str(q.queue)).output
+    assert "\x1b" not in out and "\r" not in out
+    assert len(out.splitlines()) == 2 and out.startswith("stray-file: mess/3/x_[2K_queue")

@@ -20,6 +20,7 @@ from mailplan.queue.check import STALE_AFTER
 from mailplan.queue.control import METHODS, Control
 from mailplan.queue.dump import DEFAULT_QUEUE
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
+from mailplan.queue.formats import printable
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
 from mailplan.queue.model import messages, stats
 
@@ -246,8 +247,10 @@ def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw
         if change is not None and change.executed:
             click.echo("\nrepaired" + (" (qmail-send was stopped and started again)"
                                        if change.stopped else "") + "; check now says:")
-            click.echo("".join(f"FAILED: {f}\n" for f in change.failed), nl=False)
+            click.echo("".join(f"FAILED: {printable(f)}\n" for f in change.failed),
+                       nl=False)
             click.echo(render.report_text(after), nl=False)
-            click.echo("".join(f"warning: {w}\n" for w in change.warnings), nl=False)
+            click.echo("".join(f"warning: {printable(w)}\n" for w in change.warnings),
+                       nl=False)
     if after.problems:
         sys.exit(PROBLEMS_EXIT)

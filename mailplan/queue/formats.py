@@ -18,7 +18,11 @@ from email.header import decode_header, make_header
 #: Envelope senders of bounces: <> for a bounce, #@[] for a double bounce.
 BOUNCE_SENDERS = frozenset({"", "#@[]"})
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: What may not reach a terminal from one line of queue text: C0 controls (tab and
+#: newline too: they forge columns and rows), DEL, C1 controls (\x9b is a CSI), the
+#: Unicode line and paragraph separators, and bidi and zero-width format characters.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e"
+                      "\u2066-\u2069\ufeff]")
 
 
 class FormatError(ValueError):
@@ -31,7 +35,8 @@ def text(raw: bytes) -> str:
 
 
 def printable(value: str) -> str:
-    """``value`` safe for a terminal: control characters become ``_`` (as qmail-qread)."""
+    """``value`` safe for a terminal on one line: control characters (newline and tab
+    included) become ``_`` (as qmail-qread)."""
     return _CONTROL.sub("_", value)
 
 

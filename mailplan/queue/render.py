@@ -122,7 +122,7 @@ def show_text(m: Message, data: bytes) -> str:
     lines = [f"message {m.id} ({m.state}), {m.size} bytes, queued {utc(m.queued)} UTC",
              f"envelope sender: {sender_text(m.sender)}"]
     lines += [f"recipient: {recipient_text(r)}" for r in m.recipients]
-    lines += [f"files: {', '.join(m.files)}", ""]
+    lines += [f"files: {printable(', '.join(m.files))}", ""]
     body = data.decode("utf-8", "backslashreplace")
     kept = "\n".join(printable(line) for line in body.split("\n"))
     return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
@@ -133,10 +133,10 @@ def delete_text(change: Change) -> str:
     verb = "removed" if change.executed else "would remove"
     lines = []
     for msg_id, files in change.removed.items():
-        lines.append(f"{verb} message {msg_id}: {', '.join(files) or 'nothing'}")
+        lines.append(f"{verb} message {msg_id}: {printable(', '.join(files)) or 'nothing'}")
     lines += [f"message {i} vanished: it left the queue (or its id now names another "
               "message) before it could be deleted; not deleted" for i in change.vanished]
-    lines += [f"FAILED: {f}" for f in change.failed]
+    lines += [f"FAILED: {printable(f)}" for f in change.failed]
     if not change.removed and not change.vanished:
         lines.append("no message matched; nothing to delete")
     elif not change.removed:
@@ -145,15 +145,15 @@ def delete_text(change: Change) -> str:
         lines.append(f"dry run: {len(change.removed)} message(s); add --execute to delete")
     elif change.stopped:
         lines.append("qmail-send was stopped for this and started again")
-    lines += [f"warning: {w}" for w in change.warnings]
+    lines += [f"warning: {printable(w)}" for w in change.warnings]
     return "\n".join(lines) + "\n"
 
 
 def report_text(report: Report) -> str:
     """``queue check``: one line per problem."""
-    lines = [f"{p.code}: {p.path}: {p.message}" + ("" if p.repairable else " [not repairable]")
-             for p in report.problems]
-    lines += [f"note: {n}" for n in report.notes]
+    lines = [f"{p.code}: {printable(p.path)}: {printable(p.message)}"
+             + ("" if p.repairable else " [not repairable]") for p in report.problems]
+    lines += [f"note: {printable(n)}" for n in report.notes]
     fixable = sum(1 for p in report.problems if p.repairable)
     lines.append(f"{len(report.problems)} problem(s), {fixable} repairable with --repair"
                  if report.problems else
