@@ -19,7 +19,8 @@ from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expe
 from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name, tree_split
 
 #: Repair order: create directories, fix owners and modes, remove, rename through a
-#: temporary name (so renames that swap names cannot collide), recreate lock files,
+#: temporary name (a move onto a name another file still holds is refused as a clash,
+#: swaps included), recreate lock files,
 #: remove directories that should not exist.
 MKDIR, ATTRS, REMOVE, RENAME_TMP, RENAME, CREATE, RMDIR = range(7)
 
