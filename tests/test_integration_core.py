@@ -27,6 +27,10 @@ from migration import (
     write_spec,
 )
 
+from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError
+from mailplan.facts.vpopmail import read_target
+
 ODD = "o$&*|!~'`x"  # vpopmail accepts these; they must work and execute nothing
 
 ACCOUNTS = [
@@ -334,3 +338,18 @@ def test_plan_reads_the_source_and_the_target_at_once(tmp_path):
                         {"oldmail": Source("oldmail"), "newmail": Target("newmail")})
     assert {c.user for c in planned.plan.changes if c.kind == "user"} >= {"alice", "bob"}
     planned.close()
+
+
+def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target):
+    # vuserinfo -D stops, exit 0, at a vpasswd line longer than it reads (299 bytes):
+    # the users after it would be created again, or taken for absent by --prune's check
+    domain = unique_domain("cut")
+    target.created_domains.append(domain)
+    assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
+    for name, comment in (("aaa", "A"), ("b" * 60, "c" * 64), ("zzz", "Z")):
+        assert target.tool("vadduser", "-c", comment, f"{name}@{domain}", "Pw-1234"
+                           ).returncode == 0
+    with pytest.raises(HostError, match=rf"vuserinfo -D {domain} listed \d of the 4 users in "
+                       rf".*/vpasswd \(not {'b' * 60}, .*zzz\)") as info:
+        read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    assert "shorten that user's comment" in str(info.value)

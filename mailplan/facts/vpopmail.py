@@ -162,11 +162,33 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
 
 
 def _read_catchalls(conn: Connector, facts: TargetFacts) -> None:
+    """Each domain's catch-all (.qmail-default), and a check of its user listing against
+    the names in its ``vpasswd`` file (where the backend keeps one): ``vuserinfo -D``
+    stops without an error at a vpasswd line longer than it reads (299 bytes), and a
+    user missing from the listing would be created again, or taken for absent by
+    ``--prune``'s check of the accounts a domain holds."""
     names = sorted(facts.domains)
     if not names:
         return
-    cmds = [join(["cat", "--", f"{facts.domains[n].dir}/.qmail-default"]) for n in names]
-    for name, res in zip(names, run_batch(conn, cmds), strict=True):
+    cmds = []
+    for n in names:
+        cmds.append(join(["cat", "--", f"{facts.domains[n].dir}/.qmail-default"]))
+        cmds.append(join(["cut", "-d:", "-f1", "--", f"{facts.domains[n].dir}/vpasswd"]))
+    results = run_batch(conn, cmds)
+    for i, name in enumerate(names):
+        res, vpasswd = results[2 * i], results[2 * i + 1]
         dom = facts.domains[name]
+        if vpasswd.returncode == 0:
+            stored = set(vpasswd.stdout.decode("utf-8", "replace").split())
+            unlisted = sorted(stored - set(dom.users))
+            if unlisted:
+                raise HostError(
+                    f"vuserinfo -D {name} listed {len(dom.users)} of the {len(stored)} users "
+                    f"in {dom.dir}/vpasswd (not {', '.join(unlisted[:5])}"
+                    f"{', ...' if len(unlisted) > 5 else ''}): vpopmail's listing stops at "
+                    "a vpasswd line longer than 299 bytes (a long name, comment and "
+                    "directory together)", host=conn.name, step="read target state",
+                    hint="shorten that user's comment (vmoduser -c) so its vpasswd line "
+                    "fits, then run mailplan again")
         content = res.stdout.decode("utf-8", "replace") if res.returncode == 0 else None
         facts.domains[name] = TargetDomain(dom.name, dom.dir, dom.aliases, dom.users, content)
