@@ -55,7 +55,7 @@ def main() -> None:
 
 
 def _state(spec: Spec, override: str | None) -> Path:
-    return Path(override) if override else state_path_for(spec)
+    return state_path_for(spec, override)
 
 
 @main.command(epilog=EXAMPLES["validate"])

@@ -45,11 +45,15 @@ STATE_HELP = ("State file (default: the spec's state:, else the spec's name with
               "for its extension, beside it: migration.yaml -> migration.state.json).")
 
 
-def state_path_for(spec: Spec) -> Path:
-    """The spec's ``state:`` path, or ``<spec name>.state.json`` beside the spec."""
+def state_path_for(spec: Spec, override: str | Path | None = None) -> Path:
+    """``override`` (a --state), the spec's ``state:`` path, or ``<spec name>.state.json``
+    beside the spec; links resolved, so that every way to the same file shares its lock,
+    journal and key (and a save replaces the file, not the link)."""
+    if override:
+        return Path(override).resolve()
     if "state" in spec.data:
-        return spec.resolve(spec.data["state"])
-    return spec.path.with_name(spec.path.stem + ".state.json")
+        return spec.resolve(spec.data["state"]).resolve()
+    return spec.path.with_name(spec.path.stem + ".state.json").resolve()
 
 
 def target_digest(facts: TargetFacts) -> str:

@@ -33,7 +33,7 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
         from mailplan.spec import load_spec
 
         spec = load_spec(path)
-        state_path = state_override or state_path_for(spec)
+        state_path = state_path_for(spec, state_override)
         return state_document(state_path, target=spec.data["target"]["host"],
                               source=spec.data["source"]["host"])
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -49,7 +48,7 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
     login = (check_login, password_from_env(password_env)) \
         if check_login and password_env else None
     loaded = load_spec(spec)
-    state_path = Path(state) if state else state_path_for(loaded)
+    state_path = state_path_for(loaded, state)
     report = verify(loaded, State.load(state_path, fold=False), login=login, full=full)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))

@@ -163,3 +163,29 @@ def test_a_state_or_plan_in_a_missing_directory_is_a_clear_error(tmp_path):
     assert "must exist and be writable" in str(info.value)
     with pytest.raises(MailplanError, match=f"cannot write {missing}: No such file"):
         write_private(missing, "{}")
+
+
+def test_a_state_reached_through_a_link_shares_its_lock_and_stays_one_file(tmp_path):
+    # two admins, one through a symbolic link: the second apply must be refused, and a
+    # save must replace the file, not the link
+    from mailplan.engine import state_path_for
+    from mailplan.spec import load_spec
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "admin2").mkdir()
+    os.symlink(tmp_path / "shared/m.state.json", tmp_path / "admin2/m.state.json")
+    spec_file = tmp_path / "admin2/m.yaml"
+    spec_file.write_text("version: 1\nhosts: {h: {local: true}}\nsource: {host: h}\n"
+                         "target: {host: h}\ndomains: {example.com: {}}\n")
+    spec = load_spec(spec_file)
+    real = (tmp_path / "shared/m.state.json").resolve()
+    assert state_path_for(spec) == real  # the default beside the spec, a link there
+    assert state_path_for(spec, tmp_path / "admin2/m.state.json") == real
+    with locked(state_path_for(spec, tmp_path / "shared/m.state.json")), \
+            pytest.raises(StateError, match="is locked by another mailplan apply"), \
+            locked(state_path_for(spec)):
+        pass
+    state = State.load(state_path_for(spec))
+    state.begin("p")
+    state.finish("ok", {})
+    assert (tmp_path / "admin2/m.state.json").is_symlink() and real.is_file()
