@@ -68,12 +68,20 @@ class ApplyLog:
         self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
         self.commands = 0
+        #: why the log stopped (a full disk): the apply goes on, its state is what counts
+        self.failed: str | None = None
 
     def write(self, text: str) -> None:
-        """One timestamped line (or block)."""
+        """One timestamped line (or block). A log that cannot be written (a full disk)
+        stops; the apply does not stop for it, midway through a step."""
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
-            self._file.write(f"{stamp} {text}\n")
+            if self.failed is not None:
+                return
+            try:
+                self._file.write(f"{stamp} {text}\n")
+            except OSError as exc:
+                self.failed = exc.strerror or str(exc)
 
     def header(self, **fields: object) -> None:
         """What this apply is: version, spec, plan, target, ..."""
@@ -113,5 +121,8 @@ class ApplyLog:
     def close(self) -> None:
         """Flush and close the file."""
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                self.failed = self.failed or exc.strerror or str(exc)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -352,8 +353,20 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
         raise
     finally:
         with lock:
-            state.finish(result, {"changes_done": len(done), "changes_planned": len(changes)})
+            _finish(state, result, {"changes_done": len(done), "changes_planned": len(changes)})
     return ApplyResult(done, skipped)
+
+
+def _finish(state: State, result: str, summary: dict[str, Any]) -> None:
+    """End the apply's record. When that fails (a full disk) while the apply's own error
+    is on its way, that error goes on and says both: it is what went wrong first."""
+    pending = sys.exc_info()[1]
+    try:
+        state.finish(result, summary)
+    except MailplanError as exc:
+        if not isinstance(pending, MailplanError):
+            raise
+        pending.message += f"\n  then the state could not be saved: {exc.message}"
 
 
 def _record_settled(planned: Planned, record: Callable[[str, dict[str, Any]], None]) -> None:

@@ -104,15 +104,21 @@ def write_private(path: Path, text: str) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:  # a full disk, most likely: the old file is still whole
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise MailplanError(f"cannot write {path}: {exc.strerror or exc}",
+                            hint=f"free space in {path.parent}, then run the command again"
+                            ) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class State:
@@ -190,11 +196,22 @@ class State:
     def record(self, change_id: str, effect: dict[str, Any]) -> None:
         """Record one finished step: appended and fsynced before the caller goes on."""
         entry = {"id": change_id, "at": _now(), **effect}
-        self._apply_entry(entry)
+        self._apply_entry(entry)  # in memory first: the state's final save holds it too
         if self._journal is None:
             raise StateError("internal: record() outside an apply")
-        os.write(self._journal, (json.dumps(entry, sort_keys=True) + "\n").encode())
-        os.fsync(self._journal)
+        size = os.fstat(self._journal).st_size
+        try:
+            write_all(self._journal, (json.dumps(entry, sort_keys=True) + "\n").encode())
+            os.fsync(self._journal)
+        except OSError as exc:
+            # a line cut short (a full disk takes part of a write) would join the next
+            # one and make the journal unreadable: cut it back to its last whole line
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal, size)
+            raise StateError(
+                f"cannot write the journal {self.journal_path}: {exc.strerror or exc}",
+                hint=f"free space in {self.journal_path.parent} and run apply again: this "
+                "step is done on the target, and the next plan finds it there") from None
 
     def finish(self, result: str, summary: dict[str, Any]) -> None:
         """End the apply: history entry, fold the journal, write the state atomically."""

@@ -217,7 +217,9 @@ class ApplyWatch:
         self.log.close()
         if exc is not None and not not_started:
             self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
-        self._echo(f"Log: {self.log.path}")
+        self._echo(f"Log: {self.log.path}" + (
+            f" (incomplete: it could not be written past a point: {self.log.failed})"
+            if self.log.failed else ""))
         if interrupted:
             raise Interrupted(f"apply interrupted after {done} of {self._planned} change(s); "
                               f"everything finished is recorded in {self.state_path}",

@@ -309,3 +309,45 @@ def test_a_plan_not_confirmed_is_cancelled_not_failed(tmp_path):
     (log,) = logs(spec)
     assert "result: cancelled" in log.read_text()
     assert "No changes." not in mailplan("plan", str(spec), check=True).stdout  # nothing made
+
+
+def test_a_log_that_cannot_be_written_stops_without_stopping_the_apply(tmp_path):
+    import errno
+
+    log = ApplyLog(default_log_path(tmp_path / "m.state.json"))
+    log.write("first")
+
+    class Full:  # the file as a full disk leaves it
+        def write(self, _text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    log._file.flush()
+    log._file.close()
+    log._file = Full()
+    log.write("second")  # no exception: a log must not stop an apply midway
+    log.summary(Summary())
+    log.close()
+    assert log.failed == "No space left on device"
+    assert log.path.read_text().count("\n") == 1
+
+
+def test_a_state_that_cannot_be_saved_after_an_error_says_both(tmp_path):
+    from mailplan.engine import _finish
+    from mailplan.errors import HostError, MailplanError
+
+    class Full:
+        def finish(self, result, summary):
+            raise MailplanError("cannot write /s.json: No space left on device")
+
+    with pytest.raises(HostError) as info:
+        try:
+            raise HostError("vadduser failed", host="new")
+        finally:
+            _finish(Full(), "failed", {})  # type: ignore[arg-type]
+    assert str(info.value).startswith("host new: vadduser failed\n  then the state could not "
+                                      "be saved: cannot write /s.json")
+    with pytest.raises(MailplanError, match="cannot write"):
+        _finish(Full(), "ok", {})  # type: ignore[arg-type]

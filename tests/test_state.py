@@ -189,3 +189,52 @@ def test_a_state_reached_through_a_link_shares_its_lock_and_stays_one_file(tmp_p
     state.begin("p")
     state.finish("ok", {})
     assert (tmp_path / "admin2/m.state.json").is_symlink() and real.is_file()
+
+
+def test_a_journal_write_cut_short_by_a_full_disk_leaves_whole_lines(tmp_path, monkeypatch):
+    import errno
+
+    from mailplan import state as state_mod
+
+    path = tmp_path / "s.json"
+    s = State.load(path)
+    s.begin("p")
+    s.record("create-domain:a.example", {"domain": "a.example", "created": True})
+    real = state_mod.write_all
+
+    def half_then_full(fd, data):  # the disk took part of the line, then nothing
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state_mod, "write_all", half_then_full)
+    with pytest.raises(StateError, match="cannot write the journal .*No space left") as info:
+        s.record("create-user:x@a.example", {"domain": "a.example", "user": "x",
+                                              "created": True})
+    assert "the next plan finds it there" in str(info.value)
+    monkeypatch.setattr(state_mod, "write_all", real)  # space again
+    s.record("create-user:y@a.example", {"domain": "a.example", "user": "y", "created": True})
+    lines = s.journal_path.read_bytes().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["create-domain:a.example",
+                                                      "create-user:y@a.example"]
+    assert State.load(path, fold=False).managed() == (
+        {"a.example"}, {("a.example", "y")})
+
+
+def test_a_state_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_file(
+        tmp_path, monkeypatch):
+    import errno
+
+    from mailplan import state as state_mod
+
+    path = tmp_path / "s.json"
+    write_private(path, "old\n")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state_mod, "write_all", full)
+    with pytest.raises(MailplanError, match=f"cannot write {path}: No space left") as info:
+        write_private(path, "new\n")
+    assert "free space" in str(info.value)
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "s.json"]
