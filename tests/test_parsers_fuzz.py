@@ -217,5 +217,6 @@ def test_a_mangled_spec_is_refused_with_its_file_or_accepted(tmp_path, monkeypat
                 assert "fuzz.yaml" in str(exc), (path, value, delete, str(exc))
                 outcomes["refused"] += 1
     # (a control character in a comment or an exclude pattern is refused since the spec
-    # checks every string of a domain: 100 of the mutations are accepted)
-    assert outcomes["accepted"] >= 100 and outcomes["refused"] > 100, outcomes
+    # checks every string of a domain, and an empty comment or a quota past what
+    # vpopmail stores since vpopmail's own limits are checked: 97 are accepted)
+    assert outcomes["accepted"] >= 90 and outcomes["refused"] > 100, outcomes
