@@ -28,6 +28,7 @@ from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
 from mailplan.names import quota_field
 from mailplan.plan import Change
 from mailplan.remote import ShellSession
+from mailplan.routing.execute import routing_claim
 from mailplan.routing.integrate import ROUTING_KINDS, execute_routing
 from mailplan.secret import Secret, mask_output
 from mailplan.shell import Cmd
@@ -237,6 +238,20 @@ EXECUTORS: dict[tuple[str, str], Callable[[_Runner, Change], dict[str, Any]]] = 
     ("delete", "user"): delete_user,
     ("delete", "domain"): delete_domain,
 }
+
+
+def creation_claim(ctx: Context, change: Change) -> dict[str, Any] | None:
+    """The effect a step that creates a domain, user, alias, forward or alias domain
+    records once done (None for other steps): the apply journals it as an intent before
+    the step runs, so that mailplan still counts it as its own (``--prune``) when it
+    ends between the step and its record."""
+    if change.kind in ROUTING_KINDS:
+        return routing_claim(ctx, change)
+    if change.action == "create" and change.kind == "domain":
+        return {"domain": change.domain, "created": True}
+    if change.action == "create" and change.kind == "user":
+        return {"domain": change.domain, "user": change.user, "created": True}
+    return None
 
 
 def execute(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplan import interpreter
-from mailplan.commands import Context, execute
+from mailplan.commands import Context, creation_claim, execute
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, build_desired
 from mailplan.diff import Managed, diff
@@ -332,6 +332,7 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
+        _settle_intents(planned, state)
         _record_settled(planned, record)
         early = None
         if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
@@ -341,6 +342,9 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
             session = planned.target_connector.shell()
             for change in [c for c in changes if c.kind != "mailbox"]:
                 on_step(change, "start")
+                claim = creation_claim(ctx, change)
+                if claim is not None:
+                    state.intend(change.id, claim)
                 finished(change, execute(session, ctx, change))
             _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"],
                          parallel, record, finished, on_step, on_mail, early)
@@ -355,6 +359,22 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
         with lock:
             _finish(state, result, {"changes_done": len(done), "changes_planned": len(changes)})
     return ApplyResult(done, skipped)
+
+
+def _settle_intents(planned: Planned, state: State) -> None:
+    """Settle the steps an earlier run began and did not record (``State.intend``): one
+    whose object is on the target is recorded as mailplan's (the plan creates only what
+    the target lacks); one whose object is not is forgotten (it did not get that far,
+    and this plan creates it again if the spec still wants it)."""
+    again = {c.id for c in planned.plan.changes}
+    for change_id, claim in state.intents().items():
+        domain = planned.target.domains.get(claim["domain"])
+        there = domain is not None and (
+            "routing" in claim or not claim.get("user") or claim["user"] in domain.users)
+        if change_id in again or not there:
+            state.drop_intent(change_id)
+        else:
+            state.record(change_id, {**claim, "adopted": True})
 
 
 def _finish(state: State, result: str, summary: dict[str, Any]) -> None:

@@ -182,10 +182,29 @@ class State:
 
     def managed(self) -> tuple[set[str], set[tuple[str, str]]]:
         """Domains and (domain, user) pairs mailplan created (a domain that only holds
-        users mailplan created is not one: it was there before)."""
+        users mailplan created is not one: it was there before), with those a step was
+        about to create when mailplan ended before recording it (``intend``: the plan
+        only creates what the target lacks, so one there now is mailplan's)."""
         domains = {d for d, body in self.data["managed"].items() if "created" in body}
         users = {(d, u) for d, body in self.data["managed"].items() for u in body["users"]}
+        for claim in self.intents().values():
+            if "routing" not in claim and claim.get("user"):
+                users.add((claim["domain"], claim["user"]))
+            elif "routing" not in claim:
+                domains.add(claim["domain"])
         return domains, users
+
+    def intents(self) -> dict[str, dict[str, Any]]:
+        """Change id -> what the step will have created: steps begun, not recorded."""
+        return dict(self.data.get("intents", {}))
+
+    def intend(self, change_id: str, claim: dict[str, Any]) -> None:
+        """Journal, before a step runs, what it will have created (its effect)."""
+        self._journal_entry({"id": change_id, "at": _now(), "intent": claim})
+
+    def drop_intent(self, change_id: str) -> None:
+        """Forget an intent whose step left nothing (its object is not on the target)."""
+        self._journal_entry({"id": change_id, "at": _now(), "intent": None})
 
     def begin(self, plan_id: str) -> None:
         """Start recording an apply of ``plan_id``."""
@@ -195,7 +214,9 @@ class State:
 
     def record(self, change_id: str, effect: dict[str, Any]) -> None:
         """Record one finished step: appended and fsynced before the caller goes on."""
-        entry = {"id": change_id, "at": _now(), **effect}
+        self._journal_entry({"id": change_id, "at": _now(), **effect})
+
+    def _journal_entry(self, entry: dict[str, Any]) -> None:
         self._apply_entry(entry)  # in memory first: the state's final save holds it too
         if self._journal is None:
             raise StateError("internal: record() outside an apply")
@@ -232,6 +253,14 @@ class State:
         write_private(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
     def _apply_entry(self, entry: dict[str, Any]) -> None:
+        intents = self.data.setdefault("intents", {})
+        if "intent" in entry:  # a step about to run (or, None, one that left nothing)
+            if entry["intent"] is None:
+                intents.pop(entry["id"], None)
+            else:
+                intents[entry["id"]] = entry["intent"]
+            return
+        intents.pop(entry["id"], None)
         self.data["serial"] = self.serial + 1
         current = self.data.get("current_apply")
         if current is not None:
@@ -307,6 +336,7 @@ def _check_version(path: Path, data: Any) -> None:
                 for body in managed.values()), "domains, each with its users"),
             ("mail", isinstance(data.get("mail", {}), dict), "mailboxes"),
             ("routing", isinstance(data.get("routing", {}), dict), "domains"),
+            ("intents", isinstance(data.get("intents", {}), dict), "steps"),
             ("current_apply", isinstance(data.get("current_apply") or {}, dict),
              "an apply")):
         if not ok:

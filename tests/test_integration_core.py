@@ -353,3 +353,39 @@ def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target)
                        rf".*/vpasswd \(not {'b' * 60}, .*zzz\)") as info:
         read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
     assert "shorten that user's comment" in str(info.value)
+
+
+@pytest.mark.ssh
+def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_path, target,
+                                                                          sshd):
+    # kill -9 between a vadduser that succeeded and its journal line: the next run must
+    # still count the user as created by mailplan (else --prune would never remove it)
+    accounts = [SourceAccount(f"u{i}", 1000 + i, f"U {i}", f"pw{i}") for i in range(3)]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain("intent")
+    target.created_domains.append(domain)
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    bindir = Path(target.vpopmail_dir, "bin")
+    (bindir / "real").mkdir()
+    (bindir / "vadduser").rename(bindir / "real/vadduser")
+    marker = tmp_path / "u1-added"
+    (bindir / "vadduser").write_text(  # the real one, then a stall for u1 (killed there)
+        f'#!/bin/sh\n{bindir}/real/vadduser "$@"; rc=$?\ncase "$*" in *u1@{domain}*) '
+        f'[ -e {marker} ] || {{ touch {marker}; sleep 30; }};; esac\nexit $rc\n')
+    (bindir / "vadduser").chmod(0o755)
+    kill_apply_when(spec, lambda _journal: marker.exists())
+    journal = spec.with_name("m.state.json.journal").read_text()
+    assert '"user": "u1"' in journal and "create-user:u1@" in journal  # its intent only
+    assert journal.count("create-user:u1@") == 1
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert sorted(state["managed"][domain]["users"]) == ["u0", "u1", "u2"]
+    assert state["intents"] == {}
+    # dropped from the spec, u1 is shown for deletion like u2, not left alone
+    write_spec(spec, source_root=src, target=target, source_host=ssh_host(sshd),
+               target_host=ssh_host(sshd),
+               domains={domain: {"import": {"uid_min": 1000, "exclude": ["u1", "u2"]}}})
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"- user u1@{domain}" in out and f"- user u2@{domain}" in out, out

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from mailplan.errors import MailplanError, StateError
+from mailplan.routing.managed import managed_routing
 from mailplan.state import State, locked, write_private
 
 
@@ -238,3 +239,25 @@ def test_a_state_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_file(
     assert "free space" in str(info.value)
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "s.json"]
+
+
+def test_an_intent_counts_as_mailplans_until_its_record_or_its_drop(tmp_path):
+    path = tmp_path / "s.json"
+    s = State.load(path)
+    s.begin("p")
+    s.intend("create-user:x@a.example", {"domain": "a.example", "user": "x", "created": True})
+    s.intend("create-alias:info@a.example", {"domain": "a.example", "routing": "alias",
+                                             "name": "info", "created": True})
+    serial = s.serial  # an intent is not a step done
+    # killed here: the next load folds the journal, intents included
+    again = State.load(path)
+    assert again.managed() == (set(), {("a.example", "x")}) and again.serial == serial
+    assert managed_routing(again.data, "a.example", "alias") == {"info"}
+    again.begin("q")
+    again.drop_intent("create-alias:info@a.example")  # not on the target: it never ran
+    again.record("create-user:x@a.example", {"domain": "a.example", "user": "x",
+                                             "created": True, "adopted": True})
+    again.finish("ok", {})
+    final = State.load(path)
+    assert final.intents() == {} and final.managed() == (set(), {("a.example", "x")})
+    assert managed_routing(final.data, "a.example", "alias") == frozenset()

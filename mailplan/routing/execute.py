@@ -92,6 +92,20 @@ class _Step:
         return parse_dot_qmail(content)
 
 
+def routing_claim(ctx: Context, change: Change) -> dict[str, Any] | None:
+    """What a routing step that creates something will record once done (its effect),
+    or None: the apply journals it before the step runs (``State.intend``)."""
+    actions = getattr(ctx.desired, "routing", None)
+    action = actions.get(change.id) if isinstance(actions, dict) else None
+    if isinstance(action, AddAlias):
+        return effect("alias", action.domain, action.name, created=True)
+    if isinstance(action, SetForward) and action.current is None:
+        return effect("forward", action.domain, action.mailbox, created=True)
+    if isinstance(action, AddAliasDomain):
+        return effect("alias_domain", action.domain, action.alias_domain, created=True)
+    return None
+
+
 def execute_routing(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
     """Carry out one routing change, read it back, and return its journal effect."""
     actions = getattr(ctx.desired, "routing", None)
