@@ -93,8 +93,8 @@ def test_delete_is_a_dry_run_by_default(tmp_path, ssh_args):
     assert result.exit_code == 0, result.output
     assert q.files() == before
     split = msg % SPLIT
-    assert (f"would remove message {msg}: info/{split}/{msg}, local/{split}/{msg}, "
-            f"mess/{split}/{msg}, remote/{split}/{msg}") in result.output
+    assert (f"would remove message {msg}: local/{split}/{msg}, remote/{split}/{msg}, "
+            f"info/{split}/{msg}, mess/{split}/{msg}") in result.output
     assert "add --execute to delete" in result.output
 
 
@@ -119,8 +119,8 @@ def test_delete_removes_every_file_with_qmail_send_stopped(tmp_path, ssh_args, s
     for msg in (full, todo, half):
         assert not [f for f in left if f.endswith(f"/{msg}")], msg
     assert [f for f in left if f.endswith(f"/{keep}")] == keep_files
-    assert f"removed message {full}: bounce/{full}, info/" in result.output
-    assert f"removed message {todo}: intd/{todo}, mess/{todo % SPLIT}/{todo}, todo/{todo}" \
+    assert f"removed message {full}: bounce/{full}, local/" in result.output
+    assert f"removed message {todo}: todo/{todo}, intd/{todo}, mess/{todo % SPLIT}/{todo}" \
         in result.output
     assert f"removed message {half}: mess/{half % SPLIT}/{half}" in result.output
     assert "qmail-send was stopped for this and started again" in result.output

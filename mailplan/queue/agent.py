@@ -28,7 +28,8 @@ Modes (``sys.argv[2:]``):
     of the directory, file or fifo itself, and an action carrying ``ino`` (the inode the
     caller's dump saw) is refused when the object there has another. Actions
     with the same ``group`` stand or fall together: after one of them fails, the rest
-    of its group are skipped (reported as failed).
+    of its group are skipped (reported as failed); a ``remove`` whose file is already
+    gone does not count as failing there.
 """
 
 from __future__ import annotations
@@ -303,7 +304,9 @@ def apply(queue: str) -> int:
         except (OSError, ValueError, KeyError) as exc:
             result = {"i": index, "ok": False, "error": str(exc)}
             failed += 1
-        if not result["ok"] and group is not None:
+        # a file to remove that is gone already is no reason to stop its group
+        gone = result.get("gone") and action.get("op") == "remove"
+        if not result["ok"] and group is not None and not gone:
             broken.add(group)
         sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -15,6 +15,17 @@ DEFAULT_SPLIT = 23
 SPLIT_AREAS = ("mess", "info", "local", "remote")
 MESSAGE_AREAS = ("mess", "info", "local", "remote", "todo", "intd", "bounce")
 
+#: The order ``delete`` removes a message's files in, so that a delete cut off after any
+#: file leaves a state qmail-send handles (qmail-send.c, qmail-clean.c): todo first (with
+#: todo/ID and no mess, todo_do fails on every run; with it, qmail-send would preprocess
+#: and deliver the message again), intd (a leftover intd/ID makes qmail-queue fail for
+#: the next message given that inode), bounce (info and bounce without local/remote make
+#: qmail-send send the bounce), local and remote, then info (info alone with mess is a
+#: finished message: qmail-send removes info and mess itself; local/remote without info
+#: are never seen and stay forever), mess last, as qmail-clean does. What is left is a
+#: message qmail-send still delivers or finishes, or a mess file alone (half-written).
+REMOVE_ORDER = ("todo", "intd", "bounce", "local", "remote", "info", "mess")
+
 
 @dataclass(frozen=True)
 class Expect:

@@ -18,6 +18,7 @@ from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
 from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
+from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
 from mailplan.queue.remote import run_actions
 
@@ -85,7 +86,8 @@ class Selection:
             raise MailplanError("say which messages to delete: ids, --match or --bounces")
 
     def files(self, dump: Dump, host: str, *, strict: bool) -> dict[int, list[str]]:
-        """The files of every chosen message (every area), by id."""
+        """The files of every chosen message (every area), by id, each message's in the
+        order they are removed (:data:`~mailplan.queue.layout.REMOVE_ORDER`)."""
         grouped = by_id(queue_files(dump))
         unknown = [i for i in self.ids if i not in grouped]
         if unknown and strict:
@@ -93,8 +95,20 @@ class Selection:
         chosen = {i for i in self.ids if i in grouped}
         if self.filter is not None:
             chosen |= {m.id for m in self.filter.select(messages(dump), dump.now)}
-        return {i: sorted(qf.entry.path for qfs in grouped[i].values() for qf in qfs)
+        return {i: [qf.entry.path for area in REMOVE_ORDER
+                    for qf in sorted(grouped[i].get(area, []), key=lambda qf: qf.entry.path)]
                 for i in sorted(chosen)}
+
+
+def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, object]]:
+    """The agent actions removing ``files`` (by id, each in :data:`REMOVE_ORDER`).
+
+    One message's removals are a group: after one fails (a file that is already gone
+    does not count), the rest of that message's are skipped, so its mess file is never
+    removed while a todo, info, local, remote or bounce file of it stays behind.
+    """
+    return [{"op": "remove", "path": p, "ino": dump.entries[p].inode,
+             "group": f"delete {i}"} for i, paths in files.items() for p in paths]
 
 
 def identities(dump: Dump, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
@@ -199,9 +213,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         change = Change(executed=True, was_running=False)
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]
-        outcomes = ctl_apply(target, [{"op": "remove", "path": p,
-                                       "ino": dump.entries[p].inode} for p in paths],
-                             "delete")
+        outcomes = ctl_apply(target, delete_actions(dump, now), "delete")
         failed = {p for p, o in zip(paths, outcomes, strict=True) if not o["ok"]}
         change.failed = [f"{p}: {o.get('error')}" for p, o in zip(paths, outcomes, strict=True)
                          if not o["ok"] and not o.get("gone")]
