@@ -532,3 +532,49 @@ def test_a_removal_that_fails_keeps_the_rest_of_its_message(tmp_path):
     assert "skipped" in said[f"mess/{todo % 23}/{todo}"]["error"]
     assert not [f for f in q.files() if f.endswith(f"/{full}")]
     assert all(q.path(a, todo).exists() for a in ("todo", "intd", "mess"))
+
+
+# -- a filter does not take a message qmail-queue may still be writing ----------------------
+
+def test_delete_by_filter_leaves_partial_messages_unless_asked(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    queued = q.add("spam@bad.example", remote=("victim@remote.example",), subject="BUY NOW")
+    waiting = q.add("spam@bad.example", remote=("victim@remote.example",), subject="BUY NOW",
+                    preprocessed=False)
+    # qmail-queue has written mess and intd/, its todo/ link is still to come
+    writing = q.add("spam@bad.example", remote=("victim@remote.example",), subject="BUY NOW",
+                    preprocessed=False, todo=False)
+    states = {m.id: m.state for m in messages(read(q))}
+    assert (states[queued], states[waiting], states[writing]) == ("queued", "todo", "partial")
+    base = ("delete", "local", "--queue-dir", str(q.queue), "--match", "to", "victim@")
+
+    dry = run(*base)
+    assert f"would remove message {queued}" in dry.output
+    assert f"would remove message {waiting}" in dry.output
+    assert f"message {writing}:" not in dry.output
+    assert (f"1 partial message(s) matched but were not selected ({writing}): qmail-queue "
+            "may still be writing them") in dry.output
+
+    result = run(*base, "--execute", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"partial_left_out": [\n    ' + str(writing) in result.output
+    assert not q.path("mess", queued).exists() and not q.path("todo", waiting).exists()
+    assert q.path("mess", writing).exists() and q.path("intd", writing).exists()
+
+    again = run(*base, "--execute")
+    assert "no message selected; nothing to delete" in again.output
+    assert q.path("mess", writing).exists()
+
+    included = run(*base, "--include-partial", "--execute")
+    assert included.exit_code == 0 and f"removed message {writing}" in included.output
+    assert "partial message" not in included.output
+    assert not q.path("mess", writing).exists() and not q.path("intd", writing).exists()
+
+
+def test_a_partial_message_named_by_id_is_deleted(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    writing = q.add("a@example.net", subject="x", preprocessed=False, todo=False)
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(writing), "--match",
+                 "from", "a@example", "--execute")
+    assert result.exit_code == 0 and f"removed message {writing}" in result.output
+    assert "partial" not in result.output and not q.path("mess", writing).exists()

@@ -181,26 +181,31 @@ def show(msg_id: int, full: bool, **kw: Any) -> None:
               help="Messages whose FIELD (from, to or subject) contains PATTERN.")
 @click.option("--regex", is_flag=True, help="Read PATTERN as a regular expression.")
 @click.option("--bounces", is_flag=True, help="All bounces (envelope sender <> or #@[]).")
+@click.option("--include-partial", is_flag=True,
+              help="Let --match and --bounces take half-written (partial) messages too; "
+              "qmail-queue may still be writing them.")
 @click.option("--execute", is_flag=True,
               help="Really delete; without it, only show what would be removed.")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bounces: bool,
-           execute: bool, as_json: bool, **kw: Any) -> None:
+           include_partial: bool, execute: bool, as_json: bool, **kw: Any) -> None:
     """Remove messages and every file they have (mess, info, local, remote, todo, intd,
-    bounce), with qmail-send stopped. A dry run unless --execute is given."""
+    bounce), with qmail-send stopped. A dry run unless --execute is given. --match and
+    --bounces leave out partial (half-written) messages unless --include-partial."""
     chosen: Filter | None = None
     if match:
         chosen = match_filter(match[0].lower(), match[1], regex)
     if bounces:
         chosen = Filter(bounces=True) if chosen is None else replace(chosen, bounces=True)
     change = ops.delete(_target(kw, "delete queue messages" if execute else None),
-                        ops.Selection(ids, chosen), execute=execute)
+                        ops.Selection(ids, chosen, include_partial), execute=execute)
     if as_json:
         import json
 
         click.echo(json.dumps({"executed": change.executed, "removed": change.removed,
                                "failed": change.failed, "vanished": change.vanished,
+                               "partial_left_out": change.partial_left_out,
                                "warnings": change.warnings}, indent=2))
     else:
         click.echo(render.delete_text(change), nl=False)

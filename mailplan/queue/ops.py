@@ -76,10 +76,18 @@ class UnknownMessage(HostError):
 
 @dataclass(frozen=True)
 class Selection:
-    """What ``delete`` removes: messages by id and/or those passing a filter."""
+    """What ``delete`` removes: messages by id and/or those passing a filter.
+
+    A filter never takes a partial message (a mess file without info or todo) unless
+    ``include_partial``: qmail-queue may still be writing it, and if its mess file goes
+    before qmail-queue creates intd/, it still links todo/ and reports success, leaving
+    an accepted message as a todo/ file without mess. An id names a message whatever
+    its state.
+    """
 
     ids: tuple[int, ...] = ()
     filter: Filter | None = None
+    include_partial: bool = False
 
     def __post_init__(self) -> None:
         if not self.ids and self.filter is None:
@@ -94,10 +102,18 @@ class Selection:
             raise UnknownMessage(unknown, host)
         chosen = {i for i in self.ids if i in grouped}
         if self.filter is not None:
-            chosen |= {m.id for m in self.filter.select(messages(dump), dump.now)}
+            chosen |= {m.id for m in self.filter.select(messages(dump), dump.now)
+                       if m.state != "partial" or self.include_partial}
         return {i: [qf.entry.path for area in REMOVE_ORDER
                     for qf in sorted(grouped[i].get(area, []), key=lambda qf: qf.entry.path)]
                 for i in sorted(chosen)}
+
+    def partial_left_out(self, dump: Dump) -> list[int]:
+        """The partial messages the filter took but :meth:`files` leaves out."""
+        if self.filter is None or self.include_partial:
+            return []
+        return sorted(m.id for m in self.filter.select(messages(dump), dump.now)
+                      if m.state == "partial" and m.id not in self.ids)
 
 
 def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, object]]:
@@ -134,6 +150,7 @@ class Change:
     removed: dict[int, list[str]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     vanished: list[int] = field(default_factory=list)
+    partial_left_out: list[int] = field(default_factory=list)  # delete: see Selection
     warnings: list[str] = field(default_factory=list)
     before: Report | None = None
     after: Report | None = None
@@ -193,8 +210,10 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     """Remove every file of the chosen messages; a dry run unless ``execute``."""
     first = target.read(step="read queue")
     planned = selection.files(first, target.conn.name, strict=True)
+    left_out = selection.partial_left_out(first)
     if not execute or not planned:
-        change = Change(executed=False, was_running=running(first), removed=planned)
+        change = Change(executed=False, was_running=running(first), removed=planned,
+                        partial_left_out=left_out)
         if planned and change.was_running:
             change.warnings.append(_running_note(target.control))
         elif planned and first.status != ctl.STOPPED:
@@ -210,7 +229,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         now = selection.files(dump, target.conn.name, strict=False)
         same = identities(dump, [i for i in now if i in planned])
         now = {i: files for i, files in now.items() if i in same and same[i] == seen[i]}
-        change = Change(executed=True, was_running=False)
+        change = Change(executed=True, was_running=False, partial_left_out=left_out)
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]
         outcomes = ctl_apply(target, delete_actions(dump, now), "delete")

@@ -137,8 +137,14 @@ def delete_text(change: Change) -> str:
     lines += [f"message {i} vanished: it left the queue (or its id now names another "
               "message) before it could be deleted; not deleted" for i in change.vanished]
     lines += [f"FAILED: {printable(f)}" for f in change.failed]
+    if change.partial_left_out:
+        ids = ", ".join(str(i) for i in change.partial_left_out)
+        lines.append(f"{len(change.partial_left_out)} partial message(s) matched but were "
+                     f"not selected ({ids}): qmail-queue may still be writing them; name "
+                     "them by id or add --include-partial to delete them")
     if not change.removed and not change.vanished:
-        lines.append("no message matched; nothing to delete")
+        lines.append("no message selected; nothing to delete" if change.partial_left_out
+                     else "no message matched; nothing to delete")
     elif not change.removed:
         lines.append("nothing was deleted")
     elif not change.executed:
