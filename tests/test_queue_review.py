@@ -578,3 +578,87 @@ def test_a_partial_message_named_by_id_is_deleted(tmp_path):
                  "from", "a@example", "--execute")
     assert result.exit_code == 0 and f"removed message {writing}" in result.output
     assert "partial" not in result.output and not q.path("mess", writing).exists()
+
+
+# -- swapped names are refused (and said so); a chain is repaired one link per run ----------
+
+AREAS3 = ("mess", "info", "remote")
+
+
+def rename_message(q: QueueBuilder, old: int, new: int) -> None:
+    """Give every file of message ``old`` the name ``new`` (in new's split directories)."""
+    for area in AREAS3:
+        os.rename(q.path(area, old), q.path(area, new))
+
+
+def unused_id(q: QueueBuilder) -> int:
+    used = {int(p.name) for p in q.queue.rglob("*") if p.name.isdigit()}
+    used |= {p.stat().st_ino for p in (q.queue / "mess").rglob("*") if p.is_file()}
+    return next(n for n in range(999_999_937, 10**10) if n not in used)
+
+
+def test_swapped_names_are_refused_and_the_documented_way_out_works(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    a = q.add("a@example.net", remote=("x@remote.example",))
+    b = q.add("b@example.net", remote=("y@remote.example",))
+    spare = unused_id(q)
+    rename_message(q, a, spare)
+    rename_message(q, b, a)
+    rename_message(q, spare, b)  # now a's files are named b and b's are named a
+    before = tree_of(q)
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert result.exit_code == 2 and tree_of(q) == before, result.output
+    for mine, other in ((a, b), (b, a)):
+        assert (f"message {mine}: its mess file has inode {other}") in result.output
+        assert (f"belong to message {other}, whose name is swapped with this one's "
+                "(directly or through others): --repair never renames swapped names"
+                ) in result.output
+    # docs/queue.md, "Swapped names": give one of them an unused number, repair twice
+    rename_message(q, b, spare)  # the files named b (message a's) go to an unused name
+    first = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert first.exit_code == 2 and "run --repair again once it is" in first.output
+    second = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert second.exit_code == 0 and second.output.endswith("queue is healthy (split 23)\n")
+    assert q.path("info", a).read_bytes() == b"Fa@example.net\0"
+    assert q.path("info", b).read_bytes() == b"Fb@example.net\0"
+    assert q.path("mess", a).stat().st_ino == a and q.path("mess", b).stat().st_ino == b
+
+
+def test_a_chain_is_repaired_one_link_per_run_also_when_cut_off(tmp_path):
+    q0 = QueueBuilder(tmp_path / "plan")
+    x0 = q0.add("x@example.net", remote=("x@remote.example",))
+    y0 = q0.add("y@example.net", remote=("y@remote.example",))
+    spare = unused_id(q0)
+    rename_message(q0, y0, spare)
+    rename_message(q0, x0, y0)
+    # message y is named spare and wants name y, held by message x (named y, wants x)
+    report = check(read(q0), detect_layout(read(q0)))
+    said = {p.path: p for p in report.problems}
+    assert said[f"mess/{y0 % 23}/{y0}"].repairable
+    blocked = said[f"mess/{spare % 23}/{spare}"]
+    assert not blocked.repairable and f"belong to message {y0}, which is to be renamed " \
+        "first: run --repair again once it is" in blocked.message
+    steps = len(repair_actions(report))
+    assert steps == 6
+    for cut in range(steps + 1):
+        q = QueueBuilder(tmp_path / f"cut{cut}")
+        x = q.add("x@example.net", remote=("x@remote.example",))
+        y = q.add("y@example.net", remote=("y@remote.example",))
+        spare = unused_id(q)
+        rename_message(q, y, spare)
+        rename_message(q, x, y)
+        target = ops.Target(LocalConnector("l"), str(q.queue))
+        ops.ctl_apply(target, repair_actions(check(read(q), detect_layout(read(q))))[:cut],
+                      "cut")
+        if any(f".mailplan-{y}-" in f for f in q.files()):
+            # message y is not renamed to y while x's files still carry that id
+            said = {p.path: p for p in check(read(q), detect_layout(read(q))).problems}
+            waiting = said[f"mess/{spare % 23}/{spare}"]
+            assert not waiting.repairable, (cut, waiting.message)
+        for _ in range(3):
+            ops.ctl_apply(target, repair_actions(check(read(q), detect_layout(read(q)))),
+                          "resume")
+        assert check(read(q), detect_layout(read(q))).problems == [], cut
+        assert q.path("info", x).read_bytes() == b"Fx@example.net\0", cut
+        assert q.path("info", y).read_bytes() == b"Fy@example.net\0", cut
+        assert not [f for f in q.files() if str(spare) in f or ".mailplan" in f], cut

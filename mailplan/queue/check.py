@@ -20,8 +20,8 @@ from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name, tree_
 
 #: Repair order: create directories, fix owners and modes, remove, rename through a
 #: temporary name (a move onto a name another file still holds is refused as a clash,
-#: swaps included), recreate lock files,
-#: remove directories that should not exist.
+#: also when that file is itself to be renamed: swapped names and chains, see
+#: :func:`_check_message`), recreate lock files, remove directories that should not exist.
 MKDIR, ATTRS, REMOVE, RENAME_TMP, RENAME, CREATE, RMDIR = range(7)
 
 #: qmail-send's own age for cleaning up half-written messages (OSSIFIED, 36 hours).
@@ -160,10 +160,53 @@ def _moves(msg_id: int, new_id: int,
     return tuple(first + second)
 
 
+def _waits_for(grouped: dict[int, dict[str, list[QueueFile]]],
+               layout: Layout) -> dict[int, set[int]]:
+    """For each message whose rename is blocked by another message's files that would
+    themselves be renamed away, the ids of those messages."""
+    moving: dict[str, int] = {}
+    wanted: dict[int, set[str]] = {}
+    for msg_id, areas in grouped.items():
+        mess = areas.get("mess")
+        if not mess:
+            continue
+        new_id = mess[0].entry.inode
+        for qf in (qf for qfs in areas.values() for qf in qfs):
+            dst = layout.path(qf.area, new_id)
+            if qf.entry.path != dst:
+                moving[qf.entry.path] = msg_id
+                wanted.setdefault(msg_id, set()).add(dst)
+    return {i: {moving[d] for d in dsts if d in moving and moving[d] != i}
+            for i, dsts in wanted.items()}
+
+
+def _in_cycle(msg_id: int, waits: dict[int, set[int]]) -> bool:
+    """Whether ``msg_id`` waits, through others, for itself (swapped names)."""
+    seen: set[int] = set()
+    todo = list(waits.get(msg_id, ()))
+    while todo:
+        other = todo.pop()
+        if other == msg_id:
+            return True
+        if other not in seen:
+            seen.add(other)
+            todo += waits.get(other, ())
+    return False
+
+
 def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
-                   layout: Layout, taken: set[str], stale_after: int,
+                   layout: Layout, taken: set[str], waits: dict[int, set[int]],
+                   carried: dict[int, set[str]], stale_after: int,
                    report: Report) -> set[str]:
-    """Problems of one id; returns the paths that repair removes."""
+    """Problems of one id; returns the paths that repair removes.
+
+    A rename onto a name another message's file holds is refused, also when that file
+    would itself be renamed (a chain: each run renames the messages whose names are
+    free, so repeated repairs go down the chain; swapped names, a cycle, never free up).
+    Files are found by name alone: a run cut off half-way through a swap or a chain
+    done in one go would leave files of two messages under one id, which no later check
+    could tell apart.
+    """
     all_files = [qf for qfs in areas.values() for qf in qfs]
     mess = areas.get("mess", [])
     if not mess:
@@ -211,6 +254,10 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
         return set()
     sources = {qf.entry.path for qf, _ in moves}
     clash = [dst for _, dst in moves if dst in taken and dst not in sources]
+    # temporary names .mailplan-NEW_ID-X of another message's cut-off repair: renamed to
+    # NEW_ID now, this message and those files would share one id until that repair is
+    # finished, and no later check could tell them apart
+    pending = sorted(carried.get(new_id, set()) - sources)
     if any(qf.temp_for is not None for qf, _ in moves):
         code, text = "unfinished-repair", (f"message {msg_id}: an earlier repair was cut "
                                            f"off while renaming it to {new_id}; finish it")
@@ -220,9 +267,23 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
     else:
         code, text = "misplaced", f"message {msg_id} has files outside split directory " \
             f"{msg_id % layout.split}: " + ", ".join(sorted(sources))
-    if clash:
+    if pending and not clash:
+        report.problems.append(Problem(
+            code, mess[0].entry.path, f"{text}; not yet: {', '.join(pending)} of a cut-off "
+            f"repair still carry the id {new_id}: run --repair again once it is finished"))
+    elif clash:
+        others = ", ".join(map(str, sorted(waits.get(msg_id, ()))))
+        why = ""
+        if others and _in_cycle(msg_id, waits):
+            why = (f" and belong to message {others}, whose name is swapped with this one's "
+                   "(directly or through others): --repair never renames swapped names; "
+                   "see \"Swapped names\" in docs/queue.md")
+        elif others:
+            why = (f" and belong to message {others}, which is to be renamed first: run "
+                   "--repair again once it is")
         report.problems.append(Problem(code, mess[0].entry.path,
-                                       f"{text}; cannot: {', '.join(clash)} already exist"))
+                                       f"{text}; cannot: {', '.join(clash)} already "
+                                       f"exist{why}"))
     else:
         report.problems.append(Problem(code, mess[0].entry.path, text,
                                        _moves(msg_id, new_id, moves)))
@@ -276,8 +337,15 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
                                            _remove([qf])))
             removed.add(qf.entry.path)
     taken = {qf.entry.path for qf in files}
-    for msg_id, areas in sorted(by_id(files).items()):
-        removed |= _check_message(msg_id, areas, dump, layout, taken, stale_after, report)
+    grouped = by_id(files)
+    waits = _waits_for(grouped, layout)
+    carried: dict[int, set[str]] = {}  # OLD of .mailplan-OLD-NEW names -> their paths
+    for qf in files:
+        if qf.temp_for is not None and qf.msg_id is not None and qf.msg_id != qf.temp_for:
+            carried.setdefault(qf.msg_id, set()).add(qf.entry.path)
+    for msg_id, areas in sorted(grouped.items()):
+        removed |= _check_message(msg_id, areas, dump, layout, taken, waits, carried,
+                                  stale_after, report)
     for qf in files:
         if qf.entry.path not in removed:
             want = MESSAGE_FILES[qf.area]

@@ -149,7 +149,9 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
     The files of a message whose renaming (a repair of an inode mismatch) was cut off
     carry several names: the old id, the temporary ``.mailplan-OLD-NEW`` and the new id.
     A group without a mess file joins the message whose mess file has the inode its
-    name (or its temporary names' NEW) gives, so none of it ever passes for an orphan.
+    name gives, so none of it ever passes for an orphan; a temporary name counts only
+    by its NEW (the inode of the mess file the renaming was for): its OLD may by now be
+    the inode of another message, the next link of a chain of renames.
     """
     out: dict[int, dict[str, list[QueueFile]]] = defaultdict(lambda: defaultdict(list))
     for qf in files:
@@ -160,8 +162,8 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
         for qf in areas.get("mess", []):
             home_of.setdefault(qf.entry.inode, key)
     for key in [k for k, areas in out.items() if not areas.get("mess")]:
-        wanted = {key} | {qf.temp_for for qfs in out[key].values() for qf in qfs
-                          if qf.temp_for is not None}
+        wanted = {key if qf.temp_for is None else qf.temp_for
+                  for qfs in out[key].values() for qf in qfs}
         homes = {home_of[i] for i in wanted if i in home_of}
         if len(homes) == 1:
             home = homes.pop()
