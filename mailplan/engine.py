@@ -176,9 +176,20 @@ def what_is_left(saved: Change, fresh: Change) -> bool:
 
 def beyond(saved: Plan, fresh: Plan) -> list[Change]:
     """The changes of ``fresh`` that are not what is left of one of ``saved``'s (a saved
-    plan being resumed, after an interruption or a reconnect, must have none)."""
+    plan being resumed, after an interruption or a reconnect, must have none). A new
+    domain is made in two commands (vadddomain with a random postmaster password, then
+    the spec's); cut between them, what is left is that password, the same one."""
     known = {c.id: c for c in saved.changes}
-    return [c for c in fresh.changes if c.id not in known or not what_is_left(known[c.id], c)]
+
+    def left(change: Change) -> bool:
+        if change.id in known:
+            return what_is_left(known[change.id], change)
+        made = known.get(f"create-domain:{change.domain}")
+        return (made is not None and (change.action, change.kind, change.user)
+                == ("update", "password", "postmaster") and bool(made.fingerprint)
+                and change.fingerprint == made.fingerprint)
+
+    return [c for c in fresh.changes if not left(c)]
 
 
 def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
@@ -195,7 +206,13 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
         raise StalePlanError(f"this plan was already applied (finished "
                              f"{applied[-1].get('finished') or 'earlier'})", hint=rerun)
     if runs:
-        # Resuming this very plan: whatever is still to do must be part of it.
+        # Resuming this very plan: no other apply since (it would have done some of what
+        # is left, unreviewed here), and whatever is still to do must be part of it.
+        last = state.data["history"][-1]
+        if last.get("plan_id") != saved.plan_id:
+            raise StalePlanError(f"this plan was interrupted, and another apply ran after it "
+                                 f"({last.get('result')}, started {last.get('started')})",
+                                 hint=rerun)
         extra = beyond(saved, fresh)
         if extra:
             raise StalePlanError(f"this plan was partly applied and the target has since "
