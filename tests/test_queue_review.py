@@ -329,33 +329,24 @@ def test_a_new_message_under_a_chosen_id_is_not_deleted(tmp_path):
 
 # -- #11: the repair agent follows no symlink and changes only what the check saw -----------
 
-def test_chmod_of_a_file_swapped_for_a_symlink_is_refused(tmp_path):
+@pytest.mark.parametrize(("area", "mode", "swap", "error"), [
+    ("mess", 0o600, os.symlink, ""),  # a symbolic link: not followed
+    ("info", 0o644, os.link, "no longer the object"),  # a hard link: another inode
+])
+def test_chmod_of_a_file_swapped_after_the_check_is_refused(tmp_path, area, mode, swap,
+                                                            error):
     q = QueueBuilder(tmp_path / "qmail")
     msg = q.add("a@example.net", remote=("x@remote.example",))
-    os.chmod(q.path("mess", msg), 0o600)
+    os.chmod(q.path(area, msg), mode)
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$secret\n")
     os.chmod(secret, 0o600)
     actions = repair_actions(check(read(q), Layout()))
     assert [a["op"] for a in actions] == ["chmod"]
-    q.path("mess", msg).unlink()
-    os.symlink(secret, q.path("mess", msg))
+    q.path(area, msg).unlink()
+    swap(secret, q.path(area, msg))
     outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), actions, "t")
-    assert not outcomes[0]["ok"] and secret.stat().st_mode & 0o777 == 0o600
-
-
-def test_chmod_of_a_file_swapped_for_another_is_refused(tmp_path):
-    q = QueueBuilder(tmp_path / "qmail")
-    msg = q.add("a@example.net", remote=("x@remote.example",))
-    os.chmod(q.path("info", msg), 0o644)
-    secret = tmp_path / "shadow"
-    secret.write_text("root:$6$secret\n")
-    os.chmod(secret, 0o600)
-    actions = repair_actions(check(read(q), Layout()))
-    q.path("info", msg).unlink()
-    os.link(secret, q.path("info", msg))  # a hard link: no symlink to notice
-    outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), actions, "t")
-    assert not outcomes[0]["ok"] and "no longer the object" in outcomes[0]["error"]
+    assert not outcomes[0]["ok"] and error in outcomes[0]["error"]
     assert secret.stat().st_mode & 0o777 == 0o600
 
 
