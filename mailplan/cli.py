@@ -106,8 +106,8 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
 @main.command(epilog=EXAMPLES["apply"])
 @click.argument("spec_or_plan", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--prune", is_flag=True, help="Also delete domains and users mailplan created "
-              "that are no longer in the spec.")
+@click.option("--prune", is_flag=True, help="Also delete what mailplan created (domains, users, "
+              "aliases, forwards, alias domains) that the spec no longer wants.")
 @click.option("--state", help=STATE_HELP)
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")

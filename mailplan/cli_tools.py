@@ -79,7 +79,7 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         identity=identity, known_hosts=known_hosts,
         accept_new_host_key=accept_new_host_key)) if target else {
         "address": "newmail.example.com", "user": "root"}
-    with connect("oldmail", entry) as conn:
+    with connect("oldmail", entry, from_option=True) as conn:
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max)
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
     path = Path(out) if out else None

@@ -245,8 +245,7 @@ def _first_difference(saved: Plan, fresh: Plan) -> str:
 
 def _shown(change: Change) -> str:
     """A change as the plan's heading line names it."""
-    item = f" {change.item}" if change.item else ""
-    return escape(f"{change.symbol} {change.kind} {change.address}{item}")
+    return escape(f"{change.symbol} {change.kind} {change.address}")
 
 
 def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel: int,

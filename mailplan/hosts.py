@@ -8,12 +8,14 @@ from mailplan.connectors.base import DEFAULT_PYTHON, Connector
 from mailplan.connectors.local import LocalConnector
 
 
-def connect(name: str, entry: dict[str, Any]) -> Connector:
-    """A connector for one ``hosts:`` entry (nothing is contacted until first use)."""
+def connect(name: str, entry: dict[str, Any], *, from_option: bool = False) -> Connector:
+    """A connector for one ``hosts:`` entry (nothing is contacted until first use);
+    ``from_option``: made from a command's connection string, not the spec (an unknown
+    host key's hint then names the command's option)."""
     python = str(entry.get("python", DEFAULT_PYTHON))
     if entry.get("local"):
         return LocalConnector(name, sudo=bool(entry.get("sudo", False)), python=python)
-    from mailplan.connectors.ssh import SSHConnector
+    from mailplan.connectors.ssh import OPTION_OPT_IN, SPEC_OPT_IN, SSHConnector
 
     return SSHConnector(
         name,
@@ -27,4 +29,5 @@ def connect(name: str, entry: dict[str, Any]) -> Connector:
         sudo=bool(entry.get("sudo", False)),
         stream_transport=str(entry.get("stream_transport", "auto")),
         python=python,
+        opt_in=OPTION_OPT_IN if from_option else SPEC_OPT_IN,
     )

@@ -141,6 +141,9 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     out += [f"    {k}: {_scalar(v)}" for k, v in host_entry.items()]
     out.append("  newmail:                # the qmail + vpopmail server: check these")
     out += [f"    {k}: {_scalar(v)}" for k, v in target_entry.items()]
+    if target_entry.get("user") not in (None, "root") and "sudo" not in target_entry:
+        out.append(f"    sudo: true            # {_comment(str(target_entry['user']))} is not "
+                   "root: vpopmail's tools run through sudo -n")
     out.append("    # python: python3       # the Python (3.7+) for mailplan's Maildir writer")
     out += ["source:", "  host: oldmail", f"  passwd: {_scalar(survey.passwd_path)}",
             f"  shadow: {_scalar(survey.shadow_path)}"]

@@ -48,7 +48,21 @@ def test_unknown_host_key_refused(sshd, tmp_path):
                         identity_file=str(sshd.client_key), known_hosts=str(empty))
     with pytest.raises(HostKeyError, match="unknown; refusing") as info:
         conn.run("true")
-    assert "accept_new_host_key" in str(info.value)
+    assert "set accept_new_host_key: true on this host in the spec" in str(info.value)
+
+
+def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp_path):
+    # queue and init take ssh://... on the command line: there is no spec to edit
+    from mailplan.queue.host import HostOptions, connect_host
+
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    options = HostOptions(identity=str(sshd.client_key), known_hosts=str(empty))
+    conn = connect_host(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", options)
+    with pytest.raises(HostKeyError, match="unknown; refusing") as info:
+        conn.run("true")
+    assert "run again with --accept-new-host-key" in str(info.value)
+    assert "in the spec" not in str(info.value)
 
 
 def test_accept_new_host_key_opt_in_saves_key(sshd, tmp_path):

@@ -125,6 +125,18 @@ def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp
     uncommented = out.parent / "uncommented.yaml"
     uncommented.write_text(text.replace(line, "    python: /usr/bin/python3"))
     assert load_spec(uncommented).data["hosts"]["newmail"]["python"] == "/usr/bin/python3"
+    assert "sudo" not in data["hosts"]["newmail"]  # the placeholder target logs in as root
+
+
+def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
+    src, _accounts = awkward_source(tmp_path / "old")
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out),
+             "--target", "ssh://admin@newmail.example.com", check=True)
+    data = yaml.safe_load(out.read_text())
+    assert data["hosts"]["newmail"] == {"address": "newmail.example.com", "user": "admin",
+                                        "sudo": True}
+    load_spec(out)  # validates
 
     # point the spec at the stand-in target and plan: exactly the source's content
     target = install_target(tmp_path / "target")

@@ -49,3 +49,12 @@ def test_a_saved_plan_resumes_only_while_no_other_apply_ran_after_it(tmp_path, h
     else:
         with pytest.raises(StalePlanError, match=refused):
             check_saved(saved, fresh, state)
+
+
+def test_a_stale_plans_first_difference_names_a_mailbox_once():
+    from mailplan.engine import _first_difference
+
+    box = Change("create", "mailbox", "d.example", "ann", after="1 message(s)", item="INBOX")
+    grown = Change("create", "mailbox", "d.example", "ann", after="2 message(s)", item="INBOX")
+    assert _first_difference(plan(box), plan(grown, plan_id="fresh")) == (
+        " (changed: + mailbox ann@d.example INBOX)")

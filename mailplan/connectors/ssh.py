@@ -105,6 +105,11 @@ class SSHProcess(Process):
         self._chan.close()
 
 
+#: how to trust a first-seen host key, for a host of the spec (``opt_in``); the commands
+#: that take a connection string instead (``init``, ``queue``) say their option
+SPEC_OPT_IN = "set accept_new_host_key: true on this host in the spec"
+OPTION_OPT_IN = "run again with --accept-new-host-key"
+
 class SSHConnector(Connector):
     """A host reached over SSH; see the module docstring for host-key handling."""
 
@@ -122,8 +127,10 @@ class SSHConnector(Connector):
         sudo: bool = False,
         stream_transport: str = "auto",
         python: str = DEFAULT_PYTHON,
+        opt_in: str = SPEC_OPT_IN,
     ) -> None:
         super().__init__(name, sudo=sudo, python=python)
+        self._opt_in = opt_in
         if stream_transport not in STREAM_TRANSPORTS:
             raise ValueError(f"stream_transport must be one of {STREAM_TRANSPORTS}")
         kwargs: dict[str, object] = {"allow_agent": True}
@@ -187,7 +194,7 @@ class SSHConnector(Connector):
                         f"the SSH host key of {which} is unknown; refusing to connect",
                         host=self.name,
                         hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
-                        "fingerprint), or set accept_new_host_key: true on this host in the spec",
+                        f"fingerprint), or {self._opt_in}",
                     ) from None
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None

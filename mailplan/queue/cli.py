@@ -221,8 +221,8 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed, with qmail-send stopped, then check again.")
 @click.option("--split", type=click.IntRange(1, 1000), default=None,
-              help="conf-split qmail was built with [default: the tree's, from its mess/N "
-              "directories; 23 for a tree without any].")
+              help="conf-split qmail was built with [default: the tree's, the count most of "
+              "its mess/, info/, local/ and remote/ agree on; 23 for a tree without any].")
 @click.option("--stale-after", metavar="AGE", default=f"{STALE_AFTER}s", show_default=True,
               help="Age after which a half-written message counts as abandoned.")
 @control_options

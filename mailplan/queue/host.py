@@ -81,14 +81,14 @@ def connect_host(host: str, options: HostOptions) -> Connector:
         return LocalConnector("local", sudo=options.sudo)
     if host.startswith("ssh://"):
         entry = host_entry(host, options)
-        from mailplan.connectors.ssh import SSHConnector
+        from mailplan.connectors.ssh import OPTION_OPT_IN, SSHConnector
 
         return SSHConnector(entry["address"], address=entry["address"],
                             user=entry.get("user"), port=entry.get("port"),
                             identity_file=options.identity,
                             known_hosts=options.known_hosts,
                             accept_new_host_key=options.accept_new_host_key,
-                            sudo=options.sudo)
+                            sudo=options.sudo, opt_in=OPTION_OPT_IN)
     raise MailplanError(f"unknown host {host!r}",
                         hint="give `local`, `ssh://user@host[:port]`, or a host name of the "
                         "spec named with --spec")
