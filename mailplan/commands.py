@@ -22,7 +22,7 @@ from typing import Any
 from mailplan.connectors.base import CommandResult
 from mailplan.desired import Desired, DesiredUser, Password
 from mailplan.diff import catchall_line, password_matches
-from mailplan.errors import StepFailed
+from mailplan.errors import CommandTimeout, StepFailed
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
 from mailplan.names import quota_field
@@ -255,7 +255,14 @@ def creation_claim(ctx: Context, change: Change) -> dict[str, Any] | None:
 
 
 def execute(session: ShellSession, ctx: Context, change: Change) -> dict[str, Any]:
-    """Carry out one change and verify it; return the journal entry's effect."""
-    if change.kind in ROUTING_KINDS:
-        return execute_routing(session, ctx, change)
-    return EXECUTORS[(change.action, change.kind)](_Runner(session, ctx, change), change)
+    """Carry out one change and verify it; return the journal entry's effect. A command
+    past its host's ``command_timeout`` fails the step (:class:`CommandTimeout`, naming
+    it)."""
+    try:
+        if change.kind in ROUTING_KINDS:
+            return execute_routing(session, ctx, change)
+        return EXECUTORS[(change.action, change.kind)](_Runner(session, ctx, change), change)
+    except CommandTimeout as exc:
+        if exc.step is not None:
+            raise
+        raise exc.at(f"{change.symbol} {change.kind} {change.address}") from None

@@ -82,6 +82,25 @@ class HostKeyError(HostError):
     """The SSH host key is unknown or changed, and the user did not opt in."""
 
 
+class CommandTimeout(HostError):
+    """A remote command did not finish within its host's ``command_timeout``: mailplan
+    stopped it on the host and gave up (not retried: a hung tool would hang again)."""
+
+    def __init__(self, command: str, seconds: int, *, host: str,
+                 step: str | None = None) -> None:
+        super().__init__(
+            f"{command} did not finish within {seconds} s; mailplan stopped it on the host",
+            host=host, step=step,
+            hint="find out what blocks it on the host (a lock, a hung NFS mount, a full "
+            "disk); if it is only slow, raise command_timeout for this host in the spec. "
+            "Then run apply again: finished steps are recorded and not repeated")
+        self.command, self.seconds = command, seconds
+
+    def at(self, step: str) -> CommandTimeout:
+        """The same timeout, naming the step it happened in."""
+        return CommandTimeout(self.command, self.seconds, host=self.host, step=step)
+
+
 class StepFailed(HostError):
     """A change was attempted on the target and did not take effect."""
 

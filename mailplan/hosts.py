@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailplan.connectors.base import DEFAULT_PYTHON, Connector
+from mailplan.connectors.base import DEFAULT_COMMAND_TIMEOUT, DEFAULT_PYTHON, Connector
 from mailplan.connectors.local import LocalConnector
 
 
@@ -13,8 +13,10 @@ def connect(name: str, entry: dict[str, Any], *, from_option: bool = False) -> C
     ``from_option``: made from a command's connection string, not the spec (an unknown
     host key's hint then names the command's option)."""
     python = str(entry.get("python", DEFAULT_PYTHON))
+    timeout = int(entry.get("command_timeout", DEFAULT_COMMAND_TIMEOUT))
     if entry.get("local"):
-        return LocalConnector(name, sudo=bool(entry.get("sudo", False)), python=python)
+        return LocalConnector(name, sudo=bool(entry.get("sudo", False)), python=python,
+                              command_timeout=timeout)
     from mailplan.connectors.ssh import OPTION_OPT_IN, SPEC_OPT_IN, SSHConnector
 
     return SSHConnector(
@@ -30,4 +32,5 @@ def connect(name: str, entry: dict[str, Any], *, from_option: bool = False) -> C
         stream_transport=str(entry.get("stream_transport", "auto")),
         python=python,
         opt_in=OPTION_OPT_IN if from_option else SPEC_OPT_IN,
+        command_timeout=timeout,
     )

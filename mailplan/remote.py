@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from mailplan.connectors.base import CommandResult, Connector, Process
-from mailplan.errors import ConnectionLost, HostError
+from mailplan.errors import CommandTimeout, ConnectionLost, HostError
 from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
@@ -53,12 +53,40 @@ _PROLOGUE = (
 )
 
 
-def _framed(tag: int, nonce: str, command: str) -> str:
+#: seconds between the watchdog's SIGTERM and its SIGKILL to a command past its time
+KILL_GRACE = 5
+#: how much longer than a command's timeout mailplan itself waits for the host (whose
+#: own watchdog should have ended the shell by then) before it closes the channel
+CLIENT_GRACE = 20
+
+
+def _watchdog(seconds: int) -> str:
+    """Shell text that starts a watchdog in the background (its pid in ``$w``): after
+    ``seconds`` it sends SIGTERM to the shell's whole process group (the session's
+    shell, the command and everything it started: a hung vpopmail tool does not outlive
+    the step mailplan gave up on), then SIGKILL after :data:`KILL_GRACE`. It sleeps a
+    second at a time: ``kill $w`` (the command ended in time) ends it at once, leaving
+    at most a ``sleep 1``, and it ends by itself within a second once the session's
+    shell is gone. It holds none of the session's pipes."""
+    return (
+        f"( p=$$; i=0; while [ $i -lt {int(seconds)} ]; do sleep 1; "
+        "kill -0 $p 2>/dev/null || exit 0; i=$((i+1)); done; "
+        f"trap '' TERM; kill -TERM 0; sleep {KILL_GRACE}; kill -KILL 0 ) "
+        "</dev/null >/dev/null 2>&1 3>&- & w=$!\n"
+    )
+
+
+def _framed(tag: int, nonce: str, command: str, timeout: int | None = None) -> str:
     """``command`` with its stdout passed straight through, then the frame's trailer
     (newline, ``@@NONCE TAG EXIT STDERR-BYTES``, newline) and its stderr, which the shell
     holds in a variable meanwhile: nothing is written to a file on the host (the source
     is only read; a file of a command's output there would be a copy of what it read,
-    /etc/shadow included, left behind if the shell were killed)."""
+    /etc/shadow included, left behind if the shell were killed). With a ``timeout``, a
+    watchdog on the host ends the shell and the command after that many seconds
+    (:func:`_watchdog`)."""
+    if timeout is not None:
+        return (_watchdog(timeout) + _framed(tag, nonce, command)
+                + "kill $w 2>/dev/null\n")
     return (
         # "x" after the stderr: $( ) would drop its trailing newlines
         f"{{ e=$( ( {command}\n) </dev/null 2>&1 1>&3 3>&-; r=$?; printf x; exit $r ); "
@@ -163,17 +191,54 @@ class ShellSession:
 
     def run(self, command: str | Cmd, *, shown: str | None = None) -> CommandResult:
         """Run one command line (a :class:`Cmd` is logged with its secrets masked, a long
-        one as ``shown``); return once its result has arrived."""
+        one as ``shown``); return once its result has arrived.
+
+        The command has the connector's :attr:`~Connector.command_timeout`: a watchdog
+        on the host ends the shell and the command once it is past (:func:`_watchdog`),
+        and should the host not answer even then, mailplan closes the channel itself
+        :data:`CLIENT_GRACE` seconds later; either way :class:`CommandTimeout` is
+        raised and the session is broken."""
         text = command.render() if isinstance(command, Cmd) else command
+        limit = self.conn.command_timeout
         with self._lock:
             started = time.monotonic()
-            (res,) = self._exchange([text], "connection lost")
+            gave_up = threading.Event()
+            timer = None
+            if limit is not None:
+                def give_up() -> None:
+                    gave_up.set()
+                    self._proc.kill()
+
+                timer = threading.Timer(limit + CLIENT_GRACE, give_up)
+                timer.daemon = True
+                timer.start()
+            try:
+                (res,) = self._exchange([text], "connection lost", limit)
+            except ConnectionLost:
+                if limit is None or not (gave_up.is_set()
+                                         or time.monotonic() - started >= limit):
+                    raise
+                name = command.display() if isinstance(command, Cmd) else (shown or text)
+                self._observe_timeout(name, started, limit)
+                program = str(command.argv[0]) if isinstance(command, Cmd) else \
+                    (text.split() or ["the command"])[0]
+                raise CommandTimeout(program.rsplit("/", 1)[-1], limit,
+                                     host=self.conn.name) from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
         if self.conn.observer is not None:
             logged = res
             if isinstance(command, Cmd):
                 shown, logged = shown or command.display(), _masked(res, command)
             self.conn.observer(shown or text, logged, time.monotonic() - started, "")
         return res
+
+    def _observe_timeout(self, shown: str, started: float, limit: int) -> None:
+        if self.conn.observer is not None:
+            self.conn.observer(shown, CommandResult(-1, b"", b"timed out"),
+                               time.monotonic() - started,
+                               f"no result within command_timeout ({limit} s): stopped")
 
     def batch(self, commands: Sequence[str]) -> list[CommandResult]:
         """Send all ``commands`` at once, then read their results in order."""
@@ -222,15 +287,18 @@ class ShellSession:
                                time.monotonic() - started,
                                f"stdout streamed, {pieces.size} B")
 
-    def _exchange(self, commands: Sequence[str], lost: str) -> list[CommandResult]:
+    def _exchange(self, commands: Sequence[str], lost: str,
+                  timeout: int | None = None) -> list[CommandResult]:
         """Write the framed commands (from a thread when there are several, so a script
         and outputs both larger than the pipe and channel buffers cannot deadlock) and
-        read one frame each. The caller holds the lock."""
+        read one frame each, each under a watchdog on the host when a ``timeout`` is
+        given. The caller holds the lock."""
         if self.broken:
             raise ConnectionLost("the remote shell broke off earlier", host=self.conn.name)
         first = self._tag + 1
         self._tag += len(commands)
-        script = "".join(_framed(first + i, self._nonce, c) for i, c in enumerate(commands))
+        script = "".join(_framed(first + i, self._nonce, c, timeout)
+                         for i, c in enumerate(commands))
         data = script.encode("utf-8", "surrogateescape")  # paths as the host spells them
         failed: list[OSError] = []
 

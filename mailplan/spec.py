@@ -214,8 +214,8 @@ _FRIENDLY = [
      "expected bounce, delete, {forward: address} or {deliver_to: user}"),
     (re.compile(r"^hosts\.[^.]+$"),
      "a host is either {local: true} or an SSH host with address: (either may have sudo, "
-     "python, retries, retry_delay; an SSH host also user, port, identity_file, "
-     "known_hosts, accept_new_host_key, connect_timeout, stream_transport)"),
+     "python, retries, retry_delay, command_timeout; an SSH host also user, port, "
+     "identity_file, known_hosts, accept_new_host_key, connect_timeout, stream_transport)"),
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),

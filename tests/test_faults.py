@@ -449,3 +449,32 @@ def test_damaged_state_is_refused_and_replanning_without_it_duplicates_nothing(t
     assert mailplan("verify", str(spec)).returncode == 0
     doc = yaml.safe_load(spec.read_text())
     assert doc["domains"]["big.example"]["import"] == {"uid_min": 1000}
+
+
+def test_a_hung_vpopmail_tool_times_out_naming_host_and_step_then_resume(tmp_path, sshd):
+    """vadduser hangs (a lock, NFS): the step fails after the host's command_timeout with
+    the host, the step and a hint; the hung process is gone from the target (it cannot
+    race with the resume); once the tool works again, the same apply completes."""
+    src = make_source(tmp_path / "source", [SourceAccount(f"u{i}", 1000 + i, f"User {i}",
+                                                          f"pw{i}") for i in range(2)])
+    track_source(src)
+    target = install_target(tmp_path / "target")
+    host = {**ssh_host(sshd), "command_timeout": 2}
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=host, target_host=host,
+                      domains={"one.example": {"postmaster_password": {"env": "PM_PW"},
+                                               "import": {"uid_min": 1000}}})
+    tool = Path(target.vpopmail_dir, "bin/vadduser")
+    real = tool.read_bytes()
+    tool.write_text("#!/bin/sh\nexec sleep 3609\n")
+    res = subprocess.run([sys.executable, "-m", "mailplan", "apply", str(spec),
+                          "--auto-approve"], capture_output=True, text=True,
+                         env={**os.environ, **ENV}, timeout=60, check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Error: host newmail, step + user u0@one.example: vadduser did not finish " \
+           "within 2 s; mailplan stopped it on the host" in res.stderr, res.stderr
+    assert "hint: " in res.stderr and "command_timeout" in res.stderr
+    assert subprocess.run(["pgrep", "-f", "sleep 3609"], check=False).returncode == 1
+    tool.write_bytes(real)
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert mailplan("verify", str(spec), env=ENV).returncode == 0

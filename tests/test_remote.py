@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.errors import HostError
-from mailplan.remote import ShellSession, read_files, run_batch
-from mailplan.shell import chunks_within
+from mailplan.errors import CommandTimeout, HostError
+from mailplan.remote import KILL_GRACE, ShellSession, read_files, run_batch
+from mailplan.shell import Cmd, chunks_within
 
 
 @pytest.fixture(params=["local", "ssh"])
@@ -143,3 +148,42 @@ def test_chunks_within_keeps_order_and_every_bound():
         [(3, 0), (3, 0)], [(5, 0), (1, 9)], [(1, 1)], [(20, 0)], [(2, 2)]]
     assert chunks_within([], lambda x: x, (1,)) == []
     assert chunks_within(items, lambda x: x, (100, 100)) == [items]
+
+
+def _running(pattern: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True,
+                          check=False).stdout.split()
+
+
+def test_a_command_past_its_timeout_is_stopped_on_the_host(conn, tmp_path):
+    """A hung command (a vpopmail tool stuck on a lock) fails after the host's
+    command_timeout, and what it started on the host is gone, even a process that
+    ignores SIGTERM; the next command gets a new shell."""
+    conn.command_timeout = 1
+    hung = tmp_path / "hung"
+    hung.write_text("#!/bin/sh\ntrap '' TERM\nsleep 3607 &\nsleep 3608\n")
+    hung.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"hung did not finish within 1 s") as caught:
+        conn.shell().run(Cmd.of(str(hung)))
+    assert time.monotonic() - started < 1 + KILL_GRACE + 3
+    assert caught.value.host == conn.name and caught.value.hint
+    deadline = time.monotonic() + 5
+    while (_running("sleep 360[78]") or _running("sleep 1$")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running("sleep 360[78]") == []
+    conn.command_timeout = 30
+    assert conn.shell().run("echo again").stdout == b"again\n"  # a fresh shell
+    watchdog = int(conn.shell().run("sleep 0.2; echo $w").stdout)  # this command's own
+    deadline = time.monotonic() + 3
+    while _alive(watchdog) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(watchdog)  # each command's watchdog ends with it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")

@@ -78,13 +78,19 @@ class Process(abc.ABC):
 
 #: the interpreter a host runs mailplan's programs with when its spec entry names none
 DEFAULT_PYTHON = "python3"
+#: seconds a lockstep command may run when the host's spec entry names no command_timeout
+DEFAULT_COMMAND_TIMEOUT = 300
 
 
 class Connector(abc.ABC):
     """A host mailplan can run shell commands on."""
 
-    def __init__(self, name: str, *, sudo: bool = False, python: str = DEFAULT_PYTHON) -> None:
+    def __init__(self, name: str, *, sudo: bool = False, python: str = DEFAULT_PYTHON,
+                 command_timeout: int | None = DEFAULT_COMMAND_TIMEOUT) -> None:
         self.name = name
+        #: Seconds a command of the shared shell may run (:meth:`ShellSession.run`: the
+        #: steps on accounts and routing, never the mail streams); None: no limit.
+        self.command_timeout = command_timeout
         self.sudo = sudo
         #: The Python 3 interpreter that runs mailplan's programs on this host (the
         #: Maildir writer, the queue reader): a command name on the login's PATH or a path.

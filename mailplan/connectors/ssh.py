@@ -27,7 +27,13 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector, Process
+from mailplan.connectors.base import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_PYTHON,
+    CommandResult,
+    Connector,
+    Process,
+)
 from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
 
@@ -128,8 +134,9 @@ class SSHConnector(Connector):
         stream_transport: str = "auto",
         python: str = DEFAULT_PYTHON,
         opt_in: str = SPEC_OPT_IN,
+        command_timeout: int | None = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
-        super().__init__(name, sudo=sudo, python=python)
+        super().__init__(name, sudo=sudo, python=python, command_timeout=command_timeout)
         self._opt_in = opt_in
         if stream_transport not in STREAM_TRANSPORTS:
             raise ValueError(f"stream_transport must be one of {STREAM_TRANSPORTS}")
