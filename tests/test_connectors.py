@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,29 @@ def test_a_refused_connection_says_why_in_words_with_a_hint():
     text = str(info.value)
     assert f"cannot connect to 127.0.0.1:{port}: connection refused" in text, text
     assert "Errno" not in text and "hint: check the host's address and port" in text
+
+
+def test_ssh_control_connection_sends_keepalives(ssh_connector, monkeypatch):
+    """An idle control connection (a long step running on the host) sends SSH
+    keepalives, like ServerAliveInterval on the OpenSSH streams, and has TCP keepalive
+    on: a NAT does not drop it, and a dead peer is noticed instead of waited on."""
+    import socket
+
+    import mailplan.connectors.ssh as ssh_module
+
+    monkeypatch.setattr(ssh_module, "KEEPALIVE_SECONDS", 1)
+    transport = ssh_connector._transport()
+    sent: list[str] = []
+    original = transport.global_request
+
+    def recording(kind, data=None, wait=True):
+        sent.append(kind)
+        return original(kind, data, wait)
+
+    monkeypatch.setattr(transport, "global_request", recording)
+    deadline = time.monotonic() + 5
+    while "keepalive@lag.net" not in sent and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "keepalive@lag.net" in sent
+    assert transport.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    assert ssh_connector.run("echo alive").stdout == b"alive\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -164,6 +165,7 @@ class SSHConnector(Connector):
                 client.set_missing_host_key_policy(paramiko.RejectPolicy())
             hop = hop.gateway
         self._address = f"{address}:{port or 22}"
+        self._kept_alive: paramiko.Transport | None = None
         self._stream_mode = stream_transport
         self._streams: OpenSSHStreams | None = None
         self._streams_checked = stream_transport == "paramiko"
@@ -212,6 +214,9 @@ class SSHConnector(Connector):
                                      "is in the way") from None
         transport = self._conn.transport
         assert transport is not None
+        if transport is not self._kept_alive:
+            _keep_alive(transport)
+            self._kept_alive = transport
         return transport
 
     def start(self, command: str) -> Process:
@@ -300,6 +305,25 @@ class SSHConnector(Connector):
             self._streams.close()
             self._streams = None
         self._conn.close()
+
+
+#: seconds between keepalives on an idle control connection (as ServerAliveInterval on
+#: the OpenSSH streams)
+KEEPALIVE_SECONDS = 15
+
+
+def _keep_alive(transport: paramiko.Transport) -> None:
+    """Keep an idle control connection alive and notice when it is gone: an SSH
+    keepalive every :data:`KEEPALIVE_SECONDS` (a NAT or firewall does not drop the
+    connection while a long step runs, and a dead peer fails the writes, so the
+    transport closes instead of waiting forever), plus TCP keepalives."""
+    transport.set_keepalive(KEEPALIVE_SECONDS)
+    sock = transport.sock
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # type: ignore[union-attr]
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)  # type: ignore[union-attr]
 
 
 def _why(exc: OSError) -> str:
