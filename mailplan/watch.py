@@ -10,13 +10,26 @@ stops after its current batch is durable and journaled), then :class:`StopReques
 (a ``KeyboardInterrupt``, so the engine records the apply as interrupted) ends the run
 and the operator is told what was done and how to resume. A second Ctrl-C stops at once;
 the journal still holds every finished step.
+
+SIGTERM (a shutdown, ``kill``, a supervisor) and SIGHUP (the administrator's terminal or
+SSH session went away) ask to stop the same way as the first Ctrl-C; a SIGTERM after
+that stops at once, like a second Ctrl-C (a repeated SIGHUP does not). After a SIGHUP
+the terminal is gone: mailplan's standard output and error, unless they are regular
+files, are pointed at /dev/null, so nothing fails writing to them (EIO, EPIPE), and the
+apply log alone tells how it ended and how to resume. A SIGHUP ignored when mailplan
+started (``nohup``) stays ignored. The exit status is 130 after Ctrl-C, 128 + the
+signal's number after SIGTERM (143) or SIGHUP (129).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import stat
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -64,7 +77,11 @@ class ApplyWatch:
         self.summary = Summary()
         self.connectors: list[Connector] = []
         self.stop = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+        #: the signal that asked to stop (SIGINT, SIGTERM or SIGHUP), once one has
+        self.stopped_by: int | None = None
+        self._detached: list[Reporter] = []
+        self._pending: list[str] = []
         self._lock = threading.Lock()
         self._running: dict[str, Change] = {}
         self._planned = 0
@@ -108,18 +125,58 @@ class ApplyWatch:
             if change.kind == "mailbox" and job is not None:
                 self.reporter.plan_mail(change, job.count, job.size)
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._sigint)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                    continue  # nohup: the operator chose to outlive the terminal
+                self._previous[signum] = signal.signal(signum, self._signalled)
 
-    def _sigint(self, signum: int, frame: FrameType | None) -> None:
+    def _signalled(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT, SIGTERM or SIGHUP: stop at the next safe point; SIGINT or SIGTERM
+        again: stop at once."""
+        if signum == signal.SIGHUP:
+            self._terminal_gone()
         if self.stop:
+            if signum == signal.SIGHUP:
+                return
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._log_later(f"{_signal_name(signum)} again: stopping at once")
             raise KeyboardInterrupt
         self.stop = True
-        self.log.write("Ctrl-C: stopping at the next safe point")
-        self.reporter.note("Stopping after the current step (Ctrl-C again to stop at once; "
-                           "finished steps stay recorded)...")
+        self.stopped_by = signum
+        self._log_later(f"{_signal_name(signum)}: stopping at the next safe point")
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        self.reporter.note(f"Stopping after the current step ({again} again to stop at "
+                           "once; finished steps stay recorded)...")
+
+    def _log_later(self, text: str) -> None:
+        """From a signal handler: the log's lock may be held by the very code the signal
+        interrupted, so the line is written at the next step, batch or the end."""
+        self._pending.append(f"{text} (signal at {time.strftime('%H:%M:%S')})")
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            self.log.write(self._pending.pop(0))
+
+    def _terminal_gone(self) -> None:
+        """After SIGHUP: write nothing more to the terminal (the log still gets it all)."""
+        if self.quiet and self._detached:
+            return
+        self.quiet = True
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                for fd in (1, 2):
+                    with contextlib.suppress(OSError):
+                        if not stat.S_ISREG(os.fstat(fd).st_mode):
+                            os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+        # the old reporter may be mid-draw: it is closed (into /dev/null) at the end
+        self._detached.append(self.reporter)
+        self.reporter = Reporter()
 
     def _check(self) -> None:
+        self._flush_pending()
         if self.stop:
             raise StopRequested
 
@@ -187,9 +244,11 @@ class ApplyWatch:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        self.reporter.close()
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        for reporter in (*self._detached, self.reporter):
+            with contextlib.suppress(OSError):
+                reporter.close()
         for conn in self.connectors:
             conn.observer = None
             conn.close()  # make_plan leaves connections it was given open on errors
@@ -213,7 +272,10 @@ class ApplyWatch:
                                        f"{escape((str(exc).splitlines() or [''])[0])}"
                                        for c in self._running.values()] or \
                     [escape_lines(str(exc))]
+        self._flush_pending()
         self.log.summary(self.summary)
+        if exc is not None and not not_started:
+            self.log.write(f"resume with: {self.resume}")
         self.log.close()
         if exc is not None and not not_started:
             self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
@@ -221,9 +283,18 @@ class ApplyWatch:
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
         if interrupted:
-            raise Interrupted(f"apply interrupted after {done} of {self._planned} change(s); "
-                              f"everything finished is recorded in {self.state_path}",
-                              hint=f"resume with: {self.resume}") from None
+            by = "" if self.stopped_by in (None, signal.SIGINT) else \
+                f" by {_signal_name(self.stopped_by)}"
+            stopped = Interrupted(f"apply interrupted{by} after {done} of {self._planned} "
+                                  f"change(s); everything finished is recorded in "
+                                  f"{self.state_path}", hint=f"resume with: {self.resume}")
+            if self.stopped_by in (signal.SIGTERM, signal.SIGHUP):
+                stopped.exit_code = 128 + self.stopped_by
+            raise stopped from None
+
+
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def _phase_of(change: Change) -> str:

@@ -478,3 +478,55 @@ def test_a_hung_vpopmail_tool_times_out_naming_host_and_step_then_resume(tmp_pat
     tool.write_bytes(real)
     mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
     assert mailplan("verify", str(spec), env=ENV).returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_at_a_safe_point_with_summary_and_resume(tmp_path, sshd,
+                                                                         signum):
+    """SIGTERM (shutdown, kill) and SIGHUP (the terminal went away) stop like the first
+    Ctrl-C: the step under way finishes and is journaled, the log gets its summary and
+    the resume command; after SIGHUP nothing more is written to the terminal."""
+    src = make_source(tmp_path / "source", [SourceAccount(f"u{i}", 1000 + i, f"User {i}",
+                                                          f"pw{i}") for i in range(3)])
+    track_source(src)
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={"one.example": {"postmaster_password": {"env": "PM_PW"},
+                                               "import": {"uid_min": 1000}}})
+    tool = Path(target.vpopmail_dir, "bin/vadduser")
+    real = tool.parent / "real" / "vadduser"  # the stand-in knows a tool by its name
+    real.parent.mkdir()
+    tool.rename(real)
+    marker = tmp_path / "in-u1"
+    tool.write_text(f'#!/bin/sh\n"{real}" "$@"; rc=$?\ncase "$*" in *u1@*) '
+                    f'[ -e {marker} ] || {{ touch {marker}; sleep 2; }};; esac\nexit $rc\n')
+    tool.chmod(0o755)
+    log = tmp_path / "a.log"
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve", "--log", str(log)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **ENV})
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert marker.exists(), proc.communicate()
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, out.decode() + err.decode()
+    name = signal.Signals(signum).name
+    text = log.read_text()
+    assert f"{name}: stopping at the next safe point" in text
+    assert "step done: + user u1@one.example" in text  # the step under way finished
+    assert "step start: + user u2@one.example" not in text
+    assert "summary:" in text and "result: interrupted" in text, text
+    assert f"resume with: mailplan apply {spec} " not in text  # no stray option
+    assert f"resume with: mailplan apply {spec}" in text
+    if signum == signal.SIGTERM:
+        assert "apply interrupted by SIGTERM" in err.decode()
+        assert "resume with: mailplan apply" in err.decode()
+    else:  # the terminal is gone: nothing after the signal reaches it
+        assert b"Error" not in err and b"Summary" not in out, out + err
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "u1" in state["managed"]["one.example"]["users"]
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert mailplan("verify", str(spec), env=ENV).returncode == 0
