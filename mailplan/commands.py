@@ -141,7 +141,7 @@ def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
         r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", pm.value, address))
     if pm and not password_matches(pm, r.read_user(address)):
         raise r.fail("the postmaster password did not take effect")
-    return {"domain": change.domain, "created": True}
+    return {"domain": change.domain, "created": True, **({"postmaster_set": True} if pm else {})}
 
 
 def create_user(r: _Runner, change: Change) -> dict[str, Any]:
@@ -171,7 +171,8 @@ def update_password(r: _Runner, change: Change) -> dict[str, Any]:
     r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", hashed, address))
     if not password_matches(password, r.read_user(address)):
         raise r.fail("vmoduser reported success but the password did not change")
-    return {"domain": change.domain, "user": change.user}
+    return {"domain": change.domain, "user": change.user,
+            **({"postmaster_set": True} if change.user == "postmaster" else {})}
 
 
 def update_quota(r: _Runner, change: Change) -> dict[str, Any]:

@@ -23,6 +23,11 @@ class Managed:
 
     domains: frozenset[str] = frozenset()
     users: frozenset[tuple[str, str]] = frozenset()  # (domain, user)
+    #: domains whose postmaster password mailplan set from the spec (creating the domain
+    #: or since), and domains whose creation began and was not recorded: under
+    #: ``create_only`` a domain mailplan made keeps its postmaster password only once set
+    postmaster_set: frozenset[str] = frozenset()
+    pending: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -123,7 +128,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     name = want.name
     pm = have.users.get("postmaster")
     if want.postmaster and pm and not password_matches(want.postmaster, pm):
-        if keep_passwords:
+        made = name in managed.pending or name in managed.domains
+        if keep_passwords and not (made and name not in managed.postmaster_set):
             out.noops.append(Noop(name, "postmaster", KEPT))
         else:
             out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",

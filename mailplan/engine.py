@@ -26,8 +26,8 @@ from mailplan import interpreter
 from mailplan.commands import Context, creation_claim, execute
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, build_desired
-from mailplan.diff import Managed, diff
-from mailplan.errors import MailplanError, StalePlanError
+from mailplan.diff import diff
+from mailplan.errors import MailplanError, StalePlanError, StepFailed
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
@@ -37,6 +37,7 @@ from mailplan.mailboxes import MailJob, plan_mail
 from mailplan.plan import Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
+from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
 from mailplan.state import State, fingerprint_key, locked
 from mailplan.text import escape
@@ -84,6 +85,8 @@ class Planned:
     mail_settled: list[dict[str, Any]] = field(default_factory=list)
     #: the source's time zone: dates without a zone in its mailboxes are read in it
     source_zone: tzinfo | None = None
+    #: the target's aliases, forwards and alias domains as the plan read them
+    routing_seen: TargetRouting | None = None
 
     @property
     def target_connector(self) -> Connector:
@@ -108,10 +111,12 @@ def make_plan(spec: Spec, state: State,
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
     try:
-        domains, users = state.managed()
+        domains, _users = state.managed()
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
-        # the desired state's domains are the spec's, lower-cased (desired.build_desired)
-        named = {key.lower() for key in spec.data["domains"]} | domains
+        # the desired state's domains are the spec's, lower-cased (desired.build_desired),
+        # with those mailplan made and those of steps begun and not recorded
+        named = {key.lower() for key in spec.data["domains"]} | domains | {
+            claim["domain"] for claim in state.intents().values()}
         # two hosts are read at once (each read is a remote command: a shell start-up)
         with ThreadPoolExecutor(max_workers=1) as pool:
             target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
@@ -121,8 +126,8 @@ def make_plan(spec: Spec, state: State,
             desired = build_desired(spec, source)
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
-        result = diff(desired, target, vpop, Managed(frozenset(domains), frozenset(users)),
-                      fingerprint_key(state.path), keep_passwords=keeps_passwords(spec.data))
+        result = diff(desired, target, vpop, state.view(), fingerprint_key(state.path),
+                      keep_passwords=keeps_passwords(spec.data))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)
         result.changes = merge_changes(result.changes, routing.changes)
@@ -152,7 +157,8 @@ def make_plan(spec: Spec, state: State,
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems,
     )
-    return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone)
+    return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone,
+                   routing.seen)
 
 
 def _same(a: Change, b: Change) -> bool:
@@ -348,7 +354,7 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
-        _settle_intents(planned, state)
+        settle_intents(planned, state)
         _record_settled(planned, record)
         early = None
         if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
@@ -361,7 +367,18 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                 claim = creation_claim(ctx, change)
                 if claim is not None:
                     state.intend(change.id, claim)
-                finished(change, execute(session, ctx, change))
+                try:
+                    effect = execute(session, ctx, change)
+                except StepFailed:
+                    # the tool said no, or its result was not what was asked: never
+                    # claim what may not be there (kept on a lost connection or a kill,
+                    # settled by the next apply from what it finds). A domain is made in
+                    # two commands: failed at the second (the spec's postmaster password),
+                    # it is there, with vadddomain's random one, and stays claimed
+                    if claim is not None and change.kind != "domain":
+                        state.drop_intent(change.id)
+                    raise
+                finished(change, effect)
             _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"],
                          parallel, record, finished, on_step, on_mail, early)
         finally:
@@ -377,20 +394,37 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     return ApplyResult(done, skipped)
 
 
-def _settle_intents(planned: Planned, state: State) -> None:
+def settle_intents(planned: Planned, state: State) -> None:
     """Settle the steps an earlier run began and did not record (``State.intend``): one
-    whose object is on the target is recorded as mailplan's (the plan creates only what
-    the target lacks); one whose object is not is forgotten (it did not get that far,
-    and this plan creates it again if the spec still wants it)."""
+    whose object the plan found on the target is recorded as mailplan's (the plan
+    creates only what the target lacks); any other is forgotten (it did not get that far,
+    or what is there cannot be told from something made by hand since: never claimed).
+    Runs at the start of every apply (inside ``state.begin``)."""
     again = {c.id for c in planned.plan.changes}
     for change_id, claim in state.intents().items():
-        domain = planned.target.domains.get(claim["domain"])
-        there = domain is not None and (
-            "routing" in claim or not claim.get("user") or claim["user"] in domain.users)
-        if change_id in again or not there:
-            state.drop_intent(change_id)
-        else:
+        if change_id not in again and _found(planned, claim):
             state.record(change_id, {**claim, "adopted": True})
+        else:
+            state.drop_intent(change_id)
+
+
+def _found(planned: Planned, claim: dict[str, Any]) -> bool:
+    """Whether the plan's reads found the object of a claim on the target."""
+    name = claim["domain"]
+    domain = planned.target.domains.get(name)
+    if domain is None:
+        return False
+    kind = claim.get("routing")
+    if kind is None:
+        return not claim.get("user") or claim["user"] in domain.users
+    seen = planned.routing_seen
+    if seen is None or name not in seen.observed:
+        return False
+    if kind == "alias":
+        return claim["name"] in seen.observed[name].aliases
+    if kind == "forward":
+        return bool(seen.observed[name].forwards.get(claim["name"]))
+    return seen.alias_domain_owner.get(claim["name"]) == name
 
 
 def _finish(state: State, result: str, summary: dict[str, Any]) -> None:
@@ -412,12 +446,14 @@ def _record_settled(planned: Planned, record: Callable[[str, dict[str, Any]], No
 
 def record_settled(planned: Planned, state: State) -> int:
     """For an apply with no change to make: record the checkpoints of mailboxes the plan
-    found complete (nothing is written on either host); return how many."""
-    if not planned.mail_settled:
+    found complete, and settle the steps an earlier run began and did not record
+    (nothing is written on either host); return how many checkpoints."""
+    if not planned.mail_settled and not state.intents():
         return 0
     state.begin(planned.plan.plan_id)
     result = "failed"
     try:
+        settle_intents(planned, state)
         _record_settled(planned, state.record)
         result = "ok"
     finally:

@@ -27,10 +27,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailplan.errors import MailplanError, StateError
 from mailplan.routing.managed import apply_routing_entry
+
+if TYPE_CHECKING:
+    from mailplan.diff import Managed
 
 STATE_VERSION = 1
 RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
@@ -182,17 +185,23 @@ class State:
 
     def managed(self) -> tuple[set[str], set[tuple[str, str]]]:
         """Domains and (domain, user) pairs mailplan created (a domain that only holds
-        users mailplan created is not one: it was there before), with those a step was
-        about to create when mailplan ended before recording it (``intend``: the plan
-        only creates what the target lacks, so one there now is mailplan's)."""
+        users mailplan created is not one: it was there before). A step begun and not
+        recorded (``intend``) counts only once the next apply found its object there."""
         domains = {d for d, body in self.data["managed"].items() if "created" in body}
         users = {(d, u) for d, body in self.data["managed"].items() for u in body["users"]}
-        for claim in self.intents().values():
-            if "routing" not in claim and claim.get("user"):
-                users.add((claim["domain"], claim["user"]))
-            elif "routing" not in claim:
-                domains.add(claim["domain"])
         return domains, users
+
+    def view(self) -> Managed:
+        """What the plan needs of the record: :meth:`managed`, the domains whose
+        postmaster password mailplan set from the spec, and those whose creation began
+        and was not recorded (their postmaster password may be vadddomain's random one)."""
+        from mailplan.diff import Managed
+
+        domains, users = self.managed()
+        return Managed(frozenset(domains), frozenset(users), frozenset(
+            d for d, body in self.data["managed"].items() if "postmaster_set" in body),
+            frozenset(c["domain"] for c in self.intents().values()
+                      if "routing" not in c and not c.get("user")))
 
     def intents(self) -> dict[str, dict[str, Any]]:
         """Change id -> what the step will have created: steps begun, not recorded."""
@@ -283,6 +292,8 @@ class State:
                 body["users"][user] = {"created": entry["at"]}
             else:  # the domain itself: only its own step says mailplan created it
                 body.setdefault("created", entry["at"])
+        if entry.get("postmaster_set") and domain:  # the spec's postmaster password is set
+            managed.setdefault(domain, {"users": {}})["postmaster_set"] = entry["at"]
         if entry.get("deleted") and domain:
             if user:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)

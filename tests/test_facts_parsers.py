@@ -81,10 +81,20 @@ def test_bad_shadow_line_never_echoes_the_hash():
     assert "secretsalt" not in str(info.value)
 
 
-def test_a_line_not_utf8_is_read_as_latin1_not_refused():
+def test_a_full_name_not_utf8_is_read_as_latin1_anything_else_is_refused():
     # an old server's full names in its 8-bit locale: one must not stop the migration
     data = PASSWD + b"jose:x:1002:1002:Jos\xe9 Garc\xeda:/home/jose:/bin/sh\n"
     assert parse_passwd(data, host="h", path="/etc/passwd")["jose"][1][4] == "José García"
+    # a home directory is sent back to the host: read as Latin-1 and written back as
+    # UTF-8 it would name another path (its ~/.forward unread, silently)
+    for bad in (b"jose:x:1002:1002:Jose:/home/jos\xe9:/bin/sh\n",
+                b"jos\xe9:x:1002:1002:Jose:/home/jose:/bin/sh\n"):
+        with pytest.raises(SourceDataError, match="not UTF-8 text .outside the full name."
+                           ) as info:
+            parse_passwd(PASSWD + bad, host="h", path="/etc/passwd")
+        assert str(info.value).startswith("h:/etc/passwd:3:")
+    with pytest.raises(SourceDataError, match="h:/etc/shadow:1: not UTF-8 text$"):
+        parse_shadow(b"a:$6$\xe9:1:0:99999:7:::\n", host="h", path="/etc/shadow")
 
 
 @pytest.mark.parametrize("fields, expired", [
@@ -100,6 +110,7 @@ def test_a_line_not_utf8_is_read_as_latin1_not_refused():
     ("18000:0:900:7:::", None),  # expired password, no inactivity limit: must change it
     ("0:0:90:7:0::", None),  # 0: must change at next login, not locked out
     ("19000:0:-1:-1:-1:-1:", None),
+    ("-1:0:90:7:7::", None),  # no last change date: the inactivity rule does not apply
 ])
 def test_shadow_expiry_as_login_judges_it(fields, expired):
     entry = parse_shadow(f"a:$6$x$y:{fields}\n".encode(), host="h", path="/etc/shadow")["a"]

@@ -26,6 +26,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from passlib.hash import sha512_crypt
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
@@ -389,3 +390,73 @@ def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_pa
                domains={domain: {"import": {"uid_min": 1000, "exclude": ["u1", "u2"]}}})
     out = mailplan("plan", str(spec), check=True).stdout
     assert f"- user u1@{domain}" in out and f"- user u2@{domain}" in out, out
+
+
+def wrap(target, tool: str, body: str) -> None:
+    """Replace a vpopmail tool by a shell script running ``body`` (the real one is
+    ``$REAL``, in bin/real/ so that the stand-in still knows its name)."""
+    bindir = Path(target.vpopmail_dir, "bin")
+    (bindir / "real").mkdir(exist_ok=True)
+    (bindir / tool).rename(bindir / "real" / tool)
+    (bindir / tool).write_text(f"#!/bin/sh\nREAL={bindir}/real/{tool}\n{body}\n")
+    (bindir / tool).chmod(0o755)
+
+
+@pytest.mark.ssh
+def test_a_create_step_that_fails_claims_nothing(tmp_path, target, sshd):
+    # vadduser refuses bob; bob leaves the spec and is made by hand later: he is not
+    # mailplan's, and --prune never deletes him
+    accounts = [SourceAccount(n, 1000 + i, n, f"pw{i}") for i, n in enumerate(("ann", "bob"))]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain("fail")
+    target.created_domains.append(domain)
+
+    def spec_with(rule):
+        return write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                          domains={domain: {"import": rule}})
+
+    spec = spec_with({"uid_min": 1000})
+    wrap(target, "vadduser", 'case "$*" in *bob@*) echo "Error: refused"; exit 1;; esac\n'
+                             'exec "$REAL" "$@"')
+    assert mailplan("apply", str(spec), "--auto-approve").returncode == 1
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["intents"] == {}  # the failed step's intent is gone
+    spec = spec_with({"uid_min": 1000, "exclude": ["bob"]})
+    assert target.tool("real/vadduser", f"bob@{domain}", "Hand-made1").returncode == 0
+    out = mailplan("apply", str(spec), "--auto-approve", "--prune", check=True).stdout
+    assert f"- user bob@{domain}" not in out
+    assert target.tool("vuserinfo", f"bob@{domain}").returncode == 0
+
+
+@pytest.mark.ssh
+def test_create_only_still_sets_the_postmaster_password_of_a_domain_cut_short(
+        tmp_path, target, sshd):
+    # vadddomain ran (a random postmaster password), the spec's hash did not take: the
+    # domain is mailplan's and its postmaster password is not the spec's yet, so
+    # create_only must not keep the random one
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
+    domain = unique_domain("pm")
+    target.created_domains.append(domain)
+    pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster-1")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "postmaster_password": {"hash": pm_hash}}})
+    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
+    spec.write_text(text)
+    once = tmp_path / "failed-once"
+    wrap(target, "vmoduser", f'case "$*" in *postmaster@*) [ -e {once} ] || '
+                             f'{{ touch {once}; echo "Error: busy"; exit 1; }};; esac\n'
+                             'exec "$REAL" "$@"')
+    assert mailplan("apply", str(spec), "--auto-approve").returncode == 1
+    assert not target.login_ok(f"postmaster@{domain}", "Postmaster-1")
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ password postmaster@{domain}" in out, out
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(f"postmaster@{domain}", "Postmaster-1")
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "created" in state["managed"][domain] and "postmaster_set" in state["managed"][domain]
+    # set once from the spec: from now on create_only keeps what the admin sets there
+    assert target.tool("vpasswd", f"postmaster@{domain}", "Changed-2").returncode == 0
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

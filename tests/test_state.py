@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from mailplan.errors import MailplanError, StateError
+from mailplan.plan import Change
 from mailplan.routing.managed import managed_routing
 from mailplan.state import State, locked, write_private
 
@@ -241,23 +242,70 @@ def test_a_state_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_file(
         "s.json"]
 
 
-def test_an_intent_counts_as_mailplans_until_its_record_or_its_drop(tmp_path):
+def test_an_intent_is_kept_until_its_record_or_its_drop_and_claims_nothing_by_itself(
+        tmp_path):
     path = tmp_path / "s.json"
     s = State.load(path)
     s.begin("p")
+    s.intend("create-domain:b.example", {"domain": "b.example", "created": True})
     s.intend("create-user:x@a.example", {"domain": "a.example", "user": "x", "created": True})
     s.intend("create-alias:info@a.example", {"domain": "a.example", "routing": "alias",
                                              "name": "info", "created": True})
     serial = s.serial  # an intent is not a step done
     # killed here: the next load folds the journal, intents included
     again = State.load(path)
-    assert again.managed() == (set(), {("a.example", "x")}) and again.serial == serial
-    assert managed_routing(again.data, "a.example", "alias") == {"info"}
+    assert set(again.intents()) == {"create-domain:b.example", "create-user:x@a.example",
+                                    "create-alias:info@a.example"}
+    # nothing counts as mailplan's until an apply found it there (engine.settle_intents)
+    assert again.managed() == (set(), set()) and again.serial == serial
+    assert managed_routing(again.data, "a.example", "alias") == frozenset()
+    assert again.view().pending == {"b.example"}  # its postmaster password: not known set
     again.begin("q")
-    again.drop_intent("create-alias:info@a.example")  # not on the target: it never ran
+    again.drop_intent("create-alias:info@a.example")
+    again.drop_intent("create-domain:b.example")
     again.record("create-user:x@a.example", {"domain": "a.example", "user": "x",
                                              "created": True, "adopted": True})
     again.finish("ok", {})
     final = State.load(path)
     assert final.intents() == {} and final.managed() == (set(), {("a.example", "x")})
-    assert managed_routing(final.data, "a.example", "alias") == frozenset()
+
+
+def test_an_apply_adopts_only_the_intents_whose_object_it_found(tmp_path):
+    # an alias whose valias -i never ran (or failed) must not become mailplan's because
+    # its domain exists: one made by hand later would be pruned
+    from mailplan.engine import Planned, settle_intents
+    from mailplan.facts.vpopmail import TargetDomain, TargetFacts
+    from mailplan.plan import Plan
+    from mailplan.routing.facts import ObservedRouting
+    from mailplan.routing.target import TargetRouting
+
+    s = State.load(tmp_path / "s.json")
+    s.begin("p")
+    claims = {
+        "create-alias:info@a.example": {"domain": "a.example", "routing": "alias",
+                                        "name": "info", "created": True},
+        "create-alias:sales@a.example": {"domain": "a.example", "routing": "alias",
+                                         "name": "sales", "created": True},
+        "create-user:x@a.example": {"domain": "a.example", "user": "x", "created": True},
+        "create-user:y@a.example": {"domain": "a.example", "user": "y", "created": True},
+        "create-alias_domain:a.example": {"domain": "a.example", "routing": "alias_domain",
+                                          "name": "b.example", "created": True}}
+    for change_id, claim in claims.items():
+        s.intend(change_id, claim)
+    s.finish("interrupted", {})
+    state = State.load(tmp_path / "s.json")
+    facts = TargetFacts("new")
+    facts.domains["a.example"] = TargetDomain("a.example", "/d", (), {"x": None, "y": None})
+    seen = TargetRouting({"a.example": ObservedRouting("a.example", aliases={
+        "info": ("&x@a.example",)})}, {"b.example": None})
+    again = Change("create", "user", "a.example", "y")  # planned again: y is not there
+    planned = Planned(None, Plan("m.yaml", "d", None, 0, "t", [again]), None,  # type: ignore[arg-type]
+                      facts, routing_seen=seen)
+    state.begin("q")
+    settle_intents(planned, state)
+    state.finish("ok", {})
+    final = State.load(tmp_path / "s.json")
+    assert final.intents() == {}
+    assert final.managed() == (set(), {("a.example", "x")})
+    assert managed_routing(final.data, "a.example", "alias") == {"info"}
+    assert managed_routing(final.data, "a.example", "alias_domain") == frozenset()

@@ -63,10 +63,12 @@ class SourceFacts:
     zone_origin: str = "UTC: no time zone given"
 
 
-def _lines(data: bytes, host: str, path: str) -> list[tuple[int, str]]:
-    """The file's lines, each UTF-8 or else Latin-1 (old systems wrote full names in
-    their locale's 8-bit charset; every byte is a Latin-1 character, so no account is
-    lost to one such name: a name that is not ASCII is refused later as a vpopmail user)."""
+def _lines(data: bytes, host: str, path: str, *, gecos: int | None = None
+           ) -> list[tuple[int, str]]:
+    """The file's lines as UTF-8 text; a line that is not is an error naming it, except
+    in its ``gecos`` field (passwd's full name: old systems wrote it in their locale's
+    8-bit charset), which is then read as Latin-1. Every other field (a name, a home
+    directory) is sent back to the host as it is, so it must be read exactly."""
     out = []
     lines = data.split(b"\n")
     if lines[-1] == b"":
@@ -75,7 +77,14 @@ def _lines(data: bytes, host: str, path: str) -> list[tuple[int, str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            line = raw.decode("latin-1")
+            fields = raw.split(b":")
+            try:
+                line = ":".join(f.decode("latin-1" if i == gecos else "utf-8")
+                                for i, f in enumerate(fields))
+            except UnicodeDecodeError:
+                raise SourceDataError("not UTF-8 text" + (
+                    " (outside the full name)" if gecos is not None else ""),
+                    host=host, path=path, line=number) from None
         out.append((number, line))
     return out
 
@@ -96,8 +105,8 @@ class ShadowEntry(NamedTuple):
         ``isexpired`` decides, or None."""
         if self.expires is not None and self.expires > 0 and today >= self.expires:
             return f"the account expired on {_day(self.expires)} (shadow's expiry date)"
-        if (self.changed and self.max_days is not None and self.inactive is not None
-                and self.max_days >= 0 and self.inactive >= 0):
+        if (self.changed is not None and self.changed > 0 and self.max_days is not None
+                and self.inactive is not None and self.max_days >= 0 and self.inactive >= 0):
             ended = self.changed + self.max_days
             if today >= ended + self.inactive:
                 return (f"its password expired on {_day(ended)} and the account is inactive "
@@ -117,7 +126,7 @@ def today_number() -> int:
 def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, list[str]]]:
     """passwd bytes to ``name -> (line, fields)``; strict."""
     entries: dict[str, tuple[int, list[str]]] = {}
-    for number, line in _lines(data, host, path):
+    for number, line in _lines(data, host, path, gecos=4):
         if line.strip() == "":
             raise SourceDataError("empty line", host=host, path=path, line=number)
         if line[0] in "+-":

@@ -53,7 +53,7 @@ from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
 from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
-from mailplan.routing.target import read_target_routing
+from mailplan.routing.target import TargetRouting, read_target_routing
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
 from mailplan.text import has_control
 
@@ -81,6 +81,8 @@ class RoutingOutcome:
     noops: list[Noop] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     actions: dict[str, RoutingChange] = field(default_factory=dict)
+    #: what the target has (aliases, forwards, alias domains) as the plan read it
+    seen: TargetRouting | None = None
 
 
 # ---------------------------------------------------------------------------- source
@@ -401,7 +403,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
     wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
     vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
     have = read_target_routing(target_conn, vpop, target, wanted, state)
-    out = RoutingOutcome()
+    out = RoutingOutcome(seen=have)
     findings = [*read_findings, *mapped.findings]
     for name in sorted(wanted):
         want = wanted[name]

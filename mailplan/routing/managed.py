@@ -52,9 +52,5 @@ def apply_routing_entry(data: dict[str, Any], entry: dict[str, Any]) -> bool:
 
 
 def managed_routing(data: dict[str, Any], domain: str, kind: str) -> frozenset[str]:
-    """Names of ``kind`` (alias, forward, alias_domain) mailplan created in ``domain``,
-    with those a step was about to create when mailplan ended before recording it (see
-    ``State.intend``)."""
-    begun = {claim["name"] for claim in data.get("intents", {}).values()
-             if claim.get("routing") == kind and claim.get("domain") == domain}
-    return frozenset(data.get("routing", {}).get(domain, {}).get(kind, {})) | begun
+    """Names of ``kind`` (alias, forward, alias_domain) mailplan created in ``domain``."""
+    return frozenset(data.get("routing", {}).get(domain, {}).get(kind, {}))
