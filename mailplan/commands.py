@@ -72,8 +72,9 @@ class _Runner:
         return StepFailed(message, host=self.ctx.host,
                           step=f"{self.change.symbol} {self.change.kind} {self.change.address}")
 
-    def run(self, cmd: Cmd, *, ok_codes: tuple[int, ...] = (0,)) -> CommandResult:
-        res = self.session.run(cmd)
+    def run(self, cmd: Cmd, *, ok_codes: tuple[int, ...] = (0,),
+            unlimited: bool = False) -> CommandResult:
+        res = self.session.run(cmd, unlimited=unlimited)
         out = res.stdout.decode("utf-8", "replace")
         if res.returncode not in ok_codes or out.startswith("Error"):
             program = str(cmd.argv[0]).rsplit("/", 1)[-1]
@@ -212,7 +213,7 @@ def update_catchall(r: _Runner, change: Change) -> dict[str, Any]:
 def delete_user(r: _Runner, change: Change) -> dict[str, Any]:
     """vdeluser, then make sure vuserinfo no longer knows the user."""
     address = f"{change.user}@{change.domain}"
-    r.run(Cmd.of(r.ctx.tool("vdeluser"), address))
+    r.run(Cmd.of(r.ctx.tool("vdeluser"), address), unlimited=True)  # a big Maildir takes time
     res = r.session.run(Cmd.of(r.ctx.tool("vuserinfo"), "-n", address).render())
     if res.returncode == 0:
         raise r.fail(f"vdeluser reported success but {address} still exists")
@@ -221,7 +222,7 @@ def delete_user(r: _Runner, change: Change) -> dict[str, Any]:
 
 def delete_domain(r: _Runner, change: Change) -> dict[str, Any]:
     """vdeldomain (which exits 0 when it refuses), then check the domain is gone."""
-    r.run(Cmd.of(r.ctx.tool("vdeldomain"), change.domain))
+    r.run(Cmd.of(r.ctx.tool("vdeldomain"), change.domain), unlimited=True)
     res = r.session.run(Cmd.of(r.ctx.tool("vdominfo"), "-n", change.domain).render())
     if res.returncode == 0:
         raise r.fail("vdeldomain did not remove the domain (alias domains still point "

@@ -189,17 +189,20 @@ class ShellSession:
             self.broken = True
             raise ConnectionLost(f"cannot start a remote shell: {exc}", host=conn.name) from None
 
-    def run(self, command: str | Cmd, *, shown: str | None = None) -> CommandResult:
+    def run(self, command: str | Cmd, *, shown: str | None = None,
+            unlimited: bool = False) -> CommandResult:
         """Run one command line (a :class:`Cmd` is logged with its secrets masked, a long
         one as ``shown``); return once its result has arrived.
 
-        The command has the connector's :attr:`~Connector.command_timeout`: a watchdog
+        Unless ``unlimited`` (a deletion, which stopped halfway would leave a domain or
+        mailbox half removed), the command has the connector's
+        :attr:`~Connector.command_timeout`: a watchdog
         on the host ends the shell and the command once it is past (:func:`_watchdog`),
         and should the host not answer even then, mailplan closes the channel itself
         :data:`CLIENT_GRACE` seconds later; either way :class:`CommandTimeout` is
         raised and the session is broken."""
         text = command.render() if isinstance(command, Cmd) else command
-        limit = self.conn.command_timeout
+        limit = None if unlimited else self.conn.command_timeout
         with self._lock:
             started = time.monotonic()
             gave_up = threading.Event()

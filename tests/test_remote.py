@@ -181,6 +181,15 @@ def test_a_command_past_its_timeout_is_stopped_on_the_host(conn, tmp_path):
     assert not _alive(watchdog)  # each command's watchdog ends with it
 
 
+def test_an_unlimited_command_runs_past_the_timeout(conn):
+    # a deletion (vdeldomain of a big domain) must not be stopped halfway
+    conn.command_timeout = 1
+    session = conn.shell()
+    assert session.run("sleep 1.5; echo done", unlimited=True).stdout == b"done\n"
+    with pytest.raises(CommandTimeout):
+        session.run("sleep 3")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
