@@ -205,11 +205,21 @@ def test_virtusertable_duplicate_first_wins():
     ("staff: alice,\n   \n\tbob\n", [("staff", ["alice", "bob"], [1, 3])]),
     # a comment ending in a backslash swallows the next line, as in sendmail
     ("# old: \\\nx: y\nstaff: alice\n", [("staff", ["alice"], [3])]),
+    # an entry's first line joined to an indented one; the next entry stays its own
+    ("staff: alice, \\\n  bob\nsales: carol\n",
+     [("staff", ["alice", "bob"], [1, 2]), ("sales", ["carol"], [3])]),
 ])
 def test_continuations_sendmail_accepts(text, expected):
     got = [(e.name, [str(t) for t in e.targets], [t.origin.line for t in e.targets])
            for e in parse_aliases(text, "/etc/aliases").entries]
     assert got == expected
+
+
+def test_a_continuation_lines_backslash_joins_nothing():
+    # sendmail joins backslash lines only where an entry starts: in an indented line the
+    # backslash is text, and the next entry is not swallowed into this one
+    with pytest.raises(RoutingError, match=r"^/etc/aliases:2: 'bob\\\\' is not an address"):
+        parse_aliases("staff: alice,\n  bob\\\nsales: carol\n", "/etc/aliases")
 
 
 def test_a_single_label_domain_key_is_accepted_and_reported_not_migrated():

@@ -57,18 +57,22 @@ def decode(data: bytes | str) -> str:
 def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]]]:
     """Join continuation lines: (text, offset where each physical line starts, its number).
 
-    As sendmail's readaliases: a line ending in a backslash is joined to the next one
-    (the backslash and the newline removed); a line starting with a blank continues the
-    entry, even when it holds nothing else; an empty line or a comment ends it.
+    As sendmail's readaliases: a line that starts an entry (or a comment) and ends in a
+    backslash is joined to the next one (the backslash and the newline removed), and so
+    on while the joined lines end in one; a line starting with a blank continues the
+    entry, even when it holds nothing else, and its own trailing backslash is text
+    (sendmail reads continuation lines without looking for one); an empty line or a
+    comment ends it.
     """
     groups: list[list[tuple[int, str, str]]] = []  # (number, text, joined to previous by)
     entry_open = False
-    glued = False  # the previous line ended in a backslash
+    glued = False  # the previous line ended in a backslash that joins
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
-        was_glued, glued = glued, line.endswith("\\")
-        if glued:
-            line = line[:-1]
+        was_glued, glued = glued, False
+        continuation = not was_glued and entry_open and line[:1] in (" ", "\t")
+        if not continuation and line.endswith("\\"):
+            glued, line = True, line[:-1]
         if was_glued:  # part of the line before: an entry's, or a comment's
             if entry_open:
                 groups[-1].append((number, line, ""))
