@@ -503,9 +503,12 @@ def test_sigterm_and_sighup_stop_at_a_safe_point_with_summary_and_resume(tmp_pat
                     f'[ -e {marker} ] || {{ touch {marker}; sleep 2; }};; esac\nexit $rc\n')
     tool.chmod(0o755)
     log = tmp_path / "a.log"
+    # SIGHUP as a terminal leaves it: the suite itself may run under nohup (ignored
+    # then, which mailplan keeps, as an admin's nohup asks)
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
                              "--auto-approve", "--log", str(log)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **ENV})
+                            stderr=subprocess.PIPE, env={**os.environ, **ENV},
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
