@@ -266,6 +266,14 @@ def test_uw_imap_pseudo_message_skipped_and_counted():
     msgs, summary = read_mbox(io.BytesIO(pseudo + SEP + b"A: 1\n\nx\n"))
     assert [b for _e, b in msgs] == [b"A: 1\n\nx\n"]
     assert summary.skipped_internal == 1 and msgs[0][0].index == 0
+    # a message of the user's with that subject is mail: one without UW-IMAP's X-IMAP
+    # header, and one that is merely the first of a read from a checkpoint
+    plain = pseudo.replace(b"X-IMAP: 1234 0000000002\n", b"")
+    msgs, summary = read_mbox(io.BytesIO(plain))
+    assert len(msgs) == 1 and summary.skipped_internal == 0
+    first = SEP + b"A: 1\n\nx\n\n"
+    msgs, summary = read_mbox(io.BytesIO(pseudo), offset=len(first))
+    assert len(msgs) == 1 and summary.skipped_internal == 0
 
 
 # -- Content-Length ----------------------------------------------------------------------

@@ -291,8 +291,11 @@ class MboxReader(ContentLength):
         return MessageStart(self._index, start, sep, raw_headers, flags, subdir,
                             tuple(state.keywords), arrival, state.content_length)
 
-    def _is_internal(self, headers: bytes) -> bool:
-        return self._index == 0 and self.summary.skipped_internal == 0 and (
+    def _is_internal(self, headers: bytes, start: int, state: _State) -> bool:
+        """UW-IMAP's pseudo message: the file's first (at offset 0, not merely the first
+        of a read from a checkpoint), with its X-IMAP header and its subject; a message
+        of the user's with that subject is mail like any other."""
+        return start == 0 and state.imap and self.summary.skipped_internal == 0 and (
             subject(headers) == PSEUDO_SUBJECT)
 
     def _finish(self, head: MessageStart, start: int, end: int, size: int,
@@ -339,7 +342,7 @@ class MboxReader(ContentLength):
             headers = _unescape(headers, True)
             body = _unescape(body, buf[hend - 1:hend] == b"\n")
         next_pos = nxt
-        if self._is_internal(headers):
+        if self._is_internal(headers, start, state):
             self.summary.skipped_internal += 1
             self.summary.end_offset = self._base + next_pos
             return next_pos if next_pos < len(buf) or not self._eof else None
@@ -365,7 +368,7 @@ class MboxReader(ContentLength):
         bol = self._buf[hend - 1:hend] == b"\n"  # the header block may end mid-line
         if self.mboxrd:
             headers = _unescape(headers, True)
-        internal = self._is_internal(headers)
+        internal = self._is_internal(headers, start, state)
         head = self._head(headers, sep, start, state)
         digest = hashlib.sha256(headers)
         size = len(headers)

@@ -44,7 +44,7 @@ class ContentLength:
     if TYPE_CHECKING:
         def _fill(self, pos: int) -> bool: ...
         def _separator_at(self, i: int) -> FromLine | None | bool: ...
-        def _is_internal(self, headers: bytes) -> bool: ...
+        def _is_internal(self, headers: bytes, start: int, state: _State) -> bool: ...
         def _head(self, raw_headers: bytes, sep: FromLine, start: int,
                   state: _State) -> MessageStart: ...
         def _close(self, head: MessageStart, start: int, nxt: int, size: int,
@@ -114,7 +114,7 @@ class ContentLength:
     def _cl_message(self, hstart: int, hend: int, headers: bytes, state: _State,
                     sep: FromLine, start: int, body_end_rel: int) -> Iterator[Event]:
         """A message whose body is exactly its (consistent) Content-Length."""
-        internal = self._is_internal(headers)
+        internal = self._is_internal(headers, start, state)
         head = self._head(headers, sep, start, state)
         if not internal:
             yield head
