@@ -336,12 +336,25 @@ def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str
 
 def _subscriptions(conn: Connector, refs: list[MailboxRef],
                    source: SourceFacts) -> dict[tuple[str, str], set[str] | None]:
-    """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list."""
-    paths = {}
+    """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
+    Its entries name folder files as c-client does: relative to the home directory
+    (``mail/Work``, ``Mail/Lists/python`` with ``source.folders: Mail``), with ``~/``, or
+    absolute; the folder is the part below the folders directory, and an entry outside
+    it (the INBOX, another directory) subscribes nothing mailplan imports."""
+    paths, prefixes = {}, {}
     for ref in refs:
         account = source.accounts.get(ref.account)
         if account is not None:
-            paths[(ref.domain, ref.user)] = f"{account.home.rstrip('/')}/.mailboxlist"
+            home = account.home.rstrip("/")
+            paths[(ref.domain, ref.user)] = f"{home}/.mailboxlist"
+            folders = ref.folders.rstrip("/")
+            below = [folders + "/"]
+            if folders == home:  # folders in the home directory itself
+                below += ["~/", ""]
+            elif folders.startswith(home + "/"):
+                rel = folders[len(home) + 1:] + "/"
+                below += [rel, "~/" + rel]
+            prefixes[(ref.domain, ref.user)] = below
     data = read_files(conn, sorted(set(paths.values())), follow=False) if paths else {}
     out: dict[tuple[str, str], set[str] | None] = {}
     for key, path in paths.items():
@@ -352,10 +365,10 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
         names = set()
         for line in raw.decode("utf-8", "replace").splitlines():
             line = line.strip()
-            if line.startswith("mail/"):
-                line = line[len("mail/"):]
-            if line:
-                names.add(line)
+            for prefix in prefixes[key]:
+                if line.startswith(prefix) and line[len(prefix):]:
+                    names.add(line[len(prefix):].rstrip("/"))
+                    break
         out[key] = names
     return out
 

@@ -975,3 +975,27 @@ def test_the_quota_warning_counts_what_earlier_applies_imported(setup):
     plan = mailplan("plan", str(spec), check=True).stdout
     assert f"carol@{domain}: mail to import (" in plan
     assert "with what earlier applies imported (" in plan and "exceeds the quota (200B)" in plan
+
+
+@pytest.mark.parametrize(("folders", "listed", "expected"), [
+    ("mail", ["mail/Work", "Work", "INBOX", "mail/"], {"Work"}),
+    # c-client names a folder relative to the home directory: source.folders: Mail
+    ("Mail", ["Mail/Work", "~/Mail/Lists/python", "@HOME@/Mail/Arch", "mail/Other"],
+     {"Work", "Lists/python", "Arch"}),
+    (".", ["Work", "~/Sent"], {"Work", "Sent"}),
+])
+def test_subscriptions_follow_the_folders_directory(tmp_path, folders, listed, expected):
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import MailboxRef
+    from mailplan.facts.source import read_source
+    from mailplan.mailboxes import _subscriptions
+
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    home = src / "home/alice"
+    (home / ".mailboxlist").write_text(
+        "".join(f"{e.replace('@HOME@', str(home))}\n" for e in listed))
+    conn = LocalConnector("old")
+    source = read_source(conn, str(src / "etc/passwd"), str(src / "etc/shadow"))
+    path = str(home) if folders == "." else f"{home}/{folders}"
+    ref = MailboxRef("d.example", "alice", "alice", str(src / "var/spool/mail/alice"), path)
+    assert _subscriptions(conn, [ref], source) == {("d.example", "alice"): expected}
