@@ -117,7 +117,7 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> l
             folder_dir = user.folders or (folders.replace("%u", acct) if folders.startswith("/")
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
-                                   folder_dir))
+                                   folder_dir, home))
     return refs
 
 

@@ -999,3 +999,26 @@ def test_subscriptions_follow_the_folders_directory(tmp_path, folders, listed, e
     path = str(home) if folders == "." else f"{home}/{folders}"
     ref = MailboxRef("d.example", "alice", "alice", str(src / "var/spool/mail/alice"), path)
     assert _subscriptions(conn, [ref], source) == {("d.example", "alice"): expected}
+
+
+@pytest.mark.parametrize("folders", ["mail", "."])
+def test_a_home_mbox_is_imported_into_the_inbox(tmp_path, folders):
+    """Once ~/mbox exists, UW-IMAP keeps the INBOX there (its c-client moves the spool's
+    mail into it): imported into the INBOX beside the spool, never as a folder "mbox"
+    (also when the folders directory is the home directory itself)."""
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mbox").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "moved")
+                                + msg("c@x.example", "Wed Nov  4 10:00:00 2026", "read"))
+    if folders != "mail":
+        spec.write_text(spec.read_text().replace("source:\n", f"source:\n  folders: {folders}\n"))
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX (~/mbox)\n" in plan, plan
+    assert "holds INBOX mail (UW-IMAP keeps the INBOX there" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    assert [d.name for d in root.iterdir() if d.name.startswith(".")] == []  # no ".mbox"
+    assert sorted(re.search(rb"Subject: (.*)", b)[1] for b in stored(
+        target, f"ursula@{domain}")) == [b"in the spool", b"moved", b"read"]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

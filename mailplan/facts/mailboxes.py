@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 import tarfile
 import time
 from collections.abc import Sequence
@@ -64,6 +65,9 @@ class MailboxRef:
     account: str
     spool: str
     folders: str
+    #: the home directory, where ``~/mbox`` may hold the INBOX (c-client moves the spool's
+    #: mail there when it exists); "" when not known
+    home: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class SourceMailbox:
     settled: bool = True
     folder_file: bool = False  # a file under the folders directory, not the spool
     device: int = 0  # st_dev as listed (0: not known, in hand-made ones)
+    home_mbox: bool = False  # ~/mbox, the INBOX c-client keeps once it exists
 
     @property
     def ident(self) -> tuple[int, int] | None:
@@ -99,6 +104,8 @@ class SourceMailbox:
     @property
     def name(self) -> str:
         """The folder, as plans show it (unique among a user's mailboxes)."""
+        if self.home_mbox:
+            return "INBOX (~/mbox)"
         return "INBOX (folder file)" if self.folder_file and self.folder == "INBOX" \
             else self.folder
 
@@ -177,7 +184,8 @@ def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
                           ) -> tuple[list[SourceMailbox], list[str]]:
     """Every spool and folder file of ``refs`` (one batch); plus notes on skipped files."""
-    spools = sorted({r.spool for r in refs})
+    mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
+    spools = sorted({r.spool for r in refs} | mboxes)
     if not refs:
         return [], []
     # without a trailing slash: find would follow a folders directory that is a
@@ -203,8 +211,17 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
                                            mtime, inode, now - mtime >= SETTLED_AFTER,
                                            device=device))
+        mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+        if mbox is not None and mbox in found and mbox != ref.spool:
+            notes.append(f"{ref.user}@{ref.domain}: {escape(mbox)} holds INBOX mail (UW-IMAP "
+                         "keeps the INBOX there once it exists); merged into the INBOX")
+            size, mtime, inode, device = found[mbox]
+            mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", mbox, size, mtime,
+                                           inode, now - mtime >= SETTLED_AFTER,
+                                           folder_file=True, device=device, home_mbox=True))
         prefix = ref.folders.rstrip("/") + "/"
-        for path in sorted(p for p in found if p.startswith(prefix)):
+        for path in sorted(p for p in found
+                           if p.startswith(prefix) and posixpath.normpath(p) != mbox):
             rel = path[len(prefix):]
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
