@@ -190,7 +190,7 @@ class MailImporter:
                                  f"{res.stderr_text[:300]}",
                                  host=self.source.name, step=step)
             if job.subscribe and mb.dirname:
-                client.subscribe(subscription_lines([mb.folder]))
+                client.subscribe(subscription_lines([mb.folder], mb.names))
             client.refresh_quota()
         except AgentLost as exc:
             said = self._last_words()

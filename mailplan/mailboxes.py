@@ -33,6 +33,7 @@ from mailplan.facts.mailboxes import (
     SourceMailbox,
     count_mailboxes,
     list_source_mailboxes,
+    named,
     scan_mailboxes,
     still_valid,
 )
@@ -51,6 +52,7 @@ from mailplan.names import human_size
 from mailplan.plan import Change, Noop
 from mailplan.remote import read_files
 from mailplan.shell import chunks_within
+from mailplan.spec import folder_names
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         return out
     source_conn.prepare_streams()  # the mailbox scan streams: set that up meanwhile
     mboxrd = bool(spec_data["source"].get("mboxrd", False))
-    mailboxes, notes = list_source_mailboxes(source_conn, refs)
+    mailboxes, notes = named(list_source_mailboxes(source_conn, refs),
+                             folder_names(spec_data))
     for note in notes:
         user, _, rest = note.partition(": ")
         out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))

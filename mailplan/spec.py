@@ -339,6 +339,13 @@ def keeps_passwords(data: dict[str, Any]) -> bool:
     return bool(data["target"].get("passwords") == "create_only")
 
 
+def folder_names(data: dict[str, Any]) -> str:
+    """``target.folder_names``: how the target's IMAP server names folder directories on
+    disk (``utf7``: modified UTF-7, dovecot and courier-imap before 5; ``utf8``:
+    courier-imap 5 and later; see :mod:`mailplan.mail.maildir`)."""
+    return str(data["target"].get("folder_names", "utf7"))
+
+
 def zone_named(name: str) -> tzinfo:
     """The IANA time zone ``name`` (from this machine's time zone database); ValueError
     when there is none of that name."""

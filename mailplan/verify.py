@@ -38,6 +38,7 @@ from mailplan.facts.mailboxes import (
     Checkpoint,
     SourceMailbox,
     list_source_mailboxes,
+    named,
     still_valid,
 )
 from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
@@ -55,7 +56,7 @@ from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
-from mailplan.spec import Spec, keeps_passwords
+from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
 from mailplan.verify_cache import Proven, cache_path, key, source_digest, target_digest
 from mailplan.verify_cache import load as load_proven
@@ -385,7 +386,8 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                  source_conn: Connector, target_conn: Connector, report: Report,
                  record: Path, full: bool) -> None:
     refs = mailbox_refs(spec.data, desired, source)
-    mailboxes, notes = list_source_mailboxes(source_conn, refs)
+    names = folder_names(spec.data)
+    mailboxes, notes = named(list_source_mailboxes(source_conn, refs), names)
     report.explained += notes
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}
@@ -403,7 +405,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven, source.zone)
+                      report, proven, source.zone, names)
     save_proven(record, proven)
 
 
@@ -426,7 +428,8 @@ def _user_groups(refs: Sequence[Any], maildirs: dict[tuple[str, str], str],
 def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
-                  report: Report, proven: dict[str, Proven], zone: tzinfo | None) -> None:
+                  report: Report, proven: dict[str, Proven], zone: tzinfo | None,
+                  names: str = "utf7") -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel."""
     files, ledgers, keywords = read_target_mail(target_conn, sorted(
@@ -488,7 +491,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
             if proof is not None:
                 proven[folder_key(mb)] = proof
         for dirname in sorted((set(tfolders) | set(ledger)) - seen):
-            check = FolderCheck(ref.domain, ref.user, _folder_name(dirname))
+            check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, names))
             report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),
                                                  ledger.get(dirname, set())))
 
@@ -507,9 +510,9 @@ def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, Sourc
     return Proven(mb.path, mb.inode, mb.size, head, tail, len(messages), digest)
 
 
-def _folder_name(dirname: str) -> str:
+def _folder_name(dirname: str, names: str) -> str:
     try:
-        return folder_from_dirname(dirname)
+        return folder_from_dirname(dirname, names)
     except MailplanError:
         return dirname
 

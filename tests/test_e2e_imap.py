@@ -115,3 +115,86 @@ def test_user_logs_in_with_old_password_and_finds_every_message(migrated, user):
                 folder
     finally:
         imap.logout()
+
+
+#: source folder file -> (the folder it is, its IMAP name)
+NAMED = {"\u00c4rger": ("\u00c4rger", "&AMQ-rger"), "Q&A": ("Q&A", "Q&-A")}
+
+
+def listed(imap: imaplib.IMAP4, command: str) -> set[str]:
+    """The mailbox names a LIST or LSUB gives (quotes removed), INBOX left out."""
+    typ, lines = getattr(imap, command)()
+    assert typ == "OK", lines
+    names = set()
+    for line in lines:
+        name = line.decode().split(' "." ', 1)[1]
+        name = name[1:-1] if name.startswith('"') else name
+        if name != "INBOX":
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("encoding", ["utf7", "utf8"])
+def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(encoding):
+    """``target.folder_names``: utf8 folders (and subscriptions) list correctly in
+    courier-imap 5, utf7 ones in dovecot. verify and a second plan read the Maildir back
+    under the same names."""
+    if encoding == "utf8":
+        need_courier()
+    work = Path(tempfile.mkdtemp(prefix="mailplan-names-"))
+    os.chmod(work, 0o755)
+    daemon = None
+    try:
+        src = make_source(work / "source", [SourceAccount("alice", 1000, "Alice", "Pw-alice1")])
+        (src / "var/spool/mail/alice").write_bytes(sep(2) + b"From: a@x\nSubject: i\n\nb\n\n")
+        for day, name in enumerate(NAMED, 3):
+            path = src / "home/alice/mail" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(sep(day) + f"From: a@x\nSubject: {day}\n\nb\n\n".encode())
+        (src / "home/alice/.mailboxlist").write_text("".join(f"mail/{n}\n" for n in NAMED))
+        for path in (src / "home/alice/mail").iterdir():
+            os.utime(path, (time.time() - 3600,) * 2)
+        target = install_target(work / "target")
+        domain = unique_domain()
+        spec = write_spec(work / "m.yaml", source_root=src, target=target,
+                          domains={domain: {"import": {"uid_min": 1000}}})
+        spec.write_text(spec.read_text().replace(
+            "  host: newmail\n", f"  host: newmail\n  folder_names: {encoding}\n"))
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        address = f"alice@{domain}"
+        home = Path(target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0])
+        on_disk = {p.name for p in (home / "Maildir").iterdir() if p.name.startswith(".")
+                   and p.is_dir()}
+        folders = {folder for folder, _imap in NAMED.values()}
+        assert on_disk == {folder_dirname(f, encoding) for f in folders}
+        want = {imap for _folder, imap in NAMED.values()}
+        if encoding == "utf8":
+            assert on_disk == {"." + f for f in folders}
+            imap = courier_imap(home)
+            want = {"INBOX." + n for n in want}
+        else:
+            vpasswd = Path(target.tool("vdominfo", "-d", domain).stdout.decode()
+                           .split("\n")[0], "vpasswd")
+            accounts = []
+            for line in vpasswd.read_text().splitlines():
+                name, hashed, _uid, _gid, _gecos, udir, _quota = line.split(":")
+                st = Path(udir).stat()
+                accounts.append(f"{name}@{domain}:{{CRYPT}}{hashed}:{st.st_uid}:"
+                                f"{st.st_gid}::{udir}::")
+            daemon = start_dovecot(work / "dovecot", {}, uid=0, gid=0, accounts=accounts)
+            imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+            imap.login(address, "Pw-alice1")
+        try:
+            assert listed(imap, "list") == want
+            assert listed(imap, "lsub") == want
+            for name in want:
+                assert len(fetch_all(imap, imap_quote(name), nul=b"\0")) == 1, name
+        finally:
+            imap.logout()
+        mailplan("verify", str(spec), check=True)
+        again = mailplan("plan", str(spec), check=True).stdout
+        assert "+ mailbox" not in again, again
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailplan.facts.mailboxes import SourceMailbox, named
 from mailplan.mail import agent
 from mailplan.mail.maildir import (
     NAME_RE,
@@ -60,6 +61,48 @@ def test_imap_name_and_subscriptions():
     assert subscription_lines(["INBOX", "Work", "a/b"]) == {
         "courierimapsubscribed": ["INBOX.Work", "INBOX.a.b"],
         "subscriptions": ["Work", "a.b"]}
+
+
+@pytest.mark.parametrize("folder,dirname", [
+    ("Work", ".Work"),
+    ("\u00c4rger", ".\u00c4rger"),
+    ("Q&A", ".Q&A"),
+    ("lists/Entw\u00fcrfe", ".lists.Entw\u00fcrfe"),
+    ("v1.2", ".v1\\2e2"),
+    ("&AMQ-rger", ".&AMQ-rger"),  # a folder so named on the source: literal in courier 5
+])
+def test_folder_dirname_utf8(folder, dirname):
+    """``target.folder_names: utf8`` (courier-imap 5): names stay UTF-8 on disk."""
+    assert folder_dirname(folder, "utf8") == dirname
+    assert folder_from_dirname(dirname, "utf8") == folder
+    with pytest.raises(FolderNameError):  # too long in UTF-8, though not in mUTF-7
+        folder_dirname("\u4e2d" * 90, "utf8")
+    folder_dirname("\u4e2d" * 90)
+    with pytest.raises(ValueError):
+        folder_dirname("Work", "latin1")
+
+
+def test_subscriptions_in_the_folders_encoding():
+    assert subscription_lines(["INBOX", "\u00c4rger", "Q&A"], "utf8") == {
+        "courierimapsubscribed": ["INBOX.\u00c4rger", "INBOX.Q&A"],
+        "subscriptions": ["\u00c4rger", "Q&A"]}
+    assert subscription_lines(["\u00c4rger", "Q&A"]) == {
+        "courierimapsubscribed": ["INBOX.&AMQ-rger", "INBOX.Q&-A"],
+        "subscriptions": ["&AMQ-rger", "Q&-A"]}
+
+
+def test_named_gives_the_target_encoding_and_notes_clashes():
+    def mb(folder, path):
+        return SourceMailbox("example.com", "alice", folder, path, 1, 0.0, 1,
+                             folder_file=True)
+
+    listed = [mb("Entw\u00fcrfe", "/h/mail/Entw&APw-rfe"),
+              mb("Entw\u00fcrfe", "/h/mail/Entw\u00fcrfe"), mb("\u4e2d" * 90, "/h/mail/x")]
+    kept, notes = named((listed, []), "utf8")
+    assert [(m.path, m.dirname) for m in kept] == [("/h/mail/Entw&APw-rfe", ".Entw\u00fcrfe")]
+    assert len(notes) == 2 and "names the same folder" in notes[0], notes
+    assert "too long" in notes[1]
+    assert named((listed[:1], []), "utf7")[0][0].dirname == ".Entw&APw-rfe"
 
 
 @pytest.mark.parametrize("flags", [None, "", "S", "FRS", "SRF"])

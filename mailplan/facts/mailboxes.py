@@ -35,7 +35,7 @@ import posixpath
 import tarfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
@@ -86,6 +86,8 @@ class SourceMailbox:
     folder_file: bool = False  # a file under the folders directory, not the spool
     device: int = 0  # st_dev as listed (0: not known, in hand-made ones)
     home_mbox: bool = False  # ~/mbox, the INBOX c-client keeps once it exists
+    #: how the target's folder directories are named (the spec's target.folder_names)
+    names: str = "utf7"
 
     @property
     def ident(self) -> tuple[int, int] | None:
@@ -112,7 +114,7 @@ class SourceMailbox:
     @property
     def dirname(self) -> str:
         """The Maildir++ directory it is imported into (``""`` = INBOX)."""
-        return folder_dirname(self.folder)
+        return folder_dirname(self.folder, self.names)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,34 @@ class Checkpoint:
     #: the Maildir ledger's size when it was taken: the ledger line of every message
     #: before ``offset`` comes before it (None: not known, from an older state file)
     ledger: int | None = None
+
+
+def named(listed: tuple[list[SourceMailbox], list[str]], names: str
+          ) -> tuple[list[SourceMailbox], list[str]]:
+    """What :func:`list_source_mailboxes` gave, each mailbox's folder directory named in
+    the target's encoding ``names`` (``target.folder_names``). A folder whose directory
+    name would be too long in it, and a second file of a user that names the same
+    folder (``Entw&APw-rfe`` beside a file named ``Entwürfe``: UW-imapd's modified UTF-7
+    name is decoded), join the notes and are not imported."""
+    mailboxes, notes = listed
+    out = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for mb in mailboxes:
+        mb = replace(mb, names=names)
+        try:
+            mb.dirname  # noqa: B018 -- refused here rather than at apply
+        except FolderNameError as exc:
+            notes.append(f"{mb.user}@{mb.domain}: {escape(mb.path)}: {exc.message}; "
+                         "not imported")
+            continue
+        other = seen.setdefault((mb.domain, mb.user, mb.name), mb.path)
+        if other != mb.path:
+            notes.append(f"{mb.user}@{mb.domain}: {escape(mb.path)} names the same folder "
+                         f"'{escape(mb.name)}' as {escape(other)}; not imported (rename one "
+                         "of them on the source)")
+            continue
+        out.append(mb)
+    return out, notes
 
 
 @dataclass

@@ -9,7 +9,11 @@ Folder names
 A source folder is a path relative to the user's mail directory (``Work``, ``lists/python``)
 or ``INBOX``. ``INBOX`` is the Maildir root. Every other folder is the directory
 ``.`` + its path segments joined by ``.`` (``lists/python`` -> ``.lists.python``), each
-segment in IMAP modified UTF-7 (RFC 3501 5.1.3, what dovecot and courier store on disk).
+segment in the encoding the target's IMAP server keeps on disk (the spec's
+``target.folder_names``, :data:`FOLDER_NAMES`): ``utf7``, IMAP modified UTF-7 (RFC 3501
+5.1.3; dovecot without ``mailbox_list_utf8``, courier-imap before 5.0): ``Ärger`` ->
+``.&AMQ-rger``, ``Q&A`` -> ``.Q&-A``; or ``utf8``, the name as it is (courier-imap 5.0 and
+later, whose ``maildirmake --convutf8`` converts old folders): ``.Ärger``, ``.Q&A``.
 A ``.`` *inside* a segment cannot be written as-is (it would create a hierarchy level), so it
 is escaped the way dovecot's listescape plugin reads it: ``\\2e``; a literal ``\\`` becomes
 ``\\5c`` so the escape stays reversible (``v1.2`` -> ``.v1\\2e2``). Dovecot with
@@ -100,12 +104,23 @@ def decode_mutf7(text: str) -> str:
     return re.sub(r"&([^-]*)-", repl, text)
 
 
-def folder_dirname(folder: str) -> str:
-    """Maildir++ directory (relative to the Maildir root) for a source folder path.
+#: the on-disk encodings of folder names (the spec's ``target.folder_names``)
+FOLDER_NAMES = ("utf7", "utf8")
+
+
+def _check_names(names: str) -> None:
+    if names not in FOLDER_NAMES:
+        raise ValueError(f"folder name encoding {names!r} is not one of {FOLDER_NAMES}")
+
+
+def folder_dirname(folder: str, names: str = "utf7") -> str:
+    """Maildir++ directory (relative to the Maildir root) for a source folder path,
+    segments encoded as ``names`` says (:data:`FOLDER_NAMES`).
 
     ``INBOX`` (any case) -> ``""``; ``Work`` -> ``.Work``; ``a/b`` -> ``.a.b``;
-    ``v1.2`` -> ``.v1\\2e2``.
+    ``v1.2`` -> ``.v1\\2e2``; ``Ärger`` -> ``.&AMQ-rger`` (utf7) or ``.Ärger`` (utf8).
     """
+    _check_names(names)
     if folder.upper() == "INBOX":
         return ""
     if not folder or _CONTROL.search(folder):
@@ -118,22 +133,24 @@ def folder_dirname(folder: str) -> str:
         if seg in ("", ".", ".."):
             raise FolderNameError(f"folder name {folder!r} has an empty, '.' or '..' part",
                                   hint="folder paths are relative, without // or ..")
-    escaped = [encode_mutf7(seg).replace("\\", "\\5c").replace(".", "\\2e")
-               for seg in segments]
+    encode = encode_mutf7 if names == "utf7" else str
+    escaped = [encode(seg).replace("\\", "\\5c").replace(".", "\\2e") for seg in segments]
     name = "." + ".".join(escaped)
     if len(name.encode()) > 255:
         raise FolderNameError(f"folder name {folder!r} is too long for a directory name")
     return name
 
 
-def folder_from_dirname(dirname: str) -> str:
+def folder_from_dirname(dirname: str, names: str = "utf7") -> str:
     """Inverse of :func:`folder_dirname` (``""`` -> ``INBOX``)."""
+    _check_names(names)
     if dirname == "":
         return "INBOX"
     if not dirname.startswith(".") or dirname in (".", ".."):
         raise FolderNameError(f"{dirname!r} is not a Maildir++ folder directory")
-    parts = dirname[1:].split(".")
-    return "/".join(decode_mutf7(p.replace("\\2e", ".").replace("\\5c", "\\")) for p in parts)
+    decode = decode_mutf7 if names == "utf7" else str
+    return "/".join(decode(p.replace("\\2e", ".").replace("\\5c", "\\"))
+                    for p in dirname[1:].split("."))
 
 
 def imap_name(folder: str, separator: str = ".") -> str:
@@ -143,14 +160,16 @@ def imap_name(folder: str, separator: str = ".") -> str:
     return separator.join(encode_mutf7(seg) for seg in folder.split("/"))
 
 
-def subscription_lines(folders: list[str]) -> dict[str, list[str]]:
+def subscription_lines(folders: list[str], names: str = "utf7") -> dict[str, list[str]]:
     """Lines for ``courierimapsubscribed`` (``INBOX.`` prefixed) and dovecot ``subscriptions``.
 
-    Dot-escaped names are written as they appear on disk so both servers find the folder.
+    Names are written as the folder directories are named on disk (``names``, as for
+    :func:`folder_dirname`: courier-imap 5 keeps its subscriptions in UTF-8 as its
+    folders), dot-escaped ones as well, so the server finds the folder.
     """
-    names = [folder_dirname(f)[1:] for f in folders if f.upper() != "INBOX"]
-    return {"courierimapsubscribed": [f"INBOX.{n}" for n in names],
-            "subscriptions": list(names)}
+    dirs = [folder_dirname(f, names)[1:] for f in folders if f.upper() != "INBOX"]
+    return {"courierimapsubscribed": [f"INBOX.{n}" for n in dirs],
+            "subscriptions": list(dirs)}
 
 
 def message_name(*, arrival: float | None, usec: int, pid: int, digest: str, occurrence: int,
