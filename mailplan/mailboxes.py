@@ -47,6 +47,7 @@ from mailplan.facts.maildirs import (
 )
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
+from mailplan.mail.maildir import source_folder
 from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
@@ -370,7 +371,8 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
             line = line.strip()
             for prefix in prefixes[key]:
                 if line.startswith(prefix) and line[len(prefix):]:
-                    names.add(line[len(prefix):].rstrip("/"))
+                    # as UW-imapd's file names: modified UTF-7 where a client made it
+                    names.add(source_folder(line[len(prefix):].rstrip("/")))
                     break
         out[key] = names
     return out

@@ -19,6 +19,7 @@ from mailplan.mail.maildir import (
     imap_name,
     message_name,
     parse_message_name,
+    source_folder,
     subscription_lines,
 )
 
@@ -89,6 +90,28 @@ def test_subscriptions_in_the_folders_encoding():
     assert subscription_lines(["\u00c4rger", "Q&A"]) == {
         "courierimapsubscribed": ["INBOX.&AMQ-rger", "INBOX.Q&-A"],
         "subscriptions": ["&AMQ-rger", "Q&-A"]}
+
+
+@pytest.mark.parametrize("rel,folder", [
+    ("Entw&APw-rfe", "Entw\u00fcrfe"),  # UW-imapd's file for an IMAP client's folder
+    ("Sent &- Drafts", "Sent & Drafts"),
+    ("&-", "&"),
+    ("a/Entw&APw-rfe/b", "a/Entw\u00fcrfe/b"),
+    ("&2D3eAA-", "\U0001f600"),
+    # not valid modified UTF-7: made by a local mail program, taken literally
+    ("Q&A", "Q&A"),
+    ("R&D-Team", "R&D-Team"),  # base64 that is no UTF-16 text
+    ("x&", "x&"),
+    ("&AMQ", "&AMQ"),
+    ("&AEE-", "&AEE-"),  # 'A' encoded: not what an encoder writes
+    ("&AMQ-&AMQ-", "&AMQ-&AMQ-"),  # two runs where an encoder writes one
+    ("&AAE-", "&AAE-"),  # a control character
+    ("\u00c4rger", "\u00c4rger"),
+    ("Work", "Work"),
+    ("latin\udce9&-", "latin\udce9&-"),  # not UTF-8: refused later, not decoded
+])
+def test_source_folder_decodes_uw_imapd_names_only(rel, folder):
+    assert source_folder(rel) == folder
 
 
 def test_named_gives_the_target_encoding_and_notes_clashes():

@@ -41,7 +41,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.mail.fromline import COUNT_SEPARATORS
-from mailplan.mail.maildir import FolderNameError, folder_dirname
+from mailplan.mail.maildir import FolderNameError, folder_dirname, source_folder
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
@@ -252,7 +252,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
         prefix = ref.folders.rstrip("/") + "/"
         for path in sorted(p for p in found
                            if p.startswith(prefix) and posixpath.normpath(p) != mbox):
-            rel = path[len(prefix):]
+            rel = source_folder(path[len(prefix):])  # UW-imapd's modified UTF-7 names
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
             if rel.upper() == "INBOX":

@@ -22,6 +22,12 @@ is escaped the way dovecot's listescape plugin reads it: ``\\2e``; a literal ``\
 segments, NUL, control characters, names that are not UTF-8 and names longer than 255
 bytes on disk are refused.
 
+A source file's name is the folder's name, except that UW-imapd stores the folders IMAP
+clients create under their IMAP (modified UTF-7) names: a path segment that is valid
+modified UTF-7 holding a ``&...-`` sequence (``Entw&APw-rfe``, ``Sent &- Drafts``) is
+decoded first (``Entwürfe``, ``Sent & Drafts``); any other (``Q&A``, made by a local mail
+program) is taken literally (:func:`source_folder`).
+
 File names
 ----------
 ``<arrival>.M<usec>P<pid>_mp<sha256>_<occurrence>.<host>,S=<size>[:2,<flags>]``: the
@@ -111,6 +117,29 @@ FOLDER_NAMES = ("utf7", "utf8")
 def _check_names(names: str) -> None:
     if names not in FOLDER_NAMES:
         raise ValueError(f"folder name encoding {names!r} is not one of {FOLDER_NAMES}")
+
+
+def source_folder(rel: str) -> str:
+    """The folder a source file's path (relative to the folder directory) stands for: each
+    segment that is valid IMAP modified UTF-7 holding a ``&...-`` sequence (or ``&-``) is
+    decoded, as UW-imapd stores a folder an IMAP client created (``Entw&APw-rfe`` ->
+    ``Entwürfe``); any other segment is kept as it is (``Q&A``). Valid means what
+    :func:`encode_mutf7` gives back for the decoded name, so an encoded printable ASCII
+    character or a stray ``&`` is taken literally."""
+    return "/".join(_source_segment(seg) for seg in rel.split("/"))
+
+
+def _source_segment(seg: str) -> str:
+    if "&" not in seg:
+        return seg
+    try:
+        decoded = decode_mutf7(seg)
+        if encode_mutf7(decoded) == seg and not _CONTROL.search(decoded) \
+                and "/" not in decoded:
+            return decoded
+    except (ValueError, UnicodeError):  # bad base64, odd or unpaired UTF-16
+        pass
+    return seg
 
 
 def folder_dirname(folder: str, names: str = "utf7") -> str:
