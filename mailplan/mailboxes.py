@@ -10,7 +10,10 @@ ledger count, so its Maildir is not listed; one that grew since needs only the t
 identities with the digests of the appended messages (looked up there after the read,
 :func:`_look_up_appended`); only a mailbox read whole has its folder listed, a group of
 Maildirs at a time (:func:`_whole_read_groups`: memory follows the largest folder, not
-the number of users). One ``mailbox`` change per folder with messages to import;
+the number of users). One ``mailbox`` change per folder with messages to import, and
+one per folder with none whose directory is missing on the target (an empty folder, or
+one holding only UW-IMAP's internal message: :func:`_missing_folders`), so that the
+user's folder tree (Sent, Drafts, Trash after an expunge) exists on the new server;
 everything else is explained.
 A mailbox read whole (or past its checkpoint) and found entirely on the target gets a
 checkpoint for apply to record in the state only (``MailPlan.settled``).
@@ -42,6 +45,7 @@ from mailplan.facts.maildirs import (
     PENDING_KEY,
     MaildirFacts,
     look_up_digests,
+    missing_folders,
     read_ledger_counts,
     read_maildirs,
 )
@@ -220,9 +224,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                                     mboxrd=mboxrd), strict=True))
     scanned = [counted.get(r[0]) or scans[r[0].key] for r in ordered]
     done = _look_up_appended(target_conn, ordered, scanned, where)
+    missing = _missing_folders(target_conn, scanned, where, state_mail)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
-               subscribed, where[mb.key] in pending)
+               subscribed, where[mb.key] in pending, mb.key in missing)
     _quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
                     state_mail)
     return out
@@ -313,6 +318,24 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
     return out
 
 
+def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
+                     where: dict[str, str], state_mail: dict[str, Any]) -> set[str]:
+    """The mailboxes with nothing to import whose folder the plan creates: a folder (not
+    the INBOX) whose directory is not on the target (its user's Maildir missing, or the
+    folder in it: :func:`~mailplan.facts.maildirs.missing_folders`, one batch), and of
+    which the state records nothing: a folder an earlier apply made (or imported into)
+    and the user deleted on the new server stays deleted, as a deleted message does."""
+    empty = [scan.mailbox for scan in scans
+             if not scan.error and not scan.todo and scan.mailbox.dirname
+             and scan.mailbox.key not in state_mail]
+    wanted: dict[str, set[str]] = {}
+    for mb in empty:
+        if where[mb.key]:
+            wanted.setdefault(where[mb.key], set()).add(mb.dirname)
+    gone = missing_folders(target_conn, wanted) if wanted else set()
+    return {mb.key for mb in empty if not where[mb.key] or (where[mb.key], mb.dirname) in gone}
+
+
 def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str, str]],
                     state_mail: dict[str, Any]) -> None:
     """A problem for each user whose mail to import, with what earlier applies imported
@@ -380,10 +403,12 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
 
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
            begin: Start, ledger: tuple[int, int | None],
-           subscribed: dict[tuple[str, str], set[str] | None], pending: bool) -> None:
+           subscribed: dict[tuple[str, str], set[str] | None], pending: bool,
+           missing: bool = False) -> None:
     """Explain the mailbox or add its change. ``ledger``: how many identities its
     folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
-    its Maildir holds the record of a writer stopped before its ledger lines."""
+    its Maildir holds the record of a writer stopped before its ledger lines;
+    ``missing``: its folder is to be created though it has nothing to import."""
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{mb.name} ({mb.path}) is not "
                                     f"readable as mail: {scan.error}; nothing is imported "
@@ -394,6 +419,8 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
+    subs = subscribed.get((mb.domain, mb.user))
+    subscribe = mb.folder == "INBOX" or subs is None or mb.folder in subs
     if scan.held_back:
         # apply reads (and its checkpoint ends) where that message starts: the next
         # run reads it from its From_ line, as a whole read would
@@ -413,7 +440,18 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                             "Maildir, so later plans read only new mail" + skipped,
                             fingerprint=scan.todo_digest)
             out.changes.append(change)
-            out.jobs[change.id] = MailJob(mb, begin, 0, 0, False)
+            out.jobs[change.id] = MailJob(mb, begin, 0, 0, missing and subscribe)
+            return
+        if missing:
+            # the import's path with no message: the writer makes the folder (as it makes
+            # any, with vpopmail's modes and owner) and writes its subscription
+            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
+                            after="0 messages; create the folder"
+                            + (", subscribed as on the source" if subs and subscribe
+                               else "") + read + skipped,
+                            fingerprint=scan.todo_digest)
+            out.changes.append(change)
+            out.jobs[change.id] = MailJob(mb, begin, 0, 0, subscribe)
             return
         if settled is not None:
             out.settled.append(settled)
@@ -423,7 +461,6 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                               f"messages already on the target{read}{skipped}"))
         return
     size = scan.todo_bytes
-    subs = subscribed.get((mb.domain, mb.user))
     how = " (first import: From_ lines counted on the source, the mbox's size)" \
         if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
@@ -432,9 +469,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
-    out.jobs[change.id] = MailJob(mb, begin, scan.todo, size,
-                                  mb.folder == "INBOX" or subs is None or mb.folder in subs,
-                                  scan.counted)
+    out.jobs[change.id] = MailJob(mb, begin, scan.todo, size, subscribe, scan.counted)
 
 
 def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import weakref
 from pathlib import Path
 
@@ -1022,3 +1023,64 @@ def test_a_home_mbox_is_imported_into_the_inbox(tmp_path, folders):
     assert sorted(re.search(rb"Subject: (.*)", b)[1] for b in stored(
         target, f"ursula@{domain}")) == [b"in the spool", b"moved", b"read"]
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+PSEUDO_ONLY = PYTHON[:PYTHON.index(b"From e@x.example")]
+
+
+def test_empty_folders_are_created_and_subscribed_once(setup):
+    """A folder with no message to import (an empty file, an empty nested one, one holding
+    only UW-IMAP's internal message) is still made on the target and subscribed as on the
+    source; a re-plan finds nothing to do, a folder already there is not made again, and
+    one the user deleted on the new server after mailplan made it stays deleted."""
+    src, target, domain, spec = setup
+    mail = src / "home/alice/mail"
+    (mail / "Archive").write_bytes(b"")
+    (mail / "Sent").write_bytes(PSEUDO_ONLY)
+    (mail / "Projects").mkdir()
+    (mail / "Projects/Old").write_bytes(b"")
+    (mail / "Drafts").write_bytes(b"")  # not in ~/.mailboxlist: made, not subscribed
+    (src / "home/alice/.mailboxlist").write_text(
+        "mail/Work\nmail/Archive\nmail/Sent\nmail/Projects/Old\n")
+    address = f"alice@{domain}"
+    plan = mailplan("plan", str(spec), check=True).stdout
+    for folder in ("Archive", "Projects/Old"):
+        assert (f"+ mailbox {address} {folder}\n"
+                "      0 messages; create the folder, subscribed as on the source\n") in plan
+    assert (f"+ mailbox {address} Sent\n      0 messages; create the folder, subscribed as "
+            "on the source; 1 UW-IMAP internal message skipped\n") in plan
+    assert f"+ mailbox {address} Drafts\n      0 messages; create the folder\n" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, address)
+    owner = (root.stat().st_uid, root.stat().st_gid)
+    for name in (".Archive", ".Sent", ".Projects.Old", ".Drafts"):
+        folder = root / name
+        for path in (folder, folder / "cur", folder / "new", folder / "tmp"):
+            assert oct(path.stat().st_mode & 0o7777) == "0o700", path
+            assert (path.stat().st_uid, path.stat().st_gid) == owner, path
+        assert (folder / "maildirfolder").stat().st_uid == owner[0]
+        assert not any(any((folder / sub).iterdir()) for sub in ("cur", "new", "tmp"))
+    assert not (root / ".Projects").exists()  # a directory on the source: no mailbox
+    subscriptions = (root / "subscriptions").read_text().split()
+    assert sorted(subscriptions) == ["Archive", "Projects.Old", "Sent", "Work"]
+    assert "INBOX.Sent" in (root / "courierimapsubscribed").read_text().split()
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+    assert "No changes." in again.stdout
+    assert mailplan("verify", str(spec)).returncode == 0
+    # a new empty folder on the source is made on the next run; one the user already made
+    # on the new server is left alone, and one the user deleted there is not made again
+    (mail / "Trash").write_bytes(b"")
+    (mail / "Junk").write_bytes(b"")
+    shutil.copytree(root / ".Drafts", root / ".Junk", symlinks=True)
+    for sub in ("cur", "new", "tmp"):
+        (root / ".Drafts" / sub).rmdir()
+    (root / ".Drafts/maildirfolder").unlink()
+    (root / ".Drafts").rmdir()
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} Trash\n      0 messages; create the folder\n" in plan
+    assert "Junk" not in plan and "Drafts" not in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / ".Trash/cur").is_dir() and not (root / ".Drafts").exists()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    assert mailplan("verify", str(spec)).returncode == 0
