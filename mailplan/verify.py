@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
@@ -444,9 +445,12 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         return files.get(root, {}).get(mb.dirname, {}) if root else {}
 
     # folders proven identical last time: unchanged source (one batched window check)
-    # and the same digest from the target's listing -> not read again
+    # and the same digest from the target's listing -> not read again; a folder fed by
+    # more than one file (the spool, ~/mbox, a folder file named INBOX) is read whole
+    feeds = Counter((mb.domain, mb.user, mb.dirname) for mb in mailboxes)
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
-             and old[folder_key(mb)].size == mb.size]
+             and old[folder_key(mb)].size == mb.size
+             and feeds[(mb.domain, mb.user, mb.dirname)] == 1]
     valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail))
                                       for mb, p in pairs])
     reused = {mb.path: p for (mb, p), ok in zip(pairs, valid, strict=True)
@@ -461,33 +465,41 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         tfolders = files.get(root, {}) if root else {}
         ledger = ledgers.get(root, {}) if root else {}
         named = keywords.get(root, {}) if root else {}
-        seen: set[str] = set()
+        groups: dict[str, list[SourceMailbox]] = {}
         for mb in sorted(by_user.get(key_, []), key=lambda m: (m.dirname, m.path)):
-            if mb.dirname in seen:
-                continue  # a folder file named INBOX merged into the INBOX: counted once
-            seen.add(mb.dirname)
+            groups.setdefault(mb.dirname, []).append(mb)  # the INBOX may have several
+        seen = set(groups)
+        for group in groups.values():
+            mb = group[0]
             check = FolderCheck(ref.domain, ref.user, mb.folder)
-            if mb.path in reused:
+            if len(group) == 1 and mb.path in reused:
                 proof = reused[mb.path]
                 check.source = check.target = proof.count
                 check.reused = True
                 proven[folder_key(mb)] = proof
                 report.folders.append(check)
                 continue
-            err = errors.get(mb.path)
-            if err is not None and err.startswith("changed while"):
-                check.changed_during_read = err
-            elif err is not None:
+            failed = [(m, errors[m.path]) for m in group if m.path in errors]
+            unreadable = [(m, e) for m, e in failed if not e.startswith("changed while")]
+            if unreadable:
+                m, err = unreadable[0]
                 check.error = err
-                report.explained.append(f"{ref.user}@{ref.domain}: {mb.folder} ({mb.path}) "
+                report.explained.append(f"{ref.user}@{ref.domain}: {m.folder} ({m.path}) "
                                         f"is not readable as mail: {err}")
                 continue
-            source_msgs = messages.get(mb.path, {})
+            if failed:
+                check.changed_during_read = failed[0][1]
+            # the files feeding one folder are compared together: a message held
+            # identically in two of them is imported once (one identity)
+            source_msgs: dict[Identity, SourceMessage] = {}
+            for m in reversed(group):
+                source_msgs.update(messages.get(m.path, {}))
             result = compare_folder(check, source_msgs, tfolders.get(mb.dirname, {}),
                                     ledger.get(mb.dirname, set()),
                                     named.get(mb.dirname, frozenset()))
             report.folders.append(result)
-            proof = _proof(mb, result, source_msgs, windows.get(mb.path))
+            proof = _proof(mb, result, source_msgs, windows.get(mb.path)) \
+                if len(group) == 1 else None
             if proof is not None:
                 proven[folder_key(mb)] = proof
         for dirname in sorted((set(tfolders) | set(ledger)) - seen):

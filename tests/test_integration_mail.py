@@ -1084,3 +1084,30 @@ def test_empty_folders_are_created_and_subscribed_once(setup):
     assert (root / ".Trash/cur").is_dir() and not (root / ".Drafts").exists()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     assert mailplan("verify", str(spec)).returncode == 0
+
+
+def test_verify_compares_every_file_that_feeds_the_inbox(tmp_path):
+    # the spool and ~/mbox both feed the INBOX: verify reads both, not the first only
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mbox").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "moved"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+
+    def inbox() -> dict:
+        doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+        return next(f for f in doc["folders"] if f["folder"] == "INBOX")
+
+    row = inbox()
+    assert (row["source"], row["target"], row["ok"]) == (2, 2, True), row
+    # the spool's message lost on the target (its file and its ledger line): missing
+    root = maildir(target, f"ursula@{domain}")
+    (lost,) = [f for sub in files(root).values() for f in sub
+               if b"Subject: in the spool" in f.read_bytes()]
+    digest = parse_message_name(lost.name).digest
+    ledger = root / "mailplan-ledger"
+    ledger.write_text("".join(ln for ln in ledger.read_text().splitlines(keepends=True)
+                              if digest not in ln))
+    lost.unlink()
+    row = inbox()
+    assert not row["ok"] and row["missing"] == [f"{digest[:12]}#0"], row
