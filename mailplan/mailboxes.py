@@ -124,7 +124,7 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> l
             folder_dir = user.folders or (folders.replace("%u", acct) if folders.startswith("/")
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
-                                   folder_dir, home))
+                                   folder_dir, home, src.get("folder_names") == "mutf7"))
     return refs
 
 
@@ -369,6 +369,7 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
     absolute; the folder is the part below the folders directory, and an entry outside
     it (the INBOX, another directory) subscribes nothing mailplan imports."""
     paths, prefixes = {}, {}
+    refs_by = {(ref.domain, ref.user): ref for ref in refs}
     for ref in refs:
         account = source.accounts.get(ref.account)
         if account is not None:
@@ -395,7 +396,8 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
             for prefix in prefixes[key]:
                 if line.startswith(prefix) and line[len(prefix):]:
                     # as UW-imapd's file names: modified UTF-7 where a client made it
-                    names.add(source_folder(line[len(prefix):].rstrip("/")))
+                    name = line[len(prefix):].rstrip("/")
+                    names.add(source_folder(name) if refs_by[key].decode_names else name)
                     break
         out[key] = names
     return out

@@ -140,9 +140,9 @@ def listed(imap: imaplib.IMAP4, command: str) -> set[str]:
 @pytest.mark.parametrize("encoding", ["utf7", "utf8"])
 def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(encoding):
     """``target.folder_names``: utf8 folders (and subscriptions) list correctly in
-    courier-imap 5, utf7 ones in dovecot; UW-imapd's modified UTF-7 file names are
-    decoded once, a local ``Q&A`` is taken literally. verify and a second plan read the
-    Maildir back under the same names."""
+    courier-imap 5, utf7 ones in dovecot; with ``source.folder_names: mutf7``, UW-imapd's
+    modified UTF-7 file names are decoded once, a local ``Q&A`` is taken literally.
+    verify and a second plan read the Maildir back under the same names."""
     if encoding == "utf8":
         need_courier()
     work = Path(tempfile.mkdtemp(prefix="mailplan-names-"))
@@ -163,7 +163,8 @@ def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(enc
         spec = write_spec(work / "m.yaml", source_root=src, target=target,
                           domains={domain: {"import": {"uid_min": 1000}}})
         spec.write_text(spec.read_text().replace(
-            "  host: newmail\n", f"  host: newmail\n  folder_names: {encoding}\n"))
+            "  host: newmail\n", f"  host: newmail\n  folder_names: {encoding}\n").replace(
+            "  host: oldmail\n", "  host: oldmail\n  folder_names: mutf7\n"))
         mailplan("apply", str(spec), "--auto-approve", check=True)
         address = f"alice@{domain}"
         home = Path(target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0])

@@ -1111,3 +1111,23 @@ def test_verify_compares_every_file_that_feeds_the_inbox(tmp_path):
     lost.unlink()
     row = inbox()
     assert not row["ok"] and row["missing"] == [f"{digest[:12]}#0"], row
+
+
+@pytest.mark.parametrize(("decode", "expected"), [
+    (False, ["Entw&APw-rfe", "Sales&Ops-2024"]),  # the default: names as they are
+    (True, ["Entwürfe", "Sales\u3a9b2024"]),  # opted in: what looks encoded is decoded
+])
+def test_source_folder_names_are_decoded_only_when_asked(tmp_path, decode, expected):
+    # an ordinary name can look like modified UTF-7 (Sales&Ops-2024): decoding is the
+    # spec's choice (source.folder_names: mutf7), never a guess made for everyone
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
+
+    folders = tmp_path / "home/ann/mail"
+    folders.mkdir(parents=True)
+    for name in ("Entw&APw-rfe", "Sales&Ops-2024"):
+        (folders / name).write_bytes(msg("a@x.example", "Mon Nov  2 10:00:00 2026", name))
+    ref = MailboxRef("d.example", "ann", "ann", str(tmp_path / "spool/ann"), str(folders),
+                     str(tmp_path / "home/ann"), decode)
+    mailboxes, _notes = list_source_mailboxes(LocalConnector("old"), [ref])
+    assert sorted(mb.folder for mb in mailboxes) == expected

@@ -68,6 +68,8 @@ class MailboxRef:
     #: the home directory, where ``~/mbox`` may hold the INBOX (c-client moves the spool's
     #: mail there when it exists); "" when not known
     home: str = ""
+    #: folder file names in IMAP's modified UTF-7 are decoded (``source.folder_names``)
+    decode_names: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,9 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
         prefix = ref.folders.rstrip("/") + "/"
         for path in sorted(p for p in found
                            if p.startswith(prefix) and posixpath.normpath(p) != mbox):
-            rel = source_folder(path[len(prefix):])  # UW-imapd's modified UTF-7 names
+            rel = path[len(prefix):]
+            if ref.decode_names:  # UW-imapd's modified UTF-7 names
+                rel = source_folder(rel)
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
             if rel.upper() == "INBOX":
