@@ -23,10 +23,11 @@ class Managed:
 
     domains: frozenset[str] = frozenset()
     users: frozenset[tuple[str, str]] = frozenset()  # (domain, user)
-    #: domains whose postmaster password mailplan set from the spec (creating the domain
-    #: or since), and domains whose creation began and was not recorded: under
-    #: ``create_only`` a domain mailplan made keeps its postmaster password only once set
-    postmaster_set: frozenset[str] = frozenset()
+    #: domains mailplan made whose postmaster password may still be vadddomain's random
+    #: one: their creation began and was not recorded (``pending``), or was recorded only
+    #: by finding the domain afterwards (``postmaster_unset``). Under ``create_only``
+    #: they get the spec's password; every other domain keeps what it has
+    postmaster_unset: frozenset[str] = frozenset()
     pending: frozenset[str] = frozenset()
 
 
@@ -128,8 +129,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     name = want.name
     pm = have.users.get("postmaster")
     if want.postmaster and pm and not password_matches(want.postmaster, pm):
-        made = name in managed.pending or name in managed.domains
-        if keep_passwords and not (made and name not in managed.postmaster_set):
+        unset = name in managed.pending or name in managed.postmaster_unset
+        if keep_passwords and not unset:
             out.noops.append(Noop(name, "postmaster", KEPT))
         else:
             out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",

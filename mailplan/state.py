@@ -192,14 +192,15 @@ class State:
         return domains, users
 
     def view(self) -> Managed:
-        """What the plan needs of the record: :meth:`managed`, the domains whose
-        postmaster password mailplan set from the spec, and those whose creation began
-        and was not recorded (their postmaster password may be vadddomain's random one)."""
+        """What the plan needs of the record: :meth:`managed`, and the domains mailplan
+        made whose postmaster password may still be vadddomain's random one: recorded by
+        finding them after a cut (``postmaster_unset`` until the spec's is set), or whose
+        creation began and was not recorded yet."""
         from mailplan.diff import Managed
 
         domains, users = self.managed()
         return Managed(frozenset(domains), frozenset(users), frozenset(
-            d for d, body in self.data["managed"].items() if "postmaster_set" in body),
+            d for d, body in self.data["managed"].items() if "postmaster_unset" in body),
             frozenset(c["domain"] for c in self.intents().values()
                       if "routing" not in c and not c.get("user")))
 
@@ -292,8 +293,11 @@ class State:
                 body["users"][user] = {"created": entry["at"]}
             else:  # the domain itself: only its own step says mailplan created it
                 body.setdefault("created", entry["at"])
+        if entry.get("adopted") and domain and not user and entry.get("created"):
+            # found after a cut between vadddomain and the spec's postmaster password
+            managed.setdefault(domain, {"users": {}})["postmaster_unset"] = entry["at"]
         if entry.get("postmaster_set") and domain:  # the spec's postmaster password is set
-            managed.setdefault(domain, {"users": {}})["postmaster_set"] = entry["at"]
+            managed.setdefault(domain, {"users": {}}).pop("postmaster_unset", None)
         if entry.get("deleted") and domain:
             if user:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)

@@ -171,3 +171,18 @@ def test_create_only_keeps_a_password_changed_on_the_target_and_sets_new_ones():
     synced = diff(want([ALICE], postmaster=pm), observed, VP)
     assert ids(synced) == ["update-password:postmaster@example.com",
                            "update-password:alice@example.com"]
+
+
+def test_create_only_sets_the_postmaster_password_only_of_a_domain_cut_short():
+    # a domain mailplan made and recorded whole (also by an older mailplan, whose record
+    # has no marker) keeps what the admin set; one found after a cut between vadddomain
+    # and the spec's password, or whose creation is still pending, gets the spec's
+    pm = Password("hash", Secret(H1), "spec")
+    observed = have([ALICE_THERE, ("postmaster", H2, "NOQUOTA", "")])
+    made = frozenset({"example.com"})
+    for managed, expected in ((Managed(made), []),
+                              (Managed(made, postmaster_unset=made),
+                               ["update-password:postmaster@example.com"]),
+                              (Managed(pending=made), ["update-password:postmaster@example.com"])):
+        result = diff(want([ALICE], postmaster=pm), observed, VP, managed, keep_passwords=True)
+        assert ids(result) == expected, managed
