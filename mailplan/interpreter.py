@@ -39,13 +39,26 @@ _OK = "mailplan-python-ok"
 
 def guard(program: str) -> str:
     """Python source, valid from Python 2.6 on, that stops with :data:`ERROR_PREFIX` and
-    exit 1 on an interpreter older than :data:`MIN_VERSION`."""
+    exit 1 on an interpreter older than :data:`MIN_VERSION`; and, on a host whose locale
+    does not name files in UTF-8 (a login's Latin-1 ``LANG``), starts the same command
+    again in Python's UTF-8 mode (``-X utf8``, read back from ``/proc/self/cmdline``):
+    the programs name files in UTF-8, as mailplan reads them (folder names with
+    ``target.folder_names: utf8``)."""
     text = f"{ERROR_PREFIX}%s is Python %d.%d; {program} needs {_WANTED}\n"
     return ("import sys\n"
             f"if sys.version_info < {MIN_VERSION!r}:\n"
             f"    sys.stderr.write({text!r} % (sys.executable or 'python',"
             " sys.version_info[0], sys.version_info[1]))\n"
-            "    sys.exit(1)\n")
+            "    sys.exit(1)\n"
+            "if not getattr(sys.flags, 'utf8_mode', 1) and "
+            "sys.getfilesystemencoding().lower().replace('-', '') != 'utf8':\n"
+            "    import os\n"
+            "    try:\n"
+            "        argv = open('/proc/self/cmdline', 'rb').read().split(b'\\0')[1:-1]\n"
+            "    except (IOError, OSError):\n"
+            "        argv = None\n"
+            "    if argv and sys.executable:\n"
+            "        os.execv(sys.executable, [sys.executable.encode(), b'-X', b'utf8'] + argv)\n")
 
 
 def launch(python: str, code: str, args: Sequence[str] = (), *, program: str,

@@ -12,10 +12,11 @@ export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
    || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
-   || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null; then
+   || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null \
+   || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace >/dev/null
+    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb

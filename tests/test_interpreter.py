@@ -180,3 +180,24 @@ def test_the_writers_command_line_fits_in_one_argument_of_a_linux_exec():
         sent = LocalConnector("t", sudo=sudo).wrap(line)
         assert len(sent.encode()) < limit * 0.75, "the writer's source is nearing the limit"
     assert len(agent_source().encode()) < limit * 0.75
+
+
+def test_the_programs_name_files_in_utf8_also_under_a_latin1_locale(tmp_path):
+    # a login whose LANG is Latin-1: the writer would name folders (folder_names: utf8)
+    # in Latin-1, or fail on a character Latin-1 lacks; the bootstrap restarts it in
+    # Python's UTF-8 mode. (The C locale is UTF-8 already: Python coerces it.)
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run(["localedef", "-c", "-i", "de_DE", "-f", "ISO-8859-1",
+                           str(locales / "de_DE.ISO-8859-1")], capture_output=True,
+                          check=False)
+    assert (locales / "de_DE.ISO-8859-1").is_dir(), made.stderr  # locales is a test dependency
+    env = {**os.environ, "LOCPATH": str(locales), "LC_ALL": "de_DE.ISO-8859-1"}
+    code = "import sys; sys.stdout.write(sys.getfilesystemencoding() + ' ' + str(len(sys.argv)))"
+    line = interpreter.launch(sys.executable, code, ["one", "two"], program="a test")
+    res = subprocess.run(["/bin/sh", "-c", line], capture_output=True, env=env, check=False)
+    assert res.stdout == b"utf-8 3", res.stdout + res.stderr
+    plain = subprocess.run([sys.executable, "-I", "-S", "-c",
+                            "import sys; sys.stdout.write(sys.getfilesystemencoding())"],
+                           capture_output=True, env=env, check=False)
+    assert plain.stdout == b"iso8859-1"  # what the programs saw before
