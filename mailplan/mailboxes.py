@@ -36,7 +36,6 @@ from mailplan.facts.mailboxes import (
     SourceMailbox,
     count_mailboxes,
     list_source_mailboxes,
-    named,
     scan_mailboxes,
     still_valid,
 )
@@ -165,8 +164,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         return out
     source_conn.prepare_streams()  # the mailbox scan streams: set that up meanwhile
     mboxrd = bool(spec_data["source"].get("mboxrd", False))
-    mailboxes, notes = named(list_source_mailboxes(source_conn, refs),
-                             folder_names(spec_data))
+    mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
         user, _, rest = note.partition(": ")
         out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))

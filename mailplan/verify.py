@@ -39,7 +39,6 @@ from mailplan.facts.mailboxes import (
     Checkpoint,
     SourceMailbox,
     list_source_mailboxes,
-    named,
     still_valid,
 )
 from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
@@ -388,7 +387,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                  record: Path, full: bool) -> None:
     refs = mailbox_refs(spec.data, desired, source)
     names = folder_names(spec.data)
-    mailboxes, notes = named(list_source_mailboxes(source_conn, refs), names)
+    mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
     report.explained += notes
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}

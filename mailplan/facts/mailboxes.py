@@ -213,9 +213,10 @@ def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
     return out
 
 
-def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
+def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: str = "utf7"
                           ) -> tuple[list[SourceMailbox], list[str]]:
-    """Every spool and folder file of ``refs`` (one batch); plus notes on skipped files."""
+    """Every spool and folder file of ``refs`` (one batch), their folders named in the
+    target's encoding ``names`` (:func:`named`); plus notes on skipped files."""
     mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
     spools = sorted({r.spool for r in refs} | mboxes)
     if not refs:
@@ -262,17 +263,11 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef]
             if rel.upper() == "INBOX":
                 notes.append(f"{ref.user}@{ref.domain}: {path} is named INBOX; merged into "
                              "the INBOX")
-            try:
-                folder_dirname(rel)
-            except FolderNameError as exc:
-                notes.append(f"{ref.user}@{ref.domain}: {escape(path)}: {exc.message}; "
-                             "not imported")
-                continue
             size, mtime, inode, device = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
                                            folder_file=True, device=device))
-    return mailboxes, notes
+    return named((mailboxes, notes), names)
 
 
 #: what may follow a checkpoint: a From_ line, possibly after the line end that ends the
