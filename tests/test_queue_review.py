@@ -591,11 +591,26 @@ def unused_id(q: QueueBuilder) -> int:
     return next(n for n in range(999_999_937, 10**10) if n not in used)
 
 
+def two_messages(q: QueueBuilder, first: str, second: str) -> tuple[int, int, int]:
+    """Messages from ``first@example.net`` and ``second@example.net``, and an unused id."""
+    one = q.add(f"{first}@example.net", remote=("x@remote.example",))
+    two = q.add(f"{second}@example.net", remote=("y@remote.example",))
+    return one, two, unused_id(q)
+
+
+def chained(path: Path) -> tuple[QueueBuilder, int, int, int]:
+    """A queue where message y is named ``spare`` and wants the name y, held by message
+    x (named y, wants x)."""
+    q = QueueBuilder(path)
+    x, y, spare = two_messages(q, "x", "y")
+    rename_message(q, y, spare)
+    rename_message(q, x, y)
+    return q, x, y, spare
+
+
 def test_swapped_names_are_refused_and_the_documented_way_out_works(tmp_path):
     q = QueueBuilder(tmp_path / "qmail")
-    a = q.add("a@example.net", remote=("x@remote.example",))
-    b = q.add("b@example.net", remote=("y@remote.example",))
-    spare = unused_id(q)
+    a, b, spare = two_messages(q, "a", "b")
     rename_message(q, a, spare)
     rename_message(q, b, a)
     rename_message(q, spare, b)  # now a's files are named b and b's are named a
@@ -619,13 +634,7 @@ def test_swapped_names_are_refused_and_the_documented_way_out_works(tmp_path):
 
 
 def test_a_chain_is_repaired_one_link_per_run_also_when_cut_off(tmp_path):
-    q0 = QueueBuilder(tmp_path / "plan")
-    x0 = q0.add("x@example.net", remote=("x@remote.example",))
-    y0 = q0.add("y@example.net", remote=("y@remote.example",))
-    spare = unused_id(q0)
-    rename_message(q0, y0, spare)
-    rename_message(q0, x0, y0)
-    # message y is named spare and wants name y, held by message x (named y, wants x)
+    q0, _x0, y0, spare = chained(tmp_path / "plan")
     report = check(read(q0), detect_layout(read(q0)))
     said = {p.path: p for p in report.problems}
     assert said[f"mess/{y0 % 23}/{y0}"].repairable
@@ -635,12 +644,7 @@ def test_a_chain_is_repaired_one_link_per_run_also_when_cut_off(tmp_path):
     steps = len(repair_actions(report))
     assert steps == 6
     for cut in range(steps + 1):
-        q = QueueBuilder(tmp_path / f"cut{cut}")
-        x = q.add("x@example.net", remote=("x@remote.example",))
-        y = q.add("y@example.net", remote=("y@remote.example",))
-        spare = unused_id(q)
-        rename_message(q, y, spare)
-        rename_message(q, x, y)
+        q, x, y, spare = chained(tmp_path / f"cut{cut}")
         target = ops.Target(LocalConnector("l"), str(q.queue))
         ops.ctl_apply(target, repair_actions(check(read(q), detect_layout(read(q))))[:cut],
                       "cut")
