@@ -157,11 +157,11 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
             raise HostError(f"cannot parse vuserinfo -D {name}: {exc}", host=conn.name,
                             step="read target state") from None
         facts.domains[name] = TargetDomain(name, ddir, aliases, {u.name: u for u in users})
-    _read_catchalls(conn, facts)
+    _read_domain_files(conn, facts)
     return facts
 
 
-def _read_catchalls(conn: Connector, facts: TargetFacts) -> None:
+def _read_domain_files(conn: Connector, facts: TargetFacts) -> None:
     """Each domain's catch-all (.qmail-default), and a check of its user listing against
     the names in its ``vpasswd`` file (where the backend keeps one): ``vuserinfo -D``
     stops without an error at a vpasswd line longer than it reads (299 bytes), and a
