@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
@@ -165,6 +166,46 @@ def test_agent_refuses_paths_outside_the_queue(tmp_path):
 
 def read(q: QueueBuilder):
     return read_queue(LocalConnector("l"), str(q.queue))
+
+
+def test_stale_leftovers_are_judged_by_access_time_too(tmp_path):
+    """qmail-send and qmail-clean remove a half-written message and a pid file once
+    their atime is 36 hours old; mailplan waits until both atime and mtime are (a
+    file qmail keeps is never removed here), and its own read leaves atime alone."""
+    q = QueueBuilder(tmp_path)
+    now = int(time.time())
+    msg = q.add("a@example.net", preprocessed=False, todo=False, age=2 * 86400)
+    mess = q.path("mess", msg)
+    pid = q.queue / "pid" / "4711"
+    pid.write_text("")
+    for path in (mess, pid):
+        os.utime(path, (now - 3600, now - 3 * 86400))  # read an hour ago, written long ago
+    report = check(read(q), Layout())
+    assert [p.code for p in report.problems] == []
+    assert any(f"message {msg} is being queued" in n for n in report.notes)
+    # old on both counts: stale, as qmail itself would find it
+    for path in (mess, pid):
+        os.utime(path, (now - 2 * 86400, now - 3 * 86400))
+    codes = sorted(p.code for p in check(read(q), Layout()).problems)
+    assert codes == ["stale-partial", "stale-pid"]
+    # written recently, last read long ago (a noatime mount): not stale either
+    for path in (mess, pid):
+        os.utime(path, (now - 3 * 86400, now - 60))
+    assert check(read(q), Layout()).problems == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOATIME"), reason="a kernel without O_NOATIME")
+def test_queue_read_leaves_access_times_alone(tmp_path):
+    """A read of the queue (headers, or a whole message) must not put qmail's clean-up of
+    a leftover off: relatime would move an atime older than the mtime to now."""
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", preprocessed=False, todo=False, age=2 * 86400)
+    mess = q.path("mess", msg)
+    old = int(time.time()) - 2 * 86400
+    os.utime(mess, (old - 60, old))
+    read(q)
+    read_queue(LocalConnector("l"), str(q.queue), only_id=msg, mess="full")
+    assert int(mess.stat().st_atime) == old - 60
 
 
 def test_misplaced_file_is_moved_to_its_split(tmp_path):

@@ -137,17 +137,18 @@ def test_plain_local_leaves_other_addresses():
 
 def test_dump_parser():
     body = b"Fa@b\0"
-    record = b"E f 600 7 1 99 1 5 1000 1000000000123 qmails qmail 9 5\ninfo/3/99" + body
+    record = b"E f 600 7 1 99 1 5 1000 1000000000123 qmails qmail 9 5 1500\ninfo/3/99" + body
     dump = parse_dump(b"H 1 1 1 0 2000\nU qmails 7\nG qmail 1\n" + record, "/q")
     entry = dump.entries["info/3/99"]
     assert (entry.mode, entry.owner, entry.inode, entry.data) == (0o600, "qmails", 99, body)
+    assert (entry.mtime, entry.atime, entry.touched) == (1000, 1500, 1500)
     assert dump.status == 0 and dump.now == 2000 and dump.users == {"qmails": 7}
 
 
 @pytest.mark.parametrize("data", [
     b"",
     b"hello\n",
-    b"H 1 1 1 - 2000\nE f 600 7 1 99 1 5 1000 1000 qmails qmail 10 50\ninfo/3/99Fa@b\0",
+    b"H 1 1 1 - 2000\nE f 600 7 1 99 1 5 1000 1000 qmails qmail 10 50 1000\ninfo/3/99Fa@b\0",
     b"H 1 1 1 - 2000\nX what\n",
 ])
 def test_dump_parser_refuses_garbage(data):

@@ -221,7 +221,7 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
                                        _remove(all_files)))
         return {qf.entry.path for qf in all_files}
     if not areas.get("info") and not areas.get("todo"):
-        age = dump.now - mess[0].entry.mtime
+        age = dump.now - mess[0].entry.touched
         if age < stale_after and (areas.get("local") or areas.get("remote")):
             # qmail-queue never writes local/remote: something removed the info file
             names = ", ".join(sorted(qf.entry.path for qf in all_files))
@@ -356,7 +356,7 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
                 report.problems += _attrs(qf.entry, want, dump.users, dump.groups)
     for entry in dump.entries.values():
         if len(entry.parts) == 2 and entry.parts[0] == "pid" and \
-                dump.now - entry.mtime >= stale_after:
+                dump.now - entry.touched >= stale_after:
             report.problems.append(Problem("stale-pid", entry.path,
                                            "leftover qmail-queue pid file",
                                            _remove([QueueFile("pid", None, None, entry)])))

@@ -38,6 +38,15 @@ class Entry:
     owner: str  # user name, or "#uid" when the host has no name for it
     group: str
     data: bytes = b""  # envelope files whole; mess files: the header block
+    atime: int = 0  # what qmail-send and qmail-clean judge a leftover's age by
+
+    @property
+    def touched(self) -> int:
+        """When the file was last written or read (the later of mtime and atime): a
+        leftover is stale only once both are old, so mailplan never removes one that
+        qmail itself would still keep (it looks at atime) nor one still being written
+        on a filesystem mounted noatime."""
+        return max(self.mtime, self.atime)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -86,7 +95,7 @@ def _parse_dump(data: bytes, queue_dir: str) -> Dump:
             dump.users[fields[1]] = int(fields[2])
         elif fields[0] == "G" and len(fields) == 3:
             dump.groups[fields[1]] = int(fields[2])
-        elif fields[0] == "E" and len(fields) == 14:
+        elif fields[0] == "E" and len(fields) == 15:
             path_len, data_len = int(fields[12]), int(fields[13])
             if min(path_len, data_len) < 0 or pos + path_len + data_len > len(data):
                 raise DumpFormatError(f"queue dump truncated in the record at byte {pos}")
@@ -97,7 +106,7 @@ def _parse_dump(data: bytes, queue_dir: str) -> Dump:
                 path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
                 gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
                 size=int(fields[7]), mtime=int(fields[8]), ctime=int(fields[9]),
-                owner=fields[10], group=fields[11], data=body)
+                owner=fields[10], group=fields[11], data=body, atime=int(fields[14]))
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
     return dump
