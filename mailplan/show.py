@@ -114,6 +114,7 @@ def render(doc: dict[str, Any]) -> str:
     if doc["kind"] == "state":
         return render_state(doc)
     plan = doc["plan"]
-    head = (f"Saved plan {doc['path']} (id {plan['plan_id']}, made {plan['created_at']}, "
-            f"for {plan['spec']['path']}, state serial {plan['state']['serial']})\n\n")
-    return head + render_plan(Plan.load(Path(doc["path"])), target="the target")
+    # the id, date and spec path are the file's text: a hand-edited plan may hold anything
+    head = escape(f"Saved plan {doc['path']} (id {plan['plan_id']}, made {plan['created_at']}"
+                  f", for {plan['spec']['path']}, state serial {plan['state']['serial']})")
+    return head + "\n\n" + render_plan(Plan.load(Path(doc["path"])), target="the target")

@@ -70,3 +70,17 @@ def test_show_spec_without_state_and_missing_file(tmp_path):
     assert text == f"No state yet at {tmp_path / 'm.state.json'}: nothing has been applied on a.\n"
     missing = mailplan("show", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_a_tampered_saved_plan_shows_its_text_escaped(tmp_path):
+    # a saved plan is a file anyone with write access may have edited: its id, date and
+    # spec path are shown, never a terminal escape sequence they hold
+    plan = Plan("/x/m\x1b]0;owned\x07.yaml", "0" * 64, None, 0, "1" * 64,
+                [Change("create", "user", "example.com", "bob")])
+    plan.plan_id = "id\x1b[2J"
+    plan.created_at = "2024\x9b31m"
+    plan.save(tmp_path / "p.json")
+    text = mailplan("show", str(tmp_path / "p.json"), check=True).stdout
+    head = text.splitlines()[0]
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "(id id\\x1b[2J, made 2024\\x9b31m, for /x/m\\x1b]0;owned\\x07.yaml," in head
