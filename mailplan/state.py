@@ -341,17 +341,27 @@ def _check_version(path: Path, data: Any) -> None:
     for key in ("lineage", "serial", "managed", "history"):
         if key not in data:
             raise StateError(f"{path}: state file lacks {key!r}", hint=RECOVER)
-    managed = data["managed"]
+    managed, mail = data["managed"], data.get("mail", {})
+    routing, intents = data.get("routing", {}), data.get("intents", {})
     for key, ok, what in (
             ("lineage", isinstance(data["lineage"], str), "text"),
             ("serial", type(data["serial"]) is int, "a whole number"),
-            ("history", isinstance(data["history"], list), "a list"),
+            ("history", isinstance(data["history"], list) and all(
+                isinstance(run, dict) for run in data["history"]), "a list of applies"),
             ("managed", isinstance(managed, dict) and all(
                 isinstance(body, dict) and isinstance(body.get("users"), dict)
                 for body in managed.values()), "domains, each with its users"),
-            ("mail", isinstance(data.get("mail", {}), dict), "mailboxes"),
-            ("routing", isinstance(data.get("routing", {}), dict), "domains"),
-            ("intents", isinstance(data.get("intents", {}), dict), "steps"),
+            ("mail", isinstance(mail, dict) and all(
+                isinstance(box, dict) and all(type(box.get(n, 0)) is int
+                                              for n in ("imported", "bytes"))
+                and isinstance(box.get("checkpoint") or {}, dict)
+                for box in mail.values()), "mailboxes"),
+            ("routing", isinstance(routing, dict) and all(
+                isinstance(kinds, dict) and all(isinstance(names, dict)
+                                                for names in kinds.values())
+                for kinds in routing.values()), "domains"),
+            ("intents", isinstance(intents, dict) and all(
+                isinstance(claim, dict) for claim in intents.values()), "steps"),
             ("current_apply", isinstance(data.get("current_apply") or {}, dict),
              "an apply")):
         if not ok:

@@ -84,3 +84,14 @@ def test_a_tampered_saved_plan_shows_its_text_escaped(tmp_path):
     head = text.splitlines()[0]
     assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
     assert "(id id\\x1b[2J, made 2024\\x9b31m, for /x/m\\x1b]0;owned\\x07.yaml," in head
+
+
+def test_a_state_file_holding_the_wrong_things_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.state.json"
+    path.write_text(json.dumps({"format_version": 1, "lineage": "x", "serial": 1,
+                                "managed": {}, "history": [],
+                                "mail": {"a@example.com/INBOX": {"imported": "many",
+                                                                 "bytes": 1}}}))
+    shown = mailplan("show", str(path))
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert "the state file's 'mail' does not hold mailboxes" in shown.stderr

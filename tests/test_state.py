@@ -90,6 +90,21 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
      "the state file's 'history' does not hold a list"),
     ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
      '"mail": []}', "the state file's 'mail' does not hold mailboxes"),
+    # ... and one level down (show and apply read them as such)
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": ["x"]}',
+     "the state file's 'history' does not hold a list of applies"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"mail": {"a@b/INBOX": [1]}}', "the state file's 'mail' does not hold mailboxes"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"mail": {"a@b/INBOX": {"imported": "x", "bytes": 1}}}',
+     "the state file's 'mail' does not hold mailboxes"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"routing": {"a.example": ["x"]}}', "the state file's 'routing' does not hold domains"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"routing": {"a.example": {"alias": ["x", 1]}}}',
+     "the state file's 'routing' does not hold domains"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"intents": {"create-domain:a": "x"}}', "the state file's 'intents' does not hold steps"),
 ])
 def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path = tmp_path / "s.json"
