@@ -193,3 +193,11 @@ def test_identities_hold_identity_tuples_as_digest_bytes():
     assert ids - {(other, 0)} == {(DIGEST, 0), (DIGEST, 12)}
     assert isinstance(ids & {(other, 0)}, set)
     assert not Identities() and Identities() == set()
+
+
+@pytest.mark.parametrize("dirname", [".&ZZ-", ".&2D3-", ".&A-", ".ok.&ZZ-"])
+def test_folder_from_dirname_refuses_broken_modified_utf7(dirname):
+    # a target directory not named by an IMAP server: bad base64, odd UTF-16, a lone
+    # surrogate
+    with pytest.raises(FolderNameError, match="not valid modified UTF-7"):
+        folder_from_dirname(dirname)

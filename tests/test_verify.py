@@ -587,3 +587,19 @@ def test_verify_reads_the_users_a_group_at_a_time_with_the_same_report(tmp_path,
     monkeypatch.setattr(verify_mod, "GROUP_SOURCE_BYTES", 1)  # the other bound
     assert report() == whole
     assert groups == [["v0"], ["v1"], ["v2"]]
+
+
+@pytest.mark.ssh
+def test_a_target_folder_named_in_broken_modified_utf7_is_shown_as_named(migrated):
+    # a folder directory on the target that is not valid modified UTF-7 (made by hand,
+    # or by a tool other than the IMAP server) holding a mailplan-written message:
+    # verify names it as it is on disk, it does not die on its name
+    src, target, domain, spec, root = migrated
+    work = next((root / ".Work/cur").iterdir())
+    odd = root / ".&ZZ-" / "cur"
+    odd.mkdir(parents=True)
+    (odd / work.name).write_bytes(work.read_bytes())
+    res = mailplan("verify", str(spec))
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode in (0, 3), res.stdout + res.stderr
+    assert f"alice@{domain} .&ZZ-" in res.stdout

@@ -178,8 +178,11 @@ def folder_from_dirname(dirname: str, names: str = "utf7") -> str:
     if not dirname.startswith(".") or dirname in (".", ".."):
         raise FolderNameError(f"{dirname!r} is not a Maildir++ folder directory")
     decode = decode_mutf7 if names == "utf7" else str
-    return "/".join(decode(p.replace("\\2e", ".").replace("\\5c", "\\"))
-                    for p in dirname[1:].split("."))
+    try:
+        return "/".join(decode(p.replace("\\2e", ".").replace("\\5c", "\\"))
+                        for p in dirname[1:].split("."))
+    except (ValueError, UnicodeError):  # a directory not named by an IMAP server
+        raise FolderNameError(f"'{escape(dirname)}' is not valid modified UTF-7") from None
 
 
 def imap_name(folder: str, separator: str = ".") -> str:
