@@ -282,3 +282,42 @@ def test_queue_root_and_stale_partial_with_leftovers(tmp_path):
     assert q.queue.stat().st_mode & 0o777 == 0o750
     assert not remote.exists() and not q.path("mess", msg).exists()
     assert check(read(q), Layout()).problems == []
+
+
+def _hostile_ssh_server(banner: bytes):  # type: ignore[no-untyped-def]
+    """A TCP server on localhost answering every connection with ``banner``; its port."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(banner)
+                conn.recv(4096)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_an_error_quoting_what_a_host_said_is_escaped(tmp_path):
+    # the SSH server's version string (sent before any host key is checked) comes back
+    # in the connection error: it reaches the screen escaped, as the main CLI's errors
+    server = _hostile_ssh_server("SSH-\x1b]0;owned\x07\x9b2J-x\r\n".encode())
+    try:
+        port = server.getsockname()[1]
+        result = CliRunner().invoke(queue_cli, [
+            "stat", f"ssh://root@127.0.0.1:{port}", "--known-hosts",
+            str(tmp_path / "known_hosts")])
+    finally:
+        server.close()
+    assert result.exit_code == 1, result.output
+    assert "Error: host " in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\x9b" not in result.output
+    assert "\\x1b]0;owned\\x07\\x9b2J" in result.output

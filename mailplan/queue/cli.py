@@ -23,6 +23,7 @@ from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
 from mailplan.queue.formats import printable
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
 from mailplan.queue.model import messages, stats
+from mailplan.text import escape_lines
 
 PROBLEMS_EXIT = 2
 
@@ -32,7 +33,8 @@ class _QueueGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MailplanError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            # as the main CLI's: an error may quote what a host said (escape sequences)
+            click.echo(f"Error: {escape_lines(str(exc))}", err=True)
             sys.exit(exc.exit_code)
 
 
