@@ -161,7 +161,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
 
 
 def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
-    click.echo(f"Warning: {exc}\n  reconnecting and planning again in {wait:g}s "
+    click.echo(f"Warning: {escape_lines(str(exc))}\n  reconnecting and planning again in {wait:g}s "
                f"(retry {attempt})", err=True)
 
 

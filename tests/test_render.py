@@ -82,3 +82,17 @@ def test_text_from_outside_is_escaped_never_printed_raw():
             "name") in text
     assert text.count("\n") == render_plan(sample_plan(), target="newmail",
                                            verbose=True).count("\n") + 3
+
+
+def test_a_retry_warning_shows_the_failure_escaped(capsys):
+    # apply's "reconnecting" warning quotes what failed: a source mailbox's path, whose
+    # folder name the source's user chose (and made change while it was read)
+    from mailplan.cli import _retrying
+    from mailplan.errors import SourceChanged
+
+    path = "/home/mallory/mail/Work\u009b2J\x1b]0;owned\x07"
+    _retrying(SourceChanged(f"{path} shrank while it was read", host="oldmail"), 1, 0.2)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u009b" not in err and "\x07" not in err
+    assert "Work\\x9b2J\\x1b]0;owned\\x07 shrank while it was read" in err
+    assert err.endswith("\n  reconnecting and planning again in 0.2s (retry 1)\n")
