@@ -321,3 +321,19 @@ def test_an_error_quoting_what_a_host_said_is_escaped(tmp_path):
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\x9b" not in result.output
     assert "\\x1b]0;owned\\x07\\x9b2J" in result.output
+
+
+def test_list_json_carries_no_terminal_control_raw(tmp_path):
+    # JSON escapes C0 controls itself; the C1 CSI (U+009B) and bidi overrides of a
+    # crafted subject or sender are written as \u escapes too, the data unchanged
+    import json
+
+    q = QueueBuilder(tmp_path)
+    q.add("evil\u202e@example.net", remote=("x@remote.example",),
+          subject="pay\u009b2Jnow\u202e")
+    result = CliRunner().invoke(queue_cli, ["list", "local", "--queue-dir", str(q.queue),
+                                            "--json"])
+    assert result.exit_code == 0, result.output
+    assert "\u009b" not in result.output and "\u202e" not in result.output
+    (doc,) = json.loads(result.output)
+    assert doc["subject"] == "pay\u009b2Jnow\u202e" and doc["sender"] == "evil\u202e@example.net"

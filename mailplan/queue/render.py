@@ -113,8 +113,9 @@ def message_dict(m: Message) -> dict[str, object]:
 
 
 def list_json(msgs: list[Message]) -> str:
-    """``queue list --json``."""
-    return json.dumps([message_dict(m) for m in msgs], indent=2, ensure_ascii=False) + "\n"
+    """``queue list --json``: ASCII, as every JSON mailplan prints (a subject's C1 or bidi
+    control characters are ``\\u`` escapes, never sent raw to a terminal)."""
+    return json.dumps([message_dict(m) for m in msgs], indent=2) + "\n"
 
 
 def show_text(m: Message, data: bytes) -> str:
