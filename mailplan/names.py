@@ -18,7 +18,7 @@ import re
 USER_BYTES = frozenset(
     "!#$&'*+-./0123456789=?ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # fullmatch: "$" takes a "\n"
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtT]?)(i?[bB]?)$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -31,7 +31,7 @@ def domain_problem(name: str) -> str | None:
         return "a domain name needs at least one dot"
     labels = name.split(".")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             return (f"label {label!r} is not valid: use a-z, 0-9 and '-' (not at either end), "
                     "1 to 63 characters")
     if not 2 <= len(labels[-1]) <= 63:
