@@ -245,3 +245,25 @@ def test_the_spec_file_is_written_through_a_fresh_temp_file(tmp_path):
     with pytest.raises(MailplanError, match="does not validate"):
         write_spec_file("version: 2\n", out, force=True)
     assert out.read_text() == text and len(list(tmp_path.iterdir())) == 3
+
+
+def test_init_follows_no_link_a_user_planted(tmp_path):
+    # init reads as root, like the import: a link in a user's folders (or the folders
+    # directory itself a link) is not the user's mail and is not walked (a link to /
+    # would have had root walk the whole disk); the import ignores them alike
+    accounts = [SourceAccount("alice", 1500, "Alice", "pw"),
+                SourceAccount("mallory", 1501, "Mallory", "pw"),
+                SourceAccount("trudy", 1502, "Trudy", "pw")]
+    src = make_source(tmp_path / "old", accounts)
+    (src / "var/spool/mail/alice").write_bytes(MBOX)
+    (src / "home/mallory/mail").mkdir(parents=True)
+    (src / "home/mallory/mail/stolen").symlink_to(src / "var/spool/mail/alice")
+    (src / "home/mallory/mail/everything").symlink_to(src)
+    (src / "home/trudy").mkdir(parents=True, exist_ok=True)
+    (src / "home/trudy/mail").symlink_to(src / "var/spool/mail")
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "a.example",
+                   "--uid-min", "1500", check=True)
+    data = yaml.safe_load(res.stdout)
+    assert [u["name"] for u in data["domains"]["a.example"]["users"]] == ["alice"]
+    assert "#   mallory: no mailbox (no spool file, no mail folders)" in res.stdout
+    assert "#   trudy: no mailbox (no spool file, no mail folders)" in res.stdout

@@ -98,9 +98,12 @@ def parse_find(data: bytes) -> list[tuple[str, str, int]]:
     return out
 
 
-def _find(starts: list[str], *, depth: str | None = None) -> str:
-    # Hidden files are skipped, as the mailbox import skips them.
-    args = ["find", "-L", *starts]
+def _find(starts: list[str], *, depth: str | None = None, follow_starts: bool = False) -> str:
+    # Hidden files are skipped, as the mailbox import skips them. No link below a start
+    # point is followed (init reads as root: a user's ~/mail/x -> / would have it walk
+    # the whole disk, and count another's spool as that user's), nor a start point that
+    # is a link unless ``follow_starts`` (/var/spool/mail -> ../mail): as the import.
+    args = ["find", *(["-H"] if follow_starts else []), *starts]
     if depth:
         args += ["-maxdepth", depth]
     return (join(args) + " -name '.?*' -prune -o -type f -printf '%H\\0%P\\0%s\\0' "
@@ -132,7 +135,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         join(["cat", "--", passwd]),
         join(["cat", "--", shadow]),
         "for d in " + join(spools) + '; do test -d "$d" && printf \'%s\\n\' "$d"; done; true',
-        _find(spools, depth="1"),
+        _find(spools, depth="1", follow_starts=True),
         _exists([at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
         join(["cat", "--", at(LOCAL_HOST_NAMES)]),
         join(["cat", "--", at(SENDMAIL_CW)]),
