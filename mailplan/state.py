@@ -320,6 +320,7 @@ class State:
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{self.journal_path}:{number}: corrupt journal line ({exc})",
                                  hint=RECOVER) from None
+        _check_shape(self.journal_path, self.data)  # what its lines added holds the same
         current = self.data.get("current_apply") or {}
         self.data["history"].append({"plan_id": current.get("plan_id"),
                                      "started": current.get("started"), "finished": None,
@@ -341,6 +342,12 @@ def _check_version(path: Path, data: Any) -> None:
     for key in ("lineage", "serial", "managed", "history"):
         if key not in data:
             raise StateError(f"{path}: state file lacks {key!r}", hint=RECOVER)
+    _check_shape(path, data)
+
+
+def _check_shape(path: Path, data: dict[str, Any]) -> None:
+    """Each part of the state holds what mailplan reads there (a hand edit, another
+    tool's file, a damaged journal line)."""
     managed, mail = data["managed"], data.get("mail", {})
     routing, intents = data.get("routing", {}), data.get("intents", {})
     for key, ok, what in (
@@ -352,13 +359,14 @@ def _check_version(path: Path, data: Any) -> None:
                 isinstance(body, dict) and isinstance(body.get("users"), dict)
                 for body in managed.values()), "domains, each with its users"),
             ("mail", isinstance(mail, dict) and all(
-                isinstance(box, dict) and all(type(box.get(n, 0)) is int
-                                              for n in ("imported", "bytes"))
+                isinstance(name, str) and isinstance(box, dict)
+                and all(type(box.get(n, 0)) is int for n in ("imported", "bytes"))
                 and isinstance(box.get("checkpoint") or {}, dict)
-                for box in mail.values()), "mailboxes"),
+                for name, box in mail.items()), "mailboxes"),
             ("routing", isinstance(routing, dict) and all(
-                isinstance(kinds, dict) and all(isinstance(names, dict)
-                                                for names in kinds.values())
+                isinstance(kinds, dict) and all(
+                    isinstance(names, dict) and all(isinstance(n, str) for n in names)
+                    for names in kinds.values())
                 for kinds in routing.values()), "domains"),
             ("intents", isinstance(intents, dict) and all(
                 isinstance(claim, dict) for claim in intents.values()), "steps"),

@@ -95,3 +95,15 @@ def test_a_state_file_holding_the_wrong_things_is_a_clear_error(tmp_path):
     shown = mailplan("show", str(path))
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
     assert "the state file's 'mail' does not hold mailboxes" in shown.stderr
+
+
+def test_a_journal_line_holding_the_wrong_things_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.state.json"
+    make_state(path)
+    journal = path.with_name(path.name + ".journal")
+    for line in ('{"id": "x", "mailbox": "a@example.com/INBOX", "checkpoint": 5}',
+                 '{"id": "x", "mailbox": 5}'):
+        journal.write_text(line + "\n")
+        shown = mailplan("show", str(path))
+        assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+        assert f"{journal}: the state file's 'mail' does not hold mailboxes" in shown.stderr
