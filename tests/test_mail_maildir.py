@@ -37,10 +37,18 @@ DIGEST = "ab" * 32
     ("Entw\u00fcrfe", ".Entw&APw-rfe"),
     ("R&D", ".R&-D"),
     ("~tilde", ".~tilde"),
+    # Python upper-cases the dotless i to I: still not the INBOX for an IMAP server
+    ("\u0131nbox", ".&ATE-nbox"),
 ])
 def test_folder_dirname(folder, dirname):
     assert folder_dirname(folder) == dirname
-    assert folder_from_dirname(dirname) == ("INBOX" if folder.upper() == "INBOX" else folder)
+    assert folder_from_dirname(dirname) == ("INBOX" if dirname == "" else folder)
+
+
+def test_only_ascii_inbox_is_the_inbox():
+    assert imap_name("\u0131nbox") == "&ATE-nbox"
+    assert subscription_lines(["\u0131nbox", "Inbox"]) == {
+        "courierimapsubscribed": ["INBOX.&ATE-nbox"], "subscriptions": ["&ATE-nbox"]}
 
 
 @pytest.mark.parametrize("folder", ["", "a//b", "../etc", "a/../b", "/abs", "a/", "x\x00y",

@@ -41,7 +41,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.mail.fromline import COUNT_SEPARATORS
-from mailplan.mail.maildir import FolderNameError, folder_dirname, source_folder
+from mailplan.mail.maildir import FolderNameError, folder_dirname, is_inbox, source_folder
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
@@ -260,7 +260,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                 rel = source_folder(rel)
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
-            if rel.upper() == "INBOX":
+            if is_inbox(rel):
                 notes.append(f"{ref.user}@{ref.domain}: {path} is named INBOX; merged into "
                              "the INBOX")
             size, mtime, inode, device = found[path]

@@ -142,6 +142,13 @@ def _source_segment(seg: str) -> str:
     return seg
 
 
+def is_inbox(folder: str) -> bool:
+    """Whether a folder name is the INBOX: ``INBOX`` in any case of its ASCII letters
+    (RFC 3501), and only those (``"ınbox".upper()`` is ``"INBOX"`` in Python, but the
+    dotless i makes it another folder for every IMAP server)."""
+    return folder.isascii() and folder.upper() == "INBOX"
+
+
 def folder_dirname(folder: str, names: str = "utf7") -> str:
     """Maildir++ directory (relative to the Maildir root) for a source folder path,
     segments encoded as ``names`` says (:data:`FOLDER_NAMES`).
@@ -150,7 +157,7 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
     ``v1.2`` -> ``.v1\\2e2``; ``Ärger`` -> ``.&AMQ-rger`` (utf7) or ``.Ärger`` (utf8).
     """
     _check_names(names)
-    if folder.upper() == "INBOX":
+    if is_inbox(folder):
         return ""
     if not folder or _CONTROL.search(folder):
         raise FolderNameError(f"folder name {folder!r} is empty or holds control characters")
@@ -187,7 +194,7 @@ def folder_from_dirname(dirname: str, names: str = "utf7") -> str:
 
 def imap_name(folder: str, separator: str = ".") -> str:
     """The IMAP mailbox name (modified UTF-7) a server shows for a source folder."""
-    if folder.upper() == "INBOX":
+    if is_inbox(folder):
         return "INBOX"
     return separator.join(encode_mutf7(seg) for seg in folder.split("/"))
 
@@ -199,7 +206,7 @@ def subscription_lines(folders: list[str], names: str = "utf7") -> dict[str, lis
     :func:`folder_dirname`: courier-imap 5 keeps its subscriptions in UTF-8 as its
     folders), dot-escaped ones as well, so the server finds the folder.
     """
-    dirs = [folder_dirname(f, names)[1:] for f in folders if f.upper() != "INBOX"]
+    dirs = [folder_dirname(f, names)[1:] for f in folders if not is_inbox(f)]
     return {"courierimapsubscribed": [f"INBOX.{n}" for n in dirs],
             "subscriptions": list(dirs)}
 
