@@ -221,7 +221,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                                                   for mb, begin, known, _n in todo],
                                     mboxrd=mboxrd), strict=True))
     scanned = [counted.get(r[0]) or scans[r[0].key] for r in ordered]
-    done = _look_up_appended(target_conn, ordered, scanned, where)
+    done, mixed = _look_up_appended(target_conn, ordered, scanned, where,
+                                    _shared_inboxes(mailboxes, state_mail))
+    if mixed:  # appended copies of INBOX messages: numbered as a whole read numbers them
+        _reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes)
     missing = _missing_folders(target_conn, scanned, where, state_mail)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
@@ -290,12 +293,36 @@ def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
 Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]
 
 
+#: the names (upper case) of the mailboxes that feed a user's INBOX (SourceMailbox.name)
+_INBOX_NAMES = frozenset({"INBOX", "INBOX (~/MBOX)", "INBOX (FOLDER FILE)"})
+
+
+def _shared_inboxes(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]) -> set[str]:
+    """The keys of the INBOX mailboxes whose user's INBOX another file feeds too, or
+    fed on an earlier run (the state's entries): the spool beside ``~/mbox``."""
+    feeders: dict[str, set[str]] = {}
+    for key in [mb.key for mb in mailboxes if not mb.dirname] + list(state_mail):
+        user, _, name = key.partition("/")
+        if name.upper() in _INBOX_NAMES:
+            feeders.setdefault(user, set()).add(key)
+    return {key for keys in feeders.values() if len(keys) > 1 for key in keys}
+
+
 def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[MailboxScan],
-                      where: dict[str, str]) -> list[Read]:
+                      where: dict[str, str], shared: set[str]
+                      ) -> tuple[list[Read], set[str]]:
     """For each mailbox read from its checkpoint (``known`` None), ask its folder on the
     target about the digests of the appended messages only, then number them (the
     occurrence seed: how often each digest is there already) and count what is still to
-    import. Memory follows the appended mail, not the size of the user's folder."""
+    import. Memory follows the appended mail, not the size of the user's folder.
+
+    Also the keys of the mailboxes of ``shared`` (INBOXes fed by several files: the
+    spool, ``~/mbox``, a folder file named INBOX), left unnumbered, with an appended
+    message whose digest the INBOX's ledger holds before the checkpoint: each file
+    numbers its copies from 0, and the ledger does not say which file a line came from,
+    so the seed may count another file's copy (the spool's message c-client moved into
+    ``~/mbox`` would be numbered 1 and imported again): such a mailbox is read whole
+    (:func:`_reread_whole`)."""
     pending = [(i, r, scans[i]) for i, r in enumerate(reads)
                if r[2] is None and not scans[i].error]
     only: dict[tuple[str, str], set[str]] = {}
@@ -306,14 +333,39 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
               for _i, (mb, begin, _k, _n), _s in pending}
     found, early = look_up_digests(target_conn, only, before) if only else ({}, {})
     out = list(reads)
+    mixed = set()
     for i, (mb, begin, _k, ledger), scan in pending:
         key = (where[mb.key], mb.dirname)
+        if mb.key in shared and {sha for sha, _occ in early[key]}.intersection(
+                sha for sha, _rel, _size in scan.appended):
+            mixed.add(mb.key)
+            continue
         # the seed counts the copies before the checkpoint only: messages a killed run
         # made durable after it (their ledger lines come later) are appended ones
         seed = _seed(early[key])
         scan.number(seed, found[key])
         out[i] = (mb, replace(begin, seed=seed), found[key], ledger)
-    return out
+    return out, mixed
+
+
+def _reread_whole(keys: set[str], reads: list[Read], scans: list[MailboxScan],
+                  where: dict[str, str], source_conn: Connector, target_conn: Connector,
+                  mboxrd: bool, sizes: dict[str, int | None]) -> None:
+    """Read the mailboxes ``keys`` whole after all, compared with their folders'
+    identities (:func:`_look_up_appended` says why), in place of their reads from a
+    checkpoint in ``reads`` and ``scans``."""
+    again = [r[0] for r in reads if r[0].key in keys]
+    whole: dict[str, Read] = {}
+    whole_scans: dict[str, MailboxScan] = {}
+    for group in _whole_read_groups(again, where, sizes):
+        _read_whole(group, where, source_conn, target_conn, mboxrd, whole, whole_scans,
+                    sizes)
+    left = [mb for mb in again if mb.key not in whole_scans]  # nothing there after all
+    whole_scans.update(zip([mb.key for mb in left], scan_mailboxes(
+        source_conn, [(mb, 0, set()) for mb in left], mboxrd=mboxrd), strict=True))
+    for i, read in enumerate(reads):
+        if read[0].key in keys:
+            reads[i], scans[i] = whole[read[0].key], whole_scans[read[0].key]
 
 
 def _missing_folders(target_conn: Connector, scans: list[MailboxScan],

@@ -1131,3 +1131,43 @@ def test_source_folder_names_are_decoded_only_when_asked(tmp_path, decode, expec
                      str(tmp_path / "home/ann"), decode)
     mailboxes, _notes = list_source_mailboxes(LocalConnector("old"), [ref])
     assert sorted(mb.folder for mb in mailboxes) == expected
+
+
+def test_mail_c_client_moves_into_the_home_mbox_is_not_imported_again(tmp_path):
+    # UW-IMAP's c-client moves the spool's mail into ~/mbox (adding its bookkeeping
+    # headers, which are not part of the stored message): a message already imported
+    # from the spool and now appended to ~/mbox is the same message, as a whole read of
+    # ~/mbox (or a plan without the state file) finds; a read from ~/mbox's checkpoint
+    # must not number it after the spool's copy and import it a second time
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool")
+    path, target, domain, spec = one_user(tmp_path, a)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "moved before")
+    (home / "mbox").write_bytes(b)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    assert len(stored(target, address)) == 2
+    moved = a.replace(b"Subject: in the spool\n", b"Subject: in the spool\nStatus: RO\n"
+                      b"X-Status: \nX-Keywords: \nX-UID: 2\n")
+    with (home / "mbox").open("ab") as fh:
+        fh.write(moved)
+    path.write_bytes(b"")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert len(stored(target, address)) == 2
+    # moved again beside new mail: only the new message is imported
+    d = msg("d@x.example", "Thu Nov  5 10:00:00 2026", "spool again")
+    c = msg("c@x.example", "Wed Nov  4 10:00:00 2026", "new")
+    path.write_bytes(d)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with (home / "mbox").open("ab") as fh:
+        fh.write(d.replace(b"\n\n", b"\nStatus: RO\n\n", 1) + c)
+    path.write_bytes(b"")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert len(stored(target, address)) == 4
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    (tmp_path / "m.state.json").unlink()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
