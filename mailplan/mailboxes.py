@@ -24,6 +24,7 @@ Apply carries out the ``mailbox`` changes with the jobs kept here: see
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -425,7 +426,8 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
         if account is not None:
             home = account.home.rstrip("/")
             paths[(ref.domain, ref.user)] = f"{home}/.mailboxlist"
-            folders = ref.folders.rstrip("/")
+            # "." and "./mail" (source.folders) name the home directory and mail/
+            folders = posixpath.normpath(ref.folders)
             below = [folders + "/"]
             if folders == home:  # folders in the home directory itself
                 below += ["~/", ""]

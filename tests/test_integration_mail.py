@@ -1171,3 +1171,23 @@ def test_mail_c_client_moves_into_the_home_mbox_is_not_imported_again(tmp_path):
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     (tmp_path / "m.state.json").unlink()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.parametrize("folders", [".", "./mail"])
+def test_subscriptions_with_a_dotted_folders_directory(tmp_path, folders):
+    # source.folders "." (the home directory itself) or "./mail" names the same
+    # directories as "" and "mail": ~/.mailboxlist's entries (relative to the home
+    # directory, as c-client writes them) subscribe the folders as they do there
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    home = path.parent.parent.parent.parent / "home/ursula"
+    where = home if folders == "." else home / "mail"
+    where.mkdir(exist_ok=True)
+    (where / "Work").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "work"))
+    (where / "Old").write_bytes(msg("c@x.example", "Wed Nov  4 10:00:00 2026", "old"))
+    (home / ".mailboxlist").write_text("Work\n" if folders == "." else "mail/Work\n")
+    spec.write_text(spec.read_text().replace("source:\n", f"source:\n  folders: {folders}\n"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    assert (root / ".Old/cur").is_dir() or (root / ".Old/new").is_dir()
+    assert (root / "subscriptions").read_text().split() == ["Work"]
