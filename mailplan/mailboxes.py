@@ -31,6 +31,7 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.facts.mailboxes import (
+    HOME_MBOX_NOTE,
     Checkpoint,
     MailboxRef,
     MailboxScan,
@@ -168,7 +169,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
         user, _, rest = note.partition(": ")
-        out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))
+        if rest.endswith(HOME_MBOX_NOTE):  # its mail is imported: said with plan -v
+            out.noops.append(Noop(user.split("@")[1], user.split("@")[0], rest))
+        else:
+            out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))
     where = {}  # mailbox -> the Maildir of its user on the target ("" while there is none)
     for mb in mailboxes:
         tdom = target.domains.get(mb.domain)

@@ -1017,6 +1017,9 @@ def test_a_home_mbox_is_imported_into_the_inbox(tmp_path, folders):
     plan = mailplan("plan", str(spec), "-v", check=True).stdout
     assert f"+ mailbox ursula@{domain} INBOX (~/mbox)\n" in plan, plan
     assert "holds INBOX mail (UW-IMAP keeps the INBOX there" in plan
+    # its mail is migrated: noted with -v (Unchanged), not listed as a problem
+    assert "Problems" not in plan
+    assert "holds INBOX mail" not in mailplan("plan", str(spec), check=True).stdout
     mailplan("apply", str(spec), "--auto-approve", check=True)
     root = maildir(target, f"ursula@{domain}")
     assert [d.name for d in root.iterdir() if d.name.startswith(".")] == []  # no ".mbox"

@@ -54,6 +54,10 @@ HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 SETTLED_AFTER = 300
 _BLANK_END = (b"\n\n", b"\r\n\r\n")
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
+#: the end of the note on a user's ~/mbox (merged into the INBOX: a plan lists it with
+#: what needs no change, not among the problems)
+HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
+                  "into the INBOX")
 
 
 @dataclass(frozen=True)
@@ -246,8 +250,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                                            device=device))
         mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
         if mbox is not None and mbox in found and mbox != ref.spool:
-            notes.append(f"{ref.user}@{ref.domain}: {escape(mbox)} holds INBOX mail (UW-IMAP "
-                         "keeps the INBOX there once it exists); merged into the INBOX")
+            notes.append(f"{ref.user}@{ref.domain}: {escape(mbox)} {HOME_MBOX_NOTE}")
             size, mtime, inode, device = found[mbox]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", mbox, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
