@@ -217,7 +217,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         _read_whole(group, where, source_conn, target_conn, mboxrd, reads, scans, sizes)
     ordered = [reads[mb.key] for mb in mailboxes]
     # a folder with nothing on the target yet takes every message: counted on the source
-    first = [r[0] for r in ordered if r[0].key not in scans and not r[1].offset and not r[2]]
+    # (not a read from a checkpoint at byte 0, known None: an empty file's, mail since
+    # arrived in it; its messages are numbered after the target's, _look_up_appended)
+    first = [r[0] for r in ordered if r[0].key not in scans and not r[1].offset
+             and r[2] is not None and not r[2]]
     counted = dict(zip(first, count_mailboxes(source_conn, first, mboxrd=mboxrd),
                        strict=True))
     todo = [r for r in ordered if r[0].key not in scans and counted.get(r[0]) is None]

@@ -1194,3 +1194,23 @@ def test_subscriptions_with_a_dotted_folders_directory(tmp_path, folders):
     root = maildir(target, f"ursula@{domain}")
     assert (root / ".Old/cur").is_dir() or (root / ".Old/new").is_dir()
     assert (root / "subscriptions").read_text().split() == ["Work"]
+
+
+def test_mail_arriving_in_an_empty_folder_mailplan_made_is_imported(tmp_path):
+    # an empty folder file is made on the target, and its checkpoint is at byte 0; the
+    # mail that arrives in it later is imported (a read from byte 0 is a whole read, not
+    # a first import counted on the source and then numbered as no message at all)
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    folders = path.parent.parent.parent.parent / "home/ursula/mail"
+    folders.mkdir()
+    (folders / "Archive").write_bytes(b"")
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    assert (root / ".Archive/cur").is_dir()
+    (folders / "Archive").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "kept"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} Archive\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert len(files(root / ".Archive").get("new", [])) == 1
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
