@@ -337,8 +337,15 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
     for _i, (mb, _b, _k, _n), scan in pending:
         only.setdefault((where[mb.key], mb.dirname), set()).update(
             sha for sha, _rel, _size in scan.appended)
-    before = {(where[mb.key], mb.dirname): begin.ledger
-              for _i, (mb, begin, _k, _n), _s in pending}
+    # the ledger lines before the latest of the checkpoints reading into a folder (an
+    # INBOX's files have their own): a digest before an earlier one's is then among
+    # ``early`` too, and has that mailbox read whole (``shared``), never numbered as new
+    before: dict[tuple[str, str], int | None] = {}
+    for _i, (mb, begin, _k, _n), _s in pending:
+        key = (where[mb.key], mb.dirname)
+        had = before.get(key, begin.ledger)
+        before[key] = None if had is None or begin.ledger is None \
+            else max(had, begin.ledger)
     found, early = look_up_digests(target_conn, only, before) if only else ({}, {})
     out = list(reads)
     mixed = set()

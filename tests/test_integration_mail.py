@@ -1214,3 +1214,29 @@ def test_mail_arriving_in_an_empty_folder_mailplan_made_is_imported(tmp_path):
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert len(files(root / ".Archive").get("new", [])) == 1
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_spool_duplicate_is_numbered_by_its_own_checkpoint_beside_the_home_mbox(tmp_path):
+    # the spool and ~/mbox both read from their checkpoints in one plan: the spool's
+    # appended second copy of its own message is numbered after the copies before the
+    # spool's checkpoint, not ~/mbox's (an earlier one), as a whole read numbers it
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "first")
+    path, target, domain, spec = one_user(tmp_path, a)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mbox").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    c = msg("c@x.example", "Wed Nov  4 10:00:00 2026", "twice")
+    with path.open("ab") as fh:
+        fh.write(c)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with path.open("ab") as fh:
+        fh.write(c)
+    with (home / "mbox").open("ab") as fh:
+        fh.write(msg("d@x.example", "Thu Nov  5 10:00:00 2026", "more"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    assert len(stored(target, address)) == 5
+    (tmp_path / "m.state.json").unlink()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
