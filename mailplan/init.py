@@ -2,10 +2,11 @@
 
 The survey (:mod:`mailplan.facts.survey`) says which accounts, mailboxes, routing files
 and local domains exist; :func:`choose` decides which accounts to migrate and why each
-other one is left out (system account, no mailbox, locked or unusable password, a name
-vpopmail cannot carry); :func:`render_spec` writes the YAML with those reasons as
-comments. The result is validated like any spec before it is written, and it never holds
-a secret: passwords come from the source's shadow file at plan time.
+other one is left out (system account, no mailbox, locked or unusable password, an
+account the old server refuses by date, a name vpopmail cannot carry);
+:func:`render_spec` writes the YAML with those reasons as comments. The result is
+validated like any spec before it is written, and it never holds a secret: passwords
+come from the source's shadow file at plan time.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
             reason = "no entry in the shadow file"
         elif account.password is not None and not account.password.usable:
             reason = account.password.detail
+        elif account.expired:  # plan refuses its hash: it would let the account in again
+            reason = (f"cannot log in on the old server: {account.expired} (to migrate it, "
+                      "give it a password: in the spec)")
         elif problem := user_problem(name):
             reason = f"not a name vpopmail accepts: {problem}"
         elif name in taken or name == "postmaster":

@@ -267,3 +267,45 @@ def test_init_follows_no_link_a_user_planted(tmp_path):
     assert [u["name"] for u in data["domains"]["a.example"]["users"]] == ["alice"]
     assert "#   mallory: no mailbox (no spool file, no mail folders)" in res.stdout
     assert "#   trudy: no mailbox (no spool file, no mail folders)" in res.stdout
+
+
+def plan_of_init_spec(tmp_path, text: str) -> dict:
+    """The JSON plan of an init spec pointed at the stand-in target."""
+    data = yaml.safe_load(text)
+    target = install_target(tmp_path / "target")
+    data["hosts"]["newmail"] = {"local": True}
+    data["target"].update(vpopmail_dir=target.vpopmail_dir, qmail_dir=target.qmail_dir)
+    runnable = tmp_path / "run.yaml"
+    runnable.write_text(yaml.safe_dump(data, sort_keys=False))
+    return json.loads(mailplan("plan", str(runnable), "--json", check=True).stdout)
+
+
+def test_init_leaves_out_an_account_the_old_server_refuses_by_date(tmp_path):
+    # plan refuses to migrate an expired account's hash (it would let the account in
+    # again): init leaves it out with that reason instead of listing it to migrate
+    accounts = [SourceAccount("alice", 1500, "Alice", "pw-a"),
+                SourceAccount("gone", 1501, "Gone", "pw-g"),
+                SourceAccount("idle", 1502, "Idle", "pw-i")]
+    src = make_source(tmp_path / "old", accounts)
+    shadow = src / "etc/shadow"
+    lines = []
+    for line in shadow.read_text().splitlines():
+        f = line.split(":")
+        if f[0] == "gone":
+            f[7] = "100"  # account expiry date: 1970-04-11
+        elif f[0] == "idle":
+            f[2], f[4], f[6] = "100", "30", "7"  # password expired long past inactivity
+        lines.append(":".join(f))
+    shadow.write_text("\n".join(lines) + "\n")
+    for a in accounts:
+        (src / "var/spool/mail" / a.name).write_bytes(MBOX)
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "a.example",
+                   "--uid-min", "1500", check=True)
+    assert [u["name"] for u in yaml.safe_load(res.stdout)["domains"]["a.example"]["users"]
+            ] == ["alice"]
+    assert ("#   gone: cannot log in on the old server: the account expired on 1970-04-11 "
+            "(shadow's expiry date)") in res.stdout
+    assert "#   idle: cannot log in on the old server: its password expired" in res.stdout
+    planned = plan_of_init_spec(tmp_path, res.stdout)
+    assert planned["problems"] == []
+    assert {c["user"] for c in planned["changes"] if c["kind"] == "user"} == {"alice"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
-from mailplan.facts.source import parse_passwd, parse_shadow
+from mailplan.facts.source import parse_passwd, parse_shadow, today_number
 from mailplan.remote import run_batch
 from mailplan.shell import join
 from mailplan.text import is_number
@@ -39,6 +39,8 @@ class SurveyAccount:
     home: str
     shell: str
     password: HashInfo | None  # None: no shadow entry, or shadow unreadable
+    #: why the old server refuses its logins by date (shadow's expiry dates), or None
+    expired: str | None = None
 
 
 @dataclass
@@ -149,10 +151,12 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     shadow_ok = first[1].returncode == 0
     hashes = parse_shadow(first[1].stdout, host=conn.name, path=shadow) if shadow_ok else {}
     accounts = []
+    today = today_number()
     for name, (_line, f) in entries.items():
         entry = hashes.get(name)
         accounts.append(SurveyAccount(name, int(f[2]), f[4], f[5], f[6],
-                                      classify(entry.password) if entry else None))
+                                      classify(entry.password) if entry else None,
+                                      entry.expired(today) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
                     "" if shadow_ok else first[1].stderr_text[:300] or "not readable")
     present_spools = _text(first[2]).split()
