@@ -21,9 +21,9 @@ import yaml
 
 from mailplan.errors import MailplanError
 from mailplan.facts.survey import Survey, SurveyAccount, folder_dir
-from mailplan.names import domain_problem, human_size, user_problem
+from mailplan.names import MAX_GECOS, domain_problem, human_size, user_problem
 from mailplan.spec import SCHEMA_DIR, load_spec
-from mailplan.text import escape
+from mailplan.text import escape, has_control, is_control
 
 NOT_DOMAINS = {"localhost", "localhost.localdomain", "localdomain"}
 
@@ -36,6 +36,8 @@ class Choice:
     name: str  # the mailbox name (lower-cased account name)
     reason: str  # why it is left out; "" when it is migrated
     mailbox: str  # a short description of its mail
+    #: a comment: for the spec when the source's full name cannot be the mailbox's
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,17 @@ def _mailbox(survey: Survey, account: SurveyAccount, folders: str) -> str:
     return ", ".join(parts)
 
 
+def fit_comment(account: SurveyAccount) -> str | None:
+    """A ``comment:`` for an account whose full name (gecos) holds a control character,
+    which plan refuses as the mailbox's comment: the name without them (each run of them
+    a space), cut to vpopmail's 64 bytes; None when the full name is fine."""
+    full = account.gecos.split(",", 1)[0].strip()
+    if not has_control(full):
+        return None
+    text = " ".join("".join(" " if is_control(c) else c for c in full).split())
+    return text.encode()[:MAX_GECOS].decode("utf-8", "ignore").strip() or account.name
+
+
 def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
            folders: str = "mail") -> list[Choice]:
     """Every account of the source, in passwd order, migrated or with the reason why not."""
@@ -117,7 +130,8 @@ def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
                       if name in taken else "postmaster is vpopmail's own account")
         if not reason:
             taken[name] = account.name
-        out.append(Choice(account, name, reason, mailbox))
+        out.append(Choice(account, name, reason, mailbox,
+                          None if reason else fit_comment(account)))
     return out
 
 
@@ -184,7 +198,9 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
         out.append(f"      - name: {_scalar(c.name)}"
                    + (f"\n        from: {_scalar(c.account.name)}"
                       if c.name != c.account.name else "")
-                   + f"  # uid {c.account.uid}; {_comment(c.mailbox)}")
+                   + f"  # uid {c.account.uid}; {_comment(c.mailbox)}"
+                   + (f"\n        comment: {_scalar(c.comment)}  # the full name on the "
+                      "source holds a control character" if c.comment else ""))
     if left:
         out.append(f"    # {len(left)} account(s) left out (add one under users: to "
                    "migrate it anyway):")

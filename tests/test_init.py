@@ -309,3 +309,26 @@ def test_init_leaves_out_an_account_the_old_server_refuses_by_date(tmp_path):
     planned = plan_of_init_spec(tmp_path, res.stdout)
     assert planned["problems"] == []
     assert {c["user"] for c in planned["changes"] if c["kind"] == "user"} == {"alice"}
+
+
+def test_init_gives_a_comment_to_an_account_whose_full_name_plan_refuses(tmp_path):
+    # a full name (gecos) with a control character cannot be the mailbox's comment: plan
+    # would refuse the account unless the spec gives it one, so init writes one
+    accounts = [SourceAccount("alice", 1500, "Alice", "pw-a"),
+                SourceAccount("bell", 1501, "Ring\x07 the\x01\x02Bell,Room 2", "pw-b"),
+                SourceAccount("nul", 1502, "\x1b\x7f", "pw-n")]
+    src = make_source(tmp_path / "old", accounts)
+    for a in accounts:
+        (src / "var/spool/mail" / a.name).write_bytes(MBOX)
+    out = tmp_path / "m.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "a.example",
+             "--uid-min", "1500", "-o", str(out), check=True)
+    text = out.read_text()
+    assert "\x07" not in text and "\x1b" not in text
+    users = yaml.safe_load(text)["domains"]["a.example"]["users"]
+    assert users == [{"name": "alice"}, {"name": "bell", "comment": "Ring the Bell"},
+                     {"name": "nul", "comment": "nul"}]
+    planned = plan_of_init_spec(tmp_path, text)
+    assert planned["problems"] == []
+    assert {c["user"] for c in planned["changes"] if c["kind"] == "user"} == {
+        "alice", "bell", "nul"}
