@@ -63,6 +63,8 @@ class MailCounter:
     started: float | None = None
     #: per mailbox change: what the plan expected, and what was journaled so far
     boxes: dict[str, Tally] = field(default_factory=dict)
+    #: when each user's import began (its rate is measured from there)
+    user_started: dict[str, float] = field(default_factory=dict)
 
     def plan(self, change: Change, messages: int, size: int) -> None:
         """Add one planned mailbox to the totals."""
@@ -75,6 +77,7 @@ class MailCounter:
         """Count a journaled batch."""
         if self.started is None:
             self.started = self.clock()
+        self.start_user(change)
         user = self.users.setdefault(user_of(change), Tally())
         for tally in (user, self.overall, self.boxes.setdefault(change.id, Tally())):
             tally.messages += messages
@@ -97,24 +100,35 @@ class MailCounter:
         if self.started is None:
             self.started = self.clock()
 
-    def rate(self) -> float:
-        """Bytes per second so far."""
-        if self.started is None:
-            return 0.0
-        elapsed = self.clock() - self.started
-        return self.overall.bytes / elapsed if elapsed > 0 else 0.0
+    def start_user(self, change: Change) -> None:
+        """The import of the user of ``change`` begins now (unless it already had)."""
+        self.user_started.setdefault(user_of(change), self.clock())
 
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None until something was imported)."""
-        rate = self.rate()
+    def rate(self, user: str | None = None) -> float:
+        """Bytes per second so far, overall or of ``user`` (``user@domain``)."""
+        started = self.started if user is None else self.user_started.get(user)
+        if started is None:
+            return 0.0
+        elapsed = self.clock() - started
+        done = self.overall.bytes if user is None else self.users.get(user, Tally()).bytes
+        return done / elapsed if elapsed > 0 else 0.0
+
+    def eta(self, user: str | None = None) -> float | None:
+        """Seconds left at the current rate, overall or of ``user`` (None until
+        something was imported)."""
+        rate = self.rate(user)
         if rate <= 0:
             return None
-        return max(0.0, (self.overall.bytes_total - self.overall.bytes) / rate)
+        tally = self.overall if user is None else self.users.get(user, Tally())
+        return max(0.0, (tally.bytes_total - tally.bytes) / rate)
 
-    def status(self) -> str:
-        """One line: done/total, rate, ETA."""
-        eta = self.eta()
-        return (f"mail: {self.overall.text()}, {human_size(int(self.rate()))}/s, "
+    def status(self, user: str | None = None) -> str:
+        """One line: done/total, rate, ETA (overall: ``mail: ...``; of ``user``:
+        ``user@domain ...``)."""
+        eta = self.eta(user)
+        tally = self.overall if user is None else self.users.get(user, Tally())
+        return (f"{'mail:' if user is None else user} {tally.text()}, "
+                f"{human_size(int(self.rate(user)))}/s, "
                 f"ETA {duration(eta) if eta is not None else '?'}")
 
 
@@ -135,7 +149,10 @@ class Reporter:
         """A phase begins: ``accounts and routing`` or ``mail import``."""
 
     def step_started(self, change: Change) -> None:
-        """A step begins."""
+        """A step begins (a user's first mailbox starts the user's rate)."""
+        if change.kind == "mailbox":
+            with self.lock:
+                self.mail.start_user(change)
 
     def step_done(self, change: Change) -> None:
         """A step finished and is journaled (a mailbox's totals are settled)."""
@@ -197,8 +214,7 @@ class PlainReporter(Reporter):
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
-            user = self.mail.users[user_of(change)]
-            self._print(f"  {self.mail.status()}; {escape(user_of(change))} {user.text()}")
+            self._print(f"  {self.mail.status()}; {escape(self.mail.status(user_of(change)))}")
 
     def note(self, text: str) -> None:
         """Print it."""
@@ -239,6 +255,7 @@ class LiveReporter(Reporter):
 
     def step_started(self, change: Change) -> None:
         """Show the user's bar when its first mailbox starts."""
+        super().step_started(change)
         if change.kind != "mailbox":
             return
         who = user_of(change)
@@ -246,7 +263,8 @@ class LiveReporter(Reporter):
             if who not in self._users:
                 tally = self.mail.users.get(who, Tally())
                 self._users[who] = self.progress.add_task(
-                    f"  {who}", total=tally.bytes_total or None, detail=tally.text())
+                    f"  {who}", total=tally.bytes_total or None,
+                    detail=self._user_detail(who))
 
     def step_done(self, change: Change) -> None:
         """Print the finished step above the bars; advance the phase."""
@@ -275,10 +293,14 @@ class LiveReporter(Reporter):
         who = user_of(change)
         tally, overall = self.mail.users[who], self.mail.overall
         if who in self._users:
-            self.progress.update(self._users[who], completed=tally.bytes, detail=tally.text())
+            self.progress.update(self._users[who], completed=tally.bytes,
+                                 detail=self._user_detail(who))
         if self._overall is not None:
             self.progress.update(self._overall, completed=overall.bytes,
                                  detail=self.mail.status().removeprefix("mail: "))
+
+    def _user_detail(self, who: str) -> str:
+        return self.mail.status(who).removeprefix(who + " ")
 
     def note(self, text: str) -> None:
         """Print above the bars."""

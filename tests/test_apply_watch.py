@@ -60,6 +60,14 @@ def test_counter_rate_eta_and_texts():
     assert counter.users["a@d.example"].text() == "10/10 messages, 1000B/1000B (100%)"
     assert counter.status() == ("mail: 10/40 messages, 1000B/3.9K (25%), 100B/s, ETA 0:30")
     assert duration(3725) == "1:02:05" and duration(65) == "1:05"
+    # per user: rate and ETA from when that user's import began
+    counter.start_user(change("b"))
+    now[0] = 130.0
+    counter.add(change("b"), 10, 1000)
+    assert counter.rate("b@d.example") == 50.0 and counter.eta("b@d.example") == 40.0
+    assert counter.status("b@d.example") == ("b@d.example 10/30 messages, 1000B/2.9K (33%), "
+                                             "50B/s, ETA 0:40")
+    assert counter.status("a@d.example").endswith("1000B/1000B (100%), 50B/s, ETA 0:00")
     assert Tally().text() == "0/0 messages, 0B/0B"
 
 
@@ -74,7 +82,9 @@ def test_plain_reporter_prints_status_lines_at_its_interval(tmp_path):
     lines = out.read().splitlines()
     assert lines[0] == "mail import: 1 step(s); 0/4 messages, 0B/400B (0%)"
     assert lines[1].startswith("  mail: 2/4 messages, 200B/400B (50%), ")
-    assert lines[1].endswith("a@d.example 2/4 messages, 200B/400B (50%)")
+    # the user's own rate and ETA follow the user's counts
+    assert re.search(r"; a@d\.example 2/4 messages, 200B/400B \(50%\), \S+/s, ETA \S+$",
+                     lines[1]), lines[1]
     # done: the user's totals become what was imported (2 of the 4 planned messages were
     # found on the target meanwhile, or the plan's count was an estimate)
     assert lines[2] == ("  + mailbox a@d.example INBOX: done "
@@ -157,6 +167,7 @@ def test_plain_progress_log_file_and_quiet(big):
     assert "mail import: 2 step(s); 0/6200 messages" in out
     assert "  mail: 2000/6200 messages" in out and "/s, ETA " in out
     assert f"big@{domain} 2000/6000 messages" in out
+    assert re.search(rf"; big@{re.escape(domain)} 2000/6000 messages, .*/s, ETA ", out)
     # a first import's total is the mbox's size: progress counts the source's bytes too,
     # so the last batch reaches the total (as stored, the From_ lines would be missing)
     assert re.search(rf"big@{domain} 6000/6000 messages, (\S+)/\1 \(100%\)", out), out
@@ -271,6 +282,8 @@ def test_live_display_in_a_terminal_and_ctrl_c(big, tmp_path, no_color):
         screen = tmux(sock, "capture-pane", "-p", "-e")
         assert "all mail" in screen and "messages" in screen and "ETA" in screen
         assert f"big@{domain}" in screen
+        # the user's row has its own rate and ETA, as the overall one
+        assert re.search(rf"big@{re.escape(domain)}.* messages, .*/s, ETA ", screen), screen
         assert coloured(screen) is not no_color
         tmux(sock, "send-keys", "C-c")
         wait_for(lambda: "EXIT=" in tmux(sock, "capture-pane", "-p", "-S", "-200"))
