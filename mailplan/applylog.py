@@ -6,7 +6,8 @@ reports it (:attr:`mailplan.connectors.base.Connector.observer`): the display fo
 the command (secrets shown as ``(sensitive)``, never the rendered text), how long it
 took, its exit status and output sizes, and the first line of its error output. Command
 output itself is not logged: vuserinfo prints password hashes. The summary at the end
-counts what was created, changed, deleted, imported, skipped and failed.
+counts what was created, changed, deleted, imported, skipped, not migrated (the plan's
+problems, each written to the log when the plan is made) and failed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Summary:
     imported_bytes: int = 0
     mailboxes: int = 0
     skipped: int = 0
+    #: the plan's problems: what the spec asks for that is not migrated
+    not_migrated: int = 0
     failed: list[str] = field(default_factory=list)
     result: str = "ok"
 
@@ -52,7 +55,10 @@ class Summary:
                f"deleted: {self.deleted}",
                f"imported: {self.imported_messages} message(s), "
                f"{human_size(self.imported_bytes)} into {self.mailboxes} mailbox(es) completed",
-               f"skipped: {self.skipped}", f"failed: {len(self.failed)}"]
+               f"skipped: {self.skipped}",
+               f"not migrated: {self.not_migrated} (the plan's problems"
+               + (", listed above)" if self.not_migrated else ")"),
+               f"failed: {len(self.failed)}"]
         out += [f"  failed: {f}" for f in self.failed]
         return out
 

@@ -140,6 +140,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)
+            watch.planned(planned.plan)
             todo = [c for c in planned.plan.changes if prune or c.action != "delete"]
             if saved is None and not quiet:
                 click.echo(render_plan(planned.plan, target=target,

@@ -38,7 +38,7 @@ from mailplan.applylog import ApplyLog, Summary, default_log_path
 from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
-from mailplan.plan import Change
+from mailplan.plan import Change, Plan
 from mailplan.progress import Reporter, reporter_for
 from mailplan.spec import Spec
 from mailplan.text import escape, escape_lines
@@ -110,6 +110,16 @@ class ApplyWatch:
                         source=spec.data["source"]["host"],
                         target=spec.data["target"]["host"])
         return out
+
+    def planned(self, plan: Plan) -> None:
+        """Record the plan's problems (what is not migrated) in the log and summary."""
+        self.summary.not_migrated = len(plan.problems)
+        if plan.problems:
+            self.log.write(f"plan {escape(plan.plan_id)}: {len(plan.problems)} problem(s), "
+                           "not migrated:")
+        for p in plan.problems:
+            who = f"{p.user}@{p.domain}" if p.user else p.domain
+            self.log.write(f"  ! {escape(who)}: {escape(p.message)}")
 
     def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
         """Start applying: reporter, totals, Ctrl-C handler."""

@@ -364,3 +364,24 @@ def test_a_state_that_cannot_be_saved_after_an_error_says_both(tmp_path):
                                       "be saved: cannot write /s.json")
     with pytest.raises(MailplanError, match="cannot write"):
         _finish(Full(), "ok", {})  # type: ignore[arg-type]
+
+
+def test_the_log_records_what_the_plan_does_not_migrate(tmp_path):
+    """The apply log is the record of the run: the plan's problems (accounts that are not
+    migrated, and why) are in it, and its summary counts them, also when the spec is
+    applied without showing the plan (--quiet) and when there is nothing to apply."""
+    src = make_source(tmp_path / "source", [
+        SourceAccount("ann", 1000, "Ann", "pw-ann"),
+        SourceAccount("lou", 1001, "Locked", raw_hash="!$6$salt$lockedhashvalue")])
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    for args in ((), ("--quiet",)):  # applies the plan, then finds nothing to apply
+        mailplan("apply", str(spec), "--auto-approve", *args, check=True)
+        text = logs(spec)[-1].read_text()
+        assert re.search(rf"  ! lou@{re.escape(domain)}: password of source account 'lou' "
+                         r"cannot be migrated \(shadow line \d+\): account is locked", text)
+        assert "not migrated: 1 (the plan's problems, listed above)" in text
+        assert "lockedhashvalue" not in text and "pw-ann" not in text
+    assert "result: nothing to apply" in text
