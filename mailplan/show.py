@@ -100,7 +100,10 @@ def render_state(doc: dict[str, Any]) -> str:
     else:
         out.append("No apply recorded.")
     if doc["mail"]:
-        out += ["", "Mail imported (messages, bytes):"]
+        # the Maildir files' sizes: a plan and apply's progress count the mbox's bytes
+        # (From_ lines and bookkeeping headers included), so these are fewer
+        out += ["", "Mail imported (messages; bytes as stored in the Maildirs, without the "
+                    "mbox's From_ lines and bookkeeping headers):"]
         for user, folders in doc["mail"].items():
             total = sum(f["imported"] for f in folders.values())
             size = sum(f["bytes"] for f in folders.values())

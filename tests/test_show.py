@@ -39,6 +39,7 @@ def test_show_state_text_and_json(tmp_path):
     assert "    users (1): alice" in text and "    aliases (1): info" in text
     assert "Last apply: ok, started " in text and ", 5 of 5 change(s)" in text
     assert "  alice@example.com: 2008 message(s), 4.0K (INBOX 2005, Work 3)" in text
+    assert "bytes as stored in the Maildirs" in text  # not the plan's measure: said so
     doc = json.loads(mailplan("show", str(path), "--json", check=True).stdout)
     assert doc["kind"] == "state" and doc["serial"] == 6
     assert doc["managed"]["example.com"]["users"] == ["alice"]
