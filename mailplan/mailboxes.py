@@ -426,6 +426,15 @@ def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str
                                         "the quota is raised"))
 
 
+def _subscribed_text(subs: set[str] | None, subscribe: bool) -> str:
+    """How a folder the plan creates is subscribed, for its change line."""
+    if not subscribe:
+        return ""
+    if subs is None:
+        return ", subscribed (the source has no ~/.mailboxlist: every folder is)"
+    return ", subscribed as on the source"
+
+
 def _subscriptions(conn: Connector, refs: list[MailboxRef],
                    source: SourceFacts) -> dict[tuple[str, str], set[str] | None]:
     """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
@@ -515,8 +524,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             # any, with vpopmail's modes and owner) and writes its subscription
             change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                             after="0 messages; create the folder"
-                            + (", subscribed as on the source" if subs and subscribe
-                               else "") + read + skipped,
+                            + _subscribed_text(subs, subscribe) + read + skipped,
                             fingerprint=scan.todo_digest)
             out.changes.append(change)
             out.jobs[change.id] = MailJob(mb, begin, 0, 0, subscribe)

@@ -1087,6 +1087,14 @@ def test_empty_folders_are_created_and_subscribed_once(setup):
     assert (root / ".Trash/cur").is_dir() and not (root / ".Drafts").exists()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     assert mailplan("verify", str(spec)).returncode == 0
+    # without a ~/.mailboxlist every folder is subscribed, and the plan says so
+    (src / "home/alice/.mailboxlist").unlink()
+    (mail / "Receipts").write_bytes(b"")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"+ mailbox {address} Receipts\n      0 messages; create the folder, subscribed "
+            "(the source has no ~/.mailboxlist: every folder is)\n") in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "Receipts" in (root / "subscriptions").read_text().split()
 
 
 def test_verify_compares_every_file_that_feeds_the_inbox(tmp_path):
