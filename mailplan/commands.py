@@ -135,13 +135,23 @@ def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
     pm = want.postmaster
     clear = pm.value if pm and pm.kind == "clear" else Secret(secrets.token_urlsafe(18))
     r.secrets += [clear] + ([pm.value] if pm else [])
-    r.run(Cmd.of(r.ctx.tool("vadddomain"), change.domain, stdin_lines=[clear, clear]))
-    r.domain_dir(change.domain)
+    known = r.session.run(Cmd.of(r.ctx.tool("vdominfo"), "-n", "-d", change.domain).render())
+    if known.returncode == 0:  # made by hand since the plan: not mailplan's to claim
+        raise r.fail("the domain exists on the target already (made since the plan read "
+                     "it); run `mailplan plan` again and review the new plan")
     address = f"postmaster@{change.domain}"
-    if pm and pm.kind == "hash":
-        r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", pm.value, address))
-    if pm and not password_matches(pm, r.read_user(address)):
-        raise r.fail("the postmaster password did not take effect")
+    try:
+        r.run(Cmd.of(r.ctx.tool("vadddomain"), change.domain, stdin_lines=[clear, clear]))
+        r.domain_dir(change.domain)
+        if pm and pm.kind == "hash":
+            r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", pm.value, address))
+        if pm and not password_matches(pm, r.read_user(address)):
+            raise r.fail("the postmaster password did not take effect")
+    except StepFailed as exc:
+        # whatever vadddomain left of the domain is mailplan's (the next apply claims it
+        # if it finds it), with its postmaster password not yet the spec's
+        exc.made = True
+        raise
     return {"domain": change.domain, "created": True, **({"postmaster_set": True} if pm else {})}
 
 

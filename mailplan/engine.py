@@ -369,13 +369,16 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                     state.intend(change.id, claim)
                 try:
                     effect = execute(session, ctx, change)
-                except StepFailed:
+                except StepFailed as exc:
                     # the tool said no, or its result was not what was asked: never
                     # claim what may not be there (kept on a lost connection or a kill,
                     # settled by the next apply from what it finds). A domain is made in
                     # two commands: failed at the second (the spec's postmaster password),
-                    # it is there, with vadddomain's random one, and stays claimed
-                    if claim is not None and change.kind != "domain":
+                    # it is there, with vadddomain's random one, and stays claimed, as
+                    # does whatever a failing vadddomain left (StepFailed.made); a domain
+                    # made by hand since the plan is refused before vadddomain, and never
+                    # claimed
+                    if claim is not None and not exc.made:
                         state.drop_intent(change.id)
                     raise
                 finished(change, effect)

@@ -104,6 +104,11 @@ class CommandTimeout(HostError):
 class StepFailed(HostError):
     """A change was attempted on the target and did not take effect."""
 
+    #: the step's object may be on the target all the same, made by the step (a domain
+    #: vadddomain began): its claim is kept, and the next apply records it as
+    #: mailplan's if it finds it there
+    made = False
+
 
 class StateError(MailplanError):
     """The state file is locked, corrupt, of an unknown version, or does not match."""

@@ -461,3 +461,59 @@ def test_create_only_still_sets_the_postmaster_password_of_a_domain_cut_short(
     # set once from the spec: from now on create_only keeps what the admin sets there
     assert target.tool("vpasswd", f"postmaster@{domain}", "Changed-2").returncode == 0
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
+def test_a_domain_made_by_hand_since_the_plan_is_never_claimed(tmp_path, target, sshd):
+    # the domain is made by hand between the plan and the apply (vadddomain would refuse
+    # it: "Domain already exists"): mailplan made nothing, so it is not mailplan's:
+    # create_only keeps its postmaster password, --prune never deletes it
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
+    domain = unique_domain("race")
+    target.created_domains.append(domain)
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "postmaster_password": {"env": "PM_PW"}}})
+    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
+    spec.write_text(text)
+    once = tmp_path / "made-by-hand"
+    vadd = Path(target.vpopmail_dir, "bin", "vadddomain")
+    wrap(target, "vdominfo", f'"$REAL" "$@"; rc=$?\ncase "$*" in "-n -d {domain}") '
+                             f'[ -e {once} ] || {{ touch {once}; {vadd} {domain} HandMade-1 '
+                             '</dev/null >/dev/null 2>&1; } ;; esac\nexit $rc')
+    # (right after the plan read the target)
+    res = mailplan("apply", str(spec), "--auto-approve", env=ENV)
+    assert res.returncode == 1, res.stderr
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["intents"] == {}  # the refused step claims nothing
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert target.login_ok(f"postmaster@{domain}", "HandMade-1")  # kept: not mailplan's
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "created" not in state["managed"].get(domain, {})
+    assert "postmaster_unset" not in state["managed"].get(domain, {})
+
+
+@pytest.mark.ssh
+def test_what_a_failing_vadddomain_left_is_mailplans(tmp_path, target, sshd):
+    # vadddomain made the domain and then failed: it is mailplan's, and its postmaster
+    # password (vadddomain's random one) is set from the spec by the next apply, also
+    # under create_only
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
+    domain = unique_domain("half")
+    target.created_domains.append(domain)
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "postmaster_password": {"env": "PM_PW"}}})
+    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
+    spec.write_text(text)
+    wrap(target, "vadddomain", '"$REAL" "$1" Random-1 </dev/null >/dev/null 2>&1\n'
+                               'echo "Error: could not update a control file"; exit 1')
+    res = mailplan("apply", str(spec), "--auto-approve", env=ENV)
+    assert res.returncode == 1 and "vadddomain failed" in res.stderr, res.stderr
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert target.login_ok(f"postmaster@{domain}", ENV["PM_PW"])
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "created" in state["managed"][domain]
+
