@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -251,6 +252,11 @@ class State:
                                      "started": current.get("started"), "finished": _now(),
                                      "result": result, **summary})
         self.data["current_apply"] = None
+        try:  # what is folded in now, should the journal outlive this save (a kill)
+            self.data["journal_folded"] = hashlib.sha256(
+                self.journal_path.read_bytes()).hexdigest()
+        except OSError:
+            self.data.pop("journal_folded", None)
         self.save()
         if self._journal is not None:
             os.close(self._journal)
@@ -309,6 +315,15 @@ class State:
             raw = self.journal_path.read_bytes()
         except FileNotFoundError:
             return
+        if self.data.get("current_apply") is None and \
+                self.data.get("journal_folded") == hashlib.sha256(raw).hexdigest():
+            # finish() saved the state with this very journal folded in and was stopped
+            # before removing it: folding it again would count its steps twice and add
+            # a run that never was
+            if write:
+                with contextlib.suppress(FileNotFoundError):
+                    self.journal_path.unlink()
+            return
         lines = raw.split(b"\n")
         if lines and lines[-1] != b"":
             lines = lines[:-1]  # a line cut by a kill was never fsynced: never recorded
@@ -327,6 +342,7 @@ class State:
                                      "result": "interrupted"})
         self.data["current_apply"] = None
         if write:
+            self.data["journal_folded"] = hashlib.sha256(raw).hexdigest()
             self.save()
             self.journal_path.unlink()
 

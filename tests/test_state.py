@@ -324,3 +324,32 @@ def test_an_apply_adopts_only_the_intents_whose_object_it_found(tmp_path):
     assert final.managed() == (set(), {("a.example", "x")})
     assert managed_routing(final.data, "a.example", "alias") == {"info"}
     assert managed_routing(final.data, "a.example", "alias_domain") == frozenset()
+
+
+def test_a_journal_already_folded_is_not_folded_twice(tmp_path):
+    # killed after finish() replaced the state (journal folded in) and before it removed
+    # the journal: the next load must not count the run's steps a second time, nor add
+    # an "interrupted" run that never was (a saved plan's resume checks the last run)
+    path = tmp_path / "s.json"
+    s = State.load(path)
+    s.begin("p")
+    s.record("mailbox:x@a.example/INBOX", {"mailbox": "x@a.example/INBOX", "imported": 3,
+                                           "bytes": 300})
+    s.finish("interrupted", {})
+    kept = s.journal_path.with_name("kept")
+    State.load(path).begin("p")  # a resume of that plan, killed before its first step
+    killed = s.journal_path.read_bytes()
+    State.load(path)  # folds that journal in... and is killed before removing it
+    s.journal_path.write_bytes(killed)
+    again = State.load(path)
+    again.begin("p")
+    again.record("mailbox:x@a.example/INBOX", {"mailbox": "x@a.example/INBOX",
+                                               "imported": 2, "bytes": 200})
+    os.link(again.journal_path, kept)
+    again.finish("interrupted", {})
+    os.rename(kept, again.journal_path)  # as if the unlink never happened
+    final = State.load(path)
+    assert final.mail()["x@a.example/INBOX"]["imported"] == 5
+    assert final.serial == 2
+    assert [h["result"] for h in final.data["history"]] == ["interrupted"] * 3
+    assert [h["plan_id"] for h in final.data["history"]] == ["p"] * 3
