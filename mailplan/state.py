@@ -25,7 +25,7 @@ import secrets
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -347,6 +347,12 @@ class State:
             self.journal_path.unlink()
 
 
+def _dict_of(value: Any, each: type | Callable[[Any], bool]) -> bool:
+    """Whether ``value`` is a dict whose every value passes ``each`` (a type or a test)."""
+    test = (lambda v: isinstance(v, each)) if isinstance(each, type) else each
+    return isinstance(value, dict) and all(test(v) for v in value.values())
+
+
 def _check_version(path: Path, data: Any) -> None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
@@ -379,13 +385,10 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
                 and all(type(box.get(n, 0)) is int for n in ("imported", "bytes"))
                 and isinstance(box.get("checkpoint") or {}, dict)
                 for name, box in mail.items()), "mailboxes"),
-            ("routing", isinstance(routing, dict) and all(
-                isinstance(kinds, dict) and all(
-                    isinstance(names, dict) and all(isinstance(n, str) for n in names)
-                    for names in kinds.values())
-                for kinds in routing.values()), "domains"),
-            ("intents", isinstance(intents, dict) and all(
-                isinstance(claim, dict) for claim in intents.values()), "steps"),
+            ("routing", _dict_of(routing, lambda kinds: _dict_of(
+                kinds, lambda names: _dict_of(names, dict))), "domains"),
+            ("intents", _dict_of(intents, lambda claim: isinstance(
+                claim, dict) and isinstance(claim.get("domain"), str)), "steps"),
             ("current_apply", isinstance(data.get("current_apply") or {}, dict),
              "an apply")):
         if not ok:

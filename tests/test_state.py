@@ -105,6 +105,19 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
      "the state file's 'routing' does not hold domains"),
     ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
      '"intents": {"create-domain:a": "x"}}', "the state file's 'intents' does not hold steps"),
+    # one level down: these would otherwise end plan or apply in a traceback
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [1]}',
+     "the state file's 'history' does not hold a list of applies"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"mail": {"x@a.example/INBOX": 3}}', "the state file's 'mail' does not hold mailboxes"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"routing": {"a.example": []}}', "the state file's 'routing' does not hold domains"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"routing": {"a.example": {"alias": ["info"]}}}',
+     "the state file's 'routing' does not hold domains"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"intents": {"create-user:x@a.example": {"user": "x"}}}',
+     "the state file's 'intents' does not hold steps"),
 ])
 def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path = tmp_path / "s.json"
