@@ -406,9 +406,22 @@ def settle_intents(planned: Planned, state: State) -> None:
     again = {c.id for c in planned.plan.changes}
     for change_id, claim in state.intents().items():
         if change_id not in again and _found(planned, claim):
-            state.record(change_id, {**claim, "adopted": True})
+            state.record(change_id, {**claim, "adopted": True, **_postmaster_set(
+                planned, claim)})
         else:
             state.drop_intent(change_id)
+
+
+def _postmaster_set(planned: Planned, claim: dict[str, Any]) -> dict[str, Any]:
+    """For a domain found after a cut: ``postmaster_set`` when the plan has no postmaster
+    password left to set there (the spec's took effect before the cut, or the spec gives
+    none), so that ``create_only`` keeps what is set there from now on."""
+    if claim.get("routing") is not None or claim.get("user"):
+        return {}
+    left = any((c.action, c.kind, c.domain, c.user) == ("update", "password", claim["domain"],
+                                                         "postmaster")
+               for c in planned.plan.changes)
+    return {} if left else {"postmaster_set": True}
 
 
 def _found(planned: Planned, claim: dict[str, Any]) -> bool:

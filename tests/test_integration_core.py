@@ -517,3 +517,31 @@ def test_what_a_failing_vadddomain_left_is_mailplans(tmp_path, target, sshd):
     state = json.loads((tmp_path / "m.state.json").read_text())
     assert "created" in state["managed"][domain]
 
+
+@pytest.mark.ssh
+def test_create_only_keeps_a_postmaster_password_once_a_cut_domain_was_found_set(
+        tmp_path, target, sshd):
+    # killed after the spec's postmaster password took effect, before the step's record:
+    # the next apply finds the domain with the spec's password, so nothing is left to
+    # set; a password the admin sets afterwards must be kept (create_only)
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
+    domain = unique_domain("pmcut")
+    target.created_domains.append(domain)
+    pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster-1")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000},
+                                        "postmaster_password": {"hash": pm_hash}}})
+    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
+    spec.write_text(text)
+    marker = tmp_path / "pm-checked"
+    wrap(target, "vuserinfo", f'case "$*" in *postmaster@*) [ -e {marker} ] || '
+                              f'{{ touch {marker}; sleep 30; }};; esac\nexec "$REAL" "$@"')
+    kill_apply_when(spec, lambda _journal: marker.exists())
+    assert target.login_ok(f"postmaster@{domain}", "Postmaster-1")
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "created" in state["managed"][domain]
+    assert target.tool("vpasswd", f"postmaster@{domain}", "Changed-2").returncode == 0
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in out, out  # kept
