@@ -112,10 +112,12 @@ def _user(ctx: Context, change: Change) -> DesiredUser:
 
 
 def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None,
-                fields: tuple[str, ...] = ("quota", "comment")) -> None:
+                fields: tuple[str, ...] = ("quota", "comment"), made: bool = False) -> None:
     """Read the account back: the password (when given) and ``fields`` must hold what
     the step set. A step checks only what it set: a user whose quota and comment both
-    change gets two steps, and the comment is not yet new when the quota is checked."""
+    change gets two steps, and the comment is not yet new when the quota is checked.
+    ``made``: the step created the user, so one found with a wrong value is still its
+    (:attr:`StepFailed.made`)."""
     stored = r.read_user(f"{user.name}@{user.domain}")
     wrong = []
     if password is not None and not password_matches(password, stored):
@@ -125,8 +127,10 @@ def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None,
     if "comment" in fields and stored.comment != user.comment:
         wrong.append(f"comment (is {stored.comment!r})")
     if wrong:
-        raise r.fail("vpopmail reported success but the user's " + ", ".join(wrong) +
-                     " did not take the new value")
+        failed = r.fail("vpopmail reported success but the user's " + ", ".join(wrong) +
+                        " did not take the new value")
+        failed.made = made
+        raise failed
 
 
 def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
@@ -165,7 +169,7 @@ def create_user(r: _Runner, change: Change) -> dict[str, Any]:
         argv += ["-q", str(user.quota)]
     argv += ["-c", user.comment, f"{user.name}@{user.domain}"]
     r.run(Cmd.of(*argv))
-    _check_user(r, user, password=user.password)
+    _check_user(r, user, password=user.password, made=True)
     return {"domain": user.domain, "user": user.name, "created": True}
 
 

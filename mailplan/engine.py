@@ -375,9 +375,9 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                     # settled by the next apply from what it finds). A domain is made in
                     # two commands: failed at the second (the spec's postmaster password),
                     # it is there, with vadddomain's random one, and stays claimed, as
-                    # does whatever a failing vadddomain left (StepFailed.made); a domain
-                    # made by hand since the plan is refused before vadddomain, and never
-                    # claimed
+                    # does whatever a failing vadddomain left and a user vadduser made
+                    # whose read-back differs (StepFailed.made); a domain made by hand
+                    # since the plan is refused before vadddomain, and never claimed
                     if claim is not None and not exc.made:
                         state.drop_intent(change.id)
                     raise

@@ -105,8 +105,8 @@ class StepFailed(HostError):
     """A change was attempted on the target and did not take effect."""
 
     #: the step's object may be on the target all the same, made by the step (a domain
-    #: vadddomain began): its claim is kept, and the next apply records it as
-    #: mailplan's if it finds it there
+    #: vadddomain began, a user vadduser made whose quota did not take): its claim is
+    #: kept, and the next apply records it as mailplan's if it finds it there
     made = False
 
 

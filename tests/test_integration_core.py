@@ -545,3 +545,33 @@ def test_create_only_keeps_a_postmaster_password_once_a_cut_domain_was_found_set
     assert target.tool("vpasswd", f"postmaster@{domain}", "Changed-2").returncode == 0
     out = mailplan("plan", str(spec), check=True).stdout
     assert "No changes." in out, out  # kept
+
+
+@pytest.mark.ssh
+def test_a_user_vadduser_made_is_mailplans_even_when_its_check_fails(tmp_path, target, sshd):
+    # vadduser made bob but his quota did not take (the step fails on its read-back):
+    # bob is there, made by mailplan, and stays mailplan's (--prune may remove him)
+    accounts = [SourceAccount(n, 1000 + i, n, f"pw{i}") for i, n in enumerate(("ann", "bob"))]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain("made")
+    target.created_domains.append(domain)
+
+    def spec_with(rule):
+        return write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                          domains={domain: {"import": rule, "default_quota": "1G"}})
+
+    spec = spec_with({"uid_min": 1000})
+    once = tmp_path / "quota-dropped"
+    wrap(target, "vadduser", f'case "$*" in *bob@*) [ -e {once} ] || {{ touch {once}; '
+                             'h=$2; shift 4; exec "$REAL" -e "$h" "$@"; } ;; esac\n'
+                             'exec "$REAL" "$@"')
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1 and "quota" in res.stderr, res.stderr
+    assert target.tool("vuserinfo", f"bob@{domain}").returncode == 0
+    mailplan("apply", str(spec), "--auto-approve", check=True)  # sets bob's quota
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert sorted(state["managed"][domain]["users"]) == ["ann", "bob"]
+    spec = spec_with({"uid_min": 1000, "exclude": ["bob"]})
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"- user bob@{domain}" in out, out
