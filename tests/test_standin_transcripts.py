@@ -611,3 +611,34 @@ def test_owners_and_modes(sandbox) -> None:
     assert (d / "p1/lastauth").read_bytes() == b"0.0.0.0"
     uid = d.stat().st_uid
     assert all(x.stat().st_uid == uid for x in d.rglob("*"))
+
+
+# Behaviour the transcripts do not show, taken from vpopmail 5.6.13's source (the commit
+# 00-README.md names): what a real install does with the same commands.
+
+def _vpasswd_line(paths, domain: str, user: str) -> str:
+    text = (paths.vpopmail_dir / "domains" / domain / "vpasswd").read_text()
+    return next(x for x in text.split("\n") if x.startswith(user + ":"))
+
+
+LONG_HASH = "$6$" + "a" * 126  # 129 bytes
+
+
+@pytest.mark.parametrize(("args", "message", "code", "field", "kept"), [
+    (("-c", "g" * 65), "Error: gecos too long (max=64)\n", 228, 4, "u1"),
+    (("-e", LONG_HASH), "Error: password too long (max=128)\n", 229, 1, None),
+    (("-q", "9000000000M,1000000C"), "Error: quota too long (max=20)\n", 227, 6, "NOQUOTA"),
+    (("-D", "/" + "d" * 160), "Error: dir too long (max=160)\n", 226, 5, None),
+])
+def test_vmoduser_refuses_fields_vauth_setpw_finds_too_long(sandbox, args, message, code,
+                                                            field, kept) -> None:
+    """vauth_setpw() runs vcheck_vqpw() first: a field past its MAX_PW_* size is an error
+    and the vpasswd line stays as it was."""
+    tool(sandbox, "vadddomain", "long.example", "Pw1")
+    tool(sandbox, "vadduser", "u1@long.example", "Pw1")
+    before = _vpasswd_line(sandbox, "long.example", "u1")
+    r = tool(sandbox, "vmoduser", *args, "u1@long.example")
+    assert (r.returncode, r.stdout.decode()) == (code, message)
+    assert _vpasswd_line(sandbox, "long.example", "u1") == before
+    if kept is not None:
+        assert before.split(":")[field] == kept

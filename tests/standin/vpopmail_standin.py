@@ -32,7 +32,8 @@ ERR = {
     -11: "Domain does not exist", -12: "Invalid domain name", -13: "Domain already exists",
     -20: "bad character", -25: "user name too long (max=64)",
     -26: "domain name too long (max=96)", -27: "password too long (max=128)",
-    -28: "gecos too long (max=64)", -37: "can't read users/assign file",
+    -28: "gecos too long (max=64)", -29: "quota too long (max=20)",
+    -30: "dir too long (max=160)", -37: "can't read users/assign file",
     -70: "password requires more characters ",
 }
 PW_POLICY = "Passwords must be at least one character long"
@@ -607,10 +608,37 @@ def write_vpasswd(ctx: Ctx, ddir: str, lines: list[str], uid: int, gid: int) -> 
         os.umask(old)
 
 
-def setpw(ctx: Ctx, domain: str, pw: PwEntry) -> None:
+def check_vqpw(ctx: Ctx, domain: str, pw: PwEntry) -> int:
+    """vcheck_vqpw(): the field sizes vauth_setpw() refuses (MAX_PW_* in vpopmail.h); the
+    directory is measured as if the tree lived at /home/vpopmail, like getall()."""
+    def size(s: str) -> int:
+        return len(s.encode("utf-8", "surrogateescape"))
+    if size(pw.name) > 64:
+        return -25
+    if size(pw.name) == 1:
+        return -1
+    if size(domain) > 96:
+        return -26
+    if size(pw.passwd) > 128:
+        return -27
+    if size(pw.gecos) > 64:
+        return -28
+    if size(pw.dir.replace(ctx.vpop, REAL_VPOPDIR)) > 160:
+        return -30
+    if size(pw.quota) > 20:
+        return -29
+    return 0
+
+
+def setpw(ctx: Ctx, domain: str, pw: PwEntry) -> int:
+    """vauth_setpw(): 0, or the VA_* code of a field too long (nothing is written)."""
+    code = check_vqpw(ctx, domain, pw)
+    if code:
+        return code
     real, _, uid, gid, ddir = Assign(ctx).get(domain)  # type: ignore[misc]
     lines = [pw.line() if x.split(":", 1)[0] == pw.name else x for x in read_vpasswd(ddir)]
     write_vpasswd(ctx, ddir, lines, uid, gid)
+    return 0
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -1213,7 +1241,9 @@ def tool_vmoduser(ctx: Ctx, argv: list[str]) -> int:
         out(f"no such user {user}@{domain}\n")
         return 255
     apply_mods(ctx, pw, domain, o)
-    setpw(ctx, domain, pw)
+    code = setpw(ctx, domain, pw)
+    if code:
+        raise fail(code)
     return 0
 
 
@@ -1307,8 +1337,7 @@ def change_password(ctx: Ctx, user: str, domain: str, clear: str) -> int:
     if pw is None or pw.gid & 1:
         return -1
     pw.passwd = mkpasswd(clear)
-    setpw(ctx, domain, pw)
-    return 0
+    return setpw(ctx, domain, pw)
 
 
 # ---------------------------------------------------------------- vsetuserquota
