@@ -642,3 +642,30 @@ def test_vmoduser_refuses_fields_vauth_setpw_finds_too_long(sandbox, args, messa
     assert _vpasswd_line(sandbox, "long.example", "u1") == before
     if kept is not None:
         assert before.split(":")[field] == kept
+
+
+@pytest.mark.parametrize(("argv", "message", "code", "stored"), [
+    (("vsetuserquota", "--", "u1@q.example", "-5"), "Error: quota too long (max=20)\n", 227,
+     "NOQUOTA"),  # stored as 18446744073709551611S: 21 chars
+    (("vsetuserquota", "--", "u1@q.example", "-0"), "", 0, ""),  # 0 bytes: an empty quota
+    (("vsetuserquota", "u1@q.example", "0" * 20 + "50M"), "Error: quota too long (max=20)\n",
+     227, "NOQUOTA"),  # the given string itself is over 20 chars
+    (("vsetuserquota", "nosuch@q.example", "0" * 21), "Error: quota too long (max=20)\n", 227,
+     "NOQUOTA"),  # checked before the user is looked up
+    (("vsetuserquota", "u1@q.example", "50M"), "", 0, "52428800S"),
+])
+def test_vsetuserquota_errors_come_from_the_quota_length(sandbox, argv, message, code,
+                                                         stored) -> None:
+    """vsetuserquota() and vauth_setquota() refuse a quota (as given, and as stored) over
+    MAX_PW_QUOTA (20) chars; a leading '-' is no error of its own."""
+    tool(sandbox, "vadddomain", "q.example", "Pw1")
+    tool(sandbox, "vadduser", "u1@q.example", "Pw1")
+    r = tool(sandbox, *argv)
+    assert (r.returncode, r.stdout.decode()) == (code, message)
+    assert _vpasswd_line(sandbox, "q.example", "u1").split(":")[6] == stored
+
+
+def test_vadddomain_quota_error_is_vsetuserquotas(sandbox) -> None:
+    r = tool(sandbox, "vadddomain", "-q", "-5", "qd.example", "Pw1")
+    assert (r.returncode, r.stdout.decode()) == (227, "Error: quota too long (max=20)\n")
+    assert _vpasswd_line(sandbox, "qd.example", "postmaster").endswith(":NOQUOTA")

@@ -756,14 +756,24 @@ def update_maildirsize(pw_dir: str, quota: str, uid: int, gid: int) -> None:
 
 
 def setuserquota(ctx: Ctx, user: str, domain: str, quota: str) -> int:
-    if quota.startswith("-"):
+    """vsetuserquota(): the quota as given and as stored must fit MAX_PW_QUOTA (20), so a
+    negative one fails only through its 20-digit unsigned form (-5 -> 18446744073709551611S)."""
+    if len(user) > 64:
+        return -25
+    if len(user) == 1:
         return -1
+    if len(domain) > 96:
+        return -26
+    if len(quota.encode("utf-8", "surrogateescape")) > 20:
+        return -29
     pw = getpw(ctx, user, domain)
     if pw is None:
         return -10
     _, _, uid, gid, _ = Assign(ctx).get(domain)  # type: ignore[misc]
     pw.quota = format_quota(quota)
-    setpw(ctx, domain, pw)
+    code = setpw(ctx, domain, pw)
+    if code:
+        return code
     update_maildirsize(pw.dir, pw.quota, uid, gid)
     return 0
 
@@ -943,8 +953,9 @@ def tool_vadddomain(ctx: Ctx, argv: list[str]) -> int:
     if code:
         out(f"Error: (vadduser) {ERR[code]}\n")
         return del_domain(ctx, domain) & 0xFF
-    if o["q"] and setuserquota(ctx, "postmaster", domain, o["q"]):
-        raise fail(-1)
+    code = setuserquota(ctx, "postmaster", domain, o["q"]) if o["q"] else 0
+    if code:
+        raise fail(code)
     if o["e"]:
         write_catchall(ctx, domain, o["e"])
     if o["random"]:
