@@ -669,3 +669,31 @@ def test_vadddomain_quota_error_is_vsetuserquotas(sandbox) -> None:
     r = tool(sandbox, "vadddomain", "-q", "-5", "qd.example", "Pw1")
     assert (r.returncode, r.stdout.decode()) == (227, "Error: quota too long (max=20)\n")
     assert _vpasswd_line(sandbox, "qd.example", "postmaster").endswith(":NOQUOTA")
+
+
+MD5_HASH = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
+
+
+@pytest.mark.parametrize(("args", "message", "stored"), [
+    # vadduser() adds the user with a random temporary password; -q is applied next, and
+    # only then is the -e hash stored (vauth_setpw), so a failure leaves the temporary one
+    (("-e", MD5_HASH, "-q", "-5"), "Error in vsetuserquota()\n", "temporary"),
+    (("-e", LONG_HASH), "Error in vauth_setpw()\n", "temporary"),
+    (("-e", MD5_HASH, "-q", "50M"), "", MD5_HASH),
+])
+def test_vadduser_stores_the_e_hash_last(sandbox, args, message, stored) -> None:
+    tool(sandbox, "vadddomain", "e.example", "Pw1")
+    r = tool(sandbox, "vadduser", *args, "u1@e.example")
+    assert (r.returncode, r.stdout.decode()) == (255 if message else 0, message)
+    passwd = _vpasswd_line(sandbox, "e.example", "u1").split(":")[1]
+    if stored == "temporary":
+        assert HASH6.fullmatch(passwd.encode()), passwd
+    else:
+        assert passwd == stored
+
+
+def test_vadduser_r_with_e_prints_the_12_char_temporary_password(sandbox) -> None:
+    tool(sandbox, "vadddomain", "e.example", "Pw1")
+    r = tool(sandbox, "vadduser", "-r8", "-e", MD5_HASH, "u1@e.example")
+    assert re.fullmatch(rb"Random password: \S{12}\n", r.stdout), r.stdout
+    assert _vpasswd_line(sandbox, "e.example", "u1").split(":")[1] == MD5_HASH

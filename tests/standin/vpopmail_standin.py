@@ -787,8 +787,7 @@ def make_user_dir(path: str, uid: int, gid: int) -> None:
         chown(p, uid, gid)
 
 
-def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str,
-             crypted: str = "") -> int:
+def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str) -> int:
     """vadduser() from vpopmail.c for the cdb backend; returns a VA_* code."""
     os.umask(0o077)
     if len(user) > 64:
@@ -803,7 +802,7 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str,
     if entry is None:
         return -11
     _, real, uid, gid, ddir = entry
-    if not crypted and len(clear) < 1:
+    if len(clear) < 1:
         return -70
     if getpw(ctx, user, domain) is not None:
         return -1
@@ -822,7 +821,7 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str,
         return -7
     write_file(udir + "/lastauth", NULL_REMOTE_IP.encode(), 0o600, uid, gid)
     lines = read_vpasswd(ddir)
-    lines.append(f"{user}:{crypted or mkpasswd(clear)}:1:0:{gecos}:{udir}:NOQUOTA")
+    lines.append(f"{user}:{mkpasswd(clear)}:1:0:{gecos}:{udir}:NOQUOTA")
     lines.sort(key=lambda x: x.split(":", 1)[0].encode("utf-8", "surrogateescape"))
     write_vpasswd(ctx, ddir, lines, uid, gid)
     return 0
@@ -1126,6 +1125,8 @@ def tool_vadduser(ctx: Ctx, argv: list[str]) -> int:
             if size > 128:
                 raise fail(-27)
             o["pw"] = random_pass(size)
+    if o["e"]:  # a temporary password for vadduser(), replaced by the hash afterwards
+        o["pw"] = random_pass(12)
     if not rest:
         out(VADDUSER_USAGE)
         return 255
@@ -1156,7 +1157,7 @@ def vadduser_main(ctx: Ctx, email: str, o: dict) -> int:
         if not o["pw"]:
             out("Error: No password entered\n" + VADDUSER_USAGE)
             return 255
-    code = add_user(ctx, user, domain, o["pw"], gecos, o["e"])
+    code = add_user(ctx, user, domain, o["pw"], gecos)
     if code:
         out(f"Error: {ERR[code]}\n")
         if code == -70:
@@ -1165,6 +1166,15 @@ def vadduser_main(ctx: Ctx, email: str, o: dict) -> int:
     if o["q"] and setuserquota(ctx, user, domain, o["q"]):
         out("Error in vsetuserquota()\n")
         return 255
+    if o["e"]:  # stored only now: a failed quota leaves the temporary password
+        pw = getpw(ctx, user, domain)
+        if pw is None:
+            out("Error in vauth_getpw()\n")
+            return 255
+        pw.passwd = o["e"]
+        if setpw(ctx, domain, pw):
+            out("Error in vauth_setpw()\n")
+            return 255
     if o["random"]:
         out(f"Random password: {o['pw']}\n")
     return 0
