@@ -697,3 +697,12 @@ def test_vadduser_r_with_e_prints_the_12_char_temporary_password(sandbox) -> Non
     r = tool(sandbox, "vadduser", "-r8", "-e", MD5_HASH, "u1@e.example")
     assert re.fullmatch(rb"Random password: \S{12}\n", r.stdout), r.stdout
     assert _vpasswd_line(sandbox, "e.example", "u1").split(":")[1] == MD5_HASH
+
+
+@pytest.mark.parametrize("name", ["x", "m" * 65, "ok"])
+@pytest.mark.parametrize("gecos", ["a:b", "g" * 64 + ":"])
+def test_vadduser_checks_the_gecos_colon_first(sandbox, name, gecos) -> None:
+    """vadduser() tests the comment for ':' before the name's length and the comment's."""
+    tool(sandbox, "vadddomain", "c.example", "Pw1")
+    r = tool(sandbox, "vadduser", "-c", gecos, f"{name}@c.example", "Pw1")
+    assert (r.returncode, r.stdout.decode()) == (236, "Error: bad character\n")

@@ -789,15 +789,17 @@ def make_user_dir(path: str, uid: int, gid: int) -> None:
 
 def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str) -> int:
     """vadduser() from vpopmail.c for the cdb backend; returns a VA_* code."""
-    os.umask(0o077)
+    if ":" in gecos:  # vadduser()'s first check
+        return -20
     if len(user) > 64:
         return -25
-    if len(user) < 2 or not valid_chars(user, USER_OK):
+    if len(user) < 2:
         return -1
     if len(gecos.encode("utf-8", "surrogateescape")) > 64:
         return -28
-    if ":" in gecos:
-        return -20
+    os.umask(0o077)
+    if not valid_chars(user, USER_OK):
+        return -1
     entry = Assign(ctx).get(domain)
     if entry is None:
         return -11
