@@ -82,6 +82,9 @@ def parse_size(value: str | int) -> int | None:
 #: (max=128)")
 MAX_GECOS = 64
 MAX_CLEAR_PASSWORD = 128
+#: the longest password field (a hash) vpopmail stores: vadduser -e and vmoduser -e refuse a
+#: longer one (vauth_setpw: "password too long (max=128)")
+MAX_HASH = 128
 
 #: the largest quota vpopmail stores as given (it keeps a larger one as this many bytes)
 MAX_QUOTA = (1 << 63) - 1

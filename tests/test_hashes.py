@@ -63,3 +63,17 @@ def test_make_hash_is_sha512_and_verifies():
 def test_no_part_of_a_shadow_field_is_echoed(value):
     detail = classify(value).detail
     assert "Sekr1t" not in detail and "Tr0ub" not in detail, (value, detail)
+
+
+# libxcrypt's own output for crypt("pw", "$y$j9T$" + 80 * "a"): a valid yescrypt hash of
+# 131 bytes. vpopmail's vauth_setpw() refuses a password field over MAX_PW_PASS (128):
+# vadduser -e leaves the user with its temporary password ("Error in vauth_setpw()") and
+# vmoduser -e says "password too long (max=128)".
+LONG_YESCRYPT = "$y$j9T$" + "a" * 80 + "$1svCCQ3GpogI2gNp16ChE/3S.WJi.WLA.2dnBWIS3z1"
+
+
+def test_a_hash_longer_than_vpopmail_stores_is_not_usable():
+    assert len(LONG_YESCRYPT) == 131
+    info = classify(LONG_YESCRYPT)
+    assert not info.usable and "128" in info.detail, info
+    assert classify(LONG_YESCRYPT[:7] + LONG_YESCRYPT[10:]).usable  # 128 bytes: fine

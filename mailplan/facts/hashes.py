@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from passlib.context import CryptContext
 
+from mailplan.names import MAX_HASH
+
 # Schemes libxcrypt verifies, by passlib handler name.
 _CRYPT = CryptContext(schemes=[
     "sha512_crypt", "sha256_crypt", "md5_crypt", "bcrypt", "bsdi_crypt",
@@ -65,6 +67,10 @@ def classify(value: str) -> HashInfo:
                         "'!' or '*')")
     if any(c in value for c in ":\n\0") or value != value.strip():
         return HashInfo("malformed", None, "contains ':', whitespace or control characters")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_HASH:
+        return HashInfo("unsupported", None, f"{len(value.encode('utf-8', 'surrogateescape'))} "
+                        f"bytes long; vpopmail stores at most {MAX_HASH} (vadduser -e and "
+                        "vmoduser -e refuse a longer one)")
     for name, pattern in _XCRYPT_ONLY:
         if pattern.match(value):
             return HashInfo("ok", name, _LABELS[name])
