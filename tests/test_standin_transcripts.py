@@ -706,3 +706,35 @@ def test_vadduser_checks_the_gecos_colon_first(sandbox, name, gecos) -> None:
     tool(sandbox, "vadddomain", "c.example", "Pw1")
     r = tool(sandbox, "vadduser", "-c", gecos, f"{name}@c.example", "Pw1")
     assert (r.returncode, r.stdout.decode()) == (236, "Error: bad character\n")
+
+
+@pytest.mark.parametrize(("catchall", "user", "refused"), [
+    ("postmaster", "u1", False),  # '' DIR/postmaster: a Maildir path naming postmaster
+    ("u1", "u1", True),
+    ("u1@ca.example", "u1", True),  # a forward to the user's own address
+    ("u1@other.example", "u1", False),
+    ("bounce-no-mailbox", "u1", False),
+])
+def test_vdeluser_refuses_the_catchall_account(sandbox, catchall, user, refused) -> None:
+    """vdeluser() will not delete the account .qmail-default delivers or forwards to."""
+    tool(sandbox, "vadddomain", "-e", catchall, "ca.example", "Pw1")
+    tool(sandbox, "vadduser", "u1@ca.example", "Pw1")
+    r = tool(sandbox, "vdeluser", f"{user}@ca.example")
+    if refused:
+        assert (r.returncode, r.stdout) == (201, b"Error: can't delete catchall account\n")
+        assert _vpasswd_line(sandbox, "ca.example", user)
+    else:
+        assert (r.returncode, r.stdout) == (0, b"")
+    r = tool(sandbox, "vdeluser", "postmaster@ca.example")
+    assert r.returncode == (201 if catchall == "postmaster" else 0), r.stdout
+
+
+def test_vdeluser_of_a_user_named_like_the_catchall_word_crashes(sandbox) -> None:
+    """Under the default "'' delete" line isCatchall() takes "delete" for a forward without
+    a domain and strcmp()s a NULL pointer: vdeluser delete@DOMAIN dies (SIGSEGV), the
+    user stays."""
+    tool(sandbox, "vadddomain", "crash.example", "Pw1")
+    tool(sandbox, "vadduser", "delete@crash.example", "Pw1")
+    r = tool(sandbox, "vdeluser", "delete@crash.example")
+    assert (r.returncode, r.stdout) == (-11, b"")
+    assert _vpasswd_line(sandbox, "crash.example", "delete")

@@ -34,6 +34,7 @@ ERR = {
     -26: "domain name too long (max=96)", -27: "password too long (max=128)",
     -28: "gecos too long (max=64)", -29: "quota too long (max=20)",
     -30: "dir too long (max=160)", -37: "can't read users/assign file",
+    -55: "can't delete catchall account",
     -70: "password requires more characters ",
 }
 PW_POLICY = "Passwords must be at least one character long"
@@ -863,6 +864,8 @@ def del_user(ctx: Ctx, user: str, domain: str) -> int:
     pw = getpw(ctx, user, domain)
     if pw is None:
         return -10
+    if is_catchall(user, domain, ddir):
+        return -55
     lines = [x for x in read_vpasswd(ddir) if x.split(":", 1)[0] != user]
     write_vpasswd(ctx, ddir, lines, uid, gid)
     backfill_add(ddir, user, pw.dir, uid, gid)
@@ -871,6 +874,40 @@ def del_user(ctx: Ctx, user: str, domain: str) -> int:
         err(f"could not remove {pw.dir}\n")
         return -3
     return 0
+
+
+def is_catchall(user: str, domain: str, ddir: str) -> bool:
+    """isCatchall(): whether the first line of .qmail-default, a vdelivermail '' line,
+    delivers to this user's directory (a path under the domain's whose last part is the
+    name) or forwards to user@domain."""
+    try:
+        with open(ddir + "/.qmail-default", encoding="utf-8", errors="surrogateescape") as f:
+            line = f.readline().rstrip("\n")
+    except OSError:
+        return False
+    quotes = line.find("''") if "vdelivermail" in line else -1
+    space = line.find(" ", quotes) if quotes >= 0 else -1
+    if space < 0:
+        return False
+    action = line[space:].strip(" \t")
+    if "bounce-no-mailbox" in action or "delete-no-mailbox" in action:
+        return False
+    if action.startswith("/"):
+        return ddir in action and action[action.rfind("/") + 1:] == user
+    if not action or action.startswith("@"):
+        err(f"unknown .qmail-default contents {action}\n")
+        return False
+    name, _, rest = action.partition("@")
+    if name == user and not rest.lstrip("@").split("@")[0]:
+        # no domain part: vpopmail compares a NULL pointer with strcmp() and dies
+        # (vdeluser delete@DOMAIN under the default "'' delete" line)
+        import resource
+        import signal
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sys.stdout.flush()
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return name == user and rest.lstrip("@").split("@")[0] == domain
 
 
 def backfill_add(ddir: str, user: str, pw_dir: str, uid: int, gid: int) -> None:
