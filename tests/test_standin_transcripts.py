@@ -738,3 +738,19 @@ def test_vdeluser_of_a_user_named_like_the_catchall_word_crashes(sandbox) -> Non
     r = tool(sandbox, "vdeluser", "delete@crash.example")
     assert (r.returncode, r.stdout) == (-11, b"")
     assert _vpasswd_line(sandbox, "crash.example", "delete")
+
+
+@pytest.mark.parametrize(("alias", "line", "written"), [
+    ("info", "a" * 149 + "@b.example", True),  # 159 bytes
+    ("info", "a" * 150 + "@b.example", False),  # 160 bytes: MAX_ALIAS_LINE
+    ("m" * 64, "someone@b.example", True),
+    ("m" * 65, "someone@b.example", False),  # a name over MAX_PW_NAME
+])
+def test_valias_insert_drops_what_valias_insert_refuses(sandbox, alias, line, written) -> None:
+    """valias_insert() returns an error for a line of MAX_ALIAS_LINE (160) bytes or more, or
+    a name over 64, and valias ignores it: exit 0, no output, nothing written."""
+    tool(sandbox, "vadddomain", "al.example", "Pw1")
+    r = tool(sandbox, "valias", "-i", line, f"{alias}@al.example")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    path = sandbox.vpopmail_dir / "domains/al.example" / f".qmail-{alias}"
+    assert path.exists() is written

@@ -1707,16 +1707,19 @@ def valias_insert(ctx: Ctx, target: str, line: str) -> int:
     if not valid_chars(alias, USER_OK):
         err(f"user invalid {alias}\nError: Illegal username\n")
         return 255
+    if len(alias) > 64 or len(domain) > 96:  # valias_select() and valias_insert() refuse
+        return 0                                # both silently, and valias exits 0
     entry = valias_entry(ctx, domain)
+    if entry is not None and line in read_lines(alias_file(entry[4], alias)):
+        err(f"Error: alias {alias}@{entry[1]} -> {line} already exists.\n")
+        return 255
+    if len(line.encode("utf-8", "surrogateescape")) >= 160:  # MAX_ALIAS_LINE: the same
+        return 0
     if entry is None:
         out("invalid domain, not in qmail assign file\n")
         return 0
     _, real, uid, gid, ddir = entry
     path = alias_file(ddir, alias)
-    existing = read_lines(path)
-    if line in existing:
-        err(f"Error: alias {alias}@{real} -> {line} already exists.\n")
-        return 255
     os.umask(0o077)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape") as f:
