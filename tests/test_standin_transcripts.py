@@ -754,3 +754,18 @@ def test_valias_insert_drops_what_valias_insert_refuses(sandbox, alias, line, wr
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     path = sandbox.vpopmail_dir / "domains/al.example" / f".qmail-{alias}"
     assert path.exists() is written
+
+
+def test_valias_shows_a_long_line_in_159_byte_pieces(sandbox) -> None:
+    """valias_select_next() reads a .qmail-ALIAS with fgets() into alias_line[160]: a line
+    of 159 bytes or more comes out as several (a 159-byte one plus an empty one)."""
+    tool(sandbox, "vadddomain", "al.example", "Pw1")
+    long_line, exact = "a" * 190 + "@b.example", "c" * 149 + "@b.example"
+    ddir = sandbox.vpopmail_dir / "domains/al.example"
+    (ddir / ".qmail-info").write_text(f"{long_line}\n{exact}\nshort@b.example\n")
+    expected = "".join(f"info@al.example -> {x}\n" for x in (
+        long_line[:159], long_line[159:], exact, "", "short@b.example"))
+    r = tool(sandbox, "valias", "-s", "info@al.example")
+    assert (r.returncode, r.stdout.decode()) == (0, expected)
+    r = tool(sandbox, "valias", "-s", "al.example")
+    assert (r.returncode, r.stdout.decode()) == (0, expected)

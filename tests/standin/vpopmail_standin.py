@@ -1766,8 +1766,17 @@ def valias_show(ctx: Ctx, target: str, names_only: bool) -> int:
 
 
 def read_raw_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return [x.rstrip("\n") for x in f]
+    """The lines valias_select_next() returns: fgets() into alias_line[MAX_ALIAS_LINE], so
+    a line of 159 bytes or more comes in 159-byte pieces (a lone newline: an empty one)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lines, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos, pos + 159)
+        end = min(len(data), pos + 159) if end < 0 else end + 1
+        lines.append(data[pos:end].split(b"\n")[0].decode("utf-8", "surrogateescape"))
+        pos = end
+    return lines
 
 
 # ---------------------------------------------------------------- vaddaliasdomain
