@@ -769,3 +769,14 @@ def test_valias_shows_a_long_line_in_159_byte_pieces(sandbox) -> None:
     assert (r.returncode, r.stdout.decode()) == (0, expected)
     r = tool(sandbox, "valias", "-s", "al.example")
     assert (r.returncode, r.stdout.decode()) == (0, expected)
+
+
+def test_valias_already_exists_names_the_address_as_given(sandbox) -> None:
+    """valias prints its Email argument (lower-cased by parse_email) in the "already
+    exists" error, not the real domain an alias domain resolves to."""
+    tool(sandbox, "vadddomain", "real.example", "Pw1")
+    tool(sandbox, "vaddaliasdomain", "real.example", "other.example")
+    tool(sandbox, "valias", "-i", "x@b.example", "info@real.example")
+    r = tool(sandbox, "valias", "-i", "x@b.example", "Info@Other.example")
+    assert (r.returncode, r.stderr) == (
+        255, b"Error: alias info@other.example -> x@b.example already exists.\n")

@@ -1711,7 +1711,7 @@ def valias_insert(ctx: Ctx, target: str, line: str) -> int:
         return 0                                # both silently, and valias exits 0
     entry = valias_entry(ctx, domain)
     if entry is not None and line in read_lines(alias_file(entry[4], alias)):
-        err(f"Error: alias {alias}@{entry[1]} -> {line} already exists.\n")
+        err(f"Error: alias {target} -> {line} already exists.\n")
         return 255
     if len(line.encode("utf-8", "surrogateescape")) >= 160:  # MAX_ALIAS_LINE: the same
         return 0
