@@ -14,8 +14,7 @@ transcript only describes in prose, EXPECTED_FIXUPS the one recorded value nothi
 
 Known differences from real vpopmail that remain (not exercised by the transcripts):
 vdelivermail/qmail-send are not implemented; getopt warnings show the wrapper path as argv[0]
-(a real binary run via PATH shows the bare name); MAX_PW_DIR (160) path-length checks of
-make_user_dir are not emulated.
+(a real binary run via PATH shows the bare name).
 """
 
 from __future__ import annotations
@@ -780,3 +779,21 @@ def test_valias_already_exists_names_the_address_as_given(sandbox) -> None:
     r = tool(sandbox, "valias", "-i", "x@b.example", "Info@Other.example")
     assert (r.returncode, r.stderr) == (
         255, b"Error: alias info@other.example -> x@b.example already exists.\n")
+
+
+def test_vadduser_refuses_a_user_dir_path_over_max_pw_dir(sandbox) -> None:
+    """make_user_dir(): the domain dir, hash dir and name may add up to MAX_PW_DIR (160)
+    bytes (measured as under /home/vpopmail: 23 + 96 + 41 here)."""
+    domain = "a" * 63 + "." + "b" * 32
+    assert tool(sandbox, "vadddomain", domain, "Pw1").returncode == 0
+    ok = tool(sandbox, "vadduser", f"{'u' * 41}@{domain}", "Pw1")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"", b"")
+    r = tool(sandbox, "vadduser", f"{'u' * 42}@{domain}", "Pw1")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        252, b"Error: Unable to chdir to vpopmail/users directory\n",
+        b"Error. Path exceeds maximum permitted length\n")
+    ddir = sandbox.vpopmail_dir / "domains" / domain
+    assert not (ddir / ("u" * 42)).exists()
+    assert "u" * 42 not in (ddir / "vpasswd").read_text()
+    # the hash slot was taken before the check (next_big_dir), as on the real server
+    assert (ddir / ".dir-control").read_text().split("\n")[0] == "3"

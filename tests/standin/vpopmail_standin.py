@@ -28,6 +28,7 @@ SEP42 = "-" * 42
 # VA_* error codes and their messages (verror)
 ERR = {
     -1: "Illegal username", -3: "Unable to chdir to vpopmail directory",
+    -4: "Unable to chdir to vpopmail/users directory",
     -7: "User's directory already exists", -10: "User does not exist",
     -11: "Domain does not exist", -12: "Invalid domain name", -13: "Domain already exists",
     -20: "bad character", -25: "user name too long (max=64)",
@@ -817,6 +818,9 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str) -> int:
             os.makedirs(f"{ddir}/{sub}", 0o700, exist_ok=True)
             chown(f"{ddir}/{sub}", uid, gid)
         dc.write(uid, gid)
+    if len(ddir.replace(ctx.vpop, REAL_VPOPDIR)) + len(sub) + len(user) > 160:
+        err("Error. Path exceeds maximum permitted length\n")  # make_user_dir(), MAX_PW_DIR
+        return -4
     udir = f"{ddir}/{sub}/{user}" if sub else f"{ddir}/{user}"
     try:  # like make_user_dir(), a failure does not give the hash slot back
         make_user_dir(udir, uid, gid)
