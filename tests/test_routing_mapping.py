@@ -419,3 +419,18 @@ def test_spec_aliases_differing_only_in_case_are_refused():
                                                      ExplicitAlias("sales", ("robert",))))
     with pytest.raises(RoutingError, match="'sales' in example.com is declared twice"):
         map_routing(SourceRouting(), [rules])
+
+
+def test_an_alias_line_valias_cannot_keep_is_a_warning_and_no_alias():
+    """valias -i drops a line of 160 bytes or more and valias -s shows one of 159 or more
+    in pieces (reference: vpalias.c, MAX_ALIAS_LINE): such an alias could never be made
+    or read back as planned."""
+    far = "a" * 145 + "@partner.example"  # "&" + 161 bytes
+    near = "a" * 141 + "@partner.example"  # "&" + 157 bytes: 158, kept
+    alias = ExplicitAlias("far", (far,), Origin("mailplan.yaml", 20))
+    ok = ExplicitAlias("near", (near,), Origin("mailplan.yaml", 21))
+    plan = _plan(DomainRules("example.com", COM, aliases=(alias, ok)))
+    assert "far" not in plan.domains["example.com"].aliases
+    assert plan.domains["example.com"].aliases["near"] == (f"&{near}",)
+    assert any("mailplan.yaml:20" in m and "159" in m for m in _messages(plan)), \
+        _messages(plan)

@@ -48,6 +48,20 @@ _TEMPORARY = ("4", "tempfail", "ex_tempfail", "75")
 Put = Callable[[str, list[str], Origin | None, str], None]
 
 
+#: valias -i drops a line of 160 bytes or more (MAX_ALIAS_LINE) and valias -s reads lines
+#: in 159-byte pieces (fgets into a 160-byte buffer): an alias line must be shorter
+MAX_ALIAS_LINE = 158
+
+
+def _alias_line_problem(lines: list[str]) -> str | None:
+    longest = max((len(line.encode()) for line in lines), default=0)
+    if longest > MAX_ALIAS_LINE:
+        return (f"a destination line of {longest} bytes; valias keeps lines of at most "
+                f"{MAX_ALIAS_LINE} (it drops one of 160 or more and reads one of 159 or more "
+                "in pieces)")
+    return None
+
+
 def alias_name_problem(name: str) -> str | None:
     """Why vpopmail (or qmail-local) cannot carry an alias of this name, or None."""
     if name == "default" or name.endswith("-default"):
@@ -147,7 +161,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             if origin:
                 origins[name] = origin
             return
-        problem = alias_name_problem(name)
+        problem = alias_name_problem(name) or _alias_line_problem(lines)
         if problem:
             resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
         elif not lines:
