@@ -5,7 +5,8 @@
 # converter), the vpopmail/qmail system users the stand-in assigns files to, tmux (the
 # terminal progress display is tested in it), awk (a plan counts import ledgers with it
 # on the target), tzdata (time-zone tests), strace (makes syncfs fail, to test the
-# writer's fsync fallback), and mailplan itself with its test extras.
+# writer's fsync fallback), and mailplan itself with its test extras, into Debian's python3
+# (with pip: neither is on a fresh machine, python3 is of priority optional).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -13,10 +14,12 @@ if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command 
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
    || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
    || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null \
-   || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ]; then
+   || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ] || ! command -v python3 >/dev/null \
+   || ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales >/dev/null
+    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales \
+    python3 python3-pip >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb
@@ -44,4 +47,7 @@ for u in qmaild:nofiles qmaill:nofiles qmailp:nofiles alias:nofiles qmailq:qmail
   getent passwd "${u%%:*}" >/dev/null || useradd -g "${u##*:}" -d /var/qmail -M -s /usr/sbin/nologin "${u%%:*}"
 done
 mkdir -p /run/sshd
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# Debian's python3 is "externally managed" (PEP 668): its pip refuses to install anything
+# unless told to; on this throw-away test machine the suite runs in that python3 itself
+# (the variable, unlike the option, is ignored by a pip older than 23.0)
+PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
