@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools import require
+
 DOVECOT = "/usr/sbin/dovecot"
 
 
@@ -69,6 +71,7 @@ def start_dovecot(workdir: Path, users: dict[str, str], *, uid: int, gid: int,
     (``user:{CRYPT}hash:uid:gid::home::``) used as passdb and userdb, e.g. built from
     vpopmail's vpasswd files after a migration.
     """
+    require(DOVECOT, "dovecot (Debian's dovecot-imapd)")
     workdir.mkdir(parents=True, exist_ok=True)
     home_root = workdir / "homes"
     home_root.mkdir(exist_ok=True)

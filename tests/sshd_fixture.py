@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools import require
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -65,6 +67,7 @@ def _keygen(path: Path) -> None:
 
 def start_sshd(workdir: Path) -> Sshd:
     """Generate keys and config under ``workdir`` and start sshd; wait until it listens."""
+    require(SSHD, "sshd (Debian's openssh-server)")
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)
     host_key, client_key = workdir / "host_ed25519", workdir / "client_ed25519"

@@ -26,6 +26,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from tools import require
 
 from mailplan.applylog import ApplyLog, Summary, default_log_path
 from mailplan.connectors.local import LocalConnector
@@ -267,10 +268,9 @@ def tmux(sock: Path, *args: str) -> str:
                           check=True).stdout
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by "
-                    "scripts/install-test-deps.sh")
 @pytest.mark.parametrize("no_color", [False, True])
 def test_live_display_in_a_terminal_and_ctrl_c(big, tmp_path, no_color):
+    require(shutil.which("tmux"), "tmux")
     spec, domain = big
     sock = tmp_path / "tmux.sock"
     env = "NO_COLOR=1 " if no_color else ""

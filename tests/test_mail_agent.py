@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from migration import TEST_PYTHON
+from tools import require
 
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.bookkeeping import keyword_letters
@@ -901,8 +902,7 @@ def test_where_syncfs_fails_each_file_is_fsynced(tmp_path, tmp_files):
     message file and the list of pending identities, after them the directories the
     messages went into, the Maildir, courier's keyword files with their directory, and
     the ledger. The result is the same Maildir."""
-    if shutil.which("strace") is None:
-        pytest.skip("needs strace")
+    require(shutil.which("strace"), "strace")
     log = tmp_path / "strace.log"
     limit = ("prlimit", "--nofile=128:128") if tmp_files == "named" else ()
     trace = ("strace", "-f", "-qq", "-y", "-e", "trace=fsync,syncfs",

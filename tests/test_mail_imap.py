@@ -24,15 +24,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dovecot_fixture import DOVECOT, Dovecot, start_dovecot
+from dovecot_fixture import Dovecot, start_dovecot
+from tools import require
 
 from mailplan.mail.agent_client import AgentClient, LocalAgent
 from mailplan.mail.convert import import_mbox
 from mailplan.mail.maildir import folder_dirname, subscription_lines
 from mailplan.mail.mbox import MboxReader, MessageStart, read_mbox
 
-pytestmark = pytest.mark.skipif(not os.path.exists(DOVECOT) or os.geteuid() != 0,
-                                reason="needs Debian dovecot and root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 COURIER_IMAPD = os.environ.get("MAILPLAN_TEST_COURIER_IMAPD", "/opt/courier-imap/usr/bin/imapd")
 UID = GID = 5000
 USERS = {"alice": "Alice-pw-1", "bob": "b0b secret"}
@@ -171,10 +171,8 @@ def test_time_zone_of_runner_is_utc():
 
 
 def need_courier() -> None:
-    """Skip the calling test where courier-imap's imapd is not installed."""
-    if not os.path.exists(COURIER_IMAPD):
-        pytest.skip(f"needs courier-imap's imapd at {COURIER_IMAPD} "
-                    "(scripts/install-test-deps.sh unpacks it)")
+    """Fail the calling test where courier-imap's imapd is not installed."""
+    require(COURIER_IMAPD, "courier-imap's imapd")
 
 
 def courier_imap(home: Path) -> imaplib.IMAP4:

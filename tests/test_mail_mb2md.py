@@ -7,19 +7,23 @@ measured difference; the tests pin both sides so a change in either shows up her
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from tools import require
 
 from mailplan.mail.agent_client import AgentClient, LocalAgent
 from mailplan.mail.convert import import_mbox
 from mailplan.mail.mbox import NotAnMbox, read_mbox
 
 MB2MD = shutil.which("mb2md") or "/usr/bin/mb2md"
-pytestmark = pytest.mark.skipif(not os.path.exists(MB2MD), reason="mb2md not installed")
+
+
+@pytest.fixture(autouse=True)
+def _mb2md_installed() -> None:
+    require(MB2MD, "mb2md")
 
 SEP = b"From a@example.org Mon Jan  1 10:00:00 2001\n"
 SEP2 = b"From b@example.org Tue Jan  2 11:00:00 2001\n"
