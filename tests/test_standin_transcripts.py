@@ -474,8 +474,13 @@ def make_replay_root() -> Path:
     Not under pytest's tmp dir: /tmp/pytest-of-root is 0700, and vchkpw (POP/IMAP) setuid()s
     to vpopmail and chdir()s into the user's directory, which uid 89 must be able to reach,
     exactly as on the real server where /home/vpopmail is world-traversable.
+
+    Under /var/tmp, on disk: the transcripts show directory sizes of the reference server's
+    ext4 (4096), which a tmpfs /tmp (Debian 13's default) replaces by sizes counting the
+    entries (``ls -la`` and ``find -printf %s`` then differ).
     """
-    root = Path(tempfile.mkdtemp(prefix="standin-replay-"))
+    base = "/var/tmp" if os.access("/var/tmp", os.W_OK | os.X_OK) else None
+    root = Path(tempfile.mkdtemp(prefix="standin-replay-", dir=base))
     os.chmod(root, 0o755)
     install(root)
     (root / "home" / "admin").mkdir(mode=0o755)  # reference /home had a second home dir
