@@ -50,4 +50,4 @@ mkdir -p /run/sshd
 # Debian's python3 is "externally managed" (PEP 668): its pip refuses to install anything
 # unless told to; on this throw-away test machine the suite runs in that python3 itself
 # (the variable, unlike the option, is ignored by a pip older than 23.0)
-PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e '.[test]'
