@@ -24,11 +24,16 @@ settings.load_profile("mailplan")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Each session works in a base directory of its own (unless --basetemp names one).
+    """The programs the tests start import this checkout's mailplan. Each session works
+    in a base directory of its own (unless --basetemp names one).
     The writer switches to vpopmail, which must reach the stand-in's Maildirs, so the
     stand-in makes their temp ancestors searchable (tests/standin/install.py); pytest's
     shared /tmp/pytest-of-USER is made private again by every session that starts, which
     would cut off the writers of a session still running."""
+    # the CLI the tests run (python -m mailplan) is this checkout's too, not an installed
+    # mailplan (an editable install of another checkout, or of one that is gone)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(repo_root()), *filter(None, [os.environ.get("PYTHONPATH")])])
     if config.option.basetemp is None:
         base = tempfile.mkdtemp(prefix="mailplan-tests-")
         config.option.basetemp = base
