@@ -24,16 +24,21 @@ fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb
 # into /opt/courier-imap (the tests run it preauthenticated on a pipe, as offlineimap's
-# preauthtunnel does: no daemon, no authdaemon, no port)
+# preauthtunnel does: no daemon, no authdaemon, no port). The libraries are read from the
+# .deb's Depends, whose names change between Debian releases (bookworm:
+# libcourier-unicode4, libidn12, gamin; trixie: libcourier-unicode8, libidn2-0)
 COURIER=/opt/courier-imap
 if ! [ -x "$COURIER/usr/bin/imapd" ]; then
   apt-get update -qq  # also for the download below: the package lists may be missing
-  if ! dpkg -s courier-authlib libcourier-unicode4 gamin libidn12 >/dev/null 2>&1; then
-    apt-get install -y -qq --no-install-recommends courier-authlib libcourier-unicode4 \
-      gamin libidn12 >/dev/null
-  fi
   debs=$(mktemp -d)
   (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root courier-imap)
+  # each dependency's first alternative, without version or architecture; of those the
+  # libraries, courier-authlib and gamin (not courier-base, debconf, an MTA, init tools)
+  libs=$(dpkg-deb -f "$debs"/courier-imap_*.deb Depends | tr ',' '\n' \
+         | sed -e 's/|.*//' -e 's/(.*)//' -e 's/:.*//' -e 's/[[:space:]]//g' \
+         | grep -E '^(lib.*|courier-authlib|gamin)$')
+  # shellcheck disable=SC2086  # one package name a word
+  apt-get install -y -qq --no-install-recommends $libs >/dev/null
   mkdir -p "$COURIER"
   dpkg-deb -x "$debs"/courier-imap_*.deb "$COURIER"
   rm -rf "$debs"

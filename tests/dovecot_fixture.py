@@ -80,27 +80,53 @@ def start_dovecot(workdir: Path, users: dict[str, str], *, uid: int, gid: int,
     passwd = workdir / "passwd"
     if accounts is not None:
         passwd.write_text("".join(line + "\n" for line in accounts))
-        userdb = f"driver = passwd-file\n  args = {passwd}"
     else:
         passwd.write_text("".join(f"{u}:{{CRYPT}}{sha512_crypt(p)}\n"
                                   for u, p in users.items()))
-        userdb = f"driver = static\n  args = uid={uid} gid={gid} home={home_root}/%u"
     port = free_port()
     version = subprocess.run([DOVECOT, "--version"], capture_output=True, text=True,
                              check=True).stdout.split()[0]
-    cleartext = ("auth_allow_cleartext = yes" if version.startswith("2.4")
-                 else "disable_plaintext_auth = no")
+    if version.startswith(("2.2.", "2.3.")):
+        conf_text = _config_23(workdir, home_root, passwd, port, uid=uid, gid=gid,
+                               listescape=listescape, static=accounts is None)
+    else:
+        conf_text = _config_24(workdir, home_root, passwd, port, uid=uid, gid=gid,
+                               listescape=listescape, static=accounts is None)
+    conf = workdir / "dovecot.conf"
+    conf.write_text(conf_text)
+    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    daemon = Dovecot(port=port, home_root=home_root, workdir=workdir, process=proc)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"dovecot exited: {out}\n{daemon.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                if s.recv(100).startswith(b"* OK"):
+                    return daemon
+        except OSError:
+            time.sleep(0.1)
+    daemon.stop()
+    raise RuntimeError(f"dovecot did not answer on port {port}\n{daemon.log()}")
+
+
+def _config_23(workdir: Path, home_root: Path, passwd: Path, port: int, *, uid: int,
+               gid: int, listescape: bool, static: bool) -> str:
+    """The configuration in dovecot 2.3's syntax (Debian 12)."""
+    userdb = (f"driver = static\n  args = uid={uid} gid={gid} home={home_root}/%u" if static
+              else f"driver = passwd-file\n  args = {passwd}")
     plugins = "mail_plugins = $mail_plugins listescape\n" if listescape else ""
     sep = "/" if listescape else "."
-    conf = workdir / "dovecot.conf"
-    conf.write_text(f"""
+    return f"""
 base_dir = {workdir}/run
 state_dir = {workdir}/state
 log_path = {workdir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
 ssl = no
-{cleartext}
+disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
 first_valid_gid = 1
@@ -128,20 +154,50 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
-""")
-    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    daemon = Dovecot(port=port, home_root=home_root, workdir=workdir, process=proc)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"dovecot exited: {out}\n{daemon.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                if s.recv(100).startswith(b"* OK"):
-                    return daemon
-        except OSError:
-            time.sleep(0.1)
-    daemon.stop()
-    raise RuntimeError(f"dovecot did not answer on port {port}\n{daemon.log()}")
+"""
+
+
+def _config_24(workdir: Path, home_root: Path, passwd: Path, port: int, *, uid: int,
+               gid: int, listescape: bool, static: bool) -> str:
+    """The same configuration in dovecot 2.4's syntax (Debian 13), which refuses 2.3's;
+    with weak schemes allowed, as 2.3 did: sendmail hosts' MD5-crypt hashes are migrated."""
+    if listescape:
+        raise RuntimeError("dovecot 2.4 has no listescape plugin")
+    userdb = (f"userdb static {{\n  fields {{\n    uid = {uid}\n    gid = {gid}\n"
+              f"    home = {home_root}/%{{user}}\n  }}\n}}" if static
+              else f"userdb passwd-file {{\n  passwd_file_path = {passwd}\n}}")
+    return f"""dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+log_path = {workdir}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+auth_allow_cleartext = yes
+auth_allow_weak_schemes = yes
+auth_mechanisms = plain login
+first_valid_uid = 1
+first_valid_gid = 1
+mail_driver = maildir
+mail_path = ~/Maildir
+mailbox_list_layout = maildir++
+namespace inbox {{
+  inbox = yes
+  separator = .
+}}
+passdb passwd-file {{
+  passwd_file_path = {passwd}
+}}
+{userdb}
+service imap-login {{
+  inet_listener imap {{
+    listen = 127.0.0.1
+    port = {port}
+  }}
+  chroot =
+}}
+service anvil {{
+  chroot =
+}}
+"""
