@@ -45,12 +45,28 @@ class Sshd:
                 self.process.wait()
 
     def kill_sessions(self) -> None:
-        """Kill the per-connection sshd processes, leaving the listener up."""
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                             text=True, check=False).stdout.split()
-        for pid in out:
+        """Kill the per-connection sshd processes, leaving the listener up: each
+        connection's privileged monitor and the sshd process under it that holds the
+        connection (OpenSSH 9.8 and later leave that one serving it when only the monitor
+        dies), not the commands they run."""
+        monitors = _children(self.process.pid)
+        sessions = [pid for m in monitors for pid in _children(m) if _is_sshd(pid)]
+        for pid in monitors + sessions:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), 9)
+
+
+def _children(pid: int | str) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                          check=False).stdout.split()
+
+
+def _is_sshd(pid: str) -> bool:
+    """Whether ``pid`` runs sshd (``sshd``, or OpenSSH 9.8's ``sshd-session``)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().startswith("sshd")
+    except OSError:
+        return False
 
 
 def free_port() -> int:
