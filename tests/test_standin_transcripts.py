@@ -352,13 +352,39 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
 
 
+# crypt(3) for the recorded "python3 -c 'import crypt ...'" commands (05) where python3
+# has no crypt module (removed in Python 3.13, Debian 13's): the same libcrypt call
+CRYPT_SHIM = """import ctypes, ctypes.util
+_lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+_lib.crypt.restype = ctypes.c_char_p
+_lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+
+
+def crypt(word, salt):
+    return _lib.crypt(word.encode(), salt.encode()).decode()
+"""
+
+
+def block_env(root: Path) -> dict[str, str]:
+    """The replayed commands' environment: with the crypt shim where python3 lacks it."""
+    if subprocess.run(["python3", "-W", "ignore", "-c", "import crypt"], capture_output=True,
+                      check=False).returncode == 0:
+        return dict(os.environ)
+    shim = root / "crypt-shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "crypt.py").write_text(CRYPT_SHIM)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
 def run_block(blk: Block, root: Path, prefix: str) -> list[str]:
     stdin = b""
     for key, value in STDIN.items():
         if blk.stdin and blk.cmd.endswith(key):
             stdin = value.encode()
+    env = block_env(root) if "import crypt" in blk.cmd else None
     proc = subprocess.run([SHELL, "-c", rewrite(blk.cmd, root)], input=stdin,
-                          capture_output=True, cwd=root, timeout=120)
+                          capture_output=True, cwd=root, timeout=120, env=env)
     problems = []
     code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode  # shell's $?
     if blk.exit is not None and code != blk.exit:
