@@ -249,6 +249,17 @@ def wait_journal(spec: Path, needle: bytes, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"apply never journaled {needle!r}")
 
 
+def drop_connections(sshd, proc: subprocess.Popen) -> None:
+    """Cut the apply's SSH connections while it is held still (SIGSTOP), so that the
+    drop comes where it was seen, mid-import, however fast the machine would finish the
+    rest (the read runs at most a few batches ahead of the journal: convert.MAX_PENDING)."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        sshd.kill_sessions()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
 # messages for the connection-drop tests: six batches of 2,000, so that the drop comes
 # with four or more still to go once the first is journaled (with two, on a fast machine,
 # e.g. with /tmp on tmpfs as Debian 13 has it, the apply often finished before the drop)
@@ -260,7 +271,7 @@ def test_connection_drop_stops_with_host_and_step_then_rerun_completes(tmp_path,
                                   host_extra={"retries": 0})
     proc = start_apply(spec)
     wait_journal(spec, b'"imported"', proc)
-    sshd.kill_sessions()
+    drop_connections(sshd, proc)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, out.decode() + err.decode()
     text = err.decode()
@@ -280,7 +291,7 @@ def test_connection_drop_is_retried_with_backoff(tmp_path, sshd):
                                   host_extra={"retries": 2, "retry_delay": 0.2})
     proc = start_apply(spec)
     wait_journal(spec, b'"imported"', proc)
-    sshd.kill_sessions()
+    drop_connections(sshd, proc)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out.decode() + err.decode()
     assert "reconnecting and planning again in 0.2s (retry 1)" in err.decode()
