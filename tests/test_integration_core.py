@@ -429,14 +429,12 @@ def test_a_create_step_that_fails_claims_nothing(tmp_path, target, sshd):
     assert target.tool("vuserinfo", f"bob@{domain}").returncode == 0
 
 
-@pytest.mark.ssh
-def test_create_only_still_sets_the_postmaster_password_of_a_domain_cut_short(
-        tmp_path, target, sshd):
-    # vadddomain ran (a random postmaster password), the spec's hash did not take: the
-    # domain is mailplan's and its postmaster password is not the spec's yet, so
-    # create_only must not keep the random one
+def _create_only_postmaster_spec(tmp_path: Path, target, sshd, prefix: str
+                                 ) -> tuple[Path, str]:
+    """A spec with ``passwords: create_only`` and a new domain whose postmaster password
+    is the hash of ``Postmaster-1``, and that domain."""
     src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
-    domain = unique_domain("pm")
+    domain = unique_domain(prefix)
     target.created_domains.append(domain)
     pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster-1")
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
@@ -445,6 +443,16 @@ def test_create_only_still_sets_the_postmaster_password_of_a_domain_cut_short(
                                         "postmaster_password": {"hash": pm_hash}}})
     text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
     spec.write_text(text)
+    return spec, domain
+
+
+@pytest.mark.ssh
+def test_create_only_still_sets_the_postmaster_password_of_a_domain_cut_short(
+        tmp_path, target, sshd):
+    # vadddomain ran (a random postmaster password), the spec's hash did not take: the
+    # domain is mailplan's and its postmaster password is not the spec's yet, so
+    # create_only must not keep the random one
+    spec, domain = _create_only_postmaster_spec(tmp_path, target, sshd, "pm")
     once = tmp_path / "failed-once"
     wrap(target, "vmoduser", f'case "$*" in *postmaster@*) [ -e {once} ] || '
                              f'{{ touch {once}; echo "Error: busy"; exit 1; }};; esac\n'
@@ -524,16 +532,7 @@ def test_create_only_keeps_a_postmaster_password_once_a_cut_domain_was_found_set
     # killed after the spec's postmaster password took effect, before the step's record:
     # the next apply finds the domain with the spec's password, so nothing is left to
     # set; a password the admin sets afterwards must be kept (create_only)
-    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
-    domain = unique_domain("pmcut")
-    target.created_domains.append(domain)
-    pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster-1")
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000},
-                                        "postmaster_password": {"hash": pm_hash}}})
-    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
-    spec.write_text(text)
+    spec, domain = _create_only_postmaster_spec(tmp_path, target, sshd, "pmcut")
     marker = tmp_path / "pm-checked"
     wrap(target, "vuserinfo", f'case "$*" in *postmaster@*) [ -e {marker} ] || '
                               f'{{ touch {marker}; sleep 30; }};; esac\nexec "$REAL" "$@"')
