@@ -32,6 +32,7 @@ from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
+    INBOX_FILE_NOTE,
     Checkpoint,
     MailboxRef,
     MailboxScan,
@@ -169,7 +170,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
         user, _, rest = note.partition(": ")
-        if rest.endswith(HOME_MBOX_NOTE):  # its mail is imported: said with plan -v
+        if rest.endswith((HOME_MBOX_NOTE, INBOX_FILE_NOTE)):  # imported: said with plan -v
             out.noops.append(Noop(user.split("@")[1], user.split("@")[0], rest))
         else:
             out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))

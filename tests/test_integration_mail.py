@@ -837,6 +837,10 @@ def test_a_folder_file_named_INBOX_is_merged_not_lost(setup):
     plan = mailplan("plan", str(spec), check=True).stdout
     assert f"+ mailbox alice@{domain} INBOX\n" in plan
     assert f"+ mailbox alice@{domain} INBOX (folder file)\n" in plan
+    # its mail is migrated: noted with -v (Unchanged), not listed as a problem
+    assert "is named INBOX" not in plan, plan
+    assert "is named INBOX; merged into the INBOX" in mailplan(
+        "plan", str(spec), "-v", check=True).stdout
     mailplan("apply", str(spec), "--auto-approve", check=True)
     root = maildir(target, f"alice@{domain}")
 

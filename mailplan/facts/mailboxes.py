@@ -58,6 +58,8 @@ _FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
 #: what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
                   "into the INBOX")
+#: the end of the note on a folder file named INBOX (merged into the INBOX, like ~/mbox)
+INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
             if is_inbox(rel):
-                notes.append(f"{ref.user}@{ref.domain}: {path} is named INBOX; merged into "
-                             "the INBOX")
+                notes.append(f"{ref.user}@{ref.domain}: {escape(path)} {INBOX_FILE_NOTE}")
             size, mtime, inode, device = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
