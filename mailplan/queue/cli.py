@@ -226,7 +226,9 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
               help="conf-split qmail was built with [default: the tree's, the count most of "
               "its mess/, info/, local/ and remote/ agree on; 23 for a tree without any].")
 @click.option("--stale-after", metavar="AGE", default=f"{STALE_AFTER}s", show_default=True,
-              help="Age after which a half-written message counts as abandoned.")
+              help="Age after which a half-written message or a pid/ file counts as "
+              "abandoned (36 h, qmail-send's limit), from the later of its modification "
+              "and access times.")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw: Any) -> None:
