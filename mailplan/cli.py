@@ -122,8 +122,9 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
     """Carry out a saved plan, or plan a spec, confirm, and carry it out.
 
     Shows progress (a live display on a terminal, status lines otherwise) and logs
-    every remote command to a file. Ctrl-C, SIGTERM or SIGHUP stops after the current
-    step; run the same command again to resume.
+    every remote command, the plan's problems (what is not migrated) and a summary to
+    a file. Ctrl-C, SIGTERM or SIGHUP stops after the current step; run the same
+    command again to resume.
     """
     loaded, saved = load_for_apply(Path(spec_or_plan))
     if quiet and saved is None and not auto_approve:
