@@ -443,12 +443,13 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         root = maildirs.get((mb.domain, mb.user))
         return files.get(root, {}).get(mb.dirname, {}) if root else {}
 
-    # folders proven identical last time: unchanged source (one batched window check)
-    # and the same digest from the target's listing -> not read again; a folder fed by
-    # more than one file (the spool, ~/mbox, a folder file named INBOX) is read whole
+    # folders proven identical last time: unchanged source (size and mtime as listed, one
+    # batched window check) and the same digest from the target's listing -> not read
+    # again; a folder fed by more than one file (the spool, ~/mbox, a folder file named
+    # INBOX) is read whole
     feeds = Counter((mb.domain, mb.user, mb.dirname) for mb in mailboxes)
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
-             and old[folder_key(mb)].size == mb.size
+             and (old[folder_key(mb)].size, old[folder_key(mb)].mtime) == (mb.size, mb.mtime)
              and feeds[(mb.domain, mb.user, mb.dirname)] == 1]
     valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail))
                                       for mb, p in pairs])
@@ -518,7 +519,7 @@ def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, Sourc
     if digest is None:
         return None
     head, tail = seen.digests()
-    return Proven(mb.path, mb.inode, mb.size, head, tail, len(messages), digest)
+    return Proven(mb.path, mb.inode, mb.size, mb.mtime, head, tail, len(messages), digest)
 
 
 def _folder_name(dirname: str, names: str) -> str:

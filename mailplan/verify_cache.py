@@ -5,9 +5,10 @@ MX). Reading every source mailbox in full each time is what makes it expensive, 
 every folder that matched exactly, verify records in ``STATE.verified`` (next to the
 state file, mode 0600; verify changes nothing on either host):
 
-* the source mailbox as it was read: path, inode, size and sha256 digests of the first
-  and the last 4 KiB *of the bytes verify read* (so a file changed after the read is
-  not mistaken for the one verified);
+* the source mailbox as it was read: path, inode, size, mtime and sha256 digests of the
+  first and the last 4 KiB *of the bytes verify read* (so a file changed after the read
+  is not mistaken for the one verified; the mtime catches a rewrite in place that keeps
+  the size and both windows, as UW-IMAP's flag updates in the middle of a spool do);
 * ``count`` and a digest of the folder's messages as the comparison saw them: identity
   (sha256 of the stored bytes + occurrence), size, Maildir flags, IMAP keywords and
   arrival second.
@@ -35,7 +36,7 @@ from pathlib import Path
 from mailplan.state import write_private
 from mailplan.verify_model import Identity, SourceMessage, TargetMessage
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Proven:
     path: str
     inode: int
     size: int
+    mtime: float
     head: str
     tail: str
     count: int

@@ -603,3 +603,28 @@ def test_a_target_folder_named_in_broken_modified_utf7_is_shown_as_named(migrate
     assert "Traceback" not in res.stderr, res.stderr
     assert res.returncode in (0, 3), res.stdout + res.stderr
     assert f"alice@{domain} .&ZZ-" in res.stdout
+
+
+@pytest.mark.ssh
+def test_verify_record_is_not_trusted_after_a_same_size_rewrite(migrated):
+    # UW-IMAP updates Status/X-Status in place where the length allows: the old server's
+    # user flags a message differently after the import, the spool keeps its size, its
+    # first and last 4 KiB (the message is in the middle) but not its mtime
+    src, target, domain, spec, root = migrated
+    spool = src / "var/spool/mail/alice"
+    padding = b"".join(msg(f"p{i}@x.example", "Mon Nov  2 10:00:00 2026", f"p{i}")
+                       + b"x" * 9000 + b"\n\n" for i in range(2))
+    spool.write_bytes(padding + INBOX + padding)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert mailplan("verify", str(spec)).returncode == 0
+    assert "not read again" in mailplan("verify", str(spec), check=True).stdout
+    data = spool.read_bytes()
+    assert data.count(b"X-Status: F\n") == 1
+    stat = spool.stat()
+    spool.write_bytes(data.replace(b"X-Status: F\n", b"X-Status: A\n"))
+    os.utime(spool, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "flags lost: " in res.stdout
+    full = mailplan("verify", str(spec), "--full")
+    assert full.returncode == 3, full.stdout
