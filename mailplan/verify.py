@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -158,17 +158,21 @@ class TargetMail(NamedTuple):
     ledgers: dict[str, dict[str, set[Identity]]]
     #: the keywords each folder's dovecot-keywords names (folders that have one)
     keywords: dict[str, dict[str, frozenset[str]]]
+    #: the folder directories (``""``: the INBOX) that have ``cur/`` and ``new/``
+    folders: dict[str, set[str]]
 
 
 def _find_command(maildirs: Sequence[str]) -> str:
     """The listing of the Maildirs: mailplan's message files, each folder's
     dovecot-keywords and UID lists, and courier's keyword directories with what is in
-    them (its update files are named after the messages, ``*_mp*``, and its ``:list``)."""
+    them (its update files are named after the messages, ``*_mp*``, and its ``:list``),
+    and the folders' ``cur/`` and ``new/`` (a folder with neither is not there)."""
     names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY)
              for a in ("-o", "-name", n)][1:]
     return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
                  "(", "-type", "f", "(", *names, ")",
-                 "-o", "-type", "d", "-name", courierkw.DIRECTORY, ")", "-printf", _FIND]
+                 "-o", "-type", "d", "(", "-name", courierkw.DIRECTORY, "-o", "-name", "cur",
+                 "-o", "-name", "new", ")", ")", "-printf", _FIND]
                 ) + " 2>/dev/null; true"
 
 
@@ -178,7 +182,7 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     folder has a dovecot-keywords or courier keyword files)."""
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
     if not maildirs:
-        return TargetMail(files, {}, {})
+        return TargetMail(files, {}, {}, {})
     (res,) = run_batch(conn, [_find_command(maildirs)])
     # (Maildir, folder directory, identity, the fields of its TargetMessage before the
     # keywords, its keyword letters): the message is made once they are known
@@ -186,6 +190,7 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     keyword_files: dict[tuple[str, str], str] = {}
     served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
     courier = _CourierFiles()
+    parts_seen: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> cur, new
     for record in res.stdout.split(b"\0"):
         if not record:
             continue
@@ -198,6 +203,9 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
             continue
         rel = parts[len(root.split("/")):]
         if kind == b"d":
+            where = _in_folder(root, rel)
+            if rel[-1] in ("cur", "new") and where is not None:
+                parts_seen.setdefault(where, set()).add(rel[-1])
             courier.folder(root, rel)
             continue
         if courier.entry(root, rel, int(inode)):
@@ -247,7 +255,11 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     ledgers = {}
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
         ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
-    return TargetMail(files, ledgers, keywords)
+    folders: dict[str, set[str]] = {m: set() for m in maildirs}
+    for (root, dirname), parts in parts_seen.items():
+        if len(parts) == 2:
+            folders[root].add(dirname)
+    return TargetMail(files, ledgers, keywords, folders)
 
 
 def _in_folder(root: str, rel: list[str]) -> tuple[str, str] | None:
@@ -376,7 +388,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,
-                 cache_path(state.path), full)
+                 cache_path(state.path), full, set(state.mail()))
     if login is not None:
         report.login = check_login(target_conn, vpop, login[0], login[1])
     return report
@@ -384,7 +396,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
 
 def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                  source_conn: Connector, target_conn: Connector, report: Report,
-                 record: Path, full: bool) -> None:
+                 record: Path, full: bool, made: Collection[str] = ()) -> None:
     refs = mailbox_refs(spec.data, desired, source)
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
@@ -405,7 +417,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven, source.zone, names)
+                      report, proven, source.zone, names, made)
     save_proven(record, proven)
 
 
@@ -429,15 +441,21 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
                   report: Report, proven: dict[str, Proven], zone: tzinfo | None,
-                  names: str = "utf7") -> None:
+                  names: str = "utf7", made: Collection[str] = ()) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
-    Maildirs (two channels), their source mailboxes through one ``tar`` channel."""
-    files, ledgers, keywords = read_target_mail(target_conn, sorted(
+    Maildirs (two channels), their source mailboxes through one ``tar`` channel.
+    ``made``: the mailboxes the state records (an apply made their folders: one the
+    user deleted on the target since is not missing)."""
+    files, ledgers, keywords, there = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
 
     def folder_key(mb: SourceMailbox) -> str:
         return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd)
+
+    def has_folder(mb: SourceMailbox) -> bool:
+        root = maildirs.get((mb.domain, mb.user))
+        return root is not None and mb.dirname in there.get(root, set())
 
     def target_files(mb: SourceMailbox) -> dict[Identity, list[TargetMessage]]:
         root = maildirs.get((mb.domain, mb.user))
@@ -450,7 +468,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     feeds = Counter((mb.domain, mb.user, mb.dirname) for mb in mailboxes)
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
              and (old[folder_key(mb)].size, old[folder_key(mb)].mtime) == (mb.size, mb.mtime)
-             and feeds[(mb.domain, mb.user, mb.dirname)] == 1]
+             and feeds[(mb.domain, mb.user, mb.dirname)] == 1 and has_folder(mb)]
     valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail))
                                       for mb, p in pairs])
     reused = {mb.path: p for (mb, p), ok in zip(pairs, valid, strict=True)
@@ -489,6 +507,11 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                 continue
             if failed:
                 check.changed_during_read = failed[0][1]
+            if mb.dirname and not has_folder(mb):  # (a missing user's account fails)
+                if any(m.key in made for m in group):
+                    check.folder_deleted_on_target = True
+                else:
+                    check.folder_missing = True
             # the files feeding one folder are compared together: a message held
             # identically in two of them is imported once (one identity)
             source_msgs: dict[Identity, SourceMessage] = {}

@@ -85,6 +85,10 @@ class FolderCheck:
     flags_added_on_target: list[str] = field(default_factory=list)
     #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
     keywords_not_carried: list[str] = field(default_factory=list)
+    #: the folder's directory is not on the target, and no apply made it
+    folder_missing: bool = False
+    #: not on the target, though an apply made it: the user deleted it (not a failure)
+    folder_deleted_on_target: bool = False
     error: str | None = None  # the source mailbox could not be read (the plan says so)
     changed_during_read: str | None = None
     reused: bool = False  # exactly as the last verify proved it; not read again
@@ -93,7 +97,7 @@ class FolderCheck:
     def ok(self) -> bool:
         """No missing, extra, different or unverifiable message."""
         return not (self.missing or self.extra or self.content or self.flags or self.dates
-                    or self.changed_during_read)
+                    or self.changed_during_read or self.folder_missing)
 
 
 @dataclass

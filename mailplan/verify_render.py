@@ -41,6 +41,10 @@ def _details(f: FolderCheck) -> list[str]:
             shown = ", ".join(items[:_LIMIT]) + (f", ... ({len(items)} in all)"
                                                  if len(items) > _LIMIT else "")
             lines.append(f"          {label}: {shown}")
+    if f.folder_missing:
+        lines.append("          folder missing on the target (`mailplan apply` creates it)")
+    if f.folder_deleted_on_target:
+        lines.append("          folder deleted by the user on the target (not a failure)")
     if f.changed_during_read:
         lines.append(f"          source mailbox {f.changed_during_read}; run verify again")
     return lines

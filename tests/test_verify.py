@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -628,3 +629,26 @@ def test_verify_record_is_not_trusted_after_a_same_size_rewrite(migrated):
     assert "flags lost: " in res.stdout
     full = mailplan("verify", str(spec), "--full")
     assert full.returncode == 3, full.stdout
+
+
+@pytest.mark.ssh
+def test_verify_fails_on_a_folder_missing_on_the_target(migrated):
+    # an empty folder on the source (plan creates it, the user sees it on the new
+    # server): while it is not on the target, nothing is verified; once an apply made
+    # it, the user may delete it on the new server (the plan leaves it deleted)
+    src, target, domain, spec, root = migrated
+    (src / "home/alice/mail/Empty").write_bytes(b"")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"FAIL  alice@{domain} Empty" in res.stdout
+    assert "folder missing on the target" in res.stdout
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    empty = next(f for f in doc["folders"] if f["folder"] == "Empty")
+    assert empty["folder_missing"] is True and not empty["ok"]
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / ".Empty/cur").is_dir()
+    assert mailplan("verify", str(spec)).returncode == 0
+    shutil.rmtree(root / ".Empty")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "deleted by the user on the target" in res.stdout
