@@ -58,7 +58,14 @@ from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
-from mailplan.verify_cache import Proven, cache_path, key, source_digest, target_digest
+from mailplan.verify_cache import (
+    Proven,
+    cache_path,
+    key,
+    source_digest,
+    target_digest,
+    zone_id,
+)
 from mailplan.verify_cache import load as load_proven
 from mailplan.verify_cache import save as save_proven
 from mailplan.verify_model import (
@@ -450,8 +457,10 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
 
+    zone_name = zone_id(zone)
+
     def folder_key(mb: SourceMailbox) -> str:
-        return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd)
+        return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd, zone_name)
 
     def has_folder(mb: SourceMailbox) -> bool:
         root = maildirs.get((mb.domain, mb.user))

@@ -13,15 +13,16 @@ state file, mode 0600; verify changes nothing on either host):
   (sha256 of the stored bytes + occurrence), size, Maildir flags, IMAP keywords and
   arrival second.
 
-The next verify checks those windows with one batched command (like the plan's
-checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and computes the same digest
-from the target's file names (identity, ``,S=`` size, flags and keyword letters named
-by the folder's dovecot-keywords, or courier-imap's keywords where only courier opened
-the folder, and those too where both are checked and differ) and mtimes, which it lists
-anyway. When the source is unchanged and the target's digest is the recorded one, the
-folder is exactly as proven before and is not read again; any difference (a message
-deleted, a flag or date changed, a truncated file, a grown spool) sends that mailbox
-through the full comparison. ``verify --full`` ignores the record.
+Records are keyed by folder, source file, mbox flavour and the source's time zone (dates
+without a zone are read in it). The next verify checks those windows with one batched
+command (like the plan's checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and
+computes the same digest from the target's file names (identity, ``,S=`` size, flags and
+keyword letters named by the folder's dovecot-keywords, or courier-imap's keywords where
+only courier opened the folder, and those too where both are checked and differ) and
+mtimes, which it lists anyway. When the source is unchanged and the target's digest is
+the recorded one, the folder is exactly as proven before and is not read again; any
+difference (a message deleted, a flag or date changed, a truncated file, a grown spool)
+sends that mailbox through the full comparison. ``verify --full`` ignores the record.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from mailplan.state import write_private
@@ -58,9 +60,27 @@ def cache_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".verified")
 
 
-def key(domain: str, user: str, dirname: str, path: str, mboxrd: bool) -> str:
-    """The record's key for one folder read from one source file."""
-    return "\t".join((domain, user, dirname, path, "mboxrd" if mboxrd else "mboxo"))
+def key(domain: str, user: str, dirname: str, path: str, mboxrd: bool, zone: str = "UTC"
+        ) -> str:
+    """The record's key for one folder read from one source file, in the source's time
+    zone ``zone`` (:func:`zone_id`: dates without a zone are read in it)."""
+    return "\t".join((domain, user, dirname, path, "mboxrd" if mboxrd else "mboxo", zone))
+
+
+def zone_id(zone: tzinfo | None) -> str:
+    """What names the source's time zone in the record's keys: its IANA name, or for a
+    zone read from the source's TZif file (which has none) a digest of its UTC offsets
+    and names, a day apart from 1970 to 2038 (a changed zone: everything is read again)."""
+    if zone is None:
+        return "UTC"
+    name = getattr(zone, "key", None)
+    if name:
+        return str(name)
+    h = hashlib.sha256()
+    for day in range(0, 1 << 31, 86400):
+        moment = datetime.fromtimestamp(day, zone)
+        h.update(f"{moment.utcoffset()}{moment.tzname()};".encode())
+    return "tzif:" + h.hexdigest()[:16]
 
 
 def load(path: Path) -> dict[str, Proven]:

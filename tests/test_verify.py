@@ -652,3 +652,23 @@ def test_verify_fails_on_a_folder_missing_on_the_target(migrated):
     res = mailplan("verify", str(spec))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "deleted by the user on the target" in res.stdout
+
+
+@pytest.mark.ssh
+def test_verify_record_is_not_reused_when_the_source_time_zone_changes(migrated):
+    # the admin corrects source.timezone after the import: the From_ dates now mean
+    # other instants, so the target's dates differ; the record of the last verify,
+    # which read them in the old zone, must not say otherwise
+    import yaml
+
+    src, target, domain, spec, root = migrated
+    assert mailplan("verify", str(spec)).returncode == 0
+    assert "not read again" in mailplan("verify", str(spec), check=True).stdout
+    doc = yaml.safe_load(spec.read_text())
+    doc["source"]["timezone"] = "America/New_York"
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "date differs: " in res.stdout
+    full = mailplan("verify", str(spec), "--full")
+    assert full.returncode == 3 and "date differs: " in full.stdout, full.stdout
