@@ -143,6 +143,7 @@ def make_plan(spec: Spec, state: State,
         result.changes += mail.changes
         result.problems += mail.problems
         result.noops += mail.noops
+        warnings = mail.warnings
     except BaseException:
         if connectors is None:
             for conn in conns.values():
@@ -155,7 +156,7 @@ def make_plan(spec: Spec, state: State,
         serial=state.serial,
         target_digest=target_digest(target),
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
-        problems=result.problems,
+        problems=result.problems, warnings=warnings,
     )
     return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone,
                    routing.seen)

@@ -103,6 +103,8 @@ class MailPlan:
     changes: list[Change] = field(default_factory=list)
     noops: list[Noop] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: migrated all the same, but worth the administrator's look (Plan.warnings)
+    warnings: list[Problem] = field(default_factory=list)
     jobs: dict[str, MailJob] = field(default_factory=dict)
     #: checkpoints of mailboxes read to their end and found already on the target
     #: (state entries: apply records them, so later plans read only what is appended)
@@ -404,8 +406,8 @@ def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
 
 def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str, str]],
                     state_mail: dict[str, Any]) -> None:
-    """A problem for each user whose mail to import, with what earlier applies imported
-    (the state's record), exceeds the quota."""
+    """A warning for each user whose mail to import, with what earlier applies imported
+    (the state's record), exceeds the quota: the mail is imported all the same."""
     totals: dict[tuple[str, str], int] = {}
     for job in out.jobs.values():
         key = (job.mailbox.domain, job.mailbox.user)
@@ -421,7 +423,7 @@ def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str
         if quota is not None and size + had > quota:
             what = f"mail to import ({human_size(size)})" + (
                 f" with what earlier applies imported ({human_size(had)})" if had else "")
-            out.problems.append(Problem(domain, user, f"{what} exceeds the quota "
+            out.warnings.append(Problem(domain, user, f"{what} exceeds the quota "
                                         f"({human_size(quota)}); it is imported anyway (mail "
                                         "is never dropped), but new mail will bounce until "
                                         "the quota is raised"))

@@ -84,6 +84,8 @@ class Plan:
     noops: list[Noop] = field(default_factory=list)
     left_alone: list[Noop] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: migrated all the same, but the administrator should look (a mailbox over quota)
+    warnings: list[Problem] = field(default_factory=list)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -109,6 +111,7 @@ class Plan:
             "noops": [asdict(n) for n in self.noops],
             "left_alone": [asdict(n) for n in self.left_alone],
             "problems": [asdict(p) for p in self.problems],
+            "warnings": [asdict(w) for w in self.warnings],
         }
 
     def save(self, path: Path) -> None:
@@ -140,6 +143,7 @@ class Plan:
             noops=[Noop(**n) for n in data["noops"]],
             left_alone=[Noop(**n) for n in data["left_alone"]],
             problems=[Problem(**p) for p in data["problems"]],
+            warnings=[Problem(**w) for w in data.get("warnings", [])],
             plan_id=data["plan_id"], created_at=data["created_at"],
         )
 

@@ -57,6 +57,12 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
             who = escape(f"{p.user}@{p.domain}" if p.user else p.domain)
             out.append("  " + _paint("!", f"! {who}: {escape(p.message)}", colour))
         out.append("")
+    if plan.warnings:
+        out.append("Warnings (migrated all the same; look at them):")
+        for w in plan.warnings:
+            who = escape(f"{w.user}@{w.domain}" if w.user else w.domain)
+            out.append("  " + _paint("!", f"! {who}: {escape(w.message)}", colour))
+        out.append("")
     if plan.left_alone:
         out.append(f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
                    "not created by mailplan):")

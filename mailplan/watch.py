@@ -112,7 +112,8 @@ class ApplyWatch:
         return out
 
     def planned(self, plan: Plan) -> None:
-        """Record the plan's problems (what is not migrated) in the log and summary."""
+        """Record the plan's problems (what is not migrated) in the log and summary, and
+        its warnings (migrated all the same) in the log."""
         self.summary.not_migrated = len(plan.problems)
         if plan.problems:
             self.log.write(f"plan {escape(plan.plan_id)}: {len(plan.problems)} problem(s), "
@@ -120,6 +121,12 @@ class ApplyWatch:
         for p in plan.problems:
             who = f"{p.user}@{p.domain}" if p.user else p.domain
             self.log.write(f"  ! {escape(who)}: {escape(p.message)}")
+        if plan.warnings:
+            self.log.write(f"plan {escape(plan.plan_id)}: {len(plan.warnings)} warning(s), "
+                           "migrated all the same:")
+        for w in plan.warnings:
+            who = f"{w.user}@{w.domain}" if w.user else w.domain
+            self.log.write(f"  ! {escape(who)}: {escape(w.message)}")
 
     def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
         """Start applying: reporter, totals, Ctrl-C handler."""

@@ -97,7 +97,13 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     assert f"bob@{domain}: INBOX" in plan and "not readable as mail" in plan
     assert "MMDF" in plan
     assert f"carol@{domain}: mail to import (" in plan and "exceeds the quota (50B)" in plan
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+    # carol's mail is imported all the same: a warning, not among what is not migrated
+    problems, _, rest = plan.partition("Problems (these are not migrated):")[2].partition(
+        "Warnings (migrated all the same; look at them):")
+    assert "exceeds the quota" not in problems and "exceeds the quota (50B)" in rest
+    applied = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    log = re.search(r"Log: (\S+)", applied)[1]
+    assert "not migrated: 1 " in Path(log).read_text()  # bob's MMDF spool, not carol
     root = maildir(target, f"alice@{domain}")
     inbox = files(root)
     assert sorted(f.name.split(":2,")[-1] for f in inbox["cur"]) == ["FRS", "S"]

@@ -41,6 +41,8 @@ def sample_plan() -> Plan:
                          "created by mailplan, left alone")],
         problems=[Problem("example.com", "dave", "password of source account 'dave' cannot "
                           "be migrated: account is locked")],
+        warnings=[Problem("example.com", "carol", "mail to import (2.4G) exceeds the quota "
+                          "(2G); it is imported anyway")],
     )
 
 
@@ -53,6 +55,15 @@ def test_json_is_valid_and_matches_golden():
     doc = sample_plan().to_dict()
     jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
     assert json.dumps(doc, indent=2, sort_keys=True) + "\n" == (GOLDEN / "plan.json").read_text()
+
+
+def test_a_plan_saved_before_warnings_existed_loads(tmp_path):
+    doc = sample_plan().to_dict()
+    del doc["warnings"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    loaded = Plan.load(path)
+    assert loaded.warnings == [] and loaded.problems == sample_plan().problems
 
 
 def test_colour_only_when_asked():
