@@ -184,7 +184,11 @@ def _desired(*domains: tuple[str, str]) -> Desired:
 def test_virtusertable_catch_all_without_spec_setting_is_a_warning(tmp_path):
     text = BASE.replace("  example.org: {}", "  example.org:\n    unknown_recipients: delete")
     spec = load_spec(write(tmp_path, text))
-    vt = parse_virtusertable("@example.com\tbob\n@example.org\talice\n", "/etc/mail/vt")
+    # (every other mailbox and alias has a line of its own: the catch-alls take
+    # none of their mail)
+    vt = parse_virtusertable("@example.com\tbob\n@example.org\talice\nalice@example.com\t"
+                             "alice\ninfo@example.com\tinfo\nbob@example.org\tbob\n",
+                             "/etc/mail/vt")
     plan = map_spec(spec, _desired(("example.com", "bounce"), ("example.org", "delete")),
                     SourceRouting(aliases=parse_aliases("info: alice\n", "/etc/aliases"),
                                   virtusertable=vt))

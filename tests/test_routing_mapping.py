@@ -205,7 +205,10 @@ def test_virtusertable_postmaster_and_identity_entries_create_nothing():
      CatchAll("forward-to-address", "x@y.example"), None),
 ])
 def test_catch_all(vt, rules_catch_all, expected, severity):
-    source = SourceRouting(virtusertable=parse_virtusertable(vt, "/etc/mail/virtusertable"))
+    # every mailbox has a line of its own, so the catch-all takes no mailbox's mail
+    listed = "alice@example.com\talice\ncarol@example.com\tcarol\nrobert@example.com\tbob\n"
+    source = SourceRouting(virtusertable=parse_virtusertable(listed + vt,
+                                                             "/etc/mail/virtusertable"))
     plan = map_routing(source, [DomainRules("example.com", COM, catch_all=rules_catch_all)])
     assert plan.domains["example.com"].catch_all == expected
     assert [f.severity for f in plan.findings] == ([severity] if severity else [])
@@ -434,3 +437,25 @@ def test_an_alias_line_valias_cannot_keep_is_a_warning_and_no_alias():
     assert plan.domains["example.com"].aliases["near"] == (f"&{near}",)
     assert any("mailplan.yaml:20" in m and "159" in m for m in _messages(plan)), \
         _messages(plan)
+
+
+def test_a_virtusertable_catch_all_took_the_mail_of_unlisted_mailboxes_and_aliases():
+    """sendmail looks ``@domain`` up before local delivery: with a catch-all, mail for a
+    user or alias of the domain without a ``user@domain`` line of its own went to the
+    catch-all. On vpopmail it reaches the mailbox or alias: the plan must say so."""
+    vt = "alice@example.com\talice\n@example.com\tsomeone@else.example\n"
+    source = SourceRouting(aliases=parse_aliases("helpdesk: carol\n", "/etc/aliases"),
+                           virtusertable=parse_virtusertable(vt, "/etc/vt"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    warnings = [f for f in plan.findings if f.severity == "warning"]
+    assert len(warnings) == 1, plan.findings
+    assert warnings[0].origin == Origin("/etc/vt", 2)
+    message = warnings[0].message
+    assert "carol, robert (mailboxes), helpdesk (alias)" in message, message
+    assert "alice" not in message  # listed: sendmail delivered it as its line says
+    # the catch-all's own mailbox loses nothing: it got that mail before too
+    vt = "@example.com\tbob\n"
+    plan = map_routing(SourceRouting(virtusertable=parse_virtusertable(vt, "/etc/vt")),
+                       [DomainRules("example.com", COM)])
+    (warning,) = [f for f in plan.findings if f.severity == "warning"]
+    assert "alice, carol (mailboxes)" in warning.message and "robert" not in warning.message

@@ -92,6 +92,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
         checks.extend(resolver.checks)
         escapes.extend(resolver.escapes)
     findings.extend(_escapes_through_qmail(escapes, result))
+    findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
@@ -346,6 +347,48 @@ def _catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
                       "vdelivermail forwards to one address. Unknown recipients bounce "
                       "instead", entry.origin)
     return CatchAll("bounce")
+
+
+def _names(names: Sequence[str], what: str) -> str:
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    plural = {"mailbox": "mailboxes", "alias": "aliases"}[what] if len(names) > 1 else what
+    return f"{shown} ({plural})"
+
+
+def _caught_by_catch_all(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
+                         domains: Sequence[DomainRules], directory: Directory,
+                         result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """sendmail looks a domain's ``@domain`` virtusertable line up before it delivers
+    locally: mail for a user or an alias of the domain without a ``user@domain`` line of
+    its own went to the catch-all. On vpopmail the mailbox or alias of that name gets it:
+    warn, naming them (the catch-all's own mailbox got that mail anyway)."""
+    out: list[Finding] = []
+    aliases_path = source.aliases.path if source.aliases is not None else None
+    for rules in domains:
+        domain = rules.domain
+        entry = virtual.get(f"@{domain}")
+        if entry is None:
+            continue
+        caught = _catch_all_from_virtual(entry, rules, Resolver(directory, domain))
+        own = caught.target if caught.kind == "deliver-to-user" else None
+        routing = result[domain]
+        mailboxes = sorted(m for m in set(rules.mailboxes.values()) - VPOPMAIL_OWNED
+                           if m != own and f"{m}@{domain}" not in virtual)
+        aliases = sorted(name for name, origin in routing.origins.items()
+                         if name in routing.aliases and origin.path == aliases_path
+                         and f"{name}@{domain}" not in virtual)
+        if not mailboxes and not aliases:
+            continue
+        what = ", ".join(x for x in (mailboxes and _names(mailboxes, "mailbox"),
+                                     aliases and _names(aliases, "alias")) if x)
+        out.append(Finding(
+            "warning", f"virtusertable {entry.key} -> {entry.target}: sendmail looked this "
+            f"line up before delivering locally, so mail for every address of {domain} "
+            f"without a line of its own went here, also for {what}; on vpopmail that mail "
+            "reaches the mailbox or alias of that name instead (for each address that "
+            f"should keep it, add a line such as 'NAME@{domain}  NAME' on the source and "
+            "plan again)", entry.origin, domain))
+    return out
 
 
 def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Directory,
