@@ -416,3 +416,33 @@ def test_a_changed_alias_never_stops_existing_when_vpopmail_fails(world):
     assert oct(qmail.stat().st_mode & 0o777) == "0o600"
     assert qmail.stat().st_uid == domain_dir.stat().st_uid
     assert "No changes." in mailplan("plan", str(spec)).stdout
+
+
+@pytest.mark.ssh
+def test_an_alias_on_the_target_that_shadows_a_migrated_mailbox_is_a_warning(world):
+    """qmail-local reads a domain's .qmail-NAME before vdelivermail looks for a mailbox:
+    an alias already on the target named like a mailbox the spec migrates takes all of
+    its mail. An alias mailplan made before the user was migrated is only removed with
+    --prune, one made by hand never: the plan must say the mailbox gets no mail."""
+    d = world.domain
+    # first run: carol is not migrated, an alias carol is declared in the spec instead
+    spec = world.write(**{"import": {"uid_min": 1000, "exclude": ["bob", "carol"]},
+                          "aliases": {"carol": ["alice"]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert world.valias()[f"carol@{d}"] == [f"&alice@{d}"]
+    # by hand: an alias named like dave's mailbox
+    assert world.target.tool("valias", "-i", "x@remote.example", f"dave@{d}").returncode == 0
+    spec = world.write(aliases={})  # carol is migrated now
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ user carol@{d}" in plan
+    assert (f"alias carol@{d} on the target has the name of the mailbox carol: qmail-local "
+            "reads .qmail-carol first, so the mailbox gets none of its mail while it "
+            "exists; apply --prune removes it (mailplan made it)") in plan, plan
+    assert (f"alias dave@{d} on the target has the name of the mailbox dave: qmail-local "
+            "reads .qmail-dave first, so the mailbox gets none of its mail while it "
+            "exists; mailplan did not make it and leaves it alone: remove it by hand "
+            f"(valias -d dave@{d})") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert f"carol@{d}" not in world.valias()
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"alias carol@{d}" not in plan and f"alias dave@{d} on the target" in plan

@@ -28,6 +28,7 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
+from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
     check_routing_spec,
@@ -436,6 +437,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
             out.changes.append(core)
             out.actions[core.id] = change
         ours = managed_routing(state.data, name, "alias")
+        findings += _shadowed_mailboxes(name, observed.aliases, desired, ours)
         for alias in sorted(set(observed.aliases) - set(want.aliases) - ours):
             out.noops.append(Noop(name, alias, "alias on the target, not wanted by the spec "
                                   "and not created by mailplan; left alone"))
@@ -462,6 +464,25 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                            f"equivalent (--strict):\n{listed}",
                            hint="fix them on the source, exclude them, or declare the "
                            "routing in the spec, then plan again")
+    return out
+
+
+def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,
+                        ours: frozenset[str]) -> list[Finding]:
+    """An alias on the target named like a mailbox the spec migrates: qmail-local reads
+    the domain's .qmail-NAME before vdelivermail looks for the mailbox, so the mailbox
+    would get none of its mail. mailplan removes only its own (with --prune)."""
+    wanted = desired.domains.get(domain)
+    mailboxes = set(wanted.users) if wanted is not None else set()
+    out = []
+    for alias in sorted(set(aliases) & mailboxes):
+        how = ("apply --prune removes it (mailplan made it)" if alias in ours else
+               "mailplan did not make it and leaves it alone: remove it by hand "
+               f"(valias -d {alias}@{domain})")
+        out.append(Finding(
+            "warning", f"alias {alias}@{domain} on the target has the name of the mailbox "
+            f"{alias}: qmail-local reads {alias_file_name(alias)} first, so the mailbox gets "
+            f"none of its mail while it exists; {how}", None, domain))
     return out
 
 
