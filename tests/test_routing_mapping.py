@@ -459,3 +459,26 @@ def test_a_virtusertable_catch_all_took_the_mail_of_unlisted_mailboxes_and_alias
                        [DomainRules("example.com", COM)])
     (warning,) = [f for f in plan.findings if f.severity == "warning"]
     assert "alice, carol (mailboxes)" in warning.message and "robert" not in warning.message
+
+
+def test_an_alias_naming_its_own_mailbox_without_backslash_keeps_the_forward():
+    """``bob: bob, x`` refers to itself: sendmail delivers to the user bob as usual, and
+    so through ~bob/.forward (only ``\\bob`` skips it). The mailbox's .qmail keeps the
+    forward's lines, and adds the alias's others."""
+    forward = parse_forward("\\bob\nbob@home.example\n", "/home/bob/.forward", "bob")
+    for text, lines in (
+            ("bob: bob, other@x.example\n",
+             ("./Maildir/", "&bob@home.example", "&other@x.example")),
+            ("bob: bob@example.com, other@x.example\n",
+             ("./Maildir/", "&bob@home.example", "&other@x.example")),
+            ("bob: \\bob, other@x.example\n", ("./Maildir/", "&other@x.example"))):
+        source = SourceRouting(aliases=parse_aliases(text, "/etc/aliases"),
+                               forwards={"bob": forward})
+        plan = map_routing(source, [DomainRules("example.com", {"bob": "bob"},
+                                                import_aliases=True)])
+        assert plan.domains["example.com"].forwards["bob"] == lines, text
+    # a ~/.forward naming its own user delivers to the mailbox
+    forward = parse_forward("bob\nbob@home.example\n", "/home/bob/.forward", "bob")
+    plan = map_routing(SourceRouting(forwards={"bob": forward}),
+                       [DomainRules("example.com", {"bob": "bob"})])
+    assert plan.domains["example.com"].forwards["bob"] == ("./Maildir/", "&bob@home.example")

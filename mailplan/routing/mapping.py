@@ -13,7 +13,9 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
    sendmail's alias-before-~/.forward order is kept (the alias wins, with a note).
 3. ``\\user`` (and a plain self-reference) in a ~/.forward keeps a local copy: the
    mailbox's own ``./Maildir/`` line, which vdelivermail delivers relative to the user's
-   directory. A .qmail that would only say ``./Maildir/`` is not written.
+   directory. A .qmail that would only say ``./Maildir/`` is not written. In an alias
+   of a mailbox, a self-reference without the backslash (``bob: bob, x``) is the user
+   as sendmail delivers it, through its ~/.forward: the forward's lines take its place.
 4. Catch-all: the spec's policy; else virtusertable's ``@domain`` line when it has an
    equivalent (an address, a local user, a permanent ``error:`` -> bounce); else bounce,
    which is what sendmail did for unknown recipients (vpopmail's own default deletes).
@@ -31,7 +33,7 @@ from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry, effective_aliases
 from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
-from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
+from mailplan.routing.resolve import OWN_MAILDIR, SELF, Check, Directory, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
     SYSTEM_ACCOUNTS,
@@ -122,6 +124,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
     aliases: dict[str, tuple[str, ...]] = {}
     forwards: dict[str, tuple[str, ...]] = {}
     origins: dict[str, Origin] = {}
+    own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
     mark = [0]  # findings before the entry being mapped: its own warnings say enough
     # what unknown recipients get, to say where mail for an entry left out goes (the
     # findings of this early look are dropped: the real one below reports them)
@@ -139,6 +142,11 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
         resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
 
     def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
+        if SELF in lines:  # the user itself, as sendmail delivers it: its ~/.forward
+            own = [OWN_MAILDIR] if what == "forward" else \
+                list(own_forward.get(name) or (OWN_MAILDIR,))
+            lines = list(dict.fromkeys(x for line in lines
+                                       for x in (own if line == SELF else [line])))
         if name in VPOPMAIL_OWNED:
             if lines != [f"&{name}@{domain}"]:
                 resolver.note(f"{what} {name!r} not created: postmaster stays vpopmail's own "
@@ -153,8 +161,8 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                 outcome(name, what, f"{name} is a mailbox on vpopmail, so mail to "
                         f"{name}@{domain} is delivered {how}, where sendmail did not "
                         "deliver it", origin)
-            if not lines or lines == [OWN_MAILDIR]:
-                return
+            if not lines or lines == [OWN_MAILDIR] or forwards.get(name) == tuple(lines):
+                return  # nothing to write, or what its ~/.forward says already
             if what != "forward" and name in forwards:
                 resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
                               "sendmail (aliases are expanded before ~/.forward)", origin)
@@ -196,6 +204,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                 resolver.warn(f"{context}: nothing left to forward; mail is delivered to "
                               f"{mailbox}'s mailbox", forward.targets[0].origin)
             put(mailbox, lines, forward.targets[0].origin, "forward")
+            own_forward[mailbox] = forwards.get(mailbox, ())
 
     if rules.import_aliases:
         for name, entry in table.items():

@@ -31,6 +31,10 @@ from mailplan.routing.rules import DomainRules
 from mailplan.text import has_control
 
 OWN_MAILDIR = "./Maildir/"
+#: a self-reference without a backslash (``bob: bob``): sendmail delivers to the user as
+#: usual, through its ~/.forward. Never written: the mapping replaces it by the mailbox's
+#: migrated ~/.forward lines (``./Maildir/`` when it has none, or in the ~/.forward itself)
+SELF = "\0self"
 #: a local name shown as it is in a warning; any other text is described, not echoed
 #: (no '=': ``key=value`` is a configuration line, not a name), and neither is a name
 #: read from an :include: file (``Address.listed``), which could be any file's line
@@ -162,7 +166,7 @@ class Resolver:
         if len(found) == 1:
             domain, mailbox = found[0]
             if domain == self.domain and mailbox == owner:
-                return [OWN_MAILDIR]
+                return [OWN_MAILDIR if target.escaped else SELF]
             if target.escaped:
                 self.escapes.append(Check(mailbox, domain, target.origin,
                                           f"{context}: \\{name}"))
@@ -194,6 +198,6 @@ class Resolver:
         # Info@ is info@, which the existence check below must find
         mailbox = self.directory.renamed(target.local.lower(), target.domain)
         if target.domain == self.domain and owner is not None and mailbox == owner:
-            return OWN_MAILDIR
+            return OWN_MAILDIR if target.escaped else SELF
         self.checks.append(Check(mailbox, target.domain, target.origin, context))
         return f"&{mailbox}@{target.domain}"
