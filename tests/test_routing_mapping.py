@@ -482,3 +482,18 @@ def test_an_alias_naming_its_own_mailbox_without_backslash_keeps_the_forward():
     plan = map_routing(SourceRouting(forwards={"bob": forward}),
                        [DomainRules("example.com", {"bob": "bob"})])
     assert plan.domains["example.com"].forwards["bob"] == ("./Maildir/", "&bob@home.example")
+
+
+def test_an_address_at_a_declared_alias_domain_resolves_in_its_domain():
+    """example.net is declared an alias domain of example.com: bob@example.net is
+    bob@example.com there, so the source login bob is the renamed mailbox robert, and an
+    address there that is no mailbox nor alias is a warning, as at example.com itself."""
+    source = SourceRouting(aliases=parse_aliases(
+        "x1: bob@example.net\nx2: nobody@example.net\nx3: Alice@Example.NET\n", "/a"))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True,
+                                            alias_domains=("example.net",))])
+    aliases = plan.domains["example.com"].aliases
+    assert aliases["x1"] == ("&robert@example.com",)
+    assert aliases["x3"] == ("&alice@example.com",)
+    assert any("nobody@example.com is neither a mailbox nor an alias" in str(f)
+               for f in plan.warnings), plan.findings

@@ -82,7 +82,8 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     # address there is resolved in that domain, not as a local name of the old host
     served = {r.domain for r in domains} | {a for r in domains for a in r.alias_domains}
     directory = Directory({r.domain: r for r in domains}, table,
-                          source.local_hostnames - served)
+                          source.local_hostnames - served,
+                          {a: r.domain for r in domains for a in r.alias_domains})
     _unmigrated_virtual_domains(virtual, directory, findings)
     result: dict[str, DomainRouting] = {}
     checks = []

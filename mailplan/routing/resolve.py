@@ -49,6 +49,8 @@ class Directory:
     rules: Mapping[str, DomainRules]
     aliases: Mapping[str, AliasEntry]
     local_hostnames: frozenset[str]
+    #: alias domain (vaddaliasdomain) -> the migrated domain it delivers as
+    alias_of: Mapping[str, str] = field(default_factory=dict)
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
         """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
@@ -192,12 +194,14 @@ class Resolver:
 
     def _remote(self, target: Address, *, context: str, owner: str | None) -> str:
         assert target.domain is not None
-        if target.domain not in self.directory.rules:
+        # an alias domain the spec declares delivers as its domain: resolved there
+        domain = self.directory.alias_of.get(target.domain, target.domain)
+        if domain not in self.directory.rules:
             return f"&{target.local}@{target.domain}"
         # vpopmail names are lower-case (vpopmail and qmail-local fold the recipient):
         # Info@ is info@, which the existence check below must find
-        mailbox = self.directory.renamed(target.local.lower(), target.domain)
-        if target.domain == self.domain and owner is not None and mailbox == owner:
+        mailbox = self.directory.renamed(target.local.lower(), domain)
+        if domain == self.domain and owner is not None and mailbox == owner:
             return OWN_MAILDIR if target.escaped else SELF
-        self.checks.append(Check(mailbox, target.domain, target.origin, context))
-        return f"&{mailbox}@{target.domain}"
+        self.checks.append(Check(mailbox, domain, target.origin, context))
+        return f"&{mailbox}@{domain}"
