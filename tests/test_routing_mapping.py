@@ -497,3 +497,24 @@ def test_an_address_at_a_declared_alias_domain_resolves_in_its_domain():
     assert aliases["x3"] == ("&alice@example.com",)
     assert any("nobody@example.com is neither a mailbox nor an alias" in str(f)
                for f in plan.warnings), plan.findings
+
+
+def test_the_old_address_of_a_renamed_user_of_a_local_domain_is_a_warning():
+    """example.com is one of the old host's own names (class w): sendmail delivered
+    bob@example.com to the user bob. Migrated as robert, bob@example.com is no mailbox
+    on vpopmail: unless an alias keeps it, the plan says where its mail goes now."""
+    local = frozenset({"localhost", "example.com"})
+    plan = map_routing(SourceRouting(local_hostnames=local), [DomainRules("example.com", COM)])
+    (warning,) = plan.warnings
+    assert warning.message == (
+        "bob@example.com delivered to the user bob on sendmail (example.com is one of the "
+        "old host's own names); bob is migrated as robert, and no mailbox or alias bob is "
+        "left on vpopmail, so mail to bob@example.com goes to the domain's catch-all: "
+        "bounce mail for unknown recipients (declare the alias bob: [robert] in the spec "
+        "to keep it)"), warning.message
+    # an alias of the old name keeps it; so does a domain sendmail did not deliver locally
+    source = SourceRouting(aliases=parse_aliases("bob: robert@example.com\n", "/a"),
+                           local_hostnames=local)
+    assert not map_routing(source, [DomainRules("example.com", COM, import_aliases=True)]
+                           ).warnings
+    assert not map_routing(SourceRouting(), [DomainRules("example.com", COM)]).warnings

@@ -96,6 +96,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
         escapes.extend(resolver.escapes)
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
+    findings.extend(_old_logins(source, virtual, domains, result))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
@@ -398,6 +399,37 @@ def _caught_by_catch_all(source: SourceRouting, virtual: Mapping[str, VirtualEnt
             "reaches the mailbox or alias of that name instead (for each address that "
             f"should keep it, add a line such as 'NAME@{domain}  NAME' on the source and "
             "plan again)", entry.origin, domain))
+    return out
+
+
+def _old_logins(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
+                domains: Sequence[DomainRules],
+                result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """A renamed user's old address at one of the old host's own names (class w):
+    sendmail delivered ``login@domain`` to the user; on vpopmail, unless an alias keeps
+    the old name, it is no mailbox and goes to the catch-all. (A domain with an
+    ``@domain`` or ``login@domain`` virtusertable line: sendmail sent it there instead,
+    reported with that line.)"""
+    out: list[Finding] = []
+    for rules in domains:
+        domain = rules.domain
+        if domain not in source.local_hostnames or f"@{domain}" in virtual:
+            continue
+        routing = result[domain]
+        mailboxes = set(rules.mailboxes.values())
+        for login, mailbox in sorted(rules.mailboxes.items()):
+            old = login.lower()
+            if (old == mailbox or old in mailboxes or old in routing.aliases
+                    or old in VPOPMAIL_OWNED or f"{old}@{domain}" in virtual
+                    or routing.catch_all == CatchAll("deliver-to-user", mailbox)):
+                continue
+            out.append(Finding(
+                "warning", f"{old}@{domain} delivered to the user {login} on sendmail "
+                f"({domain} is one of the old host's own names); {login} is migrated as "
+                f"{mailbox}, and no mailbox or alias {old} is left on vpopmail, so mail to "
+                f"{old}@{domain} goes to the domain's catch-all: "
+                f"{routing.catch_all.describe()} (declare the alias {old}: [{mailbox}] in "
+                "the spec to keep it)", rules.origin, domain))
     return out
 
 
