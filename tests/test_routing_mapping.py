@@ -518,3 +518,27 @@ def test_the_old_address_of_a_renamed_user_of_a_local_domain_is_a_warning():
     assert not map_routing(source, [DomainRules("example.com", COM, import_aliases=True)]
                            ).warnings
     assert not map_routing(SourceRouting(), [DomainRules("example.com", COM)]).warnings
+
+
+def test_a_loop_through_full_addresses_of_the_domain_is_a_warning():
+    """``bb: cc@example.com`` and ``cc: bb@example.com`` loop on vpopmail (each .qmail
+    forwards to the other): qmail bounces such mail as looping. Loops of bare names were
+    found; loops through addresses of a migrated domain, and through mailboxes' own
+    .qmail, were written without a word."""
+    text = "aa: aa@example.com, alice\nbb: cc@example.com\ncc: bb@example.com\n"
+    forwards = {u: parse_forward(f"\\{u}\n{o}@example.com\n", f"/home/{u}/.forward", u)
+                for u, o in (("alice", "carol"), ("carol", "alice"))}
+    source = SourceRouting(aliases=parse_aliases(text, "/etc/aliases"), forwards=forwards)
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    loops = sorted(f.message for f in plan.warnings if "loop" in f.message)
+    assert loops == [
+        "alias loop on vpopmail: alias aa@example.com -> alias aa@example.com; qmail "
+        "bounces mail that comes round again as looping",
+        "alias loop on vpopmail: alias bb@example.com -> alias cc@example.com -> alias "
+        "bb@example.com; qmail bounces mail that comes round again as looping",
+        "alias loop on vpopmail: the .qmail of alice@example.com -> the .qmail of "
+        "carol@example.com -> the .qmail of alice@example.com; qmail bounces mail that "
+        "comes round again as looping"], plan.findings
+    origins = {f.origin for f in plan.warnings if "loop" in f.message}
+    assert origins == {Origin("/etc/aliases", 1), Origin("/etc/aliases", 2),
+                       Origin("/home/alice/.forward", 1)}

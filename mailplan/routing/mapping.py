@@ -97,6 +97,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
+    findings.extend(_loops_on_vpopmail(result))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
@@ -430,6 +431,64 @@ def _old_logins(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
                 f"{old}@{domain} goes to the domain's catch-all: "
                 f"{routing.catch_all.describe()} (declare the alias {old}: [{mailbox}] in "
                 "the spec to keep it)", rules.origin, domain))
+    return out
+
+
+Node = tuple[str, str, str]  # ("alias" | "forward", domain, name)
+
+
+def _loops_on_vpopmail(result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """Loops the resolver cannot see: aliases and mailboxes' own .qmail files that
+    forward to each other through full addresses (``bb: cc@example.com`` and ``cc:
+    bb@example.com``, or two ~/.forward files naming each other). qmail bounces such mail
+    once it comes round again (its Delivered-To line); sendmail broke the loop."""
+    def targets(node: Node) -> list[Node]:
+        kind, domain, name = node
+        routing = result[domain]
+        lines = (routing.aliases if kind == "alias" else routing.forwards)[name]
+        out: list[Node] = []
+        for line in lines:
+            local, at, host = line.removeprefix("&").rpartition("@")
+            if not line.startswith("&") or not at or host not in result:
+                continue
+            if local in result[host].aliases:
+                out.append(("alias", host, local))
+            elif local in result[host].forwards:
+                out.append(("forward", host, local))
+        return out
+
+    def show(node: Node) -> str:
+        kind, domain, name = node
+        return f"alias {name}@{domain}" if kind == "alias" else \
+            f"the .qmail of {name}@{domain}"
+
+    state: dict[Node, int] = {}  # 1 on the path being walked, 2 done
+    found: list[list[Node]] = []
+
+    def walk(node: Node, path: list[Node]) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in targets(node):
+            if state.get(nxt) == 1:
+                found.append(path[path.index(nxt):])
+            elif nxt not in state:
+                walk(nxt, path)
+        path.pop()
+        state[node] = 2
+
+    for domain in sorted(result):
+        routing = result[domain]
+        for node in [*(("alias", domain, n) for n in sorted(routing.aliases)),
+                     *(("forward", domain, n) for n in sorted(routing.forwards))]:
+            if node not in state:
+                walk(node, [])
+    out = []
+    for cycle in found:
+        first = cycle[0]
+        out.append(Finding(
+            "warning", "alias loop on vpopmail: " + " -> ".join(map(show, [*cycle, first]))
+            + "; qmail bounces mail that comes round again as looping",
+            result[first[1]].origins.get(first[2]), first[1]))
     return out
 
 
