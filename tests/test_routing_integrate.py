@@ -384,3 +384,21 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
         names = ", ".join(sorted(want - {"localhost"}))
         assert [f.message.endswith(names) for f in findings] == ([True] if names else [])
     assert asked == [f"{tmp_path}/aliases"]  # the spec's names: no sendmail file is read
+
+
+def test_an_old_login_caught_by_a_virtusertable_catch_all_is_not_said_to_reach_its_user(
+        tmp_path):
+    """With ``@example.com`` in virtusertable, sendmail sent bob@example.com to that line,
+    not to the user bob: the spec leaving unknown_recipients unset (the line is then left
+    out of the mapping) must not make the plan say bob got it."""
+    spec = load_spec(write(tmp_path, BASE))
+    pw = Password("hash", Secret("$6$x$y"), "shadow")
+    users = {"robert": DesiredUser("robert", "example.com", "bob", pw, None, "Bob")}
+    desired = Desired({"example.com": DesiredDomain("example.com", None, Catchall("bounce"),
+                                                    users)}, [])
+    vt = parse_virtusertable("@example.com\tbob\n", "/etc/mail/vt")
+    plan = map_spec(spec, desired, SourceRouting(
+        virtusertable=vt, local_hostnames=frozenset({"localhost", "example.com"})))
+    assert not [f for f in plan.findings if "delivered to the user bob" in f.message], \
+        plan.findings
+    assert any("unknown_recipients: {deliver_to: robert}" in f.message for f in plan.warnings)

@@ -350,7 +350,8 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
                 domain))
         assert virtual is not None
         kept = tuple(e for e in virtual.entries if not (e.local is None and e.domain in wild))
-        source = replace(source, virtusertable=Virtusertable(virtual.path, kept))
+        source = replace(source, virtusertable=Virtusertable(virtual.path, kept),
+                         set_aside_catch_alls=frozenset(wild))
     rules = [domain_rules(spec, keys[d], desired.domains[d],
                           catch_all=catch_all_of(desired.domains[d].catchall)) for d in names]
     plan = map_routing(source, rules)

@@ -414,7 +414,8 @@ def _old_logins(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
     out: list[Finding] = []
     for rules in domains:
         domain = rules.domain
-        if domain not in source.local_hostnames or f"@{domain}" in virtual:
+        if (domain not in source.local_hostnames or f"@{domain}" in virtual
+                or domain in source.set_aside_catch_alls):
             continue
         routing = result[domain]
         mailboxes = set(rules.mailboxes.values())

@@ -100,12 +100,16 @@ class SourceRouting:
 
     ``forwards`` is keyed by source login; ``local_hostnames`` is sendmail's class w
     (``user@host`` for such a host is a local name, as sendmail treats it).
+    ``set_aside_catch_alls``: domains whose ``@domain`` virtusertable line was left out
+    of ``virtusertable`` for the mapping (the spec's catch-all applies instead); sendmail
+    still sent their unlisted addresses there.
     """
 
     aliases: AliasFile | None = None
     forwards: Mapping[str, ForwardFile] = field(default_factory=dict)
     virtusertable: Virtusertable | None = None
     local_hostnames: frozenset[str] = frozenset({"localhost"})
+    set_aside_catch_alls: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
