@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from mailplan.desired import Problem
 from mailplan.plan import Change, Plan
 from mailplan.text import escape
 
@@ -37,6 +38,12 @@ def change_line(change: Change) -> str:
     return f"{change.symbol} {change.kind} {escape(change.address)}"
 
 
+def problem_line(p: Problem) -> str:
+    """``user@domain: message`` (or ``domain: message``) of a problem or warning,
+    escaped for a terminal or a log."""
+    return escape(f"{p.user}@{p.domain}" if p.user else p.domain) + f": {escape(p.message)}"
+
+
 def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False) -> str:
     """The whole plan as text."""
     out: list[str] = []
@@ -51,18 +58,12 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
             elif change.reason and change.kind == "password":
                 out.append(f"      {escape(change.reason)}")
         out.append("")
-    if plan.problems:
-        out.append("Problems (these are not migrated):")
-        for p in plan.problems:
-            who = escape(f"{p.user}@{p.domain}" if p.user else p.domain)
-            out.append("  " + _paint("!", f"! {who}: {escape(p.message)}", colour))
-        out.append("")
-    if plan.warnings:
-        out.append("Warnings (migrated all the same; look at them):")
-        for w in plan.warnings:
-            who = escape(f"{w.user}@{w.domain}" if w.user else w.domain)
-            out.append("  " + _paint("!", f"! {who}: {escape(w.message)}", colour))
-        out.append("")
+    for title, listed in (("Problems (these are not migrated):", plan.problems),
+                          ("Warnings (migrated all the same; look at them):", plan.warnings)):
+        if listed:
+            out.append(title)
+            out += ["  " + _paint("!", f"! {problem_line(p)}", colour) for p in listed]
+            out.append("")
     if plan.left_alone:
         out.append(f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
                    "not created by mailplan):")

@@ -40,6 +40,7 @@ from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.plan import Change, Plan
 from mailplan.progress import Reporter, reporter_for
+from mailplan.render import problem_line
 from mailplan.spec import Spec
 from mailplan.text import escape, escape_lines
 
@@ -115,18 +116,12 @@ class ApplyWatch:
         """Record the plan's problems (what is not migrated) in the log and summary, and
         its warnings (migrated all the same) in the log."""
         self.summary.not_migrated = len(plan.problems)
-        if plan.problems:
-            self.log.write(f"plan {escape(plan.plan_id)}: {len(plan.problems)} problem(s), "
-                           "not migrated:")
-        for p in plan.problems:
-            who = f"{p.user}@{p.domain}" if p.user else p.domain
-            self.log.write(f"  ! {escape(who)}: {escape(p.message)}")
-        if plan.warnings:
-            self.log.write(f"plan {escape(plan.plan_id)}: {len(plan.warnings)} warning(s), "
-                           "migrated all the same:")
-        for w in plan.warnings:
-            who = f"{w.user}@{w.domain}" if w.user else w.domain
-            self.log.write(f"  ! {escape(who)}: {escape(w.message)}")
+        for listed, what in ((plan.problems, "problem(s), not migrated"),
+                             (plan.warnings, "warning(s), migrated all the same")):
+            if listed:
+                self.log.write(f"plan {escape(plan.plan_id)}: {len(listed)} {what}:")
+            for p in listed:
+                self.log.write(f"  ! {problem_line(p)}")
 
     def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
         """Start applying: reporter, totals, Ctrl-C handler."""
