@@ -429,18 +429,18 @@ def test_a_create_step_that_fails_claims_nothing(tmp_path, target, sshd):
     assert target.tool("vuserinfo", f"bob@{domain}").returncode == 0
 
 
-def _create_only_postmaster_spec(tmp_path: Path, target, sshd, prefix: str
-                                 ) -> tuple[Path, str]:
+def _create_only_postmaster_spec(tmp_path: Path, target, sshd, prefix: str,
+                                 password: dict | None = None) -> tuple[Path, str]:
     """A spec with ``passwords: create_only`` and a new domain whose postmaster password
-    is the hash of ``Postmaster-1``, and that domain."""
+    is ``password`` (default: the hash of ``Postmaster-1``), and that domain."""
     src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
     domain = unique_domain(prefix)
     target.created_domains.append(domain)
-    pm_hash = sha512_crypt.using(rounds=5000).hash("Postmaster-1")
+    password = password or {"hash": sha512_crypt.using(rounds=5000).hash("Postmaster-1")}
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       source_host=ssh_host(sshd), target_host=ssh_host(sshd),
                       domains={domain: {"import": {"uid_min": 1000},
-                                        "postmaster_password": {"hash": pm_hash}}})
+                                        "postmaster_password": password}})
     text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
     spec.write_text(text)
     return spec, domain
@@ -476,15 +476,8 @@ def test_a_domain_made_by_hand_since_the_plan_is_never_claimed(tmp_path, target,
     # the domain is made by hand between the plan and the apply (vadddomain would refuse
     # it: "Domain already exists"): mailplan made nothing, so it is not mailplan's:
     # create_only keeps its postmaster password, --prune never deletes it
-    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
-    domain = unique_domain("race")
-    target.created_domains.append(domain)
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000},
-                                        "postmaster_password": {"env": "PM_PW"}}})
-    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
-    spec.write_text(text)
+    spec, domain = _create_only_postmaster_spec(tmp_path, target, sshd, "race",
+                                                {"env": "PM_PW"})
     once = tmp_path / "made-by-hand"
     vadd = Path(target.vpopmail_dir, "bin", "vadddomain")
     wrap(target, "vdominfo", f'"$REAL" "$@"; rc=$?\ncase "$*" in "-n -d {domain}") '
@@ -507,15 +500,8 @@ def test_what_a_failing_vadddomain_left_is_mailplans(tmp_path, target, sshd):
     # vadddomain made the domain and then failed: it is mailplan's, and its postmaster
     # password (vadddomain's random one) is set from the spec by the next apply, also
     # under create_only
-    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0")])
-    domain = unique_domain("half")
-    target.created_domains.append(domain)
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000},
-                                        "postmaster_password": {"env": "PM_PW"}}})
-    text = spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n", 1)
-    spec.write_text(text)
+    spec, domain = _create_only_postmaster_spec(tmp_path, target, sshd, "half",
+                                                {"env": "PM_PW"})
     wrap(target, "vadddomain", '"$REAL" "$1" Random-1 </dev/null >/dev/null 2>&1\n'
                                'echo "Error: could not update a control file"; exit 1')
     res = mailplan("apply", str(spec), "--auto-approve", env=ENV)
