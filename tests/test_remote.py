@@ -191,8 +191,11 @@ def test_an_unlimited_command_runs_past_the_timeout(conn):
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not); a process may go between any two looks
+    (its /proc file then fails to open or to read: ENOENT, ESRCH)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    return not stat.split(") ", 1)[1].startswith("Z")
