@@ -955,8 +955,11 @@ def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_
         proc.kill()
         while Path(f"/proc/{syncer}").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        alive = Path(f"/proc/{syncer}").exists() and "Z" not in Path(
-            f"/proc/{syncer}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        try:  # it may go between any two looks (ENOENT, ESRCH): gone
+            alive = "Z" not in Path(f"/proc/{syncer}/stat").read_text().rsplit(")", 1)[1]\
+                .split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            alive = False
         assert not alive, "the sync process outlived the agent"
     finally:  # let a stray sync process through its open, to its end
         with contextlib.suppress(OSError):
