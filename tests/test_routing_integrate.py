@@ -402,3 +402,55 @@ def test_an_old_login_caught_by_a_virtusertable_catch_all_is_not_said_to_reach_i
     assert not [f for f in plan.findings if "delivered to the user bob" in f.message], \
         plan.findings
     assert any("unknown_recipients: {deliver_to: robert}" in f.message for f in plan.warnings)
+
+
+@pytest.mark.parametrize(("cf", "hostname", "read", "noted"), [
+    # sendmail's default ForwardPath: ~/.forward.$w ($w: the host's short name) first
+    (None, "oldbox.corp.example\n", ".forward.oldbox", True),
+    ("O ForwardPath=$z/.forward\n", "oldbox\n", ".forward", False),
+    ("OJ$z/.forward.$w:$z/.forward\n", "oldbox\n", ".forward.oldbox", True),
+    # no host name to fill $w in: the default's first entry cannot be looked for
+    (None, None, ".forward", False),
+])
+def test_the_forward_file_is_the_first_of_sendmails_forward_path(tmp_path, cf, hostname,
+                                                                  read, noted):
+    """sendmail reads ~/.forward.HOST before ~/.forward (its default ForwardPath,
+    $z/.forward.$w:$z/.forward, or sendmail.cf's): a user's ~/.forward.oldbox is what
+    sendmail obeyed, and ~/.forward beside it was never read."""
+    import os
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.source import Account, SourceFacts
+    from mailplan.routing import integrate
+
+    etc = tmp_path / "etc"
+    (etc / "mail").mkdir(parents=True)
+    if cf is not None:
+        (etc / "mail/sendmail.cf").write_text(cf)
+    if hostname is not None:
+        (etc / "hostname").write_text(hostname)
+    home = tmp_path / "home/bob"
+    home.mkdir(parents=True)
+    (home / ".forward").write_text("alice@example.org\n")
+    (home / ".forward.oldbox").write_text("carol@example.org\n")
+    for name in (".forward", ".forward.oldbox"):
+        os.chmod(home / name, 0o644)
+    text = BASE.replace("source: {host: old, aliases: /etc/mail/aliases, "
+                        "virtusertable: /etc/mail/virtusertable}",
+                        f"source: {{host: old, passwd: {etc}/passwd, "
+                        f"aliases: {tmp_path}/aliases}}")
+    (tmp_path / "aliases").write_text("postmaster: root\n")
+    spec = load_spec(write(tmp_path, text))
+    bob = Account("bob", os.getuid(), os.getgid(), "Bob", str(home), "/bin/sh", None, None, 1)
+    facts = SourceFacts("oldmail", f"{etc}/passwd", f"{etc}/shadow", {"bob": bob})
+    findings: list = []
+    got = integrate.read_source_routing(LocalConnector("oldmail"), spec, facts,
+                                        _desired(("example.com", "bounce")),
+                                        need_aliases=True, findings=findings)
+    assert got.forwards["bob"].path == f"{home}/{read}"
+    assert [str(t) for t in got.forwards["bob"].targets] == [
+        "carol@example.org" if read.endswith("oldbox") else "alice@example.org"]
+    notes = [f.message for f in findings if "forward file is" in f.message]
+    assert notes == ([f"bob's forward file is {home}/.forward.oldbox, the first of "
+                      f"sendmail's ForwardPath that is there (its {home}/.forward is not "
+                      "read, as by sendmail)"] if noted else [])

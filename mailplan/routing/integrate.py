@@ -18,6 +18,7 @@ the target's side is read by :mod:`mailplan.routing.target`.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -171,23 +172,42 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     src = spec.data["source"]
     alias_paths = [src["aliases"]] if "aliases" in src else list(DEFAULT_ALIASES)
     virtual = src.get("virtusertable")
-    homes: dict[str, str] = {}
+    user_homes: dict[str, str] = {}
     uids: dict[str, int] = {}
     if src.get("forward", True):
         for domain in desired.domains.values():
             for user in domain.users.values():
                 account = source.accounts.get(user.source or "")
                 if account is not None and account.home.startswith("/"):
-                    homes[account.name] = account.home.rstrip("/") + "/.forward"
+                    user_homes[account.name] = account.home.rstrip("/")
                     uids[account.name] = account.uid
     named = src.get("local_hostnames")
     etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
     sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
     config = [] if named is not None else _class_w_files(sendmail_dir, etc)
-    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config])
+    cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
+    # ForwardPath (sendmail.cf) and $w (the host name) say which forward file is read
+    forward_config = [p for p in (cf_path, hostname_path) if user_homes and p not in config]
+    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
+                               *forward_config])
+    templates = forward_path(_text(reads, cf_path), cf_path, _short_name(
+        _text(reads, hostname_path)), findings) if user_homes else []
+    candidates = {login: [_expand(t, home, login) for t in templates]
+                  for login, home in user_homes.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
     # the user; mailplan reads as root and would read whatever the link names)
-    reads.update(_read_files(conn, list(homes.values()), follow=False))
+    reads.update(_read_files(conn, sorted({p for ps in candidates.values() for p in ps}),
+                             follow=False))
+    homes = {}  # login -> its forward file: ForwardPath's first that is there
+    for login, paths in candidates.items():
+        there = [p for p in paths if reads[p].exists or reads[p].link]
+        if there:
+            homes[login] = there[0]
+            if there[0] != f"{user_homes[login]}/.forward":
+                findings.append(Finding("note", f"{login}'s forward file is {there[0]}, "
+                                        "the first of sendmail's ForwardPath that is there"
+                                        + (f" (its {', '.join(there[1:])} is not read, as "
+                                           "by sendmail)" if there[1:] else "")))
     host = conn.name
     aliases = None
     found = [p for p in alias_paths if reads[p].exists]
@@ -257,6 +277,51 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                          local_hostnames=own | {"localhost"})
 
 
+#: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
+DEFAULT_FORWARD_PATH = "$z/.forward.$w:$z/.forward"
+_FORWARD_PATH = re.compile(r"^O\s*ForwardPath\s*=\s*(.*?)\s*$|^OJ(.*?)\s*$", re.M)
+
+
+def forward_path(cf: str, origin: str, short_name: str | None,
+                 findings: list[Finding]) -> list[str]:
+    """The forward files sendmail looks for, in order, as templates of ``$z`` (the
+    home directory) and ``$u`` (the login): sendmail.cf's ForwardPath (``O ForwardPath=``
+    or the old ``OJ``), else :data:`DEFAULT_FORWARD_PATH`, with ``$w`` (the host's short
+    name) filled in. An entry with another macro, or ``$w`` where the host name is not
+    known, is left out with a note; ``$z/.forward`` is read whatever it says."""
+    found = _FORWARD_PATH.findall(cf)
+    value = next((a or b for a, b in reversed(found)), None)
+    out: list[str] = []
+    for entry in (value or DEFAULT_FORWARD_PATH).split(":"):
+        if short_name is not None:
+            entry = entry.replace("$w", short_name)
+        if not entry or re.search(r"\$[^zu]", entry) or not entry.startswith("$z/"):
+            if value is not None:  # the default's $w without a host name: left quietly
+                findings.append(Finding("note", f"{origin}: ForwardPath entry {entry!r} is "
+                                        "not looked at: mailplan reads forward files in "
+                                        "users' home directories, named with $z, $u and $w "
+                                        "(the host name, from /etc/hostname)"))
+            continue
+        out.append(entry)
+    return out or ["$z/.forward"]
+
+
+def _expand(template: str, home: str, login: str) -> str:
+    return template.replace("$z", home).replace("$u", login)
+
+
+def _short_name(hostname: str) -> str | None:
+    """sendmail's ``$w``: the host name up to its first dot (/etc/hostname's first word)."""
+    first = hostname.split("#", 1)[0].split()
+    return first[0].split(".", 1)[0].lower() if first and first[0].split(".", 1)[0] else None
+
+
+def _text(reads: dict[str, FileRead], path: str) -> str:
+    read = reads.get(path)
+    data = read.data if read is not None and read.exists else None
+    return (data or b"").decode("utf-8", "replace")
+
+
 def _class_w_files(sendmail_dir: str, etc: str) -> list[str]:
     """The files sendmail's class w (the host's own names) comes from: local-host-names,
     sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line
@@ -271,9 +336,7 @@ def _read_class_w(conn: Connector, reads: dict[str, FileRead],
     """Class w from what ``_class_w_files`` read (missing files are fine); files named by
     Fw lines and not read yet are read in one more batch."""
     def text(path: str) -> str:
-        read = reads.get(path)
-        data = read.data if read is not None and read.exists else None
-        return (data or b"").decode("utf-8", "replace")
+        return _text(reads, path)
 
     lhn, cw, cf, hostname, hosts = config
     names = [n for n, _o in parse_local_names(text(lhn), lhn) + parse_local_names(text(cw), cw)]
