@@ -402,19 +402,27 @@ def wrap(target, tool: str, body: str) -> None:
     (bindir / tool).chmod(0o755)
 
 
+def _ann_and_bob(tmp_path: Path, target, sshd, prefix: str, **domain_keys: object):
+    """Source accounts ann and bob, a new domain, and a function writing the spec of that
+    domain with a given import rule (and ``domain_keys``)."""
+    accounts = [SourceAccount(n, 1000 + i, n, f"pw{i}") for i, n in enumerate(("ann", "bob"))]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain(prefix)
+    target.created_domains.append(domain)
+
+    def spec_with(rule: dict) -> Path:
+        return write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                          domains={domain: {"import": rule, **domain_keys}})
+
+    return spec_with, domain
+
+
 @pytest.mark.ssh
 def test_a_create_step_that_fails_claims_nothing(tmp_path, target, sshd):
     # vadduser refuses bob; bob leaves the spec and is made by hand later: he is not
     # mailplan's, and --prune never deletes him
-    accounts = [SourceAccount(n, 1000 + i, n, f"pw{i}") for i, n in enumerate(("ann", "bob"))]
-    src = make_source(tmp_path / "source", accounts)
-    domain = unique_domain("fail")
-    target.created_domains.append(domain)
-
-    def spec_with(rule):
-        return write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                          domains={domain: {"import": rule}})
+    spec_with, domain = _ann_and_bob(tmp_path, target, sshd, "fail")
 
     spec = spec_with({"uid_min": 1000})
     wrap(target, "vadduser", 'case "$*" in *bob@*) echo "Error: refused"; exit 1;; esac\n'
@@ -536,15 +544,7 @@ def test_create_only_keeps_a_postmaster_password_once_a_cut_domain_was_found_set
 def test_a_user_vadduser_made_is_mailplans_even_when_its_check_fails(tmp_path, target, sshd):
     # vadduser made bob but his quota did not take (the step fails on its read-back):
     # bob is there, made by mailplan, and stays mailplan's (--prune may remove him)
-    accounts = [SourceAccount(n, 1000 + i, n, f"pw{i}") for i, n in enumerate(("ann", "bob"))]
-    src = make_source(tmp_path / "source", accounts)
-    domain = unique_domain("made")
-    target.created_domains.append(domain)
-
-    def spec_with(rule):
-        return write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                          domains={domain: {"import": rule, "default_quota": "1G"}})
+    spec_with, domain = _ann_and_bob(tmp_path, target, sshd, "made", default_quota="1G")
 
     spec = spec_with({"uid_min": 1000})
     once = tmp_path / "quota-dropped"
