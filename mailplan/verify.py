@@ -499,7 +499,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         for group in groups.values():
             mb = group[0]
             check = FolderCheck(ref.domain, ref.user, mb.folder)
-            if len(group) == 1 and mb.path in reused:
+            if mb.path in reused:  # (only a folder fed by one file is reused: see pairs)
                 proof = reused[mb.path]
                 check.source = check.target = proof.count
                 check.reused = True
