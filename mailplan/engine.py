@@ -111,11 +111,11 @@ def make_plan(spec: Spec, state: State,
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
     try:
-        domains, _users = state.managed()
+        managed = state.view()
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
         # the desired state's domains are the spec's, lower-cased (desired.build_desired),
         # with those mailplan made and those of steps begun and not recorded
-        named = {key.lower() for key in spec.data["domains"]} | domains | {
+        named = {key.lower() for key in spec.data["domains"]} | managed.domains | {
             claim["domain"] for claim in state.intents().values()}
         # two hosts are read at once (each read is a remote command: a shell start-up)
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -126,7 +126,7 @@ def make_plan(spec: Spec, state: State,
             desired = build_desired(spec, source)
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
-        result = diff(desired, target, vpop, state.view(), fingerprint_key(state.path),
+        result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)
