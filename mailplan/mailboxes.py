@@ -31,8 +31,6 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.facts.mailboxes import (
-    HOME_MBOX_NOTE,
-    INBOX_FILE_NOTE,
     Checkpoint,
     MailboxRef,
     MailboxScan,
@@ -51,6 +49,7 @@ from mailplan.facts.maildirs import (
     read_ledger_counts,
     read_maildirs,
 )
+from mailplan.facts.notes import MailboxNote
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
 from mailplan.mail.maildir import source_folder
@@ -171,11 +170,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     mboxrd = bool(spec_data["source"].get("mboxrd", False))
     mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
-        user, _, rest = note.partition(": ")
-        if rest.endswith((HOME_MBOX_NOTE, INBOX_FILE_NOTE)):  # imported: said with plan -v
-            out.noops.append(Noop(user.split("@")[1], user.split("@")[0], rest))
-        else:
-            out.problems.append(Problem(user.split("@")[1], user.split("@")[0], rest))
+        _file(out, note)
     where = {}  # mailbox -> the Maildir of its user on the target ("" while there is none)
     for mb in mailboxes:
         tdom = target.domains.get(mb.domain)
@@ -481,6 +476,17 @@ def _subscriptions(conn: Connector, refs: list[MailboxRef],
     return out
 
 
+def _file(out: MailPlan, note: MailboxNote) -> None:
+    """Put a note on a source mailbox where its kind says: a problem (not migrated), a
+    warning (migrated all the same) or, for ``plan -v``, with what needs no change."""
+    if note.kind == "info":
+        out.noops.append(Noop(note.domain, note.user, note.message))
+    elif note.kind == "warning":
+        out.warnings.append(Problem(note.domain, note.user, note.message))
+    else:
+        out.problems.append(Problem(note.domain, note.user, note.message))
+
+
 def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
            begin: Start, ledger: tuple[int, int | None],
            subscribed: dict[tuple[str, str], set[str] | None], pending: bool,
@@ -494,8 +500,8 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                                     f"readable as mail: {scan.error}; nothing is imported "
                                     "from it"))
         return
-    for warning in scan.warnings:
-        out.problems.append(Problem(mb.domain, mb.user, f"{mb.name} ({mb.path}): {warning}"))
+    for note in scan.notes:
+        _file(out, note)
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""

@@ -407,7 +407,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     refs = mailbox_refs(spec.data, desired, source)
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
-    report.explained += notes
+    report.explained += [str(note) for note in notes]  # every kind: none fails verify
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}
     for ref in refs:

@@ -131,8 +131,12 @@ def test_named_gives_the_target_encoding_and_notes_clashes():
               mb("Entw\u00fcrfe", "/h/mail/Entw\u00fcrfe"), mb("\u4e2d" * 90, "/h/mail/x")]
     kept, notes = named((listed, []), "utf8")
     assert [(m.path, m.dirname) for m in kept] == [("/h/mail/Entw&APw-rfe", ".Entw\u00fcrfe")]
-    assert len(notes) == 2 and "names the same folder" in notes[0], notes
-    assert "too long" in notes[1]
+    assert [(n.kind, n.path) for n in notes] == [("problem", "/h/mail/Entw\u00fcrfe"),
+                                                 ("problem", "/h/mail/x")], notes
+    assert str(notes[0]).startswith("alice@example.com: /h/mail/Entw\u00fcrfe names the "
+                                    "same folder 'Entw\u00fcrfe' as /h/mail/Entw&APw-rfe; "
+                                    "not imported"), notes
+    assert "too long" in notes[1].message
     assert named((listed[:1], []), "utf7")[0][0].dirname == ".Entw&APw-rfe"
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
+from mailplan.facts.notes import MailboxNote
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import FolderNameError, folder_dirname, is_inbox, source_folder
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
@@ -54,11 +55,12 @@ HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 SETTLED_AFTER = 300
 _BLANK_END = (b"\n\n", b"\r\n\r\n")
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
-#: the end of the note on a user's ~/mbox (merged into the INBOX: a plan lists it with
-#: what needs no change, not among the problems)
+#: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
+#: lists it with what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
                   "into the INBOX")
-#: the end of the note on a folder file named INBOX (merged into the INBOX, like ~/mbox)
+#: what is said of a folder file named INBOX (an ``info`` note: merged into the INBOX,
+#: like ~/mbox)
 INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 
 
@@ -139,13 +141,13 @@ class Checkpoint:
     ledger: int | None = None
 
 
-def named(listed: tuple[list[SourceMailbox], list[str]], names: str
-          ) -> tuple[list[SourceMailbox], list[str]]:
+def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
+          ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """What :func:`list_source_mailboxes` gave, each mailbox's folder directory named in
     the target's encoding ``names`` (``target.folder_names``). A folder whose directory
     name would be too long in it, and a second file of a user that names the same
     folder (``Entw&APw-rfe`` beside a file named ``Entwürfe``: UW-imapd's modified UTF-7
-    name is decoded), join the notes and are not imported."""
+    name is decoded), join the notes as problems and are not imported."""
     mailboxes, notes = listed
     out = []
     seen: dict[tuple[str, str, str], str] = {}
@@ -154,14 +156,16 @@ def named(listed: tuple[list[SourceMailbox], list[str]], names: str
         try:
             mb.dirname  # noqa: B018 -- refused here rather than at apply
         except FolderNameError as exc:
-            notes.append(f"{mb.user}@{mb.domain}: {escape(mb.path)}: {exc.message}; "
-                         "not imported")
+            notes.append(MailboxNote(mb.domain, mb.user, "problem", mb.path,
+                                     f"{escape(mb.path)}: {exc.message}; not imported",
+                                     mb.folder))
             continue
         other = seen.setdefault((mb.domain, mb.user, mb.name), mb.path)
         if other != mb.path:
-            notes.append(f"{mb.user}@{mb.domain}: {escape(mb.path)} names the same folder "
-                         f"'{escape(mb.name)}' as {escape(other)}; not imported (rename one "
-                         "of them on the source)")
+            notes.append(MailboxNote(mb.domain, mb.user, "problem", mb.path,
+                                     f"{escape(mb.path)} names the same folder "
+                                     f"'{escape(mb.name)}' as {escape(other)}; not imported "
+                                     "(rename one of them on the source)", mb.folder))
             continue
         out.append(mb)
     return out, notes
@@ -179,7 +183,8 @@ class MailboxScan:
     todo_digest: str = ""  # digest over the identities still to import
     end: int = 0
     skipped_internal: int = 0
-    warnings: list[str] = field(default_factory=list)
+    #: what the read found worth saying beside an error (the reader's warnings)
+    notes: list[MailboxNote] = field(default_factory=list)
     error: str | None = None
     #: the first and last 4 KiB of what was read (from ``start`` to ``end``)
     seen: Windows | None = None
@@ -220,9 +225,10 @@ def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
 
 
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: str = "utf7"
-                          ) -> tuple[list[SourceMailbox], list[str]]:
+                          ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """Every spool and folder file of ``refs`` (one batch), their folders named in the
-    target's encoding ``names`` (:func:`named`); plus notes on skipped files."""
+    target's encoding ``names`` (:func:`named`); plus notes on files not imported
+    (problems) and on files merged into the INBOX (info)."""
     mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
     spools = sorted({r.spool for r in refs} | mboxes)
     if not refs:
@@ -243,7 +249,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
         for size, mtime, inode, device, path in _parse_find(res.stdout):
             found[path] = (size, mtime, inode, device)
     mailboxes: list[SourceMailbox] = []
-    notes: list[str] = []
+    notes: list[MailboxNote] = []
     for ref in refs:
         if ref.spool in found:
             size, mtime, inode, device = found[ref.spool]
@@ -252,7 +258,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                                            device=device))
         mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
         if mbox is not None and mbox in found and mbox != ref.spool:
-            notes.append(f"{ref.user}@{ref.domain}: {escape(mbox)} {HOME_MBOX_NOTE}")
+            notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
+                                     f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))
             size, mtime, inode, device = found[mbox]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", mbox, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
@@ -266,7 +273,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # hidden files: IMAP servers do not show them as folders
             if is_inbox(rel):
-                notes.append(f"{ref.user}@{ref.domain}: {escape(path)} {INBOX_FILE_NOTE}")
+                notes.append(MailboxNote(ref.domain, ref.user, "info", path,
+                                         f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
             size, mtime, inode, device = found[path]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
@@ -390,7 +398,9 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                 scan.held_back, scan.end = True, last.start
     scan.todo_digest = todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
-    scan.warnings = list(reader.summary.warnings)
+    scan.notes = [MailboxNote(mailbox.domain, mailbox.user, "problem", mailbox.path,
+                              f"{mailbox.name} ({mailbox.path}): {text}", mailbox.folder)
+                  for text in reader.summary.warnings]
     return scan
 
 

@@ -1,0 +1,42 @@
+"""Notes on the source's mailboxes, each with what it means for the migration.
+
+Listing and reading a user's mbox files says things the plan must show: a file that is
+not imported (two files naming the same folder, a folder name the target cannot hold),
+mail imported all the same that the administrator should look at (a Content-Length the
+reader could not check), or how a file is imported (``~/mbox`` and a folder file named
+INBOX are merged into the INBOX: ``plan -v`` says so). Each note carries its kind, and
+its consumers (the plan, verify) sort notes by that kind, never by their wording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: ``problem``: the file, or part of it, is not migrated; ``warning``: migrated all the
+#: same, but the administrator should look; ``info``: migrated as expected, said only
+#: with ``plan -v``
+NoteKind = Literal["problem", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class MailboxNote:
+    """Something to say about one source mailbox file of a user."""
+
+    domain: str
+    user: str
+    kind: NoteKind
+    #: the source file it is about
+    path: str
+    #: what is said, as shown after ``user@domain: `` (the path is written in it)
+    message: str
+    #: the folder the file is imported into, or would be; None where it has none
+    folder: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``user@domain``."""
+        return f"{self.user}@{self.domain}"
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.message}"
