@@ -84,7 +84,8 @@ class Plan:
     noops: list[Noop] = field(default_factory=list)
     left_alone: list[Noop] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    #: migrated all the same, but the administrator should look (a mailbox over quota)
+    #: migrated all the same, but the administrator should look (a mailbox over quota, an
+    #: mbox message whose Content-Length could not be checked)
     warnings: list[Problem] = field(default_factory=list)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(

@@ -1,15 +1,25 @@
 """Notes on source mailboxes carry their kind, and the plan files each by it.
 
-A problem (a file not imported) goes under the plan's problems, information (``~/mbox``
-and a folder file named INBOX, merged into the INBOX) with what needs no change, shown
-by ``plan -v``. The plan made here reads a local source into the stand-in target."""
+A problem (a file not imported) goes under the plan's problems, a warning (mail imported
+all the same: a Content-Length the reader could not check) under its warnings, in the
+JSON plan and the apply log too, and information (``~/mbox`` and a folder file named
+INBOX, merged into the INBOX) with what needs no change, shown by ``plan -v``. The plans
+made here read a local source into the stand-in target."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
-from migration import SourceAccount, install_target, make_source, unique_domain, write_spec
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    unique_domain,
+    write_spec,
+)
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.engine import make_plan, state_path_for
@@ -19,6 +29,7 @@ from mailplan.facts.mailboxes import (
     MailboxRef,
     list_source_mailboxes,
 )
+from mailplan.mail.mbox import LOOKAHEAD
 from mailplan.spec import load_spec
 from mailplan.state import State
 
@@ -80,3 +91,48 @@ def test_the_plan_files_problems_and_information_by_kind(tmp_path):
     assert plan.warnings == []
     reasons = {n.reason for n in plan.noops if n.user == "alice"}
     assert {f"{home}/mbox {HOME_MBOX_NOTE}", f"{home}/mail/INBOX {INBOX_FILE_NOTE}"} <= reasons
+
+
+def test_a_content_length_not_checked_is_a_warning_and_the_mail_is_imported(tmp_path):
+    """A Solaris message whose Content-Length claims more than the reader looks ahead on
+    a pipe is cut by its From_ lines instead, and imported: the plan lists the reader's
+    note under its warnings (text and JSON), not its problems, and the apply log under
+    the warnings, counting nothing as not migrated. It was once a problem."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    spool = src / "var/spool/mail/alice"
+    spool.write_bytes(msg("first"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("cl")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    body = b"y" * 99 + b"\n"
+    body *= LOOKAHEAD // len(body) + 1
+    offset = spool.stat().st_size
+    with spool.open("ab") as fh:  # read from the checkpoint on: through a pipe
+        fh.write(b"From s@x.example Tue Nov  3 10:00:00 2026\nSubject: big\n"
+                 b"Content-Length: %d\n\n" % len(body) + body + b"\n")
+    headers = len(b"From s@x.example Tue Nov  3 10:00:00 2026\nSubject: big\n"
+                  b"Content-Length: %d\n\n" % len(body))
+    note = (f"INBOX ({spool}): Content-Length at offset {offset + headers} not checked "
+            "(beyond lookahead on a non-seekable stream); separators used instead")
+
+    text = mailplan("plan", str(spec), check=True).stdout
+    assert "Problems" not in text, text
+    assert (f"Warnings (migrated all the same; look at them):\n"
+            f"  ! alice@{domain}: {note}\n") in text, text
+    doc = json.loads(mailplan("plan", str(spec), "--json", check=True).stdout)
+    assert doc["problems"] == []
+    assert doc["warnings"] == [{"domain": domain, "user": "alice", "message": note}]
+
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    log = sorted(spec.with_name("m.state.json.logs").glob("apply-*.log"))[-1]  # this one
+    logged = log.read_text()
+    assert "1 warning(s), migrated all the same:" in logged
+    assert f"  ! alice@{domain}: {note}\n" in logged
+    assert "problem(s), not migrated" not in logged and "  not migrated: 0 " in logged
+    home = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
+    stored = [f.read_bytes() for f in Path(home, "Maildir").glob("*/*")
+              if f.parent.name in ("new", "cur")]
+    assert sorted(len(m) for m in stored) == [len(b"Subject: first\n\nbody\n"),
+                                              len(b"Subject: big\n\n") + len(body)]

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
-from mailplan.facts.notes import MailboxNote
+from mailplan.facts.notes import MailboxNote, NoteKind
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import FolderNameError, folder_dirname, is_inbox, source_folder
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
@@ -183,7 +183,9 @@ class MailboxScan:
     todo_digest: str = ""  # digest over the identities still to import
     end: int = 0
     skipped_internal: int = 0
-    #: what the read found worth saying beside an error (the reader's warnings)
+    #: what the read found worth saying beside an error: the reader's warnings (a
+    #: Content-Length it could not check: the mail is imported all the same) and the
+    #: bytes it skipped (not imported), each a note of that kind
     notes: list[MailboxNote] = field(default_factory=list)
     error: str | None = None
     #: the first and last 4 KiB of what was read (from ``start`` to ``end``)
@@ -398,9 +400,11 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                 scan.held_back, scan.end = True, last.start
     scan.todo_digest = todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
-    scan.notes = [MailboxNote(mailbox.domain, mailbox.user, "problem", mailbox.path,
+    said: tuple[tuple[NoteKind, list[str]], ...] = (
+        ("warning", reader.summary.warnings), ("problem", reader.summary.skipped))
+    scan.notes = [MailboxNote(mailbox.domain, mailbox.user, kind, mailbox.path,
                               f"{mailbox.name} ({mailbox.path}): {text}", mailbox.folder)
-                  for text in reader.summary.warnings]
+                  for kind, texts in said for text in texts]
     return scan
 
 

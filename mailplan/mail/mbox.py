@@ -32,8 +32,9 @@ framing). A wrong value is ignored and the separator rule applies, so it never s
 the next message (not even when it ends at the ``F`` of a quoted ``>From`` line). Checking
 needs the claimed end: on seekable streams it is read by seeking; on pipes only when it
 lies within ``lookahead`` bytes, else the header is ignored and
-:attr:`MboxSummary.warnings` says so. When honoured, the body is taken as stored (no mboxrd
-unescaping, no blank-line stripping).
+:attr:`MboxSummary.warnings` says so (the message is read all the same, cut by the
+separators). When honoured, the body is taken as stored (no mboxrd unescaping, no
+blank-line stripping).
 
 **Header block.** The lines up to and including the first empty line, at most
 ``header_limit`` bytes (1 MiB); beyond that the rest is body. Its bookkeeping headers
@@ -49,8 +50,9 @@ by the caller (dates are read as :mod:`mailplan.mail.fromline` says).
 **Not an mbox.** A non-empty stream that does not start with a separator raises
 :class:`NotAnMbox` with the reason (MMDF ``\\x01\\x01\\x01\\x01``, binary data, text with no
 From_ line, or the count and offset of the bytes before the first From_ line). With
-``skip_leading=True`` those bytes are skipped instead and reported in the summary, never
-dropped silently. An empty stream is an empty mailbox. A read resumed at ``offset > 0``
+``skip_leading=True`` those bytes are skipped instead and reported in the summary
+(:attr:`MboxSummary.skipped`), never dropped silently. An empty stream is an empty
+mailbox. A read resumed at ``offset > 0``
 (the spool grew) starts where the plan placed the checkpoint: at a From_ line when the
 last message read had no blank line at its end (it was left for that next read, see
 :mod:`mailplan.facts.mailboxes`), or after a final last message, where it may start with
@@ -227,14 +229,14 @@ class MboxReader(ContentLength):
             if self._eof:
                 self.summary.leading_offset = start
                 self.summary.leading_bytes = self._base + len(self._buf) - start
-                self.summary.warnings.append(
+                self.summary.skipped.append(
                     f"{self.summary.leading_bytes} bytes at offset {start} hold no From_ line")
                 self._buf = b""
                 return None
             self._fill(max(len(self._buf) - 8192, 0))
         self.summary.leading_offset = start
         self.summary.leading_bytes = self._base + found - start
-        self.summary.warnings.append(
+        self.summary.skipped.append(
             f"{self.summary.leading_bytes} bytes before the first From_ line "
             f"(offset {start}) were skipped")
         return found

@@ -76,7 +76,11 @@ class MboxSummary:
     leading_offset: int | None = None
     leading_bytes: int = 0
     end_offset: int = 0
+    #: what was read otherwise than the file says, every message read all the same (a
+    #: Content-Length not checked: the separators cut the message instead)
     warnings: list[str] = field(default_factory=list)
+    #: bytes not read as mail (``skip_leading``: the bytes before the first From_ line)
+    skipped: list[str] = field(default_factory=list)
     #: file offset of the first message whose Content-Length reaches past the end of
     #: what was read (read by the separators instead): in a spool still being written,
     #: a Solaris delivery not finished yet
