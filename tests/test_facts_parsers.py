@@ -7,7 +7,13 @@ from reference import recorded
 
 from mailplan.errors import SourceDataError
 from mailplan.facts.source import build_accounts, parse_passwd, parse_shadow
-from mailplan.facts.vpopmail import parse_vdominfo_nd, parse_vuserinfo, user_from_fields
+from mailplan.facts.vpopmail import (
+    DirHashing,
+    parse_dir_control,
+    parse_vdominfo_nd,
+    parse_vuserinfo,
+    user_from_fields,
+)
 
 
 def test_vuserinfo_listing_of_small_example():
@@ -122,3 +128,21 @@ def test_a_bad_shadow_date_names_the_line():
     with pytest.raises(SourceDataError, match="date fields of 'a'") as info:
         parse_shadow(b"a:$6$x$y:soon:0:99999:7:::\n", host="h", path="/etc/shadow")
     assert str(info.value).startswith("h:/etc/shadow:1:")
+
+
+@pytest.mark.parametrize(("text", "free", "expected"), [
+    ("", "", DirHashing(0, "")),  # no file: vpopmail starts afresh
+    ("1\n0\n3\n0 0 0\n61 61 61\n0 2 4\n0 0 0\n\n", "", DirHashing(1, "")),
+    ("350\n0\n3\n0 0 0\n61 61 61\n0 2 2\n2 0 0\n2\n", "0\n# note\n\n  1 # x\n",
+     DirHashing(350, "2", ("0", "1 "))),
+])
+def test_dir_control_files_are_parsed(text, free, expected):
+    # the second: 14-many-users-dir-hashing.md's bulk.example after vadddomain; the
+    # third: after vdeluser user150, whose 0/ is handed out again (.dir_control_free)
+    assert parse_dir_control(text, free) == expected
+
+
+@pytest.mark.parametrize("text", ["x\n0\n", "1\n0\n3\n0 0 0\n61 61 61\n0 2 4\n0 0 0\n../x\n"])
+def test_an_unexpected_dir_control_file_is_refused(text):
+    with pytest.raises(ValueError):
+        parse_dir_control(text)

@@ -30,7 +30,7 @@ from passlib.hash import sha512_crypt
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
-from mailplan.facts.vpopmail import read_target
+from mailplan.facts.vpopmail import DirHashing, read_target
 
 ODD = "o$&*|!~'`x"  # vpopmail accepts these; they must work and execute nothing
 
@@ -354,6 +354,19 @@ def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target)
                        rf".*/vpasswd \(not {'b' * 60}, .*zzz\)") as info:
         read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
     assert "shorten that user's comment" in str(info.value)
+
+
+def test_read_target_reads_where_vpopmail_puts_the_next_directories(target):
+    domain = unique_domain("hash")
+    target.created_domains.append(domain)
+    assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
+    assert target.tool("vadduser", f"ann@{domain}", "Pw-1234").returncode == 0
+    facts = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    assert facts.domains[domain].hashing == DirHashing(2, "")  # postmaster and ann
+    assert facts.domain_hashing is not None and facts.domain_hashing.count >= 1
+    Path(facts.domains[domain].dir, ".dir_control_free").write_text("0\n")
+    facts = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    assert facts.domains[domain].hashing == DirHashing(2, "", ("0",))
 
 
 @pytest.mark.ssh

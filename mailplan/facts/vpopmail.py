@@ -3,8 +3,11 @@
 Reads are batched: one channel runs ``vdominfo -n -d`` and ``vuserinfo -D`` for every
 domain of interest, a second one reads each domain's ``.qmail-default`` (its directory
 is only known from the first answer: past 100 domains they sit in hashed
-sub-directories). Parsers are pure and tested against the recorded transcripts in
-reference/vpopmail (07-vuserinfo.md, 08-vdominfo.md).
+sub-directories) and the ``.dir-control`` files that say which hashed sub-directory
+vpopmail gives the next user or domain (the plan checks that a new user's directory
+fits vpopmail's limit: :mod:`mailplan.userdirs`). Parsers are pure and tested against
+the recorded transcripts in reference/vpopmail (07-vuserinfo.md, 08-vdominfo.md,
+14-many-users-dir-hashing.md).
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ class TargetUser:
 
 
 @dataclass(frozen=True)
+class DirHashing:
+    """Where vpopmail puts the next entries of a directory (users of a domain, or the
+    domains): its ``.dir-control`` file (bigdir.c) and, for users, ``.dir_control_free``
+    (backfill.c)."""
+
+    count: int  # entries counted (line 1 of .dir-control)
+    current: str  # hashed sub-directory handed out now, "" = none yet (its line 8)
+    #: sub-directories freed by deleted users, handed out first (.dir_control_free)
+    free: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TargetDomain:
     """A vpopmail domain as vdominfo and vuserinfo report it."""
 
@@ -47,6 +62,7 @@ class TargetDomain:
     aliases: tuple[str, ...]
     users: dict[str, TargetUser]
     catchall: str | None = None  # .qmail-default content, None when absent
+    hashing: DirHashing | None = None  # of its user directories; None: not known
 
 
 @dataclass
@@ -56,6 +72,8 @@ class TargetFacts:
     host: str
     domains: dict[str, TargetDomain] = field(default_factory=dict)
     alias_of: dict[str, str] = field(default_factory=dict)  # asked name -> real domain
+    #: of the domain directories (``VPOPMAIL/domains/.dir-control``); None: not known
+    domain_hashing: DirHashing | None = None
 
 
 def parse_vuserinfo(text: str) -> list[dict[str, str]]:
@@ -106,6 +124,47 @@ def parse_vdominfo_nd(text: str) -> tuple[str, str, tuple[str, ...]]:
     return lines[0], lines[1], aliases
 
 
+#: the characters of vpopmail's hashed sub-directory names (bigdir.c's dirlist)
+HASH_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def parse_dir_control(text: str, free: str = "") -> DirHashing:
+    """A ``.dir-control`` file and a ``.dir_control_free`` one to a DirHashing; an empty
+    text is a missing file, which vpopmail reads as a fresh one (nothing counted yet).
+    Free entries are read as backfill.c reads them: a ``#`` starts a comment, leading
+    blanks are dropped and blank lines skipped."""
+    entries = tuple(e for e in (ln.split("#", 1)[0].lstrip(" \t") for ln in
+                                free.split("\n")) if e.strip())
+    if not text:
+        return DirHashing(0, "", entries)
+    lines = text.split("\n")
+    if len(lines) < 8 or not lines[0].isdigit():
+        raise ValueError("not a .dir-control file (8 lines, the first a count)")
+    current = lines[7]
+    if any(c not in HASH_CHARS + "/" for c in current):
+        raise ValueError(f"unexpected hashed directory {current!r} in line 8")
+    return DirHashing(int(lines[0]), current, entries)
+
+
+def dir_control_cmd(directory: str, name: str = ".dir-control") -> str:
+    """Print a directory's ``name`` file; a missing one prints nothing (exit 0), one
+    that cannot be read fails."""
+    path = f"{directory}/{name}"
+    return join(["cat", "--", path]) + " 2>/dev/null || " + join(["test", "!", "-e", path])
+
+
+def _hashing(control: CommandResult, free: CommandResult | None = None) -> DirHashing | None:
+    """The DirHashing read, or None where a file could not be read or parsed (the plan
+    then assumes the longest hashed sub-directory)."""
+    if control.returncode != 0 or (free is not None and free.returncode != 0):
+        return None
+    try:
+        return parse_dir_control(control.stdout.decode("utf-8", "replace"),
+                                 free.stdout.decode("utf-8", "replace") if free else "")
+    except ValueError:
+        return None
+
+
 def _tool(vpopmail_dir: str, name: str) -> str:
     return f"{vpopmail_dir.rstrip('/')}/bin/{name}"
 
@@ -127,12 +186,13 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
     for name in names:
         cmds.append(join([vdominfo, "-n", "-d", name]))
         cmds.append(join([vuserinfo, "-D", name]))
+    cmds.append(dir_control_cmd(f"{vpopmail_dir.rstrip('/')}/domains"))
     results = run_batch(conn, cmds)
     if results[0].returncode != 0:
         raise HostError(f"no vpopmail found: {vdominfo} is missing or not executable",
                         host=conn.name, step="read target state",
                         hint="check target.vpopmail_dir in the spec, or install vpopmail")
-    facts = TargetFacts(conn.name)
+    facts = TargetFacts(conn.name, domain_hashing=_hashing(results[-1]))
     for i, name in enumerate(names):
         info, listing = results[1 + 2 * i], results[2 + 2 * i]
         text = info.stdout.decode("utf-8", "replace")
@@ -162,7 +222,8 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
 
 
 def _read_domain_files(conn: Connector, facts: TargetFacts) -> None:
-    """Each domain's catch-all (.qmail-default), and a check of its user listing against
+    """Each domain's catch-all (.qmail-default), the hashing of its user directories
+    (.dir-control, .dir_control_free), and a check of its user listing against
     the names in its ``vpasswd`` file (where the backend keeps one): ``vuserinfo -D``
     stops without an error at a vpasswd line longer than it reads (299 bytes), and a
     user missing from the listing would be created again, or taken for absent by
@@ -172,11 +233,14 @@ def _read_domain_files(conn: Connector, facts: TargetFacts) -> None:
         return
     cmds = []
     for n in names:
-        cmds.append(join(["cat", "--", f"{facts.domains[n].dir}/.qmail-default"]))
-        cmds.append(join(["cut", "-d:", "-f1", "--", f"{facts.domains[n].dir}/vpasswd"]))
+        ddir = facts.domains[n].dir
+        cmds.append(join(["cat", "--", f"{ddir}/.qmail-default"]))
+        cmds.append(join(["cut", "-d:", "-f1", "--", f"{ddir}/vpasswd"]))
+        cmds.append(dir_control_cmd(ddir))
+        cmds.append(dir_control_cmd(ddir, ".dir_control_free"))
     results = run_batch(conn, cmds)
     for i, name in enumerate(names):
-        res, vpasswd = results[2 * i], results[2 * i + 1]
+        res, vpasswd, control, free = results[4 * i: 4 * i + 4]
         dom = facts.domains[name]
         if vpasswd.returncode == 0:
             stored = set(vpasswd.stdout.decode("utf-8", "replace").split())
@@ -191,4 +255,5 @@ def _read_domain_files(conn: Connector, facts: TargetFacts) -> None:
                     hint="shorten that user's comment (vmoduser -c) so its vpasswd line "
                     "fits, then run mailplan again")
         content = res.stdout.decode("utf-8", "replace") if res.returncode == 0 else None
-        facts.domains[name] = TargetDomain(dom.name, dom.dir, dom.aliases, dom.users, content)
+        facts.domains[name] = TargetDomain(dom.name, dom.dir, dom.aliases, dom.users, content,
+                                           _hashing(control, free))
