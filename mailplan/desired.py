@@ -91,6 +91,14 @@ class Desired:
     # change id -> routing action (mailplan.routing.integrate), filled in by make_plan
     routing: dict[str, Any] = field(default_factory=dict)
 
+    def withhold(self, problems: list[Problem]) -> None:
+        """Leave out the users these problems are about (found once the target was
+        read: :mod:`mailplan.userdirs`) and list the problems with the others."""
+        for problem in problems:
+            if problem.user is not None:
+                self.domains[problem.domain].users.pop(problem.user, None)
+        self.problems.extend(problems)
+
 
 def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Password:
     """A password reference from the spec (env, file or hash) to a Password."""

@@ -94,7 +94,9 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                 out.changes.append(Change("create", "user", name, uname,
                                           after=_describe_user(user), sensitive=True,
                                           fingerprint=_fingerprint(user.password, key)))
-            if want.catchall.kind != "delete":
+            if missing := _no_mailbox(want, None):
+                out.problems.append(missing)
+            elif want.catchall.kind != "delete":
                 catchalls.append(Change("update", "catchall", name,
                                         before="delete silently (vadddomain's default)",
                                         after=want.catchall.describe()))
@@ -155,13 +157,27 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     user_dir = have.users[want.catchall.target].dir if (
         want.catchall.kind == "deliver_to" and want.catchall.target in have.users) else None
     line = catchall_line(want.catchall, vpopmail_dir, user_dir)
-    if line is None or have.catchall != line:
+    if missing := _no_mailbox(want, have):
+        out.problems.append(missing)
+    elif line is None or have.catchall != line:
         catchalls.append(Change("update", "catchall", name,
                                 before=_describe_catchall(have.catchall),
                                 after=want.catchall.describe()))
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
                               f"{want.catchall.describe()}"))
+
+
+def _no_mailbox(want: DesiredDomain, have: TargetDomain | None) -> Problem | None:
+    """A problem when the catch-all delivers to a user the target does not have and
+    the plan does not create (one withheld: :meth:`Desired.withhold`): apply could not
+    find the directory to deliver to."""
+    target = want.catchall.target
+    if want.catchall.kind != "deliver_to" or target in want.users or (
+            have is not None and target in have.users):
+        return None
+    return Problem(want.name, None, f"unknown recipients are to be delivered to {target!r}, "
+                   "which is not created (see its problem): the catch-all is not changed")
 
 
 #: why a password that differs is not changed

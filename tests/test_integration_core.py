@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -367,6 +369,50 @@ def test_read_target_reads_where_vpopmail_puts_the_next_directories(target):
     Path(facts.domains[domain].dir, ".dir_control_free").write_text("0\n")
     facts = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
     assert facts.domains[domain].hashing == DirHashing(2, "", ("0",))
+
+
+@pytest.fixture
+def short_target():
+    """A target whose vpopmail directory has a short path (/tmp/mp-XXXXXXXX), as short
+    as a real install's is nearly: the check of user directories measures the path."""
+    root = Path(tempfile.mkdtemp(prefix="mp-"))
+    t = install_target(root)
+    yield t
+    if REAL_VPOPMAIL:
+        for domain in t.created_domains:
+            t.tool("vdeldomain", domain)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_user_whose_directory_vpopmail_cannot_store_is_a_problem_not_a_failed_apply(
+        tmp_path, short_target):
+    # /home/vpopmail/domains/DOMAIN/USER: 23 + 73 + 1 + 64 = 161 bytes, one past
+    # vpopmail's MAX_PW_DIR: vadduser made the directory, then refused the hash
+    # ("dir too long"), leaving the account with its temporary password
+    target = short_target
+    domain = "l" * 50 + "." + unique_domain("long")
+    long = "k" * 64
+    assert len(domain) == 73
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0"),
+                                            SourceAccount(long, 1001, "K", "pw1")])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ user ann@{domain}" in out and f"+ user {long}@" not in out, out
+    problem = next(x for x in out.split("\n") if f"! {long}@{domain}: " in x)
+    size = len(f"{target.vpopmail_dir}/domains/{domain}/{long}")
+    assert f"its directory {target.vpopmail_dir}/domains/{domain}/{long} would be {size} " \
+           "bytes long; vpopmail stores at most 160 bytes (MAX_PW_DIR)" in problem, problem
+    assert "Plan: 2 to create, 1 to change" in out, out  # the domain, ann; the catch-all
+    applied = mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "Apply complete: 3 change(s) made." in applied.stdout, applied.stdout
+    assert target.tool("vuserinfo", f"ann@{domain}").returncode == 0
+    assert target.tool("vuserinfo", f"{long}@{domain}").returncode != 0  # never attempted
+    again = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in again and f"! {long}@{domain}: its directory" in again, again
+    verified = mailplan("verify", str(spec)).stdout  # not migrated, not a missing account
+    assert f"FAIL  {long}@{domain}: its directory" in verified, verified
+    assert verified.count(f"{long}@{domain}") == 1, verified
 
 
 @pytest.mark.ssh
