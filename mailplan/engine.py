@@ -145,7 +145,7 @@ def make_plan(spec: Spec, state: State,
         result.changes += mail.changes
         result.problems += mail.problems
         result.noops += mail.noops
-        warnings = mail.warnings
+        warnings = routing.cautions + mail.warnings
     except BaseException:
         if connectors is None:
             for conn in conns.values():

@@ -219,6 +219,8 @@ _FRIENDLY = [
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
+    (re.compile(r"^source\.aliases$"), "expected an absolute path or a list of absolute "
+     "paths (sendmail's aliases files, in the order it reads them)"),
     (re.compile(r"^hosts\.[^.]+\.python$"), "expected a command name like python3 or an "
      "absolute path like /usr/bin/python3 (letters, digits and _ . / + -, not starting with -)"),
 ]

@@ -446,3 +446,32 @@ def test_an_alias_on_the_target_that_shadows_a_migrated_mailbox_is_a_warning(wor
     assert f"carol@{d}" not in world.valias()
     plan = mailplan("plan", str(spec), check=True).stdout
     assert f"alias carol@{d}" not in plan and f"alias dave@{d} on the target" in plan
+
+
+@pytest.mark.ssh
+def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(world):
+    """Without source.aliases the plan reads the aliases files of sendmail.cf's AliasFile
+    lines, in order (the first that has a name wins); a database that is no file (nis:)
+    is among the plan's warnings, not its problems; ``plan -v`` names the files read."""
+    d = world.domain
+    local = world.root / "etc/mail/aliases.local"
+    local.write_text("staff:\t\tbob\nextra:\t\talice\n")
+    cf = world.root / "etc/mail/sendmail.cf"
+    cf.write_text(f"O AliasFile={world.aliases},nis:mail.aliases\nO AliasFile=hash:{local}\n")
+    spec = world.write()
+    data = yaml.safe_load(spec.read_text())
+    del data["source"]["aliases"]
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    res = mailplan("plan", "-v", str(spec))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"+ alias extra@{d}\n      &alice@{d} (from {local}:2)" in out
+    assert f"+ alias staff@{d}\n      &alice@{d}" in out  # /etc/aliases' staff, not bob
+    warnings = out.split("Warnings (migrated all the same; look at them):\n", 1)[1]
+    assert f"{cf}:1: AliasFile nis:mail.aliases: a nis database, not a file mailplan can " \
+        "read" in warnings.split("\n\n", 1)[0]
+    assert "nis:mail.aliases" not in out.split("Warnings (", 1)[0]  # not a problem
+    assert f"note: aliases are read from {world.aliases}, {local}: AliasFile in {cf} " \
+        "(sendmail looks a name up in them in this order" in out
+    assert f"note: {local}:1: alias 'staff' is not used: sendmail finds it first in " \
+        f"{world.aliases}:7" in out

@@ -52,6 +52,10 @@ def test_routing_keys_load(tmp_path):
     body = spec.data["domains"]["example.com"]
     assert body["aliases"] == {"sales": ["alice", "partner@remote.example"]}
     assert spec.data["source"]["virtusertable"] == "/etc/mail/virtusertable"
+    listed = BASE.replace("aliases: /etc/mail/aliases,",
+                          "aliases: [/etc/mail/aliases, /etc/mail/aliases.local],")
+    assert load_spec(write(tmp_path, listed)).data["source"]["aliases"] == [
+        "/etc/mail/aliases", "/etc/mail/aliases.local"]
 
 
 @pytest.mark.parametrize(("old", "new", "where", "words"), [
@@ -81,6 +85,9 @@ def test_routing_keys_load(tmp_path):
      "does not have the form this key takes"),
     ("aliases: /etc/mail/aliases,", "aliases: /etc/mail/aliases, forward: yes please,", ":5:",
      "expected true or false, got 'yes please'"),
+    ("aliases: /etc/mail/aliases,", "aliases: [/etc/mail/aliases, mail/aliases.local],",
+     ":5:", "source.aliases: expected an absolute path or a list of absolute paths"),
+    ("aliases: /etc/mail/aliases,", "aliases: [],", ":5:", "expected an absolute path"),
 ])
 def test_routing_spec_errors_point_at_the_value(tmp_path, old, new, where, words):
     assert old in BASE
@@ -190,7 +197,7 @@ def test_virtusertable_catch_all_without_spec_setting_is_a_warning(tmp_path):
                              "alice\ninfo@example.com\tinfo\nbob@example.org\tbob\n",
                              "/etc/mail/vt")
     plan = map_spec(spec, _desired(("example.com", "bounce"), ("example.org", "delete")),
-                    SourceRouting(aliases=parse_aliases("info: alice\n", "/etc/aliases"),
+                    SourceRouting(aliases=(parse_aliases("info: alice\n", "/etc/aliases"),),
                                   virtusertable=vt))
     warnings = [str(f) for f in plan.warnings]
     assert warnings == [
@@ -224,7 +231,7 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
     findings: list = []
     got = integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=False,
                                         findings=findings)
-    assert got.aliases is None
+    assert got.aliases == ()
     assert [str(f) for f in findings] == [
         "warning: oldmail:/etc/aliases:2: missing ':' between alias name and targets; "
         "local names are resolved without the aliases file (no domain imports it)"]
@@ -382,7 +389,8 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
                                             findings=findings)
         assert got.local_hostnames == want
         names = ", ".join(sorted(want - {"localhost"}))
-        assert [f.message.endswith(names) for f in findings] == ([True] if names else [])
+        named = [f.message for f in findings if "class w" in f.message]
+        assert [m.endswith(names) for m in named] == ([True] if names else [])
     assert asked == [f"{tmp_path}/aliases"]  # the spec's names: no sendmail file is read
 
 
@@ -454,3 +462,128 @@ def test_the_forward_file_is_the_first_of_sendmails_forward_path(tmp_path, cf, h
     assert notes == ([f"bob's forward file is {home}/.forward.oldbox, the first of "
                       f"sendmail's ForwardPath that is there (its {home}/.forward is not "
                       "read, as by sendmail)"] if noted else [])
+
+
+def _alias_world(tmp_path, cf: str | None, files: dict[str, str]):
+    """A source tree with sendmail.cf (``@ETC@`` stands for its etc) and aliases files."""
+    etc = tmp_path / "etc"
+    (etc / "mail").mkdir(parents=True, exist_ok=True)
+    if cf is not None:
+        (etc / "mail/sendmail.cf").write_text(cf.replace("@ETC@", str(etc)))
+    for name, text in files.items():
+        (etc / name).write_text(text)
+    return etc
+
+
+def _read_aliases(tmp_path, etc, *, aliases: str = "", need: bool = True):
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.source import SourceFacts
+    from mailplan.routing import integrate
+
+    source_line = ("source: {host: old, aliases: /etc/mail/aliases, "
+                   "virtusertable: /etc/mail/virtusertable}")
+    text = BASE.replace(source_line, f"source: {{host: old, passwd: {etc}/passwd, "
+                        f"forward: false, local_hostnames: []{aliases}}}")
+    spec = load_spec(write(tmp_path, text))
+    findings: list = []
+    got = integrate.read_source_routing(LocalConnector("oldmail"), spec,
+                                        SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {}),
+                                        _desired(), need_aliases=need, findings=findings)
+    return got, findings
+
+
+def test_every_aliases_file_of_sendmail_cfs_alias_file_option_is_read_in_order(tmp_path):
+    """sendmail.cf's AliasFile lines name the files sendmail reads (each line adds to the
+    ones before): all are read, a name is taken from the first that has it, a database
+    that is no file (nis:) is a caution (the plan's warnings), a missing optional one
+    (-o) a note; the plan says which files were read."""
+    from mailplan.routing.mapping import map_routing
+    from mailplan.routing.rules import DomainRules
+
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases,hash:@ETC@/mail/aliases.local"
+                       "\nO AliasFile=nis:mail.aliases, hash:-o @ETC@/mail/gone\n",
+                       {"mail/aliases": "staff: alice\ninfo: alice\n",
+                        "mail/aliases.local": "staff: bob\nsales: bob\n"})
+    got, findings = _read_aliases(tmp_path, etc)
+    assert [f.path for f in got.aliases] == [f"{etc}/mail/aliases", f"{etc}/mail/aliases.local"]
+    cf = f"{etc}/mail/sendmail.cf"
+    assert [(f.severity, str(f.origin)) for f in findings if f.severity != "note"] == [
+        ("caution", f"{cf}:2")]
+    assert "AliasFile nis:mail.aliases: a nis database, not a file mailplan can read; the " \
+        "aliases sendmail finds there are not migrated" in findings[0].message
+    notes = [f.message for f in findings if f.severity == "note"]
+    assert f"the aliases file {etc}/mail/gone (AliasFile hash:-o {etc}/mail/gone, optional) " \
+        "does not exist" in notes
+    assert (f"aliases are read from {etc}/mail/aliases, {etc}/mail/aliases.local: AliasFile in "
+            f"{cf} (sendmail looks a name up in them in this order and uses the first that "
+            "has it)") in notes
+    plan = map_routing(got, [DomainRules("example.com", {"alice": "alice", "bob": "bob"},
+                                         import_aliases=True)])
+    assert dict(plan.domains["example.com"].aliases) == {
+        "staff": ("&alice@example.com",), "info": ("&alice@example.com",),
+        "sales": ("&bob@example.com",)}
+    assert any(f.message.startswith("alias 'staff' is not used: sendmail finds it first in "
+                                    f"{etc}/mail/aliases:1") for f in plan.findings)
+
+
+def test_the_specs_aliases_files_replace_sendmail_cfs_and_keep_their_order(tmp_path):
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases\n",
+                       {"mail/aliases": "staff: alice\n", "local": "staff: bob\n"})
+    got, findings = _read_aliases(tmp_path, etc,
+                                  aliases=f", aliases: [{etc}/local, {etc}/mail/aliases]")
+    assert [f.path for f in got.aliases] == [f"{etc}/local", f"{etc}/mail/aliases"]
+    assert [f.message for f in findings] == [
+        f"aliases are read from {etc}/local, {etc}/mail/aliases: source.aliases in the spec "
+        "(sendmail looks a name up in them in this order and uses the first that has it)"]
+    got, findings = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/local")
+    assert [f.path for f in got.aliases] == [f"{etc}/local"]
+    assert findings[0].message == f"aliases are read from {etc}/local: source.aliases in the spec"
+
+
+@pytest.mark.parametrize(("cf", "why"), [
+    (None, "there is no @ETC@/mail/sendmail.cf"),
+    ("Cwmail.example.com\n", "no AliasFile in @ETC@/mail/sendmail.cf"),
+])
+def test_without_an_alias_file_option_the_first_default_aliases_file_is_read(
+        tmp_path, monkeypatch, cf, why):
+    from mailplan.routing import integrate
+
+    etc = _alias_world(tmp_path, cf, {"mail/aliases": "staff: bob\n"})
+    defaults = (f"{etc}/aliases", f"{etc}/mail/aliases")  # /etc/aliases, /etc/mail/aliases
+    monkeypatch.setattr(integrate, "DEFAULT_ALIASES", defaults)
+    got, findings = _read_aliases(tmp_path, etc)
+    assert [f.path for f in got.aliases] == [defaults[1]]
+    assert [f.message for f in findings] == [
+        f"aliases are read from {defaults[1]}: the first of {defaults[0]} and {defaults[1]} "
+        f"there is ({why.replace('@ETC@', str(etc))})"]
+    (etc / "aliases").write_text("staff: alice\n")
+    got, _ = _read_aliases(tmp_path, etc)
+    assert [f.path for f in got.aliases] == [defaults[0]]
+
+
+def test_a_missing_aliases_file_sendmail_cf_names_stops_a_plan_that_needs_aliases(tmp_path):
+    from mailplan.errors import HostError
+
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases,@ETC@/mail/missing\n",
+                       {"mail/aliases": "staff: alice\n"})
+    with pytest.raises(HostError) as err:
+        _read_aliases(tmp_path, etc)
+    assert (f"the aliases file {etc}/mail/missing does not exist (AliasFile in "
+            f"{etc}/mail/sendmail.cf:1)") in str(err.value)
+    got, _ = _read_aliases(tmp_path, etc, need=False)  # nothing imported: left out quietly
+    assert [f.path for f in got.aliases] == [f"{etc}/mail/aliases"]
+
+
+def test_cautions_are_the_plans_warnings_and_strict_lets_them_through():
+    from mailplan.routing.integrate import RoutingOutcome, report_findings
+    from mailplan.routing.model import Finding
+
+    out = RoutingOutcome()
+    report_findings([Finding("caution", "a nis database", Origin("/etc/mail/sendmail.cf", 9)),
+                     Finding("warning", "no equivalent", None, "example.com"),
+                     Finding("note", "read from x")], "oldmail", out)
+    assert [(p.domain, p.message) for p in out.cautions] == [
+        ("oldmail", "/etc/mail/sendmail.cf:9: a nis database")]
+    assert [(p.domain, p.message) for p in out.problems] == [("example.com", "no equivalent")]
+    assert out.warnings == ["warning: [example.com] no equivalent"]
+    assert [n.reason for n in out.noops] == ["note: read from x"]

@@ -28,7 +28,7 @@ def _source(**extra) -> SourceRouting:
     forwards = {u: parse_forward((DATA / f"forward-{u}").read_bytes(), f"/home/{u}/.forward", u)
                 for u in ("alice", "carol", "dave")}
     vt = parse_virtusertable((DATA / "virtusertable").read_bytes(), "/etc/mail/virtusertable")
-    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=vt, **extra)
+    return SourceRouting(aliases=(aliases,), forwards=forwards, virtusertable=vt, **extra)
 
 
 def _plan(*rules: DomainRules, strict: bool = False, source: SourceRouting | None = None):
@@ -133,7 +133,7 @@ def test_an_include_path_with_a_control_character_is_not_read():
 
     aliases = resolve_includes(parse_aliases('staff: ":include:/etc/l\0x", ann@x.example\n',
                                              "/etc/aliases"), read)
-    source = SourceRouting(aliases=aliases)
+    source = SourceRouting(aliases=(aliases,))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     assert plan.domains["example.com"].aliases["staff"] == ("&ann@x.example",)
     assert any("control character" in str(f) and f.origin == Origin("/etc/aliases", 1)
@@ -142,7 +142,7 @@ def test_an_include_path_with_a_control_character_is_not_read():
 
 def test_alias_for_a_mailbox_becomes_its_forward_and_replaces_dotforward():
     source = SourceRouting(
-        aliases=parse_aliases("alice: \\alice, boss@corp.example\n", "/etc/aliases"),
+        aliases=(parse_aliases("alice: \\alice, boss@corp.example\n", "/etc/aliases"),),
         forwards={"alice": parse_forward("elsewhere@x.example\n", "/home/alice/.forward",
                                          "alice")})
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
@@ -153,7 +153,7 @@ def test_alias_for_a_mailbox_becomes_its_forward_and_replaces_dotforward():
 
 
 def test_dev_null_alias_discards_with_comment_line():
-    source = SourceRouting(aliases=parse_aliases("spamtrap: /dev/null\n", "/etc/aliases"))
+    source = SourceRouting(aliases=(parse_aliases("spamtrap: /dev/null\n", "/etc/aliases"),))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     assert plan.domains["example.com"].aliases == {"spamtrap": ("#",)}
     assert plan.warnings == ()
@@ -275,7 +275,7 @@ def test_explicit_alias_names_are_validated(name, words):
 
 
 def test_address_in_migrated_domain_that_does_not_exist_warns():
-    source = SourceRouting(aliases=parse_aliases("x1: nobody-here@example.org\n", "/a"))
+    source = SourceRouting(aliases=(parse_aliases("x1: nobody-here@example.org\n", "/a"),))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True),
                                 DomainRules("example.org", {"dave": "dave"})])
     assert any("nobody-here@example.org is neither a mailbox nor an alias" in str(f)
@@ -283,7 +283,7 @@ def test_address_in_migrated_domain_that_does_not_exist_warns():
 
 
 def test_address_in_migrated_domain_is_renamed():
-    source = SourceRouting(aliases=parse_aliases("x1: bob@example.com\n", "/a"))
+    source = SourceRouting(aliases=(parse_aliases("x1: bob@example.com\n", "/a"),))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     assert plan.domains["example.com"].aliases["x1"] == ("&robert@example.com",)
     assert plan.warnings == ()
@@ -299,17 +299,17 @@ def test_a_name_of_the_old_host_is_local_and_a_migrated_domain_keeps_its_users()
     rules = [DomainRules("example.com", COM, import_aliases=True),
              DomainRules("example.org", {"dave": "dave"})]
     classw = frozenset({"localhost", "oldbox.example.org", "example.org"})
-    plan = map_routing(SourceRouting(aliases=parse_aliases(text, "/a"),
+    plan = map_routing(SourceRouting(aliases=(parse_aliases(text, "/a"),),
                                      local_hostnames=classw), rules)
     assert plan.domains["example.com"].aliases["x1"] == ("&robert@example.com",)
     assert plan.domains["example.com"].aliases["x2"] == ("&carol@example.org",)
     assert any("carol@example.org is neither a mailbox nor an alias" in str(f)
                for f in plan.warnings)
-    plan = map_routing(SourceRouting(aliases=parse_aliases(text, "/a")), rules)
+    plan = map_routing(SourceRouting(aliases=(parse_aliases(text, "/a"),)), rules)
     assert plan.domains["example.com"].aliases["x1"] == ("&bob@oldbox.example.org",)
 
 def test_ambiguous_local_user_warns():
-    source = SourceRouting(aliases=parse_aliases("x1: sam\n", "/a"))
+    source = SourceRouting(aliases=(parse_aliases("x1: sam\n", "/a"),))
     plan = map_routing(source, [
         DomainRules("a.example", {"sam": "sam"}),
         DomainRules("b.example", {"sam": "sam"}),
@@ -325,8 +325,8 @@ def test_strict_turns_warnings_into_one_error_listing_lines():
 
 
 def test_strict_passes_with_notes_only():
-    source = SourceRouting(aliases=parse_aliases("postmaster: root\nroot: alice\n"
-                                                 "abuse: root\n", "/etc/aliases"))
+    source = SourceRouting(aliases=(parse_aliases("postmaster: root\nroot: alice\n"
+                                                 "abuse: root\n", "/etc/aliases"),))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)],
                        strict=True)
     assert plan.domains["example.com"].aliases == {"abuse": ("&alice@example.com",)}
@@ -344,7 +344,7 @@ def test_a_virtusertable_line_without_equivalent_still_wins_over_the_alias(value
     nowhere), never to the aliases file's info. The alias is not created, and the one
     warning says where the mail goes now (the catch-all), not a vague 'will follow'."""
     source = SourceRouting(
-        aliases=parse_aliases("info: alice\n", "/etc/aliases"),
+        aliases=(parse_aliases("info: alice\n", "/etc/aliases"),),
         virtusertable=parse_virtusertable(f"info@example.com\t{value}\n", "/etc/vt"))
     for policy, words in ((None, "bounce mail for unknown recipients"),
                           (CatchAll("deliver-to-user", "alice"),
@@ -376,7 +376,7 @@ def test_an_escaped_name_whose_mailbox_has_a_forward_is_a_warning():
     """sendmail: \\bob is bob's mailbox, ~/.forward not applied; vpopmail: &robert@...
     goes through robert's .qmail (the migrated ~/.forward). Said, not silently changed."""
     source = SourceRouting(
-        aliases=parse_aliases("staff: alice, \\bob\nteam: alice, bob\n", "/etc/aliases"),
+        aliases=(parse_aliases("staff: alice, \\bob\nteam: alice, bob\n", "/etc/aliases"),),
         forwards={"bob": parse_forward("bob@home.example\n", "/home/bob/.forward", "bob")})
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     (warning,) = plan.warnings
@@ -393,7 +393,7 @@ def test_an_escaped_name_whose_mailbox_has_a_forward_is_a_warning():
 
 def test_a_virtusertable_line_that_becomes_a_mailbox_qmail_reached_by_aliases_warns():
     source = SourceRouting(
-        aliases=parse_aliases("staff: alice, carol\n", "/etc/aliases"),
+        aliases=(parse_aliases("staff: alice, carol\n", "/etc/aliases"),),
         virtusertable=parse_virtusertable("carol@example.com\tcarol@gmail.example\n",
                                           "/etc/vt"))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
@@ -409,8 +409,8 @@ def test_a_virtusertable_line_that_becomes_a_mailbox_qmail_reached_by_aliases_wa
 
 
 def test_a_mixed_case_local_part_at_a_migrated_domain_is_that_name():
-    source = SourceRouting(aliases=parse_aliases("team: Info@example.com\ninfo: alice\n",
-                                                 "/etc/aliases"))
+    source = SourceRouting(aliases=(parse_aliases("team: Info@example.com\ninfo: alice\n",
+                                                 "/etc/aliases"),))
     rules = [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)]
     plan = map_routing(source, rules, strict=True)  # no false "will bounce" warning
     assert plan.domains["example.com"].aliases["team"] == ("&info@example.com",)
@@ -444,7 +444,7 @@ def test_a_virtusertable_catch_all_took_the_mail_of_unlisted_mailboxes_and_alias
     user or alias of the domain without a ``user@domain`` line of its own went to the
     catch-all. On vpopmail it reaches the mailbox or alias: the plan must say so."""
     vt = "alice@example.com\talice\n@example.com\tsomeone@else.example\n"
-    source = SourceRouting(aliases=parse_aliases("helpdesk: carol\n", "/etc/aliases"),
+    source = SourceRouting(aliases=(parse_aliases("helpdesk: carol\n", "/etc/aliases"),),
                            virtusertable=parse_virtusertable(vt, "/etc/vt"))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     warnings = [f for f in plan.findings if f.severity == "warning"]
@@ -472,7 +472,7 @@ def test_an_alias_naming_its_own_mailbox_without_backslash_keeps_the_forward():
             ("bob: bob@example.com, other@x.example\n",
              ("./Maildir/", "&bob@home.example", "&other@x.example")),
             ("bob: \\bob, other@x.example\n", ("./Maildir/", "&other@x.example"))):
-        source = SourceRouting(aliases=parse_aliases(text, "/etc/aliases"),
+        source = SourceRouting(aliases=(parse_aliases(text, "/etc/aliases"),),
                                forwards={"bob": forward})
         plan = map_routing(source, [DomainRules("example.com", {"bob": "bob"},
                                                 import_aliases=True)])
@@ -488,8 +488,8 @@ def test_an_address_at_a_declared_alias_domain_resolves_in_its_domain():
     """example.net is declared an alias domain of example.com: bob@example.net is
     bob@example.com there, so the source login bob is the renamed mailbox robert, and an
     address there that is no mailbox nor alias is a warning, as at example.com itself."""
-    source = SourceRouting(aliases=parse_aliases(
-        "x1: bob@example.net\nx2: nobody@example.net\nx3: Alice@Example.NET\n", "/a"))
+    source = SourceRouting(aliases=(parse_aliases(
+        "x1: bob@example.net\nx2: nobody@example.net\nx3: Alice@Example.NET\n", "/a"),))
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True,
                                             alias_domains=("example.net",))])
     aliases = plan.domains["example.com"].aliases
@@ -513,7 +513,7 @@ def test_the_old_address_of_a_renamed_user_of_a_local_domain_is_a_warning():
         "bounce mail for unknown recipients (declare the alias bob: [robert] in the spec "
         "to keep it)"), warning.message
     # an alias of the old name keeps it; so does a domain sendmail did not deliver locally
-    source = SourceRouting(aliases=parse_aliases("bob: robert@example.com\n", "/a"),
+    source = SourceRouting(aliases=(parse_aliases("bob: robert@example.com\n", "/a"),),
                            local_hostnames=local)
     assert not map_routing(source, [DomainRules("example.com", COM, import_aliases=True)]
                            ).warnings
@@ -528,7 +528,7 @@ def test_a_loop_through_full_addresses_of_the_domain_is_a_warning():
     text = "aa: aa@example.com, alice\nbb: cc@example.com\ncc: bb@example.com\n"
     forwards = {u: parse_forward(f"\\{u}\n{o}@example.com\n", f"/home/{u}/.forward", u)
                 for u, o in (("alice", "carol"), ("carol", "alice"))}
-    source = SourceRouting(aliases=parse_aliases(text, "/etc/aliases"), forwards=forwards)
+    source = SourceRouting(aliases=(parse_aliases(text, "/etc/aliases"),), forwards=forwards)
     plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
     loops = sorted(f.message for f in plan.warnings if "loop" in f.message)
     assert loops == [

@@ -8,6 +8,7 @@ import pytest
 
 from mailplan.errors import MailplanError
 from mailplan.routing.aliases import effective_aliases, parse_aliases, resolve_includes
+from mailplan.routing.aliasfiles import parse_alias_files
 from mailplan.routing.forward import parse_forward
 from mailplan.routing.model import (
     Address,
@@ -54,7 +55,7 @@ def _read(path: str) -> bytes | None:
                  Address("bob", "home.example", Origin(ALIASES, 39))]),
 ])
 def test_aliases_file(name, line, targets):
-    table, findings = effective_aliases(_aliases())
+    table, findings = effective_aliases([_aliases()])
     assert findings == []
     assert table[name].origin == Origin(ALIASES, line)
     assert list(table[name].targets) == targets
@@ -106,14 +107,69 @@ def test_alias_errors_name_file_and_line(text, line, words):
 
 
 def test_duplicate_alias_last_wins_with_warning():
-    table, findings = effective_aliases(parse_aliases("a: x\nb: y\na: z\n", "f"))
+    table, findings = effective_aliases([parse_aliases("a: x\nb: y\na: z\n", "f")])
     assert [str(t) for t in table["a"].targets] == ["z"]
     assert [(f.severity, f.origin) for f in findings] == [("warning", Origin("f", 3))]
     assert "line 1" in findings[0].message
 
 
+def test_across_alias_files_the_first_file_that_has_a_name_wins():
+    """sendmail looks a name up in its alias files in turn: a later file's definition of
+    a name is never used (a note names the one used); a duplicate within one file keeps
+    newaliases' rule (the last one wins, with a warning)."""
+    first = parse_aliases("staff: alice\nstaff: bob\n", "/etc/mail/aliases")
+    second = parse_aliases("staff: carol\nlocal: dave\n", "/etc/mail/aliases.local")
+    table, findings = effective_aliases([first, second])
+    assert [str(t) for t in table["staff"].targets] == ["bob"]
+    assert [str(t) for t in table["local"].targets] == ["dave"]
+    assert [(f.severity, str(f.origin)) for f in findings] == [
+        ("warning", "/etc/mail/aliases:2"), ("note", "/etc/mail/aliases.local:1")]
+    assert findings[1].message == ("alias 'staff' is not used: sendmail finds it first in "
+                                   "/etc/mail/aliases:2 (it looks a name up in its alias "
+                                   "files in order)")
+    table, _ = effective_aliases([second, first])
+    assert [str(t) for t in table["staff"].targets] == ["carol"]
+
+
+CF = "/etc/mail/sendmail.cf"
+
+
+@pytest.mark.parametrize(("cf", "want"), [
+    # m4's usual line, and its one-letter form
+    ("O AliasFile=/etc/mail/aliases\n", [("implicit", "/etc/mail/aliases", False, 1)]),
+    ("OA/etc/aliases\n", [("implicit", "/etc/aliases", False, 1)]),
+    # a list, map classes, -o (optional) before the file, blanks around the pieces
+    ("# comment\nO AliasFile = /etc/mail/aliases, hash:-o /etc/mail/aliases.local,"
+     "nis:mail.aliases\n",
+     [("implicit", "/etc/mail/aliases", False, 2),
+      ("hash", "/etc/mail/aliases.local", True, 2), ("nis", None, False, 2)]),
+    # each AliasFile line adds to the ones before; long option names ignore case
+    ("O AliasFile=/etc/a\nO aliasfile=btree:/etc/b\nOA dbm:/etc/c\n",
+     [("implicit", "/etc/a", False, 1), ("btree", "/etc/b", False, 2),
+      ("dbm", "/etc/c", False, 3)]),
+    # a line starting with a blank continues the one before (sendmail.cf's folding)
+    ("O AliasFile=/etc/a,\n\t/etc/b\n", [("implicit", "/etc/a", False, 1),
+                                          ("implicit", "/etc/b", False, 1)]),
+    # an ldap spec's commas inside double quotes do not split it; -k takes a word
+    ('O AliasFile=ldap:-k "(&(objectClass=a),(cn=%0))" -v mail,hash:-k k /etc/x\n',
+     [("ldap", None, False, 1), ("hash", "/etc/x", False, 1)]),
+    # other options: AliasWait (Oa: one-letter names keep their case), a comment
+    ("Oa10\nO AliasWait=10\n#O AliasFile=/etc/no\nO AliasFileX=/etc/no\n", []),
+])
+def test_alias_files_named_by_sendmail_cf(cf, want):
+    got = parse_alias_files(cf, CF)
+    assert [(d.kind, d.path, d.optional, d.origin.line) for d in got] == want
+    assert all(d.origin.path == CF for d in got)
+
+
+def test_an_alias_file_spec_keeps_its_text_and_says_whether_it_can_be_read():
+    got = parse_alias_files("O AliasFile=nis:mail.aliases, aliases, hash:/etc/x\n", CF)
+    assert [(d.spec, d.readable) for d in got] == [
+        ("nis:mail.aliases", False), ("aliases", False), ("hash:/etc/x", True)]
+
+
 def test_resolve_includes_expands_keeps_lines_and_detects_loops():
-    table, _ = effective_aliases(resolve_includes(_aliases(), _read))
+    table, _ = effective_aliases([resolve_includes(_aliases(), _read)])
     all_targets = table["all"].targets
     assert [str(t) for t in all_targets[:3]] == ["alice", "bob", "carol"]
     assert all_targets[2].origin == Origin("/etc/mail/lists/all", 3)

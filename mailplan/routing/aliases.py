@@ -20,7 +20,7 @@ replaced by the included targets, or kept with a ``problem`` when unreadable or 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from mailplan.routing.addresses import parse_list
@@ -217,20 +217,32 @@ def resolve_includes(aliases: AliasFile, read: Reader,
     return replace(aliases, entries=entries)
 
 
-def effective_aliases(aliases: AliasFile) -> tuple[dict[str, AliasEntry], list[Finding]]:
-    """Name -> entry as sendmail uses them: a later duplicate replaces an earlier one.
+def effective_aliases(files: Sequence[AliasFile]) -> tuple[dict[str, AliasEntry], list[Finding]]:
+    """Name -> entry as sendmail uses them, from its alias files in lookup order.
 
-    newaliases prints "duplicate alias name" and keeps the last definition; we do the
-    same and report it as a warning with both lines.
+    Within one file a later duplicate replaces an earlier one: newaliases prints
+    "duplicate alias name" and keeps the last definition; we do the same and report it
+    as a warning with both lines. Across files the first file that has the name wins
+    (sendmail looks the name up in each database in turn); a definition it never reaches
+    is a note naming the one it uses.
     """
     table: dict[str, AliasEntry] = {}
     findings: list[Finding] = []
-    for entry in aliases.entries:
-        earlier = table.get(entry.name)
-        if earlier is not None:
-            findings.append(Finding(
-                "warning",
-                f"duplicate alias name {entry.name!r}: this definition replaces the one at "
-                f"line {earlier.origin.line}, as newaliases does", entry.origin))
-        table[entry.name] = entry
+    for aliases in files:
+        own: dict[str, AliasEntry] = {}
+        for entry in aliases.entries:
+            earlier = own.get(entry.name)
+            if earlier is not None:
+                findings.append(Finding(
+                    "warning",
+                    f"duplicate alias name {entry.name!r}: this definition replaces the one "
+                    f"at line {earlier.origin.line}, as newaliases does", entry.origin))
+            own[entry.name] = entry
+        for name, entry in own.items():
+            first = table.setdefault(name, entry)
+            if first is not entry:
+                findings.append(Finding(
+                    "note", f"alias {name!r} is not used: sendmail finds it first in "
+                    f"{first.origin} (it looks a name up in its alias files in order)",
+                    entry.origin))
     return table, findings

@@ -1,12 +1,14 @@
 """Routing (issue 4) plugged into the core plan and apply: host reads, changes, steps.
 
 :func:`plan_routing` is called by :func:`mailplan.engine.make_plan` once the core has
-its desired state and target facts. It reads the source in one batch (aliases file,
-virtusertable, each migrated user's ~/.forward; a second batch for ``:include:``
-files), maps it with the pure layer, reads the target in one batch (``valias -s``,
-users' own .qmail, alias domains) and returns core :class:`~mailplan.plan.Change`
-objects of kinds ``alias``, ``forward`` and ``alias_domain``, with warnings as plan
-problems (file:line in each) and policy notes as noops. The catch-all stays the core's
+its desired state and target facts. It reads the source in a few batches (sendmail.cf
+and the aliases files its AliasFile names, or the spec's; virtusertable; each migrated
+user's ~/.forward; then ``:include:`` files), maps it with the pure layer, reads the
+target in one batch (``valias -s``, users' own .qmail, alias domains) and returns core
+:class:`~mailplan.plan.Change` objects of kinds ``alias``, ``forward`` and
+``alias_domain``, with warnings as plan problems (file:line in each), cautions (an
+alias database that is no file) as plan warnings and policy notes as noops. The
+catch-all stays the core's
 ``unknown_recipients``: no routing change ever writes .qmail-default; when the spec
 leaves it unset and virtusertable has an ``@domain`` line, the plan warns and suggests
 the setting that keeps it.
@@ -21,7 +23,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
@@ -29,6 +31,7 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
+from mailplan.routing.aliasfiles import AliasDatabase, parse_alias_files
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -80,6 +83,8 @@ class RoutingOutcome:
 
     changes: list[Change] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: worth the administrator's look, nothing known left out (the plan's warnings)
+    cautions: list[Problem] = field(default_factory=list)
     noops: list[Noop] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     actions: dict[str, RoutingChange] = field(default_factory=dict)
@@ -170,7 +175,8 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     then only missing for resolving local names.
     """
     src = spec.data["source"]
-    alias_paths = [src["aliases"]] if "aliases" in src else list(DEFAULT_ALIASES)
+    given = _given_alias_files(src)
+    alias_paths = given if given is not None else list(DEFAULT_ALIASES)
     virtual = src.get("virtusertable")
     user_homes: dict[str, str] = {}
     uids: dict[str, int] = {}
@@ -188,8 +194,10 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
     # ForwardPath (sendmail.cf) and $w (the host name) say which forward file is read
     forward_config = [p for p in (cf_path, hostname_path) if user_homes and p not in config]
+    # sendmail.cf's AliasFile says which aliases files sendmail reads (unless the spec does)
+    alias_config = [cf_path] if given is None else []
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
-                               *forward_config])
+                               *forward_config, *alias_config])
     templates = forward_path(_text(reads, cf_path), cf_path, _short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
     candidates = {login: [_expand(t, home, login) for t in templates]
@@ -209,30 +217,8 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                         + (f" (its {', '.join(there[1:])} is not read, as "
                                            "by sendmail)" if there[1:] else "")))
     host = conn.name
-    aliases = None
-    found = [p for p in alias_paths if reads[p].exists]
-    if not found and ("aliases" in src or need_aliases):
-        missing = (f"the aliases file {alias_paths[0]} does not exist" if len(alias_paths) == 1
-                   else f"neither {' nor '.join(alias_paths)} exists")
-        raise HostError(missing,
-                        host=host, step="read source routing",
-                        hint="set source.aliases in the spec to where sendmail's AliasFile is")
-    relied = "aliases" in src or need_aliases
-    if found:
-        path = found[0]
-        try:
-            if reads[path].data is None:
-                raise _unreadable(host, path, "the aliases file")
-            try:
-                parsed = parse_aliases(reads[path].data or b"", path)
-            except RoutingError as exc:
-                raise _host_error(exc, host) from None
-            aliases = _resolve_includes(conn, parsed)
-        except (HostError, SourceDataError, RoutingError) as exc:
-            if relied:
-                raise
-            findings.append(Finding("warning", f"{exc.message}; local names are resolved "
-                                    "without the aliases file (no domain imports it)"))
+    aliases = _read_alias_files(conn, reads, given, cf_path,
+                                relied=given is not None or need_aliases, findings=findings)
     table = None
     if virtual:
         if not reads[virtual].exists or reads[virtual].data is None:
@@ -275,6 +261,102 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                 + ", ".join(sorted(own))))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          local_hostnames=own | {"localhost"})
+
+
+def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
+    """``source.aliases`` as a list of paths (one path or a list; duplicates once), or
+    None when the spec does not set it."""
+    given = src.get("aliases")
+    if given is None:
+        return None
+    return list(dict.fromkeys([given] if isinstance(given, str) else given))
+
+
+def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_path: str,
+                       findings: list[Finding]) -> tuple[list[AliasDatabase], str | None]:
+    """The aliases files to read, in sendmail's lookup order, and where that list comes
+    from: the spec, sendmail.cf's AliasFile, else (None) the first default file there
+    is. Alias databases sendmail.cf names that are not files (nis:, ldap:, ...) are
+    cautions."""
+    if given is not None:
+        return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in given], \
+            "source.aliases in the spec"
+    cf = reads.get(cf_path)
+    named = parse_alias_files(_text(reads, cf_path), cf_path) if cf is not None else []
+    if not named:
+        found = [p for p in DEFAULT_ALIASES if reads[p].exists]
+        return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in found[:1]], None
+    out: list[AliasDatabase] = []
+    for db in named:
+        if db.kind == "null":
+            continue  # sendmail's empty database: it never finds a name
+        if not db.readable:
+            what = (f"a {db.kind} database, not a file mailplan can read" if db.path is None
+                    else "not an absolute path, so mailplan cannot tell which file it is")
+            findings.append(Finding(
+                "caution", f"AliasFile {db.spec}: {what}; the aliases sendmail finds there "
+                "are not migrated (put them in a text aliases file and list every file to "
+                "read in source.aliases, or declare them in the spec)", db.origin))
+        elif db.path not in {d.path for d in out}:
+            out.append(db)
+    return out, f"AliasFile in {cf_path}"
+
+
+def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[str] | None,
+                      cf_path: str, *, relied: bool,
+                      findings: list[Finding]) -> tuple[AliasFile, ...]:
+    """Read and parse the aliases files sendmail reads (with their :include: files), in
+    lookup order. Where neither the spec names them nor a domain imports aliases (not
+    ``relied``) a file that is missing, cannot be read or cannot be parsed is left out
+    (the last two with a warning); otherwise it stops the plan."""
+    host = conn.name
+    chosen, source = _alias_file_choice(reads, given, cf_path, findings)
+    if source is None:
+        cf = reads.get(cf_path)
+        why = ("there is no" if cf is None or not cf.exists else "could not read"
+               if cf.data is None else "no AliasFile in")
+        source = f"the first of {' and '.join(DEFAULT_ALIASES)} there is ({why} {cf_path})"
+        if not chosen and relied:
+            raise HostError(f"neither {' nor '.join(DEFAULT_ALIASES)} exists", host=host,
+                            step="read source routing",
+                            hint="set source.aliases in the spec to where sendmail's "
+                            "AliasFile is")
+    missing = [d.path for d in chosen if d.path is not None and d.path not in reads]
+    if missing:
+        reads = {**reads, **_read_files(conn, missing)}
+    files: list[AliasFile] = []
+    for db in chosen:
+        path = db.path or ""
+        if not reads[path].exists:
+            if db.optional:
+                findings.append(Finding("note", f"the aliases file {path} (AliasFile "
+                                        f"{db.spec}, optional) does not exist", db.origin))
+            elif relied:
+                named = "" if given is not None else f" (AliasFile in {db.origin})"
+                raise HostError(f"the aliases file {path} does not exist{named}", host=host,
+                                step="read source routing",
+                                hint="set source.aliases in the spec to where sendmail's "
+                                "AliasFile is")
+            continue
+        try:
+            if reads[path].data is None:
+                raise _unreadable(host, path, "the aliases file")
+            try:
+                parsed = parse_aliases(reads[path].data or b"", path)
+            except RoutingError as exc:
+                raise _host_error(exc, host) from None
+            files.append(_resolve_includes(conn, parsed))
+        except (HostError, SourceDataError, RoutingError) as exc:
+            if relied:
+                raise
+            findings.append(Finding("warning", f"{exc.message}; local names are resolved "
+                                    "without the aliases file (no domain imports it)"))
+    if files:
+        order = (" (sendmail looks a name up in them in this order and uses the first that "
+                 "has it)" if len(files) > 1 else "")
+        findings.append(Finding("note", f"aliases are read from "
+                                f"{', '.join(f.path for f in files)}: {source}{order}"))
+    return tuple(files)
 
 
 #: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
@@ -512,16 +594,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
         for mailbox, lines in sorted(want.forwards.items()):
             if same_lines(tuple(lines), observed.forwards.get(mailbox) or ()):
                 out.noops.append(Noop(name, mailbox, f"forward already {show_lines(lines)}"))
-    host = source_conn.name
-    for finding in findings:
-        where = f"{finding.origin}: " if finding.origin else ""
-        if finding.severity == "warning":
-            out.problems.append(Problem(finding.domain or host, None,
-                                        f"{where}{finding.message}"))
-            out.warnings.append(str(finding))
-        else:
-            out.noops.append(Noop(finding.domain or host, None,
-                                  f"note: {where}{finding.message}"))
+    report_findings(findings, source_conn.name, out)
     if strict and out.warnings:
         listed = "\n".join(f"  {w}" for w in out.warnings)
         raise RoutingError(f"{len(out.warnings)} routing entries have no safe vpopmail "
@@ -529,6 +602,21 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                            hint="fix them on the source, exclude them, or declare the "
                            "routing in the spec, then plan again")
     return out
+
+
+def report_findings(findings: Iterable[Finding], host: str, out: RoutingOutcome) -> None:
+    """Findings into the plan: warnings are problems (and what --strict refuses),
+    cautions the plan's warnings, notes noops; scoped to their domain, else the host."""
+    for finding in findings:
+        where = f"{finding.origin}: " if finding.origin else ""
+        scope = finding.domain or host
+        if finding.severity == "warning":
+            out.problems.append(Problem(scope, None, f"{where}{finding.message}"))
+            out.warnings.append(str(finding))
+        elif finding.severity == "caution":
+            out.cautions.append(Problem(scope, None, f"{where}{finding.message}"))
+        else:
+            out.noops.append(Noop(scope, None, f"note: {where}{finding.message}"))
 
 
 def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,

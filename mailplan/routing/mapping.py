@@ -74,7 +74,7 @@ def alias_name_problem(name: str) -> str | None:
 def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                 strict: bool = False) -> RoutingPlan:
     """Desired vpopmail routing for every domain; raises RoutingError on bad spec rules."""
-    table, findings = ({}, []) if source.aliases is None else effective_aliases(source.aliases)
+    table, findings = effective_aliases(source.aliases)
     virtual, vfindings = ({}, []) if source.virtusertable is None else \
         effective_entries(source.virtusertable)
     findings.extend(vfindings)
@@ -375,7 +375,7 @@ def _caught_by_catch_all(source: SourceRouting, virtual: Mapping[str, VirtualEnt
     its own went to the catch-all. On vpopmail the mailbox or alias of that name gets it:
     warn, naming them (the catch-all's own mailbox got that mail anyway)."""
     out: list[Finding] = []
-    aliases_path = source.aliases.path if source.aliases is not None else None
+    alias_files = {aliases.path for aliases in source.aliases}
     for rules in domains:
         domain = rules.domain
         entry = virtual.get(f"@{domain}")
@@ -387,7 +387,7 @@ def _caught_by_catch_all(source: SourceRouting, virtual: Mapping[str, VirtualEnt
         mailboxes = sorted(m for m in set(rules.mailboxes.values()) - VPOPMAIL_OWNED
                            if m != own and f"{m}@{domain}" not in virtual)
         aliases = sorted(name for name, origin in routing.origins.items()
-                         if name in routing.aliases and origin.path == aliases_path
+                         if name in routing.aliases and origin.path in alias_files
                          and f"{name}@{domain}" not in virtual)
         if not mailboxes and not aliases:
             continue

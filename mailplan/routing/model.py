@@ -109,15 +109,19 @@ class ErrorCode:
 
 Target = Address | Program | FileDelivery | Include | ErrorCode
 
-Severity = Literal["warning", "note"]
+Severity = Literal["warning", "caution", "note"]
 
 
 @dataclass(frozen=True)
 class Finding:
-    """Something the admin must read: a warning (no safe equivalent) or a policy note.
+    """Something the admin must read: a warning (no safe equivalent), a caution or a
+    policy note.
 
-    Warnings are what ``--strict`` turns into a failed plan; notes explain a documented
-    policy (postmaster kept, system alias not imported) and never fail a plan.
+    Warnings are routing entries left out, the plan's problems, and what ``--strict``
+    turns into a failed plan; a caution is worth a look but leaves no entry it knows of
+    out (an alias database mailplan cannot read): one of the plan's warnings, which
+    ``--strict`` lets through; notes explain a documented policy (postmaster kept,
+    system alias not imported) and never fail a plan.
     """
 
     severity: Severity

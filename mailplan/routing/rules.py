@@ -98,14 +98,16 @@ class DomainRules:
 class SourceRouting:
     """Routing read from the sendmail host (aliases with includes already resolved).
 
-    ``forwards`` is keyed by source login; ``local_hostnames`` is sendmail's class w
-    (``user@host`` for such a host is a local name, as sendmail treats it).
+    ``aliases``: sendmail's alias files in the order it looks names up in them (the first
+    that has a name wins). ``forwards`` is keyed by source login; ``local_hostnames`` is
+    sendmail's class w (``user@host`` for such a host is a local name, as sendmail
+    treats it).
     ``set_aside_catch_alls``: domains whose ``@domain`` virtusertable line was left out
     of ``virtusertable`` for the mapping (the spec's catch-all applies instead); sendmail
     still sent their unlisted addresses there.
     """
 
-    aliases: AliasFile | None = None
+    aliases: tuple[AliasFile, ...] = ()
     forwards: Mapping[str, ForwardFile] = field(default_factory=dict)
     virtusertable: Virtusertable | None = None
     local_hostnames: frozenset[str] = frozenset({"localhost"})

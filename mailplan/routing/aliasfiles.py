@@ -1,0 +1,116 @@
+"""Which alias databases sendmail reads: the ``AliasFile`` option of sendmail.cf.
+
+sendmail.cf names them with ``O AliasFile=SPEC,SPEC,...`` (or the old one-letter form
+``OA SPEC,...``); each such line adds its databases after those of the lines before it.
+A SPEC is ``[class:][-flags ]file`` (sendmail's setalias and map_parseargs): without a
+class the map is ``implicit``, which reads ``file.db`` (or ``file.dir``, or the text
+file itself) built by newaliases from the text ``file``. sendmail looks a name up in the
+databases in this order and uses the first that has it.
+
+mailplan reads the text files newaliases builds the databases from, so only the classes
+backed by such a file count (:data:`FILE_CLASSES`); the others (``nis:mail.aliases``,
+``ldap:...``, ``switch:...``) are returned with ``path`` None for the plan to warn
+about. Pure: the caller reads sendmail.cf through the source connection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailplan.routing.model import Origin
+
+#: map classes whose database newaliases builds from a text aliases file (``stab``
+#: reads the text file itself)
+FILE_CLASSES = frozenset({"implicit", "hash", "btree", "dbm", "cdb", "stab"})
+#: ``O AliasFile=...`` (long option names are case-insensitive) or ``OA...``
+_OPTION = re.compile(r"^O(?:[ \t]+(?i:AliasFile)[ \t]*(?:=[ \t]*(.*?))?|A(.*?))[ \t]*$")
+
+
+@dataclass(frozen=True)
+class AliasDatabase:
+    """One alias database sendmail.cf names, in lookup order."""
+
+    spec: str  # as written in sendmail.cf
+    kind: str  # the map class: implicit, hash, nis, ldap, ...
+    path: str | None  # the text aliases file mailplan reads; None: not file-backed
+    optional: bool  # ``-o``: sendmail goes on without it when it cannot be opened
+    origin: Origin  # the sendmail.cf line
+
+    @property
+    def readable(self) -> bool:
+        """Whether mailplan can read it: a file-backed class with an absolute path."""
+        return self.path is not None and self.path.startswith("/")
+
+
+def _folded(text: str) -> list[tuple[int, str]]:
+    """sendmail.cf's lines with their numbers: a line that starts with a blank continues
+    the one before it (readcf's fgetfolded); ``#`` lines are comments."""
+    out: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if line[:1] in (" ", "\t") and out and not out[-1][1].startswith("#"):
+            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
+        elif line[:1] not in (" ", "\t"):
+            out.append((number, line))
+    return [(n, line) for n, line in out if line and not line.startswith("#")]
+
+
+def _split_specs(value: str) -> list[tuple[str, str]]:
+    """(class, rest) of each spec of an AliasFile value, as sendmail's setalias splits
+    it: the class is the text before a ':' met before any of `` ,/``; a spec ends at a
+    comma outside double quotes (ldap specs quote theirs)."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(value):
+        while pos < len(value) and value[pos].isspace():
+            pos += 1
+        if pos >= len(value):
+            break
+        start = pos
+        stop = next((i for i in range(pos, len(value)) if value[i] in " ,/:"), None)
+        kind = "implicit"
+        if stop is not None and value[stop] == ":":
+            kind, start = value[pos:stop], stop + 1
+        end = len(value)
+        if stop is not None:
+            quoted = False
+            for i in range(stop if kind == "implicit" else start, len(value)):
+                if value[i] == '"':
+                    quoted = not quoted
+                elif value[i] == "," and not quoted:
+                    end = i
+                    break
+        out.append((kind, value[start:end]))
+        pos = end + 1
+    return out
+
+
+def _file_of(args: str) -> tuple[str | None, bool]:
+    """The file and the ``-o`` flag of map arguments, as map_parseargs reads them:
+    flags first (``-k`` and ``-v`` take the next word), then the file name."""
+    words = args.split()
+    optional = False
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        flag = words[i][1:2]
+        optional = optional or flag == "o"
+        i += 2 if flag in ("k", "v") and len(words[i]) == 2 else 1
+    return (words[i] if i < len(words) else None), optional
+
+
+def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
+    """Every alias database sendmail.cf names, in lookup order (empty: it names none)."""
+    out: list[AliasDatabase] = []
+    for number, line in _folded(cf):
+        match = _OPTION.match(line)
+        if not match:
+            continue
+        value = match.group(1) if match.group(2) is None else match.group(2)
+        for kind, rest in _split_specs(value or ""):
+            spec = rest.strip() if kind == "implicit" else f"{kind}:{rest.strip()}"
+            file, optional = _file_of(rest)
+            backed = kind.lower() in FILE_CLASSES
+            out.append(AliasDatabase(spec, kind.lower(), file if backed else None, optional,
+                                     Origin(path, number)))
+    return out
