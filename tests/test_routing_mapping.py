@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -542,3 +543,66 @@ def test_a_loop_through_full_addresses_of_the_domain_is_a_warning():
     origins = {f.origin for f in plan.warnings if "loop" in f.message}
     assert origins == {Origin("/etc/aliases", 1), Origin("/etc/aliases", 2),
                        Origin("/home/alice/.forward", 1)}
+
+
+def _copies(routing, address: str, seen: frozenset[str] = frozenset()) -> Counter:
+    """Who gets a copy of mail to ``address`` on vpopmail: an alias's lines, else the
+    mailbox's own .qmail, else its Maildir; ``&x@domain`` lines of the domain followed,
+    others counted as they are (qmail delivers every line: it suppresses no duplicate)."""
+    local = address.split("@")[0]
+    lines = routing.aliases.get(local) or routing.forwards.get(local)
+    if lines is None or address in seen:
+        return Counter([address])
+    out: Counter = Counter()
+    for line in lines:
+        if line == "./Maildir/":
+            out[address] += 1
+        elif line.startswith("&") and line.endswith(f"@{routing.domain}"):
+            out += _copies(routing, line[1:], seen | {address})
+        else:
+            out[line.lstrip("&")] += 1
+    return out
+
+
+@pytest.mark.parametrize("text", [
+    "bob: staff\nstaff: alice, bob, carol@x.example\n",
+    "staff: alice, bob, carol@x.example\nbob: staff\n",
+])
+def test_an_alias_of_a_mailbox_naming_a_list_that_names_the_mailbox(text):
+    """``bob: staff`` with bob on the staff list: sendmail delivers each recipient once.
+    Mail to bob: bob's mailbox and the rest of staff; mail to staff: its members, bob in
+    his mailbox (sendmail breaks the loop staff -> bob -> staff at bob, a real user). On
+    vpopmail bob's .qmail delivers staff's other members already, so staff hands its mail
+    to bob's .qmail instead of listing them again (qmail would deliver them twice)."""
+    d = "example.com"
+    source = SourceRouting(aliases=(parse_aliases(text, "/etc/aliases"),))
+    plan = map_routing(source, [DomainRules(d, {"alice": "alice", "bob": "bob"},
+                                            import_aliases=True)])
+    routing = plan.domains[d]
+    once = Counter({f"alice@{d}": 1, f"bob@{d}": 1, "carol@x.example": 1})
+    assert _copies(routing, f"bob@{d}") == once
+    assert _copies(routing, f"staff@{d}") == once
+    assert routing.forwards["bob"] == (f"&alice@{d}", "./Maildir/", "&carol@x.example")
+    assert routing.aliases["staff"] == (f"&bob@{d}",)
+    assert plan.warnings == ()
+    notes = [f.message for f in plan.findings if f.severity == "note"]
+    assert f"alias staff@{d}: &alice@{d}, &carol@x.example not listed again: the .qmail of " \
+        f"bob@{d}, which it reaches (sendmail broke an alias loop there), delivers them " \
+        "already, and qmail would deliver them twice" in notes
+
+
+@pytest.mark.parametrize(("text", "rcpt", "want"), [
+    # the loop staff -> bob -> staff runs inside bob's alias: broken at bob, the user
+    ("team: alice, bob\nbob: staff\nstaff: alice, bob\n", "team", ["alice", "bob"]),
+    ("team: alice, bob\nbob: staff\nstaff: alice, bob\n", "staff", ["alice", "bob"]),
+    # all -> bob -> staff -> team -> staff: broken at bob, the nearest user back up the
+    # expansion (mail to staff itself loops through no user: a warning, as before)
+    ("all: bob\nbob: staff\nstaff: team\nteam: staff, alice\n", "all", ["alice", "bob"]),
+])
+def test_alias_loops_through_a_user_deliver_once_to_each_recipient(text, rcpt, want):
+    d = "example.com"
+    source = SourceRouting(aliases=(parse_aliases(text, "/etc/aliases"),))
+    plan = map_routing(source, [DomainRules(d, {"alice": "alice", "bob": "bob"},
+                                            import_aliases=True)])
+    assert _copies(plan.domains[d], f"{rcpt}@{d}") == Counter(f"{u}@{d}" for u in want)
+    assert not [f for f in plan.warnings if f.message.startswith((f"alias {rcpt}:", "alias bob:"))]

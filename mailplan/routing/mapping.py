@@ -21,6 +21,10 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
    which is what sendmail did for unknown recipients (vpopmail's own default deletes).
 5. Anything without a safe equivalent is a warning with its source line; with
    ``strict`` the warnings raise one RoutingError listing them all.
+6. An alias loop through a user (``bob: staff`` with bob on staff) is broken at that
+   user, as sendmail does: the user gets the mail once. An entry reaching such a
+   mailbox does not list again what the mailbox's own .qmail delivers (sendmail sent
+   each recipient one copy; qmail would deliver both lines).
 """
 
 from __future__ import annotations
@@ -88,12 +92,14 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     result: dict[str, DomainRouting] = {}
     checks = []
     escapes = []
+    through: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for rules in domains:
         resolver = Resolver(directory, rules.domain)
-        result[rules.domain] = _map_domain(source, rules, table, virtual, resolver)
+        result[rules.domain] = _map_domain(source, rules, table, virtual, resolver, through)
         findings.extend(resolver.findings)
         checks.extend(resolver.checks)
         escapes.extend(resolver.escapes)
+    findings.extend(_handed_to_mailboxes(result, through))
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
@@ -120,7 +126,8 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
 
 
 def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
-                virtual: dict[str, VirtualEntry], resolver: Resolver) -> DomainRouting:
+                virtual: dict[str, VirtualEntry], resolver: Resolver,
+                through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
     domain = rules.domain
     mailboxes = set(rules.mailboxes.values())
     login_of = {new: old for old, new in rules.mailboxes.items()}
@@ -128,7 +135,9 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
     forwards: dict[str, tuple[str, ...]] = {}
     origins: dict[str, Origin] = {}
     own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
-    mark = [0]  # findings before the entry being mapped: its own warnings say enough
+    # findings and loop breaks before the entry being mapped: its own warnings say
+    # enough, and its breaks say which mailboxes' .qmail it hands mail to
+    mark = [0, 0]
     # what unknown recipients get, to say where mail for an entry left out goes (the
     # findings of this early look are dropped: the real one below reports them)
     catch_all = _catch_all(rules, virtual, Resolver(resolver.directory, domain))
@@ -143,6 +152,12 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                                                message=f"{finding.message}; {consequence}")
                 return
         resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
+
+    def handed(name: str) -> None:
+        """Remember the mailboxes where the entry's alias loops were broken."""
+        through.pop((domain, name), None)
+        if resolver.breaks[mark[1]:]:
+            through[(domain, name)] = set(resolver.breaks[mark[1]:])
 
     def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
         if SELF in lines:  # the user itself, as sendmail delivers it: its ~/.forward
@@ -170,6 +185,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                 resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
                               "sendmail (aliases are expanded before ~/.forward)", origin)
             forwards[name] = tuple(lines)
+            handed(name)
             if origin:
                 origins[name] = origin
             return
@@ -190,6 +206,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                     f"catch-all: {catch_all.describe()}", origin)
         else:
             aliases[name] = tuple(lines)
+            handed(name)
             if origin:
                 origins[name] = origin
 
@@ -200,7 +217,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             if forward is None or not forward.targets:
                 continue
             context = f"~{forward.user}/.forward"
-            mark[0] = len(resolver.findings)
+            mark[:] = [len(resolver.findings), len(resolver.breaks)]
             lines = resolver.lines(forward.targets, context=context, owner=mailbox,
                                    chain=(forward.user,))
             if not lines:
@@ -214,18 +231,19 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
             if not _imported(name, rules, resolver, entry.origin):
                 continue
             owner = name if name in mailboxes else None
-            mark[0] = len(resolver.findings)
+            mark[:] = [len(resolver.findings), len(resolver.breaks)]
             lines = resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
                                    chain=(name,))
             put(name, lines, entry.origin, "alias")
 
     for entry in virtual.values():
         if entry.domain == domain and entry.local is not None:
-            mark[0] = len(resolver.findings)
+            mark[:] = [len(resolver.findings), len(resolver.breaks)]
             _virtual_alias(entry, rules, resolver, put)
 
     explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
-                        target_names=True, escapes=resolver.escapes)
+                        target_names=True, escapes=resolver.escapes,
+                        breaks=resolver.breaks)
     declared: set[str] = set()
     for alias in rules.aliases:
         name = alias.name.lower()
@@ -245,7 +263,7 @@ def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alia
                           f"{origins.get(name, 'the source')}", alias.origin)
         origin = alias.origin or Origin("spec", 0)
         targets = [parse_item(d, origin) for d in alias.destinations]
-        mark[0] = len(resolver.findings)
+        mark[:] = [len(resolver.findings), len(resolver.breaks)]
         put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
             alias.origin, "alias")
 
@@ -530,6 +548,48 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
         findings.append(Finding(
             "warning", f"virtusertable entries for {entry.domain} are not migrated: it is "
             f"not a domain (or a matching alias domain) in the spec{hint}", entry.origin))
+
+
+def _handed_to_mailboxes(result: dict[str, DomainRouting],
+                         through: Mapping[tuple[str, str], set[tuple[str, str]]]
+                         ) -> list[Finding]:
+    """Drop the lines an entry's broken alias loop delivers already.
+
+    ``staff: alice, bob`` with ``bob: staff``: sendmail delivers mail for staff to alice
+    and to bob (the loop broken at bob) once each. On vpopmail staff's line
+    ``&bob@domain`` runs bob's own .qmail, which is bob's alias and delivers to alice
+    too; qmail suppresses no duplicate, so staff does not list alice again. Only lines of
+    such a mailbox's .qmail are dropped (what it delivers), never the mailbox itself."""
+    out: list[Finding] = []
+    for (domain, name), mailboxes in sorted(through.items()):
+        routing = result[domain]
+        table = dict(routing.aliases if name in routing.aliases else routing.forwards)
+        lines = table.get(name)
+        if lines is None:
+            continue
+        kept = {f"&{mailbox}@{where}" for where, mailbox in mailboxes}
+        delivered: dict[str, str] = {}  # line -> the mailbox whose .qmail delivers it
+        for where, mailbox in sorted(mailboxes):
+            own = result[where].forwards.get(mailbox, ()) if where in result else ()
+            if f"&{mailbox}@{where}" in lines and (where, mailbox) != (domain, name):
+                for line in own:
+                    if line != OWN_MAILDIR and line not in kept:
+                        delivered.setdefault(line, f"{mailbox}@{where}")
+        dropped = [line for line in lines if line in delivered]
+        if not dropped:
+            continue
+        table[name] = tuple(line for line in lines if line not in delivered)
+        what = "alias" if name in routing.aliases else "the .qmail of"
+        result[domain] = replace(routing, **{"aliases" if what == "alias" else "forwards":
+                                             table})
+        via = sorted({delivered[line] for line in dropped})
+        them = "them" if len(dropped) > 1 else "it"
+        out.append(Finding(
+            "note", f"{what} {name}@{domain}: {', '.join(dropped)} not listed again: the "
+            f".qmail of {', '.join(via)}, which it reaches (sendmail broke an alias loop "
+            f"there), delivers {them} already, and qmail would deliver {them} twice",
+            routing.origins.get(name), domain))
+    return out
 
 
 def _escapes_through_qmail(escapes: Sequence[Check],

@@ -100,6 +100,9 @@ class Resolver:
     #: ``&user@domain`` on vpopmail goes through the mailbox's .qmail (checked once the
     #: mailboxes' .qmail files are known)
     escapes: list[Check] = field(default_factory=list)
+    #: (domain, mailbox) where an alias loop was broken: the mailbox gets the mail as a
+    #: user (``&mailbox@domain``), as sendmail's self_reference breaks a loop at a user
+    breaks: list[tuple[str, str]] = field(default_factory=list)
 
     def warn(self, message: str, origin: Origin | None) -> None:
         """Record a target with no safe equivalent."""
@@ -172,12 +175,18 @@ class Resolver:
             if target.escaped:
                 self.escapes.append(Check(mailbox, domain, target.origin,
                                           f"{context}: \\{name}"))
+            elif name in chain:  # a loop back to a user: sendmail delivers to it
+                self.breaks.append((domain, mailbox))
             return [f"&{mailbox}@{domain}"]
         if len(found) > 1:
             where = ", ".join(f"{m}@{d}" for d, m in found)
             self.warn(f"{context}: local name {name!r} is a migrated user in several domains "
                       f"({where}); name the address explicitly", target.origin)
         elif name in chain:
+            broken = self._break_loop(name, context=context, owner=owner, chain=chain,
+                                      origin=target.origin)
+            if broken is not None:
+                return [broken]
             self.warn(f"{context}: alias loop {' -> '.join((*chain, name))}", target.origin)
         elif _PLAIN_NAME.fullmatch(name) and not target.listed:
             self.warn(f"{context}: local name {name!r} resolves to nothing (no alias, no "
@@ -191,6 +200,28 @@ class Resolver:
                       "name (letters, digits, . _ + -) resolves to nothing (no alias, no "
                       "migrated user)", target.origin)
         return []
+
+    def _break_loop(self, name: str, *, context: str, owner: str | None,
+                    chain: tuple[str, ...], origin: Origin) -> str | None:
+        """The line of the user an alias loop ends at, or None when it has none.
+
+        sendmail (recipient.c, self_reference) breaks a loop at the nearest name, going
+        back up the expansion from the repeated one, that is a real user: that user is
+        delivered to (its mailbox or ~/.forward) and the repetition dropped. A real user
+        here is a migrated mailbox."""
+        for ancestor in reversed(chain):
+            found = self.directory.mailbox(ancestor, self.domain,
+                                           target_names=self.target_names)
+            if len(found) != 1:
+                continue
+            domain, mailbox = found[0]
+            self.note(f"{context}: the alias loop {' -> '.join((*chain, name))} ends at "
+                      f"{ancestor}, a user, who gets the mail once (as on sendmail)", origin)
+            if domain == self.domain and mailbox == owner:
+                return SELF
+            self.breaks.append((domain, mailbox))
+            return f"&{mailbox}@{domain}"
+        return None
 
     def _remote(self, target: Address, *, context: str, owner: str | None) -> str:
         assert target.domain is not None
