@@ -457,7 +457,8 @@ def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(worl
     local = world.root / "etc/mail/aliases.local"
     local.write_text("staff:\t\tbob\nextra:\t\talice\n")
     cf = world.root / "etc/mail/sendmail.cf"
-    cf.write_text(f"O AliasFile={world.aliases},nis:mail.aliases\nO AliasFile=hash:{local}\n")
+    cf.write_text(f"O AliasFile={world.aliases},nis:mail.aliases\nO AliasFile=hash:{local}\n"
+                  "S5\nR$+ + *\t\t\t$#local $@ $&h $: $1\n")
     spec = world.write()
     data = yaml.safe_load(spec.read_text())
     del data["source"]["aliases"]
@@ -471,6 +472,8 @@ def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(worl
     assert f"{cf}:1: AliasFile nis:mail.aliases: a nis database, not a file mailplan can " \
         "read" in warnings.split("\n\n", 1)[0]
     assert "nis:mail.aliases" not in out.split("Warnings (", 1)[0]  # not a problem
+    assert f"! {d}: {cf}:4: sendmail delivered NAME+DETAIL@{d} to the user or alias NAME" \
+        in warnings
     assert f"note: aliases are read from {world.aliases}, {local}: AliasFile in {cf} " \
         "(sendmail looks a name up in them in this order" in out
     assert f"note: {local}:1: alias 'staff' is not used: sendmail finds it first in " \

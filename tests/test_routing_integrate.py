@@ -391,7 +391,8 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
         names = ", ".join(sorted(want - {"localhost"}))
         named = [f.message for f in findings if "class w" in f.message]
         assert [m.endswith(names) for m in named] == ([True] if names else [])
-    assert asked == [f"{tmp_path}/aliases"]  # the spec's names: no sendmail file is read
+    # the spec's names: no file of class w is read (sendmail.cf is, for its +detail rule)
+    assert asked == [f"{tmp_path}/aliases", "/etc/mail/sendmail.cf"]
 
 
 def test_an_old_login_caught_by_a_virtusertable_catch_all_is_not_said_to_reach_its_user(
@@ -587,3 +588,14 @@ def test_cautions_are_the_plans_warnings_and_strict_lets_them_through():
     assert [(p.domain, p.message) for p in out.problems] == [("example.com", "no equivalent")]
     assert out.warnings == ["warning: [example.com] no equivalent"]
     assert [n.reason for n in out.noops] == ["note: read from x"]
+
+
+def test_sendmail_cfs_plussed_users_rule_is_read_whatever_the_spec_names(tmp_path):
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases\nS5\n"
+                       "R$+ + $*\t\t$#local $@ + $2 $: $1 + *\n",
+                       {"mail/aliases": "staff: alice\n", "local": "staff: bob\n"})
+    got, _ = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/local")
+    assert got.plus_detail == Origin(f"{etc}/mail/sendmail.cf", 3)
+    (etc / "mail/sendmail.cf").write_text("O AliasFile=/etc/mail/aliases\n")
+    got, _ = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/local")
+    assert got.plus_detail is None

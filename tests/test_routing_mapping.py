@@ -606,3 +606,32 @@ def test_alias_loops_through_a_user_deliver_once_to_each_recipient(text, rcpt, w
                                             import_aliases=True)])
     assert _copies(plan.domains[d], f"{rcpt}@{d}") == Counter(f"{u}@{d}" for u in want)
     assert not [f for f in plan.warnings if f.message.startswith((f"alias {rcpt}:", "alias bob:"))]
+
+
+def test_plussed_addresses_sendmail_delivered_are_a_caution_per_domain():
+    """sendmail.cf's plussed-users rule delivered name+detail to name; on vpopmail such
+    an address is nobody (qmail and vpopmail split extensions at '-'): one caution per
+    domain with mailboxes or aliases, saying where that mail goes; none without the
+    rule, and none for a domain with neither."""
+    rule = Origin("/etc/mail/sendmail.cf", 120)
+    aliases = (parse_aliases("info: alice\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice"}),
+             DomainRules("example.org", {}, import_aliases=True,
+                         catch_all=CatchAll("forward-to-address", "ops@example.com")),
+             DomainRules("example.net", {})]
+    plan = map_routing(SourceRouting(aliases=aliases, plus_detail=rule), rules)
+    cautions = [f for f in plan.findings if f.severity == "caution"]
+    assert [(f.domain, f.origin) for f in cautions] == [("example.com", rule),
+                                                        ("example.org", rule)]
+    assert cautions[0].message == (
+        "sendmail delivered NAME+DETAIL@example.com to the user or alias NAME (this "
+        "plussed-users rule); qmail and vpopmail split an address extension only at '-', "
+        "so on vpopmail NAME+DETAIL@example.com is no mailbox nor alias and goes to the "
+        "domain's catch-all: bounce mail for unknown recipients (NAME-DETAIL@example.com "
+        "reaches the mailbox NAME where vpopmail is built with --enable-qmail-ext): tell "
+        "the users who hand out +detail addresses")
+    assert "catch-all: forward mail for unknown recipients to ops@example.com" \
+        in cautions[1].message
+    assert cautions[0] not in plan.warnings  # --strict lets it through
+    assert not [f for f in map_routing(SourceRouting(aliases=aliases), rules).findings
+                if f.severity == "caution"]

@@ -8,7 +8,6 @@ import pytest
 
 from mailplan.errors import MailplanError
 from mailplan.routing.aliases import effective_aliases, parse_aliases, resolve_includes
-from mailplan.routing.aliasfiles import parse_alias_files
 from mailplan.routing.forward import parse_forward
 from mailplan.routing.model import (
     Address,
@@ -19,6 +18,7 @@ from mailplan.routing.model import (
     Program,
     RoutingError,
 )
+from mailplan.routing.sendmailcf import parse_alias_files, plus_detail_rule
 from mailplan.routing.virtusertable import effective_entries, parse_virtusertable
 
 DATA = Path(__file__).parent / "data" / "routing"
@@ -166,6 +166,21 @@ def test_an_alias_file_spec_keeps_its_text_and_says_whether_it_can_be_read():
     got = parse_alias_files("O AliasFile=nis:mail.aliases, aliases, hash:/etc/x\n", CF)
     assert [(d.spec, d.readable) for d in got] == [
         ("nis:mail.aliases", False), ("aliases", False), ("hash:/etc/x", True)]
+
+
+PLUSSED = ("S5\n# deal with plussed users so aliases work nicely\n"
+           "R$+ + *\t\t\t$#local $@ $&h $: $1\nR$+ + $*\t\t$#local $@ + $2 $: $1 + *\n")
+
+
+@pytest.mark.parametrize(("cf", "line"), [
+    (PLUSSED, 3),                                          # cf/m4/proto.m4 of 8.9 and later
+    ("S5\nR< > $+ + $*\t\t$#local $@ $2 $: $1\n", 2),      # older: after the forward host
+    ("S5\nR$+\t\t\t$: <> $1\n", None),                      # _PRESERVE_LOCAL_PLUS_DETAIL_
+    ("R$+ + $*\t\t$: $1\n#R$+ + $*\t$#local $: $1\n", None),  # no mailer; a comment
+])
+def test_the_plussed_users_rule_of_sendmail_cf(cf, line):
+    got = plus_detail_rule(cf, CF)
+    assert got == (Origin(CF, line) if line else None)
 
 
 def test_resolve_includes_expands_keeps_lines_and_detects_loops():

@@ -31,7 +31,6 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
-from mailplan.routing.aliasfiles import AliasDatabase, parse_alias_files
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -58,6 +57,7 @@ from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
 from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
+from mailplan.routing.sendmailcf import AliasDatabase, parse_alias_files, plus_detail_rule
 from mailplan.routing.target import TargetRouting, read_target_routing
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
 from mailplan.text import has_control
@@ -194,8 +194,9 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
     # ForwardPath (sendmail.cf) and $w (the host name) say which forward file is read
     forward_config = [p for p in (cf_path, hostname_path) if user_homes and p not in config]
-    # sendmail.cf's AliasFile says which aliases files sendmail reads (unless the spec does)
-    alias_config = [cf_path] if given is None else []
+    # sendmail.cf's AliasFile says which aliases files sendmail reads (unless the spec
+    # does), and its rules whether it delivers user+detail to user
+    alias_config = [cf_path]
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
                                *forward_config, *alias_config])
     templates = forward_path(_text(reads, cf_path), cf_path, _short_name(
@@ -260,6 +261,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                 f"(sendmail's class w, from {where}) is a local name: "
                                 + ", ".join(sorted(own))))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
+                         plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
                          local_hostnames=own | {"localhost"})
 
 

@@ -104,6 +104,8 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
     findings.extend(_loops_on_vpopmail(result))
+    if source.plus_detail is not None:
+        findings.extend(_plus_detail(source.plus_detail, domains, result))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
@@ -548,6 +550,28 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
         findings.append(Finding(
             "warning", f"virtusertable entries for {entry.domain} are not migrated: it is "
             f"not a domain (or a matching alias domain) in the spec{hint}", entry.origin))
+
+
+def _plus_detail(rule: Origin, domains: Sequence[DomainRules],
+                 result: Mapping[str, DomainRouting]) -> list[Finding]:
+    """sendmail.cf delivers ``name+detail`` to the user or alias ``name``; qmail-local
+    (its .qmail-NAME-default search) and vdelivermail (--enable-qmail-ext) split an
+    extension only at '-': on vpopmail such an address is nobody and goes to the
+    domain's catch-all. A caution per domain with mailboxes or aliases."""
+    out: list[Finding] = []
+    for rules in domains:
+        routing = result[rules.domain]
+        if not rules.mailboxes and not routing.aliases:
+            continue
+        d = rules.domain
+        out.append(Finding(
+            "caution", f"sendmail delivered NAME+DETAIL@{d} to the user or alias NAME (this "
+            "plussed-users rule); qmail and vpopmail split an address extension only at "
+            f"'-', so on vpopmail NAME+DETAIL@{d} is no mailbox nor alias and goes to the "
+            f"domain's catch-all: {routing.catch_all.describe()} (NAME-DETAIL@{d} reaches "
+            "the mailbox NAME where vpopmail is built with --enable-qmail-ext): tell the "
+            "users who hand out +detail addresses", rule, d))
+    return out
 
 
 def _handed_to_mailboxes(result: dict[str, DomainRouting],

@@ -104,7 +104,8 @@ class SourceRouting:
     treats it).
     ``set_aside_catch_alls``: domains whose ``@domain`` virtusertable line was left out
     of ``virtusertable`` for the mapping (the spec's catch-all applies instead); sendmail
-    still sent their unlisted addresses there.
+    still sent their unlisted addresses there. ``plus_detail``: where sendmail.cf
+    delivers ``name+detail`` to ``name`` (its plussed-users rule), or None.
     """
 
     aliases: tuple[AliasFile, ...] = ()
@@ -112,6 +113,8 @@ class SourceRouting:
     virtusertable: Virtusertable | None = None
     local_hostnames: frozenset[str] = frozenset({"localhost"})
     set_aside_catch_alls: frozenset[str] = frozenset()
+    #: sendmail.cf's rule delivering ``user+detail`` to ``user``, when it has one
+    plus_detail: Origin | None = None
 
 
 @dataclass(frozen=True)

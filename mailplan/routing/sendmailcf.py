@@ -1,4 +1,6 @@
-"""Which alias databases sendmail reads: the ``AliasFile`` option of sendmail.cf.
+"""What mailplan reads of sendmail.cf: its alias databases and its +detail rule.
+
+**Alias databases** (:func:`parse_alias_files`): the ``AliasFile`` option.
 
 sendmail.cf names them with ``O AliasFile=SPEC,SPEC,...`` (or the old one-letter form
 ``OA SPEC,...``); each such line adds its databases after those of the lines before it.
@@ -10,7 +12,15 @@ databases in this order and uses the first that has it.
 mailplan reads the text files newaliases builds the databases from, so only the classes
 backed by such a file count (:data:`FILE_CLASSES`); the others (``nis:mail.aliases``,
 ``ldap:...``, ``switch:...``) are returned with ``path`` None for the plan to warn
-about. Pure: the caller reads sendmail.cf through the source connection.
+about.
+
+**+detail** (:func:`plus_detail_rule`): the rules cf/m4/proto.m4 writes into ruleset 5
+(localaddr) unless _PRESERVE_LOCAL_PLUS_DETAIL_ is set, "deal with plussed users so
+aliases work nicely": ``R$+ + *  $#local $@ $&h $: $1`` and ``R$+ + $*  $#local $@ + $2
+$: $1 + *`` deliver ``user+detail`` to ``user`` (after looking up the alias
+``user+*``).
+
+Pure: the caller reads sendmail.cf through the source connection.
 """
 
 from __future__ import annotations
@@ -114,3 +124,16 @@ def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
             out.append(AliasDatabase(spec, kind.lower(), file if backed else None, optional,
                                      Origin(path, number)))
     return out
+
+
+_PLUSSED = re.compile(r"^R(?:<\s*>\s*)?\$\+\s*\+\s*(?:\$\*|\*)\t+\S*\s*\$#")
+
+
+def plus_detail_rule(cf: str, path: str) -> Origin | None:
+    """The line of sendmail.cf's rule that delivers ``user+detail`` locally (to the user
+    or alias ``user``), or None when it has none: a rewrite rule whose left side is
+    ``$+ + $*`` (or ``$+ + *``) and whose right side picks a mailer (``$#``)."""
+    for number, line in _folded(cf):
+        if _PLUSSED.match(line):
+            return Origin(path, number)
+    return None
