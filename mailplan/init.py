@@ -170,10 +170,17 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
                    f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
                    "set sudo: true")
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
-    if survey.aliases:
+    if survey.alias_files:
+        out.append("  aliases:                # sendmail.cf's AliasFile, in the order sendmail "
+                   "reads them")
+        out += [f"    - {_scalar(p)}" for p in survey.alias_files]
+    elif survey.alias_left:
+        out.append("  # no aliases file of sendmail.cf's AliasFile to read")
+    elif survey.aliases:
         out.append(f"  aliases: {_scalar(survey.aliases)}")
     else:
         out.append("  # no aliases file found (/etc/aliases, /etc/mail/aliases)")
+    out += [f"  # not read: AliasFile {_comment(spec)}: {why}" for spec, why in survey.alias_left]
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")
     out += ["target:", "  host: newmail", "  vpopmail_dir: /home/vpopmail",
@@ -183,7 +190,7 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     out.append(f"  {_scalar(domains.primary)}:")
     out.append("    # default_quota: 1G      # unlimited unless set")
     out.append("    unknown_recipients: bounce")
-    if survey.aliases:
+    if survey.alias_files or (survey.aliases and not survey.alias_left):
         out.append("    import_aliases: true  # system aliases (root, bin, ...) stay out")
     if domains.aliases:
         out.append("    alias_domains:        # also local on the old server: deliver alike")

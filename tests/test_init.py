@@ -128,6 +128,31 @@ def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp
     assert "sudo" not in data["hosts"]["newmail"]  # the placeholder target logs in as root
 
 
+def test_init_lists_the_aliases_files_of_sendmail_cfs_alias_file_option(tmp_path):
+    """sendmail.cf's AliasFile lines name the files sendmail reads: init lists those
+    that exist, in order, and says in a comment why any other one is not read (a
+    database that is no file, a missing file); /etc/aliases beside them is not named."""
+    src, _ = awkward_source(tmp_path / "old")
+    (src / "etc/mail/aliases.local").write_text("sales: alice\n")
+    (src / "etc/mail/sendmail.cf").write_text(
+        "Cwlocalhost example.net\nO AliasFile=/etc/mail/aliases.local,nis:mail.aliases\n"
+        "OA/etc/mail/gone\n")
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), check=True)
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    assert data["source"]["aliases"] == [f"{src}/etc/mail/aliases.local"]
+    assert data["domains"]["example.com"]["import_aliases"] is True
+    assert "  # not read: AliasFile nis:mail.aliases: a nis database, not a file\n" in text
+    assert f"  # not read: AliasFile {src}/etc/mail/gone: does not exist\n" in text
+    (src / "etc/mail/sendmail.cf").write_text("O AliasFile=ldap:-k uid=%0 -v mail\n")
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), "--force",
+             check=True)
+    data = yaml.safe_load(out.read_text())
+    assert "aliases" not in data["source"]  # sendmail reads no aliases file
+    assert "import_aliases" not in data["domains"]["example.com"]
+
+
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     src, _accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"

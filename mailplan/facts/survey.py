@@ -18,6 +18,7 @@ from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.source import parse_passwd, parse_shadow, today_number
 from mailplan.remote import run_batch
+from mailplan.routing.sendmailcf import parse_alias_files
 from mailplan.shell import join
 from mailplan.text import is_number
 
@@ -57,7 +58,11 @@ class Survey:
     spool_dir: str = SPOOL_DIRS[0]
     spools: dict[str, int] = field(default_factory=dict)  # account -> spool bytes
     folders: dict[str, tuple[int, int]] = field(default_factory=dict)  # home -> files, bytes
-    aliases: str | None = None
+    aliases: str | None = None  # the first default aliases file there is
+    #: sendmail.cf's AliasFile files that exist (root-prefixed), in lookup order
+    alias_files: list[str] = field(default_factory=list)
+    #: what sendmail.cf's AliasFile names that init cannot list: (spec, why)
+    alias_left: list[tuple[str, str]] = field(default_factory=list)
     virtusertable: str | None = None
     domains: list[tuple[str, str]] = field(default_factory=list)  # (name, where found)
 
@@ -73,7 +78,8 @@ def parse_local_names(text: str, origin: str) -> list[tuple[str, str]]:
 
 
 def parse_sendmail_cf(text: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """``Cw`` names and the files of ``Fw`` lines of a sendmail.cf."""
+    """``Cw`` names and the files of ``Fw`` lines of a sendmail.cf (other lines, such
+    as ``O AliasFile=``, are skipped)."""
     names: list[tuple[str, str]] = []
     files: list[str] = []
     for line in text.splitlines():
@@ -141,7 +147,8 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         _exists([at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
         join(["cat", "--", at(LOCAL_HOST_NAMES)]),
         join(["cat", "--", at(SENDMAIL_CW)]),
-        join(["grep", "-E", "^(Cw|Fw)", "--", at(SENDMAIL_CF)]),
+        join(["grep", "-E", "^(Cw|Fw|O[[:space:]]+[Aa][Ll][Ii][Aa][Ss][Ff][Ii][Ll][Ee]|OA)",
+              "--", at(SENDMAIL_CF)]),
     ])
     if first[0].returncode != 0:
         why = first[0].stderr_text[:300] or "exit status"
@@ -172,7 +179,15 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     cw, fw_files = parse_sendmail_cf(_text(first[7]), SENDMAIL_CF)
     survey.domains += cw
     extra = [at(p) for p in fw_files if p not in (LOCAL_HOST_NAMES, SENDMAIL_CW)]
-    _second_batch(conn, survey, extra, uid_min, uid_max, folders)
+    named: list[str] = []
+    for db in parse_alias_files(_text(first[7]), SENDMAIL_CF):
+        if db.readable and db.path is not None:
+            named.append(at(db.path))
+        elif db.kind != "null":
+            survey.alias_left.append((db.spec, f"a {db.kind} database, not a file"
+                                      if db.path is None else "not an absolute path"))
+    _second_batch(conn, survey, extra, uid_min, uid_max, folders,
+                  list(dict.fromkeys(named)))
     return survey
 
 
@@ -184,14 +199,17 @@ def folder_dir(account: SurveyAccount, folders: str) -> str:
 
 
 def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min: int,
-                  uid_max: int, folders: str) -> None:
+                  uid_max: int, folders: str, alias_files: list[str]) -> None:
     dirs = sorted({folder_dir(a, folders) for a in survey.accounts
                    if uid_min <= a.uid <= uid_max and a.home.startswith("/")})
-    commands = [_find(dirs) if dirs else "true"]
+    commands = [_find(dirs) if dirs else "true", _exists(alias_files) if alias_files else "true"]
     commands += [join(["cat", "--", f]) for f in fw_files]
     results = run_batch(conn, commands)
     for start, _rel, size in parse_find(_bytes(results[0])):
         files, total = survey.folders.get(start, (0, 0))
         survey.folders[start] = (files + 1, total + size)
-    for path, res in zip(fw_files, results[1:], strict=True):
+    there = set(_text(results[1]).split("\n"))
+    survey.alias_files = [p for p in alias_files if p in there]
+    survey.alias_left += [(p, "does not exist") for p in alias_files if p not in there]
+    for path, res in zip(fw_files, results[2:], strict=True):
         survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")
