@@ -21,6 +21,7 @@ from typing import Any
 from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
+from mailplan.facts.mailboxes import checkpoint_ends
 from mailplan.mail.agent_client import (
     AgentClient,
     AgentError,
@@ -183,7 +184,7 @@ class MailImporter:
                                  mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,
                                  occurrences=dict(job.begin.seed), on_durable=durable,
                                  host=self.target.name, checkpoint=stream.checkpoint,
-                                 zone=self.zone)
+                                 zone=self.zone, ends=job.begin.ends)
             res = stream.wait()  # type: ignore[attr-defined]
             if res.returncode != 0:
                 raise StepFailed(f"reading {mb.path} on the source failed: "
@@ -229,6 +230,10 @@ class MailImporter:
             # every message before the offset has its ledger line before this size: the
             # next plan numbers appended messages from those lines only (mailboxes.py)
             checkpoint["ledger"] = ledger
+        ends = checkpoint_ends(job.begin.ends, stream.end, stream.seen.tail)
+        if checkpoint is not None and ends:
+            # a last message taken without its final line end: a whole read ends it there
+            checkpoint["ends"] = ends
         # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
         return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
                 "user": change.user}

@@ -35,6 +35,7 @@ from mailplan.facts.mailboxes import (
     MailboxRef,
     MailboxScan,
     SourceMailbox,
+    checkpoint_ends,
     count_mailboxes,
     list_source_mailboxes,
     scan_mailboxes,
@@ -79,6 +80,9 @@ class Start:
     #: the checkpoint's digest of the window before ``offset`` (apply's read proves the
     #: file still holds it and ``head``: mail.snapshot's ``prior``)
     tail: str = ""
+    #: where earlier reads ended (Checkpoint.ends, of a checkpoint that still matches):
+    #: a whole read ends messages there, and the next checkpoint lists them again
+    ends: tuple[int, ...] = ()
 
 
 @dataclass
@@ -147,8 +151,12 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
     if not raw:
         return None
     ledger = raw.get("ledger")
+    ends = raw.get("ends")
+    if not (isinstance(ends, list) and all(type(e) is int for e in ends)):
+        ends = []  # none (a state file from before they were recorded), or not readable
     return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"],
-                      ledger if isinstance(ledger, int) else None)
+                      ledger if isinstance(ledger, int) else None,
+                      tuple(sorted({e for e in ends if 0 < e <= raw["offset"]})))
 
 
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:
@@ -183,6 +191,9 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     valid = dict(zip([mb.key for mb, _ in with_cp],
                      still_valid(source_conn, with_cp, small_heads), strict=True))
     before = {with_cp[i][0].key: data for i, data in small_heads.items()}
+    # where earlier reads ended, of the checkpoints that still match (trusted or not: a
+    # whole read compared with what those reads imported ends messages there too)
+    ends = {mb.key: cp.ends for mb, cp in with_cp if valid[mb.key] and cp.ends}
     recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
                 for mb, _cp in with_cp}
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
@@ -204,7 +215,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
             # grown since the checkpoint (or unchanged): only the appended part is read,
             # and the target is asked about those messages only (known is None: after)
             begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
-                          before.get(mb.key, b""), cp.tail)
+                          before.get(mb.key, b""), cp.tail, cp.ends)
             reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
         elif not where[mb.key]:  # no Maildir yet: nothing there
             reads[mb.key] = (mb, Start(), set(), 0)
@@ -212,7 +223,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     # are listed a group of Maildirs at a time, each dropped once its group is read
     for group in _whole_read_groups([mb for mb in mailboxes if mb.key not in reads],
                                     where, sizes):
-        _read_whole(group, where, source_conn, target_conn, mboxrd, reads, scans, sizes)
+        _read_whole(group, where, source_conn, target_conn, mboxrd, reads, scans, sizes,
+                    ends)
     ordered = [reads[mb.key] for mb in mailboxes]
     # a folder with nothing on the target yet takes every message: counted on the source
     # (not a read from a checkpoint at byte 0, known None: an empty file's, mail since
@@ -230,7 +242,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     done, mixed = _look_up_appended(target_conn, ordered, scanned, where,
                                     _shared_inboxes(mailboxes, state_mail))
     if mixed:  # appended copies of INBOX messages: numbered as a whole read numbers them
-        _reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes)
+        _reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
+                      ends)
     missing = _missing_folders(target_conn, scanned, where, state_mail)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
@@ -242,11 +255,14 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
 
 def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: Connector,
                 target_conn: Connector, mboxrd: bool, reads: dict[str, Read],
-                scans: dict[str, MailboxScan], sizes: dict[str, int | None]) -> None:
+                scans: dict[str, MailboxScan], sizes: dict[str, int | None],
+                ends: dict[str, tuple[int, ...]]) -> None:
     """List the identities a group of mailboxes read whole has on the target and read
     those that have some (the others, empty there, are counted later with every first
     import): their scans go to ``scans``, their reads to ``reads`` with the identities
-    dropped, each Maildir's ledger size to ``sizes``."""
+    dropped, each Maildir's ledger size to ``sizes``. ``ends``: by mailbox key, where
+    earlier reads ended (:attr:`Checkpoint.ends`): the read of a mailbox that has
+    identities there ends messages there as those reads did (what they imported)."""
     wanted: dict[str, set[str]] = {}
     for mb in group:
         wanted.setdefault(where[mb.key], set()).add(mb.dirname)
@@ -256,11 +272,14 @@ def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: 
         facts = maildirs.get(where[mb.key], MaildirFacts())
         sizes[where[mb.key]] = facts.ledger_size
         known = facts.known(mb.dirname)
-        reads[mb.key] = (mb, Start(), set(), facts.ledger_count.get(mb.dirname, 0))
+        reads[mb.key] = (mb, Start(ends=ends.get(mb.key, ()) if known else ()), set(),
+                         facts.ledger_count.get(mb.dirname, 0))
         if known:
             there.append((mb, 0, known))
     scans.update(zip([mb.key for mb, _s, _k in there],
-                     scan_mailboxes(source_conn, there, mboxrd=mboxrd), strict=True))
+                     scan_mailboxes(source_conn, there, mboxrd=mboxrd,
+                                    ends={mb.path: ends.get(mb.key, ()) for mb, _s, _k in there}),
+                     strict=True))
 
 
 #: ledger bytes of the Maildirs whose identities a plan holds at once for mailboxes read
@@ -363,16 +382,17 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
 
 def _reread_whole(keys: set[str], reads: list[Read], scans: list[MailboxScan],
                   where: dict[str, str], source_conn: Connector, target_conn: Connector,
-                  mboxrd: bool, sizes: dict[str, int | None]) -> None:
+                  mboxrd: bool, sizes: dict[str, int | None],
+                  ends: dict[str, tuple[int, ...]]) -> None:
     """Read the mailboxes ``keys`` whole after all, compared with their folders'
     identities (:func:`_look_up_appended` says why), in place of their reads from a
-    checkpoint in ``reads`` and ``scans``."""
+    checkpoint in ``reads`` and ``scans``; with their checkpoints' ``ends``."""
     again = [r[0] for r in reads if r[0].key in keys]
     whole: dict[str, Read] = {}
     whole_scans: dict[str, MailboxScan] = {}
     for group in _whole_read_groups(again, where, sizes):
         _read_whole(group, where, source_conn, target_conn, mboxrd, whole, whole_scans,
-                    sizes)
+                    sizes, ends)
     left = [mb for mb in again if mb.key not in whole_scans]  # nothing there after all
     whole_scans.update(zip([mb.key for mb in left], scan_mailboxes(
         source_conn, [(mb, 0, set()) for mb in left], mboxrd=mboxrd), strict=True))
@@ -576,4 +596,7 @@ def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
                   "tail": digest(seen.tail), "count": count}
     if ledger[1] is not None:  # every message it counts is there: its line comes before
         checkpoint["ledger"] = ledger[1]
+    ends = checkpoint_ends(begin.ends, scan.end, seen.tail)
+    if ends:
+        checkpoint["ends"] = ends
     return {"mailbox": mb.key, "checkpoint": checkpoint}

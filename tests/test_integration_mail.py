@@ -942,6 +942,95 @@ def test_a_last_message_without_a_newline_is_imported_once(tmp_path):
     assert stored(target, f"ursula@{domain}") == [b"From: s\nSubject: m1\n\nbody"]
 
 
+
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
+def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_whole_read(
+        tmp_path, lead):
+    """A settled spool's last message without a final newline is imported as stored. A
+    delivery then appends after it (with a line end first, or right after it): a read
+    from the checkpoint starts there, and so does a whole read (a spool beside ~/mbox
+    whose appended message is a copy of one before the checkpoint is read whole): the
+    earlier message is not imported a second time, the new one is imported once."""
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
+    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+    path, target, domain, spec = one_user(tmp_path, a + m1)
+    settle(path)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox")
+    (home / "mbox").write_bytes(b)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    once = sorted([*whole_read(a), b"From: s\nSubject: m1\n\nbody", *whole_read(b)])
+    assert stored(target, address) == once
+    with path.open("ab") as fh:
+        fh.write(lead + a)  # the same message delivered again
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted([*once, *whole_read(a)])
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # the next checkpoint still says where that message ended: read whole again, the
+    # spool gives it as it was imported
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [len(a + m1)]
+    with path.open("ab") as fh:
+        fh.write(a)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted([*once, *whole_read(a), *whole_read(a)])
+
+
+
+NO_NEWLINE = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+# a Content-Length counting a final line end that was not written: past the end of the
+# file the import read, consistent once "\nFrom ..." follows
+LONGER = b"From c@x.example Mon Nov  2 09:00:00 2026\nContent-Length: 5\n\nbody"
+
+
+A = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "a")
+# a Solaris delivery still being written: its body's From_ line is not quoted
+SOLARIS = (b"From z@x.example Mon Nov  2 12:00:00 2026\nContent-Length: 900\n\npart\n"
+           b"From y@x.example Mon Nov  2 12:00:00 2026\nnot a separator")
+
+
+@pytest.mark.parametrize(("imported", "appended", "total", "todo", "held"), [
+    # nothing appended, the spool touched since: that message stays as it was imported
+    ([A, NO_NEWLINE], b"", 2, 0, None),
+    # a delivery writing its From_ line right after it: nothing new yet
+    ([A, NO_NEWLINE], b"\nFrom s@x", 2, 0, 0),
+    # a Content-Length past the end then is no delivery being written now ...
+    ([LONGER], b"\n" + A, 2, 1, None),
+    ([LONGER, b"\n" + NO_NEWLINE], b"\n" + A, 3, 1, None),
+    # ... but one past the end now is
+    ([LONGER], b"\n" + SOLARIS, 1, 0, 1),
+])
+def test_a_whole_read_of_a_spool_not_settled_takes_what_earlier_reads_ended(
+        tmp_path, imported, appended, total, todo, held):
+    """A whole read of a spool being written to (not settled), given where an earlier
+    read ended after a settled last message without a final line end: that message is
+    final (it was imported as it was), not left for the next run, nor is a message
+    before it whose Content-Length reached past that end. ``held``: where the read
+    leaves the rest for the next run, after that end (None: nothing left)."""
+    import io
+
+    from mailplan.facts.mailboxes import SourceMailbox, scan_mailboxes
+    from mailplan.mail.mbox import read_mbox
+
+    first = b"".join(imported)
+    path = tmp_path / "spool"
+    path.write_bytes(first + appended)
+    st = path.stat()
+    known = {e.identity for e, _b in read_mbox(io.BytesIO(first))[0]}
+    mb = SourceMailbox("d.example", "u", "INBOX", str(path), st.st_size, st.st_mtime,
+                       st.st_ino, settled=False)
+    (scan,) = scan_mailboxes(LocalConnector("old"), [(mb, 0, known)], mboxrd=False,
+                             ends={str(path): [len(first)]})
+    assert scan.error is None
+    assert (scan.total, scan.todo, scan.held_back) == (total, todo, held is not None)
+    assert scan.end == (st.st_size if held is None else len(first) + held)
+
+
 @pytest.mark.ssh
 def test_arrival_dates_are_read_in_the_source_time_zone(setup, tmp_path):
     """mail.local writes From_ dates in the server's local time: they are read in the

@@ -735,6 +735,65 @@ def test_a_read_resumed_at_a_message_end_gives_the_rest_of_the_whole_read(msgs, 
         [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in want]
 
 
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=st.lists(message_st(), min_size=1, max_size=4),
+       after=st.lists(message_st(), min_size=1, max_size=3),
+       cut=st.sampled_from([1, 2, 3]), lead=st.sampled_from([b"\n", b"\r\n", b""]),
+       read_size=st.sampled_from([1, 7, 1 << 20]), seekable=st.booleans(),
+       mboxrd=st.booleans())
+def test_a_whole_read_ends_a_message_where_an_earlier_read_ended(before, after, cut, lead,
+                                                                 read_size, seekable, mboxrd):
+    """A settled mailbox whose last message has no final line end is read to its end
+    and imported; then mail is appended (after a line end, or right after that last
+    byte). A read from byte 0 given that end (``ends``) gives exactly the messages of
+    the two reads that earlier runs made, identities included: the read up to it, then
+    the read resumed there with the occurrence counts of the messages before it."""
+    first = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in before)
+    first = first[:-cut]  # the last message's final line end(s) and more: never written
+    more = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in after)
+    spool = first + lead + more
+
+    def stream(data: bytes) -> object:
+        return io.BytesIO(data) if seekable else Pipe(data, read_size)
+
+    old, _summary = read_mbox(stream(first), read_size=read_size, mboxrd=mboxrd)
+    seed: dict[str, int] = {}
+    for end, _body in old:
+        seed[end.sha256] = seed.get(end.sha256, 0) + 1
+    new, _summary = read_mbox(stream(lead + more), offset=len(first), occurrences=seed,
+                              read_size=read_size, mboxrd=mboxrd)
+    whole, summary = read_mbox(stream(spool), ends=[len(first)], read_size=read_size,
+                               mboxrd=mboxrd)
+    assert [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in whole] == \
+        [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in old + new]
+    assert [e.index for e, _b in whole] == list(range(len(whole)))
+    assert summary.end_offset == len(spool)
+
+
+def test_an_end_of_an_earlier_read_cuts_also_a_message_streamed_or_of_a_content_length():
+    """Where an earlier read ended cuts a message the reader streams (past 1 MiB) and a
+    Content-Length that the longer file would make consistent (checked in the buffer,
+    or past it by seeking): as that read saw them (the length ignored, so mboxrd
+    quoting is undone)."""
+    big = SEP + b"Subject: big\n\n" + b"line\n" * 300_000 + b"last"
+    nxt = SEP + b"Subject: next\n\nx\n"
+    body = b">From quoted\n0123456789\n"
+    cl = SEP + b"Content-Length: %d\n\n" % len(body) + body[:-1]
+    body = b">From quoted\n" + b"line\n" * 300_000 + b"0123456789\n"
+    big_cl = SEP + b"Content-Length: %d\n\n" % len(body) + body[:-1]
+    for first in (big, cl, big_cl):
+        spool = first + b"\n" + nxt
+        want = read_mbox(io.BytesIO(first), mboxrd=True)[0] + read_mbox(
+            io.BytesIO(b"\n" + nxt), offset=len(first), mboxrd=True)[0]
+        assert want[0][1].endswith((b"last", b"0123456789"))
+        assert want[0][1].startswith((b"Subject", b"\nFrom quoted"))
+        for stream in (io.BytesIO(spool), Pipe(spool, 4096)):
+            got, _summary = read_mbox(stream, ends=[len(first)], read_size=4096, mboxrd=True)
+            assert [(e.start, e.end, b) for e, b in got] == \
+                [(e.start, e.end, b) for e, b in want]
+
+
 def test_the_reader_remembers_each_digest_compactly_and_leaves_the_seed_alone():
     """Numbering copies takes every digest read: the reader keeps them as 32 bytes, under
     115 bytes a message with its counter (as hex text: 134). The seed it is given is not

@@ -25,6 +25,15 @@ starts that message, so the next read resumes at a From_ line. A mailbox not mod
 whatever its last bytes (a hand-made file whose last message has no newline). A
 checkpoint whose offset is not followed by a From_ line (taken by an older version inside
 a message) is not trusted: the mailbox is read whole (:func:`still_valid`).
+
+**Where earlier reads ended.** A settled mailbox's last message without a final line end
+is imported as it is; once a delivery appends after it, a whole read would see it with
+the line end the delivery wrote first (or, with none, run on into the next message): a
+different message. So a checkpoint also lists such ends (:attr:`Checkpoint.ends`,
+:func:`checkpoint_ends`), and a whole read compared with the target's identities, while
+the checkpoint still matches, ends a message at each of them as that read did
+(:class:`~mailplan.mail.mbox.MboxReader`'s ``ends``); a message ending there was final
+then and is final now.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import io
 import posixpath
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from mailplan.connectors.base import Connector
@@ -139,6 +148,22 @@ class Checkpoint:
     #: the Maildir ledger's size when it was taken: the ledger line of every message
     #: before ``offset`` comes before it (None: not known, from an older state file)
     ledger: int | None = None
+    #: where reads that led to it ended after a last message without a final line end
+    #: (:func:`checkpoint_ends`): a whole read ends a message there too
+    ends: tuple[int, ...] = ()
+
+
+def checkpoint_ends(ends: Sequence[int], offset: int, tail: bytes) -> list[int]:
+    """The ends a checkpoint at ``offset`` records: the earlier ones (``ends``) before
+    it, and ``offset`` itself when the bytes just read before it (``tail``) end without
+    a line end. There a settled mailbox's last message was taken as it was: mail
+    appended later puts a line end after it, or its From_ line right after it, and a
+    whole read would then see another message (an end after a line end reads the same
+    either way, and is not listed: the list does not grow with every run)."""
+    kept = sorted({e for e in ends if 0 < e <= offset})
+    if tail and not tail.endswith(b"\n") and offset not in kept:
+        kept.append(offset)
+    return kept
 
 
 def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
@@ -342,7 +367,8 @@ def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
-                 known: set[tuple[str, int]] | None) -> MailboxScan:
+                 known: set[tuple[str, int]] | None, ends: Collection[int] = ()
+                 ) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
     # for MailboxScan.number instead (numbered there, after the messages before
@@ -350,10 +376,13 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     # The reader is given what apply's gives it (no skip_leading: a read from a checkpoint
     # starts at a From_ line, still_valid saw to that). A message is taken into account
     # once the next one starts: the last one only if the end read is a message boundary.
+    # ``ends``: where earlier reads ended (Checkpoint.ends); what comes before the last of
+    # them was final then, and is never left for the next run.
     scan = MailboxScan(mailbox, start, seen=Windows(_Limit(stream, mailbox.size - start)))
     todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
-                        path=f"{host}:{mailbox.path}")
+                        path=f"{host}:{mailbox.path}", ends=ends)
+    final = max(ends, default=0)
 
     def take(event: MessageEnd) -> None:
         scan.total += 1
@@ -373,7 +402,8 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                     take(last)
                 last = event
             elif isinstance(event, MessageStart) and not mailbox.settled \
-                    and reader.summary.cl_past_end is not None:
+                    and reader.summary.cl_past_end is not None \
+                    and reader.summary.cl_past_end >= final:
                 # a Solaris delivery still writing a message its Content-Length says is
                 # longer: its body may hold unquoted From_ lines, which would cut it in
                 # two; it and what follows are left for the next run (as a whole read
@@ -381,12 +411,14 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                 cut = reader.summary.cl_past_end
                 break
     except MailboxError as exc:
-        if not (start and not mailbox.settled and _unfinished_separator(scan.seen)):
+        at = start if reader.resumed_at is None else reader.resumed_at
+        if not (at and not mailbox.settled and _unfinished_separator(scan.seen, at - start)):
             scan.error = exc.message
             return scan
-        # a delivery writing its From_ line right after the checkpoint: nothing new yet
-        # (a whole read would hold that message back the same way)
-        cut = start
+        # a delivery writing its From_ line right after the checkpoint (or an end of an
+        # earlier read): nothing new yet (a whole read would hold that message back the
+        # same way)
+        cut = at
     if cut is not None:
         if last is not None:
             take(last)
@@ -394,7 +426,7 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     else:
         scan.end = reader.summary.end_offset
         if last is not None:
-            if mailbox.settled or scan.seen.tail.endswith(_BLANK_END):
+            if mailbox.settled or scan.seen.tail.endswith(_BLANK_END) or last.end in ends:
                 take(last)
             else:  # a delivery may still be writing it: left for the next run
                 scan.held_back, scan.end = True, last.start
@@ -408,12 +440,14 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     return scan
 
 
-def _unfinished_separator(seen: Windows) -> bool:
-    """Whether all a read from a checkpoint found is the start of a From_ line still
-    being written: no line end after the framing one, and a prefix of ``From ``."""
-    if seen.size > len(seen.head):
+def _unfinished_separator(seen: Windows, skip: int = 0) -> bool:
+    """Whether all a read found after its first ``skip`` bytes (a checkpoint's offset,
+    or an end of an earlier read) is the start of a From_ line still being written: no
+    line end after the framing one, and a prefix of ``From ``."""
+    left = seen.size - skip
+    if left > len(seen.tail):
         return False
-    rest = seen.head
+    rest = seen.tail[len(seen.tail) - left:]
     for lead in (b"\r\n", b"\n"):
         if rest.startswith(lead):
             rest = rest[len(lead):]
@@ -422,13 +456,15 @@ def _unfinished_separator(seen: Windows) -> bool:
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
-                 known: set[tuple[str, int]] | None) -> MailboxScan:
+                 known: set[tuple[str, int]] | None, ends: Collection[int] = ()
+                 ) -> MailboxScan:
     """Read a mailbox from ``start``: how many messages, and which are not in ``known``
-    (None: keep their identities for :meth:`MailboxScan.number`)."""
+    (None: keep their identities for :meth:`MailboxScan.number`); ``ends``: where
+    earlier reads ended (:attr:`Checkpoint.ends`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, end=start)
     proc = open_stream(conn, mailbox, start, mailbox.size)
-    scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known)
+    scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known, ends)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
         return scan
@@ -522,8 +558,8 @@ class _Limit:
 
 
 def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,
-                   known: dict[str, set[tuple[str, int]] | None]
-                   ) -> dict[str, MailboxScan] | None:
+                   known: dict[str, set[tuple[str, int]] | None],
+                   ends: dict[str, Collection[int]]) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
     proc = conn.start_stream(f"{tar_read(conn)} --no-recursion --null -T - 2>/dev/null")
@@ -533,7 +569,7 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
             mb = by_path.get(name)
             if mb is not None:
                 out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, mboxrd,
-                                            conn.name, known[mb.path])
+                                            conn.name, known[mb.path], ends.get(mb.path, ()))
         res = proc.wait()
     except (OSError, tarfile.TarError):
         proc.kill()
@@ -546,16 +582,20 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
 Job = tuple[SourceMailbox, int, "set[tuple[str, int]] | None"]
 
 
-def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool) -> list[MailboxScan]:
+def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool,
+                   ends: dict[str, Collection[int]] | None = None) -> list[MailboxScan]:
     """Scan each (mailbox, start offset, identities already on the target): full reads
-    share one channel."""
+    share one channel. ``ends``: by mailbox path, where earlier reads ended
+    (:attr:`Checkpoint.ends`)."""
+    ends = ends or {}
     full = [mb for mb, start, _known in jobs if start == 0]
     known = {mb.path: k for mb, _s, k in jobs}
-    shared = _scan_with_tar(conn, full, mboxrd, known) if len(full) > 1 else None
+    shared = _scan_with_tar(conn, full, mboxrd, known, ends) if len(full) > 1 else None
     scans = []
     for mb, start, k in jobs:
         if shared is not None and start == 0:
             scans.append(shared[mb.path])
         else:
-            scans.append(scan_mailbox(conn, mb, start, mboxrd=mboxrd, known=k))
+            scans.append(scan_mailbox(conn, mb, start, mboxrd=mboxrd, known=k,
+                                      ends=ends.get(mb.path, ())))
     return scans

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -71,10 +71,12 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 batch_messages: int = 2000, batch_bytes: int = 64 << 20,
                 syncs_in_flight: int = 0,
                 checkpoint: Callable[[], Callable[[], None] | None] | None = None,
-                host: str | None = None, zone: tzinfo | None = None) -> ImportReport:
+                host: str | None = None, zone: tzinfo | None = None,
+                ends: Sequence[int] = ()) -> ImportReport:
     """Import every message of ``stream`` into folder ``dirname`` through ``client``.
 
-    ``known`` holds identities already on the target (``AgentClient.known(dirname)``).
+    ``known`` holds identities already on the target (``AgentClient.known(dirname)``);
+    ``ends``: where earlier reads ended (:class:`~mailplan.mail.mbox.MboxReader`).
     ``checkpoint`` is called at the end of each batch, in the reading thread; the check
     it returns (the source read proving it is not torn so far) runs on a worker thread
     while the stream goes on, and the batch's sync is asked for only once it returned.
@@ -84,7 +86,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     tail = name_tail(host or socket.gethostname().split(".")[0])
     pid = os.getpid()
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
-                        occurrences=occurrences, zone=zone)
+                        occurrences=occurrences, zone=zone, ends=ends)
     report = ImportReport(summary=reader.summary)
     if dirname:
         client.create_folder(dirname)

@@ -59,6 +59,15 @@ last message read had no blank line at its end (it was left for that next read, 
 one line end before the From_ line: that is the framing blank line of that message,
 written when the new mail was appended. Plan and apply read a resumed read alike.
 
+**Where earlier reads ended.** ``ends`` lists offsets where an earlier read of the same
+file ended and took the last message as it was then: a settled mailbox's last message
+without a final line end (see :mod:`mailplan.facts.mailboxes`). Once mail is appended,
+that message's bytes as a read through them sees them change (a line end added before
+the next From_ line, or that From_ line right after its last byte, not a separator there),
+so its identity would too. A read therefore ends the message at each of those offsets, as
+the earlier read did, and goes on from there as a read resumed at that offset does: a
+read from byte 0 gives every message the identity that the reads of earlier runs gave it.
+
 **Identity.** ``(sha256 of the stored bytes, occurrence)``: the occurrence counts earlier
 messages of the same folder with the same digest, so the same message twice is imported
 twice and two different messages with the same Message-ID are both imported.
@@ -68,7 +77,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
@@ -112,14 +121,16 @@ class MboxReader(ContentLength):
     before ``offset``, for an incremental read that resumes there); it is not changed.
     The reader counts by the digest's 32 bytes: it remembers every digest it read (that
     is what numbering the copies takes), at 72 bytes each against 120 for the hex text.
-    After iteration, :attr:`summary` is complete.
+    ``ends``: offsets where earlier reads ended (see Rules); those after ``offset`` end a
+    message. After iteration, :attr:`summary` is complete.
     """
 
     def __init__(self, stream: Readable, *, offset: int = 0, mboxrd: bool = False,
                  mtime: float | None = None, zone: tzinfo | None = None,
                  skip_leading: bool = False, header_limit: int = HEADER_LIMIT,
                  read_size: int = READ_SIZE, lookahead: int = LOOKAHEAD,
-                 occurrences: dict[str, int] | None = None, path: str | None = None) -> None:
+                 occurrences: dict[str, int] | None = None, path: str | None = None,
+                 ends: Sequence[int] = ()) -> None:
         self.stream = stream
         self.mboxrd = mboxrd
         self.mtime = mtime
@@ -144,6 +155,11 @@ class MboxReader(ContentLength):
         # separator that ended a message starts the next, which takes it from here
         # (date parsing is the reader's hot spot); bytes at a file offset never change
         self._parsed: tuple[int, FromLine | None, int] = (-1, None, -1)
+        # the next of ``ends``: the stream is read up to it as if the file ended there
+        self._ends = sorted({e for e in ends if e > offset}, reverse=True)
+        self._limit: int | None = self._ends.pop() if self._ends else None
+        #: where the read last went on from one of ``ends`` (None: it has not)
+        self.resumed_at: int | None = None
 
     # -- buffer -------------------------------------------------------------------------
     def _fill(self, pos: int) -> bool:
@@ -155,7 +171,10 @@ class MboxReader(ContentLength):
             self._base += pos
         if self._eof:
             return False
-        data = self.stream.read(max(self.read_size, len(self._buf)))
+        size = max(self.read_size, len(self._buf))
+        if self._limit is not None:
+            size = min(size, self._limit - self._base - len(self._buf))
+        data = self.stream.read(size) if size > 0 else b""
         if not data:
             self._eof = True
             return False
@@ -202,9 +221,27 @@ class MboxReader(ContentLength):
     # -- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[Event]:
         pos = self._start()
-        while pos is not None:
-            pos = yield from self._message(pos)
+        while True:
+            while pos is not None:
+                pos = yield from self._message(pos)
+            if not self._resume():
+                break
+            pos = self._start()
         self.summary.end_offset = self._base + len(self._buf)
+
+    def _resume(self) -> bool:
+        """At one of ``ends`` (every byte before it read): go on from there as a read
+        resumed there would. False at the end of the stream."""
+        end = self._limit
+        if end is None or self._base + len(self._buf) != end:
+            return False  # (a stream that ends before it: the file is shorter now)
+        self._buf, self._base, self._eof = b"", end, False
+        self._parsed = (-1, None, -1)
+        self._limit = self._ends.pop() if self._ends else None
+        self.resumed_at = end
+        # a Content-Length past that end was past the end of the file that read saw
+        self.summary.cl_past_end = None
+        return True
 
     def _start(self) -> int | None:
         while len(self._buf) < 8192 and self._fill(0):

@@ -40,6 +40,7 @@ class ContentLength:
     _seekable: bool
     _shift: int  # a seekable stream's position of a file offset X is X + _shift
     _message_start: int  # file offset of the From_ line of the message being read
+    _limit: int | None  # where the file is read as ending for now (MboxReader's ends)
 
     if TYPE_CHECKING:
         def _fill(self, pos: int) -> bool: ...
@@ -92,8 +93,12 @@ class ContentLength:
         rel = target - self._base
         while rel + _PROBE > len(self._buf) and not self._eof:
             if self._seekable:
-                return _seek_read(self.stream, target + self._shift,
-                                  self._base + len(self._buf) + self._shift)
+                found = _seek_read(self.stream, target + self._shift,
+                                   self._base + len(self._buf) + self._shift)
+                if self._limit is None or found is False:
+                    return found
+                # the file as the read sees it ends at the limit
+                return found[:self._limit - target] if target <= self._limit else False
             if len(self._buf) > self.lookahead:
                 return None
             self._fill(0)  # sets _eof at the end of the stream
