@@ -159,6 +159,19 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
                       tuple(sorted({e for e in ends if 0 < e <= raw["offset"]})))
 
 
+def recorded_ends(conn: Connector, mailboxes: list[SourceMailbox],
+                  state_mail: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """By mailbox path, where earlier reads ended (:attr:`Checkpoint.ends`), of the
+    mailboxes whose checkpoint records such ends and still matches the file (one batch,
+    for those only): a whole read of one ends messages there as those reads did."""
+    pairs = [(mb, cp) for mb in mailboxes
+             if (cp := _checkpoint(state_mail, mb.key)) is not None and cp.ends]
+    if not pairs:
+        return {}
+    return {mb.path: cp.ends for (mb, cp), ok in zip(pairs, still_valid(conn, pairs),
+                                                      strict=True) if ok}
+
+
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:
     seed: dict[str, int] = {}
     for sha, occ in known:

@@ -5,13 +5,14 @@ the source's accounts (one batch), the target's domains and users (two), routing
 same batched reads plan uses), the sizes of the import ledgers (one ``find``), then the
 users a group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
 :data:`GROUP_SOURCE_BYTES` of mailboxes: usually all of them at once). Per group, its
-source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader,
-and on the target one ``find`` over its Maildirs (name, size, mtime) plus one ``tar``
-for its ledgers (and one for the folders' ``dovecot-keywords`` and one for courier-imap's
-keyword files, where there are any);
-its messages are dropped before the next group is read, so memory follows the largest
-user, not the message size or the number of users. Messages are
-matched by identity (sha256 + occurrence, embedded in the file names mailplan writes);
+source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader
+(ending messages where the imports' reads ended, as their checkpoints record: one batch,
+only for mailboxes whose checkpoint records such an end), and on the target one ``find``
+over its Maildirs (name, size, mtime) plus one ``tar`` for its ledgers (and one for the
+folders' ``dovecot-keywords`` and one for courier-imap's keyword files, where there are
+any); its messages are dropped before the next group is read, so memory follows the
+largest user, not the message size or the number of users. Messages are matched by
+identity (sha256 + occurrence, embedded in the file names mailplan writes);
 see :mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
 exactly last time is not read again while its source file and its Maildir are unchanged
 (:mod:`mailplan.verify_cache`; ``--full`` reads everything).
@@ -51,7 +52,7 @@ from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
-from mailplan.mailboxes import mailbox_refs, maildir_of
+from mailplan.mailboxes import mailbox_refs, maildir_of, recorded_ends
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
@@ -88,12 +89,15 @@ GROUP_SOURCE_BYTES = 256 << 20
 
 
 def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool,
-                     windows: dict[str, Windows] | None = None, zone: tzinfo | None = None
+                     windows: dict[str, Windows] | None = None, zone: tzinfo | None = None,
+                     ends: dict[str, tuple[int, ...]] | None = None
                      ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
     """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
 
     Returns messages per mailbox path and, per path, why it could not be verified;
-    ``windows`` (when given) receives per path what was read (size, first and last 4 KiB).
+    ``windows`` (when given) receives per path what was read (size, first and last 4 KiB);
+    ``ends``: per path, where earlier reads ended (the imports' checkpoints: messages end
+    there as they did for the import, :func:`mailplan.mailboxes.recorded_ends`).
     """
     by_path = {mb.path: mb for mb in mailboxes}
     messages: dict[str, dict[Identity, SourceMessage]] = {}
@@ -111,7 +115,8 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
             if windows is not None:
                 windows[mb.path] = seen
             reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime, zone=zone,
-                                path=f"{conn.name}:{mb.path}")
+                                path=f"{conn.name}:{mb.path}",
+                                ends=(ends or {}).get(mb.path, ()))
             keywords: frozenset[str] = frozenset()
             try:
                 for event in reader:
@@ -397,7 +402,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,
-                 cache_path(state.path), full, set(state.mail()))
+                 cache_path(state.path), full, state.mail())
     if login is not None:
         report.login = check_login(target_conn, vpop, login[0], login[1])
     return report
@@ -405,10 +410,14 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
 
 def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                  source_conn: Connector, target_conn: Connector, report: Report,
-                 record: Path, full: bool, made: Collection[str] = ()) -> None:
+                 record: Path, full: bool, state_mail: dict[str, Any] | None = None) -> None:
+    """``state_mail``: the state's mailboxes (State.mail): the folders an apply made, and
+    the checkpoints' record of where the imports' reads ended."""
     refs = mailbox_refs(spec.data, desired, source)
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
+    state_mail = state_mail or {}
+    ends = recorded_ends(source_conn, mailboxes, state_mail)
     report.explained += [str(note) for note in notes]  # every kind: none fails verify
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}
@@ -426,7 +435,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven, source.zone, names, made)
+                      report, proven, source.zone, names, set(state_mail), ends)
     save_proven(record, proven)
 
 
@@ -450,11 +459,13 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
                   report: Report, proven: dict[str, Proven], zone: tzinfo | None,
-                  names: str = "utf7", made: Collection[str] = ()) -> None:
+                  names: str = "utf7", made: Collection[str] = (),
+                  ends: dict[str, tuple[int, ...]] | None = None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel.
     ``made``: the mailboxes the state records (an apply made their folders: one the
-    user deleted on the target since is not missing)."""
+    user deleted on the target since is not missing); ``ends``: per path, where the
+    imports' reads ended (:func:`read_source_mail`)."""
     files, ledgers, keywords, there = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
@@ -487,7 +498,8 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     windows: dict[str, Windows] = {}
     messages, errors = read_source_mail(source_conn,
                                         [mb for mb in mailboxes if mb.path not in reused],
-                                        mboxrd=mboxrd, windows=windows, zone=zone)
+                                        mboxrd=mboxrd, windows=windows, zone=zone,
+                                        ends=ends)
     for ref in refs:
         key_ = (ref.domain, ref.user)
         root = maildirs.get(key_)

@@ -979,6 +979,10 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert stored(target, address) == sorted([*once, *whole_read(a), *whole_read(a)])
+    # verify reads the spool as the imports did: nothing missing, nothing extra
+    doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+    row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert (row["source"], row["target"], row["ok"]) == (5, 5, True), row
 
 
 
