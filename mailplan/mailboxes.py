@@ -151,12 +151,10 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
     if not raw:
         return None
     ledger = raw.get("ledger")
-    ends = raw.get("ends")
-    if not (isinstance(ends, list) and all(type(e) is int for e in ends)):
-        ends = []  # none (a state file from before they were recorded), or not readable
+    # none in a state file from before they were recorded; State refuses a damaged list
+    ends = tuple(sorted(set(raw.get("ends") or ())))
     return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"],
-                      ledger if isinstance(ledger, int) else None,
-                      tuple(sorted({e for e in ends if 0 < e <= raw["offset"]})))
+                      ledger if isinstance(ledger, int) else None, ends)
 
 
 def recorded_ends(conn: Connector, mailboxes: list[SourceMailbox],

@@ -353,6 +353,18 @@ def _dict_of(value: Any, each: type | Callable[[Any], bool]) -> bool:
     return isinstance(value, dict) and all(test(v) for v in value.values())
 
 
+def _checkpoint_ok(checkpoint: Any) -> bool:
+    """Whether a mailbox's checkpoint holds its offsets as the plan reads them: a whole
+    number ``offset``, and ``ends`` (where earlier reads ended, absent in older state
+    files) a list of whole numbers after byte 0 and not after ``offset``. A damaged
+    ``ends`` ignored would cost that record silently, and a message be imported twice."""
+    if not isinstance(checkpoint, dict):
+        return False
+    offset, ends = checkpoint.get("offset", 0), checkpoint.get("ends", [])
+    return type(offset) is int and offset >= 0 and isinstance(ends, list) and all(
+        type(end) is int and 0 < end <= offset for end in ends)
+
+
 def _check_version(path: Path, data: Any) -> None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
@@ -383,7 +395,7 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
             ("mail", isinstance(mail, dict) and all(
                 isinstance(name, str) and isinstance(box, dict)
                 and all(type(box.get(n, 0)) is int for n in ("imported", "bytes"))
-                and isinstance(box.get("checkpoint") or {}, dict)
+                and _checkpoint_ok(box.get("checkpoint") or {})
                 for name, box in mail.items()), "mailboxes"),
             ("routing", _dict_of(routing, lambda kinds: _dict_of(
                 kinds, lambda names: _dict_of(names, dict))), "domains"),

@@ -118,6 +118,14 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
     ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
      '"intents": {"create-user:x@a.example": {"user": "x"}}}',
      "the state file's 'intents' does not hold steps"),
+    # a checkpoint's offsets: read as numbers, a wrong "ends" would silently cost the
+    # record of where reads ended (a message imported twice)
+    *[(json.dumps({"format_version": 1, "lineage": "x", "serial": 0, "managed": {},
+                   "history": [], "mail": {"x@a.example/INBOX": {"checkpoint": {
+                       "offset": offset, "ends": ends}}}}),
+       "the state file's 'mail' does not hold mailboxes")
+      for offset, ends in (("99", []), (99, "50"), (99, [True]), (99, [0]), (99, [100]),
+                           (99, ["50"]), (99, [50.0]), (-1, []))],
 ])
 def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path = tmp_path / "s.json"
