@@ -199,9 +199,18 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     small_heads: dict[int, bytes] = {}
+    ended: set[int] = set()
     valid = dict(zip([mb.key for mb, _ in with_cp],
-                     still_valid(source_conn, with_cp, small_heads), strict=True))
+                     still_valid(source_conn, with_cp, small_heads, ended), strict=True))
     before = {with_cp[i][0].key: data for i, data in small_heads.items()}
+    # a checkpoint whose offset follows no line end is where a read took a settled last
+    # message as it was: one of the ends, though a state file from before they were
+    # recorded does not list it
+    for i in ended:
+        mb, cp = with_cp[i]
+        with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))
+    found = {mb.key: cp for mb, cp in with_cp}
+    checkpoints = [(mb, found.get(mb.key)) for mb, _cp in checkpoints]
     # where earlier reads ended, of the checkpoints that still match (trusted or not: a
     # whole read compared with what those reads imported ends messages there too)
     ends = {mb.key: cp.ends for mb, cp in with_cp if valid[mb.key] and cp.ends}

@@ -986,6 +986,40 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
 
 
 
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
+def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_path, lead):
+    """A state file written before checkpoints recorded where reads ended (no "ends"):
+    its checkpoint's offset follows a settled last message without a final newline (the
+    byte before it is no line end). The plan sees that in the window it reads to check
+    the checkpoint, so a whole read after an append (a spool beside ~/mbox whose new
+    message is a copy of an earlier one) ends that message there, as the import read
+    it: it is not imported again, and the next checkpoint records that end."""
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
+    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+    path, target, domain, spec = one_user(tmp_path, a + m1)
+    settle(path)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox")
+    (home / "mbox").write_bytes(b)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    state_path = tmp_path / "m.state.json"
+    state = json.loads(state_path.read_text())
+    del state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"]  # as an older version
+    state_path.write_text(json.dumps(state))
+    once = sorted([*whole_read(a), b"From: s\nSubject: m1\n\nbody", *whole_read(b)])
+    with path.open("ab") as fh:
+        fh.write(lead + a)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted([*once, *whole_read(a)])
+    state = json.loads(state_path.read_text())
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [len(a + m1)]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+
 NO_NEWLINE = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
 # a Content-Length counting a final line end that was not written: past the end of the
 # file the import read, consistent once "\nFrom ..." follows

@@ -33,7 +33,9 @@ different message. So a checkpoint also lists such ends (:attr:`Checkpoint.ends`
 :func:`checkpoint_ends`), and a whole read compared with the target's identities, while
 the checkpoint still matches, ends a message at each of them as that read did
 (:class:`~mailplan.mail.mbox.MboxReader`'s ``ends``); a message ending there was final
-then and is final now.
+then and is final now. A checkpoint's own offset that follows no line end is such an end
+even where the list lacks it (written by a version before it was kept): the check of the
+checkpoint reads that byte (:func:`still_valid`'s ``ended``).
 """
 
 from __future__ import annotations
@@ -322,14 +324,17 @@ def _window_cmd(path: str, offset: int, noatime: bool) -> str:
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
-                heads: dict[int, bytes] | None = None) -> list[bool]:
+                heads: dict[int, bytes] | None = None, ended: set[int] | None = None
+                ) -> list[bool]:
     """Whether each mailbox still starts with what its checkpoint recorded (one batch),
     and a From_ line follows the checkpoint (or nothing yet): a checkpoint inside a
     message (taken by an older version at the end of a delivery still being written) is
     not trusted, so the mailbox is read whole. ``heads`` receives, by index, the bytes
     before a valid checkpoint taken before the file reached one window (its head window
     was the whole file: a later checkpoint's head is those bytes and more, see
-    :func:`mailplan.mail.windows.grown_head`)."""
+    :func:`mailplan.mail.windows.grown_head`); ``ended`` the indexes of the valid
+    checkpoints whose offset follows no line end (the read that took it ended there
+    after a last message without one: :func:`checkpoint_ends`)."""
     todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
             if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
     ok = [False] * len(pairs)
@@ -348,6 +353,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
                                          for b in _BOUNDARY))
             if ok[i] and heads is not None and cp.offset < WINDOW:
                 heads[i] = data[:head_len]
+            if ok[i] and ended is not None and cp.offset and not data.endswith(b"\n"):
+                ended.add(i)
         elif cp.offset == 0:
             ok[i] = True
     return ok
