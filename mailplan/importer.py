@@ -161,9 +161,13 @@ class MailImporter:
         try:
             # exactly what the plan listed, proven untorn (mail.snapshot); started first,
             # so that its start-up on the source overlaps the agent's on the target
+            # (a whole read ending messages where the checkpoint says earlier reads
+            # ended proves that checkpoint's windows too: Start.ends_from)
             stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
                                     run=self._source_run,
-                                    prior=(job.begin.head, job.begin.tail), ident=mb.ident)
+                                    prior=(job.begin.head, job.begin.tail),
+                                    prior_at=job.begin.offset or job.begin.ends_from,
+                                    ident=mb.ident)
             opened = client.open(maildir_of(udir), owner_of_parent=True)
             # a read from a checkpoint sends every appended message: the writer drops one
             # already there (the plan found few, if any), so the folder is not listed back

@@ -77,12 +77,17 @@ class Start:
     #: the file's bytes before a checkpoint taken while it was smaller than a window
     #: (its head window then; see mail.windows.grown_head), else empty
     before: bytes = b""
-    #: the checkpoint's digest of the window before ``offset`` (apply's read proves the
-    #: file still holds it and ``head``: mail.snapshot's ``prior``)
+    #: the checkpoint's digest of the window before ``offset`` (or ``ends_from``; apply's
+    #: read proves the file still holds it and ``head``: mail.snapshot's ``prior``)
     tail: str = ""
     #: where earlier reads ended (Checkpoint.ends, of a checkpoint that still matches):
     #: a whole read ends messages there, and the next checkpoint lists them again
     ends: tuple[int, ...] = ()
+    #: a whole read given ``ends``: the offset of the checkpoint they come from, whose
+    #: digests ``head`` and ``tail`` are (0: none). The ends mean what they meant only
+    #: while the file holds those windows: apply's read proves it does, as a read from
+    #: that checkpoint proves it (a spool rewritten since the plan is read again)
+    ends_from: int = 0
 
 
 @dataclass
@@ -213,7 +218,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     checkpoints = [(mb, found.get(mb.key)) for mb, _cp in checkpoints]
     # where earlier reads ended, of the checkpoints that still match (trusted or not: a
     # whole read compared with what those reads imported ends messages there too)
-    ends = {mb.key: cp.ends for mb, cp in with_cp if valid[mb.key] and cp.ends}
+    ends = {mb.key: cp for mb, cp in with_cp if valid[mb.key] and cp.ends}
     recorded = {mb.key: state_mail.get(mb.key, {}).get("checkpoint", {}).get("count", 0)
                 for mb, _cp in with_cp}
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
@@ -276,13 +281,14 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
 def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: Connector,
                 target_conn: Connector, mboxrd: bool, reads: dict[str, Read],
                 scans: dict[str, MailboxScan], sizes: dict[str, int | None],
-                ends: dict[str, tuple[int, ...]]) -> None:
+                ends: dict[str, Checkpoint]) -> None:
     """List the identities a group of mailboxes read whole has on the target and read
     those that have some (the others, empty there, are counted later with every first
     import): their scans go to ``scans``, their reads to ``reads`` with the identities
-    dropped, each Maildir's ledger size to ``sizes``. ``ends``: by mailbox key, where
-    earlier reads ended (:attr:`Checkpoint.ends`): the read of a mailbox that has
-    identities there ends messages there as those reads did (what they imported)."""
+    dropped, each Maildir's ledger size to ``sizes``. ``ends``: by mailbox key, the
+    matching checkpoint that records where earlier reads ended (:attr:`Checkpoint.ends`):
+    the read of a mailbox that has identities there ends messages there as those reads
+    did (what they imported)."""
     wanted: dict[str, set[str]] = {}
     for mb in group:
         wanted.setdefault(where[mb.key], set()).add(mb.dirname)
@@ -292,13 +298,16 @@ def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: 
         facts = maildirs.get(where[mb.key], MaildirFacts())
         sizes[where[mb.key]] = facts.ledger_size
         known = facts.known(mb.dirname)
-        reads[mb.key] = (mb, Start(ends=ends.get(mb.key, ()) if known else ()), set(),
-                         facts.ledger_count.get(mb.dirname, 0))
+        cp = ends.get(mb.key) if known else None
+        begin = Start() if cp is None else Start(head=cp.head, tail=cp.tail, ends=cp.ends,
+                                                  ends_from=cp.offset)
+        reads[mb.key] = (mb, begin, set(), facts.ledger_count.get(mb.dirname, 0))
         if known:
             there.append((mb, 0, known))
     scans.update(zip([mb.key for mb, _s, _k in there],
                      scan_mailboxes(source_conn, there, mboxrd=mboxrd,
-                                    ends={mb.path: ends.get(mb.key, ()) for mb, _s, _k in there}),
+                                    ends={mb.path: reads[mb.key][1].ends
+                                          for mb, _s, _k in there}),
                      strict=True))
 
 
@@ -403,7 +412,7 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
 def _reread_whole(keys: set[str], reads: list[Read], scans: list[MailboxScan],
                   where: dict[str, str], source_conn: Connector, target_conn: Connector,
                   mboxrd: bool, sizes: dict[str, int | None],
-                  ends: dict[str, tuple[int, ...]]) -> None:
+                  ends: dict[str, Checkpoint]) -> None:
     """Read the mailboxes ``keys`` whole after all, compared with their folders'
     identities (:func:`_look_up_appended` says why), in place of their reads from a
     checkpoint in ``reads`` and ``scans``; with their checkpoints' ``ends``."""

@@ -138,3 +138,49 @@ def test_a_solaris_delivery_being_written_is_never_cut_at_a_from_line_in_its_bod
                     if f.is_file() and f.parent.name in ("new", "cur"))
     assert stored == sorted([b"From: s10@x.example\nSubject: m10\n\nhello 10\n",
                              b"From: b\nSubject: m2\n\n" + body])
+
+
+def test_a_whole_read_ending_messages_where_earlier_reads_ended_is_proven_unrewritten(
+        tmp_path):
+    """A whole read given a checkpoint's record of where earlier reads ended (a spool
+    beside ~/mbox, a copy of an earlier message appended after a settled last message
+    without a final newline) ends a message at those offsets: they mean that only while
+    the file holds what the checkpoint describes. The old server rewrites the spool
+    between the plan and apply's read (two messages deleted, new mail delivered):
+    apply must stop with SourceChanged, as a read from the checkpoint does, not cut a
+    message of the rewritten file there and fail on the rest as not an mbox; the re-plan
+    reads it whole without those offsets, and nothing imported is cut short."""
+    first = message(10)
+    long = message(11, "y" * 600)
+    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    spool.write_bytes(first + long + m1)
+    os.utime(spool, (1e9, 1e9))  # settled: m1 is taken as it is
+    (src / "home/ursula/mbox").write_bytes(message(12))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("ends")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    run(spec)
+    assert subjects(target, f"ursula@{domain}") == ["m1", "m10", "m11", "m12"]
+    with spool.open("ab") as fh:  # a copy of m11: the spool is read whole, with the end
+        fh.write(b"\n" + long)
+
+    # as long as m10 and m11: the size the plan listed ends at a message boundary again
+    m13 = message(13, "z" * (len(first + long) - len(message(13, "z")) + 1))
+    assert len(m13) == len(first + long)
+
+    def old_server_meanwhile() -> None:  # m10 and m11 deleted in place, new mail delivered
+        spool.write_bytes(m1 + b"\n" + long + m13)
+
+    with pytest.raises(SourceChanged, match="rewritten since the plan read it"):
+        run(spec, old_server_meanwhile)
+    run(spec)
+    home = target.tool("vuserinfo", "-d", f"ursula@{domain}").stdout.decode().split("\n")[0]
+    for f in Path(home, "Maildir").rglob("*"):
+        if f.is_file() and f.parent.name in ("new", "cur") and b"Subject: m11" in f.read_bytes():
+            assert f.read_bytes().endswith(b"y" * 600 + b"\n"), f.read_bytes()[-80:]
+    # m1 is read with the line end the append put after it: the rewrite took the record
+    # of where it ended (README: only a whole read without that record imports it again)
+    assert subjects(target, f"ursula@{domain}") == ["m1", "m1", "m10", "m11", "m12", "m13"]

@@ -50,7 +50,7 @@ class SnapshotStream:
     def __init__(self, conn: Connector, path: str, start: int, end: int, *, step: str,
                  noatime: bool | None = None,
                  run: Callable[[str], CommandResult] | None = None,
-                 prior: tuple[str, str] | None = None,
+                 prior: tuple[str, str] | None = None, prior_at: int | None = None,
                  ident: tuple[int, int] | None = None) -> None:
         """``noatime``: read with GNU dd, leaving the file's access time (None: as the
         host allows, :func:`mailplan.facts.noatime.read_tools`). ``prior``: for a read
@@ -58,10 +58,14 @@ class SnapshotStream:
         before ``start``; every check also proves the file still holds them, so a
         mailbox rewritten after the plan looked (a message before ``start`` deleted) is
         never read from an offset that no longer means what the checkpoint says.
-        ``ident``: the device and inode the listing found; every command then reads the
-        file it opened only if it is that one (:func:`mailplan.mail.windows.guarded`)."""
+        ``prior_at``: where that checkpoint is, when not at ``start`` (a whole read
+        that ends messages where the reads before it ended, as the checkpoint records:
+        those offsets mean that only in the file it describes). ``ident``: the device
+        and inode the listing found; every command then reads the file it opened only
+        if it is that one (:func:`mailplan.mail.windows.guarded`)."""
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
-        self.prior = prior if start else None
+        self.prior_at = start if prior_at is None else prior_at
+        self.prior = prior if self.prior_at else None
         self.ident = ident
         #: runs the read-only checks (default: a command of their own on ``conn``; apply
         #: passes a long-lived source shell, so a check costs no shell start-up)
@@ -195,10 +199,10 @@ class SnapshotStream:
 
     def _prior_command(self) -> tuple[str, int]:
         """Commands printing the checkpoint's two windows, and their width (0: none)."""
-        width = min(WINDOW, self.start) if self.prior else 0
+        width = min(WINDOW, self.prior_at) if self.prior else 0
         if not width:
             return "", 0
-        return f"{self._slice(0, width)}; {self._slice(self.start - width, width)}; ", width
+        return f"{self._slice(0, width)}; {self._slice(self.prior_at - width, width)}; ", width
 
     def _prior_held(self, check: CommandResult, width: int) -> bytes:
         """The output after the checkpoint's windows, once they are proven unchanged."""
