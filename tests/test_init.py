@@ -153,6 +153,22 @@ def test_init_lists_the_aliases_files_of_sendmail_cfs_alias_file_option(tmp_path
     assert "import_aliases" not in data["domains"]["example.com"]
 
 
+def test_init_reads_sendmail_cfs_alias_file_line_as_plan_does(tmp_path):
+    """A value continued on the next line (a line starting with a blank), a shortened
+    option name and a comment: init lists the files plan reads, no more, no fewer."""
+    src, _ = awkward_source(tmp_path / "old")
+    for name in ("aliases.local", "aliases.more", "aliases.old", "aliases"):
+        (src / "etc/mail" / name).write_text("sales: alice\n")
+    (src / "etc/mail/sendmail.cf").write_text(
+        "O AliasFile=/etc/mail/aliases.local,\n\t/etc/mail/aliases.more  # not /etc/aliases,"
+        " /etc/mail/aliases.old\nO AliasF=/etc/mail/aliases\n")
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), check=True)
+    data = yaml.safe_load(out.read_text())
+    assert data["source"]["aliases"] == [f"{src}/etc/mail/{n}" for n in (
+        "aliases.local", "aliases.more", "aliases")]
+
+
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     src, _accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"

@@ -527,6 +527,22 @@ def test_every_aliases_file_of_sendmail_cfs_alias_file_option_is_read_in_order(t
                                     f"{etc}/mail/aliases:1") for f in plan.findings)
 
 
+def test_a_comment_on_sendmail_cfs_alias_file_line_names_no_file_to_read(tmp_path):
+    """sendmail reads a '#' after the start of a line as a comment (readcf): a file named
+    there is no aliases file of sendmail's, and its aliases must not be migrated; a path
+    no command can be given (a NUL) is a caution, not a failed plan."""
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases  # was @ETC@/aliases, "
+                       "@ETC@/mail/old\nO AliasFile=/etc/mail/a\0b\n",
+                       {"mail/aliases": "staff: alice\n", "mail/old": "staff: bob\nold: bob\n"})
+    got, findings = _read_aliases(tmp_path, etc)
+    assert [f.path for f in got.aliases] == [f"{etc}/mail/aliases"]
+    cautions = [f.message for f in findings if f.severity == "caution"]
+    assert cautions == ["AliasFile /etc/mail/a\0b: a path with a control character, not read; "
+                        "the aliases sendmail finds there are not migrated (put them in a text "
+                        "aliases file and list every file to read in source.aliases, or declare "
+                        "them in the spec)"]
+
+
 def test_the_specs_aliases_files_replace_sendmail_cfs_and_keep_their_order(tmp_path):
     etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases\n",
                        {"mail/aliases": "staff: alice\n", "local": "staff: bob\n"})

@@ -162,6 +162,32 @@ def test_alias_files_named_by_sendmail_cf(cf, want):
     assert all(d.origin.path == CF for d in got)
 
 
+@pytest.mark.parametrize(("cf", "want"), [
+    # a '#' after the start of a line is a comment to its end (readcf's translate_dollars),
+    # on a continuation line too: what follows it names no file sendmail reads
+    ("O AliasFile=/etc/mail/aliases   # was: /etc/aliases, /etc/mail/old\n",
+     [("implicit", "/etc/mail/aliases")]),
+    ("O AliasFile=/etc/a, # first\n\t/etc/b # , /etc/no\n\t# , /etc/no2\n",
+     [("implicit", "/etc/a"), ("implicit", "/etc/b")]),
+    # \\# is a '#'
+    ("O AliasFile=/etc/mail/al\\#x\n", [("implicit", "/etc/mail/al#x")]),
+    # setoption: exactly one blank after the O; a long name may be shortened while it
+    # names one option (AliasF, not Alias: AliasWait too)
+    ("O\tAliasFile=/etc/a\nO  AliasFile=/etc/b\nO Alias=/etc/c\nO AliasF=/etc/d\n",
+     [("implicit", "/etc/d")]),
+    # no value: sendmail's default, the file aliases (relative: mailplan cannot read it)
+    ("O AliasFile\nOA\n", [("implicit", "aliases"), ("implicit", "aliases")]),
+])
+def test_alias_files_as_sendmail_reads_the_option_line(cf, want):
+    assert [(d.kind, d.path) for d in parse_alias_files(cf, CF)] == want
+
+
+def test_an_alias_file_path_with_a_control_character_is_not_read():
+    # it could not even be passed to a command (a NUL): a caution, not a failed plan
+    (db,) = parse_alias_files("O AliasFile=/etc/mail/al\0x\n", CF)
+    assert not db.readable and db.why_not_read == "a path with a control character"
+
+
 def test_an_alias_file_spec_keeps_its_text_and_says_whether_it_can_be_read():
     got = parse_alias_files("O AliasFile=nis:mail.aliases, aliases, hash:/etc/x\n", CF)
     assert [(d.spec, d.readable) for d in got] == [
@@ -177,6 +203,9 @@ PLUSSED = ("S5\n# deal with plussed users so aliases work nicely\n"
     ("S5\nR< > $+ + $*\t\t$#local $@ $2 $: $1\n", 2),      # older: after the forward host
     ("S5\nR$+\t\t\t$: <> $1\n", None),                      # _PRESERVE_LOCAL_PLUS_DETAIL_
     ("R$+ + $*\t\t$: $1\n#R$+ + $*\t$#local $: $1\n", None),  # no mailer; a comment
+    # a rule refusing (or dropping) plussed addresses delivers nothing to the user
+    ('S5\nR$+ + $*\t\t$#error $@ 5.1.1 $: "550 no + addresses"\n', None),
+    ("S5\nR$+ + $*\t\t$#discard $: $1\n", None),
 ])
 def test_the_plussed_users_rule_of_sendmail_cf(cf, line):
     got = plus_detail_rule(cf, CF)

@@ -147,8 +147,8 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         _exists([at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
         join(["cat", "--", at(LOCAL_HOST_NAMES)]),
         join(["cat", "--", at(SENDMAIL_CW)]),
-        join(["grep", "-E", "^(Cw|Fw|O[[:space:]]+[Aa][Ll][Ii][Aa][Ss][Ff][Ii][Ll][Ee]|OA)",
-              "--", at(SENDMAIL_CF)]),
+        # whole: an option's value may go on over the next lines (sendmail.cf folding)
+        join(["cat", "--", at(SENDMAIL_CF)]),
     ])
     if first[0].returncode != 0:
         why = first[0].stderr_text[:300] or "exit status"
@@ -184,8 +184,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         if db.readable and db.path is not None:
             named.append(at(db.path))
         elif db.kind != "null":
-            survey.alias_left.append((db.spec, f"a {db.kind} database, not a file"
-                                      if db.path is None else "not an absolute path"))
+            survey.alias_left.append((db.spec, db.why_not_read or ""))
     _second_batch(conn, survey, extra, uid_min, uid_max, folders,
                   list(dict.fromkeys(named)))
     return survey

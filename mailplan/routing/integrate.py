@@ -294,7 +294,8 @@ def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_p
             continue  # sendmail's empty database: it never finds a name
         if not db.readable:
             what = (f"a {db.kind} database, not a file mailplan can read" if db.path is None
-                    else "not an absolute path, so mailplan cannot tell which file it is")
+                    else "not an absolute path, so mailplan cannot tell which file it is"
+                    if not db.path.startswith("/") else f"{db.why_not_read}, not read")
             findings.append(Finding(
                 "caution", f"AliasFile {db.spec}: {what}; the aliases sendmail finds there "
                 "are not migrated (put them in a text aliases file and list every file to "

@@ -3,7 +3,9 @@
 **Alias databases** (:func:`parse_alias_files`): the ``AliasFile`` option.
 
 sendmail.cf names them with ``O AliasFile=SPEC,SPEC,...`` (or the old one-letter form
-``OA SPEC,...``); each such line adds its databases after those of the lines before it.
+``OA SPEC,...``; an empty value is the file ``aliases``, relative); each such line adds its
+databases after those of the lines before it. A ``#`` after the start of a line begins a
+comment there (readcf's translate_dollars), unless written ``$#`` or ``\\#``.
 A SPEC is ``[class:][-flags ]file`` (sendmail's setalias and map_parseargs): without a
 class the map is ``implicit``, which reads ``file.db`` (or ``file.dir``, or the text
 file itself) built by newaliases from the text ``file``. sendmail looks a name up in the
@@ -29,12 +31,13 @@ import re
 from dataclasses import dataclass
 
 from mailplan.routing.model import Origin
+from mailplan.text import has_control
 
 #: map classes whose database newaliases builds from a text aliases file (``stab``
 #: reads the text file itself)
 FILE_CLASSES = frozenset({"implicit", "hash", "btree", "dbm", "cdb", "stab"})
-#: ``O AliasFile=...`` (long option names are case-insensitive) or ``OA...``
-_OPTION = re.compile(r"^O(?:[ \t]+(?i:AliasFile)[ \t]*(?:=[ \t]*(.*?))?|A(.*?))[ \t]*$")
+#: ``O NAME=VALUE`` (setoption: one blank after the O, blanks around the '=') or ``OA...``
+_OPTION = re.compile(r"^O(?: ([^ =][^=]*?) *(?:= *(.*))?|A(.*))$", re.S)
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,58 @@ class AliasDatabase:
 
     @property
     def readable(self) -> bool:
-        """Whether mailplan can read it: a file-backed class with an absolute path."""
-        return self.path is not None and self.path.startswith("/")
+        """Whether mailplan can read it: a file-backed class with an absolute path that a
+        command can be given (no control character)."""
+        return self.why_not_read is None
+
+    @property
+    def why_not_read(self) -> str | None:
+        """Why mailplan cannot read it, or None."""
+        if self.path is None:
+            return f"a {self.kind} database, not a file"
+        if not self.path.startswith("/"):
+            return "not an absolute path"
+        if has_control(self.path):
+            return "a path with a control character"
+        return None
+
+
+def _uncommented(line: str, *, first: bool) -> str:
+    """One physical line without its comment, as readcf's translate_dollars cuts it: from
+    a '#' that is not the folded line's first character (``first``: this line starts it)
+    nor the name of a macro (``$#``), with the blanks before it; ``\\#`` is a '#'."""
+    out: list[str] = []
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "$" and i + 1 < len(line):
+            out.append(line[i:i + 2] if line[i + 1] != "$" else "$")
+            i += 2
+            continue
+        if c == "#" and (out or not first):
+            if out and out[-1] == "\\":
+                out[-1] = "#"
+                i += 1
+                continue
+            return "".join(out).rstrip()
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _folded(text: str) -> list[tuple[int, str]]:
-    """sendmail.cf's lines with their numbers: a line that starts with a blank continues
-    the one before it (readcf's fgetfolded); ``#`` lines are comments."""
+    """sendmail.cf's lines with their numbers, without comments: a line that starts with
+    a blank continues the one before it (readcf's fgetfolded); ``#`` lines are comments,
+    and so is the rest of a line from a later ``#`` (:func:`_uncommented`)."""
     out: list[tuple[int, str]] = []
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
         if line[:1] in (" ", "\t") and out and not out[-1][1].startswith("#"):
-            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
+            rest = _uncommented(line, first=False).strip()
+            out[-1] = (out[-1][0], out[-1][1] + " " + rest if rest else out[-1][1])
         elif line[:1] not in (" ", "\t"):
-            out.append((number, line))
+            out.append((number, line if line.startswith("#") else
+                        _uncommented(line, first=True).rstrip()))
     return [(n, line) for n, line in out if line and not line.startswith("#")]
 
 
@@ -116,8 +157,17 @@ def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
         match = _OPTION.match(line)
         if not match:
             continue
-        value = match.group(1) if match.group(2) is None else match.group(2)
-        for kind, rest in _split_specs(value or ""):
+        name, value, short = match.groups()
+        if name is not None:
+            # a long name may be shortened while it names one option (AliasF; "Alias"
+            # is AliasWait too)
+            if len(name) < 6 or not "aliasfile".startswith(name.lower()):
+                continue
+            value = value or ""
+        else:
+            value = short
+        # an empty value is sendmail's default, the file "aliases" (conf.c)
+        for kind, rest in _split_specs(value.strip(" ") or "aliases"):
             spec = rest.strip() if kind == "implicit" else f"{kind}:{rest.strip()}"
             file, optional = _file_of(rest)
             backed = kind.lower() in FILE_CLASSES
@@ -126,13 +176,15 @@ def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
     return out
 
 
-_PLUSSED = re.compile(r"^R(?:<\s*>\s*)?\$\+\s*\+\s*(?:\$\*|\*)\t+\S*\s*\$#")
+_PLUSSED = re.compile(r"^R(?:<\s*>\s*)?\$\+\s*\+\s*(?:\$\*|\*)\t+\S*\s*"
+                      r"\$#(?!(?:error|discard)\b)")
 
 
 def plus_detail_rule(cf: str, path: str) -> Origin | None:
     """The line of sendmail.cf's rule that delivers ``user+detail`` locally (to the user
     or alias ``user``), or None when it has none: a rewrite rule whose left side is
-    ``$+ + $*`` (or ``$+ + *``) and whose right side picks a mailer (``$#``)."""
+    ``$+ + $*`` (or ``$+ + *``) and whose right side picks a mailer (``$#``) that delivers
+    (not ``$#error`` nor ``$#discard``, which refuse or drop such addresses)."""
     for number, line in _folded(cf):
         if _PLUSSED.match(line):
             return Origin(path, number)
