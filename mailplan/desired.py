@@ -11,6 +11,7 @@ migrated silently.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,13 +92,28 @@ class Desired:
     # change id -> routing action (mailplan.routing.integrate), filled in by make_plan
     routing: dict[str, Any] = field(default_factory=dict)
 
-    def withhold(self, problems: list[Problem]) -> None:
+    def withhold(self, problems: list[Problem], created: Collection[str] = ()) -> None:
         """Leave out the users these problems are about (found once the target was
-        read: :mod:`mailplan.userdirs`) and list the problems with the others."""
+        read: :mod:`mailplan.userdirs`) and list the problems with the others.
+
+        A domain the plan creates (``created``) whose unknown recipients were to be
+        delivered to a user left out bounces them instead: vadddomain's own catch-all
+        would delete them silently. An existing domain's catch-all is left as it is
+        (:func:`mailplan.diff.diff` says so)."""
+        left_out: set[tuple[str, str]] = set()
         for problem in problems:
             if problem.user is not None:
                 self.domains[problem.domain].users.pop(problem.user, None)
+                left_out.add((problem.domain, problem.user))
         self.problems.extend(problems)
+        for name in sorted(set(created) & set(self.domains)):
+            dom = self.domains[name]
+            if dom.catchall.kind == "deliver_to" and (name, dom.catchall.target) in left_out:
+                self.problems.append(Problem(name, None, (
+                    f"unknown recipients are to be delivered to {dom.catchall.target!r}, which "
+                    "is not created (see its problem): they bounce instead (vadddomain's "
+                    "default would delete them silently)")))
+                dom.catchall = Catchall("bounce")
 
 
 def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Password:

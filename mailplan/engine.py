@@ -41,7 +41,7 @@ from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
 from mailplan.state import State, fingerprint_key, locked
 from mailplan.text import escape
-from mailplan.userdirs import dir_problems
+from mailplan.userdirs import withhold_long_dirs
 
 #: the --state option's help (plan, apply, verify), as ``state_path_for`` decides
 STATE_HELP = ("State file (default: the spec's state:, else the spec's name with .state.json "
@@ -127,7 +127,7 @@ def make_plan(spec: Spec, state: State,
             desired = build_desired(spec, source)
         target = target_read.result() if target_read is not None else \
             read_target(conns[tgt["host"]], vpop, named)
-        desired.withhold(dir_problems(desired, target, vpop))  # paths vpopmail refuses
+        withhold_long_dirs(desired, target, vpop)  # paths vpopmail refuses
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,

@@ -97,6 +97,13 @@ def _problem(user: DesiredUser, shown: str, size: int, exact: bool) -> Problem:
         f"(MAX_PW_DIR) and vadduser would fail; not created ({hint})"))
 
 
+def withhold_long_dirs(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
+    """Leave out of ``desired`` the users :func:`dir_problems` finds, with their problems
+    (:meth:`Desired.withhold`: a new domain's catch-all to one of them bounces)."""
+    created = set(desired.domains) - set(target.domains) - set(target.alias_of)
+    desired.withhold(dir_problems(desired, target, vpopmail_dir), created)
+
+
 def dir_problems(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> list[Problem]:
     """A problem for each user the plan would create whose directory would be longer
     than vpopmail stores. Users are counted in the order apply adds them (each new

@@ -59,7 +59,7 @@ from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
-from mailplan.userdirs import dir_problems
+from mailplan.userdirs import withhold_long_dirs
 from mailplan.verify_cache import (
     Proven,
     cache_path,
@@ -385,7 +385,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
                          src.get("shadow", "/etc/shadow"), src.get("timezone"))
     desired = build_desired(spec, source)
     target = read_target(target_conn, vpop, set(desired.domains))
-    desired.withhold(dir_problems(desired, target, vpop))  # never created: unmigrated
+    withhold_long_dirs(desired, target, vpop)  # never created: unmigrated
     report = Report(target_conn.name)
     for problem in desired.problems:
         who = f"{problem.user}@{problem.domain}" if problem.user else problem.domain

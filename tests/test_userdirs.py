@@ -23,7 +23,7 @@ from mailplan.facts.vpopmail import (
     parse_dir_control,
 )
 from mailplan.secret import Secret
-from mailplan.userdirs import MAX_PW_DIR, NextDirs, dir_problems
+from mailplan.userdirs import MAX_PW_DIR, NextDirs, dir_problems, withhold_long_dirs
 
 VP = "/home/vpopmail"
 PW = Password("hash", Secret("$1$saltsalt$RiZ4O533shs928qfyqLuE/"), "shadow")
@@ -231,14 +231,36 @@ def test_a_user_without_a_source_account_gets_a_plain_hint():
 
 
 def test_withheld_users_are_not_planned_and_the_plan_says_why():
+    """A new domain whose catch-all was to deliver to a withheld user bounces unknown
+    recipients: vadddomain's own .qmail-default would delete them silently, while the
+    plan said where they go."""
     long = "l" * 64
     dom = domain(D, ["ann", long], Catchall("deliver_to", long))
     desired = Desired({D: dom}, [])
     target = TargetFacts("new")
-    desired.withhold(dir_problems(desired, target, VP))
+    withhold_long_dirs(desired, target, VP)
     assert set(dom.users) == {"ann"}
+    assert dom.catchall == Catchall("bounce")  # what apply writes
     result = diff(desired, target, VP)
-    assert [c.id for c in result.changes] == [f"create-domain:{D}", f"create-user:ann@{D}"]
+    assert [c.id for c in result.changes] == [f"create-domain:{D}", f"create-user:ann@{D}",
+                                              f"update-catchall:{D}"]
+    assert result.changes[0].after.endswith("unknown recipients: bounce")
+    assert result.changes[2].after == "bounce"
+    assert [(p.domain, p.user) for p in result.problems] == [(D, long), (D, None)]
+    assert result.problems[1].message == (
+        f"unknown recipients are to be delivered to {long!r}, which is not created (see its "
+        "problem): they bounce instead (vadddomain's default would delete them silently)")
+
+
+def test_an_existing_domains_catch_all_to_a_withheld_user_is_left_as_it_is():
+    long = "l" * 64
+    dom = domain(D, ["ann", long], Catchall("deliver_to", long))
+    desired = Desired({D: dom}, [])
+    target = TargetFacts("new", {D: existing(D, ["ann"], ddir=f"{VP}/domains/{'x' * 90}")})
+    withhold_long_dirs(desired, target, VP)
+    assert set(dom.users) == {"ann"} and dom.catchall == Catchall("deliver_to", long)
+    result = diff(desired, target, VP)
+    assert not [c for c in result.changes if c.kind == "catchall"]
     assert [(p.domain, p.user) for p in result.problems] == [(D, long), (D, None)]
     assert result.problems[1].message == (
         f"unknown recipients are to be delivered to {long!r}, which is not created (see its "
