@@ -133,8 +133,10 @@ def test_a_bad_shadow_date_names_the_line():
 @pytest.mark.parametrize(("text", "free", "expected"), [
     ("", "", DirHashing(0, "")),  # no file: vpopmail starts afresh
     ("1\n0\n3\n0 0 0\n61 61 61\n0 2 4\n0 0 0\n\n", "", DirHashing(1, "")),
-    ("350\n0\n3\n0 0 0\n61 61 61\n0 2 2\n2 0 0\n2\n", "0\n# note\n\n  1 # x\n",
-     DirHashing(350, "2", ("0", "1 "))),
+    ("350\n0\n3\n0 0 0\n61 61 61\n0 2 2\n2 0 0\n2\n", "0\n# note\n\n1\n",
+     DirHashing(350, "2", ("0", "1"))),
+    # backfill.c refuses a last line without its line end: never handed out
+    ("2\n0\n3\n0 0 0\n61 61 61\n0 2 4\n0 0 0\n\n", "0\n1", DirHashing(2, "", ("0",))),
 ])
 def test_dir_control_files_are_parsed(text, free, expected):
     # the second: 14-many-users-dir-hashing.md's bulk.example after vadddomain; the
@@ -146,3 +148,15 @@ def test_dir_control_files_are_parsed(text, free, expected):
 def test_an_unexpected_dir_control_file_is_refused(text):
     with pytest.raises(ValueError):
         parse_dir_control(text)
+
+
+@pytest.mark.parametrize("free", [
+    # backfill.c takes "1 " (blanks before a comment stay) and then finds no line that
+    # starts with it to remove: no user gets it, nor any freed directory after it
+    "  1 # x\n0\n",
+    "0 # freed\n", "0\r\n", "../x\n",
+])
+def test_a_dir_control_free_file_vpopmail_did_not_write_is_refused(free):
+    # mailplan then counts the longest hashed sub-directory: never one vadduser refuses
+    with pytest.raises(ValueError):
+        parse_dir_control("2\n0\n3\n0 0 0\n61 61 61\n0 2 4\n0 0 0\n\n", free)

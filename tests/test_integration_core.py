@@ -371,6 +371,24 @@ def test_read_target_reads_where_vpopmail_puts_the_next_directories(target):
     assert facts.domains[domain].hashing == DirHashing(2, "", ("0",))
 
 
+@pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="removes vpopmail's own files")
+def test_a_missing_dir_control_file_of_vpopmails_in_use_is_not_a_fresh_one(target):
+    """vadddomain writes the domains' and the new domain's .dir-control (cdb backend);
+    where one is missing the count is kept elsewhere (an SQL backend's dir_control
+    table): the next directory is unknown, not the top level of a fresh directory."""
+    domain = unique_domain("hash")
+    target.created_domains.append(domain)
+    before = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    assert before.domain_hashing is not None
+    assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
+    facts = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    Path(facts.domains[domain].dir, ".dir-control").unlink()
+    Path(target.vpopmail_dir, "domains/.dir-control").unlink()
+    facts = read_target(LocalConnector("new"), target.vpopmail_dir, [domain])
+    assert facts.domains[domain].hashing is None
+    assert facts.domain_hashing is None  # domains/ holds domains: not a fresh install
+
+
 @pytest.fixture
 def short_target():
     """A target whose vpopmail directory has a short path (/tmp/mp-XXXXXXXX), as short

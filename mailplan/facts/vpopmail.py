@@ -15,12 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.remote import run_batch
 from mailplan.secret import Secret, mask_output
 from mailplan.shell import join
+from mailplan.text import is_number
 
 DASHES = "-" * 42
 _FIELD = re.compile(
@@ -128,29 +130,52 @@ def parse_vdominfo_nd(text: str) -> tuple[str, str, tuple[str, ...]]:
 HASH_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+#: a hashed sub-directory as vpopmail names them: one to three levels of one character
+_HASHED = re.compile(f"[{HASH_CHARS}](?:/[{HASH_CHARS}]){{0,2}}")
+
+
 def parse_dir_control(text: str, free: str = "") -> DirHashing:
     """A ``.dir-control`` file and a ``.dir_control_free`` one to a DirHashing; an empty
     text is a missing file, which vpopmail reads as a fresh one (nothing counted yet).
-    Free entries are read as backfill.c reads them: a ``#`` starts a comment, leading
-    blanks are dropped and blank lines skipped."""
-    entries = tuple(e for e in (ln.split("#", 1)[0].lstrip(" \t") for ln in
-                                free.split("\n")) if e.strip())
+
+    Free entries are those backfill.c hands out, in order: it skips blank and ``#``
+    lines and refuses a last line without its line end. Only the lines vpopmail writes
+    (a hashed sub-directory alone on its line) are taken; any other line raises
+    ValueError, as backfill.c would hand out something else or stop there."""
+    entries: list[str] = []
+    for line in free.split("\n")[:-1]:  # the part after the last line end: refused
+        if not line.split("#", 1)[0].strip(" \t\r\v\f"):
+            continue
+        if not _HASHED.fullmatch(line):
+            raise ValueError(f"unexpected line {line!r} in .dir_control_free")
+        entries.append(line)
     if not text:
-        return DirHashing(0, "", entries)
+        return DirHashing(0, "", tuple(entries))
     lines = text.split("\n")
-    if len(lines) < 8 or not lines[0].isdigit():
+    if len(lines) < 8 or not is_number(lines[0]):
         raise ValueError("not a .dir-control file (8 lines, the first a count)")
     current = lines[7]
-    if any(c not in HASH_CHARS + "/" for c in current):
+    if current and not _HASHED.fullmatch(current):
         raise ValueError(f"unexpected hashed directory {current!r} in line 8")
-    return DirHashing(int(lines[0]), current, entries)
+    return DirHashing(int(lines[0]), current, tuple(entries))
 
 
-def dir_control_cmd(directory: str, name: str = ".dir-control") -> str:
-    """Print a directory's ``name`` file; a missing one prints nothing (exit 0), one
-    that cannot be read fails."""
+def dir_control_cmd(directory: str, name: str = ".dir-control", *,
+                    missing: Literal["empty", "fails", "empty-in-empty-dir"] = "empty") -> str:
+    """Print a directory's ``name`` file; one that cannot be read fails. A missing one
+    prints nothing (``empty``), fails (``fails``), or prints nothing only where the
+    directory itself is missing or empty (``empty-in-empty-dir``: a fresh install has
+    no domains/.dir-control yet)."""
     path = f"{directory}/{name}"
-    return join(["cat", "--", path]) + " 2>/dev/null || " + join(["test", "!", "-e", path])
+    read = join(["cat", "--", path])
+    if missing == "fails":
+        return read
+    absent = join(["test", "!", "-e", path])
+    if missing == "empty-in-empty-dir":
+        listing = join(["ls", "-A", "--", directory])
+        absent += (f" && {{ {join(['test', '!', '-e', directory])} || "
+                   f"test -z \"$({listing} 2>/dev/null || echo x)\"; }}")
+    return f"{read} 2>/dev/null || {{ {absent}; }}"
 
 
 def _hashing(control: CommandResult, free: CommandResult | None = None) -> DirHashing | None:
@@ -186,7 +211,9 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
     for name in names:
         cmds.append(join([vdominfo, "-n", "-d", name]))
         cmds.append(join([vuserinfo, "-D", name]))
-    cmds.append(dir_control_cmd(f"{vpopmail_dir.rstrip('/')}/domains"))
+    # missing where domains exist: kept elsewhere (an SQL backend), not known
+    cmds.append(dir_control_cmd(f"{vpopmail_dir.rstrip('/')}/domains",
+                                missing="empty-in-empty-dir"))
     results = run_batch(conn, cmds)
     if results[0].returncode != 0:
         raise HostError(f"no vpopmail found: {vdominfo} is missing or not executable",
@@ -236,7 +263,8 @@ def _read_domain_files(conn: Connector, facts: TargetFacts) -> None:
         ddir = facts.domains[n].dir
         cmds.append(join(["cat", "--", f"{ddir}/.qmail-default"]))
         cmds.append(join(["cut", "-d:", "-f1", "--", f"{ddir}/vpasswd"]))
-        cmds.append(dir_control_cmd(ddir))
+        # vadddomain writes it (cdb backend); missing: kept elsewhere, not known
+        cmds.append(dir_control_cmd(ddir, missing="fails"))
         cmds.append(dir_control_cmd(ddir, ".dir_control_free"))
     results = run_batch(conn, cmds)
     for i, name in enumerate(names):
