@@ -91,6 +91,8 @@ class Desired:
     problems: list[Problem]
     # change id -> routing action (mailplan.routing.integrate), filled in by make_plan
     routing: dict[str, Any] = field(default_factory=dict)
+    #: (domain, user) left out once the target was read (:meth:`withhold`)
+    withheld: set[tuple[str, str]] = field(default_factory=set)
 
     def withhold(self, problems: list[Problem], created: Collection[str] = ()) -> None:
         """Leave out the users these problems are about (found once the target was
@@ -100,15 +102,14 @@ class Desired:
         delivered to a user left out bounces them instead: vadddomain's own catch-all
         would delete them silently. An existing domain's catch-all is left as it is
         (:func:`mailplan.diff.diff` says so)."""
-        left_out: set[tuple[str, str]] = set()
         for problem in problems:
             if problem.user is not None:
                 self.domains[problem.domain].users.pop(problem.user, None)
-                left_out.add((problem.domain, problem.user))
+                self.withheld.add((problem.domain, problem.user))
         self.problems.extend(problems)
         for name in sorted(set(created) & set(self.domains)):
             dom = self.domains[name]
-            if dom.catchall.kind == "deliver_to" and (name, dom.catchall.target) in left_out:
+            if dom.catchall.kind == "deliver_to" and (name, dom.catchall.target) in self.withheld:
                 self.problems.append(Problem(name, None, (
                     f"unknown recipients are to be delivered to {dom.catchall.target!r}, which "
                     "is not created (see its problem): they bounce instead (vadddomain's "

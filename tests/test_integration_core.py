@@ -433,6 +433,26 @@ def test_a_user_whose_directory_vpopmail_cannot_store_is_a_problem_not_a_failed_
     assert verified.count(f"{long}@{domain}") == 1, verified
 
 
+def test_a_new_domains_catch_all_to_a_withheld_user_bounces(tmp_path, short_target):
+    # vadddomain's own catch-all deletes silently: the plan, apply and the next plan say
+    # and do bounce instead, and verify reports the user as not migrated
+    target = short_target
+    domain = "l" * 50 + "." + unique_domain("long")
+    long = "k" * 64
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw0"),
+                                            SourceAccount(long, 1001, "K", "pw1")])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, domains={
+        domain: {"import": {"uid_min": 1000}, "unknown_recipients": {"deliver_to": long}}})
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ catchall {domain}: delete silently (vadddomain's default) -> bounce" in out, out
+    assert "they bounce instead (vadddomain's default would delete them silently)" in out, out
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    qmail_default = Path(target.vpopmail_dir, "domains", domain, ".qmail-default")
+    assert "bounce-no-mailbox" in qmail_default.read_text()
+    again = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in again, again
+
+
 @pytest.mark.ssh
 def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_path, target,
                                                                           sshd):

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
-from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
 from mailplan.errors import SourceDataError, SpecError, StateError
 from mailplan.plan import Change, Plan
 from mailplan.render import render_plan
 from mailplan.routing.aliases import parse_aliases
 from mailplan.routing.diff import AddAlias, AddAliasDomain, ChangeAlias, SetForward
 from mailplan.routing.integrate import map_spec, merge_changes, to_core
-from mailplan.routing.model import Origin
+from mailplan.routing.model import Origin, RoutingError
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.virtusertable import parse_virtusertable
 from mailplan.secret import Secret
@@ -212,6 +213,28 @@ def test_virtusertable_catch_all_without_spec_setting_is_a_warning(tmp_path):
                "virtusertable @example.org" in n for n in notes)
     assert plan.domains["example.com"].aliases["info"] == ("&alice@example.com",)
     assert plan.domains["example.com"].alias_domains == ("example.net",)
+
+
+def test_a_catch_all_to_a_withheld_user_maps_as_the_domains_catch_all_left_alone(tmp_path):
+    """A user withheld once the target is read (its directory too long: userdirs) is no
+    mailbox; the core leaves an existing domain's catch-all to it as it is. Routing
+    maps with that, and does not refuse the plan as a spec naming no mailbox."""
+    spec = load_spec(write(tmp_path, BASE))
+    desired = _desired(("example.com", "bounce"), ("example.org", "bounce"))
+    com = desired.domains["example.com"]
+    com.users["carol"] = replace(com.users["alice"], name="carol", source="carol")
+    com.catchall = Catchall("deliver_to", "carol")
+    desired.withhold([Problem("example.com", "carol", "its directory would be too long")])
+    plan = map_spec(spec, desired, SourceRouting(
+        aliases=(parse_aliases("team: alice, nobody\n", "/etc/aliases"),)))
+    caught = plan.domains["example.com"].catch_all
+    assert caught.kind == "kept"
+    assert caught.describe() == "leave mail for unknown recipients to the catch-all the " \
+        "domain has (not changed)"
+    # a name of the spec that is no mailbox at all is still the spec's mistake
+    com.catchall = Catchall("deliver_to", "nobody")
+    with pytest.raises(RoutingError, match="'nobody' is not a mailbox of the domain"):
+        map_spec(spec, desired, SourceRouting())
 
 
 def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_path,

@@ -13,6 +13,7 @@ The catch-all is the core's ``unknown_recipients``; routing never writes it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from mailplan.names import domain_problem
@@ -87,8 +88,12 @@ def check_routing_spec(spec: Spec) -> None:
                                      (*apath, j))
 
 
-def catch_all_of(core: Catchall) -> CatchAll:
-    """The core's ``unknown_recipients`` policy in the routing layer's words."""
+def catch_all_of(core: Catchall, withheld: Collection[str] = ()) -> CatchAll:
+    """The core's ``unknown_recipients`` policy in the routing layer's words. One that
+    delivers to a user of ``withheld`` (not created: :meth:`Desired.withhold`) is
+    ``kept``: the core leaves the domain's catch-all as it is."""
+    if core.kind == "deliver_to" and core.target in withheld:
+        return CatchAll("kept")
     return CatchAll(CORE_CATCH_ALL[core.kind], core.target)  # type: ignore[arg-type]
 
 

@@ -500,8 +500,9 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
         kept = tuple(e for e in virtual.entries if not (e.local is None and e.domain in wild))
         source = replace(source, virtusertable=Virtusertable(virtual.path, kept),
                          set_aside_catch_alls=frozenset(wild))
-    rules = [domain_rules(spec, keys[d], desired.domains[d],
-                          catch_all=catch_all_of(desired.domains[d].catchall)) for d in names]
+    rules = [domain_rules(spec, keys[d], desired.domains[d], catch_all=catch_all_of(
+        desired.domains[d].catchall, {u for dom, u in desired.withheld if dom == d}))
+        for d in names]
     plan = map_routing(source, rules)
     return RoutingPlan(plan.domains, (*plan.findings, *findings))
 

@@ -40,7 +40,9 @@ SYSTEM_ACCOUNTS = frozenset({
     "ntp", "postgres", "mysql", "rpc", "rpcuser", "nscd", "mailnull", "vcsa", "pcap",
 })
 
-CatchAllKind = Literal["bounce", "delete", "deliver-to-user", "forward-to-address"]
+#: ``kept``: whatever the domain's .qmail-default does now, left as it is (the spec's
+#: catch-all delivers to a user the plan does not create: :meth:`Desired.withhold`)
+CatchAllKind = Literal["bounce", "delete", "deliver-to-user", "forward-to-address", "kept"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class CatchAll:
             "delete": "delete mail for unknown recipients",
             "deliver-to-user": f"deliver mail for unknown recipients to {self.target}",
             "forward-to-address": f"forward mail for unknown recipients to {self.target}",
+            "kept": "leave mail for unknown recipients to the catch-all the domain has (not "
+                    "changed)",
         }[self.kind]
 
 
