@@ -91,8 +91,9 @@ class Desired:
     problems: list[Problem]
     # change id -> routing action (mailplan.routing.integrate), filled in by make_plan
     routing: dict[str, Any] = field(default_factory=dict)
-    #: (domain, user) left out once the target was read (:meth:`withhold`)
-    withheld: set[tuple[str, str]] = field(default_factory=set)
+    #: (domain, user) -> its source login (or name): users left out once the target was
+    #: read (:meth:`withhold`)
+    withheld: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def withhold(self, problems: list[Problem], created: Collection[str] = ()) -> None:
         """Leave out the users these problems are about (found once the target was
@@ -104,8 +105,9 @@ class Desired:
         (:func:`mailplan.diff.diff` says so)."""
         for problem in problems:
             if problem.user is not None:
-                self.domains[problem.domain].users.pop(problem.user, None)
-                self.withheld.add((problem.domain, problem.user))
+                user = self.domains[problem.domain].users.pop(problem.user, None)
+                if user is not None:
+                    self.withheld[(problem.domain, problem.user)] = user.source or user.name
         self.problems.extend(problems)
         for name in sorted(set(created) & set(self.domains)):
             dom = self.domains[name]

@@ -635,3 +635,26 @@ def test_plussed_addresses_sendmail_delivered_are_a_caution_per_domain():
     assert cautions[0] not in plan.warnings  # --strict lets it through
     assert not [f for f in map_routing(SourceRouting(aliases=aliases), rules).findings
                 if f.severity == "caution"]
+
+
+def test_a_name_of_a_user_the_plan_does_not_create_says_so():
+    """A user withheld once the target is read (its directory too long) is no mailbox:
+    what delivers to it says that user is not created, not that there is no such user."""
+    d, o = "example.com", "example.org"
+    source = SourceRouting(aliases=(parse_aliases(
+        "team: alice, kim\nother: kim@example.com\n", "/etc/aliases"),))
+    plan = map_routing(source, [
+        DomainRules(d, {"alice": "alice"}, import_aliases=True, withheld={"kim": "kim"},
+                    aliases=(ExplicitAlias("staff", ("alice", "kim")),)),
+        DomainRules(o, {"bob": "bob"}, aliases=(ExplicitAlias("xx", ("kim@example.com",)),))])
+    assert plan.domains[d].aliases["team"] == (f"&alice@{d}",)
+    messages = sorted(f.message for f in plan.warnings)
+    assert messages == sorted([
+        "alias other: kim@example.com is a user the plan does not create (see its "
+        "problem); mail to it will bounce",
+        "alias xx: kim@example.com is a user the plan does not create (see its "
+        "problem); mail to it will bounce",
+        "alias staff: 'kim' is the user kim@example.com, which the plan does not create "
+        "(see its problem); nothing is delivered to it",
+        "alias team: 'kim' is the user kim@example.com, which the plan does not create "
+        "(see its problem); nothing is delivered to it"]), messages

@@ -13,7 +13,7 @@ The catch-all is the core's ``unknown_recipients``; routing never writes it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailplan.names import domain_problem
@@ -97,12 +97,16 @@ def catch_all_of(core: Catchall, withheld: Collection[str] = ()) -> CatchAll:
     return CatchAll(CORE_CATCH_ALL[core.kind], core.target)  # type: ignore[arg-type]
 
 
-def domain_rules(spec: Spec, key: str, domain: DesiredDomain, *,
-                 catch_all: CatchAll | None) -> DomainRules:
-    """The routing rules of one spec domain (``key`` as written in the spec)."""
+def domain_rules(spec: Spec, key: str, domain: DesiredDomain, *, catch_all: CatchAll | None,
+                 withheld_users: Mapping[tuple[str, str], str] | None = None) -> DomainRules:
+    """The routing rules of one spec domain (``key`` as written in the spec);
+    ``withheld_users``: :attr:`Desired.withheld`."""
+    withheld_users = withheld_users or {}
     body = spec.data["domains"][key] or {}
     where = ("domains", key)
     mailboxes = {(u.source or u.name): u.name for u in domain.users.values()}
+    withheld = {login: name for (dom, name), login in sorted(withheld_users.items())
+                if dom == domain.name}
     rule: Any = body.get("import_aliases", False)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -123,6 +127,7 @@ def domain_rules(spec: Spec, key: str, domain: DesiredDomain, *,
         catch_all=catch_all,
         import_forwards=spec.data["source"].get("forward", True),
         origin=spec_origin(spec, where),
+        withheld=withheld,
     )
 
 

@@ -482,7 +482,8 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
     findings: list[Finding] = []
     if wild:
         probe = map_routing(source, [
-            domain_rules(spec, keys[d], desired.domains[d], catch_all=None) for d in names])
+            domain_rules(spec, keys[d], desired.domains[d], catch_all=None,
+                         withheld_users=desired.withheld) for d in names])
         seen: set[str] = set()
         for domain, entry in sorted(wild.items()):
             if domain in seen:
@@ -501,8 +502,8 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
         source = replace(source, virtusertable=Virtusertable(virtual.path, kept),
                          set_aside_catch_alls=frozenset(wild))
     rules = [domain_rules(spec, keys[d], desired.domains[d], catch_all=catch_all_of(
-        desired.domains[d].catchall, {u for dom, u in desired.withheld if dom == d}))
-        for d in names]
+        desired.domains[d].catchall, {u for dom, u in desired.withheld if dom == d}),
+        withheld_users=desired.withheld) for d in names]
     plan = map_routing(source, rules)
     return RoutingPlan(plan.domains, (*plan.findings, *findings))
 

@@ -114,9 +114,12 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                 or check.local in directory.rules[check.domain].mailboxes.values()
                 or target.catch_all.kind in ("deliver-to-user", "forward-to-address")):
             continue
+        what = ("is a user the plan does not create (see its problem)"
+                if check.local in directory.rules[check.domain].withheld.values()
+                else "is neither a mailbox nor an alias on vpopmail")
         findings.append(Finding(
-            "warning", f"{check.context}: {check.local}@{check.domain} is neither a mailbox "
-            f"nor an alias on vpopmail; mail to it will bounce", check.origin, check.domain))
+            "warning", f"{check.context}: {check.local}@{check.domain} {what}; mail to it "
+            "will bounce", check.origin, check.domain))
     plan = RoutingPlan(result, tuple(findings))
     if strict and plan.warnings:
         listed = "\n".join(f"  {w}" for w in plan.warnings)

@@ -69,6 +69,15 @@ class Directory:
                 found.append((other.domain, other.mailboxes[name]))
         return found
 
+    def withheld(self, name: str, domain: str, *, target_names: bool) -> tuple[str, str] | None:
+        """(domain, user) when a local name is a user the plan does not create
+        (:attr:`DomainRules.withheld`), ``domain``'s own first; else None."""
+        for rules in sorted(self.rules.values(), key=lambda r: r.domain != domain):
+            for login, user in sorted(rules.withheld.items()):
+                if name == (user if target_names else login):
+                    return rules.domain, user
+        return None
+
     def renamed(self, local: str, domain: str) -> str:
         """The mailbox name for ``local@domain`` when ``domain`` is migrated."""
         rules = self.rules.get(domain)
@@ -188,6 +197,11 @@ class Resolver:
             if broken is not None:
                 return [broken]
             self.warn(f"{context}: alias loop {' -> '.join((*chain, name))}", target.origin)
+        elif withheld := self.directory.withheld(name, self.domain,
+                                                 target_names=self.target_names):
+            self.warn(f"{context}: {name!r} is the user {withheld[1]}@{withheld[0]}, which the "
+                      "plan does not create (see its problem); nothing is delivered to it",
+                      target.origin)
         elif _PLAIN_NAME.fullmatch(name) and not target.listed:
             self.warn(f"{context}: local name {name!r} resolves to nothing (no alias, no "
                       "migrated user)", target.origin)

@@ -84,6 +84,8 @@ class DomainRules:
     unrenamed user maps to itself). ``include``/``exclude`` are fnmatch patterns on alias
     names of the source aliases file; an empty ``include`` imports every alias.
     ``catch_all`` None means: take it from virtusertable's ``@domain`` entry, else bounce.
+    ``withheld`` maps the source login of each user the plan does not create (its
+    directory too long: :meth:`Desired.withhold`) to its name: no mailbox, said so.
     """
 
     domain: str
@@ -96,6 +98,7 @@ class DomainRules:
     catch_all: CatchAll | None = None
     import_forwards: bool = True
     origin: Origin | None = None
+    withheld: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
