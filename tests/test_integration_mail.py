@@ -234,7 +234,6 @@ def test_state_file_deleted_does_not_duplicate(setup, tmp_path):
     assert "No changes." in plan and "apply records" not in line
 
 
-
 class CountingConnector(LocalConnector):
     """A local connector that counts the bytes its commands send back (``received``)."""
 
@@ -942,6 +941,21 @@ def test_a_last_message_without_a_newline_is_imported_once(tmp_path):
     assert stored(target, f"ursula@{domain}") == [b"From: s\nSubject: m1\n\nbody"]
 
 
+def _imported_settled_without_newline(tmp_path: Path):
+    """A spool whose settled last message m1 has no final newline, beside a ~/mbox,
+    imported: (a: the spool's first message, the spool, the target, the user's address,
+    the spec, m1's length with a before it, what the INBOX holds)."""
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
+    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
+    path, target, domain, spec = one_user(tmp_path, a + m1)
+    settle(path)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox")
+    (home / "mbox").write_bytes(b)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    once = sorted([*whole_read(a), b"From: s\nSubject: m1\n\nbody", *whole_read(b)])
+    return a, path, target, f"ursula@{domain}", spec, len(a + m1), once
+
 
 @pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
 def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_whole_read(
@@ -951,16 +965,8 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     from the checkpoint starts there, and so does a whole read (a spool beside ~/mbox
     whose appended message is a copy of one before the checkpoint is read whole): the
     earlier message is not imported a second time, the new one is imported once."""
-    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
-    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
-    path, target, domain, spec = one_user(tmp_path, a + m1)
-    settle(path)
-    home = path.parent.parent.parent.parent / "home/ursula"
-    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox")
-    (home / "mbox").write_bytes(b)
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    address = f"ursula@{domain}"
-    once = sorted([*whole_read(a), b"From: s\nSubject: m1\n\nbody", *whole_read(b)])
+    a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
+    domain = address.split("@")[1]
     assert stored(target, address) == once
     with path.open("ab") as fh:
         fh.write(lead + a)  # the same message delivered again
@@ -972,7 +978,7 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     # the next checkpoint still says where that message ended: read whole again, the
     # spool gives it as it was imported
     state = json.loads((tmp_path / "m.state.json").read_text())
-    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [len(a + m1)]
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
     with path.open("ab") as fh:
         fh.write(a)
     plan = mailplan("plan", str(spec), check=True).stdout
@@ -985,7 +991,6 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     assert (row["source"], row["target"], row["ok"]) == (5, 5, True), row
 
 
-
 @pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
 def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_path, lead):
     """A state file written before checkpoints recorded where reads ended (no "ends"):
@@ -994,20 +999,12 @@ def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_
     the checkpoint, so a whole read after an append (a spool beside ~/mbox whose new
     message is a copy of an earlier one) ends that message there, as the import read
     it: it is not imported again, and the next checkpoint records that end."""
-    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
-    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
-    path, target, domain, spec = one_user(tmp_path, a + m1)
-    settle(path)
-    home = path.parent.parent.parent.parent / "home/ursula"
-    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "in mbox")
-    (home / "mbox").write_bytes(b)
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    address = f"ursula@{domain}"
+    a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
+    domain = address.split("@")[1]
     state_path = tmp_path / "m.state.json"
     state = json.loads(state_path.read_text())
     del state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"]  # as an older version
     state_path.write_text(json.dumps(state))
-    once = sorted([*whole_read(a), b"From: s\nSubject: m1\n\nbody", *whole_read(b)])
     with path.open("ab") as fh:
         fh.write(lead + a)
     plan = mailplan("plan", str(spec), check=True).stdout
@@ -1015,9 +1012,8 @@ def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert stored(target, address) == sorted([*once, *whole_read(a)])
     state = json.loads(state_path.read_text())
-    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [len(a + m1)]
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
-
 
 
 NO_NEWLINE = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
