@@ -45,6 +45,19 @@ from mailplan.errors import CommandTimeout, ConnectionLost, HostError
 from mailplan.secret import mask_output
 from mailplan.shell import Cmd
 
+#: How a session's shell is started: ``/bin/sh -s`` reads the commands through a ``cat``
+#: that relays the channel's input, and once that input ends (mailplan closed the
+#: session, or stopped on a signal, or was killed and its connection dropped) the relay
+#: kills the session's whole process group, the command running in it included. sshd
+#: gives each session a process group of its own and, with no terminal, sends it no
+#: SIGHUP when the channel or the connection goes: without the relay a hung command
+#: would outlive the run that gave up on it (an idle shell killed so at a normal close
+#: loses nothing). Only the shell and its commands hold the channel's output, so the
+#: shell's own end is seen at once as before.
+SHELL = ("/bin/sh -c 'exec 3>&1 4<&0 </dev/null >/dev/null; "
+         "{ cat; kill -KILL 0; } <&4 3>&- 4<&- | /bin/sh -s >&3 3>&- 4<&- & "
+         "exec 3>&- 4<&-; wait'")
+
 #: the shell's start: files it makes are private; a signal ends it (dash would otherwise
 #: go on after a SIGPIPE from a channel closed under a running command)
 _PROLOGUE = (
@@ -178,7 +191,7 @@ class ShellSession:
     def __init__(self, conn: Connector) -> None:
         self.conn = conn
         self.broken = False
-        self._proc = conn.start("/bin/sh -s")
+        self._proc = conn.start(SHELL)
         self._tag = 0
         self._nonce = secrets.token_hex(16)
         self._frames = _Frames(self._proc, self._nonce, conn.name)
@@ -339,15 +352,23 @@ class ShellSession:
         self._proc.kill()
 
     def close(self) -> None:
-        """End the shell."""
+        """End the shell. One that is running a command for another thread is killed
+        with that command (:data:`SHELL`), not waited for: a hung command would hold
+        the close, and a stop on a signal, for as long as it hangs."""
         if self.broken:
             return
-        self.broken = True  # no command after this one
+        if not self._lock.acquire(blocking=False):
+            self._break()  # that thread's read then ends with ConnectionLost
+            return
         try:
-            self._proc.close_stdin()
-            self._proc.wait()
-        except OSError:
-            self._proc.kill()
+            self.broken = True  # no command after this one
+            try:
+                self._proc.close_stdin()
+                self._proc.wait()
+            except OSError:
+                self._proc.kill()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> ShellSession:
         return self

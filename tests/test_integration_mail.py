@@ -31,6 +31,7 @@ from migration import (
 from mailplan.connectors.local import LocalConnector
 from mailplan.mail.maildir import parse_message_name
 from mailplan.mail.windows import OPENED
+from mailplan.remote import SHELL
 
 
 def msg(sender: str, date: str, subject: str, extra: str = "", body: str = "hello\n") -> bytes:
@@ -366,8 +367,8 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     # the read itself, on the file the plan listed only (mail.windows.guarded)
     (read,) = started[planning:]
     assert read.startswith("( exec 3<") and source_slice(OPENED, 0, 1).split(" ")[0] in read
-    assert [c for c in started if c.startswith("/bin/sh")] == ["/bin/sh -s"], started
-    assert target_started == ["/bin/sh -s", agent_command(tgt.python)], target_started
+    assert [c for c in started if c.startswith("/bin/sh")] == [SHELL], started
+    assert target_started == [SHELL, agent_command(tgt.python)], target_started
 
 
 def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch):

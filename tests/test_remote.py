@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.errors import CommandTimeout, HostError
+from mailplan.errors import CommandTimeout, ConnectionLost, HostError
 from mailplan.remote import KILL_GRACE, ShellSession, read_files, run_batch
 from mailplan.shell import Cmd, chunks_within
 
@@ -199,3 +203,70 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, FileNotFoundError):
         return False
     return not stat.split(") ", 1)[1].startswith("Z")
+
+
+def _hung(tmp_path: Path) -> tuple[Path, str]:
+    """A program that hangs ignoring SIGTERM and SIGHUP, as does its child; and the
+    pattern that finds both (a sleep no other run on this machine uses)."""
+    tag = f"sleep {random.randrange(5_000_000, 6_000_000)}"
+    hung = tmp_path / "hung"
+    hung.write_text(f"#!/bin/sh\ntrap '' TERM HUP\n{tag} &\n{tag}\n")
+    hung.chmod(0o755)
+    return hung, tag
+
+
+def _ended(tag: str, count: int = 0, wait: float = 5) -> bool:
+    """Whether ``count`` processes of ``tag`` run within ``wait`` seconds (with 0: all
+    ended; whatever is left is killed then, by id)."""
+    deadline = time.monotonic() + wait
+    while len(_running(tag)) != count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ok = len(_running(tag)) == count
+    if count == 0:
+        for pid in _running(tag):
+            os.kill(int(pid), signal.SIGKILL)
+    return ok
+
+
+def test_closing_a_connection_under_a_command_ends_it_on_the_host(conn, tmp_path):
+    """A stop at once closes the connection while another thread waits on a hung
+    command: the close returns at once, that thread gets ConnectionLost, and nothing of
+    the command is left on the host, over SSH too (remote.SHELL: sshd sends a session
+    no SIGHUP, but the relay kills its process group when its input ends)."""
+    hung, tag = _hung(tmp_path)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conn.shell().run(Cmd.of(str(hung)), unlimited=True)
+        except ConnectionLost as exc:
+            failed.append(exc)
+
+    waiting = threading.Thread(target=run)
+    waiting.start()
+    assert _ended(tag, count=2)  # the program and its child run
+    started = time.monotonic()
+    conn.close()
+    waiting.join(5)
+    assert not waiting.is_alive() and failed, failed
+    assert time.monotonic() - started < 3
+    assert _ended(tag)
+
+
+def test_a_killed_client_leaves_no_command_on_the_host(sshd, tmp_path):
+    """mailplan killed (kill -9) during a remote command: the connection drops, and the
+    command and its child end on the host."""
+    hung, tag = _hung(tmp_path)
+    code = (f"from mailplan.connectors.ssh import SSHConnector\n"
+            f"c = SSHConnector('h', address='127.0.0.1', port={sshd.port}, "
+            f"user={sshd.user!r}, identity_file={str(sshd.client_key)!r}, "
+            f"known_hosts={str(sshd.known_hosts)!r})\n"
+            f"c.shell().run({str(hung)!r}, unlimited=True)\n")
+    client = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert _ended(tag, count=2, wait=30)
+    finally:
+        client.kill()
+        client.wait()
+    assert _ended(tag)
+
