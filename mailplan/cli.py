@@ -22,6 +22,7 @@ from mailplan.engine import (
     state_path_for,
 )
 from mailplan.errors import MailplanError
+from mailplan.interrupt import SignalStop, Stopped, stops_at_once
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.spec import Spec, load_spec
@@ -82,10 +83,16 @@ def validate(spec: str) -> None:
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
 def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
          state: str | None, verbose: bool, strict: bool) -> None:
-    """Read both servers and show what apply would change. Changes nothing."""
+    """Read both servers and show what apply would change. Changes nothing.
+
+    Ctrl-C, SIGTERM or SIGHUP stops it at once (the commands it runs on the hosts
+    with it).
+    """
     loaded = load_spec(spec)
-    planned = make_plan(loaded, State.load(_state(loaded, state), fold=False), strict=strict)
-    planned.close()
+    with stops_at_once("plan", "while reading the hosts"):
+        planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),
+                            strict=strict)
+        planned.close()
     if out:
         planned.plan.save(Path(out))
     if as_json:
@@ -123,8 +130,9 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
 
     Shows progress (a live display on a terminal, status lines otherwise) and logs
     every remote command, the plan's problems (what is not migrated) and a summary to
-    a file. Ctrl-C, SIGTERM or SIGHUP stops after the current step; run the same
-    command again to resume.
+    a file. Ctrl-C, SIGTERM or SIGHUP stops after the current step (before the
+    first change: at once), a second Ctrl-C or SIGTERM at once; run the same command
+    again to resume.
     """
     loaded, saved = load_for_apply(Path(spec_or_plan))
     if quiet and saved is None and not auto_approve:
@@ -134,8 +142,9 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
     target = loaded.data["target"]["host"]
     resume = " ".join(["mailplan apply", spec_or_plan, *(["--prune"] if prune else []),
                        *(["--state", state] if state else [])])
-    with locked(state_path), ApplyWatch(state_path, resume=resume, quiet=quiet,
-                                        log_path=Path(log_file) if log_file else None) as watch:
+    with stops_at_once("apply", "before the first change") as signals, locked(state_path), \
+            ApplyWatch(state_path, resume=resume, quiet=quiet, signals=signals,
+                       log_path=Path(log_file) if log_file else None) as watch:
         current = State.load(state_path)
         planned = make_plan(loaded, current, strict=strict, connectors=watch.connect(loaded))
         try:
@@ -151,7 +160,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                               skipped=len(planned.plan.changes))
                 return
             if saved is None and not auto_approve:
-                _confirm()
+                _confirm(signals)
             watch.begin(planned, todo, target)
             watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                 planned, current, saved=saved, prune=prune, parallel=parallel,
@@ -167,13 +176,18 @@ def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
                f"(retry {attempt})", err=True)
 
 
-def _confirm() -> None:
+def _confirm(signals: SignalStop) -> None:
     if not sys.stdin.isatty():
         raise Cancelled("refusing to apply without confirmation: stdin is not a terminal",
                         hint="review the plan, then use --auto-approve, or save it with plan "
                         "-o FILE and run apply FILE")
-    answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted",
-                          default="", show_default=False)
+    try:
+        answer = click.prompt("Do you want to perform these actions? Only 'yes' will be "
+                              "accepted", default="", show_default=False)
+    except click.Abort:  # click's answer to Ctrl-C (our Stopped) and to end of input
+        if signals.signum is not None:
+            raise Stopped(signals.signum) from None
+        raise Cancelled("apply cancelled: nothing was changed") from None
     if answer != "yes":
         raise Cancelled("apply cancelled: nothing was changed")
 

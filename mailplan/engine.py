@@ -24,7 +24,7 @@ from typing import Any
 
 from mailplan import interpreter
 from mailplan.commands import Context, creation_claim, execute
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import Desired, build_desired
 from mailplan.diff import diff
 from mailplan.errors import MailplanError, StalePlanError, StepFailed
@@ -118,15 +118,19 @@ def make_plan(spec: Spec, state: State,
         # with those mailplan made and those of steps begun and not recorded
         named = {key.lower() for key in spec.data["domains"]} | managed.domains | {
             claim["domain"] for claim in state.intents().values()}
-        # two hosts are read at once (each read is a remote command: a shell start-up)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # two hosts are read at once (each read is a remote command: a shell start-up);
+        # on an error nothing waits for the other read: ending the connections ends it
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
             target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
                 if src["host"] != tgt["host"] else None
             source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
                                  src.get("shadow", "/etc/shadow"), src.get("timezone"))
             desired = build_desired(spec, source)
-        target = target_read.result() if target_read is not None else \
-            read_target(conns[tgt["host"]], vpop, named)
+            target = target_read.result() if target_read is not None else \
+                read_target(conns[tgt["host"]], vpop, named)
+        finally:
+            pool.shutdown(wait=False)
         withhold_long_dirs(desired, target, vpop)  # paths vpopmail refuses
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
@@ -146,6 +150,11 @@ def make_plan(spec: Spec, state: State,
         result.problems += mail.problems
         result.noops += mail.noops
         warnings = routing.cautions + mail.warnings
+    except KeyboardInterrupt:
+        # stopping at once (mailplan.interrupt): a read may wait on a hung command, in
+        # this thread or the other; the connections go, the caller's included
+        abort_all(conns.values())
+        raise
     except BaseException:
         if connectors is None:
             for conn in conns.values():
@@ -310,12 +319,26 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
             finally:
                 importer.close()
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    failed: BaseException | None = None
+    try:
         futures = [pool.submit(worker) for _ in range(workers)]
         for future in as_completed(futures):
-            if future.exception() is not None:
-                stop.set()
-                raise future.exception()  # type: ignore[misc]
+            failed = future.exception()
+            if failed is not None:
+                stop.set()  # the other workers finish their current user (or batch)
+                break
+        pool.shutdown(wait=True)
+    except KeyboardInterrupt:
+        # stopping at once, in this thread (a worker's StopRequested, the safe point, is
+        # ``failed``): a worker may wait on a hung command; the connections go first,
+        # which ends every worker's command, then the workers are waited for
+        stop.set()
+        abort_all(planned.connectors.values())
+        pool.shutdown(wait=True)
+        raise
+    if failed is not None:
+        raise failed
 
 
 @dataclass

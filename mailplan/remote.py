@@ -235,11 +235,17 @@ class ShellSession:
                                          or time.monotonic() - started >= limit):
                     raise
                 name = command.display() if isinstance(command, Cmd) else (shown or text)
-                self._observe_timeout(name, started, limit)
+                self._observe_cut(name, started, b"timed out",
+                                  f"no result within command_timeout ({limit} s): stopped")
                 program = str(command.argv[0]) if isinstance(command, Cmd) else \
                     (text.split() or ["the command"])[0]
                 raise CommandTimeout(program.rsplit("/", 1)[-1], limit,
                                      host=self.conn.name) from None
+            except KeyboardInterrupt:  # stopping at once: the shell and the command end
+                self._observe_cut(command.display() if isinstance(command, Cmd) else
+                                  (shown or text), started, b"stopped by mailplan",
+                                  "interrupted: stopped on the host")
+                raise
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -250,11 +256,11 @@ class ShellSession:
             self.conn.observer(shown or text, logged, time.monotonic() - started, "")
         return res
 
-    def _observe_timeout(self, shown: str, started: float, limit: int) -> None:
+    def _observe_cut(self, shown: str, started: float, said: bytes, note: str) -> None:
+        """Tell the observer (the apply log) of a command that had no result."""
         if self.conn.observer is not None:
-            self.conn.observer(shown, CommandResult(-1, b"", b"timed out"),
-                               time.monotonic() - started,
-                               f"no result within command_timeout ({limit} s): stopped")
+            self.conn.observer(shown, CommandResult(-1, b"", said),
+                               time.monotonic() - started, note)
 
     def batch(self, commands: Sequence[str]) -> list[CommandResult]:
         """Send all ``commands`` at once, then read their results in order."""

@@ -32,7 +32,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
@@ -370,6 +370,9 @@ def verify(spec: Spec, state: State, *, login: tuple[str, Secret] | None = None,
                            for n in sorted({src["host"], tgt["host"]})}
     try:
         return _verify(spec, state, conns, login, full)
+    except KeyboardInterrupt:  # stopping at once (mailplan.interrupt): no command waited for
+        abort_all(conns.values())
+        raise
     finally:
         if connectors is None:
             for conn in conns.values():

@@ -13,6 +13,7 @@ import click
 
 from mailplan.engine import STATE_HELP, state_path_for
 from mailplan.errors import MailplanError
+from mailplan.interrupt import stops_at_once
 from mailplan.spec import load_spec
 from mailplan.state import State
 from mailplan.verify import password_from_env, verify
@@ -39,7 +40,8 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
     """Compare source and target user by user and message by message. Changes nothing.
 
     Exits 0 when accounts, mailboxes (by message identity, size, flags and date) and
-    routing all match, 3 when something differs, 1 on an error.
+    routing all match, 3 when something differs, 1 on an error. Ctrl-C, SIGTERM or
+    SIGHUP stops it at once (130, 143, 129).
     """
     if bool(check_login) != bool(password_env):
         raise MailplanError("--check-login and --password-env go together",
@@ -49,7 +51,8 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         if check_login and password_env else None
     loaded = load_spec(spec)
     state_path = state_path_for(loaded, state)
-    report = verify(loaded, State.load(state_path, fold=False), login=login, full=full)
+    with stops_at_once("verify", "while reading the hosts"):
+        report = verify(loaded, State.load(state_path, fold=False), login=login, full=full)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

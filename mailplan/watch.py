@@ -5,11 +5,14 @@ opens the apply log (path printed at the start and the end), puts its observer o
 connection so each remote command is logged, feeds the progress reporter from
 ``apply_plan``'s ``on_step`` and ``on_mail`` callbacks, and counts the summary.
 
-Ctrl-C: the first SIGINT only asks to stop. The running step finishes (a mailbox import
-stops after its current batch is durable and journaled), then :class:`StopRequested`
-(a ``KeyboardInterrupt``, so the engine records the apply as interrupted) ends the run
-and the operator is told what was done and how to resume. A second Ctrl-C stops at once;
-the journal still holds every finished step.
+Ctrl-C: until the first change, the run stops at once (:mod:`mailplan.interrupt`):
+nothing was changed, and the log says so. From then on the first SIGINT only asks to
+stop. The running step finishes (a mailbox import stops after its current batch is
+durable and journaled), then :class:`StopRequested` (a ``KeyboardInterrupt``, so the
+engine records the apply as interrupted) ends the run and the operator is told what was
+done and how to resume. A second Ctrl-C stops at once: the connections are ended, and
+with them the remote commands, a hung one included; the journal still holds every
+finished step.
 
 SIGTERM (a shutdown, ``kill``, a supervisor) and SIGHUP (the administrator's terminal or
 SSH session went away) ask to stop the same way as the first Ctrl-C; a SIGTERM after
@@ -24,20 +27,19 @@ signal's number after SIGTERM (143) or SIGHUP (129).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import stat
 import sys
 import threading
 import time
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TextIO
+from types import TracebackType
+from typing import TYPE_CHECKING, TextIO
 
 from mailplan.applylog import ApplyLog, Summary, default_log_path
 from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
+from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
 from mailplan.plan import Change, Plan
 from mailplan.progress import Reporter, reporter_for
 from mailplan.render import problem_line
@@ -47,17 +49,9 @@ from mailplan.text import escape, escape_lines
 if TYPE_CHECKING:
     from mailplan.engine import ApplyResult, Planned
 
-INTERRUPTED_EXIT = 130
-
 
 class StopRequested(KeyboardInterrupt):
     """Ctrl-C was pressed; raised at the next safe point."""
-
-
-class Interrupted(MailplanError):
-    """The apply stopped on Ctrl-C after recording what was done."""
-
-    exit_code = INTERRUPTED_EXIT
 
 
 class Cancelled(MailplanError):
@@ -67,9 +61,12 @@ class Cancelled(MailplanError):
 class ApplyWatch:
     """Log, progress and Ctrl-C handling around one apply (a context manager)."""
 
-    def __init__(self, state_path: Path, *, resume: str, log_path: Path | None = None,
-                 quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(self, state_path: Path, *, resume: str, signals: SignalStop,
+                 log_path: Path | None = None, quiet: bool = False,
+                 stream: TextIO | None = None) -> None:
         self.state_path = state_path
+        #: the command's signal handlers: they stop at once until :meth:`begin`
+        self.signals = signals
         self.resume = resume
         self.stream = stream or sys.stdout
         self.quiet = quiet
@@ -78,9 +75,7 @@ class ApplyWatch:
         self.summary = Summary()
         self.connectors: list[Connector] = []
         self.stop = False
-        self._previous: dict[int, Any] = {}
-        #: the signal that asked to stop (SIGINT, SIGTERM or SIGHUP), once one has
-        self.stopped_by: int | None = None
+        self._began = False
         self._detached: list[Reporter] = []
         self._pending: list[str] = []
         self._lock = threading.Lock()
@@ -96,6 +91,7 @@ class ApplyWatch:
             self.stream.flush()
 
     def __enter__(self) -> ApplyWatch:
+        self.signals.on_hangup(self._terminal_gone)
         return self
 
     def connect(self, spec: Spec) -> dict[str, Connector]:
@@ -124,7 +120,8 @@ class ApplyWatch:
                 self.log.write(f"  ! {problem_line(p)}")
 
     def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
-        """Start applying: reporter, totals, Ctrl-C handler."""
+        """Start applying: reporter, totals; a signal now stops at the next safe point."""
+        self._began = True
         self._planned = len(todo)
         for change in todo:
             phase = _phase_of(change)
@@ -136,29 +133,19 @@ class ApplyWatch:
             job = planned.mail_jobs.get(change.id)
             if change.kind == "mailbox" and job is not None:
                 self.reporter.plan_mail(change, job.count, job.size)
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
-                    continue  # nohup: the operator chose to outlive the terminal
-                self._previous[signum] = signal.signal(signum, self._signalled)
+        self.signals.at_safe_points(self._stop_requested, self._stop_now)
 
-    def _signalled(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT, SIGTERM or SIGHUP: stop at the next safe point; SIGINT or SIGTERM
-        again: stop at once."""
-        if signum == signal.SIGHUP:
-            self._terminal_gone()
-        if self.stop:
-            if signum == signal.SIGHUP:
-                return
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._log_later(f"{_signal_name(signum)} again: stopping at once")
-            raise KeyboardInterrupt
+    def _stop_requested(self, signum: int) -> None:
+        """From the signal handler: the first signal of the apply."""
         self.stop = True
-        self.stopped_by = signum
-        self._log_later(f"{_signal_name(signum)}: stopping at the next safe point")
+        self._log_later(f"{signal_name(signum)}: stopping at the next safe point")
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         self.reporter.note(f"Stopping after the current step ({again} again to stop at "
                            "once; finished steps stay recorded)...")
+
+    def _stop_now(self, signum: int) -> None:
+        """From the signal handler: SIGINT or SIGTERM again."""
+        self._log_later(f"{signal_name(signum)} again: stopping at once")
 
     def _log_later(self, text: str) -> None:
         """From a signal handler: the log's lock may be held by the very code the signal
@@ -173,16 +160,7 @@ class ApplyWatch:
         """After SIGHUP: write nothing more to the terminal (the log still gets it all)."""
         if self.quiet and self._detached:
             return
-        self.quiet = True
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                for fd in (1, 2):
-                    with contextlib.suppress(OSError):
-                        if not stat.S_ISREG(os.fstat(fd).st_mode):
-                            os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
+        self.quiet = True  # the output points at /dev/null now (SignalStop)
         # the old reporter may be mid-draw: it is closed (into /dev/null) at the end
         self._detached.append(self.reporter)
         self.reporter = Reporter()
@@ -256,23 +234,32 @@ class ApplyWatch:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
         for reporter in (*self._detached, self.reporter):
             with contextlib.suppress(OSError):
                 reporter.close()
         for conn in self.connectors:
             conn.observer = None
-            conn.close()  # make_plan leaves connections it was given open on errors
+            # make_plan leaves connections it was given open on errors; stopping at
+            # once waits for none of their commands
+            if self.signals.at_once:
+                conn.abort()
+            else:
+                conn.close()
         done = (self.summary.created + self.summary.changed + self.summary.deleted
                 + self.summary.mailboxes)
         interrupted = exc is not None and isinstance(exc, KeyboardInterrupt)
-        # not confirmed, or a saved plan that no longer applies: nothing was started, and
-        # the error says why (a summary of "failed" steps would only repeat it)
-        not_started = isinstance(exc, (Cancelled, StalePlanError))
-        if not_started:
-            self.summary.result = "cancelled" if isinstance(exc, Cancelled) else \
-                "not applied: the saved plan is stale"
+        # not confirmed, a saved plan that no longer applies, or stopped before the first
+        # change: nothing was started, and the error says so (a summary of "failed"
+        # steps, or a command to resume, would only mislead)
+        not_started = isinstance(exc, (Cancelled, StalePlanError)) or \
+            (interrupted and not self._began)
+        if isinstance(exc, Cancelled):
+            self.summary.result = "cancelled"
+        elif isinstance(exc, StalePlanError):
+            self.summary.result = "not applied: the saved plan is stale"
+        elif not_started:
+            self.summary.result = (f"interrupted{by_signal(self._stopped_by())} before the "
+                                   "first change: nothing was changed")
         elif exc is not None:
             self.summary.result = "interrupted" if interrupted else "failed"
             self.summary.skipped = max(0, self._planned - done - len(self._running)) \
@@ -294,19 +281,17 @@ class ApplyWatch:
         self._echo(f"Log: {self.log.path}" + (
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
-        if interrupted:
-            by = "" if self.stopped_by in (None, signal.SIGINT) else \
-                f" by {_signal_name(self.stopped_by)}"
-            stopped = Interrupted(f"apply interrupted{by} after {done} of {self._planned} "
-                                  f"change(s); everything finished is recorded in "
-                                  f"{self.state_path}", hint=f"resume with: {self.resume}")
-            if self.stopped_by in (signal.SIGTERM, signal.SIGHUP):
-                stopped.exit_code = 128 + self.stopped_by
-            raise stopped from None
+        if interrupted and self._began:
+            raise Interrupted(f"apply interrupted{by_signal(self._stopped_by())} after "
+                              f"{done} of {self._planned} change(s); everything finished is "
+                              f"recorded in {self.state_path}", signum=self._stopped_by(),
+                              hint=f"resume with: {self.resume}") from None
+        # interrupted before the first change, the KeyboardInterrupt goes on: the command
+        # says that nothing was changed (interrupt.stops_at_once)
 
-
-def _signal_name(signum: int) -> str:
-    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    def _stopped_by(self) -> int:
+        """The signal that first asked to stop (a KeyboardInterrupt without one: SIGINT)."""
+        return self.signals.signum or signal.SIGINT
 
 
 def _phase_of(change: Change) -> str:

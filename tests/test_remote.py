@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import CommandTimeout, ConnectionLost, HostError
 from mailplan.remote import KILL_GRACE, ShellSession, read_files, run_batch
@@ -270,3 +271,62 @@ def test_a_killed_client_leaves_no_command_on_the_host(sshd, tmp_path):
         client.wait()
     assert _ended(tag)
 
+
+class _Unanswered(Process):
+    """A host that never answers nor ends a command (a hung network path), until
+    mailplan kills the command."""
+
+    def __init__(self) -> None:
+        self.killed = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close_stdin(self) -> None:
+        pass
+
+    def read(self, size: int = 65536) -> bytes:
+        self.killed.wait()
+        return b""
+
+    def readline(self) -> bytes:
+        return self.read()
+
+    def wait(self) -> CommandResult:
+        self.killed.wait()
+        return CommandResult(-1, b"", b"")
+
+    def kill(self) -> None:
+        self.killed.set()
+
+
+class _Unanswering(Connector):
+    def start(self, command: str) -> Process:
+        return self._track(_Unanswered())
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_ending_a_connection_waits_for_no_command_in_flight(how):
+    """Closing (or aborting) a connection whose shell runs a command for another thread
+    kills that shell instead of waiting for it to end, however long the host takes: the
+    waiting thread gets ConnectionLost, and whoever closes goes on."""
+    conn = _Unanswering("stuck")
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conn.shell().run("true", unlimited=True)
+        except ConnectionLost as exc:
+            failed.append(exc)
+
+    waiting = threading.Thread(target=run, daemon=True)
+    waiting.start()
+    deadline = time.monotonic() + 5
+    while not conn.shell()._lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ending = threading.Thread(target=getattr(conn, how), daemon=True)
+    ending.start()
+    ending.join(3)
+    waiting.join(3)
+    assert not ending.is_alive() and not waiting.is_alive()
+    assert len(failed) == 1 and "stopped answering" in str(failed[0])

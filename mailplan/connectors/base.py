@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,6 +103,10 @@ class Connector(abc.ABC):
         self.observer: CommandObserver | None = None
         self._shell: ShellSession | None = None
         self._shell_lock = threading.Lock()
+        #: every command started and not yet collected, for :meth:`abort`
+        self._started: weakref.WeakSet[Process] = weakref.WeakSet()
+        #: :meth:`abort` was called: closing waits for nothing
+        self.aborted = False
 
     def wrap(self, command: str) -> str:
         """The command as it is sent: under ``sudo -n`` when the host asks for it."""
@@ -110,7 +116,13 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def start(self, command: str) -> Process:
-        """Start a shell command line (already quoted) and return the running process."""
+        """Start a shell command line (already quoted) and return the running process
+        (implementations pass it through :meth:`_track`)."""
+
+    def _track(self, proc: Process) -> Process:
+        """Remember a started command, so that :meth:`abort` can stop it."""
+        self._started.add(proc)
+        return proc
 
     def start_stream(self, command: str, *, display: str | None = None) -> Process:
         """Start a command that moves bulk data (a mailbox read, the writer agent). The
@@ -126,7 +138,8 @@ class Connector(abc.ABC):
         if self.observer is None:
             return proc
         self.observer(shown, None, 0.0, f"stream over {self.stream_path()}")
-        return _ObservedStream(proc, self, shown, started)
+        self._started.discard(proc)  # abort() kills it through the wrapper, which logs it
+        return self._track(_ObservedStream(proc, self, shown, started))
 
     def prepare_streams(self) -> None:  # noqa: B027 - optional hook
         """Streams will follow: a connector whose stream path needs setting up may start
@@ -179,6 +192,18 @@ class Connector(abc.ABC):
                 self._shell = ShellSession(self)
             return self._shell
 
+    def abort(self) -> None:
+        """End the connection at once (a stop on a signal): every command it started is
+        killed without waiting for it to finish (a remote shell takes the commands it
+        runs with it: :data:`mailplan.remote.SHELL`), then it is closed. The threads
+        reading from those commands then fail (:class:`ConnectionLost`), so that whoever
+        waits for them is not held by a command that hangs."""
+        self.aborted = True
+        for proc in list(self._started):
+            with contextlib.suppress(OSError, MailplanError):
+                proc.kill()
+        self.close()
+
     def close(self) -> None:
         """Release the connection (subclasses call this first): ends the shared shell."""
         with self._shell_lock:
@@ -191,6 +216,12 @@ class Connector(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def abort_all(conns: Iterable[Connector]) -> None:
+    """:meth:`Connector.abort` each connection (a stop at once)."""
+    for conn in conns:
+        conn.abort()
 
 
 def _sh_quote(text: str) -> str:
@@ -250,5 +281,7 @@ class _ObservedStream(Process):
         return res
 
     def kill(self) -> None:
-        self._inner.kill()
+        # said first: a thread waiting on the stream would otherwise log the end the kill
+        # causes (killed by a signal, a lost connection) as how it ended
         self._report(CommandResult(-1, b"", b"stopped by mailplan"), ", stopped")
+        self._inner.kill()

@@ -59,8 +59,9 @@ class LocalProcess(Process):
         return CommandResult(code, rest, err)
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._proc.returncode is None:  # once collected, its number may be another's
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc.wait()
 
 
@@ -84,6 +85,6 @@ class LocalConnector(Connector):
     def start(self, command: str) -> Process:
         self.channels_opened += 1
         try:
-            return LocalProcess(self.wrap(command))
+            return self._track(LocalProcess(self.wrap(command)))
         except OSError as exc:
             raise HostError(f"cannot start /bin/sh: {exc}", host=self.name) from exc

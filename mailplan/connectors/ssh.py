@@ -227,7 +227,7 @@ class SSHConnector(Connector):
             channel.exec_command(self.wrap(command))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectionLost(f"cannot open an SSH channel: {exc}", host=self.name) from None
-        return SSHProcess(channel)
+        return self._track(SSHProcess(channel))
 
     def prepare_streams(self) -> None:
         """Probe the OpenSSH stream path on a thread (its ssh login takes as long as a
@@ -294,13 +294,15 @@ class SSHConnector(Connector):
         except OSError as exc:
             raise ConnectionLost(f"cannot start ssh: {exc}", host=self.name) from None
         self.channels_opened += 1
-        return proc
+        return self._track(proc)
 
     def close(self) -> None:
         super().close()
-        if self._preparing is not None:
+        if self._preparing is not None and not self.aborted:
+            # after abort() it is left to end by itself (a daemon thread; the master it
+            # may start stops at exit or after ControlPersist)
             self._preparing.join()
-            self._preparing = None
+        self._preparing = None
         if self._streams is not None:
             self._streams.close()
             self._streams = None
