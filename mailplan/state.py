@@ -59,16 +59,8 @@ def fingerprint_key(state_path: Path) -> bytes:
     A plan file alone then tells nothing about a password; ``apply p.json`` needs the
     key file that made it (the same state directory)."""
     path = state_path.with_name(state_path.name + ".key")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        try:
-            write_all(fd, secrets.token_hex(32).encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if not os.path.lexists(path):
+        _create_key(path)
     try:
         text = path.read_text(encoding="ascii").strip()
         key = bytes.fromhex(text)
@@ -80,6 +72,40 @@ def fingerprint_key(state_path: Path) -> bytes:
         raise StateError(f"{path}: the plan fingerprint key is too short",
                          hint="remove it and run `mailplan plan` again")
     return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, then link it into place: a plan stopped (or killed) at
+    any point leaves no key or a whole one, never an empty one that every later plan
+    would refuse; of two plans making it at once, the first link wins. Where the file
+    system has no hard links, the key is written in place (``O_EXCL``). An error is
+    left for the read that follows to report."""
+    key = secrets.token_hex(32).encode() + b"\n"
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _write_synced(fd, key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here
+            _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                  0o600), key)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _write_synced(fd: int, data: bytes) -> None:
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_private_append(path: Path) -> int:

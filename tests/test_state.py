@@ -13,7 +13,7 @@ import pytest
 from mailplan.errors import MailplanError, StateError
 from mailplan.plan import Change
 from mailplan.routing.managed import managed_routing
-from mailplan.state import State, locked, write_private
+from mailplan.state import State, fingerprint_key, locked, write_private
 
 
 def test_new_state_has_lineage_and_is_written_0600(tmp_path):
@@ -374,3 +374,23 @@ def test_a_journal_already_folded_is_not_folded_twice(tmp_path):
     assert final.serial == 2
     assert [h["result"] for h in final.data["history"]] == ["interrupted"] * 3
     assert [h["plan_id"] for h in final.data["history"]] == ["p"] * 3
+
+
+def test_a_plan_stopped_while_making_the_key_leaves_none(tmp_path, monkeypatch):
+    """The saved plans' fingerprint key is written whole, then linked into place: a plan
+    stopped while writing it (Ctrl-C, a kill) leaves no key, never an empty one that
+    every later plan would refuse; the next plan makes it."""
+    import mailplan.state
+
+    def cut(fd: int, data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mailplan.state, "write_all", cut)
+    with pytest.raises(KeyboardInterrupt):
+        fingerprint_key(tmp_path / "s.json")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    key = fingerprint_key(tmp_path / "s.json")
+    assert len(key) == 32 and fingerprint_key(tmp_path / "s.json") == key
+    assert stat.S_IMODE((tmp_path / "s.json.key").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json.key"]
