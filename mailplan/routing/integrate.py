@@ -57,7 +57,12 @@ from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
 from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
-from mailplan.routing.sendmailcf import AliasDatabase, parse_alias_files, plus_detail_rule
+from mailplan.routing.sendmailcf import (
+    AliasDatabase,
+    option_values,
+    parse_alias_files,
+    plus_detail_rule,
+)
 from mailplan.routing.target import TargetRouting, read_target_routing
 from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
 from mailplan.text import has_control
@@ -364,7 +369,6 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
 
 #: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
 DEFAULT_FORWARD_PATH = "$z/.forward.$w:$z/.forward"
-_FORWARD_PATH = re.compile(r"^O\s*ForwardPath\s*=\s*(.*?)\s*$|^OJ(.*?)\s*$", re.M)
 
 
 def forward_path(cf: str, origin: str, short_name: str | None,
@@ -374,8 +378,8 @@ def forward_path(cf: str, origin: str, short_name: str | None,
     or the old ``OJ``), else :data:`DEFAULT_FORWARD_PATH`, with ``$w`` (the host's short
     name) filled in. An entry with another macro, or ``$w`` where the host name is not
     known, is left out with a note; ``$z/.forward`` is read whatever it says."""
-    found = _FORWARD_PATH.findall(cf)
-    value = next((a or b for a, b in reversed(found)), None)
+    found = option_values(cf, "ForwardPath", "J", len("ForwardPath"))
+    value = found[-1][1].strip() if found else None
     out: list[str] = []
     for entry in (value or DEFAULT_FORWARD_PATH).split(":"):
         if short_name is not None:

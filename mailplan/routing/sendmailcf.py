@@ -1,4 +1,5 @@
-"""What mailplan reads of sendmail.cf: its alias databases and its +detail rule.
+"""What mailplan reads of sendmail.cf: its options (:func:`option_values`, also for
+ForwardPath), its alias databases and its +detail rule.
 
 **Alias databases** (:func:`parse_alias_files`): the ``AliasFile`` option.
 
@@ -36,8 +37,9 @@ from mailplan.text import has_control
 #: map classes whose database newaliases builds from a text aliases file (``stab``
 #: reads the text file itself)
 FILE_CLASSES = frozenset({"implicit", "hash", "btree", "dbm", "cdb", "stab"})
-#: ``O NAME=VALUE`` (setoption: one blank after the O, blanks around the '=') or ``OA...``
-_OPTION = re.compile(r"^O(?: ([^ =][^=]*?) *(?:= *(.*))?|A(.*))$", re.S)
+#: ``O NAME=VALUE`` (setoption: one blank after the O, blanks around the '=') or the old
+#: one-letter form ``OXVALUE``
+_OPTION = re.compile(r"^O(?: ([^ =][^=]*?) *(?:= *(.*))?|([^ ])(.*))$", re.S)
 
 
 @dataclass(frozen=True)
@@ -150,22 +152,29 @@ def _file_of(args: str) -> tuple[str | None, bool]:
     return (words[i] if i < len(words) else None), optional
 
 
-def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
-    """Every alias database sendmail.cf names, in lookup order (empty: it names none)."""
-    out: list[AliasDatabase] = []
+def option_values(cf: str, name: str, letter: str, shortest: int) -> list[tuple[int, str]]:
+    """(line number, value) of each setting of the option ``name`` in sendmail.cf, in
+    order: ``O NAME=VALUE``, with the name shortened to no less than ``shortest``
+    characters (while it names one option: ``AliasF``, as "Alias" is AliasWait too) and
+    in any case, or the old one-letter form ``O`` + ``letter`` + value."""
+    out: list[tuple[int, str]] = []
     for number, line in _folded(cf):
         match = _OPTION.match(line)
         if not match:
             continue
-        name, value, short = match.groups()
-        if name is not None:
-            # a long name may be shortened while it names one option (AliasF; "Alias"
-            # is AliasWait too)
-            if len(name) < 6 or not "aliasfile".startswith(name.lower()):
-                continue
-            value = value or ""
-        else:
-            value = short
+        long_name, value, short, short_value = match.groups()
+        if long_name is not None:
+            if len(long_name) >= shortest and name.lower().startswith(long_name.lower()):
+                out.append((number, value or ""))
+        elif short == letter:
+            out.append((number, short_value))
+    return out
+
+
+def parse_alias_files(cf: str, path: str) -> list[AliasDatabase]:
+    """Every alias database sendmail.cf names, in lookup order (empty: it names none)."""
+    out: list[AliasDatabase] = []
+    for number, value in option_values(cf, "AliasFile", "A", 6):
         # an empty value is sendmail's default, the file "aliases" (conf.c)
         for kind, rest in _split_specs(value.strip(" ") or "aliases"):
             spec = rest.strip() if kind == "implicit" else f"{kind}:{rest.strip()}"
