@@ -112,6 +112,14 @@ def start_dovecot(workdir: Path, users: dict[str, str], *, uid: int, gid: int,
     raise RuntimeError(f"dovecot did not answer on port {port}\n{daemon.log()}")
 
 
+def _common(workdir: Path) -> str:
+    """The settings both dovecot versions write alike: where it keeps its files, and
+    IMAP on 127.0.0.1 without TLS."""
+    return (f"base_dir = {workdir}/run\nstate_dir = {workdir}/state\n"
+            f"log_path = {workdir}/dovecot.log\nprotocols = imap\nlisten = 127.0.0.1\n"
+            "ssl = no")
+
+
 def _config_23(workdir: Path, home_root: Path, passwd: Path, port: int, *, uid: int,
                gid: int, listescape: bool, static: bool) -> str:
     """The configuration in dovecot 2.3's syntax (Debian 12)."""
@@ -120,12 +128,7 @@ def _config_23(workdir: Path, home_root: Path, passwd: Path, port: int, *, uid: 
     plugins = "mail_plugins = $mail_plugins listescape\n" if listescape else ""
     sep = "/" if listescape else "."
     return f"""
-base_dir = {workdir}/run
-state_dir = {workdir}/state
-log_path = {workdir}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
+{_common(workdir)}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -168,12 +171,7 @@ def _config_24(workdir: Path, home_root: Path, passwd: Path, port: int, *, uid: 
               else f"userdb passwd-file {{\n  passwd_file_path = {passwd}\n}}")
     return f"""dovecot_config_version = 2.4.0
 dovecot_storage_version = 2.4.0
-base_dir = {workdir}/run
-state_dir = {workdir}/state
-log_path = {workdir}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
+{_common(workdir)}
 auth_allow_cleartext = yes
 auth_allow_weak_schemes = yes
 auth_mechanisms = plain login
