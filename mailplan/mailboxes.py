@@ -162,17 +162,13 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
                       ledger if isinstance(ledger, int) else None, ends)
 
 
-def recorded_ends(conn: Connector, mailboxes: list[SourceMailbox],
-                  state_mail: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """By mailbox path, where earlier reads ended (:attr:`Checkpoint.ends`), of the
-    mailboxes whose checkpoint records such ends and still matches the file (one batch,
-    for those only): a whole read of one ends messages there as those reads did."""
-    pairs = [(mb, cp) for mb in mailboxes
-             if (cp := _checkpoint(state_mail, mb.key)) is not None and cp.ends]
-    if not pairs:
-        return {}
-    return {mb.path: cp.ends for (mb, cp), ok in zip(pairs, still_valid(conn, pairs),
-                                                      strict=True) if ok}
+def with_ends(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]
+              ) -> list[tuple[SourceMailbox, Checkpoint]]:
+    """The mailboxes whose checkpoint records where earlier reads ended
+    (:attr:`Checkpoint.ends`), with it: once :func:`still_valid` found it matching the
+    file, a whole read of one ends messages there as those reads did."""
+    return [(mb, cp) for mb in mailboxes
+            if (cp := _checkpoint(state_mail, mb.key)) is not None and cp.ends]
 
 
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,7 +52,7 @@ from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import folder_from_dirname, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
-from mailplan.mailboxes import mailbox_refs, maildir_of, recorded_ends
+from mailplan.mailboxes import mailbox_refs, maildir_of, with_ends
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
@@ -97,7 +97,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     Returns messages per mailbox path and, per path, why it could not be verified;
     ``windows`` (when given) receives per path what was read (size, first and last 4 KiB);
     ``ends``: per path, where earlier reads ended (the imports' checkpoints: messages end
-    there as they did for the import, :func:`mailplan.mailboxes.recorded_ends`).
+    there as they did for the import, :func:`mailplan.mailboxes.with_ends`).
     """
     by_path = {mb.path: mb for mb in mailboxes}
     messages: dict[str, dict[Identity, SourceMessage]] = {}
@@ -420,7 +420,6 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
     state_mail = state_mail or {}
-    ends = recorded_ends(source_conn, mailboxes, state_mail)
     report.explained += [str(note) for note in notes]  # every kind: none fails verify
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}
@@ -438,7 +437,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven, source.zone, names, set(state_mail), ends)
+                      report, proven, source.zone, names, state_mail)
     save_proven(record, proven)
 
 
@@ -462,13 +461,13 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
                   report: Report, proven: dict[str, Proven], zone: tzinfo | None,
-                  names: str = "utf7", made: Collection[str] = (),
-                  ends: dict[str, tuple[int, ...]] | None = None) -> None:
+                  names: str = "utf7", state_mail: dict[str, Any] | None = None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel.
-    ``made``: the mailboxes the state records (an apply made their folders: one the
-    user deleted on the target since is not missing); ``ends``: per path, where the
-    imports' reads ended (:func:`read_source_mail`)."""
+    ``state_mail``: the state's mailboxes: those an apply made (one whose folder the user
+    deleted on the target since is not missing), and their checkpoints' record of where
+    the imports' reads ended (:func:`read_source_mail`'s ``ends``)."""
+    state_mail = state_mail or {}
     files, ledgers, keywords, there = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
@@ -494,9 +493,13 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
              and (old[folder_key(mb)].size, old[folder_key(mb)].mtime) == (mb.size, mb.mtime)
              and feeds[(mb.domain, mb.user, mb.dirname)] == 1 and has_folder(mb)]
-    valid = still_valid(source_conn, [(mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail))
-                                      for mb, p in pairs])
-    reused = {mb.path: p for (mb, p), ok in zip(pairs, valid, strict=True)
+    # checked in the same batch: the checkpoints that say where the imports' reads ended
+    ended = with_ends(mailboxes, state_mail)
+    valid = still_valid(source_conn, [*ended, *[
+        (mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail)) for mb, p in pairs]])
+    ends = {mb.path: cp.ends for (mb, cp), ok in zip(ended, valid[:len(ended)], strict=True)
+            if ok}
+    reused = {mb.path: p for (mb, p), ok in zip(pairs, valid[len(ended):], strict=True)
               if ok and target_digest(target_files(mb)) == p.digest}
     windows: dict[str, Windows] = {}
     messages, errors = read_source_mail(source_conn,
@@ -534,7 +537,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
             if failed:
                 check.changed_during_read = failed[0][1]
             if mb.dirname and not has_folder(mb):  # (a missing user's account fails)
-                if any(m.key in made for m in group):
+                if any(m.key in state_mail for m in group):
                     check.folder_deleted_on_target = True
                 else:
                     check.folder_missing = True
