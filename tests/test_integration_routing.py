@@ -478,3 +478,32 @@ def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(worl
         "(sendmail looks a name up in them in this order" in out
     assert f"note: {local}:1: alias 'staff' is not used: sendmail finds it first in " \
         f"{world.aliases}:7" in out
+
+
+def test_a_list_relies_on_no_qmail_the_apply_leaves_unwritten(tmp_path, target):
+    """staff reaches bob, a mailbox of the second domain, where sendmail broke the loop
+    staff -> bob -> staff. Mapped alone, staff would hand its mail to bob's .qmail, which
+    delivers to alice too, rather than list her again. But that domain is an alias domain
+    of another on the target, so the apply writes no .qmail there: staff lists alice."""
+    first, second, real = unique_domain("rl"), unique_domain("rm"), unique_domain("rn")
+    assert target.tool("vadddomain", real, "Pm-pass1").returncode == 0
+    target.created_domains.append(real)
+    assert target.tool("vaddaliasdomain", real, second).returncode == 0
+    root = make_source(tmp_path / "source", ACCOUNTS)
+    aliases = root / "etc/aliases"
+    aliases.write_text("staff:\talice, bob\nbob:\tstaff\n")
+    spec = write_spec(tmp_path / "spec.yaml", source_root=root, target=target, domains={
+        first: {"import": {"include": ["alice"]}, "import_aliases": True},
+        second: {"import": {"include": ["bob"]}, "import_aliases": True}})
+    data = yaml.safe_load(spec.read_text())
+    data["source"]["aliases"] = str(aliases)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ alias staff@{first}\n      &alice@{first}, &bob@{second} (from {aliases}:1)" \
+        in out, out
+    assert f"{second}: exists on the target as an alias of {real}; not touched" in out
+    assert "not listed again" not in out
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    res = target.tool("valias", "-s", first)
+    assert f"staff@{first} -> &alice@{first}\nstaff@{first} -> &bob@{second}\n" \
+        in res.stdout.decode(), res.stdout

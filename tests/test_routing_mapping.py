@@ -658,3 +658,20 @@ def test_a_name_of_a_user_the_plan_does_not_create_says_so():
         "(see its problem); nothing is delivered to it",
         "alias team: 'kim' is the user kim@example.com, which the plan does not create "
         "(see its problem); nothing is delivered to it"]), messages
+
+
+def test_no_line_is_left_to_the_qmail_of_a_domain_the_apply_leaves_unwritten():
+    """staff@example.com reaches bob@example.net, where sendmail broke the loop staff ->
+    bob -> staff: mapped alone, staff leaves alice to bob's .qmail. With example.net
+    unwritten (an alias domain of another on the target: no .qmail of its is written),
+    staff lists alice itself: a copy too many rather than none."""
+    source = SourceRouting(aliases=(parse_aliases("staff: alice, bob\nbob: staff\n",
+                                                  "/etc/aliases"),))
+    rules = [DomainRules("example.com", {"alice": "alice"}, import_aliases=True),
+             DomainRules("example.net", {"bob": "bob"}, import_aliases=True)]
+    alone = map_routing(source, rules)
+    assert alone.domains["example.com"].aliases["staff"] == ("&bob@example.net",)
+    plan = map_routing(source, rules, unwritten={"example.net"})
+    assert plan.domains["example.com"].aliases["staff"] == ("&alice@example.com",
+                                                            "&bob@example.net")
+    assert not [f for f in plan.findings if "not listed again" in f.message]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -469,12 +469,14 @@ def _suggestion(policy: CatchAll) -> str:
             }[policy.kind]
 
 
-def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan:
+def map_spec(spec: Spec, desired: Desired, source: SourceRouting, *,
+             unwritten: Set[str] = frozenset()) -> RoutingPlan:
     """Map the source's routing with the spec's rules; the core's catch-all applies.
 
     Where the spec sets no ``unknown_recipients`` but virtusertable has an ``@domain``
     line, the line is mapped on its own to say what setting would keep it, with a
     warning carrying its line; the catch-all itself stays the core's default.
+    ``unwritten``: the domains whose routing the apply leaves alone (``map_routing``).
     """
     keys = {k.lower(): k for k in spec.data["domains"]}
     names = [d for d in sorted(desired.domains) if d in keys]
@@ -487,7 +489,7 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
     if wild:
         probe = map_routing(source, [
             domain_rules(spec, keys[d], desired.domains[d], catch_all=None,
-                         withheld_users=desired.withheld) for d in names])
+                         withheld_users=desired.withheld) for d in names], unwritten=unwritten)
         seen: set[str] = set()
         for domain, entry in sorted(wild.items()):
             if domain in seen:
@@ -508,7 +510,7 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting) -> RoutingPlan
     rules = [domain_rules(spec, keys[d], desired.domains[d], catch_all=catch_all_of(
         desired.domains[d].catchall, {u for dom, u in desired.withheld if dom == d}),
         withheld_users=desired.withheld) for d in names]
-    plan = map_routing(source, rules)
+    plan = map_routing(source, rules, unwritten=unwritten)
     return RoutingPlan(plan.domains, (*plan.findings, *findings))
 
 
@@ -554,8 +556,9 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
     read_findings: list[Finding] = []
     src = read_source_routing(source_conn, spec, source, desired, need_aliases=imports,
                               findings=read_findings)
-    mapped = map_spec(spec, desired, src)
-    # Domains the core will not touch (an alias of another domain on the target): neither.
+    # Domains the core will not touch (an alias of another domain on the target): neither,
+    # and no other domain's aliases rely on their mailboxes' .qmail files.
+    mapped = map_spec(spec, desired, src, unwritten=frozenset(target.alias_of))
     wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
     vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
     have = read_target_routing(target_conn, vpop, target, wanted, state)

@@ -29,7 +29,7 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import replace
 from fnmatch import fnmatchcase
 
@@ -76,8 +76,12 @@ def alias_name_problem(name: str) -> str | None:
 
 
 def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
-                strict: bool = False) -> RoutingPlan:
-    """Desired vpopmail routing for every domain; raises RoutingError on bad spec rules."""
+                strict: bool = False, unwritten: Set[str] = frozenset()) -> RoutingPlan:
+    """Desired vpopmail routing for every domain; raises RoutingError on bad spec rules.
+
+    ``unwritten``: domains of ``domains`` whose routing the apply will not write (on the
+    target they are alias domains of another): no other domain's entry relies on what
+    their mailboxes' .qmail files would deliver."""
     table, findings = effective_aliases(source.aliases)
     virtual, vfindings = ({}, []) if source.virtusertable is None else \
         effective_entries(source.virtusertable)
@@ -99,7 +103,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
         findings.extend(resolver.findings)
         checks.extend(resolver.checks)
         escapes.extend(resolver.escapes)
-    findings.extend(_handed_to_mailboxes(result, through))
+    findings.extend(_handed_to_mailboxes(result, through, unwritten))
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
@@ -578,15 +582,17 @@ def _plus_detail(rule: Origin, domains: Sequence[DomainRules],
 
 
 def _handed_to_mailboxes(result: dict[str, DomainRouting],
-                         through: Mapping[tuple[str, str], set[tuple[str, str]]]
-                         ) -> list[Finding]:
+                         through: Mapping[tuple[str, str], set[tuple[str, str]]],
+                         unwritten: Set[str]) -> list[Finding]:
     """Drop the lines an entry's broken alias loop delivers already.
 
     ``staff: alice, bob`` with ``bob: staff``: sendmail delivers mail for staff to alice
     and to bob (the loop broken at bob) once each. On vpopmail staff's line
     ``&bob@domain`` runs bob's own .qmail, which is bob's alias and delivers to alice
     too; qmail suppresses no duplicate, so staff does not list alice again. Only lines of
-    such a mailbox's .qmail are dropped (what it delivers), never the mailbox itself."""
+    such a mailbox's .qmail are dropped (what it delivers), never the mailbox itself;
+    none for a mailbox of an ``unwritten`` domain, whose .qmail the apply does not write
+    (a copy too many is better than a copy lost)."""
     out: list[Finding] = []
     for (domain, name), mailboxes in sorted(through.items()):
         routing = result[domain]
@@ -597,7 +603,8 @@ def _handed_to_mailboxes(result: dict[str, DomainRouting],
         kept = {f"&{mailbox}@{where}" for where, mailbox in mailboxes}
         delivered: dict[str, str] = {}  # line -> the mailbox whose .qmail delivers it
         for where, mailbox in sorted(mailboxes):
-            own = result[where].forwards.get(mailbox, ()) if where in result else ()
+            own = result[where].forwards.get(mailbox, ()) \
+                if where in result and where not in unwritten else ()
             if f"&{mailbox}@{where}" in lines and (where, mailbox) != (domain, name):
                 for line in own:
                     if line != OWN_MAILDIR and line not in kept:
