@@ -5,20 +5,22 @@
 # converter), the vpopmail/qmail system users the stand-in assigns files to, tmux (the
 # terminal progress display is tested in it), awk (a plan counts import ledgers with it
 # on the target), tzdata (time-zone tests), strace (makes syncfs fail, to test the
-# writer's fsync fallback), and mailplan itself with its test extras, into Debian's python3
-# (with pip: neither is on a fresh machine, python3 is of priority optional).
+# writer's fsync fallback), sudo (hosts with `sudo: true` are tested through it), and
+# mailplan itself with its test extras, into Debian's python3 (with pip: neither is on a
+# fresh machine, python3 is of priority optional).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command -v mb2md >/dev/null \
    || ! command -v pgrep >/dev/null || ! command -v tmux >/dev/null \
-   || ! command -v openssl >/dev/null || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
+   || ! command -v openssl >/dev/null || ! command -v sudo >/dev/null \
+   || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
    || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null \
    || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ] || ! command -v python3 >/dev/null \
    || ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
-    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales \
+    dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales sudo \
     python3 python3-pip >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings
 from migration import TEST_PYTHON
 from sshd_fixture import Sshd, start_sshd
+from tools import require
 
 from mailplan.connectors.base import DEFAULT_PYTHON, Connector
 from mailplan.connectors.ssh import SSHConnector
@@ -78,6 +79,18 @@ def ssh_connector(sshd: Sshd) -> Iterator[SSHConnector]:
     """An SSH connector to the test daemon, trusting its host key via known_hosts."""
     conn = SSHConnector("testhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def sudo_connector(sshd: Sshd) -> Iterator[SSHConnector]:
+    """An SSH connector to the test daemon whose commands run under ``sudo -n`` (a host
+    with ``sudo: true``; the test user may use sudo without a password: root is)."""
+    require(shutil.which("sudo"), "sudo")
+    conn = SSHConnector("testhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts),
+                        sudo=True)
     yield conn
     conn.close()
 

@@ -20,11 +20,13 @@ from mailplan.remote import KILL_GRACE, ShellSession, read_files, run_batch
 from mailplan.shell import Cmd, chunks_within
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "ssh-sudo"])
 def conn(request):
     if request.param == "local":
         return LocalConnector("local")
-    return request.getfixturevalue("ssh_connector")
+    if request.param == "ssh":
+        return request.getfixturevalue("ssh_connector")
+    return request.getfixturevalue("sudo_connector")
 
 
 def test_batch_keeps_each_result_apart(conn):
@@ -254,14 +256,15 @@ def test_closing_a_connection_under_a_command_ends_it_on_the_host(conn, tmp_path
     assert _ended(tag)
 
 
-def test_a_killed_client_leaves_no_command_on_the_host(sshd, tmp_path):
+@pytest.mark.parametrize("sudo", [False, True])
+def test_a_killed_client_leaves_no_command_on_the_host(sshd, tmp_path, sudo):
     """mailplan killed (kill -9) during a remote command: the connection drops, and the
-    command and its child end on the host."""
+    command and its child end on the host (run under sudo too)."""
     hung, tag = _hung(tmp_path)
     code = (f"from mailplan.connectors.ssh import SSHConnector\n"
             f"c = SSHConnector('h', address='127.0.0.1', port={sshd.port}, "
             f"user={sshd.user!r}, identity_file={str(sshd.client_key)!r}, "
-            f"known_hosts={str(sshd.known_hosts)!r})\n"
+            f"known_hosts={str(sshd.known_hosts)!r}, sudo={sudo})\n"
             f"c.shell().run({str(hung)!r}, unlimited=True)\n")
     client = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -330,3 +333,14 @@ def test_ending_a_connection_waits_for_no_command_in_flight(how):
     waiting.join(3)
     assert not ending.is_alive() and not waiting.is_alive()
     assert len(failed) == 1 and "stopped answering" in str(failed[0])
+
+
+ANCESTORS = ('p=$$; while [ "$p" -gt 1 ]; do cat /proc/$p/comm; '
+             'p=$(sed -n "s/^PPid:[[:space:]]*//p" /proc/$p/status); done')
+
+
+def test_a_sudo_hosts_session_runs_under_sudo(ssh_connector, sudo_connector):
+    """``sudo: true``: the session's shell, its relay and its commands run under
+    ``sudo -n`` (so the tests of the ``ssh-sudo`` connection exercise that path)."""
+    assert "sudo" in sudo_connector.shell().run(ANCESTORS).stdout.decode().split()
+    assert "sudo" not in ssh_connector.shell().run(ANCESTORS).stdout.decode().split()
