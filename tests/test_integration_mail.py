@@ -27,6 +27,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from tools import require
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.mail.maildir import parse_message_name
@@ -52,7 +53,13 @@ PYTHON = (b"From MAILER-DAEMON Fri Nov  6 00:00:00 2026\nDate: 06 Nov 2026\n"
 
 
 @pytest.fixture
-def setup(tmp_path, sshd):
+def setup(request, tmp_path, sshd):
+    """A source of three users and a target, both over the test sshd (under ``sudo -n``
+    on both hosts when the test's ``setup`` parameter says ``"sudo"``)."""
+    host = ssh_host(sshd)
+    if getattr(request, "param", None) == "sudo":
+        require(shutil.which("sudo"), "sudo")
+        host = {**host, "sudo": True}
     src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1"),
                                             SourceAccount("bob", 1001, "Bob", "pw2"),
                                             SourceAccount("carol", 1002, "Carol", "pw3")])
@@ -67,7 +74,7 @@ def setup(tmp_path, sshd):
     target = install_target(tmp_path / "target")
     domain = unique_domain()
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      source_host=host, target_host=host,
                       domains={domain: {"import": {"uid_min": 1000},
                                         "users": [{"name": "carol", "quota": 50}]}})
     (src / "var/spool/mail/carol").write_bytes(WORK + WORK)
@@ -87,6 +94,7 @@ def files(root: Path) -> dict[str, list[Path]]:
     return out
 
 
+@pytest.mark.parametrize("setup", ["root", "sudo"], indirect=True)
 def test_import_bytes_flags_dates_and_idempotence(setup):
     src, target, domain, spec = setup
     plan = mailplan("plan", str(spec), check=True).stdout
