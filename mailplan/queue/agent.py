@@ -17,7 +17,8 @@ Modes (``sys.argv[2:]``):
     only that message's files are listed. The
     first record ``H`` says whether QUEUE and its parent exist and passes STATUS (the exit
     code of the qmail-send status command the caller ran) through; ``U``/``G`` records map
-    the qmail user and group names to ids.
+    the qmail user and group names to ids. What it cannot stat, list or read (other
+    than an object gone meanwhile) is named on stderr and makes it exit 1.
 
 ``apply QUEUE STATUS`` (STATUS is ignored)
     Read a JSON list of actions from stdin (remove, rmdir, rename, chown, chmod, mkdir,
@@ -85,19 +86,18 @@ def _kind(mode: int) -> str:
 
 
 def _read(path: str, area: str, mess: str) -> bytes:
+    """The data the dump carries for one file; OSError when it cannot be read (the
+    caller tells a file gone meanwhile from one it may not read)."""
     if area == "mess" and mess == "none":
         return b""
-    try:
-        with os.fdopen(_open_quietly(path), "rb") as fh:
-            if area == "mess" and mess != "full":
-                block = fh.read(HEADER_LIMIT)
-                end = block.find(b"\n\n")
-                return block if end < 0 else block[:end + 1]
-            # mess with MESS=full, and envelope files always: whole (a mailing list's
-            # remote/ file holds every recipient; a cut one would look malformed)
-            return fh.read()
-    except OSError:
-        return b""
+    with os.fdopen(_open_quietly(path), "rb") as fh:
+        if area == "mess" and mess != "full":
+            block = fh.read(HEADER_LIMIT)
+            end = block.find(b"\n\n")
+            return block if end < 0 else block[:end + 1]
+        # mess with MESS=full, and envelope files always: whole (a mailing list's
+        # remote/ file holds every recipient; a cut one would look malformed)
+        return fh.read()
 
 
 def _open_quietly(path: str) -> int:
@@ -140,6 +140,11 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
             out.write(f"G {name} {grp.getgrnam(name).gr_gid}\n".encode())
     if not exists:
         return 0
+    # What could not be seen makes the dump fail (exit 1): an area the reader may not
+    # list would otherwise pass for an empty one, and a preprocessed message whose
+    # info/ it cannot see for a half-written one that repair removes. Only an object
+    # gone between listing and reading (qmail at work) is left out quietly.
+    unseen = []
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -148,25 +153,41 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
             # QUEUE itself may be a symlink (/var/qmail/queue -> /data/queue): followed
             # once, as qmail does; nothing below it is.
             st = os.lstat(full_path) if rel else os.stat(full_path)
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            unseen.append(f"cannot stat {full_path}: {exc.strerror}")
             continue
         area = rel.split("/", 1)[0]
         name = rel.rsplit("/", 1)[-1]
         data = b""
         wanted = only is None or name == only
         if stat.S_ISREG(st.st_mode) and area in ENVELOPE_AREAS + ("mess",) and wanted:
-            data = _read(full_path, area, mess)
+            try:
+                data = _read(full_path, area, mess)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                unseen.append(f"cannot read {full_path}: {exc.strerror}")
+                continue
         if only is None or stat.S_ISDIR(st.st_mode) or name == only:
             _record(out, rel, st, data)
         if stat.S_ISDIR(st.st_mode):
             try:
                 names = sorted(os.listdir(full_path), reverse=True)
+            except FileNotFoundError:
+                continue
             except OSError as exc:
-                sys.stderr.write(f"cannot list {full_path}: {exc}\n")
+                unseen.append(f"cannot list {full_path}: {exc.strerror}")
                 continue
             for child in names:
                 stack.append(os.path.join(rel, child) if rel else child)
-    return 0
+    out.flush()
+    for line in unseen[:20]:
+        sys.stderr.write(line + "\n")
+    if len(unseen) > 20:
+        sys.stderr.write(f"... and {len(unseen) - 20} more\n")
+    return 1 if unseen else 0
 
 
 def _inside(rel: str) -> list:

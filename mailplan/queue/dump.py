@@ -139,6 +139,9 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
                         host=conn.name, step=step,
                         hint="pass --queue-dir with the queue's real path")
     if result.returncode != 0:
-        raise HostError(f"reading the queue failed: {result.stderr_text}", host=conn.name,
-                        step=step)
+        raise HostError(f"reading the queue failed, nothing was changed: "
+                        f"{result.stderr_text.strip() or f'exit {result.returncode}'}",
+                        host=conn.name, step=step,
+                        hint="mailplan must see every directory and file of the queue: "
+                        "log in as root, or pass --sudo")
     return dump

@@ -1,0 +1,66 @@
+"""Safety defects of `mailplan queue` found in review s35b, each pinned by a test on a
+real queue tree (:class:`queue_builder.QueueBuilder`) read and changed by the real agent.
+
+A reader that may not see the whole queue is stood in for by running the agent's Python
+as the qmailq user (``setpriv``), which can list mess/ and todo/ but not info/, local/
+or remote/ (qmails, 0700), exactly as on a qmail host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from queue_builder import QueueBuilder
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError
+from mailplan.queue import ops
+from mailplan.queue.cli import queue as queue_cli
+from mailplan.queue.control import Control
+
+STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
+
+
+def run(*args: str):
+    return CliRunner().invoke(queue_cli, list(args))
+
+
+def as_qmailq(tmp_path: Path) -> str:
+    """A python3 that runs as qmailq:qmail (what an unprivileged reader can see)."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    wrapper = tmp_path / "python-as-qmailq"
+    wrapper.write_text('#!/bin/sh\nexec setpriv --reuid=qmailq --regid=qmail --init-groups '
+                       'python3 "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def reachable(tmp_path: Path) -> None:
+    """Let other users walk down to the queue (the tests' tmp_path is root's 0700)."""
+    for folder in (tmp_path, *tmp_path.parents):
+        if folder == Path("/"):
+            break
+        os.chmod(folder, os.stat(folder).st_mode | 0o005)
+
+
+# -- a directory the reader cannot list is an error, never an empty area ------------------
+
+def test_unlistable_area_is_an_error_not_a_partial_message(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",), age=200000)
+    reachable(tmp_path)
+    conn = LocalConnector("l", python=as_qmailq(tmp_path))
+    target = ops.Target(conn, str(q.queue), STOPPED)
+    # repair must not take the preprocessed message for a stale half-written one
+    with pytest.raises(HostError) as err:
+        ops.repair(target)
+    assert q.path("mess", msg).exists() and q.path("info", msg).exists()
+    assert "cannot list" in str(err.value) and "info" in str(err.value)
+    assert "--sudo" in (err.value.hint or "")
+    stat = run("stat", "local", "--queue-dir", str(q.queue))  # as root: all of it
+    assert stat.exit_code == 0 and "messages in queue: 1" in stat.output
