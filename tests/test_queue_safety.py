@@ -64,3 +64,23 @@ def test_unlistable_area_is_an_error_not_a_partial_message(tmp_path):
     assert "--sudo" in (err.value.hint or "")
     stat = run("stat", "local", "--queue-dir", str(q.queue))  # as root: all of it
     assert stat.exit_code == 0 and "messages in queue: 1" in stat.output
+
+
+# -- one stray numbered directory in todo/ does not make a flat queue big-todo ----------
+
+@pytest.mark.parametrize("area", ["todo", "intd"])
+def test_stray_numbered_dir_in_todo_does_not_move_flat_messages(tmp_path, area):
+    q = QueueBuilder(tmp_path / "qmail")
+    waiting = q.add("a@example.com", remote=("x@remote.example",), preprocessed=False)
+    (q.queue / area / "3").mkdir()  # by hand, or a half-done big-todo conversion
+    before = q.files()
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair", "--control",
+                 "custom", "--status-cmd", "exit 1", "--stop-cmd", "true",
+                 "--start-cmd", "true")
+    assert result.exit_code == 1 and "refusing to repair" in result.output, result.output
+    assert f"{area}/3" in result.output and "big-todo" in result.output
+    assert q.files() == before
+    assert q.path("todo", waiting).exists() and q.path("intd", waiting).exists()
+    assert not (q.queue / area / "0").exists()
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2 and "split-mismatch" in checked.output

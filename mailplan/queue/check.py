@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
-from mailplan.queue.model import QueueFile, by_id, queue_files, temp_name, tree_split
+from mailplan.queue.model import QueueFile, by_id, name_id, queue_files, temp_name, tree_split
 
 #: Repair order: create directories, fix owners and modes, remove, rename through a
 #: temporary name (a move onto a name another file still holds is refused as a clash,
@@ -307,6 +307,34 @@ def _check_contents(areas: dict[str, list[QueueFile]], report: Report) -> None:
                     "(mailplan queue delete) after looking at it"))
 
 
+def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
+    """A ``split-mismatch`` when todo/ or intd/ has both numbered subdirectories (which
+    make the layout big-todo) and message files directly in it (as without big-todo):
+    qmail reads only one of the two, and which is not to be told from the tree. Taken
+    for big-todo, repair would move every waiting message into a subdirectory a qmail
+    built without it never reads."""
+    if not layout.big_todo:
+        return None
+    top = [e for e in dump.entries.values()
+           if len(e.parts) == 2 and e.parts[0] in ("todo", "intd")]
+    numbered = sorted((e for e in top if e.kind == "d" and e.parts[1].isdigit()),
+                      key=lambda e: (e.parts[0], int(e.parts[1])))
+    flat = sorted(e.path for e in top if e.kind != "d" and name_id(e.parts[1]) is not None)
+    if not flat:
+        return None
+    dirs = [e.path for e in numbered]
+
+    def some(paths: list[str]) -> str:
+        return ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+
+    return Problem(
+        "split-mismatch", dirs[0],
+        f"{some(dirs)} would be big-todo split directories, but {some(flat)} sit directly "
+        "in todo/ or intd/, as without big-todo: cannot tell how qmail was built, and "
+        "moving the messages to the wrong place hides them from qmail-send; remove the "
+        "stray directories (or move the files into them) by hand")
+
+
 def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Report:
     """Everything wrong with the queue in ``dump``."""
     report = Report(layout)
@@ -325,6 +353,12 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
             f"(conf-split {tree}), not 0..{layout.split - 1}; pass --split {tree}, or leave "
             "--split out: the tree's split count is the default"))
         report.notes.append("nothing else was checked: it depends on the split count")
+        return report
+    doubt = _big_todo_doubt(dump, layout)
+    if doubt is not None:
+        report.problems.append(doubt)
+        report.notes.append("nothing else was checked: it depends on whether todo/ and "
+                            "intd/ are split (big-todo)")
         return report
     _check_dirs(dump, layout, report)
     _check_lock(dump, report)

@@ -269,6 +269,13 @@ def repair(target: Target, *, split: int | None = None,
     first, before = check_queue(target, split=split, stale_after=stale_after)
     mismatch = [p for p in before.problems if p.code == "split-mismatch"]
     if mismatch:
+        where = mismatch[0].path.split("/", 1)[0]
+        if where in ("todo", "intd"):
+            raise MailplanError(f"host {target.conn.name}: cannot tell whether todo/ and "
+                                f"intd/ are split (big-todo): {mismatch[0].path}: "
+                                f"{mismatch[0].message}; refusing to repair",
+                                hint="make todo/ and intd/ one or the other by hand, then "
+                                "run check again")
         raise MailplanError(f"host {target.conn.name}: the queue's split directories do not "
                             f"match split {before.layout.split} ({mismatch[0].path}: "
                             f"{mismatch[0].message}); refusing to repair",
