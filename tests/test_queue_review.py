@@ -190,7 +190,7 @@ def test_every_cut_of_an_inode_repair_is_finished_by_the_next_repair(tmp_path):
     new = restored(q, old)
     target = ops.Target(LocalConnector("l"), str(q.queue))
     actions = repair_actions(check(read(q), detect_layout(read(q))))
-    assert len(actions) == 8 and all(a["group"] == f"message {old}" for a in actions)
+    assert len(actions) == 8 and all(a["batch"] == f"message {old}" for a in actions)
     contents = {area: q.path(area, old).read_bytes() for area in ("info", "local", "remote")}
     for cut in range(len(actions)):
         if cut:  # put the message back under its old names, then cut the repair there
@@ -219,13 +219,13 @@ def test_a_file_renamed_ahead_of_its_mess_is_not_an_orphan(tmp_path):
     assert q.path("remote", new).exists() and q.path("mess", new).exists()
 
 
-def test_the_agent_stops_a_group_at_its_first_failure(tmp_path):
+def test_the_agent_stops_a_batch_at_its_first_failure(tmp_path):
     q = QueueBuilder(tmp_path / "qmail")
     (q.queue / "pid" / "a").write_text("a")
     (q.queue / "pid" / "b").write_text("b")
     outcomes = ops.ctl_apply(ops.Target(LocalConnector("l"), str(q.queue)), [
-        {"op": "rename", "path": "pid/missing", "to": "pid/x", "group": "g"},
-        {"op": "rename", "path": "pid/a", "to": "pid/y", "group": "g"},
+        {"op": "rename", "path": "pid/missing", "to": "pid/x", "batch": "g"},
+        {"op": "rename", "path": "pid/a", "to": "pid/y", "batch": "g"},
         {"op": "rename", "path": "pid/b", "to": "pid/z"}], "t")
     assert [o["ok"] for o in outcomes] == [False, False, True]
     assert "skipped" in outcomes[1]["error"]

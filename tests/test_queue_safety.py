@@ -84,3 +84,30 @@ def test_stray_numbered_dir_in_todo_does_not_move_flat_messages(tmp_path, area):
     assert not (q.queue / area / "0").exists()
     checked = run("check", "local", "--queue-dir", str(q.queue))
     assert checked.exit_code == 2 and "split-mismatch" in checked.output
+
+
+# -- a failed chown to group qmail does not skip the other repairs -------------------------
+
+def test_one_failed_chown_does_not_skip_unrelated_repairs(tmp_path):
+    from mailplan.queue.check import check, repair_actions
+    from mailplan.queue.dump import read_queue
+    from mailplan.queue.model import detect_layout
+    from mailplan.queue.remote import run_actions
+
+    q = QueueBuilder(tmp_path / "qmail")
+    tcpto = q.queue / "lock" / "tcpto"
+    os.chown(tcpto, 0, 0)  # owner problem: chown to qmailr:qmail
+    (q.queue / "lock" / "trigger").unlink()  # missing-file: mkfifo, then chown to qmails:qmail
+    os.rmdir(q.queue / "bounce")  # missing-dir: mkdir, chown to qmails:qmail
+    conn = LocalConnector("l")
+    dump = read_queue(conn, str(q.queue))
+    actions = repair_actions(check(dump, detect_layout(dump)))
+    # tcpto is replaced between the check and the repair: its chown is refused
+    (q.queue / "lock" / "tcpto.new").write_bytes(b"\0" * 1024)
+    os.rename(q.queue / "lock" / "tcpto.new", tcpto)  # a new inode, never the old one
+    outcomes = run_actions(conn, str(q.queue), actions, step="repair")
+    failed = [(a["op"], a["path"], o.get("error")) for a, o in zip(actions, outcomes,
+                                                                     strict=True)
+              if not o["ok"]]
+    assert [f[:2] for f in failed] == [("chown", "lock/tcpto")], failed
+    assert (q.queue / "lock" / "trigger").exists() and (q.queue / "bounce").is_dir()

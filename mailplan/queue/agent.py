@@ -28,9 +28,11 @@ Modes (``sys.argv[2:]``):
     ``O_NOFOLLOW``, owners and modes are changed through an fd (``fchown``/``fchmod``)
     of the directory, file or fifo itself, and an action carrying ``ino`` (the inode the
     caller's dump saw) is refused when the object there has another. Actions
-    with the same ``group`` stand or fall together: after one of them fails, the rest
-    of its group are skipped (reported as failed); a ``remove`` whose file is already
-    gone does not count as failing there.
+    with the same ``batch`` stand or fall together: after one of them fails, the rest
+    of its batch are skipped (reported as failed); a ``remove`` whose file is already
+    gone does not count as failing there. (``group`` is the Unix group of chown,
+    mkdir, mkfifo and mkfile, never a batch: the two once shared the key, and one
+    failed chown to group qmail skipped every later action naming that group.)
 """
 
 from __future__ import annotations
@@ -326,13 +328,13 @@ def apply(queue: str) -> int:
     actions = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     root = os.open(queue, os.O_RDONLY | os.O_DIRECTORY)
     failed = 0
-    broken = set()  # groups (one message's renames) with a failed action: skip the rest
+    broken = set()  # batches (one message's renames) with a failed action: skip the rest
     for index, action in enumerate(actions):
         result = {"i": index, "ok": True}
-        group = action.get("group")
+        batch = action.get("batch")
         try:
-            if group is not None and group in broken:
-                raise ValueError(f"skipped: an earlier step of {group} failed")
+            if batch is not None and batch in broken:
+                raise ValueError(f"skipped: an earlier step of {batch} failed")
             _do(root, action)
         except FileNotFoundError:
             result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
@@ -342,8 +344,8 @@ def apply(queue: str) -> int:
             failed += 1
         # a file to remove that is gone already is no reason to stop its group
         gone = result.get("gone") and action.get("op") == "remove"
-        if not result["ok"] and group is not None and not gone:
-            broken.add(group)
+        if not result["ok"] and batch is not None and not gone:
+            broken.add(batch)
         sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 1 if failed else 0

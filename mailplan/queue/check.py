@@ -142,10 +142,10 @@ def _moves(msg_id: int, new_id: int,
            moves: list[tuple[QueueFile, str]]) -> tuple[Action, ...]:
     """Rename each file to its place through ``.mailplan-OLD-NEW`` in the target directory
     (a file already there, from a cut-off repair, goes on from it). All renames of one
-    message form a group: the agent skips the rest of a group after its first failure,
+    message form a batch: the agent skips the rest of a batch after its first failure,
     so a message is never left half under one id and half under the other."""
     first, second = [], []
-    group = f"message {msg_id}"
+    batch = f"message {msg_id}"
     for qf, dst in moves:
         src = qf.entry.path
         folder = dst.rsplit("/", 1)[0]
@@ -154,9 +154,9 @@ def _moves(msg_id: int, new_id: int,
             tmp = src
         if src != tmp:
             first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp,
-                                             "group": group, "ino": qf.entry.inode}))
+                                             "batch": batch, "ino": qf.entry.inode}))
         second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst,
-                                      "group": group, "ino": qf.entry.inode}))
+                                      "batch": batch, "ino": qf.entry.inode}))
     return tuple(first + second)
 
 

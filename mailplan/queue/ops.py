@@ -119,12 +119,12 @@ class Selection:
 def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, object]]:
     """The agent actions removing ``files`` (by id, each in :data:`REMOVE_ORDER`).
 
-    One message's removals are a group: after one fails (a file that is already gone
+    One message's removals are a batch: after one fails (a file that is already gone
     does not count), the rest of that message's are skipped, so its mess file is never
     removed while a todo, info, local, remote or bounce file of it stays behind.
     """
     return [{"op": "remove", "path": p, "ino": dump.entries[p].inode,
-             "group": f"delete {i}"} for i, paths in files.items() for p in paths]
+             "batch": f"delete {i}"} for i, paths in files.items() for p in paths]
 
 
 def identities(dump: Dump, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
