@@ -111,3 +111,36 @@ def test_one_failed_chown_does_not_skip_unrelated_repairs(tmp_path):
               if not o["ok"]]
     assert [f[:2] for f in failed] == [("chown", "lock/tcpto")], failed
     assert (q.queue / "lock" / "trigger").exists() and (q.queue / "bounce").is_dir()
+
+
+# -- a cut-off repair's temporary name belongs to the message it was renaming to --------------
+
+def cut_off_repair_leftover(q: QueueBuilder) -> tuple[int, int, Path]:
+    """Message B was being renamed from its old id to its inode when the repair was cut
+    off: its mess and info are under the new id, its local file still carries the
+    temporary name ``.mailplan-OLD-NEW``. Meanwhile OLD became the id of message C (the
+    message that held that inode was deleted, and qmail-queue gave it to C)."""
+    c_id = q.add("c@example.com", remote=("c-friend@remote.example",))
+    b_id = q.add("b@example.com", local=("example.com-bob@example.com",),
+                 remote=("b-friend@remote.example",))
+    temp = q.queue / "local" / str(b_id % 23) / f".mailplan-{c_id}-{b_id}"
+    os.rename(q.path("local", b_id), temp)
+    return b_id, c_id, temp
+
+
+def test_repair_finishes_a_temporary_name_for_its_own_message(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    b_id, c_id, temp = cut_off_repair_leftover(q)
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert result.exit_code == 0, result.output
+    assert q.path("local", b_id).read_bytes() == b"Texample.com-bob@example.com\0"
+    assert not q.path("local", c_id).exists() and not temp.exists()
+
+
+def test_delete_leaves_another_message_s_temporary_name_alone(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    b_id, c_id, temp = cut_off_repair_leftover(q)
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(c_id), "--execute")
+    assert result.exit_code == 0, result.output
+    assert temp.exists() and str(temp.relative_to(q.queue)) not in result.output
+    assert not q.path("mess", c_id).exists()

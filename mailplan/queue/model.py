@@ -148,10 +148,11 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
 
     The files of a message whose renaming (a repair of an inode mismatch) was cut off
     carry several names: the old id, the temporary ``.mailplan-OLD-NEW`` and the new id.
-    A group without a mess file joins the message whose mess file has the inode its
-    name gives, so none of it ever passes for an orphan; a temporary name counts only
-    by its NEW (the inode of the mess file the renaming was for): its OLD may by now be
-    the inode of another message, the next link of a chain of renames.
+    A temporary name counts only by its NEW (the inode of the mess file the renaming
+    was for): its OLD may by now be the inode or the name of another message (the next
+    link of a chain of renames, or a message qmail-queue gave a freed inode), whose
+    files it never was. A group without a mess file joins the message whose mess file
+    has the inode its name gives, so none of it ever passes for an orphan.
     """
     out: dict[int, dict[str, list[QueueFile]]] = defaultdict(lambda: defaultdict(list))
     for qf in files:
@@ -161,6 +162,19 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
     for key, areas in out.items():
         for qf in areas.get("mess", []):
             home_of.setdefault(qf.entry.inode, key)
+    # A temporary name goes to the message whose mess file has its NEW, also when its
+    # OLD now names another message: that one's files it never was.
+    for key in list(out):
+        for area, qfs in out[key].items():
+            if area == "mess":
+                continue
+            for qf in [qf for qf in qfs if qf.temp_for is not None]:
+                home = home_of.get(qf.temp_for, key)
+                if home != key:
+                    qfs.remove(qf)
+                    out[home][area].append(qf)
+    for key in [k for k, areas in out.items() if not any(areas.values())]:
+        del out[key]
     for key in [k for k, areas in out.items() if not areas.get("mess")]:
         wanted = {key if qf.temp_for is None else qf.temp_for
                   for qfs in out[key].values() for qf in qfs}
