@@ -144,3 +144,17 @@ def test_delete_leaves_another_message_s_temporary_name_alone(tmp_path):
     assert result.exit_code == 0, result.output
     assert temp.exists() and str(temp.relative_to(q.queue)) not in result.output
     assert not q.path("mess", c_id).exists()
+
+
+# -- show says which queue file it could not read, and why -------------------------------
+
+def test_show_names_a_damaged_envelope_file(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", local=("example.com-bob@example.com",),
+                remote=("friend@remote.example",))
+    q.path("remote", msg).write_bytes(b"Xfriend@remote.example\0\xff\0")
+    result = run("show", "local", "--queue-dir", str(q.queue), str(msg))
+    assert result.exit_code == 0, result.output
+    rel = str(q.path("remote", msg).relative_to(q.queue))
+    assert f"damaged: {rel}: recipient entry 'Xfriend@remote.example' starts with " \
+        "neither T nor D" in result.output, result.output

@@ -123,7 +123,9 @@ def show_text(m: Message, data: bytes) -> str:
     lines = [f"message {m.id} ({m.state}), {m.size} bytes, queued {utc(m.queued)} UTC",
              f"envelope sender: {sender_text(m.sender)}"]
     lines += [f"recipient: {recipient_text(r)}" for r in m.recipients]
-    lines += [f"files: {printable(', '.join(m.files))}", ""]
+    lines += [f"files: {printable(', '.join(m.files))}"]
+    # a file qmail cannot use: its recipients (or sender) are missing above
+    lines += [f"damaged: {printable(d)}" for d in m.damaged] + [""]
     body = data.decode("utf-8", "backslashreplace")
     kept = "\n".join(printable(line) for line in body.split("\n"))
     return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
