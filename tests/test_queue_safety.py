@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from mailplan.errors import HostError
 from mailplan.queue import ops
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
+from mailplan.queue.filters import Filter
 
 STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
 
@@ -33,9 +35,14 @@ def as_qmailq(tmp_path: Path) -> str:
     """A python3 that runs as qmailq:qmail (what an unprivileged reader can see)."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv is not installed")
+    switch = "setpriv --reuid=qmailq --regid=qmail --init-groups"
+    usable = [exe for exe in ("/usr/bin/python3", "/usr/local/bin/python3")
+              if subprocess.run(f"{switch} {exe} -c pass", shell=True,
+                                capture_output=True, check=False).returncode == 0]
+    if not usable:
+        pytest.skip("no python3 the qmailq user may run")
     wrapper = tmp_path / "python-as-qmailq"
-    wrapper.write_text('#!/bin/sh\nexec setpriv --reuid=qmailq --regid=qmail --init-groups '
-                       'python3 "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {switch} {usable[0]} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
@@ -64,6 +71,23 @@ def test_unlistable_area_is_an_error_not_a_partial_message(tmp_path):
     assert "--sudo" in (err.value.hint or "")
     stat = run("stat", "local", "--queue-dir", str(q.queue))  # as root: all of it
     assert stat.exit_code == 0 and "messages in queue: 1" in stat.output
+
+
+@pytest.mark.ssh
+def test_unlistable_area_over_ssh_changes_nothing(tmp_path, ssh_connector):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",), age=200000)
+    bounce = q.add("", remote=("x@remote.example",))
+    reachable(tmp_path)
+    ssh_connector.python = as_qmailq(tmp_path)
+    target = ops.Target(ssh_connector, str(q.queue), STOPPED)
+    before = q.files()
+    with pytest.raises(HostError) as err:
+        ops.delete(target, ops.Selection((), Filter(bounces=True)), execute=True)
+    assert "cannot list" in str(err.value) and str(q.queue / "info") in str(err.value)
+    with pytest.raises(HostError):
+        ops.repair(target)
+    assert q.files() == before and q.path("mess", msg).exists() and bounce
 
 
 # -- one stray numbered directory in todo/ does not make a flat queue big-todo ----------
