@@ -1,5 +1,7 @@
-"""Safety defects of `mailplan queue` found in review s35b, each pinned by a test on a
-real queue tree (:class:`queue_builder.QueueBuilder`) read and changed by the real agent.
+"""`mailplan queue` on a live queue: what it must never do to mail it was not asked to
+touch (a queue it cannot read whole, a stray directory in todo/, a cut-off repair's
+leftovers, a damaged envelope file), each on a real queue tree
+(:class:`queue_builder.QueueBuilder`) read and changed by the real agent.
 
 A reader that may not see the whole queue is stood in for by running the agent's Python
 as the qmailq user (``setpriv``), which can list mess/ and todo/ but not info/, local/
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from queue_builder import QueueBuilder
+from tools import INSTALL, require
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
@@ -33,14 +36,14 @@ def run(*args: str):
 
 def as_qmailq(tmp_path: Path) -> str:
     """A python3 that runs as qmailq:qmail (what an unprivileged reader can see)."""
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv is not installed")
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
     switch = "setpriv --reuid=qmailq --regid=qmail --init-groups"
     usable = [exe for exe in ("/usr/bin/python3", "/usr/local/bin/python3")
               if subprocess.run(f"{switch} {exe} -c pass", shell=True,
                                 capture_output=True, check=False).returncode == 0]
     if not usable:
-        pytest.skip("no python3 the qmailq user may run")
+        pytest.fail(f"no python3 the qmailq user may run: {INSTALL} installs Debian's "
+                    "(as root)", pytrace=False)
     wrapper = tmp_path / "python-as-qmailq"
     wrapper.write_text(f'#!/bin/sh\nexec {switch} {usable[0]} "$@"\n')
     wrapper.chmod(0o755)
