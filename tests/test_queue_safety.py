@@ -185,3 +185,18 @@ def test_show_names_a_damaged_envelope_file(tmp_path):
     rel = str(q.path("remote", msg).relative_to(q.queue))
     assert f"damaged: {rel}: recipient entry 'Xfriend@remote.example' starts with " \
         "neither T nor D" in result.output, result.output
+
+
+# -- a queue entry that is no regular file is reported, never renamed ----------------------
+
+def test_a_fifo_named_like_a_message_is_reported_not_renamed(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.com", remote=("x@remote.example",))
+    fifo = q.queue / "mess" / str(99999 % 23) / "99999"
+    os.mkfifo(fifo)
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2 and "wrong-type" in checked.output, checked.output
+    assert "inode-mismatch" not in checked.output
+    before = q.files()
+    repaired = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert fifo.exists() and q.files() == before, repaired.output
