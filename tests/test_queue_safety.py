@@ -200,3 +200,18 @@ def test_a_fifo_named_like_a_message_is_reported_not_renamed(tmp_path):
     before = q.files()
     repaired = run("check", "local", "--queue-dir", str(q.queue), "--repair")
     assert fifo.exists() and q.files() == before, repaired.output
+
+
+def test_list_marks_a_message_with_a_damaged_envelope_file(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    good = q.add("a@example.com", remote=("friend@remote.example",))
+    bad = q.add("b@example.com", remote=("friend@remote.example",))
+    q.path("info", bad).write_bytes(b"\xff")
+    result = run("list", "local", "--queue-dir", str(q.queue))
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:3]}
+    assert ",damaged" in rows[str(bad)] and ",damaged" not in rows[str(good)]
+    assert result.output.endswith(
+        "2 message(s)\n1 with an envelope file qmail cannot use (state 'damaged': the sender "
+        "or recipients shown lack what it holds); 'mailplan queue show' of one (message "
+        f"{bad}) says which file and why\n"), result.output

@@ -89,14 +89,19 @@ def list_text(msgs: list[Message]) -> str:
     for m in msgs:
         subject = printable(m.subject)
         subject = subject if len(subject) <= 40 else subject[:39] + "…"
-        state = m.state + (",bouncing" if m.bouncing else "")
+        state = m.state + (",bouncing" if m.bouncing else "") + (",damaged" if m.damaged
+                                                                 else "")
         rows.append((str(m.id), utc(m.queued) or "", str(m.size), state,
                      sender_text(m.sender), subject or "-",
                      ", ".join(recipient_text(r) for r in m.recipients) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
              for r in rows]
-    return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n"
+    damaged = [m.id for m in msgs if m.damaged]
+    note = (f"{len(damaged)} with an envelope file qmail cannot use (state 'damaged': the "
+            "sender or recipients shown lack what it holds); 'mailplan queue show' of one "
+            f"(message {damaged[0]}) says which file and why\n") if damaged else ""
+    return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n" + note
 
 
 def message_dict(m: Message) -> dict[str, object]:
