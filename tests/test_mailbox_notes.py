@@ -9,6 +9,8 @@ made here read a local source into the stand-in target."""
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 from pathlib import Path
 
 import yaml
@@ -20,6 +22,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from tools import require
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.engine import make_plan, state_path_for
@@ -27,6 +30,8 @@ from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MailboxRef,
+    _find_errors,
+    _unseen_notes,
     list_source_mailboxes,
 )
 from mailplan.mail.mbox import LOOKAHEAD
@@ -136,3 +141,77 @@ def test_a_content_length_not_checked_is_a_warning_and_the_mail_is_imported(tmp_
               if f.parent.name in ("new", "cur")]
     assert sorted(len(m) for m in stored) == [len(b"Subject: first\n\nbody\n"),
                                               len(b"Subject: big\n\n") + len(body)]
+
+
+class _AsNobody(LocalConnector):
+    """The source read as a user who may not read every user's mail (a login without
+    root nor sudo): each command runs as nobody."""
+
+    def wrap(self, command: str) -> str:
+        return ("setpriv --reuid=nobody --regid=nogroup --clear-groups /bin/sh -c "
+                + shlex.quote(command))
+
+
+def test_mail_the_source_login_may_not_see_is_a_problem_not_an_empty_mailbox(tmp_path):
+    """Read as nobody: bob's spool sits in a directory nobody may search, two of alice's
+    folder directories (one with a quote and an accent in its name) may not be listed.
+    Each is a problem of its user, naming the place and find's reason; what could be
+    seen is listed as before, and a missing ~/mail or spool is still no problem."""
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1"),
+                                            SourceAccount("bob", 1001, "Bob", "pw2"),
+                                            SourceAccount("carol", 1002, "Carol", "pw3")])
+    spool = src / "var/spool/mail"
+    (spool / "alice").write_bytes(msg("alice"))
+    hidden = src / "var/spool/hidden"
+    hidden.mkdir()
+    (hidden / "bob").write_bytes(msg("bob"))
+    mail = src / "home/alice/mail"
+    for name in ("Work", "it's", "\u00e9t\u00e9"):
+        (mail / name).mkdir(parents=True)
+        (mail / name / "box").write_bytes(msg(name))
+    for path in (tmp_path, *tmp_path.parents):  # root's test directories: searchable
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o005)
+    for path in src.rglob("*"):
+        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
+    hidden.chmod(0o700)
+    (mail / "it's").chmod(0o700)
+    (mail / "\u00e9t\u00e9").chmod(0o700)
+    home = src / "home"
+    refs = [MailboxRef("example.com", "alice", "alice", str(spool / "alice"), str(mail),
+                       str(home / "alice")),
+            MailboxRef("example.com", "bob", "bob", str(hidden / "bob"),
+                       str(home / "bob/mail"), str(home / "bob")),
+            MailboxRef("example.com", "carol", "carol", str(spool / "carol"),
+                       str(home / "carol/mail"), str(home / "carol"))]
+    mailboxes, notes = list_source_mailboxes(_AsNobody("oldmail"), refs)
+    assert sorted((m.user, m.name) for m in mailboxes) == [("alice", "INBOX"),
+                                                            ("alice", "Work/box")]
+    problems = [(n.user, n.kind, n.path, n.folder, n.message) for n in notes]
+    first = problems[0][4].partition("': ")[0]  # find lists the directory in its order
+    assert first in (f"find: '{mail}/\\303\\251t\\303\\251", f"find: '{mail}/it\\'s"), first
+    assert problems == [
+        ("alice", "problem", str(mail), None,
+         f"{first}': Permission denied (and 1 more): the folders it holds are not "
+         "imported; mailplan must be able to read it (log in to the source as root, or set "
+         "sudo: true)"),
+        ("bob", "problem", str(hidden / "bob"), "INBOX",
+         f"find: '{hidden}/bob': Permission denied: its mail is not imported; mailplan "
+         "must be able to read it (log in to the source as root, or set sudo: true)")], \
+        problems
+
+
+def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhaps():
+    errors = _find_errors(b"find: '/m/a/x': Permission denied\n"
+                          b"find: '/gone': No such file or directory\n"
+                          b"find: something else went wrong\n", ["/m/a", "/m/b"])
+    assert errors == [("/m/a", "find: '/m/a/x': Permission denied", True),
+                      ("/m/a", "find: something else went wrong", False),
+                      ("/m/b", "find: something else went wrong", False)]
+    ref = MailboxRef("example.com", "bob", "bob", "/spool/bob", "/m/b", "/home/bob")
+    (note,) = _unseen_notes(ref, {"/m/b": [(errors[2][1], False)]})
+    assert note.message == (
+        "find: something else went wrong: listing /m/b: the folders it holds are perhaps "
+        "not all imported; mailplan must be able to read it (log in to the source as root, "
+        "or set sudo: true)")

@@ -40,6 +40,7 @@ checkpoint reads that byte (:func:`still_valid`'s ``ended``).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import posixpath
@@ -265,21 +266,29 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     # without a trailing slash: find would follow a folders directory that is a
     # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
     roots = sorted({r.folders.rstrip("/") or "/" for r in refs})
-    cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "f", "-printf", _FIND_FORMAT])
-            + " 2>/dev/null; true" for chunk in chunks(spools)]
-    cmds += [join(["find", *chunk, "-type", "f", "-printf", _FIND_FORMAT]) + " 2>/dev/null; true"
-             for chunk in chunks(roots)]
+    # find's messages in the C locale: a missing file or folder directory is no error (an
+    # empty INBOX, no folders); one it may not see or list is (read as a user who may
+    # not read another's ~/mail, it would look empty: mail left behind without a word)
+    spool_chunks, root_chunks = list(chunks(spools)), list(chunks(roots))
+    cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", "-type", "f", "-printf",
+                  _FIND_FORMAT]) + "; true" for chunk in spool_chunks]
+    cmds += [join(["LC_ALL=C", "find", *chunk, "-type", "f", "-printf", _FIND_FORMAT])
+             + "; true" for chunk in root_chunks]
     found: dict[str, tuple[int, float, int, int]] = {}
     results = run_batch(conn, ["date +%s", *cmds])
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
-    for res in results[1:]:
+    unseen: dict[str, list[tuple[str, bool]]] = {}  # spool or folder dir -> find's words
+    for res, chunk in zip(results[1:], [*spool_chunks, *root_chunks], strict=True):
         for size, mtime, inode, device, path in _parse_find(res.stdout):
             found[path] = (size, mtime, inode, device)
+        for start, said, exact in _find_errors(res.stderr, chunk):
+            unseen.setdefault(start, []).append((said, exact))
     mailboxes: list[SourceMailbox] = []
     notes: list[MailboxNote] = []
     for ref in refs:
+        notes += _unseen_notes(ref, unseen)
         if ref.spool in found:
             size, mtime, inode, device = found[ref.spool]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
@@ -309,6 +318,59 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                                            inode, now - mtime >= SETTLED_AFTER,
                                            folder_file=True, device=device))
     return named((mailboxes, notes), names)
+
+
+def _find_errors(stderr: bytes, starts: Sequence[str]) -> list[tuple[str, str, bool]]:
+    """``(start, message, named)`` for each of ``find``'s messages (C locale) on
+    ``stderr`` but those of a missing file (an empty INBOX, no folders): ``start`` is
+    the starting point of ``starts`` the message names or lies under (``named``); a
+    message that names none of them counts for every one (not ``named``)."""
+    out = []
+    for line in stderr.decode("utf-8", "surrogateescape").splitlines():
+        if not line.strip() or line.endswith(": No such file or directory"):
+            continue
+        path = _find_quoted(line)
+        named = [s for s in starts
+                 if path is not None and (path == s or path.startswith(s.rstrip("/") + "/"))]
+        out += [(start, line, bool(named)) for start in (named or starts)]
+    return out
+
+
+def _find_quoted(line: str) -> str | None:
+    """The file a ``find: 'PATH': REASON`` message names: find (C locale) writes it
+    between quotes with C escapes (``\\'``, ``\\\\``, octal for other bytes)."""
+    if not line.startswith("find: '"):
+        return None
+    quoted = line[len("find: '"):].rpartition("': ")[0]
+    try:
+        raw = codecs.escape_decode(quoted.encode("utf-8", "surrogateescape"))[0]
+    except ValueError:
+        return None
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
+                  ) -> list[MailboxNote]:
+    """Problems of a user's spool, ~/mbox or folder directory that ``find`` could not
+    see whole."""
+    notes = []
+    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else ""
+    for start, what, folder in ((ref.spool, "its mail is", "INBOX"),
+                                (mbox, "its mail is", "INBOX"),
+                                (ref.folders.rstrip("/") or "/", "the folders it holds are",
+                                 None)):
+        said = unseen.get(start) if start else None
+        if not said:
+            continue
+        line, named = said[0]
+        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
+        effect = (f"{what} not imported" if named else
+                  f"listing {escape(start)}: {what} perhaps not all imported")
+        notes.append(MailboxNote(
+            ref.domain, ref.user, "problem", start,
+            f"{escape(line)}{more}: {effect}; mailplan must be able to read it (log in to "
+            "the source as root, or set sudo: true)", folder))
+    return notes
 
 
 #: what may follow a checkpoint: a From_ line, possibly after the line end that ends the
