@@ -80,8 +80,8 @@ def render_report(report: Report) -> str:
         out.append("Routing: domains, catch-alls, aliases and forwards as specified.")
     if report.unmigrated:
         out.append("")
-        out.append("Not migrated (the plan's problems: leave each out of the spec, or say "
-                   "in it how to migrate it):")
+        out.append("Not migrated (the plan's problems: leave each out of the spec, say "
+                   "in it how to migrate it, or let mailplan read it):")
         out += [f"  FAIL  {e}" for e in report.unmigrated]
     if report.login is not None:
         mark = "ok  " if report.login["ok"] else "FAIL"

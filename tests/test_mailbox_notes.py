@@ -37,6 +37,7 @@ from mailplan.facts.mailboxes import (
 from mailplan.mail.mbox import LOOKAHEAD
 from mailplan.spec import load_spec
 from mailplan.state import State
+from mailplan.verify import verify
 
 
 def msg(subject: str) -> bytes:
@@ -170,11 +171,7 @@ def test_mail_the_source_login_may_not_see_is_a_problem_not_an_empty_mailbox(tmp
     for name in ("Work", "it's", "\u00e9t\u00e9"):
         (mail / name).mkdir(parents=True)
         (mail / name / "box").write_bytes(msg(name))
-    for path in (tmp_path, *tmp_path.parents):  # root's test directories: searchable
-        if path != Path("/"):
-            path.chmod(path.stat().st_mode | 0o005)
-    for path in src.rglob("*"):
-        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
+    readable_by_others(tmp_path, src)
     hidden.chmod(0o700)
     (mail / "it's").chmod(0o700)
     (mail / "\u00e9t\u00e9").chmod(0o700)
@@ -200,6 +197,45 @@ def test_mail_the_source_login_may_not_see_is_a_problem_not_an_empty_mailbox(tmp
          f"find: '{hidden}/bob': Permission denied: its mail is not imported; mailplan "
          "must be able to read it (log in to the source as root, or set sudo: true)")], \
         problems
+
+
+def readable_by_others(tmp_path: Path, src: Path) -> None:
+    """Let other users walk down to ``src`` and read it (root's test tree is 0700)."""
+    for path in (tmp_path, *tmp_path.parents):
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o005)
+    for path in (src, *src.rglob("*")):
+        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
+
+
+def test_verify_fails_where_the_source_login_could_not_see_the_mail(tmp_path):
+    """Migrated as root, verified as a login that may not list alice's ~/mail: verify
+    cannot say her folders are on the target, so it fails naming the place."""
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    (src / "var/spool/mail/alice").write_bytes(msg("inbox"))
+    mail = src / "home/alice/mail"
+    mail.mkdir()
+    (mail / "Work").write_bytes(msg("work"))
+    domain = unique_domain("unseen")
+    path = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    mailplan("apply", str(path), "--auto-approve", check=True)
+    spec = load_spec(path)
+    state = State.load(state_path_for(spec))
+    report = verify(spec, state, connectors={"oldmail": LocalConnector("oldmail"),
+                                             "newmail": LocalConnector("newmail")})
+    assert report.ok and not report.unmigrated, report
+    readable_by_others(tmp_path, src)
+    mail.chmod(0o700)
+    report = verify(spec, state, connectors={"oldmail": _AsNobody("oldmail"),
+                                             "newmail": LocalConnector("newmail")})
+    assert not report.ok
+    assert report.unmigrated == [
+        f"alice@{domain}: find: '{mail}': Permission denied: the folders it holds are not "
+        "imported; mailplan must be able to read it (log in to the source as root, or set "
+        "sudo: true)"]
 
 
 def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhaps():

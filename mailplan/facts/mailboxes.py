@@ -369,7 +369,7 @@ def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
         notes.append(MailboxNote(
             ref.domain, ref.user, "problem", start,
             f"{escape(line)}{more}: {effect}; mailplan must be able to read it (log in to "
-            "the source as root, or set sudo: true)", folder))
+            "the source as root, or set sudo: true)", folder, unseen=True))
     return notes
 
 

@@ -32,6 +32,9 @@ class MailboxNote:
     message: str
     #: the folder the file is imported into, or would be; None where it has none
     folder: str | None = None
+    #: the source login could not see or read it: no mailbox of this user can be
+    #: compared there (verify fails on it, where other notes only explain a difference)
+    unseen: bool = False
 
     @property
     def address(self) -> str:
