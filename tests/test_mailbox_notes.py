@@ -190,11 +190,11 @@ def test_mail_the_source_login_may_not_see_is_a_problem_not_an_empty_mailbox(tmp
     assert first in (f"find: '{mail}/\\303\\251t\\303\\251", f"find: '{mail}/it\\'s"), first
     assert problems == [
         ("alice", "problem", str(mail), None,
-         f"{first}': Permission denied (and 1 more): the folders it holds are not "
-         "imported; mailplan must be able to read it (log in to the source as root, or set "
+         f"{first}': Permission denied (and 1 more): folders there are not imported; "
+         "mailplan must be able to read it (log in to the source as root, or set "
          "sudo: true)"),
         ("bob", "problem", str(hidden / "bob"), "INBOX",
-         f"find: '{hidden}/bob': Permission denied: its mail is not imported; mailplan "
+         f"find: '{hidden}/bob': Permission denied: mail there is not imported; mailplan "
          "must be able to read it (log in to the source as root, or set sudo: true)")], \
         problems
 
@@ -233,9 +233,9 @@ def test_verify_fails_where_the_source_login_could_not_see_the_mail(tmp_path):
                                              "newmail": LocalConnector("newmail")})
     assert not report.ok
     assert report.unmigrated == [
-        f"alice@{domain}: find: '{mail}': Permission denied: the folders it holds are not "
-        "imported; mailplan must be able to read it (log in to the source as root, or set "
-        "sudo: true)"]
+        f"alice@{domain}: find: '{mail}': Permission denied: folders there are not imported; "
+        "mailplan must be able to read it (log in to the source as root, or set sudo: "
+        "true)"]
 
 
 def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhaps():
@@ -248,6 +248,6 @@ def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhap
     ref = MailboxRef("example.com", "bob", "bob", "/spool/bob", "/m/b", "/home/bob")
     (note,) = _unseen_notes(ref, {"/m/b": [(errors[2][1], False)]})
     assert note.message == (
-        "find: something else went wrong: listing /m/b: the folders it holds are perhaps "
-        "not all imported; mailplan must be able to read it (log in to the source as root, "
+        "find: something else went wrong: listing /m/b: folders there are perhaps not all "
+        "imported; mailplan must be able to read it (log in to the source as root, "
         "or set sudo: true)")

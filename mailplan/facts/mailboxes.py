@@ -330,9 +330,9 @@ def _find_errors(stderr: bytes, starts: Sequence[str]) -> list[tuple[str, str, b
         if not line.strip() or line.endswith(": No such file or directory"):
             continue
         path = _find_quoted(line)
-        named = [s for s in starts
+        under = [s for s in starts
                  if path is not None and (path == s or path.startswith(s.rstrip("/") + "/"))]
-        out += [(start, line, bool(named)) for start in (named or starts)]
+        out += [(start, line, bool(under)) for start in (under or starts)]
     return out
 
 
@@ -355,16 +355,15 @@ def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
     see whole."""
     notes = []
     mbox = ref.home.rstrip("/") + "/mbox" if ref.home else ""
-    for start, what, folder in ((ref.spool, "its mail is", "INBOX"),
-                                (mbox, "its mail is", "INBOX"),
-                                (ref.folders.rstrip("/") or "/", "the folders it holds are",
-                                 None)):
+    for start, what, folder in ((ref.spool, "mail there is", "INBOX"),
+                                (mbox, "mail there is", "INBOX"),
+                                (ref.folders.rstrip("/") or "/", "folders there are", None)):
         said = unseen.get(start) if start else None
         if not said:
             continue
-        line, named = said[0]
+        line, exact = said[0]
         more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
-        effect = (f"{what} not imported" if named else
+        effect = (f"{what} not imported" if exact else
                   f"listing {escape(start)}: {what} perhaps not all imported")
         notes.append(MailboxNote(
             ref.domain, ref.user, "problem", start,
