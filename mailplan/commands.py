@@ -159,6 +159,37 @@ def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
     return {"domain": change.domain, "created": True, **({"postmaster_set": True} if pm else {})}
 
 
+#: vadduser's words (exit 249, -7) when it cannot make the user's directory, such as one
+#: that is there already (reference/vpopmail/17-exit-codes-summary.md)
+DIR_EXISTS = "User's directory already exists"
+
+#: removes $1 when it holds only empty directories and vadduser's ``lastauth`` (what a
+#: vadduser cut between its mkdir and its vpasswd line leaves: no mail can be in it);
+#: exit 4 when it holds anything else, leaving it untouched, and 3 when it is no
+#: directory (mkdir failed for another reason). Never follows a link.
+CLEAR_LEFTOVER = ('[ -d "$1" ] && [ ! -L "$1" ] || exit 3; '
+                  'f=$(find "$1" -mindepth 1 ! -type d -print); '
+                  '[ -z "$f" ] || [ "$f" = "$1/lastauth" ] || exit 4; '
+                  'rm -f -- "$1/lastauth" && find "$1" -depth -type d -empty -delete '
+                  '&& [ ! -e "$1" ]')
+
+
+def _clear_leftover_dir(r: _Runner, udir: str, refused: StepFailed) -> None:
+    """vadduser refused a user whose directory is there without an account: remove that
+    directory when it cannot hold mail (a vadduser cut short by a kill or a dropped
+    connection leaves it, and would otherwise refuse the user at every run)."""
+    res = r.session.run(Cmd.of("sh", "-c", CLEAR_LEFTOVER, "sh", udir).render())
+    if res.returncode == 3:
+        raise refused
+    if res.returncode == 4:
+        raise r.fail(f"{udir} is there without an account (left by a vadduser cut short, "
+                     "or made by hand) and holds files, so vadduser refuses the user: look "
+                     "at it, move it away and apply again")
+    if res.returncode != 0:
+        raise r.fail(f"vadduser failed: {DIR_EXISTS}, and {udir} could not be removed "
+                     f"(exit {res.returncode}): {_words(res, r.secrets)}")
+
+
 def create_user(r: _Runner, change: Change) -> dict[str, Any]:
     """vadduser -e HASH with quota and comment."""
     user = _user(r.ctx, change)
@@ -168,7 +199,13 @@ def create_user(r: _Runner, change: Change) -> dict[str, Any]:
     if user.quota is not None:
         argv += ["-q", str(user.quota)]
     argv += ["-c", user.comment, f"{user.name}@{user.domain}"]
-    r.run(Cmd.of(*argv))
+    try:
+        r.run(Cmd.of(*argv))
+    except StepFailed as exc:
+        if DIR_EXISTS not in exc.message:
+            raise
+        _clear_leftover_dir(r, f"{r.domain_dir(user.domain)}/{user.name}", exc)
+        r.run(Cmd.of(*argv))
     _check_user(r, user, password=user.password, made=True)
     return {"domain": user.domain, "user": user.name, "created": True}
 

@@ -347,7 +347,6 @@ def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target)
     # vuserinfo -D stops, exit 0, at a vpasswd line longer than it reads (299 bytes):
     # the users after it would be created again, or taken for absent by --prune's check
     domain = unique_domain("cut")
-    target.created_domains.append(domain)
     assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
     for name, comment in (("aaa", "A"), ("b" * 60, "c" * 64), ("zzz", "Z")):
         assert target.tool("vadduser", "-c", comment, f"{name}@{domain}", "Pw-1234"
@@ -487,6 +486,50 @@ def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_pa
                domains={domain: {"import": {"uid_min": 1000, "exclude": ["u1", "u2"]}}})
     out = mailplan("plan", str(spec), check=True).stdout
     assert f"- user u1@{domain}" in out and f"- user u2@{domain}" in out, out
+
+
+def _cut_inside_vadduser(tmp_path: Path, target) -> tuple[Path, str, Path]:
+    """kill -9 an apply while vadduser for u1 has made u1's directory and not yet its
+    vpasswd line (the relay then kills vadduser too, as sshd does when a connection
+    drops): (spec, domain, u1's directory)."""
+    accounts = [SourceAccount(f"u{i}", 1000 + i, f"U {i}", f"pw{i}") for i in range(3)]
+    src = make_source(tmp_path / "source", accounts)
+    domain = unique_domain("cut")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    udir = Path(target.vpopmail_dir, "domains", domain, "u1")
+    marker = tmp_path / "u1-cut"
+    wrap(target, "vadduser", f'case "$*" in *u1@{domain}*) [ -e {marker} ] || {{ '
+                             f'mkdir -m 700 {udir} {udir}/Maildir; echo 0.0.0.0 > {udir}/lastauth; '
+                             f'touch {marker}; sleep 30; '
+                             '};; esac\nexec "$REAL" "$@"')
+    kill_apply_when(spec, lambda _journal: marker.exists())
+    assert (udir / "Maildir").is_dir() and not (udir / "Maildir/new").exists()
+    return spec, domain, udir
+
+
+def test_a_user_directory_left_by_a_vadduser_cut_short_is_replaced(tmp_path, target):
+    # the directory holds nothing but empty directories and lastauth: no mail can be in
+    # it, and vadduser would refuse that user at every run ("User's directory already
+    # exists")
+    spec, domain, udir = _cut_inside_vadduser(tmp_path, target)
+    applied = mailplan("apply", str(spec), "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert target.login_ok(f"u1@{domain}", "pw1")
+    assert (udir / "Maildir/new").is_dir()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_user_directory_holding_files_is_never_removed(tmp_path, target):
+    spec, domain, udir = _cut_inside_vadduser(tmp_path, target)
+    (udir / "Maildir/cur").mkdir()
+    kept = udir / "Maildir/cur/1.M1P1.host:2,S"
+    kept.write_text("Subject: mail\n\nkept\n")
+    applied = mailplan("apply", str(spec), "--auto-approve")
+    assert applied.returncode == 1
+    assert kept.read_text() == "Subject: mail\n\nkept\n"
+    assert (f"{udir} is there without an account (left by a vadduser cut short, or made "
+            "by hand) and holds files") in applied.stderr, applied.stderr
 
 
 def wrap(target, tool: str, body: str) -> None:
