@@ -587,8 +587,11 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             out.settled.append(settled)
             read += (f"; apply records that it is complete through byte {scan.end}, so "
                      "later plans read only what arrives after")
-        out.noops.append(Noop(mb.domain, mb.user, f"{mb.name}: all {there + begin.count} "
-                              f"messages already on the target{read}{skipped}"))
+        held = there + begin.count
+        # an empty mailbox has nothing "on the target" (its user may not be there yet)
+        what = f"all {held} messages already on the target" if held else \
+            "empty, nothing to import"
+        out.noops.append(Noop(mb.domain, mb.user, f"{mb.name}: {what}{read}{skipped}"))
         return
     size = scan.todo_bytes
     how = " (first import: From_ lines counted on the source, the mbox's size)" \

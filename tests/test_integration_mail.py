@@ -1390,3 +1390,15 @@ def test_a_spool_duplicate_is_numbered_by_its_own_checkpoint_beside_the_home_mbo
     assert len(stored(target, address)) == 5
     (tmp_path / "m.state.json").unlink()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_an_empty_mailbox_is_not_said_to_be_on_the_target(tmp_path):
+    """An empty spool of a user the plan creates: nothing to import, and nothing is on
+    the target yet, so ``plan -v`` must not say its messages are already there."""
+    _path, _target, domain, spec = one_user(tmp_path, b"")
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert f"+ user ursula@{domain}" in plan
+    assert f"= ursula@{domain}: INBOX: empty, nothing to import" in plan, plan
+    assert "all 0 messages" not in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert "all 0 messages" not in mailplan("plan", str(spec), "-v", check=True).stdout
