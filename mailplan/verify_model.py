@@ -135,7 +135,8 @@ class Report:
 def check_account(want: DesiredUser, have: TargetUser | None, *, keep: bool = False
                   ) -> AccountCheck:
     """Compare one user (the hash is compared, never shown). ``keep``: a password that
-    differs was changed on the target and is kept (``target.passwords: create_only``)."""
+    differs is kept (``target.passwords: create_only``): set on the target since, or
+    changed on the source, which verify cannot tell apart."""
     quota = quota_field(want.quota)
     if have is None:
         return AccountCheck(want.domain, want.name, False, "-", (quota, "-"),

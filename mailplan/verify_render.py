@@ -16,7 +16,9 @@ def _account_line(a: AccountCheck) -> str:
         return f"  FAIL  {a.user}@{a.domain}: missing on the target"
     notes = []
     notes.append({"identical": "password identical",
-                  "kept": "password changed on the target (kept: create_only)"}.get(
+                  # create_only: which side changed it cannot be told, as plan says
+                  "kept": "password differs from the spec's; kept "
+                          "(target.passwords: create_only)"}.get(
                       a.password, "password DIFFERENT"))
     notes.append(f"quota {a.quota[1]}" if a.quota[0] == a.quota[1]
                  else f"quota {a.quota[1]} (spec: {a.quota[0]})")

@@ -37,6 +37,7 @@ from mailplan.verify_model import (
     check_account,
     compare_folder,
 )
+from mailplan.verify_render import _account_line
 
 A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
 KW = frozenset({"$Label1", "Junk"})
@@ -130,6 +131,11 @@ def test_check_account_compares_hash_without_showing_it():
     kept = check_account(want, TargetUser("alice", Secret("$6$salt$other"), "Alice", 0, "/x",
                                           "1073741824S"), keep=True)  # create_only
     assert kept.ok and kept.password == "kept"
+    # which side changed cannot be told (a new password on the old server looks the
+    # same): the line says what verify knows, as plan does
+    line = _account_line(kept)
+    assert line == ("  ok    alice@d.example: password differs from the spec's; kept "
+                    "(target.passwords: create_only), quota 1073741824S, comment 'Alice'")
 
 
 def msg(sender: str, date: str, subject: str, extra: str = "") -> bytes:
