@@ -54,7 +54,8 @@ class Summary:
                f"created: {self.created}", f"changed: {self.changed}",
                f"deleted: {self.deleted}",
                f"imported: {self.imported_messages} message(s), "
-               f"{human_size(self.imported_bytes)} into {self.mailboxes} mailbox(es) completed",
+               # a stopped import's journaled batches count, in no completed mailbox
+               f"{human_size(self.imported_bytes)}; {self.mailboxes} mailbox(es) completed",
                f"skipped: {self.skipped}",
                f"not migrated: {self.not_migrated} (the plan's problems"
                + (", listed above)" if self.not_migrated else ")"),

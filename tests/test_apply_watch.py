@@ -107,6 +107,13 @@ def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
     assert counter.overall.text() == "2/7 messages, 148B/648B (22%)"
 
 
+def test_the_summary_does_not_put_a_stopped_imports_messages_into_completed_mailboxes():
+    # stopped during its second mailbox: 4 messages of a completed INBOX and 2000 of a
+    # folder whose import was stopped at a journaled batch
+    lines = Summary(imported_messages=2004, imported_bytes=3 << 20, mailboxes=1).lines()
+    assert "imported: 2004 message(s), 3M; 1 mailbox(es) completed" in lines, lines
+
+
 def test_log_masks_secrets_in_commands_and_their_output(tmp_path):
     log = ApplyLog(default_log_path(tmp_path / "m.state.json"))
     conn = LocalConnector("here")
@@ -124,7 +131,8 @@ def test_log_masks_secrets_in_commands_and_their_output(tmp_path):
     assert "exit 3, stdout 0 B, stderr 16 B: bad (sensitive)" in text
     assert "$ sh -c 'echo \"bad $0\" >&2; exit 3' (sensitive) </dev/null" in text
     assert "exit 4" in text and "batch 2/2" in text
-    assert "  created: 2" in text and "  imported: 5 message(s), 2K into 0 mailbox(es)" in text
+    assert "  created: 2" in text
+    assert "  imported: 5 message(s), 2K; 0 mailbox(es) completed" in text
     assert "  failed: 1" in text and "remote commands logged: 4" in text
     assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.path.parent.stat().st_mode) == 0o700
@@ -193,7 +201,7 @@ def test_plain_progress_log_file_and_quiet(big):
     assert re.fullmatch(r"exit 0, stdout 0 B, stderr 0 B \(stream: \d+ B out, \d+ B in\)",
                         agent[-1]), agent
     assert "result: ok" in text and "created: 3" in text and "changed: 1" in text  # catch-all
-    assert "imported: 6200 message(s)" in text and "into 2 mailbox(es)" in text
+    assert "imported: 6200 message(s)" in text and "; 2 mailbox(es) completed" in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     quiet = mailplan("apply", str(spec), "--auto-approve", "--quiet", check=True)
     assert quiet.stdout == "" and quiet.stderr == ""
