@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from migration import SourceAccount, install_target, make_source, unique_domain, write_spec
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    unique_domain,
+    write_spec,
+)
 
 from mailplan.engine import apply_plan, make_plan, state_path_for
 from mailplan.errors import SourceChanged
@@ -122,3 +129,40 @@ def test_apply_reads_only_the_file_the_listing_found(tmp_path):
     spool.symlink_to(other)
     with pytest.raises(SourceChanged, match="no longer the file the plan listed"):
         read()
+
+
+def test_mail_behind_a_link_is_named_in_the_plan_not_passed_over(tmp_path):
+    """A folder file, or the whole folders directory, moved to another disk and linked
+    back: not followed, and so not imported, but the plan says so (a problem, which
+    verify lists too) instead of leaving that mail on the old server unmentioned. A
+    ~/mail/INBOX linked to the user's own spool (as made for pine) is only noted."""
+    src, target, domain = two_users(tmp_path)
+    elsewhere = tmp_path / "disk2"
+    elsewhere.mkdir()
+    (elsewhere / "archive").write_bytes(msg("archived"))
+    (elsewhere / "mallory-mail").mkdir()
+    (elsewhere / "mallory-mail/Old").write_bytes(msg("old"))
+    mail = src / "home/alice/mail"
+    mail.mkdir()
+    (mail / "Work").write_bytes(msg("work"))
+    (mail / "Archive").symlink_to(elsewhere / "archive")
+    (mail / "INBOX").symlink_to(src / "var/spool/mail/alice")
+    (mail / ".hidden").symlink_to(elsewhere / "archive")
+    (src / "home/mallory/mail").symlink_to(elsewhere / "mallory-mail")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    problems = plan.partition("Problems (these are not migrated):")[2].partition(
+        "Unchanged:")[0]
+    assert (f"alice@{domain}: {mail}/Archive (a folder) is a symbolic link: not followed "
+            "(mailplan reads the source as root), so no mail behind it is imported") \
+        in problems, plan
+    assert (f"mallory@{domain}: {src}/home/mallory/mail (the folders directory) is a "
+            "symbolic link: not followed") in problems, plan
+    assert f"{mail}/INBOX is a symbolic link to the spool, whose mail is imported" in plan
+    assert f"{mail}/INBOX" not in problems and ".hidden" not in plan
+    assert f"+ mailbox alice@{domain} Work" in plan and "Archive\n" not in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert subjects(target, f"alice@{domain}") == [b"Subject: ALICE-PRIVATE", b"Subject: work"]
+    verify = mailplan("verify", str(spec)).stdout
+    assert f"{mail}/Archive (a folder) is a symbolic link" in verify, verify

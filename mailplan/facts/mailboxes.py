@@ -67,6 +67,7 @@ HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 SETTLED_AFTER = 300
 _BLANK_END = (b"\n\n", b"\r\n\r\n")
 _FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
+_LINK_FORMAT = "%p\\t%l\\0"
 #: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
 #: lists it with what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
@@ -274,17 +275,26 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                   _FIND_FORMAT]) + "; true" for chunk in spool_chunks]
     cmds += [join(["LC_ALL=C", "find", *chunk, "-type", "f", "-printf", _FIND_FORMAT])
              + "; true" for chunk in root_chunks]
+    # the links there, never followed, are named in the plan: mail behind one (a folders
+    # directory moved to another disk and linked back) is not imported (what find could
+    # not see is said once, by the listing above)
+    links = [join(["find", *chunk, "-maxdepth", "0", "-type", "l", "-printf", _LINK_FORMAT])
+             + " 2>/dev/null; true" for chunk in spool_chunks]
+    links += [join(["find", *chunk, "-type", "l", "-printf", _LINK_FORMAT])
+              + " 2>/dev/null; true" for chunk in root_chunks]
     found: dict[str, tuple[int, float, int, int]] = {}
-    results = run_batch(conn, ["date +%s", *cmds])
+    results = run_batch(conn, ["date +%s", *cmds, *links])
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
     unseen: dict[str, list[tuple[str, bool]]] = {}  # spool or folder dir -> find's words
-    for res, chunk in zip(results[1:], [*spool_chunks, *root_chunks], strict=True):
+    for res, chunk in zip(results[1:1 + len(cmds)], [*spool_chunks, *root_chunks],
+                          strict=True):
         for size, mtime, inode, device, path in _parse_find(res.stdout):
             found[path] = (size, mtime, inode, device)
         for start, said, exact in _find_errors(res.stderr, chunk):
             unseen.setdefault(start, []).append((said, exact))
+    linked = dict(_parse_links(b"".join(res.stdout for res in results[1 + len(cmds):])))
     mailboxes: list[SourceMailbox] = []
     notes: list[MailboxNote] = []
     for ref in refs:
@@ -317,6 +327,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
             mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
                                            inode, now - mtime >= SETTLED_AFTER,
                                            folder_file=True, device=device))
+        notes += _link_notes(ref, linked)
     return named((mailboxes, notes), names)
 
 
@@ -369,6 +380,46 @@ def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
             ref.domain, ref.user, "problem", start,
             f"{escape(line)}{more}: {effect}; mailplan must be able to read it (log in to "
             "the source as root, or set sudo: true)", folder, unseen=True))
+    return notes
+
+
+def _parse_links(data: bytes) -> list[tuple[str, str]]:
+    out = []
+    for record in data.split(b"\0"):
+        if record:
+            path, _tab, points_to = record.partition(b"\t")
+            out.append((path.decode("utf-8", "surrogateescape"),
+                        points_to.decode("utf-8", "surrogateescape")))
+    return out
+
+
+def _link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
+    """A problem for each of the user's spool and folder paths that is a symbolic link
+    (not followed: mailplan reads as root), hidden ones left out as their folders are;
+    an ``info`` note for a link to the user's own spool (``~/mail/INBOX`` made so for
+    pine), whose mail is imported from the spool."""
+    notes = []
+    root = ref.folders.rstrip("/") or "/"
+    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    for path in sorted(linked):
+        rel = path[len(root) + 1:] if path.startswith(root + "/") else ""
+        if path not in (ref.spool, root, mbox) and not rel:
+            continue  # another user's
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        dest = posixpath.normpath(posixpath.join(posixpath.dirname(path), linked[path]))
+        if path != ref.spool and dest == posixpath.normpath(ref.spool):
+            notes.append(MailboxNote(ref.domain, ref.user, "info", path,
+                                     f"{escape(path)} is a symbolic link to the spool, "
+                                     "whose mail is imported into the INBOX", "INBOX"))
+            continue
+        what = "the folders directory" if path == root else "the spool" if path == ref.spool \
+            else "~/mbox, INBOX mail" if path == mbox else "a folder"
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", path,
+                                 f"{escape(path)} ({what}) is a symbolic link: not followed "
+                                 "(mailplan reads the source as root), so no mail behind it "
+                                 "is imported (if it is this user's, replace the link with "
+                                 "what it points to)", rel or None))
     return notes
 
 
