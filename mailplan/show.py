@@ -63,9 +63,15 @@ def state_document(path: Path, *, target: str | None = None,
     mail: dict[str, Any] = {}
     for key, box in sorted(data.get("mail", {}).items()):
         user, _, folder = key.partition("/")
+        checkpoint = box.get("checkpoint") or {}
+        imported = box.get("imported", 0)
         mail.setdefault(user, {})[folder or "INBOX"] = {
-            "imported": box.get("imported", 0), "bytes": box.get("bytes", 0),
-            "complete_through_byte": (box.get("checkpoint") or {}).get("offset")}
+            "imported": imported, "bytes": box.get("bytes", 0),
+            "complete_through_byte": checkpoint.get("offset"),
+            # messages through the checkpoint that an apply found on the target and did
+            # not import itself: a run killed before it journaled what its writer had
+            # made durable, a state file made anew, a copy held in a second file
+            "found_on_target": max(0, int(checkpoint.get("count", 0)) - imported)}
     history = data.get("history", [])
     return {"kind": "state", "path": str(path), "exists": True, "target": target,
             "source": source, "lineage": state.lineage, "serial": state.serial,
@@ -108,7 +114,11 @@ def render_state(doc: dict[str, Any]) -> str:
             total = sum(f["imported"] for f in folders.values())
             size = sum(f["bytes"] for f in folders.values())
             parts = ", ".join(f"{name} {f['imported']}" for name, f in folders.items())
-            out.append(f"  {user}: {total} message(s), {human_size(size)} ({parts})")
+            found = {name: f["found_on_target"] for name, f in folders.items()
+                     if f.get("found_on_target")}
+            more = f"; {sum(found.values())} more found already on the target (" + ", ".join(
+                f"{name} {n}" for name, n in found.items()) + ")" if found else ""
+            out.append(f"  {user}: {total} message(s), {human_size(size)} ({parts}){more}")
     return "\n".join(escape(line) for line in out) + "\n"
 
 

@@ -44,7 +44,7 @@ def test_show_state_text_and_json(tmp_path):
     assert doc["kind"] == "state" and doc["serial"] == 6
     assert doc["managed"]["example.com"]["users"] == ["alice"]
     assert doc["mail"]["alice@example.com"]["INBOX"] == {
-        "imported": 2005, "bytes": 4106, "complete_through_byte": 99}
+        "imported": 2005, "bytes": 4106, "complete_through_byte": 99, "found_on_target": 0}
     assert doc["last_apply"]["result"] == "ok"
 
 
@@ -108,3 +108,25 @@ def test_a_journal_line_holding_the_wrong_things_is_a_clear_error(tmp_path):
         shown = mailplan("show", str(path))
         assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
         assert f"{journal}: the state file's 'mail' does not hold mailboxes" in shown.stderr
+
+
+def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path):
+    # an apply killed after its writer made 4000 messages durable but journaled 2000:
+    # the next apply found the rest there and recorded only the checkpoint (as after a
+    # deleted state file); show must not say the Maildir holds 2000
+    path = tmp_path / "m.state.json"
+    state = State.load(path)
+    state.begin("plan-1")
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX", "imported": 2000, "bytes": 4000})
+    state.finish("interrupted", {"changes_done": 0, "changes_planned": 1})
+    state.begin("plan-2")
+    state.record("checkpoint alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX",
+                  "checkpoint": {"offset": 9000, "count": 4000}})
+    state.finish("ok", {"changes_done": 0, "changes_planned": 0})
+    text = mailplan("show", str(path), check=True).stdout
+    assert ("  alice@example.com: 2000 message(s), 3.9K (INBOX 2000); 2000 more found "
+            "already on the target (INBOX 2000)") in text, text
+    doc = json.loads(mailplan("show", str(path), "--json", check=True).stdout)
+    assert doc["mail"]["alice@example.com"]["INBOX"]["found_on_target"] == 2000
