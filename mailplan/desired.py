@@ -260,7 +260,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                 password = resolve_password(spec, user["password"], (*uwhere, "password"))
             elif account is None:
                 raise spec.error(f"there is no account {src_name!r} on the source "
-                                 f"({source.host}:{source.passwd_path})", (*uwhere, "name"),
+                                 f"({source.host}:{source.passwd_path})",
+                                 (*uwhere, "from" if "from" in user else "name"),
                                  hint="fix the name, add from: OLDNAME, or give a password")
             elif account.password is None:
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "

@@ -80,6 +80,14 @@ def test_explicit_user_missing_on_source(tmp_path):
         build_desired(s, SRC)
 
 
+def test_a_rename_from_a_missing_account_points_at_from(tmp_path):
+    # the spec's error names the key that is wrong: from, not the new name
+    s = spec(tmp_path, "users:\n  - name: zed\n    from: nosuch\n")
+    with pytest.raises(SpecError, match="there is no account 'nosuch' on the source") as err:
+        build_desired(s, SRC)
+    assert err.value.key.endswith("users[0].from") and err.value.line == 9, err.value
+
+
 def test_explicit_user_missing_from_shadow(tmp_path):
     s = spec(tmp_path, "users: [{name: eve}]\n")
     with pytest.raises(SourceDataError, match="has no entry in the shadow file"):
