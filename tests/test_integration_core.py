@@ -347,6 +347,7 @@ def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target)
     # vuserinfo -D stops, exit 0, at a vpasswd line longer than it reads (299 bytes):
     # the users after it would be created again, or taken for absent by --prune's check
     domain = unique_domain("cut")
+    target.created_domains.append(domain)
     assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
     for name, comment in (("aaa", "A"), ("b" * 60, "c" * 64), ("zzz", "Z")):
         assert target.tool("vadduser", "-c", comment, f"{name}@{domain}", "Pw-1234"
