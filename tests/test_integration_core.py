@@ -533,6 +533,28 @@ def test_a_user_directory_holding_files_is_never_removed(tmp_path, target):
             "by hand) and holds files") in applied.stderr, applied.stderr
 
 
+@pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="the cut makes the directory where the "
+                    "stand-in puts a new domain; a real install may hash it")
+def test_a_domain_directory_left_by_a_vadddomain_cut_short_is_used_again(tmp_path, target):
+    """kill -9 an apply while vadddomain has made the domain's directory and not yet its
+    assign line: the next apply makes the domain (vpopmail's r_mkdir takes the directory
+    that is there) and its users."""
+    src = make_source(tmp_path / "source", [SourceAccount("u1", 1001, "U 1", "pw1")])
+    domain = unique_domain("dcut")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    ddir = Path(target.vpopmail_dir, "domains", domain)
+    marker = tmp_path / "domain-cut"
+    wrap(target, "vadddomain", f'[ -e {marker} ] || {{ mkdir -m 700 {ddir}; touch {marker}; '
+                               'sleep 30; }\nexec "$REAL" "$@"')
+    kill_apply_when(spec, lambda _journal: marker.exists())
+    assert ddir.is_dir() and not (ddir / "postmaster").exists()
+    applied = mailplan("apply", str(spec), "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert target.login_ok(f"u1@{domain}", "pw1")
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def wrap(target, tool: str, body: str) -> None:
     """Replace a vpopmail tool by a shell script running ``body`` (the real one is
     ``$REAL``, in bin/real/ so that the stand-in still knows its name)."""

@@ -31,6 +31,7 @@ ERR = {
     -4: "Unable to chdir to vpopmail/users directory",
     -7: "User's directory already exists", -10: "User does not exist",
     -11: "Domain does not exist", -12: "Invalid domain name", -13: "Domain already exists",
+    -14: "Could not make domain dir",
     -20: "bad character", -25: "user name too long (max=64)",
     -26: "domain name too long (max=96)", -27: "password too long (max=128)",
     -28: "gecos too long (max=64)", -29: "quota too long (max=20)",
@@ -1052,7 +1053,13 @@ def add_domain(ctx: Ctx, domain: str, base: str, uid: int, gid: int) -> int:
             chown(f"{droot}/{sub}", uid, gid)
         dc.write(ctx.uid, ctx.gid)
     ddir = f"{droot}/{sub}/{domain}" if sub else f"{droot}/{domain}"
-    os.mkdir(ddir, 0o700)
+    try:
+        os.mkdir(ddir, 0o700)
+    except FileExistsError:
+        # r_mkdir() (vpopmail.c) takes a directory that is there as made: one left by a
+        # vadddomain cut short before its assign line is used again
+        if not os.path.isdir(ddir):
+            return -14
     chown(ddir, uid, gid)
     qd = f"| {ctx.vpop}/bin/vdelivermail '' delete\n"
     write_file(ddir + "/.qmail-default", qd.encode(), 0o600, uid, gid)
