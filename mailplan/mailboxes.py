@@ -589,8 +589,9 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                      "later plans read only what arrives after")
         held = there + begin.count
         # an empty mailbox has nothing "on the target" (its user may not be there yet)
-        what = f"all {held} messages already on the target" if held else \
-            "empty, nothing to import"
+        what = ("empty, nothing to import" if not held else
+                "its 1 message already on the target" if held == 1 else
+                f"all {held} messages already on the target")
         out.noops.append(Noop(mb.domain, mb.user, f"{mb.name}: {what}{read}{skipped}"))
         return
     size = scan.todo_bytes

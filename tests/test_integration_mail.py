@@ -138,6 +138,9 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     again = mailplan("plan", str(spec), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout
     assert "No changes." in again.stdout
+    verbose = mailplan("plan", "-v", str(spec), check=True).stdout
+    assert "Work: its 1 message already on the target" in verbose, verbose
+    assert "INBOX: all 3 messages already on the target" in verbose
 
 
 @pytest.mark.parametrize("mboxrd", [False, True])
