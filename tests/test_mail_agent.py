@@ -1579,3 +1579,44 @@ def test_a_maildir_its_owner_may_not_write_is_refused_when_opened(reachable):
             AgentClient(agent).open(str(home / "Maildir"), owner_of_parent=True)
     finally:
         agent.kill()
+
+
+def test_flags_are_added_by_renaming_within_the_folder_never_over_a_file(client, tmp_path):
+    """``G`` adds flags the source has to messages already in a folder, in one request:
+    new/NAME -> cur/NAME:2,FLAGS, cur/BASE:2,OLD -> cur/BASE:2,MERGED (ASCII order,
+    keyword letters kept, nothing removed); a message gone meanwhile is passed over, and
+    a name that exists already is never replaced."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    by_subject = {}
+    for sub in ("new", "cur"):
+        for f in (root / sub).iterdir():
+            parsed = parse_message_name(f.name)
+            by_subject.setdefault(f.read_bytes().split(b"Subject: ")[1].split(b"\n")[0],
+                                  []).append((f, parsed))
+    (one, one_name), = by_subject[b"one"]
+    (draft, draft_name), = by_subject[b"draft"]
+    (two, two_name), (gone, gone_name) = sorted(by_subject[b"two"],
+                                                key=lambda x: x[1].occurrence)
+    assert (one.parent.name, one_name.flags, two.parent.name) == ("cur", "RS", "new")
+    # a keyword letter a client set (dovecot's "a") stays after the flags
+    keyword = one.with_name(one.name + "a")
+    one.rename(keyword)
+    gone.unlink()  # deleted on the new server: nothing to do, no error
+    # the name the draft would get is taken (by a file that is not the draft): kept
+    taken = draft.with_name(draft.name.split(":2,")[0] + ":2,DS")
+    taken.write_bytes(b"someone else's\n")
+    reply = client.add_flags("", {one_name.identity: "F", two_name.identity: "S",
+                                  gone_name.identity: "S", draft_name.identity: "S"})
+    assert reply == {"renamed": 2, "gone": 1, "taken": 1}
+    assert not keyword.exists() and not two.exists()
+    assert (root / "cur" / (one.name.split(":2,")[0] + ":2,FRSa")).is_file()
+    assert (root / "cur" / (two.name + ":2,S")).read_bytes().startswith(b"Subject: two")
+    assert draft.is_file() and taken.read_bytes() == b"someone else's\n"
+    # asked again: everything holds those flags already, nothing is renamed
+    assert client.add_flags("", {one_name.identity: "FS", two_name.identity: "S"}) == {
+        "renamed": 0, "gone": 0, "taken": 0}
+    # a folder that is not there has nothing to flag
+    assert client.add_flags(".Nowhere", {one_name.identity: "F"}) == {
+        "renamed": 0, "gone": 1, "taken": 0}

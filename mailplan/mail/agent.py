@@ -57,6 +57,18 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  name up to ``:``) in the folder's ``courierimapkeywords/``, one keyword
                  per line, as courier's ``maildir_kwSave`` writes one; courier folds such
                  files into its ``:list`` when it next reads the folder
+``G``* flags     JSON ``{"dir", "add": "DIGEST OCC FLAGS\\n..."}``: add Maildir flags to
+                 messages already in folder ``dir`` (flags a message got on the old
+                 server after its import), all of a folder's in one request: each
+                 file of such an identity in new/ or cur/ is renamed as an IMAP
+                 client renames it, ``new/NAME`` -> ``cur/NAME:2,FLAGS`` and
+                 ``cur/BASE:2,OLD`` -> ``cur/BASE:2,MERGED`` (the union, in ASCII
+                 order, so keyword letters stay after the flags; nothing is removed),
+                 never over an existing name (renameat2 RENAME_NOREPLACE, else
+                 link+unlink); then cur/ and new/ are synced. A file gone or renamed
+                 meanwhile (a mail client got there first) is passed over. Reply
+                 ``{"renamed": n, "gone": n, "taken": n}`` (taken: the new name
+                 exists; the file is left as it is)
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
 
@@ -144,6 +156,7 @@ LEDGER = "mailplan-ledger"
 COURIER_KEYWORDS = "courierimapkeywords"  # a folder's keyword updates for courier-imap
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Z]+)$")  # a line of ``G``'s "add"
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
 #: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
@@ -1269,6 +1282,54 @@ class Agent:
                           "".join(x + "\n" for x in lines + added))
         return {"letters": {k: chr(97 + slots[k]) for k in req["keywords"] if k in slots}}
 
+    def add_flags(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``G``: add flags to messages of folder ``dir`` by renaming their files (the
+        module docstring says how); what is asked is held by identity (``key``), the
+        folder is read once, and the renames wait until it is read."""
+        if self.root is None:
+            raise AgentError("flags before open")
+        wanted = {}
+        for line in req["add"].split("\n"):
+            if not line:
+                continue
+            m = FLAG_LINE_RE.match(line)
+            if m is None:
+                raise AgentError(f"bad flags line {line[:100]!r}")
+            wanted[key(m.group(1), int(m.group(2)))] = m.group(3)
+        base = self._folder_path(req["dir"])
+        found = set()
+        moves = []  # (subdir, name, new name in cur/)
+        for digest, occ, sub, name in self._scan_dir(req["dir"]):
+            k = key(digest, occ)
+            add = wanted.get(k)
+            if add is None:
+                continue
+            found.add(k)
+            stem, info, old = name.partition(":2,")
+            merged = "".join(sorted(set(old) | set(add)))
+            if sub == "cur" and info and merged == old:
+                continue  # it has them all already
+            moves.append((sub, name, f"{stem}:2,{merged}"))
+        renamed = taken = 0
+        gone = len(wanted) - len(found)
+        for sub, name, new in moves:
+            try:
+                if rename_noreplace(os.path.join(base, sub, name),
+                                    os.path.join(base, "cur", new)):
+                    renamed += 1
+                else:
+                    taken += 1
+            except FileNotFoundError:  # moved or deleted since the folder was read
+                gone += 1
+        if renamed:  # the new names are durable before the caller records them
+            for sub in ("cur", "new"):
+                fd = os.open(os.path.join(base, sub), DIR_FLAGS)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        return {"renamed": renamed, "gone": gone, "taken": taken}
+
     def quota(self) -> dict[str, Any]:
         path = os.path.join(self.root, "maildirsize")
         try:
@@ -1397,7 +1458,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
 def _serve(agent: Agent, inp: BinaryIO) -> int:
     replying = {b"O": lambda p: agent.open(json.loads(p)),
                 b"U": lambda p: agent.subscribe(json.loads(p)), b"Z": lambda p: agent.quota(),
-                b"K": lambda p: agent.keywords(json.loads(p))}
+                b"K": lambda p: agent.keywords(json.loads(p)),
+                b"G": lambda p: agent.add_flags(json.loads(p))}
     while True:
         head = read_exact(inp, 5)
         if head is None:

@@ -10,6 +10,7 @@ replies, so the stream goes on while the target makes the previous batch durable
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import re
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,8 @@ from mailplan.mail.mbox import MailboxError
 HEADER = struct.Struct(">cI")
 MESSAGE = struct.Struct(">BBHd")  # an M frame's head; see mailplan.mail.agent
 FLUSH_BYTES = 1 << 18
+#: messages per flags request (``G``: about 75 bytes each, and one read of the folder)
+FLAGS_PER_REQUEST = 50_000
 
 
 class AgentError(MailboxError):
@@ -305,6 +309,21 @@ class AgentClient:
         """The file-name letters of IMAP ``keywords`` in folder ``dirname`` (dovecot's
         ``dovecot-keywords``, extended on the target); a keyword without one is left out."""
         return dict(self._request(b"K", {"dir": dirname, "keywords": keywords})["letters"])
+
+    def add_flags(self, dirname: str, add: Mapping[tuple[str, int], str]
+                  | Iterable[tuple[tuple[str, int], str]]) -> dict[str, int]:
+        """Add Maildir flags to messages already in folder ``dirname`` (``add``: flags by
+        identity, or its items), renaming their files there as an IMAP client does (``G``), in
+        requests of :data:`FLAGS_PER_REQUEST` messages: ``{"renamed", "gone", "taken"}``
+        summed over them (gone: no longer there; taken: the new name existed)."""
+        out = {"renamed": 0, "gone": 0, "taken": 0}
+        items = iter(add.items() if isinstance(add, Mapping) else add)
+        while chunk := list(itertools.islice(items, FLAGS_PER_REQUEST)):
+            text = "".join(f"{sha} {occ} {flags}\n" for (sha, occ), flags in chunk)
+            reply = self._request(b"G", {"dir": dirname, "add": text})
+            for name in out:
+                out[name] += int(reply[name])
+        return out
 
     def refresh_quota(self) -> dict[str, Any]:
         """Recompute ``maildirsize`` totals where vpopmail keeps one."""
