@@ -34,7 +34,7 @@ from mailplan.hosts import connect
 from mailplan.importer import EarlyAgent, MailImporter, user_dirs
 from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mailboxes import MailJob, plan_mail
-from mailplan.plan import Change, Plan
+from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.routing.target import TargetRouting
@@ -142,7 +142,7 @@ def make_plan(spec: Spec, state: State,
         desired.routing = routing.actions
         mail = plan_mail(spec.data, conns[src["host"]], conns[tgt["host"]], desired, source,
                          target, state.mail())  # mailboxes (issue 3)
-        if any(c.kind == "mailbox" for c in mail.changes):
+        if any(c.kind in MAIL_KINDS for c in mail.changes):
             # the writer runs on the target's Python: a missing or too old one is said
             # now, not after the accounts were made
             interpreter.check(conns[tgt["host"]], WRITER, step="check the target's Python")
@@ -187,9 +187,9 @@ def what_is_left(saved: Change, fresh: Change) -> bool:
     """Whether ``fresh`` is what remains of ``saved`` after part of a plan was applied:
     the same intent, or the same mailbox import (its messages already on the target
     are no longer counted, so its figures and fingerprint differ; mail that arrived
-    since is imported with the rest)."""
+    since is imported with the rest), or what is left of the same folder's flags."""
     return same_intent(saved, fresh) or (
-        saved.kind == fresh.kind == "mailbox" and saved.id == fresh.id)
+        saved.kind == fresh.kind and saved.kind in MAIL_KINDS and saved.id == fresh.id)
 
 
 def beyond(saved: Plan, fresh: Plan) -> list[Change]:
@@ -383,12 +383,12 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
         settle_intents(planned, state)
         _record_settled(planned, record)
         early = None
-        if any(c.kind == "mailbox" for c in changes):  # the writer agents will stream
+        if any(c.kind in MAIL_KINDS for c in changes):  # the writer agents will stream
             planned.target_connector.prepare_streams()
             early = EarlyAgent(planned.target_connector)  # starts during the accounts
         try:
             session = planned.target_connector.shell()
-            for change in [c for c in changes if c.kind != "mailbox"]:
+            for change in [c for c in changes if c.kind not in MAIL_KINDS]:
                 on_step(change, "start")
                 claim = creation_claim(ctx, change)
                 if claim is not None:
@@ -408,7 +408,7 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                         state.drop_intent(change.id)
                     raise
                 finished(change, effect)
-            _import_mail(planned, ctx, [c for c in changes if c.kind == "mailbox"],
+            _import_mail(planned, ctx, [c for c in changes if c.kind in MAIL_KINDS],
                          parallel, record, finished, on_step, on_mail, early)
         finally:
             if early is not None:

@@ -7,7 +7,9 @@ proven untorn). Messages are written to tmp/, synced in batches and only then na
 new/ or cur/, never overwriting; each durable batch is journaled as soon as the writer
 acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
 recorded once it is complete, from the bytes the import read, so the next run reads
-only what was appended. The plan side is :mod:`mailplan.mailboxes`.
+only what was appended. A ``flags`` change goes through the same agent: one request
+per folder renames the files of the messages that gain flags (:meth:`MailImporter.run`).
+The plan side is :mod:`mailplan.mailboxes`.
 """
 
 from __future__ import annotations
@@ -146,6 +148,8 @@ class MailImporter:
         without a sync: what was streamed since the last sync never becomes visible (the
         agent removes it from tmp/) instead of becoming durable unjournaled."""
         try:
+            if change.kind == "flags":
+                return self._add_flags(change, job)
             return self._import(change, job)
         except BaseException:
             self.abort()
@@ -241,6 +245,40 @@ class MailImporter:
         # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
         return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
                 "user": change.user}
+
+    def _add_flags(self, change: Change, job: MailJob) -> dict[str, Any]:
+        """Add the flags the source has to the folder's messages that lack them (one
+        batched request: the agent renames each file as an IMAP client does, never over
+        another, passing over one a mail client moved meanwhile), then record the
+        mailbox's checkpoint when the plan found it complete (``MailJob.settled``)."""
+        step = f"~ flags {change.address}"
+        mb = job.mailbox
+        udir = self._user_dir(change)
+        client = self._agent()
+        try:
+            client.open(maildir_of(udir), owner_of_parent=True)
+            done = client.add_flags(mb.dirname, ((
+                (ident[:32].hex(), int(ident[32:])), flags) for ident, flags in job.gain.items()))
+        except AgentLost as exc:
+            said = self._last_words()
+            if said is not None:
+                raise StepFailed(f"adding flags failed: agent: {said}", host=self.target.name,
+                                 step=step) from None
+            raise ConnectionLost(f"adding flags interrupted: {exc.message}",
+                                 host=self.target.name, step=step) from None
+        except AgentError as exc:
+            self._last_words()
+            raise StepFailed(f"adding flags failed: {exc.message}", host=self.target.name,
+                             step=step) from None
+        except OSError as exc:
+            raise HostError(f"connection lost while adding flags: {exc}",
+                            host=self.target.name, step=step) from None
+        effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
+                                  "flags_gone": done["gone"] + done["taken"],
+                                  "domain": change.domain, "user": change.user}
+        if job.settled is not None:
+            effect["checkpoint"] = job.settled["checkpoint"]
+        return effect
 
     def _last_words(self) -> str | None:
         """The error a dead (or ending) agent, or the check of its interpreter, wrote on

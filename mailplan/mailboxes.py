@@ -17,6 +17,10 @@ user's folder tree (Sent, Drafts, Trash after an expunge) exists on the new serv
 everything else is explained.
 A mailbox read whole (or past its checkpoint) and found entirely on the target gets a
 checkpoint for apply to record in the state only (``MailPlan.settled``).
+Each message such a read finds already in its folder is compared with its file there:
+the Maildir flags the source gives it (set on the old server after its import) and the
+file lacks make one ``flags`` change per mailbox (:func:`_flags_change`): apply adds
+them, never removes one, and records that mailbox's checkpoint only then.
 
 Apply carries out the ``mailbox`` changes with the jobs kept here: see
 :mod:`mailplan.importer`.
@@ -24,6 +28,7 @@ Apply carries out the ``mailbox`` changes with the jobs kept here: see
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -102,6 +107,13 @@ class MailJob:
     #: ``size`` is the mbox's (a first import counted on the source): progress counts
     #: each message's bytes in the mbox, not as stored, so that it ends at the total
     counted: bool = False
+    #: a ``flags`` change: the flags to add to messages already in the folder, by
+    #: identity (:attr:`~mailplan.facts.mailboxes.MailboxScan.gain`)
+    gain: dict[bytes, str] = field(default_factory=dict)
+    #: a ``flags`` change of a mailbox found complete on the target: its checkpoint
+    #: (a ``settled`` entry), recorded once the flags are added, not before: a later
+    #: plan reads the mailbox from it, and would not see flags still missing
+    settled: dict[str, Any] | None = None
 
 
 @dataclass
@@ -303,7 +315,9 @@ def _read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: 
     scans.update(zip([mb.key for mb, _s, _k in there],
                      scan_mailboxes(source_conn, there, mboxrd=mboxrd,
                                     ends={mb.path: reads[mb.key][1].ends
-                                          for mb, _s, _k in there}),
+                                          for mb, _s, _k in there},
+                                    there={mb.path: maildirs[where[mb.key]].flags.get(
+                                        mb.dirname, {}) for mb, _s, _k in there}),
                      strict=True))
 
 
@@ -378,7 +392,7 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
     only: dict[tuple[str, str], set[str]] = {}
     for _i, (mb, _b, _k, _n), scan in pending:
         only.setdefault((where[mb.key], mb.dirname), set()).update(
-            sha for sha, _rel, _size in scan.appended)
+            sha for sha, _rel, _size, _flags in scan.appended)
     # the ledger lines before the latest of the checkpoints reading into a folder (an
     # INBOX's files have their own): a digest before an earlier one's is then among
     # ``early`` too, and has that mailbox read whole (``shared``), never numbered as new
@@ -388,19 +402,20 @@ def _look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mai
         had = before.get(key, begin.ledger)
         before[key] = None if had is None or begin.ledger is None \
             else max(had, begin.ledger)
-    found, early = look_up_digests(target_conn, only, before) if only else ({}, {})
+    flags: dict[tuple[str, str], dict[bytes, str]] = {}
+    found, early = look_up_digests(target_conn, only, before, flags) if only else ({}, {})
     out = list(reads)
     mixed = set()
     for i, (mb, begin, _k, ledger), scan in pending:
         key = (where[mb.key], mb.dirname)
         if mb.key in shared and {sha for sha, _occ in early[key]}.intersection(
-                sha for sha, _rel, _size in scan.appended):
+                sha for sha, _rel, _size, _flags in scan.appended):
             mixed.add(mb.key)
             continue
         # the seed counts the copies before the checkpoint only: messages a killed run
         # made durable after it (their ledger lines come later) are appended ones
         seed = _seed(early[key])
-        scan.number(seed, found[key])
+        scan.number(seed, found[key], flags.get(key))
         out[i] = (mb, replace(begin, seed=seed), found[key], ledger)
     return out, mixed
 
@@ -547,6 +562,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
         return
     for note in scan.notes:
         _file(out, note)
+    flags = _flags_change(out, mb, scan)
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
@@ -583,7 +599,9 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             out.changes.append(change)
             out.jobs[change.id] = MailJob(mb, begin, 0, 0, subscribe)
             return
-        if settled is not None:
+        if settled is not None and flags is not None:
+            flags.settled = settled  # recorded once the flags are added
+        elif settled is not None:
             out.settled.append(settled)
             read += (f"; apply records that it is complete through byte {scan.end}, so "
                      "later plans read only what arrives after")
@@ -604,6 +622,26 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
                     fingerprint=scan.todo_digest)
     out.changes.append(change)
     out.jobs[change.id] = MailJob(mb, begin, scan.todo, size, subscribe, scan.counted)
+
+
+def _flags_change(out: MailPlan, mb: SourceMailbox, scan: MailboxScan) -> MailJob | None:
+    """The ``flags`` change of a mailbox whose messages on the target lack flags the
+    source has (read on the old server after the import: ``MailboxScan.gain``), with its
+    job; it comes before the mailbox's import, which records a checkpoint later plans
+    read from. None when there is none."""
+    if not scan.gain:
+        return None
+    counts = ", ".join(f"{flag} {n}" for flag, n in scan.gained().items())
+    todo = hashlib.sha256()
+    for ident, flags in sorted(scan.gain.items()):
+        todo.update(ident + b" " + flags.encode() + b";")
+    change = Change("update", "flags", mb.domain, mb.user, item=mb.name,
+                    after=f"{len(scan.gain)} message(s) gain flags ({counts})",
+                    fingerprint=todo.hexdigest()[:16])
+    out.changes.append(change)
+    job = MailJob(mb, Start(), len(scan.gain), 0, False, gain=scan.gain)
+    out.jobs[change.id] = job
+    return job
 
 
 def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,

@@ -25,8 +25,11 @@ from mailplan.state import write_private
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
-KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox",
+KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox", "flags",
          "alias", "forward", "alias_domain")  # the last three: mailplan.routing
+#: the kinds apply carries out through the writer agent, a user at a time (``flags``:
+#: Maildir flags a message got on the old server after its import, added on the target)
+MAIL_KINDS = ("mailbox", "flags")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ def change_line(change: Change) -> str:
         before = "(sensitive)" if change.sensitive else escape(str(change.before))
         after = "(sensitive)" if change.sensitive else escape(str(change.after))
         return f"{change.symbol} {change.kind} {escape(change.address)}: {before} -> {after}"
+    if change.kind == "flags":  # "~ flags a@b INBOX: 12 message(s) gain flags (S 10, R 2)"
+        return f"{change.symbol} {change.kind} {escape(change.address)}: {change.after}"
     return f"{change.symbol} {change.kind} {escape(change.address)}"
 
 

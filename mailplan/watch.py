@@ -40,7 +40,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
-from mailplan.plan import Change, Plan
+from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.progress import Reporter, reporter_for
 from mailplan.render import problem_line
 from mailplan.spec import Spec
@@ -295,4 +295,4 @@ class ApplyWatch:
 
 
 def _phase_of(change: Change) -> str:
-    return "mail import" if change.kind == "mailbox" else "accounts and routing"
+    return "mail import" if change.kind in MAIL_KINDS else "accounts and routing"

@@ -1309,7 +1309,9 @@ def test_mail_c_client_moves_into_the_home_mbox_is_not_imported_again(tmp_path):
         fh.write(moved)
     path.write_bytes(b"")
     plan = mailplan("plan", str(spec), check=True).stdout
-    assert "No changes." in plan, plan
+    # nothing to import; it was read on the old server meanwhile (Status: RO): \Seen
+    assert "+ mailbox" not in plan and "Plan: 0 to create, 1 to change" in plan, plan
+    assert f"~ flags {address} INBOX (~/mbox): 1 message(s) gain flags (S 1)" in plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert len(stored(target, address)) == 2
     # moved again beside new mail: only the new message is imported
@@ -1321,7 +1323,9 @@ def test_mail_c_client_moves_into_the_home_mbox_is_not_imported_again(tmp_path):
         fh.write(d.replace(b"\n\n", b"\nStatus: RO\n\n", 1) + c)
     path.write_bytes(b"")
     plan = mailplan("plan", str(spec), check=True).stdout
-    assert "1 message(s)" in plan, plan
+    assert "1 message(s), " in plan, plan
+    # d, found on the target by its digest (read from ~/mbox's checkpoint), was read too
+    assert f"~ flags {address} INBOX (~/mbox): 1 message(s) gain flags (S 1)" in plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert len(stored(target, address)) == 4
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
@@ -1405,3 +1409,72 @@ def test_an_empty_mailbox_is_not_said_to_be_on_the_target(tmp_path):
     assert "all 0 messages" not in plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert "all 0 messages" not in mailplan("plan", str(spec), "-v", check=True).stdout
+
+
+def flagged_on_the_old_server(tmp_path: Path, sshd: dict) -> tuple[Path, Target, str, Path]:
+    """A user whose four unread messages are imported over SSH (all to new/): (spool,
+    target, domain, spec)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "UrsPw1")])
+    spool = src / "var/spool/mail/ursula"
+    spool.write_bytes(b"".join(msg(f"{s}@x.example", f"Mon Nov  {d} 10:00:00 2026", s)
+                               for d, s in enumerate(["one", "two", "three", "four"], 2)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    return spool, target, domain, spec
+
+
+def test_flags_set_on_the_old_server_after_the_import_are_added_on_the_target(tmp_path, sshd):
+    """Read on the old server between two runs: the flags the source has and the target
+    file lacks are added (renamed as an IMAP client renames), never removed."""
+    spool, target, domain, spec = flagged_on_the_old_server(tmp_path, sshd)
+    root = maildir(target, f"ursula@{domain}")
+    by_subject = {f.read_text().split("Subject: ")[1].split("\n")[0]: f
+                  for f in files(root)["new"]}
+    assert sorted(by_subject) == ["four", "one", "three", "two"]
+    # on the new server the user flags "three" and reads "four", then marks it unread
+    three, four = by_subject["three"], by_subject["four"]
+    three.rename(root / "cur" / (three.name + ":2,F"))
+    four.rename(root / "cur" / (four.name + ":2,"))
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # on the old server the user reads all four and answers and flags "two": the mail
+    # reader rewrites the spool with Status (and X-Status) headers
+    data = spool.read_bytes()
+    data = data.replace(b"Subject: ", b"Status: RO\nSubject: ")
+    data = data.replace(b"Subject: two\n", b"Subject: two\nX-Status: AF\n")
+    spool.write_bytes(data)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ flags ursula@{domain} INBOX: 4 message(s) gain flags (S 4, R 1, F 1)" \
+        in plan, plan
+    assert "Plan: 0 to create, 1 to change, 0 to destroy." in plan
+    saved = json.loads(mailplan("plan", str(spec), "--json", check=True).stdout)
+    assert [(c["action"], c["kind"], c["item"]) for c in saved["changes"]] == [
+        ("update", "flags", "INBOX")]
+    failed = mailplan("verify", str(spec))
+    assert failed.returncode == 3 and "flags lost" in failed.stdout
+    # "one" gets its S on the new server first (a mail client, or an apply killed after
+    # its rename): what is left is planned, and the apply passes over nothing twice
+    (one,) = [f for f in files(root)["new"] if "Subject: one" in f.read_text()]
+    one.rename(root / "cur" / (one.name + ":2,S"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "INBOX: 3 message(s) gain flags (S 3, R 1, F 1)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    got = {f.read_text().split("Subject: ")[1].split("\n")[0]: (f.parent.name,
+                                                                 f.name.partition(":2,")[2])
+           for sub in files(root).values() for f in sub}
+    # "three" keeps the F its user set; "four" gets back the S its user took away
+    assert got == {"one": ("cur", "S"), "two": ("cur", "FRS"), "three": ("cur", "FS"),
+                   "four": ("cur", "S")}
+    assert not files(root).get("new")
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
+    verified = mailplan("verify", str(spec))
+    assert verified.returncode == 0, verified.stdout
+    # a flag the user removes on the new server afterwards stays removed until the old
+    # server's copy changes again (its spool unchanged: read from the checkpoint)
+    one = next(f for f in files(root)["cur"] if "Subject: one" in f.read_text())
+    one.rename(one.with_name(one.name.partition(":2,")[0] + ":2,"))
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

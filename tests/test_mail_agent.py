@@ -23,7 +23,7 @@ from tools import require
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.convert import MAX_PENDING, import_mbox
-from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.maildir import Identities, parse_message_name
 from mailplan.mail.mbox import read_mbox
 
 SEP = b"From a@example.org Mon Jan  1 10:00:00 2001\n"
@@ -1205,6 +1205,16 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     assert only[(str(root), ".Work")] == {i for i in both.ids[".Work"] if i[0] in some}
     assert len(only[(str(root), "")]) >= 1 and only[(missing, "")] == set()
     assert early == only  # every ledger line counts when no offset is given
+    # the flags of the files found (capitals after :2, in cur/; "" in new/), by identity,
+    # as read_maildirs gives them for a whole folder
+    found_flags: dict = {}
+    look_up_digests(conn, wanted, None, found_flags)
+    on_disk = {Identities.key((ident.split("/")[0], int(ident.split("/")[1]))):
+               (fl or "") if sub == "cur" else ""
+               for fo, sub, ident, fl, *_rest in maildir_state(root) if fo == "."}
+    assert both.flags[""] == on_disk and set(on_disk.values()) == {"", "RS", "D"}
+    assert found_flags[(str(root), "")] == {
+        k: v for k, v in on_disk.items() if k[:32].hex() in some}
     # lines from an offset on (a later run's) are found, but not counted as earlier
     size = (root / "mailplan-ledger").stat().st_size
     _found, early = look_up_digests(conn, wanted, {(str(root), ""): 0,

@@ -31,6 +31,8 @@ def sample_plan() -> Plan:
             Change("update", "quota", "example.com", "bob", "NOQUOTA", "1073741824S (1G)"),
             Change("update", "catchall", "example.com", before="delete silently "
                    "(vadddomain's default)", after="bounce"),
+            Change("update", "flags", "example.com", "alice", item="INBOX",
+                   after="12 message(s) gain flags (S 10, R 2)", fingerprint="d" * 16),
             Change("create", "mailbox", "example.com", "alice", item="INBOX",
                    after="3 message(s), 1.2K to import into INBOX"),
             Change("delete", "user", "example.com", "olduser", reason="created by mailplan, "

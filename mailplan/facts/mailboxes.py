@@ -46,7 +46,7 @@ import io
 import posixpath
 import tarfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from mailplan.connectors.base import Connector
@@ -54,7 +54,13 @@ from mailplan.errors import ConnectionLost
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
 from mailplan.mail.fromline import COUNT_SEPARATORS
-from mailplan.mail.maildir import FolderNameError, folder_dirname, is_inbox, source_folder
+from mailplan.mail.maildir import (
+    FolderNameError,
+    Identities,
+    folder_dirname,
+    is_inbox,
+    source_folder,
+)
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
@@ -222,26 +228,56 @@ class MailboxScan:
     #: a first import: From_ lines counted on the source, only the head read here
     counted: bool = False
     #: read with no identities to compare (``known`` None): each message's digest, its
-    #: occurrence among the messages read and its size, until :meth:`number`
-    appended: list[tuple[str, int, int]] = field(default_factory=list)
+    #: occurrence among the messages read, its size and the Maildir flags its import
+    #: gives it ("" for new/), until :meth:`number`
+    appended: list[tuple[str, int, int, str]] = field(default_factory=list)
     #: the last message read was left for the next run (not terminated by a blank line
     #: in a mailbox not settled): ``end`` is its From_ line, where apply's read ends
     held_back: bool = False
+    #: messages found on the target (read with the flags of its files, ``there``) whose
+    #: file lacks Maildir flags the source has: the flags to add, by identity
+    #: (:meth:`Identities.key`); only what a plan adds is held, not every message
+    gain: dict[bytes, str] = field(default_factory=dict)
 
-    def number(self, seed: dict[str, int], known: set[tuple[str, int]]) -> None:
+    def gained(self) -> dict[str, int]:
+        """How many messages gain each flag, in the order of :data:`FLAG_ORDER`."""
+        counts = {flag: 0 for flag in FLAG_ORDER}
+        for flags in self.gain.values():
+            for flag in flags:
+                counts[flag] = counts.get(flag, 0) + 1
+        return {flag: n for flag, n in counts.items() if n}
+
+    def number(self, seed: dict[str, int], known: set[tuple[str, int]],
+               there: Mapping[bytes, str] | None = None) -> None:
         """Number the ``appended`` messages after the ``seed`` (how often each digest
         comes before ``start``) and count those not in ``known``, as a read with both
-        would have."""
+        would have; ``there``: the flags of the folder's files found (``gain``)."""
         todo = hashlib.sha256()
         self.todo = self.todo_bytes = 0
-        for sha, rel, size in self.appended:
+        for sha, rel, size, flags in self.appended:
             occurrence = seed.get(sha, 0) + rel
             if (sha, occurrence) not in known:
                 self.todo += 1
                 self.todo_bytes += size
                 todo.update(f"{sha}:{occurrence};".encode())
+            elif there and flags:
+                ident = Identities.key((sha, occurrence))
+                missing = _missing_flags(flags, there.get(ident))
+                if missing:
+                    self.gain[ident] = missing
         self.todo_digest = todo.hexdigest()[:16]
         self.appended = []
+
+
+#: the order a plan names the flags messages gain in: as README's flag rules list them
+FLAG_ORDER = "SRFTD"
+
+
+def _missing_flags(want: str, have: str | None) -> str:
+    """The Maildir flags the source gives a message (``want``: what its import gives it)
+    that its file on the target (flags ``have``, "" in new/; None: no file, deleted
+    there) lacks, in ASCII order."""
+    return "" if have is None else "".join(sorted(set(want) - set(have)))
 
 
 def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
@@ -486,8 +522,8 @@ def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
-                 known: set[tuple[str, int]] | None, ends: Collection[int] = ()
-                 ) -> MailboxScan:
+                 known: set[tuple[str, int]] | None, ends: Collection[int] = (),
+                 there: Mapping[bytes, str] | None = None) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
     # for MailboxScan.number instead (numbered there, after the messages before
@@ -496,7 +532,9 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     # starts at a From_ line, still_valid saw to that). A message is taken into account
     # once the next one starts: the last one only if the end read is a message boundary.
     # ``ends``: where earlier reads ended (Checkpoint.ends); what comes before the last of
-    # them was final then, and is never left for the next run.
+    # them was final then, and is never left for the next run. ``there``: the flags of
+    # the message files on the target, by identity key: a message found there whose
+    # file lacks a flag the source gives it goes to ``gain``.
     scan = MailboxScan(mailbox, start, seen=Windows(_Limit(stream, mailbox.size - start)))
     todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
@@ -506,11 +544,17 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     def take(event: MessageEnd) -> None:
         scan.total += 1
         if known is None:
-            scan.appended.append((event.sha256, event.occurrence, event.size))
+            scan.appended.append((event.sha256, event.occurrence, event.size,
+                                  event.flags if event.subdir == "cur" else ""))
         elif event.identity not in known:
             scan.todo += 1
             scan.todo_bytes += event.size
             todo.update(f"{event.sha256}:{event.occurrence};".encode())
+        elif there and event.subdir == "cur":
+            ident = Identities.key(event.identity)
+            missing = _missing_flags(event.flags, there.get(ident))
+            if missing:
+                scan.gain[ident] = missing
 
     last: MessageEnd | None = None
     cut: int | None = None  # where what is left for the next run starts, if not at ``last``
@@ -575,15 +619,16 @@ def _unfinished_separator(seen: Windows, skip: int = 0) -> bool:
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
-                 known: set[tuple[str, int]] | None, ends: Collection[int] = ()
-                 ) -> MailboxScan:
+                 known: set[tuple[str, int]] | None, ends: Collection[int] = (),
+                 there: Mapping[bytes, str] | None = None) -> MailboxScan:
     """Read a mailbox from ``start``: how many messages, and which are not in ``known``
     (None: keep their identities for :meth:`MailboxScan.number`); ``ends``: where
-    earlier reads ended (:attr:`Checkpoint.ends`)."""
+    earlier reads ended (:attr:`Checkpoint.ends`); ``there``: the flags of the folder's
+    message files by identity key (:attr:`MailboxScan.gain`)."""
     if start and start == mailbox.size:
         return MailboxScan(mailbox, start, end=start)
     proc = open_stream(conn, mailbox, start, mailbox.size)
-    scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known, ends)
+    scan = _scan_stream(proc, mailbox, start, mboxrd, conn.name, known, ends, there)
     if scan.error:
         proc.kill()  # type: ignore[attr-defined]
         return scan
@@ -678,7 +723,8 @@ class _Limit:
 
 def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,
                    known: dict[str, set[tuple[str, int]] | None],
-                   ends: dict[str, Collection[int]]) -> dict[str, MailboxScan] | None:
+                   ends: dict[str, Collection[int]],
+                   there: Mapping[str, Mapping[bytes, str]]) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
     proc = conn.start_stream(f"{tar_read(conn)} --no-recursion --null -T - 2>/dev/null")
@@ -688,7 +734,8 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
             mb = by_path.get(name)
             if mb is not None:
                 out[mb.path] = _scan_stream(_MemberReader(handle), mb, 0, mboxrd,
-                                            conn.name, known[mb.path], ends.get(mb.path, ()))
+                                            conn.name, known[mb.path], ends.get(mb.path, ()),
+                                            there.get(mb.path))
         res = proc.wait()
     except (OSError, tarfile.TarError):
         proc.kill()
@@ -702,19 +749,24 @@ Job = tuple[SourceMailbox, int, "set[tuple[str, int]] | None"]
 
 
 def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool,
-                   ends: dict[str, Collection[int]] | None = None) -> list[MailboxScan]:
+                   ends: dict[str, Collection[int]] | None = None,
+                   there: Mapping[str, Mapping[bytes, str]] | None = None
+                   ) -> list[MailboxScan]:
     """Scan each (mailbox, start offset, identities already on the target): full reads
     share one channel. ``ends``: by mailbox path, where earlier reads ended
-    (:attr:`Checkpoint.ends`)."""
+    (:attr:`Checkpoint.ends`); ``there``: by mailbox path, the flags of its folder's
+    message files on the target (:attr:`MailboxScan.gain`)."""
     ends = ends or {}
+    there = there or {}
     full = [mb for mb, start, _known in jobs if start == 0]
     known = {mb.path: k for mb, _s, k in jobs}
-    shared = _scan_with_tar(conn, full, mboxrd, known, ends) if len(full) > 1 else None
+    shared = _scan_with_tar(conn, full, mboxrd, known, ends, there) if len(full) > 1 \
+        else None
     scans = []
     for mb, start, k in jobs:
         if shared is not None and start == 0:
             scans.append(shared[mb.path])
         else:
             scans.append(scan_mailbox(conn, mb, start, mboxrd=mboxrd, known=k,
-                                      ends=ends.get(mb.path, ())))
+                                      ends=ends.get(mb.path, ()), there=there.get(mb.path)))
     return scans

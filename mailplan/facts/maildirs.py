@@ -23,6 +23,7 @@ The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
@@ -54,6 +55,9 @@ class MaildirFacts:
     ids: dict[str, Identities] = field(default_factory=dict)
     ledger_count: dict[str, int] = field(default_factory=dict)
     ledger_size: int = 0  # bytes
+    #: per folder dir, the Maildir flags (capitals; "" in new/) of each message file by
+    #: its identity (:meth:`Identities.key`): what a plan compares with the source's
+    flags: dict[str, dict[bytes, str]] = field(default_factory=dict)
 
     def known(self, dirname: str) -> Identities:
         """Identities that must not be imported into ``dirname`` again."""
@@ -92,10 +96,14 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
     with conn.shell().stream(listing, shown=f"find (list {len(starts)} Maildir dirs, first "
                                             f"{min(starts)})") as res:
         for start, name in _pairs(res.stdout):
-            owner = starts.get(start.decode("utf-8", "surrogateescape"))
+            path = start.decode("utf-8", "surrogateescape")
+            owner = starts.get(path)
             parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
             if owner is not None and parsed is not None:
                 add(owner[0], owner[1], parsed.identity)
+                facts[owner[0]].flags.setdefault(owner[1], {})[
+                    Identities.key(parsed.identity)] = _file_flags(parsed.flags,
+                                                                   path.endswith("/cur"))
 
     def ledger(path: str, contents: IO[bytes]) -> None:
         maildir = path[: -len(LEDGER) - 1]
@@ -114,6 +122,13 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
     return facts
 
 
+def _file_flags(info: str | None, in_cur: bool) -> str:
+    """The Maildir flags of a message file: the capitals after ``:2,`` of one in cur/
+    (keyword letters left out), "" in new/; one string per combination, shared by the
+    files that have it."""
+    return sys.intern("".join(c for c in info or "" if c.isupper()) if in_cur else "")
+
+
 def _pairs(stream: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """``find -printf '%H\\0%f\\0'`` records as they arrive on ``stream``."""
     rest = b""
@@ -129,14 +144,16 @@ Key = tuple[str, str]  # (Maildir, folder dir)
 
 
 def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
-                    before: Mapping[Key, int | None] | None = None
+                    before: Mapping[Key, int | None] | None = None,
+                    flags: dict[Key, dict[bytes, str]] | None = None
                     ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
     """The identities with the given digests that each (Maildir, folder dir) holds, in
     its message files or its ledger, and those of them in ledger lines before byte
     ``before[key]`` of the ledger (all of its lines when that is None); read-only.
     Filtered on the target (``grep -F``), so what comes back follows the digests asked
     about, not the size of the folder: a plan asks only about the messages appended to
-    a mailbox since its checkpoint."""
+    a mailbox since its checkpoint. ``flags``, when given, gets the Maildir flags of
+    each message file found, by identity key (as :attr:`MaildirFacts.flags`)."""
     found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     jobs: list[tuple[tuple[str, str], str]] = []
@@ -145,19 +162,25 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
         for chunk in chunks(sorted(set(digests)), _DIGESTS_PER_COMMAND):
             names = [arg for sha in chunk for arg in ("-e", f"_mp{sha}_")]
             lines = [arg for sha in chunk for arg in ("-e", f"\t{sha}\t")]
-            jobs.append(((maildir, dirname), join(
-                ["find", f"{base}/new", f"{base}/cur", "-maxdepth", "1", "-type", "f",
-                 "-name", "*_mp*", "-printf", "%f\\0"]) + " 2>/dev/null | "
+            # each name after its subdir ("cur/NAME"): its flags count in cur/ only
+            listing = "; ".join(join(["find", f"{base}/{sub}", "-maxdepth", "1", "-type", "f",
+                                      "-name", "*_mp*", "-printf", f"{sub}/%f\\0"])
+                                for sub in ("new", "cur"))
+            jobs.append(((maildir, dirname), "{ " + listing + "; } 2>/dev/null | "
                 + join(["grep", "-zaF", *names]) + "; "
                 + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
                 + " 2>/dev/null; true"))
     for (key, _cmd), res in zip(jobs, run_batch(conn, [cmd for _k, cmd in jobs]),
                                 strict=True):
         names, _, ledger = res.stdout.rpartition(b"\0")
-        for name in names.split(b"\0") if names else []:
-            parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
+        for path in names.split(b"\0") if names else []:
+            where, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
+            parsed = parse_message_name(name)
             if parsed is not None:
                 found[key].add(parsed.identity)
+                if flags is not None:
+                    flags.setdefault(key, {})[Identities.key(parsed.identity)] = \
+                        _file_flags(parsed.flags, where == "cur")
         limit = (before or {}).get(key)
         for m in _OFFSET_LEDGER_LINE.finditer(ledger):
             if m[2].decode("utf-8", "replace") == key[1]:
