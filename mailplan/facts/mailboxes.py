@@ -261,23 +261,24 @@ class MailboxScan:
                 self.todo_bytes += size
                 todo.update(f"{sha}:{occurrence};".encode())
             elif there and flags:
-                ident = Identities.key((sha, occurrence))
-                missing = _missing_flags(flags, there.get(ident))
-                if missing:
-                    self.gain[ident] = missing
+                self.compare_flags((sha, occurrence), flags, there)
         self.todo_digest = todo.hexdigest()[:16]
         self.appended = []
+
+    def compare_flags(self, identity: tuple[str, int], flags: str,
+                      there: Mapping[bytes, str]) -> None:
+        """Note in ``gain`` the Maildir flags of ``flags`` (what the import gives the
+        message now) that its file on the target (``there``, by identity key) lacks; a
+        message with no file there (deleted by its user) gains nothing."""
+        ident = Identities.key(identity)
+        have = there.get(ident)
+        missing = "" if have is None else "".join(sorted(set(flags) - set(have)))
+        if missing:
+            self.gain[ident] = missing
 
 
 #: the order a plan names the flags messages gain in: as README's flag rules list them
 FLAG_ORDER = "SRFTD"
-
-
-def _missing_flags(want: str, have: str | None) -> str:
-    """The Maildir flags the source gives a message (``want``: what its import gives it)
-    that its file on the target (flags ``have``, "" in new/; None: no file, deleted
-    there) lacks, in ASCII order."""
-    return "" if have is None else "".join(sorted(set(want) - set(have)))
 
 
 def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
@@ -551,10 +552,7 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
             scan.todo_bytes += event.size
             todo.update(f"{event.sha256}:{event.occurrence};".encode())
         elif there and event.subdir == "cur":
-            ident = Identities.key(event.identity)
-            missing = _missing_flags(event.flags, there.get(ident))
-            if missing:
-                scan.gain[ident] = missing
+            scan.compare_flags(event.identity, event.flags, there)
 
     last: MessageEnd | None = None
     cut: int | None = None  # where what is left for the next run starts, if not at ``last``
