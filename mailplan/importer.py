@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import tzinfo
 from typing import Any
 
@@ -163,67 +163,46 @@ class MailImporter:
         stream: SnapshotStream | None = None
         opened: dict[str, Any] = {}
         try:
-            # exactly what the plan listed, proven untorn (mail.snapshot); started first,
-            # so that its start-up on the source overlaps the agent's on the target
-            # (a whole read ending messages where the checkpoint says earlier reads
-            # ended proves that checkpoint's windows too: Start.ends_from)
-            stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
-                                    run=self._source_run,
-                                    prior=(job.begin.head, job.begin.tail),
-                                    prior_at=job.begin.offset or job.begin.ends_from,
-                                    ident=mb.ident)
-            opened = client.open(maildir_of(udir), owner_of_parent=True)
-            # a read from a checkpoint sends every appended message: the writer drops one
-            # already there (the plan found few, if any), so the folder is not listed back
-            # here; a whole read skips what the folder holds rather than resend it
-            known = client.known(mb.dirname) if not job.begin.offset else set()
-            if mb.dirname:
-                client.create_folder(mb.dirname)
+            with self._writer_errors(step, "mailbox import", lambda: (
+                    None if stream is None else stream.check_prior())):
+                # exactly what the plan listed, proven untorn (mail.snapshot); started first,
+                # so that its start-up on the source overlaps the agent's on the target
+                # (a whole read ending messages where the checkpoint says earlier reads
+                # ended proves that checkpoint's windows too: Start.ends_from)
+                stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
+                                        run=self._source_run,
+                                        prior=(job.begin.head, job.begin.tail),
+                                        prior_at=job.begin.offset or job.begin.ends_from,
+                                        ident=mb.ident)
+                opened = client.open(maildir_of(udir), owner_of_parent=True)
+                # a read from a checkpoint sends every appended message: the writer drops one
+                # already there (the plan found few, if any), so the folder is not listed back
+                # here; a whole read skips what the folder holds rather than resend it
+                known = client.known(mb.dirname) if not job.begin.offset else set()
+                if mb.dirname:
+                    client.create_folder(mb.dirname)
 
-            def durable(batch: list[Delivered]) -> None:
-                size = sum(d.size for d in batch)
-                self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
-                                        "bytes": size})
-                if self.on_batch is not None:  # in the plan's measure (see MailJob)
-                    self.on_batch(change, len(batch), sum(d.end - d.start for d in batch)
-                                  if job.counted else size)
+                def durable(batch: list[Delivered]) -> None:
+                    size = sum(d.size for d in batch)
+                    self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
+                                            "bytes": size})
+                    if self.on_batch is not None:  # in the plan's measure (see MailJob)
+                        self.on_batch(change, len(batch), sum(d.end - d.start for d in batch)
+                                      if job.counted else size)
 
-            report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
-                                 mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,
-                                 occurrences=dict(job.begin.seed), on_durable=durable,
-                                 host=self.target.name, checkpoint=stream.checkpoint,
-                                 zone=self.zone, ends=job.begin.ends)
-            res = stream.wait()  # type: ignore[attr-defined]
-            if res.returncode != 0:
-                raise StepFailed(f"reading {mb.path} on the source failed: "
-                                 f"{res.stderr_text[:300]}",
-                                 host=self.source.name, step=step)
-            if job.subscribe and mb.dirname:
-                client.subscribe(subscription_lines([mb.folder], mb.names))
-            client.refresh_quota()
-        except AgentLost as exc:
-            said = self._last_words()
-            if said is not None and interpreter.about_interpreter(said):
-                raise StepFailed(f"mailbox import failed: {said}", host=self.target.name,
-                                 step=step, hint=interpreter.hint(self.target)) from None
-            if said is not None:  # the agent failed (disk full, ...), not the connection
-                raise StepFailed(f"mailbox import failed: agent: {said}",
-                                 host=self.target.name, step=step) from None
-            raise ConnectionLost(f"mailbox import interrupted: {exc.message}",
-                                 host=self.target.name, step=step) from None
-        except AgentFailed as exc:
-            # it said why and exits by itself: its own exit, not a kill, goes to the log
-            self._last_words()
-            raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
-                             step=step) from None
-        except (AgentError, MailboxError) as exc:
-            if isinstance(exc, MailboxError) and stream is not None:
-                stream.check_prior()  # a read from a checkpoint of a rewritten mailbox
-            raise StepFailed(f"mailbox import failed: {exc.message}", host=self.target.name,
-                             step=step) from None
-        except OSError as exc:
-            raise HostError(f"connection lost during the mailbox import: {exc}",
-                            host=self.target.name, step=step) from None
+                report = import_mbox(client, stream, dirname=mb.dirname, known=known,  # type: ignore[arg-type]
+                                     mtime=mb.mtime, mboxrd=self.mboxrd, offset=job.begin.offset,
+                                     occurrences=dict(job.begin.seed), on_durable=durable,
+                                     host=self.target.name, checkpoint=stream.checkpoint,
+                                     zone=self.zone, ends=job.begin.ends)
+                res = stream.wait()  # type: ignore[attr-defined]
+                if res.returncode != 0:
+                    raise StepFailed(f"reading {mb.path} on the source failed: "
+                                     f"{res.stderr_text[:300]}",
+                                     host=self.source.name, step=step)
+                if job.subscribe and mb.dirname:
+                    client.subscribe(subscription_lines([mb.folder], mb.names))
+                client.refresh_quota()
         finally:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)
@@ -255,30 +234,50 @@ class MailImporter:
         mb = job.mailbox
         udir = self._user_dir(change)
         client = self._agent()
-        try:
+        with self._writer_errors(step, "flags update"):
             client.open(maildir_of(udir), owner_of_parent=True)
             done = client.add_flags(mb.dirname, ((
                 (ident[:32].hex(), int(ident[32:])), flags) for ident, flags in job.gain.items()))
-        except AgentLost as exc:
-            said = self._last_words()
-            if said is not None:
-                raise StepFailed(f"adding flags failed: agent: {said}", host=self.target.name,
-                                 step=step) from None
-            raise ConnectionLost(f"adding flags interrupted: {exc.message}",
-                                 host=self.target.name, step=step) from None
-        except AgentError as exc:
-            self._last_words()
-            raise StepFailed(f"adding flags failed: {exc.message}", host=self.target.name,
-                             step=step) from None
-        except OSError as exc:
-            raise HostError(f"connection lost while adding flags: {exc}",
-                            host=self.target.name, step=step) from None
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}
         if job.settled is not None:
             effect["checkpoint"] = job.settled["checkpoint"]
         return effect
+
+    @contextlib.contextmanager
+    def _writer_errors(self, step: str, what: str,
+                       mail_error: Callable[[], object] | None = None) -> Iterator[None]:
+        """The failures of the writer and of the streams during ``what`` ("mailbox
+        import", "flags update") as the step's errors: what a dead agent said (about its
+        interpreter: with the hint), a lost connection, the agent's own report.
+        ``mail_error`` runs first on a mail error (the source check of a read from a
+        checkpoint of a rewritten mailbox)."""
+        try:
+            yield
+        except AgentLost as exc:
+            said = self._last_words()
+            if said is not None and interpreter.about_interpreter(said):
+                raise StepFailed(f"{what} failed: {said}", host=self.target.name,
+                                 step=step, hint=interpreter.hint(self.target)) from None
+            if said is not None:  # the agent failed (disk full, ...), not the connection
+                raise StepFailed(f"{what} failed: agent: {said}",
+                                 host=self.target.name, step=step) from None
+            raise ConnectionLost(f"{what} interrupted: {exc.message}",
+                                 host=self.target.name, step=step) from None
+        except AgentFailed as exc:
+            # it said why and exits by itself: its own exit, not a kill, goes to the log
+            self._last_words()
+            raise StepFailed(f"{what} failed: {exc.message}", host=self.target.name,
+                             step=step) from None
+        except MailboxError as exc:  # the agent's errors are mail errors too
+            if mail_error is not None:
+                mail_error()
+            raise StepFailed(f"{what} failed: {exc.message}", host=self.target.name,
+                             step=step) from None
+        except OSError as exc:
+            raise HostError(f"connection lost during the {what}: {exc}",
+                            host=self.target.name, step=step) from None
 
     def _last_words(self) -> str | None:
         """The error a dead (or ending) agent, or the check of its interpreter, wrote on
