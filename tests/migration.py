@@ -187,6 +187,19 @@ def write_spec(path: Path, *, source_root: Path, target: Target, domains: dict,
     return path
 
 
+def migrate_over_ssh(work: Path, sshd: object, src: Path, prefix: str = "t"
+                     ) -> tuple[Target, str, Path]:
+    """Apply a spec for the source tree ``src`` (its users from uid 1000, into a new
+    domain) over the test sshd, in ``work``: the target, the domain and the spec's path."""
+    target = install_target(work / "target")
+    domain = unique_domain(prefix)
+    spec = write_spec(work / "m.yaml", source_root=src, target=target,
+                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    return target, domain, spec
+
+
 def mailplan(*args: str, env: dict[str, str] | None = None, check: bool = False,
              cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as an administrator would)."""

@@ -20,7 +20,7 @@ from migration import (
     install_target,
     mailplan,
     make_source,
-    ssh_host,
+    migrate_over_ssh,
     unique_domain,
     write_spec,
 )
@@ -66,12 +66,7 @@ def migrated(sshd):
                 # spool): settled, its last message is final, not one still arriving
                 settled = time.time() - 3600
                 os.utime(path, (settled, settled))
-        target = install_target(work / "target")
-        domain = unique_domain()
-        spec = write_spec(work / "m.yaml", source_root=src, target=target,
-                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                          domains={domain: {"import": {"uid_min": 1000}}})
-        mailplan("apply", str(spec), "--auto-approve", check=True)
+        target, domain, spec = migrate_over_ssh(work, sshd, src)
         ddir = target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0]
         accounts, homes = [], {}
         for line in Path(ddir, "vpasswd").read_text().splitlines():
@@ -217,12 +212,7 @@ def test_flags_set_on_the_old_server_between_two_runs_show_in_imap(sshd):
         spool = src / "var/spool/mail/alice"
         spool.write_bytes(sep(2) + b"From: a@x\nSubject: one\n\nbody\n\n"
                           + sep(3) + b"From: b@x\nSubject: two\n\nline\n\n")
-        target = install_target(work / "target")
-        domain = unique_domain()
-        spec = write_spec(work / "m.yaml", source_root=src, target=target,
-                          source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                          domains={domain: {"import": {"uid_min": 1000}}})
-        mailplan("apply", str(spec), "--auto-approve", check=True)
+        target, domain, spec = migrate_over_ssh(work, sshd, src)
         # the old server's mail reader rewrites the spool with the state it keeps
         flagged = (spool.read_bytes().replace(b"Subject: one\n", b"Subject: one\nStatus: RO\n")
                    .replace(b"Subject: two\n", b"Subject: two\nStatus: RO\nX-Status: AF\n"))

@@ -21,6 +21,7 @@ from migration import (
     kill_apply_when,
     mailplan,
     make_source,
+    migrate_over_ssh,
     source_slice,
     source_with_mail,
     ssh_host,
@@ -1418,12 +1419,7 @@ def flagged_on_the_old_server(tmp_path: Path, sshd: dict) -> tuple[Path, Target,
     spool = src / "var/spool/mail/ursula"
     spool.write_bytes(b"".join(msg(f"{s}@x.example", f"Mon Nov  {d} 10:00:00 2026", s)
                                for d, s in enumerate(["one", "two", "three", "four"], 2)))
-    target = install_target(tmp_path / "target")
-    domain = unique_domain()
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+    target, domain, spec = migrate_over_ssh(tmp_path, sshd, src)
     return spool, target, domain, spec
 
 

@@ -14,6 +14,7 @@ from migration import (
     install_target,
     mailplan,
     make_source,
+    migrate_over_ssh,
     source_with_mail,
     ssh_host,
     tree_digest,
@@ -147,18 +148,6 @@ INBOX = (msg("a@x.example", "Mon Nov  2 10:00:00 2026", "new")
          + msg("b@x.example", "Tue Nov  3 11:30:00 2026", "seen", "Status: RO\n")
          + msg("c@x.example", "Wed Nov  4 12:00:00 2026", "flagged",
                "Status: RO\nX-Status: F\n"))
-
-
-def migrate_over_ssh(tmp_path: Path, sshd, src: Path, prefix: str):  # type: ignore[no-untyped-def]
-    """Apply a spec for ``src`` (users from uid 1000, into a new domain) over SSH;
-    return the target, the domain and the spec's path."""
-    target = install_target(tmp_path / "target")
-    domain = unique_domain(prefix)
-    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
-                      source_host=ssh_host(sshd), target_host=ssh_host(sshd),
-                      domains={domain: {"import": {"uid_min": 1000}}})
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    return target, domain, spec
 
 
 @pytest.fixture
