@@ -229,7 +229,8 @@ class MailImporter:
         """Add the flags the source has to the folder's messages that lack them (one
         batched request: the agent renames each file as an IMAP client does, never over
         another, passing over one a mail client moved meanwhile), then record the
-        mailbox's checkpoint when the plan found it complete (``MailJob.settled``)."""
+        mailbox's checkpoint when the plan found it complete (``MailJob.settled``) and
+        no file was gone."""
         step = f"~ flags {change.address}"
         mb = job.mailbox
         udir = self._user_dir(change)
@@ -241,7 +242,12 @@ class MailImporter:
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}
-        if job.settled is not None:
+        # a file passed over as gone (moved by a mail client between the writer's read
+        # of the folder and its rename, as a SELECT moves new/ to cur/) may still lack
+        # its flags: no checkpoint then, so the next plan reads the mailbox whole and
+        # compares it again (read from a checkpoint, it never would); one whose new name
+        # is taken by another file stays so, and is not planned again at every run
+        if job.settled is not None and not done["gone"]:
             effect["checkpoint"] = job.settled["checkpoint"]
         return effect
 

@@ -1475,3 +1475,45 @@ def test_flags_set_on_the_old_server_after_the_import_are_added_on_the_target(tm
     one = next(f for f in files(root)["cur"] if "Subject: one" in f.read_text())
     one.rename(one.with_name(one.name.partition(":2,")[0] + ":2,"))
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+class _RacedWriter:
+    """A writer whose flags request finds one message's file moved by a mail client
+    between its read of the folder and its rename (an IMAP SELECT moving new/ to cur/)."""
+
+    def open(self, *_args: object, **_kw: object) -> dict:
+        return {}
+
+    def add_flags(self, _dirname: str, add: object) -> dict[str, int]:
+        return {"renamed": len(list(add)) - 1, "gone": 1, "taken": 0}  # type: ignore[call-overload]
+
+
+def test_a_flags_update_finding_a_file_gone_records_no_checkpoint():
+    """A message whose file the writer found gone (moved meanwhile by a mail client)
+    may still lack its flags: the mailbox's checkpoint is not recorded, so that the
+    next plan reads it whole and compares it again (from a checkpoint it never would)."""
+    from mailplan.facts.mailboxes import SourceMailbox
+    from mailplan.importer import MailImporter
+    from mailplan.mailboxes import MailJob, Start
+    from mailplan.plan import Change
+
+    mb = SourceMailbox("d.example", "ursula", "INBOX", "/var/spool/mail/ursula", 100, 0.0, 7)
+    change = Change("update", "flags", "d.example", "ursula", item="INBOX",
+                    after="2 message(s) gain flags (S 2)", fingerprint="0" * 16)
+    gain = {bytes(32) + b"0": "S", bytes(32) + b"1": "S"}
+    checkpoint = {"path": mb.path, "inode": 7, "offset": 100, "head": "h", "tail": "t",
+                  "count": 2}
+    job = MailJob(mb, Start(), 2, 0, False, gain=gain,
+                  settled={"mailbox": mb.key, "checkpoint": checkpoint})
+    importer = MailImporter(None, None, None, "/home/vpopmail", False,  # type: ignore[arg-type]
+                            lambda *_a: None, user_dirs={"ursula@d.example": "/u"})
+    importer._client = _RacedWriter()  # type: ignore[assignment]
+    effect = importer.run(change, job)
+    assert effect["flags_added"] == 1 and effect["flags_gone"] == 1
+    assert "checkpoint" not in effect
+    # all of them renamed, or one's new name taken by another file (which no later run
+    # changes: planned again at every run, it would never settle): recorded
+    for taken in (0, 1):
+        importer._client.add_flags = lambda _d, add, t=taken: {  # type: ignore[method-assign]
+            "renamed": len(list(add)) - t, "gone": 0, "taken": t}
+        assert importer.run(change, job)["checkpoint"] == checkpoint
