@@ -193,7 +193,9 @@ class PlainReporter(Reporter):
 
     def phase(self, name: str, steps: int) -> None:
         """Print the phase heading."""
-        extra = f"; {self.mail.overall.text()}" if name == "mail import" else ""
+        # counts only where messages are to move (a flags update moves none)
+        extra = f"; {self.mail.overall.text()}" \
+            if name == "mail import" and self.mail.overall.messages_total else ""
         self._print(f"{name}: {steps} step(s){extra}")
         if name == "mail import":
             self.mail.start()

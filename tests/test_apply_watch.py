@@ -92,6 +92,15 @@ def test_plain_reporter_prints_status_lines_at_its_interval(tmp_path):
                         "(2/2 messages, 200B/200B (100%) for this user)")
 
 
+def test_a_mail_phase_that_moves_no_message_prints_no_counts(tmp_path):
+    """Only flags updates (no message to import): the heading has no 0/0 counts."""
+    out = (tmp_path / "out").open("w+")
+    reporter = PlainReporter(out, interval=0)
+    reporter.phase("mail import", 1)
+    out.seek(0)
+    assert out.read().splitlines() == ["mail import: 1 step(s)"]
+
+
 def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
     counter = MailCounter()
     counter.plan(change("a"), 1, 95)  # a first import: the mbox's size
