@@ -6,6 +6,7 @@ directory with a link to someone else's spool must get nothing from it."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from migration import (
 
 from mailplan.engine import apply_plan, make_plan, state_path_for
 from mailplan.errors import SourceChanged
+from mailplan.facts.mailboxes import _FILE_FORMAT, _LINK_FORMAT, _parse_find
 from mailplan.spec import load_spec
 from mailplan.state import State
 
@@ -166,3 +168,21 @@ def test_mail_behind_a_link_is_named_in_the_plan_not_passed_over(tmp_path):
     assert subjects(target, f"alice@{domain}") == [b"Subject: ALICE-PRIVATE", b"Subject: work"]
     verify = mailplan("verify", str(spec)).stdout
     assert f"{mail}/Archive (a folder) is a symbolic link" in verify, verify
+
+
+def test_one_walk_lists_files_and_links_whatever_their_names_hold(tmp_path):
+    """The listing's find prints files and links in one walk; a tab in a link's name or
+    in where it points splits neither (each is its own NUL-ended field)."""
+    (tmp_path / "Work\tplain").write_bytes(b"12345")
+    (tmp_path / "Tab\tlink").symlink_to("dest\there")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/Old").symlink_to("/elsewhere/old")
+    out = subprocess.run(
+        ["find", str(tmp_path), "(", "-type", "f", "-printf", _FILE_FORMAT, ")", "-o",
+         "(", "-type", "l", "-printf", _LINK_FORMAT, ")"],
+        check=True, capture_output=True).stdout
+    files, links = _parse_find(out)
+    assert [(size, path) for size, _m, _i, _d, path in files] == [
+        (5, f"{tmp_path}/Work\tplain")]
+    assert sorted(links) == [(f"{tmp_path}/Tab\tlink", "dest\there"),
+                             (f"{tmp_path}/sub/Old", "/elsewhere/old")]

@@ -72,8 +72,10 @@ HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 #: its last message does not end with a blank line (no delivery is still writing it)
 SETTLED_AFTER = 300
 _BLANK_END = (b"\n\n", b"\r\n\r\n")
-_FIND_FORMAT = "%s\\t%T@\\t%i\\t%D\\t%p\\0"
-_LINK_FORMAT = "%p\\t%l\\0"
+#: find's record of a file, and of a symbolic link (its path, then where it points, in
+#: two NUL-ended fields: either may hold a tab); the first letter tells them apart
+_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%p\\0"
+_LINK_FORMAT = "l%p\\0%l\\0"
 #: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
 #: lists it with what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
@@ -281,15 +283,21 @@ class MailboxScan:
 FLAG_ORDER = "SRFTD"
 
 
-def _parse_find(data: bytes) -> list[tuple[int, float, int, int, str]]:
-    out = []
-    for record in data.split(b"\0"):
-        if not record:
-            continue
-        size, mtime, inode, device, path = record.split(b"\t", 4)
-        out.append((int(size), float(mtime), int(inode), int(device),
-                    path.decode("utf-8", "surrogateescape")))
-    return out
+def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, str]],
+                                      list[tuple[str, str]]]:
+    """The files (size, mtime, inode, device, path) and the symbolic links (path, where
+    it points) of ``find``'s records (``_FILE_FORMAT``, ``_LINK_FORMAT``)."""
+    files, links = [], []
+    fields = iter(data.split(b"\0"))
+    for record in fields:
+        if record[:1] == b"f":
+            size, mtime, inode, device, path = record[1:].split(b"\t", 4)
+            files.append((int(size), float(mtime), int(inode), int(device),
+                          path.decode("utf-8", "surrogateescape")))
+        elif record[:1] == b"l":
+            links.append((record[1:].decode("utf-8", "surrogateescape"),
+                          next(fields, b"").decode("utf-8", "surrogateescape")))
+    return files, links
 
 
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: str = "utf7"
@@ -307,31 +315,29 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     # find's messages in the C locale: a missing file or folder directory is no error (an
     # empty INBOX, no folders); one it may not see or list is (read as a user who may
     # not read another's ~/mail, it would look empty: mail left behind without a word)
+    # The symbolic links there, never followed, are listed by the same walk and named in
+    # the plan: mail behind one (a folders directory moved to another disk and linked
+    # back) is not imported.
     spool_chunks, root_chunks = list(chunks(spools)), list(chunks(roots))
-    cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", "-type", "f", "-printf",
-                  _FIND_FORMAT]) + "; true" for chunk in spool_chunks]
-    cmds += [join(["LC_ALL=C", "find", *chunk, "-type", "f", "-printf", _FIND_FORMAT])
-             + "; true" for chunk in root_chunks]
-    # the links there, never followed, are named in the plan: mail behind one (a folders
-    # directory moved to another disk and linked back) is not imported (what find could
-    # not see is said once, by the listing above)
-    links = [join(["find", *chunk, "-maxdepth", "0", "-type", "l", "-printf", _LINK_FORMAT])
-             + " 2>/dev/null; true" for chunk in spool_chunks]
-    links += [join(["find", *chunk, "-type", "l", "-printf", _LINK_FORMAT])
-              + " 2>/dev/null; true" for chunk in root_chunks]
+    what = ["(", "-type", "f", "-printf", _FILE_FORMAT, ")", "-o",
+            "(", "-type", "l", "-printf", _LINK_FORMAT, ")"]
+    cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what]) + "; true"
+            for chunk in spool_chunks]
+    cmds += [join(["LC_ALL=C", "find", *chunk, *what]) + "; true" for chunk in root_chunks]
     found: dict[str, tuple[int, float, int, int]] = {}
-    results = run_batch(conn, ["date +%s", *cmds, *links])
+    linked: dict[str, str] = {}
+    results = run_batch(conn, ["date +%s", *cmds])
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
     unseen: dict[str, list[tuple[str, bool]]] = {}  # spool or folder dir -> find's words
-    for res, chunk in zip(results[1:1 + len(cmds)], [*spool_chunks, *root_chunks],
-                          strict=True):
-        for size, mtime, inode, device, path in _parse_find(res.stdout):
+    for res, chunk in zip(results[1:], [*spool_chunks, *root_chunks], strict=True):
+        files, links = _parse_find(res.stdout)
+        for size, mtime, inode, device, path in files:
             found[path] = (size, mtime, inode, device)
+        linked.update(links)
         for start, said, exact in _find_errors(res.stderr, chunk):
             unseen.setdefault(start, []).append((said, exact))
-    linked = dict(_parse_links(b"".join(res.stdout for res in results[1 + len(cmds):])))
     mailboxes: list[SourceMailbox] = []
     notes: list[MailboxNote] = []
     for ref in refs:
@@ -418,16 +424,6 @@ def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
             f"{escape(line)}{more}: {effect}; mailplan must be able to read it (log in to "
             "the source as root, or set sudo: true)", folder, unseen=True))
     return notes
-
-
-def _parse_links(data: bytes) -> list[tuple[str, str]]:
-    out = []
-    for record in data.split(b"\0"):
-        if record:
-            path, _tab, points_to = record.partition(b"\t")
-            out.append((path.decode("utf-8", "surrogateescape"),
-                        points_to.decode("utf-8", "surrogateescape")))
-    return out
 
 
 def _link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
