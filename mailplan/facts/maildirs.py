@@ -84,8 +84,8 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
     if not folders:
         return facts
 
-    def add(maildir: str, dirname: str, identity: tuple[str, int]) -> None:
-        facts[maildir].ids.setdefault(dirname, Identities()).add(identity)
+    def add(maildir: str, dirname: str, identity: tuple[str, int]) -> bytes | None:
+        return facts[maildir].ids.setdefault(dirname, Identities()).add(identity)
 
     starts = {f"{m}/{d}/{sub}" if d else f"{m}/{sub}": (m, d)
               for m, dirnames in folders.items() for d in dirnames for sub in ("new", "cur")}
@@ -100,10 +100,11 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
             owner = starts.get(path)
             parsed = parse_message_name(name.decode("utf-8", "surrogateescape"))
             if owner is not None and parsed is not None:
-                add(owner[0], owner[1], parsed.identity)
-                facts[owner[0]].flags.setdefault(owner[1], {})[
-                    Identities.key(parsed.identity)] = _file_flags(parsed.flags,
-                                                                   path.endswith("/cur"))
+                # the flags are keyed by the set's own key object, not a copy of it
+                ident = add(owner[0], owner[1], parsed.identity) or Identities.key(
+                    parsed.identity)
+                facts[owner[0]].flags.setdefault(owner[1], {})[ident] = _file_flags(
+                    parsed.flags, path.endswith("/cur"))
 
     def ledger(path: str, contents: IO[bytes]) -> None:
         maildir = path[: -len(LEDGER) - 1]

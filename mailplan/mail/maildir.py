@@ -288,11 +288,16 @@ class Identities(Set[tuple[str, int]]):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, identity: tuple[str, int]) -> None:
-        """Add an identity; one whose digest is not 64 lowercase hex digits (a
-        hand-edited ledger line) is no message's and is left out."""
-        if DIGEST_RE.fullmatch(identity[0]):
-            self._keys.add(self.key(identity))
+    def add(self, identity: tuple[str, int]) -> bytes | None:
+        """Add an identity and return its key, the one object the set holds from now on
+        (None: left out, its digest not 64 lowercase hex digits: a hand-edited ledger
+        line is no message's)."""
+        if not DIGEST_RE.fullmatch(identity[0]):
+            return None
+        key = self.key(identity)
+        size = len(self._keys)
+        self._keys.add(key)
+        return key if len(self._keys) > size else None
 
     @classmethod
     def _from_iterable(cls, it: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
