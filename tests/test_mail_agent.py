@@ -1213,6 +1213,9 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
                (fl or "") if sub == "cur" else ""
                for fo, sub, ident, fl, *_rest in maildir_state(root) if fo == "."}
     assert both.flags[""] == on_disk and set(on_disk.values()) == {"", "RS", "D"}
+    # keyed by the very objects the identity set holds: a file costs one key, not two
+    held = {id(k) for k in both.ids[""]._keys}
+    assert all(id(k) in held for k in both.flags[""])
     assert found_flags[(str(root), "")] == {
         k: v for k, v in on_disk.items() if k[:32].hex() in some}
     # lines from an offset on (a later run's) are found, but not counted as earlier
