@@ -243,7 +243,7 @@ class LiveReporter(Reporter):
         self.progress.start()
 
     def phase(self, name: str, steps: int) -> None:
-        """A bar for the phase (steps), and for mail the overall bytes."""
+        """A bar for the phase (steps), and for mail to import the overall bytes."""
         if self._phase is not None:
             self.progress.update(self._phase, visible=False)
         self._phase = self.progress.add_task(f"[bold]{name}", total=steps or None,
@@ -251,9 +251,12 @@ class LiveReporter(Reporter):
         self._steps = (0, steps)
         if name == "mail import":
             self.mail.start()
-            self._overall = self.progress.add_task(
-                "all mail", total=self.mail.overall.bytes_total or None,
-                detail=self.mail.status().removeprefix("mail: "))
+            # the overall row only where messages are to move (a flags update moves
+            # none: it would read 0/0 messages; the plain heading leaves them out too)
+            if self.mail.overall.messages_total:
+                self._overall = self.progress.add_task(
+                    "all mail", total=self.mail.overall.bytes_total or None,
+                    detail=self.mail.status().removeprefix("mail: "))
 
     def step_started(self, change: Change) -> None:
         """Show the user's bar when its first mailbox starts."""

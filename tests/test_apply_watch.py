@@ -31,7 +31,7 @@ from tools import require
 from mailplan.applylog import ApplyLog, Summary, default_log_path
 from mailplan.connectors.local import LocalConnector
 from mailplan.plan import Change
-from mailplan.progress import MailCounter, PlainReporter, Tally, duration
+from mailplan.progress import LiveReporter, MailCounter, PlainReporter, Tally, duration
 from mailplan.remote import ShellSession, run_batch
 from mailplan.secret import Secret
 from mailplan.shell import Cmd
@@ -99,6 +99,29 @@ def test_a_mail_phase_that_moves_no_message_prints_no_counts(tmp_path):
     reporter.phase("mail import", 1)
     out.seek(0)
     assert out.read().splitlines() == ["mail import: 1 step(s)"]
+
+
+@pytest.mark.parametrize("planned", [0, 3])
+def test_the_live_display_shows_mail_counts_only_where_messages_move(tmp_path, planned):
+    """The terminal's display, as the plain heading: a flags-only apply (nothing planned
+    to import) has no 'all mail' row reading 0/0 messages, 0B/0B."""
+    out = (tmp_path / "out").open("w+")
+    reporter = LiveReporter(out)
+    if planned:
+        reporter.plan_mail(change("a"), planned, 300)
+    reporter.phase("mail import", 1)
+    flags = Change("update", "flags", "d.example", "a", item="INBOX",
+                   after="1 message(s) gain flags (S 1)")
+    reporter.step_started(flags)
+    reporter.step_done(flags)
+    reporter.close()
+    out.seek(0)
+    text = out.read()
+    assert "  ~ flags a@d.example INBOX: done" in text and "1/1 steps" in text, text
+    if planned:
+        assert "all mail" in text and "0/3 messages, 0B/300B" in text, text
+    else:
+        assert "all mail" not in text and "0/0 messages" not in text, text
 
 
 def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
