@@ -9,6 +9,7 @@ made here read a local source into the stand-in target."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -29,6 +30,7 @@ from mailplan.engine import make_plan, state_path_for
 from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
+    MISSING_SPOOL_NOTE,
     MailboxRef,
     _find_errors,
     _unseen_notes,
@@ -72,6 +74,58 @@ def test_the_listing_gives_each_note_its_kind(tmp_path):
     # the text is what the plan, plan -v and verify show
     assert f"alice@example.com: {home}/mbox {HOME_MBOX_NOTE}" in map(str, notes)
     assert f"alice@example.com: {home}/mail/INBOX {INBOX_FILE_NOTE}" in map(str, notes)
+
+
+def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
+    """A user with no spool file has no INBOX mailbox, but a note says so (an empty
+    INBOX, or one whose mail is in ~/mbox); a spool that is a symbolic link has its own
+    note (a problem), not this one."""
+    src = make_source(tmp_path / "source", [SourceAccount(name, 1000 + i, name, "pw")
+                                            for i, name in enumerate(("bob", "dave", "erin"))])
+    spool, home = src / "var/spool/mail", src / "home"
+    (home / "dave/mbox").write_bytes(msg("dave's mbox"))
+    (tmp_path / "elsewhere").write_bytes(msg("erin's"))
+    (spool / "erin").symlink_to(tmp_path / "elsewhere")
+    refs = [MailboxRef("example.com", name, name, str(spool / name), str(home / name / "mail"),
+                       str(home / name)) for name in ("bob", "dave", "erin")]
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert [(m.user, m.name) for m in mailboxes] == [("dave", "INBOX (~/mbox)")]
+    said = [(n.user, n.kind, n.path, n.folder, n.message) for n in notes
+            if n.path != str(home / "dave/mbox")]
+    assert said[:2] == [
+        ("bob", "info", str(spool / "bob"), "INBOX",
+         f"INBOX: {spool}/bob {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)"),
+        ("dave", "info", str(spool / "dave"), "INBOX",
+         f"INBOX: {spool}/dave {MISSING_SPOOL_NOTE}; the INBOX's mail is in ~/mbox")]
+    assert [(u, kind) for u, kind, *_ in said[2:]] == [("erin", "problem")], said
+    assert MISSING_SPOOL_NOTE == "is missing, nothing to import from it"
+
+
+def test_plan_v_and_verify_account_for_a_missing_spool_as_for_an_empty_one(tmp_path):
+    """bob has never had mail (no spool file), carol's spool is empty: plan -v and
+    verify give each a line, and verify passes."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw1"),
+                                            SourceAccount("carol", 1001, "Carol", "pw2")])
+    spool = src / "var/spool/mail"
+    (spool / "carol").write_bytes(b"")
+    domain = unique_domain("nospool")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={domain: {"users": [{"name": "bob"}, {"name": "carol"}]}})
+    missing = f"bob@{domain}: INBOX: {spool}/bob {MISSING_SPOOL_NOTE}"
+    text = mailplan("plan", str(spec), "-v", check=True).stdout
+    unchanged = text.partition("Unchanged:\n")[2]
+    assert f"  = {missing} (a missing spool is an empty INBOX)\n" in unchanged, text
+    assert f"  = carol@{domain}: INBOX: empty, nothing to import\n" in unchanged, text
+    assert "Problems" not in text and "Warnings" not in text, text
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    explained = res.stdout.partition("Explained (listed by plan too; not failures):\n")[2]
+    assert f"  ! {missing} (a missing spool is an empty INBOX)\n" in explained, res.stdout
+    assert re.search(rf"  ok    carol@{re.escape(domain)} INBOX +0 +0 ", res.stdout), \
+        res.stdout
+    assert "Verified: the target matches the source and the spec." in res.stdout
 
 
 def test_the_plan_files_problems_and_information_by_kind(tmp_path):
@@ -185,7 +239,11 @@ def test_mail_the_source_login_may_not_see_is_a_problem_not_an_empty_mailbox(tmp
     mailboxes, notes = list_source_mailboxes(_AsNobody("oldmail"), refs)
     assert sorted((m.user, m.name) for m in mailboxes) == [("alice", "INBOX"),
                                                             ("alice", "Work/box")]
-    problems = [(n.user, n.kind, n.path, n.folder, n.message) for n in notes]
+    # carol has no spool: said (an empty INBOX), but no problem
+    assert [(n.user, n.kind, n.path) for n in notes if n.kind != "problem"] == [
+        ("carol", "info", str(spool / "carol"))]
+    problems = [(n.user, n.kind, n.path, n.folder, n.message) for n in notes
+                if n.kind == "problem"]
     first = problems[0][4].partition("': ")[0]  # find lists the directory in its order
     assert first in (f"find: '{mail}/\\303\\251t\\303\\251", f"find: '{mail}/it\\'s"), first
     assert problems == [

@@ -83,6 +83,9 @@ HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exist
 #: what is said of a folder file named INBOX (an ``info`` note: merged into the INBOX,
 #: like ~/mbox)
 INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
+#: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
+#: as of an empty one: mail.local makes it at the first delivery
+MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                           ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """Every spool and folder file of ``refs`` (one batch), their folders named in the
     target's encoding ``names`` (:func:`named`); plus notes on files not imported
-    (problems) and on files merged into the INBOX (info)."""
+    (problems), on files merged into the INBOX and on a missing spool (info)."""
     mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
     spools = sorted({r.spool for r in refs} | mboxes)
     if not refs:
@@ -342,12 +345,20 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     notes: list[MailboxNote] = []
     for ref in refs:
         notes += _unseen_notes(ref, unseen)
+        mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
         if ref.spool in found:
             size, mtime, inode, device = found[ref.spool]
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
                                            mtime, inode, now - mtime >= SETTLED_AFTER,
                                            device=device))
-        mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+        elif ref.spool not in linked and ref.spool not in unseen:
+            # said, as an empty spool is, so that every user's INBOX is accounted for (a
+            # link, or a spool find could not see, has its own note)
+            notes.append(MailboxNote(ref.domain, ref.user, "info", ref.spool,
+                                     f"INBOX: {escape(ref.spool)} {MISSING_SPOOL_NOTE}"
+                                     + ("; the INBOX's mail is in ~/mbox" if mbox in found
+                                        else " (a missing spool is an empty INBOX)"),
+                                     "INBOX"))
         if mbox is not None and mbox in found and mbox != ref.spool:
             notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
                                      f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))

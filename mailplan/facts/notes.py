@@ -4,8 +4,9 @@ Listing and reading a user's mbox files says things the plan must show: a file t
 not imported (two files naming the same folder, a folder name the target cannot hold),
 mail imported all the same that the administrator should look at (a Content-Length the
 reader could not check), or how a file is imported (``~/mbox`` and a folder file named
-INBOX are merged into the INBOX: ``plan -v`` says so). Each note carries its kind, and
-its consumers (the plan, verify) sort notes by that kind, never by their wording.
+INBOX are merged into the INBOX, a missing spool is an empty INBOX: ``plan -v`` says
+so). Each note carries its kind, and its consumers (the plan, verify) sort notes by that
+kind, never by their wording.
 """
 
 from __future__ import annotations
