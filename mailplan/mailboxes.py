@@ -65,6 +65,7 @@ from mailplan.plan import Change, Noop
 from mailplan.remote import read_files
 from mailplan.shell import chunks_within
 from mailplan.spec import folder_names
+from mailplan.text import marked
 
 
 @dataclass(frozen=True)
@@ -556,9 +557,9 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     its Maildir holds the record of a writer stopped before its ledger lines;
     ``missing``: its folder is to be created though it has nothing to import."""
     if scan.error:
-        out.problems.append(Problem(mb.domain, mb.user, f"{mb.name} ({mb.path}) is not "
-                                    f"readable as mail: {scan.error}; nothing is imported "
-                                    "from it"))
+        out.problems.append(Problem(mb.domain, mb.user, f"{marked(mb.name)} ({mb.path}) is "
+                                    f"not readable as mail: {scan.error}; nothing is "
+                                    "imported from it"))
         return
     for note in scan.notes:
         _file(out, note)
@@ -610,14 +611,15 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
         what = ("empty, nothing to import" if not held else
                 "its 1 message already on the target" if held == 1 else
                 f"all {held} messages already on the target")
-        out.noops.append(Noop(mb.domain, mb.user, f"{mb.name}: {what}{read}{skipped}"))
+        out.noops.append(Noop(mb.domain, mb.user,
+                              f"{marked(mb.name)}: {what}{read}{skipped}"))
         return
     size = scan.todo_bytes
     how = " (first import: From_ lines counted on the source, the mbox's size)" \
         if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
-                    f"{mb.folder}" + (f"; {there} already on the target" if there else "")
+                    + marked(mb.folder) + (f"; {there} already on the target" if there else "")
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)

@@ -22,6 +22,7 @@ from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
 from mailplan.spec import load_schema
 from mailplan.state import write_private
+from mailplan.text import marked
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
@@ -60,9 +61,10 @@ class Change:
 
     @property
     def address(self) -> str:
-        """``user@domain`` or the domain."""
+        """``user@domain`` or the domain, then the folder if any (as output shows it:
+        :func:`~mailplan.text.marked`)."""
         base = f"{self.user}@{self.domain}" if self.user else self.domain
-        return f"{base} {self.item}" if self.item else base
+        return f"{base} {marked(self.item)}" if self.item else base
 
 
 @dataclass(frozen=True)

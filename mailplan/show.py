@@ -18,7 +18,7 @@ from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
 from mailplan.state import State
-from mailplan.text import escape
+from mailplan.text import escape, marked
 
 LABELS = {"alias": "aliases", "forward": "forwards", "alias_domain": "alias domains"}
 
@@ -113,11 +113,11 @@ def render_state(doc: dict[str, Any]) -> str:
         for user, folders in doc["mail"].items():
             total = sum(f["imported"] for f in folders.values())
             size = sum(f["bytes"] for f in folders.values())
-            parts = ", ".join(f"{name} {f['imported']}" for name, f in folders.items())
+            parts = ", ".join(f"{marked(name)} {f['imported']}" for name, f in folders.items())
             found = {name: f["found_on_target"] for name, f in folders.items()
                      if f.get("found_on_target")}
             more = f"; {sum(found.values())} more found already on the target (" + ", ".join(
-                f"{name} {n}" for name, n in found.items()) + ")" if found else ""
+                f"{marked(name)} {n}" for name, n in found.items()) + ")" if found else ""
             out.append(f"  {user}: {total} message(s), {human_size(size)} ({parts}){more}")
     return "\n".join(escape(line) for line in out) + "\n"
 

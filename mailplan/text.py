@@ -5,7 +5,8 @@ Names, addresses and comments read from the source (passwd, ~/.forward, aliases,
 file names) or the spec may hold NUL, newlines or terminal escape sequences. Such text is
 refused where it would reach a command (:func:`has_control`), and every text shown to
 the user passes :func:`escape` so that it can neither break a line of output nor send
-escape sequences to a terminal.
+escape sequences to a terminal. A folder name that begins or ends with a space is
+quoted where it is shown (:func:`marked`): the space would not show.
 """
 
 from __future__ import annotations
@@ -54,3 +55,13 @@ def escape(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() or c == " " else _escaped(c) for c in text)
+
+
+def marked(name: str) -> str:
+    """A folder name as output shows it among other words: between single quotes when
+    white space begins or ends it (``' INBOX'``, ``'Sent '``, told apart from ``INBOX``
+    and ``Sent``), or a quote begins it (so that a quoted name is never mistaken for
+    one); any other name as it is. Not escaped: the line it goes into is."""
+    if name != name.strip() or name.startswith("'"):
+        return f"'{name}'"
+    return name

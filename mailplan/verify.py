@@ -59,6 +59,7 @@ from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
+from mailplan.text import marked
 from mailplan.userdirs import withhold_long_dirs
 from mailplan.verify_cache import (
     Proven,
@@ -534,8 +535,8 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
             if unreadable:
                 m, err = unreadable[0]
                 check.error = err
-                report.explained.append(f"{ref.user}@{ref.domain}: {m.folder} ({m.path}) "
-                                        f"is not readable as mail: {err}")
+                report.explained.append(f"{ref.user}@{ref.domain}: {marked(m.folder)} "
+                                        f"({m.path}) is not readable as mail: {err}")
                 continue
             if failed:
                 check.changed_during_read = failed[0][1]
@@ -600,7 +601,7 @@ def iter_failures(report: Report) -> Iterator[str]:
             yield f"account {a.user}@{a.domain}"
     for f in report.folders:
         if not f.ok:
-            yield f"folder {f.user}@{f.domain} {f.folder}"
+            yield f"folder {f.user}@{f.domain} {marked(f.folder)}"
     for r in report.routing:
         yield f"routing {r}"
     if report.login is not None and not report.login["ok"]:

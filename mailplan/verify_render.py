@@ -5,7 +5,7 @@ Never shows a password or a hash: accounts say ``identical`` or ``DIFFERENT``.
 
 from __future__ import annotations
 
-from mailplan.text import escape
+from mailplan.text import escape, marked
 from mailplan.verify_model import AccountCheck, FolderCheck, Report
 
 _LIMIT = 5  # messages listed per kind of difference; the counts are always complete
@@ -62,7 +62,7 @@ def render_report(report: Report) -> str:
               f"{'extra':>5} {'content':>7} {'flags':>5} {'dates':>5} {'deleted':>7}")
     out.append(header)
     for f in report.folders:
-        name = f"{f.user}@{f.domain} {f.folder}"
+        name = f"{f.user}@{f.domain} {marked(f.folder)}"
         out.append(f"  {'ok  ' if f.ok else 'FAIL'}  {name:<40} {f.source:>6} {f.target:>6} "
                    f"{len(f.missing):>7} {len(f.extra):>5} {len(f.content):>7} "
                    f"{len(f.flags):>5} {len(f.dates):>5} {len(f.deleted_on_target):>7}")

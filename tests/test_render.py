@@ -11,6 +11,7 @@ from mailplan.desired import Problem
 from mailplan.plan import Change, Noop, Plan
 from mailplan.render import render_plan
 from mailplan.spec import load_schema
+from mailplan.text import marked
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 
@@ -95,6 +96,26 @@ def test_text_from_outside_is_escaped_never_printed_raw():
             "name") in text
     assert text.count("\n") == render_plan(sample_plan(), target="newmail",
                                            verbose=True).count("\n") + 3
+
+
+def test_a_folder_name_with_a_space_at_an_end_is_quoted_where_shown():
+    """`` INBOX`` and ``Sent `` would read as INBOX and Sent: such names (and one that
+    begins with a quote, so that a quoted name is never taken for one) are quoted; the
+    others are shown as they are, and the JSON plan keeps every name as it is."""
+    assert [marked(n) for n in ("INBOX", "Sent", "Work/2025", "it's", "a b")] == [
+        "INBOX", "Sent", "Work/2025", "it's", "a b"]
+    assert [marked(n) for n in (" INBOX", "Sent ", "\tx", "'x'")] == [
+        "' INBOX'", "'Sent '", "'\tx'", "''x''"]
+    plan = sample_plan()
+    plan.changes.append(Change("create", "mailbox", "example.com", "alice", item=" INBOX",
+                               after="1 message(s), 40B to import into ' INBOX'"))
+    plan.changes.append(Change("update", "flags", "example.com", "alice", item="Sent ",
+                               after="1 message(s) gain flags (S 1)"))
+    text = render_plan(plan, target="newmail")
+    assert "  + mailbox alice@example.com ' INBOX'\n" in text, text
+    assert "  ~ flags alice@example.com 'Sent ': 1 message(s) gain flags (S 1)\n" in text
+    assert "  + mailbox alice@example.com INBOX\n" in text  # as in the golden plan
+    assert [c["item"] for c in plan.to_dict()["changes"][-2:]] == [" INBOX", "Sent "]
 
 
 def test_a_retry_warning_shows_the_failure_escaped(capsys):

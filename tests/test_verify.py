@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -533,6 +534,37 @@ def test_verify_rereads_only_what_changed_since_the_last_proof(tmp_path, sshd):
     after, inbox, read = run()
     assert not inbox.reused and read > size and len(inbox.deleted_on_target) == 1
     assert inbox.target == 199
+
+
+def test_folder_names_with_a_space_at_an_end_are_told_apart(tmp_path):
+    """Folder files `` INBOX`` and ``Sent `` beside ``Sent``: plan, plan -v, verify and
+    show quote the names a space begins or ends, so that none reads as another."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    (src / "var/spool/mail/alice").write_bytes(INBOX)
+    mail = src / "home/alice/mail"
+    mail.mkdir()
+    for name in (" INBOX", "Sent ", "Sent"):
+        (mail / name).write_bytes(msg("a@x.example", "Mon Nov  2 10:00:00 2026", name))
+    domain = unique_domain("sp")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    text = mailplan("plan", str(spec), check=True).stdout
+    for shown in ("' INBOX'", "'Sent '", "Sent"):
+        assert f"  + mailbox alice@{domain} {shown}\n" in text, text
+        assert f"to import into {shown} (first import" in text, text
+    assert f"  + mailbox alice@{domain} INBOX\n" in text, text
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    text = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert f"  = alice@{domain}: 'Sent ': its 1 message already on the target" in text, text
+    assert f"  = alice@{domain}: Sent: its 1 message already on the target" in text, text
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    for shown, n in (("' INBOX'", 1), ("'Sent '", 1), ("Sent", 1), ("INBOX", 3)):
+        assert re.search(rf"^  ok    alice@{re.escape(domain)} {shown} +{n} +{n} ", res.stdout,
+                         re.M), res.stdout
+    shown = mailplan("show", str(spec), check=True).stdout
+    assert "'Sent ' 1" in shown and "' INBOX' 1" in shown, shown
 
 
 def test_verify_reads_the_users_a_group_at_a_time_with_the_same_report(tmp_path, monkeypatch):

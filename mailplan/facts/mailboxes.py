@@ -65,7 +65,7 @@ from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStar
 from mailplan.mail.windows import WINDOW, Windows, digest, slice_command
 from mailplan.remote import run_batch, tar_members
 from mailplan.shell import chunks, join
-from mailplan.text import escape
+from mailplan.text import escape, marked
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
 #: seconds since its last modification after which a mailbox's end is final even when
@@ -603,7 +603,8 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     said: tuple[tuple[NoteKind, list[str]], ...] = (
         ("warning", reader.summary.warnings), ("problem", reader.summary.skipped))
     scan.notes = [MailboxNote(mailbox.domain, mailbox.user, kind, mailbox.path,
-                              f"{mailbox.name} ({mailbox.path}): {text}", mailbox.folder)
+                              f"{marked(mailbox.name)} ({mailbox.path}): {text}",
+                              mailbox.folder)
                   for kind, texts in said for text in texts]
     return scan
 
