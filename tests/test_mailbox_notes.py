@@ -79,15 +79,18 @@ def test_the_listing_gives_each_note_its_kind(tmp_path):
 def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
     """A user with no spool file has no INBOX mailbox, but a note says so (an empty
     INBOX, or one whose mail is in ~/mbox); a spool that is a symbolic link has its own
-    note (a problem), not this one."""
+    note (a problem), not this one, and so has one that is a directory (a Maildir where
+    the spool should be: its mail is not imported)."""
+    names = ("bob", "dave", "erin", "fred")
     src = make_source(tmp_path / "source", [SourceAccount(name, 1000 + i, name, "pw")
-                                            for i, name in enumerate(("bob", "dave", "erin"))])
+                                            for i, name in enumerate(names)])
     spool, home = src / "var/spool/mail", src / "home"
     (home / "dave/mbox").write_bytes(msg("dave's mbox"))
     (tmp_path / "elsewhere").write_bytes(msg("erin's"))
     (spool / "erin").symlink_to(tmp_path / "elsewhere")
+    (spool / "fred/cur").mkdir(parents=True)
     refs = [MailboxRef("example.com", name, name, str(spool / name), str(home / name / "mail"),
-                       str(home / name)) for name in ("bob", "dave", "erin")]
+                       str(home / name)) for name in names]
     mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
     assert [(m.user, m.name) for m in mailboxes] == [("dave", "INBOX (~/mbox)")]
     said = [(n.user, n.kind, n.path, n.folder, n.message) for n in notes
@@ -97,7 +100,11 @@ def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
          f"INBOX: {spool}/bob {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)"),
         ("dave", "info", str(spool / "dave"), "INBOX",
          f"INBOX: {spool}/dave {MISSING_SPOOL_NOTE}; the INBOX's mail is in ~/mbox")]
-    assert [(u, kind) for u, kind, *_ in said[2:]] == [("erin", "problem")], said
+    assert [(u, kind) for u, kind, *_ in said[2:]] == [("erin", "problem"),
+                                                       ("fred", "problem")], said
+    assert said[3][4] == (f"INBOX: {spool}/fred (the spool) is a directory, not an mbox "
+                          "file: nothing is imported from it (mail kept there is left on "
+                          "the old server)")
     assert MISSING_SPOOL_NOTE == "is missing, nothing to import from it"
 
 

@@ -181,7 +181,7 @@ def test_one_walk_lists_files_and_links_whatever_their_names_hold(tmp_path):
         ["find", str(tmp_path), "(", "-type", "f", "-printf", _FILE_FORMAT, ")", "-o",
          "(", "-type", "l", "-printf", _LINK_FORMAT, ")"],
         check=True, capture_output=True).stdout
-    files, links = _parse_find(out)
+    files, links, _others = _parse_find(out)
     assert [(size, path) for size, _m, _i, _d, path in files] == [
         (5, f"{tmp_path}/Work\tplain")]
     assert sorted(links) == [(f"{tmp_path}/Tab\tlink", "dest\there"),

@@ -76,6 +76,11 @@ _BLANK_END = (b"\n\n", b"\r\n\r\n")
 #: two NUL-ended fields: either may hold a tab); the first letter tells them apart
 _FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
+#: find's record of a spool that is neither (a directory, a fifo...): its type letter
+_OTHER_FORMAT = "o%y%p\\0"
+#: what find's ``%y`` letters name
+_FILE_TYPES = {"d": "a directory", "p": "a named pipe", "s": "a socket",
+               "b": "a block device", "c": "a character device"}
 #: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
 #: lists it with what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
@@ -287,10 +292,11 @@ FLAG_ORDER = "SRFTD"
 
 
 def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, str]],
-                                      list[tuple[str, str]]]:
-    """The files (size, mtime, inode, device, path) and the symbolic links (path, where
-    it points) of ``find``'s records (``_FILE_FORMAT``, ``_LINK_FORMAT``)."""
-    files, links = [], []
+                                      list[tuple[str, str]], dict[str, str]]:
+    """The files (size, mtime, inode, device, path), the symbolic links (path, where
+    it points) and the paths of other types (path: find's type letter) of ``find``'s
+    records (``_FILE_FORMAT``, ``_LINK_FORMAT``, ``_OTHER_FORMAT``)."""
+    files, links, others = [], [], {}
     fields = iter(data.split(b"\0"))
     for record in fields:
         if record[:1] == b"f":
@@ -300,7 +306,9 @@ def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, str]],
         elif record[:1] == b"l":
             links.append((record[1:].decode("utf-8", "surrogateescape"),
                           next(fields, b"").decode("utf-8", "surrogateescape")))
-    return files, links
+        elif record[:1] == b"o":
+            others[record[2:].decode("utf-8", "surrogateescape")] = chr(record[1])
+    return files, links, others
 
 
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: str = "utf7"
@@ -324,21 +332,24 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     spool_chunks, root_chunks = list(chunks(spools)), list(chunks(roots))
     what = ["(", "-type", "f", "-printf", _FILE_FORMAT, ")", "-o",
             "(", "-type", "l", "-printf", _LINK_FORMAT, ")"]
-    cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what]) + "; true"
-            for chunk in spool_chunks]
+    # a spool of another type (a directory: a Maildir in the spool's place) is said too
+    cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what, "-o", "-printf",
+                  _OTHER_FORMAT]) + "; true" for chunk in spool_chunks]
     cmds += [join(["LC_ALL=C", "find", *chunk, *what]) + "; true" for chunk in root_chunks]
     found: dict[str, tuple[int, float, int, int]] = {}
     linked: dict[str, str] = {}
+    other: dict[str, str] = {}  # spool and ~/mbox paths that are neither file nor link
     results = run_batch(conn, ["date +%s", *cmds])
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
     unseen: dict[str, list[tuple[str, bool]]] = {}  # spool or folder dir -> find's words
     for res, chunk in zip(results[1:], [*spool_chunks, *root_chunks], strict=True):
-        files, links = _parse_find(res.stdout)
+        files, links, others = _parse_find(res.stdout)
         for size, mtime, inode, device, path in files:
             found[path] = (size, mtime, inode, device)
         linked.update(links)
+        other.update(others)
         for start, said, exact in _find_errors(res.stderr, chunk):
             unseen.setdefault(start, []).append((said, exact))
     mailboxes: list[SourceMailbox] = []
@@ -351,6 +362,12 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
             mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
                                            mtime, inode, now - mtime >= SETTLED_AFTER,
                                            device=device))
+        elif ref.spool in other:
+            kind = _FILE_TYPES.get(other[ref.spool], "not a regular file")
+            notes.append(MailboxNote(ref.domain, ref.user, "problem", ref.spool,
+                                     f"INBOX: {escape(ref.spool)} (the spool) is {kind}, "
+                                     "not an mbox file: nothing is imported from it (mail "
+                                     "kept there is left on the old server)", "INBOX"))
         elif ref.spool not in linked and ref.spool not in unseen:
             # said, as an empty spool is, so that every user's INBOX is accounted for (a
             # link, or a spool find could not see, has its own note)
