@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplan.errors import MailplanError
+from mailplan.facts.mailboxes import checkpoint_ends
 from mailplan.mail.fromline import header_date, parse_from_line
 from mailplan.mail.mbox import (
     MboxReader,
@@ -708,7 +709,7 @@ def test_an_mboxrd_quote_cut_by_a_read_in_a_streamed_message_is_still_undone(cut
     assert [b for _e, b in got] == [head + b">" * 29 + b"From the quoted line\nend\n"]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(msgs=st.lists(message_st(), min_size=1, max_size=6), data=st.data(),
        read_size=st.sampled_from([1, 7, 1 << 20]), mboxrd=st.booleans())
 def test_a_read_resumed_at_a_message_end_gives_the_rest_of_the_whole_read(msgs, data,
@@ -718,22 +719,36 @@ def test_a_read_resumed_at_a_message_end_gives_the_rest_of_the_whole_read(msgs, 
     occurrence counts of the messages before it. It must give exactly the messages
     the whole read gives after that point, identities included; also when the
     checkpoint was taken before the framing blank line of its last message was written
-    (the resumed read then starts with that line end)."""
-    spool = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in msgs)
+    (the resumed read then starts with that line end). And the read that placed the
+    checkpoint (of the file as it ended there) gave the messages before it the
+    identities the whole read gives them. Messages with CRLF line ends have a CRLF From_
+    line, and each blank framing line is LF or CRLF whatever the message's line ends
+    (a spool that two writers appended to)."""
+    framing = data.draw(st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=len(msgs),
+                                 max_size=len(msgs)))
+    stored = [(sep[:-1] + b"\r\n" if text.endswith(b"\r\n") else sep) + book + text
+              for sep, book, text, _ts in msgs]
+    spool = b"".join(m + f for m, f in zip(stored, framing, strict=True))
     whole, _summary = read_mbox(io.BytesIO(spool), mboxrd=mboxrd)
     k = data.draw(st.integers(min_value=0, max_value=len(whole) - 1))
     cut = whole[k][0].end  # where message k's framing line ends
-    if data.draw(st.booleans()) and spool[cut - 1:cut] == b"\n" and k + 1 < len(whole):
-        cut -= 1  # the checkpoint saw the message without its framing line
+    # (a message whose own last line is empty, seen without its framing line, loses that
+    # line: the documented mboxo ambiguity, not taken here)
+    if data.draw(st.booleans()) and k + 1 < len(whole) and not stored[k].endswith(
+            (b"\n\n", b"\n\r\n")):
+        cut -= len(framing[k])  # the checkpoint saw the message without its framing line
+    old, _summary = read_mbox(Pipe(spool[:cut], read_size), read_size=read_size,
+                              mboxrd=mboxrd)
+    assert [(e.sha256, e.occurrence, e.start, e.flags, b) for e, b in old] == \
+        [(e.sha256, e.occurrence, e.start, e.flags, b) for e, b in whole[:k + 1]]
     seed: dict[str, int] = {}
-    for end, _body in whole[:k + 1]:
+    for end, _body in old:
         seed[end.sha256] = seed.get(end.sha256, 0) + 1
     rest, _summary = read_mbox(Pipe(spool[cut:], read_size), offset=cut, occurrences=seed,
                                read_size=read_size, mboxrd=mboxrd)
     want = whole[k + 1:]
     assert [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in rest] == \
         [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in want]
-
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -768,6 +783,67 @@ def test_a_whole_read_ends_a_message_where_an_earlier_read_ended(before, after, 
     assert [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in whole] == \
         [(e.sha256, e.occurrence, e.start, e.end, e.flags, b) for e, b in old + new]
     assert [e.index for e, _b in whole] == list(range(len(whole)))
+    assert summary.end_offset == len(spool)
+
+
+def _spool_message(eol: bytes, subject: bytes, end: str, lines: int = 0) -> bytes:
+    """One stored message with ``eol`` line ends (its From_ line too) and ``lines`` more
+    body lines, ending with the framing blank line (``blank``), without it (``noblank``)
+    or without a final line end (``nonl``)."""
+    text = (b"From a@example.org Mon Jan  1 10:00:00 2001" + eol + b"Status: RO" + eol
+            + b"Subject: " + subject + eol + eol + (b"x" * 60 + eol) * lines + b"body" + eol)
+    return text + eol if end == "blank" else text[:-len(eol)] if end == "nonl" else text
+
+
+def _identities(got: list) -> list:
+    return [(e.sha256, e.occurrence, e.start, e.flags, b) for e, b in got]
+
+
+@pytest.mark.parametrize("read_size,header_limit,lines", [
+    (1 << 20, 1 << 20, 0), (1, 1 << 20, 0),
+    (7, 16, 200)])  # 12 KB messages, header blocks of 16 bytes: the messages are streamed
+@pytest.mark.parametrize("old_eol,new_eol", [(b"\n", b"\r\n"), (b"\r\n", b"\n"),
+                                             (b"\n", b"\n"), (b"\r\n", b"\r\n")])
+@pytest.mark.parametrize("old_end,lead", [("blank", b""), ("noblank", b""),
+                                          ("noblank", b"\n"), ("noblank", b"\r\n"),
+                                          ("nonl", b""), ("nonl", b"\n"), ("nonl", b"\r\n")])
+def test_a_checkpoint_between_line_end_styles_reads_as_the_whole_file(
+        old_eol, new_eol, old_end, lead, read_size, header_limit, lines):
+    """A spool with one style of line ends (LF or CRLF), read to its end and imported
+    (the checkpoint there, ``ends`` as the importer records them); then messages with
+    the same or the other style are appended, after a line end (a writer that puts the
+    blank line before its message) or not. The messages of the two reads (identities,
+    flags, bytes; the appended ones' offsets too) are those of a whole read of the file,
+    which is what a plan sees once the spool is rewritten (no checkpoint to go by):
+    otherwise the last message before the checkpoint would be imported a second time.
+    A last message without a final line end gets that identity only from a whole read
+    given ``ends`` (the README's documented case), and a blank line written after a
+    message already ended by one is the documented ambiguity of such writers."""
+    first = b"".join(_spool_message(old_eol, subject, end, lines)
+                     for subject, end in ((b"one", "blank"), (b"two", old_end)))
+    more = b"".join(_spool_message(new_eol, subject, "blank", lines)
+                    for subject in (b"three", b"four"))
+    spool = first + lead + more
+    opts = {"read_size": read_size, "header_limit": header_limit}
+    old, _summary = read_mbox(Pipe(first, read_size), **opts)
+    seed: dict[str, int] = {}
+    for end, _body in old:
+        seed[end.sha256] = seed.get(end.sha256, 0) + 1
+    ends = checkpoint_ends([], len(first), first[-4096:])
+    assert ends == ([len(first)] if old_end == "nonl" else [])
+    new, _summary = read_mbox(Pipe(lead + more, read_size), offset=len(first),
+                              occurrences=seed, ends=ends, **opts)
+    with_ends, _summary = read_mbox(Pipe(spool, read_size), ends=ends, **opts)
+    whole, summary = read_mbox(Pipe(spool, read_size), **opts)
+    filler = (b"x" * 60 + old_eol) * lines
+    assert [b for _e, b in old] == [
+        b"Subject: one" + old_eol * 2 + filler + b"body" + old_eol,
+        b"Subject: two" + old_eol * 2 + filler + b"body" + (b"" if old_end == "nonl" else old_eol)]
+    assert _identities(with_ends) == _identities(old + new)
+    if old_end != "nonl":
+        assert _identities(whole) == _identities(old + new)
+        assert [(e.start, e.end) for e, _b in whole[2:]] == [(e.start, e.end) for e, _b in new]
+    assert [(e.start, e.end) for e, _b in with_ends[2:]] == [(e.start, e.end) for e, _b in new]
     assert summary.end_offset == len(spool)
 
 

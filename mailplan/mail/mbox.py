@@ -13,8 +13,9 @@ date: the precise rule is in :mod:`mailplan.mail.fromline`.
 
 **Newline ownership.** mail.local ends each message with an extra empty line before the next
 From_ line. That empty line belongs to the mbox framing, not to the message: when the bytes
-between a From_ line and the next one (or end of file) end with an empty line (``\\n\\n`` or
-``\\r\\n\\r\\n``), exactly one line end is removed. Otherwise (no blank line before the next
+between a From_ line and the next one (or end of file) end with an empty line (``\\n\\n``, or
+``\\r\\n`` after a line end: ``\\r\\n\\r\\n``, and ``\\n\\r\\n`` where LF mail is followed by a
+CRLF blank line), exactly one line end is removed. Otherwise (no blank line before the next
 separator, or a last message without trailing newline) the bytes are kept as they are: no
 newline is ever added. The one ambiguity of mboxo: a message whose own last line is empty and
 which is *not* followed by the framing blank line loses that line.
@@ -467,14 +468,14 @@ class MboxReader(ContentLength):
 
 
 def _framing(buf: bytes, lo: int, end: int) -> int:
-    """How many bytes before ``end`` are the framing blank line (0, 1 or 2)."""
-    if end - lo >= 2 and buf[end - 2:end] == b"\n\n":
+    """How many bytes before ``end`` are the framing blank line (0, 1 or 2): an empty
+    last line, ``\\n`` or ``\\r\\n``, after a line end (the From_ line's when the
+    message is empty). ``\\n\\r\\n`` counts too, not only ``\\r\\n\\r\\n``: a read resumed
+    at a checkpoint takes a CRLF line end before its first From_ line as framing (see
+    Rules), so a whole read must end an LF message followed by one the same way."""
+    if buf[end - 2:end] == b"\n\n" and end - lo >= 1 and end >= 2:
         return 1
-    if end - lo >= 4 and buf[end - 4:end] == b"\r\n\r\n":
-        return 2
-    if end - lo == 1 and buf[end - 1:end] == b"\n" and lo > 0 and buf[lo - 1:lo] == b"\n":
-        return 1
-    if end - lo == 2 and buf[end - 2:end] == b"\r\n" and buf[lo - 1:lo] == b"\n":
+    if buf[end - 3:end] == b"\n\r\n" and end - lo >= 2 and end >= 3:
         return 2
     return 0
 
