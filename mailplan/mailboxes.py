@@ -209,7 +209,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         tdom = target.domains.get(mb.domain)
         tuser = tdom.users.get(mb.user) if tdom else None
         where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
-    subscribed = _subscriptions(source_conn, refs, source)
+    subscribed = source_subscriptions(source_conn, refs, source)
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     small_heads: dict[int, bytes] = {}
@@ -494,8 +494,15 @@ def _subscribed_text(subs: set[str] | None, subscribe: bool) -> str:
     return ", subscribed as on the source"
 
 
-def _subscriptions(conn: Connector, refs: list[MailboxRef],
-                   source: SourceFacts) -> dict[tuple[str, str], set[str] | None]:
+def subscribes(mb: SourceMailbox, subs: set[str] | None) -> bool:
+    """Whether apply subscribes the folder ``mb`` becomes: the INBOX, and every folder
+    when its user has no ``~/.mailboxlist`` (``subs`` None), else those it lists (also
+    used by verify)."""
+    return mb.folder == "INBOX" or subs is None or mb.folder in subs
+
+
+def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: SourceFacts
+                         ) -> dict[tuple[str, str], set[str] | None]:
     """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
     Its entries name folder files as c-client does: relative to the home directory
     (``mail/Work``, ``Mail/Lists/python`` with ``source.folders: Mail``), with ``~/``, or
@@ -568,7 +575,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
     subs = subscribed.get((mb.domain, mb.user))
-    subscribe = mb.folder == "INBOX" or subs is None or mb.folder in subs
+    subscribe = subscribes(mb, subs)
     if scan.held_back:
         # apply reads (and its checkpoint ends) where that message starts: the next
         # run reads it from its From_ line, as a whole read would

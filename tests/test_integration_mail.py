@@ -1135,7 +1135,7 @@ def test_subscriptions_follow_the_folders_directory(tmp_path, folders, listed, e
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.mailboxes import MailboxRef
     from mailplan.facts.source import read_source
-    from mailplan.mailboxes import _subscriptions
+    from mailplan.mailboxes import source_subscriptions
 
     src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
     home = src / "home/alice"
@@ -1145,7 +1145,7 @@ def test_subscriptions_follow_the_folders_directory(tmp_path, folders, listed, e
     source = read_source(conn, str(src / "etc/passwd"), str(src / "etc/shadow"))
     path = str(home) if folders == "." else f"{home}/{folders}"
     ref = MailboxRef("d.example", "alice", "alice", str(src / "var/spool/mail/alice"), path)
-    assert _subscriptions(conn, [ref], source) == {("d.example", "alice"): expected}
+    assert source_subscriptions(conn, [ref], source) == {("d.example", "alice"): expected}
 
 
 @pytest.mark.parametrize("folders", ["mail", "."])
