@@ -2,20 +2,22 @@
 
 Read-only on both hosts, and batched like plan (each remote command costs a channel):
 the source's accounts (one batch), the target's domains and users (two), routing (the
-same batched reads plan uses), the sizes of the import ledgers (one ``find``), then the
-users a group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
+same batched reads plan uses), the ``~/.mailboxlist`` of users with folders (one read:
+what apply subscribes), the sizes of the import ledgers (one ``find``), then the users a
+group at a time (as many as :data:`GROUP_LEDGER_BYTES` of ledgers and
 :data:`GROUP_SOURCE_BYTES` of mailboxes: usually all of them at once). Per group, its
 source mailboxes are streamed through ONE ``tar`` channel and read by the mbox reader
 (ending messages where the imports' reads ended, as their checkpoints record: one batch,
 only for mailboxes whose checkpoint records such an end), and on the target one ``find``
 over its Maildirs (name, size, mtime) plus one ``tar`` for its ledgers (and one for the
-folders' ``dovecot-keywords`` and one for courier-imap's keyword files, where there are
-any); its messages are dropped before the next group is read, so memory follows the
-largest user, not the message size or the number of users. Messages are matched by
-identity (sha256 + occurrence, embedded in the file names mailplan writes);
-see :mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
-exactly last time is not read again while its source file and its Maildir are unchanged
-(:mod:`mailplan.verify_cache`; ``--full`` reads everything).
+folders' ``dovecot-keywords`` and the Maildirs' subscription files, one for
+courier-imap's keyword files, where there are any); its messages are dropped before the
+next group is read, so memory follows the largest user, not the message size or the
+number of users. Messages are matched by identity (sha256 + occurrence, embedded in the
+file names mailplan writes); see :mod:`mailplan.verify_model` for what counts as a
+difference. A folder that matched exactly last time is not read again while its source
+file and its Maildir are unchanged (:mod:`mailplan.verify_cache`; ``--full`` reads
+everything).
 
 The optional live login check runs vpopmail's ``vchkpw`` on the target the way POP and
 IMAP servers do (checkpassword protocol on fd 3, reference/vpopmail/06-vchkpw.md); the
@@ -49,10 +51,16 @@ from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
-from mailplan.mail.maildir import folder_from_dirname, parse_message_name
+from mailplan.mail.maildir import folder_from_dirname, parse_message_name, subscription_lines
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
-from mailplan.mailboxes import mailbox_refs, maildir_of, with_ends
+from mailplan.mailboxes import (
+    mailbox_refs,
+    maildir_of,
+    source_subscriptions,
+    subscribes,
+    with_ends,
+)
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
@@ -72,6 +80,7 @@ from mailplan.verify_cache import (
 from mailplan.verify_cache import load as load_proven
 from mailplan.verify_cache import save as save_proven
 from mailplan.verify_model import (
+    SUBSCRIPTION_FILES,
     FolderCheck,
     Identity,
     Report,
@@ -79,6 +88,7 @@ from mailplan.verify_model import (
     TargetMessage,
     check_account,
     compare_folder,
+    unsubscribed,
 )
 
 STEP = "verify"
@@ -174,14 +184,19 @@ class TargetMail(NamedTuple):
     keywords: dict[str, dict[str, frozenset[str]]]
     #: the folder directories (``""``: the INBOX) that have ``cur/`` and ``new/``
     folders: dict[str, set[str]]
+    #: the contents of the Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that
+    #: are there
+    subscriptions: dict[str, dict[str, bytes | None]]
 
 
 def _find_command(maildirs: Sequence[str]) -> str:
     """The listing of the Maildirs: mailplan's message files, each folder's
     dovecot-keywords and UID lists, and courier's keyword directories with what is in
     them (its update files are named after the messages, ``*_mp*``, and its ``:list``),
-    and the folders' ``cur/`` and ``new/`` (a folder with neither is not there)."""
-    names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY)
+    the folders' ``cur/`` and ``new/`` (a folder with neither is not there), and the
+    subscription files."""
+    names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY,
+                         *SUBSCRIPTION_FILES)
              for a in ("-o", "-name", n)][1:]
     return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
                  "(", "-type", "f", "(", *names, ")",
@@ -191,17 +206,20 @@ def _find_command(maildirs: Sequence[str]) -> str:
 
 
 def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
-    """mailplan-written files per Maildir and folder, each Maildir's ledger, and the
-    folders' keywords as dovecot and courier-imap read them (2 channels; a third where a
-    folder has a dovecot-keywords or courier keyword files)."""
+    """mailplan-written files per Maildir and folder, each Maildir's ledger, the
+    folders' keywords as dovecot and courier-imap read them and the subscription files
+    (2 channels; a third where a folder has a dovecot-keywords or a Maildir a
+    subscription file, which are read together, and one where a folder has courier
+    keyword files)."""
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
     if not maildirs:
-        return TargetMail(files, {}, {}, {})
+        return TargetMail(files, {}, {}, {}, {})
     (res,) = run_batch(conn, [_find_command(maildirs)])
     # (Maildir, folder directory, identity, the fields of its TargetMessage before the
     # keywords, its keyword letters): the message is made once they are known
     found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
     keyword_files: dict[tuple[str, str], str] = {}
+    subscription_files: dict[tuple[str, str], str] = {}  # (Maildir, file name) -> path
     served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
     courier = _CourierFiles()
     parts_seen: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> cur, new
@@ -223,6 +241,9 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
             courier.folder(root, rel)
             continue
         if courier.entry(root, rel, int(inode)):
+            continue
+        if len(rel) == 1 and rel[0] in SUBSCRIPTION_FILES:
+            subscription_files[(root, rel[0])] = path
             continue
         if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
             where = _in_folder(root, rel)
@@ -247,8 +268,11 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
                       (parsed.size, int(size), flags, float(mtime), path),
                       "".join(c for c in info if c.islower())))
     names: dict[tuple[str, str], dict[str, str]] = {}
-    if keyword_files:  # a file a user may replace: not read through a symbolic link
-        texts = read_files(conn, sorted(keyword_files.values()), follow=False)
+    texts: dict[str, bytes | None] = {}
+    if keyword_files or subscription_files:  # files a user may replace: not read
+        # through a symbolic link
+        texts = read_files(conn, sorted({*keyword_files.values(),
+                                         *subscription_files.values()}), follow=False)
         names = {where: keyword_letters(
                      (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
                  for where, path in keyword_files.items()}
@@ -273,7 +297,10 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     for (root, dirname), parts in parts_seen.items():
         if len(parts) == 2:
             folders[root].add(dirname)
-    return TargetMail(files, ledgers, keywords, folders)
+    subscriptions: dict[str, dict[str, bytes | None]] = {m: {} for m in maildirs}
+    for (root, fname), path in subscription_files.items():
+        subscriptions[root][fname] = texts.get(path)
+    return TargetMail(files, ledgers, keywords, folders, subscriptions)
 
 
 def _in_folder(root: str, rel: list[str]) -> tuple[str, str] | None:
@@ -436,12 +463,17 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     for mb in mailboxes:
         by_user.setdefault((mb.domain, mb.user), []).append(mb)
     old = {} if full else load_proven(record)  # the folders proven last time
+    # what apply subscribes: one read for all users that have folders (the INBOX is in
+    # no subscription file)
+    foldered = {(mb.domain, mb.user) for mb in mailboxes if mb.dirname}
+    subscribed = source_subscriptions(
+        source_conn, [r for r in refs if (r.domain, r.user) in foldered], source)
     proven: dict[str, Proven] = {}
     # the users a group at a time, each group's messages dropped before the next
     sizes = ledger_sizes(target_conn, sorted(set(maildirs.values())))
     for group in _user_groups(refs, maildirs, by_user, sizes):
         _verify_group(group, maildirs, by_user, source_conn, target_conn, mboxrd, old,
-                      report, proven, source.zone, names, state_mail)
+                      report, proven, source.zone, names, state_mail, subscribed)
     save_proven(record, proven)
 
 
@@ -465,14 +497,18 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   by_user: dict[tuple[str, str], list[SourceMailbox]], source_conn: Connector,
                   target_conn: Connector, mboxrd: bool, old: dict[str, Proven],
                   report: Report, proven: dict[str, Proven], zone: tzinfo | None,
-                  names: str = "utf7", state_mail: dict[str, Any] | None = None) -> None:
+                  names: str = "utf7", state_mail: dict[str, Any] | None = None,
+                  subscribed: dict[tuple[str, str], set[str] | None] | None = None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
     Maildirs (two channels), their source mailboxes through one ``tar`` channel.
     ``state_mail``: the state's mailboxes: those an apply made (one whose folder the user
     deleted on the target since is not missing), and their checkpoints' record of where
-    the imports' reads ended (:func:`read_source_mail`'s ``ends``)."""
+    the imports' reads ended (:func:`read_source_mail`'s ``ends``); ``subscribed``: the
+    folders each user's ``~/.mailboxlist`` lists (None: there is none), which apply
+    subscribes (:func:`mailplan.mailboxes.subscribes`)."""
     state_mail = state_mail or {}
-    files, ledgers, keywords, there = read_target_mail(target_conn, sorted(
+    subscribed = subscribed or {}
+    files, ledgers, keywords, there, subscriptions = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
     mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
 
@@ -484,6 +520,16 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     def has_folder(mb: SourceMailbox) -> bool:
         root = maildirs.get((mb.domain, mb.user))
         return root is not None and mb.dirname in there.get(root, set())
+
+    def subscription_gaps(mb: SourceMailbox) -> list[str]:
+        # a folder on the target that apply subscribes: each file lacking its line (a
+        # folder not there fails already, or the user deleted it)
+        root = maildirs.get((mb.domain, mb.user))
+        if root is None or not mb.dirname or not has_folder(mb) \
+                or not subscribes(mb, subscribed.get((mb.domain, mb.user))):
+            return []
+        return unsubscribed(subscription_lines([mb.folder], mb.names),
+                            subscriptions.get(root, {}))
 
     def target_files(mb: SourceMailbox) -> dict[Identity, list[TargetMessage]]:
         root = maildirs.get((mb.domain, mb.user))
@@ -527,6 +573,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                 proof = reused[mb.path]
                 check.source = check.target = proof.count
                 check.reused = True
+                check.unsubscribed = subscription_gaps(mb)
                 proven[folder_key(mb)] = proof
                 report.folders.append(check)
                 continue
@@ -558,6 +605,8 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                 if len(group) == 1 else None
             if proof is not None:
                 proven[folder_key(mb)] = proof
+            # after the proof, which is of the messages only
+            result.unsubscribed = subscription_gaps(mb)
         for dirname in sorted((set(tfolders) | set(ledger)) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, names))
             report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),

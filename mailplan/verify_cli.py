@@ -39,9 +39,9 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
                    password_env: str | None, full: bool) -> None:
     """Compare source and target user by user and message by message. Changes nothing.
 
-    Exits 0 when accounts, mailboxes (by message identity, size, flags and date) and
-    routing all match, 3 when something differs, 1 on an error. Ctrl-C, SIGTERM or
-    SIGHUP stops it at once (130, 143, 129).
+    Exits 0 when accounts, mailboxes (by message identity, size, flags and date, and
+    their subscriptions) and routing all match, 3 when something differs, 1 on an
+    error. Ctrl-C, SIGTERM or SIGHUP stops it at once (130, 143, 129).
     """
     if bool(check_login) != bool(password_env):
         raise MailplanError("--check-login and --password-env go together",

@@ -38,8 +38,9 @@ from mailplan.verify_model import (
     TargetMessage,
     check_account,
     compare_folder,
+    unsubscribed,
 )
-from mailplan.verify_render import _account_line
+from mailplan.verify_render import _account_line, _details
 
 A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
 KW = frozenset({"$Label1", "Junk"})
@@ -115,6 +116,41 @@ def test_compare_folder_with_a_full_keyword_file():
     assert not check.ok and check.flags == [
         "aaaaaaaaaaaa#0: source S $Label1 Junk, target S Junk"]
     assert not check.keywords_not_carried
+
+
+WORK_LINES = {"courierimapsubscribed": ["INBOX.Work"], "subscriptions": ["Work"]}
+
+
+@pytest.mark.parametrize(("courier", "dovecot", "expected"), [
+    (b"INBOX.Work\n", b"Work\n", []),
+    # lines the user added on the target are no concern; the order is not either
+    (b"INBOX.Private\nINBOX.Work\n", b"Private\nWork\nSent\n", []),
+    (b"INBOX.Private\n", b"Work\n", ["courierimapsubscribed"]),
+    (b"INBOX.Work\n", b"", ["subscriptions"]),
+    (None, None, ["courierimapsubscribed", "subscriptions"]),  # no file at all
+    (b"INBOX.Work\n", b"INBOX.Work\nwork\n", ["subscriptions"]),  # not the same line
+    # dovecot keeps a file in its version 2 form (levels tab-separated) as it found it
+    (b"INBOX.Work\n", b"V\t2\n\nWork\n", []),
+    (b"INBOX.Work\n", b"V\t2\n\nOther\n", ["subscriptions"]),
+])
+def test_unsubscribed_names_each_file_that_lacks_the_line(courier, dovecot, expected):
+    files = {"courierimapsubscribed": courier, "subscriptions": dovecot}
+    assert unsubscribed(WORK_LINES, files) == expected
+
+
+def test_unsubscribed_reads_dovecot_version_2_levels_and_escapes():
+    lines = {"subscriptions": ["Lists.py\\2econ", "Tab\tbed"]}
+    assert unsubscribed(lines, {"subscriptions": b"V\t2\n\nLists\tpy\\2econ\n"
+                                                 b"Tab\x01tbed\n"}) == []
+    assert unsubscribed(lines, {"subscriptions": b"V\t2\n\nLists\tpy\\2econ\n"}) == [
+        "subscriptions"]
+
+
+def test_a_folder_missing_a_subscription_fails_and_names_the_file():
+    check = FolderCheck("d.example", "u", "Work", unsubscribed=["subscriptions"])
+    assert not check.ok
+    assert _details(check) == ["          not subscribed in subscriptions (a client that "
+                               "lists subscribed folders only will not show it)"]
 
 
 def test_check_account_compares_hash_without_showing_it():
@@ -369,6 +405,38 @@ def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypa
     (courier_read,) = [paths for paths in read if any("courierimapkeywords" in p
                                                       for p in paths)]
     assert len(courier_read) == 2  # the linked update of the INBOX and of .Old, once each
+
+
+def test_read_target_mail_reads_subscriptions_with_the_keyword_files(tmp_path,
+                                                                      monkeypatch):
+    """The subscription files are listed by the same ``find`` and read in the same
+    channel as the folders' dovecot-keywords (no channel per user or folder); one that
+    is a symbolic link is not read (as if it were not there)."""
+    roots = [tmp_path / f"u{n}" / "Maildir" for n in range(2)]
+    for n, root in enumerate(roots):
+        for sub in ("cur", "new", "tmp"):
+            (root / ".Work" / sub).mkdir(parents=True)
+        (root / ".Work/dovecot-keywords").write_text("0 Junk\n")
+        (root / "courierimapsubscribed").write_text(f"INBOX.Work\nINBOX.Mine{n}\n")
+    (tmp_path / "elsewhere").write_text("Work\n")
+    (roots[0] / "subscriptions").write_text("Work\n")
+    (roots[1] / "subscriptions").symlink_to(tmp_path / "elsewhere")
+    read: list[list[str]] = []
+    real = verify_mod.read_files
+
+    def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
+        read.append(list(paths))
+        return real(conn, paths, **kw)
+
+    monkeypatch.setattr(verify_mod, "read_files", counting)
+    mail = verify_mod.read_target_mail(LocalConnector("here"), [str(r) for r in roots])
+    assert mail.subscriptions == {
+        str(roots[0]): {"courierimapsubscribed": b"INBOX.Work\nINBOX.Mine0\n",
+                        "subscriptions": b"Work\n"},
+        str(roots[1]): {"courierimapsubscribed": b"INBOX.Work\nINBOX.Mine1\n"}}
+    assert len(read) == 2  # the ledgers; the keyword and subscription files together
+    assert sum(p.endswith("subscribed") or p.endswith("/subscriptions")
+               for p in read[0]) == 3
 
 
 @pytest.mark.ssh
@@ -699,3 +767,55 @@ def test_verify_record_is_not_reused_when_the_source_time_zone_changes(migrated)
     assert "date differs: " in res.stdout
     full = mailplan("verify", str(spec), "--full")
     assert full.returncode == 3 and "date differs: " in full.stdout, full.stdout
+
+
+@pytest.mark.ssh
+def test_verify_checks_the_subscriptions_apply_writes(migrated):
+    # no ~/.mailboxlist on the source: apply subscribed Work in both files; lines the
+    # user adds on the new server pass, a line missing from either file fails (also for
+    # a folder the last verify proved and does not read again)
+    src, target, domain, spec, root = migrated
+    courier, dovecot = root / "courierimapsubscribed", root / "subscriptions"
+    assert courier.read_text() == "INBOX.Work\n" and dovecot.read_text() == "Work\n"
+    with open(courier, "a") as fh:
+        fh.write("INBOX.Private\n")
+    dovecot.write_text("Private\nWork\n")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "not subscribed" not in res.stdout
+    dovecot.write_text("Private\n")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"FAIL  alice@{domain} Work" in res.stdout
+    assert "          not subscribed in subscriptions (a client that lists subscribed " \
+           "folders only will not show it)" in res.stdout
+    assert "NOT verified: 1 item(s) differ." in res.stdout
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    work = next(f for f in doc["folders"] if f["folder"] == "Work")
+    assert work["reused"] and work["unsubscribed"] == ["subscriptions"] and not work["ok"]
+    assert all(f["unsubscribed"] == [] for f in doc["folders"] if f["folder"] != "Work")
+    courier.unlink()
+    doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+    work = next(f for f in doc["folders"] if f["folder"] == "Work")
+    assert work["unsubscribed"] == ["courierimapsubscribed", "subscriptions"]
+    assert not work["reused"] and not doc["ok"]
+
+
+@pytest.mark.ssh
+def test_verify_asks_only_for_the_subscriptions_of_the_mailboxlist(migrated):
+    # with a ~/.mailboxlist, apply subscribes the folders it lists, and verify asks
+    # for no other; a folder listed there since must be subscribed on the target
+    src, target, domain, spec, root = migrated
+    (src / "home/alice/.mailboxlist").write_text("mail/Work\n")
+    (src / "home/alice/mail/Other").write_bytes(msg("o@x.example",
+                                                    "Fri Nov  6 09:00:00 2026", "other"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / ".Other/cur").is_dir() or (root / ".Other/new").is_dir()
+    assert (root / "subscriptions").read_text() == "Work\n"
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    (src / "home/alice/.mailboxlist").write_text("mail/Work\nmail/Other\n")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"FAIL  alice@{domain} Other" in res.stdout
+    assert "not subscribed in courierimapsubscribed, subscriptions" in res.stdout
