@@ -5,9 +5,11 @@
 # converter), the vpopmail/qmail system users the stand-in assigns files to, tmux (the
 # terminal progress display is tested in it), awk (a plan counts import ledgers with it
 # on the target), tzdata (time-zone tests), strace (makes syncfs fail, to test the
-# writer's fsync fallback), sudo (hosts with `sudo: true` are tested through it), and
-# mailplan itself with its test extras, into Debian's python3 (with pip: neither is on a
-# fresh machine, python3 is of priority optional).
+# writer's fsync fallback), sudo (hosts with `sudo: true` are tested through it), tcsh
+# and fish (logins whose shell does not read sh command lines: two test accounts with
+# those shells, key login only, may use sudo without a password), and mailplan itself
+# with its test extras, into Debian's python3 (with pip: neither is on a fresh machine,
+# python3 is of priority optional).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -17,11 +19,12 @@ if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command 
    || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
    || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null \
    || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ] || ! command -v python3 >/dev/null \
+   || ! command -v tcsh >/dev/null || ! command -v fish >/dev/null \
    || ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
     dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales sudo \
-    python3 python3-pip >/dev/null
+    tcsh fish python3 python3-pip >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb
@@ -52,6 +55,15 @@ getent group qmail >/dev/null || groupadd qmail
 getent group nofiles >/dev/null || groupadd nofiles
 for u in qmaild:nofiles qmaill:nofiles qmailp:nofiles alias:nofiles qmailq:qmail qmailr:qmail qmails:qmail; do
   getent passwd "${u%%:*}" >/dev/null || useradd -g "${u##*:}" -d /var/qmail -M -s /usr/sbin/nologin "${u%%:*}"
+done
+# logins through other shells (tests/conftest.py: login_shell_connector): no password
+# (key login only, with the test sshd's throw-away key), sudo without one
+for sh in tcsh fish; do
+  u=mailplan-$sh
+  getent passwd "$u" >/dev/null || useradd -m -d "/home/$u" -s "$(command -v "$sh")" "$u"
+  usermod -p '*' "$u"
+  printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$u" > "/etc/sudoers.d/$u"
+  chmod 0440 "/etc/sudoers.d/$u"
 done
 mkdir -p /run/sshd
 # Debian's python3 is "externally managed" (PEP 668): its pip refuses to install anything

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from migration import TEST_PYTHON
-from sshd_fixture import Sshd, start_sshd
+from sshd_fixture import Sshd, login_shell_user, start_sshd
 from tools import require
 
 from mailplan.connectors.base import DEFAULT_PYTHON, Connector
@@ -93,6 +93,15 @@ def sudo_connector(sshd: Sshd) -> Iterator[SSHConnector]:
                         sudo=True)
     yield conn
     conn.close()
+
+
+def login_shell_connector(sshd: Sshd, shell: str, *, sudo: bool = True) -> SSHConnector:
+    """An SSH connector to the test daemon as the test account whose login shell is
+    ``shell`` (tcsh or fish: neither reads sh command lines), under ``sudo -n`` unless
+    told otherwise."""
+    return SSHConnector("testhost", address="127.0.0.1", port=sshd.port,
+                        user=login_shell_user(sshd, shell), identity_file=str(sshd.client_key),
+                        known_hosts=str(sshd.known_hosts), sudo=sudo)
 
 
 def repo_root() -> Path:

@@ -3,7 +3,8 @@
 The suite starts Debian's ``/usr/sbin/sshd`` itself (no system service involved): a fresh
 host key, a fresh client key allowed for the current user, and a known_hosts file that
 names the server as ``[127.0.0.1]:PORT``. Nothing here is mocked: Fabric/paramiko talk to
-this daemon over TCP exactly as they would to a mail server.
+this daemon over TCP exactly as they would to a mail server. Besides the current user, it
+lets in the test accounts whose login shell is tcsh or fish (:func:`login_shell_user`).
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import require
+import pytest
+from tools import INSTALL, require
 
 SSHD = "/usr/sbin/sshd"
+#: the authorized-keys file of a test account with another login shell, in its home
+LOGIN_KEYS = ".mailplan-test-keys"
 
 
 @dataclass
@@ -99,7 +105,9 @@ def start_sshd(workdir: Path) -> Sshd:
             f"Port {port}",
             "ListenAddress 127.0.0.1",
             f"HostKey {host_key}",
-            f"AuthorizedKeysFile {authorized}",
+            # and, for the test accounts of other login shells, a file in their home
+            # (sshd reads it as that user, who may not enter this directory)
+            f"AuthorizedKeysFile {authorized} %h/{LOGIN_KEYS}",
             f"PidFile {workdir / 'sshd.pid'}",
             "PermitRootLogin prohibit-password",
             "PasswordAuthentication no",
@@ -133,3 +141,21 @@ def start_sshd(workdir: Path) -> Sshd:
     known_hosts = workdir / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_pubkey}\n")
     return Sshd(port, getpass.getuser(), client_key, known_hosts, host_pubkey, workdir, proc)
+
+
+def login_shell_user(sshd: Sshd, shell: str) -> str:
+    """The test account whose login shell is ``shell`` (tcsh or fish, made with its
+    sudo rights by the install script), let in with the test sshd's client key."""
+    require(shutil.which(shell), shell)
+    require(shutil.which("sudo"), "sudo")
+    user = f"mailplan-{shell}"
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        pytest.fail(f"the test account {user} is missing: {INSTALL} makes it (as root)",
+                    pytrace=False)
+    keys = Path(account.pw_dir) / LOGIN_KEYS
+    keys.write_bytes(sshd.client_key.with_suffix(".pub").read_bytes())
+    os.chown(keys, account.pw_uid, account.pw_gid)
+    os.chmod(keys, 0o600)
+    return user

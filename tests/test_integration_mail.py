@@ -28,6 +28,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from sshd_fixture import login_shell_user
 from tools import require
 
 from mailplan.connectors.local import LocalConnector
@@ -56,11 +57,14 @@ PYTHON = (b"From MAILER-DAEMON Fri Nov  6 00:00:00 2026\nDate: 06 Nov 2026\n"
 @pytest.fixture
 def setup(request, tmp_path, sshd):
     """A source of three users and a target, both over the test sshd (under ``sudo -n``
-    on both hosts when the test's ``setup`` parameter says ``"sudo"``)."""
+    on both hosts when the test's ``setup`` parameter says ``"sudo"``, and as the test
+    account whose login shell is tcsh when it says ``"tcsh"``)."""
     host = ssh_host(sshd)
     if getattr(request, "param", None) == "sudo":
         require(shutil.which("sudo"), "sudo")
         host = {**host, "sudo": True}
+    if getattr(request, "param", None) == "tcsh":
+        host = {**host, "user": login_shell_user(sshd, "tcsh"), "sudo": True}
     src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1"),
                                             SourceAccount("bob", 1001, "Bob", "pw2"),
                                             SourceAccount("carol", 1002, "Carol", "pw3")])
@@ -95,7 +99,7 @@ def files(root: Path) -> dict[str, list[Path]]:
     return out
 
 
-@pytest.mark.parametrize("setup", ["root", "sudo"], indirect=True)
+@pytest.mark.parametrize("setup", ["root", "sudo", "tcsh"], indirect=True)
 def test_import_bytes_flags_dates_and_idempotence(setup):
     src, target, domain, spec = setup
     plan = mailplan("plan", str(spec), check=True).stdout

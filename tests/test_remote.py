@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import login_shell_connector
 
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.connectors.local import LocalConnector
@@ -20,13 +21,18 @@ from mailplan.remote import KILL_GRACE, ShellSession, read_files, run_batch
 from mailplan.shell import Cmd, chunks_within
 
 
-@pytest.fixture(params=["local", "ssh", "ssh-sudo"])
+@pytest.fixture(params=["local", "ssh", "ssh-sudo", "ssh-tcsh", "ssh-fish"])
 def conn(request):
     if request.param == "local":
         return LocalConnector("local")
     if request.param == "ssh":
         return request.getfixturevalue("ssh_connector")
-    return request.getfixturevalue("sudo_connector")
+    if request.param == "ssh-sudo":
+        return request.getfixturevalue("sudo_connector")
+    # a login shell that reads no sh lines (sudo: the tests' files are root's)
+    conn = login_shell_connector(request.getfixturevalue("sshd"), request.param[4:])
+    request.addfinalizer(conn.close)
+    return conn
 
 
 def test_batch_keeps_each_result_apart(conn):
@@ -344,3 +350,33 @@ def test_a_sudo_hosts_session_runs_under_sudo(ssh_connector, sudo_connector):
     ``sudo -n`` (so the tests of the ``ssh-sudo`` connection exercise that path)."""
     assert "sudo" in sudo_connector.shell().run(ANCESTORS).stdout.decode().split()
     assert "sudo" not in ssh_connector.shell().run(ANCESTORS).stdout.decode().split()
+
+
+def test_a_stream_reads_as_sh_reads_it_whatever_the_login_shell(conn):
+    """sshd hands a stream's command line to the login shell: csh, tcsh and fish read
+    redirections, braces and a newline inside quotes otherwise than sh (tcsh: 'Ambiguous
+    output redirect', fish: no '{ ...; }'), and a line that went wrong there still
+    ended 0. The line runs as sh reads it, its input and exit status its own."""
+    _stream_as_sh(conn)
+
+
+@pytest.mark.parametrize("shell", ["tcsh", "fish"])
+def test_a_stream_reads_as_sh_reads_it_without_sudo_too(sshd, shell):
+    """The same, logged in without sudo (the login shell reads the line itself, not a
+    sudo line quoted for it)."""
+    conn = login_shell_connector(sshd, shell, sudo=False)
+    try:
+        _stream_as_sh(conn)
+    finally:
+        conn.close()
+
+
+def _stream_as_sh(conn: Connector) -> None:
+    proc = conn.start_stream("command -v cat >/dev/null 2>&1 || { echo no cat >&2; exit 9; }\n"
+                             "printf '%s\\n' 'two\nlines' \"$((6 * 7))\" 2>/dev/null\n"
+                             "{ read -r x; echo \"got $x\"; } 2>&1; cat; exit 5")
+    proc.write(b"first\nrest\n")
+    proc.close_stdin()
+    res = proc.wait()
+    assert (res.returncode, res.stdout, res.stderr) == (
+        5, b"two\nlines\n42\ngot first\nrest\n", b"")
