@@ -384,14 +384,7 @@ def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypa
         os.link(first, kw / names[(dirname, 1)].split(":")[0])  # as the import links them
         (tmp_path / f"elsewhere{n}").write_text("Junk\n")
         (kw / names[(dirname, 2)].split(":")[0]).symlink_to(tmp_path / f"elsewhere{n}")
-    read: list[list[str]] = []
-    real = verify_mod.read_files
-
-    def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
-        read.append(list(paths))
-        return real(conn, paths, **kw)
-
-    monkeypatch.setattr(verify_mod, "read_files", counting)
+    read = counted_reads(monkeypatch)
     mail = verify_mod.read_target_mail(LocalConnector("here"), [str(root)])
     got = {(d, i): next(m for ms in mail.files[str(root)][d].values() for m in ms
                         if m.path.endswith(names[(d, i)]))
@@ -405,6 +398,19 @@ def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypa
     (courier_read,) = [paths for paths in read if any("courierimapkeywords" in p
                                                       for p in paths)]
     assert len(courier_read) == 2  # the linked update of the INBOX and of .Old, once each
+
+
+def counted_reads(monkeypatch) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The paths of each ``read_files`` call verify makes from now on, call by call."""
+    read: list[list[str]] = []
+    real = verify_mod.read_files
+
+    def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
+        read.append(list(paths))
+        return real(conn, paths, **kw)
+
+    monkeypatch.setattr(verify_mod, "read_files", counting)
+    return read
 
 
 def test_read_target_mail_reads_subscriptions_with_the_keyword_files(tmp_path,
@@ -421,14 +427,7 @@ def test_read_target_mail_reads_subscriptions_with_the_keyword_files(tmp_path,
     (tmp_path / "elsewhere").write_text("Work\n")
     (roots[0] / "subscriptions").write_text("Work\n")
     (roots[1] / "subscriptions").symlink_to(tmp_path / "elsewhere")
-    read: list[list[str]] = []
-    real = verify_mod.read_files
-
-    def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
-        read.append(list(paths))
-        return real(conn, paths, **kw)
-
-    monkeypatch.setattr(verify_mod, "read_files", counting)
+    read = counted_reads(monkeypatch)
     mail = verify_mod.read_target_mail(LocalConnector("here"), [str(r) for r in roots])
     assert mail.subscriptions == {
         str(roots[0]): {"courierimapsubscribed": b"INBOX.Work\nINBOX.Mine0\n",
