@@ -27,12 +27,11 @@ password travels on the command's stdin, never in argv, output or the report.
 from __future__ import annotations
 
 import os
-import tarfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import build_desired
@@ -44,15 +43,11 @@ from mailplan.facts.mailboxes import (
     list_source_mailboxes,
     still_valid,
 )
-from mailplan.facts.maildirs import LEDGER, ledger_sizes, parse_ledger
-from mailplan.facts.noatime import tar_read
+from mailplan.facts.maildirs import ledger_sizes
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.mail import courierkw
-from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
-from mailplan.mail.maildir import folder_from_dirname, parse_message_name, subscription_lines
-from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
+from mailplan.mail.maildir import folder_from_dirname, subscription_lines
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import (
     mailbox_refs,
@@ -61,7 +56,6 @@ from mailplan.mailboxes import (
     subscribes,
     with_ends,
 )
-from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
@@ -80,7 +74,6 @@ from mailplan.verify_cache import (
 from mailplan.verify_cache import load as load_proven
 from mailplan.verify_cache import save as save_proven
 from mailplan.verify_model import (
-    SUBSCRIPTION_FILES,
     FolderCheck,
     Identity,
     Report,
@@ -90,290 +83,17 @@ from mailplan.verify_model import (
     compare_folder,
     unsubscribed,
 )
+from mailplan.verify_reads import (
+    STEP,
+    read_source_mail,
+    read_target_mail,
+)
 
-STEP = "verify"
 #: what verify reads at once: the users of a group whose Maildir ledgers hold this many
 #: bytes together (about 50,000 messages, some 70 MB of both sides' messages held) ...
 GROUP_LEDGER_BYTES = 4 << 20
 #: ... and whose source mailboxes this many (mail not imported yet has no ledger line)
 GROUP_SOURCE_BYTES = 256 << 20
-
-
-def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mboxrd: bool,
-                     windows: dict[str, Windows] | None = None, zone: tzinfo | None = None,
-                     ends: dict[str, tuple[int, ...]] | None = None
-                     ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
-    """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
-
-    Returns messages per mailbox path and, per path, why it could not be verified;
-    ``windows`` (when given) receives per path what was read (size, first and last 4 KiB);
-    ``ends``: per path, where earlier reads ended (the imports' checkpoints: messages end
-    there as they did for the import, :func:`mailplan.mailboxes.with_ends`).
-    """
-    by_path = {mb.path: mb for mb in mailboxes}
-    messages: dict[str, dict[Identity, SourceMessage]] = {}
-    errors: dict[str, str] = {}
-    if not by_path:
-        return messages, errors
-    proc = conn.start(f"{tar_read(conn)} --no-recursion --ignore-failed-read --null -T -")
-    try:
-        for name, handle in tar_members(proc, by_path):
-            mb = by_path.get(name)
-            if mb is None:
-                continue
-            found: dict[Identity, SourceMessage] = {}
-            seen = Windows(handle)
-            if windows is not None:
-                windows[mb.path] = seen
-            reader = MboxReader(seen, mboxrd=mboxrd, mtime=mb.mtime, zone=zone,
-                                path=f"{conn.name}:{mb.path}",
-                                ends=(ends or {}).get(mb.path, ()))
-            keywords: frozenset[str] = frozenset()
-            try:
-                for event in reader:
-                    if isinstance(event, MessageStart):
-                        keywords = carried_keywords(event.keywords)
-                    elif isinstance(event, MessageEnd):
-                        flags = event.flags if event.subdir == "cur" else ""
-                        found[event.identity] = SourceMessage(event.size, flags,
-                                                              event.arrival, keywords)
-            except MailboxError as exc:
-                errors[mb.path] = exc.message
-            messages[mb.path] = found
-        res = proc.wait()
-    except (OSError, tarfile.TarError) as exc:
-        proc.kill()
-        raise HostError(f"reading {len(by_path)} mailbox(es) with tar failed: {exc}",
-                        host=conn.name, step=f"{STEP}: read source mailboxes") from None
-    if res.returncode not in (0, 1):
-        raise HostError(f"tar exited {res.returncode}: {res.stderr_text[:300]}",
-                        host=conn.name, step=f"{STEP}: read source mailboxes",
-                        hint="is GNU tar installed on the source?")
-    for line in res.stderr_text.splitlines():
-        # GNU tar: "PATH: file changed as we read it" / "PATH: File shrank by N bytes"
-        for path in by_path:
-            if f"{path}: " in line and ("changed as we read" in line or "shrank" in line):
-                errors.setdefault(path, "")
-                errors[path] = f"changed while verify read it ({line.split(': ', 1)[-1]})"
-    return messages, errors
-
-
-_FIND = "%y\\t%T@\\t%s\\t%i\\t%p\\0"
-KEYWORDS_FILE = "dovecot-keywords"
-#: the file each server keeps in a folder it opened (its UID list)
-SERVED_BY = {"dovecot-uidlist": "dovecot", "courierimapuiddb": "courier"}
-
-
-def keyword_views(served: set[str]) -> tuple[bool, bool]:
-    """Whether a folder's keywords are checked as dovecot reads them (the letters in the
-    file names) and as courier-imap does (its own files), given the servers that opened
-    it (``served``). The import writes both; each server keeps up only its own: courier
-    renames a message whose flags a client changes without dovecot's letters, dovecot
-    never writes courier's files. So a folder only one of them opened is checked as that
-    one reads it, and a folder none or both opened, both ways."""
-    return ("dovecot" in served or "courier" not in served,
-            "courier" in served or "dovecot" not in served)
-
-
-class TargetMail(NamedTuple):
-    """What verify reads of a group's Maildirs, per Maildir then folder directory."""
-
-    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]]
-    ledgers: dict[str, dict[str, set[Identity]]]
-    #: the keywords each folder's dovecot-keywords names (folders that have one)
-    keywords: dict[str, dict[str, frozenset[str]]]
-    #: the folder directories (``""``: the INBOX) that have ``cur/`` and ``new/``
-    folders: dict[str, set[str]]
-    #: the contents of the Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that
-    #: are there
-    subscriptions: dict[str, dict[str, bytes | None]]
-
-
-def _find_command(maildirs: Sequence[str]) -> str:
-    """The listing of the Maildirs: mailplan's message files, each folder's
-    dovecot-keywords and UID lists, and courier's keyword directories with what is in
-    them (its update files are named after the messages, ``*_mp*``, and its ``:list``),
-    the folders' ``cur/`` and ``new/`` (a folder with neither is not there), and the
-    subscription files."""
-    names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY,
-                         *SUBSCRIPTION_FILES)
-             for a in ("-o", "-name", n)][1:]
-    return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
-                 "(", "-type", "f", "(", *names, ")",
-                 "-o", "-type", "d", "(", "-name", courierkw.DIRECTORY, "-o", "-name", "cur",
-                 "-o", "-name", "new", ")", ")", "-printf", _FIND]
-                ) + " 2>/dev/null; true"
-
-
-def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
-    """mailplan-written files per Maildir and folder, each Maildir's ledger, the
-    folders' keywords as dovecot and courier-imap read them and the subscription files
-    (2 channels; a third where a folder has a dovecot-keywords or a Maildir a
-    subscription file, which are read together, and one where a folder has courier
-    keyword files)."""
-    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
-    if not maildirs:
-        return TargetMail(files, {}, {}, {}, {})
-    (res,) = run_batch(conn, [_find_command(maildirs)])
-    # (Maildir, folder directory, identity, the fields of its TargetMessage before the
-    # keywords, its keyword letters): the message is made once they are known
-    found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
-    keyword_files: dict[tuple[str, str], str] = {}
-    subscription_files: dict[tuple[str, str], str] = {}  # (Maildir, file name) -> path
-    served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
-    courier = _CourierFiles()
-    parts_seen: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> cur, new
-    for record in res.stdout.split(b"\0"):
-        if not record:
-            continue
-        kind, mtime, size, inode, raw = record.split(b"\t", 4)
-        path = raw.decode("utf-8", "surrogateescape")
-        parts = path.split("/")
-        root = next((r for r in ("/".join(parts[:-cut]) for cut in (1, 2, 3)) if r in files),
-                    None)
-        if root is None:
-            continue
-        rel = parts[len(root.split("/")):]
-        if kind == b"d":
-            where = _in_folder(root, rel)
-            if rel[-1] in ("cur", "new") and where is not None:
-                parts_seen.setdefault(where, set()).add(rel[-1])
-            courier.folder(root, rel)
-            continue
-        if courier.entry(root, rel, int(inode)):
-            continue
-        if len(rel) == 1 and rel[0] in SUBSCRIPTION_FILES:
-            subscription_files[(root, rel[0])] = path
-            continue
-        if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
-            where = _in_folder(root, rel)
-            if where is None:  # not the INBOX's or a folder's
-                continue
-            if rel[-1] == KEYWORDS_FILE:
-                keyword_files[where] = path
-            else:
-                served.setdefault(where, set()).add(SERVED_BY[rel[-1]])
-            continue
-        if len(rel) < 2:
-            continue
-        dirname, sub, name = ("", rel[0], rel[1]) if len(rel) == 2 else tuple(rel)
-        parsed = parse_message_name(name)
-        if parsed is None or sub not in ("new", "cur"):
-            continue
-        # system flags are capitals; the letters a-z are keywords, named by the
-        # folder's dovecot-keywords (read below)
-        info = parsed.flags or ""
-        flags = "".join(c for c in info if not c.islower())
-        found.append((root, dirname, parsed.identity,
-                      (parsed.size, int(size), flags, float(mtime), path),
-                      "".join(c for c in info if c.islower())))
-    names: dict[tuple[str, str], dict[str, str]] = {}
-    texts: dict[str, bytes | None] = {}
-    if keyword_files or subscription_files:  # files a user may replace: not read
-        # through a symbolic link
-        texts = read_files(conn, sorted({*keyword_files.values(),
-                                         *subscription_files.values()}), follow=False)
-        names = {where: keyword_letters(
-                     (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
-                 for where, path in keyword_files.items()}
-    courier.read(conn, [w for w in courier.entries
-                        if keyword_views(served.get(w, set()))[1]])
-    none: frozenset[str] = frozenset()
-    for root, dirname, ident, fields, letters in found:
-        dovecot, courier_view = keyword_views(served.get((root, dirname), set()))
-        named = names.get((root, dirname), {})
-        msg = TargetMessage(*fields, keywords=frozenset(named[c] for c in letters if c in named)
-                            if letters else none, dovecot=dovecot,
-                            courier=courier.keywords(root, dirname, fields[4])
-                            if courier_view else None)
-        files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
-    keywords: dict[str, dict[str, frozenset[str]]] = {}
-    for (root, dirname), named in names.items():
-        keywords.setdefault(root, {})[dirname] = frozenset(named.values())
-    ledgers = {}
-    for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
-        ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
-    folders: dict[str, set[str]] = {m: set() for m in maildirs}
-    for (root, dirname), parts in parts_seen.items():
-        if len(parts) == 2:
-            folders[root].add(dirname)
-    subscriptions: dict[str, dict[str, bytes | None]] = {m: {} for m in maildirs}
-    for (root, fname), path in subscription_files.items():
-        subscriptions[root][fname] = texts.get(path)
-    return TargetMail(files, ledgers, keywords, folders, subscriptions)
-
-
-def _in_folder(root: str, rel: list[str]) -> tuple[str, str] | None:
-    """``(Maildir, folder directory)`` of the entry ``rel`` (its path below ``root``)
-    when it sits directly in the INBOX or in a folder (``.Name``), else None."""
-    return (root, rel[0]) if len(rel) == 2 else (root, "") if len(rel) == 1 else None
-
-
-class _CourierFiles:
-    """The folders' ``courierimapkeywords/`` as the listing shows them, then the files
-    courier would read there (:mod:`mailplan.mail.courierkw`): each folder's ``:list``
-    and the newest update of each message, read and parsed once per inode (mailplan's
-    import links one file for every message of a batch with the same keywords). A
-    folder without the directory has no courier view (courier makes it when it first
-    opens the folder: where it is missing, courier-imap is not what serves the folder,
-    or it never did). Per update file it keeps a name and an inode number, not a path."""
-
-    def __init__(self) -> None:
-        #: per folder, the entries listed: name -> inode, until ``read``
-        self.entries: dict[tuple[str, str], dict[str, int]] = {}
-        #: per folder, message name -> inode of its newest update (after ``read``)
-        self.updates: dict[tuple[str, str], dict[str, int]] = {}
-        self.words: dict[int, frozenset[str]] = {}  # an update's keywords, by inode
-        self.listed: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
-
-    def folder(self, root: str, rel: list[str]) -> None:
-        """A ``courierimapkeywords`` directory (the INBOX's or a folder's)."""
-        where = _in_folder(root, rel)
-        if rel[-1] == courierkw.DIRECTORY and where is not None:
-            self.entries.setdefault(where, {})
-
-    def entry(self, root: str, rel: list[str], inode: int) -> bool:
-        """Note a file inside a ``courierimapkeywords`` directory (True: it is one)."""
-        where = _in_folder(root, rel[:-1])
-        if len(rel) < 2 or rel[-2] != courierkw.DIRECTORY or where is None:
-            return False
-        self.entries.setdefault(where, {})[rel[-1]] = inode
-        return True
-
-    def read(self, conn: Connector, folders: Iterable[tuple[str, str]]) -> None:
-        """Read the ``:list`` and newest updates of ``folders`` (those whose courier view
-        is checked; one channel for all); the others have none from now on."""
-        paths: dict[int, str] = {}  # one path per inode wanted
-        lists: dict[tuple[str, str], int] = {}
-        for where in folders:
-            root, dirname = where
-            entries = self.entries[where]
-            base = "/".join(p for p in (root, dirname, courierkw.DIRECTORY) if p)
-            newest = courierkw.newest_updates(entries)
-            self.updates[where] = {name: entries[e] for name, e in newest.items()}
-            for e in newest.values():
-                paths.setdefault(entries[e], f"{base}/{e}")
-            if courierkw.LIST in entries:
-                lists[where] = entries[courierkw.LIST]
-                paths.setdefault(lists[where], f"{base}/{courierkw.LIST}")
-        self.entries = {}
-        if not paths:
-            return
-        texts = read_files(conn, sorted(paths.values()), follow=False)
-        listed = set(lists.values())
-        self.words = {inode: courierkw.parse_update(texts.get(path) or b"")
-                      for inode, path in paths.items() if inode not in listed}
-        self.listed = {where: courierkw.parse_list(texts.get(paths[inode]) or b"")
-                       for where, inode in lists.items()}
-
-    def keywords(self, root: str, dirname: str, path: str) -> frozenset[str] | None:
-        """The keywords courier-imap shows for the message at ``path`` (None: the folder
-        has no ``courierimapkeywords``)."""
-        updates = self.updates.get((root, dirname))
-        if updates is None:
-            return None
-        return courierkw.keywords_of(path.rsplit("/", 1)[-1], updates, self.words,
-                                     self.listed.get((root, dirname), {}))
 
 
 def check_login(conn: Connector, vpopmail_dir: str, address: str, password: Secret

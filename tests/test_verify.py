@@ -26,12 +26,12 @@ from passlib.hash import sha512_crypt
 from test_mail_imap import courier_imap, need_courier
 
 from mailplan import verify as verify_mod
+from mailplan import verify_reads
 from mailplan.connectors.local import LocalConnector
 from mailplan.desired import DesiredUser, Password
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.maildir import message_name, parse_message_name
 from mailplan.secret import Secret
-from mailplan.verify import keyword_views
 from mailplan.verify_model import (
     FolderCheck,
     SourceMessage,
@@ -40,6 +40,7 @@ from mailplan.verify_model import (
     compare_folder,
     unsubscribed,
 )
+from mailplan.verify_reads import keyword_views
 from mailplan.verify_render import _account_line, _details
 
 A, B, C = ("a" * 64, 0), ("b" * 64, 0), ("c" * 64, 0)
@@ -385,7 +386,7 @@ def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypa
         (tmp_path / f"elsewhere{n}").write_text("Junk\n")
         (kw / names[(dirname, 2)].split(":")[0]).symlink_to(tmp_path / f"elsewhere{n}")
     read = counted_reads(monkeypatch)
-    mail = verify_mod.read_target_mail(LocalConnector("here"), [str(root)])
+    mail = verify_reads.read_target_mail(LocalConnector("here"), [str(root)])
     got = {(d, i): next(m for ms in mail.files[str(root)][d].values() for m in ms
                         if m.path.endswith(names[(d, i)]))
            for d, i in names}
@@ -403,13 +404,13 @@ def test_read_target_mail_reads_keywords_as_each_server_would(tmp_path, monkeypa
 def counted_reads(monkeypatch) -> list[list[str]]:  # type: ignore[no-untyped-def]
     """The paths of each ``read_files`` call verify makes from now on, call by call."""
     read: list[list[str]] = []
-    real = verify_mod.read_files
+    real = verify_reads.read_files
 
     def counting(conn, paths, **kw):  # type: ignore[no-untyped-def]
         read.append(list(paths))
         return real(conn, paths, **kw)
 
-    monkeypatch.setattr(verify_mod, "read_files", counting)
+    monkeypatch.setattr(verify_reads, "read_files", counting)
     return read
 
 
@@ -428,7 +429,7 @@ def test_read_target_mail_reads_subscriptions_with_the_keyword_files(tmp_path,
     (roots[0] / "subscriptions").write_text("Work\n")
     (roots[1] / "subscriptions").symlink_to(tmp_path / "elsewhere")
     read = counted_reads(monkeypatch)
-    mail = verify_mod.read_target_mail(LocalConnector("here"), [str(r) for r in roots])
+    mail = verify_reads.read_target_mail(LocalConnector("here"), [str(r) for r in roots])
     assert mail.subscriptions == {
         str(roots[0]): {"courierimapsubscribed": b"INBOX.Work\nINBOX.Mine0\n",
                         "subscriptions": b"Work\n"},
@@ -639,7 +640,6 @@ def test_verify_reads_the_users_a_group_at_a_time_with_the_same_report(tmp_path,
     ledgers' and mailboxes' sizes), so its memory follows the largest user, not the
     number of users; the report is the one of reading everyone at once. Here every
     user is a group alone, and one has a difference to find."""
-    from mailplan import verify as verify_mod
     from mailplan.spec import load_spec
     from mailplan.state import State
 
