@@ -9,15 +9,14 @@ process's argv on the remote host.
 
 sshd hands a command line to the login shell of the account mailplan logs in as. Every
 line mailplan builds is for ``/bin/sh``; bash, dash, ksh and zsh read it alike, but csh,
-tcsh and fish do not (``2>/dev/null``, ``{ ...; }``, a newline inside quotes), so for
-such a login a line travels as :func:`portable` makes it.
+tcsh and fish do not (``2>/dev/null``, ``{ ...; }``, a newline inside quotes), so a
+line sent through sshd travels as :func:`portable` makes it.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
-import posixpath
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,16 +112,6 @@ def chunks_within(items: Iterable[T], weigh: Callable[[T], Sequence[int]],
         groups[-1].append(item)
         held = [h + w for h, w in zip(held, weights, strict=True)]
     return groups
-
-
-#: login shells that read a command line as ``/bin/sh`` does (by the program's name)
-POSIX_SHELLS = frozenset({"sh", "bash", "rbash", "dash", "ash", "busybox", "ksh", "ksh93",
-                          "mksh", "lksh", "pdksh", "oksh", "posh", "yash", "zsh"})
-
-
-def reads_sh(login_shell: str) -> bool:
-    """Whether a login shell (a path, as in /etc/passwd) reads command lines as sh."""
-    return posixpath.basename(login_shell.strip()) in POSIX_SHELLS
 
 
 def portable(command: str) -> str:

@@ -13,9 +13,9 @@ any size passes through with constant memory. Bulk streams (mailbox reads, the w
 agent) go through the OpenSSH client when it can log in the same way, because paramiko
 is the bottleneck there (see :mod:`mailplan.connectors.openssh`; ``stream_transport``).
 
-sshd runs every command through the login shell of the account. The first command
-other than the session shell asks which one that is; where it is not an sh (csh, tcsh,
-fish), commands go in :func:`mailplan.shell.portable` form.
+sshd runs every command through the login shell of the account, which may be csh,
+tcsh or fish: commands go in :func:`mailplan.shell.portable` form, which each of them
+hands to ``/bin/sh`` as it is.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from mailplan.connectors.base import (
 )
 from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
-from mailplan.shell import portable, reads_sh
+from mailplan.shell import portable
 
 STREAM_TRANSPORTS = ("auto", "openssh", "paramiko")
 
@@ -179,9 +179,6 @@ class SSHConnector(Connector):
         self._prepare_error: Exception | None = None
         self._streams_args = {"address": address, "user": user, "port": port,
                               "identity_file": identity_file, "connect_timeout": connect_timeout}
-        #: whether the login shell reads sh command lines (None: not asked yet)
-        self._login_reads_sh: bool | None = None
-        self._login_lock = threading.Lock()
         #: how streams travel: "openssh", or "paramiko" with the reason
         self.stream_transport = "paramiko" if stream_transport == "paramiko" else "undecided"
 
@@ -228,19 +225,14 @@ class SSHConnector(Connector):
         return transport
 
     def wrap(self, command: str) -> str:
-        """The command as sent: under sudo when asked, and in :func:`portable` form when
-        the login shell sshd runs it with does not read sh lines (csh, tcsh, fish). The
-        session shell's own start line reads alike in all of them: it finds out."""
+        """The command as sent: under sudo when asked, then in :func:`portable` form, so
+        that whatever the login shell sshd runs it with (csh, tcsh and fish read sh
+        lines otherwise), ``/bin/sh`` reads it as written. The session shell's own start
+        line reads alike in all of them and is sent as it is (it shows in ``ps``)."""
         from mailplan.remote import SHELL  # remote builds on the connectors
 
         line = super().wrap(command)
-        if command == SHELL:
-            return line
-        with self._login_lock:
-            if self._login_reads_sh is None:
-                said = self.shell().run(_LOGIN_SHELL).stdout.decode("utf-8", "replace")
-                self._login_reads_sh = reads_sh(said)
-        return line if self._login_reads_sh else portable(line)
+        return line if command == SHELL else portable(line)
 
     def start(self, command: str) -> Process:
         transport = self._transport()
@@ -335,12 +327,6 @@ class SSHConnector(Connector):
 #: seconds between keepalives on an idle control connection (as ServerAliveInterval on
 #: the OpenSSH streams)
 KEEPALIVE_SECONDS = 15
-
-
-#: the login shell of the account sshd runs commands as (under sudo, the one that
-#: called sudo: its shell read the sudo line)
-_LOGIN_SHELL = ('if [ -n "${SUDO_USER:-}" ]; then getent passwd "$SUDO_USER" | cut -d: -f7; '
-                'else printf "%s\\n" "${SHELL:-}"; fi')
 
 
 def _keep_alive(transport: paramiko.Transport) -> None:
