@@ -47,7 +47,11 @@ from mailplan.facts.maildirs import ledger_sizes
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.mail.maildir import folder_from_dirname, subscription_lines
+from mailplan.mail.maildir import (
+    folder_from_dirname,
+    subscription_lines,
+    unsubscribed,
+)
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import (
     mailbox_refs,
@@ -81,7 +85,6 @@ from mailplan.verify_model import (
     TargetMessage,
     check_account,
     compare_folder,
-    unsubscribed,
 )
 from mailplan.verify_reads import (
     STEP,

@@ -17,11 +17,6 @@ from mailplan.facts.vpopmail import TargetUser
 from mailplan.names import quota_field
 
 Identity = tuple[str, int]
-#: the subscription files apply writes in a Maildir, courier-imap's and dovecot's
-#: (:func:`mailplan.mail.maildir.subscription_lines`)
-SUBSCRIPTION_FILES = ("courierimapsubscribed", "subscriptions")
-_DOVECOT_V2 = "V\t2\n\n"
-_TAB_ESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}
 
 
 @dataclass(frozen=True)
@@ -94,8 +89,8 @@ class FolderCheck:
     folder_missing: bool = False
     #: not on the target, though an apply made it: the user deleted it (not a failure)
     folder_deleted_on_target: bool = False
-    #: the subscription files (:data:`SUBSCRIPTION_FILES`) that lack the line apply
-    #: writes for the folder
+    #: the subscription files (:data:`~mailplan.mail.maildir.SUBSCRIPTION_FILES`) that
+    #: lack the line apply writes for the folder
     unsubscribed: list[str] = field(default_factory=list)
     error: str | None = None  # the source mailbox could not be read (the plan says so)
     changed_during_read: str | None = None
@@ -220,29 +215,3 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                 check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
                                    f"{int(have.mtime)}")
     return check
-
-
-def subscribed_names(data: bytes | None) -> set[str]:
-    """The names a subscription file holds (none when it is missing). Dovecot keeps a
-    file it finds in the form it finds it; one in its version 2 form (a ``V<tab>2``
-    header, a name's levels separated by tabs, escaped with ``\\x01``) is read back in
-    the one-line form apply writes, levels joined with Maildir++'s ``.``."""
-    text = (data or b"").decode("utf-8", "surrogateescape")
-    if not text.startswith(_DOVECOT_V2):
-        return set(text.splitlines())
-    return {".".join(_tab_unescaped(level) for level in line.split("\t"))
-            for line in text[len(_DOVECOT_V2):].splitlines()}
-
-
-def _tab_unescaped(text: str) -> str:
-    parts = text.split("\x01")
-    return parts[0] + "".join(_TAB_ESCAPES.get(p[:1], p[:1]) + p[1:] for p in parts[1:])
-
-
-def unsubscribed(wanted: dict[str, list[str]], files: dict[str, bytes | None]) -> list[str]:
-    """The subscription files (of :data:`SUBSCRIPTION_FILES`) that lack a line apply
-    writes for a folder: ``wanted`` is what it writes, per file, ``files`` the files'
-    contents on the target (None: not there). Lines the user added there are no
-    concern: apply only adds lines."""
-    return [name for name in SUBSCRIPTION_FILES
-            if set(wanted.get(name, [])) - subscribed_names(files.get(name))]

@@ -19,12 +19,12 @@ from mailplan.facts.maildirs import LEDGER, parse_ledger
 from mailplan.facts.noatime import tar_read
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
-from mailplan.mail.maildir import parse_message_name
+from mailplan.mail.maildir import SUBSCRIPTION_FILES, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
 from mailplan.remote import read_files, run_batch, tar_members
 from mailplan.shell import join
-from mailplan.verify_model import SUBSCRIPTION_FILES, Identity, SourceMessage, TargetMessage
+from mailplan.verify_model import Identity, SourceMessage, TargetMessage
 
 STEP = "verify"
 

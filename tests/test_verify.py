@@ -30,7 +30,7 @@ from mailplan import verify_reads
 from mailplan.connectors.local import LocalConnector
 from mailplan.desired import DesiredUser, Password
 from mailplan.facts.vpopmail import TargetUser
-from mailplan.mail.maildir import message_name, parse_message_name
+from mailplan.mail.maildir import message_name, parse_message_name, unsubscribed
 from mailplan.secret import Secret
 from mailplan.verify_model import (
     FolderCheck,
@@ -38,7 +38,6 @@ from mailplan.verify_model import (
     TargetMessage,
     check_account,
     compare_folder,
-    unsubscribed,
 )
 from mailplan.verify_reads import keyword_views
 from mailplan.verify_render import _account_line, _details
