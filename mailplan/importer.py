@@ -8,8 +8,9 @@ new/ or cur/, never overwriting; each durable batch is journaled as soon as the 
 acknowledges it (the next batch streams meanwhile), and the mailbox's checkpoint is
 recorded once it is complete, from the bytes the import read, so the next run reads
 only what was appended. A ``flags`` change goes through the same agent: one request
-per folder renames the files of the messages that gain flags (:meth:`MailImporter.run`).
-The plan side is :mod:`mailplan.mailboxes`.
+per folder renames the files of the messages that gain flags (:meth:`MailImporter.run`),
+and so does a ``subscription`` change, adding a folder's missing subscription lines.
+The plan side is :mod:`mailplan.mailboxes` (and :mod:`mailplan.subscriptions`).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class MailImporter:
         try:
             if change.kind == "flags":
                 return self._add_flags(change, job)
+            if change.kind == "subscription":
+                return self._subscribe(change, job)
             return self._import(change, job)
         except BaseException:
             self.abort()
@@ -250,6 +253,20 @@ class MailImporter:
         if job.settled is not None and not done["gone"]:
             effect["checkpoint"] = job.settled["checkpoint"]
         return effect
+
+    def _subscribe(self, change: Change, job: MailJob) -> dict[str, Any]:
+        """Add the folder's lines to the Maildir's subscription files: the writer adds
+        only those missing (a line a user added or kept stays), writing each file as it
+        writes any (a new one with vpopmail's mode and owner)."""
+        step = f"+ subscription {change.address}"
+        mb = job.mailbox
+        udir = self._user_dir(change)
+        client = self._agent()
+        with self._writer_errors(step, "subscription"):
+            client.open(maildir_of(udir), owner_of_parent=True)
+            added = client.subscribe(subscription_lines([mb.folder], mb.names))
+        return {"subscription": mb.key, "added": added, "domain": change.domain,
+                "user": change.user}
 
     @contextlib.contextmanager
     def _writer_errors(self, step: str, what: str,

@@ -29,7 +29,6 @@ Apply carries out the ``mailbox`` changes with the jobs kept here: see
 from __future__ import annotations
 
 import hashlib
-import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,13 +57,17 @@ from mailplan.facts.maildirs import (
 from mailplan.facts.notes import MailboxNote
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
-from mailplan.mail.maildir import source_folder
 from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop
-from mailplan.remote import read_files
 from mailplan.shell import chunks_within
 from mailplan.spec import folder_names
+from mailplan.subscriptions import (
+    source_subscriptions,
+    subscribed_text,
+    subscribes,
+    subscription_changes,
+)
 from mailplan.text import marked
 
 
@@ -233,7 +236,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
     # holds the messages the checkpoint counts (counted on the target: a few bytes back)
     # (of every mailbox's Maildir: the same look finds a stopped writer's record)
-    lines, sizes, pending = _ledger_lines(target_conn, mailboxes, where)
+    lines, sizes, pending, files = _ledger_lines(target_conn, mailboxes, where)
     trusted = {mb.key for mb, _cp in with_cp
                if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]}
     # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
@@ -282,6 +285,15 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         _judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
                subscribed, where[mb.key] in pending, mb.key in missing)
+    # a folder with nothing to import whose subscription line is missing on the target
+    covered = {(j.mailbox.domain, j.mailbox.user, j.mailbox.dirname)
+               for j in out.jobs.values() if j.subscribe}
+    failed = {scan.mailbox.key for scan in scanned if scan.error}
+    for change, mb in subscription_changes(target_conn,
+                                           [mb for mb in mailboxes if mb.key not in failed],
+                                           where, subscribed, files, covered):
+        out.changes.append(change)
+        out.jobs[change.id] = MailJob(mb, Start(), 0, 0, True)
     _quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
                     state_mail)
     return out
@@ -344,15 +356,18 @@ def _whole_read_groups(mailboxes: list[SourceMailbox], where: dict[str, str],
 
 def _ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
                   where: dict[str, str]
-                  ) -> tuple[dict[str, int], dict[str, int | None], set[str]]:
+                  ) -> tuple[dict[str, int], dict[str, int | None], set[str],
+                             dict[str, dict[str, bytes]]]:
     """How many identities each mailbox's folder ledger holds, each Maildir's ledger
-    size in bytes, and the Maildirs holding a stopped writer's pending record (counted
-    on the target, in one batch; their Maildirs are not listed)."""
+    size in bytes, the Maildirs holding a stopped writer's pending record, and each
+    Maildir's subscription files (counted and read on the target, in one batch; their
+    Maildirs are not listed)."""
+    files: dict[str, dict[str, bytes]] = {}
     counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in mailboxes}
-                                                    - {""}))
+                                                    - {""}), files)
     return ({mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in mailboxes},
             {m: c.get(LEDGER_BYTES) for m, c in counts.items()},
-            {m for m, c in counts.items() if c.get(PENDING_KEY)})
+            {m for m, c in counts.items() if c.get(PENDING_KEY)}, files)
 
 
 Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]
@@ -485,65 +500,6 @@ def _quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str
                                         "the quota is raised"))
 
 
-def _subscribed_text(subs: set[str] | None, subscribe: bool) -> str:
-    """How a folder the plan creates is subscribed, for its change line."""
-    if not subscribe:
-        return ""
-    if subs is None:
-        return ", subscribed (the source has no ~/.mailboxlist: every folder is)"
-    return ", subscribed as on the source"
-
-
-def subscribes(mb: SourceMailbox, subs: set[str] | None) -> bool:
-    """Whether apply subscribes the folder ``mb`` becomes: the INBOX, and every folder
-    when its user has no ``~/.mailboxlist`` (``subs`` None), else those it lists (also
-    used by verify)."""
-    return mb.folder == "INBOX" or subs is None or mb.folder in subs
-
-
-def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: SourceFacts
-                         ) -> dict[tuple[str, str], set[str] | None]:
-    """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
-    Its entries name folder files as c-client does: relative to the home directory
-    (``mail/Work``, ``Mail/Lists/python`` with ``source.folders: Mail``), with ``~/``, or
-    absolute; the folder is the part below the folders directory, and an entry outside
-    it (the INBOX, another directory) subscribes nothing mailplan imports."""
-    paths, prefixes = {}, {}
-    refs_by = {(ref.domain, ref.user): ref for ref in refs}
-    for ref in refs:
-        account = source.accounts.get(ref.account)
-        if account is not None:
-            home = account.home.rstrip("/")
-            paths[(ref.domain, ref.user)] = f"{home}/.mailboxlist"
-            # "." and "./mail" (source.folders) name the home directory and mail/
-            folders = posixpath.normpath(ref.folders)
-            below = [folders + "/"]
-            if folders == home:  # folders in the home directory itself
-                below += ["~/", ""]
-            elif folders.startswith(home + "/"):
-                rel = folders[len(home) + 1:] + "/"
-                below += [rel, "~/" + rel]
-            prefixes[(ref.domain, ref.user)] = below
-    data = read_files(conn, sorted(set(paths.values())), follow=False) if paths else {}
-    out: dict[tuple[str, str], set[str] | None] = {}
-    for key, path in paths.items():
-        raw = data.get(path)
-        if raw is None:
-            out[key] = None
-            continue
-        names = set()
-        for line in raw.decode("utf-8", "replace").splitlines():
-            line = line.strip()
-            for prefix in prefixes[key]:
-                if line.startswith(prefix) and line[len(prefix):]:
-                    # as UW-imapd's file names: modified UTF-7 where a client made it
-                    name = line[len(prefix):].rstrip("/")
-                    names.add(source_folder(name) if refs_by[key].decode_names else name)
-                    break
-        out[key] = names
-    return out
-
-
 def _file(out: MailPlan, note: MailboxNote) -> None:
     """Put a note on a source mailbox where its kind says: a problem (not migrated), a
     warning (migrated all the same) or, for ``plan -v``, with what needs no change."""
@@ -602,7 +558,7 @@ def _judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple
             # any, with vpopmail's modes and owner) and writes its subscription
             change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                             after="0 messages; create the folder"
-                            + _subscribed_text(subs, subscribe) + read + skipped,
+                            + subscribed_text(subs, subscribe) + read + skipped,
                             fingerprint=scan.todo_digest)
             out.changes.append(change)
             out.jobs[change.id] = MailJob(mb, begin, 0, 0, subscribe)

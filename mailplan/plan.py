@@ -27,10 +27,11 @@ from mailplan.text import marked
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
 KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox", "flags",
-         "alias", "forward", "alias_domain")  # the last three: mailplan.routing
+         "subscription", "alias", "forward", "alias_domain")  # the last three: routing
 #: the kinds apply carries out through the writer agent, a user at a time (``flags``:
-#: Maildir flags a message got on the old server after its import, added on the target)
-MAIL_KINDS = ("mailbox", "flags")
+#: Maildir flags a message got on the old server after its import, added on the target;
+#: ``subscription``: a folder's missing line added to the Maildir's subscription files)
+MAIL_KINDS = ("mailbox", "flags", "subscription")
 
 
 @dataclass(frozen=True)

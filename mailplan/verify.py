@@ -53,18 +53,13 @@ from mailplan.mail.maildir import (
     unsubscribed,
 )
 from mailplan.mail.windows import Windows
-from mailplan.mailboxes import (
-    mailbox_refs,
-    maildir_of,
-    source_subscriptions,
-    subscribes,
-    with_ends,
-)
+from mailplan.mailboxes import mailbox_refs, maildir_of, with_ends
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
+from mailplan.subscriptions import source_subscriptions, subscribes
 from mailplan.text import marked
 from mailplan.userdirs import withhold_long_dirs
 from mailplan.verify_cache import (

@@ -817,3 +817,101 @@ def test_verify_asks_only_for_the_subscriptions_of_the_mailboxlist(migrated):
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"FAIL  alice@{domain} Other" in res.stdout
     assert "not subscribed in courierimapsubscribed, subscriptions" in res.stdout
+
+
+def test_the_plan_reads_the_subscription_files_with_the_ledger_counts(tmp_path, monkeypatch):
+    """read_ledger_counts reads each Maildir's subscription files in its one batch, as
+    they are (a line holding tabs: dovecot's version 2 form), a symbolic link not (as
+    verify reads none), and without them asked for it reads none."""
+    from mailplan.facts import maildirs as facts
+
+    roots = [tmp_path / f"u{n}" / "Maildir" for n in range(4)]
+    for root in roots:
+        root.mkdir(parents=True)
+    (roots[0] / "mailplan-ledger").write_bytes(b"\tabc\t0\n.Work\tabc\t0\n")
+    (roots[0] / "courierimapsubscribed").write_bytes(b"INBOX.Work\nINBOX.Tab\tbed")
+    (roots[0] / "subscriptions").write_bytes(b"")  # as good as none: no line
+    (roots[1] / "subscriptions").write_bytes(b"V\t2\n\nLists\tpy\n\xff\n")
+    (tmp_path / "elsewhere").write_bytes(b"Work\n")
+    (roots[2] / "subscriptions").symlink_to(tmp_path / "elsewhere")
+    batches: list[int] = []
+    real = facts.run_batch
+
+    def counting(conn, cmds):  # type: ignore[no-untyped-def]
+        batches.append(len(cmds))
+        return real(conn, cmds)
+
+    monkeypatch.setattr(facts, "run_batch", counting)
+    files: dict = {}
+    conn = LocalConnector("here")
+    counts = facts.read_ledger_counts(conn, [str(r) for r in roots], files)
+    assert files == {str(roots[0]): {"courierimapsubscribed": b"INBOX.Work\nINBOX.Tab\tbed\n"},
+                     str(roots[1]): {"subscriptions": b"V\t2\n\nLists\tpy\n\xff\n"}}
+    assert counts[str(roots[0])] == {"": 1, ".Work": 1, "/": 19}
+    assert counts[str(roots[1])] == {} and batches == [1]
+    assert facts.read_ledger_counts(conn, [str(r) for r in roots]) == counts
+
+
+@pytest.mark.ssh
+def test_plan_adds_a_subscription_lost_on_the_target(migrated):
+    # a folder fully imported whose line is gone from one file and whose other file is
+    # deleted: verify fails, the plan proposes the subscription (nothing else), apply
+    # adds the lines (keeping the one the user added; the new file with the Maildir's
+    # owner and mode 0600), then the plan has no change and verify passes
+    src, target, domain, spec, root = migrated
+    courier, dovecot = root / "courierimapsubscribed", root / "subscriptions"
+    dovecot.write_text("Private\n")
+    courier.unlink()
+    assert mailplan("verify", str(spec)).returncode == 3
+    res = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert (f"  + subscription alice@{domain} Work\n      add the folder's line to "
+            "courierimapsubscribed and subscriptions (the source has no ~/.mailboxlist: "
+            "every folder is subscribed)\n") in res.stdout
+    assert "Plan: 1 to create, 0 to change, 0 to destroy." in res.stdout, res.stdout
+    out = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    assert f"subscription alice@{domain} Work" in out
+    assert dovecot.read_text() == "Private\nWork\n"
+    assert courier.read_text() == "INBOX.Work\n"
+    owner = (root.stat().st_uid, root.stat().st_gid)
+    assert (courier.stat().st_uid, courier.stat().st_gid) == owner
+    assert oct(courier.stat().st_mode & 0o7777) == "0o600"
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.ssh
+def test_plan_subscribes_a_folder_the_mailboxlist_gains_after_its_import(migrated):
+    # Other is imported unsubscribed (not in ~/.mailboxlist); the list gains it: the
+    # plan subscribes it (said so), and once it is, a plan has no change; a folder the
+    # user deleted on the target is not subscribed again
+    src, target, domain, spec, root = migrated
+    (src / "home/alice/.mailboxlist").write_text("mail/Work\n")
+    (src / "home/alice/mail/Other").write_bytes(msg("o@x.example",
+                                                    "Fri Nov  6 09:00:00 2026", "other"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / "subscriptions").read_text() == "Work\n"
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
+    (src / "home/alice/.mailboxlist").write_text("mail/Work\nmail/Other\n")
+    res = mailplan("plan", str(spec), check=True)
+    assert (f"  + subscription alice@{domain} Other\n      add the folder's line to "
+            "courierimapsubscribed and subscriptions (listed in the source's "
+            "~/.mailboxlist)\n") in res.stdout, res.stdout
+    assert "+ mailbox" not in res.stdout and "subscription alice@" + domain + " Work" \
+        not in res.stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / "subscriptions").read_text() == "Work\nOther\n"
+    assert (root / "courierimapsubscribed").read_text() == "INBOX.Work\nINBOX.Other\n"
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    # the user deletes the folder on the new server (and its lines, as a client does)
+    shutil.rmtree(root / ".Other")
+    (root / "subscriptions").write_text("Work\n")
+    (root / "courierimapsubscribed").write_text("INBOX.Work\n")
+    again = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from mailplan.connectors.base import Connector
-from mailplan.mail.maildir import Identities, parse_message_name
+from mailplan.mail.maildir import SUBSCRIPTION_FILES, Identities, parse_message_name
 from mailplan.remote import each_file, run_batch
 from mailplan.shell import chunks, join
 from mailplan.text import is_number
@@ -224,27 +224,56 @@ def ledger_sizes(conn: Connector, maildirs: Sequence[str]) -> dict[str, int]:
     return sizes
 
 
-def read_ledger_counts(conn: Connector, maildirs: Sequence[str]) -> dict[str, dict[str, int]]:
+# per Maildir: "INDEX TAB /FILE TAB LINE" for each line of its subscription files
+# (SUBSCRIPTION_FILES; one a user replaced by a symbolic link is not read, as verify
+# reads none), one awk for both, none where there is neither
+_SUBSCRIPTIONS_READ = (
+    "s1=\"${f%/*}/" + SUBSCRIPTION_FILES[0] + "\"; s2=\"${f%/*}/" + SUBSCRIPTION_FILES[1]
+    + "\"; { [ -f \"$s1\" ] && [ ! -h \"$s1\" ]; } || s1=/dev/null; "
+    "{ [ -f \"$s2\" ] && [ ! -h \"$s2\" ]; } || s2=/dev/null; "
+    "[ \"$s1$s2\" = /dev/null/dev/null ] || awk -v i=\"$i\" "
+    "'FILENAME != \"/dev/null\" {n = FILENAME; sub(/.*\\//, \"\", n); "
+    "printf \"%d\\t/%s\\t%s\\n\", i, n, $0}' \"$s1\" \"$s2\"")
+
+
+def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
+                       subscriptions: dict[str, dict[str, bytes]] | None = None
+                       ) -> dict[str, dict[str, int]]:
     """How many messages each Maildir's ledger records per folder dir, counted on the
     target (one batch; a few bytes per folder come back), its size in bytes (under
     :data:`LEDGER_BYTES`) and whether a pending record is there (:data:`PENDING_KEY`).
     For a mailbox unchanged since its checkpoint the plan needs only this, not the
     Maildir's identities, so a re-plan does not list every message file of every user.
-    A missing ledger counts nothing."""
+    A missing ledger counts nothing. ``subscriptions``, when given, gets the contents
+    of each Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that are there,
+    read in the same batch: what the plan compares with the lines apply writes."""
     counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
     if not maildirs:
         return counts
     groups = list(chunks(sorted(maildirs)))
     cmds = ["i=0; for f in " + join([f"{m}/{LEDGER}" for m in chunk])
             + '; do i=$((i+1)); [ -f "$f" ] && ' + _LEDGER_COUNT + "; " + _PENDING_LOOK
+            + ("; " + _SUBSCRIPTIONS_READ if subscriptions is not None else "")
             + "; done; true"
             for chunk in groups]
     for chunk, res in zip(groups, run_batch(conn, cmds), strict=True):
-        for line in res.stdout.decode("utf-8", "replace").split("\n"):
-            index, _, rest = line.partition("\t")
-            dirname, _, lines = rest.rpartition("\t")
-            if is_number(index) and is_number(lines) and 0 < int(index) <= len(chunk):
-                counts[chunk[int(index) - 1]][dirname] = int(lines)
+        for raw in res.stdout.split(b"\n"):
+            index, _, rest = raw.partition(b"\t")
+            if not is_number(index.decode("ascii", "replace")) \
+                    or not 0 < int(index) <= len(chunk):
+                continue
+            maildir = chunk[int(index) - 1]
+            # a subscription file's line may hold tabs (dovecot's version 2 form)
+            fname, _, text = rest.partition(b"\t")
+            if subscriptions is not None and fname[1:].decode("ascii", "replace") \
+                    in SUBSCRIPTION_FILES and fname.startswith(b"/"):
+                files = subscriptions.setdefault(maildir, {})
+                key = fname[1:].decode("ascii")
+                files[key] = files.get(key, b"") + text + b"\n"
+                continue
+            dirname, _, lines = rest.decode("utf-8", "replace").rpartition("\t")
+            if is_number(lines):
+                counts[maildir][dirname] = int(lines)
     return counts
 
 

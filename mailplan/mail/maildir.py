@@ -41,7 +41,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
 from mailplan.errors import MailplanError
@@ -235,7 +235,8 @@ def _tab_unescaped(text: str) -> str:
     return parts[0] + "".join(_TAB_ESCAPES.get(p[:1], p[:1]) + p[1:] for p in parts[1:])
 
 
-def unsubscribed(wanted: dict[str, list[str]], files: dict[str, bytes | None]) -> list[str]:
+def unsubscribed(wanted: Mapping[str, list[str]], files: Mapping[str, bytes | None]
+                 ) -> list[str]:
     """The subscription files (of :data:`SUBSCRIPTION_FILES`) that lack a line apply
     writes for a folder: ``wanted`` is what it writes, per file, ``files`` the files'
     contents on the target (None: not there). Lines the user added there are no
