@@ -236,6 +236,18 @@ def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
                              "courierimapsubscribed": ["INBOX.Work"]}) == 2
     assert (root / "subscriptions").read_text() == "Existing\nWork\n"
     assert (root / "courierimapsubscribed").read_text() == "INBOX.Work\n"
+    # a symbolic link is not read through (nor written): it is replaced by a file of the
+    # lines asked for, the file it named left alone; a line not in UTF-8 is kept as is
+    (tmp_path / "secret").write_text("Elsewhere\n")
+    (root / "courierimapsubscribed").unlink()
+    (root / "courierimapsubscribed").symlink_to(tmp_path / "secret")
+    (root / "subscriptions").write_bytes(b"Existing\nWork\n\xff\n")
+    assert client.subscribe({"subscriptions": ["Work", "Other"],
+                             "courierimapsubscribed": ["INBOX.Work"]}) == 2
+    assert not (root / "courierimapsubscribed").is_symlink()
+    assert (root / "courierimapsubscribed").read_text() == "INBOX.Work\n"
+    assert (tmp_path / "secret").read_text() == "Elsewhere\n"
+    assert (root / "subscriptions").read_bytes() == b"Existing\nWork\n\xff\nOther\n"
     assert client.refresh_quota() == {"maildirsize": False}
     (root / "maildirsize").write_text("10485760S\n0 0\n")
     import_mbox(client, io.BytesIO(MBOX), dirname="")

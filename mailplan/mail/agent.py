@@ -130,6 +130,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import errno
 import fcntl
 import hashlib
 import itertools
@@ -1235,9 +1236,16 @@ class Agent:
                 raise AgentError(f"not a subscription file: {fname!r}")
             path = os.path.join(self.root, fname)
             try:
-                with open(path, encoding="utf-8") as fh:
+                # not read through a symbolic link (as plan and verify read none): one is
+                # replaced by a file of the lines written here, its target left alone
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                with open(fd, encoding="utf-8", errors="surrogateescape") as fh:
                     old = fh.read().splitlines()
             except FileNotFoundError:
+                old = []
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
                 old = []
             new = [ln for ln in lines if ln not in old]
             if new:
