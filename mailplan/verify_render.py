@@ -47,7 +47,8 @@ def _details(f: FolderCheck) -> list[str]:
         lines.append("          folder missing on the target (`mailplan apply` creates it)")
     if f.unsubscribed:
         lines.append(f"          not subscribed in {', '.join(f.unsubscribed)} (a client "
-                     "that lists subscribed folders only will not show it)")
+                     "that lists subscribed folders only will not show it; `mailplan apply` "
+                     "subscribes it)")
     if f.folder_deleted_on_target:
         lines.append("          folder deleted by the user on the target (not a failure)")
     if f.changed_during_read:

@@ -150,7 +150,8 @@ def test_a_folder_missing_a_subscription_fails_and_names_the_file():
     check = FolderCheck("d.example", "u", "Work", unsubscribed=["subscriptions"])
     assert not check.ok
     assert _details(check) == ["          not subscribed in subscriptions (a client that "
-                               "lists subscribed folders only will not show it)"]
+                               "lists subscribed folders only will not show it; "
+                               "`mailplan apply` subscribes it)"]
 
 
 def test_check_account_compares_hash_without_showing_it():
@@ -786,7 +787,7 @@ def test_verify_checks_the_subscriptions_apply_writes(migrated):
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"FAIL  alice@{domain} Work" in res.stdout
     assert "          not subscribed in subscriptions (a client that lists subscribed " \
-           "folders only will not show it)" in res.stdout
+           "folders only will not show it; `mailplan apply` subscribes it)" in res.stdout
     assert "NOT verified: 1 item(s) differ." in res.stdout
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     work = next(f for f in doc["folders"] if f["folder"] == "Work")
@@ -862,7 +863,8 @@ def test_plan_adds_a_subscription_lost_on_the_target(migrated):
     courier, dovecot = root / "courierimapsubscribed", root / "subscriptions"
     dovecot.write_text("Private\n")
     courier.unlink()
-    assert mailplan("verify", str(spec)).returncode == 3
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3 and "`mailplan apply` subscribes it" in res.stdout
     res = mailplan("plan", str(spec), "--detailed-exitcode")
     assert res.returncode == 2, res.stdout + res.stderr
     assert (f"  + subscription alice@{domain} Work\n      add the folder's line to "
