@@ -21,7 +21,12 @@ from mailplan.connectors.base import Connector
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox
 from mailplan.facts.maildirs import missing_folders
 from mailplan.facts.source import SourceFacts
-from mailplan.mail.maildir import source_folder, subscription_lines, unsubscribed
+from mailplan.mail.maildir import (
+    SUBSCRIPTION_FILES,
+    source_folder,
+    subscribed_names,
+    subscription_lines,
+)
 from mailplan.plan import Change
 from mailplan.remote import read_files
 
@@ -99,14 +104,19 @@ def subscription_changes(target_conn: Connector, mailboxes: Iterable[SourceMailb
     the plan creates it when it never was there, and one the user deleted stays deleted
     (one batch of ``find``, only when a line is missing)."""
     gaps: dict[tuple[str, str, str], tuple[SourceMailbox, list[str]]] = {}
+    held: dict[str, dict[str, set[str]]] = {}  # each Maildir's files, parsed once
     for mb in mailboxes:
         folder = (mb.domain, mb.user, mb.dirname)
         subs = subscribed.get((mb.domain, mb.user))
         if not mb.dirname or not where.get(mb.key) or folder in covered or folder in gaps \
                 or not subscribes(mb, subs):
             continue
-        lacking = unsubscribed(subscription_lines([mb.folder], mb.names),
-                               files.get(where[mb.key], {}))
+        root = where[mb.key]
+        if root not in held:
+            held[root] = {name: subscribed_names(files.get(root, {}).get(name))
+                          for name in SUBSCRIPTION_FILES}
+        lacking = [name for name, lines in subscription_lines([mb.folder], mb.names).items()
+                   if set(lines) - held[root][name]]
         if lacking:
             gaps[folder] = (mb, lacking)
     if not gaps:
