@@ -248,6 +248,12 @@ def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
     assert (root / "courierimapsubscribed").read_text() == "INBOX.Work\n"
     assert (tmp_path / "secret").read_text() == "Elsewhere\n"
     assert (root / "subscriptions").read_bytes() == b"Existing\nWork\n\xff\nOther\n"
+    # dovecot's version 2 file (it rewrote it after a user's SUBSCRIBE on the target):
+    # a name's levels go tab-separated, as dovecot itself writes and removes them
+    (root / "subscriptions").write_text("V\t2\n\nLists\tpython\nWork\n")
+    assert client.subscribe({"subscriptions": ["Work", "Lists.python", "Lists.py\tx"]}) == 1
+    assert (root / "subscriptions").read_text() == (
+        "V\t2\n\nLists\tpython\nWork\nLists\tpy\x01tx\n")
     assert client.refresh_quota() == {"maildirsize": False}
     (root / "maildirsize").write_text("10485760S\n0 0\n")
     import_mbox(client, io.BytesIO(MBOX), dirname="")

@@ -233,6 +233,17 @@ def link_noreplace(src: str, dst_dir: int, dst: str, src_dir: int | None = None)
     return True
 
 
+#: the first two lines of dovecot's version 2 subscription file
+_DOVECOT_V2 = ("V\t2", "")
+
+
+def _tab_escaped(text: str) -> str:
+    """A name's level as dovecot's version 2 subscription file writes it (its
+    ``str_append_tabescaped``)."""
+    return (text.replace("\x01", "\x011").replace("\t", "\x01t").replace("\r", "\x01r")
+            .replace("\n", "\x01n"))
+
+
 def fd_budget() -> int:
     """How many anonymous files this agent may hold open at once: half its open-file
     limit (raised to the hard limit, at most 65536) less 64 for everything else. The
@@ -1247,6 +1258,12 @@ class Agent:
                 if exc.errno != errno.ELOOP:
                     raise
                 old = []
+            if fname == "subscriptions" and old[:2] == list(_DOVECOT_V2):
+                # dovecot keeps its file in the form it finds: in its version 2 a name's
+                # levels are separated by tabs (and escaped), and UNSUBSCRIBE removes
+                # only a line of that form
+                lines = ["\t".join(_tab_escaped(level) for level in ln.split("."))
+                         for ln in lines]
             new = [ln for ln in lines if ln not in old]
             if new:
                 self._replace(path, "".join(x + "\n" for x in old + new))
