@@ -241,26 +241,26 @@ def test_an_unused_default_aliases_file_that_cannot_be_parsed_is_a_warning(tmp_p
                                                                            monkeypatch):
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.source import SourceFacts
-    from mailplan.routing import integrate
+    from mailplan.routing import source as routing_source
 
-    reads = {"/etc/aliases": integrate.FileRead(True, b"# ok\nno colon here\n"),
-             "/etc/mail/aliases": integrate.FileRead(False, b"")}
-    monkeypatch.setattr(integrate, "_read_files", lambda conn, paths, **kw: reads)
+    reads = {"/etc/aliases": routing_source.FileRead(True, b"# ok\nno colon here\n"),
+             "/etc/mail/aliases": routing_source.FileRead(False, b"")}
+    monkeypatch.setattr(routing_source, "_read_files", lambda conn, paths, **kw: reads)
     text = BASE.replace(" aliases: /etc/mail/aliases, virtusertable: /etc/mail/virtusertable",
                         " forward: false")
     spec = load_spec(write(tmp_path, text))
     conn = LocalConnector("oldmail")
     source = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {})
     findings: list = []
-    got = integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=False,
-                                        findings=findings)
+    got = routing_source.read_source_routing(conn, spec, source, _desired(), need_aliases=False,
+                                             findings=findings)
     assert got.aliases == ()
     assert [str(f) for f in findings] == [
         "warning: oldmail:/etc/aliases:2: missing ':' between alias name and targets; "
         "local names are resolved without the aliases file (no domain imports it)"]
     with pytest.raises(SourceDataError, match="oldmail:/etc/aliases:2: missing"):
-        integrate.read_source_routing(conn, spec, source, _desired(), need_aliases=True,
-                                      findings=[])
+        routing_source.read_source_routing(conn, spec, source, _desired(), need_aliases=True,
+                                           findings=[])
 
 
 def test_many_files_are_read_exactly_with_a_few_commands(tmp_path, monkeypatch):
@@ -376,7 +376,7 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
     all of that, and then none of those files is read. ``plan -v`` notes the names."""
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.source import SourceFacts
-    from mailplan.routing import integrate
+    from mailplan.routing import source as routing_source
 
     etc = tmp_path / "etc"
     (etc / "mail").mkdir(parents=True)
@@ -388,8 +388,8 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
                                "oldbox mailhub # the mail server\n10.1.2.4 other\n")
     (tmp_path / "aliases").write_text("postmaster: root\n")
     asked: list[str] = []
-    real = integrate._read_files
-    monkeypatch.setattr(integrate, "_read_files",
+    real = routing_source._read_files
+    monkeypatch.setattr(routing_source, "_read_files",
                         lambda conn, paths, **kw: asked.extend(paths) or real(conn, paths,
                                                                               **kw))
     source_line = ("source: {host: old, aliases: /etc/mail/aliases, "
@@ -408,8 +408,8 @@ def test_the_old_hosts_names_are_read_from_sendmails_files_or_taken_from_the_spe
                             f"{tmp_path}/aliases, forward: false, {extra}}}")
         spec = load_spec(write(tmp_path, text))
         findings: list = []
-        got = integrate.read_source_routing(conn, spec, facts, _desired(), need_aliases=True,
-                                            findings=findings)
+        got = routing_source.read_source_routing(conn, spec, facts, _desired(), need_aliases=True,
+                                                 findings=findings)
         assert got.local_hostnames == want
         names = ", ".join(sorted(want - {"localhost"}))
         named = [f.message for f in findings if "class w" in f.message]
@@ -453,7 +453,7 @@ def test_the_forward_file_is_the_first_of_sendmails_forward_path(tmp_path, cf, h
 
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.source import Account, SourceFacts
-    from mailplan.routing import integrate
+    from mailplan.routing import source as routing_source
 
     etc = tmp_path / "etc"
     (etc / "mail").mkdir(parents=True)
@@ -476,9 +476,9 @@ def test_the_forward_file_is_the_first_of_sendmails_forward_path(tmp_path, cf, h
     bob = Account("bob", os.getuid(), os.getgid(), "Bob", str(home), "/bin/sh", None, None, 1)
     facts = SourceFacts("oldmail", f"{etc}/passwd", f"{etc}/shadow", {"bob": bob})
     findings: list = []
-    got = integrate.read_source_routing(LocalConnector("oldmail"), spec, facts,
-                                        _desired(("example.com", "bounce")),
-                                        need_aliases=True, findings=findings)
+    got = routing_source.read_source_routing(LocalConnector("oldmail"), spec, facts,
+                                             _desired(("example.com", "bounce")),
+                                             need_aliases=True, findings=findings)
     assert got.forwards["bob"].path == f"{home}/{read}"
     assert [str(t) for t in got.forwards["bob"].targets] == [
         "carol@example.org" if read.endswith("oldbox") else "alice@example.org"]
@@ -502,7 +502,7 @@ def _alias_world(tmp_path, cf: str | None, files: dict[str, str]):
 def _read_aliases(tmp_path, etc, *, aliases: str = "", need: bool = True):
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.source import SourceFacts
-    from mailplan.routing import integrate
+    from mailplan.routing import source as routing_source
 
     source_line = ("source: {host: old, aliases: /etc/mail/aliases, "
                    "virtusertable: /etc/mail/virtusertable}")
@@ -510,9 +510,9 @@ def _read_aliases(tmp_path, etc, *, aliases: str = "", need: bool = True):
                         f"forward: false, local_hostnames: []{aliases}}}")
     spec = load_spec(write(tmp_path, text))
     findings: list = []
-    got = integrate.read_source_routing(LocalConnector("oldmail"), spec,
-                                        SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {}),
-                                        _desired(), need_aliases=need, findings=findings)
+    facts = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {})
+    got = routing_source.read_source_routing(LocalConnector("oldmail"), spec, facts,
+                                             _desired(), need_aliases=need, findings=findings)
     return got, findings
 
 
@@ -586,11 +586,11 @@ def test_the_specs_aliases_files_replace_sendmail_cfs_and_keep_their_order(tmp_p
 ])
 def test_without_an_alias_file_option_the_first_default_aliases_file_is_read(
         tmp_path, monkeypatch, cf, why):
-    from mailplan.routing import integrate
+    from mailplan.routing import source as routing_source
 
     etc = _alias_world(tmp_path, cf, {"mail/aliases": "staff: bob\n"})
     defaults = (f"{etc}/aliases", f"{etc}/mail/aliases")  # /etc/aliases, /etc/mail/aliases
-    monkeypatch.setattr(integrate, "DEFAULT_ALIASES", defaults)
+    monkeypatch.setattr(routing_source, "DEFAULT_ALIASES", defaults)
     got, findings = _read_aliases(tmp_path, etc)
     assert [f.path for f in got.aliases] == [defaults[1]]
     assert [f.message for f in findings] == [

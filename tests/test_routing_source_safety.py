@@ -17,10 +17,10 @@ from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Pass
 from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.routing.aliases import parse_aliases
-from mailplan.routing.integrate import _resolve_includes, read_source_routing
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Include, RoutingError
 from mailplan.routing.rules import DomainRules, SourceRouting
+from mailplan.routing.source import _resolve_includes, read_source_routing
 from mailplan.secret import Secret
 from mailplan.spec import load_spec
 

@@ -4,7 +4,9 @@ Flow: parsers (:mod:`.aliases`, :mod:`.forward`, :mod:`.virtusertable`) read sou
 files into targets with file and line; :func:`.mapping.map_routing` turns them and the
 spec's :class:`.rules.DomainRules` into desired :class:`.rules.DomainRouting` plus
 findings; :mod:`.facts` parses what vpopmail reports; :func:`.diff.diff_routing` yields
-changes and :func:`.commands.commands_for` their argv lists. No module here does I/O.
+changes and :func:`.commands.commands_for` their argv lists. None of those does I/O:
+hosts are reached by :mod:`.source` and :mod:`.target` (reads, through :mod:`.readfiles`),
+:mod:`.integrate` (the plan) and :mod:`.execute` (apply).
 """
 
 from mailplan.routing.aliases import parse_aliases, resolve_includes

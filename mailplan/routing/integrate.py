@@ -1,11 +1,12 @@
 """Routing (issue 4) plugged into the core plan and apply: host reads, changes, steps.
 
 :func:`plan_routing` is called by :func:`mailplan.engine.make_plan` once the core has
-its desired state and target facts. It reads the source in a few batches (sendmail.cf
-and the aliases files its AliasFile names, or the spec's; virtusertable; each migrated
-user's ~/.forward; then ``:include:`` files), maps it with the pure layer, reads the
-target in one batch (``valias -s``, users' own .qmail, alias domains) and returns core
-:class:`~mailplan.plan.Change` objects of kinds ``alias``, ``forward`` and
+its desired state and target facts. It reads the source in a few batches
+(:mod:`mailplan.routing.source`: sendmail.cf and the aliases files its AliasFile names,
+or the spec's; virtusertable; each migrated user's ~/.forward; then ``:include:``
+files), maps it with the pure layer, reads the target in one batch (``valias -s``,
+users' own .qmail, alias domains) and returns core :class:`~mailplan.plan.Change`
+objects of kinds ``alias``, ``forward`` and
 ``alias_domain``, with warnings as plan problems (file:line in each), cautions (an
 alias database that is no file) as plan warnings and policy notes as noops. The
 catch-all stays the core's
@@ -19,18 +20,13 @@ the target's side is read by :mod:`mailplan.routing.target`.
 
 from __future__ import annotations
 
-import posixpath
-import re
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
-from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
-from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.plan import Change, Noop
-from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -51,21 +47,13 @@ from mailplan.routing.diff import (
 )
 from mailplan.routing.diff import Change as RoutingChange
 from mailplan.routing.execute import execute_routing, show_lines
-from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.managed import ROUTING_KINDS, managed_routing
 from mailplan.routing.mapping import map_routing
-from mailplan.routing.model import Finding, Include, Origin, RoutingError
-from mailplan.routing.readfiles import FileRead, read_request, run_reads
+from mailplan.routing.model import Finding, Origin, RoutingError
 from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
-from mailplan.routing.sendmailcf import (
-    AliasDatabase,
-    option_values,
-    parse_alias_files,
-    plus_detail_rule,
-)
+from mailplan.routing.source import read_source_routing
 from mailplan.routing.target import TargetRouting, read_target_routing
-from mailplan.routing.virtusertable import Virtusertable, parse_virtusertable
-from mailplan.text import has_control
+from mailplan.routing.virtusertable import Virtusertable
 
 if TYPE_CHECKING:
     from mailplan.desired import Desired
@@ -74,8 +62,6 @@ if TYPE_CHECKING:
     from mailplan.spec import Spec
     from mailplan.state import State
 
-DEFAULT_ALIASES = ("/etc/aliases", "/etc/mail/aliases")
-MAX_INCLUDE_ROUNDS = 8
 PRUNE_REASON = "created by mailplan, no longer wanted (applied only with --prune)"
 
 __all__ = ["ROUTING_KINDS", "RoutingOutcome", "check_routing_spec", "execute_routing",
@@ -95,368 +81,6 @@ class RoutingOutcome:
     actions: dict[str, RoutingChange] = field(default_factory=dict)
     #: what the target has (aliases, forwards, alias domains) as the plan read it
     seen: TargetRouting | None = None
-
-
-# ---------------------------------------------------------------------------- source
-
-
-def _read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
-                ) -> dict[str, FileRead]:
-    """Read several source files in one batch (a few commands, not one per file)."""
-    return run_reads(conn, read_request(paths, follow=follow))[0]
-
-
-def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
-    """A parse error in a source file, naming the host as well as file and line."""
-    if exc.origin is None:
-        return exc
-    message = exc.message.removeprefix(f"{exc.origin}: ")
-    err = SourceDataError(message, host=host, path=exc.origin.path, line=exc.origin.line)
-    err.hint = exc.hint
-    return err
-
-
-def _unreadable(host: str, path: str, what: str) -> HostError:
-    return HostError(f"cannot read {what} {path}", host=host, step="read source routing",
-                     hint=READ_ACCESS_HINT)
-
-
-def _include_problem(read: FileRead) -> str | None:
-    """Why an :include: file is not used, or None: a symbolic link is not followed
-    (mailplan reads as root; sendmail reads it as its owner), and a group- or
-    world-writable one is refused as sendmail refuses it by default."""
-    if read.link:
-        return ("it is a symbolic link: not followed (mailplan reads as root); put the "
-                "list in a plain file")
-    unsafe = read.unsafe()
-    if unsafe:
-        return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail "
-                "GroupWritableIncludeFile/WorldWritableIncludeFile unset)")
-    return None
-
-
-def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
-    """Read every :include: file (one batch per nesting level), then resolve. Files are
-    read like users' ~/.forward (``follow=False``): a list kept where a user can write
-    must not let that user have mailplan read another file as root."""
-    cache: dict[str, bytes | None] = {}
-    why: dict[str, str] = {}
-    pending = {t.path for e in aliases.entries for t in e.targets
-               if isinstance(t, Include) and not has_control(t.path)}
-    for _round in range(MAX_INCLUDE_ROUNDS):
-        pending -= set(cache)
-        if not pending:
-            break
-        for path, read in _read_files(conn, sorted(pending), follow=False).items():
-            problem = _include_problem(read)
-            if problem:
-                why[path] = problem
-            cache[path] = read.data if read.exists and not problem else None
-        nested: set[str] = set()
-        for path in pending:
-            data = cache.get(path)
-            if data is None:
-                continue
-            try:
-                targets = parse_listed(data, path)
-            except RoutingError as exc:
-                raise _host_error(exc, conn.name) from None
-            nested |= {t.path for t in targets
-                       if isinstance(t, Include) and not has_control(t.path)}
-        pending = nested
-    try:
-        return resolve_includes(aliases, lambda path: cache.get(path), why.get)
-    except RoutingError as exc:
-        raise _host_error(exc, conn.name) from None
-
-
-def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
-                        desired: Desired, *, need_aliases: bool,
-                        findings: list[Finding]) -> SourceRouting:
-    """The source's aliases, virtusertable and migrated users' ~/.forward files.
-
-    An aliases file nobody asked for (default path, no domain imports aliases) that
-    cannot be read or parsed is a warning appended to ``findings``, not an error: it is
-    then only missing for resolving local names.
-    """
-    src = spec.data["source"]
-    given = _given_alias_files(src)
-    alias_paths = given if given is not None else list(DEFAULT_ALIASES)
-    virtual = src.get("virtusertable")
-    user_homes: dict[str, str] = {}
-    uids: dict[str, int] = {}
-    if src.get("forward", True):
-        for domain in desired.domains.values():
-            for user in domain.users.values():
-                account = source.accounts.get(user.source or "")
-                if account is not None and account.home.startswith("/"):
-                    user_homes[account.name] = account.home.rstrip("/")
-                    uids[account.name] = account.uid
-    named = src.get("local_hostnames")
-    etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
-    sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
-    config = [] if named is not None else _class_w_files(sendmail_dir, etc)
-    cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
-    # ForwardPath (sendmail.cf) and $w (the host name) say which forward file is read
-    forward_config = [p for p in (cf_path, hostname_path) if user_homes and p not in config]
-    # sendmail.cf's AliasFile says which aliases files sendmail reads (unless the spec
-    # does), and its rules whether it delivers user+detail to user
-    alias_config = [cf_path]
-    reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
-                               *forward_config, *alias_config])
-    templates = forward_path(_text(reads, cf_path), cf_path, _short_name(
-        _text(reads, hostname_path)), findings) if user_homes else []
-    candidates = {login: [_expand(t, home, login) for t in templates]
-                  for login, home in user_homes.items()}
-    # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
-    # the user; mailplan reads as root and would read whatever the link names)
-    reads.update(_read_files(conn, sorted({p for ps in candidates.values() for p in ps}),
-                             follow=False))
-    homes = {}  # login -> its forward file: ForwardPath's first that is there
-    for login, paths in candidates.items():
-        there = [p for p in paths if reads[p].exists or reads[p].link]
-        if there:
-            homes[login] = there[0]
-            if there[0] != f"{user_homes[login]}/.forward":
-                findings.append(Finding("note", f"{login}'s forward file is {there[0]}, "
-                                        "the first of sendmail's ForwardPath that is there"
-                                        + (f" (its {', '.join(there[1:])} is not read, as "
-                                           "by sendmail)" if there[1:] else "")))
-    host = conn.name
-    aliases = _read_alias_files(conn, reads, given, cf_path,
-                                relied=given is not None or need_aliases, findings=findings)
-    table = None
-    if virtual:
-        if not reads[virtual].exists or reads[virtual].data is None:
-            raise _unreadable(host, virtual, "the virtusertable")
-        try:
-            table = parse_virtusertable(reads[virtual].data or b"", virtual)
-        except RoutingError as exc:
-            raise _host_error(exc, host) from None
-    forwards: dict[str, ForwardFile] = {}
-    for login, path in homes.items():
-        read = reads[path]
-        if read.link:
-            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
-                                    "symbolic link: not read, so not migrated (mailplan does "
-                                    "not follow links in users' files); copy what it "
-                                    "should say into a file there, or into the spec"))
-            continue
-        if not read.exists:
-            continue  # no ~/.forward: mail stays in the mailbox
-        if read.data is None:
-            raise _unreadable(host, path, f"the ~/.forward of {login}")
-        unsafe = read.unsafe(owners=(uids[login], 0))
-        if unsafe:  # sendmail: SFF_NOGWFILES, SFF_NOWWFILES, SFF_MUSTOWN|SFF_ROOTOK
-            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is "
-                                    f"{unsafe}: sendmail ignores such a file, so it is not "
-                                    f"migrated (mail stays in {login}'s mailbox); fix its "
-                                    "mode or owner on the source if it should apply"))
-            continue
-        try:
-            forwards[login] = parse_forward(read.data, path, login)
-        except RoutingError as exc:
-            raise _host_error(exc, host) from None
-    own = (_clean_names(named) if named is not None
-           else _read_class_w(conn, reads, config)) - {"localhost"}
-    if own:
-        where = ("source.local_hostnames in the spec" if named is not None else
-                 f"{sendmail_dir} and the host name")
-        findings.append(Finding("note", "an address at one of the old host's own names "
-                                f"(sendmail's class w, from {where}) is a local name: "
-                                + ", ".join(sorted(own))))
-    return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
-                         plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
-                         local_hostnames=own | {"localhost"})
-
-
-def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
-    """``source.aliases`` as a list of paths (one path or a list; duplicates once), or
-    None when the spec does not set it."""
-    given = src.get("aliases")
-    if given is None:
-        return None
-    return list(dict.fromkeys([given] if isinstance(given, str) else given))
-
-
-def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_path: str,
-                       findings: list[Finding]) -> tuple[list[AliasDatabase], str | None]:
-    """The aliases files to read, in sendmail's lookup order, and where that list comes
-    from: the spec, sendmail.cf's AliasFile, else (None) the first default file there
-    is. Alias databases sendmail.cf names that are not files (nis:, ldap:, ...) are
-    cautions."""
-    if given is not None:
-        return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in given], \
-            "source.aliases in the spec"
-    cf = reads.get(cf_path)
-    named = parse_alias_files(_text(reads, cf_path), cf_path) if cf is not None else []
-    if not named:
-        found = [p for p in DEFAULT_ALIASES if reads[p].exists]
-        return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in found[:1]], None
-    out: list[AliasDatabase] = []
-    for db in named:
-        if db.kind == "null":
-            continue  # sendmail's empty database: it never finds a name
-        if not db.readable:
-            what = (f"a {db.kind} database, not a file mailplan can read" if db.path is None
-                    else "not an absolute path, so mailplan cannot tell which file it is"
-                    if not db.path.startswith("/") else f"{db.why_not_read}, not read")
-            findings.append(Finding(
-                "caution", f"AliasFile {db.spec}: {what}; the aliases sendmail finds there "
-                "are not migrated (put them in a text aliases file and list every file to "
-                "read in source.aliases, or declare them in the spec)", db.origin))
-        elif db.path not in {d.path for d in out}:
-            out.append(db)
-    return out, f"AliasFile in {cf_path}"
-
-
-def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[str] | None,
-                      cf_path: str, *, relied: bool,
-                      findings: list[Finding]) -> tuple[AliasFile, ...]:
-    """Read and parse the aliases files sendmail reads (with their :include: files), in
-    lookup order. Where neither the spec names them nor a domain imports aliases (not
-    ``relied``) a file that is missing, cannot be read or cannot be parsed is left out
-    (the last two with a warning); otherwise it stops the plan."""
-    host = conn.name
-    chosen, source = _alias_file_choice(reads, given, cf_path, findings)
-    if source is None:
-        cf = reads.get(cf_path)
-        why = ("there is no" if cf is None or not cf.exists else "could not read"
-               if cf.data is None else "no AliasFile in")
-        source = f"the first of {' and '.join(DEFAULT_ALIASES)} there is ({why} {cf_path})"
-        if not chosen and relied:
-            raise HostError(f"neither {' nor '.join(DEFAULT_ALIASES)} exists", host=host,
-                            step="read source routing",
-                            hint="set source.aliases in the spec to where sendmail's "
-                            "AliasFile is")
-    missing = [d.path for d in chosen if d.path is not None and d.path not in reads]
-    if missing:
-        reads = {**reads, **_read_files(conn, missing)}
-    files: list[AliasFile] = []
-    for db in chosen:
-        path = db.path or ""
-        if not reads[path].exists:
-            if db.optional:
-                findings.append(Finding("note", f"the aliases file {path} (AliasFile "
-                                        f"{db.spec}, optional) does not exist", db.origin))
-            elif relied:
-                named = "" if given is not None else f" (AliasFile in {db.origin})"
-                raise HostError(f"the aliases file {path} does not exist{named}", host=host,
-                                step="read source routing",
-                                hint="set source.aliases in the spec to where sendmail's "
-                                "AliasFile is")
-            continue
-        try:
-            if reads[path].data is None:
-                raise _unreadable(host, path, "the aliases file")
-            try:
-                parsed = parse_aliases(reads[path].data or b"", path)
-            except RoutingError as exc:
-                raise _host_error(exc, host) from None
-            files.append(_resolve_includes(conn, parsed))
-        except (HostError, SourceDataError, RoutingError) as exc:
-            if relied:
-                raise
-            findings.append(Finding("warning", f"{exc.message}; local names are resolved "
-                                    "without the aliases file (no domain imports it)"))
-    if files:
-        order = (" (sendmail looks a name up in them in this order and uses the first that "
-                 "has it)" if len(files) > 1 else "")
-        findings.append(Finding("note", f"aliases are read from "
-                                f"{', '.join(f.path for f in files)}: {source}{order}"))
-    return tuple(files)
-
-
-#: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
-DEFAULT_FORWARD_PATH = "$z/.forward.$w:$z/.forward"
-
-
-def forward_path(cf: str, origin: str, short_name: str | None,
-                 findings: list[Finding]) -> list[str]:
-    """The forward files sendmail looks for, in order, as templates of ``$z`` (the
-    home directory) and ``$u`` (the login): sendmail.cf's ForwardPath (``O ForwardPath=``
-    or the old ``OJ``), else :data:`DEFAULT_FORWARD_PATH`, with ``$w`` (the host's short
-    name) filled in. An entry with another macro, or ``$w`` where the host name is not
-    known, is left out with a note; ``$z/.forward`` is read whatever it says."""
-    found = option_values(cf, "ForwardPath", "J", len("ForwardPath"))
-    value = found[-1][1].strip() if found else None
-    out: list[str] = []
-    for entry in (value or DEFAULT_FORWARD_PATH).split(":"):
-        if short_name is not None:
-            entry = entry.replace("$w", short_name)
-        if not entry or re.search(r"\$[^zu]", entry) or not entry.startswith("$z/"):
-            if value is not None:  # the default's $w without a host name: left quietly
-                findings.append(Finding("note", f"{origin}: ForwardPath entry {entry!r} is "
-                                        "not looked at: mailplan reads forward files in "
-                                        "users' home directories, named with $z, $u and $w "
-                                        "(the host name, from /etc/hostname)"))
-            continue
-        out.append(entry)
-    return out or ["$z/.forward"]
-
-
-def _expand(template: str, home: str, login: str) -> str:
-    return template.replace("$z", home).replace("$u", login)
-
-
-def _short_name(hostname: str) -> str | None:
-    """sendmail's ``$w``: the host name up to its first dot (/etc/hostname's first word)."""
-    first = hostname.split("#", 1)[0].split()
-    return first[0].split(".", 1)[0].lower() if first and first[0].split(".", 1)[0] else None
-
-
-def _text(reads: dict[str, FileRead], path: str) -> str:
-    read = reads.get(path)
-    data = read.data if read is not None and read.exists else None
-    return (data or b"").decode("utf-8", "replace")
-
-
-def _class_w_files(sendmail_dir: str, etc: str) -> list[str]:
-    """The files sendmail's class w (the host's own names) comes from: local-host-names,
-    sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line
-    (``hostname`` and ``hosts`` in ``etc``, the directory of the source's passwd file)."""
-    base = sendmail_dir.rstrip("/")
-    return [f"{base}/local-host-names", f"{base}/sendmail.cw", f"{base}/sendmail.cf",
-            f"{etc}/hostname", f"{etc}/hosts"]
-
-
-def _read_class_w(conn: Connector, reads: dict[str, FileRead],
-                  config: list[str]) -> frozenset[str]:
-    """Class w from what ``_class_w_files`` read (missing files are fine); files named by
-    Fw lines and not read yet are read in one more batch."""
-    def text(path: str) -> str:
-        return _text(reads, path)
-
-    lhn, cw, cf, hostname, hosts = config
-    names = [n for n, _o in parse_local_names(text(lhn), lhn) + parse_local_names(text(cw), cw)]
-    cf_names, fw_files = parse_sendmail_cf(text(cf), cf)
-    names += [n for n, _o in cf_names]
-    extra = [f for f in fw_files if f not in reads]
-    if extra:
-        reads = {**reads, **_read_files(conn, extra)}
-    for path in fw_files:
-        names += [n for n, _o in parse_local_names(text(path), path)]
-    return _clean_names(names) | _host_names(text(hostname), text(hosts))
-
-
-def _host_names(hostname: str, hosts: str) -> frozenset[str]:
-    """The host's own names as sendmail finds them: the name in /etc/hostname, and every
-    name on an /etc/hosts line that names it (its canonical name and aliases)."""
-    first = hostname.split("#", 1)[0].split()
-    if not first:
-        return frozenset()
-    own = first[0].lower().rstrip(".")
-    names = {own}
-    for line in hosts.splitlines():
-        words = [w.lower().rstrip(".") for w in line.split("#", 1)[0].split()[1:]]
-        if own in words:
-            names.update(words)
-    names.add(own.split(".")[0])  # $w, the short name, is in class w too
-    return _clean_names(names)
-
-
-def _clean_names(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(n.lower().rstrip(".") for n in names if n.strip(". "))
 
 
 # ---------------------------------------------------------------------------- mapping
