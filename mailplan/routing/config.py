@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailplan.names import domain_problem
 from mailplan.routing.addresses import parse_item
-from mailplan.routing.mapping import alias_name_problem
+from mailplan.routing.mapdomain import alias_name_problem
 from mailplan.routing.model import Origin, RoutingError
 from mailplan.routing.rules import CatchAll, DomainRules, ExplicitAlias
 

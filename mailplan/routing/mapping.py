@@ -25,22 +25,24 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
    user, as sendmail does: the user gets the mail once. An entry reaching such a
    mailbox does not list again what the mailbox's own .qmail delivers (sendmail sent
    each recipient one copy; qmail would deliver both lines).
+
+Each domain is mapped by :mod:`mailplan.routing.mapdomain`; here are the passes that need
+every domain's result: dropping lines a broken loop delivers already (6), and findings for
+what differs from sendmail only across domains (loops through full addresses,
+virtusertable lines of unmigrated domains or caught by an ``@domain`` line, renamed
+users' old addresses, ``\\user`` through a .qmail, +detail addresses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import replace
-from fnmatch import fnmatchcase
 
-from mailplan.names import domain_problem, user_problem
-from mailplan.routing.addresses import parse_item
-from mailplan.routing.aliases import AliasEntry, effective_aliases
-from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
-from mailplan.routing.resolve import OWN_MAILDIR, SELF, Check, Directory, Resolver
+from mailplan.routing.aliases import effective_aliases
+from mailplan.routing.mapdomain import _catch_all_from_virtual, _map_domain
+from mailplan.routing.model import Address, Finding, Origin, RoutingError
+from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
-    MTA_INTERNAL,
-    SYSTEM_ACCOUNTS,
     VPOPMAIL_OWNED,
     CatchAll,
     DomainRouting,
@@ -49,30 +51,6 @@ from mailplan.routing.rules import (
     SourceRouting,
 )
 from mailplan.routing.virtusertable import VirtualEntry, effective_entries
-
-_TEMPORARY = ("4", "tempfail", "ex_tempfail", "75")
-Put = Callable[[str, list[str], Origin | None, str], None]
-
-
-#: valias -i drops a line of 160 bytes or more (MAX_ALIAS_LINE) and valias -s reads lines
-#: in 159-byte pieces (fgets into a 160-byte buffer): an alias line must be shorter
-MAX_ALIAS_LINE = 158
-
-
-def _alias_line_problem(lines: list[str]) -> str | None:
-    longest = max((len(line.encode()) for line in lines), default=0)
-    if longest > MAX_ALIAS_LINE:
-        return (f"a destination line of {longest} bytes; valias keeps lines of at most "
-                f"{MAX_ALIAS_LINE} (it drops one of 160 or more and reads one of 159 or more "
-                "in pieces)")
-    return None
-
-
-def alias_name_problem(name: str) -> str | None:
-    """Why vpopmail (or qmail-local) cannot carry an alias of this name, or None."""
-    if name == "default" or name.endswith("-default"):
-        return "qmail-local would read .qmail-" + name + " as a catch-all or wildcard"
-    return user_problem(name)
 
 
 def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
@@ -132,260 +110,6 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                            hint="fix or exclude them on the source, or declare the routing "
                            "in the spec, then plan again")
     return plan
-
-
-def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
-                virtual: dict[str, VirtualEntry], resolver: Resolver,
-                through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
-    domain = rules.domain
-    mailboxes = set(rules.mailboxes.values())
-    login_of = {new: old for old, new in rules.mailboxes.items()}
-    aliases: dict[str, tuple[str, ...]] = {}
-    forwards: dict[str, tuple[str, ...]] = {}
-    origins: dict[str, Origin] = {}
-    own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
-    # findings and loop breaks before the entry being mapped: its own warnings say
-    # enough, and its breaks say which mailboxes' .qmail it hands mail to
-    mark = [0, 0]
-    # what unknown recipients get, to say where mail for an entry left out goes (the
-    # findings of this early look are dropped: the real one below reports them)
-    catch_all = _catch_all(rules, virtual, Resolver(resolver.directory, domain))
-
-    def outcome(name: str, what: str, consequence: str, origin: Origin | None) -> None:
-        """Say what happens to mail for ``name``: appended to the entry's own first
-        warning (one warning per entry), else a warning of its own."""
-        for i in range(mark[0], len(resolver.findings)):
-            finding = resolver.findings[i]
-            if finding.severity == "warning":
-                resolver.findings[i] = replace(finding,
-                                               message=f"{finding.message}; {consequence}")
-                return
-        resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
-
-    def handed(name: str) -> None:
-        """Remember the mailboxes where the entry's alias loops were broken."""
-        through.pop((domain, name), None)
-        if resolver.breaks[mark[1]:]:
-            through[(domain, name)] = set(resolver.breaks[mark[1]:])
-
-    def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
-        if SELF in lines:  # the user itself, as sendmail delivers it: its ~/.forward
-            own = [OWN_MAILDIR] if what == "forward" else \
-                list(own_forward.get(name) or (OWN_MAILDIR,))
-            lines = list(dict.fromkeys(x for line in lines
-                                       for x in (own if line == SELF else [line])))
-        if name in VPOPMAIL_OWNED:
-            if lines != [f"&{name}@{domain}"]:
-                resolver.note(f"{what} {name!r} not created: postmaster stays vpopmail's own "
-                              "account", origin)
-            return
-        if name in mailboxes:
-            # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
-            # Resolving to the mailbox itself changes nothing (its forward still applies).
-            if not lines and what != "forward":
-                how = (f"as its own .qmail says ({', '.join(forwards[name])})"
-                       if name in forwards else "to its mailbox")
-                outcome(name, what, f"{name} is a mailbox on vpopmail, so mail to "
-                        f"{name}@{domain} is delivered {how}, where sendmail did not "
-                        "deliver it", origin)
-            if not lines or lines == [OWN_MAILDIR] or forwards.get(name) == tuple(lines):
-                return  # nothing to write, or what its ~/.forward says already
-            if what != "forward" and name in forwards:
-                resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
-                              "sendmail (aliases are expanded before ~/.forward)", origin)
-            forwards[name] = tuple(lines)
-            handed(name)
-            if origin:
-                origins[name] = origin
-            return
-        problem = alias_name_problem(name) or _alias_line_problem(lines)
-        if problem:
-            resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
-        elif not lines:
-            # nothing on vpopmail for this name: the address falls to the catch-all. A
-            # virtusertable line wins over the aliases file (sendmail looks it up first),
-            # so an alias of the same name imported before is dropped, not kept.
-            left = f"no alias {name!r} is created"
-            if what.startswith("virtusertable") and name in aliases:
-                aliases.pop(name)
-                was = origins.pop(name, None)
-                left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
-                        "(sendmail looked virtusertable up first and never reached it)")
-            outcome(name, what, f"{left}, so mail to {name}@{domain} goes to the domain's "
-                    f"catch-all: {catch_all.describe()}", origin)
-        else:
-            aliases[name] = tuple(lines)
-            handed(name)
-            if origin:
-                origins[name] = origin
-
-    # ~/.forward first: aliases and virtusertable for the same name replace it below.
-    if rules.import_forwards:
-        for mailbox in sorted(mailboxes):
-            forward = source.forwards.get(login_of.get(mailbox, mailbox))
-            if forward is None or not forward.targets:
-                continue
-            context = f"~{forward.user}/.forward"
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            lines = resolver.lines(forward.targets, context=context, owner=mailbox,
-                                   chain=(forward.user,))
-            if not lines:
-                resolver.warn(f"{context}: nothing left to forward; mail is delivered to "
-                              f"{mailbox}'s mailbox", forward.targets[0].origin)
-            put(mailbox, lines, forward.targets[0].origin, "forward")
-            own_forward[mailbox] = forwards.get(mailbox, ())
-
-    if rules.import_aliases:
-        for name, entry in table.items():
-            if not _imported(name, rules, resolver, entry.origin):
-                continue
-            owner = name if name in mailboxes else None
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            lines = resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
-                                   chain=(name,))
-            put(name, lines, entry.origin, "alias")
-
-    for entry in virtual.values():
-        if entry.domain == domain and entry.local is not None:
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            _virtual_alias(entry, rules, resolver, put)
-
-    explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
-                        target_names=True, escapes=resolver.escapes,
-                        breaks=resolver.breaks)
-    declared: set[str] = set()
-    for alias in rules.aliases:
-        name = alias.name.lower()
-        if name in declared:
-            raise RoutingError(f"alias {alias.name!r} in {domain} is declared twice (alias "
-                               "names are case-insensitive)", origin=alias.origin)
-        declared.add(name)
-        if name in VPOPMAIL_OWNED or name in mailboxes:
-            raise RoutingError(f"alias {name!r} in {domain} would shadow the mailbox of the "
-                               "same name", origin=alias.origin,
-                               hint="route a mailbox's mail with its forward, not an alias")
-        problem = alias_name_problem(name)
-        if problem:
-            raise RoutingError(f"alias {name!r} in {domain}: {problem}", origin=alias.origin)
-        if name in aliases:
-            explicit.note(f"alias {name!r} from the spec replaces the one imported from "
-                          f"{origins.get(name, 'the source')}", alias.origin)
-        origin = alias.origin or Origin("spec", 0)
-        targets = [parse_item(d, origin) for d in alias.destinations]
-        mark[:] = [len(resolver.findings), len(resolver.breaks)]
-        put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
-            alias.origin, "alias")
-
-    return DomainRouting(domain, aliases, forwards, _alias_domains(rules),
-                         _catch_all(rules, virtual, resolver), origins)
-
-
-def _imported(name: str, rules: DomainRules, resolver: Resolver, origin: Origin) -> bool:
-    if name in VPOPMAIL_OWNED:
-        resolver.note(f"alias {name!r} not imported: postmaster stays vpopmail's own "
-                      "account", origin)
-        return False
-    if name in MTA_INTERNAL:
-        resolver.note(f"alias {name!r} not imported: qmail sends and handles bounces itself",
-                      origin)
-        return False
-    if rules.include and not any(fnmatchcase(name, p) for p in rules.include):
-        return False
-    if any(fnmatchcase(name, p) for p in rules.exclude):
-        return False
-    if name in SYSTEM_ACCOUNTS and name not in rules.include:
-        resolver.note(f"system alias {name!r} not imported into {rules.domain} (name it in "
-                      "include to import it); it still resolves as a target", origin)
-        return False
-    return True
-
-
-def _virtual_alias(entry: VirtualEntry, rules: DomainRules, resolver: Resolver,
-                   put: Put) -> None:
-    context = f"virtusertable {entry.key}"
-    if entry.any_detail:
-        resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent (qmail "
-                      "extensions use '-')", entry.origin)
-        return
-    target = entry.target
-    if isinstance(target, Address) and entry.substitutes:
-        text = str(target).replace("%1", entry.local or "")
-        if "%" in text:
-            resolver.warn(f"{context}: {target} uses a substitution with no equivalent here",
-                          entry.origin)
-            return
-        target = parse_item(text, entry.origin)
-    local = entry.local or ""
-    owner = local if local in rules.mailboxes.values() else None
-    lines = resolver.lines([target], context=context, owner=owner, chain=())
-    put(local, lines, entry.origin, "virtusertable address")
-
-
-def _alias_domains(rules: DomainRules) -> tuple[str, ...]:
-    out: list[str] = []
-    for alias in rules.alias_domains:
-        name = alias.lower()
-        problem = domain_problem(name)
-        if problem or name == rules.domain:
-            raise RoutingError(f"alias domain {alias!r} of {rules.domain}: "
-                               f"{problem or 'it is the domain itself'}", origin=rules.origin)
-        if name not in out:
-            out.append(name)
-    return tuple(out)
-
-
-def _catch_all(rules: DomainRules, virtual: dict[str, VirtualEntry],
-               resolver: Resolver) -> CatchAll:
-    entry = virtual.get(f"@{rules.domain}")
-    if rules.catch_all is not None:
-        policy = rules.catch_all
-        if policy.kind == "deliver-to-user" and policy.target not in rules.mailboxes.values():
-            raise RoutingError(f"catch-all of {rules.domain}: {policy.target!r} is not a "
-                               "mailbox of the domain", origin=rules.origin)
-        if policy.kind == "forward-to-address" and "@" not in policy.target:
-            raise RoutingError(f"catch-all of {rules.domain}: forward needs a full address, "
-                               f"not {policy.target!r}", origin=rules.origin)
-        if entry is not None:
-            resolver.note(f"catch-all from the spec ({policy.describe()}) replaces "
-                          f"virtusertable {entry.key} -> {entry.target}", entry.origin)
-        return policy
-    if entry is None:
-        resolver.note("no catch-all declared: unknown recipients bounce, as on sendmail "
-                      "(vpopmail's default would delete them)", rules.origin)
-        return CatchAll("bounce")
-    return _catch_all_from_virtual(entry, rules, resolver)
-
-
-def _catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
-                            resolver: Resolver) -> CatchAll:
-    context = f"virtusertable {entry.key}"
-    target = entry.target
-    if isinstance(target, ErrorCode):
-        if target.status.lower().startswith(_TEMPORARY):
-            resolver.warn(f"{context}: temporary {target} has no vpopmail equivalent; "
-                          "unknown recipients bounce instead", entry.origin)
-        else:
-            resolver.note(f"{context}: {target} becomes a bounce (vpopmail's own message "
-                          "text)", entry.origin)
-        return CatchAll("bounce")
-    if entry.substitutes:
-        resolver.warn(f"{context}: {target} rewrites every address; vpopmail's catch-all "
-                      "forwards to one fixed address. If the domain only mirrors another, "
-                      "declare it as an alias domain there. Unknown recipients bounce "
-                      "instead", entry.origin)
-        return CatchAll("bounce")
-    lines = resolver.lines([target], context=context, chain=())
-    if len(lines) == 1 and lines[0].startswith("&"):
-        address = lines[0][1:]
-        local, _, domain = address.rpartition("@")
-        if domain == rules.domain and local in rules.mailboxes.values():
-            return CatchAll("deliver-to-user", local)
-        return CatchAll("forward-to-address", address)
-    if lines:
-        resolver.warn(f"{context}: the catch-all expands to {len(lines)} destinations; "
-                      "vdelivermail forwards to one address. Unknown recipients bounce "
-                      "instead", entry.origin)
-    return CatchAll("bounce")
 
 
 def _names(names: Sequence[str], what: str) -> str:

@@ -7,7 +7,8 @@ user (whose ~/.forward applies). On vpopmail the same effect is a forward line
 through renamed users; loops, unknown names and deliveries with no safe equivalent
 (``|program``, ``/file``, ``error:``, unreadable ``:include:``) and targets holding a
 control character (a NUL cannot even be passed to a command) become warnings carrying
-the source line. Pure; used by :mod:`mailplan.routing.mapping`.
+the source line. Pure; used by :mod:`mailplan.routing.mapdomain`
+and :mod:`mailplan.routing.mapping`.
 """
 
 from __future__ import annotations
