@@ -1,7 +1,7 @@
 """Map one domain's routing: its mailboxes' ~/.forward, aliases, virtusertable lines,
 the spec's aliases, alias domains and catch-all.
 
-:func:`_map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
+:func:`map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
 domain, which documents the policies applied here (in that order) and then checks the
 result across domains. :func:`alias_name_problem` is also the spec check's
 (:mod:`mailplan.routing.config`). Pure.
@@ -54,7 +54,7 @@ def alias_name_problem(name: str) -> str | None:
     return user_problem(name)
 
 
-def _map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
+def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
                 virtual: dict[str, VirtualEntry], resolver: Resolver,
                 through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
     domain = rules.domain
@@ -273,10 +273,10 @@ def _catch_all(rules: DomainRules, virtual: dict[str, VirtualEntry],
         resolver.note("no catch-all declared: unknown recipients bounce, as on sendmail "
                       "(vpopmail's default would delete them)", rules.origin)
         return CatchAll("bounce")
-    return _catch_all_from_virtual(entry, rules, resolver)
+    return catch_all_from_virtual(entry, rules, resolver)
 
 
-def _catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
+def catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
                             resolver: Resolver) -> CatchAll:
     context = f"virtusertable {entry.key}"
     target = entry.target

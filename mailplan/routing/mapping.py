@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import replace
 
 from mailplan.routing.aliases import effective_aliases
-from mailplan.routing.mapdomain import _catch_all_from_virtual, _map_domain
+from mailplan.routing.mapdomain import catch_all_from_virtual, map_domain
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
@@ -77,7 +77,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     through: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for rules in domains:
         resolver = Resolver(directory, rules.domain)
-        result[rules.domain] = _map_domain(source, rules, table, virtual, resolver, through)
+        result[rules.domain] = map_domain(source, rules, table, virtual, resolver, through)
         findings.extend(resolver.findings)
         checks.extend(resolver.checks)
         escapes.extend(resolver.escapes)
@@ -132,7 +132,7 @@ def _caught_by_catch_all(source: SourceRouting, virtual: Mapping[str, VirtualEnt
         entry = virtual.get(f"@{domain}")
         if entry is None:
             continue
-        caught = _catch_all_from_virtual(entry, rules, Resolver(directory, domain))
+        caught = catch_all_from_virtual(entry, rules, Resolver(directory, domain))
         own = caught.target if caught.kind == "deliver-to-user" else None
         routing = result[domain]
         mailboxes = sorted(m for m in set(rules.mailboxes.values()) - VPOPMAIL_OWNED
