@@ -24,7 +24,7 @@ from typing import Any
 from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
-from mailplan.facts.mailboxes import checkpoint_ends
+from mailplan.facts.checkpoints import checkpoint_ends
 from mailplan.mail.agent_client import (
     AgentClient,
     AgentError,

@@ -34,17 +34,9 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
-from mailplan.facts.mailboxes import (
-    Checkpoint,
-    MailboxRef,
-    MailboxScan,
-    SourceMailbox,
-    checkpoint_ends,
-    count_mailboxes,
-    list_source_mailboxes,
-    scan_mailboxes,
-    still_valid,
-)
+from mailplan.facts.checkpoints import Checkpoint, checkpoint_ends, still_valid
+from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
+from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import (
     LEDGER_BYTES,
     PENDING_KEY,
@@ -112,7 +104,7 @@ class MailJob:
     #: each message's bytes in the mbox, not as stored, so that it ends at the total
     counted: bool = False
     #: a ``flags`` change: the flags to add to messages already in the folder, by
-    #: identity (:attr:`~mailplan.facts.mailboxes.MailboxScan.gain`)
+    #: identity (:attr:`~mailplan.facts.mailbox_scan.MailboxScan.gain`)
     gain: dict[bytes, str] = field(default_factory=dict)
     #: a ``flags`` change of a mailbox found complete on the target: its checkpoint
     #: (a ``settled`` entry), recorded once the flags are added, not before: a later

@@ -37,12 +37,8 @@ from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
-from mailplan.facts.mailboxes import (
-    Checkpoint,
-    SourceMailbox,
-    list_source_mailboxes,
-    still_valid,
-)
+from mailplan.facts.checkpoints import Checkpoint, still_valid
+from mailplan.facts.mailboxes import SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import ledger_sizes
 from mailplan.facts.source import read_source
 from mailplan.facts.vpopmail import TargetFacts, read_target

@@ -15,7 +15,7 @@ state file, mode 0600; verify changes nothing on either host):
 
 Records are keyed by folder, source file, mbox flavour and the source's time zone (dates
 without a zone are read in it). The next verify checks those windows with one batched
-command (like the plan's checkpoints, :func:`mailplan.facts.mailboxes.still_valid`) and
+command (like the plan's checkpoints, :func:`mailplan.facts.checkpoints.still_valid`) and
 computes the same digest from the target's file names (identity, ``,S=`` size, flags and
 keyword letters named by the folder's dovecot-keywords, or courier-imap's keywords where
 only courier opened the folder, and those too where both are checked and differ) and

@@ -1065,7 +1065,8 @@ def test_a_whole_read_of_a_spool_not_settled_takes_what_earlier_reads_ended(
     leaves the rest for the next run, after that end (None: nothing left)."""
     import io
 
-    from mailplan.facts.mailboxes import SourceMailbox, scan_mailboxes
+    from mailplan.facts.mailbox_scan import scan_mailboxes
+    from mailplan.facts.mailboxes import SourceMailbox
     from mailplan.mail.mbox import read_mbox
 
     first = b"".join(imported)

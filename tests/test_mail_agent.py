@@ -1136,7 +1136,8 @@ def test_snapshot_checkpoint_digests_are_those_plans_check(tmp_path, noatime):
     import hashlib
 
     from mailplan.connectors.local import LocalConnector
-    from mailplan.facts.mailboxes import Checkpoint, SourceMailbox, still_valid
+    from mailplan.facts.checkpoints import Checkpoint, still_valid
+    from mailplan.facts.mailboxes import SourceMailbox
     from mailplan.mail.snapshot import SnapshotStream
 
     conn = LocalConnector("oldmail")

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplan.errors import MailplanError
-from mailplan.facts.mailboxes import checkpoint_ends
+from mailplan.facts.checkpoints import checkpoint_ends
 from mailplan.mail.fromline import header_date, parse_from_line
 from mailplan.mail.mbox import (
     MboxReader,

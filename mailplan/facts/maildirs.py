@@ -17,7 +17,8 @@ least data carried back:
 Which folders exist at all (an empty one holds no identity to find) is
 :func:`missing_folders`: a ``find`` of their directories, nothing listed inside.
 
-The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts.mailboxes`.
+The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts.mailboxes`
+and :mod:`mailplan.facts.mailbox_scan`.
 """
 
 from __future__ import annotations

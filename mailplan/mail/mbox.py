@@ -56,13 +56,13 @@ From_ line, or the count and offset of the bytes before the first From_ line). W
 mailbox. A read resumed at ``offset > 0``
 (the spool grew) starts where the plan placed the checkpoint: at a From_ line when the
 last message read had no blank line at its end (it was left for that next read, see
-:mod:`mailplan.facts.mailboxes`), or after a final last message, where it may start with
+:mod:`mailplan.facts.mailbox_scan`), or after a final last message, where it may start with
 one line end before the From_ line: that is the framing blank line of that message,
 written when the new mail was appended. Plan and apply read a resumed read alike.
 
 **Where earlier reads ended.** ``ends`` lists offsets where an earlier read of the same
 file ended and took the last message as it was then: a settled mailbox's last message
-without a final line end (see :mod:`mailplan.facts.mailboxes`). Once mail is appended,
+without a final line end (see :mod:`mailplan.facts.checkpoints`). Once mail is appended,
 that message's bytes as a read through them sees them change (a line end added before
 the next From_ line, or that From_ line right after its last byte, not a separator there),
 so its identity would too. A read therefore ends the message at each of those offsets, as

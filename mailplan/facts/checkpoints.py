@@ -1,0 +1,111 @@
+"""Checkpoints of the source's mailboxes (read only): where an earlier apply's import
+ended, and whether the mailbox still holds what it read.
+
+When an earlier apply recorded a checkpoint for a mailbox (the offset it imported
+through and digests of the first and the last 4 KiB before it) and both windows still
+match (:func:`still_valid`), only the bytes after the checkpoint are read
+(:mod:`mailplan.facts.mailbox_scan`): an unchanged 1 GB spool costs two 4 KiB reads. A
+checkpoint whose offset is not followed by a From_ line (taken by an older version
+inside a message) is not trusted: the mailbox is read whole.
+
+**Where earlier reads ended.** A settled mailbox's last message without a final line end
+is imported as it is; once a delivery appends after it, a whole read would see it with
+the line end the delivery wrote first (or, with none, run on into the next message): a
+different message. So a checkpoint also lists such ends (:attr:`Checkpoint.ends`,
+:func:`checkpoint_ends`), and a whole read compared with the target's identities, while
+the checkpoint still matches, ends a message at each of them as that read did
+(:class:`~mailplan.mail.mbox.MboxReader`'s ``ends``); a message ending there was final
+then and is final now. A checkpoint's own offset that follows no line end is such an end
+even where the list lacks it (written by a version before it was kept): the check of the
+checkpoint reads that byte (:func:`still_valid`'s ``ended``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailplan.connectors.base import Connector
+from mailplan.facts.mailboxes import SourceMailbox
+from mailplan.facts.noatime import read_tools
+from mailplan.mail.windows import WINDOW, digest, slice_command
+from mailplan.remote import run_batch
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What an earlier apply imported through, to read only what was appended since."""
+
+    path: str
+    inode: int
+    offset: int
+    head: str  # sha256 of the first WINDOW bytes
+    tail: str  # sha256 of the WINDOW bytes before offset
+    #: the Maildir ledger's size when it was taken: the ledger line of every message
+    #: before ``offset`` comes before it (None: not known, from an older state file)
+    ledger: int | None = None
+    #: where reads that led to it ended after a last message without a final line end
+    #: (:func:`checkpoint_ends`): a whole read ends a message there too
+    ends: tuple[int, ...] = ()
+
+
+def checkpoint_ends(ends: Sequence[int], offset: int, tail: bytes) -> list[int]:
+    """The ends a checkpoint at ``offset`` records: the earlier ones (``ends``) before
+    it, and ``offset`` itself when the bytes just read before it (``tail``) end without
+    a line end. There a settled mailbox's last message was taken as it was: mail
+    appended later puts a line end after it, or its From_ line right after it, and a
+    whole read would then see another message (an end after a line end reads the same
+    either way, and is not listed: the list does not grow with every run)."""
+    kept = sorted({e for e in ends if 0 < e <= offset})
+    if tail and not tail.endswith(b"\n") and offset not in kept:
+        kept.append(offset)
+    return kept
+
+
+#: what may follow a checkpoint: a From_ line, possibly after the line end that ends the
+#: last message read when it had no blank line yet (see MboxReader: resumed reads)
+_BOUNDARY = (b"From ", b"\nFrom ", b"\r\nFrom ")
+_PEEK = 7
+
+
+def _window_cmd(path: str, offset: int, noatime: bool) -> str:
+    width = min(WINDOW, offset)
+    return "; ".join(slice_command(path, start, length, noatime=noatime) for start, length
+                     in ((0, width), (offset - width, width), (offset, _PEEK)))
+
+
+def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
+                heads: dict[int, bytes] | None = None, ended: set[int] | None = None
+                ) -> list[bool]:
+    """Whether each mailbox still starts with what its checkpoint recorded (one batch),
+    and a From_ line follows the checkpoint (or nothing yet): a checkpoint inside a
+    message (taken by an older version at the end of a delivery still being written) is
+    not trusted, so the mailbox is read whole. ``heads`` receives, by index, the bytes
+    before a valid checkpoint taken before the file reached one window (its head window
+    was the whole file: a later checkpoint's head is those bytes and more, see
+    :func:`mailplan.mail.windows.grown_head`); ``ended`` the indexes of the valid
+    checkpoints whose offset follows no line end (the read that took it ended there
+    after a last message without one: :func:`checkpoint_ends`)."""
+    todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
+            if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
+    ok = [False] * len(pairs)
+    if not todo:
+        return ok
+    noatime = read_tools(conn).dd
+    results = run_batch(conn, [_window_cmd(mb.path, cp.offset, noatime) for _i, mb, cp in todo])
+    for (i, _mb, cp), res in zip(todo, results, strict=True):
+        head_len = min(WINDOW, cp.offset) if cp.offset else 0
+        data, want = res.stdout, head_len + min(WINDOW, cp.offset)
+        after = data[want:]
+        if res.returncode == 0 and len(data) >= want:
+            data = data[:want]
+            ok[i] = digest(data[:head_len]) == cp.head and digest(data[head_len:]) == cp.tail \
+                and (after == b"" or any(b.startswith(after) or after.startswith(b)
+                                         for b in _BOUNDARY))
+            if ok[i] and heads is not None and cp.offset < WINDOW:
+                heads[i] = data[:head_len]
+            if ok[i] and ended is not None and cp.offset and not data.endswith(b"\n"):
+                ended.add(i)
+        elif cp.offset == 0:
+            ok[i] = True
+    return ok
