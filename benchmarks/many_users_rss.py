@@ -5,7 +5,7 @@ cutover when the state file was lost, or when the old server rewrote the spools 
 the last run (a mail reader marking a message read rewrites the file): each mailbox is
 compared with its folder's identities on the target. A verify always reads every
 mailbox and lists every Maildir. Both read the users a group at a time
-(``mailplan.mailboxes.WHOLE_READ_LEDGER_BYTES``, ``mailplan.verify.GROUP_LEDGER_BYTES``
+(``mailplan.mailbox_reads.WHOLE_READ_LEDGER_BYTES``, ``mailplan.verify.GROUP_LEDGER_BYTES``
 and ``GROUP_SOURCE_BYTES``); this prints the time and peak RSS of each next to the same
 command with those bounds lifted (every user at once), on the same files. Local hosts
 (no SSH), into the test stand-in:
@@ -42,10 +42,10 @@ from migration import (  # noqa: E402
 
 RUN = """
 import resource, sys
-import mailplan.mailboxes, mailplan.verify
+import mailplan.mailbox_reads, mailplan.verify
 from mailplan.cli import main
 if {lift}:
-    mailplan.mailboxes.WHOLE_READ_LEDGER_BYTES = 1 << 62
+    mailplan.mailbox_reads.WHOLE_READ_LEDGER_BYTES = 1 << 62
     mailplan.verify.GROUP_LEDGER_BYTES = mailplan.verify.GROUP_SOURCE_BYTES = 1 << 62
 sys.argv = ["mailplan", *{args!r}]
 try:

@@ -33,7 +33,8 @@ from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.importer import EarlyAgent, MailImporter, user_dirs
 from mailplan.mail.agent_client import PROGRAM as WRITER
-from mailplan.mailboxes import MailJob, plan_mail
+from mailplan.mailbox_changes import MailJob
+from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.remote import ShellSession
 from mailplan.routing.integrate import merge_changes, plan_routing

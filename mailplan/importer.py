@@ -37,7 +37,8 @@ from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import subscription_lines
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
-from mailplan.mailboxes import MailJob, maildir_of
+from mailplan.mailbox_changes import MailJob
+from mailplan.mailboxes import maildir_of
 from mailplan.plan import Change
 from mailplan.remote import ShellSession, run_batch
 from mailplan.shell import Cmd
@@ -218,7 +219,7 @@ class MailImporter:
             else opened.get("ledger")
         if checkpoint is not None and isinstance(ledger, int):
             # every message before the offset has its ledger line before this size: the
-            # next plan numbers appended messages from those lines only (mailboxes.py)
+            # next plan numbers appended messages from those lines only (mailbox_reads.py)
             checkpoint["ledger"] = ledger
         ends = checkpoint_ends(job.begin.ends, stream.end, stream.seen.tail)
         if checkpoint is not None and ends:

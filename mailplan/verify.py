@@ -219,7 +219,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
     deleted on the target since is not missing), and their checkpoints' record of where
     the imports' reads ended (:func:`read_source_mail`'s ``ends``); ``subscribed``: the
     folders each user's ``~/.mailboxlist`` lists (None: there is none), which apply
-    subscribes (:func:`mailplan.mailboxes.subscribes`)."""
+    subscribes (:func:`mailplan.subscriptions.subscribes`)."""
     state_mail = state_mail or {}
     subscribed = subscribed or {}
     files, ledgers, keywords, there, subscriptions = read_target_mail(target_conn, sorted(

@@ -528,7 +528,7 @@ def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_pat
     compared with its folder's identities on the target. The plan lists those a group of
     Maildirs at a time (bounded by their ledgers' size) and drops each group's before the
     next, so its memory does not grow with the number of users; the plan is the same."""
-    from mailplan import mailboxes
+    from mailplan import mailbox_reads
     from mailplan.engine import make_plan
     from mailplan.spec import load_spec
     from mailplan.state import State
@@ -546,7 +546,7 @@ def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_pat
                               for j in range(20 + i, 25 + i)))
     asked: list[list[str]] = []
     held: list[weakref.ref] = []  # the identity sets of the groups listed before
-    listed = mailboxes.read_maildirs
+    listed = mailbox_reads.read_maildirs
 
     def read_maildirs(conn, folders):  # type: ignore[no-untyped-def]
         gc.collect()
@@ -556,7 +556,7 @@ def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_pat
         held.extend(weakref.ref(ids) for f in facts.values() for ids in f.ids.values())
         return facts
 
-    monkeypatch.setattr(mailboxes, "read_maildirs", read_maildirs)
+    monkeypatch.setattr(mailbox_reads, "read_maildirs", read_maildirs)
     spec = load_spec(spec_path)
 
     def plan() -> tuple[list[str], list[str]]:
@@ -574,7 +574,7 @@ def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_pat
                         "on the target"]
     assert len(whole[1]) == 2 and all("already on the target" in n for n in whole[1])
     asked.clear()
-    monkeypatch.setattr(mailboxes, "WHOLE_READ_LEDGER_BYTES", 1)  # every Maildir alone
+    monkeypatch.setattr(mailbox_reads, "WHOLE_READ_LEDGER_BYTES", 1)  # every Maildir alone
     assert plan() == whole
     assert asked == [["g0"], ["g1"], ["g2"], ["g3"]]
 
@@ -1499,7 +1499,8 @@ def test_a_flags_update_finding_a_file_gone_records_no_checkpoint():
     next plan reads it whole and compares it again (from a checkpoint it never would)."""
     from mailplan.facts.mailboxes import SourceMailbox
     from mailplan.importer import MailImporter
-    from mailplan.mailboxes import MailJob, Start
+    from mailplan.mailbox_changes import MailJob
+    from mailplan.mailbox_reads import Start
     from mailplan.plan import Change
 
     mb = SourceMailbox("d.example", "ursula", "INBOX", "/var/spool/mail/ursula", 100, 0.0, 7)

@@ -1,0 +1,229 @@
+"""The mailbox changes: what the plan makes of each source mailbox it read.
+
+Each mailbox's read (:mod:`mailplan.mailbox_reads`) becomes a ``mailbox`` change with
+its job, or the reason it needs none (:func:`judge`); notes on a mailbox become
+problems, warnings or reasons (:func:`file`), and a user whose mail to import exceeds
+the quota gets a warning (:func:`quota_warnings`).
+A mailbox read whole (or past its checkpoint) and found entirely on the target gets a
+checkpoint for apply to record in the state only (``MailPlan.settled``).
+Each message such a read finds already in its folder is compared with its file there:
+the Maildir flags the source gives it (set on the old server after its import) and the
+file lacks make one ``flags`` change per mailbox (:func:`_flags_change`): apply adds
+them, never removes one, and records that mailbox's checkpoint only then.
+
+Apply carries out the ``mailbox`` changes with the jobs kept here: see
+:mod:`mailplan.importer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mailplan.desired import Desired, Problem
+from mailplan.facts.checkpoints import checkpoint_ends
+from mailplan.facts.mailbox_scan import MailboxScan
+from mailplan.facts.mailboxes import SourceMailbox
+from mailplan.facts.notes import MailboxNote
+from mailplan.mail.windows import WINDOW, digest, grown_head
+from mailplan.mailbox_reads import Start
+from mailplan.names import human_size
+from mailplan.plan import Change, Noop
+from mailplan.subscriptions import subscribed_text, subscribes
+from mailplan.text import marked
+
+
+@dataclass
+class MailJob:
+    """What apply needs to import one mailbox (kept in memory, never saved)."""
+
+    mailbox: SourceMailbox
+    begin: Start
+    count: int
+    size: int
+    subscribe: bool
+    #: ``size`` is the mbox's (a first import counted on the source): progress counts
+    #: each message's bytes in the mbox, not as stored, so that it ends at the total
+    counted: bool = False
+    #: a ``flags`` change: the flags to add to messages already in the folder, by
+    #: identity (:attr:`~mailplan.facts.mailbox_scan.MailboxScan.gain`)
+    gain: dict[bytes, str] = field(default_factory=dict)
+    #: a ``flags`` change of a mailbox found complete on the target: its checkpoint
+    #: (a ``settled`` entry), recorded once the flags are added, not before: a later
+    #: plan reads the mailbox from it, and would not see flags still missing
+    settled: dict[str, Any] | None = None
+
+
+@dataclass
+class MailPlan:
+    """The mailbox part of a plan."""
+
+    changes: list[Change] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    #: migrated all the same, but worth the administrator's look (Plan.warnings)
+    warnings: list[Problem] = field(default_factory=list)
+    jobs: dict[str, MailJob] = field(default_factory=dict)
+    #: checkpoints of mailboxes read to their end and found already on the target
+    #: (state entries: apply records them, so later plans read only what is appended)
+    settled: list[dict[str, Any]] = field(default_factory=list)
+
+
+def quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str, str]],
+                   state_mail: dict[str, Any]) -> None:
+    """A warning for each user whose mail to import, with what earlier applies imported
+    (the state's record), exceeds the quota: the mail is imported all the same."""
+    totals: dict[tuple[str, str], int] = {}
+    for job in out.jobs.values():
+        key = (job.mailbox.domain, job.mailbox.user)
+        totals[key] = totals.get(key, 0) + job.size
+    before: dict[tuple[str, str], int] = {}
+    for mailbox, owner in owners.items():
+        if owner in totals:
+            before[owner] = before.get(owner, 0) + int(
+                (state_mail.get(mailbox) or {}).get("bytes", 0))
+    for (domain, user), size in sorted(totals.items()):
+        quota = desired.domains[domain].users[user].quota
+        had = before.get((domain, user), 0)
+        if quota is not None and size + had > quota:
+            what = f"mail to import ({human_size(size)})" + (
+                f" with what earlier applies imported ({human_size(had)})" if had else "")
+            out.warnings.append(Problem(domain, user, f"{what} exceeds the quota "
+                                        f"({human_size(quota)}); it is imported anyway (mail "
+                                        "is never dropped), but new mail will bounce until "
+                                        "the quota is raised"))
+
+
+def file(out: MailPlan, note: MailboxNote) -> None:
+    """Put a note on a source mailbox where its kind says: a problem (not migrated), a
+    warning (migrated all the same) or, for ``plan -v``, with what needs no change."""
+    if note.kind == "info":
+        out.noops.append(Noop(note.domain, note.user, note.message))
+    elif note.kind == "warning":
+        out.warnings.append(Problem(note.domain, note.user, note.message))
+    else:
+        out.problems.append(Problem(note.domain, note.user, note.message))
+
+
+def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
+          begin: Start, ledger: tuple[int, int | None],
+          subscribed: dict[tuple[str, str], set[str] | None], pending: bool,
+          missing: bool = False) -> None:
+    """Explain the mailbox or add its change. ``ledger``: how many identities its
+    folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
+    its Maildir holds the record of a writer stopped before its ledger lines;
+    ``missing``: its folder is to be created though it has nothing to import."""
+    if scan.error:
+        out.problems.append(Problem(mb.domain, mb.user, f"{marked(mb.name)} ({mb.path}) is "
+                                    f"not readable as mail: {scan.error}; nothing is "
+                                    "imported from it"))
+        return
+    for note in scan.notes:
+        file(out, note)
+    flags = _flags_change(out, mb, scan)
+    there = scan.total - scan.todo
+    skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
+        if scan.skipped_internal else ""
+    subs = subscribed.get((mb.domain, mb.user))
+    subscribe = subscribes(mb, subs)
+    if scan.held_back:
+        # apply reads (and its checkpoint ends) where that message starts: the next
+        # run reads it from its From_ line, as a whole read would
+        skipped += ("; last message incomplete (no blank line at the end of the spool yet), "
+                    "left for the next run")
+        mb = replace(mb, size=scan.end)
+    read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
+    if not scan.todo:
+        settled = _settled(mb, scan, begin, ledger)
+        if pending and scan.total:
+            # its ledger lacks lines a stopped writer owed, and only a writer opening the
+            # Maildir appends them: without this no run would, and every plan would read
+            # the mailbox whole (and a message the user deletes meanwhile would come back)
+            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
+                            after=f"nothing to import ({there} already on the target); "
+                            "completes the import record an interrupted run left in the "
+                            "Maildir, so later plans read only new mail" + skipped,
+                            fingerprint=scan.todo_digest)
+            out.changes.append(change)
+            out.jobs[change.id] = MailJob(mb, begin, 0, 0, missing and subscribe)
+            return
+        if missing:
+            # the import's path with no message: the writer makes the folder (as it makes
+            # any, with vpopmail's modes and owner) and writes its subscription
+            change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
+                            after="0 messages; create the folder"
+                            + subscribed_text(subs, subscribe) + read + skipped,
+                            fingerprint=scan.todo_digest)
+            out.changes.append(change)
+            out.jobs[change.id] = MailJob(mb, begin, 0, 0, subscribe)
+            return
+        if settled is not None and flags is not None:
+            flags.settled = settled  # recorded once the flags are added
+        elif settled is not None:
+            out.settled.append(settled)
+            read += (f"; apply records that it is complete through byte {scan.end}, so "
+                     "later plans read only what arrives after")
+        held = there + begin.count
+        # an empty mailbox has nothing "on the target" (its user may not be there yet)
+        what = ("empty, nothing to import" if not held else
+                "its 1 message already on the target" if held == 1 else
+                f"all {held} messages already on the target")
+        out.noops.append(Noop(mb.domain, mb.user,
+                              f"{marked(mb.name)}: {what}{read}{skipped}"))
+        return
+    size = scan.todo_bytes
+    how = " (first import: From_ lines counted on the source, the mbox's size)" \
+        if scan.counted else ""
+    change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
+                    after=f"{scan.todo} message(s), {human_size(size)} to import into "
+                    + marked(mb.folder) + (f"; {there} already on the target" if there else "")
+                    + read + how + skipped,
+                    fingerprint=scan.todo_digest)
+    out.changes.append(change)
+    out.jobs[change.id] = MailJob(mb, begin, scan.todo, size, subscribe, scan.counted)
+
+
+def _flags_change(out: MailPlan, mb: SourceMailbox, scan: MailboxScan) -> MailJob | None:
+    """The ``flags`` change of a mailbox whose messages on the target lack flags the
+    source has (read on the old server after the import: ``MailboxScan.gain``), with its
+    job; it comes before the mailbox's import, which records a checkpoint later plans
+    read from. None when there is none."""
+    if not scan.gain:
+        return None
+    counts = ", ".join(f"{flag} {n}" for flag, n in scan.gained().items())
+    todo = hashlib.sha256()
+    for ident, flags in sorted(scan.gain.items()):
+        todo.update(ident + b" " + flags.encode() + b";")
+    change = Change("update", "flags", mb.domain, mb.user, item=mb.name,
+                    after=f"{len(scan.gain)} message(s) gain flags ({counts})",
+                    fingerprint=todo.hexdigest()[:16])
+    out.changes.append(change)
+    job = MailJob(mb, Start(), len(scan.gain), 0, False, gain=scan.gain)
+    out.jobs[change.id] = job
+    return job
+
+
+def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
+             ledger: tuple[int, int | None]) -> dict[str, Any] | None:
+    """The checkpoint of a mailbox whose messages are all on the target already (a run
+    killed between its last sync and journaling it, a state file deleted, a spool the
+    old server rewrote): without it every later plan would read it whole again. The
+    windows come from the bytes this plan read, like an import's. None when a plan
+    would not trust it (the folder's ledger holds fewer messages than it counts)."""
+    seen = scan.seen
+    count = begin.count + scan.total
+    if not scan.total or seen is None or scan.end <= begin.offset or ledger[0] < count \
+            or scan.end != begin.offset + seen.size \
+            or (begin.offset and len(seen.tail) < WINDOW):
+        return None  # nothing new read, an untrusted count, or a window before the read
+    head = grown_head(begin.head, begin.before, seen.head) if begin.offset \
+        else digest(seen.head)
+    checkpoint = {"path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
+                  "tail": digest(seen.tail), "count": count}
+    if ledger[1] is not None:  # every message it counts is there: its line comes before
+        checkpoint["ledger"] = ledger[1]
+    ends = checkpoint_ends(begin.ends, scan.end, seen.tail)
+    if ends:
+        checkpoint["ends"] = ends
+    return {"mailbox": mb.key, "checkpoint": checkpoint}
