@@ -155,7 +155,8 @@ def _self_rss_kb() -> int:
 
 def child_apply(spec_path: str, do_apply: bool) -> dict[str, Any]:
     """``mailplan apply --auto-approve`` (or only ``plan``) in-process; time and bytes."""
-    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
     from mailplan.hosts import connect
     from mailplan.spec import load_spec
     from mailplan.state import State, locked

@@ -26,7 +26,8 @@ from migration import SourceAccount, install_target, make_source, ssh_host, writ
 from passlib.hash import md5_crypt  # noqa: E402
 from sshd_fixture import start_sshd  # noqa: E402
 
-from mailplan.engine import apply_plan, make_plan, state_path_for  # noqa: E402
+from mailplan.apply import apply_plan  # noqa: E402
+from mailplan.engine import make_plan, state_path_for  # noqa: E402
 from mailplan.spec import load_spec  # noqa: E402
 from mailplan.state import State, locked  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The ``mailplan`` command line: parse options, call the library, report errors.
 
-Each command calls one function of :mod:`mailplan.engine`; a
+Each command calls one function of :mod:`mailplan.engine` or :mod:`mailplan.apply`; a
 :class:`~mailplan.errors.MailplanError` becomes ``Error: ...`` on stderr and exit 1.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from mailplan import __version__
+from mailplan.apply import record_settled
 from mailplan.engine import (
     STATE_HELP,
     check_saved,
     load_for_apply,
     make_plan,
-    record_settled,
     state_path_for,
 )
 from mailplan.errors import MailplanError

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mailplan.engine import ApplyResult, Planned, apply_plan, beyond
+from mailplan.apply import ApplyResult, apply_plan
+from mailplan.engine import Planned, beyond
 from mailplan.errors import ConnectionLost, HostError, SourceChanged, StalePlanError
 from mailplan.plan import Change, Plan
 from mailplan.state import State

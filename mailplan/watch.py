@@ -8,11 +8,11 @@ connection so each remote command is logged, feeds the progress reporter from
 Ctrl-C: until the first change, the run stops at once (:mod:`mailplan.interrupt`):
 nothing was changed, and the log says so. From then on the first SIGINT only asks to
 stop. The running step finishes (a mailbox import stops after its current batch is
-durable and journaled), then :class:`StopRequested` (a ``KeyboardInterrupt``, so the
-engine records the apply as interrupted) ends the run and the operator is told what was
-done and how to resume. A second Ctrl-C stops at once: the connections are ended, and
-with them the remote commands, a hung one included; the journal still holds every
-finished step.
+durable and journaled), then :class:`StopRequested` (a ``KeyboardInterrupt``, so
+:mod:`mailplan.apply` records the apply as interrupted) ends the run and the operator is
+told what was done and how to resume. A second Ctrl-C stops at once: the connections
+are ended, and with them the remote commands, a hung one included; the journal still
+holds every finished step.
 
 SIGTERM (a shutdown, ``kill``, a supervisor) and SIGHUP (the administrator's terminal or
 SSH session went away) ask to stop the same way as the first Ctrl-C; a SIGTERM after
@@ -47,7 +47,8 @@ from mailplan.spec import Spec
 from mailplan.text import escape, escape_lines
 
 if TYPE_CHECKING:
-    from mailplan.engine import ApplyResult, Planned
+    from mailplan.apply import ApplyResult
+    from mailplan.engine import Planned
 
 
 class StopRequested(KeyboardInterrupt):

@@ -388,7 +388,7 @@ def test_a_log_that_cannot_be_written_stops_without_stopping_the_apply(tmp_path)
 
 
 def test_a_state_that_cannot_be_saved_after_an_error_says_both(tmp_path):
-    from mailplan.engine import _finish
+    from mailplan.apply import _finish
     from mailplan.errors import HostError, MailplanError
 
     class Full:

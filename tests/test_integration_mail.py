@@ -346,7 +346,8 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     started, besides the read itself (each remote command is a shell start-up). On the
     target, the plan's reads, the account steps and the import's commands share one
     shell too, besides the writer agent."""
-    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
     from mailplan.mail.agent_client import agent_command
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
@@ -391,7 +392,8 @@ def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch
     """The old server rewrites the spool right after the import read it (a reader deletes
     the first message, new mail arrives): the checkpoint must describe what was read, not
     the rewritten file, or the next plan would start reading inside the new message."""
-    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
     from mailplan.mail.agent_client import AgentClient
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
@@ -663,8 +665,9 @@ def test_an_early_agent_goes_to_one_taker_and_one_nobody_took_is_stopped():
 
 def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
         tmp_path, monkeypatch):
-    from mailplan import engine
-    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan import apply
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
     from mailplan.errors import StepFailed
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
@@ -679,7 +682,7 @@ def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
     def refused(session, ctx, change):  # type: ignore[no-untyped-def]
         raise StepFailed("refused by the test", host="newmail", step=change.address)
 
-    monkeypatch.setattr(engine, "execute", refused)
+    monkeypatch.setattr(apply, "execute", refused)
     path = state_path_for(spec)
     with locked(path):
         state = State.load(path)

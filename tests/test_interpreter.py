@@ -123,7 +123,8 @@ def test_a_python_gone_by_the_apply_fails_the_import_with_a_hint_not_a_retry(tmp
     """The plan found the interpreter, the apply's writer does not (removed in between):
     the import fails as a step (StepFailed, which apply does not retry), saying why,
     while the account steps before it are done."""
-    from mailplan.engine import apply_plan, make_plan, state_path_for
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from migration import SourceAccount, install_target, make_source, unique_domain, write_spec
 
+from mailplan.apply import apply_plan
 from mailplan.connectors.local import LocalConnector
-from mailplan.engine import apply_plan, make_plan, state_path_for
+from mailplan.engine import make_plan, state_path_for
 from mailplan.errors import SourceChanged
 from mailplan.spec import load_spec
 from mailplan.state import State, locked

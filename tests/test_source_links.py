@@ -20,7 +20,8 @@ from migration import (
     write_spec,
 )
 
-from mailplan.engine import apply_plan, make_plan, state_path_for
+from mailplan.apply import apply_plan
+from mailplan.engine import make_plan, state_path_for
 from mailplan.errors import SourceChanged
 from mailplan.facts.mailboxes import _FILE_FORMAT, _LINK_FORMAT, _parse_find
 from mailplan.spec import load_spec

@@ -292,7 +292,7 @@ def test_an_intent_is_kept_until_its_record_or_its_drop_and_claims_nothing_by_it
     again = State.load(path)
     assert set(again.intents()) == {"create-domain:b.example", "create-user:x@a.example",
                                     "create-alias:info@a.example"}
-    # nothing counts as mailplan's until an apply found it there (engine.settle_intents)
+    # nothing counts as mailplan's until an apply found it there (apply.settle_intents)
     assert again.managed() == (set(), set()) and again.serial == serial
     assert managed_routing(again.data, "a.example", "alias") == frozenset()
     assert again.view().pending == {"b.example"}  # its postmaster password: not known set
@@ -309,7 +309,8 @@ def test_an_intent_is_kept_until_its_record_or_its_drop_and_claims_nothing_by_it
 def test_an_apply_adopts_only_the_intents_whose_object_it_found(tmp_path):
     # an alias whose valias -i never ran (or failed) must not become mailplan's because
     # its domain exists: one made by hand later would be pruned
-    from mailplan.engine import Planned, settle_intents
+    from mailplan.apply import settle_intents
+    from mailplan.engine import Planned
     from mailplan.facts.vpopmail import TargetDomain, TargetFacts
     from mailplan.plan import Plan
     from mailplan.routing.facts import ObservedRouting
