@@ -95,7 +95,7 @@ def quota_warnings(out: MailPlan, desired: Desired, owners: dict[str, tuple[str,
                                         "the quota is raised"))
 
 
-def file(out: MailPlan, note: MailboxNote) -> None:
+def file_note(out: MailPlan, note: MailboxNote) -> None:
     """Put a note on a source mailbox where its kind says: a problem (not migrated), a
     warning (migrated all the same) or, for ``plan -v``, with what needs no change."""
     if note.kind == "info":
@@ -120,7 +120,7 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
                                     "imported from it"))
         return
     for note in scan.notes:
-        file(out, note)
+        file_note(out, note)
     flags = _flags_change(out, mb, scan)
     there = scan.total - scan.todo
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \

@@ -26,7 +26,7 @@ from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mail
 from mailplan.facts.maildirs import missing_folders
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
-from mailplan.mailbox_changes import MailJob, MailPlan, file, judge, quota_warnings
+from mailplan.mailbox_changes import MailJob, MailPlan, file_note, judge, quota_warnings
 from mailplan.mailbox_reads import (
     Read,
     Start,
@@ -106,7 +106,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     mboxrd = bool(spec_data["source"].get("mboxrd", False))
     mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
-        file(out, note)
+        file_note(out, note)
     where = {}  # mailbox -> the Maildir of its user on the target ("" while there is none)
     for mb in mailboxes:
         tdom = target.domains.get(mb.domain)
