@@ -235,12 +235,9 @@ class MailImporter:
         another, passing over one a mail client moved meanwhile), then record the
         mailbox's checkpoint when the plan found it complete (``MailJob.settled``) and
         no file was gone."""
-        step = f"~ flags {change.address}"
         mb = job.mailbox
-        udir = self._user_dir(change)
-        client = self._agent()
-        with self._writer_errors(step, "flags update"):
-            client.open(maildir_of(udir), owner_of_parent=True)
+        with self._maildir_writer(change, f"~ flags {change.address}",
+                                  "flags update") as client:
             done = client.add_flags(mb.dirname, ((
                 (ident[:32].hex(), int(ident[32:])), flags) for ident, flags in job.gain.items()))
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
@@ -259,15 +256,23 @@ class MailImporter:
         """Add the folder's lines to the Maildir's subscription files: the writer adds
         only those missing (a line a user added or kept stays), writing each file as it
         writes any (a new one with vpopmail's mode and owner)."""
-        step = f"+ subscription {change.address}"
         mb = job.mailbox
-        udir = self._user_dir(change)
-        client = self._agent()
-        with self._writer_errors(step, "subscription"):
-            client.open(maildir_of(udir), owner_of_parent=True)
+        with self._maildir_writer(change, f"+ subscription {change.address}",
+                                  "subscription") as client:
             added = client.subscribe(subscription_lines([mb.folder], mb.names))
         return {"subscription": mb.key, "added": added, "domain": change.domain,
                 "user": change.user}
+
+    @contextlib.contextmanager
+    def _maildir_writer(self, change: Change, step: str, what: str) -> Iterator[AgentClient]:
+        """The writer, opened on the user's Maildir (as its owner), for a request that
+        is not an import (``what``: a flags update, a subscription), its failures mapped
+        as an import's (:meth:`_writer_errors`)."""
+        udir = self._user_dir(change)
+        client = self._agent()
+        with self._writer_errors(step, what):
+            client.open(maildir_of(udir), owner_of_parent=True)
+            yield client
 
     @contextlib.contextmanager
     def _writer_errors(self, step: str, what: str,

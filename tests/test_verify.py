@@ -800,15 +800,21 @@ def test_verify_checks_the_subscriptions_apply_writes(migrated):
     assert not work["reused"] and not doc["ok"]
 
 
+def import_other_unlisted(migrated) -> None:  # type: ignore[no-untyped-def]
+    """alice's ~/.mailboxlist lists only Work, and a new folder Other is imported."""
+    src, _target, _domain, spec, _root = migrated
+    (src / "home/alice/.mailboxlist").write_text("mail/Work\n")
+    (src / "home/alice/mail/Other").write_bytes(msg("o@x.example",
+                                                    "Fri Nov  6 09:00:00 2026", "other"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+
+
 @pytest.mark.ssh
 def test_verify_asks_only_for_the_subscriptions_of_the_mailboxlist(migrated):
     # with a ~/.mailboxlist, apply subscribes the folders it lists, and verify asks
     # for no other; a folder listed there since must be subscribed on the target
     src, target, domain, spec, root = migrated
-    (src / "home/alice/.mailboxlist").write_text("mail/Work\n")
-    (src / "home/alice/mail/Other").write_bytes(msg("o@x.example",
-                                                    "Fri Nov  6 09:00:00 2026", "other"))
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+    import_other_unlisted(migrated)
     assert (root / ".Other/cur").is_dir() or (root / ".Other/new").is_dir()
     assert (root / "subscriptions").read_text() == "Work\n"
     res = mailplan("verify", str(spec))
@@ -890,10 +896,7 @@ def test_plan_subscribes_a_folder_the_mailboxlist_gains_after_its_import(migrate
     # plan subscribes it (said so), and once it is, a plan has no change; a folder the
     # user deleted on the target is not subscribed again
     src, target, domain, spec, root = migrated
-    (src / "home/alice/.mailboxlist").write_text("mail/Work\n")
-    (src / "home/alice/mail/Other").write_bytes(msg("o@x.example",
-                                                    "Fri Nov  6 09:00:00 2026", "other"))
-    mailplan("apply", str(spec), "--auto-approve", check=True)
+    import_other_unlisted(migrated)
     assert (root / "subscriptions").read_text() == "Work\n"
     again = mailplan("plan", str(spec), "--detailed-exitcode")
     assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
