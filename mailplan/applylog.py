@@ -21,7 +21,7 @@ from pathlib import Path
 from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
 from mailplan.names import human_size
-from mailplan.state import open_private_append
+from mailplan.private_files import open_private_append
 
 MAX_COMMAND = 2000
 

@@ -30,10 +30,11 @@ from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Plan
+from mailplan.private_files import fingerprint_key
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
-from mailplan.state import State, fingerprint_key, locked
+from mailplan.state import State, locked
 from mailplan.text import escape
 from mailplan.userdirs import withhold_long_dirs
 

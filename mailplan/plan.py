@@ -20,8 +20,8 @@ import jsonschema
 
 from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
+from mailplan.private_files import write_private
 from mailplan.spec import load_schema
-from mailplan.state import write_private
 from mailplan.text import marked
 
 PLAN_VERSION = 1

@@ -46,7 +46,7 @@ class Secret:
     def fingerprint(self, key: bytes) -> str:
         """A short keyed digest (HMAC-SHA256), to detect changes in saved plans without
         storing the value. ``key`` is kept apart from the plan (see
-        :func:`mailplan.state.fingerprint_key`): a plain digest in a plan file would let
+        :func:`mailplan.private_files.fingerprint_key`): a plain digest in a plan file would let
         anyone holding the file test guesses of a clear password offline."""
         return hmac.new(key, self._value.encode(), hashlib.sha256).hexdigest()[:16]
 

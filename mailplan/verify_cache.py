@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from mailplan.state import write_private
+from mailplan.private_files import write_private
 from mailplan.verify_model import Identity, SourceMessage, TargetMessage
 
 VERSION = 2

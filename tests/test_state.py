@@ -12,8 +12,9 @@ import pytest
 
 from mailplan.errors import MailplanError, StateError
 from mailplan.plan import Change
+from mailplan.private_files import fingerprint_key, write_private
 from mailplan.routing.managed import managed_routing
-from mailplan.state import State, fingerprint_key, locked, write_private
+from mailplan.state import State, locked
 
 
 def test_new_state_has_lineage_and_is_written_0600(tmp_path):
@@ -163,7 +164,7 @@ def test_private_files_are_never_written_through_what_lies_beside_them(tmp_path)
     neither written through nor lends its mode; an existing journal or log that had
     another mode is made 0600; a journal that is a symbolic link is refused."""
     from mailplan.plan import Plan
-    from mailplan.state import open_private_append, write_private
+    from mailplan.private_files import open_private_append
 
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
@@ -262,7 +263,7 @@ def test_a_state_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_file(
         tmp_path, monkeypatch):
     import errno
 
-    from mailplan import state as state_mod
+    from mailplan import private_files
 
     path = tmp_path / "s.json"
     write_private(path, "old\n")
@@ -270,7 +271,7 @@ def test_a_state_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_file(
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(state_mod, "write_all", full)
+    monkeypatch.setattr(private_files, "write_all", full)
     with pytest.raises(MailplanError, match=f"cannot write {path}: No space left") as info:
         write_private(path, "new\n")
     assert "free space" in str(info.value)
@@ -381,12 +382,12 @@ def test_a_plan_stopped_while_making_the_key_leaves_none(tmp_path, monkeypatch):
     """The saved plans' fingerprint key is written whole, then linked into place: a plan
     stopped while writing it (Ctrl-C, a kill) leaves no key, never an empty one that
     every later plan would refuse; the next plan makes it."""
-    import mailplan.state
+    import mailplan.private_files
 
     def cut(fd: int, data: bytes) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mailplan.state, "write_all", cut)
+    monkeypatch.setattr(mailplan.private_files, "write_all", cut)
     with pytest.raises(KeyboardInterrupt):
         fingerprint_key(tmp_path / "s.json")
     assert list(tmp_path.iterdir()) == []

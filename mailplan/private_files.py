@@ -1,0 +1,123 @@
+"""Files only mailplan's user may read, written so that no stop leaves one half
+written: the state and its journal (:mod:`mailplan.state`), saved plans, the verify
+cache, the apply log, and the key saved plans' password fingerprints are made with.
+
+Each is created mode 0600 and never written through a symbolic link or a file left
+beside it; a whole file is replaced atomically (temp file, fsync, rename, fsync of the
+directory), a journal or log is appended to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from mailplan.errors import MailplanError, StateError
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a disk may take less per call)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fingerprint_key(state_path: Path) -> bytes:
+    """The key saved plans' password fingerprints are made with: random, kept in
+    ``STATE.key`` beside the state file (0600, made by the first plan), never in a plan.
+    A plan file alone then tells nothing about a password; ``apply p.json`` needs the
+    key file that made it (the same state directory)."""
+    path = state_path.with_name(state_path.name + ".key")
+    if not os.path.lexists(path):
+        _create_key(path)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{path}: cannot read the plan fingerprint key: {exc}",
+                         hint="remove it and run `mailplan plan` again (saved plans made "
+                         "with it are then refused as stale)") from None
+    if len(key) < 16:
+        raise StateError(f"{path}: the plan fingerprint key is too short",
+                         hint="remove it and run `mailplan plan` again")
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, then link it into place: a plan stopped (or killed) at
+    any point leaves no key or a whole one, never an empty one that every later plan
+    would refuse; of two plans making it at once, the first link wins. Where the file
+    system has no hard links, the key is written in place (``O_EXCL``). An error is
+    left for the read that follows to report."""
+    key = secrets.token_hex(32).encode() + b"\n"
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _write_synced(fd, key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here
+            _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                  0o600), key)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _write_synced(fd: int, data: bytes) -> None:
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_private_append(path: Path) -> int:
+    """``path`` opened for appending, mode 0600 also when it existed with another mode; a
+    symbolic link there is refused (``O_NOFOLLOW``), not written through."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with ``text``: temp file 0600, fsync, rename, fsync dir.
+    The temp file is new (``mkstemp``: an unpredictable name, created exclusively), so a
+    file or symbolic link left under some name beside ``path`` is never written through
+    nor keeps its mode."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise MailplanError(f"cannot write {path}: {exc.strerror or exc}",
+                            hint=f"the directory {path.parent} must exist and be writable"
+                            ) from None
+    try:
+        try:
+            write_all(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:  # a full disk, most likely: the old file is still whole
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise MailplanError(f"cannot write {path}: {exc.strerror or exc}",
+                            hint=f"free space in {path.parent}, then run the command again"
+                            ) from None
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
