@@ -15,8 +15,6 @@ line sent through sshd travels as :func:`portable` makes it.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -114,12 +112,27 @@ def chunks_within(items: Iterable[T], weigh: Callable[[T], Sequence[int]],
     return groups
 
 
+#: bytes a command keeps as they are in :func:`portable` form: none is special inside
+#: single quotes to csh, tcsh or fish, nor inside double quotes to sh, nor in a
+#: ``printf`` format
+_AS_IS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                   b" -_./,:;=+@#&|<>(){}[]*?~")
+#: shorter forms for common bytes: ``printf``'s own escapes and ``%%``, and the three
+#: that sh's double quotes take with a backslash (each backslash followed by a letter
+#: or a character that csh and fish leave as it is, never by another backslash)
+_SHORT = {ord("\n"): "\\n", ord("\t"): "\\t", ord("%"): "%%", ord('"'): '\\"',
+          ord("`"): "\\`", ord("$"): "\\$"}
+_FORMS = tuple(chr(b) if b in _AS_IS else _SHORT.get(b, f"\\{b:03o}") for b in range(256))
+
+
 def portable(command: str) -> str:
     """``command`` (a ``/bin/sh`` line) as a line that every login shell, csh, tcsh and
-    fish included, hands to ``/bin/sh`` unchanged: compressed and in base64 inside
-    single quotes that hold no ``!``, newline, backslash or quote. Its standard input
-    and output stay the command's; it fails (not exits 0 having run nothing) where the
-    host lacks ``base64`` or ``gzip``."""
-    data = base64.b64encode(gzip.compress(command.encode("utf-8", "surrogateescape"),
-                                          mtime=0)).decode("ascii")
-    return f"/bin/sh -c 'c=$(echo {data} | base64 -d | gzip -dc) && eval \"$c\"'"
+    fish included, hands to ``/bin/sh`` unchanged: inside single quotes, as the format
+    of ``/bin/sh``'s own ``printf``, every byte but the plain ones of :data:`_AS_IS`
+    escaped (:data:`_SHORT`, else a three-digit octal escape: a quote, ``!``, a
+    backslash, a byte past ASCII). Nothing outside ``/bin/sh`` runs first (a host's
+    PATH need hold no tool for it), and the command's standard input, output and exit
+    status stay its own. The writer's line, its source in it, grows by about a tenth
+    (tests/test_interpreter.py keeps it within one argument of a Linux exec)."""
+    data = command.encode("utf-8", "surrogateescape")
+    return f"/bin/sh -c 'eval \"$(printf \"{''.join(_FORMS[b] for b in data)}\")\"'"

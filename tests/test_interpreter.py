@@ -31,6 +31,7 @@ from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mail.agent_client import agent_command, agent_source
 from mailplan.queue.dump import read_queue
 from mailplan.queue.model import messages
+from mailplan.shell import portable
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS = [REPO / "mailplan/mail/agent.py", REPO / "mailplan/queue/agent.py"]
@@ -174,12 +175,14 @@ def test_the_writers_command_line_fits_in_one_argument_of_a_linux_exec():
     """sshd hands the command line to the login shell as one argument of ``-c`` (under
     sudo, quoted once more), and the shell hands the writer's source to Python as one
     argument: Linux refuses any single argument over 32 pages (MAX_ARG_STRLEN, 128 KiB)
-    with "Argument list too long", so the writer would not start at all."""
+    with "Argument list too long", so the writer would not start at all. Over SSH the
+    line goes in portable form, escaped (mailplan.shell.portable)."""
     limit = 32 * 4096
     line = agent_command("/opt/some/long/path/to/python3")
     for sudo in (False, True):
         sent = LocalConnector("t", sudo=sudo).wrap(line)
         assert len(sent.encode()) < limit * 0.75, "the writer's source is nearing the limit"
+        assert len(portable(sent)) < limit * 0.75, "the writer's source is nearing the limit"
     assert len(agent_source().encode()) < limit * 0.75
 
 

@@ -3,13 +3,18 @@ output masked before it is shown (no password hash in a message)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
+from tools import require
 
 from mailplan.errors import MailplanError
 from mailplan.routing.facts import parse_valias_list
 from mailplan.routing.model import RoutingError
 from mailplan.secret import MASK, Secret, mask_output
-from mailplan.shell import Cmd, join
+from mailplan.shell import Cmd, join, portable
 
 
 def test_parts_are_quoted_and_secrets_masked():
@@ -57,3 +62,25 @@ def test_a_failing_valias_never_echoes_a_hash():
     with pytest.raises(RoutingError) as info:
         parse_valias_list("oops\npasswd: $6$SaltSalt$Zz9Hash\n", 1)
     assert "Zz9Hash" not in str(info.value) and "(sensitive)" in str(info.value)
+
+
+#: every byte a command can hold (a NUL cannot be in one): quotes, ``!``, newlines,
+#: backslashes and bytes past ASCII (a Latin-1 path read with surrogateescape)
+EVERY_BYTE = "".join(chr(b) if b < 128 else chr(0xDC00 + b) for b in range(1, 256))
+
+
+@pytest.mark.parametrize("shell", ["sh", "csh", "tcsh", "fish", "bash", "zsh"])
+def test_the_portable_form_reaches_sh_as_written_from_any_login_shell(shell, tmp_path):
+    """sshd runs ``LOGIN-SHELL -c LINE``: every byte arrives, and the command's stdin and
+    exit status are its own, on a host whose PATH holds nothing (a form that needed
+    base64 and gzip ran nothing on a host without them: plan called a mailbox 'not
+    readable as mail' and apply said the writer 'ended without replying')."""
+    path = shutil.which(shell)
+    require(path, shell)
+    command = f"printf '%s' {join([EVERY_BYTE])}; IFS= read -r x; printf '|%s' \"$x\"; exit 141"
+    res = subprocess.run([path, "-c", portable(command)], input=b"in\xff\n",
+                         capture_output=True, cwd=tmp_path, check=False,
+                         env={"PATH": str(tmp_path), "HOME": str(tmp_path),
+                              "LANG": os.environ.get("LANG", "C.UTF-8")})
+    expected = EVERY_BYTE.encode("utf-8", "surrogateescape") + b"|in\xff"
+    assert (res.returncode, res.stdout, res.stderr) == (141, expected, b"")
