@@ -262,6 +262,35 @@ def test_subscriptions_merge_and_quota_refresh(client, tmp_path):
     assert (root / "maildirsize").read_text() == f"10485760S\n{total} 4\n"
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_subscription_file_that_is_no_file_is_an_error_that_says_so(client, tmp_path,
+                                                                      kind):
+    """A directory (or a named pipe) where a subscription file goes is refused with a
+    sentence naming it: it was an ``IsADirectoryError: [Errno 21] Is a directory: 3``
+    (a pipe hung the writer), at every apply. It is left as it is."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    path = root / "subscriptions"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    said = "a directory" if kind == "directory" else "not a regular file"
+    done = threading.Event()
+
+    def unblock() -> None:  # a writer that waits on the pipe is let go (the test fails)
+        while not done.wait(0.2):
+            with contextlib.suppress(OSError):  # no reader there (yet)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        with pytest.raises(AgentError, match=f"the subscription file {path} is {said}: "
+                           r"no folder can be subscribed there \(move it away"):
+            client.subscribe({"subscriptions": ["Work"],
+                              "courierimapsubscribed": ["INBOX.Work"]})
+    finally:
+        done.set()
+    assert path.is_dir() if kind == "directory" else stat.S_ISFIFO(path.stat().st_mode)
+
+
 def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     """X-Keywords become letters after the flags in the file name, by the folder's
     dovecot-keywords: lines already there keep their numbers (dovecot's own, a user's

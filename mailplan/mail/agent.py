@@ -237,6 +237,20 @@ def link_noreplace(src: str, dst_dir: int, dst: str, src_dir: int | None = None)
 _DOVECOT_V2 = ("V\t2", "")
 
 
+def _subscription_file_lines(fd: int, path: str) -> list[str]:
+    """The lines of the subscription file open on ``fd`` (closed here); one that is no
+    regular file (a directory, a named pipe) is an error that says so: it is not
+    replaced, and no IMAP server keeps subscriptions in it either."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise AgentError(f"the subscription file {path} is {kind}: no folder can be "
+                         "subscribed there (move it away, then apply again)")
+    with open(fd, encoding="utf-8", errors="surrogateescape") as fh:
+        return fh.read().splitlines()
+
+
 def _tab_escaped(text: str) -> str:
     """A name's level as dovecot's version 2 subscription file writes it (its
     ``str_append_tabescaped``)."""
@@ -1248,16 +1262,18 @@ class Agent:
             path = os.path.join(self.root, fname)
             try:
                 # not read through a symbolic link (as plan and verify read none): one is
-                # replaced by a file of the lines written here, its target left alone
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-                with open(fd, encoding="utf-8", errors="surrogateescape") as fh:
-                    old = fh.read().splitlines()
+                # replaced by a file of the lines written here, its target left alone;
+                # nor waited on (a named pipe of that name would hold the open forever)
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_NONBLOCK", 0))
             except FileNotFoundError:
                 old = []
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
                 old = []
+            else:
+                old = _subscription_file_lines(fd, path)
             if fname == "subscriptions" and old[:2] == list(_DOVECOT_V2):
                 # dovecot keeps its file in the form it finds: in its version 2 a name's
                 # levels are separated by tabs (and escaped), and UNSUBSCRIBE removes
