@@ -72,7 +72,7 @@ def validate(spec: str) -> None:
 @main.command(epilog=EXAMPLES["plan"])
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to FILE "
-              "(JSON) for `mailplan apply FILE`.")
+              "(JSON; its name ends in .json) for `mailplan apply FILE`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON "
               "(schemas/plan-v1.schema.json).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with "
@@ -88,6 +88,12 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
     Ctrl-C, SIGTERM or SIGHUP stops it at once (the commands it runs on the hosts
     with it).
     """
+    if out and Path(out).suffix != ".json":
+        # apply and show take a name ending in .json for a saved plan, anything else
+        # for a spec: said before the hosts are read, not after
+        raise click.BadParameter(f"{out}: a saved plan's name ends in .json (`mailplan "
+                                 "apply` reads any other file as a spec)",
+                                 param_hint="'-o' / '--out'")
     loaded = load_spec(spec)
     with stops_at_once("plan", "while reading the hosts"):
         planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),

@@ -115,6 +115,18 @@ def test_plan_apply_plan_is_idempotent_and_passwords_work(tmp_path, source, targ
 
 
 @pytest.mark.ssh
+def test_a_saved_plan_is_named_so_that_apply_reads_it_as_one(tmp_path, source, target, sshd):
+    """``plan -o tonight.plan`` saved the plan and said "apply exactly this plan with:
+    mailplan apply tonight.plan", which read it as a spec ("unknown key 'changes'"):
+    the name is refused before the hosts are read."""
+    spec = spec_for(tmp_path, source, target, sshd, unique_domain())
+    res = mailplan("plan", str(spec), "-o", str(tmp_path / "tonight.plan"), env=ENV)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "tonight.plan: a saved plan's name ends in .json" in res.stderr
+    assert not (tmp_path / "tonight.plan").exists() and res.stdout == ""
+
+
+@pytest.mark.ssh
 def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, sshd):
     domain = unique_domain()
     spec = spec_for(tmp_path, source, target, sshd, domain)
