@@ -7,7 +7,8 @@
 # on the target), tzdata (time-zone tests), strace (makes syncfs fail, to test the
 # writer's fsync fallback), sudo (hosts with `sudo: true` are tested through it), tcsh
 # and fish (logins whose shell does not read sh command lines: two test accounts with
-# those shells, key login only, may use sudo without a password), and mailplan itself
+# those shells, key login only, may use sudo without a password; with zsh, the shells a
+# command's portable form is tried in), and mailplan itself
 # with its test extras, into Debian's python3 (with pip: neither is on a fresh machine,
 # python3 is of priority optional).
 set -euo pipefail
@@ -19,12 +20,12 @@ if ! command -v sshd >/dev/null || ! command -v dovecot >/dev/null || ! command 
    || ! [ -x /usr/bin/time ] || ! command -v awk >/dev/null \
    || ! [ -e /usr/share/zoneinfo/America/New_York ] || ! command -v strace >/dev/null \
    || ! [ -e /usr/share/i18n/charmaps/ISO-8859-1.gz ] || ! command -v python3 >/dev/null \
-   || ! command -v tcsh >/dev/null || ! command -v fish >/dev/null \
+   || ! command -v tcsh >/dev/null || ! command -v fish >/dev/null || ! command -v zsh >/dev/null \
    || ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server openssh-client \
     dovecot-imapd mb2md procps tmux openssl time mawk tzdata strace locales sudo \
-    tcsh fish python3 python3-pip >/dev/null
+    tcsh fish zsh python3 python3-pip >/dev/null
 fi
 # courier-imap conflicts with dovecot-imapd (both provide imap-server) and pulls in an
 # MTA: its libraries are installed as packages, its imapd only unpacked from the .deb
