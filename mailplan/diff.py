@@ -13,7 +13,7 @@ from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Pass
 from mailplan.facts.hashes import verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
-from mailplan.plan import Change, Noop
+from mailplan.plan import Change, Noop, PlanPart
 from mailplan.shell import dot_qmail_program
 
 
@@ -32,13 +32,10 @@ class Managed:
 
 
 @dataclass
-class Diff:
+class Diff(PlanPart):
     """The outcome of comparing desired and observed state."""
 
-    changes: list[Change] = field(default_factory=list)
-    noops: list[Noop] = field(default_factory=list)
     left_alone: list[Noop] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
 
 
 def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -> str | None:

@@ -29,7 +29,7 @@ from mailplan.facts.notes import MailboxNote
 from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.mailbox_reads import Start
 from mailplan.names import human_size
-from mailplan.plan import Change, Noop
+from mailplan.plan import Change, Noop, PlanPart
 from mailplan.subscriptions import subscribed_text, subscribes
 from mailplan.text import marked
 
@@ -56,12 +56,9 @@ class MailJob:
 
 
 @dataclass
-class MailPlan:
+class MailPlan(PlanPart):
     """The mailbox part of a plan."""
 
-    changes: list[Change] = field(default_factory=list)
-    noops: list[Noop] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
     #: migrated all the same, but worth the administrator's look (Plan.warnings)
     warnings: list[Problem] = field(default_factory=list)
     jobs: dict[str, MailJob] = field(default_factory=dict)

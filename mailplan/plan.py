@@ -78,6 +78,17 @@ class Noop:
 
 
 @dataclass
+class PlanPart:
+    """What one part of the plan found (the accounts' diff, routing, mail), before
+    :func:`~mailplan.engine.make_plan` joins the parts into a :class:`Plan`: its
+    changes, what needs none, and what cannot be migrated."""
+
+    changes: list[Change] = field(default_factory=list)
+    noops: list[Noop] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
 class Plan:
     """The result of ``mailplan plan``."""
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
-from mailplan.plan import Change, Noop
+from mailplan.plan import Change, Noop, PlanPart
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -69,14 +69,11 @@ __all__ = ["ROUTING_KINDS", "RoutingOutcome", "check_routing_spec", "execute_rou
 
 
 @dataclass
-class RoutingOutcome:
+class RoutingOutcome(PlanPart):
     """What routing adds to a plan, and what apply needs to carry it out."""
 
-    changes: list[Change] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
     #: worth the administrator's look, nothing known left out (the plan's warnings)
     cautions: list[Problem] = field(default_factory=list)
-    noops: list[Noop] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     actions: dict[str, RoutingChange] = field(default_factory=dict)
     #: what the target has (aliases, forwards, alias domains) as the plan read it
