@@ -34,7 +34,7 @@ from mailplan.mail.agent_client import (
     agent_display,
 )
 from mailplan.mail.convert import Delivered, import_mbox
-from mailplan.mail.maildir import subscription_lines
+from mailplan.mail.maildir import Identities, subscription_lines
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
 from mailplan.mailbox_changes import MailJob
@@ -238,8 +238,8 @@ class MailImporter:
         mb = job.mailbox
         with self._maildir_writer(change, f"~ flags {change.address}",
                                   "flags update") as client:
-            done = client.add_flags(mb.dirname, ((
-                (ident[:32].hex(), int(ident[32:])), flags) for ident, flags in job.gain.items()))
+            done = client.add_flags(mb.dirname, ((Identities.identity(k), flags)
+                                                 for k, flags in job.gain.items()))
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}

@@ -293,7 +293,12 @@ def sync_filesystem(path: str, files: Iterable[str]) -> None:
                 return
         finally:
             os.close(fd)
-    for name in files:
+    fsync_each(files)
+
+
+def fsync_each(paths: Iterable[str]) -> None:
+    """fsync each file or directory of ``paths``."""
+    for name in paths:
         fd = os.open(name, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -1363,12 +1368,7 @@ class Agent:
             except FileNotFoundError:  # moved or deleted since the folder was read
                 gone += 1
         if renamed:  # the new names are durable before the caller records them
-            for sub in ("cur", "new"):
-                fd = os.open(os.path.join(base, sub), DIR_FLAGS)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            fsync_each(os.path.join(base, sub) for sub in ("cur", "new"))
         return {"renamed": renamed, "gone": gone, "taken": taken}
 
     def quota(self) -> dict[str, Any]:

@@ -310,6 +310,11 @@ class Identities(Set[tuple[str, int]]):
     def key(identity: tuple[str, int]) -> bytes:
         return bytes.fromhex(identity[0]) + b"%d" % identity[1]
 
+    @staticmethod
+    def identity(key: bytes) -> tuple[str, int]:
+        """The identity tuple a :meth:`key` holds."""
+        return key[:32].hex(), int(key[32:])
+
     def __contains__(self, identity: object) -> bool:
         try:
             return self.key(identity) in self._keys  # type: ignore[arg-type]
@@ -317,7 +322,7 @@ class Identities(Set[tuple[str, int]]):
             return False
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
-        return ((k[:32].hex(), int(k[32:])) for k in self._keys)
+        return map(self.identity, self._keys)
 
     def __len__(self) -> int:
         return len(self._keys)
