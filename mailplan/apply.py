@@ -114,13 +114,16 @@ class ApplyResult:
 
 def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1,
                on_step: Callable[[Change, str], None] = lambda c, s: None,
-               on_mail: Callable[[Change, int, int], None] | None = None) -> ApplyResult:
+               on_mail: Callable[[Change, int, int], None] | None = None,
+               on_note: Callable[[Change, str], None] = lambda c, t: None) -> ApplyResult:
     """Run the plan's changes in order, verifying and journaling each (caller holds the lock).
 
     Accounts and routing run one at a time in one remote shell; mailbox imports run
     after them, ``parallel`` users at a time (each worker with its own remote shell and
     writer agent; the journal is shared under a lock). ``on_mail(change, messages,
-    bytes)`` is told about each durable, journaled batch of a mailbox import.
+    bytes)`` is told about each durable, journaled batch of a mailbox import;
+    ``on_note(change, text)`` about what a finished step says for the operator (its
+    effect's ``notes``: IMAP keywords a mailbox could not carry), before its ``done``.
     """
     changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
     skipped = [c for c in planned.plan.changes if c not in changes]
@@ -138,6 +141,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
         record(change.id, effect)
         with lock:
             done.append(change)
+        for text in effect.get("notes", ()):
+            on_note(change, text)
         on_step(change, "done")
 
     state.begin(planned.plan.plan_id)

@@ -170,7 +170,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
             watch.begin(planned, todo, target)
             watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                 planned, current, saved=saved, prune=prune, parallel=parallel,
-                on_step=watch.on_step, on_mail=watch.on_mail, on_retry=_retrying,
+                on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
+                on_retry=_retrying,
                 replan=lambda st: make_plan(loaded, st, strict=strict,
                                             connectors=watch.connect(loaded))))
         finally:

@@ -226,8 +226,11 @@ class MailImporter:
             # a last message taken without its final line end: a whole read ends it there
             checkpoint["ends"] = ends
         # no checkpoint rather than a doubtful one: the next plan reads the whole mailbox
-        return {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
-                "user": change.user}
+        effect = {"mailbox": mb.key, "checkpoint": checkpoint, "domain": change.domain,
+                  "user": change.user}
+        if report.keywords.messages:  # for the operator (apply's on_note) and the journal
+            effect["notes"] = [report.keywords.text()]
+        return effect
 
     def _add_flags(self, change: Change, job: MailJob) -> dict[str, Any]:
         """Add the flags the source has to the folder's messages that lack them (one

@@ -14,6 +14,7 @@ from typing import Any
 from mailplan.desired import DesiredUser
 from mailplan.diff import password_matches
 from mailplan.facts.vpopmail import TargetUser
+from mailplan.mail.bookkeeping import MAX_KEYWORDS
 from mailplan.names import quota_field
 
 Identity = tuple[str, int]
@@ -172,7 +173,7 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     name's letters) and as courier-imap does (its own files,
     :mod:`mailplan.mail.courierkw`), each where the target message says so
     (:func:`mailplan.verify.keyword_views`)."""
-    full = len(keywords) >= 26
+    full = len(keywords) >= MAX_KEYWORDS
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
     for ident in sorted(source.keys() - target.keys()):

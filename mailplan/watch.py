@@ -3,7 +3,8 @@
 :class:`ApplyWatch` is what ``mailplan apply`` wraps around planning and applying. It
 opens the apply log (path printed at the start and the end), puts its observer on every
 connection so each remote command is logged, feeds the progress reporter from
-``apply_plan``'s ``on_step`` and ``on_mail`` callbacks, and counts the summary.
+``apply_plan``'s ``on_step``, ``on_mail`` and ``on_note`` callbacks, and counts the
+summary.
 
 Ctrl-C: until the first change, the run stops at once (:mod:`mailplan.interrupt`):
 nothing was changed, and the log says so. From then on the first SIGINT only asks to
@@ -202,6 +203,14 @@ class ApplyWatch:
             self.summary.changed += 1
         else:
             self.summary.deleted += 1
+
+    def on_note(self, change: Change, text: str) -> None:
+        """``apply_plan``'s callback for what a finished step says for the operator."""
+        line = f"{change.symbol} {change.kind} {escape(change.address)}: {text}"
+        with self._lock:
+            self.summary.noted += 1
+        self.log.write(f"step note: {line}")
+        self.reporter.note(f"  ! {line}")
 
     def on_mail(self, change: Change, messages: int, size: int) -> None:
         """``apply_plan``'s per durable mail batch callback (a safe point)."""

@@ -426,3 +426,29 @@ def test_the_log_records_what_the_plan_does_not_migrate(tmp_path):
         assert "not migrated: 1 (the plan's problems, listed above)" in text
         assert "lockedhashvalue" not in text and "pw-ann" not in text
     assert "result: nothing to apply" in text
+
+
+def test_keywords_an_import_cannot_carry_are_told_in_the_output_and_the_log(tmp_path):
+    """A folder holds 26 IMAP keywords (dovecot-keywords letters a-z): a message with
+    more is imported with the first 26, and apply says which were not carried, on its
+    output and in its log, and counts that line in the summary."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    words = " ".join(f"k{i}" for i in range(28)).encode()
+    (src / "var/spool/mail/ann").write_bytes(
+        b"From a@b.example Mon Nov  2 10:00:00 2026\nX-Keywords: " + words
+        + b"\nSubject: many\n\nbody\n\n"
+        + b"From a@b.example Mon Nov  2 10:00:00 2026\nX-Keywords: k3\nSubject: one\n\nx\n\n")
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    out = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    line = (f"  ! + mailbox ann@{domain} INBOX: 1 message(s) lost IMAP keywords, past the "
+            "folder's 26 (dovecot-keywords letters a-z): k26, k27 (the messages and their "
+            "other flags are imported)")
+    assert line in out.splitlines(), out
+    assert out.index(line) < out.index(f"  + mailbox ann@{domain} INBOX: done")
+    text = logs(spec)[-1].read_text()
+    assert f"step note: {line[4:]}" in text
+    assert "  notes: 1 (the lines starting with ! above)" in text
+    assert "imported: 2 message(s)" in text

@@ -305,10 +305,19 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
             b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: Work, bad(atom) \\Seen\n\ny\n\n"
             b"From a@b Mon Jan  1 10:00:00 2001\nX-Keywords: " + words.encode()
             + b"\n\nz\n\n")
-    import_mbox(client, io.BytesIO(mbox), dirname="")
+    report = import_mbox(client, io.BytesIO(mbox), dirname="")
     client.sync()
     lines = (root / "dovecot-keywords").read_text().splitlines()
     assert lines[:3] == ["0 $Label1", "2 Work", "1 Junk"]
+    # what was not carried is counted and named for apply's note: the second message's
+    # two non-atoms, the third's k23 to k29 (the first five named)
+    lost = report.keywords
+    assert (lost.messages, lost.not_atoms, lost.no_letter, lost.more) == (
+        2, ["bad(atom)", "\\Seen"], ["k23", "k24", "k25", "k26", "k27"], {"no_letter"})
+    assert lost.text() == (
+        "2 message(s) lost IMAP keywords, past the folder's 26 (dovecot-keywords letters "
+        "a-z): k23, k24, k25, k26, k27 and more; not IMAP keywords (atoms): bad(atom), "
+        "\\Seen (the messages and their other flags are imported)")
     assert len(lines) == 26 and sorted(int(x.split()[0]) for x in lines) == list(range(26))
     flags = sorted(parse_message_name(p.name).flags or "" for p in (root / "cur").iterdir())
     assert not list((root / "new").iterdir())

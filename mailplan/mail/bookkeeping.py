@@ -28,13 +28,15 @@ has a letter ``a``-``z`` (its line ``N name`` in the folder's ``dovecot-keywords
 the writer extends), and the letters follow the flags in the file name (``:2,Sab``); the
 writer also gives courier-imap the same keywords, in the folder's ``courierimapkeywords/``
 (see the agent's ``K``). A keyword that is not an IMAP atom, or past a folder's 26, is
-not carried.
+not carried: the import counts the messages that lose one (:class:`KeywordLoss`), and
+apply says so for the mailbox.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mailplan.text import is_number
@@ -109,6 +111,51 @@ def carried_keywords(keywords: tuple[str, ...] | list[str]) -> frozenset[str]:
     return frozenset(k for k in keywords if KEYWORD.fullmatch(k))
 
 
+#: a Maildir folder's keywords: a letter each, ``a``-``z`` (dovecot-keywords)
+MAX_KEYWORDS = 26
+_NAMED = 5  # keywords a loss names for each reason; the rest are counted in "and more"
+
+
+@dataclass
+class KeywordLoss:
+    """The IMAP keywords an import could not carry: how many messages lost one, and the
+    first few keywords for each reason (not an IMAP atom; no letter left in the folder),
+    with whether there were more. Memory stays small whatever the mailbox."""
+
+    messages: int = 0
+    not_atoms: list[str] = field(default_factory=list)
+    no_letter: list[str] = field(default_factory=list)
+    #: the lists that are full while more keywords were lost for their reason
+    more: set[str] = field(default_factory=set)
+
+    def add(self, lost: Iterable[str]) -> None:
+        """One message's keywords that got no letter."""
+        self.messages += 1
+        for keyword in lost:
+            reason = "no_letter" if KEYWORD.fullmatch(keyword) else "not_atoms"
+            named = getattr(self, reason)
+            if keyword in named:
+                continue
+            if len(named) < _NAMED:
+                named.append(keyword)
+            else:
+                self.more.add(reason)
+
+    def text(self) -> str:
+        """The operator's line (empty when no message lost a keyword)."""
+        if not self.messages:
+            return ""
+        why = [f"{label}: {', '.join(getattr(self, reason))}"
+               + (" and more" if reason in self.more else "")
+               for reason, label in (
+                   ("no_letter", f"past the folder's {MAX_KEYWORDS} (dovecot-keywords "
+                                 "letters a-z)"),
+                   ("not_atoms", "not IMAP keywords (atoms)"))
+               if getattr(self, reason)]
+        return (f"{self.messages} message(s) lost IMAP keywords, {'; '.join(why)} (the "
+                "messages and their other flags are imported)")
+
+
 def keyword_letters(text: str) -> dict[str, str]:
     """A folder's ``dovecot-keywords`` as ``{letter: keyword}`` (``N name`` lines,
     keyword N is the letter ``a`` + N; another line is skipped, the first of two lines
@@ -116,7 +163,7 @@ def keyword_letters(text: str) -> dict[str, str]:
     letters: dict[str, str] = {}
     for line in text.splitlines():
         number, _, name = line.partition(" ")
-        if number.isascii() and number.isdigit() and int(number) < 26 and name:
+        if number.isascii() and number.isdigit() and int(number) < MAX_KEYWORDS and name:
             letters.setdefault(chr(97 + int(number)), name)
     return letters
 

@@ -29,7 +29,7 @@ from datetime import tzinfo
 from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
-from mailplan.mail.bookkeeping import KEYWORD
+from mailplan.mail.bookkeeping import KEYWORD, KeywordLoss
 from mailplan.mail.maildir import format_name, name_tail
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
@@ -61,6 +61,8 @@ class ImportReport:
     summary: MboxSummary = field(default_factory=MboxSummary)
     #: the Maildir ledger's size after the last sync (None: nothing was synced)
     ledger_size: int | None = None
+    #: messages sent without some of their IMAP keywords (no letter for them)
+    keywords: KeywordLoss = field(default_factory=KeywordLoss)
 
 
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
@@ -90,7 +92,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     report = ImportReport(summary=reader.summary)
     if dirname:
         client.create_folder(dirname)
-    letters = _Keywords(client, dirname)
+    letters = _Keywords(client, dirname, report.keywords)
     batch: dict[str, MessageEnd] = {}  # sent, not yet acknowledged durable
     batch_size = batch_count = 0
     head: MessageStart | None = None
@@ -212,10 +214,11 @@ def _name(end: MessageEnd, tail: str, pid: int, keywords: str = "") -> str:
 
 class _Keywords:
     """A folder's keyword letters, asked of the writer once per keyword it has not seen
-    (a round trip only when a new keyword appears, not per message)."""
+    (a round trip only when a new keyword appears, not per message); a message's
+    keywords that get none are counted in ``lost``."""
 
-    def __init__(self, client: AgentClient, dirname: str) -> None:
-        self.client, self.dirname = client, dirname
+    def __init__(self, client: AgentClient, dirname: str, lost: KeywordLoss) -> None:
+        self.client, self.dirname, self.lost = client, dirname, lost
         self.letters: dict[str, str] = {}
         self.asked: set[str] = set()
 
@@ -226,4 +229,7 @@ class _Keywords:
         if new:
             self.asked.update(new)
             self.letters.update(self.client.keyword_letters(self.dirname, new))
+        missing = [k for k in dict.fromkeys(keywords) if k not in self.letters]
+        if missing:
+            self.lost.add(missing)
         return "".join(sorted({self.letters[k] for k in keywords if k in self.letters}))
