@@ -106,11 +106,13 @@ def file_note(out: MailPlan, note: MailboxNote) -> None:
 def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
           begin: Start, ledger: tuple[int, int | None],
           subscribed: dict[tuple[str, str], set[str] | None], pending: bool,
-          missing: bool = False) -> None:
+          missing: bool = False, unsubscribable: bool = False) -> None:
     """Explain the mailbox or add its change. ``ledger``: how many identities its
     folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
     its Maildir holds the record of a writer stopped before its ledger lines;
-    ``missing``: its folder is to be created though it has nothing to import."""
+    ``missing``: its folder is to be created though it has nothing to import;
+    ``unsubscribable``: its Maildir's subscription files cannot be written (the plan
+    says so once for the Maildir): its folder is not subscribed."""
     if scan.error:
         out.problems.append(Problem(mb.domain, mb.user, f"{marked(mb.name)} ({mb.path}) is "
                                     f"not readable as mail: {scan.error}; nothing is "
@@ -123,7 +125,7 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
     skipped = f"; {scan.skipped_internal} UW-IMAP internal message skipped" \
         if scan.skipped_internal else ""
     subs = subscribed.get((mb.domain, mb.user))
-    subscribe = subscribes(mb, subs)
+    subscribe = subscribes(mb, subs) and not unsubscribable
     if scan.held_back:
         # apply reads (and its checkpoint ends) where that message starts: the next
         # run reads it from its From_ line, as a whole read would

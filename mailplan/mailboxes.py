@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from mailplan.connectors.base import Connector
-from mailplan.desired import Desired
+from mailplan.desired import Desired, Problem
 from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
@@ -38,7 +38,12 @@ from mailplan.mailbox_reads import (
     whole_read_groups,
 )
 from mailplan.spec import folder_names
-from mailplan.subscriptions import source_subscriptions, subscription_changes
+from mailplan.subscriptions import (
+    source_subscriptions,
+    subscription_changes,
+    unusable_files,
+    unusable_problem,
+)
 
 
 def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
@@ -182,15 +187,24 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
     missing = _missing_folders(target_conn, scanned, where, state_mail)
+    # a Maildir whose subscription files apply cannot write: said once, subscribes nothing
+    blocked = {root: why for root, found in files.items() if (why := unusable_files(found))}
+    for root in sorted(blocked):
+        users = sorted({(mb.domain, mb.user) for mb in mailboxes
+                        if where[mb.key] == root and mb.dirname})
+        for domain, user in users:
+            out.problems.append(Problem(domain, user, unusable_problem(root, blocked[root])))
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
-              subscribed, where[mb.key] in pending, mb.key in missing)
+              subscribed, where[mb.key] in pending, mb.key in missing,
+              where[mb.key] in blocked)
     # a folder with nothing to import whose subscription line is missing on the target
     covered = {(j.mailbox.domain, j.mailbox.user, j.mailbox.dirname)
                for j in out.jobs.values() if j.subscribe}
     failed = {scan.mailbox.key for scan in scanned if scan.error}
     for change, mb in subscription_changes(target_conn,
-                                           [mb for mb in mailboxes if mb.key not in failed],
+                                           [mb for mb in mailboxes if mb.key not in failed
+                                            and where[mb.key] not in blocked],
                                            where, subscribed, files, covered):
         out.changes.append(change)
         out.jobs[change.id] = MailJob(mb, Start(), 0, 0, True)

@@ -90,6 +90,24 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
     return out
 
 
+def unusable_files(files: Mapping[str, bytes | None]) -> list[str]:
+    """What keeps apply from writing a Maildir's subscription files (``files``: those
+    :func:`~mailplan.facts.maildirs.read_ledger_counts` read there): each one that is a
+    directory or another special file, said as ``NAME is a directory``. Apply refuses to
+    write there (the writer's ``subscribe``), so a plan subscribes nothing in that
+    Maildir and says why (:func:`unusable_problem`)."""
+    kinds = {b"directory": "a directory", b"special": "not a regular file"}
+    return [f"{name} is {kinds.get(files.get('!' + name) or b'', 'not a regular file')}"
+            for name in SUBSCRIPTION_FILES if ("!" + name) in files]
+
+
+def unusable_problem(maildir: str, unusable: list[str]) -> str:
+    """The plan's problem for a Maildir whose subscription files apply cannot write."""
+    return (f"folders are not subscribed: in {maildir} on the target "
+            f"{' and '.join(unusable)}, where no IMAP server keeps subscriptions (move it "
+            "away, then plan again); the mail is imported all the same")
+
+
 def subscription_changes(target_conn: Connector, mailboxes: Iterable[SourceMailbox],
                          where: Mapping[str, str],
                          subscribed: Mapping[tuple[str, str], set[str] | None],

@@ -1526,3 +1526,46 @@ def test_a_flags_update_finding_a_file_gone_records_no_checkpoint():
         importer._client.add_flags = lambda _d, add, t=taken: {  # type: ignore[method-assign]
             "renamed": len(list(add)) - t, "gone": 0, "taken": t}
         assert importer.run(change, job)["checkpoint"] == checkpoint
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_subscription_file_apply_cannot_write_is_a_plan_problem(tmp_path, kind):
+    # a directory (or a named pipe) where a subscription file belongs: the writer refuses
+    # to subscribe there, so the plan says so for the user and subscribes nothing in that
+    # Maildir, and the mail is imported all the same; once it is moved away the next
+    # plan subscribes the folders
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    root = maildir(target, address)
+    folders = path.parent.parent.parent.parent / "home/ursula/mail"
+    folders.mkdir()
+    (folders / "Work").write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", "work"))
+    blocker = root / "subscriptions"
+    if kind == "directory":
+        blocker.mkdir()
+    else:
+        os.mkfifo(blocker)
+    said = "a directory" if kind == "directory" else "not a regular file"
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"folders are not subscribed: in {root} on the target subscriptions is {said}, "
+            "where no IMAP server keeps subscriptions (move it away, then plan again); the "
+            "mail is imported all the same") in plan, plan
+    assert f"+ mailbox {address} Work\n      1 message(s)" in plan
+    assert "subscri" not in plan.split(f"+ mailbox {address} Work\n")[1].split("\n")[0]
+    done = mailplan("apply", str(spec), "--auto-approve")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [b"Subject: work\n" in f.read_bytes()
+            for sub in files(root / ".Work").values() for f in sub] == [True]
+    assert not (root / "courierimapsubscribed").exists()
+    assert mailplan("verify", str(spec)).returncode != 0  # Work is not subscribed
+    if kind == "directory":
+        blocker.rmdir()
+    else:
+        blocker.unlink()
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ subscription {address} Work" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (root / "subscriptions").read_text().split() == ["Work"]
+    assert mailplan("verify", str(spec)).returncode == 0

@@ -227,8 +227,14 @@ def ledger_sizes(conn: Connector, maildirs: Sequence[str]) -> dict[str, int]:
 
 # per Maildir: "INDEX TAB /FILE TAB LINE" for each line of its subscription files
 # (SUBSCRIPTION_FILES; one a user replaced by a symbolic link is not read, as verify
-# reads none), one awk for both, none where there is neither
+# reads none), one awk for both, none where there is neither; "INDEX TAB !FILE TAB KIND"
+# for one that is neither a regular file nor a link (a directory, a named pipe: apply
+# cannot write there), with test(1) only
 _SUBSCRIPTIONS_READ = (
+    "for n in " + " ".join(SUBSCRIPTION_FILES) + "; do s=\"${f%/*}/$n\"; "
+    "[ -h \"$s\" ] || [ ! -e \"$s\" ] || [ -f \"$s\" ] || { [ -d \"$s\" ] && "
+    "printf '%d\\t!%s\\tdirectory\\n' \"$i\" \"$n\" || "
+    "printf '%d\\t!%s\\tspecial\\n' \"$i\" \"$n\"; }; done; "
     "s1=\"${f%/*}/" + SUBSCRIPTION_FILES[0] + "\"; s2=\"${f%/*}/" + SUBSCRIPTION_FILES[1]
     + "\"; { [ -f \"$s1\" ] && [ ! -h \"$s1\" ]; } || s1=/dev/null; "
     "{ [ -f \"$s2\" ] && [ ! -h \"$s2\" ]; } || s2=/dev/null; "
@@ -247,7 +253,9 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
     Maildir's identities, so a re-plan does not list every message file of every user.
     A missing ledger counts nothing. ``subscriptions``, when given, gets the contents
     of each Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that are there,
-    read in the same batch: what the plan compares with the lines apply writes."""
+    read in the same batch: what the plan compares with the lines apply writes; one of
+    those names that is a directory or another special file (not a symbolic link, which
+    apply replaces) is under ``!NAME`` instead, with ``directory`` or ``special``."""
     counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
     if not maildirs:
         return counts
@@ -267,8 +275,11 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
             # a subscription file's line may hold tabs (dovecot's version 2 form)
             fname, _, text = rest.partition(b"\t")
             if subscriptions is not None and fname[1:].decode("ascii", "replace") \
-                    in SUBSCRIPTION_FILES and fname.startswith(b"/"):
+                    in SUBSCRIPTION_FILES and fname[:1] in (b"/", b"!"):
                 files = subscriptions.setdefault(maildir, {})
+                if fname.startswith(b"!"):  # no file apply can write: what it is instead
+                    files[fname.decode("ascii")] = text
+                    continue
                 key = fname[1:].decode("ascii")
                 files[key] = files.get(key, b"") + text + b"\n"
                 continue
