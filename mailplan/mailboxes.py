@@ -117,7 +117,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         tdom = target.domains.get(mb.domain)
         tuser = tdom.users.get(mb.user) if tdom else None
         where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
-    subscribed = source_subscriptions(source_conn, refs, source)
+    unread: dict[tuple[str, str], str] = {}
+    subscribed = source_subscriptions(source_conn, refs, source, unread)
+    for (domain, user), why in sorted(unread.items()):
+        out.warnings.append(Problem(domain, user, why))
     checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
     with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
     small_heads: dict[int, bytes] = {}

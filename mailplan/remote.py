@@ -315,14 +315,24 @@ def tar_members(proc: Process, paths: Iterable[str]) -> Iterator[tuple[str, IO[b
     yield from regular_members(ProcessReader(proc))
 
 
-def regular_members(stream: object) -> Iterator[tuple[str, IO[bytes]]]:
+#: what :func:`regular_members` says of a member that is not a regular file
+_MEMBER_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.isdir,
+                 "a directory"), (tarfile.TarInfo.isfifo, "a named pipe"))
+
+
+def regular_members(stream: object, others: dict[str, str] | None = None
+                    ) -> Iterator[tuple[str, IO[bytes]]]:
     """``(name, contents)`` of each regular file of the tar archive read from ``stream``
-    as it arrives (stream mode: each ``contents`` only until the next item)."""
+    as it arrives (stream mode: each ``contents`` only until the next item); ``others``
+    gets what each other member is (``a symbolic link``, ``a directory``, ...)."""
     with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
             handle = archive.extractfile(member) if member.isfile() else None
             if handle is not None:
                 yield member.name, handle
+            elif others is not None:
+                others[member.name] = next((kind for test, kind in _MEMBER_KINDS
+                                            if test(member)), "not a regular file")
 
 
 def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
@@ -335,21 +345,22 @@ def _masked(res: CommandResult, cmd: Cmd) -> CommandResult:
     return CommandResult(res.returncode, out, err)
 
 
-def read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
-               ) -> dict[str, bytes | None]:
+def read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True,
+               others: dict[str, str] | None = None) -> dict[str, bytes | None]:
     """Contents of each path (None when missing, unreadable or not a regular file), held
-    in memory: for small files (see :func:`each_file`)."""
+    in memory: for small files (see :func:`each_file`, and for ``others``)."""
     out: dict[str, bytes | None] = dict.fromkeys(paths)
 
     def keep(path: str, handle: IO[bytes]) -> None:
         out[path] = handle.read()
 
-    each_file(conn, paths, keep, follow=follow)
+    each_file(conn, paths, keep, follow=follow, others=others)
     return out
 
 
 def each_file(conn: Connector, paths: Sequence[str],
-              consume: Callable[[str, IO[bytes]], None], *, follow: bool = True) -> None:
+              consume: Callable[[str, IO[bytes]], None], *, follow: bool = True,
+              others: dict[str, str] | None = None) -> None:
     """Call ``consume(path, contents)`` for each of ``paths`` that is a regular file, in
     the order they come, as its contents stream in (readable only during the call).
 
@@ -357,7 +368,8 @@ def each_file(conn: Connector, paths: Sequence[str],
     reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
     keeps the absolute names), and its archive is read as it arrives. ``follow=False``
     for files a user controls: a symbolic link is then not a regular file (a link in a
-    home directory to ``/etc/shadow`` is not read as root).
+    home directory to ``/etc/shadow`` is not read as root). ``others`` gets what each
+    path that is there but not a regular file is (``a symbolic link``, ...).
     """
     unique = list(dict.fromkeys(paths))
     if not unique:
@@ -370,7 +382,7 @@ def each_file(conn: Connector, paths: Sequence[str],
     with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
                                             f"{unique[0]})") as res:
         try:
-            for name, handle in regular_members(res.stdout):
+            for name, handle in regular_members(res.stdout, others):
                 if name in wanted:
                     consume(name, handle)
         except tarfile.TarError as exc:

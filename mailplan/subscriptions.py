@@ -47,13 +47,18 @@ def subscribes(mb: SourceMailbox, subs: set[str] | None) -> bool:
     return mb.folder == "INBOX" or subs is None or mb.folder in subs
 
 
-def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: SourceFacts
+def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: SourceFacts,
+                         unread: dict[tuple[str, str], str] | None = None
                          ) -> dict[tuple[str, str], set[str] | None]:
     """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
     Its entries name folder files as c-client does: relative to the home directory
     (``mail/Work``, ``Mail/Lists/python`` with ``source.folders: Mail``), with ``~/``, or
     absolute; the folder is the part below the folders directory, and an entry outside
-    it (the INBOX, another directory) subscribes nothing mailplan imports."""
+    it (the INBOX, another directory) subscribes nothing mailplan imports.
+
+    A ``~/.mailboxlist`` that is no regular file is not read (a symbolic link is not
+    followed: the user could point it at any file, read here as root) and counts as no
+    list; ``unread`` gets, for each such user, the sentence that says so."""
     paths, prefixes = {}, {}
     refs_by = {(ref.domain, ref.user): ref for ref in refs}
     for ref in refs:
@@ -70,12 +75,18 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
                 rel = folders[len(home) + 1:] + "/"
                 below += [rel, "~/" + rel]
             prefixes[(ref.domain, ref.user)] = below
-    data = read_files(conn, sorted(set(paths.values())), follow=False) if paths else {}
+    others: dict[str, str] = {}
+    data = read_files(conn, sorted(set(paths.values())), follow=False,
+                      others=others) if paths else {}
     out: dict[tuple[str, str], set[str] | None] = {}
     for key, path in paths.items():
         raw = data.get(path)
         if raw is None:
             out[key] = None
+            if path in others and unread is not None:
+                unread[key] = (f"{path} on the source is {others[path]}, not a file: "
+                               "not read (a link is not followed), so every folder is "
+                               "subscribed, as for a user without one")
             continue
         names = set()
         for line in raw.decode("utf-8", "replace").splitlines():

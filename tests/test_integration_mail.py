@@ -1569,3 +1569,28 @@ def test_a_subscription_file_apply_cannot_write_is_a_plan_problem(tmp_path, kind
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert (root / "subscriptions").read_text().split() == ["Work"]
     assert mailplan("verify", str(spec)).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["symbolic link", "directory"])
+def test_a_mailboxlist_that_is_no_file_is_not_read_and_the_plan_says_so(tmp_path, kind):
+    # a ~/.mailboxlist that is a symbolic link is not followed (the user could point it
+    # at any file, read as root): every folder is subscribed, as without a list, and the
+    # plan warns, naming it, rather than taking it silently for no list
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mail").mkdir()
+    for name in ("Work", "Old"):
+        (home / "mail" / name).write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", name))
+    listed = home / ".mailboxlist"
+    if kind == "directory":
+        listed.mkdir()
+    else:
+        (home / "real-list").write_text("mail/Work\n")
+        listed.symlink_to(home / "real-list")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"{listed} on the source is a {kind}, not a file: not read (a link is not "
+            "followed), so every folder is subscribed, as for a user without one") in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    assert sorted((root / "subscriptions").read_text().split()) == ["Old", "Work"]
