@@ -211,6 +211,10 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                                            where, subscribed, files, covered):
         out.changes.append(change)
         out.jobs[change.id] = MailJob(mb, Start(), 0, 0, True)
+    # each change next to its folder's others, in the order the mailboxes were listed (a
+    # subscription change was made last); a flags change stays before its import
+    position = {mb.key: i for i, mb in enumerate(mailboxes)}
+    out.changes.sort(key=lambda c: position[out.jobs[c.id].mailbox.key])
     quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
                    state_mail)
     return out

@@ -1594,3 +1594,25 @@ def test_a_mailboxlist_that_is_no_file_is_not_read_and_the_plan_says_so(tmp_path
     mailplan("apply", str(spec), "--auto-approve", check=True)
     root = maildir(target, f"ursula@{domain}")
     assert sorted((root / "subscriptions").read_text().split()) == ["Old", "Work"]
+
+
+def test_a_subscription_change_is_listed_with_its_folder(tmp_path):
+    # the plan lists each folder's changes together, in the order of the folders: a
+    # folder's missing subscription line comes between the imports of the folders
+    # before and after it, not after every import
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "in the spool"))
+    folders = path.parent.parent.parent.parent / "home/ursula/mail"
+    folders.mkdir()
+    for name in ("Alpha", "Beta"):
+        (folders / name).write_bytes(msg("b@x.example", "Tue Nov  3 10:00:00 2026", name))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    (root / "subscriptions").write_text("Beta\n")
+    for where in (path, folders / "Beta"):
+        with where.open("ab") as fh:
+            fh.write(msg("c@x.example", "Wed Nov  4 10:00:00 2026", "new"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    heads = [line.split()[1] + " " + line.split()[-1] for line in plan.splitlines()
+             if line.startswith("  + ")]
+    assert heads == ["mailbox INBOX", "subscription Alpha", "mailbox Beta"], plan
