@@ -113,6 +113,27 @@ def test_stray_numbered_dir_in_todo_does_not_move_flat_messages(tmp_path, area):
     assert checked.exit_code == 2 and "split-mismatch" in checked.output
 
 
+@pytest.mark.parametrize("area", ["todo", "intd"])
+def test_stray_numbered_dir_in_an_empty_todo_is_not_multiplied(tmp_path, area):
+    # nothing waiting in todo/ or intd/: one numbered directory alone does not make the
+    # queue big-todo for repair, which would add 45 more that a qmail built without
+    # big-todo takes for unreadable messages in todo/
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.com", remote=("x@remote.example",))  # delivered from info/ on
+    (q.queue / area / "3").mkdir()
+    before = q.files()
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2 and "split-mismatch" in checked.output, checked.output
+    assert (f"{area}/3: 1 numbered directory in todo/ and intd/, where a qmail built with "
+            "big-todo has todo/0..22 and intd/0..22") in checked.output
+    result = run("check", "local", "--queue-dir", str(q.queue), "--repair", "--control",
+                 "custom", "--status-cmd", "exit 1", "--stop-cmd", "true",
+                 "--start-cmd", "true")
+    assert result.exit_code == 1 and "refusing to repair" in result.output, result.output
+    assert q.files() == before
+    assert sorted(p.name for p in (q.queue / area).iterdir()) == ["3"]
+
+
 # -- a failed chown to group qmail does not skip the other repairs -------------------------
 
 def test_one_failed_chown_does_not_skip_unrelated_repairs(tmp_path):

@@ -316,7 +316,11 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
     make the layout big-todo) and message files directly in it (as without big-todo):
     qmail reads only one of the two, and which is not to be told from the tree. Taken
     for big-todo, repair would move every waiting message into a subdirectory a qmail
-    built without it never reads."""
+    built without it never reads. Without such files, also when the numbered
+    directories are fewer than the split count (a big-todo tree has twice as many,
+    todo/0.. and intd/0..): one or two strays, which repair, taking them for a big-todo
+    tree missing the others, would multiply into directories a qmail built without it
+    takes for messages in todo/ (``trouble reading``, at every pass)."""
     if not layout.big_todo:
         return None
     top = [e for e in dump.entries.values()
@@ -324,13 +328,21 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
     numbered = sorted((e for e in top if e.kind == "d" and e.parts[1].isdigit()),
                       key=lambda e: (e.parts[0], int(e.parts[1])))
     flat = sorted(e.path for e in top if e.kind != "d" and name_id(e.parts[1]) is not None)
-    if not flat:
-        return None
     dirs = [e.path for e in numbered]
 
     def some(paths: list[str]) -> str:
         return ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
 
+    if not flat:
+        if len(dirs) >= layout.split:
+            return None
+        return Problem(
+            "split-mismatch", dirs[0],
+            f"{some(dirs)}: {len(dirs)} numbered director{'y' if len(dirs) == 1 else 'ies'} "
+            f"in todo/ and intd/, where a qmail built with big-todo has todo/0..{layout.split - 1} "
+            f"and intd/0..{layout.split - 1}, and one built without it none (it takes one for "
+            "a message it cannot read): cannot tell how qmail was built; remove the stray "
+            "directories by hand, or make the missing ones if qmail uses big-todo")
     return Problem(
         "split-mismatch", dirs[0],
         f"{some(dirs)} would be big-todo split directories, but {some(flat)} sit directly "
