@@ -1,0 +1,176 @@
+"""Read a spec's YAML: the data, plus the line and column of every value and key.
+
+A restricted safe loader (no deep nesting, no alias bombs, string keys only, no
+duplicate keys) whose errors name the file, line, column and key path
+(:class:`~mailplan.errors.SpecError`); :mod:`mailplan.spec` validates what it reads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from mailplan.errors import SpecError
+
+JsonPath = tuple[str | int, ...]
+
+
+def key_path(path: JsonPath) -> str:
+    """``domains['example.com'].users[0].quota`` for a JSON path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{part!r}]"
+    return out or "(top level)"
+
+
+def yaml_words(value: Any) -> str:
+    """A value as the spec's YAML would show it, for an error (not Python's repr)."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (YAML reads yes, no, on, off as true or false)"
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+#: how deep a spec may nest (the real spec needs 8 levels; the YAML composer and the
+#: builder recurse, so a deeper document would end in a RecursionError)
+MAX_DEPTH = 64
+#: how many values YAML aliases may add in all (``*name`` repeats its anchor's whole
+#: value; nested aliases grow exponentially, "billion laughs")
+MAX_ALIASED = 100_000
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that refuses recursive aliases, excessive alias expansion and deep
+    nesting while it composes, naming the line (before any of it is built)."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+        self.aliased = 0
+        self.open_anchors: list[str] = []
+        self.sizes: dict[int, int] = {}
+
+    def _error(self, message: str, mark: yaml.Mark) -> SpecError:
+        return SpecError(message, file=self.file, line=mark.line + 1, column=mark.column + 1)
+
+    def _size(self, node: yaml.Node) -> int:
+        """Values ``node`` stands for once every alias in it is expanded (memoised)."""
+        if id(node) not in self.sizes:
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._size(item) for item in node.value)
+            else:
+                size = 1
+            self.sizes[id(node)] = size
+        return self.sizes[id(node)]
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise self._error(f"the YAML alias *{event.anchor} is inside the value it "
+                                  "refers to (a recursive alias)", event.start_mark)
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self.aliased += self._size(target)
+                if self.aliased > MAX_ALIASED:
+                    raise self._error(f"YAML aliases expand to more than {MAX_ALIASED} "
+                                      f"values (at *{event.anchor}); write the spec out "
+                                      "without nested aliases", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        anchor = getattr(event, "anchor", None)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._error(f"the spec nests more than {MAX_DEPTH} levels deep",
+                              event.start_mark)
+        if anchor is not None:
+            self.open_anchors.append(anchor)
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.pop()
+
+
+class _Builder:
+    """Turns a composed YAML node tree into data, remembering node positions."""
+
+    def __init__(self, loader: _Loader, file: str) -> None:
+        self.loader, self.file = loader, file
+        self.marks: dict[JsonPath, tuple[int, int]] = {}
+        self.key_marks: dict[JsonPath, tuple[int, int]] = {}
+
+    def build(self, node: yaml.Node, path: JsonPath) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise SpecError("keys must be strings, got a list or mapping",
+                                    file=self.file, line=where[0], column=where[1],
+                                    key=key_path(path))
+                key = self.loader.construct_object(key_node)
+                if not isinstance(key, str):
+                    raise SpecError(f"keys must be strings, got {yaml_words(key)} (quote it: "
+                                    f"'{key_node.value}':)", file=self.file,
+                                    line=where[0], column=where[1], key=key_path(path))
+                if key in out:
+                    raise SpecError(f"duplicate key {key!r}", file=self.file, line=where[0],
+                                    column=where[1], key=key_path((*path, key)))
+                self.key_marks[(*path, key)] = where
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+
+Marks = dict[JsonPath, tuple[int, int]]
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
+    """YAML text to data plus the position of every value and every key."""
+    try:
+        loader = _Loader(text, file)
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids (ESC, NUL, ...)
+        before = text[:exc.position]
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError(f"malformed YAML: character U+{code:04X} is not allowed in YAML "
+                        "(a control character: remove it)", file=file,
+                        line=before.count("\n") + 1,
+                        column=exc.position - (before.rfind("\n") + 1) + 1) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError("the file is empty", file=file, line=1)
+        builder = _Builder(loader, file)
+        return builder.build(node, ()), builder.marks, builder.key_marks
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file=file,
+                        line=line, column=col) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"malformed YAML: {exc}", file=file) from None
+    except RecursionError:  # a last guard: _Loader refuses deep nesting before this
+        mark = loader.get_mark()
+        raise SpecError("the spec nests too deeply", file=file, line=mark.line + 1) from None
+    finally:
+        loader.dispose()
