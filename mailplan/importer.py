@@ -1,7 +1,7 @@
 """Mailbox import during apply: move the messages a plan listed into the user's Maildir.
 
 One writer agent per apply worker on the target (a stdlib Python program started over
-one channel, see :mod:`mailplan.mail.agent`) serves every user the worker takes, and one
+one channel, see :mod:`mailplan.mail.writer`) serves every user the worker takes, and one
 streaming read per mailbox on the source (:class:`~mailplan.mail.snapshot.SnapshotStream`,
 proven untorn). Messages are written to tmp/, synced in batches and only then named in
 new/ or cur/, never overwriting; each durable batch is journaled as soon as the writer
@@ -328,7 +328,7 @@ class MailImporter:
 
     def abort(self) -> None:
         """Drop the agent without a sync: its queued files never become visible, and it
-        removes them from tmp/ when its input ends (mail.agent)."""
+        removes them from tmp/ when its input ends (mail.writer)."""
         if self._proc is not None:
             with contextlib.suppress(OSError):  # it may have exited already
                 self._proc.kill()

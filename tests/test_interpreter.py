@@ -29,12 +29,14 @@ from mailplan.connectors.local import LocalConnector
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mail.agent_client import agent_command, agent_source
+from mailplan.mail.writer.bundle import PARTS, part_path
 from mailplan.queue.dump import read_queue
 from mailplan.queue.model import messages
 from mailplan.shell import portable
 
 REPO = Path(__file__).resolve().parent.parent
-AGENTS = [REPO / "mailplan/mail/agent.py", REPO / "mailplan/queue/agent.py"]
+#: the programs' files: the writer's parts (the writer as sent joins them) and the queue reader
+AGENTS = [*map(part_path, PARTS), REPO / "mailplan/queue/agent.py"]
 
 
 def maildir(target: Target, address: str) -> Path:
@@ -45,13 +47,17 @@ def maildir(target: Target, address: str) -> Path:
 MESSAGE = b"From s@x.example Mon Nov  2 10:00:00 2026\nFrom: s\nSubject: m\n\nhello\n\n"
 
 
-def test_the_programs_need_nothing_newer_than_the_minimum_python():
-    """vermin reads every construct, module and function the two programs use and knows
-    in which Python each appeared: nothing may be newer than MIN_VERSION."""
+def test_the_programs_need_nothing_newer_than_the_minimum_python(tmp_path):
+    """vermin reads every construct, module and function the two programs use (the writer
+    as sent, and each of its parts) and knows in which Python each appeared: nothing may be
+    newer than MIN_VERSION."""
     wanted = ".".join(map(str, interpreter.MIN_VERSION))
+    writer = tmp_path / "writer.py"
+    writer.write_text(agent_source())
     res = subprocess.run([sys.executable, "-c", "import sys; from vermin.main import main; "
                           "sys.exit(main())", "--no-tips", "--violations", f"-t={wanted}-",
-                          *map(str, AGENTS)], capture_output=True, text=True, check=False)
+                          *map(str, [writer, *AGENTS])], capture_output=True, text=True,
+                         check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -60,7 +66,7 @@ def test_the_version_check_parses_where_the_programs_do_not():
     there (the oldest grammar ast knows), where the programs themselves do not."""
     ast.parse(interpreter.guard(WRITER), feature_version=(3, 4))
     with pytest.raises(SyntaxError):
-        ast.parse(AGENTS[0].read_text(), feature_version=(3, 4))
+        ast.parse(agent_source(), feature_version=(3, 4))
 
 
 def fake_python(tmp_path: Path, version: tuple[int, int, int] | None) -> Path:

@@ -179,15 +179,22 @@ def test_agent_carries_the_same_name_pattern():
 
 
 def test_agent_source_is_stdlib_only_and_small():
+    """The writer as sent (its parts joined) and each part import nothing from mailplan
+    but the parts before them, which the joined script leaves out."""
     import ast
-    from pathlib import Path
 
-    src = Path(agent.__file__).read_text()
+    from mailplan.mail.agent_client import agent_source
+    from mailplan.mail.writer.bundle import PARTS, part_path
+
+    src = agent_source()
     assert len(src.encode()) < 100_000
-    tree = ast.parse(src)
-    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m and m.startswith("mailplan") for m in mods)
+    for text, allowed in [(src, ()), *((part_path(p).read_text(), PARTS[:i])
+                                        for i, p in enumerate(PARTS))]:
+        tree = ast.parse(text)
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        ours = {m for m in mods if m and m.startswith("mailplan")}
+        assert ours <= {f"mailplan.mail.writer.{p}" for p in allowed}, ours
 
 
 def test_identities_hold_identity_tuples_as_digest_bytes():

@@ -2,5 +2,5 @@
 
 Data flows one way: source mbox bytes -> :mod:`mailplan.mail.mbox` (events per message)
 -> :mod:`mailplan.mail.convert` (names and framing) -> :mod:`mailplan.mail.agent_client`
--> the stdlib-only :mod:`mailplan.mail.agent` running on the target, which writes the Maildir.
+-> the stdlib-only :mod:`mailplan.mail.writer` running on the target, which writes the Maildir.
 """

@@ -1,4 +1,4 @@
-"""Drive the target-side writer agent (:mod:`mailplan.mail.agent`) over a byte pipe.
+"""Drive the target-side writer agent (:mod:`mailplan.mail.writer`) over a byte pipe.
 
 The pipe is anything with ``write(bytes)``, ``read(n)``, ``readline()`` and ``close_stdin()``:
 a connector :class:`~mailplan.connectors.base.Process` (local or SSH) or, in tests and
@@ -20,16 +20,16 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from mailplan.connectors.base import DEFAULT_PYTHON
 from mailplan.interpreter import FLAGS, launch
 from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
+from mailplan.mail.writer.bundle import agent_source
 
 HEADER = struct.Struct(">cI")
-MESSAGE = struct.Struct(">BBHd")  # an M frame's head; see mailplan.mail.agent
+MESSAGE = struct.Struct(">BBHd")  # an M frame's head; see mailplan.mail.writer
 FLUSH_BYTES = 1 << 18
 #: messages per flags request (``G``: about 75 bytes each, and one read of the folder)
 FLAGS_PER_REQUEST = 50_000
@@ -78,11 +78,6 @@ class ScanResult:
         return self.folders.get(dirname, set()) | self.ledger.get(dirname, set())
 
 
-def agent_source() -> str:
-    """The agent script's source text (what is sent to the target)."""
-    return (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
-
-
 #: what the writer is called in errors about its interpreter
 PROGRAM = "mailplan's Maildir writer"
 #: the bootstrap after the version check: the agent's source is its first argument
@@ -101,7 +96,7 @@ def agent_display(python: str = DEFAULT_PYTHON) -> str:
 
 
 class AgentClient:
-    """Requests to one running agent; see the protocol in :mod:`mailplan.mail.agent`."""
+    """Requests to one running agent; see the protocol in :mod:`mailplan.mail.writer`."""
 
     def __init__(self, pipe: Pipe, *, flush_bytes: int = FLUSH_BYTES) -> None:
         self.pipe = pipe

@@ -1,7 +1,7 @@
 """Pure Maildir++ helpers: folder directory names, message file names, subscription lines,
 and a compact set of message identities (:class:`Identities`).
 
-Nothing here touches a disk. The writer agent (:mod:`mailplan.mail.agent`) carries its own
+Nothing here touches a disk. The writer agent (:mod:`mailplan.mail.writer`) carries its own
 copy of :data:`NAME_RE` (it must stay stdlib-only); a test keeps the two identical.
 
 Folder names

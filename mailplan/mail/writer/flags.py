@@ -1,0 +1,65 @@
+"""Flags added to messages already imported (``G``): their files renamed as an IMAP client does.
+
+Part of the writer program (:mod:`mailplan.mail.writer`, which has the protocol):
+stdlib only, Python 3.7, joined with the other parts into one script
+(:mod:`mailplan.mail.writer.bundle`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from mailplan.mail.writer.base import AgentBase
+from mailplan.mail.writer.fs import fsync_each, rename_noreplace
+from mailplan.mail.writer.proto import FLAG_LINE_RE, AgentError, key
+
+TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
+if TYPE_CHECKING:  # annotations only
+    from typing import Any
+
+
+class FlagsMixin(AgentBase):
+    """Flags added to messages in a folder (``G``)."""
+
+    def add_flags(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``G``: add flags to messages of folder ``dir`` by renaming their files (the
+        protocol says how); what is asked is held by identity (``key``), the folder is
+        read once, and the renames wait until it is read."""
+        if self.root is None:
+            raise AgentError("flags before open")
+        wanted = {}
+        for line in req["add"].split("\n"):
+            if not line:
+                continue
+            m = FLAG_LINE_RE.match(line)
+            if m is None:
+                raise AgentError(f"bad flags line {line[:100]!r}")
+            wanted[key(m.group(1), int(m.group(2)))] = m.group(3)
+        base = self._folder_path(req["dir"])
+        found = set()
+        moves = []  # (subdir, name, new name in cur/)
+        for digest, occ, sub, name in self._scan_dir(req["dir"]):
+            k = key(digest, occ)
+            add = wanted.get(k)
+            if add is None:
+                continue
+            found.add(k)
+            stem, info, old = name.partition(":2,")
+            merged = "".join(sorted(set(old) | set(add)))
+            if sub == "cur" and info and merged == old:
+                continue  # it has them all already
+            moves.append((sub, name, f"{stem}:2,{merged}"))
+        renamed = taken = 0
+        gone = len(wanted) - len(found)
+        for sub, name, new in moves:
+            try:
+                if rename_noreplace(os.path.join(base, sub, name),
+                                    os.path.join(base, "cur", new)):
+                    renamed += 1
+                else:
+                    taken += 1
+            except FileNotFoundError:  # moved or deleted since the folder was read
+                gone += 1
+        if renamed:  # the new names are durable before the caller records them
+            fsync_each(os.path.join(base, sub) for sub in ("cur", "new"))
+        return {"renamed": renamed, "gone": gone, "taken": taken}

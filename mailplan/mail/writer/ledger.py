@@ -1,0 +1,253 @@
+"""What a Maildir holds already: the import ledger (read, appended, and completed after
+a killed writer), the identities in its folders, and vpopmail's quota accounting.
+
+Part of the writer program (:mod:`mailplan.mail.writer`, which has the protocol):
+stdlib only, Python 3.7, joined with the other parts into one script
+(:mod:`mailplan.mail.writer.bundle`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+
+from mailplan.mail.writer.base import AgentBase
+from mailplan.mail.writer.fs import pid_alive, sync_filesystem
+from mailplan.mail.writer.proto import (
+    DIGEST_RE,
+    DIR_FLAGS,
+    HEADER,
+    LEDGER,
+    NAME_RE,
+    PENDING_RE,
+    AgentError,
+    key,
+    write_all,
+)
+
+TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
+if TYPE_CHECKING:  # annotations only
+    from typing import Any, TextIO
+
+
+class LedgerMixin(AgentBase):
+    """The ledger, the folders' identities and the quota file of the open Maildir."""
+
+    def _recover_pending(self) -> tuple[int, dict[str, set[bytes]] | None]:
+        """Append the ledger lines a killed writer owed: of each batch it recorded as
+        pending (see ``_sync_batch``), the messages visible in their folder whose
+        identity the ledger lacks. Visible by identity, in new/ or cur/ under any flags:
+        a mail reader may have moved or renamed one since (new/ to cur/, a flag set); a
+        message no longer there at all (never renamed, or deleted since) adds nothing.
+        Then its record goes. Return how many lines were added, and the ledger (with
+        them; ``ledger_size`` is its size) when there was a record to read it for. The
+        record of a process still running is left alone, as its tmp/ files are
+        (``_clean_tmp``): it may be a writer still at work."""
+        stale = []
+        for entry in os.listdir(self.root):
+            m = PENDING_RE.match(entry)
+            if m and (int(m.group(1)) == self.pid or not pid_alive(int(m.group(1)))):
+                stale.append(os.path.join(self.root, entry))
+        if not stale:
+            return 0, None
+        lock = os.open(self.root, DIR_FLAGS)
+        try:
+            with contextlib.suppress(OSError):  # as in _sync_batch
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            (ledger, self.ledger_size), lines = self._read_ledger(), []
+            owed: dict[str, set[bytes]] = {}  # dir -> identities the ledger lacks
+            for path in stale:
+                for dirname, (digest, occ) in self._read_pending(path):
+                    ident = key(digest, occ)
+                    if ident not in ledger.get(dirname, ()):
+                        owed.setdefault(dirname, set()).add(ident)
+            names: list[list[str]] = []  # the owed ones still visible, under their names
+            for dirname, idents in owed.items():
+                for d, o, _s, name in self._scan_dir(dirname):
+                    ident = key(d, o)
+                    if ident in idents and ident not in ledger.get(dirname, ()):
+                        ledger.setdefault(dirname, set()).add(ident)
+                        lines.append(f"{dirname}\t{d}\t{o}\n")
+                        names.append([dirname, name])
+            if lines:
+                self.ledger_size = self._append_ledger(lines)
+                self._count_quota(names)  # it died before counting them too
+                sync_filesystem(self.root, [os.path.join(self.root, LEDGER)])
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        finally:
+            os.close(lock)
+        return len(lines), ledger
+
+    def _read_pending(self, path: str) -> Iterator[tuple[str, tuple[str, int]]]:
+        """The (dir, identity) entries of a pending record; a torn or foreign entry is
+        skipped."""
+        try:
+            with open(path, "rb") as fh:
+                fields = fh.read().decode("utf-8", "replace").split("\0")
+        except FileNotFoundError:
+            return
+        for k in range(0, len(fields) - 2, 3):
+            dirname, digest, occ = fields[k:k + 3]
+            if DIGEST_RE.match(digest) and occ.isascii() and occ.isdigit():
+                try:
+                    self._folder_path(dirname)
+                except AgentError:
+                    continue
+                yield dirname, (digest, int(occ))
+
+    def _read_ledger(self) -> tuple[dict[str, set[bytes]], int]:
+        """The ledger's identities by folder (``key``'s bytes), and its size then."""
+        ledger: dict[str, set[bytes]] = {}
+        fh = self._ledger_file()
+        if fh is None:
+            return ledger, 0
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            for dirname, digest, occ in _ledger_lines(fh):
+                if DIGEST_RE.match(digest):  # no message has another (a hand edit)
+                    ledger.setdefault(dirname, set()).add(key(digest, occ))
+        return ledger, size
+
+    def _ledger_file(self) -> TextIO | None:
+        """The ledger, open for reading as mailplan's readers read it (None: there is
+        none yet)."""
+        try:
+            return open(os.path.join(self.root, LEDGER), encoding="utf-8",  # noqa: SIM115
+                        errors="replace", newline="\n")
+        except FileNotFoundError:
+            return None
+
+    def _append_ledger(self, lines: list[str]) -> int:
+        """Append ``lines`` to the ledger (the caller holds the Maildir's lock); return
+        the ledger's size after them."""
+        fd = os.open(os.path.join(self.root, LEDGER), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o600)
+        try:
+            self._own(fd)
+            write_all(fd, "".join(lines).encode("utf-8"))
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def _scan_dir(self, dirname: str) -> Iterator[tuple[str, int, str, str]]:
+        """``(digest, occurrence, subdir, name)`` of each message file in the folder's
+        new/ and cur/, read as the directory is (not listed whole: a folder of many
+        messages costs memory only for what the caller keeps)."""
+        base = self._folder_path(dirname)
+        for sub in ("new", "cur"):
+            try:
+                entries = os.scandir(os.path.join(base, sub))
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    m = NAME_RE.match(entry.name)
+                    if m:
+                        yield m.group("digest"), int(m.group("occ")), sub, entry.name
+
+    def _present(self, dirname: str) -> set[bytes]:
+        """The folder's identities as ``key``'s bytes: its ledger lines (taken from
+        ``ledger``: one set per folder, not two) and its files, then what is queued."""
+        known = self.present.get(dirname)
+        if known is None:
+            known = self.ledger.pop(dirname, set())
+            known.update(key(d, o) for d, o, _s, _n in self._scan_dir(dirname))
+            self.present[dirname] = known
+        return known
+
+    def scan(self, req: dict[str, Any]) -> dict[str, Any]:
+        only = req.get("dir")
+        dirs = [only] if only is not None else list(self._folders())
+        folders = {d: [[dg, o] for dg, o, _s, _n in self._scan_dir(d)] for d in dirs}
+        # the ledger as it is on disk now (the agent keeps only its identities, by folder)
+        lines: set[tuple[str, str, int]] = set()
+        fh = self._ledger_file()
+        if fh is not None:
+            with fh:
+                lines = {x for x in _ledger_lines(fh) if only is None or x[0] == only}
+        return {"folders": folders, "ledger": [list(x) for x in sorted(lines)]}
+
+    def reply_known(self, req: dict[str, Any]) -> None:
+        """Reply to ``L`` with ``known``: ``{"known": "DIGEST OCC\\n..."}``, written a
+        thousand lines at a time (its length is known beforehand: every line is 64
+        hex digits, a space, the occurrence's digits and ``\\n``, two bytes in JSON), so
+        the text is never whole in memory here, nor its JSON."""
+        if req.get("dir") is None:
+            raise AgentError("known needs a folder")
+        known = self._present(req["dir"])
+        head, tail = b'{"known": "', b'"}'
+        self.out.write(HEADER.pack(b"R", len(head) + len(tail)
+                                   + 35 * len(known) + sum(map(len, known))) + head)
+        lines = []
+        for k in known:
+            lines.append(b"%s %s\\n" % (k[:32].hex().encode(), k[32:]))
+            if len(lines) == 1024:
+                self.out.write(b"".join(lines))
+                lines.clear()
+        self.out.write(b"".join(lines) + tail)
+        self.out.flush()
+
+    def _count_quota(self, visible: list[list[str]]) -> None:
+        """Add the messages just made visible to vpopmail's quota accounting, as a
+        delivery does: one ``bytes count`` line appended to ``maildirsize`` (Maildir++),
+        where the Maildir has one; ``.Trash`` is not counted (as ``quota``). The import's
+        end recomputes the file anyway (``Z``); this keeps it right when a run is killed
+        before that, so no later run has to."""
+        path = os.path.join(self.root, "maildirsize")
+        if not visible or not os.path.exists(path):  # no quota: no name is parsed
+            return
+        total = count = 0
+        for dirname, name in visible:
+            m = NAME_RE.match(name)
+            if m is not None and dirname != ".Trash":
+                total += int(m.group("size"))
+                count += 1
+        if not count:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_all(fd, f"{total} {count}\n".encode("ascii"))
+        finally:
+            os.close(fd)
+
+    def quota(self) -> dict[str, Any]:
+        path = os.path.join(self.root, "maildirsize")
+        try:
+            with open(path, encoding="ascii") as fh:
+                definition = fh.readline().rstrip("\n")
+        except FileNotFoundError:
+            return {"maildirsize": False}
+        total = count = 0
+        for dirname in self._folders():
+            if dirname == ".Trash":
+                continue
+            for sub in ("new", "cur"):
+                try:
+                    names = os.listdir(os.path.join(self._folder_path(dirname), sub))
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    m = re.search(r",S=(\d+)", name)
+                    if m:
+                        size = int(m.group(1))
+                    else:
+                        size = os.stat(os.path.join(self._folder_path(dirname), sub, name)).st_size
+                    total += size
+                    count += 1
+        self._replace(path, f"{definition}\n{total} {count}\n")
+        return {"maildirsize": True, "bytes": total, "messages": count}
+
+
+def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:
+    """Each ledger line of ``fh`` as ``(dir, digest, occurrence)``, by the rule of
+    mailplan's own ledger readers: lines end at \\n only, three fields, an ASCII-numeric
+    occurrence; another line (a hand edit) is skipped."""
+    for line in fh:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit():
+            yield parts[0], parts[1], int(parts[2])
