@@ -25,6 +25,7 @@ from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.facts.checkpoints import checkpoint_ends
+from mailplan.facts.mailbox_scan import split_gain
 from mailplan.mail.agent_client import (
     AgentClient,
     AgentError,
@@ -233,16 +234,26 @@ class MailImporter:
         return effect
 
     def _add_flags(self, change: Change, job: MailJob) -> dict[str, Any]:
-        """Add the flags the source has to the folder's messages that lack them (one
-        batched request: the agent renames each file as an IMAP client does, never over
-        another, passing over one a mail client moved meanwhile), then record the
+        """Add the flags and keywords the source has to the folder's messages that lack
+        them (one batched request: the agent renames each file as an IMAP client does,
+        never over another, passing over one a mail client moved meanwhile), then record the
         mailbox's checkpoint when the plan found it complete (``MailJob.settled``) and
         no file was gone."""
         mb = job.mailbox
         with self._maildir_writer(change, f"~ flags {change.address}",
                                   "flags update") as client:
-            done = client.add_flags(mb.dirname, ((Identities.identity(k), flags)
-                                                 for k, flags in job.gain.items()))
+            # keywords become the folder's letters (a new one gets a free letter); one
+            # left without (its 26 taken meanwhile) is not added
+            names = sorted({k for value in job.gain.values() for k in split_gain(value)[1]})
+            letters = client.keyword_letters(mb.dirname, names) if names else {}
+
+            def flags_of(value: str) -> str:
+                flags, keywords = split_gain(value)
+                return flags + "".join(sorted({letters[k] for k in keywords if k in letters}))
+
+            done = client.add_flags(mb.dirname, [
+                (Identities.identity(k), flags) for k, value in job.gain.items()
+                if (flags := flags_of(value))])
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}

@@ -19,7 +19,7 @@ from mailplan.facts.maildirs import LEDGER, parse_ledger
 from mailplan.facts.noatime import tar_read
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
-from mailplan.mail.maildir import SUBSCRIPTION_FILES, parse_message_name
+from mailplan.mail.maildir import KEYWORDS_FILE, SUBSCRIPTION_FILES, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
 from mailplan.remote import read_files, run_batch, tar_members
@@ -89,7 +89,6 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
 
 
 _FIND = "%y\\t%T@\\t%s\\t%i\\t%p\\0"
-KEYWORDS_FILE = "dovecot-keywords"
 #: the file each server keeps in a folder it opened (its UID list)
 SERVED_BY = {"dovecot-uidlist": "dovecot", "courierimapuiddb": "courier"}
 

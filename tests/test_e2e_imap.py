@@ -201,41 +201,48 @@ def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(enc
 
 
 def test_flags_set_on_the_old_server_between_two_runs_show_in_imap(sshd):
-    """Imported unread, then read, answered and flagged on the old server before the
-    second run: dovecot shows the messages with \\Seen, \\Answered and \\Flagged after it,
-    as the source has them."""
+    """Imported unread, then read, answered, flagged and labelled on the old server
+    before the second run: dovecot, which had opened the folder after the first run,
+    shows the messages with \\Seen, \\Answered, \\Flagged and the new keyword after
+    it, as the source has them."""
     work = Path(tempfile.mkdtemp(prefix="mailplan-e2e-"))
     os.chmod(work, 0o755)  # dovecot's processes run as vpopmail: traversable
     try:
         src = make_source(work / "source", [
             SourceAccount("alice", 1000, "Alice", PASSWORDS["alice"])])
         spool = src / "var/spool/mail/alice"
-        spool.write_bytes(sep(2) + b"From: a@x\nSubject: one\n\nbody\n\n"
+        spool.write_bytes(sep(2) + b"From: a@x\nSubject: one\nX-Keywords: Work\n\nbody\n\n"
                           + sep(3) + b"From: b@x\nSubject: two\n\nline\n\n")
         target, domain, spec = migrate_over_ssh(work, sshd, src)
-        # the old server's mail reader rewrites the spool with the state it keeps
-        flagged = (spool.read_bytes().replace(b"Subject: one\n", b"Subject: one\nStatus: RO\n")
-                   .replace(b"Subject: two\n", b"Subject: two\nStatus: RO\nX-Status: AF\n"))
-        spool.write_bytes(flagged)
-        assert "~ flags alice@" in mailplan("plan", str(spec), check=True).stdout
-        mailplan("apply", str(spec), "--auto-approve", check=True)
         udir = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
         st = Path(udir).stat()
         hashed = next(line.split(":")[1] for line in Path(udir).parent.joinpath(
             "vpasswd").read_text().splitlines() if line.startswith("alice:"))
         daemon = start_dovecot(work / "dovecot", {}, uid=0, gid=0, accounts=[
             f"alice@{domain}:{{CRYPT}}{hashed}:{st.st_uid}:{st.st_gid}::{udir}::"])
-        try:
+
+        def inbox() -> list:
             imap = imaplib.IMAP4("127.0.0.1", daemon.port)
             try:
                 imap.login(f"alice@{domain}", PASSWORDS["alice"])
-                got = fetch_all(imap, "INBOX")
+                return fetch_all(imap, "INBOX")
             finally:
                 imap.logout()
+
+        try:
+            assert sorted(sorted(flags) for _body, flags, _when in inbox()) == [[], ["Work"]]
+            # the old server's mail reader rewrites the spool with the state it keeps
+            flagged = (spool.read_bytes()
+                       .replace(b"X-Keywords: Work\n", b"Status: RO\nX-Keywords: Work $Label1\n")
+                       .replace(b"Subject: two\n", b"Subject: two\nStatus: RO\nX-Status: AF\n"))
+            spool.write_bytes(flagged)
+            assert "~ flags alice@" in mailplan("plan", str(spec), check=True).stdout
+            mailplan("apply", str(spec), "--auto-approve", check=True)
+            got = inbox()
         finally:
             daemon.stop()
-        assert sorted(flags for _body, flags, _when in got) == [
-            frozenset({"\\Seen"}), frozenset({"\\Answered", "\\Flagged", "\\Seen"})]
+        assert sorted(sorted(flags) for _body, flags, _when in got) == [
+            ["$Label1", "Work", "\\Seen"], ["\\Answered", "\\Flagged", "\\Seen"]]
         assert sorted(got, key=repr) == sorted(expected(flagged), key=repr)
     finally:
         shutil.rmtree(work, ignore_errors=True)

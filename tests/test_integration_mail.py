@@ -1616,3 +1616,54 @@ def test_a_subscription_change_is_listed_with_its_folder(tmp_path):
     heads = [line.split()[1] + " " + line.split()[-1] for line in plan.splitlines()
              if line.startswith("  + ")]
     assert heads == ["mailbox INBOX", "subscription Alpha", "mailbox Beta"], plan
+
+
+def test_keywords_set_on_the_old_server_after_the_import_are_added_on_the_target(tmp_path):
+    """Labels (IMAP keywords) a user sets on the old server between two runs are added
+    as flags are: the file gains the keyword's letter (a new keyword a free one in the
+    folder's dovecot-keywords), and courier-imap gets the message's keywords too; a
+    keyword past the folder's 26th is not proposed (it cannot be carried), so the plan
+    settles."""
+    path, target, domain, spec = one_user(
+        tmp_path, msg("a@x.example", "Mon Nov  2 10:00:00 2026", "one",
+                      "Status: RO\nX-Keywords: Work\n")
+        + msg("b@x.example", "Tue Nov  3 10:00:00 2026", "two", "Status: RO\n"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    root = maildir(target, address)
+
+    def names() -> dict[str, str]:
+        return {f.read_text().split("Subject: ")[1].split("\n")[0]:
+                f.name.partition(":2,")[2] for f in files(root)["cur"]}
+
+    assert names() == {"one": "Sa", "two": "S"}
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # on the old server: "one" gets $Label1 too, "two" Junk (the mail reader rewrites
+    # the spool's headers)
+    data = path.read_bytes().replace(b"X-Keywords: Work\n", b"X-Keywords: Work $Label1\n")
+    path.write_bytes(data.replace(b"Subject: two\n", b"Subject: two\nX-Keywords: Junk\n"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ flags {address} INBOX: 2 message(s) gain flags (keywords 2)" in plan, plan
+    assert mailplan("verify", str(spec)).returncode == 3
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    from mailplan.mail.bookkeeping import keyword_letters
+
+    letters = keyword_letters((root / "dovecot-keywords").read_text())
+    assert letters == {"a": "Work", "b": "$Label1", "c": "Junk"}
+    assert names() == {"one": "Sab", "two": "Sc"}
+    # courier's per-message keyword files say the same (courier has not opened the folder)
+    assert {p.name: sorted(p.read_text().split()) for p in
+            (root / "courierimapkeywords").iterdir()} == {
+        f.name.partition(":")[0]: sorted(letters[c] for c in f.name.partition(":2,")[2]
+                                         if c.islower()) for f in files(root)["cur"]}
+    verified = mailplan("verify", str(spec))
+    assert verified.returncode == 0, verified.stdout
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # the folder's 26 letters taken: a 27th keyword set on the old server is not carried,
+    # and not proposed at every run
+    (root / "dovecot-keywords").write_text(
+        (root / "dovecot-keywords").read_text()
+        + "".join(f"{n} k{n}\n" for n in range(3, 26)))
+    path.write_bytes(path.read_bytes().replace(b"X-Keywords: Junk\n",
+                                               b"X-Keywords: Junk Extra\n"))
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

@@ -1651,6 +1651,42 @@ def test_a_maildir_its_owner_may_not_write_is_refused_when_opened(reachable):
         agent.kill()
 
 
+def test_keyword_letters_added_by_flags_reach_courier_unless_courier_opened_the_folder(
+        client, tmp_path):
+    """``G`` may add keyword letters (a label set on the old server after the import):
+    the message's keywords, all of them by the folder's dovecot-keywords, also go to
+    courier as an update file named after it (replacing one courier has not read yet);
+    not in a folder courier has opened (its courierimapuiddb), where courier keeps its
+    own keywords, which an update would replace."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    mbox = b"".join(b"From a@b Mon Jan  1 10:00:00 2001\nStatus: RO\nX-Keywords: Work\n"
+                    b"Subject: %d\n\nx\n\n" % n for n in range(2))
+    for folder in ("", ".Seen"):
+        import_mbox(client, io.BytesIO(mbox), dirname=folder)
+    client.sync()
+    (root / ".Seen" / "courierimapuiddb").write_text("1 1 3\n")
+    letters = client.keyword_letters("", ["$Label1"]) | client.keyword_letters(
+        ".Seen", ["$Label1"])
+    assert letters == {"$Label1": "b"}
+    for folder in ("", ".Seen"):
+        base = root / folder
+        first, second = sorted(base.joinpath("cur").iterdir())
+        stale = base / "courierimapkeywords" / first.name.partition(":")[0]
+        stale.write_text("Work\n")  # an update courier has not read yet
+        ids = [parse_message_name(f.name).identity for f in (first, second)]
+        reply = client.add_flags(folder, {ids[0]: "b", ids[1]: "S"})
+        assert reply == {"renamed": 1, "gone": 0, "taken": 0}
+        assert sorted(f.name.partition(":2,")[2] for f in base.joinpath("cur").iterdir()) \
+            == ["Sa", "Sab"]
+        updates = {p.name: p.read_text().split()
+                   for p in (base / "courierimapkeywords").iterdir()}
+        kept = updates.pop(second.name.partition(":")[0])
+        assert kept == ["Work"]
+        assert updates == {first.name.partition(":")[0]: (
+            ["Work", "$Label1"] if folder == "" else ["Work"])}
+
+
 def test_flags_are_added_by_renaming_within_the_folder_never_over_a_file(client, tmp_path):
     """``G`` adds flags the source has to messages already in a folder, in one request:
     new/NAME -> cur/NAME:2,FLAGS, cur/BASE:2,OLD -> cur/BASE:2,MERGED (ASCII order,

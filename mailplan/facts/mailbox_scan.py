@@ -41,6 +41,7 @@ from mailplan.errors import ConnectionLost
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
+from mailplan.mail.bookkeeping import MAX_KEYWORDS, carried_keywords
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
@@ -81,16 +82,21 @@ class MailboxScan:
     #: in a mailbox not settled): ``end`` is its From_ line, where apply's read ends
     held_back: bool = False
     #: messages found on the target (read with the flags of its files, ``there``) whose
-    #: file lacks Maildir flags the source has: the flags to add, by identity
-    #: (:meth:`Identities.key`); only what a plan adds is held, not every message
+    #: file lacks Maildir flags or IMAP keywords the source has: what to add, by identity
+    #: (:meth:`Identities.key`), as the flags, then the keywords after a space each
+    #: (:func:`split_gain`); only what a plan adds is held, not every message
     gain: dict[bytes, str] = field(default_factory=dict)
 
     def gained(self) -> dict[str, int]:
-        """How many messages gain each flag, in the order of :data:`FLAG_ORDER`."""
-        counts = {flag: 0 for flag in FLAG_ORDER}
-        for flags in self.gain.values():
+        """How many messages gain each flag, in the order of :data:`FLAG_ORDER`, then
+        how many gain keywords (under ``keywords``)."""
+        counts = {flag: 0 for flag in (*FLAG_ORDER, KEYWORDS)}
+        for value in self.gain.values():
+            flags, keywords = split_gain(value)
             for flag in flags:
                 counts[flag] = counts.get(flag, 0) + 1
+            if keywords:
+                counts[KEYWORDS] += 1
         return {flag: n for flag, n in counts.items() if n}
 
     def number(self, seed: dict[str, int], known: set[tuple[str, int]],
@@ -112,19 +118,40 @@ class MailboxScan:
         self.appended = []
 
     def compare_flags(self, identity: tuple[str, int], flags: str,
-                      there: Mapping[bytes, str]) -> None:
-        """Note in ``gain`` the Maildir flags of ``flags`` (what the import gives the
-        message now) that its file on the target (``there``, by identity key) lacks; a
-        message with no file there (deleted by its user) gains nothing."""
+                      there: Mapping[bytes, str], keywords: Collection[str] = ()) -> None:
+        """Note in ``gain`` the Maildir flags of ``flags`` and the IMAP ``keywords``
+        (what the import gives the message now) that its file on the target (``there``,
+        by identity key) lacks; a message with no file there (deleted by its user) gains
+        nothing. A keyword counts only where the folder has a letter for it or one left
+        (``there.keywords``, :class:`~mailplan.facts.maildirs.FolderFlags`): past its
+        26th it is not carried, and is not proposed again and again."""
         ident = Identities.key(identity)
         have = there.get(ident)
-        missing = "" if have is None else "".join(sorted(set(flags) - set(have)))
+        if have is None:
+            return
+        missing = "".join(sorted(set(flags) - set(have)))
+        if keywords:
+            named: Mapping[str, str] = getattr(there, "keywords", {})
+            held = {named.get(c) for c in have if c.islower()}
+            room = len(named) < MAX_KEYWORDS
+            known = set(named.values())
+            lacking = sorted(k for k in keywords if k not in held and (room or k in known))
+            if lacking:
+                missing += " " + " ".join(lacking)
         if missing:
             self.gain[ident] = missing
 
 
 #: the order a plan names the flags messages gain in: as README's flag rules list them
 FLAG_ORDER = "SRFTD"
+#: the key of :meth:`MailboxScan.gained` that counts the messages gaining keywords
+KEYWORDS = "keywords"
+
+
+def split_gain(value: str) -> tuple[str, list[str]]:
+    """A :attr:`MailboxScan.gain` value as its Maildir flags and its IMAP keywords."""
+    flags, *keywords = value.split(" ")
+    return flags, keywords
 
 
 def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -> object:
@@ -160,7 +187,7 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                         path=f"{host}:{mailbox.path}", ends=ends)
     final = max(ends, default=0)
 
-    def take(event: MessageEnd) -> None:
+    def take(event: MessageEnd, keywords: tuple[str, ...]) -> None:
         scan.total += 1
         if known is None:
             scan.appended.append((event.sha256, event.occurrence, event.size,
@@ -170,25 +197,30 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
             scan.todo_bytes += event.size
             todo.update(f"{event.sha256}:{event.occurrence};".encode())
         elif there and event.subdir == "cur":
-            scan.compare_flags(event.identity, event.flags, there)
+            scan.compare_flags(event.identity, event.flags, there,
+                               carried_keywords(keywords) if keywords else ())
 
     last: MessageEnd | None = None
+    # the IMAP keywords of the message being read, and of ``last``
+    keywords: tuple[str, ...] = ()
+    last_keywords: tuple[str, ...] = ()
     cut: int | None = None  # where what is left for the next run starts, if not at ``last``
     try:
         for event in reader:
             if isinstance(event, MessageEnd):
                 if last is not None:
-                    take(last)
-                last = event
-            elif isinstance(event, MessageStart) and not mailbox.settled \
-                    and reader.summary.cl_past_end is not None \
-                    and reader.summary.cl_past_end >= final:
-                # a Solaris delivery still writing a message its Content-Length says is
-                # longer: its body may hold unquoted From_ lines, which would cut it in
-                # two; it and what follows are left for the next run (as a whole read
-                # then honours that length)
-                cut = reader.summary.cl_past_end
-                break
+                    take(last, last_keywords)
+                last, last_keywords = event, keywords
+            elif isinstance(event, MessageStart):
+                keywords = event.keywords
+                if not mailbox.settled and reader.summary.cl_past_end is not None \
+                        and reader.summary.cl_past_end >= final:
+                    # a Solaris delivery still writing a message its Content-Length says
+                    # is longer: its body may hold unquoted From_ lines, which would cut
+                    # it in two; it and what follows are left for the next run (as a
+                    # whole read then honours that length)
+                    cut = reader.summary.cl_past_end
+                    break
     except MailboxError as exc:
         at = start if reader.resumed_at is None else reader.resumed_at
         if not (at and not mailbox.settled and _unfinished_separator(scan.seen, at - start)):
@@ -200,13 +232,13 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
         cut = at
     if cut is not None:
         if last is not None:
-            take(last)
+            take(last, last_keywords)
         scan.held_back, scan.end = True, cut
     else:
         scan.end = reader.summary.end_offset
         if last is not None:
             if mailbox.settled or scan.seen.tail.endswith(_BLANK_END) or last.end in ends:
-                take(last)
+                take(last, last_keywords)
             else:  # a delivery may still be writing it: left for the next run
                 scan.held_back, scan.end = True, last.start
     scan.todo_digest = todo.hexdigest()[:16]

@@ -7,8 +7,9 @@ writer agent appends each imported identity to the Maildir's ledger
 deleted on the new server is not brought back. Three ways to ask, from the most to the
 least data carried back:
 
-* :func:`read_maildirs`: every identity of the folders a plan reads (one ``find`` and
-  one ``tar`` of the ledgers), for a mailbox read whole;
+* :func:`read_maildirs`: every identity of the folders a plan reads, with the flags and
+  keywords of their files (one ``find``, one ``tar`` of the ledgers and one of the
+  folders' ``dovecot-keywords``), for a mailbox read whole;
 * :func:`look_up_digests`: only the identities with given digests, filtered on the
   target (``grep -F``), for the messages appended to a mailbox since its checkpoint;
 * :func:`read_ledger_counts`: only the ledger's line count per folder and its size,
@@ -30,8 +31,14 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from mailplan.connectors.base import Connector
-from mailplan.mail.maildir import SUBSCRIPTION_FILES, Identities, parse_message_name
-from mailplan.remote import each_file, run_batch
+from mailplan.mail.bookkeeping import keyword_letters
+from mailplan.mail.maildir import (
+    KEYWORDS_FILE,
+    SUBSCRIPTION_FILES,
+    Identities,
+    parse_message_name,
+)
+from mailplan.remote import each_file, read_files, run_batch
 from mailplan.shell import chunks, join
 from mailplan.text import is_number
 
@@ -47,6 +54,17 @@ _LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
 _OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
 
 
+class FolderFlags(dict[bytes, str]):
+    """A folder's message files on the target: the Maildir flags of each by identity
+    key (:meth:`Identities.key`): its capitals and keyword letters after ``:2,`` in cur/,
+    "" in new/. ``keywords`` is the folder's ``dovecot-keywords`` (letter -> keyword):
+    what its files' letters name, and how many letters are taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keywords: dict[str, str] = {}
+
+
 @dataclass
 class MaildirFacts:
     """Identities already in one user's Maildir, per folder directory: its message files
@@ -56,9 +74,9 @@ class MaildirFacts:
     ids: dict[str, Identities] = field(default_factory=dict)
     ledger_count: dict[str, int] = field(default_factory=dict)
     ledger_size: int = 0  # bytes
-    #: per folder dir, the Maildir flags (capitals; "" in new/) of each message file by
-    #: its identity (:meth:`Identities.key`): what a plan compares with the source's
-    flags: dict[str, dict[bytes, str]] = field(default_factory=dict)
+    #: per folder dir, the Maildir flags of each message file by its identity, and the
+    #: folder's keywords (:class:`FolderFlags`): what a plan compares with the source's
+    flags: dict[str, FolderFlags] = field(default_factory=dict)
 
     def known(self, dirname: str) -> Identities:
         """Identities that must not be imported into ``dirname`` again."""
@@ -104,8 +122,8 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                 # the flags are keyed by the set's own key object, not a copy of it
                 ident = add(owner[0], owner[1], parsed.identity) or Identities.key(
                     parsed.identity)
-                facts[owner[0]].flags.setdefault(owner[1], {})[ident] = _file_flags(
-                    parsed.flags, path.endswith("/cur"))
+                facts[owner[0]].flags.setdefault(owner[1], FolderFlags())[ident] = \
+                    _file_flags(parsed.flags, path.endswith("/cur"))
 
     def ledger(path: str, contents: IO[bytes]) -> None:
         maildir = path[: -len(LEDGER) - 1]
@@ -121,14 +139,23 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                 add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
 
     each_file(conn, [f"{m}/{LEDGER}" for m in folders], ledger)
+    # what the keyword letters of the folders' files name: files a user may replace, not
+    # read through a symbolic link (as verify reads them)
+    keyword_files = {f"{m}/{d}/{KEYWORDS_FILE}" if d else f"{m}/{KEYWORDS_FILE}": (m, d)
+                     for m, dirnames in folders.items() for d in dirnames}
+    for path, data in read_files(conn, sorted(keyword_files), follow=False).items():
+        if data is not None:
+            maildir, dirname = keyword_files[path]
+            facts[maildir].flags.setdefault(dirname, FolderFlags()).keywords = \
+                keyword_letters(data.decode("utf-8", "surrogateescape"))
     return facts
 
 
 def _file_flags(info: str | None, in_cur: bool) -> str:
-    """The Maildir flags of a message file: the capitals after ``:2,`` of one in cur/
-    (keyword letters left out), "" in new/; one string per combination, shared by the
-    files that have it."""
-    return sys.intern("".join(c for c in info or "" if c.isupper()) if in_cur else "")
+    """The Maildir flags of a message file: what follows ``:2,`` in one in cur/ (flags,
+    then keyword letters), "" in new/; one string per combination, shared by the files
+    that have it."""
+    return sys.intern(info or "" if in_cur else "")
 
 
 def _pairs(stream: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
@@ -147,7 +174,7 @@ Key = tuple[str, str]  # (Maildir, folder dir)
 
 def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                     before: Mapping[Key, int | None] | None = None,
-                    flags: dict[Key, dict[bytes, str]] | None = None
+                    flags: dict[Key, FolderFlags] | None = None
                     ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
     """The identities with the given digests that each (Maildir, folder dir) holds, in
     its message files or its ledger, and those of them in ledger lines before byte
@@ -181,7 +208,7 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
             if parsed is not None:
                 found[key].add(parsed.identity)
                 if flags is not None:
-                    flags.setdefault(key, {})[Identities.key(parsed.identity)] = \
+                    flags.setdefault(key, FolderFlags())[Identities.key(parsed.identity)] = \
                         _file_flags(parsed.flags, where == "cur")
         limit = (before or {}).get(key)
         for m in _OFFSET_LEDGER_LINE.finditer(ledger):

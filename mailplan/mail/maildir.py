@@ -211,6 +211,10 @@ def subscription_lines(folders: list[str], names: str = "utf7") -> dict[str, lis
             "subscriptions": list(dirs)}
 
 
+#: a folder's dovecot-keywords: the keyword each letter of its files' names stands for
+#: (``N name`` lines; the writer extends it)
+KEYWORDS_FILE = "dovecot-keywords"
+
 #: the subscription files apply writes in a Maildir, courier-imap's and dovecot's
 #: (:func:`subscription_lines`)
 SUBSCRIPTION_FILES = ("courierimapsubscribed", "subscriptions")

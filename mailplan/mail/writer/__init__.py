@@ -67,7 +67,12 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  ``cur/BASE:2,OLD`` -> ``cur/BASE:2,MERGED`` (the union, in ASCII
                  order, so keyword letters stay after the flags; nothing is removed),
                  never over an existing name (renameat2 RENAME_NOREPLACE, else
-                 link+unlink); then cur/ and new/ are synced. A file gone or renamed
+                 link+unlink); then cur/ and new/ are synced. FLAGS may hold keyword
+                 letters (from ``K``): a message that gains one also gets, before its
+                 rename, a courier update file with all its keywords (as at the
+                 import), renamed over one courier has not read yet; not in a folder
+                 courier-imap has opened (``courierimapuiddb``), whose keywords courier
+                 keeps itself. A file gone or renamed
                  meanwhile (a mail client got there first) is passed over. Reply
                  ``{"renamed": n, "gone": n, "taken": n}`` (taken: the new name
                  exists; the file is left as it is)

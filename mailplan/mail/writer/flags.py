@@ -11,7 +11,7 @@ import os
 
 from mailplan.mail.writer.base import AgentBase
 from mailplan.mail.writer.fs import fsync_each, rename_noreplace
-from mailplan.mail.writer.proto import FLAG_LINE_RE, AgentError, key
+from mailplan.mail.writer.proto import COURIER_KEYWORDS, FLAG_LINE_RE, AgentError, key
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
 if TYPE_CHECKING:  # annotations only
@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # annotations only
 
 
 class FlagsMixin(AgentBase):
-    """Flags added to messages in a folder (``G``)."""
+    """Flags added to messages in a folder (``G``); keyword letters among them also go
+    to courier (``_courier_update``, of the keywords part: the Agent combines both)."""
 
     def add_flags(self, req: dict[str, Any]) -> dict[str, Any]:
         """``G``: add flags to messages of folder ``dir`` by renaming their files (the
@@ -51,7 +52,12 @@ class FlagsMixin(AgentBase):
             moves.append((sub, name, f"{stem}:2,{merged}"))
         renamed = taken = 0
         gone = len(wanted) - len(found)
+        courier = False
         for sub, name, new in moves:
+            # keyword letters it gains: courier's update first, as at the import (it
+            # reads one for a message it has: the file is there under its old name)
+            if set(new.partition(":2,")[2]) - set(name.partition(":2,")[2]) - _CAPITALS:
+                courier = self._courier_update(req["dir"], new) or courier
             try:
                 if rename_noreplace(os.path.join(base, sub, name),
                                     os.path.join(base, "cur", new)):
@@ -60,6 +66,10 @@ class FlagsMixin(AgentBase):
                     taken += 1
             except FileNotFoundError:  # moved or deleted since the folder was read
                 gone += 1
-        if renamed:  # the new names are durable before the caller records them
-            fsync_each(os.path.join(base, sub) for sub in ("cur", "new"))
+        if renamed or courier:  # the new names are durable before the caller records them
+            fsync_each(os.path.join(base, sub) for sub in ("cur", "new") + (
+                (COURIER_KEYWORDS,) if courier else ()))
         return {"renamed": renamed, "gone": gone, "taken": taken}
+
+
+_CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # Maildir flags; keywords are a-z

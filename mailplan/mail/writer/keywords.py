@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from mailplan.mail.writer.base import AgentBase
 from mailplan.mail.writer.proto import (
     COURIER_KEYWORDS,
+    COURIER_UIDS,
     CREATE,
     DIR_FLAGS,
     AgentError,
@@ -76,12 +77,7 @@ class KeywordsMixin(AgentBase):
             data = self._courier_text(dirname, flags)
         if not data:
             return
-        kw_fd = self.dir_fds.get((dirname, COURIER_KEYWORDS))
-        if kw_fd is None:  # never through a link: files go where the folder is
-            path = os.path.join(self._folder_path(dirname), COURIER_KEYWORDS)
-            self._mkdir(path)
-            kw_fd = self.dir_fds[(dirname, COURIER_KEYWORDS)] = os.open(
-                path, DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0))
+        kw_fd = self._courier_dir(dirname)
         base = name.partition(":")[0]
         shared = self.courier_shared.get((dirname, data))
         if shared is not None:
@@ -105,6 +101,44 @@ class KeywordsMixin(AgentBase):
             os.close(fd)
         self.courier_shared[(dirname, data)] = base
         self.courier_files.append((dirname, base))
+
+    def _courier_dir(self, dirname: str) -> int:
+        """A descriptor of the folder's ``courierimapkeywords/`` (made when missing),
+        kept for the session; never opened through a link: files go where the folder is."""
+        kw_fd = self.dir_fds.get((dirname, COURIER_KEYWORDS))
+        if kw_fd is None:
+            path = os.path.join(self._folder_path(dirname), COURIER_KEYWORDS)
+            self._mkdir(path)
+            kw_fd = self.dir_fds[(dirname, COURIER_KEYWORDS)] = os.open(
+                path, DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0))
+        return kw_fd
+
+    def _courier_update(self, dirname: str, name: str) -> bool:
+        """After ``G`` gave message ``name`` (its new name) keyword letters: write all
+        its keywords for courier, as courier writes a client's keyword change, a file
+        named after the message (up to ``:``) in ``courierimapkeywords/``, written under
+        a ``.tmp.`` name (courier reads none) and renamed over an update of an earlier
+        run courier has not read yet. Not in a folder courier-imap has opened (its
+        ``courierimapuiddb`` is there): courier keeps its own keywords there, which its
+        user may have changed on the new server, and an update replaces them. Return
+        whether a file was written (the caller syncs the directory)."""
+        if os.path.lexists(os.path.join(self._folder_path(dirname), COURIER_UIDS)):
+            return False
+        data = self._courier_text(dirname, name.rpartition(":2,")[2])
+        if not data:
+            return False
+        kw_fd = self._courier_dir(dirname)
+        self.seq += 1
+        tmp = f".tmp.mailplan-{self.pid}-{self.seq}"
+        fd = os.open(tmp, CREATE, 0o600, dir_fd=kw_fd)
+        try:
+            write_all(fd, data)
+            self._own(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name.partition(":")[0], src_dir_fd=kw_fd, dst_dir_fd=kw_fd)
+        return True
 
     def _courier_paths(self) -> Iterator[str]:
         """The keyword directories and files the batch wrote (for fsync where there is

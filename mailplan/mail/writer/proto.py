@@ -25,9 +25,10 @@ NAME_RE = re.compile(
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
 COURIER_KEYWORDS = "courierimapkeywords"  # a folder's keyword updates for courier-imap
+COURIER_UIDS = "courierimapuiddb"  # in a folder courier-imap has opened
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
-FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Z]+)$")  # a line of ``G``'s "add"
+FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Za-z]+)$")  # a line of ``G``'s "add"
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
 #: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
