@@ -206,7 +206,8 @@ class ApplyWatch:
 
     def on_note(self, change: Change, text: str) -> None:
         """``apply_plan``'s callback for what a finished step says for the operator."""
-        line = f"{change.symbol} {change.kind} {escape(change.address)}: {text}"
+        # its keywords come from a message's header, which a sender may have written
+        line = f"{change.symbol} {change.kind} {escape(change.address)}: {escape(text)}"
         with self._lock:
             self.summary.noted += 1
         self.log.write(f"step note: {line}")

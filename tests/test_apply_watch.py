@@ -452,3 +452,27 @@ def test_keywords_an_import_cannot_carry_are_told_in_the_output_and_the_log(tmp_
     assert f"step note: {line[4:]}" in text
     assert "  notes: 1 (the lines starting with ! above)" in text
     assert "imported: 2 message(s)" in text
+
+
+def test_a_note_is_escaped_in_the_log_as_on_the_output(tmp_path):
+    """A note names keywords that are not IMAP atoms, as a message's X-Keywords header
+    had them (a sender's own header may put one in the spool): a control character in
+    one is escaped in the log, as on the output, never written to it raw."""
+    from io import StringIO
+
+    from mailplan.interrupt import SignalStop
+    from mailplan.watch import ApplyWatch
+
+    out = StringIO()
+    log = tmp_path / "apply.log"
+    watch = ApplyWatch(tmp_path / "state.json", resume="", signals=SignalStop(),
+                       log_path=log, stream=out)
+    watch.reporter = PlainReporter(out)
+    watch.on_note(change("ann"), "1 message(s) lost IMAP keywords, not IMAP keywords "
+                                 "(atoms): bad\x1b[2J\x9b1m")
+    watch.log.close()
+    text = log.read_text()
+    assert "\x1b" not in text and "\x9b" not in text
+    assert "(atoms): bad\\x1b[2J\\x9b1m" in text
+    assert "\x1b" not in out.getvalue() and "bad\\x1b[2J\\x9b1m" in out.getvalue()
+    assert watch.summary.noted == 1
