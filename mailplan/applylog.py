@@ -45,7 +45,8 @@ class Summary:
     skipped: int = 0
     #: the plan's problems: what the spec asks for that is not migrated
     not_migrated: int = 0
-    #: lines finished steps said for the operator (``! ...``: keywords not carried)
+    #: lines finished steps said for the operator (``! ...`` on the output, ``step note:
+    #: ! ...`` in the log: keywords not carried)
     noted: int = 0
     failed: list[str] = field(default_factory=list)
     result: str = "ok"
@@ -63,7 +64,7 @@ class Summary:
                + (", listed above)" if self.not_migrated else ")"),
                f"failed: {len(self.failed)}"]
         if self.noted:
-            out.insert(-1, f"notes: {self.noted} (the lines starting with ! above)")
+            out.insert(-1, f"notes: {self.noted} (the lines with ! above)")
         out += [f"  failed: {f}" for f in self.failed]
         return out
 

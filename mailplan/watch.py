@@ -210,7 +210,7 @@ class ApplyWatch:
         line = f"{change.symbol} {change.kind} {escape(change.address)}: {escape(text)}"
         with self._lock:
             self.summary.noted += 1
-        self.log.write(f"step note: {line}")
+        self.log.write(f"step note: ! {line}")
         self.reporter.note(f"  ! {line}")
 
     def on_mail(self, change: Change, messages: int, size: int) -> None:

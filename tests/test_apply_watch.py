@@ -449,8 +449,8 @@ def test_keywords_an_import_cannot_carry_are_told_in_the_output_and_the_log(tmp_
     assert line in out.splitlines(), out
     assert out.index(line) < out.index(f"  + mailbox ann@{domain} INBOX: done")
     text = logs(spec)[-1].read_text()
-    assert f"step note: {line[4:]}" in text
-    assert "  notes: 1 (the lines starting with ! above)" in text
+    assert f"step note: {line[2:]}" in text
+    assert "  notes: 1 (the lines with ! above)" in text
     assert "imported: 2 message(s)" in text
 
 
