@@ -236,3 +236,18 @@ def test_list_marks_a_message_with_a_damaged_envelope_file(tmp_path):
         "2 message(s)\n1 with an envelope file qmail cannot use (state 'damaged': the sender "
         "or recipients shown lack what it holds); 'mailplan queue show' of one (message "
         f"{bad}) says which file and why\n"), result.output
+
+
+# -- a name of non-ASCII digits is no message id and no split directory ------------------
+
+def test_names_of_other_digits_are_strays_not_ids(tmp_path):
+    # "²" and "١٠" are digits to str.isdigit, and int() refuses the first: a file or
+    # directory so named made the check fail with a ValueError
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.com", remote=("x@remote.example",))
+    (q.queue / "mess" / "0" / "²").write_bytes(b"x")
+    (q.queue / "todo" / "١٠").mkdir()
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2, checked.output
+    assert "mess/0/²: not a qmail message file (name is not an id)" in checked.output
+    assert "big-todo" not in checked.output

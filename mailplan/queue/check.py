@@ -28,6 +28,7 @@ from mailplan.queue.problems import (
     Problem,
     Report,
 )
+from mailplan.text import is_number
 
 
 def _attrs(entry: Entry, want: Expect, users: dict[str, int],
@@ -73,7 +74,7 @@ def _check_dirs(dump: Dump, layout: Layout, report: Report) -> None:
              if e.kind == "d" and len(e.parts) >= 2 and e.parts[0] in MESSAGE_AREAS
              and e.path not in expected]
     for entry in sorted(extra, key=lambda e: -len(e.parts)):
-        numbered = len(entry.parts) == 2 and entry.parts[1].isdigit()
+        numbered = len(entry.parts) == 2 and is_number(entry.parts[1])
         if numbered and layout.is_split(entry.parts[0]):
             report.problems.append(Problem(
                 "split-mismatch", entry.path,
@@ -295,7 +296,7 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
         return None
     top = [e for e in dump.entries.values()
            if len(e.parts) == 2 and e.parts[0] in ("todo", "intd")]
-    numbered = sorted((e for e in top if e.kind == "d" and e.parts[1].isdigit()),
+    numbered = sorted((e for e in top if e.kind == "d" and is_number(e.parts[1])),
                       key=lambda e: (e.parts[0], int(e.parts[1])))
     flat = sorted(e.path for e in top if e.kind != "d" and name_id(e.parts[1]) is not None)
     dirs = [e.path for e in numbered]

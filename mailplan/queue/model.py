@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, SPLIT_AREAS, Layout
+from mailplan.text import is_number
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def split_count(dump: Dump, area: str) -> int | None:
     """One more than the highest numbered subdirectory of ``area`` (None: it has none)."""
     numbers = [int(e.parts[1]) for e in dump.entries.values()
                if e.kind == "d" and len(e.parts) == 2 and e.parts[0] == area
-               and e.parts[1].isdigit()]
+               and is_number(e.parts[1])]
     return max(numbers) + 1 if numbers else None
 
 
@@ -118,7 +119,7 @@ def temp_name(old: int, new: int) -> str:
 def name_id(name: str) -> int | None:
     """The message id a file name stands for; a repair's temporary name stands for the id
     the message had when that repair began (both ids are in it)."""
-    if name.isdigit() and not name.startswith("0"):
+    if is_number(name) and not name.startswith("0"):
         return int(name)
     temp = _TEMP.match(name)
     return int(temp.group(1)) if temp else None
