@@ -316,8 +316,8 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
         2, ["bad(atom)", "\\Seen"], ["k23", "k24", "k25", "k26", "k27"], {"no_letter"})
     assert lost.text() == (
         "2 message(s) lost IMAP keywords, past the folder's 26 (dovecot-keywords letters "
-        "a-z): k23, k24, k25, k26, k27 and more; not IMAP keywords (atoms): bad(atom), "
-        "\\Seen (the messages and their other flags are imported)")
+        "a-z): k23, k24, k25, k26, k27 and more; not IMAP keywords (atoms of at most 64 "
+        "characters): bad(atom), \\Seen (the messages and their other flags are imported)")
     assert len(lines) == 26 and sorted(int(x.split()[0]) for x in lines) == list(range(26))
     flags = sorted(parse_message_name(p.name).flags or "" for p in (root / "cur").iterdir())
     assert not list((root / "new").iterdir())
@@ -1262,8 +1262,8 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
     assert only[(str(root), ".Work")] == {i for i in both.ids[".Work"] if i[0] in some}
     assert len(only[(str(root), "")]) >= 1 and only[(missing, "")] == set()
     assert early == only  # every ledger line counts when no offset is given
-    # the flags of the files found (capitals after :2, in cur/; "" in new/), by identity,
-    # as read_maildirs gives them for a whole folder
+    # the flags of the files found (what follows :2, in cur/, keyword letters too; ""
+    # in new/), by identity, as read_maildirs gives them for a whole folder
     found_flags: dict = {}
     look_up_digests(conn, wanted, None, found_flags)
     on_disk = {Identities.key((ident.split("/")[0], int(ident.split("/")[1]))):

@@ -150,7 +150,7 @@ class KeywordLoss:
                for reason, label in (
                    ("no_letter", f"past the folder's {MAX_KEYWORDS} (dovecot-keywords "
                                  "letters a-z)"),
-                   ("not_atoms", "not IMAP keywords (atoms)"))
+                   ("not_atoms", "not IMAP keywords (atoms of at most 64 characters)"))
                if getattr(self, reason)]
         return (f"{self.messages} message(s) lost IMAP keywords, {'; '.join(why)} (the "
                 "messages and their other flags are imported)")

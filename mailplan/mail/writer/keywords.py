@@ -71,10 +71,7 @@ class KeywordsMixin(AgentBase):
         message that never appears (courier removes it after 15 minutes; the next run
         writes it again for the message's new name). A file already there is kept. It
         is made durable with the batch."""
-        flags = name.rpartition(":2,")[2]
-        data = self.courier_texts.get((self.root, dirname, flags))
-        if data is None:
-            data = self._courier_text(dirname, flags)
+        data = self._courier_text(dirname, name.rpartition(":2,")[2])
         if not data:
             return
         kw_fd = self._courier_dir(dirname)
@@ -153,6 +150,9 @@ class KeywordsMixin(AgentBase):
         (empty when none of its keyword letters is named): a keyword per line, by the
         folder's dovecot-keywords (read once per flags string: a folder has a few);
         kept for the next message with the same flags once every letter is named."""
+        data = self.courier_texts.get((self.root, dirname, flags))
+        if data is not None:
+            return data
         names = _dovecot_keywords(self._folder_path(dirname))[1]
         letters = [c for c in flags if "a" <= c <= "z"]
         data = "".join(names[c] + "\n" for c in letters if c in names).encode(
