@@ -55,7 +55,7 @@ from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
-from mailplan.subscriptions import source_subscriptions, subscribes
+from mailplan.subscriptions import source_subscriptions, subscribes, unusable_files
 from mailplan.text import marked
 from mailplan.userdirs import withhold_long_dirs
 from mailplan.verify_cache import (
@@ -235,15 +235,17 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
         root = maildirs.get((mb.domain, mb.user))
         return root is not None and mb.dirname in there.get(root, set())
 
-    def subscription_gaps(mb: SourceMailbox) -> list[str]:
+    def subscription_gaps(mb: SourceMailbox) -> tuple[list[str], list[str]]:
         # a folder on the target that apply subscribes: each file lacking its line (a
-        # folder not there fails already, or the user deleted it)
+        # folder not there fails already, or the user deleted it), and what keeps apply
+        # from writing them (a directory where a file belongs: the plan says so too)
         root = maildirs.get((mb.domain, mb.user))
         if root is None or not mb.dirname or not has_folder(mb) \
                 or not subscribes(mb, subscribed.get((mb.domain, mb.user))):
-            return []
-        return unsubscribed(subscription_lines([mb.folder], mb.names),
-                            subscriptions.get(root, {}))
+            return [], []
+        found = subscriptions.get(root, {})
+        gaps = unsubscribed(subscription_lines([mb.folder], mb.names), found)
+        return gaps, unusable_files(found) if gaps else []
 
     def target_files(mb: SourceMailbox) -> dict[Identity, list[TargetMessage]]:
         root = maildirs.get((mb.domain, mb.user))
@@ -287,7 +289,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                 proof = reused[mb.path]
                 check.source = check.target = proof.count
                 check.reused = True
-                check.unsubscribed = subscription_gaps(mb)
+                check.unsubscribed, check.unsubscribable = subscription_gaps(mb)
                 proven[folder_key(mb)] = proof
                 report.folders.append(check)
                 continue
@@ -320,7 +322,7 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
             if proof is not None:
                 proven[folder_key(mb)] = proof
             # after the proof, which is of the messages only
-            result.unsubscribed = subscription_gaps(mb)
+            result.unsubscribed, result.unsubscribable = subscription_gaps(mb)
         for dirname in sorted((set(tfolders) | set(ledger)) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, names))
             report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),

@@ -93,6 +93,8 @@ class FolderCheck:
     #: the subscription files (:data:`~mailplan.mail.maildir.SUBSCRIPTION_FILES`) that
     #: lack the line apply writes for the folder
     unsubscribed: list[str] = field(default_factory=list)
+    #: why apply cannot write those files (``subscriptions is a directory``)
+    unsubscribable: list[str] = field(default_factory=list)
     error: str | None = None  # the source mailbox could not be read (the plan says so)
     changed_during_read: str | None = None
     reused: bool = False  # exactly as the last verify proved it; not read again

@@ -127,10 +127,15 @@ def _find_command(maildirs: Sequence[str]) -> str:
     names = [a for n in ("*_mp*", KEYWORDS_FILE, courierkw.LIST, *SERVED_BY,
                          *SUBSCRIPTION_FILES)
              for a in ("-o", "-name", n)][1:]
+    # a subscription file's name on something apply cannot write (a directory, a pipe)
+    # is listed too: verify says why the folder is not subscribed
+    unusable = [a for n in SUBSCRIPTION_FILES for a in ("-o", "-name", n)][1:]
     return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
                  "(", "-type", "f", "(", *names, ")",
                  "-o", "-type", "d", "(", "-name", courierkw.DIRECTORY, "-o", "-name", "cur",
-                 "-o", "-name", "new", ")", ")", "-printf", _FIND]
+                 "-o", "-name", "new", ")",
+                 "-o", "!", "-type", "f", "!", "-type", "l", "(", *unusable, ")", ")",
+                 "-printf", _FIND]
                 ) + " 2>/dev/null; true"
 
 
@@ -148,6 +153,7 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     # keywords, its keyword letters): the message is made once they are known
     found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
     keyword_files: dict[tuple[str, str], str] = {}
+    unusable: dict[tuple[str, str], bytes] = {}
     subscription_files: dict[tuple[str, str], str] = {}  # (Maildir, file name) -> path
     served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
     courier = _CourierFiles()
@@ -163,6 +169,10 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
         if root is None:
             continue
         rel = parts[len(root.split("/")):]
+        if len(rel) == 1 and rel[0] in SUBSCRIPTION_FILES and kind != b"f":
+            # no file apply can write: what it is, as the plan reads it (``!NAME``)
+            unusable[(root, rel[0])] = b"directory" if kind == b"d" else b"special"
+            continue
         if kind == b"d":
             where = _in_folder(root, rel)
             if rel[-1] in ("cur", "new") and where is not None:
@@ -229,6 +239,8 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     subscriptions: dict[str, dict[str, bytes | None]] = {m: {} for m in maildirs}
     for (root, fname), path in subscription_files.items():
         subscriptions[root][fname] = texts.get(path)
+    for (root, fname), kind in unusable.items():
+        subscriptions[root]["!" + fname] = kind
     return TargetMail(files, ledgers, keywords, folders, subscriptions)
 
 

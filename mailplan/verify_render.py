@@ -46,9 +46,11 @@ def _details(f: FolderCheck) -> list[str]:
     if f.folder_missing:
         lines.append("          folder missing on the target (`mailplan apply` creates it)")
     if f.unsubscribed:
+        fix = ("`mailplan apply` subscribes it" if not f.unsubscribable else
+               f"{' and '.join(f.unsubscribable)}, where no IMAP server keeps subscriptions: "
+               "move it away, then apply")
         lines.append(f"          not subscribed in {', '.join(f.unsubscribed)} (a client "
-                     "that lists subscribed folders only will not show it; `mailplan apply` "
-                     "subscribes it)")
+                     f"that lists subscribed folders only will not show it; {fix})")
     if f.folder_deleted_on_target:
         lines.append("          folder deleted by the user on the target (not a failure)")
     if f.changed_during_read:

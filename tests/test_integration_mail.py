@@ -1559,7 +1559,11 @@ def test_a_subscription_file_apply_cannot_write_is_a_plan_problem(tmp_path, kind
     assert [b"Subject: work\n" in f.read_bytes()
             for sub in files(root / ".Work").values() for f in sub] == [True]
     assert not (root / "courierimapsubscribed").exists()
-    assert mailplan("verify", str(spec)).returncode != 0  # Work is not subscribed
+    checked = mailplan("verify", str(spec))  # Work is not subscribed, and verify says why
+    assert checked.returncode == 3, checked.stdout
+    assert (f"not subscribed in courierimapsubscribed, subscriptions (a client that lists "
+            f"subscribed folders only will not show it; subscriptions is {said}, where no "
+            "IMAP server keeps subscriptions: move it away, then apply)") in checked.stdout
     if kind == "directory":
         blocker.rmdir()
     else:
