@@ -338,6 +338,25 @@ def test_keywords_become_dovecot_keyword_letters(client, tmp_path):
     assert not list((root / "tmp").glob("mailplan-*"))
 
 
+def test_a_dovecot_keywords_link_is_not_read_and_a_directory_is_refused(client, tmp_path):
+    """The writer reads a folder's dovecot-keywords as plan and verify do: not through a
+    symbolic link (it is replaced by a file of the letters written, its target left
+    alone), and a directory there is an error that says so, not a crash."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("0 Other\n")
+    (root / "dovecot-keywords").symlink_to(elsewhere)
+    assert client.keyword_letters("", ["Work"]) == {"Work": "a"}
+    assert not (root / "dovecot-keywords").is_symlink()
+    assert (root / "dovecot-keywords").read_text() == "0 Work\n"
+    assert elsewhere.read_text() == "0 Other\n"
+    (root / ".Box" / "dovecot-keywords").mkdir(parents=True)
+    with pytest.raises(AgentError, match=r"the keywords file .*/\.Box/dovecot-keywords is a "
+                       r"directory: no IMAP keyword can be given a letter there \(move it"):
+        client.keyword_letters(".Box", ["Work"])
+
+
 def test_keyword_letters_follow_how_dovecot_keywords_is_read(tmp_path):
     """A dovecot-keywords with two lines for one number (not one dovecot writes) is read
     as verify reads it, the first line for a number counting: a keyword named only on a

@@ -167,20 +167,8 @@ class KeywordsMixin(AgentBase):
             if fname not in ("courierimapsubscribed", "subscriptions"):
                 raise AgentError(f"not a subscription file: {fname!r}")
             path = os.path.join(self.root, fname)
-            try:
-                # not read through a symbolic link (as plan and verify read none): one is
-                # replaced by a file of the lines written here, its target left alone;
-                # nor waited on (a named pipe of that name would hold the open forever)
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                             | getattr(os, "O_NONBLOCK", 0))
-            except FileNotFoundError:
-                old = []
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                old = []
-            else:
-                old = _subscription_file_lines(fd, path)
+            old = _user_file_lines(path, "the subscription file", "no folder can be "
+                                   "subscribed there")
             if fname == "subscriptions" and old[:2] == list(_DOVECOT_V2):
                 # dovecot keeps its file in the form it finds: in its version 2 a name's
                 # levels are separated by tabs (and escaped), and UNSUBSCRIBE removes
@@ -198,13 +186,10 @@ def _dovecot_keywords(folder: str) -> tuple[list[str], dict[str, str]]:
     """A folder's ``dovecot-keywords``: its lines, and ``{letter: keyword}`` (``N name``
     lines, keyword N is the letter ``a`` + N; another line is skipped, the first of two
     lines for one number counts), the rule of mailplan's ``bookkeeping.keyword_letters``,
-    which verify reads the file with (this program imports nothing from mailplan)."""
-    try:
-        with open(os.path.join(folder, "dovecot-keywords"), encoding="utf-8",
-                  errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        lines = []
+    which verify reads the file with (this program imports nothing from mailplan). A
+    symbolic link is not read, as plan and verify read none (``_user_file_lines``)."""
+    lines = _user_file_lines(os.path.join(folder, "dovecot-keywords"), "the keywords file",
+                             "no IMAP keyword can be given a letter there")
     letters: dict[str, str] = {}
     for line in lines:
         number, _, name = line.partition(" ")
@@ -217,16 +202,29 @@ def _dovecot_keywords(folder: str) -> tuple[list[str], dict[str, str]]:
 _DOVECOT_V2 = ("V\t2", "")
 
 
-def _subscription_file_lines(fd: int, path: str) -> list[str]:
-    """The lines of the subscription file open on ``fd`` (closed here); one that is no
-    regular file (a directory, a named pipe) is an error that says so: it is not
-    replaced, and no IMAP server keeps subscriptions in it either."""
+def _user_file_lines(path: str, what: str, consequence: str) -> list[str]:
+    """The lines of a file in the Maildir that its user or IMAP server may replace (a
+    subscription file, ``dovecot-keywords``); none when it is missing. Not read through
+    a symbolic link (as plan and verify read none): one is replaced by a file of the
+    lines written here, its target left alone; nor waited on (a named pipe of that name
+    would hold the open forever). One that is no regular file (a directory, a named
+    pipe) is an error that says so (``what`` it is, and the ``consequence``): it is not
+    replaced, and no IMAP server keeps anything in it either."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        return []
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise AgentError(f"the subscription file {path} is {kind}: no folder can be "
-                         "subscribed there (move it away, then apply again)")
+        raise AgentError(f"{what} {path} is {kind}: {consequence} (move it away, then "
+                         "apply again)")
     with open(fd, encoding="utf-8", errors="surrogateescape") as fh:
         return fh.read().splitlines()
 
