@@ -3,7 +3,10 @@
 The reader never holds more than a few MiB whatever the size of the mailbox or of a single
 message: it yields a :class:`MessageStart` (From_ line, stored header block, flags), then the
 rest of the stored message as ``bytes`` chunks, then a :class:`MessageEnd` (offsets, size,
-sha256 and occurrence number). The rules below are the ones the README quotes.
+sha256 and occurrence number). The rules below are the ones the README quotes. The
+reader's parts: its buffer and separator search (:mod:`mailplan.mail.mboxbuffer`),
+messages larger than the buffer (:mod:`mailplan.mail.mboxstream`), Content-Length
+(:mod:`mailplan.mail.mboxcl`); its events and errors are in :mod:`mailplan.mail.mboxtypes`.
 
 Rules
 -----
@@ -22,9 +25,10 @@ which is *not* followed by the framing blank line loses that line.
 
 **``>From`` escaping.** By default message bytes are kept as stored (``>From `` stays
 ``>From ``): mboxo quoting cannot be undone without guessing. ``mboxrd=True`` removes one
-``>`` from every line of the message matching ``^>+From `` (up to :data:`MAX_QUOTES`
-``>``), in the header block too (a message with no empty line is all header block). The
-same input and mode always give the same bytes, however the stream's reads are cut.
+``>`` from every line of the message matching ``^>+From `` (up to
+:data:`~mailplan.mail.mboxstream.MAX_QUOTES` ``>``), in the header block too (a message
+with no empty line is all header block). The same input and mode always give the same
+bytes, however the stream's reads are cut.
 
 **Content-Length** (Solaris mboxcl2) is honoured only when it is consistent with the file:
 the byte at header end + length is the end of the file or a line start (right after a
@@ -82,9 +86,10 @@ from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
-from mailplan.mail.fromline import MAX_LINE, FromLine, header_date, parse_from_line
+from mailplan.mail.fromline import FromLine, header_date
 from mailplan.mail.maildir import DIGEST_RE
 from mailplan.mail.mboxcl import ContentLength, _stream_shift
+from mailplan.mail.mboxstream import Streamed, _framing, _unescape
 from mailplan.mail.mboxtypes import (
     Event,
     MailboxError,
@@ -95,7 +100,6 @@ from mailplan.mail.mboxtypes import (
     Readable,
     classify_not_mbox,
 )
-from mailplan.mail.search import find_separator
 
 __all__ = ["Event", "MailboxError", "MboxReader", "MboxSummary", "MessageEnd", "MessageStart",
            "NotAnMbox", "Readable", "classify_not_mbox", "read_mbox"]
@@ -108,14 +112,10 @@ HEADER_LIMIT = 1 << 20
 READ_SIZE = 64 << 10
 LOOKAHEAD = 8 << 20
 PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
-#: an mboxrd-quoted From_ line has at most this many ``>`` (a line quoted deeper is kept
-#: as stored): a streamed message holds back an undecided quote this long, not longer
-MAX_QUOTES = 4096
-_UNESCAPE = re.compile(rb"^>(>{0,%d}From )" % (MAX_QUOTES - 1), re.M)
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 
-class MboxReader(ContentLength):
+class MboxReader(ContentLength, Streamed):
     """Iterate the events of an mbox read from ``stream`` starting at byte ``offset``.
 
     ``occurrences`` seeds the per-digest counters (hex digest -> how many copies come
@@ -161,63 +161,6 @@ class MboxReader(ContentLength):
         self._limit: int | None = self._ends.pop() if self._ends else None
         #: where the read last went on from one of ``ends`` (None: it has not)
         self.resumed_at: int | None = None
-
-    # -- buffer -------------------------------------------------------------------------
-    def _fill(self, pos: int) -> bool:
-        """Drop bytes before ``pos`` and read more; return False at end of stream. The
-        read is at least as large as what is kept, so a message held whole while the
-        buffer grows is copied a bounded number of times, not once per ``read_size``."""
-        if pos:
-            self._buf = self._buf[pos:]
-            self._base += pos
-        if self._eof:
-            return False
-        size = max(self.read_size, len(self._buf))
-        if self._limit is not None:
-            size = min(size, self._limit - self._base - len(self._buf))
-        data = self.stream.read(size) if size > 0 else b""
-        if not data:
-            self._eof = True
-            return False
-        self._buf += data
-        return True
-
-    def _line_end(self, i: int) -> int | None:
-        """Index just past the line starting at ``i`` (None: needs more data)."""
-        nl = self._buf.find(b"\n", i)
-        if nl >= 0:
-            return nl + 1
-        return len(self._buf) if self._eof else None
-
-    def _separator_at(self, i: int) -> FromLine | None | bool:
-        """Parse the line at ``i``: FromLine, None (not one), or False (need more data).
-        When it is not False, ``_parsed`` holds it and where its line ends."""
-        at, found, _end = self._parsed
-        if at == self._base + i:
-            return found
-        end = self._line_end(i)
-        if end is None:
-            return None if len(self._buf) - i > MAX_LINE else False
-        line = self._buf[i:end]
-        if line.endswith(b"\n"):
-            line = line[:-1]
-        found = parse_from_line(line, self.tz)
-        self._parsed = (self._base + i, found, self._base + end)
-        return found
-
-    def _next_separator(self, start: int) -> int | None | bool:
-        """Index of the next separator line at or after ``start`` (needs a preceding \\n)."""
-        i = start
-        while True:
-            j = find_separator(self._buf, i)
-            if j < 0:
-                return None
-            found = self._separator_at(j + 1)
-            if found is False:
-                return False
-            if found is not None:
-                return j + 1
-            i = j + 1
 
     # -- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[Event]:
@@ -395,106 +338,6 @@ class MboxReader(ContentLength):
         yield self._finish(head, start, self._base + next_pos, len(headers) + len(body),
                            digest.digest())
         return next_pos if next_pos < len(buf) or not self._eof else None
-
-    def _streamed(self, pos: int, hstart: int, sep: FromLine,
-                  start: int) -> Iterator[Event]:
-        """A message larger than the buffer: stream the body with a small hold-back."""
-        hend = self._header_end(hstart, len(self._buf))
-        headers, state = split_bookkeeping(self._buf[hstart:hend])
-        cl = state.content_length
-        if cl is not None and self._cl_consistent(hend, cl):
-            return (yield from self._cl_message(hstart, hend, headers, state, sep, start,
-                                                hend + cl))
-        bol = self._buf[hend - 1:hend] == b"\n"  # the header block may end mid-line
-        if self.mboxrd:
-            headers = _unescape(headers, True)
-        internal = self._is_internal(headers, start, state)
-        head = self._head(headers, sep, start, state)
-        digest = hashlib.sha256(headers)
-        size = len(headers)
-        if not internal:
-            yield head
-        # i: the first byte not sent yet; lo: where the message starts (negative once
-        # its start left the buffer), so the framing check sees what _whole sees
-        i, lo = hend, hstart
-        while True:
-            nxt = self._next_separator(max(i - 1, 0))
-            if isinstance(nxt, int) and nxt is not False:
-                end = nxt - _framing(self._buf, lo, nxt)
-                final = True
-            elif self._eof:
-                nxt = len(self._buf)
-                end = nxt - _framing(self._buf, lo, nxt)
-                final = True
-            elif nxt is False:
-                # a From_ line still arriving (the last line, unterminated): keep it and
-                # the line end before it (CRLF too: it may be framing) unsent
-                end = self._buf.rfind(b"\n")
-                if self._buf[end - 1:end] == b"\r":
-                    end -= 1
-                end = max(end, i)
-                final = False
-            else:
-                # Keep the last line end and 16 bytes unsent: a separator may follow
-                # (after a short read the buffer may hold fewer: then nothing goes yet).
-                safe = max(len(self._buf) - 16, i)
-                nl = self._buf.rfind(b"\n", i, safe)
-                end = nl if nl > i else safe
-                if self.mboxrd and end > i:
-                    # a line cut while it may still be a quoted From_ line (">>Fr") would
-                    # be unescaped by neither chunk: cut before it instead
-                    start_of_line = self._buf.rfind(b"\n", 0, end) + 1
-                    if start_of_line >= i and _undecided_quote(
-                            self._buf[start_of_line:min(end, start_of_line + MAX_QUOTES + 5)]):
-                        end = start_of_line
-                final = False
-            chunk = self._buf[i:end]
-            if chunk:
-                if self.mboxrd:
-                    chunk = _unescape(chunk, bol)
-                bol = end > 0 and self._buf[end - 1:end] == b"\n"
-                digest.update(chunk)
-                size += len(chunk)
-                if not internal:
-                    yield chunk
-            if final:
-                break
-            # the last bytes sent stay in the buffer: the separator search looks one byte
-            # behind what is unsent, the framing check up to four
-            keep = max(end - 4, 0)
-            self._fill(keep)
-            i, lo = end - keep, lo - keep
-        return (yield from self._close(head, start, nxt, size, digest, internal))
-
-
-def _framing(buf: bytes, lo: int, end: int) -> int:
-    """How many bytes before ``end`` are the framing blank line (0, 1 or 2): an empty
-    last line, ``\\n`` or ``\\r\\n``, after a line end (the From_ line's when the
-    message is empty). ``\\n\\r\\n`` counts too, not only ``\\r\\n\\r\\n``: a read resumed
-    at a checkpoint takes a CRLF line end before its first From_ line as framing (see
-    Rules), so a whole read must end an LF message followed by one the same way."""
-    if buf[end - 2:end] == b"\n\n" and end - lo >= 1 and end >= 2:
-        return 1
-    if buf[end - 3:end] == b"\n\r\n" and end - lo >= 2 and end >= 3:
-        return 2
-    return 0
-
-
-def _undecided_quote(line: bytes) -> bool:
-    """Whether a line's first bytes may still become an mboxrd-quoted From_ line."""
-    rest = line.lstrip(b">")
-    quotes = len(line) - len(rest)
-    return 0 < quotes <= MAX_QUOTES and len(rest) < 5 and b"From ".startswith(rest)
-
-
-def _unescape(chunk: bytes, bol: bool) -> bytes:
-    if bol:
-        return _UNESCAPE.sub(rb"\1", chunk)
-    nl = chunk.find(b"\n")
-    if nl < 0:
-        return chunk
-    return chunk[:nl + 1] + _UNESCAPE.sub(rb"\1", chunk[nl + 1:])
-
 
 def read_mbox(stream: Readable, **options: object) -> tuple[list[tuple[MessageEnd, bytes]],
                                                             MboxSummary]:
