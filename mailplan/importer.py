@@ -25,7 +25,7 @@ from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.facts.checkpoints import checkpoint_ends
-from mailplan.facts.mailbox_scan import split_gain
+from mailplan.facts.flag_gain import split_gain
 from mailplan.mail.agent_client import (
     AgentClient,
     AgentError,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailplan.facts.mailbox_scan import MailboxScan, split_gain
+from mailplan.facts.flag_gain import split_gain
+from mailplan.facts.mailbox_scan import MailboxScan
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import FolderFlags
 from mailplan.mail.bookkeeping import KEYWORD, MAX_KEYWORDS

@@ -5,8 +5,9 @@ A mailbox whose folder has nothing on the target yet is only counted where it is
 (:func:`count_mailboxes`: every message of it is to be imported). Any other is read as
 a stream (a byte range, :func:`mailplan.mail.windows.slice_command`) through the mbox
 reader, which keeps only identities and sizes, to be compared with what the target
-holds (:mod:`mailplan.facts.maildirs`); whole reads of many mailboxes share one ``tar``
-stream (:func:`scan_mailboxes`). Where the source allows it, no read changes a
+holds (:mod:`mailplan.facts.maildirs`), and with the flags of its files: what a message
+found there gains (:mod:`mailplan.facts.flag_gain`). Whole reads of many mailboxes share
+one ``tar`` stream (:func:`scan_mailboxes`). Where the source allows it, no read changes a
 mailbox's access time (:mod:`mailplan.facts.noatime`). A mailbox with a checkpoint that
 still matches (:mod:`mailplan.facts.checkpoints`) is read from the checkpoint on. Each
 scan keeps the first and last 4 KiB it read, so a mailbox found entirely on the target
@@ -38,12 +39,12 @@ from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
+from mailplan.facts.flag_gain import FlagGain
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
-from mailplan.mail.bookkeeping import MAX_KEYWORDS, carried_keywords
+from mailplan.mail.bookkeeping import carried_keywords
 from mailplan.mail.fromline import COUNT_SEPARATORS
-from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows, slice_command
 from mailplan.remote import run_batch, tar_members
@@ -54,7 +55,7 @@ _BLANK_END = (b"\n\n", b"\r\n\r\n")
 
 
 @dataclass
-class MailboxScan:
+class MailboxScan(FlagGain):
     """The messages of one mailbox from ``start`` on (identities and sizes only)."""
 
     mailbox: SourceMailbox
@@ -84,20 +85,9 @@ class MailboxScan:
     #: messages found on the target (read with the flags of its files, ``there``) whose
     #: file lacks Maildir flags or IMAP keywords the source has: what to add, by identity
     #: (:meth:`Identities.key`), as the flags, then the keywords after a space each
-    #: (:func:`split_gain`); only what a plan adds is held, not every message
+    #: (:func:`~mailplan.facts.flag_gain.split_gain`); only what a plan adds is held,
+    #: not every message
     gain: dict[bytes, str] = field(default_factory=dict)
-
-    def gained(self) -> dict[str, int]:
-        """How many messages gain each flag, in the order of :data:`FLAG_ORDER`, then
-        how many gain keywords (under ``keywords``)."""
-        counts = {flag: 0 for flag in (*FLAG_ORDER, KEYWORDS)}
-        for value in self.gain.values():
-            flags, keywords = split_gain(value)
-            for flag in flags:
-                counts[flag] = counts.get(flag, 0) + 1
-            if keywords:
-                counts[KEYWORDS] += 1
-        return {flag: n for flag, n in counts.items() if n}
 
     def number(self, seed: dict[str, int], known: set[tuple[str, int]],
                there: Mapping[bytes, str] | None = None) -> None:
@@ -116,42 +106,6 @@ class MailboxScan:
                 self.compare_flags((sha, occurrence), flags, there)
         self.todo_digest = todo.hexdigest()[:16]
         self.appended = []
-
-    def compare_flags(self, identity: tuple[str, int], flags: str,
-                      there: Mapping[bytes, str], keywords: Collection[str] = ()) -> None:
-        """Note in ``gain`` the Maildir flags of ``flags`` and the IMAP ``keywords``
-        (what the import gives the message now) that its file on the target (``there``,
-        by identity key) lacks; a message with no file there (deleted by its user) gains
-        nothing. A keyword counts only where the folder has a letter for it or one left
-        (``there.keywords``, :class:`~mailplan.facts.maildirs.FolderFlags`): past its
-        26th it is not carried, and is not proposed again and again."""
-        ident = Identities.key(identity)
-        have = there.get(ident)
-        if have is None:
-            return
-        missing = "".join(sorted(set(flags) - set(have)))
-        if keywords:
-            named: Mapping[str, str] = getattr(there, "keywords", {})
-            held = {named.get(c) for c in have if c.islower()}
-            room = len(named) < MAX_KEYWORDS
-            known = set(named.values())
-            lacking = sorted(k for k in keywords if k not in held and (room or k in known))
-            if lacking:
-                missing += " " + " ".join(lacking)
-        if missing:
-            self.gain[ident] = missing
-
-
-#: the order a plan names the flags messages gain in: as README's flag rules list them
-FLAG_ORDER = "SRFTD"
-#: the key of :meth:`MailboxScan.gained` that counts the messages gaining keywords
-KEYWORDS = "keywords"
-
-
-def split_gain(value: str) -> tuple[str, list[str]]:
-    """A :attr:`MailboxScan.gain` value as its Maildir flags and its IMAP keywords."""
-    flags, *keywords = value.split(" ")
-    return flags, keywords
 
 
 def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -> object:
