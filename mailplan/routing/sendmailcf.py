@@ -1,5 +1,5 @@
-"""What mailplan reads of sendmail.cf: its options (:func:`option_values`, also for
-ForwardPath), its alias databases and its +detail rule.
+"""What mailplan reads of sendmail.cf: its options (:func:`option_values`), its alias
+databases, its +detail rule and its ForwardPath.
 
 **Alias databases** (:func:`parse_alias_files`): the ``AliasFile`` option.
 
@@ -23,6 +23,10 @@ aliases work nicely": ``R$+ + *  $#local $@ $&h $: $1`` and ``R$+ + $*  $#local 
 $: $1 + *`` deliver ``user+detail`` to ``user`` (after looking up the alias
 ``user+*``).
 
+**ForwardPath** (:func:`forward_path`): the forward files sendmail looks for in a
+user's home directory, in order (``O ForwardPath=`` or ``OJ``; by default
+:data:`DEFAULT_FORWARD_PATH`, ``~/.forward.HOST`` before ``~/.forward``).
+
 Pure: the caller reads sendmail.cf through the source connection.
 """
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailplan.routing.model import Origin
+from mailplan.routing.model import Finding, Origin
 from mailplan.text import has_control
 
 #: map classes whose database newaliases builds from a text aliases file (``stab``
@@ -198,3 +202,31 @@ def plus_detail_rule(cf: str, path: str) -> Origin | None:
         if _PLUSSED.match(line):
             return Origin(path, number)
     return None
+
+
+#: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
+DEFAULT_FORWARD_PATH = "$z/.forward.$w:$z/.forward"
+
+
+def forward_path(cf: str, origin: str, short_name: str | None,
+                 findings: list[Finding]) -> list[str]:
+    """The forward files sendmail looks for, in order, as templates of ``$z`` (the
+    home directory) and ``$u`` (the login): sendmail.cf's ForwardPath (``O ForwardPath=``
+    or the old ``OJ``), else :data:`DEFAULT_FORWARD_PATH`, with ``$w`` (the host's short
+    name) filled in. An entry with another macro, or ``$w`` where the host name is not
+    known, is left out with a note; ``$z/.forward`` is read whatever it says."""
+    found = option_values(cf, "ForwardPath", "J", len("ForwardPath"))
+    value = found[-1][1].strip() if found else None
+    out: list[str] = []
+    for entry in (value or DEFAULT_FORWARD_PATH).split(":"):
+        if short_name is not None:
+            entry = entry.replace("$w", short_name)
+        if not entry or re.search(r"\$[^zu]", entry) or not entry.startswith("$z/"):
+            if value is not None:  # the default's $w without a host name: left quietly
+                findings.append(Finding("note", f"{origin}: ForwardPath entry {entry!r} is "
+                                        "not looked at: mailplan reads forward files in "
+                                        "users' home directories, named with $z, $u and $w "
+                                        "(the host name, from /etc/hostname)"))
+            continue
+        out.append(entry)
+    return out or ["$z/.forward"]

@@ -6,14 +6,16 @@
 spec's, else AliasFile's, else the first default there is) with their ``:include:``
 files; virtusertable; each migrated user's forward file. Users' files and ``:include:``
 files are read without following links, and left out with a warning where sendmail would
-refuse them. Parse errors name the host, file and line. Read only.
+refuse them. Parse errors name the host, file and line. Read only. The files are parsed
+by :mod:`~mailplan.routing.sendmailcf`, :mod:`~mailplan.routing.hostnames` (class w),
+:mod:`~mailplan.routing.aliases`, :mod:`~mailplan.routing.virtusertable` and
+:mod:`~mailplan.routing.forward`.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailplan.connectors.base import Connector
@@ -21,12 +23,13 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
 from mailplan.routing.forward import ForwardFile, parse_forward
+from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
 from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.sendmailcf import (
     AliasDatabase,
-    option_values,
+    forward_path,
     parse_alias_files,
     plus_detail_rule,
 )
@@ -137,7 +140,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     named = src.get("local_hostnames")
     etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
     sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
-    config = [] if named is not None else _class_w_files(sendmail_dir, etc)
+    config = [] if named is not None else class_w_files(sendmail_dir, etc)
     cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
     # ForwardPath (sendmail.cf) and $w (the host name) say which forward file is read
     forward_config = [p for p in (cf_path, hostname_path) if user_homes and p not in config]
@@ -146,7 +149,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     alias_config = [cf_path]
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
                                *forward_config, *alias_config])
-    templates = forward_path(_text(reads, cf_path), cf_path, _short_name(
+    templates = forward_path(_text(reads, cf_path), cf_path, short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
     candidates = {login: [_expand(t, home, login) for t in templates]
                   for login, home in user_homes.items()}
@@ -199,7 +202,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             forwards[login] = parse_forward(read.data, path, login)
         except RoutingError as exc:
             raise _host_error(exc, host) from None
-    own = (_clean_names(named) if named is not None
+    own = (clean_names(named) if named is not None
            else _read_class_w(conn, reads, config)) - {"localhost"}
     if own:
         where = ("source.local_hostnames in the spec" if named is not None else
@@ -309,42 +312,8 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
     return tuple(files)
 
 
-#: sendmail's ForwardPath when sendmail.cf does not set one (its cf/m4/proto.m4)
-DEFAULT_FORWARD_PATH = "$z/.forward.$w:$z/.forward"
-
-
-def forward_path(cf: str, origin: str, short_name: str | None,
-                 findings: list[Finding]) -> list[str]:
-    """The forward files sendmail looks for, in order, as templates of ``$z`` (the
-    home directory) and ``$u`` (the login): sendmail.cf's ForwardPath (``O ForwardPath=``
-    or the old ``OJ``), else :data:`DEFAULT_FORWARD_PATH`, with ``$w`` (the host's short
-    name) filled in. An entry with another macro, or ``$w`` where the host name is not
-    known, is left out with a note; ``$z/.forward`` is read whatever it says."""
-    found = option_values(cf, "ForwardPath", "J", len("ForwardPath"))
-    value = found[-1][1].strip() if found else None
-    out: list[str] = []
-    for entry in (value or DEFAULT_FORWARD_PATH).split(":"):
-        if short_name is not None:
-            entry = entry.replace("$w", short_name)
-        if not entry or re.search(r"\$[^zu]", entry) or not entry.startswith("$z/"):
-            if value is not None:  # the default's $w without a host name: left quietly
-                findings.append(Finding("note", f"{origin}: ForwardPath entry {entry!r} is "
-                                        "not looked at: mailplan reads forward files in "
-                                        "users' home directories, named with $z, $u and $w "
-                                        "(the host name, from /etc/hostname)"))
-            continue
-        out.append(entry)
-    return out or ["$z/.forward"]
-
-
 def _expand(template: str, home: str, login: str) -> str:
     return template.replace("$z", home).replace("$u", login)
-
-
-def _short_name(hostname: str) -> str | None:
-    """sendmail's ``$w``: the host name up to its first dot (/etc/hostname's first word)."""
-    first = hostname.split("#", 1)[0].split()
-    return first[0].split(".", 1)[0].lower() if first and first[0].split(".", 1)[0] else None
 
 
 def _text(reads: dict[str, FileRead], path: str) -> str:
@@ -353,18 +322,9 @@ def _text(reads: dict[str, FileRead], path: str) -> str:
     return (data or b"").decode("utf-8", "replace")
 
 
-def _class_w_files(sendmail_dir: str, etc: str) -> list[str]:
-    """The files sendmail's class w (the host's own names) comes from: local-host-names,
-    sendmail.cw and the Cw/Fw lines of sendmail.cf, then the host name and its hosts line
-    (``hostname`` and ``hosts`` in ``etc``, the directory of the source's passwd file)."""
-    base = sendmail_dir.rstrip("/")
-    return [f"{base}/local-host-names", f"{base}/sendmail.cw", f"{base}/sendmail.cf",
-            f"{etc}/hostname", f"{etc}/hosts"]
-
-
 def _read_class_w(conn: Connector, reads: dict[str, FileRead],
                   config: list[str]) -> frozenset[str]:
-    """Class w from what ``_class_w_files`` read (missing files are fine); files named by
+    """Class w from what ``class_w_files`` read (missing files are fine); files named by
     Fw lines and not read yet are read in one more batch."""
     def text(path: str) -> str:
         return _text(reads, path)
@@ -378,24 +338,4 @@ def _read_class_w(conn: Connector, reads: dict[str, FileRead],
         reads = {**reads, **_read_files(conn, extra)}
     for path in fw_files:
         names += [n for n, _o in parse_local_names(text(path), path)]
-    return _clean_names(names) | _host_names(text(hostname), text(hosts))
-
-
-def _host_names(hostname: str, hosts: str) -> frozenset[str]:
-    """The host's own names as sendmail finds them: the name in /etc/hostname, and every
-    name on an /etc/hosts line that names it (its canonical name and aliases)."""
-    first = hostname.split("#", 1)[0].split()
-    if not first:
-        return frozenset()
-    own = first[0].lower().rstrip(".")
-    names = {own}
-    for line in hosts.splitlines():
-        words = [w.lower().rstrip(".") for w in line.split("#", 1)[0].split()[1:]]
-        if own in words:
-            names.update(words)
-    names.add(own.split(".")[0])  # $w, the short name, is in class w too
-    return _clean_names(names)
-
-
-def _clean_names(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(n.lower().rstrip(".") for n in names if n.strip(". "))
+    return clean_names(names) | host_names(text(hostname), text(hosts))
