@@ -1706,6 +1706,46 @@ def test_keyword_letters_added_by_flags_reach_courier_unless_courier_opened_the_
             ["Work", "$Label1"] if folder == "" else ["Work"])}
 
 
+def test_a_file_a_mail_client_renames_during_a_flags_request_is_looked_for_again(
+        client, tmp_path, monkeypatch):
+    """A file renamed between the writer's read of the folder and its rename (an IMAP
+    SELECT moved it from new/ to cur/ and set a flag) gets its flags all the same, under
+    its new name: the folder is read once more for it. One renamed again then is passed
+    over as gone (the next run compares it again)."""
+    from mailplan.mail import agent as writer
+    from mailplan.mail.writer import flags
+
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    client.sync()
+    news = sorted((root / "new").iterdir())
+    assert len(news) >= 2
+    first, second = (parse_message_name(f.name) for f in news[:2])
+    real = flags.rename_noreplace
+    raced: list[str] = []
+
+    def client_first(src: str, dst: str) -> bool:
+        # the mail client renames the file just before the writer does: once for the
+        # first message, at every attempt for the second
+        stem = os.path.basename(src).partition(":2,")[0]
+        if (stem == news[0].name and stem not in raced) or stem == news[1].name:
+            raced.append(stem)
+            seen = "S" if os.path.basename(os.path.dirname(src)) == "new" else "RS"
+            os.rename(src, os.path.join(root, "cur", f"{stem}:2,{seen}"))
+        return real(src, dst)
+
+    monkeypatch.setattr(flags, "rename_noreplace", client_first)
+    agent = writer.Agent(io.BytesIO())
+    agent.open({"root": str(root)})
+    reply = agent.add_flags({"dir": "", "add": "".join(
+        f"{m.digest} {m.occurrence} F\n" for m in (first, second))})
+    assert reply == {"renamed": 1, "gone": 1, "taken": 0}
+    assert (root / "cur" / f"{news[0].name}:2,FS").is_file()  # the client's S kept
+    assert len(raced) == 3  # the second was raced at both attempts: left to the next run
+    assert not list((root / "new").glob(news[0].name + "*"))
+
+
 def test_flags_are_added_by_renaming_within_the_folder_never_over_a_file(client, tmp_path):
     """``G`` adds flags the source has to messages already in a folder, in one request:
     new/NAME -> cur/NAME:2,FLAGS, cur/BASE:2,OLD -> cur/BASE:2,MERGED (ASCII order,

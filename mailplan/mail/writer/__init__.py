@@ -72,8 +72,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  rename, a courier update file with all its keywords (as at the
                  import), renamed over one courier has not read yet; not in a folder
                  courier-imap has opened (``courierimapuiddb``), whose keywords courier
-                 keeps itself. A file gone or renamed
-                 meanwhile (a mail client got there first) is passed over. Reply
+                 keeps itself. A file renamed meanwhile (a mail client got there
+                 first) is looked for once more, the folder read again; one gone
+                 then, or not there at all, is passed over. Reply
                  ``{"renamed": n, "gone": n, "taken": n}`` (taken: the new name
                  exists; the file is left as it is)
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)

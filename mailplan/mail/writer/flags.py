@@ -25,7 +25,8 @@ class FlagsMixin(AgentBase):
     def add_flags(self, req: dict[str, Any]) -> dict[str, Any]:
         """``G``: add flags to messages of folder ``dir`` by renaming their files (the
         protocol says how); what is asked is held by identity (``key``), the folder is
-        read once, and the renames wait until it is read."""
+        read once, and the renames wait until it is read (it is read once more only
+        for files renamed in between)."""
         if self.root is None:
             raise AgentError("flags before open")
         wanted = {}
@@ -37,9 +38,46 @@ class FlagsMixin(AgentBase):
                 raise AgentError(f"bad flags line {line[:100]!r}")
             wanted[key(m.group(1), int(m.group(2)))] = m.group(3)
         base = self._folder_path(req["dir"])
+        renamed = taken = gone = 0
+        courier = False
+        todo = wanted
+        for _attempt in (1, 2):
+            moves, found = self._flag_moves(req["dir"], todo)
+            gone += len(todo) - len(found)  # not in the folder: deleted on the new server
+            missed = {}
+            for k, sub, name, new in moves:
+                # keyword letters it gains: courier's update first, as at the import (it
+                # reads one for a message it has: the file is there under its old name)
+                if set(new.partition(":2,")[2]) - set(name.partition(":2,")[2]) - _CAPITALS:
+                    courier = self._courier_update(req["dir"], new) or courier
+                try:
+                    if rename_noreplace(os.path.join(base, sub, name),
+                                        os.path.join(base, "cur", new)):
+                        renamed += 1
+                    else:
+                        taken += 1
+                except FileNotFoundError:
+                    missed[k] = todo[k]
+            # a file renamed since the folder was read (a client's SELECT moves new/ to
+            # cur/, a flag set there renames it) is looked for once more under its new
+            # name; one gone again is left to the next run
+            todo = missed
+            if not todo:
+                break
+        gone += len(todo)
+        if renamed or courier:  # the new names are durable before the caller records them
+            fsync_each(os.path.join(base, sub) for sub in ("cur", "new") + (
+                (COURIER_KEYWORDS,) if courier else ()))
+        return {"renamed": renamed, "gone": gone, "taken": taken}
+
+    def _flag_moves(self, dirname: str, wanted: dict[bytes, str]
+                    ) -> tuple[list[tuple[bytes, str, str, str]], set[bytes]]:
+        """The renames that give the messages of ``wanted`` (identity key -> flags to
+        add) their flags, read from the folder now: ``(key, subdir, name, new name in
+        cur/)`` each, and the keys found (a message that has them all needs none)."""
         found = set()
-        moves = []  # (subdir, name, new name in cur/)
-        for digest, occ, sub, name in self._scan_dir(req["dir"]):
+        moves = []
+        for digest, occ, sub, name in self._scan_dir(dirname):
             k = key(digest, occ)
             add = wanted.get(k)
             if add is None:
@@ -49,27 +87,8 @@ class FlagsMixin(AgentBase):
             merged = "".join(sorted(set(old) | set(add)))
             if sub == "cur" and info and merged == old:
                 continue  # it has them all already
-            moves.append((sub, name, f"{stem}:2,{merged}"))
-        renamed = taken = 0
-        gone = len(wanted) - len(found)
-        courier = False
-        for sub, name, new in moves:
-            # keyword letters it gains: courier's update first, as at the import (it
-            # reads one for a message it has: the file is there under its old name)
-            if set(new.partition(":2,")[2]) - set(name.partition(":2,")[2]) - _CAPITALS:
-                courier = self._courier_update(req["dir"], new) or courier
-            try:
-                if rename_noreplace(os.path.join(base, sub, name),
-                                    os.path.join(base, "cur", new)):
-                    renamed += 1
-                else:
-                    taken += 1
-            except FileNotFoundError:  # moved or deleted since the folder was read
-                gone += 1
-        if renamed or courier:  # the new names are durable before the caller records them
-            fsync_each(os.path.join(base, sub) for sub in ("cur", "new") + (
-                (COURIER_KEYWORDS,) if courier else ()))
-        return {"renamed": renamed, "gone": gone, "taken": taken}
+            moves.append((k, sub, name, f"{stem}:2,{merged}"))
+        return moves, found
 
 
 _CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # Maildir flags; keywords are a-z
