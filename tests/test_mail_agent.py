@@ -1746,6 +1746,48 @@ def test_a_file_a_mail_client_renames_during_a_flags_request_is_looked_for_again
     assert not list((root / "new").glob(news[0].name + "*"))
 
 
+def test_without_renameat2_a_client_rename_during_the_link_leaves_one_name(
+        client, tmp_path, monkeypatch):
+    """Where the kernel has no renameat2, a rename is a link and an unlink: a mail client
+    renaming the file in between left it under two names (one message shown twice), and
+    one deleting it left it under the writer's new name (a deleted message back). The
+    name the writer made goes again: the file is flagged under the client's name, and a
+    deleted one stays deleted."""
+    from mailplan.mail import agent as writer
+    from mailplan.mail.writer import fs
+
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    client.sync()
+    renamed, removed = sorted((root / "new").iterdir())[:2]
+    ids = [parse_message_name(f.name) for f in (renamed, removed)]
+    real_link = os.link
+    raced = set()
+
+    def link_then_client(src: object, dst: object, **kw: object) -> None:
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+        path = Path(str(src))
+        if path.parent.name == "new" and path.name not in raced:
+            raced.add(path.name)
+            if path.name == renamed.name:  # a SELECT that set \Seen
+                path.rename(root / "cur" / f"{path.name}:2,S")
+            else:  # deleted by the user (as an expunge does)
+                path.unlink()
+
+    monkeypatch.setattr(fs, "RENAMEAT2", None)
+    monkeypatch.setattr(os, "link", link_then_client)
+    agent = writer.Agent(io.BytesIO())
+    agent.open({"root": str(root)})
+    reply = agent.add_flags({"dir": "", "add": "".join(
+        f"{m.digest} {m.occurrence} F\n" for m in ids)})
+    assert raced == {renamed.name, removed.name}
+    assert reply == {"renamed": 1, "gone": 1, "taken": 0}
+    assert sorted(p.name for p in (root / "cur").glob(renamed.name + "*")) == [
+        f"{renamed.name}:2,FS"]
+    assert not list(root.glob(f"*/{removed.name}*"))
+
+
 def test_flags_are_added_by_renaming_within_the_folder_never_over_a_file(client, tmp_path):
     """``G`` adds flags the source has to messages already in a folder, in one request:
     new/NAME -> cur/NAME:2,FLAGS, cur/BASE:2,OLD -> cur/BASE:2,MERGED (ASCII order,

@@ -67,7 +67,8 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  ``cur/BASE:2,OLD`` -> ``cur/BASE:2,MERGED`` (the union, in ASCII
                  order, so keyword letters stay after the flags; nothing is removed),
                  never over an existing name (renameat2 RENAME_NOREPLACE, else
-                 link+unlink); then cur/ and new/ are synced. FLAGS may hold keyword
+                 link+unlink, whose new name goes again when the old one vanished in
+                 between); then cur/ and new/ are synced. FLAGS may hold keyword
                  letters (from ``K``): a message that gains one also gets, before its
                  rename, a courier update file with all its keywords (as at the
                  import), renamed over one courier has not read yet; not in a folder

@@ -7,10 +7,11 @@ stdlib only, Python 3.7, joined with the other parts into one script
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from mailplan.mail.writer.base import AgentBase
-from mailplan.mail.writer.fs import fsync_each, rename_noreplace
+from mailplan.mail.writer.fs import SourceVanished, fsync_each, rename_noreplace
 from mailplan.mail.writer.proto import COURIER_KEYWORDS, FLAG_LINE_RE, AgentError, key
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
@@ -56,6 +57,13 @@ class FlagsMixin(AgentBase):
                         renamed += 1
                     else:
                         taken += 1
+                except SourceVanished:
+                    # renamed or deleted by a mail client between the link and the
+                    # unlink (no renameat2): the name made here goes again, so that the
+                    # file neither shows twice nor comes back; it is looked for again
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(base, "cur", new))
+                    missed[k] = todo[k]
                 except FileNotFoundError:
                     missed[k] = todo[k]
             # a file renamed since the folder was read (a client's SELECT moves new/ to

@@ -57,8 +57,16 @@ def rename_noreplace_at(src_dir: int, src: str, dst_dir: int, dst: str) -> bool:
                 dst_dir_fd=None if dst_dir == AT_FDCWD else dst_dir)
     except FileExistsError:
         return False
-    os.unlink(src, dir_fd=None if src_dir == AT_FDCWD else src_dir)
+    try:
+        os.unlink(src, dir_fd=None if src_dir == AT_FDCWD else src_dir)
+    except FileNotFoundError:
+        raise SourceVanished(2, "renamed or removed during the rename", src) from None
     return True
+
+
+class SourceVanished(FileNotFoundError):
+    """The link-and-unlink rename (no ``renameat2``) made the new name, then found the old
+    one gone: renamed or removed in between, so the file may now have a second name."""
 
 
 def link_noreplace(src: str, dst_dir: int, dst: str, src_dir: int | None = None) -> bool:
