@@ -26,6 +26,7 @@ from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import (
     LEDGER_BYTES,
     PENDING_KEY,
+    FolderFlags,
     MaildirFacts,
     look_up_digests,
     read_ledger_counts,
@@ -178,7 +179,7 @@ def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mail
     only: dict[tuple[str, str], set[str]] = {}
     for _i, (mb, _b, _k, _n), scan in pending:
         only.setdefault((where[mb.key], mb.dirname), set()).update(
-            sha for sha, _rel, _size, _flags in scan.appended)
+            entry[0] for entry in scan.appended)
     # the ledger lines before the latest of the checkpoints reading into a folder (an
     # INBOX's files have their own): a digest before an earlier one's is then among
     # ``early`` too, and has that mailbox read whole (``shared``), never numbered as new
@@ -188,14 +189,19 @@ def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mail
         had = before.get(key, begin.ledger)
         before[key] = None if had is None or begin.ledger is None \
             else max(had, begin.ledger)
-    flags: dict[tuple[str, str], dict[bytes, str]] = {}
-    found, early = look_up_digests(target_conn, only, before, flags) if only else ({}, {})
+    flags: dict[tuple[str, str], FolderFlags] = {}
+    # the folders where appended messages with IMAP keywords may be found: what the
+    # letters of their files name is read too
+    named = {(where[mb.key], mb.dirname) for _i, (mb, _b, _k, _n), scan in pending
+             if any(entry[4] for entry in scan.appended)}
+    found, early = look_up_digests(target_conn, only, before, flags, named) \
+        if only else ({}, {})
     out = list(reads)
     mixed = set()
     for i, (mb, begin, _k, ledger), scan in pending:
         key = (where[mb.key], mb.dirname)
         if mb.key in shared and {sha for sha, _occ in early[key]}.intersection(
-                sha for sha, _rel, _size, _flags in scan.appended):
+                entry[0] for entry in scan.appended):
             mixed.add(mb.key)
             continue
         # the seed counts the copies before the checkpoint only: messages a killed run

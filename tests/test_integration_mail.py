@@ -1298,6 +1298,43 @@ def test_source_folder_names_are_decoded_only_when_asked(tmp_path, decode, expec
     assert sorted(mb.folder for mb in mailboxes) == expected
 
 
+def test_keywords_of_messages_appended_since_a_checkpoint_are_compared(tmp_path):
+    # a message c-client moved into ~/mbox (appended: read from ~/mbox's checkpoint and
+    # found on the target by its digest) is compared for its IMAP keywords as for its
+    # flags: one labelled on the old server meanwhile gains the label's letter, one whose
+    # file has its labels already gains nothing, and the plan settles
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "labelled", "Status: RO\n"
+            "X-Keywords: Work\n")
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "kept", "Status: RO\n"
+            "X-Keywords: Work\n")
+    path, target, domain, spec = one_user(
+        tmp_path, msg("e@x.example", "Sun Nov  1 10:00:00 2026", "first"))
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mbox").write_bytes(msg("c@x.example", "Wed Nov  4 10:00:00 2026", "there"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    # a and b arrive in the spool after ~/mbox's checkpoint was recorded: their ledger
+    # lines come after it, so a read from that checkpoint numbers them as appended
+    path.write_bytes(a + b)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    root = maildir(target, address)
+    with (home / "mbox").open("ab") as fh:
+        fh.write(a.replace(b"X-Keywords: Work\n", b"X-Keywords: Work $Label1\n")
+                 + b + msg("d@x.example", "Thu Nov  5 10:00:00 2026", "new"))
+    path.write_bytes(b"")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "1 message(s), " in plan, plan  # only d is imported: a and b are there
+    assert f"~ flags {address} INBOX (~/mbox): 1 message(s) gain flags (keywords 1)" \
+        in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    names = {f.read_text().split("Subject: ")[1].split("\n")[0]:
+             f.name.partition(":2,")[2] for f in files(root)["cur"]}
+    assert {k: names[k] for k in ("labelled", "kept")} == {
+        "labelled": "Sab", "kept": "Sa"}, names
+    assert (root / "dovecot-keywords").read_text().split("\n")[:2] == ["0 Work", "1 $Label1"]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def test_mail_c_client_moves_into_the_home_mbox_is_not_imported_again(tmp_path):
     # UW-IMAP's c-client moves the spool's mail into ~/mbox (adding its bookkeeping
     # headers, which are not part of the stored message): a message already imported

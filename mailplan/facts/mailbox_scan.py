@@ -76,9 +76,11 @@ class MailboxScan(FlagGain):
     #: a first import: From_ lines counted on the source, only the head read here
     counted: bool = False
     #: read with no identities to compare (``known`` None): each message's digest, its
-    #: occurrence among the messages read, its size and the Maildir flags its import
-    #: gives it ("" for new/), until :meth:`number`
-    appended: list[tuple[str, int, int, str]] = field(default_factory=list)
+    #: occurrence among the messages read, its size, the Maildir flags its import gives
+    #: it (None: it goes to new/, which holds none) and the IMAP keywords it carries,
+    #: until :meth:`number`
+    appended: list[tuple[str, int, int, str | None, Collection[str]]] = field(
+        default_factory=list)
     #: the last message read was left for the next run (not terminated by a blank line
     #: in a mailbox not settled): ``end`` is its From_ line, where apply's read ends
     held_back: bool = False
@@ -96,14 +98,14 @@ class MailboxScan(FlagGain):
         would have; ``there``: the flags of the folder's files found (``gain``)."""
         todo = hashlib.sha256()
         self.todo = self.todo_bytes = 0
-        for sha, rel, size, flags in self.appended:
+        for sha, rel, size, flags, keywords in self.appended:
             occurrence = seed.get(sha, 0) + rel
             if (sha, occurrence) not in known:
                 self.todo += 1
                 self.todo_bytes += size
                 todo.update(f"{sha}:{occurrence};".encode())
-            elif there and flags:
-                self.compare_flags((sha, occurrence), flags, there)
+            elif there and flags is not None:
+                self.compare_flags((sha, occurrence), flags, there, keywords)
         self.todo_digest = todo.hexdigest()[:16]
         self.appended = []
 
@@ -145,7 +147,8 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
         scan.total += 1
         if known is None:
             scan.appended.append((event.sha256, event.occurrence, event.size,
-                                  event.flags if event.subdir == "cur" else ""))
+                                  event.flags if event.subdir == "cur" else None,
+                                  carried_keywords(keywords) if keywords else ()))
         elif event.identity not in known:
             scan.todo += 1
             scan.todo_bytes += event.size

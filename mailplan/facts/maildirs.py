@@ -11,7 +11,9 @@ least data carried back:
   keywords of their files (one ``find``, one ``tar`` of the ledgers and one of the
   folders' ``dovecot-keywords``), for a mailbox read whole;
 * :func:`look_up_digests`: only the identities with given digests, filtered on the
-  target (``grep -F``), for the messages appended to a mailbox since its checkpoint;
+  target (``grep -F``), with the flags of their files (and the folders'
+  ``dovecot-keywords`` where keywords are compared), for the messages appended to a
+  mailbox since its checkpoint;
 * :func:`read_ledger_counts`: only the ledger's line count per folder and its size,
   counted on the target, for a mailbox unchanged since its checkpoint.
 
@@ -139,16 +141,21 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                 add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
 
     each_file(conn, [f"{m}/{LEDGER}" for m in folders], ledger)
-    # what the keyword letters of the folders' files name: files a user may replace, not
-    # read through a symbolic link (as verify reads them)
-    keyword_files = {f"{m}/{d}/{KEYWORDS_FILE}" if d else f"{m}/{KEYWORDS_FILE}": (m, d)
-                     for m, dirnames in folders.items() for d in dirnames}
-    for path, data in read_files(conn, sorted(keyword_files), follow=False).items():
-        if data is not None:
-            maildir, dirname = keyword_files[path]
-            facts[maildir].flags.setdefault(dirname, FolderFlags()).keywords = \
-                keyword_letters(data.decode("utf-8", "surrogateescape"))
+    read_keywords(conn, {(m, d): facts[m].flags.setdefault(d, FolderFlags())
+                         for m, dirnames in folders.items() for d in dirnames})
     return facts
+
+
+def read_keywords(conn: Connector, folders: Mapping[Key, FolderFlags]) -> None:
+    """Set each folder's :attr:`FolderFlags.keywords`, what the keyword letters of its
+    files name, from its ``dovecot-keywords``: files a user may replace, not read
+    through a symbolic link (as verify reads them); one command for all."""
+    paths = {(f"{m}/{d}/{KEYWORDS_FILE}" if d else f"{m}/{KEYWORDS_FILE}"): (m, d)
+             for m, d in folders}
+    for path, data in read_files(conn, sorted(paths), follow=False).items():
+        if data is not None:
+            folders[paths[path]].keywords = keyword_letters(
+                data.decode("utf-8", "surrogateescape"))
 
 
 def _file_flags(info: str | None, in_cur: bool) -> str:
@@ -174,7 +181,8 @@ Key = tuple[str, str]  # (Maildir, folder dir)
 
 def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                     before: Mapping[Key, int | None] | None = None,
-                    flags: dict[Key, FolderFlags] | None = None
+                    flags: dict[Key, FolderFlags] | None = None,
+                    keywords: Collection[Key] = ()
                     ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
     """The identities with the given digests that each (Maildir, folder dir) holds, in
     its message files or its ledger, and those of them in ledger lines before byte
@@ -182,7 +190,10 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     Filtered on the target (``grep -F``), so what comes back follows the digests asked
     about, not the size of the folder: a plan asks only about the messages appended to
     a mailbox since its checkpoint. ``flags``, when given, gets the Maildir flags of
-    each message file found, by identity key (as :attr:`MaildirFacts.flags`)."""
+    each message file found, by identity key (as :attr:`MaildirFacts.flags`), and for
+    the keys of ``keywords`` (folders where messages with IMAP keywords were found) what
+    the keyword letters name, read from their ``dovecot-keywords`` as
+    :func:`read_maildirs` reads it, in one more command."""
     found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     jobs: list[tuple[tuple[str, str], str]] = []
@@ -217,6 +228,8 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                 found[key].add(identity)
                 if limit is None or int(m[1]) < limit:
                     early[key].add(identity)
+    if flags is not None and keywords:
+        read_keywords(conn, {key: flags.setdefault(key, FolderFlags()) for key in keywords})
     return found, early
 # per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
 # parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
