@@ -31,6 +31,7 @@ from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
+    NO_SPOOL_DIR_NOTE,
     MailboxRef,
     _find_errors,
     _unseen_notes,
@@ -106,6 +107,27 @@ def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
                           "file: nothing is imported from it (mail kept there is left on "
                           "the old server)")
     assert MISSING_SPOOL_NOTE == "is missing, nothing to import from it"
+
+
+def test_a_spool_whose_directory_is_missing_is_a_problem(tmp_path):
+    """A spool directory that is not there (a typo in source.spool) is no user without
+    mail: each INBOX of it is a problem naming the directory and the spec's key, where a
+    plan said "No changes" and imported nothing. A spool directory reached through a
+    symbolic link (/var/spool/mail -> ../mail on Debian) is there."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "mail")
+    typo, linked = tmp_path / "spool-typo", tmp_path / "linked"
+    refs = [MailboxRef("example.com", "bob", "bob", str(typo / "bob"), str(src / "home/bob/mail"),
+                       str(src / "home/bob")),
+            MailboxRef("example.com", "carol", "carol", str(linked / "carol"),
+                       str(src / "home/carol/mail"), "")]
+    _mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert [(n.user, n.kind, n.folder, n.message) for n in notes] == [
+        ("bob", "problem", "INBOX", f"INBOX: {typo}/bob {NO_SPOOL_DIR_NOTE.format(dir=typo)}"),
+        ("carol", "info", "INBOX",
+         f"INBOX: {linked}/carol {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)")]
+    assert "check source.spool (or the user's spool:) in the spec" in NO_SPOOL_DIR_NOTE
 
 
 def test_plan_v_and_verify_account_for_a_missing_spool_as_for_an_empty_one(tmp_path):

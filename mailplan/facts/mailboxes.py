@@ -51,6 +51,10 @@ INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 #: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
 #: as of an empty one: mail.local makes it at the first delivery
 MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
+#: what is said of a spool whose directory is not there either (a problem: a wrong
+#: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
+NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
+                     "imported from it; check source.spool (or the user's spool:) in the spec")
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,14 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     found: dict[str, tuple[int, float, int, int]] = {}
     linked: dict[str, str] = {}
     other: dict[str, str] = {}  # spool and ~/mbox paths that are neither file nor link
-    results = run_batch(conn, ["date +%s", *cmds])
+    # the spools' directories that are not there (test -d follows a link, as the
+    # spools' own paths do: /var/spool/mail -> ../mail on Debian)
+    dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
+    no_dir = ("for d in " + join(dirs)
+              + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true')
+    results = run_batch(conn, ["date +%s", no_dir, *cmds])
+    missing_dirs = {d.decode("utf-8", "surrogateescape")
+                    for d in results.pop(1).stdout.split(b"\0") if d}
     clock = results[0].stdout.strip()
     # the source's clock, as the mtimes are (the local one where date has no %s)
     now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
@@ -224,6 +235,12 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
                                      f"INBOX: {escape(ref.spool)} (the spool) is {kind}, "
                                      "not an mbox file: nothing is imported from it (mail "
                                      "kept there is left on the old server)", "INBOX"))
+        elif ref.spool not in linked and ref.spool not in unseen and \
+                (posixpath.dirname(ref.spool) or "/") in missing_dirs:
+            where = escape(posixpath.dirname(ref.spool) or "/")
+            notes.append(MailboxNote(ref.domain, ref.user, "problem", ref.spool,
+                                     f"INBOX: {escape(ref.spool)} "
+                                     + NO_SPOOL_DIR_NOTE.format(dir=where), "INBOX"))
         elif ref.spool not in linked and ref.spool not in unseen:
             # said, as an empty spool is, so that every user's INBOX is accounted for (a
             # link, or a spool find could not see, has its own note)
