@@ -203,15 +203,19 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
     ``timezone`` (an IANA name, the spec's) or the ``localtime`` file next to the passwd
     file (a TZif file, as /etc/localtime is; no such file: UTC)."""
     localtime = posixpath.join(posixpath.dirname(passwd_path), "localtime")
-    results = run_batch(conn, [join(["cat", "--", passwd_path]),
-                               join(["cat", "--", shadow_path]),
+    # cat's messages in the C locale: a wrong path is told from a file it may not read
+    results = run_batch(conn, [join(["LC_ALL=C", "cat", "--", passwd_path]),
+                               join(["LC_ALL=C", "cat", "--", shadow_path]),
                                *([] if timezone else [join(["cat", "--", localtime])])])
-    for path, res in zip((passwd_path, shadow_path), results[:2], strict=True):
+    for key, path, res in zip(("passwd", "shadow"), (passwd_path, shadow_path), results[:2],
+                              strict=True):
         if res.returncode != 0:
             why = res.stderr_text[:300] or f"exit {res.returncode}"
+            wrong = why.endswith((": No such file or directory", ": Is a directory"))
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
-                            hint=READ_ACCESS_HINT)
+                            hint=f"check source.{key} in the spec: it names no file on "
+                            f"{conn.name}" if wrong else READ_ACCESS_HINT)
     passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
     zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \
