@@ -255,6 +255,18 @@ def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+def test_init_with_a_wrong_root_says_to_check_it(tmp_path):
+    """The error names the file and ends with find's reason, not an exit status glued
+    to it ("No such file or directory 1"), and the hint names --root."""
+    res = mailplan("init", "--source", "local", "--root", str(tmp_path / "nowhere"),
+                   "--domain", "example.com")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.splitlines() == [
+        f"Error: host oldmail, step survey the source: cannot read {tmp_path}/nowhere/etc/"
+        f"passwd: cat: {tmp_path}/nowhere/etc/passwd: No such file or directory",
+        f"  hint: check --root: {tmp_path}/nowhere holds no etc/passwd"]
+
+
 def test_init_refuses_a_bad_host_string(tmp_path):
     res = mailplan("init", "--source", "ftp://old", "-o", str(tmp_path / "m.yaml"))
     assert res.returncode == 1 and "cannot read the connection string" in res.stderr

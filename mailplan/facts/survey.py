@@ -140,7 +140,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     passwd, shadow = at("/etc/passwd"), at("/etc/shadow")
     spools = [at(d) for d in SPOOL_DIRS]
     first = run_batch(conn, [
-        join(["cat", "--", passwd]),
+        join(["LC_ALL=C", "cat", "--", passwd]),  # its message tells a wrong --root apart
         join(["cat", "--", shadow]),
         "for d in " + join(spools) + '; do test -d "$d" && printf \'%s\\n\' "$d"; done; true',
         _find(spools, depth="1", follow_starts=True),
@@ -151,9 +151,13 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         join(["cat", "--", at(SENDMAIL_CF)]),
     ])
     if first[0].returncode != 0:
-        why = first[0].stderr_text[:300] or "exit status"
-        raise HostError(f"cannot read {passwd}: {why} "
-                        f"{first[0].returncode}", host=conn.name, step="survey the source")
+        why = first[0].stderr_text[:300] or f"exit status {first[0].returncode}"
+        missing = why.endswith(": No such file or directory")
+        raise HostError(f"cannot read {passwd}: {why}", host=conn.name,
+                        step="survey the source",
+                        hint=(f"check --root: {root} holds no etc/passwd" if root
+                              else "is this the old sendmail server?") if missing
+                        else "read it as root: log in as root, or add --sudo")
     entries = parse_passwd(first[0].stdout, host=conn.name, path=passwd)
     shadow_ok = first[1].returncode == 0
     hashes = parse_shadow(first[1].stdout, host=conn.name, path=shadow) if shadow_ok else {}
