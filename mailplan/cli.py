@@ -160,7 +160,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
             todo = [c for c in planned.plan.changes if prune or c.action != "delete"]
             if saved is None and not quiet:
                 click.echo(render_plan(planned.plan, target=target,
-                                       colour=use_colour(sys.stdout)), nl=False)
+                                       colour=use_colour(sys.stdout), prune=prune), nl=False)
             if not todo:
                 watch.nothing(record_settled(planned, current),
                               skipped=len(planned.plan.changes))

@@ -116,7 +116,8 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                 "spec, or move those accounts and delete it by hand")))
             continue
         deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
-                              "no longer in the spec (applied only with --prune)"))
+                              "no longer in the spec; vdeldomain deletes its users' Maildirs, "
+                              "mail included (applied only with --prune)"))
     out.changes.extend(catchalls)
     out.changes.extend(deletes)
     return out
@@ -147,7 +148,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
         if (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
-                                  "no longer in the spec (applied only with --prune)"))
+                                  "no longer in the spec; vdeluser deletes its Maildir, mail "
+                                  "included (applied only with --prune)"))
         else:
             out.left_alone.append(Noop(name, uname, "on the target but not in the spec; "
                                        "not created by mailplan, left alone"))

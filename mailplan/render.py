@@ -46,8 +46,10 @@ def problem_line(p: Problem) -> str:
     return escape(f"{p.user}@{p.domain}" if p.user else p.domain) + f": {escape(p.message)}"
 
 
-def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False) -> str:
-    """The whole plan as text."""
+def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False,
+                prune: bool = False) -> str:
+    """The whole plan as text; ``prune``: shown by an apply given ``--prune``, which
+    carries out its deletions."""
     out: list[str] = []
     if plan.changes:
         out.append(f"mailplan will make these changes on {target}:")
@@ -83,7 +85,8 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
         line = (f"Plan: {counts['create']} to create, {counts['update']} to change, "
                 f"{counts['delete']} to destroy.")
         if counts["delete"]:
-            line += " Deletions are applied only with --prune."
+            line += (" Deletions are applied: --prune was given." if prune
+                     else " Deletions are applied only with --prune.")
         out.append(line)
     else:
         out.append(f"No changes. The target matches the spec "

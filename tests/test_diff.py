@@ -101,7 +101,19 @@ def test_managed_domain_removed_from_spec_is_shown_for_deletion():
     observed.domains["old.example"] = TargetDomain("old.example", "/d", (), {}, BOUNCE)
     result = diff(want([ALICE]), observed, VP, Managed(frozenset({"old.example"})))
     assert ids(result) == ["delete-domain:old.example"]
-    assert "--prune" in result.changes[0].reason
+    assert result.changes[0].reason == (
+        "created by mailplan, no longer in the spec; vdeldomain deletes its users' Maildirs, "
+        "mail included (applied only with --prune)")
+
+
+def test_a_managed_user_shown_for_deletion_says_its_mail_goes_with_it():
+    """vdeluser removes the user's directory: the plan says the Maildir goes too, where it
+    said only that the account was no longer in the spec."""
+    result = diff(want([ALICE]), have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]), VP,
+                  Managed(frozenset({"example.com"}), frozenset({("example.com", "bob")})))
+    assert [c.reason for c in result.changes] == [
+        "created by mailplan, no longer in the spec; vdeluser deletes its Maildir, mail "
+        "included (applied only with --prune)"]
 
 
 def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_deleted():

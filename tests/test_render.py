@@ -76,6 +76,16 @@ def test_colour_only_when_asked():
                                                                  colour=True)
 
 
+def test_an_apply_given_prune_says_its_deletions_are_applied():
+    """apply --prune shows the plan it confirms: its last line said "Deletions are applied
+    only with --prune" as if the option had not been given."""
+    last = render_plan(sample_plan(), target="t", prune=True).splitlines()[-1]
+    assert last == ("Plan: 3 to create, 4 to change, 1 to destroy. Deletions are applied: "
+                    "--prune was given.")
+    assert render_plan(sample_plan(), target="t").splitlines()[-1].endswith(
+        " Deletions are applied only with --prune.")
+
+
 def test_no_changes_wording():
     plan = sample_plan()
     plan.changes = []
