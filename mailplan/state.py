@@ -229,6 +229,13 @@ class State:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)
             else:
                 managed.pop(domain, None)
+            # the Maildirs went with it: their import records and checkpoints too, or
+            # show would count that mail, and again once the user is made anew
+            mail = self.data.get("mail", {})
+            for key in list(mail):
+                who, _, where = key.partition("/")[0].rpartition("@")
+                if where == domain and (user is None or who == user):
+                    del mail[key]
 
     def _fold_journal(self, *, write: bool) -> None:
         try:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import json
 
-from migration import mailplan
+from migration import (
+    SourceAccount,
+    install_target,
+    mailplan,
+    make_source,
+    unique_domain,
+    write_spec,
+)
 
 from mailplan.plan import Change, Plan
 from mailplan.state import State
@@ -130,3 +137,29 @@ def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path)
             "already on the target (INBOX 2000)") in text, text
     doc = json.loads(mailplan("show", str(path), "--json", check=True).stdout)
     assert doc["mail"]["alice@example.com"]["INBOX"]["found_on_target"] == 2000
+
+
+def test_a_pruned_user_made_anew_counts_only_the_mail_of_its_new_maildir(tmp_path):
+    """apply --prune deletes bob and his Maildir: show no longer counts the message
+    imported there, and once bob is back, only the one imported again (it said 2)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw1"),
+                                            SourceAccount("bob", 1001, "Bob", "pw2")])
+    (src / "var/spool/mail/bob").write_bytes(
+        b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: s\n\nhi\n\n")
+    domain = unique_domain("prune")
+    target = install_target(tmp_path / "target")
+    both = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "ann"}, {"name": "bob"}]}})
+    text = both.read_text()
+    mailplan("apply", str(both), "--auto-approve", check=True)
+    shown = mailplan("show", str(both), check=True).stdout
+    assert f"  bob@{domain}: 1 message(s)" in shown, shown
+    both.write_text(text.replace("- name: bob\n", ""))
+    pruned = mailplan("apply", str(both), "--auto-approve", "--prune", check=True).stdout
+    assert f"- user bob@{domain}" in pruned
+    assert "1 to destroy. Deletions are applied: --prune was given." in pruned, pruned
+    assert f"bob@{domain}" not in mailplan("show", str(both), check=True).stdout
+    both.write_text(text)
+    mailplan("apply", str(both), "--auto-approve", check=True)
+    shown = mailplan("show", str(both), check=True).stdout
+    assert f"  bob@{domain}: 1 message(s)" in shown, shown

@@ -46,6 +46,29 @@ def test_a_user_added_to_a_domain_that_was_there_does_not_make_it_mailplans(tmp_
     assert State.load(tmp_path / "s.json").managed() == (set(), {("old.example", "x")})
 
 
+def test_a_deleted_user_or_domain_takes_its_mail_records_with_it(tmp_path):
+    """vdeluser and vdeldomain delete the Maildirs: what the state recorded importing
+    into them goes too (show counted that mail, and again once the user was made anew).
+    A folder name holding the domain's name is no mailbox of that domain."""
+    state = State.load(tmp_path / "s.json")
+    state.begin("plan-1")
+    for key in ("alice@example.com/INBOX", "alice@example.com/Work", "bob@example.com/INBOX",
+                "carol@other.example/INBOX", "carol@other.example/x@example.com/y",
+                "alice@example.com.au/INBOX"):
+        state.record(f"create-mailbox:{key}", {"mailbox": key, "imported": 1, "bytes": 9,
+                                               "checkpoint": {"offset": 9}})
+    state.record("delete-user:alice@example.com",
+                 {"domain": "example.com", "user": "alice", "deleted": True})
+    assert sorted(state.mail()) == ["alice@example.com.au/INBOX", "bob@example.com/INBOX",
+                                  "carol@other.example/INBOX",
+                                  "carol@other.example/x@example.com/y"]
+    state.record("delete-domain:example.com", {"domain": "example.com", "deleted": True})
+    state.finish("ok", {})
+    assert sorted(State.load(tmp_path / "s.json").mail()) == [
+        "alice@example.com.au/INBOX", "carol@other.example/INBOX",
+        "carol@other.example/x@example.com/y"]
+
+
 def test_journal_of_a_killed_run_is_folded_in(tmp_path):
     path = tmp_path / "s.json"
     code = f"""
