@@ -144,6 +144,10 @@ class Plan:
         except (OSError, ValueError) as exc:
             raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
         version = data.get("format_version") if isinstance(data, dict) else None
+        if isinstance(data, dict) and "lineage" in data and "plan_id" not in data:
+            raise StateError(f"{path}: this is a state file of mailplan's, not a saved plan",
+                             hint="apply takes the spec, or a plan saved with `mailplan plan "
+                             "SPEC -o PLAN.json`")
         if version != PLAN_VERSION:
             raise StateError(f"{path}: plan format version {version!r}; this mailplan "
                              f"reads version {PLAN_VERSION}")

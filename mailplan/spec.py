@@ -148,6 +148,15 @@ def load_spec(path: str | Path) -> Spec:
     spec = Spec(file, data, marks, key_marks)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
+    if "version" not in data and "format_version" in data:
+        # a file mailplan wrote, given where the spec goes
+        what = "a saved plan" if "plan_id" in data else "a state file" if "lineage" in data \
+            else None
+        if what:
+            raise SpecError(f"this is {what} of mailplan's, not a spec", file=str(file),
+                            hint="give the spec (migration.yaml); a saved plan is applied "
+                            "with `mailplan apply PLAN.json` and shown, as a state file "
+                            "is, with `mailplan show FILE`")
     validator = jsonschema.Draft202012Validator(load_schema("spec-v1.schema.json"))
     errors = list(validator.iter_errors(data))
     if errors:

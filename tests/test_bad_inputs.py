@@ -150,3 +150,29 @@ def test_hostile_source_data_is_listed_escaped_and_apply_goes_on(tmp_path):
     udir = target.tool("vuserinfo", "-d", "ann@example.com").stdout.decode().split("\n")[0]
     assert Path(udir, "Maildir/.Good").is_dir()
     assert Path(udir, ".qmail").read_text() == "&keep@remote.example\n"
+
+
+def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
+    """A saved plan or a state file passed where the spec goes (plan, validate, verify)
+    or a state file passed to apply: the error says which file it is and what to give,
+    where it named an unknown key ('changes', 'current_apply') or the plan's schema."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    saved = tmp_path / "p.json"
+    mailplan("plan", str(spec), "-o", str(saved), check=True)
+    mailplan("apply", str(saved), check=True)
+    state = tmp_path / "m.state.json"
+    for command, path, what in (("plan", state, "a state file"), ("validate", saved,
+                                                                 "a saved plan"),
+                                ("verify", saved, "a saved plan")):
+        res = mailplan(command, str(path))
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        assert res.stderr.startswith(f"Error: {path}: this is {what} of mailplan's, not a "
+                                     "spec\n  hint: give the spec (migration.yaml)"), res.stderr
+    res = mailplan("apply", str(state))
+    assert res.returncode == 1 and res.stderr == (
+        f"Error: {state}: this is a state file of mailplan's, not a saved plan\n"
+        "  hint: apply takes the spec, or a plan saved with `mailplan plan SPEC -o "
+        "PLAN.json`\n")
