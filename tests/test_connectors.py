@@ -13,7 +13,7 @@ import pytest
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.connectors.openssh import OpenSSHStreams
-from mailplan.connectors.ssh import SSHConnector
+from mailplan.connectors.ssh import OPTION_OPT_IN, SSHConnector
 from mailplan.errors import HostError, HostKeyError
 
 
@@ -331,7 +331,14 @@ def test_a_refused_connection_says_why_in_words_with_a_hint():
         conn.run("true")
     text = str(info.value)
     assert f"cannot connect to 127.0.0.1:{port}: connection refused" in text, text
-    assert "Errno" not in text and "hint: check the host's address and port" in text
+    assert "Errno" not in text and "hint: check the host's address and port in the spec" in text
+    # init and queue take a connection string, no spec: the hint names it
+    conn = SSHConnector("old", address="127.0.0.1", port=port, user="root",
+                        opt_in=OPTION_OPT_IN)
+    with pytest.raises(ConnectionLost) as info:
+        conn.run("true")
+    assert "hint: check the host's address and port in the connection string (ssh://" \
+        in str(info.value) and "spec" not in str(info.value)
 
 
 def test_ssh_control_connection_sends_keepalives(ssh_connector, monkeypatch):

@@ -213,9 +213,11 @@ class SSHConnector(Connector):
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None
             except OSError as exc:
+                where = "in the spec" if self._opt_in == SPEC_OPT_IN else \
+                    "in the connection string (ssh://user@host:port)"
                 raise ConnectionLost(f"cannot connect to {self._address}: {_why(exc)}",
                                      host=self.name, hint="check the host's address and port "
-                                     "in the spec, that its sshd runs, and that no firewall "
+                                     f"{where}, that its sshd runs, and that no firewall "
                                      "is in the way") from None
         transport = self._conn.transport
         assert transport is not None
