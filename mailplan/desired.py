@@ -201,6 +201,7 @@ def _comment(account: Account | None, name: str) -> str:
 
 def build_desired(spec: Spec, source: SourceFacts) -> Desired:
     """The desired state for every domain of the spec."""
+    _no_missing_accounts(spec, source)
     domains: dict[str, DesiredDomain] = {}
     problems: list[Problem] = []
     for key, body in spec.data["domains"].items():
@@ -258,12 +259,7 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
             password = None
             if "password" in user and "source" not in user["password"]:
                 password = resolve_password(spec, user["password"], (*uwhere, "password"))
-            elif account is None:
-                raise spec.error(f"there is no account {src_name!r} on the source "
-                                 f"({source.host}:{source.passwd_path})",
-                                 (*uwhere, "from" if "from" in user else "name"),
-                                 hint="fix the name, add from: OLDNAME, or give a password")
-            elif account.password is None:
+            elif account.password is None:  # (account: _no_missing_accounts)
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
                                       "no entry in the shadow file", host=source.host,
                                       path=source.shadow_path)
@@ -280,6 +276,28 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                              (*where, "unknown_recipients"))
         domains[name] = domain
     return Desired(domains, problems)
+
+
+def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:
+    """Refuse a spec whose users name accounts the source does not have (and give no
+    password of their own), all of them in one error: at the first, naming the others'
+    lines, so that an admin mends every one before the next run."""
+    missing: list[tuple[str, JsonPath]] = []
+    for key, body in spec.data["domains"].items():
+        for i, user in enumerate((body or {}).get("users", [])):
+            src_name = user.get("from", user["name"])
+            if src_name not in source.accounts and not (
+                    "password" in user and "source" not in user["password"]):
+                missing.append((src_name, ("domains", key, "users", i,
+                                           "from" if "from" in user else "name")))
+    if not missing:
+        return
+    (first, where), *more = missing
+    nor = "; nor " + ", ".join(f"{name!r} (line {spec.mark(path)[0]})"
+                               for name, path in more) if more else ""
+    raise spec.error(f"there is no account {first!r} on the source "
+                     f"({source.host}:{source.passwd_path}){nor}", where,
+                     hint="fix the name, add from: OLDNAME, or give a password")
 
 
 def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Account | None,

@@ -47,13 +47,18 @@ class Spec:
     def error(self, message: str, path: JsonPath, *, hint: str | None = None,
               at_key: bool = False) -> SpecError:
         """A SpecError pointing at the value of ``path`` (or at its key, ``at_key``)."""
+        line, col = self.mark(path, at_key=at_key)
+        return SpecError(message, file=str(self.path), line=line, column=col,
+                         key=key_path(path), hint=hint)
+
+    def mark(self, path: JsonPath, *, at_key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column of the value of ``path`` (or of its key), or of the nearest
+        enclosing one the YAML marks hold."""
         probe = tuple(path)
         marks = self.key_marks if at_key and probe in self.key_marks else self.marks
         while probe and probe not in marks:
             probe = probe[:-1]
-        line, col = marks.get(probe, (None, None))
-        return SpecError(message, file=str(self.path), line=line, column=col,
-                         key=key_path(path), hint=hint)
+        return marks.get(probe, (None, None))
 
     def resolve(self, relative: str) -> Path:
         """A path from the spec, relative to the spec's directory."""

@@ -88,6 +88,18 @@ def test_a_rename_from_a_missing_account_points_at_from(tmp_path):
     assert err.value.key.endswith("users[0].from") and err.value.line == 9, err.value
 
 
+def test_every_missing_account_is_named_in_one_error(tmp_path):
+    # an admin mends them all before the next run, not one per run; a user with a
+    # password of its own needs no account
+    s = spec(tmp_path, "users:\n  - name: zed\n  - name: ann\n    from: nosuch\n"
+             "  - name: pat\n    password: {env: PAT_PW}\n  - name: carl\n")
+    with pytest.raises(SpecError) as err:
+        build_desired(s, SRC)
+    assert err.value.key.endswith("users[0].name") and err.value.line == 8, err.value
+    assert "there is no account 'zed' on the source" in str(err.value)
+    assert "(old:/etc/passwd); nor 'nosuch' (line 10)\n  hint:" in str(err.value), err.value
+
+
 def test_explicit_user_missing_from_shadow(tmp_path):
     s = spec(tmp_path, "users: [{name: eve}]\n")
     with pytest.raises(SourceDataError, match="has no entry in the shadow file"):
