@@ -16,6 +16,7 @@ from mailplan.errors import MailplanError
 from mailplan.interrupt import stops_at_once
 from mailplan.spec import load_spec
 from mailplan.state import State
+from mailplan.text import escape, has_control
 from mailplan.verify import password_from_env, verify
 from mailplan.verify_render import render_report
 
@@ -47,6 +48,11 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         raise MailplanError("--check-login and --password-env go together",
                             hint="mailplan verify SPEC --check-login USER@DOMAIN "
                             "--password-env VAR")
+    if check_login and not _address(check_login):
+        raise MailplanError(f"--check-login {escape(check_login)}: not an address "
+                            "(USER@DOMAIN)", hint="give the user's address with its domain, "
+                            "as mail reaches it (vchkpw would look a bare name up in "
+                            "vpopmail's default domain, if it has one)")
     login = (check_login, password_from_env(password_env)) \
         if check_login and password_env else None
     loaded = load_spec(spec)
@@ -59,3 +65,10 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         click.echo(render_report(report), nl=False)
     if not report.ok:
         sys.exit(EXIT_DIFFERENT)
+
+
+def _address(text: str) -> bool:
+    """Whether ``text`` reads as one address: a user, ``@`` and a domain, no spaces or
+    control characters (vchkpw gets it on its input, NUL-terminated)."""
+    user, at, domain = text.rpartition("@")
+    return bool(at and user and domain) and not has_control(text) and " " not in text

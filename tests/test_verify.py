@@ -492,6 +492,18 @@ def test_verify_compares_keywords_as_courier_imap_shows_them(tmp_path, sshd):
 
 
 @pytest.mark.ssh
+@pytest.mark.parametrize("login", ["alice", "@d.example", "alice@", "al ice@d.example",
+                                   "alice@d.example\n"])
+def test_verify_login_check_wants_an_address(tmp_path, login):
+    # a bare name was checked all the same and reported "rejected", as a wrong password
+    # is (vchkpw looks it up in vpopmail's default domain, when it has one)
+    res = mailplan("verify", str(tmp_path / "m.yaml"), "--check-login", login,
+                   "--password-env", "TEST_PW", env={"TEST_PW": "pw"})
+    assert res.returncode == 1
+    assert "not an address (USER@DOMAIN)" in res.stderr, res.stderr
+    assert "give the user's address with its domain" in res.stderr
+
+
 def test_verify_login_check_never_shows_the_password(migrated):
     src, target, domain, spec, root = migrated
     ok = mailplan("verify", str(spec), "--check-login", f"alice@{domain}", "--password-env",
