@@ -54,13 +54,17 @@ def main() -> None:
     target = install_target(WORK / "newmail")
     spec = write_spec(WORK / "migration.yaml", source_root=source, target=target, domains={
         "example.com": {
-            "postmaster_password": {"env": "DEMO_POSTMASTER_PASSWORD"},
+            "postmaster_password": {"file": "postmaster.pw"},
             "default_quota": "1G",
             "unknown_recipients": "bounce",
             "import": {"uid_min": 1000, "uid_max": 59999},
             "users": [{"name": "robert", "from": "bob", "quota": "2G"}],
         }})
-    os.environ["DEMO_POSTMASTER_PASSWORD"] = "Postmaster-Demo-1"
+    # a secret file beside the spec, readable by its owner only (as a real one would
+    # be): the sandbox's spec works again later, in a shell of its own
+    fd = os.open(WORK / "postmaster.pw", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("Postmaster-Demo-1\n")
     print(f"Sandbox in {WORK}; spec: {spec.name}")
     print(spec.read_text())
     run("validate", spec.name)
@@ -71,6 +75,9 @@ def main() -> None:
     print(f"\nalice@example.com logs in on the target with her old password: {ok}")
     if not ok:
         sys.exit("demo failed: the migrated password does not authenticate")
+    print(f"\nThe sandbox stays in {WORK}: there, `mailplan plan {spec.name}`, `verify`, "
+          "`show` and the other commands work on it; mail appended to "
+          "oldmail/var/spool/mail/alice is what the next apply moves.")
 
 
 if __name__ == "__main__":

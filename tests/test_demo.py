@@ -1,0 +1,27 @@
+"""The README's first set-up command: the sandbox demo runs a whole migration, and the
+sandbox it leaves can be planned again in a shell of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_sandbox_demo_migrates_and_its_sandbox_can_be_used_again(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")}
+    env.update(PYTHONPATH=str(REPO), MAILPLAN_SANDBOX=str(tmp_path / "sandbox"))
+    demo = subprocess.run([sys.executable, str(REPO / "examples/sandbox/demo.py")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "alice@example.com logs in on the target with her old password: True" in demo.stdout
+    assert "Postmaster-Demo-1" not in demo.stdout + demo.stderr  # its secret is not shown
+    sandbox = tmp_path / "sandbox"
+    assert (sandbox / "postmaster.pw").stat().st_mode & 0o777 == 0o600
+    again = subprocess.run([sys.executable, "-m", "mailplan", "plan", "migration.yaml"],
+                           env=env, cwd=sandbox, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes." in again.stdout
