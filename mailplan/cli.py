@@ -19,6 +19,7 @@ from mailplan.engine import (
     check_saved,
     load_for_apply,
     make_plan,
+    refuse_applied,
     state_path_for,
 )
 from mailplan.errors import MailplanError
@@ -146,6 +147,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                             "or save the plan with plan -o FILE and run apply -q FILE")
     state_path = _state(loaded, state)
     target = loaded.data["target"]["host"]
+    if saved is not None:  # said before anything is logged or any host is read
+        refuse_applied(saved, State.load(state_path, fold=False))
     resume = " ".join(["mailplan apply", spec_or_plan, *(["--prune"] if prune else []),
                        *(["--state", state] if state else [])])
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \

@@ -205,6 +205,16 @@ def beyond(saved: Plan, fresh: Plan) -> list[Change]:
     return [c for c in fresh.changes if not left(c)]
 
 
+def refuse_applied(saved: Plan, state: State) -> None:
+    """Refuse a saved plan the state's history says was applied to the end."""
+    applied = [h for h in state.data["history"]
+               if h.get("plan_id") == saved.plan_id and h.get("result") == "ok"]
+    if applied:
+        raise StalePlanError(f"this plan was already applied (finished "
+                             f"{applied[-1].get('finished') or 'earlier'})",
+                             hint="run `mailplan plan` again and review the new plan")
+
+
 def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     """Refuse a saved plan that no longer describes what apply would do."""
     rerun = "run `mailplan plan` again and review the new plan"
@@ -213,11 +223,8 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     if saved.lineage != fresh.lineage and saved.lineage is not None:
         raise StalePlanError(f"this plan was made against another state file (lineage "
                              f"{saved.lineage}, now {fresh.lineage})", hint=rerun)
+    refuse_applied(saved, state)
     runs = [h for h in state.data["history"] if h.get("plan_id") == saved.plan_id]
-    applied = [h for h in runs if h.get("result") == "ok"]
-    if applied:
-        raise StalePlanError(f"this plan was already applied (finished "
-                             f"{applied[-1].get('finished') or 'earlier'})", hint=rerun)
     if runs:
         # Resuming this very plan: no other apply since (it would have done some of what
         # is left, unreviewed here), and whatever is still to do must be part of it.

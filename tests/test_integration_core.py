@@ -315,11 +315,15 @@ def test_a_saved_plan_resumes_after_a_kill_and_goes_stale_after_it_is_done(tmp_p
     # once done, the plan is used up: refused as it is (it would otherwise apply what a
     # later plan would do, e.g. import mail that arrived since, never reviewed), and
     # after someone changed the target
+    logs = sorted((tmp_path / "m.state.json.logs").iterdir())
     for _ in range(2):
         stale = mailplan("apply", str(saved))
         assert stale.returncode == 1 and "this plan was already applied" in stale.stderr, (
             stale.stderr)
+        # said before any host is read: no apply log begun for it
+        assert "Logging this apply" not in stale.stdout + stale.stderr
         assert target.tool("vsetuserquota", f"user000@{domain}", "5M").returncode == 0
+    assert sorted((tmp_path / "m.state.json.logs").iterdir()) == logs
 
 
 def test_plan_reads_the_source_and_the_target_at_once(tmp_path):
