@@ -14,6 +14,7 @@ import click
 
 from mailplan import __version__
 from mailplan.apply import record_settled
+from mailplan.desired import unresolved_passwords
 from mailplan.engine import (
     STATE_HELP,
     check_saved,
@@ -68,6 +69,9 @@ def validate(spec: str) -> None:
     n = sum(len((d or {}).get("users", [])) for d in loaded.data["domains"].values())
     click.echo(f"{spec}: valid (spec version 1, {len(loaded.data['domains'])} domain(s), "
                f"{n} explicit user(s))")
+    for exc in unresolved_passwords(loaded):  # secrets this machine lacks: not the spec's
+        click.echo(f"note: {escape_lines(str(exc))}\n  the spec is valid; plan and apply "
+                   "need this on the machine they run on", err=True)
 
 
 @main.command(epilog=EXAMPLES["plan"])

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailplan.errors import SourceDataError
+from mailplan.errors import SourceDataError, SpecError
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.names import MAX_CLEAR_PASSWORD, MAX_GECOS, parse_size, user_problem
 from mailplan.secret import Secret
@@ -150,6 +150,27 @@ def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Passwo
         return _clear(spec, first, f"the first line of password file {path}",
                       (*where, "file"), f"file {ref['file']}")
     return Password("hash", Secret(ref["hash"]), "hash in spec")  # checked by load_spec
+
+
+def unresolved_passwords(spec: Spec) -> list[SpecError]:
+    """What plan and apply would refuse in the spec's passwords read from this machine
+    (an unset environment variable, a password file missing or unusable), for validate
+    to mention: it checks the spec itself, and may run where the secrets are not."""
+    refs: list[tuple[dict[str, Any], JsonPath]] = []
+    for key, body in spec.data["domains"].items():
+        body = body or {}
+        if body.get("postmaster_password"):
+            refs.append((body["postmaster_password"], ("domains", key, "postmaster_password")))
+        for i, user in enumerate(body.get("users", [])):
+            if "password" in user and "source" not in user["password"]:
+                refs.append((user["password"], ("domains", key, "users", i, "password")))
+    found = []
+    for ref, where in refs:
+        try:
+            resolve_password(spec, ref, where)
+        except SpecError as exc:
+            found.append(exc)
+    return found
 
 
 def _clear(spec: Spec, value: str, what: str, where: JsonPath, origin: str) -> Password:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
+from migration import mailplan
 
 from mailplan.desired import build_desired
 from mailplan.errors import SourceDataError, SpecError
@@ -98,6 +100,29 @@ def test_every_missing_account_is_named_in_one_error(tmp_path):
     assert err.value.key.endswith("users[0].name") and err.value.line == 8, err.value
     assert "there is no account 'zed' on the source" in str(err.value)
     assert "(old:/etc/passwd); nor 'nosuch' (line 10)\n  hint:" in str(err.value), err.value
+
+
+def test_validate_mentions_secrets_this_machine_lacks_and_passes(tmp_path, monkeypatch):
+    # validate checks the spec (it may run where the secrets are not: CI); what plan
+    # would refuse here is said as a note, never the secret itself
+    (tmp_path / "ok.pw").write_text("Secret-ok-1\n")
+    (tmp_path / "crlf.pw").write_text("Secret-crlf-1\r\n")
+    s = spec(tmp_path, "postmaster_password: {env: NOPE_UNSET_PW}\n"
+             "users:\n  - name: alice\n    password: {file: crlf.pw}\n"
+             "  - name: bob\n    password: {file: ok.pw}\n"
+             "  - name: carl\n    password: {file: missing.pw}\n")
+    env = {k: v for k, v in os.environ.items() if k != "NOPE_UNSET_PW"}
+    monkeypatch.delenv("NOPE_UNSET_PW", raising=False)
+    res = mailplan("validate", str(s.path), env=env)
+    assert res.returncode == 0, res.stderr
+    assert "m.yaml: valid (spec version 1, 1 domain(s), 3 explicit user(s))" in res.stdout
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 3, res.stderr
+    assert "postmaster_password.env: environment variable NOPE_UNSET_PW is not set" in notes[0]
+    assert "users[0].password.file: the first line of password file" in notes[1]
+    assert "control character" in notes[1] and "cannot read password file" in notes[2]
+    assert "Secret-" not in res.stdout + res.stderr
+    assert res.stderr.count("the spec is valid; plan and apply need this") == 3
 
 
 def test_explicit_user_missing_from_shadow(tmp_path):
