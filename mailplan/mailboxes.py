@@ -38,6 +38,7 @@ from mailplan.mailbox_reads import (
     whole_read_groups,
 )
 from mailplan.spec import folder_names
+from mailplan.state import mailbox_owner
 from mailplan.subscriptions import (
     source_subscriptions,
     subscription_changes,
@@ -117,6 +118,12 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         tdom = target.domains.get(mb.domain)
         tuser = tdom.users.get(mb.user) if tdom else None
         where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
+    # what the state records of a user not on the target was imported into a Maildir
+    # deleted outside mailplan (a vdeluser by hand): none of that mail and none of those
+    # folders is there (an empty folder recorded is not one its user deleted: it is made)
+    absent = {(mb.domain, mb.user) for mb in mailboxes if not where[mb.key]}
+    state_mail = {key: box for key, box in state_mail.items()
+                  if mailbox_owner(key) not in absent}
     unread: dict[tuple[str, str], str] = {}
     subscribed = source_subscriptions(source_conn, refs, source, unread)
     for (domain, user), why in sorted(unread.items()):

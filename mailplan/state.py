@@ -41,6 +41,13 @@ RECOVER = ("move the damaged file aside and run `mailplan plan` again: the targe
            "created, used by --prune, is lost")
 
 
+def mailbox_owner(key: str) -> tuple[str, str]:
+    """The domain and user of a mailbox record's key (``user@domain/FOLDER``, the
+    folder may hold ``/`` and ``@``)."""
+    user, _, domain = key.partition("/")[0].rpartition("@")
+    return domain, user
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -219,6 +226,12 @@ class State:
                 body["users"][user] = {"created": entry["at"]}
             else:  # the domain itself: only its own step says mailplan created it
                 body.setdefault("created", entry["at"])
+            # made now (vadduser refuses a directory holding files): none of the mail
+            # recorded under its name is in it, the Maildir that held it was deleted
+            # outside mailplan (a vdeluser by hand); kept, show would count that mail
+            # with the new import, and its empty folders be taken for the user's
+            # deletions and not made again
+            self._drop_mail(domain, user)
         if entry.get("adopted") and domain and not user and entry.get("created"):
             # found after a cut between vadddomain and the spec's postmaster password
             managed.setdefault(domain, {"users": {}})["postmaster_unset"] = entry["at"]
@@ -231,11 +244,16 @@ class State:
                 managed.pop(domain, None)
             # the Maildirs went with it: their import records and checkpoints too, or
             # show would count that mail, and again once the user is made anew
-            mail = self.data.get("mail", {})
-            for key in list(mail):
-                who, _, where = key.partition("/")[0].rpartition("@")
-                if where == domain and (user is None or who == user):
-                    del mail[key]
+            self._drop_mail(domain, user)
+
+    def _drop_mail(self, domain: str, user: str | None) -> None:
+        """Forget the import records and checkpoints of ``user``'s mailboxes, or of
+        every user of ``domain`` (``user`` None)."""
+        mail = self.data.get("mail", {})
+        for key in list(mail):
+            where, who = mailbox_owner(key)
+            if where == domain and (user is None or who == user):
+                del mail[key]
 
     def _fold_journal(self, *, write: bool) -> None:
         try:

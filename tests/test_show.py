@@ -4,6 +4,7 @@ as text and JSON, without contacting any host."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from migration import (
     SourceAccount,
@@ -163,3 +164,33 @@ def test_a_pruned_user_made_anew_counts_only_the_mail_of_its_new_maildir(tmp_pat
     mailplan("apply", str(both), "--auto-approve", check=True)
     shown = mailplan("show", str(both), check=True).stdout
     assert f"  bob@{domain}: 1 message(s)" in shown, shown
+
+
+def test_a_user_deleted_by_hand_and_made_anew_starts_with_the_mail_of_its_new_maildir(
+        tmp_path):
+    """bob deleted on the target by hand (vdeluser, not --prune) is made again by the
+    next apply: show counts the message imported into his new Maildir once (it said 2),
+    and his empty folder is made in that apply (the state's record of the deleted
+    Maildir's folder was taken for a folder bob deleted: never made, and verify said
+    "folder deleted by the user")."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw1"),
+                                            SourceAccount("bob", 1001, "Bob", "pw2")])
+    (src / "var/spool/mail/bob").write_bytes(
+        b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: s\n\nhi\n\n")
+    (src / "home/bob/mail").mkdir()
+    (src / "home/bob/mail/Sent").write_bytes(b"")
+    domain = unique_domain("byhand")
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "ann"}, {"name": "bob"}]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.tool("vdeluser", f"bob@{domain}").returncode == 0
+    again = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    assert f"+ user bob@{domain}" in again, again
+    udir = target.tool("vuserinfo", "-d", f"bob@{domain}").stdout.decode().split("\n")[0]
+    assert Path(udir, "Maildir/.Sent/cur").is_dir()
+    shown = mailplan("show", str(spec), check=True).stdout
+    assert f"  bob@{domain}: 1 message(s)" in shown, shown
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    verified = mailplan("verify", str(spec), check=True).stdout
+    assert "folder deleted by the user" not in verified, verified

@@ -69,6 +69,32 @@ def test_a_deleted_user_or_domain_takes_its_mail_records_with_it(tmp_path):
         "carol@other.example/x@example.com/y"]
 
 
+def test_a_user_or_domain_made_anew_forgets_the_mail_of_the_maildir_deleted_by_hand(
+        tmp_path):
+    """A user or domain mailplan creates has a new Maildir (vadduser refuses a directory
+    holding files): what the state recorded under its name was imported into one deleted
+    outside mailplan (vdeluser by hand), and goes (show counted it with the new import).
+    Other users' and domains' records stay."""
+    state = State.load(tmp_path / "s.json")
+    state.begin("plan-1")
+    for key in ("bob@example.com/INBOX", "bob@example.com/Sent", "ann@example.com/INBOX",
+                "bob@other.example/INBOX", "carl@gone.example/INBOX"):
+        state.record(f"create-mailbox:{key}", {"mailbox": key, "imported": 1, "bytes": 9,
+                                               "checkpoint": {"offset": 9}})
+    state.record("create-user:bob@example.com",
+                 {"domain": "example.com", "user": "bob", "created": True})
+    assert sorted(state.mail()) == ["ann@example.com/INBOX", "bob@other.example/INBOX",
+                                  "carl@gone.example/INBOX"]
+    state.record("create-domain:gone.example", {"domain": "gone.example", "created": True})
+    state.record("create-mailbox:bob@example.com/INBOX",
+                 {"mailbox": "bob@example.com/INBOX", "imported": 1, "bytes": 9})
+    state.finish("ok", {})
+    mail = State.load(tmp_path / "s.json").mail()
+    assert sorted(mail) == ["ann@example.com/INBOX", "bob@example.com/INBOX",
+                            "bob@other.example/INBOX"]
+    assert mail["bob@example.com/INBOX"] == {"imported": 1, "bytes": 9}
+
+
 def test_journal_of_a_killed_run_is_folded_in(tmp_path):
     path = tmp_path / "s.json"
     code = f"""
