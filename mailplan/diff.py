@@ -13,7 +13,7 @@ from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Pass
 from mailplan.facts.hashes import verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
-from mailplan.plan import Change, Noop, PlanPart
+from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
 from mailplan.shell import dot_qmail_program
 
 
@@ -117,7 +117,7 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
             continue
         deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
                               "no longer in the spec; vdeldomain deletes its users' Maildirs, "
-                              "mail included (applied only with --prune)"))
+                              f"mail included {PRUNE_NOTE}"))
     out.changes.extend(catchalls)
     out.changes.extend(deletes)
     return out
@@ -149,7 +149,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
         if (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
                                   "no longer in the spec; vdeluser deletes its Maildir, mail "
-                                  "included (applied only with --prune)"))
+                                  f"included {PRUNE_NOTE}"))
         else:
             out.left_alone.append(Noop(name, uname, "on the target but not in the spec; "
                                        "not created by mailplan, left alone"))

@@ -34,6 +34,11 @@ KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox"
 MAIL_KINDS = ("mailbox", "flags", "subscription")
 
 
+#: how the reason of a deletion ends: deletions are carried out only by ``apply --prune``
+#: (whose plan shows them as applied)
+PRUNE_NOTE = "(applied only with --prune)"
+
+
 @dataclass(frozen=True)
 class Change:
     """One change to the target."""

@@ -13,7 +13,7 @@ import os
 from typing import TextIO
 
 from mailplan.desired import Problem
-from mailplan.plan import Change, Plan
+from mailplan.plan import PRUNE_NOTE, Change, Plan
 from mailplan.text import escape
 
 _COLOURS = {"+": "32", "~": "33", "-": "31", "!": "35"}
@@ -57,6 +57,8 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
         for change in plan.changes:
             out.append("  " + _paint(change.symbol, change_line(change), colour))
             detail = change.after if change.action == "create" else change.reason
+            if detail and prune and change.action == "delete":
+                detail = str(detail).replace(PRUNE_NOTE, "(applied: --prune was given)")
             if detail and change.action != "update":
                 out.append(f"      {escape(str(detail))}")
             elif change.reason and change.kind == "password":

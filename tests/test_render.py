@@ -79,9 +79,12 @@ def test_colour_only_when_asked():
 def test_an_apply_given_prune_says_its_deletions_are_applied():
     """apply --prune shows the plan it confirms: its last line said "Deletions are applied
     only with --prune" as if the option had not been given."""
-    last = render_plan(sample_plan(), target="t", prune=True).splitlines()[-1]
-    assert last == ("Plan: 3 to create, 4 to change, 1 to destroy. Deletions are applied: "
-                    "--prune was given.")
+    text = render_plan(sample_plan(), target="t", prune=True)
+    assert text.splitlines()[-1] == ("Plan: 3 to create, 4 to change, 1 to destroy. "
+                                     "Deletions are applied: --prune was given.")
+    # and so do the deletions' own lines
+    assert "no longer in the spec (applied: --prune was given)\n" in text
+    assert "only with --prune" not in text
     assert render_plan(sample_plan(), target="t").splitlines()[-1].endswith(
         " Deletions are applied only with --prune.")
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
-from mailplan.plan import Change, Noop, PlanPart
+from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from mailplan.spec import Spec
     from mailplan.state import State
 
-PRUNE_REASON = "created by mailplan, no longer wanted (applied only with --prune)"
+PRUNE_REASON = f"created by mailplan, no longer wanted {PRUNE_NOTE}"
 
 __all__ = ["ROUTING_KINDS", "RoutingOutcome", "check_routing_spec", "execute_routing",
            "merge_changes", "plan_routing"]
