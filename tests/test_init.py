@@ -265,6 +265,13 @@ def test_init_with_a_wrong_root_says_to_check_it(tmp_path):
         f"Error: host oldmail, step survey the source: cannot read {tmp_path}/nowhere/etc/"
         f"passwd: cat: {tmp_path}/nowhere/etc/passwd: No such file or directory",
         f"  hint: check --root: {tmp_path}/nowhere holds no etc/passwd"]
+    # a directory where etc/passwd belongs is no passwd file either (not a matter of
+    # reading it as root)
+    (tmp_path / "odd/etc/passwd").mkdir(parents=True)
+    res = mailplan("init", "--source", "local", "--root", str(tmp_path / "odd"),
+                   "--domain", "example.com")
+    assert res.returncode == 1 and res.stderr.splitlines()[-1] == (
+        f"  hint: check --root: {tmp_path}/odd holds no etc/passwd"), res.stderr
 
 
 def test_init_refuses_a_bad_host_string(tmp_path):

@@ -152,7 +152,7 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     ])
     if first[0].returncode != 0:
         why = first[0].stderr_text[:300] or f"exit status {first[0].returncode}"
-        missing = why.endswith(": No such file or directory")
+        missing = why.endswith((": No such file or directory", ": Is a directory"))
         raise HostError(f"cannot read {passwd}: {why}", host=conn.name,
                         step="survey the source",
                         hint=(f"check --root: {root} holds no etc/passwd" if root
