@@ -86,6 +86,13 @@ def test_host_from_a_spec(tmp_path):
     result = CliRunner().invoke(queue_cli, ["stat", "target", "--spec", str(spec)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("messages in queue: 1\n")
+    # the connection options have no effect with a spec (its hosts entry says how the
+    # host is reached): refused, not silently ignored
+    for extra in (["--sudo"], ["--identity", "k"], ["--known-hosts", "kh"],
+                  ["--accept-new-host-key"]):
+        result = CliRunner().invoke(queue_cli, ["stat", "target", "--spec", str(spec), *extra])
+        assert result.exit_code != 0, extra
+        assert f"{extra[0]}: not used with --spec" in result.output, result.output
 
 
 def test_commands_that_write_refuse_the_specs_source_host(tmp_path):

@@ -75,6 +75,16 @@ def connect_host(host: str, options: HostOptions) -> Connector:
     if options.spec:
         from mailplan.hosts import connect
 
+        given = [flag for flag, value in (
+            ("--identity", options.identity), ("--known-hosts", options.known_hosts),
+            ("--accept-new-host-key", options.accept_new_host_key),
+            ("--sudo", options.sudo)) if value]
+        if given:
+            raise MailplanError(f"{', '.join(given)}: not used with --spec, whose hosts "
+                                f"entry says how {host!r} is reached",
+                                hint="set it in the spec's hosts: entry (identity_file, "
+                                "known_hosts, accept_new_host_key, sudo), or give a "
+                                "connection string (ssh://user@host) instead of --spec")
         name, entry, _ = _spec_host(host, options.spec)
         return connect(name, entry)
     if host == "local":
