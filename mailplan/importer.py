@@ -231,6 +231,8 @@ class MailImporter:
                   "user": change.user}
         if report.keywords.messages:  # for the operator (apply's on_note) and the journal
             effect["notes"] = [report.keywords.text()]
+        if report.flags_added:  # messages found there, given this copy's flags (convert.py)
+            effect["flags_added"] = report.flags_added
         return effect
 
     def _add_flags(self, change: Change, job: MailJob) -> dict[str, Any]:

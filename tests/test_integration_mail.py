@@ -1419,6 +1419,35 @@ def test_mail_arriving_in_an_empty_folder_mailplan_made_is_imported(tmp_path):
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
 
 
+@pytest.mark.parametrize("read_in", ["spool", "mbox"])
+def test_a_message_in_both_files_of_the_inbox_gets_the_flags_of_both(tmp_path, read_in):
+    # the spool and ~/mbox hold the same message (c-client's move of it cut short, the
+    # same delivery twice), one copy read on the old server: it is imported once, in one
+    # apply, from whichever file is imported first; the other copy is found there, and
+    # its flags are added as a plan adds them (the union), for a first import as for
+    # messages appended since a checkpoint. Found by tests/test_mail_stateful.py.
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "twice")
+    b = msg("b@x.example", "Tue Nov  3 10:00:00 2026", "twice later")
+    unread, read = (a, a.replace(b"\n\n", b"\nStatus: RO\nX-Status: F\n\n", 1))
+    path, target, domain, spec = one_user(tmp_path, read if read_in == "spool" else unread)
+    home = path.parent.parent.parent.parent / "home/ursula"
+    (home / "mbox").write_bytes(read if read_in == "mbox" else unread)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    (only,) = files(root)["cur"]
+    assert only.name.endswith(":2,FS") and "new" not in files(root), only.name
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    later = b.replace(b"\n\n", b"\nStatus: RO\n\n", 1)
+    for file, data in ((path, later if read_in == "spool" else b),
+                       (home / "mbox", later if read_in == "mbox" else b)):
+        with file.open("ab") as fh:
+            fh.write(data)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert sorted(f.name.rpartition(":2,")[2] for f in files(root)["cur"]) == ["FS", "S"]
+    assert "new" not in files(root)
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def test_a_spool_duplicate_is_numbered_by_its_own_checkpoint_beside_the_home_mbox(tmp_path):
     # the spool and ~/mbox both read from their checkpoints in one plan: the spool's
     # appended second copy of its own message is numbered after the copies before the

@@ -14,6 +14,13 @@ leaves at most one sync's messages durable on the target but not journaled (the 
 run finds them there and does not import them again): one batch, or at the end of the
 read the batches still waiting and the rest, which go in one sync rather than one
 flush after another.
+
+A message found already in the folder (``known``, or dropped by the writer as present)
+may carry flags on the source its file lacks: the copy imported was another file's (the
+spool and ~/mbox both feed the INBOX, and c-client copies between them) or made before
+the old server's reader changed it. Those flags are added once the read ended (``G``,
+the union a plan's flags change adds), so a mailbox is never recorded complete with
+flags missing that no later plan would compare (it reads only what is appended).
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class ImportReport:
     ledger_size: int | None = None
     #: messages sent without some of their IMAP keywords (no letter for them)
     keywords: KeywordLoss = field(default_factory=KeywordLoss)
+    #: messages found already in the folder whose files gained the source's flags
+    flags_added: int = 0
 
 
 def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
@@ -102,6 +111,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     # batches read whose sync is not asked for yet: (messages sent through it, its check)
     pending: deque[tuple[int, Future[None] | None]] = deque()
     checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplan-source-check")
+    # flags (and keyword letters) of messages found already there, by identity
+    found: dict[tuple[str, int], str] = {}
 
     def advance(*, block: bool) -> None:
         """Journal the acknowledgements that are here, and ask for each pending batch's
@@ -128,7 +139,10 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             done.append(Delivered(d, name, end.sha256, end.occurrence, end.start, end.end,
                                   end.size))
         for _d, name in result.present:
-            batch.pop(name, None)
+            end = batch.pop(name, None)
+            flags = name.partition(":2,")[2]  # as the plan names the message
+            if end is not None and flags:
+                found[end.identity] = flags
         report.durable += len(done)
         report.already_present += len(result.present)
         if result.ledger is not None:
@@ -160,6 +174,9 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 if not sending:
                     if known and event.identity in known:  # a first import knows none
                         report.already_present += 1
+                        if event.flags or head.keywords:  # type: ignore[union-attr]
+                            found[event.identity] = event.flags + letters(
+                                head.keywords)  # type: ignore[union-attr]
                         continue
                     # the common case: the whole message was held; B, D and E go out together
                     name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
@@ -191,6 +208,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
         advance(block=True)
         for result in client.synced():
             settle(result)
+        if found:
+            report.flags_added = client.add_flags(dirname, found)["renamed"]
     except BaseException as exc:
         # a torn source found by a batch's check comes first: the read may have ended
         # badly because of that very rewrite
