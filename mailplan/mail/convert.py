@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from mailplan.mail.agent_client import AgentClient, SyncResult
 from mailplan.mail.bookkeeping import KEYWORD, KeywordLoss
-from mailplan.mail.maildir import format_name, name_tail
+from mailplan.mail.maildir import Identities, format_name, name_tail
 from mailplan.mail.mbox import MboxReader, MboxSummary, MessageEnd, MessageStart, Readable
 
 HOLD_BYTES = 1 << 20
@@ -111,8 +111,11 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     # batches read whose sync is not asked for yet: (messages sent through it, its check)
     pending: deque[tuple[int, Future[None] | None]] = deque()
     checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplan-source-check")
-    # flags (and keyword letters) of messages found already there, by identity
-    found: dict[tuple[str, int], str] = {}
+    # flags (and keyword letters) of messages found already there, by identity key
+    # (Identities.key: 40 bytes, not a tuple of the hex text: a folder read whole after
+    # a rewrite may find all its messages there); a folder has few distinct flags strings
+    found: dict[bytes, str] = {}
+    shared: dict[str, str] = {}
 
     def advance(*, block: bool) -> None:
         """Journal the acknowledgements that are here, and ask for each pending batch's
@@ -142,7 +145,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             end = batch.pop(name, None)
             flags = name.partition(":2,")[2]  # as the plan names the message
             if end is not None and flags:
-                found[end.identity] = flags
+                found[Identities.key(end.identity)] = shared.setdefault(flags, flags)
         report.durable += len(done)
         report.already_present += len(result.present)
         if result.ledger is not None:
@@ -175,8 +178,9 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                     if known and event.identity in known:  # a first import knows none
                         report.already_present += 1
                         if event.flags or head.keywords:  # type: ignore[union-attr]
-                            found[event.identity] = event.flags + letters(
-                                head.keywords)  # type: ignore[union-attr]
+                            flags = event.flags + letters(head.keywords)  # type: ignore[union-attr]
+                            found[Identities.key(event.identity)] = shared.setdefault(
+                                flags, flags)
                         continue
                     # the common case: the whole message was held; B, D and E go out together
                     name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
@@ -209,7 +213,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
         for result in client.synced():
             settle(result)
         if found:
-            report.flags_added = client.add_flags(dirname, found)["renamed"]
+            report.flags_added = client.add_flags(dirname, (
+                (Identities.identity(k), flags) for k, flags in found.items()))["renamed"]
     except BaseException as exc:
         # a torn source found by a batch's check comes first: the read may have ended
         # badly because of that very rewrite
