@@ -340,8 +340,7 @@ class Migration(RuleBasedStateMachine):
         """``mailplan apply``; with KILL = (MARKER, COUNT), kill -9 first once the journal
         holds COUNT MARKERs (lines, batches imported, mailboxes done), or when the apply
         ends first, then apply again. The first apply is killed in its mail steps only:
-        the stand-in's vadduser, killed while it writes ``lastauth.tmp``, leaves a file
-        that makes the next apply refuse the user (a real vadduser writes ``lastauth``)."""
+        this test is about mail (kills among the account steps are test_faults')."""
         if kill is not None:
             marker, count = kill
             if not self.applies:  # mail steps only: after the account's

@@ -676,6 +676,22 @@ def test_owners_and_modes(sandbox) -> None:
 # Behaviour the transcripts do not show, taken from vpopmail 5.6.13's source (the commit
 # 00-README.md names): what a real install does with the same commands.
 
+def test_lastauth_is_written_in_place(sandbox) -> None:
+    # vset_lastauth() fopen()s lastauth "w+" and writes it: no temp name (a vadduser
+    # killed between writing one and renaming it left a file in the user's directory,
+    # which mailplan then took for an old user's leftovers and refused to adopt)
+    tool(sandbox, "vadddomain", "last.example", "Pw1")
+    assert tool(sandbox, "vadduser", "p1@last.example", "Pw1").returncode == 0
+    lastauth = sandbox.vpopmail_dir / "domains/last.example/p1/lastauth"
+    inode = lastauth.stat().st_ino
+    login = subprocess.run(["/bin/sh", "-c", '"$0" /bin/true 3<&0',
+                            str(sandbox.bin_dir / "vchkpw")], input=b"p1@last.example\0Pw1\0\0",
+                           capture_output=True, env={**os.environ, "TCPREMOTEIP": "192.0.2.7"})
+    assert login.returncode == 0, login.stderr
+    assert lastauth.read_bytes() == b"192.0.2.7" and lastauth.stat().st_ino == inode
+    assert sorted(p.name for p in lastauth.parent.iterdir()) == ["Maildir", "lastauth"]
+
+
 def _vpasswd_line(paths, domain: str, user: str) -> str:
     text = (paths.vpopmail_dir / "domains" / domain / "vpasswd").read_text()
     return next(x for x in text.split("\n") if x.startswith(user + ":"))

@@ -229,6 +229,16 @@ def write_file(path: str, data: bytes, mode: int | None, uid: int, gid: int,
     chown(path, uid, gid)
 
 
+def write_in_place(path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+    """``fopen(path, "w+")``, write, ``chown``: how vpopmail's vset_lastauth writes
+    ``lastauth`` (vpopmail.c), the file itself truncated and written, no temp name that a
+    killed process would leave in the user's directory."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    chown(path, uid, gid)
+
+
 # ---------------------------------------------------------------- qmail users/assign
 
 def domain_sort_key(name: str) -> str:
@@ -827,7 +837,7 @@ def add_user(ctx: Ctx, user: str, domain: str, clear: str, gecos: str) -> int:
         make_user_dir(udir, uid, gid)
     except OSError:
         return -7
-    write_file(udir + "/lastauth", NULL_REMOTE_IP.encode(), 0o600, uid, gid)
+    write_in_place(udir + "/lastauth", NULL_REMOTE_IP.encode(), 0o600, uid, gid)
     lines = read_vpasswd(ddir)
     lines.append(f"{user}:{mkpasswd(clear)}:1:0:{gecos}:{udir}:NOQUOTA")
     lines.sort(key=lambda x: x.split(":", 1)[0].encode("utf-8", "surrogateescape"))
@@ -1921,7 +1931,7 @@ def vchkpw_success(ctx: Ctx, entry: tuple[str, str, int, int, str], pw: PwEntry,
     ip = os.environ.get("TCPREMOTEIP", "")
     # vset_lastauth() at login: fails silently if the user's directory is gone
     try:  # noqa: SIM105 (no contextlib import: startup time)
-        write_file(pw.dir + "/lastauth", ip.encode(), 0o600, uid, gid)
+        write_in_place(pw.dir + "/lastauth", ip.encode(), 0o600, uid, gid)
     except OSError:
         pass
     if kind != "smtp" and not os.path.isdir(pw.dir):  # vmake_maildir() after the chdir
