@@ -14,9 +14,10 @@ import click
 from mailplan.engine import STATE_HELP, state_path_for
 from mailplan.errors import MailplanError
 from mailplan.interrupt import stops_at_once
+from mailplan.names import domain_problem, user_problem
 from mailplan.spec import load_spec
 from mailplan.state import State
-from mailplan.text import escape, has_control
+from mailplan.text import escape
 from mailplan.verify import password_from_env, verify
 from mailplan.verify_render import render_report
 
@@ -48,10 +49,10 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         raise MailplanError("--check-login and --password-env go together",
                             hint="mailplan verify SPEC --check-login USER@DOMAIN "
                             "--password-env VAR")
-    if check_login and not _address(check_login):
+    if check_login and (why := _address_problem(check_login)):
         raise MailplanError(f"--check-login {escape(check_login)}: not an address "
-                            "(USER@DOMAIN)", hint="give the user's address with its domain, "
-                            "as mail reaches it (vchkpw would look a bare name up in "
+                            f"(USER@DOMAIN): {why}", hint="give the user's address with its "
+                            "domain, as mail reaches it (vchkpw would look a bare name up in "
                             "vpopmail's default domain, if it has one)")
     login = (check_login, password_from_env(password_env)) \
         if check_login and password_env else None
@@ -67,8 +68,10 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
         sys.exit(EXIT_DIFFERENT)
 
 
-def _address(text: str) -> bool:
-    """Whether ``text`` reads as one address: a user, ``@`` and a domain, no spaces or
-    control characters (vchkpw gets it on its input, NUL-terminated)."""
-    user, at, domain = text.rpartition("@")
-    return bool(at and user and domain) and not has_control(text) and " " not in text
+def _address_problem(text: str) -> str | None:
+    """Why ``text`` is no address vpopmail could hold (a user, ``@``, a domain, by the
+    rules the spec's names follow), or None."""
+    user, at, domain = text.lower().rpartition("@")
+    if not at:
+        return "it has no @DOMAIN"
+    return user_problem(user) or domain_problem(domain)
