@@ -162,7 +162,7 @@ def unresolved_passwords(spec: Spec) -> list[SpecError]:
         if body.get("postmaster_password"):
             refs.append((body["postmaster_password"], ("domains", key, "postmaster_password")))
         for i, user in enumerate(body.get("users", [])):
-            if "password" in user and "source" not in user["password"]:
+            if _own_password(user):
                 refs.append((user["password"], ("domains", key, "users", i, "password")))
     found = []
     for ref, where in refs:
@@ -278,7 +278,7 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
             account = source.accounts.get(src_name)
             uwhere = (*where, "users", i)
             password = None
-            if "password" in user and "source" not in user["password"]:
+            if _own_password(user):
                 password = resolve_password(spec, user["password"], (*uwhere, "password"))
             elif account.password is None:  # (account: _no_missing_accounts)
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
@@ -299,6 +299,12 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
     return Desired(domains, problems)
 
 
+def _own_password(user: dict[str, Any]) -> bool:
+    """Whether a spec user gives a password of its own (env, file or hash), not the
+    source account's."""
+    return "password" in user and "source" not in user["password"]
+
+
 def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:
     """Refuse a spec whose users name accounts the source does not have (and give no
     password of their own), all of them in one error: at the first, naming the others'
@@ -307,8 +313,7 @@ def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:
     for key, body in spec.data["domains"].items():
         for i, user in enumerate((body or {}).get("users", [])):
             src_name = user.get("from", user["name"])
-            if src_name not in source.accounts and not (
-                    "password" in user and "source" not in user["password"]):
+            if src_name not in source.accounts and not _own_password(user):
                 missing.append((src_name, ("domains", key, "users", i,
                                            "from" if "from" in user else "name")))
     if not missing:
