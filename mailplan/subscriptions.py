@@ -28,7 +28,7 @@ from mailplan.mail.maildir import (
     subscription_lines,
 )
 from mailplan.plan import Change
-from mailplan.remote import read_files
+from mailplan.remote_files import read_files
 
 
 def subscribed_text(subs: set[str] | None, subscribe: bool) -> str:

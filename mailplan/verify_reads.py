@@ -22,7 +22,8 @@ from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import KEYWORDS_FILE, SUBSCRIPTION_FILES, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
-from mailplan.remote import read_files, run_batch, tar_members
+from mailplan.remote import run_batch
+from mailplan.remote_files import read_files, tar_members
 from mailplan.shell import join
 from mailplan.verify_model import Identity, SourceMessage, TargetMessage
 

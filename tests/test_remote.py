@@ -17,7 +17,8 @@ from conftest import login_shell_connector
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import CommandTimeout, ConnectionLost, HostError
-from mailplan.remote import ShellSession, read_files, run_batch
+from mailplan.remote import ShellSession, run_batch
+from mailplan.remote_files import read_files
 from mailplan.remote_frames import KILL_GRACE
 from mailplan.shell import Cmd, chunks_within
 

@@ -47,7 +47,8 @@ from mailplan.mail.bookkeeping import carried_keywords
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows, slice_command
-from mailplan.remote import run_batch, tar_members
+from mailplan.remote import run_batch
+from mailplan.remote_files import tar_members
 from mailplan.text import marked
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox

@@ -40,7 +40,8 @@ from mailplan.mail.maildir import (
     Identities,
     parse_message_name,
 )
-from mailplan.remote import each_file, read_files, run_batch
+from mailplan.remote import run_batch
+from mailplan.remote_files import each_file, read_files
 from mailplan.shell import chunks, join
 from mailplan.text import is_number
 

@@ -1,0 +1,114 @@
+"""Many files read from a host by one ``tar``, not one ``cat`` each.
+
+:func:`read_files` fetches many small files (a folder's ``dovecot-keywords``, a
+user's subscription files) with one ``tar`` command in the connection's shared
+shell and holds them in memory; :func:`each_file` streams them (ledgers);
+:func:`tar_members` reads the archive of a ``tar`` started on a channel of its own
+(whole mailboxes). Files a user controls are read without following symbolic links
+(``follow=False``). Split from :mod:`mailplan.remote`, whose shell they use.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO
+
+from mailplan.connectors.base import Connector, Process
+from mailplan.errors import HostError
+
+
+class ProcessReader:
+    """A file-like view of a process's stdout, for tarfile's stream mode."""
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+
+    def read(self, size: int = 65536) -> bytes:
+        out = b""
+        while len(out) < size:
+            chunk = self.proc.read(size - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def tar_members(proc: Process, paths: Iterable[str]) -> Iterator[tuple[str, IO[bytes]]]:
+    """Give a started ``tar -cPf - --null -T -`` its NUL-separated list of ``paths`` and
+    yield ``(name, contents)`` for each regular file of the archive it streams back, in the
+    order tar reads them: one channel for any number of files. Each ``contents`` is readable
+    only until the next item (stream mode); errors (``OSError``, ``tarfile.TarError``) and
+    tar's exit status are the caller's."""
+    proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
+    proc.close_stdin()
+    yield from regular_members(ProcessReader(proc))
+
+
+#: what :func:`regular_members` says of a member that is not a regular file
+_MEMBER_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.isdir,
+                 "a directory"), (tarfile.TarInfo.isfifo, "a named pipe"))
+
+
+def regular_members(stream: object, others: dict[str, str] | None = None
+                    ) -> Iterator[tuple[str, IO[bytes]]]:
+    """``(name, contents)`` of each regular file of the tar archive read from ``stream``
+    as it arrives (stream mode: each ``contents`` only until the next item); ``others``
+    gets what each other member is (``a symbolic link``, ``a directory``, ...)."""
+    with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+        for member in archive:
+            handle = archive.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                yield member.name, handle
+            elif others is not None:
+                others[member.name] = next((kind for test, kind in _MEMBER_KINDS
+                                            if test(member)), "not a regular file")
+
+
+def read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True,
+               others: dict[str, str] | None = None) -> dict[str, bytes | None]:
+    """Contents of each path (None when missing, unreadable or not a regular file), held
+    in memory: for small files (see :func:`each_file`, and for ``others``)."""
+    out: dict[str, bytes | None] = dict.fromkeys(paths)
+
+    def keep(path: str, handle: IO[bytes]) -> None:
+        out[path] = handle.read()
+
+    each_file(conn, paths, keep, follow=follow, others=others)
+    return out
+
+
+def each_file(conn: Connector, paths: Sequence[str],
+              consume: Callable[[str, IO[bytes]], None], *, follow: bool = True,
+              others: dict[str, str] | None = None) -> None:
+    """Call ``consume(path, contents)`` for each of ``paths`` that is a regular file, in
+    the order they come, as its contents stream in (readable only during the call).
+
+    One command in the connection's shared shell whatever the number of files: GNU tar
+    reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
+    keeps the absolute names), and its archive is read as it arrives. ``follow=False``
+    for files a user controls: a symbolic link is then not a regular file (a link in a
+    home directory to ``/etc/shadow`` is not read as root). ``others`` gets what each
+    path that is there but not a regular file is (``a symbolic link``, ...).
+    """
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        return
+    command = (f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
+               f"tar -c{'h' if follow else ''}Pf - --hard-dereference --no-recursion "
+               "--ignore-failed-read --null -T - 2>/dev/null")
+    wanted = set(unique)
+    broken = None  # raised once the frame is read through: the shell stays usable
+    with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
+                                            f"{unique[0]})") as res:
+        try:
+            for name, handle in regular_members(res.stdout, others):
+                if name in wanted:
+                    consume(name, handle)
+        except tarfile.TarError as exc:
+            broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
+    if res.returncode != 0:  # known once the stream is read; tar's failure explains more
+        broken = f"tar exited {res.returncode} while reading files (is GNU tar installed?)"
+    if broken is not None:
+        raise HostError(broken, host=conn.name)
