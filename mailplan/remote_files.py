@@ -2,7 +2,8 @@
 
 :func:`read_files` fetches many small files (a folder's ``dovecot-keywords``, a
 user's subscription files) with one ``tar`` command in the connection's shared
-shell and holds them in memory; :func:`each_file` streams them (ledgers);
+shell and holds them in memory; :func:`each_file` streams them (ledgers), and
+:func:`tar_command` with :func:`tar_files` read them in a batch of other commands;
 :func:`tar_members` reads the archive of a ``tar`` started on a channel of its own
 (whole mailboxes). Files a user controls are read without following symbolic links
 (``follow=False``). Split from :mod:`mailplan.remote`, whose shell they use.
@@ -10,12 +11,13 @@ shell and holds them in memory; :func:`each_file` streams them (ledgers);
 
 from __future__ import annotations
 
+import io
 import shlex
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
-from mailplan.connectors.base import Connector, Process
+from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import HostError
 
 
@@ -95,20 +97,47 @@ def each_file(conn: Connector, paths: Sequence[str],
     unique = list(dict.fromkeys(paths))
     if not unique:
         return
-    command = (f"printf '%s\\0' {' '.join(shlex.quote(p) for p in unique)} | "
-               f"tar -c{'h' if follow else ''}Pf - --hard-dereference --no-recursion "
-               "--ignore-failed-read --null -T - 2>/dev/null")
     wanted = set(unique)
     broken = None  # raised once the frame is read through: the shell stays usable
-    with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
-                                            f"{unique[0]})") as res:
+    with conn.shell().stream(tar_command(unique, follow=follow),
+                             shown=f"tar -c (read {len(unique)} file(s), first "
+                                   f"{unique[0]})") as res:
         try:
             for name, handle in regular_members(res.stdout, others):
                 if name in wanted:
                     consume(name, handle)
         except tarfile.TarError as exc:
-            broken = f"reading {len(unique)} file(s) with tar failed: {exc}"
+            broken = _TAR_BROKEN.format(len(unique), exc)
     if res.returncode != 0:  # known once the stream is read; tar's failure explains more
-        broken = f"tar exited {res.returncode} while reading files (is GNU tar installed?)"
+        broken = _TAR_FAILED.format(res.returncode)
     if broken is not None:
         raise HostError(broken, host=conn.name)
+
+
+_TAR_BROKEN = "reading {} file(s) with tar failed: {}"
+_TAR_FAILED = "tar exited {} while reading files (is GNU tar installed?)"
+
+
+def tar_command(paths: Sequence[str], *, follow: bool = True) -> str:
+    """The command :func:`each_file` runs to read ``paths`` (see there), also for a
+    batch of reads (:func:`~mailplan.remote.run_batch`) that a few small files join,
+    with no round trip of their own: :func:`tar_files` reads its result."""
+    return (f"printf '%s\\0' {' '.join(shlex.quote(p) for p in paths)} | "
+            f"tar -c{'h' if follow else ''}Pf - --hard-dereference --no-recursion "
+            "--ignore-failed-read --null -T - 2>/dev/null")
+
+
+def tar_files(conn: Connector, paths: Sequence[str], res: CommandResult
+              ) -> dict[str, bytes | None]:
+    """Contents of each path, as :func:`read_files` gives them, from the result of
+    :func:`tar_command` run in a batch (held whole: for small files)."""
+    if res.returncode != 0:
+        raise HostError(_TAR_FAILED.format(res.returncode), host=conn.name)
+    out: dict[str, bytes | None] = dict.fromkeys(paths)
+    try:
+        for name, handle in regular_members(io.BytesIO(res.stdout)):
+            if name in out:
+                out[name] = handle.read()
+    except tarfile.TarError as exc:
+        raise HostError(_TAR_BROKEN.format(len(out), exc), host=conn.name) from None
+    return out

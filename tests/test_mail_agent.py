@@ -1317,6 +1317,46 @@ def test_the_plan_lists_only_the_folders_it_reads_and_counts_ledgers_where_they_
                       missing: {}}
 
 
+def test_looking_up_digests_reads_the_folders_keywords_in_the_same_batch(client, tmp_path):
+    """look_up_digests reads the dovecot-keywords of the folders where keywords are
+    compared by one more command in the batch of its greps, not in a round trip of its
+    own (each costs some 85 ms over SSH), as read_maildirs reads them (a symbolic link
+    not followed); where none is asked for, no keywords file is read at all."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.maildirs import look_up_digests, read_maildirs
+
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(b"From a@b Mon Jan  1 10:00:00 2001\nStatus: RO\n"
+                                   b"X-Keywords: Work $Label1\n\nx\n"), dirname="")
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    client.sync()
+    (elsewhere := tmp_path / "elsewhere").write_bytes(b"0 Linked\n")
+    (root / ".Work" / "dovecot-keywords").symlink_to(elsewhere)
+    inbox, work = (str(root), ""), (str(root), ".Work")
+    state = maildir_state(root)
+    digests = {key: {ident.split("/")[0] for fo, _s, ident, *_r in state
+                     if fo == (key[1] or ".")} for key in (inbox, work)}
+    conn = LocalConnector("newmail")
+    seen: list[tuple[str, str]] = []
+    conn.observer = lambda cmd, res, secs, note: seen.append((cmd, note.split(",")[0]))
+    flags: dict = {}
+    found, _early = look_up_digests(conn, digests, None, flags, {inbox, work})
+    # one batch: a grep job per folder, then the keywords files' tar
+    assert [note for _c, note in seen] == ["batch 1/3", "batch 2/3", "batch 3/3"], seen
+    assert len(found[inbox]) == 1 and len(found[work]) == 4
+    assert set(flags[inbox].values()) == {"Sab"}
+    whole = read_maildirs(conn, {str(root): {"", ".Work"}})[str(root)].flags
+    assert flags[inbox].keywords == whole[""].keywords == {"a": "Work", "b": "$Label1"}
+    assert flags[work].keywords == whole[".Work"].keywords == {}  # the link: not read
+    seen.clear()
+    flags = {}
+    look_up_digests(conn, digests, None, flags)  # no keywords compared: none read
+    assert [note for _c, note in seen] == ["batch 1/2", "batch 2/2"], seen
+    assert not any("tar" in cmd for cmd, _n in seen)
+    assert {key: f.keywords for key, f in flags.items()} == {inbox: {}, work: {}}
+
+
 def test_the_agent_imports_nothing_from_the_login_directory_or_pythonpath(tmp_path):
     """The agent runs as root on the target with ``python3 -c``, in whatever directory
     the SSH login starts: a ``json.py`` there (or on PYTHONPATH) must not be imported in

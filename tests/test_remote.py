@@ -18,7 +18,7 @@ from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import CommandTimeout, ConnectionLost, HostError
 from mailplan.remote import ShellSession, run_batch
-from mailplan.remote_files import read_files
+from mailplan.remote_files import read_files, tar_command, tar_files
 from mailplan.remote_frames import KILL_GRACE
 from mailplan.shell import Cmd, chunks_within
 
@@ -101,6 +101,26 @@ def test_read_files_in_one_channel(conn, tmp_path):
     assert got == {paths[0]: b"alpha\0\n", paths[1]: None, paths[2]: None,
                    paths[3]: b"deep", paths[4]: b"alpha\0\n", paths[5]: b"odd"}
     assert conn.channels_opened == 1
+
+
+def test_files_read_by_tar_in_a_batch_of_other_commands(conn, tmp_path):
+    # tar_command joins a batch (no round trip of its own) and tar_files gives what
+    # read_files gives for the same paths, links not followed where asked
+    (tmp_path / "a").write_bytes(b"alpha\0\n")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "dir").mkdir()
+    paths = [str(tmp_path / n) for n in ("a", "link", "dir", "missing", "odd name; $(x)")]
+    (tmp_path / "odd name; $(x)").write_text("odd")
+    for follow in (True, False):
+        echo, read = run_batch(conn, ["echo a", tar_command(paths, follow=follow)])
+        assert echo.stdout == b"a\n"
+        assert tar_files(conn, paths, read) == read_files(conn, paths, follow=follow)
+    assert tar_files(conn, paths, read)[paths[1]] is None  # follow=False: the link
+    assert conn.channels_opened == 1
+    with pytest.raises(HostError, match="tar exited 2 while reading files"):
+        tar_files(conn, paths, CommandResult(2, b"", b""))
+    with pytest.raises(HostError, match="reading 5 file"):
+        tar_files(conn, paths, CommandResult(0, b"not a tar archive" * 40, b""))
 
 
 def test_a_batch_with_a_big_script_and_big_outputs_does_not_deadlock(conn):

@@ -12,8 +12,8 @@ least data carried back:
   folders' ``dovecot-keywords``), for a mailbox read whole;
 * :func:`look_up_digests`: only the identities with given digests, filtered on the
   target (``grep -F``), with the flags of their files (and the folders'
-  ``dovecot-keywords`` where keywords are compared), for the messages appended to a
-  mailbox since its checkpoint;
+  ``dovecot-keywords`` where keywords are compared, in the same batch), for the
+  messages appended to a mailbox since its checkpoint;
 * :func:`read_ledger_counts`: only the ledger's line count per folder and its size,
   counted on the target, for a mailbox unchanged since its checkpoint.
 
@@ -41,7 +41,7 @@ from mailplan.mail.maildir import (
     parse_message_name,
 )
 from mailplan.remote import run_batch
-from mailplan.remote_files import each_file, read_files
+from mailplan.remote_files import each_file, read_files, tar_command, tar_files
 from mailplan.shell import chunks, join
 from mailplan.text import is_number
 
@@ -151,9 +151,20 @@ def read_keywords(conn: Connector, folders: Mapping[Key, FolderFlags]) -> None:
     """Set each folder's :attr:`FolderFlags.keywords`, what the keyword letters of its
     files name, from its ``dovecot-keywords``: files a user may replace, not read
     through a symbolic link (as verify reads them); one command for all."""
-    paths = {(f"{m}/{d}/{KEYWORDS_FILE}" if d else f"{m}/{KEYWORDS_FILE}"): (m, d)
-             for m, d in folders}
-    for path, data in read_files(conn, sorted(paths), follow=False).items():
+    paths = _keyword_paths(folders)
+    _set_keywords(folders, paths, read_files(conn, sorted(paths), follow=False))
+
+
+def _keyword_paths(folders: Collection[Key]) -> dict[str, Key]:
+    """The ``dovecot-keywords`` file of each folder."""
+    return {(f"{m}/{d}/{KEYWORDS_FILE}" if d else f"{m}/{KEYWORDS_FILE}"): (m, d)
+            for m, d in folders}
+
+
+def _set_keywords(folders: Mapping[Key, FolderFlags], paths: Mapping[str, Key],
+                  files: Mapping[str, bytes | None]) -> None:
+    """Each folder's keywords from its ``dovecot-keywords`` as read (``paths``: whose)."""
+    for path, data in files.items():
         if data is not None:
             folders[paths[path]].keywords = keyword_letters(
                 data.decode("utf-8", "surrogateescape"))
@@ -192,9 +203,10 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     about, not the size of the folder: a plan asks only about the messages appended to
     a mailbox since its checkpoint. ``flags``, when given, gets the Maildir flags of
     each message file found, by identity key (as :attr:`MaildirFacts.flags`), and for
-    the keys of ``keywords`` (folders where messages with IMAP keywords were found) what
-    the keyword letters name, read from their ``dovecot-keywords`` as
-    :func:`read_maildirs` reads it, in one more command."""
+    the keys of ``keywords`` (folders where messages with IMAP keywords are looked up)
+    what the keyword letters name, read from their ``dovecot-keywords`` as
+    :func:`read_maildirs` reads it, by one more command in the same batch (no round
+    trip of its own; none where no key is given)."""
     found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     jobs: list[tuple[tuple[str, str], str]] = []
@@ -211,8 +223,14 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                 + join(["grep", "-zaF", *names]) + "; "
                 + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
                 + " 2>/dev/null; true"))
-    for (key, _cmd), res in zip(jobs, run_batch(conn, [cmd for _k, cmd in jobs]),
-                                strict=True):
+    named = {key: flags.setdefault(key, FolderFlags()) for key in keywords} \
+        if flags is not None else {}
+    paths = _keyword_paths(named)
+    results = run_batch(conn, [cmd for _k, cmd in jobs]
+                        + ([tar_command(sorted(paths), follow=False)] if paths else []))
+    if paths:
+        _set_keywords(named, paths, tar_files(conn, sorted(paths), results.pop()))
+    for (key, _cmd), res in zip(jobs, results, strict=True):
         names, _, ledger = res.stdout.rpartition(b"\0")
         for path in names.split(b"\0") if names else []:
             where, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
@@ -229,8 +247,6 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                 found[key].add(identity)
                 if limit is None or int(m[1]) < limit:
                     early[key].add(identity)
-    if flags is not None and keywords:
-        read_keywords(conn, {key: flags.setdefault(key, FolderFlags()) for key in keywords})
     return found, early
 # per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
 # parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
