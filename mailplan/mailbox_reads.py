@@ -17,7 +17,6 @@ what they read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.facts.checkpoints import Checkpoint
@@ -144,36 +143,24 @@ def ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
 Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]
 
 
-#: the names (upper case) of the mailboxes that feed a user's INBOX (SourceMailbox.name)
-_INBOX_NAMES = frozenset({"INBOX", "INBOX (~/MBOX)", "INBOX (FOLDER FILE)"})
-
-
-def shared_inboxes(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]) -> set[str]:
-    """The keys of the INBOX mailboxes whose user's INBOX another file feeds too, or
-    fed on an earlier run (the state's entries): the spool beside ``~/mbox``."""
-    feeders: dict[str, set[str]] = {}
-    for key in [mb.key for mb in mailboxes if not mb.dirname] + list(state_mail):
-        user, _, name = key.partition("/")
-        if name.upper() in _INBOX_NAMES:
-            feeders.setdefault(user, set()).add(key)
-    return {key for keys in feeders.values() if len(keys) > 1 for key in keys}
-
-
 def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[MailboxScan],
-                     where: dict[str, str], shared: set[str]
-                     ) -> tuple[list[Read], set[str]]:
+                     where: dict[str, str]) -> tuple[list[Read], set[str]]:
     """For each mailbox read from its checkpoint (``known`` None), ask its folder on the
     target about the digests of the appended messages only, then number them (the
     occurrence seed: how often each digest is there already) and count what is still to
     import. Memory follows the appended mail, not the size of the user's folder.
 
-    Also the keys of the mailboxes of ``shared`` (INBOXes fed by several files: the
-    spool, ``~/mbox``, a folder file named INBOX), left unnumbered, with an appended
-    message whose digest the INBOX's ledger holds before the checkpoint: each file
-    numbers its copies from 0, and the ledger does not say which file a line came from,
-    so the seed may count another file's copy (the spool's message c-client moved into
-    ``~/mbox`` would be numbered 1 and imported again): such a mailbox is read whole
-    (:func:`reread_whole`)."""
+    Also the keys of the mailboxes, left unnumbered, with an appended message whose
+    digest the folder's ledger holds before the checkpoint: the seed counts the copies
+    imported, which may be more than the file holds before its checkpoint (the old server
+    deleted one after it was imported, or another file fed the same INBOX: the spool,
+    ``~/mbox``, a folder file named INBOX, each numbering its copies from 0, and the ledger
+    does not say which file a line came from), so the appended copy would be numbered
+    after them and imported again (the spool's message c-client moved into ``~/mbox``, a
+    message delivered again after the old server deleted its other copy). Such a mailbox
+    is read whole (:func:`reread_whole`), which numbers its copies by the file, as a plan
+    without the state file does. A digest appended twice is rare: a delivery's own
+    headers make its bytes unlike any other's."""
     pending = [(i, r, scans[i]) for i, r in enumerate(reads)
                if r[2] is None and not scans[i].error]
     only: dict[tuple[str, str], set[str]] = {}
@@ -182,7 +169,7 @@ def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mail
             entry[0] for entry in scan.appended)
     # the ledger lines before the latest of the checkpoints reading into a folder (an
     # INBOX's files have their own): a digest before an earlier one's is then among
-    # ``early`` too, and has that mailbox read whole (``shared``), never numbered as new
+    # ``early`` too, and has that mailbox read whole, never numbered as new
     before: dict[tuple[str, str], int | None] = {}
     for _i, (mb, begin, _k, _n), _s in pending:
         key = (where[mb.key], mb.dirname)
@@ -200,7 +187,7 @@ def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mail
     mixed = set()
     for i, (mb, begin, _k, ledger), scan in pending:
         key = (where[mb.key], mb.dirname)
-        if mb.key in shared and {sha for sha, _occ in early[key]}.intersection(
+        if {sha for sha, _occ in early[key]}.intersection(
                 entry[0] for entry in scan.appended):
             mixed.add(mb.key)
             continue

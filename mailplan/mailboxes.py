@@ -34,7 +34,6 @@ from mailplan.mailbox_reads import (
     look_up_appended,
     read_whole,
     reread_whole,
-    shared_inboxes,
     whole_read_groups,
 )
 from mailplan.spec import folder_names
@@ -191,9 +190,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                                                   for mb, begin, known, _n in todo],
                                     mboxrd=mboxrd), strict=True))
     scanned = [counted.get(r[0]) or scans[r[0].key] for r in ordered]
-    done, mixed = look_up_appended(target_conn, ordered, scanned, where,
-                                   shared_inboxes(mailboxes, state_mail))
-    if mixed:  # appended copies of INBOX messages: numbered as a whole read numbers them
+    done, mixed = look_up_appended(target_conn, ordered, scanned, where)
+    if mixed:  # appended copies of messages there: numbered as a whole read numbers them
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
     missing = _missing_folders(target_conn, scanned, where, state_mail)
