@@ -27,7 +27,8 @@ The expected target is modelled from README's "Mailboxes" section, not from the 
 - after each apply a plan says "No changes." and no Maildir's ``tmp/`` holds a file.
 
 Kept small (a few messages of ~100 bytes, so a mailbox fits in the 4 KiB windows a
-checkpoint compares) and few examples (about a minute here). Run by CI with
+checkpoint compares) and few examples (about a minute here; ``MAILPLAN_STATEFUL_EXAMPLES``
+asks for more, to search longer by hand). Run by CI with
 the fixed seed of conftest's profile (``derandomize`` when ``CI`` is set); the point an
 apply is killed at follows the machine's speed, so a run explores slightly different
 interleavings, which the promise holds for all the same.
@@ -384,6 +385,8 @@ class Migration(RuleBasedStateMachine):
 
 
 def test_applies_while_the_old_server_changes_import_each_message_once(tmp_path):
+    # MAILPLAN_STATEFUL_EXAMPLES: more examples, for a longer search by hand
+    examples = int(os.environ.get("MAILPLAN_STATEFUL_EXAMPLES", "20"))
     run_state_machine_as_test(lambda: Migration(tmp_path), settings=settings(
-        max_examples=20, stateful_step_count=15, deadline=None,
+        max_examples=examples, stateful_step_count=15, deadline=None,
         suppress_health_check=[HealthCheck.too_slow]))
