@@ -160,7 +160,7 @@ def make_plan(spec: Spec, state: State,
         spec_digest=hashlib.sha256(spec.path.read_bytes()).hexdigest(),
         lineage=state.lineage if state.exists else None,
         serial=state.serial,
-        target_digest=target_digest(target),
+        target_digest=target_digest(target), target_host=spec.data["target"]["host"],
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems, warnings=warnings,
     )

@@ -109,6 +109,9 @@ class Plan:
     #: migrated all the same, but the administrator should look (a mailbox over quota, an
     #: mbox message whose Content-Length could not be checked)
     warnings: list[Problem] = field(default_factory=list)
+    #: the spec's target host, named by ``mailplan show`` (None: a plan saved before it
+    #: was recorded)
+    target_host: str | None = None
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -129,6 +132,7 @@ class Plan:
             "spec": {"path": self.spec_path, "sha256": self.spec_digest},
             "state": {"lineage": self.lineage, "serial": self.serial},
             "target_sha256": self.target_digest,
+            **({"target_host": self.target_host} if self.target_host is not None else {}),
             "summary": self.counts(),
             "changes": [{"id": c.id, "symbol": c.symbol, **asdict(c)} for c in self.changes],
             "noops": [asdict(n) for n in self.noops],
@@ -164,7 +168,7 @@ class Plan:
         return cls(
             spec_path=data["spec"]["path"], spec_digest=data["spec"]["sha256"],
             lineage=data["state"]["lineage"], serial=data["state"]["serial"],
-            target_digest=data["target_sha256"],
+            target_digest=data["target_sha256"], target_host=data.get("target_host"),
             changes=[Change(**{k: v for k, v in c.items() if k in fields})
                      for c in data["changes"]],
             noops=[Noop(**n) for n in data["noops"]],

@@ -130,4 +130,5 @@ def render(doc: dict[str, Any]) -> str:
     # the id, date and spec path are the file's text: a hand-edited plan may hold anything
     head = escape(f"Saved plan {doc['path']} (id {plan['plan_id']}, made {plan['created_at']}"
                   f", for {plan['spec']['path']}, state serial {plan['state']['serial']})")
-    return head + "\n\n" + render_plan(Plan.load(Path(doc["path"])), target="the target")
+    saved = Plan.load(Path(doc["path"]))
+    return head + "\n\n" + render_plan(saved, target=saved.target_host or "the target")

@@ -135,6 +135,8 @@ def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, ss
     plan = mailplan("plan", str(spec), "-o", str(saved), env=ENV, check=True)
     assert "No changes." in plan.stdout
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    # the target host is recorded, for show to name
+    assert json.loads(saved.read_text())["target_host"] == "newmail"
     # someone changes things by hand between plan and apply
     assert target.tool("vsetuserquota", f"alice@{domain}", "5M").returncode == 0
     assert target.tool("vadduser", f"intruder@{domain}", "Intrude1").returncode == 0

@@ -66,9 +66,15 @@ def test_show_a_saved_plan(tmp_path):
     assert text.startswith(f"Saved plan {tmp_path / 'p.json'} (id {plan.plan_id}")
     assert "  + user bob@example.com" in text
     assert "~ password carol@example.com: (sensitive) -> (sensitive)" in text
+    # a plan saved before the target host was recorded
+    assert "mailplan will make these changes on the target:" in text
     doc = json.loads(mailplan("show", "--json", str(tmp_path / "p.json"), check=True).stdout)
     assert doc["kind"] == "plan" and doc["plan"]["summary"] == {"create": 1, "update": 1,
                                                                  "delete": 0}
+    plan.target_host = "newmail"  # as the plan command records it: the spec's target host
+    plan.save(tmp_path / "p.json")
+    text = mailplan("show", str(tmp_path / "p.json"), check=True).stdout
+    assert "mailplan will make these changes on newmail:" in text
 
 
 def test_show_spec_without_state_and_missing_file(tmp_path):
