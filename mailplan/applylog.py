@@ -1,7 +1,8 @@
 """The apply log: one file per apply with every remote command, the steps and a summary.
 
 By default the log goes beside the state file, ``STATE.logs/apply-<UTC timestamp>.log``
-(directory 0700, file 0600). Each remote command is written as the connector's observer
+(directory 0700, file 0600); one named with ``--log`` goes where it is named, in a
+directory that must exist. Each remote command is written as the connector's observer
 reports it (:attr:`mailplan.connectors.base.Connector.observer`): the display form of
 the command (secrets shown as ``(sensitive)``, never the rendered text), how long it
 took, its exit status and output sizes, and the first line of its error output. Command
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
+from mailplan.errors import MailplanError
 from mailplan.names import human_size
 from mailplan.private_files import open_private_append
 
@@ -72,9 +74,17 @@ class Summary:
 class ApplyLog:
     """An open apply log; thread-safe (parallel mail workers write to it too)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, make_dir: bool = True) -> None:
+        """``make_dir``: make the log's directory (the default one, beside the state
+        file); else a missing one is refused: a log named by hand in a mistyped
+        directory is not made somewhere new."""
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if make_dir:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not path.parent.is_dir():
+            raise MailplanError(f"{path}: cannot write the apply log there: {path.parent} "
+                                "is not a directory", hint="give --log a file in an "
+                                "existing directory; nothing was applied")
         fd = open_private_append(path)
         os.fchmod(fd, 0o600)
         self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)

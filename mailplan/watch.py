@@ -72,7 +72,8 @@ class ApplyWatch:
         self.resume = resume
         self.stream = stream or sys.stdout
         self.quiet = quiet
-        self.log = ApplyLog(log_path or default_log_path(state_path))
+        self.log = ApplyLog(log_path, make_dir=False) if log_path is not None \
+            else ApplyLog(default_log_path(state_path))
         self.reporter: Reporter = Reporter()
         self.summary = Summary()
         self.connectors: list[Connector] = []

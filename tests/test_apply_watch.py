@@ -187,6 +187,21 @@ def over_ssh(tmp_path: Path, sshd, spools: dict[str, bytes]) -> tuple[Path, str]
     return spec, domain
 
 
+def test_a_log_named_in_a_missing_directory_is_refused_before_anything_is_applied(
+        tmp_path, sshd):
+    spec, domain = over_ssh(tmp_path, sshd, {"solo": box(3)})
+    log = tmp_path / "mistyped" / "apply.log"
+    res = mailplan("apply", str(spec), "--auto-approve", "--log", str(log))
+    assert res.returncode == 1
+    assert f"{log}: cannot write the apply log there: {log.parent} is not a directory" \
+        in res.stderr, res.stderr
+    assert not log.parent.exists() and not spec.with_name("m.state.json").exists()
+    assert f"+ domain {domain}" in mailplan("plan", str(spec), check=True).stdout
+    log.parent.mkdir()
+    mailplan("apply", str(spec), "--auto-approve", "--log", str(log), check=True)
+    assert "result: ok" in log.read_text()
+
+
 @pytest.fixture
 def big(tmp_path, sshd):
     """Two users with 6000 and 200 messages, over SSH into the stand-in."""
