@@ -21,7 +21,7 @@ import jsonschema
 from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
 from mailplan.private_files import write_private
-from mailplan.spec import load_schema
+from mailplan.spec import load_schema, mailplan_file
 from mailplan.text import marked
 
 PLAN_VERSION = 1
@@ -153,7 +153,7 @@ class Plan:
         except (OSError, ValueError) as exc:
             raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
         version = data.get("format_version") if isinstance(data, dict) else None
-        if isinstance(data, dict) and "lineage" in data and "plan_id" not in data:
+        if mailplan_file(data) == "a state file":
             raise StateError(f"{path}: this is a state file of mailplan's, not a saved plan",
                              hint="apply takes the spec, or a plan saved with `mailplan plan "
                              "SPEC -o PLAN.json`")

@@ -140,6 +140,15 @@ _PRIORITY = {"additionalProperties": 0, "required": 1, "maxProperties": 2, "minP
              "oneOf": 3}
 
 
+def mailplan_file(data: object) -> str | None:
+    """What a document mailplan wrote is, to say so where another file was expected:
+    ``"a saved plan"``, ``"a state file"``, or None (not one of mailplan's)."""
+    if not isinstance(data, dict) or "format_version" not in data:
+        return None
+    return "a saved plan" if "plan_id" in data else "a state file" if "lineage" in data \
+        else None
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; raise SpecError on the first problem."""
     file = Path(path)
@@ -153,15 +162,12 @@ def load_spec(path: str | Path) -> Spec:
     spec = Spec(file, data, marks, key_marks)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
-    if "version" not in data and "format_version" in data:
+    if "version" not in data and (what := mailplan_file(data)):
         # a file mailplan wrote, given where the spec goes
-        what = "a saved plan" if "plan_id" in data else "a state file" if "lineage" in data \
-            else None
-        if what:
-            raise SpecError(f"this is {what} of mailplan's, not a spec", file=str(file),
-                            hint="give the spec (migration.yaml); a saved plan is applied "
-                            "with `mailplan apply PLAN.json` and shown, as a state file "
-                            "is, with `mailplan show FILE`")
+        raise SpecError(f"this is {what} of mailplan's, not a spec", file=str(file),
+                        hint="give the spec (migration.yaml); a saved plan is applied "
+                        "with `mailplan apply PLAN.json` and shown, as a state file "
+                        "is, with `mailplan show FILE`")
     validator = jsonschema.Draft202012Validator(load_schema("spec-v1.schema.json"))
     errors = list(validator.iter_errors(data))
     if errors:
