@@ -145,8 +145,13 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                                       fingerprint=_fingerprint(user.password, key)))
             continue
         _diff_user(user, stored, out, key, keep_passwords)
+    # the spec still names a user whose source account has a problem now (locked,
+    # expired, ...): not migrated, and not deleted either, mail and all
+    named = {p.user.lower() for p in out.problems if p.domain == name and p.user}
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
-        if (name, uname) in managed.users:
+        if uname in named:
+            out.noops.append(Noop(name, uname, HELD))
+        elif (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
                                   "no longer in the spec; vdeluser deletes its Maildir, mail "
                                   f"included {PRUNE_NOTE}"))
@@ -179,6 +184,9 @@ def _no_mailbox(want: DesiredDomain, have: TargetDomain | None) -> Problem | Non
                    "which is not created (see its problem): the catch-all is not changed")
 
 
+#: why a user of the target the spec names, held back by a problem, is left as it is
+HELD = ("the spec names it, but its source account has a problem (see Problems): left "
+        "as it is, never deleted for it")
 #: why a password that differs is not changed
 KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
 

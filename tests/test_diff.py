@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
+from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
 from mailplan.diff import Managed, catchall_line, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
@@ -114,6 +114,21 @@ def test_a_managed_user_shown_for_deletion_says_its_mail_goes_with_it():
     assert [c.reason for c in result.changes] == [
         "created by mailplan, no longer in the spec; vdeluser deletes its Maildir, mail "
         "included (applied only with --prune)"]
+
+
+def test_a_managed_user_whose_source_account_has_a_problem_now_is_never_deleted():
+    """bob was migrated, then locked on the old server (passwd -l): his account is a
+    problem, not migrated, but the spec still names him: the plan said "no longer in the
+    spec" and --prune deleted his mailbox, mail and all."""
+    desired = want([ALICE])
+    desired.problems.append(Problem("example.com", "bob", "account is locked"))
+    result = diff(desired, have([ALICE_THERE, ("bob", H1, "NOQUOTA", "bob")]), VP,
+                  Managed(frozenset({"example.com"}), frozenset({("example.com", "bob")})))
+    assert ids(result) == []
+    assert ("bob", "the spec names it, but its source account has a problem (see "
+            "Problems): left as it is, never deleted for it") in {
+        (n.user, n.reason) for n in result.noops}
+    assert [p.user for p in result.problems] == ["bob"]
 
 
 def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_deleted():

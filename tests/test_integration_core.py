@@ -507,6 +507,33 @@ def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_pa
     assert f"- user u1@{domain}" in out and f"- user u2@{domain}" in out, out
 
 
+def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_path,
+                                                                         target):
+    """u1 was migrated with his mail, then locked on the old server (passwd -l): his
+    account is a problem, not migrated, but the spec still names him. The plan said
+    "no longer in the spec" and apply --prune deleted his mailbox, mail and all."""
+    u1 = SourceAccount("u1", 1001, "U 1", "pw1")
+    hashed = u1.hash()
+    src = make_source(tmp_path / "source", [SourceAccount("u1", 1001, "U 1", raw_hash=hashed)])
+    (src / "var/spool/mail/u1").write_text("From a@x.example Mon Nov  2 10:00:00 2026\n"
+                                           "Subject: kept\n\nhello\n\n")
+    domain = unique_domain("lock")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash="!" + hashed)])
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert f"u1@{domain}: password of source account 'u1' cannot be migrated" in plan
+    assert f"- user u1@{domain}" not in plan, plan
+    assert f"= u1@{domain}: the spec names it, but its source account has a problem" in plan
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    res = target.tool("vuserinfo", "-d", f"u1@{domain}")
+    assert res.returncode == 0, res.stdout  # not deleted
+    udir = res.stdout.decode().strip()
+    assert [p.read_text() for p in Path(udir, "Maildir/new").iterdir()] == [
+        "Subject: kept\n\nhello\n"]
+
+
 def _cut_inside_vadduser(tmp_path: Path, target) -> tuple[Path, str, Path]:
     """kill -9 an apply while vadduser for u1 has made u1's directory and not yet its
     vpasswd line (the relay then kills vadduser too, as sshd does when a connection
