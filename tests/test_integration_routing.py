@@ -250,6 +250,27 @@ def test_drift_is_repaired_and_prune_removes_only_what_mailplan_created(world):
 
 
 @pytest.mark.ssh
+def test_a_qmail_written_by_hand_where_mailplan_made_the_user_anew_is_never_pruned(world):
+    """mailplan wrote carol's .qmail; an admin deleted carol (vdeluser takes the .qmail
+    with her directory) and mailplan made her again, her ~/.forward gone meanwhile. A
+    .qmail an admin writes for her then is not mailplan's: --prune leaves it (it
+    removed it, the state's record of the first .qmail still naming carol)."""
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert (world.user_dir("carol") / ".qmail").exists()
+    (world.root / "home/carol/.forward").unlink()
+    assert world.target.tool("vdeluser", f"carol@{d}").returncode == 0
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    by_hand = world.user_dir("carol") / ".qmail"
+    assert not by_hand.exists()
+    by_hand.write_text("&carol@hand.example\n")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"forward carol@{d}" not in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert by_hand.read_text() == "&carol@hand.example\n"
+
+
+@pytest.mark.ssh
 def test_saved_plan_goes_stale_when_a_forward_changes(world):
     spec = world.write()
     saved = world.tmp / "p.json"

@@ -16,6 +16,7 @@ from mailplan.render import render_plan
 from mailplan.routing.aliases import parse_aliases
 from mailplan.routing.diff import AddAlias, AddAliasDomain, ChangeAlias, SetForward
 from mailplan.routing.integrate import map_spec, merge_changes, to_core
+from mailplan.routing.managed import managed_routing
 from mailplan.routing.model import Origin, RoutingError
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.virtusertable import parse_virtusertable
@@ -168,6 +169,27 @@ def test_routing_journal_entries_never_mark_domains_or_users(tmp_path):
     state.record("delete-domain:example.com", {"domain": "example.com", "deleted": True})
     state.finish("ok", {})
     assert "example.com" not in state.data["routing"]
+
+
+def test_a_user_mailplan_makes_anew_has_no_forward_of_mailplans(tmp_path):
+    """vdeluser by hand took the .qmail mailplan wrote with the user's directory; once
+    mailplan makes the user again, a .qmail there is not its own: --prune would have
+    removed one an admin wrote since. Other users' and domains' forwards stay."""
+    state = State.load(tmp_path / "s.json")
+    state.begin("p1")
+    for domain, user in (("example.com", "alice"), ("example.com", "bob"),
+                         ("other.example", "alice")):
+        state.record(f"create-forward:{user}@{domain}", {"domain": domain,
+                     "routing": "forward", "name": user, "created": True})
+    state.record("create-alias:alice@example.com", {"domain": "example.com",
+                 "routing": "alias", "name": "info", "created": True})
+    state.record("create-user:alice@example.com",
+                 {"domain": "example.com", "user": "alice", "created": True})
+    state.finish("ok", {})
+    state = State.load(tmp_path / "s.json")
+    assert managed_routing(state.data, "example.com", "forward") == {"bob"}
+    assert managed_routing(state.data, "example.com", "alias") == {"info"}
+    assert managed_routing(state.data, "other.example", "forward") == {"alice"}
 
 
 def test_a_damaged_routing_journal_line_is_refused(tmp_path):

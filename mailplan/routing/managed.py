@@ -29,17 +29,19 @@ def apply_routing_entry(data: dict[str, Any], entry: dict[str, Any]) -> bool:
     """Fold one journal entry into ``data``; True when it was a routing step.
 
     A domain mailplan deletes takes its routing records with it, and a deleted user its
-    forward record; those entries still return False (the core records them).
+    forward record; so does a user it creates: its directory is new (vadduser refuses
+    one that holds files), so a forward record of that name is of a .qmail deleted by
+    hand with the old directory (vdeluser), and ``--prune`` would remove a .qmail someone
+    else writes there. Those entries still return False (the core records them).
     """
     kind, domain = entry.get("routing"), entry.get("domain")
     routing = data.get("routing")
     if kind is None:
-        if entry.get("deleted") and domain and routing:
-            user = entry.get("user")
-            if user:
-                routing.get(domain, {}).get("forward", {}).pop(user, None)
-            else:
-                routing.pop(domain, None)
+        user = entry.get("user")
+        if domain and routing and user and (entry.get("deleted") or entry.get("created")):
+            routing.get(domain, {}).get("forward", {}).pop(user, None)
+        elif domain and routing and entry.get("deleted"):
+            routing.pop(domain, None)
         return False
     if kind not in ROUTING_KINDS or not domain or "name" not in entry:
         raise KeyError(f"routing entry needs domain, name and one of {ROUTING_KINDS}")
