@@ -117,6 +117,9 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     found: dict[bytes, str] = {}
     shared: dict[str, str] = {}
 
+    def found_there(identity: tuple[str, int], flags: str) -> None:
+        found[Identities.key(identity)] = shared.setdefault(flags, flags)
+
     def advance(*, block: bool) -> None:
         """Journal the acknowledgements that are here, and ask for each pending batch's
         sync, in order, once its check passed and at most ``syncs_in_flight`` earlier
@@ -145,7 +148,7 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
             end = batch.pop(name, None)
             flags = name.partition(":2,")[2]  # as the plan names the message
             if end is not None and flags:
-                found[Identities.key(end.identity)] = shared.setdefault(flags, flags)
+                found_there(end.identity, flags)
         report.durable += len(done)
         report.already_present += len(result.present)
         if result.ledger is not None:
@@ -178,9 +181,8 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                     if known and event.identity in known:  # a first import knows none
                         report.already_present += 1
                         if event.flags or head.keywords:  # type: ignore[union-attr]
-                            flags = event.flags + letters(head.keywords)  # type: ignore[union-attr]
-                            found[Identities.key(event.identity)] = shared.setdefault(
-                                flags, flags)
+                            found_there(event.identity,
+                                        event.flags + letters(head.keywords))  # type: ignore[union-attr]
                         continue
                     # the common case: the whole message was held; B, D and E go out together
                     name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
