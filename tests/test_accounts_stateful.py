@@ -38,9 +38,6 @@ point an apply is killed at follows the machine's speed.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,7 +45,6 @@ import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
@@ -63,6 +59,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from stateful_apply import AppliedAgain
 
 ACCOUNTS = ("ann", "ben", "cas", "dot")
 UID = {name: 1001 + i for i, name in enumerate(ACCOUNTS)}
@@ -166,14 +163,11 @@ class Made:
             self.maybe.add(name)
 
 
-class Accounts(RuleBasedStateMachine):
+class Accounts(AppliedAgain):
     """One domain migrated with local connections into the vpopmail stand-in."""
 
     def __init__(self, base: Path) -> None:
-        super().__init__()
-        self.base = base
-        self.applies = 0
-        self.changed = False  # since the last apply
+        super().__init__(base)
         self.serial = 0  # makes each password new
 
     def secret(self, name: str) -> str:
@@ -194,7 +188,7 @@ class Accounts(RuleBasedStateMachine):
                 forwards=st.dictionaries(st.sampled_from(ACCOUNTS), FORWARD, max_size=2))
     def setup(self, names: set[str], aliases: dict[str, list[str]],
               forwards: dict[str, list[str]]) -> None:
-        self.work = Path(tempfile.mkdtemp(dir=self.base))
+        self.make_work()
         self.root = self.work / "source"
         self.target = install_target(self.work / "target")
         self.domain = unique_domain("acc")
@@ -216,16 +210,8 @@ class Accounts(RuleBasedStateMachine):
         self.write_source()
         self.write_spec()
 
-    def teardown(self) -> None:
-        """Every example ends with an apply and its checks (unless a step failed: the
-        exception being raised is the example's result)."""
-        if not hasattr(self, "work"):
-            return
-        try:
-            if sys.exc_info()[0] is None and (self.changed or not self.applies):
-                self.apply(False, None)
-        finally:
-            shutil.rmtree(self.work, ignore_errors=True)
+    def final_apply(self) -> None:
+        self.apply(False, None)
 
     # -- the old server and the spec -------------------------------------------------
 

@@ -38,9 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,13 +45,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
     run_state_machine_as_test,
 )
 from migration import kill_apply_when, mailplan
+from stateful_apply import AppliedAgain
 from test_integration_mail import maildir, one_user, settle
 
 from mailplan.mail.maildir import parse_message_name
@@ -147,18 +144,12 @@ marks = st.sampled_from([("", None), ("O", None), ("RO", None), ("RO", "A"), ("O
                          ("RO", "AF"), ("RO", "")])
 
 
-class Migration(RuleBasedStateMachine):
+class Migration(AppliedAgain):
     """One user, ursula, migrated with local connections into the vpopmail stand-in."""
-
-    def __init__(self, base: Path) -> None:
-        super().__init__()
-        self.base = base
-        self.applies = 0
-        self.changed = False  # since the last apply
 
     @initialize(first=st.lists(mails, min_size=1, max_size=4))
     def setup(self, first: list[Mail]) -> None:
-        self.work = Path(tempfile.mkdtemp(dir=self.base))
+        self.make_work()
         spool, self.target, domain, self.spec = one_user(self.work, b"")
         self.address = f"ursula@{domain}"
         self.home = spool.parent.parent.parent.parent / "home/ursula"
@@ -172,16 +163,8 @@ class Migration(RuleBasedStateMachine):
         self.deleted: dict[str, set[tuple[str, int]]] = {INBOX: set()}
         self.stored: dict[str, bytes] = {}
 
-    def teardown(self) -> None:
-        """Every example ends with an apply and its checks (unless a step failed: the
-        exception being raised is the example's result)."""
-        if not hasattr(self, "work"):
-            return
-        try:
-            if sys.exc_info()[0] is None and (self.changed or not self.applies):
-                self.apply(None)
-        finally:
-            shutil.rmtree(self.work, ignore_errors=True)
+    def final_apply(self) -> None:
+        self.apply(None)
 
     # -- the old server ------------------------------------------------------------
 
