@@ -223,8 +223,11 @@ def kill_apply_when(spec: Path, ready: Callable[[bytes], bool], *, timeout: floa
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and ready(journal.read_bytes()):
-            break
+        try:
+            if ready(journal.read_bytes()):
+                break
+        except FileNotFoundError:
+            pass  # not begun yet, or folded in or removed by an apply that is ending
         time.sleep(0.005)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
