@@ -3,9 +3,10 @@
 :func:`apply_plan` carries out a :class:`~mailplan.engine.Planned` under the state lock
 (the caller holds it): accounts and routing one at a time in one remote shell, then the
 mailbox imports, ``parallel`` users at a time (:mod:`mailplan.importer`). Every apply
-first settles the steps an earlier run began and did not record (:func:`settle_intents`)
-and records the checkpoints of mailboxes the plan found complete; for a plan with no
-change to make, :func:`record_settled` does only that.
+first settles the steps an earlier run began and did not record, drops the records of
+objects removed by hand since (:func:`settle_intents`) and records the checkpoints of
+mailboxes the plan found complete; for a plan with no change to make,
+:func:`record_settled` does only that.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mailplan.engine import Planned
 from mailplan.errors import MailplanError, StepFailed
 from mailplan.importer import EarlyAgent, MailImporter, user_dirs
 from mailplan.plan import MAIL_KINDS, Change
+from mailplan.records import found, gone_id
 from mailplan.remote import ShellSession
 from mailplan.state import State
 
@@ -196,14 +198,17 @@ def settle_intents(planned: Planned, state: State) -> None:
     whose object the plan found on the target is recorded as mailplan's (the plan
     creates only what the target lacks); any other is forgotten (it did not get that far,
     or what is there cannot be told from something made by hand since: never claimed).
-    Runs at the start of every apply (inside ``state.begin``)."""
+    Then drop the records of objects the plan found gone (``Planned.gone``: removed by
+    hand). Runs at the start of every apply (inside ``state.begin``)."""
     again = {c.id for c in planned.plan.changes}
     for change_id, claim in state.intents().items():
-        if change_id not in again and _found(planned, claim):
+        if change_id not in again and found(planned.target, planned.routing_seen, claim):
             state.record(change_id, {**claim, "adopted": True, **_postmaster_set(
                 planned, claim)})
         else:
             state.drop_intent(change_id)
+    for claim in planned.gone:  # removed by hand since mailplan made them: not ours now
+        state.record(gone_id(claim), {**claim, "deleted": True, "gone": True})
 
 
 def _postmaster_set(planned: Planned, claim: dict[str, Any]) -> dict[str, Any]:
@@ -216,25 +221,6 @@ def _postmaster_set(planned: Planned, claim: dict[str, Any]) -> dict[str, Any]:
                                                          "postmaster")
                for c in planned.plan.changes)
     return {} if left else {"postmaster_set": True}
-
-
-def _found(planned: Planned, claim: dict[str, Any]) -> bool:
-    """Whether the plan's reads found the object of a claim on the target."""
-    name = claim["domain"]
-    domain = planned.target.domains.get(name)
-    if domain is None:
-        return False
-    kind = claim.get("routing")
-    if kind is None:
-        return not claim.get("user") or claim["user"] in domain.users
-    seen = planned.routing_seen
-    if seen is None or name not in seen.observed:
-        return False
-    if kind == "alias":
-        return claim["name"] in seen.observed[name].aliases
-    if kind == "forward":
-        return bool(seen.observed[name].forwards.get(claim["name"]))
-    return seen.alias_domain_owner.get(claim["name"]) == name
 
 
 def _finish(state: State, result: str, summary: dict[str, Any]) -> None:
@@ -256,9 +242,10 @@ def _record_settled(planned: Planned, record: Callable[[str, dict[str, Any]], No
 
 def record_settled(planned: Planned, state: State) -> int:
     """For an apply with no change to make: record the checkpoints of mailboxes the plan
-    found complete, and settle the steps an earlier run began and did not record
-    (nothing is written on either host); return how many checkpoints."""
-    if not planned.mail_settled and not state.intents():
+    found complete, and settle the steps an earlier run began and did not record and the
+    records of objects removed by hand (nothing is written on either host); return how
+    many checkpoints."""
+    if not planned.mail_settled and not state.intents() and not planned.gone:
         return 0
     state.begin(planned.plan.plan_id)
     result = "failed"

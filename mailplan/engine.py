@@ -31,6 +31,7 @@ from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.private_files import fingerprint_key
+from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
@@ -83,6 +84,9 @@ class Planned:
     source_zone: tzinfo | None = None
     #: the target's aliases, forwards and alias domains as the plan read them
     routing_seen: TargetRouting | None = None
+    #: claims of the state's records whose objects the plan found gone (removed by
+    #: hand): the apply drops them (:mod:`mailplan.records`)
+    gone: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def target_connector(self) -> Connector:
@@ -134,6 +138,8 @@ def make_plan(spec: Spec, state: State,
         result.changes = merge_changes(result.changes, routing.changes)
         result.problems += routing.problems
         result.noops += routing.noops
+        gone = gone_records(state.data, target, routing.seen)
+        result.noops += gone_noops(gone)
         desired.routing = routing.actions
         mail = plan_mail(spec.data, conns[src["host"]], conns[tgt["host"]], desired, source,
                          target, state.mail())  # mailboxes (issue 3)
@@ -165,7 +171,7 @@ def make_plan(spec: Spec, state: State,
         problems=result.problems, warnings=warnings,
     )
     return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone,
-                   routing.seen)
+                   routing.seen, gone)
 
 
 def _same(a: Change, b: Change) -> bool:

@@ -132,9 +132,10 @@ class Mailbox:
 @dataclass
 class Made:
     """What mailplan made of one kind (user, alias, forward), as far as its state file
-    can know: ``ours`` are there; ``gone`` were removed by hand, which mailplan is not
-    told (its record may still name them); ``maybe`` were made again by hand while gone,
-    which mailplan cannot tell from its own: --prune may delete them or leave them."""
+    can know: ``ours`` are there; ``gone`` were removed by hand, which mailplan learns
+    only from its next plan (its record names them until an apply drops it); ``maybe``
+    were made again by hand while gone and before an apply, which mailplan cannot tell
+    from its own: --prune may delete them or leave them."""
 
     ours: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)
@@ -481,6 +482,8 @@ class Accounts(AppliedAgain):
         self.changed = False
         migrated = self.migrated()
         made = self.made
+        for kind in made.values():  # gone when the apply's plan looked: records dropped
+            kind.gone.clear()
         for name, account in migrated.items():
             quota = QUOTAS[self.quota.get(name, self.default_quota)]
             have = self.users.get(name)

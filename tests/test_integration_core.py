@@ -188,6 +188,31 @@ def test_prune_only_what_mailplan_created(tmp_path, source, target, sshd):
 
 
 @pytest.mark.ssh
+def test_prune_leaves_a_user_made_again_by_hand_once_an_apply_saw_it_gone(tmp_path, source,
+                                                                          target, sshd):
+    # charlotte, made by mailplan, is deleted by hand (vdeluser): the next apply drops
+    # mailplan's record of her, so the charlotte an admin makes again by hand later, with
+    # her own mail, is not taken for mailplan's and --prune leaves her alone
+    domain = unique_domain()
+    spec = spec_for(tmp_path, source, target, sshd, domain)
+    mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
+    assert target.tool("vdeluser", f"charlotte@{domain}").returncode == 0
+    spec2 = spec_for(tmp_path, source, target, sshd, domain,
+                     users=[{"name": "bob", "quota": "2.5G", "comment": "Robert"}])
+    seen = mailplan("plan", str(spec2), "-v", env=ENV, check=True).stdout
+    assert (f"charlotte@{domain}: created by mailplan, not on the target any more (removed "
+            "by hand): the next apply drops its record") in seen
+    mailplan("apply", "--prune", str(spec2), "--auto-approve", env=ENV, check=True)
+    assert "charlotte" not in mailplan("plan", str(spec2), "-v", env=ENV, check=True).stdout
+    assert target.tool("vadduser", f"charlotte@{domain}", "Again#1").returncode == 0
+    plan = mailplan("plan", str(spec2), env=ENV, check=True).stdout
+    assert f"- user charlotte@{domain}" not in plan
+    assert "Left alone" in plan and f"  = charlotte@{domain}\n" in plan
+    mailplan("apply", "--prune", str(spec2), "--auto-approve", env=ENV, check=True)
+    assert target.login_ok(f"charlotte@{domain}", "Again#1")
+
+
+@pytest.mark.ssh
 def test_odd_usernames_work_and_execute_nothing(tmp_path, target, sshd):
     canary = tmp_path / "canary"
     name = "ab;touch${IFS}c"  # rejected: ';' is not a vpopmail byte

@@ -398,6 +398,67 @@ def test_an_apply_adopts_only_the_intents_whose_object_it_found(tmp_path):
     assert managed_routing(final.data, "a.example", "alias_domain") == frozenset()
 
 
+def test_an_apply_drops_the_records_of_what_the_plan_found_gone_and_only_those(tmp_path):
+    # removed by hand: a user, an alias, a forward, an alias domain, and a whole domain
+    # (its users' and aliases' records go with it); kept: what is there, and what the
+    # plan did not read (a domain not looked at, routing of a domain not observed)
+    from mailplan.apply import settle_intents
+    from mailplan.engine import Planned
+    from mailplan.facts.vpopmail import TargetDomain, TargetFacts
+    from mailplan.plan import Plan
+    from mailplan.records import gone_noops, gone_records
+    from mailplan.routing.facts import ObservedRouting
+    from mailplan.routing.managed import effect
+    from mailplan.routing.target import TargetRouting
+
+    s = State.load(tmp_path / "s.json")
+    s.begin("p")
+    for domain in ("a.example", "b.example", "c.example"):
+        s.record(f"create-domain:{domain}", {"domain": domain, "created": True})
+        for user in ("x", "y"):
+            s.record(f"create-user:{user}@{domain}", {"domain": domain, "user": user,
+                                                     "created": True})
+        for kind, name in (("alias", "info"), ("alias", "sales"), ("forward", "x"),
+                           ("forward", "y"), ("alias_domain", "a.test"),
+                           ("alias_domain", "b.test")):
+            s.record(f"create-{kind}:{name}@{domain}", effect(kind, domain, name,
+                                                              created=True))
+    s.finish("ok", {})
+    state = State.load(tmp_path / "s.json")
+    facts = TargetFacts("new", looked_at=frozenset({"a.example", "b.example"}))
+    facts.domains["a.example"] = TargetDomain("a.example", "/d", (), {"x": None})
+    # b.example was looked at and is not there; c.example was not looked at
+    seen = TargetRouting({"a.example": ObservedRouting("a.example", aliases={
+        "info": ("&x@a.example",)}, forwards={"x": ("&z@b.example",)})},
+        {"a.test": "a.example", "b.test": None})
+    gone = gone_records(state.data, facts, seen)
+    assert gone == [{"domain": "a.example", "user": "y"},
+                    {"domain": "a.example", "routing": "alias", "name": "sales"},
+                    {"domain": "a.example", "routing": "alias_domain", "name": "b.test"},
+                    {"domain": "a.example", "routing": "forward", "name": "y"},
+                    {"domain": "b.example"}]
+    assert [(n.domain, n.user) for n in gone_noops(gone)] == [
+        ("a.example", "y"), ("a.example", "sales"), ("a.example", "b.test"),
+        ("a.example", "y"), ("b.example", None)]
+    assert gone_noops(gone)[1].reason.startswith("alias created by mailplan, not on the "
+                                                 "target any more (removed by hand)")
+    planned = Planned(None, Plan("m.yaml", "d", None, 0, "t", []), None,  # type: ignore[arg-type]
+                      facts, routing_seen=seen, gone=gone)
+    state.begin("q")
+    settle_intents(planned, state)
+    state.finish("ok", {})
+    final = State.load(tmp_path / "s.json")
+    assert final.managed() == ({"a.example", "c.example"}, {
+        ("a.example", "x"), ("c.example", "x"), ("c.example", "y")})
+    assert managed_routing(final.data, "a.example", "alias") == {"info"}
+    assert managed_routing(final.data, "a.example", "forward") == {"x"}
+    assert managed_routing(final.data, "a.example", "alias_domain") == {"a.test"}
+    assert managed_routing(final.data, "b.example", "alias") == frozenset()
+    assert managed_routing(final.data, "c.example", "alias") == {"info", "sales"}
+    # the plan after finds nothing more gone
+    assert gone_records(final.data, facts, seen) == []
+
+
 def test_a_journal_already_folded_is_not_folded_twice(tmp_path):
     # killed after finish() replaced the state (journal folded in) and before it removed
     # the journal: the next load must not count the run's steps a second time, nor add

@@ -76,6 +76,8 @@ class TargetFacts:
     alias_of: dict[str, str] = field(default_factory=dict)  # asked name -> real domain
     #: of the domain directories (``VPOPMAIL/domains/.dir-control``); None: not known
     domain_hashing: DirHashing | None = None
+    #: the domains asked for: one of them missing from ``domains`` is not there
+    looked_at: frozenset[str] = frozenset()
 
 
 def parse_vuserinfo(text: str) -> list[dict[str, str]]:
@@ -219,7 +221,8 @@ def read_target(conn: Connector, vpopmail_dir: str, domains: Iterable[str]) -> T
         raise HostError(f"no vpopmail found: {vdominfo} is missing or not executable",
                         host=conn.name, step="read target state",
                         hint="check target.vpopmail_dir in the spec, or install vpopmail")
-    facts = TargetFacts(conn.name, domain_hashing=_hashing(results[-1]))
+    facts = TargetFacts(conn.name, domain_hashing=_hashing(results[-1]),
+                        looked_at=frozenset(names))
     for i, name in enumerate(names):
         info, listing = results[1 + 2 * i], results[2 + 2 * i]
         text = info.stdout.decode("utf-8", "replace")
