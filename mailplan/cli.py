@@ -170,7 +170,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                                        colour=use_colour(sys.stdout), prune=prune), nl=False)
             if not todo:
                 watch.nothing(record_settled(planned, current),
-                              skipped=len(planned.plan.changes))
+                              skipped=len(planned.plan.changes), gone=len(planned.gone))
                 return
             if saved is None and not auto_approve:
                 _confirm(signals)

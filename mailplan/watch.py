@@ -131,6 +131,7 @@ class ApplyWatch:
             self._todo_counts[phase] = self._todo_counts.get(phase, 0) + 1
         self.log.write(f"plan {planned.plan.plan_id}: {len(todo)} change(s) to apply")
         self._echo(f"Applying {len(todo)} change(s) to {target}; state: {self.state_path}")
+        self._gone(len(planned.gone))
         self.reporter = reporter_for(self.stream, quiet=self.quiet)
         for change in todo:
             job = planned.mail_jobs.get(change.id)
@@ -224,9 +225,19 @@ class ApplyWatch:
         self.reporter.batch(change, messages, size)
         self._check()
 
-    def nothing(self, settled: int = 0, skipped: int = 0) -> None:
+    def _gone(self, count: int) -> None:
+        """Say (and log) that the apply drops the records of ``count`` objects mailplan
+        made and an admin removed by hand (:mod:`mailplan.records`)."""
+        if count:
+            text = (f"Dropping mailplan's records of {count} object(s) removed by hand "
+                    "(state only; plan -v names them): --prune leaves alone what is made "
+                    "again under those names.")
+            self.log.write(text)
+            self._echo(text)
+
+    def nothing(self, settled: int = 0, skipped: int = 0, gone: int = 0) -> None:
         """Nothing to apply (``settled``: checkpoints recorded in the state only;
-        ``skipped``: deletions left out, without --prune)."""
+        ``skipped``: deletions left out, without --prune; ``gone``: records dropped)."""
         self.summary.result = "nothing to apply"
         self.summary.skipped = skipped
         self._echo("Nothing to apply." if not skipped else
@@ -235,6 +246,7 @@ class ApplyWatch:
         if settled:
             self._echo(f"Recorded that {settled} mailbox(es) are complete on the target "
                        "(state only): later plans read only the mail that arrives after.")
+        self._gone(gone)
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""

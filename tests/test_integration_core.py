@@ -202,7 +202,8 @@ def test_prune_leaves_a_user_made_again_by_hand_once_an_apply_saw_it_gone(tmp_pa
     seen = mailplan("plan", str(spec2), "-v", env=ENV, check=True).stdout
     assert (f"charlotte@{domain}: created by mailplan, not on the target any more (removed "
             "by hand): the next apply drops its record") in seen
-    mailplan("apply", "--prune", str(spec2), "--auto-approve", env=ENV, check=True)
+    said = mailplan("apply", "--prune", str(spec2), "--auto-approve", env=ENV, check=True)
+    assert "Dropping mailplan's records of 1 object(s) removed by hand" in said.stdout
     assert "charlotte" not in mailplan("plan", str(spec2), "-v", env=ENV, check=True).stdout
     assert target.tool("vadduser", f"charlotte@{domain}", "Again#1").returncode == 0
     plan = mailplan("plan", str(spec2), env=ENV, check=True).stdout
