@@ -24,36 +24,33 @@ GONE = ("created by mailplan, not on the target any more (removed by hand): the 
         "apply drops its record, so that one made again by hand is never pruned")
 
 
-def found(target: TargetFacts, seen: TargetRouting | None, claim: dict[str, Any]) -> bool:
+def presence(target: TargetFacts, seen: TargetRouting | None,
+             claim: dict[str, Any]) -> bool | None:
     """Whether the plan's reads found the object of a claim (a record's or an intent's:
-    ``domain``, and ``user``, or ``routing`` and ``name``) on the target."""
+    ``domain``, and ``user``, or ``routing`` and ``name``) on the target; None when
+    they cannot tell (the domain was not read, or its routing not looked at)."""
     name = claim["domain"]
     domain = target.domains.get(name)
     if domain is None:
-        return False
+        return False if name in target.looked_at else None
     kind = claim.get("routing")
     if kind is None:
         return not claim.get("user") or claim["user"] in domain.users
     if seen is None or name not in seen.observed:
-        return False
+        return None
     if kind == "alias":
         return claim["name"] in seen.observed[name].aliases
     if kind == "forward":
         return bool(seen.observed[name].forwards.get(claim["name"]))
-    return seen.alias_domain_owner.get(claim["name"]) == name
+    if claim["name"] not in seen.alias_domain_owner:
+        return None
+    return seen.alias_domain_owner[claim["name"]] == name
 
 
-def _known(target: TargetFacts, seen: TargetRouting | None, claim: dict[str, Any]) -> bool:
-    """Whether the plan's reads tell if a claim's object is there (:func:`found`'s
-    False then means gone, not unread)."""
-    if claim["domain"] not in target.looked_at:
-        return False
-    kind = claim.get("routing")
-    if kind is None:
-        return True
-    if seen is None or claim["domain"] not in seen.observed:
-        return False
-    return kind != "alias_domain" or claim["name"] in seen.alias_domain_owner
+def found(target: TargetFacts, seen: TargetRouting | None, claim: dict[str, Any]) -> bool:
+    """Whether the plan's reads found the object of a claim on the target (not when they
+    cannot tell)."""
+    return presence(target, seen, claim) is True
 
 
 def _records(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -78,8 +75,7 @@ def gone_records(data: dict[str, Any], target: TargetFacts,
     gone: list[dict[str, Any]] = []
     domains: set[str] = set()
     for claim in _records(data):
-        if claim["domain"] in domains or not _known(target, seen, claim) or \
-                found(target, seen, claim):
+        if claim["domain"] in domains or presence(target, seen, claim) is not False:
             continue
         gone.append(claim)
         if len(claim) == 1:
