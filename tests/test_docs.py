@@ -126,7 +126,8 @@ def test_docs_exist_and_cover_what_operators_hit():
 
 def test_readme_links_the_docs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for doc in ("docs/runbook.md", "docs/spec-reference.md", "docs/troubleshooting.md"):
+    for doc in ("docs/runbook.md", "docs/spec-reference.md", "docs/troubleshooting.md",
+                "docs/performance.md"):
         assert doc in readme and (ROOT / doc).exists()
 
 
