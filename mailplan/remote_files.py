@@ -2,7 +2,8 @@
 
 :func:`read_files` fetches many small files (a folder's ``dovecot-keywords``, a
 user's subscription files) with one ``tar`` command in the connection's shared
-shell and holds them in memory; :func:`each_file` streams them (ledgers), and
+shell and holds them in memory; :func:`each_file` streams them (ledgers, with the
+keywords files read in the same command), and
 :func:`tar_command` with :func:`tar_files` read them in a batch of other commands;
 :func:`tar_members` reads the archive of a ``tar`` started on a channel of its own
 (whole mailboxes). Files a user controls are read without following symbolic links
@@ -53,12 +54,15 @@ _MEMBER_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.is
                  "a directory"), (tarfile.TarInfo.isfifo, "a named pipe"))
 
 
-def regular_members(stream: object, others: dict[str, str] | None = None
-                    ) -> Iterator[tuple[str, IO[bytes]]]:
+def regular_members(stream: object, others: dict[str, str] | None = None, *,
+                    concatenated: bool = False) -> Iterator[tuple[str, IO[bytes]]]:
     """``(name, contents)`` of each regular file of the tar archive read from ``stream``
     as it arrives (stream mode: each ``contents`` only until the next item); ``others``
-    gets what each other member is (``a symbolic link``, ``a directory``, ...)."""
-    with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+    gets what each other member is (``a symbolic link``, ``a directory``, ...).
+    ``concatenated``: the stream holds archives one after the other (what two ``tar``
+    write to one output), read through the end-of-archive blocks between them."""
+    with tarfile.open(fileobj=stream, mode="r|",  # type: ignore[call-overload]
+                      ignore_zeros=concatenated) as archive:
         for member in archive:
             handle = archive.extractfile(member) if member.isfile() else None
             if handle is not None:
@@ -83,7 +87,7 @@ def read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True,
 
 def each_file(conn: Connector, paths: Sequence[str],
               consume: Callable[[str, IO[bytes]], None], *, follow: bool = True,
-              others: dict[str, str] | None = None) -> None:
+              others: dict[str, str] | None = None, unfollowed: Sequence[str] = ()) -> None:
     """Call ``consume(path, contents)`` for each of ``paths`` that is a regular file, in
     the order they come, as its contents stream in (readable only during the call).
 
@@ -91,19 +95,31 @@ def each_file(conn: Connector, paths: Sequence[str],
     reads the NUL separated list from ``printf`` (``-h`` follows symbolic links, ``-P``
     keeps the absolute names), and its archive is read as it arrives. ``follow=False``
     for files a user controls: a symbolic link is then not a regular file (a link in a
-    home directory to ``/etc/shadow`` is not read as root). ``others`` gets what each
-    path that is there but not a regular file is (``a symbolic link``, ...).
+    home directory to ``/etc/shadow`` is not read as root). ``unfollowed``: more paths,
+    read so in the same command after ``paths`` (tar follows links for all its files or
+    for none: a second one, whose archive follows the first's). ``others`` gets what
+    each path that is there but not a regular file is (``a symbolic link``, ...).
     """
-    unique = list(dict.fromkeys(paths))
+    alone, skip = list(dict.fromkeys(unfollowed)), set(unfollowed)
+    if follow:  # a path in both is not followed
+        groups = [([p for p in dict.fromkeys(paths) if p not in skip], True),
+                  (alone, False)]
+    else:
+        groups = [(list(dict.fromkeys([*paths, *alone])), False)]
+    groups = [(group, how) for group, how in groups if group]
+    unique = [p for group, _how in groups for p in group]
     if not unique:
         return
     wanted = set(unique)
+    # each tar's own status counts: the second's, else the first's
+    command = "; s=$?; ".join(tar_command(group, follow=how) for group, how in groups) \
+        + (' && (exit "$s")' if len(groups) == 2 else "")
     broken = None  # raised once the frame is read through: the shell stays usable
-    with conn.shell().stream(tar_command(unique, follow=follow),
-                             shown=f"tar -c (read {len(unique)} file(s), first "
-                                   f"{unique[0]})") as res:
+    with conn.shell().stream(command, shown=f"tar -c (read {len(unique)} file(s), first "
+                                            f"{unique[0]})") as res:
         try:
-            for name, handle in regular_members(res.stdout, others):
+            for name, handle in regular_members(res.stdout, others,
+                                                concatenated=len(groups) == 2):
                 if name in wanted:
                     consume(name, handle)
         except tarfile.TarError as exc:

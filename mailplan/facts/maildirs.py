@@ -8,7 +8,7 @@ deleted on the new server is not brought back. Three ways to ask, from the most 
 least data carried back:
 
 * :func:`read_maildirs`: every identity of the folders a plan reads, with the flags and
-  keywords of their files (one ``find``, one ``tar`` of the ledgers and one of the
+  keywords of their files (one ``find``, then one command that reads the ledgers and the
   folders' ``dovecot-keywords``), for a mailbox read whole;
 * :func:`look_up_digests`: only the identities with given digests, filtered on the
   target (``grep -F``), with the flags of their files (and the folders'
@@ -41,7 +41,7 @@ from mailplan.mail.maildir import (
     parse_message_name,
 )
 from mailplan.remote import run_batch
-from mailplan.remote_files import each_file, read_files, tar_command, tar_files
+from mailplan.remote_files import each_file, tar_command, tar_files
 from mailplan.shell import chunks, join
 from mailplan.text import is_number
 
@@ -128,7 +128,15 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                 facts[owner[0]].flags.setdefault(owner[1], FolderFlags())[ident] = \
                     _file_flags(parsed.flags, path.endswith("/cur"))
 
-    def ledger(path: str, contents: IO[bytes]) -> None:
+    # the folders' keywords files, read in the ledgers' command (not through a link)
+    named = {(m, d): facts[m].flags.setdefault(d, FolderFlags())
+             for m, dirnames in folders.items() for d in dirnames}
+    keyword_paths = _keyword_paths(named)
+
+    def read(path: str, contents: IO[bytes]) -> None:
+        if path in keyword_paths:  # small: held whole, as read_files holds it
+            _set_keywords(named, keyword_paths, {path: contents.read()})
+            return
         maildir = path[: -len(LEDGER) - 1]
         counts = facts[maildir].ledger_count
         for line in contents:  # lines end at \n only
@@ -141,18 +149,11 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
             if dirname in folders[maildir]:
                 add(maildir, dirname, (m[2].decode("utf-8", "replace"), int(m[3])))
 
-    each_file(conn, [f"{m}/{LEDGER}" for m in folders], ledger)
-    read_keywords(conn, {(m, d): facts[m].flags.setdefault(d, FolderFlags())
-                         for m, dirnames in folders.items() for d in dirnames})
+    # one command: the ledgers (through a link, as the writer and the counts read them),
+    # then the keywords files, which a user may replace, not through one (as verify)
+    each_file(conn, [f"{m}/{LEDGER}" for m in folders], read,
+              unfollowed=sorted(keyword_paths))
     return facts
-
-
-def read_keywords(conn: Connector, folders: Mapping[Key, FolderFlags]) -> None:
-    """Set each folder's :attr:`FolderFlags.keywords`, what the keyword letters of its
-    files name, from its ``dovecot-keywords``: files a user may replace, not read
-    through a symbolic link (as verify reads them); one command for all."""
-    paths = _keyword_paths(folders)
-    _set_keywords(folders, paths, read_files(conn, sorted(paths), follow=False))
 
 
 def _keyword_paths(folders: Collection[Key]) -> dict[str, Key]:
