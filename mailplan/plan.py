@@ -152,6 +152,13 @@ class Plan:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
+        return cls.from_dict(data, path)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str) -> Plan:
+        """A saved plan from its JSON document as read from ``path`` (named in errors),
+        refused as :meth:`load` refuses it: for a reader that has read the file already
+        (``mailplan show``), or holds what :meth:`to_dict` gave."""
         version = data.get("format_version") if isinstance(data, dict) else None
         if mailplan_file(data) == "a state file":
             raise StateError(f"{path}: this is a state file of mailplan's, not a saved plan",

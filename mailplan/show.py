@@ -41,7 +41,8 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
     except (OSError, ValueError) as exc:
         raise MailplanError(f"{path}: not readable as JSON ({exc})") from None
     if isinstance(raw, dict) and "plan_id" in raw and "changes" in raw:
-        return {"kind": "plan", "path": str(path), "plan": Plan.load(path).to_dict()}
+        # read once: the document goes on to render, not the file's name
+        return {"kind": "plan", "path": str(path), "plan": Plan.from_dict(raw, path).to_dict()}
     return state_document(path)
 
 
@@ -130,5 +131,5 @@ def render(doc: dict[str, Any]) -> str:
     # the id, date and spec path are the file's text: a hand-edited plan may hold anything
     head = escape(f"Saved plan {doc['path']} (id {plan['plan_id']}, made {plan['created_at']}"
                   f", for {plan['spec']['path']}, state serial {plan['state']['serial']})")
-    saved = Plan.load(Path(doc["path"]))
+    saved = Plan.from_dict(plan, doc["path"])
     return head + "\n\n" + render_plan(saved, target=saved.target_host or "the target")

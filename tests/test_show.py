@@ -77,6 +77,41 @@ def test_show_a_saved_plan(tmp_path):
     assert "mailplan will make these changes on newmail:" in text
 
 
+def test_a_saved_plan_is_read_once(tmp_path, monkeypatch):
+    """show reads the plan file once and renders what it read: the file gone after that
+    read, or rewritten, changes nothing it prints; a bad, foreign or other-version file
+    is refused as before."""
+    from mailplan.show import load_shown, render
+
+    plan = Plan("/x/m.yaml", "0" * 64, None, 0, "1" * 64,
+                [Change("create", "user", "example.com", "bob", after="quota 1G")],
+                target_host="newmail")
+    path = tmp_path / "p.json"
+    plan.save(path)
+    expected = mailplan("show", str(path), check=True).stdout
+    reads: list[str] = []
+    real_read = Path.read_text
+
+    def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self == path:
+            reads.append("read_text")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    doc = load_shown(path)
+    path.unlink()  # what was read goes on, not the file's name
+    assert render(doc) == expected and reads == ["read_text"]
+    assert doc["plan"] == plan.to_dict()
+    for text, error in (("{", "not readable as JSON"),
+                        (json.dumps({**plan.to_dict(), "format_version": 2}),
+                         "plan format version 2; this mailplan reads version 1"),
+                        (json.dumps({**plan.to_dict(), "changes": 5}),
+                         "not a valid plan file: 5 is not of type 'array'")):
+        path.write_text(text)
+        shown = mailplan("show", str(path))
+        assert shown.returncode == 1 and error in shown.stderr, shown.stderr
+
+
 def test_show_spec_without_state_and_missing_file(tmp_path):
     spec = tmp_path / "m.yaml"
     spec.write_text("version: 1\nhosts: {a: {local: true}}\nsource: {host: a}\n"
