@@ -10,8 +10,9 @@ Modes (``sys.argv[2:]``):
 ``dump QUEUE STATUS [MESS [ID]]``
     Walk QUEUE (itself followed if it is a symlink) without following symlinks below it
     and print, for every directory, file and fifo,
-    a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen``
-    followed by the relative path and the data bytes. Data is the whole file for the small
+    a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen
+    atime`` followed by the relative path and the data bytes (owner and group are
+    percent-escaped, see :func:`_word`). Data is the whole file for the small
     envelope files (info, local, remote, todo, intd); for mess files MESS says: ``headers``
     (the default) the header block, ``full`` the whole message, ``none`` nothing. With ID
     only that message's files are listed. The
@@ -46,6 +47,7 @@ import stat
 import sys
 import time
 import typing
+from urllib.parse import quote
 
 ENVELOPE_AREAS = ("info", "local", "remote", "todo", "intd")
 HEADER_LIMIT = 65536
@@ -73,6 +75,14 @@ def _group(gid: int) -> str:
         except KeyError:
             _names[key] = f"#{gid}"
     return _names[key]
+
+
+def _word(name: str) -> str:
+    """A user or group name as one ASCII word of a record: ``%XX`` for each byte of its
+    UTF-8 other than letters, digits, ``_.-~`` and ``#`` (the parser undoes it). The
+    group of a mess, todo and intd file is the one of whoever queued the message, and on
+    a host joined to a directory that can be ``domain users`` or ``Domänen-Benutzer``."""
+    return quote(name.encode("utf-8", "surrogateescape"), safe="#")
 
 
 def _kind(mode: int) -> str:
@@ -121,8 +131,8 @@ def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> 
     path = rel.encode("utf-8", "surrogateescape")
     fields = (_kind(st.st_mode), format(stat.S_IMODE(st.st_mode), "o"), st.st_uid, st.st_gid,
               st.st_ino, st.st_nlink, st.st_size, int(st.st_mtime), st.st_ctime_ns,
-              _owner(st.st_uid),
-              _group(st.st_gid), len(path), len(data), int(st.st_atime))
+              _word(_owner(st.st_uid)),
+              _word(_group(st.st_gid)), len(path), len(data), int(st.st_atime))
     head = "E " + " ".join(str(f) for f in fields) + "\n"
     out.write(head.encode("ascii"))
     out.write(path)

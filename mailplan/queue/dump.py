@@ -9,6 +9,7 @@ agent run over one channel, then the parser. Nothing here interprets qmail's lay
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError, MailplanError
@@ -75,6 +76,11 @@ def _line(data: bytes, pos: int) -> tuple[list[str], int]:
     return data[pos:end].decode("utf-8", "surrogateescape").split(" "), end + 1
 
 
+def _name(word: str) -> str:
+    """A user or group name as the agent escaped it (``domain%20users``)."""
+    return unquote(word, errors="surrogateescape")
+
+
 def parse_dump(data: bytes, queue_dir: str) -> Dump:
     """Parse the agent's dump output; a malformed one raises :class:`DumpFormatError`."""
     try:
@@ -106,7 +112,7 @@ def _parse_dump(data: bytes, queue_dir: str) -> Dump:
                 path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
                 gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
                 size=int(fields[7]), mtime=int(fields[8]), ctime=int(fields[9]),
-                owner=fields[10], group=fields[11], data=body, atime=int(fields[14]))
+                owner=_name(fields[10]), group=_name(fields[11]), data=body, atime=int(fields[14]))
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
     return dump

@@ -1,0 +1,67 @@
+"""`mailplan queue` on queue states a migration meets and earlier tests did not cover,
+each on a real queue tree (:class:`queue_builder.QueueBuilder`) read by the real agent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from queue_builder import QueueBuilder
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.queue import ops
+from mailplan.queue.check import check
+from mailplan.queue.control import Control
+from mailplan.queue.model import detect_layout, messages, stats
+
+STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
+
+# -- the group of a mess file is whoever queued it: on a host joined to a directory -------
+
+#: Groups as sssd or winbind name them on a host joined to Active Directory.
+DIRECTORY_GROUPS = {55501: "domain users", 55502: "Dom\u00e4nen-Benutzer"}
+
+
+def python_with_directory_groups(tmp_path: Path) -> str:
+    """A python3 whose ``grp`` knows :data:`DIRECTORY_GROUPS` (as NSS would on such a
+    host), for the agent run as mailplan runs it (``python -I -S -c CODE ARGS``)."""
+    # defaults, not globals: the agent runs in the same namespace and has its own
+    patch = ("import grp\n"
+             f"def _test_getgrgid(gid, real=grp.getgrgid, names={DIRECTORY_GROUPS!r}):\n"
+             "    if gid in names:\n"
+             "        return grp.struct_group((names[gid], 'x', gid, []))\n"
+             "    return real(gid)\n"
+             "grp.getgrgid = _test_getgrgid\n")
+    wrapper = tmp_path / "python-with-directory-groups"
+    # mailplan passes -I -S -c CODE: run CODE after the patch
+    wrapper.write_text(f'#!/bin/sh\ncode=$4; shift 4\nexec {sys.executable} -I -S -c '
+                       f'"$(cat {tmp_path / "patch.py"})\n$code" "$@"\n')
+    (tmp_path / "patch.py").write_text(patch)
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_message_queued_by_a_directory_group_is_read(tmp_path):
+    """qmail-queue is setuid qmailq, not setgid: a message's mess/, todo/ and intd/
+    files keep the group of the process that queued it, here a user of the directory.
+    A group name with a space or a non-ASCII letter once broke the dump's records, and
+    with them every queue command (stat, list, check, delete) on such a host."""
+    q = QueueBuilder(tmp_path / "qmail")
+    spaced = q.add("alice@example.com", remote=("bob@remote.example",))
+    accented = q.add("j@example.com", remote=("x@remote.example",), preprocessed=False)
+    os.chown(q.path("mess", spaced), -1, 55501)
+    for area in ("mess", "todo"):
+        os.chown(q.path(area, accented), -1, 55502)
+    os.chown(q.path("info", spaced), -1, 55502)  # and one where qmail is wanted
+    conn = LocalConnector("l", python=python_with_directory_groups(tmp_path))
+    dump = ops.Target(conn, str(q.queue), STOPPED).read(step="read queue")
+    assert dump.entries[str(q.path("mess", spaced).relative_to(q.queue))].group == \
+        "domain users"
+    assert dump.entries[f"todo/{accented}"].group == "Dom\u00e4nen-Benutzer"
+    assert {m.id: m.state for m in messages(dump)} == {spaced: "queued", accented: "todo"}
+    assert stats(dump).messages == 2
+    problems = check(dump, detect_layout(dump)).problems
+    assert [(p.code, p.message) for p in problems] == [
+        ("owner", "owned by qmails:Dom\u00e4nen-Benutzer, should be qmails:qmail")]
