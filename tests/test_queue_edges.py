@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from queue_builder import QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError
 from mailplan.queue import ops
 from mailplan.queue.check import check
 from mailplan.queue.control import Control
@@ -65,3 +67,43 @@ def test_a_message_queued_by_a_directory_group_is_read(tmp_path):
     problems = check(dump, detect_layout(dump)).problems
     assert [(p.code, p.message) for p in problems] == [
         ("owner", "owned by qmails:Dom\u00e4nen-Benutzer, should be qmails:qmail")]
+
+
+# -- qmail-send started by someone else while mailplan read the queue -----------------------
+
+def started_after(tmp_path: Path, calls: int) -> Control:
+    """A control whose status says "stopped" for its first ``calls`` runs and "running"
+    from then on: an admin or a watchdog starting qmail-send while mailplan reads a big
+    queue (the second read, taken with qmail-send seen stopped, may take minutes)."""
+    count = tmp_path / "status-calls"
+    status = (f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n >{count}; "
+              f"[ $n -gt {calls} ] && exit 0; exit 1")
+    return Control("custom", status_cmd=status, stop_cmd="true", start_cmd="true")
+
+
+def test_delete_changes_nothing_once_qmail_send_runs_again(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    before = q.files()
+    # runs 1 and 2: the first read and the re-read; run 3 is just before the removals
+    target = ops.Target(LocalConnector("l"), str(q.queue), started_after(tmp_path, 2))
+    with pytest.raises(HostError) as err:
+        ops.delete(target, ops.Selection((msg,)), execute=True)
+    assert "qmail-send is not stopped" in str(err.value)
+    assert "nothing was changed" in str(err.value)
+    assert q.files() == before
+
+
+def test_repair_changes_nothing_once_qmail_send_runs_again(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.com", remote=("x@remote.example",))
+    os.chmod(q.queue / "todo", 0o777)
+    target = ops.Target(LocalConnector("l"), str(q.queue), started_after(tmp_path, 2))
+    with pytest.raises(HostError, match="qmail-send is not stopped"):
+        ops.repair(target)
+    assert os.stat(q.queue / "todo").st_mode & 0o777 == 0o777
+    # while it stays stopped, the same repair goes through
+    (tmp_path / "status-calls").unlink()
+    target = ops.Target(LocalConnector("l"), str(q.queue), started_after(tmp_path, 9))
+    assert ops.repair(target).after.problems == []
+    assert os.stat(q.queue / "todo").st_mode & 0o777 == 0o750

@@ -21,8 +21,10 @@ Modes (``sys.argv[2:]``):
     the qmail user and group names to ids. What it cannot stat, list or read (other
     than an object gone meanwhile) is named on stderr and makes it exit 1.
 
-``apply QUEUE STATUS`` (STATUS is ignored)
-    Read a JSON list of actions from stdin (remove, rmdir, rename, chown, chmod, mkdir,
+``apply QUEUE STATUS``
+    Unless STATUS is ``1`` (qmail-send stopped) or ``-`` (no status command was run),
+    change nothing: say so on stderr and exit 3. Else read a JSON list of actions from
+    stdin (remove, rmdir, rename, chown, chmod, mkdir,
     mkfifo, mkfile; paths relative to QUEUE) and carry them out in order, printing one
     JSON line per action with its outcome. Paths that leave QUEUE are refused, and no
     symlink below QUEUE is followed: directories are walked with ``dir_fd`` and
@@ -334,8 +336,16 @@ def _do(root: int, action: dict) -> None:
         os.close(folder)
 
 
-def apply(queue: str) -> int:
-    actions = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+def apply(queue: str, status: str) -> int:
+    data = sys.stdin.buffer.read()  # all of it, so the sender never writes into a closed pipe
+    if status not in ("1", "-"):
+        # qmail-send was seen stopped by the dump the actions were computed from, but
+        # that dump may have taken minutes: whoever started it since must not find its
+        # queue changed under it
+        sys.stderr.write(f"qmail-send is not stopped (its status command exited {status}) "
+                         "right before the changes; nothing was changed\n")
+        return 3
+    actions = json.loads(data.decode("utf-8"))
     root = os.open(queue, os.O_RDONLY | os.O_DIRECTORY)
     failed = 0
     broken = set()  # batches (one message's renames) with a failed action: skip the rest
@@ -368,7 +378,7 @@ def main(argv: list[str]) -> int:
         only = argv[4] if len(argv) > 4 and argv[4] else None
         return dump(argv[1], argv[2], mess, only)
     if mode == "apply":
-        return apply(argv[1])
+        return apply(argv[1], argv[2])
     sys.stderr.write(f"unknown mode {mode!r}\n")
     return 2
 

@@ -252,8 +252,10 @@ def _running_note(control: ctl.Control) -> str:
 
 def ctl_apply(target: Target, actions: list[dict[str, object]],
               step: str) -> list[dict[str, object]]:
-    """Carry out agent actions on the target's queue."""
-    return run_actions(target.conn, target.queue_dir, actions, step=step)
+    """Carry out agent actions on the target's queue, only if qmail-send is still
+    stopped then (the status is taken again in the same channel)."""
+    return run_actions(target.conn, target.queue_dir, actions, step=step,
+                       status_command=target.control.status())
 
 
 def check_queue(target: Target, *, split: int | None = None,

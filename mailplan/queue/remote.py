@@ -64,12 +64,16 @@ def run_agent(conn: Connector, mode: str, queue_dir: str, extra: tuple[str, ...]
 
 
 def run_actions(conn: Connector, queue_dir: str, actions: list[dict[str, object]],
-                *, step: str) -> list[dict[str, object]]:
-    """Carry out ``actions`` on the host in one channel; one outcome per action."""
+                *, step: str, status_command: str | None = None) -> list[dict[str, object]]:
+    """Carry out ``actions`` on the host in one channel; one outcome per action.
+
+    With ``status_command`` (qmail-send's), it runs first in the same channel and
+    nothing is changed unless it says qmail-send is stopped (exit 1)."""
     if not actions:
         return []
     payload = json.dumps(actions).encode()
-    result = run_agent(conn, "apply", queue_dir, payload=payload, step=step)
+    result = run_agent(conn, "apply", queue_dir, payload=payload,
+                       status_command=status_command, step=step)
     outcomes = [json.loads(line) for line in result.stdout.decode().splitlines() if line]
     if len(outcomes) != len(actions):
         raise HostError(f"the queue agent reported {len(outcomes)} outcomes for "
