@@ -107,3 +107,28 @@ def test_repair_changes_nothing_once_qmail_send_runs_again(tmp_path):
     target = ops.Target(LocalConnector("l"), str(q.queue), started_after(tmp_path, 9))
     assert ops.repair(target).after.problems == []
     assert os.stat(q.queue / "todo").st_mode & 0o777 == 0o750
+
+
+# -- a message qmail-queue is writing is partial, not damaged -------------------------------
+
+def test_an_envelope_still_being_written_is_not_damaged(tmp_path):
+    """qmail-queue writes intd/ID after the message, then links it to todo/ID: until
+    then intd/ may end in the middle of a recipient. That is a partial message (which
+    check leaves alone as being queued), not one with a file qmail cannot use."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example", "y@remote.example"),
+                preprocessed=False, todo=False)
+    intd = q.path("intd", msg)
+    intd.write_bytes(intd.read_bytes()[:-3])  # "...\0Ty@remote.examp"
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    [found] = messages(dump)
+    assert (found.state, found.damaged) == ("partial", ())
+    report = check(dump, detect_layout(dump))
+    assert report.problems == [] and any(f"message {msg} is being queued" in n
+                                         for n in report.notes)
+    # linked into todo/ like that, qmail-send cannot use it: damaged
+    os.link(intd, q.path("todo", msg))
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    [found] = messages(dump)
+    assert found.state == "todo" and found.damaged == (
+        f"todo/{msg}: envelope does not end with a NUL byte",)

@@ -215,7 +215,10 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
             sender = env.sender
             recipients = [Recipient(a, "todo", False) for a in env.recipients]
         except formats.FormatError as exc:
-            damaged.append(f"{envelope_file.entry.path}: {exc}")
+            # intd/ alone: qmail-queue is still writing it (or died doing so), which
+            # is what "partial" says; qmail never reads it as it stands
+            if areas.get("todo"):
+                damaged.append(f"{envelope_file.entry.path}: {exc}")
         state = "todo" if areas.get("todo") else "partial"
     else:
         state = "partial"
