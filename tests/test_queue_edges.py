@@ -9,16 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from queue_builder import QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
-from mailplan.queue import ops
+from mailplan.queue import formats, ops
 from mailplan.queue.check import check
+from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
 from mailplan.queue.model import detect_layout, messages, stats
 
 STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
+
+
+def run(*args: str):
+    return CliRunner().invoke(queue_cli, list(args))
 
 # -- the group of a mess file is whoever queued it: on a host joined to a directory -------
 
@@ -132,3 +138,25 @@ def test_an_envelope_still_being_written_is_not_damaged(tmp_path):
     [found] = messages(dump)
     assert found.state == "todo" and found.damaged == (
         f"todo/{msg}: envelope does not end with a NUL byte",)
+
+
+# -- a broken encoded word, as spam carries them --------------------------------------------
+
+@pytest.mark.parametrize("value", ["=?utf-8?b?d?= you won", "=?UTF-8?B?DSDC6Lc1m?="])
+def test_a_base64_word_of_impossible_length_is_shown_as_is(value):
+    assert formats.decoded(value) == value
+
+
+def test_list_and_delete_match_a_subject_with_a_broken_encoded_word(tmp_path):
+    """email.header raises HeaderParseError (not a ValueError) for base64 of an
+    impossible length: one such spam made list and delete --match end in a traceback."""
+    q = QueueBuilder(tmp_path / "qmail")
+    spam = q.add("spam@bad.example", remote=("x@remote.example",),
+                 subject="=?utf-8?b?d?= you won")
+    q.add("alice@example.com", remote=("bob@remote.example",), subject="lunch")
+    listed = run("list", "local", "--queue-dir", str(q.queue), "--subject", "won")
+    assert listed.exit_code == 0, listed.output
+    assert f"{spam} " in listed.output and "=?utf-8?b?d?= you won" in listed.output
+    deleted = run("delete", "local", "--queue-dir", str(q.queue), "--match", "subject", "won")
+    assert deleted.exit_code == 0, deleted.output
+    assert f"would remove message {spam}:" in deleted.output

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
 #: Envelope senders of bounces: <> for a bounce, #@[] for a double bounce.
@@ -122,10 +123,11 @@ def header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def decoded(value: str) -> str:
-    """A header value with RFC 2047 encoded words decoded (left as is if they are broken)."""
+    """A header value with RFC 2047 encoded words decoded (left as is if they are broken:
+    an unknown charset, bytes it cannot decode, base64 of an impossible length)."""
     try:
         return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeDecodeError):
+    except (ValueError, LookupError, UnicodeDecodeError, HeaderParseError):
         return value
 
 
