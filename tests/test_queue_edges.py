@@ -160,3 +160,30 @@ def test_list_and_delete_match_a_subject_with_a_broken_encoded_word(tmp_path):
     deleted = run("delete", "local", "--queue-dir", str(q.queue), "--match", "subject", "won")
     assert deleted.exit_code == 0, deleted.output
     assert f"would remove message {spam}:" in deleted.output
+
+
+# -- --control systemctl with a unit systemd does not know ----------------------------------
+
+def test_a_unit_systemd_does_not_know_is_unknown_not_stopped(tmp_path, monkeypatch):
+    """`systemctl is-active` exits 3 (inactive) for a unit that does not exist, as for
+    a stopped one (systemd issue 25680): with the default --unit qmail on a notqmail host
+    (whose unit is qmail-send) mailplan took it for stopped, went on when pgrep saw no
+    qmail-send, and, had it seen one, "stopped" it with a command that failed and then
+    warned qmail-send IS LEFT STOPPED. Its LoadState tells the two apart."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    # as systemd 252 answers for a unit it has no file for
+    (bindir / "systemctl").write_text(
+        '#!/bin/sh\ncase $1 in is-active) exit 3;; show) echo LoadState=not-found;; '
+        'stop|start) echo "Failed to $1 $2.service: Unit $2.service not loaded." >&2; '
+        'exit 5;; esac\n')
+    (bindir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(msg), "--execute",
+                 "--control", "systemctl")
+    assert result.exit_code == 1, result.output
+    assert "cannot tell whether qmail-send runs" in result.output
+    assert "is 'qmail' the systemd unit that runs qmail-send" in result.output
+    assert q.path("mess", msg).exists()

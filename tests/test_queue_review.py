@@ -90,10 +90,14 @@ def status_of(control: Control, bindir: Path) -> int:
                           env={**os.environ, "PATH": path}, check=False).returncode
 
 
-@pytest.mark.parametrize("active,pgrep,expect", [
-    (0, 1, 0), (3, 1, 1), (3, 0, 0), (4, 1, 2), (1, 1, 2), (3, 2, 2), (3, 127, 2)])
-def test_systemctl_status_codes(tmp_path, active, pgrep, expect):
-    bindir = fake_bin(tmp_path, systemctl=f"exit {active}", pgrep=f"exit {pgrep}")
+@pytest.mark.parametrize("active,load,pgrep,expect", [
+    (0, "loaded", 1, 0), (3, "loaded", 1, 1), (3, "masked", 1, 1), (3, "loaded", 0, 0),
+    (4, "loaded", 1, 2), (1, "loaded", 1, 2), (3, "loaded", 2, 2), (3, "loaded", 127, 2),
+    # a unit systemd does not know: is-active says 3 (inactive) all the same
+    (3, "not-found", 1, 2), (3, "not-found", 0, 2)])
+def test_systemctl_status_codes(tmp_path, active, load, pgrep, expect):
+    systemctl = f'case $1 in is-active) exit {active};; show) echo "LoadState={load}";; esac'
+    bindir = fake_bin(tmp_path, systemctl=systemctl, pgrep=f"exit {pgrep}")
     assert status_of(Control("systemctl"), bindir) == expect
 
 

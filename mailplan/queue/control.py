@@ -81,9 +81,14 @@ class Control:
                     'case $s in *": up "*) exit 0;; *": down "*) ;; *) exit 2;; esac\n'
                     f"{_PGREP_TOO}")
         if self.method == "systemctl":
-            # is-active: 0 active, 3 not running; 4 (no such unit) and the rest: unknown
+            # is-active: 0 active, 3 not running, the rest unknown. It says 3 for a unit
+            # systemd does not know too (systemd issue 25680: a typo, or notqmail's
+            # qmail-send.service under the default name qmail): that one's LoadState
+            # is not-found, and its state unknown
             return (f"{join(['systemctl', 'is-active', '--quiet', self.unit])}; r=$?\n"
                     "[ $r -eq 0 ] && exit 0; [ $r -eq 3 ] || exit 2\n"
+                    f"case $({join(['systemctl', 'show', '-p', 'LoadState', self.unit])} "
+                    "2>/dev/null) in LoadState=loaded|LoadState=masked) ;; *) exit 2;; esac\n"
                     f"{_PGREP_TOO}")
         if self.method == "custom":
             assert self.status_cmd is not None

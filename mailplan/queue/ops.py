@@ -46,12 +46,16 @@ def _refuse_unknown(target: Target, dump: Dump, step: str) -> None:
     """Refuse a change unless the status command said plainly "running" or "stopped"."""
     if dump.status in (ctl.RUNNING, ctl.STOPPED):
         return
+    hint = ("the status command must exit 0 while qmail-send runs and 1 when it does not "
+            "(a missing pgrep exits 127); install procps, or pass --control svc|systemctl|"
+            "custom")
+    if target.control.method == "systemctl":
+        hint = (f"is {target.control.unit!r} the systemd unit that runs qmail-send "
+                "(`systemctl status` names it; notqmail's is qmail-send)? Pass it with "
+                "--unit; or " + hint)
     raise ctl.QmailRunning(
         f"cannot tell whether qmail-send runs (the status command exited {dump.status}); "
-        "nothing was changed", host=target.conn.name, step=step,
-        hint="the status command must exit 0 while qmail-send runs and 1 when it does not "
-        "(a missing pgrep exits 127); install procps, or pass --control svc|systemctl|"
-        "custom")
+        "nothing was changed", host=target.conn.name, step=step, hint=hint)
 
 
 def show(target: Target, msg_id: int, *, full: bool = False) -> tuple[Message, bytes]:
