@@ -187,3 +187,36 @@ def test_a_unit_systemd_does_not_know_is_unknown_not_stopped(tmp_path, monkeypat
     assert "cannot tell whether qmail-send runs" in result.output
     assert "is 'qmail' the systemd unit that runs qmail-send" in result.output
     assert q.path("mess", msg).exists()
+
+
+# -- a todo/ envelope as qmail-send's todo_do reads it --------------------------------------
+
+@pytest.mark.parametrize("data,sender,rcpts", [
+    (b"u0\0p1\0Fa@x\0Tb@y\0", "a@x", ("b@y",)),
+    (b"u0\0p1\0Tb@y\0Fa@x\0Tc@z\0", "a@x", ("b@y", "c@z")),  # qmail-send takes any order
+    (b"uroot\0p\0F\0Tb@y\0", "", ("b@y",)),  # u and p: qmail-send's scan_ulong never fails
+])
+def test_envelopes_qmail_send_reads(data, sender, rcpts):
+    env = formats.parse_envelope(data)
+    assert (env.sender, env.recipients) == (sender, rcpts)
+
+
+@pytest.mark.parametrize("data", [b"u0\0p1\0Fa@x\0Tb@y\0\0", b"u0\0\0p1\0Fa@x\0Tb@y\0"])
+def test_an_empty_envelope_record_is_malformed(data):
+    with pytest.raises(formats.FormatError, match="empty record"):
+        formats.parse_envelope(data)
+
+
+def test_check_reports_a_todo_envelope_qmail_send_stops_at(tmp_path):
+    """An envelope copied into todo/ as qmail-queue reads it on fd 1 (ending in an empty
+    record) makes qmail-send log "unknown record type" at every pass and never deliver
+    the message; check called the queue healthy."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",), preprocessed=False)
+    todo = q.path("todo", msg)
+    todo.write_bytes(todo.read_bytes() + b"\0")  # intd/ is the same file: one link
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    problems = check(dump, detect_layout(dump)).problems
+    assert [(p.code, p.path) for p in problems] == [("malformed", f"todo/{msg}")]
+    [found] = messages(dump)
+    assert found.state == "todo" and found.damaged

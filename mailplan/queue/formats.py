@@ -58,22 +58,27 @@ class Envelope:
 
 
 def parse_envelope(data: bytes) -> Envelope:
-    """Parse a todo/ or intd/ file."""
+    """Parse a todo/ or intd/ file as qmail-send's todo_do reads it: ``u``, ``p``, ``F``
+    and ``T`` records in any order (the first ``F`` is the sender). Any other record,
+    the empty one too (two NULs in a row, as ending the envelope qmail-queue reads on
+    fd 1, which it does not copy), stops qmail-send at it on every pass ("unknown
+    record type"): the message is never delivered."""
     uid = pid = None
     sender: str | None = None
     rcpts: list[str] = []
     for field in _fields(data, "envelope"):
         kind, value = field[:1], field[1:]
-        if kind == b"u" and value.isdigit():
-            uid = int(value)
-        elif kind == b"p" and value.isdigit():
-            pid = int(value)
-        elif kind == b"F" and sender is None:
-            sender = text(value)
-        elif kind == b"T" and sender is not None:
+        if kind == b"u":
+            uid = int(value) if value.isdigit() else None
+        elif kind == b"p":
+            pid = int(value) if value.isdigit() else None
+        elif kind == b"F":
+            sender = text(value) if sender is None else sender
+        elif kind == b"T":
             rcpts.append(text(value))
         elif field == b"":
-            continue
+            raise FormatError("envelope has an empty record (two NUL bytes in a row), "
+                              "which qmail-send stops at")
         else:
             raise FormatError(f"unexpected envelope field {text(field)[:40]!r}")
     if sender is None:
