@@ -220,3 +220,23 @@ def test_check_reports_a_todo_envelope_qmail_send_stops_at(tmp_path):
     assert [(p.code, p.path) for p in problems] == [("malformed", f"todo/{msg}")]
     [found] = messages(dump)
     assert found.state == "todo" and found.damaged
+
+
+@pytest.mark.parametrize("data,sender", [
+    (b"Fa@x\0", "a@x"), (b"F\0", ""),
+    # qmail-send's getinfo reads the first record only: it delivers these
+    (b"Fa@x\0Fb@y\0", "a@x"), (b"Fa@x\0junk", "a@x")])
+def test_info_files_qmail_send_reads(data, sender):
+    assert formats.parse_info(data) == sender
+
+
+def test_a_todo_with_two_senders_stays_deliverable_once_preprocessed(tmp_path):
+    """qmail-send copies every F record of todo/ into info/, and then reads only the
+    first: check called such a message malformed and told to delete it."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",))
+    q.path("info", msg).write_bytes(b"Fa@example.com\0Fb@example.com\0")
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    assert check(dump, detect_layout(dump)).problems == []
+    [found] = messages(dump)
+    assert (found.sender, found.damaged) == ("a@example.com", ())

@@ -114,7 +114,7 @@ def test_folded_header():
 @pytest.mark.parametrize("parser,data", [
     (formats.parse_info, b"Fsender"),  # no NUL
     (formats.parse_info, b"Xsender\0"),
-    (formats.parse_info, b"Fa\0Fb\0"),
+    (formats.parse_info, b"\0Fb\0"),
     (formats.parse_recipients, b"Xbob@example.com\0"),
     (formats.parse_recipients, b"Tbob@example.com"),
     (formats.parse_envelope, b"u0\0p1\0Tbob@example.com\0"),  # no sender

@@ -87,11 +87,14 @@ def parse_envelope(data: bytes) -> Envelope:
 
 
 def parse_info(data: bytes) -> str:
-    """The envelope sender in an info/ file (``""`` for <>)."""
-    fields = _fields(data, "info file")
-    if len(fields) != 1 or not fields[0].startswith(b"F"):
-        raise FormatError("info file is not a single F<sender> field")
-    return text(fields[0][1:])
+    """The envelope sender in an info/ file (``""`` for <>), read as qmail-send's
+    getinfo does: its first NUL-terminated record, which must be ``F<sender>``;
+    anything after it is never read (qmail-send writes one ``F`` record per ``F`` of
+    the todo/ envelope)."""
+    end = data.find(b"\0")
+    if end < 0 or not data.startswith(b"F"):
+        raise FormatError("info file does not begin with an F<sender> record ending in NUL")
+    return text(data[1:end])
 
 
 def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
