@@ -132,12 +132,16 @@ def test_an_envelope_still_being_written_is_not_damaged(tmp_path):
     report = check(dump, detect_layout(dump))
     assert report.problems == [] and any(f"message {msg} is being queued" in n
                                          for n in report.notes)
-    # linked into todo/ like that, qmail-send cannot use it: damaged
+    # linked into todo/ like that, qmail-send's todo_do preprocesses it without the
+    # cut record (getln finds no NUL: the end of the envelope): x gets it, y nothing
     os.link(intd, q.path("todo", msg))
     dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
     [found] = messages(dump)
-    assert found.state == "todo" and found.damaged == (
-        f"todo/{msg}: envelope does not end with a NUL byte",)
+    assert (found.state, found.damaged) == ("todo", ())
+    assert [r.address for r in found.recipients] == ["x@remote.example"]
+    assert found.skipped == (
+        f"todo/{msg}: its last record 'Ty@remote.examp' does not end with a NUL byte: "
+        "qmail-send never reads it, so 'y@remote.examp' gets nothing (and no bounce)",)
 
 
 # -- a broken encoded word, as spam carries them --------------------------------------------
@@ -240,3 +244,51 @@ def test_a_todo_with_two_senders_stays_deliverable_once_preprocessed(tmp_path):
     assert check(dump, detect_layout(dump)).problems == []
     [found] = messages(dump)
     assert (found.sender, found.damaged) == ("a@example.com", ())
+
+
+# -- a local/ or remote/ file whose last record lacks its NUL ------------------------------
+
+def test_a_cut_last_recipient_is_skipped_not_a_reason_to_delete_the_message(tmp_path):
+    """qmail-send reads local/ and remote/ files with getln(..., '\\0'): a last record
+    without its NUL is the end of the file to it (pass_dochan: ``if (!match)``), so it
+    delivers to the other recipients and never to that one. check called the file
+    malformed and told to delete the message, which loses the others' mail too."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", local=("example.com-bob@example.com",),
+                remote=("x@remote.example", "y@remote.example"))
+    remote = q.path("remote", msg)
+    remote.write_bytes(remote.read_bytes()[:-1])  # "Tx@remote.example\0Ty@remote.example"
+    rel = f"remote/{msg % 23}/{msg}"
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2, checked.output
+    assert checked.output.startswith(
+        f"unread-record: {rel}: its last record 'Ty@remote.example' does not end with a "
+        "NUL byte: qmail-send never reads it, so 'y@remote.example' gets nothing (and no "
+        "bounce); qmail-send delivers the message to its 2 other pending recipient(s): do "
+        "not delete the message for it"), checked.output
+    assert "malformed" not in checked.output and "queue delete" not in checked.output
+    shown = run("show", "local", "--queue-dir", str(q.queue), str(msg))
+    assert "recipient: remote:x@remote.example\n" in shown.output, shown.output
+    assert "damaged" not in shown.output and "recipient: remote:y" not in shown.output
+    assert f"skipped: {rel}: its last record 'Ty@remote.example'" in shown.output
+    listed = run("list", "local", "--queue-dir", str(q.queue))
+    row = listed.output.splitlines()[1]
+    assert "queued " in row and "damaged" not in row and "remote:x@remote.example" in row
+    assert f"(message {msg}) says which" in listed.output, listed.output
+
+
+def test_a_cut_only_recipient_leaves_nothing_pending(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",))
+    q.path("remote", msg).write_bytes(b"Tx@remote.example")
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    [problem] = check(dump, detect_layout(dump)).problems
+    assert problem.code == "unread-record" and not problem.repairable
+    assert "qmail-send finishes the message without it (no other recipient is pending)" \
+        in problem.message
+    data = b"u0\0p1\0Fa@x\0Tb@y"
+    assert formats.parse_envelope(data).recipients == ()
+    assert formats.parse_recipients(b"Tb@y") == []
+    assert formats.unread_record(b"Ta@x\0Db@y") == (
+        "its last record 'Db@y' does not end with a NUL byte: qmail-send never reads it")
+    assert formats.unread_record(b"Ta@x\0") is None and formats.unread_record(b"") is None

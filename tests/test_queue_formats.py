@@ -116,7 +116,7 @@ def test_folded_header():
     (formats.parse_info, b"Xsender\0"),
     (formats.parse_info, b"\0Fb\0"),
     (formats.parse_recipients, b"Xbob@example.com\0"),
-    (formats.parse_recipients, b"Tbob@example.com"),
+    (formats.parse_recipients, b"Ta@example.com\0Xbob@example.com\0Tc@example.com\0"),
     (formats.parse_envelope, b"u0\0p1\0Tbob@example.com\0"),  # no sender
     (formats.parse_envelope, b"u0\0p1\0Fa\0Qx\0"),
 ])

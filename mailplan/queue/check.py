@@ -271,15 +271,33 @@ def _check_contents(areas: dict[str, list[QueueFile]], report: Report) -> None:
     if areas.get("todo"):
         # qmail-send died preprocessing it: it rewrites info/local/remote from todo/
         parsers = {"todo": formats.parse_envelope}
+    pending = 0  # recipients qmail-send reads and has yet to deliver to
+    unread: list[tuple[QueueFile, str]] = []
     for area, parse in parsers.items():
         for qf in areas.get(area, []):
             try:
-                parse(qf.entry.data)
+                parsed = parse(qf.entry.data)
             except formats.FormatError as exc:
                 report.problems.append(Problem(
                     "malformed", qf.entry.path,
                     f"{exc}; qmail cannot use it: delete the message "
                     "(mailplan queue delete) after looking at it"))
+                continue
+            if isinstance(parsed, formats.Envelope):
+                pending += len(parsed.recipients)
+            elif isinstance(parsed, list):
+                pending += sum(1 for _, done in parsed if not done)
+            note = formats.unread_record(qf.entry.data) if area != "info" else None
+            if note:
+                unread.append((qf, note))
+    for qf, note in unread:
+        then = (f"qmail-send delivers the message to its {pending} other pending "
+                "recipient(s)" if pending else
+                "qmail-send finishes the message without it (no other recipient is pending)")
+        report.problems.append(Problem(
+            "unread-record", qf.entry.path,
+            f"{note}; {then}: do not delete the message for it; send that recipient a copy "
+            "by hand (mailplan queue show --full) if it should have one"))
 
 
 def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:

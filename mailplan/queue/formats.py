@@ -41,10 +41,28 @@ def printable(value: str) -> str:
     return _CONTROL.sub("_", value)
 
 
-def _fields(data: bytes, what: str) -> list[bytes]:
-    if not data.endswith(b"\0"):
-        raise FormatError(f"{what} does not end with a NUL byte")
-    return data[:-1].split(b"\0")
+def _records(data: bytes) -> list[bytes]:
+    """The NUL-terminated records of a queue file, as qmail-send reads them with
+    ``getln(..., '\\0')``: bytes after the last NUL are a record it never reads (see
+    :func:`unread_record`)."""
+    return data.split(b"\0")[:-1]
+
+
+def unread_record(data: bytes) -> str | None:
+    """What qmail-send makes of the bytes after the last NUL of a todo/, local/ or
+    remote/ file (None when there are none): getln reaches the end of the file without
+    the NUL, and qmail-send takes that as the end of the file (todo_do preprocesses the
+    envelope without it, pass_dochan finishes the file without it). Its recipient, if
+    it is one, gets nothing, and no bounce either; the file's other recipients are
+    delivered."""
+    tail = data[data.rfind(b"\0") + 1:]
+    if not tail:
+        return None
+    said = f"its last record {text(tail)[:60]!r} does not end with a NUL byte: " \
+        "qmail-send never reads it"
+    if tail.startswith(b"T"):
+        said += f", so {text(tail[1:])[:60]!r} gets nothing (and no bounce)"
+    return said
 
 
 @dataclass(frozen=True)
@@ -59,14 +77,15 @@ class Envelope:
 
 def parse_envelope(data: bytes) -> Envelope:
     """Parse a todo/ or intd/ file as qmail-send's todo_do reads it: ``u``, ``p``, ``F``
-    and ``T`` records in any order (the first ``F`` is the sender). Any other record,
+    and ``T`` records in any order (the first ``F`` is the sender), each ending in a NUL
+    (a last one without it qmail-send never reads: :func:`unread_record`). Any other record,
     the empty one too (two NULs in a row, as ending the envelope qmail-queue reads on
     fd 1, which it does not copy), stops qmail-send at it on every pass ("unknown
     record type"): the message is never delivered."""
     uid = pid = None
     sender: str | None = None
     rcpts: list[str] = []
-    for field in _fields(data, "envelope"):
+    for field in _records(data):
         kind, value = field[:1], field[1:]
         if kind == b"u":
             uid = int(value) if value.isdigit() else None
@@ -98,11 +117,11 @@ def parse_info(data: bytes) -> str:
 
 
 def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
-    """(address, done) for each recipient in a local/ or remote/ file."""
-    if not data:
-        return []
+    """(address, done) for each recipient in a local/ or remote/ file that qmail-send
+    reads: its NUL-terminated records (a last one without its NUL it never reads:
+    :func:`unread_record`)."""
     out = []
-    for field in _fields(data, "recipient file"):
+    for field in _records(data):
         if field[:1] not in (b"T", b"D"):
             raise FormatError(f"recipient entry {text(field)[:40]!r} starts with neither T nor D")
         out.append((text(field[1:]), field[:1] == b"D"))

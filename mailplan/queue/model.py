@@ -62,6 +62,9 @@ class Message:
     files: tuple[str, ...]
     split_dir: str | None
     damaged: tuple[str, ...] = field(default=())
+    # "FILE: why": a last record without its NUL, which qmail-send never reads (the
+    # message is delivered to the recipients shown, without it)
+    skipped: tuple[str, ...] = field(default=())
 
     @property
     def is_bounce(self) -> bool:
@@ -190,6 +193,7 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
 def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
     mess = areas["mess"][0].entry
     damaged: list[str] = []
+    read: list[QueueFile] = []  # the files qmail-send reads recipients from
     sender: str | None = None
     recipients: list[Recipient] = []
     info = areas.get("info")
@@ -203,6 +207,7 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
             damaged.append(f"{info[0].entry.path}: {exc}")
         for channel in ("local", "remote"):
             for qf in areas.get(channel, [])[:1]:
+                read.append(qf)
                 try:
                     recipients += [Recipient(a, channel, d)
                                    for a, d in formats.parse_recipients(qf.entry.data)]
@@ -220,15 +225,19 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
             if areas.get("todo"):
                 damaged.append(f"{envelope_file.entry.path}: {exc}")
         state = "todo" if areas.get("todo") else "partial"
+        read += areas.get("todo", [])[:1]
     else:
         state = "partial"
     files = tuple(sorted(qf.entry.path for qfs in areas.values() for qf in qfs))
+    skipped = [f"{qf.entry.path}: {note}" for qf in read
+               if (note := formats.unread_record(qf.entry.data))]
     return Message(
         id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
         size=mess.size, queued=mess.mtime,
         preprocessed=info[0].entry.mtime if info else None,
         headers=tuple(formats.parse_headers(mess.data)), bouncing=bool(areas.get("bounce")),
-        files=files, split_dir=areas["mess"][0].split_dir, damaged=tuple(damaged))
+        files=files, split_dir=areas["mess"][0].split_dir, damaged=tuple(damaged),
+        skipped=tuple(skipped))
 
 
 def messages(dump: Dump) -> list[Message]:

@@ -101,6 +101,11 @@ def list_text(msgs: list[Message]) -> str:
     note = (f"{len(damaged)} with an envelope file qmail cannot use (state 'damaged': the "
             "sender or recipients shown lack what it holds); 'mailplan queue show' of one "
             f"(message {damaged[0]}) says which file and why\n") if damaged else ""
+    skipping = [m.id for m in msgs if m.skipped]
+    if skipping:
+        note += (f"{len(skipping)} with a last recipient record qmail-send never reads (no "
+                 "NUL byte at its end: it delivers to the recipients shown, without it); "
+                 f"'mailplan queue show' of one (message {skipping[0]}) says which\n")
     return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n" + note
 
 
@@ -113,7 +118,7 @@ def message_dict(m: Message) -> dict[str, object]:
         "subject": m.subject,
         "recipients": [{"address": r.address, "plain": r.plain, "channel": r.channel,
                         "done": r.done} for r in m.recipients],
-        "files": list(m.files), "damaged": list(m.damaged),
+        "files": list(m.files), "damaged": list(m.damaged), "skipped": list(m.skipped),
     }
 
 
@@ -130,7 +135,9 @@ def show_text(m: Message, data: bytes) -> str:
     lines += [f"recipient: {recipient_text(r)}" for r in m.recipients]
     lines += [f"files: {printable(', '.join(m.files))}"]
     # a file qmail cannot use: its recipients (or sender) are missing above
-    lines += [f"damaged: {printable(d)}" for d in m.damaged] + [""]
+    lines += [f"damaged: {printable(d)}" for d in m.damaged]
+    # a last record qmail-send never reads: it delivers to the recipients above only
+    lines += [f"skipped: {printable(s)}" for s in m.skipped] + [""]
     body = data.decode("utf-8", "backslashreplace")
     kept = "\n".join(printable(line) for line in body.split("\n"))
     return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
