@@ -5,6 +5,7 @@ each on a real queue tree (:class:`queue_builder.QueueBuilder`) read by the real
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -292,3 +293,34 @@ def test_a_cut_only_recipient_leaves_nothing_pending(tmp_path):
     assert formats.unread_record(b"Ta@x\0Db@y") == (
         "its last record 'Db@y' does not end with a NUL byte: qmail-send never reads it")
     assert formats.unread_record(b"Ta@x\0") is None and formats.unread_record(b"") is None
+
+
+# -- stat's first two lines are qmail-qstat's ----------------------------------------------
+
+#: notqmail's qmail-qstat.sh (commit a7012e4), QMAIL as its Makefile substitutes it.
+QMAIL_QSTAT = """messfiles=`find QMAIL/queue/mess/* -type f | wc -l`
+todofiles=`find QMAIL/queue/todo -type f | wc -l`
+echo "messages in queue:" $messfiles
+echo "messages in queue but not yet preprocessed:" $todofiles
+"""
+
+
+def test_stat_counts_what_qmail_qstat_counts(tmp_path):
+    """qmail-qstat counts regular files (find -type f): stat counted a fifo or a
+    symbolic link in mess/ or todo/ as a message too."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",))
+    q.add("b@example.com", remote=("y@remote.example",), preprocessed=False)
+    os.mkfifo(q.queue / "mess" / "3" / "99999")
+    (q.queue / "mess" / "4" / "88888").symlink_to(q.path("mess", msg))
+    (q.queue / "todo" / "77777").symlink_to(q.path("mess", msg))
+    os.mkfifo(q.queue / "todo" / "66666")
+    (q.queue / "mess" / "5" / ".mailplan-1-2").write_bytes(b"x")  # found by find
+    (q.queue / "mess" / ".hidden").write_bytes(b"x")  # not matched by mess/*
+    script = QMAIL_QSTAT.replace("QMAIL", str(tmp_path / "qmail"))
+    real = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert real.stdout == ("messages in queue: 3\n"
+                           "messages in queue but not yet preprocessed: 1\n")
+    result = run("stat", "local", "--queue-dir", str(q.queue))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(real.stdout), result.output

@@ -251,8 +251,8 @@ def messages(dump: Dump) -> list[Message]:
 class Stats:
     """The numbers of ``mailplan queue stat``."""
 
-    messages: int  # files in mess/ (qmail-qstat's "messages in queue")
-    not_preprocessed: int  # files in todo/ (qmail-qstat's second line)
+    messages: int  # regular files in mess/ (qmail-qstat's "messages in queue")
+    not_preprocessed: int  # regular files in todo/ (qmail-qstat's second line)
     with_local: int  # files in local/ (qmHandle's "Messages with local recipients")
     with_remote: int  # files in remote/
     local_pending: int
@@ -270,6 +270,16 @@ class Stats:
         return dict(self.__dict__)
 
 
+def qstat_count(dump: Dump, area: str) -> int:
+    """What qmail-qstat counts in ``mess`` or ``todo``: regular files at any depth, as
+    its ``find QMAIL/queue/mess/* -type f`` and ``find QMAIL/queue/todo -type f`` (find
+    neither follows nor counts a symbolic link, a fifo or a directory); the shell's
+    ``mess/*`` leaves out what sits right in mess/ under a name starting with a dot."""
+    return sum(1 for e in dump.entries.values()
+               if e.kind == "f" and len(e.parts) >= 2 and e.parts[0] == area
+               and not (area == "mess" and e.parts[1].startswith(".")))
+
+
 def stats(dump: Dump) -> Stats:
     """Count the queue the way qmail-qstat and qmHandle -s do, plus recipients and bytes."""
     count: dict[str, int] = defaultdict(int)
@@ -282,7 +292,8 @@ def stats(dump: Dump) -> Stats:
         return sum(1 for r in rcpts if r.channel == channel and r.done == done)
 
     return Stats(
-        messages=count["mess"], not_preprocessed=count["todo"], with_local=count["local"],
+        messages=qstat_count(dump, "mess"), not_preprocessed=qstat_count(dump, "todo"),
+        with_local=count["local"],
         with_remote=count["remote"], local_pending=tally("local", False),
         local_done=tally("local", True), remote_pending=tally("remote", False),
         remote_done=tally("remote", True), bounces=sum(1 for m in msgs if m.is_bounce),
