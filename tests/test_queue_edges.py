@@ -324,3 +324,36 @@ def test_stat_counts_what_qmail_qstat_counts(tmp_path):
     result = run("stat", "local", "--queue-dir", str(q.queue))
     assert result.exit_code == 0, result.output
     assert result.output.startswith(real.stdout), result.output
+
+
+# -- delete reads the message headers only where --match looks at them -----------------------
+
+@pytest.mark.parametrize("args,reads", [
+    (("ID",), ["none", "none"]),
+    (("--bounces",), ["none", "none"]),
+    (("--match", "to", "x@remote"), ["headers", "none"]),
+    (("--match", "subject", "hello"), ["headers", "none"]),
+])
+def test_delete_reads_headers_only_for_match_and_once(tmp_path, monkeypatch, args, reads):
+    """The second read, with qmail-send stopped, checks that each chosen message is
+    still the same mess file (inode, change time, size), whose headers the first read
+    had: delete read every message's header block twice, also by id and --bounces."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("", remote=("x@remote.example",), subject="hello")
+    kept = q.add("a@example.com", remote=("y@remote.example",), subject="other")
+    seen: list[str] = []
+    real = ops.read_queue
+
+    def counted(*a, mess="headers", **kw):
+        seen.append(mess)
+        return real(*a, mess=mess, **kw)
+
+    monkeypatch.setattr(ops, "read_queue", counted)
+    argv = [str(msg) if a == "ID" else a for a in args]
+    result = run("delete", "local", "--queue-dir", str(q.queue), *argv, "--execute",
+                 "--control", "custom", "--status-cmd", "exit 1", "--stop-cmd", "true",
+                 "--start-cmd", "true")
+    assert result.exit_code == 0, result.output
+    assert seen == reads
+    assert f"removed message {msg}:" in result.output and str(kept) not in result.output
+    assert not q.path("mess", msg).exists() and q.path("mess", kept).exists()

@@ -84,6 +84,11 @@ class Filter:
     bounces: bool = False
     headers: bool = False  # also match From/To/Cc headers (delete --match)
 
+    @property
+    def needs_headers(self) -> bool:
+        """Whether the filter looks at a message's headers (Subject; From, To and Cc)."""
+        return self.subject is not None or self.headers
+
     def accepts(self, msg: Message, now: int) -> bool:
         """Whether ``msg`` meets every condition."""
         if self.sender and not self.sender.any(senders(msg, self.headers)):

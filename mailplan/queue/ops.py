@@ -97,27 +97,39 @@ class Selection:
         if not self.ids and self.filter is None:
             raise MailplanError("say which messages to delete: ids, --match or --bounces")
 
-    def files(self, dump: Dump, host: str, *, strict: bool) -> dict[int, list[str]]:
+    @property
+    def mess(self) -> str:
+        """What of each mess file a read for choosing needs (``mess`` of
+        :func:`~mailplan.queue.dump.read_queue`): the header block only when the filter
+        matches on headers (``--match``), else nothing."""
+        return "headers" if self.filter is not None and self.filter.needs_headers else "none"
+
+    def taken(self, dump: Dump) -> list[Message]:
+        """The messages the filter takes, partial ones too (none without a filter)."""
+        return [] if self.filter is None else self.filter.select(messages(dump), dump.now)
+
+    def files(self, dump: Dump, host: str, *, strict: bool,
+              taken: list[Message] | None = None) -> dict[int, list[str]]:
         """The files of every chosen message (every area), by id, each message's in the
-        order they are removed (:data:`~mailplan.queue.layout.REMOVE_ORDER`)."""
+        order they are removed (:data:`~mailplan.queue.layout.REMOVE_ORDER`); ``taken``:
+        what :meth:`taken` said of ``dump``, if asked already."""
         grouped = by_id(queue_files(dump))
         unknown = [i for i in self.ids if i not in grouped]
         if unknown and strict:
             raise UnknownMessage(unknown, host)
         chosen = {i for i in self.ids if i in grouped}
-        if self.filter is not None:
-            chosen |= {m.id for m in self.filter.select(messages(dump), dump.now)
-                       if m.state != "partial" or self.include_partial}
+        chosen |= {m.id for m in (self.taken(dump) if taken is None else taken)
+                   if m.state != "partial" or self.include_partial}
         return {i: [qf.entry.path for area in REMOVE_ORDER
                     for qf in sorted(grouped[i].get(area, []), key=lambda qf: qf.entry.path)]
                 for i in sorted(chosen)}
 
-    def partial_left_out(self, dump: Dump) -> list[int]:
-        """The partial messages the filter took but :meth:`files` leaves out."""
-        if self.filter is None or self.include_partial:
+    def partial_left_out(self, taken: list[Message]) -> list[int]:
+        """The partial messages of ``taken`` (see :meth:`taken`) that :meth:`files`
+        leaves out."""
+        if self.include_partial:
             return []
-        return sorted(m.id for m in self.filter.select(messages(dump), dump.now)
-                      if m.state == "partial" and m.id not in self.ids)
+        return sorted(m.id for m in taken if m.state == "partial" and m.id not in self.ids)
 
 
 def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, object]]:
@@ -160,9 +172,9 @@ class Change:
     after: Report | None = None
 
 
-def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
-              mess: str = "headers") -> Change:
+def _changing(target: Target, first: Dump, work: Callable[[Dump], Change]) -> Change:
     """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it.
+    ``dump`` carries no message text: delete and repair work from names and inodes.
 
     Once the stop command was issued, qmail-send is started again whatever happens next
     (a stop that failed or timed out included: ``svc -d`` stays in force); if that start
@@ -175,7 +187,7 @@ def _changing(target: Target, first: Dump, work: Callable[[Dump], Change],
     try:
         if was_running:
             ctl.stop_and_wait(target.conn, target.control)
-        second = target.read(step="re-read queue with qmail-send stopped", mess=mess)
+        second = target.read(step="re-read queue with qmail-send stopped", mess="none")
         if running(second):
             raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                    host=target.conn.name, step="re-read queue")
@@ -212,9 +224,10 @@ def _tell(exc: BaseException, what: str) -> None:
 
 def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     """Remove every file of the chosen messages; a dry run unless ``execute``."""
-    first = target.read(step="read queue")
-    planned = selection.files(first, target.conn.name, strict=True)
-    left_out = selection.partial_left_out(first)
+    first = target.read(step="read queue", mess=selection.mess)
+    taken = selection.taken(first)
+    planned = selection.files(first, target.conn.name, strict=True, taken=taken)
+    left_out = selection.partial_left_out(taken)
     if not execute or not planned:
         change = Change(executed=False, was_running=running(first), removed=planned,
                         partial_left_out=left_out)
@@ -230,7 +243,9 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     def work(dump: Dump) -> Change:
         # Only what was chosen in the first read, and only if it is still the same
         # message: a message delivered meanwhile may have left its id to a new one.
-        now = selection.files(dump, target.conn.name, strict=False)
+        # The same mess file (inode, change time, size) has the same headers: this read
+        # needs none of them.
+        now = Selection(tuple(planned)).files(dump, target.conn.name, strict=False)
         same = identities(dump, [i for i in now if i in planned])
         now = {i: files for i, files in now.items() if i in same and same[i] == seen[i]}
         change = Change(executed=True, was_running=False, partial_left_out=left_out)
@@ -299,6 +314,6 @@ def repair(target: Target, *, split: int | None = None,
                          for a, o in zip(actions, outcomes, strict=True) if not o["ok"]]
         return change
 
-    change = _changing(target, first, work, mess="none")
+    change = _changing(target, first, work)
     _, change.after = check_queue(target, split=split, stale_after=stale_after)
     return change
