@@ -357,3 +357,36 @@ def test_delete_reads_headers_only_for_match_and_once(tmp_path, monkeypatch, arg
     assert seen == reads
     assert f"removed message {msg}:" in result.output and str(kept) not in result.output
     assert not q.path("mess", msg).exists() and q.path("mess", kept).exists()
+
+
+# -- a local/ or remote/ file qmail-send stops reading part-way ------------------------------
+
+def test_a_bad_record_mid_file_does_not_have_undelivered_mail_deleted(tmp_path):
+    """pass_dochan starts a delivery for each T record before one that is neither T nor
+    D, and stops there at every pass: the recipients before it get the message. check
+    told to delete the message at once, losing theirs; show listed none of them."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", local=("example.com-bob@example.com",),
+                remote=("x@remote.example",))
+    q.path("remote", msg).write_bytes(b"Tx@remote.example\0Xjunk\0Ty@remote.example\0")
+    rel = f"remote/{msg % 23}/{msg}"
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    [problem] = check(dump, detect_layout(dump)).problems
+    assert (problem.code, problem.path) == ("malformed", rel)
+    assert "it still delivers to its 2 pending recipient(s) before that record and in " \
+        "the message's other files: once those are done" in problem.message, problem.message
+    assert "after looking at it" not in problem.message
+    [found] = messages(dump)
+    assert [r.address for r in found.recipients] == ["example.com-bob@example.com",
+                                                     "x@remote.example"]
+    assert found.damaged == (f"{rel}: recipient entry 'Xjunk' starts with neither T nor D "
+                             "(qmail-send stops there: never delivers to the recipients "
+                             "after it)",)
+    # once those are done, nothing is left that qmail-send delivers: delete it
+    q.path("remote", msg).write_bytes(b"Dx@remote.example\0Xjunk\0Ty@remote.example\0")
+    q.path("local", msg).unlink()
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
+    [problem] = check(dump, detect_layout(dump)).problems
+    assert problem.message.endswith("nor finishes the message: delete the message (mailplan "
+                                    "queue delete) after looking at it, or mend the file "
+                                    "by hand"), problem.message

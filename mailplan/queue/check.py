@@ -11,7 +11,7 @@ an empty list means a human has to look. :func:`repair_actions` orders them.
 
 from __future__ import annotations
 
-from mailplan.queue import formats
+from mailplan.queue.contents import check_contents
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
 from mailplan.queue.model import QueueFile, by_id, name_id, queue_files, temp_name, tree_split
@@ -221,7 +221,7 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
             report.problems.append(Problem("duplicate", qfs[0].entry.path,
                                            f"message {msg_id} has {len(qfs)} {area} files "
                                            f"({names}); keep one by hand"))
-    _check_contents(areas, report)
+    check_contents(areas, report)
     new_id = mess[0].entry.inode
     moves = [(qf, layout.path(qf.area, new_id)) for qf in all_files
              if qf.entry.path != layout.path(qf.area, new_id)]
@@ -263,41 +263,6 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
         report.problems.append(Problem(code, mess[0].entry.path, text,
                                        _moves(msg_id, new_id, moves)))
     return set()
-
-
-def _check_contents(areas: dict[str, list[QueueFile]], report: Report) -> None:
-    parsers = {"info": formats.parse_info, "local": formats.parse_recipients,
-               "remote": formats.parse_recipients, "todo": formats.parse_envelope}
-    if areas.get("todo"):
-        # qmail-send died preprocessing it: it rewrites info/local/remote from todo/
-        parsers = {"todo": formats.parse_envelope}
-    pending = 0  # recipients qmail-send reads and has yet to deliver to
-    unread: list[tuple[QueueFile, str]] = []
-    for area, parse in parsers.items():
-        for qf in areas.get(area, []):
-            try:
-                parsed = parse(qf.entry.data)
-            except formats.FormatError as exc:
-                report.problems.append(Problem(
-                    "malformed", qf.entry.path,
-                    f"{exc}; qmail cannot use it: delete the message "
-                    "(mailplan queue delete) after looking at it"))
-                continue
-            if isinstance(parsed, formats.Envelope):
-                pending += len(parsed.recipients)
-            elif isinstance(parsed, list):
-                pending += sum(1 for _, done in parsed if not done)
-            note = formats.unread_record(qf.entry.data) if area != "info" else None
-            if note:
-                unread.append((qf, note))
-    for qf, note in unread:
-        then = (f"qmail-send delivers the message to its {pending} other pending "
-                "recipient(s)" if pending else
-                "qmail-send finishes the message without it (no other recipient is pending)")
-        report.problems.append(Problem(
-            "unread-record", qf.entry.path,
-            f"{note}; {then}: do not delete the message for it; send that recipient a copy "
-            "by hand (mailplan queue show --full) if it should have one"))
 
 
 def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:

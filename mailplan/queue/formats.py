@@ -116,15 +116,27 @@ def parse_info(data: bytes) -> str:
     return text(data[1:end])
 
 
-def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
-    """(address, done) for each recipient in a local/ or remote/ file that qmail-send
-    reads: its NUL-terminated records (a last one without its NUL it never reads:
-    :func:`unread_record`)."""
+def read_recipients(data: bytes) -> tuple[list[tuple[str, bool]], FormatError | None]:
+    """(address, done) for each recipient of a local/ or remote/ file that qmail-send's
+    pass_dochan reads, and why it stops before the end (None: it does not). It reads
+    the NUL-terminated records (a last one without its NUL it never reads:
+    :func:`unread_record`) up to one that is neither ``T`` nor ``D``: there it stops at
+    every pass ("unknown record type"), after starting the deliveries before it."""
     out = []
     for field in _records(data):
         if field[:1] not in (b"T", b"D"):
-            raise FormatError(f"recipient entry {text(field)[:40]!r} starts with neither T nor D")
+            return out, FormatError(f"recipient entry {text(field)[:40]!r} starts with "
+                                    "neither T nor D")
         out.append((text(field[1:]), field[:1] == b"D"))
+    return out, None
+
+
+def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
+    """(address, done) for each recipient of a local/ or remote/ file
+    (:func:`read_recipients`); :class:`FormatError` where qmail-send stops early."""
+    out, stop = read_recipients(data)
+    if stop is not None:
+        raise stop
     return out
 
 

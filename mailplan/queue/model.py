@@ -207,12 +207,14 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
             damaged.append(f"{info[0].entry.path}: {exc}")
         for channel in ("local", "remote"):
             for qf in areas.get(channel, [])[:1]:
-                read.append(qf)
-                try:
-                    recipients += [Recipient(a, channel, d)
-                                   for a, d in formats.parse_recipients(qf.entry.data)]
-                except formats.FormatError as exc:
-                    damaged.append(f"{qf.entry.path}: {exc}")
+                # the recipients qmail-send reads, up to a record it stops at
+                rcpts, stop = formats.read_recipients(qf.entry.data)
+                recipients += [Recipient(a, channel, d) for a, d in rcpts]
+                if stop is None:
+                    read.append(qf)
+                else:
+                    damaged.append(f"{qf.entry.path}: {stop} (qmail-send stops there: "
+                                   "never delivers to the recipients after it)")
         state = "queued"
     elif envelope_file is not None:
         try:
