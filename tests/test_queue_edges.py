@@ -390,3 +390,38 @@ def test_a_bad_record_mid_file_does_not_have_undelivered_mail_deleted(tmp_path):
     assert problem.message.endswith("nor finishes the message: delete the message (mailplan "
                                     "queue delete) after looking at it, or mend the file "
                                     "by hand"), problem.message
+
+
+# -- show of an id with files but no mess file -------------------------------------------------
+
+def test_show_of_an_orphan_says_what_is_there(tmp_path):
+    """show said "no message" for an id whose info/, local/ and remote/ files are still
+    in the queue (its mess file gone), hiding what check calls an orphan."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", local=("example.com-bob@example.com",))
+    other = q.add("b@example.com", remote=("x@remote.example",))
+    q.path("mess", msg).unlink()
+    result = run("show", "local", "--queue-dir", str(q.queue), str(msg))
+    assert result.exit_code == 0, result.output
+    split = msg % 23
+    files = f"info/{split}/{msg}, local/{split}/{msg}"
+    assert result.output == (
+        f"no message {msg} (no mess file under that id); its files: {files}\n"
+        f"check: orphan: {msg}: files without a mess file: {files}\n"), result.output
+    assert str(other) not in result.output
+    unknown = run("show", "local", "--queue-dir", str(q.queue), "4242")
+    assert unknown.exit_code == 1 and "no message 4242 in the queue" in unknown.output
+
+
+def test_show_of_an_id_whose_mess_file_has_another_name(tmp_path):
+    """A restored mess file (named N, inode M) keeps its info/ and local/ files under M:
+    show M finds no mess file named M, and says what check says of the message."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", local=("example.com-bob@example.com",))
+    renamed = msg + 23 * 1000  # same split directory, a name no file has
+    os.rename(q.path("mess", msg), q.path("mess", renamed))
+    result = run("show", "local", "--queue-dir", str(q.queue), str(msg))
+    assert result.exit_code == 0, result.output
+    assert f"check: inode-mismatch: mess/{msg % 23}/{renamed}: message {renamed}: its mess " \
+        f"file has inode {msg}" in result.output, result.output
+    assert "orphan" not in result.output

@@ -169,8 +169,11 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
 @click.option("--full", is_flag=True, help="The whole message, not only its headers.")
 def show(msg_id: int, full: bool, **kw: Any) -> None:
     """Show a message's envelope and headers (all of it with --full)."""
-    message, data = ops.show(_target(kw), msg_id, full=full)
-    click.echo(render.show_text(message, data), nl=False)
+    shown = ops.show(_target(kw), msg_id, full=full)
+    if isinstance(shown, ops.Leftover):
+        click.echo(render.leftover_text(shown), nl=False)
+    else:
+        click.echo(render.show_text(*shown), nl=False)
 
 
 @queue.command(epilog=_examples(

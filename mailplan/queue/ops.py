@@ -20,6 +20,7 @@ from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
 from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
+from mailplan.queue.problems import Problem
 from mailplan.queue.remote import run_actions
 
 
@@ -58,15 +59,45 @@ def _refuse_unknown(target: Target, dump: Dump, step: str) -> None:
         "nothing was changed", host=target.conn.name, step=step, hint=hint)
 
 
-def show(target: Target, msg_id: int, *, full: bool = False) -> tuple[Message, bytes]:
-    """One message and its header block (or, with ``full``, the whole message)."""
+@dataclass(frozen=True)
+class Leftover:
+    """Files named by an id that is no message (no mess file under it), and what
+    :func:`~mailplan.queue.check.check` says of them and of the message they belong to."""
+
+    id: int
+    files: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+
+def show(target: Target, msg_id: int, *,
+         full: bool = False) -> tuple[Message, bytes] | Leftover:
+    """One message and its header block (or, with ``full``, the whole message); for an
+    id with files but no mess file, those files and check's verdict on them."""
     dump = target.read(step="show message", only_id=msg_id, mess="full" if full else "headers")
     found = [m for m in messages(dump) if m.id == msg_id]
+    if not found and msg_id in by_id(queue_files(dump)):
+        return leftover(target, msg_id)
     if not found:
         raise UnknownMessage([msg_id], target.conn.name)
     mess = next(e for e in dump.entries.values()
                 if e.parts[:1] == ("mess",) and e.parts[-1] == str(msg_id))
     return found[0], mess.data
+
+
+def leftover(target: Target, msg_id: int) -> Leftover:
+    """The files named ``msg_id`` and the problems check finds with the group they belong
+    to (an orphan, or the files of a message whose mess file has inode ``msg_id``): the
+    whole queue is read and checked, as that group may reach beyond the id's name."""
+    dump, report = check_queue(target)
+    named = [qf for qf in queue_files(dump) if qf.msg_id == msg_id]
+    if not named:
+        raise UnknownMessage([msg_id], target.conn.name)
+    group = next((areas for areas in by_id(queue_files(dump)).values()
+                  if any(named[0] in qfs for qfs in areas.values())), {})
+    paths = {qf.entry.path for qfs in group.values() for qf in qfs}
+    ids = {str(qf.msg_id) for qfs in group.values() for qf in qfs}
+    return Leftover(msg_id, tuple(sorted(qf.entry.path for qf in named)),
+                    tuple(p for p in report.problems if p.path in paths | ids))
 
 
 class UnknownMessage(HostError):

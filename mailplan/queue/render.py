@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
 from mailplan.queue import control
 from mailplan.queue.check import Report
 from mailplan.queue.formats import printable
 from mailplan.queue.model import Message, Recipient, Stats
-from mailplan.queue.ops import Change
+from mailplan.queue.ops import Change, Leftover
+from mailplan.queue.problems import Problem
 
 
 def utc(ts: int | None) -> str | None:
@@ -143,6 +145,14 @@ def show_text(m: Message, data: bytes) -> str:
     return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
 
 
+def leftover_text(left: Leftover) -> str:
+    """``queue show`` of an id with files but no mess file."""
+    lines = [f"no message {left.id} (no mess file under that id); its files: "
+             f"{printable(', '.join(left.files))}"]
+    lines += [f"check: {line}" for line in report_lines(left.problems)]
+    return "\n".join(lines) + "\n"
+
+
 def delete_text(change: Change) -> str:
     """``queue delete``: what was (or would be) removed."""
     verb = "removed" if change.executed else "would remove"
@@ -170,10 +180,15 @@ def delete_text(change: Change) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_lines(problems: Iterable[Problem]) -> list[str]:
+    """One line per problem, as ``queue check`` prints them."""
+    return [f"{p.code}: {printable(p.path)}: {printable(p.message)}"
+            + ("" if p.repairable else " [not repairable]") for p in problems]
+
+
 def report_text(report: Report) -> str:
     """``queue check``: one line per problem."""
-    lines = [f"{p.code}: {printable(p.path)}: {printable(p.message)}"
-             + ("" if p.repairable else " [not repairable]") for p in report.problems]
+    lines = report_lines(report.problems)
     lines += [f"note: {printable(n)}" for n in report.notes]
     fixable = sum(1 for p in report.problems if p.repairable)
     lines.append(f"{len(report.problems)} problem(s), {fixable} repairable with --repair"
