@@ -425,3 +425,24 @@ def test_show_of_an_id_whose_mess_file_has_another_name(tmp_path):
     assert f"check: inode-mismatch: mess/{msg % 23}/{renamed}: message {renamed}: its mess " \
         f"file has inode {msg}" in result.output, result.output
     assert "orphan" not in result.output
+
+
+# -- a directory named 07 is none of qmail's ----------------------------------------------------
+
+def test_a_split_name_with_a_leading_zero_is_an_extra_directory(tmp_path):
+    """qmail names split directories with fmt_ulong (mess/7, never mess/07) and opens
+    only those: mess/07 is a directory it does not use, not one "beyond the split
+    count"; todo/00 made the tree look like a broken big-todo one, stopping check."""
+    q = QueueBuilder(tmp_path / "qmail")
+    q.add("a@example.com", remote=("x@remote.example",))
+    (q.queue / "mess" / "07").mkdir()
+    (q.queue / "todo" / "00").mkdir()
+    checked = run("check", "local", "--queue-dir", str(q.queue))
+    assert checked.exit_code == 2, checked.output
+    assert sorted(checked.output.splitlines()) == [
+        "2 problem(s), 2 repairable with --repair",
+        "extra-dir: mess/07: directory qmail does not use",
+        "extra-dir: todo/00: directory qmail does not use"], checked.output
+    repaired = run("check", "local", "--queue-dir", str(q.queue), "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert not (q.queue / "mess" / "07").exists() and (q.queue / "mess" / "7").is_dir()

@@ -14,7 +14,15 @@ from __future__ import annotations
 from mailplan.queue.contents import check_contents
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
-from mailplan.queue.model import QueueFile, by_id, name_id, queue_files, temp_name, tree_split
+from mailplan.queue.model import (
+    QueueFile,
+    by_id,
+    dir_number,
+    name_id,
+    queue_files,
+    temp_name,
+    tree_split,
+)
 from mailplan.queue.problems import (
     ATTRS,
     CREATE,
@@ -28,7 +36,6 @@ from mailplan.queue.problems import (
     Problem,
     Report,
 )
-from mailplan.text import is_number
 
 
 def _attrs(entry: Entry, want: Expect, users: dict[str, int],
@@ -74,7 +81,7 @@ def _check_dirs(dump: Dump, layout: Layout, report: Report) -> None:
              if e.kind == "d" and len(e.parts) >= 2 and e.parts[0] in MESSAGE_AREAS
              and e.path not in expected]
     for entry in sorted(extra, key=lambda e: -len(e.parts)):
-        numbered = len(entry.parts) == 2 and is_number(entry.parts[1])
+        numbered = len(entry.parts) == 2 and dir_number(entry.parts[1]) is not None
         if numbered and layout.is_split(entry.parts[0]):
             report.problems.append(Problem(
                 "split-mismatch", entry.path,
@@ -279,7 +286,7 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
         return None
     top = [e for e in dump.entries.values()
            if len(e.parts) == 2 and e.parts[0] in ("todo", "intd")]
-    numbered = sorted((e for e in top if e.kind == "d" and is_number(e.parts[1])),
+    numbered = sorted((e for e in top if e.kind == "d" and dir_number(e.parts[1]) is not None),
                       key=lambda e: (e.parts[0], int(e.parts[1])))
     flat = sorted(e.path for e in top if e.kind != "d" and name_id(e.parts[1]) is not None)
     dirs = [e.path for e in numbered]

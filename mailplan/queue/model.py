@@ -86,11 +86,18 @@ class Message:
         return max(0, now - self.queued)
 
 
+def dir_number(name: str) -> int | None:
+    """The split number a directory's name stands for, as qmail writes one (fmt_ulong:
+    decimal, no leading zero); None for any other name: qmail never opens ``07`` (it
+    opens ``7``), nor takes ``00`` in todo/ for a split directory."""
+    return int(name) if is_number(name) and (name == "0" or name[0] != "0") else None
+
+
 def split_count(dump: Dump, area: str) -> int | None:
     """One more than the highest numbered subdirectory of ``area`` (None: it has none)."""
-    numbers = [int(e.parts[1]) for e in dump.entries.values()
+    numbers = [n for e in dump.entries.values()
                if e.kind == "d" and len(e.parts) == 2 and e.parts[0] == area
-               and is_number(e.parts[1])]
+               and (n := dir_number(e.parts[1])) is not None]
     return max(numbers) + 1 if numbers else None
 
 
