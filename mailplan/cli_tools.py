@@ -9,11 +9,13 @@ Thin like :mod:`mailplan.cli`: each command parses options and calls
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from mailplan.errors import MailplanError
 from mailplan.hosts import connect
 from mailplan.init import (
     choose,
@@ -28,6 +30,18 @@ from mailplan.show import load_shown, render
 
 def _examples(*lines: str) -> str:
     return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _absolute_root(root: str, *, local: bool) -> str:
+    """``--root`` as an absolute path: the spec's source paths are written under it and
+    must be absolute. A relative one is this directory's on a local source; on an ssh://
+    source it would be the login's home there, which the admin cannot mean: refused."""
+    if not root or root.startswith("/"):
+        return root
+    if local:
+        return os.path.abspath(root)
+    raise MailplanError(f"--root {root}: not an absolute path",
+                        hint="give the directory's absolute path on the source host")
 
 
 @click.command(epilog=_examples(
@@ -77,6 +91,7 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     options = HostOptions(identity=identity, known_hosts=known_hosts,
                           accept_new_host_key=accept_new_host_key, sudo=sudo)
     entry = host_entry(source, options)
+    root = _absolute_root(root, local=bool(entry.get("local")))
     target_entry = host_entry(target, HostOptions(
         identity=identity, known_hosts=known_hosts,
         accept_new_host_key=accept_new_host_key)) if target else {

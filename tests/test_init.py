@@ -392,3 +392,21 @@ def test_init_gives_a_comment_to_an_account_whose_full_name_plan_refuses(tmp_pat
     assert planned["problems"] == []
     assert {c["user"] for c in planned["changes"] if c["kind"] == "user"} == {
         "alice", "bell", "nul"}
+
+
+def test_init_with_a_relative_root_writes_absolute_paths(tmp_path):
+    """``--root`` relative to the current directory (a local source): the spec's source
+    paths must be absolute, so they are written under the directory's absolute path
+    (before, init stopped with "internal: the generated spec does not validate")."""
+    src, _ = awkward_source(tmp_path / "old")
+    res = mailplan("init", "--source", "local", "--root", "old", "--domain", "example.org",
+                   "-o", "m.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = load_spec(tmp_path / "m.yaml").data
+    assert data["source"]["passwd"] == f"{src}/etc/passwd"
+    assert data["source"]["spool"].startswith(f"{src}/")
+    # on an ssh:// source a relative path would be the login's home there: refused
+    res = mailplan("init", "--source", "ssh://root@192.0.2.1", "--root", "old",
+                   "--domain", "example.org", cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("Error: --root old: not an absolute path\n"), res.stderr
