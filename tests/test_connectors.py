@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tools import require
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.connectors.openssh import OpenSSHStreams
@@ -83,8 +84,15 @@ def test_changed_host_key_refused_even_with_opt_in(sshd, tmp_path):
     conn = SSHConnector("h", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(kh),
                         accept_new_host_key=True)
-    with pytest.raises(HostKeyError, match="CHANGED"):
+    with pytest.raises(HostKeyError, match="CHANGED") as info:
         conn.run("true")
+    # the key offered, as OpenSSH prints it: what the admin compares with `ssh-keygen -lf`
+    # on the server (docs/troubleshooting.md), not paramiko's MD5 hex digits
+    keygen = require(shutil.which("ssh-keygen"), "ssh-keygen (openssh-client)")
+    printed = subprocess.run([keygen, "-lf", "-"], input=sshd.host_pubkey + "\n",
+                             capture_output=True, text=True, check=True).stdout.split()[1]
+    assert printed.startswith("SHA256:")
+    assert f"(got ssh-ed25519 {printed}); refusing" in str(info.value), str(info.value)
 
 
 def _stream_bytes(proc) -> int:

@@ -20,7 +20,9 @@ hands to ``/bin/sh`` as it is.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
 import os
 import socket
@@ -44,6 +46,13 @@ from mailplan.errors import ConnectionLost, HostError, HostKeyError
 from mailplan.shell import portable
 
 STREAM_TRANSPORTS = ("auto", "openssh", "paramiko")
+
+
+def sha256_fingerprint(key: paramiko.PKey) -> str:
+    """The key's fingerprint as OpenSSH prints it (``ssh-keygen -lf``, ``ssh -v``):
+    ``SHA256:`` and the unpadded base64 of the key blob's SHA-256."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -194,9 +203,10 @@ class SSHConnector(Connector):
             except paramiko.BadHostKeyException as exc:
                 raise HostKeyError(
                     f"the SSH host key of {self._address} has CHANGED (got "
-                    f"{exc.key.get_name()} {exc.key.get_fingerprint().hex()}); refusing to connect",
-                    host=self.name,
-                    hint="if the server was really reinstalled, remove its old key from "
+                    f"{exc.key.get_name()} {sha256_fingerprint(exc.key)}); refusing to "
+                    "connect", host=self.name,
+                    hint="if the server was really reinstalled (compare with `ssh-keygen "
+                    "-lf` of its host key there), remove its old key from "
                     f"{self._known_hosts} and connect again",
                 ) from None
             except paramiko.SSHException as exc:
