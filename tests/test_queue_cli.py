@@ -344,3 +344,24 @@ def test_list_json_carries_no_terminal_control_raw(tmp_path):
     assert "\u009b" not in result.output and "\u202e" not in result.output
     (doc,) = json.loads(result.output)
     assert doc["subject"] == "pay\u009b2Jnow\u202e" and doc["sender"] == "evil\u202e@example.net"
+
+
+def test_a_directory_that_is_no_queue_is_refused(tmp_path):
+    """--queue-dir naming qmail's own directory (or any directory without the queue's
+    mess/, todo/, info/, ...) is refused by every command: before, stat counted 0
+    messages (an admin watching the queue drain would believe it had), and check
+    --repair would have chmod'ed the directory to 0750 and built a queue tree in it."""
+    qmail = tmp_path / "qmail"
+    (qmail / "control").mkdir(parents=True)
+    (qmail / "control" / "me").write_text("mx1.example.com\n")
+    os.chmod(qmail, 0o755)
+    runner = CliRunner()
+    for args in (["stat"], ["list"], ["show", "1"], ["delete", "--bounces", "--execute"],
+                 ["check"], ["check", "--repair"]):
+        result = runner.invoke(queue_cli, [args[0], "local", *args[1:],
+                                           "--queue-dir", str(qmail)])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"{qmail} is not a qmail queue: it has none of the queue's directories" \
+            in result.output, (args, result.output)
+    assert sorted(p.name for p in qmail.iterdir()) == ["control"]
+    assert qmail.stat().st_mode & 0o777 == 0o755

@@ -13,9 +13,12 @@ from urllib.parse import unquote
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError, MailplanError
+from mailplan.queue.layout import DIRS
 from mailplan.queue.remote import run_agent
 
 DEFAULT_QUEUE = "/var/qmail/queue"
+#: The directories every qmail queue has (a directory with none of them is not a queue).
+QUEUE_DIRS = tuple(name for name in DIRS if name)
 
 
 class DumpFormatError(MailplanError):
@@ -150,4 +153,12 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
                         host=conn.name, step=step,
                         hint="mailplan must see every directory and file of the queue: "
                         "log in as root, or pass --sudo")
+    if not any(name in dump.entries for name in QUEUE_DIRS):
+        # /var/qmail or an empty directory: counted as an empty queue, it would tell an
+        # admin the queue had drained, and repair would build a queue tree in it
+        raise HostError(f"{queue_dir} is not a qmail queue: it has none of the queue's "
+                        f"directories ({', '.join(QUEUE_DIRS)}); nothing was changed",
+                        host=conn.name, step=step,
+                        hint="pass --queue-dir with the queue's real path (or correct the "
+                        "spec's target.qmail_dir): qmail keeps it in QMAILDIR/queue")
     return dump
