@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from mailplan.errors import MailplanError
-from mailplan.facts.survey import Survey, SurveyAccount, folder_dir
+from mailplan.facts.survey import ALIASES, Survey, SurveyAccount, folder_dir
 from mailplan.names import MAX_GECOS, domain_problem, human_size, user_problem
 from mailplan.spec import SCHEMA_DIR, load_spec
 from mailplan.text import escape, has_control, is_control
@@ -179,7 +179,8 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     elif survey.aliases:
         out.append(f"  aliases: {_scalar(survey.aliases)}")
     else:
-        out.append("  # no aliases file found (/etc/aliases, /etc/mail/aliases)")
+        looked = ", ".join(survey.root.rstrip("/") + p for p in ALIASES)
+        out.append(f"  # no aliases file found ({_comment(looked)})")
     out += [f"  # not read: AliasFile {_comment(spec)}: {why}" for spec, why in survey.alias_left]
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")
