@@ -96,7 +96,7 @@ def render_report(report: Report) -> str:
         out.append(f"Login check: {mark}  {report.login['address']}: {report.login['detail']}")
     if report.explained:
         out.append("")
-        out.append("Explained (listed by plan too; not failures):")
+        out.append("Explained (not failures; the plan lists them too, some only with -v):")
         out += [f"  ! {e}" for e in report.explained]
     out.append("")
     if report.ok:
