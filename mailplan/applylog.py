@@ -44,7 +44,10 @@ class Summary:
     imported_messages: int = 0
     imported_bytes: int = 0
     mailboxes: int = 0
+    #: deletions the plan holds that were left out (no --prune)
     skipped: int = 0
+    #: changes an interrupted or failed apply did not finish (the next run does them)
+    unfinished: int = 0
     #: the plan's problems: what the spec asks for that is not migrated
     not_migrated: int = 0
     #: lines finished steps said for the operator (``! ...`` on the output, ``step note:
@@ -61,10 +64,14 @@ class Summary:
                f"imported: {self.imported_messages} message(s), "
                # a stopped import's journaled batches count, in no completed mailbox
                f"{human_size(self.imported_bytes)}; {self.mailboxes} mailbox(es) completed",
-               f"skipped: {self.skipped}",
+               f"skipped: {self.skipped}"
+               + (" (deletions left out without --prune)" if self.skipped else ""),
                f"not migrated: {self.not_migrated} (the plan's problems"
                + (", listed above)" if self.not_migrated else ")"),
                f"failed: {len(self.failed)}"]
+        if self.unfinished:
+            out.insert(5, f"not finished: {self.unfinished} change(s) (the same command "
+                       "again does them)")
         if self.noted:
             out.insert(-1, f"notes: {self.noted} (the lines with ! above)")
         out += [f"  failed: {f}" for f in self.failed]

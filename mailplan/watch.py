@@ -286,10 +286,9 @@ class ApplyWatch:
                                    "first change: nothing was changed")
         elif exc is not None:
             self.summary.result = "interrupted" if interrupted else "failed"
-            self.summary.skipped = max(0, self._planned - done - len(self._running)) \
-                + self.summary.skipped
+            self.summary.unfinished = max(0, self._planned - done - len(self._running))
             if interrupted:
-                self.summary.skipped += len(self._running)
+                self.summary.unfinished += len(self._running)
             else:
                 self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: "
                                        f"{escape((str(exc).splitlines() or [''])[0])}"

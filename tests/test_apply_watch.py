@@ -297,6 +297,9 @@ def test_ctrl_c_stops_at_a_safe_point_then_resume(many):
     assert f"resume with: mailplan apply {spec}" in err
     assert "Apply complete" not in out
     assert "result: interrupted" in out
+    # the mailbox cut off between batches is a change not finished, not one "skipped"
+    assert "  not finished: 1 change(s) (the same command again does them)\n" in out, out
+    assert "  skipped: 0\n" in out, out
     state = json.loads(spec.with_name("m.state.json").read_text())
     assert state["history"][-1]["result"] == "interrupted"
     done = state["mail"][f"big@{domain}/INBOX"]["imported"]
