@@ -272,18 +272,22 @@ class ApplyWatch:
         done = (self.summary.created + self.summary.changed + self.summary.deleted
                 + self.summary.mailboxes)
         interrupted = exc is not None and isinstance(exc, KeyboardInterrupt)
-        # not confirmed, a saved plan that no longer applies, or stopped before the first
-        # change: nothing was started, and the error says so (a summary of "failed"
-        # steps, or a command to resume, would only mislead)
+        # not confirmed, a saved plan that no longer applies, or stopped or failed before
+        # the first change (a spec's secret not set, a host not reached): nothing was
+        # started, and the error says so (a summary of "failed" steps, or a command to
+        # resume, would only mislead)
         not_started = isinstance(exc, (Cancelled, StalePlanError)) or \
-            (interrupted and not self._began)
+            (exc is not None and not self._began)
         if isinstance(exc, Cancelled):
             self.summary.result = "cancelled"
         elif isinstance(exc, StalePlanError):
             self.summary.result = "not applied: the saved plan is stale"
-        elif not_started:
+        elif not_started and interrupted:
             self.summary.result = (f"interrupted{by_signal(self._stopped_by())} before the "
                                    "first change: nothing was changed")
+        elif not_started:
+            self.summary.result = "failed before the first change: nothing was changed"
+            self.summary.failed = [escape_lines(str(exc))]
         elif exc is not None:
             self.summary.result = "interrupted" if interrupted else "failed"
             self.summary.unfinished = max(0, self._planned - done - len(self._running))

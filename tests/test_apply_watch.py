@@ -383,6 +383,29 @@ def test_a_plan_not_confirmed_is_cancelled_not_failed(tmp_path):
     assert "No changes." not in mailplan("plan", str(spec), check=True).stdout  # nothing made
 
 
+def test_a_failure_before_the_first_change_prints_no_summary_of_failed_steps(tmp_path):
+    """An apply that fails before its first change (here: the spec's password variable
+    is not set) changed nothing: it says so once, the error, with no "Summary:" of a
+    failed step repeating it and no command to resume; its log's result says that
+    nothing was changed."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={unique_domain(): {
+                          "import": {"uid_min": 1000},
+                          "users": [{"name": "bo", "password": {"env": "MP_UNSET_PW"}}]}})
+    res = mailplan("apply", str(spec), "--auto-approve", env={"MP_UNSET_PW": ""})
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "environment variable MP_UNSET_PW is not set" in res.stderr
+    assert res.stderr.count("MP_UNSET_PW is not set") == 1, res.stderr
+    assert "Summary:" not in res.stdout and "failed" not in res.stdout, res.stdout
+    assert "resume with" not in res.stdout + res.stderr
+    (log,) = logs(spec)
+    text = log.read_text()
+    assert "result: failed before the first change: nothing was changed" in text, text
+    assert "resume with" not in text
+
+
 def test_a_log_that_cannot_be_written_stops_without_stopping_the_apply(tmp_path):
     import errno
 
