@@ -75,9 +75,10 @@ def main() -> None:
     print(f"\nalice@example.com logs in on the target with her old password: {ok}")
     if not ok:
         sys.exit("demo failed: the migrated password does not authenticate")
-    print(f"\nThe sandbox stays in {WORK}: there, `mailplan plan {spec.name}`, `verify`, "
-          "`show` and the other commands work on it; mail appended to "
-          "oldmail/var/spool/mail/alice is what the next apply moves.")
+    print(f"\nThe sandbox stays in {WORK}: there, `mailplan plan {spec.name}`, `apply`, "
+          "`verify` and `show` work on it (its stand-in target has no qmail queue for "
+          "`mailplan queue`); mail appended to oldmail/var/spool/mail/alice is what the "
+          "next apply moves.")
 
 
 if __name__ == "__main__":
