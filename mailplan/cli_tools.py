@@ -122,7 +122,7 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(file: str, state: str | None, as_json: bool) -> None:
     """Show the state (what mailplan manages, last apply, mail imported per user) or a
-    saved plan. Reads local files only."""
+    saved plan. Reads local files only. Without an argument: migration.yaml's state."""
     doc = load_shown(Path(file), state_override=Path(state) if state else None)
     if as_json:
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
