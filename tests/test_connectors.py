@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -43,14 +44,27 @@ def test_ssh_streams_large_output(ssh_connector):
     assert proc.wait().returncode == 0
 
 
+def keygen_fingerprint(pubkey: str) -> str:
+    """``SHA256:...`` of a public key line, as ``ssh-keygen -lf`` prints it."""
+    keygen = require(shutil.which("ssh-keygen"), "ssh-keygen (openssh-client)")
+    printed = subprocess.run([keygen, "-lf", "-"], input=pubkey + "\n", capture_output=True,
+                             text=True, check=True).stdout.split()[1]
+    assert printed.startswith("SHA256:")
+    return printed
+
+
 def test_unknown_host_key_refused(sshd, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(empty))
-    with pytest.raises(HostKeyError, match="unknown; refusing") as info:
+    with pytest.raises(HostKeyError, match="is unknown") as info:
         conn.run("true")
     assert "set accept_new_host_key: true on this host in the spec" in str(info.value)
+    # the key offered, as `ssh-keygen -lf` prints it on the server: what the admin
+    # compares before trusting it
+    assert f"is unknown (it offered ssh-ed25519 {keygen_fingerprint(sshd.host_pubkey)}); " \
+        "refusing to connect" in str(info.value), str(info.value)
 
 
 def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp_path):
@@ -61,7 +75,8 @@ def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp
     empty.write_text("")
     options = HostOptions(identity=str(sshd.client_key), known_hosts=str(empty))
     conn = connect_host(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", options)
-    with pytest.raises(HostKeyError, match="unknown; refusing") as info:
+    with pytest.raises(HostKeyError,
+                       match=r"is unknown \(it offered ssh-ed25519 SHA256:\S+\); refusing") as info:
         conn.run("true")
     assert "run again with --accept-new-host-key" in str(info.value)
     assert "in the spec" not in str(info.value)
@@ -88,10 +103,7 @@ def test_changed_host_key_refused_even_with_opt_in(sshd, tmp_path):
         conn.run("true")
     # the key offered, as OpenSSH prints it: what the admin compares with `ssh-keygen -lf`
     # on the server (docs/troubleshooting.md), not paramiko's MD5 hex digits
-    keygen = require(shutil.which("ssh-keygen"), "ssh-keygen (openssh-client)")
-    printed = subprocess.run([keygen, "-lf", "-"], input=sshd.host_pubkey + "\n",
-                             capture_output=True, text=True, check=True).stdout.split()[1]
-    assert printed.startswith("SHA256:")
+    printed = keygen_fingerprint(sshd.host_pubkey)
     assert f"(got ssh-ed25519 {printed}); refusing" in str(info.value), str(info.value)
 
 
@@ -283,7 +295,8 @@ def test_commands_that_cannot_start_are_logged_with_the_error(sshd, tmp_path):
         conn.start_stream("head -c 10 /dev/zero", display="the source read")
     assert [(c, r, n) for c, r, _e, _s, n in seen] == [
         ("true", -1, "could not start"), ("the source read", -1, "stream could not start")]
-    assert all(b"unknown; refusing" in e for _c, _r, e, _s, _n in seen)
+    assert all(re.search(rb"is unknown \(it offered ssh-ed25519 SHA256:\S+\); refusing", e)
+               for _c, _r, e, _s, _n in seen)
 
 
 def test_local_streams_are_read_through_a_large_pipe():
@@ -311,7 +324,8 @@ def test_a_proxyjump_hops_unknown_host_key_is_refused_too(sshd, tmp_path, monkey
     conn = SSHConnector("viajump", address="127.0.0.1", port=sshd.port, user=sshd.user,
                         identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
     with pytest.raises(HostKeyError, match=r"\[localhost\]:\d+ \(a ProxyJump hop to "
-                       r"127.0.0.1:\d+\) is unknown; refusing"):
+                       r"127.0.0.1:\d+\) is unknown \(it offered ssh-ed25519 SHA256:\S+\); "
+                       r"refusing"):
         conn.run("true")
     conn.close()
     # with the hop's key known, the same connection works

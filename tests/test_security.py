@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,8 @@ def test_unknown_host_key_needs_the_opt_in(tmp_path, sshd):
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, source_host=host,
                       target_host=host, domains={unique_domain(): {}})
     res = mailplan("plan", str(spec))
-    assert res.returncode == 1 and "is unknown; refusing to connect" in res.stderr
+    assert res.returncode == 1 and re.search(
+        r"is unknown \(it offered ssh-ed25519 SHA256:\S+\); refusing to connect", res.stderr)
     assert known.read_text() == ""
     host["accept_new_host_key"] = True
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, source_host=host,

@@ -2,11 +2,12 @@
 
 Fabric's :class:`fabric.Connection` reads ``~/.ssh/config``, uses ssh-agent and the
 configured identities, and wraps a paramiko client. Fabric installs paramiko's
-``AutoAddPolicy``, which silently trusts any host key; mailplan replaces it with
-``RejectPolicy`` and loads ``~/.ssh/known_hosts`` (plus any file the spec names), so an
-unknown or changed key is refused. ``accept_new_host_key`` opts in to trusting a key
-seen for the first time (like OpenSSH's ``StrictHostKeyChecking=accept-new``); the key
-is then saved to the known-hosts file. A changed key is always refused.
+``AutoAddPolicy``, which silently trusts any host key; mailplan replaces it with a
+``RejectPolicy`` (one that names the key offered) and loads ``~/.ssh/known_hosts`` (plus
+any file the spec names), so an unknown or changed key is refused. ``accept_new_host_key``
+opts in to trusting a key seen for the first time (like OpenSSH's
+``StrictHostKeyChecking=accept-new``); the key is then saved to the known-hosts file. A
+changed key is always refused.
 
 Commands run on fresh channels of the one transport; stdout is streamed, so mail of
 any size passes through with constant memory. Bulk streams (mailbox reads, the writer
@@ -53,6 +54,24 @@ def sha256_fingerprint(key: paramiko.PKey) -> str:
     ``SHA256:`` and the unpadded base64 of the key blob's SHA-256."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class _RejectPolicy(paramiko.MissingHostKeyPolicy):
+    """paramiko's ``RejectPolicy``, saying which key the host offered: the admin compares
+    its fingerprint with the one the server shows (``ssh-keygen -lf``) before trusting it."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise _UnknownKey(hostname, key)
+
+
+class _UnknownKey(paramiko.SSHException):
+    """A host key in no known_hosts file; ``hostname`` as known_hosts would name it."""
+
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"Server {hostname!r} not found in known_hosts")
+        self.hostname = hostname
+        self.offered = f"{key.get_name()} {sha256_fingerprint(key)}"
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -176,7 +195,7 @@ class SSHConnector(Connector):
             if accept_new_host_key:
                 client.set_missing_host_key_policy(_AcceptNewPolicy(self._known_hosts))
             else:
-                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+                client.set_missing_host_key_policy(_RejectPolicy())
             hop = hop.gateway
         self._address = f"{address}:{port or 22}"
         self._kept_alive: paramiko.Transport | None = None
@@ -214,8 +233,11 @@ class SSHConnector(Connector):
                     hop = str(exc).split("'")[1] if str(exc).count("'") >= 2 else ""
                     which = self._address if hop in ("", self._known_name()) else (
                         f"{hop} (a ProxyJump hop to {self._address})")
+                    offered = (f" (it offered {exc.offered})"
+                               if isinstance(exc, _UnknownKey) else "")
                     raise HostKeyError(
-                        f"the SSH host key of {which} is unknown; refusing to connect",
+                        f"the SSH host key of {which} is unknown{offered}; refusing to "
+                        "connect",
                         host=self.name,
                         hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
                         f"fingerprint), or {self._opt_in}",
