@@ -636,6 +636,28 @@ def test_a_missing_aliases_file_sendmail_cf_names_stops_a_plan_that_needs_aliase
     assert [f.path for f in got.aliases] == [f"{etc}/mail/aliases"]
 
 
+def test_a_missing_aliases_file_the_spec_names_is_a_caution_unless_a_domain_imports_it(
+        tmp_path):
+    """``init --root`` writes where sendmail keeps the aliases file even when the copy
+    has none (left out, plan would read the admin's own /etc/aliases): while no domain
+    imports aliases that is one of the plan's warnings naming the file, not an error;
+    a domain importing them still stops the plan."""
+    from mailplan.errors import HostError
+
+    etc = _alias_world(tmp_path, None, {})
+    got, findings = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/aliases",
+                                  need=False)
+    assert got.aliases == ()
+    assert [(f.severity, f.message) for f in findings] == [
+        ("caution", f"no aliases file at {etc}/aliases (source.aliases): no aliases are "
+         "read from it, so local names resolve without them")]
+    with pytest.raises(HostError, match=f"the aliases file {etc}/aliases does not exist"):
+        _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/aliases")
+    (etc / "aliases").write_text("staff: alice\n")  # once it is there, it is read
+    got, _ = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/aliases", need=False)
+    assert [f.path for f in got.aliases] == [f"{etc}/aliases"]
+
+
 def test_cautions_are_the_plans_warnings_and_strict_lets_them_through():
     from mailplan.routing.integrate import RoutingOutcome, report_findings
     from mailplan.routing.model import Finding

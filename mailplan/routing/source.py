@@ -168,8 +168,8 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                         + (f" (its {', '.join(there[1:])} is not read, as "
                                            "by sendmail)" if there[1:] else "")))
     host = conn.name
-    aliases = _read_alias_files(conn, reads, given, cf_path,
-                                relied=given is not None or need_aliases, findings=findings)
+    aliases = _read_alias_files(conn, reads, given, cf_path, imported=need_aliases,
+                                findings=findings)
     table = None
     if virtual:
         if not reads[virtual].exists or reads[virtual].data is None:
@@ -256,13 +256,16 @@ def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_p
 
 
 def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[str] | None,
-                      cf_path: str, *, relied: bool,
+                      cf_path: str, *, imported: bool,
                       findings: list[Finding]) -> tuple[AliasFile, ...]:
     """Read and parse the aliases files sendmail reads (with their :include: files), in
     lookup order. Where neither the spec names them nor a domain imports aliases (not
-    ``relied``) a file that is missing, cannot be read or cannot be parsed is left out
-    (the last two with a warning); otherwise it stops the plan."""
+    relied on) a file that is missing, cannot be read or cannot be parsed is left out
+    (the last two with a warning); otherwise it stops the plan. A file source.aliases
+    names that does not exist, while no domain imports aliases, is a caution (the plan's
+    warnings): ``init --root`` writes where sendmail keeps it even when it is not there."""
     host = conn.name
+    relied = given is not None or imported
     chosen, source = _alias_file_choice(reads, given, cf_path, findings)
     if source is None:
         cf = reads.get(cf_path)
@@ -284,6 +287,10 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
             if db.optional:
                 findings.append(Finding("note", f"the aliases file {path} (AliasFile "
                                         f"{db.spec}, optional) does not exist", db.origin))
+            elif given is not None and not imported:
+                findings.append(Finding("caution", f"no aliases file at {path} "
+                                        "(source.aliases): no aliases are read from it, "
+                                        "so local names resolve without them"))
             elif relied:
                 named = "" if given is not None else f" (AliasFile in {db.origin})"
                 raise HostError(f"the aliases file {path} does not exist{named}", host=host,
