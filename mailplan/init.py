@@ -146,6 +146,37 @@ def _comment(text: str) -> str:
     return escape(text.replace("\n", " ").replace("\r", " "))
 
 
+def _aliases_lines(survey: Survey) -> list[str]:
+    """``source.aliases`` and its comments. Under ``--root`` a path under the root is
+    written even when no file is there (sendmail.cf's AliasFile, else /etc/aliases): left
+    out, plan would read its default, the AliasFile paths or /etc/aliases of the machine
+    reading the copy. Plan warns while such a file is missing."""
+    root = survey.root.rstrip("/")
+    missing = ["  # plan warns while none is where this names it; one put there is read (set",
+               "  # import_aliases: true under the domain to migrate its aliases)"]
+    written: list[str] = []
+    if survey.alias_files:
+        out = ["  aliases:                # sendmail.cf's AliasFile, in the order sendmail "
+               "reads them"]
+        written = survey.alias_files
+    elif root and survey.alias_missing:
+        written = survey.alias_missing
+        out = ["  # sendmail.cf's AliasFile names no file there is", *missing, "  aliases:"]
+    elif survey.alias_left:
+        out = ["  # no aliases file of sendmail.cf's AliasFile to read"]
+    elif survey.aliases:
+        out = [f"  aliases: {_scalar(survey.aliases)}"]
+    else:
+        looked = ", ".join(root + p for p in ALIASES)
+        out = [f"  # no aliases file found ({_comment(looked)})"]
+        if root:
+            out += [*missing, f"  aliases: {_scalar(root + ALIASES[0])}"]
+    out += [f"    - {_scalar(p)}" for p in written]
+    out += [f"  # not read: AliasFile {_comment(spec)}: {why}"
+            for spec, why in survey.alias_left if spec not in written]
+    return out
+
+
 def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[str, Any],
                 domains: Domains, choices: list[Choice], *, schema_ref: str,
                 uid_min: int = 1000, uid_max: int = 59999) -> str:
@@ -170,18 +201,7 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
                    f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
                    "set sudo: true")
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
-    if survey.alias_files:
-        out.append("  aliases:                # sendmail.cf's AliasFile, in the order sendmail "
-                   "reads them")
-        out += [f"    - {_scalar(p)}" for p in survey.alias_files]
-    elif survey.alias_left:
-        out.append("  # no aliases file of sendmail.cf's AliasFile to read")
-    elif survey.aliases:
-        out.append(f"  aliases: {_scalar(survey.aliases)}")
-    else:
-        looked = ", ".join(survey.root.rstrip("/") + p for p in ALIASES)
-        out.append(f"  # no aliases file found ({_comment(looked)})")
-    out += [f"  # not read: AliasFile {_comment(spec)}: {why}" for spec, why in survey.alias_left]
+    out += _aliases_lines(survey)
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")
     out += ["target:", "  host: newmail", "  vpopmail_dir: /home/vpopmail",

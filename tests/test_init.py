@@ -17,6 +17,8 @@ from mailplan.spec import load_spec
 
 MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n\n"  # mail.local's end
 APR1 = "$apr1$abcdefgh$0123456789abcdefghijkl"
+WHILE_MISSING = ("  # plan warns while none is where this names it; one put there is read "
+                 "(set\n  # import_aliases: true under the domain to migrate its aliases)\n")
 ALIAS_DOMAINS = ["example.net", "extra.example", "mail.example.com"]
 
 
@@ -169,6 +171,52 @@ def test_init_reads_sendmail_cfs_alias_file_line_as_plan_does(tmp_path):
         "aliases.local", "aliases.more", "aliases")]
 
 
+def _runnable(tmp_path, data):
+    """The spec ``data`` pointed at a stand-in target on this machine, written to a file."""
+    target = install_target(tmp_path / "target")
+    data["hosts"]["newmail"] = {"local": True}
+    data["target"].update(vpopmail_dir=target.vpopmail_dir, qmail_dir=target.qmail_dir)
+    runnable = tmp_path / "run.yaml"
+    runnable.write_text(yaml.safe_dump(data, sort_keys=False))
+    return runnable
+
+
+def test_init_with_a_root_names_the_aliases_file_under_it_even_when_there_is_none(tmp_path):
+    """Without source.aliases plan reads sendmail.cf's AliasFile paths, else /etc/aliases,
+    as they are named: for a copy under --root, the files of the admin's own machine. So
+    init writes where sendmail keeps the file under the root, saying it is not there;
+    plan warns while it is missing and reads it once it is there."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail/zoe").write_bytes(MBOX)
+    out = tmp_path / "migration.yaml"
+    init = ["init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+            "--uid-min", "1500", "-o", str(out), "--force"]
+    mailplan(*init, check=True)
+    text = out.read_text()
+    assert (f"  # no aliases file found ({src}/etc/aliases, {src}/etc/mail/aliases)\n"
+            f"{WHILE_MISSING}  aliases: {src}/etc/aliases\n") in text, text
+    data = yaml.safe_load(text)
+    assert "import_aliases" not in data["domains"]["zoe.example"]
+    runnable = _runnable(tmp_path, data)
+    res = mailplan("plan", str(runnable), check=True)
+    assert (f"no aliases file at {src}/etc/aliases (source.aliases): no aliases are read "
+            "from it") in res.stdout + res.stderr, res.stdout + res.stderr
+    (src / "etc/aliases").write_text("staff: zoe\n")
+    res = mailplan("plan", "-v", str(runnable), check=True)
+    assert f"aliases are read from {src}/etc/aliases: source.aliases in the spec" in res.stdout
+    assert "no aliases file at" not in res.stdout + res.stderr
+    # sendmail.cf's AliasFile names a file the copy lacks: that file, under the root
+    (src / "etc/aliases").unlink()
+    (src / "etc/mail").mkdir()
+    (src / "etc/mail/sendmail.cf").write_text("O AliasFile=/etc/mail/aliases,nis:aliases\n")
+    mailplan(*init, check=True)
+    text = out.read_text()
+    assert (f"  # sendmail.cf's AliasFile names no file there is\n{WHILE_MISSING}"
+            f"  aliases:\n    - {src}/etc/mail/aliases\n"
+            "  # not read: AliasFile nis:aliases: a nis database, not a file\n") in text, text
+    load_spec(out)
+
+
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     src, _accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"
@@ -180,11 +228,7 @@ def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     load_spec(out)  # validates
 
     # point the spec at the stand-in target and plan: exactly the source's content
-    target = install_target(tmp_path / "target")
-    data["hosts"]["newmail"] = {"local": True}
-    data["target"].update(vpopmail_dir=target.vpopmail_dir, qmail_dir=target.qmail_dir)
-    runnable = tmp_path / "run.yaml"
-    runnable.write_text(yaml.safe_dump(data, sort_keys=False))
+    runnable = _runnable(tmp_path, data)
     planned = json.loads(mailplan("plan", str(runnable), "--json", check=True).stdout)
     changes = {(c["kind"], c["user"], c["item"]) for c in planned["changes"]
                if c["kind"] in ("user", "mailbox")}

@@ -63,6 +63,8 @@ class Survey:
     alias_files: list[str] = field(default_factory=list)
     #: what sendmail.cf's AliasFile names that init cannot list: (spec, why)
     alias_left: list[tuple[str, str]] = field(default_factory=list)
+    #: sendmail.cf's AliasFile files that do not exist (root-prefixed), in lookup order
+    alias_missing: list[str] = field(default_factory=list)
     virtusertable: str | None = None
     domains: list[tuple[str, str]] = field(default_factory=list)  # (name, where found)
 
@@ -213,6 +215,7 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
         survey.folders[start] = (files + 1, total + size)
     there = set(_text(results[1]).split("\n"))
     survey.alias_files = [p for p in alias_files if p in there]
-    survey.alias_left += [(p, "does not exist") for p in alias_files if p not in there]
+    survey.alias_missing = [p for p in alias_files if p not in there]
+    survey.alias_left += [(p, "does not exist") for p in survey.alias_missing]
     for path, res in zip(fw_files, results[2:], strict=True):
         survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")
