@@ -177,6 +177,24 @@ def _aliases_lines(survey: Survey) -> list[str]:
     return out
 
 
+def _homes_note(root: str, accounts: list[SurveyAccount]) -> list[str]:
+    """Comments for a ``--root`` whose passwd names home directories outside it: init
+    looked for mail folders there and plan reads the ~/.forward files and mail folders
+    there, outside the copy (``folders`` can name the copy's; no key moves ~/.forward)."""
+    outside = [a for a in accounts if root and not a.home.startswith(root + "/")]
+    if not outside:
+        return []
+    return [f"  # NOTE: home directories are read as passwd names them, not under --root "
+            f"(e.g. {_comment(outside[0].home)}):",
+            "  # init looked for mail folders there, and plan reads ~/.forward files and "
+            "folders there,",
+            "  # outside the copy. For the copy's folders set folders: to their path with "
+            "%u for the",
+            f"  # account (e.g. {_comment(root)}/home/%u/mail); the copy's ~/.forward files "
+            "are not read:",
+            "  # check them by hand, and set forward: false"]
+
+
 def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[str, Any],
                 domains: Domains, choices: list[Choice], *, schema_ref: str,
                 uid_min: int = 1000, uid_max: int = 59999) -> str:
@@ -201,6 +219,8 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
                    f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
                    "set sudo: true")
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
+    out += _homes_note(survey.root.rstrip("/"), [c.account for c in choices
+                                                 if uid_min <= c.account.uid <= uid_max])
     out += _aliases_lines(survey)
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")

@@ -217,6 +217,24 @@ def test_init_with_a_root_names_the_aliases_file_under_it_even_when_there_is_non
     load_spec(out)
 
 
+def test_init_says_when_passwd_names_homes_outside_the_root(tmp_path):
+    """A copy's passwd names homes as on the old server (/home/zed): plan reads ~/.forward
+    files and mail folders there, outside the copy; the spec says so, with the way to read
+    the copy's folders. Homes inside the copy, or only system accounts outside: no note."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail/zoe").write_bytes(MBOX)
+    init = ["init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+            "--uid-min", "1500"]
+    assert "NOTE: home directories" not in mailplan(*init, check=True).stdout
+    passwd = src / "etc/passwd"
+    passwd.write_text(passwd.read_text() + "zed:x:1501:1501:Zed:/nowhere/zed:/bin/sh\n")
+    text = mailplan(*init, check=True).stdout
+    assert ("  # NOTE: home directories are read as passwd names them, not under --root "
+            "(e.g. /nowhere/zed):\n") in text, text
+    assert f"  # account (e.g. {src}/home/%u/mail); the copy's ~/.forward files" in text
+    assert "NOTE: home directories" not in mailplan(*init[:-1], "1502", check=True).stdout
+
+
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     src, _accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"
