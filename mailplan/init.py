@@ -12,6 +12,7 @@ come from the source's shadow file at plan time.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,12 @@ import yaml
 from mailplan.errors import MailplanError
 from mailplan.facts.survey import ALIASES, Survey, SurveyAccount, folder_dir
 from mailplan.names import MAX_GECOS, domain_problem, human_size, user_problem
+from mailplan.routing.hostnames import clean_names
 from mailplan.spec import SCHEMA_DIR, load_spec
 from mailplan.text import escape, has_control, is_control
 
 NOT_DOMAINS = {"localhost", "localhost.localdomain", "localdomain"}
+HOST_NAME = re.compile(r"[A-Za-z0-9.\[\]:-]+")  # the schema's source.local_hostnames item
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,27 @@ def _aliases_lines(survey: Survey) -> list[str]:
     return out
 
 
+def _class_w_lines(survey: Survey) -> list[str]:
+    """``source.local_hostnames`` under ``--root`` when sendmail.cf has Fw lines: plan
+    reads the files they name as named, the files of the machine reading the copy, so
+    init writes the names it read under the root (with the host's own names, as plan
+    adds them). Nothing otherwise: plan's default reads under the root then."""
+    root = survey.root.rstrip("/")
+    if not root or not survey.fw_named:
+        return []
+    names = sorted((clean_names(n for n, _o in survey.domains) | survey.host_names)
+                   - {"localhost"})
+    good = [n for n in names if HOST_NAME.fullmatch(n)]
+    named = ", ".join(survey.fw_named)
+    return ["  # sendmail's class w as read under --root: sendmail.cf's Fw lines name "
+            f"{_comment(named)},",
+            "  # which plan would read outside the copy (update this list if the copy "
+            "changes)",
+            f"  local_hostnames: {_scalar(good)}"] + [
+        f"  # left out of local_hostnames (not a name the spec takes): {_comment(n)}"
+        for n in names if n not in good]
+
+
 def _homes_note(root: str, accounts: list[SurveyAccount]) -> list[str]:
     """Comments for a ``--root`` whose passwd names home directories outside it: init
     looked for mail folders there and plan reads the ~/.forward files and mail folders
@@ -224,6 +248,7 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     out += _aliases_lines(survey)
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")
+    out += _class_w_lines(survey)
     out += ["target:", "  host: newmail", "  vpopmail_dir: /home/vpopmail",
             "  qmail_dir: /var/qmail", "domains:"]
     for skipped in domains.skipped:

@@ -235,6 +235,33 @@ def test_init_says_when_passwd_names_homes_outside_the_root(tmp_path):
     assert "NOTE: home directories" not in mailplan(*init[:-1], "1502", check=True).stdout
 
 
+def test_init_with_a_root_writes_class_w_when_sendmail_cf_names_files_by_fw_lines(tmp_path):
+    """sendmail.cf's Fw lines name files as the old server has them (/etc/extra): plan
+    would read them outside the copy, so init writes the class w it read under --root,
+    the host's names from the copy's hostname and hosts files included."""
+    src, _ = awkward_source(tmp_path / "old")  # sendmail.cf: Fw-o /etc/extra
+    (src / "etc/hostname").write_text("oldmail.example.org\n")
+    (src / "etc/hosts").write_text("192.0.2.7 oldmail.example.org oldmail bad_name\n")
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), check=True)
+    text = out.read_text()
+    names = ["example.com", "example.net", "extra.example", "mail.example.com", "oldmail",
+             "oldmail.example.org"]
+    assert ("  # sendmail's class w as read under --root: sendmail.cf's Fw lines name "
+            "/etc/extra,\n") in text, text
+    assert "  # left out of local_hostnames (not a name the spec takes): bad_name\n" in text
+    data = yaml.safe_load(text)
+    assert data["source"]["local_hostnames"] == names
+    res = mailplan("plan", "-v", str(_runnable(tmp_path, data)), check=True)
+    assert ("(sendmail's class w, from source.local_hostnames in the spec) is a local name: "
+            + ", ".join(names)) in res.stdout, res.stdout
+    # no Fw line: plan's default reads the copy's files, and init writes no list
+    (src / "etc/mail/sendmail.cf").write_text("Cwlocalhost example.net\n")
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), "--force",
+             check=True)
+    assert "local_hostnames" not in out.read_text()
+
+
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):
     src, _accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"

@@ -2,7 +2,8 @@
 
 The first batch reads passwd and shadow, lists the spool directories with one ``find``,
 checks which routing files exist and reads sendmail's local domains
-(``local-host-names``, ``sendmail.cw`` and the ``Cw``/``Fw`` lines of ``sendmail.cf``).
+(``local-host-names``, ``sendmail.cw`` and the ``Cw``/``Fw`` lines of ``sendmail.cf``)
+and the host's names (``hostname``, ``hosts``).
 The second lists the mail folders of the candidate accounts (one ``find`` over their
 folder directories) and any ``Fw`` file not read yet. Everything here only reads: each
 fact is a command plus a pure parser. Shadow password fields stay :class:`Secret`
@@ -18,6 +19,7 @@ from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.source import parse_passwd, parse_shadow, today_number
 from mailplan.remote import run_batch
+from mailplan.routing.hostnames import host_names
 from mailplan.routing.sendmailcf import parse_alias_files
 from mailplan.shell import join
 from mailplan.text import is_number
@@ -67,6 +69,10 @@ class Survey:
     alias_missing: list[str] = field(default_factory=list)
     virtusertable: str | None = None
     domains: list[tuple[str, str]] = field(default_factory=list)  # (name, where found)
+    #: the files sendmail.cf's Fw lines name, as the old server names them (not prefixed)
+    fw_named: list[str] = field(default_factory=list)
+    #: the host's own names from the hostname and hosts files (root-prefixed /etc)
+    host_names: frozenset[str] = frozenset()
 
 
 def parse_local_names(text: str, origin: str) -> list[tuple[str, str]]:
@@ -151,6 +157,8 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
         join(["cat", "--", at(SENDMAIL_CW)]),
         # whole: an option's value may go on over the next lines (sendmail.cf folding)
         join(["cat", "--", at(SENDMAIL_CF)]),
+        join(["cat", "--", at("/etc/hostname")]),
+        join(["cat", "--", at("/etc/hosts")]),
     ])
     if first[0].returncode != 0:
         why = first[0].stderr_text[:300] or f"exit status {first[0].returncode}"
@@ -184,6 +192,8 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     survey.domains += parse_local_names(_text(first[6]), SENDMAIL_CW)
     cw, fw_files = parse_sendmail_cf(_text(first[7]), SENDMAIL_CF)
     survey.domains += cw
+    survey.fw_named = fw_files
+    survey.host_names = host_names(_text(first[8]), _text(first[9]))
     extra = [at(p) for p in fw_files if p not in (LOCAL_HOST_NAMES, SENDMAIL_CW)]
     named: list[str] = []
     for db in parse_alias_files(_text(first[7]), SENDMAIL_CF):
