@@ -376,6 +376,16 @@ def test_a_bad_record_mid_file_does_not_have_undelivered_mail_deleted(tmp_path):
     assert "it still delivers to its 2 pending recipient(s) before that record and in " \
         "the message's other files: once those are done" in problem.message, problem.message
     assert "after looking at it" not in problem.message
+    # job_close never removes the file (no end reached), so messdone never runs, nor
+    # does its injectbounce: the failures so far wait in bounce/ID, never sent
+    assert "nor finishes the message, so it never sends a bounce either, not even for " \
+        "the recipients before that record that fail permanently (their failure reports " \
+        f"collect in bounce/{msg}, and deleting the message deletes them)" in problem.message
+    assert problem.message.endswith("once those are done (mailplan queue show), mend the "
+                                    "file by hand (with qmail-send stopped, remove that "
+                                    "record: qmail-send then finishes the message and sends "
+                                    "the bounce), or delete the message (mailplan queue "
+                                    "delete)"), problem.message
     [found] = messages(dump)
     assert [r.address for r in found.recipients] == ["example.com-bob@example.com",
                                                      "x@remote.example"]
@@ -387,9 +397,11 @@ def test_a_bad_record_mid_file_does_not_have_undelivered_mail_deleted(tmp_path):
     q.path("local", msg).unlink()
     dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(step="read queue")
     [problem] = check(dump, detect_layout(dump)).problems
-    assert problem.message.endswith("nor finishes the message: delete the message (mailplan "
-                                    "queue delete) after looking at it, or mend the file "
-                                    "by hand"), problem.message
+    assert problem.message.endswith("deleting the message deletes them): mend the file by "
+                                    "hand (with qmail-send stopped, remove that record: "
+                                    "qmail-send then finishes the message and sends the "
+                                    "bounce), or delete the message (mailplan queue delete) "
+                                    "after looking at it"), problem.message
 
 
 # -- show of an id with files but no mess file -------------------------------------------------

@@ -18,17 +18,26 @@ DELETE = "delete the message (mailplan queue delete) after looking at it"
 
 
 def _stopped(qf: QueueFile, stop: formats.FormatError, pending: int) -> Problem:
-    """A local/ or remote/ file qmail-send stops reading at ``stop``."""
+    """A local/ or remote/ file qmail-send stops reading at ``stop``.
+
+    pass_dochan stops without reaching the end of the file, so job_close never removes
+    it and messdone never runs: the message is never finished, and injectbounce, which
+    messdone calls, never sends the bounce for the recipients that failed permanently.
+    """
+    bounce = f"bounce/{qf.msg_id}"
     said = f"{stop}; qmail-send stops reading the file there at every pass ('unknown " \
         "record type'): it never delivers to the recipients after it, nor finishes the " \
-        "message"
+        "message, so it never sends a bounce either, not even for the recipients before " \
+        f"that record that fail permanently (their failure reports collect in {bounce}, " \
+        "and deleting the message deletes them)"
+    mend = ("mend the file by hand (with qmail-send stopped, remove that record: qmail-send "
+            "then finishes the message and sends the bounce)")
     if pending:
         said += (f"; it still delivers to its {pending} pending recipient(s) before that "
                  "record and in the message's other files: once those are done (mailplan "
-                 "queue show), delete the message (mailplan queue delete) or mend the file "
-                 "by hand")
+                 f"queue show), {mend}, or delete the message (mailplan queue delete)")
     else:
-        said += f": {DELETE}, or mend the file by hand"
+        said += f": {mend}, or {DELETE}"
     return Problem("malformed", qf.entry.path, said)
 
 
