@@ -365,3 +365,36 @@ def test_a_directory_that_is_no_queue_is_refused(tmp_path):
             in result.output, (args, result.output)
     assert sorted(p.name for p in qmail.iterdir()) == ["control"]
     assert qmail.stat().st_mode & 0o777 == 0o755
+
+
+def test_delete_json_names_a_dry_run_s_files_would_remove(tmp_path):
+    """A dry run's JSON listed its files under "removed" (with "executed": false), which
+    a script could take for files that are gone: they are "would_remove" now, and
+    "removed" is there only with --execute."""
+    import json
+
+    q = QueueBuilder(tmp_path)
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    files = sorted(str(p.relative_to(q.queue)) for p in q.queue.rglob(str(msg)))
+    runner = CliRunner()
+    base = ["delete", "local", "--queue-dir", str(q.queue), str(msg), "--json"]
+
+    dry = runner.invoke(queue_cli, base)
+    assert dry.exit_code == 0, dry.output
+    doc = json.loads(dry.output)
+    assert "removed" not in doc and (doc["executed"], doc["dry_run"]) == (False, True)
+    assert sorted(doc["would_remove"][str(msg)]) == files
+    assert q.path("mess", msg).exists()
+
+    done = runner.invoke(queue_cli, [*base, "--execute"])
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.output)
+    assert "would_remove" not in doc and (doc["executed"], doc["dry_run"]) == (True, False)
+    assert sorted(doc["removed"][str(msg)]) == files
+    assert not q.path("mess", msg).exists()
+
+    # --execute choosing nothing: nothing removed, and still no dry run
+    none = runner.invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                     "--bounces", "--execute", "--json"])
+    doc = json.loads(none.output)
+    assert (doc["removed"], doc["executed"], doc["dry_run"]) == ({}, False, False)

@@ -205,15 +205,8 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
         chosen = Filter(bounces=True) if chosen is None else replace(chosen, bounces=True)
     change = ops.delete(_target(kw, "delete queue messages" if execute else None),
                         ops.Selection(ids, chosen, include_partial), execute=execute)
-    if as_json:
-        import json
-
-        click.echo(json.dumps({"executed": change.executed, "removed": change.removed,
-                               "failed": change.failed, "vanished": change.vanished,
-                               "partial_left_out": change.partial_left_out,
-                               "warnings": change.warnings}, indent=2))
-    else:
-        click.echo(render.delete_text(change), nl=False)
+    out = render.delete_json if as_json else render.delete_text
+    click.echo(out(change), nl=False)
     if change.failed:
         sys.exit(1)
 

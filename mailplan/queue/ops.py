@@ -194,7 +194,9 @@ class Change:
     executed: bool
     was_running: bool
     stopped: bool = False
+    # files by message id: removed, or in a dry run (see dry_run) those it would remove
     removed: dict[int, list[str]] = field(default_factory=dict)
+    dry_run: bool = False  # delete without --execute: nothing was to be changed
     failed: list[str] = field(default_factory=list)
     vanished: list[int] = field(default_factory=list)
     partial_left_out: list[int] = field(default_factory=list)  # delete: see Selection
@@ -261,7 +263,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     left_out = selection.partial_left_out(taken)
     if not execute or not planned:
         change = Change(executed=False, was_running=running(first), removed=planned,
-                        partial_left_out=left_out)
+                        partial_left_out=left_out, dry_run=not execute)
         if planned and change.was_running:
             change.warnings.append(_running_note(target.control))
         elif planned and first.status != ctl.STOPPED:

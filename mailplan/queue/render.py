@@ -180,6 +180,18 @@ def delete_text(change: Change) -> str:
     return "\n".join(lines) + "\n"
 
 
+def delete_json(change: Change) -> str:
+    """``queue delete --json``. The files go under ``would_remove`` in a dry run and
+    under ``removed`` only with --execute, so that no script takes a dry run's list for
+    files that are gone."""
+    files = "would_remove" if change.dry_run else "removed"
+    return json.dumps({"executed": change.executed, "dry_run": change.dry_run,
+                       files: change.removed, "failed": change.failed,
+                       "vanished": change.vanished,
+                       "partial_left_out": change.partial_left_out,
+                       "warnings": change.warnings}, indent=2) + "\n"
+
+
 def report_lines(problems: Iterable[Problem]) -> list[str]:
     """One line per problem, as ``queue check`` prints them."""
     return [f"{p.code}: {printable(p.path)}: {printable(p.message)}"
