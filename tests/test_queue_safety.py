@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,73 @@ def test_a_fifo_named_like_a_message_is_reported_not_renamed(tmp_path):
     before = q.files()
     repaired = run("check", "local", "--queue-dir", str(q.queue), "--repair")
     assert fifo.exists() and q.files() == before, repaired.output
+
+
+def test_a_fifo_or_link_named_as_a_mess_file_is_no_message_in_list_and_stat(tmp_path):
+    """check calls such a file wrong-type and nobody's message; list showed it as a
+    partial message and stat counted it half-written, in the oldest date and the total
+    size. Now both leave it out and say so; qmail-qstat's find -type f does not count it
+    either, nor does qmail-qread list an id without an info/ file."""
+    import json
+
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",), age=3600)
+    size = q.path("mess", msg).stat().st_size
+    fifo = q.queue / "mess" / "3" / "99999"
+    os.mkfifo(fifo)
+    link = q.queue / "mess" / "4" / "88888"
+    link.symlink_to(q.path("mess", msg))
+    old = int(time.time()) - 10 * 86400  # older than the message: it would be "oldest"
+    for path in (fifo, link):
+        os.utime(path, (old, old), follow_symlinks=False)
+    base = ("local", "--queue-dir", str(q.queue))
+
+    checked = run("check", *base)
+    assert "wrong-type: mess/3/99999: should be a regular file" in checked.output
+    assert "wrong-type: mess/4/88888: should be a regular file" in checked.output
+
+    listed = run("list", *base)
+    assert listed.exit_code == 0, listed.output
+    assert "99999" not in listed.output.split("1 message(s)")[0]
+    assert "88888" not in listed.output.split("1 message(s)")[0]
+    assert listed.output.endswith(
+        "1 message(s)\nnot listed: 2 file(s) named as a mess file but not a regular file, "
+        "so no message (mess/3/99999: a fifo); 'mailplan queue check' reports them "
+        "(wrong-type)\n"), listed.output
+    as_json = json.loads(run("list", *base, "--json").output)
+    assert [m["id"] for m in as_json] == [msg]
+
+    stat = run("stat", *base)
+    assert stat.exit_code == 0, stat.output
+    assert "half-written messages: 0\n" in stat.output
+    assert f"total size: {size} bytes\n" in stat.output
+    assert ("not messages: 2 fifo(s) or symbolic link(s) named as a mess file, left out "
+            "above ('mailplan queue check' reports them: wrong-type)\n") in stat.output
+    numbers = json.loads(run("stat", *base, "--json").output)
+    assert (numbers["partial"], numbers["total_bytes"], numbers["not_messages"]) == \
+        (0, size, 2)
+    assert numbers["oldest"] == int(q.path("mess", msg).stat().st_mtime)
+
+    shown = run("show", *base, "99999")
+    assert "no message 99999 (no mess file under that id)" in shown.output, shown.output
+    assert "check: wrong-type: mess/3/99999" in shown.output
+
+
+def test_a_fifo_as_a_message_s_info_file_is_damaged_not_misread(tmp_path):
+    """A message whose info/ file is a fifo (check: wrong-type) is damaged in list, and
+    show says what the file is, not that its (unread) bytes do not parse."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",))
+    q.path("info", msg).unlink()
+    os.mkfifo(q.path("info", msg))
+    base = ("local", "--queue-dir", str(q.queue))
+    rel = f"info/{msg % 23}/{msg}"
+    assert f"wrong-type: {rel}: should be a regular file" in run("check", *base).output
+    assert "queued,damaged" in run("list", *base).output
+    shown = run("show", *base, str(msg))
+    assert f"damaged: {rel}: a fifo, not a regular file: not read (check reports it as " \
+        "wrong-type)\n" in shown.output, shown.output
+    assert "does not begin with an F<sender> record" not in shown.output
 
 
 def test_list_marks_a_message_with_a_damaged_envelope_file(tmp_path):

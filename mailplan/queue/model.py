@@ -6,7 +6,9 @@ finished, qmail-send has not seen it yet: what qmail-qstat calls "not yet prepro
 also when info/local/remote exist too, as qmail-send ignores them while todo/ID exists)
 or ``partial`` (a mess file with neither info nor todo: qmail-queue is still writing it or
 died while doing so). Files of other areas without a mess file are orphans; they are
-the business of :mod:`mailplan.queue.check`.
+the business of :mod:`mailplan.queue.check`. So is a fifo or a symbolic link named as a
+mess file (check's ``wrong-type``): it is no message (:func:`not_messages` lists it), as
+qmail-qstat does not count it either (``find -type f``).
 """
 
 from __future__ import annotations
@@ -197,9 +199,26 @@ def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
     return out
 
 
+#: What a file that is not a regular file is, in words.
+KIND_NAMES = {"p": "a fifo", "l": "a symbolic link", "d": "a directory"}
+
+
+def kind_name(entry: Entry) -> str:
+    """``a fifo``, ``a symbolic link``, ...: what ``entry`` is instead of a regular file."""
+    return KIND_NAMES.get(entry.kind, "a special file")
+
+
+def _regular(qf: QueueFile | None) -> bool:
+    return qf is not None and qf.entry.kind == "f"
+
+
 def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
-    mess = areas["mess"][0].entry
-    damaged: list[str] = []
+    mess = next(qf for qf in areas["mess"] if _regular(qf))
+    # a file check calls wrong-type: the dump carries none of its bytes, nor would
+    # qmail-send read a fifo's (it opens files with O_NDELAY: no writer, no data)
+    damaged = [f"{qf.entry.path}: {kind_name(qf.entry)}, not a regular file: not read "
+               "(check reports it as wrong-type)"
+               for qfs in areas.values() for qf in qfs if not _regular(qf)]
     read: list[QueueFile] = []  # the files qmail-send reads recipients from
     sender: str | None = None
     recipients: list[Recipient] = []
@@ -209,11 +228,12 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
     # writing them, and redoes them from todo), so todo's envelope is the one that counts.
     if info and not areas.get("todo"):
         try:
-            sender = formats.parse_info(info[0].entry.data)
+            if _regular(info[0]):
+                sender = formats.parse_info(info[0].entry.data)
         except formats.FormatError as exc:
             damaged.append(f"{info[0].entry.path}: {exc}")
         for channel in ("local", "remote"):
-            for qf in areas.get(channel, [])[:1]:
+            for qf in filter(_regular, areas.get(channel, [])[:1]):
                 # the recipients qmail-send reads, up to a record it stops at
                 rcpts, stop = formats.read_recipients(qf.entry.data)
                 recipients += [Recipient(a, channel, d) for a, d in rcpts]
@@ -225,16 +245,17 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
         state = "queued"
     elif envelope_file is not None:
         try:
-            env = formats.parse_envelope(envelope_file.entry.data)
-            sender = env.sender
-            recipients = [Recipient(a, "todo", False) for a in env.recipients]
+            if _regular(envelope_file):
+                env = formats.parse_envelope(envelope_file.entry.data)
+                sender = env.sender
+                recipients = [Recipient(a, "todo", False) for a in env.recipients]
         except formats.FormatError as exc:
             # intd/ alone: qmail-queue is still writing it (or died doing so), which
             # is what "partial" says; qmail never reads it as it stands
             if areas.get("todo"):
                 damaged.append(f"{envelope_file.entry.path}: {exc}")
         state = "todo" if areas.get("todo") else "partial"
-        read += areas.get("todo", [])[:1]
+        read += filter(_regular, areas.get("todo", [])[:1])
     else:
         state = "partial"
     files = tuple(sorted(qf.entry.path for qfs in areas.values() for qf in qfs))
@@ -242,18 +263,30 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
                if (note := formats.unread_record(qf.entry.data))]
     return Message(
         id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
-        size=mess.size, queued=mess.mtime,
+        size=mess.entry.size, queued=mess.entry.mtime,
         preprocessed=info[0].entry.mtime if info else None,
-        headers=tuple(formats.parse_headers(mess.data)), bouncing=bool(areas.get("bounce")),
-        files=files, split_dir=areas["mess"][0].split_dir, damaged=tuple(damaged),
+        headers=tuple(formats.parse_headers(mess.entry.data)),
+        bouncing=bool(areas.get("bounce")),
+        files=files, split_dir=mess.split_dir, damaged=tuple(damaged),
         skipped=tuple(skipped))
 
 
 def messages(dump: Dump) -> list[Message]:
-    """Every message (everything with a mess file), oldest first."""
+    """Every message (everything with a mess file that is a regular file), oldest first."""
     grouped = by_id(queue_files(dump))
-    found = [_message(i, areas) for i, areas in grouped.items() if areas.get("mess")]
+    found = [_message(i, areas) for i, areas in grouped.items()
+             if any(map(_regular, areas.get("mess", [])))]
     return sorted(found, key=lambda m: (m.queued, m.id))
+
+
+def not_messages(dump: Dump) -> list[Entry]:
+    """The files named as a mess file that are not regular files (a fifo, a symbolic
+    link), of ids without a regular one: no message, and left out of :func:`messages`
+    and :func:`stats`, as check reports them (``wrong-type``) and touches nothing of
+    their id. qmail-qstat does not count them (``find -type f``)."""
+    return sorted((qf.entry for areas in by_id(queue_files(dump)).values()
+                   if not any(map(_regular, areas.get("mess", [])))
+                   for qf in areas.get("mess", [])), key=lambda e: e.path)
 
 
 @dataclass(frozen=True)
@@ -273,6 +306,7 @@ class Stats:
     partial: int
     oldest: int | None  # queued time of the oldest message
     total_bytes: int
+    not_messages: int  # a fifo or symlink named as a mess file: in none of the above
 
     def as_dict(self) -> dict[str, int | None]:
         """The numbers by name, for JSON."""
@@ -308,4 +342,4 @@ def stats(dump: Dump) -> Stats:
         remote_done=tally("remote", True), bounces=sum(1 for m in msgs if m.is_bounce),
         bouncing=count["bounce"], partial=sum(1 for m in msgs if m.state == "partial"),
         oldest=min((m.queued for m in msgs), default=None),
-        total_bytes=sum(m.size for m in msgs))
+        total_bytes=sum(m.size for m in msgs), not_messages=len(not_messages(dump)))

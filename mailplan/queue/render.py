@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from mailplan.queue import control
 from mailplan.queue.check import Report
+from mailplan.queue.dump import Entry
 from mailplan.queue.formats import printable
-from mailplan.queue.model import Message, Recipient, Stats
+from mailplan.queue.model import Message, Recipient, Stats, kind_name
 from mailplan.queue.ops import Change, Leftover
 from mailplan.queue.problems import Problem
 
@@ -67,6 +68,10 @@ def stat_text(stats: Stats, now: int, status: int | None) -> str:
         f"total size: {stats.total_bytes} bytes",
         f"qmail-send: {running_text(status)}",
     ]
+    if stats.not_messages:
+        lines.insert(-1, f"not messages: {stats.not_messages} fifo(s) or symbolic link(s) "
+                     "named as a mess file, left out above ('mailplan queue check' reports "
+                     "them: wrong-type)")
     return "\n".join(lines) + "\n"
 
 
@@ -83,10 +88,21 @@ def recipient_text(r: Recipient) -> str:
     return f"{r.channel}:{printable(r.address)}" + (" (done)" if r.done else "")
 
 
-def list_text(msgs: list[Message]) -> str:
-    """``queue list``: one line per message."""
+def not_messages_note(odd: list[Entry]) -> str:
+    """The line under ``queue list`` for files named as a mess file that are not
+    regular files (:func:`~mailplan.queue.model.not_messages`), "" without any."""
+    if not odd:
+        return ""
+    return (f"not listed: {len(odd)} file(s) named as a mess file but not a regular file, "
+            f"so no message ({printable(odd[0].path)}: {kind_name(odd[0])}); "
+            "'mailplan queue check' reports them (wrong-type)\n")
+
+
+def list_text(msgs: list[Message], odd: list[Entry] | None = None) -> str:
+    """``queue list``: one line per message; ``odd``: files named as a mess file that
+    are no message (:func:`~mailplan.queue.model.not_messages`), noted under it."""
     if not msgs:
-        return "no messages\n"
+        return "no messages\n" + not_messages_note(odd or [])
     rows = [("ID", "QUEUED (UTC)", "SIZE", "STATE", "SENDER", "SUBJECT", "RECIPIENTS")]
     for m in msgs:
         subject = printable(m.subject)
@@ -108,6 +124,7 @@ def list_text(msgs: list[Message]) -> str:
         note += (f"{len(skipping)} with a last recipient record qmail-send never reads (no "
                  "NUL byte at its end: it delivers to the recipients shown, without it); "
                  f"'mailplan queue show' of one (message {skipping[0]}) says which\n")
+    note += not_messages_note(odd or [])
     return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n" + note
 
 
