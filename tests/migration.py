@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -152,6 +153,32 @@ def small_disk(path: Path, size: str = "3m") -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remote(tag: str) -> list[int]:
+    """The processes whose command line holds ``tag`` (a hung command's)."""
+    out = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True,
+                         check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def left_running(tag: str, wait: float = 3.0) -> list[int]:
+    """The processes of ``tag`` still there after ``wait`` seconds (killed then, by id, so
+    that a failure leaves nothing behind)."""
+    deadline = time.monotonic() + wait
+    while remote(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = remote(tag)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def new_tag() -> str:
+    """A sleep's duration no other run on this machine uses (to find its processes:
+    other test sessions may run the same test at the same time)."""
+    return str(random.randrange(4_000_000, 5_000_000))
 
 
 def unique_domain(prefix: str = "t") -> str:

@@ -27,8 +27,10 @@ from migration import (
     REAL_VPOPMAIL,
     SourceAccount,
     install_target,
+    left_running,
     mailplan,
     make_source,
+    new_tag,
     small_disk,
     ssh_host,
     tree_digest,
@@ -485,7 +487,8 @@ def test_a_hung_vpopmail_tool_times_out_naming_host_and_step_then_resume(tmp_pat
                                                "import": {"uid_min": 1000}}})
     tool = Path(target.vpopmail_dir, "bin/vadduser")
     real = tool.read_bytes()
-    tool.write_text("#!/bin/sh\nexec sleep 3609\n")
+    tag = new_tag()  # not a fixed one: another session may run this test meanwhile
+    tool.write_text(f"#!/bin/sh\nexec sleep {tag}\n")
     res = subprocess.run([sys.executable, "-m", "mailplan", "apply", str(spec),
                           "--auto-approve"], capture_output=True, text=True,
                          env={**os.environ, **ENV}, timeout=60, check=False)
@@ -493,7 +496,7 @@ def test_a_hung_vpopmail_tool_times_out_naming_host_and_step_then_resume(tmp_pat
     assert "Error: host newmail, step + user u0@one.example: vadduser did not finish " \
            "within 2 s; mailplan stopped it on the host" in res.stderr, res.stderr
     assert "hint: " in res.stderr and "command_timeout" in res.stderr
-    assert subprocess.run(["pgrep", "-f", "sleep 3609"], check=False).returncode == 1
+    assert left_running(f"sleep {tag}", wait=0) == []
     tool.write_bytes(real)
     mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
     assert mailplan("verify", str(spec), env=ENV).returncode == 0

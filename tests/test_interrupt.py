@@ -11,11 +11,9 @@ tests/test_apply_watch.py and tests/test_faults.py.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import random
 import re
 import select
 import signal
@@ -31,8 +29,11 @@ from migration import (
     SourceAccount,
     Target,
     install_target,
+    left_running,
     mailplan,
     make_source,
+    new_tag,
+    remote,
     ssh_host,
     write_spec,
 )
@@ -49,31 +50,6 @@ ENV = {"PM_PW": "PostMaster#1"}
 #: that safety net ends still fails
 PROMPT = 8.0
 assert PROMPT < interrupt.FORCE_EXIT_SECONDS
-
-
-def remote(tag: str) -> list[int]:
-    """The processes whose command line holds ``tag`` (a hung command's)."""
-    out = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True,
-                         check=False).stdout
-    return [int(pid) for pid in out.split()]
-
-
-def left_running(tag: str, wait: float = 3.0) -> list[int]:
-    """The processes of ``tag`` still there after ``wait`` seconds (killed then, by id, so
-    that a failure leaves nothing behind)."""
-    deadline = time.monotonic() + wait
-    while remote(tag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = remote(tag)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
-
-
-def new_tag() -> str:
-    """A sleep's duration no other run on this machine uses (to find its processes)."""
-    return str(random.randrange(4_000_000, 5_000_000))
 
 
 def hang(path: Path, marker: Path, tag: str, *, then: str = "sleep") -> None:
