@@ -311,8 +311,15 @@ def test_two_applies_at_once_the_second_is_refused(tmp_path, sshd):
     src, target, spec = big_setup(tmp_path, sshd, messages=3000)
     first = start_apply(spec)
     wait_journal(spec, b"create-domain", first)
-    second = mailplan("apply", str(spec), "--auto-approve")
-    assert second.returncode == 1
+    # the first is held still (SIGSTOP: it keeps its lock) while the second runs: on a
+    # busy machine the second's start-up outlasted the first's whole import, took the
+    # lock the first had released and applied (nothing left to do) with exit status 0
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = mailplan("apply", str(spec), "--auto-approve")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1, second.stdout + second.stderr
     assert "is locked by another mailplan apply (pid " in second.stderr
     first.communicate(timeout=120)
     assert first.returncode == 0
