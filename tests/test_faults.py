@@ -527,9 +527,13 @@ def test_sigterm_and_sighup_stop_at_a_safe_point_with_summary_and_resume(tmp_pat
     real = tool.parent / "real" / "vadduser"  # the stand-in knows a tool by its name
     real.parent.mkdir()
     tool.rename(real)
-    marker = tmp_path / "in-u1"
+    # once u1 is made, its vadduser waits (a minute at most) until the signal was sent:
+    # the signal comes while the step is under way however slowly this test runs
+    marker, sent = tmp_path / "in-u1", tmp_path / "signal-sent"
     tool.write_text(f'#!/bin/sh\n"{real}" "$@"; rc=$?\ncase "$*" in *u1@*) '
-                    f'[ -e {marker} ] || {{ touch {marker}; sleep 2; }};; esac\nexit $rc\n')
+                    f'[ -e {marker} ] || {{ touch {marker}; i=0; while [ ! -e {sent} ] '
+                    f'&& [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; }};; esac\n'
+                    'exit $rc\n')
     tool.chmod(0o755)
     log = tmp_path / "a.log"
     # SIGHUP as a terminal leaves it: the suite itself may run under nohup (ignored
@@ -543,6 +547,7 @@ def test_sigterm_and_sighup_stop_at_a_safe_point_with_summary_and_resume(tmp_pat
         time.sleep(0.01)
     assert marker.exists(), proc.communicate()
     os.kill(proc.pid, signum)
+    sent.touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, out.decode() + err.decode()
     name = signal.Signals(signum).name
