@@ -196,7 +196,8 @@ def test_a_command_past_its_timeout_is_stopped_on_the_host(conn, tmp_path):
     ignores SIGTERM; the next command gets a new shell."""
     conn.command_timeout = 1
     hung = tmp_path / "hung"
-    hung.write_text("#!/bin/sh\ntrap '' TERM\nsleep 3607 &\nsleep 3608\n")
+    tag = f"sleep {random.randrange(5_000_000, 6_000_000)}"  # no other run uses it
+    hung.write_text(f"#!/bin/sh\ntrap '' TERM\n{tag} &\n{tag}\n")
     hung.chmod(0o755)
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match=r"hung did not finish within 1 s") as caught:
@@ -204,9 +205,9 @@ def test_a_command_past_its_timeout_is_stopped_on_the_host(conn, tmp_path):
     assert time.monotonic() - started < 1 + KILL_GRACE + 3
     assert caught.value.host == conn.name and caught.value.hint
     deadline = time.monotonic() + 5
-    while (_running("sleep 360[78]") or _running("sleep 1$")) and time.monotonic() < deadline:
+    while (_running(tag) or _running("sleep 1$")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _running("sleep 360[78]") == []
+    assert _running(tag) == []
     conn.command_timeout = 30
     assert conn.shell().run("echo again").stdout == b"again\n"  # a fresh shell
     watchdog = int(conn.shell().run("sleep 0.2; echo $w").stdout)  # this command's own
