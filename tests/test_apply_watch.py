@@ -333,8 +333,12 @@ def test_live_display_in_a_terminal_and_ctrl_c(many, tmp_path, no_color):
     spec, domain = many
     sock = tmp_path / "tmux.sock"
     env = "NO_COLOR=1 " if no_color else ""
-    command = (f"env -u NO_COLOR {env}TERM=xterm-256color {sys.executable} -m mailplan apply "
-               f"{spec} --auto-approve; echo EXIT=$?; sleep 600")
+    # COLUMNS pins rich's width to the pane's: twice on a loaded machine the display was
+    # drawn 80 columns wide in this 160-column pane (the user's row cut to
+    # "big@t41abee46c0.exam…"); rich falls back to 80 where the terminal reports no size
+    command = (f"env -u NO_COLOR {env}TERM=xterm-256color COLUMNS=160 LINES=50 "
+               f"{sys.executable} -m mailplan apply {spec} --auto-approve; echo EXIT=$?; "
+               "sleep 600")
     tmux(sock, "new-session", "-d", "-x", "160", "-y", "50", command)
     try:
         wait_for(lambda: journal_has_mail(spec))
