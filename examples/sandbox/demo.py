@@ -77,8 +77,9 @@ def main() -> None:
         sys.exit("demo failed: the migrated password does not authenticate")
     print(f"\nThe sandbox stays in {WORK}: there, `mailplan plan {spec.name}`, `apply`, "
           "`verify` and `show` work on it (its stand-in target has no qmail queue for "
-          "`mailplan queue`); mail appended to oldmail/var/spool/mail/alice is what the "
-          "next apply moves.")
+          "`mailplan queue`; `verify` exits 3 while the spec names mallory, whose locked "
+          "account is not migrated); mail appended to oldmail/var/spool/mail/alice is "
+          "what the next apply moves.")
 
 
 if __name__ == "__main__":
