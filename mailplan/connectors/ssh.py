@@ -228,20 +228,17 @@ class SSHConnector(Connector):
                     "-lf` of its host key there), remove its old key from "
                     f"{self._known_hosts} and connect again",
                 ) from None
+            except _UnknownKey as exc:  # every hop's policy is _RejectPolicy or accept-new
+                which = self._address if exc.hostname in ("", self._known_name()) else (
+                    f"{exc.hostname} (a ProxyJump hop to {self._address})")
+                raise HostKeyError(
+                    f"the SSH host key of {which} is unknown (it offered {exc.offered}); "
+                    "refusing to connect",
+                    host=self.name,
+                    hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
+                    f"fingerprint), or {self._opt_in}",
+                ) from None
             except paramiko.SSHException as exc:
-                if "not found in known_hosts" in str(exc):
-                    hop = str(exc).split("'")[1] if str(exc).count("'") >= 2 else ""
-                    which = self._address if hop in ("", self._known_name()) else (
-                        f"{hop} (a ProxyJump hop to {self._address})")
-                    offered = (f" (it offered {exc.offered})"
-                               if isinstance(exc, _UnknownKey) else "")
-                    raise HostKeyError(
-                        f"the SSH host key of {which} is unknown{offered}; refusing to "
-                        "connect",
-                        host=self.name,
-                        hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
-                        f"fingerprint), or {self._opt_in}",
-                    ) from None
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None
             except OSError as exc:
