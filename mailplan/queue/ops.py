@@ -89,10 +89,11 @@ def leftover(target: Target, msg_id: int) -> Leftover:
     to (an orphan, or the files of a message whose mess file has inode ``msg_id``): the
     whole queue is read and checked, as that group may reach beyond the id's name."""
     dump, report = check_queue(target)
-    named = [qf for qf in queue_files(dump) if qf.msg_id == msg_id]
+    files = queue_files(dump)
+    named = [qf for qf in files if qf.msg_id == msg_id]
     if not named:
         raise UnknownMessage([msg_id], target.conn.name)
-    group = next((areas for areas in by_id(queue_files(dump)).values()
+    group = next((areas for areas in by_id(files).values()
                   if any(named[0] in qfs for qfs in areas.values())), {})
     paths = {qf.entry.path for qfs in group.values() for qf in qfs}
     ids = {str(qf.msg_id) for qfs in group.values() for qf in qfs}
