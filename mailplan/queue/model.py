@@ -7,7 +7,7 @@ also when info/local/remote exist too, as qmail-send ignores them while todo/ID 
 or ``partial`` (a mess file with neither info nor todo: qmail-queue is still writing it or
 died while doing so). Files of other areas without a mess file are orphans; they are
 the business of :mod:`mailplan.queue.check`. So is a fifo or a symbolic link named as a
-mess file (check's ``wrong-type``): it is no message (:func:`not_messages` lists it), as
+mess file (check's ``wrong-type``): it is no message (:func:`sort_out` lists it), as
 qmail-qstat does not count it either (``find -type f``).
 """
 
@@ -271,22 +271,27 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
         skipped=tuple(skipped))
 
 
+def sort_out(dump: Dump) -> tuple[list[Message], list[Entry]]:
+    """Every message (everything with a mess file that is a regular file), oldest first,
+    and the files named as a mess file that are not regular files (a fifo, a symbolic
+    link) of ids without a regular one: no message, left out of :func:`stats` too, as
+    check reports them (``wrong-type``) and touches nothing of their id. qmail-qstat
+    does not count them (``find -type f``)."""
+    found: list[Message] = []
+    odd: list[Entry] = []
+    for msg_id, areas in by_id(queue_files(dump)).items():
+        mess = areas.get("mess", [])
+        if any(map(_regular, mess)):
+            found.append(_message(msg_id, areas))
+        else:
+            odd += (qf.entry for qf in mess)
+    return (sorted(found, key=lambda m: (m.queued, m.id)),
+            sorted(odd, key=lambda e: e.path))
+
+
 def messages(dump: Dump) -> list[Message]:
-    """Every message (everything with a mess file that is a regular file), oldest first."""
-    grouped = by_id(queue_files(dump))
-    found = [_message(i, areas) for i, areas in grouped.items()
-             if any(map(_regular, areas.get("mess", [])))]
-    return sorted(found, key=lambda m: (m.queued, m.id))
-
-
-def not_messages(dump: Dump) -> list[Entry]:
-    """The files named as a mess file that are not regular files (a fifo, a symbolic
-    link), of ids without a regular one: no message, and left out of :func:`messages`
-    and :func:`stats`, as check reports them (``wrong-type``) and touches nothing of
-    their id. qmail-qstat does not count them (``find -type f``)."""
-    return sorted((qf.entry for areas in by_id(queue_files(dump)).values()
-                   if not any(map(_regular, areas.get("mess", [])))
-                   for qf in areas.get("mess", [])), key=lambda e: e.path)
+    """Every message, oldest first (:func:`sort_out`)."""
+    return sort_out(dump)[0]
 
 
 @dataclass(frozen=True)
@@ -328,7 +333,7 @@ def stats(dump: Dump) -> Stats:
     count: dict[str, int] = defaultdict(int)
     for qf in queue_files(dump):
         count[qf.area] += 1
-    msgs = messages(dump)
+    msgs, odd = sort_out(dump)
     rcpts = [r for m in msgs for r in m.recipients]
 
     def tally(channel: str, done: bool) -> int:
@@ -342,4 +347,4 @@ def stats(dump: Dump) -> Stats:
         remote_done=tally("remote", True), bounces=sum(1 for m in msgs if m.is_bounce),
         bouncing=count["bounce"], partial=sum(1 for m in msgs if m.state == "partial"),
         oldest=min((m.queued for m in msgs), default=None),
-        total_bytes=sum(m.size for m in msgs), not_messages=len(not_messages(dump)))
+        total_bytes=sum(m.size for m in msgs), not_messages=len(odd))

@@ -90,7 +90,7 @@ def recipient_text(r: Recipient) -> str:
 
 def not_messages_note(odd: list[Entry]) -> str:
     """The line under ``queue list`` for files named as a mess file that are not
-    regular files (:func:`~mailplan.queue.model.not_messages`), "" without any."""
+    regular files (:func:`~mailplan.queue.model.sort_out`), "" without any."""
     if not odd:
         return ""
     return (f"not listed: {len(odd)} file(s) named as a mess file but not a regular file, "
@@ -100,7 +100,7 @@ def not_messages_note(odd: list[Entry]) -> str:
 
 def list_text(msgs: list[Message], odd: list[Entry] | None = None) -> str:
     """``queue list``: one line per message; ``odd``: files named as a mess file that
-    are no message (:func:`~mailplan.queue.model.not_messages`), noted under it."""
+    are no message (:func:`~mailplan.queue.model.sort_out`), noted under it."""
     if not msgs:
         return "no messages\n" + not_messages_note(odd or [])
     rows = [("ID", "QUEUED (UTC)", "SIZE", "STATE", "SENDER", "SUBJECT", "RECIPIENTS")]
