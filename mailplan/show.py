@@ -17,7 +17,7 @@ from mailplan.errors import MailplanError
 from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
-from mailplan.state import State
+from mailplan.state import UNREAD, State
 from mailplan.text import escape, marked
 
 LABELS = {"alias": "aliases", "forward": "forwards", "alias_domain": "alias domains"}
@@ -43,16 +43,16 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
     if isinstance(raw, dict) and "plan_id" in raw and "changes" in raw:
         # read once: the document goes on to render, not the file's name
         return {"kind": "plan", "path": str(path), "plan": Plan.from_dict(raw, path).to_dict()}
-    return state_document(path)
+    return state_document(path, raw=raw)  # the file is not read a second time
 
 
 def state_document(path: Path, *, target: str | None = None,
-                   source: str | None = None) -> dict[str, Any]:
-    """The state as ``show`` reports it."""
-    if not path.exists():
+                   source: str | None = None, raw: Any = UNREAD) -> dict[str, Any]:
+    """The state as ``show`` reports it; ``raw``: the state file's JSON, already read."""
+    if raw is UNREAD and not path.exists():
         return {"kind": "state", "path": str(path), "exists": False, "target": target,
                 "source": source, "managed": {}, "mail": {}, "history": []}
-    state = State.load(path, fold=False)
+    state = State.load(path, fold=False, data=raw)
     data = state.data
     managed: dict[str, Any] = {}
     for domain, body in sorted(data.get("managed", {}).items()):

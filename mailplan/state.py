@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mailplan.diff import Managed
 
 STATE_VERSION = 1
+UNREAD: Any = object()  # State.load's data when the caller has not read the file
 RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
            "is enough to rebuild (nothing is duplicated); only the record of what mailplan "
            "created, used by --prune, is lost")
@@ -71,18 +72,20 @@ class State:
         return self.path.exists()
 
     @classmethod
-    def load(cls, path: Path, *, fold: bool = True) -> State:
+    def load(cls, path: Path, *, fold: bool = True, data: Any = UNREAD) -> State:
         """Read the state (folding in a journal left by a killed run), or start a new one.
 
         ``fold=False`` (for plan, which holds no lock) reads the journal without
-        rewriting any file.
+        rewriting any file. ``data``: the state file's JSON, when the caller has read it
+        already (``show``), checked here as if read from ``path``.
         """
-        if path.exists():
+        if data is UNREAD and path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise StateError(f"{path}: the state file is unreadable or corrupt ({exc})",
                                  hint=RECOVER) from None
+        if data is not UNREAD:
             _check_version(path, data)
         else:
             data = {"format_version": STATE_VERSION, "lineage": str(uuid.uuid4()),

@@ -112,6 +112,33 @@ def test_a_saved_plan_is_read_once(tmp_path, monkeypatch):
         assert shown.returncode == 1 and error in shown.stderr, shown.stderr
 
 
+def test_a_state_file_is_read_once(tmp_path, monkeypatch):
+    """show reads a state file given by name once (its JSON decides between plan and
+    state, and the state is made from what was read); a file holding JSON null or a
+    list is still refused as no state file, not taken for a missing one."""
+    from mailplan.show import load_shown, render
+
+    path = tmp_path / "m.state.json"
+    make_state(path)
+    expected = mailplan("show", str(path), check=True).stdout
+    reads: list[str] = []
+    real_read = Path.read_text
+
+    def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self == path:
+            reads.append("read_text")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    doc = load_shown(path)
+    assert render(doc) == expected and reads == ["read_text"]
+    for text in ("null", "[]"):
+        path.write_text(text)
+        shown = mailplan("show", str(path))
+        assert shown.returncode == 1 and "not a mailplan state file" in shown.stderr, (
+            shown.stderr)
+
+
 def test_show_spec_without_state_and_missing_file(tmp_path):
     spec = tmp_path / "m.yaml"
     spec.write_text("version: 1\nhosts: {a: {local: true}}\nsource: {host: a}\n"
