@@ -23,7 +23,7 @@ from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import Desired, build_desired
 from mailplan.diff import diff
 from mailplan.errors import MailplanError, StalePlanError
-from mailplan.facts.source import read_source
+from mailplan.facts.source import read_spec_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.mail.agent_client import PROGRAM as WRITER
@@ -123,8 +123,7 @@ def make_plan(spec: Spec, state: State,
         try:
             target_read = pool.submit(read_target, conns[tgt["host"]], vpop, named) \
                 if src["host"] != tgt["host"] else None
-            source = read_source(conns[src["host"]], src.get("passwd", "/etc/passwd"),
-                                 src.get("shadow", "/etc/shadow"), src.get("timezone"))
+            source = read_spec_source(conns[src["host"]], src)
             desired = build_desired(spec, source)
             target = target_read.result() if target_read is not None else \
                 read_target(conns[tgt["host"]], vpop, named)

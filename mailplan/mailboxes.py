@@ -24,6 +24,7 @@ from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import missing_folders
+from mailplan.facts.root import spec_file
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
 from mailplan.mailbox_changes import MailJob, MailPlan, file_note, judge, quota_warnings
@@ -48,7 +49,7 @@ from mailplan.subscriptions import (
 
 def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
     src = spec_data["source"]
-    spool_dir = src.get("spool", "/var/spool/mail").rstrip("/")
+    spool_dir = spec_file(src, "spool").rstrip("/")  # the default under source.root
     folders = src.get("folders", "mail")
     refs = []
     for dname, domain in sorted(desired.domains.items()):
@@ -59,7 +60,7 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> l
             if account is None and not (user.spool or user.folders):
                 continue
             acct = account.name if account else uname
-            home = account.home.rstrip("/") if account else ""
+            home = source.home(account) if account else ""  # under source.root
             folder_dir = user.folders or (folders.replace("%u", acct) if folders.startswith("/")
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",

@@ -227,6 +227,12 @@ def _check_semantics(spec: Spec) -> None:
             known = ", ".join(sorted(data["hosts"]))
             raise spec.error(f"host {name!r} is not defined in hosts (defined: {known})",
                              (role, "host"))
+    if "root" in data["source"] and not data["hosts"][data["source"]["host"]].get("local"):
+        raise spec.error("source.root is read on this machine: it needs a source host "
+                         f"with local: true ({data['source']['host']!r} is reached over "
+                         "SSH)", ("source", "root"),
+                         hint="mount or copy the old server's disk here and read it with "
+                         "a local host, or leave root out")
     if "timezone" in data["source"]:
         try:
             zone_named(data["source"]["timezone"])

@@ -53,8 +53,9 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
     """Folders each user subscribed to (``~/.mailboxlist``), None when there is no list.
     Its entries name folder files as c-client does: relative to the home directory
     (``mail/Work``, ``Mail/Lists/python`` with ``source.folders: Mail``), with ``~/``, or
-    absolute; the folder is the part below the folders directory, and an entry outside
-    it (the INBOX, another directory) subscribes nothing mailplan imports.
+    absolute (the old server's path: under ``source.root`` when the spec has one); the
+    folder is the part below the folders directory, and an entry outside it (the INBOX,
+    another directory) subscribes nothing mailplan imports.
 
     A ``~/.mailboxlist`` that is no regular file is not read (a symbolic link is not
     followed: the user could point it at any file, read here as root) and counts as no
@@ -64,7 +65,7 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
     for ref in refs:
         account = source.accounts.get(ref.account)
         if account is not None:
-            home = account.home.rstrip("/")
+            home = source.home(account)  # under source.root, as ref.folders is
             paths[(ref.domain, ref.user)] = f"{home}/.mailboxlist"
             # "." and "./mail" (source.folders) name the home directory and mail/
             folders = posixpath.normpath(ref.folders)
@@ -91,6 +92,8 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
         names = set()
         for line in raw.decode("utf-8", "replace").splitlines():
             line = line.strip()
+            if source.root and line.startswith("/"):  # the old server's path: the copy's
+                line = source.root + line
             for prefix in prefixes[key]:
                 if line.startswith(prefix) and line[len(prefix):]:
                     # as UW-imapd's file names: modified UTF-7 where a client made it

@@ -40,7 +40,7 @@ from mailplan.errors import HostError, MailplanError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailboxes import SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import ledger_sizes
-from mailplan.facts.source import read_source
+from mailplan.facts.source import read_spec_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
 from mailplan.mail.maildir import (
@@ -126,8 +126,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     src, tgt = spec.data["source"], spec.data["target"]
     source_conn, target_conn = conns[src["host"]], conns[tgt["host"]]
     vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
-    source = read_source(source_conn, src.get("passwd", "/etc/passwd"),
-                         src.get("shadow", "/etc/shadow"), src.get("timezone"))
+    source = read_spec_source(source_conn, src)
     desired = build_desired(spec, source)
     target = read_target(target_conn, vpop, set(desired.domains))
     withhold_long_dirs(desired, target, vpop)  # never created: unmigrated

@@ -84,6 +84,12 @@ def test_valid_spec_loads(tmp_path):
      "expected a list, got nothing (an empty value)"),
     (BASE + "      - name: b\x00ob\n", ":12:16:", "character U+0000 is not allowed"),
     (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
+    # source.root is a directory of this machine: an SSH source cannot have one
+    (BASE.replace("{host: old}", "{host: old, root: /mnt/oldmail}"), ":5:27: source.root",
+     "source.root is read on this machine: it needs a source host with local: true ('old' "
+     "is reached over SSH)"),
+    (BASE.replace("{host: old}", "{host: new, root: mnt/oldmail}"), ":5:27: source.root",
+     "does not have the form this key takes"),
     ("", ":1:", "the file is empty"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
 ])

@@ -14,11 +14,12 @@ import time
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
+from mailplan.facts.root import OutsideRoot, inside, root_of, spec_file
 from mailplan.remote import run_batch
 from mailplan.secret import Secret
 from mailplan.shell import join
@@ -61,6 +62,19 @@ class SourceFacts:
     #: where dates without a zone in its mailboxes are read (None: UTC), and whence
     zone: tzinfo | None = None
     zone_origin: str = "UTC: no time zone given"
+    #: ``source.root``: where this machine reads the old server's files ("" for none)
+    root: str = ""
+
+    def home(self, account: Account) -> str:
+        """The account's home directory as this machine reads it, without a final
+        slash: under ``source.root`` (:mod:`mailplan.facts.root`), else as passwd names
+        it. One that would leave the root is an error naming its passwd line."""
+        try:
+            return inside(self.root, account.home).rstrip("/")
+        except OutsideRoot as exc:
+            raise SourceDataError(f"the home directory of {account.name!r}: {exc}",
+                                  host=self.host, path=self.passwd_path,
+                                  line=account.line) from None
 
 
 def _lines(data: bytes, host: str, path: str, *, gecos: int | None = None
@@ -197,11 +211,18 @@ def build_accounts(passwd: dict[str, tuple[int, list[str]]],
     return accounts
 
 
+def read_spec_source(conn: Connector, src: dict[str, Any]) -> SourceFacts:
+    """:func:`read_source` with the paths of the spec's ``source`` section."""
+    return read_source(conn, spec_file(src, "passwd"), spec_file(src, "shadow"),
+                       src.get("timezone"), root=root_of(src))
+
+
 def read_source(conn: Connector, passwd_path: str, shadow_path: str,
-                timezone: str | None = None) -> SourceFacts:
+                timezone: str | None = None, *, root: str = "") -> SourceFacts:
     """Read passwd and shadow from the source in one channel, and its time zone:
     ``timezone`` (an IANA name, the spec's) or the ``localtime`` file next to the passwd
-    file (a TZif file, as /etc/localtime is; no such file: UTC)."""
+    file (a TZif file, as /etc/localtime is; no such file: UTC). ``root``: the spec's
+    ``source.root``, under which the homes passwd names are read."""
     localtime = posixpath.join(posixpath.dirname(passwd_path), "localtime")
     # cat's messages in the C locale: a wrong path is told from a file it may not read
     results = run_batch(conn, [join(["LC_ALL=C", "cat", "--", passwd_path]),
@@ -214,14 +235,16 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
             wrong = why.endswith((": No such file or directory", ": Is a directory"))
             raise HostError(f"cannot read {path}: {why}",
                             host=conn.name, step="read source accounts",
-                            hint=f"check source.{key} in the spec: it names no file on "
+                            hint=f"check source.{key} in the spec (and source.root): it "
+                            f"names no file on {conn.name}" if wrong and root else
+                            f"check source.{key} in the spec: it names no file on "
                             f"{conn.name}" if wrong else READ_ACCESS_HINT)
     passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
     zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \
         _zone_file(results[2], localtime, conn.name)
     return SourceFacts(conn.name, passwd_path, shadow_path, build_accounts(passwd, shadow),
-                       zone, origin)
+                       zone, origin, root)
 
 
 def _zone_file(res: CommandResult, path: str, host: str) -> tuple[tzinfo | None, str]:

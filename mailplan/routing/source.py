@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
+from mailplan.facts.root import OutsideRoot, inside, spec_file
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
 from mailplan.routing.forward import ForwardFile, parse_forward
@@ -80,10 +82,12 @@ def _include_problem(read: FileRead) -> str | None:
     return None
 
 
-def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
+def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> AliasFile:
     """Read every :include: file (one batch per nesting level), then resolve. Files are
     read like users' ~/.forward (``follow=False``): a list kept where a user can write
-    must not let that user have mailplan read another file as root."""
+    must not let that user have mailplan read another file as root. A path is the old
+    server's: read under ``root`` (``source.root``), and not at all when it would leave
+    it (:func:`~mailplan.facts.root.inside`)."""
     cache: dict[str, bytes | None] = {}
     why: dict[str, str] = {}
     pending = {t.path for e in aliases.entries for t in e.targets
@@ -92,7 +96,14 @@ def _resolve_includes(conn: Connector, aliases: AliasFile) -> AliasFile:
         pending -= set(cache)
         if not pending:
             break
-        for path, read in _read_files(conn, sorted(pending), follow=False).items():
+        at: dict[str, str] = {}  # where this machine reads each one
+        for path in pending:
+            try:
+                at[inside(root, path)] = path
+            except OutsideRoot as exc:
+                why[path], cache[path] = str(exc), None
+        for read_at, read in _read_files(conn, sorted(at), follow=False).items():
+            path = at[read_at]
             problem = _include_problem(read)
             if problem:
                 why[path] = problem
@@ -125,20 +136,23 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     then only missing for resolving local names.
     """
     src = spec.data["source"]
+    root = source.root  # source.root: the old server's paths are read under it
     given = _given_alias_files(src)
-    alias_paths = given if given is not None else list(DEFAULT_ALIASES)
+    defaults = [inside(root, p) for p in DEFAULT_ALIASES]
+    alias_paths = given if given is not None else defaults
     virtual = src.get("virtusertable")
-    user_homes: dict[str, str] = {}
+    user_homes: dict[str, str] = {}  # as passwd names them
     uids: dict[str, int] = {}
     if src.get("forward", True):
         for domain in desired.domains.values():
             for user in domain.users.values():
                 account = source.accounts.get(user.source or "")
                 if account is not None and account.home.startswith("/"):
+                    source.home(account)  # one that leaves source.root is refused
                     user_homes[account.name] = account.home.rstrip("/")
                     uids[account.name] = account.uid
     named = src.get("local_hostnames")
-    etc = posixpath.dirname(src.get("passwd", "/etc/passwd"))  # the source's /etc
+    etc = posixpath.dirname(spec_file(src, "passwd"))  # the source's /etc
     sendmail_dir = src.get("sendmail_dir", f"{etc}/mail")
     config = [] if named is not None else class_w_files(sendmail_dir, etc)
     cf_path, hostname_path = f"{sendmail_dir.rstrip('/')}/sendmail.cf", f"{etc}/hostname"
@@ -151,7 +165,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                *forward_config, *alias_config])
     templates = forward_path(_text(reads, cf_path), cf_path, short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
-    candidates = {login: [_expand(t, home, login) for t in templates]
+    candidates = {login: _forward_files(templates, home, login, root, findings)
                   for login, home in user_homes.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
     # the user; mailplan reads as root and would read whatever the link names)
@@ -162,14 +176,14 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
         there = [p for p in paths if reads[p].exists or reads[p].link]
         if there:
             homes[login] = there[0]
-            if there[0] != f"{user_homes[login]}/.forward":
+            if there[0] != inside(root, f"{user_homes[login]}/.forward"):
                 findings.append(Finding("note", f"{login}'s forward file is {there[0]}, "
                                         "the first of sendmail's ForwardPath that is there"
                                         + (f" (its {', '.join(there[1:])} is not read, as "
                                            "by sendmail)" if there[1:] else "")))
     host = conn.name
     aliases = _read_alias_files(conn, reads, given, cf_path, imported=need_aliases,
-                                findings=findings)
+                                findings=findings, root=root)
     table = None
     if virtual:
         if not reads[virtual].exists or reads[virtual].data is None:
@@ -203,7 +217,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
         except RoutingError as exc:
             raise _host_error(exc, host) from None
     own = (clean_names(named) if named is not None
-           else _read_class_w(conn, reads, config)) - {"localhost"}
+           else _read_class_w(conn, reads, config, root, findings)) - {"localhost"}
     if own:
         where = ("source.local_hostnames in the spec" if named is not None else
                  f"{sendmail_dir} and the host name")
@@ -225,10 +239,12 @@ def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
 
 
 def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_path: str,
-                       findings: list[Finding]) -> tuple[list[AliasDatabase], str | None]:
+                       findings: list[Finding], root: str
+                       ) -> tuple[list[AliasDatabase], str | None]:
     """The aliases files to read, in sendmail's lookup order, and where that list comes
-    from: the spec, sendmail.cf's AliasFile, else (None) the first default file there
-    is. Alias databases sendmail.cf names that are not files (nis:, ldap:, ...) are
+    from: the spec, sendmail.cf's AliasFile (its paths under ``root``), else (None) the
+    first default file there is (under ``root``). Alias databases sendmail.cf names that
+    are not files (nis:, ldap:, ...), or whose path would leave the root, are
     cautions."""
     if given is not None:
         return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in given], \
@@ -236,12 +252,20 @@ def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_p
     cf = reads.get(cf_path)
     named = parse_alias_files(_text(reads, cf_path), cf_path) if cf is not None else []
     if not named:
-        found = [p for p in DEFAULT_ALIASES if reads[p].exists]
+        found = [p for p in (inside(root, d) for d in DEFAULT_ALIASES) if reads[p].exists]
         return [AliasDatabase(p, "implicit", p, False, Origin(p, 0)) for p in found[:1]], None
     out: list[AliasDatabase] = []
     for db in named:
         if db.kind == "null":
             continue  # sendmail's empty database: it never finds a name
+        if db.readable and db.path is not None:
+            try:
+                db = replace(db, path=inside(root, db.path))
+            except OutsideRoot as exc:
+                findings.append(Finding("caution", f"AliasFile {db.spec}: {exc}; the "
+                                        "aliases sendmail finds there are not migrated",
+                                        db.origin))
+                continue
         if not db.readable:
             what = (f"a {db.kind} database, not a file mailplan can read" if db.path is None
                     else "not an absolute path, so mailplan cannot tell which file it is"
@@ -256,8 +280,8 @@ def _alias_file_choice(reads: dict[str, FileRead], given: list[str] | None, cf_p
 
 
 def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[str] | None,
-                      cf_path: str, *, imported: bool,
-                      findings: list[Finding]) -> tuple[AliasFile, ...]:
+                      cf_path: str, *, imported: bool, findings: list[Finding],
+                      root: str) -> tuple[AliasFile, ...]:
     """Read and parse the aliases files sendmail reads (with their :include: files), in
     lookup order. Where neither the spec names them nor a domain imports aliases (not
     relied on) a file that is missing, cannot be read or cannot be parsed is left out
@@ -266,14 +290,15 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
     warnings): ``init --root`` writes where sendmail keeps it even when it is not there."""
     host = conn.name
     relied = given is not None or imported
-    chosen, source = _alias_file_choice(reads, given, cf_path, findings)
+    chosen, source = _alias_file_choice(reads, given, cf_path, findings, root)
     if source is None:
         cf = reads.get(cf_path)
         why = ("there is no" if cf is None or not cf.exists else "could not read"
                if cf.data is None else "no AliasFile in")
-        source = f"the first of {' and '.join(DEFAULT_ALIASES)} there is ({why} {cf_path})"
+        defaults = [inside(root, p) for p in DEFAULT_ALIASES]
+        source = f"the first of {' and '.join(defaults)} there is ({why} {cf_path})"
         if not chosen and relied:
-            raise HostError(f"neither {' nor '.join(DEFAULT_ALIASES)} exists", host=host,
+            raise HostError(f"neither {' nor '.join(defaults)} exists", host=host,
                             step="read source routing",
                             hint="set source.aliases in the spec to where sendmail's "
                             "AliasFile is")
@@ -305,7 +330,7 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
                 parsed = parse_aliases(reads[path].data or b"", path)
             except RoutingError as exc:
                 raise _host_error(exc, host) from None
-            files.append(_resolve_includes(conn, parsed))
+            files.append(_resolve_includes(conn, parsed, root))
         except (HostError, SourceDataError, RoutingError) as exc:
             if relied:
                 raise
@@ -319,8 +344,20 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
     return tuple(files)
 
 
-def _expand(template: str, home: str, login: str) -> str:
-    return template.replace("$z", home).replace("$u", login)
+def _forward_files(templates: list[str], home: str, login: str, root: str,
+                   findings: list[Finding]) -> list[str]:
+    """Where this machine reads the forward files of ``templates`` (ForwardPath's, with
+    ``$z``, ``$u``) for the user of ``home`` (as passwd names it): under ``root``. One
+    that would leave the root is not read (a warning)."""
+    out = []
+    for template in templates:
+        path = template.replace("$z", home).replace("$u", login)
+        try:
+            out.append(inside(root, path))
+        except OutsideRoot as exc:
+            findings.append(Finding("warning", f"the forward file of {login} (ForwardPath "
+                                    f"entry {template!r}) {exc}"))
+    return out
 
 
 def _text(reads: dict[str, FileRead], path: str) -> str:
@@ -329,17 +366,24 @@ def _text(reads: dict[str, FileRead], path: str) -> str:
     return (data or b"").decode("utf-8", "replace")
 
 
-def _read_class_w(conn: Connector, reads: dict[str, FileRead],
-                  config: list[str]) -> frozenset[str]:
+def _read_class_w(conn: Connector, reads: dict[str, FileRead], config: list[str],
+                  root: str, findings: list[Finding]) -> frozenset[str]:
     """Class w from what ``class_w_files`` read (missing files are fine); files named by
-    Fw lines and not read yet are read in one more batch."""
+    Fw lines (under ``root``; one that would leave it is a warning) and not read yet are
+    read in one more batch."""
     def text(path: str) -> str:
         return _text(reads, path)
 
     lhn, cw, cf, hostname, hosts = config
     names = [n for n, _o in parse_local_names(text(lhn), lhn) + parse_local_names(text(cw), cw)]
-    cf_names, fw_files = parse_sendmail_cf(text(cf), cf)
+    cf_names, named_files = parse_sendmail_cf(text(cf), cf)
     names += [n for n, _o in cf_names]
+    fw_files = []
+    for path in named_files:
+        try:
+            fw_files.append(inside(root, path))
+        except OutsideRoot as exc:
+            findings.append(Finding("warning", f"{cf}: the Fw file {exc}"))
     extra = [f for f in fw_files if f not in reads]
     if extra:
         reads = {**reads, **_read_files(conn, extra)}
