@@ -67,8 +67,8 @@ def _absolute_root(root: str, *, local: bool) -> str:
 @click.option("--sudo", is_flag=True, help="Read the source under sudo -n (shadow needs "
               "root).")
 @click.option("--root", default="", metavar="DIR", help="Read the source's files under DIR "
-              "(a copy or mount of the old server's disk; home directories are used as "
-              "passwd names them).")
+              "(a copy or mount of the old server's disk; with --source local, home "
+              "directories too, and the spec gets source.root: DIR).")
 @click.option("--uid-min", type=int, default=1000, show_default=True,
               help="Accounts with a smaller uid are system accounts.")
 @click.option("--uid-max", type=int, default=59999, show_default=True,
@@ -97,7 +97,8 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         accept_new_host_key=accept_new_host_key)) if target else {
         "address": "newmail.example.com", "user": "root"}
     with connect("oldmail", entry, from_option=True) as conn:
-        survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max)
+        survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
+                               homes_under_root=bool(entry.get("local")))
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
     path = Path(out) if out else None
     text = render_spec(survey, entry, target_entry, choose_domains(survey, list(domains)),

@@ -89,7 +89,8 @@ def _mailbox(survey: Survey, account: SurveyAccount, folders: str) -> str:
     spool = survey.spools.get(account.name)
     if spool is not None:
         parts.append(f"INBOX {human_size(spool)}")
-    files, size = survey.folders.get(folder_dir(account, folders), (0, 0))
+    files, size = survey.folders.get(folder_dir(account, folders, survey.home_root) or "",
+                                     (0, 0))
     if files:
         parts.append(f"{files} folder(s) {human_size(size)}")
     return ", ".join(parts)
@@ -151,9 +152,10 @@ def _comment(text: str) -> str:
 
 def _aliases_lines(survey: Survey) -> list[str]:
     """``source.aliases`` and its comments. Under ``--root`` a path under the root is
-    written even when no file is there (sendmail.cf's AliasFile, else /etc/aliases): left
-    out, plan would read its default, the AliasFile paths or /etc/aliases of the machine
-    reading the copy. Plan warns while such a file is missing."""
+    written even when no file is there (sendmail.cf's AliasFile, else /etc/aliases), so
+    that plan warns while such a file is missing (left out: it reads none without a
+    word). Over SSH (no ``source.root`` in the spec) it also keeps plan from reading
+    the defaults outside the root."""
     root = survey.root.rstrip("/")
     missing = ["  # plan warns while none is where this names it; one put there is read (set",
                "  # import_aliases: true under the domain to migrate its aliases)"]
@@ -181,12 +183,13 @@ def _aliases_lines(survey: Survey) -> list[str]:
 
 
 def _class_w_lines(survey: Survey) -> list[str]:
-    """``source.local_hostnames`` under ``--root`` when sendmail.cf has Fw lines: plan
-    reads the files they name as named, the files of the machine reading the copy, so
-    init writes the names it read under the root (with the host's own names, as plan
-    adds them). Nothing otherwise: plan's default reads under the root then."""
+    """``source.local_hostnames`` under an ssh:// source's ``--root`` when sendmail.cf
+    has Fw lines: without ``source.root`` (a local source's) plan reads the files they
+    name as named, outside the root, so init writes the names it read under the root
+    (with the host's own names, as plan adds them). Nothing otherwise: plan's default
+    reads under the root then."""
     root = survey.root.rstrip("/")
-    if not root or not survey.fw_named:
+    if not root or survey.home_root or not survey.fw_named:
         return []
     names = sorted((clean_names(n for n, _o in survey.domains) | survey.host_names)
                    - {"localhost"})
@@ -201,10 +204,16 @@ def _class_w_lines(survey: Survey) -> list[str]:
         for n in names if n not in good]
 
 
-def _homes_note(root: str, accounts: list[SurveyAccount]) -> list[str]:
-    """Comments for a ``--root`` whose passwd names home directories outside it: init
-    looked for mail folders there and plan reads the ~/.forward files and mail folders
-    there, outside the copy (``folders`` can name the copy's; no key moves ~/.forward)."""
+def _root_lines(survey: Survey, accounts: list[SurveyAccount]) -> list[str]:
+    """``source.root`` for a local source's ``--root``: plan then reads the homes passwd
+    names (and the other paths in the copy's files) under it, as init did. An ssh://
+    source has no ``source.root``: comments for a ``--root`` whose passwd names home
+    directories outside it, where init looked for mail folders and plan reads the
+    ~/.forward files and mail folders (``folders`` can name the copy's)."""
+    root = survey.root.rstrip("/")
+    if survey.home_root:
+        return [f"  root: {_scalar(survey.home_root)}  # a copy of the old server's disk: "
+                "the paths its files name are read under it"]
     outside = [a for a in accounts if root and not a.home.startswith(root + "/")]
     if not outside:
         return []
@@ -236,15 +245,16 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
         out.append(f"    sudo: true            # {_comment(str(target_entry['user']))} is not "
                    "root: vpopmail's tools run through sudo -n")
     out.append("    # python: python3       # the Python (3.7+) for mailplan's Maildir writer")
-    out += ["source:", "  host: oldmail", f"  passwd: {_scalar(survey.passwd_path)}",
+    out += ["source:", "  host: oldmail"]
+    out += _root_lines(survey, [c.account for c in choices
+                                if uid_min <= c.account.uid <= uid_max])
+    out += [f"  passwd: {_scalar(survey.passwd_path)}",
             f"  shadow: {_scalar(survey.shadow_path)}"]
     if not survey.shadow_readable:
         out.append(f"  # WARNING: {survey.shadow_path} was not readable "
                    f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
                    "set sudo: true")
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
-    out += _homes_note(survey.root.rstrip("/"), [c.account for c in choices
-                                                 if uid_min <= c.account.uid <= uid_max])
     out += _aliases_lines(survey)
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")

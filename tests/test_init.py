@@ -217,15 +217,51 @@ def test_init_with_a_root_names_the_aliases_file_under_it_even_when_there_is_non
     load_spec(out)
 
 
-def test_init_says_when_passwd_names_homes_outside_the_root(tmp_path):
-    """A copy's passwd names homes as on the old server (/home/zed): plan reads ~/.forward
-    files and mail folders there, outside the copy; the spec says so, with the way to read
-    the copy's folders. Homes inside the copy, or only system accounts outside: no note."""
+def _ssh_source(sshd):
+    return ["--source", f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", "--identity",
+            str(sshd.client_key), "--known-hosts", str(sshd.known_hosts)]
+
+
+def test_init_with_a_local_root_writes_it_and_reads_the_homes_under_it(tmp_path):
+    """A copy's passwd names homes as on the old server (/home/zed, not on this
+    machine): init counts the folders of the copy's /home/zed and writes source.root,
+    so that plan reads that home's ~/.forward and folders in the copy too."""
+    assert not os.path.lexists("/home/zed"), "the test needs no /home/zed on this machine"
     src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
     (src / "var/spool/mail/zoe").write_bytes(MBOX)
-    init = ["init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+    passwd = src / "etc/passwd"
+    passwd.write_text(passwd.read_text() + "zed:x:1501:1501:Zed:/home/zed:/bin/sh\n")
+    shadow = src / "etc/shadow"
+    shadow.write_text(shadow.read_text() + "zed:" + SourceAccount("zed", 1501, "", "pw").hash()
+                      + ":19000:0:99999:7:::\n")
+    (src / "home/zed/mail").mkdir(parents=True)
+    (src / "home/zed/mail/Work").write_bytes(MBOX)  # zed's only mail: in the copy's home
+    (src / "home/zed/.forward").write_text("zed@elsewhere.example\n")
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+             "--uid-min", "1500", "-o", str(out), check=True)
+    text = out.read_text()
+    assert (f"source:\n  host: oldmail\n  root: {src}  # a copy of the old server's disk: "
+            "the paths its files name are read under it\n") in text, text
+    assert "NOTE" not in text
+    assert "      - name: zed  # uid 1501; 1 folder(s) 62B\n" in text, text
+    res = mailplan("plan", str(_runnable(tmp_path, yaml.safe_load(text))), check=True)
+    assert "+ mailbox zed@zoe.example Work\n" in res.stdout, res.stdout
+    assert ("+ forward zed@zoe.example\n      &zed@elsewhere.example (from "
+            f"{src}/home/zed/.forward:1)") in res.stdout, res.stdout
+
+
+def test_init_over_ssh_says_when_passwd_names_homes_outside_the_root(tmp_path, sshd):
+    """An ssh:// source cannot have source.root: plan reads the homes passwd names
+    there, outside the root; the spec says so, with the way to read the copy's folders.
+    Homes inside the root, or only system accounts outside: no note."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail/zoe").write_bytes(MBOX)
+    init = ["init", *_ssh_source(sshd), "--root", str(src), "--domain", "zoe.example",
             "--uid-min", "1500"]
-    assert "NOTE: home directories" not in mailplan(*init, check=True).stdout
+    first = mailplan(*init, check=True).stdout
+    assert "NOTE: home directories" not in first
+    assert "root" not in yaml.safe_load(first)["source"]
     passwd = src / "etc/passwd"
     passwd.write_text(passwd.read_text() + "zed:x:1501:1501:Zed:/nowhere/zed:/bin/sh\n")
     text = mailplan(*init, check=True).stdout
@@ -235,31 +271,34 @@ def test_init_says_when_passwd_names_homes_outside_the_root(tmp_path):
     assert "NOTE: home directories" not in mailplan(*init[:-1], "1502", check=True).stdout
 
 
-def test_init_with_a_root_writes_class_w_when_sendmail_cf_names_files_by_fw_lines(tmp_path):
-    """sendmail.cf's Fw lines name files as the old server has them (/etc/extra): plan
-    would read them outside the copy, so init writes the class w it read under --root,
-    the host's names from the copy's hostname and hosts files included."""
+def test_init_with_a_root_reads_the_files_of_fw_lines_under_it(tmp_path, sshd):
+    """sendmail.cf's Fw lines name files as the old server has them (/etc/extra). With a
+    local source plan reads them under source.root, so init writes no class w; over SSH
+    (no source.root) plan would read them outside the root, so init writes the class w it
+    read under --root, the host's names from the copy's hostname and hosts files
+    included."""
     src, _ = awkward_source(tmp_path / "old")  # sendmail.cf: Fw-o /etc/extra
     (src / "etc/hostname").write_text("oldmail.example.org\n")
     (src / "etc/hosts").write_text("192.0.2.7 oldmail.example.org oldmail bad_name\n")
     out = tmp_path / "migration.yaml"
     mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), check=True)
     text = out.read_text()
+    assert "local_hostnames" not in text and "class w" not in text
     names = ["example.com", "example.net", "extra.example", "mail.example.com", "oldmail",
              "oldmail.example.org"]
+    res = mailplan("plan", "-v", str(_runnable(tmp_path, yaml.safe_load(text))), check=True)
+    assert (f"(sendmail's class w, from {src}/etc/mail and the host name) is a local name: "
+            + ", ".join(sorted([*names, "bad_name"]))) in res.stdout, res.stdout
+    text = mailplan("init", *_ssh_source(sshd), "--root", str(src), check=True).stdout
     assert ("  # sendmail's class w as read under --root: sendmail.cf's Fw lines name "
             "/etc/extra,\n") in text, text
     assert "  # left out of local_hostnames (not a name the spec takes): bad_name\n" in text
     data = yaml.safe_load(text)
     assert data["source"]["local_hostnames"] == names
-    res = mailplan("plan", "-v", str(_runnable(tmp_path, data)), check=True)
-    assert ("(sendmail's class w, from source.local_hostnames in the spec) is a local name: "
-            + ", ".join(names)) in res.stdout, res.stdout
     # no Fw line: plan's default reads the copy's files, and init writes no list
     (src / "etc/mail/sendmail.cf").write_text("Cwlocalhost example.net\n")
-    mailplan("init", "--source", "local", "--root", str(src), "-o", str(out), "--force",
-             check=True)
-    assert "local_hostnames" not in out.read_text()
+    text = mailplan("init", *_ssh_source(sshd), "--root", str(src), check=True).stdout
+    assert "local_hostnames" not in text
 
 
 def test_init_with_a_target_user_not_root_writes_sudo(tmp_path):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
+from mailplan.facts.root import OutsideRoot, inside
 from mailplan.facts.source import parse_passwd, parse_shadow, today_number
 from mailplan.remote import run_batch
 from mailplan.routing.hostnames import host_names
@@ -73,6 +74,9 @@ class Survey:
     fw_named: list[str] = field(default_factory=list)
     #: the host's own names from the hostname and hosts files (root-prefixed /etc)
     host_names: frozenset[str] = frozenset()
+    #: the root the homes passwd names are read under: the root of a local source
+    #: (``source.root`` in the spec init writes), "" otherwise (read as named)
+    home_root: str = ""
 
 
 def parse_local_names(text: str, origin: str) -> list[tuple[str, str]]:
@@ -140,8 +144,11 @@ def _text(res: CommandResult) -> str:
 
 
 def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
-                  uid_max: int = 59999, folders: str = "mail") -> Survey:
-    """Read the source in two batches; ``root`` prefixes every system path read."""
+                  uid_max: int = 59999, folders: str = "mail",
+                  homes_under_root: bool = False) -> Survey:
+    """Read the source in two batches; ``root`` prefixes every system path read, and
+    the home directories passwd names too with ``homes_under_root`` (a local source,
+    whose spec then has ``source.root``)."""
     def at(path: str) -> str:
         return root.rstrip("/") + path
 
@@ -179,7 +186,8 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
                                       classify(entry.password) if entry else None,
                                       entry.expired(today) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
-                    "" if shadow_ok else first[1].stderr_text[:300] or "not readable")
+                    "" if shadow_ok else first[1].stderr_text[:300] or "not readable",
+                    home_root=root.rstrip("/") if homes_under_root else "")
     present_spools = _text(first[2]).split()
     survey.spool_dir = present_spools[0] if present_spools else spools[0]
     for start, rel, size in parse_find(_bytes(first[3])):
@@ -206,17 +214,24 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     return survey
 
 
-def folder_dir(account: SurveyAccount, folders: str) -> str:
-    """Where the account's mail folders are (as the mailbox import finds them)."""
+def folder_dir(account: SurveyAccount, folders: str, home_root: str = "") -> str | None:
+    """Where the account's mail folders are (as the mailbox import finds them), a
+    relative ``folders`` in its home under ``home_root``; None when its home is not
+    absolute or leaves the root (:func:`~mailplan.facts.root.inside`)."""
+    if not account.home.startswith("/"):
+        return None
     if folders.startswith("/"):
         return folders.replace("%u", account.name)
-    return f"{account.home.rstrip('/')}/{folders}"
+    try:
+        return f"{inside(home_root, account.home).rstrip('/')}/{folders}"
+    except OutsideRoot:
+        return None
 
 
 def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min: int,
                   uid_max: int, folders: str, alias_files: list[str]) -> None:
-    dirs = sorted({folder_dir(a, folders) for a in survey.accounts
-                   if uid_min <= a.uid <= uid_max and a.home.startswith("/")})
+    dirs = sorted({d for a in survey.accounts if uid_min <= a.uid <= uid_max
+                   and (d := folder_dir(a, folders, survey.home_root)) is not None})
     commands = [_find(dirs) if dirs else "true", _exists(alias_files) if alias_files else "true"]
     commands += [join(["cat", "--", f]) for f in fw_files]
     results = run_batch(conn, commands)
