@@ -157,3 +157,32 @@ def test_the_mailboxlist_is_read_in_the_home_under_the_root(tmp_path):
                                     "shadow": f"{src}/etc/shadow"})
     assert plain.home(plain.accounts["alice"]) == HOME
     assert source_subscriptions(conn, [ref], plain) == {("example.com", "alice"): None}
+
+
+def test_files_sendmail_cf_names_out_of_the_root_are_not_read(tmp_path):
+    """sendmail.cf's AliasFile, Fw and ForwardPath paths that climb out of the copy are
+    not read (what they would reach exists): each is one of the plan's warnings."""
+    src = copy_of_old_server(tmp_path / "old")
+    (tmp_path / "aliases").write_text("sales: alice\n")
+    (tmp_path / "names").write_text("stolen.example\n")
+    (tmp_path / "fwd").write_text("thief@attacker.example\n")
+    (src / "etc/mail/sendmail.cf").write_text(
+        "O AliasFile=/../aliases\nFw/../names\nO ForwardPath=$z/../../../fwd:$z/.forward\n")
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src), "aliases": f"{src}/etc/aliases"},
+                      tmp_path / "target")
+    spec.write_text(spec.read_text().replace("import_aliases: true", "import_aliases: false"))
+    out = mailplan("plan", "-v", str(spec), check=True).stdout
+    warnings = out.split("Warnings (migrated all the same; look at them):\n")[1]
+    assert (f"the forward file of alice (ForwardPath entry '$z/../../../fwd') "
+            f"'/home/alice/../../../fwd' leaves source.root ({src}) through '..': not read"
+            ) in warnings, out
+    assert (f"{src}/etc/mail/sendmail.cf: the Fw file '/../names' leaves source.root ({src}) "
+            "through '..': not read; the names in it are not local names") in warnings, out
+    assert "attacker" not in out and "stolen" not in out
+    assert "&alice@elsewhere.example" in out  # the next ForwardPath entry, in the copy
+    # the AliasFile is sendmail.cf's only when the spec names none
+    spec.write_text(spec.read_text().replace(f"  aliases: {src}/etc/aliases\n", ""))
+    out = mailplan("plan", "-v", str(spec), check=True).stdout
+    assert (f"{src}/etc/mail/sendmail.cf:1: AliasFile /../aliases: '/../aliases' leaves "
+            f"source.root ({src}) through '..': not read") in out, out
+    assert "sales" not in out

@@ -20,9 +20,9 @@ Which paths are put under it:
   server's ``/``, is refused (:class:`OutsideRoot`): it is not read.
 
 The root is a prefix, not a chroot: a symbolic link in the copy whose target is
-absolute (home -> /export/home) resolves on the machine reading it. Links are not
-followed where mailplan reads a user's own files, as without a root, but a link in a
-directory above them is.
+absolute (home -> /export/home), or relative and climbing out of the copy, resolves on
+the machine reading it. Links are not followed where mailplan reads a user's own files,
+as without a root, but a link in a directory above them is.
 """
 
 from __future__ import annotations

@@ -348,14 +348,14 @@ def _forward_files(templates: list[str], home: str, login: str, root: str,
                    findings: list[Finding]) -> list[str]:
     """Where this machine reads the forward files of ``templates`` (ForwardPath's, with
     ``$z``, ``$u``) for the user of ``home`` (as passwd names it): under ``root``. One
-    that would leave the root is not read (a warning)."""
+    that would leave the root is not read (a caution: one of the plan's warnings)."""
     out = []
     for template in templates:
         path = template.replace("$z", home).replace("$u", login)
         try:
             out.append(inside(root, path))
         except OutsideRoot as exc:
-            findings.append(Finding("warning", f"the forward file of {login} (ForwardPath "
+            findings.append(Finding("caution", f"the forward file of {login} (ForwardPath "
                                     f"entry {template!r}) {exc}"))
     return out
 
@@ -369,7 +369,7 @@ def _text(reads: dict[str, FileRead], path: str) -> str:
 def _read_class_w(conn: Connector, reads: dict[str, FileRead], config: list[str],
                   root: str, findings: list[Finding]) -> frozenset[str]:
     """Class w from what ``class_w_files`` read (missing files are fine); files named by
-    Fw lines (under ``root``; one that would leave it is a warning) and not read yet are
+    Fw lines (under ``root``; one that would leave it is a caution) and not read yet are
     read in one more batch."""
     def text(path: str) -> str:
         return _text(reads, path)
@@ -383,7 +383,8 @@ def _read_class_w(conn: Connector, reads: dict[str, FileRead], config: list[str]
         try:
             fw_files.append(inside(root, path))
         except OutsideRoot as exc:
-            findings.append(Finding("warning", f"{cf}: the Fw file {exc}"))
+            findings.append(Finding("caution", f"{cf}: the Fw file {exc}; the names in it "
+                                    "are not local names"))
     extra = [f for f in fw_files if f not in reads]
     if extra:
         reads = {**reads, **_read_files(conn, extra)}
