@@ -19,9 +19,9 @@ from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
 from mailplan.queue.dump import read_queue
 from mailplan.queue.filters import Pattern, parse_age
+from mailplan.queue.grouping import detect_layout
 from mailplan.queue.host import HostOptions, connect_host
 from mailplan.queue.layout import Layout
-from mailplan.queue.model import detect_layout
 
 COMMANDS = ["stat", "list", "show", "delete", "check"]
 

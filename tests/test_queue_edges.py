@@ -19,7 +19,8 @@ from mailplan.queue import formats, ops
 from mailplan.queue.check import check
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
-from mailplan.queue.model import detect_layout, messages, stats
+from mailplan.queue.grouping import detect_layout
+from mailplan.queue.model import messages, stats
 
 STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
 

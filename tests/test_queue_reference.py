@@ -27,7 +27,7 @@ from queue_builder import (
 )
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.queue import model, ops
+from mailplan.queue import grouping, model, ops
 from mailplan.queue.check import check
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.dump import Dump, read_queue
@@ -237,7 +237,7 @@ def test_show_headers_and_full(ref_queue: Path):
 # -- check on the restored snapshot ----------------------------------------------------------
 
 def test_check_finds_the_names_a_restore_broke_and_nothing_else(dump: Dump):
-    report = check(dump, model.detect_layout(dump))
+    report = check(dump, grouping.detect_layout(dump))
     assert Counter(p.code for p in report.problems) == {"inode-mismatch": 32}
     assert report.notes == []
     first = next(p for p in report.problems if p.path == "mess/9/1474861")

@@ -22,8 +22,9 @@ from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
 from mailplan.queue.dump import read_queue
+from mailplan.queue.grouping import detect_layout
 from mailplan.queue.layout import Layout
-from mailplan.queue.model import detect_layout, messages
+from mailplan.queue.model import messages
 
 
 def run(*args: str):

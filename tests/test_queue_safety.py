@@ -140,7 +140,7 @@ def test_stray_numbered_dir_in_an_empty_todo_is_not_multiplied(tmp_path, area):
 def test_one_failed_chown_does_not_skip_unrelated_repairs(tmp_path):
     from mailplan.queue.check import check, repair_actions
     from mailplan.queue.dump import read_queue
-    from mailplan.queue.model import detect_layout
+    from mailplan.queue.grouping import detect_layout
     from mailplan.queue.remote import run_actions
 
     q = QueueBuilder(tmp_path / "qmail")

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from mailplan.queue.contents import check_contents
 from mailplan.queue.dump import Dump, Entry
-from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
-from mailplan.queue.model import (
+from mailplan.queue.grouping import (
     QueueFile,
     by_id,
     dir_number,
@@ -23,6 +22,7 @@ from mailplan.queue.model import (
     temp_name,
     tree_split,
 )
+from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
 from mailplan.queue.problems import (
     ATTRS,
     CREATE,

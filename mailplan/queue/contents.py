@@ -11,7 +11,7 @@ qmail-send would still deliver it to someone.
 from __future__ import annotations
 
 from mailplan.queue import formats
-from mailplan.queue.model import QueueFile
+from mailplan.queue.grouping import QueueFile
 from mailplan.queue.problems import Problem, Report
 
 DELETE = "delete the message (mailplan queue delete) after looking at it"

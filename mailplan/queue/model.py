@@ -8,30 +8,18 @@ or ``partial`` (a mess file with neither info nor todo: qmail-queue is still wri
 died while doing so). Files of other areas without a mess file are orphans; they are
 the business of :mod:`mailplan.queue.check`. So is a fifo or a symbolic link named as a
 mess file (check's ``wrong-type``): it is no message (:func:`sort_out` lists it), as
-qmail-qstat does not count it either (``find -type f``).
+qmail-qstat does not count it either (``find -type f``). Which file is whose, and where
+qmail looks for it, is :mod:`mailplan.queue.grouping`'s.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
-from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, SPLIT_AREAS, Layout
-from mailplan.text import is_number
-
-
-@dataclass(frozen=True)
-class QueueFile:
-    """A file in one of the message areas, with the id its name gives."""
-
-    area: str
-    msg_id: int | None  # None: the name is not a number
-    split_dir: str | None  # the numbered subdirectory it sits in, None in a flat area
-    entry: Entry
-    temp_for: int | None = None  # a repair's temporary name: the id it was renaming to
+from mailplan.queue.grouping import QueueFile, by_id, queue_files
 
 
 @dataclass(frozen=True)
@@ -86,117 +74,6 @@ class Message:
     def age(self, now: int) -> int:
         """Seconds since the message was queued."""
         return max(0, now - self.queued)
-
-
-def dir_number(name: str) -> int | None:
-    """The split number a directory's name stands for, as qmail writes one (fmt_ulong:
-    decimal, no leading zero); None for any other name: qmail never opens ``07`` (it
-    opens ``7``), nor takes ``00`` in todo/ for a split directory."""
-    return int(name) if is_number(name) and (name == "0" or name[0] != "0") else None
-
-
-def split_count(dump: Dump, area: str) -> int | None:
-    """One more than the highest numbered subdirectory of ``area`` (None: it has none)."""
-    numbers = [n for e in dump.entries.values()
-               if e.kind == "d" and len(e.parts) == 2 and e.parts[0] == area
-               and (n := dir_number(e.parts[1])) is not None]
-    return max(numbers) + 1 if numbers else None
-
-
-def tree_split(dump: Dump) -> int | None:
-    """The split count the tree was made with: the one most of mess, info, local and
-    remote have (mess's on a tie), so that one stray or missing top directory does not
-    change it; None for a tree without numbered directories."""
-    counts = [c for c in (split_count(dump, a) for a in SPLIT_AREAS) if c is not None]
-    return Counter(counts).most_common(1)[0][0] if counts else None
-
-
-def detect_layout(dump: Dump, split: int | None = None) -> Layout:
-    """The layout: ``split`` as given (else the tree's, else 23), big-todo if todo/ or
-    intd/ has any numbered subdirectory (not only todo/0: that one may be the missing one)."""
-    big_todo = any(split_count(dump, area) is not None for area in ("todo", "intd"))
-    return Layout(split=split or tree_split(dump) or DEFAULT_SPLIT, big_todo=big_todo)
-
-
-#: A repair's temporary name: ``.mailplan-OLD-NEW`` (``.mailplan-NEW`` from older
-#: versions of mailplan, which did not record the old id).
-_TEMP = re.compile(r"^\.mailplan-([1-9][0-9]*)(?:-([1-9][0-9]*))?$")
-
-
-def temp_name(old: int, new: int) -> str:
-    """The temporary name a repair gives a file of message ``old`` on its way to ``new``."""
-    return f".mailplan-{old}-{new}"
-
-
-def name_id(name: str) -> int | None:
-    """The message id a file name stands for; a repair's temporary name stands for the id
-    the message had when that repair began (both ids are in it)."""
-    if is_number(name) and not name.startswith("0"):
-        return int(name)
-    temp = _TEMP.match(name)
-    return int(temp.group(1)) if temp else None
-
-
-def temp_target(name: str) -> int | None:
-    """The id a repair's temporary name was renaming to, None for any other name."""
-    temp = _TEMP.match(name)
-    return int(temp.group(2) or temp.group(1)) if temp else None
-
-
-def queue_files(dump: Dump) -> list[QueueFile]:
-    """Every non-directory in the message areas, wherever it sits."""
-    files: list[QueueFile] = []
-    for entry in dump.entries.values():
-        parts = entry.parts
-        if len(parts) < 2 or parts[0] not in MESSAGE_AREAS or entry.kind == "d":
-            continue
-        split_dir = parts[1] if len(parts) == 3 else None
-        files.append(QueueFile(parts[0], name_id(parts[-1]), split_dir, entry,
-                               temp_target(parts[-1])))
-    return files
-
-
-def by_id(files: list[QueueFile]) -> dict[int, dict[str, list[QueueFile]]]:
-    """Message files grouped by id, then by area.
-
-    The files of a message whose renaming (a repair of an inode mismatch) was cut off
-    carry several names: the old id, the temporary ``.mailplan-OLD-NEW`` and the new id.
-    A temporary name counts only by its NEW (the inode of the mess file the renaming
-    was for): its OLD may by now be the inode or the name of another message (the next
-    link of a chain of renames, or a message qmail-queue gave a freed inode), whose
-    files it never was. A group without a mess file joins the message whose mess file
-    has the inode its name gives, so none of it ever passes for an orphan.
-    """
-    out: dict[int, dict[str, list[QueueFile]]] = defaultdict(lambda: defaultdict(list))
-    for qf in files:
-        if qf.msg_id is not None:
-            out[qf.msg_id][qf.area].append(qf)
-    home_of: dict[int, int] = {}  # a mess file's inode -> the id of its group
-    for key, areas in out.items():
-        for qf in areas.get("mess", []):
-            home_of.setdefault(qf.entry.inode, key)
-    # A temporary name goes to the message whose mess file has its NEW, also when its
-    # OLD now names another message: that one's files it never was.
-    for key in list(out):
-        for area, qfs in out[key].items():
-            if area == "mess":
-                continue
-            for qf in [qf for qf in qfs if qf.temp_for is not None]:
-                home = home_of.get(qf.temp_for, key)
-                if home != key:
-                    qfs.remove(qf)
-                    out[home][area].append(qf)
-    for key in [k for k, areas in out.items() if not any(areas.values())]:
-        del out[key]
-    for key in [k for k, areas in out.items() if not areas.get("mess")]:
-        wanted = {key if qf.temp_for is None else qf.temp_for
-                  for qfs in out[key].values() for qf in qfs}
-        homes = {home_of[i] for i in wanted if i in home_of}
-        if len(homes) == 1:
-            home = homes.pop()
-            for area, qfs in out.pop(key).items():
-                out[home][area] += qfs
-    return out
 
 
 #: What a file that is not a regular file is, in words.

@@ -18,8 +18,9 @@ from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
 from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
+from mailplan.queue.grouping import by_id, detect_layout, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
-from mailplan.queue.model import Message, by_id, detect_layout, messages, queue_files
+from mailplan.queue.model import Message, messages
 from mailplan.queue.problems import Problem
 from mailplan.queue.remote import run_actions
 
