@@ -301,9 +301,9 @@ def test_list_marks_a_message_with_a_damaged_envelope_file(tmp_path):
     rows = {line.split()[0]: line for line in result.output.splitlines()[1:3]}
     assert ",damaged" in rows[str(bad)] and ",damaged" not in rows[str(good)]
     assert result.output.endswith(
-        "2 message(s)\n1 with an envelope file qmail cannot use (state 'damaged': the sender "
-        "or recipients shown lack what it holds); 'mailplan queue show' of one (message "
-        f"{bad}) says which file and why\n"), result.output
+        "2 message(s)\n1 with a file qmail cannot use or never reads (state 'damaged': the "
+        "sender or recipients shown may lack what it holds); 'mailplan queue show' of one "
+        f"(message {bad}) says which file and why\n"), result.output
 
 
 # -- a name of non-ASCII digits is no message id and no split directory ------------------

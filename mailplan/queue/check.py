@@ -222,13 +222,22 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
                 f"half-written message (mess without info or todo, {age // 3600} h old): "
                 "qmail-queue died while queueing it", _remove(doomed)))
             return {qf.entry.path for qf in doomed}
-    for area, qfs in areas.items():
-        if len(qfs) > 1:
-            names = ", ".join(qf.entry.path for qf in qfs)
-            report.problems.append(Problem("duplicate", qfs[0].entry.path,
-                                           f"message {msg_id} has {len(qfs)} {area} files "
-                                           f"({names}); keep one by hand"))
+    doubled = [(area, qfs) for area, qfs in areas.items() if len(qfs) > 1]
+    for area, qfs in doubled:
+        names = ", ".join(qf.entry.path for qf in qfs)
+        where = layout.path(area, msg_id)
+        reads = f"only {where}" if where in {qf.entry.path for qf in qfs} else \
+            f"none of them (it looks for {where})"
+        report.problems.append(Problem(
+            "duplicate", qfs[0].entry.path,
+            f"message {msg_id} has {len(qfs)} {area} files ({names}) and qmail reads "
+            f"{reads}; keep one by hand: nothing of this message is renamed or moved "
+            "until then"))
     check_contents(areas, report)
+    if doubled:
+        # renamed or moved, both files would go to one name: the second rename fails
+        # and skips the rest, leaving the message half under a temporary name
+        return set()
     new_id = mess[0].entry.inode
     moves = [(qf, layout.path(qf.area, new_id)) for qf in all_files
              if qf.entry.path != layout.path(qf.area, new_id)]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
-from mailplan.queue.grouping import QueueFile, by_id, queue_files
+from mailplan.queue.grouping import Groups, QueueFile, by_id, detect_layout, grouped, queue_files
+from mailplan.queue.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Message:
     bouncing: bool  # qmail-send is collecting a bounce for it (bounce/ID exists)
     files: tuple[str, ...]
     split_dir: str | None
+    mess_file: str  # the mess file the size and the headers are read from
     damaged: tuple[str, ...] = field(default=())
     # "FILE: why": a last record without its NUL, which qmail-send never reads (the
     # message is delivered to the recipients shown, without it)
@@ -89,23 +91,46 @@ def _regular(qf: QueueFile | None) -> bool:
     return qf is not None and qf.entry.kind == "f"
 
 
-def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
+def _where_qmail_reads(msg_id: int, areas: dict[str, list[QueueFile]],
+                       layout: Layout) -> tuple[dict[str, list[QueueFile]], list[str]]:
+    """Each area's files with the one qmail reads first (the one at ``layout.path``:
+    qmail opens no other), and why each file qmail never reads is no part of the
+    message for qmail: not a regular file (check: ``wrong-type``), a second file of
+    its area (``duplicate``), or one where qmail does not look (a wrong split
+    directory, a repair's temporary name: ``misplaced``, ``unfinished-repair``)."""
+    ordered: dict[str, list[QueueFile]] = {}
+    notes: list[str] = []
+    for area, qfs in areas.items():
+        where = layout.path(area, msg_id)
+        ordered[area] = sorted(qfs, key=lambda qf: qf.entry.path != where)
+        for qf in ordered[area]:
+            if not _regular(qf):
+                # a file check calls wrong-type: the dump carries none of its bytes, nor
+                # would qmail-send read a fifo's (O_NDELAY: no writer, no data)
+                notes.append(f"{qf.entry.path}: {kind_name(qf.entry)}, not a regular file: "
+                             "not read (check reports it as wrong-type)")
+            elif qf.entry.path != where and ordered[area][0].entry.path == where:
+                notes.append(f"{qf.entry.path}: a second {area} file of message {msg_id}: "
+                             f"qmail reads only {where} (check reports a duplicate)")
+            elif qf.entry.path != where:
+                notes.append(f"{qf.entry.path}: not where qmail looks for it ({where}): "
+                             "qmail never reads it ('mailplan queue check' says why)")
+    return ordered, notes
+
+
+def _message(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout) -> Message:
+    areas, damaged = _where_qmail_reads(msg_id, areas, layout)
     mess = next(qf for qf in areas["mess"] if _regular(qf))
-    # a file check calls wrong-type: the dump carries none of its bytes, nor would
-    # qmail-send read a fifo's (it opens files with O_NDELAY: no writer, no data)
-    damaged = [f"{qf.entry.path}: {kind_name(qf.entry)}, not a regular file: not read "
-               "(check reports it as wrong-type)"
-               for qfs in areas.values() for qf in qfs if not _regular(qf)]
     read: list[QueueFile] = []  # the files qmail-send reads recipients from
     sender: str | None = None
     recipients: list[Recipient] = []
-    info = areas.get("info")
+    info = [qf for qf in areas.get("info", [])[:1] if _regular(qf)]
     envelope_file = (areas.get("todo") or areas.get("intd") or [None])[0]
     # While todo/ID exists qmail-send ignores info/local/remote (it may have died while
     # writing them, and redoes them from todo), so todo's envelope is the one that counts.
-    if info and not areas.get("todo"):
+    if areas.get("info") and not areas.get("todo"):
         try:
-            if _regular(info[0]):
+            if info:
                 sender = formats.parse_info(info[0].entry.data)
         except formats.FormatError as exc:
             damaged.append(f"{info[0].entry.path}: {exc}")
@@ -143,32 +168,33 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]]) -> Message:
         size=mess.entry.size, queued=mess.entry.mtime,
         preprocessed=info[0].entry.mtime if info else None,
         headers=tuple(formats.parse_headers(mess.entry.data)),
-        bouncing=bool(areas.get("bounce")),
-        files=files, split_dir=mess.split_dir, damaged=tuple(damaged),
-        skipped=tuple(skipped))
+        bouncing=bool(areas.get("bounce")), files=files, split_dir=mess.split_dir,
+        mess_file=mess.entry.path, damaged=tuple(damaged), skipped=tuple(skipped))
 
 
-def sort_out(dump: Dump) -> tuple[list[Message], list[Entry]]:
+def sort_out(dump: Dump, groups: Groups | None = None) -> tuple[list[Message], list[Entry]]:
     """Every message (everything with a mess file that is a regular file), oldest first,
     and the files named as a mess file that are not regular files (a fifo, a symbolic
     link) of ids without a regular one: no message, left out of :func:`stats` too, as
     check reports them (``wrong-type``) and touches nothing of their id. qmail-qstat
-    does not count them (``find -type f``)."""
+    does not count them (``find -type f``). ``groups``: :func:`grouped` of ``dump``, if
+    worked out already."""
+    layout = detect_layout(dump)
     found: list[Message] = []
     odd: list[Entry] = []
-    for msg_id, areas in by_id(queue_files(dump)).items():
+    for msg_id, areas in (grouped(dump) if groups is None else groups).items():
         mess = areas.get("mess", [])
         if any(map(_regular, mess)):
-            found.append(_message(msg_id, areas))
+            found.append(_message(msg_id, areas, layout))
         else:
             odd += (qf.entry for qf in mess)
     return (sorted(found, key=lambda m: (m.queued, m.id)),
             sorted(odd, key=lambda e: e.path))
 
 
-def messages(dump: Dump) -> list[Message]:
+def messages(dump: Dump, groups: Groups | None = None) -> list[Message]:
     """Every message, oldest first (:func:`sort_out`)."""
-    return sort_out(dump)[0]
+    return sort_out(dump, groups)[0]
 
 
 @dataclass(frozen=True)
@@ -189,6 +215,7 @@ class Stats:
     oldest: int | None  # queued time of the oldest message
     total_bytes: int
     not_messages: int  # a fifo or symlink named as a mess file: in none of the above
+    damaged: int  # messages with a file qmail cannot use or never reads (list marks them)
 
     def as_dict(self) -> dict[str, int | None]:
         """The numbers by name, for JSON."""
@@ -208,9 +235,10 @@ def qstat_count(dump: Dump, area: str) -> int:
 def stats(dump: Dump) -> Stats:
     """Count the queue the way qmail-qstat and qmHandle -s do, plus recipients and bytes."""
     count: dict[str, int] = defaultdict(int)
-    for qf in queue_files(dump):
+    files = queue_files(dump)
+    for qf in files:
         count[qf.area] += 1
-    msgs, odd = sort_out(dump)
+    msgs, odd = sort_out(dump, by_id(files))
     rcpts = [r for m in msgs for r in m.recipients]
 
     def tally(channel: str, done: bool) -> int:
@@ -224,4 +252,5 @@ def stats(dump: Dump) -> Stats:
         remote_done=tally("remote", True), bounces=sum(1 for m in msgs if m.is_bounce),
         bouncing=count["bounce"], partial=sum(1 for m in msgs if m.state == "partial"),
         oldest=min((m.queued for m in msgs), default=None),
-        total_bytes=sum(m.size for m in msgs), not_messages=len(odd))
+        total_bytes=sum(m.size for m in msgs), not_messages=len(odd),
+        damaged=sum(1 for m in msgs if m.damaged))

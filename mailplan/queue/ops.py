@@ -18,7 +18,7 @@ from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
 from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
-from mailplan.queue.grouping import by_id, detect_layout, queue_files
+from mailplan.queue.grouping import by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.model import Message, messages
 from mailplan.queue.problems import Problem
@@ -75,14 +75,15 @@ def show(target: Target, msg_id: int, *,
     """One message and its header block (or, with ``full``, the whole message); for an
     id with files but no mess file, those files and check's verdict on them."""
     dump = target.read(step="show message", only_id=msg_id, mess="full" if full else "headers")
-    found = [m for m in messages(dump) if m.id == msg_id]
-    if not found and msg_id in by_id(queue_files(dump)):
+    groups = grouped(dump)
+    found = [m for m in messages(dump, groups) if m.id == msg_id]
+    if not found and msg_id in groups:
         return leftover(target, msg_id)
     if not found:
         raise UnknownMessage([msg_id], target.conn.name)
-    mess = next(e for e in dump.entries.values()
-                if e.parts[:1] == ("mess",) and e.parts[-1] == str(msg_id))
-    return found[0], mess.data
+    # the mess file the message was read from: with a second one (in another split
+    # directory, or a fifo) the first found was not always that one
+    return found[0], dump.entries[found[0].mess_file].data
 
 
 def leftover(target: Target, msg_id: int) -> Leftover:

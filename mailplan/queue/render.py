@@ -68,6 +68,9 @@ def stat_text(stats: Stats, now: int, status: int | None) -> str:
         f"total size: {stats.total_bytes} bytes",
         f"qmail-send: {running_text(status)}",
     ]
+    if stats.damaged:
+        lines.insert(-1, f"damaged messages: {stats.damaged}, with a file qmail cannot use "
+                     "or never reads ('mailplan queue list' marks them)")
     if stats.not_messages:
         lines.insert(-1, f"not messages: {stats.not_messages} fifo(s) or symbolic link(s) "
                      "named as a mess file, left out above ('mailplan queue check' reports "
@@ -116,9 +119,9 @@ def list_text(msgs: list[Message], odd: list[Entry] | None = None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
              for r in rows]
     damaged = [m.id for m in msgs if m.damaged]
-    note = (f"{len(damaged)} with an envelope file qmail cannot use (state 'damaged': the "
-            "sender or recipients shown lack what it holds); 'mailplan queue show' of one "
-            f"(message {damaged[0]}) says which file and why\n") if damaged else ""
+    note = (f"{len(damaged)} with a file qmail cannot use or never reads (state 'damaged': "
+            "the sender or recipients shown may lack what it holds); 'mailplan queue "
+            f"show' of one (message {damaged[0]}) says which file and why\n") if damaged else ""
     skipping = [m.id for m in msgs if m.skipped]
     if skipping:
         note += (f"{len(skipping)} with a last recipient record qmail-send never reads (no "

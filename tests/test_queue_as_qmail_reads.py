@@ -1,0 +1,129 @@
+"""list, stat, show and check see a message as qmail does: only the files qmail opens
+(the one at ``split/ID`` of each area), on real queue trees read by the real agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from click.testing import CliRunner
+from queue_builder import SPLIT, QueueBuilder
+
+from mailplan.queue.cli import queue as queue_cli
+
+STOPPED_ARGS = ("--control", "custom", "--status-cmd", "exit 1", "--stop-cmd", "true",
+                "--start-cmd", "true")
+
+
+def run(q: QueueBuilder, command: str, *args: str):
+    return CliRunner().invoke(queue_cli, [command, "local", "--queue-dir", str(q.queue),
+                                          *args])
+
+
+def earlier_split(msg: int) -> str:
+    """A split directory other than ``msg``'s own that the dump lists before it (the
+    agent walks names in sorted order: ``12`` before ``3``); see :func:`add`."""
+    own = str(msg % SPLIT)
+    return min(str(n) for n in range(SPLIT) if str(n) < own)
+
+
+def add(q: QueueBuilder, sender: str, **kw) -> int:
+    """A preprocessed message not in split directory 0, which no other sorts before."""
+    while True:
+        msg = q.add(sender, **kw)
+        if msg % SPLIT:
+            return msg
+        for area in ("mess", "info", "local", "remote"):
+            q.path(area, msg).unlink(missing_ok=True)
+
+
+# -- two files where qmail opens one: damage, shown once --------------------------------------
+
+def test_a_second_mess_file_is_damage_and_never_renamed(tmp_path):
+    """A copy of a mess file in another split directory (a restore by hand): qmail reads
+    only mess/N/ID. list called the message healthy, showed the size and headers of
+    whichever file the dump listed first, and check --repair renamed both files to
+    the copy's inode: the second rename failed, leaving the message's info and mess
+    files under a temporary name, where qmail-send never finds them."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = add(q, "a@example.com", remote=("x@remote.example",), subject="the real one")
+    real = q.path("mess", msg)
+    copy = q.queue / "mess" / earlier_split(msg) / str(msg)
+    copy.write_bytes(b"Subject: a stale copy\n\n" + b"x" * 500)
+    rel, copy_rel = (str(p.relative_to(q.queue)) for p in (real, copy))
+    size = real.stat().st_size
+
+    listed = json.loads(run(q, "list", "--json").output)
+    assert [(m["id"], m["size"], m["subject"]) for m in listed] == [(msg, size, "the real one")]
+    assert listed[0]["damaged"] == [
+        f"{copy_rel}: a second mess file of message {msg}: qmail reads only {rel} "
+        "(check reports a duplicate)"]
+    assert "queued,damaged" in run(q, "list").output
+    shown = run(q, "show", str(msg)).output
+    assert "Subject: the real one" in shown and "stale copy" not in shown, shown
+    stat = run(q, "stat")
+    assert "messages in queue: 2\n" in stat.output  # qmail-qstat's find counts both
+    assert "remote recipients: 1 pending, 0 done\n" in stat.output
+    assert f"total size: {size} bytes\n" in stat.output
+    assert "damaged messages: 1, with a file qmail cannot use or never reads" in stat.output
+
+    checked = run(q, "check")
+    assert checked.exit_code == 2
+    assert (f"duplicate: {copy_rel}: message {msg} has 2 mess files ({copy_rel}, {rel}) and "
+            f"qmail reads only {rel}; keep one by hand: nothing of this message is renamed "
+            "or moved until then [not repairable]") in checked.output, checked.output
+    assert "inode-mismatch" not in checked.output
+    before = q.files()
+    repaired = run(q, "check", "--repair", *STOPPED_ARGS)
+    assert q.files() == before, repaired.output
+    assert "FAILED" not in repaired.output
+
+
+def test_a_named_pipe_beside_the_mess_file_does_not_hide_its_headers(tmp_path):
+    """show printed the data of the first file named ID in mess/: a named pipe listed
+    before the real mess file gave an empty header block."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = add(q, "a@example.com", remote=("x@remote.example",), subject="hello there")
+    os.mkfifo(q.queue / "mess" / earlier_split(msg) / str(msg))
+    shown = run(q, "show", str(msg))
+    assert shown.exit_code == 0, shown.output
+    assert "Subject: hello there" in shown.output, shown.output
+    assert f"damaged: mess/{earlier_split(msg)}/{msg}: a " in shown.output
+
+
+def test_an_envelope_file_where_qmail_does_not_look_is_damage(tmp_path):
+    """qmail-send opens info/N/ID with N = ID mod conf-split, nothing else: an info file in
+    another split directory is never read (check: misplaced, which --repair moves), and
+    list showed the message as healthy."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = add(q, "a@example.com", remote=("x@remote.example",))
+    elsewhere = q.queue / "info" / earlier_split(msg) / str(msg)
+    os.rename(q.path("info", msg), elsewhere)
+    [data] = json.loads(run(q, "list", "--json").output)
+    assert data["sender"] == "a@example.com"
+    assert data["damaged"] == [
+        f"info/{earlier_split(msg)}/{msg}: not where qmail looks for it "
+        f"(info/{msg % SPLIT}/{msg}): qmail never reads it ('mailplan queue check' says why)"]
+    assert "misplaced" in run(q, "check").output
+    assert run(q, "check", "--repair", *STOPPED_ARGS).exit_code == 0
+    [data] = json.loads(run(q, "list", "--json").output)
+    assert data["damaged"] == []
+
+
+def test_a_tree_of_another_split_count_is_read_with_it(tmp_path):
+    """A qmail built with conf-split 7: where qmail looks is ID mod 7, read from the
+    tree, never 23."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",))
+    for area in ("mess", "info", "remote"):
+        os.rename(q.path(area, msg), q.queue / area / str(msg))  # out of the way
+    for area in ("mess", "info", "local", "remote"):
+        for n in range(7, SPLIT):
+            shutil.rmtree(q.queue / area / str(n))
+    for area in ("mess", "info", "remote"):
+        os.rename(q.queue / area / str(msg), q.queue / area / str(msg % 7) / str(msg))
+    [data] = json.loads(run(q, "list", "--json").output)
+    assert (data["id"], data["damaged"]) == (msg, [])
+    assert run(q, "check").output.endswith("queue is healthy (split 7)\n")
