@@ -1,5 +1,6 @@
-"""list, stat, show and check see a message as qmail does: only the files qmail opens
-(the one at ``split/ID`` of each area), on real queue trees read by the real agent.
+"""list, stat, show and check see a message as qmail does: its age from qmail-send's
+birth of it (the info file's mtime), and only the files qmail opens (the one at
+``split/ID`` of each area), on real queue trees read by the real agent.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from pathlib import Path
 
 from click.testing import CliRunner
 from queue_builder import SPLIT, QueueBuilder
@@ -20,6 +23,16 @@ STOPPED_ARGS = ("--control", "custom", "--status-cmd", "exit 1", "--stop-cmd", "
 def run(q: QueueBuilder, command: str, *args: str):
     return CliRunner().invoke(queue_cli, [command, "local", "--queue-dir", str(q.queue),
                                           *args])
+
+
+def utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def date(path: Path, ago: int) -> int:
+    when = int(time.time()) - ago
+    os.utime(path, (when, when))
+    return when
 
 
 def earlier_split(msg: int) -> str:
@@ -37,6 +50,39 @@ def add(q: QueueBuilder, sender: str, **kw) -> int:
             return msg
         for area in ("mess", "info", "local", "remote"):
             q.path(area, msg).unlink(missing_ok=True)
+
+
+# -- the age is qmail-send's: from the info file's mtime ----------------------------------
+
+def test_age_and_date_count_from_the_info_file_as_qmail_send_does(tmp_path):
+    """qmail-send counts queuelifetime from the info file's mtime (getinfo: "birth"), and
+    qmail-qread prints that date: a message that waited ten days in todo/ while
+    qmail-send was stopped, preprocessed an hour ago, is an hour old to qmail. list's
+    --older-than, its date and stat's oldest counted from the mess file instead."""
+    q = QueueBuilder(tmp_path / "qmail")
+    late = q.add("a@example.com", remote=("x@remote.example",))
+    written = date(q.path("mess", late), 10 * 86400)
+    born = date(q.path("info", late), 3600)
+    waiting = q.add("b@example.com", remote=("y@remote.example",), preprocessed=False)
+    waiting_written = date(q.path("mess", waiting), 3 * 86400)
+
+    # not yet preprocessed: no birth yet, its mess file's date counts
+    assert [m["id"] for m in json.loads(run(q, "list", "--older-than", "2d",
+                                            "--json").output)] == [waiting]
+    assert [m["id"] for m in json.loads(run(q, "list", "--newer-than", "2h",
+                                            "--json").output)] == [late]
+    listed = run(q, "list")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.output.splitlines()[1:3]}
+    assert f"{utc(born)}  " in rows[str(late)] and utc(written) not in listed.output
+    assert f"{utc(waiting_written)}  " in rows[str(waiting)]
+    assert listed.output.splitlines()[1].startswith(str(waiting))  # oldest first
+    [data] = json.loads(run(q, "list", "--sender", "a@", "--json").output)
+    assert (data["queued"], data["preprocessed"], data["written"]) == \
+        (utc(born), utc(born), utc(written))
+    assert f"queued {utc(born)} UTC" in run(q, "show", str(late)).output
+    stat = json.loads(run(q, "stat", "--json").output)
+    assert stat["oldest"] == waiting_written
 
 
 # -- two files where qmail opens one: damage, shown once --------------------------------------

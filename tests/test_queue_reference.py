@@ -20,6 +20,7 @@ from queue_builder import (
     QUEUE,
     directory_table,
     file_table,
+    gmt,
     parse_qmhandle,
     parse_qread,
     recorded,
@@ -99,8 +100,10 @@ def test_stat_recipients_bounces_age_and_bytes(dump: Dump):
     sizes = sum(e.size for e in QREAD)
     late = sum(dump.entries[f"mess/{i % 23}/{i}"].size for i in (1475251, 1475353))
     assert stats.total_bytes == sizes + late
-    assert stats.oldest == time.mktime(time.strptime("28 Nov 2026 15:46:34 UTC",
-                                                     "%d %b %Y %H:%M:%S %Z")) - time.timezone
+    # the oldest by qmail's clock: the earliest date qmail-qread printed (an info file's
+    # mtime, from which qmail-send counts queuelifetime), not the earlier mess files'
+    # (15:46:34); the two in todo/ were written later (15:47:10)
+    assert stats.oldest == min(gmt(e.date) for e in QREAD) == gmt("28 Nov 2026 15:46:43")
 
 
 def test_stat_json(ref_queue: Path):
@@ -197,7 +200,8 @@ def test_list_filters(ref_queue: Path, args: list[str], ids: set[int]):
 def test_list_age_filters(ref_queue: Path):
     everything = run_list(ref_queue)
     assert len(everything) == 32
-    # the injected messages are from 15:46:34, the late ones from 15:47:10
+    # by qmail's clock the preprocessed messages are from 15:46:43 (their info files, the
+    # date qmail-qread printed), the late ones in todo/ from 15:47:10 (their mess files)
     now = time.time()
     old = int(now - time.mktime(time.strptime("2026-11-28 15:47:00", "%Y-%m-%d %H:%M:%S"))
               + time.timezone)
@@ -214,6 +218,9 @@ def test_list_text_one_line_per_message(ref_queue: Path):
     assert lines[-1] == "32 message(s)"
     row = next(line for line in lines if line.startswith("1475291 "))
     assert "<alice@example.com>" in row and "mixed 1" in row
+    # the date qmail-qread printed for it (its info file's), not its mess file's 15:46:34
+    [qread] = [e for e in QREAD if e.id == 1475291]
+    assert qread.date == "28 Nov 2026 15:46:43" and "  2026-11-28 15:46:43  " in row
     assert "local:example.com-bob@example.com, remote:friend@remote.example.net" in row
     assert any("Grüße" in line for line in lines)
 

@@ -142,8 +142,11 @@ def stat(as_json: bool, **kw: Any) -> None:
 @click.option("--recipient", metavar="PATTERN", help="A recipient contains PATTERN.")
 @click.option("--subject", metavar="PATTERN", help="Subject contains PATTERN.")
 @click.option("--regex", is_flag=True, help="Read the patterns as regular expressions.")
-@click.option("--older-than", metavar="AGE", help="Queued longer ago than AGE (30m, 2h, 3d).")
-@click.option("--newer-than", metavar="AGE", help="Queued within AGE.")
+@click.option("--older-than", metavar="AGE",
+              help="Queued longer ago than AGE (30m, 2h, 3d), by qmail-send's clock: from "
+              "its info file once preprocessed (the date qmail-qread prints), else from "
+              "its mess file.")
+@click.option("--newer-than", metavar="AGE", help="Queued within AGE (as --older-than).")
 @click.option("--bounces", is_flag=True, help="Only bounces (envelope sender <> or #@[]).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(sender: str | None, recipient: str | None, subject: str | None, regex: bool,

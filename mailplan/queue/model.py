@@ -46,8 +46,8 @@ class Message:
     sender: str | None  # envelope sender; "" is <>; None when no envelope is readable
     recipients: tuple[Recipient, ...]
     size: int
-    queued: int  # mtime of the mess file: when qmail-queue wrote it
-    preprocessed: int | None  # mtime of the info file (the date qmail-qread prints)
+    written: int  # mtime of the mess file: when qmail-queue wrote it
+    preprocessed: int | None  # mtime of the info file qmail-send reads (None: none)
     headers: tuple[tuple[str, str], ...]
     bouncing: bool  # qmail-send is collecting a bounce for it (bounce/ID exists)
     files: tuple[str, ...]
@@ -73,8 +73,19 @@ class Message:
         """The From header, RFC 2047 decoded ("" if there is none)."""
         return formats.decoded(formats.header(list(self.headers), "From") or "")
 
+    @property
+    def queued(self) -> int:
+        """When the message's time in the queue counts from, as qmail counts it: once
+        preprocessed, the info file's mtime (qmail-send's birth of the message, which
+        the queuelifetime bounce counts from, and the date qmail-qread prints); before
+        that, the mess file's (qmail-send writes info/, and so starts that clock, only
+        when it preprocesses the message)."""
+        if self.state == "queued" and self.preprocessed is not None:
+            return self.preprocessed
+        return self.written
+
     def age(self, now: int) -> int:
-        """Seconds since the message was queued."""
+        """Seconds since the message was queued (:attr:`queued`)."""
         return max(0, now - self.queued)
 
 
@@ -165,7 +176,7 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout) -> 
                if (note := formats.unread_record(qf.entry.data))]
     return Message(
         id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
-        size=mess.entry.size, queued=mess.entry.mtime,
+        size=mess.entry.size, written=mess.entry.mtime,
         preprocessed=info[0].entry.mtime if info else None,
         headers=tuple(formats.parse_headers(mess.entry.data)),
         bouncing=bool(areas.get("bounce")), files=files, split_dir=mess.split_dir,

@@ -134,7 +134,7 @@ def list_text(msgs: list[Message], odd: list[Entry] | None = None) -> str:
 def message_dict(m: Message) -> dict[str, object]:
     """One message for JSON output."""
     return {
-        "id": m.id, "state": m.state, "queued": utc(m.queued),
+        "id": m.id, "state": m.state, "queued": utc(m.queued), "written": utc(m.written),
         "preprocessed": utc(m.preprocessed), "size": m.size, "sender": m.sender,
         "bounce": m.is_bounce, "bouncing": m.bouncing, "from": m.header_from,
         "subject": m.subject,
