@@ -14,8 +14,13 @@ from pathlib import Path
 from click.testing import CliRunner
 from queue_builder import SPLIT, QueueBuilder
 
+from mailplan.connectors.local import LocalConnector
+from mailplan.queue import grouping, model, ops
 from mailplan.queue.cli import queue as queue_cli
+from mailplan.queue.control import Control
+from mailplan.queue.filters import Filter, Pattern
 
+STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
 STOPPED_ARGS = ("--control", "custom", "--status-cmd", "exit 1", "--stop-cmd", "true",
                 "--start-cmd", "true")
 
@@ -173,3 +178,28 @@ def test_a_tree_of_another_split_count_is_read_with_it(tmp_path):
     [data] = json.loads(run(q, "list", "--json").output)
     assert (data["id"], data["damaged"]) == (msg, [])
     assert run(q, "check").output.endswith("queue is healthy (split 7)\n")
+
+
+# -- delete groups each read once -------------------------------------------------------------
+
+def test_delete_groups_each_read_of_the_queue_once(tmp_path, monkeypatch):
+    """delete grouped the first read three times (to choose, for the files, for the
+    identities) and the second twice; with a big queue each grouping is seconds."""
+    q = QueueBuilder(tmp_path / "qmail")
+    doomed = q.add("spam@bad.example", remote=("x@remote.example",), subject="buy now")
+    kept = q.add("a@example.com", remote=("y@remote.example",))
+    calls = []
+    real = grouping.by_id
+
+    def counted(files):
+        calls.append(len(files))
+        return real(files)
+
+    for module in (grouping, model, ops):
+        monkeypatch.setattr(module, "by_id", counted, raising=False)
+    target = ops.Target(LocalConnector("l"), str(q.queue), STOPPED)
+    chosen = ops.Selection((), Filter(subject=Pattern("buy")))
+    change = ops.delete(target, chosen, execute=True)
+    assert list(change.removed) == [doomed] and not change.failed
+    assert len(calls) == 2, calls  # the read to choose, the read with qmail-send stopped
+    assert not q.path("mess", doomed).exists() and q.path("mess", kept).exists()

@@ -22,7 +22,7 @@ from mailplan.queue.check import check, repair_actions
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
 from mailplan.queue.dump import read_queue
-from mailplan.queue.grouping import detect_layout
+from mailplan.queue.grouping import detect_layout, grouped
 from mailplan.queue.layout import Layout
 from mailplan.queue.model import messages
 
@@ -478,12 +478,13 @@ def qmail_send_trips(q: QueueBuilder, msg: int) -> list[str]:
 def test_a_delete_cut_after_any_removal_leaves_what_qmail_send_copes_with(tmp_path):
     q, ids = queue_with_doomed(tmp_path / "plan")
     dump = read(q)
-    actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(dump, "l", strict=True))
+    actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(grouped(dump), "l",
+                                                                        strict=True))
     assert len(actions) == 8
     for cut in range(len(actions) + 1):
         q, ids = queue_with_doomed(tmp_path / f"cut{cut}")
         dump = read(q)
-        actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(dump, "l",
+        actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(grouped(dump), "l",
                                                                             strict=True))
         target = ops.Target(LocalConnector("l"), str(q.queue))
         assert all(o["ok"] for o in ops.ctl_apply(target, actions[:cut], "cut"))
@@ -515,7 +516,7 @@ def test_delete_prints_files_in_removal_order(tmp_path):
 def test_a_removal_that_fails_keeps_the_rest_of_its_message(tmp_path):
     q, (full, todo) = queue_with_doomed(tmp_path / "qmail")
     dump = read(q)
-    actions = ops.delete_actions(dump, ops.Selection((full, todo)).files(dump, "l",
+    actions = ops.delete_actions(dump, ops.Selection((full, todo)).files(grouped(dump), "l",
                                                                           strict=True))
     # todo/ is now another file than the one read: its removal is refused, and so the
     # message's intd and mess stay (else todo/ would be left without mess)

@@ -18,7 +18,7 @@ from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
 from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
-from mailplan.queue.grouping import by_id, detect_layout, grouped, queue_files
+from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.model import Message, messages
 from mailplan.queue.problems import Problem
@@ -138,24 +138,26 @@ class Selection:
         matches on headers (``--match``), else nothing."""
         return "headers" if self.filter is not None and self.filter.needs_headers else "none"
 
-    def taken(self, dump: Dump) -> list[Message]:
-        """The messages the filter takes, partial ones too (none without a filter)."""
-        return [] if self.filter is None else self.filter.select(messages(dump), dump.now)
+    def taken(self, dump: Dump, groups: Groups) -> list[Message]:
+        """The messages the filter takes, partial ones too (none without a filter);
+        ``groups``: :func:`~mailplan.queue.grouping.grouped` of ``dump``."""
+        if self.filter is None:
+            return []
+        return self.filter.select(messages(dump, groups), dump.now)
 
-    def files(self, dump: Dump, host: str, *, strict: bool,
-              taken: list[Message] | None = None) -> dict[int, list[str]]:
+    def files(self, groups: Groups, host: str, *, strict: bool,
+              taken: Iterable[Message] = ()) -> dict[int, list[str]]:
         """The files of every chosen message (every area), by id, each message's in the
-        order they are removed (:data:`~mailplan.queue.layout.REMOVE_ORDER`); ``taken``:
-        what :meth:`taken` said of ``dump``, if asked already."""
-        grouped = by_id(queue_files(dump))
-        unknown = [i for i in self.ids if i not in grouped]
+        order they are removed (:data:`~mailplan.queue.layout.REMOVE_ORDER`); ``groups``:
+        the message files of a read (:func:`~mailplan.queue.grouping.grouped`),
+        ``taken``: what :meth:`taken` said of that read."""
+        unknown = [i for i in self.ids if i not in groups]
         if unknown and strict:
             raise UnknownMessage(unknown, host)
-        chosen = {i for i in self.ids if i in grouped}
-        chosen |= {m.id for m in (self.taken(dump) if taken is None else taken)
-                   if m.state != "partial" or self.include_partial}
+        chosen = {i for i in self.ids if i in groups}
+        chosen |= {m.id for m in taken if m.state != "partial" or self.include_partial}
         return {i: [qf.entry.path for area in REMOVE_ORDER
-                    for qf in sorted(grouped[i].get(area, []), key=lambda qf: qf.entry.path)]
+                    for qf in sorted(groups[i].get(area, []), key=lambda qf: qf.entry.path)]
                 for i in sorted(chosen)}
 
     def partial_left_out(self, taken: list[Message]) -> list[int]:
@@ -177,14 +179,14 @@ def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, ob
              "batch": f"delete {i}"} for i, paths in files.items() for p in paths]
 
 
-def identities(dump: Dump, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
+def identities(groups: Groups, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
     """(inode, ctime, size) of each message's mess file (None: it has none), so that a
     message read twice is known to be the same one: an id is an inode number, and a
-    freed inode goes to the next message qmail-queue writes."""
-    grouped = by_id(queue_files(dump))
+    freed inode goes to the next message qmail-queue writes. ``groups``: the message
+    files of one read (:func:`~mailplan.queue.grouping.grouped`)."""
     out: dict[int, tuple[int, int, int] | None] = {}
     for i in ids:
-        mess = grouped[i].get("mess") if i in grouped else None
+        mess = groups[i].get("mess") if i in groups else None
         out[i] = None if not mess else (mess[0].entry.inode, mess[0].entry.ctime,
                                         mess[0].entry.size)
     return out
@@ -261,8 +263,9 @@ def _tell(exc: BaseException, what: str) -> None:
 def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
     """Remove every file of the chosen messages; a dry run unless ``execute``."""
     first = target.read(step="read queue", mess=selection.mess)
-    taken = selection.taken(first)
-    planned = selection.files(first, target.conn.name, strict=True, taken=taken)
+    groups = grouped(first)  # once per read: choosing, the files and identities share it
+    taken = selection.taken(first, groups)
+    planned = selection.files(groups, target.conn.name, strict=True, taken=taken)
     left_out = selection.partial_left_out(taken)
     if not execute or not planned:
         change = Change(executed=False, was_running=running(first), removed=planned,
@@ -274,15 +277,16 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
                                    f"exit {first.status}): --execute will refuse")
         return change
 
-    seen = identities(first, planned)
+    seen = identities(groups, planned)
 
     def work(dump: Dump) -> Change:
         # Only what was chosen in the first read, and only if it is still the same
         # message: a message delivered meanwhile may have left its id to a new one.
         # The same mess file (inode, change time, size) has the same headers: this read
         # needs none of them.
-        now = Selection(tuple(planned)).files(dump, target.conn.name, strict=False)
-        same = identities(dump, [i for i in now if i in planned])
+        groups = grouped(dump)
+        now = Selection(tuple(planned)).files(groups, target.conn.name, strict=False)
+        same = identities(groups, [i for i in now if i in planned])
         now = {i: files for i, files in now.items() if i in same and same[i] == seen[i]}
         change = Change(executed=True, was_running=False, partial_left_out=left_out)
         change.vanished = [i for i in planned if i not in now]
