@@ -253,7 +253,7 @@ def test_a_fifo_or_link_named_as_a_mess_file_is_no_message_in_list_and_stat(tmp_
     assert "88888" not in listed.output.split("1 message(s)")[0]
     assert listed.output.endswith(
         "1 message(s)\nnot listed: 2 file(s) named as a mess file but not a regular file, "
-        "so no message (mess/3/99999: a fifo); 'mailplan queue check' reports them "
+        "so no message (mess/3/99999: a named pipe); 'mailplan queue check' reports them "
         "(wrong-type)\n"), listed.output
     as_json = json.loads(run("list", *base, "--json").output)
     assert [m["id"] for m in as_json] == [msg]
@@ -262,8 +262,8 @@ def test_a_fifo_or_link_named_as_a_mess_file_is_no_message_in_list_and_stat(tmp_
     assert stat.exit_code == 0, stat.output
     assert "half-written messages: 0\n" in stat.output
     assert f"total size: {size} bytes\n" in stat.output
-    assert ("not messages: 2 fifo(s) or symbolic link(s) named as a mess file, left out "
-            "above ('mailplan queue check' reports them: wrong-type)\n") in stat.output
+    assert ("not messages: 2 named pipe(s) or symbolic link(s) named as a mess file, left "
+            "out above ('mailplan queue check' reports them: wrong-type)\n") in stat.output
     numbers = json.loads(run("stat", *base, "--json").output)
     assert (numbers["partial"], numbers["total_bytes"], numbers["not_messages"]) == \
         (0, size, 2)
@@ -286,7 +286,7 @@ def test_a_fifo_as_a_message_s_info_file_is_damaged_not_misread(tmp_path):
     assert f"wrong-type: {rel}: should be a regular file" in run("check", *base).output
     assert "queued,damaged" in run("list", *base).output
     shown = run("show", *base, str(msg))
-    assert f"damaged: {rel}: a fifo, not a regular file: not read (check reports it as " \
+    assert f"damaged: {rel}: a named pipe, not a regular file: not read (check reports it as " \
         "wrong-type)\n" in shown.output, shown.output
     assert "does not begin with an F<sender> record" not in shown.output
 

@@ -9,7 +9,7 @@ Modes (``sys.argv[2:]``):
 
 ``dump QUEUE STATUS [MESS [ID]]``
     Walk QUEUE (itself followed if it is a symlink) without following symlinks below it
-    and print, for every directory, file and fifo,
+    and print, for every directory, file and named pipe,
     a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen
     atime`` followed by the relative path and the data bytes (owner and group are
     percent-escaped, see :func:`_word`). Data is the whole file for the small
@@ -29,7 +29,7 @@ Modes (``sys.argv[2:]``):
     JSON line per action with its outcome. Paths that leave QUEUE are refused, and no
     symlink below QUEUE is followed: directories are walked with ``dir_fd`` and
     ``O_NOFOLLOW``, owners and modes are changed through an fd (``fchown``/``fchmod``)
-    of the directory, file or fifo itself, and an action carrying ``ino`` (the inode the
+    of the directory, file or named pipe itself, and an action carrying ``ino`` (the inode the
     caller's dump saw) is refused when the object there has another. Actions
     with the same ``batch`` stand or fall together: after one of them fails, the rest
     of its batch are skipped (reported as failed); a ``remove`` whose file is already
@@ -249,14 +249,14 @@ def _expect(st: os.stat_result, action: dict) -> None:
 
 def _attrs(root: int, parts: list, action: dict, op: str) -> None:
     """chown or chmod through an fd opened without following symlinks, once it is known
-    to be the directory, file or fifo the dump saw (never a device, never a link)."""
+    to be the directory, file or named pipe the dump saw (never a device, never a link)."""
     if parts:
         folder = _parent(root, parts)
         try:
             st = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
                     or stat.S_ISFIFO(st.st_mode)):
-                raise ValueError("not a directory, file or fifo; refusing")
+                raise ValueError("not a directory, file or named pipe; refusing")
             fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
                          | os.O_NOCTTY, dir_fd=folder)
         finally:

@@ -187,7 +187,7 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
     """
     all_files = [qf for qfs in areas.values() for qf in qfs]
     if any(qf.entry.kind != "f" for qf in all_files):
-        # reported as wrong-type (not repairable): a fifo, a directory or a link named as
+        # reported as wrong-type (not repairable): a named pipe, a directory or a link named as
         # a message's file is nobody's message, and nothing under this id is touched
         return set()
     mess = areas.get("mess", [])

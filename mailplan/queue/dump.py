@@ -1,4 +1,4 @@
-"""The queue as read from a host: every directory, file and fifo with its metadata.
+"""The queue as read from a host: every directory, file and named pipe with its metadata.
 
 :func:`parse_dump` is the pure parser of what the agent's ``dump`` mode prints (see
 :mod:`mailplan.queue.agent` for the record layout); :func:`read_queue` is the fact: one
@@ -30,7 +30,7 @@ class Entry:
     """One object under the queue directory, as lstat saw it."""
 
     path: str  # relative to the queue directory; "" is the queue directory itself
-    kind: str  # d directory, f regular file, p fifo, l symlink, o other
+    kind: str  # d directory, f regular file, p named pipe (fifo), l symlink, o other
     mode: int  # permission bits only
     uid: int
     gid: int

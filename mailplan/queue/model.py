@@ -6,8 +6,8 @@ finished, qmail-send has not seen it yet: what qmail-qstat calls "not yet prepro
 also when info/local/remote exist too, as qmail-send ignores them while todo/ID exists)
 or ``partial`` (a mess file with neither info nor todo: qmail-queue is still writing it or
 died while doing so). Files of other areas without a mess file are orphans; they are
-the business of :mod:`mailplan.queue.check`. So is a fifo or a symbolic link named as a
-mess file (check's ``wrong-type``): it is no message (:func:`sort_out` lists it), as
+the business of :mod:`mailplan.queue.check`. So is a named pipe or a symbolic link named
+as a mess file (check's ``wrong-type``): it is no message (:func:`sort_out` lists it), as
 qmail-qstat does not count it either (``find -type f``). Which file is whose, and where
 qmail looks for it, is :mod:`mailplan.queue.grouping`'s.
 """
@@ -90,11 +90,11 @@ class Message:
 
 
 #: What a file that is not a regular file is, in words.
-KIND_NAMES = {"p": "a fifo", "l": "a symbolic link", "d": "a directory"}
+KIND_NAMES = {"p": "a named pipe", "l": "a symbolic link", "d": "a directory"}
 
 
 def kind_name(entry: Entry) -> str:
-    """``a fifo``, ``a symbolic link``, ...: what ``entry`` is instead of a regular file."""
+    """``a named pipe``, ``a symbolic link``, ...: what ``entry`` is instead of a regular file."""
     return KIND_NAMES.get(entry.kind, "a special file")
 
 
@@ -117,7 +117,7 @@ def _where_qmail_reads(msg_id: int, areas: dict[str, list[QueueFile]],
         for qf in ordered[area]:
             if not _regular(qf):
                 # a file check calls wrong-type: the dump carries none of its bytes, nor
-                # would qmail-send read a fifo's (O_NDELAY: no writer, no data)
+                # would qmail-send read a named pipe's (O_NDELAY: no writer, no data)
                 notes.append(f"{qf.entry.path}: {kind_name(qf.entry)}, not a regular file: "
                              "not read (check reports it as wrong-type)")
             elif qf.entry.path != where and ordered[area][0].entry.path == where:
@@ -185,11 +185,11 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout) -> 
 
 def sort_out(dump: Dump, groups: Groups | None = None) -> tuple[list[Message], list[Entry]]:
     """Every message (everything with a mess file that is a regular file), oldest first,
-    and the files named as a mess file that are not regular files (a fifo, a symbolic
-    link) of ids without a regular one: no message, left out of :func:`stats` too, as
-    check reports them (``wrong-type``) and touches nothing of their id. qmail-qstat
-    does not count them (``find -type f``). ``groups``: :func:`grouped` of ``dump``, if
-    worked out already."""
+    and the files named as a mess file that are not regular files (a named pipe, a
+    symbolic link) of ids without a regular one: no message, left out of :func:`stats`
+    too, as check reports them (``wrong-type``) and touches nothing of their id.
+    qmail-qstat does not count them (``find -type f``). ``groups``: :func:`grouped`
+    of ``dump``, if worked out already."""
     layout = detect_layout(dump)
     found: list[Message] = []
     odd: list[Entry] = []
@@ -225,7 +225,7 @@ class Stats:
     partial: int
     oldest: int | None  # queued time of the oldest message
     total_bytes: int
-    not_messages: int  # a fifo or symlink named as a mess file: in none of the above
+    not_messages: int  # a named pipe or symlink named as a mess file: in none of the above
     damaged: int  # messages with a file qmail cannot use or never reads (list marks them)
 
     def as_dict(self) -> dict[str, int | None]:
@@ -236,7 +236,7 @@ class Stats:
 def qstat_count(dump: Dump, area: str) -> int:
     """What qmail-qstat counts in ``mess`` or ``todo``: regular files at any depth, as
     its ``find QMAIL/queue/mess/* -type f`` and ``find QMAIL/queue/todo -type f`` (find
-    neither follows nor counts a symbolic link, a fifo or a directory); the shell's
+    neither follows nor counts a symbolic link, a named pipe or a directory); the shell's
     ``mess/*`` leaves out what sits right in mess/ under a name starting with a dot."""
     return sum(1 for e in dump.entries.values()
                if e.kind == "f" and len(e.parts) >= 2 and e.parts[0] == area

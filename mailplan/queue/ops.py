@@ -82,7 +82,7 @@ def show(target: Target, msg_id: int, *,
     if not found:
         raise UnknownMessage([msg_id], target.conn.name)
     # the mess file the message was read from: with a second one (in another split
-    # directory, or a fifo) the first found was not always that one
+    # directory, or a named pipe) the first found was not always that one
     return found[0], dump.entries[found[0].mess_file].data
 
 

@@ -72,9 +72,9 @@ def stat_text(stats: Stats, now: int, status: int | None) -> str:
         lines.insert(-1, f"damaged messages: {stats.damaged}, with a file qmail cannot use "
                      "or never reads ('mailplan queue list' marks them)")
     if stats.not_messages:
-        lines.insert(-1, f"not messages: {stats.not_messages} fifo(s) or symbolic link(s) "
-                     "named as a mess file, left out above ('mailplan queue check' reports "
-                     "them: wrong-type)")
+        lines.insert(-1, f"not messages: {stats.not_messages} named pipe(s) or symbolic "
+                     "link(s) named as a mess file, left out above ('mailplan queue check' "
+                     "reports them: wrong-type)")
     return "\n".join(lines) + "\n"
 
 
