@@ -180,6 +180,18 @@ def test_a_tree_of_another_split_count_is_read_with_it(tmp_path):
     assert run(q, "check").output.endswith("queue is healthy (split 7)\n")
 
 
+def test_waiting_messages_are_no_damage_where_big_todo_is_in_doubt(tmp_path):
+    """One stray numbered directory in todo/ makes the tree look big-todo, which check
+    doubts (split-mismatch: it cannot tell how qmail was built); list is not to take a
+    side and call every message waiting in todo/ damaged."""
+    q = QueueBuilder(tmp_path / "qmail")
+    waiting = q.add("a@example.com", remote=("x@remote.example",), preprocessed=False)
+    (q.queue / "todo" / "3").mkdir()
+    [data] = json.loads(run(q, "list", "--json").output)
+    assert (data["id"], data["state"], data["damaged"]) == (waiting, "todo", [])
+    assert "split-mismatch" in run(q, "check").output
+
+
 # -- delete groups each read once -------------------------------------------------------------
 
 def test_delete_groups_each_read_of_the_queue_once(tmp_path, monkeypatch):

@@ -102,30 +102,41 @@ def _regular(qf: QueueFile | None) -> bool:
     return qf is not None and qf.entry.kind == "f"
 
 
+def _places(area: str, msg_id: int, layout: Layout) -> tuple[str, ...]:
+    """Where qmail opens the ``area`` file of message ``msg_id``: for todo/ and intd/
+    both ``todo/ID`` and ``todo/N/ID``, as whether qmail was built with big-todo is
+    check's to tell (and to doubt: ``split-mismatch``), not list's."""
+    if area in ("todo", "intd"):
+        return (f"{area}/{msg_id}", f"{area}/{msg_id % layout.split}/{msg_id}")
+    return (layout.path(area, msg_id),)
+
+
 def _where_qmail_reads(msg_id: int, areas: dict[str, list[QueueFile]],
                        layout: Layout) -> tuple[dict[str, list[QueueFile]], list[str]]:
-    """Each area's files with the one qmail reads first (the one at ``layout.path``:
-    qmail opens no other), and why each file qmail never reads is no part of the
+    """Each area's files with the one qmail reads first (the one where it opens it,
+    :func:`_places`; it opens no other), and why each file qmail never reads is no part of the
     message for qmail: not a regular file (check: ``wrong-type``), a second file of
     its area (``duplicate``), or one where qmail does not look (a wrong split
     directory, a repair's temporary name: ``misplaced``, ``unfinished-repair``)."""
     ordered: dict[str, list[QueueFile]] = {}
     notes: list[str] = []
     for area, qfs in areas.items():
-        where = layout.path(area, msg_id)
-        ordered[area] = sorted(qfs, key=lambda qf: qf.entry.path != where)
+        places = _places(area, msg_id, layout)
+        ordered[area] = sorted(qfs, key=lambda qf: qf.entry.path not in places)
+        first = ordered[area][0].entry.path
         for qf in ordered[area]:
             if not _regular(qf):
                 # a file check calls wrong-type: the dump carries none of its bytes, nor
                 # would qmail-send read a named pipe's (O_NDELAY: no writer, no data)
                 notes.append(f"{qf.entry.path}: {kind_name(qf.entry)}, not a regular file: "
                              "not read (check reports it as wrong-type)")
-            elif qf.entry.path != where and ordered[area][0].entry.path == where:
+            elif qf.entry.path != first and first in places:
                 notes.append(f"{qf.entry.path}: a second {area} file of message {msg_id}: "
-                             f"qmail reads only {where} (check reports a duplicate)")
-            elif qf.entry.path != where:
-                notes.append(f"{qf.entry.path}: not where qmail looks for it ({where}): "
-                             "qmail never reads it ('mailplan queue check' says why)")
+                             f"qmail reads only {first} (check reports a duplicate)")
+            elif qf.entry.path not in places:
+                notes.append(f"{qf.entry.path}: not where qmail looks for it "
+                             f"({layout.path(area, msg_id)}): qmail never reads it "
+                             "('mailplan queue check' says why)")
     return ordered, notes
 
 
