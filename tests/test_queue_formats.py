@@ -111,6 +111,15 @@ def test_folded_header():
     assert headers == [("Subject", "a b"), ("From", "x")]
 
 
+def test_only_some_headers():
+    # a folded line of a header left out stays with it, even one that looks like a header
+    block = (b"Received: from a\n\tSubject: not one\nSUBJECT: a\n  b\nX-Report: c\n"
+             b"\tFrom: neither\nFrom: x\n\nTo: body\n")
+    assert formats.parse_headers(block, frozenset({"subject", "from", "to"})) == \
+        [("SUBJECT", "a b"), ("From", "x")]
+    assert len(formats.parse_headers(block)) == 4
+
+
 @pytest.mark.parametrize("parser,data", [
     (formats.parse_info, b"Fsender"),  # no NUL
     (formats.parse_info, b"Xsender\0"),

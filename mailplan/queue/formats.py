@@ -140,18 +140,24 @@ def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
     return out
 
 
-def parse_headers(block: bytes) -> list[tuple[str, str]]:
-    """(name, raw value) of each header in a message's header block, continuations joined."""
+def parse_headers(block: bytes,
+                  only: frozenset[str] | None = None) -> list[tuple[str, str]]:
+    """(name, raw value) of each header in a message's header block, continuations
+    joined; with ``only`` (lower-case names), of those headers alone."""
     headers: list[tuple[str, str]] = []
+    kept = None  # whether the header the next continuation line belongs to is kept
     for line in block.decode("utf-8", "backslashreplace").splitlines():
         if not line:
             break
-        if line[0] in " \t" and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}")
+        if line[0] in " \t" and kept is not None:
+            if kept:
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {line.strip()}")
         elif ":" in line:
             name, _, value = line.partition(":")
-            headers.append((name.strip(), value.strip()))
+            kept = only is None or name.strip().lower() in only
+            if kept:
+                headers.append((name.strip(), value.strip()))
     return headers
 
 

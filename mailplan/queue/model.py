@@ -22,6 +22,11 @@ from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.grouping import Groups, QueueFile, by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import Layout
 
+#: The headers a :class:`Message` keeps: those list shows and its filters and delete
+#: --match look at. Only they are parsed and kept, so that a queue of a hundred thousand
+#: messages does not hold all their header lines (show prints the mess file's own).
+HEADERS = frozenset({"subject", "from", "to", "cc"})
+
 
 @dataclass(frozen=True)
 class Recipient:
@@ -48,7 +53,7 @@ class Message:
     size: int
     written: int  # mtime of the mess file: when qmail-queue wrote it
     preprocessed: int | None  # mtime of the info file qmail-send reads (None: none)
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...]  # of :data:`HEADERS` only
     bouncing: bool  # qmail-send is collecting a bounce for it (bounce/ID exists)
     files: tuple[str, ...]
     split_dir: str | None
@@ -189,7 +194,7 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout) -> 
         id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
         size=mess.entry.size, written=mess.entry.mtime,
         preprocessed=info[0].entry.mtime if info else None,
-        headers=tuple(formats.parse_headers(mess.entry.data)),
+        headers=tuple(formats.parse_headers(mess.entry.data, HEADERS)),
         bouncing=bool(areas.get("bounce")), files=files, split_dir=mess.split_dir,
         mess_file=mess.entry.path, damaged=tuple(damaged), skipped=tuple(skipped))
 
