@@ -32,6 +32,13 @@ def has_control(text: str) -> bool:
     return any(is_control(c) for c in text)
 
 
+def has_undecodable(text: str) -> bool:
+    """Whether ``text`` holds a byte that was not UTF-8 where it was read (decoded with
+    ``surrogateescape``): such text cannot be written out as UTF-8, nor found again in
+    what a host reports back."""
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
 def _escaped(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]

@@ -128,6 +128,40 @@ def test_control_characters_in_a_forward_are_a_warning_the_rest_goes_on(text):
     assert found, plan.findings
 
 
+def test_a_byte_that_is_not_utf8_in_a_target_is_a_warning_the_rest_goes_on():
+    """A Latin-1 address (caf\xe9@...) in an old aliases file or ~/.forward: the alias
+    crashed the plan (UnicodeEncodeError), and the forward was written raw, read back
+    as U+FFFD and planned again at every run. Now each is left out with a warning."""
+    source = SourceRouting(
+        aliases=(parse_aliases(b"friends: caf\xe9@remote.example, ann@x.example\n",
+                               "/etc/aliases"),),
+        forwards={"alice": parse_forward(b"keep@x.example, caf\xe9@remote.example\n",
+                                         "/home/alice/.forward", "alice")})
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    routing = plan.domains["example.com"]
+    assert routing.aliases["friends"] == ("&ann@x.example",)
+    assert routing.forwards == {"alice": ("&keep@x.example",)}
+    assert sorted((str(f.origin), f.message) for f in plan.warnings) == [
+        ("/etc/aliases:1", "alias friends: 'caf\\xe9@remote.example' holds a byte that "
+         "is not UTF-8 text and is not carried over"),
+        ("/home/alice/.forward:1", "~alice/.forward: 'caf\\xe9@remote.example' holds a "
+         "byte that is not UTF-8 text and is not carried over")]
+
+
+@pytest.mark.parametrize("line", [b"a\x1bb@remote.example", b"d\xe9f@remote.example"])
+def test_an_unusable_entry_of_an_include_file_is_not_echoed(line):
+    # an :include: file is read as root and may be any file: its text is never shown
+    aliases = resolve_includes(parse_aliases("staff: :include:/etc/l, ann@x.example\n",
+                                             "/etc/aliases"), lambda _p: line + b"\n")
+    plan = map_routing(SourceRouting(aliases=(aliases,)),
+                       [DomainRules("example.com", COM, import_aliases=True)])
+    assert plan.domains["example.com"].aliases["staff"] == ("&ann@x.example",)
+    (warning,) = plan.warnings
+    assert warning.origin == Origin("/etc/l", 1)
+    assert "an entry of an :include: file (its text is not shown)" in warning.message
+    assert "remote.example" not in warning.message
+
+
 def test_an_include_path_with_a_control_character_is_not_read():
     def read(path: str) -> bytes | None:
         raise AssertionError(f"read {path!r}")

@@ -6,8 +6,8 @@ user (whose ~/.forward applies). On vpopmail the same effect is a forward line
 ~/.forward). Local names therefore resolve recursively through the aliases table and
 through renamed users; loops, unknown names and deliveries with no safe equivalent
 (``|program``, ``/file``, ``error:``, unreadable ``:include:``) and targets holding a
-control character (a NUL cannot even be passed to a command) become warnings carrying
-the source line. Pure; used by :mod:`mailplan.routing.mapdomain`
+control character (a NUL cannot even be passed to a command) or a byte that is not UTF-8
+become warnings carrying the source line. Pure; used by :mod:`mailplan.routing.mapdomain`
 and :mod:`mailplan.routing.mapping`.
 """
 
@@ -29,7 +29,7 @@ from mailplan.routing.model import (
     Target,
 )
 from mailplan.routing.rules import DomainRules
-from mailplan.text import has_control
+from mailplan.text import escape, has_control, has_undecodable
 
 OWN_MAILDIR = "./Maildir/"
 #: a self-reference without a backslash (``bob: bob``): sendmail delivers to the user as
@@ -147,9 +147,16 @@ class Resolver:
 
     def _one(self, target: Target, *, context: str, owner: str | None,
              chain: tuple[str, ...]) -> list[str]:
-        if has_control(str(target)):
-            self.warn(f"{context}: {str(target)!r} contains a control character (NUL, "
-                      "newline, ...) and is not carried over", target.origin)
+        text = str(target)
+        if has_control(text) or has_undecodable(text):
+            # a byte that is not UTF-8 would reach qmail raw, where neither the apply log
+            # nor the read-back of the .qmail (UTF-8) can carry it: never settled
+            why = ("contains a control character (NUL, newline, ...)" if has_control(text)
+                   else "holds a byte that is not UTF-8 text")
+            shown = ("an entry of an :include: file (its text is not shown)"
+                     if isinstance(target, Address) and target.listed
+                     else repr(text) if has_control(text) else f"'{escape(text)}'")
+            self.warn(f"{context}: {shown} {why} and is not carried over", target.origin)
         elif isinstance(target, Program):
             self.warn(f"{context}: program delivery {str(target)!r} has no safe vpopmail "
                       "equivalent and is not carried over", target.origin)
