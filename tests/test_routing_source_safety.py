@@ -8,9 +8,14 @@ so the real read script is exercised.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password
@@ -85,10 +90,35 @@ def test_a_group_or_world_writable_include_file_is_refused_as_sendmail_does(tmp_
     assert "it is world-writable: sendmail refuses such a file" in shown
 
 
+@contextlib.contextmanager
+def _not_waiting_on(pipe: Path) -> Iterator[None]:
+    """Fail (not hang) when a read waits on the named pipe ``pipe``; a reader left
+    waiting on it (a failed test) is let go."""
+    def stuck(*_args: object) -> None:
+        raise TimeoutError(f"the read of {pipe} hangs")
+
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        with contextlib.suppress(OSError):
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_an_include_file_that_is_a_named_pipe_is_not_opened(tmp_path):
+    team = tmp_path / "team"
+    os.mkfifo(team)
+    with _not_waiting_on(team):
+        _source, shown = _include_plan(tmp_path, team)
+    assert f"{team} not carried over: it is not a regular file" in shown
+
+
 def _forward_world(tmp_path: Path, mode: int, uid: int | None = None,
-                   chown: int | None = None) -> tuple[SourceRouting, list[str]]:
-    aliases = tmp_path / "aliases"
-    aliases.write_text("root: alice\n")
+                   chown: int | None = None, *, findings: list | None = None,
+                   ) -> tuple[SourceRouting, list[str]]:
     home = tmp_path / "home" / "carol"
     home.mkdir(parents=True)
     forward = home / ".forward"
@@ -96,13 +126,27 @@ def _forward_world(tmp_path: Path, mode: int, uid: int | None = None,
     os.chmod(forward, mode)
     if chown is not None:
         os.chown(forward, chown, chown)
+    return _read_forwards(tmp_path, home, uid, findings)
+
+
+def _read_forwards(tmp_path: Path, home: Path, uid: int | None = None,
+                   findings: list | None = None) -> tuple[SourceRouting, list[str]]:
+    """read_source_routing for carol, whose home is ``home``; the source's /etc is
+    tmp_path/etc (its hostname oldmail: ForwardPath's default is ~/.forward.oldmail,
+    then ~/.forward)."""
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: alice\n")
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "hostname").write_text("oldmail\n")
     spec_path = tmp_path / "m.yaml"
     spec_path.write_text(textwrap.dedent(f"""\
         version: 1
         hosts:
           old: {{local: true}}
           new: {{local: true}}
-        source: {{host: old, aliases: {aliases}}}
+        source: {{host: old, aliases: {aliases}, passwd: {etc}/passwd,
+                  local_hostnames: [oldmail.example]}}
         target: {{host: new}}
         domains:
           example.com: {{}}
@@ -115,7 +159,7 @@ def _forward_world(tmp_path: Path, mode: int, uid: int | None = None,
     owner = os.getuid() if uid is None else uid
     account = Account("carol", owner, owner, "Carol", str(home), "/bin/sh", None, None, 1)
     source = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", {"carol": account})
-    findings: list = []
+    findings = [] if findings is None else findings
     got = read_source_routing(LocalConnector("oldmail"), spec, source, desired,
                               need_aliases=False, findings=findings)
     return got, [str(f) for f in findings if f.severity == "warning"]
@@ -154,3 +198,45 @@ def test_a_forward_owned_by_root_is_migrated(tmp_path):
         return  # only root can make a file root's
     got, _findings = _forward_world(tmp_path, 0o644, uid=1000)
     assert "carol" in got.forwards
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "directory"])
+def test_a_forward_that_is_not_a_regular_file_is_not_opened(tmp_path, kind):
+    """sendmail reads only a regular file (SFF_REGONLY). A ~/.forward that is a named
+    pipe hung the plan (the open of a pipe waits for a writer); a directory stopped it
+    ("cannot read the ~/.forward of carol"). Now either is a warning, and mail stays in
+    the mailbox as on sendmail."""
+    home = tmp_path / "home" / "carol"
+    home.mkdir(parents=True)
+    forward = home / ".forward"
+    if kind == "named pipe":
+        os.mkfifo(forward)
+    else:
+        forward.mkdir()
+    with _not_waiting_on(forward):
+        got, warnings = _read_forwards(tmp_path, home)
+    assert "carol" not in got.forwards
+    assert warnings == [f"warning: the ~/.forward of carol ({forward}) is not a regular "
+                        "file: sendmail ignores such a file, so it is not migrated (mail "
+                        "stays in carol's mailbox); fix it on the source if it should apply"]
+
+
+def test_a_forward_file_sendmail_refuses_is_passed_over_for_the_next(tmp_path):
+    """sendmail's forward() tries each file of its ForwardPath: one it refuses is passed
+    over, and the next one that is there is read. Before, the first one there was taken
+    and, refused, left the user with no forward at all."""
+    home = tmp_path / "home" / "carol"
+    home.mkdir(parents=True)
+    host_file, plain = home / ".forward.oldmail", home / ".forward"
+    host_file.write_text("evil@attacker.example\n")
+    os.chmod(host_file, 0o666)
+    plain.write_text("carol@elsewhere.example\n")
+    os.chmod(plain, 0o644)
+    findings: list = []
+    got, warnings = _read_forwards(tmp_path, home, findings=findings)
+    assert [str(t) for t in got.forwards["carol"].targets] == ["carol@elsewhere.example"]
+    assert got.forwards["carol"].path == str(plain)
+    assert warnings == [f"warning: the ~/.forward of carol ({host_file}) is world-writable: "
+                        "sendmail ignores such a file, so it is not migrated (sendmail reads "
+                        f"{plain} instead); fix it on the source if it should apply"]
+    assert not any("forward file is" in str(f) for f in findings)  # ~/.forward itself

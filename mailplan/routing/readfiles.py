@@ -4,10 +4,12 @@ A framed batch command costs several process starts; thousands of users' ~/.forw
 files read one command each would dominate a plan. Here one constant ``sh -c`` script
 reads files given as positional parameters (never formatted into the script): per file
 it prints a header, the bytes (``cat``; with ``follow=False`` also ``stat``, twice) and
-a trailer with cat's exit status, or status 3 when the file does not exist; with
-``follow=False`` the trailer also holds the mode and owner of the file read (from the
-same ``stat`` that checks it is the file named), for sendmail's file-safety rules. Headers and
-trailers carry a random marker chosen per call, so no file content can forge one.
+a trailer with cat's exit status, or status 3 when the file does not exist. With
+``follow=False`` only a regular file is opened (status 5 for anything else, which
+sendmail does not read either: the open of a named pipe would block), and the trailer
+also holds the mode and owner of the file read (from the same ``stat`` that checks it is
+the file named), for sendmail's file-safety rules. Headers and trailers carry a random
+marker chosen per call, so no file content can forge one.
 Read-only: usable on the source.
 
 A batch is written to the remote shell while it runs, and its output is only read once
@@ -31,20 +33,24 @@ from mailplan.shell import join
 
 MISSING = 3
 LINK = 4  # a symbolic link, not read (``follow=False``)
+SPECIAL = 5  # not a regular file (a directory, a named pipe, ...), not read (``follow=False``)
 CHUNK_BYTES = 512 * 1024
 # ``nofollow``: a link is not read, and neither is a file swapped for one between that
 # look and the open (the open follows it): the file is opened once (fd 3) and read only
 # when what was opened is what the name holds now (device and inode of each), else it
-# counts as a link
+# counts as a link. Only a regular file is opened: the open of a named pipe blocks (a
+# user's ~/.forward could hang the plan), and what was opened is checked to be one too
 READ_SCRIPT = (
     'm=$1; l=$2; shift 2; i=0; s=; '
     'for f do '
     'printf "@@%s %s\\n" "$m" "$i"; '
     'if [ "$l" = nofollow ]; then '
-    'if [ -L "$f" ]; then rc=4; elif [ -e "$f" ]; then rc=1; else rc=3; fi; '
+    'if [ -L "$f" ]; then rc=4; elif [ -f "$f" ]; then rc=1; '
+    'elif [ -e "$f" ]; then rc=5; else rc=3; fi; '
     'if [ $rc = 1 ]; then { o=$(stat -L -c "%d:%i %a %u" /dev/fd/3); '
     'n=$(stat -c %d:%i -- "$f"); '
-    'if [ -n "$o" ] && [ "${o%% *}" = "$n" ]; then cat <&3; rc=$?; s=${o#* }; '
+    'if [ -n "$o" ] && [ "${o%% *}" = "$n" ]; then '
+    'if [ -f /dev/fd/3 ]; then cat <&3; rc=$?; s=${o#* }; else rc=5; fi; '
     'else rc=4; fi; } 3<"$f" 2>/dev/null; fi; '
     'elif [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
     'printf "\\n@@%s %s %s %s\\n" "$m" "$i" "$rc" "$s"; s=; '
@@ -64,6 +70,8 @@ class FileRead:
     # file read (taken from the opened descriptor), for sendmail's file-safety checks
     mode: int | None = None
     uid: int | None = None
+    #: not a regular file (a directory, a named pipe, ...), left unread (``follow=False``)
+    special: bool = False
 
     def unsafe(self, owners: tuple[int, ...] | None = None) -> str | None:
         """Why sendmail would refuse to read this file, or None: group- or
@@ -163,6 +171,6 @@ def _parse(data: bytes, paths: Sequence[str], marker: bytes,
                                 step="read files") from None
         out[path] = FileRead(status not in (MISSING, LINK),
                              data[start:end] if status == 0 else None, status == LINK,
-                             mode, uid)
+                             mode, uid, status == SPECIAL)
         pos = eol + 1
     return out

@@ -75,6 +75,8 @@ def _include_problem(read: FileRead) -> str | None:
     if read.link:
         return ("it is a symbolic link: not followed (mailplan reads as root); put the "
                 "list in a plain file")
+    if read.special:
+        return "it is not a regular file (a directory, a named pipe, ...): sendmail refuses it"
     unsafe = read.unsafe()
     if unsafe:
         return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail "
@@ -171,17 +173,10 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     # the user; mailplan reads as root and would read whatever the link names)
     reads.update(_read_files(conn, sorted({p for ps in candidates.values() for p in ps}),
                              follow=False))
-    homes = {}  # login -> its forward file: ForwardPath's first that is there
-    for login, paths in candidates.items():
-        there = [p for p in paths if reads[p].exists or reads[p].link]
-        if there:
-            homes[login] = there[0]
-            if there[0] != inside(root, f"{user_homes[login]}/.forward"):
-                findings.append(Finding("note", f"{login}'s forward file is {there[0]}, "
-                                        "the first of sendmail's ForwardPath that is there"
-                                        + (f" (its {', '.join(there[1:])} is not read, as "
-                                           "by sendmail)" if there[1:] else "")))
     host = conn.name
+    homes = {login: path for login, paths in candidates.items()
+             if (path := _forward_file(login, paths, reads, uids[login],
+                                       inside(root, user_homes[login]), host, findings))}
     aliases = _read_alias_files(conn, reads, given, cf_path, imported=need_aliases,
                                 findings=findings, root=root)
     table = None
@@ -194,26 +189,8 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             raise _host_error(exc, host) from None
     forwards: dict[str, ForwardFile] = {}
     for login, path in homes.items():
-        read = reads[path]
-        if read.link:
-            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
-                                    "symbolic link: not read, so not migrated (mailplan does "
-                                    "not follow links in users' files); copy what it "
-                                    "should say into a file there, or into the spec"))
-            continue
-        if not read.exists:
-            continue  # no ~/.forward: mail stays in the mailbox
-        if read.data is None:
-            raise _unreadable(host, path, f"the ~/.forward of {login}")
-        unsafe = read.unsafe(owners=(uids[login], 0))
-        if unsafe:  # sendmail: SFF_NOGWFILES, SFF_NOWWFILES, SFF_MUSTOWN|SFF_ROOTOK
-            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is "
-                                    f"{unsafe}: sendmail ignores such a file, so it is not "
-                                    f"migrated (mail stays in {login}'s mailbox); fix its "
-                                    "mode or owner on the source if it should apply"))
-            continue
         try:
-            forwards[login] = parse_forward(read.data, path, login)
+            forwards[login] = parse_forward(reads[path].data or b"", path, login)
         except RoutingError as exc:
             raise _host_error(exc, host) from None
     own = (clean_names(named) if named is not None
@@ -227,6 +204,51 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
                          local_hostnames=own | {"localhost"})
+
+
+def _forward_file(login: str, paths: Sequence[str], reads: dict[str, FileRead], uid: int,
+                  home: str, host: str, findings: list[Finding]) -> str | None:
+    """The forward file of ``login`` that sendmail reads, or None: ForwardPath's first
+    that is there and that sendmail accepts. As sendmail's forward(), a file it refuses
+    (group- or world-writable, owned by neither the user nor root, not a regular file:
+    SFF_NOGWFILES, SFF_NOWWFILES, SFF_MUSTOWN|SFF_ROOTOK, SFF_REGONLY) is passed over for
+    the next one, with a warning. A symbolic link ends the search unread (mailplan does
+    not follow links in users' files; sendmail, reading as the user, may have)."""
+    refused: list[tuple[str, str]] = []
+    chosen = None
+    for path in paths:
+        read = reads[path]
+        if read.link:
+            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
+                                    "symbolic link: not read, so not migrated (mailplan does "
+                                    "not follow links in users' files); copy what it "
+                                    "should say into a file there, or into the spec"))
+            break
+        if not read.exists:
+            continue
+        why = ("not a regular file" if read.special
+               else read.unsafe(owners=(uid, 0)) if read.data is not None else None)
+        if why:
+            refused.append((path, why))
+            continue
+        if read.data is None:
+            raise _unreadable(host, path, f"the ~/.forward of {login}")
+        chosen = path
+        break
+    for path, why in refused:
+        then = (f"sendmail reads {chosen} instead" if chosen
+                else f"mail stays in {login}'s mailbox")
+        findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is {why}: "
+                                f"sendmail ignores such a file, so it is not migrated ({then}); "
+                                "fix it on the source if it should apply"))
+    if chosen and chosen != f"{home}/.forward":
+        later = [p for p in paths[paths.index(chosen) + 1:] if reads[p].exists or reads[p].link]
+        findings.append(Finding("note", f"{login}'s forward file is {chosen}, the first of "
+                                "sendmail's ForwardPath that is there" + (
+                                    " and that sendmail reads" if refused else "") + (
+                                    f" (its {', '.join(later)} is not read, as by sendmail)"
+                                    if later else "")))
+    return chosen
 
 
 def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
