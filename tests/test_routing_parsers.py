@@ -225,6 +225,22 @@ def test_resolve_includes_expands_keeps_lines_and_detects_loops():
     assert broken.problem == "file could not be read on the source"
 
 
+def test_a_relative_include_path_is_not_read():
+    """sendmail opens a relative :include: path from its queue directory (its working
+    directory); mailplan read it from wherever its own command ran (the login's home
+    over SSH, the admin's directory on a copy of the disk), another file altogether."""
+    def read(path: str) -> bytes | None:
+        raise AssertionError(f"read {path!r}")
+
+    resolved = resolve_includes(parse_aliases("staff: :include:lists/staff, ann\n",
+                                              "/etc/aliases"), read)
+    include, ann = resolved.entries[0].targets
+    assert isinstance(include, Include) and include.path == "lists/staff"
+    assert include.problem is not None and include.problem.startswith(
+        "not an absolute path: sendmail opens it from its queue directory")
+    assert str(ann) == "ann"
+
+
 def test_include_syntax_error_names_the_included_file():
     with pytest.raises(RoutingError, match=r"^/lists/bad:2: "):
         resolve_includes(parse_aliases("x: :include:/lists/bad", "f"),

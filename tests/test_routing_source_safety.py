@@ -90,6 +90,23 @@ def test_a_group_or_world_writable_include_file_is_refused_as_sendmail_does(tmp_
     assert "it is world-writable: sendmail refuses such a file" in shown
 
 
+def test_a_relative_include_path_is_not_read_on_the_source(tmp_path, monkeypatch):
+    # sendmail opens it from its queue directory; mailplan's reads run elsewhere (here:
+    # a directory holding a file of that name, which is not read, nor its text shown)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "team").write_text(f"password = {SECRET}\n")
+    aliases = parse_aliases("team: :include:team, alice\n", "/etc/aliases")
+    resolved = _resolve_includes(LocalConnector("oldmail"), aliases)
+    plan = map_routing(SourceRouting(aliases=(resolved,)),
+                       [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)])
+    assert plan.domains["example.com"].aliases["team"] == ("&alice@example.com",)
+    assert [str(w) for w in plan.warnings] == [
+        "warning: [example.com] /etc/aliases:1: alias team: :include:team not carried "
+        "over: not an absolute path: sendmail opens it from its queue directory "
+        "(QueueDirectory); write the full path on the source, or declare the alias in "
+        "the spec"]
+
+
 @contextlib.contextmanager
 def _not_waiting_on(pipe: Path) -> Iterator[None]:
     """Fail (not hang) when a read waits on the named pipe ``pipe``; a reader left

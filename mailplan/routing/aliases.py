@@ -28,6 +28,11 @@ from mailplan.routing.model import Address, Finding, Include, Origin, RoutingErr
 from mailplan.text import has_control
 
 Reader = Callable[[str], bytes | None]
+#: sendmail opens an :include: file from its working directory, the queue directory
+#: (main.c: chdir(QueueDir)); mailplan does not guess it, and reads no such path
+RELATIVE_INCLUDE = ("not an absolute path: sendmail opens it from its queue directory "
+                    "(QueueDirectory); write the full path on the source, or declare the "
+                    "alias in the spec")
 
 
 @dataclass(frozen=True)
@@ -181,9 +186,10 @@ def resolve_includes(aliases: AliasFile, read: Reader,
     """Replace each ``:include:`` by the targets of the file it names, recursively.
 
     ``read(path)`` returns the file's bytes or None when it cannot be read (``why(path)``
-    then says why, when it knows). An unreadable file or an include loop leaves the
-    :class:`Include` in place with ``problem`` set, so the mapping reports it with its
-    line; a syntax error in an included file raises (see :func:`parse_listed`).
+    then says why, when it knows); a relative path is not read. An unreadable file, a
+    relative path or an include loop leaves the :class:`Include` in place with
+    ``problem`` set, so the mapping reports it with its line; a syntax error in an
+    included file raises (see :func:`parse_listed`).
     """
     cache: dict[str, list[Target] | None] = {}
 
@@ -200,6 +206,8 @@ def resolve_includes(aliases: AliasFile, read: Reader,
                 out.append(target)
             elif has_control(target.path):
                 out.append(replace(target, problem="its path holds a control character"))
+            elif not target.path.startswith("/"):
+                out.append(replace(target, problem=RELATIVE_INCLUDE))
             elif target.path in chain:
                 loop = " -> ".join((*chain, target.path))
                 out.append(replace(target, problem=f"include loop: {loop}"))

@@ -84,6 +84,12 @@ def _include_problem(read: FileRead) -> str | None:
     return None
 
 
+def _readable_include(path: str) -> bool:
+    """Whether an :include: path names a file mailplan reads (resolve_includes reports
+    the others: a control character, a relative path)."""
+    return path.startswith("/") and not has_control(path)
+
+
 def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> AliasFile:
     """Read every :include: file (one batch per nesting level), then resolve. Files are
     read like users' ~/.forward (``follow=False``): a list kept where a user can write
@@ -93,7 +99,7 @@ def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> Al
     cache: dict[str, bytes | None] = {}
     why: dict[str, str] = {}
     pending = {t.path for e in aliases.entries for t in e.targets
-               if isinstance(t, Include) and not has_control(t.path)}
+               if isinstance(t, Include) and _readable_include(t.path)}
     for _round in range(MAX_INCLUDE_ROUNDS):
         pending -= set(cache)
         if not pending:
@@ -120,7 +126,7 @@ def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> Al
             except RoutingError as exc:
                 raise _host_error(exc, conn.name) from None
             nested |= {t.path for t in targets
-                       if isinstance(t, Include) and not has_control(t.path)}
+                       if isinstance(t, Include) and _readable_include(t.path)}
         pending = nested
     try:
         return resolve_includes(aliases, lambda path: cache.get(path), why.get)
