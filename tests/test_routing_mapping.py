@@ -66,7 +66,9 @@ def test_not_created_as_aliases(name):
 
 
 @pytest.mark.parametrize(("severity", "origin", "words"), [
-    ("note", Origin("/etc/aliases", 12), "postmaster stays vpopmail's own account"),
+    ("caution", Origin("/etc/aliases", 12), "postmaster stays vpopmail's own account, so "
+     "mail to postmaster@example.com stays in that mailbox, where sendmail delivered it to "
+     "alice@example.com"),
     ("note", Origin("/etc/aliases", 11), "qmail sends and handles bounces"),
     ("note", Origin("/etc/aliases", 18), "system alias 'root' not imported"),
     ("warning", Origin("/etc/aliases", 23), "'office manager' cannot be an alias"),
@@ -218,6 +220,33 @@ def test_aliases_not_imported_when_rules_say_no():
 def test_virtusertable_addresses(name, lines):
     plan = _plan(DomainRules("example.com", COM), DomainRules("example.org", {"dave": "dave"}))
     assert plan.domains["example.org"].aliases[name] == lines
+
+
+@pytest.mark.parametrize(("aliases", "vt", "severity", "words"), [
+    # sendmail gave postmaster's mail to an admin: on vpopmail it stays in the postmaster
+    # mailbox; the plan shows it without -v (a caution), not only as a note
+    ("postmaster: root\nroot: alice, carol@remote.example\n", "", "caution",
+     "alias 'postmaster' not imported: postmaster stays vpopmail's own account, so mail "
+     "to postmaster@example.com stays in that mailbox, where sendmail delivered it to "
+     "alice@example.com, carol@remote.example (read it as postmaster@example.com, or "
+     "forward that mailbox on the target)"),
+    ("", "postmaster@example.com  alice\n", "caution",
+     "virtusertable address 'postmaster' not created: postmaster stays vpopmail's own "
+     "account, so mail to postmaster@example.com stays in that mailbox, where sendmail "
+     "delivered it to alice@example.com"),
+    # where sendmail delivered it nowhere (a program): a note
+    ('postmaster: "|/usr/bin/ticket"\n', "", "note",
+     "alias 'postmaster' not imported: postmaster stays vpopmail's own account"),
+    ("postmaster: /dev/null\n", "", "caution", "where sendmail discarded it (/dev/null)"),
+])
+def test_postmaster_stays_vpopmails_own_and_the_plan_says_where_its_mail_went(
+        aliases, vt, severity, words):
+    source = SourceRouting(aliases=(parse_aliases(aliases, "/etc/aliases"),),
+                           virtusertable=parse_virtusertable(vt, "/etc/vt") if vt else None)
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert "postmaster" not in plan.domains["example.com"].aliases
+    found = [f for f in plan.findings if "postmaster stays" in f.message]
+    assert [(f.severity, words in f.message) for f in found] == [(severity, True)], found
 
 
 def test_virtusertable_postmaster_and_identity_entries_create_nothing():

@@ -16,8 +16,8 @@ from fnmatch import fnmatchcase
 from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
-from mailplan.routing.model import Address, ErrorCode, Origin, RoutingError
-from mailplan.routing.resolve import OWN_MAILDIR, SELF, Resolver
+from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
+from mailplan.routing.resolve import DISCARD, OWN_MAILDIR, SELF, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
     SYSTEM_ACCOUNTS,
@@ -95,9 +95,7 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
             lines = list(dict.fromkeys(x for line in lines
                                        for x in (own if line == SELF else [line])))
         if name in VPOPMAIL_OWNED:
-            if lines != [f"&{name}@{domain}"]:
-                resolver.note(f"{what} {name!r} not created: postmaster stays vpopmail's own "
-                              "account", origin)
+            _postmaster_kept(resolver, domain, f"{what} {name!r} not created", lines, origin)
             return
         if name in mailboxes:
             # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
@@ -157,7 +155,7 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
 
     if rules.import_aliases:
         for name, entry in table.items():
-            if not _imported(name, rules, resolver, entry.origin):
+            if not _imported(name, rules, resolver, entry):
                 continue
             owner = name if name in mailboxes else None
             mark[:] = [len(resolver.findings), len(resolver.breaks)]
@@ -200,10 +198,34 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
                          _catch_all(rules, virtual, resolver), origins)
 
 
-def _imported(name: str, rules: DomainRules, resolver: Resolver, origin: Origin) -> bool:
+def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str],
+                     origin: Origin | None) -> None:
+    """Say that routing for postmaster is not carried over (it stays vpopmail's own
+    account): a note, or a caution when sendmail delivered its mail elsewhere. Mail for
+    postmaster (abuse reports, bounces) that reached an admin then waits in a mailbox
+    nobody may read, which the plan should show without ``-v``."""
+    kept = f"postmaster@{domain}"
+    went = [line.removeprefix("&") for line in lines if line != SELF]
+    if went == [kept]:
+        return  # what it does anyway
+    if not went:
+        resolver.note(f"{what}: postmaster stays vpopmail's own account", origin)
+        return
+    there = ("discarded it (/dev/null)" if went == [DISCARD]
+             else f"delivered it to {', '.join(went)}")
+    resolver.findings.append(Finding(
+        "caution", f"{what}: postmaster stays vpopmail's own account, so mail to {kept} "
+        f"stays in that mailbox, where sendmail {there} (read it as {kept}, or forward "
+        "that mailbox on the target)", origin, domain))
+
+
+def _imported(name: str, rules: DomainRules, resolver: Resolver, entry: AliasEntry) -> bool:
+    origin = entry.origin
     if name in VPOPMAIL_OWNED:
-        resolver.note(f"alias {name!r} not imported: postmaster stays vpopmail's own "
-                      "account", origin)
+        # where sendmail delivered it (an early look: its findings are dropped)
+        lines = Resolver(resolver.directory, rules.domain).lines(
+            entry.targets, context=f"alias {name}", chain=(name,))
+        _postmaster_kept(resolver, rules.domain, f"alias {name!r} not imported", lines, origin)
         return False
     if name in MTA_INTERNAL:
         resolver.note(f"alias {name!r} not imported: qmail sends and handles bounces itself",
