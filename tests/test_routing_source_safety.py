@@ -22,9 +22,11 @@ from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Pass
 from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.routing.aliases import parse_aliases
+from mailplan.routing.filesafety import FileSafety
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Include, RoutingError
 from mailplan.routing.rules import DomainRules, SourceRouting
+from mailplan.routing.sendmailcf import dont_blame_sendmail
 from mailplan.routing.source import _resolve_includes, read_source_routing
 from mailplan.secret import Secret
 from mailplan.spec import load_spec
@@ -257,3 +259,68 @@ def test_a_forward_file_sendmail_refuses_is_passed_over_for_the_next(tmp_path):
                         "sendmail ignores such a file, so it is not migrated (sendmail reads "
                         f"{plain} instead); fix it on the source if it should apply"]
     assert not any("forward file is" in str(f) for f in findings)  # ~/.forward itself
+
+
+@pytest.mark.parametrize(("home_mode", "file_mode", "cf", "refused"), [
+    # sendmail's safedirpath(): a group- or world-writable directory on the path of a
+    # ~/.forward makes sendmail ignore it ("Group writable directory" in its log)
+    (0o775, 0o644, "", "in a group-writable directory ({home}, mode 775)"),
+    (0o777, 0o644, "", "in a world-writable directory ({home}, mode 777)"),
+    (0o755, 0o644, "", None),
+    # DontBlameSendmail in sendmail.cf relaxes the rules, as sendmail does
+    (0o775, 0o644, "O DontBlameSendmail=ForwardFileInGroupWritableDirPath\n", None),
+    (0o775, 0o644, "O DontBlameSendmail=GroupWritableDirPathSafe\n", None),
+    (0o777, 0o644, "O DontBlameSendmail=forwardfileingroupwritabledirpath\n",
+     "in a world-writable directory ({home}, mode 777)"),
+    (0o777, 0o644, "O DontBlameSendmail=forwardfileinunsafedirpath, safe\n",
+     "in a world-writable directory ({home}, mode 777)"),
+    (0o777, 0o644, "O DontBlameSendmail = ForwardFileInUnsafeDirPath\n", None),
+    # and the file's own mode
+    (0o755, 0o664, "", "group-writable"),
+    (0o755, 0o664, "O DontBlameSendmail=GroupWritableForwardFile\n", None),
+])
+def test_a_forward_in_a_writable_directory_is_passed_over_as_sendmail_does(
+        tmp_path, home_mode, file_mode, cf, refused):
+    home = tmp_path / "home" / "carol"
+    home.mkdir(parents=True)
+    (home / ".forward").write_text("carol@elsewhere.example\n")
+    os.chmod(home / ".forward", file_mode)
+    os.chmod(home, home_mode)
+    (tmp_path / "etc/mail").mkdir(parents=True)
+    (tmp_path / "etc/mail/sendmail.cf").write_text(cf)
+    got, warnings = _read_forwards(tmp_path, home)
+    if refused is None:
+        assert "carol" in got.forwards and warnings == []
+        return
+    assert "carol" not in got.forwards
+    assert warnings == [f"warning: the ~/.forward of carol ({home}/.forward) is "
+                        f"{refused.format(home=home)}: sendmail ignores such a file, so it "
+                        "is not migrated (mail stays in carol's mailbox); fix it on the "
+                        "source if it should apply"]
+
+
+@pytest.mark.parametrize(("cf", "file_mode", "dir_mode", "refused"), [
+    ("", 0o644, 0o2775, "it is in a group-writable directory ({lists}, mode 2775)"),
+    ("O DontBlameSendmail=IncludeFileInGroupWritableDirPath\n", 0o644, 0o2775, None),
+    ("", 0o664, 0o755, "it is group-writable"),
+    ("O DontBlameSendmail=GroupWritableIncludeFile\n", 0o664, 0o755, None),
+    ("O DontBlameSendmail=GroupWritableForwardFile\n", 0o664, 0o755, "it is group-writable"),
+])
+def test_an_include_file_sendmail_refuses_for_its_mode_or_directory_is_not_read(
+        tmp_path, cf, file_mode, dir_mode, refused):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    team = lists / "team"
+    team.write_text("carol@remote.example\n")
+    os.chmod(team, file_mode)
+    os.chmod(lists, dir_mode)
+    aliases = parse_aliases(f"team: :include:{team}, alice\n", "/etc/aliases")
+    resolved = _resolve_includes(LocalConnector("oldmail"), aliases,
+                                 safety=FileSafety(dont_blame_sendmail(cf)))
+    include = resolved.entries[0].targets[0]
+    if refused is None:
+        assert str(include) == "carol@remote.example"
+    else:
+        assert isinstance(include, Include)
+        assert (include.problem or "").startswith(refused.format(lists=lists) + ": sendmail "
+                                                  "refuses such a file")

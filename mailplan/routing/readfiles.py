@@ -58,6 +58,9 @@ READ_SCRIPT = (
     'done'
 )
 
+# a directory that does not exist is left out (stat's error silenced): "MODE NAME\0" each
+DIRS_SCRIPT = 'stat -L --printf "%a %n\\0" -- "$@" 2>/dev/null; exit 0'
+
 
 @dataclass(frozen=True)
 class FileRead:
@@ -72,18 +75,6 @@ class FileRead:
     uid: int | None = None
     #: not a regular file (a directory, a named pipe, ...), left unread (``follow=False``)
     special: bool = False
-
-    def unsafe(self, owners: tuple[int, ...] | None = None) -> str | None:
-        """Why sendmail would refuse to read this file, or None: group- or
-        world-writable (its default SFF_NOGWFILES / SFF_NOWWFILES) or, with ``owners``,
-        owned by none of them (SFF_MUSTOWN with SFF_ROOTOK: the user or root)."""
-        if self.mode is not None and self.mode & 0o002:
-            return "world-writable"
-        if self.mode is not None and self.mode & 0o020:
-            return "group-writable"
-        if owners is not None and self.uid is not None and self.uid not in owners:
-            return f"owned by uid {self.uid}, neither its user nor root"
-        return None
 
 
 @dataclass(frozen=True)
@@ -114,10 +105,19 @@ def read_request(paths: Sequence[str], *, follow: bool = True) -> ReadRequest:
     is a file the user swaps for one while it is read (see READ_SCRIPT)."""
     unique = tuple(dict.fromkeys(paths))
     marker = secrets.token_hex(16)
+    chunks = _chunks(unique)
+    mode = "follow" if follow else "nofollow"
+    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, mode, *chunk])
+                     for chunk in chunks)
+    return ReadRequest(unique, marker, commands, tuple(chunks))
+
+
+def _chunks(paths: Sequence[str]) -> list[tuple[str, ...]]:
+    """``paths`` in runs of at most :data:`CHUNK_BYTES`, one command's arguments each."""
     chunks: list[tuple[str, ...]] = []
     current: list[str] = []
     size = 0
-    for path in unique:
+    for path in paths:
         if current and size + len(path) + 1 > CHUNK_BYTES:
             chunks.append(tuple(current))
             current, size = [], 0
@@ -125,10 +125,25 @@ def read_request(paths: Sequence[str], *, follow: bool = True) -> ReadRequest:
         size += len(path.encode("utf-8", "surrogateescape")) + 1
     if current:
         chunks.append(tuple(current))
-    mode = "follow" if follow else "nofollow"
-    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, mode, *chunk])
-                     for chunk in chunks)
-    return ReadRequest(unique, marker, commands, tuple(chunks))
+    return chunks
+
+
+def dir_modes(conn: Connector, directories: Sequence[str]) -> dict[str, int]:
+    """The permission bits (sticky bit included) of each directory that exists, through
+    links (``stat -L``), for sendmail's safedirpath(); one command per chunk, each the
+    only one of its batch. Read-only."""
+    out: dict[str, int] = {}
+    for chunk in _chunks(tuple(dict.fromkeys(directories))):
+        res = run_batch(conn, [join(["sh", "-c", DIRS_SCRIPT, "mailplan-dirs", *chunk])])[0]
+        if res.returncode != 0:
+            raise HostError(f"reading the modes of {len(chunk)} directories failed (exit "
+                            f"{res.returncode}): {res.stderr_text[:300]}", host=conn.name,
+                            step="read files")
+        for record in res.stdout.split(b"\0"):
+            mode, _, name = record.partition(b" ")
+            if mode.isdigit() and name:
+                out[name.decode("utf-8", "surrogateescape")] = int(mode, 8)
+    return out
 
 
 def run_reads(conn: Connector, request: ReadRequest,

@@ -27,6 +27,9 @@ $: $1 + *`` deliver ``user+detail`` to ``user`` (after looking up the alias
 user's home directory, in order (``O ForwardPath=`` or ``OJ``; by default
 :data:`DEFAULT_FORWARD_PATH`, ``~/.forward.HOST`` before ``~/.forward``).
 
+**DontBlameSendmail** (:func:`dont_blame_sendmail`): the file-safety rules sendmail.cf
+relaxes, for :mod:`~mailplan.routing.filesafety`.
+
 Pure: the caller reads sendmail.cf through the source connection.
 """
 
@@ -230,3 +233,18 @@ def forward_path(cf: str, origin: str, short_name: str | None,
             continue
         out.append(entry)
     return out or ["$z/.forward"]
+
+
+def dont_blame_sendmail(cf: str) -> frozenset[str]:
+    """The DontBlameSendmail flags sendmail.cf sets, lower-case (``O
+    DontBlameSendmail=GroupWritableDirPathSafe, ForwardFileInUnsafeDirPath``; names are
+    case-insensitive and separated by commas or blanks). As readcf's setoption, each
+    line adds its flags, and ``safe`` (the default) clears those before it."""
+    flags: set[str] = set()
+    for _number, value in option_values(cf, "DontBlameSendmail", "", len("DontB")):
+        for word in re.split(r"[\s,]+", value.lower()):
+            if word == "safe":
+                flags.clear()
+            elif word:
+                flags.add(word)
+    return frozenset(flags)

@@ -15,7 +15,7 @@ by :mod:`~mailplan.routing.sendmailcf`, :mod:`~mailplan.routing.hostnames` (clas
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +24,15 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.root import OutsideRoot, inside, spec_file
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
+from mailplan.routing.filesafety import FileSafety, directories
 from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
-from mailplan.routing.readfiles import FileRead, read_request, run_reads
+from mailplan.routing.readfiles import FileRead, dir_modes, read_request, run_reads
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.sendmailcf import (
     AliasDatabase,
+    dont_blame_sendmail,
     forward_path,
     parse_alias_files,
     plus_detail_rule,
@@ -68,19 +70,22 @@ def _unreadable(host: str, path: str, what: str) -> HostError:
                      hint=READ_ACCESS_HINT)
 
 
-def _include_problem(read: FileRead) -> str | None:
+def _include_problem(path: str, read: FileRead, safety: FileSafety,
+                     modes: dict[str, int]) -> str | None:
     """Why an :include: file is not used, or None: a symbolic link is not followed
-    (mailplan reads as root; sendmail reads it as its owner), and a group- or
-    world-writable one is refused as sendmail refuses it by default."""
+    (mailplan reads as root; sendmail reads it as its owner), and one sendmail refuses
+    (not a regular file, group- or world-writable, in such a directory; see
+    :mod:`~mailplan.routing.filesafety`) is refused here too."""
     if read.link:
         return ("it is a symbolic link: not followed (mailplan reads as root); put the "
                 "list in a plain file")
-    if read.special:
-        return "it is not a regular file (a directory, a named pipe, ...): sendmail refuses it"
-    unsafe = read.unsafe()
+    if not read.exists:
+        return None
+    unsafe = (safety.dir_problem(path, modes, forwarding=False)
+              or safety.file_problem(read, forwarding=False))
     if unsafe:
-        return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail "
-                "GroupWritableIncludeFile/WorldWritableIncludeFile unset)")
+        return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail in "
+                "sendmail.cf allows none of it)")
     return None
 
 
@@ -90,12 +95,14 @@ def _readable_include(path: str) -> bool:
     return path.startswith("/") and not has_control(path)
 
 
-def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> AliasFile:
-    """Read every :include: file (one batch per nesting level), then resolve. Files are
-    read like users' ~/.forward (``follow=False``): a list kept where a user can write
-    must not let that user have mailplan read another file as root. A path is the old
-    server's: read under ``root`` (``source.root``), and not at all when it would leave
-    it (:func:`~mailplan.facts.root.inside`)."""
+def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
+                      safety: FileSafety | None = None) -> AliasFile:
+    """Read every :include: file (one batch per nesting level, and one for the modes of
+    their directories), then resolve. Files are read like users' ~/.forward
+    (``follow=False``): a list kept where a user can write must not let that user have
+    mailplan read another file as root. A path is the old server's: read under ``root``
+    (``source.root``), and not at all when it would leave it
+    (:func:`~mailplan.facts.root.inside`)."""
     cache: dict[str, bytes | None] = {}
     why: dict[str, str] = {}
     pending = {t.path for e in aliases.entries for t in e.targets
@@ -110,9 +117,12 @@ def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "") -> Al
                 at[inside(root, path)] = path
             except OutsideRoot as exc:
                 why[path], cache[path] = str(exc), None
-        for read_at, read in _read_files(conn, sorted(at), follow=False).items():
+        reads = _read_files(conn, sorted(at), follow=False)
+        modes = dir_modes(conn, [d for p, r in sorted(reads.items()) if r.exists
+                                 for d in directories(p, root)])
+        for read_at, read in reads.items():
             path = at[read_at]
-            problem = _include_problem(read)
+            problem = _include_problem(read_at, read, safety or FileSafety(), modes)
             if problem:
                 why[path] = problem
             cache[path] = read.data if read.exists and not problem else None
@@ -179,10 +189,21 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     # the user; mailplan reads as root and would read whatever the link names)
     reads.update(_read_files(conn, sorted({p for ps in candidates.values() for p in ps}),
                              follow=False))
+    # sendmail refuses a forward file in a group- or world-writable directory too
+    safety = FileSafety(dont_blame_sendmail(_text(reads, cf_path)))
+    modes = dir_modes(conn, [d for p in sorted({p for ps in candidates.values() for p in ps})
+                             if reads[p].exists for d in directories(p, root)])
     host = conn.name
-    homes = {login: path for login, paths in candidates.items()
-             if (path := _forward_file(login, paths, reads, uids[login],
-                                       inside(root, user_homes[login]), host, findings))}
+    homes = {}
+    for login, paths in candidates.items():
+        def refusal(path: str, read: FileRead, uid: int = uids[login]) -> str | None:
+            return (safety.dir_problem(path, modes, forwarding=True)
+                    or safety.file_problem(read, forwarding=True, owners=(uid, 0)))
+
+        path = _forward_file(login, paths, reads, inside(root, user_homes[login]), refusal,
+                             host, findings)
+        if path:
+            homes[login] = path
     aliases = _read_alias_files(conn, reads, given, cf_path, imported=need_aliases,
                                 findings=findings, root=root)
     table = None
@@ -212,12 +233,12 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                          local_hostnames=own | {"localhost"})
 
 
-def _forward_file(login: str, paths: Sequence[str], reads: dict[str, FileRead], uid: int,
-                  home: str, host: str, findings: list[Finding]) -> str | None:
+def _forward_file(login: str, paths: Sequence[str], reads: dict[str, FileRead], home: str,
+                  refusal: Callable[[str, FileRead], str | None], host: str,
+                  findings: list[Finding]) -> str | None:
     """The forward file of ``login`` that sendmail reads, or None: ForwardPath's first
     that is there and that sendmail accepts. As sendmail's forward(), a file it refuses
-    (group- or world-writable, owned by neither the user nor root, not a regular file:
-    SFF_NOGWFILES, SFF_NOWWFILES, SFF_MUSTOWN|SFF_ROOTOK, SFF_REGONLY) is passed over for
+    (``refusal`` says why: see :mod:`~mailplan.routing.filesafety`) is passed over for
     the next one, with a warning. A symbolic link ends the search unread (mailplan does
     not follow links in users' files; sendmail, reading as the user, may have)."""
     refused: list[tuple[str, str]] = []
@@ -232,8 +253,7 @@ def _forward_file(login: str, paths: Sequence[str], reads: dict[str, FileRead], 
             break
         if not read.exists:
             continue
-        why = ("not a regular file" if read.special
-               else read.unsafe(owners=(uid, 0)) if read.data is not None else None)
+        why = refusal(path, read) if read.special or read.data is not None else None
         if why:
             refused.append((path, why))
             continue
@@ -358,7 +378,8 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
                 parsed = parse_aliases(reads[path].data or b"", path)
             except RoutingError as exc:
                 raise _host_error(exc, host) from None
-            files.append(_resolve_includes(conn, parsed, root))
+            files.append(_resolve_includes(conn, parsed, root, safety=FileSafety(
+                dont_blame_sendmail(_text(reads, cf_path)))))
         except (HostError, SourceDataError, RoutingError) as exc:
             if relied:
                 raise

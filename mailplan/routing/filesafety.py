@@ -1,0 +1,104 @@
+"""sendmail's file-safety rules for the files it reads on a user's behalf: a ~/.forward
+and an ``:include:`` list (recipient.c's include(), safefile.c's safefile() and
+safedirpath()).
+
+sendmail refuses such a file when it is not a regular file, when it is group- or
+world-writable, when a ~/.forward belongs to neither its user nor root, or when a
+directory on its path (``/``, ``/home``, ``/home/alice``) is group- or world-writable
+("Group writable directory" in its log): the ~/.forward is then passed over, the
+``:include:`` bounces. sendmail.cf's ``DontBlameSendmail`` relaxes each rule
+(:func:`~mailplan.routing.sendmailcf.dont_blame_sendmail` reads it); :class:`FileSafety`
+applies them to what mailplan read (the mode and owner of the very file read, and the
+modes of its directories). Pure.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mailplan.routing.readfiles import FileRead
+
+_STICKY, _GROUP_WRITE, _WORLD_WRITE = 0o1000, 0o020, 0o002
+
+
+def directories(path: str, root: str = "") -> list[str]:
+    """The directories safedirpath walks for a file: its parent and each one above it,
+    from ``/`` down; with ``root`` (``source.root``, ``path`` under it), from the root
+    down: the directories of the old server's disk, not those of the machine reading
+    its copy."""
+    parent = posixpath.dirname(posixpath.normpath(path))
+    top = root.rstrip("/")
+    if not (parent + "/").startswith(top + "/"):
+        top = ""  # not under the root: walked from / as without one
+    out = [top or "/"]
+    for part in parent[len(top):].strip("/").split("/"):
+        if part:
+            out.append(posixpath.join(out[-1], part))
+    return out
+
+
+@dataclass(frozen=True)
+class FileSafety:
+    """The rules as sendmail.cf's DontBlameSendmail flags (lower-case) leave them."""
+
+    dont_blame: frozenset[str] = frozenset()
+
+    def _blamed(self, forwarding: bool, what: str) -> bool:
+        """Whether the flag ``{Forward|Include}FILE...`` of this kind of file is set."""
+        return (("forwardfile" if forwarding else "includefile") + what) in self.dont_blame
+
+    def file_problem(self, read: FileRead, *, forwarding: bool,
+                     owners: tuple[int, ...] | None = None) -> str | None:
+        """Why sendmail would not read this file itself, or None: not a regular file
+        (SFF_REGONLY), world- or group-writable (SFF_NOWWFILES, SFF_NOGWFILES, unless
+        DontBlameSendmail WorldWritableForwardFile, ... says otherwise) or, with
+        ``owners``, owned by none of them (SFF_MUSTOWN with SFF_ROOTOK)."""
+        kind = "forward" if forwarding else "include"
+        if read.special:
+            return "not a regular file"
+        if read.mode is not None and read.mode & _WORLD_WRITE \
+                and f"worldwritable{kind}file" not in self.dont_blame:
+            return "world-writable"
+        if read.mode is not None and read.mode & _GROUP_WRITE \
+                and f"groupwritable{kind}file" not in self.dont_blame:
+            return "group-writable"
+        if owners is not None and read.uid is not None and read.uid not in owners:
+            return f"owned by uid {read.uid}, neither its user nor root"
+        return None
+
+    @staticmethod
+    def _unsafe_dir(path: str, modes: Mapping[str, int],
+                    group_ok: bool) -> tuple[str, str] | None:
+        """(directory, "group"|"world") of the first writable directory above ``path``,
+        or None (unknown modes count as safe). A sticky one (``/tmp``) counts as safe,
+        as with DontBlameSendmail TrustStickyBit: sendmail without it refuses every file
+        below /tmp, where no real home or list directory is, but test trees and scratch
+        copies may be."""
+        for directory in directories(path):
+            mode = modes.get(directory)
+            if mode is None or mode & _STICKY:
+                continue
+            if mode & _WORLD_WRITE:
+                return directory, "world"
+            if mode & _GROUP_WRITE and not group_ok:
+                return directory, "group"
+        return None
+
+    def dir_problem(self, path: str, modes: Mapping[str, int], *,
+                    forwarding: bool) -> str | None:
+        """Why sendmail would not read ``path`` for its directories, or None: one of
+        them is world-writable, or group-writable (unless GroupWritableDirPathSafe), and
+        DontBlameSendmail neither has {Forward|Include}FileInUnsafeDirPath nor, for a
+        group-writable one, {Forward|Include}FileInGroupWritableDirPath."""
+        if self._blamed(forwarding, "inunsafedirpath"):
+            return None
+        unsafe = self._unsafe_dir(path, modes, "groupwritabledirpathsafe" in self.dont_blame)
+        if unsafe and unsafe[1] == "group" and self._blamed(forwarding,
+                                                             "ingroupwritabledirpath"):
+            unsafe = self._unsafe_dir(path, modes, True)
+        if unsafe is None:
+            return None
+        directory, who = unsafe
+        return f"in a {who}-writable directory ({directory}, mode {modes[directory]:o})"
