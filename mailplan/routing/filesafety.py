@@ -9,15 +9,17 @@ directory on its path (``/``, ``/home``, ``/home/alice``) is group- or world-wri
 ``:include:`` bounces. sendmail.cf's ``DontBlameSendmail`` relaxes each rule
 (:func:`~mailplan.routing.sendmailcf.dont_blame_sendmail` reads it); :class:`FileSafety`
 applies them to what mailplan read (the mode and owner of the very file read, and the
-modes of its directories). Pure.
+modes of its directories), and :func:`forward_file` picks the forward file sendmail
+reads with them. Pure.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mailplan.routing.model import Finding
 from mailplan.routing.readfiles import FileRead
 
 _STICKY, _GROUP_WRITE, _WORLD_WRITE = 0o1000, 0o020, 0o002
@@ -102,3 +104,46 @@ class FileSafety:
             return None
         directory, who = unsafe
         return f"in a {who}-writable directory ({directory}, mode {modes[directory]:o})"
+
+
+def forward_file(login: str, paths: Sequence[str], reads: Mapping[str, FileRead], home: str,
+                 refusal: Callable[[str, FileRead], str | None],
+                 findings: list[Finding]) -> str | None:
+    """The forward file of ``login`` that sendmail reads (``paths``: its ForwardPath in
+    ``home``), or None. As sendmail's forward(): the first that is there, passing over
+    (with a warning) one it refuses (``refusal`` says why: :class:`FileSafety`). A
+    symbolic link ends the search unread (mailplan does not follow links in users'
+    files; sendmail, reading as the user, may have). A file chosen may be one mailplan
+    could not read (``data`` None): the caller says so."""
+    refused: list[tuple[str, str]] = []
+    chosen = None
+    for path in paths:
+        read = reads[path]
+        if read.link:
+            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
+                                    "symbolic link: not read, so not migrated (mailplan does "
+                                    "not follow links in users' files); copy what it "
+                                    "should say into a file there, or into the spec"))
+            break
+        if not read.exists:
+            continue
+        why = refusal(path, read) if read.special or read.data is not None else None
+        if why:
+            refused.append((path, why))
+            continue
+        chosen = path
+        break
+    for path, why in refused:
+        then = (f"sendmail reads {chosen} instead" if chosen
+                else f"mail stays in {login}'s mailbox")
+        findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is {why}: "
+                                f"sendmail ignores such a file, so it is not migrated ({then}); "
+                                "fix it on the source if it should apply"))
+    if chosen and chosen != f"{home}/.forward":
+        later = [p for p in paths[paths.index(chosen) + 1:] if reads[p].exists or reads[p].link]
+        findings.append(Finding("note", f"{login}'s forward file is {chosen}, the first of "
+                                "sendmail's ForwardPath that is there" + (
+                                    " and that sendmail reads" if refused else "") + (
+                                    f" (its {', '.join(later)} is not read, as by sendmail)"
+                                    if later else "")))
+    return chosen

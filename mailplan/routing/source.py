@@ -15,7 +15,7 @@ by :mod:`~mailplan.routing.sendmailcf`, :mod:`~mailplan.routing.hostnames` (clas
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.root import OutsideRoot, inside, spec_file
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
-from mailplan.routing.filesafety import FileSafety, directories
+from mailplan.routing.filesafety import FileSafety, directories, forward_file
 from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
@@ -200,8 +200,10 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             return (safety.dir_problem(path, modes, forwarding=True)
                     or safety.file_problem(read, forwarding=True, owners=(uid, 0)))
 
-        path = _forward_file(login, paths, reads, inside(root, user_homes[login]), refusal,
-                             host, findings)
+        path = forward_file(login, paths, reads, inside(root, user_homes[login]), refusal,
+                            findings)
+        if path and reads[path].data is None:
+            raise _unreadable(host, path, f"the ~/.forward of {login}")
         if path:
             homes[login] = path
     aliases = _read_alias_files(conn, reads, given, cf_path, imported=need_aliases,
@@ -231,50 +233,6 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
                          local_hostnames=own | {"localhost"})
-
-
-def _forward_file(login: str, paths: Sequence[str], reads: dict[str, FileRead], home: str,
-                  refusal: Callable[[str, FileRead], str | None], host: str,
-                  findings: list[Finding]) -> str | None:
-    """The forward file of ``login`` that sendmail reads, or None: ForwardPath's first
-    that is there and that sendmail accepts. As sendmail's forward(), a file it refuses
-    (``refusal`` says why: see :mod:`~mailplan.routing.filesafety`) is passed over for
-    the next one, with a warning. A symbolic link ends the search unread (mailplan does
-    not follow links in users' files; sendmail, reading as the user, may have)."""
-    refused: list[tuple[str, str]] = []
-    chosen = None
-    for path in paths:
-        read = reads[path]
-        if read.link:
-            findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is a "
-                                    "symbolic link: not read, so not migrated (mailplan does "
-                                    "not follow links in users' files); copy what it "
-                                    "should say into a file there, or into the spec"))
-            break
-        if not read.exists:
-            continue
-        why = refusal(path, read) if read.special or read.data is not None else None
-        if why:
-            refused.append((path, why))
-            continue
-        if read.data is None:
-            raise _unreadable(host, path, f"the ~/.forward of {login}")
-        chosen = path
-        break
-    for path, why in refused:
-        then = (f"sendmail reads {chosen} instead" if chosen
-                else f"mail stays in {login}'s mailbox")
-        findings.append(Finding("warning", f"the ~/.forward of {login} ({path}) is {why}: "
-                                f"sendmail ignores such a file, so it is not migrated ({then}); "
-                                "fix it on the source if it should apply"))
-    if chosen and chosen != f"{home}/.forward":
-        later = [p for p in paths[paths.index(chosen) + 1:] if reads[p].exists or reads[p].link]
-        findings.append(Finding("note", f"{login}'s forward file is {chosen}, the first of "
-                                "sendmail's ForwardPath that is there" + (
-                                    " and that sendmail reads" if refused else "") + (
-                                    f" (its {', '.join(later)} is not read, as by sendmail)"
-                                    if later else "")))
-    return chosen
 
 
 def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
