@@ -249,6 +249,32 @@ def test_postmaster_stays_vpopmails_own_and_the_plan_says_where_its_mail_went(
     assert [(f.severity, words in f.message) for f in found] == [(severity, True)], found
 
 
+def test_owner_aliases_are_told_as_qmail_reads_them():
+    """sendmail's owner-NAME took the delivery errors of NAME's mail (a note: qmail
+    returns them to the sender). qmail-local reads a .qmail-NAME-owner as the owner of
+    NAME: its forwards get the sender DOMAIN-NAME-owner@DOMAIN (vpopmail's prefixed
+    local part), no address there, so the errors go to the catch-all (a caution)."""
+    source = SourceRouting(aliases=(parse_aliases(
+        "staff: alice, carol\nowner-staff: alice\nstaff-owner: alice\n"
+        "staff-request: alice\nsales-owner: alice\nowner-sales: carol\n",
+        "/etc/aliases"),))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True)])
+    assert set(plan.domains["example.com"].aliases) == {
+        "staff", "owner-staff", "staff-owner", "staff-request", "sales-owner", "owner-sales"}
+    told = [(f.severity, str(f.origin), f.message) for f in plan.findings
+            if "owner" in f.message]
+    assert told == [
+        ("note", "/etc/aliases:2", "alias owner-staff: sendmail sent the delivery errors of "
+         "mail for staff@example.com to it; qmail returns them to the sender"),
+        ("caution", "/etc/aliases:3", "alias staff-owner: qmail-local makes it the owner of "
+         "the alias staff@example.com: mail it forwards for staff gets the envelope sender "
+         "example.com-staff-owner@example.com (the local part vpopmail's virtual domain "
+         "gives it), which is no mailbox nor alias, so delivery errors for staff's "
+         "destinations go to the domain's catch-all: bounce mail for unknown recipients "
+         "(sendmail gave NAME-owner no such meaning; rename one of them on the source to "
+         "keep the errors going to the sender)")]
+
+
 def test_virtusertable_postmaster_and_identity_entries_create_nothing():
     plan = _plan(DomainRules("example.com", COM), DomainRules("example.org", {"dave": "dave"}))
     routing = plan.domains["example.org"]

@@ -194,6 +194,7 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
         put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
             alias.origin, "alias")
 
+    _owner_findings(domain, aliases, origins, resolver, catch_all)
     return DomainRouting(domain, aliases, forwards, _alias_domains(rules),
                          _catch_all(rules, virtual, resolver), origins)
 
@@ -217,6 +218,36 @@ def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str
         "caution", f"{what}: postmaster stays vpopmail's own account, so mail to {kept} "
         f"stays in that mailbox, where sendmail {there} (read it as {kept}, or forward "
         "that mailbox on the target)", origin, domain))
+
+
+def _owner_findings(domain: str, aliases: dict[str, tuple[str, ...]],
+                    origins: dict[str, Origin], resolver: Resolver,
+                    catch_all: CatchAll) -> None:
+    """Owner aliases mean one thing to sendmail and another to qmail-local.
+
+    sendmail sends the delivery errors of mail it expands for the alias NAME to
+    ``owner-NAME``; qmail returns them to the sender (a note). qmail-local, forwarding
+    mail for NAME, makes ``NAME-owner`` the envelope sender when ``.qmail-NAME-owner``
+    exists, with the local part it was given: vpopmail's ``DOMAIN-NAME`` (qmail-send's
+    virtualdomains prefix), so the sender is ``DOMAIN-NAME-owner@DOMAIN``, which is no
+    address on vpopmail: those errors go to the domain's catch-all (a caution)."""
+    for name in sorted(aliases):
+        if name.startswith("owner-") and name[len("owner-"):] in aliases:
+            listed = name[len("owner-"):]
+            resolver.note(f"alias {name}: sendmail sent the delivery errors of mail for "
+                          f"{listed}@{domain} to it; qmail returns them to the sender",
+                          origins.get(name))
+        if name.endswith("-owner") and name[:-len("-owner")] in aliases:
+            listed = name[:-len("-owner")]
+            resolver.findings.append(Finding(
+                "caution", f"alias {name}: qmail-local makes it the owner of the alias "
+                f"{listed}@{domain}: mail it forwards for {listed} gets the envelope sender "
+                f"{domain}-{name}@{domain} (the local part vpopmail's virtual domain gives "
+                "it), which is no mailbox nor alias, so delivery errors for "
+                f"{listed}'s destinations go to the domain's catch-all: "
+                f"{catch_all.describe()} (sendmail gave NAME-owner no such meaning; rename "
+                "one of them on the source to keep the errors going to the sender)",
+                origins.get(name), domain))
 
 
 def _imported(name: str, rules: DomainRules, resolver: Resolver, entry: AliasEntry) -> bool:
