@@ -267,9 +267,19 @@ def test_empty_forward_is_no_forward(text, count):
     assert len(parse_forward(text, "/home/x/.forward", "x").targets) == count
 
 
-def test_forward_syntax_error():
-    with pytest.raises(RoutingError, match=r"^/home/x/.forward:2: "):
-        parse_forward("ok@example.com\n\"unterminated\n", "/home/x/.forward", "x")
+def test_an_entry_of_a_forward_that_is_no_address_is_left_out_with_its_line():
+    """sendmail rejects that one address and delivers to the rest; a user's typo (or a
+    trailing comment) stopped the whole plan before."""
+    got = parse_forward('ok@example.com\n"unterminated\nbob@x.example # home, \\bob\n'
+                        "a@b.example, bad name, c@d.example\n", "/home/x/.forward", "x")
+    assert [str(t) for t in got.targets] == ["ok@example.com", "\\bob", "a@b.example",
+                                             "c@d.example"]
+    assert got.bad == (Origin("/home/x/.forward", 2), Origin("/home/x/.forward", 3),
+                       Origin("/home/x/.forward", 4))
+    # an :include: file stays strict (the admin's list): the plan stops, naming the line
+    with pytest.raises(RoutingError, match=r"^/l:2: "):
+        resolve_includes(parse_aliases("x: :include:/l", "f"),
+                         lambda _p: b'ok@example.com\n"unterminated\n')
 
 
 VT = "/etc/mail/virtusertable"

@@ -324,3 +324,19 @@ def test_an_include_file_sendmail_refuses_for_its_mode_or_directory_is_not_read(
         assert isinstance(include, Include)
         assert (include.problem or "").startswith(refused.format(lists=lists) + ": sendmail "
                                                   "refuses such a file")
+
+
+def test_a_forward_with_an_entry_that_is_no_address_is_migrated_without_it(tmp_path):
+    # a trailing comment: sendmail rejects that address and delivers to the rest; the
+    # plan warns (file and line, not the text: the file is read as root) and goes on
+    home = tmp_path / "home" / "carol"
+    home.mkdir(parents=True)
+    (home / ".forward").write_text(f"\\carol\ncarol@home.example  # {SECRET}\n"
+                                   "carol@work.example\n")
+    os.chmod(home / ".forward", 0o644)
+    got, warnings = _read_forwards(tmp_path, home)
+    assert [str(t) for t in got.forwards["carol"].targets] == ["\\carol",
+                                                               "carol@work.example"]
+    assert warnings == [f"warning: {home}/.forward:2: ~carol/.forward: an entry that is not "
+                        "an address (its text is not shown) is not migrated; sendmail "
+                        "could not deliver to it either"]

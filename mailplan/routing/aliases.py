@@ -23,7 +23,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from mailplan.routing.addresses import parse_list
+from mailplan.routing.addresses import parse_item, parse_list, split_items
 from mailplan.routing.model import Address, Finding, Include, Origin, RoutingError, Target
 from mailplan.text import has_control
 
@@ -156,14 +156,31 @@ def parse_aliases(data: bytes | str, path: str) -> AliasFile:
     return AliasFile(path, tuple(entries))
 
 
-def parse_include(data: bytes | str, path: str) -> list[Target]:
-    """The targets of an ``:include:`` file: address lists, one or more per line."""
+def parse_include(data: bytes | str, path: str,
+                  bad: list[Origin] | None = None) -> list[Target]:
+    """The targets of an ``:include:`` file: address lists, one or more per line. A
+    line or item that is no address raises, or, given ``bad``, is left out and its
+    origin appended there (as sendmail's sendtolist() rejects that one address and
+    goes on with the others)."""
     targets: list[Target] = []
     for number, raw in enumerate(decode(data).split("\n"), start=1):
         line = raw.rstrip("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        targets.extend(parse_list(line, lambda _off, n=number: Origin(path, n)))
+        origin = Origin(path, number)
+        if bad is None:
+            targets.extend(parse_list(line, lambda _off, o=origin: o))
+            continue
+        try:
+            items = split_items(line, lambda _off, o=origin: o)
+        except RoutingError:
+            bad.append(origin)
+            continue
+        for item, _origin in items:
+            try:
+                targets.append(parse_item(item, origin))
+            except RoutingError:
+                bad.append(origin)
     return targets
 
 

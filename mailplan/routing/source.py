@@ -218,10 +218,11 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             raise _host_error(exc, host) from None
     forwards: dict[str, ForwardFile] = {}
     for login, path in homes.items():
-        try:
-            forwards[login] = parse_forward(reads[path].data or b"", path, login)
-        except RoutingError as exc:
-            raise _host_error(exc, host) from None
+        forwards[login] = parse_forward(reads[path].data or b"", path, login)
+        findings.extend(Finding("warning", f"~{login}/.forward: an entry that is not an "
+                                "address (its text is not shown) is not migrated; sendmail "
+                                "could not deliver to it either", origin)
+                        for origin in forwards[login].bad)
     own = (clean_names(named) if named is not None
            else _read_class_w(conn, reads, config, root, findings)) - {"localhost"}
     if own:
