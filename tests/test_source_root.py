@@ -186,3 +186,22 @@ def test_files_sendmail_cf_names_out_of_the_root_are_not_read(tmp_path):
     assert (f"{src}/etc/mail/sendmail.cf:1: AliasFile /../aliases: '/../aliases' leaves "
             f"source.root ({src}) through '..': not read") in out, out
     assert "sales" not in out
+
+
+def test_directory_modes_are_the_copys_from_its_root_down(tmp_path):
+    """sendmail refuses a ~/.forward below a group- or world-writable directory of the
+    old server's disk: with a root, that walk starts at the root. A world-writable
+    directory above the copy (where it was unpacked here) refuses nothing; a
+    group-writable home inside the copy refuses alice's ~/.forward."""
+    above = tmp_path / "unpacked"
+    above.mkdir()
+    src = copy_of_old_server(above / "old")
+    os.chmod(above, 0o777)  # not sticky: without the root's start it would refuse
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    out = mailplan("plan", "-v", str(spec), check=True).stdout
+    assert "&alice@elsewhere.example" in out and str(above) + "," not in out, out
+    os.chmod(src / HOME.lstrip("/"), 0o775)
+    out = mailplan("plan", "-v", str(spec), check=True).stdout
+    assert "&alice@elsewhere.example" not in out, out
+    assert (f"the ~/.forward of alice ({src}{HOME}/.forward) is in a group-writable "
+            f"directory ({src}{HOME}, mode 775)") in out, out
