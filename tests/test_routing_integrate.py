@@ -682,3 +682,23 @@ def test_sendmail_cfs_plussed_users_rule_is_read_whatever_the_spec_names(tmp_pat
     (etc / "mail/sendmail.cf").write_text("O AliasFile=/etc/mail/aliases\n")
     got, _ = _read_aliases(tmp_path, etc, aliases=f", aliases: {etc}/local")
     assert got.plus_detail is None
+
+
+@pytest.mark.parametrize("value", ['"|id"@remote.example', '".x"@remote.example',
+                                   '"#x"@remote.example'])
+def test_a_virtusertable_catch_all_vdelivermail_would_misread_is_a_bounce(tmp_path, value):
+    """vdelivermail reads its argument's first character: | runs a program, / . a path,
+    # a comment. A quoted local part sendmail took as an address is never suggested as
+    the domain's forward (the spec refuses such an address too)."""
+    spec = load_spec(write(tmp_path, BASE))
+    pw = Password("hash", Secret("$6$x$y"), "shadow")
+    users = {"robert": DesiredUser("robert", "example.com", "bob", pw, None, "Bob")}
+    desired = Desired({"example.com": DesiredDomain("example.com", None, Catchall("bounce"),
+                                                    users)}, [])
+    vt = parse_virtusertable(f"@example.com\t{value}\n", "/etc/mail/vt")
+    plan = map_spec(spec, desired, SourceRouting(
+        virtusertable=vt, local_hostnames=frozenset({"localhost", "example.com"})))
+    messages = [f.message for f in plan.warnings]
+    assert any("which vdelivermail reads as a program, a path or a comment" in m
+               for m in messages), messages
+    assert not any("{forward:" in m for m in messages), messages

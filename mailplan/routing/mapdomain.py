@@ -38,6 +38,10 @@ Put = Callable[[str, list[str], Origin | None, str], None]
 MAX_ALIAS_LINE = 158
 
 
+#: first characters vdelivermail reads otherwise than as a forward address
+_NOT_AN_ADDRESS = ("|", "/", ".", "#", "&")
+
+
 def _alias_line_problem(lines: list[str]) -> str | None:
     longest = max((len(line.encode()) for line in lines), default=0)
     if longest > MAX_ALIAS_LINE:
@@ -353,7 +357,12 @@ def catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
         local, _, domain = address.rpartition("@")
         if domain == rules.domain and local in rules.mailboxes.values():
             return CatchAll("deliver-to-user", local)
-        return CatchAll("forward-to-address", address)
+        if not address.startswith(_NOT_AN_ADDRESS):
+            return CatchAll("forward-to-address", address)
+        resolver.warn(f"{context}: {address!r} starts with {address[0]!r}, which "
+                      "vdelivermail reads as a program, a path or a comment, not as an "
+                      "address. Unknown recipients bounce instead", entry.origin)
+        return CatchAll("bounce")
     if lines:
         resolver.warn(f"{context}: the catch-all expands to {len(lines)} destinations; "
                       "vdelivermail forwards to one address. Unknown recipients bounce "
