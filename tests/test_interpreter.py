@@ -32,11 +32,13 @@ from mailplan.mail.agent_client import agent_command, agent_source
 from mailplan.mail.writer.bundle import PARTS, part_path
 from mailplan.queue.dump import read_queue
 from mailplan.queue.model import messages
+from mailplan.queue.remote import PARTS as QUEUE_PARTS
 from mailplan.shell import portable
 
 REPO = Path(__file__).resolve().parent.parent
-#: the programs' files: the writer's parts (the writer as sent joins them) and the queue reader
-AGENTS = [*map(part_path, PARTS), REPO / "mailplan/queue/agent.py"]
+#: the programs' files: the writer's parts (the writer as sent joins them) and the queue
+#: reader's (run one after the other)
+AGENTS = [*map(part_path, PARTS), *(REPO / "mailplan/queue" / name for name in QUEUE_PARTS)]
 
 
 def maildir(target: Target, address: str) -> Path:

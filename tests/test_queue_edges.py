@@ -20,7 +20,7 @@ from mailplan.queue.check import check
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control
 from mailplan.queue.grouping import detect_layout
-from mailplan.queue.model import messages, stats
+from mailplan.queue.model import FIELDS, messages, stats
 
 STOPPED = Control("custom", status_cmd="exit 1", stop_cmd="true", start_cmd="true")
 
@@ -332,13 +332,14 @@ def test_stat_counts_what_qmail_qstat_counts(tmp_path):
 @pytest.mark.parametrize("args,reads", [
     (("ID",), ["none", "none"]),
     (("--bounces",), ["none", "none"]),
-    (("--match", "to", "x@remote"), ["headers", "none"]),
-    (("--match", "subject", "hello"), ["headers", "none"]),
+    (("--match", "to", "x@remote"), [FIELDS, "none"]),
+    (("--match", "subject", "hello"), [FIELDS, "none"]),
 ])
 def test_delete_reads_headers_only_for_match_and_once(tmp_path, monkeypatch, args, reads):
     """The second read, with qmail-send stopped, checks that each chosen message is
     still the same mess file (inode, change time, size), whose headers the first read
-    had: delete read every message's header block twice, also by id and --bounces."""
+    had: delete read every message's header block twice, also by id and --bounces.
+    The first read of --match asks for the header fields it matches on, not the block."""
     q = QueueBuilder(tmp_path / "qmail")
     msg = q.add("", remote=("x@remote.example",), subject="hello")
     kept = q.add("a@example.com", remote=("y@remote.example",), subject="other")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from queue_builder import od_block, od_bytes, recorded
 
-from mailplan.queue import formats
+from mailplan.queue import formats, headerfields
 from mailplan.queue.dump import DumpFormatError, parse_dump
 
 T01 = "01-inject-and-todo-state.md"
@@ -118,6 +120,58 @@ def test_only_some_headers():
     assert formats.parse_headers(block, frozenset({"subject", "from", "to"})) == \
         [("SUBJECT", "a b"), ("From", "x")]
     assert len(formats.parse_headers(block)) == 4
+
+
+def test_first_fields_keep_the_first_of_each_and_cap_it():
+    block = (b"Received: x\nsubject: one\n\ttwo\nSubject: second\nTo: " + b"a" * 5000 +
+             b"\nnot a header line\n and its continuation\nFrom: f\n\nCc: body\n")
+    fields = headerfields.first_fields(block, frozenset({"subject", "from", "to", "cc"}))
+    to = "a" * (headerfields.FIELD_LIMIT - len(headerfields.CUT)) + headerfields.CUT
+    assert fields == [("subject", "one two"), ("To", to), ("From", "f")]
+    assert len(to) == headerfields.FIELD_LIMIT
+
+
+def _old_parse_headers(block: bytes, only: frozenset[str]) -> list[tuple[str, str]]:
+    """formats.parse_headers as it was before the agent picked the fields out (the
+    semantics list and the filters were written against)."""
+    headers: list[tuple[str, str]] = []
+    kept = None
+    for line in block.decode("utf-8", "backslashreplace").splitlines():
+        if not line:
+            break
+        if line[0] in " \t" and kept is not None:
+            if kept:
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {line.strip()}")
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            kept = only is None or name.strip().lower() in only
+            if kept:
+                headers.append((name.strip(), value.strip()))
+    return headers
+
+
+HEADER_TOKENS = [b"Subject:", b"sUBJECT :", b" Subject: x", b"From:", b"To:", b"Cc:", b"X-A:",
+                 b"=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=", b"\xff\xfe", b"\xc3\xbc", b"\r", b"\r\n",
+                 b"\x0c", b"\x1c", b"\xc2\x85", b"\xe2\x80\xa8", b"x" * 700]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(HEADER_TOKENS + [b"\n", b" ", b"\t", b":"]),
+                          st.binary(max_size=5)), max_size=40).map(b"".join))
+def test_fields_sent_by_the_agent_read_as_the_whole_block(block):
+    """The fields the agent sends (headerfields.fields_block) give mailplan what the
+    whole header block gave it: the first Subject, From, To and Cc as parse_headers read
+    them (raw: RFC 2047 decoding is left to mailplan), only without spaces at their ends
+    and cut past FIELD_LIMIT."""
+    names = frozenset({"subject", "from", "to", "cc"})
+    whole = _old_parse_headers(block, names)
+    fields = headerfields.first_fields(block, names)
+    sent = headerfields.first_fields(headerfields.fields_block(fields), names)
+    assert sent == fields
+    for name in ("Subject", "From", "To", "Cc"):
+        before, after = formats.header(whole, name), formats.header(sent, name)
+        assert after == (None if before is None else headerfields.capped(before.strip()))
 
 
 @pytest.mark.parametrize("parser,data", [

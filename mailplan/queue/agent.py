@@ -14,7 +14,9 @@ Modes (``sys.argv[2:]``):
     atime`` followed by the relative path and the data bytes (owner and group are
     percent-escaped, see :func:`_word`). Data is the whole file for the small
     envelope files (info, local, remote, todo, intd); for mess files MESS says: ``headers``
-    (the default) the header block, ``full`` the whole message, ``none`` nothing. With ID
+    (the default) the header block, ``full`` the whole message, ``none`` nothing,
+    ``fields=NAME,...`` the first header of each NAME, unfolded and capped, as a header
+    block of its own (:mod:`mailplan.queue.headerfields`, run before this program). With ID
     only that message's files are listed. The
     first record ``H`` says whether QUEUE and its parent exist and passes STATUS (the exit
     code of the qmail-send status command the caller ran) through; ``U``/``G`` records map
@@ -50,6 +52,9 @@ import sys
 import time
 import typing
 from urllib.parse import quote
+
+if "first_fields" not in globals():  # the host runs headerfields.py first, in this namespace
+    from mailplan.queue.headerfields import fields_block, first_fields
 
 ENVELOPE_AREAS = ("info", "local", "remote", "todo", "intd")
 HEADER_LIMIT = 65536
@@ -108,7 +113,10 @@ def _read(path: str, area: str, mess: str) -> bytes:
         if area == "mess" and mess != "full":
             block = fh.read(HEADER_LIMIT)
             end = block.find(b"\n\n")
-            return block if end < 0 else block[:end + 1]
+            block = block if end < 0 else block[:end + 1]
+            if mess.startswith("fields="):
+                return fields_block(first_fields(block, set(mess[7:].split(","))))
+            return block
         # mess with MESS=full, and envelope files always: whole (a mailing list's
         # remote/ file holds every recipient; a cut one would look malformed)
         return fh.read()

@@ -22,7 +22,7 @@ from mailplan.queue.dump import DEFAULT_QUEUE
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
 from mailplan.queue.formats import printable
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
-from mailplan.queue.model import sort_out, stats
+from mailplan.queue.model import FIELDS, sort_out, stats
 from mailplan.text import escape_lines
 
 PROBLEMS_EXIT = 2
@@ -160,7 +160,7 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
                     older_than=parse_age(older_than) if older_than else None,
                     newer_than=parse_age(newer_than) if newer_than else None, bounces=bounces)
     target = _target(kw)
-    dump = target.read(step="read queue")
+    dump = target.read(step="read queue", mess=FIELDS)
     msgs, odd = sort_out(dump)
     found = chosen.select(msgs, dump.now)
     click.echo(render.list_json(found) if as_json else render.list_text(found, odd), nl=False)

@@ -41,7 +41,7 @@ class Entry:
     ctime: int  # in nanoseconds: changes with every write, rename or chmod
     owner: str  # user name, or "#uid" when the host has no name for it
     group: str
-    data: bytes = b""  # envelope files whole; mess files: the header block
+    data: bytes = b""  # envelope files whole; mess files: what ``mess`` of read_queue asked
     atime: int = 0  # what qmail-send and qmail-clean judge a leftover's age by
 
     @property
@@ -126,8 +126,9 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
                mess: str = "headers", step: str = "read queue") -> Dump:
     """Read the whole queue (or one message's files) in one command; fail if it is absent.
 
-    ``mess`` says what of each message file comes along: ``headers``, ``full`` or
-    ``none`` (enough for counting and checking, and much less to transfer).
+    ``mess`` says what of each message file comes along: ``headers``, ``full``,
+    ``none`` (enough for counting and checking, and much less to transfer) or
+    ``fields=NAME,...`` (those header fields only: :mod:`mailplan.queue.headerfields`).
     """
     extra: tuple[str, ...] = (mess,) if only_id is None else (mess, str(only_id))
     result = run_agent(conn, "dump", queue_dir, extra, status_command=status_command,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
+from mailplan.queue.headerfields import unfolded
+
 #: Envelope senders of bounces: <> for a bounce, #@[] for a double bounce.
 BOUNCE_SENDERS = frozenset({"", "#@[]"})
 
@@ -143,22 +145,10 @@ def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
 def parse_headers(block: bytes,
                   only: frozenset[str] | None = None) -> list[tuple[str, str]]:
     """(name, raw value) of each header in a message's header block, continuations
-    joined; with ``only`` (lower-case names), of those headers alone."""
-    headers: list[tuple[str, str]] = []
-    kept = None  # whether the header the next continuation line belongs to is kept
-    for line in block.decode("utf-8", "backslashreplace").splitlines():
-        if not line:
-            break
-        if line[0] in " \t" and kept is not None:
-            if kept:
-                name, value = headers[-1]
-                headers[-1] = (name, f"{value} {line.strip()}")
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            kept = only is None or name.strip().lower() in only
-            if kept:
-                headers.append((name.strip(), value.strip()))
-    return headers
+    joined (:func:`~mailplan.queue.headerfields.unfolded`); with ``only`` (lower-case
+    names), of those headers alone."""
+    return [(name, value) for name, value in unfolded(block)
+            if only is None or name.lower() in only]
 
 
 def header(headers: list[tuple[str, str]], name: str) -> str | None:

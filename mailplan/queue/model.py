@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 from mailplan.queue import formats
 from mailplan.queue.dump import Dump, Entry
 from mailplan.queue.grouping import Groups, QueueFile, by_id, detect_layout, grouped, queue_files
+from mailplan.queue.headerfields import first_fields
 from mailplan.queue.layout import Layout
 
-#: The headers a :class:`Message` keeps: those list shows and its filters and delete
-#: --match look at. Only they are parsed and kept, so that a queue of a hundred thousand
-#: messages does not hold all their header lines (show prints the mess file's own).
+#: The headers a :class:`Message` keeps (the first of each): those list shows and its
+#: filters and delete --match look at. Only they are read, and kept, so that a queue of a
+#: hundred thousand messages does not hold all their header lines (show prints the mess
+#: file's own).
 HEADERS = frozenset({"subject", "from", "to", "cc"})
+#: What of each mess file a read for list or delete --match asks for (``mess`` of
+#: :func:`~mailplan.queue.dump.read_queue`): :data:`HEADERS` only, picked out on the host.
+FIELDS = "fields=" + ",".join(sorted(HEADERS))
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Message:
     size: int
     written: int  # mtime of the mess file: when qmail-queue wrote it
     preprocessed: int | None  # mtime of the info file qmail-send reads (None: none)
-    headers: tuple[tuple[str, str], ...]  # of :data:`HEADERS` only
+    headers: tuple[tuple[str, str], ...]  # the first of each of :data:`HEADERS`, capped
     bouncing: bool  # qmail-send is collecting a bounce for it (bounce/ID exists)
     files: tuple[str, ...]
     split_dir: str | None
@@ -194,7 +199,7 @@ def _message(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout) -> 
         id=msg_id, state=state, sender=sender, recipients=tuple(recipients),
         size=mess.entry.size, written=mess.entry.mtime,
         preprocessed=info[0].entry.mtime if info else None,
-        headers=tuple(formats.parse_headers(mess.entry.data, HEADERS)),
+        headers=tuple(first_fields(mess.entry.data, HEADERS)),
         bouncing=bool(areas.get("bounce")), files=files, split_dir=mess.split_dir,
         mess_file=mess.entry.path, damaged=tuple(damaged), skipped=tuple(skipped))
 

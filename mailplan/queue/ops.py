@@ -20,7 +20,7 @@ from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
 from mailplan.queue.filters import Filter
 from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
-from mailplan.queue.model import Message, messages
+from mailplan.queue.model import FIELDS, Message, messages
 from mailplan.queue.problems import Problem
 from mailplan.queue.remote import run_actions
 
@@ -134,9 +134,10 @@ class Selection:
     @property
     def mess(self) -> str:
         """What of each mess file a read for choosing needs (``mess`` of
-        :func:`~mailplan.queue.dump.read_queue`): the header block only when the filter
-        matches on headers (``--match``), else nothing."""
-        return "headers" if self.filter is not None and self.filter.needs_headers else "none"
+        :func:`~mailplan.queue.dump.read_queue`): the header fields it looks at
+        (:data:`~mailplan.queue.model.FIELDS`) only when the filter matches on headers
+        (``--match``), else nothing."""
+        return FIELDS if self.filter is not None and self.filter.needs_headers else "none"
 
     def taken(self, dump: Dump, groups: Groups) -> list[Message]:
         """The messages the filter takes, partial ones too (none without a filter);

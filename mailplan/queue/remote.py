@@ -3,8 +3,10 @@
 The command line is fixed and fully quoted: an optional qmail-send status command whose
 exit code is handed to the agent, then the host's Python (``python`` in the spec; a
 missing or too old one is reported as such, :mod:`mailplan.interpreter`) with a two-line
-bootstrap that reads exactly the agent's source from stdin and runs it. Everything after
-the source on stdin (the JSON actions of ``apply``) is the agent's input.
+bootstrap that reads exactly the agent's source from stdin and runs it: the source of
+:mod:`mailplan.queue.headerfields`, then the agent's, each compiled on its own and run
+in one namespace. Everything after the source on stdin (the JSON actions of ``apply``)
+is the agent's input.
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.shell import join
 
-_BOOT = ("exec(compile(sys.stdin.buffer.read(int(sys.argv[1])),"
-         "'mailplan-queue-agent','exec'))")
+_BOOT = ("for n in sys.argv[1].split(','):"
+         "exec(compile(sys.stdin.buffer.read(int(n)),'mailplan-queue-agent','exec'))")
+#: The modules the agent is made of, in the order the host runs them.
+PARTS = ("headerfields.py", "agent.py")
 PROGRAM = "mailplan's qmail queue reader"
 
 
 @cache
+def agent_parts() -> tuple[bytes, ...]:
+    """The sources of :data:`PARTS`, as sent to hosts."""
+    return tuple(resources.files("mailplan.queue").joinpath(name).read_bytes()
+                 for name in PARTS)
+
+
 def agent_source() -> bytes:
-    """The agent program as sent to hosts."""
-    return resources.files("mailplan.queue").joinpath("agent.py").read_bytes()
+    """The agent program as sent to hosts (its parts one after the other)."""
+    return b"".join(agent_parts())
 
 
 def agent_command(mode: str, queue_dir: str, extra: tuple[str, ...] = (),
@@ -37,13 +47,13 @@ def agent_command(mode: str, queue_dir: str, extra: tuple[str, ...] = (),
     The agent gets ``mode queue_dir STATUS *extra``, STATUS being the exit code of
     ``status_command`` run just before (``-`` when there is none).
     """
-    source = agent_source()
+    sizes = ",".join(str(len(part)) for part in agent_parts())
     status = "st=-"
     if status_command:
         status = f"( {status_command}\n) </dev/null >/dev/null 2>&1; st=$?"
     # "$st" is the only unquoted expansion: the status command's exit code. Without the
     # interpreter, stdin is drained first so the sender does not die of a broken pipe.
-    return interpreter.launch(python, _BOOT, [str(len(source)), mode, queue_dir],
+    return interpreter.launch(python, _BOOT, [sizes, mode, queue_dir],
                               program=PROGRAM, drain=True, before=status + "\n",
                               raw_args=f'"$st" {join(extra)}'.rstrip())
 
