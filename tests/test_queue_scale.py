@@ -1,19 +1,25 @@
 """A big queue (a spam backlog of a hundred thousand messages after an outage): what a
 read carries grows with the number of messages only, not with the size of their header
-blocks.
+blocks, and the agent's output is parsed as it arrives.
 """
 
 from __future__ import annotations
 
+import gc
+import io
 import json
+import tracemalloc
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from queue_builder import QueueBuilder
 
 from mailplan.connectors.local import LocalConnector
+from mailplan.errors import HostError
 from mailplan.queue import model
 from mailplan.queue.cli import queue as queue_cli
-from mailplan.queue.dump import read_queue
+from mailplan.queue.dump import parse_dump, parse_stream, read_queue
 from mailplan.queue.headerfields import CUT, FIELD_LIMIT
 
 
@@ -58,3 +64,88 @@ def test_list_reads_only_the_header_fields_it_uses(tmp_path):
     full = run(q, "show", str(msg)).output
     assert "X-Spam-Report-59: " in full and " reader79@list.example" in full
     assert "Subject: a second subject" in full
+
+
+# -- the agent's output is parsed as it arrives -----------------------------------------------
+
+class Trickle:
+    """A dump source handing out a few bytes per read, as a slow channel does."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readline(self) -> bytes:
+        return self._data.readline()
+
+    def read(self, size: int) -> bytes:
+        return self._data.read(min(size, 3))
+
+
+def test_a_dump_read_in_small_pieces_is_the_whole_dump(tmp_path):
+    q = QueueBuilder(tmp_path / "qmail")
+    for n in range(3):
+        q.add(f"s{n}@example.com", remote=("x@remote.example",) * 40, subject=f"s {n}")
+    whole = read_queue(LocalConnector("l"), str(q.queue), mess="full")
+    again = parse_stream(Trickle(_dump_bytes(q)), str(q.queue))
+    assert {p: (e.data, e.inode) for p, e in again.entries.items()} == \
+        {p: (e.data, e.inode) for p, e in whole.entries.items()}
+    assert parse_dump(_dump_bytes(q), str(q.queue)).entries == again.entries
+
+
+def _dump_bytes(q: QueueBuilder) -> bytes:
+    """The agent's whole dump of ``q`` (mess files in full), as a channel carries it."""
+    from mailplan.queue.remote import agent_command, agent_source
+
+    conn = LocalConnector("l")
+    res = conn.run(agent_command("dump", str(q.queue), ("full",)), stdin=agent_source())
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_the_dump_is_parsed_as_it_arrives(tmp_path):
+    """The agent's whole output was collected, then parsed: mailplan held it and the
+    dump made of it at once, twice the dump's size at its peak. Here the envelope
+    files are big (a mailing list's remote/ file holds every recipient), and the peak
+    of a read is the dump it leaves, not that and the output too."""
+    q = QueueBuilder(tmp_path / "qmail")
+    rcpts = tuple(f"member{i:04d}@lists.example.net" for i in range(400))
+    for n in range(60):
+        q.add(f"list{n}@example.com", remote=rcpts, subject=f"digest {n}")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        dump = read_queue(LocalConnector("l"), str(q.queue), mess="none")
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    data = sum(len(e.data) for e in dump.entries.values())
+    assert data > 60 * 400 * 30
+    assert peak - kept < data / 5, (peak - kept, kept - before, data)
+
+
+# -- what the agent says when it fails ---------------------------------------------------------
+
+def fake_python(tmp_path: Path, script: str) -> str:
+    """A ``python3`` that reads the agent from stdin and does ``script`` instead."""
+    path = tmp_path / "python3"
+    path.write_text(f"#!/bin/sh\ncat >/dev/null\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("script,said", [
+    ("echo 'it broke' >&2; exit 3", "the queue agent failed (exit 3): it broke"),
+    ("printf 'H 1 1 1 - 5\\nX odd\\n'; yes 0123456789 | head -c 3000000; exit 0",
+     "cannot read the queue of /q: unknown record 'X odd' in queue dump"),
+    ("printf 'H 1 1 1 - 5\\nE f 600'; exit 1",
+     "cannot read the queue of /q: queue dump truncated at byte 12"),
+])
+def test_an_agent_that_fails_or_prints_no_dump_is_reported(tmp_path, script, said):
+    """The output is parsed while the agent runs: an agent that printed nothing and
+    failed is still told as such (its stderr), and a mangled dump is an error once the
+    agent ended (the rest of its output read and dropped, not held)."""
+    conn = LocalConnector("l", python=fake_python(tmp_path, script))
+    with pytest.raises(HostError) as caught:
+        read_queue(conn, "/q")
+    assert said in caught.value.message

@@ -153,10 +153,15 @@ class Connector(abc.ABC):
         """How streams travel (for the apply log)."""
         return "the connection"
 
-    def run(self, command: str, stdin: bytes = b"") -> CommandResult:
+    def run(self, command: str, stdin: bytes = b"",
+            read: Callable[[Process], None] | None = None) -> CommandResult:
         """Run a command to completion, feeding ``stdin``; return its outputs. The
         observer (the apply log) is told the command, its duration and how it ended
-        (``stdin`` is never shown: it may carry a password)."""
+        (``stdin`` is never shown: it may carry a password).
+
+        ``read``, when given, is handed the command once its stdin is sent, to read
+        stdout as it arrives (the result's stdout is what it left unread): a long output
+        is then never held whole. Should ``read`` raise, the command is stopped."""
         started = time.monotonic()
         try:
             proc = self.start(command)
@@ -167,6 +172,8 @@ class Connector(abc.ABC):
             if stdin:
                 proc.write(stdin)
             proc.close_stdin()
+            if read is not None:
+                _reading(proc, read)
             res = proc.wait()
         except OSError as exc:
             proc.kill()
@@ -228,6 +235,18 @@ def _sh_quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def _reading(proc: Process, read: Callable[[Process], None]) -> None:
+    """``read(proc)``; the command is stopped if that raises anything but OSError (which
+    :meth:`Connector.run` reports as a lost connection)."""
+    try:
+        read(proc)
+    except OSError:
+        raise
+    except BaseException:
+        proc.kill()
+        raise
 
 
 def _failed(exc: BaseException) -> CommandResult:

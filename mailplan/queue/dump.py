@@ -1,20 +1,24 @@
 """The queue as read from a host: every directory, file and named pipe with its metadata.
 
-:func:`parse_dump` is the pure parser of what the agent's ``dump`` mode prints (see
-:mod:`mailplan.queue.agent` for the record layout); :func:`read_queue` is the fact: one
-agent run over one channel, then the parser. Nothing here interprets qmail's layout;
-:mod:`mailplan.queue.model` and :mod:`mailplan.queue.check` do that.
+:func:`parse_stream` is the pure parser of what the agent's ``dump`` mode prints (see
+:mod:`mailplan.queue.agent` for the record layout), a record at a time as it is read;
+:func:`read_queue` is the fact: one agent run over one channel, its output parsed while
+it arrives, so that mailplan never holds the output and the dump made of it at once.
+Nothing here interprets qmail's layout; :mod:`mailplan.queue.model` and
+:mod:`mailplan.queue.check` do that.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import unquote
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import Connector, Process
 from mailplan.errors import HostError, MailplanError
 from mailplan.queue.layout import DIRS
-from mailplan.queue.remote import run_agent
+from mailplan.queue.remote import agent_failed, run_agent
 
 DEFAULT_QUEUE = "/var/qmail/queue"
 #: The directories every qmail queue has (a directory with none of them is not a queue).
@@ -72,11 +76,44 @@ class Dump:
     entries: dict[str, Entry] = field(default_factory=dict)
 
 
-def _line(data: bytes, pos: int) -> tuple[list[str], int]:
-    end = data.find(b"\n", pos)
-    if end < 0:
-        raise DumpFormatError(f"queue dump truncated at byte {pos}")
-    return data[pos:end].decode("utf-8", "surrogateescape").split(" "), end + 1
+class Source(Protocol):
+    """Where a dump is read from: a running agent's stdout
+    (:class:`~mailplan.connectors.base.Process`) or bytes in a :class:`io.BytesIO`."""
+
+    def readline(self) -> bytes: ...
+
+    def read(self, size: int) -> bytes: ...
+
+
+class _Reader:
+    """The lines and byte runs of a dump, read from a :class:`Source` as they come."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self.pos = 0  # bytes read so far
+
+    def line(self) -> list[str] | None:
+        """The next line's words; None at the end of the dump."""
+        raw = self._source.readline()
+        if not raw:
+            return None
+        at, self.pos = self.pos, self.pos + len(raw)
+        if not raw.endswith(b"\n"):
+            raise DumpFormatError(f"queue dump truncated at byte {at}")
+        return raw[:-1].decode("utf-8", "surrogateescape").split(" ")
+
+    def exact(self, size: int) -> bytes:
+        """The next ``size`` bytes (a record's path and data)."""
+        chunks: list[bytes] = []
+        left = size
+        while left:
+            chunk = self._source.read(min(left, 1 << 20))
+            if not chunk:
+                raise DumpFormatError(f"queue dump truncated in the record at byte {self.pos}")
+            chunks.append(chunk)
+            left -= len(chunk)
+        self.pos += size
+        return b"".join(chunks)
 
 
 def _name(word: str) -> str:
@@ -86,39 +123,72 @@ def _name(word: str) -> str:
 
 def parse_dump(data: bytes, queue_dir: str) -> Dump:
     """Parse the agent's dump output; a malformed one raises :class:`DumpFormatError`."""
+    return parse_stream(io.BytesIO(data), queue_dir)
+
+
+def parse_stream(source: Source, queue_dir: str) -> Dump:
+    """Parse the agent's dump as it is read from ``source``, a record at a time (the
+    output is never held whole); a malformed one raises :class:`DumpFormatError`."""
+    return _parse_checked(_Reader(source), queue_dir)
+
+
+def _parse_checked(reader: _Reader, queue_dir: str) -> Dump:
     try:
-        return _parse_dump(data, queue_dir)
+        return _parse(reader, queue_dir)
     except ValueError as exc:  # a number field that is not one
         raise DumpFormatError(f"queue dump has a malformed number ({exc})") from None
 
 
-def _parse_dump(data: bytes, queue_dir: str) -> Dump:
-    fields, pos = _line(data, 0)
+def _parse(reader: _Reader, queue_dir: str) -> Dump:
+    fields = reader.line()
+    if fields is None:
+        raise DumpFormatError("queue dump truncated at byte 0")
     if fields[:2] != ["H", "1"] or len(fields) != 6:
         raise DumpFormatError(f"not a queue dump (header {' '.join(fields)[:80]!r})")
     status = None if fields[4] == "-" else int(fields[4])
     dump = Dump(queue_dir, fields[2] == "1", fields[3] == "1", status, int(fields[5]))
-    while pos < len(data):
-        fields, pos = _line(data, pos)
+    while (fields := reader.line()) is not None:
         if fields[0] == "U" and len(fields) == 3:
             dump.users[fields[1]] = int(fields[2])
         elif fields[0] == "G" and len(fields) == 3:
             dump.groups[fields[1]] = int(fields[2])
         elif fields[0] == "E" and len(fields) == 15:
             path_len, data_len = int(fields[12]), int(fields[13])
-            if min(path_len, data_len) < 0 or pos + path_len + data_len > len(data):
-                raise DumpFormatError(f"queue dump truncated in the record at byte {pos}")
-            path = data[pos:pos + path_len].decode("utf-8", "surrogateescape")
-            body = data[pos + path_len:pos + path_len + data_len]
-            pos += path_len + data_len
+            if min(path_len, data_len) < 0:
+                raise DumpFormatError(f"queue dump truncated in the record at byte "
+                                      f"{reader.pos}")
+            path = reader.exact(path_len).decode("utf-8", "surrogateescape")
+            body = reader.exact(data_len)
             dump.entries[path] = Entry(
                 path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
                 gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
                 size=int(fields[7]), mtime=int(fields[8]), ctime=int(fields[9]),
-                owner=_name(fields[10]), group=_name(fields[11]), data=body, atime=int(fields[14]))
+                owner=_name(fields[10]), group=_name(fields[11]), data=body,
+                atime=int(fields[14]))
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
     return dump
+
+
+class _Streamed:
+    """The dump parsed from the agent's stdout while it runs (``read`` of
+    :meth:`~mailplan.connectors.base.Connector.run`)."""
+
+    def __init__(self, queue_dir: str) -> None:
+        self.queue_dir = queue_dir
+        self.dump: Dump | None = None
+        self.error: DumpFormatError | None = None
+        self.empty = False  # the agent printed nothing
+
+    def __call__(self, proc: Process) -> None:
+        reader = _Reader(proc)
+        try:
+            self.dump = _parse_checked(reader, self.queue_dir)
+        except DumpFormatError as exc:
+            self.error, self.empty = exc, reader.pos == 0
+            # the rest is read and dropped: its exit code and stderr say what went wrong
+            while proc.read(1 << 16):
+                pass
 
 
 def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
@@ -131,13 +201,16 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
     ``fields=NAME,...`` (those header fields only: :mod:`mailplan.queue.headerfields`).
     """
     extra: tuple[str, ...] = (mess,) if only_id is None else (mess, str(only_id))
+    parsed = _Streamed(queue_dir)
     result = run_agent(conn, "dump", queue_dir, extra, status_command=status_command,
-                       step=step)
-    try:
-        dump = parse_dump(result.stdout, queue_dir)
-    except DumpFormatError as exc:
-        raise HostError(f"cannot read the queue of {queue_dir}: {exc.message}",
-                        host=conn.name, step=step) from None
+                       step=step, read=parsed)
+    if parsed.error is not None:
+        if parsed.empty and result.returncode != 0:
+            raise agent_failed(conn, result, step)
+        raise HostError(f"cannot read the queue of {queue_dir}: {parsed.error.message}",
+                        host=conn.name, step=step)
+    dump = parsed.dump
+    assert dump is not None
     if not dump.exists:
         parent = queue_dir.rstrip("/").rsplit("/", 1)[0] or "/"
         if not dump.parent_exists:

@@ -12,11 +12,12 @@ is the agent's input.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 
 from mailplan import interpreter
-from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector
+from mailplan.connectors.base import DEFAULT_PYTHON, CommandResult, Connector, Process
 from mailplan.errors import HostError
 from mailplan.shell import join
 
@@ -59,18 +60,27 @@ def agent_command(mode: str, queue_dir: str, extra: tuple[str, ...] = (),
 
 
 def run_agent(conn: Connector, mode: str, queue_dir: str, extra: tuple[str, ...] = (), *,
-              payload: bytes = b"", status_command: str | None = None,
-              step: str) -> CommandResult:
-    """Run the agent and fail with a clear message when it could not run at all."""
+              payload: bytes = b"", status_command: str | None = None, step: str,
+              read: Callable[[Process], None] | None = None) -> CommandResult:
+    """Run the agent and fail with a clear message when it could not run at all.
+
+    ``read``: reads the agent's stdout as it arrives (``read`` of
+    :meth:`~mailplan.connectors.base.Connector.run`); whether the agent printed
+    anything at all is then for it to tell (:func:`agent_failed`)."""
     command = agent_command(mode, queue_dir, extra, status_command, conn.python)
-    result = conn.run(command, stdin=agent_source() + payload)
+    result = conn.run(command, stdin=agent_source() + payload, read=read)
     said = interpreter.complaint(result.stderr_text)
     if result.returncode != 0 and said is not None and interpreter.about_interpreter(said):
         raise HostError(said, host=conn.name, step=step, hint=interpreter.hint(conn))
-    if result.stdout == b"" and result.returncode != 0:
-        raise HostError(f"the queue agent failed (exit {result.returncode}): "
-                        f"{result.stderr_text or 'no message'}", host=conn.name, step=step)
+    if read is None and result.stdout == b"" and result.returncode != 0:
+        raise agent_failed(conn, result, step)
     return result
+
+
+def agent_failed(conn: Connector, result: CommandResult, step: str) -> HostError:
+    """The error for an agent that printed nothing and failed."""
+    return HostError(f"the queue agent failed (exit {result.returncode}): "
+                     f"{result.stderr_text or 'no message'}", host=conn.name, step=step)
 
 
 def run_actions(conn: Connector, queue_dir: str, actions: list[dict[str, object]],
