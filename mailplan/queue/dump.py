@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import unquote
 
 from mailplan.connectors.base import Connector, Process
@@ -21,6 +21,7 @@ from mailplan.queue.layout import DIRS
 from mailplan.queue.remote import agent_failed, run_agent
 
 DEFAULT_QUEUE = "/var/qmail/queue"
+T = TypeVar("T")
 #: The directories every qmail queue has (a directory with none of them is not a queue).
 QUEUE_DIRS = tuple(name for name in DIRS if name)
 
@@ -29,7 +30,7 @@ class DumpFormatError(MailplanError):
     """The agent's output does not follow the dump format (a bug or a mangled channel)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One object under the queue directory, as lstat saw it."""
 
@@ -121,6 +122,13 @@ def _name(word: str) -> str:
     return unquote(word, errors="surrogateescape")
 
 
+def _shared(known: dict[object, object], value: T) -> T:
+    """``value``, or the equal one ``known`` holds already: owner, group, mode, uid and
+    gid are alike in most of a queue's files, and one object serves them all (a
+    queue of a hundred thousand messages has some 300,000 files)."""
+    return known.setdefault(value, value)  # type: ignore[return-value]
+
+
 def parse_dump(data: bytes, queue_dir: str) -> Dump:
     """Parse the agent's dump output; a malformed one raises :class:`DumpFormatError`."""
     return parse_stream(io.BytesIO(data), queue_dir)
@@ -147,6 +155,7 @@ def _parse(reader: _Reader, queue_dir: str) -> Dump:
         raise DumpFormatError(f"not a queue dump (header {' '.join(fields)[:80]!r})")
     status = None if fields[4] == "-" else int(fields[4])
     dump = Dump(queue_dir, fields[2] == "1", fields[3] == "1", status, int(fields[5]))
+    known: dict[object, object] = {}
     while (fields := reader.line()) is not None:
         if fields[0] == "U" and len(fields) == 3:
             dump.users[fields[1]] = int(fields[2])
@@ -160,11 +169,12 @@ def _parse(reader: _Reader, queue_dir: str) -> Dump:
             path = reader.exact(path_len).decode("utf-8", "surrogateescape")
             body = reader.exact(data_len)
             dump.entries[path] = Entry(
-                path=path, kind=fields[1], mode=int(fields[2], 8), uid=int(fields[3]),
-                gid=int(fields[4]), inode=int(fields[5]), nlink=int(fields[6]),
-                size=int(fields[7]), mtime=int(fields[8]), ctime=int(fields[9]),
-                owner=_name(fields[10]), group=_name(fields[11]), data=body,
-                atime=int(fields[14]))
+                path=path, kind=fields[1], mode=_shared(known, int(fields[2], 8)),
+                uid=_shared(known, int(fields[3])), gid=_shared(known, int(fields[4])),
+                inode=int(fields[5]), nlink=int(fields[6]), size=int(fields[7]),
+                mtime=int(fields[8]), ctime=int(fields[9]),
+                owner=_shared(known, _name(fields[10])),
+                group=_shared(known, _name(fields[11])), data=body, atime=int(fields[14]))
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
     return dump

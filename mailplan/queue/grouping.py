@@ -11,6 +11,7 @@ made with, and the grouping of every file of the message areas by id, which
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from mailplan.queue.layout import DEFAULT_SPLIT, MESSAGE_AREAS, SPLIT_AREAS, Lay
 from mailplan.text import is_number
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueFile:
     """A file in one of the message areas, with the id its name gives."""
 
@@ -99,7 +100,7 @@ def queue_files(dump: Dump) -> list[QueueFile]:
         parts = entry.parts
         if len(parts) < 2 or parts[0] not in MESSAGE_AREAS or entry.kind == "d":
             continue
-        split_dir = parts[1] if len(parts) == 3 else None
+        split_dir = sys.intern(parts[1]) if len(parts) == 3 else None  # 23 of them
         files.append(QueueFile(parts[0], name_id(parts[-1]), split_dir, entry,
                                temp_target(parts[-1])))
     return files

@@ -33,7 +33,7 @@ HEADERS = frozenset({"subject", "from", "to", "cc"})
 FIELDS = "fields=" + ",".join(sorted(HEADERS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """One envelope recipient and how far its delivery got."""
 
@@ -47,7 +47,7 @@ class Recipient:
         return formats.plain_local(self.address) if self.channel == "local" else self.address
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message in the queue."""
 
