@@ -77,6 +77,20 @@ def test_show_a_saved_plan(tmp_path):
     assert "mailplan will make these changes on newmail:" in text
 
 
+def count_reads(monkeypatch, path: Path) -> list[str]:
+    """A list that gets an entry each time ``path`` is read with Path.read_text."""
+    reads: list[str] = []
+    real_read = Path.read_text
+
+    def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self == path:
+            reads.append("read_text")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    return reads
+
+
 def test_a_saved_plan_is_read_once(tmp_path, monkeypatch):
     """show reads the plan file once and renders what it read: the file gone after that
     read, or rewritten, changes nothing it prints; a bad, foreign or other-version file
@@ -89,15 +103,7 @@ def test_a_saved_plan_is_read_once(tmp_path, monkeypatch):
     path = tmp_path / "p.json"
     plan.save(path)
     expected = mailplan("show", str(path), check=True).stdout
-    reads: list[str] = []
-    real_read = Path.read_text
-
-    def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if self == path:
-            reads.append("read_text")
-        return real_read(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", read_text)
+    reads = count_reads(monkeypatch, path)
     doc = load_shown(path)
     path.unlink()  # what was read goes on, not the file's name
     assert render(doc) == expected and reads == ["read_text"]
@@ -121,15 +127,7 @@ def test_a_state_file_is_read_once(tmp_path, monkeypatch):
     path = tmp_path / "m.state.json"
     make_state(path)
     expected = mailplan("show", str(path), check=True).stdout
-    reads: list[str] = []
-    real_read = Path.read_text
-
-    def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if self == path:
-            reads.append("read_text")
-        return real_read(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", read_text)
+    reads = count_reads(monkeypatch, path)
     doc = load_shown(path)
     assert render(doc) == expected and reads == ["read_text"]
     for text in ("null", "[]"):
