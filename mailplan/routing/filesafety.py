@@ -10,7 +10,8 @@ directory on its path (``/``, ``/home``, ``/home/alice``) is group- or world-wri
 (:func:`~mailplan.routing.sendmailcf.dont_blame_sendmail` reads it); :class:`FileSafety`
 applies them to what mailplan read (the mode and owner of the very file read, and the
 modes of its directories), and :func:`forward_file` picks the forward file sendmail
-reads with them. Pure.
+reads with them, of the candidates :func:`forward_files` names (ForwardPath's entries,
+under ``source.root``). Pure.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mailplan.facts.root import OutsideRoot, inside
 from mailplan.routing.model import Finding
 from mailplan.routing.readfiles import FileRead
 
@@ -147,3 +149,19 @@ def forward_file(login: str, paths: Sequence[str], reads: Mapping[str, FileRead]
                                     f" (its {', '.join(later)} is not read, as by sendmail)"
                                     if later else "")))
     return chosen
+
+
+def forward_files(templates: list[str], home: str, login: str, root: str,
+                  findings: list[Finding]) -> list[str]:
+    """Where this machine reads the forward files of ``templates`` (ForwardPath's, with
+    ``$z``, ``$u``) for the user of ``home`` (as passwd names it): under ``root``. One
+    that would leave the root is not read (a caution: one of the plan's warnings)."""
+    out = []
+    for template in templates:
+        path = template.replace("$z", home).replace("$u", login)
+        try:
+            out.append(inside(root, path))
+        except OutsideRoot as exc:
+            findings.append(Finding("caution", f"the forward file of {login} (ForwardPath "
+                                    f"entry {template!r}) {exc}"))
+    return out

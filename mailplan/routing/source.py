@@ -24,7 +24,7 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.root import OutsideRoot, inside, spec_file
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
 from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
-from mailplan.routing.filesafety import FileSafety, directories, forward_file
+from mailplan.routing.filesafety import FileSafety, directories, forward_file, forward_files
 from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
@@ -183,7 +183,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                *forward_config, *alias_config])
     templates = forward_path(_text(reads, cf_path), cf_path, short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
-    candidates = {login: _forward_files(templates, home, login, root, findings)
+    candidates = {login: forward_files(templates, home, login, root, findings)
                   for login, home in user_homes.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
     # the user; mailplan reads as root and would read whatever the link names)
@@ -350,22 +350,6 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
         findings.append(Finding("note", f"aliases are read from "
                                 f"{', '.join(f.path for f in files)}: {source}{order}"))
     return tuple(files)
-
-
-def _forward_files(templates: list[str], home: str, login: str, root: str,
-                   findings: list[Finding]) -> list[str]:
-    """Where this machine reads the forward files of ``templates`` (ForwardPath's, with
-    ``$z``, ``$u``) for the user of ``home`` (as passwd names it): under ``root``. One
-    that would leave the root is not read (a caution: one of the plan's warnings)."""
-    out = []
-    for template in templates:
-        path = template.replace("$z", home).replace("$u", login)
-        try:
-            out.append(inside(root, path))
-        except OutsideRoot as exc:
-            findings.append(Finding("caution", f"the forward file of {login} (ForwardPath "
-                                    f"entry {template!r}) {exc}"))
-    return out
 
 
 def _text(reads: dict[str, FileRead], path: str) -> str:
