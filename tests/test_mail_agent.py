@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import io
 import os
+import select
 import shutil
 import stat
+import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,48 @@ def unsynced(proc: LocalAgent, root: Path, kind: str) -> int:
             if os.readlink(fd).startswith(f"{tmp}/#") and fd.stat().st_nlink == 0:
                 count += 1
     return count
+
+
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Return once ``ready()``; fail after ``timeout`` seconds (a bound for a hang, not
+    a pace: a loaded machine starts an agent slowly)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
+
+
+IN_OPEN, IN_ISDIR = 0x20, 0x40000000
+INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
+
+
+@contextlib.contextmanager
+def directory_opens(path: Path) -> Iterator[Callable[[int], None]]:
+    """Watch ``path`` (inotify): the function given waits until the directory itself was
+    opened (listed: ``os.listdir`` opens it) that many times since the watch began."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(path), IN_OPEN) < 0:
+        raise OSError(ctypes.get_errno(), f"inotify on {path}")
+    seen = 0
+
+    def opened(count: int, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while seen < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{path} was listed {seen} time(s), not {count}, in {timeout} s"
+            if select.select([fd], [], [], left)[0]:
+                data, pos = os.read(fd, 4096), 0
+                while pos < len(data):
+                    _wd, mask, _cookie, length = INOTIFY_EVENT.unpack_from(data, pos)
+                    pos += INOTIFY_EVENT.size + length
+                    seen += bool(mask & IN_ISDIR)  # the directory, not a file in it
+
+    try:
+        yield opened
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -464,11 +509,7 @@ def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path
     c.data(b"Subject: partial\n\nhalf a mess")
     c.flush()
     # the file exists in tmp/ once the agent has read the frames
-    for _ in range(200):
-        if unsynced(proc, root, tmp_files) == 1:
-            break
-        time.sleep(0.01)
-    assert unsynced(proc, root, tmp_files) == 1
+    wait_for(lambda: unsynced(proc, root, tmp_files) == 1, "the message begun in tmp/")
     proc.kill()
     # left: the partial file, named; or the marker only (an anonymous file dies with
     # the process that held it)
@@ -702,11 +743,9 @@ def test_a_zombie_counts_as_gone_so_its_tmp_files_are_cleaned(tmp_path):
     if pid == 0:
         os._exit(0)
     try:
-        for _ in range(500):  # until it has exited (a zombie: this process does not wait)
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    break
-            time.sleep(0.01)
+        # until it has exited (a zombie: this process does not wait)
+        wait_for(lambda: Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+                 == b"Z", "the child a zombie")
         os.kill(pid, 0)  # still there for kill(2)
         assert not pid_alive(pid)
         assert pid_alive(os.getpid())
@@ -770,22 +809,23 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
     for i in range(3):
         old.message("", [b"Subject: %d\n\nbody\n" % i], "new", name_for(i), 1e9)
     old.flush()
-    for _ in range(500):  # the files are in tmp/ once the old writer read the frames
-        if unsynced(old_proc, root, tmp_files) == 3:
-            break
-        time.sleep(0.01)
+    # the files are in tmp/ once the old writer read the frames
+    wait_for(lambda: unsynced(old_proc, root, tmp_files) == 3, "the old writer's files")
     (root / "tmp" / f"mailplan-{os.getpid()}-9.tmp").write_bytes(b"")  # not a writer
     new = AgentClient(new_proc := LocalAgent())
     opened: list[dict] = []
     opener = threading.Thread(target=lambda: opened.append(new.open(str(root))))
-    opener.start()
-    time.sleep(0.3)
+    with directory_opens(root / "tmp") as listed:
+        opener.start()
+        # the new writer looked in tmp/ three times (an open that does not wait looks
+        # twice: once to find writers, once to clean): it found the old writer there and
+        # waits for it, however late it started (a sleep here was not always enough: the
+        # old one was gone before the new one looked, and it reported a wait of 0 s)
+        listed(3)
     assert opener.is_alive() and not opened  # waiting for the old writer
     old_proc.close_stdin()  # dropped: it removes its unsynced files and ends
     opener.join(timeout=30)
-    # it reports a wait (its own clock starts when its O frame arrives, which on a
-    # loaded machine is well after the thread started: no lower bound beyond zero)
-    assert opened and opened[0]["waited"] > 0
+    assert opened and opened[0]["waited"] > 0  # it reports the wait
     assert os.listdir(root / "tmp") == [f"mailplan-{os.getpid()}-9.tmp"]
     old_proc.wait()
     # a writer that does not end is waited for only so long
@@ -793,12 +833,10 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
     stuck.open(str(root))
     stuck.message("", [b"Subject: 0\n\nbody\n"], "new", name_for(0), 1e9)
     stuck.flush()
-    for _ in range(500):
-        if unsynced(stuck_proc, root, tmp_files) == 1:
-            break
-        time.sleep(0.01)
+    wait_for(lambda: unsynced(stuck_proc, root, tmp_files) == 1, "the stuck writer's file")
     late = AgentClient(late_proc := LocalAgent())
-    assert 0.3 <= late._request(b"O", {"root": str(root), "writer_wait": 0.3})["waited"] < 5
+    # bounded by writer_wait, not by the default (WRITER_WAIT, 30 s)
+    assert 0.3 <= late._request(b"O", {"root": str(root), "writer_wait": 0.3})["waited"] < 15
     for client, proc in ((new, new_proc), (late, late_proc), (stuck, stuck_proc)):
         client.quit()
         assert proc.wait() == 0
