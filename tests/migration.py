@@ -162,9 +162,11 @@ def remote(tag: str) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def left_running(tag: str, wait: float = 3.0) -> list[int]:
+def left_running(tag: str, wait: float = 30.0) -> list[int]:
     """The processes of ``tag`` still there after ``wait`` seconds (killed then, by id, so
-    that a failure leaves nothing behind)."""
+    that a failure leaves nothing behind). A hung program ends on the host only after
+    mailplan let go of it (the session's relay kills it once its input ends): a loaded
+    machine gets there late, and waiting costs nothing when it is quick."""
     deadline = time.monotonic() + wait
     while remote(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
