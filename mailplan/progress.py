@@ -137,7 +137,9 @@ class Reporter:
 
     def __init__(self) -> None:
         self.mail = MailCounter()
-        self.lock = threading.Lock()
+        # re-entrant: apply's first signal prints its note from the signal handler, in
+        # the thread it interrupted, which may be printing (holding it) at that moment
+        self.lock = threading.RLock()
         self.pending: dict[str, int] = {}  # user -> mailboxes not finished yet
 
     def plan_mail(self, change: Change, messages: int, size: int) -> None:

@@ -395,3 +395,41 @@ def test_signal_stop_at_once_then_at_safe_points(monkeypatch):
     finally:
         signal.signal(signal.SIGHUP, hup)
 
+
+# what apply's first signal does (watch.ApplyWatch._stop_requested): a note for the
+# operator, printed from the signal handler in the thread the signal interrupted
+FIRST_SIGNAL_WHILE_PRINTING = '''
+import io, os, signal
+from mailplan.interrupt import SignalStop
+from mailplan.progress import PlainReporter
+
+class Stream(io.StringIO):
+    interrupted = False
+
+    def write(self, text):
+        if not Stream.interrupted:  # the signal lands while a line is printed
+            Stream.interrupted = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().write(text)
+
+reporter = PlainReporter(Stream())
+with SignalStop() as stop:
+    stop.at_safe_points(lambda signum: reporter.note("Stopping after the current step"),
+                        lambda signum: None)
+    reporter.note("  + user ann@one.example: done")
+print(reporter.stream.getvalue(), end="")
+'''
+
+
+def test_a_first_signal_while_a_line_is_printed_is_answered():
+    """The first signal's note is printed by the handler in the thread it interrupted:
+    when that thread was printing a line (holding the reporter's lock), the handler
+    waited for the lock forever, and the apply never reached its next safe point."""
+    try:
+        res = subprocess.run([sys.executable, "-c", FIRST_SIGNAL_WHILE_PRINTING],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the signal handler waited for the lock its own thread held")
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["  + user ann@one.example: done",
+                                               "Stopping after the current step"]
