@@ -97,8 +97,8 @@ def start_dovecot(workdir: Path, users: dict[str, str], *, uid: int, gid: int,
     proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     daemon = Dovecot(port=port, home_root=home_root, workdir=workdir, process=proc)
-    deadline = time.time() + 15
-    while time.time() < deadline:
+    deadline = time.monotonic() + 30  # a bound for a hang: a loaded machine is slow
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
             raise RuntimeError(f"dovecot exited: {out}\n{daemon.log()}")

@@ -381,7 +381,7 @@ def test_ssh_control_connection_sends_keepalives(ssh_connector, monkeypatch):
         return original(kind, data, wait)
 
     monkeypatch.setattr(transport, "global_request", recording)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10  # 1 s apart; 15 s (the default) would not be seen
     while "keepalive@lag.net" not in sent and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "keepalive@lag.net" in sent
