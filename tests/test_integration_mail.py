@@ -667,7 +667,7 @@ def test_an_early_agent_goes_to_one_taker_and_one_nobody_took_is_stopped():
     assert proc is target.streams[0] and early.take() is None
     proc.kill()
     EarlyAgent(target).discard()
-    assert target.streams[1]._proc.wait(timeout=10) is not None  # stopped, not left running
+    assert target.streams[1]._proc.wait(timeout=30) is not None  # stopped, not left running
 
     class Unreachable(LocalConnector):
         def start_stream(self, command: str, *, display: str | None = None):  # type: ignore[no-untyped-def]
@@ -707,7 +707,7 @@ def test_an_apply_that_fails_before_its_mail_stops_the_agent_it_started_early(
         planned.close()
     streams = target_conn.streams
     assert len(streams) == 1  # the agent, started while the accounts were being made
-    assert streams[0]._proc.wait(timeout=10) is not None
+    assert streams[0]._proc.wait(timeout=30) is not None
 
 
 def _small_spool_grown_past_a_window(tmp_path: Path) -> tuple[Path, Target, str, Path, bytes]:
