@@ -41,6 +41,7 @@ from writer_hold import WriterHold, writer_hold
 from mailplan.facts.vpopmail import parse_vuserinfo
 from mailplan.mail.maildir import parse_message_name
 from mailplan.mail.mbox import read_mbox
+from mailplan.remote import CLIENT_GRACE
 
 pytestmark = [pytest.mark.ssh,
               pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="each scenario needs its own "
@@ -513,6 +514,13 @@ def test_a_hung_vpopmail_tool_times_out_naming_host_and_step_then_resume(tmp_pat
            "within 5 s; mailplan stopped it on the host" in res.stderr, res.stderr
     assert "hint: " in res.stderr and "command_timeout" in res.stderr
     assert left_running(f"sleep {tag}", wait=0) == []
+    # the host's own watchdog ended it, a few seconds past the 5: not mailplan's later
+    # give-up (CLIENT_GRACE past them), which would close the channel on a host whose
+    # watchdog never fires
+    (log,) = Path(f"{spec.with_suffix('')}.state.json.logs").iterdir()
+    (took,) = [float(line.split()[2].rstrip("s")) for line in log.read_text().splitlines()
+               if "no result within command_timeout (5 s)" in line]
+    assert 5 <= took < 5 + CLIENT_GRACE / 2, took
     tool.write_bytes(real)
     mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
     assert mailplan("verify", str(spec), env=ENV).returncode == 0
