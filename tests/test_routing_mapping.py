@@ -117,6 +117,22 @@ def test_renamed_user_forward_is_read_from_old_login():
         "robert": ("./Maildir/", "&bob@x.example")}
 
 
+@pytest.mark.parametrize(("length", "kept"), [(498, True), (499, False)])
+def test_a_forward_line_vdelivermail_would_read_in_pieces_is_a_warning(length, kept):
+    """vdelivermail reads a mailbox's .qmail with fgets into 500 bytes: a line of 499
+    bytes or more would be delivered in pieces (two wrong addresses)."""
+    address = "a" * (length - len("&@x.example")) + "@x.example"
+    source = SourceRouting(forwards={"alice": parse_forward(
+        f"{address}\n", "/home/alice/.forward", "alice")})
+    plan = map_routing(source, [DomainRules("example.com", COM)])
+    assert plan.domains["example.com"].forwards == (
+        {"alice": (f"&{address}",)} if kept else {})
+    found = [f for f in plan.findings if f.severity == "warning"
+             and f"a line of {length} bytes, and vdelivermail reads lines of at most 498"
+             in f.message]
+    assert bool(found) is not kept, plan.findings
+
+
 @pytest.mark.parametrize("text", ["foo\0bar@remote.example", '"foo\0bar"@remote.example',
                                   '"a\x1b[31m"@remote.example', "x\x7fy", ":include:/a\0b"])
 def test_control_characters_in_a_forward_are_a_warning_the_rest_goes_on(text):

@@ -36,6 +36,9 @@ Put = Callable[[str, list[str], Origin | None, str], None]
 #: valias -i drops a line of 160 bytes or more (MAX_ALIAS_LINE) and valias -s reads lines
 #: in 159-byte pieces (fgets into a 160-byte buffer): an alias line must be shorter
 MAX_ALIAS_LINE = 158
+#: vdelivermail reads a mailbox's own .qmail with fgets into 500 bytes: a line, its
+#: newline and the NUL must fit
+MAX_FORWARD_LINE = 498
 
 
 #: first characters vdelivermail reads otherwise than as a forward address
@@ -112,6 +115,14 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
                         "deliver it", origin)
             if not lines or lines == [OWN_MAILDIR] or forwards.get(name) == tuple(lines):
                 return  # nothing to write, or what its ~/.forward says already
+            longest = max(len(line.encode()) for line in lines)
+            if longest > MAX_FORWARD_LINE:
+                resolver.warn(f"{what} {name!r} cannot be the mailbox's .qmail on vpopmail: "
+                              f"a line of {longest} bytes, and vdelivermail reads lines of "
+                              f"at most {MAX_FORWARD_LINE} (fgets into 500 bytes: a longer "
+                              "one is delivered in pieces); mail stays in its mailbox",
+                              origin)
+                return
             if what != "forward" and name in forwards:
                 resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
                               "sendmail (aliases are expanded before ~/.forward)", origin)
