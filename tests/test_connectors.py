@@ -44,6 +44,45 @@ def test_ssh_streams_large_output(ssh_connector):
     assert proc.wait().returncode == 0
 
 
+def _answers_while_reading(conn):
+    """Input given in pieces is written while the output is read: ``cat`` answers each
+    piece as it comes, and 16 MB each way is far more than the pipes and the SSH
+    window hold, so writing it all before reading (as a whole stdin is) would hang."""
+    pieces = (bytes([65 + n % 26]) * (1 << 16) for n in range(256))
+    got = bytearray()
+
+    def read(proc):
+        while chunk := proc.read(1 << 16):
+            got.extend(chunk)
+
+    res = conn.run("cat; echo done >&2", stdin=pieces, read=read)
+    assert (res.returncode, res.stderr) == (0, b"done\n")
+    assert len(got) == 256 << 16
+    assert bytes(got[::1 << 16]) == bytes(65 + n % 26 for n in range(256))
+
+
+def test_local_stdin_in_pieces_is_written_while_the_output_is_read():
+    _answers_while_reading(LocalConnector("local"))
+
+
+def test_ssh_stdin_in_pieces_is_written_while_the_output_is_read(ssh_connector):
+    _answers_while_reading(ssh_connector)
+
+
+def test_stdin_pieces_that_fail_stop_the_command_and_raise():
+    """A piece that cannot be made stops the command (no more input reaches it) and
+    the error is raised once its output ended."""
+    def pieces():
+        yield b"first\n"
+        raise RuntimeError("cannot make the next piece")
+
+    lines = []
+    with pytest.raises(RuntimeError, match="next piece"):
+        LocalConnector("local").run("cat; echo all-read", stdin=pieces(),
+                                    read=lambda proc: lines.extend(iter(proc.readline, b"")))
+    assert lines in ([], [b"first\n"])
+
+
 def keygen_fingerprint(pubkey: str) -> str:
     """``SHA256:...`` of a public key line, as ``ssh-keygen -lf`` prints it."""
     keygen = require(shutil.which("ssh-keygen"), "ssh-keygen (openssh-client)")

@@ -153,7 +153,7 @@ class Connector(abc.ABC):
         """How streams travel (for the apply log)."""
         return "the connection"
 
-    def run(self, command: str, stdin: bytes = b"",
+    def run(self, command: str, stdin: bytes | Iterable[bytes] = b"",
             read: Callable[[Process], None] | None = None) -> CommandResult:
         """Run a command to completion, feeding ``stdin``; return its outputs. The
         observer (the apply log) is told the command, its duration and how it ended
@@ -161,20 +161,37 @@ class Connector(abc.ABC):
 
         ``read``, when given, is handed the command once its stdin is sent, to read
         stdout as it arrives (the result's stdout is what it left unread): a long output
-        is then never held whole. Should ``read`` raise, the command is stopped."""
+        is then never held whole. Should ``read`` raise, the command is stopped.
+
+        ``stdin`` may also be pieces made one after the other (with ``read`` only): a
+        thread writes each as it is made while ``read`` reads, so a long input is never
+        held whole either, and a command that answers while it reads cannot block on a
+        full output pipe while mailplan blocks on a full input pipe. Should making a
+        piece fail, the command is stopped and that error raised."""
+        if not isinstance(stdin, bytes) and read is None:
+            raise TypeError("stdin in pieces needs read")
         started = time.monotonic()
         try:
             proc = self.start(command)
         except (OSError, MailplanError) as exc:
             self._observe(command, _failed(exc), started, "could not start")
             raise
+        feeder = None
         try:
-            if stdin:
-                proc.write(stdin)
-            proc.close_stdin()
+            if isinstance(stdin, bytes):
+                if stdin:
+                    proc.write(stdin)
+                proc.close_stdin()
+            else:
+                feeder = _Feeder(proc, stdin)
+                feeder.start()
             if read is not None:
                 _reading(proc, read)
+            if feeder is not None:
+                feeder.join()
             res = proc.wait()
+            if feeder is not None:
+                feeder.check(res)
         except OSError as exc:
             proc.kill()
             self._observe(command, _failed(exc), started, "connection lost")
@@ -247,6 +264,34 @@ def _reading(proc: Process, read: Callable[[Process], None]) -> None:
     except BaseException:
         proc.kill()
         raise
+
+
+class _Feeder(threading.Thread):
+    """Writes a command's stdin from pieces made one after the other
+    (:meth:`Connector.run`), while the caller reads its stdout."""
+
+    def __init__(self, proc: Process, pieces: Iterable[bytes]) -> None:
+        super().__init__(name="mailplan-stdin-writer", daemon=True)
+        self._proc, self._pieces = proc, pieces
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for piece in self._pieces:
+                self._proc.write(piece)
+            self._proc.close_stdin()
+        except OSError as exc:  # the command ended without reading it all, or a lost link
+            self._error = exc
+        except BaseException as exc:  # making a piece failed: nothing more may reach it
+            self._error = exc
+            self._proc.kill()
+
+    def check(self, res: CommandResult) -> None:
+        """Raise what stopped the writing; a command that stopped reading because it
+        failed (a non-zero exit) is for the caller to tell by its result."""
+        if self._error is None or (isinstance(self._error, OSError) and res.returncode):
+            return
+        raise self._error
 
 
 def _failed(exc: BaseException) -> CommandResult:
