@@ -12,7 +12,9 @@ mailplan and of the agent (the program it runs on the host, here a child process
 
 The dry run reads the queue as the delete does and stops before the second read; what
 the execute costs above it is the second read (no message text) and the channel that
-removes the files. Run as root (the queue's files belong to qmail's users).
+removes the files. The agent's figure is at least mailplan's own peak up to when it
+started it (Linux carries a process's high-water mark over ``exec``). Run as root (the
+queue's files belong to qmail's users).
 """
 
 from __future__ import annotations

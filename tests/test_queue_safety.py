@@ -319,3 +319,54 @@ def test_names_of_other_digits_are_strays_not_ids(tmp_path):
     assert checked.exit_code == 2, checked.output
     assert "mess/0/²: not a qmail message file (name is not an id)" in checked.output
     assert "big-todo" not in checked.output
+
+
+# -- actions go as JSON lines: a cut-off input leaves no message half removed ------------------
+
+def _apply_lines(q: QueueBuilder, data: bytes):
+    """The agent's apply mode (qmail-send counted as stopped) given ``data`` as input."""
+    from mailplan.queue.remote import agent_command, agent_source
+
+    return LocalConnector("l").run(agent_command("apply", str(q.queue)),
+                                   stdin=agent_source() + data)
+
+
+@pytest.mark.parametrize("end", [b"", b'{"op": "remove", "pa', b'{"end": 9}\n'])
+def test_actions_cut_off_leave_the_last_message_whole(tmp_path, end):
+    """Input that ends without its end mark (mailplan stopped, the connection lost), in
+    the middle of a line or not, or whose end mark counts other actions: the messages
+    whose removals all arrived are removed, the one whose removals did not all arrive
+    (or may not have) is left whole, and the agent says so and exits 4."""
+    import json
+
+    from mailplan.queue.dump import read_queue
+    from mailplan.queue.grouping import grouped
+
+    q = QueueBuilder(tmp_path / "qmail")
+    gone, kept = (q.add(f"s{n}@example.com", remote=("x@remote.example",)) for n in range(2))
+    dump = read_queue(LocalConnector("l"), str(q.queue), mess="none")
+    actions = ops.delete_actions(dump, ops.Selection((gone, kept)).files(
+        grouped(dump), "l", strict=True))
+    res = _apply_lines(q, b"".join(json.dumps(a).encode() + b"\n" for a in actions[:5])
+                       + end)
+    assert res.returncode == 4, res
+    assert len(res.stdout.splitlines()) == 3
+    assert b"not carried out" in res.stderr or b"end mark says 9" in res.stderr
+    assert not q.path("mess", gone).exists() and not q.path("info", gone).exists()
+    assert all(q.path(area, kept).exists() for area in ("mess", "info", "remote"))
+
+
+def test_a_refusal_reads_a_long_input_to_its_end(tmp_path):
+    """qmail-send runs: the agent changes nothing, and reads the actions (as many as a
+    spam backlog's, far more than a pipe holds) to their end, so the sender is told the
+    refusal and not a broken pipe."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("s@example.com", remote=("x@remote.example",))
+    actions = ({"op": "remove", "path": f"mess/{n % 23}/{msg}", "batch": f"delete {n}"}
+               for n in range(100_000))
+    target = ops.Target(LocalConnector("l"), str(q.queue),
+                        Control("custom", status_cmd="exit 0", stop_cmd="true",
+                                start_cmd="true"))
+    with pytest.raises(HostError, match="qmail-send is not stopped"):
+        ops.ctl_apply(target, actions, "delete")
+    assert q.path("mess", msg).exists()

@@ -25,10 +25,16 @@ Modes (``sys.argv[2:]``):
 
 ``apply QUEUE STATUS``
     Unless STATUS is ``1`` (qmail-send stopped) or ``-`` (no status command was run),
-    change nothing: say so on stderr and exit 3. Else read a JSON list of actions from
-    stdin (remove, rmdir, rename, chown, chmod, mkdir,
-    mkfifo, mkfile; paths relative to QUEUE) and carry them out in order, printing one
-    JSON line per action with its outcome. Paths that leave QUEUE are refused, and no
+    change nothing: say so on stderr and exit 3. Else read actions from stdin, one JSON
+    object a line (remove, rmdir, rename, chown, chmod, mkdir,
+    mkfifo, mkfile; paths relative to QUEUE), ended by ``{"end": COUNT}``, and carry
+    them out in order as they arrive, printing one JSON line per action with its
+    outcome: a delete of a hundred thousand messages is never held whole on either
+    side. An action of a ``batch`` is carried out once the whole batch has arrived
+    (the line after it is another's, or the end mark), so input cut off (mailplan
+    stopped, the connection lost) leaves no message half removed; that input, or an
+    end mark with another count, is named on stderr and makes it exit 4 (the actions
+    before it were carried out). Paths that leave QUEUE are refused, and no
     symlink below QUEUE is followed: directories are walked with ``dir_fd`` and
     ``O_NOFOLLOW``, owners and modes are changed through an fd (``fchown``/``fchmod``)
     of the directory, file or named pipe itself, and an action carrying ``ino`` (the inode the
@@ -344,37 +350,73 @@ def _do(root: int, action: dict) -> None:
         os.close(folder)
 
 
+def _batches(stdin: typing.BinaryIO) -> typing.Iterator[list]:
+    """The actions on ``stdin`` in runs of one batch (an action without one is a run of
+    its own), each given once all of it has arrived; ValueError for input that ends
+    without the end mark or whose end mark has another count."""
+    held = []  # type: list
+    count = 0
+    for line in stdin:
+        if not line.endswith(b"\n"):
+            break  # cut off in the middle of a line
+        item = json.loads(line.decode("utf-8"))
+        if "end" in item:
+            if item["end"] != count:
+                raise ValueError("the end mark says {} actions, {} came".format(
+                    item["end"], count))
+            if held:
+                yield held
+            return
+        count += 1
+        batch = item.get("batch")
+        if held and (batch is None or batch != held[0].get("batch")):
+            yield held
+            held = []
+        held.append(item)
+    raise ValueError(f"the actions ended after {count} without their end mark; the last "
+                     f"{len(held)} (one batch) were not carried out")
+
+
 def apply(queue: str, status: str) -> int:
-    data = sys.stdin.buffer.read()  # all of it, so the sender never writes into a closed pipe
+    stdin = sys.stdin.buffer
     if status not in ("1", "-"):
+        while stdin.read(1 << 16):  # all of it, so the sender never writes into a closed pipe
+            pass
         # qmail-send was seen stopped by the dump the actions were computed from, but
         # that dump may have taken minutes: whoever started it since must not find its
         # queue changed under it
         sys.stderr.write(f"qmail-send is not stopped (its status command exited {status}) "
                          "right before the changes; nothing was changed\n")
         return 3
-    actions = json.loads(data.decode("utf-8"))
     root = os.open(queue, os.O_RDONLY | os.O_DIRECTORY)
+    index = 0
     failed = 0
     broken = set()  # batches (one message's renames) with a failed action: skip the rest
-    for index, action in enumerate(actions):
-        result = {"i": index, "ok": True}
-        batch = action.get("batch")
-        try:
-            if batch is not None and batch in broken:
-                raise ValueError(f"skipped: an earlier step of {batch} failed")
-            _do(root, action)
-        except FileNotFoundError:
-            result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
-            failed += 1
-        except (OSError, ValueError, KeyError) as exc:
-            result = {"i": index, "ok": False, "error": str(exc)}
-            failed += 1
-        # a file to remove that is gone already is no reason to stop its group
-        gone = result.get("gone") and action.get("op") == "remove"
-        if not result["ok"] and batch is not None and not gone:
-            broken.add(batch)
-        sys.stdout.write(json.dumps(result) + "\n")
+    try:
+        for run in _batches(stdin):
+            for action in run:
+                result = {"i": index, "ok": True}
+                batch = action.get("batch")
+                try:
+                    if batch is not None and batch in broken:
+                        raise ValueError(f"skipped: an earlier step of {batch} failed")
+                    _do(root, action)
+                except FileNotFoundError:
+                    result = {"i": index, "ok": False, "gone": True, "error": "no such file"}
+                    failed += 1
+                except (OSError, ValueError, KeyError) as exc:
+                    result = {"i": index, "ok": False, "error": str(exc)}
+                    failed += 1
+                # a file to remove that is gone already is no reason to stop its group
+                gone = result.get("gone") and action.get("op") == "remove"
+                if not result["ok"] and batch is not None and not gone:
+                    broken.add(batch)
+                sys.stdout.write(json.dumps(result) + "\n")
+                index += 1
+    except ValueError as exc:  # input cut off or garbled: what came before was done
+        sys.stdout.flush()
+        sys.stderr.write(f"{exc}\n")
+        return 4
     sys.stdout.flush()
     return 1 if failed else 0
 

@@ -9,7 +9,7 @@ all the changes, and one to start qmail-send again; a final dump for repair's re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import Connector
@@ -22,7 +22,7 @@ from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue
 from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.model import FIELDS, Message, messages
 from mailplan.queue.problems import Problem
-from mailplan.queue.remote import run_actions
+from mailplan.queue.remote import Outcomes, run_actions
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ def running(dump: Dump) -> bool:
     return dump.status == ctl.RUNNING
 
 
-def _refuse_unknown(target: Target, dump: Dump, step: str) -> None:
-    """Refuse a change unless the status command said plainly "running" or "stopped"."""
-    if dump.status in (ctl.RUNNING, ctl.STOPPED):
+def _refuse_unknown(target: Target, status: int | None, step: str) -> None:
+    """Refuse a change unless the status command (its exit ``status``) said plainly
+    "running" or "stopped"."""
+    if status in (ctl.RUNNING, ctl.STOPPED):
         return
     hint = ("the status command must exit 0 while qmail-send runs and 1 when it does not "
             "(a missing pgrep exits 127); install procps, or pass --control svc|systemctl|"
@@ -56,7 +57,7 @@ def _refuse_unknown(target: Target, dump: Dump, step: str) -> None:
                 "(`systemctl status` names it; notqmail's is qmail-send)? Pass it with "
                 "--unit; or " + hint)
     raise ctl.QmailRunning(
-        f"cannot tell whether qmail-send runs (the status command exited {dump.status}); "
+        f"cannot tell whether qmail-send runs (the status command exited {status}); "
         "nothing was changed", host=target.conn.name, step=step, hint=hint)
 
 
@@ -176,8 +177,16 @@ def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, ob
     does not count), the rest of that message's are skipped, so its mess file is never
     removed while a todo, info, local, remote or bounce file of it stays behind.
     """
-    return [{"op": "remove", "path": p, "ino": dump.entries[p].inode,
-             "batch": f"delete {i}"} for i, paths in files.items() for p in paths]
+    return list(each_delete_action(dump, files))
+
+
+def each_delete_action(dump: Dump, files: dict[int, list[str]]) -> Iterator[dict[str, object]]:
+    """:func:`delete_actions` one at a time, made as they are sent: a spam backlog's
+    are hundreds of thousands."""
+    for i, paths in files.items():
+        for p in paths:
+            yield {"op": "remove", "path": p, "ino": dump.entries[p].inode,
+                   "batch": f"delete {i}"}
 
 
 def identities(groups: Groups, ids: Iterable[int]) -> dict[int, tuple[int, int, int] | None]:
@@ -211,16 +220,19 @@ class Change:
     after: Report | None = None
 
 
-def _changing(target: Target, first: Dump, work: Callable[[Dump], Change]) -> Change:
+def _changing(target: Target, status: int | None,
+              work: Callable[[Dump], Change]) -> Change:
     """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it.
-    ``dump`` carries no message text: delete and repair work from names and inodes.
+    ``status``: what the status command said in the first read (the caller need not
+    keep that read: ``work`` gets a new one). ``dump`` carries no message text: delete
+    and repair work from names and inodes.
 
     Once the stop command was issued, qmail-send is started again whatever happens next
     (a stop that failed or timed out included: ``svc -d`` stays in force); if that start
     fails, the error or the change's warnings say that qmail-send is left stopped.
     """
-    _refuse_unknown(target, first, "read queue")
-    was_running = running(first)
+    _refuse_unknown(target, status, "read queue")
+    was_running = status == ctl.RUNNING
     if was_running:
         ctl.can_stop(target.conn, target.control)
     try:
@@ -230,7 +242,7 @@ def _changing(target: Target, first: Dump, work: Callable[[Dump], Change]) -> Ch
         if running(second):
             raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                    host=target.conn.name, step="re-read queue")
-        _refuse_unknown(target, second, "re-read queue")
+        _refuse_unknown(target, second.status, "re-read queue")
         change = work(second)
     except BaseException as exc:
         if was_running:
@@ -279,6 +291,10 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         return change
 
     seen = identities(groups, planned)
+    status = first.status
+    # what is left of the first read: a spam backlog's is tens of MB, and the second
+    # read (with qmail-send stopped) takes its place
+    del first, groups, taken
 
     def work(dump: Dump) -> Change:
         # Only what was chosen in the first read, and only if it is still the same
@@ -292,14 +308,16 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         change = Change(executed=True, was_running=False, partial_left_out=left_out)
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]
-        outcomes = ctl_apply(target, delete_actions(dump, now), "delete")
-        failed = {p for p, o in zip(paths, outcomes, strict=True) if not o["ok"]}
-        change.failed = [f"{p}: {o.get('error')}" for p, o in zip(paths, outcomes, strict=True)
-                         if not o["ok"] and not o.get("gone")]
-        change.removed = {i: [p for p in files if p not in failed] for i, files in now.items()}
+        del groups, same
+        outcomes = ctl_apply(target, each_delete_action(dump, now), "delete")
+        failed = {paths[i]: o for i, o in outcomes.failed.items()}
+        change.failed = [f"{p}: {o.get('error')}" for p, o in failed.items()
+                         if not o.get("gone")]
+        change.removed = {i: [p for p in files if p not in failed] if failed else files
+                          for i, files in now.items()}
         return change
 
-    return _changing(target, first, work)
+    return _changing(target, status, work)
 
 
 def _running_note(control: ctl.Control) -> str:
@@ -310,8 +328,8 @@ def _running_note(control: ctl.Control) -> str:
         "starts it again"
 
 
-def ctl_apply(target: Target, actions: list[dict[str, object]],
-              step: str) -> list[dict[str, object]]:
+def ctl_apply(target: Target, actions: Iterable[dict[str, object]],
+              step: str) -> Outcomes:
     """Carry out agent actions on the target's queue, only if qmail-send is still
     stopped then (the status is taken again in the same channel)."""
     return run_actions(target.conn, target.queue_dir, actions, step=step,
@@ -351,10 +369,12 @@ def repair(target: Target, *, split: int | None = None,
         actions = repair_actions(report)
         outcomes = ctl_apply(target, actions, "repair")
         change = Change(executed=True, was_running=False, before=report)
-        change.failed = [f"{a['op']} {a['path']}: {o.get('error')}"
-                         for a, o in zip(actions, outcomes, strict=True) if not o["ok"]]
+        change.failed = [f"{actions[i]['op']} {actions[i]['path']}: {o.get('error')}"
+                         for i, o in outcomes.failed.items()]
         return change
 
-    change = _changing(target, first, work)
+    status = first.status
+    del first, before  # the second read, with qmail-send stopped, takes their place
+    change = _changing(target, status, work)
     _, change.after = check_queue(target, split=split, stale_after=stale_after)
     return change
