@@ -31,7 +31,7 @@ from mailplan.shell import join
 _BOOT = ("for n in sys.argv[1].split(','):"
          "exec(compile(sys.stdin.buffer.read(int(n)),'mailplan-queue-agent','exec'))")
 #: The modules the agent is made of, in the order the host runs them.
-PARTS = ("headerfields.py", "agent.py")
+PARTS = ("headerfields.py", "actions.py", "agent.py")
 PROGRAM = "mailplan's qmail queue reader"
 
 
