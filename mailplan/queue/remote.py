@@ -4,9 +4,9 @@ The command line is fixed and fully quoted: an optional qmail-send status comman
 exit code is handed to the agent, then the host's Python (``python`` in the spec; a
 missing or too old one is reported as such, :mod:`mailplan.interpreter`) with a two-line
 bootstrap that reads exactly the agent's source from stdin and runs it: the source of
-:mod:`mailplan.queue.headerfields`, then the agent's, each compiled on its own and run
-in one namespace. Everything after the source on stdin (the actions of ``apply``) is
-the agent's input.
+:mod:`mailplan.queue.headerfields`, then :mod:`mailplan.queue.actions` (apply mode),
+then the agent's, each compiled on its own and run in one namespace. Everything after
+the source on stdin (the actions of ``apply``) is the agent's input.
 
 The actions of a change go one JSON object a line, written while they are made and
 while the agent answers with one line per action, which is parsed as it arrives and
