@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
-from mailplan.queue.headerfields import unfolded
-
 #: Envelope senders of bounces: <> for a bounce, #@[] for a double bounce.
 BOUNCE_SENDERS = frozenset({"", "#@[]"})
 
@@ -140,15 +138,6 @@ def parse_recipients(data: bytes) -> list[tuple[str, bool]]:
     if stop is not None:
         raise stop
     return out
-
-
-def parse_headers(block: bytes,
-                  only: frozenset[str] | None = None) -> list[tuple[str, str]]:
-    """(name, raw value) of each header in a message's header block, continuations
-    joined (:func:`~mailplan.queue.headerfields.unfolded`); with ``only`` (lower-case
-    names), of those headers alone."""
-    return [(name, value) for name, value in unfolded(block)
-            if only is None or name.lower() in only]
 
 
 def header(headers: list[tuple[str, str]], name: str) -> str | None:
