@@ -478,14 +478,14 @@ def qmail_send_trips(q: QueueBuilder, msg: int) -> list[str]:
 def test_a_delete_cut_after_any_removal_leaves_what_qmail_send_copes_with(tmp_path):
     q, ids = queue_with_doomed(tmp_path / "plan")
     dump = read(q)
-    actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(grouped(dump), "l",
-                                                                        strict=True))
+    files = ops.Selection(tuple(ids)).files(grouped(dump), "l", strict=True)
+    actions = list(ops.delete_actions(dump, files))
     assert len(actions) == 8
     for cut in range(len(actions) + 1):
         q, ids = queue_with_doomed(tmp_path / f"cut{cut}")
         dump = read(q)
-        actions = ops.delete_actions(dump, ops.Selection(tuple(ids)).files(grouped(dump), "l",
-                                                                            strict=True))
+        files = ops.Selection(tuple(ids)).files(grouped(dump), "l", strict=True)
+        actions = list(ops.delete_actions(dump, files))
         target = ops.Target(LocalConnector("l"), str(q.queue))
         assert all(o["ok"] for o in ops.ctl_apply(target, actions[:cut], "cut"))
         for msg in ids:
@@ -516,8 +516,8 @@ def test_delete_prints_files_in_removal_order(tmp_path):
 def test_a_removal_that_fails_keeps_the_rest_of_its_message(tmp_path):
     q, (full, todo) = queue_with_doomed(tmp_path / "qmail")
     dump = read(q)
-    actions = ops.delete_actions(dump, ops.Selection((full, todo)).files(grouped(dump), "l",
-                                                                          strict=True))
+    files = ops.Selection((full, todo)).files(grouped(dump), "l", strict=True)
+    actions = list(ops.delete_actions(dump, files))
     # todo/ is now another file than the one read: its removal is refused, and so the
     # message's intd and mess stay (else todo/ would be left without mess)
     todo_file = q.path("todo", todo)

@@ -345,8 +345,8 @@ def test_actions_cut_off_leave_the_last_message_whole(tmp_path, end):
     q = QueueBuilder(tmp_path / "qmail")
     gone, kept = (q.add(f"s{n}@example.com", remote=("x@remote.example",)) for n in range(2))
     dump = read_queue(LocalConnector("l"), str(q.queue), mess="none")
-    actions = ops.delete_actions(dump, ops.Selection((gone, kept)).files(
-        grouped(dump), "l", strict=True))
+    actions = list(ops.delete_actions(dump, ops.Selection((gone, kept)).files(
+        grouped(dump), "l", strict=True)))
     res = _apply_lines(q, b"".join(json.dumps(a).encode() + b"\n" for a in actions[:5])
                        + end)
     assert res.returncode == 4, res

@@ -170,19 +170,14 @@ class Selection:
         return sorted(m.id for m in taken if m.state == "partial" and m.id not in self.ids)
 
 
-def delete_actions(dump: Dump, files: dict[int, list[str]]) -> list[dict[str, object]]:
-    """The agent actions removing ``files`` (by id, each in :data:`REMOVE_ORDER`).
+def delete_actions(dump: Dump, files: dict[int, list[str]]) -> Iterator[dict[str, object]]:
+    """The agent actions removing ``files`` (by id, each in :data:`REMOVE_ORDER`), one at
+    a time, made as they are sent: a spam backlog's are hundreds of thousands.
 
     One message's removals are a batch: after one fails (a file that is already gone
     does not count), the rest of that message's are skipped, so its mess file is never
     removed while a todo, info, local, remote or bounce file of it stays behind.
     """
-    return list(each_delete_action(dump, files))
-
-
-def each_delete_action(dump: Dump, files: dict[int, list[str]]) -> Iterator[dict[str, object]]:
-    """:func:`delete_actions` one at a time, made as they are sent: a spam backlog's
-    are hundreds of thousands."""
     for i, paths in files.items():
         for p in paths:
             yield {"op": "remove", "path": p, "ino": dump.entries[p].inode,
@@ -309,7 +304,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         change.vanished = [i for i in planned if i not in now]
         paths = [p for files in now.values() for p in files]
         del groups, same
-        outcomes = ctl_apply(target, each_delete_action(dump, now), "delete")
+        outcomes = ctl_apply(target, delete_actions(dump, now), "delete")
         failed = {paths[i]: o for i, o in outcomes.failed.items()}
         change.failed = [f"{p}: {o.get('error')}" for p, o in failed.items()
                          if not o.get("gone")]
