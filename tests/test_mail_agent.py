@@ -949,6 +949,37 @@ def test_one_agent_syncs_into_each_maildir_it_opens_in_turn(client, tmp_path):
         assert os.listdir(root / "tmp") == []
 
 
+def resident_bytes(path: Path) -> int:
+    """How much of ``path`` is in the page cache (util-linux's fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+def test_imported_messages_leave_the_page_cache_once_durable(client, tmp_path, tmp_files):
+    """The agent drops each message's pages once its batch is synced and linked (the next
+    files reuse them): after an import none of the messages is cached, where a file
+    written and synced without that stays cached. (Named files, the agent's way without
+    ``O_TMPFILE``, stay cached: it does not open them again for that.)"""
+    if tmp_files == "named":
+        pytest.skip("files named in tmp/ are closed before their sync, not dropped")
+    control = tmp_path / "control"
+    control.write_bytes(b"x" * 65536)
+    with control.open("rb+") as f:
+        os.fsync(f.fileno())
+    if resident_bytes(control) == 0:
+        pytest.skip("this filesystem does not keep written files in the page cache")
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    report = import_mbox(client, io.BytesIO(big_mbox()), dirname="", batch_messages=7)
+    client.quit()
+    files = [p for sub in ("new", "cur") for p in (root / sub).iterdir()]
+    assert report.durable == 40 == len(files)
+    assert sum(p.stat().st_size for p in files) > 65536
+    assert [p.name for p in files if resident_bytes(p)] == []
+    assert resident_bytes(control) == 65536
+
+
 def test_past_its_budget_of_open_files_the_agent_names_files_and_frees_synced_ones(
         tmp_path, tmp_files):
     """Anonymous files stay open until their batch is linked: with an open-file limit of
