@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -146,7 +147,7 @@ def test_the_dump_is_parsed_as_it_arrives(tmp_path):
 
 def list_cost(tmp_path: Path, messages: int, kb: int) -> tuple[float, float]:
     """Bytes per message that a list of a queue of ``messages`` with header blocks of
-    ``kb`` kB holds at its peak (read, messages, filter, text), and what it keeps."""
+    ``kb`` kB holds at its peak (read, messages, its lines), and what it keeps."""
     q = QueueBuilder(tmp_path / f"qmail-{kb}")
     for n in range(messages):
         q.add(f"s{n}@spam.example", remote=(f"v{n}@remote.example",), subject=f"offer {n}",
@@ -158,11 +159,11 @@ def list_cost(tmp_path: Path, messages: int, kb: int) -> tuple[float, float]:
         before = tracemalloc.get_traced_memory()[0]
         dump = target.read(step="read queue", mess=model.FIELDS)
         msgs, odd = model.sort_out(dump)
-        text = render.list_text(msgs, odd)
+        offers = sum(" offer " in line for line in render.list_lines(msgs, odd))
         kept, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert text.count(" offer ") == messages
+    assert offers == messages
     return (peak - before) / messages, (kept - before) / messages
 
 
@@ -177,6 +178,57 @@ def test_list_memory_per_message_does_not_grow_with_the_header_block(tmp_path):
     assert big_peak < 4000, (small_peak, big_peak)
     assert big_peak - small_peak < 300, (small_peak, big_peak)
     assert big_kept - small_kept < 100, (small_kept, big_kept)
+
+
+class _Stdout(io.StringIO):
+    """A stdout that records each write (click probes it with empty ones first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        if text:
+            self.writes.append(text)
+        return super().write(text)
+
+
+def test_list_writes_each_line_as_it_is_made(tmp_path, monkeypatch):
+    """list made its whole text (about 150 bytes a message, 20,000 messages and more on
+    a spam backlog) and wrote it in one piece; now it writes a line at a time, the same
+    text."""
+    q = QueueBuilder(tmp_path / "qmail")
+    for n in range(30):
+        q.add(f"s{n}@spam.example", remote=(f"v{n}@remote.example",), subject=f"offer {n}")
+    whole = run(q, "list").output
+    out = _Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    queue_cli.main(["list", "local", "--queue-dir", str(q.queue)], standalone_mode=False)
+    assert "".join(out.writes) == whole
+    assert len(out.writes) == 32 and all(w.count("\n") == 1 for w in out.writes), out.writes
+
+
+def test_list_lines_never_hold_the_output(tmp_path):
+    """The lines are made one at a time: making them all takes, above the messages, a
+    line's worth of memory and the columns' widths, not the text (which list held whole,
+    with its lines and their cells besides: some 3 times the text)."""
+    q = QueueBuilder(tmp_path / "qmail")
+    for n in range(600):
+        q.add(f"s{n}@spam.example", subject=f"offer {n}",
+              remote=tuple(f"v{n}.{i}@remote.example" for i in range(4)))
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(
+        step="read queue", mess=model.FIELDS)
+    msgs, odd = model.sort_out(dump)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        size = sum(len(line) for line in render.list_lines(msgs, odd))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # measured: a peak of 12 kB for 117 kB of text, and the same 12 kB for 50 messages
+    assert size > 600 * 150
+    assert peak < size / 5, (peak, size)
 
 
 def delete_cost(tmp_path: Path, messages: int, *, execute: bool) -> float:

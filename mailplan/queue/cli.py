@@ -163,7 +163,11 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
     dump = target.read(step="read queue", mess=FIELDS)
     msgs, odd = sort_out(dump)
     found = chosen.select(msgs, dump.now)
-    click.echo(render.list_json(found) if as_json else render.list_text(found, odd), nl=False)
+    if as_json:
+        click.echo(render.list_json(found), nl=False)
+        return
+    for line in render.list_lines(found, odd):  # a backlog's text is never held whole
+        click.echo(line, nl=False)
 
 
 @queue.command(epilog=_examples("mailplan queue show local 1475289",

@@ -7,9 +7,10 @@ escape sequences to the admin's screen.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from mailplan.queue import control
 from mailplan.queue.check import Report
@@ -101,34 +102,53 @@ def not_messages_note(odd: list[Entry]) -> str:
             "'mailplan queue check' reports them (wrong-type)\n")
 
 
-def list_text(msgs: list[Message], odd: list[Entry] | None = None) -> str:
-    """``queue list``: one line per message; ``odd``: files named as a mess file that
-    are no message (:func:`~mailplan.queue.model.sort_out`), noted under it."""
-    if not msgs:
-        return "no messages\n" + not_messages_note(odd or [])
-    rows = [("ID", "QUEUED (UTC)", "SIZE", "STATE", "SENDER", "SUBJECT", "RECIPIENTS")]
+def _list_cells(m: Message) -> tuple[str, ...]:
+    """A message's cells in ``queue list``'s columns."""
+    subject = printable(m.subject)
+    subject = subject if len(subject) <= 40 else subject[:39] + "…"
+    state = m.state + (",bouncing" if m.bouncing else "") + (",damaged" if m.damaged else "")
+    return (str(m.id), utc(m.queued) or "", str(m.size), state, sender_text(m.sender),
+            subject or "-", ", ".join(recipient_text(r) for r in m.recipients) or "-")
+
+
+_LIST_HEAD = ("ID", "QUEUED (UTC)", "SIZE", "STATE", "SENDER", "SUBJECT", "RECIPIENTS")
+
+
+def _table(msgs: list[Message]) -> Iterator[str]:
+    """The heading and a line per message, in columns as wide as their widest cell (the
+    last one ragged): a first pass over the messages measures the cells, the second
+    makes them again, a line at a time, so that the lines are never held all at once."""
+    widths = [len(cell) for cell in _LIST_HEAD[:6]]
     for m in msgs:
-        subject = printable(m.subject)
-        subject = subject if len(subject) <= 40 else subject[:39] + "…"
-        state = m.state + (",bouncing" if m.bouncing else "") + (",damaged" if m.damaged
-                                                                 else "")
-        rows.append((str(m.id), utc(m.queued) or "", str(m.size), state,
-                     sender_text(m.sender), subject or "-",
-                     ", ".join(recipient_text(r) for r in m.recipients) or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
-             for r in rows]
+        widths = [max(w, len(c)) for w, c in zip(widths, _list_cells(m)[:6], strict=True)]
+    for row in itertools.chain((_LIST_HEAD,), map(_list_cells, msgs)):
+        line = "  ".join(c.ljust(w) for c, w in zip(row[:6], widths, strict=True))
+        yield (line + "  " + row[6]).rstrip() + "\n"
+
+
+def list_lines(msgs: list[Message], odd: list[Entry] | None = None) -> Iterator[str]:
+    """``queue list``: a line per message, each with its newline and made when it is
+    asked for, so that the output of a backlog is written as it goes, never held whole;
+    ``odd``: files named as a mess file that are no message
+    (:func:`~mailplan.queue.model.sort_out`), noted under it."""
+    if not msgs:
+        yield "no messages\n"
+    else:
+        yield from _table(msgs)
+        yield f"{len(msgs)} message(s)\n"
     damaged = [m.id for m in msgs if m.damaged]
-    note = (f"{len(damaged)} with a file qmail cannot use or never reads (state 'damaged': "
-            "the sender or recipients shown may lack what it holds); 'mailplan queue "
-            f"show' of one (message {damaged[0]}) says which file and why\n") if damaged else ""
+    if damaged:
+        yield (f"{len(damaged)} with a file qmail cannot use or never reads (state "
+               "'damaged': the sender or recipients shown may lack what it holds); "
+               f"'mailplan queue show' of one (message {damaged[0]}) says which file and "
+               "why\n")
     skipping = [m.id for m in msgs if m.skipped]
     if skipping:
-        note += (f"{len(skipping)} with a last recipient record qmail-send never reads (no "
-                 "NUL byte at its end: it delivers to the recipients shown, without it); "
-                 f"'mailplan queue show' of one (message {skipping[0]}) says which\n")
-    note += not_messages_note(odd or [])
-    return "\n".join(line.rstrip() for line in lines) + f"\n{len(msgs)} message(s)\n" + note
+        yield (f"{len(skipping)} with a last recipient record qmail-send never reads (no "
+               "NUL byte at its end: it delivers to the recipients shown, without it); "
+               f"'mailplan queue show' of one (message {skipping[0]}) says which\n")
+    if odd:
+        yield not_messages_note(odd)
 
 
 def message_dict(m: Message) -> dict[str, object]:
