@@ -269,9 +269,14 @@ def test_a_fifo_or_link_named_as_a_mess_file_is_no_message_in_list_and_stat(tmp_
         (0, size, 2)
     assert numbers["oldest"] == int(q.path("mess", msg).stat().st_mtime)
 
+    # show said "no mess file under that id", of an id whose mess file is a named pipe
     shown = run("show", *base, "99999")
-    assert "no message 99999 (no mess file under that id)" in shown.output, shown.output
+    assert "no message 99999 (no regular mess file under that id; mess/3/99999: a named " \
+        "pipe); its files: mess/3/99999\n" in shown.output, shown.output
     assert "check: wrong-type: mess/3/99999" in shown.output
+    shown = run("show", *base, "88888")
+    assert "(no regular mess file under that id; mess/4/88888: a symbolic link)" in \
+        shown.output, shown.output
 
 
 def test_a_fifo_as_a_message_s_info_file_is_damaged_not_misread(tmp_path):

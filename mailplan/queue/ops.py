@@ -16,7 +16,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError, MailplanError
 from mailplan.queue import control as ctl
 from mailplan.queue.check import STALE_AFTER, Report, check, repair_actions
-from mailplan.queue.dump import DEFAULT_QUEUE, Dump, read_queue
+from mailplan.queue.dump import DEFAULT_QUEUE, Dump, Entry, read_queue
 from mailplan.queue.filters import Filter
 from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
@@ -63,12 +63,15 @@ def _refuse_unknown(target: Target, status: int | None, step: str) -> None:
 
 @dataclass(frozen=True)
 class Leftover:
-    """Files named by an id that is no message (no mess file under it), and what
-    :func:`~mailplan.queue.check.check` says of them and of the message they belong to."""
+    """Files named by an id that is no message (no mess file under it that is a regular
+    file), and what :func:`~mailplan.queue.check.check` says of them and of the message
+    they belong to."""
 
     id: int
     files: tuple[str, ...]
     problems: tuple[Problem, ...]
+    #: the files named as its mess file that are no regular file (a named pipe, a link)
+    odd_mess: tuple[Entry, ...] = ()
 
 
 def show(target: Target, msg_id: int, *,
@@ -100,8 +103,10 @@ def leftover(target: Target, msg_id: int) -> Leftover:
                   if any(named[0] in qfs for qfs in areas.values())), {})
     paths = {qf.entry.path for qfs in group.values() for qf in qfs}
     ids = {str(qf.msg_id) for qfs in group.values() for qf in qfs}
+    odd = [qf.entry for qf in named if qf.area == "mess" and qf.entry.kind != "f"]
     return Leftover(msg_id, tuple(sorted(qf.entry.path for qf in named)),
-                    tuple(p for p in report.problems if p.path in paths | ids))
+                    tuple(p for p in report.problems if p.path in paths | ids),
+                    tuple(sorted(odd, key=lambda e: e.path)))
 
 
 class UnknownMessage(HostError):

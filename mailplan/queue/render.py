@@ -186,9 +186,11 @@ def show_text(m: Message, data: bytes) -> str:
 
 
 def leftover_text(left: Leftover) -> str:
-    """``queue show`` of an id with files but no mess file."""
-    lines = [f"no message {left.id} (no mess file under that id); its files: "
-             f"{printable(', '.join(left.files))}"]
+    """``queue show`` of an id with files but no mess file (or only one that is no
+    regular file: what it is instead)."""
+    odd = "".join(f"; {printable(e.path)}: {kind_name(e)}" for e in left.odd_mess)
+    why = f"no regular mess file under that id{odd}" if odd else "no mess file under that id"
+    lines = [f"no message {left.id} ({why}); its files: {printable(', '.join(left.files))}"]
     lines += [f"check: {line}" for line in report_lines(left.problems)]
     return "\n".join(lines) + "\n"
 
