@@ -237,6 +237,32 @@ def test_the_agent_stops_a_batch_at_its_first_failure(tmp_path):
     assert (q.queue / "pid" / "a").exists() and (q.queue / "pid" / "z").exists()
 
 
+def test_outcomes_give_every_outcome_as_the_agent_sent_it(tmp_path):
+    """Outcomes keeps a count and the failed outcomes only, and yet is a sequence of
+    every outcome (tests zip it with the actions): that holds as long as the agent's
+    answer for an action that worked is exactly ``{"i": index, "ok": true}``, which
+    Outcomes makes again for it. Compared here with the agent's own lines."""
+    import json
+
+    from mailplan.queue.remote import Outcomes, _Lines, run_agent
+
+    q = QueueBuilder(tmp_path / "qmail")
+    for name in "abc":
+        (q.queue / "pid" / name).write_text(name)
+    actions = [{"op": "rename", "path": "pid/missing", "to": "pid/x", "batch": "g"},
+               {"op": "rename", "path": "pid/a", "to": "pid/y", "batch": "g"},
+               {"op": "remove", "path": "pid/b"}, {"op": "remove", "path": "pid/gone"},
+               {"op": "rename", "path": "pid/c", "to": "pid/z"}]
+    said = run_agent(LocalConnector("l"), "apply", str(q.queue),
+                     payload=b"".join(_Lines(actions)), step="t").stdout.splitlines()
+    outcomes = Outcomes()
+    for line in said:
+        outcomes.take(line)
+    assert outcomes.garbled is None and len(outcomes) == len(actions)
+    assert list(outcomes) == [json.loads(line) for line in said]
+    assert [o["ok"] for o in outcomes] == [False, False, True, False, True]
+
+
 def test_recipients_without_info_are_a_problem_not_a_message_being_queued(tmp_path):
     q = QueueBuilder(tmp_path / "qmail")
     msg = q.add("alice@example.com", remote=("friend@remote.example.net",))
