@@ -8,8 +8,11 @@ a trailer with cat's exit status, or status 3 when the file does not exist. With
 ``follow=False`` only a regular file is opened (status 5 for anything else, which
 sendmail does not read either: the open of a named pipe would block), and the trailer
 also holds the mode and owner of the file read (from the same ``stat`` that checks it is
-the file named), for sendmail's file-safety rules. Headers and trailers carry a random
-marker chosen per call, so no file content can forge one.
+the file named), for sendmail's file-safety rules. After the files, the same command
+can ask the modes of directories (``dirs``: those sendmail's safedirpath() walks, the
+parents of the files, known before the read), which would otherwise cost one remote
+command more. Headers and trailers carry a random marker chosen per call, so no file
+content can forge one.
 Read-only: usable on the source.
 
 A batch is written to the remote shell while it runs, and its output is only read once
@@ -41,8 +44,8 @@ CHUNK_BYTES = 512 * 1024
 # counts as a link. Only a regular file is opened: the open of a named pipe blocks (a
 # user's ~/.forward could hang the plan), and what was opened is checked to be one too
 READ_SCRIPT = (
-    'm=$1; l=$2; shift 2; i=0; s=; '
-    'for f do '
+    'm=$1; l=$2; k=$3; shift 3; i=0; s=; '
+    'while [ $i -lt $k ]; do f=$1; shift; '
     'printf "@@%s %s\\n" "$m" "$i"; '
     'if [ "$l" = nofollow ]; then '
     'if [ -L "$f" ]; then rc=4; elif [ -f "$f" ]; then rc=1; '
@@ -55,11 +58,12 @@ READ_SCRIPT = (
     'elif [ -e "$f" ]; then cat -- "$f" 2>/dev/null; rc=$?; else rc=3; fi; '
     'printf "\\n@@%s %s %s %s\\n" "$m" "$i" "$rc" "$s"; s=; '
     'i=$((i+1)); '
-    'done'
+    'done; '
+    # then the directories left in "$@": "MODE NAME\0" each, through links; one that does
+    # not exist is left out (stat's error silenced)
+    'if [ $# -gt 0 ]; then printf "@@%s dirs\\n" "$m"; '
+    'stat -L --printf "%a %n\\0" -- "$@" 2>/dev/null; printf "\\n@@%s end\\n" "$m"; fi'
 )
-
-# a directory that does not exist is left out (stat's error silenced): "MODE NAME\0" each
-DIRS_SCRIPT = 'stat -L --printf "%a %n\\0" -- "$@" 2>/dev/null; exit 0'
 
 
 @dataclass(frozen=True)
@@ -79,37 +83,64 @@ class FileRead:
 
 @dataclass(frozen=True)
 class ReadRequest:
-    """The commands that read ``paths``, and how to decode their results."""
+    """The commands that read ``paths`` and ask the modes of ``dirs``, and how to decode
+    their results."""
 
     paths: tuple[str, ...]
     marker: str
     commands: tuple[str, ...]
     chunks: tuple[tuple[str, ...], ...]
+    #: the directories each command asks the mode of (after its files)
+    dir_chunks: tuple[tuple[str, ...], ...]
 
     def decode(self, results: Sequence[CommandResult], host: str) -> dict[str, FileRead]:
         """Path -> FileRead from the results of :attr:`commands`, in order."""
-        out: dict[str, FileRead] = {}
-        for chunk, res in zip(self.chunks, results, strict=True):
+        return self.decode_all(results, host)[0]
+
+    def decode_all(self, results: Sequence[CommandResult], host: str
+                   ) -> tuple[dict[str, FileRead], dict[str, int]]:
+        """The files read (path -> FileRead) and the modes of the directories that
+        exist (path -> permission bits, sticky bit included), from the results of
+        :attr:`commands`, in order."""
+        files: dict[str, FileRead] = {}
+        modes: dict[str, int] = {}
+        for chunk, dirs, res in zip(self.chunks, self.dir_chunks, results, strict=True):
             if res.returncode != 0:
-                raise HostError(f"reading {len(chunk)} files failed (exit {res.returncode}): "
-                                f"{res.stderr_text[:300]}", host=host,
+                what = f" and the modes of {len(dirs)} directories" if dirs else ""
+                raise HostError(f"reading {len(chunk)} files{what} failed (exit "
+                                f"{res.returncode}): {res.stderr_text[:300]}", host=host,
                                 step="read files")
-            out.update(_parse(res.stdout, chunk, self.marker.encode(), host))
-        return out
+            marker = self.marker.encode()
+            got, pos = _parse(res.stdout, chunk, marker, host)
+            files.update(got)
+            if dirs:
+                modes.update(_parse_modes(res.stdout, pos, marker, host))
+        return files, modes
 
 
-def read_request(paths: Sequence[str], *, follow: bool = True) -> ReadRequest:
-    """Commands reading every path (duplicates read once). ``follow=False`` for files a
-    user controls (``~/.forward``): the migration account reads as root, and a link to
-    ``/etc/shadow`` would hand it the hashes; such a link is reported, not read, and so
-    is a file the user swaps for one while it is read (see READ_SCRIPT)."""
+def read_request(paths: Sequence[str], *, follow: bool = True,
+                 dirs: Sequence[str] = ()) -> ReadRequest:
+    """Commands reading every path (duplicates read once), then asking the mode of each
+    of ``dirs`` (through links, as sendmail's safedirpath() sees them). ``follow=False``
+    for files a user controls (``~/.forward``): the migration account reads as root, and a
+    link to ``/etc/shadow`` would hand it the hashes; such a link is reported, not read,
+    and so is a file the user swaps for one while it is read (see READ_SCRIPT)."""
     unique = tuple(dict.fromkeys(paths))
+    unique_dirs = tuple(dict.fromkeys(dirs))
     marker = secrets.token_hex(16)
-    chunks = _chunks(unique)
     mode = "follow" if follow else "nofollow"
-    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, mode, *chunk])
-                     for chunk in chunks)
-    return ReadRequest(unique, marker, commands, tuple(chunks))
+    chunks: list[tuple[str, ...]] = []
+    dir_chunks: list[tuple[str, ...]] = []
+    done = 0  # the files and directories are split in runs as one list, files first
+    for part in _chunks((*unique, *unique_dirs)):
+        files = max(0, min(len(part), len(unique) - done))
+        chunks.append(part[:files])
+        dir_chunks.append(part[files:])
+        done += len(part)
+    commands = tuple(join(["sh", "-c", READ_SCRIPT, "mailplan-read", marker, mode,
+                           str(len(chunk)), *chunk, *dirs_of])
+                     for chunk, dirs_of in zip(chunks, dir_chunks, strict=True))
+    return ReadRequest(unique, marker, commands, tuple(chunks), tuple(dir_chunks))
 
 
 def _chunks(paths: Sequence[str]) -> list[tuple[str, ...]]:
@@ -128,39 +159,38 @@ def _chunks(paths: Sequence[str]) -> list[tuple[str, ...]]:
     return chunks
 
 
-def dir_modes(conn: Connector, directories: Sequence[str]) -> dict[str, int]:
-    """The permission bits (sticky bit included) of each directory that exists, through
-    links (``stat -L``), for sendmail's safedirpath(); one command per chunk, each the
-    only one of its batch. Read-only."""
-    out: dict[str, int] = {}
-    for chunk in _chunks(tuple(dict.fromkeys(directories))):
-        res = run_batch(conn, [join(["sh", "-c", DIRS_SCRIPT, "mailplan-dirs", *chunk])])[0]
-        if res.returncode != 0:
-            raise HostError(f"reading the modes of {len(chunk)} directories failed (exit "
-                            f"{res.returncode}): {res.stderr_text[:300]}", host=conn.name,
-                            step="read files")
-        for record in res.stdout.split(b"\0"):
-            mode, _, name = record.partition(b" ")
-            if mode.isdigit() and name:
-                out[name.decode("utf-8", "surrogateescape")] = int(mode, 8)
-    return out
-
-
 def run_reads(conn: Connector, request: ReadRequest,
               others: Sequence[str] = ()) -> tuple[dict[str, FileRead], list[CommandResult]]:
     """Run the read commands (each first in its own batch) and ``others`` (small ones).
 
     Returns the files read and the results of ``others``, in order.
     """
+    results, rest = _run(conn, request, others)
+    return request.decode(results, conn.name), rest
+
+
+def read_with_modes(conn: Connector, paths: Sequence[str], dirs: Sequence[str], *,
+                    follow: bool = True) -> tuple[dict[str, FileRead], dict[str, int]]:
+    """Read ``paths`` and ask the modes of ``dirs`` (for sendmail's safedirpath(): the
+    directories that exist, permission bits with the sticky bit) in the same commands:
+    one remote command per chunk, not one more for the modes. Read-only."""
+    request = read_request(paths, follow=follow, dirs=dirs)
+    return request.decode_all(_run(conn, request)[0], conn.name)
+
+
+def _run(conn: Connector, request: ReadRequest, others: Sequence[str] = ()
+         ) -> tuple[list[CommandResult], list[CommandResult]]:
+    """The results of the request's commands, each first in its own batch (its output
+    may be large), and of ``others``, after the first one."""
     if not request.commands:
-        return {}, (run_batch(conn, list(others)) if others else [])
+        return [], (run_batch(conn, list(others)) if others else [])
     first = run_batch(conn, [request.commands[0], *others])
-    results = [first[0]] + [run_batch(conn, [c])[0] for c in request.commands[1:]]
-    return request.decode(results, conn.name), first[1:]
+    return [first[0]] + [run_batch(conn, [c])[0] for c in request.commands[1:]], first[1:]
 
 
 def _parse(data: bytes, paths: Sequence[str], marker: bytes,
-           host: str) -> dict[str, FileRead]:
+           host: str) -> tuple[dict[str, FileRead], int]:
+    """The files' part of a read's output: each path's FileRead, and where it ends."""
     out: dict[str, FileRead] = {}
     pos = 0
     for i, path in enumerate(paths):
@@ -188,4 +218,19 @@ def _parse(data: bytes, paths: Sequence[str], marker: bytes,
                              data[start:end] if status == 0 else None, status == LINK,
                              mode, uid, status == SPECIAL)
         pos = eol + 1
+    return out, pos
+
+
+def _parse_modes(data: bytes, pos: int, marker: bytes, host: str) -> dict[str, int]:
+    """The directories' part of a read's output, from ``pos``: "MODE NAME\\0" each."""
+    header, trailer = b"@@" + marker + b" dirs\n", b"\n@@" + marker + b" end\n"
+    end = data.find(trailer, pos + len(header))
+    if not data.startswith(header, pos) or end < 0:
+        raise HostError("unexpected output while reading the modes of directories",
+                        host=host, step="read files")
+    out: dict[str, int] = {}
+    for record in data[pos + len(header):end].split(b"\0"):
+        mode, _, name = record.partition(b" ")
+        if mode.isdigit() and name:
+            out[name.decode("utf-8", "surrogateescape")] = int(mode, 8)
     return out

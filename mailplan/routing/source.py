@@ -28,7 +28,7 @@ from mailplan.routing.filesafety import FileSafety, directories, forward_file, f
 from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
 from mailplan.routing.model import Finding, Include, Origin, RoutingError
-from mailplan.routing.readfiles import FileRead, dir_modes, read_request, run_reads
+from mailplan.routing.readfiles import FileRead, read_request, read_with_modes, run_reads
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.sendmailcf import (
     AliasDatabase,
@@ -53,6 +53,15 @@ def _read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
                 ) -> dict[str, FileRead]:
     """Read several source files in one batch (a few commands, not one per file)."""
     return run_reads(conn, read_request(paths, follow=follow))[0]
+
+
+def _read_guarded(conn: Connector, paths: Sequence[str], root: str
+                  ) -> tuple[dict[str, FileRead], dict[str, int]]:
+    """Read files sendmail reads only when they are safe (users' ~/.forward, :include:)
+    without following links, and, in the same commands, the modes of the directories
+    its safedirpath() walks for them (those of every path: known before the read)."""
+    return read_with_modes(conn, paths, [d for p in paths for d in directories(p, root)],
+                           follow=False)
 
 
 def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
@@ -97,8 +106,8 @@ def _readable_include(path: str) -> bool:
 
 def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
                       safety: FileSafety | None = None) -> AliasFile:
-    """Read every :include: file (one batch per nesting level, and one for the modes of
-    their directories), then resolve. Files are read like users' ~/.forward
+    """Read every :include: file (one batch per nesting level, the modes of their
+    directories in the same one), then resolve. Files are read like users' ~/.forward
     (``follow=False``): a list kept where a user can write must not let that user have
     mailplan read another file as root. A path is the old server's: read under ``root``
     (``source.root``), and not at all when it would leave it
@@ -117,9 +126,7 @@ def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
                 at[inside(root, path)] = path
             except OutsideRoot as exc:
                 why[path], cache[path] = str(exc), None
-        reads = _read_files(conn, sorted(at), follow=False)
-        modes = dir_modes(conn, [d for p, r in sorted(reads.items()) if r.exists
-                                 for d in directories(p, root)])
+        reads, modes = _read_guarded(conn, sorted(at), root)
         for read_at, read in reads.items():
             path = at[read_at]
             problem = _include_problem(read_at, read, safety or FileSafety(), modes)
@@ -186,13 +193,13 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     candidates = {login: forward_files(templates, home, login, root, findings)
                   for login, home in user_homes.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
-    # the user; mailplan reads as root and would read whatever the link names)
-    reads.update(_read_files(conn, sorted({p for ps in candidates.values() for p in ps}),
-                             follow=False))
-    # sendmail refuses a forward file in a group- or world-writable directory too
+    # the user; mailplan reads as root and would read whatever the link names). sendmail
+    # refuses a forward file in a group- or world-writable directory too: the modes come
+    # with the read (the candidates depend on sendmail.cf, read above, so not before)
+    forward_reads, modes = _read_guarded(
+        conn, sorted({p for ps in candidates.values() for p in ps}), root)
+    reads.update(forward_reads)
     safety = FileSafety(dont_blame_sendmail(_text(reads, cf_path)))
-    modes = dir_modes(conn, [d for p in sorted({p for ps in candidates.values() for p in ps})
-                             if reads[p].exists for d in directories(p, root)])
     host = conn.name
     homes = {}
     for login, paths in candidates.items():
