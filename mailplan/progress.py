@@ -20,7 +20,7 @@ from typing import TextIO
 
 from mailplan.names import human_size
 from mailplan.plan import Change
-from mailplan.text import escape, escape_lines
+from mailplan.text import escape, escape_lines, marked
 
 INTERVAL_ENV = "MAILPLAN_PROGRESS_INTERVAL"
 
@@ -226,18 +226,23 @@ class PlainReporter(Reporter):
 
 
 class LiveReporter(Reporter):
-    """A rich progress display redrawn in place: phase, overall mail, active users."""
+    """A rich progress display redrawn in place: phase, overall mail, active users. Each
+    row is fitted to the terminal's width (:mod:`mailplan.progress_rows`): the user and
+    the ETA stay on it however narrow the terminal is."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.progress import Progress
 
+        from mailplan import progress_rows
+
+        self.rows = progress_rows
         self.console = Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")),
                                highlight=False)
-        # one text column: phases count steps, mail rows count messages and bytes
+        # one column, the whole row: label, bar and details laid out together
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+            progress_rows.RowColumn(lambda: self.console.width, lambda: self.progress.tasks),
             console=self.console, transient=False, refresh_per_second=4)
         self._phase: int | None = None
         self._overall: int | None = None
@@ -248,8 +253,8 @@ class LiveReporter(Reporter):
         """A bar for the phase (steps), and for mail to import the overall bytes."""
         if self._phase is not None:
             self.progress.update(self._phase, visible=False)
-        self._phase = self.progress.add_task(f"[bold]{name}", total=steps or None,
-                                             detail=f"0/{steps} steps")
+        self._phase = self.progress.add_task(name, total=steps or None, style="bold",
+                                             details=self._steps_details(0, steps))
         self._steps = (0, steps)
         if name == "mail import":
             self.mail.start()
@@ -258,7 +263,21 @@ class LiveReporter(Reporter):
             if self.mail.overall.messages_total:
                 self._overall = self.progress.add_task(
                     "all mail", total=self.mail.overall.bytes_total or None,
-                    detail=self.mail.status().removeprefix("mail: "))
+                    details=self._mail_details(None), keep=2)
+
+    @staticmethod
+    def _steps_details(done: int, total: int) -> tuple[str, ...]:
+        return f"{done}/{total} steps", f"{done}/{total}"
+
+    def _mail_details(self, who: str | None) -> list[str]:
+        """The details of the overall row (``who`` None) or of a user's."""
+        tally = self.mail.overall if who is None else self.mail.users.get(who, Tally())
+        eta = self.mail.eta(who)
+        full = self.mail.status(who)
+        return self.rows.mail_details(
+            tally.messages, tally.messages_total, tally.bytes, tally.bytes_total,
+            rate=int(self.mail.rate(who)), eta=duration(eta) if eta is not None else "?",
+            full=full.removeprefix("mail: " if who is None else who + " "))
 
     def step_started(self, change: Change) -> None:
         """Show the user's bar when its first mailbox starts."""
@@ -270,23 +289,27 @@ class LiveReporter(Reporter):
             if who not in self._users:
                 tally = self.mail.users.get(who, Tally())
                 self._users[who] = self.progress.add_task(
-                    f"  {who}", total=tally.bytes_total or None,
-                    detail=self._user_detail(who))
+                    who, total=tally.bytes_total or None, indent="  ", address=True,
+                    keep=2, details=self._mail_details(who))
 
     def step_done(self, change: Change) -> None:
         """Print the finished step above the bars; advance the phase."""
         super().step_done(change)
         if change.kind == "mailbox" and self._overall is not None:
             self.progress.update(self._overall, total=self.mail.overall.bytes_total or None,
-                                 detail=self.mail.status().removeprefix("mail: "))
+                                 details=self._mail_details(None))
         done, total = self._steps
         self._steps = (done + 1, total)
         if self._phase is not None:
             self.progress.update(self._phase, completed=done + 1,
-                                 detail=f"{done + 1}/{total} steps")
+                                 details=self._steps_details(done + 1, total))
+        base = f"{change.user}@{change.domain}" if change.user else change.domain
+        line = self.rows.fit_step(f"  {change.symbol} {change.kind} ", escape(base),
+                                  escape(marked(change.item)) if change.item else "",
+                                  ": done", self.console.width)
         self.progress.console.print(
-            f"  {change.symbol} {change.kind} {escape(change.address)}: done", markup=False,
-            style={"+": "green", "~": "yellow", "-": "red"}.get(change.symbol))
+            line, markup=False, style={"+": "green", "~": "yellow", "-": "red"}.get(
+                change.symbol))
         if change.kind == "mailbox":
             who = user_of(change)
             with self.lock:
@@ -301,13 +324,10 @@ class LiveReporter(Reporter):
         tally, overall = self.mail.users[who], self.mail.overall
         if who in self._users:
             self.progress.update(self._users[who], completed=tally.bytes,
-                                 detail=self._user_detail(who))
+                                 details=self._mail_details(who))
         if self._overall is not None:
             self.progress.update(self._overall, completed=overall.bytes,
-                                 detail=self.mail.status().removeprefix("mail: "))
-
-    def _user_detail(self, who: str) -> str:
-        return self.mail.status(who).removeprefix(who + " ")
+                                 details=self._mail_details(None))
 
     def note(self, text: str) -> None:
         """Print above the bars."""

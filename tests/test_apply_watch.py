@@ -124,6 +124,89 @@ def test_the_live_display_shows_mail_counts_only_where_messages_move(tmp_path, p
         assert "all mail" not in text and "0/0 messages" not in text, text
 
 
+LONG = [("jean-christophe.dupont-lefebvre", "mail.example-company.co.uk",
+         "Archive/2019/Projects/Customer correspondence"),
+        ("b", "x.example", "INBOX")]
+
+
+def _screen(reporter: LiveReporter, width: int) -> list[str]:
+    """The live rows as the terminal shows them (colours left out)."""
+    import io
+
+    from rich.console import Console
+
+    capture = Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
+    capture.print(reporter.progress.get_renderable())
+    return [line.rstrip() for line in capture.file.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_live_rows_fit_the_terminal_with_the_user_and_the_eta(tmp_path, monkeypatch,
+                                                                 width):
+    """An 80-column terminal (or a 60-column tmux pane): each row fits, and shows whose
+    it is (an address shortened in the middle, its domain kept) and, whole, the ETA; a
+    finished mailbox's line ends with ': done'. rich cut the user's row at the domain and
+    the ETA off it, and wrapped the finished step's line."""
+    from rich.cells import cell_len
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    out = (tmp_path / "out").open("w+")
+    reporter = LiveReporter(out)
+    now = [1000.0]
+    reporter.mail.clock = lambda: now[0]
+    changes = [Change("create", "mailbox", domain, user, item=folder)
+               for user, domain, folder in LONG]
+    for c in changes:
+        reporter.plan_mail(c, 123_456, 9_876_543_210)
+    reporter.phase("mail import", len(changes))
+    for c in changes:
+        reporter.step_started(c)
+    now[0] += 95
+    for c in changes:
+        reporter.batch(c, 2345, 123_456_789)
+    rows = _screen(reporter, width)
+    assert all(cell_len(row) <= width for row in rows), rows
+    overall = duration(reporter.mail.eta())
+    assert rows[1].startswith("all mail") and rows[1].endswith(f"ETA {overall}"), rows
+    for (user, domain, _folder), row in zip(LONG, rows[2:], strict=True):
+        who = f"{user}@{domain}"
+        assert row.endswith(f"ETA {duration(reporter.mail.eta(who))}"), row
+        assert f"@{domain} " in row and row.lstrip().startswith(user[:2]), row
+    reporter.step_done(changes[0])
+    reporter.close()
+    out.seek(0)
+    printed = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line)
+               for line in out.read().replace("\r", "\n").splitlines()]
+    (done,) = [line for line in printed if line.startswith("  + mailbox ")]
+    assert cell_len(done) <= width and done.endswith(": done"), printed
+    assert f"@{LONG[0][1]} Archiv" in done and done.count("…") <= 2, done
+
+
+@pytest.mark.parametrize(("width", "row"), [
+    (160, "  jean-christophe.dupont@mail.example-company.com ###### "
+          "2345/123456 messages, 117.7M/9419.0M (1%), 4.8M/s, ETA 1:02:03"),
+    (100, "  jean-christophe.dupont@mail.example-company.com "
+          "2345/123k msgs, 118M/9.2G (1%), ETA 1:02:03"),
+    (80, "  jean-christophe.dupo…@mail.example-company.com 2345/123k msgs, 1%, ETA 1:02:03"),
+    (60, "  jean-christophe.…@mail.example-company.com 1%, ETA 1:02:03"),
+    (40, "  j…@mail.exampl…company.com ETA 1:02:03"),
+    (12, "  j…@m… ETA…"),
+])
+def test_a_row_gives_up_its_least_important_parts_first(width, row):
+    """The bar, then the rate, then the sizes; then the address's middle (its domain
+    kept), then the counts; the ETA last of all, and then with an ellipsis to say so."""
+    from mailplan.progress_rows import fit_row, mail_details
+
+    details = mail_details(2345, 123_456, 123_456_789, 9_876_543_210, rate=5_000_000,
+                           eta="1:02:03", full="2345/123456 messages, 117.7M/9419.0M (1%), "
+                           "4.8M/s, ETA 1:02:03")
+    label, bar, detail = fit_row("  ", "jean-christophe.dupont@mail.example-company.com",
+                                 details, width, keep=2, address=True)
+    got = label + (" " + "#" * bar if bar else "") + (" " + detail if detail else "")
+    assert len(got) <= width
+    assert got == row.replace("######", "#" * 40)
+
+
 def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
     counter = MailCounter()
     counter.plan(change("a"), 1, 95)  # a first import: the mbox's size
