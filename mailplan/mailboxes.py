@@ -20,11 +20,13 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
+from mailplan.errors import HostError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
+from mailplan.facts.links import resolve
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import missing_folders
-from mailplan.facts.root import spec_file
+from mailplan.facts.root import OutsideRoot, spec_file
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
 from mailplan.mailbox_changes import MailJob, MailPlan, file_note, judge, quota_warnings
@@ -47,7 +49,8 @@ from mailplan.subscriptions import (
 )
 
 
-def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> list[MailboxRef]:
+def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
+          conn: Connector) -> list[MailboxRef]:
     src = spec_data["source"]
     spool_dir = spec_file(src, "spool").rstrip("/")  # the default under source.root
     folders = src.get("folders", "mail")
@@ -65,13 +68,32 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts) -> l
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
                                    folder_dir, home, src.get("folder_names") == "mutf7"))
-    return refs
+    return _followed(conn, source, refs)
 
 
-def mailbox_refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts
-                 ) -> list[MailboxRef]:
-    """Where each migrated user's mail lives on the source (also used by verify)."""
-    return _refs(spec_data, desired, source)
+def _followed(conn: Connector, source: SourceFacts, refs: list[MailboxRef]
+              ) -> list[MailboxRef]:
+    """Under ``source.root``, the spools and folder directories with the copy's links
+    above them followed inside the root (:mod:`mailplan.facts.links`; a link at the
+    spool or the folders directory itself is left for the scan to name, as without a
+    root); a loop is an error naming the link."""
+    if not source.root:
+        return refs
+    real = resolve(conn, source.root, [p for r in refs for p in (r.spool, r.folders)],
+                   last=False)
+    for got in real.values():
+        if isinstance(got, OutsideRoot):
+            raise HostError(f"a spool or folders directory: {got}", host=source.host,
+                            step="list source mailboxes",
+                            hint="replace the link in the copy with what it should lead to")
+    return [replace(r, spool=str(real[r.spool]), folders=str(real[r.folders])) for r in refs]
+
+
+def mailbox_refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
+                 conn: Connector) -> list[MailboxRef]:
+    """Where each migrated user's mail lives on the source, as ``conn`` reads it (also
+    used by verify)."""
+    return _refs(spec_data, desired, source, conn)
 
 
 def maildir_of(user_dir: str) -> str:
@@ -105,7 +127,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
               state_mail: dict[str, Any]) -> MailPlan:
     """The mailbox changes: read-only on both hosts."""
     out = MailPlan()
-    refs = _refs(spec_data, desired, source)
+    refs = _refs(spec_data, desired, source, source_conn)
     if not refs:
         return out
     source_conn.prepare_streams()  # the mailbox scan streams: set that up meanwhile

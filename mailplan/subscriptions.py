@@ -18,8 +18,10 @@ import posixpath
 from collections.abc import Collection, Iterable, Mapping
 
 from mailplan.connectors.base import Connector
+from mailplan.facts.links import resolve
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox
 from mailplan.facts.maildirs import missing_folders
+from mailplan.facts.root import OutsideRoot
 from mailplan.facts.source import SourceFacts
 from mailplan.mail.maildir import (
     SUBSCRIPTION_FILES,
@@ -79,10 +81,16 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
     others: dict[str, str] = {}
     data = read_files(conn, sorted(set(paths.values())), follow=False,
                       others=others) if paths else {}
+    lists = {key: [line.strip() for line in raw.decode("utf-8", "replace").splitlines()]
+             for key, path in paths.items() if (raw := data.get(path)) is not None}
+    # an absolute entry is the old server's path: the copy's, its links followed as
+    # the folders directory's were (mailplan.facts.links)
+    real = resolve(conn, source.root, [source.root + line for lines in lists.values()
+                                       for line in lines if line.startswith("/")],
+                   last=False) if source.root else {}
     out: dict[tuple[str, str], set[str] | None] = {}
     for key, path in paths.items():
-        raw = data.get(path)
-        if raw is None:
+        if key not in lists:
             out[key] = None
             if path in others and unread is not None:
                 unread[key] = (f"{path} on the source is {others[path]}, not a file: "
@@ -90,10 +98,12 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
                                "subscribed, as for a user without one")
             continue
         names = set()
-        for line in raw.decode("utf-8", "replace").splitlines():
-            line = line.strip()
-            if source.root and line.startswith("/"):  # the old server's path: the copy's
-                line = source.root + line
+        for line in lists[key]:
+            if source.root and line.startswith("/"):
+                got = real[source.root + line]
+                if isinstance(got, OutsideRoot):
+                    continue  # links that loop: no folder mailplan imports
+                line = got
             for prefix in prefixes[key]:
                 if line.startswith(prefix) and line[len(prefix):]:
                     # as UW-imapd's file names: modified UTF-7 where a client made it

@@ -157,7 +157,7 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
                  record: Path, full: bool, state_mail: dict[str, Any] | None = None) -> None:
     """``state_mail``: the state's mailboxes (State.mail): the folders an apply made, and
     the checkpoints' record of where the imports' reads ended."""
-    refs = mailbox_refs(spec.data, desired, source)
+    refs = mailbox_refs(spec.data, desired, source, source_conn)
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
     state_mail = state_mail or {}

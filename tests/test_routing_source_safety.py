@@ -23,11 +23,12 @@ from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.routing.aliases import parse_aliases
 from mailplan.routing.filesafety import FileSafety
+from mailplan.routing.includes import read_includes
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Include, RoutingError
 from mailplan.routing.rules import DomainRules, SourceRouting
 from mailplan.routing.sendmailcf import dont_blame_sendmail
-from mailplan.routing.source import _resolve_includes, read_source_routing
+from mailplan.routing.source import read_source_routing
 from mailplan.secret import Secret
 from mailplan.spec import load_spec
 
@@ -43,7 +44,7 @@ def _secret_file(tmp_path: Path) -> Path:
 
 def _include_plan(tmp_path: Path, list_path: Path) -> tuple[SourceRouting, str]:
     aliases = parse_aliases(f"team: :include:{list_path}, alice\n", "/etc/aliases")
-    resolved = _resolve_includes(LocalConnector("oldmail"), aliases)
+    resolved = read_includes(LocalConnector("oldmail"), aliases)
     plan = map_routing(SourceRouting(aliases=(resolved,)),
                        [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)])
     shown = "\n".join(str(f) for f in plan.findings) + repr(plan.domains)
@@ -98,7 +99,7 @@ def test_a_relative_include_path_is_not_read_on_the_source(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "team").write_text(f"password = {SECRET}\n")
     aliases = parse_aliases("team: :include:team, alice\n", "/etc/aliases")
-    resolved = _resolve_includes(LocalConnector("oldmail"), aliases)
+    resolved = read_includes(LocalConnector("oldmail"), aliases)
     plan = map_routing(SourceRouting(aliases=(resolved,)),
                        [DomainRules("example.com", {"alice": "alice"}, import_aliases=True)])
     assert plan.domains["example.com"].aliases["team"] == ("&alice@example.com",)
@@ -315,7 +316,7 @@ def test_an_include_file_sendmail_refuses_for_its_mode_or_directory_is_not_read(
     os.chmod(team, file_mode)
     os.chmod(lists, dir_mode)
     aliases = parse_aliases(f"team: :include:{team}, alice\n", "/etc/aliases")
-    resolved = _resolve_includes(LocalConnector("oldmail"), aliases,
+    resolved = read_includes(LocalConnector("oldmail"), aliases,
                                  safety=FileSafety(dont_blame_sendmail(cf)))
     include = resolved.entries[0].targets[0]
     if refused is None:

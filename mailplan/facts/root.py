@@ -19,10 +19,10 @@ Which paths are put under it:
   for the copy). One that is not absolute, or whose ``..`` climbs above the old
   server's ``/``, is refused (:class:`OutsideRoot`): it is not read.
 
-The root is a prefix, not a chroot: a symbolic link in the copy whose target is
-absolute (home -> /export/home), or relative and climbing out of the copy, resolves on
-the machine reading it. Links are not followed where mailplan reads a user's own files,
-as without a root, but a link in a directory above them is.
+What :func:`inside` gives is then resolved as a chroot would
+(:mod:`mailplan.facts.links`): a symbolic link in the copy whose target is absolute
+(home -> /export/home) leads to the copy's /export/home, not this machine's. Links are
+not followed where mailplan reads a user's own files, as without a root.
 """
 
 from __future__ import annotations

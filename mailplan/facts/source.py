@@ -8,17 +8,20 @@ errors too, since the accounts they stand for are not in the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
 import time
 import zoneinfo
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
+from mailplan.facts.links import resolve
 from mailplan.facts.root import OutsideRoot, inside, root_of, spec_file
 from mailplan.remote import run_batch
 from mailplan.secret import Secret
@@ -64,13 +67,22 @@ class SourceFacts:
     zone_origin: str = "UTC: no time zone given"
     #: ``source.root``: where this machine reads the old server's files ("" for none)
     root: str = ""
+    #: under ``source.root``, each home directory (as :func:`inside` puts it there) with
+    #: the copy's symbolic links in it followed inside the root, or why it cannot be
+    #: (:mod:`mailplan.facts.links`)
+    real_homes: Mapping[str, str | OutsideRoot] = field(default_factory=dict)
 
     def home(self, account: Account) -> str:
         """The account's home directory as this machine reads it, without a final
-        slash: under ``source.root`` (:mod:`mailplan.facts.root`), else as passwd names
-        it. One that would leave the root is an error naming its passwd line."""
+        slash: under ``source.root`` (:mod:`mailplan.facts.root`), its links followed
+        there, else as passwd names it. One that would leave the root is an error
+        naming its passwd line."""
         try:
-            return inside(self.root, account.home).rstrip("/")
+            home = inside(self.root, account.home)
+            real = self.real_homes.get(home, home)
+            if isinstance(real, OutsideRoot):
+                raise real
+            return real.rstrip("/")
         except OutsideRoot as exc:
             raise SourceDataError(f"the home directory of {account.name!r}: {exc}",
                                   host=self.host, path=self.passwd_path,
@@ -222,7 +234,8 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
     """Read passwd and shadow from the source in one channel, and its time zone:
     ``timezone`` (an IANA name, the spec's) or the ``localtime`` file next to the passwd
     file (a TZif file, as /etc/localtime is; no such file: UTC). ``root``: the spec's
-    ``source.root``, under which the homes passwd names are read."""
+    ``source.root``, under which the homes passwd names are read (their links followed
+    there: :mod:`mailplan.facts.links`)."""
     localtime = posixpath.join(posixpath.dirname(passwd_path), "localtime")
     # cat's messages in the C locale: a wrong path is told from a file it may not read
     results = run_batch(conn, [join(["LC_ALL=C", "cat", "--", passwd_path]),
@@ -243,8 +256,22 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
     zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \
         _zone_file(results[2], localtime, conn.name)
-    return SourceFacts(conn.name, passwd_path, shadow_path, build_accounts(passwd, shadow),
-                       zone, origin, root)
+    accounts = build_accounts(passwd, shadow)
+    return SourceFacts(conn.name, passwd_path, shadow_path, accounts, zone, origin, root,
+                       _real_homes(conn, root, accounts.values()))
+
+
+def _real_homes(conn: Connector, root: str, accounts: Iterable[Account]
+                ) -> dict[str, str | OutsideRoot]:
+    """Under ``root``, each home directory passwd names (one that leaves the root is
+    left out: :meth:`SourceFacts.home` refuses it) with its links followed there."""
+    if not root:
+        return {}
+    homes = []
+    for account in accounts:
+        with contextlib.suppress(OutsideRoot):
+            homes.append(inside(root, account.home))
+    return resolve(conn, root, homes)
 
 
 def _zone_file(res: CommandResult, path: str, host: str) -> tuple[tzinfo | None, str]:

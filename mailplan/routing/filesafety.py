@@ -20,9 +20,10 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mailplan.connectors.base import Connector
 from mailplan.facts.root import OutsideRoot, inside
 from mailplan.routing.model import Finding
-from mailplan.routing.readfiles import FileRead
+from mailplan.routing.readfiles import FileRead, read_with_modes
 
 _STICKY, _GROUP_WRITE, _WORLD_WRITE = 0o1000, 0o020, 0o002
 
@@ -165,3 +166,12 @@ def forward_files(templates: list[str], home: str, login: str, root: str,
             findings.append(Finding("caution", f"the forward file of {login} (ForwardPath "
                                     f"entry {template!r}) {exc}"))
     return out
+
+
+def read_guarded(conn: Connector, paths: Sequence[str], root: str
+                 ) -> tuple[dict[str, FileRead], dict[str, int]]:
+    """Read files sendmail reads only when they are safe (users' ~/.forward, :include:)
+    without following links, and, in the same commands, the modes of the directories
+    its safedirpath() walks for them (those of every path: known before the read)."""
+    return read_with_modes(conn, paths, [d for p in paths for d in directories(p, root)],
+                           follow=False)

@@ -8,8 +8,10 @@ files; virtusertable; each migrated user's forward file. Users' files and ``:inc
 files are read without following links, and left out with a warning where sendmail would
 refuse them. Parse errors name the host, file and line. Read only. The files are parsed
 by :mod:`~mailplan.routing.sendmailcf`, :mod:`~mailplan.routing.hostnames` (class w),
-:mod:`~mailplan.routing.aliases`, :mod:`~mailplan.routing.virtusertable` and
-:mod:`~mailplan.routing.forward`.
+:mod:`~mailplan.routing.aliases` (its ``:include:`` files read by
+:mod:`~mailplan.routing.includes`), :mod:`~mailplan.routing.virtusertable` and
+:mod:`~mailplan.routing.forward`. Under ``source.root`` each file is read where the
+copy's links lead inside it (:mod:`~mailplan.facts.links`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,21 @@ from typing import TYPE_CHECKING, Any
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
+from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside, spec_file
 from mailplan.facts.survey import parse_local_names, parse_sendmail_cf
-from mailplan.routing.aliases import AliasFile, parse_aliases, parse_listed, resolve_includes
-from mailplan.routing.filesafety import FileSafety, directories, forward_file, forward_files
+from mailplan.routing.aliases import AliasFile, parse_aliases
+from mailplan.routing.filesafety import (
+    FileSafety,
+    forward_file,
+    forward_files,
+    read_guarded,
+)
 from mailplan.routing.forward import ForwardFile, parse_forward
 from mailplan.routing.hostnames import class_w_files, clean_names, host_names, short_name
-from mailplan.routing.model import Finding, Include, Origin, RoutingError
-from mailplan.routing.readfiles import FileRead, read_request, read_with_modes, run_reads
+from mailplan.routing.includes import host_error, read_includes
+from mailplan.routing.model import Finding, Origin, RoutingError
+from mailplan.routing.readfiles import FileRead, read_request, run_reads
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.sendmailcf import (
     AliasDatabase,
@@ -38,7 +47,6 @@ from mailplan.routing.sendmailcf import (
     plus_detail_rule,
 )
 from mailplan.routing.virtusertable import parse_virtusertable
-from mailplan.text import has_control
 
 if TYPE_CHECKING:
     from mailplan.desired import Desired
@@ -46,109 +54,21 @@ if TYPE_CHECKING:
     from mailplan.spec import Spec
 
 DEFAULT_ALIASES = ("/etc/aliases", "/etc/mail/aliases")
-MAX_INCLUDE_ROUNDS = 8
 
 
-def _read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True
-                ) -> dict[str, FileRead]:
-    """Read several source files in one batch (a few commands, not one per file)."""
-    return run_reads(conn, read_request(paths, follow=follow))[0]
-
-
-def _read_guarded(conn: Connector, paths: Sequence[str], root: str
-                  ) -> tuple[dict[str, FileRead], dict[str, int]]:
-    """Read files sendmail reads only when they are safe (users' ~/.forward, :include:)
-    without following links, and, in the same commands, the modes of the directories
-    its safedirpath() walks for them (those of every path: known before the read)."""
-    return read_with_modes(conn, paths, [d for p in paths for d in directories(p, root)],
-                           follow=False)
-
-
-def _host_error(exc: RoutingError, host: str) -> SourceDataError | RoutingError:
-    """A parse error in a source file, naming the host as well as file and line."""
-    if exc.origin is None:
-        return exc
-    message = exc.message.removeprefix(f"{exc.origin}: ")
-    err = SourceDataError(message, host=host, path=exc.origin.path, line=exc.origin.line)
-    err.hint = exc.hint
-    return err
+def _read_files(conn: Connector, paths: Sequence[str], *, follow: bool = True,
+                root: str = "") -> dict[str, FileRead]:
+    """Read several source files in one batch (a few commands, not one per file); with
+    ``root``, each where the copy's links lead inside it
+    (:func:`~mailplan.facts.links.followed`)."""
+    real = followed(conn, root, paths)
+    reads = run_reads(conn, read_request([real[p] for p in paths], follow=follow))[0]
+    return {p: reads[real[p]] for p in paths}
 
 
 def _unreadable(host: str, path: str, what: str) -> HostError:
     return HostError(f"cannot read {what} {path}", host=host, step="read source routing",
                      hint=READ_ACCESS_HINT)
-
-
-def _include_problem(path: str, read: FileRead, safety: FileSafety,
-                     modes: dict[str, int]) -> str | None:
-    """Why an :include: file is not used, or None: a symbolic link is not followed
-    (mailplan reads as root; sendmail reads it as its owner), and one sendmail refuses
-    (not a regular file, group- or world-writable, in such a directory; see
-    :mod:`~mailplan.routing.filesafety`) is refused here too."""
-    if read.link:
-        return ("it is a symbolic link: not followed (mailplan reads as root); put the "
-                "list in a plain file")
-    if not read.exists:
-        return None
-    unsafe = (safety.dir_problem(path, modes, forwarding=False)
-              or safety.file_problem(read, forwarding=False))
-    if unsafe:
-        return (f"it is {unsafe}: sendmail refuses such a file (DontBlameSendmail in "
-                "sendmail.cf allows none of it)")
-    return None
-
-
-def _readable_include(path: str) -> bool:
-    """Whether an :include: path names a file mailplan reads (resolve_includes reports
-    the others: a control character, a relative path)."""
-    return path.startswith("/") and not has_control(path)
-
-
-def _resolve_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
-                      safety: FileSafety | None = None) -> AliasFile:
-    """Read every :include: file (one batch per nesting level, the modes of their
-    directories in the same one), then resolve. Files are read like users' ~/.forward
-    (``follow=False``): a list kept where a user can write must not let that user have
-    mailplan read another file as root. A path is the old server's: read under ``root``
-    (``source.root``), and not at all when it would leave it
-    (:func:`~mailplan.facts.root.inside`)."""
-    cache: dict[str, bytes | None] = {}
-    why: dict[str, str] = {}
-    pending = {t.path for e in aliases.entries for t in e.targets
-               if isinstance(t, Include) and _readable_include(t.path)}
-    for _round in range(MAX_INCLUDE_ROUNDS):
-        pending -= set(cache)
-        if not pending:
-            break
-        at: dict[str, str] = {}  # where this machine reads each one
-        for path in pending:
-            try:
-                at[inside(root, path)] = path
-            except OutsideRoot as exc:
-                why[path], cache[path] = str(exc), None
-        reads, modes = _read_guarded(conn, sorted(at), root)
-        for read_at, read in reads.items():
-            path = at[read_at]
-            problem = _include_problem(read_at, read, safety or FileSafety(), modes)
-            if problem:
-                why[path] = problem
-            cache[path] = read.data if read.exists and not problem else None
-        nested: set[str] = set()
-        for path in pending:
-            data = cache.get(path)
-            if data is None:
-                continue
-            try:
-                targets = parse_listed(data, path)
-            except RoutingError as exc:
-                raise _host_error(exc, conn.name) from None
-            nested |= {t.path for t in targets
-                       if isinstance(t, Include) and _readable_include(t.path)}
-        pending = nested
-    try:
-        return resolve_includes(aliases, lambda path: cache.get(path), why.get)
-    except RoutingError as exc:
-        raise _host_error(exc, conn.name) from None
 
 
 def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
@@ -167,13 +87,16 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     alias_paths = given if given is not None else defaults
     virtual = src.get("virtusertable")
     user_homes: dict[str, str] = {}  # as passwd names them
+    real_homes: dict[str, str] = {}  # where this machine reads them
     uids: dict[str, int] = {}
     if src.get("forward", True):
         for domain in desired.domains.values():
             for user in domain.users.values():
                 account = source.accounts.get(user.source or "")
                 if account is not None and account.home.startswith("/"):
-                    source.home(account)  # one that leaves source.root is refused
+                    # under source.root, its links followed there; one that leaves it
+                    # is refused
+                    real_homes[account.name] = source.home(account)
                     user_homes[account.name] = account.home.rstrip("/")
                     uids[account.name] = account.uid
     named = src.get("local_hostnames")
@@ -187,16 +110,17 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     # does), and its rules whether it delivers user+detail to user
     alias_config = [cf_path]
     reads = _read_files(conn, [*alias_paths, *([virtual] if virtual else []), *config,
-                               *forward_config, *alias_config])
+                               *forward_config, *alias_config], root=root)
     templates = forward_path(_text(reads, cf_path), cf_path, short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
-    candidates = {login: forward_files(templates, home, login, root, findings)
-                  for login, home in user_homes.items()}
+    candidates = {login: _forward_files(conn, root, forward_files(
+        templates, home, login, root, findings), login, findings)
+        for login, home in user_homes.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
     # the user; mailplan reads as root and would read whatever the link names). sendmail
     # refuses a forward file in a group- or world-writable directory too: the modes come
     # with the read (the candidates depend on sendmail.cf, read above, so not before)
-    forward_reads, modes = _read_guarded(
+    forward_reads, modes = read_guarded(
         conn, sorted({p for ps in candidates.values() for p in ps}), root)
     reads.update(forward_reads)
     safety = FileSafety(dont_blame_sendmail(_text(reads, cf_path)))
@@ -207,8 +131,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
             return (safety.dir_problem(path, modes, forwarding=True)
                     or safety.file_problem(read, forwarding=True, owners=(uid, 0)))
 
-        path = forward_file(login, paths, reads, inside(root, user_homes[login]), refusal,
-                            findings)
+        path = forward_file(login, paths, reads, real_homes[login], refusal, findings)
         if path and reads[path].data is None:
             raise _unreadable(host, path, f"the ~/.forward of {login}")
         if path:
@@ -222,7 +145,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
         try:
             table = parse_virtusertable(reads[virtual].data or b"", virtual)
         except RoutingError as exc:
-            raise _host_error(exc, host) from None
+            raise host_error(exc, host) from None
     forwards: dict[str, ForwardFile] = {}
     for login, path in homes.items():
         forwards[login] = parse_forward(reads[path].data or b"", path, login)
@@ -241,6 +164,20 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
                          local_hostnames=own | {"localhost"})
+
+
+def _forward_files(conn: Connector, root: str, paths: list[str], login: str,
+                   findings: list[Finding]) -> list[str]:
+    """``paths`` (forward files under ``root``) where this machine reads them: the
+    copy's links above each followed inside the root (one at the file itself is left
+    for the read to refuse); one whose links loop is not read (a caution)."""
+    out = []
+    for got in resolve(conn, root, paths, last=False).values():
+        if isinstance(got, OutsideRoot):
+            findings.append(Finding("caution", f"the forward file of {login} {got}"))
+        else:
+            out.append(got)
+    return out
 
 
 def _given_alias_files(src: dict[str, Any]) -> list[str] | None:
@@ -318,7 +255,7 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
                             "AliasFile is")
     missing = [d.path for d in chosen if d.path is not None and d.path not in reads]
     if missing:
-        reads = {**reads, **_read_files(conn, missing)}
+        reads = {**reads, **_read_files(conn, missing, root=root)}
     files: list[AliasFile] = []
     for db in chosen:
         path = db.path or ""
@@ -343,8 +280,8 @@ def _read_alias_files(conn: Connector, reads: dict[str, FileRead], given: list[s
             try:
                 parsed = parse_aliases(reads[path].data or b"", path)
             except RoutingError as exc:
-                raise _host_error(exc, host) from None
-            files.append(_resolve_includes(conn, parsed, root, safety=FileSafety(
+                raise host_error(exc, host) from None
+            files.append(read_includes(conn, parsed, root, safety=FileSafety(
                 dont_blame_sendmail(_text(reads, cf_path)))))
         except (HostError, SourceDataError, RoutingError) as exc:
             if relied:
@@ -386,7 +323,7 @@ def _read_class_w(conn: Connector, reads: dict[str, FileRead], config: list[str]
                                     "are not local names"))
     extra = [f for f in fw_files if f not in reads]
     if extra:
-        reads = {**reads, **_read_files(conn, extra)}
+        reads = {**reads, **_read_files(conn, extra, root=root)}
     for path in fw_files:
         names += [n for n, _o in parse_local_names(text(path), path)]
     return clean_names(names) | host_names(text(hostname), text(hosts))

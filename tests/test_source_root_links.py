@@ -1,0 +1,95 @@
+"""source.root follows the copy's symbolic links as a chroot would: an absolute target
+starts again at the root, ``..`` stops at it, a loop is an error naming the link. Each
+link here also leads somewhere on this machine (the same path outside the copy) that
+holds other mail: a plan that shows it read outside the copy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from migration import mailplan
+from test_source_root import HOME, MBOX, copy_of_old_server, write_spec
+
+from mailplan.connectors.local import LocalConnector
+from mailplan.facts.links import walk
+from mailplan.facts.mailboxes import MailboxRef
+from mailplan.facts.root import OutsideRoot
+from mailplan.facts.source import read_spec_source
+from mailplan.subscriptions import source_subscriptions
+
+STOLEN = MBOX * 3  # three messages: not the copy's one
+
+
+@pytest.mark.parametrize(("links", "path", "last", "read"), [
+    ({"/c/home": "/export/home", "/c/export": None, "/c/export/home": None,
+      "/c/export/home/bob": None}, "/c/home/bob/.forward", False, "/c/export/home/bob/.forward"),
+    ({"/c/var": None, "/c/var/spool": None, "/c/var/spool/mail": "../../../../var/mail",
+      "/c/var/mail": None}, "/c/var/spool/mail/alice", False, "/c/var/mail/alice"),
+    ({"/c/a": "/b"}, "/c/a", False, "/c/a"),  # the last one left for the reader
+    ({"/c/a": "/b", "/c/b": None}, "/c/a", True, "/c/b"),
+    ({}, "/elsewhere/x", True, "/elsewhere/x"),  # not under the root: as it is
+])
+def test_a_link_is_followed_inside_the_root(links, path, last, read):
+    assert walk("/c", path, links, last=last) == (read, [])
+
+
+def test_a_walk_asks_for_what_it_does_not_know_and_refuses_a_loop():
+    assert walk("/c", "/c/home/bob", {}) == (None, ["/c/home", "/c/home/bob"])
+    with pytest.raises(OutsideRoot, match=re.escape("a loop: /c/a -> b")):
+        walk("/c", "/c/a/x", {"/c/a": "b", "/c/b": "a"})
+
+
+def linked_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """The copy, with its home, spool directory and /etc/mail moved to /moved and linked
+    back by absolute links; /moved exists outside the copy too, with other mail."""
+    src = copy_of_old_server(tmp_path / "old")
+    outside = tmp_path / "outside"
+    moved = str(outside)  # the link targets: the copy's /moved is this machine's too
+    for name, old in (("home", "home/alice"), ("spool", "var/spool/mail"),
+                      ("mail", "etc/mail")):
+        (src / moved.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (src / old).rename(src / moved.lstrip("/") / name)
+        (src / old).symlink_to(f"{moved}/{name}")
+        (outside / name).mkdir(parents=True)
+    (outside / "home/mail").mkdir()
+    (outside / "home/.forward").write_text("thief@attacker.example\n")
+    (outside / "home/mail/Stolen").write_bytes(STOLEN)
+    (outside / "spool/alice").write_bytes(STOLEN)
+    (outside / "mail/staff").write_text("thief@attacker.example\n")
+    return src, outside
+
+
+def test_links_in_the_copy_are_followed_inside_it(tmp_path):
+    """home/alice, var/spool/mail and etc/mail are absolute links: their targets are
+    read in the copy, never on this machine."""
+    src, outside = linked_copy(tmp_path)
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    out = mailplan("plan", "-v", str(spec), check=True).stdout
+    moved = f"{src}{outside}"
+    assert "attacker" not in out and "Stolen" not in out, out
+    assert f"&alice@elsewhere.example (from {moved}/home/.forward:1)" in out, out
+    assert "&alice@example.com (from " in out, out  # the copy's staff
+    for folder in ("INBOX", "INBOX (~/mbox)", "Work", "Old"):
+        assert f"+ mailbox alice@example.com {folder}\n      1 message(s)" in out, out
+    # ~/.mailboxlist names /home/alice/mail/Work: the folder behind the link
+    conn = LocalConnector("old")
+    source = read_spec_source(conn, {"host": "old", "root": str(src)})
+    assert source.home(source.accounts["alice"]) == f"{moved}/home"
+    ref = MailboxRef("example.com", "alice", "alice", f"{moved}/spool/alice",
+                     f"{moved}/home/mail", f"{moved}/home")
+    assert source_subscriptions(conn, [ref], source) == {("example.com", "alice"): {"Work"}}
+
+
+def test_a_home_whose_links_loop_is_an_error_naming_the_link(tmp_path):
+    src = copy_of_old_server(tmp_path / "old")
+    home = src / HOME.lstrip("/")
+    home.rename(src / "home/real")
+    home.symlink_to(HOME)  # itself
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert (f"old:{src}/etc/passwd:3: the home directory of 'alice': '{src}{HOME}': more "
+            f"than 40 symbolic links (a loop: {src}{HOME} -> {HOME}) under source.root "
+            f"({src}): not read") in res.stderr, res.stderr
