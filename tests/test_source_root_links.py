@@ -1,7 +1,10 @@
 """source.root follows the copy's symbolic links as a chroot would: an absolute target
 starts again at the root, ``..`` stops at it, a loop is an error naming the link. Each
 link here also leads somewhere on this machine (the same path outside the copy) that
-holds other mail: a plan that shows it read outside the copy."""
+holds other mail: a plan that shows it read outside the copy.
+
+Also: an ``:include:`` problem names the path the aliases file writes and the file read
+for it."""
 
 from __future__ import annotations
 
@@ -93,3 +96,17 @@ def test_a_home_whose_links_loop_is_an_error_naming_the_link(tmp_path):
     assert (f"old:{src}/etc/passwd:3: the home directory of 'alice': '{src}{HOME}': more "
             f"than 40 symbolic links (a loop: {src}{HOME} -> {HOME}) under source.root "
             f"({src}): not read") in res.stderr, res.stderr
+
+
+def test_an_include_problem_names_the_path_written_and_the_file_read(tmp_path):
+    src = copy_of_old_server(tmp_path / "old")
+    (src / "etc/mail/staff").unlink()
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert ("alias staff: :include:/etc/mail/staff not carried over: file could not be "
+            f"read on the source (read at {src}/etc/mail/staff)") in out, out
+    (src / "etc/mail/staff").write_text("staff: alice\n")  # an aliases line, not a list
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert (f"old:/etc/mail/staff:1: not an address list (its text is not shown: mailplan "
+            f"reads :include: files as root) (read at {src}/etc/mail/staff)") in res.stderr

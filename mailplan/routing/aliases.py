@@ -199,14 +199,17 @@ def parse_listed(data: bytes | str, path: str) -> list[Target]:
 
 
 def resolve_includes(aliases: AliasFile, read: Reader,
-                     why: Callable[[str], str | None] = lambda _path: None) -> AliasFile:
+                     why: Callable[[str], str | None] = lambda _path: None,
+                     where: Callable[[str], str] = lambda path: path) -> AliasFile:
     """Replace each ``:include:`` by the targets of the file it names, recursively.
 
     ``read(path)`` returns the file's bytes or None when it cannot be read (``why(path)``
-    then says why, when it knows); a relative path is not read. An unreadable file, a
-    relative path or an include loop leaves the :class:`Include` in place with
-    ``problem`` set, so the mapping reports it with its line; a syntax error in an
-    included file raises (see :func:`parse_listed`).
+    then says why, when it knows); a relative path is not read. ``where(path)`` is the
+    file this machine reads for an ``:include:`` path (under ``source.root``, its links
+    followed): a problem whose file is read elsewhere than its name says names both. An
+    unreadable file, a relative path or an include loop leaves the :class:`Include` in
+    place with ``problem`` set, so the mapping reports it with its line; a syntax error
+    in an included file raises (see :func:`parse_listed`).
     """
     cache: dict[str, list[Target] | None] = {}
 
@@ -215,6 +218,9 @@ def resolve_includes(aliases: AliasFile, read: Reader,
             data = read(path)
             cache[path] = None if data is None else parse_listed(data, path)
         return cache[path]
+
+    def at(path: str) -> str:
+        return "" if where(path) == path else f" (read at {where(path)})"
 
     def expand(targets: tuple[Target, ...], chain: tuple[str, ...]) -> list[Target]:
         out: list[Target] = []
@@ -231,8 +237,9 @@ def resolve_includes(aliases: AliasFile, read: Reader,
             else:
                 included = load(target.path)
                 if included is None:
-                    out.append(replace(target, problem=why(target.path)
-                                       or "file could not be read on the source"))
+                    out.append(replace(target, problem=(
+                        why(target.path) or "file could not be read on the source")
+                        + at(target.path)))
                 else:
                     out.extend(expand(tuple(included), (*chain, target.path)))
         return out

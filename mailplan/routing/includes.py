@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import SourceDataError
-from mailplan.facts.links import resolve
+from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
 from mailplan.routing.aliases import AliasFile, parse_listed, resolve_includes
 from mailplan.routing.filesafety import FileSafety, read_guarded
@@ -67,6 +67,8 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
     """
     cache: dict[str, bytes | None] = {}
     why: dict[str, str] = {}
+    # where this machine reads each path (the aliases file's own too: a loop back to it)
+    real = followed(conn, root, [aliases.path])
     pending = {t.path for e in aliases.entries for t in e.targets
                if isinstance(t, Include) and _readable_include(t.path)}
     for _round in range(MAX_INCLUDE_ROUNDS):
@@ -85,7 +87,7 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
                     why[named], cache[named] = str(got), None
                     del at[named]
                 else:
-                    at[named] = got
+                    real[named] = at[named] = got
         reads, modes = read_guarded(conn, sorted(set(at.values())), root)
         for path, read_at in at.items():
             read = reads[read_at]
@@ -101,11 +103,15 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
             try:
                 targets = parse_listed(data, path)
             except RoutingError as exc:
-                raise host_error(exc, conn.name) from None
+                err = host_error(exc, conn.name)
+                if real[path] != path:  # the :include: path, and the file read for it
+                    err.message += f" (read at {real[path]})"
+                raise err from None
             nested |= {t.path for t in targets
                        if isinstance(t, Include) and _readable_include(t.path)}
         pending = nested
     try:
-        return resolve_includes(aliases, lambda path: cache.get(path), why.get)
+        return resolve_includes(aliases, lambda path: cache.get(path), why.get,
+                                lambda path: real.get(path, path))
     except RoutingError as exc:
         raise host_error(exc, conn.name) from None
