@@ -4,7 +4,7 @@ link here also leads somewhere on this machine (the same path outside the copy) 
 holds other mail: a plan that shows it read outside the copy.
 
 Also: an ``:include:`` problem names the path the aliases file writes and the file read
-for it."""
+for it, and an aliases file that includes itself by its old path is an include loop."""
 
 from __future__ import annotations
 
@@ -110,3 +110,15 @@ def test_an_include_problem_names_the_path_written_and_the_file_read(tmp_path):
     assert res.returncode == 1, res.stdout + res.stderr
     assert (f"old:/etc/mail/staff:1: not an address list (its text is not shown: mailplan "
             f"reads :include: files as root) (read at {src}/etc/mail/staff)") in res.stderr
+def test_an_aliases_file_that_includes_itself_by_its_old_path_is_a_loop(tmp_path):
+    """/etc/aliases in the copy is the aliases file read: not an address list to read
+    again, but a loop (sendmail breaks it too: a duplicate, or "aliasing/forwarding
+    loop broken"), reported with its line."""
+    src = copy_of_old_server(tmp_path / "old")
+    (src / "etc/aliases").write_text("staff: :include:/etc/aliases\nsales: alice\n")
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert (f"{src}/etc/aliases:1: alias staff: :include:/etc/aliases not carried over: "
+            f"include loop: {src}/etc/aliases -> /etc/aliases (read at {src}/etc/aliases)"
+            ) in out, out
+    assert "+ alias sales@example.com" in out and "+ alias staff" not in out, out

@@ -206,10 +206,15 @@ def resolve_includes(aliases: AliasFile, read: Reader,
     ``read(path)`` returns the file's bytes or None when it cannot be read (``why(path)``
     then says why, when it knows); a relative path is not read. ``where(path)`` is the
     file this machine reads for an ``:include:`` path (under ``source.root``, its links
-    followed): a problem whose file is read elsewhere than its name says names both. An
-    unreadable file, a relative path or an include loop leaves the :class:`Include` in
-    place with ``problem`` set, so the mapping reports it with its line; a syntax error
-    in an included file raises (see :func:`parse_listed`).
+    followed), also for the aliases file's own path: a file met again in the chain that
+    includes it is a loop, however it is named, and a problem whose file is read
+    elsewhere than its name says names both. An unreadable file, a relative path or an
+    include loop leaves the :class:`Include` in place with ``problem`` set, so the
+    mapping reports it with its line (sendmail reads the file again as an address list,
+    as it reads any ``:include:``, and drops the repeated ``:include:`` as a duplicate
+    recipient, or past MaxAliasRecursion bounces it, "aliasing/forwarding loop broken":
+    an aliases file read as a list is nothing its author meant); a syntax error in an
+    included file raises (see :func:`parse_listed`).
     """
     cache: dict[str, list[Target] | None] = {}
 
@@ -231,8 +236,8 @@ def resolve_includes(aliases: AliasFile, read: Reader,
                 out.append(replace(target, problem="its path holds a control character"))
             elif not target.path.startswith("/"):
                 out.append(replace(target, problem=RELATIVE_INCLUDE))
-            elif target.path in chain:
-                loop = " -> ".join((*chain, target.path))
+            elif where(target.path) in map(where, chain):
+                loop = " -> ".join((*chain, target.path)) + at(target.path)
                 out.append(replace(target, problem=f"include loop: {loop}"))
             else:
                 included = load(target.path)

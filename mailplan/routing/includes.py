@@ -88,6 +88,9 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
                     del at[named]
                 else:
                     real[named] = at[named] = got
+                    if got == real[aliases.path]:  # the aliases file itself: a loop, not a
+                        del at[named]              # list (resolve_includes says so)
+                        cache[named] = None
         reads, modes = read_guarded(conn, sorted(set(at.values())), root)
         for path, read_at in at.items():
             read = reads[read_at]
