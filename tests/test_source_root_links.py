@@ -122,3 +122,16 @@ def test_an_aliases_file_that_includes_itself_by_its_old_path_is_a_loop(tmp_path
             f"include loop: {src}/etc/aliases -> /etc/aliases (read at {src}/etc/aliases)"
             ) in out, out
     assert "+ alias sales@example.com" in out and "+ alias staff" not in out, out
+
+
+def test_the_copys_localtime_link_names_the_copys_zone_file(tmp_path):
+    """/etc/localtime -> /usr/share/zoneinfo/Etc/GMT-5, as on the old server: the zone is
+    the copy's file there (Tokyo's here), not this machine's GMT-5."""
+    src = copy_of_old_server(tmp_path / "old")
+    zones = src / "usr/share/zoneinfo/Etc"
+    zones.mkdir(parents=True)
+    (zones / "GMT-5").write_bytes(Path("/usr/share/zoneinfo/Asia/Tokyo").read_bytes())
+    (src / "etc/localtime").symlink_to("/usr/share/zoneinfo/Etc/GMT-5")
+    source = read_spec_source(LocalConnector("old"), {"host": "old", "root": str(src)})
+    assert source.zone_origin == (f"{src}/etc/localtime (read at {zones}/GMT-5) on old "
+                                  "(now JST)"), source.zone_origin

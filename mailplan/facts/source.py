@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
-from mailplan.facts.links import resolve
+from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside, root_of, spec_file
 from mailplan.remote import run_batch
 from mailplan.secret import Secret
@@ -234,13 +234,16 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
     """Read passwd and shadow from the source in one channel, and its time zone:
     ``timezone`` (an IANA name, the spec's) or the ``localtime`` file next to the passwd
     file (a TZif file, as /etc/localtime is; no such file: UTC). ``root``: the spec's
-    ``source.root``, under which the homes passwd names are read (their links followed
-    there: :mod:`mailplan.facts.links`)."""
+    ``source.root``, under which the homes passwd names are read; under it, these files
+    and the homes are read where the copy's links lead inside it (the copy's
+    /etc/localtime -> /usr/share/zoneinfo/... is the copy's zone file, not this
+    machine's: :mod:`mailplan.facts.links`)."""
     localtime = posixpath.join(posixpath.dirname(passwd_path), "localtime")
+    real = followed(conn, root, [passwd_path, shadow_path, localtime])
     # cat's messages in the C locale: a wrong path is told from a file it may not read
-    results = run_batch(conn, [join(["LC_ALL=C", "cat", "--", passwd_path]),
-                               join(["LC_ALL=C", "cat", "--", shadow_path]),
-                               *([] if timezone else [join(["cat", "--", localtime])])])
+    results = run_batch(conn, [join(["LC_ALL=C", "cat", "--", real[passwd_path]]),
+                               join(["LC_ALL=C", "cat", "--", real[shadow_path]]),
+                               *([] if timezone else [join(["cat", "--", real[localtime]])])])
     for key, path, res in zip(("passwd", "shadow"), (passwd_path, shadow_path), results[:2],
                               strict=True):
         if res.returncode != 0:
@@ -255,7 +258,8 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
     passwd = parse_passwd(results[0].stdout, host=conn.name, path=passwd_path)
     shadow = parse_shadow(results[1].stdout, host=conn.name, path=shadow_path)
     zone, origin = (zone_named(timezone), f"{timezone}, from the spec") if timezone else \
-        _zone_file(results[2], localtime, conn.name)
+        _zone_file(results[2], localtime if real[localtime] == localtime
+                   else f"{localtime} (read at {real[localtime]})", conn.name)
     accounts = build_accounts(passwd, shadow)
     return SourceFacts(conn.name, passwd_path, shadow_path, accounts, zone, origin, root,
                        _real_homes(conn, root, accounts.values()))
