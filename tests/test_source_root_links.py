@@ -135,3 +135,16 @@ def test_the_copys_localtime_link_names_the_copys_zone_file(tmp_path):
     source = read_spec_source(LocalConnector("old"), {"host": "old", "root": str(src)})
     assert source.zone_origin == (f"{src}/etc/localtime (read at {zones}/GMT-5) on old "
                                   "(now JST)"), source.zone_origin
+
+
+def test_a_spool_directory_whose_links_loop_is_an_error_naming_the_link(tmp_path):
+    src = copy_of_old_server(tmp_path / "old")
+    spool = src / "var/spool/mail"
+    spool.rename(src / "var/spool/real")
+    spool.symlink_to("/var/spool/mail")  # itself
+    spec = write_spec(tmp_path / "m.yaml", {"root": str(src)}, tmp_path / "target")
+    res = mailplan("plan", str(spec))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert (f"a spool or folders directory: '{spool}/alice': more than 40 symbolic links "
+            f"(a loop: {spool} -> /var/spool/mail) under source.root ({src}): not read"
+            ) in res.stderr, res.stderr
