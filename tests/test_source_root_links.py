@@ -148,3 +148,16 @@ def test_a_spool_directory_whose_links_loop_is_an_error_naming_the_link(tmp_path
     assert (f"a spool or folders directory: '{spool}/alice': more than 40 symbolic links "
             f"(a loop: {spool} -> /var/spool/mail) under source.root ({src}): not read"
             ) in res.stderr, res.stderr
+
+
+def test_init_reads_the_copy_where_its_links_lead_inside_it(tmp_path):
+    """init --root sizes the copy's spool and folders and reads its local-host-names
+    through the same links, not this machine's files at their targets."""
+    src, outside = linked_copy(tmp_path)
+    (src / str(outside).lstrip("/") / "mail/local-host-names").write_text("example.com\n")
+    (outside / "mail/local-host-names").write_text("stolen.example\n")
+    spec = tmp_path / "init.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "-o", str(spec), check=True)
+    text = spec.read_text()
+    assert "stolen" not in text and "  example.com:\n" in text, text
+    assert "- name: alice  # uid 1000; INBOX 62B, 2 folder(s) 124B\n" in text, text

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
+from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
 from mailplan.facts.source import parse_passwd, parse_shadow, today_number
 from mailplan.remote import run_batch
@@ -148,24 +149,35 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
                   homes_under_root: bool = False) -> Survey:
     """Read the source in two batches; ``root`` prefixes every system path read, and
     the home directories passwd names too with ``homes_under_root`` (a local source,
-    whose spec then has ``source.root``)."""
+    whose spec then has ``source.root``). Each is read where the copy's symbolic links
+    lead inside the root (:mod:`mailplan.facts.links`), and named as the root puts it.
+    """
     def at(path: str) -> str:
         return root.rstrip("/") + path
 
     passwd, shadow = at("/etc/passwd"), at("/etc/shadow")
     spools = [at(d) for d in SPOOL_DIRS]
+    real = followed(conn, root.rstrip("/"), [at(p) for p in (
+        "/etc/passwd", "/etc/shadow", *SPOOL_DIRS, *ALIASES, VIRTUSERTABLE, LOCAL_HOST_NAMES,
+        SENDMAIL_CW, SENDMAIL_CF, "/etc/hostname", "/etc/hosts")])
+
+    def read_at(path: str) -> str:
+        return real[at(path)]
+
     first = run_batch(conn, [
-        join(["LC_ALL=C", "cat", "--", passwd]),  # its message tells a wrong --root apart
-        join(["cat", "--", shadow]),
-        "for d in " + join(spools) + '; do test -d "$d" && printf \'%s\\n\' "$d"; done; true',
-        _find(spools, depth="1", follow_starts=True),
-        _exists([at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
-        join(["cat", "--", at(LOCAL_HOST_NAMES)]),
-        join(["cat", "--", at(SENDMAIL_CW)]),
+        # its message tells a wrong --root apart
+        join(["LC_ALL=C", "cat", "--", read_at("/etc/passwd")]),
+        join(["cat", "--", read_at("/etc/shadow")]),
+        "for d in " + join(real[d] for d in spools)
+        + '; do test -d "$d" && printf \'%s\\n\' "$d"; done; true',
+        _find([real[d] for d in spools], depth="1", follow_starts=True),
+        _exists([read_at(p) for p in (*ALIASES, VIRTUSERTABLE)]),
+        join(["cat", "--", read_at(LOCAL_HOST_NAMES)]),
+        join(["cat", "--", read_at(SENDMAIL_CW)]),
         # whole: an option's value may go on over the next lines (sendmail.cf folding)
-        join(["cat", "--", at(SENDMAIL_CF)]),
-        join(["cat", "--", at("/etc/hostname")]),
-        join(["cat", "--", at("/etc/hosts")]),
+        join(["cat", "--", read_at(SENDMAIL_CF)]),
+        join(["cat", "--", read_at("/etc/hostname")]),
+        join(["cat", "--", read_at("/etc/hosts")]),
     ])
     if first[0].returncode != 0:
         why = first[0].stderr_text[:300] or f"exit status {first[0].returncode}"
@@ -188,14 +200,16 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
                     "" if shadow_ok else first[1].stderr_text[:300] or "not readable",
                     home_root=root.rstrip("/") if homes_under_root else "")
-    present_spools = _text(first[2]).split()
+    there = set(_text(first[2]).split())
+    present_spools = [d for d in spools if real[d] in there]
     survey.spool_dir = present_spools[0] if present_spools else spools[0]
     for start, rel, size in parse_find(_bytes(first[3])):
-        if start.rstrip("/") == survey.spool_dir.rstrip("/") and "/" not in rel:
+        if start.rstrip("/") == real.get(survey.spool_dir, "").rstrip("/") \
+                and "/" not in rel:
             survey.spools[rel] = size
     found = set(_text(first[4]).split("\n"))
-    survey.aliases = next((at(p) for p in ALIASES if at(p) in found), None)
-    survey.virtusertable = at(VIRTUSERTABLE) if at(VIRTUSERTABLE) in found else None
+    survey.aliases = next((at(p) for p in ALIASES if read_at(p) in found), None)
+    survey.virtusertable = at(VIRTUSERTABLE) if read_at(VIRTUSERTABLE) in found else None
     survey.domains += parse_local_names(_text(first[5]), LOCAL_HOST_NAMES)
     survey.domains += parse_local_names(_text(first[6]), SENDMAIL_CW)
     cw, fw_files = parse_sendmail_cf(_text(first[7]), SENDMAIL_CF)
@@ -230,17 +244,29 @@ def folder_dir(account: SurveyAccount, folders: str, home_root: str = "") -> str
 
 def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min: int,
                   uid_max: int, folders: str, alias_files: list[str]) -> None:
+    """The folders of the candidate accounts, the AliasFile files sendmail.cf names and
+    its Fw files: each read where the copy's links lead inside the root, the folder
+    directories but for their last component (a link there is not followed, as by the
+    import); one whose links loop is left out."""
+    root = survey.root.rstrip("/")
     dirs = sorted({d for a in survey.accounts if uid_min <= a.uid <= uid_max
                    and (d := folder_dir(a, folders, survey.home_root)) is not None})
-    commands = [_find(dirs) if dirs else "true", _exists(alias_files) if alias_files else "true"]
-    commands += [join(["cat", "--", f]) for f in fw_files]
+    real_dirs: dict[str, list[str]] = {}  # a directory read -> the names it has here
+    for d, got in resolve(conn, root, dirs, last=False).items():
+        if not isinstance(got, OutsideRoot):
+            real_dirs.setdefault(got, []).append(d)
+    real = followed(conn, root, [*alias_files, *fw_files])
+    commands = [_find(sorted(real_dirs)) if real_dirs else "true",
+                _exists([real[p] for p in alias_files]) if alias_files else "true"]
+    commands += [join(["cat", "--", real[f]]) for f in fw_files]
     results = run_batch(conn, commands)
     for start, _rel, size in parse_find(_bytes(results[0])):
-        files, total = survey.folders.get(start, (0, 0))
-        survey.folders[start] = (files + 1, total + size)
+        for name in real_dirs.get(start, [start]):
+            files, total = survey.folders.get(name, (0, 0))
+            survey.folders[name] = (files + 1, total + size)
     there = set(_text(results[1]).split("\n"))
-    survey.alias_files = [p for p in alias_files if p in there]
-    survey.alias_missing = [p for p in alias_files if p not in there]
+    survey.alias_files = [p for p in alias_files if real[p] in there]
+    survey.alias_missing = [p for p in alias_files if real[p] not in there]
     survey.alias_left += [(p, "does not exist") for p in survey.alias_missing]
     for path, res in zip(fw_files, results[2:], strict=True):
         survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")
