@@ -195,6 +195,25 @@ def test_a_unit_systemd_does_not_know_is_unknown_not_stopped(tmp_path, monkeypat
     assert q.path("mess", msg).exists()
 
 
+@pytest.mark.parametrize("control,said", [
+    (["--control", "svc", "--service", "/service/nosuch"],
+     "is '/service/nosuch' the daemontools service directory of qmail-send"),
+    (["--control", "custom", "--status-cmd", "exit 5", "--stop-cmd", "true",
+      "--start-cmd", "true"], "check --status-cmd: the status command must exit 0"),
+])
+def test_an_unknown_state_hint_fits_the_control_method_given(tmp_path, control, said):
+    """svstat on no service directory (or a status command exiting 5) is no answer: the
+    hint names what to check for that method, never "pass --control svc" to one who did."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    result = run("delete", "local", "--queue-dir", str(q.queue), str(msg), "--execute",
+                 *control)
+    assert result.exit_code == 1, result.output
+    assert "cannot tell whether qmail-send runs" in result.output
+    assert said in result.output and "pass --control svc" not in result.output
+    assert q.path("mess", msg).exists()
+
+
 # -- a todo/ envelope as qmail-send's todo_do reads it --------------------------------------
 
 @pytest.mark.parametrize("data,sender,rcpts", [

@@ -49,13 +49,21 @@ def _refuse_unknown(target: Target, status: int | None, step: str) -> None:
     "running" or "stopped"."""
     if status in (ctl.RUNNING, ctl.STOPPED):
         return
-    hint = ("the status command must exit 0 while qmail-send runs and 1 when it does not "
-            "(a missing pgrep exits 127); install procps, or pass --control svc|systemctl|"
-            "custom")
-    if target.control.method == "systemctl":
+    rule = "the status command must exit 0 while qmail-send runs and 1 when it does not"
+    method = target.control.method
+    hint = (f"{rule} (a missing pgrep exits 127); install procps, or pass --control "
+            "svc|systemctl|custom")
+    if method == "systemctl":
         hint = (f"is {target.control.unit!r} the systemd unit that runs qmail-send "
                 "(`systemctl status` names it; notqmail's is qmail-send)? Pass it with "
                 "--unit; or " + hint)
+    elif method == "svc":  # not "pass --control svc": it was given
+        hint = (f"is {target.control.service!r} the daemontools service directory of "
+                "qmail-send, supervised, with svstat and pgrep on the PATH (`svstat "
+                "DIR` must say up or down)? Pass it with --service; or --control "
+                "systemctl|custom")
+    elif method == "custom":
+        hint = f"check --status-cmd: {rule}"
     raise ctl.QmailRunning(
         f"cannot tell whether qmail-send runs (the status command exited {status}); "
         "nothing was changed", host=target.conn.name, step=step, hint=hint)
