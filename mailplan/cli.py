@@ -199,6 +199,7 @@ def _confirm(signals: SignalStop) -> None:
         answer = click.prompt("Do you want to perform these actions? Only 'yes' will be "
                               "accepted", default="", show_default=False)
     except click.Abort:  # click's answer to Ctrl-C (our Stopped) and to end of input
+        click.echo()  # end the question's line: what follows starts a line of its own
         if signals.signum is not None:
             raise Stopped(signals.signum) from None
         raise Cancelled("apply cancelled: nothing was changed") from None

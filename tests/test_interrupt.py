@@ -334,6 +334,7 @@ def test_ctrl_c_or_end_of_input_at_the_confirmation_changes_nothing(tmp_path):
             os.close(secondary)
         log = sorted(tmp_path.glob("m.state.json.logs/apply-*.log"))[-1].read_text()
         assert "Aborted" not in err.decode() and "Summary" not in out.decode()
+        assert out.startswith(b"\nLog: "), out  # not on the question's line
         if answer == "ctrl-c":
             assert proc.returncode == 130
             assert err.decode() == ("Error: apply interrupted before the first change: "
