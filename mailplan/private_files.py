@@ -36,6 +36,10 @@ def fingerprint_key(state_path: Path) -> bytes:
     try:
         text = path.read_text(encoding="ascii").strip()
         key = bytes.fromhex(text)
+    except FileNotFoundError:  # _create_key could not make it: nothing to remove
+        raise StateError(f"{path}: cannot create the plan fingerprint key",
+                         hint=f"the directory {path.parent} must exist and be writable "
+                         "(or choose another --state)") from None
     except (OSError, ValueError) as exc:
         raise StateError(f"{path}: cannot read the plan fingerprint key: {exc}",
                          hint="remove it and run `mailplan plan` again (saved plans made "

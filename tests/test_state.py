@@ -506,3 +506,14 @@ def test_a_plan_stopped_while_making_the_key_leaves_none(tmp_path, monkeypatch):
     assert len(key) == 32 and fingerprint_key(tmp_path / "s.json") == key
     assert stat.S_IMODE((tmp_path / "s.json.key").stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["s.json.key"]
+
+
+
+def test_a_key_that_cannot_be_made_says_where_not_remove_it(tmp_path):
+    """A state beside which the key cannot be made (a mistyped --state, in a directory
+    that does not exist) is said as such, not as a key to remove."""
+    with pytest.raises(StateError) as caught:
+        fingerprint_key(tmp_path / "missing" / "s.json")
+    assert "cannot create the plan fingerprint key" in str(caught.value)
+    assert caught.value.hint == (f"the directory {tmp_path / 'missing'} must exist and be "
+                                 "writable (or choose another --state)")
