@@ -18,6 +18,7 @@ import click
 from mailplan.errors import MailplanError
 from mailplan.hosts import connect
 from mailplan.init import (
+    check_out,
     choose,
     choose_domains,
     render_spec,
@@ -96,11 +97,13 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         identity=identity, known_hosts=known_hosts,
         accept_new_host_key=accept_new_host_key)) if target else {
         "address": "newmail.example.com", "user": "root"}
+    path = Path(out) if out else None
+    if path is not None:
+        check_out(path, force=force)
     with connect("oldmail", entry, from_option=True) as conn:
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
                                homes_under_root=bool(entry.get("local")))
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
-    path = Path(out) if out else None
     text = render_spec(survey, entry, target_entry, choose_domains(survey, list(domains)),
                        chosen, schema_ref=schema_reference(path), uid_min=uid_min,
                        uid_max=uid_max)

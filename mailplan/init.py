@@ -299,14 +299,27 @@ def schema_reference(out: Path | None) -> str:
     return os.path.relpath(schema, out.resolve().parent)
 
 
+def check_out(out: Path, *, force: bool) -> None:
+    """Refuse an ``out`` that exists (without ``force``) or whose directory does not:
+    said before the source is read, and again when the spec is written."""
+    if out.exists() and not force:
+        raise MailplanError(f"{out} already exists", hint="choose another -o, or --force")
+    if not out.parent.is_dir():
+        raise MailplanError(f"cannot write {out}: {out.parent} is not a directory",
+                            hint="give -o a file in an existing directory")
+
+
 def write_spec_file(text: str, out: Path, *, force: bool) -> None:
     """Validate ``text`` as a spec, then write it to ``out`` (refusing to overwrite).
     The temp file beside ``out`` is made by ``mkstemp`` (an unpredictable name, created
     exclusively): a symbolic link planted under a guessable name in a shared directory
     is never written through. It gets the mode a new file gets (the umask's)."""
-    if out.exists() and not force:
-        raise MailplanError(f"{out} already exists", hint="choose another -o, or --force")
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    check_out(out, force=force)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise MailplanError(f"cannot write {out}: {exc.strerror}",
+                            hint=f"the directory {out.parent} must be writable") from None
     tmp = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -404,6 +404,36 @@ def test_init_with_a_wrong_root_says_to_check_it(tmp_path):
         f"  hint: check --root: {tmp_path}/odd holds no etc/passwd"), res.stderr
 
 
+def test_init_refuses_an_unwritable_out_before_reading_the_source(tmp_path):
+    """-o in a directory that does not exist, or naming a spec that exists, is refused
+    before the source is read (a --root that holds nothing is never looked at), with a
+    sentence, not a traceback from the temp file beside it."""
+    (tmp_path / "m.yaml").write_text("mine\n")
+    for out, said in ((tmp_path / "nowhere/m.yaml",
+                       f"Error: cannot write {tmp_path}/nowhere/m.yaml: {tmp_path}/nowhere "
+                       "is not a directory"),
+                      (tmp_path / "m.yaml", f"Error: {tmp_path}/m.yaml already exists")):
+        res = mailplan("init", "--source", "local", "--root", str(tmp_path / "empty"),
+                       "--domain", "example.com", "-o", str(out))
+        assert res.returncode == 1 and res.stderr.splitlines()[0] == said, res.stderr
+    assert (tmp_path / "m.yaml").read_text() == "mine\n"
+
+
+def test_a_spec_in_a_directory_it_cannot_write_is_an_error(tmp_path, monkeypatch):
+    """A directory the login may not write (root may: its refusal is played) is an
+    error naming it, not a traceback."""
+    import mailplan.init
+
+    def refused(**kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mailplan.init.tempfile, "mkstemp", refused)
+    with pytest.raises(MailplanError) as caught:
+        write_spec_file("version: 1\n", tmp_path / "m.yaml", force=False)
+    assert str(caught.value) == (f"cannot write {tmp_path}/m.yaml: Permission denied\n"
+                                 f"  hint: the directory {tmp_path} must be writable")
+
+
 def test_init_refuses_a_bad_host_string(tmp_path):
     res = mailplan("init", "--source", "ftp://old", "-o", str(tmp_path / "m.yaml"))
     assert res.returncode == 1 and "cannot read the connection string" in res.stderr
