@@ -99,6 +99,9 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         raise click.BadParameter(f"{out}: a saved plan's name ends in .json (`mailplan "
                                  "apply` reads any other file as a spec)",
                                  param_hint="'-o' / '--out'")
+    if out and not Path(out).parent.is_dir():
+        raise click.BadParameter(f"{out}: {Path(out).parent} is not a directory",
+                                 param_hint="'-o' / '--out'")
     loaded = load_spec(spec)
     with stops_at_once("plan", "while reading the hosts"):
         planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),

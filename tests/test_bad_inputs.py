@@ -176,3 +176,21 @@ def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
         f"Error: {state}: this is a state file of mailplan's, not a saved plan\n"
         "  hint: apply takes the spec, or a plan saved with `mailplan plan SPEC -o "
         "PLAN.json`\n")
+
+
+def test_plan_out_in_a_missing_directory_is_refused_before_the_hosts_are_read(tmp_path):
+    """``plan -o`` into a directory that does not exist is said at once (exit 2, as for
+    a name not ending in .json), not after reading both servers; here the target is
+    down, so a read would have failed on it first."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    text = spec.read_text()
+    spec.write_text(text.replace("  newmail:\n    local: true\n",
+                                 "  newmail:\n    address: 127.0.0.1\n    port: 9\n"))
+    assert spec.read_text() != text
+    out = tmp_path / "nowhere" / "p.json"
+    res = mailplan("plan", str(spec), "-o", str(out))
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert f"{out}: {tmp_path}/nowhere is not a directory" in res.stderr
