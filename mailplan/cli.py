@@ -21,6 +21,7 @@ from mailplan.engine import (
     load_for_apply,
     make_plan,
     refuse_applied,
+    refuse_other_state,
     state_path_for,
 )
 from mailplan.errors import MailplanError
@@ -119,6 +120,7 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
             prune = any(c.action == "delete" for c in planned.plan.changes)
             click.echo(f"Saved the plan to {out}. Apply exactly this plan with: "
                        f"mailplan apply {'--prune ' if prune else ''}{out}"
+                       + (f" --state {state}" if state else "")
                        + (" (without --prune its deletions are left out)" if prune else ""))
     if detailed_exitcode and planned.plan.changes:
         sys.exit(2)
@@ -155,7 +157,9 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
     state_path = _state(loaded, state)
     target = loaded.data["target"]["host"]
     if saved is not None:  # said before anything is logged or any host is read
-        refuse_applied(saved, State.load(state_path, fold=False))
+        before = State.load(state_path, fold=False)
+        refuse_other_state(saved, before)
+        refuse_applied(saved, before)
     resume = " ".join(["mailplan apply", spec_or_plan, *(["--prune"] if prune else []),
                        *(["--state", state] if state else [])])
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \

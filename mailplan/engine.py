@@ -210,6 +210,19 @@ def beyond(saved: Plan, fresh: Plan) -> list[Change]:
     return [c for c in fresh.changes if not left(c)]
 
 
+def refuse_other_state(saved: Plan, state: State) -> None:
+    """Refuse a saved plan made against another state file than ``state`` (said before
+    the hosts are read): most often one planned with ``--state`` and applied without."""
+    if saved.lineage is None or (state.exists and state.lineage == saved.lineage):
+        return
+    now = f"lineage {state.lineage}" if state.exists else "none there yet"
+    raise StalePlanError(f"this plan was made against another state file than {state.path} "
+                         f"(lineage {saved.lineage}; {now})",
+                         hint="apply it with the state file it was planned with: `mailplan "
+                         "apply PLAN --state FILE`, as given to `mailplan plan --state`; or "
+                         "run `mailplan plan` again and review the new plan")
+
+
 def refuse_applied(saved: Plan, state: State) -> None:
     """Refuse a saved plan the state's history says was applied to the end."""
     applied = [h for h in state.data["history"]

@@ -194,3 +194,26 @@ def test_plan_out_in_a_missing_directory_is_refused_before_the_hosts_are_read(tm
     res = mailplan("plan", str(spec), "-o", str(out))
     assert res.returncode == 2 and res.stdout == "", res.stderr
     assert f"{out}: {tmp_path}/nowhere is not a directory" in res.stderr
+
+
+def test_a_plan_saved_with_state_is_applied_with_it(tmp_path):
+    """``plan --state S -o p.json`` says to apply it with ``--state S``; ``apply p.json``
+    without it is refused before anything is logged or read, saying so, where it read
+    both hosts and then said the plan was stale ("run `mailplan plan` again")."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    state, saved = tmp_path / "other.state.json", tmp_path / "p.json"
+    mailplan("apply", str(spec), "--state", str(state), "--auto-approve", check=True)
+    (src / "var/spool/mail/ann").write_bytes(b"From a@b.example Mon Nov  2 10:00:00 2026\n"
+                                             b"Subject: hi\n\nHi\n\n")
+    res = mailplan("plan", str(spec), "--state", str(state), "-o", str(saved), check=True)
+    assert f"mailplan apply {saved} --state {state}\n" in res.stdout, res.stdout
+    res = mailplan("apply", str(saved))
+    assert res.returncode == 1 and res.stderr.startswith(
+        f"Error: this plan was made against another state file than {tmp_path}/"
+        "m.state.json ("), res.stderr
+    assert "`mailplan apply PLAN --state FILE`" in res.stderr
+    assert not (tmp_path / "m.state.json.logs").exists()
+    mailplan("apply", str(saved), "--state", str(state), check=True)
