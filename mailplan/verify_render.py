@@ -93,6 +93,7 @@ def render_report(report: Report) -> str:
         out += [f"  FAIL  {e}" for e in report.unmigrated]
     if report.login is not None:
         mark = "ok  " if report.login["ok"] else "FAIL"
+        out.append("")  # a section of its own, not a line of the list above
         out.append(f"Login check: {mark}  {report.login['address']}: {report.login['detail']}")
     if report.explained:
         out.append("")

@@ -34,6 +34,7 @@ from mailplan.mail.maildir import message_name, parse_message_name, unsubscribed
 from mailplan.secret import Secret
 from mailplan.verify_model import (
     FolderCheck,
+    Report,
     SourceMessage,
     TargetMessage,
     check_account,
@@ -932,3 +933,14 @@ def test_plan_subscribes_a_folder_the_mailboxlist_gains_after_its_import(migrate
     (root / "courierimapsubscribed").write_text("INBOX.Work\n")
     again = mailplan("plan", str(spec), "--detailed-exitcode")
     assert again.returncode == 0 and "No changes." in again.stdout, again.stdout
+
+
+def test_the_login_check_is_not_shown_as_part_of_the_unmigrated_list():
+    """The login check's line follows a blank line: after the "Not migrated" list it read
+    as one more of its entries."""
+    from mailplan.verify_render import render_report
+
+    report = Report("newmail", unmigrated=["mallory@example.com: account is locked"],
+                    login={"ok": True, "address": "alice@example.com", "detail": "accepted"})
+    assert "  FAIL  mallory@example.com: account is locked\n\nLogin check: ok    " \
+        "alice@example.com: accepted\n" in render_report(report)
