@@ -28,6 +28,7 @@ from mailplan.errors import MailplanError
 from mailplan.interrupt import SignalStop, Stopped, stops_at_once
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
+from mailplan.shell import join
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
 from mailplan.text import escape_lines
@@ -119,8 +120,8 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         if out:
             prune = any(c.action == "delete" for c in planned.plan.changes)
             click.echo(f"Saved the plan to {out}. Apply exactly this plan with: "
-                       f"mailplan apply {'--prune ' if prune else ''}{out}"
-                       + (f" --state {state}" if state else "")
+                       "mailplan apply " + join([*(["--prune"] if prune else []), out,
+                                                 *(["--state", state] if state else [])])
                        + (" (without --prune its deletions are left out)" if prune else ""))
     if detailed_exitcode and planned.plan.changes:
         sys.exit(2)
@@ -160,8 +161,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
         before = State.load(state_path, fold=False)
         refuse_other_state(saved, before)
         refuse_applied(saved, before)
-    resume = " ".join(["mailplan apply", spec_or_plan, *(["--prune"] if prune else []),
-                       *(["--state", state] if state else [])])
+    resume = "mailplan apply " + join([spec_or_plan, *(["--prune"] if prune else []),
+                                       *(["--state", state] if state else [])])
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \
             ApplyWatch(state_path, resume=resume, quiet=quiet, signals=signals,
                        log_path=Path(log_file) if log_file else None) as watch:

@@ -26,6 +26,7 @@ from mailplan.init import (
     write_spec_file,
 )
 from mailplan.queue.host import HostOptions, host_entry
+from mailplan.shell import join
 from mailplan.show import load_shown, render
 
 
@@ -114,7 +115,8 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     migrated = sum(1 for c in chosen if not c.reason)
     click.echo(f"Wrote {path}: {migrated} account(s) to migrate, "
                f"{len(chosen) - migrated} left out (see the comments). "
-               f"Next: mailplan validate {path} && mailplan plan {path}", err=True)
+               f"Next: mailplan validate {join([str(path)])} && mailplan plan "
+               f"{join([str(path)])}", err=True)
 
 
 @click.command(epilog=_examples("mailplan show migration.yaml",

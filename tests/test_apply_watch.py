@@ -366,6 +366,26 @@ def many(tmp_path, sshd):
     return over_ssh(tmp_path, sshd, {"big": box(30000, 400)})
 
 
+def test_the_resume_command_is_quoted_for_the_shell(tmp_path):
+    """A spec in a directory whose name has a space: the resume command printed after
+    Ctrl-C quotes it, so that pasting it resumes (it gave ``mailplan apply /tmp/my
+    migration/m.yaml``, two arguments)."""
+    where = tmp_path / "my migration"
+    src = make_source(where / "source", [SourceAccount("big", 1000, "Big", "pw-big")])
+    (src / "var/spool/mail/big").write_bytes(box(60000, 100))
+    spec = write_spec(where / "m.yaml", source_root=src, target=install_target(
+        where / "target"), domains={"one.example": {"import": {"uid_min": 1000}}})
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: journal_has_mail(spec))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert f"hint: resume with: mailplan apply '{spec}'\n" in err, err
+    assert f"resume with: mailplan apply '{spec}'\n" in logs(spec)[-1].read_text()
+
+
 def test_ctrl_c_stops_at_a_safe_point_then_resume(many):
     spec, domain = many
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),

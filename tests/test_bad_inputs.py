@@ -210,6 +210,9 @@ def test_a_plan_saved_with_state_is_applied_with_it(tmp_path):
                                              b"Subject: hi\n\nHi\n\n")
     res = mailplan("plan", str(spec), "--state", str(state), "-o", str(saved), check=True)
     assert f"mailplan apply {saved} --state {state}\n" in res.stdout, res.stdout
+    spaced = tmp_path / "for tonight.json"  # said so that pasting it works
+    res = mailplan("plan", str(spec), "--state", str(state), "-o", str(spaced), check=True)
+    assert f"mailplan apply '{spaced}' --state {state}\n" in res.stdout, res.stdout
     res = mailplan("apply", str(saved))
     assert res.returncode == 1 and res.stderr.startswith(
         f"Error: this plan was made against another state file than {tmp_path}/"

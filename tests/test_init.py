@@ -417,6 +417,12 @@ def test_init_refuses_an_unwritable_out_before_reading_the_source(tmp_path):
                        "--domain", "example.com", "-o", str(out))
         assert res.returncode == 1 and res.stderr.splitlines()[0] == said, res.stderr
     assert (tmp_path / "m.yaml").read_text() == "mine\n"
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "pw")])
+    out = tmp_path / "my spec.yaml"  # the next commands, quoted to be pasted
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain",
+                   "example.com", "-o", str(out), check=True)
+    assert res.stderr.endswith(f"Next: mailplan validate '{out}' && mailplan plan "
+                               f"'{out}'\n"), res.stderr
 
 
 def test_a_spec_in_a_directory_it_cannot_write_is_an_error(tmp_path, monkeypatch):
