@@ -62,6 +62,15 @@ def test_bad_host_strings(text):
         connect_host(text, HostOptions())
 
 
+def test_a_spec_given_as_the_host_is_told_how_to_name_its_target():
+    """`mailplan queue stat migration.yaml`: the hint writes the command that reads the
+    spec's target."""
+    with pytest.raises(MailplanError) as caught:
+        connect_host("my migration.yaml", HostOptions())
+    assert caught.value.hint.startswith("for the spec's target: target --spec "
+                                        "'my migration.yaml'; or give `local`")
+
+
 def test_host_strings():
     assert isinstance(connect_host("local", HostOptions()), LocalConnector)
     conn = connect_host("ssh://admin@mx1.example.com:2222", HostOptions())

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from mailplan.connectors.base import Connector
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import MailplanError
+from mailplan.shell import join
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,10 @@ def connect_host(host: str, options: HostOptions) -> Connector:
                             known_hosts=options.known_hosts,
                             accept_new_host_key=options.accept_new_host_key,
                             sudo=options.sudo, opt_in=OPTION_OPT_IN)
-    raise MailplanError(f"unknown host {host!r}",
-                        hint="give `local`, `ssh://user@host[:port]`, or a host name of the "
-                        "spec named with --spec")
+    hint = "give `local`, `ssh://user@host[:port]`, or a host name of the spec named with --spec"
+    if host.endswith((".yaml", ".yml")):  # the spec given where the host goes
+        hint = f"for the spec's target: target --spec {join([host])}; or {hint}"
+    raise MailplanError(f"unknown host {host!r}", hint=hint)
 
 
 def host_entry(host: str, options: HostOptions) -> dict[str, Any]:
