@@ -316,7 +316,10 @@ def _checkpoint_ok(checkpoint: Any) -> bool:
 def _check_version(path: Path, data: Any) -> None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
-    version = data.get("format_version")
+    if "format_version" not in data:  # no version at all: not written by any mailplan
+        raise StateError(f"{path}: not a mailplan state file (it has no format_version)",
+                         hint=RECOVER)
+    version = data["format_version"]
     if version != STATE_VERSION:
         raise StateError(f"{path}: state format version {version!r}, but this mailplan "
                          f"reads version {STATE_VERSION}",

@@ -129,6 +129,8 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
      "state format version 99, but this mailplan reads version 1"),
     ('{"format_version": 1, "lin', "unreadable or corrupt"),
     ('[]', "not a mailplan state file"),
+    # another JSON file given as --state: not "use the mailplan version that wrote it"
+    ('{}', r"not a mailplan state file \(it has no format_version\)"),
     # the right keys holding the wrong things (a hand edit, another tool's file)
     ('{"format_version": 1, "lineage": "x", "serial": "abc", "managed": {}, "history": []}',
      "the state file's 'serial' does not hold a whole number"),
@@ -182,7 +184,7 @@ def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(StateError, match=message) as info:
         State.load(path)
-    if "corrupt" in message:
+    if "corrupt" in message or "format_version" in message:
         assert "the target itself is enough to rebuild" in str(info.value)
 
 
