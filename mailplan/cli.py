@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,7 +77,30 @@ def validate(spec: str) -> None:
                    "need this on the machine they run on", err=True)
 
 
-@main.command(epilog=EXAMPLES["plan"])
+class _DetailedExitCode(click.Command):
+    """plan: under --detailed-exitcode 2 means "changes pending", so a usage error (an
+    unknown option, a bad -o) exits 1 there, as every other error does."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        given = list(args)  # parsing consumes the list
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if "--detailed-exitcode" in given:
+                exc.exit_code = 1
+            raise
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if ctx.params.get("detailed_exitcode"):
+                exc.exit_code = 1
+            raise
+
+
+@main.command(cls=_DetailedExitCode, epilog=EXAMPLES["plan"])
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to FILE "
               "(JSON; its name ends in .json) for `mailplan apply FILE`.")

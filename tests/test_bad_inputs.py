@@ -220,3 +220,20 @@ def test_a_plan_saved_with_state_is_applied_with_it(tmp_path):
     assert "`mailplan apply PLAN --state FILE`" in res.stderr
     assert not (tmp_path / "m.state.json.logs").exists()
     mailplan("apply", str(saved), "--state", str(state), check=True)
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["-o", "tonight.plan"], []])
+def test_a_usage_error_under_detailed_exitcode_exits_1_not_changes_pending(tmp_path, args):
+    """``plan --detailed-exitcode`` exits 2 for "changes pending": a mistyped option, a
+    bad -o or a missing spec is an error there (1), never "changes pending"; without
+    --detailed-exitcode, click's usual 2."""
+    from click.testing import CliRunner
+
+    from mailplan.cli import main
+
+    spec = [] if not args else [str(tmp_path / "m.yaml")]
+    res = CliRunner().invoke(main, ["plan", *spec, "--detailed-exitcode", *args])
+    assert res.exit_code == 1, res.output
+    assert "Error: " in res.output
+    res = CliRunner().invoke(main, ["plan", *spec, *args])
+    assert res.exit_code == 2, res.output
