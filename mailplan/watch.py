@@ -305,6 +305,9 @@ class ApplyWatch:
         self.log.close()
         if exc is not None and not not_started:
             self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
+            if isinstance(exc, MailplanError) and not interrupted:  # a failed step
+                exc.hint = (f"{exc.hint}; then " if exc.hint else "fix the cause, then ") + \
+                    f"resume with: {self.resume}"
         self._echo(f"Log: {self.log.path}" + (
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))

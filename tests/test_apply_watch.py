@@ -386,6 +386,30 @@ def test_the_resume_command_is_quoted_for_the_shell(tmp_path):
     assert f"resume with: mailplan apply '{spec}'\n" in logs(spec)[-1].read_text()
 
 
+def test_a_failed_step_says_how_to_resume(tmp_path):
+    """A step that fails once apply has begun: the error's hint ends with the command
+    that resumes (it was only in the log), after what to fix."""
+    src = make_source(tmp_path / "source", [SourceAccount("u1", 1000, "U1", "pw-u1"),
+                                            SourceAccount("u2", 1001, "U2", "pw-u2")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"one.example": {"import": {"uid_min": 1000}}})
+    tool = Path(target.vpopmail_dir, "bin/vadduser")
+    real = tool.parent / "real" / "vadduser"  # the stand-in knows a tool by its name
+    real.parent.mkdir()
+    tool.rename(real)
+    tool.write_text(f'#!/bin/sh\ncase "$*" in *u2@*) echo "disk full" >&2; exit 1;; esac\n'
+                    f'exec "{real}" "$@"\n')
+    tool.chmod(0o755)
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Summary:" in res.stdout and "u2@one.example" in res.stderr
+    assert res.stderr.rstrip().endswith(f"resume with: mailplan apply {spec}"), res.stderr
+    tool.unlink()
+    real.rename(tool)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+
+
 def test_ctrl_c_stops_at_a_safe_point_then_resume(many):
     spec, domain = many
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
