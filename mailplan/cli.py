@@ -185,8 +185,12 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
         before = State.load(state_path, fold=False)
         refuse_other_state(saved, before)
         refuse_applied(saved, before)
+    # the options that change what is done (and --parallel, how): the same command
     resume = "mailplan apply " + join([spec_or_plan, *(["--prune"] if prune else []),
-                                       *(["--state", state] if state else [])])
+                                       *(["--state", state] if state else []),
+                                       *(["--strict"] if strict else []),
+                                       *(["--parallel", str(parallel)] if parallel > 1
+                                         else [])])
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \
             ApplyWatch(state_path, resume=resume, quiet=quiet, signals=signals,
                        log_path=Path(log_file) if log_file else None) as watch:
