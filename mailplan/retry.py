@@ -107,16 +107,15 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
                 if attempt > retries:
                     if retries:
                         failed.message += f" (gave up after {retries} retries)"
-                    failed.hint = failed.hint or ("run the same apply again when the host "
-                                                  "is reachable: it resumes from the state "
-                                                  "file and re-reads the target")
+                    failed.hint = failed.hint or ("once the host is reachable, the same "
+                                                  "apply resumes from the state file and "
+                                                  "re-reads the target")
                     raise failed from None
                 wait = backoff(delay, attempt)
                 on_retry(failed, attempt, wait)
                 if live is not None:
                     live.close()
-                live = None
-                current["step"] = None
+                live = None  # the step cut off stays named: a failed re-plan names it
                 sleep(wait)
                 state = State.load(state.path)
     finally:

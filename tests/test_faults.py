@@ -283,7 +283,8 @@ def test_connection_drop_stops_with_host_and_step_then_rerun_completes(tmp_path,
     text = err.decode()
     assert "Error: host " in text and ", step + mailbox big@big.example INBOX: " in text, text
     assert any(w in text for w in ("connection lost", "interrupted", "stopped")), text
-    assert "run the same apply again" in text
+    assert "the same apply resumes from the state file" in text
+    assert text.rstrip().endswith(f"then resume with: mailplan apply {spec}"), text
     assert len(maildir_state(root, settled=False)) == 2000  # whole, and the first batch's
     mailplan("apply", str(spec), "--auto-approve", check=True)
     res = mailplan("verify", str(spec))
@@ -584,3 +585,35 @@ def test_sigterm_and_sighup_stop_at_a_safe_point_with_summary_and_resume(tmp_pat
     assert "u1" in state["managed"]["one.example"]["users"]
     mailplan("apply", str(spec), "--auto-approve", env=ENV, check=True)
     assert mailplan("verify", str(spec), env=ENV).returncode == 0
+
+
+def test_giving_up_after_a_failed_reconnect_names_the_step_cut_off(tmp_path, monkeypatch):
+    """The connection drops during a step; every re-plan then fails to connect: the
+    final error names the host and that step (the docs' promise), not the host alone."""
+    from types import SimpleNamespace
+
+    from mailplan import retry
+    from mailplan.errors import ConnectionLost
+    from mailplan.plan import Change
+    from mailplan.state import State
+
+    step = Change("create", "mailbox", "d.example", "ann", item="INBOX")
+
+    def cut(planned, state, *, on_step, **options):
+        on_step(step, "start")
+        raise ConnectionLost("connection lost", host="newmail")
+
+    def refused(state):
+        raise ConnectionLost("cannot connect to newmail:22: connection refused",
+                             host="newmail")
+
+    monkeypatch.setattr(retry, "apply_plan", cut)
+    planned = SimpleNamespace(spec=SimpleNamespace(data={
+        "hosts": {"newmail": {"retries": 2}}, "target": {"host": "newmail"}}),
+        close=lambda: None)
+    with pytest.raises(ConnectionLost) as caught:
+        retry.apply_with_retries(planned, State.load(tmp_path / "s.json"), saved=None,
+                                 replan=refused, prune=False, sleep=lambda s: None)
+    assert str(caught.value).splitlines()[0] == (
+        "host newmail, step + mailbox ann@d.example INBOX: cannot connect to newmail:22: "
+        "connection refused (gave up after 2 retries)")
