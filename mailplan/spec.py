@@ -79,6 +79,8 @@ _FRIENDLY = [
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
     (re.compile(r"^source\.aliases$"), "expected an absolute path or a list of absolute "
      "paths (sendmail's aliases files, in the order it reads them)"),
+    (re.compile(r"^domains$"), "expected a mapping of one domain or more (example.com: "
+     "{...}); to remove the last one on the target, run vdeldomain there by hand"),
     (re.compile(r"^hosts\.[^.]+\.python$"), "expected a command name like python3 or an "
      "absolute path like /usr/bin/python3 (letters, digits and _ . / + -, not starting with -)"),
 ]

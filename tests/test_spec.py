@@ -91,6 +91,10 @@ def test_valid_spec_loads(tmp_path):
     (BASE.replace("{host: old}", "{host: new, root: mnt/oldmail}"), ":5:27: source.root",
      "does not have the form this key takes"),
     ("", ":1:", "the file is empty"),
+    # the last domain taken out to remove it with --prune: what to do instead
+    (BASE.split("domains:")[0] + "domains: {}\n", ":7:10: domains", "expected a mapping "
+     "of one domain or more (example.com: {...}); to remove the last one on the target, "
+     "run vdeldomain there by hand (got {})"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, where, message):
