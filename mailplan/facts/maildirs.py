@@ -11,7 +11,7 @@ least data carried back:
   keywords of their files (one ``find``, then one command that reads the ledgers and the
   folders' ``dovecot-keywords``), for a mailbox read whole;
 * :func:`look_up_digests`: only the identities with given digests, filtered on the
-  target (``grep -F``), with the flags of their files (and the folders'
+  target (awk), with the flags of their files (and the folders'
   ``dovecot-keywords`` where keywords are compared, in the same batch), for the
   messages appended to a mailbox since its checkpoint;
 * :func:`read_ledger_counts`: only the ledger's line count per folder and its size,
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from mailplan.connectors.base import Connector
+from mailplan.facts.digest_lookup import lookup_command
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.maildir import (
     KEYWORDS_FILE,
@@ -49,11 +50,10 @@ LEDGER = "mailplan-ledger"
 PENDING = "mailplan-pending-"  # the agent's record of a batch it is making visible
 
 _FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
-_DIGESTS_PER_COMMAND = 1000  # grep patterns per command (about 70 kB of arguments)
 #: a ledger line (three fields, an ASCII-numeric occurrence; lines end at \n only): the
 #: rule of parse_ledger, of the agent and of the count on the target (_LEDGER_COUNT)
 _LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
-#: the same, after the byte offset ``grep -b`` puts before it
+#: the same, after its byte offset (as ``grep -b`` and look_up_digests' awk put it)
 _OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
 
 
@@ -200,30 +200,22 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     """The identities with the given digests that each (Maildir, folder dir) holds, in
     its message files or its ledger, and those of them in ledger lines before byte
     ``before[key]`` of the ledger (all of its lines when that is None); read-only.
-    Filtered on the target (``grep -F``), so what comes back follows the digests asked
+    Filtered on the target (by awk), so what comes back follows the digests asked
     about, not the size of the folder: a plan asks only about the messages appended to
-    a mailbox since its checkpoint. ``flags``, when given, gets the Maildir flags of
-    each message file found, by identity key (as :attr:`MaildirFacts.flags`), and for
-    the keys of ``keywords`` (folders where messages with IMAP keywords are looked up)
-    what the keyword letters name, read from their ``dovecot-keywords`` as
-    :func:`read_maildirs` reads it, by one more command in the same batch (no round
-    trip of its own; none where no key is given)."""
+    a mailbox since its checkpoint. Each folder costs one command, one listing of its
+    new/ and cur/ and one read of its ledger, however many digests are asked about
+    (:mod:`mailplan.facts.digest_lookup`; a digest that is not a sha256 in hex is
+    refused). ``flags``, when given, gets the Maildir flags of each message file found,
+    by identity key (as :attr:`MaildirFacts.flags`), and for the keys of ``keywords``
+    (folders where messages with IMAP keywords are looked up) what the keyword letters
+    name, read from their ``dovecot-keywords`` as :func:`read_maildirs` reads it, by one
+    more command in the same batch (no round trip of its own; none where no key is
+    given)."""
     found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
-    jobs: list[tuple[tuple[str, str], str]] = []
-    for (maildir, dirname), digests in wanted.items():
-        base = f"{maildir}/{dirname}" if dirname else maildir
-        for chunk in chunks(sorted(set(digests)), _DIGESTS_PER_COMMAND):
-            names = [arg for sha in chunk for arg in ("-e", f"_mp{sha}_")]
-            lines = [arg for sha in chunk for arg in ("-e", f"\t{sha}\t")]
-            # each name after its subdir ("cur/NAME"): its flags count in cur/ only
-            listing = "; ".join(join(["find", f"{base}/{sub}", "-maxdepth", "1", "-type", "f",
-                                      "-name", "*_mp*", "-printf", f"{sub}/%f\\0"])
-                                for sub in ("new", "cur"))
-            jobs.append(((maildir, dirname), "{ " + listing + "; } 2>/dev/null | "
-                + join(["grep", "-zaF", *names]) + "; "
-                + join(["grep", "-abF", *lines, "--", f"{maildir}/{LEDGER}"])
-                + " 2>/dev/null; true"))
+    asked = {key: set(digests) for key, digests in wanted.items() if digests}
+    jobs = [((m, d), lookup_command(f"{m}/{d}" if d else m, f"{m}/{LEDGER}", sorted(digests)))
+            for (m, d), digests in asked.items()]
     named = {key: flags.setdefault(key, FolderFlags()) for key in keywords} \
         if flags is not None else {}
     paths = _keyword_paths(named)
@@ -232,23 +224,27 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     if paths:
         _set_keywords(named, paths, tar_files(conn, sorted(paths), results.pop()))
     for (key, _cmd), res in zip(jobs, results, strict=True):
+        # what parses as an identity asked about, whatever awk let through
         names, _, ledger = res.stdout.rpartition(b"\0")
         for path in names.split(b"\0") if names else []:
             where, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
             parsed = parse_message_name(name)
-            if parsed is not None:
+            if parsed is not None and parsed.digest in asked[key]:
                 found[key].add(parsed.identity)
                 if flags is not None:
                     flags.setdefault(key, FolderFlags())[Identities.key(parsed.identity)] = \
                         _file_flags(parsed.flags, where == "cur")
         limit = (before or {}).get(key)
         for m in _OFFSET_LEDGER_LINE.finditer(ledger):
-            if m[2].decode("utf-8", "replace") == key[1]:
-                identity = (m[3].decode("utf-8", "replace"), int(m[4]))
+            digest = m[3].decode("utf-8", "replace")
+            if m[2].decode("utf-8", "replace") == key[1] and digest in asked[key]:
+                identity = (digest, int(m[4]))
                 found[key].add(identity)
                 if limit is None or int(m[1]) < limit:
                     early[key].add(identity)
     return found, early
+
+
 # per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
 # parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
 _LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "

@@ -1,0 +1,59 @@
+"""The command that looks up given message digests in one Maildir folder on the target,
+for :func:`mailplan.facts.maildirs.look_up_digests` (which parses what it prints).
+
+One listing of the folder's new/ and cur/ and one read of its ledger, however many
+digests are asked about, each filtered there so that what comes back follows the
+digests, not the folder's size. The digests go to the filters on a pipe, printed by a
+shell function the command defines (sent once for both), not as arguments: arguments
+would be cut into commands that each list the folder and read the ledger again, which
+is quadratic on a resume (138,000 digests asked about in a folder of 102,000 files took
+35 s so). The filters are awk programs, a hash look-up per record: ``grep -F`` builds an
+automaton of its patterns (12 s and 1.4 GB of memory for 240,000 digests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mailplan.errors import UnsafeArgument
+from mailplan.mail.maildir import DIGEST_RE
+from mailplan.shell import chunks, join
+
+#: digests per ``printf`` (65 kB of arguments, for a shell where it is no builtin)
+DIGESTS_PER_PRINTF = 1000
+#: awk programs that take the digests (their first file, one a line; never empty) as
+#: keys, then print each record of the second file whose digest is one of them. A
+#: message name's digest follows its first ``_mp``; a ledger line's is its second field,
+#: printed after the line's byte offset as ``grep -b`` prints it
+_NAME_WANTED = 'NR == FNR { w[$0]; next } (i = index($0, "_mp")) && (substr($0, i + 3, 64) in w)'
+_LINE_WANTED = ('NR == FNR { w[$0]; next } $2 in w { printf "%.0f:%s\\n", o, $0 } '
+                "{ o += length($0) + 1 }")
+#: NUL-terminated names <-> lines (a newline in a name becomes a NUL for awk, and back)
+_SWAP = r"tr '\n\000' '\000\n'"
+
+
+def lookup_command(folder: str, ledger: str, digests: Sequence[str]) -> str:
+    """The shell command that prints the names in ``folder``'s new/ and cur/ holding one
+    of ``digests`` (each after its subdir, ``cur/NAME``: flags count in cur/ only; each
+    ended by a NUL), then the lines of the ``ledger`` file holding one, each after its
+    byte offset and ``:``. A digest that is not a sha256 in hex is refused
+    (:class:`UnsafeArgument`): the digests are written into the shell text."""
+    for sha in digests:
+        # unquoted in the command: a sha256 in hex and nothing else can go there (the
+        # digests come from a scan of the source's mail)
+        if not DIGEST_RE.fullmatch(sha):
+            raise UnsafeArgument("a message digest to look up in a Maildir is not a "
+                                 "sha256 in hex; no command was run")
+    listing = "; ".join(join(["find", f"{folder}/{sub}", "-maxdepth", "1", "-type", "f",
+                              "-name", "*_mp*", "-printf", f"{sub}/%f\\0"])
+                        for sub in ("new", "cur"))
+    feed = "; ".join("printf '%s\\n' " + " ".join(chunk)
+                     for chunk in chunks(digests, DIGESTS_PER_PRINTF))
+    # awk takes an operand NAME=VALUE for an assignment: a path that starts with /
+    ledger = ledger if ledger.startswith("/") else f"./{ledger}"
+    return ("digests() { " + feed + "; }\n"  # the digests on 3 where stdin is the listing
+            "digests | { { " + listing + "; } 2>/dev/null | " + _SWAP + " | "
+            + join(["LC_ALL=C", "awk", _NAME_WANTED, "/dev/fd/3", "-"]) + " | " + _SWAP
+            + "; } 3<&0\n"
+            "digests | " + join(["LC_ALL=C", "awk", "-F", "\t", _LINE_WANTED, "-", ledger])
+            + " 2>/dev/null; true")
