@@ -21,13 +21,14 @@ from mailplan.shell import chunks, join
 
 #: digests per ``printf`` (65 kB of arguments, for a shell where it is no builtin)
 DIGESTS_PER_PRINTF = 1000
-#: awk programs that take the digests (their first file, one a line; never empty) as
-#: keys, then print each record of the second file whose digest is one of them. A
-#: message name's digest follows its first ``_mp``; a ledger line's is its second field,
-#: printed after the line's byte offset as ``grep -b`` prints it
-_NAME_WANTED = 'NR == FNR { w[$0]; next } (i = index($0, "_mp")) && (substr($0, i + 3, 64) in w)'
-_LINE_WANTED = ('NR == FNR { w[$0]; next } $2 in w { printf "%.0f:%s\\n", o, $0 } '
-                "{ o += length($0) + 1 }")
+#: awk programs that read the digests (one a line, then an empty line: no digest is
+#: empty, nor is a listed name, "new/NAME") as keys, then print each record after them
+#: whose digest is one of them. A message name's digest follows its first ``_mp``; a
+#: ledger line's is its second field, printed after the line's byte offset in the
+#: ledger as ``grep -b`` prints it
+_KEYS = '!d { if ($0 == "") d = 1; else w[$0]; next } '
+_NAME_WANTED = _KEYS + '(i = index($0, "_mp")) && (substr($0, i + 3, 64) in w)'
+_LINE_WANTED = _KEYS + '$2 in w { printf "%.0f:%s\\n", o, $0 } { o += length($0) + 1 }'
 #: NUL-terminated names <-> lines (a newline in a name becomes a NUL for awk, and back)
 _SWAP = r"tr '\n\000' '\000\n'"
 
@@ -49,11 +50,9 @@ def lookup_command(folder: str, ledger: str, digests: Sequence[str]) -> str:
                         for sub in ("new", "cur"))
     feed = "; ".join("printf '%s\\n' " + " ".join(chunk)
                      for chunk in chunks(digests, DIGESTS_PER_PRINTF))
-    # awk takes an operand NAME=VALUE for an assignment: a path that starts with /
-    ledger = ledger if ledger.startswith("/") else f"./{ledger}"
-    return ("digests() { " + feed + "; }\n"  # the digests on 3 where stdin is the listing
-            "digests | { { " + listing + "; } 2>/dev/null | " + _SWAP + " | "
-            + join(["LC_ALL=C", "awk", _NAME_WANTED, "/dev/fd/3", "-"]) + " | " + _SWAP
-            + "; } 3<&0\n"
-            "digests | " + join(["LC_ALL=C", "awk", "-F", "\t", _LINE_WANTED, "-", ledger])
-            + " 2>/dev/null; true")
+    # each awk reads one stream: the digests, an empty line, the names or the ledger
+    return ("digests() { " + feed + "; echo; }\n"
+            "{ digests; { " + listing + "; } 2>/dev/null | " + _SWAP + "; } | "
+            + join(["LC_ALL=C", "awk", _NAME_WANTED]) + " | " + _SWAP + "\n"
+            "{ digests; " + join(["cat", "--", ledger]) + " 2>/dev/null; } | "
+            + join(["LC_ALL=C", "awk", "-F", "\t", _LINE_WANTED]) + "; true")
