@@ -791,3 +791,65 @@ def test_directory_modes_come_with_the_reads_across_chunks(tmp_path, monkeypatch
         str(tmp_path / name / "f"): name.encode() for name in dirs}
     assert modes == {**{str(tmp_path / name): mode for name, mode in dirs.items()},
                      str(tmp_path / "link"): 0o2775, files[0]: 0o644}
+
+
+def _forward_look_ups(tmp_path, users: int) -> list[str]:
+    """The link look-ups (``find -maxdepth 0``) of a routing read under source.root with
+    ``users`` users, each with a ~/.forward behind the copy's link home -> /export."""
+    import os
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.source import Account, SourceFacts
+    from mailplan.routing import source as routing_source
+
+    tmp_path.mkdir()
+    copy = tmp_path / "copy"
+    (copy / "etc/mail").mkdir(parents=True)
+    (copy / "etc/mail/sendmail.cf").write_text("O ForwardPath=$z/.forward\n")
+    (copy / "etc/hostname").write_text("oldmail\n")
+    (copy / "etc/aliases").write_text("postmaster: root\n")
+    (copy / "export").mkdir()
+    (copy / "home").symlink_to("/export")  # the old server's link: the copy's /export
+    names = [f"u{i}" for i in range(users)]
+    accounts, wanted = {}, {}
+    for i, name in enumerate(names):
+        home = copy / "export" / name
+        home.mkdir(mode=0o755)
+        (home / ".forward").write_text(f"{name}@elsewhere.example\n")
+        os.chmod(home / ".forward", 0o644)
+        accounts[name] = Account(name, os.getuid(), os.getgid(), name, f"/home/{name}",
+                                 "/bin/sh", None, None, i + 1)
+        wanted[name] = DesiredUser(name, "example.com", name,
+                                   Password("hash", Secret("$6$x$y"), "shadow"), None, name)
+    spec = load_spec(write(tmp_path, f"""\
+        version: 1
+        hosts:
+          old: {{local: true}}
+          new: {{local: true}}
+        source: {{host: old, root: {copy}, local_hostnames: [oldmail.example]}}
+        target: {{host: new}}
+        domains:
+          example.com: {{}}
+        """))
+    desired = Desired({"example.com": DesiredDomain("example.com", None, Catchall("bounce"),
+                                                    wanted)}, [])
+    facts = SourceFacts("oldmail", "/etc/passwd", "/etc/shadow", accounts, root=str(copy))
+    conn = LocalConnector("oldmail")
+    commands: list[str] = []
+    conn.observer = lambda shown, result, seconds, note: commands.append(shown)
+    got = routing_source.read_source_routing(conn, spec, facts, desired, need_aliases=True,
+                                             findings=[])
+    conn.close()
+    for name in names:
+        assert [str(t) for t in got.forwards[name].targets] == [f"{name}@elsewhere.example"]
+    return [c for c in commands if c.startswith("find ") and "-maxdepth 0" in c]
+
+
+def test_under_a_root_the_forward_files_links_are_looked_up_once_for_all_users(tmp_path):
+    """Under source.root every candidate ~/.forward is resolved inside the copy
+    (mailplan.facts.links): for all users together, not once per user (each a command; a
+    plan of a thousand users would start a thousand). As many look-ups for four users as
+    for one, and each user's ~/.forward read where the copy's link leads."""
+    one = _forward_look_ups(tmp_path / "one", 1)
+    assert one
+    assert len(_forward_look_ups(tmp_path / "four", 4)) == len(one)

@@ -17,7 +17,7 @@ copy's links lead inside it (:mod:`~mailplan.facts.links`).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -113,9 +113,12 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                *forward_config, *alias_config], root=root)
     templates = forward_path(_text(reads, cf_path), cf_path, short_name(
         _text(reads, hostname_path)), findings) if user_homes else []
-    candidates = {login: _forward_files(conn, root, forward_files(
-        templates, home, login, root, findings), login, findings)
-        for login, home in user_homes.items()}
+    listed = {login: forward_files(templates, home, login, root, findings)
+              for login, home in user_homes.items()}
+    # under source.root, where the copy's links lead: all users' files looked up at once
+    real = resolve(conn, root, [p for paths in listed.values() for p in paths], last=False)
+    candidates = {login: _forward_files(real, paths, login, findings)
+                  for login, paths in listed.items()}
     # users' own files: a symbolic link is not followed (sendmail reads ~/.forward as
     # the user; mailplan reads as root and would read whatever the link names). sendmail
     # refuses a forward file in a group- or world-writable directory too: the modes come
@@ -166,13 +169,15 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                          local_hostnames=own | {"localhost"})
 
 
-def _forward_files(conn: Connector, root: str, paths: list[str], login: str,
+def _forward_files(real: Mapping[str, str | OutsideRoot], paths: list[str], login: str,
                    findings: list[Finding]) -> list[str]:
-    """``paths`` (forward files under ``root``) where this machine reads them: the
-    copy's links above each followed inside the root (one at the file itself is left
-    for the read to refuse); one whose links loop is not read (a caution)."""
+    """``paths`` (forward files under ``root``) where this machine reads them (``real``:
+    :func:`~mailplan.facts.links.resolve`'s answer, the copy's links above each followed
+    inside the root; one at the file itself is left for the read to refuse); one whose
+    links loop is not read (a caution)."""
     out = []
-    for got in resolve(conn, root, paths, last=False).values():
+    for path in dict.fromkeys(paths):
+        got = real[path]
         if isinstance(got, OutsideRoot):
             findings.append(Finding("caution", f"the forward file of {login} {got}"))
         else:
