@@ -20,13 +20,12 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
-from mailplan.errors import HostError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
-from mailplan.facts.links import resolve
+from mailplan.facts.links import followed
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import missing_folders
-from mailplan.facts.root import OutsideRoot, spec_file
+from mailplan.facts.root import spec_file
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
 from mailplan.mailbox_changes import MailJob, MailPlan, file_note, judge, quota_warnings
@@ -79,14 +78,10 @@ def _followed(conn: Connector, source: SourceFacts, refs: list[MailboxRef]
     root); a loop is an error naming the link."""
     if not source.root:
         return refs
-    real = resolve(conn, source.root, [p for r in refs for p in (r.spool, r.folders)],
-                   last=False)
-    for got in real.values():
-        if isinstance(got, OutsideRoot):
-            raise HostError(f"a spool or folders directory: {got}", host=source.host,
-                            step="list source mailboxes",
-                            hint="replace the link in the copy with what it should lead to")
-    return [replace(r, spool=str(real[r.spool]), folders=str(real[r.folders])) for r in refs]
+    real = followed(conn, source.root, [p for r in refs for p in (r.spool, r.folders)],
+                    last=False, what="a spool or folders directory",
+                    step="list source mailboxes")
+    return [replace(r, spool=real[r.spool], folders=real[r.folders]) for r in refs]
 
 
 def mailbox_refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,

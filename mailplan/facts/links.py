@@ -133,14 +133,16 @@ def resolve(conn: Connector, root: str, paths: Iterable[str], *, last: bool = Tr
     return out
 
 
-def followed(conn: Connector, root: str, paths: Iterable[str]) -> dict[str, str]:
-    """:func:`resolve` for files mailplan must read (sendmail.cf, the aliases files):
-    links that loop are an error naming one of them."""
+def followed(conn: Connector, root: str, paths: Iterable[str], *, last: bool = True,
+             what: str | None = None, step: str = "read source files") -> dict[str, str]:
+    """:func:`resolve` for paths mailplan must read (sendmail.cf, the aliases files, the
+    spools and folder directories): links that loop are an error naming one of them,
+    after ``what`` (by default "cannot read PATH")."""
     out = {}
-    for path, got in resolve(conn, root, paths).items():
+    for path, got in resolve(conn, root, paths, last=last).items():
         if isinstance(got, OutsideRoot):
-            raise HostError(f"cannot read {path}: {got}", host=conn.name,
-                            step="read source files", hint="replace the link in the copy "
-                            "with what it should lead to")
+            raise HostError(f"{what or f'cannot read {path}'}: {got}", host=conn.name,
+                            step=step, hint="replace the link in the copy with what it "
+                            "should lead to")
         out[path] = got
     return out
