@@ -23,9 +23,9 @@ from mailplan.connectors.base import CommandResult
 from mailplan.desired import Desired, DesiredUser, Password
 from mailplan.diff import catchall_line, password_matches
 from mailplan.errors import CommandTimeout, StepFailed
-from mailplan.facts.hashes import make_hash
+from mailplan.facts.hashes import classify, make_hash
 from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
-from mailplan.names import quota_field
+from mailplan.names import MAX_HASH, quota_field
 from mailplan.plan import Change
 from mailplan.remote import ShellSession
 from mailplan.routing.execute import routing_claim
@@ -227,6 +227,24 @@ def update_password(r: _Runner, change: Change) -> dict[str, Any]:
             **({"postmaster_set": True} if change.user == "postmaster" else {})}
 
 
+def lock_user(r: _Runner, change: Change) -> dict[str, Any]:
+    """vmoduser -e with a '!' before the user's hash (``passwd -l``'s way: no password
+    verifies against it, and the hash is still there to unlock by hand), read at the
+    step, not at the plan: a user locked there meanwhile is left as it is."""
+    address = f"{change.user}@{change.domain}"
+    stored = r.read_user(address).password
+    r.secrets.append(stored)
+    if classify(stored.reveal()).status != "locked":
+        locked = Secret("!" + stored.reveal())
+        if len(locked.reveal().encode()) > MAX_HASH:  # vmoduser would refuse it
+            locked = Secret("!")
+        r.secrets.append(locked)
+        r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", locked, address))
+        if classify(r.read_user(address).password.reveal()).status != "locked":
+            raise r.fail("vmoduser reported success but the password is not locked")
+    return {"domain": change.domain, "user": change.user, "locked": True}
+
+
 def update_quota(r: _Runner, change: Change) -> dict[str, Any]:
     """vsetuserquota with the quota in bytes (vpopmail does not understand G/T)."""
     user = _user(r.ctx, change)
@@ -285,6 +303,7 @@ EXECUTORS: dict[tuple[str, str], Callable[[_Runner, Change], dict[str, Any]]] = 
     ("create", "domain"): create_domain,
     ("create", "user"): create_user,
     ("update", "password"): update_password,
+    ("update", "lock"): lock_user,
     ("update", "quota"): update_quota,
     ("update", "comment"): update_comment,
     ("update", "catchall"): update_catchall,

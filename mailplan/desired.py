@@ -81,6 +81,10 @@ class DesiredDomain:
     catchall: Catchall
     users: dict[str, DesiredUser] = field(default_factory=dict)
     import_mail: bool = True
+    #: users whose source account no longer lets them in on the old server (locked with
+    #: ``passwd -l``, expired), each with why: not migrated (a problem), and where the
+    #: target has them already, locked there too (:func:`mailplan.diff.diff`)
+    locked: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,6 +203,17 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
                        "not migrated, as its password would let it in again on the new one "
                        "(give it a password in the spec to migrate it anyway, or leave it out)")
     return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
+
+
+def _shut_out(account: Account) -> str | None:
+    """Why the old server no longer lets this account in (locked, expired), or None
+    (no password, or one vpopmail cannot verify: it may still log in there)."""
+    if account.hash_info is not None and account.hash_info.status == "locked":
+        return f"source account {account.name!r} is locked (shadow line {account.shadow_line})"
+    if account.expired:
+        return (f"source account {account.name!r} cannot log in on the old server "
+                f"(shadow line {account.shadow_line}): {account.expired}")
+    return None
 
 
 def _gecos_problem(source: SourceFacts, account: Account, domain: str,
@@ -335,6 +350,8 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
         if isinstance(resolved, Problem):
             problems.append(resolved)
             domain.users.pop(name, None)
+            if why := _shut_out(account):
+                domain.locked[name] = why
             return
         password = resolved
     domain.users[name] = DesiredUser(

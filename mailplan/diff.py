@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
-from mailplan.facts.hashes import verify
+from mailplan.facts.hashes import classify, verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
@@ -150,7 +150,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     named = {p.user.lower() for p in out.problems if p.domain == name and p.user}
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
         if uname in named:
-            out.noops.append(Noop(name, uname, HELD))
+            _held(want, have.users[uname], out, keep_passwords)
         elif (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
                                   "no longer in the spec; vdeluser deletes its Maildir, mail "
@@ -170,6 +170,26 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
                               f"{want.catchall.describe()}"))
+
+
+def _held(want: DesiredDomain, stored: TargetUser, out: Diff, keep_passwords: bool) -> None:
+    """A user of the target the spec names whose source account has a problem: left as
+    it is, but locked when the old server no longer lets it in (its password here would
+    go on letting it in: ``passwd -l`` after the migration), unless already locked there
+    or the spec keeps passwords (then it is a problem to see to by hand)."""
+    why = want.locked.get(stored.name)
+    if why is None or classify(stored.password.reveal()).status == "locked":
+        out.noops.append(Noop(want.name, stored.name, HELD))
+    elif keep_passwords:
+        out.noops.append(Noop(want.name, stored.name, HELD))
+        out.problems.append(Problem(want.name, stored.name, (
+            f"{why}, but its password here still lets it in: not locked here "
+            "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
+            "before its hash)")))
+    else:
+        out.changes.append(Change("update", "lock", want.name, stored.name, "login allowed",
+                                  "locked", reason=f"{why}: locked here the way passwd -l "
+                                  "does, a '!' put before its hash (its mail is kept)"))
 
 
 def _no_mailbox(want: DesiredDomain, have: TargetDomain | None) -> Problem | None:

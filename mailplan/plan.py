@@ -26,8 +26,8 @@ from mailplan.text import marked
 
 PLAN_VERSION = 1
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
-KINDS = ("domain", "catchall", "user", "password", "quota", "comment", "mailbox", "flags",
-         "subscription", "alias", "forward", "alias_domain")  # the last three: routing
+KINDS = ("domain", "catchall", "user", "password", "lock", "quota", "comment", "mailbox",
+         "flags", "subscription", "alias", "forward", "alias_domain")  # the last three: routing
 #: the kinds apply carries out through the writer agent, a user at a time (``flags``:
 #: Maildir flags a message got on the old server after its import, added on the target;
 #: ``subscription``: a folder's missing line added to the Maildir's subscription files)

@@ -30,7 +30,7 @@ def _paint(symbol: str, text: str, colour: bool) -> str:
 
 def change_line(change: Change) -> str:
     """The headline of one change."""
-    if change.action == "update" and change.kind in ("password", "quota", "comment",
+    if change.action == "update" and change.kind in ("password", "lock", "quota", "comment",
                                                      "catchall", "alias", "forward"):
         before = "(sensitive)" if change.sensitive else escape(str(change.before))
         after = "(sensitive)" if change.sensitive else escape(str(change.after))
@@ -61,7 +61,7 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
                 detail = str(detail).replace(PRUNE_NOTE, "(applied: --prune was given)")
             if detail and change.action != "update":
                 out.append(f"      {escape(str(detail))}")
-            elif change.reason and change.kind == "password":
+            elif change.reason and change.kind in ("password", "lock"):
                 out.append(f"      {escape(change.reason)}")
         out.append("")
     for title, listed in (("Problems (these are not migrated):", plan.problems),

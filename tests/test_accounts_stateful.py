@@ -15,7 +15,8 @@ forwards" and "How apply stays safe", not from the code:
   with the password the old server has; with ``passwords: create_only`` a user that
   exists keeps the password it has, one mailplan creates (again) gets the source's;
 - a locked account is a problem, not migrated; once migrated, its mailbox is left as
-  it is (never deleted for it);
+  it is (never deleted for it) and locked: its password no longer logs in (with
+  ``passwords: create_only`` it still does), until the old server unlocks it;
 - an alias of /etc/aliases is the domain's ``.qmail-NAME``, a ``&`` line per destination
   (a migrated user, an address), in order, a name that resolves to nothing left out;
   an alias left with no destination is not created;
@@ -127,6 +128,7 @@ class Mailbox:
     password: str
     quota: str | None = None
     comment: str | None = None
+    locked: bool = False  # its password no longer logs in (a '!' before its hash)
 
 
 @dataclass
@@ -361,6 +363,7 @@ class Accounts(AppliedAgain):
             password = self.secret(name)
             self.tool("vpasswd", self.address(name), password)
             self.users[name].password = password
+            self.users[name].locked = False
 
     def vsetuserquota(self, pick: int) -> None:
         if name := self.pick_user(pick):
@@ -492,8 +495,11 @@ class Accounts(AppliedAgain):
                 made["user"].created(name)
                 made["forward"].forget(name)
             elif not self.create_only:
-                have.password = account.password
+                have.password, have.locked = account.password, False
             self.users[name].quota, self.users[name].comment = quota, account.comment(name)
+        for name in set(self.named()) - set(migrated):  # locked on the old server
+            if name in self.users and not self.create_only:
+                self.users[name].locked = True
         wanted, forwards = self.wanted_aliases(), self.wanted_forwards()
         for name, lines in wanted.items():
             if name not in self.alias_files:
@@ -561,7 +567,8 @@ class Accounts(AppliedAgain):
         for name, want in self.users.items():
             _name, hashed, _uid, _gid, gecos, udir, quota = entries[name][:7]
             self.secrets.add(hashed)
-            assert self.target.login_ok(self.address(name), want.password), name
+            assert self.target.login_ok(self.address(name), want.password) != want.locked, name
+            assert hashed.startswith("!") or not want.locked, name
             if want.quota is not None:
                 assert (quota, gecos) == (want.quota, want.comment), (name, quota, gecos)
             dot_qmail = Path(udir) / ".qmail"

@@ -55,6 +55,9 @@ def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
     problems = {p.user: p.message for p in desired.problems}
     assert "locked" in problems["dave"]
     assert "also 'carl' once lower-cased" in problems["carl"]
+    # what lets the plan lock dave where the target has him (mailplan.diff)
+    assert desired.domains["example.com"].locked == {
+        "dave": "source account 'dave' is locked (shadow line 6)"}
 
 
 def test_an_account_whose_name_a_rename_takes_is_a_listed_problem(tmp_path):
@@ -195,6 +198,7 @@ def test_control_characters_in_gecos_are_a_listed_problem(tmp_path, gecos):
     desired = build_desired(spec(tmp_path, "users: [{name: bob}]\n"), src)
     assert "bob" not in desired.domains["example.com"].users
     assert [p.user for p in desired.problems] == ["bob"]
+    assert desired.domains["example.com"].locked == {}  # he may still log in there
 
 
 def test_an_unusable_shadow_field_names_its_line_and_never_its_value(tmp_path):
@@ -236,6 +240,9 @@ def test_an_account_the_old_server_no_longer_lets_in_is_a_problem(tmp_path):
     (problem,) = desired.problems
     assert problem.user == "fired" and "shadow line 1" in problem.message
     assert "the account expired on 2023-05-23" in problem.message and H not in problem.message
+    assert desired.domains["example.com"].locked == {"fired": (
+        "source account 'fired' cannot log in on the old server (shadow line 1): the "
+        "account expired on 2023-05-23 (shadow's expiry date)")}
     (tmp_path / "pw").write_text("Sekr1t\n")
     given = build_desired(spec(tmp_path, "users: [{name: fired, password: {file: pw}}]\n"),
                           src)  # the admin's choice: migrated with the spec's password

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
-from mailplan.diff import Managed, catchall_line, diff
+from mailplan.diff import HELD, Managed, catchall_line, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.secret import Secret
@@ -129,6 +129,50 @@ def test_a_managed_user_whose_source_account_has_a_problem_now_is_never_deleted(
             "Problems): left as it is, never deleted for it") in {
         (n.user, n.reason) for n in result.noops}
     assert [p.user for p in result.problems] == ["bob"]
+
+
+def _locked_bob(locked_there: bool = False) -> tuple[Desired, TargetFacts]:
+    """bob, migrated, then locked on the old server (passwd -l): a problem, and the
+    domain's record of why he cannot log in there."""
+    desired = want([ALICE])
+    desired.problems.append(Problem("example.com", "bob", "account is locked"))
+    desired.domains["example.com"].locked["bob"] = "source account 'bob' is locked"
+    return desired, have([ALICE_THERE, ("bob", "!" * locked_there + H1, "NOQUOTA", "bob")])
+
+
+def test_a_user_locked_on_the_old_server_after_migration_is_locked_here_too():
+    """His password here went on letting him in: the plan locks him, and says why."""
+    desired, observed = _locked_bob()
+    result = diff(desired, observed, VP)
+    assert [(c.action, c.kind, c.user, c.before, c.after) for c in result.changes] == [
+        ("update", "lock", "bob", "login allowed", "locked")]
+    assert result.changes[0].reason.startswith("source account 'bob' is locked: locked "
+                                               "here the way passwd -l does")
+    assert [p.user for p in result.problems] == ["bob"]  # still not migrated
+
+
+def test_a_user_locked_here_already_is_left_as_it_is():
+    desired, observed = _locked_bob(locked_there=True)
+    result = diff(desired, observed, VP)
+    assert ids(result) == []
+    assert ("bob", HELD) in {(n.user, n.reason) for n in result.noops}
+
+
+def test_create_only_passwords_leave_a_locked_user_able_to_log_in_and_say_so():
+    desired, observed = _locked_bob()
+    result = diff(desired, observed, VP, keep_passwords=True)
+    assert ids(result) == []
+    said = [p.message for p in result.problems if p.user == "bob"]
+    assert any("its password here still lets it in: not locked here (target.passwords: "
+               "create_only)" in m for m in said), said
+
+
+def test_a_problem_that_does_not_shut_the_account_out_locks_nothing():
+    # an unsupported hash, say: the old server may still let him in; mailplan cannot
+    # migrate it, and does not lock the account either
+    desired, observed = _locked_bob()
+    desired.domains["example.com"].locked.clear()
+    assert ids(diff(desired, observed, VP)) == []
 
 
 def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_deleted():

@@ -538,7 +538,9 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
                                                                          target):
     """u1 was migrated with his mail, then locked on the old server (passwd -l): his
     account is a problem, not migrated, but the spec still names him. The plan said
-    "no longer in the spec" and apply --prune deleted his mailbox, mail and all."""
+    "no longer in the spec" and apply --prune deleted his mailbox, mail and all; and
+    his old password went on letting him in on the new server. Now he is locked there
+    too, mail kept, and unlocked again once the old server unlocks him."""
     u1 = SourceAccount("u1", 1001, "U 1", "pw1")
     hashed = u1.hash()
     src = make_source(tmp_path / "source", [SourceAccount("u1", 1001, "U 1", raw_hash=hashed)])
@@ -548,17 +550,33 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       domains={domain: {"import": {"uid_min": 1000}}})
     mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(f"u1@{domain}", "pw1")
     make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash="!" + hashed)])
     plan = mailplan("plan", str(spec), "-v", check=True).stdout
     assert f"u1@{domain}: password of source account 'u1' cannot be migrated" in plan
     assert f"- user u1@{domain}" not in plan, plan
-    assert f"= u1@{domain}: the spec names it, but its source account has a problem" in plan
-    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert f"~ lock u1@{domain}: login allowed -> locked" in plan, plan
+    assert "source account 'u1' is locked (shadow line 3): locked here the way passwd -l " \
+           "does" in plan, plan
+    applied = mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert hashed not in applied.stdout + applied.stderr
     res = target.tool("vuserinfo", "-d", f"u1@{domain}")
     assert res.returncode == 0, res.stdout  # not deleted
     udir = res.stdout.decode().strip()
     assert [p.read_text() for p in Path(udir, "Maildir/new").iterdir()] == [
         "Subject: kept\n\nhello\n"]
+    assert not target.login_ok(f"u1@{domain}", "pw1")
+    vpasswd = Path(udir).parent / "vpasswd"
+    assert f"u1:!{hashed}:" in vpasswd.read_text()  # the hash kept behind the '!'
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert "~ lock" not in plan, plan
+    assert f"= u1@{domain}: the spec names it, but its source account has a problem" in plan
+    # unlocked on the old server (passwd -u): his password is migrated again
+    make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash=hashed)])
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ password u1@{domain}" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(f"u1@{domain}", "pw1")
 
 
 def _cut_inside_vadduser(tmp_path: Path, target) -> tuple[Path, str, Path]:

@@ -312,6 +312,25 @@ def migrate_labelled(tmp_path: Path, sshd, prefix: str):  # type: ignore[no-unty
 
 
 @pytest.mark.ssh
+def test_verify_says_a_user_locked_on_the_old_server_still_logs_in_here(migrated):
+    src, target, domain, spec, root = migrated
+    shadow = src / "etc/shadow"
+    shadow.write_text("".join(f"bob:!{line[4:]}" if line.startswith("bob:") else line
+                              for line in shadow.read_text().splitlines(keepends=True)))
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"  FAIL  bob@{domain}: password of source account 'bob'" in res.stdout
+    still = (f"  FAIL  bob@{domain}: its source account no longer logs in on the old "
+             "server, but its password still lets it in here (`mailplan apply` locks it)")
+    assert still in res.stdout, res.stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert not target.login_ok(f"bob@{domain}", "BobPw2")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3 and still not in res.stdout, res.stdout
+    assert "NOT verified: 1 item(s) differ." in res.stdout  # bob: not migrated
+
+
+@pytest.mark.ssh
 def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     """X-Keywords arrive as letters named by the folder's dovecot-keywords; verify reads
     the names back and compares them as it compares flags: one lost fails, one a user
