@@ -99,7 +99,7 @@ class Outcomes(Sequence[dict[str, object]]):
     a count and the failed ones only: a successful action costs nothing here."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.taken = 0
         #: the outcomes that are not ``ok``, by the index of their action
         self.failed: dict[int, dict[str, object]] = {}
         #: the first line that is no outcome of the next action (the agent broke)
@@ -111,22 +111,22 @@ class Outcomes(Sequence[dict[str, object]]):
             return
         try:
             outcome = json.loads(line)
-            if outcome["i"] != self.count or outcome["ok"] not in (True, False):
+            if outcome["i"] != self.taken or outcome["ok"] not in (True, False):
                 raise ValueError("not the next action's outcome")
         except (ValueError, KeyError, TypeError):
             self.garbled = line[:200]
             return
         if outcome["ok"] is False:
-            self.failed[self.count] = outcome
-        self.count += 1
+            self.failed[self.taken] = outcome
+        self.taken += 1
 
     def __len__(self) -> int:
-        return self.count
+        return self.taken
 
     def __getitem__(self, index: int) -> dict[str, object]:  # type: ignore[override]
         if index < 0:
-            index += self.count
-        if not 0 <= index < self.count:
+            index += self.taken
+        if not 0 <= index < self.taken:
             raise IndexError(index)
         return self.failed.get(index) or {"i": index, "ok": True}
 
@@ -176,12 +176,12 @@ def run_actions(conn: Connector, queue_dir: str, actions: Iterable[dict[str, obj
 
     result = run_agent(conn, "apply", queue_dir, payload=lines, status_command=status_command,
                        step=step, read=read)
-    if outcomes.count == 0 and outcomes.garbled is None and result.returncode != 0:
+    if outcomes.taken == 0 and outcomes.garbled is None and result.returncode != 0:
         raise agent_failed(conn, result, step)  # refused (qmail-send runs), or broke
-    if outcomes.garbled is not None or outcomes.count != lines.sent:
+    if outcomes.garbled is not None or outcomes.taken != lines.sent:
         said = "" if outcomes.garbled is None else \
             f" (then {outcomes.garbled.decode('utf-8', 'replace')!r})"
-        raise HostError(f"the queue agent reported {outcomes.count} outcomes for "
+        raise HostError(f"the queue agent reported {outcomes.taken} outcomes for "
                         f"{lines.sent} actions{said}: {result.stderr_text}", host=conn.name,
                         step=step)
     return outcomes
