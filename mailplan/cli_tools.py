@@ -101,7 +101,11 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     path = Path(out) if out else None
     if path is not None:
         check_out(path, force=force)
-    with connect("oldmail", entry, from_option=True) as conn:
+    # what errors and the spec's first line call the old server: the spec's host name
+    # means nothing yet, and a local source is this machine (its copy under --root)
+    name = (f"this machine ({root})" if root else "this machine") if entry.get("local") \
+        else source.removeprefix("ssh://")
+    with connect(name, entry, from_option=True) as conn:
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
                                homes_under_root=bool(entry.get("local")))
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)

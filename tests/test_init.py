@@ -385,6 +385,20 @@ def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+def test_init_without_a_domain_names_the_machine_it_read(tmp_path):
+    """A local source is this machine (its copy under --root), not the spec's host name
+    for it, which the admin has not seen yet; the spec's first line says so too."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    res = mailplan("init", "--source", "local", "--root", str(src))
+    assert res.returncode == 1 and res.stderr.splitlines() == [
+        f"Error: no mail domain found in sendmail's configuration on this machine ({src})",
+        "  hint: name it: mailplan init --domain example.com ..."], res.stderr
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "z.example",
+                   check=True)
+    assert f"\n# Written by `mailplan init` from this machine ({src}). Review" in res.stdout, \
+        res.stdout[:300]
+
+
 def test_init_with_a_wrong_root_says_to_check_it(tmp_path):
     """The error names the file and ends with find's reason, not an exit status glued
     to it ("No such file or directory 1"), and the hint names --root."""
@@ -392,7 +406,8 @@ def test_init_with_a_wrong_root_says_to_check_it(tmp_path):
                    "--domain", "example.com")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.splitlines() == [
-        f"Error: host oldmail, step survey the source: cannot read {tmp_path}/nowhere/etc/"
+        f"Error: host this machine ({tmp_path}/nowhere), step survey the source: cannot "
+        f"read {tmp_path}/nowhere/etc/"
         f"passwd: cat: {tmp_path}/nowhere/etc/passwd: No such file or directory",
         f"  hint: check --root: {tmp_path}/nowhere holds no etc/passwd"]
     # a directory where etc/passwd belongs is no passwd file either (not a matter of
