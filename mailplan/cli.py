@@ -164,7 +164,8 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (needs "
               "--auto-approve or a saved plan).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Write the apply "
-              "log to FILE [default: STATE.logs/apply-TIMESTAMP.log].")
+              "log to FILE, in an existing directory; a FILE that exists is appended to "
+              "and made 0600 [default: STATE.logs/apply-TIMESTAMP.log].")
 def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
           strict: bool, parallel: int, quiet: bool, log_file: str | None) -> None:
     """Carry out a saved plan, or plan a spec, confirm, and carry it out.
