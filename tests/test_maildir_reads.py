@@ -77,6 +77,30 @@ def test_a_failure_of_the_first_tar_is_not_hidden_by_the_second(monkeypatch, tmp
     assert got == [str(tmp_path / "a")]  # read, then the status counted
 
 
+def test_a_look_up_on_a_host_without_awk_fails_instead_of_finding_nothing(
+        monkeypatch, tmp_path):
+    """Without awk the look-up's filters print nothing: every message would look not
+    imported yet (the writer would still not import one twice, but the plan's counts
+    would be wrong). The command fails instead, naming awk, and the shell goes on."""
+    digest = "ab" * 32
+    _message(tmp_path / "Maildir", "cur", digest, "S")
+    tools = tmp_path / "bin"  # every program of /usr/bin and /bin but the awks
+    tools.mkdir()
+    for where in (Path("/usr/bin"), Path("/bin")):
+        for tool in where.iterdir():
+            if "awk" not in tool.name and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(tools))
+    conn = LocalConnector("newmail")
+    with pytest.raises(HostError, match=r"host newmail, step look up messages in .*: awk "
+                       r"is not on this host's PATH: cannot look up which messages"):
+        look_up_digests(conn, {(str(tmp_path / "Maildir"), ""): {digest}})
+    monkeypatch.undo()  # a shell started with awk on its PATH finds the message
+    key = (str(tmp_path / "Maildir"), "")
+    found, _early = look_up_digests(LocalConnector("newmail"), {key: {digest}})
+    assert found == {key: {(digest, 0)}}
+
+
 def _message(root: Path, sub: str, digest: str, flags: str | None) -> None:
     (root / sub).mkdir(parents=True, exist_ok=True)
     (root / sub / message_name(arrival=1, usec=1, pid=1, digest=digest, occurrence=0,
@@ -142,7 +166,7 @@ def test_a_look_up_of_many_digests_lists_the_folder_and_reads_its_ledger_once(
     found, early = look_up_digests(conn, {(str(root), ""): asked}, None, flags)
     assert len(seen) == 1, [c[:200] for c, _o in seen]
     cmd, out = seen[0]
-    assert len(re.findall(r"\bfind ", cmd)) == 2 and len(re.findall(r"\bawk ", cmd)) == 2
+    assert len(re.findall(r"\bfind ", cmd)) == 2 and cmd.count("LC_ALL=C awk ") == 2
     assert found[(str(root), "")] == {(sha, 0) for sha in held[:20] + lines[:20]}
     assert early == {(str(root), ""): {(sha, 0) for sha in lines[:20]}}  # the ledger's
     assert flags[(str(root), "")] == {Identities.key((sha, 0)): "S" if i % 2 else ""

@@ -29,6 +29,8 @@ DIGESTS_PER_PRINTF = 1000
 _KEYS = '!d { if ($0 == "") d = 1; else w[$0]; next } '
 _NAME_WANTED = _KEYS + '(i = index($0, "_mp")) && (substr($0, i + 3, 64) in w)'
 _LINE_WANTED = _KEYS + '$2 in w { printf "%.0f:%s\\n", o, $0 } { o += length($0) + 1 }'
+#: what the command says on a host without awk
+NO_AWK = "awk is not on this host's PATH: cannot look up which messages are there"
 #: NUL-terminated names <-> lines (a newline in a name becomes a NUL for awk, and back)
 _SWAP = r"tr '\n\000' '\000\n'"
 
@@ -50,9 +52,13 @@ def lookup_command(folder: str, ledger: str, digests: Sequence[str]) -> str:
                         for sub in ("new", "cur"))
     feed = "; ".join("printf '%s\\n' " + " ".join(chunk)
                      for chunk in chunks(digests, DIGESTS_PER_PRINTF))
-    # each awk reads one stream: the digests, an empty line, the names or the ledger
-    return ("digests() { " + feed + "; echo; }\n"
+    # each awk reads one stream: the digests, an empty line, the names or the ledger;
+    # without awk nothing would be found and every message would look not imported yet,
+    # so the command fails instead (in the caller's shell: no exit)
+    return ("if command -v awk >/dev/null 2>&1; then\n"
+            "digests() { " + feed + "; echo; }\n"
             "{ digests; { " + listing + "; } 2>/dev/null | " + _SWAP + "; } | "
             + join(["LC_ALL=C", "awk", _NAME_WANTED]) + " | " + _SWAP + "\n"
             "{ digests; " + join(["cat", "--", ledger]) + " 2>/dev/null; } | "
-            + join(["LC_ALL=C", "awk", "-F", "\t", _LINE_WANTED]) + "; true")
+            + join(["LC_ALL=C", "awk", "-F", "\t", _LINE_WANTED]) + "; true\n"
+            "else " + join(["echo", NO_AWK]) + " >&2; false; fi")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from mailplan.connectors.base import Connector
+from mailplan.errors import HostError
 from mailplan.facts.digest_lookup import lookup_command
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.maildir import (
@@ -224,6 +225,9 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     if paths:
         _set_keywords(named, paths, tar_files(conn, sorted(paths), results.pop()))
     for (key, _cmd), res in zip(jobs, results, strict=True):
+        if res.returncode != 0:  # no awk there (else the command cannot fail)
+            raise HostError(res.stderr_text or f"exit {res.returncode}", host=conn.name,
+                            step=f"look up messages in {key[0]}")
         # what parses as an identity asked about, whatever awk let through
         names, _, ledger = res.stdout.rpartition(b"\0")
         for path in names.split(b"\0") if names else []:
