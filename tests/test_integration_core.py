@@ -577,6 +577,13 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
     assert f"~ password u1@{domain}" in plan, plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert target.login_ok(f"u1@{domain}", "pw1")
+    # locked again, through a saved plan (the way a reviewed plan is applied)
+    make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash="!" + hashed)])
+    saved = tmp_path / "lock.plan.json"
+    mailplan("plan", str(spec), "-o", str(saved), check=True)
+    assert '"kind": "lock"' in saved.read_text() and hashed not in saved.read_text()
+    mailplan("apply", str(saved), "--auto-approve", check=True)
+    assert not target.login_ok(f"u1@{domain}", "pw1")
 
 
 def _cut_inside_vadduser(tmp_path: Path, target) -> tuple[Path, str, Path]:
