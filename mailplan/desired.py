@@ -257,6 +257,7 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                    if u.get("from", u["name"]).lower() != u["name"].lower()}
         sources = {u.get("from", u["name"]).lower(): (u.get("from", u["name"]), u["name"])
                    for u in users}
+        taken: set[str] = set()  # by an account of the rule, migrated or a problem
         for account in _imported(body.get("import"), source,
                                  {exact for exact, _user in sources.values()}):
             uname = account.name.lower()
@@ -277,12 +278,15 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                     f"from: {account.name}) or exclude it from the import rule"))
                 continue
             why = user_problem(uname)
-            if why is None and uname in domain.users:
+            # taken even by one not migrated (locked, say): the mailbox of that name,
+            # migrated from it before, must not go to the other account
+            if why is None and uname in taken:
                 why = f"another source account is also {uname!r} once lower-cased"
             if why:
                 problems.append(Problem(name, account.name, "source account name cannot be "
                                         f"a vpopmail user: {why}; not migrated"))
                 continue
+            taken.add(uname)
             if gecos := _gecos_problem(source, account, name):
                 problems.append(gecos)
                 continue

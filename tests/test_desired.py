@@ -264,3 +264,18 @@ def test_an_account_the_same_once_lower_cased_as_a_users_source_is_a_problem(
     assert problems["Carl"].startswith("source account 'Carl' is not migrated: vpopmail "
                                        f"names are lower-case, and the spec migrates source "
                                        f"account 'carl' (as user '{as_user}')")
+
+
+def test_an_account_locked_keeps_its_lower_cased_name_from_the_other_one(tmp_path):
+    """Carl was migrated as carl (carl, the same once lower-cased, a problem), then
+    locked on the old server: carl's mailbox, Carl's mail in it, must not pass to the
+    other account carl with its password; it is locked as Carl's."""
+    src = source(["Carl:x:1002:1002::/home/Carl:/bin/sh", "carl:x:1003:1003::/h:/bin/sh"],
+                 [f"Carl:!{H}:1:0:99999:7:::", f"carl:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert desired.domains["example.com"].users == {}
+    locked, other = (p.message for p in desired.problems)  # both as user carl
+    assert "source account 'Carl' cannot be migrated" in locked
+    assert "another source account is also 'carl' once lower-cased" in other
+    assert desired.domains["example.com"].locked == {
+        "carl": "source account 'Carl' is locked (shadow line 1)"}
