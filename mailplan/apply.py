@@ -125,7 +125,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     writer agent; the journal is shared under a lock). ``on_mail(change, messages,
     bytes)`` is told about each durable, journaled batch of a mailbox import;
     ``on_note(change, text)`` about what a finished step says for the operator (its
-    effect's ``notes``: IMAP keywords a mailbox could not carry), before its ``done``.
+    effect's ``notes``: IMAP keywords a mailbox could not carry, a lock that left no room
+    for the hash behind its '!'), before its ``done``.
     """
     changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
     skipped = [c for c in planned.plan.changes if c not in changes]

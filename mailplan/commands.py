@@ -234,15 +234,20 @@ def lock_user(r: _Runner, change: Change) -> dict[str, Any]:
     address = f"{change.user}@{change.domain}"
     stored = r.read_user(address).password
     r.secrets.append(stored)
+    notes = []
     if classify(stored.reveal()).status != "locked":
         locked = Secret("!" + stored.reveal())
         if len(locked.reveal().encode()) > MAX_HASH:  # vmoduser would refuse it
             locked = Secret("!")
+            notes.append(f"its hash fills the {MAX_HASH} bytes vpopmail stores, leaving no "
+                         "room for a '!' before it: '!' alone is stored, the hash is gone "
+                         "(to let it in again, give it a password: vpasswd)")
         r.secrets.append(locked)
         r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", locked, address))
         if classify(r.read_user(address).password.reveal()).status != "locked":
             raise r.fail("vmoduser reported success but the password is not locked")
-    return {"domain": change.domain, "user": change.user, "locked": True}
+    return {"domain": change.domain, "user": change.user, "locked": True,
+            **({"notes": notes} if notes else {})}
 
 
 def update_quota(r: _Runner, change: Change) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 from migration import (
     REAL_VPOPMAIL,
@@ -34,6 +35,7 @@ from passlib.hash import sha512_crypt
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import HostError
 from mailplan.facts.vpopmail import DirHashing, read_target
+from mailplan.spec import load_schema
 
 ODD = "o$&*|!~'`x"  # vpopmail accepts these; they must work and execute nothing
 
@@ -584,6 +586,66 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
     assert '"kind": "lock"' in saved.read_text() and hashed not in saved.read_text()
     mailplan("apply", str(saved), "--auto-approve", check=True)
     assert not target.login_ok(f"u1@{domain}", "pw1")
+
+
+LOCK_NAMES = ("u1", "u2", "u3")
+LONG_HASH = f"$y$j9T${'s' * 77}${'h' * 43}"  # 128 bytes: stored, a '!' more refused
+
+
+def _lock_accounts(locked: bool) -> list[SourceAccount]:
+    return [SourceAccount(n, 1001 + i, n.upper(), raw_hash="!" * locked
+                          + SourceAccount(n, 0, password=f"pw-{n}").hash())
+            for i, n in enumerate(LOCK_NAMES)]
+
+
+def _hashes_of(target, domain: str) -> dict[str, str]:
+    udir = target.tool("vuserinfo", "-d", f"u1@{domain}").stdout.decode().strip()
+    lines = (Path(udir).parent / "vpasswd").read_text().splitlines()
+    return {f[0]: f[1] for f in (line.split(":") for line in lines)}
+
+
+def test_a_lock_puts_a_bang_before_the_hash_there_now_whatever_it_is(tmp_path, target):
+    """u1's password was changed on the new server (webmail, say), u2's hash is 128
+    bytes long, u3 was locked there by hand ('*'); then the old server locks all three."""
+    src = make_source(tmp_path / "source", _lock_accounts(locked=False))
+    domain = unique_domain("lk")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.tool("vpasswd", f"u1@{domain}", "changed-here").returncode == 0
+    assert target.tool("vmoduser", "-e", LONG_HASH, f"u2@{domain}").returncode == 0
+    assert target.tool("vmoduser", "-e", "*", f"u3@{domain}").returncode == 0
+    by_hand = _hashes_of(target, domain)["u1"]
+    make_source(src, _lock_accounts(locked=True))
+    res = mailplan("plan", str(spec), "--json", check=True)
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
+    assert [(c["kind"], c["user"]) for c in doc["changes"]] == [("lock", "u1"), ("lock", "u2")]
+    saved = tmp_path / "lock.plan.json"
+    mailplan("plan", str(spec), "-o", str(saved), check=True)
+    jsonschema.validate(json.loads(saved.read_text()), load_schema("plan-v1.schema.json"))
+    shown = mailplan("show", str(saved), check=True).stdout
+    assert f"~ lock u1@{domain}: login allowed -> locked" in shown, shown
+    assert "source account 'u1' is locked (shadow line 3): locked here the way passwd -l" \
+        in shown, shown
+    log = tmp_path / "apply.log"
+    applied = mailplan("apply", str(saved), "--auto-approve", "--log", str(log), check=True)
+    assert "changed: 2" in log.read_text(), log.read_text()
+    hashes = _hashes_of(target, domain)
+    for secret in {by_hand, LONG_HASH, *hashes.values()} - {"!", "*"}:
+        assert secret not in applied.stdout + applied.stderr + log.read_text()
+    assert hashes["u1"] == "!" + by_hand  # the hash set here kept behind the '!'
+    assert hashes["u2"] == "!"  # no room for the '!' before it: locked all the same
+    said = (f"! ~ lock u2@{domain}: its hash fills the 128 bytes vpopmail stores, leaving "
+            "no room for a '!' before it: '!' alone is stored, the hash is gone")
+    assert said in applied.stdout + applied.stderr and said in log.read_text()
+    assert f"~ lock u1@{domain}: its hash" not in applied.stdout + applied.stderr
+    assert hashes["u3"] == "*"  # locked already: left as it is
+    assert not target.login_ok(f"u1@{domain}", "changed-here")
+    assert "~ lock" not in mailplan("plan", str(spec), check=True).stdout
+    make_source(src, _lock_accounts(locked=False))  # passwd -u: the old passwords again
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert all(target.login_ok(f"{n}@{domain}", f"pw-{n}") for n in LOCK_NAMES)
 
 
 def _cut_inside_vadduser(tmp_path: Path, target) -> tuple[Path, str, Path]:
