@@ -36,6 +36,9 @@ class Diff(PlanPart):
     """The outcome of comparing desired and observed state."""
 
     left_alone: list[Noop] = field(default_factory=list)
+    #: of its problems, users the old server locks out whose password still lets them in
+    #: here, not locked under ``create_only`` (:func:`_held`): for verify to name
+    still_in: list[Problem] = field(default_factory=list)
 
 
 def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -> str | None:
@@ -182,10 +185,11 @@ def _held(want: DesiredDomain, stored: TargetUser, out: Diff, keep_passwords: bo
         out.noops.append(Noop(want.name, stored.name, HELD))
     elif keep_passwords:
         out.noops.append(Noop(want.name, stored.name, HELD))
-        out.problems.append(Problem(want.name, stored.name, (
+        out.still_in.append(Problem(want.name, stored.name, (
             f"{why}, but its password here still lets it in: not locked here "
             "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
             "before its hash)")))
+        out.problems.append(out.still_in[-1])
     else:
         out.changes.append(Change("update", "lock", want.name, stored.name, "login allowed",
                                   "locked", reason=f"{why}: locked here the way passwd -l "

@@ -146,6 +146,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     report.unmigrated += [f"{c.address}: its source account no longer logs in on the old "
                           "server, but its password still lets it in here (`mailplan apply` "
                           "locks it)" for c in core.changes if c.kind == "lock"]
+    report.unmigrated += [f"{p.user}@{p.domain}: {p.message}" for p in core.still_in]
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,

@@ -165,6 +165,7 @@ def test_create_only_passwords_leave_a_locked_user_able_to_log_in_and_say_so():
     said = [p.message for p in result.problems if p.user == "bob"]
     assert any("its password here still lets it in: not locked here (target.passwords: "
                "create_only)" in m for m in said), said
+    assert [p.user for p in result.still_in] == ["bob"]  # for verify to name
 
 
 def test_a_problem_that_does_not_shut_the_account_out_locks_nothing():

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from migration import (
     SourceAccount,
     install_target,
@@ -311,12 +312,17 @@ def migrate_labelled(tmp_path: Path, sshd, prefix: str):  # type: ignore[no-unty
     return spec, Path(home)
 
 
-@pytest.mark.ssh
-def test_verify_says_a_user_locked_on_the_old_server_still_logs_in_here(migrated):
-    src, target, domain, spec, root = migrated
+def _lock_bob(src: Path) -> None:
+    """passwd -l bob on the old server."""
     shadow = src / "etc/shadow"
     shadow.write_text("".join(f"bob:!{line[4:]}" if line.startswith("bob:") else line
                               for line in shadow.read_text().splitlines(keepends=True)))
+
+
+@pytest.mark.ssh
+def test_verify_says_a_user_locked_on_the_old_server_still_logs_in_here(migrated):
+    src, target, domain, spec, root = migrated
+    _lock_bob(src)
     res = mailplan("verify", str(spec))
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"  FAIL  bob@{domain}: password of source account 'bob'" in res.stdout
@@ -328,6 +334,27 @@ def test_verify_says_a_user_locked_on_the_old_server_still_logs_in_here(migrated
     res = mailplan("verify", str(spec))
     assert res.returncode == 3 and still not in res.stdout, res.stdout
     assert "NOT verified: 1 item(s) differ." in res.stdout  # bob: not migrated
+
+
+@pytest.mark.ssh
+def test_verify_says_a_locked_user_create_only_leaves_alone_still_logs_in_here(migrated):
+    """Under create_only apply does not lock him: verify said only that his password
+    could not be migrated, not that it still lets him in here."""
+    src, target, domain, spec, root = migrated
+    data = yaml.safe_load(spec.read_text())
+    data["target"]["passwords"] = "create_only"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    _lock_bob(src)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(f"bob@{domain}", "BobPw2")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    still = (f"  FAIL  bob@{domain}: source account 'bob' is locked (shadow line 4), but "
+             "its password here still lets it in: not locked here (target.passwords: "
+             "create_only)")
+    assert still in res.stdout, res.stdout
+    assert "`mailplan apply` locks it" not in res.stdout
+    assert "NOT verified: 2 item(s) differ." in res.stdout, res.stdout
 
 
 @pytest.mark.ssh
