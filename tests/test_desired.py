@@ -247,6 +247,7 @@ def test_an_account_the_old_server_no_longer_lets_in_is_a_problem(tmp_path):
     given = build_desired(spec(tmp_path, "users: [{name: fired, password: {file: pw}}]\n"),
                           src)  # the admin's choice: migrated with the spec's password
     assert "fired" in given.domains["example.com"].users and not given.problems
+    assert given.domains["example.com"].locked == {}  # the spec's password: never locked
 
 
 @pytest.mark.parametrize(("users", "as_user"), [

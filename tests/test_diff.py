@@ -168,6 +168,14 @@ def test_create_only_passwords_leave_a_locked_user_able_to_log_in_and_say_so():
     assert [p.user for p in result.still_in] == ["bob"]  # for verify to name
 
 
+def test_the_postmaster_is_never_locked():
+    desired, _observed = _locked_bob()
+    desired.domains["example.com"].locked = {"postmaster": "it is locked"}
+    desired.problems.append(Problem("example.com", "postmaster", "it is locked"))
+    observed = have([ALICE_THERE, ("postmaster", H1, "NOQUOTA", "Postmaster")])
+    assert ids(diff(desired, observed, VP)) == []
+
+
 def test_a_problem_that_does_not_shut_the_account_out_locks_nothing():
     # an unsupported hash, say: the old server may still let him in; mailplan cannot
     # migrate it, and does not lock the account either
