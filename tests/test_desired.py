@@ -280,3 +280,14 @@ def test_an_account_locked_keeps_its_lower_cased_name_from_the_other_one(tmp_pat
     assert "another source account is also 'carl' once lower-cased" in other
     assert desired.domains["example.com"].locked == {
         "carl": "source account 'Carl' is locked (shadow line 1)"}
+
+
+@pytest.mark.parametrize("name", ["robert", "Robert"])
+def test_a_renamed_user_whose_account_is_locked_is_recorded_under_its_new_name(tmp_path, name):
+    """dave (locked: '!!') migrated as robert: the target has robert, so robert is what
+    the plan locks (user names lower-cased, as vpopmail's are)."""
+    desired = build_desired(spec(tmp_path, f"users: [{{name: {name}, from: dave}}]\n"), SRC)
+    assert desired.domains["example.com"].users == {}
+    assert [p.user for p in desired.problems] == ["robert"]
+    assert desired.domains["example.com"].locked == {
+        "robert": "source account 'dave' is locked (shadow line 6)"}
