@@ -15,7 +15,6 @@ import click
 
 from mailplan import __version__
 from mailplan.apply import record_settled
-from mailplan.desired import unresolved_passwords
 from mailplan.engine import (
     STATE_HELP,
     check_saved,
@@ -27,6 +26,7 @@ from mailplan.engine import (
 )
 from mailplan.errors import MailplanError
 from mailplan.interrupt import SignalStop, Stopped, stops_at_once
+from mailplan.passwords import unresolved_passwords
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.shell import join

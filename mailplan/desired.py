@@ -1,38 +1,29 @@
 """From a spec and the source's accounts to the desired state of the target. Pure.
 
 Defaults and normalisation live here: lower-cased names, quotas in bytes, comments
-from the source's gecos, passwords resolved to a hash (from shadow or the spec) or a
-clear value (from an environment variable or a file, read now and kept as a Secret).
-Accounts that cannot be migrated as they are (locked, empty or unverifiable hashes,
-names vpopmail rejects) become :class:`Problem` entries, shown in the plan, never
-migrated silently.
+from the source's gecos, passwords from shadow or the spec (:mod:`mailplan.passwords`).
+Accounts that cannot be migrated as they are (empty or unverifiable hashes, names
+vpopmail rejects) become :class:`Problem` entries, shown in the plan, never migrated
+silently. An account the old server no longer lets in (locked, expired) is migrated
+only where the target has it already, and locked there (:meth:`Desired.lock_out`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailplan.errors import SourceDataError, SpecError
+from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
-from mailplan.names import MAX_CLEAR_PASSWORD, MAX_GECOS, parse_size, user_problem
+from mailplan.names import MAX_GECOS, parse_size, user_problem
+from mailplan.passwords import LOCKED, Password, own_password, resolve_password
 from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
 from mailplan.text import has_control
 
-#: a password file holds one line; anything larger is a mistake (``{file: /dev/zero}``)
-MAX_PASSWORD_FILE = 4096
-
-
-@dataclass(frozen=True)
-class Password:
-    """A resolved password: a crypt hash to store, or a clear value to hash."""
-
-    kind: str  # "hash" or "clear"
-    value: Secret
-    origin: str  # where it came from, for the plan ("shadow", "env PM_PW", ...)
+__all__ = ["LOCKED", "Catchall", "Desired", "DesiredDomain", "DesiredUser", "Password",
+           "Problem", "build_desired"]
 
 
 @dataclass(frozen=True)
@@ -82,9 +73,11 @@ class DesiredDomain:
     users: dict[str, DesiredUser] = field(default_factory=dict)
     import_mail: bool = True
     #: users whose source account no longer lets them in on the old server (locked with
-    #: ``passwd -l``, expired), each with why: not migrated (a problem), and where the
-    #: target has them already, locked there too (:func:`mailplan.diff.diff`)
-    locked: dict[str, str] = field(default_factory=dict)
+    #: ``passwd -l``, expired), each with the problem it is where the target does not
+    #: have it yet (never created so). One the target has stays migrated, mail, quota,
+    #: comment and routing alike, as the old server still delivers to it, and is locked
+    #: there (its password: :data:`LOCKED`, why in its origin): :meth:`Desired.lock_out`
+    locked: dict[str, Problem] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +91,14 @@ class Desired:
     #: (domain, user) -> its source login (or name): users left out once the target was
     #: read (:meth:`withhold`)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def lock_out(self, there: Collection[tuple[str, str]]) -> None:
+        """Leave out the users the old server locks out that the target does not have
+        (``there``: its ``(domain, user)`` pairs), each with its problem: a locked account
+        is never created. Those it has stay, to be locked there."""
+        self.withhold([problem for name, dom in sorted(self.domains.items())
+                       for user, problem in sorted(dom.locked.items())
+                       if (name, user) not in there])
 
     def withhold(self, problems: list[Problem], created: Collection[str] = ()) -> None:
         """Leave out the users these problems are about (found once the target was
@@ -121,72 +122,6 @@ class Desired:
                     "is not created (see its problem): they bounce instead (vadddomain's "
                     "default would delete them silently)")))
                 dom.catchall = Catchall("bounce")
-
-
-def resolve_password(spec: Spec, ref: dict[str, Any], where: JsonPath) -> Password:
-    """A password reference from the spec (env, file or hash) to a Password."""
-    if "env" in ref:
-        value = os.environ.get(ref["env"])
-        if not value:
-            raise spec.error(f"environment variable {ref['env']} is not set or empty",
-                             (*where, "env"), hint=f"export {ref['env']}=... before running")
-        return _clear(spec, value, f"environment variable {ref['env']}", (*where, "env"),
-                      f"env {ref['env']}")
-    if "file" in ref:
-        path = spec.resolve(ref["file"])
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_PASSWORD_FILE + 1)
-        except OSError as exc:
-            raise spec.error(f"cannot read password file {path}: {exc.strerror or exc}",
-                             (*where, "file")) from None
-        if len(data) > MAX_PASSWORD_FILE:
-            raise spec.error(f"password file {path} is larger than {MAX_PASSWORD_FILE} bytes "
-                             "(a password file holds one line)", (*where, "file"))
-        try:  # the error never quotes the file's bytes: they are the password
-            first = data.decode("utf-8").split("\n", 1)[0]
-        except UnicodeDecodeError:
-            raise spec.error(f"password file {path} is not UTF-8 text", (*where, "file")) \
-                from None
-        if not first:
-            raise spec.error(f"password file {path} starts with an empty line",
-                             (*where, "file"))
-        return _clear(spec, first, f"the first line of password file {path}",
-                      (*where, "file"), f"file {ref['file']}")
-    return Password("hash", Secret(ref["hash"]), "hash in spec")  # checked by load_spec
-
-
-def unresolved_passwords(spec: Spec) -> list[SpecError]:
-    """What plan and apply would refuse in the spec's passwords read from this machine
-    (an unset environment variable, a password file missing or unusable), for validate
-    to mention: it checks the spec itself, and may run where the secrets are not."""
-    refs: list[tuple[dict[str, Any], JsonPath]] = []
-    for key, body in spec.data["domains"].items():
-        body = body or {}
-        if body.get("postmaster_password"):
-            refs.append((body["postmaster_password"], ("domains", key, "postmaster_password")))
-        for i, user in enumerate(body.get("users", [])):
-            if _own_password(user):
-                refs.append((user["password"], ("domains", key, "users", i, "password")))
-    found = []
-    for ref, where in refs:
-        try:
-            resolve_password(spec, ref, where)
-        except SpecError as exc:
-            found.append(exc)
-    return found
-
-
-def _clear(spec: Spec, value: str, what: str, where: JsonPath, origin: str) -> Password:
-    """A clear password vpopmail would take (never quoted in an error)."""
-    if has_control(value.replace("\t", "")):
-        raise spec.error(f"{what} holds a control character (a CRLF line end, a NUL, ...)",
-                         where)
-    if len(value.encode()) > MAX_CLEAR_PASSWORD:
-        raise spec.error(f"{what} is {len(value.encode())} bytes long; vpopmail takes at "
-                         f"most {MAX_CLEAR_PASSWORD} (vpasswd refuses a longer one, and its "
-                         "vchkpw would not accept it at login)", where)
-    return Password("clear", Secret(value), origin)
 
 
 def _source_password(account: Account, domain: str, name: str) -> Password | Problem:
@@ -297,7 +232,7 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
             account = source.accounts.get(src_name)
             uwhere = (*where, "users", i)
             password = None
-            if _own_password(user):
+            if own_password(user):
                 password = resolve_password(spec, user["password"], (*uwhere, "password"))
             elif account.password is None:  # (account: _no_missing_accounts)
                 raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
@@ -318,12 +253,6 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
     return Desired(domains, problems)
 
 
-def _own_password(user: dict[str, Any]) -> bool:
-    """Whether a spec user gives a password of its own (env, file or hash), not the
-    source account's."""
-    return "password" in user and "source" not in user["password"]
-
-
 def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:
     """Refuse a spec whose users name accounts the source does not have (and give no
     password of their own), all of them in one error: at the first, naming the others'
@@ -332,7 +261,7 @@ def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:
     for key, body in spec.data["domains"].items():
         for i, user in enumerate((body or {}).get("users", [])):
             src_name = user.get("from", user["name"])
-            if src_name not in source.accounts and not _own_password(user):
+            if src_name not in source.accounts and not own_password(user):
                 missing.append((src_name, ("domains", key, "users", i,
                                            "from" if "from" in user else "name")))
     if not missing:
@@ -352,12 +281,15 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
         assert account is not None
         resolved = _source_password(account, domain.name, name)
         if isinstance(resolved, Problem):
-            problems.append(resolved)
-            domain.users.pop(name, None)
-            if why := _shut_out(account):
-                domain.locked[name] = why
-            return
-        password = resolved
+            why = _shut_out(account)
+            if why is None:
+                problems.append(resolved)
+                domain.users.pop(name, None)
+                return
+            domain.locked[name] = resolved  # a problem only where the target lacks it
+            password = Password(LOCKED, Secret(""), why)
+        else:
+            password = resolved
     domain.users[name] = DesiredUser(
         name, domain.name, account.name if account else None, password, quota,
         comment if comment is not None else _comment(account, name), spool, folders)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
+from mailplan.desired import (
+    LOCKED,
+    Catchall,
+    Desired,
+    DesiredDomain,
+    DesiredUser,
+    Password,
+    Problem,
+)
 from mailplan.facts.hashes import classify, verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
@@ -37,7 +45,7 @@ class Diff(PlanPart):
 
     left_alone: list[Noop] = field(default_factory=list)
     #: of its problems, users the old server locks out whose password still lets them in
-    #: here, not locked under ``create_only`` (:func:`_held`): for verify to name
+    #: here, not locked under ``create_only`` (:func:`_lock`): for verify to name
     still_in: list[Problem] = field(default_factory=list)
 
 
@@ -51,7 +59,10 @@ def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -
 
 
 def password_matches(password: Password, stored: TargetUser) -> bool:
-    """Whether the target already has this password."""
+    """Whether the target already has this password (for :data:`LOCKED`: any locked
+    one, a ``!`` or ``*`` before whatever hash is there)."""
+    if password.kind == LOCKED:
+        return classify(stored.password.reveal()).status == "locked"
     if password.kind == "hash":
         return password.value == stored.password
     return verify(password.value.reveal(), stored.password.reveal()) is True
@@ -91,6 +102,9 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                 fingerprint=_fingerprint(want.postmaster, key)))
             for uname in sorted(want.users):
                 user = want.users[uname]
+                if uname in want.locked:  # never created locked (Desired.lock_out)
+                    out.problems.append(want.locked[uname])
+                    continue
                 out.changes.append(Change("create", "user", name, uname,
                                           after=_describe_user(user), sensitive=True,
                                           fingerprint=_fingerprint(user.password, key)))
@@ -142,6 +156,9 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     for uname in sorted(want.users):
         user = want.users[uname]
         stored = have.users.get(uname)
+        if stored is None and uname in want.locked:  # never created locked (Desired.lock_out)
+            out.problems.append(want.locked[uname])
+            continue
         if stored is None:
             out.changes.append(Change("create", "user", name, uname, after=_describe_user(user),
                                       sensitive=True,
@@ -153,7 +170,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     named = {p.user.lower() for p in out.problems if p.domain == name and p.user}
     for uname in sorted(set(have.users) - set(want.users) - {"postmaster"}):
         if uname in named:
-            _held(want, have.users[uname], out, keep_passwords)
+            out.noops.append(Noop(name, uname, HELD))
         elif (name, uname) in managed.users:
             deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
                                   "no longer in the spec; vdeluser deletes its Maildir, mail "
@@ -173,27 +190,6 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
                               f"{want.catchall.describe()}"))
-
-
-def _held(want: DesiredDomain, stored: TargetUser, out: Diff, keep_passwords: bool) -> None:
-    """A user of the target the spec names whose source account has a problem: left as
-    it is, but locked when the old server no longer lets it in (its password here would
-    go on letting it in: ``passwd -l`` after the migration), unless already locked there
-    or the spec keeps passwords (then it is a problem to see to by hand)."""
-    why = want.locked.get(stored.name)
-    if why is None or classify(stored.password.reveal()).status == "locked":
-        out.noops.append(Noop(want.name, stored.name, HELD))
-    elif keep_passwords:
-        out.noops.append(Noop(want.name, stored.name, HELD))
-        out.still_in.append(Problem(want.name, stored.name, (
-            f"{why}, but its password here still lets it in: not locked here "
-            "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
-            "before its hash)")))
-        out.problems.append(out.still_in[-1])
-    else:
-        out.changes.append(Change("update", "lock", want.name, stored.name, "login allowed",
-                                  "locked", reason=f"{why}: locked here the way passwd -l "
-                                  "does, a '!' put before its hash (its mail is kept)"))
 
 
 def _no_mailbox(want: DesiredDomain, have: TargetDomain | None) -> Problem | None:
@@ -220,6 +216,8 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     same = []
     if password_matches(user.password, stored):
         same.append("password")
+    elif user.password.kind == LOCKED:
+        _lock(user, out, keep_passwords)
     elif keep_passwords:
         out.noops.append(Noop(user.domain, user.name, KEPT))
     else:
@@ -237,9 +235,31 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
                                   repr(stored.comment), repr(user.comment)))
     else:
         same.append("comment")
-    if len(same) == 3:
+    if len(same) == 3 and user.password.kind == LOCKED:
+        why = user.password.origin
+        out.noops.append(Noop(user.domain, user.name, f"user exists, locked ({why}); quota "
+                              "and comment match"))
+    elif len(same) == 3:
         out.noops.append(Noop(user.domain, user.name, "user exists; password, quota and "
                               "comment match"))
+
+
+def _lock(user: DesiredUser, out: Diff, keep_passwords: bool) -> None:
+    """A user the old server no longer lets in (``passwd -l`` after the migration, an
+    expiry) whose password here still would: locked, unless the spec keeps passwords
+    (then it is a problem to see to by hand)."""
+    why = user.password.origin
+    if keep_passwords:
+        out.still_in.append(Problem(user.domain, user.name, (
+            f"{why}, but its password here still lets it in: not locked here "
+            "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
+            "before its hash)")))
+        out.problems.append(out.still_in[-1])
+    else:
+        out.changes.append(Change("update", "lock", user.domain, user.name, "login allowed",
+                                  "locked", reason=f"{why}: locked here the way passwd -l "
+                                  "does, a '!' put before its hash (its mail is kept, and "
+                                  "still migrated)"))
 
 
 def _describe_catchall(content: str | None) -> str:

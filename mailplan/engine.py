@@ -129,6 +129,7 @@ def make_plan(spec: Spec, state: State,
                 read_target(conns[tgt["host"]], vpop, named)
         finally:
             pool.shutdown(wait=False)
+        desired.lock_out(target.users())  # a locked account is never created
         withhold_long_dirs(desired, target, vpop)  # paths vpopmail refuses
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))

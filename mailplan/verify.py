@@ -129,6 +129,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     source = read_spec_source(source_conn, src)
     desired = build_desired(spec, source)
     target = read_target(target_conn, vpop, set(desired.domains))
+    desired.lock_out(target.users())  # never created: unmigrated
     withhold_long_dirs(desired, target, vpop)  # never created: unmigrated
     report = Report(target_conn.name)
     for problem in desired.problems:
@@ -143,10 +144,6 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in core.changes
                        if c.kind in ("catchall", "domain")
                        or (c.kind == "password" and c.user == "postmaster")]
-    report.unmigrated += [f"{c.address}: its source account no longer logs in on the old "
-                          "server, but its password still lets it in here (`mailplan apply` "
-                          "locks it)" for c in core.changes if c.kind == "lock"]
-    report.unmigrated += [f"{p.user}@{p.domain}: {p.message}" for p in core.still_in]
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,

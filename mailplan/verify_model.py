@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mailplan.desired import DesiredUser
+from mailplan.desired import LOCKED, DesiredUser
 from mailplan.diff import password_matches
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.bookkeeping import MAX_KEYWORDS
@@ -55,14 +55,17 @@ class AccountCheck:
     domain: str
     user: str
     present: bool
-    password: str  # "identical", "different", "-" (absent)
+    #: "identical", "different", "kept" (create_only), "locked" (as the old server has
+    #: it), "not locked" (the old server locks it out, its password here lets it in),
+    #: "-" (absent)
+    password: str
     quota: tuple[str, str]  # (wanted, found)
     comment: tuple[str, str]
 
     @property
     def ok(self) -> bool:
         """Present, same password, quota and comment as specified."""
-        return (self.present and self.password in ("identical", "kept")
+        return (self.present and self.password in ("identical", "kept", "locked")
                 and self.quota[0] == self.quota[1] and self.comment[0] == self.comment[1])
 
 
@@ -149,9 +152,12 @@ def check_account(want: DesiredUser, have: TargetUser | None, *, keep: bool = Fa
         return AccountCheck(want.domain, want.name, False, "-", (quota, "-"),
                             (want.comment, "-"))
     same = password_matches(want.password, have)
-    return AccountCheck(want.domain, want.name, True,
-                        "identical" if same else "kept" if keep else "different",
-                        (quota, have.quota), (want.comment, have.comment))
+    if want.password.kind == LOCKED:  # kept or not, a lock that is not there fails
+        password = "locked" if same else "not locked"
+    else:
+        password = "identical" if same else "kept" if keep else "different"
+    return AccountCheck(want.domain, want.name, True, password, (quota, have.quota),
+                        (want.comment, have.comment))
 
 
 def _short(ident: Identity) -> str:

@@ -18,7 +18,11 @@ def _account_line(a: AccountCheck) -> str:
     notes.append({"identical": "password identical",
                   # create_only: which side changed it cannot be told, as plan says
                   "kept": "password differs from the spec's; kept "
-                          "(target.passwords: create_only)"}.get(
+                          "(target.passwords: create_only)",
+                  "locked": "password locked, as on the old server",
+                  "not locked": "password NOT LOCKED: the old server locks the account "
+                                "out, its password here still lets it in (`mailplan apply` "
+                                "locks it, unless target.passwords is create_only)"}.get(
                       a.password, "password DIFFERENT"))
     notes.append(f"quota {a.quota[1]}" if a.quota[0] == a.quota[1]
                  else f"quota {a.quota[1]} (spec: {a.quota[0]})")

@@ -14,9 +14,10 @@ forwards" and "How apply stays safe", not from the code:
   the full name as its comment, and the password of its shadow hash: the user logs in
   with the password the old server has; with ``passwords: create_only`` a user that
   exists keeps the password it has, one mailplan creates (again) gets the source's;
-- a locked account is a problem, not migrated; once migrated, its mailbox is left as
-  it is (never deleted for it) and locked: its password no longer logs in (with
-  ``passwords: create_only`` it still does), until the old server unlocks it;
+- a locked account is a problem, never created; once migrated, it stays migrated
+  (quota, comment, forward, alias lines to it) and is locked: its password no longer
+  logs in (with ``passwords: create_only`` it still does), until the old server
+  unlocks it;
 - an alias of /etc/aliases is the domain's ``.qmail-NAME``, a ``&`` line per destination
   (a migrated user, an address), in order, a name that resolves to nothing left out;
   an alias left with no destination is not created;
@@ -438,9 +439,9 @@ class Accounts(AppliedAgain):
                 if n in self.quota or n not in self.exclude}
 
     def migrated(self) -> dict[str, Account]:
-        """What the spec migrates: a locked account is a problem, not migrated (and a
-        mailbox already there is left as it is)."""
-        return {n: a for n, a in self.named().items() if not a.locked}
+        """What the spec migrates: a locked account only where the target has its
+        mailbox (never created: a problem), and there it is locked."""
+        return {n: a for n, a in self.named().items() if not a.locked or n in self.users}
 
     def lines(self, targets: tuple[str, ...]) -> tuple[str, ...]:
         """The .qmail lines of an alias's or a forward's TARGETS."""
@@ -495,11 +496,8 @@ class Accounts(AppliedAgain):
                 made["user"].created(name)
                 made["forward"].forget(name)
             elif not self.create_only:
-                have.password, have.locked = account.password, False
+                have.password, have.locked = account.password, account.locked
             self.users[name].quota, self.users[name].comment = quota, account.comment(name)
-        for name in set(self.named()) - set(migrated):  # locked on the old server
-            if name in self.users and not self.create_only:
-                self.users[name].locked = True
         wanted, forwards = self.wanted_aliases(), self.wanted_forwards()
         for name, lines in wanted.items():
             if name not in self.alias_files:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from migration import mailplan
 
-from mailplan.desired import build_desired
+from mailplan.desired import LOCKED, Desired, build_desired
 from mailplan.errors import SourceDataError, SpecError
 from mailplan.facts.source import SourceFacts, build_accounts, parse_passwd, parse_shadow
 from mailplan.spec import load_spec
@@ -31,6 +31,13 @@ SRC = source(
      f"Carl:{H}:1:0:99999:7:::", f"carl:{H}:1:0:99999:7:::", "dave:!!:1:0:99999:7:::"])
 
 
+def locked(desired: Desired) -> dict[str, str]:
+    """The users the old server locks out (migrated where the target has them, and
+    locked there), each with why: its locked password's origin."""
+    return {n: u.password.origin for n, u in desired.domains["example.com"].users.items()
+            if u.password.kind == LOCKED}
+
+
 def spec(tmp_path, domain_body):
     path = tmp_path / "m.yaml"
     path.write_text(textwrap.dedent("""\
@@ -49,15 +56,16 @@ def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
              "users: [{name: robert, from: bob, comment: Rob}]\n")
     desired = build_desired(s, SRC)
     users = desired.domains["example.com"].users
-    assert sorted(users) == ["alice", "carl", "robert"]
+    assert sorted(users) == ["alice", "carl", "dave", "robert"]
     assert users["robert"].source == "bob" and users["robert"].comment == "Rob"
     assert users["alice"].comment == "Alice A" and users["alice"].quota == 1 << 30
+    # dave is locked on the old server: migrated where the target has him, and locked
+    assert locked(desired) == {"dave": "source account 'dave' is locked (shadow line 6)"}
     problems = {p.user: p.message for p in desired.problems}
-    assert "locked" in problems["dave"]
-    assert "also 'carl' once lower-cased" in problems["carl"]
-    # what lets the plan lock dave where the target has him (mailplan.diff)
-    assert desired.domains["example.com"].locked == {
-        "dave": "source account 'dave' is locked (shadow line 6)"}
+    assert "also 'carl' once lower-cased" in problems["carl"] and "dave" not in problems
+    desired.lock_out(set())  # a target without him: never created, a problem
+    assert "dave" not in desired.domains["example.com"].users
+    assert "locked" in {p.user: p.message for p in desired.problems}["dave"]
 
 
 def test_an_account_whose_name_a_rename_takes_is_a_listed_problem(tmp_path):
@@ -198,7 +206,7 @@ def test_control_characters_in_gecos_are_a_listed_problem(tmp_path, gecos):
     desired = build_desired(spec(tmp_path, "users: [{name: bob}]\n"), src)
     assert "bob" not in desired.domains["example.com"].users
     assert [p.user for p in desired.problems] == ["bob"]
-    assert desired.domains["example.com"].locked == {}  # he may still log in there
+    assert locked(desired) == {}  # he may still log in there
 
 
 def test_an_unusable_shadow_field_names_its_line_and_never_its_value(tmp_path):
@@ -236,18 +244,20 @@ def test_an_account_the_old_server_no_longer_lets_in_is_a_problem(tmp_path):
     src = source(["fired:x:1000:1000::/home/fired:/bin/sh", "kept:x:1001:1001::/h:/bin/sh"],
                  [f"fired:{H}:19000:0:99999:7::19500:", f"kept:{H}:19000:0:99999:7:::"])
     desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert locked(desired) == {"fired": (
+        "source account 'fired' cannot log in on the old server (shadow line 1): the "
+        "account expired on 2023-05-23 (shadow's expiry date)")}
+    assert desired.problems == []  # a problem only where the target lacks him:
+    desired.lock_out(set())
     assert sorted(desired.domains["example.com"].users) == ["kept"]
     (problem,) = desired.problems
     assert problem.user == "fired" and "shadow line 1" in problem.message
     assert "the account expired on 2023-05-23" in problem.message and H not in problem.message
-    assert desired.domains["example.com"].locked == {"fired": (
-        "source account 'fired' cannot log in on the old server (shadow line 1): the "
-        "account expired on 2023-05-23 (shadow's expiry date)")}
     (tmp_path / "pw").write_text("Sekr1t\n")
     given = build_desired(spec(tmp_path, "users: [{name: fired, password: {file: pw}}]\n"),
                           src)  # the admin's choice: migrated with the spec's password
     assert "fired" in given.domains["example.com"].users and not given.problems
-    assert given.domains["example.com"].locked == {}  # the spec's password: never locked
+    assert locked(given) == {}  # the spec's password: never locked
 
 
 @pytest.mark.parametrize(("users", "as_user"), [
@@ -274,12 +284,13 @@ def test_an_account_locked_keeps_its_lower_cased_name_from_the_other_one(tmp_pat
     src = source(["Carl:x:1002:1002::/home/Carl:/bin/sh", "carl:x:1003:1003::/h:/bin/sh"],
                  [f"Carl:!{H}:1:0:99999:7:::", f"carl:{H}:1:0:99999:7:::"])
     desired = build_desired(spec(tmp_path, "import: {}\n"), src)
-    assert desired.domains["example.com"].users == {}
-    locked, other = (p.message for p in desired.problems)  # both as user carl
-    assert "source account 'Carl' cannot be migrated" in locked
+    assert locked(desired) == {"carl": "source account 'Carl' is locked (shadow line 1)"}
+    assert desired.domains["example.com"].users["carl"].source == "Carl"
+    (other,) = (p.message for p in desired.problems)
     assert "another source account is also 'carl' once lower-cased" in other
-    assert desired.domains["example.com"].locked == {
-        "carl": "source account 'Carl' is locked (shadow line 1)"}
+    desired.lock_out(set())  # a target without carl: neither is made carl
+    assert desired.domains["example.com"].users == {}
+    assert "source account 'Carl' cannot be migrated" in desired.problems[-1].message
 
 
 @pytest.mark.parametrize("name", ["robert", "Robert"])
@@ -287,7 +298,7 @@ def test_a_renamed_user_whose_account_is_locked_is_recorded_under_its_new_name(t
     """dave (locked: '!!') migrated as robert: the target has robert, so robert is what
     the plan locks (user names lower-cased, as vpopmail's are)."""
     desired = build_desired(spec(tmp_path, f"users: [{{name: {name}, from: dave}}]\n"), SRC)
+    assert locked(desired) == {"robert": "source account 'dave' is locked (shadow line 6)"}
+    desired.lock_out(set())
     assert desired.domains["example.com"].users == {}
     assert [p.user for p in desired.problems] == ["robert"]
-    assert desired.domains["example.com"].locked == {
-        "robert": "source account 'dave' is locked (shadow line 6)"}

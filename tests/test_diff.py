@@ -6,8 +6,16 @@ import subprocess
 
 import pytest
 
-from mailplan.desired import Catchall, Desired, DesiredDomain, DesiredUser, Password, Problem
-from mailplan.diff import HELD, Managed, catchall_line, diff
+from mailplan.desired import (
+    LOCKED,
+    Catchall,
+    Desired,
+    DesiredDomain,
+    DesiredUser,
+    Password,
+    Problem,
+)
+from mailplan.diff import Managed, catchall_line, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.secret import Secret
@@ -131,31 +139,38 @@ def test_a_managed_user_whose_source_account_has_a_problem_now_is_never_deleted(
     assert [p.user for p in result.problems] == ["bob"]
 
 
+BOB_LOCKED = Password(LOCKED, Secret(""), "source account 'bob' is locked")
+
+
 def _locked_bob(locked_there: bool = False) -> tuple[Desired, TargetFacts]:
-    """bob, migrated, then locked on the old server (passwd -l): a problem, and the
-    domain's record of why he cannot log in there."""
-    desired = want([ALICE])
-    desired.problems.append(Problem("example.com", "bob", "account is locked"))
-    desired.domains["example.com"].locked["bob"] = "source account 'bob' is locked"
+    """bob, migrated, then locked on the old server (passwd -l): still a user of the
+    desired state (his mail, quota, comment and routing go on, as the old server still
+    delivers to him), with a locked password; and the problem he is where the target
+    does not have him."""
+    desired = want([ALICE, ("bob", BOB_LOCKED, None, "bob")])
+    desired.domains["example.com"].locked["bob"] = Problem("example.com", "bob",
+                                                           "account is locked")
     return desired, have([ALICE_THERE, ("bob", "!" * locked_there + H1, "NOQUOTA", "bob")])
 
 
 def test_a_user_locked_on_the_old_server_after_migration_is_locked_here_too():
-    """His password here went on letting him in: the plan locks him, and says why."""
+    """His password here went on letting him in: the plan locks him, and says why; he is
+    no problem (his mail and routing are still migrated)."""
     desired, observed = _locked_bob()
     result = diff(desired, observed, VP)
     assert [(c.action, c.kind, c.user, c.before, c.after) for c in result.changes] == [
         ("update", "lock", "bob", "login allowed", "locked")]
     assert result.changes[0].reason.startswith("source account 'bob' is locked: locked "
                                                "here the way passwd -l does")
-    assert [p.user for p in result.problems] == ["bob"]  # still not migrated
+    assert result.problems == []
 
 
 def test_a_user_locked_here_already_is_left_as_it_is():
     desired, observed = _locked_bob(locked_there=True)
     result = diff(desired, observed, VP)
-    assert ids(result) == []
-    assert ("bob", HELD) in {(n.user, n.reason) for n in result.noops}
+    assert ids(result) == [] and result.problems == []
+    assert ("bob", "user exists, locked (source account 'bob' is locked); quota and "
+            "comment match") in {(n.user, n.reason) for n in result.noops}
 
 
 def test_create_only_passwords_leave_a_locked_user_able_to_log_in_and_say_so():
@@ -169,19 +184,30 @@ def test_create_only_passwords_leave_a_locked_user_able_to_log_in_and_say_so():
 
 
 def test_the_postmaster_is_never_locked():
+    # the import rule never takes a "postmaster" account: no user of that name to lock
     desired, _observed = _locked_bob()
-    desired.domains["example.com"].locked = {"postmaster": "it is locked"}
-    desired.problems.append(Problem("example.com", "postmaster", "it is locked"))
-    observed = have([ALICE_THERE, ("postmaster", H1, "NOQUOTA", "Postmaster")])
+    desired.domains["example.com"].locked = {
+        "postmaster": Problem("example.com", "postmaster", "it is locked")}
+    observed = have([ALICE_THERE, ("postmaster", H1, "NOQUOTA", "Postmaster"),
+                     ("bob", "!" + H1, "NOQUOTA", "bob")])
     assert ids(diff(desired, observed, VP)) == []
 
 
-def test_a_problem_that_does_not_shut_the_account_out_locks_nothing():
-    # an unsupported hash, say: the old server may still let him in; mailplan cannot
-    # migrate it, and does not lock the account either
+def test_a_locked_account_the_target_lacks_is_never_created():
+    """Locked from the start (or the target lost him): no user is made for him, in an
+    existing domain or a new one; he is his problem, and the rest of the plan (mail,
+    routing) leaves him out (Desired.lock_out)."""
+    desired, _observed = _locked_bob()
+    for observed in (have([ALICE_THERE]), have(exists=False)):
+        result = diff(desired, observed, VP)
+        assert "create-user:bob@example.com" not in ids(result)
+        assert [p.message for p in result.problems] == ["account is locked"]
+    desired.lock_out(have([ALICE_THERE]).users())
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    assert [(p.user, p.message) for p in desired.problems] == [("bob", "account is locked")]
     desired, observed = _locked_bob()
-    desired.domains["example.com"].locked.clear()
-    assert ids(diff(desired, observed, VP)) == []
+    desired.lock_out(observed.users())  # there: kept, to be locked
+    assert "bob" in desired.domains["example.com"].users and desired.problems == []
 
 
 def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_deleted():

@@ -538,11 +538,12 @@ def test_a_user_created_but_not_recorded_before_a_kill_is_still_mailplans(tmp_pa
 
 def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_path,
                                                                          target):
-    """u1 was migrated with his mail, then locked on the old server (passwd -l): his
-    account is a problem, not migrated, but the spec still names him. The plan said
-    "no longer in the spec" and apply --prune deleted his mailbox, mail and all; and
-    his old password went on letting him in on the new server. Now he is locked there
-    too, mail kept, and unlocked again once the old server unlocks him."""
+    """u1 was migrated with his mail, then locked on the old server (passwd -l). The plan
+    said "no longer in the spec" and apply --prune deleted his mailbox, mail and all;
+    then his old password went on letting him in on the new server, and mail the old
+    server still delivered to him stayed there. Now he is locked on the new server too,
+    his mail kept and still migrated, and unlocked again once the old server unlocks
+    him."""
     u1 = SourceAccount("u1", 1001, "U 1", "pw1")
     hashed = u1.hash()
     src = make_source(tmp_path / "source", [SourceAccount("u1", 1001, "U 1", raw_hash=hashed)])
@@ -554,9 +555,14 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert target.login_ok(f"u1@{domain}", "pw1")
     make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash="!" + hashed)])
+    with open(src / "var/spool/mail/u1", "a") as fh:  # the old server still delivers
+        fh.write("From b@x.example Tue Nov  3 10:00:00 2026\nSubject: later\n\nhi\n\n")
+    (src / "home/u1/.forward").write_text("\\u1, boss@x.example\n")  # and forwards
     plan = mailplan("plan", str(spec), "-v", check=True).stdout
-    assert f"u1@{domain}: password of source account 'u1' cannot be migrated" in plan
+    assert "cannot be migrated" not in plan and "Problems" not in plan, plan
     assert f"- user u1@{domain}" not in plan, plan
+    assert f"+ mailbox u1@{domain} INBOX" in plan, plan
+    assert f"+ forward u1@{domain}\n      ./Maildir/, &boss@x.example" in plan, plan
     assert f"~ lock u1@{domain}: login allowed -> locked" in plan, plan
     assert "source account 'u1' is locked (shadow line 3): locked here the way passwd -l " \
            "does" in plan, plan
@@ -565,14 +571,16 @@ def test_a_user_locked_on_the_old_server_after_migration_keeps_the_mailbox(tmp_p
     res = target.tool("vuserinfo", "-d", f"u1@{domain}")
     assert res.returncode == 0, res.stdout  # not deleted
     udir = res.stdout.decode().strip()
-    assert [p.read_text() for p in Path(udir, "Maildir/new").iterdir()] == [
-        "Subject: kept\n\nhello\n"]
+    assert sorted(p.read_text() for p in Path(udir, "Maildir/new").iterdir()) == [
+        "Subject: kept\n\nhello\n", "Subject: later\n\nhi\n"]
     assert not target.login_ok(f"u1@{domain}", "pw1")
     vpasswd = Path(udir).parent / "vpasswd"
     assert f"u1:!{hashed}:" in vpasswd.read_text()  # the hash kept behind the '!'
     plan = mailplan("plan", str(spec), "-v", check=True).stdout
-    assert "~ lock" not in plan, plan
-    assert f"= u1@{domain}: the spec names it, but its source account has a problem" in plan
+    assert "~ lock" not in plan and "No changes." in plan, plan
+    assert f"= u1@{domain}: user exists, locked (source account 'u1' is locked (shadow " \
+           "line 3)); quota and comment match" in plan, plan
+    assert mailplan("verify", str(spec)).returncode == 0  # locked, as on the old server
     # unlocked on the old server (passwd -u): his password is migrated again
     make_source(src, [SourceAccount("u1", 1001, "U 1", raw_hash=hashed)])
     plan = mailplan("plan", str(spec), check=True).stdout

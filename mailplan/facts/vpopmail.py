@@ -79,6 +79,10 @@ class TargetFacts:
     #: the domains asked for: one of them missing from ``domains`` is not there
     looked_at: frozenset[str] = frozenset()
 
+    def users(self) -> set[tuple[str, str]]:
+        """Every ``(domain, user)`` the target has, of the domains looked at."""
+        return {(name, user) for name, dom in self.domains.items() for user in dom.users}
+
 
 def parse_vuserinfo(text: str) -> list[dict[str, str]]:
     """vuserinfo output (one user, or a ``-D`` listing) to one field dict per user."""
