@@ -91,6 +91,9 @@ class Desired:
     #: (domain, user) -> its source login (or name): users left out once the target was
     #: read (:meth:`withhold`)
     withheld: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the source's account names, lower-cased (None: not read), so that the plan can
+    #: say a user it no longer migrates has left the old server's passwd
+    source_accounts: frozenset[str] | None = None
 
     def lock_out(self, there: Collection[tuple[str, str]]) -> None:
         """Leave out the users the old server locks out that the target does not have
@@ -250,7 +253,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                              "which is not a user of this domain",
                              (*where, "unknown_recipients"))
         domains[name] = domain
-    return Desired(domains, problems)
+    return Desired(domains, problems,
+                   source_accounts=frozenset(n.lower() for n in source.accounts))
 
 
 def _no_missing_accounts(spec: Spec, source: SourceFacts) -> None:

@@ -116,7 +116,7 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                                         after=want.catchall.describe()))
             continue
         _diff_domain(want, have, vpopmail_dir, managed, out, catchalls, deletes, key,
-                     keep_passwords)
+                     keep_passwords, desired.source_accounts)
     for name in sorted(managed.domains - set(desired.domains)):
         have = observed.domains.get(name)
         if have is None:
@@ -142,7 +142,8 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
 
 def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, managed: Managed,
                  out: Diff, catchalls: list[Change], deletes: list[Change],
-                 key: bytes, keep_passwords: bool) -> None:
+                 key: bytes, keep_passwords: bool,
+                 source_accounts: frozenset[str] | None = None) -> None:
     name = want.name
     pm = have.users.get("postmaster")
     if want.postmaster and pm and not password_matches(want.postmaster, pm):
@@ -172,9 +173,9 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
         if uname in named:
             out.noops.append(Noop(name, uname, HELD))
         elif (name, uname) in managed.users:
-            deletes.append(Change("delete", "user", name, uname, reason="created by mailplan, "
-                                  "no longer in the spec; vdeluser deletes its Maildir, mail "
-                                  f"included {PRUNE_NOTE}"))
+            deletes.append(Change("delete", "user", name, uname, reason=(
+                f"{_why_gone(uname, source_accounts)}; vdeluser deletes its Maildir, mail "
+                f"included {PRUNE_NOTE}")))
         else:
             out.left_alone.append(Noop(name, uname, "on the target but not in the spec; "
                                        "not created by mailplan, left alone"))
@@ -190,6 +191,16 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
                               f"{want.catchall.describe()}"))
+
+
+def _why_gone(uname: str, source_accounts: frozenset[str] | None) -> str:
+    """Why a user mailplan created is no longer migrated: the spec's own change, or (the
+    spec unchanged, seen in a daily apply) its account gone from the old server's passwd."""
+    if source_accounts is not None and uname not in source_accounts:
+        return (f"created by mailplan, no longer migrated: the spec names no user {uname!r} "
+                f"and the source's passwd has no account {uname!r} now (removed on the old "
+                "server?)")
+    return "created by mailplan, no longer in the spec"
 
 
 def _no_mailbox(want: DesiredDomain, have: TargetDomain | None) -> Problem | None:

@@ -68,6 +68,14 @@ def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
     assert "locked" in {p.user: p.message for p in desired.problems}["dave"]
 
 
+def test_the_desired_state_knows_the_source_accounts_lower_cased(tmp_path):
+    """What lets the plan say that a user it created and no longer migrates has left the
+    old server's passwd (mailplan.diff), rather than that the spec dropped it."""
+    desired = build_desired(spec(tmp_path, "import: {exclude: [eve]}\n"), SRC)
+    assert desired.source_accounts == frozenset(
+        {"root", "alice", "bob", "carl", "dave", "eve"})
+
+
 def test_an_account_whose_name_a_rename_takes_is_a_listed_problem(tmp_path):
     """alice is migrated under bob's name: the source account bob, which the import rule
     matches, cannot also be bob@ and must not vanish from the plan silently. An account

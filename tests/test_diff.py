@@ -124,6 +124,25 @@ def test_a_managed_user_shown_for_deletion_says_its_mail_goes_with_it():
         "included (applied only with --prune)"]
 
 
+def test_a_managed_user_gone_from_the_source_passwd_is_said_so():
+    """dave was imported by the rule, then removed from the old server's passwd: the
+    spec is unchanged, yet the plan said "no longer in the spec", and the admin looked
+    for a change to the spec that nobody made."""
+    desired = want([ALICE])
+    desired.source_accounts = frozenset({"alice"})
+    result = diff(desired, have([ALICE_THERE, ("dave", H1, "NOQUOTA", "dave")]), VP,
+                  Managed(frozenset({"example.com"}), frozenset({("example.com", "dave")})))
+    assert [c.reason for c in result.changes] == [
+        "created by mailplan, no longer migrated: the spec names no user 'dave' and the "
+        "source's passwd has no account 'dave' now (removed on the old server?); vdeluser "
+        "deletes its Maildir, mail included (applied only with --prune)"]
+    # still on the source: it is the spec that dropped it
+    desired.source_accounts = frozenset({"alice", "dave"})
+    result = diff(desired, have([ALICE_THERE, ("dave", H1, "NOQUOTA", "dave")]), VP,
+                  Managed(frozenset({"example.com"}), frozenset({("example.com", "dave")})))
+    assert result.changes[0].reason.startswith("created by mailplan, no longer in the spec;")
+
+
 def test_a_managed_user_whose_source_account_has_a_problem_now_is_never_deleted():
     """bob was migrated, then locked on the old server (passwd -l): his account is a
     problem, not migrated, but the spec still names him: the plan said "no longer in the
