@@ -27,6 +27,7 @@ from mailplan.engine import (
 from mailplan.errors import MailplanError
 from mailplan.interrupt import SignalStop, Stopped, stops_at_once
 from mailplan.passwords import unresolved_passwords
+from mailplan.plan import Change
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.shell import join
@@ -142,13 +143,21 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         click.echo(render_plan(planned.plan, target=target, colour=use_colour(sys.stdout),
                                verbose=verbose), nl=False)
         if out:
-            prune = any(c.action == "delete" for c in planned.plan.changes)
-            click.echo(f"Saved the plan to {out}. Apply exactly this plan with: "
-                       "mailplan apply " + join([*(["--prune"] if prune else []), out,
-                                                 *(["--state", state] if state else [])])
-                       + (" (without --prune its deletions are left out)" if prune else ""))
+            click.echo(_saved_note(out, state, planned.plan.changes))
     if detailed_exitcode and planned.plan.changes:
         sys.exit(2)
+
+
+def _saved_note(out: str, state: str | None, changes: list[Change]) -> str:
+    """How to apply a saved plan: the command that leaves its deletions out first (as
+    apply does without --prune), so that a copied command never deletes mail unasked."""
+    def cmd(*opts: str) -> str:
+        return "mailplan apply " + join([*opts, out, *(["--state", state] if state else [])])
+    deletions = sum(c.action == "delete" for c in changes)
+    if not deletions:
+        return f"Saved the plan to {out}. Apply exactly this plan with: {cmd()}"
+    return (f"Saved the plan to {out}. Apply it with: {cmd()} (its {deletions} deletion(s) "
+            f"left out); with them, mail included: {cmd('--prune')}")
 
 
 @main.command(epilog=EXAMPLES["apply"])

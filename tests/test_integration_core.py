@@ -184,7 +184,7 @@ def test_prune_only_what_mailplan_created(tmp_path, source, target, sshd):
     assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode == 0
     saved = tmp_path / "prune.json"
     said = mailplan("plan", str(spec2), "-o", str(saved), env=ENV, check=True).stdout
-    assert f"Apply exactly this plan with: mailplan apply --prune {saved}" in said
+    assert f"with them, mail included: mailplan apply --prune {saved}" in said
     mailplan("apply", "--prune", str(saved), env=ENV, check=True)
     assert target.tool("vuserinfo", "-n", f"charlotte@{domain}").returncode != 0
     assert "No changes." in mailplan("plan", str(spec2), env=ENV, check=True).stdout

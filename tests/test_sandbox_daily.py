@@ -1,0 +1,59 @@
+"""The runbook's daily runs, in the sandbox the README's demo leaves: the old server
+changes between two applies the way a real one does, and what mailplan says then."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The demo's sandbox after its first apply, and the environment to run mailplan in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")}
+    env.update(PYTHONPATH=str(REPO), MAILPLAN_SANDBOX=str(tmp_path / "sandbox"))
+    demo = subprocess.run([sys.executable, str(REPO / "examples/sandbox/demo.py")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    return tmp_path / "sandbox", env
+
+
+def mailplan(sandbox: tuple[Path, dict[str, str]], *args: str) -> subprocess.CompletedProcess:
+    work, env = sandbox
+    return subprocess.run([sys.executable, "-m", "mailplan", *args], env=env, cwd=work,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_saved_plan_with_a_deletion_suggests_the_apply_that_keeps_the_mail(sandbox):
+    """carol left the old server (userdel): `plan -o p.json` said "Apply exactly this
+    plan with: mailplan apply --prune p.json", and an admin who ran what it said in a
+    daily sync deleted carol's Maildir, mail and all."""
+    passwd = sandbox[0] / "oldmail/etc/passwd"
+    passwd.write_text("".join(line for line in passwd.read_text().splitlines(True)
+                              if not line.startswith("carol:")))
+    res = mailplan(sandbox, "plan", "migration.yaml", "-o", "p.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        "Saved the plan to p.json. Apply it with: mailplan apply p.json (its 1 deletion(s) "
+        "left out); with them, mail included: mailplan apply --prune p.json")
+    assert "the source's passwd has no account 'carol' now" in res.stdout
+    res = mailplan(sandbox, "apply", "p.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    vpasswd = sandbox[0] / "newmail/home/vpopmail/domains/example.com/vpasswd"
+    assert any(line.startswith("carol:") for line in vpasswd.read_text().splitlines())
+
+
+def test_a_saved_plan_without_deletions_is_applied_exactly(sandbox):
+    spool = sandbox[0] / "oldmail/var/spool/mail/alice"
+    with spool.open("a") as fh:
+        fh.write("From x@example.org Tue Nov  3 10:00:00 2026\nSubject: more\n\nagain\n\n")
+    res = mailplan(sandbox, "plan", "migration.yaml", "-o", "p.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        "Saved the plan to p.json. Apply exactly this plan with: mailplan apply p.json")
