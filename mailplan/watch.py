@@ -253,8 +253,12 @@ class ApplyWatch:
         self.reporter.close()
         self.summary.skipped = len(result.skipped_deletes)
         self._echo(f"Apply complete: {len(result.done)} change(s) made.")
-        if result.skipped_deletes:
-            self._echo(f"{len(result.skipped_deletes)} deletion(s) not applied (use --prune).")
+        if skipped := result.skipped_deletes:
+            # --prune is no mere switch: say what it deletes, mail included
+            mail = (", deleting the Maildirs of the users and domains among them, mail "
+                    "included" if any(c.kind in ("user", "domain") for c in skipped) else "")
+            self._echo(f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
+                       f"--prune applies them{mail}.")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

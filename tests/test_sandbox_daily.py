@@ -57,3 +57,19 @@ def test_a_saved_plan_without_deletions_is_applied_exactly(sandbox):
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines()[-1] == (
         "Saved the plan to p.json. Apply exactly this plan with: mailplan apply p.json")
+
+
+def test_an_apply_that_leaves_deletions_out_says_what_prune_would_delete(sandbox):
+    """After a daily apply it said "1 deletion(s) not applied (use --prune)", as if
+    --prune were the missing step, and not that it deletes carol's mail."""
+    passwd = sandbox[0] / "oldmail/etc/passwd"
+    passwd.write_text("".join(line for line in passwd.read_text().splitlines(True)
+                              if not line.startswith("carol:")))
+    spool = sandbox[0] / "oldmail/var/spool/mail/alice"
+    with spool.open("a") as fh:
+        fh.write("From x@example.org Tue Nov  3 10:00:00 2026\nSubject: more\n\nagain\n\n")
+    res = mailplan(sandbox, "apply", "migration.yaml", "--auto-approve")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ("1 deletion(s) left out (the plan's '-' lines): --prune applies them, deleting "
+            "the Maildirs of the users and domains among them, mail included.\n") in res.stdout
+    assert "use --prune" not in res.stdout
