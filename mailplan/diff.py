@@ -195,11 +195,13 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
 
 def _why_gone(uname: str, source_accounts: frozenset[str] | None) -> str:
     """Why a user mailplan created is no longer migrated: the spec's own change, or (the
-    spec unchanged, seen in a daily apply) its account gone from the old server's passwd."""
+    spec unchanged, seen in a daily apply) its account gone from the old server's passwd.
+    The state does not record a user's source account: a renamed user (``from:``) taken
+    out of the spec has no account of its name either, so both causes are named."""
     if source_accounts is not None and uname not in source_accounts:
-        return (f"created by mailplan, no longer migrated: the spec names no user {uname!r} "
-                f"and the source's passwd has no account {uname!r} now (removed on the old "
-                "server?)")
+        return (f"created by mailplan, no longer migrated: no user of the spec and no "
+                f"account in the source's passwd is named {uname!r} (an account removed on "
+                "the old server, or a user taken out of the spec)")
     return "created by mailplan, no longer in the spec"
 
 

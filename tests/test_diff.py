@@ -133,9 +133,10 @@ def test_a_managed_user_gone_from_the_source_passwd_is_said_so():
     result = diff(desired, have([ALICE_THERE, ("dave", H1, "NOQUOTA", "dave")]), VP,
                   Managed(frozenset({"example.com"}), frozenset({("example.com", "dave")})))
     assert [c.reason for c in result.changes] == [
-        "created by mailplan, no longer migrated: the spec names no user 'dave' and the "
-        "source's passwd has no account 'dave' now (removed on the old server?); vdeluser "
-        "deletes its Maildir, mail included (applied only with --prune)"]
+        "created by mailplan, no longer migrated: no user of the spec and no account in the "
+        "source's passwd is named 'dave' (an account removed on the old server, or a user "
+        "taken out of the spec); vdeluser deletes its Maildir, mail included (applied only "
+        "with --prune)"]
     # still on the source: it is the spec that dropped it
     desired.source_accounts = frozenset({"alice", "dave"})
     result = diff(desired, have([ALICE_THERE, ("dave", H1, "NOQUOTA", "dave")]), VP,
