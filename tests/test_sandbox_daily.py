@@ -73,3 +73,28 @@ def test_an_apply_that_leaves_deletions_out_says_what_prune_would_delete(sandbox
     assert ("1 deletion(s) left out (the plan's '-' lines): --prune applies them, deleting "
             "the Maildirs of the users and domains among them, mail included.\n") in res.stdout
     assert "use --prune" not in res.stdout
+
+
+def test_verify_names_a_user_the_old_server_no_longer_has(sandbox):
+    """carol was removed on the old server (userdel): verify said "Verified" and named
+    no carol, while the new server kept her mailbox, taking the mail the old one
+    refuses; only the plan showed her, as '- user'. Not a failure: a locked account
+    left out of the spec takes mail on both servers."""
+    passwd = sandbox[0] / "oldmail/etc/passwd"
+    passwd.write_text("".join(line for line in passwd.read_text().splitlines(True)
+                              if not line.startswith("carol:")))
+    spec = sandbox[0] / "migration.yaml"  # mallory (locked, never migrated) left out
+    spec.write_text(spec.read_text().replace("uid_max: 59999\n",
+                                             "uid_max: 59999\n      exclude: [mallory]\n"))
+    assert mailplan(sandbox, "apply", "migration.yaml", "--auto-approve").returncode == 0
+    res = mailplan(sandbox, "verify", "migration.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ("  ! carol@example.com: on the target, created by mailplan, no longer migrated: "
+            "no user of the spec and no account in the source's passwd is named 'carol' (an "
+            "account removed on the old server, or a user taken out of the spec); vdeluser "
+            "deletes its Maildir, mail included (applied only with --prune); it still takes "
+            "mail here\n") in res.stdout
+    assert mailplan(sandbox, "apply", "migration.yaml", "--auto-approve",
+                    "--prune").returncode == 0
+    res = mailplan(sandbox, "verify", "migration.yaml")
+    assert res.returncode == 0 and "carol" not in res.stdout, res.stdout + res.stderr
