@@ -44,9 +44,6 @@ class Diff(PlanPart):
     """The outcome of comparing desired and observed state."""
 
     left_alone: list[Noop] = field(default_factory=list)
-    #: of its problems, users the old server locks out whose password still lets them in
-    #: here, not locked under ``create_only`` (:func:`_lock`): for verify to name
-    still_in: list[Problem] = field(default_factory=list)
 
 
 def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -> str | None:
@@ -262,12 +259,11 @@ def _lock(user: DesiredUser, out: Diff, keep_passwords: bool) -> None:
     expiry) whose password here still would: locked, unless the spec keeps passwords
     (then it is a problem to see to by hand)."""
     why = user.password.origin
-    if keep_passwords:
-        out.still_in.append(Problem(user.domain, user.name, (
+    if keep_passwords:  # verify fails it too (verify_model.check_account)
+        out.problems.append(Problem(user.domain, user.name, (
             f"{why}, but its password here still lets it in: not locked here "
             "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
             "before its hash)")))
-        out.problems.append(out.still_in[-1])
     else:
         out.changes.append(Change("update", "lock", user.domain, user.name, "login allowed",
                                   "locked", reason=f"{why}: locked here the way passwd -l "
