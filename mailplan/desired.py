@@ -136,10 +136,9 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
                        f"{account.hash_info.detail}; not migrated (give it a password in the "
                        "spec, or leave it out)")
     if account.expired:
-        return Problem(domain, name, f"source account {account.name!r} cannot log in on the "
-                       f"old server (shadow line {account.shadow_line}): {account.expired}; "
-                       "not migrated, as its password would let it in again on the new one "
-                       "(give it a password in the spec to migrate it anyway, or leave it out)")
+        return Problem(domain, name, f"{_shut_out(account)}; not migrated, as its password "
+                       "would let it in again on the new one (give it a password in the spec "
+                       "to migrate it anyway, or leave it out)")
     return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
 
 

@@ -99,8 +99,7 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
                 fingerprint=_fingerprint(want.postmaster, key)))
             for uname in sorted(want.users):
                 user = want.users[uname]
-                if uname in want.locked:  # never created locked (Desired.lock_out)
-                    out.problems.append(want.locked[uname])
+                if _never_created(want, uname, out):
                     continue
                 out.changes.append(Change("create", "user", name, uname,
                                           after=_describe_user(user), sensitive=True,
@@ -154,8 +153,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     for uname in sorted(want.users):
         user = want.users[uname]
         stored = have.users.get(uname)
-        if stored is None and uname in want.locked:  # never created locked (Desired.lock_out)
-            out.problems.append(want.locked[uname])
+        if stored is None and _never_created(want, uname, out):
             continue
         if stored is None:
             out.changes.append(Change("create", "user", name, uname, after=_describe_user(user),
@@ -188,6 +186,16 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
                               f"{want.catchall.describe()}"))
+
+
+def _never_created(want: DesiredDomain, uname: str, out: Diff) -> bool:
+    """Whether the user is one the old server locks out, which is never created (the
+    plan leaves it out before anything else reads the users: :meth:`Desired.lock_out`;
+    a diff of a desired state that did not is no different): then its problem is said."""
+    if uname not in want.locked:
+        return False
+    out.problems.append(want.locked[uname])
+    return True
 
 
 def _why_gone(uname: str, source_accounts: frozenset[str] | None) -> str:
