@@ -190,8 +190,9 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
 
 def _never_created(want: DesiredDomain, uname: str, out: Diff) -> bool:
     """Whether the user is one the old server locks out, which is never created (the
-    plan leaves it out before anything else reads the users: :meth:`Desired.lock_out`;
-    a diff of a desired state that did not is no different): then its problem is said."""
+    plan leaves it out before anything else reads the users, in
+    :func:`mailplan.userdirs.withhold_unmakeable`; a diff of a desired state that did not
+    is no different): then its problem is said."""
     if uname not in want.locked:
         return False
     out.problems.append(want.locked[uname])

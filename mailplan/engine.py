@@ -37,7 +37,7 @@ from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
 from mailplan.state import State, locked
 from mailplan.text import escape
-from mailplan.userdirs import withhold_long_dirs
+from mailplan.userdirs import withhold_unmakeable
 
 #: the --state option's help (plan, apply, verify), as ``state_path_for`` decides
 STATE_HELP = ("State file (default: the spec's state:, else the spec's name with .state.json "
@@ -129,8 +129,7 @@ def make_plan(spec: Spec, state: State,
                 read_target(conns[tgt["host"]], vpop, named)
         finally:
             pool.shutdown(wait=False)
-        desired.lock_out(target.users())  # a locked account is never created
-        withhold_long_dirs(desired, target, vpop)  # paths vpopmail refuses
+        withhold_unmakeable(desired, target, vpop)  # locked accounts, paths too long
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,

@@ -97,9 +97,13 @@ def _problem(user: DesiredUser, shown: str, size: int, exact: bool) -> Problem:
         f"(MAX_PW_DIR) and vadduser would fail; not created ({hint})"))
 
 
-def withhold_long_dirs(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
-    """Leave out of ``desired`` the users :func:`dir_problems` finds, with their problems
-    (:meth:`Desired.withhold`: a new domain's catch-all to one of them bounces)."""
+def withhold_unmakeable(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
+    """Leave out of ``desired`` the users the target cannot be given, before anything
+    reads its users (plan and verify alike): a locked account the target lacks
+    (:meth:`Desired.lock_out`: never created), then those whose directory vpopmail would
+    refuse (:func:`dir_problems`; :meth:`Desired.withhold`: a new domain's catch-all to
+    one of them bounces)."""
+    desired.lock_out(target.users())
     created = set(desired.domains) - set(target.domains) - set(target.alias_of)
     desired.withhold(dir_problems(desired, target, vpopmail_dir), created)
 

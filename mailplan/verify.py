@@ -57,7 +57,7 @@ from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
 from mailplan.subscriptions import source_subscriptions, subscribes, unusable_files
 from mailplan.text import marked
-from mailplan.userdirs import withhold_long_dirs
+from mailplan.userdirs import withhold_unmakeable
 from mailplan.verify_cache import (
     Proven,
     cache_path,
@@ -129,8 +129,7 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
     source = read_spec_source(source_conn, src)
     desired = build_desired(spec, source)
     target = read_target(target_conn, vpop, set(desired.domains))
-    desired.lock_out(target.users())  # never created: unmigrated
-    withhold_long_dirs(desired, target, vpop)  # never created: unmigrated
+    withhold_unmakeable(desired, target, vpop)  # never created: unmigrated
     report = Report(target_conn.name)
     for problem in desired.problems:
         who = f"{problem.user}@{problem.domain}" if problem.user else problem.domain

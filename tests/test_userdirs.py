@@ -23,7 +23,7 @@ from mailplan.facts.vpopmail import (
     parse_dir_control,
 )
 from mailplan.secret import Secret
-from mailplan.userdirs import MAX_PW_DIR, NextDirs, dir_problems, withhold_long_dirs
+from mailplan.userdirs import MAX_PW_DIR, NextDirs, dir_problems, withhold_unmakeable
 
 VP = "/home/vpopmail"
 PW = Password("hash", Secret("$1$saltsalt$RiZ4O533shs928qfyqLuE/"), "shadow")
@@ -238,7 +238,7 @@ def test_withheld_users_are_not_planned_and_the_plan_says_why():
     dom = domain(D, ["ann", long], Catchall("deliver_to", long))
     desired = Desired({D: dom}, [])
     target = TargetFacts("new")
-    withhold_long_dirs(desired, target, VP)
+    withhold_unmakeable(desired, target, VP)
     assert set(dom.users) == {"ann"}
     assert dom.catchall == Catchall("bounce")  # what apply writes
     result = diff(desired, target, VP)
@@ -257,7 +257,7 @@ def test_an_existing_domains_catch_all_to_a_withheld_user_is_left_as_it_is():
     dom = domain(D, ["ann", long], Catchall("deliver_to", long))
     desired = Desired({D: dom}, [])
     target = TargetFacts("new", {D: existing(D, ["ann"], ddir=f"{VP}/domains/{'x' * 90}")})
-    withhold_long_dirs(desired, target, VP)
+    withhold_unmakeable(desired, target, VP)
     assert set(dom.users) == {"ann"} and dom.catchall == Catchall("deliver_to", long)
     result = diff(desired, target, VP)
     assert not [c for c in result.changes if c.kind == "catchall"]
