@@ -115,6 +115,12 @@ def install_target(root: Path) -> Target:
     """The stand-in in ROOT, or the real vpopmail named by MAILPLAN_TEST_VPOPMAIL."""
     if REAL_VPOPMAIL:
         return Target(REAL_VPOPMAIL, os.environ.get("MAILPLAN_TEST_QMAIL", "/var/qmail"), [])
+    return install_standin(root)
+
+
+def install_standin(root: Path) -> Target:
+    """The vpopmail stand-in in ROOT, whatever MAILPLAN_TEST_VPOPMAIL says (the sandbox
+    demo's target: it never touches a real vpopmail)."""
     sys.path.insert(0, str(Path(__file__).parent / "standin"))
     from install import install  # the stand-in's installer (tests/standin/install.py)
 
@@ -195,8 +201,10 @@ def ssh_host(sshd: object) -> dict[str, object]:
 
 
 def write_spec(path: Path, *, source_root: Path, target: Target, domains: dict,
-               source_host: dict | None = None, target_host: dict | None = None) -> Path:
-    """Write a spec with two hosts (SSH to the test sshd by default, or local)."""
+               source_host: dict | None = None, target_host: dict | None = None,
+               source: dict | None = None) -> Path:
+    """Write a spec with two hosts (SSH to the test sshd by default, or local); ``source``
+    adds keys to its source (``aliases``, ...)."""
     hosts = {"oldmail": source_host or {"local": True},
              "newmail": target_host or {"local": True}}
     if TEST_PYTHON:  # the programs run with the Python under test (conftest)
@@ -206,7 +214,7 @@ def write_spec(path: Path, *, source_root: Path, target: Target, domains: dict,
         "hosts": hosts,
         "source": {"host": "oldmail", "passwd": str(source_root / "etc/passwd"),
                    "shadow": str(source_root / "etc/shadow"),
-                   "spool": str(source_root / "var/spool/mail")},
+                   "spool": str(source_root / "var/spool/mail"), **(source or {})},
         "target": {"host": "newmail", "vpopmail_dir": target.vpopmail_dir,
                    "qmail_dir": target.qmail_dir},
         "domains": domains,

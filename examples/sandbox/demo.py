@@ -1,10 +1,11 @@
 """The sandbox demo: a whole migration on this machine, no servers needed.
 
-It builds a fake old sendmail host (passwd, shadow, mail spools) and a vpopmail target
-(the test stand-in from tests/standin, which reproduces real vpopmail's recorded
-behaviour) under ./sandbox-demo, writes a spec with local connections, and runs
-validate, plan, apply, and plan again (which shows no changes). Finally it checks that a
-migrated user logs in with the old password through the target's vchkpw.
+It builds a fake old sendmail host (passwd, shadow, mail spools, /etc/aliases) and a
+vpopmail target (the test stand-in from tests/standin, which reproduces real vpopmail's
+recorded behaviour) under ./sandbox-demo, writes a spec with local connections that
+imports the aliases, and runs validate, plan, apply, and plan again (which shows no
+changes). Finally it checks that a migrated user logs in with the old password through
+the target's vchkpw.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from migration import SourceAccount, install_target, make_source, write_spec  # noqa: E402
+from migration import SourceAccount, install_standin, make_source, write_spec  # noqa: E402
 
 ACCOUNTS = [
     SourceAccount("alice", 1000, "Alice Liddell,,,", "Wonderland1"),
@@ -32,6 +33,33 @@ SPOOL = {
     "alice": b"From bob@example.org Mon Nov  2 10:00:00 2026\nFrom: bob@example.org\n"
              b"Subject: hello\n\nHi Alice!\n\n",
 }
+
+#: the old server's /etc/aliases, as years of sendmail left it: the system aliases end at
+#: root, whose mail alice reads; role addresses, a list, a user gone elsewhere and a pipe
+ALIASES = """\
+# Basic system aliases -- these MUST be present.
+MAILER-DAEMON:\tpostmaster
+postmaster:\troot
+
+# General redirections for pseudo accounts.
+bin:\t\troot
+daemon:\troot
+nobody:\t\troot
+
+# Well-known aliases.
+abuse:\t\troot
+webmaster:\troot
+
+# Person who should get root's mail
+root:\t\talice
+
+# Local lists and role addresses.
+staff:\t\talice, bob,
+\t\tpat@contractor.example
+sales:\t\tbob
+dave:\t\tdave.jones@newjob.example
+fax:\t\t"|/usr/local/bin/mail2fax"
+"""
 
 
 def run(*args: str) -> None:
@@ -51,14 +79,17 @@ def main() -> None:
     source = make_source(WORK / "oldmail", ACCOUNTS)
     for user, data in SPOOL.items():
         (source / "var/spool/mail" / user).write_bytes(data)
-    target = install_target(WORK / "newmail")
-    spec = write_spec(WORK / "migration.yaml", source_root=source, target=target, domains={
+    (source / "etc/aliases").write_text(ALIASES)
+    target = install_standin(WORK / "newmail")
+    spec = write_spec(WORK / "migration.yaml", source_root=source, target=target,
+                      source={"aliases": str(source / "etc/aliases")}, domains={
         "example.com": {
             "postmaster_password": {"file": "postmaster.pw"},
             "default_quota": "1G",
             "unknown_recipients": "bounce",
             "import": {"uid_min": 1000, "uid_max": 59999},
             "users": [{"name": "robert", "from": "bob", "quota": "2G"}],
+            "import_aliases": True,
         }})
     # a secret file beside the spec, readable by its owner only (as a real one would
     # be): the sandbox's spec works again later, in a shell of its own
@@ -79,7 +110,8 @@ def main() -> None:
           "`verify` and `show` work on it (its stand-in target has no qmail queue for "
           "`mailplan queue`; `verify` exits 3 while the spec names mallory, whose locked "
           "account is not migrated); mail appended to oldmail/var/spool/mail/alice is "
-          "what the next apply moves.")
+          "what the next apply moves, and an alias added to oldmail/etc/aliases what it "
+          "creates.")
 
 
 if __name__ == "__main__":
