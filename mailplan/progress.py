@@ -226,9 +226,10 @@ class PlainReporter(Reporter):
 
 
 class LiveReporter(Reporter):
-    """A rich progress display redrawn in place: phase, overall mail, active users. Each
-    row is fitted to the terminal's width (:mod:`mailplan.progress_rows`): the user and
-    the ETA stay on it however narrow the terminal is."""
+    """A rich progress display redrawn in place: phase, overall mail, active users (each
+    with the folder being imported; the figures are the user's). Each row is fitted to
+    the terminal's width (:mod:`mailplan.progress_rows`): the user and the ETA stay on it
+    however narrow the terminal is."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
@@ -280,17 +281,21 @@ class LiveReporter(Reporter):
             full=full.removeprefix("mail: " if who is None else who + " "))
 
     def step_started(self, change: Change) -> None:
-        """Show the user's bar when its first mailbox starts."""
+        """Show the user's bar when its first mailbox starts, naming the folder being
+        imported (a user's mailboxes are imported one after the other)."""
         super().step_started(change)
         if change.kind != "mailbox":
             return
         who = user_of(change)
+        item = escape(marked(change.item)) if change.item else ""
         with self.lock:
-            if who not in self._users:
+            if who in self._users:
+                self.progress.update(self._users[who], item=item)
+            else:
                 tally = self.mail.users.get(who, Tally())
                 self._users[who] = self.progress.add_task(
-                    who, total=tally.bytes_total or None, indent="  ", address=True,
-                    keep=2, details=self._mail_details(who))
+                    escape(who), total=tally.bytes_total or None, indent="  ",
+                    address=True, item=item, keep=2, details=self._mail_details(who))
 
     def step_done(self, change: Change) -> None:
         """Print the finished step above the bars; advance the phase."""

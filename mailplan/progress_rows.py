@@ -1,14 +1,15 @@
 """The rows of apply's live display, fitted to the terminal's width.
 
 An administrator watching an apply in an 80-column terminal (or a narrower tmux pane)
-must see on each row which user it is about and the ETA, and on each finished step's
-line which mailbox it was. rich would cut the row's columns wherever they overflow (the
-address and the ETA went first). Here a row is laid out whole for the width it gets,
-giving up the least important parts first: the bar shrinks, then goes; counts and sizes
-are abbreviated (``123k msgs``, ``9.2G``); the rate goes, then the sizes; then a long
-address is shortened in the middle (``jean-chr…@mail.example.com``: the domain kept),
-and only then the message counts. The ETA and the end of a line are never cut: a line
-that cannot fit even so is cut with an ellipsis at its end, which says so.
+must see on each row which user it is about (and the folder being imported) and the ETA,
+and on each finished step's line which mailbox it was. rich would cut the row's columns
+wherever they overflow (the address and the ETA went first). Here a row is laid out whole
+for the width it gets, giving up the least important parts first: the bar shrinks, then
+goes; counts and sizes are abbreviated (``123k msgs``, ``9.2G``); the rate goes, then the
+sizes; then a long address is shortened in the middle (``jean-chr…@mail.example.com``:
+the domain kept) and a long folder name after it, and only then the message counts. The
+ETA and the end of a line are never cut: a line that cannot fit even so is cut with an
+ellipsis at its end, which says so.
 
 Only the live display (:class:`~mailplan.progress.LiveReporter`) imports this module
 (and rich); the plain status lines of logs and pipes are never shortened.
@@ -124,46 +125,68 @@ def least(label: str, *, address: bool) -> int:
     return min(cell_len(label), max(MIN_LABEL, cell_len(domain) + 4 if domain else 0))
 
 
-def fit_row(indent: str, label: str, details: Sequence[str], width: int, *, keep: int = 0,
-            pad: int = 0, address: bool = False) -> tuple[str, int, str]:
-    """``indent + label``, the bar's width (0: no bar) and the detail, for a row of at
-    most ``width`` cells: ``indent label bar detail``. ``keep``: how many of the last
-    (poorest) details come only after the label was shortened; ``pad``: the width the
-    other rows' labels take (with their indent), so that bars line up where they fit."""
-    room = width - cell_len(indent)
-    whole, pad = cell_len(label), pad - cell_len(indent)
-    for detail, at_least, bar in _candidates(details, keep, whole,
-                                             least(label, address=address)):
-        need = cell_len(detail) + (MIN_BAR + 2 if bar else 1)
-        if at_least + need > room:
-            continue
-        if bar:
-            wide = max(whole, pad) if max(whole, pad) + need <= room else whole
-            return (indent + label + " " * (wide - whole),
-                    min(MAX_BAR, room - wide - cell_len(detail) - 2), detail)
-        return indent + (elide_address if address else elide)(label, room - need), 0, detail
-    # narrower than the ETA and a few letters of the label: cut, and say so
-    line = elide_address(label, 5) + " " + details[-1]
-    return indent + _head(line, room - 1) + ELLIPSIS, 0, ""
+def labelled(label: str, item: str) -> str:
+    """A row's whole label: ``label``, and its ``item`` (a folder) after a space."""
+    return f"{label} {item}" if item else label
 
 
-def fit_step(prefix: str, address: str, item: str, suffix: str, width: int) -> str:
-    """A finished step's line (``prefix address item suffix``) in ``width`` cells: the
-    address shortened (its domain kept) to no less than :data:`MIN_LABEL`, then the
-    folder's middle to no less than :data:`MIN_ITEM`, then both further. Too narrow for
-    that, the whole line (rich then wraps it: nothing is cut)."""
+def fit_pair(address: str, item: str, width: int) -> str | None:
+    """``address item`` in ``width`` cells: the address shortened (its domain kept) to no
+    less than :func:`least`, then the folder's middle to no less than :data:`MIN_ITEM`,
+    then the address to 8 cells and the folder to 4; None when that is still too wide."""
     gap = " " if item else ""
     widths = {"address": cell_len(address), "item": cell_len(item)}
-    over = sum(widths.values()) - (width - cell_len(prefix + gap + suffix))
+    over = sum(widths.values()) - (width - len(gap))
     for part, floor in (("address", least(address, address=True)), ("item", MIN_ITEM),
                         ("address", 8), ("item", 4)):
         cut = max(0, min(over, widths[part] - floor))
         widths[part] -= cut
         over -= cut
     if over > 0:
-        return prefix + address + gap + item + suffix
-    return (prefix + elide_address(address, widths["address"]) + gap
-            + elide(item, widths["item"]) + suffix)
+        return None
+    return elide_address(address, widths["address"]) + gap + elide(item, widths["item"])
+
+
+def _shorten(label: str, item: str, width: int, *, address: bool) -> str:
+    """A row's label (``label item``) in at most ``width`` cells: see :func:`fit_pair`;
+    narrower, the label alone (the user is worth more than the folder)."""
+    if item:
+        return fit_pair(label, item, width) or elide_address(label, width)
+    return (elide_address if address else elide)(label, width)
+
+
+def fit_row(indent: str, label: str, details: Sequence[str], width: int, *, keep: int = 0,
+            pad: int = 0, address: bool = False, item: str = "") -> tuple[str, int, str]:
+    """``indent + label`` (and `` item``, a user's folder, when given), the bar's width
+    (0: no bar) and the detail, for a row of at most ``width`` cells: ``indent label
+    item bar detail``. ``keep``: how many of the last (poorest) details come only after
+    the label was shortened (an address to :func:`least`, then a folder to
+    :data:`MIN_ITEM`); ``pad``: the width the other rows' labels take (with their
+    indent), so that bars line up where they fit."""
+    room = width - cell_len(indent)
+    whole, pad = cell_len(labelled(label, item)), pad - cell_len(indent)
+    shortest = least(label, address=address) + (
+        1 + min(cell_len(item), MIN_ITEM) if item else 0)
+    for detail, at_least, bar in _candidates(details, keep, whole, shortest):
+        need = cell_len(detail) + (MIN_BAR + 2 if bar else 1)
+        if at_least + need > room:
+            continue
+        if bar:
+            wide = max(whole, pad) if max(whole, pad) + need <= room else whole
+            return (indent + labelled(label, item) + " " * (wide - whole),
+                    min(MAX_BAR, room - wide - cell_len(detail) - 2), detail)
+        return indent + _shorten(label, item, room - need, address=address), 0, detail
+    # narrower than the ETA and a few letters of the label: cut, and say so
+    line = elide_address(label, 5) + " " + details[-1]
+    return indent + _head(line, room - 1) + ELLIPSIS, 0, ""
+
+
+def fit_step(prefix: str, address: str, item: str, suffix: str, width: int) -> str:
+    """A finished step's line (``prefix address item suffix``) in ``width`` cells, the
+    address and folder shortened as :func:`fit_pair` does. Too narrow for that, the
+    whole line (rich then wraps it: nothing is cut)."""
+    pair = fit_pair(address, item, width - cell_len(prefix + suffix))
+    return prefix + (pair if pair is not None else labelled(address, item)) + suffix
 
 
 class RowColumn(ProgressColumn):
@@ -179,9 +202,10 @@ class RowColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """The row of ``task`` (its fields: ``details``, and ``keep``, ``indent``,
-        ``address`` and ``style`` where given)."""
+        ``address``, ``item`` and ``style`` where given)."""
         # the bars start after the widest label of the rows that have one
-        pad = max((cell_len(t.fields.get("indent", "") + t.description)
+        pad = max((cell_len(t.fields.get("indent", "")
+                            + labelled(t.description, t.fields.get("item", "")))
                    for t in self.tasks() if t.visible and self._fit(t, 0)[1]), default=0)
         label, bar, detail = self._fit(task, pad)
         fields = task.fields
@@ -202,4 +226,4 @@ class RowColumn(ProgressColumn):
         fields = task.fields
         return fit_row(fields.get("indent", ""), task.description, fields["details"],
                        self.width(), keep=fields.get("keep", 0), pad=pad,
-                       address=fields.get("address", False))
+                       address=fields.get("address", False), item=fields.get("item", ""))

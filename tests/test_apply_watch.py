@@ -207,6 +207,59 @@ def test_a_row_gives_up_its_least_important_parts_first(width, row):
     assert got == row.replace("######", "#" * 40)
 
 
+@pytest.mark.parametrize(("width", "row"), [
+    (160, "  jean-christophe.dupont@mail.example-company.com Archive/2019/Projects/Customer "
+          "correspondence ############ 2345/123k msgs, 118M/9.2G (1%), 4.8M/s, ETA 1:02:03"),
+    (100, "  je…@mail.example-company.com Archive/2019/Proje…mer correspondence "
+          "2345/123k msgs, 1%, ETA 1:02:03"),
+    (60, "  je…@mail.example-company.com Archiv…ndence 1%, ETA 1:02:03"),
+    (40, "  j…@mail.….com Archiv…dence ETA 1:02:03"),
+    (20, "  j…@m…m ETA 1:02:03"),
+])
+def test_a_users_row_names_the_folder_shortened_after_the_address(width, row):
+    """The folder being imported follows the user on the row: shortened in the middle
+    after the address was (to no less than 12 cells, before the counts go), left out
+    before the user is."""
+    from mailplan.progress_rows import fit_row, mail_details
+
+    details = mail_details(2345, 123_456, 123_456_789, 9_876_543_210, rate=5_000_000,
+                           eta="1:02:03", full="2345/123456 messages, 117.7M/9419.0M (1%), "
+                           "4.8M/s, ETA 1:02:03")
+    label, bar, detail = fit_row("  ", "jean-christophe.dupont@mail.example-company.com",
+                                 details, width, keep=2, address=True,
+                                 item="Archive/2019/Projects/Customer correspondence")
+    got = label + (" " + "#" * bar if bar else "") + (" " + detail if detail else "")
+    assert len(got) <= width
+    assert got == row
+
+
+def test_the_live_display_shows_the_folder_being_imported(tmp_path, monkeypatch):
+    """The user's row showed whose mail was moving but not which folder: it names the
+    folder of the mailbox under way (the user's next one when it starts), written as
+    the finished steps' lines write it (quoted where a space ends it, escaped)."""
+    monkeypatch.setenv("COLUMNS", "120")
+    out = (tmp_path / "out").open("w+")
+    reporter = LiveReporter(out)
+    folders = ["INBOX", "Sent ", "Jobs\x1b[2J"]
+    for folder in folders:
+        reporter.plan_mail(change("a", folder), 10, 1000)
+    reporter.phase("mail import", len(folders))
+    shown = []
+    for folder in folders:
+        reporter.step_started(change("a", folder))
+        reporter.batch(change("a", folder), 5, 500)
+        (row,) = [r for r in _screen(reporter, 120) if r.startswith("  a@d.example")]
+        shown.append(row)
+        reporter.step_done(change("a", folder))
+    reporter.close()
+    assert shown[0].startswith("  a@d.example INBOX ━"), shown
+    assert shown[1].startswith("  a@d.example 'Sent ' ━"), shown
+    assert shown[2].startswith("  a@d.example Jobs\\x1b[2J ━"), shown
+    # the figures stay the user's (all its folders), the ETA at the end
+    assert re.search(r" 5/30 messages, 500B/2\.9K \(16%\), \S+/s, ETA \S+$", shown[0]), shown
+    assert "\x1b" not in "".join(shown)
+
+
 def test_a_finished_mailbox_settles_the_totals_to_what_it_imported():
     counter = MailCounter()
     counter.plan(change("a"), 1, 95)  # a first import: the mbox's size
