@@ -530,8 +530,10 @@ def test_live_display_in_a_terminal_and_ctrl_c(many, tmp_path, no_color):
         screen = tmux(sock, "capture-pane", "-p", "-e")
         assert "all mail" in screen and "messages" in screen and "ETA" in screen
         assert f"big@{domain}" in screen
-        # the user's row has its own rate and ETA, as the overall one
-        assert re.search(rf"big@{re.escape(domain)}.* messages, .*/s, ETA ", screen), screen
+        # the user's row names the folder being imported, and has its own rate and ETA,
+        # as the overall one
+        assert re.search(rf"^  big@{re.escape(domain)} INBOX .* messages, .*/s, ETA ",
+                         re.sub(r"\x1b\[[0-9;]*m", "", screen), re.M), screen
         assert coloured(screen) is not no_color
         tmux(sock, "send-keys", "C-c")
         wait_for(lambda: "EXIT=" in tmux(sock, "capture-pane", "-p", "-S", "-200"))
