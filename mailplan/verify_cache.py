@@ -11,7 +11,9 @@ state file, mode 0600; verify changes nothing on either host):
   the size and both windows, as UW-IMAP's flag updates in the middle of a spool do);
 * ``count`` and a digest of the folder's messages as the comparison saw them: identity
   (sha256 of the stored bytes + occurrence), size, Maildir flags, IMAP keywords and
-  arrival second.
+  arrival second. Not where the messages are in the source file (verify shows that with
+  a finding about a message, and a folder is recorded only when it had none): a record
+  written before verify showed positions is as good as one written since.
 
 Records are keyed by folder, source file, mbox flavour and the source's time zone (dates
 without a zone are read in it). The next verify checks those windows with one batched

@@ -9,6 +9,8 @@ verification (missing mail, a different hash, ...) or is *explained*: listed, bu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from mailplan.desired import LOCKED, DesiredUser
@@ -20,7 +22,7 @@ from mailplan.names import quota_field
 Identity = tuple[str, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceMessage:
     """One message of a source mbox, as the importer would store it."""
 
@@ -28,6 +30,33 @@ class SourceMessage:
     flags: str  # Maildir flags ("" for a message that goes to new/)
     arrival: float | None
     keywords: frozenset[str] = frozenset()  # IMAP keywords an import carries (X-Keywords)
+    #: where it is in its source file, as the reader met it: its number among the
+    #: messages the importer takes (1-based, the UW-IMAP pseudo message is not one; 0:
+    #: not known), the byte offset of its From_ line, and the file (the mailbox's path
+    #: string, shared by its messages: no copy per message)
+    number: int = 0
+    offset: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where the source has a message a finding names: what finds it on the old server."""
+
+    path: str
+    message: int  # its number in the file, 1-based, counting the messages the importer takes
+    offset: int  # the byte offset of its From_ line
+    #: the arrival time the importer takes (the From_ line's date, else the Date: header,
+    #: else the mailbox's mtime), in whole seconds since the epoch, and as text in UTC
+    arrival: int | None
+    arrival_utc: str | None
+
+    @classmethod
+    def of(cls, msg: SourceMessage) -> SourcePosition:
+        """The position of ``msg`` as the reader recorded it."""
+        when = None if msg.arrival is None else int(msg.arrival)
+        return cls(msg.path, msg.number, msg.offset, when, None if when is None else
+                   datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 @dataclass(frozen=True)
@@ -89,6 +118,9 @@ class FolderCheck:
     flags_added_on_target: list[str] = field(default_factory=list)
     #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
     keywords_not_carried: list[str] = field(default_factory=list)
+    #: where the source has each message the lists above name (by the identity they name
+    #: it by, :func:`identity_of`); a message only on the target has none
+    on_source: dict[str, SourcePosition] = field(default_factory=dict)
     #: the folder's directory is not on the target, and no apply made it
     folder_missing: bool = False
     #: not on the target, though an apply made it: the user deleted it (not a failure)
@@ -133,7 +165,8 @@ class Report:
                 and (self.login is None or bool(self.login["ok"])))
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document (never holds a password or a hash)."""
+        """The ``--json`` document (never holds a password or a hash). Each folder's
+        ``on_source`` was added to version 1 (its other keys are as they were)."""
         return {"format_version": 1, "ok": self.ok, "target": self.target_host,
                 "accounts": [{**asdict(a), "ok": a.ok} for a in self.accounts],
                 "folders": [{**asdict(f), "ok": f.ok} for f in self.folders],
@@ -164,6 +197,23 @@ def _short(ident: Identity) -> str:
     return f"{ident[0][:12]}#{ident[1]}"
 
 
+def identity_of(finding: str) -> str:
+    """The identity a finding of :class:`FolderCheck` names (its first word, as
+    :func:`_short` writes it: ``3f2a9c01b7de#1``), the key of ``on_source``."""
+    return finding.split(" ", 1)[0].rstrip(":")
+
+
+def _named(check: FolderCheck, source: dict[Identity, SourceMessage], ident: Identity
+           ) -> str:
+    """``ident`` as a finding names it; where the source has the message (its position
+    known), noted in ``check.on_source``."""
+    short = _short(ident)
+    msg = source.get(ident)
+    if msg is not None and msg.number:
+        check.on_source[short] = SourcePosition.of(msg)
+    return short
+
+
 def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
     """Flags and keywords as a finding shows them: ``FS $Label1 Junk``, ``-`` for none."""
     return " ".join(["".join(sorted(flags))] * bool(flags) + sorted(keywords)) or "-"
@@ -182,21 +232,22 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     :mod:`mailplan.mail.courierkw`), each where the target message says so
     (:func:`mailplan.verify.keyword_views`)."""
     full = len(keywords) >= MAX_KEYWORDS
+    name = partial(_named, check, source)
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
     for ident in sorted(source.keys() - target.keys()):
-        (check.deleted_on_target if ident in ledger else check.missing).append(_short(ident))
+        (check.deleted_on_target if ident in ledger else check.missing).append(name(ident))
     for ident in sorted(target.keys() - source.keys()):
-        (check.gone_from_source if ident in ledger else check.extra).append(_short(ident))
+        (check.gone_from_source if ident in ledger else check.extra).append(name(ident))
     for ident in sorted(target.keys()):
         files = target[ident]
         if len(files) > 1:
-            check.extra.append(f"{_short(ident)} (stored {len(files)} times)")
+            check.extra.append(f"{name(ident)} (stored {len(files)} times)")
         want = source.get(ident)
         for have in files:
             sizes = {have.name_size, have.file_size} | ({want.size} if want else set())
             if len(sizes) > 1:
-                check.content.append(f"{_short(ident)}: size {have.file_size}, name says "
+                check.content.append(f"{name(ident)}: size {have.file_size}, name says "
                                      f"{have.name_size}" + (f", source {want.size}"
                                                             if want else ""))
             if want is None:
@@ -204,23 +255,23 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
             expected = want.keywords & keywords if full else want.keywords
             if full and want.keywords - keywords:
                 check.keywords_not_carried.append(
-                    f"{_short(ident)}: {_state('', want.keywords - keywords)}")
+                    f"{name(ident)}: {_state('', want.keywords - keywords)}")
             added_flags = "".join(set(have.flags) - set(want.flags))
             wanted, letters = (expected, have.keywords) if have.dovecot else (set(), set())
             added_keywords = letters - wanted
             if set(want.flags) - set(have.flags) or wanted - letters:
-                check.flags.append(f"{_short(ident)}: source {_state(want.flags, wanted)}, "
+                check.flags.append(f"{name(ident)}: source {_state(want.flags, wanted)}, "
                                    f"target {_state(have.flags, letters)}")
             elif added_flags or added_keywords:
                 check.flags_added_on_target.append(
-                    f"{_short(ident)}: +{_state(added_flags, added_keywords)}")
+                    f"{name(ident)}: +{_state(added_flags, added_keywords)}")
             if have.courier is not None and expected - have.courier:
-                check.flags.append(f"{_short(ident)}: source {_state('', expected)}, "
+                check.flags.append(f"{name(ident)}: source {_state('', expected)}, "
                                    f"courier-imap {_state('', have.courier)}")
             elif have.courier is not None and have.courier - expected:
                 check.flags_added_on_target.append(
-                    f"{_short(ident)}: +{_state('', have.courier - expected)} (courier-imap)")
+                    f"{name(ident)}: +{_state('', have.courier - expected)} (courier-imap)")
             if want.arrival is not None and int(have.mtime) != int(want.arrival):
-                check.dates.append(f"{_short(ident)}: source {int(want.arrival)}, target "
+                check.dates.append(f"{name(ident)}: source {int(want.arrival)}, target "
                                    f"{int(have.mtime)}")
     return check

@@ -36,8 +36,10 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
                      ) -> tuple[dict[str, dict[Identity, SourceMessage]], dict[str, str]]:
     """Every mailbox's messages, read through one ``tar`` channel (the source is only read).
 
-    Returns messages per mailbox path and, per path, why it could not be verified;
-    ``windows`` (when given) receives per path what was read (size, first and last 4 KiB);
+    Returns messages per mailbox path (each with its number in the file and the offset
+    of its From_ line, as the reader found them) and, per path, why it could not be
+    verified; ``windows`` (when given) receives per path what was read (size, first and
+    last 4 KiB);
     ``ends``: per path, where earlier reads ended (the imports' checkpoints: messages end
     there as they did for the import, :func:`mailplan.mailboxes.with_ends`).
     """
@@ -66,8 +68,11 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
                         keywords = carried_keywords(event.keywords)
                     elif isinstance(event, MessageEnd):
                         flags = event.flags if event.subdir == "cur" else ""
-                        found[event.identity] = SourceMessage(event.size, flags,
-                                                              event.arrival, keywords)
+                        # where it is: from the reader, which counts and places
+                        # each message as it goes (nothing is read twice)
+                        found[event.identity] = SourceMessage(
+                            event.size, flags, event.arrival, keywords,
+                            event.index + 1, event.start, mb.path)
             except MailboxError as exc:
                 errors[mb.path] = exc.message
             messages[mb.path] = found

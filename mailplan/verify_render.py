@@ -1,12 +1,14 @@
 """Text form of a verification report: a table per section, then the verdict.
 
-Never shows a password or a hash: accounts say ``identical`` or ``DIFFERENT``.
+Never shows a password or a hash: accounts say ``identical`` or ``DIFFERENT``. A finding
+about a message the source has says where it is there (its number and From_ line offset
+in the source file, and its arrival time), each on a line of its own.
 """
 
 from __future__ import annotations
 
 from mailplan.text import escape, marked
-from mailplan.verify_model import AccountCheck, FolderCheck, Report
+from mailplan.verify_model import AccountCheck, FolderCheck, Report, SourcePosition, identity_of
 
 _LIMIT = 5  # messages listed per kind of difference; the counts are always complete
 
@@ -31,6 +33,26 @@ def _account_line(a: AccountCheck) -> str:
     return f"  {'ok  ' if a.ok else 'FAIL'}  {a.user}@{a.domain}: {', '.join(notes)}"
 
 
+def _where(p: SourcePosition) -> str:
+    """Where the source has a message, for an administrator to find it on the old server."""
+    arrival = f", arrival {p.arrival_utc}" if p.arrival_utc else ""
+    return (f"on the source: message {p.message}, From_ line at byte {p.offset} of "
+            f"{p.path}{arrival}")
+
+
+def _listed(label: str, items: list[str], f: FolderCheck) -> list[str]:
+    """The first :data:`_LIMIT` findings of one kind: on the label's line, or where one
+    names a message the source has, one a line with where it is there."""
+    shown = items[:_LIMIT]
+    more = f"... ({len(items)} in all)" if len(items) > _LIMIT else ""
+    placed = [(item, f.on_source.get(identity_of(item))) for item in shown]
+    if not any(p for _, p in placed):
+        return [f"          {label}: {', '.join(shown)}" + (f", {more}" if more else "")]
+    return ([f"          {label}:"]
+            + [f"            {item}" + (f" ({_where(p)})" if p else "") for item, p in placed]
+            + ([f"            {more}"] if more else []))
+
+
 def _details(f: FolderCheck) -> list[str]:
     lines = []
     for label, items in (("missing on the target", f.missing), ("extra", f.extra),
@@ -44,9 +66,7 @@ def _details(f: FolderCheck) -> list[str]:
                          ("keywords the folder had no letter left for (dovecot keeps 26; "
                           "not a failure)", f.keywords_not_carried)):
         if items:
-            shown = ", ".join(items[:_LIMIT]) + (f", ... ({len(items)} in all)"
-                                                 if len(items) > _LIMIT else "")
-            lines.append(f"          {label}: {shown}")
+            lines += _listed(label, items, f)
     if f.folder_missing:
         lines.append("          folder missing on the target (`mailplan apply` creates it)")
     if f.unsubscribed:

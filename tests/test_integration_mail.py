@@ -1280,15 +1280,28 @@ def test_verify_compares_every_file_that_feeds_the_inbox(tmp_path):
     assert (row["source"], row["target"], row["ok"]) == (2, 2, True), row
     # the spool's message lost on the target (its file and its ledger line): missing
     root = maildir(target, f"ursula@{domain}")
-    (lost,) = [f for sub in files(root).values() for f in sub
-               if b"Subject: in the spool" in f.read_bytes()]
-    digest = parse_message_name(lost.name).digest
-    ledger = root / "mailplan-ledger"
-    ledger.write_text("".join(ln for ln in ledger.read_text().splitlines(keepends=True)
-                              if digest not in ln))
-    lost.unlink()
+
+    def lose(subject: bytes) -> str:
+        (lost,) = [f for sub in files(root).values() for f in sub
+                   if b"Subject: " + subject in f.read_bytes()]
+        digest = parse_message_name(lost.name).digest
+        ledger = root / "mailplan-ledger"
+        ledger.write_text("".join(ln for ln in ledger.read_text().splitlines(keepends=True)
+                                  if digest not in ln))
+        lost.unlink()
+        return f"{digest[:12]}#0"
+
+    spooled = lose(b"in the spool")
     row = inbox()
-    assert not row["ok"] and row["missing"] == [f"{digest[:12]}#0"], row
+    assert not row["ok"] and row["missing"] == [spooled], row
+    # ~/mbox's too: each is said to be where it is, in the file that holds it
+    moved = lose(b"moved")
+    row = inbox()
+    assert sorted(row["missing"]) == sorted([spooled, moved])
+    assert {ident: (at["path"], at["message"], at["offset"], at["arrival_utc"])
+            for ident, at in row["on_source"].items()} == {
+        spooled: (str(path), 1, 0, "2026-11-02 10:00:00 UTC"),
+        moved: (str(home / "mbox"), 1, 0, "2026-11-03 10:00:00 UTC")}, row
 
 
 @pytest.mark.parametrize(("decode", "expected"), [

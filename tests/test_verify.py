@@ -252,9 +252,17 @@ def test_verify_finds_each_kind_of_difference(migrated):
     assert res.returncode == 3, res.stdout + res.stderr
     out = res.stdout
     assert f"FAIL  bob@{domain}: password identical, quota 5242880S (spec: NOQUOTA)" in out
-    assert "flags lost: " in out and "source FS, target S" in out
-    assert "date differs: " in out and "target 1" in out
-    assert "content differs: " in out
+    # each finding about a message the source has says where it is there: its number
+    # among the spool's messages, its From_ line's offset, its arrival time
+    spool = src / "var/spool/mail/alice"
+    assert re.search(r"\n {10}flags lost:\n {12}[0-9a-f]{12}#0: source FS, target S \(on "
+                     rf"the source: message 3, From_ line at byte {INBOX.index(b'From c@')} "
+                     rf"of {re.escape(str(spool))}, arrival 2026-11-04 12:00:00 UTC\)\n",
+                     out), out
+    assert re.search(r"\n {10}date differs:\n {12}[0-9a-f]{12}#0: source 1793613600, target "
+                     rf"1 \(on the source: message 1, From_ line at byte 0 of "
+                     rf"{re.escape(str(spool))}, arrival 2026-11-02 10:00:00 UTC\)\n", out)
+    assert "content differs:\n" in out
     assert f"FAIL  + alias sales@{domain}" in out
     assert "NOT verified: 4 item(s) differ." in out
     # a message missing (not in the ledger either: never imported)
@@ -266,6 +274,9 @@ def test_verify_finds_each_kind_of_difference(migrated):
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert inbox["missing"] == [f"{digest[:12]}#0"] and not inbox["ok"]
+    assert inbox["on_source"][f"{digest[:12]}#0"] == {
+        "path": str(spool), "message": 1, "offset": 0, "arrival": 1793613600,
+        "arrival_utc": "2026-11-02 10:00:00 UTC"}
 
 
 @pytest.mark.ssh
@@ -396,7 +407,8 @@ def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     keywords.symlink_to(tmp_path / "elsewhere")
     res = mailplan("verify", str(spec), "--full")
     assert res.returncode == 3, res.stdout
-    assert "flags lost: " in res.stdout and "source S $Label1 Junk, target S\n" in res.stdout
+    assert "flags lost:\n" in res.stdout
+    assert "source S $Label1 Junk, target S (on the source: message 1, " in res.stdout
 
 
 @pytest.mark.parametrize(("served", "views"), [
@@ -784,7 +796,7 @@ def test_verify_record_is_not_trusted_after_a_same_size_rewrite(migrated):
     os.utime(spool, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))
     res = mailplan("verify", str(spec))
     assert res.returncode == 3, res.stdout + res.stderr
-    assert "flags lost: " in res.stdout
+    assert "flags lost:\n" in res.stdout
     full = mailplan("verify", str(spec), "--full")
     assert full.returncode == 3, full.stdout
 
@@ -827,9 +839,9 @@ def test_verify_record_is_not_reused_when_the_source_time_zone_changes(migrated)
     spec.write_text(yaml.safe_dump(doc, sort_keys=False))
     res = mailplan("verify", str(spec))
     assert res.returncode == 3, res.stdout + res.stderr
-    assert "date differs: " in res.stdout
+    assert "date differs:\n" in res.stdout
     full = mailplan("verify", str(spec), "--full")
-    assert full.returncode == 3 and "date differs: " in full.stdout, full.stdout
+    assert full.returncode == 3 and "date differs:\n" in full.stdout, full.stdout
 
 
 @pytest.mark.ssh
