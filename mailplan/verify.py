@@ -201,8 +201,9 @@ def _user_groups(refs: Sequence[Any], maildirs: dict[tuple[str, str], str],
     """The users (``refs``, in order) in consecutive groups whose Maildir ledgers hold
     at most :data:`GROUP_LEDGER_BYTES` and whose source mailboxes at most
     :data:`GROUP_SOURCE_BYTES` together: verify holds one group's messages at a time
-    (both sides' identities, sizes, flags and dates), so its memory follows the largest
-    user, not the number of users. A user past either bound is a group alone."""
+    (both sides' identities, sizes, flags and dates, and the source's message numbers and
+    offsets), so its memory follows the largest user, not the number of users. A user
+    past either bound is a group alone."""
     def weigh(ref: Any) -> tuple[int, int]:
         key_ = (ref.domain, ref.user)
         return (ledger_bytes.get(maildirs.get(key_, ""), 0),
