@@ -55,8 +55,14 @@ class SourcePosition:
     def of(cls, msg: SourceMessage) -> SourcePosition:
         """The position of ``msg`` as the reader recorded it."""
         when = None if msg.arrival is None else int(msg.arrival)
-        return cls(msg.path, msg.number, msg.offset, when, None if when is None else
-                   datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+        return cls(msg.path, msg.number, msg.offset, when,
+                   None if when is None else utc(when))
+
+
+def utc(seconds: float) -> str:
+    """A file date as findings show it: ``2026-11-02 10:00:00 UTC`` (whole seconds, as
+    the comparison takes them)."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,6 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                 check.flags_added_on_target.append(
                     f"{name(ident)}: +{_state('', have.courier - expected)} (courier-imap)")
             if want.arrival is not None and int(have.mtime) != int(want.arrival):
-                check.dates.append(f"{name(ident)}: source {int(want.arrival)}, target "
-                                   f"{int(have.mtime)}")
+                check.dates.append(f"{name(ident)}: source {utc(want.arrival)}, target "
+                                   f"{utc(have.mtime)}")
     return check

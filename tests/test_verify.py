@@ -71,7 +71,7 @@ def tm(size=10, flags="", mtime=100.0, file_size=None, keywords=frozenset(), cou
     ({A: SourceMessage(10, "S", 100.0)}, {A: [tm(flags="RS")]}, {A},
      "flags_added_on_target", ["aaaaaaaaaaaa#0: +R"], True),
     ({A: SourceMessage(10, "", 100.0)}, {A: [tm(mtime=160.0)]}, {A}, "dates",
-     ["aaaaaaaaaaaa#0: source 100, target 160"], False),
+     ["aaaaaaaaaaaa#0: source 1970-01-01 00:01:40 UTC, target 1970-01-01 00:02:40 UTC"], False),
     ({A: SourceMessage(10, "", None)}, {A: [tm(mtime=160.0)]}, {A}, None, None, True),
     # keywords count as flags do: one lost fails, one added on the target is explained
     ({A: SourceMessage(10, "S", 100.0, KW)}, {A: [tm(flags="S", keywords=KW)]}, {A}, None,
@@ -259,9 +259,10 @@ def test_verify_finds_each_kind_of_difference(migrated):
                      rf"the source: message 3, From_ line at byte {INBOX.index(b'From c@')} "
                      rf"of {re.escape(str(spool))}, arrival 2026-11-04 12:00:00 UTC\)\n",
                      out), out
-    assert re.search(r"\n {10}date differs:\n {12}[0-9a-f]{12}#0: source 1793613600, target "
-                     rf"1 \(on the source: message 1, From_ line at byte 0 of "
-                     rf"{re.escape(str(spool))}, arrival 2026-11-02 10:00:00 UTC\)\n", out)
+    assert re.search(r"\n {10}date differs:\n {12}[0-9a-f]{12}#0: source 2026-11-02 "
+                     r"10:00:00 UTC, target 1970-01-01 00:00:01 UTC \(on the source: "
+                     rf"message 1, From_ line at byte 0 of {re.escape(str(spool))}, "
+                     r"arrival 2026-11-02 10:00:00 UTC\)\n", out)
     assert "content differs:\n" in out
     assert f"FAIL  + alias sales@{domain}" in out
     assert "NOT verified: 4 item(s) differ." in out
