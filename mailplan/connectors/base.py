@@ -107,6 +107,8 @@ class Connector(abc.ABC):
         self._started: weakref.WeakSet[Process] = weakref.WeakSet()
         #: :meth:`abort` was called: closing waits for nothing
         self.aborted = False
+        #: commands kept running for as long as the connection is open (:meth:`hold`)
+        self._held: list[Process] = []
 
     def wrap(self, command: str) -> str:
         """The command as it is sent: under ``sudo -n`` when the host asks for it."""
@@ -216,6 +218,15 @@ class Connector(abc.ABC):
                 self._shell = ShellSession(self)
             return self._shell
 
+    def hold(self, proc: Process) -> None:
+        """Keep ``proc`` (a command started here that waits for the end of its input,
+        as the target's apply lock does: :mod:`mailplan.target_lock`) running for as
+        long as this connection is open: :meth:`close` ends its input and waits for it
+        to exit, before the connection goes, so that what it holds is free once
+        ``close`` returns (after :meth:`abort` it is killed, waiting for nothing)."""
+        with self._shell_lock:
+            self._held.append(proc)
+
     def abort(self) -> None:
         """End the connection at once (a stop on a signal): every command it started is
         killed without waiting for it to finish (a remote shell takes the commands it
@@ -229,11 +240,15 @@ class Connector(abc.ABC):
         self.close()
 
     def close(self) -> None:
-        """Release the connection (subclasses call this first): ends the shared shell."""
+        """Release the connection (subclasses call this first): ends the shared shell,
+        then the commands it holds (:meth:`hold`)."""
         with self._shell_lock:
             shell, self._shell = self._shell, None
+            held, self._held = self._held, []
         if shell is not None:
             shell.close()
+        for proc in held:
+            _let_go(proc, at_once=self.aborted)
 
     def __enter__(self) -> Connector:
         return self
@@ -246,6 +261,21 @@ def abort_all(conns: Iterable[Connector]) -> None:
     """:meth:`Connector.abort` each connection (a stop at once)."""
     for conn in conns:
         conn.abort()
+
+
+def _let_go(proc: Process, *, at_once: bool) -> None:
+    """End a held command: its input ends and it is waited for, or killed ``at_once``
+    (or when the connection fails under it)."""
+    if at_once:
+        with contextlib.suppress(OSError, MailplanError):
+            proc.kill()
+        return
+    try:
+        proc.close_stdin()
+        proc.wait()
+    except (OSError, MailplanError):
+        with contextlib.suppress(OSError, MailplanError):
+            proc.kill()
 
 
 def _sh_quote(text: str) -> str:
