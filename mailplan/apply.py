@@ -1,11 +1,12 @@
 """Apply a plan: run its changes in order, verifying and journaling each before the next.
 
 :func:`apply_plan` carries out a :class:`~mailplan.engine.Planned` under the state lock
-(the caller holds it): accounts and routing one at a time in one remote shell, then the
-mailbox imports, ``parallel`` users at a time (:mod:`mailplan.importer`). Every apply
-first settles the steps an earlier run began and did not record, drops the records of
-objects removed by hand since (:func:`settle_intents`) and records the checkpoints of
-mailboxes the plan found complete; for a plan with no change to make,
+and the target's apply lock (the caller holds both: :mod:`mailplan.target_lock`):
+accounts and routing one at a time in one remote shell, then the mailbox imports,
+``parallel`` users at a time (:mod:`mailplan.importer`). Every apply first settles the
+steps an earlier run began and did not record, drops the records of objects removed by
+hand since (:func:`settle_intents`) and records the checkpoints of mailboxes the plan
+found complete; for a plan with no change to make,
 :func:`record_settled` does only that.
 """
 

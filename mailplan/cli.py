@@ -33,6 +33,7 @@ from mailplan.retry import apply_with_retries
 from mailplan.shell import join
 from mailplan.spec import Spec, load_spec
 from mailplan.state import State, locked
+from mailplan.target_lock import Holder
 from mailplan.text import escape_lines
 from mailplan.watch import ApplyWatch, Cancelled
 
@@ -204,8 +205,13 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \
             ApplyWatch(state_path, resume=resume, quiet=quiet, signals=signals,
                        log_path=Path(log_file) if log_file else None) as watch:
+        # the target's apply lock first: no other apply, of any spec or state, changes
+        # the target from before it is read until this apply ends (a retry's reconnect
+        # takes it again)
+        holder = Holder.of(state_path, loaded.path.resolve())
+        connectors = watch.connect(loaded, holder)
         current = State.load(state_path)
-        planned = make_plan(loaded, current, strict=strict, connectors=watch.connect(loaded))
+        planned = make_plan(loaded, current, strict=strict, connectors=connectors)
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)
@@ -226,7 +232,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
                 on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
                 on_retry=_retrying,
                 replan=lambda st: make_plan(loaded, st, strict=strict,
-                                            connectors=watch.connect(loaded))))
+                                            connectors=watch.connect(loaded, holder))))
         finally:
             planned.close()
 

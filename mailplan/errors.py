@@ -101,6 +101,11 @@ class CommandTimeout(HostError):
         return CommandTimeout(self.command, self.seconds, host=self.host, step=step)
 
 
+class TargetLocked(HostError):
+    """Another apply holds the target's apply lock (:mod:`mailplan.target_lock`): this
+    one stops before it changes anything (not retried: that apply may run for hours)."""
+
+
 class StepFailed(HostError):
     """A change was attempted on the target and did not take effect."""
 

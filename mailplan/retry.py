@@ -69,9 +69,10 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
                        on_retry: Callable[[HostError, int, float], None] = lambda e, n, s: None,
                        sleep: Callable[[float], None] = time.sleep,
                        **options: Any) -> ApplyResult:
-    """``apply_plan`` with bounded reconnect-and-replan retries (the caller holds the lock
-    and closes ``planned``; plans made here are closed here). ``options`` go to
-    ``apply_plan`` unchanged."""
+    """``apply_plan`` with bounded reconnect-and-replan retries (the caller holds the state
+    lock and closes ``planned``; plans made here are closed here; ``replan`` connects
+    anew, taking the target's apply lock again on the new connection, as the CLI's does:
+    :mod:`mailplan.target_lock`). ``options`` go to ``apply_plan`` unchanged."""
     current: dict[str, str | None] = {"step": None}
     done: list[Change] = []
 

@@ -45,6 +45,7 @@ from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.progress import Reporter, reporter_for
 from mailplan.render import problem_line
 from mailplan.spec import Spec
+from mailplan.target_lock import Holder, lock_target
 from mailplan.text import escape, escape_lines
 
 if TYPE_CHECKING:
@@ -97,8 +98,10 @@ class ApplyWatch:
         self.signals.on_hangup(self._terminal_gone)
         return self
 
-    def connect(self, spec: Spec) -> dict[str, Connector]:
-        """The spec's source and target connections, each logging to this apply's log."""
+    def connect(self, spec: Spec, holder: Holder | None = None) -> dict[str, Connector]:
+        """The spec's source and target connections, each logging to this apply's log;
+        with ``holder``, the target's apply lock taken for it on the target's connection
+        (held until that connection closes: :mod:`mailplan.target_lock`)."""
         names = sorted({spec.data["source"]["host"], spec.data["target"]["host"]})
         out = {}
         for name in names:
@@ -109,6 +112,10 @@ class ApplyWatch:
         self.log.header(spec=spec.path.resolve(), state=self.state_path.resolve(),
                         source=spec.data["source"]["host"],
                         target=spec.data["target"]["host"])
+        if holder is not None:
+            target = spec.data["target"]
+            lock_target(out[target["host"]], target.get("vpopmail_dir", "/home/vpopmail"),
+                        holder)
         return out
 
     def planned(self, plan: Plan) -> None:

@@ -24,7 +24,7 @@ from migration import (
 )
 from queue_builder import QueueBuilder
 
-from mailplan import interpreter
+from mailplan import interpreter, target_lock
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import ConnectionLost, HostError, StepFailed
 from mailplan.mail.agent_client import PROGRAM as WRITER
@@ -56,9 +56,11 @@ def test_the_programs_need_nothing_newer_than_the_minimum_python(tmp_path):
     wanted = ".".join(map(str, interpreter.MIN_VERSION))
     writer = tmp_path / "writer.py"
     writer.write_text(agent_source())
+    lock = tmp_path / "lock.py"  # the target's apply lock, as it runs there
+    lock.write_text(interpreter.guard(target_lock.PROGRAM_NAME) + target_lock.PROGRAM)
     res = subprocess.run([sys.executable, "-c", "import sys; from vermin.main import main; "
                           "sys.exit(main())", "--no-tips", "--violations", f"-t={wanted}-",
-                          *map(str, [writer, *AGENTS])], capture_output=True, text=True,
+                          *map(str, [writer, lock, *AGENTS])], capture_output=True, text=True,
                          check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -108,8 +110,10 @@ def test_a_plan_with_mail_to_import_says_when_the_targets_python_cannot_run_the_
     for command in (["plan", str(spec)], ["apply", str(spec), "--auto-approve"]):
         res = mailplan(*command)
         assert res.returncode != 0, res.stdout
+        # apply's first program on the target is its apply lock (mailplan.target_lock)
+        program = "Maildir writer" if command[0] == "plan" else "apply lock"
         said = ("/nonexistent/python3 not found on this host" if kind == "missing"
-                else "is Python 3.6; mailplan's Maildir writer needs Python 3.7 or newer")
+                else f"is Python 3.6; mailplan's {program} needs Python 3.7 or newer")
         assert said in res.stderr, res.stderr
         assert "hosts.newmail.python" in res.stderr and "Traceback" not in res.stderr
     assert tree_digest(Path(target.vpopmail_dir)) == before  # nothing made, not even users

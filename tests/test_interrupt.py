@@ -41,6 +41,7 @@ from migration import (
 
 from mailplan import interrupt
 from mailplan.interrupt import SignalStop, Stopped
+from mailplan.mail.writer.proto import AGENT_MARK
 
 pytestmark = pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="the stand-in's tools are made "
                                 "to hang")
@@ -266,9 +267,9 @@ def test_a_second_ctrl_c_stops_a_hung_mail_import_at_once(tmp_path, sshd):
     wrapper, marker, tag = tmp_path / "python", tmp_path / "agent", new_tag()
     hung = tmp_path / "hung-python"
     hang(hung, marker, tag, then="cat")
-    # the plan's check of the interpreter passes; the agent itself hangs while
-    # tmp_path/hang exists
-    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *mailplan-python-ok*) ;; *) '
+    # the apply lock and the plan's check of the interpreter pass; the writer agent
+    # itself hangs while tmp_path/hang exists
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *"{AGENT_MARK.decode()}"*) '
                        f'[ -e {tmp_path}/hang ] && exec {hung};; esac\n'
                        f'exec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)

@@ -1,0 +1,247 @@
+"""The target's apply lock: one ``mailplan apply`` at a time per vpopmail installation,
+whatever spec, state file or machine it runs from.
+
+The state file's lock (:func:`mailplan.state.locked`) keeps two applies of one state
+apart; two specs for two domains, a cron job and an administrator, or two copies of the
+spec directory each have a state of their own, and would run vpopmail's tools and
+Maildir imports on the same target at once. So apply also holds a lock on the target,
+from before it reads the target until it ends, taken by :func:`lock_target`:
+
+* **Where.** ``.mailplan-apply.lock`` in vpopmail's home directory (the spec's
+  ``target.vpopmail_dir``, links resolved on the target): every apply that changes that
+  installation runs its tools from there, however its spec spells the path, and only
+  those who may change vpopmail (root, vpopmail) can write there, so no other local user
+  can take or plant the lock. Two installations on one machine (two sandboxes, two
+  test runs) have two locks; ``/run/lock`` would make them wait for each other.
+* **How it is held.** A small program (:data:`PROGRAM`, stdlib only, run with the host's
+  Python as the Maildir writer is: :mod:`mailplan.interpreter`) takes an exclusive,
+  non-blocking ``flock`` on the file, writes the holder's description into it, says
+  ``locked`` and then reads its standard input until it ends. That input is the
+  apply's connection (an SSH channel, or a pipe from mailplan for a local target): when
+  the apply ends, is killed (``kill -9``), or its connection drops, the program reads
+  end of input and exits, and the kernel releases the lock, so it is never stale.
+  :meth:`~mailplan.connectors.base.Connector.hold` ties it to the connection, whose
+  close ends it first (the next apply then finds the lock free at once).
+* **Who holds it.** The description (:class:`Holder`: the machine mailplan runs on,
+  its process id, the state file, the spec, when it started, plus the holder program's
+  pid on the target; nothing secret) is what a refused apply names
+  (:class:`~mailplan.errors.TargetLocked`). An apply that lost its connection and
+  reconnects (:mod:`mailplan.retry`) takes the lock again; its own earlier holder, not
+  yet ended on the target, is waited for a few seconds, then the retry's back-off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailplan import interpreter
+from mailplan.connectors.base import CommandResult, Connector, Process
+from mailplan.errors import ConnectionLost, HostError, TargetLocked
+from mailplan.text import escape
+
+#: the lock file's name in vpopmail's home directory
+LOCK_NAME = ".mailplan-apply.lock"
+#: how the program is named in its errors (a missing or too old Python)
+PROGRAM_NAME = "mailplan's apply lock"
+#: seconds an apply that reconnected waits for its own earlier holder to end
+OWN_WAIT = 10.0
+
+#: Takes the lock (see the module docstring). argv: vpopmail's directory, the lock
+#: file's name and the holder's description (one line of ASCII JSON, which ``ps`` on the
+#: target shows too); stdin: nothing until it ends. Answers one JSON line on stdout:
+#: {"locked": PATH, "pid": N}, or {"busy": PATH, "holder": TEXT} (exit 75); an error
+#: is one line on stderr (interpreter.ERROR_PREFIX).
+PROGRAM = r"""
+import errno, fcntl, json, os, stat, time
+PREFIX = 'mailplan agent: '
+home, name, about = sys.argv[1], sys.argv[2], sys.argv[3]
+def answer(doc, code=None):
+    sys.stdout.write(json.dumps(doc) + '\n')
+    sys.stdout.flush()
+    if code is not None:
+        sys.exit(code)
+def fail(text):
+    sys.stderr.write(PREFIX + text + '\n')
+    sys.exit(1)
+try:
+    real = os.path.realpath(home)
+    top = os.stat(real)
+except OSError as exc:
+    fail('cannot reach vpopmail_dir %s: %s' % (home, exc.strerror))
+if not stat.S_ISDIR(top.st_mode):
+    fail('vpopmail_dir %s is not a directory' % home)
+path = os.path.join(real, name)
+try:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+except OSError as exc:
+    fail('cannot open the apply lock %s: %s' % (path, exc.strerror))
+st = os.fstat(fd)
+if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+    fail('the apply lock %s is not a plain file of its own (a link?): remove it' % path)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError as exc:
+    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+        fail('cannot lock %s: %s' % (path, exc.strerror))
+    said = b''
+    for _ in range(40):  # the holder writes its description just after it took the lock
+        said = os.pread(fd, 65536, 0)
+        if said.strip():
+            break
+        time.sleep(0.05)
+    answer({'busy': path, 'holder': said.decode('utf-8', 'replace')}, 75)
+if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (top.st_uid, top.st_gid):
+    os.fchown(fd, top.st_uid, top.st_gid)  # vpopmail's, as its directory: root or it
+try:
+    mine = json.loads(about)
+except ValueError:
+    mine = {}
+mine['lock_pid'] = os.getpid()
+os.ftruncate(fd, 0)
+os.pwrite(fd, (json.dumps(mine, sort_keys=True) + '\n').encode(), 0)
+answer({'locked': path, 'pid': os.getpid()})
+while os.read(0, 65536):
+    pass
+os.ftruncate(fd, 0)
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a target's lock: one apply, described without any secret."""
+
+    state: str
+    spec: str
+    machine: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    started: str = field(default_factory=_now)
+    #: one apply's mark, the same on each of its connections
+    apply: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def of(cls, state: Path, spec: Path) -> Holder:
+        """This apply, of ``spec`` with the state file ``state``."""
+        return cls(state=str(state), spec=str(spec))
+
+    def line(self) -> str:
+        """The description the holder program writes into the lock file (ASCII)."""
+        return json.dumps({"mailplan": "apply", **asdict(self)}, sort_keys=True)
+
+
+def describe(text: str) -> str:
+    """A lock file's description in words (``unknown`` and what it says, when it is not
+    one of mailplan's)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("mailplan") != "apply":
+        shown = text.strip()[:200]
+        return "holder unknown" + (f" (the lock file says: {escape(shown)})" if shown else "")
+    parts = [f"pid {doc.get('pid')} on {doc.get('machine')}", f"state {doc.get('state')}",
+             f"spec {doc.get('spec')}", f"since {doc.get('started')}"]
+    if "lock_pid" in doc:
+        parts.append(f"its lock held on the target by pid {doc['lock_pid']}")
+    return escape(", ".join(parts))
+
+
+def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> str:
+    """Take ``conn``'s apply lock for ``holder`` and keep it for as long as ``conn`` is
+    open (:meth:`Connector.hold`); return the lock file's path on the target. Refused
+    (:class:`TargetLocked`) when another apply holds it; :class:`ConnectionLost` when
+    this very apply's earlier connection still holds it after :data:`OWN_WAIT` seconds
+    (the retry's back-off then waits longer)."""
+    started = time.monotonic()
+    deadline = started + OWN_WAIT
+    while True:
+        proc, doc = _try(conn, vpopmail_dir, holder)
+        if "locked" in doc:
+            conn.hold(proc)
+            path = str(doc["locked"])
+            if conn.observer is not None:
+                conn.observer(f"mailplan apply lock {path} (pid {doc.get('pid')} on the "
+                              "target)", None, time.monotonic() - started,
+                              "taken: held until this apply ends")
+            return path
+        said = str(doc.get("holder", ""))
+        if not _own(said, holder):
+            raise TargetLocked(
+                f"another mailplan apply is changing this target ({describe(said)}); "
+                "nothing was changed", host=conn.name,
+                hint=f"wait for it to end, then run this apply again. Its lock "
+                f"({escape(str(doc['busy']))}) is held by a process on the target that ends "
+                "with that apply's connection, so it is never left behind; see "
+                "docs/troubleshooting.md")
+        if time.monotonic() >= deadline:
+            raise ConnectionLost("the target still holds this apply's lock for its "
+                                 "earlier connection, which it has not seen end yet",
+                                 host=conn.name)
+        time.sleep(0.2)
+
+
+def _own(said: str, holder: Holder) -> bool:
+    """Whether a lock file's description is ``holder``'s (an earlier connection)."""
+    try:
+        doc = json.loads(said)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("apply") == holder.apply
+
+
+def _try(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[Process, dict[str, Any]]:
+    """Start the holder program; its process and its answer, or a :class:`HostError`."""
+    line = interpreter.launch(conn.python, PROGRAM, [vpopmail_dir, LOCK_NAME, holder.line()],
+                              program=PROGRAM_NAME)
+    proc = conn.start(line)
+    try:
+        answer = proc.readline()
+    except OSError as exc:
+        proc.kill()
+        raise ConnectionLost(f"connection lost while taking the apply lock: {exc}",
+                             host=conn.name) from None
+    except BaseException:
+        proc.kill()
+        raise
+    try:
+        doc = json.loads(answer) if answer.strip() else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "locked" in doc:
+        return proc, doc
+    res = _end(proc, conn)
+    if isinstance(doc, dict) and "busy" in doc:
+        return proc, doc
+    said = interpreter.complaint(res.stderr_text)
+    if said and interpreter.about_interpreter(said):
+        hint = interpreter.hint(conn)
+    elif said and said.startswith("cannot reach vpopmail_dir") or \
+            said and said.endswith("is not a directory"):
+        hint = "check target.vpopmail_dir in the spec, or install vpopmail"
+    else:
+        hint = ("mailplan's user on the target must be able to write in vpopmail_dir, as "
+                "vpopmail's tools must: root or vpopmail (or sudo: true on the host)")
+    raise HostError(said or f"the apply lock could not be taken (exit {res.returncode}): "
+                    f"{res.stderr_text[:200] or 'no message'}", host=conn.name,
+                    step="take the apply lock", hint=hint)
+
+
+def _end(proc: Process, conn: Connector) -> CommandResult:
+    """The holder program's end, once it has answered anything but ``locked``."""
+    proc.close_stdin()
+    try:
+        return proc.wait()
+    except OSError as exc:
+        raise ConnectionLost(f"connection lost while taking the apply lock: {exc}",
+                             host=conn.name) from None
