@@ -157,24 +157,19 @@ def describe(text: str) -> str:
     return escape(", ".join(parts))
 
 
-def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> str:
+def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str, int]:
     """Take ``conn``'s apply lock for ``holder`` and keep it for as long as ``conn`` is
-    open (:meth:`Connector.hold`); return the lock file's path on the target. Refused
+    open (:meth:`Connector.hold`); return the lock file's path on the target and the
+    process id there of the program that holds it. Refused
     (:class:`TargetLocked`) when another apply holds it; :class:`ConnectionLost` when
     this very apply's earlier connection still holds it after :data:`OWN_WAIT` seconds
     (the retry's back-off then waits longer)."""
-    started = time.monotonic()
-    deadline = started + OWN_WAIT
+    deadline = time.monotonic() + OWN_WAIT
     while True:
         proc, doc = _try(conn, vpopmail_dir, holder)
         if "locked" in doc:
             conn.hold(proc)
-            path = str(doc["locked"])
-            if conn.observer is not None:
-                conn.observer(f"mailplan apply lock {path} (pid {doc.get('pid')} on the "
-                              "target)", None, time.monotonic() - started,
-                              "taken: held until this apply ends")
-            return path
+            return str(doc["locked"]), int(doc["pid"])
         said = str(doc.get("holder", ""))
         if not _own(said, holder):
             raise TargetLocked(

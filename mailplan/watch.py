@@ -114,8 +114,10 @@ class ApplyWatch:
                         target=spec.data["target"]["host"])
         if holder is not None:
             target = spec.data["target"]
-            lock_target(out[target["host"]], target.get("vpopmail_dir", "/home/vpopmail"),
-                        holder)
+            path, pid = lock_target(out[target["host"]],
+                                    target.get("vpopmail_dir", "/home/vpopmail"), holder)
+            self.log.write(f"apply lock taken on {target['host']}: {escape(path)} (held by "
+                           f"pid {pid} there until this apply ends)")
         return out
 
     def planned(self, plan: Plan) -> None:

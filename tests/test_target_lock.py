@@ -124,6 +124,9 @@ def test_an_apply_with_another_state_file_waits_for_the_one_changing_the_target(
     out, err = running.communicate(timeout=120)
     assert running.returncode == 0, out + err
     assert lock_file(target).read_text() == ""  # released: nobody named
+    (log,) = first.with_name("m.state.json.logs").glob("apply-*.log")
+    assert f"apply lock taken on newmail: {lock_file(target)} (held by pid " \
+        f"{holder['lock_pid']} there until this apply ends)" in log.read_text()
     mailplan("apply", str(second), "--auto-approve", check=True)
     assert domain_made(target, one) and domain_made(target, two)
     assert mailplan("verify", str(second)).returncode == 0
@@ -173,7 +176,7 @@ def test_a_reconnecting_apply_waits_for_its_own_earlier_holder(tmp_path, monkeyp
         monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 30.0)
         threading.Timer(0.5, old.close).start()  # the old connection ends meanwhile
         started = time.monotonic()
-        assert lock_target(new, home, mine) == str(Path(home).resolve() / LOCK_NAME)
+        assert lock_target(new, home, mine)[0] == str(Path(home).resolve() / LOCK_NAME)
         assert time.monotonic() - started < 10
     finally:
         for conn in (old, new, other):
@@ -191,7 +194,7 @@ def test_the_lock_through_sudo_belongs_to_vpopmails_home_owner_and_ends_with_the
     home.mkdir()
     os.chown(home, 65534, 65534)
     mine = Holder.of(tmp_path / "a.state.json", tmp_path / "a.yaml")
-    path = Path(lock_target(sudo_connector, str(home), mine))
+    path = Path(lock_target(sudo_connector, str(home), mine)[0])
     assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
     lock_pid = json.loads(path.read_text())["lock_pid"]
     with pytest.raises(TargetLocked, match=f"held on the target by pid {lock_pid}"):
