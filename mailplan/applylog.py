@@ -44,8 +44,9 @@ class Summary:
     imported_messages: int = 0
     imported_bytes: int = 0
     mailboxes: int = 0
-    #: deletions the plan holds that were left out (no --prune)
+    #: deletions the plan holds that were left out (no --prune), and why
     skipped: int = 0
+    skipped_why: str = "deletions left out without --prune"
     #: changes an interrupted or failed apply did not finish (the next run does them)
     unfinished: int = 0
     #: the plan's problems: what the spec asks for that is not migrated
@@ -65,7 +66,7 @@ class Summary:
                # a stopped import's journaled batches count, in no completed mailbox
                f"{human_size(self.imported_bytes)}; {self.mailboxes} mailbox(es) completed",
                f"skipped: {self.skipped}"
-               + (" (deletions left out without --prune)" if self.skipped else ""),
+               + (f" ({self.skipped_why})" if self.skipped else ""),
                f"not migrated: {self.not_migrated} (the plan's problems"
                + (", listed above)" if self.not_migrated else ")"),
                f"failed: {len(self.failed)}"]

@@ -27,7 +27,8 @@ from mailplan.engine import (
 from mailplan.errors import MailplanError
 from mailplan.interrupt import SignalStop, Stopped, stops_at_once
 from mailplan.passwords import unresolved_passwords
-from mailplan.plan import Change
+from mailplan.plan import Plan
+from mailplan.prune_select import PRUNABLE, parse_kinds, saved_selection, shown
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.shell import join
@@ -40,9 +41,11 @@ from mailplan.watch import ApplyWatch, Cancelled
 EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
     "plan": "Examples:\n\n\b\n  mailplan plan migration.yaml\n  mailplan plan migration.yaml "
-            "-o plan.json\n  mailplan plan migration.yaml --json --detailed-exitcode",
+            "-o plan.json\n  mailplan plan migration.yaml --json --detailed-exitcode\n"
+            "  mailplan plan migration.yaml --prune-only alias,forward -o plan.json",
     "apply": "Examples:\n\n\b\n  mailplan apply plan.json\n  mailplan apply migration.yaml\n"
-             "  mailplan apply migration.yaml --auto-approve --prune",
+             "  mailplan apply migration.yaml --auto-approve --prune\n"
+             "  mailplan apply migration.yaml --prune-only alias",
 }
 
 
@@ -64,6 +67,22 @@ def main() -> None:
 
 def _state(spec: Spec, override: str | None) -> Path:
     return state_path_for(spec, override)
+
+
+def _prune_kinds(ctx: click.Context, param: click.Parameter,
+                 values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--prune-only's kinds (None: not given); a bad one is the option's usage error."""
+    try:
+        return parse_kinds(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _prune_only(help_text: str) -> Any:
+    return click.option("--prune-only", "prune_only", multiple=True, metavar="KIND",
+                        callback=_prune_kinds, help=help_text,
+                        shell_complete=lambda ctx, param, text: [
+                            k for k in PRUNABLE if k.startswith(text)])
 
 
 @main.command(epilog=EXAMPLES["validate"])
@@ -114,8 +133,13 @@ class _DetailedExitCode(click.Command):
 @click.option("-v", "--verbose", is_flag=True, help="Also list what needs no change, and why.")
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
+@_prune_only("Hold only the deletions of kind KIND: alias, forward, user (its Maildir, mail "
+             "included; its forward goes with it), domain (needs user); repeat or "
+             "comma-separate. The others are listed as left out. `apply FILE` applies a "
+             "plan saved with it, those deletions included, without --prune.")
 def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
-         state: str | None, verbose: bool, strict: bool) -> None:
+         state: str | None, verbose: bool, strict: bool,
+         prune_only: tuple[str, ...] | None) -> None:
     """Read both servers and show what apply would change. Changes nothing.
 
     Ctrl-C, SIGTERM or SIGHUP stops it at once (the commands it runs on the hosts
@@ -133,7 +157,7 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
     loaded = load_spec(spec)
     with stops_at_once("plan", "while reading the hosts"):
         planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),
-                            strict=strict)
+                            strict=strict, prune_only=prune_only)
         planned.close()
     if out:
         planned.plan.save(Path(out))
@@ -144,17 +168,26 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         click.echo(render_plan(planned.plan, target=target, colour=use_colour(sys.stdout),
                                verbose=verbose), nl=False)
         if out:
-            click.echo(_saved_note(out, state, planned.plan.changes))
-    if detailed_exitcode and planned.plan.changes:
+            click.echo(_saved_note(out, state, planned.plan))
+    if detailed_exitcode and (planned.plan.changes or planned.plan.left_out):
         sys.exit(2)
 
 
-def _saved_note(out: str, state: str | None, changes: list[Change]) -> str:
+def _saved_note(out: str, state: str | None, saved: Plan) -> str:
     """How to apply a saved plan: the command that leaves its deletions out first (as
-    apply does without --prune), so that a copied command never deletes mail unasked."""
+    apply does without --prune), so that a copied command never deletes mail unasked;
+    a plan saved with --prune-only holds only the deletions selected, which its apply
+    carries out (said, with the mail they delete)."""
     def cmd(*opts: str) -> str:
         return "mailplan apply " + join([*opts, out, *(["--state", state] if state else [])])
-    deletions = sum(c.action == "delete" for c in changes)
+    deletes = [c for c in saved.changes if c.action == "delete"]
+    deletions = len(deletes)
+    if saved.prune_only is not None:
+        mail = ", mail included" if any(c.kind in ("user", "domain") for c in deletes) else ""
+        left = f"; {len(saved.left_out)} left out" if saved.left_out else ""
+        return (f"Saved the plan to {out}. Apply exactly this plan, its {deletions} "
+                f"deletion(s) selected with {shown(saved.prune_only)} included{mail}"
+                f"{left}, with: {cmd()}")
     if not deletions:
         return f"Saved the plan to {out}. Apply exactly this plan with: {cmd()}"
     return (f"Saved the plan to {out}. Apply it with: {cmd()} (its {deletions} deletion(s) "
@@ -165,7 +198,11 @@ def _saved_note(out: str, state: str | None, changes: list[Change]) -> str:
 @click.argument("spec_or_plan", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--prune", is_flag=True, help="Also delete what mailplan created (domains, users, "
-              "aliases, forwards, alias domains) that the spec no longer wants.")
+              "aliases, forwards) that the spec no longer wants: every deletion of the plan.")
+@_prune_only("Apply only the deletions of kind KIND (--prune applies all): alias, forward, "
+             "user (its Maildir, mail included; its forward goes with it), domain (needs "
+             "user); repeat or comma-separate. The plan lists the others as left out. A "
+             "plan saved with it is applied with its selection, without the option.")
 @click.option("--state", help=STATE_HELP)
 @click.option("--strict", is_flag=True, help="Fail when an alias, ~/.forward or "
               "virtusertable entry has no safe vpopmail equivalent (a routing warning).")
@@ -176,8 +213,9 @@ def _saved_note(out: str, state: str | None, changes: list[Change]) -> str:
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Write the apply "
               "log to FILE, in an existing directory; a FILE that exists is appended to "
               "and made 0600 [default: STATE.logs/apply-TIMESTAMP.log].")
-def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
-          strict: bool, parallel: int, quiet: bool, log_file: str | None) -> None:
+def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
+          prune_only: tuple[str, ...] | None, state: str | None, strict: bool,
+          parallel: int, quiet: bool, log_file: str | None) -> None:
     """Carry out a saved plan, or plan a spec, confirm, and carry it out.
 
     Shows progress (a live display on a terminal, status lines otherwise) and logs
@@ -186,7 +224,13 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
     first change: at once), a second Ctrl-C or SIGTERM at once; run the same command
     again to resume.
     """
+    if prune and prune_only is not None:
+        raise click.UsageError("--prune and --prune-only exclude each other: --prune applies "
+                               "every deletion, --prune-only those of the kinds it names")
     loaded, saved = load_for_apply(Path(spec_or_plan))
+    kinds = prune_only if saved is None else saved_selection(saved, prune=prune,
+                                                             kinds=prune_only)
+    deletes = prune or kinds is not None  # the plan holds only the selected ones
     if quiet and saved is None and not auto_approve:
         raise MailplanError("--quiet shows no plan to confirm", hint="add --auto-approve, "
                             "or save the plan with plan -o FILE and run apply -q FILE")
@@ -198,6 +242,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
         refuse_applied(saved, before)
     # the options that change what is done (and --parallel, how): the same command
     resume = "mailplan apply " + join([spec_or_plan, *(["--prune"] if prune else []),
+                                       *(["--prune-only", ",".join(prune_only)]
+                                         if prune_only else []),
                                        *(["--state", state] if state else []),
                                        *(["--strict"] if strict else []),
                                        *(["--parallel", str(parallel)] if parallel > 1
@@ -211,28 +257,30 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool, state: str | None,
         holder = Holder.of(state_path, loaded.path.resolve())
         connectors = watch.connect(loaded, holder)
         current = State.load(state_path)
-        planned = make_plan(loaded, current, strict=strict, connectors=connectors)
+        planned = make_plan(loaded, current, strict=strict, connectors=connectors,
+                            prune_only=kinds)
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)
             watch.planned(planned.plan)
-            todo = [c for c in planned.plan.changes if prune or c.action != "delete"]
+            todo = [c for c in planned.plan.changes if deletes or c.action != "delete"]
             if saved is None and not quiet:
                 click.echo(render_plan(planned.plan, target=target,
                                        colour=use_colour(sys.stdout), prune=prune), nl=False)
             if not todo:
-                watch.nothing(record_settled(planned, current),
-                              skipped=len(planned.plan.changes), gone=len(planned.gone))
+                watch.nothing(record_settled(planned, current), gone=len(planned.gone),
+                              skipped=len(planned.plan.changes) + len(planned.plan.left_out))
                 return
             if saved is None and not auto_approve:
                 _confirm(signals)
             watch.begin(planned, todo, target)
             watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
-                planned, current, saved=saved, prune=prune, parallel=parallel,
+                planned, current, saved=saved, prune=deletes, parallel=parallel,
                 on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
                 on_retry=_retrying,
                 replan=lambda st: make_plan(loaded, st, strict=strict,
-                                            connectors=watch.connect(loaded, holder))))
+                                            connectors=watch.connect(loaded, holder),
+                                            prune_only=kinds)))
         finally:
             planned.close()
 

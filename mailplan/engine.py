@@ -31,6 +31,7 @@ from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.private_files import fingerprint_key
+from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
 from mailplan.routing.target import TargetRouting
@@ -106,8 +107,10 @@ def _connectors(spec: Spec) -> dict[str, Connector]:
 
 def make_plan(spec: Spec, state: State,
               connectors: dict[str, Connector] | None = None, *,
-              strict: bool = False) -> Planned:
-    """Read both hosts and compute the plan (nothing is written anywhere)."""
+              strict: bool = False, prune_only: tuple[str, ...] | None = None) -> Planned:
+    """Read both hosts and compute the plan (nothing is written anywhere); ``prune_only``:
+    the kinds of deletion selected with ``--prune-only`` (the others left out:
+    :func:`~mailplan.prune_select.select_deletions`)."""
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
     try:
@@ -169,6 +172,7 @@ def make_plan(spec: Spec, state: State,
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
         problems=result.problems, warnings=warnings,
     )
+    select_deletions(plan, prune_only)
     return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone,
                    routing.seen, gone)
 
@@ -238,6 +242,9 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     rerun = "run `mailplan plan` again and review the new plan"
     if saved.spec_digest != fresh.spec_digest:
         raise StalePlanError("the spec changed since this plan was saved", hint=rerun)
+    if saved.prune_only != fresh.prune_only:  # the deletions it holds are another choice
+        raise StalePlanError(f"this plan was saved {_selection(saved)}, and would be applied "
+                             f"{_selection(fresh)}", hint=rerun)
     if saved.lineage != fresh.lineage and saved.lineage is not None:
         raise StalePlanError(f"this plan was made against another state file (lineage "
                              f"{saved.lineage}, now {fresh.lineage})", hint=rerun)
@@ -264,6 +271,12 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
             or not all(_same(a, b) for a, b in zip(saved.changes, fresh.changes, strict=True)):
         raise StalePlanError("the target or the source changed since this plan was saved"
                              f"{_first_difference(saved, fresh)}", hint=rerun)
+
+
+def _selection(plan: Plan) -> str:
+    """How a plan's deletions were chosen, for an error."""
+    return "without --prune-only" if plan.prune_only is None else \
+        f"with {shown(plan.prune_only)}"
 
 
 def _first_difference(saved: Plan, fresh: Plan) -> str:

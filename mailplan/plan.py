@@ -35,7 +35,8 @@ MAIL_KINDS = ("mailbox", "flags", "subscription")
 
 
 #: how the reason of a deletion ends: deletions are carried out only by ``apply --prune``
-#: (whose plan shows them as applied)
+#: (whose plan shows them as applied), or selected by kind with ``--prune-only`` (whose
+#: plan says which are selected and which left out: :mod:`mailplan.prune_select`)
 PRUNE_NOTE = "(applied only with --prune)"
 
 
@@ -112,6 +113,12 @@ class Plan:
     #: the spec's target host, named by ``mailplan show`` (None: a plan saved before it
     #: was recorded)
     target_host: str | None = None
+    #: the kinds of deletion selected with ``--prune-only`` (:mod:`mailplan.prune_select`):
+    #: ``changes`` holds only those deletions, applied without ``--prune``; None: no
+    #: selection, every deletion in ``changes``, applied only with ``--prune``
+    prune_only: tuple[str, ...] | None = None
+    #: the deletions a selection left out (not applied), for the plan to list
+    left_out: list[Change] = field(default_factory=list)
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -134,7 +141,10 @@ class Plan:
             "target_sha256": self.target_digest,
             **({"target_host": self.target_host} if self.target_host is not None else {}),
             "summary": self.counts(),
-            "changes": [{"id": c.id, "symbol": c.symbol, **asdict(c)} for c in self.changes],
+            "changes": [_change_doc(c) for c in self.changes],
+            **({"prune_only": list(self.prune_only),
+                "left_out": [_change_doc(c) for c in self.left_out]}
+               if self.prune_only is not None else {}),
             "noops": [asdict(n) for n in self.noops],
             "left_alone": [asdict(n) for n in self.left_alone],
             "problems": [asdict(p) for p in self.problems],
@@ -172,6 +182,7 @@ class Plan:
         except jsonschema.ValidationError as exc:
             raise StateError(f"{path}: not a valid plan file: {exc.message}") from None
         fields = {f for f in Change.__dataclass_fields__}
+        selected = data.get("prune_only")
         return cls(
             spec_path=data["spec"]["path"], spec_digest=data["spec"]["sha256"],
             lineage=data["state"]["lineage"], serial=data["state"]["serial"],
@@ -182,6 +193,14 @@ class Plan:
             left_alone=[Noop(**n) for n in data["left_alone"]],
             problems=[Problem(**p) for p in data["problems"]],
             warnings=[Problem(**w) for w in data.get("warnings", [])],
+            prune_only=tuple(selected) if selected is not None else None,
+            left_out=[Change(**{k: v for k, v in c.items() if k in fields})
+                      for c in data.get("left_out", [])],
             plan_id=data["plan_id"], created_at=data["created_at"],
         )
+
+
+def _change_doc(change: Change) -> dict[str, Any]:
+    """One change as the plan's JSON holds it."""
+    return {"id": change.id, "symbol": change.symbol, **asdict(change)}
 

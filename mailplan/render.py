@@ -14,6 +14,7 @@ from typing import TextIO
 
 from mailplan.desired import Problem
 from mailplan.plan import PRUNE_NOTE, Change, Plan
+from mailplan.prune_select import shown
 from mailplan.text import escape
 
 _COLOURS = {"+": "32", "~": "33", "-": "31", "!": "35"}
@@ -49,7 +50,9 @@ def problem_line(p: Problem) -> str:
 def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool = False,
                 prune: bool = False) -> str:
     """The whole plan as text; ``prune``: shown by an apply given ``--prune``, which
-    carries out its deletions."""
+    carries out its deletions. A plan made with ``--prune-only`` says which deletions
+    it selected (their reasons do) and lists those it left out, unpainted: none of them
+    is applied."""
     out: list[str] = []
     if plan.changes:
         out.append(f"mailplan will make these changes on {target}:")
@@ -62,6 +65,14 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
             if detail and change.action != "update":
                 out.append(f"      {escape(str(detail))}")
             elif change.reason and change.kind in ("password", "lock"):
+                out.append(f"      {escape(change.reason)}")
+        out.append("")
+    if plan.left_out:
+        out.append(f"Deletions left out ({len(plan.left_out)}, not selected by "
+                   f"{shown(plan.prune_only or ())}; not applied):")
+        for change in plan.left_out:
+            out.append(f"  {change_line(change)}")
+            if change.reason:
                 out.append(f"      {escape(change.reason)}")
         out.append("")
     for title, listed in (("Problems (these are not migrated):", plan.problems),
@@ -86,10 +97,17 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
     if plan.changes:
         line = (f"Plan: {counts['create']} to create, {counts['update']} to change, "
                 f"{counts['delete']} to destroy.")
-        if counts["delete"]:
+        if plan.prune_only is not None:
+            line += (f" Deletions: only those selected with {shown(plan.prune_only)} are "
+                     "applied" + (f"; {len(plan.left_out)} more left out (listed above)."
+                                  if plan.left_out else "."))
+        elif counts["delete"]:
             line += (" Deletions are applied: --prune was given." if prune
                      else " Deletions are applied only with --prune.")
         out.append(line)
+    elif plan.left_out:
+        out.append(f"No changes selected: the plan's {len(plan.left_out)} deletion(s) are "
+                   f"left out (not selected by {shown(plan.prune_only or ())}).")
     else:
         out.append(f"No changes. The target matches the spec "
                    f"({len(plan.noops)} items checked).")

@@ -43,6 +43,7 @@ from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.progress import Reporter, reporter_for
+from mailplan.prune_select import OPTION, PRUNABLE, shown
 from mailplan.render import problem_line
 from mailplan.spec import Spec
 from mailplan.target_lock import Holder, lock_target
@@ -87,6 +88,9 @@ class ApplyWatch:
         self._planned = 0
         self._phase: str | None = None
         self._todo_counts: dict[str, int] = {}
+        #: the plan's --prune-only, and the deletions it left out (:meth:`planned`)
+        self._selection: tuple[str, ...] | None = None
+        self._left_out: list[Change] = []
         self._echo(f"Logging this apply to {self.log.path}")
 
     def _echo(self, text: str) -> None:
@@ -122,8 +126,12 @@ class ApplyWatch:
 
     def planned(self, plan: Plan) -> None:
         """Record the plan's problems (what is not migrated) in the log and summary, and
-        its warnings (migrated all the same) in the log."""
+        its warnings (migrated all the same) in the log; keep its --prune-only selection
+        and the deletions that left out, for the end."""
         self.summary.not_migrated = len(plan.problems)
+        self._selection, self._left_out = plan.prune_only, list(plan.left_out)
+        if plan.prune_only is not None:
+            self.summary.skipped_why = f"deletions not selected by {shown(plan.prune_only)}"
         for listed, what in ((plan.problems, "problem(s), not migrated"),
                              (plan.warnings, "warning(s), migrated all the same")):
             if listed:
@@ -249,9 +257,10 @@ class ApplyWatch:
         ``skipped``: deletions left out, without --prune; ``gone``: records dropped)."""
         self.summary.result = "nothing to apply"
         self.summary.skipped = skipped
+        why = "without --prune" if self._selection is None else \
+            f"(not selected by {shown(self._selection)})"
         self._echo("Nothing to apply." if not skipped else
-                   f"Nothing to apply: the plan's {skipped} deletion(s) are left out "
-                   "without --prune.")
+                   f"Nothing to apply: the plan's {skipped} deletion(s) are left out {why}.")
         if settled:
             self._echo(f"Recorded that {settled} mailbox(es) are complete on the target "
                        "(state only): later plans read only the mail that arrives after.")
@@ -260,14 +269,23 @@ class ApplyWatch:
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""
         self.reporter.close()
-        self.summary.skipped = len(result.skipped_deletes)
+        skipped = result.skipped_deletes or self._left_out
+        self.summary.skipped = len(skipped)
         self._echo(f"Apply complete: {len(result.done)} change(s) made.")
-        if skipped := result.skipped_deletes:
+        if skipped:
             # --prune is no mere switch: say what it deletes, mail included
             mail = (", deleting the Maildirs of the users and domains among them, mail "
                     "included" if any(c.kind in ("user", "domain") for c in skipped) else "")
-            self._echo(f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
-                       f"--prune applies them{mail}.")
+            if self._selection is None:
+                self._echo(f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
+                           f"--prune applies them{mail}.")
+            else:
+                left = {c.kind for c in skipped} | (
+                    {"user"} if any(c.kind == "domain" for c in skipped) else set())
+                kinds = ",".join(k for k in PRUNABLE if k in left)
+                self._echo(f"{len(skipped)} deletion(s) left out (not selected by "
+                           f"{shown(self._selection)}): {OPTION} {kinds}, or --prune, "
+                           f"applies them{mail}.")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

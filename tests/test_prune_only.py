@@ -1,0 +1,197 @@
+"""``--prune-only KIND``: the deletions of some kinds, not all of them as ``--prune``.
+
+Over the real sshd and the vpopmail stand-in (or a real vpopmail), with the routing
+tests' source tree: an alias the spec dropped is removed while a user that is no longer
+migrated keeps its Maildir and mail; selecting ``user`` removes the user; a plan saved
+with a selection carries exactly it, and cannot be applied as another.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from migration import mailplan
+from test_integration_routing import World, target, world  # noqa: F401  (fixtures)
+
+from mailplan.errors import MailplanError
+from mailplan.plan import PRUNE_NOTE, Change, Plan
+from mailplan.prune_select import parse_kinds, saved_selection, select_deletions
+from mailplan.render import render_plan
+from mailplan.spec import load_schema
+
+MESSAGE = "From x@example.org Tue Nov  3 10:00:00 2026\nSubject: keep me\n\ncarol's mail\n\n"
+
+
+def stale_alias_and_user(w: World) -> str:
+    """Apply the spec with carol (one message in her spool) and the alias sales, then
+    drop both from it: the plan then deletes the alias, carol's forward and carol."""
+    (w.root / "var/spool/mail/carol").write_text(MESSAGE)
+    mailplan("apply", str(w.write()), "--auto-approve", check=True)
+    assert w.target.tool("vuserinfo", "-n", f"carol@{w.domain}").returncode == 0
+    assert carol_mail(w) == 1
+    return str(w.write(aliases={}, **{"import": {"uid_min": 1000, "exclude": ["bob", "carol"]}}))
+
+
+def carol_mail(w: World) -> int:
+    """How many messages carol's Maildir holds."""
+    maildir = w.user_dir("carol") / "Maildir"
+    return sum(1 for sub in ("new", "cur") for _ in (maildir / sub).iterdir())
+
+
+@pytest.mark.ssh
+def test_selecting_alias_removes_only_the_alias_and_user_removes_the_user(world):  # noqa: F811
+    d, spec = world.domain, stale_alias_and_user(world)
+    plan = mailplan("plan", spec, "--prune-only", "alias", check=True).stdout
+    assert (f"  - alias sales@{d}\n      created by mailplan, no longer wanted (applied: "
+            "selected with --prune-only alias)\n") in plan, plan
+    left = plan.split("Deletions left out (2, not selected by --prune-only alias; not "
+                      "applied):\n")[1]
+    assert left.index(f"  - forward carol@{d}\n") < left.index(f"  - user carol@{d}\n")
+    assert ("mail included (left out: user is not selected by --prune-only alias; "
+            "--prune-only user, or --prune, applies it)") in left
+    assert ("Deletions: only those selected with --prune-only alias are applied; 2 more "
+            "left out (listed above).") in plan
+
+    out = mailplan("apply", spec, "--auto-approve", "--prune-only", "alias", check=True).stdout
+    assert f"sales@{d}" not in world.valias()
+    assert world.target.tool("vuserinfo", "-n", f"carol@{d}").returncode == 0
+    assert carol_mail(world) == 1  # her mail too
+    assert (world.user_dir("carol") / ".qmail").exists()  # her forward was not selected
+    assert ("2 deletion(s) left out (not selected by --prune-only alias): --prune-only "
+            "forward,user, or --prune, applies them, deleting the Maildirs of the users and "
+            "domains among them, mail included.\n") in out
+    log = Path(out.rsplit("Log: ", 1)[1].strip()).read_text()
+    assert "skipped: 2 (deletions not selected by --prune-only alias)" in log
+
+    # the forward of a user whose deletion is selected goes with it
+    plan = mailplan("plan", spec, "--prune-only", "user", check=True).stdout
+    assert (f"  - forward carol@{d}\n      created by mailplan, no longer wanted (applied "
+            "with the user's deletion, selected with --prune-only user: vdeluser removes "
+            "the user's directory, this .qmail in it)\n") in plan, plan
+    assert "Deletions left out" not in plan
+    mailplan("apply", spec, "--auto-approve", "--prune-only", "user", check=True)
+    assert world.target.tool("vuserinfo", "-n", f"carol@{d}").returncode != 0
+    again = mailplan("plan", spec, "--detailed-exitcode")
+    assert again.returncode == 0 and "\n  - " not in again.stdout, again.stdout
+
+
+@pytest.mark.ssh
+def test_a_plan_saved_with_a_selection_is_applied_as_saved_and_only_so(world):  # noqa: F811
+    d, spec = world.domain, stale_alias_and_user(world)
+    saved = world.tmp / "p.json"
+    res = mailplan("plan", spec, "--prune-only", "alias", "-o", str(saved), check=True)
+    assert res.stdout.splitlines()[-1] == (
+        f"Saved the plan to {saved}. Apply exactly this plan, its 1 deletion(s) selected "
+        f"with --prune-only alias included; 2 left out, with: mailplan apply {saved}")
+    doc = json.loads(saved.read_text())
+    assert doc["prune_only"] == ["alias"]
+    assert [c["id"] for c in doc["changes"] if c["action"] == "delete"] == \
+        [f"delete-alias:sales@{d}"]
+    assert [c["id"] for c in doc["left_out"]] == [f"delete-forward:carol@{d}",
+                                                 f"delete-user:carol@{d}"]
+    shown = mailplan("show", str(saved), check=True).stdout
+    assert "Deletions left out (2, not selected by --prune-only alias" in shown
+
+    # applied as another selection: refused before anything is read or changed
+    for other in (["--prune"], ["--prune-only", "alias,user"]):
+        res = mailplan("apply", *other, str(saved))
+        assert res.returncode == 1, res.stdout
+        assert "this plan was saved with --prune-only alias: it is applied with the " \
+            "deletions it holds, not as" in res.stderr, res.stderr
+    # the selection edited in the file: its deletions are not that selection's
+    for edited in (["alias", "user"], ["user"]):
+        changed = world.tmp / "edited.json"
+        changed.write_text(json.dumps({**doc, "prune_only": edited}))
+        res = mailplan("apply", str(changed))
+        assert res.returncode == 1
+        assert "this plan's deletions are not those of a plan saved with --prune-only " \
+            f"{','.join(edited)}" in res.stderr, res.stderr
+    assert f"sales@{d}" in world.valias()
+
+    res = mailplan("apply", str(saved), check=True)
+    assert "Apply complete" in res.stdout
+    assert f"sales@{d}" not in world.valias()
+    assert world.target.tool("vuserinfo", "-n", f"carol@{d}").returncode == 0
+    assert carol_mail(world) == 1
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["plan", "m.yaml", "--prune-only", "mailbox"],
+     "Invalid value for '--prune-only': 'mailbox' is not a kind of deletion; choose from "
+     "alias, forward, user, domain (comma-separated, or the option repeated)"),
+    (["apply", "m.yaml", "--prune-only", "alias,alias-domain"],
+     "Invalid value for '--prune-only': 'alias-domain': mailplan never deletes an alias "
+     "domain"),
+    (["apply", "m.yaml", "--prune-only", "domain"],
+     "Invalid value for '--prune-only': 'domain' needs 'user' too: vdeldomain deletes a "
+     "domain with every user in it and their mail; give --prune-only user,domain"),
+    (["plan", "m.yaml", "--prune-only", "alias,"],
+     "Invalid value for '--prune-only': 'alias,': an empty kind"),
+    (["apply", "m.yaml", "--prune", "--prune-only", "alias"],
+     "--prune and --prune-only exclude each other"),
+])
+def test_a_bad_selection_is_an_error_naming_the_option(tmp_path, args, said):
+    res = mailplan(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert said in " ".join(res.stderr.split()), res.stderr
+    detailed = mailplan("plan", "m.yaml", "--detailed-exitcode", "--prune-only", "mailbox",
+                        cwd=tmp_path)
+    assert detailed.returncode == 1  # 2 there means "changes pending"
+
+
+def stale_plan() -> Plan:
+    """A plan that creates alice and deletes an alias, two forwards (one of a user it
+    deletes), that user and a domain."""
+    return Plan(spec_path="/srv/m.yaml", spec_digest="0" * 64, lineage=None, serial=0,
+                target_digest="1" * 64, changes=[
+                    Change("create", "user", "a.example", "alice", after="quota 1G"),
+                    Change("delete", "alias", "a.example", "sales", reason=f"old {PRUNE_NOTE}"),
+                    Change("delete", "forward", "a.example", "bob", reason=f"old {PRUNE_NOTE}"),
+                    Change("delete", "forward", "a.example", "dan", reason=f"old {PRUNE_NOTE}"),
+                    Change("delete", "user", "a.example", "dan", reason=f"old {PRUNE_NOTE}"),
+                    Change("delete", "domain", "b.example", reason=f"old {PRUNE_NOTE}")])
+
+
+def test_a_domain_and_the_forward_of_a_user_go_with_the_selection_of_users():
+    plan = stale_plan()
+    select_deletions(plan, parse_kinds(["domain", "USER"]))
+    assert plan.prune_only == ("user", "domain")
+    assert [c.id for c in plan.changes] == [
+        "create-user:alice@a.example", "delete-forward:dan@a.example",
+        "delete-user:dan@a.example", "delete-domain:b.example"]
+    assert [c.id for c in plan.left_out] == ["delete-alias:sales@a.example",
+                                            "delete-forward:bob@a.example"]
+    assert plan.changes[3].reason == "old (applied: selected with --prune-only user,domain)"
+    assert plan.left_out[0].reason == ("old (left out: alias is not selected by --prune-only "
+                                       "user,domain; --prune-only alias, or --prune, applies it)")
+    jsonschema.validate(plan.to_dict(), load_schema("plan-v1.schema.json"))
+    again = Plan.from_dict(plan.to_dict(), "p.json")
+    assert (again.prune_only, again.left_out) == (plan.prune_only, plan.left_out)
+    # a domain left out says what selects it: users, their mail, come with it
+    other = stale_plan()
+    select_deletions(other, ("alias",))
+    assert other.left_out[-1].reason.endswith("--prune-only user,domain, or --prune, "
+                                              "applies it)")
+
+
+def test_a_selection_with_nothing_to_apply_says_what_it_left_out():
+    plan = stale_plan()
+    plan.changes = [c for c in plan.changes
+                    if c.action == "delete" and c.kind in ("user", "domain")]
+    select_deletions(plan, ("alias", "forward"))
+    text = render_plan(plan, target="newmail")
+    assert "Deletions left out (2, not selected by --prune-only alias,forward; not " \
+        "applied):\n  - user dan@a.example\n" in text
+    assert text.endswith("No changes selected: the plan's 2 deletion(s) are left out (not "
+                         "selected by --prune-only alias,forward).\n")
+    assert "The target matches the spec" not in text
+
+
+def test_a_plan_saved_without_a_selection_is_not_applied_with_one():
+    with pytest.raises(MailplanError, match="this plan was saved without --prune-only: "
+                       "--prune-only user would apply only some of the deletions it holds"):
+        saved_selection(stale_plan(), prune=False, kinds=("user",))
+    assert saved_selection(stale_plan(), prune=True, kinds=None) is None
