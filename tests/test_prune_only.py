@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from migration import mailplan
+from migration import mailplan, ssh_host, unique_domain, write_spec
 from test_integration_routing import World, target, world  # noqa: F401  (fixtures)
 
 from mailplan.errors import MailplanError
@@ -116,6 +116,31 @@ def test_a_plan_saved_with_a_selection_is_applied_as_saved_and_only_so(world):  
     assert f"sales@{d}" not in world.valias()
     assert world.target.tool("vuserinfo", "-n", f"carol@{d}").returncode == 0
     assert carol_mail(world) == 1
+
+
+@pytest.mark.ssh
+def test_a_domain_is_deleted_only_when_users_are_selected_too(world):  # noqa: F811
+    """A second domain mailplan made, dropped from the spec: its deletion takes dan's
+    mailbox with it, so it is left out unless both kinds are selected."""
+    d, gone = world.domain, unique_domain("rg")
+    (world.root / "var/spool/mail/alice").write_text(MESSAGE)
+    hosts = {"source_host": ssh_host(world.sshd), "target_host": ssh_host(world.sshd)}
+    first = {"import": {"uid_min": 1000, "exclude": ["bob", "carol", "dave"]}}
+    write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
+               domains={d: first, gone: {"users": [{"name": "dan", "from": "alice"}]}})
+    mailplan("apply", str(world.spec), "--auto-approve", check=True)
+    spec = str(write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
+                          domains={d: first}))
+    out = mailplan("apply", spec, "--auto-approve", "--prune-only", "user", check=True).stdout
+    assert (f"  - domain {gone}\n      created by mailplan, no longer in the spec; vdeldomain "
+            "deletes its users' Maildirs, mail included (left out: domain is not selected by "
+            "--prune-only user; --prune-only user,domain, or --prune, applies it)") in out, out
+    assert "Nothing to apply: the plan's 1 deletion(s) are left out (not selected by " \
+        "--prune-only user)." in out
+    assert world.target.tool("vuserinfo", "-n", f"dan@{gone}").returncode == 0
+    mailplan("apply", spec, "--auto-approve", "--prune-only", "domain,user", check=True)
+    assert world.target.tool("vdominfo", gone).returncode != 0
+    assert world.target.tool("vuserinfo", "-n", f"alice@{d}").returncode == 0
 
 
 @pytest.mark.parametrize(("args", "said"), [
