@@ -261,7 +261,8 @@ def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,
     mailboxes = set(wanted.users) if wanted is not None else set()
     out = []
     for alias in sorted(set(aliases) & mailboxes):
-        how = ("apply --prune removes it (mailplan made it)" if alias in ours else
+        how = ("apply --prune or --prune-only alias removes it (mailplan made it)"
+               if alias in ours else
                "mailplan did not make it and leaves it alone: remove it by hand "
                f"(valias -d {alias}@{domain})")
         out.append(Finding(
