@@ -150,6 +150,12 @@ def _verify(spec: Spec, state: State, conns: dict[str, Connector],
                          for c in core.changes if c.kind == "user" and c.action == "delete"]
     routing = plan_routing(spec, source_conn, target_conn, source, desired, target, state)
     report.routing += [f"{c.symbol} {c.kind} {c.address}" for c in routing.changes]
+    # routing of the old server the plan has no safe equivalent for (a pipe to a
+    # program, a loop, an unsafe ~/.forward, ...): the plan's problems, said here as
+    # they change where that mail goes after the MX switch; not failures, since a
+    # replacement made by hand on the target does not make them go away
+    report.explained += [f"{f'{p.user}@' if p.user else ''}{p.domain}: routing problem: "
+                         f"{p.message}" for p in routing.problems]
     _verify_mail(spec, desired, source, target, source_conn, target_conn, report,
                  cache_path(state.path), full, state.mail())
     if login is not None:

@@ -45,3 +45,12 @@ def test_the_sandbox_demo_migrates_and_its_sandbox_can_be_used_again(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes." in again.stdout
     assert "+ alias" not in again.stdout
+    # verify fails on mallory (not migrated) and lists the pipe, a routing problem,
+    # without failing on it
+    checked = subprocess.run([sys.executable, "-m", "mailplan", "verify", "migration.yaml"],
+                             env=env, cwd=sandbox, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    explained = checked.stdout.split("Explained (not failures")[1]
+    assert (f"  ! example.com: routing problem: {aliases}:22: alias fax: program delivery "
+            "'|/usr/local/bin/mail2fax' has no safe vpopmail equivalent") in explained
+    assert "NOT verified: 1 item(s) differ." in checked.stdout
