@@ -130,5 +130,5 @@ def render_report(report: Report) -> str:
         failing = (sum(not a.ok for a in report.accounts) + sum(not f.ok for f in report.folders)
                    + len(report.routing) + len(report.unmigrated)
                    + (report.login is not None and not report.login["ok"]))
-        out.append(f"NOT verified: {failing} item(s) differ.")
+        out.append(f"NOT verified: {failing} item(s) marked FAIL above.")
     return "\n".join(escape(line) for line in out) + "\n"

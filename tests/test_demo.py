@@ -53,4 +53,4 @@ def test_the_sandbox_demo_migrates_and_its_sandbox_can_be_used_again(tmp_path):
     explained = checked.stdout.split("Explained (not failures")[1]
     assert (f"  ! example.com: routing problem: {aliases}:22: alias fax: program delivery "
             "'|/usr/local/bin/mail2fax' has no safe vpopmail equivalent") in explained
-    assert "NOT verified: 1 item(s) differ." in checked.stdout
+    assert "NOT verified: 1 item(s) marked FAIL above." in checked.stdout

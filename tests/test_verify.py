@@ -265,7 +265,7 @@ def test_verify_finds_each_kind_of_difference(migrated):
                      r"arrival 2026-11-02 10:00:00 UTC\)\n", out)
     assert "content differs:\n" in out
     assert f"FAIL  + alias sales@{domain}" in out
-    assert "NOT verified: 4 item(s) differ." in out
+    assert "NOT verified: 4 item(s) marked FAIL above." in out
     # a message missing (not in the ledger either: never imported)
     ledger = root / "mailplan-ledger"
     digest = parse_message_name(unseen.name).digest
@@ -293,7 +293,7 @@ def test_verify_fails_on_what_the_spec_covers_but_was_not_migrated(migrated, ssh
     assert res.returncode == 3, res.stdout + res.stderr
     assert "Not migrated (the plan's problems" in res.stdout
     assert f"  FAIL  sales@{domain}: password of source account 'sales'" in res.stdout
-    assert "NOT verified: 1 item(s) differ." in res.stdout
+    assert "NOT verified: 1 item(s) marked FAIL above." in res.stdout
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     assert doc["ok"] is False and len(doc["unmigrated"]) == 1
     # the admin's decision, in the spec (and a postmaster password): verified again
@@ -344,7 +344,7 @@ def test_verify_says_a_user_locked_on_the_old_server_still_logs_in_here(migrated
     res = mailplan("verify", str(spec))
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"  FAIL  bob@{domain}: {NOT_LOCKED}" in res.stdout, res.stdout
-    assert "NOT verified: 1 item(s) differ." in res.stdout, res.stdout
+    assert "NOT verified: 1 item(s) marked FAIL above." in res.stdout, res.stdout
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert not target.login_ok(f"bob@{domain}", "BobPw2")
     res = mailplan("verify", str(spec))
@@ -371,7 +371,7 @@ def test_verify_says_a_locked_user_create_only_leaves_alone_still_logs_in_here(m
     res = mailplan("verify", str(spec))
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"  FAIL  bob@{domain}: {NOT_LOCKED}" in res.stdout, res.stdout
-    assert "NOT verified: 1 item(s) differ." in res.stdout, res.stdout
+    assert "NOT verified: 1 item(s) marked FAIL above." in res.stdout, res.stdout
 
 
 @pytest.mark.ssh
@@ -865,7 +865,7 @@ def test_verify_checks_the_subscriptions_apply_writes(migrated):
     assert f"FAIL  alice@{domain} Work" in res.stdout
     assert "          not subscribed in subscriptions (a client that lists subscribed " \
            "folders only will not show it; `mailplan apply` subscribes it)" in res.stdout
-    assert "NOT verified: 1 item(s) differ." in res.stdout
+    assert "NOT verified: 1 item(s) marked FAIL above." in res.stdout
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     work = next(f for f in doc["folders"] if f["folder"] == "Work")
     assert work["reused"] and work["unsubscribed"] == ["subscriptions"] and not work["ok"]
