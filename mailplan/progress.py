@@ -122,12 +122,14 @@ class MailCounter:
         tally = self.overall if user is None else self.users.get(user, Tally())
         return max(0.0, (tally.bytes_total - tally.bytes) / rate)
 
-    def status(self, user: str | None = None) -> str:
+    def status(self, user: str | None = None, item: str = "") -> str:
         """One line: done/total, rate, ETA (overall: ``mail: ...``; of ``user``:
-        ``user@domain ...``)."""
+        ``user@domain ...``, or ``user@domain FOLDER ...`` with ``item``, the folder being
+        imported: the figures are the user's all the same)."""
         eta = self.eta(user)
         tally = self.overall if user is None else self.users.get(user, Tally())
-        return (f"{'mail:' if user is None else user} {tally.text()}, "
+        label = "mail:" if user is None else f"{user} {item}" if item else user
+        return (f"{label} {tally.text()}, "
                 f"{human_size(int(self.rate(user)))}/s, "
                 f"ETA {duration(eta) if eta is not None else '?'}")
 
@@ -218,7 +220,9 @@ class PlainReporter(Reporter):
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
-            self._print(f"  {self.mail.status()}; {escape(self.mail.status(user_of(change)))}")
+            item = marked(change.item) if change.item else ""
+            self._print(f"  {self.mail.status()}; "
+                        f"{escape(self.mail.status(user_of(change), item))}")
 
     def note(self, text: str) -> None:
         """Print it."""

@@ -84,8 +84,9 @@ def test_plain_reporter_prints_status_lines_at_its_interval(tmp_path):
     assert lines[0] == "mail import: 1 step(s); 0/4 messages, 0B/400B (0%)"
     assert lines[1].startswith("  mail: 2/4 messages, 200B/400B (50%), ")
     # the user's own rate and ETA follow the user's counts
-    assert re.search(r"; a@d\.example 2/4 messages, 200B/400B \(50%\), \S+/s, ETA \S+$",
-                     lines[1]), lines[1]
+    # (named with the folder being imported)
+    assert re.search(r"; a@d\.example INBOX 2/4 messages, 200B/400B \(50%\), \S+/s, "
+                     r"ETA \S+$", lines[1]), lines[1]
     # done: the user's totals become what was imported (2 of the 4 planned messages were
     # found on the target meanwhile, or the plan's count was an estimate)
     assert lines[2] == ("  + mailbox a@d.example INBOX: done "
@@ -358,11 +359,11 @@ def test_plain_progress_log_file_and_quiet(big):
     assert "accounts and routing: 4 step(s)" in out  # domain, catch-all, 2 users
     assert "mail import: 2 step(s); 0/6200 messages" in out
     assert "  mail: 2000/6200 messages" in out and "/s, ETA " in out
-    assert f"big@{domain} 2000/6000 messages" in out
-    assert re.search(rf"; big@{re.escape(domain)} 2000/6000 messages, .*/s, ETA ", out)
+    assert f"big@{domain} INBOX 2000/6000 messages" in out
+    assert re.search(rf"; big@{re.escape(domain)} INBOX 2000/6000 messages, .*/s, ETA ", out)
     # a first import's total is the mbox's size: progress counts the source's bytes too,
     # so the last batch reaches the total (as stored, the From_ lines would be missing)
-    assert re.search(rf"big@{domain} 6000/6000 messages, (\S+)/\1 \(100%\)", out), out
+    assert re.search(rf"big@{domain} INBOX 6000/6000 messages, (\S+)/\1 \(100%\)", out), out
     assert f"  + mailbox big@{domain} INBOX: done (6000/6000 messages" in out
     assert "Apply complete: 6 change(s) made." in out
     text = log.read_text()
