@@ -80,11 +80,19 @@ def _noted(change: Change, note: str) -> Change:
     return replace(change, reason=reason)
 
 
+def needed(kinds: Iterable[str]) -> str:
+    """The selection that applies deletions of ``kinds``: those kinds, with ``user`` for
+    a domain (which needs it), as the option takes them (``user,domain``)."""
+    wanted = set(kinds)
+    if "domain" in wanted:
+        wanted.add("user")
+    return ",".join(k for k in PRUNABLE if k in wanted)
+
+
 def left_out_note(kind: str, kinds: tuple[str, ...]) -> str:
     """How a deletion not selected ends its reason: what would apply it."""
-    more = ("user,domain" if kind == "domain" else kind)
-    return (f"(left out: {kind} is not selected by {shown(kinds)}; {OPTION} {more}, or "
-            "--prune, applies it)")
+    return (f"(left out: {kind} is not selected by {shown(kinds)}; {OPTION} "
+            f"{needed([kind])}, or --prune, applies it)")
 
 
 def select_deletions(plan: Plan, kinds: tuple[str, ...] | None) -> None:

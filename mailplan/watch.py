@@ -43,7 +43,7 @@ from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.progress import Reporter, reporter_for
-from mailplan.prune_select import OPTION, PRUNABLE, shown
+from mailplan.prune_select import OPTION, needed, shown
 from mailplan.render import problem_line
 from mailplan.spec import Spec
 from mailplan.target_lock import Holder, lock_target
@@ -280,9 +280,7 @@ class ApplyWatch:
                 self._echo(f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
                            f"--prune applies them{mail}.")
             else:
-                left = {c.kind for c in skipped} | (
-                    {"user"} if any(c.kind == "domain" for c in skipped) else set())
-                kinds = ",".join(k for k in PRUNABLE if k in left)
+                kinds = needed(c.kind for c in skipped)
                 self._echo(f"{len(skipped)} deletion(s) left out (not selected by "
                            f"{shown(self._selection)}): {OPTION} {kinds}, or --prune, "
                            f"applies them{mail}.")
