@@ -86,17 +86,25 @@ except OSError as exc:
 st = os.fstat(fd)
 if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
     fail('the apply lock %s is not a plain file of its own (a link?): remove it' % path)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except OSError as exc:
-    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-        fail('cannot lock %s: %s' % (path, exc.strerror))
-    said = b''
-    for _ in range(40):  # the holder writes its description just after it took the lock
-        said = os.pread(fd, 65536, 0)
-        if said.strip():
-            break
-        time.sleep(0.05)
+def take():
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+            fail('cannot lock %s: %s' % (path, exc.strerror))
+        return False
+# A holder writes its description just after it took the lock and empties the file just
+# before it ends: a lock held with nothing said is taken again until one of the two.
+said = b''
+for _ in range(40):
+    if take():
+        break
+    said = os.pread(fd, 65536, 0)
+    if said.strip():
+        answer({'busy': path, 'holder': said.decode('utf-8', 'replace')}, 75)
+    time.sleep(0.05)
+else:
     answer({'busy': path, 'holder': said.decode('utf-8', 'replace')}, 75)
 if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (top.st_uid, top.st_gid):
     os.fchown(fd, top.st_uid, top.st_gid)  # vpopmail's, as its directory: root or it

@@ -5,6 +5,7 @@ mid-apply. Over the real test sshd and through the local connector."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -182,6 +183,29 @@ def test_a_reconnecting_apply_waits_for_its_own_earlier_holder(tmp_path, monkeyp
         for conn in (old, new, other):
             conn.close()
     assert (Path(home) / LOCK_NAME).read_text() == ""
+
+
+def test_a_holder_caught_ending_is_waited_for_not_named_unknown(tmp_path):
+    """A holder empties the lock file just before it ends and releases the lock: an apply
+    that tries in between takes the lock once it is released, rather than being refused
+    by an unknown holder; a lock held with nothing said for longer is refused, named
+    unknown."""
+    home = tmp_path / "vpopmail"
+    home.mkdir()
+    lock = (home / LOCK_NAME).open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # held, the file empty: a holder in its last moment
+    threading.Timer(0.5, lock.close).start()
+    conn = LocalConnector("newmail")
+    try:
+        assert lock_target(conn, str(home), Holder.of(tmp_path / "a.state.json",
+                                                      tmp_path / "a.yaml"))[1] > 0
+    finally:
+        conn.close()
+    with (home / LOCK_NAME).open("w") as lock, LocalConnector("newmail") as conn:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(TargetLocked, match=r"\(holder unknown\)"):
+            lock_target(conn, str(home), Holder.of(tmp_path / "b.state.json",
+                                                   tmp_path / "b.yaml"))
 
 
 @pytest.mark.ssh
