@@ -140,7 +140,7 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
             # Maildir appends them: without this no run would, and every plan would read
             # the mailbox whole (and a message the user deletes meanwhile would come back)
             change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
-                            after=f"nothing to import ({there} already on the target); "
+                            after=f"nothing to import ({there} already imported); "
                             "completes the import record an interrupted run left in the "
                             "Maildir, so later plans read only new mail" + skipped,
                             fingerprint=scan.todo_digest)
@@ -166,8 +166,8 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
         held = there + begin.count
         # an empty mailbox has nothing "on the target" (its user may not be there yet)
         what = ("empty, nothing to import" if not held else
-                "its 1 message already on the target" if held == 1 else
-                f"all {held} messages already on the target")
+                "its 1 message already imported" if held == 1 else
+                f"all {held} messages already imported")
         out.noops.append(Noop(mb.domain, mb.user,
                               f"{marked(mb.name)}: {what}{read}{skipped}"))
         return
@@ -176,7 +176,7 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
         if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
-                    + marked(mb.folder) + (f"; {there} already on the target" if there else "")
+                    + marked(mb.folder) + (f"; {there} already imported" if there else "")
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)

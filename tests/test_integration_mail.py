@@ -144,8 +144,8 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     assert again.returncode == 0, again.stdout
     assert "No changes." in again.stdout
     verbose = mailplan("plan", "-v", str(spec), check=True).stdout
-    assert "Work: its 1 message already on the target" in verbose, verbose
-    assert "INBOX: all 3 messages already on the target" in verbose
+    assert "Work: its 1 message already imported" in verbose, verbose
+    assert "INBOX: all 3 messages already imported" in verbose
 
 
 @pytest.mark.parametrize("mboxrd", [False, True])
@@ -515,12 +515,12 @@ def test_a_replan_of_unchanged_mailboxes_counts_ledgers_instead_of_listing_maild
         return line, target_conn.received
 
     line, read = plan()
-    assert f"all 6000 messages already on the target (read from byte {len(data)}" in line
+    assert f"all 6000 messages already imported (read from byte {len(data)}" in line
     assert read < 20_000, read  # listing the 6000 files reads over 300 kB
     ledger = maildir(target, f"big@{domain}") / "mailplan-ledger"
     ledger.write_bytes(b"".join(ledger.read_bytes().splitlines(keepends=True)[:-1]))
     line, read = plan()
-    assert "all 6000 messages already on the target" in line and "read from byte" not in line
+    assert "all 6000 messages already imported" in line and "read from byte" not in line
     assert read > 300_000, read
 
 
@@ -572,10 +572,9 @@ def test_mailboxes_read_whole_are_compared_a_group_of_maildirs_at_a_time(tmp_pat
 
     whole = plan()
     assert asked == [["g0", "g1", "g2", "g3"]]
-    assert whole[0] == ["g1: 5 message(s), 210B to import into INBOX; 21 already on the "
-                        "target", "g3: 5 message(s), 210B to import into INBOX; 23 already "
-                        "on the target"]
-    assert len(whole[1]) == 2 and all("already on the target" in n for n in whole[1])
+    assert whole[0] == ["g1: 5 message(s), 210B to import into INBOX; 21 already imported",
+                        "g3: 5 message(s), 210B to import into INBOX; 23 already imported"]
+    assert len(whole[1]) == 2 and all("already imported" in n for n in whole[1])
     asked.clear()
     monkeypatch.setattr(mailbox_reads, "WHOLE_READ_LEDGER_BYTES", 1)  # every Maildir alone
     assert plan() == whole
@@ -628,7 +627,7 @@ def test_a_grown_mailbox_is_looked_up_on_the_target_by_its_new_digests_only(tmp_
     again = plan()
     assert not again.changes
     (line,) = [n.reason for n in again.noops if "INBOX: all" in n.reason]
-    assert f"all 6003 messages already on the target (read from byte {len(data)}" in line
+    assert f"all 6003 messages already imported (read from byte {len(data)}" in line
     assert target_conn.received < 20_000, target_conn.received
     mailplan("apply", str(spec_path), "--auto-approve", check=True)
     with open(spool, "ab") as fh:

@@ -701,8 +701,8 @@ def test_folder_names_with_a_space_at_an_end_are_told_apart(tmp_path):
     assert f"  + mailbox alice@{domain} INBOX\n" in text, text
     mailplan("apply", str(spec), "--auto-approve", check=True)
     text = mailplan("plan", str(spec), "-v", check=True).stdout
-    assert f"  = alice@{domain}: 'Sent ': its 1 message already on the target" in text, text
-    assert f"  = alice@{domain}: Sent: its 1 message already on the target" in text, text
+    assert f"  = alice@{domain}: 'Sent ': its 1 message already imported" in text, text
+    assert f"  = alice@{domain}: Sent: its 1 message already imported" in text, text
     res = mailplan("verify", str(spec))
     assert res.returncode == 0, res.stdout + res.stderr
     for shown, n in (("' INBOX'", 1), ("'Sent '", 1), ("Sent", 1), ("INBOX", 3)):
