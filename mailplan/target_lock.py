@@ -28,6 +28,11 @@ from before it reads the target until it ends, taken by :func:`lock_target`:
   (:class:`~mailplan.errors.TargetLocked`). An apply that lost its connection and
   reconnects (:mod:`mailplan.retry`) takes the lock again; its own earlier holder, not
   yet ended on the target, is waited for a few seconds, then the retry's back-off.
+
+The mechanism is not the apply's alone: a :class:`LockKind` names a lock's file and how
+its messages speak of it, a :class:`LockHolder` subclass describes who holds it, and
+:func:`take` starts the holder program for any of them. The queue commands that change
+a qmail queue lock its directory with it (:mod:`mailplan.queue.lock`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
@@ -54,15 +59,15 @@ PROGRAM_NAME = "mailplan's apply lock"
 #: seconds an apply that reconnected waits for its own earlier holder to end
 OWN_WAIT = 10.0
 
-#: Takes the lock (see the module docstring). argv: vpopmail's directory, the lock
-#: file's name and the holder's description (one line of ASCII JSON, which ``ps`` on the
-#: target shows too); stdin: nothing until it ends. Answers one JSON line on stdout:
-#: {"locked": PATH, "pid": N}, or {"busy": PATH, "holder": TEXT} (exit 75); an error
-#: is one line on stderr (interpreter.ERROR_PREFIX).
+#: Takes the lock (see the module docstring). argv: the directory, the lock file's name,
+#: the holder's description (one line of ASCII JSON, which ``ps`` on the host shows
+#: too), and how errors name the directory and the lock; stdin: nothing until it ends.
+#: Answers one JSON line on stdout: {"locked": PATH, "pid": N}, or {"busy": PATH,
+#: "holder": TEXT} (exit 75); an error is one line on stderr (interpreter.ERROR_PREFIX).
 PROGRAM = r"""
 import errno, fcntl, json, os, stat, time
 PREFIX = 'mailplan agent: '
-home, name, about = sys.argv[1], sys.argv[2], sys.argv[3]
+home, name, about, place, what = sys.argv[1:6]
 def answer(doc, code=None):
     sys.stdout.write(json.dumps(doc) + '\n')
     sys.stdout.flush()
@@ -75,17 +80,17 @@ try:
     real = os.path.realpath(home)
     top = os.stat(real)
 except OSError as exc:
-    fail('cannot reach vpopmail_dir %s: %s' % (home, exc.strerror))
+    fail('cannot reach %s %s: %s' % (place, home, exc.strerror))
 if not stat.S_ISDIR(top.st_mode):
-    fail('vpopmail_dir %s is not a directory' % home)
+    fail('%s %s is not a directory' % (place, home))
 path = os.path.join(real, name)
 try:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
 except OSError as exc:
-    fail('cannot open the apply lock %s: %s' % (path, exc.strerror))
+    fail('cannot open the %s %s: %s' % (what, path, exc.strerror))
 st = os.fstat(fd)
 if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-    fail('the apply lock %s is not a plain file of its own (a link?): remove it' % path)
+    fail('the %s %s is not a plain file of its own (a link?): remove it' % (what, path))
 def take():
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -107,7 +112,7 @@ for _ in range(40):
 else:
     answer({'busy': path, 'holder': said.decode('utf-8', 'replace')}, 75)
 if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (top.st_uid, top.st_gid):
-    os.fchown(fd, top.st_uid, top.st_gid)  # vpopmail's, as its directory: root or it
+    os.fchown(fd, top.st_uid, top.st_gid)  # its directory's owner's: root or it
 try:
     mine = json.loads(about)
 except ValueError:
@@ -127,14 +132,58 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
-class Holder:
-    """Who holds a target's lock: one apply, described without any secret."""
+class LockKind:
+    """One kind of lock taken by :data:`PROGRAM`: its file's name in the directory it
+    guards, and how its messages name it."""
 
-    state: str
-    spec: str
+    name: str  # the lock file's name in the directory
+    what: str  # the lock in words: "apply lock"
+    place: str  # the directory in words: "vpopmail_dir"
+    program: str  # the program in an interpreter's errors: "mailplan's apply lock"
+    where: str  # the host it lives on in words: "target"
+    place_hint: str  # what to do when the directory is missing
+    access_hint: str  # what to do when the lock cannot be taken otherwise
+
+
+APPLY_LOCK = LockKind(
+    LOCK_NAME, "apply lock", "vpopmail_dir", PROGRAM_NAME, "target",
+    place_hint="check target.vpopmail_dir in the spec, or install vpopmail",
+    access_hint="mailplan's user on the target must be able to write in vpopmail_dir, as "
+    "vpopmail's tools must: root or vpopmail (or sudo: true on the host)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockHolder:
+    """Who holds a lock: one run of mailplan, described without any secret (a subclass
+    per kind of run adds what names it)."""
+
+    #: the ``mailplan`` word of its description, telling the kinds apart
+    KIND: ClassVar[str] = ""
     machine: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started: str = field(default_factory=_now)
+
+    def line(self) -> str:
+        """The description the holder program writes into the lock file (ASCII)."""
+        return json.dumps({"mailplan": self.KIND, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def words(cls, doc: dict[str, Any]) -> list[str]:
+        """What, beside machine, pid and start, names a holder of this kind."""
+        return []
+
+    def owns(self, doc: dict[str, Any]) -> bool:
+        """Whether a lock file's description is this very run's (an earlier connection)."""
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Holder(LockHolder):
+    """Who holds a target's apply lock: one apply."""
+
+    KIND: ClassVar[str] = "apply"
+    state: str
+    spec: str
     #: one apply's mark, the same on each of its connections
     apply: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -143,26 +192,34 @@ class Holder:
         """This apply, of ``spec`` with the state file ``state``."""
         return cls(state=str(state), spec=str(spec))
 
-    def line(self) -> str:
-        """The description the holder program writes into the lock file (ASCII)."""
-        return json.dumps({"mailplan": "apply", **asdict(self)}, sort_keys=True)
+    @classmethod
+    def words(cls, doc: dict[str, Any]) -> list[str]:
+        return [f"state {doc.get('state')}", f"spec {doc.get('spec')}"]
+
+    def owns(self, doc: dict[str, Any]) -> bool:
+        return doc.get("apply") == self.apply
 
 
-def describe(text: str) -> str:
+def describe(text: str, holder: type[LockHolder] = Holder, where: str = "target") -> str:
     """A lock file's description in words (``unknown`` and what it says, when it is not
-    one of mailplan's)."""
+    one of mailplan's of ``holder``'s kind); ``where``: the host the lock is on."""
+    doc = _doc(text)
+    if doc is None or doc.get("mailplan") != holder.KIND:
+        shown = text.strip()[:200]
+        return "holder unknown" + (f" (the lock file says: {escape(shown)})" if shown else "")
+    parts = [f"pid {doc.get('pid')} on {doc.get('machine')}", *holder.words(doc),
+             f"since {doc.get('started')}"]
+    if "lock_pid" in doc:
+        parts.append(f"its lock held on the {where} by pid {doc['lock_pid']}")
+    return escape(", ".join(parts))
+
+
+def _doc(text: str) -> dict[str, Any] | None:
     try:
         doc = json.loads(text)
     except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("mailplan") != "apply":
-        shown = text.strip()[:200]
-        return "holder unknown" + (f" (the lock file says: {escape(shown)})" if shown else "")
-    parts = [f"pid {doc.get('pid')} on {doc.get('machine')}", f"state {doc.get('state')}",
-             f"spec {doc.get('spec')}", f"since {doc.get('started')}"]
-    if "lock_pid" in doc:
-        parts.append(f"its lock held on the target by pid {doc['lock_pid']}")
-    return escape(", ".join(parts))
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str, int]:
@@ -174,12 +231,12 @@ def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str
     (the retry's back-off then waits longer)."""
     deadline = time.monotonic() + OWN_WAIT
     while True:
-        proc, doc = _try(conn, vpopmail_dir, holder)
+        proc, doc = take(conn, APPLY_LOCK, vpopmail_dir, holder)
         if "locked" in doc:
             conn.hold(proc)
             return str(doc["locked"]), int(doc["pid"])
         said = str(doc.get("holder", ""))
-        if not _own(said, holder):
+        if not holder.owns(_doc(said) or {}):
             raise TargetLocked(
                 f"another mailplan apply is changing this target ({describe(said)}); "
                 "nothing was changed", host=conn.name,
@@ -194,25 +251,21 @@ def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str
         time.sleep(0.2)
 
 
-def _own(said: str, holder: Holder) -> bool:
-    """Whether a lock file's description is ``holder``'s (an earlier connection)."""
-    try:
-        doc = json.loads(said)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and doc.get("apply") == holder.apply
-
-
-def _try(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[Process, dict[str, Any]]:
-    """Start the holder program; its process and its answer, or a :class:`HostError`."""
-    line = interpreter.launch(conn.python, PROGRAM, [vpopmail_dir, LOCK_NAME, holder.line()],
-                              program=PROGRAM_NAME)
+def take(conn: Connector, kind: LockKind, directory: str,
+         holder: LockHolder) -> tuple[Process, dict[str, Any]]:
+    """Start the holder program for a ``kind`` lock in ``directory`` (links resolved on
+    the host); its process and its answer: ``locked`` (the process holds the lock until
+    its input ends: the caller keeps it, :meth:`Connector.hold`) or ``busy`` (it has
+    ended; ``holder`` says who holds the lock), else a :class:`HostError`."""
+    line = interpreter.launch(conn.python, PROGRAM, [directory, kind.name, holder.line(),
+                                                     kind.place, kind.what],
+                              program=kind.program)
     proc = conn.start(line)
     try:
         answer = proc.readline()
     except OSError as exc:
         proc.kill()
-        raise ConnectionLost(f"connection lost while taking the apply lock: {exc}",
+        raise ConnectionLost(f"connection lost while taking the {kind.what}: {exc}",
                              host=conn.name) from None
     except BaseException:
         proc.kill()
@@ -223,28 +276,27 @@ def _try(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[Process, d
         doc = None
     if isinstance(doc, dict) and "locked" in doc:
         return proc, doc
-    res = _end(proc, conn)
+    res = _end(proc, conn, kind)
     if isinstance(doc, dict) and "busy" in doc:
         return proc, doc
     said = interpreter.complaint(res.stderr_text)
     if said and interpreter.about_interpreter(said):
         hint = interpreter.hint(conn)
-    elif said and said.startswith("cannot reach vpopmail_dir") or \
+    elif said and said.startswith(f"cannot reach {kind.place}") or \
             said and said.endswith("is not a directory"):
-        hint = "check target.vpopmail_dir in the spec, or install vpopmail"
+        hint = kind.place_hint
     else:
-        hint = ("mailplan's user on the target must be able to write in vpopmail_dir, as "
-                "vpopmail's tools must: root or vpopmail (or sudo: true on the host)")
-    raise HostError(said or f"the apply lock could not be taken (exit {res.returncode}): "
+        hint = kind.access_hint
+    raise HostError(said or f"the {kind.what} could not be taken (exit {res.returncode}): "
                     f"{res.stderr_text[:200] or 'no message'}", host=conn.name,
-                    step="take the apply lock", hint=hint)
+                    step=f"take the {kind.what}", hint=hint)
 
 
-def _end(proc: Process, conn: Connector) -> CommandResult:
+def _end(proc: Process, conn: Connector, kind: LockKind) -> CommandResult:
     """The holder program's end, once it has answered anything but ``locked``."""
     proc.close_stdin()
     try:
         return proc.wait()
     except OSError as exc:
-        raise ConnectionLost(f"connection lost while taking the apply lock: {exc}",
+        raise ConnectionLost(f"connection lost while taking the {kind.what}: {exc}",
                              host=conn.name) from None
