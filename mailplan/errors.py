@@ -106,6 +106,12 @@ class TargetLocked(HostError):
     one stops before it changes anything (not retried: that apply may run for hours)."""
 
 
+class QueueLocked(HostError):
+    """Another queue command that changes the queue holds its queue lock
+    (:mod:`mailplan.queue.lock`): this one stops before it stops qmail-send or changes
+    anything."""
+
+
 class StepFailed(HostError):
     """A change was attempted on the target and did not take effect."""
 

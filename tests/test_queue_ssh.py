@@ -133,8 +133,9 @@ def test_delete_channels(tmp_path, ssh_connector):
     target = ops.Target(ssh_connector, str(q.queue), fake.control())
     change = ops.delete(target, ops.Selection((msg,)), execute=True)
     assert change.executed and change.stopped
-    # read, stop, re-read with qmail-send stopped, apply, start
-    assert ssh_connector.channels_opened == 5
+    # read, the queue lock (mailplan.queue.lock), stop, re-read with qmail-send
+    # stopped, apply, start
+    assert ssh_connector.channels_opened == 6
 
 
 @pytest.mark.parametrize("selector,victims", [

@@ -227,6 +227,16 @@ class Connector(abc.ABC):
         with self._shell_lock:
             self._held.append(proc)
 
+    def let_go(self, proc: Process) -> None:
+        """End ``proc``, kept by :meth:`hold`, before the connection closes: its input
+        ends and it is waited for (killed after :meth:`abort`), so what it held is
+        free once this returns (a queue lock at the end of its command)."""
+        with self._shell_lock:
+            if proc not in self._held:
+                return
+            self._held.remove(proc)
+        _let_go(proc, at_once=self.aborted)
+
     def abort(self) -> None:
         """End the connection at once (a stop on a signal): every command it started is
         killed without waiting for it to finish (a remote shell takes the commands it

@@ -1,7 +1,8 @@
 """The queue operations: read-only stat/list/show/check, and delete/repair that change it.
 
 Reading costs one channel (the agent's dump). A change costs: one dump to choose what to
-do and to refuse early, one channel to stop qmail-send (if it runs and the control
+do and to refuse early, one channel holding the queue lock (:mod:`mailplan.queue.lock`)
+until qmail-send is started again, one to stop qmail-send (if it runs and the control
 method can stop it), a second dump taken with qmail-send stopped (the queue may have
 moved meanwhile, and that dump is what the changes are computed from), one channel for
 all the changes, and one to start qmail-send again; a final dump for repair's re-check.
@@ -20,6 +21,7 @@ from mailplan.queue.dump import DEFAULT_QUEUE, Dump, Entry, read_queue
 from mailplan.queue.filters import Filter
 from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue_files
 from mailplan.queue.layout import REMOVE_ORDER
+from mailplan.queue.lock import QueueHolder, queue_locked
 from mailplan.queue.model import FIELDS, Message, messages
 from mailplan.queue.problems import Problem
 from mailplan.queue.remote import Outcomes, run_actions
@@ -228,12 +230,13 @@ class Change:
     after: Report | None = None
 
 
-def _changing(target: Target, status: int | None,
-              work: Callable[[Dump], Change]) -> Change:
-    """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it.
-    ``status``: what the status command said in the first read (the caller need not
-    keep that read: ``work`` gets a new one). ``dump`` carries no message text: delete
-    and repair work from names and inodes.
+def _changing(target: Target, status: int | None, work: Callable[[Dump], Change],
+              command: str) -> Change:
+    """Run ``work(dump)`` with qmail-send stopped; start it again if we stopped it; all
+    of it holding the queue lock for ``command`` (``mailplan queue ...``: refused at once
+    while another holds it). ``status``: what the status command said in the first read
+    (the caller need not keep that read: ``work`` gets a new one). ``dump`` carries no
+    message text: delete and repair work from names and inodes.
 
     Once the stop command was issued, qmail-send is started again whatever happens next
     (a stop that failed or timed out included: ``svc -d`` stays in force); if that start
@@ -243,20 +246,22 @@ def _changing(target: Target, status: int | None,
     was_running = status == ctl.RUNNING
     if was_running:
         ctl.can_stop(target.conn, target.control)
-    try:
-        if was_running:
-            ctl.stop_and_wait(target.conn, target.control)
-        second = target.read(step="re-read queue with qmail-send stopped", mess="none")
-        if running(second):
-            raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
-                                   host=target.conn.name, step="re-read queue")
-        _refuse_unknown(target, second.status, "re-read queue")
-        change = work(second)
-    except BaseException as exc:
-        if was_running:
-            _tell(exc, _start_again(target) or "qmail-send was started again")
-        raise
-    warning = _start_again(target) if was_running else None
+    with queue_locked(target.conn, target.queue_dir,
+                      QueueHolder(command=command, queue=target.queue_dir)):
+        try:
+            if was_running:
+                ctl.stop_and_wait(target.conn, target.control)
+            second = target.read(step="re-read queue with qmail-send stopped", mess="none")
+            if running(second):
+                raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
+                                       host=target.conn.name, step="re-read queue")
+            _refuse_unknown(target, second.status, "re-read queue")
+            change = work(second)
+        except BaseException as exc:
+            if was_running:
+                _tell(exc, _start_again(target) or "qmail-send was started again")
+            raise
+        warning = _start_again(target) if was_running else None
     change.was_running = change.stopped = was_running
     if warning:
         change.warnings.append(warning)
@@ -325,7 +330,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
                           for i, files in now.items()}
         return change
 
-    return _changing(target, status, work)
+    return _changing(target, status, work, "mailplan queue delete --execute")
 
 
 def _running_note(control: ctl.Control) -> str:
@@ -383,6 +388,6 @@ def repair(target: Target, *, split: int | None = None,
 
     status = first.status
     del first, before  # the second read, with qmail-send stopped, takes their place
-    change = _changing(target, status, work)
+    change = _changing(target, status, work, "mailplan queue check --repair")
     _, change.after = check_queue(target, split=split, stale_after=stale_after)
     return change
