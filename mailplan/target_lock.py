@@ -23,11 +23,29 @@ from before it reads the target until it ends, taken by :func:`lock_target`:
   :meth:`~mailplan.connectors.base.Connector.hold` ties it to the connection, whose
   close ends it first (the next apply then finds the lock free at once).
 * **Who holds it.** The description (:class:`Holder`: the machine mailplan runs on,
-  its process id, the state file, the spec, when it started, plus the holder program's
-  pid on the target; nothing secret) is what a refused apply names
-  (:class:`~mailplan.errors.TargetLocked`). An apply that lost its connection and
-  reconnects (:mod:`mailplan.retry`) takes the lock again; its own earlier holder, not
-  yet ended on the target, is waited for a few seconds, then the retry's back-off.
+  its process id, the state file, the spec, when it started, this apply's id, plus
+  the holder program's pid on the target; nothing secret) is what a refused apply
+  names (:class:`~mailplan.errors.TargetLocked`).
+* **A holder left behind.** A connection ends on the target only when word of its end
+  reaches it: when the machine running the apply vanishes from the network (a laptop
+  loses its Wi-Fi or VPN), sshd keeps the session until its ``ClientAliveInterval`` or
+  TCP keepalive notices (hours, by default), and the holder with it. Two such holders
+  are provably abandoned (:meth:`Holder.abandoned`), and taken over: the apply's own,
+  when it reconnects after a lost connection (:mod:`mailplan.retry`; nothing of this
+  apply uses that connection any more), and that of an apply of the same state file on
+  this machine whose process is no longer running (the state's lock, held around this
+  one, leaves no other apply of it running here). The holder program ends that holder
+  on the target, having checked in ``/proc`` that it is that very program (so a pid
+  reused since is never signalled), takes the lock and the apply says so. Where that
+  cannot be done (no ``/proc``, another user's process, ...), the apply's own holder is
+  waited for a few seconds, then the retry's back-off; every other holder is refused.
+  The abandoned connection may also have left a Maildir writer running on the target,
+  which is safe: writers make messages visible and append the import ledger under an
+  ``flock`` on the Maildir, one at a time, and one that finds the ledger grown since it
+  looked lists the folder and drops its copies of what the other made visible
+  (:mod:`mailplan.mail.writer`); neither removes the other's files in ``tmp/`` or its
+  record of a batch while it runs. That connection's remote shell runs nothing more: it
+  reads its commands from the connection.
 
 The mechanism is not the apply's alone: a :class:`LockKind` names a lock's file and how
 its messages speak of it, a :class:`LockHolder` subclass describes who holds it, and
@@ -42,6 +60,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +151,50 @@ class Holder(LockHolder):
     def owns(self, doc: dict[str, Any]) -> bool:
         return doc.get("apply") == self.apply
 
+    def abandoned(self, doc: dict[str, Any]) -> bool:
+        """Whether the apply a lock file's description names has provably let its lock
+        go, though the target has not seen its connection end: this very apply's
+        earlier connection (:meth:`owns`), or an apply of the same state file on this
+        machine whose process is no longer running. Either may be taken over
+        (:func:`lock_target`); any other holder is not."""
+        mark = doc.get("apply")
+        if not isinstance(mark, str) or not mark:
+            return False  # the holder program could not tell its process
+        if self.owns(doc):
+            return True
+        return (doc.get("mailplan") == self.KIND and doc.get("machine") == self.machine
+                and _same_file(doc.get("state"), self.state) and not _running(doc.get("pid")))
+
+    def took_over(self, doc: dict[str, Any]) -> str:
+        """The line that tells the administrator that the lock was taken over from the
+        holder ``doc`` describes (:meth:`abandoned`)."""
+        if self.owns(doc):
+            return ("took over the apply lock from this apply's earlier connection, which "
+                    "the target had not seen end")
+        return escape("took over the apply lock from this machine's earlier apply of the "
+                      f"same state (pid {doc.get('pid')}, since {doc.get('started')}), which "
+                      "is no longer running; its connection had not ended on the target")
+
+
+def _same_file(said: Any, mine: str) -> bool:
+    """Whether a description's state path is ``mine`` (both with links resolved)."""
+    return isinstance(said, str) and os.path.realpath(said) == os.path.realpath(mine)
+
+
+def _running(pid: Any) -> bool:
+    """Whether ``pid`` may be a running process on this machine (anything but a pid
+    that certainly is not: one that does not parse, or whose look-up fails otherwise,
+    counts as running)."""
+    if type(pid) is not int or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # EPERM: another user's, running
+        return True
+    return True
+
 
 def describe(text: str, holder: type[LockHolder] = Holder, where: str = "target") -> str:
     """A lock file's description in words (``unknown`` and what it says, when it is not
@@ -155,16 +218,30 @@ def _doc(text: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str, int]:
+def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder,
+                notice: Callable[[str], None] = lambda text: None) -> tuple[str, int]:
     """Take ``conn``'s apply lock for ``holder`` and keep it for as long as ``conn`` is
     open (:meth:`Connector.hold`); return the lock file's path on the target and the
     process id there of the program that holds it. Refused
     (:class:`TargetLocked`) when another apply holds it; :class:`ConnectionLost` when
     this very apply's earlier connection still holds it after :data:`OWN_WAIT` seconds
-    (the retry's back-off then waits longer)."""
+    (the retry's back-off then waits longer).
+
+    A holder that is provably abandoned (:meth:`Holder.abandoned`: this apply's own
+    earlier connection, or a dead apply of the same state on this machine) is taken
+    over once instead: the holder program ends it on the target, checking it is that
+    very program (:data:`PROGRAM`), and ``notice`` is told (:meth:`Holder.took_over`).
+    Where that cannot be done, the above applies."""
     deadline = time.monotonic() + OWN_WAIT
+    tried = False
     while True:
         proc, doc = take(conn, APPLY_LOCK, vpopmail_dir, holder)
+        theirs = _doc(str(doc.get("holder", ""))) or {}
+        if "locked" not in doc and not tried and holder.abandoned(theirs):
+            tried = True  # once: a takeover that cannot be done is not tried again
+            proc, doc = take(conn, APPLY_LOCK, vpopmail_dir, holder, end=theirs["apply"])
+            if "ended" in doc:
+                notice(holder.took_over(theirs))
         if "locked" in doc:
             conn.hold(proc)
             return str(doc["locked"]), int(doc["pid"])
@@ -175,8 +252,8 @@ def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str
                 "nothing was changed", host=conn.name,
                 hint=f"wait for it to end, then run this apply again. Its lock "
                 f"({escape(str(doc['busy']))}) is held by a process on the target that ends "
-                "with that apply's connection, so it is never left behind; see "
-                "docs/troubleshooting.md")
+                "with that apply's connection; if that apply is gone but the target has not "
+                "seen its connection end, see docs/troubleshooting.md")
         if time.monotonic() >= deadline:
             raise ConnectionLost("the target still holds this apply's lock for its "
                                  "earlier connection, which it has not seen end yet",
@@ -184,14 +261,18 @@ def lock_target(conn: Connector, vpopmail_dir: str, holder: Holder) -> tuple[str
         time.sleep(0.2)
 
 
-def take(conn: Connector, kind: LockKind, directory: str,
-         holder: LockHolder) -> tuple[Process, dict[str, Any]]:
+def take(conn: Connector, kind: LockKind, directory: str, holder: LockHolder,
+         end: str = "") -> tuple[Process, dict[str, Any]]:
     """Start the holder program for a ``kind`` lock in ``directory`` (links resolved on
     the host); its process and its answer: ``locked`` (the process holds the lock until
-    its input ends: the caller keeps it, :meth:`Connector.hold`) or ``busy`` (it has
-    ended; ``holder`` says who holds the lock), else a :class:`HostError`."""
+    its input ends: the caller keeps it, :meth:`Connector.hold`; ``ended``: the pid of
+    the holder it took the lock over from) or ``busy`` (it has ended; ``holder`` says
+    who holds the lock), else a :class:`HostError`. ``end``: an apply's id, whose
+    holder the program ends to take the lock over (:data:`PROGRAM`; apply's lock only,
+    never the queue's)."""
     line = interpreter.launch(conn.python, PROGRAM, [directory, kind.name, holder.line(),
-                                                     kind.place, kind.what],
+                                                     kind.place, kind.what,
+                                                     *([end] if end else [])],
                               program=kind.program)
     proc = conn.start(line)
     try:

@@ -105,7 +105,8 @@ class ApplyWatch:
     def connect(self, spec: Spec, holder: Holder | None = None) -> dict[str, Connector]:
         """The spec's source and target connections, each logging to this apply's log;
         with ``holder``, the target's apply lock taken for it on the target's connection
-        (held until that connection closes: :mod:`mailplan.target_lock`)."""
+        (held until that connection closes: :mod:`mailplan.target_lock`; one taken over
+        from an abandoned holder is said)."""
         names = sorted({spec.data["source"]["host"], spec.data["target"]["host"]})
         out = {}
         for name in names:
@@ -119,10 +120,22 @@ class ApplyWatch:
         if holder is not None:
             target = spec.data["target"]
             path, pid = lock_target(out[target["host"]],
-                                    target.get("vpopmail_dir", "/home/vpopmail"), holder)
+                                    target.get("vpopmail_dir", "/home/vpopmail"), holder,
+                                    notice=self._notice)
             self.log.write(f"apply lock taken on {target['host']}: {escape(path)} (held by "
                            f"pid {pid} there until this apply ends)")
         return out
+
+    def _notice(self, text: str) -> None:
+        """Say (and log) one line for the operator (a lock taken over: ``text`` has
+        nothing secret in it, and is escaped); during the apply (a retry's reconnect)
+        above the progress display."""
+        line = text[:1].upper() + text[1:] + "."
+        self.log.write(line)
+        if self._began:
+            self.reporter.note(line)
+        else:
+            self._echo(line)
 
     def planned(self, plan: Plan) -> None:
         """Record the plan's problems (what is not migrated) in the log and summary, and

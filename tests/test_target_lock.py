@@ -30,9 +30,10 @@ from migration import (
 )
 from writer_hold import WriterHold, writer_hold
 
+from mailplan.connectors.base import Connector, Process
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import ConnectionLost, TargetLocked
-from mailplan.target_lock import LOCK_NAME, Holder, lock_target
+from mailplan.target_lock import APPLY_LOCK, LOCK_NAME, Holder, lock_target, take
 
 pytestmark = pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="the lock of a shared real "
                                 "vpopmail would be taken by other test sessions' applies")
@@ -157,32 +158,188 @@ def test_an_apply_killed_mid_import_leaves_no_lock_behind(tmp_path, sshd, transp
     assert mailplan("verify", str(first)).returncode == 0
 
 
-def test_a_reconnecting_apply_waits_for_its_own_earlier_holder(tmp_path, monkeypatch):
-    """An apply that lost its connection takes the lock again on its new one: its own
-    earlier holder (the same apply, not yet ended on the target) is waited for, another
-    apply's is refused at once, and one that does not end in time is a lost connection
-    (the retry's back-off waits longer)."""
+def ended(pid: int, wait: float = 30.0) -> bool:
+    """Whether process ``pid`` exits within ``wait`` seconds (gone, or a zombie its
+    parent has not collected yet: the lock it held is free either way)."""
+    deadline = time.monotonic() + wait
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _exited(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def dead_pid() -> int:
+    """A process id that is certainly not running: a child started and collected."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.pid, 0)
+    return child.pid
+
+
+def test_a_reconnecting_apply_takes_over_its_own_earlier_holder(tmp_path, monkeypatch):
+    """An apply that lost its connection takes the lock again on its new one. Its own
+    earlier holder, whose connection the target has not seen end (a client that
+    vanished from the network: its input stays open), is taken over at once: ended on
+    the target, and said; another apply's is refused at once."""
     (tmp_path / "vpopmail").mkdir()
     home = str(tmp_path / "vpopmail")
     mine = Holder.of(tmp_path / "a.state.json", tmp_path / "a.yaml")
+    monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 60.0)
     old, new, other = (LocalConnector("newmail") for _ in range(3))
+    said: list[str] = []
     try:
-        lock_target(old, home, mine)
+        earlier = lock_target(old, home, mine)[1]
         with pytest.raises(TargetLocked, match=r"another mailplan apply .*state "
                            f"{tmp_path}/a.state.json"):
             lock_target(other, home, Holder.of(tmp_path / "b.state.json", tmp_path / "b.yaml"))
-        monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 0.5)
-        with pytest.raises(ConnectionLost, match="still holds this apply's lock"):
-            lock_target(new, home, mine)
-        monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 30.0)
-        threading.Timer(0.5, old.close).start()  # the old connection ends meanwhile
         started = time.monotonic()
-        assert lock_target(new, home, mine)[0] == str(Path(home).resolve() / LOCK_NAME)
-        assert time.monotonic() - started < 10
+        path, pid = lock_target(new, home, mine, notice=said.append)  # old stays open
+        assert time.monotonic() - started < 30  # not the 60 s of waiting for its end
+        assert ended(earlier), "the earlier holder still runs"
+        assert json.loads(Path(path).read_text())["lock_pid"] == pid != earlier
+        assert said == ["took over the apply lock from this apply's earlier connection, "
+                        "which the target had not seen end"]
+        with pytest.raises(TargetLocked, match=f"held on the target by pid {pid}"):
+            lock_target(other, home, Holder.of(tmp_path / "b.state.json", tmp_path / "b.yaml"))
     finally:
         for conn in (old, new, other):
             conn.close()
     assert (Path(home) / LOCK_NAME).read_text() == ""
+
+
+#: a process holding a lock file, that is not mailplan's program for it: its pid in a
+#: description cannot be taken over (a pid reused on the target since)
+IMPOSTOR = ("import fcntl, sys; f = open(sys.argv[1] + '/' + sys.argv[2], 'a'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()")
+
+
+def test_an_own_holder_that_cannot_be_taken_over_is_waited_for(tmp_path, monkeypatch):
+    """When the process the description names as the lock's holder is not the holder
+    program of that apply (a pid reused, here a process whose arguments name the lock
+    file and another apply), nothing is ended: this apply's own earlier holder is waited
+    for, a lost connection if it does not end in time (the retry's back-off waits
+    longer), and the lock is taken once it has ended."""
+    home = tmp_path / "vpopmail"
+    home.mkdir()
+    mine = Holder.of(tmp_path / "a.state.json", tmp_path / "a.yaml")
+    another = Holder.of(tmp_path / "a.state.json", tmp_path / "a.yaml")
+    impostor = subprocess.Popen([sys.executable, "-c", IMPOSTOR, str(home), LOCK_NAME,
+                                 another.line()], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert impostor.stdout.readline() == "held\n"
+        (home / LOCK_NAME).write_text(json.dumps({**json.loads(mine.line()),
+                                                  "lock_pid": impostor.pid}) + "\n")
+        said: list[str] = []
+        monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 0.5)
+        with LocalConnector("newmail") as new, \
+                pytest.raises(ConnectionLost, match="still holds this apply's lock"):
+            lock_target(new, str(home), mine, notice=said.append)
+        assert impostor.poll() is None and said == []  # not ended, nothing said
+        monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 30.0)
+        threading.Timer(0.5, impostor.stdin.close).start()  # it ends meanwhile
+        with LocalConnector("newmail") as new:
+            assert lock_target(new, str(home), mine, notice=said.append)[0] == str(
+                home.resolve() / LOCK_NAME)
+        assert impostor.wait(timeout=30) == 0 and said == []  # it ended of itself
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+def plant(conn: Connector, target: Target, spec: Path, **about: object) -> tuple[Process, int]:
+    """A holder of ``target``'s apply lock left by an apply of ``spec`` on this machine
+    (``about`` changes its description) whose connection the target has not seen end:
+    the holder program, started on ``conn`` and never told its input ended (as when the
+    machine running that apply vanished from the network); and its pid there."""
+    stale = Holder(**{"state": str(spec.with_name("m.state.json").resolve()),
+                      "spec": str(spec.resolve()), **about})
+    proc, doc = take(conn, APPLY_LOCK, target.vpopmail_dir, stale)
+    assert "locked" in doc, doc
+    return proc, int(doc["pid"])
+
+
+def one_spec(tmp_path: Path, sshd, transport: str) -> tuple[Path, Target, str]:
+    src = source_with_mail(tmp_path / "source", "u", [20])
+    target = install_target(tmp_path / "target")
+    host = ssh_host(sshd) if transport == "ssh" else {"local": True}
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, source_host=host,
+                      target_host=host, domains={domain: {"import": {"uid_min": 1000}}})
+    return spec, target, domain
+
+
+@pytest.mark.ssh
+@pytest.mark.parametrize("transport", ["ssh", "local"])
+def test_the_holder_of_a_dead_apply_of_the_same_state_on_this_machine_is_taken_over(
+        tmp_path, sshd, transport, request):
+    """The machine running an apply vanished from the network, and the apply is gone:
+    its holder on the target still runs. The same state's next apply on that machine
+    ends it (it names this machine, this state and a process no longer running), says
+    so, takes the lock and runs."""
+    spec, target, domain = one_spec(tmp_path, sshd, transport)
+    conn = request.getfixturevalue("ssh_connector") if transport == "ssh" \
+        else LocalConnector("newmail")
+    dead = dead_pid()
+    try:
+        _proc, lock_pid = plant(conn, target, spec, pid=dead, started="2026-12-06T09:00:00+00:00")
+        res = mailplan("apply", str(spec), "--auto-approve")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert (f"Took over the apply lock from this machine's earlier apply of the same "
+                f"state (pid {dead}, since 2026-12-06T09:00:00+00:00), which is no longer "
+                "running; its connection had not ended on the target.\n") in res.stdout
+        assert ended(lock_pid), "the abandoned holder still runs"
+        (log,) = spec.with_name("m.state.json.logs").glob("apply-*.log")
+        assert "Took over the apply lock" in log.read_text()
+        assert domain_made(target, domain)
+        assert mailplan("verify", str(spec)).returncode == 0
+        assert lock_file(target).read_text() == ""
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("whose", ["a running process", "another state", "another machine"])
+def test_a_holder_not_provably_abandoned_is_not_taken_over(tmp_path, whose):
+    """A holder whose apply may still run (its process is alive), or that is another
+    state's or another machine's, is refused as ever, naming it: nothing is changed,
+    and it still holds the lock."""
+    spec, target, domain = one_spec(tmp_path, None, "local")
+    about: dict[str, object] = {"pid": dead_pid()}
+    if whose == "a running process":
+        about["pid"] = os.getpid()
+    elif whose == "another state":
+        about["state"] = str(tmp_path / "other.state.json")
+    else:
+        about["machine"] = "elsewhere.example"
+    holder = Holder(**{"state": str(spec.with_name("m.state.json").resolve()),
+                       "spec": str(spec.resolve()), **about})
+    with LocalConnector("newmail") as conn:
+        _proc, lock_pid = plant(conn, target, spec, **about)
+        said = lock_file(target).read_text()
+        before = tree_digest(Path(target.vpopmail_dir), frozenset({str(lock_file(target))}))
+        res = mailplan("apply", str(spec), "--auto-approve")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert (f"another mailplan apply is changing this target (pid {holder.pid} on "
+                f"{holder.machine}, state {holder.state}, spec {holder.spec}, since "
+                f"{holder.started}, its lock held on the target by pid {lock_pid}); "
+                "nothing was changed") in res.stderr, res.stderr
+        assert "Took over" not in res.stdout
+        assert tree_digest(Path(target.vpopmail_dir),
+                           frozenset({str(lock_file(target))})) == before
+        assert lock_file(target).read_text() == said
+        assert not spec.with_name("m.state.json").exists()
+        assert not _exited(lock_pid)  # still holding the lock
+        assert not domain_made(target, domain)
 
 
 def test_a_holder_caught_ending_is_waited_for_not_named_unknown(tmp_path):
