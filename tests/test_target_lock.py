@@ -32,6 +32,7 @@ from writer_hold import WriterHold, writer_hold
 
 from mailplan.connectors.base import Connector, Process
 from mailplan.connectors.local import LocalConnector
+from mailplan.connectors.ssh import SSHConnector
 from mailplan.errors import ConnectionLost, TargetLocked
 from mailplan.target_lock import APPLY_LOCK, LOCK_NAME, Holder, lock_target, take
 
@@ -383,3 +384,33 @@ def test_the_lock_through_sudo_belongs_to_vpopmails_home_owner_and_ends_with_the
     sudo_connector.close()
     assert gone(lock_pid) and path.read_text() == ""
     lock_target(ssh_connector, str(home), Holder.of(tmp_path / "b", tmp_path / "c"))
+
+
+@pytest.mark.ssh
+def test_a_holder_taken_under_sudo_is_taken_over_under_sudo(tmp_path, sshd, sudo_connector,
+                                                            monkeypatch):
+    """A root holder (``sudo: true``) whose connection the target has not seen end is
+    taken over by the same apply reconnecting under sudo: the new program, root too,
+    ends it; the lock file stays vpopmail's home owner's."""
+    home = tmp_path / "vpopmail"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    mine = Holder.of(tmp_path / "a.state.json", tmp_path / "a.yaml")
+    monkeypatch.setattr("mailplan.target_lock.OWN_WAIT", 60.0)
+    earlier = lock_target(sudo_connector, str(home), mine)[1]  # its connection stays open
+    again = SSHConnector("testhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                         identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts),
+                         sudo=True)
+    said: list[str] = []
+    try:
+        started = time.monotonic()
+        path, pid = lock_target(again, str(home), mine, notice=said.append)
+        assert time.monotonic() - started < 30  # not the 60 s of waiting for its end
+        assert ended(earlier), "the earlier root holder still runs"
+        assert said and said[0].startswith("took over the apply lock from this apply's")
+        lock = Path(path)
+        assert json.loads(lock.read_text())["lock_pid"] == pid != earlier
+        assert (lock.stat().st_uid, lock.stat().st_gid) == (65534, 65534)
+    finally:
+        again.close()
+    assert ended(pid) and Path(path).read_text() == ""
