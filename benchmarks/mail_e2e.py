@@ -543,6 +543,10 @@ def main() -> None:
     from sshd_fixture import start_sshd
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="mailplan-e2e-"))
+    if args.dir and work.is_dir() and any(work.iterdir()):
+        # an earlier run's target would already hold every message: nothing to import
+        sys.exit(f"mail_e2e: {work} is not empty (files kept by an earlier run?): give a "
+                 "new or empty --dir")
     work.mkdir(parents=True, exist_ok=True)
     sshd = start_sshd(work / "sshd")
     code = run_child("where")["code"]

@@ -154,11 +154,16 @@ def main() -> None:
                     help="runs of each tool, alternating which goes first (default 3)")
     ap.add_argument("--profiles", default="mixed,small",
                     help="comma-separated: mixed, small, keywords")
-    ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep generated files")
+    ap.add_argument("--dir", default=None, help="work directory, whose spools later runs reuse "
+                    "(default: a temp dir, removed at the end)")
+    ap.add_argument("--keep", action="store_true", help="keep this run's converted Maildirs "
+                    "(in an outputs-* directory of the work directory)")
     args = ap.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="mailplan-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # this run's outputs, apart from an earlier run's kept in the same --dir (whose
+    # Maildirs would already hold every message); the spools are shared
+    outputs = Path(tempfile.mkdtemp(prefix="outputs-", dir=work))
     profiles = {
         "mixed": (int(1_000_000_000 * args.scale),
                   [800, 2000, 4000, 8000, 20000, 60000, 150000, 100000], 1, b""),
@@ -191,7 +196,7 @@ def main() -> None:
             for rnd in range(args.rounds):
                 order = ["mb2md", "mailplan"] if rnd % 2 == 0 else ["mailplan", "mb2md"]
                 for tool in order:
-                    out = work / f"{name}-{tool}-{rnd}"
+                    out = outputs / f"{name}-{tool}-{rnd}"
                     os.sync()
                     if tool == "mb2md":
                         t, kb, cpu = run_mb2md(spool, out)
@@ -225,8 +230,8 @@ def main() -> None:
             print(f"{name:8} per round {' '.join(f'{r:.2f}x' for r in rounds)} "
                   f"(median {statistics.median(rounds):.2f}x)")
     finally:
-        if not args.keep and not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work if not args.dir else outputs, ignore_errors=True)
 
 
 if __name__ == "__main__":
