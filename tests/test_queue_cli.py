@@ -23,7 +23,7 @@ from mailplan.queue.grouping import detect_layout
 from mailplan.queue.host import HostOptions, connect_host
 from mailplan.queue.layout import Layout
 
-COMMANDS = ["stat", "list", "show", "delete", "check"]
+COMMANDS = ["stat", "list", "show", "delete", "check", "flush"]
 
 
 def test_every_command_has_help_with_an_example():

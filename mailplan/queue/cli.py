@@ -1,4 +1,4 @@
-"""The ``queue`` click group: stat, list, show, delete and check a host's qmail queue.
+"""The ``queue`` click group: stat, list, show, delete, check and flush a host's qmail queue.
 
 Each command parses options, calls one function of :mod:`mailplan.queue.ops` and prints
 through :mod:`mailplan.queue.render`. The group is complete on its own (tests drive it
@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from mailplan.errors import MailplanError
+from mailplan.queue import flush as flushing
 from mailplan.queue import ops, render
 from mailplan.queue.check import STALE_AFTER
 from mailplan.queue.control import METHODS, Control
@@ -101,17 +102,20 @@ def _target(kw: dict[str, Any], writes: str | None = None) -> ops.Target:
     queue_dir = kw.pop("queue_dir") or spec_queue_dir(host, options) or DEFAULT_QUEUE
     control = Control()
     if "control" in kw:
+        flush_only = "flush_cmd" in kw  # queue flush: no stop or start
         control = Control(method=kw.pop("control"), service=kw.pop("service"),
                           unit=kw.pop("unit"), status_cmd=kw.pop("status_cmd"),
-                          stop_cmd=kw.pop("stop_cmd"), start_cmd=kw.pop("start_cmd"),
-                          timeout=kw.pop("stop_timeout"))
+                          stop_cmd=kw.pop("stop_cmd", None), start_cmd=kw.pop("start_cmd", None),
+                          timeout=kw.pop("stop_timeout", 30),
+                          flush_cmd=kw.pop("flush_cmd", None), flush_only=flush_only)
     return ops.Target(conn, queue_dir, control)
 
 
 @click.group(cls=_QueueGroup, epilog=_examples(
     "mailplan queue stat ssh://root@mx1.example.com",
     "mailplan queue list local --bounces --older-than 2d",
-    "mailplan queue check ssh://root@mx1.example.com --repair --control svc"))
+    "mailplan queue check ssh://root@mx1.example.com --repair --control svc",
+    "mailplan queue flush ssh://root@mx1.example.com --control svc"))
 def queue() -> None:
     """Inspect, clean and repair the qmail queue of a host.
 
@@ -267,3 +271,27 @@ def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw
                        nl=False)
     if after.problems:
         sys.exit(PROBLEMS_EXIT)
+
+
+@queue.command(epilog=_examples(
+    "mailplan queue flush ssh://root@mx1.example.com",
+    "mailplan queue flush local --control svc --service /service/qmail-send",
+    "mailplan queue flush local --control custom --status-cmd 'pgrep -x qmail-send' "
+    "--flush-cmd 'pkill -ALRM -x qmail-send'"))
+@host_options
+@click.option("--control", type=click.Choice(METHODS), default="process", show_default=True,
+              help="How to find qmail-send and signal it: process (pgrep/pkill -x "
+              "qmail-send), svc (svc -a), systemctl (systemctl kill) or custom.")
+@click.option("--service", default="/service/qmail-send", show_default=True,
+              help="Service directory for --control svc.")
+@click.option("--unit", default="qmail", show_default=True,
+              help="systemd unit for --control systemctl.")
+@click.option("--status-cmd", help="custom: shell command exiting 0 while qmail-send runs.")
+@click.option("--flush-cmd", help="custom: shell command sending qmail-send SIGALRM.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def flush(as_json: bool, **kw: Any) -> None:
+    """Make a running qmail-send retry every queued delivery now (SIGALRM, qmHandle -a).
+    Changes nothing in the queue and takes no lock; refused unless qmail-send runs."""
+    done = flushing.flush(_target(kw, "signal qmail-send"))
+    out = flushing.flush_json if as_json else flushing.flush_text
+    click.echo(out(done), nl=False)

@@ -11,6 +11,9 @@ makes it loop on missing files. So changes happen only while it is stopped. A
 * ``custom``: the operator's own status, stop and start commands, run through
   ``/bin/sh`` as given.
 
+Each method also says how to send qmail-send SIGALRM (:meth:`Control.flush`), which
+makes it retry every queued delivery now (``mailplan queue flush``, qmHandle's ``-a``).
+
 Every status command says one of three things by its exit code: 0 qmail-send runs,
 1 it does not (:data:`STOPPED`), anything else nobody knows (pgrep missing, exit 127,
 or failing, 2 and 3; systemctl or svstat unable to tell). Only an explicit "not running"
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailplan.connectors.base import Connector
+from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError, MailplanError
 from mailplan.shell import join
 
@@ -59,11 +62,22 @@ class Control:
     stop_cmd: str | None = None
     start_cmd: str | None = None
     timeout: float = 30.0  # how long to wait for qmail-send to stop (--stop-timeout)
+    flush_cmd: str | None = None  # custom: sends qmail-send SIGALRM (--flush-cmd)
+    #: only to flush: custom then needs --status-cmd and --flush-cmd, not stop and start
+    flush_only: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise MailplanError(f"unknown qmail-send control method {self.method!r}",
                                 hint=f"use one of {', '.join(METHODS)}")
+        if self.flush_only:
+            if self.method == "custom" and not (self.status_cmd and self.flush_cmd):
+                raise MailplanError("flush with --control custom needs --status-cmd and "
+                                    "--flush-cmd; nothing was signalled",
+                                    hint="--flush-cmd sends qmail-send SIGALRM, e.g. "
+                                    "--flush-cmd 'pkill -ALRM -x qmail-send'; --status-cmd "
+                                    "exits 0 while qmail-send runs and 1 when it does not")
+            return
         if self.method == "custom" and not (self.status_cmd and self.stop_cmd
                                             and self.start_cmd):
             raise MailplanError("the custom control method needs --status-cmd, --stop-cmd "
@@ -110,6 +124,24 @@ class Control:
         if self.method == "systemctl":
             return join(["systemctl", "start", self.unit])
         return self.start_cmd if self.method == "custom" else None
+
+    def flush(self) -> str:
+        """Shell text sending qmail-send SIGALRM: it retries every queued delivery now."""
+        if self.method == "svc":
+            # svc -a on a service that is down signals nothing and exits 0 (the status
+            # also says "running" when only pgrep sees a qmail-send)
+            svstat = join(["svstat", self.service])
+            return (f's=$({svstat} 2>&1)\ncase $s in *": up "*) ;; *) echo "svstat: $s" >&2; '
+                    f"exit 3;; esac\n{join(['svc', '-a', self.service])}")
+        if self.method == "systemctl":
+            # --kill-who: systemd 252 (Debian 12) and every older one take it; newer ones
+            # call it --kill-whom and still take this spelling
+            return join(["systemctl", "kill", "--signal=SIGALRM", "--kill-who=main",
+                         self.unit])
+        if self.method == "custom":
+            assert self.flush_cmd is not None
+            return self.flush_cmd
+        return "pkill -ALRM -x qmail-send"
 
     def describe(self) -> str:
         """The method in words, for messages."""
@@ -167,11 +199,18 @@ def start(conn: Connector, control: Control) -> str | None:
     command = control.start()
     if command is None:
         return None
-    # Output goes to a file: a start command that leaves a daemon holding our stdout
-    # open would otherwise keep the channel from ever ending.
-    result = conn.run(f'f=$(mktemp) || exit 1\n( {command}\n) </dev/null >"$f" 2>&1; rc=$?\n'
-                      'head -c 2000 "$f" >&2; rm -f "$f"; exit $rc')
+    result = run_detached(conn, command)
     if result.returncode != 0:
         return (f"starting qmail-send via {control.describe()} failed (exit "
                 f"{result.returncode}): {result.stderr_text}; start it by hand")
     return None
+
+
+def run_detached(conn: Connector, command: str) -> CommandResult:
+    """Run a control command, its output (the first 2000 bytes) on stderr.
+
+    Output goes to a file: a command that leaves a daemon holding our stdout open would
+    otherwise keep the channel from ever ending.
+    """
+    return conn.run(f'f=$(mktemp) || exit 1\n( {command}\n) </dev/null >"$f" 2>&1; rc=$?\n'
+                    'head -c 2000 "$f" >&2; rm -f "$f"; exit $rc')

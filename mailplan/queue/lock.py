@@ -8,7 +8,8 @@ first still removes or renames files. So each holds this lock, taken by
 (choosing) read, before it stops qmail-send and reads again what it changes, until
 qmail-send is started again or left stopped. A second one is refused at once
 (:class:`~mailplan.errors.QueueLocked`), naming the holder, before it stops or changes
-anything. Commands that only read (stat, list, show, check, a dry-run delete) take no
+anything. Commands that only read (stat, list, show, check, a dry-run delete) and flush
+(which only signals qmail-send) take no
 lock and are never refused; nor do queue commands take the apply lock, or applies this
 one (docs/queue.md says why).
 

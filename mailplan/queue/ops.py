@@ -46,7 +46,7 @@ def running(dump: Dump) -> bool:
     return dump.status == ctl.RUNNING
 
 
-def _refuse_unknown(target: Target, status: int | None, step: str) -> None:
+def refuse_unknown(target: Target, status: int | None, step: str) -> None:
     """Refuse a change unless the status command (its exit ``status``) said plainly
     "running" or "stopped"."""
     if status in (ctl.RUNNING, ctl.STOPPED):
@@ -242,7 +242,7 @@ def _changing(target: Target, status: int | None, work: Callable[[Dump], Change]
     (a stop that failed or timed out included: ``svc -d`` stays in force); if that start
     fails, the error or the change's warnings say that qmail-send is left stopped.
     """
-    _refuse_unknown(target, status, "read queue")
+    refuse_unknown(target, status, "read queue")
     was_running = status == ctl.RUNNING
     if was_running:
         ctl.can_stop(target.conn, target.control)
@@ -255,7 +255,7 @@ def _changing(target: Target, status: int | None, work: Callable[[Dump], Change]
             if running(second):
                 raise ctl.QmailRunning("qmail-send is running again; nothing was changed",
                                        host=target.conn.name, step="re-read queue")
-            _refuse_unknown(target, second.status, "re-read queue")
+            refuse_unknown(target, second.status, "re-read queue")
             change = work(second)
         except BaseException as exc:
             if was_running:
