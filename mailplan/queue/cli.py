@@ -88,9 +88,11 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _target(kw: dict[str, Any], writes: str | None = None) -> ops.Target:
+def _target(kw: dict[str, Any], writes: str | None = None, *,
+            flush: bool = False) -> ops.Target:
     """The host and queue a command works on; ``writes``: what it changes there (refused
-    on the spec's source host)."""
+    on the spec's source host); ``flush``: for ``queue flush``, whose control method
+    signals qmail-send and never stops or starts it."""
     host = kw.pop("host")
     options = HostOptions(
         identity=kw.pop("identity"), known_hosts=kw.pop("known_hosts"),
@@ -102,12 +104,11 @@ def _target(kw: dict[str, Any], writes: str | None = None) -> ops.Target:
     queue_dir = kw.pop("queue_dir") or spec_queue_dir(host, options) or DEFAULT_QUEUE
     control = Control()
     if "control" in kw:
-        flush_only = "flush_cmd" in kw  # queue flush: no stop or start
         control = Control(method=kw.pop("control"), service=kw.pop("service"),
                           unit=kw.pop("unit"), status_cmd=kw.pop("status_cmd"),
                           stop_cmd=kw.pop("stop_cmd", None), start_cmd=kw.pop("start_cmd", None),
                           timeout=kw.pop("stop_timeout", 30),
-                          flush_cmd=kw.pop("flush_cmd", None), flush_only=flush_only)
+                          flush_cmd=kw.pop("flush_cmd", None), flush_only=flush)
     return ops.Target(conn, queue_dir, control)
 
 
@@ -292,6 +293,6 @@ def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw
 def flush(as_json: bool, **kw: Any) -> None:
     """Make a running qmail-send retry every queued delivery now (SIGALRM, qmHandle -a).
     Changes nothing in the queue and takes no lock; refused unless qmail-send runs."""
-    done = flushing.flush(_target(kw, "signal qmail-send"))
+    done = flushing.flush(_target(kw, "signal qmail-send", flush=True))
     out = flushing.flush_json if as_json else flushing.flush_text
     click.echo(out(done), nl=False)

@@ -38,6 +38,8 @@ RUNNING, STOPPED = 0, 1
 # After the service manager said "stopped": pgrep's verdict, its 1 (no such process) the
 # only way to "stopped", its other failures (2, 3, 127 when missing) "unknown".
 _PGREP_TOO = f"{_PGREP}; r=$?; [ $r -le 1 ] && exit $r; exit 2"
+#: svstat prints "SERVICE: up (pid N) ..." or "SERVICE: down ..." (a case pattern each)
+_SVSTAT_UP, _SVSTAT_DOWN = '*": up "*', '*": down "*'
 
 
 def state(status: int | None) -> str:
@@ -89,10 +91,10 @@ class Control:
     def status(self) -> str:
         """Shell text exiting 0 while qmail-send runs, 1 when it does not, else unknown."""
         if self.method == "svc":
-            # svstat says "SERVICE: up (pid N) ..." or "SERVICE: down ..."; anything else
-            # (supervise not running, no such directory) is no answer.
+            # anything but up or down (supervise not running, no such directory) is no
+            # answer
             return (f"s=$({join(['svstat', self.service])} 2>/dev/null) || exit 2\n"
-                    'case $s in *": up "*) exit 0;; *": down "*) ;; *) exit 2;; esac\n'
+                    f"case $s in {_SVSTAT_UP}) exit 0;; {_SVSTAT_DOWN}) ;; *) exit 2;; esac\n"
                     f"{_PGREP_TOO}")
         if self.method == "systemctl":
             # is-active: 0 active, 3 not running, the rest unknown. It says 3 for a unit
@@ -131,8 +133,8 @@ class Control:
             # svc -a on a service that is down signals nothing and exits 0 (the status
             # also says "running" when only pgrep sees a qmail-send)
             svstat = join(["svstat", self.service])
-            return (f's=$({svstat} 2>&1)\ncase $s in *": up "*) ;; *) echo "svstat: $s" >&2; '
-                    f"exit 3;; esac\n{join(['svc', '-a', self.service])}")
+            return (f"s=$({svstat} 2>&1)\ncase $s in {_SVSTAT_UP}) ;; *) "
+                    f'echo "svstat: $s" >&2; exit 3;; esac\n{join(["svc", "-a", self.service])}')
         if self.method == "systemctl":
             # --kill-who: systemd 252 (Debian 12) and every older one take it; newer ones
             # call it --kill-whom and still take this spelling
