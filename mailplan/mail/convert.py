@@ -93,76 +93,72 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     while the stream goes on, and the batch's sync is asked for only once it returned.
     An exception from a check stops the import with that batch and later ones unsynced.
     """
-    known = known or frozenset()
-    tail = name_tail(host or socket.gethostname().split(".")[0])
-    pid = os.getpid()
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
                         occurrences=occurrences, zone=zone, ends=ends)
-    report = ImportReport(summary=reader.summary)
+    run = _Import(client, dirname, ImportReport(summary=reader.summary),
+                  known=known or frozenset(),
+                  tail=name_tail(host or socket.gethostname().split(".")[0]),
+                  on_durable=on_durable, checkpoint=checkpoint,
+                  limits=(batch_messages, batch_bytes), syncs_in_flight=syncs_in_flight)
     if dirname:
         client.create_folder(dirname)
-    letters = _Keywords(client, dirname, report.keywords)
-    batch: dict[str, MessageEnd] = {}  # sent, not yet acknowledged durable
-    batch_size = batch_count = 0
-    head: MessageStart | None = None
-    held: list[bytes] = []
-    held_size = 0
-    sending = False
-    # batches read whose sync is not asked for yet: (messages sent through it, its check)
-    pending: deque[tuple[int, Future[None] | None]] = deque()
-    checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplan-source-check")
-    # flags (and keyword letters) of messages found already there, by identity key
-    # (Identities.key: 40 bytes, not a tuple of the hex text: a folder read whole after
-    # a rewrite may find all its messages there); a folder has few distinct flags strings
-    found: dict[bytes, str] = {}
-    shared: dict[str, str] = {}
+    return run.run(reader)
 
-    def found_there(identity: tuple[str, int], flags: str) -> None:
-        found[Identities.key(identity)] = shared.setdefault(flags, flags)
 
-    def advance(*, block: bool) -> None:
-        """Journal the acknowledgements that are here, and ask for each pending batch's
-        sync, in order, once its check passed and at most ``syncs_in_flight`` earlier
-        syncs are unacknowledged; with ``block``, wait until every pending one is asked."""
-        while True:
-            for result in client.synced(keep=syncs_in_flight if block else client.outstanding):
-                settle(result)
-            if not pending:
-                return
-            through, check = pending[0]
-            if not block and (client.outstanding > syncs_in_flight
-                              or (check is not None and not check.done())):
-                return
-            if check is not None:
-                check.result()  # raises what the check found
-            pending.popleft()
-            client.sync_async(through=through)
+class _Import:
+    """One :func:`import_mbox`: the messages sent and not yet acknowledged durable, the
+    batches read whose sync is not asked for yet, and the flags of messages found there."""
 
-    def settle(result: SyncResult) -> None:
-        done: list[Delivered] = []
-        for d, name in result.durable:
-            end = batch.pop(name)
-            done.append(Delivered(d, name, end.sha256, end.occurrence, end.start, end.end,
-                                  end.size))
-        for _d, name in result.present:
-            end = batch.pop(name, None)
-            flags = name.partition(":2,")[2]  # as the plan names the message
-            if end is not None and flags:
-                found_there(end.identity, flags)
-        report.durable += len(done)
-        report.already_present += len(result.present)
-        if result.ledger is not None:
-            report.ledger_size = result.ledger
-        if on_durable and done:
-            on_durable(done)
+    def __init__(self, client: AgentClient, dirname: str, report: ImportReport, *,
+                 known: Set[tuple[str, int]], tail: str,
+                 on_durable: Callable[[list[Delivered]], None] | None,
+                 checkpoint: Callable[[], Callable[[], None] | None] | None,
+                 limits: tuple[int, int], syncs_in_flight: int) -> None:
+        self.client, self.dirname, self.report = client, dirname, report
+        self.known, self.tail, self.pid = known, tail, os.getpid()
+        self.on_durable, self.checkpoint = on_durable, checkpoint
+        self.batch_messages, self.batch_bytes = limits
+        self.syncs_in_flight = syncs_in_flight
+        self.letters = _Keywords(client, dirname, report.keywords)
+        self.batch: dict[str, MessageEnd] = {}  # sent, not yet acknowledged durable
+        self.batch_size = self.batch_count = 0
+        # batches read whose sync is not asked for yet: (messages sent through it, its check)
+        self.pending: deque[tuple[int, Future[None] | None]] = deque()
+        self.checks = ThreadPoolExecutor(max_workers=1,
+                                         thread_name_prefix="mailplan-source-check")
+        # flags (and keyword letters) of messages found already there, by identity key
+        # (Identities.key: 40 bytes, not a tuple of the hex text: a folder read whole
+        # after a rewrite may find all its messages there); a folder has few distinct
+        # flags strings
+        self.found: dict[bytes, str] = {}
+        self.shared: dict[str, str] = {}
 
-    def start() -> None:
-        # Small messages go as one frame; big ones start streaming once 1 MiB is held.
-        client.begin(dirname)
-        client.data(b"".join([head.headers, *held]))  # type: ignore[union-attr]
-        held.clear()
+    def run(self, reader: MboxReader) -> ImportReport:
+        """Read and send every message, then sync the rest and add the flags of those
+        found there."""
+        try:
+            self._read(reader)
+            self._finish()
+        except BaseException as exc:
+            # a torn source found by a batch's check comes first: the read may have
+            # ended badly because of that very rewrite
+            torn = next((f.exception() for _t, f in self.pending
+                         if f is not None and f.exception() is not None), None)
+            if torn is not None and torn is not exc:
+                raise torn from exc
+            raise
+        finally:
+            self.checks.shutdown(wait=True)
+        return self.report
 
-    try:
+    def _read(self, reader: MboxReader) -> None:
+        """The hot loop: small messages go as one frame; big ones start streaming once
+        1 MiB is held."""
+        client, dirname, known = self.client, self.dirname, self.known
+        head: MessageStart | None = None
+        held: list[bytes] = []
+        held_size = 0
+        sending = False
         for event in reader:
             if isinstance(event, bytes):
                 if sending:
@@ -171,63 +167,109 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
                 held.append(event)
                 held_size += len(event)
                 if held_size >= HOLD_BYTES:
-                    start()
+                    client.begin(dirname)
+                    client.data(b"".join([head.headers, *held]))  # type: ignore[union-attr]
+                    held.clear()
                     sending = True
             elif isinstance(event, MessageStart):
                 head, sending, held_size = event, False, 0
                 held.clear()
+            elif sending:
+                name = self._name(event, head)  # type: ignore[arg-type]
+                client.end(event.subdir, name, event.arrival)
+                self._sent(name, event)
+            elif known and event.identity in known:  # a first import knows none
+                self._known(event, head)  # type: ignore[arg-type]
             else:
-                if not sending:
-                    if known and event.identity in known:  # a first import knows none
-                        report.already_present += 1
-                        if event.flags or head.keywords:  # type: ignore[union-attr]
-                            found_there(event.identity,
-                                        event.flags + letters(head.keywords))  # type: ignore[union-attr]
-                        continue
-                    # the common case: the whole message was held; B, D and E go out together
-                    name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
-                    client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
-                                   event.subdir, name, event.arrival, size=event.size)
-                    held.clear()
-                else:
-                    name = _name(event, tail, pid, letters(head.keywords))  # type: ignore[union-attr]
-                    client.end(event.subdir, name, event.arrival)
-                batch[name] = event
-                batch_size += event.size
-                batch_count += 1
-                report.bytes_sent += event.size
-                if batch_count >= batch_messages or batch_size >= batch_bytes:
-                    check = checkpoint() if checkpoint is not None else None
-                    pending.append((client.ended, checks.submit(check) if check else None))
-                    batch_size = batch_count = 0
-                    advance(block=len(pending) > MAX_PENDING)
-                elif (pending or client.outstanding) and not batch_count % POLL_EVERY:
-                    advance(block=False)  # journal acknowledgements soon after they arrive
-        # The read is over: the batches still waiting for their sync go in one sync with
-        # the rest (checked by the read's own end), not in turn, each waiting for the
-        # previous one's flush.
-        for _through, check in pending:
+                # the common case: the whole message was held; B, D and E go out together
+                name = self._name(event, head)  # type: ignore[arg-type]
+                client.message(dirname, [head.headers, *held],  # type: ignore[union-attr]
+                               event.subdir, name, event.arrival, size=event.size)
+                held.clear()
+                self._sent(name, event)
+
+    def _name(self, event: MessageEnd, head: MessageStart) -> str:
+        return _name(event, self.tail, self.pid, self.letters(head.keywords))
+
+    def _known(self, event: MessageEnd, head: MessageStart) -> None:
+        """A message already in the folder: not sent; its source flags kept for the end."""
+        self.report.already_present += 1
+        if event.flags or head.keywords:
+            self._found_there(event.identity, event.flags + self.letters(head.keywords))
+
+    def _found_there(self, identity: tuple[str, int], flags: str) -> None:
+        self.found[Identities.key(identity)] = self.shared.setdefault(flags, flags)
+
+    def _sent(self, name: str, event: MessageEnd) -> None:
+        """Count a message sent; at a batch's end, start its source check and ask for
+        the syncs that may go."""
+        self.batch[name] = event
+        self.batch_size += event.size
+        self.batch_count += 1
+        self.report.bytes_sent += event.size
+        if self.batch_count >= self.batch_messages or self.batch_size >= self.batch_bytes:
+            check = self.checkpoint() if self.checkpoint is not None else None
+            self.pending.append((self.client.ended,
+                                 self.checks.submit(check) if check else None))
+            self.batch_size = self.batch_count = 0
+            self._advance(block=len(self.pending) > MAX_PENDING)
+        elif (self.pending or self.client.outstanding) and not self.batch_count % POLL_EVERY:
+            self._advance(block=False)  # journal acknowledgements soon after they arrive
+
+    def _finish(self) -> None:
+        """The read is over: the batches still waiting for their sync go in one sync
+        with the rest (checked by the read's own end), not in turn, each waiting for the
+        previous one's flush; then the flags of messages found there are added."""
+        for _through, check in self.pending:
             if check is not None:
                 check.result()  # raises what the check found
-        pending.clear()
-        pending.append((client.ended, None))
-        advance(block=True)
-        for result in client.synced():
-            settle(result)
-        if found:
-            report.flags_added = client.add_flags(dirname, (
-                (Identities.identity(k), flags) for k, flags in found.items()))["renamed"]
-    except BaseException as exc:
-        # a torn source found by a batch's check comes first: the read may have ended
-        # badly because of that very rewrite
-        torn = next((f.exception() for _t, f in pending
-                     if f is not None and f.exception() is not None), None)
-        if torn is not None and torn is not exc:
-            raise torn from exc
-        raise
-    finally:
-        checks.shutdown(wait=True)
-    return report
+        self.pending.clear()
+        self.pending.append((self.client.ended, None))
+        self._advance(block=True)
+        for result in self.client.synced():
+            self._settle(result)
+        if self.found:
+            self.report.flags_added = self.client.add_flags(self.dirname, (
+                (Identities.identity(k), flags) for k, flags in self.found.items()))["renamed"]
+
+    def _advance(self, *, block: bool) -> None:
+        """Journal the acknowledgements that are here, and ask for each pending batch's
+        sync, in order, once its check passed and at most ``syncs_in_flight`` earlier
+        syncs are unacknowledged; with ``block``, wait until every pending one is asked."""
+        client, pending = self.client, self.pending
+        while True:
+            for result in client.synced(keep=self.syncs_in_flight if block
+                                        else client.outstanding):
+                self._settle(result)
+            if not pending:
+                return
+            through, check = pending[0]
+            if not block and (client.outstanding > self.syncs_in_flight
+                              or (check is not None and not check.done())):
+                return
+            if check is not None:
+                check.result()  # raises what the check found
+            pending.popleft()
+            client.sync_async(through=through)
+
+    def _settle(self, result: SyncResult) -> None:
+        """Journal a sync's durable messages; note the flags of those found there."""
+        done: list[Delivered] = []
+        for d, name in result.durable:
+            end = self.batch.pop(name)
+            done.append(Delivered(d, name, end.sha256, end.occurrence, end.start, end.end,
+                                  end.size))
+        for _d, name in result.present:
+            end = self.batch.pop(name, None)
+            flags = name.partition(":2,")[2]  # as the plan names the message
+            if end is not None and flags:
+                self._found_there(end.identity, flags)
+        self.report.durable += len(done)
+        self.report.already_present += len(result.present)
+        if result.ledger is not None:
+            self.report.ledger_size = result.ledger
+        if self.on_durable and done:
+            self.on_durable(done)
 
 
 def _name(end: MessageEnd, tail: str, pid: int, keywords: str = "") -> str:
