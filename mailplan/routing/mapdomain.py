@@ -1,5 +1,5 @@
 """Map one domain's routing: its mailboxes' ~/.forward, aliases, virtusertable lines,
-the spec's aliases, alias domains and catch-all.
+the spec's aliases, alias domains and catch-all (:mod:`mailplan.routing.catchall`).
 
 :func:`map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
 domain, which documents the policies applied here (in that order) and then checks the
@@ -16,7 +16,8 @@ from fnmatch import fnmatchcase
 from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
-from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingError
+from mailplan.routing.catchall import domain_catch_all
+from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.resolve import DISCARD, OWN_MAILDIR, SELF, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
@@ -29,7 +30,6 @@ from mailplan.routing.rules import (
 )
 from mailplan.routing.virtusertable import VirtualEntry
 
-_TEMPORARY = ("4", "tempfail", "ex_tempfail", "75")
 Put = Callable[[str, list[str], Origin | None, str], None]
 
 
@@ -39,10 +39,6 @@ MAX_ALIAS_LINE = 158
 #: vdelivermail reads a mailbox's own .qmail with fgets into 500 bytes: a line, its
 #: newline and the NUL must fit
 MAX_FORWARD_LINE = 498
-
-
-#: first characters vdelivermail reads otherwise than as a forward address
-_NOT_AN_ADDRESS = ("|", "/", ".", "#", "&")
 
 
 def _alias_line_problem(lines: list[str]) -> str | None:
@@ -76,7 +72,7 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
     mark = [0, 0]
     # what unknown recipients get, to say where mail for an entry left out goes (the
     # findings of this early look are dropped: the real one below reports them)
-    catch_all = _catch_all(rules, virtual, Resolver(resolver.directory, domain))
+    catch_all = domain_catch_all(rules, virtual, Resolver(resolver.directory, domain))
 
     def outcome(name: str, what: str, consequence: str, origin: Origin | None) -> None:
         """Say what happens to mail for ``name``: appended to the entry's own first
@@ -211,7 +207,7 @@ def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, Alias
 
     _owner_findings(domain, aliases, origins, resolver, catch_all)
     return DomainRouting(domain, aliases, forwards, _alias_domains(rules),
-                         _catch_all(rules, virtual, resolver), origins)
+                         domain_catch_all(rules, virtual, resolver), origins)
 
 
 def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str],
@@ -320,62 +316,3 @@ def _alias_domains(rules: DomainRules) -> tuple[str, ...]:
         if name not in out:
             out.append(name)
     return tuple(out)
-
-
-def _catch_all(rules: DomainRules, virtual: dict[str, VirtualEntry],
-               resolver: Resolver) -> CatchAll:
-    entry = virtual.get(f"@{rules.domain}")
-    if rules.catch_all is not None:
-        policy = rules.catch_all
-        if policy.kind == "deliver-to-user" and policy.target not in rules.mailboxes.values():
-            raise RoutingError(f"catch-all of {rules.domain}: {policy.target!r} is not a "
-                               "mailbox of the domain", origin=rules.origin)
-        if policy.kind == "forward-to-address" and "@" not in policy.target:
-            raise RoutingError(f"catch-all of {rules.domain}: forward needs a full address, "
-                               f"not {policy.target!r}", origin=rules.origin)
-        if entry is not None:
-            resolver.note(f"catch-all from the spec ({policy.describe()}) replaces "
-                          f"virtusertable {entry.key} -> {entry.target}", entry.origin)
-        return policy
-    if entry is None:
-        resolver.note("no catch-all declared: unknown recipients bounce, as on sendmail "
-                      "(vpopmail's default would delete them)", rules.origin)
-        return CatchAll("bounce")
-    return catch_all_from_virtual(entry, rules, resolver)
-
-
-def catch_all_from_virtual(entry: VirtualEntry, rules: DomainRules,
-                            resolver: Resolver) -> CatchAll:
-    context = f"virtusertable {entry.key}"
-    target = entry.target
-    if isinstance(target, ErrorCode):
-        if target.status.lower().startswith(_TEMPORARY):
-            resolver.warn(f"{context}: temporary {target} has no vpopmail equivalent; "
-                          "unknown recipients bounce instead", entry.origin)
-        else:
-            resolver.note(f"{context}: {target} becomes a bounce (vpopmail's own message "
-                          "text)", entry.origin)
-        return CatchAll("bounce")
-    if entry.substitutes:
-        resolver.warn(f"{context}: {target} rewrites every address; vpopmail's catch-all "
-                      "forwards to one fixed address. If the domain only mirrors another, "
-                      "declare it as an alias domain there. Unknown recipients bounce "
-                      "instead", entry.origin)
-        return CatchAll("bounce")
-    lines = resolver.lines([target], context=context, chain=())
-    if len(lines) == 1 and lines[0].startswith("&"):
-        address = lines[0][1:]
-        local, _, domain = address.rpartition("@")
-        if domain == rules.domain and local in rules.mailboxes.values():
-            return CatchAll("deliver-to-user", local)
-        if not address.startswith(_NOT_AN_ADDRESS):
-            return CatchAll("forward-to-address", address)
-        resolver.warn(f"{context}: {address!r} starts with {address[0]!r}, which "
-                      "vdelivermail reads as a program, a path or a comment, not as an "
-                      "address. Unknown recipients bounce instead", entry.origin)
-        return CatchAll("bounce")
-    if lines:
-        resolver.warn(f"{context}: the catch-all expands to {len(lines)} destinations; "
-                      "vdelivermail forwards to one address. Unknown recipients bounce "
-                      "instead", entry.origin)
-    return CatchAll("bounce")

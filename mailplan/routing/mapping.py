@@ -39,7 +39,8 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import replace
 
 from mailplan.routing.aliases import effective_aliases
-from mailplan.routing.mapdomain import catch_all_from_virtual, map_domain
+from mailplan.routing.catchall import catch_all_from_virtual
+from mailplan.routing.mapdomain import map_domain
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
