@@ -3,13 +3,14 @@ the spec's aliases, alias domains and catch-all (:mod:`mailplan.routing.catchall
 
 :func:`map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
 domain, which documents the policies applied here (in that order) and then checks the
-result across domains. :func:`alias_name_problem` is also the spec check's
-(:mod:`mailplan.routing.config`). Pure.
+result across domains. A :class:`_DomainMapper` holds what the phases share: the
+aliases and forwards mapped so far and the findings of the entry being mapped.
+:func:`alias_name_problem` is also the spec check's (:mod:`mailplan.routing.config`).
+Pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from fnmatch import fnmatchcase
 
@@ -26,12 +27,10 @@ from mailplan.routing.rules import (
     CatchAll,
     DomainRouting,
     DomainRules,
+    ExplicitAlias,
     SourceRouting,
 )
 from mailplan.routing.virtusertable import VirtualEntry
-
-Put = Callable[[str, list[str], Origin | None, str], None]
-
 
 #: valias -i drops a line of 160 bytes or more (MAX_ALIAS_LINE) and valias -s reads lines
 #: in 159-byte pieces (fgets into a 160-byte buffer): an alias line must be shorter
@@ -58,156 +57,237 @@ def alias_name_problem(name: str) -> str | None:
 
 
 def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
-                virtual: dict[str, VirtualEntry], resolver: Resolver,
-                through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
-    domain = rules.domain
-    mailboxes = set(rules.mailboxes.values())
-    login_of = {new: old for old, new in rules.mailboxes.items()}
-    aliases: dict[str, tuple[str, ...]] = {}
-    forwards: dict[str, tuple[str, ...]] = {}
-    origins: dict[str, Origin] = {}
-    own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
-    # findings and loop breaks before the entry being mapped: its own warnings say
-    # enough, and its breaks say which mailboxes' .qmail it hands mail to
-    mark = [0, 0]
-    # what unknown recipients get, to say where mail for an entry left out goes (the
-    # findings of this early look are dropped: the real one below reports them)
-    catch_all = domain_catch_all(rules, virtual, Resolver(resolver.directory, domain))
+               virtual: dict[str, VirtualEntry], resolver: Resolver,
+               through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
+    """The desired routing of ``rules.domain``; findings go to ``resolver``, the mailboxes
+    where each entry's alias loops were broken to ``through``. Raises RoutingError on
+    bad spec rules."""
+    return _DomainMapper(source, rules, table, virtual, resolver, through).run()
 
-    def outcome(name: str, what: str, consequence: str, origin: Origin | None) -> None:
-        """Say what happens to mail for ``name``: appended to the entry's own first
-        warning (one warning per entry), else a warning of its own."""
-        for i in range(mark[0], len(resolver.findings)):
-            finding = resolver.findings[i]
-            if finding.severity == "warning":
-                resolver.findings[i] = replace(finding,
-                                               message=f"{finding.message}; {consequence}")
-                return
-        resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
 
-    def handed(name: str) -> None:
-        """Remember the mailboxes where the entry's alias loops were broken."""
-        through.pop((domain, name), None)
-        if resolver.breaks[mark[1]:]:
-            through[(domain, name)] = set(resolver.breaks[mark[1]:])
+class _DomainMapper:
+    """One domain's mapping: its phases, and the state they share."""
 
-    def put(name: str, lines: list[str], origin: Origin | None, what: str) -> None:
-        if SELF in lines:  # the user itself, as sendmail delivers it: its ~/.forward
-            own = [OWN_MAILDIR] if what == "forward" else \
-                list(own_forward.get(name) or (OWN_MAILDIR,))
-            lines = list(dict.fromkeys(x for line in lines
-                                       for x in (own if line == SELF else [line])))
-        if name in VPOPMAIL_OWNED:
-            _postmaster_kept(resolver, domain, f"{what} {name!r} not created", lines, origin)
-            return
-        if name in mailboxes:
-            # Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
-            # Resolving to the mailbox itself changes nothing (its forward still applies).
-            if not lines and what != "forward":
-                how = (f"as its own .qmail says ({', '.join(forwards[name])})"
-                       if name in forwards else "to its mailbox")
-                outcome(name, what, f"{name} is a mailbox on vpopmail, so mail to "
-                        f"{name}@{domain} is delivered {how}, where sendmail did not "
-                        "deliver it", origin)
-            if not lines or lines == [OWN_MAILDIR] or forwards.get(name) == tuple(lines):
-                return  # nothing to write, or what its ~/.forward says already
-            longest = max(len(line.encode()) for line in lines)
-            if longest > MAX_FORWARD_LINE:
-                resolver.warn(f"{what} {name!r} cannot be the mailbox's .qmail on vpopmail: "
-                              f"a line of {longest} bytes, and vdelivermail reads lines of "
-                              f"at most {MAX_FORWARD_LINE} (fgets into 500 bytes: a longer "
-                              "one is delivered in pieces); mail stays in its mailbox",
-                              origin)
-                return
-            if what != "forward" and name in forwards:
-                resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
-                              "sendmail (aliases are expanded before ~/.forward)", origin)
-            forwards[name] = tuple(lines)
-            handed(name)
-            if origin:
-                origins[name] = origin
-            return
-        problem = alias_name_problem(name) or _alias_line_problem(lines)
-        if problem:
-            resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}", origin)
-        elif not lines:
-            # nothing on vpopmail for this name: the address falls to the catch-all. A
-            # virtusertable line wins over the aliases file (sendmail looks it up first),
-            # so an alias of the same name imported before is dropped, not kept.
-            left = f"no alias {name!r} is created"
-            if what.startswith("virtusertable") and name in aliases:
-                aliases.pop(name)
-                was = origins.pop(name, None)
-                left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
-                        "(sendmail looked virtusertable up first and never reached it)")
-            outcome(name, what, f"{left}, so mail to {name}@{domain} goes to the domain's "
-                    f"catch-all: {catch_all.describe()}", origin)
-        else:
-            aliases[name] = tuple(lines)
-            handed(name)
-            if origin:
-                origins[name] = origin
+    def __init__(self, source: SourceRouting, rules: DomainRules,
+                 table: dict[str, AliasEntry], virtual: dict[str, VirtualEntry],
+                 resolver: Resolver,
+                 through: dict[tuple[str, str], set[tuple[str, str]]]) -> None:
+        self.source = source
+        self.rules = rules
+        self.table = table
+        self.virtual = virtual
+        self.resolver = resolver
+        self.through = through
+        self.domain = rules.domain
+        self.mailboxes = set(rules.mailboxes.values())
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        self.forwards: dict[str, tuple[str, ...]] = {}
+        self.origins: dict[str, Origin] = {}
+        self.own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
+        # findings and loop breaks before the entry being mapped: its own warnings say
+        # enough, and its breaks say which mailboxes' .qmail it hands mail to
+        self.findings_mark = 0
+        self.breaks_mark = 0
+        # what unknown recipients get, to say where mail for an entry left out goes (the
+        # findings of this early look are dropped: the real one in run() reports them)
+        self.catch_all = domain_catch_all(rules, virtual, Resolver(resolver.directory,
+                                                                   self.domain))
 
-    # ~/.forward first: aliases and virtusertable for the same name replace it below.
-    if rules.import_forwards:
-        for mailbox in sorted(mailboxes):
-            forward = source.forwards.get(login_of.get(mailbox, mailbox))
+    def run(self) -> DomainRouting:
+        """Every phase in order; each may replace what an earlier one mapped."""
+        if self.rules.import_forwards:
+            self._import_forwards()
+        if self.rules.import_aliases:
+            self._import_aliases()
+        self._import_virtual()
+        self._add_spec_aliases()
+        _owner_findings(self.domain, self.aliases, self.origins, self.resolver, self.catch_all)
+        return DomainRouting(self.domain, self.aliases, self.forwards,
+                             _alias_domains(self.rules),
+                             domain_catch_all(self.rules, self.virtual, self.resolver),
+                             self.origins)
+
+    def _begin_entry(self) -> None:
+        self.findings_mark = len(self.resolver.findings)
+        self.breaks_mark = len(self.resolver.breaks)
+
+    def _import_forwards(self) -> None:
+        """~/.forward first: aliases and virtusertable for the same name replace it."""
+        login_of = {new: old for old, new in self.rules.mailboxes.items()}
+        for mailbox in sorted(self.mailboxes):
+            forward = self.source.forwards.get(login_of.get(mailbox, mailbox))
             if forward is None or not forward.targets:
                 continue
             context = f"~{forward.user}/.forward"
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            lines = resolver.lines(forward.targets, context=context, owner=mailbox,
-                                   chain=(forward.user,))
+            origin = forward.targets[0].origin
+            self._begin_entry()
+            lines = self.resolver.lines(forward.targets, context=context, owner=mailbox,
+                                        chain=(forward.user,))
             if not lines:
-                resolver.warn(f"{context}: nothing left to forward; mail is delivered to "
-                              f"{mailbox}'s mailbox", forward.targets[0].origin)
-            put(mailbox, lines, forward.targets[0].origin, "forward")
-            own_forward[mailbox] = forwards.get(mailbox, ())
+                self.resolver.warn(f"{context}: nothing left to forward; mail is delivered "
+                                   f"to {mailbox}'s mailbox", origin)
+            self._put(mailbox, lines, origin, "forward")
+            self.own_forward[mailbox] = self.forwards.get(mailbox, ())
 
-    if rules.import_aliases:
-        for name, entry in table.items():
-            if not _imported(name, rules, resolver, entry):
+    def _import_aliases(self) -> None:
+        for name, entry in self.table.items():
+            if not _imported(name, self.rules, self.resolver, entry):
                 continue
-            owner = name if name in mailboxes else None
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            lines = resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
-                                   chain=(name,))
-            put(name, lines, entry.origin, "alias")
+            owner = name if name in self.mailboxes else None
+            self._begin_entry()
+            lines = self.resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
+                                        chain=(name,))
+            self._put(name, lines, entry.origin, "alias")
 
-    for entry in virtual.values():
-        if entry.domain == domain and entry.local is not None:
-            mark[:] = [len(resolver.findings), len(resolver.breaks)]
-            _virtual_alias(entry, rules, resolver, put)
+    def _import_virtual(self) -> None:
+        for entry in self.virtual.values():
+            if entry.domain == self.domain and entry.local is not None:
+                self._begin_entry()
+                self._virtual_alias(entry)
 
-    explicit = Resolver(resolver.directory, domain, resolver.findings, resolver.checks,
-                        target_names=True, escapes=resolver.escapes,
-                        breaks=resolver.breaks)
-    declared: set[str] = set()
-    for alias in rules.aliases:
-        name = alias.name.lower()
+    def _virtual_alias(self, entry: VirtualEntry) -> None:
+        context = f"virtusertable {entry.key}"
+        if entry.any_detail:
+            self.resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent (qmail "
+                               "extensions use '-')", entry.origin)
+            return
+        target = entry.target
+        if isinstance(target, Address) and entry.substitutes:
+            text = str(target).replace("%1", entry.local or "")
+            if "%" in text:
+                self.resolver.warn(f"{context}: {target} uses a substitution with no "
+                                   "equivalent here", entry.origin)
+                return
+            target = parse_item(text, entry.origin)
+        local = entry.local or ""
+        owner = local if local in self.mailboxes else None
+        lines = self.resolver.lines([target], context=context, owner=owner, chain=())
+        self._put(local, lines, entry.origin, "virtusertable address")
+
+    def _add_spec_aliases(self) -> None:
+        """The spec's aliases, last: they replace what the source files say."""
+        explicit = Resolver(self.resolver.directory, self.domain, self.resolver.findings,
+                            self.resolver.checks, target_names=True,
+                            escapes=self.resolver.escapes, breaks=self.resolver.breaks)
+        declared: set[str] = set()
+        for alias in self.rules.aliases:
+            name = alias.name.lower()
+            self._refuse_spec_alias(alias, name, declared)
+            declared.add(name)
+            if name in self.aliases:
+                explicit.note(f"alias {name!r} from the spec replaces the one imported from "
+                              f"{self.origins.get(name, 'the source')}", alias.origin)
+            origin = alias.origin or Origin("spec", 0)
+            targets = [parse_item(d, origin) for d in alias.destinations]
+            self._begin_entry()
+            self._put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
+                      alias.origin, "alias")
+
+    def _refuse_spec_alias(self, alias: ExplicitAlias, name: str, declared: set[str]) -> None:
+        """Raise RoutingError for a spec alias the domain cannot have."""
         if name in declared:
-            raise RoutingError(f"alias {alias.name!r} in {domain} is declared twice (alias "
-                               "names are case-insensitive)", origin=alias.origin)
-        declared.add(name)
-        if name in VPOPMAIL_OWNED or name in mailboxes:
-            raise RoutingError(f"alias {name!r} in {domain} would shadow the mailbox of the "
-                               "same name", origin=alias.origin,
+            raise RoutingError(f"alias {alias.name!r} in {self.domain} is declared twice "
+                               "(alias names are case-insensitive)", origin=alias.origin)
+        if name in VPOPMAIL_OWNED or name in self.mailboxes:
+            raise RoutingError(f"alias {name!r} in {self.domain} would shadow the mailbox of "
+                               "the same name", origin=alias.origin,
                                hint="route a mailbox's mail with its forward, not an alias")
         problem = alias_name_problem(name)
         if problem:
-            raise RoutingError(f"alias {name!r} in {domain}: {problem}", origin=alias.origin)
-        if name in aliases:
-            explicit.note(f"alias {name!r} from the spec replaces the one imported from "
-                          f"{origins.get(name, 'the source')}", alias.origin)
-        origin = alias.origin or Origin("spec", 0)
-        targets = [parse_item(d, origin) for d in alias.destinations]
-        mark[:] = [len(resolver.findings), len(resolver.breaks)]
-        put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
-            alias.origin, "alias")
+            raise RoutingError(f"alias {name!r} in {self.domain}: {problem}",
+                               origin=alias.origin)
 
-    _owner_findings(domain, aliases, origins, resolver, catch_all)
-    return DomainRouting(domain, aliases, forwards, _alias_domains(rules),
-                         domain_catch_all(rules, virtual, resolver), origins)
+    def _put(self, name: str, lines: list[str], origin: Origin | None, what: str) -> None:
+        """Map what ``name`` resolves to (``what``: forward, alias or virtusertable
+        address): postmaster stays vpopmail's, a mailbox's name becomes its own .qmail,
+        any other name an alias."""
+        if SELF in lines:  # the user itself, as sendmail delivers it: its ~/.forward
+            own = [OWN_MAILDIR] if what == "forward" else \
+                list(self.own_forward.get(name) or (OWN_MAILDIR,))
+            lines = list(dict.fromkeys(x for line in lines
+                                       for x in (own if line == SELF else [line])))
+        if name in VPOPMAIL_OWNED:
+            _postmaster_kept(self.resolver, self.domain, f"{what} {name!r} not created",
+                             lines, origin)
+        elif name in self.mailboxes:
+            self._put_forward(name, lines, origin, what)
+        else:
+            self._put_alias(name, lines, origin, what)
+
+    def _put_forward(self, name: str, lines: list[str], origin: Origin | None,
+                     what: str) -> None:
+        """Mail for a mailbox's own name: its own .qmail, never a shadowing alias.
+        Resolving to the mailbox itself changes nothing (its forward still applies)."""
+        if not lines and what != "forward":
+            how = (f"as its own .qmail says ({', '.join(self.forwards[name])})"
+                   if name in self.forwards else "to its mailbox")
+            self._outcome(name, what, f"{name} is a mailbox on vpopmail, so mail to "
+                          f"{name}@{self.domain} is delivered {how}, where sendmail did "
+                          "not deliver it", origin)
+        if not lines or lines == [OWN_MAILDIR] or self.forwards.get(name) == tuple(lines):
+            return  # nothing to write, or what its ~/.forward says already
+        longest = max(len(line.encode()) for line in lines)
+        if longest > MAX_FORWARD_LINE:
+            self.resolver.warn(f"{what} {name!r} cannot be the mailbox's .qmail on vpopmail: "
+                               f"a line of {longest} bytes, and vdelivermail reads lines of "
+                               f"at most {MAX_FORWARD_LINE} (fgets into 500 bytes: a longer "
+                               "one is delivered in pieces); mail stays in its mailbox",
+                               origin)
+            return
+        if what != "forward" and name in self.forwards:
+            self.resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
+                               "sendmail (aliases are expanded before ~/.forward)", origin)
+        self._keep(self.forwards, name, lines, origin)
+
+    def _put_alias(self, name: str, lines: list[str], origin: Origin | None,
+                   what: str) -> None:
+        problem = alias_name_problem(name) or _alias_line_problem(lines)
+        if problem:
+            self.resolver.warn(f"{what} {name!r} cannot be an alias on vpopmail: {problem}",
+                               origin)
+        elif not lines:
+            self._left_out(name, origin, what)
+        else:
+            self._keep(self.aliases, name, lines, origin)
+
+    def _left_out(self, name: str, origin: Origin | None, what: str) -> None:
+        """Nothing on vpopmail for this name: the address falls to the catch-all. A
+        virtusertable line wins over the aliases file (sendmail looks it up first), so an
+        alias of the same name imported before is dropped, not kept."""
+        left = f"no alias {name!r} is created"
+        if what.startswith("virtusertable") and name in self.aliases:
+            self.aliases.pop(name)
+            was = self.origins.pop(name, None)
+            left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
+                    "(sendmail looked virtusertable up first and never reached it)")
+        self._outcome(name, what, f"{left}, so mail to {name}@{self.domain} goes to the "
+                      f"domain's catch-all: {self.catch_all.describe()}", origin)
+
+    def _keep(self, kept: dict[str, tuple[str, ...]], name: str, lines: list[str],
+              origin: Origin | None) -> None:
+        """Record the lines (an alias's or a mailbox's .qmail) and where they came from."""
+        kept[name] = tuple(lines)
+        self._handed(name)
+        if origin:
+            self.origins[name] = origin
+
+    def _outcome(self, name: str, what: str, consequence: str,
+                 origin: Origin | None) -> None:
+        """Say what happens to mail for ``name``: appended to the entry's own first
+        warning (one warning per entry), else a warning of its own."""
+        findings = self.resolver.findings
+        for i in range(self.findings_mark, len(findings)):
+            if findings[i].severity == "warning":
+                findings[i] = replace(findings[i],
+                                      message=f"{findings[i].message}; {consequence}")
+                return
+        self.resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
+
+    def _handed(self, name: str) -> None:
+        """Remember the mailboxes where the entry's alias loops were broken."""
+        self.through.pop((self.domain, name), None)
+        if self.resolver.breaks[self.breaks_mark:]:
+            self.through[(self.domain, name)] = set(self.resolver.breaks[self.breaks_mark:])
 
 
 def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str],
@@ -282,27 +362,6 @@ def _imported(name: str, rules: DomainRules, resolver: Resolver, entry: AliasEnt
                       "include to import it); it still resolves as a target", origin)
         return False
     return True
-
-
-def _virtual_alias(entry: VirtualEntry, rules: DomainRules, resolver: Resolver,
-                   put: Put) -> None:
-    context = f"virtusertable {entry.key}"
-    if entry.any_detail:
-        resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent (qmail "
-                      "extensions use '-')", entry.origin)
-        return
-    target = entry.target
-    if isinstance(target, Address) and entry.substitutes:
-        text = str(target).replace("%1", entry.local or "")
-        if "%" in text:
-            resolver.warn(f"{context}: {target} uses a substitution with no equivalent here",
-                          entry.origin)
-            return
-        target = parse_item(text, entry.origin)
-    local = entry.local or ""
-    owner = local if local in rules.mailboxes.values() else None
-    lines = resolver.lines([target], context=context, owner=owner, chain=())
-    put(local, lines, entry.origin, "virtusertable address")
 
 
 def _alias_domains(rules: DomainRules) -> tuple[str, ...]:
