@@ -150,88 +150,122 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     folders' keywords as dovecot and courier-imap read them and the subscription files
     (2 channels; a third where a folder has a dovecot-keywords or a Maildir a
     subscription file, which are read together, and one where a folder has courier
-    keyword files)."""
-    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
+    keyword files): one listing of the Maildirs (:class:`_Listing` notes what each of
+    its records is), then the files it names (:func:`_target_mail`)."""
     if not maildirs:
-        return TargetMail(files, {}, {}, {}, {})
+        return TargetMail({}, {}, {}, {}, {})
     (res,) = run_batch(conn, [_find_command(maildirs)])
-    # (Maildir, folder directory, identity, the fields of its TargetMessage before the
-    # keywords, its keyword letters): the message is made once they are known
-    found: list[tuple[str, str, Identity, tuple[int, int, str, float, str], str]] = []
-    keyword_files: dict[tuple[str, str], str] = {}
-    unusable: dict[tuple[str, str], bytes] = {}
-    subscription_files: dict[tuple[str, str], str] = {}  # (Maildir, file name) -> path
-    served: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> servers that opened it
-    courier = _CourierFiles()
-    parts_seen: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> cur, new
+    listing = _Listing(maildirs)
     for record in res.stdout.split(b"\0"):
-        if not record:
-            continue
+        if record:
+            listing.add(record)
+    return _target_mail(conn, maildirs, listing)
+
+
+#: a message file as the listing shows it: (Maildir, folder directory, identity, the
+#: fields of its TargetMessage before the keywords, its keyword letters); the message is
+#: made once the keywords are known
+_Found = tuple[str, str, Identity, tuple[int, int, str, float, str], str]
+
+
+class _Listing:
+    """What the listing of the Maildirs (:func:`_find_command`) shows, record by record:
+    a subscription file (or its name on something apply cannot write), a folder's
+    ``cur/`` or ``new/``, courier's keyword directories and files (:class:`_CourierFiles`),
+    a folder's dovecot-keywords and UID lists, and mailplan's message files. Entries of
+    none of the Maildirs, and files not the INBOX's or a folder's, are left out."""
+
+    def __init__(self, maildirs: Iterable[str]) -> None:
+        self.maildirs = set(maildirs)
+        self.found: list[_Found] = []
+        self.keyword_files: dict[tuple[str, str], str] = {}  # (Maildir, folder) -> path
+        self.subscription_files: dict[tuple[str, str], str] = {}  # (Maildir, name) -> path
+        #: (Maildir, file name) -> what is there instead of a file
+        self.unusable: dict[tuple[str, str], bytes] = {}
+        #: (Maildir, folder) -> the servers that opened it
+        self.served: dict[tuple[str, str], set[str]] = {}
+        self.parts_seen: dict[tuple[str, str], set[str]] = {}  # (Maildir, folder) -> cur, new
+        self.courier = _CourierFiles()
+
+    def add(self, record: bytes) -> None:
+        """Note one record of the listing (its fields as ``_FIND`` prints them)."""
         kind, mtime, size, inode, raw = record.split(b"\t", 4)
         path = raw.decode("utf-8", "surrogateescape")
         parts = path.split("/")
-        root = next((r for r in ("/".join(parts[:-cut]) for cut in (1, 2, 3)) if r in files),
-                    None)
+        root = next((r for r in ("/".join(parts[:-cut]) for cut in (1, 2, 3))
+                     if r in self.maildirs), None)
         if root is None:
-            continue
+            return
         rel = parts[len(root.split("/")):]
         if len(rel) == 1 and rel[0] in SUBSCRIPTION_FILES and kind != b"f":
             # no file apply can write: what it is, as the plan reads it (``!NAME``)
-            unusable[(root, rel[0])] = b"directory" if kind == b"d" else b"special"
-            continue
-        if kind == b"d":
-            where = _in_folder(root, rel)
-            if rel[-1] in ("cur", "new") and where is not None:
-                parts_seen.setdefault(where, set()).add(rel[-1])
-            courier.folder(root, rel)
-            continue
-        if courier.entry(root, rel, int(inode)):
-            continue
+            self.unusable[(root, rel[0])] = b"directory" if kind == b"d" else b"special"
+        elif kind == b"d":
+            self._directory(root, rel)
+        elif not self.courier.entry(root, rel, int(inode)):
+            self._file(root, rel, path, size, mtime)
+
+    def _directory(self, root: str, rel: list[str]) -> None:
+        """A ``cur``, ``new`` or ``courierimapkeywords`` directory."""
+        where = _in_folder(root, rel)
+        if rel[-1] in ("cur", "new") and where is not None:
+            self.parts_seen.setdefault(where, set()).add(rel[-1])
+        self.courier.folder(root, rel)
+
+    def _file(self, root: str, rel: list[str], path: str, size: bytes, mtime: bytes
+              ) -> None:
+        """Anything else but a directory (``size`` and ``mtime`` as listed)."""
         if len(rel) == 1 and rel[0] in SUBSCRIPTION_FILES:
-            subscription_files[(root, rel[0])] = path
-            continue
-        if rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
-            where = _in_folder(root, rel)
-            if where is None:  # not the INBOX's or a folder's
-                continue
-            if rel[-1] == KEYWORDS_FILE:
-                keyword_files[where] = path
-            else:
-                served.setdefault(where, set()).add(SERVED_BY[rel[-1]])
-            continue
-        if len(rel) < 2:
-            continue
+            self.subscription_files[(root, rel[0])] = path
+        elif rel[-1] in SERVED_BY or rel[-1] == KEYWORDS_FILE:
+            self._folder_file(root, rel, path)
+        elif len(rel) >= 2:
+            self._message(root, rel, path, size, mtime)
+
+    def _folder_file(self, root: str, rel: list[str], path: str) -> None:
+        """A dovecot-keywords or a server's UID list."""
+        where = _in_folder(root, rel)
+        if where is None:  # not the INBOX's or a folder's
+            return
+        if rel[-1] == KEYWORDS_FILE:
+            self.keyword_files[where] = path
+        else:
+            self.served.setdefault(where, set()).add(SERVED_BY[rel[-1]])
+
+    def _message(self, root: str, rel: list[str], path: str, size: bytes, mtime: bytes
+                 ) -> None:
+        """A file below the INBOX or a folder: a message when mailplan named it and it
+        is in ``cur/`` or ``new/``."""
         dirname, sub, name = ("", rel[0], rel[1]) if len(rel) == 2 else tuple(rel)
         parsed = parse_message_name(name)
         if parsed is None or sub not in ("new", "cur"):
-            continue
+            return
         # system flags are capitals; the letters a-z are keywords, named by the
-        # folder's dovecot-keywords (read below)
+        # folder's dovecot-keywords (read by _target_mail)
         info = parsed.flags or ""
         flags = "".join(c for c in info if not c.islower())
-        found.append((root, dirname, parsed.identity,
-                      (parsed.size, int(size), flags, float(mtime), path),
-                      "".join(c for c in info if c.islower())))
-    names: dict[tuple[str, str], dict[str, str]] = {}
+        self.found.append((root, dirname, parsed.identity,
+                           (parsed.size, int(size), flags, float(mtime), path),
+                           "".join(c for c in info if c.islower())))
+
+
+def _target_mail(conn: Connector, maildirs: Sequence[str], listing: _Listing
+                 ) -> TargetMail:
+    """Read the files ``listing`` names (the folders' dovecot-keywords and the
+    subscription files together, the courier keyword files of the folders whose courier
+    view is checked, then the ledgers) and make the TargetMail."""
     texts: dict[str, bytes | None] = {}
-    if keyword_files or subscription_files:  # files a user may replace: not read
-        # through a symbolic link
-        texts = read_files(conn, sorted({*keyword_files.values(),
-                                         *subscription_files.values()}), follow=False)
-        names = {where: keyword_letters(
-                     (texts.get(path) or b"").decode("utf-8", "surrogateescape"))
-                 for where, path in keyword_files.items()}
-    courier.read(conn, [w for w in courier.entries
-                        if keyword_views(served.get(w, set()))[1]])
-    none: frozenset[str] = frozenset()
-    for root, dirname, ident, fields, letters in found:
-        dovecot, courier_view = keyword_views(served.get((root, dirname), set()))
-        named = names.get((root, dirname), {})
-        msg = TargetMessage(*fields, keywords=frozenset(named[c] for c in letters if c in named)
-                            if letters else none, dovecot=dovecot,
-                            courier=courier.keywords(root, dirname, fields[4])
-                            if courier_view else None)
-        files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
+    if listing.keyword_files or listing.subscription_files:  # files a user may replace:
+        # not read through a symbolic link
+        texts = read_files(conn, sorted({*listing.keyword_files.values(),
+                                         *listing.subscription_files.values()}),
+                           follow=False)
+    names = {where: keyword_letters((texts.get(path) or b"").decode("utf-8",
+                                                                    "surrogateescape"))
+             for where, path in listing.keyword_files.items()}
+    listing.courier.read(conn, [w for w in listing.courier.entries
+                                if keyword_views(listing.served.get(w, set()))[1]])
+    files = _messages(maildirs, listing, names)
     keywords: dict[str, dict[str, frozenset[str]]] = {}
     for (root, dirname), named in names.items():
         keywords.setdefault(root, {})[dirname] = frozenset(named.values())
@@ -239,15 +273,42 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
         ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data) if data is not None else {}
     folders: dict[str, set[str]] = {m: set() for m in maildirs}
-    for (root, dirname), parts in parts_seen.items():
+    for (root, dirname), parts in listing.parts_seen.items():
         if len(parts) == 2:
             folders[root].add(dirname)
+    return TargetMail(files, ledgers, keywords, folders, _subscriptions(maildirs, listing,
+                                                                        texts))
+
+
+def _messages(maildirs: Sequence[str], listing: _Listing,
+              names: dict[tuple[str, str], dict[str, str]]
+              ) -> dict[str, dict[str, dict[Identity, list[TargetMessage]]]]:
+    """The message files ``listing`` found, per Maildir, folder and identity, with their
+    keywords as dovecot reads them (``names``: per folder, its dovecot-keywords) and as
+    courier-imap does, each where that view is checked (:func:`keyword_views`)."""
+    files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]] = {m: {} for m in maildirs}
+    none: frozenset[str] = frozenset()
+    for root, dirname, ident, fields, letters in listing.found:
+        dovecot, courier_view = keyword_views(listing.served.get((root, dirname), set()))
+        named = names.get((root, dirname), {})
+        msg = TargetMessage(*fields, keywords=frozenset(named[c] for c in letters if c in named)
+                            if letters else none, dovecot=dovecot,
+                            courier=listing.courier.keywords(root, dirname, fields[4])
+                            if courier_view else None)
+        files[root].setdefault(dirname, {}).setdefault(ident, []).append(msg)
+    return files
+
+
+def _subscriptions(maildirs: Sequence[str], listing: _Listing,
+                   texts: dict[str, bytes | None]) -> dict[str, dict[str, bytes | None]]:
+    """Per Maildir, the contents of its subscription files (``texts``: as read; None:
+    not read) and, as ``!NAME``, what is there instead of a file apply can write."""
     subscriptions: dict[str, dict[str, bytes | None]] = {m: {} for m in maildirs}
-    for (root, fname), path in subscription_files.items():
+    for (root, fname), path in listing.subscription_files.items():
         subscriptions[root][fname] = texts.get(path)
-    for (root, fname), kind in unusable.items():
+    for (root, fname), kind in listing.unusable.items():
         subscriptions[root]["!" + fname] = kind
-    return TargetMail(files, ledgers, keywords, folders, subscriptions)
+    return subscriptions
 
 
 def _in_folder(root: str, rel: list[str]) -> tuple[str, str] | None:
