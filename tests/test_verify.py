@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -502,6 +503,53 @@ def test_read_target_mail_reads_subscriptions_with_the_keyword_files(tmp_path,
     assert len(read) == 2  # the ledgers; the keyword and subscription files together
     assert sum(p.endswith("subscribed") or p.endswith("/subscriptions")
                for p in read[0]) == 3
+
+
+def test_read_target_mail_leaves_out_what_is_no_message_or_file_of_a_folder(tmp_path,
+                                                                          monkeypatch):
+    """What the listing shows that is no mailplan message in a folder's ``cur/`` or
+    ``new/``, no folder's dovecot-keywords and no folder's ``cur/`` and ``new/`` is left
+    out: a message's name in ``tmp/``, in a directory of a folder or directly in the
+    Maildir, a name like mailplan's that it did not write, a dovecot-keywords in
+    ``cur/`` (not read), ``cur/`` and ``new/`` of a directory in a folder, and a record
+    under none of the Maildirs; for no Maildirs nothing is run."""
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp", ".Work/cur", ".Work/new", ".Work/tmp", ".Work/x/cur",
+                ".Work/x/new"):
+        (root / sub).mkdir(parents=True)
+
+    def name(n: int) -> str:
+        return message_name(arrival=100, usec=n, pid=1, digest=str(n).ljust(64, "0"),
+                            occurrence=0, host="h", size=1, flags="S")
+
+    for n, place in enumerate(("cur", "tmp", ".", ".Work/cur", ".Work/tmp", ".Work/x")):
+        (root / place / name(n)).write_bytes(b"x")
+    (root / "cur/notmailplans_mp1").write_bytes(b"x")
+    (root / ".Work/cur/dovecot-keywords").write_text("0 Junk\n")
+    real = verify_reads.run_batch
+
+    def listing(conn, commands):  # type: ignore[no-untyped-def]
+        (res,) = real(conn, commands)
+        outside = f"f\t100.0\t1\t1\t{tmp_path}/Other/cur/{name(9)}\0".encode()
+        return [dataclasses.replace(res, stdout=res.stdout + outside)]
+
+    monkeypatch.setattr(verify_reads, "run_batch", listing)
+    read = counted_reads(monkeypatch)
+    mail = verify_reads.read_target_mail(LocalConnector("here"), [str(root)])
+    assert {d: [m.path for ms in f.values() for m in ms]
+            for d, f in mail.files[str(root)].items()} == {
+        "": [str(root / "cur" / name(0))], ".Work": [str(root / ".Work/cur" / name(3))]}
+    assert mail.folders == {str(root): {"", ".Work"}}
+    assert (mail.keywords, mail.subscriptions) == ({}, {str(root): {}})
+    assert read == [[f"{root}/mailplan-ledger"]]  # the ledger only
+
+    def no_listing(conn, commands):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"ran {commands}")
+
+    monkeypatch.setattr(verify_reads, "run_batch", no_listing)
+    assert verify_reads.read_target_mail(LocalConnector("here"), []) == (
+        verify_reads.TargetMail({}, {}, {}, {}, {}))
+    assert read == [[f"{root}/mailplan-ledger"]]
 
 
 @pytest.mark.ssh
