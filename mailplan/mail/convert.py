@@ -95,13 +95,13 @@ def import_mbox(client: AgentClient, stream: Readable, *, dirname: str,
     """
     reader = MboxReader(stream, offset=offset, mboxrd=mboxrd, mtime=mtime,
                         occurrences=occurrences, zone=zone, ends=ends)
+    if dirname:
+        client.create_folder(dirname)
     run = _Import(client, dirname, ImportReport(summary=reader.summary),
                   known=known or frozenset(),
                   tail=name_tail(host or socket.gethostname().split(".")[0]),
                   on_durable=on_durable, checkpoint=checkpoint,
                   limits=(batch_messages, batch_bytes), syncs_in_flight=syncs_in_flight)
-    if dirname:
-        client.create_folder(dirname)
     return run.run(reader)
 
 
