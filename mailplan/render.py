@@ -53,46 +53,73 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
     carries out its deletions. A plan made with ``--prune-only`` says which deletions
     it selected (their reasons do) and lists those it left out, unpainted: none of them
     is applied."""
-    out: list[str] = []
-    if plan.changes:
-        out.append(f"mailplan will make these changes on {target}:")
-        out.append("")
-        for change in plan.changes:
-            out.append("  " + _paint(change.symbol, change_line(change), colour))
-            detail = change.after if change.action == "create" else change.reason
-            if detail and prune and change.action == "delete":
-                detail = str(detail).replace(PRUNE_NOTE, "(applied: --prune was given)")
-            if detail and change.action != "update":
-                out.append(f"      {escape(str(detail))}")
-            elif change.reason and change.kind in ("password", "lock"):
-                out.append(f"      {escape(change.reason)}")
-        out.append("")
-    if plan.left_out:
-        out.append(f"Deletions left out ({len(plan.left_out)}, not selected by "
-                   f"{shown(plan.prune_only or ())}; not applied):")
-        for change in plan.left_out:
-            out.append(f"  {change_line(change)}")
-            if change.reason:
-                out.append(f"      {escape(change.reason)}")
-        out.append("")
-    for title, listed in (("Problems (these are not migrated):", plan.problems),
-                          ("Warnings (migrated all the same; look at them):", plan.warnings)):
-        if listed:
-            out.append(title)
-            out += ["  " + _paint("!", f"! {problem_line(p)}", colour) for p in listed]
-            out.append("")
-    if plan.left_alone:
-        out.append(f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
-                   "not created by mailplan):")
-        for n in plan.left_alone:
-            out.append(f"  = {escape(f'{n.user}@{n.domain}')}")
-        out.append("")
-    if verbose and plan.noops:
-        out.append("Unchanged:")
-        for n in plan.noops:
-            who = escape(f"{n.user}@{n.domain}" if n.user else n.domain)
-            out.append(f"  = {who}: {escape(n.reason)}")
-        out.append("")
+    sections = (_changes(plan, target, colour, prune), _left_out(plan),
+                *_problems(plan, colour), _left_alone(plan),
+                _unchanged(plan) if verbose else [])
+    out = [line for section in sections if section for line in (*section, "")]
+    out.append(_summary(plan, prune))
+    return "\n".join(out) + "\n"
+
+
+def _changes(plan: Plan, target: str, colour: bool, prune: bool) -> list[str]:
+    """Each change's headline, and under it what it creates or why it is made."""
+    if not plan.changes:
+        return []
+    out = [f"mailplan will make these changes on {target}:", ""]
+    for change in plan.changes:
+        out.append("  " + _paint(change.symbol, change_line(change), colour))
+        detail = change.after if change.action == "create" else change.reason
+        if detail and prune and change.action == "delete":
+            detail = str(detail).replace(PRUNE_NOTE, "(applied: --prune was given)")
+        if detail and change.action != "update":
+            out.append(f"      {escape(str(detail))}")
+        elif change.reason and change.kind in ("password", "lock"):
+            out.append(f"      {escape(change.reason)}")
+    return out
+
+
+def _left_out(plan: Plan) -> list[str]:
+    """The deletions a ``--prune-only`` plan did not select, unpainted."""
+    if not plan.left_out:
+        return []
+    out = [f"Deletions left out ({len(plan.left_out)}, not selected by "
+           f"{shown(plan.prune_only or ())}; not applied):"]
+    for change in plan.left_out:
+        out.append(f"  {change_line(change)}")
+        if change.reason:
+            out.append(f"      {escape(change.reason)}")
+    return out
+
+
+def _problems(plan: Plan, colour: bool) -> list[list[str]]:
+    """The problems (not migrated), then the warnings (migrated all the same)."""
+    return [[title, *("  " + _paint("!", f"! {problem_line(p)}", colour) for p in listed)]
+            for title, listed in (
+                ("Problems (these are not migrated):", plan.problems),
+                ("Warnings (migrated all the same; look at them):", plan.warnings))
+            if listed]
+
+
+def _left_alone(plan: Plan) -> list[str]:
+    """Accounts on the target that neither the spec nor mailplan made."""
+    if not plan.left_alone:
+        return []
+    return [f"Left alone ({len(plan.left_alone)} on the target, not in the spec, "
+            "not created by mailplan):",
+            *(f"  = {escape(f'{n.user}@{n.domain}')}" for n in plan.left_alone)]
+
+
+def _unchanged(plan: Plan) -> list[str]:
+    """What needs nothing done, and why (shown with ``verbose``)."""
+    if not plan.noops:
+        return []
+    return ["Unchanged:", *(
+        f"  = {escape(f'{n.user}@{n.domain}' if n.user else n.domain)}: {escape(n.reason)}"
+        for n in plan.noops)]
+
+
+def _summary(plan: Plan, prune: bool) -> str:
+    """The last line: the counts, and whether deletions are applied."""
     counts = plan.counts()
     if plan.changes:
         line = (f"Plan: {counts['create']} to create, {counts['update']} to change, "
@@ -104,11 +131,8 @@ def render_plan(plan: Plan, *, target: str, colour: bool = False, verbose: bool 
         elif counts["delete"]:
             line += (" Deletions are applied: --prune was given." if prune
                      else " Deletions are applied only with --prune.")
-        out.append(line)
-    elif plan.left_out:
-        out.append(f"No changes selected: the plan's {len(plan.left_out)} deletion(s) are "
-                   f"left out (not selected by {shown(plan.prune_only or ())}).")
-    else:
-        out.append(f"No changes. The target matches the spec "
-                   f"({len(plan.noops)} items checked).")
-    return "\n".join(out) + "\n"
+        return line
+    if plan.left_out:
+        return (f"No changes selected: the plan's {len(plan.left_out)} deletion(s) are "
+                f"left out (not selected by {shown(plan.prune_only or ())}).")
+    return f"No changes. The target matches the spec ({len(plan.noops)} items checked)."
