@@ -270,45 +270,15 @@ def _check_hash(spec: Spec, ref: Any, where: JsonPath) -> None:
 
 
 def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
+    """What the schema cannot say of one domain: usable hashes, readable quotas, user
+    names vpopmail accepts and that differ in more than case, storable comments."""
     _check_hash(spec, body.get("postmaster_password"), ("domains", domain,
                                                          "postmaster_password"))
-    for key in ("default_quota",):
-        if key in body:
-            try:
-                parse_size(body[key])
-            except ValueError as exc:
-                raise spec.error(str(exc), ("domains", domain, key)) from None
+    if "default_quota" in body:
+        _check_size(spec, body["default_quota"], ("domains", domain, "default_quota"))
     seen: dict[str, int] = {}
     for i, user in enumerate(body.get("users", [])):
-        where = ("domains", domain, "users", i)
-        name = user["name"]
-        problem = user_problem(name.lower())
-        if problem:
-            raise spec.error(f"user name {name!r} is not acceptable: {problem}", (*where, "name"))
-        if name.lower() == "postmaster":
-            raise spec.error("postmaster is vpopmail's own account, created with the domain; "
-                             "set its password with postmaster_password", (*where, "name"))
-        if name.lower() in seen:
-            first = spec.marks.get(("domains", domain, "users", seen[name.lower()]), (0, 0))[0]
-            raise spec.error(f"two users map to {name.lower()}@{domain.lower()} (the other is "
-                             f"at line {first}; names are case-insensitive)", (*where, "name"))
-        seen[name.lower()] = i
-        _control_characters(spec, user, where)  # spool and folders paths, ...
-        _check_hash(spec, user.get("password"), (*where, "password"))
-        if "quota" in user:
-            try:
-                parse_size(user["quota"])
-            except ValueError as exc:
-                raise spec.error(str(exc), (*where, "quota")) from None
-        comment = user.get("comment")
-        if comment is not None and (":" in comment or has_control(comment)):
-            raise spec.error("a comment cannot contain ':', a newline or another control "
-                             "character (vpopmail stores it in a colon-separated line)",
-                             (*where, "comment"))
-        if comment is not None and len(comment.encode()) > MAX_GECOS:
-            raise spec.error(f"a comment is at most {MAX_GECOS} bytes (vpopmail's limit); "
-                             f"this one is {len(comment.encode())} in UTF-8",
-                             (*where, "comment"))
+        _check_user(spec, domain, i, user, seen)
     _control_characters(spec, body, ("domains", domain))  # aliases, catch-all, ...
     imp = body.get("import")
     if imp and imp.get("uid_min", 1000) > imp.get("uid_max", 59999):
@@ -319,3 +289,43 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
         if problem:
             raise spec.error(f"not a valid user name: {problem}",
                              ("domains", domain, "unknown_recipients", "deliver_to"))
+
+
+def _check_size(spec: Spec, value: Any, where: JsonPath) -> None:
+    """A quota the spec gives is one :func:`parse_size` reads."""
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise spec.error(str(exc), where) from None
+
+
+def _check_user(spec: Spec, domain: str, index: int, user: dict[str, Any],
+                seen: dict[str, int]) -> None:
+    """One user of a domain: a name vpopmail accepts, not postmaster's, not another
+    user's of the domain (``seen``: the names so far, lower case, and their index), and
+    a hash, quota and comment vpopmail can store."""
+    where = ("domains", domain, "users", index)
+    name = user["name"]
+    problem = user_problem(name.lower())
+    if problem:
+        raise spec.error(f"user name {name!r} is not acceptable: {problem}", (*where, "name"))
+    if name.lower() == "postmaster":
+        raise spec.error("postmaster is vpopmail's own account, created with the domain; "
+                         "set its password with postmaster_password", (*where, "name"))
+    if name.lower() in seen:
+        first = spec.marks.get(("domains", domain, "users", seen[name.lower()]), (0, 0))[0]
+        raise spec.error(f"two users map to {name.lower()}@{domain.lower()} (the other is "
+                         f"at line {first}; names are case-insensitive)", (*where, "name"))
+    seen[name.lower()] = index
+    _control_characters(spec, user, where)  # spool and folders paths, ...
+    _check_hash(spec, user.get("password"), (*where, "password"))
+    if "quota" in user:
+        _check_size(spec, user["quota"], (*where, "quota"))
+    comment = user.get("comment")
+    if comment is not None and (":" in comment or has_control(comment)):
+        raise spec.error("a comment cannot contain ':', a newline or another control "
+                         "character (vpopmail stores it in a colon-separated line)",
+                         (*where, "comment"))
+    if comment is not None and len(comment.encode()) > MAX_GECOS:
+        raise spec.error(f"a comment is at most {MAX_GECOS} bytes (vpopmail's limit); "
+                         f"this one is {len(comment.encode())} in UTF-8", (*where, "comment"))
