@@ -41,51 +41,68 @@ def spec_origin(spec: Spec, path: tuple[str | int, ...]) -> Origin:
 def check_routing_spec(spec: Spec) -> None:
     """Semantic checks of the routing keys; raises SpecError pointing at the value."""
     domains = {d.lower(): d for d in spec.data["domains"]}
-    owner: dict[str, str] = {}
+    owner: dict[str, str] = {}  # alias domain -> the spec domain it is an alias of
     for key, body in spec.data["domains"].items():
         body = body or {}
-        where = ("domains", key)
         for i, alias in enumerate(body.get("alias_domains", [])):
-            name = alias.lower()
-            problem = domain_problem(name)
-            if problem is None and name == key.lower():
-                problem = "it is the domain itself"
-            if problem is None and name in domains:
-                problem = f"{domains[name]!r} is a domain of its own in this spec"
-            if problem is None and name in owner:
-                problem = f"it is already an alias domain of {owner[name]!r}"
-            if problem:
-                raise spec.error(f"alias domain {alias!r}: {problem}",
-                                 (*where, "alias_domains", i))
-            owner[name] = key
+            _check_alias_domain(spec, key, i, alias, domains, owner)
         explicit = {u["name"].lower() for u in body.get("users", [])}
         spelled: dict[str, str] = {}  # lower-cased alias name -> as first written
         for name, destinations in (body.get("aliases") or {}).items():
-            apath = (*where, "aliases", name)
-            lowered = name.lower()
-            problem = alias_name_problem(lowered)
-            if problem is None and lowered in spelled:
-                problem = (f"it is the same alias as {spelled[lowered]!r} (alias names are "
-                           "case-insensitive); merge their destinations into one")
-            spelled.setdefault(lowered, name)
-            if problem is None and lowered == "postmaster":
-                problem = "postmaster stays vpopmail's own account (created with the domain)"
-            if problem is None and lowered in explicit:
-                problem = (f"{lowered!r} is a mailbox of this domain; an alias would shadow "
-                           "it (route a mailbox's mail with its ~/.forward instead)")
-            if problem:
-                raise spec.error(f"alias {name!r}: {problem}", apath, at_key=True)
+            _check_alias(spec, ("domains", key, "aliases", name), explicit, spelled)
             for j, dest in enumerate(destinations):
-                try:
-                    parse_item(dest, spec_origin(spec, (*apath, j)))
-                except RoutingError as exc:
-                    why = exc.message.rsplit(": ", 1)[-1] if exc.origin else exc.message
-                    raise spec.error(f"not a usable destination: {why}",
-                                     (*apath, j)) from None
-                if dest.lstrip().startswith(("|", "/", ":include:", "error:")):
-                    raise spec.error("a destination is a mailbox name of this domain or an "
-                                     "address (no programs, files, includes or error codes)",
-                                     (*apath, j))
+                _check_destination(spec, ("domains", key, "aliases", name, j), dest)
+
+
+def _check_alias_domain(spec: Spec, key: str, index: int, alias: str,
+                        domains: Mapping[str, str], owner: dict[str, str]) -> None:
+    """One of domain ``key``'s alias domains: a valid name, not the domain itself, not a
+    spec domain, not another domain's alias domain already (noted in ``owner``)."""
+    name = alias.lower()
+    problem = domain_problem(name)
+    if problem is None and name == key.lower():
+        problem = "it is the domain itself"
+    if problem is None and name in domains:
+        problem = f"{domains[name]!r} is a domain of its own in this spec"
+    if problem is None and name in owner:
+        problem = f"it is already an alias domain of {owner[name]!r}"
+    if problem:
+        raise spec.error(f"alias domain {alias!r}: {problem}",
+                         ("domains", key, "alias_domains", index))
+    owner[name] = key
+
+
+def _check_alias(spec: Spec, apath: tuple[str, ...], explicit: Collection[str],
+                 spelled: dict[str, str]) -> None:
+    """An alias name (the last of ``apath``): one vpopmail accepts, not written before in
+    other case (``spelled`` notes it), not postmaster, not a mailbox of the domain."""
+    name = apath[-1]
+    lowered = name.lower()
+    problem = alias_name_problem(lowered)
+    if problem is None and lowered in spelled:
+        problem = (f"it is the same alias as {spelled[lowered]!r} (alias names are "
+                   "case-insensitive); merge their destinations into one")
+    spelled.setdefault(lowered, name)
+    if problem is None and lowered == "postmaster":
+        problem = "postmaster stays vpopmail's own account (created with the domain)"
+    if problem is None and lowered in explicit:
+        problem = (f"{lowered!r} is a mailbox of this domain; an alias would shadow "
+                   "it (route a mailbox's mail with its ~/.forward instead)")
+    if problem:
+        raise spec.error(f"alias {name!r}: {problem}", apath, at_key=True)
+
+
+def _check_destination(spec: Spec, where: tuple[str | int, ...], dest: str) -> None:
+    """A spec alias's destination: an address or mailbox name, nothing a shell, a file
+    or another list would receive."""
+    try:
+        parse_item(dest, spec_origin(spec, where))
+    except RoutingError as exc:
+        why = exc.message.rsplit(": ", 1)[-1] if exc.origin else exc.message
+        raise spec.error(f"not a usable destination: {why}", where) from None
+    if dest.lstrip().startswith(("|", "/", ":include:", "error:")):
+        raise spec.error("a destination is a mailbox name of this domain or an "
+                         "address (no programs, files, includes or error codes)", where)
 
 
 def catch_all_of(core: Catchall, withheld: Collection[str] = ()) -> CatchAll:
