@@ -28,7 +28,7 @@ from mailplan.routing.facts import (
     parse_vdominfo,
 )
 from mailplan.routing.forward import parse_forward
-from mailplan.routing.sendmailcf import parse_alias_files, plus_detail_rule
+from mailplan.routing.sendmailcf import max_alias_recursion, parse_alias_files, plus_detail_rule
 from mailplan.routing.virtusertable import parse_virtusertable
 from mailplan.text import has_control
 
@@ -93,12 +93,14 @@ def test_class_w_sources(data):
 @given(text([b"O AliasFile=", b"OA", b"o aliasfile = ", b"/etc/mail/aliases", b",", b":",
              b"hash:", b"nis:mail.aliases", b"-o ", b"-k ", b'"', b"ldap:-v x", b"\t",
              b"R$+ + $*\t\t$#local $@ + $2 $: $1 + *", b"R< > $+ + *\t$#local", b"S5",
-             b" # c, /etc/x", b"\\#", b"$#", b"\n\t", b"\0"]))
+             b" # c, /etc/x", b"\\#", b"$#", b"\n\t", b"\0", b"O MaxAliasRecursion=",
+             b"12", b"-3", b" "]))
 def test_sendmail_cf_alias_files_and_plus_rule(data):
     for db in parse_alias_files(data, "/etc/mail/sendmail.cf"):
         assert db.readable == (db.path is not None and db.path.startswith("/")
                                and not has_control(db.path))
     plus_detail_rule(data, "/etc/mail/sendmail.cf")
+    assert max_alias_recursion(data) >= 0
 
 
 @FUZZ

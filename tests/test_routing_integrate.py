@@ -684,6 +684,18 @@ def test_sendmail_cfs_plussed_users_rule_is_read_whatever_the_spec_names(tmp_pat
     assert got.plus_detail is None
 
 
+def test_sendmail_cfs_max_alias_recursion_is_read_with_the_aliases(tmp_path):
+    """The source's sendmail.cf says how deep sendmail followed aliases; without the
+    option, sendmail's default (10)."""
+    etc = _alias_world(tmp_path, "O AliasFile=@ETC@/mail/aliases\nO MaxAliasRecursion=4\n",
+                       {"mail/aliases": "staff: alice\n"})
+    got, _ = _read_aliases(tmp_path, etc)
+    assert got.max_alias_recursion == 4
+    (etc / "mail/sendmail.cf").write_text(f"O AliasFile={etc}/mail/aliases\n")
+    got, _ = _read_aliases(tmp_path, etc)
+    assert got.max_alias_recursion == 10
+
+
 @pytest.mark.parametrize("value", ['"|id"@remote.example', '".x"@remote.example',
                                    '"#x"@remote.example'])
 def test_a_virtusertable_catch_all_vdelivermail_would_misread_is_a_bounce(tmp_path, value):

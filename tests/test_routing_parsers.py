@@ -18,7 +18,7 @@ from mailplan.routing.model import (
     Program,
     RoutingError,
 )
-from mailplan.routing.sendmailcf import parse_alias_files, plus_detail_rule
+from mailplan.routing.sendmailcf import max_alias_recursion, parse_alias_files, plus_detail_rule
 from mailplan.routing.virtusertable import effective_entries, parse_virtusertable
 
 DATA = Path(__file__).parent / "data" / "routing"
@@ -210,6 +210,21 @@ PLUSSED = ("S5\n# deal with plussed users so aliases work nicely\n"
 def test_the_plussed_users_rule_of_sendmail_cf(cf, line):
     got = plus_detail_rule(cf, CF)
     assert got == (Origin(CF, line) if line else None)
+
+
+@pytest.mark.parametrize(("cf", "depth"), [
+    ("", 10),                                                  # conf.c's default
+    ("O AliasFile=/etc/mail/aliases\n", 10),
+    ("O MaxAliasRecursion=3\n", 3),
+    ("O MaxAliasRecursion = 25\nO MaxAliasRecursion=4\n", 4),  # the last setting wins
+    ("O MaxAliasR=7\n", 7),                                    # a name cut short
+    ("O maxaliasrecursion=12\n", 12),                          # in any case
+    ("O MaxAliasRecursion=15 # comment\n", 15),                # atoi: leading digits
+    ("O MaxAliasRecursion=lots\n", 0),                         # atoi: no digits, 0
+    ("#O MaxAliasRecursion=3\nO MaxHopCount=30\n", 10),      # a comment; another option
+])
+def test_max_alias_recursion_of_sendmail_cf(cf, depth):
+    assert max_alias_recursion(cf) == depth
 
 
 def test_resolve_includes_expands_keeps_lines_and_detects_loops():

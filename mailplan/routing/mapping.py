@@ -40,6 +40,7 @@ from dataclasses import replace
 
 from mailplan.routing.aliases import effective_aliases
 from mailplan.routing.catchall import catch_all_from_virtual
+from mailplan.routing.loops import loops_on_vpopmail
 from mailplan.routing.mapdomain import map_domain
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
@@ -52,6 +53,10 @@ from mailplan.routing.rules import (
     SourceRouting,
 )
 from mailplan.routing.virtusertable import VirtualEntry, effective_entries
+
+#: the deepest alias chain followed whatever sendmail.cf allows (the resolver recurses
+#: once per alias: far below Python's recursion limit)
+MAX_DEPTH = 100
 
 
 def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
@@ -70,7 +75,13 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     served = {r.domain for r in domains} | {a for r in domains for a in r.alias_domains}
     directory = Directory({r.domain: r for r in domains}, table,
                           source.local_hostnames - served,
-                          {a: r.domain for r in domains for a in r.alias_domains})
+                          {a: r.domain for r in domains for a in r.alias_domains},
+                          min(source.max_alias_recursion, MAX_DEPTH))
+    if source.max_alias_recursion > MAX_DEPTH:
+        findings.append(Finding(
+            "note", f"sendmail.cf sets MaxAliasRecursion to {source.max_alias_recursion}; "
+            f"mailplan follows aliases at most {MAX_DEPTH} deep (an entry deeper than that "
+            "is warned about and not carried over)"))
     _unmigrated_virtual_domains(virtual, directory, findings)
     result: dict[str, DomainRouting] = {}
     checks = []
@@ -86,7 +97,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
-    findings.extend(_loops_on_vpopmail(result))
+    findings.extend(loops_on_vpopmail(result))
     if source.plus_detail is not None:
         findings.extend(_plus_detail(source.plus_detail, domains, result))
     if source.virtusertable is not None:
@@ -184,64 +195,6 @@ def _old_logins(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
                 f"{old}@{domain} goes to the domain's catch-all: "
                 f"{routing.catch_all.describe()} (declare the alias {old}: [{mailbox}] in "
                 "the spec to keep it)", rules.origin, domain))
-    return out
-
-
-Node = tuple[str, str, str]  # ("alias" | "forward", domain, name)
-
-
-def _loops_on_vpopmail(result: Mapping[str, DomainRouting]) -> list[Finding]:
-    """Loops the resolver cannot see: aliases and mailboxes' own .qmail files that
-    forward to each other through full addresses (``bb: cc@example.com`` and ``cc:
-    bb@example.com``, or two ~/.forward files naming each other). qmail bounces such mail
-    once it comes round again (its Delivered-To line); sendmail broke the loop."""
-    def targets(node: Node) -> list[Node]:
-        kind, domain, name = node
-        routing = result[domain]
-        lines = (routing.aliases if kind == "alias" else routing.forwards)[name]
-        out: list[Node] = []
-        for line in lines:
-            local, at, host = line.removeprefix("&").rpartition("@")
-            if not line.startswith("&") or not at or host not in result:
-                continue
-            if local in result[host].aliases:
-                out.append(("alias", host, local))
-            elif local in result[host].forwards:
-                out.append(("forward", host, local))
-        return out
-
-    def show(node: Node) -> str:
-        kind, domain, name = node
-        return f"alias {name}@{domain}" if kind == "alias" else \
-            f"the .qmail of {name}@{domain}"
-
-    state: dict[Node, int] = {}  # 1 on the path being walked, 2 done
-    found: list[list[Node]] = []
-
-    def walk(node: Node, path: list[Node]) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in targets(node):
-            if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):])
-            elif nxt not in state:
-                walk(nxt, path)
-        path.pop()
-        state[node] = 2
-
-    for domain in sorted(result):
-        routing = result[domain]
-        for node in [*(("alias", domain, n) for n in sorted(routing.aliases)),
-                     *(("forward", domain, n) for n in sorted(routing.forwards))]:
-            if node not in state:
-                walk(node, [])
-    out = []
-    for cycle in found:
-        first = cycle[0]
-        out.append(Finding(
-            "warning", "alias loop on vpopmail: " + " -> ".join(map(show, [*cycle, first]))
-            + "; qmail bounces mail that comes round again as looping",
-            result[first[1]].origins.get(first[2]), first[1]))
     return out
 
 

@@ -52,6 +52,8 @@ class Directory:
     local_hostnames: frozenset[str]
     #: alias domain (vaddaliasdomain) -> the migrated domain it delivers as
     alias_of: Mapping[str, str] = field(default_factory=dict)
+    #: how many aliases deep an address is followed (sendmail's MaxAliasRecursion)
+    max_depth: int = 10
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
         """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
@@ -148,7 +150,14 @@ class Resolver:
     def _one(self, target: Target, *, context: str, owner: str | None,
              chain: tuple[str, ...]) -> list[str]:
         text = str(target)
-        if has_control(text) or has_undecodable(text):
+        if len(chain) > self.directory.max_depth:
+            # sendmail's recipient(): an address past MaxAliasRecursion is refused
+            self.warn(f"{context}: an entry reached through {chain[-1]!r} is {len(chain)} "
+                      "aliases deep, past sendmail's MaxAliasRecursion "
+                      f"({self.directory.max_depth}): sendmail bounced mail to it (554 "
+                      "aliasing/forwarding loop broken); it is not carried over",
+                      target.origin)
+        elif has_control(text) or has_undecodable(text):
             # a byte that is not UTF-8 would reach qmail raw, where neither the apply log
             # nor the read-back of the .qmail (UTF-8) can carry it: never settled
             why = ("contains a control character (NUL, newline, ...)" if has_control(text)

@@ -122,6 +122,8 @@ class SourceRouting:
     set_aside_catch_alls: frozenset[str] = frozenset()
     #: sendmail.cf's rule delivering ``user+detail`` to ``user``, when it has one
     plus_detail: Origin | None = None
+    #: sendmail.cf's MaxAliasRecursion (:func:`~mailplan.routing.sendmailcf.max_alias_recursion`)
+    max_alias_recursion: int = 10
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ $: $1 + *`` deliver ``user+detail`` to ``user`` (after looking up the alias
 user's home directory, in order (``O ForwardPath=`` or ``OJ``; by default
 :data:`DEFAULT_FORWARD_PATH`, ``~/.forward.HOST`` before ``~/.forward``).
 
+**MaxAliasRecursion** (:func:`max_alias_recursion`): how deep sendmail follows aliases
+before it bounces an address.
+
 **DontBlameSendmail** (:func:`dont_blame_sendmail`): the file-safety rules sendmail.cf
 relaxes, for :mod:`~mailplan.routing.filesafety`.
 
@@ -233,6 +236,23 @@ def forward_path(cf: str, origin: str, short_name: str | None,
             continue
         out.append(entry)
     return out or ["$z/.forward"]
+
+
+#: sendmail's MaxAliasRecursion when sendmail.cf does not set it (conf.c)
+DEFAULT_MAX_ALIAS_RECURSION = 10
+
+
+def max_alias_recursion(cf: str) -> int:
+    """sendmail.cf's MaxAliasRecursion (``O MaxAliasRecursion=N``, the last setting;
+    :data:`DEFAULT_MAX_ALIAS_RECURSION` without one). sendmail refuses an address reached
+    through more aliases than that, "554 aliasing/forwarding loop broken (N aliases deep;
+    M max)" (recipient.c); setoption reads the value with atoi: its leading digits, 0
+    without any."""
+    found = option_values(cf, "MaxAliasRecursion", "", len("MaxAl"))
+    if not found:
+        return DEFAULT_MAX_ALIAS_RECURSION
+    digits = re.match(r"\s*\+?(\d+)", found[-1][1])
+    return int(digits[1]) if digits else 0
 
 
 def dont_blame_sendmail(cf: str) -> frozenset[str]:

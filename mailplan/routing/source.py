@@ -43,6 +43,7 @@ from mailplan.routing.sendmailcf import (
     AliasDatabase,
     dont_blame_sendmail,
     forward_path,
+    max_alias_recursion,
     parse_alias_files,
     plus_detail_rule,
 )
@@ -166,6 +167,7 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
                                 + ", ".join(sorted(own))))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
+                         max_alias_recursion=max_alias_recursion(_text(reads, cf_path)),
                          local_hostnames=own | {"localhost"})
 
 
