@@ -176,10 +176,43 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     """Every spool and folder file of ``refs`` (one batch), their folders named in the
     target's encoding ``names`` (:func:`named`); plus notes on files not imported
     (problems), on files merged into the INBOX and on a missing spool (info)."""
-    mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
-    spools = sorted({r.spool for r in refs} | mboxes)
     if not refs:
         return [], []
+    found = _find(conn, refs)
+    mailboxes: list[SourceMailbox] = []
+    notes: list[MailboxNote] = []
+    for ref in refs:
+        notes += _unseen_notes(ref, found.unseen)
+        for part in (_inbox(ref, found), _folders(ref, found)):
+            mailboxes += part[0]
+            notes += part[1]
+        notes += _link_notes(ref, found.linked)
+    return named((mailboxes, notes), names)
+
+
+@dataclass
+class _Found:
+    """What one batch of ``find`` saw of the users' spools, ~/mbox files and folders."""
+
+    #: regular files: path -> (size, mtime, inode, device)
+    files: dict[str, tuple[int, float, int, int]]
+    linked: dict[str, str]  # symbolic links, never followed: path -> where it points
+    other: dict[str, str]  # spool and ~/mbox paths that are neither file nor link
+    missing_dirs: set[str]  # the spools' directories that are not there
+    unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
+    now: float  # the source's clock, as the mtimes are
+
+    def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
+        """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
+        size, mtime, inode, device = self.files[path]
+        return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
+                             self.now - mtime >= SETTLED_AFTER, device=device, **kw)
+
+
+def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
+    """List every spool and folder file of ``refs`` in one batch of commands."""
+    mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
+    spools = sorted({r.spool for r in refs} | mboxes)
     # without a trailing slash: find would follow a folders directory that is a
     # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
     roots = sorted({r.folders.rstrip("/") or "/" for r in refs})
@@ -196,83 +229,82 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what, "-o", "-printf",
                   _OTHER_FORMAT]) + "; true" for chunk in spool_chunks]
     cmds += [join(["LC_ALL=C", "find", *chunk, *what]) + "; true" for chunk in root_chunks]
-    found: dict[str, tuple[int, float, int, int]] = {}
-    linked: dict[str, str] = {}
-    other: dict[str, str] = {}  # spool and ~/mbox paths that are neither file nor link
     # the spools' directories that are not there (test -d follows a link, as the
     # spools' own paths do: /var/spool/mail -> ../mail on Debian)
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
     no_dir = ("for d in " + join(dirs)
               + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true')
     results = run_batch(conn, ["date +%s", no_dir, *cmds])
-    missing_dirs = {d.decode("utf-8", "surrogateescape")
-                    for d in results.pop(1).stdout.split(b"\0") if d}
     clock = results[0].stdout.strip()
-    # the source's clock, as the mtimes are (the local one where date has no %s)
-    now = int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time()
-    unseen: dict[str, list[tuple[str, bool]]] = {}  # spool or folder dir -> find's words
-    for res, chunk in zip(results[1:], [*spool_chunks, *root_chunks], strict=True):
+    found = _Found(
+        files={}, linked={}, other={}, unseen={},
+        missing_dirs={d.decode("utf-8", "surrogateescape")
+                      for d in results[1].stdout.split(b"\0") if d},
+        # the source's clock, as the mtimes are (the local one where date has no %s)
+        now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time())
+    for res, chunk in zip(results[2:], [*spool_chunks, *root_chunks], strict=True):
         files, links, others = _parse_find(res.stdout)
         for size, mtime, inode, device, path in files:
-            found[path] = (size, mtime, inode, device)
-        linked.update(links)
-        other.update(others)
+            found.files[path] = (size, mtime, inode, device)
+        found.linked.update(links)
+        found.other.update(others)
         for start, said, exact in _find_errors(res.stderr, chunk):
-            unseen.setdefault(start, []).append((said, exact))
-    mailboxes: list[SourceMailbox] = []
-    notes: list[MailboxNote] = []
-    for ref in refs:
-        notes += _unseen_notes(ref, unseen)
-        mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
-        if ref.spool in found:
-            size, mtime, inode, device = found[ref.spool]
-            mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", ref.spool, size,
-                                           mtime, inode, now - mtime >= SETTLED_AFTER,
-                                           device=device))
-        elif ref.spool in other:
-            kind = _FILE_TYPES.get(other[ref.spool], "not a regular file")
-            notes.append(MailboxNote(ref.domain, ref.user, "problem", ref.spool,
-                                     f"INBOX: {escape(ref.spool)} (the spool) is {kind}, "
-                                     "not an mbox file: nothing is imported from it (mail "
-                                     "kept there is left on the old server)", "INBOX"))
-        elif ref.spool not in linked and ref.spool not in unseen and \
-                (posixpath.dirname(ref.spool) or "/") in missing_dirs:
-            where = escape(posixpath.dirname(ref.spool) or "/")
-            notes.append(MailboxNote(ref.domain, ref.user, "problem", ref.spool,
-                                     f"INBOX: {escape(ref.spool)} "
-                                     + NO_SPOOL_DIR_NOTE.format(dir=where), "INBOX"))
-        elif ref.spool not in linked and ref.spool not in unseen:
-            # said, as an empty spool is, so that every user's INBOX is accounted for (a
-            # link, or a spool find could not see, has its own note)
-            notes.append(MailboxNote(ref.domain, ref.user, "info", ref.spool,
-                                     f"INBOX: {escape(ref.spool)} {MISSING_SPOOL_NOTE}"
-                                     + ("; the INBOX's mail is in ~/mbox" if mbox in found
-                                        else " (a missing spool is an empty INBOX)"),
-                                     "INBOX"))
-        if mbox is not None and mbox in found and mbox != ref.spool:
-            notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
-                                     f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))
-            size, mtime, inode, device = found[mbox]
-            mailboxes.append(SourceMailbox(ref.domain, ref.user, "INBOX", mbox, size, mtime,
-                                           inode, now - mtime >= SETTLED_AFTER,
-                                           folder_file=True, device=device, home_mbox=True))
-        prefix = ref.folders.rstrip("/") + "/"
-        for path in sorted(p for p in found
-                           if p.startswith(prefix) and posixpath.normpath(p) != mbox):
-            rel = path[len(prefix):]
-            if ref.decode_names:  # UW-imapd's modified UTF-7 names
-                rel = source_folder(rel)
-            if any(part.startswith(".") for part in rel.split("/")):
-                continue  # hidden files: IMAP servers do not show them as folders
-            if is_inbox(rel):
-                notes.append(MailboxNote(ref.domain, ref.user, "info", path,
-                                         f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
-            size, mtime, inode, device = found[path]
-            mailboxes.append(SourceMailbox(ref.domain, ref.user, rel, path, size, mtime,
-                                           inode, now - mtime >= SETTLED_AFTER,
-                                           folder_file=True, device=device))
-        notes += _link_notes(ref, linked)
-    return named((mailboxes, notes), names)
+            found.unseen.setdefault(start, []).append((said, exact))
+    return found
+
+
+def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[MailboxNote]]:
+    """``ref``'s INBOX: its spool, and its ~/mbox when it has one (merged into it); a
+    note when the spool is not a file, is missing, or its very directory is."""
+    mailboxes, notes = [], []
+    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    spool, where = ref.spool, escape(posixpath.dirname(ref.spool) or "/")
+    if spool in found.files:
+        mailboxes.append(found.mailbox(ref, "INBOX", spool))
+    elif spool in found.other:
+        kind = _FILE_TYPES.get(found.other[spool], "not a regular file")
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", spool,
+                                 f"INBOX: {escape(spool)} (the spool) is {kind}, "
+                                 "not an mbox file: nothing is imported from it (mail "
+                                 "kept there is left on the old server)", "INBOX"))
+    elif spool in found.linked or spool in found.unseen:
+        pass  # a link, or a spool find could not see, has its own note
+    elif (posixpath.dirname(spool) or "/") in found.missing_dirs:
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", spool,
+                                 f"INBOX: {escape(spool)} "
+                                 + NO_SPOOL_DIR_NOTE.format(dir=where), "INBOX"))
+    else:
+        # said, as an empty spool is, so that every user's INBOX is accounted for
+        notes.append(MailboxNote(ref.domain, ref.user, "info", spool,
+                                 f"INBOX: {escape(spool)} {MISSING_SPOOL_NOTE}"
+                                 + ("; the INBOX's mail is in ~/mbox" if mbox in found.files
+                                    else " (a missing spool is an empty INBOX)"), "INBOX"))
+    if mbox is not None and mbox in found.files and mbox != spool:
+        notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
+                                 f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))
+        mailboxes.append(found.mailbox(ref, "INBOX", mbox, folder_file=True, home_mbox=True))
+    return mailboxes, notes
+
+
+def _folders(ref: MailboxRef, found: _Found
+             ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
+    """``ref``'s folder files (hidden ones left out: IMAP servers do not show them); a
+    folder file named INBOX is merged into the INBOX, with a note."""
+    mailboxes, notes = [], []
+    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    prefix = ref.folders.rstrip("/") + "/"
+    for path in sorted(p for p in found.files
+                       if p.startswith(prefix) and posixpath.normpath(p) != mbox):
+        rel = path[len(prefix):]
+        if ref.decode_names:  # UW-imapd's modified UTF-7 names
+            rel = source_folder(rel)
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue  # hidden files: IMAP servers do not show them as folders
+        if is_inbox(rel):
+            notes.append(MailboxNote(ref.domain, ref.user, "info", path,
+                                     f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
+        mailboxes.append(found.mailbox(ref, rel, path, folder_file=True))
+    return mailboxes, notes
 
 
 def _find_errors(stderr: bytes, starts: Sequence[str]) -> list[tuple[str, str, bool]]:
