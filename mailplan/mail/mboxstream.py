@@ -70,36 +70,7 @@ class Streamed(SeparatorBuffer):
         # its start left the buffer), so the framing check sees what _whole sees
         i, lo = hend, hstart
         while True:
-            nxt = self._next_separator(max(i - 1, 0))
-            if isinstance(nxt, int) and nxt is not False:
-                end = nxt - _framing(self._buf, lo, nxt)
-                final = True
-            elif self._eof:
-                nxt = len(self._buf)
-                end = nxt - _framing(self._buf, lo, nxt)
-                final = True
-            elif nxt is False:
-                # a From_ line still arriving (the last line, unterminated): keep it and
-                # the line end before it (CRLF too: it may be framing) unsent
-                end = self._buf.rfind(b"\n")
-                if self._buf[end - 1:end] == b"\r":
-                    end -= 1
-                end = max(end, i)
-                final = False
-            else:
-                # Keep the last line end and 16 bytes unsent: a separator may follow
-                # (after a short read the buffer may hold fewer: then nothing goes yet).
-                safe = max(len(self._buf) - 16, i)
-                nl = self._buf.rfind(b"\n", i, safe)
-                end = nl if nl > i else safe
-                if self.mboxrd and end > i:
-                    # a line cut while it may still be a quoted From_ line (">>Fr") would
-                    # be unescaped by neither chunk: cut before it instead
-                    start_of_line = self._buf.rfind(b"\n", 0, end) + 1
-                    if start_of_line >= i and _undecided_quote(
-                            self._buf[start_of_line:min(end, start_of_line + MAX_QUOTES + 5)]):
-                        end = start_of_line
-                final = False
+            end, nxt = self._cut(i, lo)
             chunk = self._buf[i:end]
             if chunk:
                 if self.mboxrd:
@@ -109,7 +80,7 @@ class Streamed(SeparatorBuffer):
                 size += len(chunk)
                 if not internal:
                     yield chunk
-            if final:
+            if nxt is not None:
                 break
             # the last bytes sent stay in the buffer: the separator search looks one byte
             # behind what is unsent, the framing check up to four
@@ -117,6 +88,36 @@ class Streamed(SeparatorBuffer):
             self._fill(keep)
             i, lo = end - keep, lo - keep
         return (yield from self._close(head, start, nxt, size, digest, internal))
+
+    def _cut(self, i: int, lo: int) -> tuple[int, int | None]:
+        """Where the chunk of the buffer that starts at ``i`` ends, and where the next
+        message starts when the message ends with that chunk (None: more of it follows)."""
+        buf = self._buf
+        nxt = self._next_separator(max(i - 1, 0))
+        if nxt is not False and isinstance(nxt, int):
+            return nxt - _framing(buf, lo, nxt), nxt
+        if self._eof:
+            return len(buf) - _framing(buf, lo, len(buf)), len(buf)
+        if nxt is False:
+            # a From_ line still arriving (the last line, unterminated): keep it and
+            # the line end before it (CRLF too: it may be framing) unsent
+            end = buf.rfind(b"\n")
+            if buf[end - 1:end] == b"\r":
+                end -= 1
+            return max(end, i), None
+        # Keep the last line end and 16 bytes unsent: a separator may follow
+        # (after a short read the buffer may hold fewer: then nothing goes yet).
+        safe = max(len(buf) - 16, i)
+        nl = buf.rfind(b"\n", i, safe)
+        end = nl if nl > i else safe
+        if self.mboxrd and end > i:
+            # a line cut while it may still be a quoted From_ line (">>Fr") would
+            # be unescaped by neither chunk: cut before it instead
+            start_of_line = buf.rfind(b"\n", 0, end) + 1
+            if start_of_line >= i and _undecided_quote(
+                    buf[start_of_line:min(end, start_of_line + MAX_QUOTES + 5)]):
+                end = start_of_line
+        return end, None
 
 
 def _framing(buf: bytes, lo: int, end: int) -> int:
