@@ -300,17 +300,7 @@ class ApplyWatch:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        for reporter in (*self._detached, self.reporter):
-            with contextlib.suppress(OSError):
-                reporter.close()
-        for conn in self.connectors:
-            conn.observer = None
-            # make_plan leaves connections it was given open on errors; stopping at
-            # once waits for none of their commands
-            if self.signals.at_once:
-                conn.abort()
-            else:
-                conn.close()
+        self._close_all()
         done = (self.summary.created + self.summary.changed + self.summary.deleted
                 + self.summary.mailboxes)
         interrupted = exc is not None and isinstance(exc, KeyboardInterrupt)
@@ -320,26 +310,8 @@ class ApplyWatch:
         # resume, would only mislead)
         not_started = isinstance(exc, (Cancelled, StalePlanError)) or \
             (exc is not None and not self._began)
-        if isinstance(exc, Cancelled):
-            self.summary.result = "cancelled"
-        elif isinstance(exc, StalePlanError):
-            self.summary.result = "not applied: the saved plan is stale"
-        elif not_started and interrupted:
-            self.summary.result = (f"interrupted{by_signal(self._stopped_by())} before the "
-                                   "first change: nothing was changed")
-        elif not_started:
-            self.summary.result = "failed before the first change: nothing was changed"
-            self.summary.failed = [escape_lines(str(exc))]
-        elif exc is not None:
-            self.summary.result = "interrupted" if interrupted else "failed"
-            self.summary.unfinished = max(0, self._planned - done - len(self._running))
-            if interrupted:
-                self.summary.unfinished += len(self._running)
-            else:
-                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: "
-                                       f"{escape((str(exc).splitlines() or [''])[0])}"
-                                       for c in self._running.values()] or \
-                    [escape_lines(str(exc))]
+        if exc is not None:
+            self._outcome(exc, done, interrupted=interrupted, not_started=not_started)
         self._flush_pending()
         self.log.summary(self.summary)
         if exc is not None and not not_started:
@@ -360,6 +332,46 @@ class ApplyWatch:
                               hint=f"resume with: {self.resume}") from None
         # interrupted before the first change, the KeyboardInterrupt goes on: the command
         # says that nothing was changed (interrupt.stops_at_once)
+
+    def _close_all(self) -> None:
+        """Close the progress reporters and the connections (aborted when stopping at
+        once), whatever ended the apply."""
+        for reporter in (*self._detached, self.reporter):
+            with contextlib.suppress(OSError):
+                reporter.close()
+        for conn in self.connectors:
+            conn.observer = None
+            # make_plan leaves connections it was given open on errors; stopping at
+            # once waits for none of their commands
+            if self.signals.at_once:
+                conn.abort()
+            else:
+                conn.close()
+
+    def _outcome(self, exc: BaseException, done: int, *, interrupted: bool,
+                 not_started: bool) -> None:
+        """The summary's result for an apply that ``exc`` ended: what it was, and the
+        changes failed or left unfinished."""
+        if isinstance(exc, Cancelled):
+            self.summary.result = "cancelled"
+        elif isinstance(exc, StalePlanError):
+            self.summary.result = "not applied: the saved plan is stale"
+        elif not_started and interrupted:
+            self.summary.result = (f"interrupted{by_signal(self._stopped_by())} before the "
+                                   "first change: nothing was changed")
+        elif not_started:
+            self.summary.result = "failed before the first change: nothing was changed"
+            self.summary.failed = [escape_lines(str(exc))]
+        else:
+            self.summary.result = "interrupted" if interrupted else "failed"
+            self.summary.unfinished = max(0, self._planned - done - len(self._running))
+            if interrupted:
+                self.summary.unfinished += len(self._running)
+            else:
+                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: "
+                                       f"{escape((str(exc).splitlines() or [''])[0])}"
+                                       for c in self._running.values()] or \
+                    [escape_lines(str(exc))]
 
     def _stopped_by(self) -> int:
         """The signal that first asked to stop (a KeyboardInterrupt without one: SIGINT)."""
