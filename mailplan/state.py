@@ -199,6 +199,7 @@ class State:
         write_private(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
     def _apply_entry(self, entry: dict[str, Any]) -> None:
+        """Fold one journal entry into the state document: an intent, or a step done."""
         intents = self.data.setdefault("intents", {})
         if "intent" in entry:  # a step about to run (or, None, one that left nothing)
             if entry["intent"] is None:
@@ -221,6 +222,10 @@ class State:
             if "checkpoint" in entry:
                 box["checkpoint"] = entry["checkpoint"]
             return
+        self._account_entry(entry)
+
+    def _account_entry(self, entry: dict[str, Any]) -> None:
+        """A domain or user step done: what mailplan manages (made, adopted, deleted)."""
         managed = self.data["managed"]
         domain, user = entry.get("domain"), entry.get("user")
         if entry.get("created") and domain:
