@@ -69,6 +69,7 @@ USERS = ("qmailq", "qmails", "qmailr", "qmaild", "qmaill", "qmailp", "alias")
 GROUPS = ("qmail", "nofiles")
 
 _names: dict = {}
+_T = typing.TypeVar("_T")
 
 
 def _owner(uid: int) -> str:
@@ -156,8 +157,9 @@ def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> 
     out.write(data)
 
 
-def dump(queue: str, status: str, mess: str = "headers", only: str | None = None) -> int:
-    out = sys.stdout.buffer
+def _header(out: typing.BinaryIO, queue: str, status: str) -> bool:
+    """Write the ``H`` record and the ``U``/``G`` records of the qmail users and groups
+    the host has; whether QUEUE is a directory."""
     exists = os.path.isdir(queue)
     parent = os.path.isdir(os.path.dirname(queue.rstrip("/")) or "/")
     out.write(f"H 1 {int(exists)} {int(parent)} {status} {int(time.time())}\n".encode())
@@ -167,56 +169,87 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
     for name in GROUPS:
         with contextlib.suppress(KeyError):
             out.write(f"G {name} {grp.getgrnam(name).gr_gid}\n".encode())
-    if not exists:
-        return 0
-    # What could not be seen makes the dump fail (exit 1): an area the reader may not
-    # list would otherwise pass for an empty one, and a preprocessed message whose
-    # info/ it cannot see for a half-written one that repair removes. Only an object
-    # gone between listing and reading (qmail at work) is left out quietly.
-    unseen = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        full_path = os.path.join(queue, rel) if rel else queue
+    return exists
+
+
+class _Walk:
+    """One dump's walk of QUEUE, depth first in name order, writing an ``E`` record for
+    each object it sees.
+
+    What could not be seen makes the dump fail (exit 1): an area the reader may not
+    list would otherwise pass for an empty one, and a preprocessed message whose
+    info/ it cannot see for a half-written one that repair removes. Only an object
+    gone between listing and reading (qmail at work) is left out quietly. ``unseen``
+    collects the lines that name the rest.
+    """
+
+    def __init__(self, out: typing.BinaryIO, queue: str, mess: str,
+                 only: str | None) -> None:
+        self.out = out
+        self.queue = queue
+        self.mess = mess
+        self.only = only
+        self.unseen: list[str] = []
+
+    def run(self) -> None:
+        """Walk the whole tree below QUEUE (QUEUE included)."""
+        stack = [""]
+        while stack:
+            stack += self._visit(stack.pop())
+
+    def _try(self, verb: str, path: str, call: typing.Callable[[str], _T]) -> _T | None:
+        """``call(path)``, or None when it fails: quietly for an object gone meanwhile,
+        else named in ``unseen`` as ``cannot VERB PATH``."""
         try:
-            # QUEUE itself may be a symlink (/var/qmail/queue -> /data/queue): followed
-            # once, as qmail does; nothing below it is.
-            st = os.lstat(full_path) if rel else os.stat(full_path)
+            return call(path)
         except FileNotFoundError:
-            continue
+            return None
         except OSError as exc:
-            unseen.append(f"cannot stat {full_path}: {exc.strerror}")
-            continue
-        area = rel.split("/", 1)[0]
-        name = rel.rsplit("/", 1)[-1]
+            self.unseen.append(f"cannot {verb} {path}: {exc.strerror}")
+            return None
+
+    def _visit(self, rel: str) -> list[str]:
+        """Record the object at ``rel`` (relative to QUEUE, ``""`` for QUEUE itself);
+        the paths of its children, last first (they go on the stack)."""
+        full_path = os.path.join(self.queue, rel) if rel else self.queue
+        # QUEUE itself may be a symlink (/var/qmail/queue -> /data/queue): followed
+        # once, as qmail does; nothing below it is.
+        st = self._try("stat", full_path, os.lstat if rel else os.stat)
+        if st is None:
+            return []
+        is_dir = stat.S_ISDIR(st.st_mode)
+        wanted = self.only is None or rel.rsplit("/", 1)[-1] == self.only
         data = b""
-        wanted = only is None or name == only
-        if stat.S_ISREG(st.st_mode) and area in ENVELOPE_AREAS + ("mess",) and wanted:
-            try:
-                data = _read(full_path, area, mess)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                unseen.append(f"cannot read {full_path}: {exc.strerror}")
-                continue
-        if only is None or stat.S_ISDIR(st.st_mode) or name == only:
-            _record(out, rel, st, data)
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                names = sorted(os.listdir(full_path), reverse=True)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                unseen.append(f"cannot list {full_path}: {exc.strerror}")
-                continue
-            for child in names:
-                stack.append(os.path.join(rel, child) if rel else child)
-    out.flush()
+        area = rel.split("/", 1)[0]
+        if wanted and stat.S_ISREG(st.st_mode) and area in ENVELOPE_AREAS + ("mess",):
+            data = self._try("read", full_path, lambda path: _read(path, area, self.mess))
+            if data is None:
+                return []
+        if wanted or is_dir:
+            _record(self.out, rel, st, data)
+        names = self._try("list", full_path, os.listdir) if is_dir else None
+        return [os.path.join(rel, child) if rel else child
+                for child in sorted(names or (), reverse=True)]
+
+
+def _tell_unseen(unseen: list[str]) -> None:
+    """Name on stderr what the walk could not see: the first 20, then how many more."""
     for line in unseen[:20]:
         sys.stderr.write(line + "\n")
     if len(unseen) > 20:
         sys.stderr.write(f"... and {len(unseen) - 20} more\n")
-    return 1 if unseen else 0
+
+
+def dump(queue: str, status: str, mess: str = "headers", only: str | None = None) -> int:
+    """The ``dump`` mode (see the module docstring): its exit code."""
+    out = sys.stdout.buffer
+    if not _header(out, queue, status):
+        return 0
+    walk = _Walk(out, queue, mess, only)
+    walk.run()
+    out.flush()
+    _tell_unseen(walk.unseen)
+    return 1 if walk.unseen else 0
 
 
 def main(argv: list[str]) -> int:
