@@ -6,7 +6,9 @@ is not the inode of their mess file (qmail names a message by that inode; restor
 backup breaks it), files in the wrong split directory, orphans (info, local, remote,
 todo, intd or bounce without a mess file), half-written messages that are stale, and
 files qmail cannot read. Each :class:`Problem` carries the actions ``--repair`` performs;
-an empty list means a human has to look. :func:`repair_actions` orders them.
+an empty list means a human has to look. :func:`repair_actions` orders them. Whether
+and how a message's files are renamed to where qmail looks for them is decided in
+:mod:`mailplan.queue.renames`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from mailplan.queue.grouping import (
     dir_number,
     name_id,
     queue_files,
-    temp_name,
     tree_split,
 )
 from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
@@ -28,14 +29,13 @@ from mailplan.queue.problems import (
     CREATE,
     MKDIR,
     REMOVE,
-    RENAME,
-    RENAME_TMP,
     RMDIR,
     STALE_AFTER,
     Action,
     Problem,
     Report,
 )
+from mailplan.queue.renames import Renames
 
 
 def _attrs(entry: Entry, want: Expect, users: dict[str, int],
@@ -116,112 +116,49 @@ def _remove(qfs: list[QueueFile]) -> tuple[Action, ...]:
                                  "ino": qf.entry.inode}) for qf in qfs)
 
 
-def _moves(msg_id: int, new_id: int,
-           moves: list[tuple[QueueFile, str]]) -> tuple[Action, ...]:
-    """Rename each file to its place through ``.mailplan-OLD-NEW`` in the target directory
-    (a file already there, from a cut-off repair, goes on from it). All renames of one
-    message form a batch: the agent skips the rest of a batch after its first failure,
-    so a message is never left half under one id and half under the other."""
-    first, second = [], []
-    batch = f"message {msg_id}"
-    for qf, dst in moves:
-        src = qf.entry.path
-        folder = dst.rsplit("/", 1)[0]
-        tmp = f"{folder}/{temp_name(msg_id, new_id)}"
-        if qf.temp_for == new_id and src.rsplit("/", 1)[0] == folder:
-            tmp = src
-        if src != tmp:
-            first.append(Action(RENAME_TMP, {"op": "rename", "path": src, "to": tmp,
-                                             "batch": batch, "ino": qf.entry.inode}))
-        second.append(Action(RENAME, {"op": "rename", "path": tmp, "to": dst,
-                                      "batch": batch, "ino": qf.entry.inode}))
-    return tuple(first + second)
-
-
-def _waits_for(grouped: dict[int, dict[str, list[QueueFile]]],
-               layout: Layout) -> dict[int, set[int]]:
-    """For each message whose rename is blocked by another message's files that would
-    themselves be renamed away, the ids of those messages."""
-    moving: dict[str, int] = {}
-    wanted: dict[int, set[str]] = {}
-    for msg_id, areas in grouped.items():
-        mess = areas.get("mess")
-        if not mess:
-            continue
-        new_id = mess[0].entry.inode
-        for qf in (qf for qfs in areas.values() for qf in qfs):
-            dst = layout.path(qf.area, new_id)
-            if qf.entry.path != dst:
-                moving[qf.entry.path] = msg_id
-                wanted.setdefault(msg_id, set()).add(dst)
-    return {i: {moving[d] for d in dsts if d in moving and moving[d] != i}
-            for i, dsts in wanted.items()}
-
-
-def _in_cycle(msg_id: int, waits: dict[int, set[int]]) -> bool:
-    """Whether ``msg_id`` waits, through others, for itself (swapped names)."""
-    seen: set[int] = set()
-    todo = list(waits.get(msg_id, ()))
-    while todo:
-        other = todo.pop()
-        if other == msg_id:
-            return True
-        if other not in seen:
-            seen.add(other)
-            todo += waits.get(other, ())
-    return False
-
-
-def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
-                   layout: Layout, taken: set[str], waits: dict[int, set[int]],
-                   carried: dict[int, set[str]], stale_after: int,
-                   report: Report) -> set[str]:
-    """Problems of one id; returns the paths that repair removes.
-
-    A rename onto a name another message's file holds is refused, also when that file
-    would itself be renamed (a chain: each run renames the messages whose names are
-    free, so repeated repairs go down the chain; swapped names, a cycle, never free up).
-    Files are found by name alone: a run cut off half-way through a swap or a chain
-    done in one go would leave files of two messages under one id, which no later check
-    could tell apart.
-    """
-    all_files = [qf for qfs in areas.values() for qf in qfs]
-    if any(qf.entry.kind != "f" for qf in all_files):
-        # reported as wrong-type (not repairable): a named pipe, a directory or a link named as
-        # a message's file is nobody's message, and nothing under this id is touched
+def _orphan(msg_id: int, files: list[QueueFile], report: Report) -> set[str]:
+    """Files of an id without a mess file: removed, unless some carry a cut-off repair's
+    temporary name (their mess file is to be looked for by hand); the paths repair
+    removes."""
+    names = ", ".join(sorted(qf.entry.path for qf in files))
+    if any(qf.temp_for is not None for qf in files):
+        report.problems.append(Problem(
+            "orphan", str(msg_id), f"files of a cut-off repair, without a mess file: "
+            f"{names}; look for the message's mess file by hand"))
         return set()
-    mess = areas.get("mess", [])
-    if not mess:
-        names = ", ".join(sorted(qf.entry.path for qf in all_files))
-        if any(qf.temp_for is not None for qf in all_files):
-            report.problems.append(Problem(
-                "orphan", str(msg_id), f"files of a cut-off repair, without a mess file: "
-                f"{names}; look for the message's mess file by hand"))
-            return set()
-        report.problems.append(Problem("orphan", str(msg_id),
-                                       f"files without a mess file: {names}",
-                                       _remove(all_files)))
-        return {qf.entry.path for qf in all_files}
-    if not areas.get("info") and not areas.get("todo"):
-        age = dump.now - mess[0].entry.touched
-        if age < stale_after and (areas.get("local") or areas.get("remote")):
-            # qmail-queue never writes local/remote: something removed the info file
-            names = ", ".join(sorted(qf.entry.path for qf in all_files))
-            report.problems.append(Problem(
-                "no-info", mess[0].entry.path,
-                f"message {msg_id} has recipients but no info file ({names}): qmail-send "
-                "never delivers it; look at it (mailplan queue show) and requeue or delete "
-                "it by hand"))
-        elif age < stale_after:
-            report.notes.append(f"message {msg_id} is being queued (mess without info or "
-                                f"todo, {age} s old): left alone")
-        else:
-            doomed = all_files
-            report.problems.append(Problem(
-                "stale-partial", mess[0].entry.path,
-                f"half-written message (mess without info or todo, {age // 3600} h old): "
-                "qmail-queue died while queueing it", _remove(doomed)))
-            return {qf.entry.path for qf in doomed}
+    report.problems.append(Problem("orphan", str(msg_id),
+                                   f"files without a mess file: {names}", _remove(files)))
+    return {qf.entry.path for qf in files}
+
+
+def _no_envelope(msg_id: int, areas: dict[str, list[QueueFile]], files: list[QueueFile],
+                 age: int, stale_after: int, report: Report) -> set[str]:
+    """A mess file without info or todo, ``age`` seconds old: a message being queued, one
+    whose info file went missing, or (stale) a half-written one; the paths repair removes
+    (those of the stale one, else none)."""
+    if age < stale_after and (areas.get("local") or areas.get("remote")):
+        # qmail-queue never writes local/remote: something removed the info file
+        names = ", ".join(sorted(qf.entry.path for qf in files))
+        report.problems.append(Problem(
+            "no-info", areas["mess"][0].entry.path,
+            f"message {msg_id} has recipients but no info file ({names}): qmail-send "
+            "never delivers it; look at it (mailplan queue show) and requeue or delete "
+            "it by hand"))
+    elif age < stale_after:
+        report.notes.append(f"message {msg_id} is being queued (mess without info or "
+                            f"todo, {age} s old): left alone")
+    else:
+        report.problems.append(Problem(
+            "stale-partial", areas["mess"][0].entry.path,
+            f"half-written message (mess without info or todo, {age // 3600} h old): "
+            "qmail-queue died while queueing it", _remove(files)))
+        return {qf.entry.path for qf in files}
+    return set()
+
+
+def _duplicates(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout,
+                report: Report) -> bool:
+    """Report each area where the message has more than one file; whether there is one."""
     doubled = [(area, qfs) for area, qfs in areas.items() if len(qfs) > 1]
     for area, qfs in doubled:
         names = ", ".join(qf.entry.path for qf in qfs)
@@ -233,51 +170,34 @@ def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
             f"message {msg_id} has {len(qfs)} {area} files ({names}) and qmail reads "
             f"{reads}; keep one by hand: nothing of this message is renamed or moved "
             "until then"))
+    return bool(doubled)
+
+
+def _check_message(msg_id: int, areas: dict[str, list[QueueFile]], dump: Dump,
+                   renames: Renames, stale_after: int, report: Report) -> set[str]:
+    """Problems of one id; returns the paths that repair removes."""
+    all_files = [qf for qfs in areas.values() for qf in qfs]
+    if any(qf.entry.kind != "f" for qf in all_files):
+        # reported as wrong-type (not repairable): a named pipe, a directory or a link named as
+        # a message's file is nobody's message, and nothing under this id is touched
+        return set()
+    mess = areas.get("mess", [])
+    if not mess:
+        return _orphan(msg_id, all_files, report)
+    if not areas.get("info") and not areas.get("todo"):
+        removed = _no_envelope(msg_id, areas, all_files, dump.now - mess[0].entry.touched,
+                               stale_after, report)
+        if removed:  # stale: removed whole, nothing else of it is checked
+            return removed
+    doubled = _duplicates(msg_id, areas, renames.layout, report)
     check_contents(areas, report)
     if doubled:
         # renamed or moved, both files would go to one name: the second rename fails
         # and skips the rest, leaving the message half under a temporary name
         return set()
-    new_id = mess[0].entry.inode
-    moves = [(qf, layout.path(qf.area, new_id)) for qf in all_files
-             if qf.entry.path != layout.path(qf.area, new_id)]
-    if not moves:
-        return set()
-    sources = {qf.entry.path for qf, _ in moves}
-    clash = [dst for _, dst in moves if dst in taken and dst not in sources]
-    # temporary names .mailplan-NEW_ID-X of another message's cut-off repair: renamed to
-    # NEW_ID now, this message and those files would share one id until that repair is
-    # finished, and no later check could tell them apart
-    pending = sorted(carried.get(new_id, set()) - sources)
-    if any(qf.temp_for is not None for qf, _ in moves):
-        code, text = "unfinished-repair", (f"message {msg_id}: an earlier repair was cut "
-                                           f"off while renaming it to {new_id}; finish it")
-    elif new_id != msg_id:
-        code, text = "inode-mismatch", (f"message {msg_id}: its mess file has inode {new_id} "
-                                        f"(restored from a backup?); rename it to {new_id}")
-    else:
-        code, text = "misplaced", f"message {msg_id} has files outside split directory " \
-            f"{msg_id % layout.split}: " + ", ".join(sorted(sources))
-    if pending and not clash:
-        report.problems.append(Problem(
-            code, mess[0].entry.path, f"{text}; not yet: {', '.join(pending)} of a cut-off "
-            f"repair still carry the id {new_id}: run --repair again once it is finished"))
-    elif clash:
-        others = ", ".join(map(str, sorted(waits.get(msg_id, ()))))
-        why = ""
-        if others and _in_cycle(msg_id, waits):
-            why = (f" and belong to message {others}, whose name is swapped with this one's "
-                   "(directly or through others): --repair never renames swapped names; "
-                   "see \"Swapped names\" in docs/queue.md")
-        elif others:
-            why = (f" and belong to message {others}, which is to be renamed first: run "
-                   "--repair again once it is")
-        report.problems.append(Problem(code, mess[0].entry.path,
-                                       f"{text}; cannot: {', '.join(clash)} already "
-                                       f"exist{why}"))
-    else:
-        report.problems.append(Problem(code, mess[0].entry.path, text,
-                                       _moves(msg_id, new_id, moves)))
+    problem = renames.problem(msg_id, mess[0].entry, all_files)
+    if problem is not None:
+        report.problems.append(problem)
     return set()
 
 
@@ -356,16 +276,10 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
                                            "not a qmail message file (name is not an id)",
                                            _remove([qf])))
             removed.add(qf.entry.path)
-    taken = {qf.entry.path for qf in files}
     grouped = by_id(files)
-    waits = _waits_for(grouped, layout)
-    carried: dict[int, set[str]] = {}  # OLD of .mailplan-OLD-NEW names -> their paths
-    for qf in files:
-        if qf.temp_for is not None and qf.msg_id is not None and qf.msg_id != qf.temp_for:
-            carried.setdefault(qf.msg_id, set()).add(qf.entry.path)
+    renames = Renames.of(files, grouped, layout)
     for msg_id, areas in sorted(grouped.items()):
-        removed |= _check_message(msg_id, areas, dump, layout, taken, waits, carried,
-                                  stale_after, report)
+        removed |= _check_message(msg_id, areas, dump, renames, stale_after, report)
     for qf in files:
         if qf.entry.path not in removed:
             want = MESSAGE_FILES[qf.area]

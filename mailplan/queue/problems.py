@@ -10,7 +10,7 @@ from mailplan.queue.layout import Layout
 #: Repair order: create directories, fix owners and modes, remove, rename through a
 #: temporary name (a move onto a name another file still holds is refused as a clash,
 #: also when that file is itself to be renamed: swapped names and chains, see
-#: ``_check_message`` in :mod:`mailplan.queue.check`), recreate lock files, remove
+#: ``Renames.problem`` in :mod:`mailplan.queue.renames`), recreate lock files, remove
 #: directories that should not exist.
 MKDIR, ATTRS, REMOVE, RENAME_TMP, RENAME, CREATE, RMDIR = range(7)
 
