@@ -43,16 +43,15 @@ from mailplan.facts.flag_gain import FlagGain
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
-from mailplan.mail.bookkeeping import carried_keywords
+from mailplan.facts.scan_read import BLANK_END, ScanRead
 from mailplan.mail.fromline import COUNT_SEPARATORS
-from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
+from mailplan.mail.mbox import MailboxError, MboxReader
 from mailplan.mail.windows import Windows, slice_command
 from mailplan.remote import run_batch
 from mailplan.remote_files import tar_members
 from mailplan.text import marked
 
 HEAD_BYTES = 64 * 1024  # what a first import's plan reads of each mailbox
-_BLANK_END = (b"\n\n", b"\r\n\r\n")
 
 
 @dataclass
@@ -132,74 +131,25 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     # for MailboxScan.number instead (numbered there, after the messages before
     # ``start``): memory grows with the appended mail only.
     # The reader is given what apply's gives it (no skip_leading: a read from a checkpoint
-    # starts at a From_ line, still_valid saw to that). A message is taken into account
-    # once the next one starts: the last one only if the end read is a message boundary.
+    # starts at a From_ line, still_valid saw to that). Which messages count and where
+    # the read ends: ScanRead (mailplan.facts.scan_read).
     # ``ends``: where earlier reads ended (Checkpoint.ends); what comes before the last of
     # them was final then, and is never left for the next run. ``there``: the flags of
     # the message files on the target, by identity key: a message found there whose
     # file lacks a flag the source gives it goes to ``gain``.
     scan = MailboxScan(mailbox, start, seen=Windows(_Limit(stream, mailbox.size - start)))
-    todo = hashlib.sha256()
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
                         path=f"{host}:{mailbox.path}", ends=ends)
-    final = max(ends, default=0)
-
-    def take(event: MessageEnd, keywords: tuple[str, ...]) -> None:
-        scan.total += 1
-        if known is None:
-            scan.appended.append((event.sha256, event.occurrence, event.size,
-                                  event.flags if event.subdir == "cur" else None,
-                                  carried_keywords(keywords) if keywords else ()))
-        elif event.identity not in known:
-            scan.todo += 1
-            scan.todo_bytes += event.size
-            todo.update(f"{event.sha256}:{event.occurrence};".encode())
-        elif there and event.subdir == "cur":
-            scan.compare_flags(event.identity, event.flags, there,
-                               carried_keywords(keywords) if keywords else ())
-
-    last: MessageEnd | None = None
-    # the IMAP keywords of the message being read, and of ``last``
-    keywords: tuple[str, ...] = ()
-    last_keywords: tuple[str, ...] = ()
-    cut: int | None = None  # where what is left for the next run starts, if not at ``last``
+    read = ScanRead(scan, reader, known, there, ends)
     try:
-        for event in reader:
-            if isinstance(event, MessageEnd):
-                if last is not None:
-                    take(last, last_keywords)
-                last, last_keywords = event, keywords
-            elif isinstance(event, MessageStart):
-                keywords = event.keywords
-                if not mailbox.settled and reader.summary.cl_past_end is not None \
-                        and reader.summary.cl_past_end >= final:
-                    # a Solaris delivery still writing a message its Content-Length says
-                    # is longer: its body may hold unquoted From_ lines, which would cut
-                    # it in two; it and what follows are left for the next run (as a
-                    # whole read then honours that length)
-                    cut = reader.summary.cl_past_end
-                    break
+        cut = read.events()
     except MailboxError as exc:
-        at = start if reader.resumed_at is None else reader.resumed_at
-        if not (at and not mailbox.settled and _unfinished_separator(scan.seen, at - start)):
+        cut = read.unfinished_at()
+        if cut is None:
             scan.error = exc.message
             return scan
-        # a delivery writing its From_ line right after the checkpoint (or an end of an
-        # earlier read): nothing new yet (a whole read would hold that message back the
-        # same way)
-        cut = at
-    if cut is not None:
-        if last is not None:
-            take(last, last_keywords)
-        scan.held_back, scan.end = True, cut
-    else:
-        scan.end = reader.summary.end_offset
-        if last is not None:
-            if mailbox.settled or scan.seen.tail.endswith(_BLANK_END) or last.end in ends:
-                take(last, last_keywords)
-            else:  # a delivery may still be writing it: left for the next run
-                scan.held_back, scan.end = True, last.start
-    scan.todo_digest = todo.hexdigest()[:16]
+    read.end(cut)
+    scan.todo_digest = read.todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
     said: tuple[tuple[NoteKind, list[str]], ...] = (
         ("warning", reader.summary.warnings), ("problem", reader.summary.skipped))
@@ -208,21 +158,6 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
                               mailbox.folder)
                   for kind, texts in said for text in texts]
     return scan
-
-
-def _unfinished_separator(seen: Windows, skip: int = 0) -> bool:
-    """Whether all a read found after its first ``skip`` bytes (a checkpoint's offset,
-    or an end of an earlier read) is the start of a From_ line still being written: no
-    line end after the framing one, and a prefix of ``From ``."""
-    left = seen.size - skip
-    if left > len(seen.tail):
-        return False
-    rest = seen.tail[len(seen.tail) - left:]
-    for lead in (b"\r\n", b"\n"):
-        if rest.startswith(lead):
-            rest = rest[len(lead):]
-            break
-    return b"\n" not in rest and (rest.startswith(b"From ") or b"From ".startswith(rest))
 
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
@@ -281,7 +216,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
         out = res.stdout
         if not mb.settled and mb.size >= 4:
             end, out = out[:4], out[4:]
-            if not end.endswith(_BLANK_END):
+            if not end.endswith(BLANK_END):
                 scans.append(None)
                 continue
         first, _, head = out.partition(b"\n")
