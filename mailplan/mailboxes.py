@@ -130,11 +130,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     mailboxes, notes = list_source_mailboxes(source_conn, refs, folder_names(spec_data))
     for note in notes:
         file_note(out, note)
-    where = {}  # mailbox -> the Maildir of its user on the target ("" while there is none)
-    for mb in mailboxes:
-        tdom = target.domains.get(mb.domain)
-        tuser = tdom.users.get(mb.user) if tdom else None
-        where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
+    where = _user_maildirs(mailboxes, target)
     # what the state records of a user not on the target was imported into a Maildir
     # deleted outside mailplan (a vdeluser by hand): none of that mail and none of those
     # folders is there (an empty folder recorded is not one its user deleted: it is made)
@@ -145,21 +141,9 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     subscribed = source_subscriptions(source_conn, refs, source, unread)
     for (domain, user), why in sorted(unread.items()):
         out.warnings.append(Problem(domain, user, why))
-    checkpoints = [(mb, _checkpoint(state_mail, mb.key)) for mb in mailboxes]
-    with_cp = [(mb, cp) for mb, cp in checkpoints if cp is not None]
-    small_heads: dict[int, bytes] = {}
-    ended: set[int] = set()
-    valid = dict(zip([mb.key for mb, _ in with_cp],
-                     still_valid(source_conn, with_cp, small_heads, ended), strict=True))
-    before = {with_cp[i][0].key: data for i, data in small_heads.items()}
-    # a checkpoint whose offset follows no line end is where a read took a settled last
-    # message as it was: one of the ends, though a state file from before they were
-    # recorded does not list it
-    for i in ended:
-        mb, cp = with_cp[i]
-        with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))
+    with_cp, valid, before = _checked_checkpoints(source_conn, mailboxes, state_mail)
     found = {mb.key: cp for mb, cp in with_cp}
-    checkpoints = [(mb, found.get(mb.key)) for mb, _cp in checkpoints]
+    checkpoints = [(mb, found.get(mb.key)) for mb in mailboxes]
     # where earlier reads ended, of the checkpoints that still match (trusted or not: a
     # whole read compared with what those reads imported ends messages there too)
     ends = {mb.key: cp for mb, cp in with_cp if valid[mb.key] and cp.ends}
@@ -176,18 +160,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
              if mb.key in trusted and mb.size == cp.offset}
     if len(quiet) < len(mailboxes):  # mail may be imported: an apply's agents will stream
         target_conn.prepare_streams()
-    reads: dict[str, Read] = {}
+    reads = _reads_not_whole(checkpoints, where, trusted, quiet, recorded, before, lines)
     scans: dict[str, MailboxScan] = {}
-    for mb, cp in checkpoints:
-        if mb.key in trusted:
-            assert cp is not None
-            # grown since the checkpoint (or unchanged): only the appended part is read,
-            # and the target is asked about those messages only (known is None: after)
-            begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
-                          before.get(mb.key, b""), cp.tail, cp.ends)
-            reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
-        elif not where[mb.key]:  # no Maildir yet: nothing there
-            reads[mb.key] = (mb, Start(), set(), 0)
     # a mailbox read whole is compared with its folder's identities on the target: those
     # are listed a group of Maildirs at a time, each dropped once its group is read
     for group in whole_read_groups([mb for mb in mailboxes if mb.key not in reads],
@@ -213,13 +187,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
     missing = _missing_folders(target_conn, scanned, where, state_mail)
-    # a Maildir whose subscription files apply cannot write: said once, subscribes nothing
-    blocked = {root: why for root, found in files.items() if (why := unusable_files(found))}
-    for root in sorted(blocked):
-        users = sorted({(mb.domain, mb.user) for mb in mailboxes
-                        if where[mb.key] == root and mb.dirname})
-        for domain, user in users:
-            out.problems.append(Problem(domain, user, unusable_problem(root, blocked[root])))
+    blocked = _blocked_maildirs(out, files, mailboxes, where)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
               subscribed, where[mb.key] in pending, mb.key in missing,
@@ -241,6 +209,76 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
                    state_mail)
     return out
+
+
+def _user_maildirs(mailboxes: list[SourceMailbox], target: TargetFacts) -> dict[str, str]:
+    """By mailbox key, the Maildir of its user on the target ("" while there is none)."""
+    where = {}
+    for mb in mailboxes:
+        tdom = target.domains.get(mb.domain)
+        tuser = tdom.users.get(mb.user) if tdom else None
+        where[mb.key] = maildir_of(tuser.dir) if tuser is not None else ""
+    return where
+
+
+def _checked_checkpoints(source_conn: Connector, mailboxes: list[SourceMailbox],
+                         state_mail: dict[str, Any]
+                         ) -> tuple[list[tuple[SourceMailbox, Checkpoint]], dict[str, bool],
+                                    dict[str, bytes]]:
+    """The mailboxes the state holds a checkpoint of, each with it, checked against the
+    files by :func:`still_valid` (one batch): by mailbox key, whether it still matches,
+    and the file's bytes before a matching checkpoint taken while the file was smaller
+    than a window (:attr:`Start.before`)."""
+    with_cp = [(mb, cp) for mb in mailboxes
+               if (cp := _checkpoint(state_mail, mb.key)) is not None]
+    small_heads: dict[int, bytes] = {}
+    ended: set[int] = set()
+    valid = dict(zip([mb.key for mb, _ in with_cp],
+                     still_valid(source_conn, with_cp, small_heads, ended), strict=True))
+    before = {with_cp[i][0].key: data for i, data in small_heads.items()}
+    # a checkpoint whose offset follows no line end is where a read took a settled last
+    # message as it was: one of the ends, though a state file from before they were
+    # recorded does not list it
+    for i in ended:
+        mb, cp = with_cp[i]
+        with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))
+    return with_cp, valid, before
+
+
+def _reads_not_whole(checkpoints: list[tuple[SourceMailbox, Checkpoint | None]],
+                     where: dict[str, str], trusted: set[str], quiet: dict[str, int],
+                     recorded: dict[str, int], before: dict[str, bytes],
+                     lines: dict[str, int]) -> dict[str, Read]:
+    """The reads of the mailboxes not compared whole with their folder on the target, by
+    mailbox key: of a trusted checkpoint, from its offset (``quiet``: unchanged since,
+    nothing to read); of a user with no Maildir yet, from byte 0 (nothing there)."""
+    reads: dict[str, Read] = {}
+    for mb, cp in checkpoints:
+        if mb.key in trusted:
+            assert cp is not None
+            # grown since the checkpoint (or unchanged): only the appended part is read,
+            # and the target is asked about those messages only (known is None: after)
+            begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
+                          before.get(mb.key, b""), cp.tail, cp.ends)
+            reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
+        elif not where[mb.key]:  # no Maildir yet: nothing there
+            reads[mb.key] = (mb, Start(), set(), 0)
+    return reads
+
+
+def _blocked_maildirs(out: MailPlan, files: dict[str, dict[str, bytes]],
+                      mailboxes: list[SourceMailbox], where: dict[str, str]
+                      ) -> dict[str, list[str]]:
+    """The Maildirs whose subscription files apply cannot write (by Maildir: why), each
+    said once in ``out`` as a problem of each of its users with folders: a plan
+    subscribes nothing there."""
+    blocked = {root: why for root, found in files.items() if (why := unusable_files(found))}
+    for root in sorted(blocked):
+        users = sorted({(mb.domain, mb.user) for mb in mailboxes
+                        if where[mb.key] == root and mb.dirname})
+        for domain, user in users:
+            out.problems.append(Problem(domain, user, unusable_problem(root, blocked[root])))
+    return blocked
 
 
 def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
