@@ -110,6 +110,25 @@ def test_a_relative_include_path_is_not_read_on_the_source(tmp_path, monkeypatch
         "the spec"]
 
 
+def test_include_files_are_read_to_a_nesting_depth_of_eight(tmp_path):
+    # one batch per nesting level, MAX_INCLUDE_ROUNDS of them: a list nested deeper
+    # (here a chain of ten files) is not read, and its :include: says so
+    from mailplan.routing.includes import MAX_INCLUDE_ROUNDS
+
+    for i in range(10):
+        (tmp_path / f"l{i}").write_text(f"u{i}\n:include:{tmp_path}/l{i + 1}\n")
+    conn, rounds = LocalConnector("oldmail"), []
+    conn.observer = lambda shown, _res, _took, _note: rounds.append(shown.startswith("sh -c"))
+    aliases = parse_aliases(f"team: :include:{tmp_path}/l0\n", "/etc/aliases")
+    (entry,) = read_includes(conn, aliases).entries
+    *listed, last = entry.targets
+    assert [str(t) for t in listed] == [f"u{i}" for i in range(MAX_INCLUDE_ROUNDS)] == \
+        [f"u{i}" for i in range(8)]
+    assert isinstance(last, Include) and last.path == f"{tmp_path}/l8"
+    assert last.problem == "file could not be read on the source"
+    assert sum(rounds) == 8  # one read per level
+
+
 @contextlib.contextmanager
 def _not_waiting_on(pipe: Path) -> Iterator[None]:
     """Fail (not hang) when a read waits on the named pipe ``pipe``; a reader left

@@ -8,6 +8,9 @@ are read (no link followed; a file sendmail refuses for its modes is refused), u
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from mailplan.connectors.base import Connector
 from mailplan.errors import SourceDataError
 from mailplan.facts.links import followed, resolve
@@ -56,6 +59,82 @@ def _readable_include(path: str) -> bool:
     return path.startswith("/") and not has_control(path)
 
 
+def _include_paths(targets: Iterable[Any]) -> set[str]:
+    """The :include: paths among ``targets`` that mailplan reads."""
+    return {t.path for t in targets if isinstance(t, Include) and _readable_include(t.path)}
+
+
+class _IncludeReader:
+    """What :func:`read_includes` has learnt so far: each :include: path's text (None:
+    not read, or not used), why a path is not used, and where this machine reads each
+    path (``real``; the aliases file's own too, so that a loop back to it is seen)."""
+
+    def __init__(self, conn: Connector, root: str, safety: FileSafety, aliases: str) -> None:
+        self.conn, self.root, self.safety, self.aliases = conn, root, safety, aliases
+        self.cache: dict[str, bytes | None] = {}
+        self.why: dict[str, str] = {}
+        self.real = followed(conn, root, [aliases])
+
+    def read_level(self, pending: set[str]) -> set[str]:
+        """Read one nesting level (one batch of commands); the paths its files include."""
+        at = self._place(pending)
+        self._read(at)
+        nested: set[str] = set()
+        for path in pending:
+            data = self.cache.get(path)
+            if data is not None:
+                nested |= _include_paths(self._parse(path, data))
+        return nested
+
+    def _refuse(self, path: str, why: str) -> None:
+        self.why[path], self.cache[path] = why, None
+
+    def _place(self, pending: set[str]) -> dict[str, str]:
+        """Where this machine reads each path (under the root, its links resolved but for
+        the last); a path that leaves the root, or leads back to the aliases file, is
+        settled here and not read. (The aliases file's place is looked up each time: an
+        :include: of its own path gives it the place found for that path.)"""
+        at: dict[str, str] = {}
+        for path in pending:
+            try:
+                at[path] = inside(self.root, path)
+            except OutsideRoot as exc:
+                self._refuse(path, str(exc))
+        for path, got in resolve(self.conn, self.root, at.values(), last=False).items():
+            for named in [p for p, a in at.items() if a == path]:
+                if isinstance(got, OutsideRoot):
+                    self._refuse(named, str(got))
+                    del at[named]
+                    continue
+                self.real[named] = at[named] = got
+                if got == self.real[self.aliases]:  # the aliases file: a loop, not a
+                    del at[named]                   # list (resolve_includes says so)
+                    self.cache[named] = None
+        return at
+
+    def _read(self, at: dict[str, str]) -> None:
+        """Read the files (with their directories' modes); keep the text of those
+        sendmail would use, and say why of the others."""
+        reads, modes = read_guarded(self.conn, sorted(set(at.values())), self.root)
+        for path, read_at in at.items():
+            read = reads[read_at]
+            problem = _include_problem(read_at, read, self.safety, modes)
+            if problem:
+                self.why[path] = problem
+            self.cache[path] = read.data if read.exists and not problem else None
+
+    def _parse(self, path: str, data: bytes) -> list[Any]:
+        """The targets an :include: file lists; a syntax error names the host, and the
+        file read where it is not the path the aliases file writes."""
+        try:
+            return parse_listed(data, path)
+        except RoutingError as exc:
+            err = host_error(exc, self.conn.name)
+            if self.real[path] != path:
+                err.message += f" (read at {self.real[path]})"
+            raise err from None
+
+
 def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
                   safety: FileSafety | None = None) -> AliasFile:
     """Read every :include: file (one batch per nesting level, the modes of their
@@ -65,56 +144,15 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
     (``source.root``) where the copy's links lead inside it, and not at all when it
     would leave it (:func:`~mailplan.facts.root.inside`, :mod:`~mailplan.facts.links`).
     """
-    cache: dict[str, bytes | None] = {}
-    why: dict[str, str] = {}
-    # where this machine reads each path (the aliases file's own too: a loop back to it)
-    real = followed(conn, root, [aliases.path])
-    pending = {t.path for e in aliases.entries for t in e.targets
-               if isinstance(t, Include) and _readable_include(t.path)}
+    reader = _IncludeReader(conn, root, safety or FileSafety(), aliases.path)
+    pending = _include_paths(t for e in aliases.entries for t in e.targets)
     for _round in range(MAX_INCLUDE_ROUNDS):
-        pending -= set(cache)
+        pending -= set(reader.cache)
         if not pending:
             break
-        at: dict[str, str] = {}
-        for path in pending:
-            try:
-                at[path] = inside(root, path)
-            except OutsideRoot as exc:
-                why[path], cache[path] = str(exc), None
-        for path, got in resolve(conn, root, at.values(), last=False).items():
-            for named in [p for p, a in at.items() if a == path]:
-                if isinstance(got, OutsideRoot):
-                    why[named], cache[named] = str(got), None
-                    del at[named]
-                else:
-                    real[named] = at[named] = got
-                    if got == real[aliases.path]:  # the aliases file itself: a loop, not a
-                        del at[named]              # list (resolve_includes says so)
-                        cache[named] = None
-        reads, modes = read_guarded(conn, sorted(set(at.values())), root)
-        for path, read_at in at.items():
-            read = reads[read_at]
-            problem = _include_problem(read_at, read, safety or FileSafety(), modes)
-            if problem:
-                why[path] = problem
-            cache[path] = read.data if read.exists and not problem else None
-        nested: set[str] = set()
-        for path in pending:
-            data = cache.get(path)
-            if data is None:
-                continue
-            try:
-                targets = parse_listed(data, path)
-            except RoutingError as exc:
-                err = host_error(exc, conn.name)
-                if real[path] != path:  # the :include: path, and the file read for it
-                    err.message += f" (read at {real[path]})"
-                raise err from None
-            nested |= {t.path for t in targets
-                       if isinstance(t, Include) and _readable_include(t.path)}
-        pending = nested
+        pending = reader.read_level(pending)
     try:
-        return resolve_includes(aliases, lambda path: cache.get(path), why.get,
-                                lambda path: real.get(path, path))
+        return resolve_includes(aliases, lambda path: reader.cache.get(path), reader.why.get,
+                                lambda path: reader.real.get(path, path))
     except RoutingError as exc:
         raise host_error(exc, conn.name) from None
