@@ -13,11 +13,11 @@ over its Maildirs (name, size, mtime) plus one ``tar`` for its ledgers (and one 
 folders' ``dovecot-keywords`` and the Maildirs' subscription files, one for
 courier-imap's keyword files, where there are any); its messages are dropped before the
 next group is read, so memory follows the largest user, not the message size or the
-number of users. Messages are matched by identity (sha256 + occurrence, embedded in the
-file names mailplan writes); see :mod:`mailplan.verify_model` for what counts as a
-difference. A folder that matched exactly last time is not read again while its source
-file and its Maildir are unchanged (:mod:`mailplan.verify_cache`; ``--full`` reads
-everything).
+number of users (:mod:`mailplan.verify_group` compares a group). Messages are matched
+by identity (sha256 + occurrence, embedded in the file names mailplan writes); see
+:mod:`mailplan.verify_model` for what counts as a difference. A folder that matched
+exactly last time is not read again while its source file and its Maildir are unchanged
+(:mod:`mailplan.verify_cache`; ``--full`` reads everything).
 
 The optional live login check runs vpopmail's ``vchkpw`` on the target the way POP and
 IMAP servers do (checkpassword protocol on fd 3, reference/vpopmail/06-vchkpw.md); the
@@ -27,7 +27,6 @@ password travels on the command's stdin, never in argv, output or the report.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 from pathlib import Path
@@ -37,51 +36,26 @@ from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import build_desired
 from mailplan.diff import diff
 from mailplan.errors import HostError, MailplanError
-from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailboxes import SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import ledger_sizes
 from mailplan.facts.source import read_spec_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
-from mailplan.mail.maildir import (
-    folder_from_dirname,
-    subscription_lines,
-    unsubscribed,
-)
-from mailplan.mail.windows import Windows
-from mailplan.mailboxes import mailbox_refs, maildir_of, with_ends
+from mailplan.mailboxes import mailbox_refs, maildir_of
 from mailplan.routing.integrate import plan_routing
 from mailplan.secret import Secret
 from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
-from mailplan.subscriptions import source_subscriptions, subscribes, unusable_files
+from mailplan.subscriptions import source_subscriptions
 from mailplan.text import marked
 from mailplan.userdirs import withhold_unmakeable
-from mailplan.verify_cache import (
-    Proven,
-    cache_path,
-    key,
-    source_digest,
-    target_digest,
-    zone_id,
-)
+from mailplan.verify_cache import Proven, cache_path
 from mailplan.verify_cache import load as load_proven
 from mailplan.verify_cache import save as save_proven
-from mailplan.verify_model import (
-    FolderCheck,
-    Identity,
-    Report,
-    SourceMessage,
-    TargetMessage,
-    check_account,
-    compare_folder,
-)
-from mailplan.verify_reads import (
-    STEP,
-    read_source_mail,
-    read_target_mail,
-)
+from mailplan.verify_group import GroupCheck
+from mailplan.verify_model import Report, check_account
+from mailplan.verify_reads import STEP, read_target_mail
 
 #: what verify reads at once: the users of a group whose Maildir ledgers hold this many
 #: bytes together (about 50,000 messages, some 70 MB of both sides' messages held) ...
@@ -225,140 +199,16 @@ def _verify_group(refs: list[Any], maildirs: dict[tuple[str, str], str],
                   names: str = "utf7", state_mail: dict[str, Any] | None = None,
                   subscribed: dict[tuple[str, str], set[str] | None] | None = None) -> None:
     """Compare the mail of a group of users: the target's listing and ledgers of their
-    Maildirs (two channels), their source mailboxes through one ``tar`` channel.
-    ``state_mail``: the state's mailboxes: those an apply made (one whose folder the user
-    deleted on the target since is not missing), and their checkpoints' record of where
-    the imports' reads ended (:func:`read_source_mail`'s ``ends``); ``subscribed``: the
-    folders each user's ``~/.mailboxlist`` lists (None: there is none), which apply
-    subscribes (:func:`mailplan.subscriptions.subscribes`)."""
-    state_mail = state_mail or {}
-    subscribed = subscribed or {}
-    files, ledgers, keywords, there, subscriptions = read_target_mail(target_conn, sorted(
+    Maildirs (two channels), read here (the tests count these reads by this module's
+    ``read_target_mail``), then their source mailboxes through one ``tar`` channel
+    (:class:`~mailplan.verify_group.GroupCheck`, which says what ``state_mail`` and
+    ``subscribed`` are)."""
+    target = read_target_mail(target_conn, sorted(
         {maildirs[(r.domain, r.user)] for r in refs if (r.domain, r.user) in maildirs}))
-    mailboxes = [mb for r in refs for mb in by_user.get((r.domain, r.user), [])]
-
-    zone_name = zone_id(zone)
-
-    def folder_key(mb: SourceMailbox) -> str:
-        return key(mb.domain, mb.user, mb.dirname, mb.path, mboxrd, zone_name)
-
-    def has_folder(mb: SourceMailbox) -> bool:
-        root = maildirs.get((mb.domain, mb.user))
-        return root is not None and mb.dirname in there.get(root, set())
-
-    def subscription_gaps(mb: SourceMailbox) -> tuple[list[str], list[str]]:
-        # a folder on the target that apply subscribes: each file lacking its line (a
-        # folder not there fails already, or the user deleted it), and what keeps apply
-        # from writing them (a directory where a file belongs: the plan says so too)
-        root = maildirs.get((mb.domain, mb.user))
-        if root is None or not mb.dirname or not has_folder(mb) \
-                or not subscribes(mb, subscribed.get((mb.domain, mb.user))):
-            return [], []
-        found = subscriptions.get(root, {})
-        gaps = unsubscribed(subscription_lines([mb.folder], mb.names), found)
-        return gaps, unusable_files(found) if gaps else []
-
-    def target_files(mb: SourceMailbox) -> dict[Identity, list[TargetMessage]]:
-        root = maildirs.get((mb.domain, mb.user))
-        return files.get(root, {}).get(mb.dirname, {}) if root else {}
-
-    # folders proven identical last time: unchanged source (size and mtime as listed, one
-    # batched window check) and the same digest from the target's listing -> not read
-    # again; a folder fed by more than one file (the spool, ~/mbox, a folder file named
-    # INBOX) is read whole
-    feeds = Counter((mb.domain, mb.user, mb.dirname) for mb in mailboxes)
-    pairs = [(mb, old[folder_key(mb)]) for mb in mailboxes if folder_key(mb) in old
-             and (old[folder_key(mb)].size, old[folder_key(mb)].mtime) == (mb.size, mb.mtime)
-             and feeds[(mb.domain, mb.user, mb.dirname)] == 1 and has_folder(mb)]
-    # checked in the same batch: the checkpoints that say where the imports' reads ended
-    ended = with_ends(mailboxes, state_mail)
-    valid = still_valid(source_conn, [*ended, *[
-        (mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail)) for mb, p in pairs]])
-    ends = {mb.path: cp.ends for (mb, cp), ok in zip(ended, valid[:len(ended)], strict=True)
-            if ok}
-    reused = {mb.path: p for (mb, p), ok in zip(pairs, valid[len(ended):], strict=True)
-              if ok and target_digest(target_files(mb)) == p.digest}
-    windows: dict[str, Windows] = {}
-    messages, errors = read_source_mail(source_conn,
-                                        [mb for mb in mailboxes if mb.path not in reused],
-                                        mboxrd=mboxrd, windows=windows, zone=zone,
-                                        ends=ends)
-    for ref in refs:
-        key_ = (ref.domain, ref.user)
-        root = maildirs.get(key_)
-        tfolders = files.get(root, {}) if root else {}
-        ledger = ledgers.get(root, {}) if root else {}
-        named = keywords.get(root, {}) if root else {}
-        groups: dict[str, list[SourceMailbox]] = {}
-        for mb in sorted(by_user.get(key_, []), key=lambda m: (m.dirname, m.path)):
-            groups.setdefault(mb.dirname, []).append(mb)  # the INBOX may have several
-        seen = set(groups)
-        for group in groups.values():
-            mb = group[0]
-            check = FolderCheck(ref.domain, ref.user, mb.folder)
-            if mb.path in reused:  # (only a folder fed by one file is reused: see pairs)
-                proof = reused[mb.path]
-                check.source = check.target = proof.count
-                check.reused = True
-                check.unsubscribed, check.unsubscribable = subscription_gaps(mb)
-                proven[folder_key(mb)] = proof
-                report.folders.append(check)
-                continue
-            failed = [(m, errors[m.path]) for m in group if m.path in errors]
-            unreadable = [(m, e) for m, e in failed if not e.startswith("changed while")]
-            if unreadable:
-                m, err = unreadable[0]
-                check.error = err
-                report.explained.append(f"{ref.user}@{ref.domain}: {marked(m.folder)} "
-                                        f"({m.path}) is not readable as mail: {err}")
-                continue
-            if failed:
-                check.changed_during_read = failed[0][1]
-            if mb.dirname and not has_folder(mb):  # (a missing user's account fails)
-                if any(m.key in state_mail for m in group):
-                    check.folder_deleted_on_target = True
-                else:
-                    check.folder_missing = True
-            # the files feeding one folder are compared together: a message held
-            # identically in two of them is imported once (one identity)
-            source_msgs: dict[Identity, SourceMessage] = {}
-            for m in reversed(group):
-                source_msgs.update(messages.get(m.path, {}))
-            result = compare_folder(check, source_msgs, tfolders.get(mb.dirname, {}),
-                                    ledger.get(mb.dirname, set()),
-                                    named.get(mb.dirname, frozenset()))
-            report.folders.append(result)
-            proof = _proof(mb, result, source_msgs, windows.get(mb.path)) \
-                if len(group) == 1 else None
-            if proof is not None:
-                proven[folder_key(mb)] = proof
-            # after the proof, which is of the messages only
-            result.unsubscribed, result.unsubscribable = subscription_gaps(mb)
-        for dirname in sorted((set(tfolders) | set(ledger)) - seen):
-            check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, names))
-            report.folders.append(compare_folder(check, {}, tfolders.get(dirname, {}),
-                                                 ledger.get(dirname, set())))
-
-
-def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, SourceMessage],
-           seen: Windows | None) -> Proven | None:
-    """What to remember of a folder that matched exactly (None: nothing to remember)."""
-    if seen is None or seen.size != mb.size or not check.ok or check.error or (
-            check.deleted_on_target or check.gone_from_source or check.flags_added_on_target
-            or check.keywords_not_carried):
-        return None
-    digest = source_digest(messages)
-    if digest is None:
-        return None
-    head, tail = seen.digests()
-    return Proven(mb.path, mb.inode, mb.size, mb.mtime, head, tail, len(messages), digest)
-
-
-def _folder_name(dirname: str, names: str) -> str:
-    try:
-        return folder_from_dirname(dirname, names)
-    except MailplanError:
-        return dirname
+    group = GroupCheck(refs, maildirs, by_user, target, mboxrd=mboxrd, zone=zone,
+                       names=names, state_mail=state_mail or {}, subscribed=subscribed or {})
+    group.read_source(source_conn, old)
+    group.compare(report, proven)
 
 
 def password_from_env(var: str) -> Secret:

@@ -1,0 +1,63 @@
+"""mailplan verify on a source mailbox it cannot read as mail, or one that changed while
+it read it (:class:`mailplan.verify_group.GroupCheck`): the library over the local
+connector and the vpopmail stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migration import install_target, mailplan, source_with_mail, unique_domain, write_spec
+
+from mailplan import verify_group
+from mailplan.spec import load_spec
+from mailplan.state import State
+from mailplan.verify import verify
+from mailplan.verify_model import Report
+
+
+def _migrated(tmp_path: Path) -> tuple[Path, str, Path]:
+    """Users g0 and g1 (2 and 3 messages in their spools), imported: the source, the
+    domain and the spec's path."""
+    src = source_with_mail(tmp_path / "source", "g", [2, 3])
+    domain = unique_domain("g")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    return src, domain, spec
+
+
+def _verify(spec: Path) -> Report:
+    return verify(load_spec(spec), State.load(spec.with_suffix(".state.json")), full=True)
+
+
+def test_a_source_mailbox_not_readable_as_mail_is_explained_not_compared(tmp_path):
+    src, domain, spec = _migrated(tmp_path)
+    spool = src / "var/spool/mail/g1"
+    spool.write_bytes(b"not a From_ line\n" + spool.read_bytes())
+    report = _verify(spec)
+    # g1's INBOX is no folder of the report (its Maildir's messages are not "extra")
+    assert [(f.user, f.folder, f.source) for f in report.folders] == [("g0", "INBOX", 2)]
+    (said,) = [e for e in report.explained if e.startswith("g1@")]
+    assert said.startswith(f"g1@{domain}: INBOX ({spool}) is not readable as mail: "), said
+
+
+def test_a_source_mailbox_that_changed_while_read_is_compared_and_fails(tmp_path,
+                                                                       monkeypatch):
+    # GNU tar's "file changed as we read it" (verify_reads.read_source_mail says so)
+    src, _domain, spec = _migrated(tmp_path)
+    spool = str(src / "var/spool/mail/g1")
+    changed = f"changed while verify read it ({spool}: file changed as we read it)"
+    real = verify_group.read_source_mail
+
+    def read_source_mail(conn, mailboxes, **kw):  # type: ignore[no-untyped-def]
+        messages, errors = real(conn, mailboxes, **kw)
+        return messages, {**errors, spool: changed}
+
+    monkeypatch.setattr(verify_group, "read_source_mail", read_source_mail)
+    report = _verify(spec)
+    g0, g1 = report.folders
+    assert (g0.user, g0.ok, g0.changed_during_read) == ("g0", True, None)
+    assert (g1.user, g1.source, g1.target, g1.changed_during_read) == ("g1", 3, 3, changed)
+    assert not g1.ok and not report.ok
+    assert not [e for e in report.explained if "not readable" in e]
