@@ -112,7 +112,8 @@ def test_a_relative_include_path_is_not_read_on_the_source(tmp_path, monkeypatch
 
 def test_include_files_are_read_to_a_nesting_depth_of_eight(tmp_path):
     # one batch per nesting level, MAX_INCLUDE_ROUNDS of them: a list nested deeper
-    # (here a chain of ten files) is not read, and its :include: says so
+    # (here a chain of ten files) is not read, and its :include: says why (it said the
+    # file could not be read, though it was never tried)
     from mailplan.routing.includes import MAX_INCLUDE_ROUNDS
 
     for i in range(10):
@@ -125,7 +126,7 @@ def test_include_files_are_read_to_a_nesting_depth_of_eight(tmp_path):
     assert [str(t) for t in listed] == [f"u{i}" for i in range(MAX_INCLUDE_ROUNDS)] == \
         [f"u{i}" for i in range(8)]
     assert isinstance(last, Include) and last.path == f"{tmp_path}/l8"
-    assert last.problem == "file could not be read on the source"
+    assert last.problem == "nested more than 8 :include: files deep; mailplan does not read it"
     assert sum(rounds) == 8  # one read per level
 
 

@@ -21,6 +21,7 @@ from mailplan.routing.model import Include, RoutingError
 from mailplan.routing.readfiles import FileRead
 from mailplan.text import has_control
 
+#: how many :include: files deep a list is read (one batch of commands per level)
 MAX_INCLUDE_ROUNDS = 8
 
 
@@ -151,6 +152,9 @@ def read_includes(conn: Connector, aliases: AliasFile, root: str = "", *,
         if not pending:
             break
         pending = reader.read_level(pending)
+    for path in pending - set(reader.cache):  # named by the last level read: not read
+        reader.why[path] = (f"nested more than {MAX_INCLUDE_ROUNDS} :include: files deep; "
+                            "mailplan does not read it")
     try:
         return resolve_includes(aliases, lambda path: reader.cache.get(path), reader.why.get,
                                 lambda path: reader.real.get(path, path))
