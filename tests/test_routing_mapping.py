@@ -832,3 +832,24 @@ def test_an_entry_deeper_than_max_alias_recursion_is_not_carried_over():
     assert "n200" not in long.domains["example.com"].aliases
     assert any("sets MaxAliasRecursion to 5000; mailplan follows aliases at most 100 deep"
                in f.message for f in long.findings)
+
+
+@pytest.mark.parametrize(("limit", "delivered"), [(3, True), (2, False)])
+def test_each_include_file_is_one_alias_level_as_in_sendmail(limit, delivered):
+    """sendmail's include() hands a file's entries on one alias level deeper than its
+    ``:include:`` line: ``team: :include:/l0``, /l0 holding ``:include:/l1``, /l1
+    holding ``bob`` puts bob 3 levels below team (alias, file, file); mailplan, which
+    reads the files into the alias beforehand, counted 1 and carried bob over whatever
+    MaxAliasRecursion said."""
+    files = {"/l0": b":include:/l1\n", "/l1": b"bob\n"}
+    aliases = resolve_includes(parse_aliases("team: :include:/l0, alice\n", "/etc/aliases"),
+                               files.get)
+    plan = map_routing(SourceRouting(aliases=(aliases,), max_alias_recursion=limit),
+                       [DomainRules("example.com", COM, import_aliases=True)])
+    lines = plan.domains["example.com"].aliases["team"]
+    assert ("&robert@example.com" in lines) is delivered and "&alice@example.com" in lines
+    deep = [f.message for f in plan.warnings if "MaxAliasRecursion" in f.message]
+    assert deep == ([] if delivered else [
+        "alias team: an entry reached through 'team' is 3 aliases deep, past sendmail's "
+        "MaxAliasRecursion (2): sendmail bounced mail to it (554 aliasing/forwarding loop "
+        "broken); it is not carried over"])

@@ -229,8 +229,11 @@ def resolve_includes(aliases: AliasFile, read: Reader,
 
     def expand(targets: tuple[Target, ...], chain: tuple[str, ...]) -> list[Target]:
         out: list[Target] = []
+        depth = len(chain) - 1  # :include: files between the alias and these targets
         for target in targets:
-            if not isinstance(target, Include):
+            if isinstance(target, Address) and depth:
+                out.append(replace(target, depth=depth))
+            elif not isinstance(target, Include):
                 out.append(target)
             elif has_control(target.path):
                 out.append(replace(target, problem="its path holds a control character"))

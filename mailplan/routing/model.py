@@ -9,7 +9,7 @@ kinds are the ones sendmail itself distinguishes: a mail address or local name, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from mailplan.errors import MailplanError
@@ -42,7 +42,8 @@ class Address:
     ``escaped`` is sendmail's ``\\user``: deliver to that user's own mailbox without
     alias or ~/.forward expansion (in a ~/.forward: keep a local copy). ``listed``: read
     from an ``:include:`` file, whose text a warning never quotes (mailplan reads it as
-    root; it may hold anything).
+    root; it may hold anything). ``depth``: how many ``:include:`` files deep it was read
+    from its alias (each is one level of sendmail's MaxAliasRecursion); not compared.
     """
 
     local: str
@@ -50,6 +51,7 @@ class Address:
     origin: Origin
     escaped: bool = False
     listed: bool = False
+    depth: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         text = self.local if self.domain is None else f"{self.local}@{self.domain}"

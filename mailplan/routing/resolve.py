@@ -125,12 +125,15 @@ class Resolver:
         self.findings.append(Finding("note", message, origin, self.domain))
 
     def lines(self, targets: Iterable[Target], *, context: str, owner: str | None = None,
-              chain: tuple[str, ...] = ()) -> list[str]:
+              chain: tuple[str, ...] = (), depth: int | None = None) -> list[str]:
         """Delivery lines for ``targets``, deduplicated in order.
 
         ``owner`` is the mailbox whose own .qmail is being built (self-references become
-        ``./Maildir/``); ``chain`` holds the alias names being expanded (loop detection).
+        ``./Maildir/``); ``chain`` holds the alias names being expanded (loop detection);
+        ``depth``: sendmail's alias level of ``targets`` (default: one per alias of
+        ``chain``; an ``:include:`` file between them counts one more, as in sendmail).
         """
+        level = len(chain) if depth is None else depth
         out: list[str] = []
         discard = False
         for target in targets:
@@ -139,7 +142,8 @@ class Resolver:
                 self.note(f"{context}: /dev/null (discard) needs no delivery line",
                           target.origin)
                 continue
-            for line in self._one(target, context=context, owner=owner, chain=chain):
+            for line in self._one(target, context=context, owner=owner, chain=chain,
+                                  depth=level):
                 if line not in out:
                     out.append(line)
         if not out and discard:
@@ -148,11 +152,14 @@ class Resolver:
         return out
 
     def _one(self, target: Target, *, context: str, owner: str | None,
-             chain: tuple[str, ...]) -> list[str]:
+             chain: tuple[str, ...], depth: int) -> list[str]:
         text = str(target)
-        if len(chain) > self.directory.max_depth:
+        if isinstance(target, Address):
+            depth += target.depth  # read from :include: files
+        if depth > self.directory.max_depth:
             # sendmail's recipient(): an address past MaxAliasRecursion is refused
-            self.warn(f"{context}: an entry reached through {chain[-1]!r} is {len(chain)} "
+            through = f"reached through {chain[-1]!r}" if chain else "read from :include: files"
+            self.warn(f"{context}: an entry {through} is {depth} "
                       "aliases deep, past sendmail's MaxAliasRecursion "
                       f"({self.directory.max_depth}): sendmail bounced mail to it (554 "
                       "aliasing/forwarding loop broken); it is not carried over",
@@ -179,20 +186,21 @@ class Resolver:
             why = target.problem or "the file was not read"
             self.warn(f"{context}: {target} not carried over: {why}", target.origin)
         elif target.domain is None or target.domain in self.directory.local_hostnames:
-            return self._local(target, context=context, owner=owner, chain=chain)
+            return self._local(target, context=context, owner=owner, chain=chain,
+                               depth=depth)
         else:
             return [self._remote(target, context=context, owner=owner)]
         return []
 
     def _local(self, target: Address, *, context: str, owner: str | None,
-               chain: tuple[str, ...]) -> list[str]:
+               chain: tuple[str, ...], depth: int) -> list[str]:
         name = target.local.lower()
         if name == "postmaster":
             return [f"&postmaster@{self.domain}"]
         if not target.escaped and name not in chain and name in self.directory.aliases:
             entry = self.directory.aliases[name]
             return self.lines(entry.targets, context=context, owner=owner,
-                              chain=(*chain, name))
+                              chain=(*chain, name), depth=depth + 1)
         found = self.directory.mailbox(name, self.domain, target_names=self.target_names)
         if len(found) == 1:
             domain, mailbox = found[0]
