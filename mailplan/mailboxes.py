@@ -38,6 +38,7 @@ from mailplan.mailbox_reads import (
     reread_whole,
     whole_read_groups,
 )
+from mailplan.plan import Noop
 from mailplan.spec import folder_names
 from mailplan.state import mailbox_owner
 from mailplan.subscriptions import (
@@ -121,7 +122,9 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
               desired: Desired, source: SourceFacts, target: TargetFacts,
               state_mail: dict[str, Any]) -> MailPlan:
     """The mailbox changes: read-only on both hosts."""
-    out = MailPlan()
+    out = MailPlan(noops=[Noop(name, None, "mail is not imported: import_mail is false in "
+                               "the spec") for name, domain in sorted(desired.domains.items())
+                          if not domain.import_mail])
     refs = _refs(spec_data, desired, source, source_conn)
     if not refs:
         return out

@@ -36,3 +36,5 @@ def test_a_plan_with_no_mail_to_import_touches_neither_host():
                     SourceFacts("old", "/etc/passwd", "/etc/shadow", {}), TargetFacts("new"), {})
     assert (out.changes, out.jobs, out.problems, out.warnings) == ([], {}, [], [])
     assert (source.used, target.used) == ([], [])
+    assert [(n.domain, n.user, n.reason) for n in out.noops] == [
+        ("d.example", None, "mail is not imported: import_mail is false in the spec")]

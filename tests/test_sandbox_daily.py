@@ -98,3 +98,28 @@ def test_verify_names_a_user_the_old_server_no_longer_has(sandbox):
                     "--prune").returncode == 0
     res = mailplan(sandbox, "verify", "migration.yaml")
     assert res.returncode == 0 and "carol" not in res.stdout, res.stdout + res.stderr
+
+
+def test_a_domain_whose_mail_is_not_imported_says_so_and_moves_none(sandbox):
+    """``import_mail: false``: mail that arrives on the old server after the first apply
+    is not planned nor moved, and the plan's unchanged items say why (it said nothing:
+    the domain's users' mail just did not appear)."""
+    spec = sandbox[0] / "migration.yaml"
+    with (sandbox[0] / "oldmail/var/spool/mail/alice").open("a") as fh:
+        fh.write("From x@example.org Tue Nov  3 10:00:00 2026\nSubject: more\n\nagain\n\n")
+    res = mailplan(sandbox, "plan", "migration.yaml")
+    assert "+ mailbox alice@example.com INBOX" in res.stdout, res.stdout + res.stderr
+    text = spec.read_text()
+    assert "\n  example.com:\n" in text
+    spec.write_text(text.replace("\n  example.com:\n",
+                                 "\n  example.com:\n    import_mail: false\n", 1))
+    res = mailplan(sandbox, "plan", "migration.yaml", "--verbose", "--detailed-exitcode")
+    assert res.returncode == 0, res.stdout + res.stderr  # no changes
+    assert "  = example.com: mail is not imported: import_mail is false in the spec\n" \
+        in res.stdout
+    assert "+ mailbox" not in res.stdout
+    cur = sandbox[0] / "newmail/home/vpopmail/domains/example.com/alice/Maildir"
+    before = sorted(p.name for p in cur.rglob("*") if p.is_file())
+    res = mailplan(sandbox, "apply", "migration.yaml", "--auto-approve")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(p.name for p in cur.rglob("*") if p.is_file()) == before
