@@ -72,6 +72,11 @@ class MailboxRef:
     #: folder file names in IMAP's modified UTF-7 are decoded (``source.folder_names``)
     decode_names: bool = False
 
+    @property
+    def home_mbox(self) -> str | None:
+        """The user's ``~/mbox`` (None: the home directory is not known)."""
+        return self.home.rstrip("/") + "/mbox" if self.home else None
+
 
 @dataclass(frozen=True)
 class SourceMailbox:
@@ -211,7 +216,7 @@ class _Found:
 
 def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     """List every spool and folder file of ``refs`` in one batch of commands."""
-    mboxes = {r.home.rstrip("/") + "/mbox" for r in refs if r.home}
+    mboxes = {r.home_mbox for r in refs if r.home_mbox}
     spools = sorted({r.spool for r in refs} | mboxes)
     # without a trailing slash: find would follow a folders directory that is a
     # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
@@ -257,7 +262,7 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
     """``ref``'s INBOX: its spool, and its ~/mbox when it has one (merged into it); a
     note when the spool is not a file, is missing, or its very directory is."""
     mailboxes, notes = [], []
-    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    mbox = ref.home_mbox
     spool, where = ref.spool, escape(posixpath.dirname(ref.spool) or "/")
     if spool in found.files:
         mailboxes.append(found.mailbox(ref, "INBOX", spool))
@@ -291,7 +296,7 @@ def _folders(ref: MailboxRef, found: _Found
     """``ref``'s folder files (hidden ones left out: IMAP servers do not show them); a
     folder file named INBOX is merged into the INBOX, with a note."""
     mailboxes, notes = [], []
-    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    mbox = ref.home_mbox
     prefix = ref.folders.rstrip("/") + "/"
     for path in sorted(p for p in found.files
                        if p.startswith(prefix) and posixpath.normpath(p) != mbox):
@@ -341,7 +346,7 @@ def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
     """Problems of a user's spool, ~/mbox or folder directory that ``find`` could not
     see whole."""
     notes = []
-    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else ""
+    mbox = ref.home_mbox or ""
     for start, what, folder in ((ref.spool, "mail there is", "INBOX"),
                                 (mbox, "mail there is", "INBOX"),
                                 (ref.folders.rstrip("/") or "/", "folders there are", None)):
@@ -366,7 +371,7 @@ def _link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
     pine), whose mail is imported from the spool."""
     notes = []
     root = ref.folders.rstrip("/") or "/"
-    mbox = ref.home.rstrip("/") + "/mbox" if ref.home else None
+    mbox = ref.home_mbox
     for path in sorted(linked):
         rel = path[len(root) + 1:] if path.startswith(root + "/") else ""
         if path not in (ref.spool, root, mbox) and not rel:
