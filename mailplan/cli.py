@@ -182,8 +182,8 @@ def _saved_note(out: str, state: str | None, saved: Plan) -> str:
         return "mailplan apply " + join([*opts, out, *(["--state", state] if state else [])])
     deletes = [c for c in saved.changes if c.action == "delete"]
     deletions = len(deletes)
+    mail = ", mail included" if any(c.kind in ("user", "domain") for c in deletes) else ""
     if saved.prune_only is not None:
-        mail = ", mail included" if any(c.kind in ("user", "domain") for c in deletes) else ""
         left = f"; {len(saved.left_out)} left out" if saved.left_out else ""
         return (f"Saved the plan to {out}. Apply exactly this plan, its {deletions} "
                 f"deletion(s) selected with {shown(saved.prune_only)} included{mail}"
@@ -191,7 +191,7 @@ def _saved_note(out: str, state: str | None, saved: Plan) -> str:
     if not deletions:
         return f"Saved the plan to {out}. Apply exactly this plan with: {cmd()}"
     return (f"Saved the plan to {out}. Apply it with: {cmd()} (its {deletions} deletion(s) "
-            f"left out); with them, mail included: {cmd('--prune')}")
+            f"left out); with them{mail}: {cmd('--prune')}")
 
 
 @main.command(epilog=EXAMPLES["apply"])

@@ -49,6 +49,21 @@ def test_a_saved_plan_with_a_deletion_suggests_the_apply_that_keeps_the_mail(san
     assert any(line.startswith("carol:") for line in vpasswd.read_text().splitlines())
 
 
+def test_a_saved_plan_deleting_only_an_alias_does_not_speak_of_mail(sandbox):
+    """webmaster was taken out of /etc/aliases: `plan -o p.json` said "with them, mail
+    included: mailplan apply --prune p.json", though the deletion is an alias, not a
+    Maildir (apply's own closing line names mail only when a user or domain goes)."""
+    aliases = sandbox[0] / "oldmail/etc/aliases"
+    aliases.write_text("".join(line for line in aliases.read_text().splitlines(True)
+                               if not line.startswith("webmaster:")))
+    res = mailplan(sandbox, "plan", "migration.yaml", "-o", "p.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "- alias webmaster@example.com" in res.stdout
+    assert res.stdout.splitlines()[-1] == (
+        "Saved the plan to p.json. Apply it with: mailplan apply p.json (its 1 deletion(s) "
+        "left out); with them: mailplan apply --prune p.json")
+
+
 def test_a_saved_plan_without_deletions_is_applied_exactly(sandbox):
     spool = sandbox[0] / "oldmail/var/spool/mail/alice"
     with spool.open("a") as fh:
