@@ -244,7 +244,8 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     if target_entry.get("user") not in (None, "root") and "sudo" not in target_entry:
         out.append(f"    sudo: true            # {_comment(str(target_entry['user']))} is not "
                    "root: vpopmail's tools run through sudo -n")
-    out.append("    # python: python3       # the Python (3.7+) for mailplan's Maildir writer")
+    out.append("    # python: python3       # the Python (3.7+) for mailplan's writer, apply "
+               "lock, queue reader and lock")
     out += ["source:", "  host: oldmail"]
     out += _root_lines(survey, [c.account for c in choices
                                 if uid_min <= c.account.uid <= uid_max])
