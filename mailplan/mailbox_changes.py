@@ -176,7 +176,8 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
         if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
-                    + marked(mb.folder) + (f"; {there} already imported" if there else "")
+                    + ("INBOX" if mb.dirname == "" else marked(mb.folder))
+                    + (f"; {there} already imported" if there else "")
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)
     out.changes.append(change)

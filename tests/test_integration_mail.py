@@ -865,15 +865,20 @@ def test_a_stopped_writers_record_is_completed_also_when_the_spool_was_rewritten
 
 
 @pytest.mark.ssh
-def test_a_folder_file_named_INBOX_is_merged_not_lost(setup):
+@pytest.mark.parametrize("spelt", ["INBOX", "Inbox"])
+def test_a_folder_file_named_INBOX_is_merged_not_lost(setup, spelt):
     """~/mail/INBOX is merged into the INBOX like any spelling of that name, and is a
-    mailbox of its own beside the spool: both are imported, and later mail of both."""
+    mailbox of its own beside the spool: both are imported, and later mail of both. The
+    plan says it goes into the INBOX, however the file spells that name."""
     src, target, domain, spec = setup
-    folder = src / "home/alice/mail/INBOX"
+    folder = src / "home/alice/mail" / spelt
     folder.write_bytes(WORK)
     plan = mailplan("plan", str(spec), check=True).stdout
     assert f"+ mailbox alice@{domain} INBOX\n" in plan
-    assert f"+ mailbox alice@{domain} INBOX (folder file)\n" in plan
+    file_item = "INBOX (folder file)" if spelt == "INBOX" else f"INBOX (folder file {spelt})"
+    assert f"+ mailbox alice@{domain} {file_item}\n" in plan
+    assert re.search(rf"{re.escape(file_item)}\n +1 message\(s\), \S+ to import into INBOX[ ;\n]",
+                     plan), plan
     # its mail is migrated: noted with -v (Unchanged), not listed as a problem
     assert "is named INBOX" not in plan, plan
     assert "is named INBOX; merged into the INBOX" in mailplan(

@@ -116,8 +116,10 @@ class SourceMailbox:
         """The folder, as plans show it (unique among a user's mailboxes)."""
         if self.home_mbox:
             return "INBOX (~/mbox)"
-        return "INBOX (folder file)" if self.folder_file and self.folder == "INBOX" \
-            else self.folder
+        if not (self.folder_file and is_inbox(self.folder)):
+            return self.folder
+        return "INBOX (folder file)" if self.folder == "INBOX" \
+            else f"INBOX (folder file {self.folder})"
 
     @property
     def dirname(self) -> str:
