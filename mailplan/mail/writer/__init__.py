@@ -103,7 +103,9 @@ agent raises its soft limit to the hard one, at most 65,536); past that, and whe
 ``O_TMPFILE`` or /proc is missing, a message is a named file ``mailplan-PID-SEQ.tmp``
 renamed into place.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
-imported message, so one the user deleted later is not brought back. Before a sync makes
+imported message, so one the user deleted later is not brought back. An append to it (or
+to ``maildirsize``) cut short, a full disk, is taken back, and one that follows a line a
+killed writer left without its end starts a new line. Before a sync makes
 a batch visible, its identities (``dir NUL sha256 NUL occurrence`` each, NUL-separated)
 go to ``mailplan-pending-PID`` (durable with the batch, removed once its ledger lines
 are): a writer killed between its renames and its ledger append leaves messages visible

@@ -25,7 +25,6 @@ from mailplan.mail.writer.proto import (
     PENDING_RE,
     AgentError,
     key,
-    write_all,
 )
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
@@ -125,11 +124,18 @@ class LedgerMixin(AgentBase):
     def _append_ledger(self, lines: list[str]) -> int:
         """Append ``lines`` to the ledger (the caller holds the Maildir's lock); return
         the ledger's size after them."""
-        fd = os.open(os.path.join(self.root, LEDGER), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        fd = os.open(os.path.join(self.root, LEDGER), os.O_RDWR | os.O_CREAT | os.O_APPEND,
                      0o600)
         try:
             self._own(fd)
-            write_all(fd, "".join(lines).encode("utf-8"))
+            data = "".join(lines).encode("utf-8")
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # a line torn by a writer killed mid-append: its own line, which no reader
+                # takes (its batch's lines come again from the pending record), not the
+                # start of this one's first line
+                data = b"\n" + data
+            append_whole(fd, data)
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -211,7 +217,7 @@ class LedgerMixin(AgentBase):
             return
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            write_all(fd, f"{total} {count}\n".encode("ascii"))
+            append_whole(fd, f"{total} {count}\n".encode("ascii"))
         finally:
             os.close(fd)
 
@@ -241,6 +247,24 @@ class LedgerMixin(AgentBase):
                     count += 1
         self._replace(path, f"{definition}\n{total} {count}\n")
         return {"maildirsize": True, "bytes": total, "messages": count}
+
+
+def append_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` (open ``O_APPEND``) whole or not at all: a write cut
+    short (a full disk: ENOSPC after the bytes that fitted) is taken back, so no line is
+    left without its end for the next append (this writer's, or a delivery's to
+    ``maildirsize``) to continue. Taken back only while they are the file's last bytes."""
+    done = 0
+    try:
+        while done < len(data):
+            done += os.write(fd, data[done:])
+    except OSError:
+        if done:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size == end:
+                    os.ftruncate(fd, end - done)
+        raise
 
 
 def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:
