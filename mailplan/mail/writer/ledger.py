@@ -224,7 +224,8 @@ class LedgerMixin(AgentBase):
     def quota(self) -> dict[str, Any]:
         path = os.path.join(self.root, "maildirsize")
         try:
-            with open(path, encoding="ascii") as fh:
+            # the quota line is kept byte for byte, whatever it holds
+            with open(path, encoding="ascii", errors="surrogateescape") as fh:
                 definition = fh.readline().rstrip("\n")
         except FileNotFoundError:
             return {"maildirsize": False}
