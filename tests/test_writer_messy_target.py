@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+from pathlib import Path
+from typing import Any
 
 from migration import TEST_PYTHON
 
@@ -18,14 +21,8 @@ MBOX = b"".join(b"From a@example.org Mon Jan  1 10:00:00 2001\nSubject: %d\n\nbo
                 for i in range(3))
 
 
-def test_the_quota_recount_keeps_a_definition_line_that_is_not_ascii(tmp_path):
-    """The recount at the end of each import keeps maildirsize's first line (the quota)
-    as it is: one with a byte that is not ASCII (a file damaged by a crash) stopped every
-    import with ``UnicodeDecodeError: 'ascii' codec can't decode byte 0xff``, naming no
-    file, after its messages were in."""
-    root = tmp_path / "Maildir"
-    root.mkdir()
-    (root / "maildirsize").write_bytes(b"10485760S\xff\n0 0\n")
+def import_and_recount(root: Path) -> dict[str, Any]:
+    """Import ``MBOX`` into ``root``'s INBOX, then recount its quota (``Z``'s reply)."""
     client = AgentClient(LocalAgent())
     try:
         client.open(str(root))
@@ -34,6 +31,32 @@ def test_the_quota_recount_keeps_a_definition_line_that_is_not_ascii(tmp_path):
         client.quit()
     finally:
         client.pipe.kill()
+    return counted
+
+
+def test_the_quota_recount_keeps_a_definition_line_that_is_not_ascii(tmp_path):
+    """The recount at the end of each import keeps maildirsize's first line (the quota)
+    as it is: one with a byte that is not ASCII (a file damaged by a crash) stopped every
+    import with ``UnicodeDecodeError: 'ascii' codec can't decode byte 0xff``, naming no
+    file, after its messages were in."""
+    root = tmp_path / "Maildir"
+    root.mkdir()
+    (root / "maildirsize").write_bytes(b"10485760S\xff\n0 0\n")
+    counted = import_and_recount(root)
     assert counted["messages"] == 3
     assert (root / "maildirsize").read_bytes() == b"10485760S\xff\n%d 3\n" % counted["bytes"]
 
+
+def test_the_quota_recount_passes_over_a_file_gone_since_the_folder_was_listed(tmp_path):
+    """A message file whose name has no ``,S=`` size is measured; one gone by then (a
+    mail client expunged it meanwhile; here: a link to nothing) stopped the recount, and
+    with it the import, with ``FileNotFoundError``. It is not counted."""
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "maildirsize").write_text("10485760S\n0 0\n")
+    (root / "cur" / "1000000000.M1P1.other:2,S").write_bytes(b"x" * 100)
+    os.symlink(root / "cur" / "gone", root / "cur" / "1000000001.M1P1.other:2,S")
+    counted = import_and_recount(root)
+    assert counted["messages"] == 4
+    assert (root / "maildirsize").read_text() == f"10485760S\n{counted['bytes']} 4\n"

@@ -243,7 +243,11 @@ class LedgerMixin(AgentBase):
                     if m:
                         size = int(m.group(1))
                     else:
-                        size = os.stat(os.path.join(self._folder_path(dirname), sub, name)).st_size
+                        try:
+                            size = os.stat(os.path.join(self._folder_path(dirname), sub,
+                                                        name)).st_size
+                        except FileNotFoundError:  # expunged since the listing
+                            continue
                     total += size
                     count += 1
         self._replace(path, f"{definition}\n{total} {count}\n")
