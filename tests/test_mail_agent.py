@@ -1693,9 +1693,9 @@ def test_the_writer_runs_as_the_maildir_owner_so_planted_links_lead_nowhere(reac
     for target, dirname in ((maildir / "mailplan-ledger", ""), (maildir / ".Work", ".Work")):
         agent = LocalAgent()
         client = AgentClient(agent)
-        try:
-            client.open(str(maildir), owner_of_parent=True)
-            with pytest.raises(AgentError, match="Permission denied"):
+        try:  # the ledger's link is refused as the open finds it not the owner's to write
+            with pytest.raises(AgentError, match="Permission denied|may not write it"):
+                client.open(str(maildir), owner_of_parent=True)
                 import_mbox(client, io.BytesIO(MBOX), dirname=dirname)
         finally:
             agent.kill()
@@ -1777,6 +1777,29 @@ def test_a_maildir_its_owner_may_not_write_is_refused_when_opened(reachable):
             AgentClient(agent).open(str(home / "Maildir"), owner_of_parent=True)
     finally:
         agent.kill()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+@pytest.mark.parametrize("name", ["maildirsize", "mailplan-ledger"])
+def test_a_file_every_sync_appends_to_that_the_owner_may_not_write_is_refused_when_opened(
+        reachable, name):
+    """vpopmail's quota accounting made by hand as root (``maildirmake -q`` run as root),
+    or the ledger: the writer, running as the Maildir's owner, failed at its first sync,
+    once the batch was visible, and each run made one more batch visible before failing.
+    It says so when the Maildir is opened, naming the file; nothing is written."""
+    home = _user_dir(reachable)
+    (home / "Maildir" / name).write_text("10485760S\n0 0\n" if name == "maildirsize" else "")
+    agent = LocalAgent()
+    try:
+        with pytest.raises(AgentError, match=f"Maildir/{name} is uid 0's, and the writer, "
+                           r"running as the owner of .* \(uid 4242\), may not write it"):
+            client = AgentClient(agent)
+            client.open(str(home / "Maildir"), owner_of_parent=True)
+            import_mbox(client, io.BytesIO(MBOX), dirname="")
+    finally:
+        agent.kill()
+    assert list((home / "Maildir" / "new").iterdir()) == []
+    assert list((home / "Maildir" / "cur").iterdir()) == []
 
 
 def test_keyword_letters_added_by_flags_reach_courier_unless_courier_opened_the_folder(

@@ -24,6 +24,7 @@ from mailplan.mail.writer.proto import (
     F_SETPIPE_SZ,
     HEADER,
     IN_BUFFER,
+    LEDGER,
     MESSAGE,
     NAME_RE,
     WRITER_WAIT,
@@ -67,13 +68,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
         if self.became is not None:  # say so now, not at the first message
-            for path in (self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))):
-                if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
-                    raise AgentError(
-                        f"{path} is uid {os.stat(path).st_uid}'s, and the writer, running "
-                        f"as the owner of {parent} (uid {self.uid}), may not write there "
-                        "(nor could vpopmail deliver there): chown -R the Maildir to that "
-                        "owner")
+            self._check_writable(parent)
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         recovered, ledger = self._recover_pending()
         # the ledger as recovery left it (read under the lock), or read now
@@ -83,6 +78,22 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         self.ledger = ledger
         return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
                 "waited": waited, "recovered": recovered}
+
+    def _check_writable(self, parent: str) -> None:
+        """Refuse a Maildir whose directories, or the files every sync appends to (the
+        ledger, vpopmail's ``maildirsize``), its owner may not write (made or touched by
+        hand as root): found at a sync, a batch would be visible by then, and each run
+        would make one more visible before failing."""
+        dirs = [self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))]
+        files = [os.path.join(self.root, name) for name in (LEDGER, "maildirsize")]
+        for path, mode in [(d, os.W_OK | os.X_OK) for d in dirs] + \
+                [(f, os.R_OK | os.W_OK) for f in files]:
+            if os.path.exists(path) and not os.access(path, mode):
+                raise AgentError(
+                    f"{path} is uid {os.stat(path).st_uid}'s, and the writer, running "
+                    f"as the owner of {parent} (uid {self.uid}), may not write "
+                    + ("there (nor could vpopmail deliver there)" if path in dirs else "it")
+                    + ": chown -R the Maildir to that owner")
 
     def folder(self, req: dict[str, Any]) -> None:
         path = self._folder_path(req["dir"])
