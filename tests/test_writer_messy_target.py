@@ -60,3 +60,33 @@ def test_the_quota_recount_passes_over_a_file_gone_since_the_folder_was_listed(t
     counted = import_and_recount(root)
     assert counted["messages"] == 4
     assert (root / "maildirsize").read_text() == f"10485760S\n{counted['bytes']} 4\n"
+
+
+def test_the_quota_recount_reads_a_large_folder_as_the_directory_is_read(tmp_path):
+    """The recount at the end of each import went through a folder's new/ and cur/ as
+    lists of every name (``os.listdir``: about 150 bytes a message at once, 75 MB for a
+    folder of half a million); it reads them as the directory is read, as the writer
+    reads folders for identities, so its memory does not follow the folder's size."""
+    import tracemalloc
+
+    from mailplan.mail import agent as writer
+
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "maildirsize").write_text("10485760S\n0 0\n")
+    count = 10_000
+    for i in range(count):
+        name = f"1600000000.M{i}P1_mp{i:064x}_0.host,S=1234" + (":2,S" if i % 2 else "")
+        os.close(os.open(root / ("cur" if i % 2 else "new") / name, os.O_CREAT, 0o600))
+    agent = writer.Agent(io.BytesIO())
+    agent.open({"root": str(root)})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        counted = agent.quota()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert counted == {"maildirsize": True, "bytes": 1234 * count, "messages": count}
+    assert peak < 20 * count, peak  # a few names' worth, not every name's (150 each)

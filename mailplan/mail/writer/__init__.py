@@ -116,8 +116,9 @@ Memory: the identities of each folder the agent writes (its files in new/ and cu
 ledger lines, the messages queued) are held to discard one already present, each as the
 digest's 32 bytes and the occurrence's digits (``key``): about 128 bytes a message with
 its place in the set. The ledger is read line by line and a folder's files as the
-directory is read (never listed whole), and the ``known`` reply is written a thousand
-lines at a time, so a folder of many messages costs only its set.
+directory is read (never listed whole; so is every folder for ``Z``'s quota recount),
+and the ``known`` reply is written a thousand lines at a time, so a folder of many
+messages costs only its set.
 
 Cost per message (the hot path): frames come from a 1 MiB stdin buffer (the pipe is
 enlarged to 1 MiB where allowed), so reading costs one read(2) per megabyte, not two per

@@ -234,24 +234,27 @@ class LedgerMixin(AgentBase):
             if dirname == ".Trash":
                 continue
             for sub in ("new", "cur"):
-                try:
-                    names = os.listdir(os.path.join(self._folder_path(dirname), sub))
+                try:  # read as the directory is: no list of a large folder's names
+                    entries = os.scandir(os.path.join(self._folder_path(dirname), sub))
                 except FileNotFoundError:
                     continue
-                for name in names:
-                    m = re.search(r",S=(\d+)", name)
-                    if m:
-                        size = int(m.group(1))
-                    else:
-                        try:
-                            size = os.stat(os.path.join(self._folder_path(dirname), sub,
-                                                        name)).st_size
-                        except FileNotFoundError:  # expunged since the listing
-                            continue
-                    total += size
-                    count += 1
+                with entries:
+                    for entry in entries:
+                        m = _SIZE_RE.search(entry.name)
+                        if m:
+                            size = int(m.group(1))
+                        else:
+                            try:
+                                size = entry.stat().st_size
+                            except FileNotFoundError:  # expunged since the listing
+                                continue
+                        total += size
+                        count += 1
         self._replace(path, f"{definition}\n{total} {count}\n")
         return {"maildirsize": True, "bytes": total, "messages": count}
+
+
+_SIZE_RE = re.compile(r",S=(\d+)")  # a message file name's size (Maildir++)
 
 
 def append_whole(fd: int, data: bytes) -> None:
