@@ -90,3 +90,45 @@ def test_the_quota_recount_reads_a_large_folder_as_the_directory_is_read(tmp_pat
         tracemalloc.stop()
     assert counted == {"maildirsize": True, "bytes": 1234 * count, "messages": count}
     assert peak < 20 * count, peak  # a few names' worth, not every name's (150 each)
+
+
+def test_what_a_dead_writer_left_is_taken_up_though_its_process_id_runs_again(tmp_path):
+    """A writer killed between its renames and its ledger lines leaves its record
+    (``mailplan-pending-PID``) and its files in tmp/; the next writer takes them up
+    unless that writer still runs. A process that got the dead writer's id since (a
+    daemon started after the target's reboot) counted as that writer, so the record
+    stayed: its messages never got their ledger lines (one the user deleted came back)
+    and every plan proposed to complete the import record again. Only a writer counts
+    (its command line says so); another process of that id does not."""
+    import subprocess
+    import sys
+
+    from mailplan.mail import agent as writer_module
+    from mailplan.mail.writer.proto import AGENT_MARK
+
+    root = tmp_path / "Maildir"
+    import_and_recount(root)
+    ledger = root / "mailplan-ledger"
+    owed = ledger.read_text().splitlines()
+    ledger.unlink()  # as a writer killed before its ledger lines leaves it
+    record = b"\0".join(b"\0".join(x.encode().split(b"\t")) for x in owed)
+    sleep = "import time; time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", sleep]) as daemon, \
+            subprocess.Popen([sys.executable, "-c", sleep, AGENT_MARK.decode()]) as writer:
+        try:
+            for pid in (daemon.pid, writer.pid):
+                (root / f"mailplan-pending-{pid}").write_bytes(record)
+                (root / "tmp" / f"mailplan-{pid}-1.tmp").write_bytes(b"half a message")
+            # (the writer at work is not waited for: see test_mail_agent)
+            opened = writer_module.Agent(io.BytesIO()).open({"root": str(root),
+                                                             "writer_wait": 0})
+        finally:
+            daemon.kill()
+            writer.kill()
+    assert (opened["recovered"], opened["cleaned"]) == (len(owed), 1)
+    assert sorted(ledger.read_text().splitlines()) == sorted(owed)
+    assert not (root / f"mailplan-pending-{daemon.pid}").exists()
+    assert not (root / "tmp" / f"mailplan-{daemon.pid}-1.tmp").exists()
+    # a writer still at work is left alone
+    assert (root / f"mailplan-pending-{writer.pid}").exists()
+    assert (root / "tmp" / f"mailplan-{writer.pid}-1.tmp").exists()

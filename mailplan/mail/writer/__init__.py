@@ -12,8 +12,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 
 ``O``* open      JSON ``{"root", "uid", "gid"}`` (or ``"owner": "parent"``: the owner of the
                  Maildir's parent, the user directory vadduser made): select a Maildir
-                 (created 0700 if missing), delete stale tmp files (those of dead
-                 processes) and append the ledger lines a killed writer owed (see
+                 (created 0700 if missing), delete stale tmp files (those of writers
+                 no longer running: a process that got a dead writer's id since is
+                 no writer) and append the ledger lines a killed writer owed (see
                  "mailplan-pending" below)
 ``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/

@@ -139,6 +139,20 @@ def _is_agent(pid: int) -> bool:
         return False
 
 
+def writer_alive(pid: int) -> bool:
+    """Whether the writer that named a file or a record after ``pid`` may still run: the
+    process runs, and is an agent or ``/proc`` cannot tell. A process that got the id
+    since (a daemon started after a reboot) is not that writer: what it left is a dead
+    writer's, to take up."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return AGENT_MARK in fh.read()
+    except OSError:  # not Linux, or not ours to read: as if it were one
+        return True
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` still runs. A zombie (exited, not yet reaped) counts as
     gone: an agent whose parent ended first is reparented to PID 1, and some PID 1s

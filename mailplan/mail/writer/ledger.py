@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 
 from mailplan.mail.writer.base import AgentBase
-from mailplan.mail.writer.fs import pid_alive, sync_filesystem
+from mailplan.mail.writer.fs import sync_filesystem, writer_alive
 from mailplan.mail.writer.proto import (
     DIGEST_RE,
     DIR_FLAGS,
@@ -43,12 +43,13 @@ class LedgerMixin(AgentBase):
         message no longer there at all (never renamed, or deleted since) adds nothing.
         Then its record goes. Return how many lines were added, and the ledger (with
         them; ``ledger_size`` is its size) when there was a record to read it for. The
-        record of a process still running is left alone, as its tmp/ files are
-        (``_clean_tmp``): it may be a writer still at work."""
+        record of a writer still running is left alone, as its tmp/ files are
+        (``_clean_tmp``): it may be at work (``writer_alive``: another process that
+        got a dead writer's id since is not one)."""
         stale = []
         for entry in os.listdir(self.root):
             m = PENDING_RE.match(entry)
-            if m and (int(m.group(1)) == self.pid or not pid_alive(int(m.group(1)))):
+            if m and (int(m.group(1)) == self.pid or not writer_alive(int(m.group(1)))):
                 stale.append(os.path.join(self.root, entry))
         if not stale:
             return 0, None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from mailplan.mail.writer.base import AgentBase
-from mailplan.mail.writer.fs import _is_agent, link_noreplace, pid_alive
+from mailplan.mail.writer.fs import _is_agent, link_noreplace, pid_alive, writer_alive
 from mailplan.mail.writer.proto import ANONYMOUS, TMP_RE
 
 
@@ -56,7 +56,7 @@ class TmpFilesMixin(AgentBase):
     def _clean_tmp(self) -> int:
         cleaned = 0
         for path, pid in list(self._tmp_files()):
-            if pid != self.pid and not pid_alive(pid):
+            if pid != self.pid and not writer_alive(pid):
                 os.unlink(path)
                 cleaned += 1
         return cleaned
