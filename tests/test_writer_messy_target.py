@@ -132,3 +132,26 @@ def test_what_a_dead_writer_left_is_taken_up_though_its_process_id_runs_again(tm
     # a writer still at work is left alone
     assert (root / f"mailplan-pending-{writer.pid}").exists()
     assert (root / "tmp" / f"mailplan-{writer.pid}-1.tmp").exists()
+
+
+def test_a_dead_writers_file_an_imap_server_removes_first_is_no_error(tmp_path, monkeypatch):
+    """The IMAP servers remove files of tmp/ older than 36 hours when they open a folder
+    (the Maildir rule dovecot and courier follow): a killed run's file, days old, may go
+    between the writer's look at tmp/ and its own removal. That stopped the open (the
+    import) with ``FileNotFoundError``."""
+    from mailplan.mail import agent as writer_module
+    from mailplan.mail.writer import tmpfiles
+
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    stale = root / "tmp" / "mailplan-999999999-1.tmp"
+    stale.write_bytes(b"half a message")
+
+    def imap_server_first(pid: int) -> bool:  # its clean-up runs right then
+        stale.unlink()
+        return False
+
+    monkeypatch.setattr(tmpfiles, "writer_alive", imap_server_first)
+    opened = writer_module.Agent(io.BytesIO()).open({"root": str(root)})
+    assert opened["cleaned"] == 0 and os.listdir(root / "tmp") == []

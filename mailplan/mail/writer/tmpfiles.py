@@ -57,7 +57,10 @@ class TmpFilesMixin(AgentBase):
         cleaned = 0
         for path, pid in list(self._tmp_files()):
             if pid != self.pid and not writer_alive(pid):
-                os.unlink(path)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:  # an IMAP server's tmp/ clean-up came first
+                    continue
                 cleaned += 1
         return cleaned
 
