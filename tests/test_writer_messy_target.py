@@ -155,3 +155,24 @@ def test_a_dead_writers_file_an_imap_server_removes_first_is_no_error(tmp_path, 
     monkeypatch.setattr(tmpfiles, "writer_alive", imap_server_first)
     opened = writer_module.Agent(io.BytesIO()).open({"root": str(root)})
     assert opened["cleaned"] == 0 and os.listdir(root / "tmp") == []
+
+
+def test_a_maildirsize_without_its_last_line_end_is_not_continued(tmp_path):
+    """A ``maildirsize`` whose last line has no end (written by hand with ``printf``, or
+    cut short): a batch's ``bytes count`` line was appended to it, and the recount kept
+    the result as the quota (``10485760S51 3``) for good. It starts a line of its own."""
+    root = tmp_path / "Maildir"
+    root.mkdir()
+    (root / "maildirsize").write_text("10485760S")
+    client = AgentClient(LocalAgent())
+    try:
+        client.open(str(root))
+        import_mbox(client, io.BytesIO(MBOX), dirname="")
+        client.sync()
+        counted = (root / "maildirsize").read_text()
+        recounted = client.refresh_quota()
+        client.quit()
+    finally:
+        client.pipe.kill()
+    assert counted == f"10485760S\n{recounted['bytes']} 3\n"
+    assert (root / "maildirsize").read_text() == counted

@@ -103,15 +103,15 @@ open until their batch is linked, so at most about half the open-file limit are 
 agent raises its soft limit to the hard one, at most 65,536); past that, and where
 ``O_TMPFILE`` or /proc is missing, a message is a named file ``mailplan-PID-SEQ.tmp``
 renamed into place.
-The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers every
-imported message, so one the user deleted later is not brought back. An append to it (or
-to ``maildirsize``) cut short, a full disk, is taken back, and one that follows a line a
-killed writer left without its end starts a new line. Before a sync makes
-a batch visible, its identities (``dir NUL sha256 NUL occurrence`` each, NUL-separated)
-go to ``mailplan-pending-PID`` (durable with the batch, removed once its ledger lines
-are): a writer killed between its renames and its ledger append leaves messages visible
-without ledger lines, and the next ``O`` appends the lines of those it finds visible (by
-identity: a mail reader may have renamed one since).
+The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers
+every imported message, so one the user deleted later is not brought back. An append to
+it (or to ``maildirsize``) cut short, a full disk, is taken back, and one that follows a
+line left without its end (a killed writer's, a file written by hand) starts a new line.
+Before a sync makes a batch visible, its identities (``dir NUL sha256 NUL occurrence``
+each, NUL-separated) go to ``mailplan-pending-PID`` (durable with the batch, removed
+once its ledger lines are): a writer killed between its renames and its ledger append
+leaves messages visible without ledger lines, and the next ``O`` appends the lines of
+those it finds visible (by identity: a mail reader may have renamed one since).
 
 Memory: the identities of each folder the agent writes (its files in new/ and cur/, its
 ledger lines, the messages queued) are held to discard one already present, each as the

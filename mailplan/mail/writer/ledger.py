@@ -129,14 +129,9 @@ class LedgerMixin(AgentBase):
                      0o600)
         try:
             self._own(fd)
-            data = "".join(lines).encode("utf-8")
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                # a line torn by a writer killed mid-append: its own line, which no reader
-                # takes (its batch's lines come again from the pending record), not the
-                # start of this one's first line
-                data = b"\n" + data
-            append_whole(fd, data)
+            # after a line torn by a writer killed mid-append: its own line, which no
+            # reader takes (its batch's lines come again from the pending record)
+            append_lines(fd, "".join(lines).encode("utf-8"))
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -216,9 +211,9 @@ class LedgerMixin(AgentBase):
                 count += 1
         if not count:
             return
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
         try:
-            append_whole(fd, f"{total} {count}\n".encode("ascii"))
+            append_lines(fd, f"{total} {count}\n".encode("ascii"))
         finally:
             os.close(fd)
 
@@ -256,6 +251,16 @@ class LedgerMixin(AgentBase):
 
 
 _SIZE_RE = re.compile(r",S=(\d+)")  # a message file name's size (Maildir++)
+
+
+def append_lines(fd: int, data: bytes) -> None:
+    """Append the lines ``data`` to ``fd`` (open ``O_RDWR | O_APPEND``) as
+    :func:`append_whole` does, on a line of their own: after a last line without its
+    end (cut short, or written so by hand), a line end first."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    append_whole(fd, data)
 
 
 def append_whole(fd: int, data: bytes) -> None:
