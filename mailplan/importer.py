@@ -38,6 +38,7 @@ from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import Identities, subscription_lines
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
+from mailplan.mail.writer.proto import OTHER_OWNER
 from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import maildir_of
 from mailplan.plan import Change
@@ -179,7 +180,7 @@ class MailImporter:
                                         prior=(job.begin.head, job.begin.tail),
                                         prior_at=job.begin.offset or job.begin.ends_from,
                                         ident=mb.ident)
-                opened = client.open(maildir_of(udir), owner_of_parent=True)
+                client, opened = self._open(udir)
                 # a read from a checkpoint sends every appended message: the writer drops one
                 # already there (the plan found few, if any), so the folder is not listed back
                 # here; a whole read skips what the folder holds rather than resend it
@@ -285,10 +286,24 @@ class MailImporter:
         is not an import (``what``: a flags update, a subscription), its failures mapped
         as an import's (:meth:`_writer_errors`)."""
         udir = self._user_dir(change)
-        client = self._agent()
         with self._writer_errors(step, what):
-            client.open(maildir_of(udir), owner_of_parent=True)
+            client, _opened = self._open(udir)
             yield client
+
+    def _open(self, udir: str) -> tuple[AgentClient, dict[str, Any]]:
+        """The writer, opened on the Maildir of user directory ``udir`` as its owner,
+        and what the open replied. A writer runs as one owner, the first Maildir's; a
+        Maildir of another (a domain made with ``vadddomain -i`` or ``-u``: its users'
+        directories are that owner's) gets a writer of its own, started in its place."""
+        client = self._agent()
+        try:
+            return client, client.open(maildir_of(udir), owner_of_parent=True)
+        except AgentFailed as exc:
+            if OTHER_OWNER not in exc.message:
+                raise
+        self._last_words()  # it said so, and ends
+        client = self._agent()
+        return client, client.open(maildir_of(udir), owner_of_parent=True)
 
     @contextlib.contextmanager
     def _writer_errors(self, step: str, what: str,

@@ -11,7 +11,9 @@ Protocol: every frame is ``type (1 byte) + length (4 bytes, big endian) + payloa
 Requests (only those marked * get a reply, so a mailbox streams without round trips):
 
 ``O``* open      JSON ``{"root", "uid", "gid"}`` (or ``"owner": "parent"``: the owner of the
-                 Maildir's parent, the user directory vadduser made): select a Maildir
+                 Maildir's parent, the user directory vadduser made, whom the writer
+                 runs as from then on: a Maildir of another owner later is refused,
+                 saying ``(one writer per owner)``): select a Maildir
                  (created 0700 if missing), delete stale tmp files (those of writers
                  no longer running: a process that got a dead writer's id since is
                  no writer) and append the ledger lines a killed writer owed (see

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 
 from mailplan.mail.writer.fs import FS_CODEC, LIBC, PR_SET_DUMPABLE, fd_budget
-from mailplan.mail.writer.proto import ANONYMOUS, DIR_FLAGS, AgentError, send
+from mailplan.mail.writer.proto import ANONYMOUS, DIR_FLAGS, OTHER_OWNER, AgentError, send
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
 if TYPE_CHECKING:  # annotations only
@@ -115,7 +115,7 @@ class AgentBase:
         if self.became is not None and self.became != (self.uid, self.gid):
             raise AgentError(f"the Maildir's parent {parent} belongs to uid {self.uid} "
                              f"gid {self.gid}, but this writer runs as uid "
-                             f"{self.became[0]} gid {self.became[1]} (one writer per owner)")
+                             f"{self.became[0]} gid {self.became[1]} {OTHER_OWNER}")
         if self.uid == 0:
             self._stay_root(parent)
             self.became = (self.uid, self.gid)

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import sys
 
 from mailplan.mail.writer.flags import FlagsMixin
@@ -27,6 +28,7 @@ from mailplan.mail.writer.proto import (
     LEDGER,
     MESSAGE,
     NAME_RE,
+    OTHER_OWNER,
     WRITER_WAIT,
     AgentError,
     fail,
@@ -58,7 +60,20 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         self.uid, self.gid = req.get("uid"), req.get("gid")
         created = False
         parent = os.path.dirname(self.root.rstrip("/"))
-        if not os.path.isdir(parent):
+        try:
+            there = stat.S_ISDIR(os.stat(parent).st_mode)
+        except PermissionError:
+            if self.became is None:
+                there = False
+            else:
+                # out of reach of the owner this writer switched to: another's, whose
+                # directories that owner may not enter (vadddomain -i: 0700, its own)
+                raise AgentError(f"the Maildir's parent {parent} is out of reach of uid "
+                                 f"{self.became[0]}, which this writer runs as "
+                                 f"{OTHER_OWNER}") from None
+        except OSError:
+            there = False
+        if not there:
             raise AgentError(f"parent of the Maildir does not exist: {parent}")
         if req.get("owner") == "parent":  # the user's directory, as vadduser made it
             st = os.stat(parent)

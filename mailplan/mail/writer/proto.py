@@ -31,6 +31,9 @@ DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Za-z]+)$")  # a line of ``G``'s "add"
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
+#: what ``O`` says of a Maildir of another owner than the one the writer switched to
+#: (the importer then opens it with a writer of its own)
+OTHER_OWNER = "(one writer per owner)"
 #: seconds ``O`` waits for another agent still finishing in the Maildir (see ``open``)
 WRITER_WAIT = 30.0
 HEADER = struct.Struct(">cI")
