@@ -95,3 +95,44 @@ def test_a_virtusertable_catch_all_to_several_destinations_bounces():
         ("warning", "/etc/vt:4", "virtusertable @example.com: the catch-all expands to 2 "
          "destinations; vdelivermail forwards to one address. Unknown recipients bounce "
          "instead")]
+
+
+@pytest.mark.parametrize(("aliases", "vt", "went", "mailboxes"), [
+    ("robert: carol\n", "", "carol@example.com", COM),
+    ("robert: bob, carol@remote.example\n", "", "robert's mailbox, carol@remote.example",
+     COM),
+    ("", "robert@example.com\tcarol\n", "carol@example.com", COM),
+    # the source's own robert is migrated as bert: the alias was never bob's either
+    ("robert: carol\n", "", "carol@example.com", {**COM, "robert": "bert"}),
+])
+def test_a_source_alias_named_like_a_renamed_users_new_name_is_not_its_qmail(
+        aliases, vt, went, mailboxes):
+    """bob is migrated as robert, and the source has an alias (or virtusertable line)
+    ``robert``: on sendmail it took only mail for robert@, never bob's. As the mailbox's
+    own .qmail it would take all of the mailbox's mail (bob's, and what ``staff``
+    delivers to bob): not carried over, with a warning; the mailbox keeps its mail."""
+    source = SourceRouting(
+        aliases=(parse_aliases(aliases + "staff: alice, bob\n", "/etc/aliases"),),
+        virtusertable=parse_virtusertable(vt, "/etc/vt") if vt else None)
+    plan = map_routing(source, [DomainRules("example.com", mailboxes, import_aliases=True)])
+    routing = plan.domains["example.com"]
+    assert routing.forwards == {}
+    assert routing.aliases == {"staff": ("&alice@example.com", "&robert@example.com")}
+    what, origin = ("virtusertable address", "/etc/vt:1") if vt else ("alias", "/etc/aliases:1")
+    assert [(s, o, m) for s, o, m in _told(plan) if s == "warning"] == [
+        ("warning", origin, f"{what} 'robert' is not carried over: robert is the mailbox "
+         "bob is migrated as, and as its .qmail it would take all of that mailbox's mail "
+         "(bob's own), where sendmail gave it only mail for robert; mail to "
+         f"robert@example.com now stays in that mailbox, where sendmail delivered it to "
+         f"{went} (forward the mailbox on the target if that is wanted)")]
+
+
+
+def test_a_login_migrated_under_its_name_in_lower_case_is_no_rename():
+    """Bob migrated as bob is no rename (sendmail looks local names up case-blind): the
+    alias ``bob`` took all of Bob's mail on sendmail and becomes the mailbox's .qmail."""
+    source = SourceRouting(aliases=(parse_aliases("bob: carol\n", "/etc/aliases"),))
+    mailboxes = {"alice": "alice", "Bob": "bob", "carol": "carol"}
+    plan = map_routing(source, [DomainRules("example.com", mailboxes, import_aliases=True)])
+    assert plan.domains["example.com"].forwards == {"bob": ("&carol@example.com",)}
+    assert plan.warnings == ()

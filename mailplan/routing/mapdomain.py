@@ -80,6 +80,10 @@ class _DomainMapper:
         self.through = through
         self.domain = rules.domain
         self.mailboxes = set(rules.mailboxes.values())
+        #: mailbox -> the source login renamed to it (on the source, the name was another)
+        kept = {mailbox for login, mailbox in rules.mailboxes.items() if login.lower() == mailbox}
+        self.renamed_from = {mailbox: login for login, mailbox in rules.mailboxes.items()
+                             if mailbox not in kept}
         self.aliases: dict[str, tuple[str, ...]] = {}
         self.forwards: dict[str, tuple[str, ...]] = {}
         self.origins: dict[str, Origin] = {}
@@ -226,6 +230,9 @@ class _DomainMapper:
                           "not deliver it", origin)
         if not lines or lines == [OWN_MAILDIR] or self.forwards.get(name) == tuple(lines):
             return  # nothing to write, or what its ~/.forward says already
+        if what != "forward" and name in self.renamed_from:
+            self._renamed_over(name, lines, origin, what)
+            return
         longest = max(len(line.encode()) for line in lines)
         if longest > MAX_FORWARD_LINE:
             self.resolver.warn(f"{what} {name!r} cannot be the mailbox's .qmail on vpopmail: "
@@ -238,6 +245,22 @@ class _DomainMapper:
             self.resolver.note(f"{what} {name!r} replaces the mailbox's ~/.forward, as in "
                                "sendmail (aliases are expanded before ~/.forward)", origin)
         self._keep(self.forwards, name, lines, origin)
+
+    def _renamed_over(self, name: str, lines: list[str], origin: Origin | None,
+                      what: str) -> None:
+        """A source alias (or virtusertable address) named like the mailbox a user is
+        renamed to: sendmail gave it mail for that name only; the mailbox's .qmail would
+        take all of the renamed user's mail. Not carried over: the mailbox keeps it."""
+        login = self.renamed_from[name]
+        went = ", ".join(f"{name}'s mailbox" if line == OWN_MAILDIR
+                         else "/dev/null" if line == DISCARD else line.removeprefix("&")
+                         for line in lines)
+        self.resolver.warn(
+            f"{what} {name!r} is not carried over: {name} is the mailbox {login} is "
+            "migrated as, and as its .qmail it would take all of that mailbox's mail "
+            f"({login}'s own), where sendmail gave it only mail for {name}; mail to "
+            f"{name}@{self.domain} now stays in that mailbox, where sendmail delivered it "
+            f"to {went} (forward the mailbox on the target if that is wanted)", origin)
 
     def _put_alias(self, name: str, lines: list[str], origin: Origin | None,
                    what: str) -> None:
