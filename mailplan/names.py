@@ -39,9 +39,15 @@ def domain_problem(name: str) -> str | None:
     return None
 
 
-def user_problem(name: str) -> str | None:
-    """Why ``name`` is not an acceptable mailbox or alias name, or None."""
-    if len(name) < 2:
+def user_problem(name: str, *, alias: bool = False) -> str | None:
+    """Why ``name`` is not an acceptable mailbox (or, ``alias``, alias) name, or None.
+
+    vadduser refuses a one-character user (USERS_BIG_DIR: its directory would be named
+    like a hashed one); valias, which writes ``.qmail-NAME``, takes a one-character alias.
+    """
+    if not name:
+        return "an empty name"
+    if len(name) < 2 and not alias:
         return "vpopmail rejects one-character user names"
     if len(name) > 64:
         return "vpopmail limits user names to 64 characters"

@@ -372,12 +372,26 @@ def test_explicit_aliases_use_target_names_and_resolve(alias, lines):
     ("default", "catch-all or wildcard"),
     ("list-default", "catch-all or wildcard"),
     ("bad;name", "characters vpopmail rejects"),
-    ("x", "one-character"),
+    ("-x", "read as an option"),
 ])
 def test_explicit_alias_names_are_validated(name, words):
     alias = ExplicitAlias(name, ("alice",), Origin("mailplan.yaml", 14))
     with pytest.raises(RoutingError, match=rf"^mailplan.yaml:14: .*{words}"):
         _plan(DomainRules("example.com", COM, aliases=(alias,)))
+
+
+def test_a_one_character_alias_is_one_valias_takes():
+    """vadduser refuses a one-character user (vpopmail's USERS_BIG_DIR: its directory
+    would be named like a hashed one); valias writes .qmail-x and takes it (valias_insert
+    checks the name's characters and length, not a shortest one): ``x: alice`` from the
+    aliases file and a spec alias ``j`` are carried over, not refused."""
+    source = SourceRouting(aliases=(parse_aliases("x: alice\n", "/etc/aliases"),))
+    spec = ExplicitAlias("J", ("carol",), Origin("mailplan.yaml", 14))
+    plan = map_routing(source, [DomainRules("example.com", COM, import_aliases=True,
+                                            aliases=(spec,))])
+    assert plan.domains["example.com"].aliases == {"x": ("&alice@example.com",),
+                                                   "j": ("&carol@example.com",)}
+    assert plan.warnings == ()
 
 
 def test_address_in_migrated_domain_that_does_not_exist_warns():

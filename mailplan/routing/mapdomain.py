@@ -53,7 +53,7 @@ def alias_name_problem(name: str) -> str | None:
     """Why vpopmail (or qmail-local) cannot carry an alias of this name, or None."""
     if name == "default" or name.endswith("-default"):
         return "qmail-local would read .qmail-" + name + " as a catch-all or wildcard"
-    return user_problem(name)
+    return user_problem(name, alias=True)
 
 
 def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
