@@ -8,7 +8,8 @@ reads this source from stdin; whatever stdin holds after it is this program's in
 Modes (``sys.argv[2:]``):
 
 ``dump QUEUE STATUS [MESS [ID]]``
-    Walk QUEUE (itself followed if it is a symlink) without following symlinks below it
+    Walk QUEUE (itself followed if it is a symlink) without following symlinks below it,
+    depth first in name order but todo, intd and mess first (see :data:`FIRST`),
     and print, for every directory, file and named pipe,
     a record ``E type mode uid gid inode nlink size mtime ctime owner group pathlen datalen
     atime`` followed by the relative path and the data bytes (owner and group are
@@ -64,6 +65,13 @@ if "apply" not in globals():  # and actions.py (apply mode) then
     from mailplan.queue.actions import apply
 
 ENVELOPE_AREAS = ("info", "local", "remote", "todo", "intd")
+#: The areas walked first, in this order (then the others by name): qmail-send works on
+#: while the walk goes on, and each area is read before those a message moves to next.
+#: A message it preprocesses meanwhile (info/ and local/remote/ written, then todo/ and
+#: intd/ removed) is seen in todo/ or in info/, never in neither (with recipients: "no
+#: info file"); one it finishes (local/remote/, info/, then mess/ removed) is seen with
+#: its mess file or not at all, never as an info/ file without it (an orphan).
+FIRST = ("todo", "intd", "mess")
 HEADER_LIMIT = 65536
 USERS = ("qmailq", "qmails", "qmailr", "qmaild", "qmaill", "qmailp", "alias")
 GROUPS = ("qmail", "nofiles")
@@ -173,8 +181,8 @@ def _header(out: typing.BinaryIO, queue: str, status: str) -> bool:
 
 
 class _Walk:
-    """One dump's walk of QUEUE, depth first in name order, writing an ``E`` record for
-    each object it sees.
+    """One dump's walk of QUEUE, depth first in name order (but :data:`FIRST`), writing
+    an ``E`` record for each object it sees.
 
     What could not be seen makes the dump fail (exit 1): an area the reader may not
     list would otherwise pass for an empty one, and a preprocessed message whose
@@ -228,8 +236,9 @@ class _Walk:
         if wanted or is_dir:
             _record(self.out, rel, st, data)
         names = self._try("list", full_path, os.listdir) if is_dir else None
-        return [os.path.join(rel, child) if rel else child
-                for child in sorted(names or (), reverse=True)]
+        order = sorted(names or (), key=lambda name: (
+            FIRST.index(name) if not rel and name in FIRST else len(FIRST), name))
+        return [os.path.join(rel, child) if rel else child for child in reversed(order)]
 
 
 def _tell_unseen(unseen: list[str]) -> None:

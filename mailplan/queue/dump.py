@@ -177,7 +177,19 @@ def _parse(reader: _Reader, queue_dir: str) -> Dump:
                 group=_shared(known, _name(fields[11])), data=body, atime=int(fields[14]))
         else:
             raise DumpFormatError(f"unknown record {' '.join(fields)[:80]!r} in queue dump")
+    dump.entries = _in_name_order(dump.entries)
     return dump
+
+
+def _in_name_order(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """``entries`` as a walk of the queue in name order would give them. The agent walks
+    todo/, intd/ and mess/ first (qmail-send moves messages on meanwhile: see its
+    ``FIRST``), each area in name order; put back in name order, everything made of a
+    dump (the order of check's problems, say) is as it always was."""
+    areas: dict[str, list[str]] = {}
+    for path in entries:
+        areas.setdefault(path.partition("/")[0], []).append(path)
+    return {path: entries[path] for area in sorted(areas) for path in areas[area]}
 
 
 class _Streamed:
