@@ -1808,6 +1808,25 @@ def test_a_file_every_sync_appends_to_that_the_owner_may_not_write_is_refused_wh
     assert list((home / "Maildir" / "cur").iterdir()) == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+def test_a_file_of_the_owner_whose_mode_forbids_writing_is_named_by_its_mode(reachable):
+    """The owner's own maildirsize made read-only (chmod 0400): the refusal names the
+    mode, not an owner that is right."""
+    home = _user_dir(reachable)
+    size = home / "Maildir" / "maildirsize"
+    size.write_text("10485760S\n0 0\n")
+    os.chown(size, 4242, 4242)
+    size.chmod(0o400)
+    agent = LocalAgent()
+    try:
+        with pytest.raises(AgentError, match=r"Maildir/maildirsize has mode 0400, and the "
+                           r"writer, running as the owner of .* \(uid 4242\), may not "
+                           r"write it: chmod u\+rwX it"):
+            AgentClient(agent).open(str(home / "Maildir"), owner_of_parent=True)
+    finally:
+        agent.kill()
+
+
 def test_keyword_letters_added_by_flags_reach_courier_unless_courier_opened_the_folder(
         client, tmp_path):
     """``G`` may add keyword letters (a label set on the old server after the import):

@@ -104,11 +104,15 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         for path, mode in [(d, os.W_OK | os.X_OK) for d in dirs] + \
                 [(f, os.R_OK | os.W_OK) for f in files]:
             if os.path.exists(path) and not os.access(path, mode):
+                st = os.stat(path)
+                theirs = st.st_uid == self.uid  # then its mode forbids it
                 raise AgentError(
-                    f"{path} is uid {os.stat(path).st_uid}'s, and the writer, running "
-                    f"as the owner of {parent} (uid {self.uid}), may not write "
+                    (f"{path} has mode {stat.S_IMODE(st.st_mode):04o}" if theirs
+                     else f"{path} is uid {st.st_uid}'s")
+                    + f", and the writer, running as the owner of {parent} (uid "
+                    f"{self.uid}), may not write "
                     + ("there (nor could vpopmail deliver there)" if path in dirs else "it")
-                    + ": chown -R the Maildir to that owner")
+                    + (": chmod u+rwX it" if theirs else ": chown -R the Maildir to that owner"))
 
     def folder(self, req: dict[str, Any]) -> None:
         path = self._folder_path(req["dir"])
