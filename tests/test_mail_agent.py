@@ -1809,6 +1809,28 @@ def test_a_file_every_sync_appends_to_that_the_owner_may_not_write_is_refused_wh
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize("name", ["maildirsize", "mailplan-ledger"])
+def test_a_file_every_sync_appends_to_that_is_no_file_is_refused_when_opened(
+        reachable, name, kind):
+    """A named pipe where maildirsize or the ledger belongs hung the writer at its first
+    sync, a directory failed it once a batch was visible: refused at the open, named."""
+    home = _user_dir(reachable)
+    path = home / "Maildir" / name
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    os.chown(path, 4242, 4242)
+    agent = LocalAgent()
+    try:
+        with pytest.raises(AgentError, match=f"Maildir/{name} is not a regular file"):
+            client = AgentClient(agent)
+            client.open(str(home / "Maildir"), owner_of_parent=True)
+            import_mbox(client, io.BytesIO(MBOX), dirname="")
+    finally:
+        agent.kill()
+    assert list((home / "Maildir" / "new").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
 def test_a_file_of_the_owner_whose_mode_forbids_writing_is_named_by_its_mode(reachable):
     """The owner's own maildirsize made read-only (chmod 0400): the refusal names the
     mode, not an owner that is right."""

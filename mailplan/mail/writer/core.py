@@ -101,6 +101,12 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         would make one more visible before failing."""
         dirs = [self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))]
         files = [os.path.join(self.root, name) for name in (LEDGER, "maildirsize")]
+        for path in files:  # a named pipe would hang the sync that opens it
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    raise AgentError(f"{path} is not a regular file: the writer appends to "
+                                     "it at every sync; move it away (vpopmail's own "
+                                     "maildirsize is a file)")
         for path, mode in [(d, os.W_OK | os.X_OK) for d in dirs] + \
                 [(f, os.R_OK | os.W_OK) for f in files]:
             if os.path.exists(path) and not os.access(path, mode):
