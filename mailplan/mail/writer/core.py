@@ -109,7 +109,8 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
                                      "maildirsize is a file)")
         for path, mode in [(d, os.W_OK | os.X_OK) for d in dirs] + \
                 [(f, os.R_OK | os.W_OK) for f in files]:
-            if os.path.exists(path) and not os.access(path, mode):
+            there = os.path.isdir(path) if path in dirs else os.path.exists(path)
+            if there and not os.access(path, mode):
                 st = os.stat(path)
                 theirs = st.st_uid == self.uid  # then its mode forbids it
                 raise AgentError(
