@@ -77,3 +77,28 @@ def test_a_hash_longer_than_vpopmail_stores_is_not_usable():
     info = classify(LONG_YESCRYPT)
     assert not info.usable and "128" in info.detail, info
     assert classify(LONG_YESCRYPT[:7] + LONG_YESCRYPT[10:]).usable  # 128 bytes: fine
+
+
+# Hashes of "HashPass123" as crypt(3) on Debian 12 (libxcrypt 4.4.33, the reference
+# server's) writes them or refuses them: (value, whether crypt("HashPass123", value)
+# gives the value back, i.e. vchkpw lets the user in).
+_BCRYPT = "$2b$05$abcdefghijklmnopqrstuum6FNa150ybBpofzWRdL2wYxVBNQ1LEu"
+LIBXCRYPT = [
+    ("sha1crypt", "$sha1$4000$abcdefgh$W56oRXBm9dCLSx4xj93gPx1vETFy", True),  # NetBSD's
+    ("bcrypt2x", "$2x$" + _BCRYPT[4:], True),  # crypt_blowfish's 8-bit compatible prefix
+    ("bcrypt2", "$2$" + _BCRYPT[4:], False),  # libxcrypt returns "*0": no such scheme
+    ("bcrypt-salt-padding", _BCRYPT[:28] + "v" + _BCRYPT[29:], False),  # "u" once computed
+    ("bcrypt2x-salt-padding", "$2x$" + _BCRYPT[4:28] + "w" + _BCRYPT[29:], False),
+    ("nthash", "$3$$fc70066021968ff79a69872345628e64", True),
+    ("nthash-capitals", "$3$$FC70066021968FF79A69872345628E64", False),
+]
+
+
+@pytest.mark.parametrize("name, value, authenticates", LIBXCRYPT,
+                         ids=[c[0] for c in LIBXCRYPT])
+def test_usable_exactly_when_libxcrypt_verifies_it(name, value, authenticates):
+    info = classify(value)
+    assert info.usable is authenticates, info
+    assert value[5:] not in info.detail
+    # and a clear password is never taken to match a hash vpopmail cannot verify
+    assert verify("HashPass123", value) in ((True, None) if authenticates else (False,))

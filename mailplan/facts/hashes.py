@@ -3,11 +3,13 @@
 vpopmail hands the stored hash to the system's crypt(3) (libxcrypt on Debian 12), so it
 verifies every scheme libxcrypt knows and nothing else
 (reference/vpopmail/05-password-hashes-and-vchkpw.md): DES, BSDi, MD5-crypt, SHA-256,
-SHA-512, bcrypt ($2a$/$2b$/$2y$), yescrypt, gost-yescrypt, scrypt ($7$), SunMD5 and
-NT ($3$). Apache's $apr1$, bare hex digests, {MD5} LDAP values and plain text do not
-authenticate. passlib (libpass) identifies the schemes it implements; yescrypt,
-gost-yescrypt and libxcrypt's $7$ scrypt, which passlib does not implement, are
-recognised by their documented formats.
+SHA-512, NetBSD's SHA-1 crypt ($sha1$), bcrypt ($2a$/$2b$/$2y$, and crypt_blowfish's
+$2x$), yescrypt, gost-yescrypt, scrypt ($7$), SunMD5 and NT ($3$, its digest in lower
+case: libxcrypt compares the one it computes). Apache's $apr1$, bare hex digests, {MD5}
+LDAP values, plain text and bcrypt's original $2$ prefix (libxcrypt has no such scheme)
+do not authenticate. passlib (libpass) identifies the schemes it implements; yescrypt,
+gost-yescrypt, libxcrypt's $7$ scrypt and $2x$ bcrypt, which passlib does not implement,
+are recognised by their documented formats.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mailplan.names import MAX_HASH
 
 # Schemes libxcrypt verifies, by passlib handler name.
 _CRYPT = CryptContext(schemes=[
-    "sha512_crypt", "sha256_crypt", "md5_crypt", "bcrypt", "bsdi_crypt",
+    "sha512_crypt", "sha256_crypt", "sha1_crypt", "md5_crypt", "bcrypt", "bsdi_crypt",
     "sun_md5_crypt", "bsd_nthash", "des_crypt",
 ])
 # Hash formats vpopmail stores but cannot verify (identified only to name them).
@@ -32,9 +34,14 @@ _XCRYPT_ONLY = [
     ("yescrypt", re.compile(rf"^\$y\${_B64}+\${_B64}*\${_B64}{{43}}$")),
     ("gost_yescrypt", re.compile(rf"^\$gy\${_B64}+\${_B64}*\${_B64}{{43}}$")),
     ("scrypt_7", re.compile(rf"^\$7\${_B64}{{11,}}\${_B64}{{43}}$")),
+    # crypt_blowfish's $2x$ (its pre-2011 handling of 8-bit passwords), cost 04 to 31,
+    # its salt's last character one libxcrypt keeps (:func:`_refused_by_libxcrypt`)
+    ("bcrypt_x", re.compile(rf"^\$2x\$(0[4-9]|[12][0-9]|3[01])\${_B64}{{21}}[.Oeu]"
+                            rf"{_B64}{{31}}$")),
 ]
 _LABELS = {
     "sha512_crypt": "SHA-512 crypt", "sha256_crypt": "SHA-256 crypt",
+    "sha1_crypt": "SHA-1 crypt", "bcrypt_x": "bcrypt",
     "md5_crypt": "MD5 crypt", "bcrypt": "bcrypt", "bsdi_crypt": "BSDi crypt",
     "sun_md5_crypt": "SunMD5", "bsd_nthash": "NT hash", "des_crypt": "DES crypt",
     "yescrypt": "yescrypt", "gost_yescrypt": "gost-yescrypt", "scrypt_7": "scrypt",
@@ -75,11 +82,13 @@ def classify(value: str) -> HashInfo:
         if pattern.match(value):
             return HashInfo("ok", name, _LABELS[name])
     scheme = _CRYPT.identify(value)
+    if refused := _refused_by_libxcrypt(scheme, value):
+        return refused
     if scheme is not None and not (scheme == "des_crypt" and value.startswith("$")):
         handler = _CRYPT.handler(scheme)
         try:
             if scheme == "bsd_nthash":  # a prefix wrapper without from_string()
-                if not re.fullmatch(r"\$3\$\$[0-9a-fA-F]{32}", value):
+                if not re.fullmatch(r"\$3\$\$[0-9a-f]{32}", value):
                     raise ValueError(value[:4])
             elif not handler.from_string(value).checksum:
                 raise ValueError("no checksum")
@@ -97,8 +106,34 @@ def classify(value: str) -> HashInfo:
     return HashInfo("malformed", None, "not a crypt(3) hash")
 
 
+def _refused_by_libxcrypt(scheme: str | None, value: str) -> HashInfo | None:
+    """What passlib takes for a hash of a scheme it knows and libxcrypt never verifies:
+    bcrypt's original ``$2$`` prefix (libxcrypt has ``$2a$``, ``$2b$``, ``$2x$`` and
+    ``$2y$`` only), a bcrypt salt whose last character has padding bits set (as passlib
+    before 1.5.3 wrote them: libxcrypt clears them in the hash it computes, which then
+    differs from the one stored), and an NT hash written in capitals (libxcrypt compares
+    the lower-case digest it computes)."""
+    if scheme == "bcrypt" and value.startswith("$2$"):
+        return HashInfo("unsupported", scheme, "bcrypt with its original $2$ prefix, which "
+                        "vpopmail's crypt(3) (libxcrypt) cannot verify")
+    if scheme == "bcrypt" and len(value) == 60 and value[28] not in ".Oeu":
+        return HashInfo("unsupported", scheme, "bcrypt whose salt has padding bits set in "
+                        "its last character, which vpopmail's crypt(3) (libxcrypt) clears: "
+                        "the hash it computes never matches this one")
+    if scheme == "bsd_nthash" and re.fullmatch(r"\$3\$\$[0-9a-fA-F]{32}", value) \
+            and value != value.lower():
+        return HashInfo("unsupported", scheme, "an NT hash written in capitals, which "
+                        "vpopmail's crypt(3) (libxcrypt) never matches: it compares the "
+                        "lower-case digest it computes")
+    return None
+
+
 def verify(clear: str, stored: str) -> bool | None:
-    """Whether ``clear`` matches ``stored``; None when passlib cannot check this scheme."""
+    """Whether ``clear`` matches ``stored``; None when passlib cannot check this scheme.
+    A stored value vpopmail cannot verify (:func:`classify`) matches nothing: no password
+    logs in with it, whatever passlib would say."""
+    if not classify(stored).usable:
+        return False
     scheme = _CRYPT.identify(stored)
     if scheme is None:
         return None
