@@ -307,15 +307,23 @@ def _dict_of(value: Any, each: type | Callable[[Any], bool]) -> bool:
 
 
 def _checkpoint_ok(checkpoint: Any) -> bool:
-    """Whether a mailbox's checkpoint holds its offsets as the plan reads them: a whole
-    number ``offset``, and ``ends`` (where earlier reads ended, absent in older state
-    files) a list of whole numbers after byte 0 and not after ``offset``. A damaged
-    ``ends`` ignored would cost that record silently, and a message be imported twice."""
+    """Whether a mailbox's checkpoint (none: ``{}``) holds what the plan reads of it:
+    the source file's ``path`` and ``inode``, ``head`` and ``tail`` (the digests of its
+    bytes there), a whole number ``offset``, ``count`` (messages through it) a whole
+    number too, and ``ends`` (where earlier reads ended, absent in older state files) a
+    list of whole numbers after byte 0 and not after ``offset``. A damaged ``ends``
+    ignored would cost that record silently, and a message be imported twice."""
     if not isinstance(checkpoint, dict):
         return False
-    offset, ends = checkpoint.get("offset", 0), checkpoint.get("ends", [])
-    return type(offset) is int and offset >= 0 and isinstance(ends, list) and all(
-        type(end) is int and 0 < end <= offset for end in ends)
+    if not checkpoint:
+        return True
+    offset, ends = checkpoint.get("offset"), checkpoint.get("ends", [])
+    count = checkpoint.get("count", 0)
+    return (isinstance(checkpoint.get("path"), str) and type(checkpoint.get("inode")) is int
+            and all(isinstance(checkpoint.get(k), str) for k in ("head", "tail"))
+            and type(count) is int and count >= 0
+            and type(offset) is int and offset >= 0 and isinstance(ends, list) and all(
+                type(end) is int and 0 < end <= offset for end in ends))
 
 
 def _check_version(path: Path, data: Any) -> None:

@@ -32,7 +32,8 @@ def make_state(path):
                  {"mailbox": "alice@example.com/INBOX", "imported": 2000, "bytes": 4096})
     state.record("create-mailbox:alice@example.com/INBOX",
                  {"mailbox": "alice@example.com/INBOX", "imported": 5, "bytes": 10,
-                  "checkpoint": {"offset": 99}})
+                  "checkpoint": {"path": "/var/mail/alice", "inode": 7, "offset": 99,
+                                 "head": "h", "tail": "t", "count": 5}})
     state.record("create-mailbox:alice@example.com/Work",
                  {"mailbox": "alice@example.com/Work", "imported": 3, "bytes": 30})
     state.finish("ok", {"changes_done": 5, "changes_planned": 5})
@@ -197,7 +198,8 @@ def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path)
     state.begin("plan-2")
     state.record("checkpoint alice@example.com/INBOX",
                  {"mailbox": "alice@example.com/INBOX",
-                  "checkpoint": {"offset": 9000, "count": 4000}})
+                  "checkpoint": {"path": "/var/mail/alice", "inode": 7, "offset": 9000,
+                                 "head": "h", "tail": "t", "count": 4000}})
     state.finish("ok", {"changes_done": 0, "changes_planned": 0})
     text = mailplan("show", str(path), check=True).stdout
     assert ("  alice@example.com: 2000 message(s), 3.9K (INBOX 2000); 2000 more found "

@@ -17,6 +17,14 @@ from mailplan.routing.managed import managed_routing
 from mailplan.state import State, locked
 
 
+def checkpoint(offset: object, **more: object) -> dict[str, object]:
+    """A mailbox's checkpoint as an import records it (``more`` replaces its fields, a
+    None one left out)."""
+    return {key: value for key, value in {
+        "path": "/var/mail/x", "inode": 7, "offset": offset, "head": "h" * 64,
+        "tail": "t" * 64, "count": 1, **more}.items() if value is not None}
+
+
 def test_new_state_has_lineage_and_is_written_0600(tmp_path):
     path = tmp_path / "s.json"
     state = State.load(path)
@@ -56,7 +64,7 @@ def test_a_deleted_user_or_domain_takes_its_mail_records_with_it(tmp_path):
                 "carol@other.example/INBOX", "carol@other.example/x@example.com/y",
                 "alice@example.com.au/INBOX"):
         state.record(f"create-mailbox:{key}", {"mailbox": key, "imported": 1, "bytes": 9,
-                                               "checkpoint": {"offset": 9}})
+                                               "checkpoint": checkpoint(9)})
     state.record("delete-user:alice@example.com",
                  {"domain": "example.com", "user": "alice", "deleted": True})
     assert sorted(state.mail()) == ["alice@example.com.au/INBOX", "bob@example.com/INBOX",
@@ -80,7 +88,7 @@ def test_a_user_or_domain_made_anew_forgets_the_mail_of_the_maildir_deleted_by_h
     for key in ("bob@example.com/INBOX", "bob@example.com/Sent", "ann@example.com/INBOX",
                 "bob@other.example/INBOX", "carl@gone.example/INBOX"):
         state.record(f"create-mailbox:{key}", {"mailbox": key, "imported": 1, "bytes": 9,
-                                               "checkpoint": {"offset": 9}})
+                                               "checkpoint": checkpoint(9)})
     state.record("create-user:bob@example.com",
                  {"domain": "example.com", "user": "bob", "created": True})
     assert sorted(state.mail()) == ["ann@example.com/INBOX", "bob@other.example/INBOX",
@@ -173,11 +181,21 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
     # a checkpoint's offsets: read as numbers, a wrong "ends" would silently cost the
     # record of where reads ended (a message imported twice)
     *[(json.dumps({"format_version": 1, "lineage": "x", "serial": 0, "managed": {},
-                   "history": [], "mail": {"x@a.example/INBOX": {"checkpoint": {
-                       "offset": offset, "ends": ends}}}}),
+                   "history": [], "mail": {"x@a.example/INBOX": {"checkpoint": checkpoint(
+                       offset, ends=ends)}}}),
        "the state file's 'mail' does not hold mailboxes")
       for offset, ends in (("99", []), (99, "50"), (99, [True]), (99, [0]), (99, [100]),
                            (99, ["50"]), (99, [50.0]), (-1, []))],
+    # the rest of what the plan reads of a checkpoint (it ended in a traceback)
+    *[(json.dumps({"format_version": 1, "lineage": "x", "serial": 0, "managed": {},
+                   "history": [], "mail": {"x@a.example/INBOX": {"checkpoint": checkpoint(
+                       None if field == "offset" else 99,
+                       **({} if field == "offset" else {field: wrong}))}}}),
+       "the state file's 'mail' does not hold mailboxes")
+      for field, wrong in (("path", None), ("path", 3), ("inode", None), ("inode", "7"),
+                           ("head", None), ("head", []), ("tail", None), ("tail", 1),
+                           ("offset", None), ("count", "x"), ("count", -1),
+                           ("count", 1.5))],
 ])
 def test_bad_state_refused_with_recovery_advice(tmp_path, content, message):
     path = tmp_path / "s.json"
