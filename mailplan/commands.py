@@ -24,7 +24,7 @@ from mailplan.desired import Desired, DesiredUser, Password
 from mailplan.diff import catchall_line, password_matches
 from mailplan.errors import CommandTimeout, StepFailed
 from mailplan.facts.hashes import classify, make_hash
-from mailplan.facts.vpopmail import parse_vuserinfo, user_from_fields
+from mailplan.facts.vpopmail import HASH_CHARS, parse_vuserinfo, user_from_fields
 from mailplan.names import MAX_HASH, quota_field
 from mailplan.plan import Change
 from mailplan.remote import ShellSession
@@ -163,31 +163,43 @@ def create_domain(r: _Runner, change: Change) -> dict[str, Any]:
 #: that is there already (reference/vpopmail/17-exit-codes-summary.md)
 DIR_EXISTS = "User's directory already exists"
 
-#: removes $1 when it holds only empty directories and vadduser's ``lastauth`` (what a
-#: vadduser cut between its mkdir and its vpasswd line leaves: no mail can be in it);
-#: exit 4 when it holds anything else, leaving it untouched, and 3 when it is no
-#: directory (mkdir failed for another reason). Never follows a link.
-CLEAR_LEFTOVER = ('[ -d "$1" ] && [ ! -L "$1" ] || exit 3; '
-                  'f=$(find "$1" -mindepth 1 ! -type d -print); '
-                  '[ -z "$f" ] || [ "$f" = "$1/lastauth" ] || exit 4; '
-                  'rm -f -- "$1/lastauth" && find "$1" -depth -type d -empty -delete '
-                  '&& [ ! -e "$1" ]')
+#: removes every directory of user $2's in domain directory $1 (there, or in one of its
+#: hashed sub-directories, 0/, 0/1/, ... one character each, past 100 users: bigdir.c;
+#: a vadduser cut short does not give its slot back, so the next one tries the same
+#: sub-directory until that is full) when each holds only empty directories and
+#: vadduser's ``lastauth`` (what a vadduser cut between its mkdir and its vpasswd line
+#: leaves: no mail can be in it); exit 4, printing its path and removing none, when one
+#: holds anything else, and 3 when there is none (mkdir failed for another reason).
+#: Never follows a link.
+CLEAR_LEFTOVER = (f'h="[{HASH_CHARS}]"; '
+                  'set -- "$1/$2" "$1"/$h/"$2" "$1"/$h/$h/"$2" "$1"/$h/$h/$h/"$2"; k=0; '
+                  'for u; do [ -d "$u" ] && [ ! -L "$u" ] && [ ! -L "${u%/*}" ] || continue; '
+                  'f=$(find "$u" -mindepth 1 ! -type d -print); '
+                  '[ -z "$f" ] || [ "$f" = "$u/lastauth" ] || { printf "%s\\n" "$u"; exit 4; }; '
+                  'k=$((k+1)); done; [ "$k" -gt 0 ] || exit 3; '
+                  'for u; do [ -d "$u" ] && [ ! -L "$u" ] && [ ! -L "${u%/*}" ] || continue; '
+                  'rm -f -- "$u/lastauth" && find "$u" -depth -type d -empty -delete '
+                  '&& [ ! -e "$u" ] || exit 5; done')
 
 
-def _clear_leftover_dir(r: _Runner, udir: str, refused: StepFailed) -> None:
+def _clear_leftover_dir(r: _Runner, domain: str, name: str, refused: StepFailed) -> None:
     """vadduser refused a user whose directory is there without an account: remove that
-    directory when it cannot hold mail (a vadduser cut short by a kill or a dropped
-    connection leaves it, and would otherwise refuse the user at every run)."""
-    res = r.session.run(Cmd.of("sh", "-c", CLEAR_LEFTOVER, "sh", udir).render())
+    directory (in the domain's directory or a hashed sub-directory of it) when it cannot
+    hold mail (a vadduser cut short by a kill or a dropped connection leaves it, and
+    would otherwise refuse the user at every run)."""
+    ddir = r.domain_dir(domain)
+    res = r.session.run(Cmd.of("sh", "-c", CLEAR_LEFTOVER, "sh", ddir, name).render())
     if res.returncode == 3:
         raise refused
     if res.returncode == 4:
+        udir = res.stdout.decode("utf-8", "replace").strip() or f"{ddir}/{name}"
         raise r.fail(f"{udir} is there without an account (left by a vadduser cut short, "
                      "or made by hand) and holds files, so vadduser refuses the user: look "
                      "at it, move it away and apply again")
     if res.returncode != 0:
-        raise r.fail(f"vadduser failed: {DIR_EXISTS}, and {udir} could not be removed "
-                     f"(exit {res.returncode}): {_words(res, r.secrets)}")
+        raise r.fail(f"vadduser failed: {DIR_EXISTS}, and the directory {name!r} left in "
+                     f"{ddir} could not be removed (exit {res.returncode}): "
+                     f"{_words(res, r.secrets)}")
 
 
 def create_user(r: _Runner, change: Change) -> dict[str, Any]:
@@ -204,7 +216,7 @@ def create_user(r: _Runner, change: Change) -> dict[str, Any]:
     except StepFailed as exc:
         if DIR_EXISTS not in exc.message:
             raise
-        _clear_leftover_dir(r, f"{r.domain_dir(user.domain)}/{user.name}", exc)
+        _clear_leftover_dir(r, user.domain, user.name, exc)
         r.run(Cmd.of(*argv))
     _check_user(r, user, password=user.password, made=True)
     return {"domain": user.domain, "user": user.name, "created": True}

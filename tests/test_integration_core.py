@@ -700,6 +700,34 @@ def test_a_user_directory_holding_files_is_never_removed(tmp_path, target):
             "by hand) and holds files") in applied.stderr, applied.stderr
 
 
+def test_a_user_directory_left_in_a_hashed_sub_directory_is_replaced(tmp_path, target):
+    """Past 100 users vpopmail makes a new user's directory in a hashed sub-directory
+    (0/, 1/, ...): a vadduser cut short leaves it there, and the next vadduser tries the
+    same sub-directory (the slot is not given back), so it must be found there."""
+    src = make_source(tmp_path / "source", [SourceAccount("u1", 1001, "U 1", "pw1")])
+    domain = unique_domain("hcut")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    assert target.tool("vadddomain", domain, "Pm-pass-1").returncode == 0
+    for i in range(100):
+        assert target.tool("vadduser", f"f{i:02d}@{domain}", "Fill-pass-1").returncode == 0
+    # the slot the next user gets: a probe's, given back by vdeluser (backfill)
+    assert target.tool("vadduser", f"probe@{domain}", "Probe-pass-1").returncode == 0
+    slot = Path(target.tool("vuserinfo", "-d", f"probe@{domain}").stdout.decode().strip())
+    assert target.tool("vdeluser", f"probe@{domain}").returncode == 0
+    ddir = Path(target.tool("vdominfo", "-d", domain).stdout.decode().strip())
+    assert slot.parent != ddir  # a hashed sub-directory
+    udir = slot.parent / "u1"  # what vadduser cut between its mkdir and vpasswd leaves
+    (udir / "Maildir").mkdir(mode=0o700, parents=True)
+    (udir / "lastauth").write_text("0.0.0.0")
+    applied = mailplan("apply", str(spec), "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert target.login_ok(f"u1@{domain}", "pw1")
+    made = Path(target.tool("vuserinfo", "-d", f"u1@{domain}").stdout.decode().strip())
+    assert (made / "Maildir/new").is_dir()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 @pytest.mark.skipif(bool(REAL_VPOPMAIL), reason="the cut makes the directory where the "
                     "stand-in puts a new domain; a real install may hash it")
 def test_a_domain_directory_left_by_a_vadddomain_cut_short_is_used_again(tmp_path, target):
