@@ -32,7 +32,7 @@ from mailplan.prune_select import PRUNABLE, parse_kinds, saved_selection, shown
 from mailplan.render import render_plan, use_colour
 from mailplan.retry import apply_with_retries
 from mailplan.shell import join
-from mailplan.spec import Spec, load_spec
+from mailplan.spec import Spec, load_spec, mailplan_file
 from mailplan.state import State, locked
 from mailplan.target_lock import Holder
 from mailplan.text import escape_lines
@@ -155,6 +155,8 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         raise click.BadParameter(f"{out}: {Path(out).parent} is not a directory",
                                  param_hint="'-o' / '--out'")
     loaded = load_spec(spec)
+    if out:
+        _refuse_out_over(Path(out), loaded, _state(loaded, state))
     with stops_at_once("plan", "while reading the hosts"):
         planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),
                             strict=strict, prune_only=prune_only)
@@ -171,6 +173,26 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
             click.echo(_saved_note(out, state, planned.plan))
     if detailed_exitcode and (planned.plan.changes or planned.plan.left_out):
         sys.exit(2)
+
+
+def _refuse_out_over(out: Path, spec: Spec, state: Path) -> None:
+    """plan -o never replaces the spec, its state file or another state file of
+    mailplan's (one tab completion away: migration.state.json beside migration.yaml):
+    what mailplan made, recorded nowhere else, would be lost (--prune's safety, the
+    mailbox checkpoints); said before the hosts are read."""
+    where = out.resolve()
+    what = ("the state file of this spec" if where == state else "the spec itself"
+            if where == spec.path.resolve() else None)
+    if what is None and where.is_file():
+        try:
+            what = "a state file of mailplan's" if mailplan_file(
+                json.loads(where.read_bytes())) == "a state file" else None
+        except (OSError, ValueError):
+            what = None  # not a state file: replaced, as any other file
+    if what is not None:
+        raise click.BadParameter(f"{out}: that is {what}; a saved plan there would replace "
+                                 "it (choose another name, such as plan.json)",
+                                 param_hint="'-o' / '--out'")
 
 
 def _saved_note(out: str, state: str | None, saved: Plan) -> str:

@@ -196,6 +196,36 @@ def test_plan_out_in_a_missing_directory_is_refused_before_the_hosts_are_read(tm
     assert f"{out}: {tmp_path}/nowhere is not a directory" in res.stderr
 
 
+def test_plan_out_never_replaces_a_state_file(tmp_path):
+    """``plan -o`` onto the spec's state file (one tab completion away from the spec), a
+    link to it, or another state file of mailplan's is refused at once (exit 2): the
+    plan replaced the record of what mailplan made (--prune's safety, the mailbox
+    checkpoints), and every later run stopped at the damaged state. A saved plan is
+    replaced by a new one as before."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    state = tmp_path / "m.state.json"
+    before = state.read_bytes()
+    other = tmp_path / "other.json"
+    other.write_bytes(before)
+    (tmp_path / "link.json").symlink_to(state)
+    for out, what in ((state, "the state file of this spec"),
+                      (tmp_path / "link.json", "the state file of this spec"),
+                      (other, "a state file of mailplan's")):
+        res = mailplan("plan", str(spec), "-o", str(out))
+        assert res.returncode == 2 and res.stdout == "", res.stderr
+        assert f"{out}: that is {what}; a saved plan there would replace it" in res.stderr
+    assert state.read_bytes() == before and other.read_bytes() == before
+    saved = tmp_path / "p.json"
+    for _ in range(2):
+        assert "Saved the plan to" in mailplan("plan", str(spec), "-o", str(saved),
+                                               check=True).stdout
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def test_a_plan_saved_with_state_is_applied_with_it(tmp_path):
     """``plan --state S -o p.json`` says to apply it with ``--state S``; ``apply p.json``
     without it is refused before anything is logged or read, saying so, where it read
