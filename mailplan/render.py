@@ -65,7 +65,7 @@ def _changes(plan: Plan, target: str, colour: bool, prune: bool) -> list[str]:
     """Each change's headline, and under it what it creates or why it is made."""
     if not plan.changes:
         return []
-    out = [f"mailplan will make these changes on {target}:", ""]
+    out = [f"mailplan will make these changes on {escape(target)}:", ""]
     for change in plan.changes:
         out.append("  " + _paint(change.symbol, change_line(change), colour))
         detail = change.after if change.action == "create" else change.reason

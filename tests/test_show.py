@@ -149,10 +149,11 @@ def test_show_spec_without_state_and_missing_file(tmp_path):
 
 
 def test_a_tampered_saved_plan_shows_its_text_escaped(tmp_path):
-    # a saved plan is a file anyone with write access may have edited: its id, date and
-    # spec path are shown, never a terminal escape sequence they hold
+    # a saved plan is a file anyone with write access may have edited: its id, date,
+    # spec path and target host are shown, never a terminal escape sequence they hold
     plan = Plan("/x/m\x1b]0;owned\x07.yaml", "0" * 64, None, 0, "1" * 64,
-                [Change("create", "user", "example.com", "bob")])
+                [Change("create", "user", "example.com", "bob")],
+                target_host="new\x1b[2Jmail")
     plan.plan_id = "id\x1b[2J"
     plan.created_at = "2024\x9b31m"
     plan.save(tmp_path / "p.json")
@@ -160,6 +161,7 @@ def test_a_tampered_saved_plan_shows_its_text_escaped(tmp_path):
     head = text.splitlines()[0]
     assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
     assert "(id id\\x1b[2J, made 2024\\x9b31m, for /x/m\\x1b]0;owned\\x07.yaml," in head
+    assert "mailplan will make these changes on new\\x1b[2Jmail:" in text
 
 
 def test_a_state_file_holding_the_wrong_things_is_a_clear_error(tmp_path):
