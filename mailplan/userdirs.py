@@ -15,12 +15,18 @@ one are replaced there first (backfill.c). Where the target's ``.dir-control`` f
 tell (:class:`NextDirs`), it is worked out exactly; where they do not, the longest it
 can be is counted, so that the plan may withhold a user who would have fitted but
 never lets one through that vadduser then refuses.
+
+The directory is also part of the user's line in the domain's ``vpasswd`` file, which
+``vuserinfo -D`` reads in pieces of 299 bytes, stopping at a longer line: a user whose
+line would be longer is withheld too (:data:`MAX_VPASSWD_LINE`), or every later plan
+would stop at its listing.
 """
 
 from __future__ import annotations
 
 from mailplan.desired import Desired, DesiredUser, Problem
 from mailplan.facts.vpopmail import HASH_CHARS, DirHashing, TargetFacts
+from mailplan.names import quota_field
 
 #: the longest user directory vpopmail stores, in bytes (MAX_PW_DIR)
 MAX_PW_DIR = 160
@@ -30,6 +36,13 @@ PER_DIR = 100
 #: the longest hashed sub-directory, three levels deep (MAX_DIR_LEVELS): how it is
 #: shown, and its length, where it cannot be known
 LONGEST_HASH = "X/Y/Z"
+#: the longest vpasswd line, its line end included, that ``vuserinfo -D`` lists: it
+#: reads the file with fgets(line, MAX_BUFF = 300) and stops, exiting 0, at the piece of
+#: a longer one (:func:`mailplan.facts.vpopmail.read_target` refuses such a listing)
+MAX_VPASSWD_LINE = 299
+#: the length of the SHA-512 crypt hash apply makes of a clear password ($6$, a salt of
+#: 16, $, a checksum of 86: :func:`mailplan.facts.hashes.make_hash`)
+CLEAR_HASH_BYTES = 106
 
 
 class NextDirs:
@@ -97,6 +110,24 @@ def _problem(user: DesiredUser, shown: str, size: int, exact: bool) -> Problem:
         f"(MAX_PW_DIR) and vadduser would fail; not created ({hint})"))
 
 
+def vpasswd_line_bytes(user: DesiredUser, user_dir: int) -> int:
+    """The length of the vpasswd line vadduser writes for ``user`` (its directory
+    ``user_dir`` bytes long), line end included: ``NAME:HASH:1:0:COMMENT:DIR:QUOTA``."""
+    hashed = CLEAR_HASH_BYTES if user.password.kind == "clear" else \
+        len(user.password.value.reveal().encode("utf-8", "surrogateescape"))
+    return sum(len(part.encode("utf-8", "surrogateescape")) for part in (
+        user.name, "1", "0", user.comment, quota_field(user.quota))) + hashed + user_dir + 7
+
+
+def _line_problem(user: DesiredUser, size: int, exact: bool) -> Problem:
+    may = "would" if exact else "could"
+    return Problem(user.domain, user.name, (
+        f"its vpasswd line (name, hash, comment, directory and quota) {may} be {size} "
+        "bytes long; vuserinfo -D lists no user past a line longer than "
+        f"{MAX_VPASSWD_LINE} bytes, so every later plan would stop at it; not created "
+        "(give it a shorter comment: in the spec)"))
+
+
 def withhold_unmakeable(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
     """Leave out of ``desired`` the users the target cannot be given, before anything
     reads its users (plan and verify alike): a locked account the target lacks
@@ -110,9 +141,10 @@ def withhold_unmakeable(desired: Desired, target: TargetFacts, vpopmail_dir: str
 
 def dir_problems(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> list[Problem]:
     """A problem for each user the plan would create whose directory would be longer
-    than vpopmail stores. Users are counted in the order apply adds them (each new
-    domain, then its users, by name); one with a problem is not added, and takes no
-    place in its domain's hashing."""
+    than vpopmail stores, or whose vpasswd line longer than vuserinfo -D lists. Users
+    are counted in the order apply adds them (each new domain, then its users, by
+    name); one with a problem is not added, and takes no place in its domain's
+    hashing."""
     problems: list[Problem] = []
     domains = NextDirs(target.domain_hashing)
     root = f"{vpopmail_dir.rstrip('/')}/domains"
@@ -132,8 +164,11 @@ def dir_problems(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> li
                 continue
             hashed = users.peek()
             shown, size = _path(*parts, hashed, uname)
+            exact = None not in (*parts, hashed)
             if size > MAX_PW_DIR:
-                problems.append(_problem(user, shown, size, None not in (*parts, hashed)))
+                problems.append(_problem(user, shown, size, exact))
+            elif (line := vpasswd_line_bytes(user, size)) > MAX_VPASSWD_LINE:
+                problems.append(_line_problem(user, line, exact))
             else:
                 users.take()
     return problems

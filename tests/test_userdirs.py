@@ -123,7 +123,9 @@ def domain(name, users, catchall=None):
     dom = DesiredDomain(name, None, catchall or Catchall("bounce"))
     for user in users:
         source = None if user.startswith("spec") else user  # "spec...": no source account
-        dom.users[user] = DesiredUser(user, name, source, PW, None, user)
+        # a short comment: with these long directories the vpasswd line stays within
+        # what vuserinfo -D lists (test_a_vpasswd_line_longer_than_vuserinfo_lists...)
+        dom.users[user] = DesiredUser(user, name, source, PW, None, "c")
     return dom
 
 
@@ -221,6 +223,34 @@ def test_users_already_there_and_alias_domains_are_not_checked():
     desired = Desired({D: domain(D, [long]), "alias.example": domain("alias.example", [long])},
                       [])
     assert dir_problems(desired, target, VP) == []
+
+
+SHA512 = "$6$" + "s" * 16 + "$" + "c" * 86  # as long as a SHA-512 crypt hash is
+
+
+@pytest.mark.parametrize("password", [Password("hash", Secret(SHA512), "shadow"),
+                                      Password("clear", Secret("pw"), "env PW")])
+def test_a_vpasswd_line_longer_than_vuserinfo_lists_is_not_created(password):
+    """vuserinfo -D reads vpasswd in pieces of 299 bytes and stops at a longer line:
+    every later plan refused the listing, so a user whose line would be longer is left
+    out. A clear password is stored as a SHA-512 crypt hash, as long as SHA512."""
+    ddir = f"{VP}/domains/{D}"  # 103 bytes
+    name = "n" * 20
+    # NAME:HASH:1:0:COMMENT:DIR:NOQUOTA and its line end: 299 bytes with this comment
+    fits = 299 - (20 + 106 + 1 + 1 + (len(ddir) + 1 + 20) + len("NOQUOTA") + 7)
+    assert fits == 33
+    for comment, withheld in (("c" * fits, False), ("c" * (fits + 1), True)):
+        dom = DesiredDomain(D, None, Catchall("bounce"))
+        dom.users[name] = DesiredUser(name, D, name, password, None, comment)
+        problems = dir_problems(Desired({D: dom}, []), TargetFacts("new", {D: existing(D)}),
+                                VP)
+        assert bool(problems) is withheld, problems
+    (p,) = problems
+    assert (p.domain, p.user) == (D, name)
+    assert p.message == (
+        "its vpasswd line (name, hash, comment, directory and quota) would be 300 bytes "
+        "long; vuserinfo -D lists no user past a line longer than 299 bytes, so every "
+        "later plan would stop at it; not created (give it a shorter comment: in the spec)")
 
 
 def test_a_user_without_a_source_account_gets_a_plain_hint():
