@@ -99,7 +99,7 @@ def render_state(doc: dict[str, Any]) -> str:
     last = doc["last_apply"]
     out.append("")
     if last:
-        done = (f", {last['changes_done']} of {last['changes_planned']} change(s)"
+        done = (f", {last['changes_done']} of {last.get('changes_planned', '?')} change(s)"
                 if "changes_done" in last else "")
         out.append(f"Last apply: {last.get('result')}, started {last.get('started')}, "
                    f"finished {last.get('finished') or '-'}{done} "

@@ -175,6 +175,17 @@ def test_a_state_file_holding_the_wrong_things_is_a_clear_error(tmp_path):
     assert "the state file's 'mail' does not hold mailboxes" in shown.stderr
 
 
+def test_a_last_apply_without_its_planned_count_is_shown(tmp_path):
+    # a hand-edited history entry: show said KeyError in a traceback
+    path = tmp_path / "m.state.json"
+    path.write_text(json.dumps({"format_version": 1, "lineage": "x", "serial": 1,
+                                "managed": {}, "history": [{"result": "ok",
+                                                            "changes_done": 2}]}))
+    shown = mailplan("show", str(path))
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "Last apply: ok, started None, finished -, 2 of ? change(s)" in shown.stdout
+
+
 def test_a_journal_line_holding_the_wrong_things_is_a_clear_error(tmp_path):
     path = tmp_path / "m.state.json"
     make_state(path)
