@@ -7,7 +7,7 @@ explained as a :class:`~mailplan.plan.Noop`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailplan.desired import (
     LOCKED,
@@ -22,7 +22,9 @@ from mailplan.facts.hashes import classify, verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import human_size, quota_field
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
+from mailplan.secret import Secret
 from mailplan.shell import dot_qmail_program
+from mailplan.userdirs import MAX_VPASSWD_LINE, vpasswd_line_bytes
 
 
 @dataclass(frozen=True)
@@ -250,8 +252,7 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     else:
         same.append("quota")
     if stored.comment != user.comment:
-        out.changes.append(Change("update", "comment", user.domain, user.name,
-                                  repr(stored.comment), repr(user.comment)))
+        _comment(user, stored, out, password_changes=not same or same[0] != "password")
     else:
         same.append("comment")
     if len(same) == 3 and user.password.kind == LOCKED:
@@ -261,6 +262,28 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     elif len(same) == 3:
         out.noops.append(Noop(user.domain, user.name, "user exists; password, quota and "
                               "comment match"))
+
+
+def _comment(user: DesiredUser, stored: TargetUser, out: Diff, *,
+             password_changes: bool) -> None:
+    """The comment's change, unless it makes the user's vpasswd line longer than
+    ``vuserinfo -D`` lists (every later plan would stop at that listing): then a
+    problem, and the comment is left as it is."""
+    stored_hash = len(stored.password.reveal().encode("utf-8", "surrogateescape"))
+    line = max(vpasswd_line_bytes(user, len(stored.dir.encode("utf-8", "surrogateescape")))
+               if password_changes else 0,
+               vpasswd_line_bytes(replace(user, password=Password("hash", Secret(
+                   "x" * stored_hash), "")), len(stored.dir.encode("utf-8", "surrogateescape"))))
+    line += len(str(stored.flags)) - 1  # vpasswd's gid field holds the flags
+    if line <= MAX_VPASSWD_LINE:
+        out.changes.append(Change("update", "comment", user.domain, user.name,
+                                  repr(stored.comment), repr(user.comment)))
+        return
+    out.problems.append(Problem(user.domain, user.name, (
+        f"comment not changed to {user.comment!r}: its vpasswd line would be up to {line} "
+        f"bytes long; vuserinfo -D lists no user past a line longer than "
+        f"{MAX_VPASSWD_LINE} bytes, so every later plan would stop at it (give it a "
+        "shorter comment: in the spec)")))
 
 
 def _lock(user: DesiredUser, out: Diff, keep_passwords: bool) -> None:

@@ -311,3 +311,30 @@ def test_create_only_sets_the_postmaster_password_only_of_a_domain_cut_short():
                               (Managed(pending=made), ["update-password:postmaster@example.com"])):
         result = diff(want([ALICE], postmaster=pm), observed, VP, managed, keep_passwords=True)
         assert ids(result) == expected, managed
+
+
+def test_a_comment_that_would_make_the_vpasswd_line_too_long_is_a_problem():
+    """vuserinfo -D stops at a vpasswd line longer than 299 bytes, and every later plan
+    with it: a comment that would make the line longer is not changed, a problem says
+    why. NAME:HASH:1:0:COMMENT:DIR:QUOTA and its line end."""
+    name = "n" * 40
+    udir = f"{VP}/domains/example.com/{name}"
+    fits = 299 - (40 + len(H2) + 2 + len(udir) + len("1073741824S") + 7)
+    pw = Password("hash", Secret(H2), "shadow")
+    for comment, changed in (("c" * fits, True), ("c" * (fits + 1), False)):
+        result = diff(want([(name, pw, 1 << 30, comment)]),
+                      have([(name, H2, "1073741824S", "c")]), VP)
+        assert ids(result) == ([f"update-comment:{name}@example.com"] if changed else [])
+        assert bool(result.problems) is not changed
+    (p,) = result.problems
+    assert p.message.startswith(f"comment not changed to {'c' * (fits + 1)!r}: its vpasswd "
+                                "line would be up to 300 bytes long; vuserinfo -D lists no "
+                                "user past a line longer than 299 bytes")
+    # a password changed at the same time counts with its new hash (a clear one: 106)
+    longer = Password("clear", Secret("pw"), "env PW")
+    result = diff(want([(name, longer, 1 << 30, "c" * (fits - 10))]),
+                  have([(name, H1, "1073741824S", "c")]), VP)
+    assert f"update-comment:{name}@example.com" in ids(result), result.problems
+    result = diff(want([(name, longer, 1 << 30, "c" * (fits + 1))]),
+                  have([(name, H1, "1073741824S", "c")]), VP)
+    assert ids(result) == [f"update-password:{name}@example.com"] and result.problems
