@@ -252,7 +252,7 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     else:
         same.append("quota")
     if stored.comment != user.comment:
-        _comment(user, stored, out, password_changes=not same or same[0] != "password")
+        _comment(user, stored, out, password_changes="password" not in same)
     else:
         same.append("comment")
     if len(same) == 3 and user.password.kind == LOCKED:
