@@ -377,7 +377,7 @@ def test_plain_progress_log_file_and_quiet(big):
     read = [ln for ln in text.splitlines() if ln.endswith("$ " + source_read(spool, 0, size))]
     assert len(read) == 2, read  # started, ended
     ended = re.compile(r"\[oldmail\] [0-9.]+s exit 0, stdout 0 B, stderr 0 B \(stream: "
-                       r"(\d+) B out, 0 B in\)\n    \$ \( exec 3<")
+                       r"(\d+) B out, 0 B in\)\n    \$ \( \[ -f ")
     assert sorted(int(n) for n in ended.findall(text)) == sorted(
         p.stat().st_size for p in (spec.parent / "source/var/spool/mail").iterdir())
     agent = re.findall(r"\[newmail\] [0-9.]+s (.*)\n    \$ " + re.escape(AGENT_DISPLAY), text)

@@ -384,7 +384,8 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     assert any(c.kind == "mailbox" for c in result.done)
     # the read itself, on the file the plan listed only (mail.windows.guarded)
     (read,) = started[planning:]
-    assert read.startswith("( exec 3<") and source_slice(OPENED, 0, 1).split(" ")[0] in read
+    assert read.startswith("( [ -f ") and "exec 3<" in read
+    assert source_slice(OPENED, 0, 1).split(" ")[0] in read
     assert [c for c in started if c.startswith("/bin/sh")] == [SHELL], started
     assert target_started == [SHELL, agent_command(tgt.python)], target_started
 

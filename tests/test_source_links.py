@@ -134,6 +134,44 @@ def test_apply_reads_only_the_file_the_listing_found(tmp_path):
         read()
 
 
+def test_a_mailbox_swapped_for_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """A spool or folder file replaced with a named pipe between the listing and apply's
+    read (mkfifo needs no privilege; the confirmation prompt is time enough): opening a
+    pipe waits for a writer, for ever. The read refuses it at once, as any file that is
+    not the one listed, instead of holding apply."""
+    import threading
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
+    from mailplan.mail.snapshot import SnapshotStream
+
+    spool = tmp_path / "spool"
+    spool.write_bytes(msg("mine"))
+    conn = LocalConnector("oldmail")
+    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("example.com", "u", "u",
+                                                            str(spool), str(tmp_path / "no"))])
+    spool.unlink()
+    os.mkfifo(spool)
+    outcome: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            stream = SnapshotStream(conn, str(spool), 0, mb.size, step="test", ident=mb.ident)
+            outcome.append(stream.read(65536))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the test's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(15)
+    if reader.is_alive():  # let the stuck open go, so that the test ends
+        os.close(os.open(spool, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(15)
+        pytest.fail("the read waited on the named pipe")
+    assert isinstance(outcome[0], SourceChanged), outcome
+    assert "no longer the file the plan listed" in str(outcome[0])
+
+
 def test_mail_behind_a_link_is_named_in_the_plan_not_passed_over(tmp_path):
     """A folder file, or the whole folders directory, moved to another disk and linked
     back: not followed, and so not imported, but the plan says so (a problem, which

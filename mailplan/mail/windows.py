@@ -29,11 +29,18 @@ def guarded(path: str, ident: tuple[int, int], body: str) -> str:
     between the listing and a read must get nothing from it; the open follows such a
     link, the check then sees another file, and the command exits :data:`NOT_LISTED`
     with a line on stderr. ``body`` reopens :data:`OPENED` (``/proc/self/fd/3``: the
-    opened file itself, with an offset and flags of its own)."""
+    opened file itself, with an offset and flags of its own).
+
+    Only a regular file (``test -f``, through a link) is opened at all: the open of a
+    named pipe waits for a writer, so a folder file or spool swapped for one (``mkfifo``
+    needs no privilege) would hold the read, and apply, for ever. What is opened is
+    still checked: a pipe swapped in between the test and the open (a race its owner
+    must win within microseconds) is the one case left that can stall the read."""
     dev, inode = ident
+    quoted = join([path])
     refused = join(["echo", f"mailplan: {path} is not the file listed (it was replaced, "
                     "or is a link)"])
-    return (f"( exec 3<{join([path])} && [ \"$(stat -L -c %d:%i {OPENED})\" = "
+    return (f"( [ -f {quoted} ] && exec 3<{quoted} && [ \"$(stat -L -c %d:%i {OPENED})\" = "
             f"{int(dev)}:{int(inode)} ] || {{ {refused} >&2; exit {NOT_LISTED}; }}; {body} )")
 
 
