@@ -109,6 +109,23 @@ def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
     assert MISSING_SPOOL_NOTE == "is missing, nothing to import from it"
 
 
+def test_a_folders_directory_that_is_a_file_is_a_problem(tmp_path):
+    """A user's ~/mail that is a file, not a directory (an mbox a mail program saved
+    there, or a folder named "mail" an IMAP client made in the home directory), holds
+    mail no folder brings over: a problem naming it, not a user without folders."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    home = src / "home/bob"
+    (home / "mail").write_bytes(msg("saved in ~/mail"))
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(home / "mail"), str(home))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert mailboxes == []
+    assert [(n.kind, n.path, n.folder, n.message) for n in notes if n.kind == "problem"] == [
+        ("problem", str(home / "mail"), None,
+         f"{home}/mail (the folders directory) is a file, not a directory: no mail in it is "
+         "imported (move it into a directory of that name to import it)")]
+
+
 def test_a_spool_whose_directory_is_missing_is_a_problem(tmp_path):
     """A spool directory that is not there (a typo in source.spool) is no user without
     mail: each INBOX of it is a problem naming the directory and the spec's key, where a

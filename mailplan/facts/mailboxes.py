@@ -296,10 +296,15 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
 def _folders(ref: MailboxRef, found: _Found
              ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """``ref``'s folder files (hidden ones left out: IMAP servers do not show them); a
-    folder file named INBOX is merged into the INBOX, with a note."""
+    folder file named INBOX is merged into the INBOX, with a note; a folders directory
+    that is a file is a problem."""
     mailboxes, notes = [], []
     mbox = ref.home_mbox
     prefix = ref.folders.rstrip("/") + "/"
+    if (root := prefix[:-1] or "/") in found.files and root not in (ref.spool, mbox):
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
+                                 "folders directory) is a file, not a directory: no mail in it is "
+                                 "imported (move it into a directory of that name to import it)"))
     for path in sorted(p for p in found.files
                        if p.startswith(prefix) and posixpath.normpath(p) != mbox):
         rel = path[len(prefix):]
