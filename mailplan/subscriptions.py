@@ -81,7 +81,10 @@ def source_subscriptions(conn: Connector, refs: list[MailboxRef], source: Source
     others: dict[str, str] = {}
     data = read_files(conn, sorted(set(paths.values())), follow=False,
                       others=others) if paths else {}
-    lists = {key: [line.strip() for line in raw.decode("utf-8", "replace").splitlines()]
+    # a line is a name as c-client wrote it (sm_subscribe), up to its line end only: a
+    # space at either end is part of the name ('Sent ' is another folder than Sent)
+    lists = {key: [line.removesuffix("\r") for line in raw.decode("utf-8", "replace")
+                   .split("\n")]
              for key, path in paths.items() if (raw := data.get(path)) is not None}
     # an absolute entry is the old server's path: the copy's, its links followed as
     # the folders directory's were (mailplan.facts.links)

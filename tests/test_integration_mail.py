@@ -1156,6 +1156,10 @@ def test_the_quota_warning_counts_what_earlier_applies_imported(setup):
     ("Mail", ["Mail/Work", "~/Mail/Lists/python", "@HOME@/Mail/Arch", "mail/Other"],
      {"Work", "Lists/python", "Arch"}),
     (".", ["Work", "~/Sent"], {"Work", "Sent"}),
+    # a line is the name as c-client wrote it: a space at either end is the folder's own
+    # ('Sent ' is not Sent); only the line end goes, CRLF's too
+    ("mail", ["mail/Sent ", " mail/Lists", "mail/ Drafts", "mail/Work\r"],
+     {"Sent ", " Drafts", "Work"}),
 ])
 def test_subscriptions_follow_the_folders_directory(tmp_path, folders, listed, expected):
     from mailplan.connectors.local import LocalConnector
