@@ -393,11 +393,10 @@ def test_identity_counts_duplicates_and_separates_same_message_id():
 
 
 # -- streaming -------------------------------------------------------------------------------
-def test_large_message_streams_in_bounded_chunks():
-    big = b"line of body text\n" * 200_000  # 3.6 MB
-    data = SEP + b"Subject: big\n\n" + big + b"\n" + SEP + b"A: 2\n\nx\n"
-    reader = MboxReader(Pipe(data, 65536), read_size=65536, header_limit=4096)
-    sizes, parts, out = [], [], []
+def streamed(reader: MboxReader) -> tuple[list[bytes], list[int], int]:
+    """The messages a reader gives, the sizes of its body chunks and the most bytes its
+    buffer held at once."""
+    sizes, parts, out, held = [], [], [], 0
     for ev in reader:
         if isinstance(ev, MessageStart):
             parts = [ev.headers]
@@ -406,9 +405,31 @@ def test_large_message_streams_in_bounded_chunks():
         else:
             sizes.append(len(ev))
             parts.append(ev)
-        assert len(reader._buf) < 4096 + 3 * 65536
+        held = max(held, len(reader._buf))
+    return out, sizes, held
+
+
+def test_large_message_streams_in_bounded_chunks():
+    big = b"line of body text\n" * 200_000  # 3.6 MB
+    data = SEP + b"Subject: big\n\n" + big + b"\n" + SEP + b"A: 2\n\nx\n"
+    out, sizes, held = streamed(MboxReader(Pipe(data, 65536), read_size=65536,
+                                           header_limit=4096))
+    assert held < 4096 + 3 * 65536
     assert out == [b"Subject: big\n\n" + big, b"A: 2\n\nx\n"]
     assert max(sizes) <= 3 * 65536
+
+
+def test_a_body_of_from_lines_that_are_no_separators_streams_in_bounded_chunks():
+    """Lines that begin with "From " but end in no date (an unquoted log or list in a
+    body): where every read ends inside one, the line is not decided yet at each fill,
+    and the buffer must still stop growing once the message is past what is held whole."""
+    line = b"From " + b"y" * 1000 + b"\n"
+    big = line * 4000  # 4 MB, each read of 1,006 bytes ending inside a From line
+    data = SEP + b"Subject: big\n\n" + big + b"\n" + SEP + b"A: 2\n\nx\n"
+    out, _sizes, held = streamed(MboxReader(Pipe(data, len(line)), read_size=65536,
+                                            header_limit=4096))
+    assert out == [b"Subject: big\n\n" + big, b"A: 2\n\nx\n"]
+    assert held < 4096 + 3 * 65536 + 4098, held
 
 
 # -- property: generated mboxes round-trip --------------------------------------------------

@@ -86,7 +86,7 @@ from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 
 from mailplan.mail.bookkeeping import _State, maildir_flags, split_bookkeeping, subject
-from mailplan.mail.fromline import FromLine, header_date
+from mailplan.mail.fromline import MAX_LINE, FromLine, header_date
 from mailplan.mail.maildir import DIGEST_RE
 from mailplan.mail.mboxcl import ContentLength, _stream_shift
 from mailplan.mail.mboxstream import Streamed, _framing, _unescape
@@ -241,7 +241,11 @@ class MboxReader(ContentLength, Streamed):
             if self._eof:
                 nxt = len(self._buf)
                 break
-            if nxt is None and len(self._buf) - hstart > self.header_limit + self.read_size:
+            # past what is held whole, stream it; also while a From line at the buffer's
+            # end is undecided (False: every read may end inside one, in a body of them),
+            # once that line lies past the header block (streaming cuts no line there)
+            if len(self._buf) - hstart > self.header_limit + self.read_size + (
+                    MAX_LINE + 2 if nxt is False else 0):
                 break
             off = pos
             self._fill(off)
