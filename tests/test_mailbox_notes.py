@@ -27,13 +27,13 @@ from tools import require
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.engine import make_plan, state_path_for
+from mailplan.facts.find_errors import find_messages
 from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
     NO_SPOOL_DIR_NOTE,
     MailboxRef,
-    _find_errors,
     _unseen_notes,
     list_source_mailboxes,
 )
@@ -344,7 +344,7 @@ def test_verify_fails_where_the_source_login_could_not_see_the_mail(tmp_path):
 
 
 def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhaps():
-    errors = _find_errors(b"find: '/m/a/x': Permission denied\n"
+    errors = find_messages(b"find: '/m/a/x': Permission denied\n"
                           b"find: '/gone': No such file or directory\n"
                           b"find: something else went wrong\n", ["/m/a", "/m/b"])
     assert errors == [("/m/a", "find: '/m/a/x': Permission denied", True),

@@ -11,13 +11,13 @@ by :mod:`mailplan.facts.checkpoints`.
 
 from __future__ import annotations
 
-import codecs
 import posixpath
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from mailplan.connectors.base import Connector
+from mailplan.facts.find_errors import find_messages
 from mailplan.facts.notes import MailboxNote
 from mailplan.mail.maildir import (
     FolderNameError,
@@ -255,7 +255,7 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
             found.files[path] = (size, mtime, inode, device)
         found.linked.update(links)
         found.other.update(others)
-        for start, said, exact in _find_errors(res.stderr, chunk):
+        for start, said, exact in find_messages(res.stderr, chunk):
             found.unseen.setdefault(start, []).append((said, exact))
     return found
 
@@ -317,35 +317,6 @@ def _folders(ref: MailboxRef, found: _Found
                                      f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
         mailboxes.append(found.mailbox(ref, rel, path, folder_file=True))
     return mailboxes, notes
-
-
-def _find_errors(stderr: bytes, starts: Sequence[str]) -> list[tuple[str, str, bool]]:
-    """``(start, message, named)`` for each of ``find``'s messages (C locale) on
-    ``stderr`` but those of a missing file (an empty INBOX, no folders): ``start`` is
-    the starting point of ``starts`` the message names or lies under (``named``); a
-    message that names none of them counts for every one (not ``named``)."""
-    out = []
-    for line in stderr.decode("utf-8", "surrogateescape").splitlines():
-        if not line.strip() or line.endswith(": No such file or directory"):
-            continue
-        path = _find_quoted(line)
-        under = [s for s in starts
-                 if path is not None and (path == s or path.startswith(s.rstrip("/") + "/"))]
-        out += [(start, line, bool(under)) for start in (under or starts)]
-    return out
-
-
-def _find_quoted(line: str) -> str | None:
-    """The file a ``find: 'PATH': REASON`` message names: find (C locale) writes it
-    between quotes with C escapes (``\\'``, ``\\\\``, octal for other bytes)."""
-    if not line.startswith("find: '"):
-        return None
-    quoted = line[len("find: '"):].rpartition("': ")[0]
-    try:
-        raw = codecs.escape_decode(quoted.encode("utf-8", "surrogateescape"))[0]
-    except ValueError:
-        return None
-    return raw.decode("utf-8", "surrogateescape")
 
 
 def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
