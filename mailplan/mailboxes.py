@@ -67,7 +67,8 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
             folder_dir = user.folders or (folders.replace("%u", acct) if folders.startswith("/")
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
-                                   folder_dir, home, src.get("folder_names") == "mutf7"))
+                                   folder_dir, home, src.get("folder_names") == "mutf7",
+                                   account.uid if account else None, bool(user.spool)))
     return _followed(conn, source, refs)
 
 

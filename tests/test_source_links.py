@@ -66,6 +66,42 @@ def test_a_linked_folders_directory_is_not_followed_even_written_with_a_slash(tm
     assert subjects(target, f"mallory@{domain}") == [b"Subject: mallory's own"]
 
 
+@pytest.mark.parametrize("where", ["home/mallory/mail/stolen", "home/mallory/mbox",
+                                   "var/spool/mail/mallory"])
+def test_a_hard_link_to_another_users_spool_is_not_imported_as_theirs(tmp_path, where):
+    """Where the old server's kernel leaves fs.protected_hardlinks off, mallory may hard
+    link alice's spool into his ~/mail, as ~/mbox, or (in a spool directory anyone may
+    write) as his own spool. It is the very file listed, so no link or inode check sees
+    it; read as root, it would be imported as mallory's mail. A mailbox file neither
+    the account's nor root's is a problem naming its owner, and nothing of it is
+    imported; alice's own mail goes to alice."""
+    src, target, domain = two_users(tmp_path)
+    spool = src / "var/spool/mail/alice"
+    os.chown(spool, 1000, 1000)
+    (src / "home/mallory/mail").mkdir()
+    (src / "home/mallory/mail/own").write_bytes(msg("mallory's folder"))
+    os.chown(src / "home/mallory/mail/own", 1001, 1001)
+    (src / where).unlink(missing_ok=True)
+    os.link(spool, src / where)
+    path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "alice"}, {"name": "mallory"}]}})
+    spec = load_spec(path)
+    state = State.load(state_path_for(spec))
+    planned = make_plan(spec, state)
+    try:
+        said = [p.message for p in planned.plan.problems if p.user == "mallory"]
+        assert said == [f"{src / where} belongs to uid 1000, not to mallory (uid 1001) nor "
+                        "root: nothing is imported from it (another account's mail, or a "
+                        "hard link to it; if it is this user's, chown it to them on the old "
+                        "server)"], planned.plan.problems
+        apply_plan(planned, state, prune=False)
+    finally:
+        planned.close()
+    assert b"Subject: ALICE-PRIVATE" not in b"".join(subjects(target, f"mallory@{domain}"))
+    assert b"Subject: mallory's folder" in subjects(target, f"mallory@{domain}")
+    assert subjects(target, f"alice@{domain}") == [b"Subject: ALICE-PRIVATE"]
+
+
 def test_a_folder_file_swapped_for_a_link_after_the_plan_gives_nothing(tmp_path):
     """The plan lists mallory's ~/mail/notes, a regular file as long as alice's spool;
     before apply reads it (the confirmation prompt is time enough), mallory makes it a
@@ -221,7 +257,7 @@ def test_one_walk_lists_files_and_links_whatever_their_names_hold(tmp_path):
          "(", "-type", "l", "-printf", _LINK_FORMAT, ")"],
         check=True, capture_output=True).stdout
     files, links, _others = _parse_find(out)
-    assert [(size, path) for size, _m, _i, _d, path in files] == [
-        (5, f"{tmp_path}/Work\tplain")]
+    assert [(size, owner, path) for size, _m, _i, _d, owner, path in files] == [
+        (5, os.getuid(), f"{tmp_path}/Work\tplain")]
     assert sorted(links) == [(f"{tmp_path}/Tab\tlink", "dest\there"),
                              (f"{tmp_path}/sub/Old", "/elsewhere/old")]

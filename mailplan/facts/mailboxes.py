@@ -34,7 +34,7 @@ from mailplan.text import escape
 SETTLED_AFTER = 300
 #: find's record of a file, and of a symbolic link (its path, then where it points, in
 #: two NUL-ended fields: either may hold a tab); the first letter tells them apart
-_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%p\\0"
+_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
@@ -71,6 +71,12 @@ class MailboxRef:
     home: str = ""
     #: folder file names in IMAP's modified UTF-7 are decoded (``source.folder_names``)
     decode_names: bool = False
+    #: the account's uid: a mailbox file of another owner (root's aside) is not read as
+    #: this user's (None: not known, no check)
+    uid: int | None = None
+    #: the spool is the spec's ``spool:``, named by the administrator: its owner is theirs
+    #: to choose, not checked
+    spool_given: bool = False
 
     @property
     def home_mbox(self) -> str | None:
@@ -158,17 +164,17 @@ def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
     return out, notes
 
 
-def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, str]],
+def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, int, str]],
                                       list[tuple[str, str]], dict[str, str]]:
-    """The files (size, mtime, inode, device, path), the symbolic links (path, where
+    """The files (size, mtime, inode, device, owner, path), the symbolic links (path, where
     it points) and the paths of other types (path: find's type letter) of ``find``'s
     records (``_FILE_FORMAT``, ``_LINK_FORMAT``, ``_OTHER_FORMAT``)."""
     files, links, others = [], [], {}
     fields = iter(data.split(b"\0"))
     for record in fields:
         if record[:1] == b"f":
-            size, mtime, inode, device, path = record[1:].split(b"\t", 4)
-            files.append((int(size), float(mtime), int(inode), int(device),
+            size, mtime, inode, device, owner, path = record[1:].split(b"\t", 5)
+            files.append((int(size), float(mtime), int(inode), int(device), int(owner),
                           path.decode("utf-8", "surrogateescape")))
         elif record[:1] == b"l":
             links.append((record[1:].decode("utf-8", "surrogateescape"),
@@ -201,8 +207,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
 class _Found:
     """What one batch of ``find`` saw of the users' spools, ~/mbox files and folders."""
 
-    #: regular files: path -> (size, mtime, inode, device)
-    files: dict[str, tuple[int, float, int, int]]
+    #: regular files: path -> (size, mtime, inode, device, owner's uid)
+    files: dict[str, tuple[int, float, int, int, int]]
     linked: dict[str, str]  # symbolic links, never followed: path -> where it points
     other: dict[str, str]  # spool and ~/mbox paths that are neither file nor link
     missing_dirs: set[str]  # the spools' directories that are not there
@@ -211,9 +217,27 @@ class _Found:
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
-        size, mtime, inode, device = self.files[path]
+        size, mtime, inode, device, _owner = self.files[path]
         return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
                              self.now - mtime >= SETTLED_AFTER, device=device, **kw)
+
+    def add(self, out: tuple[list[SourceMailbox], list[MailboxNote]], ref: MailboxRef,
+            folder: str, path: str, **kw: bool) -> bool:
+        """Add the file at ``path`` to ``out`` as ``ref``'s mailbox ``folder`` (True), or,
+        when it is neither the account's nor root's, a problem (False): read as root,
+        another user's mail would go to this mailbox (a hard link to their spool, which
+        any user may make where the kernel's ``fs.protected_hardlinks`` is off; their
+        own mail reader could not have opened it)."""
+        owner = self.files[path][4]
+        if ref.uid is None or owner in (ref.uid, 0) or (path == ref.spool and ref.spool_given):
+            out[0].append(self.mailbox(ref, folder, path, **kw))
+            return True
+        out[1].append(MailboxNote(ref.domain, ref.user, "problem", path, (
+            f"{escape(path)} belongs to uid {owner}, not to {escape(ref.account)} (uid "
+            f"{ref.uid}) nor root: nothing is imported from it (another account's mail, or "
+            "a hard link to it; if it is this user's, chown it to them on the old server)"),
+            folder))
+        return False
 
 
 def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
@@ -251,8 +275,8 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
         now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time())
     for res, chunk in zip(results[2:], [*spool_chunks, *root_chunks], strict=True):
         files, links, others = _parse_find(res.stdout)
-        for size, mtime, inode, device, path in files:
-            found.files[path] = (size, mtime, inode, device)
+        for size, mtime, inode, device, owner, path in files:
+            found.files[path] = (size, mtime, inode, device, owner)
         found.linked.update(links)
         found.other.update(others)
         for start, said, exact in find_messages(res.stderr, chunk):
@@ -267,7 +291,7 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
     mbox = ref.home_mbox
     spool, where = ref.spool, escape(posixpath.dirname(ref.spool) or "/")
     if spool in found.files:
-        mailboxes.append(found.mailbox(ref, "INBOX", spool))
+        found.add((mailboxes, notes), ref, "INBOX", spool)
     elif spool in found.other:
         kind = _FILE_TYPES.get(found.other[spool], "not a regular file")
         notes.append(MailboxNote(ref.domain, ref.user, "problem", spool,
@@ -286,10 +310,10 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
                                  f"INBOX: {escape(spool)} {MISSING_SPOOL_NOTE}"
                                  + ("; the INBOX's mail is in ~/mbox" if mbox in found.files
                                     else " (a missing spool is an empty INBOX)"), "INBOX"))
-    if mbox is not None and mbox in found.files and mbox != spool:
+    if mbox is not None and mbox in found.files and mbox != spool and found.add(
+            (mailboxes, notes), ref, "INBOX", mbox, folder_file=True, home_mbox=True):
         notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
                                  f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))
-        mailboxes.append(found.mailbox(ref, "INBOX", mbox, folder_file=True, home_mbox=True))
     return mailboxes, notes
 
 
@@ -312,10 +336,9 @@ def _folders(ref: MailboxRef, found: _Found
             rel = source_folder(rel)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: IMAP servers do not show them as folders
-        if is_inbox(rel):
+        if found.add((mailboxes, notes), ref, rel, path, folder_file=True) and is_inbox(rel):
             notes.append(MailboxNote(ref.domain, ref.user, "info", path,
                                      f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
-        mailboxes.append(found.mailbox(ref, rel, path, folder_file=True))
     return mailboxes, notes
 
 
