@@ -34,6 +34,7 @@ from mailplan.facts.mailboxes import (
     MISSING_SPOOL_NOTE,
     NO_SPOOL_DIR_NOTE,
     MailboxRef,
+    _Found,
     _unseen_notes,
     list_source_mailboxes,
 )
@@ -356,3 +357,23 @@ def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhap
         "find: something else went wrong: listing /m/b: folders there are perhaps not all "
         "imported; mailplan must be able to read it (log in to the source as root, "
         "or set sudo: true)")
+
+
+def test_the_owner_of_a_mailbox_file_is_checked_only_when_read_as_root():
+    """Read as root (whom no mode keeps out), a file of another account's is no mailbox
+    of this user's; read as another login, the file modes kept out what the user's own
+    mail reader could not open, and the owner is not checked (the sandbox demo, run by
+    anyone, owns every file of its fake old host)."""
+    ref = MailboxRef("example.com", "mallory", "mallory", "/s/mallory", "/h/mallory/mail",
+                     "/h/mallory", uid=1001)
+    files = {"/h/mallory/mail/stolen": (5, 0.0, 7, 1, 1000),
+             "/h/mallory/mail/own": (5, 0.0, 8, 1, 1001), "/s/mallory": (5, 0.0, 9, 1, 0)}
+    for as_root in (True, False):
+        found = _Found(files=files, linked={}, other={}, missing_dirs=set(), unseen={},
+                       now=1e9, as_root=as_root)
+        out: tuple[list, list] = ([], [])
+        for path in files:
+            found.add(out, ref, path.rpartition("/")[2], path)
+        assert [m.path for m in out[0]] == [p for p in files if not (
+            as_root and p.endswith("stolen"))]
+        assert [n.kind for n in out[1]] == (["problem"] if as_root else [])

@@ -214,6 +214,7 @@ class _Found:
     missing_dirs: set[str]  # the spools' directories that are not there
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
+    as_root: bool = True  # read as root, whom no file's mode keeps out
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
@@ -227,9 +228,11 @@ class _Found:
         when it is neither the account's nor root's, a problem (False): read as root,
         another user's mail would go to this mailbox (a hard link to their spool, which
         any user may make where the kernel's ``fs.protected_hardlinks`` is off; their
-        own mail reader could not have opened it)."""
+        own mail reader could not have opened it). Read as another user, the modes
+        keep out what that user could not read, as they kept the user's reader."""
         owner = self.files[path][4]
-        if ref.uid is None or owner in (ref.uid, 0) or (path == ref.spool and ref.spool_given):
+        if not self.as_root or ref.uid is None or owner in (ref.uid, 0) or (
+                path == ref.spool and ref.spool_given):
             out[0].append(self.mailbox(ref, folder, path, **kw))
             return True
         out[1].append(MailboxNote(ref.domain, ref.user, "problem", path, (
@@ -265,15 +268,16 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
     no_dir = ("for d in " + join(dirs)
               + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true')
-    results = run_batch(conn, ["date +%s", no_dir, *cmds])
+    results = run_batch(conn, ["date +%s", "id -u", no_dir, *cmds])
     clock = results[0].stdout.strip()
     found = _Found(
         files={}, linked={}, other={}, unseen={},
         missing_dirs={d.decode("utf-8", "surrogateescape")
-                      for d in results[1].stdout.split(b"\0") if d},
+                      for d in results[2].stdout.split(b"\0") if d},
         # the source's clock, as the mtimes are (the local one where date has no %s)
-        now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time())
-    for res, chunk in zip(results[2:], [*spool_chunks, *root_chunks], strict=True):
+        now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time(),
+        as_root=results[1].stdout.strip() in (b"0", b""))  # not known: as if root
+    for res, chunk in zip(results[3:], [*spool_chunks, *root_chunks], strict=True):
         files, links, others = _parse_find(res.stdout)
         for size, mtime, inode, device, owner, path in files:
             found.files[path] = (size, mtime, inode, device, owner)
