@@ -129,14 +129,15 @@ def fsync_each(paths: Iterable[str]) -> None:
             os.close(fd)
 
 
-def _is_agent(pid: int) -> bool:
+def _is_agent(pid: int, unknown: bool = False) -> bool:
     """Whether process ``pid`` runs this agent (its command line holds this source), not
-    a process that reuses the id of one that ended; False where /proc cannot tell."""
+    a process that reuses the id of one that ended; ``unknown`` where /proc cannot tell
+    (not Linux, or not ours to read)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return AGENT_MARK in fh.read()
     except OSError:
-        return False
+        return unknown
 
 
 def writer_alive(pid: int) -> bool:
@@ -144,13 +145,7 @@ def writer_alive(pid: int) -> bool:
     process runs, and is an agent or ``/proc`` cannot tell. A process that got the id
     since (a daemon started after a reboot) is not that writer: what it left is a dead
     writer's, to take up."""
-    if not pid_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return AGENT_MARK in fh.read()
-    except OSError:  # not Linux, or not ours to read: as if it were one
-        return True
+    return pid_alive(pid) and _is_agent(pid, unknown=True)
 
 
 def pid_alive(pid: int) -> bool:
