@@ -9,7 +9,11 @@ The syntax is sendmail's aliases(5), read as strictly as sendmail's own ``newali
   a comment (sendmail would read it as addresses);
 - a name may be double-quoted (``"name with space": ...``); names are case-insensitive
   and are returned lower-cased;
-- targets are classified by :mod:`mailplan.routing.addresses`.
+- targets are classified by :mod:`mailplan.routing.addresses`;
+- an entry longer than sendmail's line buffer (``BUFSIZ``: 8192 bytes on glibc, name,
+  targets and continuation lines together) is one ``newaliases`` refuses ("alias line
+  too long", "alias too long"): the old server does not have it, and it is kept apart
+  (:attr:`AliasFile.too_long`), not among the entries.
 
 Parsing is pure: :func:`parse_aliases` takes the file's bytes. ``:include:`` files are
 read by the caller through :func:`resolve_includes`, which is given a ``read(path)``
@@ -30,6 +34,11 @@ from mailplan.text import has_control
 Reader = Callable[[str], bytes | None]
 #: sendmail opens an :include: file from its working directory, the queue directory
 #: (main.c: chdir(QueueDir)); mailplan does not guess it, and reads no such path
+#: sendmail's readaliases holds an entry in ``char line[BUFSIZ]`` (alias.c), read with
+#: fgets: the entry's text (each continuation line's without its newline, a joining
+#: backslash and its newline left out) and the newline that ends it must fit in
+#: ``BUFSIZ - 1`` bytes; glibc's ``BUFSIZ``, as on the Linux servers mailplan reads
+SENDMAIL_ALIAS_BUFFER = 8192
 RELATIVE_INCLUDE = ("not an absolute path: sendmail opens it from its queue directory "
                     "(QueueDirectory); write the full path on the source, or declare the "
                     "alias in the spec")
@@ -50,6 +59,8 @@ class AliasFile:
 
     path: str
     entries: tuple[AliasEntry, ...]
+    #: entries newaliases refuses (over :data:`SENDMAIL_ALIAS_BUFFER`), with their size
+    too_long: tuple[tuple[AliasEntry, int], ...] = ()
 
 
 def decode(data: bytes | str) -> str:
@@ -59,8 +70,9 @@ def decode(data: bytes | str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]]]:
-    """Join continuation lines: (text, offset where each physical line starts, its number).
+def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int], int]]:
+    """Join continuation lines: (text, offset where each physical line starts, its number,
+    the bytes sendmail's buffer needs for the entry: see :data:`SENDMAIL_ALIAS_BUFFER`).
 
     As sendmail's readaliases: a line that starts an entry (or a comment) and ends in a
     backslash is joined to the next one (the backslash and the newline removed), and so
@@ -70,14 +82,20 @@ def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]
     comment ends it.
     """
     groups: list[list[tuple[int, str, str]]] = []  # (number, text, joined to previous by)
+    held: list[int] = []  # each group's bytes in sendmail's buffer
     entry_open = False
     glued = False  # the previous line ended in a backslash that joins
-    for number, raw in enumerate(text.split("\n"), start=1):
+    raws = text.split("\n")
+    for number, raw in enumerate(raws, start=1):
         line = raw.rstrip("\r")
         was_glued, glued = glued, False
         continuation = not was_glued and entry_open and line[:1] in (" ", "\t")
         if not continuation and line.endswith("\\"):
             glued, line = True, line[:-1]
+        if entry_open and (was_glued or continuation):
+            # what fgets put in the buffer: the line, less a joining backslash (its
+            # newline is overwritten by the next line's text; the entry's last stays)
+            held[-1] = held[-1] - 1 + _buffered(raw, glued, number < len(raws))
         if was_glued:  # part of the line before: an entry's, or a comment's
             if entry_open:
                 groups[-1].append((number, line, ""))
@@ -89,6 +107,7 @@ def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]
             continue
         if line[0] not in " \t":
             groups.append([(number, line, "")])
+            held.append(_buffered(raw, glued, number < len(raws)))
             entry_open = True
             continue
         if not entry_open:
@@ -100,16 +119,22 @@ def _logical_lines(text: str, path: str) -> list[tuple[str, list[int], list[int]
                                "(sendmail reads it as addresses)", origin=Origin(path, number),
                                hint="move the comment to column 1 above the entry")
         groups[-1].append((number, line, " "))
-    out: list[tuple[str, list[int], list[int]]] = []
-    for group in groups:
+    out: list[tuple[str, list[int], list[int], int]] = []
+    for group, size in zip(groups, held, strict=True):
         starts, offset, parts = [], 0, []
         for _number, line, sep in group:
             offset += len(sep) if parts else 0
             starts.append(offset)
             parts.append((sep if parts else "") + line)
             offset += len(line)
-        out.append(("".join(parts), starts, [n for n, _l, _s in group]))
+        out.append(("".join(parts), starts, [n for n, _l, _s in group], size))
     return out
+
+
+def _buffered(raw: str, glued: bool, newline: bool) -> int:
+    """The bytes a physical line takes in sendmail's buffer (its newline counted; the
+    next line of the entry overwrites it, and a joining backslash)."""
+    return len(raw.encode("utf-8", "surrogateescape")) - glued + newline
 
 
 def _split_name(text: str, origin: Origin) -> tuple[str, int]:
@@ -141,7 +166,8 @@ def _split_name(text: str, origin: Origin) -> tuple[str, int]:
 def parse_aliases(data: bytes | str, path: str) -> AliasFile:
     """Parse an aliases file; raises RoutingError naming the path and line on bad syntax."""
     entries: list[AliasEntry] = []
-    for text, starts, numbers in _logical_lines(decode(data), path):
+    too_long: list[tuple[AliasEntry, int]] = []
+    for text, starts, numbers, size in _logical_lines(decode(data), path):
 
         def origin_at(offset: int, starts: list[int] = starts,
                       numbers: list[int] = numbers) -> Origin:
@@ -152,8 +178,12 @@ def parse_aliases(data: bytes | str, path: str) -> AliasFile:
         targets = parse_list(text[after:], lambda off, a=after: origin_at(off + a))
         if not targets:
             raise RoutingError(f"alias {name!r} has no targets", origin=origin)
-        entries.append(AliasEntry(name.lower(), tuple(targets), origin))
-    return AliasFile(path, tuple(entries))
+        entry = AliasEntry(name.lower(), tuple(targets), origin)
+        if size > SENDMAIL_ALIAS_BUFFER - 1:
+            too_long.append((entry, size))
+        else:
+            entries.append(entry)
+    return AliasFile(path, tuple(entries), tuple(too_long))
 
 
 def parse_include(data: bytes | str, path: str,
@@ -262,13 +292,20 @@ def effective_aliases(files: Sequence[AliasFile]) -> tuple[dict[str, AliasEntry]
 
     Within one file a later duplicate replaces an earlier one: newaliases prints
     "duplicate alias name" and keeps the last definition; we do the same and report it
-    as a warning with both lines. Across files the first file that has the name wins
-    (sendmail looks the name up in each database in turn); a definition it never reaches
-    is a note naming the one it uses.
+    as a warning with both lines. An entry newaliases refuses as too long is a warning
+    and takes no name (an earlier definition stays). Across files the first file that
+    has the name wins (sendmail looks the name up in each database in turn); a
+    definition it never reaches is a note naming the one it uses.
     """
     table: dict[str, AliasEntry] = {}
     findings: list[Finding] = []
     for aliases in files:
+        findings.extend(Finding(
+            "warning", f"alias {entry.name!r} is not carried over: its entry takes {size} "
+            f"bytes, and sendmail's newaliases refuses one over "
+            f"{SENDMAIL_ALIAS_BUFFER - 1} (\"alias too long\"), so the old server does not "
+            "have it; to keep it, move its targets into an :include: file or declare it "
+            "in the spec", entry.origin) for entry, size in aliases.too_long)
         own: dict[str, AliasEntry] = {}
         for entry in aliases.entries:
             earlier = own.get(entry.name)
