@@ -24,6 +24,7 @@ replaced by the included targets, or kept with a ``problem`` when unreadable or 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -34,6 +35,12 @@ from mailplan.text import has_control
 Reader = Callable[[str], bytes | None]
 #: sendmail opens an :include: file from its working directory, the queue directory
 #: (main.c: chdir(QueueDir)); mailplan does not guess it, and reads no such path
+#: the blanks of C's isspace()
+_C_SPACE = " \t\n\v\f\r"
+#: sendmail's include() ends a line of an :include: or .forward file at a ``#@#`` that
+#: follows a blank and ends the line or precedes one (a comment anywhere, "for Japanese
+#: character sets"): the addresses before it are delivered to
+_HASH_AT_COMMENT = re.compile(rf"(?<=[{_C_SPACE}])#@#(?=[{_C_SPACE}]|$)")
 #: sendmail's readaliases holds an entry in ``char line[BUFSIZ]`` (alias.c), read with
 #: fgets: the entry's text (each continuation line's without its newline, a joining
 #: backslash and its newline left out) and the newline that ends it must fit in
@@ -188,7 +195,8 @@ def parse_aliases(data: bytes | str, path: str) -> AliasFile:
 
 def parse_include(data: bytes | str, path: str,
                   bad: list[Origin] | None = None) -> list[Target]:
-    """The targets of an ``:include:`` file: address lists, one or more per line. A
+    """The targets of an ``:include:`` file: address lists, one or more per line (what
+    follows a `` #@#`` is a comment, as sendmail reads it). A
     line or item that is no address raises, or, given ``bad``, is left out and its
     origin appended there (as sendmail's sendtolist() rejects that one address and
     goes on with the others)."""
@@ -197,6 +205,11 @@ def parse_include(data: bytes | str, path: str,
         line = raw.rstrip("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        comment = _HASH_AT_COMMENT.search(line)
+        if comment is not None:
+            line = line[:comment.start()].rstrip(_C_SPACE)
+            if not line:
+                continue
         origin = Origin(path, number)
         if bad is None:
             targets.extend(parse_list(line, lambda _off, o=origin: o))
