@@ -170,14 +170,17 @@ DIR_EXISTS = "User's directory already exists"
 #: vadduser's ``lastauth`` (what a vadduser cut between its mkdir and its vpasswd line
 #: leaves: no mail can be in it); exit 4, printing its path and removing none, when one
 #: holds anything else, and 3 when there is none (mkdir failed for another reason).
-#: Never follows a link.
+#: Never follows a link: what is a candidate (``d``: a directory, neither it nor its parent
+#: a link) is tested where it is checked and again where it is removed, so one made a
+#: link in between is left alone.
 CLEAR_LEFTOVER = (f'h="[{HASH_CHARS}]"; '
+                  'd() { [ -d "$1" ] && [ ! -L "$1" ] && [ ! -L "${1%/*}" ]; }; '
                   'set -- "$1/$2" "$1"/$h/"$2" "$1"/$h/$h/"$2" "$1"/$h/$h/$h/"$2"; k=0; '
-                  'for u; do [ -d "$u" ] && [ ! -L "$u" ] && [ ! -L "${u%/*}" ] || continue; '
+                  'for u; do d "$u" || continue; '
                   'f=$(find "$u" -mindepth 1 ! -type d -print); '
                   '[ -z "$f" ] || [ "$f" = "$u/lastauth" ] || { printf "%s\\n" "$u"; exit 4; }; '
                   'k=$((k+1)); done; [ "$k" -gt 0 ] || exit 3; '
-                  'for u; do [ -d "$u" ] && [ ! -L "$u" ] && [ ! -L "${u%/*}" ] || continue; '
+                  'for u; do d "$u" || continue; '
                   'rm -f -- "$u/lastauth" && find "$u" -depth -type d -empty -delete '
                   '&& [ ! -e "$u" ] || exit 5; done')
 
