@@ -28,6 +28,7 @@ from tools import require
 from mailplan.connectors.local import LocalConnector
 from mailplan.engine import make_plan, state_path_for
 from mailplan.facts.find_errors import find_messages
+from mailplan.facts.listing_notes import unseen_notes
 from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
@@ -35,7 +36,6 @@ from mailplan.facts.mailboxes import (
     NO_SPOOL_DIR_NOTE,
     MailboxRef,
     _Found,
-    _unseen_notes,
     list_source_mailboxes,
 )
 from mailplan.mail.mbox import LOOKAHEAD
@@ -125,6 +125,67 @@ def test_a_folders_directory_that_is_a_file_is_a_problem(tmp_path):
         ("problem", str(home / "mail"), None,
          f"{home}/mail (the folders directory) is a file, not a directory: no mail in it is "
          "imported (move it into a directory of that name to import it)")]
+
+
+def test_a_home_mbox_or_folder_entry_that_is_not_a_file_is_a_problem(tmp_path):
+    """A ~/mbox that is a named pipe or a directory, and a folder entry that is a named
+    pipe (or a socket), are problems naming the path and what it is, as a spool of
+    another type is: nothing is imported from them (they were passed over in silence),
+    and the user's other mailboxes go on. A directory under ~/mail stays a parent of
+    folders, and a hidden entry is left out as hidden files are."""
+    import os
+    import socket
+
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw"),
+                                            SourceAccount("carol", 1001, "Carol", "pw")])
+    spool, home = src / "var/spool/mail", src / "home"
+    (spool / "bob").write_bytes(msg("bob's spool"))
+    os.mkfifo(home / "bob/mbox")
+    (home / "bob/mail/Archive").mkdir(parents=True)
+    (home / "bob/mail/Archive/2025").write_bytes(msg("archived"))
+    os.mkfifo(home / "bob/mail/Work")
+    os.mkfifo(home / "bob/mail/.hidden")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(home / "bob/mail/Archive/sock"))
+    (home / "carol/mbox/cur").mkdir(parents=True)
+    refs = [MailboxRef("example.com", name, name, str(spool / name), str(home / name / "mail"),
+                       str(home / name)) for name in ("bob", "carol")]
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert [(m.user, m.name) for m in mailboxes] == [("bob", "INBOX"), ("bob", "Archive/2025")]
+    assert [(n.user, n.path, n.folder, n.message) for n in notes if n.kind == "problem"] == [
+        ("bob", f"{home}/bob/mbox", "INBOX",
+         f"INBOX: {home}/bob/mbox (~/mbox, INBOX mail) is a named pipe, not an mbox file: "
+         "nothing is imported from it (mail kept there is left on the old server)"),
+        ("bob", f"{home}/bob/mail/Archive/sock", "Archive/sock",
+         f"{home}/bob/mail/Archive/sock (a folder) is a socket, not an mbox file: "
+         "nothing is imported from it (mail kept there is left on the old server)"),
+        ("bob", f"{home}/bob/mail/Work", "Work",
+         f"{home}/bob/mail/Work (a folder) is a named pipe, not an mbox file: "
+         "nothing is imported from it (mail kept there is left on the old server)"),
+        ("carol", f"{home}/carol/mbox", "INBOX",
+         f"INBOX: {home}/carol/mbox (~/mbox, INBOX mail) is a directory, not an mbox file: "
+         "nothing is imported from it (mail kept there is left on the old server)")]
+    # carol's missing spool is an empty INBOX as before; her ~/mbox holds none of it
+    assert [n.message for n in notes if n.user == "carol" and n.kind == "info"] == [
+        f"INBOX: {spool}/carol {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)"]
+
+
+def test_a_folders_directory_that_is_a_named_pipe_is_a_problem(tmp_path):
+    """A ~/mail that is neither a directory nor a file (a named pipe) is named too, as
+    a ~/mail that is a file is: no folder is imported from it."""
+    import os
+
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    home = src / "home/bob"
+    os.mkfifo(home / "mail")
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(home / "mail"), str(home))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert mailboxes == []
+    assert [(n.path, n.folder, n.message) for n in notes if n.kind == "problem"] == [
+        (str(home / "mail"), None,
+         f"{home}/mail (the folders directory) is a named pipe, not a directory: no mail "
+         "in it is imported")]
 
 
 def test_a_spool_whose_directory_is_missing_is_a_problem(tmp_path):
@@ -352,7 +413,7 @@ def test_a_find_message_naming_no_starting_point_counts_for_each_and_says_perhap
                       ("/m/a", "find: something else went wrong", False),
                       ("/m/b", "find: something else went wrong", False)]
     ref = MailboxRef("example.com", "bob", "bob", "/spool/bob", "/m/b", "/home/bob")
-    (note,) = _unseen_notes(ref, {"/m/b": [(errors[2][1], False)]})
+    (note,) = unseen_notes(ref, {"/m/b": [(errors[2][1], False)]})
     assert note.message == (
         "find: something else went wrong: listing /m/b: folders there are perhaps not all "
         "imported; mailplan must be able to read it (log in to the source as root, "

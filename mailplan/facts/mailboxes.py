@@ -2,7 +2,8 @@
 
 One ``find`` lists every spool file and every folder file of the migrated users
 (:func:`list_source_mailboxes`), with notes on the files not imported (a symbolic link,
-a spool that is not a file, what find could not see) and on those merged into the
+a spool, ~/mbox or folder entry that is not a file, what find could not see:
+:mod:`mailplan.facts.listing_notes`) and on those merged into the
 INBOX (~/mbox, a folder file named INBOX); :func:`named` names each folder's directory
 in the target's encoding. What each mailbox holds is read by
 :mod:`mailplan.facts.mailbox_scan`; whether an earlier apply's checkpoint still holds,
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from mailplan.connectors.base import Connector
 from mailplan.facts.find_errors import find_messages
+from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
 from mailplan.facts.notes import MailboxNote
 from mailplan.mail.maildir import (
     FolderNameError,
@@ -38,9 +40,6 @@ _FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
-#: what find's ``%y`` letters name
-_FILE_TYPES = {"d": "a directory", "p": "a named pipe", "s": "a socket",
-               "b": "a block device", "c": "a character device"}
 #: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
 #: lists it with what needs no change, not among the problems)
 HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
@@ -195,11 +194,11 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     mailboxes: list[SourceMailbox] = []
     notes: list[MailboxNote] = []
     for ref in refs:
-        notes += _unseen_notes(ref, found.unseen)
+        notes += unseen_notes(ref, found.unseen)
         for part in (_inbox(ref, found), _folders(ref, found)):
             mailboxes += part[0]
             notes += part[1]
-        notes += _link_notes(ref, found.linked)
+        notes += link_notes(ref, found.linked)
     return named((mailboxes, notes), names)
 
 
@@ -210,7 +209,9 @@ class _Found:
     #: regular files: path -> (size, mtime, inode, device, owner's uid)
     files: dict[str, tuple[int, float, int, int, int]]
     linked: dict[str, str]  # symbolic links, never followed: path -> where it points
-    other: dict[str, str]  # spool and ~/mbox paths that are neither file nor link
+    #: spool, ~/mbox and folder paths that are neither file nor link (nor, below a
+    #: folders directory, a directory): path -> find's type letter
+    other: dict[str, str]
     missing_dirs: set[str]  # the spools' directories that are not there
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
@@ -259,10 +260,13 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     spool_chunks, root_chunks = list(chunks(spools)), list(chunks(roots))
     what = ["(", "-type", "f", "-printf", _FILE_FORMAT, ")", "-o",
             "(", "-type", "l", "-printf", _LINK_FORMAT, ")"]
-    # a spool of another type (a directory: a Maildir in the spool's place) is said too
+    # a spool or ~/mbox of another type (a directory: a Maildir in the spool's place; a
+    # named pipe) is said too, and so is a folder entry that is neither a file nor a
+    # directory (a directory there is a parent of folders)
     cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what, "-o", "-printf",
                   _OTHER_FORMAT]) + "; true" for chunk in spool_chunks]
-    cmds += [join(["LC_ALL=C", "find", *chunk, *what]) + "; true" for chunk in root_chunks]
+    cmds += [join(["LC_ALL=C", "find", *chunk, *what, "-o", "!", "-type", "d", "-printf",
+                   _OTHER_FORMAT]) + "; true" for chunk in root_chunks]
     # the spools' directories that are not there (test -d follows a link, as the
     # spools' own paths do: /var/spool/mail -> ../mail on Debian)
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
@@ -297,11 +301,7 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
     if spool in found.files:
         found.add((mailboxes, notes), ref, "INBOX", spool)
     elif spool in found.other:
-        kind = _FILE_TYPES.get(found.other[spool], "not a regular file")
-        notes.append(MailboxNote(ref.domain, ref.user, "problem", spool,
-                                 f"INBOX: {escape(spool)} (the spool) is {kind}, "
-                                 "not an mbox file: nothing is imported from it (mail "
-                                 "kept there is left on the old server)", "INBOX"))
+        notes.append(not_a_file(ref, spool, found.other[spool], "INBOX: ", "the spool", "INBOX"))
     elif spool in found.linked or spool in found.unseen:
         pass  # a link, or a spool find could not see, has its own note
     elif (posixpath.dirname(spool) or "/") in found.missing_dirs:
@@ -318,6 +318,9 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
             (mailboxes, notes), ref, "INBOX", mbox, folder_file=True, home_mbox=True):
         notes.append(MailboxNote(ref.domain, ref.user, "info", mbox,
                                  f"{escape(mbox)} {HOME_MBOX_NOTE}", "INBOX"))
+    elif mbox is not None and mbox in found.other and mbox != spool:
+        notes.append(not_a_file(ref, mbox, found.other[mbox], "INBOX: ", "~/mbox, INBOX mail",
+                                "INBOX"))
     return mailboxes, notes
 
 
@@ -325,7 +328,8 @@ def _folders(ref: MailboxRef, found: _Found
              ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """``ref``'s folder files (hidden ones left out: IMAP servers do not show them); a
     folder file named INBOX is merged into the INBOX, with a note; a folders directory
-    that is a file is a problem."""
+    that is not a directory, and a folder entry that is neither a file nor a directory
+    (a named pipe), are problems."""
     mailboxes, notes = [], []
     mbox = ref.home_mbox
     prefix = ref.folders.rstrip("/") + "/"
@@ -333,67 +337,23 @@ def _folders(ref: MailboxRef, found: _Found
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  "folders directory) is a file, not a directory: no mail in it is "
                                  "imported (move it into a directory of that name to import it)"))
-    for path in sorted(p for p in found.files
-                       if p.startswith(prefix) and posixpath.normpath(p) != mbox):
+    elif root in found.other and root not in (ref.spool, mbox):
+        kind = FILE_TYPES.get(found.other[root], "not a regular file")
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
+                                 f"folders directory) is {kind}, not a directory: no mail in "
+                                 "it is imported"))
+    # (~/mbox, and a spool that is no file, have their notes in _inbox)
+    for path in sorted(p for p in [*found.files, *found.other] if p.startswith(prefix)
+                       and posixpath.normpath(p) != mbox
+                       and not (p == ref.spool and p in found.other)):
         rel = path[len(prefix):]
         if ref.decode_names:  # UW-imapd's modified UTF-7 names
             rel = source_folder(rel)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: IMAP servers do not show them as folders
-        if found.add((mailboxes, notes), ref, rel, path, folder_file=True) and is_inbox(rel):
+        if path in found.other:
+            notes.append(not_a_file(ref, path, found.other[path], "", "a folder", rel))
+        elif found.add((mailboxes, notes), ref, rel, path, folder_file=True) and is_inbox(rel):
             notes.append(MailboxNote(ref.domain, ref.user, "info", path,
                                      f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
     return mailboxes, notes
-
-
-def _unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
-                  ) -> list[MailboxNote]:
-    """Problems of a user's spool, ~/mbox or folder directory that ``find`` could not
-    see whole."""
-    notes = []
-    mbox = ref.home_mbox or ""
-    for start, what, folder in ((ref.spool, "mail there is", "INBOX"),
-                                (mbox, "mail there is", "INBOX"),
-                                (ref.folders.rstrip("/") or "/", "folders there are", None)):
-        said = unseen.get(start) if start else None
-        if not said:
-            continue
-        line, exact = said[0]
-        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
-        effect = (f"{what} not imported" if exact else
-                  f"listing {escape(start)}: {what} perhaps not all imported")
-        notes.append(MailboxNote(
-            ref.domain, ref.user, "problem", start,
-            f"{escape(line)}{more}: {effect}; mailplan must be able to read it (log in to "
-            "the source as root, or set sudo: true)", folder, unseen=True))
-    return notes
-
-
-def _link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
-    """A problem for each of the user's spool and folder paths that is a symbolic link
-    (not followed: mailplan reads as root), hidden ones left out as their folders are;
-    an ``info`` note for a link to the user's own spool (``~/mail/INBOX`` made so for
-    pine), whose mail is imported from the spool."""
-    notes = []
-    root = ref.folders.rstrip("/") or "/"
-    mbox = ref.home_mbox
-    for path in sorted(linked):
-        rel = path[len(root) + 1:] if path.startswith(root + "/") else ""
-        if path not in (ref.spool, root, mbox) and not rel:
-            continue  # another user's
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        dest = posixpath.normpath(posixpath.join(posixpath.dirname(path), linked[path]))
-        if path != ref.spool and dest == posixpath.normpath(ref.spool):
-            notes.append(MailboxNote(ref.domain, ref.user, "info", path,
-                                     f"{escape(path)} is a symbolic link to the spool, "
-                                     "whose mail is imported into the INBOX", "INBOX"))
-            continue
-        what = "the folders directory" if path == root else "the spool" if path == ref.spool \
-            else "~/mbox, INBOX mail" if path == mbox else "a folder"
-        notes.append(MailboxNote(ref.domain, ref.user, "problem", path,
-                                 f"{escape(path)} ({what}) is a symbolic link: not followed "
-                                 "(mailplan reads the source as root), so no mail behind it "
-                                 "is imported (if it is this user's, replace the link with "
-                                 "what it points to)", rel or None))
-    return notes
