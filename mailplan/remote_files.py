@@ -38,15 +38,17 @@ class ProcessReader:
         return out
 
 
-def tar_members(proc: Process, paths: Iterable[str]) -> Iterator[tuple[str, IO[bytes]]]:
+def tar_members(proc: Process, paths: Iterable[str], others: dict[str, str] | None = None
+                ) -> Iterator[tuple[str, IO[bytes]]]:
     """Give a started ``tar -cPf - --null -T -`` its NUL-separated list of ``paths`` and
     yield ``(name, contents)`` for each regular file of the archive it streams back, in the
     order tar reads them: one channel for any number of files. Each ``contents`` is readable
     only until the next item (stream mode); errors (``OSError``, ``tarfile.TarError``) and
-    tar's exit status are the caller's."""
+    tar's exit status are the caller's. ``others`` gets what each other member is (tar
+    archives a named pipe without opening it: see :func:`regular_members`)."""
     proc.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
     proc.close_stdin()
-    yield from regular_members(ProcessReader(proc))
+    yield from regular_members(ProcessReader(proc), others)
 
 
 #: what :func:`regular_members` says of a member that is not a regular file

@@ -49,8 +49,11 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     if not by_path:
         return messages, errors
     proc = conn.start(f"{tar_read(conn)} --no-recursion --ignore-failed-read --null -T -")
+    # tar archives a file that is no longer a regular file (a named pipe swapped in since
+    # the listing) without opening it: it is said, not compared as an empty mailbox
+    others: dict[str, str] = {}
     try:
-        for name, handle in tar_members(proc, by_path):
+        for name, handle in tar_members(proc, by_path, others):
             mb = by_path.get(name)
             if mb is None:
                 continue
@@ -85,13 +88,23 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
         raise HostError(f"tar exited {res.returncode}: {res.stderr_text[:300]}",
                         host=conn.name, step=f"{STEP}: read source mailboxes",
                         hint="is GNU tar installed on the source?")
-    for line in res.stderr_text.splitlines():
-        # GNU tar: "PATH: file changed as we read it" / "PATH: File shrank by N bytes"
-        for path in by_path:
-            if f"{path}: " in line and ("changed as we read" in line or "shrank" in line):
-                errors.setdefault(path, "")
-                errors[path] = f"changed while verify read it ({line.split(': ', 1)[-1]})"
+    _said_by_tar(by_path, others, res.stderr_text, errors)
     return messages, errors
+
+
+def _said_by_tar(paths: Iterable[str], others: dict[str, str], stderr: str,
+                 errors: dict[str, str]) -> None:
+    """Add to ``errors`` why mailboxes of ``paths`` were not read as they were listed:
+    one tar found no regular file (``others``: what it is), one tar said changed or
+    shrank while it read it (``stderr``)."""
+    for path, kind in others.items():
+        if path in paths:
+            errors[path] = f"it is {kind}, not a regular file (replaced since the listing)"
+    for line in stderr.splitlines():
+        # GNU tar: "PATH: file changed as we read it" / "PATH: File shrank by N bytes"
+        for path in paths:
+            if f"{path}: " in line and ("changed as we read" in line or "shrank" in line):
+                errors[path] = f"changed while verify read it ({line.split(': ', 1)[-1]})"
 
 
 _FIND = "%y\\t%T@\\t%s\\t%i\\t%p\\0"

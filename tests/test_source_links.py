@@ -19,6 +19,7 @@ from migration import (
     unique_domain,
     write_spec,
 )
+from pipes_wait import at_once
 
 from mailplan.apply import apply_plan
 from mailplan.engine import make_plan, state_path_for
@@ -175,8 +176,6 @@ def test_a_mailbox_swapped_for_a_named_pipe_is_refused_not_waited_on(tmp_path):
     read (mkfifo needs no privilege; the confirmation prompt is time enough): opening a
     pipe waits for a writer, for ever. The read refuses it at once, as any file that is
     not the one listed, instead of holding apply."""
-    import threading
-
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
     from mailplan.mail.snapshot import SnapshotStream
@@ -188,24 +187,14 @@ def test_a_mailbox_swapped_for_a_named_pipe_is_refused_not_waited_on(tmp_path):
                                                             str(spool), str(tmp_path / "no"))])
     spool.unlink()
     os.mkfifo(spool)
-    outcome: list[BaseException | bytes] = []
 
-    def read() -> None:
-        try:
-            stream = SnapshotStream(conn, str(spool), 0, mb.size, step="test", ident=mb.ident)
-            outcome.append(stream.read(65536))
-        except BaseException as exc:  # noqa: BLE001 -- handed to the test's thread
-            outcome.append(exc)
+    def read() -> bytes:
+        stream = SnapshotStream(conn, str(spool), 0, mb.size, step="test", ident=mb.ident)
+        return stream.read(65536)
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(15)
-    if reader.is_alive():  # let the stuck open go, so that the test ends
-        os.close(os.open(spool, os.O_WRONLY | os.O_NONBLOCK))
-        reader.join(15)
-        pytest.fail("the read waited on the named pipe")
-    assert isinstance(outcome[0], SourceChanged), outcome
-    assert "no longer the file the plan listed" in str(outcome[0])
+    outcome = at_once(read, [spool])
+    assert isinstance(outcome, SourceChanged), outcome
+    assert "no longer the file the plan listed" in str(outcome)
 
 
 def test_mail_behind_a_link_is_named_in_the_plan_not_passed_over(tmp_path):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from mailplan.connectors.base import Connector
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools
-from mailplan.mail.windows import WINDOW, digest, slice_command
+from mailplan.mail.windows import WINDOW, digest, regular_only, slice_command
 from mailplan.remote import run_batch
 
 
@@ -69,9 +69,12 @@ _PEEK = 7
 
 
 def _window_cmd(path: str, offset: int, noatime: bool) -> str:
+    # by name, so only a regular file (not one swapped for a named pipe since the
+    # listing, whose open would wait for ever): a refusal is a checkpoint not valid
     width = min(WINDOW, offset)
-    return "; ".join(slice_command(path, start, length, noatime=noatime) for start, length
-                     in ((0, width), (offset - width, width), (offset, _PEEK)))
+    return regular_only(path, "; ".join(
+        slice_command(path, start, length, noatime=noatime) for start, length
+        in ((0, width), (offset - width, width), (offset, _PEEK))))
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],

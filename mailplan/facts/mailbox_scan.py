@@ -46,7 +46,7 @@ from mailplan.facts.notes import MailboxNote, NoteKind
 from mailplan.facts.scan_read import BLANK_END, ScanRead
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.mbox import MailboxError, MboxReader
-from mailplan.mail.windows import Windows, slice_command
+from mailplan.mail.windows import Windows, regular_only, slice_command
 from mailplan.remote import run_batch
 from mailplan.remote_files import tar_members
 from mailplan.text import marked
@@ -118,9 +118,11 @@ def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -
     the plan, for the admin. apply's read, which moves mail into a Maildir, reads the
     file the listing found only (:class:`mailplan.mail.snapshot.SnapshotStream`,
     ``ident``), at the cost of a ``stat`` that a plan of thousands of mailboxes does not
-    pay (1.4 ms each, a quarter of an unchanged mailbox's re-plan)."""
-    return conn.start_stream(slice_command(mailbox.path, start, end - start,
-                                           noatime=read_tools(conn).dd))
+    pay (1.4 ms each, a quarter of an unchanged mailbox's re-plan). Only a regular file
+    is read (:func:`~mailplan.mail.windows.regular_only`): one swapped for a named pipe
+    since the listing is refused, not waited on."""
+    return conn.start_stream(regular_only(mailbox.path, slice_command(
+        mailbox.path, start, end - start, noatime=read_tools(conn).dd)))
 
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
@@ -188,11 +190,13 @@ def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd:
 
 def _count_command(mb: SourceMailbox, noatime: bool) -> str:
     # the separators in [0, size) (what apply will read), then the first bytes; a mailbox
-    # not settled, its last 4 bytes first (does it end with a blank line?)
+    # not settled, its last 4 bytes first (does it end with a blank line?); none of it
+    # when the file is no longer a regular file (regular_only)
     tail = "" if mb.settled or mb.size < 4 else slice_command(
         mb.path, mb.size - 4, 4, noatime=noatime) + "; "
-    return (tail + slice_command(mb.path, 0, mb.size, noatime=noatime) + " | "
-            + COUNT_SEPARATORS + "; " + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
+    return regular_only(mb.path, tail + slice_command(mb.path, 0, mb.size, noatime=noatime)
+                        + " | " + COUNT_SEPARATORS + "; "
+                        + slice_command(mb.path, 0, HEAD_BYTES, noatime=noatime))
 
 
 def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,

@@ -33,6 +33,7 @@ from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged
 from mailplan.facts.noatime import read_tools
 from mailplan.mail.windows import (
+    NOT_A_FILE,
     NOT_LISTED,
     OPENED,
     WINDOW,
@@ -40,6 +41,7 @@ from mailplan.mail.windows import (
     digest,
     grown_head,
     guarded,
+    regular_only,
     slice_command,
 )
 
@@ -104,6 +106,11 @@ class SnapshotStream:
                                 "was replaced, or made a link)", host=self.conn.name,
                                 step=self.step, hint="run apply again: the mailboxes are "
                                 "listed afresh")
+        if res.returncode == NOT_A_FILE:
+            raise SourceChanged(f"{self.path} is no longer a regular file (it was replaced "
+                                "since the plan listed it)", host=self.conn.name,
+                                step=self.step, hint="run apply again: the mailboxes are "
+                                "listed afresh")
         if res.returncode != 0 and count < want:
             raise ConnectionLost(f"reading {self.path} stopped after {count} of {want} "
                                  f"bytes (exit {res.returncode})", host=self.conn.name,
@@ -166,8 +173,10 @@ class SnapshotStream:
                              noatime=self._noatime)
 
     def _reading(self, body: str) -> str:
-        """``body`` run on the file the listing found only (with ``ident``)."""
-        return guarded(self.path, self.ident, body) if self.ident else body
+        """``body`` run on the file the listing found only (with ``ident``); without
+        it, on a regular file only (a named pipe's open would wait for ever)."""
+        return guarded(self.path, self.ident, body) if self.ident \
+            else regular_only(self.path, body)
 
     def _window(self) -> tuple[int, bytes, bytes]:
         """Where the read is, and the first and the latest 4 KiB read."""

@@ -19,6 +19,8 @@ WINDOW = 4096
 OPENED = "/dev/fd/3"
 #: the exit status of a :func:`guarded` command whose file is not the one listed
 NOT_LISTED = 86
+#: the exit status of a :func:`regular_only` command whose file is no regular file
+NOT_A_FILE = 87
 
 
 def guarded(path: str, ident: tuple[int, int], body: str) -> str:
@@ -42,6 +44,21 @@ def guarded(path: str, ident: tuple[int, int], body: str) -> str:
                     "or is a link)"])
     return (f"( [ -f {quoted} ] && exec 3<{quoted} && [ \"$(stat -L -c %d:%i {OPENED})\" = "
             f"{int(dev)}:{int(inode)} ] || {{ {refused} >&2; exit {NOT_LISTED}; }}; {body} )")
+
+
+def regular_only(path: str, body: str) -> str:
+    """``body`` (commands reading ``path`` by name: a plan's and verify's reads, which
+    check no identity) run only when ``path`` is a regular file (``test -f``, through a
+    link), else exit :data:`NOT_A_FILE` at once with a line on stderr saying so. The
+    listing found a regular file, but a user may swap it for a named pipe (``mkfifo``
+    needs no privilege) before the read: its open would wait for a writer, holding the
+    read, and the shared shell it runs in, for ever. As in :func:`guarded`, a pipe swapped
+    in between the test and the open (a race its owner must win within microseconds) is
+    the one case left. The source is only read; ``path`` is quoted."""
+    refused = join(["printf", "%s\\n", f"mailplan: {path} is not a regular file (replaced "
+                    "since the listing)"])
+    return (f"if [ -f {join([path])} ]; then {body}; else {refused} >&2; "
+            f"(exit {NOT_A_FILE}); fi")
 
 
 def slice_command(path: str, start: int, length: int, *, noatime: bool) -> str:
