@@ -34,6 +34,22 @@ def import_and_recount(root: Path) -> dict[str, Any]:
     return counted
 
 
+def import_synced_then_recount(root: Path) -> tuple[str, dict[str, Any]]:
+    """Import ``MBOX`` into ``root``'s INBOX: ``maildirsize`` once the batch is synced
+    (counted), and the recount's reply (``Z``)."""
+    client = AgentClient(LocalAgent())
+    try:
+        client.open(str(root))
+        import_mbox(client, io.BytesIO(MBOX), dirname="")
+        client.sync()
+        counted = (root / "maildirsize").read_text()
+        recounted = client.refresh_quota()
+        client.quit()
+    finally:
+        client.pipe.kill()
+    return counted, recounted
+
+
 def test_the_quota_recount_keeps_a_definition_line_that_is_not_ascii(tmp_path):
     """The recount at the end of each import keeps maildirsize's first line (the quota)
     as it is: one with a byte that is not ASCII (a file damaged by a crash) stopped every
@@ -164,15 +180,23 @@ def test_a_maildirsize_without_its_last_line_end_is_not_continued(tmp_path):
     root = tmp_path / "Maildir"
     root.mkdir()
     (root / "maildirsize").write_text("10485760S")
-    client = AgentClient(LocalAgent())
-    try:
-        client.open(str(root))
-        import_mbox(client, io.BytesIO(MBOX), dirname="")
-        client.sync()
-        counted = (root / "maildirsize").read_text()
-        recounted = client.refresh_quota()
-        client.quit()
-    finally:
-        client.pipe.kill()
+    counted, recounted = import_synced_then_recount(root)
     assert counted == f"10485760S\n{recounted['bytes']} 3\n"
+    assert (root / "maildirsize").read_text() == counted
+
+
+def test_an_empty_maildirsize_gets_no_count_line_as_its_first_line(tmp_path):
+    """An empty ``maildirsize`` (0 bytes: truncated by hand, ``touch``) holds no quota
+    definition line. A batch's ``bytes count`` line appended to it became its first line,
+    where Maildir++ readers take the quota from (``51 3``: a quota of 3 bytes for
+    courier's parser) and vpopmail skips whatever is there, taking the user's quota from
+    vpasswd (maildirquota.c's maildirsize_read: the batch went uncounted). The writer
+    keeps the file without a definition, as it was: an empty first line (no quota for
+    those reading it from the file; vpopmail takes the user's from vpasswd), then the
+    count, which the recount at the end of the import keeps so."""
+    root = tmp_path / "Maildir"
+    root.mkdir()
+    (root / "maildirsize").write_bytes(b"")
+    counted, recounted = import_synced_then_recount(root)
+    assert counted == f"\n{recounted['bytes']} 3\n"
     assert (root / "maildirsize").read_text() == counted

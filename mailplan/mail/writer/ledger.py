@@ -199,7 +199,12 @@ class LedgerMixin(AgentBase):
         delivery does: one ``bytes count`` line appended to ``maildirsize`` (Maildir++),
         where the Maildir has one; ``.Trash`` is not counted (as ``quota``). The import's
         end recomputes the file anyway (``Z``); this keeps it right when a run is killed
-        before that, so no later run has to."""
+        before that, so no later run has to. An empty file has no quota definition line:
+        it gets an empty one first, so the count never becomes the first line, where
+        Maildir++ readers take the quota from (courier's parser makes ``51 3`` a quota
+        of 3 bytes) and vpopmail, which takes the user's quota from vpasswd, skips
+        whatever is there (the batch uncounted); the recount keeps that empty line, as
+        it keeps any definition."""
         path = os.path.join(self.root, "maildirsize")
         if not visible or not os.path.exists(path):  # no quota: no name is parsed
             return
@@ -213,7 +218,8 @@ class LedgerMixin(AgentBase):
             return
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
         try:
-            append_lines(fd, f"{total} {count}\n".encode("ascii"))
+            line = f"{total} {count}\n".encode("ascii")
+            append_lines(fd, line if os.fstat(fd).st_size else b"\n" + line)
         finally:
             os.close(fd)
 
