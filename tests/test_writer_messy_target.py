@@ -132,6 +132,8 @@ def test_what_a_dead_writer_left_is_taken_up_though_its_process_id_runs_again(tm
     with subprocess.Popen([sys.executable, "-c", sleep]) as daemon, \
             subprocess.Popen([sys.executable, "-c", sleep, AGENT_MARK.decode()]) as writer:
         try:
+            # until exec, a child's command line is this process's: wait for the writer's
+            _wait_for_cmdline(writer.pid, AGENT_MARK)
             for pid in (daemon.pid, writer.pid):
                 (root / f"mailplan-pending-{pid}").write_bytes(record)
                 (root / "tmp" / f"mailplan-{pid}-1.tmp").write_bytes(b"half a message")
@@ -148,6 +150,16 @@ def test_what_a_dead_writer_left_is_taken_up_though_its_process_id_runs_again(tm
     # a writer still at work is left alone
     assert (root / f"mailplan-pending-{writer.pid}").exists()
     assert (root / "tmp" / f"mailplan-{writer.pid}-1.tmp").exists()
+
+
+def _wait_for_cmdline(pid: int, mark: bytes) -> None:
+    """Wait (up to 10 s) until process ``pid``'s command line holds ``mark``."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while mark not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"process {pid} did not exec"
+        time.sleep(0.01)
 
 
 def test_a_dead_writers_file_an_imap_server_removes_first_is_no_error(tmp_path, monkeypatch):
