@@ -30,6 +30,9 @@ _CRYPT = CryptContext(schemes=[
 _FOREIGN = CryptContext(schemes=["apr_md5_crypt", "ldap_hex_md5", "ldap_md5", "hex_md5",
                                  "hex_sha1", "hex_sha256", "hex_sha512"])
 _B64 = r"[./0-9A-Za-z]"
+#: an NT hash ($3$, empty salt, the 32 hex digits of its digest) in either case:
+#: libxcrypt verifies only the lower-case one (:func:`_refused_by_libxcrypt`)
+_NT_HASH = re.compile(r"\$3\$\$[0-9a-fA-F]{32}")
 _XCRYPT_ONLY = [
     ("yescrypt", re.compile(rf"^\$y\${_B64}+\${_B64}*\${_B64}{{43}}$")),
     ("gost_yescrypt", re.compile(rf"^\$gy\${_B64}+\${_B64}*\${_B64}{{43}}$")),
@@ -88,7 +91,7 @@ def classify(value: str) -> HashInfo:
         handler = _CRYPT.handler(scheme)
         try:
             if scheme == "bsd_nthash":  # a prefix wrapper without from_string()
-                if not re.fullmatch(r"\$3\$\$[0-9a-f]{32}", value):
+                if not _NT_HASH.fullmatch(value) or value != value.lower():
                     raise ValueError(value[:4])
             elif not handler.from_string(value).checksum:
                 raise ValueError("no checksum")
@@ -120,8 +123,7 @@ def _refused_by_libxcrypt(scheme: str | None, value: str) -> HashInfo | None:
         return HashInfo("unsupported", scheme, "bcrypt whose salt has padding bits set in "
                         "its last character, which vpopmail's crypt(3) (libxcrypt) clears: "
                         "the hash it computes never matches this one")
-    if scheme == "bsd_nthash" and re.fullmatch(r"\$3\$\$[0-9a-fA-F]{32}", value) \
-            and value != value.lower():
+    if scheme == "bsd_nthash" and _NT_HASH.fullmatch(value) and value != value.lower():
         return HashInfo("unsupported", scheme, "an NT hash written in capitals, which "
                         "vpopmail's crypt(3) (libxcrypt) never matches: it compares the "
                         "lower-case digest it computes")
