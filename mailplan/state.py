@@ -23,7 +23,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,15 +31,12 @@ from typing import TYPE_CHECKING, Any
 from mailplan.errors import StateError
 from mailplan.private_files import open_private_append, write_all, write_private
 from mailplan.routing.managed import apply_routing_entry
+from mailplan.state_check import RECOVER, STATE_VERSION, check_shape, check_version
 
 if TYPE_CHECKING:
     from mailplan.diff import Managed
 
-STATE_VERSION = 1
 UNREAD: Any = object()  # State.load's data when the caller has not read the file
-RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
-           "is enough to rebuild (nothing is duplicated); only the record of what mailplan "
-           "created, used by --prune, is lost")
 
 
 def mailbox_owner(key: str) -> tuple[str, str]:
@@ -86,7 +83,7 @@ class State:
                 raise StateError(f"{path}: the state file is unreadable or corrupt ({exc})",
                                  hint=RECOVER) from None
         if data is not UNREAD:
-            _check_version(path, data)
+            check_version(path, data)
         else:
             data = {"format_version": STATE_VERSION, "lineage": str(uuid.uuid4()),
                     "serial": 0, "managed": {}, "history": [], "current_apply": None}
@@ -288,7 +285,7 @@ class State:
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{self.journal_path}:{number}: corrupt journal line ({exc})",
                                  hint=RECOVER) from None
-        _check_shape(self.journal_path, self.data)  # what its lines added holds the same
+        check_shape(self.journal_path, self.data)  # what its lines added holds the same
         current = self.data.get("current_apply") or {}
         self.data["history"].append({"plan_id": current.get("plan_id"),
                                      "started": current.get("started"), "finished": None,
@@ -298,78 +295,6 @@ class State:
             self.data["journal_folded"] = hashlib.sha256(raw).hexdigest()
             self.save()
             self.journal_path.unlink()
-
-
-def _dict_of(value: Any, each: type | Callable[[Any], bool]) -> bool:
-    """Whether ``value`` is a dict whose every value passes ``each`` (a type or a test)."""
-    test = (lambda v: isinstance(v, each)) if isinstance(each, type) else each
-    return isinstance(value, dict) and all(test(v) for v in value.values())
-
-
-def _checkpoint_ok(checkpoint: Any) -> bool:
-    """Whether a mailbox's checkpoint (none: ``{}``) holds what the plan reads of it:
-    the source file's ``path`` and ``inode``, ``head`` and ``tail`` (the digests of its
-    bytes there), a whole number ``offset``, ``count`` (messages through it) a whole
-    number too, and ``ends`` (where earlier reads ended, absent in older state files) a
-    list of whole numbers after byte 0 and not after ``offset``. A damaged ``ends``
-    ignored would cost that record silently, and a message be imported twice."""
-    if not isinstance(checkpoint, dict):
-        return False
-    if not checkpoint:
-        return True
-    offset, ends = checkpoint.get("offset"), checkpoint.get("ends", [])
-    count = checkpoint.get("count", 0)
-    return (isinstance(checkpoint.get("path"), str) and type(checkpoint.get("inode")) is int
-            and all(isinstance(checkpoint.get(k), str) for k in ("head", "tail"))
-            and type(count) is int and count >= 0
-            and type(offset) is int and offset >= 0 and isinstance(ends, list) and all(
-                type(end) is int and 0 < end <= offset for end in ends))
-
-
-def _check_version(path: Path, data: Any) -> None:
-    if not isinstance(data, dict):
-        raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
-    if "format_version" not in data:  # no version at all: not written by any mailplan
-        raise StateError(f"{path}: not a mailplan state file (it has no format_version)",
-                         hint=RECOVER)
-    version = data["format_version"]
-    if version != STATE_VERSION:
-        raise StateError(f"{path}: state format version {version!r}, but this mailplan "
-                         f"reads version {STATE_VERSION}",
-                         hint="use the mailplan version that wrote it")
-    for key in ("lineage", "serial", "managed", "history"):
-        if key not in data:
-            raise StateError(f"{path}: state file lacks {key!r}", hint=RECOVER)
-    _check_shape(path, data)
-
-
-def _check_shape(path: Path, data: dict[str, Any]) -> None:
-    """Each part of the state holds what mailplan reads there (a hand edit, another
-    tool's file, a damaged journal line)."""
-    managed, mail = data["managed"], data.get("mail", {})
-    routing, intents = data.get("routing", {}), data.get("intents", {})
-    for key, ok, what in (
-            ("lineage", isinstance(data["lineage"], str), "text"),
-            ("serial", type(data["serial"]) is int, "a whole number"),
-            ("history", isinstance(data["history"], list) and all(
-                isinstance(run, dict) for run in data["history"]), "a list of applies"),
-            ("managed", isinstance(managed, dict) and all(
-                isinstance(body, dict) and isinstance(body.get("users"), dict)
-                for body in managed.values()), "domains, each with its users"),
-            ("mail", isinstance(mail, dict) and all(
-                isinstance(name, str) and isinstance(box, dict)
-                and all(type(box.get(n, 0)) is int for n in ("imported", "bytes"))
-                and _checkpoint_ok(box.get("checkpoint") or {})
-                for name, box in mail.items()), "mailboxes"),
-            ("routing", _dict_of(routing, lambda kinds: _dict_of(
-                kinds, lambda names: _dict_of(names, dict))), "domains"),
-            ("intents", _dict_of(intents, lambda claim: isinstance(
-                claim, dict) and isinstance(claim.get("domain"), str)), "steps"),
-            ("current_apply", isinstance(data.get("current_apply") or {}, dict),
-             "an apply")):
-        if not ok:
-            raise StateError(f"{path}: the state file's {key!r} does not hold {what}",
-                             hint=RECOVER)
 
 
 @contextlib.contextmanager
