@@ -258,8 +258,10 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                             "or save the plan with plan -o FILE and run apply -q FILE")
     state_path = _state(loaded, state)
     target = loaded.data["target"]["host"]
-    if saved is not None:  # said before anything is logged or any host is read
-        before = State.load(state_path, fold=False)
+    # a state file mailplan cannot use (a saved plan given as --state, a damaged one) is
+    # said before its lock or log is made, and a saved plan's checks before any host is read
+    before = State.load(state_path, fold=False)
+    if saved is not None:
         refuse_other_state(saved, before)
         refuse_applied(saved, before)
     # the options that change what is done (and --parallel, how): the same command

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplan.errors import StateError
+from mailplan.spec import mailplan_file
 
 STATE_VERSION = 1
 RECOVER = ("move the damaged file aside and run `mailplan plan` again: the target itself "
@@ -45,6 +46,13 @@ def _checkpoint_ok(checkpoint: Any) -> bool:
 def check_version(path: Path, data: Any) -> None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a mailplan state file", hint=RECOVER)
+    if mailplan_file(data) == "a saved plan":  # plan -o's output, given as --state
+        raise StateError(f"{path}: this is a saved plan of mailplan's (a plan file), not a "
+                         "state file", hint="leave --state out for the spec's own state file "
+                         "(its state:, else SPEC.state.json beside it), or give the one the "
+                         "plan was made with; a saved plan is applied with `mailplan apply "
+                         "PLAN.json` (with that --state) and shown with `mailplan show "
+                         "PLAN.json`")
     if "format_version" not in data:  # no version at all: not written by any mailplan
         raise StateError(f"{path}: not a mailplan state file (it has no format_version)",
                          hint=RECOVER)

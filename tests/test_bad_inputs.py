@@ -152,16 +152,22 @@ def test_hostile_source_data_is_listed_escaped_and_apply_goes_on(tmp_path):
     assert Path(udir, ".qmail").read_text() == "&keep@remote.example\n"
 
 
-def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
-    """A saved plan or a state file passed where the spec goes (plan, validate, verify)
-    or a state file passed to apply: the error says which file it is and what to give,
-    where it named an unknown key ('changes', 'current_apply') or the plan's schema."""
+def _spec_and_saved_plan(tmp_path: Path) -> tuple[Path, Path]:
+    """A spec migrating one account, and a plan of it saved as ``p.json``."""
     src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
     target = install_target(tmp_path / "target")
     spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
                       domains={"example.com": {"import": {"uid_min": 1000}}})
     saved = tmp_path / "p.json"
     mailplan("plan", str(spec), "-o", str(saved), check=True)
+    return spec, saved
+
+
+def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
+    """A saved plan or a state file passed where the spec goes (plan, validate, verify)
+    or a state file passed to apply: the error says which file it is and what to give,
+    where it named an unknown key ('changes', 'current_apply') or the plan's schema."""
+    spec, saved = _spec_and_saved_plan(tmp_path)
     mailplan("apply", str(saved), check=True)
     state = tmp_path / "m.state.json"
     for command, path, what in (("plan", state, "a state file"), ("validate", saved,
@@ -176,6 +182,22 @@ def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
         f"Error: {state}: this is a state file of mailplan's, not a saved plan\n"
         "  hint: apply takes the spec, or a plan saved with `mailplan plan SPEC -o "
         "PLAN.json`\n")
+
+
+def test_a_saved_plan_given_as_state_is_named_as_such(tmp_path):
+    """A saved plan passed as ``--state`` (plan, apply, verify) is said to be a plan
+    file, with what to give instead, where it was taken for a damaged state file ("move
+    the damaged file aside"); nothing is written, the plan left as it was."""
+    spec, saved = _spec_and_saved_plan(tmp_path)
+    before, files = saved.read_bytes(), sorted(tmp_path.iterdir())
+    for command in (["plan", str(spec)], ["apply", str(spec), "--auto-approve"],
+                    ["verify", str(spec)]):
+        res = mailplan(*command, "--state", str(saved))
+        assert res.returncode == 1 and res.stderr.startswith(
+            f"Error: {saved}: this is a saved plan of mailplan's (a plan file), not a state "
+            "file\n  hint: "), res.stderr
+        assert "damaged" not in res.stderr and "mailplan apply PLAN.json" in res.stderr
+    assert saved.read_bytes() == before and sorted(tmp_path.iterdir()) == files
 
 
 def test_plan_out_in_a_missing_directory_is_refused_before_the_hosts_are_read(tmp_path):
