@@ -14,7 +14,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailplan.errors import SourceDataError
 from mailplan.facts.source import Account, SourceFacts
 from mailplan.names import MAX_GECOS, parse_size, user_problem
 from mailplan.passwords import LOCKED, Password, own_password, resolve_password
@@ -237,9 +236,13 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
             if own_password(user):
                 password = resolve_password(spec, user["password"], (*uwhere, "password"))
             elif account.password is None:  # (account: _no_missing_accounts)
-                raise SourceDataError(f"account {src_name!r} (passwd line {account.line}) has "
-                                      "no entry in the shadow file", host=source.host,
-                                      path=source.shadow_path)
+                raise spec.error(
+                    f"user {user['name']!r} migrates source account {src_name!r} (passwd line "
+                    f"{account.line}), which has no entry in the shadow file "
+                    f"({source.host}:{source.shadow_path})",
+                    (*uwhere, "from" if "from" in user else "name"),
+                    hint="give the user a password in the spec, or add the account's line "
+                    "to the shadow file on the old server")
             if account is not None and "comment" not in user and \
                     (gecos := _gecos_problem(source, account, name, uname)):
                 problems.append(gecos)

@@ -9,7 +9,7 @@ import pytest
 from migration import mailplan
 
 from mailplan.desired import LOCKED, Desired, build_desired
-from mailplan.errors import SourceDataError, SpecError
+from mailplan.errors import SpecError
 from mailplan.facts.source import SourceFacts, build_accounts, parse_passwd, parse_shadow
 from mailplan.spec import load_spec
 
@@ -144,10 +144,21 @@ def test_validate_mentions_secrets_this_machine_lacks_and_passes(tmp_path, monke
     assert res.stderr.count("the spec is valid; plan and apply need this") == 3
 
 
-def test_explicit_user_missing_from_shadow(tmp_path):
+def test_explicit_user_missing_from_shadow_names_its_spec_line(tmp_path):
+    """A user of the spec whose source account has no shadow entry is a spec error at
+    that user's line (its from:, else its name), saying the shadow file lacks the
+    account: the spec's line is what the admin mends (a password, another account)."""
     s = spec(tmp_path, "users: [{name: eve}]\n")
-    with pytest.raises(SourceDataError, match="has no entry in the shadow file"):
+    with pytest.raises(SpecError) as info:
         build_desired(s, SRC)
+    assert (info.value.file, info.value.line) == (str(s.path), 7)
+    assert "no entry in the shadow file (old:/etc/shadow)" in str(info.value)
+    s = spec(tmp_path, "users:\n  - name: bob\n  - name: evelyn\n    from: eve\n")
+    with pytest.raises(SpecError) as info:
+        build_desired(s, SRC)
+    assert (info.value.file, info.value.line) == (str(s.path), 10), str(info.value)
+    assert str(info.value).startswith(f"{s.path}:10:") and "'eve' (passwd line 7)" in str(
+        info.value) and "give the user a password" in str(info.value)
 
 
 def test_password_from_env_must_be_set(tmp_path, monkeypatch):
