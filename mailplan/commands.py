@@ -32,6 +32,7 @@ from mailplan.routing.execute import routing_claim
 from mailplan.routing.integrate import ROUTING_KINDS, execute_routing
 from mailplan.secret import Secret, mask_output
 from mailplan.shell import Cmd
+from mailplan.userdirs import MAX_VPASSWD_LINE, vpasswd_line_length
 
 WRITE_FILE = ('printf "%s" "$1" > "$2.mailplan-tmp" && chown --reference="$3" "$2.mailplan-tmp"'
               ' && chmod 600 "$2.mailplan-tmp" && mv -f "$2.mailplan-tmp" "$2"')
@@ -245,18 +246,27 @@ def update_password(r: _Runner, change: Change) -> dict[str, Any]:
 def lock_user(r: _Runner, change: Change) -> dict[str, Any]:
     """vmoduser -e with a '!' before the user's hash (``passwd -l``'s way: no password
     verifies against it, and the hash is still there to unlock by hand), read at the
-    step, not at the plan: a user locked there meanwhile is left as it is."""
+    step, not at the plan: a user locked there meanwhile is left as it is. Where the
+    '!' would make the hash longer than vpopmail stores, or the user's vpasswd line
+    longer than ``vuserinfo -D`` lists, '!' alone is stored (the plan said so:
+    :func:`mailplan.diff._lock`)."""
     address = f"{change.user}@{change.domain}"
-    stored = r.read_user(address).password
+    user = r.read_user(address)
+    stored = user.password
     r.secrets.append(stored)
     notes = []
     if classify(stored.reveal()).status != "locked":
         locked = Secret("!" + stored.reveal())
-        if len(locked.reveal().encode()) > MAX_HASH:  # vmoduser would refuse it
+        line = vpasswd_line_length(user.name, locked.reveal(), user.comment, user.dir,
+                                   user.quota, user.flags)
+        if len(locked.reveal().encode()) > MAX_HASH or line > MAX_VPASSWD_LINE:
+            # vmoduser would refuse it, or vuserinfo -D stop at its line (as the plan said)
             locked = Secret("!")
-            notes.append(f"its hash fills the {MAX_HASH} bytes vpopmail stores, leaving no "
-                         "room for a '!' before it: '!' alone is stored, the hash is gone "
-                         "(to let it in again, give it a password: vpasswd)")
+            room = (f"its hash fills the {MAX_HASH} bytes vpopmail stores" if line <=
+                    MAX_VPASSWD_LINE else f"its vpasswd line would be {line} bytes long")
+            notes.append(f"{room}, leaving no room for a '!' before it: '!' alone is "
+                         "stored, the hash is gone (to let it in again, give it a password: "
+                         "vpasswd)")
         r.secrets.append(locked)
         r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", locked, address))
         if classify(r.read_user(address).password.reveal()).status != "locked":

@@ -7,7 +7,7 @@ explained as a :class:`~mailplan.plan.Noop`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mailplan.desired import (
     LOCKED,
@@ -20,11 +20,10 @@ from mailplan.desired import (
 )
 from mailplan.facts.hashes import classify, verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
-from mailplan.names import human_size, quota_field
+from mailplan.names import MAX_HASH, human_size, quota_field
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
-from mailplan.secret import Secret
 from mailplan.shell import dot_qmail_program
-from mailplan.userdirs import MAX_VPASSWD_LINE, vpasswd_line_bytes
+from mailplan.userdirs import LISTING_STOPS, MAX_VPASSWD_LINE, LineBound, hash_bytes
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
         unset = name in managed.pending or name in managed.postmaster_unset
         if keep_passwords and not unset:
             out.noops.append(Noop(name, "postmaster", KEPT))
-        else:
+        elif _fits(out, (name, "postmaster"), LineBound(pm), "password", "hashed",
+                   hash_bytes(want.postmaster), "give it a password whose hash is shorter"):
             out.changes.append(Change("update", "password", name, "postmaster", "(sensitive)",
                                       "(sensitive)", True, _fingerprint(want.postmaster, key),
                                       f"from {want.postmaster.origin}"))
@@ -234,27 +234,37 @@ KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
 
 def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
                keep_passwords: bool) -> None:
+    """The user's changes in the order apply runs them (password or lock, quota,
+    comment), each taken only where the user's vpasswd line stays one ``vuserinfo -D``
+    lists (:class:`LineBound`: else every later plan would stop at that listing); a
+    change that would not is a problem, and not made."""
     same = []
+    bound, where = LineBound(stored), (user.domain, user.name)
     if password_matches(user.password, stored):
         same.append("password")
     elif user.password.kind == LOCKED:
-        _lock(user, out, keep_passwords)
+        _lock(user, stored, bound, out, keep_passwords)
     elif keep_passwords:
         out.noops.append(Noop(user.domain, user.name, KEPT))
-    else:
+    elif _fits(out, where, bound, "password", "hashed", hash_bytes(user.password),
+               f"a hash of {hash_bytes(user.password)} bytes ({user.password.origin}); give "
+               "it a shorter comment: in the spec, or a password whose hash is shorter"):
         out.changes.append(Change("update", "password", user.domain, user.name, "(sensitive)",
                                   "(sensitive)", True, _fingerprint(user.password, key),
                                   f"from {user.password.origin}"))
     want_quota = quota_field(user.quota)
-    if stored.quota != want_quota:
+    if stored.quota == want_quota:
+        same.append("quota")
+    elif _fits(out, where, bound, f"quota not changed to {want_quota}", "quota", want_quota,
+               "give it a shorter comment: in the spec"):
         out.changes.append(Change("update", "quota", user.domain, user.name, stored.quota,
                                   f"{want_quota} ({human_size(user.quota)})"))
-    else:
-        same.append("quota")
-    if stored.comment != user.comment:
-        _comment(user, stored, out, password_changes="password" not in same)
-    else:
+    if stored.comment == user.comment:
         same.append("comment")
+    elif _fits(out, where, bound, f"comment not changed to {user.comment!r}", "gecos",
+               user.comment, "give it a shorter comment: in the spec"):
+        out.changes.append(Change("update", "comment", user.domain, user.name,
+                                  repr(stored.comment), repr(user.comment)))
     if len(same) == 3 and user.password.kind == LOCKED:
         why = user.password.origin
         out.noops.append(Noop(user.domain, user.name, f"user exists, locked ({why}); quota "
@@ -264,43 +274,56 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
                               "comment match"))
 
 
-def _comment(user: DesiredUser, stored: TargetUser, out: Diff, *,
-             password_changes: bool) -> None:
-    """The comment's change, unless it makes the user's vpasswd line longer than
-    ``vuserinfo -D`` lists (every later plan would stop at that listing): then a
-    problem, and the comment is left as it is."""
-    stored_hash = len(stored.password.reveal().encode("utf-8", "surrogateescape"))
-    line = max(vpasswd_line_bytes(user, len(stored.dir.encode("utf-8", "surrogateescape")))
-               if password_changes else 0,
-               vpasswd_line_bytes(replace(user, password=Password("hash", Secret(
-                   "x" * stored_hash), "")), len(stored.dir.encode("utf-8", "surrogateescape"))))
-    line += len(str(stored.flags)) - 1  # vpasswd's gid field holds the flags
+def _fits(out: Diff, where: tuple[str, str], bound: LineBound, what: str, field: str,
+          value: str | int, hint: str) -> bool:
+    """Whether the change of ``field`` keeps the user's vpasswd line listable (then it is
+    taken); if not, a problem of the user ``where`` (domain, name) says so: ``what`` was
+    not changed, and ``hint``."""
+    line = bound.take(field, value)
     if line <= MAX_VPASSWD_LINE:
-        out.changes.append(Change("update", "comment", user.domain, user.name,
-                                  repr(stored.comment), repr(user.comment)))
-        return
-    out.problems.append(Problem(user.domain, user.name, (
-        f"comment not changed to {user.comment!r}: its vpasswd line would be up to {line} "
-        f"bytes long; vuserinfo -D lists no user past a line longer than "
-        f"{MAX_VPASSWD_LINE} bytes, so every later plan would stop at it (give it a "
-        "shorter comment: in the spec)")))
+        return True
+    what = "password not changed" if what == "password" else what
+    out.problems.append(Problem(*where, (
+        f"{what}: its vpasswd line would be up to {line} bytes long; {LISTING_STOPS} "
+        f"({hint})")))
+    return False
 
 
-def _lock(user: DesiredUser, out: Diff, keep_passwords: bool) -> None:
+def _lock(user: DesiredUser, stored: TargetUser, bound: LineBound, out: Diff,
+          keep_passwords: bool) -> None:
     """A user the old server no longer lets in (``passwd -l`` after the migration, an
     expiry) whose password here still would: locked, unless the spec keeps passwords
-    (then it is a problem to see to by hand)."""
+    (then it is a problem to see to by hand). A '!' is put before its hash, as passwd -l
+    does, or stored alone where that would be longer than vpopmail stores or than its
+    vpasswd line may be (:func:`mailplan.commands.lock_user` decides the same): locked
+    all the same, the hash dropped. Where even that line is too long, a problem says the
+    account still lets its user in."""
     why = user.password.origin
     if keep_passwords:  # verify fails it too (verify_model.check_account)
         out.problems.append(Problem(user.domain, user.name, (
             f"{why}, but its password here still lets it in: not locked here "
             "(target.passwords: create_only); lock it by hand (vmoduser -e with '!' "
             "before its hash)")))
+        return
+    kept = 1 + len(stored.password.reveal().encode("utf-8", "surrogateescape"))
+    if kept <= MAX_HASH and (line := bound.take("hashed", kept)) <= MAX_VPASSWD_LINE:
+        how = "the way passwd -l does, a '!' put before its hash"
+    elif (line_alone := bound.take("hashed", 1)) <= MAX_VPASSWD_LINE:
+        room = (f"its vpasswd line would be {line} bytes long ({LISTING_STOPS})"
+                if kept <= MAX_HASH else f"its hash fills the {MAX_HASH} bytes vpopmail "
+                "stores")
+        how = (f"with a '!' alone, its hash dropped: with a '!' before the hash {room}; to "
+               "let it in again, give it a password")
     else:
-        out.changes.append(Change("update", "lock", user.domain, user.name, "login allowed",
-                                  "locked", reason=f"{why}: locked here the way passwd -l "
-                                  "does, a '!' put before its hash (its mail is kept, and "
-                                  "still migrated)"))
+        out.problems.append(Problem(user.domain, user.name, (
+            f"{why}, but its password here STILL LETS IT IN: not locked here, as even a "
+            f"'!' alone would make its vpasswd line {line_alone} bytes long; "
+            f"{LISTING_STOPS}. Shorten its comment (vmoduser -c) and apply again, or lock "
+            "it by hand")))
+        return
+    out.changes.append(Change("update", "lock", user.domain, user.name, "login allowed",
+                              "locked", reason=f"{why}: locked here {how} (its mail is "
+                              "kept, and still migrated)"))
 
 
 def _describe_catchall(content: str | None) -> str:

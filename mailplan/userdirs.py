@@ -19,13 +19,15 @@ never lets one through that vadduser then refuses.
 The directory is also part of the user's line in the domain's ``vpasswd`` file, which
 ``vuserinfo -D`` reads in pieces of 299 bytes, stopping at a longer line: a user whose
 line would be longer is withheld too (:data:`MAX_VPASSWD_LINE`), or every later plan
-would stop at its listing.
+would stop at its listing. :func:`vpasswd_line_length` counts such a line, for a new
+user here and for the changes to an existing one in :mod:`mailplan.diff`
+(:class:`LineBound`) and :func:`mailplan.commands.lock_user`.
 """
 
 from __future__ import annotations
 
-from mailplan.desired import Desired, DesiredUser, Problem
-from mailplan.facts.vpopmail import HASH_CHARS, DirHashing, TargetFacts
+from mailplan.desired import Desired, DesiredUser, Password, Problem
+from mailplan.facts.vpopmail import HASH_CHARS, DirHashing, TargetFacts, TargetUser
 from mailplan.names import quota_field
 
 #: the longest user directory vpopmail stores, in bytes (MAX_PW_DIR)
@@ -110,22 +112,60 @@ def _problem(user: DesiredUser, shown: str, size: int, exact: bool) -> Problem:
         f"(MAX_PW_DIR) and vadduser would fail; not created ({hint})"))
 
 
-def vpasswd_line_bytes(user: DesiredUser, user_dir: int) -> int:
-    """The length of the vpasswd line vadduser writes for ``user`` (its directory
-    ``user_dir`` bytes long), line end included: ``NAME:HASH:1:0:COMMENT:DIR:QUOTA``."""
-    hashed = CLEAR_HASH_BYTES if user.password.kind == "clear" else \
-        len(user.password.value.reveal().encode("utf-8", "surrogateescape"))
-    return sum(len(part.encode("utf-8", "surrogateescape")) for part in (
-        user.name, "1", "0", user.comment, quota_field(user.quota))) + hashed + user_dir + 7
+def hash_bytes(password: Password) -> int:
+    """The length of the hash apply stores for ``password`` (a clear one's SHA-512 crypt
+    hash is made at apply: :data:`CLEAR_HASH_BYTES`)."""
+    return CLEAR_HASH_BYTES if password.kind == "clear" else _size(password.value.reveal())
+
+
+def _size(text: str | int) -> int:
+    """The length of ``text`` in UTF-8 bytes (an int: a length already)."""
+    return text if isinstance(text, int) else len(text.encode("utf-8", "surrogateescape"))
+
+
+def vpasswd_line_length(name: str, hashed: str | int, gecos: str | int,
+                        user_dir: str | int, quota: str | int, flags: int = 0) -> int:
+    """The length of a user's line in its domain's vpasswd file, line end included:
+    ``NAME:HASH:1:FLAGS:GECOS:DIR:QUOTA`` (vpopmail keeps the flags in the gid field).
+    Each field is its text, or its length in bytes where only that is known (the hash
+    of a clear password, a directory whose hashed part is not known)."""
+    return sum(map(_size, (name, hashed, "1", str(flags), gecos, user_dir, quota))) + 7
+
+
+class LineBound:
+    """How long a user of the target's vpasswd line may get while its changes (each a
+    step of its own, any of which may fail and leave the others done) are applied: each
+    field counted at the longest of what is stored and what a change taken writes."""
+
+    def __init__(self, stored: TargetUser) -> None:
+        self.name, self.flags = stored.name, stored.flags
+        self.longest = {"hashed": _size(stored.password.reveal()),
+                        "gecos": _size(stored.comment), "user_dir": _size(stored.dir),
+                        "quota": _size(stored.quota)}
+
+    def take(self, field: str, value: str | int) -> int:
+        """The longest the line gets with ``field`` changed to ``value`` too; the change
+        is taken (counted in later ones) only where that is at most
+        :data:`MAX_VPASSWD_LINE`."""
+        longest = dict(self.longest)
+        longest[field] = max(longest[field], _size(value))
+        line = vpasswd_line_length(self.name, flags=self.flags, **longest)
+        if line <= MAX_VPASSWD_LINE:
+            self.longest = longest
+        return line
+
+
+#: what a line past :data:`MAX_VPASSWD_LINE` does, said by each problem it causes
+LISTING_STOPS = (f"vuserinfo -D lists no user past a line longer than {MAX_VPASSWD_LINE} "
+                 "bytes, so every later plan would stop at it")
 
 
 def _line_problem(user: DesiredUser, size: int, exact: bool) -> Problem:
     may = "would" if exact else "could"
     return Problem(user.domain, user.name, (
         f"its vpasswd line (name, hash, comment, directory and quota) {may} be {size} "
-        "bytes long; vuserinfo -D lists no user past a line longer than "
-        f"{MAX_VPASSWD_LINE} bytes, so every later plan would stop at it; not created "
-        "(give it a shorter comment: in the spec)"))
+        f"bytes long; {LISTING_STOPS}; not created (give it a shorter comment: in the "
+        "spec)"))
 
 
 def withhold_unmakeable(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
@@ -167,7 +207,9 @@ def dir_problems(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> li
             exact = None not in (*parts, hashed)
             if size > MAX_PW_DIR:
                 problems.append(_problem(user, shown, size, exact))
-            elif (line := vpasswd_line_bytes(user, size)) > MAX_VPASSWD_LINE:
+            elif (line := vpasswd_line_length(
+                    user.name, hash_bytes(user.password), user.comment, size,
+                    quota_field(user.quota))) > MAX_VPASSWD_LINE:
                 problems.append(_line_problem(user, line, exact))
             else:
                 users.take()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 import pytest
 
+from mailplan.commands import Context, lock_user
 from mailplan.desired import (
     LOCKED,
     Catchall,
@@ -18,12 +20,14 @@ from mailplan.desired import (
 from mailplan.diff import Managed, catchall_line, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
+from mailplan.plan import Change
 from mailplan.secret import Secret
 
 VP = "/home/vpopmail"
 H1 = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
 H2 = ("$6$saltsalt$6s8//kSfi16OXpXR7sbK9HOvpChOK6ho6zs6kMyRtKW0GAE1raHMeAEFe.7DD0Xrdei6"
       "BqjKaHr4MmWUl7SiR.")
+H2x = "$6$" + "s" * 16 + "$" + "c" * 86  # SHA-512 crypt's 106 bytes
 BOUNCE = f"| {VP}/bin/vdelivermail '' bounce-no-mailbox\n"
 
 
@@ -338,3 +342,117 @@ def test_a_comment_that_would_make_the_vpasswd_line_too_long_is_a_problem():
     result = diff(want([(name, longer, 1 << 30, "c" * (fits + 1))]),
                   have([(name, H1, "1073741824S", "c")]), VP)
     assert ids(result) == [f"update-password:{name}@example.com"] and result.problems
+
+
+LONG = "n" * 40  # a long name, so that the comment brings the vpasswd line to its limit
+
+
+def _comment_for(line: int, hashed: str, quota: str) -> str:
+    """The comment that makes LONG's vpasswd line ``line`` bytes long, counted by hand:
+    NAME:HASH:1:0:COMMENT:DIR:QUOTA and its line end."""
+    udir = f"{VP}/domains/example.com/{LONG}"
+    return "c" * (line - (len(LONG) + len(hashed) + 2 + len(udir) + len(quota) + 7))
+
+
+def test_a_password_or_quota_change_that_would_make_the_vpasswd_line_too_long_is_a_problem():
+    """vuserinfo -D stops at a vpasswd line longer than 299 bytes, and every later plan
+    with it: a longer hash or quota that would take the line past it is not changed, a
+    problem names the user and says why; at 299 bytes it is changed."""
+    pw = Password("hash", Secret(H2), "shadow")
+    for line, changed in ((299, True), (300, False)):
+        comment = _comment_for(line, H2, "NOQUOTA")  # the stored hash H1 is shorter
+        result = diff(want([(LONG, pw, None, comment)]),
+                      have([(LONG, H1, "NOQUOTA", comment)]), VP)
+        assert ids(result) == ([f"update-password:{LONG}@example.com"] if changed else [])
+        assert [(p.user, p.message[:82]) for p in result.problems] == ([] if changed else [
+            (LONG, "password not changed: its vpasswd line would be up to 300 bytes long; "
+             "vuserinfo -D")]), result.problems
+        comment = _comment_for(line, H1, "1073741824S")
+        result = diff(want([(LONG, PW1, 1 << 30, comment)]),
+                      have([(LONG, H1, "NOQUOTA", comment)]), VP)
+        assert ids(result) == ([f"update-quota:{LONG}@example.com"] if changed else [])
+        assert [p.message[:59] for p in result.problems] == ([] if changed else [
+            "quota not changed to 1073741824S: its vpasswd line would be"])
+    # a clear password counts as the SHA-512 crypt hash apply makes of it (106 bytes)
+    clear = Password("clear", Secret("pw"), "env PW")
+    comment = _comment_for(300, H2, "NOQUOTA")
+    result = diff(want([(LONG, clear, None, comment)]),
+                  have([(LONG, H1, "NOQUOTA", comment)]), VP)
+    assert ids(result) == [] and "a hash of 106 bytes (env PW)" in result.problems[0].message
+    # taken changes count in the next: the new hash, then a comment one byte longer
+    result = diff(want([(LONG, pw, None, _comment_for(300, H2, "NOQUOTA"))]),
+                  have([(LONG, H1, "NOQUOTA", _comment_for(299, H2, "NOQUOTA"))]), VP)
+    assert ids(result) == [f"update-password:{LONG}@example.com"]
+    assert result.problems[0].message.startswith("comment not changed to")
+    # the postmaster's line too (its name 30 bytes shorter than LONG)
+    pm = TargetUser("postmaster", Secret(H1), _comment_for(300, H2, "NOQUOTA") + "c" * 30, 0,
+                    f"{VP}/domains/example.com/{LONG}", "NOQUOTA")
+    observed = have([ALICE_THERE])
+    observed.domains["example.com"].users["postmaster"] = pm
+    result = diff(want([ALICE], postmaster=Password("hash", Secret(H2), "spec")), observed, VP)
+    assert ids(result) == [] and result.problems[0].user == "postmaster"
+
+
+def test_a_lock_that_would_make_the_vpasswd_line_too_long_stores_a_bang_alone():
+    """Locking puts a '!' before the hash, one byte more: where that takes bob's vpasswd
+    line (91 bytes and his comment, here 299 in all) past 299 bytes (or the hash past
+    the 128 vpopmail stores) a '!' alone is stored, the hash dropped, and the plan says
+    so; the user is locked all the same."""
+    bob = ("bob", BOB_LOCKED, None, "bob")
+    for hashed, comment, how in (
+            (H1, "b", "the way passwd -l does, a '!' put before its hash"),
+            (H1, "b" * 208, "with a '!' alone, its hash dropped: with a '!' before the hash "
+             "its vpasswd line would be 300 bytes long (vuserinfo -D lists no user past a "
+             "line longer than 299 bytes"),
+            ("$6$" + "s" * 16 + "$" + "x" * 108, "b", "with a '!' alone, its hash dropped: "
+             "with a '!' before the hash its hash fills the 128 bytes vpopmail stores")):
+        desired = want([ALICE, bob[:3] + (comment,)])
+        result = diff(desired, have([ALICE_THERE, ("bob", hashed, "NOQUOTA", comment)]), VP)
+        assert ids(result) == ["update-lock:bob@example.com"], result.problems
+        assert result.changes[0].reason.startswith(
+            f"source account 'bob' is locked: locked here {how}"), result.changes[0].reason
+        assert result.problems == []
+
+
+def test_a_lock_that_cannot_be_written_is_a_loud_problem():
+    """A user whose password is empty here and whose vpasswd line is 299 bytes already
+    (57 and his comment):
+    even a '!' alone would take it past what vuserinfo -D lists. He is not locked, and
+    the plan says loudly that he can still log in."""
+    desired = want([ALICE, ("bob", BOB_LOCKED, None, "b" * 242)])
+    result = diff(desired, have([ALICE_THERE, ("bob", "", "NOQUOTA", "b" * 242)]), VP)
+    assert ids(result) == []
+    (p,) = result.problems
+    assert p.user == "bob" and p.message.startswith(
+        "source account 'bob' is locked, but its password here STILL LETS IT IN: not locked "
+        "here, as even a '!' alone would make its vpasswd line 300 bytes long"), p.message
+
+
+class _Vmoduser:
+    """What lock_user reads and runs, for one user of the target: vuserinfo gives
+    ``user``, vmoduser -e stores the hash it is given."""
+
+    def __init__(self, user: TargetUser) -> None:
+        self.user, self.secrets = user, []
+        self.ctx = Context(Desired({}, []), VP, "new")
+
+    def read_user(self, address: str) -> TargetUser:
+        return self.user
+
+    def run(self, cmd):
+        assert [str(a) for a in cmd.argv[:2]] == [f"{VP}/bin/vmoduser", "-e"]
+        self.user = replace(self.user, password=cmd.argv[2])
+
+
+def test_apply_locks_with_a_bang_alone_where_the_plan_said_so():
+    """lock_user decides as the plan did (:func:`diff._lock`): a '!' before the hash
+    while the vpasswd line stays within 299 bytes, else '!' alone, and says so. Here a
+    SHA-512 hash (106 bytes) and a 150-byte directory: the comment brings it to 299."""
+    udir = f"{VP}/domains/" + "d" * (150 - len(VP) - 9)
+    for comment, stored in (("c" * 22, "!" + H2x), ("c" * 23, "!")):
+        runner = _Vmoduser(TargetUser("user", Secret(H2x), comment, 0, udir, "NOQUOTA"))
+        done = lock_user(runner, Change("update", "lock", "example.com", "user"))
+        assert runner.user.password.reveal() == stored
+        assert ("notes" in done) is (stored == "!")
+    assert done["notes"][0].startswith("its vpasswd line would be 300 bytes long, leaving "
+                                       "no room for a '!' before it")
