@@ -261,6 +261,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
     # a state file mailplan cannot use (a saved plan given as --state, a damaged one) is
     # said before its lock or log is made, and a saved plan's checks before any host is read
     before = State.load(state_path, fold=False)
+    before.refuse_other_spec(loaded.path)
     if saved is not None:
         refuse_other_state(saved, before)
         refuse_applied(saved, before)
@@ -281,6 +282,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
         holder = Holder.of(state_path, loaded.path.resolve())
         connectors = watch.connect(loaded, holder)
         current = State.load(state_path)
+        current.claim(loaded.path)
         planned = make_plan(loaded, current, strict=strict, connectors=connectors,
                             prune_only=kinds)
         try:

@@ -111,6 +111,7 @@ def make_plan(spec: Spec, state: State,
     """Read both hosts and compute the plan (nothing is written anywhere); ``prune_only``:
     the kinds of deletion selected with ``--prune-only`` (the others left out:
     :func:`~mailplan.prune_select.select_deletions`)."""
+    state.refuse_other_spec(spec.path)  # before any host is read
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
     try:

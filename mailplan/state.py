@@ -11,7 +11,9 @@ whole apply, so a second apply on the same state is refused, with the holder nam
 
 The target itself is the authority on what exists; the state adds what cannot be read
 there: which domains and users mailplan created (only those may be pruned), and the
-history of applies.
+history of applies. It belongs to one spec, whose path the first apply records
+(``spec_path``): another spec's plan, apply or verify is refused, as it would take
+what this one made for its own to prune (:meth:`State.refuse_other_spec`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,33 @@ class State:
     def drop_intent(self, change_id: str) -> None:
         """Forget an intent whose step left nothing (its object is not on the target)."""
         self._journal_entry({"id": change_id, "at": _now(), "intent": None})
+
+    def refuse_other_spec(self, spec_path: Path) -> None:
+        """Refuse a state file another spec uses (its path, resolved, recorded by the
+        first apply: :meth:`claim`): what that spec made would be this one's to prune.
+        A state file without the record (none applied yet, or written before it was
+        kept) is this spec's, and the next apply records it."""
+        recorded, here = self.data.get("spec_path"), str(spec_path.resolve())
+        if recorded is not None and recorded != here:
+            raise StateError(
+                f"{self.path}: this state file belongs to the spec {recorded}, not to {here}: "
+                "what that spec made would be taken for this one's (--prune would delete "
+                "it); nothing was read or changed", hint="give each spec a state file of "
+                "its own (leave --state and state: out: SPEC.state.json beside the spec); "
+                "if this spec is that one moved or renamed, set \"spec_path\" in the state "
+                "file to its new path (docs/troubleshooting.md)")
+
+    def claim(self, spec_path: Path) -> None:
+        """For an apply of the spec at ``spec_path``, under the state's lock: refuse the
+        state file of another spec, and record this one's where none is: in a state file
+        written before the record was kept, at once (adopted, even by an apply with
+        nothing to do); in a new one, with its first save (an apply that changes nothing
+        writes no state file)."""
+        self.refuse_other_spec(spec_path)
+        if "spec_path" not in self.data:
+            self.data["spec_path"] = str(spec_path.resolve())
+            if self.path.exists():
+                self.save()
 
     def begin(self, plan_id: str) -> None:
         """Start recording an apply of ``plan_id``."""

@@ -90,7 +90,8 @@ def check_shape(path: Path, data: dict[str, Any]) -> None:
             ("intents", _dict_of(intents, lambda claim: isinstance(
                 claim, dict) and isinstance(claim.get("domain"), str)), "steps"),
             ("current_apply", isinstance(data.get("current_apply") or {}, dict),
-             "an apply")):
+             "an apply"),
+            ("spec_path", isinstance(data.get("spec_path", ""), str), "a path")):
         if not ok:
             raise StateError(f"{path}: the state file's {key!r} does not hold {what}",
                              hint=RECOVER)

@@ -59,7 +59,9 @@ def verify_command(spec: str, as_json: bool, state: str | None, check_login: str
     loaded = load_spec(spec)
     state_path = state_path_for(loaded, state)
     with stops_at_once("verify", "while reading the hosts"):
-        report = verify(loaded, State.load(state_path, fold=False), login=login, full=full)
+        current = State.load(state_path, fold=False)
+        current.refuse_other_spec(loaded.path)
+        report = verify(loaded, current, login=login, full=full)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

@@ -11,6 +11,7 @@ texts from what mailplan prints (review the diff before committing it).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -289,3 +290,40 @@ def test_a_usage_error_under_detailed_exitcode_exits_1_not_changes_pending(tmp_p
     assert "Error: " in res.output
     res = CliRunner().invoke(main, ["plan", *spec, *args])
     assert res.exit_code == 2, res.output
+
+
+def test_a_state_file_belongs_to_the_spec_that_applied_it(tmp_path):
+    """Two specs sharing one state file (``--state``, or the same ``state:``) saw what
+    the other made as theirs to prune. The first apply records its spec; plan, apply
+    (--prune too) and verify of another spec are refused, nothing read or written. A
+    state file from before the record is adopted by the next apply of its spec."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    other = write_spec(tmp_path / "other.yaml", source_root=src, target=target,
+                       domains={"other.example": {"import": {"uid_min": 1000}}})
+    state = tmp_path / "m.state.json"
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert json.loads(state.read_text())["spec_path"] == str(spec)
+    before, on_target = state.read_bytes(), tree_digest(Path(target.vpopmail_dir))
+    for command in (["plan", str(other)], ["apply", str(other), "--prune", "--auto-approve"],
+                    ["verify", str(other)]):
+        res = mailplan(*command, "--state", str(state))
+        assert res.returncode == 1 and res.stderr.startswith(
+            f"Error: {state}: this state file belongs to the spec {spec}, not to {other}: "
+            "what that spec made would be taken for this one's (--prune would delete it); "
+            "nothing was read or changed\n  hint: give each spec a state file of its own"), \
+            res.stderr
+    assert state.read_bytes() == before
+    assert tree_digest(Path(target.vpopmail_dir)) == on_target
+    assert not (tmp_path / "m.state.json.logs").exists() or len(list(
+        (tmp_path / "m.state.json.logs").iterdir())) == 1  # the first apply's log alone
+    # a state file written before the record: its spec's next apply (nothing to do) adopts it
+    doc = json.loads(before)
+    del doc["spec_path"]
+    state.write_text(json.dumps(doc))
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert json.loads(state.read_text())["spec_path"] == str(spec)
+    assert mailplan("plan", str(other), "--state", str(state)).returncode == 1
