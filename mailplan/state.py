@@ -11,9 +11,10 @@ whole apply, so a second apply on the same state is refused, with the holder nam
 
 The target itself is the authority on what exists; the state adds what cannot be read
 there: which domains and users mailplan created (only those may be pruned), and the
-history of applies. It belongs to one spec, whose path the first apply records
-(``spec_path``): another spec's plan, apply or verify is refused, as it would take
-what this one made for its own to prune (:meth:`State.refuse_other_spec`).
+history of applies. It belongs to one spec, whose path (from the state file's
+directory) the first apply records (``spec_path``): another spec's plan, apply or
+verify is refused, as it would take what this one made for its own to prune
+(:meth:`State.refuse_other_spec`).
 """
 
 from __future__ import annotations
@@ -146,20 +147,28 @@ class State:
         """Forget an intent whose step left nothing (its object is not on the target)."""
         self._journal_entry({"id": change_id, "at": _now(), "intent": None})
 
+    def _spec_key(self, spec_path: Path) -> str:
+        """The spec as the state file records it: its path from the state file's
+        directory (both resolved), so a spec and its state file moved together (another
+        checkout, a renamed directory) still go together."""
+        return os.path.relpath(spec_path.resolve(), self.path.resolve().parent)
+
     def refuse_other_spec(self, spec_path: Path) -> None:
-        """Refuse a state file another spec uses (its path, resolved, recorded by the
-        first apply: :meth:`claim`): what that spec made would be this one's to prune.
-        A state file without the record (none applied yet, or written before it was
-        kept) is this spec's, and the next apply records it."""
-        recorded, here = self.data.get("spec_path"), str(spec_path.resolve())
+        """Refuse a state file another spec uses (its path from the state file's
+        directory, recorded by the first apply: :meth:`claim`): what that spec made
+        would be this one's to prune. A state file without the record (none applied
+        yet, or written before it was kept) is this spec's, and the next apply records
+        it."""
+        recorded, here = self.data.get("spec_path"), self._spec_key(spec_path)
         if recorded is not None and recorded != here:
             raise StateError(
-                f"{self.path}: this state file belongs to the spec {recorded}, not to {here}: "
-                "what that spec made would be taken for this one's (--prune would delete "
-                "it); nothing was read or changed", hint="give each spec a state file of "
-                "its own (leave --state and state: out: SPEC.state.json beside the spec); "
-                "if this spec is that one moved or renamed, set \"spec_path\" in the state "
-                "file to its new path (docs/troubleshooting.md)")
+                f"{self.path}: this state file belongs to the spec {recorded}, not to {here} "
+                "(paths from the state file's directory): what that spec made would be "
+                "taken for this one's (--prune would delete it); nothing was read or "
+                "changed", hint="give each spec a state file of its own (leave --state and "
+                "state: out: SPEC.state.json beside the spec); if this spec is that one "
+                "renamed or moved without its state file, set \"spec_path\" in the state "
+                "file to the second path (docs/troubleshooting.md)")
 
     def claim(self, spec_path: Path) -> None:
         """For an apply of the spec at ``spec_path``, under the state's lock: refuse the
@@ -169,7 +178,7 @@ class State:
         writes no state file)."""
         self.refuse_other_spec(spec_path)
         if "spec_path" not in self.data:
-            self.data["spec_path"] = str(spec_path.resolve())
+            self.data["spec_path"] = self._spec_key(spec_path)
             if self.path.exists():
                 self.save()
 

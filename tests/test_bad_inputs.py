@@ -305,16 +305,16 @@ def test_a_state_file_belongs_to_the_spec_that_applied_it(tmp_path):
                        domains={"other.example": {"import": {"uid_min": 1000}}})
     state = tmp_path / "m.state.json"
     mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert json.loads(state.read_text())["spec_path"] == str(spec)
+    assert json.loads(state.read_text())["spec_path"] == "m.yaml"
     before, on_target = state.read_bytes(), tree_digest(Path(target.vpopmail_dir))
     for command in (["plan", str(other)], ["apply", str(other), "--prune", "--auto-approve"],
                     ["verify", str(other)]):
         res = mailplan(*command, "--state", str(state))
         assert res.returncode == 1 and res.stderr.startswith(
-            f"Error: {state}: this state file belongs to the spec {spec}, not to {other}: "
-            "what that spec made would be taken for this one's (--prune would delete it); "
-            "nothing was read or changed\n  hint: give each spec a state file of its own"), \
-            res.stderr
+            f"Error: {state}: this state file belongs to the spec m.yaml, not to other.yaml "
+            "(paths from the state file's directory): what that spec made would be taken "
+            "for this one's (--prune would delete it); nothing was read or changed\n"
+            "  hint: give each spec a state file of its own"), res.stderr
     assert state.read_bytes() == before
     assert tree_digest(Path(target.vpopmail_dir)) == on_target
     assert not (tmp_path / "m.state.json.logs").exists() or len(list(
@@ -325,5 +325,26 @@ def test_a_state_file_belongs_to_the_spec_that_applied_it(tmp_path):
     state.write_text(json.dumps(doc))
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert json.loads(state.read_text())["spec_path"] == str(spec)
+    assert json.loads(state.read_text())["spec_path"] == "m.yaml"
     assert mailplan("plan", str(other), "--state", str(state)).returncode == 1
+
+
+def test_a_spec_moved_with_its_state_file_keeps_it(tmp_path):
+    """The state file records its spec's path from its own directory: the two moved
+    together (another checkout of the spec's repository, a renamed directory) still go
+    together, and a state file moved away from its spec still refuses another spec."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    target = install_target(tmp_path / "target")
+    (tmp_path / "a").mkdir()
+    spec = write_spec(tmp_path / "a" / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = tmp_path / "b" / "m.yaml"
+    assert "No changes." in mailplan("plan", str(moved), check=True).stdout
+    assert json.loads((tmp_path / "b" / "m.state.json").read_text())["spec_path"] == "m.yaml"
+    other = write_spec(tmp_path / "b" / "other.yaml", source_root=src, target=target,
+                       domains={"other.example": {"import": {"uid_min": 1000}}})
+    res = mailplan("plan", str(other), "--state", str(tmp_path / "b" / "m.state.json"))
+    assert res.returncode == 1
+    assert "belongs to the spec m.yaml, not to other.yaml" in res.stderr
