@@ -38,6 +38,11 @@ from mailplan.target_lock import Holder
 from mailplan.text import escape_lines
 from mailplan.watch import ApplyWatch, Cancelled
 
+#: apply's exit status when it did all it could but the plan had problems (something the
+#: spec asks for is not migrated: a mailbox that is no mbox, a locked account...), as
+#: verify's when the target differs: a script sees that, not success
+EXIT_NOT_MIGRATED = 3
+
 EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
     "plan": "Examples:\n\n\b\n  mailplan plan migration.yaml\n  mailplan plan migration.yaml "
@@ -244,7 +249,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
     every remote command, the plan's problems (what is not migrated) and a summary to
     a file. Ctrl-C, SIGTERM or SIGHUP stops after the current step (before the
     first change: at once), a second Ctrl-C or SIGTERM at once; run the same command
-    again to resume.
+    again to resume. Exits 0 when all is done, 3 when all it could do is done but the
+    plan has problems (something the spec asks for is not migrated), 1 on an error.
     """
     if prune and prune_only is not None:
         raise click.UsageError("--prune and --prune-only exclude each other: --prune applies "
@@ -296,19 +302,21 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
             if not todo:
                 watch.nothing(record_settled(planned, current), gone=len(planned.gone),
                               skipped=len(planned.plan.changes) + len(planned.plan.left_out))
-                return
-            if saved is None and not auto_approve:
-                _confirm(signals)
-            watch.begin(planned, todo, target)
-            watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
-                planned, current, saved=saved, prune=deletes, parallel=parallel,
-                on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
-                on_retry=_retrying,
-                replan=lambda st: make_plan(loaded, st, strict=strict,
-                                            connectors=watch.connect(loaded, holder),
-                                            prune_only=kinds)))
+            else:
+                if saved is None and not auto_approve:
+                    _confirm(signals)
+                watch.begin(planned, todo, target)
+                watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
+                    planned, current, saved=saved, prune=deletes, parallel=parallel,
+                    on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
+                    on_retry=_retrying,
+                    replan=lambda st: make_plan(loaded, st, strict=strict,
+                                                connectors=watch.connect(loaded, holder),
+                                                prune_only=kinds)))
         finally:
             planned.close()
+    if planned.plan.problems:  # done, but not all the spec asks for: no exit 0 for that
+        sys.exit(EXIT_NOT_MIGRATED)
 
 
 def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:

@@ -278,6 +278,13 @@ class ApplyWatch:
             self._echo(f"Recorded that {settled} mailbox(es) are complete on the target "
                        "(state only): later plans read only the mail that arrives after.")
         self._gone(gone)
+        self._not_migrated()
+
+    def _not_migrated(self) -> None:
+        """Say, last, that the plan's problems stay (apply then exits 3)."""
+        if self.summary.not_migrated:
+            self._echo(f"Not migrated: {self.summary.not_migrated} problem(s) of the plan "
+                       "(listed with it, and in the log); exit status 3.")
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""
@@ -297,6 +304,7 @@ class ApplyWatch:
                 self._echo(f"{len(skipped)} deletion(s) left out (not selected by "
                            f"{shown(self._selection)}): {OPTION} {kinds}, or --prune, "
                            f"applies them{mail}.")
+        self._not_migrated()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
