@@ -278,3 +278,48 @@ def test_courier_keeps_its_keywords_and_reads_those_of_a_later_run(tmp_path):
                                   b"three": {"NonJunk", "$Label2"}}
     finally:
         imap.logout()
+
+
+def test_dovecot_with_listescape_shows_a_dotted_folder_under_its_own_name():
+    """A ``.`` inside a folder's name is written ``\\2e``, as dovecot's listescape plugin
+    reads it: dovecot with ``mail_plugins = listescape`` (its separator ``/``) lists and
+    subscribes ``v1.2`` and ``a.b/c.d`` under their own names and serves their mail;
+    without the plugin they are folders of their own (above), never merged into ``v1/2``."""
+    folders = {"v1.2": sep(7) + b"Status: RO\nSubject: dotted\n\nx\n\n",
+               "a.b/c.d": sep(8) + b"Subject: dotted parent\n\ny\n\n",
+               "v1": sep(9) + b"Subject: no dot\n\nz\n\n"}
+    workdir = Path(tempfile.mkdtemp(prefix="mailplan-listescape-"))
+    os.chmod(workdir, 0o755)
+    daemon = start_dovecot(workdir, {"alice": USERS["alice"]}, uid=UID, gid=GID,
+                           listescape=True)
+    try:
+        home = daemon.maildir("alice").parent
+        home.mkdir(mode=0o700)
+        os.chown(home, UID, GID)
+        client = AgentClient(LocalAgent())
+        client.open(str(daemon.maildir("alice")), uid=UID, gid=GID)
+        for folder, data in folders.items():
+            import_mbox(client, io.BytesIO(data), dirname=folder_dirname(folder))
+        client.subscribe(subscription_lines(list(folders)))
+        client.quit()
+        assert {p.name for p in daemon.maildir("alice").iterdir() if p.name[:1] == "."} \
+            >= {".v1\\2e2", ".a\\2eb.c\\2ed", ".v1"}
+        imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+        try:
+            imap.login("alice", USERS["alice"])
+
+            def names(command: str) -> set[str]:
+                typ, lines = getattr(imap, command)()
+                assert typ == "OK", lines
+                return {re.search(rb'"/" (.*)$', x).group(1).strip(b'"').decode()
+                        for x in lines}
+
+            assert names("list") == {"INBOX", "v1.2", "a.b", "a.b/c.d", "v1"}, daemon.log()
+            assert names("lsub") == set(folders)
+            for folder, data in folders.items():
+                assert fetch_all(imap, imap_quote(folder)) == expected(data), folder
+        finally:
+            imap.logout()
+    finally:
+        daemon.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
