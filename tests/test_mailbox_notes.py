@@ -438,3 +438,35 @@ def test_the_owner_of_a_mailbox_file_is_checked_only_when_read_as_root():
         assert [m.path for m in out[0]] == [p for p in files if not (
             as_root and p.endswith("stolen"))]
         assert [n.kind for n in out[1]] == (["problem"] if as_root else [])
+
+
+def test_bytes_before_the_first_from_line_are_reported_and_nothing_is_dropped(tmp_path):
+    """A spool with a line of junk before its first From_ line, and a folder file with
+    more text before it than the plan's first look reads (64 KiB): each is a problem
+    naming the file and why, nothing is imported from either (the bytes before are not
+    silently dropped, nor the mail after them imported without them), and the other
+    folder is imported all the same."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    spool = src / "var/spool/mail/alice"
+    spool.write_bytes(b"garbage line\n" + msg("one"))
+    folders = src / "home/alice/mail"
+    folders.mkdir(parents=True)
+    (folders / "Notes").write_bytes(b"x" * 70000 + b"\n" + msg("late"))
+    (folders / "Work").write_bytes(msg("work"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("lead")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    text = mailplan("plan", str(spec), check=True).stdout
+    problems = text.partition("Problems (these are not migrated):\n")[2]
+    assert (f"  ! alice@{domain}: INBOX ({spool}) is not readable as mail: oldmail:{spool}: "
+            "not an mbox: 13 bytes before the first From_ line") in problems, text
+    assert (f"  ! alice@{domain}: Notes ({folders}/Notes) is not readable as mail") in problems
+    assert f"+ mailbox alice@{domain} Work" in text
+    assert f"+ mailbox alice@{domain} INBOX" not in text and "Notes\n" not in text
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    home = Path(target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode()
+                .split("\n")[0])
+    stored = {f.parent.parent.name: f.read_bytes() for f in (home / "Maildir").rglob("*")
+              if f.is_file() and f.parent.name in ("new", "cur")}
+    assert stored == {".Work": b"Subject: work\n\nbody\n"}
