@@ -121,7 +121,7 @@ def expected(data: bytes, *, courier: bool = False
         # IMAP sends CRLF line ends (fetch_all puts back what a server sends for a NUL
         # byte); the file on disk holds the exact bytes (checked in test_mail_agent).
         # Courier puts a CR before every LF, also after the CR of a message stored with
-        # CRLF line ends (as it shows one mb2md kept so)
+        # CRLF line ends (Debian's mb2md would have rewritten them to LF)
         if courier:
             wire = body.replace(b"\n", b"\r\n")
         else:
