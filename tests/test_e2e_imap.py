@@ -6,6 +6,7 @@ preauthenticated, finds the same."""
 
 from __future__ import annotations
 
+import calendar
 import imaplib
 import os
 import shutil
@@ -45,6 +46,25 @@ MAIL = {
                      b"X-Keywords: $Label1 NonJunk\n\nd\n\n"},
 }
 PASSWORDS = {"alice": "Alice-Old-Pw1", "bob": "b0b's old pw"}
+
+
+def _when(day: int) -> int:
+    return calendar.timegm((2026, 11, day, 10, day, 0))  # the source has no zone: UTC
+
+
+#: what each folder must show, written out by hand (not read by mailplan's reader):
+#: (BODY[] with LF line ends, FLAGS, INTERNALDATE)
+SHOWN = {
+    "alice": {
+        "INBOX": [(b"From: a@x\nSubject: new\n\nbody\n", set(), _when(2)),
+                  (b"From: b@x\nSubject: read\n\nline\n>From me\n", {"\\Seen"}, _when(3)),
+                  (b"From: c@x\nSubject: flagged\n\nz\n",
+                   {"\\Seen", "\\Answered", "\\Flagged"}, _when(4))],
+        "Projects/2026": [(b"From: d@x\nSubject: nested\n\nnested\n", set(), _when(5))],
+    },
+    "bob": {"INBOX": [(b"From: e@x\nSubject: draft\n\nd\n",
+                       {"\\Seen", "\\Draft", "$Label1", "NonJunk"}, _when(6))]},
+}
 
 
 @pytest.fixture
@@ -98,6 +118,9 @@ def test_user_logs_in_with_old_password_and_finds_every_message(migrated, user):
             want = expected(data)
             assert len(got) == len(want), (folder, daemon.log()[-2000:])
             assert sorted(got, key=repr) == sorted(want, key=repr), folder
+            assert sorted(got, key=repr) == sorted(
+                ((body.replace(b"\n", b"\r\n"), frozenset(flags), when)
+                 for body, flags, when in SHOWN[user][folder]), key=repr), folder
     finally:
         imap.logout()
     need_courier()
