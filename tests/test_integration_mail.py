@@ -118,6 +118,14 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     applied = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
     log = re.search(r"Log: (\S+)", applied)[1]
     assert "not migrated: 1 " in Path(log).read_text()  # bob's MMDF spool, not carol
+    # carol's mailbox, larger than her quota, is imported whole: the same message twice
+    # is two messages, and vpopmail's quota accounting counts both
+    carol = files(maildir(target, f"carol@{domain}"))
+    assert [f.read_bytes() for f in carol["cur"]] == [b"From: d@x.example\nSubject: work\n"
+                                                      b"\nhello\n"] * 2
+    sizes = (maildir(target, f"carol@{domain}") / "maildirsize").read_text().splitlines()
+    assert sizes[0] == "50S" and [sum(int(x.split()[i]) for x in sizes[1:])
+                                  for i in (0, 1)] == [2 * carol["cur"][0].stat().st_size, 2]
     root = maildir(target, f"alice@{domain}")
     inbox = files(root)
     assert sorted(f.name.split(":2,")[-1] for f in inbox["cur"]) == ["FRS", "S"]
