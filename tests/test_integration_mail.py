@@ -1808,3 +1808,34 @@ def test_keywords_set_on_the_old_server_after_the_import_are_added_on_the_target
     path.write_bytes(path.read_bytes().replace(b"X-Keywords: Junk\n",
                                                b"X-Keywords: Junk Extra\n"))
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_replan_reads_from_the_source_only_the_windows_and_the_new_tail(tmp_path):
+    """After an import of a 12 MB spool, a plan of it unchanged reads almost nothing of
+    the source (the checkpoint's two 4 KiB windows, the accounts), and a plan of it grown
+    by three messages reads those besides, not the 12 MB again."""
+    from mailplan.engine import make_plan
+    from mailplan.spec import load_spec
+    from mailplan.state import State
+
+    data, _target, _domain, spec_path = six_thousand(tmp_path)
+    mailplan("apply", str(spec_path), "--auto-approve", check=True)
+    source = CountingConnector("oldmail")
+
+    def plan_reads() -> tuple[list[str], int]:
+        source.received = 0
+        planned = make_plan(load_spec(spec_path), State.load(tmp_path / "m.state.json"),
+                            {"oldmail": source, "newmail": LocalConnector("newmail")})
+        planned.close()
+        return [c.after for c in planned.plan.changes], source.received
+
+    changes, unchanged = plan_reads()
+    assert changes == [] and unchanged < 64 * 1024, unchanged
+    tail = b"".join(msg(f"n{i}@x.example", "Tue Nov  3 10:00:00 2026", f"new {i}",
+                        body="y" * 2000 + "\n") for i in range(3))
+    with open(tmp_path / "source/var/spool/mail/big", "ab") as fh:
+        fh.write(tail)
+    changes, grown = plan_reads()
+    assert len(changes) == 1 and changes[0].startswith("3 message(s)"), changes
+    assert f"read from byte {len(data)}" in changes[0]
+    assert len(tail) <= grown < unchanged + len(tail) + 16 * 1024, (unchanged, grown)
