@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import weakref
 from pathlib import Path
 
@@ -142,6 +143,15 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     assert oct(st.st_mode & 0o777) == "0o700"
     assert (st.st_uid, st.st_gid) == (root.parent.stat().st_uid, root.parent.stat().st_gid)
     assert oct(flagged.stat().st_mode & 0o777) == "0o600"
+    # as vpopmail makes them (reference 15-maildir-layout-permissions.md): every directory
+    # 0700 and every file 0600, the user directory's owner and group; the subscription
+    # files, maildirfolder, maildirsize and the ledger too
+    for user in ("alice", "carol"):
+        udir = maildir(target, f"{user}@{domain}").parent
+        owner = (udir.stat().st_uid, udir.stat().st_gid)
+        for p in [udir, *udir.rglob("*")]:
+            got = (stat.S_IMODE(p.lstat().st_mode), p.lstat().st_uid, p.lstat().st_gid)
+            assert got == ((0o700 if p.is_dir() else 0o600), *owner), p
     assert (root / ".Work/maildirfolder").exists()
     assert [f.name for f in (root / ".Lists.Python/cur").iterdir()][0].endswith(":2,S")
     assert "Work" in (root / "subscriptions").read_text()
