@@ -1849,3 +1849,30 @@ def test_a_replan_reads_from_the_source_only_the_windows_and_the_new_tail(tmp_pa
     assert len(changes) == 1 and changes[0].startswith("3 message(s)"), changes
     assert f"read from byte {len(data)}" in changes[0]
     assert len(tail) <= grown < unchanged + len(tail) + 16 * 1024, (unchanged, grown)
+
+
+def test_a_users_spool_and_folders_named_in_the_spec_are_read_instead_of_the_defaults(
+        tmp_path):
+    """``spool:`` and ``folders:`` on a user replace SPOOL/ACCOUNT and HOME/mail: the mail
+    there is imported, and nothing of the default places (which hold other mail)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    (src / "var/spool/mail/ann").write_bytes(msg("a@x.example", "Mon Nov  2 10:00:00 2026",
+                                                  "default spool"))
+    (src / "home/ann/mail").mkdir(parents=True)
+    (src / "home/ann/mail/Old").write_bytes(msg("b@x.example", "Mon Nov  2 11:00:00 2026",
+                                                "default folder"))
+    (src / "srv/ann/Mail").mkdir(parents=True)
+    (src / "srv/ann/inbox").write_bytes(msg("c@x.example", "Mon Nov  2 12:00:00 2026",
+                                            "named spool"))
+    (src / "srv/ann/Mail/New").write_bytes(msg("d@x.example", "Mon Nov  2 13:00:00 2026",
+                                               "named folder"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target, domains={
+        domain: {"users": [{"name": "ann", "spool": str(src / "srv/ann/inbox"),
+                            "folders": str(src / "srv/ann/Mail")}]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ann@{domain}")
+    got = {str(f.parent.parent.relative_to(root)): f.read_bytes().split(b"Subject: ")[1]
+           for f in root.rglob("*") if f.is_file() and f.parent.name in ("new", "cur")}
+    assert got == {".": b"named spool\n\nhello\n", ".New": b"named folder\n\nhello\n"}
