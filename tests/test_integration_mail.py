@@ -1876,3 +1876,20 @@ def test_a_users_spool_and_folders_named_in_the_spec_are_read_instead_of_the_def
     got = {str(f.parent.parent.relative_to(root)): f.read_bytes().split(b"Subject: ")[1]
            for f in root.rglob("*") if f.is_file() and f.parent.name in ("new", "cur")}
     assert got == {".": b"named spool\n\nhello\n", ".New": b"named folder\n\nhello\n"}
+
+
+def test_arrival_falls_back_to_the_date_header_then_to_the_mbox_mtime(tmp_path):
+    """A From_ line whose date is no date (Feb 30) still separates; the message's
+    arrival (its file's mtime, IMAP's INTERNALDATE) is its Date: header, and without one
+    the mbox's mtime, through a whole apply."""
+    data = (b"From a@x.example Mon Feb 30 10:00:00 2026\nDate: Tue, 3 Mar 2026 08:30:00 +0100\n"
+            b"Subject: dated\n\nhello\n\n"
+            b"From b@x.example Mon Feb 30 10:00:00 2026\nSubject: undated\n\nhello\n\n")
+    path, target, domain, spec = one_user(tmp_path, data)
+    mtime = calendar.timegm((2026, 3, 4, 12, 0, 0))
+    os.utime(path, (mtime, mtime))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"ursula@{domain}")
+    got = {f.read_bytes().split(b"Subject: ")[1].split(b"\n")[0]: int(f.stat().st_mtime)
+           for sub in files(root).values() for f in sub}
+    assert got == {b"dated": calendar.timegm((2026, 3, 3, 7, 30, 0)), b"undated": mtime}
