@@ -8,7 +8,9 @@ header position, correct Solaris Content-Length headers over unquoted From_ line
 wrong ones, UW-IMAP's pseudo message and the same message twice. Each mbox is imported
 by ``import_mbox`` through a real writer agent, and the Maildir must hold every message
 exactly once with the bytes, subdirectory, flags and mtime computed here from how the
-mbox was made -- never from mailplan's own reader.
+mbox was made -- never from mailplan's own reader. A second test puts such mboxes in the
+spools of twenty users and runs a whole ``mailplan apply`` (slow to shrink on a failure:
+each example is an apply).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from __future__ import annotations
 import calendar
 import io
 import os
+import time
 from pathlib import Path
 
+import migration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from migration import SourceAccount, install_target, make_source, write_spec
 
 from mailplan.mail.agent_client import AgentClient, LocalAgent
 from mailplan.mail.convert import import_mbox
@@ -163,3 +168,37 @@ def test_every_message_arrives_once_with_its_bytes_flags_and_date(tmp_path_facto
     assert report.summary.skipped_internal == int(pseudo)
     assert report.durable == len(want)
     assert sorted(maildir_messages(root)) == sorted(want), data
+
+
+@settings(max_examples=2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(spools=st.lists(st.tuples(st.lists(message(), max_size=6), st.booleans(),
+                                 st.booleans()), min_size=20, max_size=20))
+def test_a_whole_apply_of_generated_spools_gives_each_message_once_as_made(
+        tmp_path_factory, spools):
+    """The same through ``mailplan apply`` (the plan's count on the source, the reads
+    through a pipe, the writer as vpopmail): twenty users with a generated spool each,
+    settled (not written for an hour, so a last message without a line end is final);
+    then a second plan finds nothing to do."""
+    work = tmp_path_factory.mktemp("apply")
+    os.chmod(work, 0o755)
+    built = [build(msgs, no_final_newline, pseudo)
+             for msgs, no_final_newline, pseudo in spools]
+    src = make_source(work / "source", [SourceAccount(f"u{i:02d}", 1000 + i, f"U {i}", "Pw-1")
+                                        for i in range(len(built))])
+    settled = time.time() - 3600
+    for i, (data, _want) in enumerate(built):
+        path = src / "var/spool/mail" / f"u{i:02d}"
+        path.write_bytes(data)
+        os.utime(path, (settled, settled))
+    target = install_target(work / "target")
+    domain = migration.unique_domain("prop")
+    spec = write_spec(work / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    migration.mailplan("apply", str(spec), "--auto-approve", check=True)
+    for i, (data, want) in enumerate(built):
+        home = target.tool("vuserinfo", "-d", f"u{i:02d}@{domain}").stdout.decode()
+        assert sorted(maildir_messages(Path(home.split("\n")[0]) / "Maildir")) == \
+            sorted(want), data
+    assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
