@@ -216,7 +216,8 @@ class MailImporter:
         digests = stream.checkpoint_digests(job.begin.head, job.begin.before)
         checkpoint = None if digests is None else {
             "path": mb.path, "inode": mb.inode, "offset": stream.end, "head": digests[0],
-            "tail": digests[1], "count": job.begin.count + report.summary.messages}
+            "tail": digests[1], "count": job.begin.count + report.summary.messages,
+            "mtime": mb.mtime}  # as listed: a later change without growth is a rewrite
         ledger = report.ledger_size if report.ledger_size is not None \
             else opened.get("ledger")
         if checkpoint is not None and isinstance(ledger, int):

@@ -220,7 +220,7 @@ def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
     head = grown_head(begin.head, begin.before, seen.head) if begin.offset \
         else digest(seen.head)
     checkpoint = {"path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
-                  "tail": digest(seen.tail), "count": count}
+                  "tail": digest(seen.tail), "count": count, "mtime": mb.mtime}
     if ledger[1] is not None:  # every message it counts is there: its line comes before
         checkpoint["ledger"] = ledger[1]
     ends = checkpoint_ends(begin.ends, scan.end, seen.tail)

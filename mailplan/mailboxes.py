@@ -20,7 +20,7 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
-from mailplan.facts.checkpoints import Checkpoint, still_valid
+from mailplan.facts.checkpoints import Checkpoint, rewritten_in_place, still_valid
 from mailplan.facts.links import followed
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
@@ -105,8 +105,10 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
     ledger = raw.get("ledger")
     # none in a state file from before they were recorded; State refuses a damaged list
     ends = tuple(sorted(set(raw.get("ends") or ())))
+    mtime = raw.get("mtime")  # none in a state file from before it was recorded
     return Checkpoint(raw["path"], raw["inode"], raw["offset"], raw["head"], raw["tail"],
-                      ledger if isinstance(ledger, int) else None, ends)
+                      ledger if isinstance(ledger, int) else None, ends,
+                      float(mtime) if isinstance(mtime, int | float) else None)
 
 
 def with_ends(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]
@@ -155,10 +157,12 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
                 for mb, _cp in with_cp}
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
     # holds the messages the checkpoint counts (counted on the target: a few bytes back)
-    # (of every mailbox's Maildir: the same look finds a stopped writer's record)
+    # (of every mailbox's Maildir: the same look finds a stopped writer's record); and a
+    # file rewritten in place to the same size (flags changed there) is read whole
     lines, sizes, pending, files = ledger_lines(target_conn, mailboxes, where)
-    trusted = {mb.key for mb, _cp in with_cp
-               if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]}
+    trusted = {mb.key for mb, cp in with_cp
+               if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]
+               and not rewritten_in_place(mb, cp)}
     # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
     quiet = {mb.key: lines[mb.key] for mb, cp in with_cp
              if mb.key in trusted and mb.size == cp.offset}

@@ -28,16 +28,17 @@ def _checkpoint_ok(checkpoint: Any) -> bool:
     the source file's ``path`` and ``inode``, ``head`` and ``tail`` (the digests of its
     bytes there), a whole number ``offset``, ``count`` (messages through it) a whole
     number too, and ``ends`` (where earlier reads ended, absent in older state files) a
-    list of whole numbers after byte 0 and not after ``offset``. A damaged ``ends``
-    ignored would cost that record silently, and a message be imported twice."""
+    list of whole numbers after byte 0 and not after ``offset``; ``mtime`` a number.
+    A damaged ``ends`` ignored would silently cost that record: a message imported twice."""
     if not isinstance(checkpoint, dict):
         return False
     if not checkpoint:
         return True
     offset, ends = checkpoint.get("offset"), checkpoint.get("ends", [])
-    count = checkpoint.get("count", 0)
+    count, mtime = checkpoint.get("count", 0), checkpoint.get("mtime", 0)
     return (isinstance(checkpoint.get("path"), str) and type(checkpoint.get("inode")) is int
-            and all(isinstance(checkpoint.get(k), str) for k in ("head", "tail"))
+            and type(mtime) in (int, float) and all(
+                isinstance(checkpoint.get(k), str) for k in ("head", "tail"))
             and type(count) is int and count >= 0
             and type(offset) is int and offset >= 0 and isinstance(ends, list) and all(
                 type(end) is int and 0 < end <= offset for end in ends))

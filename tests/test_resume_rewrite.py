@@ -185,3 +185,48 @@ def test_a_whole_read_ending_messages_where_earlier_reads_ended_is_proven_unrewr
     # m1 is read with the line end the append put after it: the rewrite took the record
     # of where it ended (README: only a whole read without that record imports it again)
     assert subjects(target, f"ursula@{domain}") == ["m1", "m1", "m10", "m11", "m12", "m13"]
+
+
+def test_a_rewrite_that_keeps_the_size_of_a_mailbox_nothing_was_appended_to_is_read_whole(
+        tmp_path):
+    """A mail reader on the old server marks one message read and another unread in one
+    session (mutt: ``Status: O`` -> ``RO``, ``RO`` -> ``O``) and rewrites the file in
+    place: its size stays, and so do the first and last 4 KiB when both messages are in
+    the middle. The flag the old server set must still reach the new one (the plan's
+    ``~ flags``, as verify's "flags lost" says), not "No changes." for ever."""
+    def marked(i: int, status: str) -> bytes:
+        return (f"From s{i}@x.example Mon Nov  2 10:00:00 2026\nFrom: s{i}@x.example\n"
+                f"Subject: m{i}\nStatus: {status}\n\n" + "body line\n" * 50 + "\n").encode()
+
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    before = {i: "RO" if i == 20 else "O" for i in range(40)}
+    spool.write_bytes(b"".join(marked(i, s) for i, s in before.items()))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("samesize")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    run(spec)
+    size, mtime = spool.stat().st_size, spool.stat().st_mtime
+    after = {**before, 20: "O", 21: "RO"}
+    with spool.open("r+b") as fh:  # rewritten in place, as mutt syncs a mailbox
+        fh.write(b"".join(marked(i, s) for i, s in after.items()))
+    os.utime(spool, (mtime + 60, mtime + 60))
+    assert spool.stat().st_size == size
+
+    def plan() -> list[str]:
+        loaded = load_spec(spec)
+        planned = make_plan(loaded, State.load(state_path_for(loaded)),
+                            {"oldmail": LocalConnector("oldmail"),
+                             "newmail": LocalConnector("newmail")})
+        planned.close()
+        return [f"{c.kind} {c.after}" for c in planned.plan.changes]
+
+    assert plan() == ["flags 1 message(s) gain flags (S 1)"]
+    run(spec)
+    home = target.tool("vuserinfo", "-d", f"ursula@{domain}").stdout.decode().split("\n")[0]
+    seen = sorted(re.search(rb"Subject: (\S+)", f.read_bytes())[1].decode()
+                  for f in Path(home, "Maildir").rglob("*")
+                  if f.is_file() and f.parent.name == "cur" and f.name.endswith(":2,S"))
+    assert seen == ["m20", "m21"]  # m20's S stays: a flag is never removed
+    assert plan() == []  # the mailbox is recorded complete again, with its new time

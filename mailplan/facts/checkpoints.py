@@ -6,7 +6,9 @@ through and digests of the first and the last 4 KiB before it) and both windows 
 match (:func:`still_valid`), only the bytes after the checkpoint are read
 (:mod:`mailplan.facts.mailbox_scan`): an unchanged 1 GB spool costs two 4 KiB reads. A
 checkpoint whose offset is not followed by a From_ line (taken by an older version
-inside a message) is not trusted: the mailbox is read whole.
+inside a message) is not trusted: the mailbox is read whole, and so is a file no larger
+than the checkpoint whose modification time is not the one listed then
+(:func:`rewritten_in_place`: flags changed in place, the size kept).
 
 **Where earlier reads ended.** A settled mailbox's last message without a final line end
 is imported as it is; once a delivery appends after it, a whole read would see it with
@@ -47,6 +49,22 @@ class Checkpoint:
     #: where reads that led to it ended after a last message without a final line end
     #: (:func:`checkpoint_ends`): a whole read ends a message there too
     ends: tuple[int, ...] = ()
+    #: the file's modification time as the plan listed it (None: from an older state
+    #: file): a file no larger than ``offset`` whose time changed was rewritten in place
+    #: (:func:`rewritten_in_place`)
+    mtime: float | None = None
+
+
+def rewritten_in_place(mailbox: SourceMailbox, checkpoint: Checkpoint) -> bool:
+    """Whether the file, nothing appended to it since ``checkpoint``, was written to
+    since: its modification time is not the one listed when the checkpoint was taken. A
+    mail reader on the old server that marks one message read and another unread in
+    one session (``Status: O`` -> ``RO``, ``RO`` -> ``O``) rewrites the file to the same
+    size, and when both are in the middle its first and last 4 KiB stay too: without
+    this the flags it set would never be read (only what is appended is). Mail appended
+    changes the time too, so a file that grew says nothing by its time."""
+    return checkpoint.mtime is not None and mailbox.size == checkpoint.offset \
+        and mailbox.mtime != checkpoint.mtime
 
 
 def checkpoint_ends(ends: Sequence[int], offset: int, tail: bytes) -> list[int]:
