@@ -281,10 +281,15 @@ class ApplyWatch:
         self._not_migrated()
 
     def _not_migrated(self) -> None:
-        """Say, last, that the plan's problems stay (apply then exits 3)."""
+        """Say, last, that the plan's problems stay (apply then exits 3); with --quiet
+        too, on stderr: it is what cron mails, and it says nothing else of them."""
         if self.summary.not_migrated:
-            self._echo(f"Not migrated: {self.summary.not_migrated} problem(s) of the plan "
-                       "(listed with it, and in the log); exit status 3.")
+            text = (f"Not migrated: {self.summary.not_migrated} problem(s) of the plan "
+                    f"(listed with it, and in the log {self.log.path}); exit status 3.")
+            if self.quiet:
+                sys.stderr.write(text + "\n")
+            else:
+                self._echo(text)
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""
