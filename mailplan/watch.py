@@ -284,12 +284,11 @@ class ApplyWatch:
         """Say, last, that the plan's problems stay (apply then exits 3); with --quiet
         too, on stderr: it is what cron mails, and it says nothing else of them."""
         if self.summary.not_migrated:
-            text = (f"Not migrated: {self.summary.not_migrated} problem(s) of the plan "
-                    f"(listed with it, and in the log {self.log.path}); exit status 3.")
+            text = f"Not migrated: {self.summary.not_migrated} problem(s) of the plan ("
             if self.quiet:
-                sys.stderr.write(text + "\n")
+                sys.stderr.write(f"{text}listed in the log {self.log.path}); exit status 3.\n")
             else:
-                self._echo(text)
+                self._echo(f"{text}listed with it, and in the log); exit status 3.")
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""

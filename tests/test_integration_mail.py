@@ -116,9 +116,22 @@ def test_import_bytes_flags_dates_and_idempotence(setup):
     problems, _, rest = plan.partition("Problems (these are not migrated):")[2].partition(
         "Warnings (migrated all the same; look at them):")
     assert "exceeds the quota" not in problems and "exceeds the quota (50B)" in rest
-    applied = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+    # all else is imported, and apply says, last, that bob's INBOX is not, and exits 3:
+    # no exit 0 with mail left behind (mb2md's on an MMDF file)
+    res = mailplan("apply", str(spec), "--auto-approve")
+    applied = res.stdout
+    assert res.returncode == 3, res.stderr
+    assert applied.rstrip().splitlines()[-2:-1] == [
+        "Not migrated: 1 problem(s) of the plan (listed with it, and in the log); exit "
+        "status 3."]  # then the log's path
     log = re.search(r"Log: (\S+)", applied)[1]
     assert "not migrated: 1 " in Path(log).read_text()  # bob's MMDF spool, not carol
+    # and so does each run while it stays, also one with nothing to apply; --quiet says
+    # it on stderr alone
+    res = mailplan("apply", str(spec), "--auto-approve", "--quiet")
+    assert (res.returncode, res.stdout) == (3, "")
+    assert res.stderr.startswith("Not migrated: 1 problem(s) of the plan (listed in the "
+                                 "log "), res.stderr
     # carol's mailbox, larger than her quota, is imported whole: the same message twice
     # is two messages, and vpopmail's quota accounting counts both
     carol = files(maildir(target, f"carol@{domain}"))
