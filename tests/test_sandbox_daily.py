@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: apply's exit status in the sandbox: all done, but its plan has problems (the source's
+#: fax alias, a program delivery, and mallory's locked account are not migrated)
+NOT_MIGRATED = 3
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ def test_a_saved_plan_with_a_deletion_suggests_the_apply_that_keeps_the_mail(san
         "left out); with them, mail included: mailplan apply --prune p.json")
     assert "no account in the source's passwd is named 'carol'" in res.stdout
     res = mailplan(sandbox, "apply", "p.json")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == NOT_MIGRATED, res.stdout + res.stderr
     vpasswd = sandbox[0] / "newmail/home/vpopmail/domains/example.com/vpasswd"
     assert any(line.startswith("carol:") for line in vpasswd.read_text().splitlines())
 
@@ -84,7 +87,7 @@ def test_an_apply_that_leaves_deletions_out_says_what_prune_would_delete(sandbox
     with spool.open("a") as fh:
         fh.write("From x@example.org Tue Nov  3 10:00:00 2026\nSubject: more\n\nagain\n\n")
     res = mailplan(sandbox, "apply", "migration.yaml", "--auto-approve")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == NOT_MIGRATED, res.stdout + res.stderr
     assert ("1 deletion(s) left out (the plan's '-' lines): --prune applies them, deleting "
             "the Maildirs of the users and domains among them, mail included.\n") in res.stdout
     assert "use --prune" not in res.stdout
@@ -101,7 +104,8 @@ def test_verify_names_a_user_the_old_server_no_longer_has(sandbox):
     spec = sandbox[0] / "migration.yaml"  # mallory (locked, never migrated) left out
     spec.write_text(spec.read_text().replace("uid_max: 59999\n",
                                              "uid_max: 59999\n      exclude: [mallory]\n"))
-    assert mailplan(sandbox, "apply", "migration.yaml", "--auto-approve").returncode == 0
+    assert mailplan(sandbox, "apply", "migration.yaml", "--auto-approve").returncode \
+        == NOT_MIGRATED
     res = mailplan(sandbox, "verify", "migration.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
     assert ("  ! carol@example.com: on the target, created by mailplan, no longer migrated: "
@@ -110,7 +114,7 @@ def test_verify_names_a_user_the_old_server_no_longer_has(sandbox):
             "deletes its Maildir, mail included (applied only with --prune); it still takes "
             "mail here\n") in res.stdout
     assert mailplan(sandbox, "apply", "migration.yaml", "--auto-approve",
-                    "--prune").returncode == 0
+                    "--prune").returncode == NOT_MIGRATED
     res = mailplan(sandbox, "verify", "migration.yaml")
     assert res.returncode == 0 and "carol" not in res.stdout, res.stdout + res.stderr
 
@@ -136,5 +140,5 @@ def test_a_domain_whose_mail_is_not_imported_says_so_and_moves_none(sandbox):
     cur = sandbox[0] / "newmail/home/vpopmail/domains/example.com/alice/Maildir"
     before = sorted(p.name for p in cur.rglob("*") if p.is_file())
     res = mailplan(sandbox, "apply", "migration.yaml", "--auto-approve")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == NOT_MIGRATED, res.stdout + res.stderr
     assert sorted(p.name for p in cur.rglob("*") if p.is_file()) == before
