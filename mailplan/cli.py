@@ -36,12 +36,7 @@ from mailplan.spec import Spec, load_spec, mailplan_file
 from mailplan.state import State, locked
 from mailplan.target_lock import Holder
 from mailplan.text import escape_lines
-from mailplan.watch import ApplyWatch, Cancelled
-
-#: apply's exit status when it did all it could but the plan had problems (something the
-#: spec asks for is not migrated: a mailbox that is no mbox, a locked account...), as
-#: verify's when the target differs: a script sees that, not success
-EXIT_NOT_MIGRATED = 3
+from mailplan.watch import EXIT_NOT_MIGRATED, ApplyWatch, Cancelled
 
 EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",

@@ -62,6 +62,10 @@ class Cancelled(MailplanError):
     """The operator did not confirm the plan: nothing was started."""
 
 
+#: apply's exit status when all it could do is done but the plan has problems (as verify's)
+EXIT_NOT_MIGRATED = 3
+
+
 class ApplyWatch:
     """Log, progress and Ctrl-C handling around one apply (a context manager)."""
 
@@ -281,14 +285,16 @@ class ApplyWatch:
         self._not_migrated()
 
     def _not_migrated(self) -> None:
-        """Say, last, that the plan's problems stay (apply then exits 3); with --quiet
-        too, on stderr: it is what cron mails, and it says nothing else of them."""
+        """Say, last, that the plan's problems stay (apply exits so); with --quiet on
+        stderr, which cron mails."""
         if self.summary.not_migrated:
-            text = f"Not migrated: {self.summary.not_migrated} problem(s) of the plan ("
+            where = f"in the log {self.log.path}" if self.quiet else "with it, and in the log"
+            text = (f"Not migrated: {self.summary.not_migrated} problem(s) of the plan (listed "
+                    f"{where}); exit status {EXIT_NOT_MIGRATED}.")
             if self.quiet:
-                sys.stderr.write(f"{text}listed in the log {self.log.path}); exit status 3.\n")
+                sys.stderr.write(text + "\n")
             else:
-                self._echo(f"{text}listed with it, and in the log); exit status 3.")
+                self._echo(text)
 
     def finish(self, result: ApplyResult) -> None:
         """The apply completed."""
