@@ -12,6 +12,7 @@ identity."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailbox_scan import count_mailboxes, scan_mailbox, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
 from mailplan.mail.snapshot import SnapshotStream
-from mailplan.mail.windows import WINDOW, digest
+from mailplan.mail.windows import NOT_A_FILE, NOT_LISTED, WINDOW, digest, guarded, regular_only
 from mailplan.verify_reads import read_source_mail
 
 MAIL = b"From b@x.example Mon Nov  2 10:00:00 2026\nSubject: s\n\nbody\n\n"
@@ -98,3 +99,17 @@ def test_a_snapshot_read_by_name_refuses_a_named_pipe(tmp_path):
     outcome = at_once(read, pipes)
     assert isinstance(outcome, SourceChanged), outcome
     assert "is no longer a regular file" in str(outcome)
+
+
+def test_the_refusals_name_a_path_with_backslashes_as_it_is(tmp_path):
+    """dash's ``echo`` reads backslashes (``\\c`` ends its output): the refusals print the
+    path as it is, both the guarded read's and the read by name's."""
+    (tmp_path / "a\\cb\\nc").mkdir()  # a folder named so, not a regular file
+    path = str(tmp_path / "a\\cb\\nc")
+    for command, status, said in (
+            (guarded(path, (0, 0), "cat /dev/fd/3"), NOT_LISTED, "is not the file listed"),
+            (regular_only(path, "cat"), NOT_A_FILE, "is not a regular file")):
+        res = subprocess.run(["dash", "-c", command], capture_output=True, timeout=10)
+        assert res.returncode == status, res
+        assert res.stderr.decode().startswith(f"mailplan: {path} {said} ("), res.stderr
+        assert res.stderr.count(b"\n") == 1, res.stderr

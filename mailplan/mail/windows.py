@@ -40,8 +40,7 @@ def guarded(path: str, ident: tuple[int, int], body: str) -> str:
     must win within microseconds) is the one case left that can stall the read."""
     dev, inode = ident
     quoted = join([path])
-    refused = join(["echo", f"mailplan: {path} is not the file listed (it was replaced, "
-                    "or is a link)"])
+    refused = _say(f"{path} is not the file listed (it was replaced, or is a link)")
     return (f"( [ -f {quoted} ] && exec 3<{quoted} && [ \"$(stat -L -c %d:%i {OPENED})\" = "
             f"{int(dev)}:{int(inode)} ] || {{ {refused} >&2; exit {NOT_LISTED}; }}; {body} )")
 
@@ -55,10 +54,16 @@ def regular_only(path: str, body: str) -> str:
     read, and the shared shell it runs in, for ever. As in :func:`guarded`, a pipe swapped
     in between the test and the open (a race its owner must win within microseconds) is
     the one case left. The source is only read; ``path`` is quoted."""
-    refused = join(["printf", "%s\\n", f"mailplan: {path} is not a regular file (replaced "
-                    "since the listing)"])
+    refused = _say(f"{path} is not a regular file (replaced since the listing)")
     return (f"if [ -f {join([path])} ]; then {body}; else {refused} >&2; "
             f"(exit {NOT_A_FILE}); fi")
+
+
+def _say(message: str) -> str:
+    """A command printing ``mailplan: message`` as it is: ``printf '%s\\n'``, not ``echo``,
+    which in dash reads backslashes in it (a folder named ``a\\cb`` would lose the rest of
+    the line)."""
+    return join(["printf", "%s\\n", f"mailplan: {message}"])
 
 
 def slice_command(path: str, start: int, length: int, *, noatime: bool) -> str:
