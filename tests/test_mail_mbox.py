@@ -372,7 +372,11 @@ def test_arrival_fallbacks():
     (b"Dear diary,\ntoday nothing happened.\n", "no From_ line"),
     (b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)), "binary"),
     (b"From: a@b\nSubject: x\n\nbody\n", "no From_ line"),
-    (b"garbage line\n" + SEP + b"A: 1\n\nx\n", "13 bytes before the first From_ line"),
+    (b"garbage line\n" + SEP + b"A: 1\n\nx\n", "13 bytes before the first From_ line; "
+     "the file does not start"),
+    # a line of spaces is not empty: it may be the end of mail cut off before it
+    (b"\n \n" + SEP + b"A: 1\n\nx\n", "3 bytes before the first From_ line"),
+    (b"\n\nFrom nobody\n" + b"A: 1\n\nx\n", "no From_ line"),  # no separator after them
 ])
 def test_not_an_mbox(data, reason):
     with pytest.raises(NotAnMbox) as exc:
@@ -389,6 +393,22 @@ def test_leading_bytes_skipped_only_on_request_and_reported():
     # bytes not imported: not among the warnings (mail read all the same)
     assert summary.skipped == ["13 bytes before the first From_ line (offset 0) were skipped"]
     assert summary.warnings == []
+
+
+@pytest.mark.parametrize("lead,said", [(b"\n", "1 empty line"), (b"\r\n", "1 empty line"),
+                                       (b"\n\r\n\n", "3 empty lines")])
+def test_empty_lines_before_the_first_from_line_are_framing(lead, said):
+    """Empty lines hold no mail: the messages after them are read (as a read resumed after
+    a last message without its blank line takes the line end appended before the next
+    From_ line), and a warning says the lines were there."""
+    data = SEP + b"A: 1\n\nx\n\n" + SEP + b"A: 2\n\ny\n"
+    msgs, summary = read_mbox(io.BytesIO(lead + data))
+    assert ([(e.sha256, e.occurrence, e.start - len(lead)) for e, _b in msgs]
+            == [(e.sha256, e.occurrence, e.start) for e, _b in read_mbox(io.BytesIO(data))[0]])
+    assert [b for _e, b in msgs] == [b"A: 1\n\nx\n", b"A: 2\n\ny\n"]
+    assert summary.warnings == [f"{said} before the first From_ line (no mail in them) read "
+                                "as framing"]
+    assert summary.skipped == [] and summary.leading_bytes == 0
 
 
 def test_empty_stream_is_empty_mailbox():

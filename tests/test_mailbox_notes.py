@@ -307,6 +307,35 @@ def test_a_content_length_not_checked_is_a_warning_and_the_mail_is_imported(tmp_
                                               len(b"Subject: big\n\n") + len(body)]
 
 
+def test_empty_lines_before_the_first_from_line_are_a_warning_and_the_mail_is_imported(
+        tmp_path):
+    """A spool that starts with empty lines: they hold no mail, so the plan warns and the
+    mail after them is imported (once: verify agrees, and mail appended later is read from
+    the checkpoint, nothing twice)."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    spool = src / "var/spool/mail/alice"
+    spool.write_bytes(b"\n\n" + msg("one") + msg("two"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("blank")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    text = mailplan("plan", str(spec), check=True).stdout
+    assert "Problems" not in text, text
+    assert (f"  ! alice@{domain}: INBOX ({spool}): 2 empty lines before the first From_ "
+            "line (no mail in them) read as framing\n") in text, text
+    assert f"+ mailbox alice@{domain} INBOX" in text and "2 message" in text, text
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    with spool.open("ab") as fh:
+        fh.write(msg("three"))
+    assert "1 message" in mailplan("plan", str(spec), check=True).stdout
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    mailplan("verify", str(spec), check=True)
+    home = target.tool("vuserinfo", "-d", f"alice@{domain}").stdout.decode().split("\n")[0]
+    stored = sorted(f.read_bytes() for f in Path(home, "Maildir").glob("*/*")
+                    if f.parent.name in ("new", "cur"))
+    assert stored == [b"Subject: %s\n\nbody\n" % s for s in (b"one", b"three", b"two")]
+
+
 class _AsNobody(LocalConnector):
     """The source read as a user who may not read every user's mail (a login without
     root nor sudo): each command runs as nobody."""

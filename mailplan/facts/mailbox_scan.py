@@ -127,7 +127,8 @@ def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
                  known: set[tuple[str, int]] | None, ends: Collection[int] = (),
-                 there: Mapping[bytes, str] | None = None) -> MailboxScan:
+                 there: Mapping[bytes, str] | None = None, *, head: bool = False
+                 ) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
     # for MailboxScan.number instead (numbered there, after the messages before
@@ -138,7 +139,9 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     # ``ends``: where earlier reads ended (Checkpoint.ends); what comes before the last of
     # them was final then, and is never left for the next run. ``there``: the flags of
     # the message files on the target, by identity key: a message found there whose
-    # file lacks a flag the source gives it goes to ``gain``.
+    # file lacks a flag the source gives it goes to ``gain``. ``head``: ``stream`` is the
+    # file's first bytes only, cut anywhere: of its warnings only the one about the
+    # file's start is sure (MboxSummary.lead).
     scan = MailboxScan(mailbox, start, seen=Windows(_Limit(stream, mailbox.size - start)))
     reader = MboxReader(scan.seen, offset=start, mboxrd=mboxrd, mtime=mailbox.mtime,  # type: ignore[arg-type]
                         path=f"{host}:{mailbox.path}", ends=ends)
@@ -153,8 +156,11 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
     read.end(cut)
     scan.todo_digest = read.todo.hexdigest()[:16]
     scan.skipped_internal = reader.summary.skipped_internal
+    warnings = reader.summary.warnings
+    if head:
+        warnings = [reader.summary.lead] if reader.summary.lead else []
     said: tuple[tuple[NoteKind, list[str]], ...] = (
-        ("warning", reader.summary.warnings), ("problem", reader.summary.skipped))
+        ("warning", warnings), ("problem", reader.summary.skipped))
     scan.notes = [MailboxNote(mailbox.domain, mailbox.user, kind, mailbox.path,
                               f"{marked(mailbox.name)} ({mailbox.path}): {text}",
                               mailbox.folder)
@@ -228,7 +234,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
             scans.append(None)
             continue
         scan = _scan_stream(_MemberReader(io.BytesIO(head)), mb, 0, mboxrd, conn.name,
-                            set())
+                            set(), head=True)
         if res.returncode != 0:
             scan.error = scan.error or f"cannot read {mb.path}: " + (
                 res.stderr_text[:300] or f"exit {res.returncode}")
@@ -238,7 +244,7 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
                 mb, 0, total=count, todo=count, todo_bytes=mb.size, end=mb.size,
                 todo_digest=hashlib.sha256(f"{mb.path}\0{mb.size}\0{mb.inode}\0{count}\0"
                                            .encode() + head).hexdigest()[:16],
-                skipped_internal=scan.skipped_internal, counted=True)
+                skipped_internal=scan.skipped_internal, counted=True, notes=scan.notes)
         scans.append(scan)
     return scans
 

@@ -54,10 +54,11 @@ by the caller (dates are read as :mod:`mailplan.mail.fromline` says).
 
 **Not an mbox.** A non-empty stream that does not start with a separator raises
 :class:`NotAnMbox` with the reason (MMDF ``\\x01\\x01\\x01\\x01``, binary data, text with no
-From_ line, or the count and offset of the bytes before the first From_ line). With
+From_ line, or the count of the bytes before the first From_ line). With
 ``skip_leading=True`` those bytes are skipped instead and reported in the summary
-(:attr:`MboxSummary.skipped`), never dropped silently. An empty stream is an empty
-mailbox. A read resumed at ``offset > 0``
+(:attr:`MboxSummary.skipped`), never dropped silently. Empty lines alone before it hold
+no mail: they are framing, and :attr:`MboxSummary.warnings` says so. An empty stream is
+an empty mailbox. A read resumed at ``offset > 0``
 (the spool grew) starts where the plan placed the checkpoint: at a From_ line when the
 last message read had no blank line at its end (it was left for that next read, see
 :mod:`mailplan.facts.mailbox_scan`), or after a final last message, where it may start with
@@ -113,6 +114,10 @@ READ_SIZE = 64 << 10
 LOOKAHEAD = 8 << 20
 PSEUDO_SUBJECT = b"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
+
+
+#: empty lines (none longer than a line end) before the first From_ line of a file
+_BLANK_LEAD = re.compile(rb"(?:\r?\n)+(?=From )")
 
 
 class MboxReader(ContentLength, Streamed):
@@ -200,6 +205,13 @@ class MboxReader(ContentLength, Streamed):
             for lead in (b"\n", b"\r\n"):
                 if self._buf.startswith(lead + b"From ") and self._separator_at(len(lead)):
                     return len(lead)
+        elif (blank := _BLANK_LEAD.match(self._buf)) and self._separator_at(blank.end()):
+            # Empty lines before the first From_ line hold no mail: framing, as above.
+            lines = blank[0].count(b"\n")
+            self.summary.lead = (f"{lines} empty line{'s' * (lines > 1)} before the first "
+                                 "From_ line (no mail in them) read as framing")
+            self.summary.warnings.append(self.summary.lead)
+            return blank.end()
         if not self.skip_leading:
             raise NotAnMbox(classify_not_mbox(self._buf), path=self.path)
         start = self._base

@@ -79,6 +79,9 @@ class MboxSummary:
     #: what was read otherwise than the file says, every message read all the same (a
     #: Content-Length not checked: the separators cut the message instead)
     warnings: list[str] = field(default_factory=list)
+    #: what :attr:`warnings` says of empty lines before the first From_ line (read as
+    #: framing: no mail in them), None where there were none
+    lead: str | None = None
     #: bytes not read as mail (``skip_leading``: the bytes before the first From_ line)
     skipped: list[str] = field(default_factory=list)
     #: file offset of the first message whose Content-Length reaches past the end of
@@ -99,6 +102,6 @@ def classify_not_mbox(data: bytes) -> str:
     for first in re.finditer(rb"(?:^|\n)(From [^\n]*)", data):
         if parse_from_line(first[1]) is not None:
             at = first.start(1)
-            return (f"{at} bytes before the first From_ line (at offset {at}); "
-                    "the file does not start with a From_ line")
+            return (f"{at} bytes before the first From_ line; the file does not start "
+                    "with a From_ line")
     return "no From_ line at the start (plain text or headers without a From_ line)"
