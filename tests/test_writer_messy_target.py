@@ -212,3 +212,16 @@ def test_an_empty_maildirsize_gets_no_count_line_as_its_first_line(tmp_path):
     counted, recounted = import_synced_then_recount(root)
     assert counted == f"\n{recounted['bytes']} 3\n"
     assert (root / "maildirsize").read_text() == counted
+
+
+def test_a_count_line_where_the_definition_goes_is_not_kept_as_one(tmp_path):
+    """A ``maildirsize`` whose first line is a ``bytes count`` line (an empty file counted
+    into by an earlier mailplan, which appended the batch's count as its first line)
+    has no definition: Maildir++ readers took ``51 3`` for a quota of 3 bytes. The
+    recount writes the empty definition line an empty file gets; a real definition line
+    (no space in it) is kept as it is (the tests above)."""
+    root = tmp_path / "Maildir"
+    root.mkdir()
+    (root / "maildirsize").write_bytes(b"51 3\n")
+    counted = import_and_recount(root)
+    assert (root / "maildirsize").read_text() == f"\n{counted['bytes']} 3\n"

@@ -231,6 +231,10 @@ class LedgerMixin(AgentBase):
                 definition = fh.readline().rstrip("\n")
         except FileNotFoundError:
             return {"maildirsize": False}
+        if _COUNT_LINE_RE.match(definition):
+            # a count where the definition goes (an empty file counted into by an earlier
+            # mailplan, see _count_quota): no definition, as the file had none
+            definition = ""
         total = count = 0
         for dirname in self._folders():
             if dirname == ".Trash":
@@ -257,6 +261,8 @@ class LedgerMixin(AgentBase):
 
 
 _SIZE_RE = re.compile(r",S=(\d+)")  # a message file name's size (Maildir++)
+#: a ``bytes count`` line of maildirsize; a definition (``10485760S,1000C``) has no space
+_COUNT_LINE_RE = re.compile(r"-?\d+ +-?\d+\Z")
 
 
 def append_lines(fd: int, data: bytes) -> None:
