@@ -76,6 +76,8 @@ def state_document(path: Path, *, target: str | None = None,
     history = data.get("history", [])
     return {"kind": "state", "path": str(path), "exists": True, "target": target,
             "source": source, "lineage": state.lineage, "serial": state.serial,
+            # as recorded: the path from the state file's directory (State.claim)
+            "spec_path": data.get("spec_path"),
             "managed": managed, "mail": mail, "history": history,
             "last_apply": history[-1] if history else None}
 
@@ -85,7 +87,10 @@ def render_state(doc: dict[str, Any]) -> str:
     where = f" on {doc['target']}" if doc.get("target") else ""
     if not doc["exists"]:
         return (f"No state yet at {doc['path']}: nothing has been applied{where}.\n")
-    out = [f"State {doc['path']} (lineage {doc['lineage']}, serial {doc['serial']})", ""]
+    out = [f"State {doc['path']} (lineage {doc['lineage']}, serial {doc['serial']})",
+           f"For the spec {doc['spec_path']} (from the state file's directory)"
+           if doc.get("spec_path") is not None else
+           "For no spec yet (the next apply records its own)", ""]
     out.append(f"Managed by mailplan{where}:" if doc["managed"] else
                f"mailplan manages nothing{where} yet.")
     for domain, body in doc["managed"].items():

@@ -55,6 +55,23 @@ def test_show_state_text_and_json(tmp_path):
     assert doc["mail"]["alice@example.com"]["INBOX"] == {
         "imported": 2005, "bytes": 4106, "complete_through_byte": 99, "found_on_target": 0}
     assert doc["last_apply"]["result"] == "ok"
+    # no apply of a spec recorded its path in this state file (made by hand)
+    assert "\nFor no spec yet (the next apply records its own)\n" in text
+    assert doc["spec_path"] is None
+
+
+def test_show_names_the_spec_the_state_file_belongs_to(tmp_path):
+    """The spec the first apply recorded, as recorded (from the state file's directory):
+    what the refusal of another spec's apply names, and what to set by hand in the state
+    file after renaming the spec (docs/troubleshooting.md)."""
+    (tmp_path / "specs").mkdir()
+    make_state(tmp_path / "m.state.json")
+    State.load(tmp_path / "m.state.json").claim(tmp_path / "specs" / "m.yaml")
+    text = mailplan("show", str(tmp_path / "m.state.json"), check=True).stdout
+    assert "\nFor the spec specs/m.yaml (from the state file's directory)\n" in text, text
+    doc = json.loads(mailplan("show", str(tmp_path / "m.state.json"), "--json",
+                              check=True).stdout)
+    assert doc["spec_path"] == "specs/m.yaml"
 
 
 def test_show_a_saved_plan(tmp_path):
