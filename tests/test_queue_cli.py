@@ -20,7 +20,7 @@ from mailplan.queue.control import Control
 from mailplan.queue.dump import read_queue
 from mailplan.queue.filters import Pattern, parse_age
 from mailplan.queue.grouping import detect_layout
-from mailplan.queue.host import HostOptions, connect_host
+from mailplan.queue.host import HostOptions, connect_host, host_entry
 from mailplan.queue.layout import Layout
 
 COMMANDS = ["stat", "list", "show", "delete", "check", "flush"]
@@ -56,10 +56,27 @@ def test_group_can_be_added_to_another_cli():
 
 
 @pytest.mark.parametrize("text", ["mx1", "ssh://", "ssh://host:notaport", "ssh://u:pw@host",
-                                  "http://host"])
+                                  "http://host",
+                                  "ssh://root@host:99999",
+                                  # urlsplit raised ValueError (a traceback) for this one
+                                  "ssh://root@[::1",
+                                  # these connected elsewhere than written: port 22 for
+                                  # port 0, the host without what follows it
+                                  "ssh://root@host:0", "ssh://root@host?port=2222",
+                                  "ssh://root@host#2222", "ssh://root@[::1]2222"])
 def test_bad_host_strings(text):
-    with pytest.raises(MailplanError):
+    with pytest.raises(MailplanError) as caught:
         connect_host(text, HostOptions())
+    assert "connection string" in str(caught.value) or "unknown host" in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "entry"), [
+    ("ssh://root@[::1]:2222", {"address": "::1", "user": "root", "port": 2222}),
+    ("ssh://[2001:db8::1]", {"address": "2001:db8::1"}),
+    ("ssh://admin@mx1.example.com/", {"address": "mx1.example.com", "user": "admin"}),
+])
+def test_good_host_strings(text, entry):
+    assert host_entry(text, HostOptions()) == entry
 
 
 def test_a_spec_given_as_the_host_is_told_how_to_name_its_target():

@@ -7,6 +7,7 @@ with ``--spec`` the name is looked up in the spec's ``hosts:`` and connected exa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,9 @@ from mailplan.connectors.base import Connector
 from mailplan.connectors.local import LocalConnector
 from mailplan.errors import MailplanError
 from mailplan.shell import join
+
+#: ``[user@]host[:port]`` of a connection string, the host a name or ``[IPv6]``
+_NETLOC = re.compile(r"(?:[^@]*@)?(?:\[[^\]]*\]|[^\[\]:]+)(?::\d*)?")
 
 
 @dataclass(frozen=True)
@@ -110,13 +114,16 @@ def host_entry(host: str, options: HostOptions) -> dict[str, Any]:
     """A spec ``hosts:`` entry for a connection string (``local`` or ``ssh://...``)."""
     if host == "local":
         return {"local": True, **({"sudo": True} if options.sudo else {})}
-    parts = urlsplit(host)
     try:
+        parts = urlsplit(host)
         port = parts.port
-    except ValueError:
-        port = -1
-    if (parts.scheme != "ssh" or not parts.hostname or port == -1
-            or parts.path not in ("", "/") or parts.password):
+    except ValueError:  # a port out of range, or an unclosed [ of an IPv6 address
+        parts, port = urlsplit(""), -1
+    # urlsplit reads "?x", "#x" and text after "[::1]" as no part of the address: a
+    # string carrying them is not what the user meant to connect to; nor is port 0
+    if (parts.scheme != "ssh" or not parts.hostname or port in (-1, 0)
+            or parts.path not in ("", "/") or parts.password or "?" in host or "#" in host
+            or not _NETLOC.fullmatch(parts.netloc)):
         raise MailplanError(f"cannot read the connection string {host!r}",
                             hint="write local, ssh://user@host or ssh://user@host:2222")
     entry: dict[str, Any] = {"address": parts.hostname}
