@@ -117,6 +117,33 @@ def test_repair_changes_nothing_once_qmail_send_runs_again(tmp_path):
     assert os.stat(q.queue / "todo").st_mode & 0o777 == 0o750
 
 
+# -- a repair never counts a message qmail-queue may still be writing as abandoned -------
+
+@pytest.mark.parametrize(("age", "written"), [("0s", 60), ("30m", 7200), ("23h", 83400)])
+def test_repair_refuses_a_stale_after_under_qmail_queues_lifetime(tmp_path, age, written):
+    """qmail-queue writes for up to 24 h (DEATH), and stopping qmail-send does not stop
+    it: `--repair --stale-after 0s` removed the mess file of a message being written
+    now, which qmail-queue then reported accepted as a todo/ file without its mess."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("a@example.com", remote=("x@remote.example",), preprocessed=False,
+                todo=False, age=written)
+    os.unlink(q.path("intd", msg))  # the message itself still coming in: mess only
+    before = q.files()
+    res = run("check", "local", "--queue-dir", str(q.queue), "--repair", "--control",
+              "custom", "--status-cmd", "exit 1", "--stop-cmd", "true", "--start-cmd",
+              "true", "--stale-after", age)
+    assert res.exit_code == 1, res.output
+    assert "refusing to repair with --stale-after" in res.output
+    assert "nothing was changed" in res.output
+    assert q.files() == before and q.path("mess", msg).exists()
+    # check alone reports with it; a repair with 24 h goes on (and leaves it: young)
+    res = run("check", "local", "--queue-dir", str(q.queue), "--stale-after", age)
+    assert res.exit_code == 2 and "stale-partial" in res.output
+    assert ops.repair(ops.Target(LocalConnector("l"), str(q.queue), STOPPED),
+                      stale_after=86400).after.problems == []
+    assert q.files() == before
+
+
 # -- a message qmail-queue is writing is partial, not damaged -------------------------------
 
 def test_an_envelope_still_being_written_is_not_damaged(tmp_path):

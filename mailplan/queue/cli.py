@@ -237,7 +237,7 @@ def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bou
 @click.option("--stale-after", metavar="AGE", default=f"{STALE_AFTER}s", show_default=True,
               help="Age after which a half-written message or a pid/ file counts as "
               "abandoned (36 h, qmail-send's limit), from the later of its modification "
-              "and access times.")
+              "and access times; --repair refuses less than 24h (qmail-queue's lifetime).")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw: Any) -> None:

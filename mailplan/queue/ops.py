@@ -23,7 +23,7 @@ from mailplan.queue.grouping import Groups, by_id, detect_layout, grouped, queue
 from mailplan.queue.layout import REMOVE_ORDER
 from mailplan.queue.lock import QueueHolder, queue_locked
 from mailplan.queue.model import FIELDS, Message, messages
-from mailplan.queue.problems import Problem
+from mailplan.queue.problems import Problem, refuse_young_stale
 from mailplan.queue.remote import Outcomes, run_actions
 
 
@@ -358,7 +358,9 @@ def check_queue(target: Target, *, split: int | None = None,
 
 def repair(target: Target, *, split: int | None = None,
            stale_after: int = STALE_AFTER) -> Change:
-    """Check, fix every repairable problem with qmail-send stopped, and check again."""
+    """Check, fix every repairable problem with qmail-send stopped, and check again
+    (refused, before the host is contacted, with ``stale_after`` under 24 h)."""
+    refuse_young_stale(stale_after)
     first, before = check_queue(target, split=split, stale_after=stale_after)
     mismatch = [p for p in before.problems if p.code == "split-mismatch"]
     if mismatch:
