@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -182,6 +183,30 @@ def test_process_method_deletes_when_qmail_send_is_not_running(tmp_path):
                                             str(msg), "--execute"])
     assert result.exit_code == 0, result.output
     assert q.files() == ["lock/sendmutex", "lock/tcpto", "lock/trigger"]
+
+
+@pytest.mark.parametrize("field", ["from", "to", "subject"])
+def test_delete_refuses_an_empty_match_pattern(tmp_path, field):
+    """`--match from ''`, written for the bounces' empty envelope sender, chose every
+    message (each text contains ''): with --execute the whole queue went."""
+    q = QueueBuilder(tmp_path)
+    mail = q.add("alice@example.net", remote=("x@remote.example",))
+    bounce = q.add("", remote=("alice@example.net",))
+    before = q.files()
+    result = CliRunner().invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                            "--match", field, "", "--execute"])
+    assert result.exit_code == 1
+    assert "an empty pattern matches every message; nothing was deleted" in result.output
+    assert "--bounces" in result.output
+    assert q.files() == before and q.path("mess", mail).exists()
+    # what the hint says does what it says
+    bounces = CliRunner().invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                             "--bounces", "--json"])
+    assert list(json.loads(bounces.output)["would_remove"]) == [str(bounce)]
+    every = CliRunner().invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                           "--match", "from", "^", "--regex", "--json"])
+    assert sorted(json.loads(every.output)["would_remove"]) == sorted([str(mail),
+                                                                      str(bounce)])
 
 
 def test_agent_refuses_paths_outside_the_queue(tmp_path):

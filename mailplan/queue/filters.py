@@ -109,7 +109,16 @@ class Filter:
 
 
 def match_filter(field: str, pattern: str, regex: bool) -> Filter:
-    """The filter of ``delete --match FIELD PATTERN``."""
+    """The filter of ``delete --match FIELD PATTERN``. An empty PATTERN is refused: every
+    text contains it, so ``--match from ''``, written for the bounces' empty sender,
+    chose the whole queue."""
+    if field not in ("from", "to", "subject"):
+        raise MailplanError(f"cannot match on {field!r}", hint="use from, to or subject")
+    if pattern == "":
+        raise MailplanError(f"--match {field} '': an empty pattern matches every message; "
+                            "nothing was deleted",
+                            hint="for bounces (envelope sender <> or #@[]) use --bounces; "
+                            "to choose every message, say so: --match from '^' --regex")
     pat = Pattern(pattern, regex)
     if field == "from":
         return Filter(sender=pat, headers=True)
