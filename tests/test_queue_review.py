@@ -92,7 +92,7 @@ def status_of(control: Control, bindir: Path) -> int:
 
 
 @pytest.mark.parametrize("active,load,pgrep,expect", [
-    (0, "loaded", 1, 0), (3, "loaded", 1, 1), (3, "masked", 1, 1), (3, "loaded", 0, 0),
+    (0, "loaded", 1, 0), (3, "loaded", 1, 1), (3, "masked", 1, 1), (3, "loaded", 0, 4),
     (4, "loaded", 1, 2), (1, "loaded", 1, 2), (3, "loaded", 2, 2), (3, "loaded", 127, 2),
     # a unit systemd does not know: is-active says 3 (inactive) all the same
     (3, "not-found", 1, 2), (3, "not-found", 0, 2)])
@@ -104,11 +104,47 @@ def test_systemctl_status_codes(tmp_path, active, load, pgrep, expect):
 
 @pytest.mark.parametrize("said,pgrep,expect", [
     ("up (pid 5) 9 seconds", 1, 0), ("down 4 seconds, normally up", 1, 1),
-    ("down 4 seconds, normally up", 0, 0), ("down 4 seconds", 127, 2),
+    ("down 4 seconds, normally up", 0, 4), ("down 4 seconds", 127, 2),
     ("supervise not running", 1, 2)])
 def test_svc_status_codes(tmp_path, said, pgrep, expect):
     bindir = fake_bin(tmp_path, svstat=f'echo "$1: {said}"', pgrep=f"exit {pgrep}")
     assert status_of(Control("svc"), bindir) == expect
+
+
+@pytest.mark.parametrize("method,manager", [
+    ("svc", {"svstat": 'echo "$1: down 4 seconds, normally up"'}),
+    ("systemctl", {"systemctl": 'case $1 in is-active) exit 3;; show) echo LoadState=loaded;;'
+                                ' esac'})])
+def test_a_qmail_send_outside_the_service_is_neither_stopped_nor_started(tmp_path, method,
+                                                                         manager):
+    """The service is down but pgrep sees a qmail-send (started some other way): that
+    counted as "running", so delete --execute issued svc -d / systemctl stop (which stop
+    nothing), waited, and then svc -u / systemctl start: it brought up the service the
+    admin had down, a second qmail-send, and said "qmail-send was started again"."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    log = tmp_path / "calls"
+    bindir = fake_bin(tmp_path, pgrep="exit 0", svc=f'echo "svc $*" >> {log}', **{
+        name: f'echo "{name} $*" >> {log}\n{body}' for name, body in manager.items()})
+    path = f"{bindir}:{os.environ['PATH']}"
+    options = ["--queue-dir", str(q.queue), "--control", method, "--stop-timeout", "1"]
+    env = {"PATH": path}
+    result = CliRunner(env=env).invoke(queue_cli, ["delete", "local", str(msg), "--execute",
+                                                   *options])
+    assert result.exit_code == 1, result.output
+    assert "qmail-send runs, but not under" in result.output
+    assert "which says it is down" in result.output and "nothing was changed" in result.output
+    assert "started again" not in result.output
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert not [c for c in calls if c.startswith("svc ") or " stop " in f"{c} "
+                or " start " in f"{c} "], calls
+    assert q.path("mess", msg).exists()
+    dry = CliRunner(env=env).invoke(queue_cli, ["delete", "local", str(msg), *options])
+    assert "which says it is down: --execute will refuse" in dry.output
+    os.chmod(q.queue / "todo", 0o777)
+    repair = CliRunner(env=env).invoke(queue_cli, ["check", "local", "--repair", *options])
+    assert repair.exit_code == 1 and "which says it is down" in repair.output
+    assert os.stat(q.queue / "todo").st_mode & 0o777 == 0o777
 
 
 # -- #5: once a stop was issued, qmail-send is started again ---------------------------------

@@ -35,9 +35,15 @@ _PGREP = "pgrep -x qmail-send >/dev/null"
 #: The exit code of a status command meaning "qmail-send does not run"; 0 means it
 #: runs, any other code that its state is unknown.
 RUNNING, STOPPED = 0, 1
+#: svc and systemctl only: the service is down, but pgrep sees a qmail-send, one started
+#: some other way. Stopping the service would not stop it, and starting the service
+#: "again" afterwards would start a second qmail-send where the admin had it down.
+ELSEWHERE = 4
 # After the service manager said "stopped": pgrep's verdict, its 1 (no such process) the
-# only way to "stopped", its other failures (2, 3, 127 when missing) "unknown".
-_PGREP_TOO = f"{_PGREP}; r=$?; [ $r -le 1 ] && exit $r; exit 2"
+# only way to "stopped", a qmail-send it finds one outside the service, its other
+# failures (2, 3, 127 when missing) "unknown".
+_PGREP_TOO = (f"{_PGREP}; r=$?; [ $r -eq 0 ] && exit {ELSEWHERE}; [ $r -eq 1 ] && exit 1; "
+              "exit 2")
 #: svstat prints "SERVICE: up (pid N) ..." or "SERVICE: down ..." (a case pattern each)
 _SVSTAT_UP, _SVSTAT_DOWN = '*": up "*', '*": down "*'
 
@@ -153,6 +159,33 @@ class Control:
                 "custom": "the custom commands"}[self.method]
 
 
+def elsewhere(control: Control, status: int | None) -> bool:
+    """Whether ``status`` says the service is down but a qmail-send runs outside it."""
+    return status == ELSEWHERE and control.method in ("svc", "systemctl")
+
+
+def refuse_elsewhere(host: str, control: Control, status: int | None, step: str) -> None:
+    """Refuse a change or a flush when qmail-send runs outside the service (see
+    :data:`ELSEWHERE`): stopping the service would not stop it, and starting it after
+    would start another."""
+    if elsewhere(control, status):
+        raise QmailRunning(
+            f"qmail-send runs, but not under {control.describe()}, which says it is down "
+            "and can neither stop nor signal it; nothing was changed", host=host, step=step,
+            hint="stop qmail-send the way it was started, or name the service or unit "
+            "that runs it (--service, --unit), or use --control custom")
+
+
+def refusal_note(control: Control, status: int | None) -> str:
+    """A dry run's warning that --execute will refuse (``status``: neither running nor
+    stopped)."""
+    if elsewhere(control, status):
+        return (f"qmail-send runs, but not under {control.describe()}, which says it is "
+                "down: --execute will refuse")
+    return f"cannot tell whether qmail-send runs (status command exit {status}): " \
+        "--execute will refuse"
+
+
 def can_stop(conn: Connector, control: Control) -> str:
     """The stop command; refuses (before anything is issued) when the method has none."""
     stop = control.stop()
@@ -189,6 +222,8 @@ def stop_and_wait(conn: Connector, control: Control) -> None:
         last = result.stdout.decode("ascii", "replace").strip()
         if last == str(RUNNING):
             what = "still runs"
+        elif last == str(ELSEWHERE) and elsewhere(control, ELSEWHERE):
+            what = f"still runs, outside {control.describe()} (which says it is down),"
         else:
             what = f"is in an unknown state (status command exit {last or '?'})"
         raise QmailRunning(f"qmail-send {what} {timeout:.0f} s after stopping it via "

@@ -51,6 +51,7 @@ def refuse_unknown(target: Target, status: int | None, step: str) -> None:
     "running" or "stopped"."""
     if status in (ctl.RUNNING, ctl.STOPPED):
         return
+    ctl.refuse_elsewhere(target.conn.name, target.control, status, step)
     rule = "the status command must exit 0 while qmail-send runs and 1 when it does not"
     method = target.control.method
     hint = (f"{rule} (a missing pgrep exits 127); install procps, or pass --control "
@@ -299,8 +300,7 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
         if planned and change.was_running:
             change.warnings.append(_running_note(target.control))
         elif planned and first.status != ctl.STOPPED:
-            change.warnings.append(f"cannot tell whether qmail-send runs (status command "
-                                   f"exit {first.status}): --execute will refuse")
+            change.warnings.append(ctl.refusal_note(target.control, first.status))
         return change
 
     seen = identities(groups, planned)
