@@ -132,12 +132,32 @@ def test_first_fields_keep_the_first_of_each_and_cap_it():
     assert len(to) == headerfields.FIELD_LIMIT
 
 
+@pytest.mark.parametrize("breaker", ["\x0c", "\x0b", "\x1c", "\x85", "\u2028"])
+def test_only_a_newline_ends_a_header_line(breaker):
+    """str.splitlines cut a header at a form feed, NEL, U+2028...: a Subject carrying one
+    forged the From list shows and delete --match from looks at, and two of them made an
+    empty line that hid every header after it."""
+    names = frozenset({"subject", "from", "to"})
+    forged = (f"Subject: hi{breaker}From: ceo@company.example\nFrom: spam@bad.example\n"
+              "To: a@example.com\n\nbody").encode()
+    assert headerfields.first_fields(forged, names) == [
+        ("Subject", f"hi{breaker}From: ceo@company.example"), ("From", "spam@bad.example"),
+        ("To", "a@example.com")]
+    hiding = f"Subject: hi{breaker}{breaker}x\nFrom: spam@bad.example\n\n".encode()
+    assert ("From", "spam@bad.example") in headerfields.first_fields(hiding, names)
+    # CRLF lines, and the empty line that ends the block, as before
+    crlf = b"Subject: a\r\n b\r\nFrom: f\r\n\r\nTo: body\r\n"
+    assert headerfields.first_fields(crlf, names) == [("Subject", "a b"), ("From", "f")]
+
+
 def _old_parse_headers(block: bytes, only: frozenset[str]) -> list[tuple[str, str]]:
     """formats.parse_headers as it was before the agent picked the fields out (the
-    semantics list and the filters were written against)."""
+    semantics list and the filters were written against), its lines ended by LF only
+    (see test_only_a_newline_ends_a_header_line)."""
     headers: list[tuple[str, str]] = []
     kept = None
-    for line in block.decode("utf-8", "backslashreplace").splitlines():
+    for line in block.decode("utf-8", "backslashreplace").split("\n"):
+        line = line.removesuffix("\r")
         if not line:
             break
         if line[0] in " \t" and kept is not None:

@@ -7,8 +7,11 @@ message, the few fields it shows and filters on instead of its whole header bloc
 to 64 kB of Received chains and spam reports), and mailplan reads the fields out of that
 short block with the very same functions as it would out of the whole one.
 
-A header block is read as it always was: UTF-8, undecodable bytes as backslash escapes;
-its lines as :meth:`str.splitlines` cuts them, up to the first empty one; a line
+A header block is read as UTF-8, undecodable bytes as backslash escapes; its lines are
+ended by LF (a CR before it dropped), as qmail stores them, up to the first empty one
+(not :meth:`str.splitlines`' lines: a form feed, a NEL or a U+2028 in a Subject made
+what followed it a header line of its own, a forged ``From:``, and two of them an empty
+line that hid every header after it); a line
 starting with a space or tab continues the header before it (joined with one space,
 stripped); any other line with a colon starts a header (name and value stripped), and
 a line without one is skipped. RFC 2047 decoding is left to mailplan
@@ -37,7 +40,8 @@ def unfolded(block: bytes) -> Iterator[tuple[str, str]]:
     joined (see the module's docstring)."""
     name = None
     parts: list[str] = []
-    for line in block.decode("utf-8", "backslashreplace").splitlines():
+    for line in block.decode("utf-8", "backslashreplace").split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
         if not line:
             break
         if line[0] in " \t" and name is not None:
