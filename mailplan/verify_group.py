@@ -138,9 +138,11 @@ class GroupCheck:
             on_target = ((self.files.get(root, {}), self.ledgers.get(root, {}),
                           self.keywords.get(root, {})) if root else ({}, {}, {}))
             folders = self._source_folders(ref)
+            # what the imports put in each folder (a message moved since is not extra)
+            imported = {_folder_name(d, self.names): ids for d, ids in on_target[1].items()}
             for group in folders.values():
-                self._compare_folder(ref, group, on_target, report, proven)
-            self._target_only(ref, on_target, set(folders), report)
+                self._compare_folder(ref, group, on_target, report, proven, imported)
+            self._target_only(ref, on_target, set(folders), report, imported)
 
     def _source_folders(self, ref: Any) -> dict[str, list[SourceMailbox]]:
         """A user's mailboxes by folder directory (the INBOX may have several)."""
@@ -151,7 +153,8 @@ class GroupCheck:
         return folders
 
     def _compare_folder(self, ref: Any, group: list[SourceMailbox], on_target: UserFolders,
-                        report: Report, proven: dict[str, Proven]) -> None:
+                        report: Report, proven: dict[str, Proven],
+                        imported: dict[str, set[Identity]]) -> None:
         """One folder, fed by the files ``group``: as proven last time, or unreadable (not
         a folder of the report: explained), or compared; its proof recorded."""
         mb = group[0]
@@ -174,7 +177,7 @@ class GroupCheck:
         files, ledger, named = on_target
         result = compare_folder(check, source_msgs, files.get(mb.dirname, {}),
                                 ledger.get(mb.dirname, set()),
-                                named.get(mb.dirname, frozenset()))
+                                named.get(mb.dirname, frozenset()), imported)
         report.folders.append(result)
         proof = _proof(mb, result, source_msgs, self.windows.get(mb.path)) \
             if len(group) == 1 else None
@@ -211,21 +214,23 @@ class GroupCheck:
         return True
 
     def _target_only(self, ref: Any, on_target: UserFolders, seen: set[str],
-                     report: Report) -> None:
+                     report: Report, imported: dict[str, set[Identity]]) -> None:
         """The user's folders on the target (message files or a ledger) that no source
-        mailbox feeds, by directory name."""
+        mailbox feeds, by directory name (``imported``: the ledgers by folder name)."""
         files, ledger, _named = on_target
         for dirname in sorted((set(files) | set(ledger)) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, self.names))
             report.folders.append(compare_folder(check, {}, files.get(dirname, {}),
-                                                 ledger.get(dirname, set())))
+                                                 ledger.get(dirname, set()),
+                                                 elsewhere=imported))
 
 
 def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, SourceMessage],
            seen: Windows | None) -> Proven | None:
     """What to remember of a folder that matched exactly (None: nothing to remember)."""
     if seen is None or seen.size != mb.size or not check.ok or check.error or (
-            check.deleted_on_target or check.gone_from_source or check.flags_added_on_target
+            check.deleted_on_target or check.gone_from_source or check.moved_on_target
+            or check.flags_added_on_target
             or check.keywords_not_carried):
         return None
     digest = source_digest(messages)

@@ -8,6 +8,7 @@ verification (missing mail, a different hash, ...) or is *explained*: listed, bu
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -121,6 +122,9 @@ class FolderCheck:
     # explained, never failing:
     deleted_on_target: list[str] = field(default_factory=list)
     gone_from_source: list[str] = field(default_factory=list)
+    #: imported into another of the user's folders (its ledger), moved here on the
+    #: target (a message filed there, or the folder renamed): ``ID (from FOLDER)``
+    moved_on_target: list[str] = field(default_factory=list)
     flags_added_on_target: list[str] = field(default_factory=list)
     #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
     keywords_not_carried: list[str] = field(default_factory=list)
@@ -227,7 +231,8 @@ def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
 
 def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                    target: dict[Identity, list[TargetMessage]],
-                   ledger: set[Identity], keywords: frozenset[str] = frozenset()
+                   ledger: set[Identity], keywords: frozenset[str] = frozenset(),
+                   elsewhere: Mapping[str, Container[Identity]] | None = None
                    ) -> FolderCheck:
     """Fill ``check`` from one folder's messages on both sides and its ledger lines.
 
@@ -236,15 +241,26 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     it is listed as such, not as lost. Keywords are compared as dovecot reads them (the
     name's letters) and as courier-imap does (its own files,
     :mod:`mailplan.mail.courierkw`), each where the target message says so
-    (:func:`mailplan.verify.keyword_views`)."""
+    (:func:`mailplan.verify.keyword_views`).
+
+    ``elsewhere``: the ledgers of the user's folders, by folder name (this folder's may
+    be among them: ``ledger`` is looked at first). A message only the target has here
+    that another folder's lists was imported there and moved here by
+    the user (an IMAP client filing it, the folder renamed): explained, not extra."""
     full = len(keywords) >= MAX_KEYWORDS
     name = partial(_named, check, source)
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
     for ident in sorted(source.keys() - target.keys()):
         (check.deleted_on_target if ident in ledger else check.missing).append(name(ident))
+    others = sorted((elsewhere or {}).items())
     for ident in sorted(target.keys() - source.keys()):
-        (check.gone_from_source if ident in ledger else check.extra).append(name(ident))
+        origin = None if ident in ledger else next(
+            (folder for folder, there in others if ident in there), None)
+        if origin is not None:
+            check.moved_on_target.append(f"{name(ident)} (from {origin})")
+        else:
+            (check.gone_from_source if ident in ledger else check.extra).append(name(ident))
     for ident in sorted(target.keys()):
         files = target[ident]
         if len(files) > 1:

@@ -102,6 +102,23 @@ def test_compare_folder(source, target, ledger, field, expected, ok):
     assert check.source == len(source)
 
 
+def test_a_message_imported_into_another_folder_is_moved_not_extra():
+    # the ledger of another of the user's folders lists it: the import put it there and
+    # the user moved it (filed it, renamed the folder) on the new server
+    check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()], C: [tm()]},
+                           set(), elsewhere={"INBOX": {A}, "Work": {B}})
+    assert check.moved_on_target == ["bbbbbbbbbbbb#0 (from Work)"]
+    # in no ledger: never imported by mailplan, extra as before
+    assert check.extra == ["cccccccccccc#0"] and not check.ok
+    check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()]}, set(),
+                           elsewhere={"Work": {B}})
+    assert check.ok and check.moved_on_target == ["bbbbbbbbbbbb#0 (from Work)"]
+    # its own folder's ledger still says "no longer on the source"
+    check = compare_folder(FolderCheck("d.example", "u", "Work"), {}, {B: [tm()]}, {B},
+                           elsewhere={"INBOX": {B}})
+    assert check.gone_from_source == ["bbbbbbbbbbbb#0"] and not check.moved_on_target
+
+
 def test_compare_folder_with_a_full_keyword_file():
     """A folder whose dovecot-keywords names 26 keywords has no letter for another: the
     import could not carry it (listed, not a failure); one it names must still be there."""
@@ -848,6 +865,27 @@ def test_verify_record_is_not_trusted_after_a_same_size_rewrite(migrated):
     assert "flags lost:\n" in res.stdout
     full = mailplan("verify", str(spec), "--full")
     assert full.returncode == 3, full.stdout
+
+
+@pytest.mark.ssh
+def test_verify_passes_after_the_user_files_mail_and_renames_a_folder(migrated):
+    # on the new server the user files an INBOX message into Work and then renames Work
+    # to Archive (dovecot and courier-imap keep the file names): nothing is lost
+    src, target, domain, spec, root = migrated
+    seen = next(f for f in (root / "cur").iterdir() if b"Subject: seen" in f.read_bytes())
+    seen.rename(root / ".Work/cur" / seen.name)
+    (root / ".Work").rename(root / ".Archive")
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    ident = parse_message_name(seen.name).digest[:12] + "#0"
+    assert f"ok    alice@{domain} Archive " in out
+    assert "moved here by the user on the target from another folder (not a failure)" in out
+    assert f"{ident} (from INBOX)" in out and "(from Work)" in out
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    archive = next(f for f in doc["folders"] if f["folder"] == "Archive")
+    assert archive["ok"] and archive["extra"] == [] and len(archive["moved_on_target"]) == 2
+    assert doc["ok"] is True
 
 
 @pytest.mark.ssh
