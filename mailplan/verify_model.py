@@ -19,6 +19,7 @@ from mailplan.diff import password_matches
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.bookkeeping import MAX_KEYWORDS
 from mailplan.names import quota_field
+from mailplan.text import marked
 
 Identity = tuple[str, int]
 
@@ -258,7 +259,7 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
         origin = None if ident in ledger else next(
             (folder for folder, there in others if ident in there), None)
         if origin is not None:
-            check.moved_on_target.append(f"{name(ident)} (from {origin})")
+            check.moved_on_target.append(f"{name(ident)} (from {marked(origin)})")
         else:
             (check.gone_from_source if ident in ledger else check.extra).append(name(ident))
     for ident in sorted(target.keys()):

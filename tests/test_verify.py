@@ -113,6 +113,10 @@ def test_a_message_imported_into_another_folder_is_moved_not_extra():
     check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()]}, set(),
                            elsewhere={"Work": {B}})
     assert check.ok and check.moved_on_target == ["bbbbbbbbbbbb#0 (from Work)"]
+    # a name white space begins or ends is told apart, as the report's folder names are
+    check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()]}, set(),
+                           elsewhere={"Work ": {B}})
+    assert check.moved_on_target == ["bbbbbbbbbbbb#0 (from 'Work ')"]
     # its own folder's ledger still says "no longer on the source"
     check = compare_folder(FolderCheck("d.example", "u", "Work"), {}, {B: [tm()]}, {B},
                            elsewhere={"INBOX": {B}})
