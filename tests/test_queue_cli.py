@@ -209,6 +209,66 @@ def test_delete_refuses_an_empty_match_pattern(tmp_path, field):
                                                                       str(bounce)])
 
 
+def test_delete_chooses_by_age_with_match_and_bounces(tmp_path):
+    """"Delete the bounces older than 3 days" needed a `list --bounces --older-than 3d`
+    and then its ids: delete had no age options. They join --match and --bounces (all
+    must hold), keep delete a dry run without --execute and leave ids as they are."""
+    q = QueueBuilder(tmp_path)
+    day = 86400
+    old_bounce = q.add("", remote=("alice@example.net",), age=4 * day)
+    young_bounce = q.add("", remote=("bob@example.net",), age=day)
+    old_mail = q.add("carol@example.net", remote=("x@remote.example",), age=5 * day,
+                     subject="offer")
+    young_mail = q.add("dave@example.net", remote=("y@remote.example",), age=60,
+                       subject="offer")
+    runner = CliRunner()
+
+    def would_remove(*args: str) -> list[str]:
+        result = runner.invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                           *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return sorted(json.loads(result.output)["would_remove"])
+
+    assert would_remove("--bounces", "--older-than", "3d") == [str(old_bounce)]
+    assert would_remove("--bounces", "--newer-than", "3d") == [str(young_bounce)]
+    assert would_remove("--match", "subject", "offer", "--older-than", "2d") == [str(old_mail)]
+    assert would_remove("--older-than", "2d", "--newer-than", "6d") == sorted(
+        [str(old_bounce), str(old_mail)])
+    assert would_remove("--newer-than", "1h") == [str(young_mail)]
+    # an id is deleted as given, whatever the filters choose
+    assert would_remove(str(young_mail), "--bounces", "--older-than", "3d") == sorted(
+        [str(old_bounce), str(young_mail)])
+    before = q.files()
+    dry = runner.invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                    "--bounces", "--older-than", "3d"])
+    assert dry.exit_code == 0 and f"would remove message {old_bounce}:" in dry.output
+    assert q.files() == before
+    done = runner.invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                     "--bounces", "--older-than", "3d", "--execute"])
+    assert done.exit_code == 0, done.output
+    assert not q.path("mess", old_bounce).exists()
+    assert all(q.path("mess", i).exists() for i in (young_bounce, old_mail, young_mail))
+    bad = runner.invoke(queue_cli, ["delete", "local", "--queue-dir", str(q.queue),
+                                    "--older-than", "3 days"])
+    assert bad.exit_code == 1 and "cannot read the age '3 days'" in bad.output
+    assert q.path("mess", young_bounce).exists()
+
+
+def test_delete_by_age_leaves_out_partial_messages(tmp_path):
+    """As --match and --bounces: an age alone never takes a half-written message unless
+    --include-partial (qmail-queue may still be writing it)."""
+    q = QueueBuilder(tmp_path)
+    partial = q.add("a@example.net", preprocessed=False, todo=False, age=7200)
+    queued = q.add("b@example.net", remote=("x@remote.example",), age=7200)
+    base = ["delete", "local", "--queue-dir", str(q.queue), "--older-than", "1h", "--json"]
+    result = CliRunner().invoke(queue_cli, base)
+    data = json.loads(result.output)
+    assert list(data["would_remove"]) == [str(queued)]
+    assert data["partial_left_out"] == [partial]
+    taken = json.loads(CliRunner().invoke(queue_cli, [*base, "--include-partial"]).output)
+    assert sorted(taken["would_remove"]) == sorted([str(partial), str(queued)])
+
+
 def test_agent_refuses_paths_outside_the_queue(tmp_path):
     q = QueueBuilder(tmp_path)
     victim = tmp_path / "victim"

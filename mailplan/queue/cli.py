@@ -88,6 +88,27 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def age_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--older-than and --newer-than, of list and delete."""
+    options = [
+        click.option("--older-than", metavar="AGE",
+                     help="Queued longer ago than AGE (30m, 2h, 3d), by qmail-send's clock: "
+                     "from its info file once preprocessed (the date qmail-qread prints), "
+                     "else from its mess file."),
+        click.option("--newer-than", metavar="AGE",
+                     help="Queued within AGE (as --older-than)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _ages(older_than: str | None, newer_than: str | None) -> dict[str, int]:
+    """The age conditions of a :class:`Filter` (those given) from the options' text."""
+    ages = {"older_than": older_than, "newer_than": newer_than}
+    return {name: parse_age(text) for name, text in ages.items() if text is not None}
+
+
 def _target(kw: dict[str, Any], writes: str | None = None, *,
             flush: bool = False) -> ops.Target:
     """The host and queue a command works on; ``writes``: what it changes there (refused
@@ -147,11 +168,7 @@ def stat(as_json: bool, **kw: Any) -> None:
 @click.option("--recipient", metavar="PATTERN", help="A recipient contains PATTERN.")
 @click.option("--subject", metavar="PATTERN", help="Subject contains PATTERN.")
 @click.option("--regex", is_flag=True, help="Read the patterns as regular expressions.")
-@click.option("--older-than", metavar="AGE",
-              help="Queued longer ago than AGE (30m, 2h, 3d), by qmail-send's clock: from "
-              "its info file once preprocessed (the date qmail-qread prints), else from "
-              "its mess file.")
-@click.option("--newer-than", metavar="AGE", help="Queued within AGE (as --older-than).")
+@age_options
 @click.option("--bounces", is_flag=True, help="Only bounces (envelope sender <> or #@[]).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(sender: str | None, recipient: str | None, subject: str | None, regex: bool,
@@ -162,8 +179,7 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
         return None if text is None else Pattern(text, regex)
 
     chosen = Filter(sender=pat(sender), recipient=pat(recipient), subject=pat(subject),
-                    older_than=parse_age(older_than) if older_than else None,
-                    newer_than=parse_age(newer_than) if newer_than else None, bounces=bounces)
+                    bounces=bounces, **_ages(older_than, newer_than))
     target = _target(kw)
     dump = target.read(step="read queue", mess=FIELDS)
     msgs, odd = sort_out(dump)
@@ -192,30 +208,36 @@ def show(msg_id: int, full: bool, **kw: Any) -> None:
 @queue.command(epilog=_examples(
     "mailplan queue delete local 1475289 1475291",
     "mailplan queue delete ssh://root@mx1.example.com --bounces --control svc --execute",
-    "mailplan queue delete local --match subject 'failure notice' --execute"))
+    "mailplan queue delete local --match subject 'failure notice' --execute",
+    "mailplan queue delete local --bounces --older-than 3d --execute"))
 @host_options
 @click.argument("ids", metavar="[ID]...", nargs=-1, type=int)
 @click.option("--match", nargs=2, metavar="FIELD PATTERN",
               help="Messages whose FIELD (from, to or subject) contains PATTERN.")
 @click.option("--regex", is_flag=True, help="Read PATTERN as a regular expression.")
 @click.option("--bounces", is_flag=True, help="All bounces (envelope sender <> or #@[]).")
+@age_options
 @click.option("--include-partial", is_flag=True,
-              help="Let --match and --bounces take half-written (partial) messages too; "
-              "qmail-queue may still be writing them.")
+              help="Let --match, --bounces and the ages take half-written (partial) "
+              "messages too; qmail-queue may still be writing them.")
 @click.option("--execute", is_flag=True,
               help="Really delete; without it, only show what would be removed.")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def delete(ids: tuple[int, ...], match: tuple[str, str] | None, regex: bool, bounces: bool,
-           include_partial: bool, execute: bool, as_json: bool, **kw: Any) -> None:
+           older_than: str | None, newer_than: str | None, include_partial: bool,
+           execute: bool, as_json: bool, **kw: Any) -> None:
     """Remove messages and every file they have (mess, info, local, remote, todo, intd,
-    bounce), with qmail-send stopped. A dry run unless --execute is given. --match and
-    --bounces leave out partial (half-written) messages unless --include-partial."""
+    bounce), with qmail-send stopped. A dry run unless --execute is given. --match,
+    --bounces, --older-than and --newer-than choose the messages that meet every one
+    given, IDs are deleted besides them; the filters leave out partial (half-written)
+    messages unless --include-partial."""
     chosen: Filter | None = None
     if match:
         chosen = match_filter(match[0].lower(), match[1], regex)
-    if bounces:
-        chosen = Filter(bounces=True) if chosen is None else replace(chosen, bounces=True)
+    ages = _ages(older_than, newer_than)
+    if bounces or ages:
+        chosen = replace(chosen or Filter(), bounces=bounces, **ages)
     change = ops.delete(_target(kw, "delete queue messages" if execute else None),
                         ops.Selection(ids, chosen, include_partial), execute=execute)
     out = render.delete_json if as_json else render.delete_text

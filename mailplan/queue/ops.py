@@ -146,7 +146,8 @@ class Selection:
 
     def __post_init__(self) -> None:
         if not self.ids and self.filter is None:
-            raise MailplanError("say which messages to delete: ids, --match or --bounces")
+            raise MailplanError("say which messages to delete: ids, --match, --bounces, "
+                                "--older-than or --newer-than")
 
     @property
     def mess(self) -> str:
