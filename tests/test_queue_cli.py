@@ -386,6 +386,25 @@ def test_counting_reads_no_message_text(tmp_path):
     assert {e.parts[-1] for e in full.entries.values() if e.kind == "f"} == {str(msg)}
 
 
+def test_a_young_stale_partial_is_not_said_to_be_abandoned(tmp_path):
+    """check with a --stale-after under 24 h said of a half-written message 2 h old
+    that "qmail-queue died while queueing it": qmail-queue may write one for 24 h
+    (DEATH in qmail-queue.c). Only past that is it known to have died."""
+    q = QueueBuilder(tmp_path)
+    young = q.add("a@example.net", preprocessed=False, todo=False, age=7200)
+    old = q.add("b@example.net", preprocessed=False, todo=False, age=30 * 3600)
+    report = check(read(q), Layout(), stale_after=3600)
+    said = {p.path: p.message for p in report.problems if p.code == "stale-partial"}
+    young_says = said[str(q.path("mess", young).relative_to(q.queue))]
+    assert "died" not in young_says
+    assert "older than --stale-after 3600s" in young_says
+    assert "still being written: qmail-queue may take up to 24 h" in young_says
+    assert young_says.startswith("half-written message (mess without info or todo, 72")
+    old_says = said[str(q.path("mess", old).relative_to(q.queue))]
+    assert old_says == ("half-written message (mess without info or todo, 30 h old): "
+                        "qmail-queue died while queueing it")
+
+
 def test_queue_root_and_stale_partial_with_leftovers(tmp_path):
     q = QueueBuilder(tmp_path)
     os.chmod(q.queue, 0o755)

@@ -28,6 +28,7 @@ from mailplan.queue.problems import (
     ATTRS,
     CREATE,
     MKDIR,
+    QUEUE_DEATH,
     REMOVE,
     RMDIR,
     STALE_AFTER,
@@ -150,10 +151,21 @@ def _no_envelope(msg_id: int, areas: dict[str, list[QueueFile]], files: list[Que
     else:
         report.problems.append(Problem(
             "stale-partial", areas["mess"][0].entry.path,
-            f"half-written message (mess without info or todo, {age // 3600} h old): "
-            "qmail-queue died while queueing it", _remove(files)))
+            _stale_partial(age, stale_after), _remove(files)))
         return {qf.entry.path for qf in files}
     return set()
+
+
+def _stale_partial(age: int, stale_after: int) -> str:
+    """What a stale-partial problem says of a half-written message ``age`` seconds old:
+    only past qmail-queue's lifetime is it known to have died; a younger one (a check
+    with a --stale-after under 24 h) may still be being written."""
+    if age >= QUEUE_DEATH:
+        return (f"half-written message (mess without info or todo, {age // 3600} h old): "
+                "qmail-queue died while queueing it")
+    return (f"half-written message (mess without info or todo, {age} s old, older than "
+            f"--stale-after {stale_after}s): abandoned, or still being written: "
+            "qmail-queue may take up to 24 h over a message")
 
 
 def _duplicates(msg_id: int, areas: dict[str, list[QueueFile]], layout: Layout,
