@@ -455,8 +455,14 @@ def test_a_spec_in_a_directory_it_cannot_write_is_an_error(tmp_path, monkeypatch
                                  f"  hint: the directory {tmp_path} must be writable")
 
 
-def test_init_refuses_a_bad_host_string(tmp_path):
-    res = mailplan("init", "--source", "ftp://old", "-o", str(tmp_path / "m.yaml"))
+@pytest.mark.parametrize("option", ["--source", "--target"])
+@pytest.mark.parametrize("host", ["ftp://old", "ssh://a%0Aroot@old"])
+def test_init_refuses_a_bad_host_string(tmp_path, option, host):
+    """A percent-decoded user name with a control character too (a newline here), of
+    the source or the target: it would go into the spec's hosts: entry."""
+    hosts = {"--source": "local", "--target": "ssh://root@new", option: host}
+    res = mailplan("init", *(a for item in hosts.items() for a in item),
+                   "-o", str(tmp_path / "m.yaml"))
     assert res.returncode == 1 and "cannot read the connection string" in res.stderr
     assert not (tmp_path / "m.yaml").exists()
 

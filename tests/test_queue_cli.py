@@ -80,6 +80,30 @@ def test_good_host_strings(text, entry):
     assert host_entry(text, HostOptions()) == entry
 
 
+def test_a_user_name_is_percent_decoded_as_openssh_does():
+    """`ssh://j%C3%BCrgen@host` logged in as the literal `j%C3%BCrgen`; OpenSSH decodes
+    an ssh:// URI's user, and so does init --source/--target, which shares the parser."""
+    assert host_entry("ssh://j%C3%BCrgen@mx1:2222", HostOptions()) == {
+        "address": "mx1", "user": "jürgen", "port": 2222}
+    assert host_entry("ssh://mail%2Dadmin@mx1", HostOptions())["user"] == "mail-admin"
+    conn = connect_host("ssh://j%C3%BCrgen@mx1", HostOptions())
+    assert conn._conn.user == "jürgen"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("user", ["a%40b", "a@b", "a%3Apw", "a%2Fb", "a%20b", "a%09b",
+                                  "a%0Ab", "a%00", "a%1B%5B2J", "a%7F", "a%C2%85",
+                                  "a%C2%A0b", "a%FFb", "a%C3"])
+def test_a_decoded_user_name_no_login_has_is_refused(user):
+    """Decoded, these hold a control character, whitespace, '@', ':' or '/', or bytes
+    that are no UTF-8: no login name has them."""
+    text = f"ssh://{user}@mx1"
+    with pytest.raises(MailplanError) as caught:
+        host_entry(text, HostOptions())
+    assert str(caught.value).startswith(f"cannot read the connection string {text!r}")
+    with pytest.raises(MailplanError, match="cannot read the connection string"):
+        connect_host(text, HostOptions())
+
+
 def test_a_spec_given_as_the_host_is_told_how_to_name_its_target():
     """`mailplan queue stat migration.yaml`: the hint writes the command that reads the
     spec's target."""

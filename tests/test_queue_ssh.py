@@ -235,6 +235,19 @@ def test_refuses_host_without_qmail(tmp_path, ssh_args):
         assert "qmail does not seem to be installed" in result.output
 
 
+def test_a_percent_encoded_user_logs_in_as_the_decoded_name(tmp_path, sshd, ssh_args):
+    """The user of ssh:// was used as written, escapes and all (OpenSSH decodes it):
+    spelled wholly in %XX, it is the same login."""
+    q = QueueBuilder(tmp_path)
+    q.add("a@example.net", remote=("x@remote.example",))
+    encoded = "".join(f"%{b:02X}" for b in sshd.user.encode())
+    args = [f"ssh://{encoded}@127.0.0.1:{sshd.port}", *ssh_args[1:]]
+    result = cmd("stat", args, q)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == cmd("stat", ssh_args, q).output.splitlines()[0]
+    assert result.output.startswith("messages in queue: 1\n"), result.output
+
+
 def test_refuses_delete_without_selector(tmp_path, ssh_args):
     q = QueueBuilder(tmp_path)
     result = cmd("delete", ssh_args, q, "--execute")

@@ -8,9 +8,10 @@ with ``--spec`` the name is looked up in the spec's ``hosts:`` and connected exa
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mailplan.connectors.base import Connector
 from mailplan.connectors.local import LocalConnector
@@ -110,6 +111,26 @@ def connect_host(host: str, options: HostOptions) -> Connector:
     raise MailplanError(f"unknown host {host!r}", hint=hint)
 
 
+def _login(host: str, user: str | None) -> str | None:
+    """The login name of connection string ``host`` from its raw ``user`` part,
+    percent-decoded (UTF-8) as OpenSSH decodes an ssh:// URI's user
+    (``ssh://j%C3%BCrgen@host`` logs in as ``jürgen``). A name no login can have
+    (control characters, whitespace, ``@``, ``:``, ``/``) or bytes that are no UTF-8
+    are refused: they are no user's, and would go to the host or into a spec as given."""
+    if not user:
+        return user
+    try:
+        name: str | None = unquote(user, errors="strict")
+    except UnicodeDecodeError:
+        name = None
+    if name is None or any(c in "@:/" or c.isspace() or unicodedata.category(c) == "Cc"
+                           for c in name):
+        raise MailplanError(f"cannot read the connection string {host!r}: the user name "
+                            "holds a character no login name has",
+                            hint="write local, ssh://user@host or ssh://user@host:2222")
+    return name
+
+
 def host_entry(host: str, options: HostOptions) -> dict[str, Any]:
     """A spec ``hosts:`` entry for a connection string (``local`` or ``ssh://...``)."""
     if host == "local":
@@ -127,8 +148,8 @@ def host_entry(host: str, options: HostOptions) -> dict[str, Any]:
         raise MailplanError(f"cannot read the connection string {host!r}",
                             hint="write local, ssh://user@host or ssh://user@host:2222")
     entry: dict[str, Any] = {"address": parts.hostname}
-    optional = {"user": parts.username, "port": port, "identity_file": options.identity,
-                "known_hosts": options.known_hosts}
+    optional = {"user": _login(host, parts.username), "port": port,
+                "identity_file": options.identity, "known_hosts": options.known_hosts}
     entry.update({k: v for k, v in optional.items() if v})
     if options.accept_new_host_key:
         entry["accept_new_host_key"] = True
