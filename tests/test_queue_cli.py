@@ -427,6 +427,11 @@ def test_a_young_stale_partial_is_not_said_to_be_abandoned(tmp_path):
     old_says = said[str(q.path("mess", old).relative_to(q.queue))]
     assert old_says == ("half-written message (mess without info or todo, 30 h old): "
                         "qmail-queue died while queueing it")
+    # --repair refuses a --stale-after under 24 h: the young one is not counted as
+    # repairable (the count the report prints), the old one is
+    repairable = {p.path: p.repairable for p in report.problems if p.code == "stale-partial"}
+    assert repairable == {str(q.path("mess", young).relative_to(q.queue)): False,
+                          str(q.path("mess", old).relative_to(q.queue)): True}
 
 
 def test_queue_root_and_stale_partial_with_leftovers(tmp_path):

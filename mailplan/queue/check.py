@@ -149,9 +149,11 @@ def _no_envelope(msg_id: int, areas: dict[str, list[QueueFile]], files: list[Que
         report.notes.append(f"message {msg_id} is being queued (mess without info or "
                             f"todo, {age} s old): left alone")
     else:
+        # under qmail-queue's lifetime it may still be writing it: no repair removes it
+        # (--repair refuses such a --stale-after: ops.repair), so none is counted
         report.problems.append(Problem(
-            "stale-partial", areas["mess"][0].entry.path,
-            _stale_partial(age, stale_after), _remove(files)))
+            "stale-partial", areas["mess"][0].entry.path, _stale_partial(age, stale_after),
+            _remove(files) if age >= QUEUE_DEATH else ()))
         return {qf.entry.path for qf in files}
     return set()
 
