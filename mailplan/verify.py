@@ -27,7 +27,7 @@ password travels on the command's stdin, never in argv, output or the report.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,6 @@ from mailplan.shell import chunks_within, join
 from mailplan.spec import Spec, folder_names, keeps_passwords
 from mailplan.state import State
 from mailplan.subscriptions import source_subscriptions
-from mailplan.text import marked
 from mailplan.userdirs import withhold_unmakeable
 from mailplan.verify_cache import Proven, cache_path
 from mailplan.verify_cache import load as load_proven
@@ -218,17 +217,3 @@ def password_from_env(var: str) -> Secret:
         raise MailplanError(f"environment variable {var} is not set or empty",
                             hint=f"export {var}=... (the password of the test account)")
     return Secret(value)
-
-
-def iter_failures(report: Report) -> Iterator[str]:
-    """One line per failing item (for the summary)."""
-    for a in report.accounts:
-        if not a.ok:
-            yield f"account {a.user}@{a.domain}"
-    for f in report.folders:
-        if not f.ok:
-            yield f"folder {f.user}@{f.domain} {marked(f.folder)}"
-    for r in report.routing:
-        yield f"routing {r}"
-    if report.login is not None and not report.login["ok"]:
-        yield f"login {report.login['address']}"
