@@ -51,6 +51,15 @@ MAX_DEPTH = 64
 MAX_ALIASED = 100_000
 
 
+def _slot(parent: object, index: object) -> tuple[int, int]:
+    """The place a node fills: its parent and its index there (a sequence's position,
+    or a mapping's key node)."""
+    return id(parent), index if isinstance(index, int) else id(index)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
     """A SafeLoader that refuses recursive aliases, excessive alias expansion and deep
     nesting while it composes, naming the line (before any of it is built)."""
@@ -62,6 +71,8 @@ class _Loader(yaml.SafeLoader):
         self.aliased = 0
         self.open_anchors: list[str] = []
         self.sizes: dict[int, int] = {}
+        #: line and column of each alias, by the place it fills (:func:`_slot`)
+        self.alias_uses: dict[tuple[int, int], tuple[int, int]] = {}
 
     def _error(self, message: str, mark: yaml.Mark) -> SpecError:
         return SpecError(message, file=self.file, line=mark.line + 1, column=mark.column + 1)
@@ -85,6 +96,9 @@ class _Loader(yaml.SafeLoader):
                 raise self._error(f"the YAML alias *{event.anchor} is inside the value it "
                                   "refers to (a recursive alias)", event.start_mark)
             target = self.anchors.get(event.anchor)
+            # where the alias stands (its value's own marks are the anchor's)
+            self.alias_uses[_slot(parent, index)] = (event.start_mark.line + 1,
+                                                     event.start_mark.column + 1)
             if target is not None:
                 self.aliased += self._size(target)
                 if self.aliased > MAX_ALIASED:
@@ -107,38 +121,109 @@ class _Loader(yaml.SafeLoader):
                 self.open_anchors.pop()
 
 
+#: a mapping entry: key node, value node, where its key is marked, where its value is
+#: (None: where the value stands)
+_Item = tuple[yaml.Node, yaml.Node, tuple[int, int], "tuple[int, int] | None"]
+
+
 class _Builder:
-    """Turns a composed YAML node tree into data, remembering node positions."""
+    """Turns a composed YAML node tree into data, remembering node positions.
+
+    A value an alias (``*name``) stands for is marked where the alias stands, not where
+    its anchor is: an error in it names the line that uses it. Merge keys
+    (``<<: *defaults``) add the keys of the mapping(s) they name that the mapping does not
+    set itself, as YAML 1.1 defines them."""
 
     def __init__(self, loader: _Loader, file: str) -> None:
         self.loader, self.file = loader, file
         self.marks: dict[JsonPath, tuple[int, int]] = {}
         self.key_marks: dict[JsonPath, tuple[int, int]] = {}
 
-    def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    def _alias_at(self, parent: yaml.Node, index: object,
+                  at: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Where the child of ``parent`` at ``index`` is marked: inside an alias's value
+        where that alias stands, else where an alias in that place stands, else None
+        (its own position)."""
+        return at or self.loader.alias_uses.get(_slot(parent, index))
+
+    def build(self, node: yaml.Node, path: JsonPath,
+              at: tuple[int, int] | None = None) -> Any:
+        self.marks[path] = at or (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
+            explicit, merged = self._items(node, path, at)
             out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise SpecError("keys must be strings, got a list or mapping",
-                                    file=self.file, line=where[0], column=where[1],
-                                    key=key_path(path))
-                key = self.loader.construct_object(key_node)
-                if not isinstance(key, str):
-                    raise SpecError(f"keys must be strings, got {yaml_words(key)} (quote it: "
-                                    f"'{key_node.value}':)", file=self.file,
-                                    line=where[0], column=where[1], key=key_path(path))
+            for item in explicit:
+                key, where = self._key(item[0], path, item[2]), item[2]
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", file=self.file, line=where[0],
                                     column=where[1], key=key_path((*path, key)))
-                self.key_marks[(*path, key)] = where
-                out[key] = self.build(value_node, (*path, key))
+                self._add(out, key, item, path)
+            for item in merged:  # what the mapping sets itself wins
+                key = self._key(item[0], path, item[2])
+                if key not in out:
+                    self._add(out, key, item, path)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return [self.build(item, (*path, i), self._alias_at(node, i, at))
+                    for i, item in enumerate(node.value)]
         return self.loader.construct_object(node)
+
+    def _add(self, out: dict[str, Any], key: str, item: _Item, path: JsonPath) -> None:
+        _key_node, value_node, where, value_at = item
+        self.key_marks[(*path, key)] = where
+        out[key] = self.build(value_node, (*path, key), value_at)
+
+    def _key(self, key_node: yaml.Node, path: JsonPath, where: tuple[int, int]) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise SpecError("keys must be strings, got a list or mapping",
+                            file=self.file, line=where[0], column=where[1],
+                            key=key_path(path))
+        key = self.loader.construct_object(key_node)
+        if not isinstance(key, str):
+            raise SpecError(f"keys must be strings, got {yaml_words(key)} (quote it: "
+                            f"'{key_node.value}':)", file=self.file,
+                            line=where[0], column=where[1], key=key_path(path))
+        return key
+
+    def _items(self, node: yaml.MappingNode, path: JsonPath,
+               at: tuple[int, int] | None) -> tuple[list[_Item], list[_Item]]:
+        """A mapping's own entries, and the entries its merge key adds, first wins:
+        each the key and value nodes, where to mark the key, where to mark the value
+        (None: where it stands)."""
+        explicit: list[_Item] = []
+        merged: list[_Item] = []
+        merges = 0
+        for key_node, value_node in node.value:
+            where = at or _mark(key_node)
+            if key_node.tag != MERGE_TAG:
+                explicit.append((key_node, value_node, where,
+                                 self._alias_at(node, key_node, at)))
+                continue
+            merges += 1
+            if merges > 1:
+                raise SpecError("duplicate merge key '<<' (name several mappings in one: "
+                                "<<: [*one, *two])", file=self.file, line=where[0],
+                                column=where[1], key=key_path(path))
+            use = self._alias_at(node, key_node, at)
+            sources: list[tuple[yaml.Node, tuple[int, int] | None]] = []
+            if isinstance(value_node, yaml.MappingNode):
+                sources = [(value_node, use)]
+            elif isinstance(value_node, yaml.SequenceNode):
+                sources = [(item, self._alias_at(value_node, i, use))
+                           for i, item in enumerate(value_node.value)]
+            if not sources or any(not isinstance(s, yaml.MappingNode) for s, _ in sources):
+                spot = use or _mark(value_node)
+                raise SpecError("a merge key '<<' takes a mapping or a list of mappings "
+                                "(<<: *name, <<: [*one, *two])", file=self.file,
+                                line=spot[0], column=spot[1], key=key_path(path))
+            for source, source_at in sources:
+                own, more = self._items(source, path, source_at)  # type: ignore[arg-type]
+                merged += own + more
+        return explicit, merged
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
 
 
 Marks = dict[JsonPath, tuple[int, int]]

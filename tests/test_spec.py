@@ -96,6 +96,26 @@ def test_valid_spec_loads(tmp_path):
      "of one domain or more (example.com: {...}); to remove the last one on the target, "
      "run vdeldomain there by hand (got {})"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
+    # a value an alias repeats is wrong where the alias uses it (line 12), not at its
+    # anchor (line 9, where it is fine for default_quota)
+    (BASE.replace("1G", "&q 1X").replace("      - name: alice\n", "") + "      - name: bob\n"
+     "        quota: *q\n", ":12:16: domains['example.com'].users[0].quota",
+     "expected a size like 500M"),
+    # merge keys: a merged value is marked where the merge names it; a mapping's own
+    # value wins; a second << or a << of a list of names is an error at its line
+    (BASE + "      - &a {name: bob, quota: 2G}\n      - <<: *a\n        name: carol\n"
+     "        quota: 5X\n", ":15:16: domains['example.com'].users[2].quota",
+     "expected a size like 500M"),
+    (BASE + "      - &a {name: bob, quota: 5X}\n      - <<: *a\n        name: carol\n",
+     ":12:31: domains['example.com'].users[1].quota", "expected a size"),
+    (BASE + "      - &a {name: bob, quota: 2G}\n      - <<: *a\n        name: carol\n"
+     "        <<: *a\n", ":15:9: domains['example.com'].users[2]",
+     "duplicate merge key '<<'"),
+    (BASE + "      - <<: [a, b]\n        name: carol\n", ":12:13: domains['example.com']"
+     ".users[1]", "a merge key '<<' takes a mapping or a list of mappings"),
+    (BASE + "      - &a {name: bob}\n      - <<: *a\n        name: carol\n"
+     "        name: dave\n", ":15:9: domains['example.com'].users[2].name",
+     "duplicate key 'name'"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, where, message):
     path = write(tmp_path, text)
@@ -126,6 +146,30 @@ def test_errors_never_show_a_password_hash(tmp_path, reference):
             load_spec(path)
         assert "SECRETHASH" not in str(info.value), str(info.value)
         assert "password" in str(info.value)
+
+
+def test_merge_keys_add_what_a_mapping_does_not_set(tmp_path):
+    """``<<: *defaults`` (YAML's merge key) was refused as "could not determine a
+    constructor for the tag 'tag:yaml.org,2002:merge'", naming no key: its keys now
+    fill in what the mapping leaves out (the first of a list of them wins), and an error
+    in a merged value names the line of the ``<<``."""
+    spec = load_spec(write(tmp_path, BASE.replace("    default_quota: 1G\n", "") + """\
+      - &big {name: bob, quota: 2G, comment: Bob}
+      - &small {name: small, quota: 1M, comment: Small}
+      - <<: [*big, *small]
+        name: carol
+        comment: Carol
+      - {<<: *small, name: dave}
+      - {<<: {quota: 3G}, name: eve}
+"""))
+    users = spec.data["domains"]["example.com"]["users"]
+    assert users[3] == {"name": "carol", "comment": "Carol", "quota": "2G"}
+    assert users[4] == {"name": "dave", "quota": "1M", "comment": "Small"}
+    assert users[5] == {"name": "eve", "quota": "3G"}
+    assert spec.mark(("domains", "example.com", "users", 3, "quota")) == (13, 14)  # *big
+    assert spec.mark(("domains", "example.com", "users", 3, "name")) == (14, 15)
+    assert spec.mark(("domains", "example.com", "users", 4, "quota")) == (16, 14)  # *small
+    assert spec.mark(("domains", "example.com", "users", 5, "quota")) == (17, 22)
 
 
 def test_missing_file(tmp_path):
