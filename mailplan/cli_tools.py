@@ -46,6 +46,13 @@ def _absolute_root(root: str, *, local: bool) -> str:
                         hint="give the directory's absolute path on the source host")
 
 
+def _spec_path(path: str) -> str:
+    """An option's file (``--identity``, ``--known-hosts``) as the spec names it: a
+    relative path is this directory's, where the spec reads it relative to itself; a
+    ``~`` path stays as it is (the spec expands it too)."""
+    return path if path.startswith("~") else os.path.abspath(path)
+
+
 @click.command(epilog=_examples(
     "mailplan init --source ssh://root@oldmail.example.com -o migration.yaml",
     "mailplan init --source ssh://admin@10.0.0.5:2222 --sudo --domain example.com "
@@ -98,6 +105,11 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         identity=identity, known_hosts=known_hosts,
         accept_new_host_key=accept_new_host_key)) if target else {
         "address": "newmail.example.com", "user": "root"}
+    # the spec reads a relative path as relative to itself, the options as given here
+    written = {k: _spec_path(v) if k in ("identity_file", "known_hosts") else v
+               for k, v in entry.items()}
+    target_entry = {k: _spec_path(v) if k in ("identity_file", "known_hosts") else v
+                    for k, v in target_entry.items()}
     path = Path(out) if out else None
     if path is not None:
         check_out(path, force=force)
@@ -109,7 +121,7 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
                                homes_under_root=bool(entry.get("local")))
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
-    text = render_spec(survey, entry, target_entry, choose_domains(survey, list(domains)),
+    text = render_spec(survey, written, target_entry, choose_domains(survey, list(domains)),
                        chosen, schema_ref=schema_reference(path), uid_min=uid_min,
                        uid_max=uid_max)
     if path is None:

@@ -9,6 +9,7 @@ source's accounts run when the desired state is built.
 from __future__ import annotations
 
 import json
+import os
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -179,7 +180,18 @@ def load_spec(path: str | Path) -> Spec:
         message, where, at_key = _schema_message(first)
         raise spec.error(message, where, at_key=at_key)
     _check_semantics(spec)
+    _host_files(spec)
     return spec
+
+
+def _host_files(spec: Spec) -> None:
+    """A host's ``identity_file`` and ``known_hosts`` as absolute paths: a relative one
+    is relative to the spec file (as a password ``file:`` and ``state`` are), not to the
+    directory mailplan happens to run in."""
+    for entry in spec.data["hosts"].values():
+        for key in ("identity_file", "known_hosts"):
+            if key in entry:
+                entry[key] = os.path.abspath(spec.resolve(entry[key]))
 
 
 def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:

@@ -385,6 +385,41 @@ def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+def test_host_files_are_relative_to_the_spec_wherever_plan_runs(tmp_path, sshd):
+    """``--identity`` and ``--known-hosts`` relative to the directory init runs in were
+    written as given, and the spec's identity_file and known_hosts were read relative to
+    the directory plan ran in: from anywhere else the key was missing and the host key
+    "unknown". init now writes them absolute, and the spec reads a relative one relative
+    to itself (as a password file:), from whichever directory plan runs in."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail/zoe").write_bytes(MBOX)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for f in (sshd.client_key, sshd.known_hosts):
+        (keys / f.name).write_bytes(f.read_bytes())
+        (keys / f.name).chmod(0o600)
+    (tmp_path / "specs").mkdir()
+    out = tmp_path / "specs/m.yaml"
+    mailplan("init", "--source", f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", "--identity",
+             sshd.client_key.name, "--known-hosts", sshd.known_hosts.name, "--root",
+             str(src), "--domain", "zoe.example", "--uid-min", "1500", "-o", str(out),
+             cwd=keys, check=True)
+    data = yaml.safe_load(out.read_text())
+    assert data["hosts"]["oldmail"]["identity_file"] == str(keys / sshd.client_key.name)
+    assert data["hosts"]["oldmail"]["known_hosts"] == str(keys / sshd.known_hosts.name)
+    runnable = _runnable(tmp_path / "specs", data)
+    res = mailplan("plan", str(runnable), cwd=tmp_path / "old", check=True)
+    assert "+ user zoe@zoe.example" in res.stdout, res.stdout
+    # written relative to the spec, they are read there, not in the current directory
+    data["hosts"]["oldmail"].update(identity_file="../keys/" + sshd.client_key.name,
+                                    known_hosts="../keys/" + sshd.known_hosts.name)
+    runnable.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_spec(runnable).data["hosts"]["oldmail"]["known_hosts"] == str(
+        keys / sshd.known_hosts.name)
+    res = mailplan("plan", str(runnable), cwd=tmp_path, check=True)  # ../keys: not here
+    assert "+ user zoe@zoe.example" in res.stdout, res.stdout
+
+
 def test_init_without_a_domain_names_the_machine_it_read(tmp_path):
     """A local source is this machine (its copy under --root), not the spec's host name
     for it, which the admin has not seen yet; the spec's first line says so too."""
