@@ -289,8 +289,10 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
     if "default_quota" in body:
         _check_size(spec, body["default_quota"], ("domains", domain, "default_quota"))
     seen: dict[str, int] = {}
+    made_from: dict[str, int] = {}
     for i, user in enumerate(body.get("users", [])):
         _check_user(spec, domain, i, user, seen)
+        _check_source_once(spec, domain, i, user, made_from)
     _control_characters(spec, body, ("domains", domain))  # aliases, catch-all, ...
     imp = body.get("import")
     if imp and imp.get("uid_min", 1000) > imp.get("uid_max", 59999):
@@ -301,6 +303,26 @@ def _check_domain(spec: Spec, domain: str, body: dict[str, Any]) -> None:
         if problem:
             raise spec.error(f"not a valid user name: {problem}",
                              ("domains", domain, "unknown_recipients", "deliver_to"))
+
+
+def _check_source_once(spec: Spec, domain: str, index: int, user: dict[str, Any],
+                       made_from: dict[str, int]) -> None:
+    """No two users of a domain are made from one source account (``made_from``: the
+    accounts so far and the index of their user): its mail would be copied into both,
+    while its aliases and ~/.forward lead to one of them only."""
+    users = ("domains", domain, "users")
+    account = user.get("from", user["name"])
+    if account in made_from:
+        other = spec.data["domains"][domain]["users"][made_from[account]]["name"]
+        line = spec.mark((*users, made_from[account]))[0]
+        raise spec.error(
+            f"users {other!r} (line {line}) and {user['name']!r} are both made from source "
+            f"account {account!r}: its mail would be copied into both, and the aliases and "
+            "~/.forward that name it would lead to one of them only",
+            (*users, index, "from" if "from" in user else "name"),
+            hint=f"migrate it once; another address for it is an alias: aliases: "
+            f"{{{user['name']}: [{other}]}}")
+    made_from[account] = index
 
 
 def _check_size(spec: Spec, value: Any, where: JsonPath) -> None:

@@ -96,6 +96,13 @@ def test_valid_spec_loads(tmp_path):
      "of one domain or more (example.com: {...}); to remove the last one on the target, "
      "run vdeldomain there by hand (got {})"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
+    # two users of one source account: its mail was copied into both, and the aliases
+    # naming it silently moved to the last one
+    (BASE + "      - name: robert\n        from: alice\n", ":13:15: domains['example.com']"
+     ".users[1].from", "users 'alice' (line 11) and 'robert' are both made from source "
+     "account 'alice'"),
+    (BASE + "      - {name: bob, from: carl}\n      - name: carl\n", ":13:15: "
+     "domains['example.com'].users[2].name", "users 'bob' (line 12) and 'carl' are both"),
     # a value an alias repeats is wrong where the alias uses it (line 12), not at its
     # anchor (line 9, where it is fine for default_quota)
     (BASE.replace("1G", "&q 1X").replace("      - name: alice\n", "") + "      - name: bob\n"
@@ -146,6 +153,13 @@ def test_errors_never_show_a_password_hash(tmp_path, reference):
             load_spec(path)
         assert "SECRETHASH" not in str(info.value), str(info.value)
         assert "password" in str(info.value)
+
+
+def test_one_source_account_may_be_a_user_of_several_domains(tmp_path):
+    """Refused within a domain, one account may still be a user of each domain."""
+    spec = load_spec(write(tmp_path, BASE + "  example.org:\n    users:\n"
+                           "      - {name: al, from: alice}\n"))
+    assert spec.data["domains"]["example.org"]["users"] == [{"name": "al", "from": "alice"}]
 
 
 def test_merge_keys_add_what_a_mapping_does_not_set(tmp_path):
