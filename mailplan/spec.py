@@ -156,11 +156,17 @@ def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; raise SpecError on the first problem."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"the spec is not UTF-8 text (byte {exc.start})", file=str(file)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # where: the line and column (bytes) of the byte
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        raise SpecError(f"the spec is not UTF-8 text: byte 0x{raw[exc.start]:02X} (at byte "
+                        f"{exc.start} of the file; save it as UTF-8)", file=str(file),
+                        line=raw.count(b"\n", 0, exc.start) + 1,
+                        column=exc.start - line_start + 1) from None
     data, marks, key_marks = parse_yaml(text, str(file))
     spec = Spec(file, data, marks, key_marks)
     if not isinstance(data, dict):

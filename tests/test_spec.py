@@ -155,6 +155,16 @@ def test_errors_never_show_a_password_hash(tmp_path, reference):
         assert "password" in str(info.value)
 
 
+def test_a_spec_not_in_utf8_names_the_line_and_column(tmp_path):
+    """A Latin-1 byte in a spec was "not UTF-8 text (byte 208)", naming no line."""
+    path = tmp_path / "m.yaml"
+    path.write_bytes((BASE + "        comment: Ren\xe9\n").encode("latin-1"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == (f"{path}:12:21: the spec is not UTF-8 text: byte 0xE9 (at "
+                               f"byte {len(BASE) + 20} of the file; save it as UTF-8)")
+
+
 def test_one_source_account_may_be_a_user_of_several_domains(tmp_path):
     """Refused within a domain, one account may still be a user of each domain."""
     spec = load_spec(write(tmp_path, BASE + "  example.org:\n    users:\n"
