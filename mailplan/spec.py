@@ -121,7 +121,13 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
         return (f"{yaml_words(err.instance)} does not have the form this key takes "
                 f"(the pattern {err.schema['pattern']})", path, False)
     if err.validator == "const" and path == ("version",):
-        return (f"unsupported spec version {err.instance!r}; this mailplan reads version 1",
+        got = err.instance
+        if isinstance(got, str) and got.strip() == "1":
+            return ("the version is the number 1, not text (write version: 1, without "
+                    "quotes)", path, False)
+        shown = got if isinstance(got, int | float) and not isinstance(got, bool) \
+            else yaml_words(got)
+        return (f"unsupported spec version {shown}; this mailplan reads version 1",
                 path, False)
     return err.message, path, False
 

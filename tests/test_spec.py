@@ -42,6 +42,11 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "        colour: red\n", ":12:9: domains['example.com'].users[0].colour",
      "unknown key 'colour'"),
     (BASE.replace("version: 1", "version: 2"), ":1:10: version", "unsupported spec version 2"),
+    # "unsupported spec version '1'; this mailplan reads version 1" before
+    (BASE.replace("version: 1", "version: '1'"), ":1:10: version", "the version is the "
+     "number 1, not text (write version: 1, without quotes)"),
+    (BASE.replace("version: 1", "version: yes"), ":1:10: version", "unsupported spec "
+     "version true (YAML reads yes, no, on, off as true or false); this mailplan reads"),
     (BASE.replace("{host: old}", "{host: nowhere}"), ":5:16: source.host",
      "host 'nowhere' is not defined in hosts"),
     (BASE + "      - name: Alice\n", ":12:15: domains['example.com'].users[1].name",
