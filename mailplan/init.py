@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from mailplan.errors import MailplanError
-from mailplan.facts.survey import ALIASES, Survey, SurveyAccount, folder_dir
+from mailplan.facts.survey import ALIASES, Survey, SurveyAccount, folder_dir, mbox_file
 from mailplan.names import MAX_GECOS, domain_problem, human_size, user_problem
 from mailplan.routing.hostnames import clean_names
 from mailplan.spec import SCHEMA_DIR, load_spec
@@ -89,6 +89,9 @@ def _mailbox(survey: Survey, account: SurveyAccount, folders: str) -> str:
     spool = survey.spools.get(account.name)
     if spool is not None:
         parts.append(f"INBOX {human_size(spool)}")
+    mbox = survey.mboxes.get(mbox_file(account, survey.home_root) or "")
+    if mbox is not None:
+        parts.append(f"~/mbox {human_size(mbox)}")
     files, size = survey.folders.get(folder_dir(account, folders, survey.home_root) or "",
                                      (0, 0))
     if files:
@@ -119,7 +122,7 @@ def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
         if not uid_min <= account.uid <= uid_max:
             reason = f"system account (uid {account.uid} outside {uid_min}-{uid_max})"
         elif not mailbox:
-            reason = "no mailbox (no spool file, no mail folders)"
+            reason = "no mailbox (no spool file, no ~/mbox, no mail folders)"
         elif survey.shadow_readable and account.password is None:
             reason = "no entry in the shadow file"
         elif account.password is not None and not account.password.usable:

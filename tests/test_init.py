@@ -114,7 +114,7 @@ def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp
     reasons = {line.split(": ", 1)[0].strip("# "): line.split(": ", 1)[1]
                for line in text.splitlines() if line.startswith("    #   ")}
     assert reasons["carol"].startswith("account is locked")
-    assert reasons["dave"] == "no mailbox (no spool file, no mail folders)"
+    assert reasons["dave"] == "no mailbox (no spool file, no ~/mbox, no mail folders)"
     assert "Apache apr1" in reasons["erin"]
     assert reasons["frank"] == "no entry in the shadow file"
     assert reasons["x"].startswith("not a name vpopmail accepts")
@@ -420,6 +420,33 @@ def test_host_files_are_relative_to_the_spec_wherever_plan_runs(tmp_path, sshd):
     assert "+ user zoe@zoe.example" in res.stdout, res.stdout
 
 
+def test_init_migrates_an_account_whose_mail_is_in_its_mbox(tmp_path, sshd):
+    """Once ~/mbox exists UW-IMAP keeps the INBOX there (c-client moves the spool's mail
+    into it), and plan imports it; init looked at the spool and the folders only, and
+    left such an account out as "no mailbox". A link at ~/mbox is not read (as by the
+    import), nor another account's file through it."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw"),
+                                         SourceAccount("zed", 1501, "Zed", "pw"),
+                                         SourceAccount("eve", 1502, "Eve", "pw")])
+    (src / "home/zoe").mkdir(parents=True, exist_ok=True)
+    (src / "home/zoe/mbox").write_bytes(MBOX)  # no spool, no folders: only ~/mbox
+    (src / "home/eve").mkdir(parents=True, exist_ok=True)
+    (src / "home/eve/mbox").symlink_to(src / "home/zoe/mbox")
+    out = tmp_path / "m.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+             "--uid-min", "1500", "-o", str(out), check=True)
+    text = out.read_text()
+    assert "      - name: zoe  # uid 1500; ~/mbox 62B\n" in text, text
+    assert "#   zed: no mailbox (no spool file, no ~/mbox, no mail folders)" in text, text
+    assert "#   eve: no mailbox (no spool file, no ~/mbox, no mail folders)" in text, text
+    res = mailplan("plan", str(_runnable(tmp_path, yaml.safe_load(text))), check=True)
+    assert "+ mailbox zoe@zoe.example INBOX (~/mbox)\n" in res.stdout, res.stdout
+    over_ssh = mailplan("init", *_ssh_source(sshd), "--root", str(src), "--domain",
+                        "zoe.example", "--uid-min", "1500", check=True).stdout
+    zoe = next(line for line in over_ssh.splitlines() if "- name: zoe" in line)
+    assert zoe.endswith("; ~/mbox 62B"), over_ssh
+
+
 def test_init_without_a_domain_names_the_machine_it_read(tmp_path):
     """A local source is this machine (its copy under --root), not the spec's host name
     for it, which the admin has not seen yet; the spec's first line says so too."""
@@ -547,8 +574,8 @@ def test_init_follows_no_link_a_user_planted(tmp_path):
                    "--uid-min", "1500", check=True)
     data = yaml.safe_load(res.stdout)
     assert [u["name"] for u in data["domains"]["a.example"]["users"]] == ["alice"]
-    assert "#   mallory: no mailbox (no spool file, no mail folders)" in res.stdout
-    assert "#   trudy: no mailbox (no spool file, no mail folders)" in res.stdout
+    assert "#   mallory: no mailbox (no spool file, no ~/mbox, no mail folders)" in res.stdout
+    assert "#   trudy: no mailbox (no spool file, no ~/mbox, no mail folders)" in res.stdout
 
 
 def plan_of_init_spec(tmp_path, text: str) -> dict:

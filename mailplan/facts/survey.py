@@ -62,6 +62,8 @@ class Survey:
     spool_dir: str = SPOOL_DIRS[0]
     spools: dict[str, int] = field(default_factory=dict)  # account -> spool bytes
     folders: dict[str, tuple[int, int]] = field(default_factory=dict)  # home -> files, bytes
+    #: ~/mbox -> bytes (:func:`mbox_file`): UW-IMAP's INBOX once it exists, imported with it
+    mboxes: dict[str, int] = field(default_factory=dict)
     aliases: str | None = None  # the first default aliases file there is
     #: sendmail.cf's AliasFile files that exist (root-prefixed), in lookup order
     alias_files: list[str] = field(default_factory=list)
@@ -242,6 +244,17 @@ def folder_dir(account: SurveyAccount, folders: str, home_root: str = "") -> str
         return None
 
 
+def mbox_file(account: SurveyAccount, home_root: str = "") -> str | None:
+    """The account's ``~/mbox`` (its home under ``home_root``), which the import reads
+    into the INBOX; None when its home is not absolute or leaves the root."""
+    if not account.home.startswith("/"):
+        return None
+    try:
+        return f"{inside(home_root, account.home).rstrip('/')}/mbox"
+    except OutsideRoot:
+        return None
+
+
 def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min: int,
                   uid_max: int, folders: str, alias_files: list[str]) -> None:
     """The folders of the candidate accounts, the AliasFile files sendmail.cf names and
@@ -255,11 +268,22 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
     for d, got in resolve(conn, root, dirs, last=False).items():
         if not isinstance(got, OutsideRoot):
             real_dirs.setdefault(got, []).append(d)
+    # each ~/mbox where the copy's links lead, but a link at mbox itself (not read)
+    mboxes = sorted({m for a in survey.accounts if uid_min <= a.uid <= uid_max
+                     and (m := mbox_file(a, survey.home_root)) is not None})
+    real_mboxes: dict[str, list[str]] = {}
+    for m, got in resolve(conn, root, mboxes, last=False).items():
+        if not isinstance(got, OutsideRoot):
+            real_mboxes.setdefault(got, []).append(m)
     real = followed(conn, root, [*alias_files, *fw_files])
     commands = [_find(sorted(real_dirs)) if real_dirs else "true",
                 _exists([real[p] for p in alias_files]) if alias_files else "true"]
     commands += [join(["cat", "--", real[f]]) for f in fw_files]
+    commands.append(_find(sorted(real_mboxes), depth="0") if real_mboxes else "true")
     results = run_batch(conn, commands)
+    for start, _rel, size in parse_find(_bytes(results[-1])):
+        for name in real_mboxes.get(start, [start]):
+            survey.mboxes[name] = size
     for start, _rel, size in parse_find(_bytes(results[0])):
         for name in real_dirs.get(start, [start]):
             files, total = survey.folders.get(name, (0, 0))
@@ -268,5 +292,5 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
     survey.alias_files = [p for p in alias_files if real[p] in there]
     survey.alias_missing = [p for p in alias_files if real[p] not in there]
     survey.alias_left += [(p, "does not exist") for p in survey.alias_missing]
-    for path, res in zip(fw_files, results[2:], strict=True):
+    for path, res in zip(fw_files, results[2:-1], strict=True):
         survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")
