@@ -250,8 +250,11 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
-        raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file=file,
-                        line=line, column=col) from None
+        problem = exc.problem or exc.context
+        hint = ("YAML indents and separates with spaces: replace the tab with spaces"
+                if problem and "'\\t'" in problem else None)
+        raise SpecError(f"malformed YAML: {problem}", file=file, line=line, column=col,
+                        hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:  # a last guard: _Loader refuses deep nesting before this

@@ -160,6 +160,16 @@ def test_errors_never_show_a_password_hash(tmp_path, reference):
         assert "password" in str(info.value)
 
 
+def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path):
+    """PyYAML's "found character '\\t' that cannot start any token" alone did not say
+    that YAML indents with spaces only."""
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, BASE + "\tbogus: 1\n"))
+    assert str(info.value).endswith(":12:1: malformed YAML: found character '\\t' that "
+                                    "cannot start any token\n  hint: YAML indents and "
+                                    "separates with spaces: replace the tab with spaces")
+
+
 def test_a_spec_not_in_utf8_names_the_line_and_column(tmp_path):
     """A Latin-1 byte in a spec was "not UTF-8 text (byte 208)", naming no line."""
     path = tmp_path / "m.yaml"
