@@ -106,6 +106,30 @@ def test_unknown_host_key_refused(sshd, tmp_path):
         "refusing to connect" in str(info.value), str(info.value)
 
 
+def test_a_missing_identity_file_is_said_so_not_taken_for_a_lost_connection(sshd, tmp_path):
+    """paramiko's FileNotFoundError for the key was reported as "cannot connect to
+    127.0.0.1:PORT: no such file or directory" with a hint about the address, port and
+    firewall, and as a ConnectionLost it was retried as a transient failure."""
+    from mailplan.errors import ConnectionLost
+
+    missing = tmp_path / "no_such_key"
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(missing), known_hosts=str(sshd.known_hosts))
+    with pytest.raises(HostError) as info:
+        conn.run("true")
+    assert not isinstance(info.value, ConnectionLost)
+    assert str(info.value) == (
+        f"host newhost: cannot read the SSH identity file {missing} (identity_file in the "
+        "spec): no such file or directory\n  hint: give the private key's path (a relative "
+        "one is relative to the spec)")
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(missing), known_hosts=str(sshd.known_hosts),
+                        opt_in=OPTION_OPT_IN)
+    with pytest.raises(HostError, match=r"\(--identity\): no such file or directory\n  "
+                       "hint: .* relative to this directory"):
+        conn.run("true")
+
+
 def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp_path):
     # queue and init take ssh://... on the command line: there is no spec to edit
     from mailplan.queue.host import HostOptions, connect_host
