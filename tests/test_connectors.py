@@ -106,6 +106,32 @@ def test_unknown_host_key_refused(sshd, tmp_path):
         "refusing to connect" in str(info.value), str(info.value)
 
 
+def test_known_hosts_markers_and_bad_lines_are_read_as_openssh_reads_them(sshd, tmp_path):
+    """paramiko's loader raised InvalidHostKey (a traceback) at a @cert-authority or
+    @revoked line, or a line it cannot decode. Now those lines are passed over, as
+    OpenSSH does, but a @revoked key is never trusted, even where another line lists it,
+    nor accepted as new."""
+    key = sshd.host_pubkey
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"@cert-authority *.example.com {key}\nbroken line\n"
+                  f"[127.0.0.1]:{sshd.port}  {key}\n")  # two spaces: OpenSSH reads it too
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(kh),
+                        stream_transport="paramiko")
+    assert conn.run("echo ok").stdout == b"ok\n"
+    conn.close()
+    kh.write_text(f"@revoked * {key}\n[127.0.0.1]:{sshd.port} {key}\n")
+    for accept in (False, True):
+        conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port,
+                            user=sshd.user, identity_file=str(sshd.client_key),
+                            known_hosts=str(kh), accept_new_host_key=accept)
+        with pytest.raises(HostKeyError, match=r"is REVOKED in known_hosts \(it offered "
+                           r"ssh-ed25519 SHA256:\S+\); refusing to connect\n  hint: the key "
+                           "is on a @revoked line"):
+            conn.run("true")
+    assert kh.read_text() == f"@revoked * {key}\n[127.0.0.1]:{sshd.port} {key}\n"
+
+
 def test_a_missing_identity_file_is_said_so_not_taken_for_a_lost_connection(sshd, tmp_path):
     """paramiko's FileNotFoundError for the key was reported as "cannot connect to
     127.0.0.1:PORT: no such file or directory" with a hint about the address, port and

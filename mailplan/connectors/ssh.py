@@ -21,9 +21,7 @@ hands to ``/bin/sh`` as it is.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import io
 import os
 import socket
@@ -35,6 +33,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
+from mailplan.connectors import known_hosts as known_hosts_file
 from mailplan.connectors.base import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_PYTHON,
@@ -42,50 +41,17 @@ from mailplan.connectors.base import (
     Connector,
     Process,
 )
+from mailplan.connectors.known_hosts import (
+    AcceptNewPolicy,
+    RejectPolicy,
+    UnknownKey,
+    sha256_fingerprint,
+)
 from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
 from mailplan.shell import portable
 
 STREAM_TRANSPORTS = ("auto", "openssh", "paramiko")
-
-
-def sha256_fingerprint(key: paramiko.PKey) -> str:
-    """The key's fingerprint as OpenSSH prints it (``ssh-keygen -lf``, ``ssh -v``):
-    ``SHA256:`` and the unpadded base64 of the key blob's SHA-256."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-class _RejectPolicy(paramiko.MissingHostKeyPolicy):
-    """paramiko's ``RejectPolicy``, saying which key the host offered: the admin compares
-    its fingerprint with the one the server shows (``ssh-keygen -lf``) before trusting it."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        raise _UnknownKey(hostname, key)
-
-
-class _UnknownKey(paramiko.SSHException):
-    """A host key in no known_hosts file; ``hostname`` as known_hosts would name it."""
-
-    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
-        super().__init__(f"Server {hostname!r} not found in known_hosts")
-        self.hostname = hostname
-        self.offered = f"{key.get_name()} {sha256_fingerprint(key)}"
-
-
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """Trust a host key never seen before and remember it; changed keys still fail."""
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.known_hosts, "a", encoding="ascii") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 class _ChannelOutput(io.RawIOBase):
@@ -188,14 +154,11 @@ class SSHConnector(Connector):
         hop: object = self._conn
         while isinstance(hop, Connection):
             client = hop.client
-            if default_known.exists() and default_known != self._known_hosts:
-                client.get_host_keys().load(str(default_known))
-            if self._known_hosts.exists():
-                client.get_host_keys().load(str(self._known_hosts))
-            if accept_new_host_key:
-                client.set_missing_host_key_policy(_AcceptNewPolicy(self._known_hosts))
-            else:
-                client.set_missing_host_key_policy(_RejectPolicy())
+            revoked = known_hosts_file.load(client.get_host_keys(), dict.fromkeys(
+                (default_known, self._known_hosts)))
+            client.set_missing_host_key_policy(
+                AcceptNewPolicy(self._known_hosts, revoked) if accept_new_host_key
+                else RejectPolicy(revoked))
             hop = hop.gateway
         self._address = f"{address}:{port or 22}"
         self._kept_alive: paramiko.Transport | None = None
@@ -244,15 +207,16 @@ class SSHConnector(Connector):
                     "-lf` of its host key there), remove its old key from "
                     f"{self._known_hosts} and connect again",
                 ) from None
-            except _UnknownKey as exc:  # every hop's policy is _RejectPolicy or accept-new
+            except UnknownKey as exc:  # every hop's policy is RejectPolicy or accept-new
                 which = self._address if exc.hostname in ("", self._known_name()) else (
                     f"{exc.hostname} (a ProxyJump hop to {self._address})")
                 raise HostKeyError(
-                    f"the SSH host key of {which} is unknown (it offered {exc.offered}); "
-                    "refusing to connect",
-                    host=self.name,
-                    hint=f"add the key to {self._known_hosts} (ssh-keyscan, then check its "
-                    f"fingerprint), or {self._opt_in}",
+                    f"the SSH host key of {which} is "
+                    f"{'REVOKED in known_hosts' if exc.revoked else 'unknown'} (it offered "
+                    f"{exc.offered}); refusing to connect", host=self.name,
+                    hint="the key is on a @revoked line: the server needs a new host key"
+                    if exc.revoked else f"add the key to {self._known_hosts} (ssh-keyscan, "
+                    f"then check its fingerprint), or {self._opt_in}",
                 ) from None
             except paramiko.SSHException as exc:
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
