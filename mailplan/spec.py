@@ -44,6 +44,8 @@ class Spec:
     marks: dict[JsonPath, tuple[int, int]] = field(repr=False)
 
     key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    #: plain scalars YAML did not read as text, as written (0123, 12:30, 2024-01-01)
+    written: dict[JsonPath, str] = field(default_factory=dict, repr=False)
 
     def error(self, message: str, path: JsonPath, *, hint: str | None = None,
               at_key: bool = False) -> SpecError:
@@ -92,7 +94,8 @@ def _secret_path(path: JsonPath) -> bool:
     return any(isinstance(p, str) and p.endswith("password") for p in path)
 
 
-def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, bool]:
+def _schema_message(err: jsonschema.ValidationError,
+                    written: dict[JsonPath, str]) -> tuple[str, JsonPath, bool]:
     path: JsonPath = tuple(err.absolute_path)
     dotted = ".".join(str(p) for p in path)
     if _secret_path(path):  # jsonschema's messages quote the value: a hash is never shown
@@ -116,6 +119,11 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
                              "pattern", "type") and pattern.search(dotted):
             return f"{text} (got {err.instance!r})", path, False
     if err.validator == "type":
+        text = written.get(path)
+        if text is not None and "string" in err.schema["type"] \
+                and not isinstance(err.instance, bool):  # yes/no: yaml_words says so
+            return (f"{_expected(err)}, got {text}, which YAML reads as "
+                    f"{_read_as(err.instance)}: quote it ('{text}')", path, False)
         return f"{_expected(err)}, got {yaml_words(err.instance)}", path, False
     if err.validator == "pattern":
         return (f"{yaml_words(err.instance)} does not have the form this key takes "
@@ -130,6 +138,13 @@ def _schema_message(err: jsonschema.ValidationError) -> tuple[str, JsonPath, boo
         return (f"unsupported spec version {shown}; this mailplan reads version 1",
                 path, False)
     return err.message, path, False
+
+
+def _read_as(value: object) -> str:
+    """What YAML made of an unquoted value: ``the number 83``, ``a date``."""
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return "a date" if hasattr(value, "year") else yaml_words(value)
 
 
 _TYPE_WORDS = {"string": "text", "boolean": "true or false", "array": "a list",
@@ -173,8 +188,8 @@ def load_spec(path: str | Path) -> Spec:
                         f"{exc.start} of the file; save it as UTF-8)", file=str(file),
                         line=raw.count(b"\n", 0, exc.start) + 1,
                         column=exc.start - line_start + 1) from None
-    data, marks, key_marks = parse_yaml(text, str(file))
-    spec = Spec(file, data, marks, key_marks)
+    data, marks, key_marks, written = parse_yaml(text, str(file))
+    spec = Spec(file, data, marks, key_marks, written)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
     if "version" not in data and (what := mailplan_file(data)):
@@ -189,7 +204,7 @@ def load_spec(path: str | Path) -> Spec:
         first = min(errors, key=lambda e: (_PRIORITY.get(str(e.validator), 9),
                                            -len(e.absolute_path),
                                            list(map(str, e.absolute_path))))
-        message, where, at_key = _schema_message(first)
+        message, where, at_key = _schema_message(first, spec.written)
         raise spec.error(message, where, at_key=at_key)
     _check_semantics(spec)
     _host_files(spec)

@@ -138,6 +138,9 @@ class _Builder:
         self.loader, self.file = loader, file
         self.marks: dict[JsonPath, tuple[int, int]] = {}
         self.key_marks: dict[JsonPath, tuple[int, int]] = {}
+        #: the text of each plain scalar YAML read as something else than text (0123,
+        #: 12:30, 2024-01-01, yes), for an error that wanted text
+        self.written: dict[JsonPath, str] = {}
 
     def _alias_at(self, parent: yaml.Node, index: object,
                   at: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -166,7 +169,10 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), self._alias_at(node, i, at))
                     for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+        value = self.loader.construct_object(node)
+        if not isinstance(value, str) and isinstance(node, yaml.ScalarNode) and not node.style:
+            self.written[path] = node.value
+        return value
 
     def _add(self, out: dict[str, Any], key: str, item: _Item, path: JsonPath) -> None:
         _key_node, value_node, where, value_at = item
@@ -229,8 +235,9 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 Marks = dict[JsonPath, tuple[int, int]]
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
-    """YAML text to data plus the position of every value and every key."""
+def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, str]]:
+    """YAML text to data plus the position of every value and every key, and the text
+    of each plain scalar YAML did not read as text (:attr:`_Builder.written`)."""
     try:
         loader = _Loader(text, file)
     except yaml.reader.ReaderError as exc:  # a character YAML forbids (ESC, NUL, ...)
@@ -245,7 +252,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks]:
         if node is None:
             raise SpecError("the file is empty", file=file, line=1)
         builder = _Builder(loader, file)
-        return builder.build(node, ()), builder.marks, builder.key_marks
+        return builder.build(node, ()), builder.marks, builder.key_marks, builder.written
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

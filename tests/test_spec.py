@@ -42,6 +42,14 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "        colour: red\n", ":12:9: domains['example.com'].users[0].colour",
      "unknown key 'colour'"),
     (BASE.replace("version: 1", "version: 2"), ":1:10: version", "unsupported spec version 2"),
+    # YAML 1.1 reads these unquoted as numbers and dates: the error showed "got 83",
+    # "got 750", "got datetime.date(2024, 1, 1)"
+    (BASE + "      - name: 0123\n", ":12:15: domains['example.com'].users[1].name",
+     "expected text, got 0123, which YAML reads as the number 83: quote it ('0123')"),
+    (BASE + "        comment: 12:30\n", ":12:18: domains['example.com'].users[0].comment",
+     "expected text, got 12:30, which YAML reads as the number 750: quote it ('12:30')"),
+    (BASE + "        comment: 2024-01-01\n", ":12:18:", "expected text, got 2024-01-01, "
+     "which YAML reads as a date: quote it ('2024-01-01')"),
     # "unsupported spec version '1'; this mailplan reads version 1" before
     (BASE.replace("version: 1", "version: '1'"), ":1:10: version", "the version is the "
      "number 1, not text (write version: 1, without quotes)"),
