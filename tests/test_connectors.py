@@ -402,6 +402,27 @@ def test_local_streams_are_read_through_a_large_pipe():
     assert _stream_bytes(proc) == 3_000_000
 
 
+def test_a_host_named_in_ssh_config_is_named_as_reached(sshd, tmp_path, monkeypatch):
+    """A spec address that ~/.ssh/config maps to a HostName and Port was named
+    "oldhost:22" in errors, and its unknown key called "a ProxyJump hop to oldhost:22":
+    the host and port Fabric connects to are named, with the spec's name."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh/config").write_text(
+        f"Host oldhost\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n")
+    conn = SSHConnector("oldmail", address="oldhost", stream_transport="paramiko")
+    with pytest.raises(HostKeyError) as info:
+        conn.run("true")
+    assert str(info.value).startswith(
+        f"host oldmail: the SSH host key of 127.0.0.1:{sshd.port} (oldhost in ~/.ssh/config) "
+        "is unknown (it offered ssh-ed25519 SHA256:"), str(info.value)
+    conn = SSHConnector("oldmail", address="oldhost", known_hosts=str(sshd.known_hosts),
+                        stream_transport="paramiko")
+    assert conn.run("echo ok").stdout == b"ok\n"
+    conn.close()
+
+
 def test_a_proxyjump_hops_unknown_host_key_is_refused_too(sshd, tmp_path, monkeypatch):
     """A ProxyJump in ~/.ssh/config makes Fabric connect through a hop with a client of
     its own, which accepted any key: the hop's key is checked like the host's."""

@@ -160,7 +160,11 @@ class SSHConnector(Connector):
                 AcceptNewPolicy(self._known_hosts, revoked) if accept_new_host_key
                 else RejectPolicy(revoked))
             hop = hop.gateway
-        self._address = f"{address}:{port or 22}"
+        # where Fabric connects: ~/.ssh/config's HostName and Port apply (the
+        # known_hosts name is made of them)
+        self._host_port = (str(self._conn.host), int(self._conn.port))
+        self._address = ":".join(map(str, self._host_port)) + (
+            f" ({address} in ~/.ssh/config)" if self._conn.host != address else "")
         self._kept_alive: paramiko.Transport | None = None
         self._stream_mode = stream_transport
         self._streams: OpenSSHStreams | None = None
@@ -175,8 +179,8 @@ class SSHConnector(Connector):
 
     def _known_name(self) -> str:
         """This host as known_hosts names it (``[host]:port`` off port 22)."""
-        host, _, port = self._address.rpartition(":")
-        return host if port == "22" else f"[{host}]:{port}"
+        host, port = self._host_port
+        return host if port == 22 else f"[{host}]:{port}"
 
     def _check_identity(self) -> None:
         """A missing identity file is said so (paramiko's error was taken for a failed
