@@ -257,7 +257,8 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
         same.append("quota")
     elif _fits(out, where, bound, f"quota not changed to {want_quota}", "quota", want_quota,
                "give it a shorter comment: in the spec"):
-        out.changes.append(Change("update", "quota", user.domain, user.name, stored.quota,
+        out.changes.append(Change("update", "quota", user.domain, user.name,
+                                  _shown_quota(stored.quota),
                                   f"{want_quota} ({human_size(user.quota)})"))
     if stored.comment == user.comment:
         same.append("comment")
@@ -272,6 +273,18 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     elif len(same) == 3:
         out.noops.append(Noop(user.domain, user.name, "user exists; password, quota and "
                               "comment match"))
+
+
+def _shown_quota(stored: str) -> str:
+    """A quota as vpopmail stores it, with its size as the plan writes sizes where it is
+    one mailplan writes (``1073741824S (1G)``, ``NOQUOTA (unlimited)``); else as stored
+    (a maildir quota with a message count, set by hand)."""
+    if stored == quota_field(None):
+        return f"{stored} (unlimited)"
+    size = stored[:-1]
+    if stored.endswith("S") and size.isdigit() and size.isascii():
+        return f"{stored} ({human_size(int(size))})"
+    return stored
 
 
 def _fits(out: Diff, where: tuple[str, str], bound: LineBound, what: str, field: str,

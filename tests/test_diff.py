@@ -456,3 +456,15 @@ def test_apply_locks_with_a_bang_alone_where_the_plan_said_so():
         assert ("notes" in done) is (stored == "!")
     assert done["notes"][0].startswith("its vpasswd line would be 300 bytes long, leaving "
                                        "no room for a '!' before it")
+
+
+def test_a_quota_change_shows_both_sizes_readably():
+    """The old quota was vpopmail's raw field (``1073741824S``) beside the new one's
+    size: both get it; a field mailplan does not write (a message count set by hand) is
+    shown as stored."""
+    from mailplan.diff import _shown_quota
+
+    assert _shown_quota("1073741824S") == "1073741824S (1G)"
+    assert _shown_quota("NOQUOTA") == "NOQUOTA (unlimited)"
+    assert _shown_quota("5242880S,1000C") == "5242880S,1000C"
+    assert _shown_quota("S") == "S" and _shown_quota("\u0661S") == "\u0661S"

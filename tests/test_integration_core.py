@@ -149,7 +149,7 @@ def test_drift_is_shown_and_a_saved_plan_goes_stale(tmp_path, source, target, ss
     assert f"(now: ~ quota alice@{domain})" in stale.stderr  # the first difference
     assert "Summary:" not in stale.stdout and "failed" not in stale.stdout  # said once
     fresh = mailplan("plan", str(spec), env=ENV, check=True).stdout
-    assert f"~ quota alice@{domain}: 5242880S -> 1073741824S (1G)" in fresh
+    assert f"~ quota alice@{domain}: 5242880S (5M) -> 1073741824S (1G)" in fresh
     assert f"= intruder@{domain}" in fresh  # not in the spec, not ours: left alone
     saved2 = tmp_path / "p2.json"
     mailplan("plan", str(spec), "-o", str(saved2), env=ENV, check=True)

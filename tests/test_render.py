@@ -29,7 +29,8 @@ def sample_plan() -> Plan:
                    fingerprint="b" * 16),
             Change("update", "password", "example.com", "bob", "(sensitive)", "(sensitive)",
                    True, "c" * 16, "from shadow (MD5 crypt)"),
-            Change("update", "quota", "example.com", "bob", "NOQUOTA", "1073741824S (1G)"),
+            Change("update", "quota", "example.com", "bob", "NOQUOTA (unlimited)",
+                   "1073741824S (1G)"),
             Change("update", "catchall", "example.com", before="delete silently "
                    "(vadddomain's default)", after="bounce"),
             Change("update", "flags", "example.com", "alice", item="INBOX",
