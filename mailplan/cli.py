@@ -42,10 +42,12 @@ EXAMPLES = {
     "validate": "Example:\n\n\b\n  mailplan validate migration.yaml",
     "plan": "Examples:\n\n\b\n  mailplan plan migration.yaml\n  mailplan plan migration.yaml "
             "-o plan.json\n  mailplan plan migration.yaml --json --detailed-exitcode\n"
-            "  mailplan plan migration.yaml --prune-only alias,forward -o plan.json",
+            "  mailplan plan migration.yaml --prune-only alias,forward -o plan.json\n"
+            "  mailplan plan migration.yaml --rescan",
     "apply": "Examples:\n\n\b\n  mailplan apply plan.json\n  mailplan apply migration.yaml\n"
              "  mailplan apply migration.yaml --auto-approve --prune\n"
-             "  mailplan apply migration.yaml --prune-only alias",
+             "  mailplan apply migration.yaml --prune-only alias\n"
+             "  mailplan apply migration.yaml --rescan",
 }
 
 
@@ -76,6 +78,14 @@ def _prune_kinds(ctx: click.Context, param: click.Parameter,
         return parse_kinds(values)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+#: --rescan, of plan and apply (its help: what it is for, and what it costs)
+_rescan = click.option("--rescan", is_flag=True, help="Read every mailbox whole, trusting "
+                       "no checkpoint, so that flags and keywords set on the old server "
+                       "since the import (rewritten in place) are carried over; slower: "
+                       "without it only what was appended since is read. Use it once, for "
+                       "the final sync, when users no longer use the old server.")
 
 
 def _prune_only(help_text: str) -> Any:
@@ -137,9 +147,10 @@ class _DetailedExitCode(click.Command):
              "included; its forward goes with it), domain (needs user); repeat or "
              "comma-separate. The others are listed as left out. `apply FILE` applies a "
              "plan saved with it, those deletions included, without --prune.")
+@_rescan
 def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
          state: str | None, verbose: bool, strict: bool,
-         prune_only: tuple[str, ...] | None) -> None:
+         prune_only: tuple[str, ...] | None, rescan: bool) -> None:
     """Read both servers and show what apply would change. Changes nothing.
 
     Ctrl-C, SIGTERM or SIGHUP stops it at once (the commands it runs on the hosts
@@ -159,7 +170,7 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
         _refuse_out_over(Path(out), loaded, _state(loaded, state))
     with stops_at_once("plan", "while reading the hosts"):
         planned = make_plan(loaded, State.load(_state(loaded, state), fold=False),
-                            strict=strict, prune_only=prune_only)
+                            strict=strict, prune_only=prune_only, rescan=rescan)
         planned.close()
     if out:
         planned.plan.save(Path(out))
@@ -235,9 +246,10 @@ def _saved_note(out: str, state: str | None, saved: Plan) -> str:
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Write the apply "
               "log to FILE, in an existing directory; a FILE that exists is appended to "
               "and made 0600 [default: STATE.logs/apply-TIMESTAMP.log].")
+@_rescan
 def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
           prune_only: tuple[str, ...] | None, state: str | None, strict: bool,
-          parallel: int, quiet: bool, log_file: str | None) -> None:
+          parallel: int, quiet: bool, log_file: str | None, rescan: bool) -> None:
     """Carry out a saved plan, or plan a spec, confirm, and carry it out.
 
     Shows progress (a live display on a terminal, status lines otherwise) and logs
@@ -254,6 +266,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
     kinds = prune_only if saved is None else saved_selection(saved, prune=prune,
                                                              kinds=prune_only)
     deletes = prune or kinds is not None  # the plan holds only the selected ones
+    rescan = rescan or (saved is not None and saved.rescan)  # planned again as it was
     if quiet and saved is None and not auto_approve:
         raise MailplanError("--quiet shows no plan to confirm", hint="add --auto-approve, "
                             "or save the plan with plan -o FILE and run apply -q FILE")
@@ -272,6 +285,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                                          if prune_only else []),
                                        *(["--state", state] if state else []),
                                        *(["--strict"] if strict else []),
+                                       *(["--rescan"] if rescan else []),
                                        *(["--parallel", str(parallel)] if parallel > 1
                                          else [])])
     with stops_at_once("apply", "before the first change") as signals, locked(state_path), \
@@ -285,7 +299,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
         current = State.load(state_path)
         current.claim(loaded.path)
         planned = make_plan(loaded, current, strict=strict, connectors=connectors,
-                            prune_only=kinds)
+                            prune_only=kinds, rescan=rescan)
         try:
             if saved is not None:
                 check_saved(saved, planned.plan, current)
@@ -307,7 +321,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                     on_retry=_retrying,
                     replan=lambda st: make_plan(loaded, st, strict=strict,
                                                 connectors=watch.connect(loaded, holder),
-                                                prune_only=kinds)))
+                                                prune_only=kinds, rescan=rescan)))
         finally:
             planned.close()
     if planned.plan.problems:  # done, but not all the spec asks for: no exit 0 for that

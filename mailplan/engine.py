@@ -107,10 +107,12 @@ def _connectors(spec: Spec) -> dict[str, Connector]:
 
 def make_plan(spec: Spec, state: State,
               connectors: dict[str, Connector] | None = None, *,
-              strict: bool = False, prune_only: tuple[str, ...] | None = None) -> Planned:
+              strict: bool = False, prune_only: tuple[str, ...] | None = None,
+              rescan: bool = False) -> Planned:
     """Read both hosts and compute the plan (nothing is written anywhere); ``prune_only``:
     the kinds of deletion selected with ``--prune-only`` (the others left out:
-    :func:`~mailplan.prune_select.select_deletions`)."""
+    :func:`~mailplan.prune_select.select_deletions`); ``rescan``: every mailbox read
+    whole, no checkpoint trusted (``--rescan``: :func:`~mailplan.mailboxes.plan_mail`)."""
     state.refuse_other_spec(spec.path)  # before any host is read
     conns = connectors or _connectors(spec)
     src, tgt = spec.data["source"], spec.data["target"]
@@ -145,7 +147,7 @@ def make_plan(spec: Spec, state: State,
         result.noops += gone_noops(gone)
         desired.routing = routing.actions
         mail = plan_mail(spec.data, conns[src["host"]], conns[tgt["host"]], desired, source,
-                         target, state.mail())  # mailboxes (issue 3)
+                         target, state.mail(), rescan=rescan)  # mailboxes (issue 3)
         if any(c.kind in MAIL_KINDS for c in mail.changes):
             # the writer runs on the target's Python: a missing or too old one is said
             # now, not after the accounts were made
@@ -171,7 +173,7 @@ def make_plan(spec: Spec, state: State,
         serial=state.serial,
         target_digest=target_digest(target), target_host=spec.data["target"]["host"],
         changes=result.changes, noops=result.noops, left_alone=result.left_alone,
-        problems=result.problems, warnings=warnings,
+        problems=result.problems, warnings=warnings, rescan=rescan,
     )
     select_deletions(plan, prune_only)
     return Planned(spec, plan, desired, target, conns, mail.jobs, mail.settled, source.zone,
@@ -246,6 +248,9 @@ def check_saved(saved: Plan, fresh: Plan, state: State) -> None:
     if saved.prune_only != fresh.prune_only:  # the deletions it holds are another choice
         raise StalePlanError(f"this plan was saved {_selection(saved)}, and would be applied "
                              f"{_selection(fresh)}", hint=rerun)
+    if saved.rescan != fresh.rescan:  # a whole read finds flags an incremental one cannot
+        raise StalePlanError(f"this plan was saved {_rescan(saved)}, and would be applied "
+                             f"{_rescan(fresh)}", hint=rerun)
     if saved.lineage != fresh.lineage and saved.lineage is not None:
         raise StalePlanError(f"this plan was made against another state file (lineage "
                              f"{saved.lineage}, now {fresh.lineage})", hint=rerun)
@@ -278,6 +283,11 @@ def _selection(plan: Plan) -> str:
     """How a plan's deletions were chosen, for an error."""
     return "without --prune-only" if plan.prune_only is None else \
         f"with {shown(plan.prune_only)}"
+
+
+def _rescan(plan: Plan) -> str:
+    """How a plan's mailboxes were read, for an error."""
+    return "with --rescan" if plan.rescan else "without --rescan"
 
 
 def _first_difference(saved: Plan, fresh: Plan) -> str:

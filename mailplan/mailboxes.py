@@ -123,8 +123,11 @@ def with_ends(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]
 
 def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Connector,
               desired: Desired, source: SourceFacts, target: TargetFacts,
-              state_mail: dict[str, Any]) -> MailPlan:
-    """The mailbox changes: read-only on both hosts."""
+              state_mail: dict[str, Any], *, rescan: bool = False) -> MailPlan:
+    """The mailbox changes: read-only on both hosts. ``rescan`` (``--rescan``): no
+    checkpoint is trusted, every mailbox is read whole (as a file rewritten in place
+    is), so flags set on the old server since the import, in place at the same size,
+    are found."""
     out = MailPlan(noops=[Noop(name, None, "mail is not imported: import_mail is false in "
                                "the spec") for name, domain in sorted(desired.domains.items())
                           if not domain.import_mail])
@@ -158,11 +161,12 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     # the trust check that catches a wiped or replaced Maildir: its folder's ledger still
     # holds the messages the checkpoint counts (counted on the target: a few bytes back)
     # (of every mailbox's Maildir: the same look finds a stopped writer's record); and a
-    # file rewritten in place to the same size (flags changed there) is read whole
+    # file rewritten in place to the same size (flags changed there) is read whole, and
+    # so is every mailbox under --rescan (a rewrite that also grew the file looks appended)
     lines, sizes, pending, files = ledger_lines(target_conn, mailboxes, where)
     trusted = {mb.key for mb, cp in with_cp
-               if valid[mb.key] and where[mb.key] and lines[mb.key] >= recorded[mb.key]
-               and not rewritten_in_place(mb, cp)}
+               if not rescan and valid[mb.key] and where[mb.key]
+               and lines[mb.key] >= recorded[mb.key] and not rewritten_in_place(mb, cp)}
     # unchanged since the checkpoint: nothing to read, no identities, no occurrence seed
     quiet = {mb.key: lines[mb.key] for mb, cp in with_cp
              if mb.key in trusted and mb.size == cp.offset}

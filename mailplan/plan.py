@@ -119,6 +119,10 @@ class Plan:
     prune_only: tuple[str, ...] | None = None
     #: the deletions a selection left out (not applied), for the plan to list
     left_out: list[Change] = field(default_factory=list)
+    #: planned with ``--rescan``: every mailbox read whole, no checkpoint trusted (so
+    #: flags set on the old server in place since the import are found); ``apply FILE``
+    #: plans again the same way
+    rescan: bool = False
     plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -145,6 +149,7 @@ class Plan:
             **({"prune_only": list(self.prune_only),
                 "left_out": [_change_doc(c) for c in self.left_out]}
                if self.prune_only is not None else {}),
+            **({"rescan": True} if self.rescan else {}),
             "noops": [asdict(n) for n in self.noops],
             "left_alone": [asdict(n) for n in self.left_alone],
             "problems": [asdict(p) for p in self.problems],
@@ -196,6 +201,7 @@ class Plan:
             prune_only=tuple(selected) if selected is not None else None,
             left_out=[Change(**{k: v for k, v in c.items() if k in fields})
                       for c in data.get("left_out", [])],
+            rescan=bool(data.get("rescan", False)),
             plan_id=data["plan_id"], created_at=data["created_at"],
         )
 

@@ -53,6 +53,14 @@ def _listed(label: str, items: list[str], f: FolderCheck) -> list[str]:
             + ([f"            {more}"] if more else []))
 
 
+#: what carries a lost flag over: the next plan's ``~ flags`` sees one set on the old
+#: server where it reads the spool whole; one set in place since the import, in a spool
+#: read from its checkpoint, only ``--rescan`` does
+_FLAGS_LOST_FIX = ("          (`mailplan apply SPEC` adds them as `~ flags`; one set on the "
+                   "old server in place since the import is carried by `mailplan apply "
+                   "--rescan SPEC`)")
+
+
 def _details(f: FolderCheck) -> list[str]:
     lines = []
     for label, items in (("missing on the target", f.missing), ("extra", f.extra),
@@ -69,6 +77,8 @@ def _details(f: FolderCheck) -> list[str]:
                           "not a failure)", f.keywords_not_carried)):
         if items:
             lines += _listed(label, items, f)
+        if items and label == "flags lost":
+            lines.append(_FLAGS_LOST_FIX)
     if f.folder_missing:
         lines.append("          folder missing on the target (`mailplan apply` creates it)")
     if f.unsubscribed:

@@ -459,11 +459,12 @@ def test_a_failed_step_says_how_to_resume(tmp_path):
     assert res.returncode == 1, res.stdout + res.stderr
     assert "Summary:" in res.stdout and "u2@one.example" in res.stderr
     assert res.stderr.rstrip().endswith(f"resume with: mailplan apply {spec}"), res.stderr
-    # --strict and --parallel are part of the command that resumes, as given
-    res = mailplan("apply", str(spec), "--auto-approve", "--strict", "--parallel", "2")
+    # --strict, --rescan and --parallel are part of the command that resumes, as given
+    res = mailplan("apply", str(spec), "--auto-approve", "--strict", "--rescan",
+                   "--parallel", "2")
     assert res.returncode == 1, res.stdout + res.stderr
     assert res.stderr.rstrip().endswith(f"resume with: mailplan apply {spec} --strict "
-                                        "--parallel 2"), res.stderr
+                                        "--rescan --parallel 2"), res.stderr
     tool.unlink()
     real.rename(tool)
     mailplan("apply", str(spec), "--auto-approve", check=True)

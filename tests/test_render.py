@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from mailplan.desired import Problem
+from mailplan.errors import StateError
 from mailplan.plan import Change, Noop, Plan
 from mailplan.render import render_plan
 from mailplan.spec import load_schema
@@ -59,6 +61,25 @@ def test_json_is_valid_and_matches_golden():
     doc = sample_plan().to_dict()
     jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
     assert json.dumps(doc, indent=2, sort_keys=True) + "\n" == (GOLDEN / "plan.json").read_text()
+
+
+def test_a_plan_made_with_rescan_records_it_and_one_without_omits_it(tmp_path):
+    """--rescan is kept in a saved plan (``apply FILE`` plans the same way); a plan
+    saved without it, or before it existed, has no key and loads as without it."""
+    plain = sample_plan()
+    assert "rescan" not in plain.to_dict()
+    assert Plan.from_dict(plain.to_dict(), "p.json").rescan is False
+    rescan = sample_plan()
+    rescan.rescan = True
+    doc = rescan.to_dict()
+    jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
+    assert doc["rescan"] is True
+    path = tmp_path / "p.json"
+    rescan.save(path)
+    assert Plan.load(path).rescan is True
+    doc["rescan"] = "yes"
+    with pytest.raises(StateError, match="not a valid plan file"):
+        Plan.from_dict(doc, "p.json")
 
 
 def test_a_plan_saved_before_warnings_existed_loads(tmp_path):

@@ -105,7 +105,9 @@ def test_the_text_report_puts_each_located_finding_on_a_line_of_its_own():
         "          extra: bbbbbbbbbbbb#0",  # only on the target: as before, on one line
         "          flags lost:",
         "            aaaaaaaaaaaa#0: source FS, target S (on the source: message 3, From_ "
-        f"line at byte 812 of {SPOOL}, arrival 2026-11-02 10:00:00 UTC)"]
+        f"line at byte 812 of {SPOOL}, arrival 2026-11-02 10:00:00 UTC)",
+        "          (`mailplan apply SPEC` adds them as `~ flags`; one set on the old server "
+        "in place since the import is carried by `mailplan apply --rescan SPEC`)"]
     assert ("            aaaaaaaaaaaa#0: source FS, target S (on the source: message 3"
             in render_report(Report("newmail", folders=[check])))
 
