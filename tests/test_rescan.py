@@ -29,15 +29,18 @@ from migration import (
 from mailplan.spec import load_schema
 
 
-def marked(i: int, status: str) -> bytes:
+def marked(i: int, status: str, keywords: str = "") -> bytes:
+    """A message as c-client writes it: its keywords in a blank-padded X-Keywords."""
     return (f"From s{i}@x.example Mon Nov  2 10:00:00 2026\nFrom: s{i}@x.example\n"
-            f"Subject: m{i}\nStatus: {status}\n\n" + "body line\n" * 50 + "\n").encode()
+            f"Subject: m{i}\nStatus: {status}\nX-Keywords: {keywords:<20}\n\n"
+            + "body line\n" * 50 + "\n").encode()
 
 
-def imported(tmp_path: Path) -> tuple[Path, Path, object, str]:
+def imported(tmp_path: Path, keyword: bool = False) -> tuple[Path, Path, object, str]:
     """A spool of 40 messages (about 22 KiB: m20 and m21 lie beyond the first 4 KiB and
-    the last), applied; then m20 marked unread and m21 read in place, the size kept,
-    and m40 delivered. The spool, the spec, the target and the domain."""
+    the last), applied; then m20 marked unread and m21 read in place, the size kept
+    (or, ``keyword``, m21 given the keyword Work in its padding), and m40 delivered.
+    The spool, the spec, the target and the domain."""
     src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
     spool = src / "var/spool/mail/ursula"
     before = {i: "RO" if i == 20 else "O" for i in range(40)}
@@ -49,9 +52,10 @@ def imported(tmp_path: Path) -> tuple[Path, Path, object, str]:
                       domains={domain: {"import": {"uid_min": 1000}}})
     mailplan("apply", str(spec), "--auto-approve", check=True)
     size, mtime = spool.stat().st_size, spool.stat().st_mtime
-    after = {**before, 20: "O", 21: "RO"}
+    after = {**before, 20: "O", 21: "RO"} if not keyword else before
     with spool.open("r+b") as fh:  # rewritten in place, as mutt or c-client syncs it
-        fh.write(b"".join(marked(i, s) for i, s in after.items()))
+        fh.write(b"".join(marked(i, s, "Work" if keyword and i == 21 else "")
+                          for i, s in after.items()))
     assert spool.stat().st_size == size
     with spool.open("ab") as fh:  # then new mail
         fh.write(marked(40, "O"))
@@ -80,6 +84,20 @@ def count(target, address: str) -> int:
 def changes(spec: Path, *opts: str) -> list[tuple[str, str]]:
     res = mailplan("plan", str(spec), "--json", *opts, check=True)
     return [(c["kind"], c["after"]) for c in json.loads(res.stdout)["changes"]]
+
+
+def test_rescan_carries_a_keyword_set_in_place_in_c_client_padding(tmp_path):
+    spool, spec, target, domain = imported(tmp_path, keyword=True)
+    assert [k for k, _ in changes(spec)] == ["mailbox"]
+    rescan = changes(spec, "--rescan")
+    assert [k for k, _ in rescan] == ["flags", "mailbox"], rescan
+    assert rescan[0][1] == "1 message(s) gain flags (keywords 1)", rescan
+    before = mailplan("verify", str(spec), "--full")
+    assert before.returncode != 0 and "flags lost:" in before.stdout, before.stdout
+    mailplan("apply", str(spec), "--rescan", "--auto-approve", check=True)
+    verified = mailplan("verify", str(spec), "--full")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "No changes" in mailplan("plan", str(spec), check=True).stdout
 
 
 def test_rescan_carries_flags_set_in_place_on_a_spool_that_also_grew(tmp_path):
