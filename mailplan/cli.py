@@ -22,6 +22,7 @@ from mailplan.engine import (
     make_plan,
     refuse_applied,
     refuse_other_state,
+    saved_rescan,
     state_path_for,
 )
 from mailplan.errors import MailplanError
@@ -266,7 +267,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
     kinds = prune_only if saved is None else saved_selection(saved, prune=prune,
                                                              kinds=prune_only)
     deletes = prune or kinds is not None  # the plan holds only the selected ones
-    rescan = rescan or (saved is not None and saved.rescan)  # planned again as it was
+    rescan = saved_rescan(saved, rescan)  # a saved plan is planned again as it was
     if quiet and saved is None and not auto_approve:
         raise MailplanError("--quiet shows no plan to confirm", hint="add --auto-approve, "
                             "or save the plan with plan -o FILE and run apply -q FILE")

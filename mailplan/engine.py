@@ -230,6 +230,20 @@ def refuse_other_state(saved: Plan, state: State) -> None:
                          "run `mailplan plan` again and review the new plan")
 
 
+def saved_rescan(saved: Plan | None, rescan: bool) -> bool:
+    """Whether apply reads every mailbox whole (``--rescan``): as asked, or as a saved
+    plan was made. A plan saved without it is refused with it (said before the hosts are
+    read): its changes were reviewed without the flags a whole read finds."""
+    if saved is None:
+        return rescan
+    if rescan and not saved.rescan:
+        raise StalePlanError("this plan was saved without --rescan, and would be applied "
+                             "with --rescan (a whole read finds changes it does not hold)",
+                             hint="save a plan with `mailplan plan SPEC --rescan -o FILE` "
+                             "and apply that, or apply this one without --rescan")
+    return saved.rescan
+
+
 def refuse_applied(saved: Plan, state: State) -> None:
     """Refuse a saved plan the state's history says was applied to the end."""
     applied = [h for h in state.data["history"]
@@ -325,4 +339,4 @@ def plan_and_lock(spec: Spec) -> tuple[Path, Any]:
 
 
 __all__ = ["MailplanError", "Planned", "check_saved", "load_for_apply", "make_plan",
-           "plan_and_lock", "state_path_for", "target_digest"]
+           "plan_and_lock", "saved_rescan", "state_path_for", "target_digest"]

@@ -153,7 +153,12 @@ def test_a_plan_saved_without_rescan_is_not_applied_with_it(tmp_path):
     saved = tmp_path / "p.json"
     mailplan("plan", str(spec), "-o", str(saved), check=True)
     assert "rescan" not in json.loads(saved.read_text())
+    logs = tmp_path / "m.state.json.logs"
+    assert logs.is_dir()
+    before = sorted(logs.iterdir())
     res = mailplan("apply", str(saved), "--rescan")
     assert res.returncode == 1
     assert "saved without --rescan, and would be applied with --rescan" in res.stderr
+    assert "mailplan plan SPEC --rescan -o FILE" in res.stderr
     assert count(target, f"ursula@{domain}") == 40  # nothing done
+    assert sorted(logs.iterdir()) == before  # refused before an apply log is begun
