@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import jsonschema
+from click.testing import CliRunner
 from migration import (
     SourceAccount,
     install_target,
@@ -26,6 +27,8 @@ from migration import (
     write_spec,
 )
 
+from mailplan import cli
+from mailplan.errors import MailplanError
 from mailplan.spec import load_schema
 
 
@@ -162,3 +165,27 @@ def test_a_plan_saved_without_rescan_is_not_applied_with_it(tmp_path):
     assert "mailplan plan SPEC --rescan -o FILE" in res.stderr
     assert count(target, f"ursula@{domain}") == 40  # nothing done
     assert sorted(logs.iterdir()) == before  # refused before an apply log is begun
+
+
+def test_the_re_plan_after_a_dropped_connection_keeps_rescan(tmp_path, monkeypatch):
+    """apply's retry plans again after a reconnect: with --rescan too (a plan from the
+    checkpoints would drop the flags the first one showed)."""
+    spool, spec, target, domain = imported(tmp_path)
+    asked: list[bool] = []
+    real = cli.make_plan
+
+    def make_plan(*args, **kwargs):
+        asked.append(kwargs.get("rescan", False))
+        return real(*args, **kwargs)
+
+    def dropped(planned, current, **kwargs):
+        again = kwargs["replan"](current)  # what the retry does after reconnecting
+        again.close()
+        assert [c.kind for c in again.plan.changes] == ["flags", "mailbox"]
+        raise MailplanError("stopped by the test")
+
+    monkeypatch.setattr(cli, "make_plan", make_plan)
+    monkeypatch.setattr(cli, "apply_with_retries", dropped)
+    res = CliRunner().invoke(cli.main, ["apply", str(spec), "--rescan", "--auto-approve"])
+    assert "stopped by the test" in res.output, res.output
+    assert asked == [True, True]
