@@ -119,7 +119,16 @@ def _unchanged(plan: Plan) -> list[str]:
 
 
 def _summary(plan: Plan, prune: bool) -> str:
-    """The last line: the counts, and whether deletions are applied."""
+    """The last line: the counts, whether deletions are applied, and how the mailboxes
+    were read where ``--rescan`` read them whole."""
+    line = _counts(plan, prune)
+    if plan.rescan:
+        line += (" Every mailbox was read whole (--rescan): flags set on the old server "
+                 "since the import are included.")
+    return line
+
+
+def _counts(plan: Plan, prune: bool) -> str:
     counts = plan.counts()
     if plan.changes:
         line = (f"Plan: {counts['create']} to create, {counts['update']} to change, "

@@ -124,7 +124,12 @@ def test_rescan_carries_flags_set_in_place_on_a_spool_that_also_grew(tmp_path):
     verified = mailplan("verify", str(spec))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "No changes" in mailplan("plan", str(spec), check=True).stdout
-    assert "No changes" in mailplan("plan", str(spec), "--rescan", check=True).stdout
+    again = mailplan("plan", str(spec), "--rescan", check=True).stdout
+    assert "No changes" in again
+    # the plan says how it read the mailboxes (a plain one does not)
+    assert again.rstrip().endswith("Every mailbox was read whole (--rescan): flags set on "
+                                   "the old server since the import are included."), again
+    assert "--rescan" not in mailplan("plan", str(spec), check=True).stdout
 
 
 def test_without_rescan_verify_says_how_the_lost_flag_is_carried(tmp_path):
