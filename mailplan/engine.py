@@ -219,15 +219,23 @@ def beyond(saved: Plan, fresh: Plan) -> list[Change]:
 
 def refuse_other_state(saved: Plan, state: State) -> None:
     """Refuse a saved plan made against another state file than ``state`` (said before
-    the hosts are read): most often one planned with ``--state`` and applied without."""
-    if saved.lineage is None or (state.exists and state.lineage == saved.lineage):
+    the hosts are read): most often one planned with ``--state`` and applied without. A
+    plan made where there was no state file yet is refused once ``state`` exists, unless
+    that plan is being resumed (check_saved refused it too, but only after the hosts)."""
+    hint = ("apply it with the state file it was planned with: `mailplan apply PLAN "
+            "--state FILE`, as given to `mailplan plan --state`; or run `mailplan plan` "
+            "again and review the new plan")
+    if saved.lineage is None:
+        if not state.exists or any(h.get("plan_id") == saved.plan_id
+                                   for h in state.data["history"]):
+            return
+        raise StalePlanError(f"this plan was made where there was no state file yet, and "
+                             f"{state.path} is one (lineage {state.lineage})", hint=hint)
+    if state.exists and state.lineage == saved.lineage:
         return
     now = f"lineage {state.lineage}" if state.exists else "none there yet"
     raise StalePlanError(f"this plan was made against another state file than {state.path} "
-                         f"(lineage {saved.lineage}; {now})",
-                         hint="apply it with the state file it was planned with: `mailplan "
-                         "apply PLAN --state FILE`, as given to `mailplan plan --state`; or "
-                         "run `mailplan plan` again and review the new plan")
+                         f"(lineage {saved.lineage}; {now})", hint=hint)
 
 
 def saved_rescan(saved: Plan | None, rescan: bool) -> bool:

@@ -58,3 +58,32 @@ def test_a_stale_plans_first_difference_names_a_mailbox_once():
     grown = Change("create", "mailbox", "d.example", "ann", after="2 message(s)", item="INBOX")
     assert _first_difference(plan(box), plan(grown, plan_id="fresh")) == (
         " (changed: + mailbox ann@d.example INBOX)")
+
+
+def test_a_plan_saved_where_there_was_no_state_yet_is_refused_once_there_is_one(tmp_path):
+    """A plan saved with no state file there yet (``plan --state NEW -o p.json``, or a
+    first plan) applied where a state file exists now was refused only after both hosts
+    were read, as stale ("the state changed ... (serial 0, now N)", "run `mailplan plan`
+    again"): it is refused before, saying so and naming --state; resuming that very plan
+    (its run in the state's history, or in a journal not folded yet) is not refused."""
+    from mailplan.engine import refuse_other_state
+
+    first = Plan("m.yaml", "spec", None, 0, "target", [DOMAIN], plan_id="first")
+    path = tmp_path / "m.state.json"
+    refuse_other_state(first, State.load(path))  # still none: the plan is the first
+    state = State.load(path)
+    state.save()
+    with pytest.raises(StalePlanError, match=r"this plan was made where there was no state "
+                       rf"file yet, and {path} is one \(lineage {state.lineage}\)") as err:
+        refuse_other_state(first, State.load(path))
+    assert "--state FILE" in (err.value.hint or "")
+    resumed = State.load(path)
+    resumed.data["history"] = [{"plan_id": "first", "result": "interrupted"}]
+    resumed.save()
+    refuse_other_state(first, State.load(path, fold=False))
+    journaled = State.load(tmp_path / "j.state.json")
+    journaled.begin("first")  # killed after it began: its run is only in the journal
+    refuse_other_state(first, State.load(tmp_path / "j.state.json", fold=False))
+    other = Plan("m.yaml", "spec", "another", 3, "target", [DOMAIN], plan_id="other")
+    with pytest.raises(StalePlanError, match="made against another state file than"):
+        refuse_other_state(other, State.load(path))
