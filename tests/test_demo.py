@@ -54,3 +54,6 @@ def test_the_sandbox_demo_migrates_and_its_sandbox_can_be_used_again(tmp_path):
     assert (f"  ! example.com: routing problem: {aliases}:22: alias fax: program delivery "
             "'|/usr/local/bin/mail2fax' has no safe vpopmail equivalent") in explained
     assert "NOT verified: 1 item(s) marked FAIL above." in checked.stdout
+    # and the demo's closing words say so (they said verify exits 3 for the fax alias too)
+    assert ("`verify` exits 3 for mallory, and lists the fax alias as explained"
+            in demo.stdout)

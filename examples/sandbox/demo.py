@@ -109,9 +109,10 @@ def main() -> None:
         sys.exit("demo failed: the migrated password does not authenticate")
     print(f"\nThe sandbox stays in {WORK}: there, `mailplan plan {spec.name}`, `apply`, "
           "`verify` and `show` work on it (its stand-in target has no qmail queue for "
-          "`mailplan queue`; `apply` and `verify` exit 3 while the spec names mallory, "
-          "whose locked account is not migrated, and the source's fax alias, which has no "
-          "safe equivalent); mail appended to oldmail/var/spool/mail/alice is "
+          "`mailplan queue`; `apply` exits 3 while the spec's import rule takes mallory, "
+          "whose locked account is not migrated, and the source has its fax alias, which "
+          "has no safe equivalent; `verify` exits 3 for mallory, and lists the fax alias "
+          "as explained); mail appended to oldmail/var/spool/mail/alice is "
           "what the next apply moves, and an alias added to oldmail/etc/aliases what it "
           "creates.")
 
