@@ -77,6 +77,19 @@ class DesiredDomain:
     #: comment and routing alike, as the old server still delivers to it, and is locked
     #: there (its password: :data:`LOCKED`, why in its origin): :meth:`Desired.lock_out`
     locked: dict[str, Problem] = field(default_factory=dict)
+    #: users of the spec left out for a problem of their source account (no shadow
+    #: entry, an empty or unusable password), each with its source login
+    held: dict[str, str] = field(default_factory=dict)
+    #: of those, the ones the target has (:meth:`Desired.keep_held`): left as they are,
+    #: so mail still reaches them the way the old server delivers it (aliases naming
+    #: them, their ~/.forward)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def routed(self) -> dict[str, str]:
+        """The mailboxes routing delivers to, by source login: the users, then the
+        users held back that the target keeps."""
+        return {**{(u.source or u.name): u.name for u in self.users.values()},
+                **{login: name for name, login in sorted(self.kept.items())}}
 
 
 @dataclass
@@ -101,6 +114,15 @@ class Desired:
         self.withhold([problem for name, dom in sorted(self.domains.items())
                        for user, problem in sorted(dom.locked.items())
                        if (name, user) not in there])
+
+    def keep_held(self, there: Collection[tuple[str, str]]) -> None:
+        """Of the users held back by a problem of their source account, those the target
+        has (``there``: its ``(domain, user)`` pairs) are kept for routing: the plan
+        leaves them as they are (:data:`mailplan.diff.HELD`), and the old server still
+        delivers to them."""
+        for name, dom in self.domains.items():
+            dom.kept = {user: login for user, login in dom.held.items()
+                        if (name, user) in there}
 
     def withhold(self, problems: list[Problem], created: Collection[str] = ()) -> None:
         """Leave out the users these problems are about (found once the target was
@@ -291,6 +313,7 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
             if why is None:
                 problems.append(resolved)
                 domain.users.pop(name, None)
+                domain.held[name] = account.name
                 return
             domain.locked[name] = resolved  # a problem only where the target lacks it
             password = Password(LOCKED, Secret(""), why)

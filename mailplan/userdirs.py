@@ -171,10 +171,13 @@ def _line_problem(user: DesiredUser, size: int, exact: bool) -> Problem:
 def withhold_unmakeable(desired: Desired, target: TargetFacts, vpopmail_dir: str) -> None:
     """Leave out of ``desired`` the users the target cannot be given, before anything
     reads its users (plan and verify alike): a locked account the target lacks
-    (:meth:`Desired.lock_out`: never created), then those whose directory vpopmail would
+    (:meth:`Desired.lock_out`: never created), those held back by a problem of their
+    source account kept for routing where the target has them (:meth:`Desired.keep_held`),
+    then those whose directory vpopmail would
     refuse (:func:`dir_problems`; :meth:`Desired.withhold`: a new domain's catch-all to
     one of them bounces)."""
     desired.lock_out(target.users())
+    desired.keep_held(target.users())
     created = set(desired.domains) - set(target.domains) - set(target.alias_of)
     desired.withhold(dir_problems(desired, target, vpopmail_dir), created)
 

@@ -530,3 +530,29 @@ def test_a_list_relies_on_no_qmail_the_apply_leaves_unwritten(tmp_path, target):
     res = target.tool("valias", "-s", first)
     assert f"staff@{first} -> &alice@{first}\nstaff@{first} -> &bob@{second}\n" \
         in res.stdout.decode(), res.stdout
+
+
+@pytest.mark.ssh
+def test_a_migrated_user_held_back_by_a_source_problem_keeps_its_routing(world):
+    """alice, migrated, then given no password on the old server (``passwd -d``: her
+    shadow field emptied): the plan holds her back (a problem) and leaves her account as
+    it is. The aliases that name her, the catch-all line naming her and her ~/.forward
+    went on as if she were gone: ``~ alias`` changes taking her out of staff and
+    webmaster, ``- alias`` deletions (root, abuse, info: applied by --prune, after which
+    that mail bounced) and ``- forward``, while the old server still delivers to her.
+    They stay as they were."""
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    before = world.valias()
+    qmail = (world.user_dir("alice") / ".qmail").read_text()
+    shadow = world.root / "etc/shadow"
+    shadow.write_text(re.sub(r"(?m)^alice:[^:]*:", "alice::", shadow.read_text()))
+    res = mailplan("plan", str(spec), "--detailed-exitcode")
+    assert res.returncode == 0, res.stdout + res.stderr  # no changes
+    problems = res.stdout.partition("Problems (these are not migrated):\n")[2]
+    assert f"! alice@{d}: " in problems, res.stdout
+    assert "alias" not in res.stdout.partition("Problems")[0], res.stdout
+    res = mailplan("apply", str(spec), "--auto-approve", "--prune")
+    assert res.returncode == 3 and "Nothing to apply" in res.stdout, res.stdout + res.stderr
+    assert world.valias() == before
+    assert (world.user_dir("alice") / ".qmail").read_text() == qmail

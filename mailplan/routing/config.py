@@ -121,7 +121,7 @@ def domain_rules(spec: Spec, key: str, domain: DesiredDomain, *, catch_all: Catc
     withheld_users = withheld_users or {}
     body = spec.data["domains"][key] or {}
     where = ("domains", key)
-    mailboxes = {(u.source or u.name): u.name for u in domain.users.values()}
+    mailboxes = domain.routed()
     withheld = {login: name for (dom, name), login in sorted(withheld_users.items())
                 if dom == domain.name}
     rule: Any = body.get("import_aliases", False)

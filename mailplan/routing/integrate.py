@@ -258,7 +258,7 @@ def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,
     the domain's .qmail-NAME before vdelivermail looks for the mailbox, so the mailbox
     would get none of its mail. mailplan removes only its own (with --prune)."""
     wanted = desired.domains.get(domain)
-    mailboxes = set(wanted.users) if wanted is not None else set()
+    mailboxes = set(wanted.users) | set(wanted.kept) if wanted is not None else set()
     out = []
     for alias in sorted(set(aliases) & mailboxes):
         how = ("apply --prune or --prune-only alias removes it (mailplan made it)"

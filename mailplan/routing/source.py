@@ -92,8 +92,9 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
     uids: dict[str, int] = {}
     if src.get("forward", True):
         for domain in desired.domains.values():
-            for user in domain.users.values():
-                account = source.accounts.get(user.source or "")
+            logins = [user.source or "" for user in domain.users.values()]
+            for login in [*logins, *domain.kept.values()]:
+                account = source.accounts.get(login)
                 if account is not None and account.home.startswith("/"):
                     # under source.root, its links followed there; one that leaves it
                     # is refused
