@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import imaplib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -149,7 +150,7 @@ def listed(imap: imaplib.IMAP4, command: str) -> set[str]:
     names = set()
     for line in lines:
         name = line.decode().split(' "." ', 1)[1]
-        name = name[1:-1] if name.startswith('"') else name
+        name = re.sub(r"\\(.)", r"\1", name[1:-1]) if name.startswith('"') else name
         if name != "INBOX":
             names.add(name)
     return names
@@ -268,4 +269,60 @@ def test_flags_set_on_the_old_server_between_two_runs_show_in_imap(sshd):
             ["$Label1", "Work", "\\Seen"], ["\\Answered", "\\Flagged", "\\Seen"]]
         assert sorted(got, key=repr) == sorted(expected(flagged), key=repr)
     finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+#: source folder file -> the name dovecot lists (and opens) it under
+AWKWARD = {"inbox/x": "INBOX.x", "Inbox/y/z": "INBOX.y.z", "x/inbox": "x.inbox",
+           " lead": " lead", "trail ": "trail ", "%pct": "%pct", "st*ar": "st*ar",
+           'q"uote': 'q"uote'}
+
+
+def test_every_folder_dovecot_lists_opens_with_its_mail():
+    """Folder names dovecot treats specially: each imported folder is listed and
+    subscribed under the name a client opens it by, and holds its message there; a
+    second plan changes nothing. (A ``.inbox.x`` directory was listed as ``INBOX.x``, but
+    dovecot opens ``INBOX.x`` in ``.INBOX.x``: "Mailbox doesn't exist".)"""
+    work = Path(tempfile.mkdtemp(prefix="mailplan-names-"))
+    os.chmod(work, 0o755)
+    daemon = None
+    try:
+        src = make_source(work / "source", [SourceAccount("alice", 1000, "Alice", "Pw-alice1")])
+        (src / "var/spool/mail/alice").write_bytes(sep(2) + b"From: a@x\nSubject: i\n\nb\n\n")
+        for day, name in enumerate(AWKWARD, 3):
+            path = src / "home/alice/mail" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(sep(day) + f"From: a@x\nSubject: {day}\n\nb\n\n".encode())
+            os.utime(path, (time.time() - 3600,) * 2)
+        (src / "home/alice/.mailboxlist").write_text("".join(f"mail/{n}\n" for n in AWKWARD))
+        target = install_target(work / "target")
+        domain = unique_domain()
+        spec = write_spec(work / "m.yaml", source_root=src, target=target,
+                          domains={domain: {"import": {"uid_min": 1000}}})
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        address = f"alice@{domain}"
+        udir = target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0]
+        st = Path(udir).stat()
+        hashed = next(line.split(":")[1] for line in Path(udir).parent.joinpath(
+            "vpasswd").read_text().splitlines() if line.startswith("alice:"))
+        daemon = start_dovecot(work / "dovecot", {}, uid=0, gid=0, accounts=[
+            f"{address}:{{CRYPT}}{hashed}:{st.st_uid}:{st.st_gid}::{udir}::"])
+        imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+        try:
+            imap.login(address, "Pw-alice1")
+            want = set(AWKWARD.values())
+            parents = {"x", "INBOX.y"}  # \Noselect levels dovecot shows for x.inbox, INBOX.y.z
+            assert listed(imap, "list") == want | parents, daemon.log()[-2000:]
+            assert listed(imap, "lsub") == want, daemon.log()[-2000:]
+            for name in want:
+                typ, data = imap.status(imap_quote(name), "(MESSAGES)")
+                assert typ == "OK" and data[0].endswith(b"(MESSAGES 1)"), (name, data)
+        finally:
+            imap.logout()
+        mailplan("verify", str(spec), check=True)
+        again = mailplan("plan", str(spec), check=True).stdout
+        assert "No changes" in again, again
+    finally:
+        if daemon is not None:
+            daemon.stop()
         shutil.rmtree(work, ignore_errors=True)

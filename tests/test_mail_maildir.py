@@ -45,6 +45,16 @@ def test_folder_dirname(folder, dirname):
     assert folder_from_dirname(dirname) == ("INBOX" if dirname == "" else folder)
 
 
+@pytest.mark.parametrize("names", ["utf7", "utf8"])
+def test_a_folder_under_inbox_in_any_case_is_under_INBOX(names):
+    # dovecot lists a .inbox.x as INBOX.x, then opens INBOX.x in .INBOX.x: not there
+    assert folder_dirname("inbox/x", names) == ".INBOX.x"
+    assert folder_dirname("Inbox/a/b", names) == ".INBOX.a.b"
+    assert folder_dirname("x/inbox", names) == ".x.inbox"
+    assert imap_name("inbox/x") == "INBOX.x"
+    assert subscription_lines(["inbox/x"], names)["subscriptions"] == ["INBOX.x"]
+
+
 def test_only_ascii_inbox_is_the_inbox():
     assert imap_name("\u0131nbox") == "&ATE-nbox"
     assert subscription_lines(["\u0131nbox", "Inbox"]) == {
@@ -138,6 +148,11 @@ def test_named_gives_the_target_encoding_and_notes_clashes():
                                     "not imported"), notes
     assert "too long" in notes[1].message
     assert named((listed[:1], []), "utf7")[0][0].dirname == ".Entw&APw-rfe"
+    both = [mb("INBOX/x", "/h/mail/INBOX/x"), mb("inbox/x", "/h/mail/inbox/x")]
+    kept, notes = named((both, []), "utf7")
+    assert [m.path for m in kept] == ["/h/mail/INBOX/x"]
+    assert str(notes[0]).startswith("alice@example.com: /h/mail/inbox/x names the same "
+                                    "folder 'INBOX/x' as /h/mail/INBOX/x; not imported"), notes
 
 
 @pytest.mark.parametrize("flags", [None, "", "S", "FRS", "SRF"])

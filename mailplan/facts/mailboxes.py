@@ -139,10 +139,11 @@ def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
     the target's encoding ``names`` (``target.folder_names``). A folder whose directory
     name would be too long in it, and a second file of a user that names the same
     folder (``Entw&APw-rfe`` beside a file named ``Entwürfe``: UW-imapd's modified UTF-7
-    name is decoded), join the notes as problems and are not imported."""
+    name is decoded; ``inbox/x`` beside ``INBOX/x``), join the notes as problems and are
+    not imported."""
     mailboxes, notes = listed
     out = []
-    seen: dict[tuple[str, str, str], str] = {}
+    seen: dict[tuple[str, str, str], tuple[str, str]] = {}
     for mb in mailboxes:
         mb = replace(mb, names=names)
         try:
@@ -152,11 +153,14 @@ def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
                                      f"{escape(mb.path)}: {exc.message}; not imported",
                                      mb.folder))
             continue
-        other = seen.setdefault((mb.domain, mb.user, mb.name), mb.path)
+        # one directory, one folder (inbox/x and INBOX/x are both .INBOX.x); the INBOX's
+        # files (spool, ~/mbox, a folder file INBOX) are told apart by name
+        other, folder = seen.setdefault((mb.domain, mb.user, mb.dirname or mb.name),
+                                        (mb.path, mb.name))
         if other != mb.path:
             notes.append(MailboxNote(mb.domain, mb.user, "problem", mb.path,
                                      f"{escape(mb.path)} names the same folder "
-                                     f"'{escape(mb.name)}' as {escape(other)}; not imported "
+                                     f"'{escape(folder)}' as {escape(other)}; not imported "
                                      "(rename one of them on the source)", mb.folder))
             continue
         out.append(mb)

@@ -155,6 +155,9 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
 
     ``INBOX`` (any case) -> ``""``; ``Work`` -> ``.Work``; ``a/b`` -> ``.a.b``;
     ``v1.2`` -> ``.v1\\2e2``; ``Ärger`` -> ``.&AMQ-rger`` (utf7) or ``.Ärger`` (utf8).
+    A first segment that is INBOX in another case is written ``INBOX`` (``inbox/x`` ->
+    ``.INBOX.x``): dovecot lists a ``.inbox.x`` as ``INBOX.x`` but opens ``INBOX.x`` in
+    ``.INBOX.x``, so the mail in ``.inbox.x`` could not be read.
     """
     _check_names(names)
     if is_inbox(folder):
@@ -169,6 +172,8 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
         if seg in ("", ".", ".."):
             raise FolderNameError(f"folder name {folder!r} has an empty, '.' or '..' part",
                                   hint="folder paths are relative, without // or ..")
+    if is_inbox(segments[0]):  # dovecot opens inbox.x as INBOX.x, in .INBOX.x
+        segments[0] = "INBOX"
     encode = encode_mutf7 if names == "utf7" else str
     escaped = [encode(seg).replace("\\", "\\5c").replace(".", "\\2e") for seg in segments]
     name = "." + ".".join(escaped)
@@ -196,7 +201,10 @@ def imap_name(folder: str, separator: str = ".") -> str:
     """The IMAP mailbox name (modified UTF-7) a server shows for a source folder."""
     if is_inbox(folder):
         return "INBOX"
-    return separator.join(encode_mutf7(seg) for seg in folder.split("/"))
+    segments = folder.split("/")
+    if is_inbox(segments[0]):
+        segments[0] = "INBOX"
+    return separator.join(encode_mutf7(seg) for seg in segments)
 
 
 def subscription_lines(folders: list[str], names: str = "utf7") -> dict[str, list[str]]:
