@@ -36,7 +36,11 @@ DIGEST = "ab" * 32
     ("back\\slash", ".back\\5cslash"),
     ("Entw\u00fcrfe", ".Entw&APw-rfe"),
     ("R&D", ".R&-D"),
-    ("~tilde", ".~tilde"),
+    # dovecot refuses a name that begins with ~ (listescape reads \7e as ~)
+    ("~tilde", ".\\7etilde"),
+    ("a/~b", ".a.\\7eb"),
+    ("x~y", ".x~y"),
+    ("\\7e", ".\\5c7e"),
     # Python upper-cases the dotless i to I: still not the INBOX for an IMAP server
     ("\u0131nbox", ".&ATE-nbox"),
 ])
@@ -89,6 +93,7 @@ def test_imap_name_and_subscriptions():
     ("lists/Entw\u00fcrfe", ".lists.Entw\u00fcrfe"),
     ("v1.2", ".v1\\2e2"),
     ("&AMQ-rger", ".&AMQ-rger"),  # a folder so named on the source: literal in courier 5
+    ("~tilde", ".~tilde"),  # courier opens it: not escaped as for dovecot
 ])
 def test_folder_dirname_utf8(folder, dirname):
     """``target.folder_names: utf8`` (courier-imap 5): names stay UTF-8 on disk."""

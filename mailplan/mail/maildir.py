@@ -18,7 +18,10 @@ A ``.`` *inside* a segment cannot be written as-is (it would create a hierarchy 
 is escaped the way dovecot's listescape plugin reads it: ``\\2e``; a literal ``\\`` becomes
 ``\\5c`` so the escape stays reversible (``v1.2`` -> ``.v1\\2e2``). Dovecot with
 ``mail_plugins = listescape`` shows the original name; dovecot without it and courier show
-``v1\\2e2`` -- a distinct folder, never merged into ``v1/2``. Empty segments, ``.``/``..``
+``v1\\2e2`` -- a distinct folder, never merged into ``v1/2``. In ``utf7`` a ``~`` that
+begins a segment is written ``\\7e`` as listescape reads it (dovecot refuses a name that
+begins with ``~``, and with listescape one whose level does): ``~x`` -> ``.\\7ex``, which
+dovecot without the plugin shows as ``\\7ex``. Empty segments, ``.``/``..``
 segments, NUL, control characters, names that are not UTF-8 and names longer than 255
 bytes on disk are refused.
 
@@ -176,6 +179,8 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
         segments[0] = "INBOX"
     encode = encode_mutf7 if names == "utf7" else str
     escaped = [encode(seg).replace("\\", "\\5c").replace(".", "\\2e") for seg in segments]
+    if names == "utf7":  # dovecot refuses a name that begins with ~: listescape's \7e
+        escaped = ["\\7e" + seg[1:] if seg[:1] == "~" else seg for seg in escaped]
     name = "." + ".".join(escaped)
     if len(name.encode()) > 255:
         raise FolderNameError(f"folder name {folder!r} is too long for a directory name")
@@ -190,8 +195,10 @@ def folder_from_dirname(dirname: str, names: str = "utf7") -> str:
     if not dirname.startswith(".") or dirname in (".", ".."):
         raise FolderNameError(f"{dirname!r} is not a Maildir++ folder directory")
     decode = decode_mutf7 if names == "utf7" else str
+    tilde = "\\7e" if names == "utf7" else None
     try:
-        return "/".join(decode(p.replace("\\2e", ".").replace("\\5c", "\\"))
+        return "/".join(decode(("~" + p[3:] if p[:3] == tilde else p)
+                               .replace("\\2e", ".").replace("\\5c", "\\"))
                         for p in dirname[1:].split("."))
     except (ValueError, UnicodeError):  # a directory not named by an IMAP server
         raise FolderNameError(f"'{escape(dirname)}' is not valid modified UTF-7") from None
