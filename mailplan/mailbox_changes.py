@@ -26,6 +26,7 @@ from mailplan.facts.checkpoints import checkpoint_ends
 from mailplan.facts.mailbox_scan import MailboxScan
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.notes import MailboxNote
+from mailplan.mail.maildir import folder_from_dirname
 from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.mailbox_reads import Start
 from mailplan.names import human_size
@@ -176,7 +177,9 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
         if scan.counted else ""
     change = Change("create", "mailbox", mb.domain, mb.user, item=mb.name,
                     after=f"{scan.todo} message(s), {human_size(size)} to import into "
-                    + ("INBOX" if mb.dirname == "" else marked(mb.folder))
+                    # as written (inbox/x goes into INBOX/x)
+                    + ("INBOX" if mb.dirname == "" else marked(
+                        folder_from_dirname(mb.dirname, mb.names)))
                     + (f"; {there} already imported" if there else "")
                     + read + how + skipped,
                     fingerprint=scan.todo_digest)

@@ -301,7 +301,9 @@ def test_every_folder_dovecot_lists_opens_with_its_mail():
         domain = unique_domain()
         spec = write_spec(work / "m.yaml", source_root=src, target=target,
                           domains={domain: {"import": {"uid_min": 1000}}})
-        mailplan("apply", str(spec), "--auto-approve", check=True)
+        out = mailplan("apply", str(spec), "--auto-approve", check=True).stdout
+        # the plan names the folder the mail goes into
+        assert "to import into INBOX/y/z " in out and "into Inbox" not in out, out
         address = f"alice@{domain}"
         udir = target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0]
         st = Path(udir).stat()
