@@ -271,6 +271,34 @@ def test_a_qmail_written_by_hand_where_mailplan_made_the_user_anew_is_never_prun
 
 
 @pytest.mark.ssh
+def test_prune_leaves_an_alias_or_forward_changed_on_the_target_since(world):
+    """mailplan wrote carol's .qmail and the alias sales; then carol set a vacation on
+    the new server (her .qmail rewritten) and an admin added a line to sales. Once the
+    source and spec no longer want them, they are not what mailplan wrote: --prune
+    leaves both (plan -v says why), and still removes team, unchanged since."""
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    qmail = world.user_dir("carol") / ".qmail"
+    vacation = "| /home/vpopmail/bin/autorespond 86400 3 message .\n./Maildir/\n"
+    qmail.write_text(vacation)
+    assert world.target.tool("valias", "-i", "boss@x.example", f"sales@{d}").returncode == 0
+    (world.root / "home/carol/.forward").unlink()
+    spec = world.write(aliases={}, import_aliases={"exclude": ["ghost", "team"]})
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    assert f"- alias team@{d}" in plan
+    assert f"- alias sales@{d}" not in plan and f"- forward carol@{d}" not in plan, plan
+    assert "alias created by mailplan, not wanted by the spec any more, but changed on " \
+        "the target since mailplan wrote it (&alice@" in plan
+    assert "forward created by mailplan, not wanted by the spec any more, but changed " \
+        "on the target since mailplan wrote it (| /home/vpopmail/bin/autorespond" in plan
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert qmail.read_text() == vacation
+    left = world.valias()
+    assert left[f"sales@{d}"][-1] == "boss@x.example" and f"team@{d}" not in left
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
 def test_saved_plan_goes_stale_when_a_forward_changes(world):
     spec = world.write()
     saved = world.tmp / "p.json"

@@ -16,7 +16,12 @@ from mailplan.render import render_plan
 from mailplan.routing.aliases import parse_aliases
 from mailplan.routing.diff import AddAlias, AddAliasDomain, ChangeAlias, SetForward
 from mailplan.routing.integrate import map_spec, merge_changes, to_core
-from mailplan.routing.managed import managed_routing
+from mailplan.routing.managed import (
+    apply_routing_entry,
+    effect,
+    managed_routing,
+    unchanged_routing,
+)
 from mailplan.routing.model import Include, Origin, RoutingError
 from mailplan.routing.rules import SourceRouting
 from mailplan.routing.virtusertable import parse_virtusertable
@@ -865,3 +870,25 @@ def test_under_a_root_the_forward_files_links_are_looked_up_once_for_all_users(t
     one = _forward_look_ups(tmp_path / "one", 1)
     assert one
     assert len(_forward_look_ups(tmp_path / "four", 4)) == len(one)
+
+
+def test_prune_candidates_are_only_what_still_holds_the_lines_mailplan_wrote():
+    data: dict = {}
+    for entry in (effect("alias", "d.example", "sales", created=True,
+                         lines=("&alice@d.example",)),
+                  effect("alias", "d.example", "team", created=True, lines=("&bob@X.example",)),
+                  effect("forward", "d.example", "carol", created=True, lines=("&c@x.example",)),
+                  {"domain": "d.example", "routing": "alias", "name": "old", "created": True},
+                  # a change mailplan made to its own alias: the new lines are the ones
+                  effect("alias", "d.example", "team", lines=("&carol@d.example",)),
+                  # a change to an alias mailplan did not make: no record appears
+                  effect("alias", "d.example", "other", lines=("&x@y.example",))):
+        assert apply_routing_entry(data, {**entry, "at": "t"})
+    assert managed_routing(data, "d.example", "alias") == {"sales", "team", "old"}
+    observed = {"sales": ("&alice@d.example", "boss@x.example"),  # changed by hand
+                "team": ("carol@D.EXAMPLE",), "old": ("&z@y.example",)}
+    assert unchanged_routing(data, "d.example", "alias", observed) == {"team", "old"}
+    assert unchanged_routing(data, "d.example", "forward", {"carol": ("&c@x.example",)}) \
+        == {"carol"}
+    assert unchanged_routing(data, "d.example", "forward",
+                             {"carol": ("| autorespond", "./Maildir/")}) == frozenset()

@@ -126,7 +126,7 @@ def execute_routing(session: ShellSession, ctx: Context, change: Change) -> dict
             raise step.fail(f"valias reported success but {address} delivers to "
                             f"{show_lines(got or ())}, not {show_lines(action.destinations)}")
         return effect("alias", action.domain, action.name,
-                      created=isinstance(action, AddAlias))
+                      created=isinstance(action, AddAlias), lines=got)
     if isinstance(action, SetForward | RemoveForward):
         address = f"{action.mailbox}@{action.domain}"
         got = step.dot_qmail(address)
@@ -138,7 +138,7 @@ def execute_routing(session: ShellSession, ctx: Context, change: Change) -> dict
             raise step.fail(f"the .qmail of {address} holds {show_lines(got or ())}, not "
                             f"{show_lines(action.lines)}")
         return effect("forward", action.domain, action.mailbox,
-                      created=action.current is None)
+                      created=action.current is None, lines=got)
     assert isinstance(action, AddAliasDomain)
     res = session.run(Cmd.of(vpopmail_tool(ctx.vpopmail_dir, "vdominfo"), "-n", "-d",
                              action.alias_domain).render())

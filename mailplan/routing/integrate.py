@@ -47,10 +47,11 @@ from mailplan.routing.diff import (
 )
 from mailplan.routing.diff import Change as RoutingChange
 from mailplan.routing.execute import execute_routing, show_lines
-from mailplan.routing.managed import ROUTING_KINDS, managed_routing
+from mailplan.routing.facts import ObservedRouting
+from mailplan.routing.managed import ROUTING_KINDS, managed_routing, unchanged_routing
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Origin, RoutingError
-from mailplan.routing.rules import CatchAll, RoutingPlan, SourceRouting
+from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
 from mailplan.routing.source import read_source_routing
 from mailplan.routing.target import TargetRouting, read_target_routing
 from mailplan.routing.virtusertable import Virtusertable
@@ -188,9 +189,13 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
     for name in sorted(wanted):
         want = wanted[name]
         observed = have.observed[name]
-        changes = diff_routing(want, observed, managed_routing(state.data, name, "alias"),
-                               prune=True,
-                               managed_forwards=managed_routing(state.data, name, "forward"))
+        # --prune removes only what still holds the lines mailplan wrote there
+        ours = unchanged_routing(state.data, name, "alias", dict(observed.aliases))
+        ours_forwards = unchanged_routing(state.data, name, "forward",
+                                          dict(observed.forwards))
+        changes = diff_routing(want, observed, ours, prune=True,
+                               managed_forwards=ours_forwards)
+        out.noops.extend(_changed_since(name, want, observed, state, ours, ours_forwards))
         users = target.domains[name].users if name in target.domains else {}
         for change in changes:
             if isinstance(change, SetCatchAll):
@@ -215,9 +220,9 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
             core = to_core(change, dict(want.origins))
             out.changes.append(core)
             out.actions[core.id] = change
-        ours = managed_routing(state.data, name, "alias")
         findings += _shadowed_mailboxes(name, observed.aliases, desired, ours)
-        for alias in sorted(set(observed.aliases) - set(want.aliases) - ours):
+        for alias in sorted(set(observed.aliases) - set(want.aliases)
+                            - managed_routing(state.data, name, "alias")):
             out.noops.append(Noop(name, alias, "alias on the target, not wanted by the spec "
                                   "and not created by mailplan; left alone"))
         for alias, lines in sorted(want.aliases.items()):
@@ -269,6 +274,24 @@ def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,
             "warning", f"alias {alias}@{domain} on the target has the name of the mailbox "
             f"{alias}: qmail-local reads {alias_file_name(alias)} first, so the mailbox gets "
             f"none of its mail while it exists; {how}", None, domain))
+    return out
+
+
+def _changed_since(domain: str, want: DomainRouting, observed: ObservedRouting,
+                   state: State, aliases: frozenset[str],
+                   forwards: frozenset[str]) -> list[Noop]:
+    """Aliases and forwards mailplan made that the spec no longer wants but that were
+    changed on the target since mailplan wrote them: not removed (not its lines now)."""
+    out = []
+    for kind, wanted, have, ours in (("alias", want.aliases, observed.aliases, aliases),
+                                     ("forward", want.forwards, observed.forwards,
+                                      forwards)):
+        for name in sorted(managed_routing(state.data, domain, kind) - ours):
+            if name not in wanted and have.get(name):
+                out.append(Noop(domain, name, f"{kind} created by mailplan, not wanted by "
+                                "the spec any more, but changed on the target since "
+                                f"mailplan wrote it ({show_lines(tuple(have[name]))}); "
+                                "left alone, also by --prune"))
     return out
 
 
