@@ -756,6 +756,31 @@ def test_plussed_addresses_sendmail_delivered_are_a_caution_per_domain():
                 if f.severity == "caution"]
 
 
+def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
+    """With the plussed-users rule, sendmail delivered a local name+detail that is no
+    alias as the alias name+*, else as name (alias or user): the alias keeps that
+    recipient (a note); without the rule it resolves to nothing, as before."""
+    rule = Origin("/etc/mail/sendmail.cf", 120)
+    text = ("staff: bob+lists, carol\nsales: staff+foo\ncarol: carol, carol@home.example\n"
+            "team: list+x, alice+y+z\nlist+*: alice\nlist+x: bob\nupdates: list+other\n")
+    aliases = (parse_aliases(text, "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob", "carol": "carol"},
+                         import_aliases=True)]
+    plan = map_routing(SourceRouting(aliases=aliases, plus_detail=rule), rules)
+    got = plan.domains["example.com"].aliases
+    assert got["staff"] == ("&bob@example.com", "&carol@example.com")
+    assert got["sales"] == got["staff"]
+    assert got["team"] == ("&bob@example.com", "&alice@example.com")  # list+x: its own
+    assert got["updates"] == ("&alice@example.com",)                      # list+*
+    assert "note: [example.com] /etc/aliases:1: alias staff: bob+lists is delivered as " \
+        "bob, as sendmail's plussed-users rule did (the +detail is not kept on vpopmail)" \
+        in _messages(plan, "note")
+    assert not [w for w in _messages(plan) if "resolves to nothing" in w]
+    plain = map_routing(SourceRouting(aliases=aliases), rules)
+    assert plain.domains["example.com"].aliases["staff"] == ("&carol@example.com",)
+    assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]
+
+
 def test_a_name_of_a_user_the_plan_does_not_create_says_so():
     """A user withheld once the target is read (its directory too long) is no mailbox:
     what delivers to it says that user is not created, not that there is no such user."""

@@ -76,7 +76,8 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     directory = Directory({r.domain: r for r in domains}, table,
                           source.local_hostnames - served,
                           {a: r.domain for r in domains for a in r.alias_domains},
-                          min(source.max_alias_recursion, MAX_DEPTH))
+                          min(source.max_alias_recursion, MAX_DEPTH),
+                          plus_detail=source.plus_detail is not None)
     if source.max_alias_recursion > MAX_DEPTH:
         findings.append(Finding(
             "note", f"sendmail.cf sets MaxAliasRecursion to {source.max_alias_recursion}; "

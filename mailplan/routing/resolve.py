@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailplan.routing.aliases import AliasEntry
 from mailplan.routing.model import (
@@ -54,6 +54,9 @@ class Directory:
     alias_of: Mapping[str, str] = field(default_factory=dict)
     #: how many aliases deep an address is followed (sendmail's MaxAliasRecursion)
     max_depth: int = 10
+    #: sendmail.cf has the plussed-users rule: a local ``name+detail`` that is no alias
+    #: was delivered as ``name+*`` (an alias), else as ``name``
+    plus_detail: bool = False
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
         """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
@@ -201,6 +204,10 @@ class Resolver:
             entry = self.directory.aliases[name]
             return self.lines(entry.targets, context=context, owner=owner,
                               chain=(*chain, name), depth=depth + 1)
+        base, plus, _detail = name.partition("+")
+        if self.directory.plus_detail and plus and base:
+            return self._plussed(target, base, context=context, owner=owner, chain=chain,
+                                 depth=depth)
         found = self.directory.mailbox(name, self.domain, target_names=self.target_names)
         if len(found) == 1:
             domain, mailbox = found[0]
@@ -239,6 +246,22 @@ class Resolver:
                       "name (letters, digits, . _ + -) resolves to nothing (no alias, no "
                       "migrated user)", target.origin)
         return []
+
+    def _plussed(self, target: Address, base: str, *, context: str, owner: str | None,
+                 chain: tuple[str, ...], depth: int) -> list[str]:
+        """``name+detail`` with sendmail.cf's plussed-users rule (ruleset 5, after the
+        alias lookup of the whole name failed): the alias ``name+*``, else ``name`` as
+        an alias or user. On vpopmail the line is ``name``'s (the detail is dropped:
+        qmail splits extensions only at '-')."""
+        wildcard = f"{base}+*"
+        if not target.escaped and wildcard not in chain and wildcard in self.directory.aliases:
+            entry = self.directory.aliases[wildcard]
+            return self.lines(entry.targets, context=context, owner=owner,
+                              chain=(*chain, wildcard), depth=depth + 1)
+        self.note(f"{context}: {target.local.lower()} is delivered as {base}, as sendmail's "
+                  "plussed-users rule did (the +detail is not kept on vpopmail)", target.origin)
+        return self._local(replace(target, local=base, domain=None), context=context,
+                           owner=owner, chain=chain, depth=depth)
 
     def _break_loop(self, name: str, *, context: str, owner: str | None,
                     chain: tuple[str, ...], origin: Origin) -> str | None:
