@@ -299,6 +299,22 @@ def test_prune_leaves_an_alias_or_forward_changed_on_the_target_since(world):
 
 
 @pytest.mark.ssh
+def test_a_dot_qmail_saved_with_crlf_is_rewritten(world):
+    """vdelivermail keeps a carriage return in the line it delivers to: a .qmail saved
+    with CRLF line ends does not forward as its text reads, so it is no match."""
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    qmail = world.user_dir("alice") / ".qmail"
+    qmail.write_bytes(qmail.read_bytes().replace(b"\n", b"\r\n"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ forward alice@{d}: ./Maildir/\\r, &alice@home.example\\r -> ./Maildir/, " \
+        "&alice@home.example (from" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert qmail.read_bytes() == b"./Maildir/\n&alice@home.example\n"
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
 def test_saved_plan_goes_stale_when_a_forward_changes(world):
     spec = world.write()
     saved = world.tmp / "p.json"

@@ -16,6 +16,7 @@ from mailplan.routing.diff import (
     SetCatchAll,
     SetForward,
     diff_routing,
+    same_lines,
 )
 from mailplan.routing.facts import (
     ObservedRouting,
@@ -127,6 +128,13 @@ def test_reference_default_line_is_delete():
 def test_dot_qmail():
     assert parse_dot_qmail("./Maildir/\n&a@b.example\n") == ("./Maildir/", "&a@b.example")
     assert parse_dot_qmail("") == ()
+
+
+def test_a_carriage_return_in_a_dot_qmail_is_part_of_its_line():
+    """vdelivermail ends a .qmail line at its newline only: in a CRLF file the address
+    ends in a carriage return, which is not the forward mailplan wants (rewritten)."""
+    assert parse_dot_qmail("&a@b.example\r\n") == ("&a@b.example\r",)
+    assert not same_lines(("&a@b.example",), parse_dot_qmail("&a@b.example\r\n"))
 
 
 DESIRED = DomainRouting(

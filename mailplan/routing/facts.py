@@ -120,8 +120,10 @@ def parse_qmail_default(content: str, domain: str) -> CatchAll | None:
 
 
 def parse_dot_qmail(content: str) -> tuple[str, ...]:
-    """Delivery lines of a mailbox's own .qmail ('' when the file is missing)."""
+    """Delivery lines of a mailbox's own .qmail ('' when the file is missing), each as
+    vdelivermail reads it: up to its newline, a carriage return before it kept (part of
+    the address or path it delivers to: a CRLF file does not deliver as its text reads)."""
     lines = content.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return tuple(line.rstrip("\r") for line in lines)
+    return tuple(lines)
