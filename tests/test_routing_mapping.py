@@ -776,6 +776,12 @@ def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
         "bob, as sendmail's plussed-users rule did (the +detail is not kept on vpopmail)" \
         in _messages(plan, "note")
     assert not [w for w in _messages(plan) if "resolves to nothing" in w]
+    # a name read from an :include: file is not echoed (any file's line)
+    listed = resolve_includes(parse_aliases("crew: :include:/etc/mail/crew\n", "/etc/aliases"),
+                              lambda path: b"bob+Secret=x\n")
+    crew = map_routing(SourceRouting(aliases=(listed,), plus_detail=rule), rules)
+    assert crew.domains["example.com"].aliases["crew"] == ("&bob@example.com",)
+    assert not [n for n in _messages(crew, "note") if "Secret" in n or "secret" in n]
     plain = map_routing(SourceRouting(aliases=aliases), rules)
     assert plain.domains["example.com"].aliases["staff"] == ("&carol@example.com",)
     assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]

@@ -258,8 +258,12 @@ class Resolver:
             entry = self.directory.aliases[wildcard]
             return self.lines(entry.targets, context=context, owner=owner,
                               chain=(*chain, wildcard), depth=depth + 1)
-        self.note(f"{context}: {target.local.lower()} is delivered as {base}, as sendmail's "
-                  "plussed-users rule did (the +detail is not kept on vpopmail)", target.origin)
+        name = target.local.lower()
+        shown = (f"{name} is delivered as {base}"
+                 if _PLAIN_NAME.fullmatch(name) and not target.listed  # as warnings do
+                 else "a name+detail entry is delivered as the name before its '+'")
+        self.note(f"{context}: {shown}, as sendmail's plussed-users rule did (the +detail "
+                  "is not kept on vpopmail)", target.origin)
         return self._local(replace(target, local=base, domain=None), context=context,
                            owner=owner, chain=chain, depth=depth)
 
