@@ -782,6 +782,20 @@ def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
     crew = map_routing(SourceRouting(aliases=(listed,), plus_detail=rule), rules)
     assert crew.domains["example.com"].aliases["crew"] == ("&bob@example.com",)
     assert not [n for n in _messages(crew, "note") if "Secret" in n or "secret" in n]
+    # the same as an address at one of the old host's own names (class w): the user
+    # (renamed or not); elsewhere, or with a name+* alias on the source, left as it is
+    own = (parse_aliases("ops: Bob+Lists@Example.COM, carol+x@example.org, list+y@example.com,"
+                         " dave+z@example.com\nlist+*: carol\n", "/etc/aliases"),)
+    renamed = [DomainRules("example.com", {"alice": "alice", "bob": "robert", "dave": "dave"},
+                           import_aliases=True), DomainRules("example.org", {"carol": "carol"})]
+    local = frozenset({"example.com", "example.org", "oldhost"})
+    ops = map_routing(SourceRouting(aliases=own, plus_detail=rule, local_hostnames=local),
+                      renamed)
+    assert ops.domains["example.com"].aliases["ops"] == (
+        "&robert@example.com", "&carol@example.org", "&list+y@example.com",
+        "&dave@example.com")
+    assert map_routing(SourceRouting(aliases=own, plus_detail=rule), renamed).domains[
+        "example.com"].aliases["ops"][0] == "&bob+lists@example.com"  # not class w
     plain = map_routing(SourceRouting(aliases=aliases), rules)
     assert plain.domains["example.com"].aliases["staff"] == ("&carol@example.com",)
     assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]

@@ -57,6 +57,9 @@ class Directory:
     #: sendmail.cf has the plussed-users rule: a local ``name+detail`` that is no alias
     #: was delivered as ``name+*`` (an alias), else as ``name``
     plus_detail: bool = False
+    #: migrated domains that were the old host's own names (class w): with the rule,
+    #: ``name+detail@`` one of them was delivered as that local name
+    plussed_domains: frozenset[str] = frozenset()
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
         """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
@@ -297,7 +300,16 @@ class Resolver:
             return f"&{target.local}@{target.domain}"
         # vpopmail names are lower-case (vpopmail and qmail-local fold the recipient):
         # Info@ is info@, which the existence check below must find
-        mailbox = self.directory.renamed(target.local.lower(), domain)
+        local = target.local.lower()
+        base, plus, _detail = local.partition("+")
+        if (plus and base and domain in self.directory.plussed_domains
+                and local not in self.directory.aliases
+                and f"{base}+*" not in self.directory.aliases):
+            self.note(f"{context}: an address NAME+DETAIL@{domain} is delivered as "
+                      f"NAME@{domain}, as sendmail's plussed-users rule did ({domain} was one "
+                      "of its own names; the +detail is not kept on vpopmail)", target.origin)
+            local = base
+        mailbox = self.directory.renamed(local, domain)
         if domain == self.domain and owner is not None and mailbox == owner:
             return OWN_MAILDIR if target.escaped else SELF
         self.checks.append(Check(mailbox, domain, target.origin, context))
