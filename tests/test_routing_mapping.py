@@ -801,6 +801,20 @@ def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
     assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]
 
 
+def test_a_system_alias_named_like_a_migrated_mailbox_routes_that_mailbox():
+    """sendmail looked a name up in the aliases before the users: with a user 'backup'
+    migrated and 'backup: alice', mail to backup went to alice. The system-alias policy
+    must not leave the mailbox getting it on vpopmail: its .qmail says alice."""
+    aliases = (parse_aliases("backup: alice\nmanager: alice, m@remote.example\n"
+                             "root: alice\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "backup": "backup",
+                                         "manager": "manager"}, import_aliases=True)]
+    got = map_routing(SourceRouting(aliases=aliases), rules).domains["example.com"]
+    assert got.forwards == {"backup": ("&alice@example.com",),
+                            "manager": ("&alice@example.com", "&m@remote.example")}
+    assert got.aliases == {}  # root: no mailbox of that name, a system alias
+
+
 def test_a_name_of_a_user_the_plan_does_not_create_says_so():
     """A user withheld once the target is read (its directory too long) is no mailbox:
     what delivers to it says that user is not created, not that there is no such user."""

@@ -380,7 +380,7 @@ def _imported(name: str, rules: DomainRules, resolver: Resolver, entry: AliasEnt
         return False
     if any(fnmatchcase(name, p) for p in rules.exclude):
         return False
-    if name in SYSTEM_ACCOUNTS and name not in rules.include:
+    if name in SYSTEM_ACCOUNTS and name not in {*rules.include, *rules.mailboxes.values()}:
         resolver.note(f"system alias {name!r} not imported into {rules.domain} (name it in "
                       "include to import it); it still resolves as a target", origin)
         return False
