@@ -240,13 +240,18 @@ def test_drift_is_repaired_and_prune_removes_only_what_mailplan_created(world):
     assert not (world.domain_dir() / ".qmail-sales").exists()
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
 
-    # forwards too: only the ones mailplan wrote, only with --prune
+    # a forward mailplan wrote whose ~/.forward is gone from the source, its mailbox
+    # still migrated: removed by a plain apply (the old server delivers carol's mail to
+    # her now, so must the new one: no --prune for that, and no mail is deleted)
     (world.root / "home/carol/.forward").unlink()
     plan = mailplan("plan", str(spec), check=True).stdout
-    assert f"- forward carol@{d}" in plan
-    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert (f"~ forward carol@{d}: ./Maildir/, &carol@new.example -> its own Maildir (no "
+            "forward: the source no longer forwards it)") in plan, plan
+    assert f"- forward carol@{d}" not in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
     assert not (world.user_dir("carol") / ".qmail").exists()
     assert (world.user_dir("alice") / ".qmail").exists()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
 
 
 @pytest.mark.ssh

@@ -139,6 +139,16 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting, *,
 # ---------------------------------------------------------------------------- changes
 
 
+def _forward_ended(change: RemoveForward) -> Change:
+    """The removal of the forward of a mailbox still migrated (its ~/.forward gone from
+    the source, or keeping the mail there): a change of where its mail goes, made by
+    every apply as the old server already delivers so; no mail is deleted with it (only
+    a forward of a mailbox the spec drops waits for --prune, with its user)."""
+    return Change("update", "forward", change.domain, change.mailbox,
+                  before=show_lines(change.current),
+                  after="its own Maildir (no forward: the source no longer forwards it)")
+
+
 def _from(origin: Origin | None) -> str:
     return f" (from {origin})" if origin else ""
 
@@ -197,6 +207,8 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                                managed_forwards=ours_forwards)
         out.noops.extend(_changed_since(name, want, observed, state, ours, ours_forwards))
         users = target.domains[name].users if name in target.domains else {}
+        mailboxes = set(desired.domains[name].routed().values()) \
+            if name in desired.domains else set()
         for change in changes:
             if isinstance(change, SetCatchAll):
                 continue  # the core's unknown_recipients owns .qmail-default
@@ -218,6 +230,8 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                                         name))
                 continue
             core = to_core(change, dict(want.origins))
+            if isinstance(change, RemoveForward) and change.mailbox in mailboxes:
+                core = _forward_ended(change)
             out.changes.append(core)
             out.actions[core.id] = change
         findings += _shadowed_mailboxes(name, observed.aliases, desired, ours)
