@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,20 @@ def listed(imap: imaplib.IMAP4, command: str) -> set[str]:
     return names
 
 
+def alice_with_folders(work: Path, names: Iterable[str]) -> Path:
+    """alice's source under ``work``: her spool, and a folder file under ~/mail for each
+    of ``names`` (one message each, settled), all subscribed in ~/.mailboxlist."""
+    src = make_source(work / "source", [SourceAccount("alice", 1000, "Alice", "Pw-alice1")])
+    (src / "var/spool/mail/alice").write_bytes(sep(2) + b"From: a@x\nSubject: i\n\nb\n\n")
+    for day, name in enumerate(names, 3):
+        path = src / "home/alice/mail" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sep(day) + f"From: a@x\nSubject: {day}\n\nb\n\n".encode())
+        os.utime(path, (time.time() - 3600,) * 2)
+    (src / "home/alice/.mailboxlist").write_text("".join(f"mail/{n}\n" for n in names))
+    return src
+
+
 @pytest.mark.parametrize("encoding", ["utf7", "utf8"])
 def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(encoding):
     """``target.folder_names``: utf8 folders (and subscriptions) list correctly in
@@ -168,15 +183,7 @@ def test_folder_names_list_under_their_names_in_the_server_of_their_encoding(enc
     os.chmod(work, 0o755)
     daemon = None
     try:
-        src = make_source(work / "source", [SourceAccount("alice", 1000, "Alice", "Pw-alice1")])
-        (src / "var/spool/mail/alice").write_bytes(sep(2) + b"From: a@x\nSubject: i\n\nb\n\n")
-        for day, name in enumerate(NAMED, 3):
-            path = src / "home/alice/mail" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(sep(day) + f"From: a@x\nSubject: {day}\n\nb\n\n".encode())
-        (src / "home/alice/.mailboxlist").write_text("".join(f"mail/{n}\n" for n in NAMED))
-        for path in (src / "home/alice/mail").iterdir():
-            os.utime(path, (time.time() - 3600,) * 2)
+        src = alice_with_folders(work, NAMED)
         target = install_target(work / "target")
         domain = unique_domain()
         spec = write_spec(work / "m.yaml", source_root=src, target=target,
@@ -289,14 +296,7 @@ def test_every_folder_dovecot_lists_opens_with_its_mail():
     os.chmod(work, 0o755)
     daemon = None
     try:
-        src = make_source(work / "source", [SourceAccount("alice", 1000, "Alice", "Pw-alice1")])
-        (src / "var/spool/mail/alice").write_bytes(sep(2) + b"From: a@x\nSubject: i\n\nb\n\n")
-        for day, name in enumerate(AWKWARD, 3):
-            path = src / "home/alice/mail" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(sep(day) + f"From: a@x\nSubject: {day}\n\nb\n\n".encode())
-            os.utime(path, (time.time() - 3600,) * 2)
-        (src / "home/alice/.mailboxlist").write_text("".join(f"mail/{n}\n" for n in AWKWARD))
+        src = alice_with_folders(work, AWKWARD)
         target = install_target(work / "target")
         domain = unique_domain()
         spec = write_spec(work / "m.yaml", source_root=src, target=target,
