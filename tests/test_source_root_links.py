@@ -160,4 +160,5 @@ def test_init_reads_the_copy_where_its_links_lead_inside_it(tmp_path):
     mailplan("init", "--source", "local", "--root", str(src), "-o", str(spec), check=True)
     text = spec.read_text()
     assert "stolen" not in text and "  example.com:\n" in text, text
-    assert "- name: alice  # uid 1000; INBOX 62B, 2 folder(s) 124B\n" in text, text
+    # the copy's ~/mbox (init sizes it as the import reads it: mail to migrate)
+    assert "- name: alice  # uid 1000; INBOX 62B, ~/mbox 62B, 2 folder(s) 124B\n" in text, text
