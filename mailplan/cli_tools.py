@@ -53,6 +53,12 @@ def _spec_path(path: str) -> str:
     return path if path.startswith("~") else os.path.abspath(path)
 
 
+def _as_written(entry: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+    """A hosts: entry as the spec writes it: its key files by :func:`_spec_path`."""
+    return {k: _spec_path(str(v)) if k in ("identity_file", "known_hosts") else v
+            for k, v in entry.items()}
+
+
 @click.command(epilog=_examples(
     "mailplan init --source ssh://root@oldmail.example.com -o migration.yaml",
     "mailplan init --source ssh://admin@10.0.0.5:2222 --sudo --domain example.com "
@@ -106,10 +112,7 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         accept_new_host_key=accept_new_host_key)) if target else {
         "address": "newmail.example.com", "user": "root"}
     # the spec reads a relative path as relative to itself, the options as given here
-    written = {k: _spec_path(v) if k in ("identity_file", "known_hosts") else v
-               for k, v in entry.items()}
-    target_entry = {k: _spec_path(v) if k in ("identity_file", "known_hosts") else v
-                    for k, v in target_entry.items()}
+    written, target_entry = _as_written(entry), _as_written(target_entry)
     path = Path(out) if out else None
     if path is not None:
         check_out(path, force=force)
