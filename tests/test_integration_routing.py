@@ -521,6 +521,35 @@ def test_an_alias_on_the_target_that_shadows_a_migrated_mailbox_is_a_warning(wor
 
 
 @pytest.mark.ssh
+def test_a_shadowing_alias_mailplan_made_and_an_admin_changed_says_so(world):
+    """An alias mailplan made, changed on the target by hand since, that shadows a
+    mailbox the spec now migrates: --prune leaves it alone (not mailplan's lines now),
+    and the warning says mailplan made it and it was changed, not that mailplan did
+    not make it."""
+    d = world.domain
+    spec = world.write(**{"import": {"uid_min": 1000, "exclude": ["bob", "carol", "dave"]},
+                          "aliases": {"carol": ["alice"], "dave": ["alice"]}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert world.valias()[f"dave@{d}"] == [f"&alice@{d}"]
+    # by hand: a line added to the alias dave mailplan wrote
+    assert world.target.tool("valias", "-i", "x@remote.example", f"dave@{d}").returncode == 0
+    spec = world.write(aliases={})  # carol and dave are migrated now
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"alias dave@{d} on the target has the name of the mailbox dave: qmail-local "
+            "reads .qmail-dave first, so the mailbox gets none of its mail while it "
+            "exists; mailplan made it, but it was changed on the target since mailplan "
+            "wrote it, so --prune leaves it alone (not mailplan's lines now): remove it by "
+            f"hand (valias -d dave@{d}) once its new lines are no longer wanted") in plan, plan
+    assert "mailplan did not make it" not in plan, plan
+    assert "removes it (mailplan made it)" in plan  # carol's, unchanged
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert f"carol@{d}" not in world.valias()
+    assert world.valias()[f"dave@{d}"] == [f"&alice@{d}", "x@remote.example"]
+    assert "mailplan made it, but it was changed" in mailplan("plan", str(spec),
+                                                              check=True).stdout
+
+
+@pytest.mark.ssh
 def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(world):
     """Without source.aliases the plan reads the aliases files of sendmail.cf's AliasFile
     lines, in order (the first that has a name wins); a database that is no file (nis:)

@@ -234,7 +234,8 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                 core = _forward_ended(change)
             out.changes.append(core)
             out.actions[core.id] = change
-        findings += _shadowed_mailboxes(name, observed.aliases, desired, ours)
+        findings += _shadowed_mailboxes(name, observed.aliases, desired, ours,
+                                        managed_routing(state.data, name, "alias"))
         for alias in sorted(set(observed.aliases) - set(want.aliases)
                             - managed_routing(state.data, name, "alias")):
             out.noops.append(Noop(name, alias, "alias on the target, not wanted by the spec "
@@ -272,18 +273,25 @@ def report_findings(findings: Iterable[Finding], host: str, out: RoutingOutcome)
 
 
 def _shadowed_mailboxes(domain: str, aliases: Iterable[str], desired: Desired,
-                        ours: frozenset[str]) -> list[Finding]:
+                        ours: frozenset[str], made: frozenset[str]) -> list[Finding]:
     """An alias on the target named like a mailbox the spec migrates: qmail-local reads
     the domain's .qmail-NAME before vdelivermail looks for the mailbox, so the mailbox
-    would get none of its mail. mailplan removes only its own (with --prune)."""
+    would get none of its mail. mailplan removes only its own (``ours``: made by it and
+    unchanged, with --prune); one it made (``made``) that was changed on the target
+    since is left alone like one it did not make, and the warning says which it is."""
     wanted = desired.domains.get(domain)
     mailboxes = set(wanted.users) | set(wanted.kept) if wanted is not None else set()
     out = []
     for alias in sorted(set(aliases) & mailboxes):
-        how = ("apply --prune or --prune-only alias removes it (mailplan made it)"
-               if alias in ours else
-               "mailplan did not make it and leaves it alone: remove it by hand "
-               f"(valias -d {alias}@{domain})")
+        by_hand = f"remove it by hand (valias -d {alias}@{domain})"
+        if alias in ours:
+            how = "apply --prune or --prune-only alias removes it (mailplan made it)"
+        elif alias in made:
+            how = ("mailplan made it, but it was changed on the target since mailplan "
+                   "wrote it, so --prune leaves it alone (not mailplan's lines now): "
+                   f"{by_hand} once its new lines are no longer wanted")
+        else:
+            how = f"mailplan did not make it and leaves it alone: {by_hand}"
         out.append(Finding(
             "warning", f"alias {alias}@{domain} on the target has the name of the mailbox "
             f"{alias}: qmail-local reads {alias_file_name(alias)} first, so the mailbox gets "
