@@ -1,5 +1,6 @@
 """Map one domain's routing: its mailboxes' ~/.forward, aliases, virtusertable lines,
-the spec's aliases, alias domains and catch-all (:mod:`mailplan.routing.catchall`).
+the spec's aliases, alias domains and catch-all (:mod:`mailplan.routing.catchall`);
+what owner aliases mean is said by :mod:`mailplan.routing.owners`.
 
 :func:`map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
 domain, which documents the policies applied here (in that order) and then checks the
@@ -19,12 +20,12 @@ from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
 from mailplan.routing.catchall import domain_catch_all
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
+from mailplan.routing.owners import owner_findings
 from mailplan.routing.resolve import DISCARD, OWN_MAILDIR, SELF, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
     SYSTEM_ACCOUNTS,
     VPOPMAIL_OWNED,
-    CatchAll,
     DomainRouting,
     DomainRules,
     ExplicitAlias,
@@ -105,7 +106,7 @@ class _DomainMapper:
             self._import_aliases()
         self._import_virtual()
         self._add_spec_aliases()
-        _owner_findings(self.domain, self.aliases, self.origins, self.resolver, self.catch_all)
+        owner_findings(self.domain, self.aliases, self.origins, self.resolver, self.catch_all)
         return DomainRouting(self.domain, self.aliases, self.forwards,
                              _alias_domains(self.rules),
                              domain_catch_all(self.rules, self.virtual, self.resolver),
@@ -332,36 +333,6 @@ def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str
         "caution", f"{what}: postmaster stays vpopmail's own account, so mail to {kept} "
         f"stays in that mailbox, where sendmail {there} (read it as {kept}, or forward "
         "that mailbox on the target)", origin, domain))
-
-
-def _owner_findings(domain: str, aliases: dict[str, tuple[str, ...]],
-                    origins: dict[str, Origin], resolver: Resolver,
-                    catch_all: CatchAll) -> None:
-    """Owner aliases mean one thing to sendmail and another to qmail-local.
-
-    sendmail sends the delivery errors of mail it expands for the alias NAME to
-    ``owner-NAME``; qmail returns them to the sender (a note). qmail-local, forwarding
-    mail for NAME, makes ``NAME-owner`` the envelope sender when ``.qmail-NAME-owner``
-    exists, with the local part it was given: vpopmail's ``DOMAIN-NAME`` (qmail-send's
-    virtualdomains prefix), so the sender is ``DOMAIN-NAME-owner@DOMAIN``, which is no
-    address on vpopmail: those errors go to the domain's catch-all (a caution)."""
-    for name in sorted(aliases):
-        if name.startswith("owner-") and name[len("owner-"):] in aliases:
-            listed = name[len("owner-"):]
-            resolver.note(f"alias {name}: sendmail sent the delivery errors of mail for "
-                          f"{listed}@{domain} to it; qmail returns them to the sender",
-                          origins.get(name))
-        if name.endswith("-owner") and name[:-len("-owner")] in aliases:
-            listed = name[:-len("-owner")]
-            resolver.findings.append(Finding(
-                "caution", f"alias {name}: qmail-local makes it the owner of the alias "
-                f"{listed}@{domain}: mail it forwards for {listed} gets the envelope sender "
-                f"{domain}-{name}@{domain} (the local part vpopmail's virtual domain gives "
-                "it), which is no mailbox nor alias, so delivery errors for "
-                f"{listed}'s destinations go to the domain's catch-all: "
-                f"{catch_all.describe()} (sendmail gave NAME-owner no such meaning; rename "
-                "one of them on the source to keep the errors going to the sender)",
-                origins.get(name), domain))
 
 
 def _imported(name: str, rules: DomainRules, resolver: Resolver, entry: AliasEntry) -> bool:
