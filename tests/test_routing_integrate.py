@@ -78,6 +78,8 @@ def test_routing_keys_load(tmp_path):
      "would shadow it"),
     ("sales: [alice,", "postmaster: [alice,", ":13:7:", "stays vpopmail's own account"),
     ("sales: [alice,", "default: [alice,", ":13:7:", "as a catch-all or wildcard"),
+    ("sales: [alice,", "'list+*': [alice,", ":13:7:",
+     "'+*' is sendmail's wildcard for every NAME+DETAIL address"),
     ("sales: [alice,", "sales: ['|/bin/prog',", ":13:15: domains['example.com'].aliases.sales[0]",
      "no programs, files, includes"),
     ("sales: [alice,", "sales: ['a@b@c',", ":13:15:", "not a usable destination"),

@@ -801,6 +801,51 @@ def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
     assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]
 
 
+def test_a_plus_wildcard_never_becomes_an_alias():
+    """sendmail's ``list+*`` (aliases file or virtusertable key) caught every
+    list+DETAIL; qmail and vpopmail split extensions only at '-', so a literal alias
+    ``list+*`` would catch nothing: not created, and the plan says where that mail goes
+    now (the catch-all). A local list+DETAIL elsewhere still resolves through it."""
+    rule = Origin("/etc/mail/sendmail.cf", 120)
+    aliases = (parse_aliases("list+*: alice\nupdates: list+news\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob"}, import_aliases=True,
+                         catch_all=CatchAll("deliver-to-user", "bob"))]
+    plan = map_routing(SourceRouting(aliases=aliases, plus_detail=rule), rules)
+    got = plan.domains["example.com"].aliases
+    assert "list+*" not in got
+    assert got["updates"] == ("&alice@example.com",)
+    assert ("warning: [example.com] /etc/aliases:1: alias 'list+*' is not created: sendmail "
+            "delivered every list+DETAIL@example.com that is no alias of its own through it "
+            "(its plussed-users rule), but qmail-local and vdelivermail split an address "
+            "extension only at '-' (a .qmail-NAME-default catches NAME-DETAIL, not "
+            "NAME+DETAIL), so no alias can catch those addresses on vpopmail: mail to "
+            "list+DETAIL@example.com goes to the domain's catch-all: deliver mail for unknown "
+            "recipients to bob (a local name list+DETAIL in an alias or ~/.forward still "
+            "resolves through it, as on sendmail)") in _messages(plan)
+    # without the plussed-users rule sendmail used it for list+* alone: a note
+    plain = map_routing(SourceRouting(aliases=aliases), rules)
+    assert "list+*" not in plain.domains["example.com"].aliases
+    assert not [w for w in _messages(plain) if "list+*" in w]
+    assert [n for n in _messages(plain, "note") if "alias 'list+*' is not created: "
+            "sendmail.cf has no plussed-users rule" in n]
+    # the virtusertable key: no alias either, and the warning says where the mail goes
+    vt = parse_virtusertable("list+*@example.com  alice\n", "/etc/mail/virtusertable")
+    keyed = map_routing(SourceRouting(virtusertable=vt), rules)
+    assert not keyed.domains["example.com"].aliases
+    assert ("warning: [example.com] /etc/mail/virtusertable:1: virtusertable "
+            "list+*@example.com: '+detail' keys have no vpopmail equivalent: qmail-local and "
+            "vdelivermail split an address extension only at '-' (a .qmail-NAME-default "
+            "catches NAME-DETAIL, not NAME+DETAIL); mail to list+DETAIL@example.com goes to "
+            "the domain's catch-all: deliver mail for unknown recipients to bob") \
+        in _messages(keyed)
+    # declared in the spec: refused, as every name vpopmail cannot carry
+    declared = [DomainRules("example.com", {"alice": "alice"},
+                            aliases=(ExplicitAlias("list+*", ("alice",)),))]
+    with pytest.raises(RoutingError, match=r"alias 'list\+\*' in example.com: '\+\*' is "
+                       "sendmail's wildcard for every NAME\\+DETAIL address"):
+        map_routing(SourceRouting(), declared)
+
+
 def test_a_system_alias_named_like_a_migrated_mailbox_routes_that_mailbox():
     """sendmail looked a name up in the aliases before the users: with a user 'backup'
     migrated and 'backup: alice', mail to backup went to alice. The system-alias policy

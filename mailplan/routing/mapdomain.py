@@ -1,6 +1,7 @@
 """Map one domain's routing: its mailboxes' ~/.forward, aliases, virtusertable lines,
 the spec's aliases, alias domains and catch-all (:mod:`mailplan.routing.catchall`);
-what owner aliases mean is said by :mod:`mailplan.routing.owners`.
+what owner aliases mean is said by :mod:`mailplan.routing.owners`, what ``+*`` wildcards
+do by :mod:`mailplan.routing.plussed`.
 
 :func:`map_domain` is called by :func:`mailplan.routing.mapping.map_routing` for each
 domain, which documents the policies applied here (in that order) and then checks the
@@ -21,6 +22,7 @@ from mailplan.routing.aliases import AliasEntry
 from mailplan.routing.catchall import domain_catch_all
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.owners import owner_findings
+from mailplan.routing.plussed import NO_PLUS, WILDCARD, wildcard_alias, wildcard_problem
 from mailplan.routing.resolve import DISCARD, OWN_MAILDIR, SELF, Resolver
 from mailplan.routing.rules import (
     MTA_INTERNAL,
@@ -54,7 +56,7 @@ def alias_name_problem(name: str) -> str | None:
     """Why vpopmail (or qmail-local) cannot carry an alias of this name, or None."""
     if name == "default" or name.endswith("-default"):
         return "qmail-local would read .qmail-" + name + " as a catch-all or wildcard"
-    return user_problem(name, alias=True)
+    return wildcard_problem(name) or user_problem(name, alias=True)
 
 
 def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
@@ -138,6 +140,11 @@ class _DomainMapper:
         for name, entry in self.table.items():
             if not _imported(name, self.rules, self.resolver, entry):
                 continue
+            if name.endswith(WILDCARD):  # sendmail's list+*: no vpopmail equivalent
+                self.resolver.findings.append(wildcard_alias(
+                    name, entry.origin, self.domain, catch_all=self.catch_all,
+                    plus_detail=self.resolver.directory.plus_detail))
+                continue
             owner = name if name in self.mailboxes else None
             self._begin_entry()
             lines = self.resolver.lines(entry.targets, context=f"alias {name}", owner=owner,
@@ -153,8 +160,11 @@ class _DomainMapper:
     def _virtual_alias(self, entry: VirtualEntry) -> None:
         context = f"virtusertable {entry.key}"
         if entry.any_detail:
-            self.resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent (qmail "
-                               "extensions use '-')", entry.origin)
+            self.resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent: "
+                               f"{NO_PLUS}", entry.origin)
+            self._outcome(f"{entry.local}+DETAIL", context, "mail to "
+                          f"{entry.local}+DETAIL@{self.domain} goes to the domain's "
+                          f"catch-all: {self.catch_all.describe()}", entry.origin)
             return
         target = entry.target
         if isinstance(target, Address) and entry.substitutes:

@@ -17,6 +17,8 @@ Policies (documented for admins, see also :mod:`mailplan.routing.mapping`):
   ordinary aliases and are imported like any other.
 - Alias names ``default`` and ``*-default`` are refused: qmail would read
   ``.qmail-default`` / ``.qmail-x-default`` as the domain catch-all or a wildcard.
+- sendmail's ``NAME+*`` wildcards are never aliases: qmail splits extensions only at
+  '-', so nothing catches ``NAME+DETAIL`` (:mod:`mailplan.routing.plussed`).
 """
 
 from __future__ import annotations
