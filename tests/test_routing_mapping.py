@@ -783,22 +783,58 @@ def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():
     assert crew.domains["example.com"].aliases["crew"] == ("&bob@example.com",)
     assert not [n for n in _messages(crew, "note") if "Secret" in n or "secret" in n]
     # the same as an address at one of the old host's own names (class w): the user
-    # (renamed or not); elsewhere, or with a name+* alias on the source, left as it is
+    # (renamed or not), or the destinations of a name+* alias on the source (which is no
+    # alias on vpopmail); elsewhere left as it is
     own = (parse_aliases("ops: Bob+Lists@Example.COM, carol+x@example.org, list+y@example.com,"
-                         " dave+z@example.com\nlist+*: carol\n", "/etc/aliases"),)
+                         " dave+z@example.com\nlist+*: alice\n", "/etc/aliases"),)
     renamed = [DomainRules("example.com", {"alice": "alice", "bob": "robert", "dave": "dave"},
                            import_aliases=True), DomainRules("example.org", {"carol": "carol"})]
     local = frozenset({"example.com", "example.org", "oldhost"})
     ops = map_routing(SourceRouting(aliases=own, plus_detail=rule, local_hostnames=local),
                       renamed)
     assert ops.domains["example.com"].aliases["ops"] == (
-        "&robert@example.com", "&carol@example.org", "&list+y@example.com",
+        "&robert@example.com", "&carol@example.org", "&alice@example.com",
         "&dave@example.com")
     assert map_routing(SourceRouting(aliases=own, plus_detail=rule), renamed).domains[
         "example.com"].aliases["ops"][0] == "&bob+lists@example.com"  # not class w
     plain = map_routing(SourceRouting(aliases=aliases), rules)
     assert plain.domains["example.com"].aliases["staff"] == ("&carol@example.com",)
     assert [w for w in _messages(plain) if "'bob+lists' resolves to nothing" in w]
+
+
+def test_a_plussed_address_in_a_virtusertable_only_domain_goes_where_sendmail_sent_it():
+    """sendmail looked name+detail@DOMAIN up in virtusertable as name+detail@, name+*@,
+    then name@ (whatever the plussed-users rule), also for a domain that is not one of
+    the old host's own names but exists through virtusertable lines only: such an
+    address maps as in the other domains, to the line's destination, not to a
+    name+detail that is nobody on vpopmail."""
+    vt = parse_virtusertable(
+        "bar@virt.example  bob\nbar+x@virt.example  alice\n"
+        "help+*@virt.example  %1%3@desk.example\nhelp@virt.example  carol\n"
+        "loop+*@virt.example  loop+again@virt.example\n@example.com  alice\n",
+        "/etc/mail/virtusertable")
+    aliases = (parse_aliases("x: bar+y@virt.example, help+urgent@virt.example, "
+                             "bar+x@virt.example, bob+z@example.com\n"
+                             "spin: loop+a@virt.example\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob", "carol": "carol"},
+                         import_aliases=True), DomainRules("virt.example", {})]
+    for rule in (None, Origin("/etc/mail/sendmail.cf", 120)):
+        plan = map_routing(SourceRouting(aliases=aliases, virtusertable=vt, plus_detail=rule,
+                                         local_hostnames=frozenset({"example.com"})), rules)
+        got = plan.domains["example.com"].aliases
+        assert got["x"] == ("&bar@virt.example",              # the line bar@ (its alias)
+                            "&help+urgent@desk.example",      # help+* with the detail put in
+                            "&bar+x@virt.example",            # a line of its own
+                            "&bob+z@example.com"), rule       # @example.com caught it
+        assert plan.domains["virt.example"].aliases["bar"] == ("&bob@example.com",)
+        assert "spin" not in got
+        warnings = _messages(plan)
+        assert not [w for w in warnings if "neither a mailbox nor an alias" in w], warnings
+        assert [w for w in warnings if "virtusertable loop" in w and "spin" in w]
+        assert ("note: [example.com] /etc/aliases:1: alias x: an address bar+DETAIL@"
+                "virt.example is delivered by the line bar@virt.example, as sendmail's "
+                "virtusertable lookup did (the +detail is not kept on vpopmail)") \
+            in _messages(plan, "note")
 
 
 def test_a_plus_wildcard_never_becomes_an_alias():

@@ -79,7 +79,8 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                           min(source.max_alias_recursion, MAX_DEPTH),
                           plus_detail=source.plus_detail is not None,
                           plussed_domains=frozenset(source.local_hostnames & served)
-                          if source.plus_detail is not None else frozenset())
+                          if source.plus_detail is not None else frozenset(),
+                          virtual=virtual)
     if source.max_alias_recursion > MAX_DEPTH:
         findings.append(Finding(
             "note", f"sendmail.cf sets MaxAliasRecursion to {source.max_alias_recursion}; "

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
 from mailplan.routing.model import (
     Address,
@@ -29,6 +30,7 @@ from mailplan.routing.model import (
     Target,
 )
 from mailplan.routing.rules import DomainRules
+from mailplan.routing.virtusertable import VirtualEntry
 from mailplan.text import escape, has_control, has_undecodable
 
 OWN_MAILDIR = "./Maildir/"
@@ -60,6 +62,9 @@ class Directory:
     #: migrated domains that were the old host's own names (class w): with the rule,
     #: ``name+detail@`` one of them was delivered as that local name
     plussed_domains: frozenset[str] = frozenset()
+    #: virtusertable key -> line (every migrated domain's): sendmail looked
+    #: ``name+detail@domain`` up there as ``name+detail@``, ``name+*@``, then ``name@``
+    virtual: Mapping[str, VirtualEntry] = field(default_factory=dict)
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
         """(domain, mailbox) candidates for a local name; ``domain``'s own come first.
@@ -195,7 +200,8 @@ class Resolver:
             return self._local(target, context=context, owner=owner, chain=chain,
                                depth=depth)
         else:
-            return [self._remote(target, context=context, owner=owner)]
+            return self._remote(target, context=context, owner=owner, chain=chain,
+                                depth=depth)
         return []
 
     def _local(self, target: Address, *, context: str, owner: str | None,
@@ -292,25 +298,73 @@ class Resolver:
             return f"&{mailbox}@{domain}"
         return None
 
-    def _remote(self, target: Address, *, context: str, owner: str | None) -> str:
+    def _remote(self, target: Address, *, context: str, owner: str | None,
+                chain: tuple[str, ...], depth: int) -> list[str]:
         assert target.domain is not None
         # an alias domain the spec declares delivers as its domain: resolved there
         domain = self.directory.alias_of.get(target.domain, target.domain)
         if domain not in self.directory.rules:
-            return f"&{target.local}@{target.domain}"
+            return [f"&{target.local}@{target.domain}"]
         # vpopmail names are lower-case (vpopmail and qmail-local fold the recipient):
         # Info@ is info@, which the existence check below must find
         local = target.local.lower()
-        base, plus, _detail = local.partition("+")
-        if (plus and base and domain in self.directory.plussed_domains
-                and local not in self.directory.aliases
-                and f"{base}+*" not in self.directory.aliases):
-            self.note(f"{context}: an address NAME+DETAIL@{domain} is delivered as "
-                      f"NAME@{domain}, as sendmail's plussed-users rule did ({domain} was one "
-                      "of its own names; the +detail is not kept on vpopmail)", target.origin)
-            local = base
+        base, plus, detail = local.partition("+")
+        if plus and base and f"{local}@{domain}" not in self.directory.virtual:
+            virtual = self._detail_line(base, detail, domain, context=context, owner=owner,
+                                        chain=chain, depth=depth, origin=target.origin)
+            if virtual is not None:
+                return virtual
+            if (domain in self.directory.plussed_domains
+                    and f"@{domain}" not in self.directory.virtual
+                    and local not in self.directory.aliases):
+                if f"{base}+*" in self.directory.aliases:  # no vpopmail alias: its lines
+                    return self._local(replace(target, local=local, domain=None),
+                                       context=context, owner=owner, chain=chain,
+                                       depth=depth)
+                self.note(f"{context}: an address NAME+DETAIL@{domain} is delivered as "
+                          f"NAME@{domain}, as sendmail's plussed-users rule did ({domain} was "
+                          "one of its own names; the +detail is not kept on vpopmail)",
+                          target.origin)
+                local = base
         mailbox = self.directory.renamed(local, domain)
         if domain == self.domain and owner is not None and mailbox == owner:
-            return OWN_MAILDIR if target.escaped else SELF
+            return [OWN_MAILDIR if target.escaped else SELF]
         self.checks.append(Check(mailbox, domain, target.origin, context))
-        return f"&{mailbox}@{domain}"
+        return [f"&{mailbox}@{domain}"]
+
+    def _detail_line(self, base: str, detail: str, domain: str, *, context: str,
+                     owner: str | None, chain: tuple[str, ...], depth: int,
+                     origin: Origin) -> list[str] | None:
+        """``name+detail@domain`` as sendmail's virtusertable lookup delivered it (after
+        the key ``name+detail@domain``): the line ``name+*@domain``, else ``name@domain``;
+        whatever the domain (one of the old host's own names or a virtusertable-only
+        one), with or without the plussed-users rule. The ``name+*`` line has no vpopmail
+        alias, and neither has a line using %2 or %3 (the detail): their target is
+        resolved here, the detail put in; a plain ``name@`` line is its alias (or the
+        mailbox's .qmail). None when no line matches."""
+        entry = self.directory.virtual.get(f"{base}+*@{domain}") or \
+            self.directory.virtual.get(f"{base}@{domain}")
+        if entry is None:
+            return None
+        key = f"virtusertable {entry.key}"
+        what = f"an address {base}+DETAIL@{domain} is delivered by the line {entry.key}"
+        if not entry.any_detail and not entry.substitutes:
+            self.note(f"{context}: {what}, as sendmail's virtusertable lookup did (the "
+                      "+detail is not kept on vpopmail)", origin)
+            mailbox = self.directory.renamed(base, domain)
+            if domain == self.domain and owner is not None and mailbox == owner:
+                return [SELF]
+            self.checks.append(Check(mailbox, domain, origin, context))
+            return [f"&{mailbox}@{domain}"]
+        if key in chain:
+            self.warn(f"{context}: virtusertable loop {' -> '.join((*chain, key))}", origin)
+            return []
+        self.note(f"{context}: {what}, as sendmail's virtusertable lookup did; that line "
+                  "has no vpopmail alias, so its destination is written here", origin)
+        target = entry.target
+        if isinstance(target, Address) and entry.substitutes:
+            text = str(target).replace("%1", base).replace("%2", detail).replace(
+                "%3", f"+{detail}" if detail else "")
+            target = parse_item(text, entry.origin)
+        return self.lines([target], context=f"{context} ({key})", owner=owner,
+                          chain=(*chain, key), depth=depth + 1)
