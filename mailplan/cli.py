@@ -17,6 +17,7 @@ from mailplan import __version__
 from mailplan.apply import record_settled
 from mailplan.engine import (
     STATE_HELP,
+    Planned,
     check_saved,
     load_for_apply,
     make_plan,
@@ -316,16 +317,23 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                 if saved is None and not auto_approve:
                     _confirm(signals)
                 watch.begin(planned, todo, target)
+
+                def replan(st: State) -> Planned:
+                    # the re-plan is what is carried out from here: its problems are
+                    # those the apply ends with (the summary's line, the exit status)
+                    again = make_plan(loaded, st, strict=strict,
+                                      connectors=watch.connect(loaded, holder),
+                                      prune_only=kinds, rescan=rescan)
+                    watch.planned(again.plan)
+                    return again
+
                 watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                     planned, current, saved=saved, prune=deletes, parallel=parallel,
                     on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
-                    on_retry=_retrying,
-                    replan=lambda st: make_plan(loaded, st, strict=strict,
-                                                connectors=watch.connect(loaded, holder),
-                                                prune_only=kinds, rescan=rescan)))
+                    on_retry=_retrying, replan=replan))
         finally:
             planned.close()
-    if planned.plan.problems:  # done, but not all the spec asks for: no exit 0 for that
+    if watch.summary.not_migrated:  # done, but not all the spec asks for: no exit 0 for that
         sys.exit(EXIT_NOT_MIGRATED)
 
 

@@ -142,9 +142,9 @@ class ApplyWatch:
             self._echo(line)
 
     def planned(self, plan: Plan) -> None:
-        """Record the plan's problems (what is not migrated) in the log and summary, and
-        its warnings (migrated all the same) in the log; keep its --prune-only selection
-        and the deletions that left out, for the end."""
+        """Record the plan's problems (what is not migrated) in the log and summary (a
+        retry's re-plan's replace them: the apply ends with those of the plan carried out
+        last), its warnings in the log; keep its --prune-only selection and left-out."""
         self.summary.not_migrated = len(plan.problems)
         self._selection, self._left_out = plan.prune_only, list(plan.left_out)
         if plan.prune_only is not None:
