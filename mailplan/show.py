@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mailplan.errors import MailplanError
+from mailplan.errors import MailplanError, StateError
 from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
+from mailplan.shell import join
 from mailplan.state import UNREAD, State
 from mailplan.text import escape, marked
 
@@ -35,7 +36,7 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
         spec = load_spec(path)
         state_path = state_path_for(spec, state_override)
         return state_document(state_path, target=spec.data["target"]["host"],
-                              source=spec.data["source"]["host"])
+                              source=spec.data["source"]["host"], spec_path=spec.path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -46,13 +47,22 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
     return state_document(path, raw=raw)  # the file is not read a second time
 
 
-def state_document(path: Path, *, target: str | None = None,
-                   source: str | None = None, raw: Any = UNREAD) -> dict[str, Any]:
-    """The state as ``show`` reports it; ``raw``: the state file's JSON, already read."""
+def state_document(path: Path, *, target: str | None = None, source: str | None = None,
+                   raw: Any = UNREAD, spec_path: Path | None = None) -> dict[str, Any]:
+    """The state as ``show`` reports it; ``raw``: the state file's JSON, already read.
+    Shown as the state of the spec at ``spec_path``, a state file of another spec is
+    refused as plan, apply and verify refuse it (what it records is not this spec's)."""
     if raw is UNREAD and not path.exists():
         return {"kind": "state", "path": str(path), "exists": False, "target": target,
                 "source": source, "managed": {}, "mail": {}, "history": []}
     state = State.load(path, fold=False, data=raw)
+    if spec_path is not None:
+        try:
+            state.refuse_other_spec(spec_path)
+        except StateError as exc:
+            exc.hint = f"to look at that state file itself: mailplan show {join([str(path)])}; " \
+                f"{exc.hint}"
+            raise
     data = state.data
     managed: dict[str, Any] = {}
     for domain, body in sorted(data.get("managed", {}).items()):

@@ -292,3 +292,26 @@ def test_a_user_deleted_by_hand_and_made_anew_starts_with_the_mail_of_its_new_ma
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
     verified = mailplan("verify", str(spec), check=True).stdout
     assert "folder deleted by the user" not in verified, verified
+
+
+def test_show_of_a_spec_with_another_spec_s_state_file_says_whose_it_is(tmp_path):
+    """``show OTHER.yaml --state S``, S recorded for m.yaml: refused as plan, apply and
+    verify refuse it (same check, same words), not shown as OTHER's state; ``show S``
+    shows it, and m.yaml's own state is shown with it as before."""
+    make_state(tmp_path / "m.state.json")
+    State.load(tmp_path / "m.state.json").claim(tmp_path / "m.yaml")
+    for name, domain in (("m.yaml", "example.com"), ("other.yaml", "other.example")):
+        (tmp_path / name).write_text("version: 1\nhosts: {a: {local: true}}\nsource: {host: a}"
+                                     f"\ntarget: {{host: a}}\ndomains: {{{domain}: {{}}}}\n")
+    state = tmp_path / "m.state.json"
+    for extra in ((), ("--json",)):
+        res = mailplan("show", str(tmp_path / "other.yaml"), "--state", str(state), *extra)
+        assert (res.returncode, res.stdout) == (1, ""), res.stdout
+        assert res.stderr.startswith(
+            f"Error: {state}: this state file belongs to the spec m.yaml, not to other.yaml "
+            "(paths from the state file's directory)"), res.stderr
+        assert f"  hint: to look at that state file itself: mailplan show {state}; give " \
+            "each spec a state file of its own" in res.stderr, res.stderr
+    assert "For the spec m.yaml" in mailplan("show", str(state), check=True).stdout
+    own = mailplan("show", str(tmp_path / "m.yaml"), "--state", str(state), check=True)
+    assert "    users (1): alice" in own.stdout
