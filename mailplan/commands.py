@@ -116,7 +116,7 @@ def _check_user(r: _Runner, user: DesiredUser, *, password: Password | None,
                 fields: tuple[str, ...] = ("quota", "comment"), made: bool = False) -> None:
     """Read the account back: the password (when given) and ``fields`` must hold what
     the step set. A step checks only what it set: a user whose quota and comment both
-    change gets two steps, and the comment is not yet new when the quota is checked.
+    change gets two steps, and the second is not yet new when the first is checked.
     ``made``: the step created the user, so one found with a wrong value is still its
     (:attr:`StepFailed.made`)."""
     stored = r.read_user(f"{user.name}@{user.domain}")

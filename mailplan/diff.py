@@ -234,38 +234,54 @@ KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
 
 def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
                keep_passwords: bool) -> None:
-    """The user's changes in the order apply runs them (password or lock, quota,
-    comment), each taken only where the user's vpasswd line stays one ``vuserinfo -D``
-    lists (:class:`LineBound`: else every later plan would stop at that listing); a
-    change that would not is a problem, and not made."""
-    same = []
+    """The user's changes (password or lock, quota, comment) in the order apply runs
+    them: those that make their field shorter first, so that each later one is counted
+    with them done (apply stops at a step that fails); each taken only where the user's
+    vpasswd line stays one ``vuserinfo -D`` lists (:class:`LineBound`: else every later
+    plan would stop at that listing); a change that would not is a problem, and not
+    made."""
+    same: list[str] = []
     bound, where = LineBound(stored), (user.domain, user.name)
-    if password_matches(user.password, stored):
-        same.append("password")
-    elif user.password.kind == LOCKED:
-        _lock(user, stored, bound, out, keep_passwords)
-    elif keep_passwords:
-        out.noops.append(Noop(user.domain, user.name, KEPT))
-    elif _fits(out, where, bound, "password", "hashed", hash_bytes(user.password),
-               f"a hash of {hash_bytes(user.password)} bytes ({user.password.origin}); give "
-               "it a shorter comment: in the spec, or a password whose hash is shorter"):
-        out.changes.append(Change("update", "password", user.domain, user.name, "(sensitive)",
-                                  "(sensitive)", True, _fingerprint(user.password, key),
-                                  f"from {user.password.origin}"))
     want_quota = quota_field(user.quota)
-    if stored.quota == want_quota:
-        same.append("quota")
-    elif _fits(out, where, bound, f"quota not changed to {want_quota}", "quota", want_quota,
-               "give it a shorter comment: in the spec"):
-        out.changes.append(Change("update", "quota", user.domain, user.name,
-                                  _shown_quota(stored.quota),
-                                  f"{want_quota} ({human_size(user.quota)})"))
-    if stored.comment == user.comment:
-        same.append("comment")
-    elif _fits(out, where, bound, f"comment not changed to {user.comment!r}", "gecos",
-               user.comment, "give it a shorter comment: in the spec"):
-        out.changes.append(Change("update", "comment", user.domain, user.name,
-                                  repr(stored.comment), repr(user.comment)))
+
+    def password() -> None:
+        if password_matches(user.password, stored):
+            same.append("password")
+        elif user.password.kind == LOCKED:
+            _lock(user, stored, bound, out, keep_passwords)
+        elif keep_passwords:
+            out.noops.append(Noop(user.domain, user.name, KEPT))
+        elif _fits(out, where, bound, "password", "hashed", hash_bytes(user.password),
+                   f"a hash of {hash_bytes(user.password)} bytes ({user.password.origin}); "
+                   "give it a shorter comment: in the spec, or a password whose hash is "
+                   "shorter"):
+            out.changes.append(Change("update", "password", user.domain, user.name,
+                                      "(sensitive)", "(sensitive)", True,
+                                      _fingerprint(user.password, key),
+                                      f"from {user.password.origin}"))
+
+    def quota() -> None:
+        if stored.quota == want_quota:
+            same.append("quota")
+        elif _fits(out, where, bound, f"quota not changed to {want_quota}", "quota",
+                   want_quota, "give it a shorter comment: in the spec"):
+            out.changes.append(Change("update", "quota", user.domain, user.name,
+                                      _shown_quota(stored.quota),
+                                      f"{want_quota} ({human_size(user.quota)})"))
+
+    def comment() -> None:
+        if stored.comment == user.comment:
+            same.append("comment")
+        elif _fits(out, where, bound, f"comment not changed to {user.comment!r}", "gecos",
+                   user.comment, "give it a shorter comment: in the spec"):
+            out.changes.append(Change("update", "comment", user.domain, user.name,
+                                      repr(stored.comment), repr(user.comment)))
+
+    shorter = {password: _new_hash_bytes(user, stored) < _bytes(stored.password.reveal()),
+               quota: _bytes(want_quota) < _bytes(stored.quota),
+               comment: _bytes(user.comment) < _bytes(stored.comment)}
+    for step in sorted(shorter, key=lambda s: not shorter[s]):  # stable: the rest as listed
+        step()
     if len(same) == 3 and user.password.kind == LOCKED:
         why = user.password.origin
         out.noops.append(Noop(user.domain, user.name, f"user exists, locked ({why}); quota "
@@ -273,6 +289,19 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
     elif len(same) == 3:
         out.noops.append(Noop(user.domain, user.name, "user exists; password, quota and "
                               "comment match"))
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _new_hash_bytes(user: DesiredUser, stored: TargetUser) -> int:
+    """How long the password field gets with the user's password change: a lock puts a
+    '!' before the hash (or, where that would not be stored, '!' alone: still after
+    the shorter fields, which can only help it)."""
+    if user.password.kind == LOCKED:
+        return 1 + _bytes(stored.password.reveal())
+    return hash_bytes(user.password)
 
 
 def _shown_quota(stored: str) -> str:

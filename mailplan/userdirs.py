@@ -134,24 +134,29 @@ def vpasswd_line_length(name: str, hashed: str | int, gecos: str | int,
 
 class LineBound:
     """How long a user of the target's vpasswd line may get while its changes (each a
-    step of its own, any of which may fail and leave the others done) are applied: each
-    field counted at the longest of what is stored and what a change taken writes."""
+    step of its own, run in the order taken; apply stops at one that fails, and a kill
+    anywhere) are applied: each field counted at the longest of what is stored and what
+    a change taken writes, but at its new length where the change shortens it and no
+    change taken before lengthens any (it is done before they run: the line only got
+    shorter until then)."""
 
     def __init__(self, stored: TargetUser) -> None:
         self.name, self.flags = stored.name, stored.flags
         self.longest = {"hashed": _size(stored.password.reveal()),
                         "gecos": _size(stored.comment), "user_dir": _size(stored.dir),
                         "quota": _size(stored.quota)}
+        self.grown = False
 
     def take(self, field: str, value: str | int) -> int:
         """The longest the line gets with ``field`` changed to ``value`` too; the change
         is taken (counted in later ones) only where that is at most
         :data:`MAX_VPASSWD_LINE`."""
-        longest = dict(self.longest)
-        longest[field] = max(longest[field], _size(value))
+        longest, size = dict(self.longest), _size(value)
+        grows = size > longest[field]
+        longest[field] = size if not (grows or self.grown) else max(longest[field], size)
         line = vpasswd_line_length(self.name, flags=self.flags, **longest)
         if line <= MAX_VPASSWD_LINE:
-            self.longest = longest
+            self.longest, self.grown = longest, self.grown or grows
         return line
 
 

@@ -393,6 +393,35 @@ def test_a_password_or_quota_change_that_would_make_the_vpasswd_line_too_long_is
     assert ids(result) == [] and result.problems[0].user == "postmaster"
 
 
+
+def test_a_longer_password_fits_when_the_same_plan_shortens_the_comment():
+    """A password whose hash is longer and a comment shorter, the line at the end within
+    299 bytes: both are changed in one apply, the comment first (apply runs the plan's
+    order, and stops at a step that fails), so the line never gets longer than the
+    longer of before and after. Counted against the comment stored, the password was
+    refused, and went through only at the next apply."""
+    pw = Password("hash", Secret(H2), "shadow")
+    old = _comment_for(305, H2, "NOQUOTA")  # H2 with the comment stored: 305 bytes
+    stored = have([(LONG, H1, "NOQUOTA", old)])
+    for line in (299, 290):
+        result = diff(want([(LONG, pw, None, _comment_for(line, H2, "NOQUOTA"))]), stored, VP)
+        assert ids(result) == [f"update-comment:{LONG}@example.com",
+                               f"update-password:{LONG}@example.com"], result.problems
+        assert result.problems == []
+    # at the end still too long: the comment is shortened, the password not changed
+    result = diff(want([(LONG, pw, None, _comment_for(300, H2, "NOQUOTA"))]), stored, VP)
+    assert ids(result) == [f"update-comment:{LONG}@example.com"]
+    assert [p.message[:58] for p in result.problems] == [
+        "password not changed: its vpasswd line would be up to 300 "]
+    # a quota shortened (NOQUOTA, 7 bytes, for 11) makes room the same way, and a comment
+    # that grows is still counted after the password's longer hash
+    quota = _comment_for(303, H2, "1073741824S")
+    result = diff(want([(LONG, pw, None, quota + "cc")]),
+                  have([(LONG, H1, "1073741824S", quota)]), VP)
+    assert ids(result) == [f"update-quota:{LONG}@example.com",
+                           f"update-password:{LONG}@example.com"]
+    assert result.problems[0].message.startswith("comment not changed to"), result.problems
+
 def test_a_lock_that_would_make_the_vpasswd_line_too_long_stores_a_bang_alone():
     """Locking puts a '!' before the hash, one byte more: where that takes bob's vpasswd
     line (91 bytes and his comment, here 299 in all) past 299 bytes (or the hash past

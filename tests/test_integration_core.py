@@ -405,6 +405,47 @@ def test_a_user_listing_vpopmail_cut_short_is_an_error_not_missing_users(target)
     assert "shorten that user's comment" in str(info.value)
 
 
+
+def test_a_longer_password_and_a_shorter_comment_go_through_in_one_apply(tmp_path, target):
+    """A user of the target whose comment the spec shortens and whose password gets a
+    longer hash (MD5 -> SHA-512): with the comment stored, the new hash would take the
+    vpasswd line past the 299 bytes vuserinfo -D lists; with the new one it stays
+    within. Both change in one apply (the comment first), nothing is left for the next."""
+    from mailplan.userdirs import vpasswd_line_length
+
+    domain = unique_domain("gecos")
+    target.created_domains.append(domain)
+    assert target.tool("vadddomain", domain, "Pm-pass1").returncode == 0
+    ddir = target.tool("vdominfo", "-d", domain).stdout.decode().split("\n")[0]
+    new_hash = sha512_crypt.using(rounds=5000).hash("LongerPw1")
+    # NAME:HASH:1:0:COMMENT:DDIR/NAME:NOQUOTA: with the new hash and the comment stored,
+    # 304 bytes; with the new comment, 9 bytes shorter, 295
+    base = vpasswd_line_length("", len(new_hash), 64, len(ddir) + 1, "NOQUOTA")
+    name = "u" * min(32, max(3, (304 - base) // 2))
+    stored = 304 - vpasswd_line_length(name, len(new_hash), 0, f"{ddir}/{name}", "NOQUOTA")
+    if not 10 <= stored <= 64:  # vpopmail stores a comment of up to 64 bytes
+        pytest.skip(f"the test's directory {ddir} leaves no room for the case")
+    comment = "c" * (stored - 9)
+    md5 = "$1$saltsalt$RiZ4O533shs928qfyqLuE/"
+    assert target.tool("vadduser", "-e", md5, "-c", "o" * stored, f"{name}@{domain}"
+                       ).returncode == 0
+    src = make_source(tmp_path / "source", [
+        SourceAccount(name, 1000, comment, raw_hash=new_hash)])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ comment {name}@{domain}" in plan and f"~ password {name}@{domain}" in plan, plan
+    assert plan.index("~ comment") < plan.index("~ password"), plan
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 0 and "Not migrated" not in res.stdout + res.stderr, (
+        res.stdout + res.stderr)
+    assert target.login_ok(f"{name}@{domain}", "LongerPw1")
+    lines = Path(ddir, "vpasswd").read_bytes().splitlines()
+    (line,) = [ln for ln in lines if ln.startswith(f"{name}:".encode())]
+    assert len(line) + 1 == 295 and f":{comment}:".encode() in line
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def test_read_target_reads_where_vpopmail_puts_the_next_directories(target):
     domain = unique_domain("hash")
     target.created_domains.append(domain)
