@@ -314,7 +314,8 @@ def _rescan(plan: Plan) -> str:
 
 def _first_difference(saved: Plan, fresh: Plan) -> str:
     """Where a fresh plan first differs from a saved one, for the error (``""``: only in
-    what the target holds beyond the changes)."""
+    what the target holds beyond the changes). The same changes in another order come
+    from another mailplan version, which ordered a user's changes otherwise."""
     old = {c.id: c for c in saved.changes}
     new = {c.id: c for c in fresh.changes}
     for change in fresh.changes:
@@ -324,6 +325,9 @@ def _first_difference(saved: Plan, fresh: Plan) -> str:
     for change in saved.changes:
         if change.id not in new:
             return f" (no longer: {_shown(change)})"
+    if [c.id for c in saved.changes] != [c.id for c in fresh.changes]:
+        return (" (the same changes in another order: the plan was saved by another "
+                "mailplan version)")
     return ""
 
 

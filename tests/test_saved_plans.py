@@ -60,6 +60,18 @@ def test_a_stale_plans_first_difference_names_a_mailbox_once():
         " (changed: + mailbox ann@d.example INBOX)")
 
 
+def test_a_stale_plan_whose_changes_are_only_reordered_says_so():
+    # a plan saved by a mailplan that ordered a user's changes otherwise (a change that
+    # shortens the vpasswd line comes first now): no change differs, yet it is stale
+    from mailplan.engine import _first_difference
+
+    quota = Change("update", "quota", "d.example", "ann", "2G", "1G")
+    comment = Change("update", "comment", "d.example", "ann", "'Ann'", "'A'")
+    assert _first_difference(plan(quota, comment), plan(comment, quota, plan_id="fresh")) \
+        == " (the same changes in another order: the plan was saved by another mailplan version)"
+    assert _first_difference(plan(quota, comment), plan(quota, comment, plan_id="f")) == ""
+
+
 def test_a_plan_saved_where_there_was_no_state_yet_is_refused_once_there_is_one(tmp_path):
     """A plan saved with no state file there yet (``plan --state NEW -o p.json``, or a
     first plan) applied where a state file exists now was refused only after both hosts
