@@ -139,6 +139,31 @@ def test_from_dates_in_range_are_the_stdlib_reading_and_others_no_date(mday, mon
         zoned[9] if known else offset.utcoffset(None).total_seconds()))
 
 
+@pytest.mark.parametrize("clock,year,expected", [
+    ("10:00:60", "2001", T2001 + 59), ("10:00:61", "2001", None),
+    ("10:60:00", "2001", None), ("24:00:00", "2001", None),
+    ("10:00:00", "68", calendar.timegm((2068, 1, 1, 10, 0, 0))), ("10:00:00", "69", None),
+    ("10:00:00", "70", calendar.timegm((1970, 1, 1, 10, 0, 0))), ("10:00:00", "1969", None),
+    ("10:00:00", "1970", calendar.timegm((1970, 1, 1, 10, 0, 0))), ("10:00:00", "2101", None),
+])
+@pytest.mark.parametrize("zone", ["", "UTC "])  # "": the common line's fast path
+def test_from_date_bounds_on_both_paths(clock, year, expected, zone):
+    """The bounds of a From_ date, on the fast path for the common line and on the
+    general one (a zone): a leap second reads as 59, second 61, minute 60 and hour 24 are
+    no date; 68 is 2068, 69 is 1969, outside 1970-2100 as 1969 and 2101 are. (The
+    property test above draws these values too rarely to stand for them.)"""
+    parsed = parse_from_line(f"From a@b Mon Jan  1 {clock} {zone}{year}".encode())
+    assert parsed is not None
+    assert parsed.timestamp == (None if expected is None else float(expected))
+
+
+def test_a_folded_date_header_is_read_whole():
+    """A Date: header folded onto a continuation line is read with its zone (its first
+    line alone is 10:00 in the source's zone)."""
+    headers = b"Date: Mon, 1 Jan 2001\n 10:00:00 +0100\nSubject: x\n"
+    assert header_date(headers, timezone(timedelta(hours=-5))) == T2001 - 3600
+
+
 @pytest.mark.parametrize("line", [
     b"From a@b Mon Feb 30 10:00:00 2001", b"From a@b Mon Jan 99 10:00:00 2001",
     b"From a@b Mon Jan 1 99:99:99 2001", b"From a@b Mon Jan 1 24:00 2001",
