@@ -284,6 +284,34 @@ def test_bookkeeping_header_names_only_in_header_block():
     assert bodies(data) == [b"Subject: s\n\nStatus: RO\n"]
 
 
+def test_keywords_carried_are_atoms_of_at_most_64_characters():
+    """X-Keywords carry IMAP atoms of 1 to 64 characters; a 65-character one (or one that
+    is not an atom) is not carried."""
+    from mailplan.mail.bookkeeping import carried_keywords
+
+    assert carried_keywords(["a" * 64, "b" * 65, "bad(atom)", "Junk"]) == {"a" * 64, "Junk"}
+
+
+def test_dovecot_keywords_numbers_past_25_have_no_letter():
+    """A dovecot-keywords line numbered 26 or more has no letter (a-z are 0-25): it is
+    skipped, not read as the letter after z."""
+    from mailplan.mail.bookkeeping import keyword_letters
+
+    assert keyword_letters("0 First\n25 Last\n26 Past\n") == {"a": "First", "z": "Last"}
+
+
+def test_a_keyword_lost_by_many_messages_is_named_once():
+    """The operator's line names each lost keyword once, however many messages lost it,
+    and counts the messages."""
+    from mailplan.mail.bookkeeping import KeywordLoss
+
+    loss = KeywordLoss()
+    for _ in range(3):
+        loss.add(["bad(atom)", "k30"])
+    assert (loss.messages, loss.not_atoms, loss.no_letter, loss.more) == (
+        3, ["bad(atom)"], ["k30"], set())
+
+
 def test_uw_imap_pseudo_message_skipped_and_counted():
     pseudo = (SEP + b"Date: Mon, 1 Jan 2001 10:00:00 +0000\n"
               b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n"
