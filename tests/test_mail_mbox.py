@@ -339,8 +339,16 @@ BODY_WITH_FROM = b"From me Mon Jan  1 10:00:00 2001\n"
     (33, b"", [b"\n" + BODY_WITH_FROM]),                                     # honoured, EOF
     (10, b"\n" + SEP + b"A: 2\n\nx\n", [b"", b"", b"A: 2\n\nx\n"]),          # wrong: ignored
     (5000, b"\n" + SEP + b"A: 2\n\nx\n", [b"", b"", b"A: 2\n\nx\n"]),        # past EOF
+    # the one blank line the length may leave before a From_ line or the end may be CRLF
+    (33, b"\r\n" + SEP + b"A: 2\n\nx\n", [b"\n" + BODY_WITH_FROM, b"A: 2\n\nx\n"]),
+    (33, b"\n", [b"\n" + BODY_WITH_FROM]),                                  # honoured, EOF
+    (33, b"\r\n", [b"\n" + BODY_WITH_FROM]),
+    # two blank lines before the From_ line: not what the length may leave, ignored
+    (33, b"\n\n" + SEP + b"A: 2\n\nx\n", [b"", b"\n", b"A: 2\n\nx\n"]),
 ])
 def test_content_length(length, tail, expected):
+    """Content-Length is honoured only when the bytes it covers end at the end of the
+    file or at a From_ line, after at most one blank line (LF or CRLF)."""
     data = SEP + b"Content-Length: %d\n\n" % length + BODY_WITH_FROM + tail
     assert bodies(data) == expected
     assert [b for _e, b in read_mbox(Pipe(data, 7), read_size=7)[0]] == expected
