@@ -172,6 +172,45 @@ def test_message_name_round_trip(flags):
     assert "/" not in name and name.count(":") == (0 if flags is None else 1)
 
 
+def test_message_name_parts_a_rescan_must_read_back():
+    """What makes a name parse again (so a rescan finds the message): an arrival before
+    1970 is written 0 (a name cannot start with "-"), a "," in the host is escaped as
+    qmail's spec says (it ends the host part), an empty host is "localhost"; a flag
+    given twice is written once; a digest that is not lowercase hex is refused."""
+    name = message_name(arrival=-5.0, usec=1, pid=2, digest=DIGEST, occurrence=0,
+                        host="a,b", size=9, flags="SRS")
+    parsed = parse_message_name(name)
+    assert parsed is not None
+    assert (parsed.arrival, parsed.host, parsed.flags) == (0, "a\\054b", "RS")
+    empty = parse_message_name(message_name(arrival=1.0, usec=1, pid=2, digest=DIGEST,
+                                            occurrence=0, host="", size=9, flags=None))
+    assert empty is not None and empty.host == "localhost"
+    with pytest.raises(ValueError, match="not a sha256 hex digest"):
+        message_name(arrival=1.0, usec=1, pid=2, digest="g" * 64, occurrence=0, host="h",
+                     size=9, flags=None)
+
+
+def test_a_folder_directory_name_is_at_most_255_bytes():
+    assert len(folder_dirname("x" * 254)) == 255
+    with pytest.raises(FolderNameError, match="too long"):
+        folder_dirname("x" * 255)
+
+
+@pytest.mark.parametrize("dirname", [".", ".."])
+def test_dot_and_dot_dot_are_no_folder_directories(dirname):
+    with pytest.raises(FolderNameError, match="is not a Maildir"):
+        folder_from_dirname(dirname)
+
+
+def test_dovecot_v2_subscriptions_are_read_back_unescaped():
+    """A subscriptions file dovecot rewrote in its version 2 form: levels by tabs, a tab
+    in a name escaped as \\x01t; read back in the one-line form apply writes."""
+    from mailplan.mail.maildir import subscribed_names
+
+    data = b"V\t2\n\nWork\tsub\nTab\x01tbed\n"
+    assert subscribed_names(data) == {"Work.sub", "Tab\tbed"}
+
+
 @pytest.mark.parametrize("arrival,subdir,flags", [
     (978343200.7, "cur", "SR"), (978343200.0, "new", ""), (None, "cur", "TDF"), (-5.0, "new", "")])
 def test_the_importer_names_a_message_as_message_name_does(arrival, subdir, flags):
