@@ -428,6 +428,37 @@ def test_a_name_of_the_old_host_is_local_and_a_migrated_domain_keeps_its_users()
     plan = map_routing(SourceRouting(aliases=(parse_aliases(text, "/a"),)), rules)
     assert plan.domains["example.com"].aliases["x1"] == ("&bob@oldbox.example.org",)
 
+@pytest.mark.parametrize("catch_all,bounces", [
+    (None, True), (CatchAll("deliver-to-user", "dave"), False),
+    (CatchAll("forward-to-address", "someone@else.example"), False)])
+def test_what_an_alias_reaches_on_vpopmail_is_warned_about_only_when_it_bounces(catch_all,
+                                                                                bounces):
+    """An alias domain in class w keeps its domain's users (bob@old.example is
+    bob@example.org, not the local bob); postmaster is vpopmail's own account, never
+    "will bounce"; a name neither mailbox nor alias bounces unless the domain's catch-all
+    delivers to a user or forwards."""
+    text = "x3: bob@old.example\nx4: postmaster@example.com\nx5: nobody@example.org\n"
+    rules = [DomainRules("example.com", COM, import_aliases=True),
+             DomainRules("example.org", {"dave": "dave"}, alias_domains=("old.example",),
+                         catch_all=catch_all)]
+    plan = map_routing(SourceRouting(aliases=(parse_aliases(text, "/a"),),
+                                     local_hostnames=frozenset({"old.example"})), rules)
+    assert plan.domains["example.com"].aliases["x3"] == ("&bob@example.org",)
+    warned = [str(f) for f in plan.warnings if "will bounce" in str(f)]
+    assert not any("postmaster" in w for w in warned)
+    assert any("nobody@example.org" in w for w in warned) == bounces
+
+
+def test_a_duplicate_virtusertable_key_is_a_warning_of_the_plan():
+    """What reading the virtusertable finds (a key makemap keeps only once) reaches the
+    plan's warnings, and so strict mode."""
+    vt = parse_virtusertable(b"x@example.com alice\nx@example.com carol\n", "/vt")
+    plan = map_routing(SourceRouting(virtusertable=vt),
+                       [DomainRules("example.com", COM)])
+    assert any("duplicate virtusertable key 'x@example.com'" in str(f) and "/vt:2" in str(f)
+               for f in plan.warnings)
+
+
 def test_ambiguous_local_user_warns():
     source = SourceRouting(aliases=(parse_aliases("x1: sam\n", "/a"),))
     plan = map_routing(source, [
