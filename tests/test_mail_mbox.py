@@ -646,6 +646,22 @@ def test_the_common_from_line_reads_as_the_general_rule_reads_it(line):
         assert parse_from_line(line, zone) == parse_general(line, zone)
 
 
+def test_the_source_count_leaves_out_a_separator_one_byte_over_max_line():
+    """A From_ line of MAX_LINE bytes is a separator, one of MAX_LINE + 1 is body: the
+    count on the source (COUNT_SEPARATORS) agrees at that very byte."""
+    import subprocess
+
+    from mailplan.mail.fromline import COUNT_SEPARATORS, MAX_LINE
+
+    tail = b" Mon Jan  1 10:00:00 2001"
+    lines = [b"From " + b"s" * (n - 5 - len(tail)) + tail for n in (MAX_LINE, MAX_LINE + 1)]
+    assert [len(x) for x in lines] == [MAX_LINE, MAX_LINE + 1]
+    assert [parse_from_line(x) is not None for x in lines] == [True, False]
+    count = subprocess.run(["sh", "-c", COUNT_SEPARATORS], input=b"\n".join(lines) + b"\n",
+                           capture_output=True, check=False)
+    assert count.stdout == b"1\n", count.stderr
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(_SEPARATORS),
                           st.lists(st.sampled_from(_PIECES), max_size=14).map(b"".join),
