@@ -1017,6 +1017,8 @@ def test_an_entry_deeper_than_max_alias_recursion_is_not_carried_over():
     assert "n200" not in long.domains["example.com"].aliases
     assert any("sets MaxAliasRecursion to 5000; mailplan follows aliases at most 100 deep"
                in f.message for f in long.findings)
+    assert not any("sets MaxAliasRecursion" in f.message  # mailplan's own limit: no note
+                   for f in plan(3, depth=100).findings)
 
 
 @pytest.mark.parametrize(("limit", "delivered"), [(3, True), (2, False)])
