@@ -1026,11 +1026,12 @@ def _imported_settled_without_newline(tmp_path: Path):
     return a, path, target, f"ursula@{domain}", spec, len(a + m1), once
 
 
-@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b"", b"\n\n", b"\r\n\r\n"])
 def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_whole_read(
         tmp_path, lead):
     """A settled spool's last message without a final newline is imported as stored. A
-    delivery then appends after it (with a line end first, or right after it): a read
+    delivery then appends after it (with a line end first, that and a blank line, or
+    right after it): a read
     from the checkpoint starts there, and so does a whole read (a spool beside ~/mbox
     whose appended message is a copy of one before the checkpoint is read whole): the
     earlier message is not imported a second time, the new one is imported once."""
@@ -1058,6 +1059,38 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
     row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert (row["source"], row["target"], row["ok"]) == (5, 5, True), row
+
+
+@pytest.mark.parametrize("lead", [b"\n\n", b"\r\n\r\n", b"\n\r\n", b"\n\n\n"])
+@pytest.mark.parametrize("later", [False, True], ids=["with-mail", "mail-later"])
+def test_line_ends_written_after_a_settled_last_message_are_framing(tmp_path, lead, later):
+    """A settled spool's last message without a final newline is imported as stored;
+    then the old server writes its line end and a blank line (``lead``), and new mail
+    after them (``later``: in a later run, the line ends alone first). The checkpoint
+    still holds: the next runs import the new mail once, and that message is not
+    imported a second time (as it was when only one line end before the From_ line
+    was taken for framing: the checkpoint was dropped, the spool read whole)."""
+    a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
+    domain = address.split("@")[1]
+    new = msg("n@x.example", "Tue Nov  3 12:00:00 2026", "new")
+    with path.open("ab") as fh:
+        fh.write(lead if later else lead + new)
+    if later:
+        settle(path)
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        assert stored(target, address) == once
+        with path.open("ab") as fh:
+            fh.write(new)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted([*once, *whole_read(new)])
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
+    doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+    row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert (row["source"], row["target"], row["ok"]) == (4, 4, True), row  # ~/mbox too
 
 
 @pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
@@ -1102,6 +1135,9 @@ SOLARIS = (b"From z@x.example Mon Nov  2 12:00:00 2026\nContent-Length: 900\n\np
     ([A, NO_NEWLINE], b"", 2, 0, None),
     # a delivery writing its From_ line right after it: nothing new yet
     ([A, NO_NEWLINE], b"\nFrom s@x", 2, 0, 0),
+    ([A, NO_NEWLINE], b"\n\nFrom s@x", 2, 0, 0),
+    # the line end and blank line a delivery writes first, nothing after them yet: no mail
+    ([A, NO_NEWLINE], b"\n\n", 2, 0, None),
     # a Content-Length past the end then is no delivery being written now ...
     ([LONGER], b"\n" + A, 2, 1, None),
     ([LONGER, b"\n" + NO_NEWLINE], b"\n" + A, 3, 1, None),

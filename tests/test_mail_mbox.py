@@ -885,16 +885,18 @@ def test_a_read_resumed_at_a_message_end_gives_the_rest_of_the_whole_read(msgs, 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(before=st.lists(message_st(), min_size=1, max_size=4),
        after=st.lists(message_st(), min_size=1, max_size=3),
-       cut=st.sampled_from([1, 2, 3]), lead=st.sampled_from([b"\n", b"\r\n", b""]),
+       cut=st.sampled_from([1, 2, 3]),
+       lead=st.sampled_from([b"\n", b"\r\n", b"", b"\n\n", b"\r\n\r\n", b"\n\r\n"]),
        read_size=st.sampled_from([1, 7, 1 << 20]), seekable=st.booleans(),
        mboxrd=st.booleans())
 def test_a_whole_read_ends_a_message_where_an_earlier_read_ended(before, after, cut, lead,
                                                                  read_size, seekable, mboxrd):
     """A settled mailbox whose last message has no final line end is read to its end
-    and imported; then mail is appended (after a line end, or right after that last
-    byte). A read from byte 0 given that end (``ends``) gives exactly the messages of
-    the two reads that earlier runs made, identities included: the read up to it, then
-    the read resumed there with the occurrence counts of the messages before it."""
+    and imported; then mail is appended (after a line end, a line end and a blank line,
+    or right after that last byte). A read from byte 0 given that end (``ends``) gives
+    exactly the messages of the two reads that earlier runs made, identities included:
+    the read up to it, then the read resumed there with the occurrence counts of the
+    messages before it."""
     first = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in before)
     first = first[:-cut]  # the last message's final line end(s) and more: never written
     more = b"".join(sep + book + text + b"\n" for sep, book, text, _ts in after)
@@ -937,15 +939,19 @@ def _identities(got: list) -> list:
                                              (b"\n", b"\n"), (b"\r\n", b"\r\n")])
 @pytest.mark.parametrize("old_end,lead", [("blank", b""), ("noblank", b""),
                                           ("noblank", b"\n"), ("noblank", b"\r\n"),
-                                          ("nonl", b""), ("nonl", b"\n"), ("nonl", b"\r\n")])
+                                          ("nonl", b""), ("nonl", b"\n"), ("nonl", b"\r\n"),
+                                          ("nonl", b"\n\n"), ("nonl", b"\r\n\r\n"),
+                                          ("nonl", b"\n\r\n")])
 def test_a_checkpoint_between_line_end_styles_reads_as_the_whole_file(
         old_eol, new_eol, old_end, lead, read_size, header_limit, lines):
     """A spool with one style of line ends (LF or CRLF), read to its end and imported
     (the checkpoint there, ``ends`` as the importer records them); then messages with
     the same or the other style are appended, after a line end (a writer that puts the
-    blank line before its message) or not. The messages of the two reads (identities,
-    flags, bytes; the appended ones' offsets too) are those of a whole read of the file,
-    which is what a plan sees once the spool is rewritten (no checkpoint to go by):
+    blank line before its message), after a line end and a blank line (the line end a
+    last message lacked, then the framing blank line) or right after it. The messages of
+    the two reads (identities, flags, bytes; the appended ones' offsets too) are those of
+    a whole read of the file, which is what a plan sees once the spool is rewritten (no
+    checkpoint to go by):
     otherwise the last message before the checkpoint would be imported a second time.
     A last message without a final line end gets that identity only from a whole read
     given ``ends`` (the README's documented case), and a blank line written after a

@@ -12,8 +12,10 @@ than the checkpoint whose modification time is not the one listed then
 
 **Where earlier reads ended.** A settled mailbox's last message without a final line end
 is imported as it is; once a delivery appends after it, a whole read would see it with
-the line end the delivery wrote first (or, with none, run on into the next message): a
-different message. So a checkpoint also lists such ends (:attr:`Checkpoint.ends`,
+the line ends the delivery wrote first (its line end, then the framing blank line; or,
+with none, run on into the next message): a different message. Line ends after a
+checkpoint, before the next From_ line, are framing (:func:`still_valid`), read from
+the checkpoint or whole alike. So a checkpoint also lists such ends (:attr:`Checkpoint.ends`,
 :func:`checkpoint_ends`), and a whole read compared with the target's identities, while
 the checkpoint still matches, ends a message at each of them as that read did
 (:class:`~mailplan.mail.mbox.MboxReader`'s ``ends``); a message ending there was final
@@ -30,7 +32,14 @@ from dataclasses import dataclass
 from mailplan.connectors.base import Connector
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools
-from mailplan.mail.windows import WINDOW, digest, regular_only, slice_command
+from mailplan.mail.windows import (
+    PEEK,
+    WINDOW,
+    digest,
+    past_line_ends,
+    regular_only,
+    slice_command,
+)
 from mailplan.remote import run_batch
 
 
@@ -80,10 +89,13 @@ def checkpoint_ends(ends: Sequence[int], offset: int, tail: bytes) -> list[int]:
     return kept
 
 
-#: what may follow a checkpoint: a From_ line, possibly after the line end that ends the
-#: last message read when it had no blank line yet (see MboxReader: resumed reads)
-_BOUNDARY = (b"From ", b"\nFrom ", b"\r\nFrom ")
-_PEEK = 7
+def _boundary(after: bytes) -> bool:
+    """Whether the bytes after a checkpoint (up to :data:`PEEK`, fewer where the file
+    ends) are what may follow it: a From_ line, possibly after line ends (the one that
+    ends the last message read when it had none, the blank line that frames it: see
+    MboxReader, resumed reads), or the start of that (the rest not written yet)."""
+    rest = past_line_ends(after)
+    return rest.startswith(b"From ") or b"From ".startswith(rest) or rest == b"\r"
 
 
 def _window_cmd(path: str, offset: int, noatime: bool) -> str:
@@ -92,14 +104,15 @@ def _window_cmd(path: str, offset: int, noatime: bool) -> str:
     width = min(WINDOW, offset)
     return regular_only(path, "; ".join(
         slice_command(path, start, length, noatime=noatime) for start, length
-        in ((0, width), (offset - width, width), (offset, _PEEK))))
+        in ((0, width), (offset - width, width), (offset, PEEK))))
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
                 heads: dict[int, bytes] | None = None, ended: set[int] | None = None
                 ) -> list[bool]:
     """Whether each mailbox still starts with what its checkpoint recorded (one batch),
-    and a From_ line follows the checkpoint (or nothing yet): a checkpoint inside a
+    and a From_ line follows the checkpoint, maybe after line ends (or nothing yet, or
+    only the start of that): a checkpoint inside a
     message (taken by an older version at the end of a delivery still being written) is
     not trusted, so the mailbox is read whole. ``heads`` receives, by index, the bytes
     before a valid checkpoint taken before the file reached one window (its head window
@@ -121,8 +134,7 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
         if res.returncode == 0 and len(data) >= want:
             data = data[:want]
             ok[i] = digest(data[:head_len]) == cp.head and digest(data[head_len:]) == cp.tail \
-                and (after == b"" or any(b.startswith(after) or after.startswith(b)
-                                         for b in _BOUNDARY))
+                and _boundary(after)
             if ok[i] and heads is not None and cp.offset < WINDOW:
                 heads[i] = data[:head_len]
             if ok[i] and ended is not None and cp.offset and not data.endswith(b"\n"):

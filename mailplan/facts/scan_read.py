@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mailplan.mail.bookkeeping import carried_keywords
 from mailplan.mail.mbox import MboxReader, MessageEnd, MessageStart
-from mailplan.mail.windows import Windows
+from mailplan.mail.windows import Windows, past_line_ends
 
 if TYPE_CHECKING:
     from mailplan.facts.mailbox_scan import MailboxScan
@@ -127,13 +127,11 @@ class ScanRead:
 def unfinished_separator(seen: Windows, skip: int = 0) -> bool:
     """Whether all a read found after its first ``skip`` bytes (a checkpoint's offset,
     or an end of an earlier read) is the start of a From_ line still being written: no
-    line end after the framing one, and a prefix of ``From ``."""
+    line end after the framing ones (line ends alone, as MboxReader reads a resumed
+    read), and a prefix of ``From ``."""
     left = seen.size - skip
     if left > len(seen.tail):
         return False
     rest = seen.tail[len(seen.tail) - left:]
-    for lead in (b"\r\n", b"\n"):
-        if rest.startswith(lead):
-            rest = rest[len(lead):]
-            break
+    rest = past_line_ends(rest)
     return b"\n" not in rest and (rest.startswith(b"From ") or b"From ".startswith(rest))

@@ -62,13 +62,15 @@ an empty mailbox. A read resumed at ``offset > 0``
 (the spool grew) starts where the plan placed the checkpoint: at a From_ line when the
 last message read had no blank line at its end (it was left for that next read, see
 :mod:`mailplan.facts.mailbox_scan`), or after a final last message, where it may start with
-one line end before the From_ line: that is the framing blank line of that message,
-written when the new mail was appended. Plan and apply read a resumed read alike.
+line ends before the From_ line: the framing blank line of that message, and before it
+the line end it lacked, written when the new mail was appended (line ends with nothing
+after them yet hold no mail: the read ends after them). Plan and apply read a resumed
+read alike.
 
 **Where earlier reads ended.** ``ends`` lists offsets where an earlier read of the same
 file ended and took the last message as it was then: a settled mailbox's last message
 without a final line end (see :mod:`mailplan.facts.checkpoints`). Once mail is appended,
-that message's bytes as a read through them sees them change (a line end added before
+that message's bytes as a read through them sees them change (line ends added before
 the next From_ line, or that From_ line right after its last byte, not a separator there),
 so its identity would too. A read therefore ends the message at each of those offsets, as
 the earlier read did, and goes on from there as a read resumed at that offset does: a
@@ -118,6 +120,8 @@ _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 #: empty lines (none longer than a line end) before the first From_ line of a file
 _BLANK_LEAD = re.compile(rb"(?:\r?\n)+(?=From )")
+#: line ends alone: what a delivery may write after a message before the next From_ line
+_LINE_ENDS = re.compile(rb"(?:\r?\n)+")
 
 
 class MboxReader(ContentLength, Streamed):
@@ -200,11 +204,14 @@ class MboxReader(ContentLength, Streamed):
         if self._buf.startswith(b"From ") and self._separator_at(0):
             return 0
         if self._base > 0:
-            # Resuming after a last message that had no framing blank line yet: the line
-            # end appended before the next From_ line is framing.
-            for lead in (b"\n", b"\r\n"):
-                if self._buf.startswith(lead + b"From ") and self._separator_at(len(lead)):
-                    return len(lead)
+            # Resuming after a last message taken without its line end or framing blank
+            # line: the line ends appended before the next From_ line are framing, and
+            # so are line ends with nothing after them yet (no mail in them).
+            if (blank := _BLANK_LEAD.match(self._buf)) and self._separator_at(blank.end()):
+                return blank.end()
+            if self._eof and _LINE_ENDS.fullmatch(self._buf):
+                self._buf, self._base = b"", self._base + len(self._buf)
+                return None
         elif (blank := _BLANK_LEAD.match(self._buf)) and self._separator_at(blank.end()):
             # Empty lines before the first From_ line hold no mail: framing, as above.
             lines = blank[0].count(b"\n")

@@ -36,11 +36,13 @@ from mailplan.mail.windows import (
     NOT_A_FILE,
     NOT_LISTED,
     OPENED,
+    PEEK,
     WINDOW,
     Windows,
     digest,
     grown_head,
     guarded,
+    past_line_ends,
     regular_only,
     slice_command,
 )
@@ -119,11 +121,11 @@ class SnapshotStream:
             raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        after = self._check_windows(self._window(), f"; {self._slice(self.end, 7)}")
-        # what may follow a boundary: nothing yet, the blank line before the next From_
+        after = past_line_ends(self._check_windows(self._window(),
+                                                   f"; {self._slice(self.end, PEEK)}"))
+        # what may follow a boundary: nothing yet, the line ends before the next From_
         # line (LF or CRLF, maybe still arriving), or that From_ line
-        if after not in (b"", b"\n", b"\r", b"\r\n") \
-                and not after.startswith((b"From ", b"\nFrom ", b"\r\nFrom ")):
+        if after not in (b"", b"\r") and not after.startswith(b"From "):
             raise SourceChanged(f"a message was being appended to {self.path} while it was "
                                 "read", host=self.conn.name, step=self.step,
                                 hint="run apply again: the new mail is read then")

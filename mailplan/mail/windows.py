@@ -11,6 +11,7 @@ actually read, never from a second look at a file that may have changed since.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from mailplan.shell import join
 
@@ -21,6 +22,17 @@ OPENED = "/dev/fd/3"
 NOT_LISTED = 86
 #: the exit status of a :func:`regular_only` command whose file is no regular file
 NOT_A_FILE = 87
+#: how many bytes after the end of a read are looked at (:func:`past_line_ends`)
+PEEK = 64
+_LINE_ENDS = re.compile(rb"(?:\r?\n)*")
+
+
+def past_line_ends(after: bytes) -> bytes:
+    """``after`` (the bytes after a message boundary: a checkpoint, the end of a read)
+    without the line ends it starts with: those are framing, the line end and blank
+    line a delivery writes after a last message that had none, before its From_ line
+    (:class:`~mailplan.mail.mbox.MboxReader` reads a resumed read so)."""
+    return after[_LINE_ENDS.match(after).end():]  # type: ignore[union-attr]
 
 
 def guarded(path: str, ident: tuple[int, int], body: str) -> str:
