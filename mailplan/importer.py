@@ -35,7 +35,7 @@ from mailplan.mail.agent_client import (
     agent_display,
 )
 from mailplan.mail.convert import Delivered, import_mbox
-from mailplan.mail.maildir import Identities, subscription_lines
+from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
 from mailplan.mail.writer.proto import OTHER_OWNER
@@ -207,7 +207,7 @@ class MailImporter:
                                      f"{res.stderr_text[:300]}",
                                      host=self.source.name, step=step)
                 if job.subscribe and mb.dirname:
-                    client.subscribe(subscription_lines([mb.folder], mb.names))
+                    client.subscribe(mb.subscription)
                 client.refresh_quota()
         finally:
             if stream is not None:
@@ -277,7 +277,7 @@ class MailImporter:
         mb = job.mailbox
         with self._maildir_writer(change, f"+ subscription {change.address}",
                                   "subscription") as client:
-            added = client.subscribe(subscription_lines([mb.folder], mb.names))
+            added = client.subscribe(mb.subscription)
         return {"subscription": mb.key, "added": added, "domain": change.domain,
                 "user": change.user}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
+from mailplan.earlier_folders import earlier_folders
 from mailplan.facts.checkpoints import Checkpoint, rewritten_in_place, still_valid
 from mailplan.facts.links import followed
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
@@ -146,6 +147,9 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     absent = {(mb.domain, mb.user) for mb in mailboxes if not where[mb.key]}
     state_mail = {key: box for key, box in state_mail.items()
                   if mailbox_owner(key) not in absent}
+    # a folder an earlier version imported under a name it no longer gets: into that one
+    mailboxes, renamed = earlier_folders(target_conn, mailboxes, where, state_mail)
+    out.warnings += renamed
     unread: dict[tuple[str, str], str] = {}
     subscribed = source_subscriptions(source_conn, refs, source, unread)
     for (domain, user), why in sorted(unread.items()):

@@ -27,7 +27,6 @@ from mailplan.mail.maildir import (
     SUBSCRIPTION_FILES,
     source_folder,
     subscribed_names,
-    subscription_lines,
 )
 from mailplan.plan import Change
 from mailplan.remote_files import read_files
@@ -160,7 +159,7 @@ def subscription_changes(target_conn: Connector, mailboxes: Iterable[SourceMailb
         if root not in held:
             held[root] = {name: subscribed_names(files.get(root, {}).get(name))
                           for name in SUBSCRIPTION_FILES}
-        lacking = [name for name, lines in subscription_lines([mb.folder], mb.names).items()
+        lacking = [name for name, lines in mb.subscription.items()
                    if set(lines) - held[root][name]]
         if lacking:
             gaps[folder] = (mb, lacking)

@@ -35,6 +35,7 @@ from typing import Any
 from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import build_desired
 from mailplan.diff import diff
+from mailplan.earlier_folders import earlier_folders
 from mailplan.errors import HostError, MailplanError
 from mailplan.facts.mailboxes import SourceMailbox, list_source_mailboxes
 from mailplan.facts.maildirs import ledger_sizes
@@ -156,6 +157,11 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
         tuser = tdom.users.get(ref.user) if tdom else None
         if tuser is not None:
             maildirs[(ref.domain, ref.user)] = maildir_of(tuser.dir)
+    # a folder an earlier version imported under a name it no longer gets is that one
+    mailboxes, renamed = earlier_folders(
+        target_conn, mailboxes,
+        {mb.key: maildirs.get((mb.domain, mb.user), "") for mb in mailboxes}, state_mail)
+    report.explained += [f"{p.user}@{p.domain}: {p.message}" for p in renamed]
     by_user: dict[tuple[str, str], list[SourceMailbox]] = {}
     for mb in mailboxes:
         by_user.setdefault((mb.domain, mb.user), []).append(mb)

@@ -20,7 +20,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailboxes import SourceMailbox
-from mailplan.mail.maildir import folder_from_dirname, subscription_lines, unsubscribed
+from mailplan.mail.maildir import folder_from_dirname, unsubscribed
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import with_ends
 from mailplan.subscriptions import subscribes, unusable_files
@@ -93,7 +93,7 @@ class GroupCheck:
                 or not subscribes(mb, self.subscribed.get((mb.domain, mb.user))):
             return [], []
         found = self.subscriptions.get(root, {})
-        gaps = unsubscribed(subscription_lines([mb.folder], mb.names), found)
+        gaps = unsubscribed(mb.subscription, found)
         return gaps, unusable_files(found) if gaps else []
 
     # -- the source's side: two round trips

@@ -23,6 +23,7 @@ from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, uns
 from mailplan.facts.notes import MailboxNote
 from mailplan.mail.maildir import (
     FolderNameError,
+    dir_subscription_lines,
     folder_dirname,
     is_inbox,
     source_folder,
@@ -101,6 +102,9 @@ class SourceMailbox:
     home_mbox: bool = False  # ~/mbox, the INBOX c-client keeps once it exists
     #: how the target's folder directories are named (the spec's target.folder_names)
     names: str = "utf7"
+    #: the directory an earlier mailplan version imported this folder into, under a name
+    #: the folder no longer gets (:mod:`mailplan.earlier_folders`); None: today's name
+    written: str | None = None
 
     @property
     def ident(self) -> tuple[int, int] | None:
@@ -129,7 +133,14 @@ class SourceMailbox:
     @property
     def dirname(self) -> str:
         """The Maildir++ directory it is imported into (``""`` = INBOX)."""
+        if self.written is not None:
+            return self.written
         return folder_dirname(self.folder, self.names)
+
+    @property
+    def subscription(self) -> dict[str, list[str]]:
+        """Its lines in the subscription files (:func:`dir_subscription_lines`)."""
+        return dir_subscription_lines([self.dirname])
 
 
 

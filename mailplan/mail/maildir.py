@@ -162,6 +162,23 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
     ``.INBOX.x``): dovecot lists a ``.inbox.x`` as ``INBOX.x`` but opens ``INBOX.x`` in
     ``.INBOX.x``, so the mail in ``.inbox.x`` could not be read.
     """
+    return _dirname(folder, names)
+
+
+def earlier_dirnames(folder: str, names: str = "utf7") -> list[str]:
+    """The other directories earlier mailplan versions imported ``folder`` into: before
+    a first segment INBOX in another case was written ``INBOX`` (``.inbox.x``), and
+    before a ``~`` beginning a segment was written ``\\7e`` (``.~name``: utf7 only). A
+    folder whose name none of that touches has none."""
+    now = folder_dirname(folder, names)
+    return [name for name in dict.fromkeys(
+        (_dirname(folder, names, inbox=False, tilde=False),
+         _dirname(folder, names, tilde=False))) if name != now]
+
+
+def _dirname(folder: str, names: str, *, inbox: bool = True, tilde: bool = True) -> str:
+    """:func:`folder_dirname`; without ``inbox`` or ``tilde``, as the versions before
+    those rules wrote it (:func:`earlier_dirnames`)."""
     _check_names(names)
     if is_inbox(folder):
         return ""
@@ -175,11 +192,12 @@ def folder_dirname(folder: str, names: str = "utf7") -> str:
         if seg in ("", ".", ".."):
             raise FolderNameError(f"folder name {folder!r} has an empty, '.' or '..' part",
                                   hint="folder paths are relative, without // or ..")
-    if is_inbox(segments[0]):  # dovecot opens inbox.x as INBOX.x, in .INBOX.x
+    if inbox and is_inbox(segments[0]):  # dovecot opens inbox.x as INBOX.x, in .INBOX.x
         segments[0] = "INBOX"
     encode = encode_mutf7 if names == "utf7" else str
     escaped = [encode(seg).replace("\\", "\\5c").replace(".", "\\2e") for seg in segments]
-    if names == "utf7":  # dovecot refuses a name that begins with ~: listescape's \7e
+    if tilde and names == "utf7":
+        # dovecot refuses a name that begins with ~: listescape's \7e
         escaped = ["\\7e" + seg[1:] if seg[:1] == "~" else seg for seg in escaped]
     name = "." + ".".join(escaped)
     if len(name.encode()) > 255:
@@ -221,7 +239,13 @@ def subscription_lines(folders: list[str], names: str = "utf7") -> dict[str, lis
     :func:`folder_dirname`: courier-imap 5 keeps its subscriptions in UTF-8 as its
     folders), dot-escaped ones as well, so the server finds the folder.
     """
-    dirs = [folder_dirname(f, names)[1:] for f in folders if not is_inbox(f)]
+    return dir_subscription_lines([folder_dirname(f, names) for f in folders])
+
+
+def dir_subscription_lines(dirnames: list[str]) -> dict[str, list[str]]:
+    """:func:`subscription_lines` of the folders in these directories (``""``, the
+    INBOX, has none)."""
+    dirs = [d[1:] for d in dirnames if d]
     return {"courierimapsubscribed": [f"INBOX.{n}" for n in dirs],
             "subscriptions": list(dirs)}
 

@@ -1,0 +1,143 @@
+"""Folders an earlier mailplan version imported under the names it gave them then
+(``.inbox.x`` before ``inbox/x`` became ``.INBOX.x``, ``.~old`` before a leading ``~``
+became ``\\7e``): a later version goes on importing into them, never a second copy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from migration import (
+    SourceAccount,
+    Target,
+    install_target,
+    mailplan,
+    make_source,
+    unique_domain,
+    write_spec,
+)
+
+from mailplan.mail.maildir import earlier_dirnames, folder_dirname
+
+# mailplan as it was before both rules: the folder's name as is, in every part
+EARLIER = """
+import sys
+import mailplan.facts.mailboxes as listing
+import mailplan.mail.maildir as maildir
+def earlier(folder, names="utf7"):
+    return maildir._dirname(folder, names, inbox=False, tilde=False)
+maildir.folder_dirname = listing.folder_dirname = earlier
+from mailplan.cli import main
+main()
+"""
+
+
+def msg(sender: str, day: int, subject: str) -> bytes:
+    return (f"From {sender} Mon Nov  {day} 10:00:00 2026\nFrom: {sender}\n"
+            f"Subject: {subject}\n\nhello\n\n").encode()
+
+
+@pytest.mark.parametrize(("folder", "names", "found"), [
+    ("inbox/x", "utf7", [".inbox.x"]),
+    ("Inbox/x", "utf8", [".Inbox.x"]),
+    ("~old", "utf7", [".~old"]),
+    ("a/~b", "utf7", [".a.~b"]),
+    # both rules: before either, and before the second
+    ("inbox/~x", "utf7", [".inbox.~x", ".INBOX.~x"]),
+    ("~old", "utf8", []),
+    ("INBOX/x", "utf7", []),
+    ("Work", "utf7", []),
+    ("INBOX", "utf7", []),
+])
+def test_the_names_earlier_versions_gave_a_folder(folder, names, found):
+    assert earlier_dirnames(folder, names) == found
+    assert folder_dirname(folder, names) not in found
+
+
+def _imported_by_an_earlier_version(tmp_path: Path
+                                    ) -> tuple[Path, Target, str, Path, Path]:
+    """A user whose folders inbox/x, ~old and Work an earlier version imported (its
+    folder directories named as it named them): (her folders' directory on the source,
+    the target, her address, the spec, her Maildir)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "UrsPw1")])
+    (src / "var/spool/mail/ursula").write_bytes(msg("a@x.example", 2, "inbox"))
+    mail = src / "home/ursula/mail"
+    (mail / "inbox").mkdir(parents=True)
+    (mail / "inbox/x").write_bytes(msg("b@x.example", 2, "inbox-x"))
+    (mail / "~old").write_bytes(msg("c@x.example", 2, "old"))
+    (mail / "Work").write_bytes(msg("d@x.example", 2, "work"))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    res = subprocess.run([sys.executable, "-c", EARLIER, "apply", str(spec), "--auto-approve"],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    address = f"ursula@{domain}"
+    udir = target.tool("vuserinfo", "-d", address).stdout.decode().split("\n")[0]
+    root = Path(udir) / "Maildir"
+    assert _folders(root) == {".inbox.x": 1, ".~old": 1, ".Work": 1}
+    return mail, target, address, spec, root
+
+
+def _folders(root: Path) -> dict[str, int]:
+    """Each folder directory of the Maildir with the number of its messages."""
+    return {d.name: sum(1 for sub in ("new", "cur") for _f in (d / sub).iterdir())
+            for d in sorted(root.iterdir()) if d.name.startswith(".") and d.is_dir()}
+
+
+def test_folders_an_earlier_version_named_are_imported_into_not_imported_again(tmp_path):
+    """The state records inbox/x and ~old, and their directories under today's names
+    are not there while those of the earlier names are: the plan imports into those
+    (only the mail appended since), warns naming both directories, and verify compares
+    them; the subscription files keep the lines the earlier version wrote. Renamed by
+    hand to today's names, the folders are found there: nothing is imported again."""
+    mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    for name in ("inbox/x", "~old"):
+        with (mail / name).open("ab") as fh:
+            fh.write(msg("n@x.example", 3, f"new in {name}"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    for folder, old, now in (("inbox/x", ".inbox.x", ".INBOX.x"),
+                             ("~old", ".~old", ".\\7eold")):
+        assert f"+ mailbox {address} {folder}\n      1 message(s)" in plan, plan
+        assert (f"{address}: folder {folder}: an earlier mailplan imported it into {old} "
+                f"(today's name: {now}), and its mail goes on into {old}") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".inbox.x": 2, ".~old": 2, ".Work": 1}
+    assert sorted((root / "subscriptions").read_text().split()) == ["Work", "inbox.x", "~old"]
+    again = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in again and "goes on into .~old" in again
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    assert {f["folder"]: (f["source"], f["target"], f["ok"]) for f in doc["folders"]} == {
+        "INBOX": (1, 1, True), "inbox/x": (2, 2, True), "~old": (2, 2, True),
+        "Work": (1, 1, True)}
+
+    # the administrator renames one to today's name (its subscription lines too)
+    (root / ".inbox.x").rename(root / ".INBOX.x")
+    for name, old, now in (("subscriptions", "inbox.x", "INBOX.x"),
+                           ("courierimapsubscribed", "INBOX.inbox.x", "INBOX.INBOX.x")):
+        lines = (root / name).read_text().split("\n")
+        (root / name).write_text("\n".join(now if line == old else line for line in lines))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in plan and "into .inbox.x" not in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".INBOX.x": 2, ".~old": 2, ".Work": 1}
+
+
+def test_a_folder_under_both_names_is_imported_under_todays(tmp_path):
+    """Both directories there (a copy made by hand, or a version that imported it again
+    under today's name): today's is imported into, nothing twice, and the plan warns
+    about the other, which mailplan leaves as it is."""
+    mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    subprocess.run(["cp", "-a", str(root / ".~old"), str(root / ".\\7eold")], check=True)
+    with (mail / "~old").open("ab") as fh:
+        fh.write(msg("n@x.example", 3, "new"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} ~old\n      1 message(s)" in plan, plan
+    assert (f"{address}: folder ~old: imported into .\\7eold (today's name); .~old in "
+            f"{root} holds the mail an earlier mailplan imported") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".\\7eold": 2, ".inbox.x": 1, ".~old": 1, ".Work": 1}
