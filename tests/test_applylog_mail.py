@@ -23,7 +23,7 @@ from migration import (
 from passlib.hash import sha512_crypt
 from test_integration_mail import msg, setup  # noqa: F401  (setup: 3 users, 5 mailboxes)
 
-from mailplan.mail.windows import OPENED
+from mailplan.mail.windows import OPENED, PEEK
 
 AGENT = AGENT_DISPLAY
 
@@ -56,7 +56,7 @@ def test_log_has_each_mailbox_read_and_the_agent_with_duration_and_result(setup)
         # (not the plan's look at the same windows, which is one of a batch)
         check = [e for e in entries if e["cmd"].startswith(
                      source_read(path, 0, min(size, 4096))[:-len(" )")] + "; ")
-                 and e["cmd"].endswith("; " + source_slice(OPENED, size, 7) + " )")
+                 and e["cmd"].endswith("; " + source_slice(OPENED, size, PEEK) + " )")
                  and not (e["note"] or "").startswith("batch ")]
         assert [(e["host"], e["status"][:6], e["note"]) for e in check] == [
             ("oldmail", "exit 0", None)], check
