@@ -103,6 +103,7 @@ from mailplan.mail.mboxtypes import (
     Readable,
     classify_not_mbox,
 )
+from mailplan.mail.windows import past_line_ends
 
 __all__ = ["Event", "MailboxError", "MboxReader", "MboxSummary", "MessageEnd", "MessageStart",
            "NotAnMbox", "Readable", "classify_not_mbox", "read_mbox"]
@@ -120,8 +121,6 @@ _EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 #: empty lines (none longer than a line end) before the first From_ line of a file
 _BLANK_LEAD = re.compile(rb"(?:\r?\n)+(?=From )")
-#: line ends alone: what a delivery may write after a message before the next From_ line
-_LINE_ENDS = re.compile(rb"(?:\r?\n)+")
 
 
 class MboxReader(ContentLength, Streamed):
@@ -209,7 +208,7 @@ class MboxReader(ContentLength, Streamed):
             # so are line ends with nothing after them yet (no mail in them).
             if (blank := _BLANK_LEAD.match(self._buf)) and self._separator_at(blank.end()):
                 return blank.end()
-            if self._eof and _LINE_ENDS.fullmatch(self._buf):
+            if self._eof and not past_line_ends(self._buf):
                 self._buf, self._base = b"", self._base + len(self._buf)
                 return None
         elif (blank := _BLANK_LEAD.match(self._buf)) and self._separator_at(blank.end()):

@@ -168,7 +168,7 @@ class _DomainMapper:
             return
         target = entry.target
         if isinstance(target, Address) and entry.substitutes:
-            text = str(target).replace("%1", entry.local or "")
+            text = entry.filled(entry.local or "")
             if "%" in text:
                 self.resolver.warn(f"{context}: {target} uses a substitution with no "
                                    "equivalent here", entry.origin)

@@ -326,10 +326,18 @@ class Resolver:
                           "one of its own names; the +detail is not kept on vpopmail)",
                           target.origin)
                 local = base
+        return self._mailbox(local, domain, context=context, owner=owner,
+                             origin=target.origin, escaped=target.escaped)
+
+    def _mailbox(self, local: str, domain: str, *, context: str, owner: str | None,
+                 origin: Origin, escaped: bool = False) -> list[str]:
+        """The line delivering to ``local@domain`` of a migrated domain (its renamed
+        mailbox or alias, checked to exist once every domain is mapped); the owner's
+        own Maildir when it is the owner's own name."""
         mailbox = self.directory.renamed(local, domain)
         if domain == self.domain and owner is not None and mailbox == owner:
-            return [OWN_MAILDIR if target.escaped else SELF]
-        self.checks.append(Check(mailbox, domain, target.origin, context))
+            return [OWN_MAILDIR if escaped else SELF]
+        self.checks.append(Check(mailbox, domain, origin, context))
         return [f"&{mailbox}@{domain}"]
 
     def _detail_line(self, base: str, detail: str, domain: str, *, context: str,
@@ -351,11 +359,7 @@ class Resolver:
         if not entry.any_detail and not entry.substitutes:
             self.note(f"{context}: {what}, as sendmail's virtusertable lookup did (the "
                       "+detail is not kept on vpopmail)", origin)
-            mailbox = self.directory.renamed(base, domain)
-            if domain == self.domain and owner is not None and mailbox == owner:
-                return [SELF]
-            self.checks.append(Check(mailbox, domain, origin, context))
-            return [f"&{mailbox}@{domain}"]
+            return self._mailbox(base, domain, context=context, owner=owner, origin=origin)
         if key in chain:
             self.warn(f"{context}: virtusertable loop {' -> '.join((*chain, key))}", origin)
             return []
@@ -363,8 +367,6 @@ class Resolver:
                   "has no vpopmail alias, so its destination is written here", origin)
         target = entry.target
         if isinstance(target, Address) and entry.substitutes:
-            text = str(target).replace("%1", base).replace("%2", detail).replace(
-                "%3", f"+{detail}" if detail else "")
-            target = parse_item(text, entry.origin)
+            target = parse_item(entry.filled(base, detail), entry.origin)
         return self.lines([target], context=f"{context} ({key})", owner=owner,
                           chain=(*chain, key), depth=depth + 1)

@@ -38,6 +38,15 @@ class VirtualEntry:
         """Whether the value uses %1/%2/%3 (depends on the recipient being looked up)."""
         return isinstance(self.target, Address) and "%" in str(self.target)
 
+    def filled(self, user: str, detail: str | None = None) -> str:
+        """The value's text with ``%1`` = ``user`` and, given the detail of the address
+        looked up, ``%2`` = it and ``%3`` = ``+detail`` (empty without one); without
+        ``detail`` those two are left as written."""
+        text = str(self.target).replace("%1", user)
+        if detail is not None:
+            text = text.replace("%2", detail).replace("%3", f"+{detail}" if detail else "")
+        return text
+
 
 @dataclass(frozen=True)
 class Virtusertable:
