@@ -1026,6 +1026,23 @@ def _imported_settled_without_newline(tmp_path: Path):
     return a, path, target, f"ursula@{domain}", spec, len(a + m1), once
 
 
+def _append_and_import(tmp_path: Path, path: Path, spec: Path, target: Target, address: str,
+                       data: bytes, expected: list[bytes]) -> dict:
+    """Append ``data`` to the spool; the plan shows one message to import, apply stores
+    ``expected`` in all, and a plan after it has no changes. Return the state's INBOX
+    checkpoint."""
+    with path.open("ab") as fh:
+        fh.write(data)
+    domain = address.split("@")[1]
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted(expected)
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    return state["mail"][f"{address}/INBOX"]["checkpoint"]
+
+
 @pytest.mark.parametrize("lead", [b"\n", b"\r\n", b"", b"\n\n", b"\r\n\r\n"])
 def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_whole_read(
         tmp_path, lead):
@@ -1036,25 +1053,15 @@ def test_a_settled_last_message_without_a_newline_is_not_imported_again_by_a_who
     whose appended message is a copy of one before the checkpoint is read whole): the
     earlier message is not imported a second time, the new one is imported once."""
     a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
-    domain = address.split("@")[1]
     assert stored(target, address) == once
-    with path.open("ab") as fh:
-        fh.write(lead + a)  # the same message delivered again
-    plan = mailplan("plan", str(spec), check=True).stdout
-    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert stored(target, address) == sorted([*once, *whole_read(a)])
-    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # the same message delivered again
+    checkpoint = _append_and_import(tmp_path, path, spec, target, address, lead + a,
+                                    [*once, *whole_read(a)])
     # the next checkpoint still says where that message ended: read whole again, the
     # spool gives it as it was imported
-    state = json.loads((tmp_path / "m.state.json").read_text())
-    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
-    with path.open("ab") as fh:
-        fh.write(a)
-    plan = mailplan("plan", str(spec), check=True).stdout
-    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert stored(target, address) == sorted([*once, *whole_read(a), *whole_read(a)])
+    assert checkpoint["ends"] == [end]
+    _append_and_import(tmp_path, path, spec, target, address, a,
+                       [*once, *whole_read(a), *whole_read(a)])
     # verify reads the spool as the imports did: nothing missing, nothing extra
     doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
     row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
@@ -1071,23 +1078,16 @@ def test_line_ends_written_after_a_settled_last_message_are_framing(tmp_path, le
     imported a second time (as it was when only one line end before the From_ line
     was taken for framing: the checkpoint was dropped, the spool read whole)."""
     a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
-    domain = address.split("@")[1]
     new = msg("n@x.example", "Tue Nov  3 12:00:00 2026", "new")
-    with path.open("ab") as fh:
-        fh.write(lead if later else lead + new)
     if later:
+        with path.open("ab") as fh:
+            fh.write(lead)
         settle(path)
         mailplan("apply", str(spec), "--auto-approve", check=True)
         assert stored(target, address) == once
-        with path.open("ab") as fh:
-            fh.write(new)
-    plan = mailplan("plan", str(spec), check=True).stdout
-    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert stored(target, address) == sorted([*once, *whole_read(new)])
-    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
-    state = json.loads((tmp_path / "m.state.json").read_text())
-    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
+    checkpoint = _append_and_import(tmp_path, path, spec, target, address,
+                                    new if later else lead + new, [*once, *whole_read(new)])
+    assert checkpoint["ends"] == [end]
     doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
     row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert (row["source"], row["target"], row["ok"]) == (4, 4, True), row  # ~/mbox too
@@ -1102,20 +1102,13 @@ def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_
     message is a copy of an earlier one) ends that message there, as the import read
     it: it is not imported again, and the next checkpoint records that end."""
     a, path, target, address, spec, end, once = _imported_settled_without_newline(tmp_path)
-    domain = address.split("@")[1]
     state_path = tmp_path / "m.state.json"
     state = json.loads(state_path.read_text())
     del state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"]  # as an older version
     state_path.write_text(json.dumps(state))
-    with path.open("ab") as fh:
-        fh.write(lead + a)
-    plan = mailplan("plan", str(spec), check=True).stdout
-    assert f"+ mailbox ursula@{domain} INBOX\n      1 message(s)" in plan, plan
-    mailplan("apply", str(spec), "--auto-approve", check=True)
-    assert stored(target, address) == sorted([*once, *whole_read(a)])
-    state = json.loads(state_path.read_text())
-    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [end]
-    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    checkpoint = _append_and_import(tmp_path, path, spec, target, address, lead + a,
+                                    [*once, *whole_read(a)])
+    assert checkpoint["ends"] == [end]
 
 
 NO_NEWLINE = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\nbody"
