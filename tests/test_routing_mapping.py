@@ -868,6 +868,30 @@ def test_a_plussed_address_in_a_virtusertable_only_domain_goes_where_sendmail_se
             in _messages(plan, "note")
 
 
+def test_a_plussed_address_where_the_catch_all_line_is_set_aside_goes_to_the_catch_all():
+    """sendmail looked name+detail@DOMAIN up in virtusertable before it delivered
+    locally: with no line for name, the @DOMAIN line took it (proto.m4's "@domain if
+    +detail exists"), never the plussed-users rule. Where the spec set that line aside
+    (unknown_recipients unset: its own catch-all applies), the address stays
+    name+detail@DOMAIN and goes to that catch-all, as every other address the line
+    caught; not to the mailbox name, which sendmail never gave it."""
+    rule = Origin("/etc/mail/sendmail.cf", 120)
+    aliases = (parse_aliases("team: bob+lists@example.com\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob"}, import_aliases=True)]
+    local = frozenset({"example.com"})
+    aside = map_routing(SourceRouting(aliases=aliases, plus_detail=rule, local_hostnames=local,
+                                      set_aside_catch_alls=local), rules)
+    assert aside.domains["example.com"].aliases["team"] == ("&bob+lists@example.com",)
+    assert ("warning: [example.com] /etc/aliases:1: alias team: bob+lists@example.com is "
+            "neither a mailbox nor an alias on vpopmail; mail to it will bounce") \
+        in _messages(aside)
+    assert not [n for n in _messages(aside, "note") if "plussed-users rule did" in n]
+    # no @DOMAIN line: the plussed-users rule took it, to the mailbox bob
+    kept = map_routing(SourceRouting(aliases=aliases, plus_detail=rule,
+                                     local_hostnames=local), rules)
+    assert kept.domains["example.com"].aliases["team"] == ("&bob@example.com",)
+
+
 def test_a_plus_wildcard_never_becomes_an_alias():
     """sendmail's ``list+*`` (aliases file or virtusertable key) caught every
     list+DETAIL; qmail and vpopmail split extensions only at '-', so a literal alias

@@ -78,8 +78,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                           {a: r.domain for r in domains for a in r.alias_domains},
                           min(source.max_alias_recursion, MAX_DEPTH),
                           plus_detail=source.plus_detail is not None,
-                          plussed_domains=frozenset(source.local_hostnames & served)
-                          if source.plus_detail is not None else frozenset(),
+                          plussed_domains=_plussed_domains(source, served),
                           virtual=virtual)
     if source.max_alias_recursion > MAX_DEPTH:
         findings.append(Finding(
@@ -126,6 +125,17 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
                            hint="fix or exclude them on the source, or declare the routing "
                            "in the spec, then plan again")
     return plan
+
+
+def _plussed_domains(source: SourceRouting, served: Set[str]) -> frozenset[str]:
+    """The migrated domains where sendmail's plussed-users rule delivered
+    ``name+detail@`` to ``name``: the old host's own names (class w), with the rule,
+    but not one whose ``@domain`` virtusertable line the spec set aside: sendmail looked
+    that line up before delivering locally, and it took every unlisted ``name+detail@``
+    (mail the spec's catch-all gets now)."""
+    if source.plus_detail is None:
+        return frozenset()
+    return frozenset((source.local_hostnames & served) - source.set_aside_catch_alls)
 
 
 def _names(names: Sequence[str], what: str) -> str:

@@ -60,7 +60,8 @@ class Directory:
     #: was delivered as ``name+*`` (an alias), else as ``name``
     plus_detail: bool = False
     #: migrated domains that were the old host's own names (class w): with the rule,
-    #: ``name+detail@`` one of them was delivered as that local name
+    #: ``name+detail@`` one of them was delivered as that local name (none whose
+    #: ``@domain`` line the spec set aside: that line took it on sendmail)
     plussed_domains: frozenset[str] = frozenset()
     #: virtusertable key -> line (every migrated domain's): sendmail looked
     #: ``name+detail@domain`` up there as ``name+detail@``, ``name+*@``, then ``name@``
