@@ -892,6 +892,34 @@ def test_a_plussed_address_where_the_catch_all_line_is_set_aside_goes_to_the_cat
     assert kept.domains["example.com"].aliases["team"] == ("&bob@example.com",)
 
 
+def test_a_name_plus_plus_key_takes_a_non_empty_detail_before_name_plus_star():
+    """proto.m4 looks name+detail@D up in virtusertable as name+detail@, then name++@
+    when the detail is not empty, name+*@, name@ (cf/README: after the '+', "+" matches
+    only a non-empty detail, "*" also an empty one). A name++ key is a wildcard as
+    name+* is: no alias (.qmail-sales++ would get mail for sales++ alone), a warning
+    that mail to sales+DETAIL@D goes to the catch-all, and an address sales+x@D in an
+    alias goes to its destination (%1/%2 put in)."""
+    vt = parse_virtusertable(
+        "sales++@example.com  carol\nsales+*@example.com  bob\nsales@example.com  alice\n"
+        "help++@example.com  %1+%2@desk.example\n", "/etc/mail/virtusertable")
+    aliases = (parse_aliases("team: sales+x@example.com\nempty: sales+@example.com\n"
+                             "desk: help+urgent@example.com\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob", "carol": "carol"},
+                         import_aliases=True)]
+    plan = map_routing(SourceRouting(aliases=aliases, virtusertable=vt), rules)
+    got = plan.domains["example.com"].aliases
+    assert got["team"] == ("&carol@example.com",)        # sales++ before sales+*
+    assert got["empty"] == ("&bob@example.com",)         # empty detail: not sales++
+    assert got["desk"] == ("&help+urgent@desk.example",)
+    assert "sales++" not in got and "help++" not in got
+    assert ("warning: [example.com] /etc/mail/virtusertable:1: virtusertable "
+            "sales++@example.com: '+detail' keys have no vpopmail equivalent: qmail-local and "
+            "vdelivermail split an address extension only at '-' (a .qmail-NAME-default "
+            "catches NAME-DETAIL, not NAME+DETAIL); mail to sales+DETAIL@example.com goes to "
+            "the domain's catch-all: bounce mail for unknown recipients") in _messages(plan)
+    assert [e.key for e in vt.entries][:2] == ["sales++@example.com", "sales+*@example.com"]
+
+
 def test_a_plus_wildcard_never_becomes_an_alias():
     """sendmail's ``list+*`` (aliases file or virtusertable key) caught every
     list+DETAIL; qmail and vpopmail split extensions only at '-', so a literal alias

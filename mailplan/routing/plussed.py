@@ -1,5 +1,6 @@
 """sendmail's ``+*`` wildcards (``list+*`` in an aliases file, ``list+*@domain`` in
-virtusertable), which caught every ``list+DETAIL`` address, on vpopmail.
+virtusertable, and its ``list++@domain`` for a non-empty DETAIL), which caught every
+``list+DETAIL`` address, on vpopmail.
 
 qmail-local looks for ``.qmail-EXT`` and then for ``.qmail-PREFIX-default`` at each
 ``-`` of the extension, and vdelivermail (``--enable-qmail-ext``) strips an extension at

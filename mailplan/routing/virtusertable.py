@@ -1,11 +1,13 @@
 """Parse sendmail's virtusertable source text (the input of ``makemap``).
 
 One entry per line, ``key<blanks>value``; ``#`` comment lines and blank lines are
-ignored. Keys are ``user@domain``, ``user+*@domain`` (any +detail) or ``@domain`` (the
-domain's catch-all, used when no ``user@domain`` key matches); makemap lower-cases keys
-and so does this parser. A value is one address (``user@remote``, a local user or alias
-name, possibly with ``%1`` = the original user, ``%2`` = the +detail, ``%3`` = ``+detail``)
-or ``error:status message``. Pure; malformed lines raise RoutingError with file and line.
+ignored. Keys are ``user@domain``, ``user+*@domain`` (any +detail, an empty one too),
+``user++@domain`` (a non-empty +detail: cf/README, "'+' matches only a non-empty detail")
+or ``@domain`` (the domain's catch-all, used when no ``user@domain`` key matches);
+makemap lower-cases keys and so does this parser. A value is one address
+(``user@remote``, a local user or alias name, possibly with ``%1`` = the original user,
+``%2`` = the +detail, ``%3`` = ``+detail``) or ``error:status message``. Pure; malformed
+lines raise RoutingError with file and line.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ class VirtualEntry:
     domain: str
     target: Address | ErrorCode
     origin: Origin
+    #: a ``user+*`` or ``user++`` key: sendmail's wildcard for ``user+DETAIL``
     any_detail: bool = False
+    #: a ``user++`` key: for a non-empty DETAIL only
+    nonempty_detail: bool = False
 
     @property
     def key(self) -> str:
         """The key as makemap stores it."""
-        local = "" if self.local is None else self.local + ("+*" if self.any_detail else "")
+        wildcard = ("++" if self.nonempty_detail else "+*") if self.any_detail else ""
+        local = "" if self.local is None else self.local + wildcard
         return f"{local}@{self.domain}"
 
     @property
@@ -56,17 +62,19 @@ class Virtusertable:
     entries: tuple[VirtualEntry, ...]
 
 
-def _key(text: str, origin: Origin) -> tuple[str | None, str, bool]:
+def _key(text: str, origin: Origin) -> tuple[str | None, str, str | None]:
+    """(user or None, domain, the +detail wildcard: '+*', '++' or None)."""
     local, at, domain = text.lower().rpartition("@")
     # a single-label domain (help@intranet) is a valid key for makemap and sendmail
     if not at or not domain.strip("."):
         raise RoutingError(f"key {text!r} must be user@domain or @domain", origin=origin)
-    any_detail = local.endswith("+*")
-    if any_detail:
+    wildcard = local[-2:] if local.endswith(("+*", "++")) else None
+    if wildcard:
         local = local[:-2]
         if not local:
-            raise RoutingError(f"key {text!r}: '+*' needs a user before it", origin=origin)
-    return (local or None), domain, any_detail
+            raise RoutingError(f"key {text!r}: {wildcard!r} needs a user before it",
+                               origin=origin)
+    return (local or None), domain, wildcard
 
 
 def parse_virtusertable(data: bytes | str, path: str) -> Virtusertable:
@@ -83,7 +91,7 @@ def parse_virtusertable(data: bytes | str, path: str) -> Virtusertable:
         parts = line.split(None, 1)
         if len(parts) < 2:
             raise RoutingError(f"key {parts[0]!r} has no value", origin=origin)
-        local, domain, any_detail = _key(parts[0], origin)
+        local, domain, wildcard = _key(parts[0], origin)
         value = parts[1].strip()
         items = split_items(value, lambda _off, o=origin: o)
         if len(items) != 1 and not value.lower().startswith("error:"):
@@ -94,7 +102,8 @@ def parse_virtusertable(data: bytes | str, path: str) -> Virtusertable:
         if not isinstance(target, Address | ErrorCode):
             raise RoutingError(f"{parts[0]}: a virtusertable value must be an address or "
                                f"error:, not {target}", origin=origin)
-        entries.append(VirtualEntry(local, domain, target, origin, any_detail))
+        entries.append(VirtualEntry(local, domain, target, origin, wildcard is not None,
+                                    wildcard == "++"))
     return Virtusertable(path, tuple(entries))
 
 
