@@ -94,7 +94,15 @@ def test_a_virtusertable_catch_all_to_several_destinations_bounces():
     assert _told(plan) == [
         ("warning", "/etc/vt:4", "virtusertable @example.com: the catch-all expands to 2 "
          "destinations; vdelivermail forwards to one address. Unknown recipients bounce "
-         "instead")]
+         "instead"),
+        # the mailboxes' lines took NAME+DETAIL@example.com on sendmail, not vpopmail
+        ("caution", "/etc/vt:1", "sendmail delivered NAME+DETAIL@example.com by the "
+         "virtusertable line NAME@example.com, for NAME alice, carol, robert (its "
+         "virtusertable lookup tries NAME@DOMAIN for NAME+DETAIL@DOMAIN, with or without a "
+         "plussed-users rule); qmail and vpopmail split an address extension only at '-', "
+         "so on vpopmail NAME+DETAIL@example.com is no mailbox nor alias and goes to the "
+         "domain's catch-all: bounce mail for unknown recipients: tell the users who hand "
+         "out +detail addresses")]
 
 
 @pytest.mark.parametrize(("aliases", "vt", "went", "mailboxes"), [

@@ -317,7 +317,12 @@ def test_catch_all(vt, rules_catch_all, expected, severity):
                                                              "/etc/mail/virtusertable"))
     plan = map_routing(source, [DomainRules("example.com", COM, catch_all=rules_catch_all)])
     assert plan.domains["example.com"].catch_all == expected
-    assert [f.severity for f in plan.findings] == ([severity] if severity else [])
+    # those lines took NAME+DETAIL@example.com on sendmail too (its virtusertable lookup
+    # tries user@domain for user+detail@domain, before @domain), which goes to the
+    # catch-all on vpopmail: a caution naming it
+    assert [f.severity for f in plan.findings] == [*([severity] if severity else []),
+                                                   "caution"]
+    assert f"catch-all: {expected.describe()}: tell" in plan.findings[-1].message
 
 
 def test_percent_one_catch_all_of_declared_alias_domain_is_covered():
@@ -785,6 +790,36 @@ def test_plussed_addresses_sendmail_delivered_are_a_caution_per_domain():
     assert cautions[0] not in plan.warnings  # --strict lets it through
     assert not [f for f in map_routing(SourceRouting(aliases=aliases), rules).findings
                 if f.severity == "caution"]
+
+
+def test_plussed_addresses_a_virtusertable_line_delivered_are_a_caution_without_the_rule():
+    """Without the plussed-users rule sendmail still delivered NAME+DETAIL@D by a
+    virtusertable line NAME@D (proto.m4 tries user@domain for user+detail@domain in
+    ruleset 0, before ruleset 5): on vpopmail that address is nobody and goes to the
+    catch-all. One caution per domain with such lines, naming them; none for an
+    error: line (sendmail refused those addresses too), a wildcard (a warning of its
+    own) or the @D line. With the rule, the rule's caution alone."""
+    vt = parse_virtusertable(
+        "sales@example.com  carol\nbob@example.com  bob@elsewhere.example\n"
+        "gone@example.com  error:nouser User unknown\nlist+*@example.com  alice\n"
+        "@example.org  alice@example.com\n", "/etc/mail/virtusertable")
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob", "carol": "carol"}),
+             DomainRules("example.org", {})]
+    plan = map_routing(SourceRouting(virtusertable=vt), rules)
+    cautions = [f for f in plan.findings if f.severity == "caution"]
+    assert [(f.domain, f.origin) for f in cautions] == [
+        ("example.com", Origin("/etc/mail/virtusertable", 1))]
+    assert cautions[0].message == (
+        "sendmail delivered NAME+DETAIL@example.com by the virtusertable line "
+        "NAME@example.com, for NAME bob, sales (its virtusertable lookup tries NAME@DOMAIN "
+        "for NAME+DETAIL@DOMAIN, with or without a plussed-users rule); qmail and vpopmail "
+        "split an address extension only at '-', so on vpopmail NAME+DETAIL@example.com is "
+        "no mailbox nor alias and goes to the domain's catch-all: bounce mail for unknown "
+        "recipients: tell the users who hand out +detail addresses")
+    rule = Origin("/etc/mail/sendmail.cf", 120)
+    ruled = map_routing(SourceRouting(virtusertable=vt, plus_detail=rule), rules)
+    assert [(f.domain, f.origin) for f in ruled.findings if f.severity == "caution"] == [
+        ("example.com", rule)]
 
 
 def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():

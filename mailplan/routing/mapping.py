@@ -43,6 +43,7 @@ from mailplan.routing.catchall import catch_all_from_virtual
 from mailplan.routing.loops import loops_on_vpopmail
 from mailplan.routing.mapdomain import map_domain
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
+from mailplan.routing.plussed import virtual_detail_caution
 from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
     VPOPMAIL_OWNED,
@@ -103,6 +104,9 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     findings.extend(loops_on_vpopmail(result))
     if source.plus_detail is not None:
         findings.extend(_plus_detail(source.plus_detail, domains, result))
+    else:  # virtusertable's NAME@D lines took NAME+DETAIL@D all the same
+        findings.extend(f for r in domains if (f := virtual_detail_caution(
+            r.domain, virtual.values(), result[r.domain].catch_all)))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
