@@ -955,6 +955,34 @@ def test_a_name_plus_plus_key_takes_a_non_empty_detail_before_name_plus_star():
     assert [e.key for e in vt.entries][:2] == ["sales++@example.com", "sales+*@example.com"]
 
 
+def test_every_users_plus_wildcards_are_looked_up_after_the_users_own_line():
+    """proto.m4 looks name+detail@D up as ... name@D, then ++@D (a non-empty detail)
+    and +*@D, before @D: cf/README's '+*@foo.org  %1%3@example.com'. Such a line is
+    read (it stopped the plan), is no alias on vpopmail (a warning: mail to
+    NAME+DETAIL@D goes to the catch-all) and is not the domain's catch-all; an address
+    name+detail@D in an alias goes to its destination, %1 and %3 put in."""
+    vt = parse_virtusertable(
+        "+*@example.com  %1%3@desk.example\nsales@example.com  alice\n"
+        "++@example.org  carol\n@example.org  alice\n", "/etc/mail/virtusertable")
+    aliases = (parse_aliases("x: bob+help@example.com, sales+x@example.com, "
+                             "bob+x@example.org, bob+@example.org\n", "/etc/aliases"),)
+    rules = [DomainRules("example.com", {"alice": "alice", "bob": "bob", "carol": "carol"},
+                         import_aliases=True), DomainRules("example.org", {})]
+    plan = map_routing(SourceRouting(aliases=aliases, virtusertable=vt), rules)
+    assert plan.domains["example.com"].aliases["x"] == (
+        "&bob+help@desk.example",   # +*@example.com, %1%3 filled in
+        "&sales@example.com",       # sales@ (its alias) before +*@
+        "&carol@example.com",       # ++@example.org
+        "&bob+@example.org")        # an empty detail: not ++@; @example.org's
+    assert plan.domains["example.com"].catch_all == CatchAll("bounce")
+    assert not plan.domains["example.com"].aliases.keys() - {"x", "sales"}
+    assert ("warning: [example.com] /etc/mail/virtusertable:1: virtusertable +*@example.com: "
+            "'+detail' keys have no vpopmail equivalent: qmail-local and vdelivermail split "
+            "an address extension only at '-' (a .qmail-NAME-default catches NAME-DETAIL, "
+            "not NAME+DETAIL); mail to NAME+DETAIL@example.com goes to the domain's "
+            "catch-all: bounce mail for unknown recipients") in _messages(plan)
+
+
 def test_a_plus_wildcard_never_becomes_an_alias():
     """sendmail's ``list+*`` (aliases file or virtusertable key) caught every
     list+DETAIL; qmail and vpopmail split extensions only at '-', so a literal alias

@@ -324,11 +324,24 @@ def test_virtusertable(key, line, target, substitutes):
     ("info@example.org  a@x.org, b@y.org", "one address"),
     ("info@example.org  |/bin/prog", "must be an address"),
     ("  @example.org  bob", "cannot start with a blank"),
-    ("+*@example.org  bob", "needs a user"),
 ])
 def test_virtusertable_errors(text, words):
     with pytest.raises(RoutingError, match=rf"^{VT}:1: .*{words}"):
         parse_virtusertable(text, VT)
+
+
+def test_virtusertable_wildcards_of_every_user():
+    """cf/README's '+*@foo.org  %1%3@example.com' and 'X++@foo.org': '+*' and '++'
+    with no user before them are every user's +detail wildcards, not an error, and
+    not the domain's catch-all (@foo.org)."""
+    table = parse_virtusertable("+*@foo.org  %1%3@example.com\n++@Foo.org  bob\n"
+                                "x++@foo.org  z%3@example.com\n@foo.org  alice\n", VT)
+    got = [(e.key, e.local, e.any_detail, e.nonempty_detail, e.catch_all)
+           for e in table.entries]
+    assert got == [("+*@foo.org", None, True, False, False),
+                   ("++@foo.org", None, True, True, False),
+                   ("x++@foo.org", "x", True, True, False),
+                   ("@foo.org", None, False, False, True)]
 
 
 def test_virtusertable_duplicate_first_wins():

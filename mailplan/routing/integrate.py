@@ -106,7 +106,7 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting, *,
                                                               or {})}
     virtual = source.virtusertable
     wild = {e.domain: e for e in (virtual.entries if virtual else ())
-            if e.local is None and e.domain in unset}
+            if e.catch_all and e.domain in unset}
     findings: list[Finding] = []
     if wild:
         probe = map_routing(source, [
@@ -126,7 +126,7 @@ def map_spec(spec: Spec, desired: Desired, source: SourceRouting, *,
                 f"this catch-all set '{_suggestion(derived)}' in the spec", entry.origin,
                 domain))
         assert virtual is not None
-        kept = tuple(e for e in virtual.entries if not (e.local is None and e.domain in wild))
+        kept = tuple(e for e in virtual.entries if not (e.catch_all and e.domain in wild))
         source = replace(source, virtusertable=Virtusertable(virtual.path, kept),
                          set_aside_catch_alls=frozenset(wild))
     rules = [domain_rules(spec, keys[d], desired.domains[d], catch_all=catch_all_of(

@@ -153,7 +153,7 @@ class _DomainMapper:
 
     def _import_virtual(self) -> None:
         for entry in self.virtual.values():
-            if entry.domain == self.domain and entry.local is not None:
+            if entry.domain == self.domain and not entry.catch_all:
                 self._begin_entry()
                 self._virtual_alias(entry)
 
@@ -162,8 +162,9 @@ class _DomainMapper:
         if entry.any_detail:
             self.resolver.warn(f"{context}: '+detail' keys have no vpopmail equivalent: "
                                f"{NO_PLUS}", entry.origin)
-            self._outcome(f"{entry.local}+DETAIL", context, "mail to "
-                          f"{entry.local}+DETAIL@{self.domain} goes to the domain's "
+            name = entry.local or "NAME"  # +*@D, ++@D: every user's
+            self._outcome(f"{name}+DETAIL", context, "mail to "
+                          f"{name}+DETAIL@{self.domain} goes to the domain's "
                           f"catch-all: {self.catch_all.describe()}", entry.origin)
             return
         target = entry.target

@@ -233,11 +233,10 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
         real = owner.get(entry.domain)
         if real is not None:
             target = entry.target
-            if (entry.local is None and not entry.any_detail and isinstance(target, Address)
+            if (entry.catch_all and isinstance(target, Address)
                     and target.local == "%1" and target.domain == real):
                 continue  # what the alias domain does anyway
-            what = ("its catch-all" if entry.local is None
-                    else f"{entry.local}@{entry.domain}")
+            what = "its catch-all" if entry.catch_all else entry.key
             findings.append(Finding(
                 "warning", f"virtusertable {entry.key} -> {target}: {entry.domain} is an "
                 f"alias domain of {real} in the spec, so {what} delivers as in {real}; this "
@@ -248,7 +247,7 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
             continue
         seen.add(entry.domain)
         hint = ""
-        if entry.local is None and entry.substitutes and isinstance(entry.target, Address):
+        if entry.catch_all and entry.substitutes and isinstance(entry.target, Address):
             hint = f"; to mirror {entry.target.domain}, declare it as an alias domain there"
         findings.append(Finding(
             "warning", f"virtusertable entries for {entry.domain} are not migrated: it is "

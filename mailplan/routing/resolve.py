@@ -65,7 +65,7 @@ class Directory:
     plussed_domains: frozenset[str] = frozenset()
     #: virtusertable key -> line (every migrated domain's): sendmail looked
     #: ``name+detail@domain`` up there as ``name+detail@``, ``name++@`` (a non-empty
-    #: detail), ``name+*@``, then ``name@``
+    #: detail), ``name+*@``, ``name@``, ``++@`` (a non-empty detail), then ``+*@``
     virtual: Mapping[str, VirtualEntry] = field(default_factory=dict)
 
     def mailbox(self, name: str, domain: str, *, target_names: bool) -> list[tuple[str, str]]:
@@ -347,14 +347,15 @@ class Resolver:
                      origin: Origin) -> list[str] | None:
         """``name+detail@domain`` as sendmail's virtusertable lookup delivered it (after
         the key ``name+detail@domain``): the line ``name++@domain`` (a non-empty detail
-        only), else ``name+*@domain``, else ``name@domain``;
+        only), else ``name+*@domain``, else ``name@domain``, else ``++@domain`` (a
+        non-empty detail only), else ``+*@domain``;
         whatever the domain (one of the old host's own names or a virtusertable-only
         one), with or without the plussed-users rule. The ``name+*`` line has no vpopmail
         alias, and neither has a line using %2 or %3 (the detail): their target is
         resolved here, the detail put in; a plain ``name@`` line is its alias (or the
         mailbox's .qmail). None when no line matches."""
-        keys = ([f"{base}++@{domain}"] if detail else []) + [f"{base}+*@{domain}",
-                                                             f"{base}@{domain}"]
+        keys = [*([f"{base}++@{domain}"] if detail else []), f"{base}+*@{domain}",
+                f"{base}@{domain}", *([f"++@{domain}"] if detail else []), f"+*@{domain}"]
         entry = next((self.directory.virtual[k] for k in keys if k in self.directory.virtual),
                      None)
         if entry is None:

@@ -2,8 +2,9 @@
 
 One entry per line, ``key<blanks>value``; ``#`` comment lines and blank lines are
 ignored. Keys are ``user@domain``, ``user+*@domain`` (any +detail, an empty one too),
-``user++@domain`` (a non-empty +detail: cf/README, "'+' matches only a non-empty detail")
-or ``@domain`` (the domain's catch-all, used when no ``user@domain`` key matches);
+``user++@domain`` (a non-empty +detail: cf/README, "'+' matches only a non-empty detail"),
+``++@domain`` and ``+*@domain`` (any user's +detail, tried after ``user@domain``) or
+``@domain`` (the domain's catch-all, used when no ``user@domain`` key matches);
 makemap lower-cases keys and so does this parser. A value is one address
 (``user@remote``, a local user or alias name, possibly with ``%1`` = the original user,
 ``%2`` = the +detail, ``%3`` = ``+detail``) or ``error:status message``. Pure; malformed
@@ -21,7 +22,8 @@ from mailplan.routing.model import Address, ErrorCode, Finding, Origin, RoutingE
 
 @dataclass(frozen=True)
 class VirtualEntry:
-    """One virtusertable line. ``local`` is None for an ``@domain`` catch-all."""
+    """One virtusertable line. ``local`` is None for an ``@domain`` catch-all and for
+    the ``+*@domain`` and ``++@domain`` wildcards (``any_detail``)."""
 
     local: str | None
     domain: str
@@ -36,8 +38,12 @@ class VirtualEntry:
     def key(self) -> str:
         """The key as makemap stores it."""
         wildcard = ("++" if self.nonempty_detail else "+*") if self.any_detail else ""
-        local = "" if self.local is None else self.local + wildcard
-        return f"{local}@{self.domain}"
+        return f"{self.local or ''}{wildcard}@{self.domain}"
+
+    @property
+    def catch_all(self) -> bool:
+        """Whether this is the ``@domain`` line (every address without a line of its own)."""
+        return self.local is None and not self.any_detail
 
     @property
     def substitutes(self) -> bool:
@@ -70,10 +76,7 @@ def _key(text: str, origin: Origin) -> tuple[str | None, str, str | None]:
         raise RoutingError(f"key {text!r} must be user@domain or @domain", origin=origin)
     wildcard = local[-2:] if local.endswith(("+*", "++")) else None
     if wildcard:
-        local = local[:-2]
-        if not local:
-            raise RoutingError(f"key {text!r}: {wildcard!r} needs a user before it",
-                               origin=origin)
+        local = local[:-2]  # none: every user's +detail (cf/README's +*@foo.org)
     return (local or None), domain, wildcard
 
 
