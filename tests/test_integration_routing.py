@@ -560,6 +560,9 @@ def test_every_alias_file_sendmail_cf_names_is_read_and_the_plan_says_which(worl
     cf = world.root / "etc/mail/sendmail.cf"
     cf.write_text(f"O AliasFile={world.aliases},nis:mail.aliases\nO AliasFile=hash:{local}\n"
                   "S5\nR$+ + *\t\t\t$#local $@ $&h $: $1\n")
+    # no @DOMAIN line: with one, sendmail's virtusertable lookup took every NAME+DETAIL@
+    # before local delivery and the plussed-users rule never applied to the domain
+    world.virtusertable.write_text(f"info@{d}\talice\n")
     spec = world.write()
     data = yaml.safe_load(spec.read_text())
     del data["source"]["aliases"]

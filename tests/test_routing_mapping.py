@@ -820,6 +820,22 @@ def test_plussed_addresses_a_virtusertable_line_delivered_are_a_caution_without_
     ruled = map_routing(SourceRouting(virtusertable=vt, plus_detail=rule), rules)
     assert [(f.domain, f.origin) for f in ruled.findings if f.severity == "caution"] == [
         ("example.com", rule)]
+    # with an @D line (kept, or set aside by the spec) sendmail never reached the rule
+    # for D: that line took every name+detail@D without a name@D line; the caution is
+    # the lines'
+    caught = parse_virtusertable(
+        "sales@example.com  carol\nbob@example.com  bob@elsewhere.example\n"
+        "@example.com  alice\n", "/etc/mail/virtusertable")
+    aside = parse_virtusertable("sales@example.com  carol\nbob@example.com  x@y.example\n",
+                                "/etc/mail/virtusertable")
+    for source in (SourceRouting(virtusertable=caught, plus_detail=rule),
+                   SourceRouting(virtusertable=aside, plus_detail=rule,
+                                 set_aside_catch_alls=frozenset({"example.com"}))):
+        found = [f for f in map_routing(source, rules).findings if f.severity == "caution"]
+        assert [(f.domain, f.origin) for f in found] == [
+            ("example.com", Origin("/etc/mail/virtusertable", 1))]
+        assert "by the virtusertable line NAME@example.com, for NAME bob, sales" \
+            in found[0].message
 
 
 def test_a_plussed_local_name_in_an_alias_goes_where_sendmail_sent_it():

@@ -42,7 +42,7 @@ from mailplan.routing.aliases import effective_aliases
 from mailplan.routing.catchall import catch_all_from_virtual
 from mailplan.routing.loops import loops_on_vpopmail
 from mailplan.routing.mapdomain import map_domain
-from mailplan.routing.model import Address, Finding, Origin, RoutingError
+from mailplan.routing.model import Address, Finding, RoutingError
 from mailplan.routing.plussed import virtual_detail_caution
 from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
 from mailplan.routing.rules import (
@@ -102,11 +102,7 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
     findings.extend(loops_on_vpopmail(result))
-    if source.plus_detail is not None:
-        findings.extend(_plus_detail(source.plus_detail, domains, result))
-    else:  # virtusertable's NAME@D lines took NAME+DETAIL@D all the same
-        findings.extend(f for r in domains if (f := virtual_detail_caution(
-            r.domain, virtual.values(), result[r.domain].catch_all)))
+    findings.extend(_plus_detail(source, virtual, domains, result))
     if source.virtusertable is not None:
         findings.extend(_virtual_qmail_reached_otherwise(source.virtusertable.path, result))
     for check in checks:
@@ -254,18 +250,29 @@ def _unmigrated_virtual_domains(virtual: dict[str, VirtualEntry], directory: Dir
             f"not a domain (or a matching alias domain) in the spec{hint}", entry.origin))
 
 
-def _plus_detail(rule: Origin, domains: Sequence[DomainRules],
+def _plus_detail(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
+                 domains: Sequence[DomainRules],
                  result: Mapping[str, DomainRouting]) -> list[Finding]:
-    """sendmail.cf delivers ``name+detail`` to the user or alias ``name``; qmail-local
-    (its .qmail-NAME-default search) and vdelivermail (--enable-qmail-ext) split an
-    extension only at '-': on vpopmail such an address is nobody and goes to the
-    domain's catch-all. A caution per domain with mailboxes or aliases."""
+    """Where sendmail delivered ``name+detail@D``, which on vpopmail is nobody
+    (qmail-local's .qmail-NAME-default search and vdelivermail's --enable-qmail-ext
+    split an extension only at '-') and goes to the domain's catch-all: a caution per
+    domain. sendmail's virtusertable lookup (ruleset 0) tried a line ``name@D`` for it
+    first, and then the ``@D`` line; only in a domain without an ``@D`` line (none in
+    the source's virtusertable, none set aside) did it reach local delivery, where
+    sendmail.cf's plussed-users rule delivered it to the user or alias ``name``: with
+    the rule, such a domain with mailboxes or aliases gets the rule's caution, every
+    other one that of its ``name@D`` lines (:func:`virtual_detail_caution`)."""
     out: list[Finding] = []
+    rule = source.plus_detail
     for rules in domains:
-        routing = result[rules.domain]
+        d = rules.domain
+        routing = result[d]
+        if rule is None or f"@{d}" in virtual or d in source.set_aside_catch_alls:
+            found = virtual_detail_caution(d, virtual.values(), routing.catch_all)
+            out.extend([found] if found else [])
+            continue
         if not rules.mailboxes and not routing.aliases:
             continue
-        d = rules.domain
         out.append(Finding(
             "caution", f"sendmail delivered NAME+DETAIL@{d} to the user or alias NAME (this "
             "plussed-users rule); qmail and vpopmail split an address extension only at "
