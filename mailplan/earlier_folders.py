@@ -6,27 +6,32 @@ Two rules of :func:`~mailplan.mail.maildir.folder_dirname` changed: a folder und
 written ``\\7e`` (``~name`` -> ``.\\7ename``, was ``.~name``). On a target an earlier
 version filled, such a folder's mail is in the directory of the old name
 (:func:`~mailplan.mail.maildir.earlier_dirnames`): imported into today's, all of it would
-be imported a second time. So a folder the state records (an earlier apply imported it,
-or made it) whose directory under today's name is not on the target, while one under an
-earlier name is, goes on being imported into that one
-(:attr:`~mailplan.facts.mailboxes.SourceMailbox.written`), and the plan warns, naming
-both: dovecot cannot open it there (the reason for the new names), and mailplan moves no
-mail. Once the administrator renamed the directory (and its subscription lines), the
-folder is found under today's name and imported there: the names of the message files
-say which messages it holds. A folder found under both names is imported under today's;
-the plan warns that the other holds mail an earlier version imported.
+be imported a second time. So a folder whose directory under today's name is not on the
+target, while one under an earlier name is, goes on being imported into that one
+(:attr:`~mailplan.facts.mailboxes.SourceMailbox.written`) when the state records the
+folder (an earlier apply imported it, or made it) or, without that record (a state file
+lost), when that directory holds a message file mailplan named or the Maildir's ledger
+names it (a message the user deleted since is in the ledger still): mail an earlier
+version imported there. An empty directory the ledger does not name holds no mail to
+import twice, and may be anyone's: the folder is then imported under today's name.
+The plan warns, naming both: dovecot cannot open it there (the reason for the new
+names), and mailplan moves no mail. Once the administrator renamed the directory (and
+its subscription lines), the folder is found under today's name and imported there: the
+names of the message files say which messages it holds. A folder found under both
+names is imported under today's; the plan warns that the other holds mail an earlier
+version imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.facts.mailboxes import SourceMailbox
-from mailplan.facts.maildirs import missing_folders
+from mailplan.facts.maildirs import missing_folders, read_maildirs
 from mailplan.mail.maildir import earlier_dirnames
 from mailplan.text import marked
 
@@ -37,13 +42,23 @@ def earlier_folders(conn: Connector, mailboxes: Sequence[SourceMailbox],
     """``mailboxes``, those whose folder an earlier version imported under another name
     given that directory (see above), and the warnings to give. ``where``: by mailbox
     key, its user's Maildir on the target ("" while there is none); ``state_mail``: the
-    state's mailbox records (one ``find`` batch on the target, only when a folder
-    recorded there has an earlier name)."""
+    state's mailbox records. Read on the target only for folders with an earlier name:
+    one ``find`` batch, and before it, for those the state does not record, a read of
+    those directories and of their Maildirs' ledgers."""
     earlier: dict[str, list[str]] = {}
     for mb in mailboxes:
-        if mb.dirname and where.get(mb.key) and mb.key in state_mail \
+        if mb.dirname and where.get(mb.key) \
                 and (names := earlier_dirnames(mb.folder, mb.names)):
             earlier[mb.key] = names
+    # a folder the state does not record: only the earlier names that hold its mail
+    unrecorded = {mb.key: (where[mb.key], earlier[mb.key]) for mb in mailboxes
+                  if mb.key in earlier and mb.key not in state_mail}
+    for key, names in zip(unrecorded, _holding_mail(conn, unrecorded.values()),
+                          strict=True):
+        if names:
+            earlier[key] = names
+        else:
+            del earlier[key]
     if not earlier:
         return list(mailboxes), []
     wanted: dict[str, set[str]] = {}
@@ -62,6 +77,21 @@ def earlier_folders(conn: Connector, mailboxes: Sequence[SourceMailbox],
             warnings.append(Problem(mb.domain, mb.user, _warning(mb, root, now, found)))
         out.append(mb)
     return out, warnings
+
+
+def _holding_mail(conn: Connector, folders: Iterable[tuple[str, list[str]]]
+                  ) -> list[list[str]]:
+    """Of each ``(Maildir, earlier names)``, the names whose directory holds a message
+    file mailplan named or that the Maildir's ledger names: mail an earlier version
+    imported there (one read of those directories and of the ledgers)."""
+    folders = list(folders)
+    if not folders:
+        return []
+    wanted: dict[str, set[str]] = {}
+    for root, names in folders:
+        wanted.setdefault(root, set()).update(names)
+    held = read_maildirs(conn, wanted)
+    return [[d for d in names if held[root].known(d)] for root, names in folders]
 
 
 def _warning(mb: SourceMailbox, root: str, now: str, found: list[str]) -> str:

@@ -141,3 +141,70 @@ def test_a_folder_under_both_names_is_imported_under_todays(tmp_path):
             f"{root} holds the mail an earlier mailplan imported") in plan, plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert _folders(root) == {".\\7eold": 2, ".inbox.x": 1, ".~old": 1, ".Work": 1}
+
+
+def test_a_lost_state_file_still_finds_the_folders_an_earlier_version_named(tmp_path):
+    """The state file deleted: the Maildir's ledger names the directories the earlier
+    version imported into, so the folders go on into them as with the state's record,
+    nothing imported a second time under today's name (only the mail appended since)."""
+    mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    spec.with_name(spec.stem + ".state.json").unlink()
+    with (mail / "~old").open("ab") as fh:
+        fh.write(msg("n@x.example", 3, "new"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} ~old\n      1 message(s)" in plan, plan
+    assert f"+ mailbox {address} inbox/x" not in plan, plan
+    for folder, old, now in (("inbox/x", ".inbox.x", ".INBOX.x"),
+                             ("~old", ".~old", ".\\7eold")):
+        assert (f"{address}: folder {folder}: an earlier mailplan imported it into {old} "
+                f"(today's name: {now}), and its mail goes on into {old}") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".inbox.x": 1, ".~old": 2, ".Work": 1}
+    assert sorted((root / "subscriptions").read_text().split()) == ["Work", "inbox.x", "~old"]
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # verify, without the state's record either, compares the directories that hold it
+    spec.with_name(spec.stem + ".state.json").unlink()
+    doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
+    assert {f["folder"]: (f["source"], f["target"], f["ok"]) for f in doc["folders"]} == {
+        "INBOX": (1, 1, True), "inbox/x": (1, 1, True), "~old": (2, 2, True),
+        "Work": (1, 1, True)}
+
+
+def test_a_lost_state_file_and_mail_known_by_the_ledger_or_the_files_alone(tmp_path):
+    """Without the state's record, either sign of the earlier import is enough: the
+    ledger line of a message the user deleted since (.inbox.x: no file left), or the
+    message file whose ledger line a killed writer never wrote (.~old): neither
+    folder's mail is imported again under today's name, nor the deleted message."""
+    _mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    spec.with_name(spec.stem + ".state.json").unlink()
+    for sub in ("new", "cur"):
+        for f in (root / ".inbox.x" / sub).iterdir():
+            f.unlink()
+    ledger = root / "mailplan-ledger"
+    lines = ledger.read_text().splitlines(keepends=True)
+    ledger.write_text("".join(x for x in lines if not x.startswith(".~old\t")))
+    assert len(ledger.read_text().splitlines()) == len(lines) - 1
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "No changes." in plan, plan
+    for folder, old in (("inbox/x", ".inbox.x"), ("~old", ".~old")):
+        assert (f"{address}: folder {folder}: an earlier mailplan imported it into {old} "
+                f"(today's name: ") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".inbox.x": 0, ".~old": 1, ".Work": 1}
+
+
+def test_a_lost_state_file_and_a_directory_the_ledger_does_not_name(tmp_path):
+    """Without the state's record, a directory under an earlier name that the ledger
+    does not name and that holds no message (made by hand, say) is no sign that
+    mailplan imported the folder there: the folder is imported under today's name."""
+    mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    spec.with_name(spec.stem + ".state.json").unlink()
+    (mail / "inbox/y").write_bytes(msg("y@x.example", 2, "inbox-y"))
+    for sub in ("new", "cur", "tmp"):
+        (root / ".inbox.y" / sub).mkdir(parents=True)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} inbox/y\n      1 message(s)" in plan, plan
+    assert "folder inbox/y" not in plan and ".inbox.y" not in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".INBOX.y": 1, ".inbox.x": 1, ".inbox.y": 0, ".~old": 1,
+                              ".Work": 1}
