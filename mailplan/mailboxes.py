@@ -112,13 +112,13 @@ def _checkpoint(state_mail: dict[str, Any], key: str) -> Checkpoint | None:
                       float(mtime) if isinstance(mtime, int | float) else None)
 
 
-def with_ends(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]
-              ) -> list[tuple[SourceMailbox, Checkpoint]]:
-    """The mailboxes whose checkpoint records where earlier reads ended
-    (:attr:`Checkpoint.ends`), with it: once :func:`still_valid` found it matching the
-    file, a whole read of one ends messages there as those reads did."""
+def with_checkpoints(mailboxes: list[SourceMailbox], state_mail: dict[str, Any]
+                     ) -> list[tuple[SourceMailbox, Checkpoint]]:
+    """The mailboxes the state holds a checkpoint of, with it: once :func:`still_valid`
+    found it matching the file, a whole read of one ends messages where earlier reads
+    did (:attr:`Checkpoint.ends`, and its offset where the check finds it one)."""
     return [(mb, cp) for mb in mailboxes
-            if (cp := _checkpoint(state_mail, mb.key)) is not None and cp.ends]
+            if (cp := _checkpoint(state_mail, mb.key)) is not None]
 
 
 
@@ -252,9 +252,11 @@ def _checked_checkpoints(source_conn: Connector, mailboxes: list[SourceMailbox],
     valid = dict(zip([mb.key for mb, _ in with_cp],
                      still_valid(source_conn, with_cp, small_heads, ended), strict=True))
     before = {with_cp[i][0].key: data for i, data in small_heads.items()}
-    # a checkpoint whose offset follows no line end is where a read took a settled last
-    # message as it was: one of the ends, though a state file from before they were
-    # recorded does not list it
+    # a checkpoint where a whole read would end the message before it otherwise than
+    # the read that took it did (its offset follows no line end, or more line ends came
+    # after it than a whole read takes for framing: checkpoints.reframed) is one of the
+    # ends, though the state (from before they were recorded, or before those line ends
+    # came) may not list it
     for i in ended:
         mb, cp = with_cp[i]
         with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))

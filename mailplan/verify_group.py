@@ -22,7 +22,7 @@ from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.mail.maildir import folder_from_dirname, unsubscribed
 from mailplan.mail.windows import Windows
-from mailplan.mailboxes import with_ends
+from mailplan.mailboxes import with_checkpoints
 from mailplan.subscriptions import subscribes, unusable_files
 from mailplan.text import marked
 from mailplan.verify_cache import Proven, key, source_digest, target_digest, zone_id
@@ -116,12 +116,16 @@ class GroupCheck:
         still starts and ends as proven, and whose target listing gives the same digest,
         is not read again; read the other mailboxes through one ``tar`` channel."""
         pairs = self._proven_before(old)
-        ended = with_ends(self.mailboxes, self.state_mail)
-        valid = still_valid(conn, [*ended, *[
-            (mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail)) for mb, p in pairs]])
-        ends = {mb.path: cp.ends for (mb, cp), ok
-                in zip(ended, valid[:len(ended)], strict=True) if ok}
-        self.reused = {mb.path: p for (mb, p), ok in zip(pairs, valid[len(ended):], strict=True)
+        imports = with_checkpoints(self.mailboxes, self.state_mail)
+        ended: set[int] = set()  # as the plan's check finds them (_checked_checkpoints)
+        valid = still_valid(conn, [*imports, *[
+            (mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail)) for mb, p in pairs]],
+            ended=ended)
+        ends = {mb.path: tuple(sorted({*cp.ends, *([cp.offset] if i in ended else [])}))
+                for i, ((mb, cp), ok)
+                in enumerate(zip(imports, valid[:len(imports)], strict=True)) if ok}
+        self.reused = {mb.path: p for (mb, p), ok
+                       in zip(pairs, valid[len(imports):], strict=True)
                        if ok and target_digest(self.target_files(mb)) == p.digest}
         self.messages, self.errors = read_source_mail(
             conn, [mb for mb in self.mailboxes if mb.path not in self.reused],

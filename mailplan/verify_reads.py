@@ -41,7 +41,7 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
     verified; ``windows`` (when given) receives per path what was read (size, first and
     last 4 KiB);
     ``ends``: per path, where earlier reads ended (the imports' checkpoints: messages end
-    there as they did for the import, :func:`mailplan.mailboxes.with_ends`).
+    there as they did for the import, :func:`mailplan.mailboxes.with_checkpoints`).
     """
     by_path = {mb.path: mb for mb in mailboxes}
     messages: dict[str, dict[Identity, SourceMessage]] = {}

@@ -105,6 +105,35 @@ def test_the_check_says_which_checkpoints_are_short_or_end_without_a_line_end(tm
     assert check(spool, taken(spool, len(data))) == (True, {}, set())
 
 
+@pytest.mark.parametrize(("last", "after", "ends"), [
+    (b"x\n\n", b"", False),  # nothing after it yet
+    (b"x\n\n", b"From a@b", False),  # the next message right after its blank line
+    (b"x\n", b"\nFrom a@b", False),  # its blank line, written before the next one
+    (b"x\r\n", b"\r\nFrom a@b", False),
+    (b"x\n", b"\r\nFrom a@b", False),
+    (b"x\r\n", b"\n", False),
+    (b"x", b"\nFrom a@b", True),  # no final line end
+    (b"x\n\n", b"\nFrom a@b", True),  # a blank line more than its framing one
+    (b"x\n\n", b"\n", True),  # ... the next message not written yet
+    (b"x\r\n\r\n", b"\r\nFrom a@b", True),
+    (b"x\n\n", b"\r\n\n\r", True),
+    (b"x\n", b"\n\nFrom a@b", True),  # its blank line, and one more
+])
+def test_ended_says_where_a_whole_read_would_end_the_message_otherwise(
+        tmp_path, last, after, ends):
+    """``ended`` gets a checkpoint where a whole read would end the message before it
+    otherwise than the read that took it did (which took it as the file then ended,
+    one framing blank line removed): the line ends a read from the checkpoint takes for
+    framing would be that message's. Not where they are the blank line it lacked, which
+    a whole read takes for framing too: the list of ends does not grow with every run of
+    a writer that puts the blank line before each message."""
+    spool = tmp_path / "spool"
+    data = message(0) + b"From a@b Mon Jan  1 10:00:00 2001\nSubject: s\n\n" + last
+    spool.write_bytes(data + after)
+    ok, _heads, ended = check(spool, taken(spool, len(data), data))
+    assert ok and ended == ({0} if ends else set())
+
+
 def test_a_mailbox_rewritten_to_its_own_size_is_read_whole_only_then(tmp_path):
     """The same size as the checkpoint's offset and another modification time: written
     in place since (flags changed). The same time, or a file that grew, says nothing."""

@@ -1093,6 +1093,56 @@ def test_line_ends_written_after_a_settled_last_message_are_framing(tmp_path, le
     assert (row["source"], row["target"], row["ok"]) == (4, 4, True), row  # ~/mbox too
 
 
+@pytest.mark.parametrize(("last", "extra"), [
+    (b"hello\n\n", b"\n"),  # a message ending in its framing blank line, one more
+    (b"hello\n\n", b"\r\n\n"),
+    (b"hello\n", b"\n\n"),  # no blank line (a writer that puts it before the next)
+])
+@pytest.mark.parametrize("later", [False, True], ids=["with-mail", "mail-later"])
+def test_extra_blank_lines_after_a_checkpoint_leave_the_message_before_it_as_imported(
+        tmp_path, last, extra, later):
+    """A settled spool imported through its last message ``last``; then the old server
+    writes more line ends (``extra``) than that message's framing blank line before the
+    next From_ line (``later``: in a run of their own first). A read from the checkpoint
+    takes them as framing; a whole read (--rescan, verify) would give that message one
+    more line, a message not on the target: it ends that message at the checkpoint as
+    the import did (the plan's check of the checkpoint sees those line ends, and the
+    next checkpoint lists that end), so --rescan and verify find it imported, nothing
+    imported twice."""
+    a = msg("a@x.example", "Mon Nov  2 10:00:00 2026", "first")
+    m1 = b"From s@x.example Mon Nov  2 11:00:00 2026\nFrom: s\nSubject: m1\n\n" + last
+    path, target, domain, spec = one_user(tmp_path, a + m1)
+    settle(path)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    address = f"ursula@{domain}"
+    once = stored(target, address)
+    assert once == sorted([*whole_read(a), *whole_read(m1)])
+    new = msg("n@x.example", "Tue Nov  3 12:00:00 2026", "new")
+    with path.open("ab") as fh:
+        fh.write(extra if later else extra + new)
+    if later:
+        settle(path)
+        assert "No changes." in mailplan("plan", str(spec), "--rescan", check=True).stdout
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        # verify too reads that message as the import did (the checkpoint lists no end)
+        doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+        row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+        assert (row["source"], row["target"], row["ok"]) == (2, 2, True), row
+        with path.open("ab") as fh:
+            fh.write(new)
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} INBOX\n      1 message(s)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert stored(target, address) == sorted([*once, *whole_read(new)])
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["mail"][f"{address}/INBOX"]["checkpoint"]["ends"] == [len(a + m1)]
+    plan = mailplan("plan", str(spec), "--rescan", check=True).stdout
+    assert "No changes." in plan, plan
+    doc = json.loads(mailplan("verify", str(spec), "--json", "--full").stdout)
+    row = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert (row["source"], row["target"], row["ok"]) == (3, 3, True), row
+
+
 @pytest.mark.parametrize("lead", [b"\n", b"\r\n", b""])
 def test_a_checkpoint_from_before_ends_were_recorded_still_ends_its_message(tmp_path, lead):
     """A state file written before checkpoints recorded where reads ended (no "ends"):

@@ -19,9 +19,14 @@ the checkpoint or whole alike. So a checkpoint also lists such ends (:attr:`Chec
 :func:`checkpoint_ends`), and a whole read compared with the target's identities, while
 the checkpoint still matches, ends a message at each of them as that read did
 (:class:`~mailplan.mail.mbox.MboxReader`'s ``ends``); a message ending there was final
-then and is final now. A checkpoint's own offset that follows no line end is such an end
-even where the list lacks it (written by a version before it was kept): the check of the
-checkpoint reads that byte (:func:`still_valid`'s ``ended``).
+then and is final now. A checkpoint's own offset is such an end even where the list
+lacks it when the check of the checkpoint finds a whole read would end the message
+before it otherwise (:func:`reframed`, :func:`still_valid`'s ``ended``): it follows no
+line end (a checkpoint written by a version before the list was kept), or line ends
+came after it that a whole read counts to that message (a blank line more than its
+framing one; its blank line, after a message that ended in one). The file alone cannot
+tell those from a message that arrived with those lines: without the checkpoint (a lost
+state file) a whole read gives that message the lines.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from mailplan.connectors.base import Connector
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools
+from mailplan.mail.mboxstream import _framing
 from mailplan.mail.windows import (
     PEEK,
     WINDOW,
@@ -82,11 +88,28 @@ def checkpoint_ends(ends: Sequence[int], offset: int, tail: bytes) -> list[int]:
     a line end. There a settled mailbox's last message was taken as it was: mail
     appended later puts a line end after it, or its From_ line right after it, and a
     whole read would then see another message (an end after a line end reads the same
-    either way, and is not listed: the list does not grow with every run)."""
+    either way until more line ends come after it, and is not listed: the list does not
+    grow with every run; :func:`still_valid` finds it one once they came)."""
     kept = sorted({e for e in ends if 0 < e <= offset})
     if tail and not tail.endswith(b"\n") and offset not in kept:
         kept.append(offset)
     return kept
+
+
+def reframed(tail: bytes, after: bytes) -> bool:
+    """Whether a whole read would end the message before a checkpoint otherwise than the
+    read that took it there did (``tail``: the bytes before the checkpoint, ``after``: up
+    to :data:`PEEK` after it): that read took the message as the file then ended, its
+    framing blank line removed; a whole read now takes the line ends after it too (those
+    before the next From_ line, which a read from the checkpoint takes as framing) and
+    removes one. The same message only when nothing follows but its missing blank line
+    (one line end after a final line end); not when it lacked that line end, nor when
+    it ended in its blank line, nor when more line ends follow."""
+    if not tail.endswith(b"\n"):
+        return True
+    grown = tail + after[:len(after) - len(past_line_ends(after))]
+    return grown[:len(grown) - _framing(grown, 0, len(grown))] \
+        != tail[:len(tail) - _framing(tail, 0, len(tail))]
 
 
 def _boundary(after: bytes) -> bool:
@@ -118,8 +141,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     before a valid checkpoint taken before the file reached one window (its head window
     was the whole file: a later checkpoint's head is those bytes and more, see
     :func:`mailplan.mail.windows.grown_head`); ``ended`` the indexes of the valid
-    checkpoints whose offset follows no line end (the read that took it ended there
-    after a last message without one: :func:`checkpoint_ends`)."""
+    checkpoints whose offset a whole read must end a message at, as the read that took
+    it did (:func:`reframed`): an end :func:`checkpoint_ends` records, or would have."""
     todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
             if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
     ok = [False] * len(pairs)
@@ -137,7 +160,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
                 and _boundary(after)
             if ok[i] and heads is not None and cp.offset < WINDOW:
                 heads[i] = data[:head_len]
-            if ok[i] and ended is not None and cp.offset and not data.endswith(b"\n"):
+            if ok[i] and ended is not None and cp.offset \
+                    and reframed(data[head_len:], after):
                 ended.add(i)
         elif cp.offset == 0:
             ok[i] = True

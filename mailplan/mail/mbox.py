@@ -69,7 +69,8 @@ read alike.
 
 **Where earlier reads ended.** ``ends`` lists offsets where an earlier read of the same
 file ended and took the last message as it was then: a settled mailbox's last message
-without a final line end (see :mod:`mailplan.facts.checkpoints`). Once mail is appended,
+without a final line end, or one after which more line ends came than a whole read
+takes for framing (see :mod:`mailplan.facts.checkpoints`). Once mail is appended,
 that message's bytes as a read through them sees them change (line ends added before
 the next From_ line, or that From_ line right after its last byte, not a separator there),
 so its identity would too. A read therefore ends the message at each of those offsets, as
