@@ -4,7 +4,7 @@ Secrets never reach this module: changes carry display values only, and sensitiv
 ones print ``(sensitive)``. Every text that can come from the source, the target or the
 spec (names, folder paths, messages) is escaped (:func:`mailplan.text.escape`): a newline
 or a terminal escape sequence in a folder name prints as ``\\n`` or ``\\x1b``. Colour is
-used on terminals unless NO_COLOR is set.
+used on terminals unless NO_COLOR is set or TERM is ``dumb`` (as apply's progress).
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ _COLOURS = {"+": "32", "~": "33", "-": "31", "!": "35"}
 
 
 def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal and only when NO_COLOR is not set."""
-    return stream.isatty() and not os.environ.get("NO_COLOR")
+    """Colour only on a terminal that shows it (TERM is not ``dumb``: Emacs' shell
+    buffer, a serial console, where apply's progress is plain lines too) and only when
+    NO_COLOR is not set."""
+    return (stream.isatty() and os.environ.get("TERM") != "dumb"
+            and not os.environ.get("NO_COLOR"))
 
 
 def _paint(symbol: str, text: str, colour: bool) -> str:

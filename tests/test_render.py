@@ -165,3 +165,41 @@ def test_a_retry_warning_shows_the_failure_escaped(capsys):
     assert "\x1b" not in err and "\u009b" not in err and "\x07" not in err
     assert "Work\\x9b2J\\x1b]0;owned\\x07 shrank while it was read" in err
     assert err.endswith("\n  reconnecting and planning again in 0.2s (retry 1)\n")
+
+
+@pytest.mark.parametrize("term, coloured", [("xterm-256color", True), ("dumb", False)])
+def test_a_plan_on_a_dumb_terminal_has_no_colour(tmp_path, term, coloured):
+    """`mailplan plan` on a terminal whose TERM is dumb (Emacs' shell, a serial console)
+    prints no escape sequences, as apply's progress does there; it printed them."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from migration import SourceAccount, install_target, make_source, unique_domain, write_spec
+
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={unique_domain(): {"import": {"uid_min": 1000}}})
+    primary, secondary = pty.openpty()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        proc = subprocess.run([sys.executable, "-m", "mailplan", "plan", str(spec)],
+                              stdout=secondary, stderr=subprocess.PIPE, timeout=120,
+                              env={**env, "TERM": term}, check=False)
+        os.close(secondary)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other end is closed, all was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0, proc.stderr
+    assert b"+ user ann@" in out
+    assert (b"\x1b[" in out) is coloured, out
