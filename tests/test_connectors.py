@@ -497,3 +497,35 @@ def test_ssh_control_connection_sends_keepalives(ssh_connector, monkeypatch):
     assert "keepalive@lag.net" in sent
     assert transport.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
     assert ssh_connector.run("echo alive").stdout == b"alive\n"
+
+
+def test_a_refused_login_names_the_login_and_what_to_check(sshd, tmp_path):
+    """A key the host does not authorize gave "SSH connection to 127.0.0.1:PORT failed:
+    Authentication failed." with no hint (which user? which key? a password?), and an
+    encrypted key "failed: Private key file is encrypted"; each now says what to do."""
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    conn = SSHConnector("oldmail", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(stranger), known_hosts=str(sshd.known_hosts))
+    with pytest.raises(HostError) as info:
+        conn.run("true")
+    assert str(info.value).startswith(
+        f"host oldmail: SSH login as {sshd.user}@127.0.0.1:{sshd.port} refused: "
+        "Authentication failed.\n  hint: mailplan logs in with a key only (identity_file, "
+        "ssh-agent, ~/.ssh/id_*), never a password: check user and identity_file of this "
+        "host in the spec, and that the key's public half is in that user's "
+        "~/.ssh/authorized_keys"), info.value
+    conn = SSHConnector("oldmail", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(stranger), known_hosts=str(sshd.known_hosts),
+                        opt_in=OPTION_OPT_IN)
+    with pytest.raises(HostError, match=r"check the user in ssh://user@host and --identity"):
+        conn.run("true")
+    locked = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f",
+                    str(locked)], check=True)
+    conn = SSHConnector("oldmail", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(locked), known_hosts=str(sshd.known_hosts))
+    with pytest.raises(HostError, match=r"the private key is encrypted .*\n  hint: mailplan "
+                       r"asks for no passphrase: load the key into ssh-agent \(ssh-add KEY\)"):
+        conn.run("true")

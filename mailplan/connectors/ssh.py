@@ -222,6 +222,8 @@ class SSHConnector(Connector):
                     if exc.revoked else f"add the key to {self._known_hosts} (ssh-keyscan, "
                     f"then check its fingerprint), or {self._opt_in}",
                 ) from None
+            except paramiko.AuthenticationException as exc:
+                raise self._refused(exc) from None
             except paramiko.SSHException as exc:
                 raise HostError(f"SSH connection to {self._address} failed: {exc}",
                                 host=self.name) from None
@@ -238,6 +240,23 @@ class SSHConnector(Connector):
             _keep_alive(transport)
             self._kept_alive = transport
         return transport
+
+    def _refused(self, exc: paramiko.AuthenticationException) -> HostError:
+        """The login was refused, or the key could not be used: said with what to check
+        (paramiko's "Authentication failed." alone names neither the login nor a key)."""
+        spec = self._opt_in == SPEC_OPT_IN
+        login = f"{self._conn.user}@{self._address}"
+        if isinstance(exc, paramiko.PasswordRequiredException):
+            return HostError(f"SSH login as {login}: the private key is encrypted ({exc})",
+                             host=self.name, hint="mailplan asks for no passphrase: load "
+                             "the key into ssh-agent (ssh-add KEY) and run again")
+        where = ("user and identity_file of this host in the spec" if spec else
+                 "the user in ssh://user@host and --identity")
+        return HostError(f"SSH login as {login} refused: {exc}", host=self.name,
+                         hint="mailplan logs in with a key only (identity_file, ssh-agent, "
+                         f"~/.ssh/id_*), never a password: check {where}, and that the "
+                         "key's public half is in that user's ~/.ssh/authorized_keys on "
+                         "the host (`ssh USER@HOST true` with the same key must log in)")
 
     def wrap(self, command: str) -> str:
         """The command as sent: under sudo when asked, then in :func:`portable` form, so
