@@ -529,3 +529,59 @@ def test_a_refused_login_names_the_login_and_what_to_check(sshd, tmp_path):
     with pytest.raises(HostError, match=r"the private key is encrypted .*\n  hint: mailplan "
                        r"asks for no passphrase: load the key into ssh-agent \(ssh-add KEY\)"):
         conn.run("true")
+
+
+def test_a_port_where_no_sshd_answers_fails_in_connect_timeout_without_a_traceback(
+        tmp_path):
+    """A host that takes the TCP connection and never speaks SSH (a hung sshd, the port
+    of another service): paramiko's thread printed its traceback ("Exception (client):
+    Error reading SSH protocol banner") on stderr, mailplan then said "failed: No
+    existing session", and the spec's connect_timeout did not bound the wait (paramiko's
+    15 s banner wait did)."""
+    import contextlib
+    import socket
+    import threading
+
+    from migration import (
+        SourceAccount,
+        install_target,
+        mailplan,
+        make_source,
+        unique_domain,
+        write_spec,
+    )
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[socket.socket] = []
+
+    def hold() -> None:  # take each connection, say nothing
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                held.append(silent.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
+    try:
+        src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw")])
+        spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                          target=install_target(tmp_path / "target"),
+                          domains={unique_domain(): {"import": {"uid_min": 1000}}},
+                          source_host={"address": "127.0.0.1",
+                                       "port": silent.getsockname()[1],
+                                       "connect_timeout": 2})
+        started = time.monotonic()
+        res = mailplan("plan", str(spec))
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+        for conn in held:
+            conn.close()
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr and "Exception" not in res.stderr, res.stderr
+    assert re.fullmatch(
+        r"Error: host oldmail: SSH connection to 127\.0\.0\.1:\d+ failed: the host accepted "
+        r"the connection but no SSH server answered on it \((Error reading SSH protocol "
+        r"banner|No existing session)[^\n]*\)\n  hint: check that the port is sshd's, .*\n",
+        res.stderr), res.stderr
+    assert took < 12, took  # 2 s, not paramiko's 15

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import socket
 import threading
@@ -50,6 +51,10 @@ from mailplan.connectors.known_hosts import (
 from mailplan.connectors.openssh import OpenSSHStreams
 from mailplan.errors import ConnectionLost, HostError, HostKeyError
 from mailplan.shell import portable
+
+# paramiko's thread logs the failures it raises to us (a traceback for a missing SSH
+# banner): with no handler, Python prints them on stderr beside mailplan's own message
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 STREAM_TRANSPORTS = ("auto", "openssh", "paramiko")
 
@@ -115,6 +120,8 @@ class SSHProcess(Process):
 #: that take a connection string instead (``init``, ``queue``) say their option
 SPEC_OPT_IN = "set accept_new_host_key: true on this host in the spec"
 OPTION_OPT_IN = "run again with --accept-new-host-key"
+#: paramiko's words (by a race of its thread) when no SSH banner came in time
+NO_SSH_SERVER = ("Error reading SSH protocol banner", "No existing session")
 
 class SSHConnector(Connector):
     """A host reached over SSH; see the module docstring for host-key handling."""
@@ -140,7 +147,8 @@ class SSHConnector(Connector):
         self._opt_in = opt_in
         if stream_transport not in STREAM_TRANSPORTS:
             raise ValueError(f"stream_transport must be one of {STREAM_TRANSPORTS}")
-        kwargs: dict[str, object] = {"allow_agent": True}
+        # connect_timeout bounds the wait for the SSH banner too (as OpenSSH's does)
+        kwargs: dict[str, object] = {"allow_agent": True, "banner_timeout": connect_timeout}
         if identity_file:
             kwargs["key_filename"] = [os.path.expanduser(identity_file)]
         self._conn = Connection(
@@ -222,11 +230,8 @@ class SSHConnector(Connector):
                     if exc.revoked else f"add the key to {self._known_hosts} (ssh-keyscan, "
                     f"then check its fingerprint), or {self._opt_in}",
                 ) from None
-            except paramiko.AuthenticationException as exc:
-                raise self._refused(exc) from None
             except paramiko.SSHException as exc:
-                raise HostError(f"SSH connection to {self._address} failed: {exc}",
-                                host=self.name) from None
+                raise self._failed(exc) from None
             except OSError as exc:
                 where = "in the spec" if self._opt_in == SPEC_OPT_IN else \
                     "in the connection string (ssh://user@host:port)"
@@ -241,22 +246,31 @@ class SSHConnector(Connector):
             self._kept_alive = transport
         return transport
 
-    def _refused(self, exc: paramiko.AuthenticationException) -> HostError:
-        """The login was refused, or the key could not be used: said with what to check
-        (paramiko's "Authentication failed." alone names neither the login nor a key)."""
-        spec = self._opt_in == SPEC_OPT_IN
-        login = f"{self._conn.user}@{self._address}"
+    def _failed(self, exc: paramiko.SSHException) -> HostError:
+        """paramiko's failure to log in, in words with what to check ("Authentication
+        failed." names no login or key; a port with no sshd: "No existing session")."""
+        login, spec = f"{self._conn.user}@{self._address}", self._opt_in == SPEC_OPT_IN
         if isinstance(exc, paramiko.PasswordRequiredException):
             return HostError(f"SSH login as {login}: the private key is encrypted ({exc})",
                              host=self.name, hint="mailplan asks for no passphrase: load "
                              "the key into ssh-agent (ssh-add KEY) and run again")
-        where = ("user and identity_file of this host in the spec" if spec else
-                 "the user in ssh://user@host and --identity")
-        return HostError(f"SSH login as {login} refused: {exc}", host=self.name,
-                         hint="mailplan logs in with a key only (identity_file, ssh-agent, "
-                         f"~/.ssh/id_*), never a password: check {where}, and that the "
-                         "key's public half is in that user's ~/.ssh/authorized_keys on "
-                         "the host (`ssh USER@HOST true` with the same key must log in)")
+        if isinstance(exc, paramiko.AuthenticationException):
+            where = ("user and identity_file of this host in the spec" if spec else
+                     "the user in ssh://user@host and --identity")
+            return HostError(f"SSH login as {login} refused: {exc}", host=self.name,
+                             hint="mailplan logs in with a key only (identity_file, "
+                             f"ssh-agent, ~/.ssh/id_*), never a password: check {where}, "
+                             "and that the key's public half is in that user's "
+                             "~/.ssh/authorized_keys on the host (`ssh USER@HOST true` "
+                             "with the same key must log in)")
+        if str(exc).startswith(NO_SSH_SERVER):
+            return HostError(f"SSH connection to {self._address} failed: the host accepted "
+                             f"the connection but no SSH server answered on it ({exc})",
+                             host=self.name, hint="check that the port is sshd's, that "
+                             "sshd runs there and accepts this machine (MaxStartups, "
+                             "/etc/hosts.deny), and that nothing in between holds or drops "
+                             "the connection")
+        return HostError(f"SSH connection to {self._address} failed: {exc}", host=self.name)
 
     def wrap(self, command: str) -> str:
         """The command as sent: under sudo when asked, then in :func:`portable` form, so
