@@ -25,6 +25,7 @@ from mailplan.init import (
     schema_reference,
     write_spec_file,
 )
+from mailplan.interrupt import stops_at_once
 from mailplan.queue.host import HostOptions, host_entry
 from mailplan.shell import join
 from mailplan.show import load_shown, render
@@ -120,7 +121,9 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     # means nothing yet, and a local source is this machine (its copy under --root)
     name = (f"this machine ({root})" if root else "this machine") if entry.get("local") \
         else source.removeprefix("ssh://")
-    with connect(name, entry, from_option=True) as conn:
+    # a signal stops it at once, as plan's reads (it was click's "Aborted!", exit 1)
+    with stops_at_once("init", "while reading the source"), \
+            connect(name, entry, from_option=True) as conn:
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
                                homes_under_root=bool(entry.get("local")))
     chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)

@@ -659,3 +659,44 @@ def test_init_with_a_relative_root_writes_absolute_paths(tmp_path):
                    "--domain", "example.org", cwd=tmp_path)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith("Error: --root old: not an absolute path\n"), res.stderr
+
+
+@pytest.mark.parametrize("signum", [2, 15])  # SIGINT, SIGTERM
+def test_a_signal_while_init_reads_the_source_stops_it_as_plan_stops(tmp_path, signum):
+    """Ctrl-C while init read the old server ended in click's "Aborted!" and exit 1, and
+    SIGTERM killed it without a word; now it says that nothing was changed and exits
+    with the signal's status, the command it ran gone (README: 130, 143 or 129)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "old"
+    (root / "etc").mkdir(parents=True)
+    passwd = root / "etc/passwd"
+    os.mkfifo(passwd)  # nothing writes to it: the survey's read waits there
+    out = tmp_path / "m.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "init", "--source", "local",
+                             "--root", str(root), "--domain", "example.com", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def reading() -> bool:
+        return subprocess.run(["pgrep", "-f", str(passwd)], capture_output=True,
+                              check=False).returncode == 0
+
+    deadline = time.monotonic() + 60
+    while not reading() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reading(), proc.communicate()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    by = "" if signum == signal.SIGINT else " by SIGTERM"
+    assert proc.returncode == 128 + signum, err
+    assert err == f"Error: init interrupted{by} while reading the source: nothing was " \
+        "changed\n"
+    assert not out.exists() and list(tmp_path.glob(".m.yaml.*")) == []
+    deadline = time.monotonic() + 10
+    while reading() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not reading()  # the read it started is gone with it
