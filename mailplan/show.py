@@ -18,6 +18,7 @@ from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
 from mailplan.shell import join
+from mailplan.spec import mailplan_file
 from mailplan.state import UNREAD, State
 from mailplan.text import escape, marked
 
@@ -44,6 +45,11 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
     if isinstance(raw, dict) and "plan_id" in raw and "changes" in raw:
         # read once: the document goes on to render, not the file's name
         return {"kind": "plan", "path": str(path), "plan": Plan.from_dict(raw, path).to_dict()}
+    if mailplan_file(raw) is None and not path.name.endswith(".state.json"):
+        # some other JSON (a wrong tab completion): no "damaged state file" to move aside
+        raise MailplanError(f"{path}: neither a state file nor a saved plan of mailplan's",
+                            hint="give a spec, a state file (*.state.json) or a saved plan "
+                            "(mailplan plan SPEC -o PLAN.json)")
     return state_document(path, raw=raw)  # the file is not read a second time
 
 

@@ -315,3 +315,22 @@ def test_show_of_a_spec_with_another_spec_s_state_file_says_whose_it_is(tmp_path
     assert "For the spec m.yaml" in mailplan("show", str(state), check=True).stdout
     own = mailplan("show", str(tmp_path / "m.yaml"), "--state", str(state), check=True)
     assert "    users (1): alice" in own.stdout
+
+
+def test_show_of_a_json_file_not_mailplan_s_says_so_without_the_damaged_state_hint(tmp_path):
+    """`show package.json` (any JSON that is neither a state file nor a saved plan) was
+    reported as a damaged state file, with the hint to move it aside and plan again;
+    a file named as a state file still gets that hint."""
+    other = tmp_path / "package.json"
+    other.write_text('{"name": "x"}\n')
+    shown = mailplan("show", str(other))
+    assert shown.returncode == 1
+    assert shown.stderr == (
+        f"Error: {other}: neither a state file nor a saved plan of mailplan's\n"
+        "  hint: give a spec, a state file (*.state.json) or a saved plan (mailplan plan "
+        "SPEC -o PLAN.json)\n")
+    assert other.read_text() == '{"name": "x"}\n'
+    state = tmp_path / "m.state.json"
+    state.write_text('{"name": "x"}\n')
+    shown = mailplan("show", str(state))
+    assert shown.returncode == 1 and "move the damaged file aside" in shown.stderr
