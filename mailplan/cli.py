@@ -60,6 +60,10 @@ class _Group(click.Group):
         except MailplanError as exc:
             click.echo(f"Error: {escape_lines(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C where no command stops on it (validate, show,
+            # queue): the README's 130, not click's "Aborted!" and exit 1
+            click.echo(f"Error: {ctx.invoked_subcommand} interrupted (Ctrl-C)", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group, epilog="Example:\n\n\b\n  mailplan validate migration.yaml && "

@@ -435,3 +435,43 @@ def test_a_first_signal_while_a_line_is_printed_is_answered():
     assert res.returncode == 0, res.stderr
     assert sorted(res.stdout.splitlines()) == ["  + user ann@one.example: done",
                                                "Stopping after the current step"]
+
+
+@pytest.mark.parametrize("command", ["validate", "show"])
+def test_ctrl_c_in_a_command_without_its_own_stop_exits_130_not_aborted(tmp_path, command):
+    """validate and show (the spec here a FIFO nothing writes to: the read waits) ended
+    a Ctrl-C with click's "Aborted!" and exit 1, where the README promises 130."""
+    spec = tmp_path / "m.yaml"
+    os.mkfifo(spec)
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", command, str(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def waiting() -> bool:  # mailplan waits in its open of the FIFO for a writer
+        return Path(f"/proc/{proc.pid}/wchan").read_text() == "wait_for_partner"
+
+    wait_until(waiting, proc)
+    out, err, _ = stopped(proc, signal.SIGINT)
+    assert proc.returncode == 130, err
+    assert err == f"Error: {command} interrupted (Ctrl-C)\n" and out == ""
+
+
+def test_ctrl_c_while_mailplan_loads_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """The CLI takes about a second to load: a Ctrl-C then printed the traceback of
+    whatever import it hit. The entry point (`mailplan`, `python -m mailplan`) says it."""
+    import importlib.abc
+
+    from mailplan.__main__ import run
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "mailplan.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "mailplan.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "Error: interrupted while starting: nothing was done\n"
