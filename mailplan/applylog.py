@@ -13,7 +13,11 @@ problems, each written to the log when the plan is made) and failed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import stat
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +83,35 @@ class Summary:
         return out
 
 
+NAMED_HINT = ("give --log a new file in an existing directory, or an earlier apply log "
+              "to append to; nothing was applied")
+#: how each line of an apply log begins (:meth:`ApplyLog.write`)
+LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def refuse_other_file(path: Path) -> None:
+    """A ``--log`` that exists must be an apply log, appended to: another file (the spec,
+    its state file or key, a password file, one tab completion away) would get the log
+    appended and be made 0600, a device such as /dev/null too, for every user."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise MailplanError(f"{path}: cannot write the apply log there: {exc.strerror}",
+                            hint=NAMED_HINT) from None
+    if stat.S_ISREG(st.st_mode) and st.st_size:
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            if LOG_LINE.match(fh.read(19)):
+                return
+    elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return  # empty: nothing to lose; a link: refused by the open, said there
+    what = "a file that is no apply log of mailplan's" if stat.S_ISREG(st.st_mode) else \
+        "not a regular file"
+    raise MailplanError(f"{path}: {what}; the apply log would be appended to it and the "
+                        "file made 0600", hint=NAMED_HINT)
+
+
 class ApplyLog:
     """An open apply log; thread-safe (parallel mail workers write to it too)."""
 
@@ -91,10 +124,15 @@ class ApplyLog:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         elif not path.parent.is_dir():
             raise MailplanError(f"{path}: cannot write the apply log there: {path.parent} "
-                                "is not a directory", hint="give --log a file in an "
-                                "existing directory; nothing was applied")
-        fd = open_private_append(path)
-        os.fchmod(fd, 0o600)
+                                "is not a directory", hint=NAMED_HINT)
+        else:
+            refuse_other_file(path)
+        try:
+            fd = open_private_append(path)
+        except OSError as exc:  # a link (O_NOFOLLOW), a directory we may not write
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise MailplanError(f"{path}: cannot write the apply log there: {why}",
+                                hint=NAMED_HINT) from None
         self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
         self.commands = 0

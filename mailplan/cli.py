@@ -250,8 +250,9 @@ def _saved_note(out: str, state: str | None, saved: Plan) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (needs "
               "--auto-approve or a saved plan).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Write the apply "
-              "log to FILE, in an existing directory; a FILE that exists is appended to "
-              "and made 0600 [default: STATE.logs/apply-TIMESTAMP.log].")
+              "log to FILE, in an existing directory; an earlier apply log is appended "
+              "to (another file is refused); made 0600 [default: "
+              "STATE.logs/apply-TIMESTAMP.log].")
 @_rescan
 def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
           prune_only: tuple[str, ...] | None, state: str | None, strict: bool,

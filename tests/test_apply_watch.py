@@ -339,6 +339,47 @@ def test_a_log_named_in_a_missing_directory_is_refused_before_anything_is_applie
     assert "result: ok" in log.read_text()
 
 
+def test_a_log_named_over_a_file_not_an_apply_log_is_refused_and_the_file_left_alone(
+        tmp_path):
+    """`--log migration.state.json` (or the spec, a password file: one tab completion
+    away) appended the log to that file, leaving the state unreadable, and made it 0600;
+    `--log /dev/null` as root made /dev/null 0600 for every user; a link or a directory
+    that may not be written was a traceback. Each is refused before anything is done;
+    an earlier apply log (or a new file) is appended to as before."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    log = tmp_path / "apply.log"
+    mailplan("apply", str(spec), "--auto-approve", "--log", str(log), check=True)
+    state = spec.with_name("m.state.json")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    os.chmod(fifo, 0o644)
+    (tmp_path / "link.log").symlink_to(tmp_path / "elsewhere.log")
+    make_source(src, [SourceAccount("ann", 1000, "Ann", "pw-ann"),
+                      SourceAccount("bo", 1001, "Bo", "pw-bo")])  # one more to apply
+    for given, why in [(spec, "a file that is no apply log of mailplan's"),
+                       (state, "a file that is no apply log of mailplan's"),
+                       (fifo, "not a regular file"),
+                       (tmp_path / "link.log", "cannot write the apply log there: it is a "
+                        "symbolic link")]:
+        before = given.read_bytes() if given.is_file() else None
+        mode = os.lstat(given).st_mode
+        res = mailplan("apply", str(spec), "--auto-approve", "--log", str(given))
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.startswith(f"Error: {given}: {why}"), res.stderr
+        assert "nothing was applied" in res.stderr
+        assert os.lstat(given).st_mode == mode
+        if before is not None:
+            assert given.read_bytes() == before
+    assert not (tmp_path / "elsewhere.log").exists()
+    assert f"+ user bo@{domain}" in mailplan("plan", str(spec), check=True).stdout
+    mailplan("apply", str(spec), "--auto-approve", "--log", str(log), check=True)
+    assert log.read_text().count("result: ") == 2  # appended to the earlier log
+
+
 @pytest.fixture
 def big(tmp_path, sshd):
     """Two users with 6000 and 200 messages, over SSH into the stand-in."""
