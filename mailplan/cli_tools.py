@@ -74,7 +74,8 @@ def _as_written(entry: dict[str, str | int | bool]) -> dict[str, str | int | boo
               "Default: the local domains in sendmail's configuration.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the spec to FILE "
               "(default: standard output).")
-@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists (never a "
+              "state file of mailplan's).")
 @click.option("--identity", metavar="FILE", help="SSH private key for ssh:// hosts.")
 @click.option("--known-hosts", metavar="FILE",
               help="known_hosts file to check the host keys against.")

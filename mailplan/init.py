@@ -11,6 +11,7 @@ come from the source's shadow file at plan time.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -24,7 +25,7 @@ from mailplan.errors import MailplanError
 from mailplan.facts.survey import ALIASES, Survey, SurveyAccount, folder_dir, mbox_file
 from mailplan.names import MAX_GECOS, domain_problem, human_size, user_problem
 from mailplan.routing.hostnames import clean_names
-from mailplan.spec import SCHEMA_DIR, load_spec
+from mailplan.spec import SCHEMA_DIR, load_spec, mailplan_file
 from mailplan.text import escape, has_control, is_control
 
 NOT_DOMAINS = {"localhost", "localhost.localdomain", "localdomain"}
@@ -303,11 +304,24 @@ def schema_reference(out: Path | None) -> str:
     return os.path.relpath(schema, out.resolve().parent)
 
 
+def _is_state_file(path: Path) -> bool:
+    try:
+        return path.is_file() and mailplan_file(json.loads(path.read_bytes())) == \
+            "a state file"
+    except (OSError, ValueError):
+        return False  # not JSON: a spec, any other file
+
+
 def check_out(out: Path, *, force: bool) -> None:
     """Refuse an ``out`` that exists (without ``force``) or whose directory does not:
     said before the source is read, and again when the spec is written."""
     if out.exists() and not force:
         raise MailplanError(f"{out} already exists", hint="choose another -o, or --force")
+    if _is_state_file(out):  # --force or not: as plan -o, never over mailplan's record
+        raise MailplanError(f"{out} is a state file of mailplan's; a spec written there "
+                            "would replace the record of what mailplan made (--prune's "
+                            "safety, the mailbox checkpoints)",
+                            hint="choose another -o, such as migration.yaml")
     if not out.parent.is_dir():
         raise MailplanError(f"cannot write {out}: {out.parent} is not a directory",
                             hint="give -o a file in an existing directory")

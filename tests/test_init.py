@@ -700,3 +700,27 @@ def test_a_signal_while_init_reads_the_source_stops_it_as_plan_stops(tmp_path, s
     while reading() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not reading()  # the read it started is gone with it
+
+
+def test_init_never_writes_over_a_state_file_even_with_force(tmp_path):
+    """`init -o migration.state.json --force` (the state beside the spec, one tab
+    completion from it) replaced the state file with the spec: the record of what
+    mailplan made, which --prune trusts, was lost. Refused as plan -o refuses it; --force
+    still replaces a spec."""
+    from mailplan.state import State
+
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "pw")])
+    state = tmp_path / "m.state.json"
+    State.load(state).save()
+    before = state.read_bytes()
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain",
+                   "example.com", "-o", str(state), "--force")
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith(f"Error: {state} is a state file of mailplan's; a spec "
+                                 "written there would replace the record"), res.stderr
+    assert state.read_bytes() == before
+    spec = tmp_path / "m.yaml"
+    spec.write_text("old\n")
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "example.com",
+             "-o", str(spec), "--force", check=True)
+    assert load_spec(spec).data["domains"]
