@@ -50,10 +50,17 @@ def state_path_for(spec: Spec, override: str | Path | None = None) -> Path:
     beside the spec; links resolved, so that every way to the same file shares its lock,
     journal and key (and a save replaces the file, not the link)."""
     if override:
-        return Path(override).resolve()
-    if "state" in spec.data:
-        return spec.resolve(spec.data["state"]).resolve()
-    return spec.path.with_name(spec.path.stem + ".state.json").resolve()
+        path = Path(override).resolve()
+    elif "state" in spec.data:
+        path = spec.resolve(spec.data["state"]).resolve()
+    else:
+        return spec.path.with_name(spec.path.stem + ".state.json").resolve()
+    if path == spec.path.resolve():  # read as a state, it was "damaged: move it aside"
+        raise MailplanError(f"{path}: that is the spec itself, not a state file", hint=(
+            "leave --state out for the spec's own state file (its state:, else "
+            "SPEC.state.json beside it)" if override else "set state: in the spec to "
+            "another file, such as migration.state.json"))
+    return path
 
 
 def target_digest(facts: TargetFacts) -> str:

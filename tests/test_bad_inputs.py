@@ -202,6 +202,28 @@ def test_a_saved_plan_given_as_state_is_named_as_such(tmp_path):
     assert saved.read_bytes() == before and sorted(tmp_path.iterdir()) == files
 
 
+def test_the_spec_given_as_its_own_state_file_is_named_as_such(tmp_path):
+    """`--state migration.yaml` (or a spec whose state: names itself) was read as a
+    damaged state file, whose hint says to move it aside: the spec. Now each command
+    says it is the spec, and what to give instead; nothing is written."""
+    spec, _ = _spec_and_saved_plan(tmp_path)
+    before, files = spec.read_bytes(), sorted(tmp_path.iterdir())
+    for command in (["plan", str(spec)], ["apply", str(spec), "--auto-approve"],
+                    ["verify", str(spec)], ["show", str(spec)]):
+        res = mailplan(*command, "--state", str(spec))
+        assert res.returncode == 1 and res.stderr == (
+            f"Error: {spec}: that is the spec itself, not a state file\n  hint: leave "
+            "--state out for the spec's own state file (its state:, else SPEC.state.json "
+            "beside it)\n"), res.stderr
+    itself = spec.with_name("itself.yaml")
+    itself.write_text(before.decode() + f"state: {itself.name}\n")
+    res = mailplan("plan", str(itself))
+    assert res.returncode == 1 and "that is the spec itself" in res.stderr, res.stderr
+    assert "set state: in the spec to another file" in res.stderr
+    itself.unlink()
+    assert spec.read_bytes() == before and sorted(tmp_path.iterdir()) == files
+
+
 def test_plan_out_in_a_missing_directory_is_refused_before_the_hosts_are_read(tmp_path):
     """``plan -o`` into a directory that does not exist is said at once (exit 2, as for
     a name not ending in .json), not after reading both servers; here the target is
