@@ -181,6 +181,19 @@ def test_accept_new_host_key_opt_in_saves_key(sshd, tmp_path):
     assert sshd.host_pubkey.split()[1] in kh.read_text()
 
 
+def test_accept_new_host_key_makes_a_missing_ssh_directory_private(sshd, tmp_path):
+    """A first-seen key saved where ~/.ssh did not exist yet made it 0755 (the umask's),
+    where ssh makes it 0700."""
+    kh = tmp_path / "home/.ssh/known_hosts"
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(kh),
+                        accept_new_host_key=True)
+    assert conn.run("true").returncode == 0
+    conn.close()
+    assert kh.parent.stat().st_mode & 0o777 == 0o700
+    assert sshd.host_pubkey.split()[1] in kh.read_text()
+
+
 def test_changed_host_key_refused_even_with_opt_in(sshd, tmp_path):
     kh = tmp_path / "known_hosts"
     other = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")

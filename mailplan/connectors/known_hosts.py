@@ -96,6 +96,7 @@ class AcceptNewPolicy(RejectPolicy):
         if key.get_base64() in self.revoked:
             super().missing_host_key(client, hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        # a new ~/.ssh is private, as ssh makes it
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.known_hosts, "a", encoding="ascii") as fh:
             fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
