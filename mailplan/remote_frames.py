@@ -62,6 +62,10 @@ def framed(tag: int, nonce: str, command: str, timeout: int | None = None) -> st
     )
 
 
+LOST_HINT = ("check that the host is up and reachable, then run the same command again "
+             "(an apply goes on from its state file)")
+
+
 class Frames:
     """Reads a session's frames off its stdout: a command's output runs until the
     trailer that ends it, recognised by a nonce chosen for the session (a command's
@@ -83,6 +87,10 @@ class Frames:
             detail = mask_output((self.buf + rest.stdout)[-4096:].decode("utf-8", "replace"))
             detail = detail.strip()[-200:]
             err = mask_output(rest.stderr[:4096].decode("utf-8", "replace")).strip()[:300]
+            if rest.returncode == -1 and not detail and not err:  # no word from the host
+                raise ConnectionLost("the remote shell stopped answering: the connection "
+                                     "ended, with no exit status from the host",
+                                     host=self.host, hint=LOST_HINT)
             raise ConnectionLost(
                 f"the remote shell stopped answering (exit {rest.returncode}); "
                 f"got {detail!r}{'; stderr: ' + err if err else ''}",

@@ -405,3 +405,26 @@ def _stream_as_sh(conn: Connector) -> None:
     res = proc.wait()
     assert (res.returncode, res.stdout, res.stderr) == (
         5, b"two\nlines\n42\ngot first\nrest\n", b"")
+
+
+def test_a_connection_dropped_under_a_command_is_said_in_words(sshd):
+    """sshd's sessions killed while the remote shell runs a command (the network or the
+    host gone): "the remote shell stopped answering (exit -1); got ''" said nothing an
+    administrator could act on; it says the connection ended, with a hint."""
+    from mailplan.connectors.ssh import SSHConnector
+    from mailplan.errors import ConnectionLost
+
+    conn = SSHConnector("oldmail", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+    try:
+        shell = conn.shell()
+        assert shell.run("echo up").stdout == b"up\n"
+        threading.Timer(1.0, sshd.kill_sessions).start()
+        with pytest.raises(ConnectionLost) as info:
+            shell.run("sleep 30", unlimited=True)
+    finally:
+        conn.close()
+    assert str(info.value) == (
+        "host oldmail: the remote shell stopped answering: the connection ended, with no "
+        "exit status from the host\n  hint: check that the host is up and reachable, then "
+        "run the same command again (an apply goes on from its state file)")
