@@ -153,21 +153,22 @@ def _source_password(account: Account, domain: str, name: str) -> Password | Pro
         return Problem(domain, name, f"source account {account.name!r} has no shadow entry")
     if not account.hash_info.usable:
         return Problem(domain, name, f"password of source account {account.name!r} cannot "
-                       f"be migrated (shadow line {account.shadow_line}): "
+                       f"be migrated ({account.password_at}): "
                        f"{account.hash_info.detail}; not migrated (give it a password in the "
                        "spec, or leave it out)")
     if account.expired:
         return Problem(domain, name, f"{_shut_out(account)}; not migrated, as its password "
                        "would let it in again on the new one (give it a password in the spec "
                        "to migrate it anyway, or leave it out)")
-    return Password("hash", account.password, f"shadow ({account.hash_info.detail})")
+    where = str(account.password_at).split(" ", 1)[0]  # shadow, or passwd's own field
+    return Password("hash", account.password, f"{where} ({account.hash_info.detail})")
 
 
 def _shut_out(account: Account) -> str | None:
     """Why the old server no longer lets this account in (locked, expired), or None
     (no password, or one vpopmail cannot verify: it may still log in there)."""
     if account.hash_info is not None and account.hash_info.status == "locked":
-        return f"source account {account.name!r} is locked (shadow line {account.shadow_line})"
+        return f"source account {account.name!r} is locked ({account.password_at})"
     if account.expired:
         return (f"source account {account.name!r} cannot log in on the old server "
                 f"(shadow line {account.shadow_line}): {account.expired}")

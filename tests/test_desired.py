@@ -321,3 +321,39 @@ def test_a_renamed_user_whose_account_is_locked_is_recorded_under_its_new_name(t
     desired.lock_out(set())
     assert desired.domains["example.com"].users == {}
     assert [p.user for p in desired.problems] == ["robert"]
+
+
+def test_passwds_own_password_field_is_the_one_the_old_server_checks(tmp_path):
+    """pam_unix (and login without PAM) read the shadow entry only for passwd's ``x``
+    (or an empty field): an account locked by editing its passwd field (``*``, ``!``)
+    is locked whatever hash shadow holds, and a hash in passwd is its password, with a
+    shadow entry or without one. Such a field is named by its passwd line, never shown."""
+    des = "abJnggxhB/yWI"
+    src = source(["ann:*:1000:1000::/h/ann:/bin/sh", "ben:!:1001:1001::/h/ben:/bin/sh",
+                  f"cas:{des}:1002:1002::/h/cas:/bin/sh", f"dot:{des}:1003:1003::/h/dot:/bin/sh",
+                  "eli::1004:1004::/h/eli:/bin/sh", "fay:x:1005:1005::/h/fay:/bin/sh"],
+                 [f"ann:{H}:1:0:99999:7:::", f"ben:{H}:1:0:99999:7:::",
+                  f"cas:{H}:1:0:99999:7:::", f"eli:{H}:1:0:99999:7:::",
+                  f"fay:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert locked(desired) == {"ann": "source account 'ann' is locked (passwd line 1)",
+                               "ben": "source account 'ben' is locked (passwd line 2)"}
+    users = desired.domains["example.com"].users
+    assert {n: (u.password.value.reveal(), u.password.origin) for n, u in users.items()
+            if n not in ("ann", "ben")} == {
+        "cas": (des, "passwd (DES crypt)"), "dot": (des, "passwd (DES crypt)"),
+        "eli": (H, "shadow (MD5 crypt)"), "fay": (H, "shadow (MD5 crypt)")}
+    desired.lock_out(set())  # a target without them: the locked ones are not created
+    assert sorted(desired.domains["example.com"].users) == ["cas", "dot", "eli", "fay"]
+    assert desired.problems[0].message.startswith(
+        "password of source account 'ann' cannot be migrated (passwd line 1): account is "
+        "locked")
+
+
+def test_an_unusable_password_in_passwds_own_field_names_its_line_not_its_value(tmp_path):
+    src = source(["bob:Tr0ub4dor:1000:1000::/home/bob:/bin/sh"], ["root:*:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    (problem,) = desired.problems
+    assert problem.message.startswith("password of source account 'bob' cannot be migrated "
+                                      "(passwd line 1): not a crypt(3) hash")
+    assert "Tr0ub" not in problem.message

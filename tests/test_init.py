@@ -369,6 +369,25 @@ def test_init_comments_stay_comments_whatever_the_passwd_names(tmp_path):
     assert "#   esc\\x1b[2J: not a name vpopmail accepts" in res.stdout
 
 
+def test_init_judges_an_account_by_passwds_own_password_field(tmp_path):
+    """Locked by editing passwd (``*``): init leaves it out, as plan would lock it; a
+    hash in passwd without a shadow entry is its password: init migrates it."""
+    accounts = [SourceAccount("zoe", 1500, "Zoe", "pw"), SourceAccount("yan", 1501, "Yan", "pw"),
+                SourceAccount("xia", 1502, "Xia", "pw", in_shadow=False)]
+    src = make_source(tmp_path / "old", accounts)
+    for a in accounts:
+        (src / "var/spool/mail" / a.name).write_bytes(MBOX)
+    passwd = src / "etc/passwd"
+    passwd.write_text(passwd.read_text().replace("yan:x:", "yan:*:")
+                      .replace("xia:x:", "xia:abJnggxhB/yWI:"))
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+                   "--uid-min", "1500", check=True)
+    data = yaml.safe_load(res.stdout)
+    assert [u["name"] for u in data["domains"]["zoe.example"]["users"]] == ["zoe", "xia"]
+    assert "#   yan: account is locked" in res.stdout, res.stdout
+    assert "abJnggxhB" not in res.stdout
+
+
 def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     src, _ = awkward_source(tmp_path / "old")
     out = tmp_path / "m.yaml"

@@ -47,6 +47,9 @@ class Account:
     #: why the old server refuses this account's logins by date (shadow's account
     #: expiry, or a password expired past its inactivity period), as of the plan's day
     expired: str | None = None
+    #: where its password field is (:func:`password_field`): "shadow line 5", or "passwd
+    #: line 3" when passwd's own field is not ``x``
+    password_at: str | None = None
 
     @property
     def full_name(self) -> str:
@@ -206,6 +209,19 @@ def _number(field: str) -> bool:
     return is_number(field) or field == "-1"
 
 
+def password_field(name: str, line: int, fields: list[str], entry: ShadowEntry | None
+                   ) -> tuple[str, str] | None:
+    """The password field the old server checks for an account, and where it is (None:
+    none, passwd's ``x`` and no shadow entry). passwd's own field is it unless it is
+    ``x`` (or SunOS's ``##NAME``), or empty: PAM's pam_unix, and login(1) without PAM,
+    read the shadow entry only then, so a ``*`` or ``!`` there (an account locked by
+    editing passwd) or a hash there is what they check, whatever shadow holds."""
+    own = fields[1]
+    if own in ("", "x", f"##{name}"):
+        return (entry.password, f"shadow line {entry.line}") if entry else None
+    return own, f"passwd line {line}"
+
+
 def build_accounts(passwd: dict[str, tuple[int, list[str]]],
                    shadow: dict[str, ShadowEntry], today: int | None = None
                    ) -> dict[str, Account]:
@@ -215,11 +231,13 @@ def build_accounts(passwd: dict[str, tuple[int, list[str]]],
     accounts = {}
     for name, (line, f) in passwd.items():
         entry = shadow.get(name)
-        secret = Secret(entry.password) if entry else None
-        info = classify(entry.password) if entry else None
-        accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6], secret, info,
+        found = password_field(name, line, f, entry)
+        accounts[name] = Account(name, int(f[2]), int(f[3]), f[4], f[5], f[6],
+                                 Secret(found[0]) if found else None,
+                                 classify(found[0]) if found else None,
                                  line, entry.line if entry else None,
-                                 entry.expired(day) if entry else None)
+                                 entry.expired(day) if entry else None,
+                                 found[1] if found else None)
     return accounts
 
 

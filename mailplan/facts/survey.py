@@ -19,7 +19,7 @@ from mailplan.errors import HostError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
-from mailplan.facts.source import parse_passwd, parse_shadow, today_number
+from mailplan.facts.source import parse_passwd, parse_shadow, password_field, today_number
 from mailplan.remote import run_batch
 from mailplan.routing.hostnames import host_names
 from mailplan.routing.sendmailcf import parse_alias_files
@@ -194,10 +194,11 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
     hashes = parse_shadow(first[1].stdout, host=conn.name, path=shadow) if shadow_ok else {}
     accounts = []
     today = today_number()
-    for name, (_line, f) in entries.items():
+    for name, (line, f) in entries.items():
         entry = hashes.get(name)
+        found = password_field(name, line, f, entry)
         accounts.append(SurveyAccount(name, int(f[2]), f[4], f[5], f[6],
-                                      classify(entry.password) if entry else None,
+                                      classify(found[0]) if found else None,
                                       entry.expired(today) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
                     "" if shadow_ok else first[1].stderr_text[:300] or "not readable",
