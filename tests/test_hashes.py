@@ -45,6 +45,7 @@ def test_passlib_verifies_the_recorded_password_where_it_can(name, value, authen
 
 @pytest.mark.parametrize("value, status", [
     ("", "empty"), ("!!", "locked"), ("!$6$abc$def", "locked"), ("*LK*", "locked"),
+    ("NP", "locked"),  # Solaris' passwd -N, not a DES hash gone wrong
     ("$6$x$y", "malformed"), ("$1$$", "malformed"), ("ab:cd", "malformed"),
     ("$9$whatever", "unsupported"),
 ])

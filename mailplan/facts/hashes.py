@@ -70,11 +70,8 @@ class HashInfo:
 
 def classify(value: str) -> HashInfo:
     """Classify a shadow password field or a hash from the spec. Never echoes the value."""
-    if value == "":
-        return HashInfo("empty", None, "empty password field (no password at all)")
-    if value[0] in "!*":
-        return HashInfo("locked", None, "account is locked (password field starts with "
-                        "'!' or '*')")
+    if (closed := _no_password(value)) is not None:
+        return closed
     if any(c in value for c in ":\n\0") or value != value.strip():
         return HashInfo("malformed", None, "contains ':', whitespace or control characters")
     if len(value.encode("utf-8", "surrogateescape")) > MAX_HASH:
@@ -107,6 +104,21 @@ def classify(value: str) -> HashInfo:
         return HashInfo("unsupported", None, "starts with '$' but is no crypt(3) scheme "
                         "vpopmail can verify")
     return HashInfo("malformed", None, "not a crypt(3) hash")
+
+
+def _no_password(value: str) -> HashInfo | None:
+    """An empty field, or one of a locked account: ``!`` or ``*`` before it (``!!``,
+    ``*LK*``, ``passwd -l``'s ``!$6$...``), or Solaris' ``NP`` (``passwd -N``: a value
+    crypt(3) never returns, so no password logs in)."""
+    if value == "":
+        return HashInfo("empty", None, "empty password field (no password at all)")
+    if value[0] in "!*":
+        return HashInfo("locked", None, "account is locked (password field starts with "
+                        "'!' or '*')")
+    if value == "NP":
+        return HashInfo("locked", None, "account has no password to log in with (Solaris' "
+                        "'NP', passwd -N)")
+    return None
 
 
 def _refused_by_libxcrypt(scheme: str | None, value: str) -> HashInfo | None:
