@@ -18,6 +18,10 @@ import re
 USER_BYTES = frozenset(
     "!#$&'*+-./0123456789=?ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
+#: what vpopmail keeps in a domain's directory, where a user's own directory goes (the
+#: first 100 users'): vadduser cannot make a user of one of these names its directory
+#: ("User's directory already exists"), which would stop every apply at that user
+DOMAIN_FILES = frozenset({"vpasswd", "vpasswd.cdb", ".vpasswd.lock", ".dir-control"})
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # fullmatch: "$" takes a "\n"
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtT]?)(i?[bB]?)$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -61,6 +65,12 @@ def user_problem(name: str, *, alias: bool = False) -> str | None:
         return f"{name!r} names a directory itself or its parent, not a mailbox directory"
     if name.startswith("-"):
         return "a leading '-' is read as an option by vpopmail's tools"
+    if not alias and name in DOMAIN_FILES:
+        return (f"{name!r} is a file vpopmail keeps in the domain's directory, where the "
+                "mailbox's directory would go (vadduser refuses it)")
+    if not alias and name.startswith(".qmail-"):
+        return (f"a directory {name!r} in the domain's directory would be read by qmail "
+                f"as the delivery instructions of {name[7:]!r} (or vadduser refuses it)")
     return None
 
 

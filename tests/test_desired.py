@@ -357,3 +357,21 @@ def test_an_unusable_password_in_passwds_own_field_names_its_line_not_its_value(
     assert problem.message.startswith("password of source account 'bob' cannot be migrated "
                                       "(passwd line 1): not a crypt(3) hash")
     assert "Tr0ub" not in problem.message
+
+
+@pytest.mark.parametrize("name", ["vpasswd", "vpasswd.cdb", ".dir-control", ".qmail-default",
+                                  ".qmail-sales"])
+def test_an_account_named_like_a_file_of_the_domain_directory_is_a_problem(tmp_path, name):
+    """vadduser makes the first 100 users' directories in the domain's directory, beside
+    vpasswd, vpasswd.cdb, .dir-control and the .qmail-NAME files: a user of such a name
+    failed at apply, and stopped every apply there; a .qmail-X directory would be taken
+    by qmail for X's delivery instructions. Now a listed problem, and the rest goes on."""
+    src = source([f"{name}:x:1000:1000::/home/v:/bin/sh", "alice:x:1001:1001::/home/a:/bin/sh"],
+                 [f"{name}:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {uid_min: 1000}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    (problem,) = desired.problems
+    assert problem.user == name and "source account name cannot be a vpopmail user" in \
+        problem.message and "domain's directory" in problem.message
+    with pytest.raises(SpecError, match="domain's directory"):
+        spec(tmp_path, f"users: [{{name: '{name}', password: {{hash: '{H}'}}}}]\n")
