@@ -214,15 +214,17 @@ def settle_intents(planned: Planned, state: State) -> None:
 
 
 def _postmaster_set(planned: Planned, claim: dict[str, Any]) -> dict[str, Any]:
-    """For a domain found after a cut: ``postmaster_set`` when the plan has no postmaster
-    password left to set there (the spec's took effect before the cut, or the spec gives
-    none), so that ``create_only`` keeps what is set there from now on."""
-    if claim.get("routing") is not None or claim.get("user"):
+    """For a domain (a user) found after a cut: ``postmaster_set`` (``password_set``) when
+    the plan has no postmaster (user) password left to set there (the spec's, or the
+    source's hash, took effect before the cut, or the spec gives none), so that
+    ``create_only`` keeps what is set there from now on."""
+    if claim.get("routing") is not None:
         return {}
+    user = claim.get("user")
     left = any((c.action, c.kind, c.domain, c.user) == ("update", "password", claim["domain"],
-                                                         "postmaster")
+                                                         user or "postmaster")
                for c in planned.plan.changes)
-    return {} if left else {"postmaster_set": True}
+    return {} if left else {"password_set": True} if user else {"postmaster_set": True}
 
 
 def _finish(state: State, result: str, summary: dict[str, Any]) -> None:

@@ -240,7 +240,8 @@ def update_password(r: _Runner, change: Change) -> dict[str, Any]:
     if not password_matches(password, r.read_user(address)):
         raise r.fail("vmoduser reported success but the password did not change")
     return {"domain": change.domain, "user": change.user,
-            **({"postmaster_set": True} if change.user == "postmaster" else {})}
+            **({"postmaster_set": True} if change.user == "postmaster" else
+               {"password_set": True})}
 
 
 def lock_user(r: _Runner, change: Change) -> dict[str, Any]:

@@ -38,6 +38,11 @@ class Managed:
     #: they get the spec's password; every other domain keeps what it has
     postmaster_unset: frozenset[str] = frozenset()
     pending: frozenset[str] = frozenset()
+    #: users mailplan made whose password may still be the random one vadduser gives a
+    #: user before it stores the hash (``vadduser -e``): found after a cut between the
+    #: two, or their creation began and was not recorded. Under ``create_only`` they get
+    #: the source's (or spec's) password; every other user keeps what it has
+    users_unset: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -162,7 +167,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                                       sensitive=True,
                                       fingerprint=_fingerprint(user.password, key)))
             continue
-        _diff_user(user, stored, out, key, keep_passwords)
+        _diff_user(user, stored, out, key,
+                   keep_passwords and (name, uname) not in managed.users_unset)
     # the spec still names a user whose source account has a problem now (locked,
     # expired, ...): not migrated, and not deleted either, mail and all
     named = {p.user.lower() for p in out.problems if p.domain == name and p.user}

@@ -130,10 +130,13 @@ class State:
         from mailplan.diff import Managed
 
         domains, users = self.managed()
+        claims = [c for c in self.intents().values() if "routing" not in c]
         return Managed(frozenset(domains), frozenset(users), frozenset(
             d for d, body in self.data["managed"].items() if "postmaster_unset" in body),
-            frozenset(c["domain"] for c in self.intents().values()
-                      if "routing" not in c and not c.get("user")))
+            frozenset(c["domain"] for c in claims if not c.get("user")),
+            frozenset({(d, u) for d, body in self.data["managed"].items()
+                       for u, made in body["users"].items() if "password_unset" in made}
+                      | {(c["domain"], c["user"]) for c in claims if c.get("user")}))
 
     def intents(self) -> dict[str, dict[str, Any]]:
         """Change id -> what the step will have created: steps begun, not recorded."""
@@ -280,6 +283,12 @@ class State:
             managed.setdefault(domain, {"users": {}})["postmaster_unset"] = entry["at"]
         if entry.get("postmaster_set") and domain:  # the spec's postmaster password is set
             managed.setdefault(domain, {"users": {}}).pop("postmaster_unset", None)
+        if entry.get("adopted") and domain and user and entry.get("created"):
+            # found after a cut between vadduser's temporary password and the hash
+            managed[domain]["users"][user]["password_unset"] = entry["at"]
+        if entry.get("password_set") and domain and user:  # the user's password is set
+            managed.get(domain, {"users": {}})["users"].get(user, {}).pop("password_unset",
+                                                                         None)
         if entry.get("deleted") and domain:
             if user:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)

@@ -317,6 +317,19 @@ def test_create_only_sets_the_postmaster_password_only_of_a_domain_cut_short():
         assert ids(result) == expected, managed
 
 
+def test_create_only_sets_the_password_only_of_a_user_cut_short_in_vadduser():
+    # vadduser -e makes the user with a random password, then stores the hash: a user
+    # found after a cut between the two, or whose creation is still pending, gets the
+    # source's password; one recorded whole keeps what is set there
+    observed = have([("alice", H2, "1073741824S", "Alice")])
+    cut = frozenset({("example.com", "alice")})
+    for managed, expected in ((Managed(users=cut), []),
+                              (Managed(users=cut, users_unset=cut),
+                               ["update-password:alice@example.com"])):
+        result = diff(want([ALICE]), observed, VP, managed, keep_passwords=True)
+        assert ids(result) == expected, managed
+
+
 def test_a_comment_that_would_make_the_vpasswd_line_too_long_is_a_problem():
     """vuserinfo -D stops at a vpasswd line longer than 299 bytes, and every later plan
     with it: a comment that would make the line longer is not changed, a problem says

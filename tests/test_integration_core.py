@@ -959,3 +959,39 @@ def test_a_user_vadduser_made_is_mailplans_even_when_its_check_fails(tmp_path, t
     spec = spec_with({"uid_min": 1000, "exclude": ["bob"]})
     out = mailplan("plan", str(spec), check=True).stdout
     assert f"- user bob@{domain}" in out, out
+
+
+def test_create_only_sets_the_password_of_a_user_cut_short_in_vadduser(tmp_path):
+    """vadduser -e makes the user with a temporary random password, then stores the
+    hash (vadduser.c): an apply killed between the two leaves the user with that random
+    password, which no one knows. It is mailplan's, and its password is not the
+    source's yet: under create_only the next apply sets it (not 'kept'), and from then
+    on keeps what is set there."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "Ann-pw1")])
+    target = install_target(tmp_path / "target")
+
+    def spec_from(uid_min: int) -> Path:
+        spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                          domains={"cut.example": {"import": {"uid_min": uid_min}}})
+        spec.write_text(spec.read_text().replace("target:\n",
+                                                 "target:\n  passwords: create_only\n", 1))
+        return spec
+
+    mailplan("apply", str(spec_from(2000)), "--auto-approve", check=True)  # the domain
+    spec, state = spec_from(1000), tmp_path / "m.state.json"
+    marker = tmp_path / "vadduser-ran"
+    wrap(target, "vadduser", f'[ -e {marker} ] && exec "$REAL" "$@"\n'
+                             'for a; do u=$a; done\n'  # vadduser() with a random password
+                             f'"$REAL" -q 1073741824 "$u" Random-Tmp-1 >/dev/null; touch {marker}; '
+                             'sleep 60')
+    kill_apply_when(spec, lambda _journal: marker.exists())
+    assert target.login_ok("ann@cut.example", "Random-Tmp-1")
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert "~ password ann@cut.example" in out, out
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok("ann@cut.example", "Ann-pw1")
+    assert "password_unset" not in json.loads(state.read_text())["managed"]["cut.example"][
+        "users"]["ann"]
+    # set once from the source: from now on create_only keeps what is set there
+    assert target.tool("vpasswd", "ann@cut.example", "Changed-2").returncode == 0
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout

@@ -374,6 +374,20 @@ def test_an_intent_is_kept_until_its_record_or_its_drop_and_claims_nothing_by_it
     again.finish("ok", {})
     final = State.load(path)
     assert final.intents() == {} and final.managed() == (set(), {("a.example", "x")})
+    # found after a cut: its password may be vadduser's random one until one is set
+    assert final.view().users_unset == {("a.example", "x")}
+    final.begin("r")
+    final.record("update-password:x@a.example", {"domain": "a.example", "user": "x",
+                                                 "password_set": True})
+    final.finish("ok", {})
+    assert State.load(path).view().users_unset == frozenset()
+
+
+def test_a_user_whose_creation_is_pending_has_no_password_known_set(tmp_path):
+    s = State.load(tmp_path / "s.json")
+    s.begin("p")
+    s.intend("create-user:x@a.example", {"domain": "a.example", "user": "x", "created": True})
+    assert State.load(tmp_path / "s.json").view().users_unset == {("a.example", "x")}
 
 
 def test_an_apply_adopts_only_the_intents_whose_object_it_found(tmp_path):
