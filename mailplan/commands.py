@@ -206,6 +206,12 @@ def _clear_leftover_dir(r: _Runner, domain: str, name: str, refused: StepFailed)
                      f"{_words(res, r.secrets)}")
 
 
+#: what vadduser says when it fails once it made the user (vadduser.c: the quota, or the
+#: hash of -e, not stored): the user is there, with a random temporary password
+MADE_THEN_FAILED = ("Error in vsetuserquota()", "Error in vauth_getpw()",
+                    "Error in vauth_setpw()")
+
+
 def create_user(r: _Runner, change: Change) -> dict[str, Any]:
     """vadduser -e HASH with quota and comment."""
     user = _user(r.ctx, change)
@@ -216,12 +222,16 @@ def create_user(r: _Runner, change: Change) -> dict[str, Any]:
         argv += ["-q", str(user.quota)]
     argv += ["-c", user.comment, f"{user.name}@{user.domain}"]
     try:
-        r.run(Cmd.of(*argv))
-    except StepFailed as exc:
-        if DIR_EXISTS not in exc.message:
-            raise
-        _clear_leftover_dir(r, user.domain, user.name, exc)
-        r.run(Cmd.of(*argv))
+        try:
+            r.run(Cmd.of(*argv))
+        except StepFailed as exc:
+            if DIR_EXISTS not in exc.message:
+                raise
+            _clear_leftover_dir(r, user.domain, user.name, exc)
+            r.run(Cmd.of(*argv))
+    except StepFailed as exc:  # made, then failed: mailplan's, its password not yet set
+        exc.made = exc.made or any(words in exc.message for words in MADE_THEN_FAILED)
+        raise
     _check_user(r, user, password=user.password, made=True)
     return {"domain": user.domain, "user": user.name, "created": True}
 

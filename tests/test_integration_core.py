@@ -995,3 +995,28 @@ def test_create_only_sets_the_password_of_a_user_cut_short_in_vadduser(tmp_path)
     # set once from the source: from now on create_only keeps what is set there
     assert target.tool("vpasswd", "ann@cut.example", "Changed-2").returncode == 0
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_user_vadduser_made_before_failing_is_mailplans_and_gets_its_password(tmp_path):
+    """vadduser fails after it made the user ("Error in vauth_setpw()"): the user is
+    there with vadduser's random temporary password. It is mailplan's (claimed, so
+    --prune may delete it), and the next apply sets its password, create_only or not."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "Ann-pw1")])
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"half.example": {"import": {"uid_min": 1000}}})
+    spec.write_text(spec.read_text().replace("target:\n", "target:\n  passwords: create_only\n",
+                                             1))
+    once = tmp_path / "failed-once"
+    wrap(target, "vadduser", f'[ -e {once} ] && exec "$REAL" "$@"\ntouch {once}\n'
+                             'for a; do u=$a; done\n"$REAL" "$u" Random-Tmp-1 >/dev/null\n'
+                             'echo "Error in vauth_setpw()"; exit 255')
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 1 and "Error in vauth_setpw()" in res.stderr, res.stderr
+    assert target.login_ok("ann@half.example", "Random-Tmp-1")
+    out = mailplan("plan", str(spec), check=True).stdout
+    assert "~ password ann@half.example" in out, out
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok("ann@half.example", "Ann-pw1")
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert "created" in state["managed"]["half.example"]["users"]["ann"]
