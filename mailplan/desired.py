@@ -229,6 +229,13 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                     f"(another name, from: {account.name}) or exclude it from the import "
                     "rule"))
                 continue
+            if uname == "postmaster":  # vadddomain makes it; its mail is not left silently
+                problems.append(Problem(
+                    name, account.name, f"source account {account.name!r} is not migrated: "
+                    "postmaster is vpopmail's own account of the domain, made with it; to "
+                    f"import its mail, give it a user of another name (from: {account.name}),"
+                    " or exclude it from the import rule"))
+                continue
             if uname in renamed:
                 problems.append(Problem(
                     name, account.name, f"source account {account.name!r} is not migrated: "
@@ -338,7 +345,7 @@ def _imported(rule: dict[str, Any] | None, source: SourceFacts,
             continue
         if include is not None and account.name not in include:
             continue
-        if account.name in made or account.name.lower() == "postmaster":
+        if account.name in made:
             continue
         out.append(account)
     return out

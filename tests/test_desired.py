@@ -375,3 +375,20 @@ def test_an_account_named_like_a_file_of_the_domain_directory_is_a_problem(tmp_p
         problem.message and "domain's directory" in problem.message
     with pytest.raises(SpecError, match="domain's directory"):
         spec(tmp_path, f"users: [{{name: '{name}', password: {{hash: '{H}'}}}}]\n")
+
+
+def test_a_source_account_named_postmaster_is_a_listed_problem_not_left_out_silently(tmp_path):
+    """postmaster is vpopmail's own account (vadddomain makes it): an account of that
+    name the import rule takes is not migrated, and the plan says so (its spool's mail
+    would otherwise stay behind unmentioned); a user of another name migrates it."""
+    src = source(["Postmaster:x:1000:1000::/home/pm:/bin/sh", "alice:x:1001:1001::/h/a:/bin/sh"],
+                 [f"Postmaster:{H}:1:0:99999:7:::", f"alice:{H}:1:0:99999:7:::"])
+    desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert sorted(desired.domains["example.com"].users) == ["alice"]
+    (problem,) = desired.problems
+    assert problem.user == "Postmaster" and problem.message.startswith(
+        "source account 'Postmaster' is not migrated: postmaster is vpopmail's own account")
+    desired = build_desired(spec(tmp_path, "import: {}\nusers: [{name: pm, from: Postmaster}]\n"),
+                            src)
+    assert sorted(desired.domains["example.com"].users) == ["alice", "pm"]
+    assert desired.problems == []
