@@ -29,7 +29,7 @@ from mailplan.hosts import connect
 from mailplan.mail.agent_client import PROGRAM as WRITER
 from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
-from mailplan.plan import MAIL_KINDS, Change, Plan
+from mailplan.plan import MAIL_KINDS, Change, Noop, Plan
 from mailplan.private_files import fingerprint_key
 from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
@@ -145,6 +145,8 @@ def make_plan(spec: Spec, state: State,
         withhold_unmakeable(desired, target, vpop)  # locked accounts, paths too long
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
+        # lines of passwd and shadow read as the old server reads them (plan -v)
+        result.noops += [Noop(source.host, None, f"note: {n}") for n in source.notes]
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
                                target, state, strict=strict)  # aliases, forwards (issue 4)
         result.changes = merge_changes(result.changes, routing.changes)

@@ -154,6 +154,43 @@ def test_hostile_source_data_is_listed_escaped_and_apply_goes_on(tmp_path):
     assert Path(udir, ".qmail").read_text() == "&keep@remote.example\n"
 
 
+def test_comment_and_empty_lines_and_old_shadow_lines_are_read_as_the_old_server_reads_them(
+        tmp_path):
+    """A comment header, empty lines, a commented-out account, a shadow line in the old
+    5-field form and one missing its reserved last field: plan migrates what the old
+    server's logins see (the commented-out account is none) and notes the lines skipped
+    with file and line; apply migrates the old-form line's password."""
+    src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1"),
+                                         SourceAccount("bob", 1001, "Bob", "BobPw1")])
+    passwd, shadow = src / "etc/passwd", src / "etc/shadow"
+    passwd.write_text("# oldmail accounts\n\n" + passwd.read_text()
+                      + f"#carl:x:1002:1002:Carl:{src}/home/ann:/bin/sh\n")
+    (src / "var/spool/mail/ann").write_bytes(MSG)
+    lines = shadow.read_text().splitlines()
+    ann, bob = lines[2].split(":"), lines[3].split(":")
+    shadow.write_text("\n".join([*lines[:2], "", ":".join(ann[:5]), "  # bob next",
+                                 ":".join([*bob[:7], "30000"])]) + "\n")
+    target = install_target(tmp_path / "target")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={"example.com": {"import": {"uid_min": 1000}}})
+    plan = mailplan("plan", "-v", str(spec))
+    assert plan.returncode == 0 and "Traceback" not in plan.stderr, plan.stderr
+    assert "+ user ann@example.com" in plan.stdout and "+ user bob@example.com" in plan.stdout
+    assert "carl" not in plan.stdout and "Problems" not in plan.stdout, plan.stdout
+    assert (f"  = oldmail: note: {passwd} lines 1, 7 (comments), 2 (empty): skipped, as "
+            "the old server's C library skips them (glibc's nss_files: no account is "
+            "there)") in plan.stdout, plan.stdout
+    assert f"  = oldmail: note: {shadow} lines 3 (empty), 5 (a comment): skipped" \
+        in plan.stdout
+    assert (f"  = oldmail: note: {shadow} line 4 ('ann'): 5 fields, shadow's old form: its "
+            "warning, inactivity and expiry fields are read as empty") in plan.stdout
+    assert f"  = oldmail: note: {shadow} line 6 ('bob'): 8 fields: its last" in plan.stdout
+    assert "$6$" not in plan.stdout + plan.stderr
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok("ann@example.com", "AnnPw1")
+    assert target.login_ok("bob@example.com", "BobPw1")
+
+
 def _spec_and_saved_plan(tmp_path: Path) -> tuple[Path, Path]:
     """A spec migrating one account, and a plan of it saved as ``p.json``."""
     src = make_source(tmp_path / "src", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])

@@ -7,6 +7,7 @@ from reference import recorded
 
 from mailplan.errors import SourceDataError
 from mailplan.facts.source import build_accounts, parse_passwd, parse_shadow
+from mailplan.facts.source_lines import skipped_lines, source_notes
 from mailplan.facts.vpopmail import (
     DirHashing,
     parse_dir_control,
@@ -73,7 +74,8 @@ def test_passwd_and_shadow_join():
     (PASSWD + b"alice:x:1001:1001::/h:/bin/sh\n", "duplicate entry for 'alice'", 3),
     (b"+::::::\n", "NIS", 1),
     (b"a:x:ten:1::/h:/bin/sh\n", "not numbers", 1),
-    (b"root:x:0:0::/root:/bin/sh\n\nbob:x:1:1::/h:/bin/sh\n", "empty line", 2),
+    # glibc's nss_files reads such a line without its white space, shadow's tools with it
+    (b"root:x:0:0::/root:/bin/sh\n bob:x:1:1::/h:/bin/sh\n", "starts with white space", 2),
 ])
 def test_bad_passwd_names_file_and_line(data, message, line):
     with pytest.raises(SourceDataError, match=message) as info:
@@ -85,6 +87,70 @@ def test_bad_shadow_line_never_echoes_the_hash():
     with pytest.raises(SourceDataError) as info:
         parse_shadow(b"alice:$6$secretsalt$xyz:1:2\n", host="h", path="/etc/shadow")
     assert "secretsalt" not in str(info.value)
+
+
+COMMENTED = (b"# accounts of oldmail\n\nroot:x:0:0::/root:/bin/sh\n  \t\n"
+             b"  #bob:x:1001:1001::/home/bob:/bin/sh\n# Jos\xe9's account, gone\n"
+             b"alice:x:1000:1000::/home/alice:/bin/sh\n\r\n")
+
+
+def test_empty_and_comment_lines_are_skipped_as_the_c_library_skips_them():
+    # glibc's __nss_readline (nss_files: getpwnam, getspnam) skips a line that is empty
+    # or a comment after its leading white space, whatever its bytes: no account is there
+    passwd = parse_passwd(COMMENTED, host="h", path="/etc/passwd")
+    assert {name: line for name, (line, _f) in passwd.items()} == {"root": 3, "alice": 7}
+    assert skipped_lines(COMMENTED) == [(1, "a comment"), (2, "empty"), (4, "empty"),
+                                        (5, "a comment"), (6, "a comment"), (8, "empty")]
+    shadow = COMMENTED.replace(b"x:0:0::/root:/bin/sh", b"*:19000:0:99999:7:::").replace(
+        b"x:1000:1000::/home/alice:/bin/sh", b"$6$s$h:19000:0:99999:7:::")
+    entries = parse_shadow(shadow, host="h", path="/etc/shadow")
+    assert [(n, e.line) for n, e in entries.items()] == [("root", 3), ("alice", 7)]
+
+
+@pytest.mark.parametrize("fields, found, expires", [
+    ("19000:0:99999:7::1:", 9, 1),
+    ("19000:0:99999:7::1", 8, 1),  # the reserved flag field missing: read as empty
+    ("19000:0:99999", 5, None),  # shadow's old form: warn, inactive, expiry, flag empty
+    ("19000:0:99999:", 6, None),  # the old form with its ':' (glibc and shadow read it so)
+])
+def test_shadow_lines_missing_trailing_fields_read_them_as_empty(fields, found, expires):
+    entry = parse_shadow(f"a:$6$x$y:{fields}\n".encode(), host="h", path="/etc/shadow")["a"]
+    assert (entry.password, entry.changed, entry.max_days, entry.found) == (
+        "$6$x$y", 19000, 99999, found)
+    assert (entry.inactive, entry.expires) == (None, expires)
+
+
+@pytest.mark.parametrize("fields, found", [
+    ("19000:0:99999:7:30", 7),  # glibc and shadow's tools both reject a 7-field line
+    ("19000:0:99999:7:30:", 8),  # 8 fields, the expiry empty: rejected too
+    ("19000:0:99999:7", 6),  # the old form has no warning field
+    ("19000:0:", 5),  # the old form needs its maximum
+    ("19000:0", 4),
+    ("19000:0:99999:7::::", 10),
+])
+def test_a_shadow_line_the_c_library_rejects_stays_an_error(fields, found):
+    with pytest.raises(SourceDataError, match=f"found {found}$") as info:
+        parse_shadow(b"root:*:1:0:99999:7:::\n" + f"a:$6$salt$secret:{fields}\n".encode(),
+                     host="h", path="/etc/shadow")
+    assert str(info.value).startswith("h:/etc/shadow:2:")
+    assert "secret" not in str(info.value)
+
+
+def test_skipped_and_short_lines_are_plan_notes_naming_file_and_lines():
+    shadow = b"# x\nroot:*:19000:0:99999:7:::\n\n\na:$6$x$y:19000:0:99999\nb:*:1:0:9:7::5\n"
+    notes = source_notes("/etc/passwd", COMMENTED, "/etc/shadow", shadow,
+                         parse_shadow(shadow, host="h", path="/etc/shadow"))
+    assert notes == [
+        "/etc/passwd lines 1, 5-6 (comments), 2, 4, 8 (empty): skipped, as the old "
+        "server's C library skips them (glibc's nss_files: no account is there)",
+        "/etc/shadow lines 1 (a comment), 3-4 (empty): skipped, as the old server's C "
+        "library skips them (glibc's nss_files: no account is there)",
+        "/etc/shadow line 5 ('a'): 5 fields, shadow's old form: its warning, inactivity "
+        "and expiry fields are read as empty, as the C library reads them",
+        "/etc/shadow line 6 ('b'): 8 fields: its last (reserved) field is read as empty, "
+        "as the C library reads it"]
+    assert source_notes("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n", "/etc/shadow",
+                        b"", {}) == []
 
 
 def test_a_full_name_not_utf8_is_read_as_latin1_anything_else_is_refused():

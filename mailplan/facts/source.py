@@ -1,9 +1,16 @@
 """Facts about the old sendmail host: its accounts from passwd and shadow.
 
 The source is only ever read: the one command sent is a batch of ``cat`` calls on one
-channel. The parsers are strict: a malformed line is an error naming host, file and
-line, never skipped silently. NIS compatibility lines (``+``/``-``) are reported as
-errors too, since the accounts they stand for are not in the file.
+channel. The files are read as the old server's C library reads them (glibc's nss_files,
+behind getpwnam and getspnam, which PAM's pam_unix and login(1) ask): a line that is
+empty or a comment (``#``) after its leading white space holds no account and is
+skipped (:mod:`mailplan.facts.source_lines`, which the plan notes), and a shadow
+line missing trailing fields, as older systems wrote them, has them empty. Otherwise the
+parsers are strict: a line the C library would reject too (and so skip: the account
+would be missing), or read otherwise than the shadow tools that edit the file (a line
+starting with white space), is an error naming host, file and line, never skipped
+silently. NIS compatibility lines (``+``/``-``) are reported as errors too, since the
+accounts they stand for are not in the file.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from mailplan.errors import READ_ACCESS_HINT, HostError, SourceDataError
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside, root_of, spec_file
+from mailplan.facts.source_lines import lines as _lines
+from mailplan.facts.source_lines import source_notes
 from mailplan.remote import run_batch
 from mailplan.secret import Secret
 from mailplan.shell import join
@@ -74,6 +83,9 @@ class SourceFacts:
     #: the copy's symbolic links in it followed inside the root, or why it cannot be
     #: (:mod:`mailplan.facts.links`)
     real_homes: Mapping[str, str | OutsideRoot] = field(default_factory=dict)
+    #: how passwd and shadow were read where a line is not a whole account line (lines
+    #: skipped, shadow fields missing): the plan's notes (:func:`source_notes`)
+    notes: tuple[str, ...] = ()
 
     def home(self, account: Account) -> str:
         """The account's home directory as this machine reads it, without a final
@@ -92,32 +104,6 @@ class SourceFacts:
                                   line=account.line) from None
 
 
-def _lines(data: bytes, host: str, path: str, *, gecos: int | None = None
-           ) -> list[tuple[int, str]]:
-    """The file's lines as UTF-8 text; a line that is not is an error naming it, except
-    in its ``gecos`` field (passwd's full name: old systems wrote it in their locale's
-    8-bit charset), which is then read as Latin-1. Every other field (a name, a home
-    directory) is sent back to the host as it is, so it must be read exactly."""
-    out = []
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()  # after the final newline
-    for number, raw in enumerate(lines, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            fields = raw.split(b":")
-            try:
-                line = ":".join(f.decode("latin-1" if i == gecos else "utf-8")
-                                for i, f in enumerate(fields))
-            except UnicodeDecodeError:
-                raise SourceDataError("not UTF-8 text" + (
-                    " (outside the full name)" if gecos is not None else ""),
-                    host=host, path=path, line=number) from None
-        out.append((number, line))
-    return out
-
-
 class ShadowEntry(NamedTuple):
     """One shadow line: where it is, its password field, and its dates (days since
     1970; None where the field is empty)."""
@@ -128,6 +114,9 @@ class ShadowEntry(NamedTuple):
     max_days: int | None
     inactive: int | None
     expires: int | None
+    #: how many fields the line has: 9, or 8 (the reserved last one missing) or 5 or 6
+    #: (shadow's old form, without warning, inactivity, expiry and flag), read as empty
+    found: int = 9
 
     def expired(self, today: int) -> str | None:
         """Why login(1) refuses this account on ``today`` (a day number), as shadow's
@@ -156,8 +145,6 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
     """passwd bytes to ``name -> (line, fields)``; strict."""
     entries: dict[str, tuple[int, list[str]]] = {}
     for number, line in _lines(data, host, path, gecos=4):
-        if line.strip() == "":
-            raise SourceDataError("empty line", host=host, path=path, line=number)
         if line[0] in "+-":
             raise SourceDataError("NIS compatibility entry: its accounts are not in this file",
                                   host=host, path=path, line=number)
@@ -182,13 +169,22 @@ def parse_passwd(data: bytes, *, host: str, path: str) -> dict[str, tuple[int, l
 
 
 def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, ShadowEntry]:
-    """shadow bytes to ``name -> entry``; strict, never echoes a hash."""
+    """shadow bytes to ``name -> entry``; strict, never echoes a hash. A line missing
+    trailing fields has them empty where glibc's parser (shadow/sgetspent_r.c, behind
+    getspnam, and the sgetspent shadow's tools use on glibc systems) reads it so: 8
+    fields whose last is not empty (the reserved flag field missing), or shadow's old
+    form, 5 fields whose last is not empty, or 6 whose last is. Other counts glibc
+    rejects (the account would have no shadow entry there): an error."""
     entries: dict[str, ShadowEntry] = {}
     for number, line in _lines(data, host, path):
         fields = line.split(":")
-        if line.strip() == "" or len(fields) != 9:
-            raise SourceDataError(f"expected 9 ':'-separated fields, found {len(fields)}",
-                                  host=host, path=path, line=number)
+        found = len(fields)
+        if found == 8 and fields[7] or found == 5 and fields[4] or found == 6 and \
+                not fields[5]:
+            fields = fields[:5] + [""] * 4 if found < 8 else [*fields, ""]
+        if len(fields) != 9:
+            raise SourceDataError("expected 9 ':'-separated fields (or 8, or the old form's "
+                                  f"5), found {found}", host=host, path=path, line=number)
         name = fields[0]
         if not name:
             raise SourceDataError("empty user name", host=host, path=path, line=number)
@@ -200,7 +196,7 @@ def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, ShadowEntry]
         if len(dates) != 4:
             raise SourceDataError(f"the date fields of {name!r} (3, 5, 7, 8) are not day "
                                   "numbers", host=host, path=path, line=number)
-        entries[name] = ShadowEntry(number, fields[1], *dates)
+        entries[name] = ShadowEntry(number, fields[1], *dates, found=found)
     return entries
 
 
@@ -279,8 +275,10 @@ def read_source(conn: Connector, passwd_path: str, shadow_path: str,
         _zone_file(results[2], localtime if real[localtime] == localtime
                    else f"{localtime} (read at {real[localtime]})", conn.name)
     accounts = build_accounts(passwd, shadow)
+    notes = source_notes(passwd_path, results[0].stdout, shadow_path, results[1].stdout,
+                         shadow)
     return SourceFacts(conn.name, passwd_path, shadow_path, accounts, zone, origin, root,
-                       _real_homes(conn, root, accounts.values()))
+                       _real_homes(conn, root, accounts.values()), tuple(notes))
 
 
 def _real_homes(conn: Connector, root: str, accounts: Iterable[Account]
