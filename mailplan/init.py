@@ -259,6 +259,7 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
         out.append(f"  # WARNING: {survey.shadow_path} was not readable "
                    f"({_comment(survey.shadow_error)}); plan needs it: log in as root or "
                    "set sudo: true")
+    out += [f"  # note: {_comment(note)}" for note in survey.notes]
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
     out += _aliases_lines(survey)
     if survey.virtusertable:

@@ -388,6 +388,28 @@ def test_init_judges_an_account_by_passwds_own_password_field(tmp_path):
     assert "abJnggxhB" not in res.stdout
 
 
+def test_init_reads_passwd_and_shadow_as_the_old_server_does(tmp_path):
+    """Comment and empty lines skipped (a commented-out account is none), a shadow line
+    in the old 5-field form read with its password, as plan reads them."""
+    accounts = [SourceAccount("zoe", 1500, "Zoe", "pw"), SourceAccount("yan", 1501, "Yan", "pw")]
+    src = make_source(tmp_path / "old", accounts)
+    for a in accounts:
+        (src / "var/spool/mail" / a.name).write_bytes(MBOX)
+    passwd, shadow = src / "etc/passwd", src / "etc/shadow"
+    passwd.write_text("# accounts\n\n" + passwd.read_text().replace("yan:x:", "#yan:x:"))
+    shadow.write_text("\n" + shadow.read_text().replace(":19000:0:99999:7:::\nyan",
+                                                         ":19000:0:99999\n#yan"))
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+                   "--uid-min", "1500", check=True)
+    data = yaml.safe_load(res.stdout)
+    assert [u["name"] for u in data["domains"]["zoe.example"]["users"]] == ["zoe"]
+    assert "yan" not in res.stdout and "zoe: " not in res.stdout, res.stdout
+    assert (f"  # note: {passwd} lines 1, 6 (comments), 2 (empty): skipped, as the old "
+            "server's C library skips them") in res.stdout, res.stdout
+    assert f"  # note: {shadow} lines 1 (empty), 5 (a comment): skipped" in res.stdout
+    assert f"  # note: {shadow} line 4 ('zoe'): 5 fields, shadow's old form" in res.stdout
+
+
 def test_init_over_ssh_writes_the_host_entry(tmp_path, sshd):
     src, _ = awkward_source(tmp_path / "old")
     out = tmp_path / "m.yaml"

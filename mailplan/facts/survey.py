@@ -20,6 +20,7 @@ from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
 from mailplan.facts.source import parse_passwd, parse_shadow, password_field, today_number
+from mailplan.facts.source_lines import source_notes
 from mailplan.remote import run_batch
 from mailplan.routing.hostnames import host_names
 from mailplan.routing.sendmailcf import parse_alias_files
@@ -80,6 +81,9 @@ class Survey:
     #: the root the homes passwd names are read under: the root of a local source
     #: (``source.root`` in the spec init writes), "" otherwise (read as named)
     home_root: str = ""
+    #: how passwd and shadow were read where a line is not a whole account line, as the
+    #: plan notes it (:func:`~mailplan.facts.source_lines.source_notes`)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_local_names(text: str, origin: str) -> list[tuple[str, str]]:
@@ -202,7 +206,9 @@ def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
                                       entry.expired(today) if entry else None))
     survey = Survey(conn.name, root, passwd, shadow, accounts, shadow_ok,
                     "" if shadow_ok else first[1].stderr_text[:300] or "not readable",
-                    home_root=root.rstrip("/") if homes_under_root else "")
+                    home_root=root.rstrip("/") if homes_under_root else "",
+                    notes=source_notes(passwd, first[0].stdout, shadow,
+                                       first[1].stdout if shadow_ok else b"", hashes))
     there = set(_text(first[2]).split())
     present_spools = [d for d in spools if real[d] in there]
     survey.spool_dir = present_spools[0] if present_spools else spools[0]
