@@ -190,10 +190,24 @@ def test_shadow_expiry_as_login_judges_it(fields, expired):
     assert (why is None) if expired is None else why.startswith(expired), why
 
 
-def test_a_bad_shadow_date_names_the_line():
-    with pytest.raises(SourceDataError, match="date fields of 'a'") as info:
-        parse_shadow(b"a:$6$x$y:soon:0:99999:7:::\n", host="h", path="/etc/shadow")
-    assert str(info.value).startswith("h:/etc/shadow:1:")
+@pytest.mark.parametrize(("line", "crlf"), [
+    (b"a:$6$x$y:soon:0:99999:7:::", False),  # a date
+    (b"a:$6$x$y:19000:x:99999:7:::", False),  # the minimum age
+    (b"a:$6$x$y:19000:0:99999:seven:::", False),  # the warning days
+    (b"a:$6$x$y:19000:0:99999:7:::flag", False),  # the reserved flag field
+    # DOS line ends: glibc's parser rejects every line (its last field ends in a CR)
+    (b"a:$6$x$y:19000:0:99999:7:::\r", True),
+])
+def test_a_shadow_line_glibc_rejects_for_its_numbers_names_the_line(line, crlf):
+    """glibc's sgetspent_r reads fields 3 to 9 as numbers (or empty) and rejects a line
+    where one is not: the account has no shadow entry on the old server, so its hash is
+    not migrated as if it had (the line is an error, as other lines glibc rejects)."""
+    with pytest.raises(SourceDataError, match="number fields of 'a' \\(3 to 9\\)") as info:
+        parse_shadow(b"b:$6$x$y:19000:0:99999:7:::\n" + line + b"\n", host="h",
+                     path="/etc/shadow")
+    assert str(info.value).startswith("h:/etc/shadow:2:")
+    assert ("DOS line ends" in str(info.value)) == crlf
+    assert "$6$" not in str(info.value)
 
 
 @pytest.mark.parametrize(("text", "free", "expected"), [

@@ -191,11 +191,14 @@ def parse_shadow(data: bytes, *, host: str, path: str) -> dict[str, ShadowEntry]
         if name in entries:
             raise SourceDataError(f"duplicate entry for {name!r} (first at line "
                                   f"{entries[name][0]})", host=host, path=path, line=number)
-        dates = [int(f) if f else None for f in (fields[2], fields[4], fields[6], fields[7])
-                 if f == "" or _number(f)]
-        if len(dates) != 4:
-            raise SourceDataError(f"the date fields of {name!r} (3, 5, 7, 8) are not day "
-                                  "numbers", host=host, path=path, line=number)
+        if not all(f == "" or _number(f) for f in fields[2:]):
+            # glibc's parser rejects the line (the account has no shadow entry there)
+            crlf = " (a CR at its end: the file has DOS line ends)" \
+                if fields[8].endswith("\r") else ""
+            raise SourceDataError(f"the number fields of {name!r} (3 to 9) are not all "
+                                  f"numbers or empty{crlf}", host=host, path=path,
+                                  line=number)
+        dates = [int(f) if f else None for f in (fields[2], fields[4], fields[6], fields[7])]
         entries[name] = ShadowEntry(number, fields[1], *dates, found=found)
     return entries
 
