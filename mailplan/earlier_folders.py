@@ -17,9 +17,14 @@ import twice, and may be anyone's: the folder is then imported under today's nam
 The plan warns, naming both: dovecot cannot open it there (the reason for the new
 names), and mailplan moves no mail. Once the administrator renamed the directory (and
 its subscription lines), the folder is found under today's name and imported there: the
-names of the message files say which messages it holds. A folder found under both
-names is imported under today's; the plan warns that the other holds mail an earlier
-version imported.
+names of the message files say which messages it holds, and the ledger's lines under
+the earlier name which ones the user deleted, so a message deleted before the rename
+is not imported again. The ledger is not rewritten: a folder whose directory under an
+earlier name is not there is given that name
+(:attr:`~mailplan.facts.mailboxes.SourceMailbox.ledger_also`), whose lines every
+reader of the ledger (the plan's, the writer's) takes as its directory's own. A folder
+found under both names is imported under today's; the plan warns that the other holds
+mail an earlier version imported.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ def earlier_folders(conn: Connector, mailboxes: Sequence[SourceMailbox],
             if (root, now) in gone:  # the latest version's earlier name: it has them all
                 mb = replace(mb, written=found[-1])
             warnings.append(Problem(mb.domain, mb.user, _warning(mb, root, now, found)))
+        if mb.written is None and (renamed := tuple(
+                d for d in earlier.get(mb.key, ()) if (root, d) in gone)):
+            mb = replace(mb, ledger_also=renamed)  # the ledger's lines of a renamed one
         out.append(mb)
     return out, warnings
 

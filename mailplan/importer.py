@@ -184,9 +184,9 @@ class MailImporter:
                 # a read from a checkpoint sends every appended message: the writer drops one
                 # already there (the plan found few, if any), so the folder is not listed back
                 # here; a whole read skips what the folder holds rather than resend it
+                if mb.dirname:  # first: what it says counts for known()
+                    client.create_folder(mb.dirname, mb.ledger_also)
                 known = client.known(mb.dirname) if not job.begin.offset else set()
-                if mb.dirname:
-                    client.create_folder(mb.dirname)
 
                 def durable(batch: list[Delivered]) -> None:
                     size = sum(d.size for d in batch)

@@ -82,17 +82,20 @@ def read_whole(group: list[SourceMailbox], where: dict[str, str], source_conn: C
     did (what they imported)."""
     wanted: dict[str, set[str]] = {}
     for mb in group:
-        wanted.setdefault(where[mb.key], set()).add(mb.dirname)
+        wanted.setdefault(where[mb.key], set()).update([mb.dirname, *mb.ledger_also])
     maildirs = read_maildirs(target_conn, wanted)
     there = []
     for mb in group:
         facts = maildirs.get(where[mb.key], MaildirFacts())
         sizes[where[mb.key]] = facts.ledger_size
         known = facts.known(mb.dirname)
+        for earlier in mb.ledger_also:  # its directory's name before a rename
+            known = known | facts.known(earlier)
         cp = ends.get(mb.key) if known else None
         begin = Start() if cp is None else Start(head=cp.head, tail=cp.tail, ends=cp.ends,
                                                   ends_from=cp.offset)
-        reads[mb.key] = (mb, begin, set(), facts.ledger_count.get(mb.dirname, 0))
+        reads[mb.key] = (mb, begin, set(), sum(facts.ledger_count.get(d, 0)
+                                               for d in (mb.dirname, *mb.ledger_also)))
         if known:
             there.append((mb, 0, known))
     scans.update(zip([mb.key for mb, _s, _k in there],
@@ -135,7 +138,8 @@ def ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
     files: dict[str, dict[str, bytes]] = {}
     counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in mailboxes}
                                                     - {""}), files)
-    return ({mb.key: counts.get(where[mb.key], {}).get(mb.dirname, 0) for mb in mailboxes},
+    return ({mb.key: sum(counts.get(where[mb.key], {}).get(d, 0)
+                         for d in (mb.dirname, *mb.ledger_also)) for mb in mailboxes},
             {m: c.get(LEDGER_BYTES) for m, c in counts.items()},
             {m for m, c in counts.items() if c.get(PENDING_KEY)}, files)
 
@@ -181,7 +185,9 @@ def look_up_appended(target_conn: Connector, reads: list[Read], scans: list[Mail
     # letters of their files name is read too
     named = {(where[mb.key], mb.dirname) for _i, (mb, _b, _k, _n), scan in pending
              if any(entry[4] for entry in scan.appended)}
-    found, early = look_up_digests(target_conn, only, before, flags, named) \
+    also = {(where[mb.key], mb.dirname): mb.ledger_also
+            for _i, (mb, _b, _k, _n), _s in pending if mb.ledger_also}
+    found, early = look_up_digests(target_conn, only, before, flags, named, also) \
         if only else ({}, {})
     out = list(reads)
     mixed = set()

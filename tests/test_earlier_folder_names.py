@@ -208,3 +208,47 @@ def test_a_lost_state_file_and_a_directory_the_ledger_does_not_name(tmp_path):
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert _folders(root) == {".INBOX.y": 1, ".inbox.x": 1, ".inbox.y": 0, ".~old": 1,
                               ".Work": 1}
+
+
+
+def _rename(root: Path, old: str, new: str) -> None:
+    """Rename a folder's directory to today's name as README says, its subscription
+    lines too (nothing else: its ledger lines stay under the earlier name)."""
+    (root / old).rename(root / new)
+    for name, prefix in (("subscriptions", ""), ("courierimapsubscribed", "INBOX.")):
+        lines = (root / name).read_text().split("\n")
+        (root / name).write_text("\n".join(prefix + new[1:] if line == prefix + old[1:]
+                                           else line for line in lines))
+
+
+@pytest.mark.parametrize("state", [True, False])
+def test_a_message_deleted_before_the_rename_is_not_brought_back(tmp_path, state):
+    """The user deleted the messages of .inbox.x and .~old, then the administrator
+    renamed the directories to today's names as README says: their ledger lines under
+    the earlier names count for them, so no plan brings the messages back, with or
+    without the state's record, nor reads the folders whole (the ledger still counts
+    what the checkpoint does); mail appended since is imported, once."""
+    mail, _target, address, spec, root = _imported_by_an_earlier_version(tmp_path)
+    for old in (".inbox.x", ".~old"):
+        for sub in ("new", "cur"):
+            for f in (root / old / sub).iterdir():
+                f.unlink()
+    before = (root / "mailplan-ledger").read_bytes()
+    _rename(root, ".inbox.x", ".INBOX.x")
+    _rename(root, ".~old", ".\\7eold")
+    if not state:
+        spec.with_name(spec.stem + ".state.json").unlink()
+    for args in ((), ("--rescan",)):
+        plan = mailplan("plan", str(spec), *args, check=True).stdout
+        assert "No changes." in plan and "an earlier mailplan" not in plan, plan
+    with (mail / "inbox/x").open("ab") as fh:
+        fh.write(msg("n@x.example", 3, "new in inbox/x"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox {address} inbox/x\n      1 message(s)" in plan, plan
+    assert "~old" not in plan, plan
+    # with the state's record, from its checkpoint: the ledger counts what it does
+    assert ("INBOX/x (read from byte 85: unchanged before)" in plan) == state, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert _folders(root) == {".INBOX.x": 1, ".\\7eold": 0, ".Work": 1}
+    assert (root / "mailplan-ledger").read_bytes().startswith(before)
+    assert "No changes." in mailplan("plan", str(spec), "--rescan", check=True).stdout

@@ -246,6 +246,35 @@ def test_known_is_the_union_of_a_folders_files_and_ledger_lines(client, tmp_path
         new.pipe.kill()
 
 
+@pytest.mark.parametrize("told", [True, False])
+def test_ledger_lines_under_a_renamed_directorys_earlier_name_count_for_it(tmp_path, told):
+    """A folder an earlier version imported into .inbox.x, whose messages the user
+    deleted, the directory then renamed to today's .INBOX.x: told that .inbox.x is an
+    earlier name of it (``F``'s ``also``), a later agent knows the deleted messages
+    there and drops them when sent again; not told, it imports them (the lines count
+    for .inbox.x only)."""
+    root = tmp_path / "Maildir"
+    first = AgentClient(LocalAgent())
+    try:
+        first.open(str(root))
+        assert import_mbox(first, io.BytesIO(MBOX), dirname=".inbox.x").durable == 4
+    finally:
+        first.pipe.kill()
+    for sub in ("new", "cur"):
+        for f in (root / ".inbox.x" / sub).iterdir():
+            f.unlink()
+    (root / ".inbox.x").rename(root / ".INBOX.x")
+    later = AgentClient(LocalAgent())
+    try:
+        later.open(str(root))
+        later.create_folder(".INBOX.x", also=[".inbox.x"] if told else [])
+        assert len(later.known(".INBOX.x")) == (4 if told else 0)
+        blind = import_mbox(later, io.BytesIO(MBOX), dirname=".INBOX.x")
+        assert (blind.durable, blind.already_present) == ((0, 4) if told else (4, 0))
+    finally:
+        later.pipe.kill()
+
+
 def test_a_grown_mailbox_imports_only_the_tail(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))

@@ -105,6 +105,9 @@ class SourceMailbox:
     #: the directory an earlier mailplan version imported this folder into, under a name
     #: the folder no longer gets (:mod:`mailplan.earlier_folders`); None: today's name
     written: str | None = None
+    #: earlier names of its directory, no longer there, whose ledger lines count for it
+    #: (renamed by hand to today's name, :mod:`mailplan.earlier_folders`)
+    ledger_also: tuple[str, ...] = ()
 
     @property
     def ident(self) -> tuple[int, int] | None:

@@ -196,7 +196,8 @@ Key = tuple[str, str]  # (Maildir, folder dir)
 def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                     before: Mapping[Key, int | None] | None = None,
                     flags: dict[Key, FolderFlags] | None = None,
-                    keywords: Collection[Key] = ()
+                    keywords: Collection[Key] = (),
+                    also: Mapping[Key, Collection[str]] | None = None
                     ) -> tuple[dict[Key, set[tuple[str, int]]], dict[Key, set[tuple[str, int]]]]:
     """The identities with the given digests that each (Maildir, folder dir) holds, in
     its message files or its ledger, and those of them in ledger lines before byte
@@ -211,7 +212,7 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
     (folders where messages with IMAP keywords are looked up) what the keyword letters
     name, read from their ``dovecot-keywords`` as :func:`read_maildirs` reads it, by one
     more command in the same batch (no round trip of its own; none where no key is
-    given)."""
+    given). ``also``: by key, other folder dirs whose ledger lines count for it."""
     found: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     early: dict[Key, set[tuple[str, int]]] = {key: set() for key in wanted}
     asked = {key: set(digests) for key, digests in wanted.items() if digests}
@@ -238,10 +239,10 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                 if flags is not None:
                     flags.setdefault(key, FolderFlags())[Identities.key(parsed.identity)] = \
                         _file_flags(parsed.flags, where == "cur")
-        limit = (before or {}).get(key)
+        limit, dirs = (before or {}).get(key), {key[1], *(also or {}).get(key, ())}
         for m in _OFFSET_LEDGER_LINE.finditer(ledger):
             digest = m[3].decode("utf-8", "replace")
-            if m[2].decode("utf-8", "replace") == key[1] and digest in asked[key]:
+            if m[2].decode("utf-8", "replace") in dirs and digest in asked[key]:
                 identity = (digest, int(m[4]))
                 found[key].add(identity)
                 if limit is None or int(m[1]) < limit:

@@ -18,7 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -200,9 +200,14 @@ class AgentClient:
             req["owner"] = "parent"
         return self._request(b"O", req)
 
-    def create_folder(self, dirname: str) -> None:
-        """Create a Maildir++ folder directory (``.Name``) if it is missing."""
-        self._send(b"F", json.dumps({"dir": dirname}).encode())
+    def create_folder(self, dirname: str, also: Sequence[str] = ()) -> None:
+        """Create a Maildir++ folder directory (``.Name``) if it is missing. ``also``:
+        earlier names of its directory, no longer there, whose ledger lines count for it
+        from now on (what :meth:`known` gives, and what the agent drops as present)."""
+        req: dict[str, Any] = {"dir": dirname}
+        if also:
+            req["also"] = list(also)
+        self._send(b"F", json.dumps(req).encode())
 
     def begin(self, dirname: str) -> None:
         """Start a message in folder ``dirname`` (``""`` = INBOX)."""

@@ -18,7 +18,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  no longer running: a process that got a dead writer's id since is
                  no writer) and append the ledger lines a killed writer owed (see
                  "mailplan-pending" below)
-``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``
+``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``;
+                 with ``"also": [dir, ...]`` (earlier names of its directory, renamed by
+                 hand since) the ledger lines under those count for it too
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
                  (see "Files in tmp/")
 ``D``  data      raw message bytes

@@ -36,6 +36,9 @@ class AgentBase:
         self.present = {}
         #: dir -> ledger identities (``key``'s bytes) of folders not in ``present`` yet
         self.ledger = {}
+        #: dir -> the earlier names of that folder's directory, no longer there, whose
+        #: ledger lines count for it (``F``'s ``also``: renamed by hand to today's name)
+        self.also = {}
         # (E number, dir, source, subdir, name, identity, fd): the source is the tmp/
         # name, or for an anonymous file /proc/PID/fd/N of its fd (-1 for a named one)
         self.queue = []

@@ -87,7 +87,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         recovered, ledger = self._recover_pending()
         # the ledger as recovery left it (read under the lock), or read now
-        self.present = {}
+        self.present, self.also = {}, {}
         if ledger is None:
             ledger, self.ledger_size = self._read_ledger()
         self.ledger = ledger
@@ -125,6 +125,11 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         path = self._folder_path(req["dir"])
         if not req["dir"]:
             return
+        also = [d for d in req.get("also", ()) if d]
+        for earlier in also:
+            self._folder_path(earlier)  # a name no folder directory has is refused
+        if also:  # taken by _present, now or when the folder is first asked about
+            self.also[req["dir"]] = also
         self._mkdir(path)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(path, sub))

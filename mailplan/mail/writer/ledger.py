@@ -154,12 +154,16 @@ class LedgerMixin(AgentBase):
 
     def _present(self, dirname: str) -> set[bytes]:
         """The folder's identities as ``key``'s bytes: its ledger lines (taken from
-        ``ledger``: one set per folder, not two) and its files, then what is queued."""
+        ``ledger``: one set per folder, not two), those under the earlier names of its
+        directory ``F`` gave (``also``: a message the user deleted before the directory
+        was renamed to today's name), and its files, then what is queued."""
         known = self.present.get(dirname)
         if known is None:
             known = self.ledger.pop(dirname, set())
             known.update(key(d, o) for d, o, _s, _n in self._scan_dir(dirname))
             self.present[dirname] = known
+        for earlier in self.also.pop(dirname, ()):
+            known.update(self.ledger.get(earlier, ()))
         return known
 
     def scan(self, req: dict[str, Any]) -> dict[str, Any]:
