@@ -27,6 +27,7 @@ from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
 from mailplan.errors import MailplanError
 from mailplan.names import human_size
+from mailplan.plan import Change
 from mailplan.private_files import open_private_append
 
 MAX_COMMAND = 2000
@@ -60,6 +61,17 @@ class Summary:
     noted: int = 0
     failed: list[str] = field(default_factory=list)
     result: str = "ok"
+
+    def count(self, change: Change) -> None:
+        """Count a finished step."""
+        if change.kind == "mailbox":
+            self.mailboxes += 1
+        elif change.action == "create":
+            self.created += 1
+        elif change.action == "update":
+            self.changed += 1
+        else:
+            self.deleted += 1
 
     def lines(self) -> list[str]:
         """The summary as text lines."""

@@ -335,7 +335,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                 watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                     planned, current, saved=saved, prune=deletes, parallel=parallel,
                     on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
-                    on_retry=_retrying, replan=replan))
+                    on_retry=_retrying, replan=replan, sleep=watch.pause))
         finally:
             planned.close()
     if watch.summary.not_migrated:  # done, but not all the spec asks for: no exit 0 for that

@@ -95,6 +95,18 @@ def left_out_note(kind: str, kinds: tuple[str, ...]) -> str:
             f"{needed([kind])}, or --prune, applies it)")
 
 
+def left_out_text(skipped: list[Change], selection: tuple[str, ...] | None) -> str:
+    """What apply says of the deletions it left out (``selection``: its --prune-only)."""
+    # --prune is no mere switch: say what it deletes, mail included
+    mail = (", deleting the Maildirs of the users and domains among them, mail "
+            "included" if any(c.kind in ("user", "domain") for c in skipped) else "")
+    if selection is None:
+        return (f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
+                f"--prune applies them{mail}.")
+    return (f"{len(skipped)} deletion(s) left out (not selected by {shown(selection)}): "
+            f"{OPTION} {needed(c.kind for c in skipped)}, or --prune, applies them{mail}.")
+
+
 def select_deletions(plan: Plan, kinds: tuple[str, ...] | None) -> None:
     """Keep in ``plan`` only the deletions ``kinds`` selects (and the forwards that go
     with a selected user's deletion); move the others to ``plan.left_out``; record the

@@ -12,7 +12,8 @@ changes the saved one already had.
 
 How often and how long to wait come from the spec's host entry of the host that failed
 (``retries``, default 3; ``retry_delay`` seconds, default 2, doubled after each attempt,
-at most 60). ``retries: 0`` turns retrying off.
+at most 60). ``retries: 0`` turns retrying off. The wait is the caller's ``sleep``:
+apply's ends on a stop request, a safe point (:meth:`mailplan.watch.ApplyWatch.pause`).
 """
 
 from __future__ import annotations

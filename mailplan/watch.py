@@ -43,7 +43,7 @@ from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
 from mailplan.plan import MAIL_KINDS, Change, Plan
 from mailplan.progress import Reporter, reporter_for
-from mailplan.prune_select import OPTION, needed, shown
+from mailplan.prune_select import left_out_text, shown
 from mailplan.render import problem_line
 from mailplan.spec import Spec
 from mailplan.target_lock import Holder, lock_target
@@ -208,6 +208,13 @@ class ApplyWatch:
         if self.stop:
             raise StopRequested
 
+    def pause(self, seconds: float) -> None:
+        """A retry's wait (nothing in flight: a safe point), ended by a stop request."""
+        end = time.monotonic() + seconds
+        while not self.stop and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))  # a signal's handler runs within this
+        self._check()
+
     def on_step(self, change: Change, phase: str) -> None:
         """``apply_plan``'s per step callback."""
         if phase == "start":
@@ -225,20 +232,10 @@ class ApplyWatch:
         elif phase == "done":
             with self._lock:
                 self._running.pop(change.id, None)
-                self._count_done(change)
+                self.summary.count(change)
             self.log.write(f"step done: {change.symbol} {change.kind} "
                            f"{escape(change.address)}")
             self.reporter.step_done(change)
-
-    def _count_done(self, change: Change) -> None:
-        if change.kind == "mailbox":
-            self.summary.mailboxes += 1
-        elif change.action == "create":
-            self.summary.created += 1
-        elif change.action == "update":
-            self.summary.changed += 1
-        else:
-            self.summary.deleted += 1
 
     def on_note(self, change: Change, text: str) -> None:
         """``apply_plan``'s callback for what a finished step says for the operator."""
@@ -303,17 +300,7 @@ class ApplyWatch:
         self.summary.skipped = len(skipped)
         self._echo(f"Apply complete: {len(result.done)} change(s) made.")
         if skipped:
-            # --prune is no mere switch: say what it deletes, mail included
-            mail = (", deleting the Maildirs of the users and domains among them, mail "
-                    "included" if any(c.kind in ("user", "domain") for c in skipped) else "")
-            if self._selection is None:
-                self._echo(f"{len(skipped)} deletion(s) left out (the plan's '-' lines): "
-                           f"--prune applies them{mail}.")
-            else:
-                kinds = needed(c.kind for c in skipped)
-                self._echo(f"{len(skipped)} deletion(s) left out (not selected by "
-                           f"{shown(self._selection)}): {OPTION} {kinds}, or --prune, "
-                           f"applies them{mail}.")
+            self._echo(left_out_text(skipped, self._selection))
         self._not_migrated()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

@@ -256,14 +256,15 @@ def wait_journal(spec: Path, needle: bytes, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"apply never journaled {needle!r}")
 
 
-def drop_mid_import(tmp_path: Path, sshd, retries: int) -> tuple[subprocess.Popen, Path, Path]:
+def drop_mid_import(tmp_path: Path, sshd, retries: int,
+                    delay: float = 0.2) -> tuple[subprocess.Popen, Path, Path]:
     """Start the apply of DROP_MESSAGES and cut its SSH connections while the writer
     holds its second sync: mid-import (the first batch durable and journaled, the rest
     not visible), however fast the machine would finish the rest. Return the apply, the
     target's Maildir and the spec."""
     hold = writer_hold(tmp_path)
     src, target, spec = big_setup(tmp_path, sshd, messages=DROP_MESSAGES, hold=hold,
-                                  host_extra={"retries": retries, "retry_delay": 0.2})
+                                  host_extra={"retries": retries, "retry_delay": delay})
     hold.arm(2)
     proc = start_apply(spec)
     hold.wait(proc)
@@ -304,6 +305,34 @@ def test_connection_drop_is_retried_with_backoff(tmp_path, sshd):
     # every message is there (verify), each journaled once: the first batch before the
     # drop, the rest after it (nothing was durable unjournaled: the sync was held)
     assert state["mail"]["big@big.example/INBOX"]["imported"] == DROP_MESSAGES
+    assert len(maildir_state(root)) == DROP_MESSAGES
+
+
+def test_ctrl_c_during_a_retrys_wait_stops_at_once(tmp_path, sshd):
+    """Nothing is in flight while a retry waits: the first Ctrl-C ends the wait and
+    stops there (it waited it out, then re-read both hosts), as a stop at a safe point."""
+    proc, root, spec = drop_mid_import(tmp_path, sshd, retries=2, delay=50)
+    seen = b""
+    while b"reconnecting and planning again in 50s" not in seen:
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 10, "the wait was not cut short"
+    text = err.decode()
+    assert proc.returncode == 130, out.decode() + text
+    assert "Error: apply interrupted after 3 of 4 change(s); everything finished is " \
+        "recorded in" in text, text
+    assert text.rstrip().endswith(f"resume with: mailplan apply {spec}"), text
+    log = next(tmp_path.glob("m.state.json.logs/apply-*.log")).read_text()
+    assert "Ctrl-C: stopping at the next safe point" in log
+    assert "result: interrupted" in log, log
+    assert log.count("apply lock taken on") == 1, log  # no host was read again
+    assert len(maildir_state(root, settled=False)) == 2000  # the first batch, whole
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert mailplan("verify", str(spec)).returncode == 0
     assert len(maildir_state(root)) == DROP_MESSAGES
 
 
