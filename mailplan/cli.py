@@ -314,7 +314,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
             todo = [c for c in planned.plan.changes if deletes or c.action != "delete"]
             if saved is None and not quiet:
                 click.echo(render_plan(planned.plan, target=target,
-                                       colour=use_colour(sys.stdout), prune=prune), nl=False)
+                                       colour=use_colour(sys.stdout), prune=prune),
+                           nl=False, file=watch.stream)
             if not todo:
                 watch.nothing(record_settled(planned, current), gone=len(planned.gone),
                               skipped=len(planned.plan.changes) + len(planned.plan.left_out))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from mailplan.names import human_size
-from mailplan.plan import Change
+from mailplan.plan import MAIL_KINDS, Change
 from mailplan.text import escape, escape_lines, marked
 
 INTERVAL_ENV = "MAILPLAN_PROGRESS_INTERVAL"
@@ -44,6 +44,11 @@ class Tally:
         pct = f" ({100 * self.bytes // self.bytes_total}%)" if self.bytes_total else ""
         return (f"{self.messages}/{self.messages_total} messages, "
                 f"{human_size(self.bytes)}/{human_size(self.bytes_total)}{pct}")
+
+
+def phase_of(change: Change) -> str:
+    """The phase of apply ``change`` belongs to."""
+    return "mail import" if change.kind in MAIL_KINDS else "accounts and routing"
 
 
 def duration(seconds: float) -> str:

@@ -41,8 +41,9 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
-from mailplan.plan import MAIL_KINDS, Change, Plan
-from mailplan.progress import Reporter, reporter_for
+from mailplan.output import GuardedOutput
+from mailplan.plan import Change, Plan
+from mailplan.progress import Reporter, phase_of, reporter_for
 from mailplan.prune_select import left_out_text, shown
 from mailplan.render import problem_line
 from mailplan.spec import Spec
@@ -76,7 +77,8 @@ class ApplyWatch:
         #: the command's signal handlers: they stop at once until :meth:`begin`
         self.signals = signals
         self.resume = resume
-        self.stream = stream or sys.stdout
+        #: writes never raise: stdout going away stops the apply (:meth:`_output_gone`)
+        self.stream = GuardedOutput(stream or sys.stdout, self._output_gone)
         self.quiet = quiet
         self.log = ApplyLog(log_path, make_dir=False) if log_path is not None \
             else ApplyLog(default_log_path(state_path))
@@ -158,10 +160,14 @@ class ApplyWatch:
 
     def begin(self, planned: Planned, todo: list[Change], target: str) -> None:
         """Start applying: reporter, totals; a signal now stops at the next safe point."""
+        if self.stream.lost:  # the plan was printed to nobody: nothing is changed
+            raise MailplanError(f"standard output was closed ({self.stream.lost}) before "
+                                "the first change: nothing was changed", hint="run apply "
+                                "again with its output to a terminal or a file, or -q")
         self._began = True
         self._planned = len(todo)
         for change in todo:
-            phase = _phase_of(change)
+            phase = phase_of(change)
             self._todo_counts[phase] = self._todo_counts.get(phase, 0) + 1
         self.log.write(f"plan {planned.plan.plan_id}: {len(todo)} change(s) to apply")
         self._echo(f"Applying {len(todo)} change(s) to {target}; state: {self.state_path}")
@@ -181,6 +187,12 @@ class ApplyWatch:
         self.reporter.note(f"Stopping after the current step ({again} again to stop at "
                            "once; finished steps stay recorded)...")
 
+    def _output_gone(self, reason: str) -> None:
+        """From any write to stdout (a signal handler's included): stop at the next safe
+        point; the error on stderr says why (:meth:`__exit__`)."""
+        self.stop = True
+        self._log_later(f"standard output closed ({reason}): stopping at the next safe point")
+
     def _stop_now(self, signum: int) -> None:
         """From the signal handler: SIGINT or SIGTERM again."""
         self._log_later(f"{signal_name(signum)} again: stopping at once")
@@ -188,7 +200,7 @@ class ApplyWatch:
     def _log_later(self, text: str) -> None:
         """From a signal handler: the log's lock may be held by the very code the signal
         interrupted, so the line is written at the next step, batch or the end."""
-        self._pending.append(f"{text} (signal at {time.strftime('%H:%M:%S')})")
+        self._pending.append(f"{text} (at {time.strftime('%H:%M:%S')})")
 
     def _flush_pending(self) -> None:
         while self._pending:
@@ -219,7 +231,7 @@ class ApplyWatch:
         """``apply_plan``'s per step callback."""
         if phase == "start":
             self._check()
-            phase_name = _phase_of(change)
+            phase_name = phase_of(change)
             with self._lock:
                 first = phase_name != self._phase
                 self._phase = phase_name
@@ -330,6 +342,11 @@ class ApplyWatch:
         self._echo(f"Log: {self.log.path}" + (
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
+        if interrupted and self._began and self.signals.signum is None and self.stream.lost:
+            raise MailplanError(f"apply stopped after {done} of {self._planned} change(s): "
+                                f"its standard output was closed ({self.stream.lost}); "
+                                f"everything finished is recorded in {self.state_path}",
+                                hint=f"resume with: {self.resume}") from None
         if interrupted and self._began:
             raise Interrupted(f"apply interrupted{by_signal(self._stopped_by())} after "
                               f"{done} of {self._planned} change(s); everything finished is "
@@ -381,7 +398,3 @@ class ApplyWatch:
     def _stopped_by(self) -> int:
         """The signal that first asked to stop (a KeyboardInterrupt without one: SIGINT)."""
         return self.signals.signum or signal.SIGINT
-
-
-def _phase_of(change: Change) -> str:
-    return "mail import" if change.kind in MAIL_KINDS else "accounts and routing"

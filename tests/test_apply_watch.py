@@ -752,3 +752,92 @@ def test_a_note_is_escaped_in_the_log_as_on_the_output(tmp_path):
     assert "(atoms): bad\\x1b[2J\\x9b1m" in text
     assert "\x1b" not in out.getvalue() and "bad\\x1b[2J\\x9b1m" in out.getvalue()
     assert watch.summary.noted == 1
+
+
+def test_stdout_closed_mid_apply_stops_at_a_safe_point_and_says_so_on_stderr(many):
+    """`mailplan apply ... | head`: the reader goes away mid-import. The apply stops at
+    its next safe point (the batch under way durable and journaled), and says on stderr
+    why it stopped and how to resume, exit status 1; it stopped at its next print with
+    nothing on stderr (click swallows the broken pipe)."""
+    spec, domain = many
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MAILPLAN_PROGRESS_INTERVAL": "0"})
+    wait_for(lambda: journal_has_mail(spec))
+    proc.stdout.close()  # the next status line meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, err
+    assert re.search(r"^Error: apply stopped after \d+ of \d+ change\(s\): its standard "
+                     r"output was closed \(Broken pipe\); everything finished is recorded "
+                     r"in ", err, re.M), err
+    assert err.rstrip().endswith(f"hint: resume with: mailplan apply {spec}"), err
+    assert "Exception ignored" not in err and "Traceback" not in err, err
+    state = json.loads(spec.with_name("m.state.json").read_text())
+    assert state["history"][-1]["result"] == "interrupted"
+    done = state["mail"][f"big@{domain}/INBOX"]["imported"]
+    assert 0 < done < 30000 and done % 2000 == 0  # whole durable batches only
+    text = logs(spec)[-1].read_text()
+    assert "standard output closed (Broken pipe): stopping at the next safe point (at " in text
+    assert "result: interrupted" in text and f"resume with: mailplan apply {spec}" in text
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    state = json.loads(spec.with_name("m.state.json").read_text())
+    assert state["mail"][f"big@{domain}/INBOX"]["imported"] == 30000
+
+
+def test_stdout_closed_before_the_first_change_changes_nothing_and_says_so(tmp_path):
+    """Standard output already gone when apply starts (`| head -1` that has exited):
+    nothing is changed, and stderr says why, exit status 1 (it said nothing)."""
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "pw-ann")])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={unique_domain(): {"import": {"uid_min": 1000}}})
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        res = subprocess.run([sys.executable, "-m", "mailplan", "apply", str(spec),
+                              "--auto-approve"], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("Error: standard output was closed (Broken pipe) before "
+                                 "the first change: nothing was changed"), res.stderr
+    assert "Exception ignored" not in res.stderr, res.stderr
+    assert "resume with" not in res.stderr
+    assert not spec.with_name("m.state.json").exists()  # nothing was applied
+    assert "result: failed before the first change: nothing was changed" in \
+        logs(spec)[-1].read_text()
+
+
+def test_the_stop_note_from_the_signal_handler_never_raises_on_a_write_error(tmp_path):
+    """The first signal's note is printed from the signal handler: a write error there
+    (the reader of stdout gone) must not raise into the code the signal interrupted."""
+    import errno
+
+    from mailplan.interrupt import SignalStop
+    from mailplan.watch import ApplyWatch
+
+    class Gone:
+        broken = False
+
+        def write(self, text):
+            if self.broken:
+                raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+            return len(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    out = Gone()
+    watch = ApplyWatch(tmp_path / "state.json", resume="mailplan apply m.yaml",
+                       signals=SignalStop(), log_path=tmp_path / "apply.log", stream=out)
+    watch.reporter = PlainReporter(watch.stream)
+    out.broken = True
+    watch._stop_requested(signal.SIGINT)  # raised BrokenPipeError
+    assert watch.stop
+    watch.reporter.note("more")  # and every later write is dropped, not raised
+    watch.log.close()
