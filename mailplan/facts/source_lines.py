@@ -85,9 +85,9 @@ def source_notes(passwd_path: str, passwd: bytes, shadow_path: str, shadow: byte
         for number, why in skipped_lines(data):
             by_kind.setdefault(why, []).append(number)
         if by_kind:
-            said = ", ".join(f"{_ranges(lines)} ({why if len(lines) == 1 else 'comments'})"
-                             if why == "a comment" else f"{_ranges(lines)} ({why})"
-                             for why, lines in by_kind.items())
+            said = ", ".join(
+                f"{_ranges(lines)} ({'comments' if len(lines) > 1 and why == 'a comment' else why})"
+                for why, lines in by_kind.items())
             count = sum(len(lines) for lines in by_kind.values())
             notes.append(f"{path} line{'s' if count > 1 else ''} {said}: skipped, as the "
                          "old server's C library skips them (glibc's nss_files: no account "
