@@ -537,8 +537,11 @@ def test_kill_mid_message_leaves_nothing_visible_and_restart_cleans_tmp(tmp_path
     c.begin("")
     c.data(b"Subject: partial\n\nhalf a mess")
     c.flush()
-    # the file exists in tmp/ once the agent has read the frames
-    wait_for(lambda: unsynced(proc, root, tmp_files) == 1, "the message begun in tmp/")
+    # the file exists in tmp/ once the agent has read the frames; an anonymous one after
+    # the marker has its name (the marker's own file is nameless for a moment before:
+    # counted alone, a kill then left nothing, seen on a loaded machine)
+    wait_for(lambda: unsynced(proc, root, tmp_files) == 1
+             and len(os.listdir(root / "tmp")) == 1, "the message begun in tmp/")
     proc.kill()
     # left: the partial file, named; or the marker only (an anonymous file dies with
     # the process that held it)
@@ -863,7 +866,9 @@ def test_open_waits_a_while_for_a_writer_still_finishing_in_the_same_maildir(tmp
     stuck.open(str(root))
     stuck.message("", [b"Subject: 0\n\nbody\n"], "new", name_for(0), 1e9)
     stuck.flush()
-    wait_for(lambda: unsynced(stuck_proc, root, tmp_files) == 1, "the stuck writer's file")
+    # its marker named too (see test_kill_mid_message_leaves_nothing_visible_...)
+    wait_for(lambda: unsynced(stuck_proc, root, tmp_files) == 1
+             and len(os.listdir(root / "tmp")) == 1, "the stuck writer's file")
     late = AgentClient(late_proc := LocalAgent())
     # bounded by writer_wait, not by the default (WRITER_WAIT, 30 s)
     assert 0.3 <= late._request(b"O", {"root": str(root), "writer_wait": 0.3})["waited"] < 15
