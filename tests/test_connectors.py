@@ -156,6 +156,50 @@ def test_a_missing_identity_file_is_said_so_not_taken_for_a_lost_connection(sshd
         conn.run("true")
 
 
+def test_an_identity_file_that_is_no_private_key_is_said_so_naming_it(sshd, tmp_path):
+    """The public half given as the key (id_ed25519.pub), an empty file, a text: paramiko
+    said only "SSH connection to HOST failed: not a valid OPENSSH private key file" (or
+    "no lines in OPENSSH private key file"), naming neither the file nor the fix."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                   check=True)
+    lone = tmp_path / "lone.pub"
+    lone.write_bytes(Path(f"{key}.pub").read_bytes())
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("my key is elsewhere\n")
+    (tmp_path / "pem.pub").write_text("-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC "
+                                      "KEY-----\n")
+
+    def error(path: Path, opt_in: str | None = None) -> str:
+        conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                            identity_file=str(path), known_hosts=str(sshd.known_hosts),
+                            **({"opt_in": opt_in} if opt_in else {}))
+        with pytest.raises(HostError) as info:
+            conn.run("true")
+        return str(info.value)
+
+    public = "is a public key (the .pub half of a key pair): mailplan logs in with the " \
+        "private key\n  hint: give the private key instead"
+    assert error(Path(f"{key}.pub")) == (
+        f"host newhost: the SSH identity file {key}.pub (identity_file in the spec) "
+        f"{public}: {key}, if that is its other half")
+    assert error(lone, OPTION_OPT_IN) == (
+        f"host newhost: the SSH identity file {lone} (--identity) {public} (the same name "
+        "without .pub)")
+    assert error(tmp_path / "pem.pub").endswith(f"{public} (the same name without .pub)")
+    private = ("\n  hint: give the private key's path (the file that starts with "
+               "'-----BEGIN OPENSSH PRIVATE KEY-----', as ssh-keygen writes it)")
+    assert error(tmp_path / "empty") == (
+        f"host newhost: the SSH identity file {tmp_path / 'empty'} (identity_file in the "
+        f"spec) is empty: it holds no private key{private}")
+    assert error(tmp_path / "notes.txt") == (
+        f"host newhost: the SSH identity file {tmp_path / 'notes.txt'} (identity_file in "
+        f"the spec) holds no private key (no '-----BEGIN ... PRIVATE KEY-----' line)"
+        f"{private}")
+    # the private key itself gets as far as the login (refused: not authorized there)
+    assert "SSH login as " in error(key) and " refused: Authentication failed." in error(key)
+
+
 def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp_path):
     # queue and init take ssh://... on the command line: there is no spec to edit
     from mailplan.queue.host import HostOptions, connect_host

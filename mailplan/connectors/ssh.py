@@ -42,6 +42,7 @@ from mailplan.connectors.base import (
     Connector,
     Process,
 )
+from mailplan.connectors.identity import check_identity
 from mailplan.connectors.known_hosts import (
     AcceptNewPolicy,
     RejectPolicy,
@@ -190,24 +191,11 @@ class SSHConnector(Connector):
         host, port = self._host_port
         return host if port == 22 else f"[{host}]:{port}"
 
-    def _check_identity(self) -> None:
-        """A missing identity file is said so (paramiko's error was taken for a failed
-        connection: check the address, port and firewall; and retried as one)."""
-        path = os.path.expanduser(str(self._streams_args["identity_file"] or ""))
-        try:
-            if path:
-                open(path, "rb").close()  # noqa: SIM115 - only whether it opens
-        except OSError as exc:
-            spec = self._opt_in == SPEC_OPT_IN
-            raise HostError(f"cannot read the SSH identity file {path} ("
-                            f"{'identity_file in the spec' if spec else '--identity'}): "
-                            f"{(exc.strerror or str(exc)).lower()}", host=self.name,
-                            hint="give the private key's path (a relative one is relative "
-                            f"to {'the spec' if spec else 'this directory'})") from None
-
     def _transport(self) -> paramiko.Transport:
         if not self._conn.is_connected:
-            self._check_identity()
+            if self._streams_args["identity_file"]:  # missing, or no private key: said
+                check_identity(os.path.expanduser(str(self._streams_args["identity_file"])),
+                               host=self.name, spec=self._opt_in == SPEC_OPT_IN)
             try:
                 self._conn.open()
             except paramiko.BadHostKeyException as exc:
