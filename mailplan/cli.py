@@ -6,10 +6,11 @@ Each command calls one function of :mod:`mailplan.engine` or :mod:`mailplan.appl
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -28,6 +29,7 @@ from mailplan.engine import (
 )
 from mailplan.errors import MailplanError
 from mailplan.interrupt import SignalStop, Stopped, stops_at_once
+from mailplan.output import error_line
 from mailplan.passwords import unresolved_passwords
 from mailplan.plan import Plan
 from mailplan.prune_select import PRUNABLE, parse_kinds, saved_selection, shown
@@ -58,7 +60,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MailplanError as exc:
-            click.echo(f"Error: {escape_lines(str(exc))}", err=True)
+            error_line(f"Error: {escape_lines(str(exc))}")  # stderr may be gone
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C where no command stops on it (validate, show,
             # queue): the README's 130, not click's "Aborted!" and exit 1
@@ -336,16 +338,18 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                 watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                     planned, current, saved=saved, prune=deletes, parallel=parallel,
                     on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
-                    on_retry=_retrying, replan=replan, sleep=watch.pause))
+                    on_retry=functools.partial(_retrying, watch.errors), replan=replan,
+                    sleep=watch.pause))
         finally:
             planned.close()
     if watch.summary.not_migrated:  # done, but not all the spec asks for: no exit 0 for that
         sys.exit(EXIT_NOT_MIGRATED)
 
 
-def _retrying(exc: MailplanError, attempt: int, wait: float) -> None:
-    click.echo(f"Warning: {escape_lines(str(exc))}\n  reconnecting and planning again in {wait:g}s "
-               f"(retry {attempt})", err=True)
+def _retrying(errors: TextIO, exc: MailplanError, attempt: int, wait: float) -> None:
+    """Warn of a retry, on apply's stderr (its going away stops the apply: ApplyWatch)."""
+    click.echo(f"Warning: {escape_lines(str(exc))}\n  reconnecting and planning again in "
+               f"{wait:g}s (retry {attempt})", file=errors)
 
 
 def _confirm(signals: SignalStop) -> None:

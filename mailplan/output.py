@@ -1,6 +1,8 @@
-"""Apply's standard output, which may go away under it (``mailplan apply ... | head``, a
-terminal gone): a write error there must neither end the apply where it happens to
-print nor raise from a signal handler (the first signal's note is printed from it).
+"""Apply's standard output and error, which may go away under it (``mailplan apply ... 2>&1
+| head``, a terminal gone): a write error there must neither end the apply where it
+happens to print (a retry's warning on stderr) nor raise from a signal handler (the
+first signal's note is printed from it). A command's last ``Error:`` line is written
+with :func:`error_line`.
 
 :class:`GuardedOutput` wraps the stream: the first write error (EPIPE, EIO, a full disk)
 is reported once to its ``gone`` callback (the apply stops at its next safe point and
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -64,3 +67,20 @@ class GuardedOutput:
             finally:
                 os.close(devnull)
         self._gone(self.lost)
+
+
+def first_lost(**outputs: GuardedOutput) -> str | None:
+    """``standard output was closed (Broken pipe)`` for the first of ``outputs`` (named:
+    ``output=``, ``error=``) that went away; None while all are there."""
+    return next((f"standard {name} was closed ({out.lost})"
+                 for name, out in outputs.items() if out.lost), None)
+
+
+def error_line(text: str) -> None:
+    """Write a command's last line (``Error: ...``) to stderr, which may have gone away
+    (``2>&1 | head``): then it is dropped, not raised (click would end the command with
+    exit status 1 all the same, but silently, and Python add "Exception ignored" at
+    exit); the exit status still says it failed (an apply's log says why)."""
+    err = GuardedOutput(sys.stderr, lambda why: None)
+    err.write(text + "\n")
+    err.flush()

@@ -15,14 +15,12 @@ told what was done and how to resume. A second Ctrl-C stops at once: the connect
 are ended, and with them the remote commands, a hung one included; the journal still
 holds every finished step.
 
-SIGTERM (a shutdown, ``kill``, a supervisor) and SIGHUP (the administrator's terminal or
-SSH session went away) ask to stop the same way as the first Ctrl-C; a SIGTERM after
-that stops at once, like a second Ctrl-C (a repeated SIGHUP does not). After a SIGHUP
-the terminal is gone: mailplan's standard output and error, unless they are regular
-files, are pointed at /dev/null, so nothing fails writing to them (EIO, EPIPE), and the
-apply log alone tells how it ended and how to resume. A SIGHUP ignored when mailplan
-started (``nohup``) stays ignored. The exit status is 130 after Ctrl-C, 128 + the
-signal's number after SIGTERM (143) or SIGHUP (129).
+SIGTERM (a shutdown, ``kill``, a supervisor) and SIGHUP (the terminal or SSH session went
+away) ask to stop as the first Ctrl-C does, a SIGTERM after that stops at once (SIGHUP's
+/dev/null and ``nohup``: :mod:`mailplan.interrupt`). Standard output or error going away
+(``apply ... 2>&1 | head``: :mod:`mailplan.output`) stops at the next safe point too, the
+log saying why. The exit status is 130 after Ctrl-C, 128 + the signal's number after
+SIGTERM (143) or SIGHUP (129), 1 after an output went away.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
-from mailplan.output import GuardedOutput
+from mailplan.output import GuardedOutput, first_lost
 from mailplan.plan import Change, Plan
 from mailplan.progress import Reporter, phase_of, reporter_for
 from mailplan.prune_select import left_out_text, shown
@@ -72,13 +70,14 @@ class ApplyWatch:
 
     def __init__(self, state_path: Path, *, resume: str, signals: SignalStop,
                  log_path: Path | None = None, quiet: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, errors: TextIO | None = None) -> None:
         self.state_path = state_path
         #: the command's signal handlers: they stop at once until :meth:`begin`
         self.signals = signals
         self.resume = resume
-        #: writes never raise: stdout going away stops the apply (:meth:`_output_gone`)
-        self.stream = GuardedOutput(stream or sys.stdout, self._output_gone)
+        #: writes never raise: stdout or stderr going away stops the apply (:meth:`_lost`)
+        self.stream = GuardedOutput(stream or sys.stdout, lambda why: self._lost("output", why))
+        self.errors = GuardedOutput(errors or sys.stderr, lambda why: self._lost("error", why))
         self.quiet = quiet
         self.log = ApplyLog(log_path, make_dir=False) if log_path is not None \
             else ApplyLog(default_log_path(state_path))
@@ -187,11 +186,11 @@ class ApplyWatch:
         self.reporter.note(f"Stopping after the current step ({again} again to stop at "
                            "once; finished steps stay recorded)...")
 
-    def _output_gone(self, reason: str) -> None:
-        """From any write to stdout (a signal handler's included): stop at the next safe
-        point; the error on stderr says why (:meth:`__exit__`)."""
+    def _lost(self, name: str, reason: str) -> None:
+        """From any write to stdout or stderr (a signal handler's included): stop at the
+        next safe point; the log, and the error on stderr if it is there, say why."""
         self.stop = True
-        self._log_later(f"standard output closed ({reason}): stopping at the next safe point")
+        self._log_later(f"standard {name} closed ({reason}): stopping at the next safe point")
 
     def _stop_now(self, signum: int) -> None:
         """From the signal handler: SIGINT or SIGTERM again."""
@@ -301,7 +300,7 @@ class ApplyWatch:
             text = (f"Not migrated: {self.summary.not_migrated} problem(s) of the plan (listed "
                     f"{where}); exit status {EXIT_NOT_MIGRATED}.")
             if self.quiet:
-                sys.stderr.write(text + "\n")
+                self.errors.write(text + "\n")
             else:
                 self._echo(text)
 
@@ -342,10 +341,11 @@ class ApplyWatch:
         self._echo(f"Log: {self.log.path}" + (
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
-        if interrupted and self._began and self.signals.signum is None and self.stream.lost:
+        lost = first_lost(output=self.stream, error=self.errors)
+        if interrupted and self._began and self.signals.signum is None and lost:
             raise MailplanError(f"apply stopped after {done} of {self._planned} change(s): "
-                                f"its standard output was closed ({self.stream.lost}); "
-                                f"everything finished is recorded in {self.state_path}",
+                                f"its {lost}; everything finished is recorded in "
+                                f"{self.state_path}",
                                 hint=f"resume with: {self.resume}") from None
         if interrupted and self._began:
             raise Interrupted(f"apply interrupted{by_signal(self._stopped_by())} after "

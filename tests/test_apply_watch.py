@@ -841,3 +841,30 @@ def test_the_stop_note_from_the_signal_handler_never_raises_on_a_write_error(tmp
     assert watch.stop
     watch.reporter.note("more")  # and every later write is dropped, not raised
     watch.log.close()
+
+
+def test_the_error_line_on_a_closed_stderr_is_dropped_not_raised(monkeypatch):
+    """A command's last line, ``Error: ...``, meets a stderr gone away (``2>&1 | head``):
+    it is dropped and stderr's descriptor pointed at /dev/null; it raised BrokenPipeError
+    into click, which ended the command silently."""
+    import errno
+
+    from mailplan.output import error_line
+
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return fd
+
+    fd = os.dup(2)  # what is pointed at /dev/null: a copy, not the test's own stderr
+    try:
+        monkeypatch.setattr(sys, "stderr", Gone())
+        error_line("Error: something")
+        assert os.path.samestat(os.fstat(fd), os.stat(os.devnull))
+    finally:
+        os.close(fd)

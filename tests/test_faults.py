@@ -148,10 +148,10 @@ def whole_spec(path: Path, src: Path, target, sshd) -> Path:
     return spec
 
 
-def start_apply(spec: Path, *args: str) -> subprocess.Popen:
+def start_apply(spec: Path, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
                              "--auto-approve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **ENV})
+                            stderr=stderr, env={**os.environ, **ENV})
 
 
 def kill_when(spec: Path, *, lines: int | None = None, delay: float | None = None,
@@ -256,8 +256,8 @@ def wait_journal(spec: Path, needle: bytes, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"apply never journaled {needle!r}")
 
 
-def drop_mid_import(tmp_path: Path, sshd, retries: int,
-                    delay: float = 0.2) -> tuple[subprocess.Popen, Path, Path]:
+def drop_mid_import(tmp_path: Path, sshd, retries: int, delay: float = 0.2,
+                    stderr: int = subprocess.PIPE) -> tuple[subprocess.Popen, Path, Path]:
     """Start the apply of DROP_MESSAGES and cut its SSH connections while the writer
     holds its second sync: mid-import (the first batch durable and journaled, the rest
     not visible), however fast the machine would finish the rest. Return the apply, the
@@ -266,7 +266,7 @@ def drop_mid_import(tmp_path: Path, sshd, retries: int,
     src, target, spec = big_setup(tmp_path, sshd, messages=DROP_MESSAGES, hold=hold,
                                   host_extra={"retries": retries, "retry_delay": delay})
     hold.arm(2)
-    proc = start_apply(spec)
+    proc = start_apply(spec, stderr=stderr)
     hold.wait(proc)
     sshd.kill_sessions()  # the held sync is dropped with the writer's input
     return proc, Path(target.vpopmail_dir, "domains/big.example/big/Maildir"), spec
@@ -305,6 +305,32 @@ def test_connection_drop_is_retried_with_backoff(tmp_path, sshd):
     # every message is there (verify), each journaled once: the first batch before the
     # drop, the rest after it (nothing was durable unjournaled: the sync was held)
     assert state["mail"]["big@big.example/INBOX"]["imported"] == DROP_MESSAGES
+    assert len(maildir_state(root)) == DROP_MESSAGES
+
+
+def test_stderr_closed_when_a_retry_warns_stops_at_a_safe_point_and_logs_why(tmp_path, sshd):
+    """`apply ... 2>&1 >apply.out | head` with head gone: the retry's warning meets a
+    closed stderr. The apply stops at the retry's wait (a safe point), exit 1, and the
+    log says why and how to resume; the warning's broken pipe ended it there (click's
+    silent EPIPE exit), the log naming a failed step and no reason."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc, root, spec = drop_mid_import(tmp_path, sshd, retries=2, delay=0.2,
+                                           stderr=write)
+    finally:
+        os.close(write)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out.decode()
+    assert "Apply complete" not in out.decode()
+    log = next(tmp_path.glob("m.state.json.logs/apply-*.log")).read_text()
+    assert "standard error closed (Broken pipe): stopping at the next safe point (at " \
+        in log, log
+    assert "result: interrupted" in log and f"resume with: mailplan apply {spec}" in log, log
+    assert log.count("apply lock taken on") == 1, log  # no host was read again
+    assert len(maildir_state(root, settled=False)) == 2000  # the first batch, whole
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert mailplan("verify", str(spec)).returncode == 0
     assert len(maildir_state(root)) == DROP_MESSAGES
 
 

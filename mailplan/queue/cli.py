@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from mailplan.errors import MailplanError
+from mailplan.output import error_line
 from mailplan.queue import flush as flushing
 from mailplan.queue import ops, render
 from mailplan.queue.check import STALE_AFTER
@@ -35,7 +36,7 @@ class _QueueGroup(click.Group):
             return super().invoke(ctx)
         except MailplanError as exc:
             # as the main CLI's: an error may quote what a host said (escape sequences)
-            click.echo(f"Error: {escape_lines(str(exc))}", err=True)
+            error_line(f"Error: {escape_lines(str(exc))}")  # stderr may be gone
             sys.exit(exc.exit_code)
 
 
