@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +29,14 @@ from mailplan.engine import (
     state_path_for,
 )
 from mailplan.errors import MailplanError
-from mailplan.interrupt import SignalStop, Stopped, stops_at_once
+from mailplan.interrupt import (
+    SignalStop,
+    Stopped,
+    exit_status,
+    like_ctrl_c,
+    signal_name,
+    stops_at_once,
+)
 from mailplan.output import error_line
 from mailplan.passwords import unresolved_passwords
 from mailplan.plan import Plan
@@ -58,14 +66,19 @@ EXAMPLES = {
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with like_ctrl_c():  # SIGTERM and SIGHUP too, where no command stops on them
+                return super().invoke(ctx)
         except MailplanError as exc:
             error_line(f"Error: {escape_lines(str(exc))}")  # stderr may be gone
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:  # Ctrl-C where no command stops on it (validate, show,
-            # queue): the README's 130, not click's "Aborted!" and exit 1
-            click.echo(f"Error: {ctx.invoked_subcommand} interrupted (Ctrl-C)", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # a signal where no command stops on it
+            # (validate, show, queue): the README's 128 + signal (130 for Ctrl-C), not
+            # click's "Aborted!" and exit 1; a note says what a queue change did then
+            signum = getattr(exc, "signum", signal.SIGINT)
+            command = getattr(exc, "command", ctx.invoked_subcommand)
+            notes = "".join(f"; {escape_lines(note)}" for note in getattr(exc, "__notes__", ()))
+            error_line(f"Error: {command} interrupted ({signal_name(signum)}){notes}")
+            sys.exit(exit_status(signum))
 
 
 @click.group(cls=_Group, epilog="Example:\n\n\b\n  mailplan validate migration.yaml && "

@@ -175,3 +175,30 @@ def stops_at_once(command: str, when: str = "") -> Iterator[SignalStop]:
             raise Interrupted(f"{command} interrupted{by_signal(signum)}"
                               f"{' ' + when if when else ''}: nothing was changed",
                               signum=signum) from None
+
+
+@contextlib.contextmanager
+def like_ctrl_c() -> Iterator[None]:
+    """Around a command with no stop of its own (``validate``, ``show``, the ``queue``
+    commands): SIGTERM and SIGHUP raise :class:`Stopped` in the main thread, as Python's
+    Ctrl-C raises ``KeyboardInterrupt``, where they ended Python silently; so the
+    command ends the same way on each (its ``finally`` blocks run: a queue change
+    starts the qmail-send it stopped again), and the CLI says so in one line with the
+    signal's exit status. After SIGHUP the output points at /dev/null
+    (:func:`detach_terminal`); a SIGHUP ignored (``nohup``) stays ignored. Nothing else
+    changes from Ctrl-C's ways: no forced exit, a second signal raises again."""
+    def raised(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            detach_terminal()
+        raise Stopped(signum)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, raised)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -437,13 +437,18 @@ def test_a_first_signal_while_a_line_is_printed_is_answered():
                                                "Stopping after the current step"]
 
 
-@pytest.mark.parametrize("command", ["validate", "show"])
-def test_ctrl_c_in_a_command_without_its_own_stop_exits_130_not_aborted(tmp_path, command):
-    """validate and show (the spec here a FIFO nothing writes to: the read waits) ended
-    a Ctrl-C with click's "Aborted!" and exit 1, where the README promises 130."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("command", ["validate", "show", "queue stat"])
+def test_a_signal_in_a_command_without_its_own_stop_exits_128_plus_it_with_one_line(
+        tmp_path, command, signum):
+    """validate, show and the queue commands (the spec here a FIFO nothing writes to:
+    the read waits) ended a Ctrl-C with click's "Aborted!" and exit 1, where the README
+    promises 130, and died silently on SIGTERM or SIGHUP (Python's default)."""
     spec = tmp_path / "m.yaml"
     os.mkfifo(spec)
-    proc = subprocess.Popen([sys.executable, "-m", "mailplan", command, str(spec)],
+    args = ["queue", "stat", "local", "--spec", str(spec)] if command == "queue stat" \
+        else [command, str(spec)]
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -451,9 +456,12 @@ def test_ctrl_c_in_a_command_without_its_own_stop_exits_130_not_aborted(tmp_path
         return Path(f"/proc/{proc.pid}/wchan").read_text() == "wait_for_partner"
 
     wait_until(waiting, proc)
-    out, err, _ = stopped(proc, signal.SIGINT)
-    assert proc.returncode == 130, err
-    assert err == f"Error: {command} interrupted (Ctrl-C)\n" and out == ""
+    out, err, _ = stopped(proc, signum)
+    assert proc.returncode == 128 + signum, err
+    name = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}.get(signum)
+    # after SIGHUP the terminal is gone: stderr (a pipe here) points at /dev/null
+    assert err == (f"Error: {command} interrupted ({name})\n" if name else ""), err
+    assert out == ""
 
 
 def test_ctrl_c_while_mailplan_loads_is_one_line_not_a_traceback(monkeypatch, capsys):

@@ -102,6 +102,36 @@ def test_delete_changes_nothing_once_qmail_send_runs_again(tmp_path):
     assert q.files() == before
 
 
+def test_sigterm_mid_delete_starts_qmail_send_again_and_says_so_in_one_line(tmp_path):
+    """SIGTERM while `delete --execute` has qmail-send stopped (here: its stop command
+    still running) ended Python silently (exit -15): qmail-send left stopped by
+    mailplan. It ends as a Ctrl-C does: qmail-send is started again, one line says so,
+    exit 143, nothing of the queue removed (the removals had not begun)."""
+    import signal
+    import time
+
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = q.add("spam@bad.example", remote=("x@remote.example",))
+    before = q.files()
+    stopping, started = tmp_path / "stopping", tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailplan", "queue", "delete", "local", str(msg),
+         "--queue-dir", str(q.queue), "--execute", "--control", "custom", "--status-cmd",
+         "exit 0", "--stop-cmd", f"touch {stopping}; sleep 30", "--start-cmd",
+         f"touch {started}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not stopping.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert err == "Error: queue delete interrupted (SIGTERM); qmail-send was started " \
+        "again\n", err
+    assert started.exists()
+    assert q.files() == before
+
+
 def test_repair_changes_nothing_once_qmail_send_runs_again(tmp_path):
     q = QueueBuilder(tmp_path / "qmail")
     q.add("a@example.com", remote=("x@remote.example",))

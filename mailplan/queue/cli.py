@@ -38,6 +38,9 @@ class _QueueGroup(click.Group):
             # as the main CLI's: an error may quote what a host said (escape sequences)
             error_line(f"Error: {escape_lines(str(exc))}")  # stderr may be gone
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:  # a signal: the main CLI says it, naming this
+            exc.command = f"queue {ctx.invoked_subcommand}"  # type: ignore[attr-defined]
+            raise
 
 
 def _examples(*lines: str) -> str:
