@@ -200,6 +200,42 @@ def test_an_identity_file_that_is_no_private_key_is_said_so_naming_it(sshd, tmp_
     assert "SSH login as " in error(key) and " refused: Authentication failed." in error(key)
 
 
+@pytest.mark.parametrize("keygen", [["-t", "rsa", "-b", "2048"], ["-t", "ecdsa"],
+                                    ["-t", "rsa", "-b", "2048", "-m", "PEM"],
+                                    ["-t", "ecdsa", "-m", "PEM"]])
+def test_an_rsa_or_ecdsa_key_the_host_refuses_is_said_refused_not_an_invalid_key(
+        sshd, tmp_path, keygen):
+    """paramiko tries a key file as RSA, ECDSA, then Ed25519 and raises the last error:
+    an RSA or ECDSA key the host refused came out as "SSH connection to HOST failed:
+    Invalid key" (or "encountered RSA key, expected OPENSSH key" for a PEM one), without
+    the login's hint; one with a passphrase the same, not "the private key is
+    encrypted". A file no key type reads names the file."""
+    key, locked = tmp_path / "key", tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", *keygen, "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", *keygen, "-N", "pass phrase", "-f", str(locked)],
+                   check=True)
+
+    def error(path: Path) -> str:
+        conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                            identity_file=str(path), known_hosts=str(sshd.known_hosts))
+        with pytest.raises(HostError) as info:
+            conn.run("true")
+        return str(info.value)
+
+    assert error(key).startswith(f"host newhost: SSH login as {sshd.user}@127.0.0.1:"
+                                 f"{sshd.port} refused: Authentication failed.\n  hint: "
+                                 "mailplan logs in with a key only"), error(key)
+    assert re.search(r": the private key is encrypted \(.*\)\n  hint: mailplan asks for no "
+                     "passphrase", error(locked)), error(locked)
+    bad = tmp_path / "bad"
+    bad.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE "
+                   "KEY-----\n")
+    assert error(bad).startswith(f"host newhost: cannot use the SSH identity file {bad} "
+                                 "(identity_file in the spec): "), error(bad)
+    assert error(bad).endswith("hint: give an Ed25519, ECDSA or RSA private key (paramiko "
+                               "reads no other)"), error(bad)
+
+
 def test_unknown_host_key_hint_of_a_connection_string_names_the_option(sshd, tmp_path):
     # queue and init take ssh://... on the command line: there is no spec to edit
     from mailplan.queue.host import HostOptions, connect_host

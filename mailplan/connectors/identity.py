@@ -8,11 +8,18 @@ private key file", naming neither the file nor what is wrong with it.
 from __future__ import annotations
 
 import os
+import re
+
+import paramiko
 
 from mailplan.errors import HostError
 
 #: how much of the file is looked at (a private key is a few kB)
 READ = 64 * 1024
+#: paramiko's errors of reading a key file as one key type (it tries RSA, ECDSA and
+#: Ed25519 in turn and raises the last error it met)
+KEY_READ = re.compile(r"Invalid key|encountered \S+ key, expected \S+ key|not a valid \S+ "
+                      r"private key file|no lines in \S+ private key file")
 
 
 def check_identity(path: str, *, host: str, spec: bool) -> None:
@@ -52,3 +59,25 @@ def _problem(path: str, data: bytes) -> tuple[str | None, str]:
     if b"PRIVATE KEY-----" not in data:
         return "holds no private key (no '-----BEGIN ... PRIVATE KEY-----' line)", private
     return None, ""
+
+
+def masked(path: str, exc: Exception) -> Exception:
+    """What the login with the identity file ``path`` really met, when paramiko's ``exc``
+    is a key type's reading error (:data:`KEY_READ`): paramiko tries each key type in
+    turn and raises the last one's error, so an RSA or ECDSA key the host refused, or
+    one that needs a passphrase, came out as "Invalid key" or "encountered RSA key,
+    expected OPENSSH key". The refusal (``AuthenticationException``) when the key loads,
+    its ``PasswordRequiredException`` when it is encrypted, else the error of loading
+    it (a key type paramiko does not read); ``exc`` itself for any other error."""
+    if not KEY_READ.fullmatch(str(exc)):
+        return exc
+    try:
+        paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException as encrypted:
+        return encrypted
+    except TypeError as error:  # cryptography's, for an encrypted PEM key
+        return paramiko.PasswordRequiredException(str(error)) if "encrypted" in str(error) \
+            else error
+    except (paramiko.SSHException, OSError, ValueError) as error:
+        return error
+    return paramiko.AuthenticationException("Authentication failed.")

@@ -42,7 +42,7 @@ from mailplan.connectors.base import (
     Connector,
     Process,
 )
-from mailplan.connectors.identity import check_identity
+from mailplan.connectors.identity import check_identity, masked
 from mailplan.connectors.known_hosts import (
     AcceptNewPolicy,
     RejectPolicy,
@@ -238,6 +238,14 @@ class SSHConnector(Connector):
         """paramiko's failure to log in, in words with what to check ("Authentication
         failed." names no login or key; a port with no sshd: "No existing session")."""
         login, spec = f"{self._conn.user}@{self._address}", self._opt_in == SPEC_OPT_IN
+        key = os.path.expanduser(str(self._streams_args["identity_file"] or ""))
+        if key and (real := masked(key, exc)) is not exc:  # what the last key type hid
+            if not isinstance(real, paramiko.AuthenticationException):
+                return HostError(f"cannot use the SSH identity file {key} ("
+                                 f"{'identity_file in the spec' if spec else '--identity'}"
+                                 f"): {real}", host=self.name, hint="give an Ed25519, "
+                                 "ECDSA or RSA private key (paramiko reads no other)")
+            exc = real
         if isinstance(exc, paramiko.PasswordRequiredException):
             return HostError(f"SSH login as {login}: the private key is encrypted ({exc})",
                              host=self.name, hint="mailplan asks for no passphrase: load "
