@@ -216,17 +216,21 @@ def _settled(mb: SourceMailbox, scan: MailboxScan, begin: Start,
     would not trust it (the folder's ledger holds fewer messages than it counts)."""
     seen = scan.seen
     count = begin.count + scan.total
+    # a read from a checkpoint of less than a window: the window before its end begins
+    # in the bytes before the checkpoint, which its check read (Start.window)
+    tail = b"" if seen is None else seen.tail if not begin.offset \
+        or len(seen.tail) >= WINDOW else (begin.window + seen.tail)[-WINDOW:]
     if not scan.total or seen is None or scan.end <= begin.offset or ledger[0] < count \
             or scan.end != begin.offset + seen.size \
-            or (begin.offset and len(seen.tail) < WINDOW):
+            or len(tail) < min(WINDOW, scan.end):
         return None  # nothing new read, an untrusted count, or a window before the read
     head = grown_head(begin.head, begin.before, seen.head) if begin.offset \
         else digest(seen.head)
     checkpoint = {"path": mb.path, "inode": mb.inode, "offset": scan.end, "head": head,
-                  "tail": digest(seen.tail), "count": count, "mtime": mb.mtime}
+                  "tail": digest(tail), "count": count, "mtime": mb.mtime}
     if ledger[1] is not None:  # every message it counts is there: its line comes before
         checkpoint["ledger"] = ledger[1]
-    ends = checkpoint_ends(begin.ends, scan.end, seen.tail)
+    ends = checkpoint_ends(begin.ends, scan.end, tail)
     if ends:
         checkpoint["ends"] = ends
     return {"mailbox": mb.key, "checkpoint": checkpoint}

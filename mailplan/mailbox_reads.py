@@ -60,6 +60,11 @@ class Start:
     #: while the file holds those windows: apply's read proves it does, as a read from
     #: that checkpoint proves it (a spool rewritten since the plan is read again)
     ends_from: int = 0
+    #: the file's bytes before ``offset`` (up to a window), as the check of the
+    #: checkpoint read them, when it grew by less than a window since: the window before
+    #: the end of a read of what was appended is those and the bytes read
+    #: (mailbox_changes: the checkpoint of a mailbox found complete)
+    window: bytes = b""
 
 
 def _seed(known: set[tuple[str, int]]) -> dict[str, int]:

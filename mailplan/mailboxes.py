@@ -154,7 +154,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     subscribed = source_subscriptions(source_conn, refs, source, unread)
     for (domain, user), why in sorted(unread.items()):
         out.warnings.append(Problem(domain, user, why))
-    with_cp, valid, before = _checked_checkpoints(source_conn, mailboxes, state_mail)
+    with_cp, valid, before, windows = _checked_checkpoints(source_conn, mailboxes, state_mail)
     found = {mb.key: cp for mb, cp in with_cp}
     checkpoints = [(mb, found.get(mb.key)) for mb in mailboxes]
     # where earlier reads ended, of the checkpoints that still match (trusted or not: a
@@ -176,7 +176,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
              if mb.key in trusted and mb.size == cp.offset}
     if len(quiet) < len(mailboxes):  # mail may be imported: an apply's agents will stream
         target_conn.prepare_streams()
-    reads = _reads_not_whole(checkpoints, where, trusted, quiet, recorded, before, lines)
+    reads = _reads_not_whole(checkpoints, where, trusted, quiet, recorded, before, lines,
+                             windows)
     scans: dict[str, MailboxScan] = {}
     # a mailbox read whole is compared with its folder's identities on the target: those
     # are listed a group of Maildirs at a time, each dropped once its group is read
@@ -240,18 +241,21 @@ def _user_maildirs(mailboxes: list[SourceMailbox], target: TargetFacts) -> dict[
 def _checked_checkpoints(source_conn: Connector, mailboxes: list[SourceMailbox],
                          state_mail: dict[str, Any]
                          ) -> tuple[list[tuple[SourceMailbox, Checkpoint]], dict[str, bool],
-                                    dict[str, bytes]]:
+                                    dict[str, bytes], dict[str, bytes]]:
     """The mailboxes the state holds a checkpoint of, each with it, checked against the
     files by :func:`still_valid` (one batch): by mailbox key, whether it still matches,
     and the file's bytes before a matching checkpoint taken while the file was smaller
-    than a window (:attr:`Start.before`)."""
+    than a window (:attr:`Start.before`), and the bytes before one of a file grown by
+    less than a window since (:attr:`Start.window`)."""
     with_cp = [(mb, cp) for mb in mailboxes
                if (cp := _checkpoint(state_mail, mb.key)) is not None]
     small_heads: dict[int, bytes] = {}
+    tails: dict[int, bytes] = {}
     ended: set[int] = set()
     valid = dict(zip([mb.key for mb, _ in with_cp],
-                     still_valid(source_conn, with_cp, small_heads, ended), strict=True))
+                     still_valid(source_conn, with_cp, small_heads, ended, tails), strict=True))
     before = {with_cp[i][0].key: data for i, data in small_heads.items()}
+    windows = {with_cp[i][0].key: data for i, data in tails.items()}
     # a checkpoint where a whole read would end the message before it otherwise than
     # the read that took it did (its offset follows no line end, or more line ends came
     # after it than a whole read takes for framing: checkpoints.reframed) is one of the
@@ -260,13 +264,13 @@ def _checked_checkpoints(source_conn: Connector, mailboxes: list[SourceMailbox],
     for i in ended:
         mb, cp = with_cp[i]
         with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))
-    return with_cp, valid, before
+    return with_cp, valid, before, windows
 
 
 def _reads_not_whole(checkpoints: list[tuple[SourceMailbox, Checkpoint | None]],
                      where: dict[str, str], trusted: set[str], quiet: dict[str, int],
                      recorded: dict[str, int], before: dict[str, bytes],
-                     lines: dict[str, int]) -> dict[str, Read]:
+                     lines: dict[str, int], windows: dict[str, bytes]) -> dict[str, Read]:
     """The reads of the mailboxes not compared whole with their folder on the target, by
     mailbox key: of a trusted checkpoint, from its offset (``quiet``: unchanged since,
     nothing to read); of a user with no Maildir yet, from byte 0 (nothing there)."""
@@ -277,7 +281,8 @@ def _reads_not_whole(checkpoints: list[tuple[SourceMailbox, Checkpoint | None]],
             # grown since the checkpoint (or unchanged): only the appended part is read,
             # and the target is asked about those messages only (known is None: after)
             begin = Start(cp.offset, {}, recorded[mb.key], cp.head, cp.ledger,
-                          before.get(mb.key, b""), cp.tail, cp.ends)
+                          before.get(mb.key, b""), cp.tail, cp.ends,
+                          window=windows.get(mb.key, b""))
             reads[mb.key] = (mb, begin, set() if mb.key in quiet else None, lines[mb.key])
         elif not where[mb.key]:  # no Maildir yet: nothing there
             reads[mb.key] = (mb, Start(), set(), 0)

@@ -786,6 +786,57 @@ def test_a_spool_that_grew_past_its_first_window_is_read_from_its_checkpoint(tmp
     assert f"read from byte {spool.stat().st_size}" in line and "apply records" not in line
 
 
+def test_a_few_messages_found_after_the_checkpoint_advance_it(tmp_path):
+    """A second run killed after its last batch became durable but before it was
+    journaled (here: the state file as the first run left it), having imported less than
+    4 KiB of new mail: the next plan reads from the old checkpoint and finds that mail
+    on the target, and apply records the new end, as it does after more. It recorded
+    nothing (the tail window of the new end was not all in the bytes read), so every
+    later plan read from the old checkpoint, and a flag set in place afterwards on the
+    old server (the size kept: a file no larger than its checkpoint is read whole when
+    its time changed) went unseen, the file being larger than that old checkpoint."""
+    src = make_source(tmp_path / "source", [SourceAccount("big", 1000, "Big", "BigPw1")])
+    spool = src / "var/spool/mail/big"
+    padded = "Status: O\nX-Keywords:   \n"  # c-client's padding, as in every message
+    spool.write_bytes(b"".join(msg(f"s{i}@x.example", "Mon Nov  2 10:00:00 2026", f"m{i}",
+                                   padded) for i in range(200)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    earlier = (tmp_path / "m.state.json").read_bytes()
+    first = spool.stat().st_size
+    with open(spool, "ab") as fh:
+        fh.write(msg("n@x.example", "Tue Nov  3 10:00:00 2026", "new one", padded))
+    assert first > 4096 and spool.stat().st_size - first < 4096
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    (tmp_path / "m.state.json").write_bytes(earlier)
+    plan = mailplan("plan", str(spec), "-v", check=True).stdout
+    line = next(x for x in plan.splitlines() if f"big@{domain}: INBOX: all" in x)
+    assert f"read from byte {first}" in line, plan
+    assert f"apply records that it is complete through byte {spool.stat().st_size}" \
+        in line, plan
+    assert "Recorded that" in mailplan("apply", str(spec), "--auto-approve",
+                                       check=True).stdout
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["mail"][f"big@{domain}/INBOX"]["checkpoint"]["offset"] \
+        == spool.stat().st_size
+    again = mailplan("plan", str(spec), "-v", check=True).stdout
+    line = next(x for x in again.splitlines() if f"big@{domain}: INBOX: all" in x)
+    assert f"read from byte {spool.stat().st_size}" in line and "apply records" not in line
+    # the old server's reader marks m100 read in place, into the padding (c-client): the
+    # size and both windows kept, only the time tells
+    data = spool.read_bytes()
+    head = b"Subject: m100\nStatus: O\nX-Keywords:   \n"
+    with open(spool, "r+b") as fh:
+        fh.write(data.replace(head, b"Subject: m100\nStatus: RO\nX-Keywords:  \n"))
+    assert spool.stat().st_size == len(data) and head in data
+    os.utime(spool, (spool.stat().st_mtime + 60,) * 2)
+    flagged = mailplan("plan", str(spec), check=True).stdout
+    assert "1 message(s) gain flags (S 1)" in flagged, flagged
+
+
 def _stop_writer_before_its_ledger_lines(root: Path, how_many: int) -> None:
     """Leave a Maildir as a writer leaves it when it is stopped between renaming its last
     batch into view and appending that batch's ledger lines: the last ``how_many``

@@ -131,8 +131,8 @@ def _window_cmd(path: str, offset: int, noatime: bool) -> str:
 
 
 def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint]],
-                heads: dict[int, bytes] | None = None, ended: set[int] | None = None
-                ) -> list[bool]:
+                heads: dict[int, bytes] | None = None, ended: set[int] | None = None,
+                tails: dict[int, bytes] | None = None) -> list[bool]:
     """Whether each mailbox still starts with what its checkpoint recorded (one batch),
     and a From_ line follows the checkpoint, maybe after line ends (or nothing yet, or
     only the start of that): a checkpoint inside a
@@ -142,7 +142,11 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
     was the whole file: a later checkpoint's head is those bytes and more, see
     :func:`mailplan.mail.windows.grown_head`); ``ended`` the indexes of the valid
     checkpoints whose offset a whole read must end a message at, as the read that took
-    it did (:func:`reframed`): an end :func:`checkpoint_ends` records, or would have."""
+    it did (:func:`reframed`): an end :func:`checkpoint_ends` records, or would have;
+    ``tails`` the bytes before a valid checkpoint (its tail window) of a file grown by
+    less than a window since: a read of what was appended holds too little of the
+    window before the file's new end to record a checkpoint there
+    (:attr:`mailplan.mailbox_reads.Start.window`)."""
     todo = [(i, mb, cp) for i, (mb, cp) in enumerate(pairs)
             if mb.inode == cp.inode and mb.path == cp.path and mb.size >= cp.offset]
     ok = [False] * len(pairs)
@@ -150,7 +154,7 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
         return ok
     noatime = read_tools(conn).dd
     results = run_batch(conn, [_window_cmd(mb.path, cp.offset, noatime) for _i, mb, cp in todo])
-    for (i, _mb, cp), res in zip(todo, results, strict=True):
+    for (i, mb, cp), res in zip(todo, results, strict=True):
         head_len = min(WINDOW, cp.offset) if cp.offset else 0
         data, want = res.stdout, head_len + min(WINDOW, cp.offset)
         after = data[want:]
@@ -160,6 +164,8 @@ def still_valid(conn: Connector, pairs: Sequence[tuple[SourceMailbox, Checkpoint
                 and _boundary(after)
             if ok[i] and heads is not None and cp.offset < WINDOW:
                 heads[i] = data[:head_len]
+            if ok[i] and tails is not None and 0 < mb.size - cp.offset < WINDOW:
+                tails[i] = data[head_len:]
             if ok[i] and ended is not None and cp.offset \
                     and reframed(data[head_len:], after):
                 ended.add(i)
