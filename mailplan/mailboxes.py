@@ -203,7 +203,8 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     if mixed:  # appended copies of messages there: numbered as a whole read numbers them
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
-    missing = _missing_folders(target_conn, scanned, where, state_mail)
+    missing = _missing_folders(target_conn, scanned, where, state_mail,
+                               {r[0].key for r in done if r[3]})
     blocked = _blocked_maildirs(out, files, mailboxes, where)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
@@ -305,15 +306,19 @@ def _blocked_maildirs(out: MailPlan, files: dict[str, dict[str, bytes]],
 
 
 def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
-                     where: dict[str, str], state_mail: dict[str, Any]) -> set[str]:
+                     where: dict[str, str], state_mail: dict[str, Any],
+                     ledgered: set[str]) -> set[str]:
     """The mailboxes with nothing to import whose folder the plan creates: a folder (not
     the INBOX) whose directory is not on the target (its user's Maildir missing, or the
     folder in it: :func:`~mailplan.facts.maildirs.missing_folders`, one batch), and of
-    which the state records nothing: a folder an earlier apply made (or imported into)
-    and the user deleted on the new server stays deleted, as a deleted message does."""
+    which neither the state records anything nor the Maildir's ledger holds a line
+    (``ledgered``: its messages were imported there, also by a run the state file, lost
+    or restored from an older backup, does not know of): a folder an earlier apply made
+    (or imported into) and the user deleted on the new server stays deleted, as a
+    deleted message does."""
     empty = [scan.mailbox for scan in scans
              if not scan.error and not scan.todo and scan.mailbox.dirname
-             and scan.mailbox.key not in state_mail]
+             and scan.mailbox.key not in state_mail and scan.mailbox.key not in ledgered]
     wanted: dict[str, set[str]] = {}
     for mb in empty:
         if where[mb.key]:

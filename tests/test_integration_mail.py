@@ -1368,6 +1368,34 @@ def test_a_home_mbox_is_imported_into_the_inbox(tmp_path, folders):
 PSEUDO_ONLY = PYTHON[:PYTHON.index(b"From e@x.example")]
 
 
+@pytest.mark.parametrize("state", ["older", "deleted"])
+def test_a_folder_deleted_on_the_target_stays_deleted_without_the_states_record(setup,
+                                                                             tmp_path,
+                                                                             state):
+    """A folder imported by a run the state file does not know of (restored from a
+    backup older than the target, or deleted) and then deleted by the user on the new
+    server: its messages are in the Maildir's ledger, so nothing is imported again, and
+    the folder is not made again either (it was, empty: the plan looked only at the
+    state's record)."""
+    src, target, domain, spec = setup
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    earlier = (tmp_path / "m.state.json").read_bytes()
+    (src / "home/alice/mail/Later").write_bytes(
+        msg("l@x.example", "Mon Nov  9 10:00:00 2026", "later"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+    assert any((root / ".Later/new").iterdir())
+    shutil.rmtree(root / ".Later")  # the user deletes the folder (dovecot's DELETE)
+    if state == "older":
+        (tmp_path / "m.state.json").write_bytes(earlier)
+    else:
+        (tmp_path / "m.state.json").unlink()
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "Later" not in plan and "No changes." in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert not (root / ".Later").exists()
+
+
 def test_empty_folders_are_created_and_subscribed_once(setup):
     """A folder with no message to import (an empty file, an empty nested one, one holding
     only UW-IMAP's internal message) is still made on the target and subscribed as on the
