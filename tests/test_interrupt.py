@@ -102,6 +102,13 @@ def start(*args: str) -> subprocess.Popen[str]:
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
+def _signals_as_a_terminal_sends_them() -> None:
+    """In the child: SIGINT and SIGHUP at their defaults, as in a shell on a terminal
+    (a suite run in the background, or under nohup, ignores them: mailplan keeps that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def wait_until(ready, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
@@ -450,7 +457,7 @@ def test_a_signal_in_a_command_without_its_own_stop_exits_128_plus_it_with_one_l
         else [command, str(spec)]
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_signals_as_a_terminal_sends_them)
 
     def waiting() -> bool:  # mailplan waits in its open of the FIFO for a writer
         return Path(f"/proc/{proc.pid}/wchan").read_text() == "wait_for_partner"

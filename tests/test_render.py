@@ -153,15 +153,19 @@ def test_a_folder_name_with_a_space_at_an_end_is_quoted_where_shown():
     assert [c["item"] for c in plan.to_dict()["changes"][-2:]] == [" INBOX", "Sent "]
 
 
-def test_a_retry_warning_shows_the_failure_escaped(capsys):
+def test_a_retry_warning_shows_the_failure_escaped():
     # apply's "reconnecting" warning quotes what failed: a source mailbox's path, whose
     # folder name the source's user chose (and made change while it was read)
+    import io
+
     from mailplan.cli import _retrying
     from mailplan.errors import SourceChanged
 
     path = "/home/mallory/mail/Work\u009b2J\x1b]0;owned\x07"
-    _retrying(SourceChanged(f"{path} shrank while it was read", host="oldmail"), 1, 0.2)
-    err = capsys.readouterr().err
+    errors = io.StringIO()  # apply's stderr (ApplyWatch.errors)
+    _retrying(errors, SourceChanged(f"{path} shrank while it was read", host="oldmail"), 1,
+              0.2)
+    err = errors.getvalue()
     assert "\x1b" not in err and "\u009b" not in err and "\x07" not in err
     assert "Work\\x9b2J\\x1b]0;owned\\x07 shrank while it was read" in err
     assert err.endswith("\n  reconnecting and planning again in 0.2s (retry 1)\n")
