@@ -264,7 +264,7 @@ def _checked_checkpoints(source_conn: Connector, mailboxes: list[SourceMailbox],
     # came) may not list it
     for i in ended:
         mb, cp = with_cp[i]
-        with_cp[i] = (mb, replace(cp, ends=tuple(sorted({*cp.ends, cp.offset}))))
+        with_cp[i] = (mb, cp.ended_at_offset())
     return with_cp, valid, before, windows
 
 

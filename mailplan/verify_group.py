@@ -121,7 +121,7 @@ class GroupCheck:
         valid = still_valid(conn, [*imports, *[
             (mb, Checkpoint(p.path, p.inode, p.size, p.head, p.tail)) for mb, p in pairs]],
             ended=ended)
-        ends = {mb.path: tuple(sorted({*cp.ends, *([cp.offset] if i in ended else [])}))
+        ends = {mb.path: (cp.ended_at_offset() if i in ended else cp).ends
                 for i, ((mb, cp), ok)
                 in enumerate(zip(imports, valid[:len(imports)], strict=True)) if ok}
         self.reused = {mb.path: p for (mb, p), ok

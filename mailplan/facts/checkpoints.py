@@ -32,7 +32,7 @@ state file) a whole read gives that message the lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailplan.connectors.base import Connector
 from mailplan.facts.mailboxes import SourceMailbox
@@ -68,6 +68,11 @@ class Checkpoint:
     #: file): a file no larger than ``offset`` whose time changed was rewritten in place
     #: (:func:`rewritten_in_place`)
     mtime: float | None = None
+
+    def ended_at_offset(self) -> Checkpoint:
+        """This checkpoint with its own offset among its ``ends``: where
+        :func:`still_valid` found a whole read must end a message there (``ended``)."""
+        return replace(self, ends=tuple(sorted({*self.ends, self.offset})))
 
 
 def rewritten_in_place(mailbox: SourceMailbox, checkpoint: Checkpoint) -> bool:
