@@ -6,6 +6,8 @@ a symlink below the queue. The host runs it before the agent, in one namespace.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import grp
 import json
 import os
@@ -174,18 +176,67 @@ def _batches(stdin: typing.BinaryIO) -> typing.Iterator[list]:
                      f"{len(held)} (one batch) were not carried out")
 
 
+def _sendmutex(root: int) -> int | None:
+    """Take qmail-send's own lock, ``lock/sendmutex``, as qmail-send does when it starts
+    (``flock``, or ``lockf`` where qmail was built without flock: both are taken), and
+    hold it until this program ends: an fd, or None when there is no such regular file
+    or the lock cannot be had for another reason than being held (nothing to go by but
+    the status command then). A running qmail-send holds it for its whole life, whatever
+    its process is called or whichever process table it is in; one started while the
+    lock is held here exits at once ("qmail-send is already running") and is started
+    again by its supervisor later. Raises BlockingIOError while another process holds it.
+    """
+    try:
+        folder = _parent(root, ["lock", "sendmutex"])
+    except OSError:
+        return None
+    try:
+        fd = os.open("sendmutex", os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY,
+                     dir_fd=folder)
+    except OSError:  # missing (qmail-send cannot start then), a link, a named pipe
+        return None
+    finally:
+        os.close(folder)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise BlockingIOError(exc.errno, "held") from None
+        return None
+    return fd
+
+
+def _refuse(stdin: typing.BinaryIO, why: str) -> int:
+    """Change nothing: read the actions to their end (so the sender never writes into a
+    closed pipe) and say why on stderr; exit code 3."""
+    while stdin.read(1 << 16):
+        pass
+    sys.stderr.write(f"{why}; nothing was changed\n")
+    return 3
+
+
 def apply(queue: str, status: str) -> int:
     stdin = sys.stdin.buffer
     if status not in ("1", "-"):
-        while stdin.read(1 << 16):  # all of it, so the sender never writes into a closed pipe
-            pass
         # qmail-send was seen stopped by the dump the actions were computed from, but
         # that dump may have taken minutes: whoever started it since must not find its
         # queue changed under it
-        sys.stderr.write(f"qmail-send is not stopped (its status command exited {status}) "
-                         "right before the changes; nothing was changed\n")
-        return 3
+        return _refuse(stdin, f"qmail-send is not stopped (its status command exited "
+                       f"{status}) right before the changes")
     root = os.open(queue, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # its fd stays open, the lock held, until this program ends: qmail-send cannot
+        # start while the queue changes
+        _sendmutex(root)
+    except BlockingIOError:
+        os.close(root)
+        return _refuse(stdin, "qmail-send is running: a process holds its lock "
+                       "lock/sendmutex (the status command said it is stopped; is it "
+                       "qmail-send's?)")
     index = 0
     failed = 0
     broken = set()  # batches (one message's renames) with a failed action: skip the rest

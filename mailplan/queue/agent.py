@@ -26,7 +26,10 @@ Modes (``sys.argv[2:]``):
 
 ``apply QUEUE STATUS``
     Unless STATUS is ``1`` (qmail-send stopped) or ``-`` (no status command was run),
-    change nothing: say so on stderr and exit 3. Else read actions from stdin, one JSON
+    change nothing: say so on stderr and exit 3; so too when another process holds
+    qmail-send's lock ``lock/sendmutex`` (flock or lockf), which it takes otherwise and
+    holds until it ends, so that no qmail-send starts meanwhile. Else read actions from
+    stdin, one JSON
     object a line (remove, rmdir, rename, chown, chmod, mkdir,
     mkfifo, mkfile; paths relative to QUEUE), ended by ``{"end": COUNT}``, and carry
     them out in order as they arrive, printing one JSON line per action with its
