@@ -189,7 +189,8 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
     msgs, odd = sort_out(dump)
     found = chosen.select(msgs, dump.now)
     if as_json:
-        click.echo(render.list_json(found), nl=False)
+        for piece in render.list_json(found):  # nor is its JSON
+            click.echo(piece, nl=False)
         return
     for line in render.list_lines(found, odd):  # a backlog's text is never held whole
         click.echo(line, nl=False)

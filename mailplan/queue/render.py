@@ -164,10 +164,20 @@ def message_dict(m: Message) -> dict[str, object]:
     }
 
 
-def list_json(msgs: list[Message]) -> str:
+def list_json(msgs: list[Message]) -> Iterator[str]:
     """``queue list --json``: ASCII, as every JSON mailplan prints (a subject's C1 or bidi
-    control characters are ``\\u`` escapes, never sent raw to a terminal)."""
-    return json.dumps([message_dict(m) for m in msgs], indent=2) + "\n"
+    control characters are ``\\u`` escapes, never sent raw to a terminal). The text of
+    ``json.dumps(list, indent=2)``, made a message at a time when it is asked for, as
+    :func:`list_lines` makes the table: a backlog's JSON (some 2 kB a message) and its
+    objects are never held whole."""
+    if not msgs:
+        yield "[]\n"
+        return
+    for n, m in enumerate(msgs):
+        # json.dumps escapes every newline inside a string: each one here is its layout
+        item = json.dumps(message_dict(m), indent=2).replace("\n", "\n  ")
+        yield ("[\n  " if n == 0 else ",\n  ") + item
+    yield "\n]\n"
 
 
 def show_text(m: Message, data: bytes) -> str:
