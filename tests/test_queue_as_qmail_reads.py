@@ -180,6 +180,71 @@ def test_a_tree_of_another_split_count_is_read_with_it(tmp_path):
     assert run(q, "check").output.endswith("queue is healthy (split 7)\n")
 
 
+def _drop_empty_split_dirs(q: QueueBuilder) -> None:
+    """What a restore or a clean-up that keeps no empty directory leaves of a small
+    queue: the numbered directories of mess, info, local and remote that held a file."""
+    for area in ("mess", "info", "local", "remote"):
+        for sub in (q.queue / area).iterdir():
+            if not any(sub.iterdir()):
+                sub.rmdir()
+
+
+def test_a_small_queue_without_its_empty_split_directories_is_split_23(tmp_path):
+    """A queue of three messages whose empty split directories are gone, the top ones
+    of every area among them: its highest directory is no split count. Before, check
+    took it for one (here, 1 more than the highest left), called every message
+    misplaced, and --repair moved them all where qmail, built with 23, never looks.
+    Now the tree is read as split 23: only the directories are missing, and repair
+    makes them and moves nothing."""
+    q = QueueBuilder(tmp_path / "qmail")
+    ids = [q.add("a@example.com", remote=("x@remote.example",)),
+           q.add("", local=("example.com-b@example.com",)),
+           q.add("c@example.com", remote=("y@remote.example",), preprocessed=False)]
+    _drop_empty_split_dirs(q)
+    assert max(int(p.name) for p in (q.queue / "mess").iterdir()) < SPLIT - 1
+    before = q.files()
+    out = run(q, "check").output
+    assert "misplaced" not in out and "split-mismatch" not in out, out
+    assert "missing-dir: mess/22: directory is missing" in out
+    assert all(not d["damaged"] for d in json.loads(run(q, "list", "--json").output))
+    assert run(q, "check", "--repair", *STOPPED_ARGS).output.endswith(
+        "queue is healthy (split 23)\n")
+    assert q.files() == before  # every file where qmail opens it: nothing moved
+    assert all(q.path("mess", i).is_file() for i in ids)
+
+
+def test_a_tree_of_another_split_count_missing_directories_is_in_doubt(tmp_path):
+    """A qmail built with conf-split 7 whose empty split directories 3 and 6 are gone in
+    every area: its files are not where 23 puts them, and what is left (0..5 with a
+    gap) is no split count, so check cannot tell it: it says so (split-mismatch),
+    repair refuses and moves nothing. With --split 7 the directories are made again."""
+    q = QueueBuilder(tmp_path / "qmail")
+    msg = next(m for m in iter(lambda: q.add("a@example.com", remote=("x@remote.example",)),
+                               None) if m % 7 not in (3, 6, m % SPLIT))
+    for area in ("mess", "info", "remote"):
+        os.rename(q.path(area, msg), q.queue / area / str(msg))
+    for area in ("mess", "info", "local", "remote"):
+        for n in (3, *range(6, SPLIT)):
+            shutil.rmtree(q.queue / area / str(n))
+    for area in ("mess", "info", "remote"):
+        os.rename(q.queue / area / str(msg), q.queue / area / str(msg % 7) / str(msg))
+    for other in {int(p.name) for p in q.queue.glob("mess/*/*")} - {msg}:
+        for path in q.queue.glob(f"*/*/{other}"):
+            path.unlink()  # only the one message with a telling id is kept
+    before = q.files()
+    out = run(q, "check").output
+    assert f"split-mismatch: mess/{msg % 7}/{msg}: split directories are missing" in out
+    assert "misplaced" not in out, out
+    res = run(q, "check", "--repair", *STOPPED_ARGS)
+    assert res.exit_code == 1 and "refusing to repair" in res.output, res.output
+    assert q.files() == before
+    assert run(q, "check", "--split", "7").output.startswith(
+        "missing-dir: mess/3: directory is missing\nmissing-dir: mess/6: directory")
+    assert run(q, "check", "--repair", "--split", "7", *STOPPED_ARGS).output.endswith(
+        "queue is healthy (split 7)\n")
+    assert q.files() == before
+
+
 def test_waiting_messages_are_no_damage_where_big_todo_is_in_doubt(tmp_path):
     """One stray numbered directory in todo/ makes the tree look big-todo, which check
     doubts (split-mismatch: it cannot tell how qmail was built); list is not to take a

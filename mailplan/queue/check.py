@@ -21,9 +21,17 @@ from mailplan.queue.grouping import (
     dir_number,
     name_id,
     queue_files,
+    tree_complete,
     tree_split,
 )
-from mailplan.queue.layout import LOCK_FILES, MESSAGE_AREAS, MESSAGE_FILES, Expect, Layout
+from mailplan.queue.layout import (
+    LOCK_FILES,
+    MESSAGE_AREAS,
+    MESSAGE_FILES,
+    SPLIT_AREAS,
+    Expect,
+    Layout,
+)
 from mailplan.queue.problems import (
     ATTRS,
     CREATE,
@@ -255,6 +263,27 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
         "stray directories (or move the files into them) by hand")
 
 
+def _split_doubt(dump: Dump, layout: Layout, tree: int) -> Problem | None:
+    """A ``split-mismatch`` when the split count was read from a tree missing split
+    directories in every area (:func:`~mailplan.queue.grouping.tree_complete`) and
+    message files sit outside the directory that count gives them: moved there, they
+    would be out of reach of a qmail built with another conf-split."""
+    astray = [qf for qf in queue_files(dump)
+              if qf.area in SPLIT_AREAS and qf.msg_id is not None and qf.temp_for is None
+              and qf.split_dir is not None
+              and dir_number(qf.split_dir) != qf.msg_id % layout.split]
+    if not astray:
+        return None
+    first = min(astray, key=lambda qf: (qf.area != "mess", qf.entry.path))
+    return Problem(
+        "split-mismatch", first.entry.path,
+        f"split directories are missing in every area (the highest is {tree - 1}), so the "
+        f"split count cannot be read from the tree, and under split {layout.split} "
+        f"{len(astray)} message file(s), this one among them, sit outside the directory "
+        "qmail would open: moving them could put them out of its reach. Pass --split "
+        "with the conf-split qmail was built with (23 unless it was built otherwise)")
+
+
 def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Report:
     """Everything wrong with the queue in ``dump``."""
     report = Report(layout)
@@ -265,7 +294,13 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
             "no-users", ".", f"the host has no {', '.join(missing)}: owners cannot be "
             "checked or fixed; is qmail installed?"))
     tree = tree_split(dump)
-    if tree is not None and tree != layout.split:
+    whole = tree is not None and tree_complete(dump, tree)
+    doubt = None if whole or tree is None or layout.given else _split_doubt(dump, layout, tree)
+    if doubt is not None:
+        report.problems.append(doubt)
+        report.notes.append("nothing else was checked: it depends on the split count")
+        return report
+    if whole and tree != layout.split:
         # Another --split than the tree's: every message would look misplaced and be
         # moved out of qmail's reach. Nothing else is checked until --split is right.
         report.problems.append(Problem(

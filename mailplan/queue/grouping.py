@@ -60,12 +60,30 @@ def tree_split(dump: Dump, counts: dict[str, int] | None = None) -> int | None:
     return Counter(found).most_common(1)[0][0] if found else None
 
 
+def tree_complete(dump: Dump, split: int) -> bool:
+    """Whether one of mess, info, local and remote has every split directory 0..split-1,
+    so that the tree's split count is read from a whole area. A restore or a clean-up
+    that drops empty directories takes the top ones of every area of a small queue
+    (no message with ID mod 23 = 22 leaves mess/22 empty): what is left is no count."""
+    have = {(e.parts[0], e.parts[1]) for e in dump.entries.values()
+            if e.kind == "d" and len(e.parts) == 2 and e.parts[0] in SPLIT_AREAS}
+    return any(all((area, str(n)) in have for n in range(split)) for area in SPLIT_AREAS)
+
+
 def detect_layout(dump: Dump, split: int | None = None) -> Layout:
     """The layout: ``split`` as given (else the tree's, else 23), big-todo if todo/ or
-    intd/ has any numbered subdirectory (not only todo/0: that one may be the missing one)."""
+    intd/ has any numbered subdirectory (not only todo/0: that one may be the missing one).
+    A tree whose split count is below 23 with directories missing in every area
+    (:func:`tree_complete`) is taken for qmail's default, 23: a qmail built with a smaller
+    conf-split made all of its directories; check says when its message files disagree."""
     counts = split_counts(dump)
     big_todo = "todo" in counts or "intd" in counts
-    return Layout(split=split or tree_split(dump, counts) or DEFAULT_SPLIT, big_todo=big_todo)
+    tree = tree_split(dump, counts)
+    if split is None and tree is not None and tree < DEFAULT_SPLIT \
+            and not tree_complete(dump, tree):
+        tree = DEFAULT_SPLIT
+    return Layout(split=split or tree or DEFAULT_SPLIT, big_todo=big_todo,
+                  given=split is not None)
 
 
 #: A repair's temporary name: ``.mailplan-OLD-NEW`` (``.mailplan-NEW`` from older

@@ -77,6 +77,8 @@ class Layout:
 
     split: int = DEFAULT_SPLIT
     big_todo: bool = False
+    #: the split count was given (``--split``), not read from the tree
+    given: bool = False
 
     def is_split(self, area: str) -> bool:
         """Whether ``area`` has numbered subdirectories."""
