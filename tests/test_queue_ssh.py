@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 from queue_builder import SPLIT, QueueBuilder
 
-from mailplan.queue import ops
+from mailplan.connectors.local import LocalConnector
+from mailplan.queue import ops, render
 from mailplan.queue.cli import queue as queue_cli
 from mailplan.queue.control import Control, QmailRunning
 from mailplan.queue.dump import read_queue
@@ -372,3 +373,15 @@ def test_read_queue_reports_the_running_state(tmp_path, ssh_connector):
     (fake.dir / "running").unlink()
     dump = read_queue(ssh_connector, str(q.queue), status_command=fake.status)
     assert dump.status == 1
+
+
+def test_show_full_over_ssh(tmp_path, ssh_args):
+    """show --full over SSH: the text as it arrives in pieces, the same as shown whole."""
+    q = QueueBuilder(tmp_path)
+    msg = q.add("a@example.net", remote=("x@remote.example",))
+    with open(q.path("mess", msg), "ab") as fh:
+        fh.write(("\u00e9\u20ac line\n" * 40_000).encode() + b"\xff end")
+    m, whole = ops.show(ops.Target(LocalConnector("l"), str(q.queue)), msg, full=True)
+    result = cmd("show", ssh_args, q, str(msg), "--full")
+    assert result.exit_code == 0, result.output
+    assert result.output == render.show_text(m, whole)

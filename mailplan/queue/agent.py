@@ -24,6 +24,10 @@ Modes (``sys.argv[2:]``):
     the qmail user and group names to ids. What it cannot stat, list or read (other
     than an object gone meanwhile) is named on stderr and makes it exit 1.
 
+``cat QUEUE STATUS PATH INODE``
+    Print the mess file PATH (relative to QUEUE) whole, a piece at a time, if it is still
+    the regular file of inode INODE (exit 5 if not): ``show --full``.
+
 ``apply QUEUE STATUS``
     Unless STATUS is ``1`` (qmail-send stopped) or ``-`` (no status command was run),
     change nothing: say so on stderr and exit 3; so too when another process holds
@@ -264,8 +268,39 @@ def dump(queue: str, status: str, mess: str = "headers", only: str | None = None
     return 1 if walk.unseen else 0
 
 
+def cat(queue: str, rel: str, inode: int) -> int:
+    """The ``cat`` mode: the whole of the mess file ``rel`` on stdout, a piece at a time
+    (``show --full``: a message of any size is held whole on neither side), opened as the
+    dump opens it; exit 5 when it is no longer the regular file of inode ``inode`` the
+    dump saw, 1 when it cannot be read, 2 for a path that is no mess file."""
+    parts = rel.split("/")
+    if len(parts) != 3 or parts[0] != "mess" or not all(p.isdigit() for p in parts[1:]):
+        sys.stderr.write(f"refusing to show {rel!r}: not a mess file\n")
+        return 2
+    try:
+        fh = os.fdopen(_open_quietly(os.path.join(queue, rel)), "rb")
+    except OSError as exc:
+        sys.stderr.write(f"cannot read {rel}: {exc.strerror}\n")
+        return 1
+    with fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_ino != inode:
+            sys.stderr.write(f"{rel} is no longer the message read a moment ago\n")
+            return 5
+        out = sys.stdout.buffer
+        while True:
+            chunk = fh.read(1 << 16)
+            if not chunk:
+                break
+            out.write(chunk)
+        out.flush()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     mode = argv[0]
+    if mode == "cat":
+        return cat(argv[1], argv[3], int(argv[4]))
     if mode == "dump":
         mess = argv[3] if len(argv) > 3 else "headers"
         only = argv[4] if len(argv) > 4 and argv[4] else None

@@ -25,6 +25,7 @@ from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
 from mailplan.queue.formats import printable
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
 from mailplan.queue.model import FIELDS, sort_out, stats
+from mailplan.queue.showing import show_full
 from mailplan.text import escape_lines
 
 PROBLEMS_EXIT = 2
@@ -203,7 +204,14 @@ def list_(sender: str | None, recipient: str | None, subject: str | None, regex:
 @click.option("--full", is_flag=True, help="The whole message, not only its headers.")
 def show(msg_id: int, full: bool, **kw: Any) -> None:
     """Show a message's envelope and headers (all of it with --full)."""
-    shown = ops.show(_target(kw), msg_id, full=full)
+    if full:  # the text as it arrives: a message of any size is never held whole
+        left = show_full(_target(kw), msg_id, lambda m: click.echo(render.show_head(m),
+                                                                   nl=False),
+                         lambda text: click.echo(text, nl=False))
+        if left is not None:
+            click.echo(render.leftover_text(left), nl=False)
+        return
+    shown = ops.show(_target(kw), msg_id)
     if isinstance(shown, ops.Leftover):
         click.echo(render.leftover_text(shown), nl=False)
     else:

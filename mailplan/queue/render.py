@@ -182,6 +182,13 @@ def list_json(msgs: list[Message]) -> Iterator[str]:
 
 def show_text(m: Message, data: bytes) -> str:
     """``queue show``: the envelope, then the message (headers or all of it)."""
+    body = data.decode("utf-8", "backslashreplace")
+    kept = "\n".join(printable(line) for line in body.split("\n"))
+    return show_head(m) + kept + ("" if kept.endswith("\n") else "\n")
+
+
+def show_head(m: Message) -> str:
+    """What ``queue show`` prints before the message: its envelope and an empty line."""
     lines = [f"message {m.id} ({m.state}), {m.size} bytes, queued {utc(m.queued)} UTC",
              f"envelope sender: {sender_text(m.sender)}"]
     lines += [f"recipient: {recipient_text(r)}" for r in m.recipients]
@@ -190,9 +197,7 @@ def show_text(m: Message, data: bytes) -> str:
     lines += [f"damaged: {printable(d)}" for d in m.damaged]
     # a last record qmail-send never reads: it delivers to the recipients above only
     lines += [f"skipped: {printable(s)}" for s in m.skipped] + [""]
-    body = data.decode("utf-8", "backslashreplace")
-    kept = "\n".join(printable(line) for line in body.split("\n"))
-    return "\n".join(lines) + "\n" + kept + ("" if kept.endswith("\n") else "\n")
+    return "\n".join(lines) + "\n"
 
 
 def leftover_text(left: Leftover) -> str:
