@@ -245,6 +245,37 @@ def test_a_tree_of_another_split_count_missing_directories_is_in_doubt(tmp_path)
     assert q.files() == before
 
 
+def test_a_queue_whose_top_split_directories_are_gone_is_not_moved(tmp_path):
+    """mess/22, info/22, local/22 and remote/22 gone (empty, removed by a clean-up): the
+    tree is whole up to 22 directories, but its files sit where 23 puts them. Before,
+    check took 22 for the split count and --repair moved every message where qmail
+    never looks; now it says the count is in doubt and repair refuses, and with
+    --split 23 (refused before: "the tree has 0..21") it makes the directories again."""
+    q = QueueBuilder(tmp_path / "qmail")
+    ids = [q.add("a@example.com", remote=("x@remote.example",)) for _ in range(3)]
+    for i in ids:
+        if i % SPLIT == SPLIT - 1:  # in the directory to remove: out of the way
+            for path in q.queue.glob(f"*/*/{i}"):
+                path.unlink()
+    assert any(i % SPLIT != i % (SPLIT - 1) for i in ids)
+    for area in ("mess", "info", "local", "remote"):
+        (q.queue / area / str(SPLIT - 1)).rmdir()
+    before = q.files()
+    out = run(q, "check").output
+    assert "split-mismatch: mess/" in out and "the tree has split directories 0..21" in out
+    assert "misplaced" not in out, out
+    res = run(q, "check", "--repair", *STOPPED_ARGS)
+    assert res.exit_code == 1 and "refusing to repair" in res.output, res.output
+    assert q.files() == before
+    assert run(q, "check", "--split", "23").output == "".join(
+        f"missing-dir: {area}/22: directory is missing\n"
+        for area in ("mess", "info", "local", "remote")) + \
+        "4 problem(s), 4 repairable with --repair\n"
+    assert run(q, "check", "--repair", "--split", "23", *STOPPED_ARGS).output.endswith(
+        "queue is healthy (split 23)\n")
+    assert q.files() == before
+
+
 def test_waiting_messages_are_no_damage_where_big_todo_is_in_doubt(tmp_path):
     """One stray numbered directory in todo/ makes the tree look big-todo, which check
     doubts (split-mismatch: it cannot tell how qmail was built); list is not to take a

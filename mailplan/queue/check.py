@@ -25,6 +25,7 @@ from mailplan.queue.grouping import (
     tree_split,
 )
 from mailplan.queue.layout import (
+    DEFAULT_SPLIT,
     LOCK_FILES,
     MESSAGE_AREAS,
     MESSAGE_FILES,
@@ -263,25 +264,43 @@ def _big_todo_doubt(dump: Dump, layout: Layout) -> Problem | None:
         "stray directories (or move the files into them) by hand")
 
 
-def _split_doubt(dump: Dump, layout: Layout, tree: int) -> Problem | None:
-    """A ``split-mismatch`` when the split count was read from a tree missing split
-    directories in every area (:func:`~mailplan.queue.grouping.tree_complete`) and
-    message files sit outside the directory that count gives them: moved there, they
-    would be out of reach of a qmail built with another conf-split."""
-    astray = [qf for qf in queue_files(dump)
-              if qf.area in SPLIT_AREAS and qf.msg_id is not None and qf.temp_for is None
-              and qf.split_dir is not None
-              and dir_number(qf.split_dir) != qf.msg_id % layout.split]
+def _astray(dump: Dump, split: int) -> list[QueueFile]:
+    """The message files of mess, info, local and remote outside the split directory
+    ``split`` gives them (a repair's temporary names left out)."""
+    return [qf for qf in queue_files(dump)
+            if qf.area in SPLIT_AREAS and qf.msg_id is not None and qf.temp_for is None
+            and qf.split_dir is not None and dir_number(qf.split_dir) != qf.msg_id % split]
+
+
+def _split_doubt(dump: Dump, layout: Layout, tree: int, whole: bool) -> Problem | None:
+    """A ``split-mismatch`` when the split count read from the tree may be wrong and
+    message files sit outside the directory it gives them: moved there, they would be
+    out of reach of a qmail built with another conf-split. It may be wrong when split
+    directories are missing in every area
+    (:func:`~mailplan.queue.grouping.tree_complete`), or, in a tree whole up to a count
+    below 23, when fewer files are astray under 23, qmail's default (its top split
+    directories gone in every area)."""
+    astray = _astray(dump, layout.split)
     if not astray:
         return None
     first = min(astray, key=lambda qf: (qf.area != "mess", qf.entry.path))
+    if whole:
+        if layout.split >= DEFAULT_SPLIT or \
+                len(_astray(dump, DEFAULT_SPLIT)) >= len(astray):
+            return None
+        why = (f"the tree has split directories 0..{tree - 1}, but {len(astray)} message "
+               "file(s), this one among them, sit outside the directories that count gives "
+               f"them, and fewer outside those of {DEFAULT_SPLIT}, qmail's default: the top "
+               "split directories may be gone")
+    else:
+        why = (f"split directories are missing in every area (the highest is {tree - 1}), "
+               "so the split count cannot be read from the tree, and under split "
+               f"{layout.split} {len(astray)} message file(s), this one among them, sit "
+               "outside the directory qmail would open")
     return Problem(
         "split-mismatch", first.entry.path,
-        f"split directories are missing in every area (the highest is {tree - 1}), so the "
-        f"split count cannot be read from the tree, and under split {layout.split} "
-        f"{len(astray)} message file(s), this one among them, sit outside the directory "
-        "qmail would open: moving them could put them out of its reach. Pass --split "
-        "with the conf-split qmail was built with (23 unless it was built otherwise)")
+        f"{why}: moving them could put them out of its reach. Pass --split with the "
+        f"conf-split qmail was built with ({DEFAULT_SPLIT} unless it was built otherwise)")
 
 
 def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Report:
@@ -295,12 +314,16 @@ def check(dump: Dump, layout: Layout, *, stale_after: int = STALE_AFTER) -> Repo
             "checked or fixed; is qmail installed?"))
     tree = tree_split(dump)
     whole = tree is not None and tree_complete(dump, tree)
-    doubt = None if whole or tree is None or layout.given else _split_doubt(dump, layout, tree)
+    doubt = None if tree is None or layout.given else _split_doubt(dump, layout, tree, whole)
     if doubt is not None:
         report.problems.append(doubt)
         report.notes.append("nothing else was checked: it depends on the split count")
         return report
-    if whole and tree != layout.split:
+    # --split 23 on a tree whole up to fewer directories whose files all sit where 23
+    # puts them: its top split directories are gone, and repair makes them again
+    regrow = layout.split == DEFAULT_SPLIT and tree is not None and tree < DEFAULT_SPLIT \
+        and not _astray(dump, DEFAULT_SPLIT)
+    if whole and tree != layout.split and not regrow:
         # Another --split than the tree's: every message would look misplaced and be
         # moved out of qmail's reach. Nothing else is checked until --split is right.
         report.problems.append(Problem(
