@@ -135,18 +135,22 @@ def whole_read_groups(mailboxes: list[SourceMailbox], where: dict[str, str],
 def ledger_lines(target_conn: Connector, mailboxes: list[SourceMailbox],
                  where: dict[str, str]
                  ) -> tuple[dict[str, int], dict[str, int | None], set[str],
-                             dict[str, dict[str, bytes]]]:
+                             dict[str, dict[str, bytes]], set[str]]:
     """How many identities each mailbox's folder ledger holds, each Maildir's ledger
-    size in bytes, the Maildirs holding a stopped writer's pending record, and each
-    Maildir's subscription files (counted and read on the target, in one batch; their
-    Maildirs are not listed)."""
+    size in bytes, the Maildirs holding a stopped writer's pending record, each
+    Maildir's subscription files, and the mailboxes whose folder the ledger records a
+    writer made (counted and read on the target, in one batch; their Maildirs are not
+    listed)."""
     files: dict[str, dict[str, bytes]] = {}
+    made: dict[str, set[str]] = {}
     counts = read_ledger_counts(target_conn, sorted({where[mb.key] for mb in mailboxes}
-                                                    - {""}), files)
+                                                    - {""}), files, made)
     return ({mb.key: sum(counts.get(where[mb.key], {}).get(d, 0)
                          for d in (mb.dirname, *mb.ledger_also)) for mb in mailboxes},
             {m: c.get(LEDGER_BYTES) for m, c in counts.items()},
-            {m for m, c in counts.items() if c.get(PENDING_KEY)}, files)
+            {m for m, c in counts.items() if c.get(PENDING_KEY)}, files,
+            {mb.key for mb in mailboxes if mb.dirname and not made.get(
+                where[mb.key], set()).isdisjoint((mb.dirname, *mb.ledger_also))})
 
 
 Read = tuple[SourceMailbox, Start, "set[tuple[str, int]] | None", int]

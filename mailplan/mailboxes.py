@@ -167,7 +167,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     # (of every mailbox's Maildir: the same look finds a stopped writer's record); and a
     # file rewritten in place to the same size (flags changed there) is read whole, and
     # so is every mailbox under --rescan (a rewrite that also grew the file looks appended)
-    lines, sizes, pending, files = ledger_lines(target_conn, mailboxes, where)
+    lines, sizes, pending, files, made = ledger_lines(target_conn, mailboxes, where)
     trusted = {mb.key for mb, cp in with_cp
                if not rescan and valid[mb.key] and where[mb.key]
                and lines[mb.key] >= recorded[mb.key] and not rewritten_in_place(mb, cp)}
@@ -204,7 +204,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
     missing = _missing_folders(target_conn, scanned, where, state_mail,
-                               {r[0].key for r in done if r[3]})
+                               {r[0].key for r in done if r[3]} | made)
     blocked = _blocked_maildirs(out, files, mailboxes, where)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
@@ -312,10 +312,10 @@ def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
     the INBOX) whose directory is not on the target (its user's Maildir missing, or the
     folder in it: :func:`~mailplan.facts.maildirs.missing_folders`, one batch), and of
     which neither the state records anything nor the Maildir's ledger holds a line
-    (``ledgered``: its messages were imported there, also by a run the state file, lost
-    or restored from an older backup, does not know of): a folder an earlier apply made
-    (or imported into) and the user deleted on the new server stays deleted, as a
-    deleted message does."""
+    (``ledgered``: its messages were imported there, or a writer made it, also in a run
+    the state file, lost or restored from an older backup, does not know of): a folder
+    an earlier apply made (or imported into) and the user deleted on the new server
+    stays deleted, as a deleted message does."""
     empty = [scan.mailbox for scan in scans
              if not scan.error and not scan.todo and scan.mailbox.dirname
              and scan.mailbox.key not in state_mail and scan.mailbox.key not in ledgered]

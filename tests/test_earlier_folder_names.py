@@ -182,7 +182,9 @@ def test_a_lost_state_file_and_mail_known_by_the_ledger_or_the_files_alone(tmp_p
             f.unlink()
     ledger = root / "mailplan-ledger"
     lines = ledger.read_text().splitlines(keepends=True)
-    ledger.write_text("".join(x for x in lines if not x.startswith(".~old\t")))
+    # its message's line (not the writer's ".~old TAB folder": the folder was made)
+    ledger.write_text("".join(x for x in lines if not x.startswith(".~old\t")
+                              or x.endswith("\tfolder\n")))
     assert len(ledger.read_text().splitlines()) == len(lines) - 1
     plan = mailplan("plan", str(spec), check=True).stdout
     assert "No changes." in plan, plan

@@ -1396,6 +1396,39 @@ def test_a_folder_deleted_on_the_target_stays_deleted_without_the_states_record(
     assert not (root / ".Later").exists()
 
 
+@pytest.mark.parametrize("state", ["older", "deleted"])
+def test_an_empty_folder_deleted_on_the_target_stays_deleted_without_the_states_record(
+        setup, tmp_path, state):
+    """A folder mailplan made with no message in it (UW-IMAP's internal message only)
+    and the user then deleted on the new server, after which the state file was lost or
+    restored from a backup older than the folder: no message line names it, but the
+    writer's ``dir TAB folder`` line does, so it is not made again (it was: nothing on
+    the target said mailplan had made it). A folder never made is still made, and the
+    line counts as no message."""
+    src, target, domain, spec = setup
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    earlier = (tmp_path / "m.state.json").read_bytes()
+    mail = src / "home/alice/mail"
+    (mail / "Sent").write_bytes(PSEUDO_ONLY)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+    assert (root / ".Sent/cur").is_dir()
+    assert ".Sent\tfolder\n" in (root / "mailplan-ledger").read_text()
+    shutil.rmtree(root / ".Sent")  # the user deletes the folder (dovecot's DELETE)
+    if state == "older":
+        (tmp_path / "m.state.json").write_bytes(earlier)
+    else:
+        (tmp_path / "m.state.json").unlink()
+    (mail / "Drafts").write_bytes(b"")  # never on the target: made
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "Sent" not in plan, plan
+    assert f"+ mailbox alice@{domain} Drafts\n      0 messages; create the folder\n" in plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert not (root / ".Sent").exists()
+    assert (root / ".Drafts/cur").is_dir()
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+
+
 def test_empty_folders_are_created_and_subscribed_once(setup):
     """A folder with no message to import (an empty file, an empty nested one, one holding
     only UW-IMAP's internal message) is still made on the target and subscribed as on the

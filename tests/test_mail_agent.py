@@ -275,6 +275,37 @@ def test_ledger_lines_under_a_renamed_directorys_earlier_name_count_for_it(tmp_p
         later.pipe.kill()
 
 
+def test_a_folder_the_writer_makes_gets_a_ledger_line_no_reader_takes_for_a_message(
+        client, tmp_path):
+    """``F`` that makes a folder (no cur/ and new/ there) appends ``dir TAB folder`` to
+    the ledger, once: not for a folder already there. No reader counts it as a message
+    (the agent's, parse_ledger, the count on the target), and the count on the target
+    names the folders made, for a plan without the state's record of them."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.maildirs import parse_ledger, read_ledger_counts
+
+    root = tmp_path / "Maildir"
+    (root / ".Mine/cur").mkdir(parents=True)  # the user's own folder
+    (root / ".Mine/new").mkdir()
+    (root / ".Half/cur").mkdir(parents=True)  # no new/: no folder an IMAP server opens
+    client.open(str(root))
+    for folder in (".Sent", ".Sent", ".Mine", ".Half"):
+        client.create_folder(folder)
+    import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    client.sync()
+    ledger = (root / "mailplan-ledger").read_text()
+    assert [x for x in ledger.splitlines() if "\tfolder" in x] == [
+        ".Sent\tfolder", ".Half\tfolder", ".Work\tfolder"]
+    assert {d: len(v) for d, v in parse_ledger(ledger.encode()).items()} == {".Work": 4}
+    counts: dict[str, set[str]] = {}
+    assert read_ledger_counts(LocalConnector("newmail"), [str(root)], None, counts)[
+        str(root)] == {".Work": 4, "/": len(ledger.encode())}
+    assert counts == {str(root): {".Sent", ".Half", ".Work"}}
+    client.open(str(root))
+    assert client.scan().ledger == parse_ledger(ledger.encode())
+    assert client.known(".Sent") == set() and len(client.known(".Work")) == 4
+
+
 def test_a_grown_mailbox_imports_only_the_tail(client, tmp_path):
     root = tmp_path / "Maildir"
     client.open(str(root))

@@ -42,6 +42,7 @@ from mailplan.mail.maildir import (
     Identities,
     parse_message_name,
 )
+from mailplan.mail.writer.proto import FOLDER_MADE
 from mailplan.remote import run_batch
 from mailplan.remote_files import each_file, tar_command, tar_files
 from mailplan.shell import chunks, join
@@ -251,9 +252,12 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
 
 
 # per ledger file: "INDEX TAB dir TAB lines" for each folder dir, counting the lines
-# parse_ledger keeps (three fields, a numeric occurrence), then "INDEX TAB / TAB bytes"
+# parse_ledger keeps (three fields, a numeric occurrence), "INDEX TAB dir TAB folder" for
+# each folder dir a writer made, then "INDEX TAB / TAB bytes"
 _LEDGER_COUNT = ("{ awk -F '\\t' -v i=\"$i\" 'NF == 3 && $3 ~ /^[0-9]+$/ {n[$1]++} "
-                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]}' \"$f\"; "
+                 f"NF == 2 && $2 == \"{FOLDER_MADE}\" {{m[$1] = 1}} "
+                 "END {for (d in n) printf \"%d\\t%s\\t%d\\n\", i, d, n[d]; "
+                 f"for (d in m) printf \"%d\\t%s\\t{FOLDER_MADE}\\n\", i, d}}' \"$f\"; "
                  "printf '%d\\t/\\t%d\\n' \"$i\" \"$(($(wc -c < \"$f\")))\"; }")
 #: the key of a ledger's size in bytes among read_ledger_counts' folder dirs (no folder
 #: dir holds a "/")
@@ -303,7 +307,8 @@ _SUBSCRIPTIONS_READ = (
 
 
 def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
-                       subscriptions: dict[str, dict[str, bytes]] | None = None
+                       subscriptions: dict[str, dict[str, bytes]] | None = None,
+                       made: dict[str, set[str]] | None = None
                        ) -> dict[str, dict[str, int]]:
     """How many messages each Maildir's ledger records per folder dir, counted on the
     target (one batch; a few bytes per folder come back), its size in bytes (under
@@ -314,7 +319,9 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
     of each Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that are there,
     read in the same batch: what the plan compares with the lines apply writes; one of
     those names that is a directory or another special file (not a symbolic link, which
-    apply replaces) is under ``!NAME`` instead, with ``directory`` or ``special``."""
+    apply replaces) is under ``!NAME`` instead, with ``directory`` or ``special``.
+    ``made``, when given, gets by Maildir the folder dirs its ledger records a writer made
+    (``dir TAB folder`` lines), read in the same awk."""
     counts: dict[str, dict[str, int]] = {m: {} for m in maildirs}
     if not maildirs:
         return counts
@@ -343,7 +350,10 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
                 files[key] = files.get(key, b"") + text + b"\n"
                 continue
             dirname, _, lines = rest.decode("utf-8", "replace").rpartition("\t")
-            if is_number(lines):
+            if lines == FOLDER_MADE:
+                if made is not None:
+                    made.setdefault(maildir, set()).add(dirname)
+            elif is_number(lines):
                 counts[maildir][dirname] = int(lines)
     return counts
 

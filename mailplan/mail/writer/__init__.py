@@ -18,7 +18,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  no longer running: a process that got a dead writer's id since is
                  no writer) and append the ledger lines a killed writer owed (see
                  "mailplan-pending" below)
-``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``;
+``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``,
+                 and when it made the directory or its cur/ or new/ (no folder an IMAP
+                 server opens was there), append ``dir TAB folder`` to the ledger;
                  with ``"also": [dir, ...]`` (earlier names of its directory, renamed by
                  hand since) the ledger lines under those count for it too
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/
@@ -108,7 +110,10 @@ agent raises its soft limit to the hard one, at most 65,536); past that, and whe
 ``O_TMPFILE`` or /proc is missing, a message is a named file ``mailplan-PID-SEQ.tmp``
 renamed into place.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers
-every imported message, so one the user deleted later is not brought back. An append to
+every imported message, so one the user deleted later is not brought back, and with a
+line ``dir TAB folder`` every folder a writer made, so a folder the user deleted is not
+made again when the state file that records it is lost (two fields: no reader of the
+ledger, of this version or an earlier one, takes it for a message's line). An append to
 it (or to ``maildirsize``) cut short, a full disk, is taken back, and one that follows a
 line left without its end (a killed writer's, a file written by hand) starts a new line.
 Before a sync makes a batch visible, its identities (``dir NUL sha256 NUL occurrence``

@@ -130,9 +130,12 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
             self._folder_path(earlier)  # a name no folder directory has is refused
         if also:  # taken by _present, now or when the folder is first asked about
             self.also[req["dir"]] = also
-        self._mkdir(path)
+        made = self._mkdir(path)
         for sub in ("cur", "new", "tmp"):
-            self._mkdir(os.path.join(path, sub))
+            if self._mkdir(os.path.join(path, sub)) and sub != "tmp":
+                made = True
+        if made:  # no folder an IMAP server opens was there: the ledger says who made it
+            self._record_folder(req["dir"])
         marker = os.path.join(path, "maildirfolder")
         if not os.path.exists(marker):
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

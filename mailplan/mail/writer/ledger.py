@@ -19,6 +19,7 @@ from mailplan.mail.writer.fs import sync_filesystem, writer_alive
 from mailplan.mail.writer.proto import (
     DIGEST_RE,
     DIR_FLAGS,
+    FOLDER_MADE,
     HEADER,
     LEDGER,
     NAME_RE,
@@ -135,6 +136,27 @@ class LedgerMixin(AgentBase):
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
+
+    def _record_folder(self, dirname: str) -> None:
+        """Append ``dirname TAB folder`` to the ledger (under the Maildir's lock, as a
+        sync appends): this writer made that folder. A plan without the state's record of
+        it (a state file lost) reads that line, so a folder the user deleted since, one
+        that held no message (no message line names it), is not made again. Then the
+        ledger's size is the one later syncs expect, when no other writer appended
+        since ``open`` read it."""
+        lock = os.open(self.root, DIR_FLAGS)
+        try:
+            with contextlib.suppress(OSError):  # as in _sync_batch
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                before = os.stat(os.path.join(self.root, LEDGER)).st_size
+            except FileNotFoundError:
+                before = 0
+            after = self._append_ledger([f"{dirname}\t{FOLDER_MADE}\n"])
+            if before == self.ledger_size:
+                self.ledger_size = after
+        finally:
+            os.close(lock)
 
     def _scan_dir(self, dirname: str) -> Iterator[tuple[str, int, str, str]]:
         """``(digest, occurrence, subdir, name)`` of each message file in the folder's

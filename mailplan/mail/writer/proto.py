@@ -24,6 +24,9 @@ NAME_RE = re.compile(
     r"\.(?P<host>[^/:,\0]+),S=(?P<size>\d+)(?::2,(?P<flags>[A-Za-z]*))?$")
 TMP_RE = re.compile(r"^mailplan-(\d+)-(\d+)\.tmp$")
 LEDGER = "mailplan-ledger"
+#: the second field of the ledger line ``dir TAB folder`` a writer appends when it makes a
+#: folder (two fields: no ledger reader takes it for a message's line)
+FOLDER_MADE = "folder"
 COURIER_KEYWORDS = "courierimapkeywords"  # a folder's keyword updates for courier-imap
 COURIER_UIDS = "courierimapuiddb"  # in a folder courier-imap has opened
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
