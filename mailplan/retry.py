@@ -13,18 +13,27 @@ changes the saved one already had.
 How often and how long to wait come from the spec's host entry of the host that failed
 (``retries``, default 3; ``retry_delay`` seconds, default 2, doubled after each attempt,
 at most 60). ``retries: 0`` turns retrying off. The wait is the caller's ``sleep``:
-apply's ends on a stop request, a safe point (:meth:`mailplan.watch.ApplyWatch.pause`).
+apply's ends on a stop request, a safe point (:meth:`mailplan.watch.ApplyWatch.pause`),
+and the state's history then says the apply was interrupted, as its log does (the
+attempt the failure cut off had recorded it failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mailplan.apply import ApplyResult, apply_plan
 from mailplan.engine import Planned, beyond
-from mailplan.errors import ConnectionLost, HostError, SourceChanged, StalePlanError
+from mailplan.errors import (
+    ConnectionLost,
+    HostError,
+    MailplanError,
+    SourceChanged,
+    StalePlanError,
+)
 from mailplan.plan import Change, Plan
 from mailplan.state import State
 
@@ -87,6 +96,7 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
     attempt = 0
     mine: list[Planned] = []
     live: Planned | None = planned
+    between = False  # an attempt recorded itself failed, and no other has begun
     try:
         while True:
             try:
@@ -99,10 +109,12 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
                     # the apply carries out the saved plan: its id goes into the state's
                     # history, so running that plan file again is recognised as a resume
                     live.plan.plan_id = saved.plan_id
+                between = False  # this attempt records how it ends
                 result = apply_plan(live, state, prune=prune, parallel=parallel,
                                     on_step=track, **options)
                 return ApplyResult(done, result.skipped_deletes)
             except TRANSIENT as exc:
+                between = True
                 failed = _with_step(exc, current["step"])
                 retries, delay = retry_policy(planned.spec.data, failed.host)
                 attempt += 1
@@ -120,6 +132,14 @@ def apply_with_retries(planned: Planned, state: State, *, saved: Plan | None,
                 live = None  # the step cut off stays named: a failed re-plan names it
                 sleep(wait)
                 state = State.load(state.path)
+    except KeyboardInterrupt:
+        # a stop request ended the wait (or the re-plan after it): the apply ends
+        # interrupted, as its log says, not failed as the cut off attempt recorded
+        if between:
+            # the stop goes on, also when that record cannot be saved (a full disk)
+            with contextlib.suppress(MailplanError):
+                state.interrupted()
+        raise
     finally:
         for p in mine:
             p.close()

@@ -232,6 +232,13 @@ class State:
         with contextlib.suppress(FileNotFoundError):
             self.journal_path.unlink()
 
+    def interrupted(self) -> None:
+        """Say the last apply recorded was interrupted (a stop while apply waited to
+        retry the attempt a dropped connection ended, which recorded it failed)."""
+        if self.data["history"]:
+            self.data["history"][-1]["result"] = "interrupted"
+            self.save()
+
     def save(self) -> None:
         """Write the state document atomically."""
         write_private(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")

@@ -328,6 +328,9 @@ def test_stderr_closed_when_a_retry_warns_stops_at_a_safe_point_and_logs_why(tmp
         in log, log
     assert "result: interrupted" in log and f"resume with: mailplan apply {spec}" in log, log
     assert log.count("apply lock taken on") == 1, log  # no host was read again
+    # the state's history says so too (it said failed: the attempt the drop cut off)
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert [h["result"] for h in state["history"]] == ["interrupted"]
     assert len(maildir_state(root, settled=False)) == 2000  # the first batch, whole
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert mailplan("verify", str(spec)).returncode == 0
@@ -356,6 +359,9 @@ def test_ctrl_c_during_a_retrys_wait_stops_at_once(tmp_path, sshd):
     assert "Ctrl-C: stopping at the next safe point" in log
     assert "result: interrupted" in log, log
     assert log.count("apply lock taken on") == 1, log  # no host was read again
+    # the state's history says so too (it said failed: the attempt the drop cut off)
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert [h["result"] for h in state["history"]] == ["interrupted"]
     assert len(maildir_state(root, settled=False)) == 2000  # the first batch, whole
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert mailplan("verify", str(spec)).returncode == 0
@@ -672,3 +678,49 @@ def test_giving_up_after_a_failed_reconnect_names_the_step_cut_off(tmp_path, mon
     assert str(caught.value).splitlines()[0] == (
         "host newmail, step + mailbox ann@d.example INBOX: cannot connect to newmail:22: "
         "connection refused (gave up after 2 retries)")
+
+
+@pytest.mark.parametrize("stopped", ["wait", "replan", "next attempt"])
+def test_a_stop_between_retries_leaves_the_states_history_interrupted(tmp_path, monkeypatch,
+                                                                      stopped):
+    """A stop while apply waits to retry an attempt a dropped connection ended, or while
+    it plans again after the wait: the state's last history entry says interrupted, as
+    the apply's log does (it said failed, the cut off attempt's). A stop in the next
+    attempt is that attempt's to record: the failed one before it stays failed."""
+    from types import SimpleNamespace
+
+    from mailplan import retry
+    from mailplan.errors import ConnectionLost
+    from mailplan.state import State
+    from mailplan.watch import StopRequested
+
+    attempts = []
+
+    def attempt(planned, state, *, on_step, **options):
+        state.begin("p")
+        attempts.append(1)
+        if len(attempts) == 1:
+            state.finish("failed", {})
+            raise ConnectionLost("connection lost", host="newmail")
+        state.finish("interrupted", {})
+        raise StopRequested
+
+    def replan(state):
+        if stopped == "replan":
+            raise KeyboardInterrupt  # a second Ctrl-C: no safe point waited for
+        return planned
+
+    def sleep(seconds):
+        if stopped == "wait":
+            raise StopRequested
+
+    planned = SimpleNamespace(spec=SimpleNamespace(data={
+        "hosts": {"newmail": {"retries": 2}}, "target": {"host": "newmail"}}),
+        close=lambda: None, plan=SimpleNamespace(plan_id="p"))
+    path = tmp_path / "s.json"
+    monkeypatch.setattr(retry, "apply_plan", attempt)
+    with pytest.raises(KeyboardInterrupt):
+        retry.apply_with_retries(planned, State.load(path), saved=None, replan=replan,
+                                 prune=False, sleep=sleep)
+    assert [h["result"] for h in json.loads(path.read_text())["history"]] == (
+        ["failed", "interrupted"] if stopped == "next attempt" else ["interrupted"])
