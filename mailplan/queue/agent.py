@@ -21,7 +21,9 @@ Modes (``sys.argv[2:]``):
     only that message's files are listed. The
     first record ``H`` says whether QUEUE and its parent exist and passes STATUS (the exit
     code of the qmail-send status command the caller ran) through; ``U``/``G`` records map
-    the qmail user and group names to ids. What it cannot stat, list or read (other
+    the qmail user and group names to ids; the ``M`` record says whether a process holds
+    qmail-send's lock ``lock/sendmutex`` (:func:`_mutex_record`), read from /proc/locks: the
+    lock is neither taken nor tried. What it cannot stat, list or read (other
     than an object gone meanwhile) is named on stderr and makes it exit 1.
 
 ``cat QUEUE STATUS PATH INODE``
@@ -172,6 +174,51 @@ def _record(out: typing.BinaryIO, rel: str, st: os.stat_result, data: bytes) -> 
     out.write(data)
 
 
+#: The kinds of /proc/locks entries that are locks (flock, fcntl/lockf, open file
+#: description locks); leases and delegations are not.
+LOCK_KINDS = ("FLOCK", "POSIX", "OFDLCK")
+
+
+def _mutex_record(queue: str) -> str:
+    """(Not named ``_sendmutex``: that is apply's, in actions.py, run in this namespace.)
+    The ``M`` record: whether a process holds qmail-send's lock ``lock/sendmutex``
+    (qmail-send holds it, with flock or lockf, for as long as it runs), from
+    /proc/locks, whose entries name the locked file by device and inode. The lock is
+    not tried: a try-lock, for as short as it is held, makes a qmail-send starting
+    that moment exit ("already running").
+
+    ``M held PIDS`` (the pids /proc/locks gives, comma-separated; ``-`` if none is
+    shown), ``M free -``, ``M absent -`` (no such regular file: qmail-send cannot run)
+    or ``M unknown -`` (no /proc/locks to read). /proc/locks lists the locks of the
+    processes this /proc can see: not those of another pid namespace's parent."""
+    try:
+        st = os.lstat(os.path.join(queue, "lock", "sendmutex"))
+    except OSError:
+        return "M absent -\n"
+    if not stat.S_ISREG(st.st_mode):  # a link or a pipe: qmail-send cannot lock it
+        return "M absent -\n"
+    try:
+        with open("/proc/locks", "rb") as fh:
+            table = fh.read().decode("ascii", "replace")
+    except OSError:
+        return "M unknown -\n"
+    # the kernel writes the device as %02x:%02x (major, minor) and the inode in decimal
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids: list = []
+    held = False
+    for line in table.splitlines():
+        words = line.split()
+        # "N: KIND ADVISORY TYPE PID DEV:INO START END"; "N: -> ..." only waits for it
+        if len(words) < 6 or words[1] not in LOCK_KINDS or words[5] != wanted:
+            continue
+        held = True
+        if words[4].isdigit() and words[4] != "0" and words[4] not in pids:
+            pids.append(words[4])
+    if not held:
+        return "M free -\n"
+    return "M held " + (",".join(pids) or "-") + "\n"
+
+
 def _header(out: typing.BinaryIO, queue: str, status: str) -> bool:
     """Write the ``H`` record and the ``U``/``G`` records of the qmail users and groups
     the host has; whether QUEUE is a directory."""
@@ -184,6 +231,8 @@ def _header(out: typing.BinaryIO, queue: str, status: str) -> bool:
     for name in GROUPS:
         with contextlib.suppress(KeyError):
             out.write(f"G {name} {grp.getgrnam(name).gr_gid}\n".encode())
+    if exists:
+        out.write(_mutex_record(queue).encode("ascii"))
     return exists
 
 

@@ -16,6 +16,7 @@ import click
 
 from mailplan.errors import MailplanError
 from mailplan.output import error_line
+from mailplan.queue import control as ctl
 from mailplan.queue import flush as flushing
 from mailplan.queue import ops, render
 from mailplan.queue.check import STALE_AFTER
@@ -161,7 +162,8 @@ def stat(as_json: bool, **kw: Any) -> None:
     dump = target.read(step="read queue", mess="none")
     numbers = stats(dump)
     out = render.stat_json if as_json else render.stat_text
-    click.echo(out(numbers, dump.now, dump.status), nl=False)
+    click.echo(out(numbers, dump.now, dump.status, dump.sendmutex, dump.sendmutex_pids),
+               nl=False)
 
 
 @queue.command(name="list", epilog=_examples(
@@ -285,8 +287,13 @@ def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw
         before, after = change.before, change.after
         assert before is not None and after is not None
     else:
-        _, before = ops.check_queue(target, split=split, stale_after=stale)
+        dump, before = ops.check_queue(target, split=split, stale_after=stale)
         after, change = before, None
+        note = ctl.lock_note(dump.status, dump.sendmutex, dump.sendmutex_pids)
+        # as a dry run of delete: --repair would refuse
+        held = [f"{note}: --repair will refuse while it is held"] \
+            if note and any(p.repairable for p in before.problems) else []
+        del dump
     if as_json:
         import json
 
@@ -294,9 +301,13 @@ def check(repair: bool, split: int | None, stale_after: str, as_json: bool, **kw
         if change is not None:
             data.update(repaired=change.executed, failed=change.failed,
                         warnings=change.warnings, after=render.report_dict(after))
+        elif held:
+            data["warnings"] = held
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(render.report_text(before), nl=False)
+        if change is None:
+            click.echo("".join(f"warning: {printable(w)}\n" for w in held), nl=False)
         if change is not None and change.executed:
             click.echo("\nrepaired" + (" (qmail-send was stopped and started again)"
                                        if change.stopped else "") + "; check now says:")

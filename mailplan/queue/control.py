@@ -186,6 +186,27 @@ def refusal_note(control: Control, status: int | None) -> str:
         "--execute will refuse"
 
 
+def holders(pids: tuple[int, ...]) -> str:
+    """Who holds lock/sendmutex, in words: ``a process (pid 812)``."""
+    if not pids:
+        return "a process"
+    return f"a process (pid {', '.join(str(p) for p in pids)})"
+
+
+def lock_note(status: int | None, sendmutex: str, pids: tuple[int, ...]) -> str | None:
+    """The sentence saying that a process holds qmail-send's lock ``lock/sendmutex``
+    (read from /proc/locks by the dump, never tried) while the status command does not
+    say qmail-send runs; None when they agree. delete --execute and check --repair
+    refuse then (:mod:`mailplan.queue.actions`), whatever the status said."""
+    if sendmutex != "held" or status == RUNNING:
+        return None
+    said = {STOPPED: "says it is not running", None: "was not run"}.get(
+        status, f"cannot tell (exit {status})")
+    return (f"{holders(pids)} holds qmail-send's lock lock/sendmutex, as a running "
+            f"qmail-send does, but the status command {said} (a qmail-send in another "
+            "process table, or under a name it does not match?)")
+
+
 def can_stop(conn: Connector, control: Control) -> str:
     """The stop command; refuses (before anything is issued) when the method has none."""
     stop = control.stop()

@@ -24,6 +24,8 @@ DEFAULT_QUEUE = "/var/qmail/queue"
 T = TypeVar("T")
 #: The directories every qmail queue has (a directory with none of them is not a queue).
 QUEUE_DIRS = tuple(name for name in DIRS if name)
+#: what the agent's ``M`` record says of lock/sendmutex
+MUTEX_STATES = ("held", "free", "absent", "unknown")
 
 
 class DumpFormatError(MailplanError):
@@ -75,6 +77,12 @@ class Dump:
     users: dict[str, int] = field(default_factory=dict)
     groups: dict[str, int] = field(default_factory=dict)
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: whether a process holds qmail-send's lock lock/sendmutex, read from /proc/locks
+    #: (never tried): held, free, absent (no such file), unknown (no /proc/locks), or ""
+    #: (not said: no queue)
+    sendmutex: str = ""
+    #: the pids /proc/locks names as its holders (none shown for some locks)
+    sendmutex_pids: tuple[int, ...] = ()
 
 
 class Source(Protocol):
@@ -161,6 +169,9 @@ def _parse(reader: _Reader, queue_dir: str) -> Dump:
             dump.users[fields[1]] = int(fields[2])
         elif fields[0] == "G" and len(fields) == 3:
             dump.groups[fields[1]] = int(fields[2])
+        elif fields[0] == "M" and len(fields) == 3 and fields[1] in MUTEX_STATES:
+            dump.sendmutex = fields[1]
+            dump.sendmutex_pids = tuple(int(p) for p in fields[2].split(",") if p != "-")
         elif fields[0] == "E" and len(fields) == 15:
             path_len, data_len = int(fields[12]), int(fields[13])
             if min(path_len, data_len) < 0:

@@ -46,10 +46,14 @@ def flush(target: ops.Target) -> Flushed:
     control, conn = target.control, target.conn
     dump = target.read(step=STEP, mess="none")
     if dump.status == ctl.STOPPED:
+        note = ctl.lock_note(dump.status, dump.sendmutex, dump.sendmutex_pids)
+        hint = ("start qmail-send; flush only asks a running qmail-send to retry its "
+                "queue now") if note is None else (
+            f"{note}: signal it yourself, or pass a --status-cmd and --flush-cmd that "
+            "find it (--control custom)")
         raise NothingToFlush(f"qmail-send is not running (status via {control.describe()}): "
                              "nothing to flush; nothing was signalled", host=conn.name,
-                             step=STEP, hint="start qmail-send; flush only asks a running "
-                             "qmail-send to retry its queue now")
+                             step=STEP, hint=hint)
     ops.refuse_unknown(target, dump.status, STEP)
     command = control.flush()
     result = ctl.run_detached(conn, command)

@@ -302,6 +302,9 @@ def delete(target: Target, selection: Selection, *, execute: bool) -> Change:
             change.warnings.append(_running_note(target.control))
         elif planned and first.status != ctl.STOPPED:
             change.warnings.append(ctl.refusal_note(target.control, first.status))
+        note = ctl.lock_note(first.status, first.sendmutex, first.sendmutex_pids)
+        if planned and note is not None:
+            change.warnings.append(f"{note}: --execute will refuse while it is held")
         return change
 
     seen = identities(groups, planned)

@@ -51,7 +51,23 @@ def running_text(status: int | None) -> str:
     return "not running" if said == "stopped" else said
 
 
-def stat_text(stats: Stats, now: int, status: int | None) -> str:
+def send_text(status: int | None, sendmutex: str = "",
+              pids: tuple[int, ...] = ()) -> str:
+    """Whether qmail-send runs, in words: the status command's verdict
+    (:func:`running_text`), unless qmail-send's lock lock/sendmutex says otherwise (see
+    :func:`~mailplan.queue.control.lock_note`): then "running" and why."""
+    note = control.lock_note(status, sendmutex, pids)
+    if note is not None:
+        return (f"running: {note}; delete --execute and check --repair refuse while it "
+                "is held")
+    if sendmutex == "free" and status == control.RUNNING:
+        return ("running (the status command says so), but no process seen here holds "
+                "its lock lock/sendmutex, as a running qmail-send does")
+    return running_text(status)
+
+
+def stat_text(stats: Stats, now: int, status: int | None, sendmutex: str = "",
+              pids: tuple[int, ...] = ()) -> str:
     """``queue stat``: qmail-qstat's two lines, then the rest."""
     oldest = "none" if stats.oldest is None else \
         f"{utc(stats.oldest)} UTC ({duration(now - stats.oldest)} ago)"
@@ -67,7 +83,7 @@ def stat_text(stats: Stats, now: int, status: int | None) -> str:
         f"half-written messages: {stats.partial}",
         f"oldest message: {oldest}",
         f"total size: {stats.total_bytes} bytes",
-        f"qmail-send: {running_text(status)}",
+        f"qmail-send: {send_text(status, sendmutex, pids)}",
     ]
     if stats.damaged:
         lines.insert(-1, f"damaged messages: {stats.damaged}, with a file qmail cannot use "
@@ -79,11 +95,19 @@ def stat_text(stats: Stats, now: int, status: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stat_json(stats: Stats, now: int, status: int | None) -> str:
-    """``queue stat --json``."""
+def stat_json(stats: Stats, now: int, status: int | None, sendmutex: str = "",
+              pids: tuple[int, ...] = ()) -> str:
+    """``queue stat --json``: ``qmail_send`` is "running" while a process holds
+    lock/sendmutex, whatever ``status_command`` (the status command's verdict) says;
+    ``qmail_send_note`` says why when the two disagree."""
     data = stats.as_dict()
     data["oldest_age"] = None if stats.oldest is None else now - stats.oldest
-    data["qmail_send"] = running_text(status)
+    note = control.lock_note(status, sendmutex, pids)
+    data["qmail_send"] = "running" if note is not None else running_text(status)
+    data["status_command"] = running_text(status)
+    data["sendmutex"] = sendmutex or None
+    data["sendmutex_pids"] = list(pids)
+    data["qmail_send_note"] = note
     return json.dumps(data, indent=2) + "\n"
 
 
