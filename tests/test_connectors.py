@@ -678,3 +678,29 @@ def test_a_port_where_no_sshd_answers_fails_in_connect_timeout_without_a_traceba
         r"banner|No existing session)[^\n]*\)\n  hint: check that the port is sshd's, .*\n",
         res.stderr), res.stderr
     assert took < 12, took  # 2 s, not paramiko's 15
+
+
+def test_a_known_hosts_file_that_cannot_be_used_is_said_so_naming_it(sshd, tmp_path):
+    """A known_hosts that is a directory ended mailplan with a traceback
+    (IsADirectoryError), and one accept_new_host_key could not save the new key to was
+    reported as "cannot connect to 127.0.0.1:PORT: file exists" with a hint about the
+    address, port and firewall (and, a ConnectionLost, retried). Both now name the file."""
+    from mailplan.errors import ConnectionLost
+
+    with pytest.raises(HostError, match=f"host newhost: cannot read the known_hosts file "
+                       f"{tmp_path}: is a directory\n  hint: mailplan reads "
+                       "~/.ssh/known_hosts and the host's own known_hosts file"):
+        SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                     identity_file=str(sshd.client_key), known_hosts=str(tmp_path))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key),
+                        known_hosts=str(blocker / "known_hosts"), accept_new_host_key=True)
+    with pytest.raises(HostError, match="host newhost: cannot save the new SSH host key to "
+                       f"the known_hosts file {blocker}/known_hosts \\(accept_new_host_key"
+                       f"\\): {blocker}: file exists\n  hint: known_hosts must name a "
+                       "file mailplan can write") as info:
+        conn.run("true")
+    assert not isinstance(info.value, ConnectionLost)
+    conn.close()

@@ -20,6 +20,26 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from mailplan.errors import HostError
+
+
+def unusable(path: Path, exc: OSError, host: str, *, saving: bool = False) -> HostError:
+    """A known_hosts file mailplan cannot read (a directory, no permission) or, for
+    ``accept_new_host_key``, save a new key to: said naming the file, not taken for a
+    failed connection (nor left as a traceback)."""
+    why = (exc.strerror or str(exc)).lower()
+    if exc.filename is not None and str(exc.filename) != str(path):  # its directory
+        why = f"{exc.filename}: {why}"
+    if saving:
+        return HostError(f"cannot save the new SSH host key to the known_hosts file {path} "
+                         f"(accept_new_host_key): {why}", host=host,
+                         hint="known_hosts must name a file mailplan can write, in a "
+                         "directory it can write (the default: ~/.ssh/known_hosts)")
+    return HostError(f"cannot read the known_hosts file {path}: {why}", host=host,
+                     hint="mailplan reads ~/.ssh/known_hosts and the host's own "
+                     "known_hosts file: each must be a readable file of host keys, or "
+                     "absent")
+
 
 def _entries(path: Path) -> Iterable[tuple[str | None, HostKeyEntry]]:
     """(marker or None, entry) of each line of ``path`` that can be read."""
@@ -38,11 +58,17 @@ def _entries(path: Path) -> Iterable[tuple[str | None, HostKeyEntry]]:
             yield marker, entry
 
 
-def load(keys: paramiko.HostKeys, files: Iterable[Path]) -> frozenset[str]:
+def load(keys: paramiko.HostKeys, files: Iterable[Path], host: str) -> frozenset[str]:
     """Add the host keys of ``files`` (those that exist, in order: the first key of a
     type for a name wins, as paramiko looks them up) to ``keys``, but revoked ones;
-    return the revoked keys' base64."""
-    read = [item for path in files if path.exists() for item in _entries(path)]
+    return the revoked keys' base64. One that cannot be read is :func:`unusable` for
+    ``host``."""
+    read = []
+    for path in files:
+        try:
+            read += list(_entries(path)) if path.exists() else []
+        except OSError as exc:
+            raise unusable(path, exc, host) from None
     revoked = frozenset(e.key.get_base64() for marker, e in read if marker == "@revoked")
     for marker, entry in read:
         if marker is not None or entry.key.get_base64() in revoked:
@@ -87,9 +113,9 @@ class AcceptNewPolicy(RejectPolicy):
     """Trust a host key never seen before and remember it; changed and revoked keys
     still fail."""
 
-    def __init__(self, known_hosts: Path, revoked: frozenset[str]) -> None:
+    def __init__(self, known_hosts: Path, revoked: frozenset[str], host: str) -> None:
         super().__init__(revoked)
-        self.known_hosts = known_hosts
+        self.known_hosts, self.host = known_hosts, host
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
@@ -97,6 +123,9 @@ class AcceptNewPolicy(RejectPolicy):
             super().missing_host_key(client, hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
         # a new ~/.ssh is private, as ssh makes it
-        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.known_hosts, "a", encoding="ascii") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        try:
+            self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self.known_hosts, "a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        except OSError as exc:
+            raise unusable(self.known_hosts, exc, self.host, saving=True) from None

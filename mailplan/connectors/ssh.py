@@ -164,9 +164,9 @@ class SSHConnector(Connector):
         while isinstance(hop, Connection):
             client = hop.client
             revoked = known_hosts_file.load(client.get_host_keys(), dict.fromkeys(
-                (default_known, self._known_hosts)))
+                (default_known, self._known_hosts)), name)
             client.set_missing_host_key_policy(
-                AcceptNewPolicy(self._known_hosts, revoked) if accept_new_host_key
+                AcceptNewPolicy(self._known_hosts, revoked, name) if accept_new_host_key
                 else RejectPolicy(revoked))
             hop = hop.gateway
         # where Fabric connects: ~/.ssh/config's HostName and Port apply (the
