@@ -189,7 +189,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
         out.problems.append(missing)
     elif line is None or have.catchall != line:
         catchalls.append(Change("update", "catchall", name,
-                                before=_describe_catchall(have.catchall),
+                                before=_describe_catchall(have.catchall, vpopmail_dir),
                                 after=want.catchall.describe()))
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
@@ -374,11 +374,17 @@ def _lock(user: DesiredUser, stored: TargetUser, bound: LineBound, out: Diff,
                               "kept, and still migrated)"))
 
 
-def _describe_catchall(content: str | None) -> str:
+def _describe_catchall(content: str | None, vpopmail_dir: str) -> str:
+    """The plan's words for a .qmail-default; one that does what its last word says
+    but is not the line mailplan writes (another vdelivermail's path, more lines) is
+    shown as it is, or the plan would read ``bounce -> bounce``."""
     if content is None:
         return "no .qmail-default"
     line = content.strip()
-    for word, text in (("bounce-no-mailbox", "bounce"), ("delete", "delete silently")):
+    for kind, word in (("bounce", "bounce-no-mailbox"), ("delete", "delete")):
         if line.endswith(f"'' {word}"):
-            return text
+            if content == catchall_line(Catchall(kind), vpopmail_dir, None):
+                return Catchall(kind).describe()
+            shown = line if len(line) <= 200 else line[:200] + "..."
+            return f"{Catchall(kind).describe()}, written as {shown!r}"
     return f"custom: {line[:80]}"

@@ -510,3 +510,19 @@ def test_a_quota_change_shows_both_sizes_readably():
     assert _shown_quota("NOQUOTA") == "NOQUOTA (unlimited)"
     assert _shown_quota("5242880S,1000C") == "5242880S,1000C"
     assert _shown_quota("S") == "S" and _shown_quota("\u0661S") == "\u0661S"
+
+
+@pytest.mark.parametrize("line", [
+    "| /usr/local/vpopmail/bin/vdelivermail '' bounce-no-mailbox\n",
+    f"| {VP}/bin/vdelivermail '' bounce-no-mailbox",  # no newline at its end
+])
+def test_a_catchall_that_bounces_by_another_line_is_shown_as_written(line):
+    """A .qmail-default that bounces, but through another vdelivermail (vpopmail once
+    installed elsewhere) or not as mailplan writes it, is rewritten; the plan read
+    ``~ catchall example.com: bounce -> bounce``, a change that seemed to be none."""
+    d = diff(want([ALICE]), have([ALICE_THERE], catchall=line), VP)
+    [change] = [c for c in d.changes if c.kind == "catchall"]
+    assert change.before == f"bounce, written as {line.strip()!r}"
+    assert change.after == "bounce"
+    assert [c.before for c in diff(want([ALICE]), have([ALICE_THERE], catchall=DELETE_LINE),
+                                   VP).changes] == ["delete silently"]
