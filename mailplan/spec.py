@@ -222,7 +222,8 @@ def _host_files(spec: Spec) -> None:
 
 
 def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
-    """Paths, names and addresses never hold NUL or other control characters."""
+    """Paths, names and addresses never hold NUL or other control characters; a number
+    is never YAML's ``.nan`` (which passes every minimum and maximum)."""
     if isinstance(value, dict):
         for key, item in value.items():
             _control_characters(spec, key, where)
@@ -230,6 +231,8 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _control_characters(spec, item, (*where, i))
+    elif isinstance(value, float) and value != value:
+        raise spec.error("expected a number, got .nan (not a number)", where)
     elif isinstance(value, str) and has_control(value) \
             and not (where and where[-1] == "comment"):
         shown = "the value (not shown)" if _secret_path(where) else repr(value)

@@ -109,6 +109,16 @@ def test_valid_spec_loads(tmp_path):
      "of one domain or more (example.com: {...}); to remove the last one on the target, "
      "run vdeldomain there by hand (got {})"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
+    # .nan passes the schema's minimum and maximum: retrying slept time.sleep(nan), a
+    # ValueError; a command_timeout past a C int made the host's watchdog kill the shell
+    # at once (dash: "Illegal number") and mailplan's own timer thread fail
+    # (OverflowError); ssh refuses a ConnectTimeout past it
+    (BASE.replace("{local: true}", "{local: true, retry_delay: .nan}"),
+     ":4:35: hosts.new.retry_delay", "expected a number, got .nan (not a number)"),
+    (BASE.replace("{local: true}", "{local: true, command_timeout: 99999999999999999999}"),
+     ":4:39: hosts.new.command_timeout", "is greater than the maximum of 2147483647"),
+    (BASE.replace("{address: old.example.com}", "{address: o, connect_timeout: 2147483648}"),
+     ":3:38: hosts.old.connect_timeout", "is greater than the maximum of 2147483647"),
     # two users of one source account: its mail was copied into both, and the aliases
     # naming it silently moved to the last one
     (BASE + "      - name: robert\n        from: alice\n", ":13:15: domains['example.com']"
