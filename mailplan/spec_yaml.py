@@ -8,6 +8,7 @@ duplicate keys) whose errors name the file, line, column and key path
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import yaml
@@ -235,9 +236,53 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 Marks = dict[JsonPath, tuple[int, int]]
 
 
+#: characters YAML 1.1 (PyYAML) reads as line breaks that editors do not: in a
+#: comment too, they would start a line of YAML and move every line number after them
+_BREAKS = {"\x85": "NEXT LINE", "\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR"}
+#: spaces YAML does not read as a space (text pasted from a web page or a document)
+_SPACES = re.compile("[\u00a0\u1680\u180e\u2000-\u200b\u202f\u205f\u3000\ufeff]")
+
+
+def _place(text: str, index: int) -> tuple[int, int]:
+    """Line and column (1-based, lines as an editor counts them) of ``text[index]``."""
+    start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - start + 1
+
+
+def _refuse_breaks(text: str, file: str) -> None:
+    """A U+0085, U+2028 or U+2029 is an error naming where it is: YAML would read it as
+    a line break (also in a comment), parse what follows it as YAML, and count every
+    line after it once more than an editor does."""
+    found = [(text.find(char), char) for char in _BREAKS if char in text]
+    if found:
+        index, char = min(found)
+        line, column = _place(text, index)
+        raise SpecError(f"character U+{ord(char):04X} ({_BREAKS[char]}) is read as a line "
+                        "break in YAML (also in a comment), though an editor shows none "
+                        "there", file=file, line=line, column=column,
+                        hint=f"remove it (in a double-quoted value write it as "
+                        f"\\u{ord(char):04x})")
+
+
+def _spaces_hint(text: str, line: int | None) -> str | None:
+    """A hint naming an unusual space (a no-break space, ...) on the erring line or the
+    one before it, which YAML reads as text, not as a space."""
+    if line is None:
+        return None
+    lines = text.split("\n")
+    for number in (line, line - 1):
+        bom = number == 1 and text.startswith("\ufeff")  # a BOM YAML passes over
+        if 1 <= number <= len(lines) and (m := _SPACES.search(lines[number - 1], bom)):
+            return (f"line {number}, column {m.start() + 1} holds U+{ord(m.group()):04X} "
+                    f"({unicodedata.name(m.group(), 'a space')}), which YAML does not "
+                    "read as a space: replace it with a plain space")
+    return None
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, str]]:
     """YAML text to data plus the position of every value and every key, and the text
     of each plain scalar YAML did not read as text (:attr:`_Builder.written`)."""
+    _refuse_breaks(text, file)
     try:
         loader = _Loader(text, file)
     except yaml.reader.ReaderError as exc:  # a character YAML forbids (ESC, NUL, ...)
@@ -259,7 +304,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, 
         col = mark.column + 1 if mark else None
         problem = exc.problem or exc.context
         hint = ("YAML indents and separates with spaces: replace the tab with spaces"
-                if problem and "'\\t'" in problem else None)
+                if problem and "'\\t'" in problem else _spaces_hint(text, line))
         raise SpecError(f"malformed YAML: {problem}", file=file, line=line, column=col,
                         hint=hint) from None
     except yaml.YAMLError as exc:

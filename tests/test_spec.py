@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import unicodedata
 
 import pytest
 
@@ -186,6 +187,52 @@ def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path):
     assert str(info.value).endswith(":12:1: malformed YAML: found character '\\t' that "
                                     "cannot start any token\n  hint: YAML indents and "
                                     "separates with spaces: replace the tab with spaces")
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\x85", "\u2029"])
+def test_a_line_break_only_yaml_sees_is_an_error_at_its_place(tmp_path, char):
+    """YAML 1.1 reads U+0085, U+2028 and U+2029 as line breaks, in a comment too: text
+    after one (pasted into a comment) was parsed as YAML, and every line number after it
+    was one more than an editor shows ("m.yaml:3:1: malformed YAML: could not find
+    expected ':'" for a comment on line 1)."""
+    path = write(tmp_path, BASE.replace("version: 1\n", f"version: 1  # see{char}the wiki\n"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == (
+        f"{path}:1:18: character U+{ord(char):04X} ({unicodedata.name(char, 'NEXT LINE')}) "
+        "is read as a line break in YAML (also in a comment), though an editor shows none "
+        f"there\n  hint: remove it (in a double-quoted value write it as \\u{ord(char):04x})")
+    # written as an escape, it is a character of the value (which the checks then judge)
+    path = write(tmp_path, BASE + '        comment: "a\\u2028b"\n')
+    assert load_spec(path).data["domains"]["example.com"]["users"][0]["comment"] == "a\u2028b"
+
+
+@pytest.mark.parametrize("line, where", [
+    ("\u00a0     - name: bob\n", "line 12, column 1 holds U+00A0 (NO-BREAK SPACE)"),
+    ("      - name:\u00a0bob\n", "line 12, column 14 holds U+00A0 (NO-BREAK SPACE)"),
+    ("      -\u3000name: bob\n", "line 12, column 8 holds U+3000 (IDEOGRAPHIC SPACE)"),
+])
+def test_a_space_yaml_does_not_read_as_one_is_named_in_the_hint(tmp_path, line, where):
+    """A no-break space (text pasted from a web page) gave PyYAML's "mapping values are
+    not allowed here" alone, for a line that looks right in an editor."""
+    path = write(tmp_path, BASE + line + "        quota: 1G\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "malformed YAML" in str(info.value)
+    assert str(info.value).endswith(f"hint: {where}, which YAML does not read as a space: "
+                                    "replace it with a plain space"), str(info.value)
+
+
+def test_a_byte_order_mark_is_no_unusual_space(tmp_path):
+    """A spec saved with a BOM reads as without one; an error on its first line names
+    no U+FEFF."""
+    path = tmp_path / "m.yaml"
+    path.write_text("\ufeffversion: 1\nhosts: x: y\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "U+FEFF" not in str(info.value)
+    path.write_text("\ufeff" + BASE)
+    assert load_spec(path).data["version"] == 1
 
 
 def test_a_spec_not_in_utf8_names_the_line_and_column(tmp_path):
