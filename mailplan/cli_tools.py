@@ -21,6 +21,7 @@ from mailplan.init import (
     check_out,
     choose,
     choose_domains,
+    given_domains,
     render_spec,
     schema_reference,
     write_spec_file,
@@ -86,9 +87,9 @@ def _as_written(entry: dict[str, str | int | bool]) -> dict[str, str | int | boo
 @click.option("--root", default="", metavar="DIR", help="Read the source's files under DIR "
               "(a copy or mount of the old server's disk; with --source local, home "
               "directories too, and the spec gets source.root: DIR).")
-@click.option("--uid-min", type=int, default=1000, show_default=True,
+@click.option("--uid-min", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Accounts with a smaller uid are system accounts.")
-@click.option("--uid-max", type=int, default=59999, show_default=True,
+@click.option("--uid-max", type=click.IntRange(min=0), default=59999, show_default=True,
               help="Accounts with a larger uid are system accounts.")
 def init(source: str, target: str | None, domains: tuple[str, ...], out: str | None,
          force: bool, identity: str | None, known_hosts: str | None,
@@ -105,6 +106,10 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     """
     from mailplan.facts.survey import survey_source
 
+    if uid_min > uid_max:  # every account would be left out as a system account
+        raise click.BadParameter(f"{uid_min} is above --uid-max {uid_max}",
+                                 param_hint="'--uid-min'")
+    given_domains(list(domains))  # a bad --domain is said before the source is read
     options = HostOptions(identity=identity, known_hosts=known_hosts,
                           accept_new_host_key=accept_new_host_key, sudo=sudo)
     entry = host_entry(source, options)

@@ -53,15 +53,22 @@ class Domains:
     skipped: list[str]  # "name (origin): why"
 
 
+def given_domains(given: list[str]) -> list[str]:
+    """The ``--domain`` values, lower-cased, without a trailing dot (``example.com.``,
+    as sendmail's configuration's names are read) and duplicates; checked (before the
+    source is read)."""
+    names = [d.lower().rstrip(".") for d in given]
+    for raw, name in zip(given, names, strict=True):
+        problem = domain_problem(name)
+        if problem:
+            raise MailplanError(f"--domain {raw}: {problem}")
+    return list(dict.fromkeys(names))
+
+
 def choose_domains(survey: Survey, given: list[str]) -> Domains:
     """``--domain`` values, else the local domains from sendmail's configuration."""
     if given:
-        names = [d.lower() for d in given]
-        for name in names:
-            problem = domain_problem(name)
-            if problem:
-                raise MailplanError(f"--domain {name}: {problem}")
-        unique = list(dict.fromkeys(names))
+        unique = given_domains(given)
         return Domains(unique[0], unique[1:], [])
     found: dict[str, str] = {}
     skipped = []

@@ -40,6 +40,8 @@ def test_sendmail_config_parsers():
      ["mail.example.com", "example.net"]),
     (["localhost", "Example.COM.", "[192.0.2.1]", "example.com"], [], "example.com", []),
     (["example.com"], ["b.example", "A.example", "b.example"], "b.example", ["a.example"]),
+    # a --domain written with the root's dot, as sendmail's configuration's names are read
+    ([], ["Example.COM.", "example.net", "example.com"], "example.com", ["example.net"]),
 ])
 def test_choose_domains(found, given, primary, aliases):
     survey = Survey("h", "", "/etc/passwd", "/etc/shadow", [], True,
@@ -556,6 +558,23 @@ def test_a_spec_in_a_directory_it_cannot_write_is_an_error(tmp_path, monkeypatch
         write_spec_file("version: 1\n", tmp_path / "m.yaml", force=False)
     assert str(caught.value) == (f"cannot write {tmp_path}/m.yaml: Permission denied\n"
                                  f"  hint: the directory {tmp_path} must be writable")
+
+
+@pytest.mark.parametrize("args, said", [
+    # every account was left out as "system account (uid 1000 outside 5000-10)"
+    (["--uid-min", "5000", "--uid-max", "10"],
+     "Error: Invalid value for '--uid-min': 5000 is above --uid-max 10"),
+    (["--uid-min", "-1"], "Error: Invalid value for '--uid-min': -1 is not in the range x>=0."),
+    # said only once the source had been read (over SSH: after a connection timeout)
+    (["--domain", "example.com", "--domain", "bad_name"],
+     "Error: --domain bad_name: a domain name needs at least one dot"),
+])
+def test_init_refuses_a_bad_option_before_reading_the_source(tmp_path, args, said):
+    res = mailplan("init", "--source", "local", "--root", str(tmp_path / "nothing-here"),
+                   *args, "-o", str(tmp_path / "m.yaml"))
+    assert res.returncode in (1, 2) and said in res.stderr.splitlines(), res.stderr
+    assert "passwd" not in res.stderr  # the root (no etc/passwd) was not read
+    assert not (tmp_path / "m.yaml").exists()
 
 
 @pytest.mark.parametrize("option", ["--source", "--target"])
