@@ -42,7 +42,9 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise MailplanError(f"{path}: not readable as JSON ({exc})") from None
-    if isinstance(raw, dict) and "plan_id" in raw and "changes" in raw:
+    if isinstance(raw, dict) and "plan_id" in raw and ("changes" in raw
+                                                     or mailplan_file(raw) == "a saved plan"):
+        # (a damaged one: said as apply says it, not as a state file given to --state)
         # read once: the document goes on to render, not the file's name
         return {"kind": "plan", "path": str(path), "plan": Plan.from_dict(raw, path).to_dict()}
     if mailplan_file(raw) is None and not path.name.endswith(".state.json"):

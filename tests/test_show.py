@@ -334,3 +334,21 @@ def test_show_of_a_json_file_not_mailplan_s_says_so_without_the_damaged_state_hi
     state.write_text('{"name": "x"}\n')
     shown = mailplan("show", str(state))
     assert shown.returncode == 1 and "move the damaged file aside" in shown.stderr
+
+
+def test_a_damaged_saved_plan_is_said_so_as_apply_says_it(tmp_path):
+    """A saved plan missing its changes was read as a state file: "this is a saved plan
+    of mailplan's (a plan file), not a state file" and a hint about --state, which the
+    command line did not hold."""
+    plan = Plan("/x/m.yaml", "0" * 64, None, 0, "1" * 64,
+                [Change("create", "user", "example.com", "bob")], target_host="new")
+    plan.save(tmp_path / "p.json")
+    doc = json.loads((tmp_path / "p.json").read_text())
+    del doc["changes"]
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    shown, applied = (mailplan(command, str(tmp_path / "p.json"))
+                      for command in ("show", "apply"))
+    assert shown.returncode == applied.returncode == 1
+    assert shown.stderr == applied.stderr == (
+        f"Error: {tmp_path}/p.json: not a valid plan file: 'changes' is a required "
+        "property\n"), (shown.stderr, applied.stderr)
