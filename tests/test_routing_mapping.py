@@ -371,6 +371,29 @@ def test_explicit_aliases_use_target_names_and_resolve(alias, lines):
     assert plan.domains["example.com"].aliases[alias.name] == lines
 
 
+def test_spec_aliases_resolve_through_one_another():
+    """A spec alias naming another spec alias (``chaina: [chainb]``) was left out with
+    "local name 'chainb' resolves to nothing (no alias, no migrated user)", though the
+    spec creates chainb; a loop between spec aliases was said the same way."""
+    spec = (ExplicitAlias("chaina", ("chainb",), Origin("m.yaml", 3)),
+            ExplicitAlias("chainb", ("robert", "ext@partner.example"), Origin("m.yaml", 4)),
+            ExplicitAlias("loopa", ("loopb",), Origin("m.yaml", 5)),
+            ExplicitAlias("loopb", ("loopa",), Origin("m.yaml", 6)),
+            # a spec alias replaces the source's of that name, also for the spec's others
+            ExplicitAlias("team", ("sales",), Origin("m.yaml", 7)),
+            ExplicitAlias("sales", ("carol",), Origin("m.yaml", 8)))
+    plan = _plan(DomainRules("example.com", COM, import_aliases=True, aliases=spec))
+    aliases = plan.domains["example.com"].aliases
+    assert aliases["chaina"] == aliases["chainb"] == ("&robert@example.com",
+                                                      "&ext@partner.example")
+    assert aliases["team"] == aliases["sales"] == ("&carol@example.com",)
+    assert "loopa" not in aliases and "loopb" not in aliases
+    warned = _messages(plan)
+    assert not [m for m in warned if "m.yaml" in m and "resolves to nothing" in m], warned
+    assert any("m.yaml:6: alias loopa: alias loop loopa -> loopb -> loopa" in m
+               for m in warned), warned
+
+
 @pytest.mark.parametrize(("name", "words"), [
     ("postmaster", "shadow the mailbox"),
     ("alice", "shadow the mailbox"),

@@ -181,8 +181,14 @@ class _DomainMapper:
         self._put(local, lines, entry.origin, "virtusertable address")
 
     def _add_spec_aliases(self) -> None:
-        """The spec's aliases, last: they replace what the source files say."""
-        explicit = Resolver(self.resolver.directory, self.domain, self.resolver.findings,
+        """The spec's aliases, last: they replace what the source files say, also as
+        the destinations of one another (``a: [b]`` with the spec's ``b``)."""
+        entries = {alias.name.lower(): AliasEntry(alias.name.lower(), tuple(
+            parse_item(d, alias.origin or Origin("spec", 0)) for d in alias.destinations),
+            alias.origin or Origin("spec", 0)) for alias in self.rules.aliases}
+        directory = replace(self.resolver.directory,
+                            aliases={**self.resolver.directory.aliases, **entries})
+        explicit = Resolver(directory, self.domain, self.resolver.findings,
                             self.resolver.checks, target_names=True,
                             escapes=self.resolver.escapes, breaks=self.resolver.breaks)
         declared: set[str] = set()
@@ -193,8 +199,7 @@ class _DomainMapper:
             if name in self.aliases:
                 explicit.note(f"alias {name!r} from the spec replaces the one imported from "
                               f"{self.origins.get(name, 'the source')}", alias.origin)
-            origin = alias.origin or Origin("spec", 0)
-            targets = [parse_item(d, origin) for d in alias.destinations]
+            targets = list(entries[name].targets)
             self._begin_entry()
             self._put(name, explicit.lines(targets, context=f"alias {name}", chain=(name,)),
                       alias.origin, "alias")
