@@ -22,7 +22,7 @@ import jsonschema
 
 from mailplan.errors import SpecError
 from mailplan.names import MAX_GECOS, domain_problem, parse_size, user_problem
-from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, yaml_words
+from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, yaml_flow, yaml_words
 from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -117,7 +117,7 @@ def _schema_message(err: jsonschema.ValidationError,
     for pattern, text in _FRIENDLY:
         if err.validator in ("oneOf", "anyOf", "maxProperties", "minProperties",
                              "pattern", "type") and pattern.search(dotted):
-            return f"{text} (got {err.instance!r})", path, False
+            return f"{text} (got {yaml_flow(err.instance)})", path, False
     if err.validator == "type":
         text = written.get(path)
         if text is not None and "string" in err.schema["type"] \

@@ -44,6 +44,16 @@ def yaml_words(value: Any) -> str:
     return repr(value)
 
 
+def yaml_flow(value: Any) -> str:
+    """A value for an error as YAML writes it on one line (``{forward: x}``, not
+    Python's ``{'forward': 'x'}``); text as quoted text."""
+    if isinstance(value, dict | list):
+        text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True,
+                              width=1 << 16)
+        return text.strip().removesuffix("\n...").strip()
+    return repr(value)
+
+
 #: how deep a spec may nest (the real spec needs 8 levels; the YAML composer and the
 #: builder recurse, so a deeper document would end in a RecursionError)
 MAX_DEPTH = 64

@@ -110,6 +110,12 @@ def test_valid_spec_loads(tmp_path):
      "of one domain or more (example.com: {...}); to remove the last one on the target, "
      "run vdeldomain there by hand (got {})"),
     ("- 1\n", "m.yaml:1:1", "must be a mapping"),
+    # the value as YAML writes it, not as Python's repr ({'forward': 'not an address'})
+    (BASE.replace("    default_quota: 1G\n", "    unknown_recipients: {forward: no mail}\n"),
+     ":9:25: domains['example.com'].unknown_recipients", "expected bounce, delete, "
+     "{forward: address} or {deliver_to: user} (got {forward: no mail})"),
+    (BASE + "        quota: [2G]\n", ":12:16: domains['example.com'].users[0].quota",
+     "expected a size like 500M, 1G, 2.5G or unlimited (got [2G])"),
     # .nan passes the schema's minimum and maximum: retrying slept time.sleep(nan), a
     # ValueError; a command_timeout past a C int made the host's watchdog kill the shell
     # at once (dash: "Illegal number") and mailplan's own timer thread fail
