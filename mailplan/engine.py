@@ -22,7 +22,7 @@ from mailplan import interpreter
 from mailplan.connectors.base import Connector, abort_all
 from mailplan.desired import Desired, build_desired
 from mailplan.diff import diff
-from mailplan.errors import MailplanError, StalePlanError
+from mailplan.errors import MailplanError, SpecError, StalePlanError
 from mailplan.facts.source import read_spec_source
 from mailplan.facts.vpopmail import TargetFacts, read_target
 from mailplan.hosts import connect
@@ -349,7 +349,14 @@ def load_for_apply(path: Path) -> tuple[Spec, Plan | None]:
     """``apply`` takes a spec or a saved plan; return the spec and the plan if any."""
     if path.suffix == ".json":
         saved = Plan.load(path)
-        return load_spec(saved.spec_path), saved
+        try:
+            return load_spec(saved.spec_path), saved
+        except SpecError as exc:  # read again for its hosts: say whose spec it is
+            if exc.hint is None and not Path(saved.spec_path).is_file():
+                exc.hint = (f"{path} was saved from the spec {saved.spec_path}, which "
+                            "apply reads again (its hosts and passwords): put it back "
+                            "there, or plan the spec where it is now")
+            raise
     return load_spec(path), None
 
 

@@ -99,3 +99,22 @@ def test_a_plan_saved_where_there_was_no_state_yet_is_refused_once_there_is_one(
     other = Plan("m.yaml", "spec", "another", 3, "target", [DOMAIN], plan_id="other")
     with pytest.raises(StalePlanError, match="made against another state file than"):
         refuse_other_state(other, State.load(path))
+
+
+def test_a_saved_plan_whose_spec_moved_says_whose_spec_it_reads(tmp_path):
+    """``apply p.json`` reads the spec the plan was saved from again; once that was moved
+    away it said "m.yaml: cannot read the spec: No such file or directory" alone, naming
+    a file the command line did not hold."""
+    from mailplan.engine import load_for_apply
+    from mailplan.errors import SpecError
+
+    saved = Plan(str(tmp_path / "m.yaml"), "0" * 64, None, 0, "1" * 64,
+                 [Change("create", "user", "d.example", "ann")])
+    saved.save(tmp_path / "p.json")
+    with pytest.raises(SpecError) as info:
+        load_for_apply(tmp_path / "p.json")
+    assert str(info.value) == (
+        f"{tmp_path}/m.yaml: cannot read the spec: No such file or directory\n  hint: "
+        f"{tmp_path}/p.json was saved from the spec {tmp_path}/m.yaml, which apply reads "
+        "again (its hosts and passwords): put it back there, or plan the spec where it "
+        "is now")
