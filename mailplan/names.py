@@ -110,8 +110,9 @@ def _quota_in_range(size: int, shown: str) -> int:
     if size <= 0:
         raise ValueError(f"{shown}: a quota must be positive (or unlimited)")
     if size > MAX_QUOTA:
-        raise ValueError(f"{shown}: a quota is at most {MAX_QUOTA} bytes (8E), the largest "
-                         "vpopmail stores; use unlimited")
+        # not "8E": E is no unit a quota takes (T is the largest)
+        raise ValueError(f"{shown}: a quota is at most {MAX_QUOTA} bytes (a byte under "
+                         "8388608T), the largest vpopmail stores; use unlimited")
     return size
 
 

@@ -69,8 +69,9 @@ def test_valid_spec_loads(tmp_path):
     # vpopmail counts bytes: 40 characters, 80 bytes
     (BASE + "      - name: bob\n        comment: " + "ü" * 40 + "\n", ":13:18:",
      "a comment is at most 64 bytes (vpopmail's limit); this one is 80 in UTF-8"),
+    # in units the spec takes: it said "(8E)", and 8E is refused ("expected a size like")
     (BASE + "        quota: 9000000T\n", ":12:16:", "a quota is at most 9223372036854775807 "
-     "bytes"),
+     "bytes (a byte under 8388608T), the largest vpopmail stores; use unlimited"),
     (BASE.replace("example.com:", "exa_mple.com:"), ":8:3: domains['exa_mple.com']",
      "is not a domain vpopmail can serve"),
     (BASE.replace("example.com:", "nodot:"), ":8:3:", "at least one dot"),
