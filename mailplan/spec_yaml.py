@@ -305,7 +305,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, 
     try:
         node = loader.get_single_node()
         if node is None:
-            raise SpecError("the file is empty", file=file, line=1)
+            raise SpecError("the file is empty" if not text.strip() else "the file holds "
+                            "no YAML document, only comments", file=file, line=1)
         builder = _Builder(loader, file)
         return builder.build(node, ()), builder.marks, builder.key_marks, builder.written
     except yaml.MarkedYAMLError as exc:

@@ -106,6 +106,7 @@ def test_valid_spec_loads(tmp_path):
     (BASE.replace("{host: old}", "{host: new, root: mnt/oldmail}"), ":5:27: source.root",
      "does not have the form this key takes"),
     ("", ":1:", "the file is empty"),
+    ("# version: 1\n\n  # hosts:\n", ":1:", "the file holds no YAML document, only comments"),
     # the last domain taken out to remove it with --prune: what to do instead
     (BASE.split("domains:")[0] + "domains: {}\n", ":7:10: domains", "expected a mapping "
      "of one domain or more (example.com: {...}); to remove the last one on the target, "
