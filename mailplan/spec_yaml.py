@@ -49,7 +49,7 @@ def yaml_flow(value: Any) -> str:
     Python's ``{'forward': 'x'}``); text as quoted text."""
     if isinstance(value, dict | list):
         text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True,
-                              width=1 << 16)
+                              sort_keys=False, width=1 << 16)
         return text.strip().removesuffix("\n...").strip()
     return repr(value)
 
