@@ -51,6 +51,21 @@ def tar_members(proc: Process, paths: Iterable[str], others: dict[str, str] | No
     yield from regular_members(ProcessReader(proc), others)
 
 
+#: how :func:`tar_not_read` begins (the caller tells it from a file's own errors)
+NOT_READ = "cannot read it: "
+
+
+def tar_not_read(path: str, stderr: str) -> str:
+    """Why :func:`tar_members` gave nothing of ``path``: with ``--ignore-failed-read``
+    tar passes over a file it may not open with a warning (exit 0), and one removed
+    since it was listed too. Never an empty file: tar's words, after :data:`NOT_READ`."""
+    for line in stderr.splitlines():
+        # GNU tar: "tar: PATH: Warning: Cannot open: Permission denied"
+        if line.startswith(f"tar: {path}: "):
+            return NOT_READ + line[len(f"tar: {path}: "):].removeprefix("Warning: ")
+    return NOT_READ + "tar read none of it (removed since it was listed?)"
+
+
 #: what :func:`regular_members` says of a member that is not a regular file
 _MEMBER_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.isdir,
                  "a directory"), (tarfile.TarInfo.isfifo, "a named pipe"))

@@ -23,6 +23,7 @@ from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.mail.maildir import folder_from_dirname, unsubscribed
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import with_checkpoints
+from mailplan.remote_files import NOT_READ
 from mailplan.subscriptions import subscribes, unusable_files
 from mailplan.text import marked
 from mailplan.verify_cache import Proven, key, source_digest, target_digest, zone_id
@@ -207,6 +208,15 @@ class GroupCheck:
         ``check`` says it changed."""
         failed = [(m, self.errors[m.path]) for m in group if m.path in self.errors]
         unreadable = [(m, e) for m, e in failed if not e.startswith("changed while")]
+        not_read = [(m, e) for m, e in unreadable if e.startswith(NOT_READ)]
+        if not_read:  # no property of the file: verify cannot say its mail is there
+            m, err = not_read[0]
+            check.error = err
+            report.unmigrated.append(
+                f"{check.user}@{check.domain}: {marked(m.folder)} ({m.path}): {err}; verify "
+                "cannot say its mail is on the target (mailplan must be able to read it: "
+                "log in to the source as root, or set sudo: true)")
+            return False
         if unreadable:
             m, err = unreadable[0]
             check.error = err

@@ -23,7 +23,7 @@ from mailplan.mail.maildir import KEYWORDS_FILE, SUBSCRIPTION_FILES, parse_messa
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
 from mailplan.remote import run_batch
-from mailplan.remote_files import read_files, tar_members
+from mailplan.remote_files import read_files, tar_members, tar_not_read
 from mailplan.shell import join
 from mailplan.verify_model import Identity, SourceMessage, TargetMessage
 
@@ -89,6 +89,8 @@ def read_source_mail(conn: Connector, mailboxes: Sequence[SourceMailbox], *, mbo
                         host=conn.name, step=f"{STEP}: read source mailboxes",
                         hint="is GNU tar installed on the source?")
     _said_by_tar(by_path, others, res.stderr_text, errors)
+    errors.update({path: tar_not_read(path, res.stderr_text) for path in by_path
+                   if path not in messages and path not in errors})
     return messages, errors
 
 

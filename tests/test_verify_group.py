@@ -4,11 +4,15 @@ connector and the vpopmail stand-in."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from migration import install_target, mailplan, source_with_mail, unique_domain, write_spec
+from test_mailbox_notes import _AsNobody, readable_by_others
+from tools import require
 
 from mailplan import verify_group
+from mailplan.connectors.local import LocalConnector
 from mailplan.spec import load_spec
 from mailplan.state import State
 from mailplan.verify import verify
@@ -61,3 +65,26 @@ def test_a_source_mailbox_that_changed_while_read_is_compared_and_fails(tmp_path
     assert (g1.user, g1.source, g1.target, g1.changed_during_read) == ("g1", 3, 3, changed)
     assert not g1.ok and not report.ok
     assert not [e for e in report.explained if "not readable" in e]
+
+
+def test_a_source_mailbox_the_login_may_not_read_fails_not_an_empty_inbox(tmp_path):
+    """Verified as a login that may list the spool directory but not read g1's spool
+    (0600, as a spool on NFS with root_squash is to root): tar passes it over with a
+    warning and exit 0. That is no empty INBOX whose mail is "no longer on the source":
+    verify fails, naming the file and tar's reason."""
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
+    src, domain, spec = _migrated(tmp_path)
+    spool = src / "var/spool/mail/g1"
+    with spool.open("ab") as fh:  # new mail the import has not taken
+        fh.write(b"From s@x.example Mon Nov  9 10:00:00 2026\nSubject: new\n\nnew\n\n")
+    readable_by_others(tmp_path, src)
+    spool.chmod(0o600)
+    report = verify(load_spec(spec), State.load(spec.with_suffix(".state.json")),
+                    connectors={"oldmail": _AsNobody("oldmail"),
+                                "newmail": LocalConnector("newmail")}, full=True)
+    assert [(f.user, f.folder, f.ok) for f in report.folders] == [("g0", "INBOX", True)]
+    assert report.unmigrated == [
+        f"g1@{domain}: INBOX ({spool}): cannot read it: Cannot open: Permission denied; "
+        "verify cannot say its mail is on the target (mailplan must be able to read it: "
+        "log in to the source as root, or set sudo: true)"]
+    assert not report.ok
