@@ -169,8 +169,12 @@ class GroupCheck:
             return
         if not self._readable(check, group, report):
             return
+        files, ledger, named = on_target
         if mb.dirname and not self.has_folder(mb):  # (a missing user's account fails)
-            if any(m.key in self.state_mail for m in group):
+            # made by an apply: the state records it, or (the state file lost or older
+            # than the target) the ledger names messages imported into it; the plan
+            # does not make it again (mailboxes._missing_folders)
+            if any(m.key in self.state_mail for m in group) or ledger.get(mb.dirname):
                 check.folder_deleted_on_target = True
             else:
                 check.folder_missing = True
@@ -179,7 +183,6 @@ class GroupCheck:
         source_msgs: dict[Identity, SourceMessage] = {}
         for m in reversed(group):
             source_msgs.update(self.messages.get(m.path, {}))
-        files, ledger, named = on_target
         result = compare_folder(check, source_msgs, files.get(mb.dirname, {}),
                                 ledger.get(mb.dirname, set()),
                                 named.get(mb.dirname, frozenset()), imported)

@@ -1392,6 +1392,12 @@ def test_a_folder_deleted_on_the_target_stays_deleted_without_the_states_record(
         (tmp_path / "m.state.json").unlink()
     plan = mailplan("plan", str(spec), check=True).stdout
     assert "Later" not in plan and "No changes." in plan, plan
+    # verify agrees: explained, not "missing (`mailplan apply` creates it)", a failure
+    # no apply could mend
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    later = res.stdout[res.stdout.index(" Later "):]
+    assert "folder deleted by the user on the target (not a failure)" in later, res.stdout
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert not (root / ".Later").exists()
 
