@@ -1769,8 +1769,9 @@ def test_the_writer_runs_as_the_maildir_owner_so_planted_links_lead_nowhere(reac
     for target, dirname in ((maildir / "mailplan-ledger", ""), (maildir / ".Work", ".Work")):
         agent = LocalAgent()
         client = AgentClient(agent)
-        try:  # the ledger's link is refused as the open finds it not the owner's to write
-            with pytest.raises(AgentError, match="Permission denied|may not write it"):
+        try:  # each link is refused as the open (or the folder's request) finds it not
+            # the owner's to write
+            with pytest.raises(AgentError, match="may not write (it|there)"):
                 client.open(str(maildir), owner_of_parent=True)
                 import_mbox(client, io.BytesIO(MBOX), dirname=dirname)
         finally:
@@ -1882,6 +1883,44 @@ def _refused_nothing_written(home: Path, match: str) -> None:
         agent.kill()
     assert list((home / "Maildir" / "new").iterdir()) == []
     assert list((home / "Maildir" / "cur").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+@pytest.mark.parametrize("sub", ["", "new", "tmp"])
+def test_a_folder_its_owner_may_not_write_is_refused_naming_the_cause(reachable, sub):
+    """A folder restored or made by hand as root (``cp -a`` of a backup, ``maildirmake``
+    run as root) in a Maildir of vpopmail's: the writer, running as its owner, failed
+    with a bare ``PermissionError`` naming a directory and no cause. It says so as for
+    the Maildir itself (whose owner, and what to do), and nothing is written."""
+    home = _user_dir(reachable)
+    folder = home / "Maildir" / ".Work"
+    for part in ("", "cur", "new", "tmp"):
+        (folder / part).mkdir(mode=0o700)
+        os.chown(folder / part, 0 if part == sub else 4242, 0 if part == sub else 4242)
+    agent = LocalAgent()
+    try:
+        with pytest.raises(AgentError, match=rf"Maildir/\.Work{'/' if sub else ''}{sub} "
+                           r"is uid 0's, and the writer, running as the owner of .* \(uid "
+                           r"4242\), may not write there .*: chown -R the Maildir"):
+            client = AgentClient(agent)
+            client.open(str(home / "Maildir"), owner_of_parent=True)
+            import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
+    finally:
+        agent.kill()
+    assert [p for p in folder.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
+def test_another_folder_its_owner_may_not_write_is_refused_at_the_open(reachable):
+    """Every open lists each folder's tmp/ (writers' debris, a running writer): one
+    made by hand as root failed an import into any folder, the INBOX too, with a bare
+    PermissionError. It is named at the open, with what to do; nothing is written."""
+    home = _user_dir(reachable)
+    for part in ("", "cur", "new", "tmp"):
+        (home / "Maildir" / ".Old" / part).mkdir(mode=0o700)
+        os.chown(home / "Maildir" / ".Old" / part, 4242 if part != "tmp" else 0, 4242)
+    _refused_nothing_written(home, r"Maildir/\.Old/tmp is uid 0's, and the writer, running "
+                             r"as the owner of .* \(uid 4242\), may not write there")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")

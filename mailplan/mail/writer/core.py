@@ -82,8 +82,9 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         created = self._mkdir(self.root)
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
-        if self.became is not None:  # say so now, not at the first message
-            self._check_writable(parent)
+        if self.became is not None:  # say so now, not at the first message; the folders
+            for dirname in self._folders():  # too: every open lists their tmp/
+                self._check_writable(self._folder_path(dirname))
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         recovered, ledger = self._recover_pending()
         # the ledger as recovery left it (read under the lock), or read now
@@ -94,13 +95,16 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
                 "waited": waited, "recovered": recovered}
 
-    def _check_writable(self, parent: str) -> None:
-        """Refuse a Maildir whose directories, or the files every sync appends to (the
-        ledger, vpopmail's ``maildirsize``), its owner may not write (made or touched by
-        hand as root): found at a sync, a batch would be visible by then, and each run
-        would make one more visible before failing."""
-        dirs = [self.root, *(os.path.join(self.root, s) for s in ("cur", "new", "tmp"))]
-        files = [os.path.join(self.root, name) for name in (LEDGER, "maildirsize")]
+    def _check_writable(self, root: str) -> None:
+        """Refuse a Maildir (``root``: it, or one of its folders) whose directories, or
+        the files every sync appends to (the ledger, vpopmail's ``maildirsize``), its
+        owner may not write (made or touched by hand as root): found at a sync, a batch
+        would be visible by then, and each run would make one more visible before
+        failing; in a folder, a bare PermissionError would name no cause."""
+        parent = os.path.dirname(self.root.rstrip("/"))
+        dirs = [root, *(os.path.join(root, s) for s in ("cur", "new", "tmp"))]
+        files = [os.path.join(root, name) for name in (LEDGER, "maildirsize")] \
+            if root == self.root else []
         for path in files:  # a named pipe would hang the sync that opens it
             with contextlib.suppress(FileNotFoundError):
                 if not stat.S_ISREG(os.stat(path).st_mode):
@@ -131,6 +135,8 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         if also:  # taken by _present, now or when the folder is first asked about
             self.also[req["dir"]] = also
         made = self._mkdir(path)
+        if self.became is not None:  # one made or restored by hand as root
+            self._check_writable(path)
         for sub in ("cur", "new", "tmp"):
             if self._mkdir(os.path.join(path, sub)) and sub != "tmp":
                 made = True
