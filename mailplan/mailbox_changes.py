@@ -115,9 +115,12 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
     ``unsubscribable``: its Maildir's subscription files cannot be written (the plan
     says so once for the Maildir): its folder is not subscribed."""
     if scan.error:
+        # the login's lack, not the file's: as for a directory it may not list
+        login = "; mailplan must be able to read it (log in to the source as root, or " \
+            "set sudo: true)" if "Permission denied" in scan.error else ""
         out.problems.append(Problem(mb.domain, mb.user, f"{marked(mb.name)} ({mb.path}) is "
                                     f"not readable as mail: {scan.error}; nothing is "
-                                    "imported from it"))
+                                    f"imported from it{login}"))
         return
     for note in scan.notes:
         file_note(out, note)

@@ -13,6 +13,7 @@ from tools import require
 
 from mailplan import verify_group
 from mailplan.connectors.local import LocalConnector
+from mailplan.engine import make_plan
 from mailplan.spec import load_spec
 from mailplan.state import State
 from mailplan.verify import verify
@@ -88,3 +89,12 @@ def test_a_source_mailbox_the_login_may_not_read_fails_not_an_empty_inbox(tmp_pa
         "verify cannot say its mail is on the target (mailplan must be able to read it: "
         "log in to the source as root, or set sudo: true)"]
     assert not report.ok
+    # the plan says what to do, as for a directory the login may not list
+    planned = make_plan(load_spec(spec), State.load(spec.with_suffix(".state.json")),
+                        connectors={"oldmail": _AsNobody("oldmail"),
+                                    "newmail": LocalConnector("newmail")})
+    (problem,) = [p.message for p in planned.plan.problems if p.user == "g1"]
+    assert problem.startswith(f"INBOX ({spool}) is not readable as mail: cannot read "), problem
+    assert problem.endswith(": Permission denied; nothing is imported from it; mailplan must "
+                            "be able to read it (log in to the source as root, or set sudo: "
+                            "true)"), problem
