@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
+from mailplan.facts.find_errors import whole_listing
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import LEDGER, parse_ledger
 from mailplan.facts.noatime import tar_read
@@ -22,7 +23,6 @@ from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import KEYWORDS_FILE, SUBSCRIPTION_FILES, parse_message_name
 from mailplan.mail.mbox import MailboxError, MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows
-from mailplan.remote import run_batch
 from mailplan.remote_files import read_files, tar_members, tar_not_read
 from mailplan.shell import join
 from mailplan.verify_model import Identity, SourceMessage, TargetMessage
@@ -151,13 +151,13 @@ def _find_command(maildirs: Sequence[str]) -> str:
     # a subscription file's name on something apply cannot write (a directory, a pipe)
     # is listed too: verify says why the folder is not subscribed
     unusable = [a for n in SUBSCRIPTION_FILES for a in ("-o", "-name", n)][1:]
-    return join(["find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
+    return join(["LC_ALL=C", "find", *sorted(maildirs), "-mindepth", "1", "-maxdepth", "3",
                  "(", "-type", "f", "(", *names, ")",
                  "-o", "-type", "d", "(", "-name", courierkw.DIRECTORY, "-o", "-name", "cur",
                  "-o", "-name", "new", ")",
                  "-o", "!", "-type", "f", "!", "-type", "l", "(", *unusable, ")", ")",
                  "-printf", _FIND]
-                ) + " 2>/dev/null; true"
+                ) + "; true"
 
 
 def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
@@ -169,9 +169,10 @@ def read_target_mail(conn: Connector, maildirs: Sequence[str]) -> TargetMail:
     its records is), then the files it names (:func:`_target_mail`)."""
     if not maildirs:
         return TargetMail({}, {}, {}, {}, {})
-    (res,) = run_batch(conn, [_find_command(maildirs)])
+    # a directory verify may not read hides its messages: not "deleted by the user"
+    out = whole_listing(conn, _find_command(maildirs), maildirs, f"{STEP}: list the Maildirs")
     listing = _Listing(maildirs)
-    for record in res.stdout.split(b"\0"):
+    for record in out.split(b"\0"):
         if record:
             listing.add(record)
     return _target_mail(conn, maildirs, listing)

@@ -26,11 +26,15 @@ from migration import (
 )
 from passlib.hash import sha512_crypt
 from test_mail_imap import courier_imap, need_courier
+from test_mailbox_notes import _AsNobody, readable_by_others
+from tools import require
 
 from mailplan import verify as verify_mod
 from mailplan import verify_reads
 from mailplan.connectors.local import LocalConnector
 from mailplan.desired import DesiredUser, Password
+from mailplan.errors import HostError
+from mailplan.facts import find_errors
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.maildir import message_name, parse_message_name, unsubscribed
 from mailplan.secret import Secret
@@ -547,14 +551,14 @@ def test_read_target_mail_leaves_out_what_is_no_message_or_file_of_a_folder(tmp_
         (root / place / name(n)).write_bytes(b"x")
     (root / "cur/notmailplans_mp1").write_bytes(b"x")
     (root / ".Work/cur/dovecot-keywords").write_text("0 Junk\n")
-    real = verify_reads.run_batch
+    real = find_errors.run_batch  # the listing's (find_errors.whole_listing)
 
     def listing(conn, commands):  # type: ignore[no-untyped-def]
         (res,) = real(conn, commands)
         outside = f"f\t100.0\t1\t1\t{tmp_path}/Other/cur/{name(9)}\0".encode()
         return [dataclasses.replace(res, stdout=res.stdout + outside)]
 
-    monkeypatch.setattr(verify_reads, "run_batch", listing)
+    monkeypatch.setattr(find_errors, "run_batch", listing)
     read = counted_reads(monkeypatch)
     mail = verify_reads.read_target_mail(LocalConnector("here"), [str(root)])
     assert {d: [m.path for ms in f.values() for m in ms]
@@ -567,7 +571,7 @@ def test_read_target_mail_leaves_out_what_is_no_message_or_file_of_a_folder(tmp_
     def no_listing(conn, commands):  # type: ignore[no-untyped-def]
         raise AssertionError(f"ran {commands}")
 
-    monkeypatch.setattr(verify_reads, "run_batch", no_listing)
+    monkeypatch.setattr(find_errors, "run_batch", no_listing)
     assert verify_reads.read_target_mail(LocalConnector("here"), []) == (
         verify_reads.TargetMail({}, {}, {}, {}, {}))
     assert read == [[f"{root}/mailplan-ledger"]]
@@ -636,6 +640,28 @@ def test_verify_login_check_wants_an_address(tmp_path, login):
     assert res.returncode == 1
     assert "not an address (USER@DOMAIN)" in res.stderr, res.stderr
     assert "give the user's address with its domain" in res.stderr
+
+
+def test_a_folder_the_verify_login_may_not_list_is_an_error_not_deleted_mail(tmp_path):
+    """Listed by a login that may not read a folder's cur/ (a folder restored as root,
+    verify run as vpopmail): find's complaint was thrown away, so its messages, in the
+    ledger but not listed, were "deleted by the user on the target", not failing. Now
+    verify stops naming the directory; a Maildir or file gone meanwhile is no error."""
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp", ".Work/cur", ".Work/new", ".Work/tmp"):
+        (root / sub).mkdir(parents=True)
+    name = message_name(arrival=100, usec=1, pid=1, digest="1".ljust(64, "0"),
+                        occurrence=0, host="h", size=1, flags="S")
+    (root / ".Work/cur" / name).write_bytes(b"x")
+    readable_by_others(tmp_path, root)
+    gone = str(tmp_path / "gone/Maildir")
+    assert verify_reads.read_target_mail(_AsNobody("here"), [str(root), gone]).files[
+        str(root)][".Work"]
+    (root / ".Work/cur").chmod(0o700)
+    with pytest.raises(HostError, match=re.escape(
+            f"cannot list every file there: find: '{root}/.Work/cur': Permission denied")):
+        verify_reads.read_target_mail(_AsNobody("here"), [str(root), gone])
 
 
 def test_verify_login_check_never_shows_the_password(migrated):
