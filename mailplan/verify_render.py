@@ -55,10 +55,13 @@ def _listed(label: str, items: list[str], f: FolderCheck) -> list[str]:
 
 #: what carries a lost flag over: the next plan's ``~ flags`` sees one set on the old
 #: server where it reads the spool whole; one set in place since the import, in a spool
-#: read from its checkpoint, only ``--rescan`` does
-_FLAGS_LOST_FIX = ("          (`mailplan apply SPEC` adds them as `~ flags`; one set on the "
-                   "old server in place since the import is carried by `mailplan apply "
-                   "--rescan SPEC`)")
+#: read from its checkpoint, only ``--rescan`` does, and so for one the user removed on
+#: the new server from a message whose source did not change (no plan proposes it)
+_FLAGS_LOST_FIX = ("          (`mailplan apply SPEC` adds them as `~ flags` where its plan "
+                   "reads that mailbox whole; where the plan shows no `~ flags`, only "
+                   "`mailplan apply --rescan SPEC` does: a flag set on the old server in "
+                   "place since the import, or one the user removed on the new server, "
+                   "which verify cannot tell apart)")
 
 
 def _details(f: FolderCheck) -> list[str]:

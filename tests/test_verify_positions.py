@@ -106,8 +106,10 @@ def test_the_text_report_puts_each_located_finding_on_a_line_of_its_own():
         "          flags lost:",
         "            aaaaaaaaaaaa#0: source FS, target S (on the source: message 3, From_ "
         f"line at byte 812 of {SPOOL}, arrival 2026-11-02 10:00:00 UTC)",
-        "          (`mailplan apply SPEC` adds them as `~ flags`; one set on the old server "
-        "in place since the import is carried by `mailplan apply --rescan SPEC`)"]
+        "          (`mailplan apply SPEC` adds them as `~ flags` where its plan reads that "
+        "mailbox whole; where the plan shows no `~ flags`, only `mailplan apply --rescan "
+        "SPEC` does: a flag set on the old server in place since the import, or one the user "
+        "removed on the new server, which verify cannot tell apart)"]
     assert ("            aaaaaaaaaaaa#0: source FS, target S (on the source: message 3"
             in render_report(Report("newmail", folders=[check])))
 
