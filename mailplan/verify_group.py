@@ -235,8 +235,11 @@ class GroupCheck:
         """The user's folders on the target (message files or a ledger) that no source
         mailbox feeds, by directory name (``imported``: the ledgers by folder name)."""
         files, ledger, _named = on_target
+        there = self.there.get(self.maildirs.get((ref.domain, ref.user), ""), set())
         for dirname in sorted((set(files) | set(ledger)) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, self.names))
+            # imported into, and gone from both sides: said, not a bare row of zeros
+            check.folder_deleted_on_target = dirname not in there
             report.folders.append(compare_folder(check, {}, files.get(dirname, {}),
                                                  ledger.get(dirname, set()),
                                                  elsewhere=imported))

@@ -98,3 +98,24 @@ def test_a_source_mailbox_the_login_may_not_read_fails_not_an_empty_inbox(tmp_pa
     assert problem.endswith(": Permission denied; nothing is imported from it; mailplan must "
                             "be able to read it (log in to the source as root, or set sudo: "
                             "true)"), problem
+
+
+def test_a_folder_gone_from_both_sides_says_so(tmp_path):
+    """A folder renamed on the old server (~/mail/Old -> Older, imported again under the
+    new name) whose old directory the user deleted on the new server: only the ledger
+    names it. Its row said nothing but zeros; it says the folder was deleted there."""
+    src, domain, spec = _migrated(tmp_path)
+    mail = src / "home/g0/mail"
+    mail.mkdir(parents=True)
+    (mail / "Old").write_bytes(b"From s@x.example Mon Nov  9 10:00:00 2026\nSubject: o\n\no\n\n")
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    (mail / "Old").rename(mail / "Older")
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    maildir = next(tmp_path.glob(f"target/**/{domain}/g0/Maildir"))
+    shutil.rmtree(maildir / ".Old")
+    report = _verify(spec)
+    assert report.ok
+    (old,) = [f for f in report.folders if f.folder == "Old"]
+    assert (old.source, old.target, old.folder_deleted_on_target) == (0, 0, True)
+    (older,) = [f for f in report.folders if f.folder == "Older"]
+    assert (older.source, older.target, older.folder_deleted_on_target) == (1, 1, False)
