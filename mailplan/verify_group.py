@@ -183,9 +183,11 @@ class GroupCheck:
         source_msgs: dict[Identity, SourceMessage] = {}
         for m in reversed(group):
             source_msgs.update(self.messages.get(m.path, {}))
+        # the user's other folders' message files: where one deleted here went
+        others = {_folder_name(d, self.names): f for d, f in files.items() if d != mb.dirname}
         result = compare_folder(check, source_msgs, files.get(mb.dirname, {}),
                                 ledger.get(mb.dirname, set()),
-                                named.get(mb.dirname, frozenset()), imported)
+                                named.get(mb.dirname, frozenset()), imported, others)
         report.folders.append(result)
         proof = _proof(mb, result, source_msgs, self.windows.get(mb.path)) \
             if len(group) == 1 else None
@@ -250,6 +252,7 @@ def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, Sourc
     """What to remember of a folder that matched exactly (None: nothing to remember)."""
     if seen is None or seen.size != mb.size or not check.ok or check.error or (
             check.deleted_on_target or check.gone_from_source or check.moved_on_target
+            or check.moved_away
             or check.flags_added_on_target
             or check.keywords_not_carried):
         return None

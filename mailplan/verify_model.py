@@ -8,7 +8,7 @@ verification (missing mail, a different hash, ...) or is *explained*: listed, bu
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -126,6 +126,8 @@ class FolderCheck:
     #: imported into another of the user's folders (its ledger), moved here on the
     #: target (a message filed there, or the folder renamed): ``ID (from FOLDER)``
     moved_on_target: list[str] = field(default_factory=list)
+    #: imported here, now in another of the user's folders: ``ID (to FOLDER)``
+    moved_away: list[str] = field(default_factory=list)
     flags_added_on_target: list[str] = field(default_factory=list)
     #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
     keywords_not_carried: list[str] = field(default_factory=list)
@@ -230,10 +232,25 @@ def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
     return " ".join(["".join(sorted(flags))] * bool(flags) + sorted(keywords)) or "-"
 
 
+def _not_here(check: FolderCheck, idents: list[Identity], ledger: set[Identity],
+              moved_to: Mapping[str, Container[Identity]], name: Callable[[Identity], str]
+              ) -> None:
+    """The source's messages the folder lacks: missing, or imported (in its ledger) and
+    then moved to another folder (``moved_to`` holds it) or deleted by the user."""
+    for ident in idents:
+        to = next((f for f, there in sorted(moved_to.items()) if ident in there),
+                  None) if ident in ledger else None
+        if to is not None:
+            check.moved_away.append(f"{name(ident)} (to {marked(to)})")
+        else:
+            (check.deleted_on_target if ident in ledger else check.missing).append(name(ident))
+
+
 def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                    target: dict[Identity, list[TargetMessage]],
                    ledger: set[Identity], keywords: frozenset[str] = frozenset(),
-                   elsewhere: Mapping[str, Container[Identity]] | None = None
+                   elsewhere: Mapping[str, Container[Identity]] | None = None,
+                   moved_to: Mapping[str, Container[Identity]] | None = None
                    ) -> FolderCheck:
     """Fill ``check`` from one folder's messages on both sides and its ledger lines.
 
@@ -247,13 +264,14 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     ``elsewhere``: the ledgers of the user's folders, by folder name (this folder's may
     be among them: ``ledger`` is looked at first). A message only the target has here
     that another folder's lists was imported there and moved here by
-    the user (an IMAP client filing it, the folder renamed): explained, not extra."""
+    the user (an IMAP client filing it, the folder renamed): explained, not extra.
+    ``moved_to``: the message files of the user's other folders, by folder name: a
+    message deleted here that one of them holds was moved there, and is said so."""
     full = len(keywords) >= MAX_KEYWORDS
     name = partial(_named, check, source)
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
-    for ident in sorted(source.keys() - target.keys()):
-        (check.deleted_on_target if ident in ledger else check.missing).append(name(ident))
+    _not_here(check, sorted(source.keys() - target.keys()), ledger, moved_to or {}, name)
     others = sorted((elsewhere or {}).items())
     for ident in sorted(target.keys() - source.keys()):
         origin = None if ident in ledger else next(

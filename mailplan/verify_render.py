@@ -74,6 +74,8 @@ def _details(f: FolderCheck) -> list[str]:
                          ("no longer on the source (not a failure)", f.gone_from_source),
                          ("moved here by the user on the target from another folder (not "
                           "a failure)", f.moved_on_target),
+                         ("moved by the user on the target to another folder (not a "
+                          "failure)", f.moved_away),
                          ("flags added on the target (not a failure)",
                           f.flags_added_on_target),
                          ("keywords the folder had no letter left for (dovecot keeps 26; "

@@ -127,6 +127,24 @@ def test_a_message_imported_into_another_folder_is_moved_not_extra():
     assert check.gone_from_source == ["bbbbbbbbbbbb#0"] and not check.moved_on_target
 
 
+def test_a_message_moved_to_another_folder_is_said_so_not_deleted():
+    # imported into Work (its ledger), now in the user's INBOX on the target: Work's row
+    # said "deleted by the user" while INBOX's said "moved here from Work"
+    check = compare_folder(FolderCheck("d.example", "u", "Work"),
+                           {A: SourceMessage(10, "", 1.0), B: SourceMessage(10, "", 1.0),
+                            C: SourceMessage(10, "", 1.0)}, {}, {A, B},
+                           moved_to={"INBOX": {A}, "Sent ": set()})
+    assert check.moved_away == ["aaaaaaaaaaaa#0 (to INBOX)"]
+    assert check.deleted_on_target == ["bbbbbbbbbbbb#0"]  # in no folder: deleted
+    assert check.missing == ["cccccccccccc#0"] and not check.ok  # never imported here
+    check = compare_folder(FolderCheck("d.example", "u", "Work"),
+                           {A: SourceMessage(10, "", 1.0)}, {}, {A}, moved_to={"INBOX": {A}})
+    assert check.ok and check.moved_away and not check.deleted_on_target
+    check = compare_folder(FolderCheck("d.example", "u", "Work"),
+                           {A: SourceMessage(10, "", 1.0)}, {}, {A}, moved_to={"Work ": {A}})
+    assert check.moved_away == ["aaaaaaaaaaaa#0 (to 'Work ')"]
+
+
 def test_compare_folder_with_a_full_keyword_file():
     """A folder whose dovecot-keywords names 26 keywords has no letter for another: the
     import could not carry it (listed, not a failure); one it names must still be there."""
@@ -912,9 +930,14 @@ def test_verify_passes_after_the_user_files_mail_and_renames_a_folder(migrated):
     assert f"ok    alice@{domain} Archive " in out
     assert "moved here by the user on the target from another folder (not a failure)" in out
     assert f"{ident} (from INBOX)" in out and "(from Work)" in out
+    # and the folders it was imported into say where it went, not "deleted"
+    assert f"{ident} (to Archive)" in out, out
+    assert "deleted by the user on the target (not a failure):" not in out, out
     doc = json.loads(mailplan("verify", str(spec), "--json").stdout)
     archive = next(f for f in doc["folders"] if f["folder"] == "Archive")
     assert archive["ok"] and archive["extra"] == [] and len(archive["moved_on_target"]) == 2
+    inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
+    assert inbox["moved_away"] == [f"{ident} (to Archive)"] and not inbox["deleted_on_target"]
     assert doc["ok"] is True
 
 
