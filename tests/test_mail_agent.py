@@ -1901,7 +1901,8 @@ def test_a_folder_its_owner_may_not_write_is_refused_naming_the_cause(reachable,
     try:
         with pytest.raises(AgentError, match=rf"Maildir/\.Work{'/' if sub else ''}{sub} "
                            r"is uid 0's, and the writer, running as the owner of .* \(uid "
-                           r"4242\), may not write there .*: chown -R the Maildir"):
+                           r"4242\), may not (write there|read it) .*: chown -R the "
+                           r"Maildir"):
             client = AgentClient(agent)
             client.open(str(home / "Maildir"), owner_of_parent=True)
             import_mbox(client, io.BytesIO(MBOX), dirname=".Work")
@@ -1913,14 +1914,30 @@ def test_a_folder_its_owner_may_not_write_is_refused_naming_the_cause(reachable,
 @pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")
 def test_another_folder_its_owner_may_not_write_is_refused_at_the_open(reachable):
     """Every open lists each folder's tmp/ (writers' debris, a running writer): one
-    made by hand as root failed an import into any folder, the INBOX too, with a bare
-    PermissionError. It is named at the open, with what to do; nothing is written."""
+    made by hand as root that its owner may not read failed an import into any folder,
+    the INBOX too, with a bare PermissionError. It is named at the open, with what to
+    do; nothing is written. One it may read (0755) is no obstacle where it is not
+    written to."""
     home = _user_dir(reachable)
     for part in ("", "cur", "new", "tmp"):
         (home / "Maildir" / ".Old" / part).mkdir(mode=0o700)
         os.chown(home / "Maildir" / ".Old" / part, 4242 if part != "tmp" else 0, 4242)
     _refused_nothing_written(home, r"Maildir/\.Old/tmp is uid 0's, and the writer, running "
-                             r"as the owner of .* \(uid 4242\), may not write there")
+                             r"as the owner of .* \(uid 4242\), may not read it")
+    for part in ("", "cur", "new", "tmp"):
+        os.chown(home / "Maildir" / ".Old" / part, 0, 0)
+        (home / "Maildir" / ".Old" / part).chmod(0o755)
+    agent = LocalAgent()
+    try:
+        client = AgentClient(agent)
+        client.open(str(home / "Maildir"), owner_of_parent=True)
+        import_mbox(client, io.BytesIO(MBOX), dirname="")
+        client.quit()
+        assert agent.wait() == 0
+    finally:
+        agent.kill()
+    assert len(list((home / "Maildir" / "new").iterdir())) + len(
+        list((home / "Maildir" / "cur").iterdir())) == len(read_mbox(io.BytesIO(MBOX))[0])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the writer switches users only as root")

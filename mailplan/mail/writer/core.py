@@ -83,8 +83,8 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         for sub in ("cur", "new", "tmp"):
             self._mkdir(os.path.join(self.root, sub))
         if self.became is not None:  # say so now, not at the first message; the folders
-            for dirname in self._folders():  # too: every open lists their tmp/
-                self._check_writable(self._folder_path(dirname))
+            for dirname in self._folders():  # read too: their tmp/ listed, their mail counted
+                self._check_writable(self._folder_path(dirname), write=not dirname)
         waited = self._wait_for_writers(float(req.get("writer_wait", WRITER_WAIT)))
         recovered, ledger = self._recover_pending()
         # the ledger as recovery left it (read under the lock), or read now
@@ -95,12 +95,13 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         return {"created": created, "cleaned": self._clean_tmp(), "ledger": self.ledger_size,
                 "waited": waited, "recovered": recovered}
 
-    def _check_writable(self, root: str) -> None:
+    def _check_writable(self, root: str, write: bool = True) -> None:
         """Refuse a Maildir (``root``: it, or one of its folders) whose directories, or
         the files every sync appends to (the ledger, vpopmail's ``maildirsize``), its
         owner may not write (made or touched by hand as root): found at a sync, a batch
         would be visible by then, and each run would make one more visible before
-        failing; in a folder, a bare PermissionError would name no cause."""
+        failing; in a folder, a bare PermissionError would name no cause. Not ``write``:
+        a folder not written to, whose directories every open reads."""
         parent = os.path.dirname(self.root.rstrip("/"))
         dirs = [root, *(os.path.join(root, s) for s in ("cur", "new", "tmp"))]
         files = [os.path.join(root, name) for name in (LEDGER, "maildirsize")] \
@@ -111,7 +112,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
                     raise AgentError(f"{path} is not a regular file: the writer appends to "
                                      "it at every sync; move it away (vpopmail's own "
                                      "maildirsize is a file)")
-        for path, mode in [(d, os.W_OK | os.X_OK) for d in dirs] + \
+        for path, mode in [(d, (os.W_OK if write else os.R_OK) | os.X_OK) for d in dirs] + \
                 [(f, os.R_OK | os.W_OK) for f in files]:
             there = os.path.isdir(path) if path in dirs else os.path.exists(path)
             if there and not os.access(path, mode):
@@ -121,8 +122,10 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
                     (f"{path} has mode {stat.S_IMODE(st.st_mode):04o}" if theirs
                      else f"{path} is uid {st.st_uid}'s")
                     + f", and the writer, running as the owner of {parent} (uid "
-                    f"{self.uid}), may not write "
-                    + ("there (nor could vpopmail deliver there)" if path in dirs else "it")
+                    f"{self.uid}), may not " + ("read it (every import reads each folder)"
+                                                 if not write else "write there (nor could "
+                                                 "vpopmail deliver there)" if path in dirs
+                                                 else "write it")
                     + (": chmod u+rwX it" if theirs else ": chown -R the Maildir to that owner"))
 
     def folder(self, req: dict[str, Any]) -> None:
