@@ -172,9 +172,10 @@ class GroupCheck:
         files, ledger, named = on_target
         if mb.dirname and not self.has_folder(mb):  # (a missing user's account fails)
             # made by an apply: the state records it, or (the state file lost or older
-            # than the target) the ledger names messages imported into it; the plan
-            # does not make it again (mailboxes._missing_folders)
-            if any(m.key in self.state_mail for m in group) or ledger.get(mb.dirname):
+            # than the target) the ledger names messages imported into it or says a
+            # writer made it; the plan does not make it again (mailboxes._missing_folders)
+            if any(m.key in self.state_mail for m in group) \
+                    or not ledger.keys().isdisjoint((mb.dirname, *mb.ledger_also)):
                 check.folder_deleted_on_target = True
             else:
                 check.folder_missing = True
@@ -238,7 +239,8 @@ class GroupCheck:
         mailbox feeds, by directory name (``imported``: the ledgers by folder name)."""
         files, ledger, _named = on_target
         there = self.there.get(self.maildirs.get((ref.domain, ref.user), ""), set())
-        for dirname in sorted((set(files) | set(ledger)) - seen):
+        # (a folder a writer made that never held a message is no row)
+        for dirname in sorted((set(files) | {d for d, ids in ledger.items() if ids}) - seen):
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, self.names))
             # imported into, and gone from both sides: said, not a bare row of zeros
             check.folder_deleted_on_target = dirname not in there

@@ -1429,6 +1429,12 @@ def test_an_empty_folder_deleted_on_the_target_stays_deleted_without_the_states_
     plan = mailplan("plan", str(spec), check=True).stdout
     assert "Sent" not in plan, plan
     assert f"+ mailbox alice@{domain} Drafts\n      0 messages; create the folder\n" in plan
+    (mail / "Drafts").unlink()  # verify of Sent alone: explained, as the plan has it
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    sent = res.stdout[res.stdout.index(" Sent "):]
+    assert "folder deleted by the user on the target (not a failure)" in sent, res.stdout
+    (mail / "Drafts").write_bytes(b"")
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert not (root / ".Sent").exists()
     assert (root / ".Drafts/cur").is_dir()

@@ -98,6 +98,16 @@ def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
     return ledger
 
 
+#: the line a writer appends when it makes a folder (``dir TAB folder``)
+_MADE_LINE = re.compile(rb"^([^\t\n]*)\t" + FOLDER_MADE.encode() + rb"$", re.M)
+
+
+def made_folders(data: bytes) -> set[str]:
+    """The folder dirs the agent's ledger file says a writer made (``dir TAB folder``
+    lines; what :func:`parse_ledger` skips)."""
+    return {m[1].decode("utf-8", "replace") for m in _MADE_LINE.finditer(data)}
+
+
 def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
                   ) -> dict[str, MaildirFacts]:
     """What each Maildir holds in the given folder dirs (``""`` = INBOX; missing Maildirs
