@@ -123,16 +123,8 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
         have = observed.domains.get(name)
         if have is None:
             continue
-        # vdeldomain takes every account with it: never one mailplan did not create
-        foreign = sorted(u for u in set(have.users) - {"postmaster"}
-                         if (name, u) not in managed.users)
-        if foreign:
-            out.problems.append(Problem(name, None, (
-                "created by mailplan, no longer in the spec, but it holds "
-                f"{len(foreign)} account(s) mailplan did not create ({', '.join(foreign[:5])}"
-                f"{', ...' if len(foreign) > 5 else ''}): not deleted, even with --prune "
-                "(vdeldomain would delete them and their mail); put the domain back in the "
-                "spec, or move those accounts and delete it by hand")))
+        if (kept := _kept_domain(name, have, managed)) is not None:
+            out.problems.append(kept)
             continue
         deletes.append(Change("delete", "domain", name, reason="created by mailplan, "
                               "no longer in the spec; vdeldomain deletes its users' Maildirs, "
@@ -140,6 +132,29 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
     out.changes.extend(catchalls)
     out.changes.extend(deletes)
     return out
+
+
+def _kept_domain(name: str, have: TargetDomain, managed: Managed) -> Problem | None:
+    """Why a domain mailplan made, no longer in the spec, is not deleted (None: it is):
+    vdeldomain takes every account with it, so never one holding accounts mailplan did
+    not create; and it refuses (exit 0) a domain alias domains point at."""
+    foreign = sorted(u for u in set(have.users) - {"postmaster"}
+                     if (name, u) not in managed.users)
+    if foreign:
+        return Problem(name, None, (
+            "created by mailplan, no longer in the spec, but it holds "
+            f"{len(foreign)} account(s) mailplan did not create ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}): not deleted, even with --prune "
+            "(vdeldomain would delete them and their mail); put the domain back in the "
+            "spec, or move those accounts and delete it by hand"))
+    if have.aliases:
+        return Problem(name, None, (
+            "created by mailplan, no longer in the spec, but alias domains point at it "
+            f"({', '.join(have.aliases[:5])}{', ...' if len(have.aliases) > 5 else ''}): "
+            "not deleted, even with --prune (vdeldomain refuses such a domain, and with -f "
+            "deletes the alias domains too); put the domain back in the spec, or remove "
+            "them by hand (vdeldomain ALIAS) and apply again"))
+    return None
 
 
 def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, managed: Managed,

@@ -31,6 +31,7 @@ from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Noop, Plan
 from mailplan.private_files import fingerprint_key
+from mailplan.prune_guard import keep_hand_made_aliases
 from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
@@ -145,6 +146,9 @@ def make_plan(spec: Spec, state: State,
         withhold_unmakeable(desired, target, vpop)  # locked accounts, paths too long
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
+        # vdeldomain removes the domain's aliases too: never those mailplan did not write
+        result.changes = keep_hand_made_aliases(result.changes, result.problems,
+                                                conns[tgt["host"]], vpop, state.data)
         # lines of passwd and shadow read as the old server reads them (plan -v)
         result.noops += [Noop(source.host, None, f"note: {n}") for n in source.notes]
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,

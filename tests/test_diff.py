@@ -247,6 +247,24 @@ def test_managed_domain_holding_accounts_mailplan_did_not_create_is_never_delete
     assert "not deleted, even with --prune" in problem.message
 
 
+def test_managed_domain_alias_domains_point_at_is_not_deleted():
+    # vdeldomain refuses it (exit 0) while alias domains point at it: the deletion
+    # failed at apply every time; and -f would take the alias domains too
+    observed = have([ALICE_THERE])
+    observed.domains["old.example"] = TargetDomain(
+        "old.example", "/d", ("alias.example",), {
+            name: TargetUser(name, Secret(H1), name, 0, "/d/" + name, "NOQUOTA")
+            for name in ("postmaster", "made")}, BOUNCE)
+    managed = Managed(frozenset({"old.example"}), frozenset({("old.example", "made")}))
+    result = diff(want([ALICE]), observed, VP, managed)
+    assert ids(result) == []
+    (problem,) = [p for p in result.problems if p.domain == "old.example"]
+    assert "alias domains point at it (alias.example)" in problem.message
+    assert "not deleted, even with --prune" in problem.message
+    observed.domains["old.example"] = replace(observed.domains["old.example"], aliases=())
+    assert ids(diff(want([ALICE]), observed, VP, managed)) == ["delete-domain:old.example"]
+
+
 def test_alias_domain_is_a_problem_not_a_change():
     observed = TargetFacts("new", alias_of={"example.com": "real.example"})
     result = diff(want([ALICE]), observed, VP)

@@ -143,6 +143,44 @@ def test_a_domain_is_deleted_only_when_users_are_selected_too(world):  # noqa: F
     assert world.target.tool("vuserinfo", "-n", f"alice@{d}").returncode == 0
 
 
+def test_a_domain_holding_aliases_mailplan_did_not_make_is_never_deleted(world):  # noqa: F811
+    """vdeldomain removes the whole domain directory, a hand-made alias (.qmail-NAME)
+    with it, and refuses a domain alias domains point at: either keeps the domain, with
+    a problem saying why, until they are gone; then --prune deletes it."""
+    d, gone = world.domain, unique_domain("rh")
+    hosts = {"source_host": ssh_host(world.sshd), "target_host": ssh_host(world.sshd)}
+    first = {"import": {"uid_min": 1000, "exclude": ["bob", "carol", "dave"]}}
+    write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
+               domains={d: first, gone: {"users": [{"name": "dan", "from": "alice"}]}})
+    mailplan("apply", str(world.spec), "--auto-approve", check=True)
+    alias_domain = unique_domain("rha")
+    world.target.created_domains.append(alias_domain)
+    vadd = world.target.tool("vaddaliasdomain", alias_domain, gone)
+    assert vadd.returncode == 0, vadd
+    assert world.target.tool("valias", "-i", "x@remote.example", f"list@{gone}"
+                             ).returncode == 0
+    spec = str(write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
+                          domains={d: first}))
+    res = mailplan("apply", spec, "--auto-approve", "--prune")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert (f"  ! {gone}: created by mailplan, no longer in the spec, but alias domains "
+            f"point at it ({alias_domain}): not deleted, even with --prune") in res.stdout
+    assert f"- domain {gone}" not in res.stdout
+    assert world.target.tool("vdeldomain", alias_domain).returncode == 0
+    res = mailplan("apply", spec, "--auto-approve", "--prune")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert (f"  ! {gone}: created by mailplan, no longer in the spec, but it holds 1 "
+            "alias(es) mailplan did not write, or wrote and someone changed since "
+            f"(list@{gone}): not deleted, even with --prune") in res.stdout, res.stdout
+    assert f"- domain {gone}" not in res.stdout
+    assert world.target.tool("vuserinfo", "-n", f"dan@{gone}").returncode == 0
+    assert "x@remote.example" in world.target.tool("valias", "-s", f"list@{gone}"
+                                                   ).stdout.decode()
+    assert world.target.tool("valias", "-d", f"list@{gone}").returncode == 0
+    mailplan("apply", spec, "--auto-approve", "--prune", check=True)
+    assert world.target.tool("vdominfo", gone).returncode != 0
+
+
 @pytest.mark.parametrize(("args", "said"), [
     (["plan", "m.yaml", "--prune-only", "mailbox"],
      "Invalid value for '--prune-only': 'mailbox' is not a kind of deletion; choose from "

@@ -1,0 +1,58 @@
+"""A domain mailplan made and the spec no longer names is deleted (``--prune``) with
+vdeldomain, which removes the domain's whole directory: its users' Maildirs, and every
+alias in it (the ``.qmail-NAME`` files valias writes, a mailing list's pipe, a forward an
+administrator added by hand). The diff keeps a domain holding accounts mailplan did not
+create (:func:`mailplan.diff.diff`); it cannot see the aliases, which only ``valias -s``
+lists. :func:`keep_hand_made_aliases` reads them for the domains a plan would delete
+(one batch, only when there are such domains) and keeps every domain holding an alias
+mailplan did not write, or one it wrote and someone changed since
+(:func:`~mailplan.routing.managed.unchanged_routing`, as ``--prune`` decides for an
+alias of its own): a problem of the plan says so, and the domain is not deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailplan.connectors.base import Connector
+from mailplan.desired import Problem
+from mailplan.errors import HostError
+from mailplan.plan import Change
+from mailplan.remote import run_batch
+from mailplan.routing.execute import vpopmail_tool
+from mailplan.routing.facts import parse_valias_list
+from mailplan.routing.managed import unchanged_routing
+from mailplan.routing.model import RoutingError
+from mailplan.shell import join
+
+
+def keep_hand_made_aliases(changes: list[Change], problems: list[Problem], conn: Connector,
+                           vpopmail_dir: str, data: dict[str, Any]) -> list[Change]:
+    """``changes`` without the deletion of a domain that holds aliases mailplan did not
+    write (``data``: the state's records); each one left out gets a problem in
+    ``problems`` that names those aliases."""
+    doomed = [c.domain for c in changes if (c.action, c.kind) == ("delete", "domain")]
+    if not doomed:
+        return changes
+    valias = vpopmail_tool(vpopmail_dir, "valias")
+    results = run_batch(conn, [join([valias, "-s", name]) for name in doomed])
+    kept: set[str] = set()
+    for name, res in zip(doomed, results, strict=True):
+        try:
+            observed = parse_valias_list(res.stdout.decode("utf-8", "replace"), res.returncode)
+        except RoutingError as exc:
+            raise HostError(f"valias -s {name}: {exc.message}", host=conn.name,
+                            step="read target routing") from None
+        foreign = sorted(set(observed) - unchanged_routing(data, name, "alias", observed))
+        if not foreign:
+            continue
+        kept.add(name)
+        shown = ", ".join(f"{alias}@{name}" for alias in foreign[:5])
+        problems.append(Problem(name, None, (
+            f"created by mailplan, no longer in the spec, but it holds {len(foreign)} "
+            f"alias(es) mailplan did not write, or wrote and someone changed since "
+            f"({shown}{', ...' if len(foreign) > 5 else ''}): not deleted, even with "
+            "--prune (vdeldomain would delete them with the domain's directory); put the "
+            "domain back in the spec, or move those aliases and delete it by hand")))
+    return [c for c in changes
+            if not ((c.action, c.kind) == ("delete", "domain") and c.domain in kept)]
