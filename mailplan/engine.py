@@ -31,7 +31,7 @@ from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Noop, Plan
 from mailplan.private_files import fingerprint_key
-from mailplan.prune_guard import keep_hand_made_aliases
+from mailplan.prune_guard import dropped_domain_users, dropped_domains, keep_hand_made_aliases
 from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
@@ -129,7 +129,8 @@ def make_plan(spec: Spec, state: State,
         vpop = tgt.get("vpopmail_dir", "/home/vpopmail")
         # the desired state's domains are the spec's, lower-cased (desired.build_desired),
         # with those mailplan made and those of steps begun and not recorded
-        named = {key.lower() for key in spec.data["domains"]} | managed.domains | {
+        spec_domains = {key.lower() for key in spec.data["domains"]}
+        named = spec_domains | managed.domains | dropped_domains(managed, spec_domains) | {
             claim["domain"] for claim in state.intents().values()}
         # two hosts are read at once (each read is a remote command: a shell start-up);
         # on an error nothing waits for the other read: ending the connections ends it
@@ -146,6 +147,7 @@ def make_plan(spec: Spec, state: State,
         withhold_unmakeable(desired, target, vpop)  # locked accounts, paths too long
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
+        result.changes = dropped_domain_users(result.changes, target, managed, spec_domains)
         # vdeldomain removes the domain's aliases too: never those mailplan did not write
         result.changes = keep_hand_made_aliases(result.changes, result.problems,
                                                 conns[tgt["host"]], vpop, state.data)

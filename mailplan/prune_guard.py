@@ -8,6 +8,11 @@ lists. :func:`keep_hand_made_aliases` reads them for the domains a plan would de
 mailplan did not write, or one it wrote and someone changed since
 (:func:`~mailplan.routing.managed.unchanged_routing`, as ``--prune`` decides for an
 alias of its own): a problem of the plan says so, and the domain is not deleted.
+
+A domain mailplan did not make, in which it created users, is not deleted when the spec
+drops it, but those users are mailplan's as any other: :func:`dropped_domain_users` adds
+their deletions (``--prune``), which the diff, going by the spec's domains and those
+mailplan made, left out: the plan said "No changes" and forgot them.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
+from mailplan.diff import Managed
 from mailplan.errors import HostError
-from mailplan.plan import Change
+from mailplan.facts.vpopmail import TargetFacts
+from mailplan.plan import PRUNE_NOTE, Change
 from mailplan.remote import run_batch
 from mailplan.routing.execute import vpopmail_tool
 from mailplan.routing.facts import parse_valias_list
@@ -56,3 +63,29 @@ def keep_hand_made_aliases(changes: list[Change], problems: list[Problem], conn:
             "domain back in the spec, or move those aliases and delete it by hand")))
     return [c for c in changes
             if not ((c.action, c.kind) == ("delete", "domain") and c.domain in kept)]
+
+
+def dropped_domains(managed: Managed, spec_domains: set[str]) -> set[str]:
+    """Domains mailplan did not make, in which it created users, that the spec no longer
+    names (to be read from the target, for :func:`dropped_domain_users`)."""
+    return {domain for domain, _ in managed.users} - managed.domains - spec_domains
+
+
+def dropped_domain_users(changes: list[Change], target: TargetFacts, managed: Managed,
+                         spec_domains: set[str]) -> list[Change]:
+    """``changes`` with the deletion of every user mailplan created, still on the
+    target, in a domain it did not make that the spec no longer names; put with the
+    other users' deletions, before those of domains (the order apply runs them)."""
+    gone = [Change("delete", "user", domain, user, reason=(
+        "created by mailplan, no longer in the spec (its domain, which mailplan did not "
+        f"make, is no longer either: kept); vdeluser deletes its Maildir, mail included "
+        f"{PRUNE_NOTE}"))
+        for domain in sorted(dropped_domains(managed, spec_domains))
+        if domain in target.domains
+        for user in sorted(target.domains[domain].users)
+        if (domain, user) in managed.users and user != "postmaster"]
+    if not gone:
+        return changes
+    at = next((i for i, c in enumerate(changes) if (c.action, c.kind) == ("delete", "domain")),
+              len(changes))
+    return [*changes[:at], *gone, *changes[at:]]

@@ -544,3 +544,24 @@ def test_a_catchall_that_bounces_by_another_line_is_shown_as_written(line):
     assert change.after == "bounce"
     assert [c.before for c in diff(want([ALICE]), have([ALICE_THERE], catchall=DELETE_LINE),
                                    VP).changes] == ["delete silently"]
+
+
+def test_users_mailplan_made_in_a_dropped_domain_it_did_not_make_are_deleted_first():
+    from mailplan.prune_guard import dropped_domain_users, dropped_domains
+
+    observed = have([ALICE_THERE])
+    observed.domains["hand.example"] = TargetDomain("hand.example", "/h", (), {
+        name: TargetUser(name, Secret(H1), name, 0, "/h/" + name, "NOQUOTA")
+        for name in ("postmaster", "made", "own")}, BOUNCE)
+    managed = Managed(frozenset({"old.example"}), frozenset(
+        {("hand.example", "made"), ("hand.example", "gone"), ("example.com", "alice")}))
+    assert dropped_domains(managed, {"example.com"}) == {"hand.example"}
+    assert dropped_domains(managed, {"example.com", "hand.example"}) == set()
+    changes = [Change("delete", "user", "example.com", "bob"),
+               Change("delete", "domain", "old.example")]
+    out = dropped_domain_users(changes, observed, managed, {"example.com"})
+    assert [c.id for c in out] == ["delete-user:bob@example.com",
+                                   "delete-user:made@hand.example", "delete-domain:old.example"]
+    assert dropped_domain_users(changes, observed, managed,
+                                {"example.com", "hand.example"}) == changes
+
