@@ -35,6 +35,7 @@ from mailplan.prune_guard import dropped_domain_users, dropped_domains, keep_han
 from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
+from mailplan.routing.managed import routing_domains
 from mailplan.routing.target import TargetRouting
 from mailplan.spec import Spec, keeps_passwords, load_spec
 from mailplan.state import State, locked
@@ -131,7 +132,8 @@ def make_plan(spec: Spec, state: State,
         # with those mailplan made and those of steps begun and not recorded
         spec_domains = {key.lower() for key in spec.data["domains"]}
         named = spec_domains | managed.domains | dropped_domains(managed, spec_domains) | {
-            claim["domain"] for claim in state.intents().values()}
+            claim["domain"] for claim in state.intents().values()} | routing_domains(
+            state.data)  # what it made there is pruned, the spec dropping it (plan_routing)
         # two hosts are read at once (each read is a remote command: a shell start-up);
         # on an error nothing waits for the other read: ending the connections ends it
         pool = ThreadPoolExecutor(max_workers=1)

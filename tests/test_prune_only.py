@@ -183,28 +183,36 @@ def test_a_domain_holding_aliases_mailplan_did_not_make_is_never_deleted(world):
 
 def test_users_mailplan_made_in_a_domain_it_did_not_make_are_pruned_when_it_is_dropped(
         world):  # noqa: F811
-    """A domain made by hand, where mailplan created a user, dropped from the spec: the
-    domain is not mailplan's and stays; the user is, and is shown for deletion (the plan
-    said "No changes" and forgot it), deleted with --prune-only user."""
+    """A domain made by hand, where mailplan created a user and an alias, dropped from the
+    spec: the domain is not mailplan's and stays, as does an alias made by hand there;
+    the user and the alias are mailplan's, and are shown for deletion (the plan said "No
+    changes" and forgot them), deleted with --prune-only alias,user."""
     d, hand = world.domain, unique_domain("rd")
     world.target.created_domains.append(hand)
     assert world.target.tool("vadddomain", hand, "HandPw1").returncode == 0
     hosts = {"source_host": ssh_host(world.sshd), "target_host": ssh_host(world.sshd)}
     first = {"import": {"uid_min": 1000, "exclude": ["bob", "carol", "dave"]}}
     write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
-               domains={d: first, hand: {"users": [{"name": "dan", "from": "alice"}]}})
+               domains={d: first, hand: {"users": [{"name": "dan", "from": "alice"}],
+                                         "aliases": {"team": ["dan"]}}})
     mailplan("apply", str(world.spec), "--auto-approve", check=True)
+    assert world.target.tool("valias", "-i", "x@remote.example", f"byhand@{hand}"
+                             ).returncode == 0
     spec = str(write_spec(world.spec, source_root=world.root, target=world.target, **hosts,
                           domains={d: first}))
     plan = mailplan("plan", spec, "--detailed-exitcode")
+    assert (f"  - alias team@{hand}\n      created by mailplan, no longer wanted (applied "
+            "only with --prune)\n") in plan.stdout, plan.stdout
     assert plan.returncode == 2, plan.stdout + plan.stderr
     assert (f"  - user dan@{hand}\n      created by mailplan, no longer in the spec (its "
             "domain, which mailplan did not make, is no longer either: kept); vdeluser "
             "deletes its Maildir, mail included (applied only with --prune)\n") in plan.stdout
     assert f"- domain {hand}" not in plan.stdout
-    mailplan("apply", spec, "--auto-approve", "--prune-only", "user", check=True)
+    mailplan("apply", spec, "--auto-approve", "--prune-only", "alias,user", check=True)
     assert world.target.tool("vuserinfo", "-n", f"dan@{hand}").returncode != 0
     assert world.target.tool("vdominfo", "-n", "-d", hand).returncode == 0
+    aliases = world.target.tool("valias", "-s", hand).stdout.decode()
+    assert f"team@{hand}" not in aliases and f"byhand@{hand} -> x@remote.example" in aliases
     again = mailplan("plan", spec, "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 

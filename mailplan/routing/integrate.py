@@ -48,7 +48,12 @@ from mailplan.routing.diff import (
 from mailplan.routing.diff import Change as RoutingChange
 from mailplan.routing.execute import execute_routing, show_lines
 from mailplan.routing.facts import ObservedRouting
-from mailplan.routing.managed import ROUTING_KINDS, managed_routing, unchanged_routing
+from mailplan.routing.managed import (
+    ROUTING_KINDS,
+    managed_routing,
+    routing_domains,
+    unchanged_routing,
+)
 from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Finding, Origin, RoutingError
 from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
@@ -192,6 +197,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
     # and no other domain's aliases rely on their mailboxes' .qmail files.
     mapped = map_spec(spec, desired, src, unwritten=frozenset(target.alias_of))
     wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
+    wanted.update(_dropped_domains(set(wanted), target, state))
     vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
     have = read_target_routing(target_conn, vpop, target, wanted, state)
     out = RoutingOutcome(seen=have)
@@ -255,6 +261,17 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                            hint="fix them on the source, exclude them, or declare the "
                            "routing in the spec, then plan again")
     return out
+
+
+def _dropped_domains(wanted: Set[str], target: TargetFacts, state: State
+                     ) -> dict[str, DomainRouting]:
+    """Domains the spec dropped that mailplan did not make (vdeldomain is not run there)
+    and where it made aliases or forwards: nothing is wanted there any more, so
+    ``--prune`` removes what it made (they were neither read nor listed)."""
+    made_domains, _ = state.managed()
+    return {name: DomainRouting(name, {}, {}, (), CatchAll("bounce"))
+            for name in sorted(routing_domains(state.data) - set(wanted) - made_domains)
+            if name in target.domains}
 
 
 def report_findings(findings: Iterable[Finding], host: str, out: RoutingOutcome) -> None:

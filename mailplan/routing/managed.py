@@ -75,6 +75,12 @@ def managed_routing(data: dict[str, Any], domain: str, kind: str) -> frozenset[s
     return frozenset(data.get("routing", {}).get(domain, {}).get(kind, {}))
 
 
+def routing_domains(data: dict[str, Any]) -> set[str]:
+    """The domains where mailplan made aliases, forwards or alias domains (records)."""
+    return {domain for domain, kinds in data.get("routing", {}).items()
+            if any(kinds.get(kind) for kind in ROUTING_KINDS)}
+
+
 def unchanged_routing(data: dict[str, Any], domain: str, kind: str,
                       observed: dict[str, tuple[str, ...]]) -> frozenset[str]:
     """Names of ``kind`` (alias, forward) mailplan created in ``domain`` whose lines on
