@@ -9,11 +9,13 @@ made here read a local source into the stand-in target."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from migration import (
     SourceAccount,
@@ -456,8 +458,8 @@ def test_the_owner_of_a_mailbox_file_is_checked_only_when_read_as_root():
     anyone, owns every file of its fake old host)."""
     ref = MailboxRef("example.com", "mallory", "mallory", "/s/mallory", "/h/mallory/mail",
                      "/h/mallory", uid=1001)
-    files = {"/h/mallory/mail/stolen": (5, 0.0, 7, 1, 1000),
-             "/h/mallory/mail/own": (5, 0.0, 8, 1, 1001), "/s/mallory": (5, 0.0, 9, 1, 0)}
+    files = {"/h/mallory/mail/stolen": (5, 0.0, 7, 1, 1000, 1),
+             "/h/mallory/mail/own": (5, 0.0, 8, 1, 1001, 1), "/s/mallory": (5, 0.0, 9, 1, 0, 1)}
     for as_root in (True, False):
         found = _Found(files=files, linked={}, other={}, missing_dirs=set(), unseen={},
                        now=1e9, as_root=as_root)
@@ -467,6 +469,34 @@ def test_the_owner_of_a_mailbox_file_is_checked_only_when_read_as_root():
         assert [m.path for m in out[0]] == [p for p in files if not (
             as_root and p.endswith("stolen"))]
         assert [n.kind for n in out[1]] == (["problem"] if as_root else [])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of root's and alice's are made as root")
+def test_a_hard_link_to_a_file_of_roots_is_not_imported(tmp_path):
+    """Root's spool (mode 0600), hard-linked into a user's ~/mail (which any user may do
+    where fs.protected_hardlinks is off, and cannot then read): read as root, mailplan
+    would put root's mail in that user's new mailbox. It is a problem, nothing imported
+    from it; a file of root's with a single link (put there by root) is still the user's,
+    and so is a file of the user's own with more than one link."""
+    src = make_source(tmp_path / "source", [SourceAccount("alice", 1000, "Alice", "pw1")])
+    home = src / "home/alice"
+    (home / "mail").mkdir(exist_ok=True)
+    root_spool = src / "var/spool/mail/root"
+    root_spool.write_bytes(msg("root's cron output"))
+    root_spool.chmod(0o600)
+    (home / "mail/rootmail").hardlink_to(root_spool)
+    (home / "mail/archive").write_bytes(msg("put there by root"))
+    (home / "mail/mine").write_bytes(msg("alice's own"))
+    (home / "mail/mine-too").hardlink_to(home / "mail/mine")
+    os.chown(home / "mail/mine", 1000, 1000)
+    ref = MailboxRef("example.com", "alice", "alice", str(src / "var/spool/mail/alice"),
+                     str(home / "mail"), str(home), uid=1000)
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert sorted(m.folder for m in mailboxes) == ["archive", "mine", "mine-too"]
+    (note,) = [n for n in notes if n.kind == "problem"]
+    assert (note.path, note.folder) == (str(home / "mail/rootmail"), "rootmail")
+    assert "is a hard link (2 links) to a file of root's, not of alice's (uid 1000)" in \
+        note.message
 
 
 def test_bytes_before_the_first_from_line_are_reported_and_nothing_is_dropped(tmp_path):

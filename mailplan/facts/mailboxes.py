@@ -35,9 +35,10 @@ from mailplan.text import escape
 #: seconds since its last modification after which a mailbox's end is final even when
 #: its last message does not end with a blank line (no delivery is still writing it)
 SETTLED_AFTER = 300
-#: find's record of a file, and of a symbolic link (its path, then where it points, in
-#: two NUL-ended fields: either may hold a tab); the first letter tells them apart
-_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%p\\0"
+#: find's record of a file (size, mtime, inode, device, owner, link count, path), and of
+#: a symbolic link (its path, then where it points, in two NUL-ended fields: either may
+#: hold a tab); the first letter tells them apart
+_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
@@ -181,18 +182,18 @@ def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
     return out, notes
 
 
-def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, int, str]],
+def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, int, int, str]],
                                       list[tuple[str, str]], dict[str, str]]:
-    """The files (size, mtime, inode, device, owner, path), the symbolic links (path, where
+    """The files (size, mtime, inode, device, owner, links, path), the symbolic links (path, where
     it points) and the paths of other types (path: find's type letter) of ``find``'s
     records (``_FILE_FORMAT``, ``_LINK_FORMAT``, ``_OTHER_FORMAT``)."""
     files, links, others = [], [], {}
     fields = iter(data.split(b"\0"))
     for record in fields:
         if record[:1] == b"f":
-            size, mtime, inode, device, owner, path = record[1:].split(b"\t", 5)
+            size, mtime, inode, device, owner, nlink, path = record[1:].split(b"\t", 6)
             files.append((int(size), float(mtime), int(inode), int(device), int(owner),
-                          path.decode("utf-8", "surrogateescape")))
+                          int(nlink), path.decode("utf-8", "surrogateescape")))
         elif record[:1] == b"l":
             links.append((record[1:].decode("utf-8", "surrogateescape"),
                           next(fields, b"").decode("utf-8", "surrogateescape")))
@@ -224,8 +225,8 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
 class _Found:
     """What one batch of ``find`` saw of the users' spools, ~/mbox files and folders."""
 
-    #: regular files: path -> (size, mtime, inode, device, owner's uid)
-    files: dict[str, tuple[int, float, int, int, int]]
+    #: regular files: path -> (size, mtime, inode, device, owner's uid, link count)
+    files: dict[str, tuple[int, float, int, int, int, int]]
     linked: dict[str, str]  # symbolic links, never followed: path -> where it points
     #: spool, ~/mbox and folder paths that are neither file nor link (nor, below a
     #: folders directory, a directory): path -> find's type letter
@@ -237,7 +238,7 @@ class _Found:
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
-        size, mtime, inode, device, _owner = self.files[path]
+        size, mtime, inode, device, _owner, _links = self.files[path]
         return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
                              self.now - mtime >= SETTLED_AFTER, device=device, **kw)
 
@@ -247,18 +248,24 @@ class _Found:
         when it is neither the account's nor root's, a problem (False): read as root,
         another user's mail would go to this mailbox (a hard link to their spool, which
         any user may make where the kernel's ``fs.protected_hardlinks`` is off; their
-        own mail reader could not have opened it). Read as another user, the modes
-        keep out what that user could not read, as they kept the user's reader."""
-        owner = self.files[path][4]
-        if not self.as_root or ref.uid is None or owner in (ref.uid, 0) or (
-                path == ref.spool and ref.spool_given):
+        own mail reader could not have opened it). A file of root's is the user's only
+        with a single link (put there by root): one with more is a hard link to a file of
+        root's (root's own spool, say), which the user could make but not read."""
+        owner, nlink = self.files[path][4:]
+        if not self.as_root or ref.uid is None or owner == ref.uid or (
+                owner == 0 and nlink == 1) or (path == ref.spool and ref.spool_given):
             out[0].append(self.mailbox(ref, folder, path, **kw))
             return True
+        whose = (f"is a hard link ({nlink} links) to a file of root's, not of "
+                 f"{escape(ref.account)}'s (uid {ref.uid}): nothing is imported from it "
+                 "(root's mail, say, linked there where the kernel's fs.protected_hardlinks "
+                 "is off" if owner == 0 else
+                 f"belongs to uid {owner}, not to {escape(ref.account)} (uid {ref.uid}) nor "
+                 "root: nothing is imported from it (another account's mail, or a hard link "
+                 "to it")
         out[1].append(MailboxNote(ref.domain, ref.user, "problem", path, (
-            f"{escape(path)} belongs to uid {owner}, not to {escape(ref.account)} (uid "
-            f"{ref.uid}) nor root: nothing is imported from it (another account's mail, or "
-            "a hard link to it; if it is this user's, chown it to them on the old server)"),
-            folder))
+            f"{escape(path)} {whose}; if it is this user's, chown it to them on the old "
+            "server)"), folder))
         return False
 
 
@@ -301,8 +308,8 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
         as_root=results[1].stdout.strip() in (b"0", b""))  # not known: as if root
     for res, chunk in zip(results[3:], [*spool_chunks, *root_chunks], strict=True):
         files, links, others = _parse_find(res.stdout)
-        for size, mtime, inode, device, owner, path in files:
-            found.files[path] = (size, mtime, inode, device, owner)
+        for size, mtime, inode, device, owner, nlink, path in files:
+            found.files[path] = (size, mtime, inode, device, owner, nlink)
         found.linked.update(links)
         found.other.update(others)
         for start, said, exact in find_messages(res.stderr, chunk):
