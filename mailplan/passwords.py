@@ -95,6 +95,10 @@ def unresolved_passwords(spec: Spec) -> list[SpecError]:
 
 def _clear(spec: Spec, value: str, what: str, where: JsonPath, origin: str) -> Password:
     """A clear password vpopmail would take (never quoted in an error)."""
+    try:  # an environment variable's bytes that are not UTF-8 are surrogates here
+        value.encode()
+    except UnicodeEncodeError:
+        raise spec.error(f"{what} is not UTF-8 text", where) from None
     if has_control(value.replace("\t", "")):
         raise spec.error(f"{what} holds a control character (a CRLF line end, a NUL, ...)",
                          where)

@@ -171,6 +171,9 @@ def test_password_from_env_must_be_set(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("value", "words"), [
     ("Sekr1t" * 22, "is 132 bytes long; vpopmail takes at most 128"),
     ("Sekr1t\n", "holds a control character"),
+    # a byte that is not UTF-8 (os.environ keeps it as a surrogate): was a traceback
+    # (UnicodeEncodeError naming the byte and its place in the password)
+    (b"Sekr1t\xff".decode("utf-8", "surrogateescape"), "is not UTF-8 text"),
 ])
 def test_a_password_vpopmail_would_not_take_is_refused_without_quoting_it(
         tmp_path, monkeypatch, value, words):
@@ -179,6 +182,7 @@ def test_a_password_vpopmail_would_not_take_is_refused_without_quoting_it(
     with pytest.raises(SpecError, match=words) as info:
         build_desired(s, SRC)
     assert "Sekr1t" not in str(info.value) and "environment variable LONG_PW" in str(info.value)
+    assert "\\udcff" not in str(info.value) and "0xff" not in str(info.value)
     monkeypatch.setenv("LONG_PW", "é" * 64)  # 128 bytes: vpopmail's own limit, taken
     assert build_desired(s, SRC).domains["example.com"].users["zed"].password.kind == "clear"
 
