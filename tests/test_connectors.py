@@ -274,6 +274,25 @@ def test_accept_new_host_key_makes_a_missing_ssh_directory_private(sshd, tmp_pat
     assert sshd.host_pubkey.split()[1] in kh.read_text()
 
 
+def test_accept_new_host_key_makes_a_known_hosts_file_no_one_else_may_write(sshd, tmp_path):
+    """A first-seen key saved where the known_hosts file did not exist yet made it with
+    the umask's mode: 0666 under umask 000, where any local user could then add a key
+    of their own for the target (and read its traffic). It is made 0644 whatever the
+    umask; an existing file keeps its mode."""
+    kh = tmp_path / "known_hosts"
+    old = os.umask(0)
+    try:
+        conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                            identity_file=str(sshd.client_key), known_hosts=str(kh),
+                            accept_new_host_key=True)
+        assert conn.run("true").returncode == 0
+        conn.close()
+    finally:
+        os.umask(old)
+    assert kh.stat().st_mode & 0o777 == 0o644
+    assert sshd.host_pubkey.split()[1] in kh.read_text()
+
+
 def test_changed_host_key_refused_even_with_opt_in(sshd, tmp_path):
     kh = tmp_path / "known_hosts"
     other = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -125,7 +126,10 @@ class AcceptNewPolicy(RejectPolicy):
         # a new ~/.ssh is private, as ssh makes it
         try:
             self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with open(self.known_hosts, "a", encoding="ascii") as fh:
+            # a new file is at most 0644 whatever the umask (under umask 000 it was 0666:
+            # any local user could add a key for the target); an existing one keeps its mode
+            fd = os.open(self.known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            with os.fdopen(fd, "a", encoding="ascii") as fh:
                 fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         except OSError as exc:
             raise unusable(self.known_hosts, exc, self.host, saving=True) from None
