@@ -240,6 +240,21 @@ def test_a_forward_owned_by_root_is_migrated(tmp_path):
     assert "carol" in got.forwards
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can make a file root's")
+def test_a_forward_of_roots_its_user_may_not_read_is_not_migrated(tmp_path):
+    """A file of root's that only root may read (root's own list, hard-linked as the
+    user's ~/.forward where fs.protected_hardlinks is off): sendmail reads a ~/.forward
+    as its user, cannot open it, and passes it over; read as root, its addresses would
+    have become the user's forward. One its group may read is still taken."""
+    got, findings = _forward_world(tmp_path / "a", 0o600, uid=1000)
+    assert "carol" not in got.forwards
+    assert any("is owned by uid 0 with mode 600, so its user may not read it (sendmail "
+               "reads it as the user): sendmail ignores such a file" in f
+               for f in findings), findings
+    got, findings = _forward_world(tmp_path / "b", 0o640, uid=1000)
+    assert "carol" in got.forwards and findings == []
+
+
 @pytest.mark.parametrize("kind", ["named pipe", "directory"])
 def test_a_forward_that_is_not_a_regular_file_is_not_opened(tmp_path, kind):
     """sendmail reads only a regular file (SFF_REGONLY). A ~/.forward that is a named

@@ -26,6 +26,7 @@ from mailplan.routing.model import Finding
 from mailplan.routing.readfiles import FileRead, read_with_modes
 
 _STICKY, _GROUP_WRITE, _WORLD_WRITE = 0o1000, 0o020, 0o002
+_OTHERS_READ = 0o044  # read by the file's group or by others
 
 
 def directories(path: str, root: str = "") -> list[str]:
@@ -59,7 +60,12 @@ class FileSafety:
         """Why sendmail would not read this file itself, or None: not a regular file
         (SFF_REGONLY), world- or group-writable (SFF_NOWWFILES, SFF_NOGWFILES, unless
         DontBlameSendmail WorldWritableForwardFile, ... says otherwise) or, with
-        ``owners``, owned by none of them (SFF_MUSTOWN with SFF_ROOTOK)."""
+        ``owners``, owned by none of them (SFF_MUSTOWN with SFF_ROOTOK), or owned by
+        another of them (root) and readable by neither group nor others: sendmail reads
+        a ~/.forward as its user (``owners[0]``), who cannot read such a file (root's
+        own, hard-linked there where fs.protected_hardlinks is off), and passes it
+        over; mailplan, reading as root, would forward the user's mail by it. (A file
+        only its group may read is taken: the user may be in the group.)"""
         kind = "forward" if forwarding else "include"
         if read.special:
             return "not a regular file"
@@ -71,6 +77,10 @@ class FileSafety:
             return "group-writable"
         if owners is not None and read.uid is not None and read.uid not in owners:
             return f"owned by uid {read.uid}, neither its user nor root"
+        if owners is not None and read.uid is not None and read.mode is not None \
+                and read.uid != owners[0] and not read.mode & _OTHERS_READ:
+            return (f"owned by uid {read.uid} with mode {read.mode & 0o7777:o}, so its "
+                    "user may not read it (sendmail reads it as the user)")
         return None
 
     @staticmethod
