@@ -222,4 +222,9 @@ def password_from_env(var: str) -> Secret:
     if not value:
         raise MailplanError(f"environment variable {var} is not set or empty",
                             hint=f"export {var}=... (the password of the test account)")
+    try:  # checked before the hosts are read: it was a traceback at the very end
+        value.encode()
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept as a surrogate
+        raise MailplanError(f"environment variable {var} is not UTF-8 text",
+                            hint="mailplan sets and checks passwords as UTF-8") from None
     return Secret(value)

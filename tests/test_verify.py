@@ -33,11 +33,12 @@ from mailplan import verify as verify_mod
 from mailplan import verify_reads
 from mailplan.connectors.local import LocalConnector
 from mailplan.desired import DesiredUser, Password
-from mailplan.errors import HostError
+from mailplan.errors import HostError, MailplanError
 from mailplan.facts import find_errors
 from mailplan.facts.vpopmail import TargetUser
 from mailplan.mail.maildir import message_name, parse_message_name, unsubscribed
 from mailplan.secret import Secret
+from mailplan.verify import password_from_env
 from mailplan.verify_model import (
     FolderCheck,
     Report,
@@ -699,6 +700,19 @@ def test_verify_login_check_never_shows_the_password(migrated):
                      "--password-env", "NOPE_UNSET")
     assert unset.returncode == 1
     assert "environment variable NOPE_UNSET is not set or empty" in unset.stderr
+
+
+def test_a_login_check_password_that_is_not_utf8_is_refused_before_reading(monkeypatch):
+    """A byte that is not UTF-8 in --password-env's variable was a traceback once the
+    whole verify had run (UnicodeEncodeError naming the byte and its position in the
+    password); it is refused at the start, the password not quoted."""
+    monkeypatch.setenv("ODD_PW", b"Sekr1t\xff".decode("utf-8", "surrogateescape"))
+    with pytest.raises(MailplanError) as info:
+        password_from_env("ODD_PW")
+    assert info.value.message == "environment variable ODD_PW is not UTF-8 text"
+    assert "Sekr1t" not in str(info.value)
+    monkeypatch.setenv("ODD_PW", "Sékr1t")
+    assert password_from_env("ODD_PW").reveal() == "Sékr1t"
 
 
 class _Counted:
