@@ -216,7 +216,8 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
                    if u.get("from", u["name"]).lower() != u["name"].lower()}
         sources = {u.get("from", u["name"]).lower(): (u.get("from", u["name"]), u["name"])
                    for u in users}
-        taken: set[str] = set()  # by an account of the rule, migrated or a problem
+        # by an account of the rule, migrated or a problem: lower-cased name -> account
+        taken: dict[str, str] = {}
         for account in _imported(body.get("import"), source,
                                  {exact for exact, _user in sources.values()}):
             uname = account.name.lower()
@@ -247,12 +248,13 @@ def build_desired(spec: Spec, source: SourceFacts) -> Desired:
             # taken even by one not migrated (locked, say): the mailbox of that name,
             # migrated from it before, must not go to the other account
             if why is None and uname in taken:
-                why = f"another source account is also {uname!r} once lower-cased"
+                why = (f"source account {taken[uname]!r} is also {uname!r} once lower-cased, "
+                       f"and is migrated as {uname!r} ({_WINNER})")
             if why:
                 problems.append(Problem(name, account.name, "source account name cannot be "
                                         f"a vpopmail user: {why}; not migrated"))
                 continue
-            taken.add(uname)
+            taken[uname] = account.name
             if gecos := _gecos_problem(source, account, name):
                 problems.append(gecos)
                 continue
@@ -332,6 +334,14 @@ def _add(domain: DesiredDomain, problems: list[Problem], name: str, account: Acc
         comment if comment is not None else _comment(account, name), spool, folders)
 
 
+#: which of two source accounts one name once lower-cased (vpopmail's are) is migrated
+#: under it: the one whose name it is, as sendmail's local mailer (no F=u) lower-cases
+#: the address and delivered NAME@ to that account; else the lower uid, the older
+#: account most often: an account made later never takes over a user migrated before
+_WINNER = ("the one whose name it is: sendmail delivered mail for that name to it; "
+           "else the lower uid")
+
+
 def _imported(rule: dict[str, Any] | None, source: SourceFacts,
               made: set[str]) -> list[Account]:
     if rule is None:
@@ -340,7 +350,9 @@ def _imported(rule: dict[str, Any] | None, source: SourceFacts,
     include = set(rule["include"]) if "include" in rule else None
     exclude = set(rule.get("exclude", []))
     out = []
-    for account in sorted(source.accounts.values(), key=lambda a: a.name):
+    # of accounts one name once lower-cased, the first takes it (_WINNER)
+    for account in sorted(source.accounts.values(), key=lambda a: (
+            a.name.lower(), a.name != a.name.lower(), a.uid, a.name)):
         if not lo <= account.uid <= hi or account.name in exclude:
             continue
         if include is not None and account.name not in include:

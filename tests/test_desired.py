@@ -62,7 +62,9 @@ def test_rename_is_not_imported_twice_and_defaults_apply(tmp_path):
     # dave is locked on the old server: migrated where the target has him, and locked
     assert locked(desired) == {"dave": "source account 'dave' is locked (shadow line 6)"}
     problems = {p.user: p.message for p in desired.problems}
-    assert "also 'carl' once lower-cased" in problems["carl"] and "dave" not in problems
+    assert "source account 'carl' is also 'carl' once lower-cased, and is migrated as " \
+        "'carl'" in problems["Carl"] and "dave" not in problems
+    assert users["carl"].source == "carl"
     desired.lock_out(set())  # a target without him: never created, a problem
     assert "dave" not in desired.domains["example.com"].users
     assert "locked" in {p.user: p.message for p in desired.problems}["dave"]
@@ -301,19 +303,45 @@ def test_an_account_the_same_once_lower_cased_as_a_users_source_is_a_problem(
 
 
 def test_an_account_locked_keeps_its_lower_cased_name_from_the_other_one(tmp_path):
-    """Carl was migrated as carl (carl, the same once lower-cased, a problem), then
-    locked on the old server: carl's mailbox, Carl's mail in it, must not pass to the
-    other account carl with its password; it is locked as Carl's."""
+    """carl is migrated as carl (Carl, the same once lower-cased, a problem), then locked
+    on the old server: carl's mailbox, carl's mail in it, must not pass to the other
+    account Carl with its password; it is locked as carl's."""
     src = source(["Carl:x:1002:1002::/home/Carl:/bin/sh", "carl:x:1003:1003::/h:/bin/sh"],
-                 [f"Carl:!{H}:1:0:99999:7:::", f"carl:{H}:1:0:99999:7:::"])
+                 [f"Carl:{H}:1:0:99999:7:::", f"carl:!{H}:1:0:99999:7:::"])
     desired = build_desired(spec(tmp_path, "import: {}\n"), src)
-    assert locked(desired) == {"carl": "source account 'Carl' is locked (shadow line 1)"}
-    assert desired.domains["example.com"].users["carl"].source == "Carl"
+    assert locked(desired) == {"carl": "source account 'carl' is locked (shadow line 2)"}
+    assert desired.domains["example.com"].users["carl"].source == "carl"
     (other,) = (p.message for p in desired.problems)
-    assert "another source account is also 'carl' once lower-cased" in other
+    assert "source account 'carl' is also 'carl' once lower-cased" in other
     desired.lock_out(set())  # a target without carl: neither is made carl
     assert desired.domains["example.com"].users == {}
-    assert "source account 'Carl' cannot be migrated" in desired.problems[-1].message
+    assert "source account 'carl' cannot be migrated" in desired.problems[-1].message
+
+
+@pytest.mark.parametrize(("accounts", "winner"), [
+    # sendmail lower-cases a local address (its local mailer has no F=u): carol@ went
+    # to carol, whichever was made first; a Carol added later never takes carol over
+    ([("carol", 1010), ("Carol", 1020)], "carol"),
+    ([("carol", 1020), ("Carol", 1010)], "carol"),
+    # neither has the name: the lower uid (most often the older account)
+    ([("CAROL", 1020), ("Carol", 1010)], "Carol"),
+    ([("Carol", 1020), ("CAROL", 1010)], "CAROL"),
+])
+def test_of_two_accounts_one_name_once_lower_cased_the_one_sendmail_delivered_to_wins(
+        tmp_path, accounts, winner):
+    """Which of two source accounts with the same name once lower-cased is migrated as
+    that user does not hang on their names' order: an account added on the old server
+    after carol was migrated (Carol) took carol's password and had its mail merged into
+    carol's mailbox, as 'C' sorts before 'c'. The problem names both accounts."""
+    src = source([f"{n}:x:{u}:{u}::/home/{n}:/bin/sh" for n, u in accounts],
+                 [f"{n}:{H}:1:0:99999:7:::" for n, _u in accounts])
+    desired = build_desired(spec(tmp_path, "import: {}\n"), src)
+    assert desired.domains["example.com"].users["carol"].source == winner
+    (loser,) = {n for n, _u in accounts} - {winner}
+    (problem,) = desired.problems
+    assert problem.user == loser
+    assert f"source account {winner!r} is also 'carol' once lower-cased, and is migrated " \
+        "as 'carol'" in problem.message
 
 
 @pytest.mark.parametrize("name", ["robert", "Robert"])
