@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mailplan.catchall import catchall_line
 from mailplan.connectors.base import CommandResult
 from mailplan.desired import Desired, DesiredUser, Password
-from mailplan.diff import catchall_line, password_matches
+from mailplan.diff import password_matches
 from mailplan.errors import CommandTimeout, StepFailed
 from mailplan.facts.hashes import classify, make_hash
 from mailplan.facts.vpopmail import HASH_CHARS, parse_vuserinfo, user_from_fields

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailplan.catchall import catchall_line, describe_catchall
 from mailplan.desired import (
     LOCKED,
-    Catchall,
     Desired,
     DesiredDomain,
     DesiredUser,
@@ -22,7 +22,6 @@ from mailplan.facts.hashes import classify, verify
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.names import MAX_HASH, human_size, quota_field
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
-from mailplan.shell import dot_qmail_program
 from mailplan.userdirs import LISTING_STOPS, MAX_VPASSWD_LINE, LineBound, hash_bytes
 
 
@@ -50,15 +49,6 @@ class Diff(PlanPart):
     """The outcome of comparing desired and observed state."""
 
     left_alone: list[Noop] = field(default_factory=list)
-
-
-def catchall_line(catchall: Catchall, vpopmail_dir: str, user_dir: str | None) -> str | None:
-    """The .qmail-default content for a policy (None if the target user is not there yet)."""
-    arg = {"bounce": "bounce-no-mailbox", "delete": "delete", "forward": catchall.target,
-           "deliver_to": user_dir}[catchall.kind]
-    if arg is None:
-        return None
-    return dot_qmail_program([f"{vpopmail_dir.rstrip('/')}/bin/vdelivermail", "", arg]) + "\n"
 
 
 def password_matches(password: Password, stored: TargetUser) -> bool:
@@ -204,7 +194,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
         out.problems.append(missing)
     elif line is None or have.catchall != line:
         catchalls.append(Change("update", "catchall", name,
-                                before=_describe_catchall(have.catchall, vpopmail_dir),
+                                before=describe_catchall(have.catchall, vpopmail_dir),
                                 after=want.catchall.describe()))
     else:
         out.noops.append(Noop(name, None, f"unknown recipients already: "
@@ -387,19 +377,3 @@ def _lock(user: DesiredUser, stored: TargetUser, bound: LineBound, out: Diff,
     out.changes.append(Change("update", "lock", user.domain, user.name, "login allowed",
                               "locked", reason=f"{why}: locked here {how} (its mail is "
                               "kept, and still migrated)"))
-
-
-def _describe_catchall(content: str | None, vpopmail_dir: str) -> str:
-    """The plan's words for a .qmail-default; one that does what its last word says
-    but is not the line mailplan writes (another vdelivermail's path, more lines) is
-    shown as it is, or the plan would read ``bounce -> bounce``."""
-    if content is None:
-        return "no .qmail-default"
-    line = content.strip()
-    for kind, word in (("bounce", "bounce-no-mailbox"), ("delete", "delete")):
-        if line.endswith(f"'' {word}"):
-            if content == catchall_line(Catchall(kind), vpopmail_dir, None):
-                return Catchall(kind).describe()
-            shown = line if len(line) <= 200 else line[:200] + "..."
-            return f"{Catchall(kind).describe()}, written as {shown!r}"
-    return f"custom: {line[:80]}"

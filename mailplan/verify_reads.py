@@ -16,7 +16,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.facts.find_errors import whole_listing
 from mailplan.facts.mailboxes import SourceMailbox
-from mailplan.facts.maildirs import LEDGER, made_folders, parse_ledger
+from mailplan.facts.maildirs import LEDGER, parse_ledger
 from mailplan.facts.noatime import tar_read
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
@@ -287,9 +287,7 @@ def _target_mail(conn: Connector, maildirs: Sequence[str], listing: _Listing
         keywords.setdefault(root, {})[dirname] = frozenset(named.values())
     ledgers = {}
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
-        ledger = ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data or b"")
-        for dirname in made_folders(data or b""):  # made by a writer, maybe empty
-            ledger.setdefault(dirname, set())
+        ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data or b"", made=True)
     folders: dict[str, set[str]] = {m: set() for m in maildirs}
     for (root, dirname), parts in listing.parts_seen.items():
         if len(parts) == 2:

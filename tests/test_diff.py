@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from mailplan.catchall import catchall_line
 from mailplan.commands import Context, lock_user
 from mailplan.desired import (
     LOCKED,
@@ -17,7 +18,7 @@ from mailplan.desired import (
     Password,
     Problem,
 )
-from mailplan.diff import Managed, catchall_line, diff
+from mailplan.diff import Managed, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
 from mailplan.plan import Change

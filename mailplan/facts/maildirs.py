@@ -57,6 +57,8 @@ _FOUND = re.compile(rb"([^\0]*)\0([^\0]*)\0")  # find's "%H\0%f\0" records
 _LEDGER_LINE = re.compile(rb"^([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
 #: the same, after its byte offset (as ``grep -b`` and look_up_digests' awk put it)
 _OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$", re.M)
+#: the line a writer appends when it makes a folder (``dir TAB folder``)
+_MADE_LINE = re.compile(rb"^([^\t\n]*)\t" + FOLDER_MADE.encode() + rb"$", re.M)
 
 
 class FolderFlags(dict[bytes, str]):
@@ -88,24 +90,17 @@ class MaildirFacts:
         return self.ids.get(dirname, Identities())
 
 
-def parse_ledger(data: bytes) -> dict[str, set[tuple[str, int]]]:
+def parse_ledger(data: bytes, *, made: bool = False) -> dict[str, set[tuple[str, int]]]:
     """The agent's ledger file: ``dir TAB sha256 TAB occurrence`` per line (a line of
-    another shape is skipped)."""
+    another shape is skipped); with ``made``, each folder dir a ``dir TAB folder`` line
+    says a writer made is there too (an empty set when no message line names it)."""
     ledger: dict[str, set[tuple[str, int]]] = {}
     for m in _LEDGER_LINE.finditer(data):
         ledger.setdefault(m[1].decode("utf-8", "replace"), set()).add(
             (m[2].decode("utf-8", "replace"), int(m[3])))
+    for m in _MADE_LINE.finditer(data) if made else ():
+        ledger.setdefault(m[1].decode("utf-8", "replace"), set())
     return ledger
-
-
-#: the line a writer appends when it makes a folder (``dir TAB folder``)
-_MADE_LINE = re.compile(rb"^([^\t\n]*)\t" + FOLDER_MADE.encode() + rb"$", re.M)
-
-
-def made_folders(data: bytes) -> set[str]:
-    """The folder dirs the agent's ledger file says a writer made (``dir TAB folder``
-    lines; what :func:`parse_ledger` skips)."""
-    return {m[1].decode("utf-8", "replace") for m in _MADE_LINE.finditer(data)}
 
 
 def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
