@@ -723,3 +723,19 @@ def test_a_known_hosts_file_that_cannot_be_used_is_said_so_naming_it(sshd, tmp_p
         conn.run("true")
     assert not isinstance(info.value, ConnectionLost)
     conn.close()
+
+
+def test_init_names_its_option_where_a_new_host_key_cannot_be_saved(sshd, tmp_path):
+    """init and queue (a host given as ssh://..., opt_in=OPTION_OPT_IN) trust a new key
+    by --accept-new-host-key: where it could not be saved, the message named the spec's
+    key "(accept_new_host_key)", which neither command takes."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    conn = SSHConnector("newhost", address="127.0.0.1", port=sshd.port, user=sshd.user,
+                        identity_file=str(sshd.client_key), opt_in=OPTION_OPT_IN,
+                        known_hosts=str(blocker / "known_hosts"), accept_new_host_key=True)
+    with pytest.raises(HostError, match="host newhost: cannot save the new SSH host key to "
+                       f"the known_hosts file {blocker}/known_hosts \\(--accept-new-host-"
+                       f"key\\): {blocker}: file exists\n"):
+        conn.run("true")
+    conn.close()

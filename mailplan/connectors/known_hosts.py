@@ -24,16 +24,17 @@ from paramiko.hostkeys import HostKeyEntry
 from mailplan.errors import HostError
 
 
-def unusable(path: Path, exc: OSError, host: str, *, saving: bool = False) -> HostError:
-    """A known_hosts file mailplan cannot read (a directory, no permission) or, for
-    ``accept_new_host_key``, save a new key to: said naming the file, not taken for a
-    failed connection (nor left as a traceback)."""
+def unusable(path: Path, exc: OSError, host: str, *, saving: str | None = None) -> HostError:
+    """A known_hosts file mailplan cannot read (a directory, no permission) or save a
+    new key to (``saving``: the spec's key or the command's option that asked for it,
+    ``accept_new_host_key`` or ``--accept-new-host-key``): said naming the file, not
+    taken for a failed connection (nor left as a traceback)."""
     why = (exc.strerror or str(exc)).lower()
     if exc.filename is not None and str(exc.filename) != str(path):  # its directory
         why = f"{exc.filename}: {why}"
     if saving:
         return HostError(f"cannot save the new SSH host key to the known_hosts file {path} "
-                         f"(accept_new_host_key): {why}", host=host,
+                         f"({saving}): {why}", host=host,
                          hint="known_hosts must name a file mailplan can write, in a "
                          "directory it can write (the default: ~/.ssh/known_hosts)")
     return HostError(f"cannot read the known_hosts file {path}: {why}", host=host,
@@ -114,9 +115,11 @@ class AcceptNewPolicy(RejectPolicy):
     """Trust a host key never seen before and remember it; changed and revoked keys
     still fail."""
 
-    def __init__(self, known_hosts: Path, revoked: frozenset[str], host: str) -> None:
+    def __init__(self, known_hosts: Path, revoked: frozenset[str], host: str,
+                 asked_by: str = "accept_new_host_key") -> None:
         super().__init__(revoked)
-        self.known_hosts, self.host = known_hosts, host
+        # asked_by: what turned it on, named when the key cannot be saved
+        self.known_hosts, self.host, self.asked_by = known_hosts, host, asked_by
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
@@ -132,4 +135,4 @@ class AcceptNewPolicy(RejectPolicy):
             with os.fdopen(fd, "a", encoding="ascii") as fh:
                 fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         except OSError as exc:
-            raise unusable(self.known_hosts, exc, self.host, saving=True) from None
+            raise unusable(self.known_hosts, exc, self.host, saving=self.asked_by) from None

@@ -166,8 +166,9 @@ class SSHConnector(Connector):
             revoked = known_hosts_file.load(client.get_host_keys(), dict.fromkeys(
                 (default_known, self._known_hosts)), name)
             client.set_missing_host_key_policy(
-                AcceptNewPolicy(self._known_hosts, revoked, name) if accept_new_host_key
-                else RejectPolicy(revoked))
+                AcceptNewPolicy(self._known_hosts, revoked, name, "accept_new_host_key"
+                                if opt_in == SPEC_OPT_IN else "--accept-new-host-key")
+                if accept_new_host_key else RejectPolicy(revoked))
             hop = hop.gateway
         # where Fabric connects: ~/.ssh/config's HostName and Port apply (the
         # known_hosts name is made of them)
