@@ -20,6 +20,7 @@ import jsonschema
 
 from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
+from mailplan.local_read import read_regular
 from mailplan.private_files import write_private
 from mailplan.spec import load_schema, mailplan_file
 from mailplan.text import marked
@@ -164,7 +165,7 @@ class Plan:
     def load(cls, path: Path) -> Plan:
         """Read a saved plan; refuse other format versions and invalid documents."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_regular(path).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
         return cls.from_dict(data, path)

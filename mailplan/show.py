@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplan.errors import MailplanError, StateError
+from mailplan.local_read import NotAFile, read_regular
 from mailplan.names import human_size
 from mailplan.plan import Plan
 from mailplan.render import render_plan
@@ -39,7 +40,9 @@ def load_shown(path: Path, *, state_override: Path | None = None) -> dict[str, A
         return state_document(state_path, target=spec.data["target"]["host"],
                               source=spec.data["source"]["host"], spec_path=spec.path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_regular(path).decode("utf-8"))
+    except NotAFile as exc:
+        raise MailplanError(f"{path}: cannot read it: {exc}") from None
     except (OSError, ValueError) as exc:
         raise MailplanError(f"{path}: not readable as JSON ({exc})") from None
     if isinstance(raw, dict) and "plan_id" in raw and ("changes" in raw

@@ -22,7 +22,7 @@ import jsonschema
 
 from mailplan.errors import SpecError
 from mailplan.names import MAX_GECOS, domain_problem, parse_size, user_problem
-from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, yaml_flow, yaml_words
+from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, spec_text, yaml_flow, yaml_words
 from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -176,19 +176,7 @@ def mailplan_file(data: object) -> str | None:
 def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; raise SpecError on the first problem."""
     file = Path(path)
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:  # where: the line and column (bytes) of the byte
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        raise SpecError(f"the spec is not UTF-8 text: byte 0x{raw[exc.start]:02X} (at byte "
-                        f"{exc.start} of the file; save it as UTF-8)", file=str(file),
-                        line=raw.count(b"\n", 0, exc.start) + 1,
-                        column=exc.start - line_start + 1) from None
-    data, marks, key_marks, written = parse_yaml(text, str(file))
+    data, marks, key_marks, written = parse_yaml(spec_text(file), str(file))
     spec = Spec(file, data, marks, key_marks, written)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mailplan.errors import SpecError
+from mailplan.local_read import SPEC_LIMIT, NotAFile, read_regular
 
 JsonPath = tuple[str | int, ...]
 
@@ -52,6 +54,27 @@ def yaml_flow(value: Any) -> str:
                               sort_keys=False, width=1 << 16)
         return text.strip().removesuffix("\n...").strip()
     return repr(value)
+
+
+def spec_text(file: Path) -> str:
+    """The text of the spec ``file``: a regular file of UTF-8, at most SPEC_LIMIT bytes
+    (a named pipe was waited on forever, a huge file read for minutes)."""
+    try:
+        raw = read_regular(file, limit=SPEC_LIMIT, what="a spec")
+    except NotAFile as exc:
+        raise SpecError(f"cannot read the spec: {exc}", file=str(file), hint="give the spec "
+                        "file itself (one of 10,000 users, as init writes it, is about 1 "
+                        "MB); mailplan reads it whole before anything else") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # where: the line and column (bytes) of the byte
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        raise SpecError(f"the spec is not UTF-8 text: byte 0x{raw[exc.start]:02X} (at byte "
+                        f"{exc.start} of the file; save it as UTF-8)", file=str(file),
+                        line=raw.count(b"\n", 0, exc.start) + 1,
+                        column=exc.start - line_start + 1) from None
 
 
 #: how deep a spec may nest (the real spec needs 8 levels; the YAML composer and the

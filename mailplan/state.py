@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailplan.errors import StateError
+from mailplan.local_read import NotAFile, read_regular
 from mailplan.private_files import open_private_append, write_all, write_private
 from mailplan.routing.managed import apply_routing_entry
 from mailplan.state_check import RECOVER, STATE_VERSION, check_shape, check_version
@@ -81,7 +82,9 @@ class State:
         """
         if data is UNREAD and path.exists():
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(read_regular(path).decode("utf-8"))
+            except NotAFile as exc:  # a FIFO, a directory: nothing damaged to move aside
+                raise StateError(f"{path}: cannot read the state file: {exc}") from None
             except (OSError, ValueError) as exc:
                 raise StateError(f"{path}: the state file is unreadable or corrupt ({exc})",
                                  hint=RECOVER) from None

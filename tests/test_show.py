@@ -4,6 +4,7 @@ as text and JSON, without contacting any host."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from migration import (
@@ -96,16 +97,23 @@ def test_show_a_saved_plan(tmp_path):
 
 
 def count_reads(monkeypatch, path: Path) -> list[str]:
-    """A list that gets an entry each time ``path`` is read with Path.read_text."""
+    """A list that gets an entry each time ``path`` is read: opened with os.open (as
+    mailplan.local_read opens it) or read with Path.read_text."""
     reads: list[str] = []
-    real_read = Path.read_text
+    real_read, real_open = Path.read_text, os.open
 
     def read_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if self == path:
-            reads.append("read_text")
+            reads.append("read")
         return real_read(self, *args, **kwargs)
 
+    def os_open(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(name) == path:
+            reads.append("read")
+        return real_open(name, *args, **kwargs)
+
     monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(os, "open", os_open)
     return reads
 
 
@@ -124,7 +132,7 @@ def test_a_saved_plan_is_read_once(tmp_path, monkeypatch):
     reads = count_reads(monkeypatch, path)
     doc = load_shown(path)
     path.unlink()  # what was read goes on, not the file's name
-    assert render(doc) == expected and reads == ["read_text"]
+    assert render(doc) == expected and reads == ["read"]
     assert doc["plan"] == plan.to_dict()
     for text, error in (("{", "not readable as JSON"),
                         (json.dumps({**plan.to_dict(), "format_version": 2}),
@@ -147,7 +155,7 @@ def test_a_state_file_is_read_once(tmp_path, monkeypatch):
     expected = mailplan("show", str(path), check=True).stdout
     reads = count_reads(monkeypatch, path)
     doc = load_shown(path)
-    assert render(doc) == expected and reads == ["read_text"]
+    assert render(doc) == expected and reads == ["read"]
     for text in ("null", "[]"):
         path.write_text(text)
         shown = mailplan("show", str(path))
