@@ -22,7 +22,15 @@ import jsonschema
 
 from mailplan.errors import SpecError
 from mailplan.names import MAX_GECOS, domain_problem, parse_size, user_problem
-from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, spec_text, yaml_flow, yaml_words
+from mailplan.spec_yaml import (
+    JsonPath,
+    exponent_as_text,
+    key_path,
+    parse_yaml,
+    spec_text,
+    yaml_flow,
+    yaml_words,
+)
 from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -124,7 +132,9 @@ def _schema_message(err: jsonschema.ValidationError,
                 and not isinstance(err.instance, bool):  # yes/no: yaml_words says so
             return (f"{_expected(err)}, got {text}, which YAML reads as "
                     f"{_read_as(err.instance)}: quote it ('{text}')", path, False)
-        return f"{_expected(err)}, got {yaml_words(err.instance)}", path, False
+        how = exponent_as_text(err.instance, err.schema["type"])  # 1e308
+        return (f"{_expected(err)}, got {yaml_words(err.instance)}"
+                + (f", {how}" if how else ""), path, False)
     if err.validator == "pattern":
         return (f"{yaml_words(err.instance)} does not have the form this key takes "
                 f"(the pattern {err.schema['pattern']})", path, False)

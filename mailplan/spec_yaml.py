@@ -77,6 +77,34 @@ def spec_text(file: Path) -> str:
                         column=exc.start - line_start + 1) from None
 
 
+#: a number with an exponent YAML 1.1 reads as text: one without a dot or without the
+#: exponent's sign (1e308, 2.5e3, 1e-3); JSON and YAML 1.2 read it as a number
+_EXPONENT = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+")
+
+
+def exponent_as_text(value: object, wanted: str | list[str]) -> str | None:
+    """For a key that takes a number (``wanted``: its schema ``type``) given text like
+    ``1e308``: that YAML read it as text, and how to write it as a number; None when
+    ``value`` is no such text."""
+    types = {wanted} if isinstance(wanted, str) else set(wanted)
+    if not isinstance(value, str) or not _EXPONENT.fullmatch(value) \
+            or not types & {"number", "integer"}:
+        return None
+    number = float(value.replace("_", ""))
+    plain = f"{number:.0f}" if number.is_integer() and abs(number) < 1e15 else None
+    if "number" not in types:
+        return ("which YAML reads as text: write the whole number in plain digits"
+                + (f" ({plain})" if plain else ""))
+    mantissa, _, exponent = value.replace("E", "e").partition("e")
+    fixed = (mantissa if "." in mantissa else f"{mantissa}.0") + "e" + (
+        exponent if exponent[0] in "+-" else f"+{exponent}")
+    if fixed == value.replace("E", "e"):  # '2.5e-1': a number YAML 1.1 reads, quoted
+        return "which is text (in quotes): write it without the quotes"
+    return (f"which YAML reads as text (a number with an exponent needs a dot and the "
+            f"exponent's sign): write {fixed} or the number in plain digits"
+            + (f" ({plain})" if plain else ""))
+
+
 #: how deep a spec may nest (the real spec needs 8 levels; the YAML composer and the
 #: builder recurse, so a deeper document would end in a RecursionError)
 MAX_DEPTH = 64

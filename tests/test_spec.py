@@ -124,6 +124,21 @@ def test_valid_spec_loads(tmp_path):
     # (OverflowError); ssh refuses a ConnectTimeout past it
     (BASE.replace("{local: true}", "{local: true, retry_delay: .nan}"),
      ":4:35: hosts.new.retry_delay", "expected a number, got .nan (not a number)"),
+    # YAML 1.1 reads 1e308 (no dot, no sign in the exponent) as text: the error said
+    # "expected a number, got '1e308'" and nothing of why
+    (BASE.replace("{local: true}", "{local: true, retry_delay: 1e308}"),
+     ":4:35: hosts.new.retry_delay", "expected a number, got '1e308', which YAML reads as "
+     "text (a number with an exponent needs a dot and the exponent's sign): write "
+     "1.0e+308 or the number in plain digits"),
+    (BASE.replace("{local: true}", "{local: true, retry_delay: 5E-1}"),
+     ":4:35: hosts.new.retry_delay", "got '5E-1', which YAML reads as text (a number with "
+     "an exponent needs a dot and the exponent's sign): write 5.0e-1 or the number in"),
+    (BASE.replace("{local: true}", "{local: true, retry_delay: '1.0e+1'}"),
+     ":4:35: hosts.new.retry_delay", "expected a number, got '1.0e+1', which is text (in "
+     "quotes): write it without the quotes"),
+    (BASE.replace("{local: true}", "{local: true, command_timeout: 1e3}"),
+     ":4:39: hosts.new.command_timeout", "expected a whole number, got '1e3', which YAML "
+     "reads as text: write the whole number in plain digits (1000)"),
     (BASE.replace("{local: true}", "{local: true, command_timeout: 99999999999999999999}"),
      ":4:39: hosts.new.command_timeout", "is greater than the maximum of 2147483647"),
     (BASE.replace("{address: old.example.com}", "{address: o, connect_timeout: 2147483648}"),
