@@ -444,17 +444,40 @@ def test_a_first_signal_while_a_line_is_printed_is_answered():
                                                "Stopping after the current step"]
 
 
+def _waiting_on_a_fifo(tmp_path: Path, command: str) -> tuple[list[str], str]:
+    """Arguments that make ``command`` wait in the open of a FIFO nothing writes to (a
+    spec, saved plan or state file that is one is refused at once, b25bd18), and what it
+    prints before: validate on a password file (after its verdict on the spec itself),
+    show on a state file's journal, queue stat on a known_hosts file."""
+    fifo = tmp_path / "fifo"
+    if command == "validate":
+        os.mkfifo(fifo)
+        spec = tmp_path / "m.yaml"
+        spec.write_text("version: 1\nhosts:\n  old: {address: old.example.com}\n"
+                        "  new: {local: true}\nsource: {host: old}\ntarget: {host: new}\n"
+                        "domains:\n  example.com:\n    users:\n      - name: alice\n"
+                        f"        password: {{file: {fifo}}}\n")
+        return ["validate", str(spec)], \
+            f"{spec}: valid (spec version 1, 1 domain(s), 1 explicit user(s))\n"
+    if command == "show":
+        from mailplan.state import State
+
+        state = State.load(tmp_path / "m.state.json")
+        state.save()
+        os.mkfifo(state.journal_path)
+        return ["show", str(state.path)], ""
+    os.mkfifo(fifo)
+    return ["queue", "stat", "ssh://root@127.0.0.1:9", "--known-hosts", str(fifo)], ""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("command", ["validate", "show", "queue stat"])
 def test_a_signal_in_a_command_without_its_own_stop_exits_128_plus_it_with_one_line(
         tmp_path, command, signum):
-    """validate, show and the queue commands (the spec here a FIFO nothing writes to:
-    the read waits) ended a Ctrl-C with click's "Aborted!" and exit 1, where the README
+    """validate, show and the queue commands (waiting here in the open of a FIFO nothing
+    writes to) ended a Ctrl-C with click's "Aborted!" and exit 1, where the README
     promises 130, and died silently on SIGTERM or SIGHUP (Python's default)."""
-    spec = tmp_path / "m.yaml"
-    os.mkfifo(spec)
-    args = ["queue", "stat", "local", "--spec", str(spec)] if command == "queue stat" \
-        else [command, str(spec)]
+    args, printed = _waiting_on_a_fifo(tmp_path, command)
     proc = subprocess.Popen([sys.executable, "-m", "mailplan", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_signals_as_a_terminal_sends_them)
@@ -468,7 +491,7 @@ def test_a_signal_in_a_command_without_its_own_stop_exits_128_plus_it_with_one_l
     name = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}.get(signum)
     # after SIGHUP the terminal is gone: stderr (a pipe here) points at /dev/null
     assert err == (f"Error: {command} interrupted ({name})\n" if name else ""), err
-    assert out == ""
+    assert out == printed
 
 
 def test_ctrl_c_while_mailplan_loads_is_one_line_not_a_traceback(monkeypatch, capsys):
