@@ -208,17 +208,24 @@ def test_list_writes_each_line_as_it_is_made(tmp_path, monkeypatch):
     assert len(out.writes) == 32 and all(w.count("\n") == 1 for w in out.writes), out.writes
 
 
+def _spam_backlog(tmp_path, tail: str) -> tuple[QueueBuilder, list, list]:
+    """A spam backlog of 600 messages of 4 remote recipients each (subjects ``offer N``
+    followed by ``tail``), read as the queue commands read it: the queue, its messages
+    and its odd files."""
+    q = QueueBuilder(tmp_path / "qmail")
+    for n in range(600):
+        q.add(f"s{n}@spam.example", subject=f"offer {n}{tail}",
+              remote=tuple(f"v{n}.{i}@remote.example" for i in range(4)))
+    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(
+        step="read queue", mess=model.FIELDS)
+    return (q, *model.sort_out(dump))
+
+
 def test_list_lines_never_hold_the_output(tmp_path):
     """The lines are made one at a time: making them all takes, above the messages, a
     line's worth of memory and the columns' widths, not the text (which list held whole,
     with its lines and their cells besides: some 3 times the text)."""
-    q = QueueBuilder(tmp_path / "qmail")
-    for n in range(600):
-        q.add(f"s{n}@spam.example", subject=f"offer {n}",
-              remote=tuple(f"v{n}.{i}@remote.example" for i in range(4)))
-    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(
-        step="read queue", mess=model.FIELDS)
-    msgs, odd = model.sort_out(dump)
+    _q, msgs, odd = _spam_backlog(tmp_path, "")
     gc.collect()
     tracemalloc.start()
     try:
@@ -237,13 +244,7 @@ def test_list_json_is_made_a_message_at_a_time(tmp_path):
     (which json.dumps of the whole list held: some 2 kB a message, twice what the
     messages themselves take in a spam backlog). The text is json.dumps's, byte for
     byte, for no message, one and many."""
-    q = QueueBuilder(tmp_path / "qmail")
-    for n in range(600):
-        q.add(f"s{n}@spam.example", subject=f"offer {n}\u202e\"\\\n",
-              remote=tuple(f"v{n}.{i}@remote.example" for i in range(4)))
-    dump = ops.Target(LocalConnector("l"), str(q.queue), STOPPED).read(
-        step="read queue", mess=model.FIELDS)
-    msgs, _ = model.sort_out(dump)
+    q, msgs, _ = _spam_backlog(tmp_path, "\u202e\"\\\n")
     for some in ([], msgs[:1], msgs):
         expected = json.dumps([render.message_dict(m) for m in some], indent=2) + "\n"
         assert "".join(render.list_json(some)) == expected
