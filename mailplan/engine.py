@@ -185,7 +185,7 @@ def make_plan(spec: Spec, state: State,
         raise
     plan = Plan(
         spec_path=str(spec.path.resolve()),
-        spec_digest=hashlib.sha256(spec.path.read_bytes()).hexdigest(),
+        spec_digest=spec.digest,  # of the bytes load_spec parsed: one read
         lineage=state.lineage if state.exists else None,
         serial=state.serial,
         target_digest=target_digest(target), target_host=spec.data["target"]["host"],

@@ -54,6 +54,8 @@ class Spec:
     key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
     #: plain scalars YAML did not read as text, as written (0123, 12:30, 2024-01-01)
     written: dict[JsonPath, str] = field(default_factory=dict, repr=False)
+    #: the sha256 (hex) of the bytes parsed: the plan's ``spec.sha256``
+    digest: str = field(default="", repr=False)
 
     def error(self, message: str, path: JsonPath, *, hint: str | None = None,
               at_key: bool = False) -> SpecError:
@@ -186,8 +188,9 @@ def mailplan_file(data: object) -> str | None:
 def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; raise SpecError on the first problem."""
     file = Path(path)
-    data, marks, key_marks, written = parse_yaml(spec_text(file), str(file))
-    spec = Spec(file, data, marks, key_marks, written)
+    text, digest = spec_text(file)
+    data, marks, key_marks, written = parse_yaml(text, str(file))
+    spec = Spec(file, data, marks, key_marks, written, digest)
     if not isinstance(data, dict):
         raise spec.error("the spec must be a mapping of keys (version, hosts, ...)", ())
     if "version" not in data and (what := mailplan_file(data)):

@@ -7,6 +7,7 @@ duplicate keys) whose errors name the file, line, column and key path
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from pathlib import Path
@@ -56,9 +57,11 @@ def yaml_flow(value: Any) -> str:
     return repr(value)
 
 
-def spec_text(file: Path) -> str:
-    """The text of the spec ``file``: a regular file of UTF-8, at most SPEC_LIMIT bytes
-    (a named pipe was waited on forever, a huge file read for minutes)."""
+def spec_text(file: Path) -> tuple[str, str]:
+    """The text of the spec ``file`` (a regular file of UTF-8, at most SPEC_LIMIT bytes:
+    a named pipe was waited on forever, a huge file read for minutes) and the sha256 of
+    those very bytes: the plan's digest of the spec is of what was parsed and validated,
+    never of a second read (which a file replaced in between would make another's)."""
     try:
         raw = read_regular(file, limit=SPEC_LIMIT, what="a spec")
     except NotAFile as exc:
@@ -68,7 +71,7 @@ def spec_text(file: Path) -> str:
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(file)) from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
     except UnicodeDecodeError as exc:  # where: the line and column (bytes) of the byte
         line_start = raw.rfind(b"\n", 0, exc.start) + 1
         raise SpecError(f"the spec is not UTF-8 text: byte 0x{raw[exc.start]:02X} (at byte "

@@ -250,3 +250,20 @@ def test_one_walk_lists_files_and_links_whatever_their_names_hold(tmp_path):
         (5, os.getuid(), 1, f"{tmp_path}/Work\tplain")]
     assert sorted(links) == [(f"{tmp_path}/Tab\tlink", "dest\there"),
                              (f"{tmp_path}/sub/Old", "/elsewhere/old")]
+
+
+def test_a_plans_spec_digest_is_of_the_spec_it_planned_not_of_the_file_now(tmp_path):
+    """make_plan read the spec's file again for the plan's digest: a spec replaced after
+    load_spec gave a saved plan the digest of a file never validated nor planned, and an
+    apply of that plan would have taken the new file for the one reviewed."""
+    import hashlib
+
+    src, target, domain = two_users(tmp_path)
+    path = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"users": [{"name": "alice"}]}})
+    planned_bytes = path.read_bytes()
+    spec = load_spec(path)
+    path.write_bytes(planned_bytes.replace(b"alice", b"mallory"))  # swapped after the read
+    planned = make_plan(spec, State.load(state_path_for(spec)))
+    planned.close()
+    assert planned.plan.spec_digest == hashlib.sha256(planned_bytes).hexdigest()

@@ -302,3 +302,20 @@ def test_merge_keys_add_what_a_mapping_does_not_set(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read the spec"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_the_specs_digest_is_of_the_bytes_parsed_not_of_a_later_read(tmp_path, monkeypatch):
+    """The plan's ``spec.sha256`` was a second read of the file after load_spec: a file
+    replaced in between gave the digest of bytes never validated (and the work twice)."""
+    import hashlib
+    from pathlib import Path
+
+    path = write(tmp_path, BASE)
+    parsed = path.read_bytes()
+    spec = load_spec(path)
+    path.write_text(textwrap.dedent(BASE).replace("alice", "mallory"))
+    assert spec.digest == hashlib.sha256(parsed).hexdigest()
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or b"")
+    assert load_spec(path).digest == hashlib.sha256(path.read_text().encode()).hexdigest()
+    assert reads == []  # read once, through local_read (a FIFO or device refused)
