@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import secrets
+import shlex
+import stat
 import tempfile
 from pathlib import Path
 
@@ -34,8 +37,7 @@ def fingerprint_key(state_path: Path) -> bytes:
     if not os.path.lexists(path):
         _create_key(path)
     try:
-        text = path.read_text(encoding="ascii").strip()
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(_key_text(path))
     except FileNotFoundError:  # _create_key could not make it: nothing to remove
         raise StateError(f"{path}: cannot create the plan fingerprint key",
                          hint=f"the directory {path.parent} must exist and be writable "
@@ -48,6 +50,41 @@ def fingerprint_key(state_path: Path) -> bytes:
         raise StateError(f"{path}: the plan fingerprint key is too short",
                          hint="remove it and run `mailplan plan` again")
     return key
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _key_text(path: Path) -> str:
+    """The key file's text, refused as OpenSSH refuses a private key: a key another user
+    owns, or one that group or others may read or write, may have been planted (a state
+    kept in a directory others can write to) or read: fingerprints made with a key
+    another knows let a plan file be tested against password guesses. The checks are of
+    the file opened (not of its name, which may change in between)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        shown, me = shlex.quote(str(path)), _user(os.geteuid())
+        fix = f"`chown {me} {shown}` and `chmod 600 {shown}`"
+        if not stat.S_ISREG(st.st_mode):
+            what, fix = "it is not a regular file", ""
+        elif st.st_uid != os.geteuid():
+            what = f"it belongs to {_user(st.st_uid)}, not to {me} who runs mailplan"
+        elif st.st_mode & 0o077:
+            what = (f"its mode is {stat.S_IMODE(st.st_mode):04o}: group or others may "
+                    "read or write it")
+            fix = f"`chmod 600 {shown}`"
+        else:
+            return os.read(fd, 4096).decode("ascii").strip()
+        raise StateError(f"{path}: refusing the plan fingerprint key: {what}", hint=(
+            f"if you made it, {fix}; if not, " if fix else "") + "remove it (a new one is "
+            "made by the next plan; plans saved with the old one are then refused as stale)")
+    finally:
+        os.close(fd)
 
 
 def _create_key(path: Path) -> None:

@@ -551,3 +551,37 @@ def test_a_key_that_cannot_be_made_says_where_not_remove_it(tmp_path):
     assert "cannot create the plan fingerprint key" in str(caught.value)
     assert caught.value.hint == (f"the directory {tmp_path / 'missing'} must exist and be "
                                  "writable (or choose another --state)")
+
+
+@pytest.mark.parametrize(("owner", "mode", "wrong", "fix"), [
+    (65534, 0o600, "it belongs to nobody, not to root who runs mailplan",
+     "if you made it, `chown root {key}` and `chmod 600 {key}`; if not, "),
+    (0, 0o640, "its mode is 0640: group or others may read or write it",
+     "if you made it, `chmod 600 {key}`; if not, "),
+    (0, 0o602, "its mode is 0602: group or others may read or write it",
+     "if you made it, `chmod 600 {key}`; if not, "),
+], ids=["owner", "group-read", "others-write"])
+def test_a_key_another_user_owns_or_others_may_read_is_refused_as_ssh_does(
+        tmp_path, owner, mode, wrong, fix):
+    """The fingerprint key was used whatever its owner and mode: a state kept in a
+    directory others can write to could be given a planted key (one its planter knows:
+    the saved plan's fingerprints then test password guesses), and a key others may read
+    gives the same. As OpenSSH does for a private key, it is refused, saying what is
+    wrong and how to mend it; a new key is still made 0600 and taken."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    key = tmp_path / "my state" / "s.json.key"
+    key.parent.mkdir()
+    assert len(fingerprint_key(key.parent / "s.json")) == 32  # made 0600: taken
+    os.chown(key, owner, -1)
+    key.chmod(mode)
+    with pytest.raises(StateError) as caught:
+        fingerprint_key(key.parent / "s.json")
+    assert str(caught.value).startswith(f"{key}: refusing the plan fingerprint key: {wrong}")
+    assert caught.value.hint == fix.format(key=f"'{key}'") + (
+        "remove it (a new one is made by the next plan; plans saved with the old one are "
+        "then refused as stale)")
+    key.unlink()
+    os.mkfifo(key, 0o600)  # not waited on: refused at once
+    with pytest.raises(StateError, match="it is not a regular file"):
+        fingerprint_key(key.parent / "s.json")
