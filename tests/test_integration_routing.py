@@ -255,6 +255,31 @@ def test_drift_is_repaired_and_prune_removes_only_what_mailplan_created(world):
 
 
 @pytest.mark.ssh
+def test_a_forward_the_spec_stops_carrying_is_removed_only_with_prune(world):
+    """carol's ~/.forward was migrated; then the spec sets source.forward: false. The
+    source still forwards her mail: the plan must not remove her .qmail on a plain apply
+    saying "the source no longer forwards it", but list it as mailplan's deletion, for
+    --prune (as the aliases import_aliases: false leaves)."""
+    d, spec = world.domain, world.write()
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    qmail = world.user_dir("carol") / ".qmail"
+    assert qmail.read_text() == "&carol@elsewhere.example\n"
+    data = yaml.safe_load(spec.read_text())
+    data["source"]["forward"] = False
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "no longer forwards it" not in plan, plan
+    assert (f"- forward carol@{d}\n      created by mailplan; the spec no longer carries "
+            "this mailbox's routing from the source (source.forward is false, or the alias "
+            "of its name is not imported) (applied only with --prune)") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert qmail.read_text() == "&carol@elsewhere.example\n"
+    mailplan("apply", str(spec), "--auto-approve", "--prune", check=True)
+    assert not qmail.exists()
+    assert f"forward carol@{d}" not in mailplan("plan", str(spec), check=True).stdout
+
+
+@pytest.mark.ssh
 def test_a_qmail_written_by_hand_where_mailplan_made_the_user_anew_is_never_pruned(world):
     """mailplan wrote carol's .qmail; an admin deleted carol (vdeluser takes the .qmail
     with her directory) and mailplan made her again, her ~/.forward gone meanwhile. A

@@ -1194,3 +1194,23 @@ def test_each_include_file_is_one_alias_level_as_in_sendmail(limit, delivered):
         "alias team: an entry reached through 'team' is 3 aliases deep, past sendmail's "
         "MaxAliasRecursion (2): sendmail bounced mail to it (554 aliasing/forwarding loop "
         "broken); it is not carried over"])
+
+
+def test_mailboxes_whose_source_routing_the_spec_leaves_out_are_set_aside():
+    """A forward mailplan wrote for such a mailbox is not one the source dropped: the
+    plan must not undo it as "the source no longer forwards it" (integrate)."""
+    aliases = parse_aliases("carol: carol@elsewhere.example\nstaff: alice\n", "/etc/aliases")
+    forwards = {"alice": parse_forward("alice@home.example\n", "/home/alice/.forward",
+                                       "alice")}
+    source = SourceRouting(aliases=(aliases,), forwards=forwards)
+    mailboxes = {"alice": "alice", "carol": "carol", "dave": "dave"}
+
+    def aside(**rules) -> frozenset[str]:
+        plan = map_routing(source, [DomainRules("example.com", mailboxes, **rules)])
+        return plan.domains["example.com"].set_aside
+
+    assert aside(import_aliases=True) == frozenset()
+    assert aside(import_aliases=False) == {"carol"}  # its alias is not imported
+    assert aside(import_aliases=True, exclude=("carol",)) == {"carol"}
+    assert aside(import_aliases=True, include=("staff",)) == {"carol"}
+    assert aside(import_aliases=True, import_forwards=False) == set(mailboxes.values())

@@ -154,6 +154,18 @@ def _forward_ended(change: RemoveForward) -> Change:
                   after="its own Maildir (no forward: the source no longer forwards it)")
 
 
+def _forward_set_aside(change: RemoveForward) -> Change:
+    """The removal of a forward mailplan wrote for a mailbox whose routing on the source
+    the spec no longer carries (``source.forward: false``, its alias not imported): the
+    source may still forward its mail, so this is no change the source made; a deletion
+    like any other of mailplan's, applied only with --prune."""
+    return Change("delete", "forward", change.domain, change.mailbox,
+                  before=show_lines(change.current),
+                  reason="created by mailplan; the spec no longer carries this mailbox's "
+                  "routing from the source (source.forward is false, or the alias of its "
+                  f"name is not imported) {PRUNE_NOTE}")
+
+
 def _from(origin: Origin | None) -> str:
     return f" (from {origin})" if origin else ""
 
@@ -237,7 +249,9 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                 continue
             core = to_core(change, dict(want.origins))
             if isinstance(change, RemoveForward) and change.mailbox in mailboxes:
-                core = _forward_ended(change)
+                # the source still routes a mailbox set aside: the spec's choice, --prune
+                core = _forward_set_aside(change) if change.mailbox in want.set_aside \
+                    else _forward_ended(change)
             out.changes.append(core)
             out.actions[core.id] = change
         findings += _shadowed_mailboxes(name, observed.aliases, desired, ours,

@@ -91,6 +91,8 @@ class _DomainMapper:
         self.forwards: dict[str, tuple[str, ...]] = {}
         self.origins: dict[str, Origin] = {}
         self.own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
+        #: mailboxes whose source routing the spec leaves out (DomainRouting.set_aside)
+        self.set_aside: set[str] = set() if rules.import_forwards else set(self.mailboxes)
         # findings and loop breaks before the entry being mapped: its own warnings say
         # enough, and its breaks say which mailboxes' .qmail it hands mail to
         self.findings_mark = 0
@@ -106,13 +108,15 @@ class _DomainMapper:
             self._import_forwards()
         if self.rules.import_aliases:
             self._import_aliases()
+        else:
+            self.set_aside.update(set(self.table) & self.mailboxes)
         self._import_virtual()
         self._add_spec_aliases()
         owner_findings(self.domain, self.aliases, self.origins, self.resolver, self.catch_all)
         return DomainRouting(self.domain, self.aliases, self.forwards,
                              _alias_domains(self.rules),
                              domain_catch_all(self.rules, self.virtual, self.resolver),
-                             self.origins)
+                             self.origins, frozenset(self.set_aside))
 
     def _begin_entry(self) -> None:
         self.findings_mark = len(self.resolver.findings)
@@ -139,6 +143,7 @@ class _DomainMapper:
     def _import_aliases(self) -> None:
         for name, entry in self.table.items():
             if not _imported(name, self.rules, self.resolver, entry):
+                self.set_aside.update({name} & self.mailboxes)
                 continue
             if name.endswith(WILDCARD):  # sendmail's list+*: no vpopmail equivalent
                 self.resolver.findings.append(wildcard_alias(

@@ -135,7 +135,10 @@ class DomainRouting:
     ``aliases``: alias name (lower-case, '.' kept) -> .qmail-NAME lines in order, forward
     lines in ``&user@domain`` form. ``forwards``: mailbox name -> lines of the mailbox's
     own .qmail (``./Maildir/`` keeps a local copy). ``origins`` says where each alias or
-    forward came from, for display.
+    forward came from, for display. ``set_aside``: mailboxes whose routing on the source
+    the spec does not carry (``source.forward: false``; an alias of the mailbox's name
+    not imported): a forward mailplan wrote for one is not taken for one the source
+    dropped.
     """
 
     domain: str
@@ -144,6 +147,7 @@ class DomainRouting:
     alias_domains: tuple[str, ...]
     catch_all: CatchAll
     origins: Mapping[str, Origin] = field(default_factory=dict)
+    set_aside: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
