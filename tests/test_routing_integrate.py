@@ -15,15 +15,17 @@ from mailplan.plan import Change, Plan
 from mailplan.render import render_plan
 from mailplan.routing.aliases import parse_aliases
 from mailplan.routing.diff import AddAlias, AddAliasDomain, ChangeAlias, SetForward
-from mailplan.routing.integrate import map_spec, merge_changes, to_core
+from mailplan.routing.facts import ObservedRouting
+from mailplan.routing.integrate import _still_on_target, map_spec, merge_changes, to_core
 from mailplan.routing.managed import (
     apply_routing_entry,
     effect,
     managed_routing,
     unchanged_routing,
 )
+from mailplan.routing.mapping import map_routing
 from mailplan.routing.model import Include, Origin, RoutingError
-from mailplan.routing.rules import SourceRouting
+from mailplan.routing.rules import DomainRules, SourceRouting
 from mailplan.routing.virtusertable import parse_virtusertable
 from mailplan.secret import Secret
 from mailplan.spec import load_schema, load_spec
@@ -894,3 +896,32 @@ def test_prune_candidates_are_only_what_still_holds_the_lines_mailplan_wrote():
         == {"carol"}
     assert unchanged_routing(data, "d.example", "forward",
                              {"carol": ("| autorespond", "./Maildir/")}) == frozenset()
+
+
+def test_an_entry_left_without_an_alias_says_where_mail_goes_while_the_target_has_one():
+    """The mapping says mail for sales (now a pipe on the source) goes to the catch-all;
+    while the target still has an alias sales, mail goes there (mailplan's: until
+    --prune removes it; one it did not make: for good). A name the target has no alias
+    of keeps the mapping's words."""
+    source = SourceRouting(aliases=(parse_aliases(
+        'sales: "|/usr/bin/foo"\nfax: "|/usr/bin/fax"\nold: "|/usr/bin/old"\n',
+        "/etc/aliases"),))
+    rules = DomainRules("d.example", {"alice": "alice"}, import_aliases=True)
+    plan = map_routing(source, [rules])
+    want = plan.domains["d.example"]
+    observed = ObservedRouting("d.example", {"sales": ("&alice@d.example",),
+                                             "fax": ("fax@x.example",)})
+    got = {f.message.split(":")[0]: f.message
+           for f in _still_on_target(list(plan.findings), want, observed,
+                                     frozenset({"sales"}))
+           if f.severity == "warning"}
+    tail = "goes to the domain's catch-all: bounce mail for unknown recipients"
+    assert got["alias sales"].endswith(
+        f"so mail to sales@d.example {tail} once the alias sales@d.example the target has "
+        "now (&alice@d.example) is gone: apply --prune removes it (mailplan made it); until "
+        "then mail to it still goes there"), got
+    assert got["alias fax"].endswith(
+        f"so mail to fax@d.example {tail} once the alias fax@d.example the target has now "
+        "(fax@x.example) is gone: mailplan did not make it, or it was changed since "
+        "mailplan wrote it, and leaves it; until then mail to it still goes there"), got
+    assert got["alias old"].endswith(f"so mail to old@d.example {tail}"), got

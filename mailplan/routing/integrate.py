@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
+from mailplan.routing.catchall import to_catch_all
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -224,6 +225,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
         changes = diff_routing(want, observed, ours, prune=True,
                                managed_forwards=ours_forwards)
         out.noops.extend(_changed_since(name, want, observed, state, ours, ours_forwards))
+        findings = _still_on_target(findings, want, observed, ours)
         users = target.domains[name].users if name in target.domains else {}
         mailboxes = set(desired.domains[name].routed().values()) \
             if name in desired.domains else set()
@@ -275,6 +277,25 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                            hint="fix them on the source, exclude them, or declare the "
                            "routing in the spec, then plan again")
     return out
+
+
+def _still_on_target(findings: list[Finding], want: DomainRouting, observed: ObservedRouting,
+                     ours: frozenset[str]) -> list[Finding]:
+    """The mapping says mail for an entry left without an alias goes to the catch-all;
+    while the target still has an alias of that name, mail goes there: say so, and what
+    removes it (``ours``: mailplan's, unchanged since)."""
+    domain = want.domain
+    for name in sorted(set(observed.aliases) - set(want.aliases)):
+        said = to_catch_all(name, domain, want.catch_all)
+        how = ("apply --prune removes it (mailplan made it)" if name in ours else
+               "mailplan did not make it, or it was changed since mailplan wrote it, and "
+               "leaves it")
+        now = (f"{said} once the alias {name}@{domain} the target has now "
+               f"({show_lines(observed.aliases[name])}) is gone: {how}; until then mail to "
+               "it still goes there")
+        findings = [replace(f, message=f.message.replace(said, now))
+                    if f.domain == domain and said in f.message else f for f in findings]
+    return findings
 
 
 def _dropped_domains(wanted: Set[str], target: TargetFacts, state: State

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
-from mailplan.routing.catchall import domain_catch_all
+from mailplan.routing.catchall import domain_catch_all, to_catch_all
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.owners import owner_findings
 from mailplan.routing.plussed import NO_PLUS, WILDCARD, wildcard_alias, wildcard_problem
@@ -305,8 +305,8 @@ class _DomainMapper:
             was = self.origins.pop(name, None)
             left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
                     "(sendmail looked virtusertable up first and never reached it)")
-        self._outcome(name, what, f"{left}, so mail to {name}@{self.domain} goes to the "
-                      f"domain's catch-all: {self.catch_all.describe()}", origin)
+        self._outcome(name, what, f"{left}, {to_catch_all(name, self.domain, self.catch_all)}",
+                      origin)
 
     def _keep(self, kept: dict[str, tuple[str, ...]], name: str, lines: list[str],
               origin: Origin | None) -> None:
