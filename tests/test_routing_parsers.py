@@ -106,6 +106,21 @@ def test_alias_errors_name_file_and_line(text, line, words):
     assert words in str(caught.value)
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    ("x: alice, bob # the team", "'#' starts a comment only at the start of a line"),
+    ("x: alice, bob@x.example  # home", "'#' starts a comment only at the start of a line"),
+    ("x: alice\n\tbob", "separate addresses with commas (a line that continues an entry"),
+    ("x: bob@x.example carol@y.example", "separate addresses with commas"),
+    ("x: a;b", 'quote names that contain spaces: "name with space"'),
+])
+def test_an_item_with_blanks_gets_the_hint_for_its_likely_mistake(text, hint):
+    """A trailing comment or a missing comma is the usual cause, not a name to quote."""
+    with pytest.raises(RoutingError) as caught:
+        parse_aliases(text, "/etc/aliases")
+    assert caught.value.hint is not None and caught.value.hint.startswith(hint), \
+        caught.value.hint
+
+
 def test_duplicate_alias_last_wins_with_warning():
     table, findings = effective_aliases([parse_aliases("a: x\nb: y\na: z\n", "f")])
     assert [str(t) for t in table["a"].targets] == ["z"]

@@ -141,10 +141,25 @@ def _address(local: str, domain: str | None, origin: Origin, *, escaped: bool,
         raise RoutingError(f"{shown!r} has no user part", origin=origin)
     if not quoted and _BAD_LOCAL.search(local):
         raise RoutingError(f"{shown!r} is not an address or local name", origin=origin,
-                           hint='quote names that contain spaces: "name with space"')
+                           hint=_blank_hint(shown))
     if domain is not None and not _DOMAIN.match(domain):
-        raise RoutingError(f"{shown!r} has no valid domain after '@'", origin=origin)
+        raise RoutingError(f"{shown!r} has no valid domain after '@'", origin=origin,
+                           hint=_blank_hint(shown) if len(domain.split()) > 1 else None)
     return Address(local, domain.lower() if domain else None, origin, escaped)
+
+
+def _blank_hint(item: str) -> str:
+    """What most likely went wrong with an unquoted item that has blanks or specials:
+    a trailing comment, a missing comma, or a name to quote."""
+    words = item.split()
+    if any(word.startswith("#") for word in words[1:]):
+        return ("'#' starts a comment only at the start of a line (sendmail reads the "
+                "rest of a line as addresses): move the comment to a line of its own")
+    if len(words) > 1:
+        return ("separate addresses with commas (a line that continues an entry needs "
+                'one at the end of the line before it), or quote a name with spaces: '
+                '"name with space"')
+    return 'quote names that contain spaces: "name with space"'
 
 
 def _read_quoted(text: str, origin: Origin) -> tuple[str, str]:
