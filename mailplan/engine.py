@@ -31,7 +31,12 @@ from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import plan_mail
 from mailplan.plan import MAIL_KINDS, Change, Noop, Plan
 from mailplan.private_files import fingerprint_key
-from mailplan.prune_guard import dropped_domain_users, dropped_domains, keep_hand_made_aliases
+from mailplan.prune_guard import (
+    doomed_domains,
+    dropped_domain_users,
+    dropped_domains,
+    keep_hand_made_aliases,
+)
 from mailplan.prune_select import select_deletions, shown
 from mailplan.records import gone_noops, gone_records
 from mailplan.routing.integrate import merge_changes, plan_routing
@@ -150,13 +155,16 @@ def make_plan(spec: Spec, state: State,
         result = diff(desired, target, vpop, managed, fingerprint_key(state.path),
                       keep_passwords=keeps_passwords(spec.data))
         result.changes = dropped_domain_users(result.changes, target, managed, spec_domains)
-        # vdeldomain removes the domain's aliases too: never those mailplan did not write
-        result.changes = keep_hand_made_aliases(result.changes, result.problems,
-                                                conns[tgt["host"]], vpop, state.data)
         # lines of passwd and shadow read as the old server reads them (plan -v)
         result.noops += [Noop(source.host, None, f"note: {n}") for n in source.notes]
         routing = plan_routing(spec, conns[src["host"]], conns[tgt["host"]], source, desired,
-                               target, state, strict=strict)  # aliases, forwards (issue 4)
+                               target, state, strict=strict,  # aliases, forwards (issue 4)
+                               also_listed=doomed_domains(result.changes))
+        # vdeldomain removes the domain's aliases too: never those mailplan did not write
+        # (listed by routing's read of the target, in its batch)
+        result.changes = keep_hand_made_aliases(result.changes, result.problems,
+                                                routing.seen.listed if routing.seen else {},
+                                                state.data)
         result.changes = merge_changes(result.changes, routing.changes)
         result.problems += routing.problems
         result.noops += routing.noops

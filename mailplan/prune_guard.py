@@ -3,8 +3,9 @@ vdeldomain, which removes the domain's whole directory: its users' Maildirs, and
 alias in it (the ``.qmail-NAME`` files valias writes, a mailing list's pipe, a forward an
 administrator added by hand). The diff keeps a domain holding accounts mailplan did not
 create (:func:`mailplan.diff.diff`); it cannot see the aliases, which only ``valias -s``
-lists. :func:`keep_hand_made_aliases` reads them for the domains a plan would delete
-(one batch, only when there are such domains) and keeps every domain holding an alias
+lists. Routing's read of the target lists them for the domains a plan would delete too
+(:func:`doomed_domains`; no remote command of their own), and
+:func:`keep_hand_made_aliases` keeps every domain holding an alias
 mailplan did not write, or one it wrote and someone changed since
 (:func:`~mailplan.routing.managed.unchanged_routing`, as ``--prune`` decides for an
 alias of its own): a problem of the plan says so, and the domain is not deleted.
@@ -19,37 +20,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.diff import Managed
-from mailplan.errors import HostError
 from mailplan.facts.vpopmail import TargetFacts
 from mailplan.plan import PRUNE_NOTE, Change
-from mailplan.remote import run_batch
-from mailplan.routing.execute import vpopmail_tool
-from mailplan.routing.facts import parse_valias_list
 from mailplan.routing.managed import unchanged_routing
-from mailplan.routing.model import RoutingError
-from mailplan.shell import join
 
 
-def keep_hand_made_aliases(changes: list[Change], problems: list[Problem], conn: Connector,
-                           vpopmail_dir: str, data: dict[str, Any]) -> list[Change]:
+def doomed_domains(changes: list[Change]) -> list[str]:
+    """The domains ``changes`` delete (vdeldomain): routing's read of the target lists
+    their aliases too (``plan_routing``'s ``also_listed``) for
+    :func:`keep_hand_made_aliases`."""
+    return [c.domain for c in changes if (c.action, c.kind) == ("delete", "domain")]
+
+
+def keep_hand_made_aliases(changes: list[Change], problems: list[Problem],
+                           listed: dict[str, dict[str, tuple[str, ...]]],
+                           data: dict[str, Any]) -> list[Change]:
     """``changes`` without the deletion of a domain that holds aliases mailplan did not
-    write (``data``: the state's records); each one left out gets a problem in
-    ``problems`` that names those aliases."""
-    doomed = [c.domain for c in changes if (c.action, c.kind) == ("delete", "domain")]
-    if not doomed:
-        return changes
-    valias = vpopmail_tool(vpopmail_dir, "valias")
-    results = run_batch(conn, [join([valias, "-s", name]) for name in doomed])
+    write (``listed``: ``valias -s`` of each domain deleted, as routing's read of the
+    target listed it; ``data``: the state's records); each one left out gets a problem
+    in ``problems`` that names those aliases."""
     kept: set[str] = set()
-    for name, res in zip(doomed, results, strict=True):
-        try:
-            observed = parse_valias_list(res.stdout.decode("utf-8", "replace"), res.returncode)
-        except RoutingError as exc:
-            raise HostError(f"valias -s {name}: {exc.message}", host=conn.name,
-                            step="read target routing") from None
+    for name in doomed_domains(changes):
+        observed = listed[name]
         foreign = sorted(set(observed) - unchanged_routing(data, name, "alias", observed))
         if not foreign:
             continue

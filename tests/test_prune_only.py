@@ -9,6 +9,7 @@ with a selection carries exactly it, and cannot be applied as another.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -173,6 +174,12 @@ def test_a_domain_holding_aliases_mailplan_did_not_make_is_never_deleted(world):
             "alias(es) mailplan did not write, or wrote and someone changed since "
             f"(list@{gone}): not deleted, even with --prune") in res.stdout, res.stdout
     assert f"- domain {gone}" not in res.stdout
+    # the guard's valias -s is in routing's batch of reads of the target, not one more
+    log = max(world.spec.parent.glob("*.logs/apply-*.log"), key=lambda p: p.stat().st_mtime)
+    batch = {name: when for *when, name in re.findall(
+        r"(?m)^(\S+) \[newmail\] [^\n]*\(batch \d+/(\d+), ([0-9.]+)s for the batch\)\n"
+        r"    \$ \S*/valias -s (\S+)$", log.read_text())}
+    assert batch.keys() == {d, gone} and batch[gone] == batch[d], batch
     assert world.target.tool("vuserinfo", "-n", f"dan@{gone}").returncode == 0
     assert "x@remote.example" in world.target.tool("valias", "-s", f"list@{gone}"
                                                    ).stdout.decode()

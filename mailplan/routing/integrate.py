@@ -20,7 +20,7 @@ the target's side is read by :mod:`mailplan.routing.target`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Collection, Iterable, Set
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -199,8 +199,10 @@ def to_core(change: RoutingChange, origins: dict[str, Origin]) -> Change:
 
 def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
                  source: SourceFacts, desired: Desired, target: TargetFacts, state: State,
-                 *, strict: bool = False) -> RoutingOutcome:
-    """Everything routing adds to the plan; raises RoutingError in strict mode."""
+                 *, strict: bool = False, also_listed: Collection[str] = ()) -> RoutingOutcome:
+    """Everything routing adds to the plan; raises RoutingError in strict mode.
+    ``also_listed``: domains whose aliases the target's read lists too (``seen.listed``:
+    :func:`~mailplan.routing.target.read_target_routing`)."""
     imports = any((b or {}).get("import_aliases", False) is not False
                   for b in spec.data["domains"].values())
     read_findings: list[Finding] = []
@@ -212,7 +214,7 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
     wanted = {d: r for d, r in mapped.domains.items() if d not in target.alias_of}
     wanted.update(_dropped_domains(set(wanted), target, state))
     vpop = spec.data["target"].get("vpopmail_dir", "/home/vpopmail")
-    have = read_target_routing(target_conn, vpop, target, wanted, state)
+    have = read_target_routing(target_conn, vpop, target, wanted, state, also_listed)
     out = RoutingOutcome(seen=have)
     findings = [*read_findings, *mapped.findings]
     for name in sorted(wanted):

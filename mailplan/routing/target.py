@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import CommandResult, Connector
@@ -44,11 +45,17 @@ class TargetRouting:
 
     observed: dict[str, ObservedRouting]
     alias_domain_owner: dict[str, str | None]  # alias domain -> real domain it serves
+    #: ``valias -s`` of every domain read, those of ``also`` included (the prune guard's)
+    listed: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
-                        wanted: dict[str, DomainRouting], state: State) -> TargetRouting:
-    """One batch: valias -s, the .qmail of every mailbox of interest, alias domains."""
+                        wanted: dict[str, DomainRouting], state: State,
+                        also: Collection[str] = ()) -> TargetRouting:
+    """One batch: valias -s, the .qmail of every mailbox of interest, alias domains;
+    ``also``: domains on the target whose aliases are listed too (``listed``), those a
+    plan would delete, for :func:`mailplan.prune_guard.keep_hand_made_aliases` (a batch
+    of their own was one more remote command)."""
     cmds: list[str] = []
     jobs: list[tuple[str, str, str]] = []  # (what, domain, name)
     qmail: dict[tuple[str, str], str] = {}  # (domain, mailbox) -> path of its .qmail
@@ -63,6 +70,9 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
             user = have.users.get(mailbox)
             if user is not None:
                 qmail[(name, mailbox)] = user.dir.rstrip("/") + "/.qmail"
+    for name in sorted(set(also) - set(wanted)):
+        cmds.append(join([vpopmail_tool(vpop, "valias"), "-s", name]))
+        jobs.append(("valias", name, ""))
     for alias in sorted({a for d in wanted.values() for a in d.alias_domains}):
         cmds.append(join([vpopmail_tool(vpop, "vdominfo"), "-n", "-d", alias]))
         jobs.append(("vdominfo", "", alias))
@@ -95,4 +105,4 @@ def read_target_routing(conn: Connector, vpop: str, target: TargetFacts,
         name: ObservedRouting(name, aliases.get(name, {}), forwards.get(name, {}),
                               target.domains[name].aliases if name in target.domains else ())
         for name in wanted}
-    return TargetRouting(observed, owner)
+    return TargetRouting(observed, owner, aliases)
