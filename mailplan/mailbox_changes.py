@@ -107,13 +107,17 @@ def file_note(out: MailPlan, note: MailboxNote) -> None:
 def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[str, int]],
           begin: Start, ledger: tuple[int, int | None],
           subscribed: dict[tuple[str, str], set[str] | None], pending: bool,
-          missing: bool = False, unsubscribable: bool = False) -> None:
+          missing: bool = False, unsubscribable: bool = False,
+          deleted: bool = False) -> None:
     """Explain the mailbox or add its change. ``ledger``: how many identities its
     folder's ledger holds, and the ledger's size in bytes (None: not known); ``pending``:
     its Maildir holds the record of a writer stopped before its ledger lines;
     ``missing``: its folder is to be created though it has nothing to import;
     ``unsubscribable``: its Maildir's subscription files cannot be written (the plan
-    says so once for the Maildir): its folder is not subscribed."""
+    says so once for the Maildir): its folder is not subscribed; ``deleted``: its
+    folder, which an earlier apply made, is not on the target (the user deleted it on
+    the new server): the import makes it again with the new messages only, which the
+    change and a warning say."""
     if scan.error:
         # the login's lack, not the file's: as for a directory it may not list
         login = "; mailplan must be able to read it (log in to the source as root, or " \
@@ -184,10 +188,28 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
                     + ("INBOX" if mb.dirname == "" else marked(
                         folder_from_dirname(mb.dirname, mb.names)))
                     + (f"; {there} already imported" if there else "")
-                    + read + how + skipped,
+                    + read + how + skipped
+                    + (f"; {_made_again(scan.todo, there + begin.count, False)}"
+                       if deleted else ""),
                     fingerprint=scan.todo_digest)
+    if deleted:
+        out.warnings.append(Problem(mb.domain, mb.user, f"folder {marked(mb.name)} "
+                                    + _made_again(scan.todo, there + begin.count, True)))
     out.changes.append(change)
     out.jobs[change.id] = MailJob(mb, begin, scan.todo, size, subscribe, scan.counted)
+
+
+def _made_again(todo: int, before: int, whole: bool) -> str:
+    """What an import into a folder the user deleted on the new server does: in the
+    change's line, or ``whole`` in its warning."""
+    gone = f"the {before} imported before" if before else "the messages imported before"
+    if not whole:
+        return (f"the user deleted the folder on the new server: made again with only "
+                f"these ({gone} are not brought back)")
+    return (f"was deleted on the new server by the user after mailplan imported into it: "
+            f"apply makes it again with only the {todo} new message(s) from the old server "
+            f"({gone} are not brought back; mail is never dropped: to keep the folder "
+            "deleted, the user deletes it again after the apply)")
 
 
 def _flags_change(out: MailPlan, mb: SourceMailbox, scan: MailboxScan) -> MailJob | None:

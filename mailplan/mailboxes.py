@@ -203,13 +203,13 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     if mixed:  # appended copies of messages there: numbered as a whole read numbers them
         reread_whole(mixed, done, scanned, where, source_conn, target_conn, mboxrd, sizes,
                      ends)
-    missing = _missing_folders(target_conn, scanned, where, state_mail,
-                               {r[0].key for r in done if r[3]} | made)
+    missing, deleted = _missing_folders(target_conn, scanned, where, state_mail,
+                                        {r[0].key for r in done if r[3]} | made)
     blocked = _blocked_maildirs(out, files, mailboxes, where)
     for (mb, begin, known, ledger), scan in zip(done, scanned, strict=True):
         judge(out, mb, scan, known or set(), begin, (ledger, sizes.get(where[mb.key])),
               subscribed, where[mb.key] in pending, mb.key in missing,
-              where[mb.key] in blocked)
+              where[mb.key] in blocked, mb.key in deleted)
     # a folder with nothing to import whose subscription line is missing on the target
     covered = {(j.mailbox.domain, j.mailbox.user, j.mailbox.dirname)
                for j in out.jobs.values() if j.subscribe}
@@ -307,21 +307,33 @@ def _blocked_maildirs(out: MailPlan, files: dict[str, dict[str, bytes]],
 
 def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
                      where: dict[str, str], state_mail: dict[str, Any],
-                     ledgered: set[str]) -> set[str]:
-    """The mailboxes with nothing to import whose folder the plan creates: a folder (not
-    the INBOX) whose directory is not on the target (its user's Maildir missing, or the
-    folder in it: :func:`~mailplan.facts.maildirs.missing_folders`, one batch), and of
-    which neither the state records anything nor the Maildir's ledger holds a line
-    (``ledgered``: its messages were imported there, or a writer made it, also in a run
-    the state file, lost or restored from an older backup, does not know of): a folder
-    an earlier apply made (or imported into) and the user deleted on the new server
-    stays deleted, as a deleted message does."""
+                     ledgered: set[str]) -> tuple[set[str], set[str]]:
+    """The mailboxes with nothing to import whose folder the plan creates, and those
+    with mail to import whose folder the user deleted on the new server (one batch of
+    :func:`~mailplan.facts.maildirs.missing_folders` for both).
+
+    The first: a folder (not the INBOX) whose directory is not on the target (its
+    user's Maildir missing, or the folder in it), and of which neither the state records
+    anything nor the Maildir's ledger holds a line (``ledgered``: its messages were
+    imported there, or a writer made it, also in a run the state file, lost or restored
+    from an older backup, does not know of): a folder an earlier apply made (or imported
+    into) and the user deleted on the new server stays deleted, as a deleted message
+    does. The second: such a folder, recorded or ledgered, not on the target, that has
+    new mail on the source: the import makes it again with the new messages only (mail
+    is never dropped; the ones imported before stay deleted), which the plan says."""
+    def made_before(mb: SourceMailbox) -> bool:
+        return mb.key in state_mail or mb.key in ledgered
+
     empty = [scan.mailbox for scan in scans
              if not scan.error and not scan.todo and scan.mailbox.dirname
-             and scan.mailbox.key not in state_mail and scan.mailbox.key not in ledgered]
+             and not made_before(scan.mailbox)]
+    filled = [scan.mailbox for scan in scans
+              if not scan.error and scan.todo and scan.mailbox.dirname
+              and where[scan.mailbox.key] and made_before(scan.mailbox)]
     wanted: dict[str, set[str]] = {}
-    for mb in empty:
+    for mb in empty + filled:
         if where[mb.key]:
             wanted.setdefault(where[mb.key], set()).add(mb.dirname)
     gone = missing_folders(target_conn, wanted) if wanted else set()
-    return {mb.key for mb in empty if not where[mb.key] or (where[mb.key], mb.dirname) in gone}
+    return ({mb.key for mb in empty if not where[mb.key] or (where[mb.key], mb.dirname) in gone},
+            {mb.key for mb in filled if (where[mb.key], mb.dirname) in gone})

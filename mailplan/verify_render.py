@@ -92,7 +92,13 @@ def _details(f: FolderCheck) -> list[str]:
                "move it away, then apply")
         lines.append(f"          not subscribed in {', '.join(f.unsubscribed)} (a client "
                      f"that lists subscribed folders only will not show it; {fix})")
-    if f.folder_deleted_on_target:
+    if f.folder_deleted_on_target and f.missing:
+        # as the plan says it: the new mail is imported, which makes the folder again
+        lines.append("          folder deleted by the user on the target after mailplan "
+                     "imported into it (not a failure); `mailplan apply` makes it again "
+                     f"with only the {len(f.missing)} message(s) missing (those deleted "
+                     "are not brought back)")
+    elif f.folder_deleted_on_target:
         lines.append("          folder deleted by the user on the target (not a failure)")
     if f.changed_during_read:
         lines.append(f"          source mailbox {f.changed_during_read}; run verify again")

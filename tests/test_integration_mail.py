@@ -1402,6 +1402,61 @@ def test_a_folder_deleted_on_the_target_stays_deleted_without_the_states_record(
     assert not (root / ".Later").exists()
 
 
+@pytest.mark.parametrize("state", ["kept", "deleted"])
+def test_a_folder_deleted_on_the_target_is_made_again_for_new_mail_and_the_plan_says_so(
+        setup, tmp_path, state):
+    """A folder mailplan imported into that the user then deleted on the new server gets
+    new mail on the old server: the new messages are imported (mail is never dropped),
+    which makes the folder again with them only (the ones imported before are not brought
+    back), and the plan says so, as a warning too, so the administrator can decide before
+    apply (it said only "+ mailbox ... 1 message(s)"). With the state file or without it
+    (the Maildir's ledger names the folder). verify agrees before and after."""
+    src, target, domain, spec = setup
+    later = src / "home/alice/mail/Later"
+    later.write_bytes(msg("l@x.example", "Mon Nov  9 10:00:00 2026", "later")
+                      + msg("m@x.example", "Mon Nov  9 11:00:00 2026", "later too"))
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    root = maildir(target, f"alice@{domain}")
+    shutil.rmtree(root / ".Later")  # the user deletes the folder (dovecot's DELETE)
+    if state == "deleted":
+        (tmp_path / "m.state.json").unlink()
+    with later.open("ab") as f:
+        f.write(msg("n@x.example", "Tue Nov 10 10:00:00 2026", "new"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"+ mailbox alice@{domain} Later\n      1 message(s), ") in plan, plan
+    assert ("to import into Later (read from byte 170: unchanged before)" if state == "kept"
+            else "to import into Later; 2 already imported") in plan, plan
+    assert ("; the user deleted the folder on the new server: made again with only these "
+            "(the 2 imported before are not brought back)\n") in plan, plan
+    assert (f"! alice@{domain}: folder Later was deleted on the new server by the user after "
+            "mailplan imported into it: apply makes it again with only the 1 new message(s) "
+            "from the old server (the 2 imported before are not brought back; mail is never "
+            "dropped: to keep the folder deleted, the user deletes it again after the apply)"
+            ) in plan.split("Warnings")[1], plan
+    # verify says the same: the new message is missing (a failure until the apply), the
+    # others deleted by the user, and the folder is made again with the missing one only
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 3, res.stdout + res.stderr
+    later = res.stdout[res.stdout.index(" Later "):]
+    later = later[:later.index(" Lists/Python ")]
+    assert re.search(r"Later +3 +0 +1 +0 +0 +0 +0 +2\n", later), later
+    assert ("folder deleted by the user on the target after mailplan imported into it (not "
+            "a failure); `mailplan apply` makes it again with only the 1 message(s) missing "
+            "(those deleted are not brought back)") in later, later
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert [re.search(rb"Subject: (.*)", p.read_bytes())[1]
+            for sub in files(root / ".Later").values() for p in sub] == [b"new"]
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    later = res.stdout[res.stdout.index(" Later "):]
+    assert re.search(r"Later +3 +1 +0 +0 +0 +0 +0 +2\n", later), later
+    assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    # show counts what apply imported (the count the plan's "already imported" is), not
+    # what the user kept
+    if state == "kept":
+        assert "Later 3" in mailplan("show", str(spec), check=True).stdout
+
+
 @pytest.mark.parametrize("state", ["older", "deleted"])
 def test_an_empty_folder_deleted_on_the_target_stays_deleted_without_the_states_record(
         setup, tmp_path, state):
