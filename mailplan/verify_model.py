@@ -233,17 +233,36 @@ def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
 
 
 def _not_here(check: FolderCheck, idents: list[Identity], ledger: set[Identity],
-              moved_to: Mapping[str, Container[Identity]], name: Callable[[Identity], str]
-              ) -> None:
+              moved_to: Mapping[str, Container[Identity]], name: Callable[[Identity], str],
+              source: Mapping[Identity, SourceMessage]) -> None:
     """The source's messages the folder lacks: missing, or imported (in its ledger) and
-    then moved to another folder (``moved_to`` holds it) or deleted by the user."""
+    then moved to another folder (``moved_to`` holds it) or deleted by the user. A moved
+    message whose copy there lacks a flag or keyword the source has (set on the old
+    server after the move, or removed by the user on the new one: verify cannot tell)
+    says so: no plan adds it (flags are added only in the folder a message was imported
+    into), and the copy is the user's now, as a deleted message is."""
     for ident in idents:
         to = next((f for f, there in sorted(moved_to.items()) if ident in there),
                   None) if ident in ledger else None
         if to is not None:
-            check.moved_away.append(f"{name(ident)} (to {marked(to)})")
+            check.moved_away.append(f"{name(ident)} (to {marked(to)}"
+                                    f"{_moved_flags(source[ident], moved_to[to], ident)})")
         else:
             (check.deleted_on_target if ident in ledger else check.missing).append(name(ident))
+
+
+def _moved_flags(want: SourceMessage, there: Container[Identity], ident: Identity) -> str:
+    """What a moved message's copy lacks of its source's flags and keywords ("" for
+    nothing, or where the copies are not known: only their identities)."""
+    copies = there.get(ident) if isinstance(there, Mapping) else None
+    if not copies:
+        return ""
+    have = copies[0]
+    letters = have.keywords if have.dovecot else want.keywords
+    if not (set(want.flags) - set(have.flags) or want.keywords - letters):
+        return ""
+    return (f"; flags: source {_state(want.flags, want.keywords)}, there "
+            f"{_state(have.flags, letters)}, not carried to a moved message")
 
 
 def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
@@ -271,7 +290,8 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     name = partial(_named, check, source)
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
-    _not_here(check, sorted(source.keys() - target.keys()), ledger, moved_to or {}, name)
+    _not_here(check, sorted(source.keys() - target.keys()), ledger, moved_to or {}, name,
+              source)
     others = sorted((elsewhere or {}).items())
     for ident in sorted(target.keys() - source.keys()):
         origin = None if ident in ledger else next(

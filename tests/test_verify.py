@@ -146,6 +146,21 @@ def test_a_message_moved_to_another_folder_is_said_so_not_deleted():
     assert check.moved_away == ["aaaaaaaaaaaa#0 (to 'Work ')"]
 
 
+def test_a_moved_message_lacking_a_source_flag_says_so_without_failing():
+    # moved to INBOX on the target, then answered on the old server: no plan adds the
+    # flag there (flags are added in the folder a message was imported into), so it is
+    # said on its moved_away line, not a failure; a copy known by identity only says nothing
+    source = {A: SourceMessage(10, "RS", 1.0, frozenset({"Work"})), B: SourceMessage(10, "S", 1.0)}
+    check = compare_folder(FolderCheck("d.example", "u", "Work"), source, {}, {A, B},
+                           moved_to={"INBOX": {A: [tm(flags="S")], B: [tm(flags="FS")]}})
+    assert check.ok and check.moved_away == [
+        "aaaaaaaaaaaa#0 (to INBOX; flags: source RS Work, there S, not carried to a moved "
+        "message)", "bbbbbbbbbbbb#0 (to INBOX)"]
+    check = compare_folder(FolderCheck("d.example", "u", "Work"), source, {}, {A},
+                           moved_to={"INBOX": {A}})
+    assert check.moved_away == ["aaaaaaaaaaaa#0 (to INBOX)"]
+
+
 def test_compare_folder_with_a_full_keyword_file():
     """A folder whose dovecot-keywords names 26 keywords has no letter for another: the
     import could not carry it (listed, not a failure); one it names must still be there."""
@@ -953,6 +968,26 @@ def test_verify_passes_after_the_user_files_mail_and_renames_a_folder(migrated):
     inbox = next(f for f in doc["folders"] if f["folder"] == "INBOX")
     assert inbox["moved_away"] == [f"{ident} (to Archive)"] and not inbox["deleted_on_target"]
     assert doc["ok"] is True
+
+
+@pytest.mark.ssh
+def test_a_message_moved_on_the_target_then_answered_on_the_old_server(migrated):
+    """The user files an INBOX message into Work on the new server, then answers it on
+    the old one (pine rewrites the spool's X-Status): no plan adds the flag to the moved
+    copy, and verify passes, saying on the moved message's line which flags it lacks."""
+    src, target, domain, spec, root = migrated
+    seen = next(f for f in (root / "cur").iterdir() if b"Subject: seen" in f.read_bytes())
+    seen.rename(root / ".Work/cur" / seen.name)
+    spool = src / "var/spool/mail/alice"
+    spool.write_bytes(spool.read_bytes().replace(
+        b"Subject: seen\nStatus: RO\n", b"Subject: seen\nStatus: RO\nX-Status: A\n"))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "flags" not in plan and "No changes." in plan, plan
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    ident = parse_message_name(seen.name).digest[:12] + "#0"
+    assert (f"{ident} (to Work; flags: source RS, there S, not carried to a moved message)"
+            in res.stdout), res.stdout
 
 
 @pytest.mark.ssh
