@@ -92,8 +92,10 @@ def state_document(path: Path, *, target: str | None = None, source: str | None 
             "complete_through_byte": checkpoint.get("offset"),
             # messages through the checkpoint that an apply found on the target and did
             # not import itself: a run killed before it journaled what its writer had
-            # made durable, a state file made anew, a copy held in a second file
-            "found_on_target": max(0, int(checkpoint.get("count", 0)) - imported)}
+            # made durable, a state file made anew, a copy held in a second file (the
+            # most any checkpoint counted: State keeps it when the source deletes mail)
+            "found_on_target": max(0, int(box.get("found", 0)),
+                                   int(checkpoint.get("count", 0)) - imported)}
     history = data.get("history", [])
     return {"kind": "state", "path": str(path), "exists": True, "target": target,
             "source": source, "lineage": state.lineage, "serial": state.serial,

@@ -269,6 +269,15 @@ class State:
             box["bytes"] += int(entry.get("bytes", 0))
             if "checkpoint" in entry:
                 box["checkpoint"] = entry["checkpoint"]
+                # messages through it an apply found on the target, not imported by a
+                # journaled one (show's count): kept, as ``imported`` is, when the old
+                # server deletes mail later (the checkpoint's count drops)
+                # (a damaged line is refused after the fold, by state_check)
+                count = entry["checkpoint"].get("count") \
+                    if isinstance(entry["checkpoint"], dict) else None
+                had = box.get("found", 0)
+                if type(count) is int and type(had) is int and count - box["imported"] > had:
+                    box["found"] = count - box["imported"]
             return
         self._account_entry(entry)
 

@@ -83,7 +83,7 @@ def check_shape(path: Path, data: dict[str, Any]) -> None:
                 for body in managed.values()), "domains, each with its users"),
             ("mail", isinstance(mail, dict) and all(
                 isinstance(name, str) and isinstance(box, dict)
-                and all(type(box.get(n, 0)) is int for n in ("imported", "bytes"))
+                and all(type(box.get(n, 0)) is int for n in ("imported", "bytes", "found"))
                 and _checkpoint_ok(box.get("checkpoint") or {})
                 for name, box in mail.items()), "mailboxes"),
             ("routing", _dict_of(routing, lambda kinds: _dict_of(

@@ -244,6 +244,20 @@ def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path)
             "already on the target (INBOX 2000)") in text, text
     doc = json.loads(mailplan("show", str(path), "--json", check=True).stdout)
     assert doc["mail"]["alice@example.com"]["INBOX"]["found_on_target"] == 2000
+    # the old server then deletes 500 of the messages and 10 arrive: the next apply's
+    # checkpoint counts 3510 and it imports 10; the 2000 found stay found (it said 1500)
+    state = State.load(path)
+    state.begin("plan-3")
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX", "imported": 10, "bytes": 20})
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX",
+                  "checkpoint": {"path": "/var/mail/alice", "inode": 8, "offset": 8000,
+                                 "head": "h", "tail": "t", "count": 3510}})
+    state.finish("ok", {"changes_done": 1, "changes_planned": 1})
+    text = mailplan("show", str(path), check=True).stdout
+    assert ("  alice@example.com: 2010 message(s), 3.9K (INBOX 2010); 2000 more found "
+            "already on the target (INBOX 2000)") in text, text
 
 
 def test_a_pruned_user_made_anew_counts_only_the_mail_of_its_new_maildir(tmp_path):

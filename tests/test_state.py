@@ -159,6 +159,9 @@ def test_plan_reads_the_journal_without_writing(tmp_path):
      '"mail": {"a@b/INBOX": {"imported": "x", "bytes": 1}}}',
      "the state file's 'mail' does not hold mailboxes"),
     ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
+     '"mail": {"a@b/INBOX": {"imported": 1, "bytes": 1, "found": "x"}}}',
+     "the state file's 'mail' does not hold mailboxes"),
+    ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
      '"routing": {"a.example": ["x"]}}', "the state file's 'routing' does not hold domains"),
     ('{"format_version": 1, "lineage": "x", "serial": 0, "managed": {}, "history": [], '
      '"routing": {"a.example": {"alias": ["x", 1]}}}',
