@@ -204,9 +204,10 @@ def _made_again(todo: int, before: int, whole: bool) -> str:
     change's line, or ``whole`` in its warning."""
     gone = f"the {before} imported before" if before else "the messages imported before"
     if not whole:
-        return (f"the user deleted the folder on the new server: made again with only "
-                f"these ({gone} are not brought back)")
-    return (f"was deleted on the new server by the user after mailplan imported into it: "
+        return (f"the user deleted or renamed the folder on the new server: made again "
+                f"with only these ({gone} are not brought back)")
+    return (f"was deleted or renamed on the new server by the user after mailplan imported "
+            f"into it: "
             f"apply makes it again with only the {todo} new message(s) from the old server "
             f"({gone} are not brought back; mail is never dropped: to keep the folder "
             "deleted, the user deletes it again after the apply)")

@@ -1426,12 +1426,13 @@ def test_a_folder_deleted_on_the_target_is_made_again_for_new_mail_and_the_plan_
     assert (f"+ mailbox alice@{domain} Later\n      1 message(s), ") in plan, plan
     assert ("to import into Later (read from byte 170: unchanged before)" if state == "kept"
             else "to import into Later; 2 already imported") in plan, plan
-    assert ("; the user deleted the folder on the new server: made again with only these "
-            "(the 2 imported before are not brought back)\n") in plan, plan
-    assert (f"! alice@{domain}: folder Later was deleted on the new server by the user after "
-            "mailplan imported into it: apply makes it again with only the 1 new message(s) "
-            "from the old server (the 2 imported before are not brought back; mail is never "
-            "dropped: to keep the folder deleted, the user deletes it again after the apply)"
+    assert ("; the user deleted or renamed the folder on the new server: made again with "
+            "only these (the 2 imported before are not brought back)\n") in plan, plan
+    assert (f"! alice@{domain}: folder Later was deleted or renamed on the new server by the "
+            "user after mailplan imported into it: apply makes it again with only the 1 new "
+            "message(s) from the old server (the 2 imported before are not brought back; mail "
+            "is never dropped: to keep the folder deleted, the user deletes it again after the "
+            "apply)"
             ) in plan.split("Warnings")[1], plan
     # verify says the same: the new message is missing (a failure until the apply), the
     # others deleted by the user, and the folder is made again with the missing one only

@@ -374,7 +374,9 @@ def missing_folders(conn: Connector, wanted: Mapping[str, Collection[str]]
     ``""``) whose folder is not there: no ``cur/`` and ``new/`` directories in it (one
     batch of ``find -maxdepth 0``: nothing inside a folder is listed; read-only). For the
     mailboxes with nothing to import, whose folder the plan still creates when missing
-    (an empty folder on the source holds no message that would create it)."""
+    (an empty folder on the source holds no message that would create it), and those
+    with mail to import whose folder an earlier run made (the plan says it is made
+    again)."""
     paths = {f"{m}/{d}/{part}": (m, d) for m, dirnames in wanted.items() for d in dirnames
              for part in _FOLDER_PARTS}
     seen: dict[tuple[str, str], int] = {}
