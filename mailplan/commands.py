@@ -234,7 +234,8 @@ def create_user(r: _Runner, change: Change) -> dict[str, Any]:
         exc.made = exc.made or any(words in exc.message for words in MADE_THEN_FAILED)
         raise
     _check_user(r, user, password=user.password, made=True)
-    return {"domain": user.domain, "user": user.name, "created": True}
+    return {"domain": user.domain, "user": user.name, "created": True,
+            "password_fp": change.fingerprint}
 
 
 def update_password(r: _Runner, change: Change) -> dict[str, Any]:
@@ -252,7 +253,7 @@ def update_password(r: _Runner, change: Change) -> dict[str, Any]:
         raise r.fail("vmoduser reported success but the password did not change")
     return {"domain": change.domain, "user": change.user,
             **({"postmaster_set": True} if change.user == "postmaster" else
-               {"password_set": True})}
+               {"password_set": True, "password_fp": change.fingerprint})}
 
 
 def lock_user(r: _Runner, change: Change) -> dict[str, Any]:
@@ -283,8 +284,9 @@ def lock_user(r: _Runner, change: Change) -> dict[str, Any]:
         r.run(Cmd.of(r.ctx.tool("vmoduser"), "-e", locked, address))
         if classify(r.read_user(address).password.reveal()).status != "locked":
             raise r.fail("vmoduser reported success but the password is not locked")
+    # the password mailplan set is no longer the one there (an unlock sets it anew)
     return {"domain": change.domain, "user": change.user, "locked": True,
-            **({"notes": notes} if notes else {})}
+            "password_fp": "", **({"notes": notes} if notes else {})}
 
 
 def update_quota(r: _Runner, change: Change) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class Managed:
     #: two, or their creation began and was not recorded. Under ``create_only`` they get
     #: the source's (or spec's) password; every other user keeps what it has
     users_unset: frozenset[tuple[str, str]] = frozenset()
+    #: ``(domain, user, fingerprint)``: the password mailplan last set on a user it made
+    #: (keyed as :func:`_fingerprint`); a user's that differs on the target while the
+    #: spec's is still this one was changed on the new server since
+    passwords_set: frozenset[tuple[str, str, str]] = frozenset()
 
 
 @dataclass
@@ -173,7 +177,8 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
                                       fingerprint=_fingerprint(user.password, key)))
             continue
         _diff_user(user, stored, out, key,
-                   keep_passwords and (name, uname) not in managed.users_unset)
+                   keep_passwords and (name, uname) not in managed.users_unset,
+                   (name, uname, _fingerprint(user.password, key)) in managed.passwords_set)
     # the spec still names a user whose source account has a problem now (locked,
     # expired, ...): not migrated, and not deleted either, mail and all
     named = {p.user.lower() for p in out.problems if p.domain == name and p.user}
@@ -241,16 +246,23 @@ HELD = ("the spec names it, but its source account has a problem (see Problems):
         "as it is, never deleted for it")
 #: why a password that differs is not changed
 KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
+#: what a password change adds when the target's was changed there since mailplan set
+#: the one the plan sets again
+SET_BACK = ("; the new server's password was changed there since mailplan set this one "
+            "(the old server's is the same): apply sets the old one back; "
+            "target.passwords: create_only in the spec keeps the new server's")
 
 
 def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
-               keep_passwords: bool) -> None:
+               keep_passwords: bool, set_before: bool = False) -> None:
     """The user's changes (password or lock, quota, comment) in the order apply runs
     them: those that make their field shorter first, so that each later one is counted
     with them done (apply stops at a step that fails); each taken only where the user's
     vpasswd line stays one ``vuserinfo -D`` lists (:class:`LineBound`: else every later
     plan would stop at that listing); a change that would not is a problem, and not
-    made."""
+    made. ``set_before``: mailplan set this very password on the user last (the state
+    says so): one that differs now was changed on the new server, and the change says
+    so."""
     same: list[str] = []
     bound, where = LineBound(stored), (user.domain, user.name)
     want_quota = quota_field(user.quota)
@@ -269,7 +281,8 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
             out.changes.append(Change("update", "password", user.domain, user.name,
                                       "(sensitive)", "(sensitive)", True,
                                       _fingerprint(user.password, key),
-                                      f"from {user.password.origin}"))
+                                      f"from {user.password.origin}"
+                                      + (SET_BACK if set_before else "")))
 
     def quota() -> None:
         if stored.quota == want_quota:

@@ -139,7 +139,10 @@ class State:
             frozenset(c["domain"] for c in claims if not c.get("user")),
             frozenset({(d, u) for d, body in self.data["managed"].items()
                        for u, made in body["users"].items() if "password_unset" in made}
-                      | {(c["domain"], c["user"]) for c in claims if c.get("user")}))
+                      | {(c["domain"], c["user"]) for c in claims if c.get("user")}),
+            frozenset((d, u, made["password_fp"]) for d, body in self.data["managed"].items()
+                      for u, made in body["users"].items()
+                      if isinstance(made.get("password_fp"), str)))
 
     def intents(self) -> dict[str, dict[str, Any]]:
         """Change id -> what the step will have created: steps begun, not recorded."""
@@ -308,6 +311,14 @@ class State:
         if entry.get("password_set") and domain and user:  # the user's password is set
             managed.get(domain, {"users": {}})["users"].get(user, {}).pop("password_unset",
                                                                          None)
+        if "password_fp" in entry and domain and user:
+            # the password mailplan set (a keyed fingerprint): the plan tells a password
+            # changed on the new server since from one changed on the old server
+            made = managed.get(domain, {"users": {}})["users"].get(user)
+            if made is not None and entry["password_fp"]:
+                made["password_fp"] = entry["password_fp"]
+            elif made is not None:
+                made.pop("password_fp", None)
         if entry.get("deleted") and domain:
             if user:
                 managed.get(domain, {"users": {}})["users"].pop(user, None)

@@ -40,7 +40,8 @@ def settle(path: Path) -> None:
 @pytest.fixture
 def migrated():
     """alice's INBOX and folder ``Old`` applied to the stand-in target (local hosts),
-    and dovecot serving her Maildir with the password hash vpopmail stores."""
+    and dovecot serving her Maildir with the password hash vpopmail stores: the source,
+    the spec, dovecot, her address and the target."""
     work = Path(tempfile.mkdtemp(prefix="mailplan-cutover-"))
     os.chmod(work, 0o755)  # dovecot's processes run as vpopmail: traversable
     daemon = None
@@ -64,11 +65,64 @@ def migrated():
             accounts.append(f"{name}@{domain}:{{CRYPT}}{hashed}:{st.st_uid}:{st.st_gid}::"
                             f"{udir}::")
         daemon = start_dovecot(work / "dovecot", {}, uid=0, gid=0, accounts=accounts)
-        yield src, spec, daemon, f"alice@{domain}"
+        yield src, spec, daemon, f"alice@{domain}", target
     finally:
         if daemon is not None:
             daemon.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_password_changed_on_the_new_server_is_not_set_back_without_the_plan_saying_so(
+        migrated):
+    """The user changes the password on the new server (vpopmail's vpasswd, as its web
+    form or an admin does) days before the cutover, the old server's staying as it was: the
+    next plan's ``~ password`` says the new server's was changed there since mailplan set
+    this one and that apply sets the old one back, naming ``create_only`` (it said only
+    ``from shadow``, as for a password changed with passwd on the old server). A password
+    then changed on the old server too is planned without those words."""
+    src, spec, _daemon, address, target = migrated
+    res = target.tool("vpasswd", address, "New-Pw-2")
+    assert res.returncode == 0, res
+    assert target.login_ok(address, "New-Pw-2")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"  ~ password {address}: (sensitive) -> (sensitive)\n      from shadow "
+            "(SHA-512 crypt); the new server's password was changed there since mailplan "
+            "set this one (the old server's is the same): apply sets the old one back; "
+            "target.passwords: create_only in the spec keeps the new server's\n") in plan, plan
+    assert "New-Pw-2" not in plan
+    shadow = src / "etc/shadow"  # passwd on the old server
+    shadow.write_text(shadow.read_text().replace(
+        shadow.read_text().split("alice:")[1].split(":")[0],
+        SourceAccount("alice", 1000, password="Old-Pw-3").hash()))
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"  ~ password {address}: (sensitive) -> (sensitive)\n      from shadow "
+            "(SHA-512 crypt)\n") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(address, "Old-Pw-3")
+    res = target.tool("vpasswd", address, "New-Pw-4")  # changed on the new server again
+    assert res.returncode == 0, res
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "since mailplan set this one" in plan, plan
+
+
+def test_a_password_unlocked_on_the_old_server_is_set_again_without_those_words(migrated):
+    """A lock is mailplan's own change of the password: once the old server unlocks the
+    account (the same hash again), the plan sets it back as a password changed on the
+    old server, not as one changed on the new server."""
+    src, spec, _daemon, address, target = migrated
+    shadow = src / "etc/shadow"
+    before = shadow.read_text()
+    shadow.write_text(before.replace("alice:", "alice:!", 1))  # passwd -l
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert f"~ lock {address}" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert not target.login_ok(address, PASSWORD)
+    shadow.write_text(before)  # passwd -u
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert (f"  ~ password {address}: (sensitive) -> (sensitive)\n      from shadow "
+            "(SHA-512 crypt)\n") in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    assert target.login_ok(address, PASSWORD)
 
 
 def subjects(imap: imaplib.IMAP4) -> dict[str, list[str]]:
@@ -106,7 +160,7 @@ def test_a_folder_renamed_on_the_new_server_is_made_again_for_new_mail_and_the_p
     said only how many messages it imports, as if into the folder the user has); apply
     then makes ``Old`` with the new message alone: nothing in ``Archive`` is copied again
     or lost, and a later plan has nothing to do."""
-    src, spec, daemon, address = migrated
+    src, spec, daemon, address, _target = migrated
     imap = imaplib.IMAP4("127.0.0.1", daemon.port)
     imap.login(address, PASSWORD)
     try:
@@ -135,7 +189,7 @@ def test_a_folder_renamed_on_the_new_server_is_made_again_for_new_mail_and_the_p
 def test_a_folder_still_on_the_new_server_gets_its_new_mail_without_that_note(migrated):
     """The note is for a folder that is gone: new mail for a folder the user kept (and
     read in over IMAP) is planned as before, and lands in it."""
-    src, spec, daemon, address = migrated
+    src, spec, daemon, address, _target = migrated
     imap = imaplib.IMAP4("127.0.0.1", daemon.port)
     imap.login(address, PASSWORD)
     try:
