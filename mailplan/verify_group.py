@@ -244,9 +244,10 @@ class GroupCheck:
             check = FolderCheck(ref.domain, ref.user, _folder_name(dirname, self.names))
             # imported into, and gone from both sides: said, not a bare row of zeros
             check.folder_deleted_on_target = dirname not in there
+            others = {_folder_name(d, self.names): f for d, f in files.items() if d != dirname}
             report.folders.append(compare_folder(check, {}, files.get(dirname, {}),
                                                  ledger.get(dirname, set()),
-                                                 elsewhere=imported))
+                                                 elsewhere=imported, moved_to=others))
 
 
 def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, SourceMessage],

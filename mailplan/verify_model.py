@@ -285,7 +285,8 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     that another folder's lists was imported there and moved here by
     the user (an IMAP client filing it, the folder renamed): explained, not extra.
     ``moved_to``: the message files of the user's other folders, by folder name: a
-    message deleted here that one of them holds was moved there, and is said so."""
+    message deleted here that one of them holds was moved there, and is said so; one
+    that came here and that its folder still holds was copied."""
     full = len(keywords) >= MAX_KEYWORDS
     name = partial(_named, check, source)
     check.source = len(source)
@@ -297,7 +298,10 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
         origin = None if ident in ledger else next(
             (folder for folder, there in others if ident in there), None)
         if origin is not None:
-            check.moved_on_target.append(f"{name(ident)} (from {marked(origin)})")
+            # a copy (IMAP COPY: dovecot links the same file) leaves it there too
+            copied = ", copied: still there too" if ident in (moved_to or {}).get(
+                origin, ()) else ""
+            check.moved_on_target.append(f"{name(ident)} (from {marked(origin)}{copied})")
         else:
             (check.gone_from_source if ident in ledger else check.extra).append(name(ident))
     for ident in sorted(target.keys()):

@@ -72,7 +72,7 @@ def _details(f: FolderCheck) -> list[str]:
                          ("deleted by the user on the target (not a failure)",
                           f.deleted_on_target),
                          ("no longer on the source (not a failure)", f.gone_from_source),
-                         ("moved here by the user on the target from another folder (not "
+                         ("moved or copied here by the user on the target from another folder (not "
                           "a failure)", f.moved_on_target),
                          ("moved by the user on the target to another folder (not a "
                           "failure)", f.moved_away),

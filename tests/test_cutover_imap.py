@@ -206,3 +206,35 @@ def test_a_folder_still_on_the_new_server_gets_its_new_mail_without_that_note(mi
             "INBOX": ["in1"], "Old": ["old1", "old2"]}
     finally:
         imap.logout()
+
+
+def test_verify_tells_a_message_copied_over_imap_from_one_moved(migrated):
+    """Over IMAP the user copies the INBOX message into a new folder ``Keep`` (dovecot
+    links the same file) and moves ``Old``'s into another, ``Moved``: verify listed both
+    as "moved here"; the copy, still in the INBOX, says so."""
+    _src, spec, daemon, address, _target = migrated
+    imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+    imap.login(address, PASSWORD)
+    try:
+        for folder in ("Keep", "Moved"):
+            assert imap.create(folder)[0] == "OK"
+        imap.select("INBOX")
+        assert imap.copy("1", "Keep")[0] == "OK"
+        imap.select("Old")
+        assert imap.copy("1", "Moved")[0] == "OK"
+        imap.store("1", "+FLAGS", "\\Deleted")
+        imap.expunge()
+        assert subjects(imap) == {"INBOX": ["in1"], "Old": [], "Keep": ["in1"],
+                                  "Moved": ["old1"]}
+    finally:
+        imap.logout()
+    res = mailplan("verify", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    keep = res.stdout[res.stdout.index(" Keep "):].split("\n")[1]
+    moved = res.stdout[res.stdout.index(" Moved "):].split("\n")[1]
+    heading = ("moved or copied here by the user on the target from another folder (not a "
+               "failure): ")
+    assert keep.startswith("          " + heading), res.stdout
+    assert keep.endswith(" (from INBOX, copied: still there too)"), res.stdout
+    assert moved.startswith("          " + heading), res.stdout
+    assert moved.endswith(" (from Old)"), res.stdout

@@ -122,6 +122,11 @@ def test_a_message_imported_into_another_folder_is_moved_not_extra():
     check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()]}, set(),
                            elsewhere={"Work ": {B}})
     assert check.moved_on_target == ["bbbbbbbbbbbb#0 (from 'Work ')"]
+    # copied (IMAP COPY), not moved: the folder it came from still holds it
+    check = compare_folder(FolderCheck("d.example", "u", "Archive"), {}, {B: [tm()]}, set(),
+                           elsewhere={"Work": {B}}, moved_to={"Work": {B: [tm()]}})
+    assert check.ok and check.moved_on_target == [
+        "bbbbbbbbbbbb#0 (from Work, copied: still there too)"]
     # its own folder's ledger still says "no longer on the source"
     check = compare_folder(FolderCheck("d.example", "u", "Work"), {}, {B: [tm()]}, {B},
                            elsewhere={"INBOX": {B}})
@@ -957,7 +962,8 @@ def test_verify_passes_after_the_user_files_mail_and_renames_a_folder(migrated):
     out = res.stdout
     ident = parse_message_name(seen.name).digest[:12] + "#0"
     assert f"ok    alice@{domain} Archive " in out
-    assert "moved here by the user on the target from another folder (not a failure)" in out
+    assert ("moved or copied here by the user on the target from another folder (not a "
+            "failure)") in out
     assert f"{ident} (from INBOX)" in out and "(from Work)" in out
     # and the folders it was imported into say where it went, not "deleted"
     assert f"{ident} (to Archive)" in out, out
