@@ -190,8 +190,9 @@ class MailImporter:
 
                 def durable(batch: list[Delivered]) -> None:
                     size = sum(d.size for d in batch)
+                    # the mode read in: another mode reads a >From message as another
                     self.record(change.id, {"mailbox": mb.key, "imported": len(batch),
-                                            "bytes": size})
+                                            "bytes": size, "mboxrd": self.mboxrd})
                     if self.on_batch is not None:  # in the plan's measure (see MailJob)
                         self.on_batch(change, len(batch), sum(d.end - d.start for d in batch)
                                       if job.counted else size)

@@ -48,6 +48,7 @@ from mailplan.subscriptions import (
     unusable_files,
     unusable_problem,
 )
+from mailplan.text import marked
 
 
 def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
@@ -147,6 +148,7 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     absent = {(mb.domain, mb.user) for mb in mailboxes if not where[mb.key]}
     state_mail = {key: box for key, box in state_mail.items()
                   if mailbox_owner(key) not in absent}
+    out.warnings += _mode_changed(mailboxes, state_mail, mboxrd)
     # a folder an earlier version imported under a name it no longer gets: into that one
     mailboxes, renamed = earlier_folders(target_conn, mailboxes, where, state_mail)
     out.warnings += renamed
@@ -227,6 +229,25 @@ def plan_mail(spec_data: dict[str, Any], source_conn: Connector, target_conn: Co
     quota_warnings(out, desired, {mb.key: (mb.domain, mb.user) for mb in mailboxes},
                    state_mail)
     return out
+
+
+def _mode_changed(mailboxes: list[SourceMailbox], state_mail: dict[str, Any],
+                  mboxrd: bool) -> list[Problem]:
+    """A warning for each user whose mail earlier applies imported read in the other
+    ``source.mboxrd`` mode (the state records it): a message with a ``>From`` line read
+    now is another message, imported again by any whole read of its mailbox."""
+    folders: dict[tuple[str, str], list[str]] = {}
+    for mb in mailboxes:
+        if state_mail.get(mb.key, {}).get("mboxrd", mboxrd) is not mboxrd:
+            folders.setdefault((mb.domain, mb.user), []).append(mb.folder)
+    then, now = ("true", "false") if not mboxrd else ("false", "true")
+    return [Problem(domain, user, f"{', '.join(marked(f) for f in names)}: imported "
+                    f"with source.mboxrd: {then}, the spec now says {now}: a message "
+                    "holding a >From line is read as another message, and a whole read "
+                    "of its mailbox (the old server rewrote it, or --rescan) imports it "
+                    f"again beside the first copy; set source.mboxrd: "
+                    f"{then} again (choose the mode before the first import)")
+            for (domain, user), names in sorted(folders.items())]
 
 
 def _user_maildirs(mailboxes: list[SourceMailbox], target: TargetFacts) -> dict[str, str]:

@@ -270,6 +270,8 @@ class State:
                 entry["mailbox"], {"imported": 0, "bytes": 0})
             box["imported"] += int(entry.get("imported", 0))
             box["bytes"] += int(entry.get("bytes", 0))
+            if "mboxrd" in entry:  # how the mail imported was read (source.mboxrd)
+                box["mboxrd"] = bool(entry["mboxrd"])
             if "checkpoint" in entry:
                 box["checkpoint"] = entry["checkpoint"]
                 # messages through it an apply found on the target, not imported by a
