@@ -32,6 +32,7 @@ from mailplan.engine import make_plan, state_path_for
 from mailplan.facts.find_errors import find_messages
 from mailplan.facts.listing_notes import unseen_notes
 from mailplan.facts.mailboxes import (
+    DOT_LOCK_NOTE,
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
@@ -110,6 +111,33 @@ def test_a_missing_spool_is_noted_as_an_empty_inbox(tmp_path):
                           "file: nothing is imported from it (mail kept there is left on "
                           "the old server)")
     assert MISSING_SPOOL_NOTE == "is missing, nothing to import from it"
+
+
+def test_a_dot_lock_beside_its_mailbox_is_no_folder(tmp_path):
+    """While pine (c-client), mutt or procmail write a folder NAME they hold NAME.lock
+    beside it, empty or holding a PID, and a crash leaves it there: found by a real plan,
+    an empty Sent.lock became a folder made on the target, and Drafts.lock with a PID in
+    it a problem ("not an mbox") failing the apply. Too small for a From_ line (23 bytes
+    at the least), it holds no mail: an information note, no folder. A file named so that
+    could hold mail, or with no mailbox beside it, is a folder as before."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    folders = src / "home/bob/mail"
+    (folders / "sub").mkdir(parents=True)
+    for name in ("Sent", "Drafts", "sub/x", "big"):
+        (folders / name).write_bytes(msg(name))
+    (folders / "Sent.lock").write_bytes(b"")
+    (folders / "Drafts.lock").write_bytes(b"4194304\n")  # liblockfile writes the PID
+    (folders / "sub/x.lock").write_bytes(b"0")  # procmail's
+    (folders / "alone.lock").write_bytes(b"")  # no mailbox "alone": an empty folder
+    (folders / "big.lock").write_bytes(b"From  Mon Jan 1 0:00 70")  # 23 bytes: an mbox
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(folders), str(src / "home/bob"))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert sorted(m.folder for m in mailboxes) == [
+        "Drafts", "Sent", "alone.lock", "big", "big.lock", "sub/x"]
+    assert sorted((n.kind, n.message) for n in notes if n.folder != "INBOX") == [
+        ("info", f"{folders}/{name}.lock {DOT_LOCK_NOTE}") for name in ("Drafts", "Sent",
+                                                                        "sub/x")]
 
 
 def test_a_folders_directory_that_is_a_file_is_a_problem(tmp_path):

@@ -52,6 +52,11 @@ INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 #: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
 #: as of an empty one: mail.local makes it at the first delivery
 MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
+#: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes at the
+#: least): the dot-lock c-client, mutt or procmail hold while they write NAME (empty, or
+#: a PID), or one a crash left; no folder (it held no mail), not made on the target
+DOT_LOCK_NOTE = ("is the dot-lock of the mailbox beside it (mail programs make it while "
+                 "they write that one): no mail fits in it, not a folder")
 #: what is said of a spool whose directory is not there either (a problem: a wrong
 #: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
 NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
@@ -378,6 +383,9 @@ def _folders(ref: MailboxRef, found: _Found
             continue  # hidden files: IMAP servers do not show them as folders
         if path in found.other:
             notes.append(not_a_file(ref, path, found.other[path], "", "a folder", rel))
+        elif path.endswith(".lock") and path[:-5] in found.files and found.files[path][0] < 23:
+            notes.append(MailboxNote(ref.domain, ref.user, "info", path,
+                                     f"{escape(path)} {DOT_LOCK_NOTE}"))
         elif found.add((mailboxes, notes), ref, rel, path, folder_file=True) and is_inbox(rel):
             notes.append(MailboxNote(ref.domain, ref.user, "info", path,
                                      f"{escape(path)} {INBOX_FILE_NOTE}", "INBOX"))
