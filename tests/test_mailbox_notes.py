@@ -36,6 +36,7 @@ from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
+    MIX_NOTE,
     NO_SPOOL_DIR_NOTE,
     MailboxRef,
     _Found,
@@ -138,6 +139,31 @@ def test_a_dot_lock_beside_its_mailbox_is_no_folder(tmp_path):
     assert sorted((n.kind, n.message) for n in notes if n.folder != "INBOX") == [
         ("info", f"{folders}/{name}.lock {DOT_LOCK_NOTE}") for name in ("Drafts", "Sent",
                                                                         "sub/x")]
+
+
+def test_a_mix_format_folder_is_a_problem_not_passed_over(tmp_path):
+    """UW-IMAP's mix format keeps a folder as a directory of hidden files (.mixmeta,
+    .mixindex, .mixstatus, .mixXXXXXXXX holding the mail). Hidden files are left out, so
+    the folder was passed over in silence: plan, apply (exit 0) and verify ("Verified")
+    said nothing of its mail (found by a real run). It is a problem naming it, as a
+    folder file that is no mbox is; a mix directory below a hidden one stays hidden."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    folders = src / "home/bob/mail"
+    for where in ("Work", "old/2001", ".trash/x"):
+        (folders / where).mkdir(parents=True)
+        for name, data in ((".mixmeta", b"S3a1b2c3d\nV3a1b2c3d\nL0\nN00000001\n"),
+                           (".mixindex", b"S3a1b2c3d\n"), (".mixstatus", b"S3a1b2c3d\n"),
+                           (".mix3a1b2c3d", b":msg:00000001:20010101100000+0000:0000000d:"
+                                            b"\r\nSubject: x\r\n\r\n")):
+            (folders / where / name).write_bytes(data)
+    (folders / "old/Sent").write_bytes(msg("sent"))
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(folders), str(src / "home/bob"))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert [m.folder for m in mailboxes] == ["old/Sent"]
+    assert sorted((n.kind, n.folder, n.message) for n in notes if n.folder != "INBOX") == [
+        ("problem", "Work", f"{folders}/Work {MIX_NOTE}"),
+        ("problem", "old/2001", f"{folders}/old/2001 {MIX_NOTE}")]
 
 
 def test_a_folders_directory_that_is_a_file_is_a_problem(tmp_path):

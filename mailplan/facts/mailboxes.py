@@ -52,9 +52,13 @@ INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 #: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
 #: as of an empty one: mail.local makes it at the first delivery
 MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
-#: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes at the
-#: least): the dot-lock c-client, mutt or procmail hold while they write NAME (empty, or
-#: a PID), or one a crash left; no folder (it held no mail), not made on the target
+#: said of a folder directory holding .mixmeta: UW-IMAP's mix format (the mail is all in
+#: hidden files, which the listing leaves out), no mbox
+MIX_NOTE = ("is a UW-IMAP mix-format mailbox (its mail is in the hidden .mix files), not an "
+            "mbox: nothing is imported from it (copy it into an mbox folder on the old "
+            "server, e.g. with UW-IMAP's mailutil)")
+#: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes): the
+#: dot-lock pine, mutt or procmail hold while writing NAME (empty, or a PID); no folder
 DOT_LOCK_NOTE = ("is the dot-lock of the mailbox beside it (mail programs make it while "
                  "they write that one): no mail fits in it, not a folder")
 #: what is said of a spool whose directory is not there either (a problem: a wrong
@@ -379,6 +383,10 @@ def _folders(ref: MailboxRef, found: _Found
         rel = path[len(prefix):]
         if ref.decode_names:  # UW-imapd's modified UTF-7 names
             rel = source_folder(rel)
+        *parents, last = rel.split("/")
+        if last == ".mixmeta" and not any(p.startswith(".") for p in parents):  # mix
+            notes.append(MailboxNote(ref.domain, ref.user, "problem", path[:-9],
+                                     f"{escape(path[:-9])} {MIX_NOTE}", "/".join(parents) or None))
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: IMAP servers do not show them as folders
         if path in found.other:
