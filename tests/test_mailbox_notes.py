@@ -33,6 +33,7 @@ from mailplan.facts.find_errors import find_messages
 from mailplan.facts.listing_notes import unseen_notes
 from mailplan.facts.mailboxes import (
     DOT_LOCK_NOTE,
+    HOME_INBOX_NOTE,
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
@@ -164,6 +165,31 @@ def test_a_mix_format_folder_is_a_problem_not_passed_over(tmp_path):
     assert sorted((n.kind, n.folder, n.message) for n in notes if n.folder != "INBOX") == [
         ("problem", "Work", f"{folders}/Work {MIX_NOTE}"),
         ("problem", "old/2001", f"{folders}/old/2001 {MIX_NOTE}")]
+
+
+def test_an_inbox_c_client_keeps_in_the_home_directory_is_a_problem(tmp_path):
+    """c-client's mbx, mix and mx drivers keep the INBOX in ~/INBOX (a file, or a
+    directory) and move the spool's new mail into it: the spool then holds little or
+    nothing, and the INBOX's mail was left behind without a word (found by a real run).
+    A non-empty ~/INBOX, or a directory there, is a problem naming it; an empty file
+    holds nothing."""
+    names = ("mbx", "mix", "empty", "none")
+    src = make_source(tmp_path / "source", [SourceAccount(name, 1000 + i, name, "pw")
+                                            for i, name in enumerate(names)])
+    home = src / "home"
+    (home / "mbx/INBOX").write_bytes(b"*mbx*\r\n" + b" " * 2041)
+    (home / "mix/INBOX").mkdir()
+    (home / "mix/INBOX/.mixmeta").write_bytes(b"S3a1b2c3d\n")
+    (home / "empty/INBOX").write_bytes(b"")
+    for name in names:
+        (src / "var/spool/mail" / name).write_bytes(msg(name))
+    refs = [MailboxRef("example.com", name, name, str(src / "var/spool/mail" / name),
+                       str(home / name / "mail"), str(home / name)) for name in names]
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert sorted(m.user for m in mailboxes) == sorted(names)
+    assert [(n.user, n.kind, n.folder, n.message) for n in notes] == [
+        (name, "problem", "INBOX", f"{home}/{name}/INBOX {HOME_INBOX_NOTE}")
+        for name in ("mbx", "mix")]
 
 
 def test_a_folders_directory_that_is_a_file_is_a_problem(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from mailplan.connectors.base import Connector
 from mailplan.facts.find_errors import find_messages
 from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
-from mailplan.facts.notes import MailboxNote
+from mailplan.facts.notes import DOT_LOCK_NOTE, HOME_INBOX_NOTE, MIX_NOTE, MailboxNote
 from mailplan.mail.maildir import (
     FolderNameError,
     dir_subscription_lines,
@@ -52,15 +52,6 @@ INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
 #: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
 #: as of an empty one: mail.local makes it at the first delivery
 MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
-#: said of a folder directory holding .mixmeta: UW-IMAP's mix format (the mail is all in
-#: hidden files, which the listing leaves out), no mbox
-MIX_NOTE = ("is a UW-IMAP mix-format mailbox (its mail is in the hidden .mix files), not an "
-            "mbox: nothing is imported from it (copy it into an mbox folder on the old "
-            "server, e.g. with UW-IMAP's mailutil)")
-#: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes): the
-#: dot-lock pine, mutt or procmail hold while writing NAME (empty, or a PID); no folder
-DOT_LOCK_NOTE = ("is the dot-lock of the mailbox beside it (mail programs make it while "
-                 "they write that one): no mail fits in it, not a folder")
 #: what is said of a spool whose directory is not there either (a problem: a wrong
 #: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
 NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
@@ -280,7 +271,8 @@ class _Found:
 
 def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     """List every spool and folder file of ``refs`` in one batch of commands."""
-    mboxes = {r.home_mbox for r in refs if r.home_mbox}
+    # ~/mbox, and ~/INBOX (c-client's INBOX in another format: said, not read)
+    mboxes = {p for r in refs if r.home_mbox for p in (r.home_mbox, r.home_mbox[:-4] + "INBOX")}
     spools = sorted({r.spool for r in refs} | mboxes)
     # without a trailing slash: find would follow a folders directory that is a
     # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
@@ -355,6 +347,11 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
     elif mbox is not None and mbox in found.other and mbox != spool:
         notes.append(not_a_file(ref, mbox, found.other[mbox], "INBOX: ", "~/mbox, INBOX mail",
                                 "INBOX"))
+    inbox, prefix = (mbox[:-4] + "INBOX" if mbox else None), ref.folders.rstrip("/") + "/"
+    if inbox and inbox != spool and not inbox.startswith(prefix) and (
+            found.files.get(inbox, (0,))[0] or inbox in found.other):  # an empty file: none
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", inbox,
+                                 f"{escape(inbox)} {HOME_INBOX_NOTE}", "INBOX"))
     return mailboxes, notes
 
 

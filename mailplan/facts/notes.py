@@ -44,3 +44,20 @@ class MailboxNote:
 
     def __str__(self) -> str:
         return f"{self.address}: {self.message}"
+
+
+#: said of a folder directory holding .mixmeta: UW-IMAP's mix format (the mail is all in
+#: hidden files, which the listing leaves out), no mbox
+MIX_NOTE = ("is a UW-IMAP mix-format mailbox (its mail is in the hidden .mix files), not an "
+            "mbox: nothing is imported from it (copy it into an mbox folder on the old "
+            "server, e.g. with UW-IMAP's mailutil)")
+#: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes): the
+#: dot-lock pine, mutt or procmail hold while writing NAME (empty, or a PID); no folder
+DOT_LOCK_NOTE = ("is the dot-lock of the mailbox beside it (mail programs make it while "
+                 "they write that one): no mail fits in it, not a folder")
+#: said of ~/INBOX: where c-client's mbx, mix and mx drivers keep the INBOX (a file, or a
+#: directory), moving the spool's new mail into it; not an mbox, and not read
+HOME_INBOX_NOTE = ("is where UW-IMAP keeps an INBOX in its mbx, mix or mx format (it moves "
+                   "the spool's new mail there): not an mbox, nothing is imported from it "
+                   "(copy its mail into the spool on the old server, e.g. with UW-IMAP's "
+                   "mailutil)")
