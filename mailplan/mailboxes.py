@@ -238,7 +238,7 @@ def _mode_changed(mailboxes: list[SourceMailbox], state_mail: dict[str, Any],
     now is another message, imported again by any whole read of its mailbox."""
     folders: dict[tuple[str, str], list[str]] = {}
     for mb in mailboxes:
-        if state_mail.get(mb.key, {}).get("mboxrd", mboxrd) is not mboxrd:
+        if bool(state_mail.get(mb.key, {}).get("mboxrd", mboxrd)) != mboxrd:
             folders.setdefault((mb.domain, mb.user), []).append(mb.folder)
     then, now = ("true", "false") if not mboxrd else ("false", "true")
     return [Problem(domain, user, f"{', '.join(marked(f) for f in names)}: imported "
