@@ -273,15 +273,12 @@ class State:
             if "mboxrd" in entry:  # how the mail imported was read (source.mboxrd)
                 box["mboxrd"] = bool(entry["mboxrd"])
             if "checkpoint" in entry:
-                box["checkpoint"] = entry["checkpoint"]
-                # messages through it an apply found on the target, not imported by a
-                # journaled one (show's count): kept, as ``imported`` is, when the old
-                # server deletes mail later (the checkpoint's count drops)
-                # (a damaged line is refused after the fold, by state_check)
-                count = entry["checkpoint"].get("count") \
-                    if isinstance(entry["checkpoint"], dict) else None
-                had = box.get("found", 0)
-                if type(count) is int and type(had) is int and count - box["imported"] > had:
+                box["checkpoint"] = point = entry["checkpoint"]
+                # the most messages through it an apply found on the target and did not
+                # import (show's count), kept when the source deletes mail (state_check)
+                count = point.get("count") if isinstance(point, dict) else None
+                if type(count) is int and type(box.get("found", 0)) is int \
+                        and count - box["imported"] > box.get("found", 0):
                     box["found"] = count - box["imported"]
             return
         self._account_entry(entry)
