@@ -1146,6 +1146,32 @@ def test_where_syncfs_fails_each_file_is_fsynced(tmp_path, tmp_files):
     assert courier_keywords(root) == keywords_by_letters(root)
 
 
+def test_a_folders_ledger_line_is_durable_when_written(tmp_path):
+    """The line ``dir TAB folder`` a writer appends when it makes a folder became durable
+    only with the next batch's sync, and none may follow (a folder with no message to
+    import): a crash could lose it, and a plan without the state's record would make the
+    folder again after the user deleted it. The writer now fsyncs the folder's
+    directories, then the ledger and the Maildir, when it writes the line; a folder that
+    was there already costs none of it."""
+    require(shutil.which("strace"), "strace")
+    log = tmp_path / "strace.log"
+    root = tmp_path / "Maildir"
+    trace = ("strace", "-f", "-qq", "-y", "-e", "trace=fsync,syncfs", "-o", str(log))
+    client = AgentClient(proc := _LocalAgent(wrapper=trace))
+    client.open(str(root))
+    client.create_folder(".Work")
+    assert client.known(".Work") == set()  # a reply: the folder's request is done
+    client.create_folder(".Work")  # there: no line, no sync
+    client.known(".Work")
+    client.quit()
+    assert proc.wait() == 0
+    synced = [c.split("<", 1)[1].split(">", 1)[0] for c in log.read_text().splitlines()
+              if " fsync(" in c and c.rstrip().endswith("= 0")]
+    ledger = f"{root}/mailplan-ledger"
+    assert (root / "mailplan-ledger").read_text() == ".Work\tfolder\n"
+    assert synced == [f"{root}/.Work", str(root), ledger, str(root)], synced
+
+
 def test_the_sync_process_dies_with_the_agent_even_in_the_middle_of_a_batch(tmp_path):
     root = tmp_path / "Maildir"
     proc = LocalAgent()

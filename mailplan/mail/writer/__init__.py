@@ -20,7 +20,9 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  "mailplan-pending" below)
 ``F``  folder    JSON ``{"dir"}``: create ``.Name`` with cur/new/tmp and ``maildirfolder``,
                  and when it made the directory or its cur/ or new/ (no folder an IMAP
-                 server opens was there), append ``dir TAB folder`` to the ledger;
+                 server opens was there), append ``dir TAB folder`` to the ledger,
+                 durable at once (the folder's directories fsynced, then the ledger
+                 and the Maildir: no batch's sync may follow);
                  with ``"also": [dir, ...]`` (earlier names of its directory, renamed by
                  hand since) the ledger lines under those count for it too
 ``B``  begin     payload = folder dir (``""`` = INBOX): open a new file in its tmp/

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 
 from mailplan.mail.writer.base import AgentBase
-from mailplan.mail.writer.fs import sync_filesystem, writer_alive
+from mailplan.mail.writer.fs import fsync_each, sync_filesystem, writer_alive
 from mailplan.mail.writer.proto import (
     DIGEST_RE,
     DIR_FLAGS,
@@ -141,9 +141,13 @@ class LedgerMixin(AgentBase):
         """Append ``dirname TAB folder`` to the ledger (under the Maildir's lock, as a
         sync appends): this writer made that folder. A plan without the state's record of
         it (a state file lost) reads that line, so a folder the user deleted since, one
-        that held no message (no message line names it), is not made again. Then the
-        ledger's size is the one later syncs expect, when no other writer appended
-        since ``open`` read it."""
+        that held no message (no message line names it), is not made again. Durable when
+        written, not with the next batch's sync (none may follow: a folder made with no
+        message to import): the folder's directories first, then its line, as a batch's
+        files are made durable before its lines (a line that outlived its folder in a
+        crash would have a plan take the folder for one the user deleted). A few fsyncs
+        per folder made, none per message. Then the ledger's size is the one later
+        syncs expect, when no other writer appended since ``open`` read it."""
         lock = os.open(self.root, DIR_FLAGS)
         try:
             with contextlib.suppress(OSError):  # as in _sync_batch
@@ -152,7 +156,10 @@ class LedgerMixin(AgentBase):
                 before = os.stat(os.path.join(self.root, LEDGER)).st_size
             except FileNotFoundError:
                 before = 0
+            fsync_each([self._folder_path(dirname), self.root])
             after = self._append_ledger([f"{dirname}\t{FOLDER_MADE}\n"])
+            # the line, and the ledger's name in the Maildir (when this line made it)
+            fsync_each([os.path.join(self.root, LEDGER), self.root])
             if before == self.ledger_size:
                 self.ledger_size = after
         finally:
