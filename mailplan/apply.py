@@ -24,7 +24,7 @@ from typing import Any
 from mailplan.commands import Context, creation_claim, execute
 from mailplan.connectors.base import abort_all
 from mailplan.engine import Planned
-from mailplan.errors import MailplanError, StepFailed
+from mailplan.errors import MailboxesRefused, MailboxRefused, MailplanError, StepFailed
 from mailplan.importer import EarlyAgent, MailImporter, user_dirs
 from mailplan.plan import MAIL_KINDS, Change
 from mailplan.records import found, gone_id
@@ -41,7 +41,10 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
     """Mailbox imports, ``parallel`` users at a time. Each worker keeps one remote shell
     and one writer agent for all the users it takes (never one per user; the first
     worker takes the ``early`` one); the users' directories come from the plan's facts,
-    and those created by this apply are asked for in one batch."""
+    and those created by this apply are asked for in one batch. A mailbox the writer
+    refuses (``MailboxRefused``: a folder restored as root) fails alone: the others go
+    on, and the refused ones are raised together at the end (``MailboxesRefused``);
+    any other failure (a lost connection, a full disk) stops every worker."""
     by_user: dict[str, list[Change]] = {}
     for change in changes:
         by_user.setdefault(f"{change.user}@{change.domain}", []).append(change)
@@ -60,6 +63,10 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
     mboxrd = bool(planned.spec.data["source"].get("mboxrd", False))
 
     workers = max(1, min(parallel, len(by_user)))
+    # the mailboxes the writer refused (a folder restored as root), each with its error;
+    # nothing of them is visible unjournaled (the importer drops its writer unsynced)
+    refused: list[tuple[str, str, MailboxRefused]] = []
+    lock = threading.Lock()
 
     def worker() -> None:
         # a single worker uses the connection's shared shell; several keep one each, so
@@ -78,7 +85,13 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                         return
                     for change in group:
                         on_step(change, "start")
-                        finished(change, importer.run(change, planned.mail_jobs[change.id]))
+                        try:
+                            effect = importer.run(change, planned.mail_jobs[change.id])
+                        except MailboxRefused as exc:  # that mailbox only: said at the end
+                            with lock:
+                                refused.append((change.id, change.address, exc))
+                            continue
+                        finished(change, effect)
             except BaseException:
                 stop.set()  # the other workers finish their current user, then stop
                 raise
@@ -105,6 +118,8 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
         raise
     if failed is not None:
         raise failed
+    if refused:  # the others are done: the apply fails, naming each
+        raise MailboxesRefused(refused, host=planned.target_connector.name)
 
 
 @dataclass

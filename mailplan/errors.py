@@ -121,6 +121,27 @@ class StepFailed(HostError):
     made = False
 
 
+class MailboxRefused(StepFailed):
+    """The target's writer refused one mailbox (its Maildir or folder is another owner's,
+    or of a mode its owner may not write: restored by hand as root): that mailbox fails,
+    and the apply goes on with the others (:class:`MailboxesRefused` at its end)."""
+
+    def __init__(self, message: str, *, host: str, step: str | None = None) -> None:
+        super().__init__(message, host=host, step=step)
+        self.reason = message  # without the host and step, for MailboxesRefused's list
+
+
+class MailboxesRefused(StepFailed):
+    """The mailboxes an apply could not import for :class:`MailboxRefused`'s reasons,
+    said once the others are done; ``failures``: change id -> that mailbox's error."""
+
+    def __init__(self, refused: list[tuple[str, str, MailboxRefused]], *, host: str) -> None:
+        lines = "\n".join(f"  {address}: {exc.reason}" for _id, address, exc in refused)
+        super().__init__(f"{len(refused)} mailbox(es) not imported (the apply went on with "
+                         f"the others):\n{lines}", host=host)
+        self.failures = {change_id: exc for change_id, _a, exc in refused}
+
+
 class StateError(MailplanError):
     """The state file is locked, corrupt, of an unknown version, or does not match."""
 

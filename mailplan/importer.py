@@ -23,7 +23,7 @@ from typing import Any
 
 from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
-from mailplan.errors import ConnectionLost, HostError, StepFailed
+from mailplan.errors import ConnectionLost, HostError, MailboxRefused, StepFailed
 from mailplan.facts.checkpoints import checkpoint_ends
 from mailplan.facts.flag_gain import split_gain
 from mailplan.mail.agent_client import (
@@ -38,7 +38,7 @@ from mailplan.mail.convert import Delivered, import_mbox
 from mailplan.mail.maildir import Identities
 from mailplan.mail.mbox import MailboxError
 from mailplan.mail.snapshot import SnapshotStream
-from mailplan.mail.writer.proto import OTHER_OWNER
+from mailplan.mail.writer.proto import OTHER_OWNER, REFUSED
 from mailplan.mailbox_changes import MailJob
 from mailplan.mailboxes import maildir_of
 from mailplan.plan import Change
@@ -330,8 +330,11 @@ class MailImporter:
         except AgentFailed as exc:
             # it said why and exits by itself: its own exit, not a kill, goes to the log
             self._last_words()
-            raise StepFailed(f"{what} failed: {exc.message}", host=self.target.name,
-                             step=step) from None
+            # a Maildir its owner may not write (restored as root): this mailbox only
+            kind = MailboxRefused if exc.message.startswith(f"agent: {REFUSED}") \
+                else StepFailed
+            raise kind(f"{what} failed: {exc.message}", host=self.target.name,
+                       step=step) from None
         except MailboxError as exc:  # the agent's errors are mail errors too
             if mail_error is not None:
                 mail_error()

@@ -389,11 +389,10 @@ class ApplyWatch:
             self.summary.unfinished = max(0, self._planned - done - len(self._running))
             if interrupted:
                 self.summary.unfinished += len(self._running)
-            else:
-                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: "
-                                       f"{escape((str(exc).splitlines() or [''])[0])}"
-                                       for c in self._running.values()] or \
-                    [escape_lines(str(exc))]
+            else:  # a mailbox refused alone has its own error (MailboxesRefused)
+                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: " + escape(
+                    (str(getattr(exc, "failures", {}).get(c.id, exc)).splitlines() or [""])[0])
+                    for c in self._running.values()] or [escape_lines(str(exc))]
 
     def _stopped_by(self) -> int:
         """The signal that first asked to stop (a KeyboardInterrupt without one: SIGINT)."""

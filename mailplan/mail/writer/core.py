@@ -31,6 +31,7 @@ from mailplan.mail.writer.proto import (
     OTHER_OWNER,
     WRITER_WAIT,
     AgentError,
+    Refused,
     fail,
     key,
     read_exact,
@@ -109,7 +110,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         for path in files:  # a named pipe would hang the sync that opens it
             with contextlib.suppress(FileNotFoundError):
                 if not stat.S_ISREG(os.stat(path).st_mode):
-                    raise AgentError(f"{path} is not a regular file: the writer appends to "
+                    raise Refused(f"{path} is not a regular file: the writer appends to "
                                      "it at every sync; move it away (vpopmail's own "
                                      "maildirsize is a file)")
         for path, mode in [(d, (os.W_OK if write else os.R_OK) | os.X_OK) for d in dirs] + \
@@ -118,7 +119,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
             if there and not os.access(path, mode):
                 st = os.stat(path)
                 theirs = st.st_uid == self.uid  # then its mode forbids it
-                raise AgentError(
+                raise Refused(
                     (f"{path} has mode {stat.S_IMODE(st.st_mode):04o}" if theirs
                      else f"{path} is uid {st.st_uid}'s")
                     + f", and the writer, running as the owner of {parent} (uid "

@@ -55,6 +55,17 @@ class AgentError(Exception):
     """A request the agent cannot carry out."""
 
 
+class Refused(AgentError):
+    """A Maildir or folder its owner may not write as it is (another owner's, a mode
+    that forbids it, a file the writer appends to that is no regular file): the sender
+    fails that mailbox only, by this name in the ``X`` reply (``REFUSED``), and goes on
+    with the others."""
+
+
+#: how an ``X`` reply begins that refuses one Maildir only (``fail``: the type's name)
+REFUSED = f"{Refused.__name__}: "
+
+
 def key(digest: str, occ: int) -> bytes:
     """An identity as the agent holds it: the digest's 32 bytes, then the occurrence in
     decimal (72 bytes of memory, against 190 for a tuple of the hex text and an int)."""

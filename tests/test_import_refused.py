@@ -1,0 +1,92 @@
+"""A Maildir folder the writer may not write (restored or made by hand as root) fails
+that mailbox only: the apply goes on with the user's other folders and the other users'
+mailboxes, then ends non-zero naming the mailbox; after the administrator's ``chown``
+the next apply imports exactly what is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import migration
+import pytest
+
+OWNER = 4242
+
+
+def msgs(tag: str, count: int) -> bytes:
+    return b"".join(f"From a@example.org Mon Jan  1 10:00:00 2001\nSubject: {tag} {i}\n\n"
+                    f"body\n\n".encode() for i in range(count))
+
+
+@pytest.fixture
+def reachable():
+    """A directory the owner's writer can reach (pytest's own are 0700, root's)."""
+    base = Path(tempfile.mkdtemp(prefix="mailplan-refused-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _count(root: Path) -> int | None:
+    """The messages of a Maildir folder, None when there is none."""
+    if not (root / "cur").is_dir():
+        return None
+    return sum(1 for sub in ("new", "cur") for _ in (root / sub).iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a folder of root's is made as root")
+@pytest.mark.skipif(bool(migration.REAL_VPOPMAIL),
+                    reason="changes the owner of a domain's files")
+def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reachable):
+    accounts = [migration.SourceAccount(name, uid, name.title(), "pw")
+                for uid, name in enumerate(("alice", "bob"), 1000)]
+    src = migration.make_source(tmp_path / "source", accounts)
+    target = migration.install_target(reachable / "target")
+    domain = migration.unique_domain()
+    host = migration.ssh_host(sshd)
+    spec = migration.write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                source_host=host, target_host=host,
+                                domains={domain: {"import": {"uid_min": 1000}}})
+    migration.mailplan("apply", str(spec), "--auto-approve", check=True)  # no mail yet
+    domain_dir = Path(target.vpopmail_dir, "domains", domain)
+    for path in [domain_dir, *domain_dir.rglob("*")]:
+        os.lchown(path, OWNER, OWNER)
+    os.chmod(domain_dir.parent, 0o711)
+    alice = domain_dir / "alice" / "Maildir"
+    work = alice / ".Work"
+    for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
+        (work / sub).mkdir(mode=0o700)
+    # alice's folders: A (before Work), Work, Zed (after it); then bob's INBOX
+    (src / "home/alice/mail").mkdir(parents=True)
+    for name, count in (("A", 1), ("Work", 2), ("Zed", 3)):
+        (src / "home/alice/mail" / name).write_bytes(msgs(name, count))
+    (src / "var/spool/mail/alice").write_bytes(msgs("alice", 4))
+    (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5))
+
+    res = migration.mailplan("apply", str(spec), "--auto-approve")
+    out = res.stdout + res.stderr
+    assert res.returncode not in (0, 3), out
+    assert (_count(alice), _count(alice / ".A"), _count(alice / ".Zed")) == (4, 1, 3), out
+    assert _count(domain_dir / "bob" / "Maildir") == 5, out
+    assert _count(work) == 0
+    # said at the end, naming the mailbox and the remedy
+    tail = out[out.rindex(f"alice@{domain} Work"):]
+    assert "chown -R" in tail and str(work) in tail, out
+    assert "1 mailbox" in out, out
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["history"][-1]["result"] == "failed"
+
+    plan = migration.mailplan("plan", str(spec), check=True).stdout
+    assert f"+ mailbox alice@{domain} Work" in plan, plan
+    assert plan.count("+ mailbox") == 1, plan
+    for path in [work, *work.rglob("*")]:
+        os.lchown(path, OWNER, OWNER)
+    res = migration.mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (_count(alice), _count(alice / ".A"), _count(work), _count(alice / ".Zed"),
+            _count(domain_dir / "bob" / "Maildir")) == (4, 1, 2, 3, 5)
+    assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
