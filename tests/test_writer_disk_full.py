@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
-from migration import TEST_PYTHON
+from migration import TEST_PYTHON, small_disk
 
 from mailplan.facts.maildirs import parse_ledger
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
@@ -101,6 +101,7 @@ def test_a_maildirsize_append_cut_short_leaves_no_torn_line(tmp_path, quota):
     size = (root / "maildirsize").stat().st_size
     failed = run(root, mbox(20, b"new"), limit=size + 8)  # one batch's line, 2 bytes more
     assert failed is not None and "File too large" in failed
+    assert failed.endswith(f", writing in {root}"), failed  # the sync process's append
     lines = (root / "maildirsize").read_text().split("\n")
     assert lines[0] == quota and lines[-1] == ""
     counted = [tuple(map(int, x.split())) for x in lines[1:-1]]
@@ -116,3 +117,21 @@ def test_a_maildirsize_append_cut_short_leaves_no_torn_line(tmp_path, quota):
     assert run(root, mbox(20, b"new")) is None
     total = sum(int(p.name.rsplit("=", 1)[1]) for p in visible(root).values())
     assert (root / "maildirsize").read_text() == f"{quota}\n{total} 20\n"
+
+
+@pytest.mark.parametrize("dirname", ["", ".Work"])
+def test_a_full_disk_is_said_naming_the_folder_written_into(tmp_path, dirname):
+    """ENOSPC in the writer said only 'No space left on device' (apply added the host and
+    the step): a write to an open file names no path. It now names the folder the
+    writer was writing into (nothing of the message)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with small_disk(disk, "1m"):
+        root = disk / "Maildir"
+        data = b"".join(b"From a@example.org Mon Jan  1 10:00:00 2001\nSubject: %d\n\n%s\n\n"
+                        % (i, b"x" * 20000) for i in range(100))  # 2 MB
+        failed = run(root, data, dirname)
+    assert failed is not None and "No space left on device" in failed, failed
+    where = root / dirname if dirname else root
+    assert failed.endswith(f", writing in {where}"), failed
+    assert "Subject" not in failed and "xxx" not in failed

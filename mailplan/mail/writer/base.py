@@ -9,6 +9,7 @@ stdlib only, Python 3.7, joined with the other parts into one script
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -21,6 +22,10 @@ if TYPE_CHECKING:  # annotations only
     from typing import Any, BinaryIO
 
 
+#: a full disk, a quota reached, a file size limit: said naming the folder (``_located``)
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 class AgentBase:
     """State of one agent process: the open Maildir and the queued, not yet durable files
     (the requests are served by :class:`mailplan.mail.writer.core.Agent`)."""
@@ -28,6 +33,9 @@ class AgentBase:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.root = None
+        #: the folder (its dir: ``""`` = INBOX) this process last wrote into, which a
+        #: full disk's error names (``_located``)
+        self.writing = ""
         self.uid = self.gid = None
         self.seq = 0
         self.ended = 0  # E frames received: the numbering an S "through" refers to
@@ -191,6 +199,19 @@ class AgentBase:
         finally:
             os.close(fd)
         os.rename(tmp, path)
+
+    def _located(self, exc: BaseException) -> BaseException:
+        """``exc``, or for a full disk or quota (ENOSPC, EDQUOT, EFBIG) that names no
+        absolute path (a write to an open file names none), the same error naming the
+        folder this process was writing into: where the space ran out."""
+        if not isinstance(exc, OSError) or exc.errno not in FULL or self.root is None \
+                or str(exc.filename or "").startswith("/"):
+            return exc
+        try:
+            where = self._folder_path(self.writing)
+        except AgentError:
+            where = self.root
+        return OSError(exc.errno, f"{exc.strerror}, writing in {where}")
 
     def reply(self, kind: bytes, obj: Any) -> None:
         send(self.out, kind, obj)

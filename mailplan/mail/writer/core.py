@@ -57,7 +57,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         # another Maildir may be on another filesystem; none once the switch to the
         # owner left /proc/PID/fd closed to the sync process (see ``_become``)
         self.anonymous = False if self.undumpable else None
-        self.root = req["root"]
+        self.root, self.writing = req["root"], ""
         self.uid, self.gid = req.get("uid"), req.get("gid")
         created = False
         parent = os.path.dirname(self.root.rstrip("/"))
@@ -133,6 +133,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         path = self._folder_path(req["dir"])
         if not req["dir"]:
             return
+        self.writing = req["dir"]
         also = [d for d in req.get("also", ()) if d]
         for earlier in also:
             self._folder_path(earlier)  # a name no folder directory has is refused
@@ -165,6 +166,7 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
         if self.current is not None:
             raise AgentError("begin inside a message")
         tmp_dir = self._dir_fd(dirname, "tmp")
+        self.writing = dirname  # for a full disk's error (_located)
         if self.anonymous is not False and self.budget:
             if self.held >= self.budget and self.jobs_done < self.jobs_sent:
                 self._collect(block=False)
@@ -259,7 +261,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         with contextlib.suppress(AgentError, OSError):
             agent.drain()  # the replies the sync process owes go out before the error
         agent.stop(kill=True)
-        fail(out, exc)  # the sender learns of it now, not after the clean-up
+        fail(out, agent._located(exc))  # the sender learns of it now, not after the clean-up
         with contextlib.suppress(OSError):
             agent.discard_unsynced()
         return 1

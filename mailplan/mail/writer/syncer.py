@@ -194,13 +194,14 @@ class SyncerMixin(AgentBase):
                     self._unmark(job["unmark"])
                 self.reply(b"R", result)
             except Exception as exc:  # noqa: BLE001 - reported to the sender, then it ends
-                fail(self.out, exc)
+                fail(self.out, self._located(exc))
                 return 1
             os.write(ack_w, b"a")
 
     def _sync_batch(self, batch: list[Any], present: list[list[str]]) -> dict[str, Any]:
         durable = []
         if batch:
+            self.writing = batch[0][1]  # for a full disk's error (_located)
             # what is about to become visible, durable with the files: should this
             # process die between its renames and its ledger lines, the next open
             # appends the lines (``_recover_pending``)
