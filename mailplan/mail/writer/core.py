@@ -111,8 +111,8 @@ class Agent(LedgerMixin, TmpFilesMixin, SyncerMixin, KeywordsMixin, FlagsMixin):
             with contextlib.suppress(FileNotFoundError):
                 if not stat.S_ISREG(os.stat(path).st_mode):
                     raise Refused(f"{path} is not a regular file: the writer appends to "
-                                     "it at every sync; move it away (vpopmail's own "
-                                     "maildirsize is a file)")
+                                  "it at every sync; move it away (vpopmail's own "
+                                  "maildirsize is a file)")
         for path, mode in [(d, (os.W_OK if write else os.R_OK) | os.X_OK) for d in dirs] + \
                 [(f, os.R_OK | os.W_OK) for f in files]:
             there = os.path.isdir(path) if path in dirs else os.path.exists(path)
