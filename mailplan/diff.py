@@ -53,6 +53,7 @@ class Diff(PlanPart):
     """The outcome of comparing desired and observed state."""
 
     left_alone: list[Noop] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # Plan.warnings
 
 
 def password_matches(password: Password, stored: TargetUser) -> bool:
@@ -246,11 +247,18 @@ HELD = ("the spec names it, but its source account has a problem (see Problems):
         "as it is, never deleted for it")
 #: why a password that differs is not changed
 KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
-#: what a password change adds when the target's was changed there since mailplan set
-#: the one the plan sets again
+#: what a password change adds (and its warning) when the target's was changed there
 SET_BACK = ("; the new server's password was changed there since mailplan set this one "
             "(the old server's is the same): apply sets the old one back; "
             "target.passwords: create_only in the spec keeps the new server's")
+SET_BACK_WARNING = ("password changed on the new server since mailplan set it: apply sets "
+                    "the old server's back (target.passwords: create_only keeps the new one)")
+
+
+def _set_back(out: Diff, where: tuple[str, str], set_before: bool) -> str:
+    """A password change's words, and warning, when it sets one changed there back."""
+    out.warnings += [Problem(*where, SET_BACK_WARNING)] if set_before else []
+    return SET_BACK if set_before else ""
 
 
 def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
@@ -282,7 +290,7 @@ def _diff_user(user: DesiredUser, stored: TargetUser, out: Diff, key: bytes,
                                       "(sensitive)", "(sensitive)", True,
                                       _fingerprint(user.password, key),
                                       f"from {user.password.origin}"
-                                      + (SET_BACK if set_before else "")))
+                                      + _set_back(out, where, set_before)))
 
     def quota() -> None:
         if stored.quota == want_quota:

@@ -180,7 +180,7 @@ def make_plan(spec: Spec, state: State,
         result.changes += mail.changes
         result.problems += mail.problems
         result.noops += mail.noops
-        warnings = routing.cautions + mail.warnings
+        warnings = result.warnings + routing.cautions + mail.warnings
     except KeyboardInterrupt:
         # stopping at once (mailplan.interrupt): a read may wait on a hung command, in
         # this thread or the other; the connections go, the caller's included

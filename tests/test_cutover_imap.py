@@ -90,6 +90,11 @@ def test_a_password_changed_on_the_new_server_is_not_set_back_without_the_plan_s
             "set this one (the old server's is the same): apply sets the old one back; "
             "target.passwords: create_only in the spec keeps the new server's\n") in plan, plan
     assert "New-Pw-2" not in plan
+    # among the warnings too: a quiet apply (cron) lists them in its log
+    warning = (f"  ! {address}: password changed on the new server since mailplan set it: "
+               "apply sets the old server's back (target.passwords: create_only keeps the "
+               "new one)\n")
+    assert "Warnings (migrated all the same; look at them):\n" + warning in plan, plan
     shadow = src / "etc/shadow"  # passwd on the old server
     shadow.write_text(shadow.read_text().replace(
         shadow.read_text().split("alice:")[1].split(":")[0],
@@ -97,12 +102,18 @@ def test_a_password_changed_on_the_new_server_is_not_set_back_without_the_plan_s
     plan = mailplan("plan", str(spec), check=True).stdout
     assert (f"  ~ password {address}: (sensitive) -> (sensitive)\n      from shadow "
             "(SHA-512 crypt)\n") in plan, plan
+    assert "password changed on the new server" not in plan, plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert target.login_ok(address, "Old-Pw-3")
     res = target.tool("vpasswd", address, "New-Pw-4")  # changed on the new server again
     assert res.returncode == 0, res
     plan = mailplan("plan", str(spec), check=True).stdout
     assert "since mailplan set this one" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", "--quiet", check=True)
+    log = sorted(spec.with_name("m.state.json.logs").glob("apply-*.log"))[-1].read_text()
+    assert "1 warning(s), migrated all the same:" in log, log
+    assert warning.rstrip("\n") in log, log  # each log line after its timestamp
+    assert "New-Pw-4" not in log and "Old-Pw-3" not in log
 
 
 def test_a_password_unlocked_on_the_old_server_is_set_again_without_those_words(migrated):
