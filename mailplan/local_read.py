@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 #: a real spec of 10,000 users written as init writes it is about 0.8 MB (3.1 MB with a
@@ -30,10 +31,12 @@ def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def read_regular(path: Path, *, limit: int | None = None, what: str = "a file") -> bytes:
+def read_regular(path: Path, *, limit: int | None = None, what: str = "a file",
+                 check: Callable[[os.stat_result], None] | None = None) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes (``what``: the
     file, as the error says it); NotAFile for anything else (said as ``it is a named
-    pipe (FIFO), not a regular file``), OSError when it cannot be opened or read."""
+    pipe (FIFO), not a regular file``), OSError when it cannot be opened or read.
+    ``check``: called with the opened file's status before it is read (it may raise)."""
     # O_NONBLOCK: opening a FIFO with no writer returns at once (without it: forever)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
@@ -42,6 +45,8 @@ def read_regular(path: Path, *, limit: int | None = None, what: str = "a file") 
             kind = next((kind for test, kind in _KINDS if test(mode.st_mode)), None)
             raise NotAFile(f"it is {kind}, not a regular file" if kind
                            else "it is not a regular file")
+        if check is not None:
+            check(mode)
         if limit is not None and mode.st_size > limit:
             raise NotAFile(f"it is {_megabytes(mode.st_size)}, more than the "
                            f"{_megabytes(limit)} {what} may be")

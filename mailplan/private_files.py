@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from mailplan.errors import MailplanError, StateError
+from mailplan.local_read import NotAFile, read_regular
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -85,6 +86,36 @@ def _key_text(path: Path) -> str:
             "made by the next plan; plans saved with the old one are then refused as stale)")
     finally:
         os.close(fd)
+
+
+def read_mine(path: Path, state: Path, *, check: bool = True) -> bytes:
+    """The state file (``state``) or its journal at ``path``, read as
+    :func:`~mailplan.local_read.read_regular` reads it, and refused as OpenSSH refuses a
+    key when another user owns it or group or others may write it (checked on the file
+    opened): they hold no secret (reading them is harmless), but what they record decides
+    what ``--prune`` deletes, so whoever could write them could have it run vdeluser or
+    vdeldomain on accounts mailplan never made. A state mailplan made is 0600.
+    ``check=False``: not refused (``show``, which changes nothing, shows it all the same)."""
+    what = "the state file" if path == state else "the state's journal"
+
+    def mine(st: os.stat_result) -> None:
+        shown, me = shlex.quote(str(path)), _user(os.geteuid())
+        if st.st_uid != os.geteuid():
+            wrong = f"it belongs to {_user(st.st_uid)}, not to {me} who runs mailplan"
+            fix = f"`chown {me} {shown}` and `chmod 600 {shown}`"
+        elif st.st_mode & 0o022:
+            wrong = f"its mode is {stat.S_IMODE(st.st_mode):04o}: group or others may write it"
+            fix = f"`chmod 600 {shown}`"
+        else:
+            return
+        raise StateError(f"{path}: refusing {what}: {wrong} (what it records decides what "
+                         "--prune deletes)", hint=f"if you made it, {fix}; if not, look at "
+                         f"what it records (`mailplan show {shlex.quote(str(state))}`) "
+                         "before you trust it")
+    try:
+        return read_regular(path, check=mine if check else None)
+    except NotAFile as exc:  # a FIFO, a directory: nothing damaged to move aside
+        raise StateError(f"{path}: cannot read {what}: {exc}") from None
 
 
 def _create_key(path: Path) -> None:

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailplan.errors import StateError
-from mailplan.local_read import NotAFile, read_regular
-from mailplan.private_files import open_private_append, write_all, write_private
+from mailplan.private_files import open_private_append, read_mine, write_all, write_private
 from mailplan.routing.managed import apply_routing_entry
 from mailplan.state_check import RECOVER, STATE_VERSION, check_shape, check_version
 
@@ -78,13 +77,13 @@ class State:
 
         ``fold=False`` (for plan, which holds no lock) reads the journal without
         rewriting any file. ``data``: the state file's JSON, when the caller has read it
-        already (``show``), checked here as if read from ``path``.
+        already (``show``: neither file is refused for its owner or mode then), checked
+        here as if read from ``path``.
         """
+        shown = data is not UNREAD
         if data is UNREAD and path.exists():
             try:
-                data = json.loads(read_regular(path).decode("utf-8"))
-            except NotAFile as exc:  # a FIFO, a directory: nothing damaged to move aside
-                raise StateError(f"{path}: cannot read the state file: {exc}") from None
+                data = json.loads(read_mine(path, path).decode("utf-8"))
             except (OSError, ValueError) as exc:
                 raise StateError(f"{path}: the state file is unreadable or corrupt ({exc})",
                                  hint=RECOVER) from None
@@ -94,7 +93,7 @@ class State:
             data = {"format_version": STATE_VERSION, "lineage": str(uuid.uuid4()),
                     "serial": 0, "managed": {}, "history": [], "current_apply": None}
         state = cls(path, data)
-        state._fold_journal(write=fold)
+        state._fold_journal(write=fold, check=not shown)
         return state
 
     @property
@@ -336,9 +335,9 @@ class State:
             if where == domain and (user is None or who == user):
                 del mail[key]
 
-    def _fold_journal(self, *, write: bool) -> None:
+    def _fold_journal(self, *, write: bool, check: bool = True) -> None:
         try:
-            raw = self.journal_path.read_bytes()
+            raw = read_mine(self.journal_path, self.path, check=check)
         except FileNotFoundError:
             return
         if self.data.get("current_apply") is None and \

@@ -14,6 +14,7 @@ from mailplan.errors import MailplanError, StateError
 from mailplan.plan import Change
 from mailplan.private_files import fingerprint_key, write_private
 from mailplan.routing.managed import managed_routing
+from mailplan.show import state_document
 from mailplan.state import State, locked
 
 
@@ -588,3 +589,54 @@ def test_a_key_another_user_owns_or_others_may_read_is_refused_as_ssh_does(
     os.mkfifo(key, 0o600)  # not waited on: refused at once
     with pytest.raises(StateError, match="it is not a regular file"):
         fingerprint_key(key.parent / "s.json")
+
+
+@pytest.mark.parametrize(("name", "owner", "mode", "wrong", "fix"), [
+    ("s.json", 65534, 0o600, "it belongs to nobody, not to root who runs mailplan",
+     "`chown root {file}` and `chmod 600 {file}`"),
+    ("s.json", 0, 0o620, "its mode is 0620: group or others may write it",
+     "`chmod 600 {file}`"),
+    ("s.json.journal", 0, 0o602, "its mode is 0602: group or others may write it",
+     "`chmod 600 {file}`"),
+    ("s.json.journal", 65534, 0o600, "it belongs to nobody, not to root who runs mailplan",
+     "`chown root {file}` and `chmod 600 {file}`"),
+], ids=["state-owner", "state-group-write", "journal-others-write", "journal-owner"])
+def test_a_state_another_user_owns_or_others_may_write_is_refused(
+        tmp_path, name, owner, mode, wrong, fix):
+    """The state and its journal were read whatever their owner and mode, yet what they
+    record decides what --prune deletes: whoever could write them could have it run
+    vdeluser or vdeldomain on users mailplan never made. As the fingerprint key (and
+    OpenSSH's keys) they are refused when another user owns them or group or others may
+    write them, saying what is wrong and how to mend it, by plan (no fold) as by apply;
+    one mailplan made (0600) is taken, and so is one others may only read."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = tmp_path / "my state" / "s.json"
+    path.parent.mkdir()
+    state = State.load(path)
+    state.begin("p")
+    state.record("create-domain:a.example", {"domain": "a.example", "created": True})
+    state.finish("complete", {})  # the state written as mailplan writes it
+    state = State.load(path)
+    state.begin("p2")  # a journal, as a killed apply leaves it
+    state.record("create-domain:b.example", {"domain": "b.example", "created": True})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert State.load(path, fold=False).managed()[0] == {"a.example", "b.example"}
+    for each in (path, state.journal_path):
+        each.chmod(0o644)  # reading is harmless: it holds no secret
+    assert State.load(path, fold=False).managed()[0] == {"a.example", "b.example"}
+    file = path.parent / name
+    os.chown(file, owner, -1)
+    file.chmod(mode)
+    for fold in (False, True):
+        with pytest.raises(StateError) as caught:
+            State.load(path, fold=fold)
+        what = "the state file" if name == "s.json" else "the state's journal"
+        assert caught.value.message == (f"{file}: refusing {what}: {wrong} (what it records "
+                                     "decides what --prune deletes)")
+        assert caught.value.hint == ("if you made it, " + fix.format(file=f"'{file}'")
+                                     + f"; if not, look at what it records (`mailplan show "
+                                     f"'{path}'`) before you trust it")
+    assert state.journal_path.exists()  # nothing folded, nothing written
+    shown = state_document(path, raw=json.loads(path.read_text()))  # show: read only
+    assert sorted(shown["managed"]) == ["a.example", "b.example"], shown
