@@ -232,18 +232,29 @@ def _state(flags: str, keywords: frozenset[str] | set[str]) -> str:
     return " ".join(["".join(sorted(flags))] * bool(flags) + sorted(keywords)) or "-"
 
 
+def _first(folders: Mapping[str, Container[Identity]], ident: Identity,
+           unlike: Mapping[str, Container[Identity]]) -> str | None:
+    """The first folder, by name, that holds ``ident`` and that ``unlike`` does not list
+    it for; else the first that holds it (None: none does). A message in two folders
+    (pine filed it into another on the old server while the target's INBOX kept it) was
+    moved to (from) the folder it was not imported into (that still holds it)."""
+    held = [f for f, there in sorted(folders.items()) if ident in there]
+    return next((f for f in held if ident not in unlike.get(f, ())), held[0] if held else None)
+
+
 def _not_here(check: FolderCheck, idents: list[Identity], ledger: set[Identity],
               moved_to: Mapping[str, Container[Identity]], name: Callable[[Identity], str],
-              source: Mapping[Identity, SourceMessage]) -> None:
+              source: Mapping[Identity, SourceMessage],
+              ledgers: Mapping[str, Container[Identity]]) -> None:
     """The source's messages the folder lacks: missing, or imported (in its ledger) and
-    then moved to another folder (``moved_to`` holds it) or deleted by the user. A moved
+    then moved to another folder (``moved_to`` holds it, preferably one whose ledger
+    ``ledgers`` does not list it) or deleted by the user. A moved
     message whose copy there lacks a flag or keyword the source has (set on the old
     server after the move, or removed by the user on the new one: verify cannot tell)
     says so: no plan adds it (flags are added only in the folder a message was imported
     into), and the copy is the user's now, as a deleted message is."""
     for ident in idents:
-        to = next((f for f, there in sorted(moved_to.items()) if ident in there),
-                  None) if ident in ledger else None
+        to = _first(moved_to, ident, ledgers) if ident in ledger else None
         if to is not None:
             check.moved_away.append(f"{name(ident)} (to {marked(to)}"
                                     f"{_moved_flags(source[ident], moved_to[to], ident)})")
@@ -286,17 +297,16 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
     the user (an IMAP client filing it, the folder renamed): explained, not extra.
     ``moved_to``: the message files of the user's other folders, by folder name: a
     message deleted here that one of them holds was moved there, and is said so; one
-    that came here and that its folder still holds was copied."""
+    that came here and that its folder still holds was copied. Of two folders, the one
+    it was not imported into (the one that no longer holds it) is named (:func:`_first`)."""
     full = len(keywords) >= MAX_KEYWORDS
     name = partial(_named, check, source)
     check.source = len(source)
     check.target = sum(len(v) for v in target.values())
     _not_here(check, sorted(source.keys() - target.keys()), ledger, moved_to or {}, name,
-              source)
-    others = sorted((elsewhere or {}).items())
+              source, elsewhere or {})
     for ident in sorted(target.keys() - source.keys()):
-        origin = None if ident in ledger else next(
-            (folder for folder, there in others if ident in there), None)
+        origin = None if ident in ledger else _first(elsewhere or {}, ident, moved_to or {})
         if origin is not None:
             # a copy (IMAP COPY: dovecot links the same file) leaves it there too
             copied = ", copied: still there too" if ident in (moved_to or {}).get(

@@ -249,3 +249,37 @@ def test_verify_tells_a_message_copied_over_imap_from_one_moved(migrated):
     assert keep.endswith(" (from INBOX, copied: still there too)"), res.stdout
     assert moved.startswith("          " + heading), res.stdout
     assert moved.endswith(" (from Old)"), res.stdout
+
+
+def test_verify_names_the_folder_a_message_in_two_folders_was_moved_to(migrated):
+    """pine files the INBOX message into ``Work`` on the old server (the target's INBOX
+    keeps it: mail is never deleted there), apply imports it into ``Work`` too, and the
+    user renames ``Work`` to ``Jobs`` over IMAP. verify said ``(to INBOX)`` on Work's row
+    and ``(from INBOX)`` on Jobs': the first folder by name holding the message, or whose
+    ledger lists it; INBOX got it from its own import, and the move was Work's, to Jobs."""
+    src, spec, daemon, address, _target = migrated
+    spool = src / "var/spool/mail/alice"
+    (src / "home/alice/mail/Work").write_bytes(spool.read_bytes())  # pine's save
+    spool.write_bytes(b"")
+    settle(src / "home/alice/mail/Work")
+    settle(spool)
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+    imap.login(address, PASSWORD)
+    try:
+        assert subjects(imap) == {"INBOX": ["in1"], "Old": ["old1"], "Work": ["in1"]}
+        typ, data = imap.rename("Work", "Jobs")
+        assert typ == "OK", data
+        imap = relogin(imap, daemon.port, address)
+        assert subjects(imap) == {"INBOX": ["in1"], "Old": ["old1"], "Jobs": ["in1"]}
+    finally:
+        imap.logout()
+    res = mailplan("verify", str(spec))
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    work = out[out.index(" Work "):out.index(" Jobs ")]
+    assert "(not a failure):\n" in work and "#0 (to Jobs) (on the source: " in work, out
+    jobs = out[out.index(" Jobs "):].split("\n", 2)[1]
+    assert jobs.endswith("(not a failure): " + work.split("#0 (to Jobs)")[0][-12:]
+                         + "#0 (from Work)"), out
+    assert "(to INBOX)" not in out and "(from INBOX" not in out, out

@@ -151,6 +151,33 @@ def test_a_message_moved_to_another_folder_is_said_so_not_deleted():
     assert check.moved_away == ["aaaaaaaaaaaa#0 (to 'Work ')"]
 
 
+def test_a_message_in_two_folders_is_said_moved_to_and_from_the_right_one():
+    """pine filed A into Work on the old server while the target's INBOX still held it
+    (imported there first: mail is never deleted on the target), A was imported into
+    Work too, and the user renamed Work to Jobs on the new server. Work's row said
+    ``(to INBOX)`` and Jobs' ``(from INBOX)``: the first folder in sorted order holding
+    it, or whose ledger lists it. INBOX got A from its own import, not from Work; the
+    move was Work's to Jobs."""
+    ledgers = {"INBOX": {A}, "Work": {A}}
+    check = compare_folder(FolderCheck("d.example", "u", "Work"),
+                           {A: SourceMessage(10, "", 1.0)}, {}, {A}, elsewhere=ledgers,
+                           moved_to={"INBOX": {A}, "Jobs": {A}})
+    assert check.ok and check.moved_away == ["aaaaaaaaaaaa#0 (to Jobs)"], check
+    check = compare_folder(FolderCheck("d.example", "u", "Jobs"), {}, {A: [tm()]}, set(),
+                           elsewhere=ledgers, moved_to={"INBOX": {A}})
+    assert check.ok and check.moved_on_target == ["aaaaaaaaaaaa#0 (from Work)"], check
+    # where every folder holding it had it imported, the first is named, as before
+    check = compare_folder(FolderCheck("d.example", "u", "Work"),
+                           {A: SourceMessage(10, "", 1.0)}, {}, {A},
+                           elsewhere={"INBOX": {A}, "Sent": {A}, "Work": {A}},
+                           moved_to={"INBOX": {A}, "Sent": {A}})
+    assert check.moved_away == ["aaaaaaaaaaaa#0 (to INBOX)"], check
+    # and where every folder listing it still holds it, it was copied from the first
+    check = compare_folder(FolderCheck("d.example", "u", "Jobs"), {}, {A: [tm()]}, set(),
+                           elsewhere=ledgers, moved_to={"INBOX": {A}, "Work": {A}})
+    assert check.moved_on_target == ["aaaaaaaaaaaa#0 (from INBOX, copied: still there too)"]
+
+
 def test_a_moved_message_lacking_a_source_flag_says_so_without_failing():
     # moved to INBOX on the target, then answered on the old server: no plan adds the
     # flag there (flags are added in the folder a message was imported into), so it is
