@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from mailplan.applylog import ApplyLog, Summary, default_log_path
+from mailplan.applylog import ApplyLog, Summary, default_log_path, set_back_text
 from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
 from mailplan.hosts import connect
@@ -96,6 +96,7 @@ class ApplyWatch:
         #: the plan's --prune-only, and the deletions it left out (:meth:`planned`)
         self._selection: tuple[str, ...] | None = None
         self._left_out: list[Change] = []
+        self._set_back = ""  # what --quiet says of the passwords the plan sets back
         self._echo(f"Logging this apply to {self.log.path}")
 
     def _echo(self, text: str) -> None:
@@ -132,9 +133,8 @@ class ApplyWatch:
         return out
 
     def _notice(self, text: str) -> None:
-        """Say (and log) one line for the operator (a lock taken over: ``text`` has
-        nothing secret in it, and is escaped); during the apply (a retry's reconnect)
-        above the progress display."""
+        """Say (and log) one line (a lock taken over, a retry's reconnect: nothing secret
+        in it, escaped); during the apply above the progress display."""
         line = text[:1].upper() + text[1:] + "."
         self.log.write(line)
         if self._began:
@@ -143,11 +143,11 @@ class ApplyWatch:
             self._echo(line)
 
     def planned(self, plan: Plan) -> None:
-        """Record the plan's problems (what is not migrated) in the log and summary (a
-        retry's re-plan's replace them: the apply ends with those of the plan carried out
-        last), its warnings in the log; keep its --prune-only selection and left-out."""
+        """The plan's problems (not migrated) in the log and summary (a retry's re-plan's
+        replace them), its warnings in the log; its --prune-only selection, left-out."""
         self.summary.not_migrated = len(plan.problems)
         self._selection, self._left_out = plan.prune_only, list(plan.left_out)
+        self._set_back = set_back_text(plan, self.log.path)
         if plan.prune_only is not None:
             self.summary.skipped_why = f"deletions not selected by {shown(plan.prune_only)}"
         for listed, what in ((plan.problems, "problem(s), not migrated"),
@@ -197,8 +197,7 @@ class ApplyWatch:
         self._log_later(f"{signal_name(signum)} again: stopping at once")
 
     def _log_later(self, text: str) -> None:
-        """From a signal handler: the log's lock may be held by the very code the signal
-        interrupted, so the line is written at the next step, batch or the end."""
+        """From a signal handler (which may hold the log's lock): logged at the next safe point."""
         self._pending.append(f"{text} (at {time.strftime('%H:%M:%S')})")
 
     def _flush_pending(self) -> None:
@@ -268,8 +267,8 @@ class ApplyWatch:
         self._check()
 
     def _gone(self, count: int) -> None:
-        """Say (and log) that the apply drops the records of ``count`` objects mailplan
-        made and an admin removed by hand (:mod:`mailplan.records`)."""
+        """Say (and log) that the apply drops the records of ``count`` objects removed by
+        hand (:mod:`mailplan.records`)."""
         if count:
             text = (f"Dropping mailplan's records of {count} object(s) removed by hand "
                     "(state only; plan -v names them): --prune leaves alone what is made "
@@ -310,6 +309,8 @@ class ApplyWatch:
         skipped = result.skipped_deletes or self._left_out
         self.summary.skipped = len(skipped)
         self._echo(f"Apply complete: {len(result.done)} change(s) made.")
+        if self.quiet and self._set_back:  # users' own passwords undone: cron mails it
+            self.errors.write(self._set_back)
         if skipped:
             self._echo(left_out_text(skipped, self._selection))
         self._not_migrated()
