@@ -769,6 +769,56 @@ def test_an_alias_of_a_mailbox_naming_a_list_that_names_the_mailbox(text):
         "already, and qmail would deliver them twice" in notes
 
 
+@pytest.mark.parametrize("forward", ["staff", "team", "bob, alice", "bob@example.com, alice"])
+def test_a_forward_of_a_mailbox_on_a_list_naming_the_list_delivers_once(forward):
+    """The same loop through bob's ~/.forward (``staff``, or bob itself: sendmail's
+    self_reference breaks either at bob): staff, and team reaching the loop through bob,
+    hand alice to bob's .qmail instead of listing her again; carol's ~/.forward naming
+    bob does so too. ``\\bob`` in an alias skipped the ~/.forward on sendmail: listed as
+    it was (with its warning)."""
+    d = "example.com"
+    source = SourceRouting(
+        aliases=(parse_aliases("staff: bob, alice\nteam: alice, bob\nall: \\bob, alice\n",
+                               "/etc/aliases"),),
+        forwards={u: parse_forward(text.encode(), f"/home/{u}/.forward", u)
+                  for u, text in (("bob", forward), ("carol", "bob, alice"))})
+    plan = map_routing(source, [DomainRules(d, {"alice": "alice", "bob": "bob", "carol": "carol"},
+                                            import_aliases=True)])
+    routing = plan.domains[d]
+    once = Counter({f"alice@{d}": 1, f"bob@{d}": 1})
+    for rcpt in ("staff", "team", "bob"):
+        assert _copies(routing, f"{rcpt}@{d}") == once, rcpt
+    assert _copies(routing, f"carol@{d}") == once
+    assert routing.aliases["staff"] == routing.aliases["team"] == (f"&bob@{d}",)
+    assert routing.forwards["carol"] == (f"&bob@{d}",)
+    assert routing.aliases["all"] == (f"&bob@{d}", f"&alice@{d}")
+    notes = [f.message for f in plan.findings if f.severity == "note"]
+    assert f"alias staff@{d}: &alice@{d} not listed again: the .qmail of bob@{d}, which it " \
+        "reaches (sendmail broke a loop through its ~/.forward there), delivers it " \
+        "already, and qmail would deliver it twice" in notes
+    assert sum("not listed again" in n for n in notes) == 3, notes
+
+
+@pytest.mark.parametrize(("forward", "virtual"), [
+    ("alice, \\bob", None), ("\\bob, alice", None),
+    ("staff", "bob@example.com  alice@example.com\n")])
+def test_a_forward_outside_a_loop_keeps_every_line_of_the_lists_reaching_it(forward, virtual):
+    """bob's ~/.forward ``alice, \\bob`` leads back to no loop: staff keeps listing
+    alice (a copy too many on vpopmail, as before: never one lost), and nothing is
+    said of lines not listed again. So does a looping ~/.forward that a virtusertable
+    line replaced as the mailbox's .qmail."""
+    d = "example.com"
+    source = SourceRouting(
+        aliases=(parse_aliases("staff: bob, alice\n", "/etc/aliases"),),
+        forwards={"bob": parse_forward(forward.encode(), "/home/bob/.forward", "bob")},
+        virtusertable=virtual and parse_virtusertable(virtual.encode(),
+                                                      "/etc/mail/virtusertable"))
+    plan = map_routing(source, [DomainRules(d, {"alice": "alice", "bob": "bob"},
+                                            import_aliases=True)])
+    assert plan.domains[d].aliases["staff"] == (f"&bob@{d}", f"&alice@{d}")
+    assert not [f for f in plan.findings if "not listed again" in f.message]
+
+
 @pytest.mark.parametrize(("text", "rcpt", "want"), [
     # the loop staff -> bob -> staff runs inside bob's alias: broken at bob, the user
     ("team: alice, bob\nbob: staff\nstaff: alice, bob\n", "team", ["alice", "bob"]),

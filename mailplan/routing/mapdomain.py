@@ -20,6 +20,7 @@ from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
 from mailplan.routing.catchall import domain_catch_all, to_catch_all
+from mailplan.routing.handoffs import Handoffs
 from mailplan.routing.model import Address, Finding, Origin, RoutingError
 from mailplan.routing.owners import owner_findings
 from mailplan.routing.plussed import NO_PLUS, WILDCARD, wildcard_alias, wildcard_problem
@@ -61,11 +62,11 @@ def alias_name_problem(name: str) -> str | None:
 
 def map_domain(source: SourceRouting, rules: DomainRules, table: dict[str, AliasEntry],
                virtual: dict[str, VirtualEntry], resolver: Resolver,
-               through: dict[tuple[str, str], set[tuple[str, str]]]) -> DomainRouting:
+               handoffs: Handoffs) -> DomainRouting:
     """The desired routing of ``rules.domain``; findings go to ``resolver``, the mailboxes
-    where each entry's alias loops were broken to ``through``. Raises RoutingError on
-    bad spec rules."""
-    return _DomainMapper(source, rules, table, virtual, resolver, through).run()
+    each entry reaches and where its loops were broken to ``handoffs``. Raises
+    RoutingError on bad spec rules."""
+    return _DomainMapper(source, rules, table, virtual, resolver, handoffs).run()
 
 
 class _DomainMapper:
@@ -73,14 +74,13 @@ class _DomainMapper:
 
     def __init__(self, source: SourceRouting, rules: DomainRules,
                  table: dict[str, AliasEntry], virtual: dict[str, VirtualEntry],
-                 resolver: Resolver,
-                 through: dict[tuple[str, str], set[tuple[str, str]]]) -> None:
+                 resolver: Resolver, handoffs: Handoffs) -> None:
         self.source = source
         self.rules = rules
         self.table = table
         self.virtual = virtual
         self.resolver = resolver
-        self.through = through
+        self.handoffs = handoffs
         self.domain = rules.domain
         self.mailboxes = set(rules.mailboxes.values())
         #: mailbox -> the source login renamed to it (on the source, the name was another)
@@ -93,10 +93,9 @@ class _DomainMapper:
         self.own_forward: dict[str, tuple[str, ...]] = {}  # mailbox -> its migrated ~/.forward
         #: mailboxes whose source routing the spec leaves out (DomainRouting.set_aside)
         self.set_aside: set[str] = set() if rules.import_forwards else set(self.mailboxes)
-        # findings and loop breaks before the entry being mapped: its own warnings say
-        # enough, and its breaks say which mailboxes' .qmail it hands mail to
-        self.findings_mark = 0
-        self.breaks_mark = 0
+        # findings, loop breaks and mailboxes reached before the entry being mapped: its
+        # own warnings say enough, its breaks and reaches which .qmail it hands mail to
+        self.findings_mark = self.breaks_mark = self.reached_mark = 0
         # what unknown recipients get, to say where mail for an entry left out goes (the
         # findings of this early look are dropped: the real one in run() reports them)
         self.catch_all = domain_catch_all(rules, virtual, Resolver(resolver.directory,
@@ -113,6 +112,9 @@ class _DomainMapper:
         self._import_virtual()
         self._add_spec_aliases()
         owner_findings(self.domain, self.aliases, self.origins, self.resolver, self.catch_all)
+        # a looping ~/.forward that an alias or virtusertable line replaced is no .qmail
+        self.handoffs.looping -= {(self.domain, m) for m, lines in self.own_forward.items()
+                                  if self.forwards.get(m) != lines}
         return DomainRouting(self.domain, self.aliases, self.forwards,
                              _alias_domains(self.rules),
                              domain_catch_all(self.rules, self.virtual, self.resolver),
@@ -121,6 +123,7 @@ class _DomainMapper:
     def _begin_entry(self) -> None:
         self.findings_mark = len(self.resolver.findings)
         self.breaks_mark = len(self.resolver.breaks)
+        self.reached_mark = len(self.resolver.reached)
 
     def _import_forwards(self) -> None:
         """~/.forward first: aliases and virtusertable for the same name replace it."""
@@ -137,6 +140,8 @@ class _DomainMapper:
             if not lines:
                 self.resolver.warn(f"{context}: nothing left to forward; mail is delivered "
                                    f"to {mailbox}'s mailbox", origin)
+            if SELF in lines:  # it leads back to the mailbox: a loop sendmail broke there
+                self.handoffs.looping.add((self.domain, mailbox))
             self._put(mailbox, lines, origin, "forward")
             self.own_forward[mailbox] = self.forwards.get(mailbox, ())
 
@@ -195,7 +200,8 @@ class _DomainMapper:
                             aliases={**self.resolver.directory.aliases, **entries})
         explicit = Resolver(directory, self.domain, self.resolver.findings,
                             self.resolver.checks, target_names=True,
-                            escapes=self.resolver.escapes, breaks=self.resolver.breaks)
+                            escapes=self.resolver.escapes, breaks=self.resolver.breaks,
+                            reached=self.resolver.reached)
         declared: set[str] = set()
         for alias in self.rules.aliases:
             name = alias.name.lower()
@@ -329,10 +335,10 @@ class _DomainMapper:
         self.resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
 
     def _handed(self, name: str) -> None:
-        """Remember the mailboxes where the entry's alias loops were broken."""
-        self.through.pop((self.domain, name), None)
-        if self.resolver.breaks[self.breaks_mark:]:
-            self.through[(self.domain, name)] = set(self.resolver.breaks[self.breaks_mark:])
+        """Remember the mailboxes where the entry's alias loops were broken, and those
+        it names (their ~/.forward may lead back to them)."""
+        self.handoffs.record((self.domain, name), self.resolver.breaks[self.breaks_mark:],
+                             self.resolver.reached[self.reached_mark:])
 
 
 def _postmaster_kept(resolver: Resolver, domain: str, what: str, lines: list[str],

@@ -23,11 +23,12 @@ domains and the ``.qmail-default`` catch-all, plus findings. Policies, in order:
    ``strict`` the warnings raise one RoutingError listing them all.
 6. An alias loop through a user (``bob: staff`` with bob on staff) is broken at that
    user, as sendmail does: the user gets the mail once. An entry reaching such a
-   mailbox does not list again what the mailbox's own .qmail delivers (sendmail sent
-   each recipient one copy; qmail would deliver both lines).
+   mailbox, or a mailbox whose ~/.forward leads back to it (bob's ``staff``), does not
+   list again what the mailbox's own .qmail delivers (sendmail sent each recipient one
+   copy; qmail would deliver both lines): :mod:`mailplan.routing.handoffs`.
 
 Each domain is mapped by :mod:`mailplan.routing.mapdomain`; here are the passes that need
-every domain's result: dropping lines a broken loop delivers already (6), and findings for
+every domain's result: dropping lines a loop delivers already (6), and findings for
 what differs from sendmail only across domains (loops through full addresses,
 virtusertable lines of unmigrated domains or caught by an ``@domain`` line, renamed
 users' old addresses, ``\\user`` through a .qmail, +detail addresses).
@@ -36,15 +37,15 @@ users' old addresses, ``\\user`` through a .qmail, +detail addresses).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import replace
 
 from mailplan.routing.aliases import effective_aliases
 from mailplan.routing.catchall import catch_all_from_virtual
+from mailplan.routing.handoffs import Handoffs, handed_to_mailboxes
 from mailplan.routing.loops import loops_on_vpopmail
 from mailplan.routing.mapdomain import map_domain
 from mailplan.routing.model import Address, Finding, RoutingError
 from mailplan.routing.plussed import virtual_detail_caution
-from mailplan.routing.resolve import OWN_MAILDIR, Check, Directory, Resolver
+from mailplan.routing.resolve import Check, Directory, Resolver
 from mailplan.routing.rules import (
     VPOPMAIL_OWNED,
     CatchAll,
@@ -90,14 +91,14 @@ def map_routing(source: SourceRouting, domains: Sequence[DomainRules], *,
     result: dict[str, DomainRouting] = {}
     checks = []
     escapes = []
-    through: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    handoffs = Handoffs()
     for rules in domains:
         resolver = Resolver(directory, rules.domain)
-        result[rules.domain] = map_domain(source, rules, table, virtual, resolver, through)
+        result[rules.domain] = map_domain(source, rules, table, virtual, resolver, handoffs)
         findings.extend(resolver.findings)
         checks.extend(resolver.checks)
         escapes.extend(resolver.escapes)
-    findings.extend(_handed_to_mailboxes(result, through, unwritten))
+    findings.extend(handed_to_mailboxes(result, handoffs, unwritten))
     findings.extend(_escapes_through_qmail(escapes, result))
     findings.extend(_caught_by_catch_all(source, virtual, domains, directory, result))
     findings.extend(_old_logins(source, virtual, domains, result))
@@ -280,51 +281,6 @@ def _plus_detail(source: SourceRouting, virtual: Mapping[str, VirtualEntry],
             f"domain's catch-all: {routing.catch_all.describe()} (NAME-DETAIL@{d} reaches "
             "the mailbox NAME where vpopmail is built with --enable-qmail-ext): tell the "
             "users who hand out +detail addresses", rule, d))
-    return out
-
-
-def _handed_to_mailboxes(result: dict[str, DomainRouting],
-                         through: Mapping[tuple[str, str], set[tuple[str, str]]],
-                         unwritten: Set[str]) -> list[Finding]:
-    """Drop the lines an entry's broken alias loop delivers already.
-
-    ``staff: alice, bob`` with ``bob: staff``: sendmail delivers mail for staff to alice
-    and to bob (the loop broken at bob) once each. On vpopmail staff's line
-    ``&bob@domain`` runs bob's own .qmail, which is bob's alias and delivers to alice
-    too; qmail suppresses no duplicate, so staff does not list alice again. Only lines of
-    such a mailbox's .qmail are dropped (what it delivers), never the mailbox itself;
-    none for a mailbox of an ``unwritten`` domain, whose .qmail the apply does not write
-    (a copy too many is better than a copy lost)."""
-    out: list[Finding] = []
-    for (domain, name), mailboxes in sorted(through.items()):
-        routing = result[domain]
-        table = dict(routing.aliases if name in routing.aliases else routing.forwards)
-        lines = table.get(name)
-        if lines is None:
-            continue
-        kept = {f"&{mailbox}@{where}" for where, mailbox in mailboxes}
-        delivered: dict[str, str] = {}  # line -> the mailbox whose .qmail delivers it
-        for where, mailbox in sorted(mailboxes):
-            own = result[where].forwards.get(mailbox, ()) \
-                if where in result and where not in unwritten else ()
-            if f"&{mailbox}@{where}" in lines and (where, mailbox) != (domain, name):
-                for line in own:
-                    if line != OWN_MAILDIR and line not in kept:
-                        delivered.setdefault(line, f"{mailbox}@{where}")
-        dropped = [line for line in lines if line in delivered]
-        if not dropped:
-            continue
-        table[name] = tuple(line for line in lines if line not in delivered)
-        what = "alias" if name in routing.aliases else "the .qmail of"
-        result[domain] = replace(routing, **{"aliases" if what == "alias" else "forwards":
-                                             table})
-        via = sorted({delivered[line] for line in dropped})
-        them = "them" if len(dropped) > 1 else "it"
-        out.append(Finding(
-            "note", f"{what} {name}@{domain}: {', '.join(dropped)} not listed again: the "
-            f".qmail of {', '.join(via)}, which it reaches (sendmail broke an alias loop "
-            f"there), delivers {them} already, and qmail would deliver {them} twice",
-            routing.origins.get(name), domain))
     return out
 
 

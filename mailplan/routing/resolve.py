@@ -128,6 +128,9 @@ class Resolver:
     #: (domain, mailbox) where an alias loop was broken: the mailbox gets the mail as a
     #: user (``&mailbox@domain``), as sendmail's self_reference breaks a loop at a user
     breaks: list[tuple[str, str]] = field(default_factory=list)
+    #: (domain, mailbox) named without a backslash: its ``&mailbox@domain`` line runs
+    #: the mailbox's .qmail, as sendmail delivered such a name through its ~/.forward
+    reached: list[tuple[str, str]] = field(default_factory=list)
 
     def warn(self, message: str, origin: Origin | None) -> None:
         """Record a target with no safe equivalent."""
@@ -229,6 +232,8 @@ class Resolver:
                                           f"{context}: \\{name}"))
             elif name in chain:  # a loop back to a user: sendmail delivers to it
                 self.breaks.append((domain, mailbox))
+            if not target.escaped:
+                self.reached.append((domain, mailbox))
             return [f"&{mailbox}@{domain}"]
         if len(found) > 1:
             where = ", ".join(f"{m}@{d}" for d, m in found)
@@ -340,6 +345,8 @@ class Resolver:
         if domain == self.domain and owner is not None and mailbox == owner:
             return [OWN_MAILDIR if escaped else SELF]
         self.checks.append(Check(mailbox, domain, origin, context))
+        if not escaped:
+            self.reached.append((domain, mailbox))
         return [f"&{mailbox}@{domain}"]
 
     def _detail_line(self, base: str, detail: str, domain: str, *, context: str,
