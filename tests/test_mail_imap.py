@@ -55,6 +55,7 @@ MAILBOXES = {
                  + sep(5) + b"Status: RO\nX-Status: D\nSubject: deleted\n\nbye\n\n"),
         "lists/python": sep(6) + b"Subject: nested \xe9\n\n\xff binary-ish \x00 body\n\n",
         "v1.2": sep(7) + b"Status: RO\nSubject: dotted folder\n\nx\n",
+        ".old": sep(7) + b"Subject: a hidden folder file, which UW-IMAP lists\n\nx\n",
         "Labels": (sep(9) + b"Status: RO\nX-Keywords: $Label1 Junk\nSubject: labelled\n\na\n\n"
                    + sep(9) + b"X-Keywords: Junk\nSubject: unseen, a keyword\n\nb\n\n"),
     },
@@ -156,8 +157,9 @@ def test_folders_listed_and_subscribed(migrated):
         imap.login("alice", USERS["alice"])
         _typ, listed = imap.list()
         names = {re.search(rb'"\." (.*)$', x).group(1).strip(b'"').decode() for x in listed}
-        assert names == {"INBOX", "Work", "lists", "lists.python", "v1\\\\2e2", "Labels"} or \
-            names == {"INBOX", "Work", "lists", "lists.python", "v1\\2e2", "Labels"}
+        assert names == {"INBOX", "Work", "lists", "lists.python", "v1\\\\2e2", "\\\\2eold",
+                         "Labels"} or \
+            names == {"INBOX", "Work", "lists", "lists.python", "v1\\2e2", "\\2eold", "Labels"}
         _typ, subscribed = imap.lsub()
         subs = {re.search(rb'"\." (.*)$', x).group(1).strip(b'"').decode() for x in subscribed}
         assert {"Work", "lists.python"} <= subs
@@ -283,7 +285,8 @@ def test_courier_keeps_its_keywords_and_reads_those_of_a_later_run(tmp_path):
 def test_dovecot_with_listescape_shows_a_dotted_folder_under_its_own_name():
     """A ``.`` inside a folder's name is written ``\\2e``, as dovecot's listescape plugin
     reads it: dovecot with ``mail_plugins = listescape`` (its separator ``/``) lists and
-    subscribes ``v1.2``, ``a.b/c.d``, ``~tilde`` and ``v1/~x`` under their own names and
+    subscribes ``v1.2``, ``a.b/c.d``, ``~tilde``, ``v1/~x`` and ``.old`` (a hidden folder
+    file of UW-IMAP's) under their own names and
     serves their mail; without the plugin they are folders of their own (above), never
     merged into ``v1/2``."""
     folders = {"v1.2": sep(7) + b"Status: RO\nSubject: dotted\n\nx\n\n",
@@ -291,7 +294,10 @@ def test_dovecot_with_listescape_shows_a_dotted_folder_under_its_own_name():
                "v1": sep(9) + b"Subject: no dot\n\nz\n\n",
                # listescape reads \7e as a ~ that begins a level (dovecot refuses it bare)
                "~tilde": sep(10) + b"Subject: tilde\n\nt\n\n",
-               "v1/~x": sep(11) + b"Subject: tilde below\n\nu\n\n"}
+               "v1/~x": sep(11) + b"Subject: tilde below\n\nu\n\n",
+               # a hidden folder file UW-IMAP lists (~/mail/.old): .\2eold
+               ".old": sep(12) + b"Subject: hidden\n\nh\n\n",
+               ".arch/2001": sep(13) + b"Subject: hidden parent\n\ng\n\n"}
     workdir = Path(tempfile.mkdtemp(prefix="mailplan-listescape-"))
     os.chmod(workdir, 0o755)
     daemon = start_dovecot(workdir, {"alice": USERS["alice"]}, uid=UID, gid=GID,
@@ -307,7 +313,8 @@ def test_dovecot_with_listescape_shows_a_dotted_folder_under_its_own_name():
         client.subscribe(subscription_lines(list(folders)))
         client.quit()
         assert {p.name for p in daemon.maildir("alice").iterdir() if p.name[:1] == "."} \
-            >= {".v1\\2e2", ".a\\2eb.c\\2ed", ".v1", ".\\7etilde", ".v1.\\7ex"}
+            >= {".v1\\2e2", ".a\\2eb.c\\2ed", ".v1", ".\\7etilde", ".v1.\\7ex", ".\\2eold",
+                ".\\2earch.2001"}
         imap = imaplib.IMAP4("127.0.0.1", daemon.port)
         try:
             imap.login("alice", USERS["alice"])
@@ -318,7 +325,7 @@ def test_dovecot_with_listescape_shows_a_dotted_folder_under_its_own_name():
                 return {re.search(rb'"/" (.*)$', x).group(1).strip(b'"').decode()
                         for x in lines}
 
-            assert names("list") == {"INBOX", "a.b", *folders}, daemon.log()
+            assert names("list") == {"INBOX", "a.b", ".arch", *folders}, daemon.log()
             assert names("lsub") == set(folders)
             for folder, data in folders.items():
                 assert fetch_all(imap, imap_quote(folder)) == expected(data), folder

@@ -37,12 +37,12 @@ from mailplan.facts.mailboxes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
-    MIX_NOTE,
     NO_SPOOL_DIR_NOTE,
     MailboxRef,
     _Found,
     list_source_mailboxes,
 )
+from mailplan.facts.notes import MAILDIR_NOTE, MIX_NOTE
 from mailplan.mail.mbox import LOOKAHEAD
 from mailplan.spec import load_spec
 from mailplan.state import State
@@ -147,7 +147,8 @@ def test_a_mix_format_folder_is_a_problem_not_passed_over(tmp_path):
     .mixindex, .mixstatus, .mixXXXXXXXX holding the mail). Hidden files are left out, so
     the folder was passed over in silence: plan, apply (exit 0) and verify ("Verified")
     said nothing of its mail (found by a real run). It is a problem naming it, as a
-    folder file that is no mbox is; a mix directory below a hidden one stays hidden."""
+    folder file that is no mbox is (below a hidden directory too: UW-IMAP lists hidden
+    files); its .mix files are no folders of their own."""
     src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
     folders = src / "home/bob/mail"
     for where in ("Work", "old/2001", ".trash/x"):
@@ -163,8 +164,70 @@ def test_a_mix_format_folder_is_a_problem_not_passed_over(tmp_path):
     mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
     assert [m.folder for m in mailboxes] == ["old/Sent"]
     assert sorted((n.kind, n.folder, n.message) for n in notes if n.folder != "INBOX") == [
+        ("problem", ".trash/x", f"{folders}/.trash/x {MIX_NOTE}"),
         ("problem", "Work", f"{folders}/Work {MIX_NOTE}"),
         ("problem", "old/2001", f"{folders}/old/2001 {MIX_NOTE}")]
+
+
+def test_hidden_folder_files_are_imported_unless_the_folders_directory_is_home(tmp_path):
+    """c-client's hideDotFiles is off by default (env_unix.c): UW-IMAP lists ~/mail/.old
+    as a folder, whose mail was left behind without a word (hidden files were skipped).
+    It is a folder like any other, below a hidden directory too, written .\\2eold on the
+    target (as v1.2 is .v1\\2e2). A folders directory that is the home directory keeps
+    its hidden files out: configuration, no folders."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw"),
+                                            SourceAccount("carol", 1001, "Carol", "pw")])
+    home = src / "home"
+    (home / "bob/mail/.arch").mkdir(parents=True)
+    for name in (".old", ".arch/2001", "Sent"):
+        (home / "bob/mail" / name).write_bytes(msg(name))
+    for name in (".profile", ".pinerc", ".mailboxlist", "Sent"):
+        (home / "carol" / name).write_bytes(msg(name))
+    (home / "carol/.cache").mkdir()
+    (home / "carol/.cache/x").write_bytes(msg("x"))
+    refs = [MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                       str(home / "bob/mail"), str(home / "bob")),
+            MailboxRef("example.com", "carol", "carol", str(src / "var/spool/mail/carol"),
+                       f"{home}/carol/.", str(home / "carol"))]
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert sorted((m.user, m.folder, m.dirname) for m in mailboxes) == [
+        ("bob", ".arch/2001", ".\\2earch.2001"), ("bob", ".old", ".\\2eold"),
+        ("bob", "Sent", ".Sent"), ("carol", "Sent", ".Sent")]
+    assert [n for n in notes if n.kind != "info"] == []
+
+
+def test_a_maildir_below_the_folders_directory_is_one_problem(tmp_path):
+    """A Maildir under ~/mail (cur, new and tmp: mutt's or procmail's) gave one 'not an
+    mbox' problem per message file. It is one problem naming it, with its count of
+    message files (its Maildir++ folders' included) and how to bring them over; a
+    ~/mail that is itself a Maildir likewise. A directory named cur beside no new and
+    tmp holds folders as any directory does."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw"),
+                                            SourceAccount("carol", 1001, "Carol", "pw")])
+    home = src / "home"
+    lists = home / "bob/mail/lists"
+    for sub in ("cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp", "x/cur"):
+        (lists / sub).mkdir(parents=True)
+    for i, sub in enumerate(("cur", "cur", "new", ".Sent/cur")):
+        (lists / sub / f"17000000{i}.M1P1.old:2,S").write_bytes(b"Subject: x\n\nx\n")
+    (lists / "dovecot-uidlist").write_bytes(b"3 V1 N4\n")
+    (home / "bob/mail/cur").mkdir()
+    (home / "bob/mail/cur/2001").write_bytes(msg("an mbox folder in a directory cur"))
+    for sub in ("cur", "new", "tmp"):
+        (home / "carol/mail" / sub).mkdir(parents=True)
+    (home / "carol/mail/new/1700000000.M1P1.old").write_bytes(b"Subject: y\n\ny\n")
+    refs = [MailboxRef("example.com", name, name, str(src / "var/spool/mail" / name),
+                       str(home / name / "mail"), str(home / name)) for name in ("bob", "carol")]
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
+    assert [(m.user, m.folder) for m in mailboxes] == [("bob", "cur/2001")]
+    assert [(n.user, n.kind, n.path, n.folder, n.message) for n in notes
+            if n.kind != "info"] == [
+        ("bob", "problem", str(lists), "lists", f"{lists} " + MAILDIR_NOTE.format(
+            count=4, address="bob@example.com")),
+        ("carol", "problem", f"{home}/carol/mail", None, f"{home}/carol/mail " +
+         MAILDIR_NOTE.format(count=1, address="carol@example.com"))]
+    assert "'vuserinfo -d bob@example.com'" in notes[0].message or any(
+        "'vuserinfo -d bob@example.com'" in n.message for n in notes)
 
 
 def test_an_inbox_c_client_keeps_in_the_home_directory_is_a_problem(tmp_path):
@@ -214,7 +277,7 @@ def test_a_home_mbox_or_folder_entry_that_is_not_a_file_is_a_problem(tmp_path):
     pipe (or a socket), are problems naming the path and what it is, as a spool of
     another type is: nothing is imported from them (they were passed over in silence),
     and the user's other mailboxes go on. A directory under ~/mail stays a parent of
-    folders, and a hidden entry is left out as hidden files are."""
+    folders, and a hidden entry is one too (UW-IMAP lists hidden files)."""
     import os
     import socket
 
@@ -237,6 +300,9 @@ def test_a_home_mbox_or_folder_entry_that_is_not_a_file_is_a_problem(tmp_path):
     assert [(n.user, n.path, n.folder, n.message) for n in notes if n.kind == "problem"] == [
         ("bob", f"{home}/bob/mbox", "INBOX",
          f"INBOX: {home}/bob/mbox (~/mbox, INBOX mail) is a named pipe, not an mbox file: "
+         "nothing is imported from it (mail kept there is left on the old server)"),
+        ("bob", f"{home}/bob/mail/.hidden", ".hidden",
+         f"{home}/bob/mail/.hidden (a folder) is a named pipe, not an mbox file: "
          "nothing is imported from it (mail kept there is left on the old server)"),
         ("bob", f"{home}/bob/mail/Archive/sock", "Archive/sock",
          f"{home}/bob/mail/Archive/sock (a folder) is a socket, not an mbox file: "

@@ -226,7 +226,9 @@ def test_mail_behind_a_link_is_named_in_the_plan_not_passed_over(tmp_path):
     assert (f"mallory@{domain}: {src}/home/mallory/mail (the folders directory) is a "
             "symbolic link: not followed") in problems, plan
     assert f"{mail}/INBOX is a symbolic link to the spool, whose mail is imported" in plan
-    assert f"{mail}/INBOX" not in problems and ".hidden" not in plan
+    assert f"{mail}/INBOX" not in problems
+    # a hidden one too: UW-IMAP lists hidden files of ~/mail as folders
+    assert f"{mail}/.hidden (a folder) is a symbolic link: not followed" in problems, plan
     assert f"+ mailbox alice@{domain} Work" in plan and "Archive\n" not in plan
     mailplan("apply", str(spec), "--auto-approve", check=True)
     assert subjects(target, f"alice@{domain}") == [b"Subject: ALICE-PRIVATE", b"Subject: work"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING
 
+from mailplan.facts.folder_kinds import hidden_config
 from mailplan.facts.notes import MailboxNote
 from mailplan.text import escape
 
@@ -57,7 +58,8 @@ def unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
 
 def link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
     """A problem for each of the user's spool and folder paths that is a symbolic link
-    (not followed: mailplan reads as root), hidden ones left out as their folders are;
+    (not followed: mailplan reads as root), a home directory's hidden ones left out as its
+    hidden files are (:func:`.folder_kinds.hidden_config`);
     an ``info`` note for a link to the user's own spool (``~/mail/INBOX`` made so for
     pine), whose mail is imported from the spool."""
     notes = []
@@ -67,7 +69,7 @@ def link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
         rel = path[len(root) + 1:] if path.startswith(root + "/") else ""
         if path not in (ref.spool, root, mbox) and not rel:
             continue  # another user's
-        if any(part.startswith(".") for part in rel.split("/")):
+        if hidden_config(ref, rel):
             continue
         dest = posixpath.normpath(posixpath.join(posixpath.dirname(path), linked[path]))
         if path != ref.spool and dest == posixpath.normpath(ref.spool):

@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 
 from mailplan.connectors.base import Connector
 from mailplan.facts.find_errors import find_messages
+from mailplan.facts.folder_kinds import passed_over
 from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
-from mailplan.facts.notes import DOT_LOCK_NOTE, HOME_INBOX_NOTE, MIX_NOTE, MailboxNote
+from mailplan.facts.notes import DOT_LOCK_NOTE, HOME_INBOX_NOTE, MailboxNote
 from mailplan.mail.maildir import (
     FolderNameError,
     dir_subscription_lines,
@@ -291,8 +292,10 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     # directory (a directory there is a parent of folders)
     cmds = [join(["LC_ALL=C", "find", *chunk, "-maxdepth", "0", *what, "-o", "-printf",
                   _OTHER_FORMAT]) + "; true" for chunk in spool_chunks]
+    # (and a directory named cur, new or tmp: of a Maildir there, said once)
     cmds += [join(["LC_ALL=C", "find", *chunk, *what, "-o", "!", "-type", "d", "-printf",
-                   _OTHER_FORMAT]) + "; true" for chunk in root_chunks]
+                   _OTHER_FORMAT, "-o", "(", "-name", "cur", "-o", "-name", "new", "-o", "-name",
+                   "tmp", ")", "-printf", _OTHER_FORMAT]) + "; true" for chunk in root_chunks]
     # the spools' directories that are not there (test -d follows a link, as the
     # spools' own paths do: /var/spool/mail -> ../mail on Debian)
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
@@ -357,7 +360,8 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
 
 def _folders(ref: MailboxRef, found: _Found
              ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
-    """``ref``'s folder files (hidden ones left out: IMAP servers do not show them); a
+    """``ref``'s folder files (hidden ones too, as UW-IMAP lists them; a mix folder, a
+    Maildir and a home directory's hidden files are not: :mod:`.folder_kinds`); a
     folder file named INBOX is merged into the INBOX, with a note; a folders directory
     that is not a directory, and a folder entry that is neither a file nor a directory
     (a named pipe), are problems."""
@@ -368,24 +372,21 @@ def _folders(ref: MailboxRef, found: _Found
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  "folders directory) is a file, not a directory: no mail in it is "
                                  "imported (move it into a directory of that name to import it)"))
-    elif root in found.other and root not in (ref.spool, mbox):
+    elif found.other.get(root, "d") != "d" and root not in (ref.spool, mbox):
         kind = FILE_TYPES.get(found.other[root], "not a regular file")
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  f"folders directory) is {kind}, not a directory: no mail in "
                                  "it is imported"))
     # (~/mbox, and a spool that is no file, have their notes in _inbox)
-    for path in sorted(p for p in [*found.files, *found.other] if p.startswith(prefix)
-                       and posixpath.normpath(p) != mbox
-                       and not (p == ref.spool and p in found.other)):
+    paths = [p for p in [*found.files, *found.other] if p.startswith(prefix)
+             and posixpath.normpath(p) != mbox and not (p == ref.spool and p in found.other)]
+    dirs = {p for p in paths if found.other.get(p) == "d"}
+    skipped, said = passed_over(ref, set(paths) - dirs, dirs)
+    notes += said
+    for path in sorted(set(paths) - dirs - skipped):
         rel = path[len(prefix):]
         if ref.decode_names:  # UW-imapd's modified UTF-7 names
             rel = source_folder(rel)
-        *parents, last = rel.split("/")
-        if last == ".mixmeta" and not any(p.startswith(".") for p in parents):  # mix
-            notes.append(MailboxNote(ref.domain, ref.user, "problem", path[:-9],
-                                     f"{escape(path[:-9])} {MIX_NOTE}", "/".join(parents) or None))
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue  # hidden files: IMAP servers do not show them as folders
         if path in found.other:
             notes.append(not_a_file(ref, path, found.other[path], "", "a folder", rel))
         elif path.endswith(".lock") and path[:-5] in found.files and found.files[path][0] < 23:

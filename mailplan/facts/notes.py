@@ -47,10 +47,18 @@ class MailboxNote:
 
 
 #: said of a folder directory holding .mixmeta: UW-IMAP's mix format (the mail is all in
-#: hidden files, which the listing leaves out), no mbox
+#: its hidden .mix files, which c-client does not list as folders), no mbox
 MIX_NOTE = ("is a UW-IMAP mix-format mailbox (its mail is in the hidden .mix files), not an "
             "mbox: nothing is imported from it (copy it into an mbox folder on the old "
             "server, e.g. with UW-IMAP's mailutil)")
+#: said of a Maildir below a folders directory (cur, new and tmp directories), with the
+#: number of message files in its cur/ and new/ directories (its folders' included)
+MAILDIR_NOTE = ("is a Maildir (cur, new and tmp directories), not an mbox: nothing is "
+                "imported from it ({count} message files in its cur/ and new/, its Maildir++ "
+                "folders included); to bring them over, copy its cur/ and new/ files into a "
+                "folder of the user's Maildir on the new server (under the directory "
+                "'vuserinfo -d {address}' names, owned as the rest of it), or save them into "
+                "an mbox folder on the old server and plan again")
 #: said of NAME.lock beside the mailbox NAME, too small for a From_ line (23 bytes): the
 #: dot-lock pine, mutt or procmail hold while writing NAME (empty, or a PID); no folder
 DOT_LOCK_NOTE = ("is the dot-lock of the mailbox beside it (mail programs make it while "
