@@ -185,6 +185,9 @@ def test_hidden_folder_files_are_imported_unless_the_folders_directory_is_home(t
         (home / "carol" / name).write_bytes(msg(name))
     (home / "carol/.cache").mkdir()
     (home / "carol/.cache/x").write_bytes(msg("x"))
+    for sub in ("cur", "new", "tmp"):  # a program's hidden Maildir-like cache
+        (home / "carol/.cache/m" / sub).mkdir(parents=True)
+    (home / "carol/.cache/m/cur/1").write_bytes(b"x")
     refs = [MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
                        str(home / "bob/mail"), str(home / "bob")),
             MailboxRef("example.com", "carol", "carol", str(src / "var/spool/mail/carol"),

@@ -42,6 +42,7 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str]
     prefix = ref.folders.rstrip("/") + "/"
     root = prefix[:-1] or "/"
     paths = [p for p in paths if p.startswith(prefix)]
+    dirs = {d for d in dirs if not hidden_config(ref, d[len(prefix):])}
     maildirs: list[str] = []
     for parent in sorted({posixpath.dirname(d) for d in dirs}):
         if all(f"{parent}/{sub}" in dirs for sub in ("cur", "new", "tmp")) and not any(
