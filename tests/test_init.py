@@ -784,3 +784,25 @@ def test_init_never_writes_over_a_state_file_even_with_force(tmp_path):
     mailplan("init", "--source", "local", "--root", str(src), "--domain", "example.com",
              "-o", str(spec), "--force", check=True)
     assert load_spec(spec).data["domains"]
+
+
+def test_init_counts_hidden_folder_files_as_the_import_takes_them(tmp_path):
+    """A user whose only mail is in ~/mail/.old (a folder UW-IMAP lists: c-client's
+    hideDotFiles is off by default) has a mailbox, as the import takes that file; with
+    folders: "." (the home directory) its hidden files are configuration, no mail."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.survey import survey_source
+    from mailplan.init import choose
+
+    src = make_source(tmp_path / "old", [SourceAccount("bob", 1000, "Bob", "pw-bob"),
+                                         SourceAccount("carol", 1001, "Carol", "pw-carol")])
+    (src / "home/bob/mail").mkdir()
+    (src / "home/bob/mail/.old").write_bytes(MBOX)
+    (src / "home/carol/.profile").write_bytes(b"PATH=/bin\n")
+    conn = LocalConnector("oldmail")
+    for folders, want in (("mail", {"bob": "", "carol": "no mailbox"}),
+                          (".", {"bob": "no mailbox", "carol": "no mailbox"})):
+        survey = survey_source(conn, root=str(src), folders=folders)
+        got = {c.account.name: c.reason.split(" (")[0]
+               for c in choose(survey, folders=folders) if c.account.uid >= 1000}
+        assert got == want, folders

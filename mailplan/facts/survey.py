@@ -12,6 +12,7 @@ values; only their classification (locked, unsupported, ...) leaves this module.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 
 from mailplan.connectors.base import CommandResult, Connector
@@ -125,16 +126,19 @@ def parse_find(data: bytes) -> list[tuple[str, str, int]]:
     return out
 
 
-def _find(starts: list[str], *, depth: str | None = None, follow_starts: bool = False) -> str:
-    # Hidden files are skipped, as the mailbox import skips them. No link below a start
+def _find(starts: list[str], *, depth: str | None = None, follow_starts: bool = False,
+          hidden: bool = False) -> str:
+    # Hidden files are skipped but with ``hidden`` (folders directories other than the
+    # home directory: the import takes hidden folder files there, as UW-IMAP lists
+    # them; a spool directory's hidden files are no spools). No link below a start
     # point is followed (init reads as root: a user's ~/mail/x -> / would have it walk
     # the whole disk, and count another's spool as that user's), nor a start point that
     # is a link unless ``follow_starts`` (/var/spool/mail -> ../mail): as the import.
     args = ["find", *(["-H"] if follow_starts else []), *starts]
     if depth:
         args += ["-maxdepth", depth]
-    return (join(args) + " -name '.?*' -prune -o -type f -printf '%H\\0%P\\0%s\\0' "
-            "2>/dev/null; true")
+    skip = "" if hidden else " -name '.?*' -prune -o"
+    return (join(args) + skip + " -type f -printf '%H\\0%P\\0%s\\0' 2>/dev/null; true")
 
 
 def _exists(paths: list[str]) -> str:
@@ -283,7 +287,8 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
         if not isinstance(got, OutsideRoot):
             real_mboxes.setdefault(got, []).append(m)
     real = followed(conn, root, [*alias_files, *fw_files])
-    commands = [_find(sorted(real_dirs)) if real_dirs else "true",
+    home = posixpath.normpath(folders) == "."  # folders: "." (or ""): the home itself
+    commands = [_find(sorted(real_dirs), hidden=not home) if real_dirs else "true",
                 _exists([real[p] for p in alias_files]) if alias_files else "true"]
     commands += [join(["cat", "--", real[f]]) for f in fw_files]
     commands.append(_find(sorted(real_mboxes), depth="0") if real_mboxes else "true")
