@@ -35,8 +35,9 @@ from typing import Any
 
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
+from mailplan.facts.folders_there import missing_folders
 from mailplan.facts.mailboxes import SourceMailbox
-from mailplan.facts.maildirs import missing_folders, read_maildirs
+from mailplan.facts.maildirs import read_maildirs
 from mailplan.mail.maildir import earlier_dirnames
 from mailplan.text import marked
 

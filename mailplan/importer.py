@@ -25,7 +25,7 @@ from mailplan import interpreter
 from mailplan.connectors.base import CommandResult, Connector, Process
 from mailplan.errors import ConnectionLost, HostError, MailboxRefused, StepFailed
 from mailplan.facts.checkpoints import checkpoint_ends
-from mailplan.facts.flag_gain import split_gain
+from mailplan.facts.flag_gain import source_flags, split_gain
 from mailplan.mail.agent_client import (
     AgentClient,
     AgentError,
@@ -256,9 +256,11 @@ class MailImporter:
                 flags, keywords = split_gain(value)
                 return flags + "".join(sorted({letters[k] for k in keywords if k in letters}))
 
+            # each with the source's flags, which the writer records (the next plan
+            # proposes only what the source gains after them)
             done = client.add_flags(mb.dirname, [
-                (Identities.identity(k), flags) for k, value in job.gain.items()
-                if (flags := flags_of(value))])
+                (Identities.identity(k), f"{flags} {source_flags(value)}")
+                for k, value in job.gain.items() if (flags := flags_of(value))])
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}

@@ -22,10 +22,10 @@ from mailplan.connectors.base import Connector
 from mailplan.desired import Desired, Problem
 from mailplan.earlier_folders import earlier_folders
 from mailplan.facts.checkpoints import Checkpoint, rewritten_in_place, still_valid
+from mailplan.facts.folders_there import missing_folders
 from mailplan.facts.links import followed
 from mailplan.facts.mailbox_scan import MailboxScan, count_mailboxes, scan_mailboxes
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox, list_source_mailboxes
-from mailplan.facts.maildirs import missing_folders
 from mailplan.facts.root import spec_file
 from mailplan.facts.source import SourceFacts
 from mailplan.facts.vpopmail import TargetFacts
@@ -331,7 +331,7 @@ def _missing_folders(target_conn: Connector, scans: list[MailboxScan],
                      ledgered: set[str]) -> tuple[set[str], set[str]]:
     """The mailboxes with nothing to import whose folder the plan creates, and those
     with mail to import whose folder the user deleted on the new server (one batch of
-    :func:`~mailplan.facts.maildirs.missing_folders` for both).
+    :func:`~mailplan.facts.folders_there.missing_folders` for both).
 
     The first: a folder (not the INBOX) whose directory is not on the target (its
     user's Maildir missing, or the folder in it), and of which neither the state records

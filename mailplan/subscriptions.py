@@ -18,9 +18,9 @@ import posixpath
 from collections.abc import Collection, Iterable, Mapping
 
 from mailplan.connectors.base import Connector
+from mailplan.facts.folders_there import missing_folders
 from mailplan.facts.links import resolve
 from mailplan.facts.mailboxes import MailboxRef, SourceMailbox
-from mailplan.facts.maildirs import missing_folders
 from mailplan.facts.root import OutsideRoot
 from mailplan.facts.source import SourceFacts
 from mailplan.mail.maildir import (

@@ -256,7 +256,7 @@ def _proof(mb: SourceMailbox, check: FolderCheck, messages: dict[Identity, Sourc
     if seen is None or seen.size != mb.size or not check.ok or check.error or (
             check.deleted_on_target or check.gone_from_source or check.moved_on_target
             or check.moved_away
-            or check.flags_added_on_target
+            or check.flags_added_on_target or check.flags_removed_on_target
             or check.keywords_not_carried):
         return None
     digest = source_digest(messages)

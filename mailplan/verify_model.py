@@ -129,6 +129,8 @@ class FolderCheck:
     #: imported here, now in another of the user's folders: ``ID (to FOLDER)``
     moved_away: list[str] = field(default_factory=list)
     flags_added_on_target: list[str] = field(default_factory=list)
+    #: flags the source had when mailplan last wrote them, removed on the target since
+    flags_removed_on_target: list[str] = field(default_factory=list)
     #: source keywords the folder had no letter left for (dovecot keeps 26 a folder)
     keywords_not_carried: list[str] = field(default_factory=list)
     #: where the source has each message the lists above name (by the identity they name
@@ -334,7 +336,14 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
             added_flags = "".join(set(have.flags) - set(want.flags))
             wanted, letters = (expected, have.keywords) if have.dovecot else (set(), set())
             added_keywords = letters - wanted
-            if set(want.flags) - set(have.flags) or wanted - letters:
+            # what the source had when mailplan last wrote the message's flags (the
+            # ledger's flags line) and the file lacks: removed there by its user
+            removed = (set(want.flags) - set(have.flags)) & set(
+                getattr(ledger, "recorded", {}).get(ident, ""))
+            if removed:
+                check.flags_removed_on_target.append(
+                    f"{name(ident)}: -{''.join(sorted(removed))}")
+            if set(want.flags) - set(have.flags) - removed or wanted - letters:
                 check.flags.append(f"{name(ident)}: source {_state(want.flags, wanted)}, "
                                    f"target {_state(have.flags, letters)}")
             elif added_flags or added_keywords:

@@ -56,12 +56,14 @@ def _listed(label: str, items: list[str], f: FolderCheck) -> list[str]:
 #: what carries a lost flag over: the next plan's ``~ flags`` sees one set on the old
 #: server where it reads the spool whole; one set in place since the import, in a spool
 #: read from its checkpoint, only ``--rescan`` does, and so for one the user removed on
-#: the new server from a message whose source did not change (no plan proposes it)
+#: the new server from a message whose source did not change, imported by a version that
+#: recorded no flags (the ledger's flags lines: no plan proposes it)
 _FLAGS_LOST_FIX = ("          (`mailplan apply SPEC` adds them as `~ flags` where its plan "
                    "reads that mailbox whole; where the plan shows no `~ flags`, only "
                    "`mailplan apply --rescan SPEC` does: a flag set on the old server in "
-                   "place since the import, or one the user removed on the new server, "
-                   "which verify cannot tell apart)")
+                   "place since the import, or one the user removed on the new server "
+                   "from a message an earlier mailplan imported, which verify cannot tell "
+                   "apart)")
 
 
 def _details(f: FolderCheck) -> list[str]:
@@ -78,6 +80,8 @@ def _details(f: FolderCheck) -> list[str]:
                           "failure)", f.moved_away),
                          ("flags added on the target (not a failure)",
                           f.flags_added_on_target),
+                         ("flags removed on the target by the user (not a failure)",
+                          f.flags_removed_on_target),
                          ("keywords the folder had no letter left for (dovecot keeps 26; "
                           "not a failure)", f.keywords_not_carried)):
         if items:

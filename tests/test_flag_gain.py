@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailplan.facts.flag_gain import split_gain
+from mailplan.facts.flag_gain import source_flags, split_gain
 from mailplan.facts.mailbox_scan import MailboxScan
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import FolderFlags
@@ -60,3 +60,21 @@ def test_a_message_with_all_it_has_or_no_file_gains_nothing():
     s.compare_flags(ONE, "S", there, frozenset({"Work", "Junk"}))
     s.compare_flags(TWO, "SF", there, frozenset({"Work"}))
     assert s.gain == {} and s.gained() == {}
+
+
+def test_a_flag_the_source_had_when_last_written_is_not_proposed_again():
+    """The ledger's flags line (``recorded``): what the source had when mailplan last
+    wrote the message's flags; the file's lack of one was the user's doing. Without
+    one (an earlier version's import) whatever the file lacks is proposed, as before."""
+    s = scan()
+    there = folder({ONE: "", TWO: ""}, {})
+    there.recorded[Identities.key(ONE)] = "FS"
+    s.compare_flags(ONE, "FS", there)
+    assert s.gain == {}
+    s.compare_flags(ONE, "FRS", there)  # answered on the old server since
+    s.compare_flags(TWO, "FS", there)  # imported by an earlier version: no record
+    assert {k: split_gain(v) for k, v in s.gain.items()} == {
+        Identities.key(ONE): ("R", []), Identities.key(TWO): ("FS", [])}
+    # what apply hands the writer to record: the source's flags
+    assert source_flags(s.gain[Identities.key(ONE)]) == "FRS"
+    assert s.gained() == {"S": 1, "R": 1, "F": 1}

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from migration import TEST_PYTHON
 from tools import require
 
+from mailplan.facts.maildirs import _LEDGER_COUNT, parse_ledger
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.convert import MAX_PENDING, import_mbox
@@ -34,6 +35,13 @@ MBOX = (SEP + b"Status: RO\nX-Status: A\nSubject: one\n\nfirst\n\n"
         + b"From b@example.org  Tue Jan  2 11:00 2001\nSubject: two\n\n>From quoted\n\n"
         + SEP + b"Status: O\nX-Status: T\nSubject: draft\n\ndraft body\n\n"
         + b"From b@example.org  Tue Jan  2 11:00 2001\nSubject: two\n\n>From quoted\n")
+
+
+def message_lines(root) -> int:
+    """How many message lines (three fields) a Maildir's ledger has; its flags lines
+    (four: a message's flags at its import) are not counted."""
+    return sum(1 for line in (root / "mailplan-ledger").read_text().splitlines()
+               if line.count("\t") == 2)
 
 
 def maildir_state(root: Path) -> set[tuple[str, str, str, str | None, bytes, int]]:
@@ -230,7 +238,9 @@ def test_known_is_the_union_of_a_folders_files_and_ledger_lines(client, tmp_path
     ledger = root / "mailplan-ledger"
     lines = ledger.read_text().splitlines(keepends=True)
     gone = parse_message_name(deleted.name).identity
-    lost = next(x for x in lines if x.startswith("\t") and x != f"\t{gone[0]}\t{gone[1]}\n")
+    # a message line (its flags line, four fields, is no message's line: it may stay)
+    lost = next(x for x in lines if x.startswith("\t") and x.count("\t") == 2
+                and x != f"\t{gone[0]}\t{gone[1]}\n")
     ledger.write_text("".join(x for x in lines if x != lost))
     new = AgentClient(LocalAgent())  # a later run's agent, which reads the ledger afresh
     try:
@@ -973,7 +983,7 @@ def test_batches_still_waiting_for_their_check_when_the_read_ends_go_in_one_sync
                          checkpoint=checkpoint, on_durable=journaled.append)
     assert [len(b) for b in journaled] == [25]
     assert report.durable == 25 and len(maildir_state(root)) == 25
-    assert len((root / "mailplan-ledger").read_text().splitlines()) == 25
+    assert message_lines(root) == 25
 
 
 def test_a_failed_background_sync_is_reported_and_stays_failed(client, tmp_path):
@@ -1011,7 +1021,7 @@ def test_one_agent_syncs_into_each_maildir_it_opens_in_turn(client, tmp_path):
         assert report.durable == 40
     for root in roots:
         assert len(maildir_state(root)) == 40
-        assert len((root / "mailplan-ledger").read_text().splitlines()) == 40
+        assert message_lines(root) == 40
         assert os.listdir(root / "tmp") == []
 
 
@@ -1063,7 +1073,7 @@ def test_past_its_budget_of_open_files_the_agent_names_files_and_frees_synced_on
     client.quit()
     assert proc.wait() == 0
     assert report.durable == 5000 and len(maildir_state(root)) == 5000
-    assert len((root / "mailplan-ledger").read_text().splitlines()) == 5000
+    assert message_lines(root) == 5000
     assert os.listdir(root / "tmp") == []
 
 
@@ -1661,7 +1671,7 @@ def test_a_filesystem_without_locks_does_not_stop_a_sync(tmp_path, monkeypatch):
     opening, rest, count = _in_process_session(root, MBOX)
     assert writer.serve(io.BytesIO(opening + rest), io.BytesIO()) == 0
     assert len(maildir_state(root)) == count
-    assert len((root / "mailplan-ledger").read_text().splitlines()) == count
+    assert message_lines(root) == count
     # the same messages from a writer that looked at the folder before those were synced:
     # the ledger grew since it looked, so it lists the folder and drops its copies
     root2 = tmp_path / "Maildir2"
@@ -2156,3 +2166,44 @@ def test_flags_are_added_by_renaming_within_the_folder_never_over_a_file(client,
     # a folder that is not there has nothing to flag
     assert client.add_flags(".Nowhere", {one_name.identity: "F"}) == {
         "renamed": 0, "gone": 1, "taken": 0}
+
+
+def test_flags_lines_are_no_message_lines_and_g_keeps_what_the_user_removed(client, tmp_path):
+    """The import appends a flags line (four fields) after the line of each message it
+    gives flags: every ledger reader (the agent's, parse_ledger, the plan's awk count,
+    all as in earlier versions) counts the same messages as without them. ``G`` with
+    the source's flags adds none the line records (the user removed it since), adds
+    what the source gained, and records the source's flags again."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(MBOX), dirname="")
+    ledger = root / "mailplan-ledger"
+    lines = ledger.read_text().splitlines()
+    flagged = [x.split("\t") for x in lines if x.count("\t") == 3]
+    assert flagged and all(x[3] and x[3].isupper() for x in flagged)
+    messages = {(x[1], int(x[2])) for x in (y.split("\t") for y in lines) if len(x) == 3}
+    assert parse_ledger(ledger.read_bytes()) == {"": messages}
+    assert parse_ledger(ledger.read_bytes())[""].recorded == {
+        (x[1], int(x[2])): x[3] for x in flagged}
+    counted = subprocess.run(["sh", "-c", f'i=1; f="$1"; {_LEDGER_COUNT}', "sh", str(ledger)],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"1\t\t{len(messages)}\n" in counted
+    new = AgentClient(LocalAgent())
+    try:
+        new.open(str(root))
+        assert new.known("") == messages
+        # the user removes every flag of the first flagged message
+        digest, occ, had = flagged[0][1], int(flagged[0][2]), flagged[0][3]
+        (path,) = [p for p in root.glob("cur/*") if f"_mp{digest}_{occ}." in p.name]
+        bare = path.with_name(path.name.partition(":2,")[0] + ":2,")
+        path.rename(bare)
+        assert new.add_flags("", {(digest, occ): f"{had} {had}"})["renamed"] == 0
+        assert bare.exists()
+        gained = next(c for c in "RFP" if c not in had)  # on the old server since
+        now = "".join(sorted(had + gained))
+        assert new.add_flags("", {(digest, occ): f"{now} {now}"})["renamed"] == 1
+        assert [p.name.partition(":2,")[2] for p in root.glob(f"cur/*_mp{digest}_*")] \
+            == [gained]
+        assert parse_ledger(ledger.read_bytes())[""].recorded[(digest, occ)] == now
+    finally:
+        new.pipe.kill()

@@ -335,6 +335,11 @@ def test_verify_finds_each_kind_of_difference(migrated):
     assert "deleted by the user on the target (not a failure)" in res.stdout
     # a flag lost, a date changed, a truncated file, a quota changed, an alias removed
     flagged.rename(flagged.with_name(flagged.name.replace(":2,FS", ":2,S")))
+    # as an earlier version imported it: no flags lines, which tell a flag the user
+    # removed (tests/test_flags_removed_on_target.py) from one lost
+    ledger = root / "mailplan-ledger"
+    ledger.write_text("".join(x for x in ledger.read_text().splitlines(keepends=True)
+                              if x.count("\t") != 3))
     os.utime(unseen, (1, 1))
     work = next((root / ".Work/cur").iterdir())
     work.write_bytes(work.read_bytes()[:-2])

@@ -5,8 +5,13 @@ the import would now give it Maildir flags or IMAP keywords that its file there 
 (mail read or answered on the old server after it was imported), it gains them: a plan
 proposes adding them (a ``flags`` change, before the folder's import).
 :class:`~mailplan.facts.mailbox_scan.MailboxScan` notes them in its ``gain`` (by
-identity key: the flags, then each keyword after a space), apply reads a value back
-with :func:`split_gain`, and the plan's line counts them (:meth:`FlagGain.gained`).
+identity key: the flags, then each keyword after a space, then a tab and the source's
+flags), apply reads a value back with :func:`split_gain` and :func:`source_flags`, and
+the plan's line counts them (:meth:`FlagGain.gained`). A flag the source had already
+when mailplan last wrote the message's flags (the ledger's flags line, ``recorded`` of
+:class:`~mailplan.facts.maildirs.FolderFlags`: its import, a ``G``) and its file lacks
+was removed there by its user: it is not proposed again. A message without that line
+(imported by an earlier version) is compared as before: whatever its file lacks.
 No I/O: the scan reads both sides.
 """
 
@@ -25,8 +30,14 @@ KEYWORDS = "keywords"
 
 def split_gain(value: str) -> tuple[str, list[str]]:
     """A :attr:`MailboxScan.gain` value as its Maildir flags and its IMAP keywords."""
-    flags, *keywords = value.split(" ")
+    flags, *keywords = value.partition("\t")[0].split(" ")
     return flags, keywords
+
+
+def source_flags(value: str) -> str:
+    """The source's Maildir flags a :attr:`MailboxScan.gain` value carries: what the
+    writer records in the ledger once the message has its flags (``G``)."""
+    return value.partition("\t")[2]
 
 
 class FlagGain:
@@ -50,15 +61,18 @@ class FlagGain:
                       there: Mapping[bytes, str], keywords: Collection[str] = ()) -> None:
         """Note in ``gain`` the Maildir flags of ``flags`` and the IMAP ``keywords``
         (what the import gives the message now) that its file on the target (``there``,
-        by identity key) lacks; a message with no file there (deleted by its user) gains
-        nothing. A keyword counts only where the folder has a letter for it or one left
-        (``there.keywords``, :class:`~mailplan.facts.maildirs.FolderFlags`): past its
-        26th it is not carried, and is not proposed again and again."""
+        by identity key) lacks, but not those the source had when mailplan last wrote
+        its flags (``there.recorded``: removed there by the user); a message with no
+        file there (deleted by its user) gains nothing. A keyword counts only where the
+        folder has a letter for it or one left (``there.keywords``,
+        :class:`~mailplan.facts.maildirs.FolderFlags`): past its 26th it is not carried,
+        and is not proposed again and again."""
         ident = Identities.key(identity)
         have = there.get(ident)
         if have is None:
             return
-        missing = "".join(sorted(set(flags) - set(have)))
+        recorded: Mapping[bytes, str] = getattr(there, "recorded", {})
+        missing = "".join(sorted(set(flags) - set(have) - set(recorded.get(ident, ""))))
         if keywords:
             named: Mapping[str, str] = getattr(there, "keywords", {})
             held = {named.get(c) for c in have if c.islower()}
@@ -68,4 +82,4 @@ class FlagGain:
             if lacking:
                 missing += " " + " ".join(lacking)
         if missing:
-            self.gain[ident] = missing
+            self.gain[ident] = f"{missing}\t{flags}"

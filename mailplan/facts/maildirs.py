@@ -18,7 +18,7 @@ least data carried back:
   counted on the target, for a mailbox unchanged since its checkpoint.
 
 Which folders exist at all (an empty one holds no identity to find) is
-:func:`missing_folders`: a ``find`` of their directories, nothing listed inside.
+:func:`~mailplan.facts.folders_there.missing_folders`: a ``find`` of their directories.
 
 The source side (which mbox files exist, what they hold) is :mod:`mailplan.facts.mailboxes`
 and :mod:`mailplan.facts.mailbox_scan`.
@@ -35,6 +35,7 @@ from typing import IO
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.facts.digest_lookup import lookup_command
+from mailplan.facts.ledger_flags import Recorded, flags_lines
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.maildir import (
     KEYWORDS_FILE,
@@ -65,11 +66,14 @@ class FolderFlags(dict[bytes, str]):
     """A folder's message files on the target: the Maildir flags of each by identity
     key (:meth:`Identities.key`): its capitals and keyword letters after ``:2,`` in cur/,
     "" in new/. ``keywords`` is the folder's ``dovecot-keywords`` (letter -> keyword):
-    what its files' letters name, and how many letters are taken."""
+    what its files' letters name, and how many letters are taken. ``recorded``: by
+    identity key, the flags the source had when mailplan last wrote them (the ledger's
+    flags lines; a message imported by an earlier version has none)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.keywords: dict[str, str] = {}
+        self.recorded: dict[bytes, str] = {}
 
 
 @dataclass
@@ -96,8 +100,12 @@ def parse_ledger(data: bytes, *, made: bool = False) -> dict[str, set[tuple[str,
     says a writer made is there too (an empty set when no message line names it)."""
     ledger: dict[str, set[tuple[str, int]]] = {}
     for m in _LEDGER_LINE.finditer(data):
-        ledger.setdefault(m[1].decode("utf-8", "replace"), set()).add(
+        ledger.setdefault(m[1].decode("utf-8", "replace"), Recorded()).add(
             (m[2].decode("utf-8", "replace"), int(m[3])))
+    for dirname, identity, flags in flags_lines(data):  # (the last one counts)
+        held = ledger.setdefault(dirname, Recorded())
+        if isinstance(held, Recorded):
+            held.recorded[identity] = flags
     for m in _MADE_LINE.finditer(data) if made else ():
         ledger.setdefault(m[1].decode("utf-8", "replace"), set())
     return ledger
@@ -150,6 +158,9 @@ def read_maildirs(conn: Connector, folders: Mapping[str, Collection[str]]
             facts[maildir].ledger_size += len(line)
             m = _LEDGER_LINE.match(line)
             if m is None:
+                for d, ident, had in flags_lines(line):  # of a folder read: its own
+                    if (maildir, d) in named:
+                        named[maildir, d].recorded[Identities.key(ident)] = had
                 continue
             dirname = m[1].decode("utf-8", "replace")
             counts[dirname] = counts.get(dirname, 0) + 1  # lines, as read_ledger_counts
@@ -253,6 +264,10 @@ def look_up_digests(conn: Connector, wanted: Mapping[Key, Collection[str]],
                 found[key].add(identity)
                 if limit is None or int(m[1]) < limit:
                     early[key].add(identity)
+        for d, ident, recorded in flags_lines(ledger, offset=True) if flags is not None \
+                else ():
+            if d == key[1]:  # (the last one counts)
+                flags.setdefault(key, FolderFlags()).recorded[Identities.key(ident)] = recorded
     return found, early
 
 
@@ -361,31 +376,3 @@ def read_ledger_counts(conn: Connector, maildirs: Sequence[str],
             elif is_number(lines):
                 counts[maildir][dirname] = int(lines)
     return counts
-
-
-
-#: what makes a folder directory one an IMAP server opens (tmp/ it makes itself)
-_FOLDER_PARTS = ("cur", "new")
-
-
-def missing_folders(conn: Connector, wanted: Mapping[str, Collection[str]]
-                    ) -> set[tuple[str, str]]:
-    """The ``(Maildir, folder dir)`` pairs of ``wanted`` (folder dirs per Maildir, never
-    ``""``) whose folder is not there: no ``cur/`` and ``new/`` directories in it (one
-    batch of ``find -maxdepth 0``: nothing inside a folder is listed; read-only). For the
-    mailboxes with nothing to import, whose folder the plan still creates when missing
-    (an empty folder on the source holds no message that would create it), and those
-    with mail to import whose folder an earlier run made (the plan says it is made
-    again)."""
-    paths = {f"{m}/{d}/{part}": (m, d) for m, dirnames in wanted.items() for d in dirnames
-             for part in _FOLDER_PARTS}
-    seen: dict[tuple[str, str], int] = {}
-    cmds = [join(["find", *chunk, "-maxdepth", "0", "-type", "d", "-printf", "%p\\0"])
-            + " 2>/dev/null; true" for chunk in chunks(sorted(paths))]
-    for res in run_batch(conn, cmds):
-        for path in res.stdout.split(b"\0"):
-            owner = paths.get(path.decode("utf-8", "surrogateescape"))
-            if owner is not None:
-                seen[owner] = seen.get(owner, 0) + 1
-    return {owner for owner in set(paths.values())
-            if seen.get(owner, 0) < len(_FOLDER_PARTS)}

@@ -313,9 +313,10 @@ class AgentClient:
     def add_flags(self, dirname: str, add: Mapping[tuple[str, int], str]
                   | Iterable[tuple[tuple[str, int], str]]) -> dict[str, int]:
         """Add Maildir flags to messages already in folder ``dirname`` (``add``: flags by
-        identity, or its items), renaming their files there as an IMAP client does (``G``), in
-        requests of :data:`FLAGS_PER_REQUEST` messages: ``{"renamed", "gone", "taken"}``
-        summed over them (gone: no longer there; taken: the new name existed)."""
+        identity, or its items; after a space, the source's flags the writer records),
+        renaming their files there as an IMAP client does (``G``), in requests of
+        :data:`FLAGS_PER_REQUEST` messages: ``{"renamed", "gone", "taken"}`` summed over
+        them (gone: no longer there; taken: the new name existed)."""
         out = {"renamed": 0, "gone": 0, "taken": 0}
         items = iter(add.items() if isinstance(add, Mapping) else add)
         while chunk := list(itertools.islice(items, FLAGS_PER_REQUEST)):

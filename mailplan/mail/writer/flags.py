@@ -8,11 +8,20 @@ stdlib only, Python 3.7, joined with the other parts into one script
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 
 from mailplan.mail.writer.base import AgentBase
 from mailplan.mail.writer.fs import SourceVanished, fsync_each, rename_noreplace
-from mailplan.mail.writer.proto import COURIER_KEYWORDS, FLAG_LINE_RE, AgentError, key
+from mailplan.mail.writer.proto import (
+    COURIER_KEYWORDS,
+    DIR_FLAGS,
+    FLAG_LINE_RE,
+    FLAGS_LINE,
+    LEDGER,
+    AgentError,
+    key,
+)
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
 if TYPE_CHECKING:  # annotations only
@@ -27,23 +36,30 @@ class FlagsMixin(AgentBase):
         """``G``: add flags to messages of folder ``dir`` by renaming their files (the
         protocol says how); what is asked is held by identity (``key``), the folder is
         read once, and the renames wait until it is read (it is read once more only
-        for files renamed in between)."""
+        for files renamed in between). A line's source flags, when it has them, go to
+        the ledger (``FLAGS_LINE``) for each message that has its flags now."""
         if self.root is None:
             raise AgentError("flags before open")
-        wanted = {}
+        wanted, source = {}, {}
         for line in req["add"].split("\n"):
             if not line:
                 continue
             m = FLAG_LINE_RE.match(line)
             if m is None:
                 raise AgentError(f"bad flags line {line[:100]!r}")
-            wanted[key(m.group(1), int(m.group(2)))] = m.group(3)
+            k = key(m.group(1), int(m.group(2)))
+            wanted[k] = m.group(3)
+            if m.group(4) is not None:
+                source[k] = FLAGS_LINE.format(req["dir"], m.group(1), int(m.group(2)),
+                                              m.group(4))
         base = self._folder_path(req["dir"])
+        lines = self._drop_recorded(req["dir"], wanted, source) if source else []
         renamed = taken = gone = 0
-        courier = False
+        courier, seen = False, set()
         todo = wanted
         for _attempt in (1, 2):
             moves, found = self._flag_moves(req["dir"], todo)
+            seen |= found
             gone += len(todo) - len(found)  # not in the folder: deleted on the new server
             missed = {}
             for k, sub, name, new in moves:
@@ -57,6 +73,7 @@ class FlagsMixin(AgentBase):
                         renamed += 1
                     else:
                         taken += 1
+                        source.pop(k, None)  # not given its flags: nothing to record
                 except SourceVanished:
                     # renamed or deleted by a mail client between the link and the
                     # unlink (no renameat2): the name made here goes again, so that the
@@ -76,7 +93,45 @@ class FlagsMixin(AgentBase):
         if renamed or courier:  # the new names are durable before the caller records them
             fsync_each(os.path.join(base, sub) for sub in ("cur", "new") + (
                 (COURIER_KEYWORDS,) if courier else ()))
+        lines += [source[k] for k in seen - set(todo) if k in source]
+        if lines:  # after the renames are durable: a line never says more than is there
+            self._record_flags(lines)
         return {"renamed": renamed, "gone": gone, "taken": taken}
+
+    def _drop_recorded(self, dirname: str, wanted: dict[bytes, str], source: dict[bytes, str]
+                       ) -> list[str]:
+        """Take out of ``wanted`` the flags the ledger records the source had when they
+        were last written (``_recorded_flags``): the user removed them here since. A
+        message left with none to add is no longer asked; its flags line (of ``source``)
+        is returned, to be appended, where the source's flags changed since."""
+        lines = []
+        for k, had in self._recorded_flags(dirname, source).items():
+            wanted[k] = "".join(c for c in wanted[k] if c not in had)
+            if not wanted[k]:
+                del wanted[k]
+                if source[k].rpartition("\t")[2] != had + "\n":
+                    lines.append(source[k])
+        return lines
+
+    def _record_flags(self, lines: list[str]) -> None:
+        """Append flags lines to the ledger, durably, as ``_record_folder`` appends (under
+        the Maildir's lock; the size later syncs expect follows when no other writer
+        appended since)."""
+        path = os.path.join(self.root, LEDGER)
+        lock = os.open(self.root, DIR_FLAGS)
+        try:
+            with contextlib.suppress(OSError):  # as in _sync_batch
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                before = os.stat(path).st_size
+            except FileNotFoundError:
+                before = 0
+            after = self._append_ledger(lines)
+            fsync_each([path])
+            if before == self.ledger_size:
+                self.ledger_size = after
+        finally:
+            os.close(lock)
 
     def _flag_moves(self, dirname: str, wanted: dict[bytes, str]
                     ) -> tuple[list[tuple[bytes, str, str, str]], set[bytes]]:

@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from mailplan.mail.writer.base import AgentBase
 from mailplan.mail.writer.fs import fsync_each, sync_filesystem, writer_alive
@@ -113,6 +113,24 @@ class LedgerMixin(AgentBase):
                 if DIGEST_RE.match(digest):  # no message has another (a hand edit)
                     ledger.setdefault(dirname, set()).add(key(digest, occ))
         return ledger, size
+
+    def _recorded_flags(self, dirname: str, wanted: Collection[bytes]) -> dict[bytes, str]:
+        """The flags the ledger's flags lines (``FLAGS_LINE``) record for the messages of
+        ``wanted`` in folder ``dirname``, by ``key`` (the last line of each counts): what
+        the source had when a writer last wrote their flags. One read of the ledger."""
+        recorded: dict[bytes, str] = {}
+        fh = self._ledger_file()
+        if fh is None:
+            return recorded
+        with fh:
+            for line in fh:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 4 and parts[0] == dirname and DIGEST_RE.match(parts[1]) \
+                        and parts[2].isascii() and parts[2].isdigit():
+                    k = key(parts[1], int(parts[2]))
+                    if k in wanted:
+                        recorded[k] = parts[3]
+        return recorded
 
     def _ledger_file(self) -> TextIO | None:
         """The ledger, open for reading as mailplan's readers read it (None: there is
