@@ -8,17 +8,14 @@ stdlib only, Python 3.7, joined with the other parts into one script
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 
 from mailplan.mail.writer.base import AgentBase
 from mailplan.mail.writer.fs import SourceVanished, fsync_each, rename_noreplace
 from mailplan.mail.writer.proto import (
     COURIER_KEYWORDS,
-    DIR_FLAGS,
     FLAG_LINE_RE,
     FLAGS_LINE,
-    LEDGER,
     AgentError,
     key,
 )
@@ -95,7 +92,7 @@ class FlagsMixin(AgentBase):
                 (COURIER_KEYWORDS,) if courier else ()))
         lines += [source[k] for k in seen - set(todo) if k in source]
         if lines:  # after the renames are durable: a line never says more than is there
-            self._record_flags(lines)
+            self._append_durably(lines)
         return {"renamed": renamed, "gone": gone, "taken": taken}
 
     def _drop_recorded(self, dirname: str, wanted: dict[bytes, str], source: dict[bytes, str]
@@ -112,26 +109,6 @@ class FlagsMixin(AgentBase):
                 if source[k].rpartition("\t")[2] != had + "\n":
                     lines.append(source[k])
         return lines
-
-    def _record_flags(self, lines: list[str]) -> None:
-        """Append flags lines to the ledger, durably, as ``_record_folder`` appends (under
-        the Maildir's lock; the size later syncs expect follows when no other writer
-        appended since)."""
-        path = os.path.join(self.root, LEDGER)
-        lock = os.open(self.root, DIR_FLAGS)
-        try:
-            with contextlib.suppress(OSError):  # as in _sync_batch
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                before = os.stat(path).st_size
-            except FileNotFoundError:
-                before = 0
-            after = self._append_ledger(lines)
-            fsync_each([path])
-            if before == self.ledger_size:
-                self.ledger_size = after
-        finally:
-            os.close(lock)
 
     def _flag_moves(self, dirname: str, wanted: dict[bytes, str]
                     ) -> tuple[list[tuple[bytes, str, str, str]], set[bytes]]:

@@ -156,16 +156,24 @@ class LedgerMixin(AgentBase):
             os.close(fd)
 
     def _record_folder(self, dirname: str) -> None:
-        """Append ``dirname TAB folder`` to the ledger (under the Maildir's lock, as a
-        sync appends): this writer made that folder. A plan without the state's record of
-        it (a state file lost) reads that line, so a folder the user deleted since, one
-        that held no message (no message line names it), is not made again. Durable when
-        written, not with the next batch's sync (none may follow: a folder made with no
-        message to import): the folder's directories first, then its line, as a batch's
-        files are made durable before its lines (a line that outlived its folder in a
-        crash would have a plan take the folder for one the user deleted). A few fsyncs
-        per folder made, none per message. Then the ledger's size is the one later
-        syncs expect, when no other writer appended since ``open`` read it."""
+        """Append ``dirname TAB folder`` to the ledger: this writer made that folder. A
+        plan without the state's record of it (a state file lost) reads that line, so a
+        folder the user deleted since, one that held no message (no message line names
+        it), is not made again. Durable when written, not with the next batch's sync
+        (none may follow: a folder made with no message to import): the folder's
+        directories first, then its line, as a batch's files are made durable before its
+        lines (a line that outlived its folder in a crash would have a plan take the
+        folder for one the user deleted). A few fsyncs per folder made, none per
+        message."""
+        self._append_durably([f"{dirname}\t{FOLDER_MADE}\n"],
+                             first=[self._folder_path(dirname), self.root])
+
+    def _append_durably(self, lines: list[str], first: list[str] | None = None) -> None:
+        """Append ``lines`` to the ledger under the Maildir's lock, as a sync appends, and
+        make them durable at once: ``first`` (paths fsynced before the lines are
+        written), then the ledger and the Maildir (the ledger's name, when these lines
+        made the file). Then the ledger's size is the one later syncs expect, when no
+        other writer appended since ``open`` read it."""
         lock = os.open(self.root, DIR_FLAGS)
         try:
             with contextlib.suppress(OSError):  # as in _sync_batch
@@ -174,9 +182,8 @@ class LedgerMixin(AgentBase):
                 before = os.stat(os.path.join(self.root, LEDGER)).st_size
             except FileNotFoundError:
                 before = 0
-            fsync_each([self._folder_path(dirname), self.root])
-            after = self._append_ledger([f"{dirname}\t{FOLDER_MADE}\n"])
-            # the line, and the ledger's name in the Maildir (when this line made it)
+            fsync_each(first or [])
+            after = self._append_ledger(lines)
             fsync_each([os.path.join(self.root, LEDGER), self.root])
             if before == self.ledger_size:
                 self.ledger_size = after
