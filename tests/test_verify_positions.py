@@ -109,7 +109,8 @@ def test_the_text_report_puts_each_located_finding_on_a_line_of_its_own():
         "          (`mailplan apply SPEC` adds them as `~ flags` where its plan reads that "
         "mailbox whole; where the plan shows no `~ flags`, only `mailplan apply --rescan "
         "SPEC` does: a flag set on the old server in place since the import, or one the user "
-        "removed on the new server, which verify cannot tell apart)"]
+        "removed on the new server from a message an earlier mailplan imported, which "
+        "verify cannot tell apart)"]
     assert ("            aaaaaaaaaaaa#0: source FS, target S (on the source: message 3"
             in render_report(Report("newmail", folders=[check])))
 
