@@ -60,6 +60,22 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
+def _not_private(path: Path, st: os.stat_result, forbidden: int, may: str
+                ) -> tuple[str, str] | None:
+    """What is wrong with ``path`` (``st``: the opened file's status) for a file only
+    its owner may use, as OpenSSH judges a private key, and its fix: another user owns it,
+    or group or others have a ``forbidden`` mode bit (``may``: read or write, as said);
+    None when neither."""
+    shown, me = shlex.quote(str(path)), _user(os.geteuid())
+    if st.st_uid != os.geteuid():
+        return (f"it belongs to {_user(st.st_uid)}, not to {me} who runs mailplan",
+                f"`chown {me} {shown}` and `chmod 600 {shown}`")
+    if st.st_mode & forbidden:
+        return (f"its mode is {stat.S_IMODE(st.st_mode):04o}: group or others may {may} it",
+                f"`chmod 600 {shown}`")
+    return None
+
+
 def _key_text(path: Path) -> str:
     """The key file's text, refused as OpenSSH refuses a private key: a key another user
     owns, or one that group or others may read or write, may have been planted (a state
@@ -69,16 +85,10 @@ def _key_text(path: Path) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        shown, me = shlex.quote(str(path)), _user(os.geteuid())
-        fix = f"`chown {me} {shown}` and `chmod 600 {shown}`"
         if not stat.S_ISREG(st.st_mode):
             what, fix = "it is not a regular file", ""
-        elif st.st_uid != os.geteuid():
-            what = f"it belongs to {_user(st.st_uid)}, not to {me} who runs mailplan"
-        elif st.st_mode & 0o077:
-            what = (f"its mode is {stat.S_IMODE(st.st_mode):04o}: group or others may "
-                    "read or write it")
-            fix = f"`chmod 600 {shown}`"
+        elif (wrong := _not_private(path, st, 0o077, "read or write")) is not None:
+            what, fix = wrong
         else:
             return os.read(fd, 4096).decode("ascii").strip()
         raise StateError(f"{path}: refusing the plan fingerprint key: {what}", hint=(
@@ -99,15 +109,9 @@ def read_mine(path: Path, state: Path, *, check: bool = True) -> bytes:
     what = "the state file" if path == state else "the state's journal"
 
     def mine(st: os.stat_result) -> None:
-        shown, me = shlex.quote(str(path)), _user(os.geteuid())
-        if st.st_uid != os.geteuid():
-            wrong = f"it belongs to {_user(st.st_uid)}, not to {me} who runs mailplan"
-            fix = f"`chown {me} {shown}` and `chmod 600 {shown}`"
-        elif st.st_mode & 0o022:
-            wrong = f"its mode is {stat.S_IMODE(st.st_mode):04o}: group or others may write it"
-            fix = f"`chmod 600 {shown}`"
-        else:
+        if (problem := _not_private(path, st, 0o022, "write")) is None:
             return
+        wrong, fix = problem
         raise StateError(f"{path}: refusing {what}: {wrong} (what it records decides what "
                          "--prune deletes)", hint=f"if you made it, {fix}; if not, look at "
                          f"what it records (`mailplan show {shlex.quote(str(state))}`) "
