@@ -223,6 +223,22 @@ def test_a_journal_line_holding_the_wrong_things_is_a_clear_error(tmp_path):
         assert f"{journal}: the state file's 'mail' does not hold mailboxes" in shown.stderr
 
 
+def _import_and_checkpoint(path: Path, plan: str, *, imported: int, inode: int,
+                           offset: int, count: int) -> None:
+    """An apply of ``plan`` that imported ``imported`` messages into alice's INBOX (two
+    bytes each) and recorded its checkpoint (``count`` messages through ``offset``)."""
+    state = State.load(path)
+    state.begin(plan)
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX", "imported": imported,
+                  "bytes": 2 * imported})
+    state.record("create-mailbox:alice@example.com/INBOX",
+                 {"mailbox": "alice@example.com/INBOX",
+                  "checkpoint": {"path": "/var/mail/alice", "inode": inode, "offset": offset,
+                                 "head": "h", "tail": "t", "count": count}})
+    state.finish("ok", {"changes_done": 1, "changes_planned": 1})
+
+
 def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path):
     # an apply killed after its writer made 4000 messages durable but journaled 2000:
     # the next apply found the rest there and recorded only the checkpoint (as after a
@@ -246,15 +262,7 @@ def test_show_counts_the_messages_an_apply_found_already_on_the_target(tmp_path)
     assert doc["mail"]["alice@example.com"]["INBOX"]["found_on_target"] == 2000
     # the old server then deletes 500 of the messages and 10 arrive: the next apply's
     # checkpoint counts 3510 and it imports 10; the 2000 found stay found (it said 1500)
-    state = State.load(path)
-    state.begin("plan-3")
-    state.record("create-mailbox:alice@example.com/INBOX",
-                 {"mailbox": "alice@example.com/INBOX", "imported": 10, "bytes": 20})
-    state.record("create-mailbox:alice@example.com/INBOX",
-                 {"mailbox": "alice@example.com/INBOX",
-                  "checkpoint": {"path": "/var/mail/alice", "inode": 8, "offset": 8000,
-                                 "head": "h", "tail": "t", "count": 3510}})
-    state.finish("ok", {"changes_done": 1, "changes_planned": 1})
+    _import_and_checkpoint(path, "plan-3", imported=10, inode=8, offset=8000, count=3510)
     text = mailplan("show", str(path), check=True).stdout
     assert ("  alice@example.com: 2010 message(s), 3.9K (INBOX 2010); 2000 more found "
             "already on the target (INBOX 2000)") in text, text
