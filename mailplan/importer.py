@@ -324,9 +324,12 @@ class MailImporter:
             if said is not None and interpreter.about_interpreter(said):
                 raise StepFailed(f"{what} failed: {said}", host=self.target.name,
                                  step=step, hint=interpreter.hint(self.target)) from None
-            if said is not None:  # the agent failed (disk full, ...), not the connection
-                raise StepFailed(f"{what} failed: agent: {said}",
-                                 host=self.target.name, step=step) from None
+            if said is not None:  # the agent failed (disk full, ...), not the connection;
+                # a refusal (the agent ended before this side read it) fails this mailbox
+                # only, as one read from the reply does
+                kind = MailboxRefused if said.startswith(REFUSED) else StepFailed
+                raise kind(f"{what} failed: agent: {said}", host=self.target.name,
+                           step=step) from None
             raise ConnectionLost(f"{what} interrupted: {exc.message}",
                                  host=self.target.name, step=step) from None
         except AgentFailed as exc:

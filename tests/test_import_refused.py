@@ -38,10 +38,16 @@ def _count(root: Path) -> int | None:
     return sum(1 for sub in ("new", "cur") for _ in (root / sub).iterdir())
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a folder of root's is made as root")
-@pytest.mark.skipif(bool(migration.REAL_VPOPMAIL),
-                    reason="changes the owner of a domain's files")
-def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reachable):
+ROOT_ONLY = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="a folder of root's is made as root"),
+    pytest.mark.skipif(bool(migration.REAL_VPOPMAIL),
+                       reason="changes the owner of a domain's files")]
+
+
+def _two_users(tmp_path: Path, sshd: object, reachable: Path) -> tuple[Path, Path, Path, str]:
+    """alice and bob, made on the target by a first apply (no mail yet), their domain's
+    files then the vpopmail owner's (``OWNER``): the source, the spec, the domain's
+    directory, the domain."""
     accounts = [migration.SourceAccount(name, uid, name.title(), "pw")
                 for uid, name in enumerate(("alice", "bob"), 1000)]
     src = migration.make_source(tmp_path / "source", accounts)
@@ -56,6 +62,13 @@ def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reac
     for path in [domain_dir, *domain_dir.rglob("*")]:
         os.lchown(path, OWNER, OWNER)
     os.chmod(domain_dir.parent, 0o711)
+    return src, spec, domain_dir, domain
+
+
+@ROOT_ONLY[0]
+@ROOT_ONLY[1]
+def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reachable):
+    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
     alice = domain_dir / "alice" / "Maildir"
     work = alice / ".Work"
     for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
@@ -89,4 +102,50 @@ def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reac
     assert res.returncode == 0, res.stdout + res.stderr
     assert (_count(alice), _count(alice / ".A"), _count(work), _count(alice / ".Zed"),
             _count(domain_dir / "bob" / "Maildir")) == (4, 1, 2, 3, 5)
+    assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
+
+
+@ROOT_ONLY[0]
+@ROOT_ONLY[1]
+def test_a_refusal_the_sender_meets_as_a_closed_pipe_fails_only_its_mailbox(
+        tmp_path, sshd, reachable):
+    """A folder imported once, then restored as root, that gets new mail: read from its
+    checkpoint, its messages stream right after the folder's request, with no reply
+    awaited; the writer refuses the folder and ends, and the sender's next write meets
+    a closed channel before it reads the refusal. Its refusal, on the writer's stderr,
+    was taken for a failure of the agent, which stopped the apply (bob's mail not
+    imported). It fails that mailbox only, as a refusal the sender reads does; a re-run
+    after the ``chown`` imports exactly what is missing."""
+    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
+    (src / "home/alice/mail").mkdir(parents=True)
+    work_src = src / "home/alice/mail/Work"
+    work_src.write_bytes(msgs("Work", 2))
+    migration.mailplan("apply", str(spec), "--auto-approve", check=True)
+    work = domain_dir / "alice" / "Maildir" / ".Work"
+    assert _count(work) == 2
+    for path in [work, *work.rglob("*")]:  # restored from a backup as root
+        os.lchown(path, 0, 0)
+    # enough new mail that the stream outlasts the writer (the channel's window and
+    # the pipe's buffer): megabytes
+    with work_src.open("ab") as fh:
+        fh.writelines(f"From a@example.org Mon Jan  1 10:00:00 2001\nSubject: new {i}\n\n"
+                      f"{'x' * 4000}\n\n".encode() for i in range(3000))
+    (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5))
+
+    res = migration.mailplan("apply", str(spec), "--auto-approve")
+    out = res.stdout + res.stderr
+    assert res.returncode not in (0, 3), out
+    assert _count(domain_dir / "bob" / "Maildir") == 5, out  # the apply went on
+    assert _count(work) == 2, out
+    tail = out[out.rindex(f"alice@{domain} Work"):]
+    assert "1 mailbox" in out and "chown -R" in tail and str(work) in tail, out
+    assert "interrupted" not in out and "connection lost" not in out, out
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["history"][-1]["result"] == "failed"
+
+    for path in [work, *work.rglob("*")]:
+        os.lchown(path, OWNER, OWNER)
+    res = migration.mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _count(work) == 3002
     assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout

@@ -94,11 +94,14 @@ def send(out: BinaryIO, kind: bytes, obj: Any) -> None:
 
 
 def fail(out: BinaryIO, exc: BaseException) -> None:
-    """Report ``exc`` as an ``X`` reply and on stderr (the agent then exits 1)."""
+    """Report ``exc`` as an ``X`` reply and on stderr (the agent then exits 1). A
+    refusal says so on stderr too (``REFUSED``): a sender whose write met the pipe this
+    agent closed by ending has only that to tell it from another failure."""
     with contextlib.suppress(OSError):
         send(out, b"X", f"{type(exc).__name__}: {exc}")
     with contextlib.suppress(OSError):  # the connection may be gone: the clean-up goes on
-        sys.stderr.write(f"mailplan agent: {exc}\n")
+        sys.stderr.write(f"mailplan agent: {REFUSED if isinstance(exc, Refused) else ''}"
+                         f"{exc}\n")
         sys.stderr.flush()
 
 
