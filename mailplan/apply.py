@@ -117,9 +117,25 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
         pool.shutdown(wait=True)
         raise
     if failed is not None:
+        _also_refused(failed, refused)
         raise failed
     if refused:  # the others are done: the apply fails, naming each
         raise MailboxesRefused(refused, host=planned.target_connector.name)
+
+
+def _also_refused(failed: BaseException,
+                  refused: list[tuple[str, str, MailboxRefused]]) -> None:
+    """The error that stopped the imports (``failed``) after the writer refused some
+    mailboxes: it names them too, each with its own error (``failures``, which the
+    apply's summary gives for each failed step; without it, the refused ones were
+    given the stopping error, and their refusal was said nowhere)."""
+    if not refused or not isinstance(failed, MailplanError):
+        return
+    failed.failures = {**getattr(failed, "failures", {}),  # type: ignore[attr-defined]
+                       **{change_id: exc for change_id, _a, exc in refused}}
+    failed.message += f"\n  before it stopped, {len(refused)} mailbox(es) were refused " + \
+        "(not imported):\n" + "\n".join(f"    {address}: {exc.reason}"
+                                        for _id, address, exc in refused)
 
 
 @dataclass

@@ -149,3 +149,63 @@ def test_a_refusal_the_sender_meets_as_a_closed_pipe_fails_only_its_mailbox(
     assert res.returncode == 0, res.stdout + res.stderr
     assert _count(work) == 3002
     assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
+
+
+def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_path, monkeypatch):
+    """alice's Work refused by the writer (that mailbox only: the apply goes on), then
+    bob's import stopped by a lost connection: the summary's line for alice's Work gave
+    the lost connection, and the refusal (its cause, its ``chown`` remedy) was said
+    nowhere. Each failed mailbox now has its own error in the summary, and the stopping
+    error (what the apply ends with, resumed or retried as before) names the refused
+    one too."""
+    import io
+    from types import SimpleNamespace
+
+    from mailplan import apply
+    from mailplan.errors import ConnectionLost, MailboxRefused
+    from mailplan.interrupt import SignalStop
+    from mailplan.plan import Change
+    from mailplan.progress import PlainReporter
+    from mailplan.watch import ApplyWatch
+
+    work = Change("create", "mailbox", "d.example", "alice", item="Work")
+    inbox = Change("create", "mailbox", "d.example", "bob", item="INBOX")
+    refusal = MailboxRefused("mailbox import failed: agent: Refused: /m/.Work is uid 0's: "
+                             "chown -R the Maildir to that owner", host="newmail",
+                             step=f"+ mailbox {work.address}")
+    lost = ConnectionLost("mailbox import interrupted: agent pipe closed", host="newmail",
+                          step=f"+ mailbox {inbox.address}")
+    said = str(lost)
+
+    class Importer:
+        def __init__(self, *_args: object, **_kw: object) -> None:
+            pass
+
+        def run(self, change: Change, _job: object) -> dict:
+            raise refusal if change is work else lost
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(apply, "MailImporter", Importer)
+    monkeypatch.setattr(apply, "user_dirs", lambda *_a: {})
+    planned = SimpleNamespace(
+        target=SimpleNamespace(domains={}), source_zone=None, connectors={"old": None},
+        target_connector=SimpleNamespace(name="newmail", shell=lambda: None),
+        spec=SimpleNamespace(data={"source": {"host": "old"}}),
+        mail_jobs={work.id: None, inbox.id: None})
+    out = io.StringIO()
+    watch = ApplyWatch(tmp_path / "state.json", resume="mailplan apply m.yaml",
+                       signals=SignalStop(), log_path=tmp_path / "apply.log", stream=out)
+    watch.reporter = PlainReporter(out)
+    with pytest.raises(ConnectionLost) as raised:
+        apply._import_mail(planned, SimpleNamespace(vpopmail_dir="/home/vpopmail"),
+                           [work, inbox], 1, lambda *_a: None, lambda *_a: None,
+                           watch.on_step, None)
+    watch.log.close()
+    watch._outcome(raised.value, 0, interrupted=False, not_started=False)
+    assert watch.summary.failed == [
+        f"+ mailbox {work.address}: {refusal}", f"+ mailbox {inbox.address}: {said}"]
+    text = str(raised.value)
+    assert text.startswith(said + "\n"), text
+    assert f"{work.address}: {refusal.reason}" in text, text
