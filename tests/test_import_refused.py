@@ -38,10 +38,9 @@ def _count(root: Path) -> int | None:
     return sum(1 for sub in ("new", "cur") for _ in (root / sub).iterdir())
 
 
-ROOT_ONLY = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="a folder of root's is made as root"),
-    pytest.mark.skipif(bool(migration.REAL_VPOPMAIL),
-                       reason="changes the owner of a domain's files")]
+#: a folder of root's is made as root, and the domain's files change owner
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or bool(migration.REAL_VPOPMAIL),
+                               reason="needs root, and a target of its own")
 
 
 def _two_users(tmp_path: Path, sshd: object, reachable: Path) -> tuple[Path, Path, Path, str]:
@@ -65,8 +64,7 @@ def _two_users(tmp_path: Path, sshd: object, reachable: Path) -> tuple[Path, Pat
     return src, spec, domain_dir, domain
 
 
-@ROOT_ONLY[0]
-@ROOT_ONLY[1]
+@ROOT_ONLY
 def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reachable):
     src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
     alice = domain_dir / "alice" / "Maildir"
@@ -105,8 +103,7 @@ def test_a_folder_of_the_wrong_owner_fails_only_its_mailbox(tmp_path, sshd, reac
     assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
 
 
-@ROOT_ONLY[0]
-@ROOT_ONLY[1]
+@ROOT_ONLY
 def test_a_refusal_the_sender_meets_as_a_closed_pipe_fails_only_its_mailbox(
         tmp_path, sshd, reachable):
     """A folder imported once, then restored as root, that gets new mail: read from its
