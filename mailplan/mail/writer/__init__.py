@@ -95,7 +95,10 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
 ``Q``* quit      sync what is queued, reply, exit 0
 
-Replies: ``R`` + JSON, or ``X`` + error text (the agent then exits 1). A file is visible in
+Replies: ``R`` + JSON, or ``X`` + error text ``TYPE: message`` (the agent then exits 1;
+``Refused`` fails one Maildir only). The error goes to stderr too, as ``mailplan agent:
+message`` (``mailplan agent: Refused: message`` for a refusal): a sender whose write met
+the pipe the agent closed by ending reads it there. A file is visible in
 new/ or cur/ only after it is complete and durable. When the input ends (or a request
 fails) before a sync, the agent removes its own files from tmp/ as it exits; only a
 killed agent leaves files there, and the next ``O`` removes them. Directories are created
