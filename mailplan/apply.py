@@ -133,9 +133,9 @@ def _also_refused(failed: BaseException,
         return
     failed.failures = {**getattr(failed, "failures", {}),  # type: ignore[attr-defined]
                        **{change_id: exc for change_id, _a, exc in refused}}
-    failed.message += f"\n  before it stopped, {len(refused)} mailbox(es) were refused " + \
-        "(not imported):\n" + "\n".join(f"    {address}: {exc.reason}"
-                                        for _id, address, exc in refused)
+    failed.message += f"\n  also not imported: {len(refused)} mailbox(es) the writer " + \
+        "refused:\n" + "\n".join(f"    {address}: {exc.reason}"
+                                  for _id, address, exc in refused)
 
 
 @dataclass
