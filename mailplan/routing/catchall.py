@@ -19,12 +19,6 @@ _TEMPORARY = ("4", "tempfail", "ex_tempfail", "75")
 _NOT_AN_ADDRESS = ("|", "/", ".", "#", "&")
 
 
-def to_catch_all(name: str, domain: str, catch_all: CatchAll) -> str:
-    """What a warning says of mail for an address left without an alias (the plan
-    completes it where the target still has one: :mod:`mailplan.routing.integrate`)."""
-    return f"so mail to {name}@{domain} goes to the domain's catch-all: {catch_all.describe()}"
-
-
 def domain_catch_all(rules: DomainRules, virtual: dict[str, VirtualEntry],
                      resolver: Resolver) -> CatchAll:
     """The domain's catch-all; raises RoutingError when the spec's names no mailbox of

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.plan import PRUNE_NOTE, Change, Noop, PlanPart
-from mailplan.routing.catchall import to_catch_all
 from mailplan.routing.commands import alias_file_name
 from mailplan.routing.config import (
     catch_all_of,
@@ -56,7 +55,7 @@ from mailplan.routing.managed import (
     unchanged_routing,
 )
 from mailplan.routing.mapping import map_routing
-from mailplan.routing.model import Finding, Origin, RoutingError
+from mailplan.routing.model import Finding, LeftOut, Origin, RoutingError
 from mailplan.routing.rules import CatchAll, DomainRouting, RoutingPlan, SourceRouting
 from mailplan.routing.source import read_source_routing
 from mailplan.routing.target import TargetRouting, read_target_routing
@@ -284,20 +283,15 @@ def plan_routing(spec: Spec, source_conn: Connector, target_conn: Connector,
 def _still_on_target(findings: list[Finding], want: DomainRouting, observed: ObservedRouting,
                      ours: frozenset[str]) -> list[Finding]:
     """The mapping says mail for an entry left without an alias goes to the catch-all;
-    while the target still has an alias of that name, mail goes there: say so, and what
-    removes it (``ours``: mailplan's, unchanged since)."""
-    domain = want.domain
-    for name in sorted(set(observed.aliases) - set(want.aliases)):
-        said = to_catch_all(name, domain, want.catch_all)
-        how = ("apply --prune removes it (mailplan made it)" if name in ours else
-               "mailplan did not make it, or it was changed since mailplan wrote it, and "
-               "leaves it")
-        now = (f"{said} once the alias {name}@{domain} the target has now "
-               f"({show_lines(observed.aliases[name])}) is gone: {how}; until then mail to "
-               "it still goes there")
-        findings = [replace(f, message=f.message.replace(said, now))
-                    if f.domain == domain and said in f.message else f for f in findings]
-    return findings
+    while the target still has an alias of that name, mail goes there: the findings say
+    so, and what removes it (``ours``: mailplan's, unchanged since)."""
+    def now(left: LeftOut) -> LeftOut:
+        if left.domain != want.domain or left.name in want.aliases \
+                or left.name not in observed.aliases:
+            return left
+        return replace(left, alias=show_lines(observed.aliases[left.name]),
+                       ours=left.name in ours)
+    return [replace(f, left_out=now(f.left_out)) if f.left_out else f for f in findings]
 
 
 def _dropped_domains(wanted: Set[str], target: TargetFacts, state: State

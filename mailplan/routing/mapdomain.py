@@ -19,9 +19,9 @@ from fnmatch import fnmatchcase
 from mailplan.names import domain_problem, user_problem
 from mailplan.routing.addresses import parse_item
 from mailplan.routing.aliases import AliasEntry
-from mailplan.routing.catchall import domain_catch_all, to_catch_all
+from mailplan.routing.catchall import domain_catch_all
 from mailplan.routing.handoffs import Handoffs
-from mailplan.routing.model import Address, Finding, Origin, RoutingError
+from mailplan.routing.model import Address, Finding, LeftOut, Origin, RoutingError
 from mailplan.routing.owners import owner_findings
 from mailplan.routing.plussed import NO_PLUS, WILDCARD, wildcard_alias, wildcard_problem
 from mailplan.routing.resolve import DISCARD, OWN_MAILDIR, SELF, Resolver
@@ -311,8 +311,8 @@ class _DomainMapper:
             was = self.origins.pop(name, None)
             left = (f"the alias {name!r}{f' from {was}' if was else ''} is dropped "
                     "(sendmail looked virtusertable up first and never reached it)")
-        self._outcome(name, what, f"{left}, {to_catch_all(name, self.domain, self.catch_all)}",
-                      origin)
+        self._outcome(name, what, left, origin,
+                      LeftOut(name, self.domain, self.catch_all.describe()))
 
     def _keep(self, kept: dict[str, tuple[str, ...]], name: str, lines: list[str],
               origin: Origin | None) -> None:
@@ -323,16 +323,18 @@ class _DomainMapper:
             self.origins[name] = origin
 
     def _outcome(self, name: str, what: str, consequence: str,
-                 origin: Origin | None) -> None:
+                 origin: Origin | None, left_out: LeftOut | None = None) -> None:
         """Say what happens to mail for ``name``: appended to the entry's own first
-        warning (one warning per entry), else a warning of its own."""
+        warning (one warning per entry), else a warning of its own; ``left_out``: where
+        its mail goes, said after ``consequence`` (the plan completes it)."""
         findings = self.resolver.findings
         for i in range(self.findings_mark, len(findings)):
-            if findings[i].severity == "warning":
-                findings[i] = replace(findings[i],
-                                      message=f"{findings[i].message}; {consequence}")
+            if findings[i].severity == "warning" and findings[i].left_out is None:
+                findings[i] = replace(findings[i], text=f"{findings[i].text}; {consequence}",
+                                      left_out=left_out)
                 return
-        self.resolver.warn(f"{what} {name!r} resolves to nothing; {consequence}", origin)
+        findings.append(Finding("warning", f"{what} {name!r} resolves to nothing; "
+                                f"{consequence}", origin, self.domain, left_out))
 
     def _handed(self, name: str) -> None:
         """Remember the mailboxes where the entry's alias loops were broken, and those

@@ -115,6 +115,33 @@ Severity = Literal["warning", "caution", "note"]
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Where mail for an address left without an alias on vpopmail goes: the domain's
+    catch-all (``catch_all``: the policy as described), once no alias of that name is
+    left on the target. ``alias``: the lines of the alias the target has now, as the plan
+    shows them (None: it has none); ``ours``: that alias is mailplan's, unchanged since
+    it wrote it (``--prune`` removes it). Set by the mapping; the plan fills in ``alias``
+    and ``ours`` (:func:`mailplan.routing.integrate.plan_routing`)."""
+
+    name: str
+    domain: str
+    catch_all: str
+    alias: str | None = None
+    ours: bool = False
+
+    def __str__(self) -> str:
+        address = f"{self.name}@{self.domain}"
+        said = f"so mail to {address} goes to the domain's catch-all: {self.catch_all}"
+        if self.alias is None:
+            return said
+        how = ("apply --prune removes it (mailplan made it)" if self.ours else
+               "mailplan did not make it, or it was changed since mailplan wrote it, and "
+               "leaves it")
+        return (f"{said} once the alias {address} the target has now ({self.alias}) is "
+                f"gone: {how}; until then mail to it still goes there")
+
+
+@dataclass(frozen=True)
 class Finding:
     """Something the admin must read: a warning (no safe equivalent), a caution or a
     policy note.
@@ -127,9 +154,16 @@ class Finding:
     """
 
     severity: Severity
-    message: str
+    #: what the finding says, but for where mail for an entry left out goes (``left_out``)
+    text: str
     origin: Origin | None = None
     domain: str | None = None
+    left_out: LeftOut | None = None
+
+    @property
+    def message(self) -> str:
+        """What the finding says: its text, then where the mail of an entry left out goes."""
+        return f"{self.text}, {self.left_out}" if self.left_out else self.text
 
     def __str__(self) -> str:
         where = f"{self.origin}: " if self.origin else ""
