@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mailplan import __version__
 from mailplan.connectors.base import CommandObserver, CommandResult
-from mailplan.diff import SET_BACK_WARNING
+from mailplan.desired import PASSWORD_SET_BACK
 from mailplan.errors import MailplanError
 from mailplan.names import human_size
 from mailplan.plan import Change, Plan
@@ -37,9 +37,10 @@ MAX_COMMAND = 2000
 def set_back_text(plan: Plan, log: Path) -> str:
     """What ``apply --quiet`` says on stderr (cron mails it) when ``plan`` sets back the
     password of users who changed theirs on the new server since mailplan set it (its
-    warnings say so: :data:`mailplan.diff.SET_BACK_WARNING`); "" when it sets none. The
-    plan's warnings are otherwise only in the log, but this undoes what users did."""
-    users = sum(p.message == SET_BACK_WARNING for p in plan.warnings)
+    warnings of kind :data:`~mailplan.desired.PASSWORD_SET_BACK` say so); "" when it
+    sets none. The plan's warnings are otherwise only in the log, but this undoes what
+    users did."""
+    users = sum(p.kind == PASSWORD_SET_BACK for p in plan.warnings)
     return (f"Passwords set back: {users} user(s) had changed theirs on the new server "
             "since mailplan set it, and have the old server's again (listed in the log "
             f"{log}; target.passwords: create_only keeps a password changed there).\n"

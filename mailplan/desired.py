@@ -21,8 +21,8 @@ from mailplan.secret import Secret
 from mailplan.spec import JsonPath, Spec
 from mailplan.text import has_control
 
-__all__ = ["LOCKED", "Catchall", "Desired", "DesiredDomain", "DesiredUser", "Password",
-           "Problem", "build_desired"]
+__all__ = ["LOCKED", "PASSWORD_SET_BACK", "Catchall", "Desired", "DesiredDomain",
+           "DesiredUser", "Password", "Problem", "build_desired"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,21 @@ class DesiredUser:
     folders: str | None = None  # folder directory on the source, when not HOME/<folders>
 
 
+#: a plan warning that a change sets back a password the user changed on the new server
+#: (:func:`mailplan.diff.diff`); ``apply --quiet`` counts them on stderr
+PASSWORD_SET_BACK = "password_set_back"
+
+
 @dataclass(frozen=True)
 class Problem:
-    """Something the plan must show and that mailplan will not do on its own."""
+    """Something the plan must show and that mailplan will not do on its own.
+    ``kind``: what it is, for a problem or warning that code acts on, not only shows
+    (:data:`PASSWORD_SET_BACK`); None for the others."""
 
     domain: str
     user: str | None
     message: str
+    kind: str | None = None
 
 
 @dataclass

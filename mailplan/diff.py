@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mailplan.catchall import catchall_line, describe_catchall
 from mailplan.desired import (
     LOCKED,
+    PASSWORD_SET_BACK,
     Desired,
     DesiredDomain,
     DesiredUser,
@@ -174,8 +175,7 @@ def _diff_domain(want: DesiredDomain, have: TargetDomain, vpopmail_dir: str, man
             continue
         if stored is None:
             out.changes.append(Change("create", "user", name, uname, after=_describe_user(user),
-                                      sensitive=True,
-                                      fingerprint=_fingerprint(user.password, key)))
+                                      sensitive=True, fingerprint=_fingerprint(user.password, key)))
             continue
         _diff_user(user, stored, out, key,
                    keep_passwords and (name, uname) not in managed.users_unset,
@@ -247,7 +247,7 @@ HELD = ("the spec names it, but its source account has a problem (see Problems):
         "as it is, never deleted for it")
 #: why a password that differs is not changed
 KEPT = "password differs from the spec's; kept (target.passwords: create_only)"
-#: what a password change adds (and its warning) when the target's was changed there
+#: what a password change adds, and its warning (PASSWORD_SET_BACK), when changed there
 SET_BACK = ("; the new server's password was changed there since mailplan set this one "
             "(the old server's is the same): apply sets the old one back; "
             "target.passwords: create_only in the spec keeps the new server's")
@@ -257,7 +257,7 @@ SET_BACK_WARNING = ("password changed on the new server since mailplan set it: a
 
 def _set_back(out: Diff, where: tuple[str, str], set_before: bool) -> str:
     """A password change's words, and warning, when it sets one changed there back."""
-    out.warnings += [Problem(*where, SET_BACK_WARNING)] if set_before else []
+    out.warnings += [Problem(*where, SET_BACK_WARNING, PASSWORD_SET_BACK)] if set_before else []
     return SET_BACK if set_before else ""
 
 

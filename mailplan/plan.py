@@ -153,8 +153,8 @@ class Plan:
             **({"rescan": True} if self.rescan else {}),
             "noops": [asdict(n) for n in self.noops],
             "left_alone": [asdict(n) for n in self.left_alone],
-            "problems": [asdict(p) for p in self.problems],
-            "warnings": [asdict(w) for w in self.warnings],
+            "problems": [_problem_doc(p) for p in self.problems],
+            "warnings": [_problem_doc(w) for w in self.warnings],
         }
 
     def save(self, path: Path) -> None:
@@ -205,6 +205,13 @@ class Plan:
             rescan=bool(data.get("rescan", False)),
             plan_id=data["plan_id"], created_at=data["created_at"],
         )
+
+
+def _problem_doc(problem: Problem) -> dict[str, Any]:
+    """One problem or warning as the plan's JSON holds it (its kind only where it has
+    one: the documents of earlier versions are unchanged)."""
+    doc = asdict(problem)
+    return doc if problem.kind is not None else {k: v for k, v in doc.items() if k != "kind"}
 
 
 def _change_doc(change: Change) -> dict[str, Any]:

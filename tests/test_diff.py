@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from mailplan.applylog import set_back_text
 from mailplan.catchall import catchall_line
 from mailplan.commands import Context, lock_user
 from mailplan.desired import (
     LOCKED,
+    PASSWORD_SET_BACK,
     Catchall,
     Desired,
     DesiredDomain,
@@ -21,7 +23,7 @@ from mailplan.desired import (
 from mailplan.diff import Managed, diff
 from mailplan.facts.hashes import make_hash
 from mailplan.facts.vpopmail import TargetDomain, TargetFacts, TargetUser
-from mailplan.plan import Change
+from mailplan.plan import Change, Plan
 from mailplan.secret import Secret
 
 VP = "/home/vpopmail"
@@ -319,6 +321,28 @@ def test_create_only_keeps_a_password_changed_on_the_target_and_sets_new_ones():
     synced = diff(want([ALICE], postmaster=pm), observed, VP)
     assert ids(synced) == ["update-password:postmaster@example.com",
                            "update-password:alice@example.com"]
+
+
+def test_a_password_set_back_is_a_warning_of_its_kind_which_apply_quiet_counts(tmp_path):
+    """A password mailplan set that was changed on the new server since: the change sets
+    it back, with a warning of kind PASSWORD_SET_BACK; ``apply --quiet``'s stderr line
+    counts those by their kind, not by their words (a rewording of the warning, or
+    another warning worded alike, must not change the count)."""
+    key = b"k" * 32
+    managed = Managed(passwords_set=frozenset({("example.com", "alice",
+                                                 PW1.value.fingerprint(key))}))
+    observed = have([("alice", H2, "1073741824S", "Alice")])
+    result = diff(want([ALICE]), observed, VP, managed, key)
+    assert ids(result) == ["update-password:alice@example.com"]
+    assert [(w.user, w.kind) for w in result.warnings] == [("alice", PASSWORD_SET_BACK)]
+    plain = diff(want([ALICE]), observed, VP, Managed(), key)  # changed on the old server
+    assert ids(plain) == ids(result) and plain.warnings == []
+    plan = Plan("s.yaml", "0" * 64, None, 0, "1" * 64, result.changes,
+                warnings=[replace(result.warnings[0], message="reworded"),
+                          Problem("example.com", "bob", result.warnings[0].message)])
+    line = set_back_text(plan, tmp_path / "apply.log")
+    assert line.startswith("Passwords set back: 1 user(s) had changed theirs"), line
+    assert set_back_text(replace(plan, warnings=plan.warnings[1:]), tmp_path / "l") == ""
 
 
 def test_create_only_sets_the_postmaster_password_only_of_a_domain_cut_short():

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mailplan.desired import Problem
+from mailplan.desired import PASSWORD_SET_BACK, Problem
 from mailplan.errors import StateError
 from mailplan.plan import Change, Noop, Plan
 from mailplan.render import render_plan
@@ -78,6 +78,24 @@ def test_a_plan_made_with_rescan_records_it_and_one_without_omits_it(tmp_path):
     rescan.save(path)
     assert Plan.load(path).rescan is True
     doc["rescan"] = "yes"
+    with pytest.raises(StateError, match="not a valid plan file"):
+        Plan.from_dict(doc, "p.json")
+
+
+def test_a_warnings_kind_is_kept_in_a_saved_plan_and_absent_where_it_has_none(tmp_path):
+    """A password set back (PASSWORD_SET_BACK) keeps its kind through a saved plan; the
+    other warnings and problems are saved as before (no kind key), and load kindless."""
+    plan = sample_plan()
+    plan.warnings.append(Problem("example.com", "bob", "password changed on the new "
+                                 "server since mailplan set it", PASSWORD_SET_BACK))
+    doc = plan.to_dict()
+    jsonschema.validate(doc, load_schema("plan-v1.schema.json"))
+    assert [w.get("kind") for w in doc["warnings"]] == [None, PASSWORD_SET_BACK]
+    assert "kind" not in doc["warnings"][0] and "kind" not in doc["problems"][0]
+    path = tmp_path / "p.json"
+    plan.save(path)
+    assert Plan.load(path).warnings == plan.warnings
+    doc["warnings"][1]["kind"] = "something else"
     with pytest.raises(StateError, match="not a valid plan file"):
         Plan.from_dict(doc, "p.json")
 
