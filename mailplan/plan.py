@@ -10,6 +10,7 @@ plan notices when the password behind it changed.
 from __future__ import annotations
 
 import json
+import shlex
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ import jsonschema
 from mailplan.desired import Problem
 from mailplan.errors import MailplanError, StateError
 from mailplan.local_read import read_regular
-from mailplan.private_files import write_private
+from mailplan.private_files import only_mine, write_private
 from mailplan.spec import load_schema, mailplan_file
 from mailplan.text import marked
 
@@ -163,9 +164,15 @@ class Plan:
 
     @classmethod
     def load(cls, path: Path) -> Plan:
-        """Read a saved plan; refuse other format versions and invalid documents."""
+        """Read a saved plan to apply it; refuse other format versions, invalid documents,
+        and a file another user owns or group or others may write (what it records
+        decides what apply does: the spec planned again, the ``--prune-only`` selection)."""
+        mine = only_mine(path, "the saved plan", "what it records decides what apply does: "
+                         "the spec it plans again, the deletions --prune-only selected",
+                         "remove it, then save the plan again (`mailplan plan SPEC -o "
+                         f"{shlex.quote(str(path))}`) and review it")
         try:
-            data = json.loads(read_regular(path).decode("utf-8"))
+            data = json.loads(read_regular(path, check=mine).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise MailplanError(f"{path}: cannot read the saved plan: {exc}") from None
         return cls.from_dict(data, path)

@@ -16,6 +16,7 @@ import secrets
 import shlex
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from mailplan.errors import MailplanError, StateError
@@ -98,24 +99,34 @@ def _key_text(path: Path) -> str:
         os.close(fd)
 
 
-def read_mine(path: Path, state: Path, *, check: bool = True) -> bytes:
-    """The state file (``state``) or its journal at ``path``, read as
-    :func:`~mailplan.local_read.read_regular` reads it, and refused as OpenSSH refuses a
-    key when another user owns it or group or others may write it (checked on the file
-    opened): they hold no secret (reading them is harmless), but what they record decides
-    what ``--prune`` deletes, so whoever could write them could have it run vdeluser or
-    vdeldomain on accounts mailplan never made. A state mailplan made is 0600.
-    ``check=False``: not refused (``show``, which changes nothing, shows it all the same)."""
-    what = "the state file" if path == state else "the state's journal"
-
-    def mine(st: os.stat_result) -> None:
+def only_mine(path: Path, what: str, why: str, otherwise: str
+              ) -> Callable[[os.stat_result], None]:
+    """A check for :func:`~mailplan.local_read.read_regular` of a file whose content
+    decides what mailplan changes: ``path`` (``what``, as the error names it) is refused
+    as OpenSSH refuses a key, with StateError, when another user owns it or group or
+    others may write it (reading it may be harmless). ``why``: what it decides, said in
+    the error; ``otherwise``: the hint's advice to one who did not make it."""
+    def check(st: os.stat_result) -> None:
         if (problem := _not_private(path, st, 0o022, "write")) is None:
             return
         wrong, fix = problem
-        raise StateError(f"{path}: refusing {what}: {wrong} (what it records decides what "
-                         "--prune deletes)", hint=f"if you made it, {fix}; if not, look at "
-                         f"what it records (`mailplan show {shlex.quote(str(state))}`) "
-                         "before you trust it")
+        raise StateError(f"{path}: refusing {what}: {wrong} ({why})",
+                         hint=f"if you made it, {fix}; if not, {otherwise}")
+    return check
+
+
+def read_mine(path: Path, state: Path, *, check: bool = True) -> bytes:
+    """The state file (``state``) or its journal at ``path``, read as
+    :func:`~mailplan.local_read.read_regular` reads it, and refused (:func:`only_mine`)
+    when another user owns it or group or others may write it: they hold no secret, but
+    what they record decides what ``--prune`` deletes, so whoever could write them could
+    have it run vdeluser or vdeldomain on accounts mailplan never made. A state mailplan
+    made is 0600. ``check=False``: not refused (``show``, which changes nothing, shows
+    it all the same)."""
+    what = "the state file" if path == state else "the state's journal"
+    mine = only_mine(path, what, "what it records decides what --prune deletes",
+                     f"look at what it records (`mailplan show {shlex.quote(str(state))}`) "
+                     "before you trust it")
     try:
         return read_regular(path, check=mine if check else None)
     except NotAFile as exc:  # a FIFO, a directory: nothing damaged to move aside

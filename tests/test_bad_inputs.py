@@ -223,6 +223,39 @@ def test_a_plan_or_state_file_given_for_the_spec_is_named_as_such(tmp_path):
         "PLAN.json`\n")
 
 
+@pytest.mark.parametrize(("owner", "mode", "wrong", "fix"), [
+    (65534, 0o600, "it belongs to nobody, not to root who runs mailplan",
+     "`chown root {file}` and `chmod 600 {file}`"),
+    (0, 0o620, "its mode is 0620: group or others may write it", "`chmod 600 {file}`"),
+    (0, 0o602, "its mode is 0602: group or others may write it", "`chmod 600 {file}`"),
+], ids=["owner", "group-write", "others-write"])
+def test_a_saved_plan_another_user_owns_or_others_may_write_is_refused(tmp_path, owner, mode,
+                                                                       wrong, fix):
+    """``apply p.json`` takes from the plan file the spec it plans again and the
+    deletions ``--prune-only`` selected: whoever could write the file could have apply
+    delete what was never selected. Like the state file, a plan file another user owns,
+    or one group or others may write, is refused before anything is read or written,
+    naming it, what is wrong and what to do; one mailplan saved (0600) is applied, and so
+    is one others may only read."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    spec, saved = _spec_and_saved_plan(tmp_path)
+    files = sorted(tmp_path.iterdir())
+    os.chown(saved, owner, -1)
+    saved.chmod(mode)
+    res = mailplan("apply", str(saved))
+    assert res.returncode == 1 and res.stderr == (
+        f"Error: {saved}: refusing the saved plan: {wrong} (what it records decides what "
+        "apply does: the spec it plans again, the deletions --prune-only selected)\n"
+        f"  hint: if you made it, {fix.format(file=saved)}; if not, remove it, then save "
+        f"the plan again (`mailplan plan SPEC -o {saved}`) and review it\n"), res.stderr
+    assert sorted(tmp_path.iterdir()) == files  # no state, no log: nothing done
+    os.chown(saved, 0, -1)
+    saved.chmod(0o644)
+    res = mailplan("apply", str(saved), check=True)
+    assert "Apply complete" in res.stdout, res.stdout
+
+
 def test_a_saved_plan_given_as_state_is_named_as_such(tmp_path):
     """A saved plan passed as ``--state`` (plan, apply, verify) is said to be a plan
     file, with what to give instead, where it was taken for a damaged state file ("move
