@@ -17,8 +17,7 @@ import yaml
 
 from mailplan.errors import SpecError
 from mailplan.local_read import SPEC_LIMIT, NotAFile, read_regular
-
-JsonPath = tuple[str | int, ...]
+from mailplan.yaml_where import JsonPath, open_path
 
 
 def key_path(path: JsonPath) -> str:
@@ -343,6 +342,12 @@ def _spaces_hint(text: str, line: int | None) -> str | None:
     return None
 
 
+def _open_key(text: str, index: int, *, whole: bool = True) -> str | None:
+    """The key path a YAML syntax error at ``text[index]`` is in (:func:`open_path`)."""
+    path = open_path(text, index, limit=MAX_DEPTH, whole=whole)
+    return key_path(path) if path is not None else None
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, str]]:
     """YAML text to data plus the position of every value and every key, and the text
     of each plain scalar YAML did not read as text (:attr:`_Builder.written`)."""
@@ -355,7 +360,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, 
         raise SpecError(f"malformed YAML: character U+{code:04X} is not allowed in YAML "
                         "(a control character: remove it)", file=file,
                         line=before.count("\n") + 1,
-                        column=exc.position - (before.rfind("\n") + 1) + 1) from None
+                        column=exc.position - (before.rfind("\n") + 1) + 1,
+                        key=_open_key(text, exc.position, whole=False)) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -371,7 +377,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks, Marks, dict[JsonPath, 
         hint = ("YAML indents and separates with spaces: replace the tab with spaces"
                 if problem and "'\\t'" in problem else _spaces_hint(text, line))
         raise SpecError(f"malformed YAML: {problem}", file=file, line=line, column=col,
-                        hint=hint) from None
+                        key=_open_key(text, mark.index) if mark else None, hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:  # a last guard: _Loader refuses deep nesting before this

@@ -9,6 +9,7 @@ import pytest
 
 from mailplan.errors import SpecError
 from mailplan.spec import load_spec
+from mailplan.spec_yaml import parse_yaml
 
 BASE = """\
 version: 1
@@ -89,15 +90,17 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "    postmaster_password: {hash: 'abc'}\n", ":12:33: "
      "domains['example.com'].postmaster_password.hash", "this hash cannot be used"),
     (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
-    ("version: 1\nhosts: [\n", ":3:1:", "malformed YAML"),
-    ("version: 1 # \x1b[1m\n", ":1:14:", "character U+001B is not allowed in YAML"),
+    ("version: 1\nhosts: [\n", ":3:1: hosts: malformed YAML", "malformed YAML"),
+    ("version: 1 # \x1b[1m\n", ":1:14: version: malformed YAML",
+     "character U+001B is not allowed in YAML"),
     (BASE + "      - name: yes\n", ":12:15: domains['example.com'].users[1].name",
      "expected text, got true (YAML reads yes, no, on, off as true or false)"),
     (BASE + "  no: {}\n", ":12:3: domains", "keys must be strings, got false (YAML reads "
      "yes, no, on, off as true or false) (quote it: 'no':)"),
     (BASE.replace("      - name: alice\n", ""), ":10:11: domains['example.com'].users",
      "expected a list, got nothing (an empty value)"),
-    (BASE + "      - name: b\x00ob\n", ":12:16:", "character U+0000 is not allowed"),
+    (BASE + "      - name: b\x00ob\n", ":12:16: domains['example.com'].users[1].name: ",
+     "character U+0000 is not allowed"),
     (BASE + "  example.com: {}\n", ":12:3: domains['example.com']", "duplicate key"),
     # source.root is a directory of this machine: an SSH source cannot have one
     (BASE.replace("{host: old}", "{host: old, root: /mnt/oldmail}"), ":5:27: source.root",
@@ -181,6 +184,66 @@ def test_errors_name_file_line_and_key(tmp_path, text, where, message):
     assert message in text, text
 
 
+@pytest.mark.parametrize(("old", "new", "where"), [
+    # a key indented one space less than its neighbours (meant for alice's entry): in
+    # users, not in alice's entry, whose keys begin one column right of it
+    ("      - name: alice\n", "      - name: alice\n       quota: 2G\n",
+     ":12:8: domains['example.com'].users: malformed YAML: expected <block end>"),
+    # a key indented less than its domain's keys, more than the domains
+    ("    users:\n", "   users:\n",
+     ":10:4: domains: malformed YAML: expected <block end>"),
+    # a value holding ': ' (unquoted), and a value run on into a line indented deeper
+    ("{host: new}", "\n  host: new: x",
+     ":7:12: target.host: malformed YAML: mapping values are not allowed here"),
+    ("    default_quota: 1G\n", "    default_quota: 1G\n      users: []\n",
+     ":10:12: domains['example.com'].default_quota: malformed YAML: mapping values"),
+    # a missing comma in a flow list, a quote left open, a list left open
+    ("      - name: alice\n", "      - {name: alice, quota: 1G}\n      - {name: bob quota: 2G}\n",
+     ":12:25: domains['example.com'].users[1].name: malformed YAML: expected ',' or '}'"),
+    ("      - name: alice\n", '      - name: "alice\n        quota: 1G\n',
+     ":13:1: domains['example.com'].users[0].name: malformed YAML: found unexpected end"),
+    ("{host: old}", "{host: old, aliases: [/etc/aliases}",
+     ":5:43: source.aliases: malformed YAML: expected ',' or ']', but got '}'"),
+    # a block scalar followed by a line indented between its text and its key's
+    ("{host: new}", "\n  note: |\n    text\n   host: new",
+     ":9:4: target: malformed YAML: expected <block end>"),
+    # an undefined alias (the composer's error), a line that is not at the top level
+    ("    default_quota: 1G\n", "    default_quota: *q\n",
+     ":9:20: domains['example.com'].default_quota: malformed YAML: found undefined alias"),
+    ("version: 1\n", "version: 1\n bogus: 1\n",
+     ":2:7: version: malformed YAML: mapping values are not allowed here"),
+], ids=["dedented-key", "dedented-domain-key", "colon-in-value", "run-on-value", "flow-comma",
+        "open-quote", "open-list", "after-block-scalar", "undefined-alias", "indented-top-level"])
+def test_a_yaml_syntax_error_names_the_key_it_is_in(tmp_path, old, new, where):
+    """PyYAML's syntax errors (a bad indent, "mapping values are not allowed here", a
+    quote left open) named the file, line and column but no key: the key path open at
+    the error, as YAML read the text before it, is named too."""
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}{where}"), str(info.value)
+
+
+def test_a_yaml_syntax_errors_key_path_counts_lines_as_yaml_does_and_has_a_depth_limit():
+    """Lines ended by CR alone (YAML reads CR as a line break) find the same key as
+    with LF; a path through more collections than a spec may nest (64) is not named
+    (the error still is, with its place); an error before any document names none."""
+    for text in ("version: 1\ntarget:\n  host: new: x\n",
+                 "version: 1\rtarget:\r  host: new: x\r",
+                 "version: 1\r\ntarget:\r\n  host: new: x\r\n"):
+        with pytest.raises(SpecError) as info:
+            parse_yaml(text, "m.yaml")
+        assert str(info.value) == ("m.yaml:3:12: target.host: malformed YAML: mapping "
+                                   "values are not allowed here"), repr(text)
+    with pytest.raises(SpecError) as info:
+        parse_yaml("a: " + "[" * 70 + "\x07", "m.yaml")
+    assert str(info.value).startswith("m.yaml:1:74: malformed YAML: character U+0007")
+    with pytest.raises(SpecError) as info:
+        parse_yaml("hello\nworld: 1\n", "m.yaml")
+    assert str(info.value).startswith("m.yaml:2:6: malformed YAML: mapping values")
+
+
 @pytest.mark.parametrize("reference", [
     "{hash: '$6$saltsalt$SECRETHASH0123', env: PM}",
     "{hash: ['$6$saltsalt$SECRETHASH0123']}",
@@ -207,7 +270,8 @@ def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path):
     that YAML indents with spaces only."""
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, BASE + "\tbogus: 1\n"))
-    assert str(info.value).endswith(":12:1: malformed YAML: found character '\\t' that "
+    assert str(info.value).endswith(":12:1: domains['example.com'].users[0]: malformed YAML: "
+                                    "found character '\\t' that "
                                     "cannot start any token\n  hint: YAML indents and "
                                     "separates with spaces: replace the tab with spaces")
 
