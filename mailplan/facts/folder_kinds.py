@@ -10,6 +10,9 @@
   files (which c-client hides in it) are one problem naming the directory.
 - A Maildir (``cur``, ``new`` and ``tmp`` directories: its message files, Maildir++
   folders and index files below it) is one problem naming it, not one per message file.
+- Programs' own files (dovecot's ``.imap/`` index, ``.DS_Store``, an editor's swap
+  file) that do not start with ``From ``: left out, with one ``info`` note naming them
+  (:mod:`mailplan.facts.droppings`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import posixpath
 from collections.abc import Iterable, Set
 from typing import TYPE_CHECKING
 
+from mailplan.facts.droppings import dropping, dropping_note
 from mailplan.facts.notes import MAILDIR_NOTE, MIX_NOTE, MailboxNote
 from mailplan.mail.maildir import source_folder
 from mailplan.text import escape
@@ -33,12 +37,26 @@ def hidden_config(ref: MailboxRef, rel: str) -> bool:
         ref.home) and any(part.startswith(".") for part in rel.split("/"))
 
 
-def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str]
-                ) -> tuple[set[str], list[MailboxNote]]:
+def named_droppings(refs: Iterable[MailboxRef], files: Iterable[str]) -> list[str]:
+    """Of ``files`` (paths listed), those below a folders directory of ``refs`` named as
+    programs name their own files (:func:`.droppings.dropping`), but a home directory's
+    hidden files (left out already)."""
+    files = list(files)
+    out = set()
+    for ref in refs:
+        prefix = ref.folders.rstrip("/") + "/"
+        out |= {p for p in files if p.startswith(prefix) and dropping(p[len(prefix):])
+                and not hidden_config(ref, p[len(prefix):])}
+    return sorted(out)
+
+
+def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
+                not_mail: Set[str] = frozenset()) -> tuple[set[str], list[MailboxNote]]:
     """Of ``paths`` (the entries ``find`` listed below ``ref``'s folders directory, none
     a directory), those that are no folder files; with the problems naming the mix
-    folders and Maildirs among them. ``dirs``: the directories named cur, new or tmp
-    listed there."""
+    folders and Maildirs among them, and the note on programs' own files. ``dirs``: the
+    directories named cur, new or tmp listed there; ``not_mail``: the files read that do
+    not start with ``From `` (:func:`.droppings.not_mail`)."""
     prefix = ref.folders.rstrip("/") + "/"
     root = prefix[:-1] or "/"
     paths = [p for p in paths if p.startswith(prefix)]
@@ -54,7 +72,10 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str]
              if p not in skipped and posixpath.basename(p) == ".mixmeta"}
     skipped |= {p for p in paths if posixpath.dirname(p) in mixes
                 and posixpath.basename(p).startswith(".mix")}
-    notes = []
+    left = {p for p in paths if p in not_mail and p not in skipped
+            and dropping(p[len(prefix):])}
+    skipped |= left
+    notes = [note] if (note := dropping_note(ref, left)) else []
     for where, what in sorted([*((m, MIX_NOTE) for m in mixes),
                                *((m, MAILDIR_NOTE) for m in maildirs)]):
         rel = where[len(prefix):] if where != root else ""

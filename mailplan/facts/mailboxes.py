@@ -15,11 +15,12 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from mailplan.connectors.base import Connector
+from mailplan.facts.droppings import not_mail
 from mailplan.facts.find_errors import find_messages
-from mailplan.facts.folder_kinds import passed_over
+from mailplan.facts.folder_kinds import named_droppings, passed_over
 from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
 from mailplan.facts.notes import DOT_LOCK_NOTE, HOME_INBOX_NOTE, MailboxNote
 from mailplan.mail.maildir import (
@@ -148,7 +149,6 @@ class SourceMailbox:
         return dir_subscription_lines([self.dirname])
 
 
-
 def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
           ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """What :func:`list_source_mailboxes` gave, each mailbox's folder directory named in
@@ -236,6 +236,7 @@ class _Found:
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
     as_root: bool = True  # read as root, whom no file's mode keeps out
+    not_mail: set[str] = field(default_factory=set)  # programs' own files (no From_)
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
@@ -318,6 +319,7 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
         found.other.update(others)
         for start, said, exact in find_messages(res.stderr, chunk):
             found.unseen.setdefault(start, []).append((said, exact))
+    found.not_mail = not_mail(conn, named_droppings(refs, found.files))
     return found
 
 
@@ -377,11 +379,10 @@ def _folders(ref: MailboxRef, found: _Found
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  f"folders directory) is {kind}, not a directory: no mail in "
                                  "it is imported"))
-    # (~/mbox, and a spool that is no file, have their notes in _inbox)
     paths = [p for p in [*found.files, *found.other] if p.startswith(prefix)
              and posixpath.normpath(p) != mbox and not (p == ref.spool and p in found.other)]
     dirs = {p for p in paths if found.other.get(p) == "d"}
-    skipped, said = passed_over(ref, set(paths) - dirs, dirs)
+    skipped, said = passed_over(ref, set(paths) - dirs, dirs, found.not_mail)
     notes += said
     for path in sorted(set(paths) - dirs - skipped):
         rel = path[len(prefix):]

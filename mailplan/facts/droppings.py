@@ -1,0 +1,92 @@
+"""Files programs leave in a folders directory that hold no mail (dovecot's index
+directory ``.imap/``, macOS Finder's ``.DS_Store``, an editor's swap file): left out of
+the import, and said once per user as an ``info`` note (``plan -v``, verify), with their
+number, never in silence.
+
+A file is left out so only when both its name is one of those below
+(:func:`dropping`) and its first bytes are not a From_ line's ``From `` (read on the
+source, :func:`not_mail`): a file that starts with ``From `` is mail whatever its name
+(``Sent~``, an editor's copy of a folder, is imported as the folder ``Sent~``), and one
+that cannot be read stays a folder, whose read says why. Any other file that is no mbox
+stays a problem of the plan.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from mailplan.connectors.base import Connector
+from mailplan.facts.noatime import read_tools
+from mailplan.facts.notes import MailboxNote
+from mailplan.remote import run_batch
+from mailplan.shell import chunks, join
+from mailplan.text import escape
+
+if TYPE_CHECKING:
+    from mailplan.facts.mailboxes import MailboxRef
+
+#: (whose, a file name's pattern): the names programs give their own files
+_NAMES = (
+    ("dovecot's", re.compile(r"\.subscriptions|dovecot[.-].*")),
+    ("UW-IMAP's subscription list", re.compile(r"\.mailboxlist")),
+    ("MH's", re.compile(r"\.mh_sequences|\.xmhcache")),
+    ("macOS Finder's", re.compile(r"\.DS_Store|\._.+")),
+    # vim's swap files (.NAME.swp, .swo ...), a backup (NAME~), emacs's auto-save (#NAME#)
+    ("an editor's", re.compile(r"\..+\.sw[a-p]|.+~|#.+#")),
+)
+#: dovecot's index directory for mbox folders (mail_location mbox:~/mail: its files are
+#: ~/mail/.imap/FOLDER/dovecot.index*), named once with its number of files
+INDEX_DIR = ".imap"
+#: names listed in a note before "and N more"
+_SHOWN = 3
+
+
+def dropping(rel: str) -> str | None:
+    """Whose file ``rel`` (a path below a folders directory) is by its name, or None
+    for a name no program gives its own files."""
+    if rel.split("/", 1)[0] == INDEX_DIR and "/" in rel:
+        return "dovecot's index"
+    name = posixpath.basename(rel)
+    return next((whose for whose, pattern in _NAMES if pattern.fullmatch(name)), None)
+
+
+def not_mail(conn: Connector, paths: Sequence[str]) -> set[str]:
+    """Of ``paths`` (files listed on the source), those that are regular files, readable,
+    and do not start with ``From `` (their first 5 bytes read, leaving access times where
+    :mod:`mailplan.facts.noatime` can). One batch; none when ``paths`` is empty."""
+    if not paths:
+        return set()
+    head = ('dd "if=$f" iflag=noatime,count_bytes count=5 status=none' if read_tools(conn).dd
+            else 'head -c 5 -- "$f"')
+    body = (f'; do [ -f "$f" ] && [ -r "$f" ] && [ "$({head} 2>/dev/null | tr -d \'\\000\')" '
+            '!= "From " ] && printf \'%s\\0\' "$f"; done; true')
+    out: set[str] = set()
+    for res in run_batch(conn, ["for f in " + join(chunk) + body for chunk in chunks(paths)]):
+        out |= {p.decode("utf-8", "surrogateescape") for p in res.stdout.split(b"\0") if p}
+    return out
+
+
+def dropping_note(ref: MailboxRef, paths: Iterable[str]) -> MailboxNote | None:
+    """The one note on ``ref``'s files left out as programs' own (``paths``, below its
+    folders directory), grouped by whose they are; None when there are none."""
+    root = ref.folders.rstrip("/") or "/"
+    rels = sorted(p[len(root) + 1:] for p in paths)
+    if not rels:
+        return None
+    groups: dict[str, list[str]] = {}
+    for rel in rels:
+        groups.setdefault(dropping(rel) or "", []).append(rel)
+    said = []
+    for whose, names in groups.items():
+        if whose == "dovecot's index":
+            said.append(f"dovecot's index {INDEX_DIR}/ ({len(names)} files)")
+            continue
+        more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+        said.append(f"{whose} {', '.join(escape(n) for n in names[:_SHOWN])}{more}")
+    return MailboxNote(ref.domain, ref.user, "info", root,
+                       f"{escape(root)}: {len(rels)} file(s) left out, programs' own files "
+                       f"that hold no mail (named so, none starts with a From_ line): "
+                       + "; ".join(said))
