@@ -1,7 +1,8 @@
 """What programs leave under ~/mail that is no mail (dovecot's .imap/ index, .DS_Store,
 an editor's swap file) is left out and said once per user, not a 'not an mbox' problem
 each (apply exited 3 on a server that also ran dovecot); a file that starts with a From_
-line is mail whatever its name, and any other file that is no mbox stays a problem."""
+line is mail whatever its name, and any other file that is no mbox stays a problem. A
+Maildir copied without its tmp/ is one problem naming it, not one per message file."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from migration import (
 from mailplan.connectors.local import LocalConnector
 from mailplan.facts.droppings import dropping
 from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
+from mailplan.facts.notes import MAILDIR_NOTE
 
 
 def msg(subject: str) -> bytes:
@@ -104,3 +106,27 @@ def test_plan_apply_and_verify_with_programs_files_under_mail(tmp_path):
     assert f"notes.txt ({folders}/notes.txt) is not readable as mail" in text.partition(
         "Problems (these are not migrated):\n")[2], text
     assert mailplan("apply", str(spec), "--auto-approve").returncode == 3
+
+
+def test_a_maildir_copied_without_tmp_is_one_problem(tmp_path):
+    """cur and new without tmp (a copy that dropped the empty tmp/), and a cur/ alone
+    holding Maildir message files, are each one problem naming the Maildir; a directory
+    new holding mbox folders stays a directory of folders."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    folders = src / "home/bob/mail"
+    for sub in ("lists/cur", "lists/new", "old/cur", "new"):
+        (folders / sub).mkdir(parents=True)
+    for i, sub in enumerate(("lists/cur", "lists/cur", "lists/new", "old/cur")):
+        (folders / sub / f"17000000{i}.M1P1.oldhost:2,S").write_bytes(b"Subject: x\n\nx\n")
+    (folders / "new/2001").write_bytes(msg("an mbox folder in a directory new"))
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(folders), str(src / "home/bob"))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert [m.folder for m in mailboxes] == ["new/2001"]
+    address = "bob@example.com"
+    assert [(n.kind, n.path, n.message) for n in notes if n.kind != "info"] == [
+        ("problem", f"{folders}/lists", f"{folders}/lists " + MAILDIR_NOTE.format(
+            has="cur and new directories; its tmp is missing", count=3, address=address)),
+        ("problem", f"{folders}/old", f"{folders}/old " + MAILDIR_NOTE.format(
+            has="a cur directory of Maildir message files; its new and tmp are missing",
+            count=1, address=address))]

@@ -199,6 +199,9 @@ def test_hidden_folder_files_are_imported_unless_the_folders_directory_is_home(t
     assert [n for n in notes if n.kind != "info"] == []
 
 
+ALL_THREE = "cur, new and tmp directories"
+
+
 def test_a_maildir_below_the_folders_directory_is_one_problem(tmp_path):
     """A Maildir under ~/mail (cur, new and tmp: mutt's or procmail's) gave one 'not an
     mbox' problem per message file. It is one problem naming it, with its count of
@@ -226,9 +229,9 @@ def test_a_maildir_below_the_folders_directory_is_one_problem(tmp_path):
     assert [(n.user, n.kind, n.path, n.folder, n.message) for n in notes
             if n.kind != "info"] == [
         ("bob", "problem", str(lists), "lists", f"{lists} " + MAILDIR_NOTE.format(
-            count=4, address="bob@example.com")),
+            has=ALL_THREE, count=4, address="bob@example.com")),
         ("carol", "problem", f"{home}/carol/mail", None, f"{home}/carol/mail " +
-         MAILDIR_NOTE.format(count=1, address="carol@example.com"))]
+         MAILDIR_NOTE.format(has=ALL_THREE, count=1, address="carol@example.com"))]
     assert "'vuserinfo -d bob@example.com'" in notes[0].message or any(
         "'vuserinfo -d bob@example.com'" in n.message for n in notes)
 

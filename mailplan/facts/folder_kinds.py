@@ -9,7 +9,9 @@
 - A directory holding ``.mixmeta`` is a folder in UW-IMAP's mix format: its ``.mix``
   files (which c-client hides in it) are one problem naming the directory.
 - A Maildir (``cur``, ``new`` and ``tmp`` directories: its message files, Maildir++
-  folders and index files below it) is one problem naming it, not one per message file.
+  folders and index files below it) is one problem naming it, not one per message file;
+  so is one copied without one of them (two of the three; a ``cur`` or ``new`` alone
+  holding a file named as Maildir names its messages, ``TIME.UNIQUE.HOST``).
 - Programs' own files (dovecot's ``.imap/`` index, ``.DS_Store``, an editor's swap
   file) that do not start with ``From ``: left out, with one ``info`` note naming them
   (:mod:`mailplan.facts.droppings`).
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Set
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,12 @@ from mailplan.text import escape
 
 if TYPE_CHECKING:
     from mailplan.facts.mailboxes import MailboxRef
+
+#: how Maildir names a message file (TIME.UNIQUE.HOST, then :2,FLAGS in cur/)
+_MESSAGE_NAME = re.compile(r"[0-9]{9,}\.[^./]+\.[^/]+")
+#: what a Maildir note says it has, by the set of its directories there
+_HAS = {3: "cur, new and tmp directories", 2: "{} directories; its {} is missing",
+        1: "a {} directory of Maildir message files; its {} are missing"}
 
 
 def hidden_config(ref: MailboxRef, rel: str) -> bool:
@@ -50,6 +59,18 @@ def named_droppings(refs: Iterable[MailboxRef], files: Iterable[str]) -> list[st
     return sorted(out)
 
 
+def _maildir(parent: str, dirs: Set[str], paths: Iterable[str]) -> str | None:
+    """What a Maildir note says ``parent`` has (:data:`_HAS`), or None when it is no
+    Maildir: two of cur, new and tmp, or one of cur and new holding a message file."""
+    there = [sub for sub in ("cur", "new", "tmp") if f"{parent}/{sub}" in dirs]
+    gone = " and ".join(sub for sub in ("cur", "new", "tmp") if sub not in there)
+    if len(there) == 1 and not (there[0] != "tmp" and any(
+            posixpath.dirname(p) == f"{parent}/{there[0]}"
+            and _MESSAGE_NAME.fullmatch(posixpath.basename(p)) for p in paths)):
+        return None
+    return _HAS[len(there)].format(" and ".join(there), gone)
+
+
 def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
                 not_mail: Set[str] = frozenset()) -> tuple[set[str], list[MailboxNote]]:
     """Of ``paths`` (the entries ``find`` listed below ``ref``'s folders directory, none
@@ -61,11 +82,11 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
     root = prefix[:-1] or "/"
     paths = [p for p in paths if p.startswith(prefix)]
     dirs = {d for d in dirs if not hidden_config(ref, d[len(prefix):])}
-    maildirs: list[str] = []
+    maildirs: dict[str, str] = {}
     for parent in sorted({posixpath.dirname(d) for d in dirs}):
-        if all(f"{parent}/{sub}" in dirs for sub in ("cur", "new", "tmp")) and not any(
-                parent.startswith(m + "/") for m in maildirs):
-            maildirs.append(parent)
+        if not any(parent.startswith(m + "/") for m in maildirs) and (
+                has := _maildir(parent, dirs, paths)):
+            maildirs[parent] = has
     skipped = {p for p in paths if hidden_config(ref, p[len(prefix):])
                or any(p.startswith(m + "/") for m in maildirs)}
     mixes = {posixpath.dirname(p) for p in paths
@@ -77,7 +98,8 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
     skipped |= left
     notes = [note] if (note := dropping_note(ref, left)) else []
     for where, what in sorted([*((m, MIX_NOTE) for m in mixes),
-                               *((m, MAILDIR_NOTE) for m in maildirs)]):
+                               *((m, MAILDIR_NOTE.replace("{has}", has))
+                                 for m, has in maildirs.items())]):
         rel = where[len(prefix):] if where != root else ""
         count = sum(posixpath.basename(posixpath.dirname(p)) in ("cur", "new")
                     for p in paths if p.startswith(where + "/"))

@@ -51,9 +51,10 @@ class MailboxNote:
 MIX_NOTE = ("is a UW-IMAP mix-format mailbox (its mail is in the hidden .mix files), not an "
             "mbox: nothing is imported from it (copy it into an mbox folder on the old "
             "server, e.g. with UW-IMAP's mailutil)")
-#: said of a Maildir below a folders directory (cur, new and tmp directories), with the
-#: number of message files in its cur/ and new/ directories (its folders' included)
-MAILDIR_NOTE = ("is a Maildir (cur, new and tmp directories), not an mbox: nothing is "
+#: said of a Maildir below a folders directory (cur, new and tmp directories: {has} says
+#: which it has), with the number of message files in its cur/ and new/ directories (its
+#: folders' included)
+MAILDIR_NOTE = ("is a Maildir ({has}), not an mbox: nothing is "
                 "imported from it ({count} message files in its cur/ and new/, its Maildir++ "
                 "folders included); to bring them over, copy its cur/ and new/ files into a "
                 "folder of the user's Maildir on the new server (under the directory "
