@@ -100,9 +100,10 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     Reads passwd, whether shadow is readable and which accounts are locked, have a
     hash vpopmail cannot use or are refused by their expiry dates (no hash is ever
     written), spool, ~/mbox and folder sizes, the aliases file, virtusertable and sendmail's
-    local domains, in two batched reads. Lists the accounts to migrate (with a
-    comment: where the full name holds a control character) and, as comments, why
-    each other one is left out.
+    local domains, in two batched reads (a third reads the first bytes of the
+    files under ~/mail named as programs' own, such as dovecot's .imap/ index). Lists
+    the accounts to migrate (with a comment: where the full name holds a control
+    character) and, as comments, why each other one is left out.
     """
     from mailplan.facts.survey import survey_source
 

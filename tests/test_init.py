@@ -806,3 +806,52 @@ def test_init_counts_hidden_folder_files_as_the_import_takes_them(tmp_path):
         got = {c.account.name: c.reason.split(" (")[0]
                for c in choose(survey, folders=folders) if c.account.uid >= 1000}
         assert got == want, folders
+
+
+@pytest.mark.parametrize("folders", [".", "./", "mail/..", "{home}/%u", "{home}/%u/"])
+def test_init_keeps_hidden_files_out_wherever_folders_names_the_home(tmp_path, folders):
+    """Only folders: "." was taken for the home directory: written otherwise ("./",
+    "mail/..", an absolute /home/%u, as the schema allows), its hidden files
+    (configuration) were counted as folders, as the import does not take them, and a
+    user with none but a .profile was migrated as one with mail."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.survey import survey_source
+    from mailplan.init import choose
+
+    src = make_source(tmp_path / "old", [SourceAccount("bob", 1000, "Bob", "pw-bob"),
+                                         SourceAccount("carol", 1001, "Carol", "pw-carol")])
+    (src / "home/bob/Sent").write_bytes(MBOX)
+    (src / "home/bob/.pinerc").write_bytes(MBOX)
+    (src / "home/carol/.profile").write_bytes(b"PATH=/bin\n")
+    (src / "home/carol/.cache").mkdir()
+    (src / "home/carol/.cache/x").write_bytes(MBOX)
+    folders = folders.format(home=src / "home")
+    survey = survey_source(LocalConnector("oldmail"), root=str(src), folders=folders)
+    got = {c.account.name: c.reason.split(" (")[0]
+           for c in choose(survey, folders=folders) if c.account.uid >= 1000}
+    assert got == {"bob": "", "carol": "no mailbox"}, survey.folders
+    assert [n for n, _ in survey.folders.values()] == [1], survey.folders
+
+
+def test_init_counts_no_program_file_as_a_folder(tmp_path):
+    """As the import leaves them out (dovecot's .imap/ index, .DS_Store, an editor's
+    swap file, none starting with From_), init counts none of them: a user with only
+    those has no mailbox; one whose editor's backup is mail has one."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.survey import survey_source
+    from mailplan.init import choose
+
+    src = make_source(tmp_path / "old", [SourceAccount("bob", 1000, "Bob", "pw-bob"),
+                                         SourceAccount("carol", 1001, "Carol", "pw-carol")])
+    for user in ("bob", "carol"):
+        mail = src / "home" / user / "mail"
+        (mail / ".imap/INBOX").mkdir(parents=True)
+        (mail / ".imap/INBOX/dovecot.index").write_bytes(b"\x01\x02\x00\x00")
+        (mail / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (mail / ".subscriptions").write_bytes(b"")
+    (src / "home/bob/mail/Sent~").write_bytes(MBOX)
+    survey = survey_source(LocalConnector("oldmail"), root=str(src))
+    got = {c.account.name: c.reason.split(" (")[0]
+           for c in choose(survey) if c.account.uid >= 1000}
+    assert got == {"bob": "", "carol": "no mailbox"}, survey.folders
+    assert survey.folders[f"{src}/home/bob/mail"] == (1, len(MBOX))

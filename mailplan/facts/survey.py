@@ -5,9 +5,13 @@ checks which routing files exist and reads sendmail's local domains
 (``local-host-names``, ``sendmail.cw`` and the ``Cw``/``Fw`` lines of ``sendmail.cf``)
 and the host's names (``hostname``, ``hosts``).
 The second lists the mail folders of the candidate accounts (one ``find`` over their
-folder directories) and any ``Fw`` file not read yet. Everything here only reads: each
-fact is a command plus a pure parser. Shadow password fields stay :class:`Secret`
-values; only their classification (locked, unsupported, ...) leaves this module.
+folder directories, one over those that are the home directory itself, whose hidden
+files are configuration) and any ``Fw`` file not read yet. Programs' own files there
+(dovecot's ``.imap/`` index, ``.DS_Store``: :mod:`mailplan.facts.droppings`) are not
+counted as folders when their first bytes, read in one more batch, are no From_ line.
+Everything here only reads: each fact is a command plus a pure parser. Shadow password
+fields stay :class:`Secret` values; only their classification (locked, unsupported,
+...) leaves this module.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
+from mailplan.facts.droppings import dropping, not_mail
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
@@ -157,7 +162,8 @@ def _text(res: CommandResult) -> str:
 def survey_source(conn: Connector, *, root: str = "", uid_min: int = 1000,
                   uid_max: int = 59999, folders: str = "mail",
                   homes_under_root: bool = False) -> Survey:
-    """Read the source in two batches; ``root`` prefixes every system path read, and
+    """Read the source in two batches (three with programs' own files among the
+    folders); ``root`` prefixes every system path read, and
     the home directories passwd names too with ``homes_under_root`` (a local source,
     whose spec then has ``source.root``). Each is read where the copy's symbolic links
     lead inside the root (:mod:`mailplan.facts.links`), and named as the root puts it.
@@ -287,8 +293,15 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
         if not isinstance(got, OutsideRoot):
             real_mboxes.setdefault(got, []).append(m)
     real = followed(conn, root, [*alias_files, *fw_files])
-    home = posixpath.normpath(folders) == "."  # folders: "." (or ""): the home itself
-    commands = [_find(sorted(real_dirs), hidden=not home) if real_dirs else "true",
+    # a folders directory that is its account's home: its hidden files are configuration
+    # (the import leaves them out, :func:`~mailplan.facts.folder_kinds.hidden_config`)
+    homes = {d for a in survey.accounts if uid_min <= a.uid <= uid_max
+             and (d := folder_dir(a, folders, survey.home_root)) is not None
+             and _is_home(d, a, survey.home_root)}
+    at_home = sorted(r for r, names in real_dirs.items() if set(names) & homes)
+    elsewhere = sorted(set(real_dirs) - set(at_home))
+    commands = [_find(elsewhere, hidden=True) if elsewhere else "true",
+                _find(at_home) if at_home else "true",
                 _exists([real[p] for p in alias_files]) if alias_files else "true"]
     commands += [join(["cat", "--", real[f]]) for f in fw_files]
     commands.append(_find(sorted(real_mboxes), depth="0") if real_mboxes else "true")
@@ -296,13 +309,36 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
     for start, _rel, size in parse_find(_bytes(results[-1])):
         for name in real_mboxes.get(start, [start]):
             survey.mboxes[name] = size
-    for start, _rel, size in parse_find(_bytes(results[0])):
-        for name in real_dirs.get(start, [start]):
-            files, total = survey.folders.get(name, (0, 0))
-            survey.folders[name] = (files + 1, total + size)
-    there = set(_text(results[1]).split("\n"))
+    _count_folders(conn, survey, real_dirs,
+                   parse_find(_bytes(results[0]) + _bytes(results[1])))
+    there = set(_text(results[2]).split("\n"))
     survey.alias_files = [p for p in alias_files if real[p] in there]
     survey.alias_missing = [p for p in alias_files if real[p] not in there]
     survey.alias_left += [(p, "does not exist") for p in survey.alias_missing]
-    for path, res in zip(fw_files, results[2:-1], strict=True):
+    for path, res in zip(fw_files, results[3:-1], strict=True):
         survey.domains += parse_local_names(_text(res), f"{path} (Fw in sendmail.cf)")
+
+
+def _is_home(folder_dir: str, account: SurveyAccount, home_root: str) -> bool:
+    """Whether ``folder_dir`` is the account's home directory (under ``home_root``),
+    however written (``.``, ``./``, ``/home/%u``), as the import compares them."""
+    try:
+        home = inside(home_root, account.home)
+    except OutsideRoot:
+        return False
+    return posixpath.normpath(folder_dir) == posixpath.normpath(home)
+
+
+def _count_folders(conn: Connector, survey: Survey, real_dirs: dict[str, list[str]],
+                   found: list[tuple[str, str, int]]) -> None:
+    """Count the folder files ``find`` listed (start point, path below it, size) for
+    each folders directory naming that start point; as the import, not programs' own
+    files there that do not start with ``From `` (:mod:`mailplan.facts.droppings`)."""
+    named = [f"{start.rstrip('/')}/{rel}" for start, rel, _size in found if dropping(rel)]
+    left = not_mail(conn, named)
+    for start, rel, size in found:
+        if f"{start.rstrip('/')}/{rel}" in left:
+            continue
+        for name in real_dirs.get(start, [start]):
+            files, total = survey.folders.get(name, (0, 0))
+            survey.folders[name] = (files + 1, total + size)
