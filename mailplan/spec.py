@@ -90,6 +90,8 @@ _FRIENDLY = [
     (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
      "source: true"),
     (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
+    (re.compile(r"^source\.folders$"), "expected a directory relative to each user's home "
+     "(mail, not ~/mail) or an absolute path with %u for the account (/home/%u/mail)"),
     (re.compile(r"^source\.aliases$"), "expected an absolute path or a list of absolute "
      "paths (sendmail's aliases files, in the order it reads them)"),
     (re.compile(r"^domains$"), "expected a mapping of one domain or more (example.com: "

@@ -173,6 +173,10 @@ def test_valid_spec_loads(tmp_path):
     (BASE + "      - &a {name: bob}\n      - <<: *a\n        name: carol\n"
      "        name: dave\n", ":15:9: domains['example.com'].users[2].name",
      "duplicate key 'name'"),
+    # ~ is no home here: the folders of home/~/mail were read, none found, none imported
+    (BASE.replace("source: {host: old}", "source: {host: old, folders: ~/mail}"),
+     ":5:30: source.folders", "expected a directory relative to each user's home (mail, "
+     "not ~/mail) or an absolute path with %u for the account (/home/%u/mail) (got '~/mail')"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, where, message):
     path = write(tmp_path, text)
