@@ -91,10 +91,14 @@ def _as_written(entry: dict[str, str | int | bool]) -> dict[str, str | int | boo
               help="Accounts with a smaller uid are system accounts.")
 @click.option("--uid-max", type=click.IntRange(min=0), default=59999, show_default=True,
               help="Accounts with a larger uid are system accounts.")
+@click.option("--folders", default="mail", show_default=True, metavar="DIR",
+              help="Where the users' mail folders are: relative to each home ('.' for the "
+              "home itself, UW-IMAP's default without Pine) or absolute with %u for the "
+              "account; looked in, and written to the spec as source.folders.")
 def init(source: str, target: str | None, domains: tuple[str, ...], out: str | None,
          force: bool, identity: str | None, known_hosts: str | None,
          accept_new_host_key: bool, sudo: bool, root: str, uid_min: int,
-         uid_max: int) -> None:
+         uid_max: int, folders: str) -> None:
     """Read the old server and write a first, commented spec that validates.
 
     Reads passwd, whether shadow is readable and which accounts are locked, have a
@@ -111,6 +115,10 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
         raise click.BadParameter(f"{uid_min} is above --uid-max {uid_max}",
                                  param_hint="'--uid-min'")
     given_domains(list(domains))  # a bad --domain is said before the source is read
+    if not folders or folders.startswith("~"):  # as the spec's schema refuses it
+        raise click.BadParameter("give a directory relative to each user's home (mail, not "
+                                 "~/mail) or an absolute path with %u for the account",
+                                 param_hint="'--folders'")
     options = HostOptions(identity=identity, known_hosts=known_hosts,
                           accept_new_host_key=accept_new_host_key, sudo=sudo)
     entry = host_entry(source, options)
@@ -132,11 +140,11 @@ def init(source: str, target: str | None, domains: tuple[str, ...], out: str | N
     with stops_at_once("init", "while reading the source"), \
             connect(name, entry, from_option=True) as conn:
         survey = survey_source(conn, root=root, uid_min=uid_min, uid_max=uid_max,
-                               homes_under_root=bool(entry.get("local")))
-    chosen = choose(survey, uid_min=uid_min, uid_max=uid_max)
+                               folders=folders, homes_under_root=bool(entry.get("local")))
+    chosen = choose(survey, uid_min=uid_min, uid_max=uid_max, folders=folders)
     text = render_spec(survey, written, target_entry, choose_domains(survey, list(domains)),
                        chosen, schema_ref=schema_reference(path), uid_min=uid_min,
-                       uid_max=uid_max)
+                       uid_max=uid_max, folders=folders)
     if path is None:
         click.echo(text, nl=False)
         return

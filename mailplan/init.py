@@ -241,8 +241,9 @@ def _root_lines(survey: Survey, accounts: list[SurveyAccount]) -> list[str]:
 
 def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[str, Any],
                 domains: Domains, choices: list[Choice], *, schema_ref: str,
-                uid_min: int = 1000, uid_max: int = 59999) -> str:
-    """The commented YAML spec."""
+                uid_min: int = 1000, uid_max: int = 59999, folders: str = "mail") -> str:
+    """The commented YAML spec; ``folders``: where init looked for the mail folders
+    (``source.folders``, written unless it is the default)."""
     out = [f"# yaml-language-server: $schema={schema_ref}",
            f"# Written by `mailplan init` from {survey.host}. Review it, then run",
            "#   mailplan validate THIS_FILE && mailplan plan THIS_FILE",
@@ -268,6 +269,8 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
                    "set sudo: true")
     out += [f"  # note: {_comment(note)}" for note in survey.notes]
     out.append(f"  spool: {_scalar(survey.spool_dir)}")
+    if folders != "mail":
+        out.append(f"  folders: {_scalar(folders)}")
     out += _aliases_lines(survey)
     if survey.virtusertable:
         out.append(f"  virtusertable: {_scalar(survey.virtusertable)}")

@@ -855,3 +855,33 @@ def test_init_counts_no_program_file_as_a_folder(tmp_path):
            for c in choose(survey) if c.account.uid >= 1000}
     assert got == {"bob": "", "carol": "no mailbox"}, survey.folders
     assert survey.folders[f"{src}/home/bob/mail"] == (1, len(MBOX))
+
+
+def test_init_looks_for_folders_where_folders_says_and_writes_it(tmp_path):
+    """init looked in ~/mail whatever the server used: with UW-IMAP's folders in the
+    home directory (no Pine), a user whose mail is all in folders was left out as 'no
+    mailbox'. --folders names the place: init counts the folders there (not the home's
+    hidden files), writes source.folders, and plan imports them; a ~ is refused, as the
+    spec refuses it."""
+    src = make_source(tmp_path / "old", [SourceAccount("carol", 1500, "Carol", "pw"),
+                                         SourceAccount("dave", 1501, "Dave", "pw")])
+    (src / "home/carol/Sent").write_bytes(MBOX)
+    for user in ("carol", "dave"):
+        (src / "home" / user / ".profile").write_bytes(b"PATH=/bin\n")
+    out = tmp_path / "m.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "c.example",
+             "--uid-min", "1500", "--folders", ".", "-o", str(out), check=True)
+    text = out.read_text()
+    assert "      - name: carol  # uid 1500; 1 folder(s) 62B\n" in text, text
+    assert "#   dave: no mailbox (no spool file, no ~/mbox, no mail folders)" in text, text
+    data = yaml.safe_load(text)
+    assert data["source"]["folders"] == "."
+    res = mailplan("plan", str(_runnable(tmp_path, data)), check=True)
+    assert "+ mailbox carol@c.example Sent\n" in res.stdout, res.stdout
+    default = mailplan("init", "--source", "local", "--root", str(src), "--domain",
+                       "c.example", "--uid-min", "1500", check=True).stdout
+    assert "#   carol: no mailbox" in default and "folders:" not in default, default
+    res = mailplan("init", "--source", "local", "--root", str(src), "--domain", "c.example",
+                   "--folders", "~/mail")
+    assert res.returncode == 2 and "'--folders': give a directory relative to each " \
+        "user's home (mail, not ~/mail)" in res.stderr, res.stderr
