@@ -18,7 +18,7 @@ from migration import (
 )
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.facts.droppings import dropping
+from mailplan.facts.droppings import _heads, dropping
 from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
 from mailplan.facts.notes import MAILDIR_NOTE
 
@@ -58,6 +58,19 @@ def test_dropping_names():
     assert dropping(".mh_sequences") == "MH's"
     for name in ("Sent", ".old", "swp", ".swp", "~", "notes.txt", "imap/x"):
         assert dropping(name) is None, name
+
+
+def test_heads_are_read_from_one_head_per_chunk():
+    """head -v -c 5's output: a header per file it read (none for one it could not: b),
+    at most 5 bytes each; only a part that is exactly 'From ' is mail; bytes that look
+    like a header, or a part cut short, are read as they are; output that cannot be
+    read so leaves the rest as folders."""
+    paths = ["/m/a", "/m/b", "/m/c\nx", "/m/d", "/m/e", "/m/f"]
+    out = (b"==> /m/a <==\n\x00\x01" + b"\n==> /m/c\nx <==\nFrom "
+           + b"\n==> /m/d <==\n\n==> " + b"\n==> /m/e <==\n" + b"\n==> /m/f <==\nFrom")
+    assert _heads(out, paths) == {"/m/a", "/m/d", "/m/e", "/m/f"}
+    assert _heads(b"==> /m/a <==\n12345garbage", paths) == set()
+    assert _heads(b"", paths) == set()
 
 
 def test_programs_files_are_left_out_with_one_note_and_mail_is_kept(tmp_path):
