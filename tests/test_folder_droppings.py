@@ -54,9 +54,12 @@ def test_dropping_names():
     assert dropping("._Sent") == "macOS Finder's"
     assert dropping(".Sent.swp") == dropping("Sent~") == dropping("#Sent#") == "an editor's"
     assert dropping(".subscriptions") == dropping("dovecot-uidvalidity") == "dovecot's"
+    assert dropping("dovecot-uidvalidity.5f3a1b2c") == dropping("x/dovecot.index.log") \
+        == dropping("dovecot.list.index") == dropping("dovecot-keywords") == "dovecot's"
     assert dropping(".mailboxlist") == "UW-IMAP's subscription list"
     assert dropping(".mh_sequences") == "MH's"
-    for name in ("Sent", ".old", "swp", ".swp", "~", "notes.txt", "imap/x"):
+    for name in ("Sent", ".old", "swp", ".swp", "~", "notes.txt", "imap/x", "dovecot-notes",
+                 "dovecot.conf"):
         assert dropping(name) is None, name
 
 

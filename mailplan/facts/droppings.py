@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 #: (whose, a file name's pattern): the names programs give their own files
 _NAMES = (
-    ("dovecot's", re.compile(r"\.subscriptions|dovecot[.-].*")),
+    ("dovecot's", re.compile(r"\.subscriptions|dovecot\.(index|list\.index|mailbox\.log)"
+                             r"(\..+)?|dovecot-(uidlist|uidvalidity|keywords)(\..+)?")),
     ("UW-IMAP's subscription list", re.compile(r"\.mailboxlist")),
     ("MH's", re.compile(r"\.mh_sequences|\.xmhcache")),
     ("macOS Finder's", re.compile(r"\.DS_Store|\._.+")),
@@ -88,8 +89,11 @@ def _heads(out: bytes, paths: list[str]) -> set[str]:
         if out.startswith(b"From ", pos):  # mail: a folder
             pos += 5
             continue
+        # where the next header starts (one of the next 8 files': head skips one it
+        # cannot read), after at most 5 bytes
         ends = [pos + k for k in range(6) if pos + k == len(out) or any(
-            out.startswith(b"\n==> " + name + b" <==\n", pos + k) for name in names[nxt:nxt + 8])]
+            out.startswith(b"\n==> " + name + b" <==\n", pos + k)
+            for name in names[nxt:nxt + 8])]
         if not ends:
             break
         found.add(paths[at])
