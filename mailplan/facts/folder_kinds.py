@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Set
 from typing import TYPE_CHECKING
 
-from mailplan.facts.droppings import dropping, dropping_note
+from mailplan.facts.droppings import INDEX_DIR, dropping, dropping_note
 from mailplan.facts.notes import MAILDIR_NOTE, MIX_NOTE, MailboxNote
 from mailplan.mail.maildir import source_folder
 from mailplan.text import escape
@@ -50,7 +50,8 @@ def named_droppings(refs: Iterable[MailboxRef], files: Iterable[str]) -> list[st
     """Of ``files`` (paths listed), those below a folders directory of ``refs`` named as
     programs name their own files (:func:`.droppings.dropping`), but a home directory's
     hidden files (left out already)."""
-    files = list(files)
+    # (by their own names first: a listing holds many users' files, few of these)
+    files = [p for p in files if f"/{INDEX_DIR}/" in p or dropping(posixpath.basename(p))]
     out = set()
     for ref in refs:
         prefix = ref.folders.rstrip("/") + "/"
