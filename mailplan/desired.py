@@ -99,6 +99,14 @@ class DesiredDomain:
         return {**{(u.source or u.name): u.name for u in self.users.values()},
                 **{login: name for name, login in sorted(self.kept.items())}}
 
+    def postmaster_origin(self) -> str:
+        """Where a new domain's postmaster password comes from, as the plan says it."""
+        if self.postmaster is not None:
+            return self.postmaster.origin
+        # vadddomain gets a random one (commands.create_domain) that is never shown
+        return (f"random, never shown: nobody can log in as postmaster@{self.name} until "
+                "the spec sets postmaster_password")
+
 
 @dataclass
 class Desired:

@@ -94,7 +94,7 @@ def diff(desired: Desired, observed: TargetFacts, vpopmail_dir: str,
             continue
         have = observed.domains.get(name)
         if have is None:
-            pm = want.postmaster.origin if want.postmaster else "random, not shown"
+            pm = want.postmaster_origin()
             out.changes.append(Change("create", "domain", name, after=(
                 f"postmaster password {pm}; unknown recipients: {want.catchall.describe()}"),
                 sensitive=want.postmaster is not None,

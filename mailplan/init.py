@@ -281,6 +281,8 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
         out.append(f"  # not a domain: {_comment(skipped)}")
     out.append(f"  {_scalar(domains.primary)}:")
     out.append("    # default_quota: 1G      # unlimited unless set")
+    out.append("    # postmaster_password: {env: PM_PASSWORD}  # unless set: a random one, never "
+               "shown, and no postmaster login")
     out.append("    unknown_recipients: bounce")
     if survey.alias_files or (survey.aliases and not survey.alias_left):
         out.append("    import_aliases: true  # system aliases (root, bin, ...) stay out")

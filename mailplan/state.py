@@ -298,8 +298,9 @@ class State:
             # with the new import, and its empty folders be taken for the user's
             # deletions and not made again
             self._drop_mail(domain, user)
-        if entry.get("adopted") and domain and not user and entry.get("created"):
-            # found after a cut between vadddomain and the spec's postmaster password
+        if domain and not user and entry.get("created") and (entry.get("adopted") or not
+                                                            entry.get("postmaster_set")):
+            # found after a cut before the spec's postmaster password, or made without one
             managed.setdefault(domain, {"users": {}})["postmaster_unset"] = entry["at"]
         if entry.get("postmaster_set") and domain:  # the spec's postmaster password is set
             managed.setdefault(domain, {"users": {}}).pop("postmaster_unset", None)

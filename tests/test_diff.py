@@ -590,3 +590,17 @@ def test_users_mailplan_made_in_a_dropped_domain_it_did_not_make_are_deleted_fir
     assert dropped_domain_users(changes, observed, managed,
                                 {"example.com", "hand.example"}) == changes
 
+
+
+def test_a_new_domain_without_postmaster_password_says_nobody_can_log_in_as_postmaster():
+    """vadddomain gets a random password mailplan never shows: the plan says what that
+    means and how to set one, not just "random" (the plan's postmaster warning tells the
+    admin to read that mailbox as postmaster@)."""
+    made = diff(want([ALICE]), have(exists=False), VP, Managed()).changes[0]
+    assert made.id == "create-domain:example.com"
+    assert made.after.startswith("postmaster password random, never shown: nobody can log in "
+                                 "as postmaster@example.com until the spec sets "
+                                 "postmaster_password; unknown recipients: bounce")
+    given = Password("clear", Secret("pw"), "env PM")
+    made = diff(want([ALICE], postmaster=given), have(exists=False), VP, Managed()).changes[0]
+    assert made.after.startswith("postmaster password env PM; ")

@@ -253,6 +253,24 @@ def test_init_with_a_local_root_writes_it_and_reads_the_homes_under_it(tmp_path)
             f"{src}/home/zed/.forward:1)") in res.stdout, res.stdout
 
 
+def test_init_offers_the_postmaster_password_a_new_domain_otherwise_gets_at_random(tmp_path):
+    """Without postmaster_password vadddomain's random password is never shown: the
+    spec init writes names the key, commented out, and says what leaving it out means;
+    uncommented it validates."""
+    src = make_source(tmp_path / "old", [SourceAccount("zoe", 1500, "Zoe", "pw")])
+    (src / "var/spool/mail/zoe").write_bytes(MBOX)
+    out = tmp_path / "migration.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "zoe.example",
+             "--uid-min", "1500", "-o", str(out), check=True)
+    text = out.read_text()
+    line = ("    # postmaster_password: {env: PM_PASSWORD}  # unless set: a random one, never "
+            "shown, and no postmaster login\n")
+    assert line in text, text
+    out.write_text(text.replace(line, "    postmaster_password: {env: PM_PASSWORD}\n"))
+    res = mailplan("validate", str(out), env={"PM_PASSWORD": "Pm-Secret-1"}, check=True)
+    assert "valid" in res.stdout, res.stdout
+
+
 def test_init_over_ssh_says_when_passwd_names_homes_outside_the_root(tmp_path, sshd):
     """An ssh:// source cannot have source.root: plan reads the homes passwd names
     there, outside the root; the spec says so, with the way to read the copy's folders.
