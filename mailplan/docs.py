@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 if the file differs from the schema")
     parser.add_argument("-o", "--out", type=Path, default=REFERENCE)
     args = parser.parse_args(argv)
+    if args.out == REFERENCE and not (REPO / "pyproject.toml").is_file():
+        # an installed mailplan (site-packages): there is no docs/ of the checkout to
+        # write or compare, and a docs/ made there would be a stray package directory
+        print(f"python3 -m mailplan.docs: {REPO} is no checkout of mailplan (this mailplan "
+              "is installed there): run it in the checkout's top directory, or give -o FILE",
+              file=sys.stderr)
+        return 2
     text = generate()
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""

@@ -131,3 +131,17 @@ def test_readme_links_the_docs():
         assert doc in readme and (ROOT / doc).exists()
 
 
+
+
+def test_an_installed_mailplan_neither_writes_nor_checks_a_reference_beside_itself(
+        tmp_path, monkeypatch, capsys):
+    """Installed in site-packages there is no checkout's docs/: --check said the file
+    there was out of date, and without it a docs/ was made inside site-packages."""
+    monkeypatch.setattr(docs, "REPO", tmp_path)
+    monkeypatch.setattr(docs, "REFERENCE", tmp_path / "docs" / "spec-reference.md")
+    assert docs.main(["--check"]) == 2
+    assert docs.main([]) == 2
+    assert not (tmp_path / "docs").exists()
+    assert "is no checkout of mailplan" in capsys.readouterr().err
+    out = tmp_path / "ref.md"
+    assert docs.main(["-o", str(out)]) == 0 and docs.main(["--check", "-o", str(out)]) == 0
