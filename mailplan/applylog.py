@@ -149,8 +149,9 @@ class ApplyLog:
         if make_dir:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         elif not path.parent.is_dir():
+            what = "is not a directory" if path.parent.exists() else "does not exist"
             raise MailplanError(f"{path}: cannot write the apply log there: {path.parent} "
-                                "is not a directory", hint=NAMED_HINT)
+                                f"{what}", hint=NAMED_HINT)
         else:
             refuse_other_file(path)
         try:

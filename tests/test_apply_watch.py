@@ -330,9 +330,15 @@ def test_a_log_named_in_a_missing_directory_is_refused_before_anything_is_applie
     log = tmp_path / "mistyped" / "apply.log"
     res = mailplan("apply", str(spec), "--auto-approve", "--log", str(log))
     assert res.returncode == 1
-    assert f"{log}: cannot write the apply log there: {log.parent} is not a directory" \
+    assert f"{log}: cannot write the apply log there: {log.parent} does not exist" \
         in res.stderr, res.stderr
     assert not log.parent.exists() and not spec.with_name("m.state.json").exists()
+    log.parent.write_text("a file, not the directory\n")  # one that is there: said so
+    res = mailplan("apply", str(spec), "--auto-approve", "--log", str(log))
+    assert res.returncode == 1
+    assert f"{log}: cannot write the apply log there: {log.parent} is not a directory" \
+        in res.stderr, res.stderr
+    log.parent.unlink()
     assert f"+ domain {domain}" in mailplan("plan", str(spec), check=True).stdout
     log.parent.mkdir()
     mailplan("apply", str(spec), "--auto-approve", "--log", str(log), check=True)
