@@ -174,8 +174,8 @@ def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool,
          prune_only: tuple[str, ...] | None, rescan: bool) -> None:
     """Read both servers and show what apply would change. Changes nothing.
 
-    Ctrl-C, SIGTERM or SIGHUP stops it at once (the commands it runs on the hosts
-    with it).
+    Ctrl-C, SIGTERM or SIGHUP stops it at once, the commands it runs on the hosts
+    with it (exit 130, 143, 129).
     """
     if out and Path(out).suffix != ".json":
         # apply and show take a name ending in .json for a saved plan, anything else
@@ -279,7 +279,8 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
     a file. Ctrl-C, SIGTERM or SIGHUP stops after the current step (before the
     first change: at once), a second Ctrl-C or SIGTERM at once; run the same command
     again to resume. Exits 0 when all is done, 3 when all it could do is done but the
-    plan has problems (something the spec asks for is not migrated), 1 on an error.
+    plan has problems (something the spec asks for is not migrated), 1 on an error,
+    130, 143 or 129 when Ctrl-C, SIGTERM or SIGHUP stopped it.
     """
     if prune and prune_only is not None:
         raise click.UsageError("--prune and --prune-only exclude each other: --prune applies "

@@ -145,3 +145,12 @@ def test_an_installed_mailplan_neither_writes_nor_checks_a_reference_beside_itse
     assert "is no checkout of mailplan" in capsys.readouterr().err
     out = tmp_path / "ref.md"
     assert docs.main(["-o", str(out)]) == 0 and docs.main(["--check", "-o", str(out)]) == 0
+
+
+@pytest.mark.parametrize("name", ["plan", "apply", "verify"])
+def test_the_help_of_each_command_a_signal_stops_names_its_exit_statuses(name):
+    """README and runbook give 130, 143 and 129 for every command alike; --help of plan
+    and apply named none."""
+    res = CliRunner().invoke(main, [name, "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    assert "130, 143" in " ".join(res.output.split()), res.output
