@@ -306,6 +306,10 @@ def _check_semantics(spec: Spec) -> None:
 def _check_hash(spec: Spec, ref: Any, where: JsonPath) -> None:
     """A ``hash:`` reference is one vpopmail's crypt(3) can verify (checked here, so that
     ``validate`` says so, not only ``plan``); the message never shows the hash."""
+    if isinstance(ref, dict) and "source" in ref and where[-1] == "postmaster_password":
+        raise spec.error("the postmaster has no account on the source to take a password "
+                         "from (source: true is for users)", (*where, "source"),
+                         hint="give the postmaster's password as env, file or hash")
     if isinstance(ref, dict) and "hash" in ref:
         from mailplan.facts.hashes import classify
 

@@ -89,6 +89,10 @@ def test_valid_spec_loads(tmp_path):
      "domains['example.com'].users[1].password.hash", "this hash cannot be used"),
     (BASE + "    postmaster_password: {hash: 'abc'}\n", ":12:33: "
      "domains['example.com'].postmaster_password.hash", "this hash cannot be used"),
+    # the postmaster has no source account: validate crashed (KeyError) on source: true
+    (BASE + "    postmaster_password: {source: true}\n", ":12:35: "
+     "domains['example.com'].postmaster_password.source", "the postmaster has no account on "
+     "the source to take a password from"),
     (BASE + "    unknown_recipients: nowhere\n", ":12:25:", "expected bounce, delete"),
     ("version: 1\nhosts: [\n", ":3:1: hosts: malformed YAML", "malformed YAML"),
     ("version: 1 # \x1b[1m\n", ":1:14: version: malformed YAML",
