@@ -70,7 +70,8 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
                                           else f"{home}/{folders}")
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
                                    folder_dir, home, src.get("folder_names") == "mutf7",
-                                   account.uid if account else None, bool(user.spool)))
+                                   account.uid if account else None, bool(user.spool),
+                                   bool(user.folders)))
     return _followed(conn, source, refs)
 
 

@@ -363,6 +363,32 @@ def test_a_spool_whose_directory_is_missing_is_a_problem(tmp_path):
     assert "check source.spool (or the user's spool:) in the spec" in NO_SPOOL_DIR_NOTE
 
 
+def test_a_folders_directory_the_spec_names_that_is_missing_is_a_problem(tmp_path):
+    """A user's folders: in the spec (named by the administrator) that is not there, a
+    typo, left every folder on the old server without a word, even with -v; the plan
+    lists it among its problems now (apply exits 3) and verify explains it, as a missing
+    spool directory. The default ~/mail missing is still a user without folders."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw1"),
+                                            SourceAccount("carol", 1001, "Carol", "pw2")])
+    (src / "home/bob/Mail").mkdir()
+    (src / "home/bob/Mail/Work").write_bytes(b"From a@b Mon Nov  2 10:00:00 2026\n\nhi\n\n")
+    typo = src / "home/bob/mail"
+    domain = unique_domain("nofolders")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src,
+                      target=install_target(tmp_path / "target"),
+                      domains={domain: {"users": [{"name": "bob", "folders": str(typo)},
+                                                  {"name": "carol"}]}})
+    said = (f"bob@{domain}: {typo} (the folders directory, the user's folders: in the spec) "
+            "is missing on the source: check that path")
+    text = mailplan("plan", str(spec)).stdout
+    assert f"Problems (these are not migrated):\n  ! {said}\n" in text, text
+    assert "carol" not in text.partition("Problems")[2], text
+    res = mailplan("apply", str(spec), "--auto-approve")
+    assert res.returncode == 3 and "Not migrated: 1 problem(s)" in res.stdout, res.stdout
+    res = mailplan("verify", str(spec))
+    assert f"  ! {said}\n" in res.stdout.partition("Explained")[2], res.stdout
+
+
 def test_plan_v_and_verify_account_for_a_missing_spool_as_for_an_empty_one(tmp_path):
     """bob has never had mail (no spool file), carol's spool is empty: plan -v and
     verify give each a line, and verify passes."""

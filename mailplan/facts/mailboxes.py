@@ -22,7 +22,15 @@ from mailplan.facts.droppings import not_mail
 from mailplan.facts.find_errors import find_messages
 from mailplan.facts.folder_kinds import named_droppings, passed_over
 from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
-from mailplan.facts.notes import DOT_LOCK_NOTE, HOME_INBOX_NOTE, MailboxNote
+from mailplan.facts.notes import (
+    DOT_LOCK_NOTE,
+    HOME_INBOX_NOTE,
+    HOME_MBOX_NOTE,
+    INBOX_FILE_NOTE,
+    MISSING_SPOOL_NOTE,
+    NO_SPOOL_DIR_NOTE,
+    MailboxNote,
+)
 from mailplan.mail.maildir import (
     FolderNameError,
     dir_subscription_lines,
@@ -44,20 +52,6 @@ _FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
-#: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
-#: lists it with what needs no change, not among the problems)
-HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
-                  "into the INBOX")
-#: what is said of a folder file named INBOX (an ``info`` note: merged into the INBOX,
-#: like ~/mbox)
-INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
-#: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
-#: as of an empty one: mail.local makes it at the first delivery
-MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
-#: what is said of a spool whose directory is not there either (a problem: a wrong
-#: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
-NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
-                     "imported from it; check source.spool (or the user's spool:) in the spec")
 
 
 @dataclass(frozen=True)
@@ -80,6 +74,9 @@ class MailboxRef:
     #: the spool is the spec's ``spool:``, named by the administrator: its owner is theirs
     #: to choose, not checked
     spool_given: bool = False
+    #: the folders directory is the spec's ``folders:``: missing, it is a problem (a typo
+    #: would leave the folders behind without a word), not a user without folders
+    folders_given: bool = False
 
     @property
     def home_mbox(self) -> str | None:
@@ -232,7 +229,7 @@ class _Found:
     #: spool, ~/mbox and folder paths that are neither file nor link (nor, below a
     #: folders directory, a directory): path -> find's type letter
     other: dict[str, str]
-    missing_dirs: set[str]  # the spools' directories that are not there
+    missing_dirs: set[str]  # the spools' (and spec-given folders') directories not there
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
     as_root: bool = True  # read as root, whom no file's mode keeps out
@@ -297,9 +294,9 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     cmds += [join(["LC_ALL=C", "find", *chunk, *what, "-o", "!", "-type", "d", "-printf",
                    _OTHER_FORMAT, "-o", "(", "-name", "cur", "-o", "-name", "new", "-o", "-name",
                    "tmp", ")", "-printf", _OTHER_FORMAT]) + "; true" for chunk in root_chunks]
-    # the spools' directories that are not there (test -d follows a link, as the
-    # spools' own paths do: /var/spool/mail -> ../mail on Debian)
-    dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs})
+    # the spools' directories (and spec-given folders') not there (test -d follows a link)
+    dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs}
+                  | {r.folders.rstrip("/") or "/" for r in refs if r.folders_given})
     no_dir = ("for d in " + join(dirs)
               + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true')
     results = run_batch(conn, ["date +%s", "id -u", no_dir, *cmds])
@@ -379,6 +376,10 @@ def _folders(ref: MailboxRef, found: _Found
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  f"folders directory) is {kind}, not a directory: no mail in "
                                  "it is imported"))
+    elif ref.folders_given and root in found.missing_dirs:
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
+                                 "folders directory, the user's folders: in the spec) is "
+                                 "missing on the source: check that path"))
     paths = [p for p in [*found.files, *found.other] if p.startswith(prefix)
              and posixpath.normpath(p) != mbox and not (p == ref.spool and p in found.other)]
     dirs = {p for p in paths if found.other.get(p) == "d"}

@@ -70,3 +70,17 @@ HOME_INBOX_NOTE = ("is where UW-IMAP keeps an INBOX in its mbx, mix or mx format
                    "the spool's new mail there): not an mbox, nothing is imported from it "
                    "(copy its mail into the spool on the old server, e.g. with UW-IMAP's "
                    "mailutil)")
+#: what is said of a user's ~/mbox (an ``info`` note: merged into the INBOX, a plan
+#: lists it with what needs no change, not among the problems)
+HOME_MBOX_NOTE = ("holds INBOX mail (UW-IMAP keeps the INBOX there once it exists); merged "
+                  "into the INBOX")
+#: what is said of a folder file named INBOX (an ``info`` note: merged into the INBOX,
+#: like ~/mbox)
+INBOX_FILE_NOTE = "is named INBOX; merged into the INBOX"
+#: what is said of a spool file that is not there (an ``info`` note after ``INBOX: PATH``),
+#: as of an empty one: mail.local makes it at the first delivery
+MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
+#: what is said of a spool whose directory is not there either (a problem: a wrong
+#: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
+NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
+                     "imported from it; check source.spool (or the user's spool:) in the spec")
