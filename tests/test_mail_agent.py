@@ -1312,6 +1312,91 @@ def test_a_spool_rewritten_during_a_long_import_never_shows_a_spliced_message(tm
         assert len(boundaries) > 2 and spliced
 
 
+#: a mail reader's rewrite of the spool (an expunge, a flag change) as c-client's mbox
+#: driver makes it: under the spool's dot-lock (``NAME.lock``, made exclusively) and an
+#: exclusive flock and fcntl lock on the spool, the file is rewritten in place (from the
+#: start here, as fast as it can be) and cut to its new size; then the locks go
+REWRITE = """
+import fcntl, os, sys
+spool, keep = sys.argv[1], sys.stdin.buffer.read()
+dot = os.open(spool + ".lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+with open(spool, "r+b") as fh:
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    fcntl.lockf(fh, fcntl.LOCK_EX)
+    fh.write(keep)
+    fh.truncate()
+    fh.flush()
+    fcntl.lockf(fh, fcntl.LOCK_UN)
+    fcntl.flock(fh, fcntl.LOCK_UN)
+os.close(dot)
+os.unlink(spool + ".lock")
+"""
+
+
+@pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
+@pytest.mark.parametrize("rewrite", ["expunge", "flag"])
+def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced_message(
+        tmp_path, noatime, rewrite):
+    """The rewrite comes right after a batch's check passed, while the next batch is
+    read: the read holds the old file up to where it was (what the source's read had
+    taken ahead of mailplan), then the new one, so one message is spliced from the two.
+    By that batch's check the rewrite is done: both windows are the new file's, and only
+    the bytes between tell. Nothing read after the rewrite becomes visible, and what
+    did is whole. ``expunge``: message 5 deleted (the file shrinks: without the check
+    only the end's count stops the read, after the spliced batch became visible);
+    ``flag``: message 5 marked read (``Status: O`` -> ``Status: RO``, one byte more:
+    without the check the import ends as if nothing happened, the spliced message, one
+    byte doubled, imported and a checkpoint recorded after it)."""
+    import sys
+
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.errors import SourceChanged
+    from mailplan.mail.snapshot import SnapshotStream
+
+    msgs = [SEP + b"Subject: m%d\n\n" % i + b"line %d of a long message\n" % i * 120 + b"\n"
+            for i in range(3000)]  # ~3.4 KB each; a batch of 600 is ~2 MB, more than the
+    # source's read (dd's 1 MiB block, the pipes) takes ahead of mailplan's
+    msgs[5] = msgs[5].replace(b"\n\n", b"\nStatus: O\n\n", 1)  # seen, not yet read
+    spool = tmp_path / "spool"
+    spool.write_bytes(b"".join(msgs))
+    originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
+    stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, spool.stat().st_size,
+                            step="+ mailbox test", noatime=noatime)
+    boundaries: list[int] = []
+
+    def check_then_rewrite() -> Callable[[], None] | None:
+        boundaries.append(len(boundaries))
+        check = stream.checkpoint()
+        if len(boundaries) != 1 or check is None:
+            return check
+        check()  # the first batch is proven (nothing changed yet)
+        kept = msgs[:5] + msgs[6:] if rewrite == "expunge" else [
+            *msgs[:5], msgs[5].replace(b"Status: O", b"Status: RO"), *msgs[6:]]
+        subprocess.run([sys.executable, "-c", REWRITE, str(spool)], check=True,
+                       input=b"".join(kept))
+        assert not Path(f"{spool}.lock").exists()
+        return None  # (checked already)
+
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    client = AgentClient(proc)
+    client.open(str(root))
+    try:
+        import_mbox(client, stream, dirname="", batch_messages=600,
+                    checkpoint=check_then_rewrite)
+    except SourceChanged as exc:
+        stopped = str(exc)
+    else:
+        stopped = "not stopped"
+    proc.close_stdin()  # dropped: it finishes the syncs asked for (not a kill racing them)
+    proc.wait()
+    visible = [b for _f, _s, _i, _fl, b, _t in maildir_state(root)]
+    # (the windows alone pass every later batch: the spliced one becomes visible)
+    assert not [b for b in visible if b not in originals]
+    assert len(visible) == 600 and len(boundaries) == 2  # the second batch's check
+    assert "rewritten while it was read" in stopped
+
+
 @pytest.mark.parametrize("nl", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("appended", ["whole", "partial", "framing", "line end"])

@@ -12,25 +12,34 @@ finished, sent or journaled first), checks with one more read-only command that:
 * all ``end - start`` bytes arrived and the command succeeded (else the connection
   dropped, :class:`~mailplan.errors.ConnectionLost`, or the file shrank);
 * the first and the last 4 KiB read are still what the file holds there (a rewrite
-  shifts them);
+  shifts them), and so are all the bytes read since the previous check (and the 4 KiB
+  before them): their sha256 on the source (``sha256sum``) is that of the bytes read;
 * the file ends at ``end`` or continues with a ``From `` separator (possibly after the
   blank line mail.local writes), so ``end`` is a message boundary, not the middle of a
   message being appended.
 
 Any other outcome raises :class:`~mailplan.errors.SourceChanged`: apply stops before the
 affected message, and a re-plan (which the retry logic does) reads the mailbox again.
-The same window check runs before every sync batch of a long read
+The same check runs before every sync batch of a long read
 (:meth:`SnapshotStream.checkpoint`), so no batch holding a message spliced from two
-versions of a rewritten file is ever made visible.
+versions of a rewritten file is ever made visible. The windows alone would not prove
+that: a mail reader's expunge (c-client, mutt) rewrites the file in place from the first
+deleted message on, faster than mailplan reads it, so it may overtake the read inside a
+batch; the read then holds the old file up to that point and the new one after it (one
+message spliced from two), while both windows are the new file's once the rewrite is
+done. The bytes between are compared too, by their digest, each byte once (the source
+hashes them again, mostly from its page cache); an append leaves them as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 from collections.abc import Callable
 
 from mailplan.connectors.base import CommandResult, Connector
-from mailplan.errors import ConnectionLost, SourceChanged
+from mailplan.errors import ConnectionLost, SourceChanged, StepFailed
 from mailplan.facts.noatime import read_tools
 from mailplan.mail.windows import (
     NOT_A_FILE,
@@ -46,6 +55,9 @@ from mailplan.mail.windows import (
     regular_only,
     slice_command,
 )
+
+#: how ``sha256sum`` prints the digest of its standard input
+_HASH_LINE = re.compile(rb"([0-9a-f]{64})  -\n")
 
 
 class SnapshotStream:
@@ -78,6 +90,10 @@ class SnapshotStream:
         self._proc = conn.start_stream(self._reading(self._slice(start, end - start)))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
+        #: where the bytes not yet proven by a check start (the 4 KiB before the last
+        #: check's position), and their running digest
+        self._region_from = start
+        self._region = hashlib.sha256()
         self._result: CommandResult | None = None
         self._ended = False  # the process was waited for or killed
 
@@ -91,6 +107,7 @@ class SnapshotStream:
             raise ConnectionLost(f"connection lost while reading {self.path}: {exc}",
                                  host=self.conn.name, step=self.step) from None
         if chunk:
+            self._region.update(chunk)
             return chunk
         self._finish()
         return b""
@@ -121,7 +138,7 @@ class SnapshotStream:
             raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        after = past_line_ends(self._check_windows(self._window(),
+        after = past_line_ends(self._check_windows(self._window(), self._region_taken(),
                                                    f"; {self._slice(self.end, PEEK)}"))
         # what may follow a boundary: nothing yet, the line ends before the next From_
         # line (LF or CRLF, maybe still arriving), or that From_ line
@@ -142,11 +159,21 @@ class SnapshotStream:
         messages read so far)."""
         if not self.seen.size or self._result is not None:
             return None
-        window = self._window()
+        window, region = self._window(), self._region_taken()
 
         def check() -> None:
-            self._check_windows(window)
+            self._check_windows(window, region)
         return check
+
+    def _region_taken(self) -> tuple[int, int, str]:
+        """Where the bytes read since the last check start, where they end, and their
+        digest; the next region starts with the tail window read so far, so a splice
+        exactly at a check's position is inside the next one."""
+        pos = self.start + self.seen.size
+        region = (self._region_from, pos, self._region.hexdigest())
+        tail = self.seen.tail
+        self._region_from, self._region = pos - len(tail), hashlib.sha256(tail)
+        return region
 
     def checkpoint_digests(self, head: str, before: bytes = b"") -> tuple[str, str] | None:
         """The checkpoint of the whole read, from the bytes it read (never from a second
@@ -184,21 +211,33 @@ class SnapshotStream:
         """Where the read is, and the first and the latest 4 KiB read."""
         return self.start + self.seen.size, self.seen.head, self.seen.tail
 
-    def _check_windows(self, window: tuple[int, bytes, bytes], extra: str = "") -> bytes:
-        """Compare the head and the tail window ending at ``pos`` with the file (and the
-        checkpoint's windows, with ``prior``); return the output of ``extra`` (more
-        commands run in the same channel)."""
+    def _check_windows(self, window: tuple[int, bytes, bytes], region: tuple[int, int, str],
+                       extra: str = "") -> bytes:
+        """Compare the head and the tail window ending at ``pos`` and the bytes of
+        ``region`` (by their digest) with the file (and the checkpoint's windows, with
+        ``prior``); return the output of ``extra`` (more commands run in the same
+        channel)."""
         pos, head, tail = window
+        begin, stop, want = region
         before, width = self._prior_command()
         check = self._run(self._reading(f"{before}{self._slice(self.start, len(head))}; "
-                                        f"{self._slice(pos - len(tail), len(tail))}{extra}"))
+                                        f"{self._slice(pos - len(tail), len(tail))}; "
+                                        f"{self._slice(begin, stop - begin)} | sha256sum"
+                                        f"{extra}"))
         out = self._prior_held(check, width)
         got_head, got_tail = out[:len(head)], out[len(head):len(head) + len(tail)]
-        if check.returncode != 0 or got_head != head or got_tail != tail:
+        hashed = _HASH_LINE.match(out, len(head) + len(tail))
+        if hashed is None and (got_head, got_tail) == (head, tail):
+            # the file held both windows, so sha256sum had bytes to hash: it did not run
+            raise StepFailed(f"checking what was read of {self.path} failed on the source "
+                             f"(sha256sum of coreutils): {check.stderr_text[:300]}",
+                             host=self.conn.name, step=self.step)
+        if check.returncode != 0 or got_head != head or got_tail != tail \
+                or hashed is None or hashed[1].decode() != want:
             raise SourceChanged(f"{self.path} was rewritten while it was read",
                                 host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
-        return out[len(head) + len(tail):]
+        return out[hashed.end():]
 
     def check_prior(self) -> None:
         """Raise :class:`~mailplan.errors.SourceChanged` when the file no longer holds
