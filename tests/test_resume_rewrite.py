@@ -85,6 +85,48 @@ def test_a_spool_rewritten_after_the_plan_is_read_again_whole(tmp_path, shift):
     assert subjects(target, f"ursula@{domain}") == want
 
 
+def test_a_spool_emptied_by_the_users_mail_reader_between_plan_and_apply(tmp_path):
+    """The user's mail reader on the old server empties the spool (pine moving read mail
+    to ~/mbox, an expunge of everything: the file cut to zero) after the plan read the
+    message appended since the checkpoint, and a new delivery follows before apply
+    reads. apply's read from the checkpoint gets nothing: the error says that the part
+    imported earlier changed (what happened, and why apply's retry reads the spool
+    whole), not that the file "shrank while it was read". The re-plan imports the new
+    message alone: nothing imported twice, the message deleted on the old server before
+    any import of it is not brought in. Then the spool emptied again between two runs,
+    and new mail: only that is imported."""
+    src = make_source(tmp_path / "source", [SourceAccount("ursula", 1000, "Ursula", "pw")])
+    spool = src / "var/spool/mail/ursula"
+    spool.write_bytes(b"".join(message(i) for i in range(10, 20)))
+    target = install_target(tmp_path / "target")
+    domain = unique_domain("emptied")
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={domain: {"import": {"uid_min": 1000}}})
+    run(spec)
+    with spool.open("ab") as fh:
+        fh.write(message(20))  # the plan reads it from the checkpoint
+
+    def emptied_then_delivered() -> None:
+        with spool.open("r+b") as fh:
+            fh.truncate(0)
+        with spool.open("ab") as fh:
+            fh.write(message(21))
+
+    with pytest.raises(SourceChanged, match="rewritten since the plan read it"):
+        run(spec, emptied_then_delivered)
+    run(spec)  # apply's retry: a re-plan, which reads the spool whole
+    old = [f"m{i}" for i in range(10, 20)]
+    assert subjects(target, f"ursula@{domain}") == sorted([*old, "m21"])
+    with spool.open("r+b") as fh:  # emptied between two runs, then new mail
+        fh.truncate(0)
+    run(spec)
+    with spool.open("ab") as fh:
+        fh.write(message(22))
+    run(spec)
+    run(spec)
+    assert subjects(target, f"ursula@{domain}") == sorted([*old, "m21", "m22"])
+
+
 def test_a_from_line_being_written_after_the_checkpoint_is_left_for_the_next_run(tmp_path):
     """A delivery caught writing its From_ line right after where the last run stopped:
     the read from the checkpoint holds only part of that line. That is no reason to call

@@ -135,6 +135,10 @@ class SnapshotStream:
                                  f"bytes (exit {res.returncode})", host=self.conn.name,
                                  step=self.step)
         if count != want:
+            # emptied or cut before the read began (a mail reader on the old server
+            # between the plan and this read): the part imported earlier changed, which
+            # is what to say, not that the file shrank under the read
+            self.check_prior()
             raise SourceChanged(f"{self.path} shrank while it was read ({count} of "
                                 f"{want} bytes)", host=self.conn.name, step=self.step,
                                 hint="run apply again: the mailbox is read afresh")
