@@ -23,11 +23,11 @@ affected message, and a re-plan (which the retry logic does) reads the mailbox a
 The same check runs before every sync batch of a long read
 (:meth:`SnapshotStream.checkpoint`), so no batch holding a message spliced from two
 versions of a rewritten file is ever made visible. The windows alone would not prove
-that: a mail reader's expunge (c-client, mutt) rewrites the file in place from the first
-deleted message on, faster than mailplan reads it, so it may overtake the read inside a
-batch; the read then holds the old file up to that point and the new one after it (one
-message spliced from two), while both windows are the new file's once the rewrite is
-done. The bytes between are compared too, by their digest, each byte once (the source
+that: a mail reader (c-client, mutt) rewrites the file in place from the first message
+it deleted or changed the flags of, faster than mailplan reads it, so it may overtake
+the read inside a batch; the read then holds the old file up to that point and the new
+one after it (one message spliced from two), while both windows are the new file's once
+the rewrite is done. The bytes between are compared too, by their digest, each byte once (the source
 hashes them again, mostly from its page cache); an append leaves them as they were.
 """
 
