@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from mailplan.apply_end import also_refused
 from mailplan.commands import Context, creation_claim, execute
 from mailplan.connectors.base import abort_all
 from mailplan.engine import Planned
@@ -44,7 +45,9 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
     and those created by this apply are asked for in one batch. A mailbox the writer
     refuses (``MailboxRefused``: a folder restored as root) fails alone: the others go
     on, and the refused ones are raised together at the end (``MailboxesRefused``);
-    any other failure (a lost connection, a full disk) stops every worker."""
+    any other failure (a lost connection, a full disk) stops every worker, as a stop
+    does, and the error that ends the imports carries the refusals met
+    (:func:`~mailplan.apply_end.also_refused`)."""
     by_user: dict[str, list[Change]] = {}
     for change in changes:
         by_user.setdefault(f"{change.user}@{change.domain}", []).append(change)
@@ -108,34 +111,20 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                 stop.set()  # the other workers finish their current user (or batch)
                 break
         pool.shutdown(wait=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # stopping at once, in this thread (a worker's StopRequested, the safe point, is
         # ``failed``): a worker may wait on a hung command; the connections go first,
         # which ends every worker's command, then the workers are waited for
         stop.set()
         abort_all(planned.connectors.values())
         pool.shutdown(wait=True)
+        also_refused(exc, refused)  # the summary says them failed, not unfinished
         raise
-    if failed is not None:
-        _also_refused(failed, refused)
+    if failed is not None:  # a failure, or a stop asked for (StopRequested)
+        also_refused(failed, refused)
         raise failed
     if refused:  # the others are done: the apply fails, naming each
         raise MailboxesRefused(refused, host=planned.target_connector.name)
-
-
-def _also_refused(failed: BaseException,
-                  refused: list[tuple[str, str, MailboxRefused]]) -> None:
-    """The error that stopped the imports (``failed``) after the writer refused some
-    mailboxes: it names them too, each with its own error (``failures``, which the
-    apply's summary gives for each failed step; without it, the refused ones were
-    given the stopping error, and their refusal was said nowhere)."""
-    if not refused or not isinstance(failed, MailplanError):
-        return
-    failed.failures = {**getattr(failed, "failures", {}),  # type: ignore[attr-defined]
-                       **{change_id: exc for change_id, _a, exc in refused}}
-    failed.message += f"\n  also not imported: {len(refused)} mailbox(es) the writer " + \
-        "refused:\n" + "\n".join(f"    {address}: {exc.reason}"
-                                  for _id, address, exc in refused)
 
 
 @dataclass

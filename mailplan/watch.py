@@ -20,7 +20,10 @@ away) ask to stop as the first Ctrl-C does, a SIGTERM after that stops at once (
 /dev/null and ``nohup``: :mod:`mailplan.interrupt`). Standard output or error going away
 (``apply ... 2>&1 | head``: :mod:`mailplan.output`) stops at the next safe point too, the
 log saying why. The exit status is 130 after Ctrl-C, 128 + the signal's number after
-SIGTERM (143) or SIGHUP (129), 1 after an output went away.
+SIGTERM (143) or SIGHUP (129), 1 after an output went away. The summary of a run that
+ended so (:mod:`mailplan.apply_end`) counts the steps begun as not finished, except a
+mailbox the writer refused before the stop: failed, with its refusal, which the closing
+error names too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
+from mailplan.apply_end import Cancelled, outcome, refused_text
 from mailplan.applylog import ApplyLog, Summary, default_log_path, set_back_text
 from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError, StalePlanError
@@ -46,7 +50,7 @@ from mailplan.prune_select import left_out_text, shown
 from mailplan.render import problem_line
 from mailplan.spec import Spec
 from mailplan.target_lock import Holder, lock_target
-from mailplan.text import escape, escape_lines
+from mailplan.text import escape
 
 if TYPE_CHECKING:
     from mailplan.apply import ApplyResult
@@ -55,10 +59,6 @@ if TYPE_CHECKING:
 
 class StopRequested(KeyboardInterrupt):
     """Ctrl-C was pressed; raised at the next safe point."""
-
-
-class Cancelled(MailplanError):
-    """The operator did not confirm the plan: nothing was started."""
 
 
 #: apply's exit status when all it could do is done but the plan has problems (as verify's)
@@ -328,7 +328,9 @@ class ApplyWatch:
         not_started = isinstance(exc, (Cancelled, StalePlanError)) or \
             (exc is not None and not self._began)
         if exc is not None:
-            self._outcome(exc, done, interrupted=interrupted, not_started=not_started)
+            outcome(self.summary, exc, planned=self._planned, done=done,
+                    running=list(self._running.values()), interrupted=interrupted,
+                    not_started=not_started, signum=self._stopped_by())
         self._flush_pending()
         self.log.summary(self.summary)
         if exc is not None and not not_started:
@@ -343,15 +345,17 @@ class ApplyWatch:
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
         lost = first_lost(output=self.stream, error=self.errors)
+        refused = refused_text(getattr(exc, "refused", []))  # met before the stop
         if interrupted and self._began and self.signals.signum is None and lost:
             raise MailplanError(f"apply stopped after {done} of {self._planned} change(s): "
                                 f"its {lost}; everything finished is recorded in "
-                                f"{self.state_path}",
+                                f"{self.state_path}{refused}",
                                 hint=f"resume with: {self.resume}") from None
         if interrupted and self._began:
             raise Interrupted(f"apply interrupted{by_signal(self._stopped_by())} after "
                               f"{done} of {self._planned} change(s); everything finished is "
-                              f"recorded in {self.state_path}", signum=self._stopped_by(),
+                              f"recorded in {self.state_path}{refused}",
+                              signum=self._stopped_by(),
                               hint=f"resume with: {self.resume}") from None
         # interrupted before the first change, the KeyboardInterrupt goes on: the command
         # says that nothing was changed (interrupt.stops_at_once)
@@ -370,30 +374,6 @@ class ApplyWatch:
                 conn.abort()
             else:
                 conn.close()
-
-    def _outcome(self, exc: BaseException, done: int, *, interrupted: bool,
-                 not_started: bool) -> None:
-        """The summary's result for an apply that ``exc`` ended: what it was, and the
-        changes failed or left unfinished."""
-        if isinstance(exc, Cancelled):
-            self.summary.result = "cancelled"
-        elif isinstance(exc, StalePlanError):
-            self.summary.result = "not applied: the saved plan is stale"
-        elif not_started and interrupted:
-            self.summary.result = (f"interrupted{by_signal(self._stopped_by())} before the "
-                                   "first change: nothing was changed")
-        elif not_started:
-            self.summary.result = "failed before the first change: nothing was changed"
-            self.summary.failed = [escape_lines(str(exc))]
-        else:
-            self.summary.result = "interrupted" if interrupted else "failed"
-            self.summary.unfinished = max(0, self._planned - done - len(self._running))
-            if interrupted:
-                self.summary.unfinished += len(self._running)
-            else:  # a mailbox refused alone has its own error (MailboxesRefused)
-                self.summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: " + escape(
-                    (str(getattr(exc, "failures", {}).get(c.id, exc)).splitlines() or [""])[0])
-                    for c in self._running.values()] or [escape_lines(str(exc))]
 
     def _stopped_by(self) -> int:
         """The signal that first asked to stop (a KeyboardInterrupt without one: SIGINT)."""

@@ -148,6 +148,57 @@ def test_a_refusal_the_sender_meets_as_a_closed_pipe_fails_only_its_mailbox(
     assert "No changes." in migration.mailplan("plan", str(spec), check=True).stdout
 
 
+@ROOT_ONLY
+def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy(
+        tmp_path, sshd, reachable):
+    """SIGTERM once the writer is on alice's Work, restored as root: the apply stops at
+    its next safe point (the next mailbox's start, or a batch), exits 143, and says the
+    refused Work failed, with its ``chown`` remedy, in its summary and its error; it
+    was counted "not finished", the refusal said only by the next run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
+    work = domain_dir / "alice" / "Maildir" / ".Work"
+    for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
+        (work / sub).mkdir(mode=0o700)
+    (src / "home/alice/mail").mkdir(parents=True)
+    (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
+    # after Work, mail for seconds of batches: the stop comes before the apply's end
+    (src / "home/alice/mail/Zed").write_bytes(msgs("Zed", 5000))
+    (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5000))
+    log = tmp_path / "apply.log"
+
+    def as_from_a_terminal() -> None:  # a suite run in the background ignores them
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve", "--log", str(log)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_terminal)
+    started = f"step start: + mailbox alice@{domain} Work"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not (log.exists() and started in log.read_text()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert err.startswith("Error: apply interrupted by SIGTERM after "), err
+    assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
+        "Work: " in err and "chown -R" in err and str(work) in err, err
+    failed = [line for line in out.splitlines() if line.startswith("    failed: ")]
+    assert len(failed) == 1 and f"+ mailbox alice@{domain} Work: " in failed[0] and \
+        "chown -R" in failed[0], out
+    assert "  failed: 1" in out and "  not finished: " in out, out
+    assert _count(work) == 0
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["history"][-1]["result"] == "interrupted"
+
+
 def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_path, monkeypatch):
     """alice's Work refused by the writer (that mailbox only: the apply goes on), then
     bob's import stopped by a lost connection: the summary's line for alice's Work gave
@@ -159,6 +210,7 @@ def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_pa
     from types import SimpleNamespace
 
     from mailplan import apply
+    from mailplan.apply_end import outcome
     from mailplan.errors import ConnectionLost, MailboxRefused
     from mailplan.interrupt import SignalStop
     from mailplan.plan import Change
@@ -200,9 +252,138 @@ def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_pa
                            [work, inbox], 1, lambda *_a: None, lambda *_a: None,
                            watch.on_step, None)
     watch.log.close()
-    watch._outcome(raised.value, 0, interrupted=False, not_started=False)
+    outcome(watch.summary, raised.value, planned=2, done=0,
+            running=list(watch._running.values()), interrupted=False, not_started=False,
+            signum=0)
     assert watch.summary.failed == [
         f"+ mailbox {work.address}: {refusal}", f"+ mailbox {inbox.address}: {said}"]
     text = str(raised.value)
     assert text.startswith(said + "\n"), text
     assert f"{work.address}: {refusal.reason}" in text, text
+
+
+def _one_refused_then(tmp_path: Path, monkeypatch, inbox_run):
+    """alice's Work refused by the writer, then bob's INBOX run by ``inbox_run(watch)``,
+    under an :class:`ApplyWatch` begun on both (as apply's): the watch, the two changes,
+    the refusal, the planned apply and what _import_mail needs."""
+    import io
+    import threading
+    from types import SimpleNamespace
+
+    from mailplan import apply
+    from mailplan.errors import MailboxRefused
+    from mailplan.interrupt import SignalStop
+    from mailplan.plan import Change
+    from mailplan.watch import ApplyWatch
+
+    work = Change("create", "mailbox", "d.example", "alice", item="Work")
+    inbox = Change("create", "mailbox", "d.example", "bob", item="INBOX")
+    refusal = MailboxRefused("mailbox import failed: agent: Refused: /m/.Work is uid 0's: "
+                             "chown -R the Maildir to that owner", host="newmail",
+                             step=f"+ mailbox {work.address}")
+    out = io.StringIO()
+    watch = ApplyWatch(tmp_path / "state.json", resume="mailplan apply m.yaml",
+                       signals=SignalStop(), log_path=tmp_path / "apply.log", stream=out)
+
+    class Importer:
+        def __init__(self, *_args: object, **_kw: object) -> None:
+            pass
+
+        def run(self, change: Change, _job: object) -> dict:
+            if change is work:
+                raise refusal
+            return inbox_run(watch)
+
+        def close(self) -> None:
+            pass
+
+    aborted = threading.Event()
+    monkeypatch.setattr(apply, "MailImporter", Importer)
+    monkeypatch.setattr(apply, "user_dirs", lambda *_a: {})
+    planned = SimpleNamespace(
+        target=SimpleNamespace(domains={}), source_zone=None,
+        connectors={"old": SimpleNamespace(abort=aborted.set)},
+        target_connector=SimpleNamespace(name="newmail", shell=lambda: None),
+        spec=SimpleNamespace(data={"source": {"host": "old"}}),
+        mail_jobs={work.id: None, inbox.id: None}, gone=[],
+        plan=SimpleNamespace(plan_id="p1"))
+
+    def run() -> None:
+        with watch:
+            watch.begin(planned, [work, inbox], "newmail")
+            apply._import_mail(planned, SimpleNamespace(vpopmail_dir="/home/vpopmail"),
+                               [work, inbox], 1, lambda *_a: None, lambda *_a: None,
+                               watch.on_step, watch.on_mail)
+
+    return SimpleNamespace(run=run, watch=watch, work=work, inbox=inbox, refusal=refusal,
+                           aborted=aborted, out=out, log=tmp_path / "apply.log")
+
+
+def _said_failed_not_unfinished(case, ended) -> None:
+    """The refused mailbox failed, with its refusal, in the summary, the log and the
+    closing error; bob's INBOX not finished."""
+    work, refusal = case.work, case.refusal
+    assert case.watch.summary.result == "interrupted"
+    assert case.watch.summary.failed == [f"+ mailbox {work.address}: {refusal}"]
+    assert case.watch.summary.unfinished == 1
+    text = str(ended.value)
+    assert f"also not imported: 1 mailbox(es) the writer refused:\n    {work.address}: " \
+        f"{refusal.reason}\n" in text, text
+    assert "not finished: 1 change(s)" in case.out.getvalue(), case.out.getvalue()
+    assert f"  failed: + mailbox {work.address}: " in case.out.getvalue()
+    assert "chown -R the Maildir" in case.log.read_text()
+
+
+def test_a_refusal_then_a_stop_at_the_next_safe_point_says_the_refusal(tmp_path, monkeypatch):
+    """alice's Work refused by the writer, then SIGTERM (or Ctrl-C) during bob's import:
+    the apply stops after bob's batch. The refused mailbox was counted "not finished",
+    and its refusal (cause, ``chown`` remedy) said nowhere: only the next run said it.
+    It is failed now, with its refusal, in the summary and the closing error; bob's
+    INBOX, begun, is not finished."""
+    import signal
+
+    from mailplan.interrupt import Interrupted
+
+    def inbox_run(watch) -> dict:
+        watch.signals._signalled(signal.SIGTERM, None)  # as its handler is called
+        watch.on_mail(case.inbox, 1, 100)  # the batch's safe point: stops
+        raise AssertionError("not stopped at the safe point")
+
+    case = _one_refused_then(tmp_path, monkeypatch, inbox_run)
+    with pytest.raises(Interrupted) as ended:
+        case.run()
+    assert ended.value.exit_code == 143
+    assert str(ended.value).startswith("apply interrupted by SIGTERM after 0 of 2 change(s)")
+    _said_failed_not_unfinished(case, ended)
+
+
+def test_a_refusal_then_a_stop_at_once_says_the_refusal(tmp_path, monkeypatch):
+    """The same when the stop is at once (a second signal: Stopped, raised in the main
+    thread while bob's import hangs): the connections are ended, the workers waited for,
+    and the refusal is said failed all the same."""
+    import os
+    import signal
+
+    from mailplan.errors import ConnectionLost
+    from mailplan.interrupt import Interrupted, Stopped
+
+    def inbox_run(watch) -> dict:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the second signal, in the main thread
+        assert case.aborted.wait(30), "the connections were not ended"
+        raise ConnectionLost("agent pipe closed", host="newmail")  # as an abort makes it
+
+    def second_signal(_signum: int, _frame: object) -> None:
+        case.watch.signals.signum = signal.SIGINT
+        case.watch.signals.at_once = True
+        raise Stopped(signal.SIGINT)
+
+    case = _one_refused_then(tmp_path, monkeypatch, inbox_run)
+    previous = signal.signal(signal.SIGUSR1, second_signal)
+    try:
+        with pytest.raises(Interrupted) as ended:
+            case.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert ended.value.exit_code == 130
+    assert str(ended.value).startswith("apply interrupted after 0 of 2 change(s)")
+    _said_failed_not_unfinished(case, ended)
