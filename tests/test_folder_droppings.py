@@ -18,7 +18,7 @@ from migration import (
 )
 
 from mailplan.connectors.local import LocalConnector
-from mailplan.facts.droppings import _heads, dropping
+from mailplan.facts.droppings import _heads, dropping, lock_links
 from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
 from mailplan.facts.notes import MAILDIR_NOTE
 
@@ -146,3 +146,46 @@ def test_a_maildir_copied_without_tmp_is_one_problem(tmp_path):
         ("problem", f"{folders}/old", f"{folders}/old " + MAILDIR_NOTE.format(
             has="a cur directory of Maildir message files; its new and tmp are missing",
             count=1, address=address))]
+
+
+def test_emacs_lock_links_are_named_as_droppings():
+    """emacs's lock: a link .#NAME to USER@HOST.PID[:BOOT_TIME], which names nothing
+    listed beside it; any other link stays a link (a problem)."""
+    linked = {"/m/.#Work": "alice@mail.example.org.4242:1764000000",
+              "/m/a/.#Sent": "bob@oldhost.77",  # emacs that did not know the boot time
+              "/m/.#Old": "alice@host.1:2",  # names a file listed beside it
+              "/m/.#Notes": "/home/alice/notes",  # a path, no lock text
+              "/m/.#Lists": "../alice@host.1:2",
+              "/m/.#": "alice@host.1:2",
+              "/m/Work.lnk": "alice@host.1:2",  # no lock's name
+              "/m/.#Spam": "alice@host:2",  # no pid
+              "/m/.#Ham": "alice.1:2"}  # no user@
+    assert lock_links(linked, {"/m/alice@host.1:2": 0}) == {"/m/.#Work", "/m/a/.#Sent"}
+    assert dropping(".#Work") == "an editor's"
+
+
+def test_an_emacs_lock_link_under_mail_is_a_dropping_not_a_problem(tmp_path):
+    """An emacs lock link in ~/mail was a 'symbolic link: not followed' problem (apply
+    exited 3). It is left out with programs' own files, in their one note; a link that
+    only has the lock's name, or only its text, stays a problem."""
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw")])
+    folders = src / "home/bob/mail"
+    folders.mkdir()
+    (folders / "Work").write_bytes(msg("work"))
+    (folders / ".#Work").symlink_to("bob@oldmail.example.org.31337:1764000000")
+    ref = MailboxRef("example.com", "bob", "bob", str(src / "var/spool/mail/bob"),
+                     str(folders), str(src / "home/bob"))
+    mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert [m.folder for m in mailboxes] == ["Work"]
+    assert [(n.kind, n.message) for n in notes if n.path == str(folders)] == [(
+        "info", f"{folders}: 1 file(s) left out, programs' own files that hold no mail "
+        "(named so, none starts with a From_ line): an editor's .#Work")]
+    assert [n for n in notes if n.kind != "info"] == []
+
+    (folders / ".#Sent").symlink_to(folders / "Work")  # a lock's name, a link to mail
+    (folders / "Lists").symlink_to("bob@oldmail.example.org.31337:1764000000")
+    _mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), [ref])
+    assert sorted(n.path for n in notes if n.kind == "problem") == [
+        f"{folders}/.#Sent", f"{folders}/Lists"]
+    assert all("is a symbolic link: not followed" in n.message
+               for n in notes if n.kind == "problem")

@@ -9,13 +9,20 @@ source, :func:`not_mail`): a file that starts with ``From `` is mail whatever it
 (``Sent~``, an editor's copy of a folder, is imported as the folder ``Sent~``), and one
 that cannot be read stays a folder, whose read says why. Any other file that is no mbox
 stays a problem of the plan.
+
+emacs's lock file (``.#NAME`` beside the file it edits) is a symbolic link pointing at
+nothing: its target is text, ``USER@HOST.PID:BOOT_TIME``. One named so whose target is
+that text, naming no entry beside it, is left out with the others
+(:func:`lock_links`), never followed; any other symbolic link stays a problem
+(:func:`~mailplan.facts.listing_notes.link_notes`). Where links cannot be made emacs
+writes that text in a file ``.#NAME``, which is left out as the files above are.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mailplan.connectors.base import Connector
@@ -35,8 +42,12 @@ _NAMES = (
     ("MH's", re.compile(r"\.mh_sequences|\.xmhcache")),
     ("macOS Finder's", re.compile(r"\.DS_Store|\._.+")),
     # vim's swap files (.NAME.swp, .swo ...), a backup (NAME~), emacs's auto-save (#NAME#)
-    ("an editor's", re.compile(r"\..+\.sw[a-p]|.+~|#.+#")),
+    # and lock (.#NAME: a link, :func:`lock_links`, or a file where links cannot be made)
+    ("an editor's", re.compile(r"\..+\.sw[a-p]|.+~|#.+#|\.#.+")),
 )
+#: what emacs's lock file points at (filelock.c): USER@HOST.PID, then :BOOT_TIME where
+#: emacs knows the boot time
+_LOCK_TEXT = re.compile(r"[^@/]+@[^/]+\.[0-9]+(:[0-9]+)?")
 #: dovecot's index directory for mbox folders (mail_location mbox:~/mail: its files are
 #: ~/mail/.imap/FOLDER/dovecot.index*), named once with its number of files
 INDEX_DIR = ".imap"
@@ -51,6 +62,21 @@ def dropping(rel: str) -> str | None:
         return "dovecot's index"
     name = posixpath.basename(rel)
     return next((whose for whose, pattern in _NAMES if pattern.fullmatch(name)), None)
+
+
+def lock_links(linked: Mapping[str, str], *listed: Container[str]) -> set[str]:
+    """Of the symbolic links ``linked`` (path -> where it points, as listed; never
+    followed), emacs's lock files: named ``.#NAME``, pointing at emacs's lock text
+    (:data:`_LOCK_TEXT`, which has no ``/``), and so at nothing, as the listing shows: no
+    path of ``linked`` nor of ``listed`` (the other entries listed) is the one it
+    names beside it."""
+    out = set()
+    for path, dest in linked.items():
+        name, there = posixpath.basename(path), posixpath.join(posixpath.dirname(path), dest)
+        if name.startswith(".#") and len(name) > 2 and _LOCK_TEXT.fullmatch(dest) and \
+                not any(there in names for names in (linked, *listed)):
+            out.add(path)
+    return out
 
 
 def not_mail(conn: Connector, paths: Sequence[str]) -> set[str]:

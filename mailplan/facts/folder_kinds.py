@@ -13,7 +13,8 @@
   so is one copied without one of them (two of the three; a ``cur`` or ``new`` alone
   holding a file named as Maildir names its messages, ``TIME.UNIQUE.HOST``).
 - Programs' own files (dovecot's ``.imap/`` index, ``.DS_Store``, an editor's swap
-  file) that do not start with ``From ``: left out, with one ``info`` note naming them
+  file) that do not start with ``From ``, and emacs's lock links (``.#NAME``, pointing
+  at nothing): left out, with one ``info`` note naming them
   (:mod:`mailplan.facts.droppings`).
 """
 
@@ -78,10 +79,11 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
     a directory), those that are no folder files; with the problems naming the mix
     folders and Maildirs among them, and the note on programs' own files. ``dirs``: the
     directories named cur, new or tmp listed there; ``not_mail``: the files read that do
-    not start with ``From `` (:func:`.droppings.not_mail`)."""
+    not start with ``From `` (:func:`.droppings.not_mail`), and emacs's lock links
+    (:func:`.droppings.lock_links`), which the note names with them."""
     prefix = ref.folders.rstrip("/") + "/"
     root = prefix[:-1] or "/"
-    paths = [p for p in paths if p.startswith(prefix)]
+    paths = [p for p in {*paths, *not_mail} if p.startswith(prefix)]
     dirs = {d for d in dirs if not hidden_config(ref, d[len(prefix):])}
     maildirs: dict[str, str] = {}
     for parent in sorted({posixpath.dirname(d) for d in dirs}):

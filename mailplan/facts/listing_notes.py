@@ -7,6 +7,7 @@ that is neither a file nor a link (:func:`not_a_file`), a symbolic link among th
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Set
 from typing import TYPE_CHECKING
 
 from mailplan.facts.folder_kinds import hidden_config
@@ -56,10 +57,13 @@ def unseen_notes(ref: MailboxRef, unseen: dict[str, list[tuple[str, bool]]]
     return notes
 
 
-def link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
+def link_notes(ref: MailboxRef, linked: dict[str, str], droppings: Set[str] = frozenset()
+               ) -> list[MailboxNote]:
     """A problem for each of the user's spool and folder paths that is a symbolic link
     (not followed: mailplan reads as root), a home directory's hidden ones left out as its
-    hidden files are (:func:`.folder_kinds.hidden_config`);
+    hidden files are (:func:`.folder_kinds.hidden_config`), and emacs's lock links among
+    ``droppings`` as programs' own files are (:func:`.droppings.lock_links`: one note
+    names them with those);
     an ``info`` note for a link to the user's own spool (``~/mail/INBOX`` made so for
     pine), whose mail is imported from the spool."""
     notes = []
@@ -69,7 +73,7 @@ def link_notes(ref: MailboxRef, linked: dict[str, str]) -> list[MailboxNote]:
         rel = path[len(root) + 1:] if path.startswith(root + "/") else ""
         if path not in (ref.spool, root, mbox) and not rel:
             continue  # another user's
-        if hidden_config(ref, rel):
+        if hidden_config(ref, rel) or (rel and path in droppings):
             continue
         dest = posixpath.normpath(posixpath.join(posixpath.dirname(path), linked[path]))
         if path != ref.spool and dest == posixpath.normpath(ref.spool):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from mailplan.connectors.base import Connector
-from mailplan.facts.droppings import not_mail
+from mailplan.facts.droppings import lock_links, not_mail
 from mailplan.facts.find_errors import find_messages
 from mailplan.facts.folder_kinds import named_droppings, passed_over
 from mailplan.facts.listing_notes import FILE_TYPES, link_notes, not_a_file, unseen_notes
@@ -215,7 +215,7 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
         for part in (_inbox(ref, found), _folders(ref, found)):
             mailboxes += part[0]
             notes += part[1]
-        notes += link_notes(ref, found.linked)
+        notes += link_notes(ref, found.linked, found.not_mail)
     return named((mailboxes, notes), names)
 
 
@@ -233,7 +233,7 @@ class _Found:
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
     as_root: bool = True  # read as root, whom no file's mode keeps out
-    not_mail: set[str] = field(default_factory=set)  # programs' own files (no From_)
+    not_mail: set[str] = field(default_factory=set)  # programs' files, emacs's lock links
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
@@ -316,7 +316,8 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
         found.other.update(others)
         for start, said, exact in find_messages(res.stderr, chunk):
             found.unseen.setdefault(start, []).append((said, exact))
-    found.not_mail = not_mail(conn, named_droppings(refs, found.files))
+    found.not_mail = not_mail(conn, named_droppings(refs, found.files)) | lock_links(
+        found.linked, found.files, found.other)
     return found
 
 
