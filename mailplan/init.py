@@ -107,6 +107,17 @@ def _mailbox(survey: Survey, account: SurveyAccount, folders: str) -> str:
     return ", ".join(parts)
 
 
+def _maildirs(survey: Survey, account: SurveyAccount, folders: str) -> str:
+    """What is said of the Maildirs in the account's folders directory: that the import
+    does not read them (plan names each as a problem), "" when there are none."""
+    found = survey.maildirs.get(folder_dir(account, folders, survey.home_root) or "", [])
+    if not found:
+        return ""
+    return (f"{', '.join(found)} {'is a Maildir' if len(found) == 1 else 'are Maildirs'}, "
+            "not imported: a Maildir under the folders directory is no mbox folder (plan "
+            "names it)")
+
+
 def fit_comment(account: SurveyAccount) -> str | None:
     """A ``comment:`` for an account whose full name (gecos) holds a control character,
     which plan refuses as the mailbox's comment: the name without them (each run of them
@@ -125,12 +136,14 @@ def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
     taken: dict[str, str] = {}
     for account in survey.accounts:
         name = account.name.lower()
-        mailbox = _mailbox(survey, account, folders)
+        mailbox, maildir = _mailbox(survey, account, folders), _maildirs(survey, account,
+                                                                          folders)
         reason = ""
         if not uid_min <= account.uid <= uid_max:
             reason = f"system account (uid {account.uid} outside {uid_min}-{uid_max})"
         elif not mailbox:
-            reason = "no mailbox (no spool file, no ~/mbox, no mail folders)"
+            reason = "no mailbox (no spool file, no ~/mbox, no mail folders" + (
+                f"; {maildir})" if maildir else ")")
         elif survey.shadow_readable and account.password is None:
             reason = "no entry in the shadow file"
         elif account.password is not None and not account.password.usable:
@@ -145,7 +158,7 @@ def choose(survey: Survey, *, uid_min: int = 1000, uid_max: int = 59999,
                       if name in taken else "postmaster is vpopmail's own account")
         if not reason:
             taken[name] = account.name
-        out.append(Choice(account, name, reason, mailbox,
+        out.append(Choice(account, name, reason, "; ".join(filter(None, (mailbox, maildir))),
                           None if reason else fit_comment(account)))
     return out
 

@@ -903,3 +903,35 @@ def test_init_looks_for_folders_where_folders_says_and_writes_it(tmp_path):
                    "--folders", "~/mail")
     assert res.returncode == 2 and "'--folders': give a directory relative to each " \
         "user's home (mail, not ~/mail)" in res.stderr, res.stderr
+
+
+def test_init_counts_a_maildir_under_mail_as_plan_does_not_as_folders(tmp_path):
+    """A Maildir under ~/mail (its message files, a Maildir++ folder's, dovecot's files)
+    was counted as folders: a user with only a Maildir there was listed to migrate, and
+    plan then reported the Maildir as a problem. As plan, init counts none of its files
+    (carol has no mailbox, and the comment says why); a user with mbox folders beside
+    one is migrated, its comment naming the Maildir too."""
+    src = make_source(tmp_path / "old", [SourceAccount("bob", 1500, "Bob", "pw"),
+                                         SourceAccount("carol", 1501, "Carol", "pw")])
+    for user in ("bob", "carol"):
+        box = src / "home" / user / "mail/Maildir"
+        for sub in ("cur", "new", "tmp", ".Work/cur", ".Work/new", ".Work/tmp"):
+            (box / sub).mkdir(parents=True)
+        (box / "cur/1700000000.M1P1.oldhost:2,S").write_bytes(b"Subject: x\n\nx\n")
+        (box / ".Work/new/1700000001.M2P1.oldhost").write_bytes(b"Subject: y\n\ny\n")
+        (box / "dovecot-uidlist").write_bytes(b"3 V1 N4\n")
+    (src / "home/bob/mail/Sent").write_bytes(MBOX)
+    out = tmp_path / "m.yaml"
+    mailplan("init", "--source", "local", "--root", str(src), "--domain", "c.example",
+             "--uid-min", "1500", "-o", str(out), check=True)
+    text = out.read_text()
+    said = ("is a Maildir, not imported: a Maildir under the folders directory is no mbox "
+            "folder (plan names it)")
+    assert f"      - name: bob  # uid 1500; 1 folder(s) {len(MBOX)}B; " \
+        f"{src}/home/bob/mail/Maildir {said}\n" in text, text
+    assert f"#   carol: no mailbox (no spool file, no ~/mbox, no mail folders; " \
+        f"{src}/home/carol/mail/Maildir {said})\n" in text, text
+    assert "name: carol" not in text, text
+    res = mailplan("plan", str(_runnable(tmp_path, yaml.safe_load(text))))
+    assert "+ mailbox bob@c.example Sent\n" in res.stdout, res.stdout
+    assert f"{src}/home/bob/mail/Maildir is a Maildir" in res.stdout, res.stdout

@@ -73,6 +73,20 @@ def _maildir(parent: str, dirs: Set[str], paths: Iterable[str]) -> str | None:
     return _HAS[len(there)].format(" and ".join(there), gone)
 
 
+def maildirs(dirs: Set[str], paths: Iterable[str]) -> dict[str, str]:
+    """The Maildirs among the directories listed below a folders directory (``dirs``:
+    those named cur, new or tmp; ``paths``: the files), each with what it has there
+    (:data:`_HAS`); none inside another. The import reads no file below one; the
+    survey of ``mailplan init`` counts none as a folder."""
+    paths = list(paths)
+    found: dict[str, str] = {}
+    for parent in sorted({posixpath.dirname(d) for d in dirs}):
+        if not any(parent.startswith(m + "/") for m in found) and (
+                has := _maildir(parent, dirs, paths)):
+            found[parent] = has
+    return found
+
+
 def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
                 not_mail: Set[str] = frozenset()) -> tuple[set[str], list[MailboxNote]]:
     """Of ``paths`` (the entries ``find`` listed below ``ref``'s folders directory, none
@@ -85,13 +99,9 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
     root = prefix[:-1] or "/"
     paths = [p for p in {*paths, *not_mail} if p.startswith(prefix)]
     dirs = {d for d in dirs if not hidden_config(ref, d[len(prefix):])}
-    maildirs: dict[str, str] = {}
-    for parent in sorted({posixpath.dirname(d) for d in dirs}):
-        if not any(parent.startswith(m + "/") for m in maildirs) and (
-                has := _maildir(parent, dirs, paths)):
-            maildirs[parent] = has
+    found = maildirs(dirs, paths)
     skipped = {p for p in paths if hidden_config(ref, p[len(prefix):])
-               or any(p.startswith(m + "/") for m in maildirs)}
+               or any(p.startswith(m + "/") for m in found)}
     mixes = {posixpath.dirname(p) for p in paths
              if p not in skipped and posixpath.basename(p) == ".mixmeta"}
     skipped |= {p for p in paths if posixpath.dirname(p) in mixes
@@ -102,7 +112,7 @@ def passed_over(ref: MailboxRef, paths: Iterable[str], dirs: Set[str],
     notes = [note] if (note := dropping_note(ref, left)) else []
     for where, what in sorted([*((m, MIX_NOTE) for m in mixes),
                                *((m, MAILDIR_NOTE.replace("{has}", has))
-                                 for m, has in maildirs.items())]):
+                                 for m, has in found.items())]):
         rel = where[len(prefix):] if where != root else ""
         count = sum(posixpath.basename(posixpath.dirname(p)) in ("cur", "new")
                     for p in paths if p.startswith(where + "/"))

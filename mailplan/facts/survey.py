@@ -8,7 +8,10 @@ The second lists the mail folders of the candidate accounts (one ``find`` over t
 folder directories, one over those that are the home directory itself, whose hidden
 files are configuration) and any ``Fw`` file not read yet. Programs' own files there
 (dovecot's ``.imap/`` index, ``.DS_Store``: :mod:`mailplan.facts.droppings`) are not
-counted as folders when their first bytes, read in one more batch, are no From_ line.
+counted as folders when their first bytes, read in one more batch, are no From_ line;
+nor are the files of a Maildir there, which the import does not read either
+(:func:`~mailplan.facts.folder_kinds.maildirs` tells one, from the directories named
+cur, new or tmp listed with the files): the survey names it instead.
 Everything here only reads: each fact is a command plus a pure parser. Shadow password
 fields stay :class:`Secret` values; only their classification (locked, unsupported,
 ...) leaves this module.
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import HostError
 from mailplan.facts.droppings import dropping, not_mail
+from mailplan.facts.folder_kinds import maildirs
 from mailplan.facts.hashes import HashInfo, classify
 from mailplan.facts.links import followed, resolve
 from mailplan.facts.root import OutsideRoot, inside
@@ -69,6 +73,8 @@ class Survey:
     spool_dir: str = SPOOL_DIRS[0]
     spools: dict[str, int] = field(default_factory=dict)  # account -> spool bytes
     folders: dict[str, tuple[int, int]] = field(default_factory=dict)  # home -> files, bytes
+    #: folders directory -> the Maildirs in it, which are not imported (nor counted)
+    maildirs: dict[str, list[str]] = field(default_factory=dict)
     #: ~/mbox -> bytes (:func:`mbox_file`): UW-IMAP's INBOX once it exists, imported with it
     mboxes: dict[str, int] = field(default_factory=dict)
     aliases: str | None = None  # the first default aliases file there is
@@ -131,19 +137,32 @@ def parse_find(data: bytes) -> list[tuple[str, str, int]]:
     return out
 
 
+def parse_find_dirs(data: bytes) -> list[tuple[str, str]]:
+    """The directories of ``find``'s output (``_find(..., dirs=True)``: ``d`` in the size's
+    place): (start point, relative path)."""
+    fields = data.decode("utf-8", "surrogateescape").split("\0")
+    return [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 2, 3)
+            if fields[i + 2] == "d"]
+
+
 def _find(starts: list[str], *, depth: str | None = None, follow_starts: bool = False,
-          hidden: bool = False) -> str:
+          hidden: bool = False, dirs: bool = False) -> str:
     # Hidden files are skipped but with ``hidden`` (folders directories other than the
     # home directory: the import takes hidden folder files there, as UW-IMAP lists
     # them; a spool directory's hidden files are no spools). No link below a start
     # point is followed (init reads as root: a user's ~/mail/x -> / would have it walk
     # the whole disk, and count another's spool as that user's), nor a start point that
     # is a link unless ``follow_starts`` (/var/spool/mail -> ../mail): as the import.
+    # With ``dirs``, the directories named cur, new or tmp too (a Maildir's: parse_find
+    # skips them, parse_find_dirs reads them).
     args = ["find", *(["-H"] if follow_starts else []), *starts]
     if depth:
         args += ["-maxdepth", depth]
     skip = "" if hidden else " -name '.?*' -prune -o"
-    return (join(args) + skip + " -type f -printf '%H\\0%P\\0%s\\0' 2>/dev/null; true")
+    also = (" -o -type d \\( -name cur -o -name new -o -name tmp \\) -printf "
+            "'%H\\0%P\\0d\\0'" if dirs else "")
+    return (join(args) + skip + " -type f -printf '%H\\0%P\\0%s\\0'" + also
+            + " 2>/dev/null; true")
 
 
 def _exists(paths: list[str]) -> str:
@@ -300,8 +319,8 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
              and _is_home(d, a, survey.home_root)}
     at_home = sorted(r for r, names in real_dirs.items() if set(names) & homes)
     elsewhere = sorted(set(real_dirs) - set(at_home))
-    commands = [_find(elsewhere, hidden=True) if elsewhere else "true",
-                _find(at_home) if at_home else "true",
+    commands = [_find(elsewhere, hidden=True, dirs=True) if elsewhere else "true",
+                _find(at_home, dirs=True) if at_home else "true",
                 _exists([real[p] for p in alias_files]) if alias_files else "true"]
     commands += [join(["cat", "--", real[f]]) for f in fw_files]
     commands.append(_find(sorted(real_mboxes), depth="0") if real_mboxes else "true")
@@ -309,8 +328,8 @@ def _second_batch(conn: Connector, survey: Survey, fw_files: list[str], uid_min:
     for start, _rel, size in parse_find(_bytes(results[-1])):
         for name in real_mboxes.get(start, [start]):
             survey.mboxes[name] = size
-    _count_folders(conn, survey, real_dirs,
-                   parse_find(_bytes(results[0]) + _bytes(results[1])))
+    listed = _bytes(results[0]) + _bytes(results[1])
+    _count_folders(conn, survey, real_dirs, parse_find(listed), parse_find_dirs(listed))
     there = set(_text(results[2]).split("\n"))
     survey.alias_files = [p for p in alias_files if real[p] in there]
     survey.alias_missing = [p for p in alias_files if real[p] not in there]
@@ -330,14 +349,25 @@ def _is_home(folder_dir: str, account: SurveyAccount, home_root: str) -> bool:
 
 
 def _count_folders(conn: Connector, survey: Survey, real_dirs: dict[str, list[str]],
-                   found: list[tuple[str, str, int]]) -> None:
+                   found: list[tuple[str, str, int]], dirs: list[tuple[str, str]]) -> None:
     """Count the folder files ``find`` listed (start point, path below it, size) for
     each folders directory naming that start point; as the import, not programs' own
-    files there that do not start with ``From `` (:mod:`mailplan.facts.droppings`)."""
+    files there that do not start with ``From `` (:mod:`mailplan.facts.droppings`), nor
+    the files of a Maildir there (``dirs``: the directories named cur, new or tmp
+    listed), which ``survey.maildirs`` names instead."""
     named = [f"{start.rstrip('/')}/{rel}" for start, rel, _size in found if dropping(rel)]
     left = not_mail(conn, named)
+    inside: list[str] = []
+    for start in sorted({start for start, _rel in dirs}):
+        base = start.rstrip("/")
+        boxes = sorted(maildirs({f"{base}/{rel}" for s, rel in dirs if s == start},
+                                [f"{base}/{rel}" for s, rel, _size in found if s == start]))
+        inside += boxes
+        for name in real_dirs.get(start, [start]) if boxes else []:
+            survey.maildirs[name] = [name.rstrip("/") + box[len(base):] for box in boxes]
     for start, rel, size in found:
-        if f"{start.rstrip('/')}/{rel}" in left:
+        path = f"{start.rstrip('/')}/{rel}"
+        if path in left or any(path.startswith(box + "/") for box in inside):
             continue
         for name in real_dirs.get(start, [start]):
             files, total = survey.folders.get(name, (0, 0))
