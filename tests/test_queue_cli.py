@@ -526,6 +526,34 @@ def test_a_directory_that_is_no_queue_is_refused(tmp_path):
     assert qmail.stat().st_mode & 0o777 == 0o755
 
 
+def test_a_wrong_queue_dir_s_hint_names_the_path_given(tmp_path):
+    """With --queue-dir naming no queue, the hint said "pass --queue-dir if qmail lives
+    elsewhere" to one who had passed it: it names the path given, says it holds no qmail
+    queue and what was expected there. A queue directory from the spec's qmail_dir says
+    so and points at target.qmail_dir."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runner = CliRunner()
+    for wrong in (tmp_path / "wrong" / "queue", tmp_path / "missing", empty):
+        result = runner.invoke(queue_cli, ["stat", "local", "--queue-dir", str(wrong)])
+        assert result.exit_code == 1, result.output
+        text = " ".join(result.output.split())
+        assert f"hint: --queue-dir {wrong} holds no qmail queue: it must name qmail's " \
+            "queue directory (QMAILDIR/queue, /var/qmail/queue by default), the one with " \
+            "mess/, todo/, info/, ...; check the path given" in text, text
+        assert "pass --queue-dir" not in text, text
+    spec = tmp_path / "m.yaml"
+    spec.write_text("version: 1\nhosts: {old: {local: true}, new: {local: true}}\n"
+                    "source: {host: old}\n"
+                    f"target: {{host: new, qmail_dir: {tmp_path / 'wrong'}}}\n"
+                    "domains:\n  example.com:\n    default_quota: 1G\n")
+    result = runner.invoke(queue_cli, ["stat", "target", "--spec", str(spec)])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"hint: {tmp_path / 'wrong' / 'queue'} (the spec's target.qmail_dir + /queue) " \
+        "holds no qmail queue" in text and "correct target.qmail_dir in the spec" in text, text
+
+
 def test_delete_json_names_a_dry_run_s_files_would_remove(tmp_path):
     """A dry run's JSON listed its files under "removed" (with "executed": false), which
     a script could take for files that are gone: they are "would_remove" now, and

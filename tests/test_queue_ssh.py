@@ -225,7 +225,7 @@ def test_refuses_missing_queue_dir(tmp_path, ssh_args):
     result = run(["stat", *ssh_args, "--queue-dir", str(tmp_path / "queue")])
     assert result.exit_code == 1
     assert f"there is no qmail queue directory {tmp_path / 'queue'}" in result.output
-    assert "hint: pass --queue-dir" in result.output
+    assert f"hint: --queue-dir {tmp_path / 'queue'} holds no qmail queue" in result.output
 
 
 def test_refuses_host_without_qmail(tmp_path, ssh_args):

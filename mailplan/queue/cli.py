@@ -21,7 +21,7 @@ from mailplan.queue import flush as flushing
 from mailplan.queue import ops, render
 from mailplan.queue.check import STALE_AFTER
 from mailplan.queue.control import METHODS, Control
-from mailplan.queue.dump import DEFAULT_QUEUE
+from mailplan.queue.dump import DEFAULT_QUEUE, GIVEN_BY_OPTION, GIVEN_BY_SPEC
 from mailplan.queue.filters import Filter, Pattern, match_filter, parse_age
 from mailplan.queue.formats import printable
 from mailplan.queue.host import HostOptions, connect_host, refuse_source, spec_queue_dir
@@ -128,7 +128,11 @@ def _target(kw: dict[str, Any], writes: str | None = None, *,
     if writes:
         refuse_source(host, options, writes)
     conn = connect_host(host, options)
-    queue_dir = kw.pop("queue_dir") or spec_queue_dir(host, options) or DEFAULT_QUEUE
+    queue_dir, given_by = kw.pop("queue_dir"), GIVEN_BY_OPTION
+    if not queue_dir:
+        queue_dir, given_by = spec_queue_dir(host, options), GIVEN_BY_SPEC
+    if not queue_dir:
+        queue_dir, given_by = DEFAULT_QUEUE, None
     control = Control()
     if "control" in kw:
         control = Control(method=kw.pop("control"), service=kw.pop("service"),
@@ -136,7 +140,7 @@ def _target(kw: dict[str, Any], writes: str | None = None, *,
                           stop_cmd=kw.pop("stop_cmd", None), start_cmd=kw.pop("start_cmd", None),
                           timeout=kw.pop("stop_timeout", 30),
                           flush_cmd=kw.pop("flush_cmd", None), flush_only=flush)
-    return ops.Target(conn, queue_dir, control)
+    return ops.Target(conn, queue_dir, control, given_by)
 
 
 @click.group(cls=_QueueGroup, epilog=_examples(

@@ -224,14 +224,38 @@ class _Streamed:
                 pass
 
 
+#: ``given_by`` of :func:`read_queue`: the queue directory was passed as --queue-dir
+GIVEN_BY_OPTION = "--queue-dir"
+#: ``given_by`` of :func:`read_queue`: the queue directory is the spec's target.qmail_dir/queue
+GIVEN_BY_SPEC = "target.qmail_dir"
+_EXPECTED = ("qmail's queue directory (QMAILDIR/queue, /var/qmail/queue by default), the one "
+             "with mess/, todo/, info/, ...")
+
+
+def _place_hint(queue_dir: str, given_by: str | None, default: str) -> str:
+    """The hint when ``queue_dir`` holds no qmail queue: what to correct depends on where
+    the path came from (telling to pass --queue-dir to one who did would mislead)."""
+    if given_by == GIVEN_BY_OPTION:
+        return (f"--queue-dir {queue_dir} holds no qmail queue: it must name {_EXPECTED}; "
+                "check the path given (and that qmail is installed on the host)")
+    if given_by == GIVEN_BY_SPEC:
+        return (f"{queue_dir} (the spec's target.qmail_dir + /queue) holds no qmail queue: "
+                f"expected {_EXPECTED}; correct target.qmail_dir in the spec, or pass "
+                "--queue-dir with the queue's real path")
+    return default
+
+
 def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
                status_command: str | None = None, only_id: int | None = None,
-               mess: str = "headers", step: str = "read queue") -> Dump:
+               mess: str = "headers", step: str = "read queue",
+               given_by: str | None = None) -> Dump:
     """Read the whole queue (or one message's files) in one command; fail if it is absent.
 
     ``mess`` says what of each message file comes along: ``headers``, ``full``,
     ``none`` (enough for counting and checking, and much less to transfer) or
     ``fields=NAME,...`` (those header fields only: :mod:`mailplan.queue.headerfields`).
+    ``given_by``: where ``queue_dir`` came from (:data:`GIVEN_BY_OPTION`,
+    :data:`GIVEN_BY_SPEC`, None for the default), for the hint when it holds no queue.
     """
     extra: tuple[str, ...] = (mess,) if only_id is None else (mess, str(only_id))
     parsed = _Streamed(queue_dir)
@@ -249,11 +273,12 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
         if not dump.parent_exists:
             raise HostError(f"qmail does not seem to be installed: neither {queue_dir} nor "
                             f"{parent} exists", host=conn.name, step=step,
-                            hint="check the host, or pass --queue-dir if qmail lives "
-                            "elsewhere")
+                            hint=_place_hint(queue_dir, given_by, "check the host, or pass "
+                                             "--queue-dir if qmail lives elsewhere"))
         raise HostError(f"there is no qmail queue directory {queue_dir} ({parent} exists)",
                         host=conn.name, step=step,
-                        hint="pass --queue-dir with the queue's real path")
+                        hint=_place_hint(queue_dir, given_by,
+                                         "pass --queue-dir with the queue's real path"))
     if result.returncode != 0:
         raise HostError(f"reading the queue failed, nothing was changed: "
                         f"{result.stderr_text.strip() or f'exit {result.returncode}'}",
@@ -266,6 +291,7 @@ def read_queue(conn: Connector, queue_dir: str = DEFAULT_QUEUE, *,
         raise HostError(f"{queue_dir} is not a qmail queue: it has none of the queue's "
                         f"directories ({', '.join(QUEUE_DIRS)}); nothing was changed",
                         host=conn.name, step=step,
-                        hint="pass --queue-dir with the queue's real path (or correct the "
-                        "spec's target.qmail_dir): qmail keeps it in QMAILDIR/queue")
+                        hint=_place_hint(queue_dir, given_by, "pass --queue-dir with the "
+                                         "queue's real path (or correct the spec's "
+                                         "target.qmail_dir): qmail keeps it in QMAILDIR/queue"))
     return dump

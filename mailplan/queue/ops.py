@@ -34,11 +34,12 @@ class Target:
     conn: Connector
     queue_dir: str = DEFAULT_QUEUE
     control: ctl.Control = field(default_factory=ctl.Control)
+    given_by: str | None = None  # where queue_dir came from (read_queue's given_by)
 
     def read(self, *, step: str, only_id: int | None = None, mess: str = "headers") -> Dump:
         """One dump, with the qmail-send status taken in the same channel."""
         return read_queue(self.conn, self.queue_dir, status_command=self.control.status(),
-                          only_id=only_id, mess=mess, step=step)
+                          only_id=only_id, mess=mess, step=step, given_by=self.given_by)
 
 
 def running(dump: Dump) -> bool:
