@@ -126,6 +126,9 @@ def generate() -> str:
            f"Schema `$id`: `{schema['$id']}`. Editors that speak the YAML language server "
            "complete and check a spec whose first line is", "",
            "```yaml", "# yaml-language-server: $schema=./schemas/spec-v1.schema.json", "```",
+           "", "(the path relative to the spec, here one at the top of a mailplan checkout; "
+           "`mailplan init` writes that only when the schema lies in the spec's own "
+           "directory tree, else the installed schema's absolute path).",
            "", "## Keys", ""]
     defs = []
     for path, node, required in all_keys(schema):

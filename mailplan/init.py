@@ -322,12 +322,24 @@ def render_spec(survey: Survey, host_entry: dict[str, Any], target_entry: dict[s
     return "\n".join(out) + "\n"
 
 
-def schema_reference(out: Path | None) -> str:
-    """The schema path for the yaml-language-server comment, relative to the spec."""
-    schema = (SCHEMA_DIR / "spec-v1.schema.json").resolve()
+def schema_reference(out: Path | None, schema: Path | None = None) -> str:
+    """The schema path for the yaml-language-server comment of the spec ``out``.
+
+    Relative (``./schemas/spec-v1.schema.json`` for a spec at the top of a mailplan
+    checkout) only when the schema lies in the spec's own directory tree, outside an
+    installed package; else the installed schema's absolute path. A path relative to a
+    virtualenv's site-packages broke editor checking once the spec was moved or committed.
+    """
+    schema = (schema or SCHEMA_DIR / "spec-v1.schema.json").resolve()
     if out is None:
         return str(schema)
-    return os.path.relpath(schema, out.resolve().parent)
+    base = out.resolve().parent
+    if not schema.is_relative_to(base):
+        return str(schema)
+    relative = schema.relative_to(base)
+    if {"site-packages", "dist-packages"} & set(relative.parts):
+        return str(schema)
+    return f"./{relative.as_posix()}"
 
 
 def _is_state_file(path: Path) -> bool:

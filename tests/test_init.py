@@ -12,8 +12,8 @@ from migration import SourceAccount, install_target, mailplan, make_source
 
 from mailplan.errors import MailplanError
 from mailplan.facts.survey import Survey, parse_find, parse_local_names, parse_sendmail_cf
-from mailplan.init import choose_domains, write_spec_file
-from mailplan.spec import load_spec
+from mailplan.init import choose_domains, schema_reference, write_spec_file
+from mailplan.spec import SCHEMA_DIR, load_spec
 
 MBOX = b"From a@x.example Mon Nov  2 10:00:00 2026\nSubject: hi\n\nhello\n\n"  # mail.local's end
 APR1 = "$apr1$abcdefgh$0123456789abcdefghijkl"
@@ -89,6 +89,28 @@ def awkward_source(root):
     return src, accounts
 
 
+def test_schema_reference_is_relative_only_inside_the_spec_s_tree(tmp_path):
+    """The $schema= comment was relative to the spec wherever the schema was (through a
+    virtualenv's site-packages: ../../venv/lib/python3.11/site-packages/...), which broke
+    editor checking once the spec was moved or committed. Now: ./ relative in the spec's
+    own tree (a mailplan checkout, as the README shows), else absolute."""
+    checkout = tmp_path / "checkout"
+    (checkout / "schemas").mkdir(parents=True)
+    schema = checkout / "schemas" / "spec-v1.schema.json"
+    schema.write_text("{}")
+    assert schema_reference(checkout / "m.yaml", schema) == "./schemas/spec-v1.schema.json"
+    assert schema_reference(tmp_path / "m.yaml", schema) == \
+        "./checkout/schemas/spec-v1.schema.json"
+    assert schema_reference(tmp_path / "elsewhere" / "m.yaml", schema) == str(schema)
+    assert schema_reference(None, schema) == str(schema)
+    venv = tmp_path / "venv/lib/python3.11/site-packages/mailplan/schemas"
+    venv.mkdir(parents=True)
+    (venv / "spec-v1.schema.json").write_text("{}")
+    for out in (tmp_path / "m.yaml", tmp_path / "specs" / "m.yaml"):
+        assert schema_reference(out, venv / "spec-v1.schema.json") == \
+            str(venv / "spec-v1.schema.json")
+
+
 def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp_path):
     src, accounts = awkward_source(tmp_path / "old")
     out = tmp_path / "migration.yaml"
@@ -97,6 +119,9 @@ def test_init_awkward_tree_validates_holds_no_secret_and_plans_what_is_there(tmp
     text = out.read_text()
     assert text.startswith("# yaml-language-server: $schema=")
     schema = text.splitlines()[0].split("=", 1)[1]
+    # not in the spec's tree: the installed schema's absolute path (before, a path
+    # relative to the spec that broke once the spec was moved or committed)
+    assert schema == str((SCHEMA_DIR / "spec-v1.schema.json").resolve())
     assert (out.parent / schema).resolve().name == "spec-v1.schema.json"
     assert (out.parent / schema).resolve().exists()
     for account in accounts:
