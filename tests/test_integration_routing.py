@@ -662,3 +662,22 @@ def test_a_migrated_user_held_back_by_a_source_problem_keeps_its_routing(world):
     assert res.returncode == 3 and "Nothing to apply" in res.stdout, res.stdout + res.stderr
     assert world.valias() == before
     assert (world.user_dir("alice") / ".qmail").read_text() == qmail
+
+
+def test_plan_v_says_when_no_host_name_of_the_old_server_was_found(tmp_path, target):
+    """A source with no class w (no sendmail files, no /etc/hostname: the sandbox's) left
+    plan -v silent, while the runbook tells the admin to check the names plan -v lists:
+    it says none were found and to list them in source.local_hostnames."""
+    src = make_source(tmp_path / "source", ACCOUNTS[:1])
+    spec = write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                      domains={unique_domain("h"): {"import": {"uid_min": 1000}}})
+    verbose = " ".join(mailplan("plan", str(spec), "-v", check=True).stdout.split())
+    assert ("no host name of the old server was found (sendmail's class w: none in "
+            f"{src}/etc/mail's local-host-names, sendmail.cw or sendmail.cf, nor in "
+            f"{src}/etc/hostname)") in verbose, verbose
+    assert "list its names in source.local_hostnames" in verbose
+    assert "no host name" not in mailplan("plan", str(spec), check=True).stdout
+    (src / "etc/hostname").write_text("oldmail.example.com\n")
+    verbose = " ".join(mailplan("plan", str(spec), "-v", check=True).stdout.split())
+    assert "no host name" not in verbose
+    assert "is a local name: oldmail, oldmail.example.com" in verbose, verbose

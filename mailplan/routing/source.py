@@ -166,6 +166,13 @@ def read_source_routing(conn: Connector, spec: Spec, source: SourceFacts,
         findings.append(Finding("note", "an address at one of the old host's own names "
                                 f"(sendmail's class w, from {where}) is a local name: "
                                 + ", ".join(sorted(own))))
+    elif named is None:
+        findings.append(Finding("note", "no host name of the old server was found (sendmail's "
+                                f"class w: none in {sendmail_dir}'s local-host-names, "
+                                f"sendmail.cw or sendmail.cf, nor in {hostname_path}): an "
+                                "address at its own name (bob@oldmail.example.com in a "
+                                "~/.forward or an alias) is taken for a remote one; list "
+                                "its names in source.local_hostnames"))
     return SourceRouting(aliases=aliases, forwards=forwards, virtusertable=table,
                          plus_detail=plus_detail_rule(_text(reads, cf_path), cf_path),
                          max_alias_recursion=max_alias_recursion(_text(reads, cf_path)),
