@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -22,15 +21,8 @@ import jsonschema
 
 from mailplan.errors import SpecError
 from mailplan.names import MAX_GECOS, domain_problem, parse_size, user_problem
-from mailplan.spec_yaml import (
-    JsonPath,
-    exponent_as_text,
-    key_path,
-    parse_yaml,
-    spec_text,
-    yaml_flow,
-    yaml_words,
-)
+from mailplan.spec_schema_errors import schema_error, secret_path
+from mailplan.spec_yaml import JsonPath, key_path, parse_yaml, spec_text
 from mailplan.text import has_control
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -79,105 +71,6 @@ class Spec:
         return p if p.is_absolute() else self.path.parent / p
 
 
-_FRIENDLY = [
-    (re.compile(r"(default_quota|quota)$"), "expected a size like 500M, 1G, 2.5G or unlimited"),
-    (re.compile(r"unknown_recipients$"),
-     "expected bounce, delete, {forward: address} or {deliver_to: user}"),
-    (re.compile(r"^hosts\.[^.]+$"),
-     "a host is either {local: true} or an SSH host with address: (either may have sudo, "
-     "python, retries, retry_delay, command_timeout; an SSH host also user, port, "
-     "identity_file, known_hosts, accept_new_host_key, connect_timeout, stream_transport)"),
-    (re.compile(r"password$"), "expected exactly one of env: VAR, file: PATH, hash: CRYPT, "
-     "source: true"),
-    (re.compile(r"import_aliases$"), "expected true, false or {include: [...], exclude: [...]}"),
-    (re.compile(r"^source\.folders$"), "expected a directory relative to each user's home "
-     "(mail, not ~/mail) or an absolute path with %u for the account (/home/%u/mail)"),
-    (re.compile(r"^source\.aliases$"), "expected an absolute path or a list of absolute "
-     "paths (sendmail's aliases files, in the order it reads them)"),
-    (re.compile(r"^domains$"), "expected a mapping of one domain or more (example.com: "
-     "{...}); to remove the last one on the target, run vdeldomain there by hand"),
-    (re.compile(r"^hosts\.[^.]+\.python$"), "expected a command name like python3 or an "
-     "absolute path like /usr/bin/python3 (letters, digits and _ . / + -, not starting with -)"),
-]
-
-
-def _secret_path(path: JsonPath) -> bool:
-    """Whether ``path`` leads into a password reference, whose ``hash:`` is a secret."""
-    return any(isinstance(p, str) and p.endswith("password") for p in path)
-
-
-def _schema_message(err: jsonschema.ValidationError,
-                    written: dict[JsonPath, str]) -> tuple[str, JsonPath, bool]:
-    path: JsonPath = tuple(err.absolute_path)
-    dotted = ".".join(str(p) for p in path)
-    if _secret_path(path):  # jsonschema's messages quote the value: a hash is never shown
-        for pattern, text in _FRIENDLY:
-            if pattern.search(dotted):
-                return text, path, False
-        if err.validator == "type":
-            return (f"{_expected(err)} here (the value is not shown: it may be a password "
-                    "hash)", path, False)
-        return (f"not a valid password reference here ({err.validator} check of the "
-                "schema; the value is not shown)", path, False)
-    if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        return (f"unknown key {extra[0]!r} (allowed here: {allowed})", (*path, extra[0]),
-                True)
-    if err.validator == "required":
-        return f"missing required key: {err.message.split(' is ')[0]}", path, False
-    for pattern, text in _FRIENDLY:
-        if err.validator in ("oneOf", "anyOf", "maxProperties", "minProperties",
-                             "pattern", "type") and pattern.search(dotted):
-            return f"{text} (got {yaml_flow(err.instance)})", path, False
-    if err.validator == "type":
-        text = written.get(path)
-        if text is not None and "string" in err.schema["type"] \
-                and not isinstance(err.instance, bool):  # yes/no: yaml_words says so
-            return (f"{_expected(err)}, got {text}, which YAML reads as "
-                    f"{_read_as(err.instance)}: quote it ('{text}')", path, False)
-        how = exponent_as_text(err.instance, err.schema["type"])  # 1e308
-        return (f"{_expected(err)}, got {yaml_words(err.instance)}"
-                + (f", {how}" if how else ""), path, False)
-    if err.validator == "pattern":
-        return (f"{yaml_words(err.instance)} does not have the form this key takes "
-                f"(the pattern {err.schema['pattern']})", path, False)
-    if err.validator == "const" and path == ("version",):
-        got = err.instance
-        if isinstance(got, str) and got.strip() == "1":
-            return ("the version is the number 1, not text (write version: 1, without "
-                    "quotes)", path, False)
-        shown = got if isinstance(got, int | float) and not isinstance(got, bool) \
-            else yaml_words(got)
-        return (f"unsupported spec version {shown}; this mailplan reads version 1",
-                path, False)
-    return err.message, path, False
-
-
-def _read_as(value: object) -> str:
-    """What YAML made of an unquoted value: ``the number 83``, ``a date``."""
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return "a date" if hasattr(value, "year") else yaml_words(value)
-
-
-_TYPE_WORDS = {"string": "text", "boolean": "true or false", "array": "a list",
-               "object": "a mapping of keys", "integer": "a whole number",
-               "number": "a number", "null": "nothing"}
-
-
-def _expected(err: jsonschema.ValidationError) -> str:
-    """What a ``type`` check wanted, in words."""
-    wanted = err.schema["type"]
-    if isinstance(wanted, list):
-        return "expected " + " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
-    return f"expected {_TYPE_WORDS.get(wanted, wanted)}"
-
-
-_PRIORITY = {"additionalProperties": 0, "required": 1, "maxProperties": 2, "minProperties": 2,
-             "oneOf": 3}
-
-
 def mailplan_file(data: object) -> str | None:
     """What a document mailplan wrote is, to say so where another file was expected:
     ``"a saved plan"``, ``"a state file"``, or None (not one of mailplan's)."""
@@ -204,10 +97,7 @@ def load_spec(path: str | Path) -> Spec:
     validator = jsonschema.Draft202012Validator(load_schema("spec-v1.schema.json"))
     errors = list(validator.iter_errors(data))
     if errors:
-        first = min(errors, key=lambda e: (_PRIORITY.get(str(e.validator), 9),
-                                           -len(e.absolute_path),
-                                           list(map(str, e.absolute_path))))
-        message, where, at_key = _schema_message(first, spec.written)
+        message, where, at_key = schema_error(errors, spec.written)
         raise spec.error(message, where, at_key=at_key)
     _check_semantics(spec)
     _host_files(spec)
@@ -238,7 +128,7 @@ def _control_characters(spec: Spec, value: object, where: JsonPath) -> None:
         raise spec.error("expected a number, got .nan (not a number)", where)
     elif isinstance(value, str) and has_control(value) \
             and not (where and where[-1] == "comment"):
-        shown = "the value (not shown)" if _secret_path(where) else repr(value)
+        shown = "the value (not shown)" if secret_path(where) else repr(value)
         raise spec.error(f"{shown} contains a control character (NUL, newline, ...)", where)
 
 
