@@ -297,8 +297,7 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     # the spools' directories (and spec-given folders') not there (test -d follows a link)
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs}
                   | {r.folders.rstrip("/") or "/" for r in refs if r.folders_given})
-    no_dir = ("for d in " + join(dirs)
-              + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true')
+    no_dir = "for d in " + join(dirs) + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true'
     results = run_batch(conn, ["date +%s", "id -u", no_dir, *cmds])
     clock = results[0].stdout.strip()
     found = _Found(
