@@ -248,19 +248,22 @@ class MailImporter:
         with self._maildir_writer(change, f"~ flags {change.address}",
                                   "flags update") as client:
             # keywords become the folder's letters (a new one gets a free letter); one
-            # left without (its 26 taken meanwhile) is not added
-            names = sorted({k for value in job.gain.values() for k in split_gain(value)[1]})
+            # left without (its 26 taken meanwhile) is not added, nor recorded
+            asked = {k: (split_gain(value), source_flags(value))
+                     for k, value in job.gain.items()}
+            names = sorted({k for both in asked.values() for _f, kws in both for k in kws})
             letters = client.keyword_letters(mb.dirname, names) if names else {}
 
-            def flags_of(value: str) -> str:
-                flags, keywords = split_gain(value)
+            def flags_of(flags: str, keywords: list[str]) -> str:
                 return flags + "".join(sorted({letters[k] for k in keywords if k in letters}))
 
-            # each with the source's flags, which the writer records (the next plan
-            # proposes only what the source gains after them)
+            # each with the source's flags and keywords, which the writer records (the
+            # next plan proposes only what the source gains after them); one with
+            # nothing to add (the source lost flags since) has only them recorded
             done = client.add_flags(mb.dirname, [
-                (Identities.identity(k), f"{flags} {source_flags(value)}")
-                for k, value in job.gain.items() if (flags := flags_of(value))])
+                (Identities.identity(k), f"{flags} {flags_of(*source)}")
+                for k, (add, source) in asked.items()
+                if (flags := flags_of(*add)) or not add[0] and not add[1]])
         effect: dict[str, Any] = {"mailbox": mb.key, "flags_added": done["renamed"],
                                   "flags_gone": done["gone"] + done["taken"],
                                   "domain": change.domain, "user": change.user}

@@ -9,7 +9,9 @@ checkpoint for apply to record in the state only (``MailPlan.settled``).
 Each message such a read finds already in its folder is compared with its file there:
 the Maildir flags the source gives it (set on the old server after its import) and the
 file lacks make one ``flags`` change per mailbox (:func:`_flags_change`): apply adds
-them, never removes one, and records that mailbox's checkpoint only then.
+them, never removes one, and records that mailbox's checkpoint only then. Flags the
+source lost since mailplan recorded them are recorded again by the same change (the
+import ledger only), so that one that comes back is added.
 
 Apply carries out the ``mailbox`` changes with the jobs kept here: see
 :mod:`mailplan.importer`.
@@ -221,12 +223,16 @@ def _flags_change(out: MailPlan, mb: SourceMailbox, scan: MailboxScan) -> MailJo
     if not scan.gain:
         return None
     counts = ", ".join(f"{flag} {n}" for flag, n in scan.gained().items())
+    lost = scan.lost()
     todo = hashlib.sha256()
     for ident, flags in sorted(scan.gain.items()):
         todo.update(ident + b" " + flags.encode() + b";")
+    what = [f"{len(scan.gain) - lost} message(s) gain flags ({counts})"] if counts else []
+    if lost:  # written to the ledger only, so that such a flag is a gain when it returns
+        what.append(f"{lost} message(s) lost flags on the old server since mailplan "
+                    "recorded them: recorded again (files unchanged)")
     change = Change("update", "flags", mb.domain, mb.user, item=mb.name,
-                    after=f"{len(scan.gain)} message(s) gain flags ({counts})",
-                    fingerprint=todo.hexdigest()[:16])
+                    after="; ".join(what), fingerprint=todo.hexdigest()[:16])
     out.changes.append(change)
     job = MailJob(mb, Start(), len(scan.gain), 0, False, gain=scan.gain)
     out.jobs[change.id] = job

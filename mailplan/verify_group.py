@@ -19,6 +19,7 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
+from mailplan.facts.ledger_flags import Recorded
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.mail.maildir import folder_from_dirname, unsubscribed
 from mailplan.mail.windows import Windows
@@ -39,7 +40,7 @@ from mailplan.verify_reads import TargetMail, read_source_mail
 
 #: what the target has of a user's folders, by folder directory: mailplan's message
 #: files, the ledger and the keywords (as :class:`~mailplan.verify_reads.TargetMail` has)
-UserFolders = tuple[dict[str, dict[Identity, list[TargetMessage]]], dict[str, set[Identity]],
+UserFolders = tuple[dict[str, dict[Identity, list[TargetMessage]]], dict[str, Recorded],
                     dict[str, frozenset[str]]]
 
 
@@ -186,9 +187,10 @@ class GroupCheck:
             source_msgs.update(self.messages.get(m.path, {}))
         # the user's other folders' message files: where one deleted here went
         others = {_folder_name(d, self.names): f for d, f in files.items() if d != mb.dirname}
-        result = compare_folder(check, source_msgs, files.get(mb.dirname, {}),
-                                ledger.get(mb.dirname, set()),
-                                named.get(mb.dirname, frozenset()), imported, others)
+        here = ledger.get(mb.dirname, Recorded())
+        result = compare_folder(check, source_msgs, files.get(mb.dirname, {}), here,
+                                named.get(mb.dirname, frozenset()), imported, others,
+                                here.recorded)
         report.folders.append(result)
         proof = _proof(mb, result, source_msgs, self.windows.get(mb.path)) \
             if len(group) == 1 else None
@@ -246,7 +248,7 @@ class GroupCheck:
             check.folder_deleted_on_target = dirname not in there
             others = {_folder_name(d, self.names): f for d, f in files.items() if d != dirname}
             report.folders.append(compare_folder(check, {}, files.get(dirname, {}),
-                                                 ledger.get(dirname, set()),
+                                                 ledger.get(dirname, Recorded()),
                                                  elsewhere=imported, moved_to=others))
 
 

@@ -282,9 +282,11 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                    target: dict[Identity, list[TargetMessage]],
                    ledger: set[Identity], keywords: frozenset[str] = frozenset(),
                    elsewhere: Mapping[str, Container[Identity]] | None = None,
-                   moved_to: Mapping[str, Container[Identity]] | None = None
-                   ) -> FolderCheck:
+                   moved_to: Mapping[str, Container[Identity]] | None = None,
+                   recorded: Mapping[Identity, str] | None = None) -> FolderCheck:
     """Fill ``check`` from one folder's messages on both sides and its ledger lines.
+    ``recorded``: the flags its ledger's flags lines record (``Recorded.recorded``): a
+    source flag one holds that the file lacks was removed there by its user.
 
     ``keywords``: the names the folder's ``dovecot-keywords`` holds. Once it holds 26, a
     source keyword not among them had no letter left: the import could not carry it, and
@@ -338,8 +340,7 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
             added_keywords = letters - wanted
             # what the source had when mailplan last wrote the message's flags (the
             # ledger's flags line) and the file lacks: removed there by its user
-            removed = (set(want.flags) - set(have.flags)) & set(
-                getattr(ledger, "recorded", {}).get(ident, ""))
+            removed = (set(want.flags) - set(have.flags)) & set((recorded or {}).get(ident, ""))
             if removed:
                 check.flags_removed_on_target.append(
                     f"{name(ident)}: -{''.join(sorted(removed))}")

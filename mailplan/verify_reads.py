@@ -16,7 +16,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.facts.find_errors import whole_listing
 from mailplan.facts.mailboxes import SourceMailbox
-from mailplan.facts.maildirs import LEDGER, parse_ledger
+from mailplan.facts.maildirs import LEDGER, Recorded, parse_ledger
 from mailplan.facts.noatime import tar_read
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
@@ -129,7 +129,7 @@ class TargetMail(NamedTuple):
     """What verify reads of a group's Maildirs, per Maildir then folder directory."""
 
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]]
-    ledgers: dict[str, dict[str, set[Identity]]]
+    ledgers: dict[str, dict[str, Recorded]]
     #: the keywords each folder's dovecot-keywords names (folders that have one)
     keywords: dict[str, dict[str, frozenset[str]]]
     #: the folder directories (``""``: the INBOX) that have ``cur/`` and ``new/``

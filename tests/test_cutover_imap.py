@@ -6,6 +6,7 @@ server's spools and folders, and applies keep carrying it over."""
 from __future__ import annotations
 
 import imaplib
+import json
 import os
 import re
 import shutil
@@ -293,3 +294,72 @@ def test_verify_names_the_folder_a_message_in_two_folders_was_moved_to(migrated)
     assert jobs.endswith("(not a failure): " + work.split("#0 (to Jobs)")[0][-12:]
                          + "#0 (from Work)"), out
     assert "(to INBOX)" not in out and "(from INBOX" not in out, out
+
+
+def inbox_flags(imap: imaplib.IMAP4) -> dict[str, set[str]]:
+    """The flags and keywords of each INBOX message, by subject, as dovecot says them."""
+    typ, data = imap.select("INBOX")
+    assert typ == "OK", data
+    typ, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK", data
+    out = {}
+    for item in data:
+        if isinstance(item, tuple):
+            flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])[1].decode().split()
+            subject = item[1].decode().strip()[len("Subject: "):]
+            out[subject] = set(flags) - {"\\Recent"}
+    return out
+
+
+def test_flags_and_keywords_follow_the_old_server_not_back_over_the_users_removals(
+        migrated):
+    """pine on the old server reads ``in1`` and labels it ``Work`` (UW-IMAP's
+    X-Keywords); apply gives both to the target's file. The user takes both off over
+    IMAP on the new server: the next whole read of the spool (new mail rewrote it)
+    brought the keyword back, as only capitals were recorded. Then ``in1`` is marked
+    unread on the old server and read again: the return of \\Seen was no gain, the
+    record still holding it; now the loss is recorded (a plan line, no file changed) and
+    the return is added."""
+    src, spec, daemon, address, _target = migrated
+    spool = src / "var/spool/mail/alice"
+
+    def pine(status: str, *more: bytes, uid: str = "") -> None:  # the old server rewrites
+        head = msg(1, "in1").split(b"\n\n", 1)  # the spool (c-client's X-UID: no mail)
+        spool.write_bytes(head[0] + f"\nStatus: {status}\nX-Keywords: Work\n{uid}\n".encode()
+                          + head[1] + b"".join(more))
+        settle(spool)
+
+    pine("RO")
+    plan = mailplan("plan", str(spec), check=True).stdout
+    assert "1 message(s) gain flags (S 1, keywords 1)" in plan, plan
+    mailplan("apply", str(spec), "--auto-approve", check=True)
+    imap = imaplib.IMAP4("127.0.0.1", daemon.port)
+    imap.login(address, PASSWORD)
+    try:
+        assert inbox_flags(imap) == {"in1": {"\\Seen", "Work"}}
+        typ, data = imap.store("1", "-FLAGS", "(\\Seen Work)")  # the user, on the new server
+        assert typ == "OK", data
+        assert inbox_flags(imap) == {"in1": set()}
+        pine("RO", msg(3, "in2"), uid="X-UID: 1\n")  # rewritten: the spool is read whole
+        plan = mailplan("plan", str(spec), "--json", check=True).stdout
+        assert [c["kind"] for c in json.loads(plan)["changes"]] == ["mailbox"], plan
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        imap = relogin(imap, daemon.port, address)
+        assert inbox_flags(imap) == {"in1": set(), "in2": set()}
+        pine("O", msg(3, "in2"))  # marked unread on the old server
+        plan = mailplan("plan", str(spec), check=True).stdout
+        assert (f"  ~ flags {address} INBOX: 1 message(s) lost flags on the old server "
+                "since mailplan recorded them: recorded again (files unchanged)\n") in plan, plan
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+        imap = relogin(imap, daemon.port, address)
+        assert inbox_flags(imap) == {"in1": set(), "in2": set()}
+        pine("RO", msg(3, "in2"))  # read there again: \Seen comes, Work stays removed
+        plan = mailplan("plan", str(spec), check=True).stdout
+        assert f"  ~ flags {address} INBOX: 1 message(s) gain flags (S 1)\n" in plan, plan
+        mailplan("apply", str(spec), "--auto-approve", check=True)
+        imap = relogin(imap, daemon.port, address)
+        assert inbox_flags(imap) == {"in1": {"\\Seen"}, "in2": set()}
+        assert "No changes." in mailplan("plan", str(spec), check=True).stdout
+    finally:
+        imap.logout()

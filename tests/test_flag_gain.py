@@ -76,5 +76,49 @@ def test_a_flag_the_source_had_when_last_written_is_not_proposed_again():
     assert {k: split_gain(v) for k, v in s.gain.items()} == {
         Identities.key(ONE): ("R", []), Identities.key(TWO): ("FS", [])}
     # what apply hands the writer to record: the source's flags
-    assert source_flags(s.gain[Identities.key(ONE)]) == "FRS"
+    assert source_flags(s.gain[Identities.key(ONE)]) == ("FRS", [])
     assert s.gained() == {"S": 1, "R": 1, "F": 1}
+
+
+def test_a_keyword_the_source_had_when_last_written_is_not_proposed_again():
+    """The flags line records the keywords too, as the folder's letters: one the user
+    removed on the target (its letter gone from the file) stays removed; one the source
+    gained since is proposed, and apply is handed every keyword the source has, to
+    record. A line of session 55 (capitals only) records no keyword: as before."""
+    s = scan()
+    there = folder({ONE: "S", TWO: "S"}, {"a": "Work", "b": "Junk"})
+    there.recorded[Identities.key(ONE)] = "Sab"  # imported with both; the user removed them
+    there.recorded[Identities.key(TWO)] = "S"  # recorded by session 55's writer
+    s.compare_flags(ONE, "S", there, frozenset({"Work", "Junk"}))
+    assert s.gain == {}
+    s.compare_flags(ONE, "S", there, frozenset({"Work", "Junk", "Later"}))
+    s.compare_flags(TWO, "S", there, frozenset({"Work"}))
+    assert {k: (split_gain(v), source_flags(v)) for k, v in s.gain.items()} == {
+        Identities.key(ONE): (("", ["Later"]), ("S", ["Junk", "Later", "Work"])),
+        Identities.key(TWO): (("", ["Work"]), ("S", ["Work"]))}
+    assert s.gained() == {"keywords": 2} and s.lost() == 0
+
+
+def test_a_flag_the_source_lost_since_it_was_recorded_is_recorded_again():
+    """Unset on the old server (pine's unread, a keyword taken off): nothing to add, but
+    the message's record is written anew, so that the flag is a gain when it comes
+    back; a message whose source still has all it had, or with no record, is not noted."""
+    s = scan()
+    there = folder({ONE: "", TWO: "Sa", ("c" * 64, 0): "S"}, {"a": "Work"})
+    there.recorded[Identities.key(ONE)] = "FS"  # the user removed both on the target
+    there.recorded[Identities.key(TWO)] = "Sa"
+    s.compare_flags(ONE, "F", there)  # \Seen unset on the old server
+    s.compare_flags(TWO, "S", there)  # the keyword taken off there
+    s.compare_flags(("c" * 64, 0), "", there)  # no record: nothing to compare with
+    assert {k: (split_gain(v), source_flags(v)) for k, v in s.gain.items()} == {
+        Identities.key(ONE): (("", []), ("F", [])),
+        Identities.key(TWO): (("", []), ("S", []))}
+    assert s.gained() == {} and s.lost() == 2
+    # recorded so (apply: the writer's flags line), \Seen back on the old server is a gain
+    there.recorded[Identities.key(ONE)] = "F"
+    there.recorded[Identities.key(TWO)] = "S"
+    s.gain.clear()
+    s.compare_flags(ONE, "FS", there)
+    s.compare_flags(TWO, "S", there, frozenset({"Work"}))
+    assert {k: split_gain(v) for k, v in s.gain.items()} == {
+        Identities.key(ONE): ("S", [])}

@@ -2292,3 +2292,34 @@ def test_flags_lines_are_no_message_lines_and_g_keeps_what_the_user_removed(clie
         assert parse_ledger(ledger.read_bytes())[""].recorded[(digest, occ)] == now
     finally:
         new.pipe.kill()
+
+
+def test_flags_lines_record_keywords_and_what_the_source_lost(client, tmp_path):
+    """The import's flags line records the keyword letters too (a keyword the user
+    removes on the target is not given back by ``G``), and a ``G`` line with nothing to
+    add records the source's flags alone (nothing renamed): a flag the source lost and
+    got back after that is added again, as any gain."""
+    root = tmp_path / "Maildir"
+    client.open(str(root))
+    import_mbox(client, io.BytesIO(SEP + b"Status: RO\nX-Keywords: Work\nSubject: kw\n\n"
+                                   b"body\n\n"), dirname="")
+    (path,) = root.glob("cur/*")
+    parsed = parse_message_name(path.name)
+    ident = parsed.identity
+    assert parsed.flags == "Sa" and (root / "dovecot-keywords").read_text() == "0 Work\n"
+    ledger = root / "mailplan-ledger"
+    assert parse_ledger(ledger.read_bytes())[""].recorded == {ident: "Sa"}
+    bare = path.with_name(path.name.partition(":2,")[0] + ":2,")
+    path.rename(bare)  # the user removes \Seen and the keyword on the new server
+    assert client.add_flags("", {ident: "Sa Sa"}) == {"renamed": 0, "gone": 0, "taken": 0}
+    assert bare.exists()
+    lines = ledger.read_text()
+    # \Seen unset on the old server: recorded, no file renamed; asked again, no new line
+    assert client.add_flags("", {ident: " a"}) == {"renamed": 0, "gone": 0, "taken": 0}
+    assert bare.exists() and ledger.read_text() == lines + f"\t{ident[0]}\t{ident[1]}\ta\n"
+    assert client.add_flags("", {ident: " a"})["renamed"] == 0
+    assert ledger.read_text() == lines + f"\t{ident[0]}\t{ident[1]}\ta\n"
+    # \Seen set again there: a gain; the keyword the user removed stays removed
+    assert client.add_flags("", {ident: "Sa Sa"})["renamed"] == 1
+    assert [p.name.partition(":2,")[2] for p in root.glob("cur/*")] == ["S"]
+    assert parse_ledger(ledger.read_bytes())[""].recorded == {ident: "Sa"}

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.flag_gain import FlagGain
+from mailplan.facts.ledger_flags import FolderFlags
 from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
@@ -92,7 +93,7 @@ class MailboxScan(FlagGain):
     gain: dict[bytes, str] = field(default_factory=dict)
 
     def number(self, seed: dict[str, int], known: set[tuple[str, int]],
-               there: Mapping[bytes, str] | None = None) -> None:
+               there: FolderFlags | None = None) -> None:
         """Number the ``appended`` messages after the ``seed`` (how often each digest
         comes before ``start``) and count those not in ``known``, as a read with both
         would have; ``there``: the flags of the folder's files found (``gain``)."""
@@ -127,7 +128,7 @@ def open_stream(conn: Connector, mailbox: SourceMailbox, start: int, end: int) -
 
 def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: bool, host: str,
                  known: set[tuple[str, int]] | None, ends: Collection[int] = (),
-                 there: Mapping[bytes, str] | None = None, *, head: bool = False
+                 there: FolderFlags | None = None, *, head: bool = False
                  ) -> MailboxScan:
     # Only counts and a running digest are kept: memory does not grow with the mailbox.
     # With ``known`` None (a read from a checkpoint), each message's identity is kept
@@ -170,7 +171,7 @@ def _scan_stream(stream: object, mailbox: SourceMailbox, start: int, mboxrd: boo
 
 def scan_mailbox(conn: Connector, mailbox: SourceMailbox, start: int, *, mboxrd: bool,
                  known: set[tuple[str, int]] | None, ends: Collection[int] = (),
-                 there: Mapping[bytes, str] | None = None) -> MailboxScan:
+                 there: FolderFlags | None = None) -> MailboxScan:
     """Read a mailbox from ``start``: how many messages, and which are not in ``known``
     (None: keep their identities for :meth:`MailboxScan.number`); ``ends``: where
     earlier reads ended (:attr:`~mailplan.facts.checkpoints.Checkpoint.ends`);
@@ -277,7 +278,7 @@ class _Limit:
 def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: bool,
                    known: dict[str, set[tuple[str, int]] | None],
                    ends: dict[str, Collection[int]],
-                   there: Mapping[str, Mapping[bytes, str]]) -> dict[str, MailboxScan] | None:
+                   there: Mapping[str, FolderFlags]) -> dict[str, MailboxScan] | None:
     """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
     by_path = {mb.path: mb for mb in mailboxes}
     proc = conn.start_stream(f"{tar_read(conn)} --no-recursion --null -T - 2>/dev/null")
@@ -303,7 +304,7 @@ Job = tuple[SourceMailbox, int, "set[tuple[str, int]] | None"]
 
 def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool,
                    ends: dict[str, Collection[int]] | None = None,
-                   there: Mapping[str, Mapping[bytes, str]] | None = None
+                   there: Mapping[str, FolderFlags] | None = None
                    ) -> list[MailboxScan]:
     """Scan each (mailbox, start offset, identities already on the target): full reads
     share one channel. ``ends``: by mailbox path, where earlier reads ended

@@ -35,7 +35,7 @@ from typing import IO
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.facts.digest_lookup import lookup_command
-from mailplan.facts.ledger_flags import Recorded, flags_lines
+from mailplan.facts.ledger_flags import FolderFlags, Recorded, flags_lines
 from mailplan.mail.bookkeeping import keyword_letters
 from mailplan.mail.maildir import (
     KEYWORDS_FILE,
@@ -62,20 +62,6 @@ _OFFSET_LEDGER_LINE = re.compile(rb"^([0-9]+):([^\t\n]*)\t([^\t\n]*)\t([0-9]+)$"
 _MADE_LINE = re.compile(rb"^([^\t\n]*)\t" + FOLDER_MADE.encode() + rb"$", re.M)
 
 
-class FolderFlags(dict[bytes, str]):
-    """A folder's message files on the target: the Maildir flags of each by identity
-    key (:meth:`Identities.key`): its capitals and keyword letters after ``:2,`` in cur/,
-    "" in new/. ``keywords`` is the folder's ``dovecot-keywords`` (letter -> keyword):
-    what its files' letters name, and how many letters are taken. ``recorded``: by
-    identity key, the flags the source had when mailplan last wrote them (the ledger's
-    flags lines; a message imported by an earlier version has none)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.keywords: dict[str, str] = {}
-        self.recorded: dict[bytes, str] = {}
-
-
 @dataclass
 class MaildirFacts:
     """Identities already in one user's Maildir, per folder directory: its message files
@@ -94,20 +80,19 @@ class MaildirFacts:
         return self.ids.get(dirname, Identities())
 
 
-def parse_ledger(data: bytes, *, made: bool = False) -> dict[str, set[tuple[str, int]]]:
+def parse_ledger(data: bytes, *, made: bool = False) -> dict[str, Recorded]:
     """The agent's ledger file: ``dir TAB sha256 TAB occurrence`` per line (a line of
-    another shape is skipped); with ``made``, each folder dir a ``dir TAB folder`` line
+    another shape is skipped), each folder's with the flags its flags lines record
+    (``Recorded.recorded``); with ``made``, each folder dir a ``dir TAB folder`` line
     says a writer made is there too (an empty set when no message line names it)."""
-    ledger: dict[str, set[tuple[str, int]]] = {}
+    ledger: dict[str, Recorded] = {}
     for m in _LEDGER_LINE.finditer(data):
         ledger.setdefault(m[1].decode("utf-8", "replace"), Recorded()).add(
             (m[2].decode("utf-8", "replace"), int(m[3])))
     for dirname, identity, flags in flags_lines(data):  # (the last one counts)
-        held = ledger.setdefault(dirname, Recorded())
-        if isinstance(held, Recorded):
-            held.recorded[identity] = flags
+        ledger.setdefault(dirname, Recorded()).recorded[identity] = flags
     for m in _MADE_LINE.finditer(data) if made else ():
-        ledger.setdefault(m[1].decode("utf-8", "replace"), set())
+        ledger.setdefault(m[1].decode("utf-8", "replace"), Recorded())
     return ledger
 
 

@@ -13,9 +13,10 @@ mailbox not settled.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from mailplan.facts.ledger_flags import FolderFlags
 from mailplan.mail.bookkeeping import carried_keywords
 from mailplan.mail.mbox import MboxReader, MessageEnd, MessageStart
 from mailplan.mail.windows import Windows, past_line_ends
@@ -36,7 +37,7 @@ class ScanRead:
     __slots__ = ("scan", "reader", "known", "there", "ends", "todo", "last", "last_keywords")
 
     def __init__(self, scan: MailboxScan, reader: MboxReader,
-                 known: set[tuple[str, int]] | None, there: Mapping[bytes, str] | None,
+                 known: set[tuple[str, int]] | None, there: FolderFlags | None,
                  ends: Collection[int]) -> None:
         self.scan, self.reader, self.known, self.there = scan, reader, known, there
         self.ends = ends

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import socket
-import string
 import time
 from collections import deque
 from collections.abc import Callable, Sequence, Set
@@ -229,10 +228,11 @@ class _Import:
         self._advance(block=True)
         for result in self.client.synced():
             self._settle(result)
-        if self.found:  # each with the source's flags (its capitals), which the writer
-            # records; what it recorded at the last write and the file lacks is not added
+        if self.found:  # each with the source's flags and keyword letters, which the
+            # writer records; what it recorded at the last write and the file lacks is
+            # not added
             self.report.flags_added = self.client.add_flags(self.dirname, (
-                (Identities.identity(k), f"{flags} {flags.rstrip(string.ascii_lowercase)}")
+                (Identities.identity(k), f"{flags} {flags}")
                 for k, flags in self.found.items()))["renamed"]
 
     def _advance(self, *, block: bool) -> None:

@@ -85,11 +85,14 @@ Requests (only those marked * get a reply, so a mailbox streams without round tr
                  keeps itself. A file renamed meanwhile (a mail client got there
                  first) is looked for once more, the folder read again; one gone
                  then, or not there at all, is passed over. A line may end in ``
-                 SOURCE``, the message's flags on the source: the flags the ledger's
-                 last flags line records for it are left out of FLAGS (removed on the
-                 target by its user since), and once its flags are there (renamed,
-                 or had them) ``dir TAB DIGEST TAB OCC TAB SOURCE`` is appended to the
-                 ledger, durably, after the renames are. Reply
+                 SOURCE``, the message's flags and keyword letters on the source: the
+                 ones the ledger's last flags line records for it are left out of
+                 FLAGS (removed on the target by its user since), and once its flags
+                 are there (renamed, or had them) ``dir TAB DIGEST TAB OCC TAB
+                 SOURCE`` is appended to the ledger, durably, after the renames are;
+                 FLAGS may then be empty (the source lost flags since that line: only
+                 the new line is appended, where it differs, and no file is renamed,
+                 so a flag that comes back later is a gain). Reply
                  ``{"renamed": n, "gone": n, "taken": n}`` (taken: the new name
                  exists; the file is left as it is)
 ``Z``* quota     recompute ``maildirsize`` totals when that file exists (vpopmail quota)
@@ -122,7 +125,7 @@ renamed into place.
 The ledger ``mailplan-ledger`` (``dir TAB sha256 TAB occurrence`` per line) remembers
 every imported message, so one the user deleted later is not brought back (after the
 line of one imported into cur/, a flags line ``dir TAB sha256 TAB occurrence TAB FLAGS``:
-its Maildir flags, as the source had them; ``G`` appends them too), and with a
+its Maildir flags and keyword letters, as the source had them; ``G`` appends them too), and with a
 line ``dir TAB folder`` every folder a writer made, so a folder the user deleted is not
 made again when the state file that records it is lost (two fields: no reader of the
 ledger, of this version or an earlier one, takes it for a message's line). An append to

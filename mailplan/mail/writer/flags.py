@@ -37,18 +37,7 @@ class FlagsMixin(AgentBase):
         the ledger (``FLAGS_LINE``) for each message that has its flags now."""
         if self.root is None:
             raise AgentError("flags before open")
-        wanted, source = {}, {}
-        for line in req["add"].split("\n"):
-            if not line:
-                continue
-            m = FLAG_LINE_RE.match(line)
-            if m is None:
-                raise AgentError(f"bad flags line {line[:100]!r}")
-            k = key(m.group(1), int(m.group(2)))
-            wanted[k] = m.group(3)
-            if m.group(4) is not None:
-                source[k] = FLAGS_LINE.format(req["dir"], m.group(1), int(m.group(2)),
-                                              m.group(4))
+        wanted, source = _asked(req["dir"], req["add"])
         base = self._folder_path(req["dir"])
         lines = self._drop_recorded(req["dir"], wanted, source) if source else []
         renamed = taken = gone = 0
@@ -97,17 +86,21 @@ class FlagsMixin(AgentBase):
 
     def _drop_recorded(self, dirname: str, wanted: dict[bytes, str], source: dict[bytes, str]
                        ) -> list[str]:
-        """Take out of ``wanted`` the flags the ledger records the source had when they
-        were last written (``_recorded_flags``): the user removed them here since. A
-        message left with none to add is no longer asked; its flags line (of ``source``)
-        is returned, to be appended, where the source's flags changed since."""
+        """Take out of ``wanted`` the flags and keyword letters the ledger records the
+        source had when they were last written (``_recorded_flags``): the user removed
+        them here since. A message left with none to add (or asked none: the source lost
+        flags since) is no longer asked; its flags line (of ``source``) is returned, to
+        be appended, where the source's flags changed since (or none is recorded)."""
         lines = []
-        for k, had in self._recorded_flags(dirname, source).items():
-            wanted[k] = "".join(c for c in wanted[k] if c not in had)
-            if not wanted[k]:
-                del wanted[k]
-                if source[k].rpartition("\t")[2] != had + "\n":
-                    lines.append(source[k])
+        recorded = self._recorded_flags(dirname, source)
+        for k, line in source.items():
+            had = recorded.get(k)
+            if had is not None and k in wanted:
+                wanted[k] = "".join(c for c in wanted[k] if c not in had)
+            if not wanted.get(k):
+                wanted.pop(k, None)
+                if had is None or line.rpartition("\t")[2] != had + "\n":
+                    lines.append(line)
         return lines
 
     def _flag_moves(self, dirname: str, wanted: dict[bytes, str]
@@ -129,6 +122,25 @@ class FlagsMixin(AgentBase):
                 continue  # it has them all already
             moves.append((k, sub, name, f"{stem}:2,{merged}"))
         return moves, found
+
+
+def _asked(dirname: str, text: str) -> tuple[dict[bytes, str], dict[bytes, str]]:
+    """The lines of a ``G`` request: the flags to add by identity (``key``; a line with
+    none only has the source's flags to record), and the flags line (``FLAGS_LINE``) of
+    each line that ends in the source's flags."""
+    wanted, source = {}, {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        m = FLAG_LINE_RE.match(line)
+        if m is None:
+            raise AgentError(f"bad flags line {line[:100]!r}")
+        k = key(m.group(1), int(m.group(2)))
+        if m.group(3):
+            wanted[k] = m.group(3)
+        if m.group(4) is not None:
+            source[k] = FLAGS_LINE.format(dirname, m.group(1), int(m.group(2)), m.group(4))
+    return wanted, source
 
 
 _CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # Maildir flags; keywords are a-z

@@ -28,16 +28,17 @@ LEDGER = "mailplan-ledger"
 #: folder (two fields: no ledger reader takes it for a message's line)
 FOLDER_MADE = "folder"
 #: the ledger line ``dir TAB sha256 TAB occurrence TAB FLAGS`` (a message's Maildir flags,
-#: capitals, as the source had them when a writer last wrote them: its import into cur/,
-#: a ``G``) after its message line; the last one counts. Four fields: no ledger reader
-#: takes it for a message's line, of this version or an earlier one
+#: capitals, then its keyword letters, as the source had them when a writer last wrote
+#: them: its import into cur/, a ``G``) after its message line; the last one counts. Four
+#: fields: no ledger reader takes it for a message's line, of this version or an earlier one
 FLAGS_LINE = "{}\t{}\t{}\t{}\n"
 COURIER_KEYWORDS = "courierimapkeywords"  # a folder's keyword updates for courier-imap
 COURIER_UIDS = "courierimapuiddb"  # in a folder courier-imap has opened
 PENDING_RE = re.compile(r"^mailplan-pending-(\d+)$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
-#: a line of ``G``'s "add": identity, flags to add, then the source's flags to record
-FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Za-z]+)(?: ([A-Z]*))?$")
+#: a line of ``G``'s "add": identity, flags to add (none: only the source's to record),
+#: then the source's flags and keyword letters to record
+FLAG_LINE_RE = re.compile(r"^([0-9a-f]{64}) ([0-9]+) ([A-Za-z]*)(?: ([A-Za-z]*))?$")
 #: in the command line of every agent (``python3 -c SOURCE``): its first docstring line
 AGENT_MARK = b"Target-side Maildir writer: a self-contained"
 #: what ``O`` says of a Maildir of another owner than the one the writer switched to

@@ -258,10 +258,10 @@ class SyncerMixin(AgentBase):
                 self._discard(dirname, source, -1)
                 present.append([dirname, name])
             lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\n")
-            if subdir == "cur":  # its flags line (proto.FLAGS_LINE): what the import gave it
-                caps = name.partition(":2,")[2].rstrip(_KEYWORD_LETTERS)
-                if caps:
-                    lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\t{caps}\n")
+            if subdir == "cur":  # its flags line (proto.FLAGS_LINE): what the import gave
+                info = name.partition(":2,")[2]  # it, flags and keyword letters
+                if info:
+                    lines.append(f"{dirname}\t{ident[0]}\t{ident[1]}\t{info}\n")
         size = self._append_ledger(lines)
         self._count_quota(durable)
         for dirname in {q[1] for q in batch}:
@@ -307,6 +307,3 @@ def _count_through(entries: list[Any], through: int | None) -> int:
     while n < len(entries) and entries[n][0] <= through:
         n += 1
     return n
-
-
-_KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # after the flags in a name
