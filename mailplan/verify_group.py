@@ -41,7 +41,7 @@ from mailplan.verify_reads import TargetMail, read_source_mail
 #: what the target has of a user's folders, by folder directory: mailplan's message
 #: files, the ledger and the keywords (as :class:`~mailplan.verify_reads.TargetMail` has)
 UserFolders = tuple[dict[str, dict[Identity, list[TargetMessage]]], dict[str, Recorded],
-                    dict[str, frozenset[str]]]
+                    dict[str, dict[str, str]]]
 
 
 class GroupCheck:
@@ -187,10 +187,10 @@ class GroupCheck:
             source_msgs.update(self.messages.get(m.path, {}))
         # the user's other folders' message files: where one deleted here went
         others = {_folder_name(d, self.names): f for d, f in files.items() if d != mb.dirname}
-        here = ledger.get(mb.dirname, Recorded())
+        here, letters = ledger.get(mb.dirname, Recorded()), named.get(mb.dirname, {})
         result = compare_folder(check, source_msgs, files.get(mb.dirname, {}), here,
-                                named.get(mb.dirname, frozenset()), imported, others,
-                                here.recorded)
+                                frozenset(letters.values()), imported, others,
+                                here.recorded, letters)
         report.folders.append(result)
         proof = _proof(mb, result, source_msgs, self.windows.get(mb.path)) \
             if len(group) == 1 else None

@@ -283,10 +283,12 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
                    ledger: set[Identity], keywords: frozenset[str] = frozenset(),
                    elsewhere: Mapping[str, Container[Identity]] | None = None,
                    moved_to: Mapping[str, Container[Identity]] | None = None,
-                   recorded: Mapping[Identity, str] | None = None) -> FolderCheck:
+                   recorded: Mapping[Identity, str] | None = None,
+                   named: Mapping[str, str] | None = None) -> FolderCheck:
     """Fill ``check`` from one folder's messages on both sides and its ledger lines.
-    ``recorded``: the flags its ledger's flags lines record (``Recorded.recorded``): a
-    source flag one holds that the file lacks was removed there by its user.
+    ``recorded``: the flags and keyword letters its ledger's flags lines record
+    (``Recorded.recorded``; ``named``: the folder's letters, letter -> keyword): a source
+    flag or keyword one holds that the file lacks was removed there by its user.
 
     ``keywords``: the names the folder's ``dovecot-keywords`` holds. Once it holds 26, a
     source keyword not among them had no letter left: the import could not carry it, and
@@ -340,11 +342,13 @@ def compare_folder(check: FolderCheck, source: dict[Identity, SourceMessage],
             added_keywords = letters - wanted
             # what the source had when mailplan last wrote the message's flags (the
             # ledger's flags line) and the file lacks: removed there by its user
-            removed = (set(want.flags) - set(have.flags)) & set((recorded or {}).get(ident, ""))
-            if removed:
+            had = (recorded or {}).get(ident, "")
+            removed = (set(want.flags) - set(have.flags)) & set(had)
+            unset = (wanted - letters) & {(named or {}).get(c) for c in had}
+            if removed or unset:
                 check.flags_removed_on_target.append(
-                    f"{name(ident)}: -{''.join(sorted(removed))}")
-            if set(want.flags) - set(have.flags) - removed or wanted - letters:
+                    f"{name(ident)}: -{_state(''.join(removed), unset)}")
+            if set(want.flags) - set(have.flags) - removed or wanted - letters - unset:
                 check.flags.append(f"{name(ident)}: source {_state(want.flags, wanted)}, "
                                    f"target {_state(have.flags, letters)}")
             elif added_flags or added_keywords:

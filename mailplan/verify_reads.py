@@ -130,8 +130,8 @@ class TargetMail(NamedTuple):
 
     files: dict[str, dict[str, dict[Identity, list[TargetMessage]]]]
     ledgers: dict[str, dict[str, Recorded]]
-    #: the keywords each folder's dovecot-keywords names (folders that have one)
-    keywords: dict[str, dict[str, frozenset[str]]]
+    #: each folder's dovecot-keywords, letter -> keyword (folders that have one)
+    keywords: dict[str, dict[str, dict[str, str]]]
     #: the folder directories (``""``: the INBOX) that have ``cur/`` and ``new/``
     folders: dict[str, set[str]]
     #: the contents of the Maildir's subscription files (:data:`SUBSCRIPTION_FILES`) that
@@ -282,9 +282,9 @@ def _target_mail(conn: Connector, maildirs: Sequence[str], listing: _Listing
     listing.courier.read(conn, [w for w in listing.courier.entries
                                 if keyword_views(listing.served.get(w, set()))[1]])
     files = _messages(maildirs, listing, names)
-    keywords: dict[str, dict[str, frozenset[str]]] = {}
+    keywords: dict[str, dict[str, dict[str, str]]] = {}
     for (root, dirname), named in names.items():
-        keywords.setdefault(root, {})[dirname] = frozenset(named.values())
+        keywords.setdefault(root, {})[dirname] = named
     ledgers = {}
     for path, data in read_files(conn, [f"{m}/{LEDGER}" for m in maildirs]).items():
         ledgers[path[: -len(LEDGER) - 1]] = parse_ledger(data or b"", made=True)

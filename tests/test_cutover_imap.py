@@ -346,6 +346,11 @@ def test_flags_and_keywords_follow_the_old_server_not_back_over_the_users_remova
         mailplan("apply", str(spec), "--auto-approve", check=True)
         imap = relogin(imap, daemon.port, address)
         assert inbox_flags(imap) == {"in1": set(), "in2": set()}
+        # verify: the user's doing, keyword too, not "flags lost"
+        res = mailplan("verify", str(spec))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert re.search(r"flags removed on the target by the user \(not a failure\):\n"
+                         r" +[0-9a-f]{12}#0: -S Work \(", res.stdout), res.stdout
         pine("O", msg(3, "in2"))  # marked unread on the old server
         plan = mailplan("plan", str(spec), check=True).stdout
         assert (f"  ~ flags {address} INBOX: 1 message(s) lost flags on the old server "

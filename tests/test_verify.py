@@ -107,6 +107,21 @@ def test_compare_folder(source, target, ledger, field, expected, ok):
     assert check.source == len(source)
 
 
+def test_flags_and_keywords_the_user_removed_are_said_not_failed():
+    """The flags line records the keyword letters too (``recorded``, read with the
+    folder's letters): a keyword the source had then and the file lacks was removed by
+    the user, as a flag; one not recorded still fails as lost."""
+    source = {A: SourceMessage(10, "FS", 100.0, KW), B: SourceMessage(10, "S", 100.0, KW)}
+    target = {A: [tm(flags="F")], B: [tm(flags="S")]}
+    named = {"a": "$Label1", "b": "Junk"}
+    check = compare_folder(FolderCheck("d.example", "u", "INBOX"), source, target, {A, B},
+                           frozenset(named.values()), recorded={A: "FSab", B: "Sa"},
+                           named=named)
+    assert check.flags_removed_on_target == ["aaaaaaaaaaaa#0: -S $Label1 Junk",
+                                             "bbbbbbbbbbbb#0: -$Label1"]
+    assert check.flags == ["bbbbbbbbbbbb#0: source S $Label1 Junk, target S"]
+
+
 def test_a_message_imported_into_another_folder_is_moved_not_extra():
     # the ledger of another of the user's folders lists it: the import put it there and
     # the user moved it (filed it, renamed the folder) on the new server
@@ -474,9 +489,10 @@ def test_verify_says_a_locked_user_create_only_leaves_alone_still_logs_in_here(m
 @pytest.mark.ssh
 def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     """X-Keywords arrive as letters named by the folder's dovecot-keywords; verify reads
-    the names back and compares them as it compares flags: one lost fails, one a user
-    added on the new server is listed and passes, a symbolic link in place of the file
-    is not read (the letters then name nothing: lost)."""
+    the names back and compares them as it compares flags: one the user removed on the
+    new server (the flags line records it) or added there is listed and passes, a
+    symbolic link in place of the file is not read (the letters then name nothing: lost,
+    a failure)."""
     spec, home = migrate_labelled(tmp_path, sshd, "k")
     root = home / "Maildir"
     assert mailplan("verify", str(spec)).returncode == 0
@@ -484,13 +500,15 @@ def test_verify_compares_keywords_through_dovecot_keywords(tmp_path, sshd):
     plain = next(f for f in (root / "cur").iterdir() if b"plain" in f.read_bytes())
     letters = labelled.name.rsplit(":2,", 1)[1]
     assert letters == "Sab"
-    # the user removes one keyword and labels the other message on the new server
+    # the user removes one keyword and labels the other message on the new server: the
+    # ledger's flags line records the keyword was imported, so its removal is the
+    # user's (a keyword lost without that record fails: the link below)
     labelled.rename(labelled.with_name(labelled.name[:-1]))
     plain.rename(plain.with_name(plain.name + "a"))
     res = mailplan("verify", str(spec), "--full")
-    assert res.returncode == 3, res.stdout + res.stderr
-    assert "source S $Label1 Junk, target S $Label1" in res.stdout
-    assert ": +$Label1" in res.stdout
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "flags removed on the target by the user (not a failure)" in res.stdout
+    assert ": -Junk (" in res.stdout and ": +$Label1" in res.stdout
     # put back: passes again, the added label listed but not failing
     lost = next(f for f in (root / "cur").iterdir() if f.name.endswith(":2,Sa")
                 and b"labelled" in f.read_bytes())
