@@ -154,7 +154,11 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
     """SIGTERM once the writer is on alice's Work, restored as root: the apply stops at
     its next safe point (the next mailbox's start, or a batch), exits 143, and says the
     refused Work failed, with its ``chown`` remedy, in its summary and its error; it
-    was counted "not finished", the refusal said only by the next run."""
+    was counted "not finished", the refusal said only by the next run. bob's import
+    cannot end before the stop is asked for: the test holds the ``flock`` of his Maildir
+    that the writer's renames take, until mailplan says it is stopping (without it, a
+    loaded machine let both other mailboxes finish first: exit 1, no stop)."""
+    import fcntl
     import signal
     import subprocess
     import sys
@@ -166,26 +170,35 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
         (work / sub).mkdir(mode=0o700)
     (src / "home/alice/mail").mkdir(parents=True)
     (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
-    # after Work, mail for seconds of batches: the stop comes before the apply's end
     (src / "home/alice/mail/Zed").write_bytes(msgs("Zed", 5000))
     (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5000))
-    log = tmp_path / "apply.log"
+    log, said = tmp_path / "apply.log", tmp_path / "apply.out"
 
     def as_from_a_terminal() -> None:  # a suite run in the background ignores them
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
-    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
-                             "--auto-approve", "--log", str(log)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=as_from_a_terminal)
-    started = f"step start: + mailbox alice@{domain} Work"
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and \
-            not (log.exists() and started in log.read_text()):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    def wait_for(path: Path, text: str) -> None:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and \
+                not (path.exists() and text in path.read_text()):
+            time.sleep(0.02)
+
+    held = os.open(domain_dir / "bob" / "Maildir", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # bob's first sync waits for it
+        with said.open("w") as out_file:
+            proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                                     "--auto-approve", "--log", str(log)], text=True,
+                                    stdout=out_file, stderr=subprocess.PIPE,
+                                    preexec_fn=as_from_a_terminal)
+        wait_for(log, f"step start: + mailbox alice@{domain} Work")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(said, "Stopping after the current step")
+    finally:
+        os.close(held)  # bob's import goes on, to its next safe point: the stop
+    _out, err = proc.communicate(timeout=120)
+    out = said.read_text()
     assert proc.returncode == 143, out + err
     assert err.startswith("Error: apply interrupted by SIGTERM after "), err
     assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
