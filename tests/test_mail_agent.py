@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from migration import TEST_PYTHON
 from tools import require
 
+from mailplan.connectors.base import CommandResult
 from mailplan.facts.maildirs import _LEDGER_COUNT, parse_ledger
 from mailplan.mail.agent_client import AgentClient, AgentError, AgentLost, LocalAgent
 from mailplan.mail.bookkeeping import keyword_letters
@@ -1333,10 +1334,11 @@ os.unlink(spool + ".lock")
 """
 
 
+@pytest.mark.parametrize("listed", [False, True], ids=["by-name", "listed-settled"])
 @pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("rewrite", ["expunge", "flag"])
 def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced_message(
-        tmp_path, noatime, rewrite):
+        tmp_path, noatime, rewrite, listed, monkeypatch):
     """The rewrite comes right after a batch's check passed, while the next batch is
     read: the read holds the old file up to where it was (what the source's read had
     taken ahead of mailplan), then the new one, so one message is spliced from the two.
@@ -1346,11 +1348,15 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     only the end's count stops the read, after the spliced batch became visible);
     ``flag``: message 5 marked read (``Status: O`` -> ``Status: RO``, one byte more:
     without the check the import ends as if nothing happened, the spliced message, one
-    byte doubled, imported and a checkpoint recorded after it)."""
+    byte doubled, imported and a checkpoint recorded after it). ``listed``: read as
+    apply reads (the file the listing found, its ctime printed first), the file taken
+    for settled: the first check finds the ctime unchanged and skips the digest; the
+    rewrite changes it, so the next check compares the bytes."""
     import sys
 
     from mailplan.connectors.local import LocalConnector
     from mailplan.errors import SourceChanged
+    from mailplan.mail import snapshot
     from mailplan.mail.snapshot import SnapshotStream
 
     msgs = [SEP + b"Subject: m%d\n\n" % i + b"line %d of a long message\n" % i * 120 + b"\n"
@@ -1360,8 +1366,17 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     spool = tmp_path / "spool"
     spool.write_bytes(b"".join(msgs))
     originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
-    stream = SnapshotStream(LocalConnector("oldmail"), str(spool), 0, spool.stat().st_size,
-                            step="+ mailbox test", noatime=noatime)
+    conn, said = LocalConnector("oldmail"), []
+    if listed:  # (written just now: settled only for this test)
+        monkeypatch.setattr(snapshot, "CTIME_SETTLED", 0)
+
+    def run(command: str) -> CommandResult:
+        said.append(conn.run(command))
+        return said[-1]
+    st = spool.stat()
+    stream = SnapshotStream(conn, str(spool), 0, st.st_size, step="+ mailbox test",
+                            noatime=noatime, run=run,
+                            ident=(st.st_dev, st.st_ino) if listed else None)
     boundaries: list[int] = []
 
     def check_then_rewrite() -> Callable[[], None] | None:
@@ -1395,6 +1410,47 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     assert not [b for b in visible if b not in originals]
     assert len(visible) == 600 and len(boundaries) == 2  # the second batch's check
     assert "rewritten while it was read" in stopped
+    # the first check (after the listed file's ctime was read) skipped the digest only
+    # where the file was listed and settled
+    assert (b"unchanged\n" in said[int(listed)].stdout) == listed
+
+
+@pytest.mark.parametrize("settled", [True, False], ids=["settled", "just-written"])
+def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_path, settled):
+    """apply's read prints the file's ctime first; a check that finds it unchanged
+    skips the digest of the bytes read (the old server's second pass over them), unless
+    the file was changed less than CTIME_SETTLED seconds before the read began (a write
+    within the same tick of the kernel's coarse clock would leave the ctime as it was).
+    Every message is imported either way."""
+    from mailplan.connectors.local import LocalConnector
+    from mailplan.mail.snapshot import CTIME_SETTLED, SnapshotStream
+
+    msgs = [SEP + b"Subject: m%d\n\n" % i + b"body %d\n" % i * 200 + b"\n" for i in range(2000)]
+    spool = tmp_path / "spool"
+    spool.write_bytes(b"".join(msgs))
+    if settled:
+        time.sleep(CTIME_SETTLED + 1.1)  # (whole seconds of the source's clock)
+    conn, said = LocalConnector("oldmail"), []
+
+    def run(command: str) -> CommandResult:
+        said.append(conn.run(command))
+        return said[-1]
+    st = spool.stat()
+    stream = SnapshotStream(conn, str(spool), 0, st.st_size, step="+ mailbox test",
+                            run=run, ident=(st.st_dev, st.st_ino))
+    root = tmp_path / "Maildir"
+    proc = LocalAgent()
+    client = AgentClient(proc)
+    client.open(str(root))
+    import_mbox(client, stream, dirname="", batch_messages=500, checkpoint=stream.checkpoint)
+    client.quit()
+    proc.wait()
+    assert len(maildir_state(root)) == 2000
+    ctime, *checks = said  # the file's ctime read before the read began, then checks
+    assert ctime.stdout.count(b"\n") == 2 and b"unchanged" not in ctime.stdout
+    assert len(checks) >= 4  # a check before each batch but the first, and the end's
+    assert all((b"unchanged\n" in res.stdout) == settled for res in checks)
+    assert all((b"  -\n" in res.stdout) != settled for res in checks)
 
 
 @pytest.mark.parametrize("nl", [b"\n", b"\r\n"], ids=["lf", "crlf"])
