@@ -6,9 +6,11 @@ from __future__ import annotations
 import functools
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from migration import TEST_PYTHON
 
 from mailplan.mail.agent_client import AgentClient, LocalAgent
@@ -104,7 +106,8 @@ def test_the_quota_recount_reads_a_large_folder_as_the_directory_is_read(tmp_pat
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
-    assert counted == {"maildirsize": True, "bytes": 1234 * count, "messages": count}
+    assert counted == {"maildirsize": True, "bytes": 1234 * count, "messages": count,
+                       "counts": 1}
     assert peak < 20 * count, peak  # a few names' worth, not every name's (150 each)
 
 
@@ -225,3 +228,85 @@ def test_a_count_line_where_the_definition_goes_is_not_kept_as_one(tmp_path):
     (root / "maildirsize").write_bytes(b"51 3\n")
     counted = import_and_recount(root)
     assert (root / "maildirsize").read_text() == f"\n{counted['bytes']} 3\n"
+
+
+def _deliver(root: Path, number: int) -> int:
+    """What vdelivermail does: the message written in tmp/, renamed into new/, then its
+    ``bytes count`` line appended to ``maildirsize``; its size."""
+    body = b"Subject: delivered %d\n\nhello\n" % number
+    name = f"1700000000.M{number}P9.newmail,S={len(body)}"
+    (root / "tmp" / name).write_bytes(body)
+    os.rename(root / "tmp" / name, root / "new" / name)
+    with open(root / "maildirsize", "a") as fh:
+        fh.write(f"{len(body)} 1\n")
+    return len(body)
+
+
+@pytest.mark.parametrize("when", ["during-the-count", "before-the-file-is-replaced"])
+def test_a_delivery_during_the_quota_recount_stays_counted(tmp_path, monkeypatch, when):
+    """The recount at the end of an import replaces ``maildirsize``: a delivery that
+    landed after its count read new/ (``during-the-count``: missed) and appended its line
+    before the file was replaced (lost with the old file) went uncounted, the user under
+    quota by that message until some later recount. The folders' directories are looked
+    at before the count and after the replacement: a change means a recount."""
+    from mailplan.mail import agent as writer
+    from mailplan.mail.writer import quota
+
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "maildirsize").write_text("10485760S\n300 3\n")
+    for i in range(3):
+        (root / "cur" / f"1600000000.M{i}P1.old,S=100:2,S").write_bytes(b"x" * 100)
+    agent = writer.Agent(io.BytesIO())
+    agent.open({"root": str(root)})
+    delivered: list[int] = []
+    if when == "during-the-count":
+        scandir = os.scandir
+
+        class Listed(list):  # what the count read of the directory, before the delivery
+            def __enter__(self) -> Listed:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        def listed_then_delivered(path: str) -> Listed:
+            with scandir(path) as entries:
+                seen = Listed(entries)
+            if path.endswith("/new") and not delivered:
+                delivered.append(_deliver(root, 1))
+            return seen
+        monkeypatch.setattr(quota.os, "scandir", listed_then_delivered)
+    else:
+        replace = agent._replace
+
+        def delivered_then_replaced(path: str, text: str) -> None:
+            if not delivered:
+                delivered.append(_deliver(root, 1))
+            replace(path, text)
+        monkeypatch.setattr(agent, "_replace", delivered_then_replaced)
+    counted = agent.quota()
+    assert delivered and counted["counts"] == 2
+    assert (root / "maildirsize").read_text() == f"10485760S\n{300 + delivered[0]} 4\n"
+
+
+def test_the_quota_recount_waits_no_longer_than_a_tick_for_an_mtime_ahead(tmp_path,
+                                                                          monkeypatch):
+    """A folder's mtime ahead of the writer's clock (another host's clock on a shared
+    filesystem) is waited for a tick at a time, a few times, not until it passes."""
+    from mailplan.mail import agent as writer
+    from mailplan.mail.writer import quota
+
+    root = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / "maildirsize").write_text("10485760S\n0 0\n")
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(root / "new", ns=(ahead, ahead))
+    waits: list[float] = []
+    monkeypatch.setattr(quota.time, "sleep", waits.append)
+    agent = writer.Agent(io.BytesIO())
+    agent.open({"root": str(root)})
+    assert agent.quota() == {"maildirsize": True, "bytes": 0, "messages": 0, "counts": 1}
+    assert waits == [quota.SETTLE_NS / 1e9] * quota.RECOUNTS

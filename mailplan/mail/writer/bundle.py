@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: the writer's modules, each after those it imports from
-PARTS = ("__init__", "proto", "fs", "base", "ledger", "tmpfiles", "syncer", "keywords",
+PARTS = ("__init__", "proto", "fs", "base", "quota", "ledger", "tmpfiles", "syncer", "keywords",
          "flags", "core")
 FUTURE = "from __future__ import annotations\n"
 

@@ -165,3 +165,31 @@ def pid_alive(pid: int) -> bool:
         return True
     state = line[line.rfind(b")") + 2:line.rfind(b")") + 3]  # after "pid (comm) "
     return state != b"Z"
+
+
+def append_lines(fd: int, data: bytes) -> None:
+    """Append the lines ``data`` to ``fd`` (open ``O_RDWR | O_APPEND``) as
+    :func:`append_whole` does, on a line of their own: after a last line without its
+    end (cut short, or written so by hand), a line end first."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    append_whole(fd, data)
+
+
+def append_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` (open ``O_APPEND``) whole or not at all: a write cut
+    short (a full disk: ENOSPC after the bytes that fitted) is taken back, so no line is
+    left without its end for the next append (this writer's, or a delivery's to
+    ``maildirsize``) to continue. Taken back only while they are the file's last bytes."""
+    done = 0
+    try:
+        while done < len(data):
+            done += os.write(fd, data[done:])
+    except OSError:
+        if done:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size == end:
+                    os.ftruncate(fd, end - done)
+        raise

@@ -1,5 +1,5 @@
 """What a Maildir holds already: the import ledger (read, appended, and completed after
-a killed writer), the identities in its folders, and vpopmail's quota accounting.
+a killed writer) and the identities in its folders.
 
 Part of the writer program (:mod:`mailplan.mail.writer`, which has the protocol):
 stdlib only, Python 3.7, joined with the other parts into one script
@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 from collections.abc import Collection, Iterator
 
-from mailplan.mail.writer.base import AgentBase
-from mailplan.mail.writer.fs import fsync_each, sync_filesystem, writer_alive
+from mailplan.mail.writer.fs import append_lines, fsync_each, sync_filesystem, writer_alive
 from mailplan.mail.writer.proto import (
     DIGEST_RE,
     DIR_FLAGS,
@@ -27,14 +25,15 @@ from mailplan.mail.writer.proto import (
     AgentError,
     key,
 )
+from mailplan.mail.writer.quota import QuotaMixin
 
 TYPE_CHECKING = False  # typing is not imported to run: it costs the agent's start 5 ms
 if TYPE_CHECKING:  # annotations only
     from typing import Any, TextIO
 
 
-class LedgerMixin(AgentBase):
-    """The ledger, the folders' identities and the quota file of the open Maildir."""
+class LedgerMixin(QuotaMixin):
+    """The ledger and the folders' identities of the open Maildir."""
 
     def _recover_pending(self) -> tuple[int, dict[str, set[bytes]] | None]:
         """Append the ledger lines a killed writer owed: of each batch it recorded as
@@ -251,104 +250,6 @@ class LedgerMixin(AgentBase):
                 lines.clear()
         self.out.write(b"".join(lines) + tail)
         self.out.flush()
-
-    def _count_quota(self, visible: list[list[str]]) -> None:
-        """Add the messages just made visible to vpopmail's quota accounting, as a
-        delivery does: one ``bytes count`` line appended to ``maildirsize`` (Maildir++),
-        where the Maildir has one; ``.Trash`` is not counted (as ``quota``). The import's
-        end recomputes the file anyway (``Z``); this keeps it right when a run is killed
-        before that, so no later run has to. An empty file has no quota definition line:
-        it gets an empty one first, so the count never becomes the first line, where
-        Maildir++ readers take the quota from (courier's parser makes ``51 3`` a quota
-        of 3 bytes) and vpopmail, which takes the user's quota from vpasswd, skips
-        whatever is there (the batch uncounted); the recount keeps that empty line, as
-        it keeps any definition."""
-        path = os.path.join(self.root, "maildirsize")
-        if not visible or not os.path.exists(path):  # no quota: no name is parsed
-            return
-        total = count = 0
-        for dirname, name in visible:
-            m = NAME_RE.match(name)
-            if m is not None and dirname != ".Trash":
-                total += int(m.group("size"))
-                count += 1
-        if not count:
-            return
-        fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        try:
-            line = f"{total} {count}\n".encode("ascii")
-            append_lines(fd, line if os.fstat(fd).st_size else b"\n" + line)
-        finally:
-            os.close(fd)
-
-    def quota(self) -> dict[str, Any]:
-        path = os.path.join(self.root, "maildirsize")
-        try:
-            # the quota line is kept byte for byte, whatever it holds
-            with open(path, encoding="ascii", errors="surrogateescape") as fh:
-                definition = fh.readline().rstrip("\n")
-        except FileNotFoundError:
-            return {"maildirsize": False}
-        if _COUNT_LINE_RE.match(definition):
-            # a count where the definition goes (an empty file counted into by an earlier
-            # mailplan, see _count_quota): no definition, as the file had none
-            definition = ""
-        total = count = 0
-        for dirname in self._folders():
-            if dirname == ".Trash":
-                continue
-            for sub in ("new", "cur"):
-                try:  # read as the directory is: no list of a large folder's names
-                    entries = os.scandir(os.path.join(self._folder_path(dirname), sub))
-                except FileNotFoundError:
-                    continue
-                with entries:
-                    for entry in entries:
-                        m = _SIZE_RE.search(entry.name)
-                        if m:
-                            size = int(m.group(1))
-                        else:
-                            try:
-                                size = entry.stat().st_size
-                            except FileNotFoundError:  # expunged since the listing
-                                continue
-                        total += size
-                        count += 1
-        self._replace(path, f"{definition}\n{total} {count}\n")
-        return {"maildirsize": True, "bytes": total, "messages": count}
-
-
-_SIZE_RE = re.compile(r",S=(\d+)")  # a message file name's size (Maildir++)
-#: a ``bytes count`` line of maildirsize; a definition (``10485760S,1000C``) has no space
-_COUNT_LINE_RE = re.compile(r"-?\d+ +-?\d+\Z")
-
-
-def append_lines(fd: int, data: bytes) -> None:
-    """Append the lines ``data`` to ``fd`` (open ``O_RDWR | O_APPEND``) as
-    :func:`append_whole` does, on a line of their own: after a last line without its
-    end (cut short, or written so by hand), a line end first."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        data = b"\n" + data
-    append_whole(fd, data)
-
-
-def append_whole(fd: int, data: bytes) -> None:
-    """Append ``data`` to ``fd`` (open ``O_APPEND``) whole or not at all: a write cut
-    short (a full disk: ENOSPC after the bytes that fitted) is taken back, so no line is
-    left without its end for the next append (this writer's, or a delivery's to
-    ``maildirsize``) to continue. Taken back only while they are the file's last bytes."""
-    done = 0
-    try:
-        while done < len(data):
-            done += os.write(fd, data[done:])
-    except OSError:
-        if done:
-            end = os.lseek(fd, 0, os.SEEK_CUR)
-            with contextlib.suppress(OSError):
-                if os.fstat(fd).st_size == end:
-                    os.ftruncate(fd, end - done)
-        raise
 
 
 def _ledger_lines(fh: TextIO) -> Iterator[tuple[str, str, int]]:
