@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -279,9 +280,12 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
                    known: dict[str, set[tuple[str, int]] | None],
                    ends: dict[str, Collection[int]],
                    there: Mapping[str, FolderFlags]) -> dict[str, MailboxScan] | None:
-    """Full scans of many mailboxes through one ``tar`` stream (None: fall back)."""
+    """Full scans of many mailboxes through one ``tar`` stream, by path: those tar read
+    as it found them (the others are read again one by one, :func:`_read_again`); None
+    when the stream cannot be trusted at all."""
     by_path = {mb.path: mb for mb in mailboxes}
-    proc = conn.start_stream(f"{tar_read(conn)} --no-recursion --null -T - 2>/dev/null")
+    proc = conn.start_stream(f"LC_ALL=C {tar_read(conn)} --no-recursion "
+                             "--quoting-style=literal --null -T -")
     out: dict[str, MailboxScan] = {}
     try:
         for name, handle in tar_members(proc, by_path):
@@ -294,9 +298,32 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     except (OSError, tarfile.TarError):
         proc.kill()
         return None
-    # tar exits non-zero when a file changed or vanished while it was read: read those
-    # mailboxes again one by one rather than trust a padded or cut copy
-    return out if res.returncode == 0 and len(out) == len(by_path) else None
+    again = _read_again(res.returncode, res.stderr_text, by_path)
+    return None if again is None else {p: s for p, s in out.items() if p not in again}
+
+
+#: a warning of GNU tar (``LC_ALL=C``, ``--quoting-style=literal``) that names a file it
+#: did not read as it found it: changed (a delivery appended, a mail reader rewrote it),
+#: shrank (padded with zeros), removed, or not to be opened
+_TAR_SAID = re.compile(r"tar: (?P<path>.+): (?:file changed as we read it|File shrank by "
+                       r"\d+ bytes; padding with zeros|File removed before we read it|"
+                       r"(?:Warning: )?Cannot \w+: .+)")
+
+
+def _read_again(status: int, stderr: str, paths: Collection[str]) -> set[str] | None:
+    """The mailboxes of the shared read that tar's warnings name (``status`` 1: a file
+    changed or vanished while it was read), to be read again one by one rather than
+    trusted as a padded or cut copy; None (every one read again) for a fatal error, or
+    a warning that names no mailbox of the read (a name tar wrote some other way)."""
+    if status not in (0, 1):
+        return None
+    named = set()
+    for line in stderr.splitlines():
+        said = _TAR_SAID.fullmatch(line)
+        if said is None or said["path"] not in paths:
+            return None
+        named.add(said["path"])
+    return named if named or status == 0 else None
 
 
 Job = tuple[SourceMailbox, int, "set[tuple[str, int]] | None"]
@@ -318,7 +345,7 @@ def scan_mailboxes(conn: Connector, jobs: Sequence[Job], *, mboxrd: bool,
         else None
     scans = []
     for mb, start, k in jobs:
-        if shared is not None and start == 0:
+        if shared is not None and start == 0 and mb.path in shared:
             scans.append(shared[mb.path])
         else:
             scans.append(scan_mailbox(conn, mb, start, mboxrd=mboxrd, known=k,
