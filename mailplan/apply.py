@@ -21,7 +21,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from mailplan.apply_end import also_refused
 from mailplan.commands import Context, creation_claim, execute
 from mailplan.connectors.base import abort_all
 from mailplan.engine import Planned
@@ -38,16 +37,17 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                  finished: Callable[[Change, dict[str, Any]], None],
                  on_step: Callable[[Change, str], None],
                  on_mail: Callable[[Change, int, int], None] | None,
-                 early: EarlyAgent | None = None) -> None:
+                 early: EarlyAgent | None = None, *,
+                 on_refused: Callable[[Change, MailboxRefused], None]) -> None:
     """Mailbox imports, ``parallel`` users at a time. Each worker keeps one remote shell
     and one writer agent for all the users it takes (never one per user; the first
     worker takes the ``early`` one); the users' directories come from the plan's facts,
     and those created by this apply are asked for in one batch. A mailbox the writer
-    refuses (``MailboxRefused``: a folder restored as root) fails alone: the others go
-    on, and the refused ones are raised together at the end (``MailboxesRefused``);
-    any other failure (a lost connection, a full disk) stops every worker, as a stop
-    does, and the error that ends the imports carries the refusals met
-    (:func:`~mailplan.apply_end.also_refused`)."""
+    refuses (``MailboxRefused``: a folder restored as root) fails alone: it is told to
+    ``on_refused`` at once, the others go on, and the refused ones are raised together
+    at the end (``MailboxesRefused``); any other failure (a lost connection, a full
+    disk) stops every worker, as a stop does (``on_refused`` has the refusals met: the
+    summary and closing error of :class:`~mailplan.watch.ApplyWatch` name them)."""
     by_user: dict[str, list[Change]] = {}
     for change in changes:
         by_user.setdefault(f"{change.user}@{change.domain}", []).append(change)
@@ -93,6 +93,7 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                         except MailboxRefused as exc:  # that mailbox only: said at the end
                             with lock:
                                 refused.append((change.id, change.address, exc))
+                            on_refused(change, exc)
                             continue
                         finished(change, effect)
             except BaseException:
@@ -111,17 +112,15 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                 stop.set()  # the other workers finish their current user (or batch)
                 break
         pool.shutdown(wait=True)
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         # stopping at once, in this thread (a worker's StopRequested, the safe point, is
         # ``failed``): a worker may wait on a hung command; the connections go first,
         # which ends every worker's command, then the workers are waited for
         stop.set()
         abort_all(planned.connectors.values())
         pool.shutdown(wait=True)
-        also_refused(exc, refused)  # the summary says them failed, not unfinished
         raise
     if failed is not None:  # a failure, or a stop asked for (StopRequested)
-        also_refused(failed, refused)
         raise failed
     if refused:  # the others are done: the apply fails, naming each
         raise MailboxesRefused(refused, host=planned.target_connector.name)
@@ -138,7 +137,9 @@ class ApplyResult:
 def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1,
                on_step: Callable[[Change, str], None] = lambda c, s: None,
                on_mail: Callable[[Change, int, int], None] | None = None,
-               on_note: Callable[[Change, str], None] = lambda c, t: None) -> ApplyResult:
+               on_note: Callable[[Change, str], None] = lambda c, t: None,
+               on_refused: Callable[[Change, MailboxRefused], None] = lambda c, e: None,
+               ) -> ApplyResult:
     """Run the plan's changes in order, verifying and journaling each (caller holds the lock).
 
     Accounts and routing run one at a time in one remote shell; mailbox imports run
@@ -147,7 +148,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
     bytes)`` is told about each durable, journaled batch of a mailbox import;
     ``on_note(change, text)`` about what a finished step says for the operator (its
     effect's ``notes``: IMAP keywords a mailbox could not carry, a lock that left no room
-    for the hash behind its '!'), before its ``done``.
+    for the hash behind its '!'), before its ``done``; ``on_refused(change, error)``
+    about each mailbox the writer refused, when it does (the apply goes on without it).
     """
     changes = [c for c in planned.plan.changes if prune or c.action != "delete"]
     skipped = [c for c in planned.plan.changes if c not in changes]
@@ -201,7 +203,8 @@ def apply_plan(planned: Planned, state: State, *, prune: bool, parallel: int = 1
                     raise
                 finished(change, effect)
             _import_mail(planned, ctx, [c for c in changes if c.kind in MAIL_KINDS],
-                         parallel, record, finished, on_step, on_mail, early)
+                         parallel, record, finished, on_step, on_mail, early,
+                         on_refused=on_refused)
         finally:
             if early is not None:
                 early.discard()

@@ -6,60 +6,83 @@ changed), or one after it. Its ``failed`` lines give each change that failed, ea
 its own error, and ``not finished`` counts the others, which the same command again does.
 
 A mailbox the writer refused (:class:`~mailplan.errors.MailboxRefused`: a Maildir folder
-restored as root) fails alone and the imports go on. When something else then ends the
-apply (a lost connection, a full disk, Ctrl-C, SIGTERM), :func:`also_refused` gives that
-error the refusals met (``refused`` and ``failures``, change id -> that mailbox's error),
-so that each refused mailbox is said failed with its own cause and remedy (the ``chown``),
-never as not finished nor with the error that stopped the apply, and the apply's closing
-error names them (:func:`refused_text`); without it, only the next run said them.
+restored as root) fails alone and the imports go on. Each refusal is told to the apply's
+:class:`Refusals` as it happens (``apply_plan``'s ``on_refused``), so whatever then ends
+the apply (a lost connection, a full disk, Ctrl-C, SIGTERM, a stop while a retry waits,
+or the end of the imports) each refused mailbox is said failed with its own cause and
+remedy (the ``chown``), never as not finished nor with the error that stopped the apply,
+and the apply's closing error names them (:meth:`Refusals.text`, :meth:`Refusals.name_in`).
+One imported by a later attempt of the same apply (a retry after the ``chown``) is
+dropped from them.
 """
 
 from __future__ import annotations
 
+import threading
+
 from mailplan.applylog import Summary
-from mailplan.errors import MailboxRefused, MailplanError, StalePlanError
+from mailplan.errors import MailboxesRefused, MailboxRefused, MailplanError, StalePlanError
 from mailplan.interrupt import by_signal
 from mailplan.plan import Change
 from mailplan.text import escape, escape_lines
-
-#: the mailboxes the writer refused: change id, mailbox address, the refusal
-Refusals = list[tuple[str, str, MailboxRefused]]
 
 
 class Cancelled(MailplanError):
     """The operator did not confirm the plan: nothing was started."""
 
 
-def also_refused(failed: BaseException, refused: Refusals) -> None:
-    """Give the error that ended the imports (``failed``: a failure, or a stop a signal
-    asked for) the mailboxes the writer refused before: ``failures`` (change id -> its
-    own error, which the summary gives for each failed step) and ``refused``; a
-    failure's message names them too (a stop's is :class:`ApplyWatch`'s, which does)."""
-    if not refused:
-        return
-    failed.refused = [*getattr(failed, "refused", []), *refused]  # type: ignore[attr-defined]
-    failed.failures = {**getattr(failed, "failures", {}),  # type: ignore[attr-defined]
-                       **{change_id: exc for change_id, _a, exc in refused}}
-    if isinstance(failed, MailplanError):
-        failed.message += refused_text(refused)
+class Refusals:
+    """The mailboxes the writer refused during one apply, in the order met (each change
+    once: a later attempt's refusal replaces an earlier one's); thread-safe (the import
+    workers tell them)."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._met: dict[str, tuple[str, MailboxRefused]] = {}
 
-def refused_text(refused: Refusals) -> str:
-    """The lines that name the mailboxes the writer refused, each with its refusal, after
-    the message of the error that ended the apply ("" for none)."""
-    if not refused:
-        return ""
-    return f"\n  also not imported: {len(refused)} mailbox(es) the writer refused:\n" + \
-        "\n".join(f"    {address}: {exc.reason}" for _id, address, exc in refused)
+    def add(self, change: Change, exc: MailboxRefused) -> None:
+        """The writer refused ``change``'s mailbox."""
+        with self._lock:
+            self._met.pop(change.id, None)
+            self._met[change.id] = (change.address, exc)
+
+    def done(self, change_id: str) -> None:
+        """A later attempt imported it (a retry after the ``chown``): not refused."""
+        with self._lock:
+            self._met.pop(change_id, None)
+
+    def failures(self) -> dict[str, MailboxRefused]:
+        """Change id -> that mailbox's refusal."""
+        with self._lock:
+            return {change_id: exc for change_id, (_a, exc) in self._met.items()}
+
+    def text(self, but: frozenset[str] = frozenset()) -> str:
+        """The lines that name the refused mailboxes (those in ``but`` left out), each
+        with its refusal, after the message of the error that ended the apply ("" for
+        none)."""
+        with self._lock:
+            listed = [(a, exc) for i, (a, exc) in self._met.items() if i not in but]
+        if not listed:
+            return ""
+        return f"\n  also not imported: {len(listed)} mailbox(es) the writer refused:\n" + \
+            "\n".join(f"    {address}: {exc.reason}" for address, exc in listed)
+
+    def name_in(self, failed: MailplanError) -> None:
+        """Add to the message of the failure that ended the apply the refused mailboxes
+        it does not name itself (:class:`MailboxesRefused` names those of its attempt)."""
+        named = frozenset(failed.failures) if isinstance(failed, MailboxesRefused) \
+            else frozenset()
+        failed.message += self.text(but=named)
 
 
 def outcome(summary: Summary, exc: BaseException, *, planned: int, done: int,
             running: list[Change], interrupted: bool, not_started: bool,
-            signum: int) -> None:
+            signum: int, refused: dict[str, MailboxRefused]) -> None:
     """Fill ``summary`` for an apply that ``exc`` ended: its result, the changes failed
     and those not finished. ``planned``: the changes it was to make, ``done`` of them
     made; ``running``: those begun and not done (a failed or refused step among them);
-    ``signum``: the signal that asked to stop."""
+    ``signum``: the signal that asked to stop; ``refused``: change id -> the writer's
+    refusal of that mailbox (:meth:`Refusals.failures`)."""
     if isinstance(exc, Cancelled):
         summary.result = "cancelled"
     elif isinstance(exc, StalePlanError):
@@ -72,12 +95,11 @@ def outcome(summary: Summary, exc: BaseException, *, planned: int, done: int,
         summary.failed = [escape_lines(str(exc))]
     else:
         summary.result = "interrupted" if interrupted else "failed"
-        failures = getattr(exc, "failures", {})
         # interrupted: a step begun is not finished, unless the writer refused it; failed:
         # each step begun failed, with the error that stopped it unless it has its own
-        failed = [c for c in running if c.id in failures] if interrupted else running
+        failed = [c for c in running if c.id in refused] if interrupted else running
         summary.unfinished = max(0, planned - done - len(failed))
         summary.failed = [f"{c.symbol} {c.kind} {escape(c.address)}: " + escape(
-            (str(failures.get(c.id, exc)).splitlines() or [""])[0]) for c in failed]
+            (str(refused.get(c.id, exc)).splitlines() or [""])[0]) for c in failed]
         if not interrupted and not failed:
             summary.failed = [escape_lines(str(exc))]

@@ -352,6 +352,7 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
                 watch.finish(apply_with_retries(  # reconnect + re-plan on a dropped connection
                     planned, current, saved=saved, prune=deletes, parallel=parallel,
                     on_step=watch.on_step, on_mail=watch.on_mail, on_note=watch.on_note,
+                    on_refused=watch.on_refused,
                     on_retry=functools.partial(_retrying, watch.errors), replan=replan,
                     sleep=watch.pause))
         finally:

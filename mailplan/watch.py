@@ -22,8 +22,9 @@ away) ask to stop as the first Ctrl-C does, a SIGTERM after that stops at once (
 log saying why. The exit status is 130 after Ctrl-C, 128 + the signal's number after
 SIGTERM (143) or SIGHUP (129), 1 after an output went away. The summary of a run that
 ended so (:mod:`mailplan.apply_end`) counts the steps begun as not finished, except a
-mailbox the writer refused before the stop: failed, with its refusal, which the closing
-error names too.
+mailbox the writer refused before the stop (told to :meth:`ApplyWatch.on_refused` as it
+happens, also in an attempt a retry followed): failed, with its refusal, which the
+closing error names too.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from mailplan.apply_end import Cancelled, outcome, refused_text
+from mailplan.apply_end import Cancelled, Refusals, outcome
 from mailplan.applylog import ApplyLog, Summary, default_log_path, set_back_text
 from mailplan.connectors.base import Connector
-from mailplan.errors import MailplanError, StalePlanError
+from mailplan.errors import MailboxRefused, MailplanError, StalePlanError
 from mailplan.hosts import connect
 from mailplan.interrupt import Interrupted, SignalStop, by_signal, signal_name
 from mailplan.output import GuardedOutput, first_lost
@@ -83,6 +84,7 @@ class ApplyWatch:
             else ApplyLog(default_log_path(state_path))
         self.reporter: Reporter = Reporter()
         self.summary = Summary()
+        self.refusals = Refusals()  # the mailboxes the writer refused (on_refused)
         self.connectors: list[Connector] = []
         self.stop = False
         self._began = False
@@ -240,6 +242,7 @@ class ApplyWatch:
                            f"{escape(change.address)}")
             self.reporter.step_started(change)
         elif phase == "done":
+            self.refusals.done(change.id)  # refused by an attempt a retry followed
             with self._lock:
                 self._running.pop(change.id, None)
                 self.summary.count(change)
@@ -255,6 +258,12 @@ class ApplyWatch:
             self.summary.noted += 1
         self.log.write(f"step note: ! {line}")
         self.reporter.note(f"  ! {line}")
+
+    def on_refused(self, change: Change, exc: MailboxRefused) -> None:
+        """``apply_plan``'s callback for a mailbox the writer refused (the apply goes on)."""
+        self.refusals.add(change, exc)
+        self.log.write(f"step refused: {change.symbol} {change.kind} "
+                       f"{escape(change.address)}: {escape(exc.reason)}")
 
     def on_mail(self, change: Change, messages: int, size: int) -> None:
         """``apply_plan``'s per durable mail batch callback (a safe point)."""
@@ -330,7 +339,8 @@ class ApplyWatch:
         if exc is not None:
             outcome(self.summary, exc, planned=self._planned, done=done,
                     running=list(self._running.values()), interrupted=interrupted,
-                    not_started=not_started, signum=self._stopped_by())
+                    not_started=not_started, signum=self._stopped_by(),
+                    refused=self.refusals.failures())
         self._flush_pending()
         self.log.summary(self.summary)
         if exc is not None and not not_started:
@@ -339,13 +349,14 @@ class ApplyWatch:
         if exc is not None and not not_started:
             self._echo("Summary:\n" + "\n".join(f"  {line}" for line in self.summary.lines()))
             if isinstance(exc, MailplanError) and not interrupted:  # a failed step
+                self.refusals.name_in(exc)
                 exc.hint = (f"{exc.hint}; then " if exc.hint else "fix the cause, then ") + \
                     f"resume with: {self.resume}"
         self._echo(f"Log: {self.log.path}" + (
             f" (incomplete: it could not be written past a point: {self.log.failed})"
             if self.log.failed else ""))
         lost = first_lost(output=self.stream, error=self.errors)
-        refused = refused_text(getattr(exc, "refused", []))  # met before the stop
+        refused = self.refusals.text()  # met before the stop
         if interrupted and self._began and self.signals.signum is None and lost:
             raise MailplanError(f"apply stopped after {done} of {self._planned} change(s): "
                                 f"its {lost}; everything finished is recorded in "

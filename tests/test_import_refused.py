@@ -212,6 +212,72 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
     assert state["history"][-1]["result"] == "interrupted"
 
 
+@ROOT_ONLY
+def test_a_stop_while_a_retry_waits_says_the_refusal_met_before_it(tmp_path, sshd, reachable):
+    """alice's Work refused by the writer, then bob's import cut by a lost connection
+    (his writer held at its second sync, the SSH sessions then killed): apply waits to
+    retry, and SIGTERM ends the wait. The refusal rode on the lost connection's error,
+    which the retry had taken: the stop's summary counted Work "not finished" and its
+    error said the refusal nowhere. Each refusal is now told to the apply's watch as it
+    happens: Work is failed, with its ``chown`` remedy, in the summary and the error."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+    from writer_hold import writer_hold
+
+    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
+    work = domain_dir / "alice" / "Maildir" / ".Work"
+    for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
+        (work / sub).mkdir(mode=0o700)
+    (src / "home/alice/mail").mkdir(parents=True)
+    (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
+    (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5000))  # three batches
+    hold = writer_hold(tmp_path)
+    data = yaml.safe_load(spec.read_text())
+    for name, entry in data["hosts"].items():  # a wait no machine outlasts: 50 s
+        entry.update(retries=2, retry_delay=50)
+        if name == data["target"]["host"]:
+            entry["python"] = str(hold.python)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    hold.arm(2)  # bob's second sync: his first batch journaled, Work refused before
+
+    def as_from_a_terminal() -> None:  # a suite run in the background ignores them
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(spec),
+                             "--auto-approve"], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal)
+    try:
+        hold.wait(proc)
+        sshd.kill_sessions()  # the held sync is dropped with the writer's input
+        seen = ""
+        while "reconnecting and planning again in 50s" not in seen:
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        proc.send_signal(signal.SIGTERM)  # in the retry's wait
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, out + seen + err
+    # the retry's warning (before the stop) is not what is checked: the closing error
+    error = err[err.index("Error: apply interrupted by SIGTERM after "):]
+    assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
+        "Work: " in error and "chown -R" in error and str(work) in error, seen + err
+    failed = [line for line in out.splitlines() if line.startswith("    failed: ")]
+    assert len(failed) == 1 and f"+ mailbox alice@{domain} Work: " in failed[0] and \
+        "chown -R" in failed[0], out
+    assert "  failed: 1" in out and "not finished: 1 change(s)" in out, out
+    assert _count(work) == 0
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["history"][-1]["result"] == "interrupted"
+
+
 def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_path, monkeypatch):
     """alice's Work refused by the writer (that mailbox only: the apply goes on), then
     bob's import stopped by a lost connection: the summary's line for alice's Work gave
@@ -219,60 +285,23 @@ def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_pa
     nowhere. Each failed mailbox now has its own error in the summary, and the stopping
     error (what the apply ends with, resumed or retried as before) names the refused
     one too."""
-    import io
-    from types import SimpleNamespace
+    from mailplan.errors import ConnectionLost
 
-    from mailplan import apply
-    from mailplan.apply_end import outcome
-    from mailplan.errors import ConnectionLost, MailboxRefused
-    from mailplan.interrupt import SignalStop
-    from mailplan.plan import Change
-    from mailplan.progress import PlainReporter
-    from mailplan.watch import ApplyWatch
+    def inbox_run(_watch) -> dict:
+        raise lost
 
-    work = Change("create", "mailbox", "d.example", "alice", item="Work")
-    inbox = Change("create", "mailbox", "d.example", "bob", item="INBOX")
-    refusal = MailboxRefused("mailbox import failed: agent: Refused: /m/.Work is uid 0's: "
-                             "chown -R the Maildir to that owner", host="newmail",
-                             step=f"+ mailbox {work.address}")
+    case = _one_refused_then(tmp_path, monkeypatch, inbox_run)
     lost = ConnectionLost("mailbox import interrupted: agent pipe closed", host="newmail",
-                          step=f"+ mailbox {inbox.address}")
+                          step=f"+ mailbox {case.inbox.address}")
     said = str(lost)
-
-    class Importer:
-        def __init__(self, *_args: object, **_kw: object) -> None:
-            pass
-
-        def run(self, change: Change, _job: object) -> dict:
-            raise refusal if change is work else lost
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(apply, "MailImporter", Importer)
-    monkeypatch.setattr(apply, "user_dirs", lambda *_a: {})
-    planned = SimpleNamespace(
-        target=SimpleNamespace(domains={}), source_zone=None, connectors={"old": None},
-        target_connector=SimpleNamespace(name="newmail", shell=lambda: None),
-        spec=SimpleNamespace(data={"source": {"host": "old"}}),
-        mail_jobs={work.id: None, inbox.id: None})
-    out = io.StringIO()
-    watch = ApplyWatch(tmp_path / "state.json", resume="mailplan apply m.yaml",
-                       signals=SignalStop(), log_path=tmp_path / "apply.log", stream=out)
-    watch.reporter = PlainReporter(out)
     with pytest.raises(ConnectionLost) as raised:
-        apply._import_mail(planned, SimpleNamespace(vpopmail_dir="/home/vpopmail"),
-                           [work, inbox], 1, lambda *_a: None, lambda *_a: None,
-                           watch.on_step, None)
-    watch.log.close()
-    outcome(watch.summary, raised.value, planned=2, done=0,
-            running=list(watch._running.values()), interrupted=False, not_started=False,
-            signum=0)
-    assert watch.summary.failed == [
-        f"+ mailbox {work.address}: {refusal}", f"+ mailbox {inbox.address}: {said}"]
+        case.run()
+    assert case.watch.summary.failed == [
+        f"+ mailbox {case.work.address}: {case.refusal}",
+        f"+ mailbox {case.inbox.address}: {said}"]
     text = str(raised.value)
     assert text.startswith(said + "\n"), text
-    assert f"{work.address}: {refusal.reason}" in text, text
+    assert f"{case.work.address}: {case.refusal.reason}" in text, text
 
 
 def _one_refused_then(tmp_path: Path, monkeypatch, inbox_run):
@@ -326,7 +355,7 @@ def _one_refused_then(tmp_path: Path, monkeypatch, inbox_run):
             watch.begin(planned, [work, inbox], "newmail")
             apply._import_mail(planned, SimpleNamespace(vpopmail_dir="/home/vpopmail"),
                                [work, inbox], 1, lambda *_a: None, lambda *_a: None,
-                               watch.on_step, watch.on_mail)
+                               watch.on_step, watch.on_mail, on_refused=watch.on_refused)
 
     return SimpleNamespace(run=run, watch=watch, work=work, inbox=inbox, refusal=refusal,
                            aborted=aborted, out=out, log=tmp_path / "apply.log")
@@ -400,3 +429,27 @@ def test_a_refusal_then_a_stop_at_once_says_the_refusal(tmp_path, monkeypatch):
     assert ended.value.exit_code == 130
     assert str(ended.value).startswith("apply interrupted after 0 of 2 change(s)")
     _said_failed_not_unfinished(case, ended)
+
+
+def test_a_mailbox_refused_then_imported_by_a_retry_is_not_said_refused(tmp_path,
+                                                                         monkeypatch):
+    """A refusal is told as it happens; when a later attempt of the same apply (a retry
+    after the ``chown``) imports that mailbox, a stop after it does not say it refused
+    nor failed: it is done."""
+    import signal
+
+    from mailplan.interrupt import Interrupted
+
+    def inbox_run(watch) -> dict:
+        watch.on_step(case.work, "start")  # as a retry's attempt would: imported now
+        watch.on_step(case.work, "done")
+        watch.signals._signalled(signal.SIGTERM, None)
+        watch.on_mail(case.inbox, 1, 100)  # the batch's safe point: stops
+        raise AssertionError("not stopped at the safe point")
+
+    case = _one_refused_then(tmp_path, monkeypatch, inbox_run)
+    with pytest.raises(Interrupted) as ended:
+        case.run()
+    assert str(ended.value).startswith("apply interrupted by SIGTERM after 1 of 2 change(s)")
+    assert "also not imported" not in str(ended.value), str(ended.value)
+    assert case.watch.summary.failed == [] and case.watch.summary.unfinished == 1
