@@ -358,7 +358,8 @@ def _one_refused_then(tmp_path: Path, monkeypatch, inbox_run):
                                watch.on_step, watch.on_mail, on_refused=watch.on_refused)
 
     return SimpleNamespace(run=run, watch=watch, work=work, inbox=inbox, refusal=refusal,
-                           aborted=aborted, out=out, log=tmp_path / "apply.log")
+                           aborted=aborted, out=out, log=tmp_path / "apply.log",
+                           planned=planned, ctx=SimpleNamespace(vpopmail_dir="/home/vpopmail"))
 
 
 def _said_failed_not_unfinished(case, ended) -> None:
@@ -453,3 +454,44 @@ def test_a_mailbox_refused_then_imported_by_a_retry_is_not_said_refused(tmp_path
     assert str(ended.value).startswith("apply interrupted by SIGTERM after 1 of 2 change(s)")
     assert "also not imported" not in str(ended.value), str(ended.value)
     assert case.watch.summary.failed == [] and case.watch.summary.unfinished == 1
+
+
+def test_a_retry_that_gives_up_after_a_failed_replan_names_the_refusal(tmp_path, monkeypatch):
+    """alice's Work refused, then bob's import cut by a lost connection; the retry's
+    re-plan cannot connect, and apply gives up with that error: it carried no refusal,
+    so Work was said failed with the connection's error and its refusal nowhere. The
+    summary gives Work its refusal, and the closing error names it."""
+    from mailplan import apply, retry
+    from mailplan.errors import ConnectionLost
+    from mailplan.state import State
+
+    def inbox_run(_watch) -> dict:
+        raise ConnectionLost("agent pipe closed", host="newmail",
+                             step=f"+ mailbox {case.inbox.address}")
+
+    case = _one_refused_then(tmp_path, monkeypatch, inbox_run)
+    planned = case.planned
+    planned.spec.data.update(hosts={"newmail": {"retries": 1, "retry_delay": 0}},
+                             target={"host": "newmail"})
+    planned.close = lambda: None
+
+    def attempt(planned, _state, *, on_step, on_mail, on_refused, **_options):
+        apply._import_mail(planned, case.ctx, [case.work, case.inbox], 1, lambda *_a: None,
+                           lambda *_a: None, on_step, on_mail, on_refused=on_refused)
+
+    def replan(_state):
+        raise ConnectionLost("cannot connect to newmail:22: connection refused",
+                             host="newmail")
+
+    monkeypatch.setattr(retry, "apply_plan", attempt)
+    with pytest.raises(ConnectionLost) as ended, case.watch as watch:
+        watch.begin(planned, [case.work, case.inbox], "newmail")
+        retry.apply_with_retries(planned, State.load(tmp_path / "s.json"), saved=None,
+                                 replan=replan, prune=False, on_step=watch.on_step,
+                                 on_mail=watch.on_mail, on_refused=watch.on_refused,
+                                 sleep=watch.pause)
+    text = str(ended.value)
+    assert "connection refused (gave up after 1 retries)" in text, text
+    assert f"also not imported: 1 mailbox(es) the writer refused:\n    {case.work.address}: " \
+        f"{case.refusal.reason}\n" in text, text
+    assert watch.summary.failed[0] == f"+ mailbox {case.work.address}: {case.refusal}"
