@@ -8,7 +8,7 @@ version filled, such a folder's mail is in the directory of the old name
 (:func:`~mailplan.mail.maildir.earlier_dirnames`): imported into today's, all of it would
 be imported a second time. So a folder whose directory under today's name is not on the
 target, while one under an earlier name is, goes on being imported into that one
-(:attr:`~mailplan.facts.mailboxes.SourceMailbox.written`) when the state records the
+(:attr:`~mailplan.facts.source_mailbox.SourceMailbox.written`) when the state records the
 folder (an earlier apply imported it, or made it) or, without that record (a state file
 lost), when that directory holds a message file mailplan named or the Maildir's ledger
 names it (a message the user deleted since is in the ledger still): mail an earlier
@@ -21,7 +21,7 @@ names of the message files say which messages it holds, and the ledger's lines u
 the earlier name which ones the user deleted, so a message deleted before the rename
 is not imported again. The ledger is not rewritten: a folder whose directory under an
 earlier name is not there is given that name
-(:attr:`~mailplan.facts.mailboxes.SourceMailbox.ledger_also`), whose lines every
+(:attr:`~mailplan.facts.source_mailbox.SourceMailbox.ledger_also`), whose lines every
 reader of the ledger (the plan's, the writer's) takes as its directory's own. A folder
 found under both names is imported under today's; the plan warns that the other holds
 mail an earlier version imported.
@@ -36,8 +36,8 @@ from typing import Any
 from mailplan.connectors.base import Connector
 from mailplan.desired import Problem
 from mailplan.facts.folders_there import missing_folders
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import read_maildirs
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail.maildir import earlier_dirnames
 from mailplan.text import marked
 

@@ -26,8 +26,8 @@ from typing import Any
 from mailplan.desired import Desired, Problem
 from mailplan.facts.checkpoints import checkpoint_ends
 from mailplan.facts.mailbox_scan import MailboxScan
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.notes import MailboxNote
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail.maildir import folder_from_dirname
 from mailplan.mail.windows import WINDOW, digest, grown_head
 from mailplan.mailbox_reads import Start

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from mailplan.connectors.base import Connector
 from mailplan.facts.checkpoints import Checkpoint
 from mailplan.facts.mailbox_scan import MailboxScan, scan_mailboxes
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import (
     LEDGER_BYTES,
     PENDING_KEY,
@@ -31,6 +30,7 @@ from mailplan.facts.maildirs import (
     read_ledger_counts,
     read_maildirs,
 )
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.shell import chunks_within
 
 

@@ -20,9 +20,9 @@ from collections.abc import Collection, Iterable, Mapping
 from mailplan.connectors.base import Connector
 from mailplan.facts.folders_there import missing_folders
 from mailplan.facts.links import resolve
-from mailplan.facts.mailboxes import MailboxRef, SourceMailbox
 from mailplan.facts.root import OutsideRoot
 from mailplan.facts.source import SourceFacts
+from mailplan.facts.source_mailbox import MailboxRef, SourceMailbox
 from mailplan.mail.maildir import (
     SUBSCRIPTION_FILES,
     source_folder,

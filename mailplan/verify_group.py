@@ -20,7 +20,7 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import MailplanError
 from mailplan.facts.checkpoints import Checkpoint, still_valid
 from mailplan.facts.ledger_flags import Recorded
-from mailplan.facts.mailboxes import SourceMailbox
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail.maildir import folder_from_dirname, unsubscribed
 from mailplan.mail.windows import Windows
 from mailplan.mailboxes import with_checkpoints

@@ -15,9 +15,9 @@ from typing import NamedTuple
 from mailplan.connectors.base import Connector
 from mailplan.errors import HostError
 from mailplan.facts.find_errors import whole_listing
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.maildirs import LEDGER, Recorded, parse_ledger
 from mailplan.facts.noatime import tar_read
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail import courierkw
 from mailplan.mail.bookkeeping import carried_keywords, keyword_letters
 from mailplan.mail.maildir import KEYWORDS_FILE, SUBSCRIPTION_FILES, parse_message_name

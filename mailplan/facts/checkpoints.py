@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from mailplan.connectors.base import Connector
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail.mboxstream import _framing
 from mailplan.mail.windows import (
     PEEK,

@@ -32,7 +32,7 @@ from mailplan.shell import chunks, join
 from mailplan.text import escape
 
 if TYPE_CHECKING:
-    from mailplan.facts.mailboxes import MailboxRef
+    from mailplan.facts.source_mailbox import MailboxRef
 
 #: (whose, a file name's pattern): the names programs give their own files
 _NAMES = (

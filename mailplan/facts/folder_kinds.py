@@ -31,7 +31,7 @@ from mailplan.mail.maildir import source_folder
 from mailplan.text import escape
 
 if TYPE_CHECKING:
-    from mailplan.facts.mailboxes import MailboxRef
+    from mailplan.facts.source_mailbox import MailboxRef
 
 #: how Maildir names a message file (TIME.UNIQUE.HOST, then :2,FLAGS in cur/)
 _MESSAGE_NAME = re.compile(r"[0-9]{9,}\.[^./]+\.[^/]+")

@@ -15,7 +15,7 @@ from mailplan.facts.notes import MailboxNote
 from mailplan.text import escape
 
 if TYPE_CHECKING:
-    from mailplan.facts.mailboxes import MailboxRef
+    from mailplan.facts.source_mailbox import MailboxRef
 
 #: what find's ``%y`` letters name
 FILE_TYPES = {"d": "a directory", "p": "a named pipe", "s": "a socket",

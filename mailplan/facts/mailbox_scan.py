@@ -21,7 +21,7 @@ not so terminated (a delivery still being written, or a writer that puts the bla
 before the next message) is left for the next run: it is not counted, and the read ends
 (and apply's read, and its checkpoint, end) at its From_ line, exactly where a whole read
 starts that message, so the next read resumes at a From_ line. A mailbox not modified for
-:data:`~mailplan.facts.mailboxes.SETTLED_AFTER` seconds (by the source's clock) is
+:data:`~mailplan.facts.source_mailbox.SETTLED_AFTER` seconds (by the source's clock) is
 settled: its end is final whatever its last bytes (a hand-made file whose last message
 has no newline). A checkpoint whose offset is not followed by a From_ line (taken by an
 older version inside a message) is not trusted: the mailbox is read whole
@@ -42,10 +42,10 @@ from mailplan.connectors.base import Connector
 from mailplan.errors import ConnectionLost
 from mailplan.facts.flag_gain import FlagGain
 from mailplan.facts.ledger_flags import FolderFlags
-from mailplan.facts.mailboxes import SourceMailbox
 from mailplan.facts.noatime import read_tools, tar_read
 from mailplan.facts.notes import MailboxNote, NoteKind
 from mailplan.facts.scan_read import BLANK_END, ScanRead
+from mailplan.facts.source_mailbox import SourceMailbox
 from mailplan.mail.fromline import COUNT_SEPARATORS
 from mailplan.mail.mbox import MailboxError, MboxReader
 from mailplan.mail.windows import Windows, regular_only, slice_command

@@ -7,7 +7,8 @@ a spool, ~/mbox or folder entry that is not a file, what find could not see:
 INBOX (~/mbox, a folder file named INBOX); :func:`named` names each folder's directory
 in the target's encoding. What each mailbox holds is read by
 :mod:`mailplan.facts.mailbox_scan`; whether an earlier apply's checkpoint still holds,
-by :mod:`mailplan.facts.checkpoints`.
+by :mod:`mailplan.facts.checkpoints`. The mailbox and the user's places
+(:class:`SourceMailbox`, :class:`MailboxRef`) are in :mod:`mailplan.facts.source_mailbox`.
 """
 
 from __future__ import annotations
@@ -31,20 +32,12 @@ from mailplan.facts.notes import (
     NO_SPOOL_DIR_NOTE,
     MailboxNote,
 )
-from mailplan.mail.maildir import (
-    FolderNameError,
-    dir_subscription_lines,
-    folder_dirname,
-    is_inbox,
-    source_folder,
-)
+from mailplan.facts.source_mailbox import SETTLED_AFTER, MailboxRef, SourceMailbox
+from mailplan.mail.maildir import FolderNameError, is_inbox, source_folder
 from mailplan.remote import run_batch
 from mailplan.shell import chunks, join
 from mailplan.text import escape
 
-#: seconds since its last modification after which a mailbox's end is final even when
-#: its last message does not end with a blank line (no delivery is still writing it)
-SETTLED_AFTER = 300
 #: find's record of a file (size, mtime, inode, device, owner, link count, path), and of
 #: a symbolic link (its path, then where it points, in two NUL-ended fields: either may
 #: hold a tab); the first letter tells them apart
@@ -52,98 +45,6 @@ _FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
-
-
-@dataclass(frozen=True)
-class MailboxRef:
-    """Where one user's mail lives on the source."""
-
-    domain: str
-    user: str
-    account: str
-    spool: str
-    folders: str
-    #: the home directory, where ``~/mbox`` may hold the INBOX (c-client moves the spool's
-    #: mail there when it exists); "" when not known
-    home: str = ""
-    #: folder file names in IMAP's modified UTF-7 are decoded (``source.folder_names``)
-    decode_names: bool = False
-    #: the account's uid: a mailbox file of another owner (root's aside) is not read as
-    #: this user's (None: not known, no check)
-    uid: int | None = None
-    #: the spool is the spec's ``spool:``, named by the administrator: its owner is theirs
-    #: to choose, not checked
-    spool_given: bool = False
-    #: the folders directory is the spec's ``folders:``: missing, it is a problem (a typo
-    #: would leave the folders behind without a word), not a user without folders
-    folders_given: bool = False
-
-    @property
-    def home_mbox(self) -> str | None:
-        """The user's ``~/mbox`` (None: the home directory is not known)."""
-        return self.home.rstrip("/") + "/mbox" if self.home else None
-
-
-@dataclass(frozen=True)
-class SourceMailbox:
-    """One mbox file on the source and the folder it becomes."""
-
-    domain: str
-    user: str
-    folder: str  # "INBOX" or a path such as "Work/2025"
-    path: str
-    size: int
-    mtime: float
-    inode: int
-    #: not modified for SETTLED_AFTER seconds: the end of the file is a message boundary
-    settled: bool = True
-    folder_file: bool = False  # a file under the folders directory, not the spool
-    device: int = 0  # st_dev as listed (0: not known, in hand-made ones)
-    home_mbox: bool = False  # ~/mbox, the INBOX c-client keeps once it exists
-    #: how the target's folder directories are named (the spec's target.folder_names)
-    names: str = "utf7"
-    #: the directory an earlier mailplan version imported this folder into, under a name
-    #: the folder no longer gets (:mod:`mailplan.earlier_folders`); None: today's name
-    written: str | None = None
-    #: earlier names of its directory, no longer there, whose ledger lines count for it
-    #: (renamed by hand to today's name, :mod:`mailplan.earlier_folders`)
-    ledger_also: tuple[str, ...] = ()
-
-    @property
-    def ident(self) -> tuple[int, int] | None:
-        """Device and inode as listed: apply's read checks the file it opened is this
-        one (:func:`mailplan.mail.windows.guarded`); None where the device is not
-        known."""
-        return (self.device, self.inode) if self.device else None
-
-    @property
-    def key(self) -> str:
-        """Stable name of this mailbox in plans and checkpoints. A folder file named
-        ``INBOX`` (merged into the INBOX like any spelling of that name) is not the spool:
-        its key says so, or the two would share reads, scans and checkpoints."""
-        return f"{self.user}@{self.domain}/{self.name}"
-
-    @property
-    def name(self) -> str:
-        """The folder, as plans show it (unique among a user's mailboxes)."""
-        if self.home_mbox:
-            return "INBOX (~/mbox)"
-        if not (self.folder_file and is_inbox(self.folder)):
-            return self.folder
-        return "INBOX (folder file)" if self.folder == "INBOX" \
-            else f"INBOX (folder file {self.folder})"
-
-    @property
-    def dirname(self) -> str:
-        """The Maildir++ directory it is imported into (``""`` = INBOX)."""
-        if self.written is not None:
-            return self.written
-        return folder_dirname(self.folder, self.names)
-
-    @property
-    def subscription(self) -> dict[str, list[str]]:
-        """Its lines in the subscription files (:func:`dir_subscription_lines`)."""
-        return dir_subscription_lines([self.dirname])
 
 
 def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
