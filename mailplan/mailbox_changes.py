@@ -34,7 +34,7 @@ from mailplan.mailbox_reads import Start
 from mailplan.names import human_size
 from mailplan.plan import Change, Noop, PlanPart
 from mailplan.subscriptions import subscribed_text, subscribes
-from mailplan.text import marked
+from mailplan.text import escape, marked
 
 
 @dataclass
@@ -139,8 +139,7 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
     if scan.held_back:
         # apply reads (and its checkpoint ends) where that message starts: the next
         # run reads it from its From_ line, as a whole read would
-        skipped += ("; last message incomplete (no blank line at the end of the spool yet), "
-                    "left for the next run")
+        skipped += "; " + _held_back(mb)
         mb = replace(mb, size=scan.end)
     read = f" (read from byte {begin.offset}: unchanged before)" if begin.offset else ""
     if not scan.todo:
@@ -199,6 +198,16 @@ def judge(out: MailPlan, mb: SourceMailbox, scan: MailboxScan, known: set[tuple[
                                     + _made_again(scan.todo, there + begin.count, True)))
     out.changes.append(change)
     out.jobs[change.id] = MailJob(mb, begin, scan.todo, size, subscribe, scan.counted)
+
+
+def _held_back(mb: SourceMailbox) -> str:
+    """Why the plan leaves ``mb``'s last message for the next run."""
+    if not mb.locked:
+        return ("last message incomplete (no blank line at the end of the spool yet), "
+                "left for the next run")
+    who = "a program writing the file" if mb.folder_file else "a delivery"
+    return (f"last message perhaps incomplete (locked by {who}: {escape(mb.path)}.lock is "
+            "there), left for the next run")
 
 
 def _made_again(todo: int, before: int, whole: bool) -> str:

@@ -23,7 +23,10 @@ before the next message) is left for the next run: it is not counted, and the re
 starts that message, so the next read resumes at a From_ line. A mailbox not modified for
 :data:`~mailplan.facts.source_mailbox.SETTLED_AFTER` seconds (by the source's clock) is
 settled: its end is final whatever its last bytes (a hand-made file whose last message
-has no newline). A checkpoint whose offset is not followed by a From_ line (taken by an
+has no newline). One that is not, listed with a writer's fresh dot-lock beside it
+(:attr:`~mailplan.facts.source_mailbox.SourceMailbox.locked`), has its last message left
+for the next run whatever its last bytes: a delivery that stalled after an empty line
+would look finished. A checkpoint whose offset is not followed by a From_ line (taken by an
 older version inside a message) is not trusted: the mailbox is read whole
 (:func:`~mailplan.facts.checkpoints.still_valid`). Where earlier reads ended, a whole
 read ends a message too (:mod:`mailplan.facts.checkpoints`).
@@ -217,14 +220,21 @@ def count_mailboxes(conn: Connector, mailboxes: Sequence[SourceMailbox], *,
     not an mbox, no From_ line at the start, the UW-IMAP pseudo message (not counted).
     The bytes to import are the file's size. None for a mailbox grep could not count (no
     GNU grep there), and for one whose last message may still be being written (not
-    settled, no blank line at its end): the caller reads that one (and leaves that
-    message for the next run)."""
+    settled, no blank line at its end, or a writer's dot-lock beside it): the caller
+    reads that one (and leaves that message for the next run)."""
     if not mailboxes:
         return []
     scans: list[MailboxScan | None] = []
     noatime = read_tools(conn).dd
-    for mb, res in zip(mailboxes, run_batch(conn, [_count_command(mb, noatime)
-                                                   for mb in mailboxes]), strict=True):
+    # one a writer holds locked is read by the caller, not counted here
+    free = [mb for mb in mailboxes if not mb.locked]
+    results = iter(run_batch(conn, [_count_command(mb, noatime) for mb in free])
+                   if free else [])
+    for mb in mailboxes:
+        if mb.locked:
+            scans.append(None)
+            continue
+        res = next(results)
         out = res.stdout
         if not mb.settled and mb.size >= 4:
             end, out = out[:4], out[4:]

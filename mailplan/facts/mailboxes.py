@@ -38,6 +38,8 @@ from mailplan.remote import run_batch
 from mailplan.shell import chunks, join
 from mailplan.text import escape
 
+#: a dot-lock is smaller than this (empty, or a process id): no From_ line fits in it
+DOT_LOCK_SIZE = 23
 #: find's record of a file (size, mtime, inode, device, owner, link count, path), and of
 #: a symbolic link (its path, then where it points, in two NUL-ended fields: either may
 #: hold a tab); the first letter tells them apart
@@ -139,8 +141,15 @@ class _Found:
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
         size, mtime, inode, device, _owner, _links = self.files[path]
+        settled = self.now - mtime >= SETTLED_AFTER
+        # a writer's dot-lock (a spool's and ~/mbox's listed after the file: a lock taken
+        # since is a delivery that had not written yet when the size was listed); one
+        # SETTLED_AFTER old is taken for stale (its writer died) and holds nothing back
+        lock = self.files.get(path + ".lock")
+        locked = not settled and lock is not None and lock[0] < DOT_LOCK_SIZE \
+            and self.now - lock[1] < SETTLED_AFTER
         return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
-                             self.now - mtime >= SETTLED_AFTER, device=device, **kw)
+                             settled, device=device, locked=locked, **kw)
 
     def add(self, out: tuple[list[SourceMailbox], list[MailboxNote]], ref: MailboxRef,
             folder: str, path: str, **kw: bool) -> bool:
@@ -173,7 +182,10 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     """List every spool and folder file of ``refs`` in one batch of commands."""
     # ~/mbox, and ~/INBOX (c-client's INBOX in another format: said, not read)
     mboxes = {p for r in refs if r.home_mbox for p in (r.home_mbox, r.home_mbox[:-4] + "INBOX")}
-    spools = sorted({r.spool for r in refs} | mboxes)
+    # and beside the spool and ~/mbox, their dot-locks (NAME.lock): sorted, each comes
+    # after its file, whose size and mtime are then listed first (:meth:`_Found.mailbox`)
+    mailboxes = {r.spool for r in refs} | {r.home_mbox for r in refs if r.home_mbox}
+    spools = sorted({r.spool for r in refs} | mboxes | {p + ".lock" for p in mailboxes})
     # without a trailing slash: find would follow a folders directory that is a
     # symbolic link (a user's ~/mail -> /var/spool/mail: everyone's spools as folders)
     roots = sorted({r.folders.rstrip("/") or "/" for r in refs})
@@ -292,7 +304,8 @@ def _folders(ref: MailboxRef, found: _Found
             rel = source_folder(rel)
         if path in found.other:
             notes.append(not_a_file(ref, path, found.other[path], "", "a folder", rel))
-        elif path.endswith(".lock") and path[:-5] in found.files and found.files[path][0] < 23:
+        elif path.endswith(".lock") and path[:-5] in found.files \
+                and found.files[path][0] < DOT_LOCK_SIZE:
             notes.append(MailboxNote(ref.domain, ref.user, "info", path,
                                      f"{escape(path)} {DOT_LOCK_NOTE}"))
         elif found.add((mailboxes, notes), ref, rel, path, folder_file=True) and is_inbox(rel):

@@ -7,7 +7,7 @@ read is a message boundary. What is left for the next run follows the rules of
 :mod:`mailplan.facts.mailbox_scan` ("Where a read may end"): a Solaris delivery whose
 Content-Length reaches past what was read, a From_ line still being written after a
 checkpoint (or an end of an earlier read), a last message without its blank line in a
-mailbox not settled.
+mailbox not settled, or with it in a mailbox a writer held locked (its dot-lock).
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ class ScanRead:
         """Where the read ends: at ``cut`` (the last message read taken, what follows
         left for the next run), else at the end read, the last message taken if the
         mailbox is settled, ends in a blank line or an earlier read ended there, else
-        left for the next run (a delivery may still be writing it)."""
+        left for the next run (a delivery may still be writing it); a mailbox a writer
+        held locked when it was listed (``locked``) has no such end: a delivery that
+        stalled after an empty line would look finished."""
         scan, last = self.scan, self.last
         if cut is not None:
             if last is not None:
@@ -118,7 +120,8 @@ class ScanRead:
         scan.end = self.reader.summary.end_offset
         if last is None:
             return
-        if scan.mailbox.settled or scan.seen.tail.endswith(BLANK_END) \
+        mailbox = scan.mailbox
+        if mailbox.settled or (scan.seen.tail.endswith(BLANK_END) and not mailbox.locked) \
                 or last.end in self.ends:
             self.take(last, self.last_keywords)
         else:

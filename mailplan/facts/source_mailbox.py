@@ -70,6 +70,11 @@ class SourceMailbox:
     #: earlier names of its directory, no longer there, whose ledger lines count for it
     #: (renamed by hand to today's name, :mod:`mailplan.earlier_folders`)
     ledger_also: tuple[str, ...] = ()
+    #: not settled, and a dot-lock ``PATH.lock`` less than SETTLED_AFTER seconds old was
+    #: beside it when it was listed: a delivery (mail.local, procmail) or a mail program
+    #: may be writing its last message, whatever its last bytes, which is left for the
+    #: next run (:meth:`mailplan.facts.scan_read.ScanRead.end`)
+    locked: bool = False
 
     @property
     def ident(self) -> tuple[int, int] | None:
