@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from migration import Target, mailplan
+from migration import Target, mailplan, ssh_host, write_spec
 from test_integration_mail import files, maildir, msg, one_user, settle, stored, whole_read
 
 M1 = msg("s@x.example", "Mon Nov  2 11:00:00 2026", "m1", body="hello 1\n")
@@ -47,7 +47,21 @@ def test_a_stalled_delivery_under_its_lock_is_not_imported_twice(tmp_path, where
     M2 is imported once, whole: no truncated copy beside it. Whether the mailbox was
     imported before (a read from the checkpoint) or not (a first import, counted on the
     source) and for a folder file too (a mail program's lock)."""
+    _stalled(tmp_path, where, first)
+
+
+@pytest.mark.ssh
+def test_a_stalled_delivery_under_its_lock_over_ssh(tmp_path, sshd):
+    """The same, the source read over SSH (the listing's find in the remote shell)."""
+    _stalled(tmp_path, "spool", False, ssh_host(sshd))
+
+
+def _stalled(tmp_path: Path, where: str, first: bool, host: dict | None = None) -> None:
     path, target, domain, spec = one_user(tmp_path, M1)
+    if host is not None:
+        spec = write_spec(spec, source_root=path.parents[3], target=target,
+                          source_host=host, target_host=host,
+                          domains={domain: {"import": {"uid_min": 1000}}})
     box = _mailbox(path, where)
     key = f"ursula@{domain}/{'INBOX' if where == 'spool' else 'Work'}"
     if not first:
