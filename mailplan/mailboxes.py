@@ -41,6 +41,7 @@ from mailplan.mailbox_reads import (
 )
 from mailplan.plan import Noop
 from mailplan.spec import folder_names
+from mailplan.spec_yaml import key_path
 from mailplan.state import mailbox_owner
 from mailplan.subscriptions import (
     source_subscriptions,
@@ -71,8 +72,19 @@ def _refs(spec_data: dict[str, Any], desired: Desired, source: SourceFacts,
             refs.append(MailboxRef(dname, uname, acct, user.spool or f"{spool_dir}/{acct}",
                                    folder_dir, home, src.get("folder_names") == "mutf7",
                                    account.uid if account else None, bool(user.spool),
-                                   bool(user.folders)))
+                                   bool(user.folders), _user_key(spec_data, dname, uname)))
     return _followed(conn, source, refs)
+
+
+def _user_key(spec_data: dict[str, Any], domain: str, user: str) -> str:
+    """The key of ``user``'s entry among ``domain``'s users in the spec, as its errors
+    name keys (``domains['example.com'].users[0]``); "" when none lists the user."""
+    for key, body in spec_data["domains"].items():
+        if key.lower() == domain:
+            for i, entry in enumerate((body or {}).get("users", [])):
+                if entry["name"].lower() == user:
+                    return key_path(("domains", key, "users", i))
+    return ""
 
 
 def _followed(conn: Connector, source: SourceFacts, refs: list[MailboxRef]

@@ -146,10 +146,11 @@ def _verify_mail(spec: Spec, desired: Any, source: Any, target: TargetFacts,
     names = folder_names(spec.data)
     mailboxes, notes = list_source_mailboxes(source_conn, refs, names)
     state_mail = state_mail or {}
-    # every kind only explains a difference, but what the source login could not see:
-    # verify cannot say that mail is on the target
-    report.explained += [str(note) for note in notes if not note.unseen]
-    report.unmigrated += [str(note) for note in notes if note.unseen]
+    # every kind only explains a difference, but what the source login could not see
+    # (verify cannot say that mail is on the target) and a path the spec names that the
+    # source does not have (a typo in folders: leaves every folder behind)
+    report.explained += [str(note) for note in notes if not (note.unseen or note.wrong_path)]
+    report.unmigrated += [str(note) for note in notes if note.unseen or note.wrong_path]
     mboxrd = bool(spec.data["source"].get("mboxrd", False))
     maildirs: dict[tuple[str, str], str] = {}
     for ref in refs:

@@ -140,7 +140,8 @@ def render_report(report: Report) -> str:
     if report.unmigrated:
         out.append("")
         out.append("Not migrated (the plan's problems: leave each out of the spec, say "
-                   "in it how to migrate it, or let mailplan read it):")
+                   "in it how to migrate it, correct the path it names, or let mailplan "
+                   "read it):")
         out += [f"  FAIL  {e}" for e in report.unmigrated]
     if report.login is not None:
         mark = "ok  " if report.login["ok"] else "FAIL"

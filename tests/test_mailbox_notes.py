@@ -354,39 +354,62 @@ def test_a_spool_whose_directory_is_missing_is_a_problem(tmp_path):
     refs = [MailboxRef("example.com", "bob", "bob", str(typo / "bob"), str(src / "home/bob/mail"),
                        str(src / "home/bob")),
             MailboxRef("example.com", "carol", "carol", str(linked / "carol"),
-                       str(src / "home/carol/mail"), "")]
+                       str(src / "home/carol/mail"), ""),
+            MailboxRef("example.com", "dave", "dave", str(typo / "dave"), "/nonexistent/mail",
+                       spool_given=True, user_key="domains['example.com'].users[2]")]
     _mailboxes, notes = list_source_mailboxes(LocalConnector("oldmail"), refs)
-    assert [(n.user, n.kind, n.folder, n.message) for n in notes] == [
-        ("bob", "problem", "INBOX", f"INBOX: {typo}/bob {NO_SPOOL_DIR_NOTE.format(dir=typo)}"),
+    bob = NO_SPOOL_DIR_NOTE.format(dir=typo, key="source.spool")
+    dave = NO_SPOOL_DIR_NOTE.format(dir=typo, key="domains['example.com'].users[2].spool")
+    assert [(n.user, n.kind, n.folder, n.message, n.wrong_path) for n in notes] == [
+        ("bob", "problem", "INBOX", f"INBOX: {typo}/bob {bob}", True),
         ("carol", "info", "INBOX",
-         f"INBOX: {linked}/carol {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)")]
-    assert "check source.spool (or the user's spool:) in the spec" in NO_SPOOL_DIR_NOTE
+         f"INBOX: {linked}/carol {MISSING_SPOOL_NOTE} (a missing spool is an empty INBOX)",
+         False),
+        ("dave", "problem", "INBOX", f"INBOX: {typo}/dave {dave}", True)]
+    assert bob.endswith("check source.spool in the spec"), bob
 
 
 def test_a_folders_directory_the_spec_names_that_is_missing_is_a_problem(tmp_path):
     """A user's folders: in the spec (named by the administrator) that is not there, a
     typo, left every folder on the old server without a word, even with -v; the plan
-    lists it among its problems now (apply exits 3) and verify explains it, as a missing
-    spool directory. The default ~/mail missing is still a user without folders."""
+    lists it among its problems now (apply exits 3), as a missing spool directory (dave's
+    spool: under a directory the source does not have). verify fails on both, naming
+    the user, the path and the spec key: it listed them as explained and said
+    "Verified" (exit 0), all that mail left behind. The default ~/mail and spool missing
+    (carol) are still a user without folders and an empty INBOX, not failing."""
     src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw1"),
-                                            SourceAccount("carol", 1001, "Carol", "pw2")])
+                                            SourceAccount("carol", 1001, "Carol", "pw2"),
+                                            SourceAccount("dave", 1002, "Dave", "pw3")])
     (src / "home/bob/Mail").mkdir()
     (src / "home/bob/Mail/Work").write_bytes(b"From a@b Mon Nov  2 10:00:00 2026\n\nhi\n\n")
-    typo = src / "home/bob/mail"
+    typo, spool = src / "home/bob/mail", src / "var/spool/mial/dave"
     domain = unique_domain("nofolders")
     spec = write_spec(tmp_path / "m.yaml", source_root=src,
                       target=install_target(tmp_path / "target"),
                       domains={domain: {"users": [{"name": "bob", "folders": str(typo)},
-                                                  {"name": "carol"}]}})
-    said = (f"bob@{domain}: {typo} (the folders directory, the user's folders: in the spec) "
-            "is missing on the source: check that path")
+                                                  {"name": "carol"},
+                                                  {"name": "dave", "spool": str(spool)}]}})
+    said = (f"bob@{domain}: {typo} (the folders directory, domains['{domain}'].users[0]."
+            f"folders in the spec) is missing on the source: no folder is imported; check "
+            "that path")
+    dave = (f"dave@{domain}: INBOX: {spool} is missing, and so is its directory "
+            f"{spool.parent} on the source: nothing is imported from it; check "
+            f"domains['{domain}'].users[2].spool in the spec")
     text = mailplan("plan", str(spec)).stdout
-    assert f"Problems (these are not migrated):\n  ! {said}\n" in text, text
+    assert f"Problems (these are not migrated):\n  ! {said}\n  ! {dave}\n" in text, text
     assert "carol" not in text.partition("Problems")[2], text
     res = mailplan("apply", str(spec), "--auto-approve")
-    assert res.returncode == 3 and "Not migrated: 1 problem(s)" in res.stdout, res.stdout
+    assert res.returncode == 3 and "Not migrated: 2 problem(s)" in res.stdout, res.stdout
     res = mailplan("verify", str(spec))
-    assert f"  ! {said}\n" in res.stdout.partition("Explained")[2], res.stdout
+    assert res.returncode == 3, res.stdout + res.stderr
+    failed = res.stdout.partition("Not migrated (")[2].partition("\n\n")[0]
+    assert f"  FAIL  {said}\n  FAIL  {dave}" in failed, res.stdout
+    assert "carol" not in failed, res.stdout
+    assert f"  ! carol@{domain}: INBOX: " in res.stdout.partition("Explained")[2], res.stdout
+    assert "NOT verified: 2 item(s) marked FAIL above." in res.stdout, res.stdout
+    loaded = load_spec(spec)
+    report = verify(loaded, State.load(state_path_for(loaded)))
+    assert not report.ok and report.unmigrated == [said, dave], report.unmigrated
 
 
 def test_plan_v_and_verify_account_for_a_missing_spool_as_for_an_empty_one(tmp_path):
@@ -708,3 +731,4 @@ def test_bytes_before_the_first_from_line_are_reported_and_nothing_is_dropped(tm
     stored = {f.parent.parent.name: f.read_bytes() for f in (home / "Maildir").rglob("*")
               if f.is_file() and f.parent.name in ("new", "cur")}
     assert stored == {".Work": b"Subject: work\n\nbody\n"}
+

@@ -29,6 +29,7 @@ from mailplan.facts.notes import (
     HOME_MBOX_NOTE,
     INBOX_FILE_NOTE,
     MISSING_SPOOL_NOTE,
+    NO_FOLDERS_DIR_NOTE,
     NO_SPOOL_DIR_NOTE,
     MailboxNote,
 )
@@ -247,8 +248,8 @@ def _inbox(ref: MailboxRef, found: _Found) -> tuple[list[SourceMailbox], list[Ma
         pass  # a link, or a spool find could not see, has its own note
     elif (posixpath.dirname(spool) or "/") in found.missing_dirs:
         notes.append(MailboxNote(ref.domain, ref.user, "problem", spool,
-                                 f"INBOX: {escape(spool)} "
-                                 + NO_SPOOL_DIR_NOTE.format(dir=where), "INBOX"))
+                                 f"INBOX: {escape(spool)} " + NO_SPOOL_DIR_NOTE.format(
+                                     dir=where, key=ref.spool_key), "INBOX", wrong_path=True))
     else:
         # said, as an empty spool is, so that every user's INBOX is accounted for
         notes.append(MailboxNote(ref.domain, ref.user, "info", spool,
@@ -291,8 +292,8 @@ def _folders(ref: MailboxRef, found: _Found
                                  "it is imported"))
     elif ref.folders_given and root in found.missing_dirs:
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
-                                 "folders directory, the user's folders: in the spec) is "
-                                 "missing on the source: check that path"))
+                                 f"folders directory, {ref.spec_key('folders')} in "
+                                 f"the spec) {NO_FOLDERS_DIR_NOTE}", wrong_path=True))
     paths = [p for p in [*found.files, *found.other] if p.startswith(prefix)
              and posixpath.normpath(p) != mbox and not (p == ref.spool and p in found.other)]
     dirs = {p for p in paths if found.other.get(p) == "d"}

@@ -36,6 +36,10 @@ class MailboxNote:
     #: the source login could not see or read it: no mailbox of this user can be
     #: compared there (verify fails on it, where other notes only explain a difference)
     unseen: bool = False
+    #: a path the spec names (a user's ``folders:``, the directory of ``source.spool`` or
+    #: of a user's ``spool:``) that the source does not have: the mail the administrator
+    #: meant is left behind, and verify fails on it too until the spec is corrected
+    wrong_path: bool = False
 
     @property
     def address(self) -> str:
@@ -83,4 +87,8 @@ MISSING_SPOOL_NOTE = "is missing, nothing to import from it"
 #: what is said of a spool whose directory is not there either (a problem: a wrong
 #: ``source.spool`` or ``spool:`` in the spec, not a user who never had mail)
 NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: nothing is "
-                     "imported from it; check source.spool (or the user's spool:) in the spec")
+                     "imported from it; check {key} in the spec")
+#: what is said of a user's ``folders:`` that the source does not have (a problem: a
+#: typo would leave every folder behind), after ``PATH (the folders directory, KEY in
+#: the spec)``
+NO_FOLDERS_DIR_NOTE = "is missing on the source: no folder is imported; check that path"

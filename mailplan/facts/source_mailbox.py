@@ -39,6 +39,19 @@ class MailboxRef:
     #: the folders directory is the spec's ``folders:``: missing, it is a problem (a typo
     #: would leave the folders behind without a word), not a user without folders
     folders_given: bool = False
+    #: the user's entry in the spec, as its errors name keys (``domains['example.com'].
+    #: users[0]``): a note on a path it names says where; "" for a user of the import rule
+    user_key: str = ""
+
+    @property
+    def spool_key(self) -> str:
+        """The spec key the spool's path comes from (``source.spool`` when it is the
+        default one: SPOOL/ACCOUNT)."""
+        return self.spec_key("spool") if self.spool_given else "source.spool"
+
+    def spec_key(self, name: str) -> str:
+        """The key ``name`` (``spool``, ``folders``) of the user's entry in the spec."""
+        return f"{self.user_key}.{name}" if self.user_key else f"the user's {name}:"
 
     @property
     def home_mbox(self) -> str | None:
