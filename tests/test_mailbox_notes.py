@@ -732,3 +732,50 @@ def test_bytes_before_the_first_from_line_are_reported_and_nothing_is_dropped(tm
               if f.is_file() and f.parent.name in ("new", "cur")}
     assert stored == {".Work": b"Subject: work\n\nbody\n"}
 
+
+def test_a_folders_directory_the_login_may_not_reach_is_not_called_missing(tmp_path):
+    """A user's folders: below a directory the source login may not search (bob's 0700
+    home, read as nobody): test -d is false there as for a missing one, and the plan
+    said "is missing on the source: check that path" beside find's "Permission denied",
+    sending the administrator after a typo that is not there. The same command now tells
+    the two apart: bob's (there) and carol's (not there, which nobody cannot know) cannot
+    be read by nobody, naming the directory it may not search; dave's, under a directory
+    it may search, is missing; read as root only carol's and dave's are, and bob's has
+    no note."""
+    require(shutil.which("setpriv"), "setpriv (util-linux)")
+    src = make_source(tmp_path / "source", [SourceAccount("bob", 1000, "Bob", "pw1")])
+    (src / "home/bob/Mail").mkdir()
+    (src / "home/bob/Mail/Work").write_bytes(msg("work"))
+    (src / "home/carol").mkdir()
+    readable_by_others(tmp_path, src)
+    for home in ("bob", "carol"):
+        (src / "home" / home).chmod(0o700)
+    dave = src / "home/dave's $HOME x/Mail"
+    refs = [MailboxRef("example.com", user, user, str(src / "var/spool/mail" / user), folders,
+                       str(src / "home" / user), folders_given=True,
+                       user_key=f"domains['example.com'].users[{i}]")
+            for i, (user, folders) in enumerate((("bob", str(src / "home/bob/Mail")),
+                                                 ("carol", str(src / "home/carol/Mail")),
+                                                 ("dave", str(dave))))]
+
+    def said(conn: LocalConnector) -> list[tuple[str, str, bool, bool]]:
+        _mailboxes, notes = list_source_mailboxes(conn, refs)
+        return [(n.user, n.message, n.unseen, n.wrong_path) for n in notes
+                if n.kind == "problem" and n.path in {r.folders for r in refs}]
+
+    def shut(user: str, i: int) -> tuple[str, str, bool, bool]:
+        return (user, f"{src}/home/{user}/Mail (the folders directory, domains['example.com']."
+                f"users[{i}].folders in the spec) cannot be read by nobody (permission: "
+                f"{src}/home/{user} may not be searched by it, whether the directory is there "
+                "or not); no folder is imported; mailplan must be able to read it (log in to "
+                "the source as root, or set sudo: true)", True, False)
+
+    def missing(user: str, path: str, i: int) -> tuple[str, str, bool, bool]:
+        return (user, f"{path} (the folders directory, domains['example.com'].users[{i}]."
+                "folders in the spec) is missing on the source: no folder is imported; check "
+                "that path", False, True)
+
+    assert said(_AsNobody("oldmail")) == [shut("bob", 0), shut("carol", 1),
+                                          missing("dave", str(dave), 2)]
+    assert said(LocalConnector("oldmail")) == [
+        missing("carol", f"{src}/home/carol/Mail", 1), missing("dave", str(dave), 2)]

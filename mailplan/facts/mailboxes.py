@@ -31,6 +31,7 @@ from mailplan.facts.notes import (
     MISSING_SPOOL_NOTE,
     NO_FOLDERS_DIR_NOTE,
     NO_SPOOL_DIR_NOTE,
+    SHUT_DIR_NOTE,
     MailboxNote,
 )
 from mailplan.facts.source_mailbox import SETTLED_AFTER, MailboxRef, SourceMailbox
@@ -48,6 +49,14 @@ _FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
+#: each of the directories {dirs} that ``test -d`` does not find: ``m`` and its path when
+#: it is not there, ``p``, its path, the nearest directory above it that is there and the
+#: login when that one is one the login may not search (a permission: test -d is false
+#: for what is below it, there or not; root may search every directory)
+_NO_DIR = ('for d in {dirs}; do test -d "$d" && continue; p=$d; while test "$p" != / && '
+           '! test -e "$p"; do p=${{p%/*}}; p=${{p:-/}}; done; if test -d "$p" && ! test -x '
+           '"$p"; then u=${{u:-$(id -un 2>/dev/null || id -u)}}; printf \'p%s\\0%s\\0%s\\0\' '
+           '"$d" "$p" "$u"; else printf \'m%s\\0\' "$d"; fi; done; true')
 
 
 def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
@@ -104,6 +113,19 @@ def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, int, int,
     return files, links, others
 
 
+def _parse_no_dir(data: bytes) -> tuple[set[str], dict[str, tuple[str, str]]]:
+    """The directories :data:`_NO_DIR` found missing, and those the login may not reach
+    (directory -> the one above it the login may not search, and the login)."""
+    missing, shut = set(), {}
+    fields = iter(data.decode("utf-8", "surrogateescape").split("\0"))
+    for record in fields:
+        if record[:1] == "m":
+            missing.add(record[1:])
+        elif record[:1] == "p":
+            shut[record[1:]] = (next(fields, ""), next(fields, ""))
+    return missing, shut
+
+
 def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: str = "utf7"
                           ) -> tuple[list[SourceMailbox], list[MailboxNote]]:
     """Every spool and folder file of ``refs`` (one batch), their folders named in the
@@ -115,7 +137,10 @@ def list_source_mailboxes(conn: Connector, refs: Sequence[MailboxRef], names: st
     mailboxes: list[SourceMailbox] = []
     notes: list[MailboxNote] = []
     for ref in refs:
-        notes += unseen_notes(ref, found.unseen)
+        # a spec-given folders directory the login may not reach: said by _folders
+        notes += unseen_notes(ref, {start: said for start, said in found.unseen.items()
+                                    if not (start in found.shut_dirs and ref.folders_given
+                                            and start == (ref.folders.rstrip("/") or "/"))})
         for part in (_inbox(ref, found), _folders(ref, found)):
             mailboxes += part[0]
             notes += part[1]
@@ -138,6 +163,9 @@ class _Found:
     now: float  # the source's clock, as the mtimes are
     as_root: bool = True  # read as root, whom no file's mode keeps out
     not_mail: set[str] = field(default_factory=set)  # programs' files, emacs's lock links
+    #: of those directories, the ones the login may not reach: directory -> (the one above
+    #: it the login may not search, the login's name)
+    shut_dirs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def mailbox(self, ref: MailboxRef, folder: str, path: str, **kw: bool) -> SourceMailbox:
         """The file at ``path`` (one of ``files``) as ``ref``'s mailbox ``folder``."""
@@ -211,13 +239,11 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
     # the spools' directories (and spec-given folders') not there (test -d follows a link)
     dirs = sorted({posixpath.dirname(r.spool) or "/" for r in refs}
                   | {r.folders.rstrip("/") or "/" for r in refs if r.folders_given})
-    no_dir = "for d in " + join(dirs) + '; do test -d "$d" || printf \'%s\\0\' "$d"; done; true'
-    results = run_batch(conn, ["date +%s", "id -u", no_dir, *cmds])
+    results = run_batch(conn, ["date +%s", "id -u", _NO_DIR.format(dirs=join(dirs)), *cmds])
     clock = results[0].stdout.strip()
+    missing, shut = _parse_no_dir(results[2].stdout)
     found = _Found(
-        files={}, linked={}, other={}, unseen={},
-        missing_dirs={d.decode("utf-8", "surrogateescape")
-                      for d in results[2].stdout.split(b"\0") if d},
+        files={}, linked={}, other={}, unseen={}, missing_dirs=missing, shut_dirs=shut,
         # the source's clock, as the mtimes are (the local one where date has no %s)
         now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time(),
         as_root=results[1].stdout.strip() in (b"0", b""))  # not known: as if root
@@ -290,6 +316,13 @@ def _folders(ref: MailboxRef, found: _Found
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  f"folders directory) is {kind}, not a directory: no mail in "
                                  "it is imported"))
+    elif ref.folders_given and root in found.shut_dirs:
+        parent, login = found.shut_dirs[root]
+        notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
+                                 f"folders directory, {ref.spec_key('folders')} in the spec) "
+                                 f"cannot be read by {escape(login)} (permission: "
+                                 f"{escape(parent)} may not be searched by it, whether the "
+                                 f"directory is there or not); {SHUT_DIR_NOTE}", unseen=True))
     elif ref.folders_given and root in found.missing_dirs:
         notes.append(MailboxNote(ref.domain, ref.user, "problem", root, f"{escape(root)} (the "
                                  f"folders directory, {ref.spec_key('folders')} in "

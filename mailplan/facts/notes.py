@@ -92,3 +92,7 @@ NO_SPOOL_DIR_NOTE = ("is missing, and so is its directory {dir} on the source: n
 #: typo would leave every folder behind), after ``PATH (the folders directory, KEY in
 #: the spec)``
 NO_FOLDERS_DIR_NOTE = "is missing on the source: no folder is imported; check that path"
+#: what is said of a user's ``folders:`` below a directory the source login may not search
+#: (a permission, told apart from a missing one), after ``cannot be read by LOGIN (...)``
+SHUT_DIR_NOTE = ("no folder is imported; mailplan must be able to read it (log in to the "
+                 "source as root, or set sudo: true)")
