@@ -362,8 +362,9 @@ def apply(spec_or_plan: str, auto_approve: bool, prune: bool,
 
 
 def _retrying(errors: TextIO, exc: MailplanError, attempt: int, wait: float) -> None:
-    """Warn of a retry, on apply's stderr (its going away stops the apply: ApplyWatch)."""
-    click.echo(f"Warning: {escape_lines(str(exc))}\n  reconnecting and planning again in "
+    """Warn of a retry, on apply's stderr (its going away stops the apply: ApplyWatch):
+    the error without its hint (``run apply again``: the retry is what it asks for)."""
+    click.echo(f"Warning: {escape_lines(exc.message)}\n  reconnecting and planning again in "
                f"{wait:g}s (retry {attempt})", file=errors)
 
 
