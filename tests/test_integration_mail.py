@@ -10,6 +10,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from migration import (
 )
 from sshd_fixture import login_shell_user
 from tools import require
+from writer_hold import writer_hold
 
 from mailplan.connectors.local import LocalConnector
 from mailplan.mail.maildir import parse_message_name
@@ -511,11 +514,25 @@ def test_a_first_import_is_counted_on_the_source_not_read_by_the_plan(tmp_path, 
 def test_a_saved_plan_resumes_after_a_kill_during_its_mail_import(tmp_path):
     """``mailplan apply PLAN.json`` killed mid-import and run again: the mailbox change
     is what is left of the saved one (fewer messages to go), not a new change."""
-    _data, target, domain, spec = six_thousand(tmp_path)
+    # killed while the target's writer holds its second sync (the first batch durable
+    # and journaled, nothing after it visible), not once the journal shows that batch:
+    # three batches of 2000, and a loaded machine let the apply end before the kill
+    hold = writer_hold(tmp_path)
+    _data, target, domain, spec = six_thousand(
+        tmp_path, target_host={"local": True, "python": str(hold.python)})
     saved = tmp_path / "p.json"
     mailplan("plan", str(spec), "-o", str(saved), check=True)
-    kill_apply_when(spec, lambda data: b'"imported"' in data, plan=saved)
+    hold.arm(2)
+    proc = subprocess.Popen([sys.executable, "-m", "mailplan", "apply", str(saved)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        hold.wait(proc)
+        assert b'"imported"' in (tmp_path / "m.state.json.journal").read_bytes()
+    finally:
+        proc.kill()
+        proc.wait()
     assert (tmp_path / "m.state.json.journal").exists()  # killed mid-apply
+    hold.held.unlink(missing_ok=True)  # its relay went with its input: nothing held
     mailplan("apply", str(saved), check=True)
     assert_each_once(target, domain)
     assert "No changes." in mailplan("plan", str(spec), check=True).stdout
