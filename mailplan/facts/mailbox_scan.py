@@ -308,7 +308,10 @@ def _scan_with_tar(conn: Connector, mailboxes: Sequence[SourceMailbox], mboxrd: 
     except (OSError, tarfile.TarError):
         proc.kill()
         return None
-    again = _read_again(res.returncode, res.stderr_text, by_path)
+    # decoded as find's paths are (stderr_text replaces bytes not UTF-8 and masks text
+    # shaped like a secret: a name so changed would match no mailbox, and all be read again)
+    again = _read_again(res.returncode, res.stderr.decode("utf-8", "surrogateescape"),
+                        by_path)
     return None if again is None else {p: s for p, s in out.items() if p not in again}
 
 
