@@ -27,19 +27,35 @@ def listed(path: Path, data: bytes) -> SourceMailbox:
                          st.st_mtime, st.st_ino, settled=True)
 
 
-@pytest.mark.parametrize("name", [b"busy", b"b\xe9sy", b"b$6$salt$x"],
-                         ids=["ascii", "latin-1", "secret-shaped"])
+def sudo_that_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``sudo`` first on PATH that says what sudo says on a host whose own name does
+    not resolve (exit 0, the command run), then runs the command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text(
+        "#!/bin/sh\necho 'sudo: unable to resolve host old: Name or service not known' >&2\n"
+        'test "$1" = -n && shift\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(("name", "sudo"), [(b"busy", False), (b"b\xe9sy", False),
+                                            (b"b$6$salt$x", False), (b"busy", True)],
+                         ids=["ascii", "latin-1", "secret-shaped", "sudo-warns"])
 def test_a_mailbox_that_grows_while_tar_reads_it_is_read_again_alone(tmp_path, monkeypatch,
-                                                                     name):
+                                                                     name, sudo):
     """Mail delivered to one spool while the shared tar read it (tar: "file changed as
     we read it", exit 1) threw the whole read away: every mailbox read whole was read
     again one by one (during a cutover, one busy spool doubled the plan's reads). Only
     the one tar names is read again; also when its name is not UTF-8 (a Latin-1 folder
-    name) or has a part shaped like a crypt hash, which tar's warning gives as it is."""
+    name) or has a part shaped like a crypt hash, which tar's warning gives as it is,
+    and when sudo (``sudo: true``) says something of its own on stderr."""
+    if sudo:
+        sudo_that_warns(tmp_path, monkeypatch)
     big = listed(Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + name)),
                  b"".join(message(i, 2000) for i in range(4000)))
     quiet = [listed(tmp_path / name, message(1) + message(2)) for name in ("a", "b")]
-    conn, streams = LocalConnector("old"), []
+    conn, streams = LocalConnector("old", sudo=sudo), []
     start_stream = conn.start_stream
 
     def counted(command: str, **kw: object) -> object:
@@ -60,6 +76,24 @@ def test_a_mailbox_that_grows_while_tar_reads_it_is_read_again_alone(tmp_path, m
     assert len(streams) == 2 and "tar" in streams[0] and big.path in streams[1], streams
 
 
+def test_a_line_sudo_writes_does_not_throw_the_shared_read_away(tmp_path, monkeypatch):
+    """sudo's own warning on stderr (the source's name not in its /etc/hosts), tar's exit
+    0: every mailbox was read again one by one, as if tar had named one it could not
+    trust. Nothing changed: the shared read alone."""
+    sudo_that_warns(tmp_path, monkeypatch)
+    boxes = [listed(tmp_path / name, message(1) + message(2)) for name in ("a", "b")]
+    conn, streams = LocalConnector("old", sudo=True), []
+    start_stream = conn.start_stream
+
+    def counted(command: str, **kw: object) -> object:
+        streams.append(command)
+        return start_stream(command, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(conn, "start_stream", counted)
+    scans = scan_mailboxes(conn, [(mb, 0, set()) for mb in boxes], mboxrd=False)
+    assert [(s.error, s.total) for s in scans] == [(None, 2)] * 2
+    assert len(streams) == 1, streams
+
+
 @pytest.mark.parametrize(("status", "stderr", "again"), [
     (0, "", set()),
     (1, "tar: /s/a: file changed as we read it", {"/s/a"}),
@@ -69,11 +103,27 @@ def test_a_mailbox_that_grows_while_tar_reads_it_is_read_again_alone(tmp_path, m
      None),  # a name not read: not trusted
     (1, "", None),  # a failure no line names
     (1, "tar: something else entirely", None),
+    (0, "sudo: unable to resolve host old: Name or service not known\n", set()),
+    (1, "sudo: unable to resolve host old: Name or service not known\n"
+        "tar: /s/a: file changed as we read it\n", {"/s/a"}),
     (2, "tar: /s/a: Cannot open: Permission denied\n"
         "tar: Exiting with failure status due to previous errors", None),
 ])
 def test_which_mailboxes_tars_warnings_name(status, stderr, again):
     assert _read_again(status, stderr, {"/s/a", "/s/b"}) == again
+
+
+@pytest.mark.parametrize(("stderr", "again"), [
+    # a name with a carriage return is one line of tar's: that mailbox, not /s/a
+    ("tar: /s/a: file changed as we read it\rX: file changed as we read it",
+     {"/s/a: file changed as we read it\rX"}),
+    # with a line end in a name, a line not starting "tar: " may be the rest of a warning
+    ("tar: /s/a: file changed as we read it\nX: file changed as we read it", None),
+])
+def test_a_name_that_holds_a_line_break_is_not_taken_for_another(stderr, again):
+    names = {"/s/a", "/s/a: file changed as we read it\rX",
+             "/s/a: file changed as we read it\nX"}
+    assert _read_again(1, stderr, names) == again
 
 
 def test_the_tar_warning_for_a_changed_file_is_what_gnu_tar_says(tmp_path):

@@ -327,11 +327,17 @@ def _read_again(status: int, stderr: str, paths: Collection[str]) -> set[str] | 
     """The mailboxes of the shared read that tar's warnings name (``status`` 1: a file
     changed or vanished while it was read), to be read again one by one rather than
     trusted as a padded or cut copy; None (every one read again) for a fatal error, or
-    a warning that names no mailbox of the read (a name tar wrote some other way)."""
+    a warning that names no mailbox of the read (a name tar wrote some other way). A
+    line not from tar (sudo's "unable to resolve host", a login script's) names no file
+    tar read: it is passed over, unless a name of the read holds a line end (that line
+    may be the rest of tar's warning about it)."""
     if status not in (0, 1):
         return None
     named = set()
-    for line in stderr.splitlines():
+    whole_lines = not any("\n" in path for path in paths)
+    for line in stderr.split("\n"):  # not splitlines: a name may hold a \r, a \f...
+        if not line or (whole_lines and not line.startswith("tar: ")):
+            continue
         said = _TAR_SAID.fullmatch(line)
         if said is None or said["path"] not in paths:
             return None
