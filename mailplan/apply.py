@@ -86,10 +86,14 @@ def _import_mail(planned: Planned, ctx: Context, changes: list[Change], parallel
                         group = todo.get_nowait()
                     except queue.Empty:
                         return
+                    # vpopmail's maildirsize, counted into by each batch, is recounted
+                    # once per user, after the last import (every folder is counted)
+                    last = [c for c in group if c.kind == "mailbox"][-1:]
                     for change in group:
                         on_step(change, "start")
                         try:
-                            effect = importer.run(change, planned.mail_jobs[change.id])
+                            effect = importer.run(change, planned.mail_jobs[change.id],
+                                                  recount=change in last)
                         except MailboxRefused as exc:  # that mailbox only: said at the end
                             with lock:
                                 refused.append((change.id, change.address, exc))

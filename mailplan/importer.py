@@ -145,8 +145,11 @@ class MailImporter:
                              step=f"+ mailbox {change.address}")
         return udir
 
-    def run(self, change: Change, job: MailJob) -> dict[str, Any]:
+    def run(self, change: Change, job: MailJob, *, recount: bool = True) -> dict[str, Any]:
         """Import one mailbox; journal each durable batch; return the final effect.
+        ``recount``: recount the Maildir's ``maildirsize`` after an import (each batch is
+        counted into it as it becomes visible; the recount, of every folder, puts right
+        what else changed: apply asks it after a user's last import only).
 
         On any failure or stop (Ctrl-C stops at a journaled batch) the agent is dropped
         without a sync: what was streamed since the last sync never becomes visible (the
@@ -156,12 +159,12 @@ class MailImporter:
                 return self._add_flags(change, job)
             if change.kind == "subscription":
                 return self._subscribe(change, job)
-            return self._import(change, job)
+            return self._import(change, job, recount)
         except BaseException:
             self.abort()
             raise
 
-    def _import(self, change: Change, job: MailJob) -> dict[str, Any]:
+    def _import(self, change: Change, job: MailJob, recount: bool) -> dict[str, Any]:
         step = f"+ mailbox {change.address}"
         mb = job.mailbox
         udir = self._user_dir(change)
@@ -209,7 +212,8 @@ class MailImporter:
                                      host=self.source.name, step=step)
                 if job.subscribe and mb.dirname:
                     client.subscribe(mb.subscription)
-                client.refresh_quota()
+                if recount:
+                    client.refresh_quota()
         finally:
             if stream is not None:
                 stream.close()  # a read cut short by a failure still ends (and is logged)

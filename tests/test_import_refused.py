@@ -331,7 +331,7 @@ def _one_refused_then(tmp_path: Path, monkeypatch, inbox_run):
         def __init__(self, *_args: object, **_kw: object) -> None:
             pass
 
-        def run(self, change: Change, _job: object) -> dict:
+        def run(self, change: Change, _job: object, *, recount: bool = True) -> dict:
             if change is work:
                 raise refusal
             return inbox_run(watch)
