@@ -177,12 +177,13 @@ class MailImporter:
                 # exactly what the plan listed, proven untorn (mail.snapshot); started first,
                 # so that its start-up on the source overlaps the agent's on the target
                 # (a whole read ending messages where the checkpoint says earlier reads
-                # ended proves that checkpoint's windows too: Start.ends_from)
+                # ended proves that checkpoint's windows too: Start.ends_from); the file's
+                # ctime is this apply's listing's (its re-plan's: MailJob is never saved)
                 stream = SnapshotStream(self.source, mb.path, job.begin.offset, mb.size, step=step,
                                         run=self._source_run,
                                         prior=(job.begin.head, job.begin.tail),
                                         prior_at=job.begin.offset or job.begin.ends_from,
-                                        ident=mb.ident)
+                                        ident=mb.ident, ctime=mb.listed_ctime)
                 client, opened = self._open(udir)
                 # a read from a checkpoint sends every appended message: the writer drops one
                 # already there (the plan found few, if any), so the folder is not listed back

@@ -424,6 +424,57 @@ def test_the_checks_of_an_import_share_one_source_shell(tmp_path):
     assert target_started == [SHELL, agent_command(tgt.python)], target_started
 
 
+def test_an_imports_read_has_the_files_ctime_from_the_listing_not_a_command(tmp_path,
+                                                                              monkeypatch):
+    """apply's read of a mailbox skips the digest of its checks while the file's ctime is
+    still the one the plan's listing printed (mail.snapshot): it runs no command on the
+    source to learn it (a round trip per mailbox). A file changed after the listing (a
+    message flagged on the old server before its read) is hashed all the same."""
+    import shlex
+
+    from mailplan.apply import apply_plan
+    from mailplan.engine import make_plan, state_path_for
+    from mailplan.facts import mailboxes
+    from mailplan.spec import load_spec
+    from mailplan.state import State, locked
+
+    monkeypatch.setattr(mailboxes, "CTIME_SETTLED", 0)  # (written just now)
+    src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
+    spool, work = src / "var/spool/mail/ann", src / "home/ann/mail/Work"
+    spool.write_bytes(INBOX)
+    work.parent.mkdir(parents=True)
+    work.write_bytes(WORK)
+    target = install_target(tmp_path / "target")
+    domain = unique_domain()
+    spec = load_spec(write_spec(tmp_path / "m.yaml", source_root=src, target=target,
+                                domains={domain: {"import": {"uid_min": 1000}}}))
+    source, seen = LocalConnector("oldmail"), []
+    path = state_path_for(spec)
+    with locked(path):
+        state = State.load(path)
+        planned = make_plan(spec, state, {"oldmail": source, "newmail": LocalConnector("newmail")})
+        listed = {mb.path: mb for job in planned.mail_jobs.values() for mb in [job.mailbox]}
+        assert {p: mb.ctime_settled for p, mb in listed.items()} == {
+            str(spool): True, str(work): True}
+        work.write_bytes(WORK.replace(b"Status: O", b"Status: R"))  # same size, new ctime
+        source.observer = lambda cmd, res, secs, note: seen.append((cmd, res))
+        try:
+            result = apply_plan(planned, state, prune=False)
+        finally:
+            planned.close()
+    assert len([c for c in result.done if c.kind == "mailbox"]) == 2
+    assert not [cmd for cmd, _res in seen if "date +%s" in cmd], seen  # no ctime read
+    for mailbox, unchanged in ((spool, True), (work, False)):
+        named = [(cmd, res) for cmd, res in seen if shlex.quote(str(mailbox)) in cmd]
+        # the read (its start and its end) and one check, the end's
+        (check,) = [res for cmd, res in named if "then echo unchanged" in cmd]
+        assert (b"unchanged\n" in check.stdout) == unchanged, check.stdout
+        assert (b"  -\n" in check.stdout) != unchanged, check.stdout  # sha1sum's digest
+        assert len(named) == 3, named
+    (imported,) = maildir(target, f"ann@{domain}").glob(".Work/cur/*")
+    assert parse_message_name(imported.name).flags == "S"  # read as it was then: Status: R
+
+
 def test_a_checkpoint_is_made_of_the_bytes_the_import_read(tmp_path, monkeypatch):
     """The old server rewrites the spool right after the import read it (a reader deletes
     the first message, new mail arrives): the checkpoint must describe what was read, not

@@ -1334,7 +1334,7 @@ os.unlink(spool + ".lock")
 """
 
 
-@pytest.mark.parametrize("listed", [False, True], ids=["by-name", "listed-settled"])
+@pytest.mark.parametrize("listed", ["by-name", "listed", "by-hand"])
 @pytest.mark.parametrize("noatime", [True, False], ids=["dd-noatime", "head-tail"])
 @pytest.mark.parametrize("rewrite", ["expunge", "flag"])
 def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced_message(
@@ -1349,13 +1349,17 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     ``flag``: message 5 marked read (``Status: O`` -> ``Status: RO``, one byte more:
     without the check the import ends as if nothing happened, the spliced message, one
     byte doubled, imported and a checkpoint recorded after it). ``listed``: read as
-    apply reads (the file the listing found, its ctime printed first), the file taken
-    for settled: the first check finds the ctime unchanged and skips the digest; the
-    rewrite changes it, so the next check compares the bytes."""
+    apply reads (the file the listing found, with the ctime the listing printed), the
+    file taken for settled: the first check finds the ctime unchanged and skips the
+    digest; the rewrite changes it, so the next check compares the bytes. ``by-hand``:
+    the file's identity given without a listed ctime (a mailbox made by hand): the read
+    prints the ctime first, and the same holds."""
     import sys
 
     from mailplan.connectors.local import LocalConnector
     from mailplan.errors import SourceChanged
+    from mailplan.facts import mailboxes
+    from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
     from mailplan.mail import snapshot
     from mailplan.mail.snapshot import SnapshotStream
 
@@ -1367,16 +1371,20 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     spool.write_bytes(b"".join(msgs))
     originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
     conn, said = LocalConnector("oldmail"), []
-    if listed:  # (written just now: settled only for this test)
-        monkeypatch.setattr(snapshot, "CTIME_SETTLED", 0)
+    # (written just now: settled only for this test)
+    monkeypatch.setattr(mailboxes, "CTIME_SETTLED", 0)
+    monkeypatch.setattr(snapshot, "CTIME_SETTLED", 0)
+    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("d.example", "u", "u", str(spool),
+                                                            str(tmp_path / "no"))])
+    assert mb.ctime_settled and mb.size == spool.stat().st_size
 
     def run(command: str) -> CommandResult:
         said.append(conn.run(command))
         return said[-1]
-    st = spool.stat()
-    stream = SnapshotStream(conn, str(spool), 0, st.st_size, step="+ mailbox test",
+    stream = SnapshotStream(conn, str(spool), 0, mb.size, step="+ mailbox test",
                             noatime=noatime, run=run,
-                            ident=(st.st_dev, st.st_ino) if listed else None)
+                            ident=None if listed == "by-name" else mb.ident,
+                            ctime=mb.listed_ctime if listed == "listed" else None)
     boundaries: list[int] = []
 
     def check_then_rewrite() -> Callable[[], None] | None:
@@ -1411,19 +1419,26 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     assert not [b for b in visible if b not in originals]
     assert len(visible) == 600 and len(boundaries) == 2  # the second batch's check
     assert "rewritten while it was read" in stopped
-    # the first check (after the listed file's ctime was read) skipped the digest only
-    # where the file was listed and settled
-    assert (b"unchanged\n" in said[int(listed)].stdout) == listed
+    # the first check (after the file's ctime was read, by hand) skipped the digest
+    # only where the file's identity and ctime were known
+    first = said[int(listed == "by-hand")]
+    assert (b"unchanged\n" in first.stdout) == (listed != "by-name")
+    assert (b"  -\n" in first.stdout) == (listed == "by-name")
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "by-hand"])
 @pytest.mark.parametrize("settled", [True, False], ids=["settled", "just-written"])
-def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_path, settled):
-    """apply's read prints the file's ctime first; a check that finds it unchanged
-    skips the digest of the bytes read (the old server's second pass over them), unless
-    the file was changed less than CTIME_SETTLED seconds before the read began (a write
-    within the same tick of the kernel's coarse clock would leave the ctime as it was).
-    Every message is imported either way."""
+def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_path, settled,
+                                                                         listed):
+    """apply's read has the file's ctime from the listing (find's, to the nanosecond),
+    and runs no command of its own for it; a check that finds it unchanged skips the
+    digest of the bytes read (the old server's second pass over them), unless the file
+    was changed less than CTIME_SETTLED seconds before it was listed (a write within the
+    same tick of the kernel's coarse clock would leave the ctime as it was). Read with
+    the file's identity but no listed ctime (``by-hand``), the read prints the ctime
+    first, and the same holds. Every message is imported either way."""
     from mailplan.connectors.local import LocalConnector
+    from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
     from mailplan.mail.snapshot import CTIME_SETTLED, SnapshotStream
 
     msgs = [SEP + b"Subject: m%d\n\n" % i + b"body %d\n" % i * 200 + b"\n" for i in range(2000)]
@@ -1431,18 +1446,23 @@ def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_pat
     spool.write_bytes(b"".join(msgs))
     if settled:
         time.sleep(CTIME_SETTLED + 1.1)  # (whole seconds of the source's clock)
-    conn, said = LocalConnector("oldmail"), []
+    conn, said, sent = LocalConnector("oldmail"), [], []
+    (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("d.example", "u", "u", str(spool),
+                                                            str(tmp_path / "no"))])
+    ns = spool.stat().st_ctime_ns  # as find prints it: seconds, nanoseconds and a 0
+    assert (mb.ctime, mb.ctime_settled) == (f"{ns // 10**9}.{ns % 10**9:09d}0", settled)
 
     def run(command: str) -> CommandResult:
-        if not said and not settled:  # the ctime read: the file changed right before it
-            # (not only at its write above: on a loaded machine the agent's start-up
-            # between the two could reach CTIME_SETTLED, and the file was settled then)
+        if not said and not settled and not listed:  # the ctime read: the file changed
+            # right before it (not only at its write above: on a loaded machine the
+            # agent's start-up between the two could reach CTIME_SETTLED, and the file
+            # was settled then)
             os.chmod(spool, stat.S_IMODE(spool.stat().st_mode))  # its ctime is now
+        sent.append(command)
         said.append(conn.run(command))
         return said[-1]
-    st = spool.stat()
-    stream = SnapshotStream(conn, str(spool), 0, st.st_size, step="+ mailbox test",
-                            run=run, ident=(st.st_dev, st.st_ino))
+    stream = SnapshotStream(conn, str(spool), 0, mb.size, step="+ mailbox test",
+                            run=run, ident=mb.ident, ctime=mb.listed_ctime if listed else None)
     root = tmp_path / "Maildir"
     proc = LocalAgent()
     client = AgentClient(proc)
@@ -1451,8 +1471,15 @@ def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_pat
     client.quit()
     proc.wait()
     assert len(maildir_state(root)) == 2000
-    ctime, *checks = said  # the file's ctime read before the read began, then checks
-    assert ctime.stdout.count(b"\n") == 2 and b"unchanged" not in ctime.stdout
+    if listed:  # checks only
+        checks = said
+    else:  # the file's ctime read before the read began (as the listing printed it), then
+        ctime, *checks = said  # the checks
+        ns = spool.stat().st_ctime_ns  # (just written: as the chmod above left it)
+        assert ctime.stdout.split(b"\n")[0].decode() == f"{ns // 10**9}.{ns % 10**9:09d}0" \
+            and "date +%s" in sent[0]
+    assert all(("then echo unchanged" in c) == settled and "date" not in c
+               for c in sent[len(sent) - len(checks):])
     assert len(checks) >= 4  # a check before each batch but the first, and the end's
     assert all((b"unchanged\n" in res.stdout) == settled for res in checks)
     assert all((b"  -\n" in res.stdout) != settled for res in checks)

@@ -248,7 +248,8 @@ def test_one_walk_lists_files_and_links_whatever_their_names_hold(tmp_path):
          "(", "-type", "l", "-printf", _LINK_FORMAT, ")"],
         check=True, capture_output=True).stdout
     files, links, _others = _parse_find(out)
-    assert [(size, owner, nlink, path) for size, _m, _i, _d, owner, nlink, path in files] == [
+    assert [(size, owner, nlink, path) for size, _m, _c, _i, _d, owner, nlink, path
+            in files] == [
         (5, os.getuid(), 1, f"{tmp_path}/Work\tplain")]
     assert sorted(links) == [(f"{tmp_path}/Tab\tlink", "dest\there"),
                              (f"{tmp_path}/sub/Old", "/elsewhere/old")]

@@ -34,7 +34,12 @@ from mailplan.facts.notes import (
     SHUT_DIR_NOTE,
     MailboxNote,
 )
-from mailplan.facts.source_mailbox import SETTLED_AFTER, MailboxRef, SourceMailbox
+from mailplan.facts.source_mailbox import (
+    CTIME_SETTLED,
+    SETTLED_AFTER,
+    MailboxRef,
+    SourceMailbox,
+)
 from mailplan.mail.maildir import FolderNameError, is_inbox, source_folder
 from mailplan.remote import run_batch
 from mailplan.shell import chunks, join
@@ -42,10 +47,12 @@ from mailplan.text import escape
 
 #: a dot-lock is smaller than this (empty, or a process id): no From_ line fits in it
 DOT_LOCK_SIZE = 23
-#: find's record of a file (size, mtime, inode, device, owner, link count, path), and of
-#: a symbolic link (its path, then where it points, in two NUL-ended fields: either may
-#: hold a tab); the first letter tells them apart
-_FILE_FORMAT = "f%s\\t%T@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
+#: find's record of a file (size, mtime, ctime, inode, device, owner, link count, path),
+#: and of a symbolic link (its path, then where it points, in two NUL-ended fields:
+#: either may hold a tab); the first letter tells them apart. The ctime is kept as find
+#: prints it: apply's checks compare it with what the same find prints then
+#: (:class:`mailplan.mail.snapshot.SnapshotStream`)
+_FILE_FORMAT = "f%s\\t%T@\\t%C@\\t%i\\t%D\\t%U\\t%n\\t%p\\0"
 _LINK_FORMAT = "l%p\\0%l\\0"
 #: find's record of a spool that is neither (a directory, a fifo...): its type letter
 _OTHER_FORMAT = "o%y%p\\0"
@@ -93,18 +100,20 @@ def named(listed: tuple[list[SourceMailbox], list[MailboxNote]], names: str
     return out, notes
 
 
-def _parse_find(data: bytes) -> tuple[list[tuple[int, float, int, int, int, int, str]],
+def _parse_find(data: bytes) -> tuple[list[tuple[int, float, str, int, int, int, int, str]],
                                       list[tuple[str, str]], dict[str, str]]:
-    """The files (size, mtime, inode, device, owner, links, path), the symbolic links (path, where
-    it points) and the paths of other types (path: find's type letter) of ``find``'s
-    records (``_FILE_FORMAT``, ``_LINK_FORMAT``, ``_OTHER_FORMAT``)."""
+    """The files (size, mtime, ctime as printed, inode, device, owner, links, path), the
+    symbolic links (path, where it points) and the paths of other types (path: find's
+    type letter) of ``find``'s records (``_FILE_FORMAT``, ``_LINK_FORMAT``,
+    ``_OTHER_FORMAT``)."""
     files, links, others = [], [], {}
     fields = iter(data.split(b"\0"))
     for record in fields:
         if record[:1] == b"f":
-            size, mtime, inode, device, owner, nlink, path = record[1:].split(b"\t", 6)
-            files.append((int(size), float(mtime), int(inode), int(device), int(owner),
-                          int(nlink), path.decode("utf-8", "surrogateescape")))
+            size, mtime, ctime, inode, device, owner, nlink, path = record[1:].split(b"\t", 7)
+            files.append((int(size), float(mtime), ctime.decode("ascii", "replace"), int(inode),
+                          int(device), int(owner), int(nlink),
+                          path.decode("utf-8", "surrogateescape")))
         elif record[:1] == b"l":
             links.append((record[1:].decode("utf-8", "surrogateescape"),
                           next(fields, b"").decode("utf-8", "surrogateescape")))
@@ -162,6 +171,10 @@ class _Found:
     unseen: dict[str, list[tuple[str, bool]]]  # spool or folder dir -> find's words
     now: float  # the source's clock, as the mtimes are
     as_root: bool = True  # read as root, whom no file's mode keeps out
+    #: the files' ctimes as find printed them (path -> text); ``now`` is the source's
+    #: clock (not the local one, where date has no %s): only then may a ctime be settled
+    ctimes: dict[str, str] = field(default_factory=dict)
+    source_clock: bool = True
     not_mail: set[str] = field(default_factory=set)  # programs' files, emacs's lock links
     #: of those directories, the ones the login may not reach: directory -> (the one above
     #: it the login may not search, the login's name)
@@ -177,8 +190,17 @@ class _Found:
         lock = self.files.get(path + ".lock")
         locked = not settled and lock is not None and lock[0] < DOT_LOCK_SIZE \
             and self.now - lock[1] < SETTLED_AFTER
+        # the ctime, and whether nothing could write to the file since without changing it
+        # (the source's clock, read before find looked, CTIME_SETTLED seconds past it)
+        ctime = self.ctimes.get(path, "")
+        try:
+            ctime_settled = self.source_clock and int(self.now) - int(float(ctime)) \
+                >= CTIME_SETTLED
+        except (ValueError, OverflowError):  # not printed: apply's read hashes what it read
+            ctime, ctime_settled = "", False
         return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
-                             settled, device=device, locked=locked, **kw)
+                             settled, device=device, locked=locked, ctime=ctime,
+                             ctime_settled=ctime_settled, **kw)
 
     def add(self, out: tuple[list[SourceMailbox], list[MailboxNote]], ref: MailboxRef,
             folder: str, path: str, **kw: bool) -> bool:
@@ -241,16 +263,18 @@ def _find(conn: Connector, refs: Sequence[MailboxRef]) -> _Found:
                   | {r.folders.rstrip("/") or "/" for r in refs if r.folders_given})
     results = run_batch(conn, ["date +%s", "id -u", _NO_DIR.format(dirs=join(dirs)), *cmds])
     clock = results[0].stdout.strip()
+    clocked = results[0].returncode == 0 and clock.isdigit()
     missing, shut = _parse_no_dir(results[2].stdout)
     found = _Found(
         files={}, linked={}, other={}, unseen={}, missing_dirs=missing, shut_dirs=shut,
         # the source's clock, as the mtimes are (the local one where date has no %s)
-        now=int(clock) if results[0].returncode == 0 and clock.isdigit() else time.time(),
+        now=int(clock) if clocked else time.time(), source_clock=clocked,
         as_root=results[1].stdout.strip() in (b"0", b""))  # not known: as if root
     for res, chunk in zip(results[3:], [*spool_chunks, *root_chunks], strict=True):
         files, links, others = _parse_find(res.stdout)
-        for size, mtime, inode, device, owner, nlink, path in files:
+        for size, mtime, ctime, inode, device, owner, nlink, path in files:
             found.files[path] = (size, mtime, inode, device, owner, nlink)
+            found.ctimes[path] = ctime
         found.linked.update(links)
         found.other.update(others)
         for start, said, exact in find_messages(res.stderr, chunk):

@@ -14,6 +14,10 @@ from mailplan.mail.maildir import dir_subscription_lines, folder_dirname, is_inb
 #: seconds since its last modification after which a mailbox's end is final even when
 #: its last message does not end with a blank line (no delivery is still writing it)
 SETTLED_AFTER = 300
+#: seconds by the source's clock after which a file's ctime, unchanged, proves nothing
+#: wrote to it since: a write within one tick of the kernel's coarse clock after a change
+#: could leave the ctime as that change set it (:mod:`mailplan.mail.snapshot`)
+CTIME_SETTLED = 2
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,18 @@ class SourceMailbox:
     #: may be writing its last message, whatever its last bytes, which is left for the
     #: next run (:meth:`mailplan.facts.scan_read.ScanRead.end`)
     locked: bool = False
+    #: the file's ctime as the listing's ``find`` printed it (``%C@``: seconds since the
+    #: epoch, with nanoseconds), "" when not listed (a mailbox made by hand); and whether
+    #: it was CTIME_SETTLED seconds old then by the source's clock (a clock not read from
+    #: the source is no such proof): apply's read skips the digest of its checks while the
+    #: file's ctime is still this settled one (:class:`mailplan.mail.snapshot.SnapshotStream`)
+    ctime: str = ""
+    ctime_settled: bool = False
+
+    @property
+    def listed_ctime(self) -> tuple[str, bool] | None:
+        """``(ctime, ctime_settled)`` as listed; None for a mailbox not from a listing."""
+        return (self.ctime, self.ctime_settled) if self.ctime else None
 
     @property
     def ident(self) -> tuple[int, int] | None:

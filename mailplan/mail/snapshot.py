@@ -33,13 +33,16 @@ digest is SHA-1, not the SHA-256 of identities and windows: it guards against a 
 not an adversary, and it costs the old server less: the checks of a 300 MB read took
 1.4-1.7 s of the source's CPU with ``sha1sum``, 2.2-2.3 s with ``sha256sum`` (coreutils
 9.1, no SHA instructions used; the read itself 0.2 s).
-A file nothing wrote to since the read began needs no digest: apply reads the file's
-ctime before its read starts (one more command on the source's shell; no program can set
-a ctime back, unlike an mtime), and a check that finds it unchanged skips the digest (a
-ctime less than :data:`CTIME_SETTLED` seconds old then is not trusted: a write within
-one tick of the kernel's coarse clock would leave it as it was). So only a mailbox
-written to during its read, a spool taking deliveries, costs the old server a second
-pass over its bytes.
+A file nothing wrote to since the read began needs no digest: apply's listing of the
+mailboxes (its re-plan's, which precedes the read) printed each file's ctime (no
+program can set a ctime back, unlike an mtime), and a check that finds it unchanged
+skips the digest: unchanged since the listing is unchanged since the read began. A
+ctime less than :data:`CTIME_SETTLED` seconds old by the source's clock at the listing
+is not trusted (a write within one tick of the kernel's coarse clock would leave it as
+it was). A mailbox not from a listing (made by hand) has its ctime read by one more
+command before the read starts. The ctime is compared as ``find -printf %C@`` prints it
+(seconds and nanoseconds) both times. So only a mailbox written to since it was listed,
+a spool taking deliveries, costs the old server a second pass over its bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from collections.abc import Callable
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged, StepFailed
 from mailplan.facts.noatime import read_tools
+from mailplan.facts.source_mailbox import CTIME_SETTLED
 from mailplan.mail.windows import (
     NOT_A_FILE,
     NOT_LISTED,
@@ -73,10 +77,12 @@ _HASH_LINE = re.compile(rb"([0-9a-f]{40})  -\n")
 #: what a check prints instead when the file's ctime is still the one it had before the
 #: read began: nothing has written to it since, so the bytes read are the file's
 _UNCHANGED = b"unchanged\n"
-#: a file changed less than this many seconds before the read began (its ctime, by the
-#: source's clock) is hashed at every check all the same: a write within the same tick of
-#: the kernel's coarse clock would leave its ctime as it was
-CTIME_SETTLED = 2
+#: prints the opened file's ctime as the listing's find printed it (``%C@``, see
+#: :data:`mailplan.facts.mailboxes._FILE_FORMAT`): equal text, unchanged ctime, to the
+#: nanosecond (a file changed less than CTIME_SETTLED seconds before it was listed, by the
+#: source's clock, is hashed at every check all the same: a write within the same tick of
+#: the kernel's coarse clock would leave its ctime as it was)
+_CTIME = f"LC_ALL=C find -H {OPENED} -maxdepth 0 -printf %C@"
 
 
 class SnapshotStream:
@@ -86,7 +92,8 @@ class SnapshotStream:
                  noatime: bool | None = None,
                  run: Callable[[str], CommandResult] | None = None,
                  prior: tuple[str, str] | None = None, prior_at: int | None = None,
-                 ident: tuple[int, int] | None = None) -> None:
+                 ident: tuple[int, int] | None = None,
+                 ctime: tuple[str, bool] | None = None) -> None:
         """``noatime``: read with GNU dd, leaving the file's access time (None: as the
         host allows, :func:`mailplan.facts.noatime.read_tools`). ``prior``: for a read
         from a checkpoint, its digests of the file's first window and of the window
@@ -97,7 +104,10 @@ class SnapshotStream:
         that ends messages where the reads before it ended, as the checkpoint records:
         those offsets mean that only in the file it describes). ``ident``: the device
         and inode the listing found; every command then reads the file it opened only
-        if it is that one (:func:`mailplan.mail.windows.guarded`)."""
+        if it is that one (:func:`mailplan.mail.windows.guarded`). ``ctime``: with
+        ``ident``, the file's ctime as the listing printed it and whether it was settled
+        then (:attr:`~mailplan.facts.source_mailbox.SourceMailbox.listed_ctime`); None:
+        read here, by one more command, before the read starts."""
         self.conn, self.path, self.start, self.end, self.step = conn, path, start, end, step
         self.prior_at = start if prior_at is None else prior_at
         self.prior = prior if self.prior_at else None
@@ -106,10 +116,11 @@ class SnapshotStream:
         #: passes a long-lived source shell, so a check costs no shell start-up)
         self._run = run or conn.run
         self._noatime = read_tools(conn).dd if noatime is None else noatime
-        #: the file's ctime (``stat``'s text) before the read began, when it had not
+        #: the file's ctime (as _CTIME prints it) before the read began, when it had not
         #: changed for CTIME_SETTLED seconds: a check that finds it still so skips the
         #: digest (a read by name, a plan's, has none)
-        self._ctime = self._settled_ctime() if ident else None
+        self._ctime = None if not ident else self._settled_ctime() if ctime is None \
+            else ctime[0] if ctime[1] else None
         self._proc = conn.start_stream(self._reading(self._slice(start, end - start)))
         self._proc.close_stdin()
         self.seen = Windows(self._proc)  #: the size and the first and last 4 KiB read
@@ -193,18 +204,18 @@ class SnapshotStream:
         return check
 
     def _settled_ctime(self) -> str | None:
-        """The file's ctime as ``stat -c %z`` prints it, read before the read starts,
-        when the source's clock (``date +%s``) is CTIME_SETTLED seconds past it or more;
-        None otherwise, or when the command failed or printed something else (every
-        check then hashes the bytes read; the read says what went wrong)."""
-        res = self._run(self._reading(f"stat -L -c '%Z %z' {OPENED}; date +%s"))
-        line, _, clock = res.stdout.decode("ascii", "replace").partition("\n")
-        seconds, _, text = line.partition(" ")
+        """The file's ctime as _CTIME prints it, read before the read starts (for a
+        mailbox not from a listing), when the source's clock (``date +%s``) is
+        CTIME_SETTLED seconds past it or more; None otherwise, or when the command failed
+        or printed something else (every check then hashes the bytes read; the read says
+        what went wrong)."""
+        res = self._run(self._reading(f"{_CTIME}; echo; date +%s"))
+        text, _, clock = res.stdout.decode("ascii", "replace").partition("\n")
         try:
-            settled = int(clock) - int(seconds) >= CTIME_SETTLED
-        except ValueError:
+            settled = int(clock) - int(float(text)) >= CTIME_SETTLED
+        except (ValueError, OverflowError):
             return None
-        return text if settled and text and res.returncode == 0 else None
+        return text if settled and res.returncode == 0 else None
 
     def _region_taken(self) -> tuple[int, int, str]:
         """Where the bytes read since the last check start, where they end, and their
@@ -263,7 +274,7 @@ class SnapshotStream:
         before, width = self._prior_command()
         hashing = f"{self._slice(begin, stop - begin)} | sha1sum"
         if self._ctime is not None:  # nothing wrote to the file since the read began
-            hashing = (f"if [ \"$(stat -L -c %z {OPENED})\" = {join([self._ctime])} ]; then "
+            hashing = (f"if [ \"$({_CTIME})\" = {join([self._ctime])} ]; then "
                        f"echo {_UNCHANGED.decode().strip()}; else {hashing}; fi")
         check = self._run(self._reading(f"{before}{self._slice(self.start, len(head))}; "
                                         f"{self._slice(pos - len(tail), len(tail))}; "
