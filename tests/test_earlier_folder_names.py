@@ -25,7 +25,7 @@ from mailplan.mail.maildir import earlier_dirnames, folder_dirname
 # mailplan as it was before both rules: the folder's name as is, in every part
 EARLIER = """
 import sys
-import mailplan.facts.mailboxes as listing
+import mailplan.facts.source_mailbox as listing
 import mailplan.mail.maildir as maildir
 def earlier(folder, names="utf7"):
     return maildir._dirname(folder, names, inbox=False, tilde=False)
