@@ -434,11 +434,11 @@ def test_an_imports_read_has_the_files_ctime_from_the_listing_not_a_command(tmp_
 
     from mailplan.apply import apply_plan
     from mailplan.engine import make_plan, state_path_for
-    from mailplan.facts import mailboxes
+    from mailplan.facts import source_mailbox
     from mailplan.spec import load_spec
     from mailplan.state import State, locked
 
-    monkeypatch.setattr(mailboxes, "CTIME_SETTLED", 0)  # (written just now)
+    monkeypatch.setattr(source_mailbox, "CTIME_SETTLED", 0)  # (written just now)
     src = make_source(tmp_path / "source", [SourceAccount("ann", 1000, "Ann", "AnnPw1")])
     spool, work = src / "var/spool/mail/ann", src / "home/ann/mail/Work"
     spool.write_bytes(INBOX)

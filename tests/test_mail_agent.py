@@ -1358,9 +1358,8 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
 
     from mailplan.connectors.local import LocalConnector
     from mailplan.errors import SourceChanged
-    from mailplan.facts import mailboxes
+    from mailplan.facts import source_mailbox
     from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
-    from mailplan.mail import snapshot
     from mailplan.mail.snapshot import SnapshotStream
 
     msgs = [SEP + b"Subject: m%d\n\n" % i + b"line %d of a long message\n" % i * 120 + b"\n"
@@ -1372,8 +1371,7 @@ def test_a_rewrite_that_overtakes_the_read_after_a_check_passed_shows_no_spliced
     originals = {b for _e, b in read_mbox(io.BytesIO(spool.read_bytes()))[0]}
     conn, said = LocalConnector("oldmail"), []
     # (written just now: settled only for this test)
-    monkeypatch.setattr(mailboxes, "CTIME_SETTLED", 0)
-    monkeypatch.setattr(snapshot, "CTIME_SETTLED", 0)
+    monkeypatch.setattr(source_mailbox, "CTIME_SETTLED", 0)
     (mb,), _notes = list_source_mailboxes(conn, [MailboxRef("d.example", "u", "u", str(spool),
                                                             str(tmp_path / "no"))])
     assert mb.ctime_settled and mb.size == spool.stat().st_size
@@ -1439,7 +1437,8 @@ def test_a_mailbox_nothing_writes_to_during_its_read_is_not_hashed_twice(tmp_pat
     first, and the same holds. Every message is imported either way."""
     from mailplan.connectors.local import LocalConnector
     from mailplan.facts.mailboxes import MailboxRef, list_source_mailboxes
-    from mailplan.mail.snapshot import CTIME_SETTLED, SnapshotStream
+    from mailplan.facts.source_mailbox import CTIME_SETTLED
+    from mailplan.mail.snapshot import SnapshotStream
 
     msgs = [SEP + b"Subject: m%d\n\n" % i + b"body %d\n" % i * 200 + b"\n" for i in range(2000)]
     spool = tmp_path / "spool"

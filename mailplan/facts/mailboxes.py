@@ -35,10 +35,10 @@ from mailplan.facts.notes import (
     MailboxNote,
 )
 from mailplan.facts.source_mailbox import (
-    CTIME_SETTLED,
     SETTLED_AFTER,
     MailboxRef,
     SourceMailbox,
+    ctime_settled,
 )
 from mailplan.mail.maildir import FolderNameError, is_inbox, source_folder
 from mailplan.remote import run_batch
@@ -193,14 +193,11 @@ class _Found:
         # the ctime, and whether nothing could write to the file since without changing it
         # (the source's clock, read before find looked, CTIME_SETTLED seconds past it)
         ctime = self.ctimes.get(path, "")
-        try:
-            ctime_settled = self.source_clock and int(self.now) - int(float(ctime)) \
-                >= CTIME_SETTLED
-        except (ValueError, OverflowError):  # not printed: apply's read hashes what it read
-            ctime, ctime_settled = "", False
+        aged = ctime_settled(ctime, self.now)
         return SourceMailbox(ref.domain, ref.user, folder, path, size, mtime, inode,
-                             settled, device=device, locked=locked, ctime=ctime,
-                             ctime_settled=ctime_settled, **kw)
+                             settled, device=device, locked=locked,
+                             ctime="" if aged is None else ctime,
+                             ctime_settled=bool(aged and self.source_clock), **kw)
 
     def add(self, out: tuple[list[SourceMailbox], list[MailboxNote]], ref: MailboxRef,
             folder: str, path: str, **kw: bool) -> bool:

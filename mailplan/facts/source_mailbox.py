@@ -20,6 +20,16 @@ SETTLED_AFTER = 300
 CTIME_SETTLED = 2
 
 
+def ctime_settled(ctime: str, clock: str | float) -> bool | None:
+    """Whether ``ctime`` (as ``find -printf %C@`` prints it) is CTIME_SETTLED seconds old
+    or more by ``clock``, the source's (``date +%s``; whole seconds); None when either is
+    no time (not printed: every check of the read then hashes what it read)."""
+    try:
+        return int(clock) - int(float(ctime)) >= CTIME_SETTLED
+    except (ValueError, OverflowError):
+        return None
+
+
 @dataclass(frozen=True)
 class MailboxRef:
     """Where one user's mail lives on the source."""

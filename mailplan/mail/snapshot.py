@@ -55,7 +55,7 @@ from collections.abc import Callable
 from mailplan.connectors.base import CommandResult, Connector
 from mailplan.errors import ConnectionLost, SourceChanged, StepFailed
 from mailplan.facts.noatime import read_tools
-from mailplan.facts.source_mailbox import CTIME_SETTLED
+from mailplan.facts.source_mailbox import ctime_settled
 from mailplan.mail.windows import (
     NOT_A_FILE,
     NOT_LISTED,
@@ -211,11 +211,7 @@ class SnapshotStream:
         what went wrong)."""
         res = self._run(self._reading(f"{_CTIME}; echo; date +%s"))
         text, _, clock = res.stdout.decode("ascii", "replace").partition("\n")
-        try:
-            settled = int(clock) - int(float(text)) >= CTIME_SETTLED
-        except (ValueError, OverflowError):
-            return None
-        return text if settled and res.returncode == 0 else None
+        return text if ctime_settled(text, clock) and res.returncode == 0 else None
 
     def _region_taken(self) -> tuple[int, int, str]:
         """Where the bytes read since the last check start, where they end, and their
