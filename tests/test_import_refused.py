@@ -201,15 +201,7 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
     out = said.read_text()
     assert proc.returncode == 143, out + err
     assert err.startswith("Error: apply interrupted by SIGTERM after "), err
-    assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
-        "Work: " in err and "chown -R" in err and str(work) in err, err
-    failed = [line for line in out.splitlines() if line.startswith("    failed: ")]
-    assert len(failed) == 1 and f"+ mailbox alice@{domain} Work: " in failed[0] and \
-        "chown -R" in failed[0], out
-    assert "  failed: 1" in out and "  not finished: " in out, out
-    assert _count(work) == 0
-    state = json.loads((tmp_path / "m.state.json").read_text())
-    assert state["history"][-1]["result"] == "interrupted"
+    _refusal_said_at_the_stop(tmp_path, domain, work, out, err, "  not finished: ")
 
 
 @ROOT_ONLY
@@ -267,15 +259,7 @@ def test_a_stop_while_a_retry_waits_says_the_refusal_met_before_it(tmp_path, ssh
     assert proc.returncode == 143, out + seen + err
     # the retry's warning (before the stop) is not what is checked: the closing error
     error = err[err.index("Error: apply interrupted by SIGTERM after "):]
-    assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
-        "Work: " in error and "chown -R" in error and str(work) in error, seen + err
-    failed = [line for line in out.splitlines() if line.startswith("    failed: ")]
-    assert len(failed) == 1 and f"+ mailbox alice@{domain} Work: " in failed[0] and \
-        "chown -R" in failed[0], out
-    assert "  failed: 1" in out and "not finished: 1 change(s)" in out, out
-    assert _count(work) == 0
-    state = json.loads((tmp_path / "m.state.json").read_text())
-    assert state["history"][-1]["result"] == "interrupted"
+    _refusal_said_at_the_stop(tmp_path, domain, work, out, error, "not finished: 1 change(s)")
 
 
 def test_a_refusal_then_a_stopping_failure_names_each_for_its_own_mailbox(tmp_path, monkeypatch):
@@ -495,3 +479,20 @@ def test_a_retry_that_gives_up_after_a_failed_replan_names_the_refusal(tmp_path,
     assert f"also not imported: 1 mailbox(es) the writer refused:\n    {case.work.address}: " \
         f"{case.refusal.reason}\n" in text, text
     assert watch.summary.failed[0] == f"+ mailbox {case.work.address}: {case.refusal}"
+
+
+def _refusal_said_at_the_stop(tmp_path: Path, domain: str, work: Path, out: str,
+                              error: str, unfinished: str) -> None:
+    """What an apply stopped by SIGTERM after alice's Work was refused says: the closing
+    ``error`` names the refusal and its ``chown`` remedy, the summary (``out``) gives
+    Work as failed with it, the rest as ``unfinished``; nothing imported into Work, the
+    run recorded as interrupted."""
+    assert f"also not imported: 1 mailbox(es) the writer refused:\n    alice@{domain} " \
+        "Work: " in error and "chown -R" in error and str(work) in error, error
+    failed = [line for line in out.splitlines() if line.startswith("    failed: ")]
+    assert len(failed) == 1 and f"+ mailbox alice@{domain} Work: " in failed[0] and \
+        "chown -R" in failed[0], out
+    assert "  failed: 1" in out and unfinished in out, out
+    assert _count(work) == 0
+    state = json.loads((tmp_path / "m.state.json").read_text())
+    assert state["history"][-1]["result"] == "interrupted"

@@ -27,6 +27,17 @@ def listed(path: Path, data: bytes) -> SourceMailbox:
                          st.st_mtime, st.st_ino, settled=True)
 
 
+def counted(conn: LocalConnector, streams: list[str], monkeypatch: pytest.MonkeyPatch
+            ) -> None:
+    """Have ``conn`` add the command of each stream it starts to ``streams``."""
+    start_stream = conn.start_stream
+
+    def counting(command: str, **kw: object) -> object:
+        streams.append(command)
+        return start_stream(command, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(conn, "start_stream", counting)
+
+
 def sudo_that_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``sudo`` first on PATH that says what sudo says on a host whose own name does
     not resolve (exit 0, the command run), then runs the command."""
@@ -56,12 +67,7 @@ def test_a_mailbox_that_grows_while_tar_reads_it_is_read_again_alone(tmp_path, m
                  b"".join(message(i, 2000) for i in range(4000)))
     quiet = [listed(tmp_path / name, message(1) + message(2)) for name in ("a", "b")]
     conn, streams = LocalConnector("old", sudo=sudo), []
-    start_stream = conn.start_stream
-
-    def counted(command: str, **kw: object) -> object:
-        streams.append(command)
-        return start_stream(command, **kw)  # type: ignore[arg-type]
-    monkeypatch.setattr(conn, "start_stream", counted)
+    counted(conn, streams, monkeypatch)
     scan_stream = mailbox_scan._scan_stream
 
     def delivered_during(stream: object, mb: SourceMailbox, *args: object) -> object:
@@ -83,12 +89,7 @@ def test_a_line_sudo_writes_does_not_throw_the_shared_read_away(tmp_path, monkey
     sudo_that_warns(tmp_path, monkeypatch)
     boxes = [listed(tmp_path / name, message(1) + message(2)) for name in ("a", "b")]
     conn, streams = LocalConnector("old", sudo=True), []
-    start_stream = conn.start_stream
-
-    def counted(command: str, **kw: object) -> object:
-        streams.append(command)
-        return start_stream(command, **kw)  # type: ignore[arg-type]
-    monkeypatch.setattr(conn, "start_stream", counted)
+    counted(conn, streams, monkeypatch)
     scans = scan_mailboxes(conn, [(mb, 0, set()) for mb in boxes], mboxrd=False)
     assert [(s.error, s.total) for s in scans] == [(None, 2)] * 2
     assert len(streams) == 1, streams
