@@ -164,12 +164,7 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
     import sys
     import time
 
-    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
-    work = domain_dir / "alice" / "Maildir" / ".Work"
-    for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
-        (work / sub).mkdir(mode=0o700)
-    (src / "home/alice/mail").mkdir(parents=True)
-    (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
+    src, spec, domain, work = _work_restored_as_root(tmp_path, sshd, reachable)
     (src / "home/alice/mail/Zed").write_bytes(msgs("Zed", 5000))
     (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5000))
     log, said = tmp_path / "apply.log", tmp_path / "apply.out"
@@ -184,7 +179,7 @@ def test_sigterm_after_a_refusal_says_the_refused_mailbox_failed_with_its_remedy
                 not (path.exists() and text in path.read_text()):
             time.sleep(0.02)
 
-    held = os.open(domain_dir / "bob" / "Maildir", os.O_RDONLY | os.O_DIRECTORY)
+    held = os.open(work.parents[2] / "bob" / "Maildir", os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # bob's first sync waits for it
         with said.open("w") as out_file:
@@ -219,12 +214,7 @@ def test_a_stop_while_a_retry_waits_says_the_refusal_met_before_it(tmp_path, ssh
     import yaml
     from writer_hold import writer_hold
 
-    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
-    work = domain_dir / "alice" / "Maildir" / ".Work"
-    for sub in ("", "cur", "new", "tmp"):  # restored from a backup as root
-        (work / sub).mkdir(mode=0o700)
-    (src / "home/alice/mail").mkdir(parents=True)
-    (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
+    src, spec, domain, work = _work_restored_as_root(tmp_path, sshd, reachable)
     (src / "var/spool/mail/bob").write_bytes(msgs("bob", 5000))  # three batches
     hold = writer_hold(tmp_path)
     data = yaml.safe_load(spec.read_text())
@@ -496,3 +486,17 @@ def _refusal_said_at_the_stop(tmp_path: Path, domain: str, work: Path, out: str,
     assert _count(work) == 0
     state = json.loads((tmp_path / "m.state.json").read_text())
     assert state["history"][-1]["result"] == "interrupted"
+
+
+def _work_restored_as_root(tmp_path: Path, sshd: object, reachable: object
+                           ) -> tuple[Path, Path, str, Path]:
+    """:func:`_two_users` with alice's Maildir folder ``.Work`` restored from a backup as
+    root (the writer refuses it) and her source folder Work of 2 messages: the source,
+    the spec, the domain and that folder."""
+    src, spec, domain_dir, domain = _two_users(tmp_path, sshd, reachable)
+    work = domain_dir / "alice" / "Maildir" / ".Work"
+    for sub in ("", "cur", "new", "tmp"):
+        (work / sub).mkdir(mode=0o700)
+    (src / "home/alice/mail").mkdir(parents=True)
+    (src / "home/alice/mail/Work").write_bytes(msgs("Work", 2))
+    return src, spec, domain, work
